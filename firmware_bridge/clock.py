@@ -1,0 +1,122 @@
+"""The two clocks every room shares.
+
+The *liveness* clock is the real monotonic clock: heartbeats, serial deadlines and
+timeouts run on it and it is never scaled. The *clinical* clock drives dose integration,
+titration and wean windows and 24-hour caps: real, scaled (a demo at 60x or more) or
+virtual (tests, scenario runner). Neither is ever the wall clock, which can jump.
+
+The clocks live here, in the lowest room, because the simulated pump, the safety process
+and the controller must all agree on clinical time. A scaled clock is defined by an origin
+on ``time.monotonic()`` (system-wide on Linux) and a scale, so several processes given the
+same two numbers read the same clinical time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Anything that tells the time in seconds on a monotonic scale."""
+
+    def now(self) -> float: ...
+
+    def to_real_seconds(self, clinical_seconds: float) -> float:
+        """How long a real sleep lasts that spans ``clinical_seconds`` on this clock."""
+        ...
+
+
+class MonotonicClock:
+    """The liveness clock, and the clinical clock of a real-time run."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def to_real_seconds(self, clinical_seconds: float) -> float:
+        return clinical_seconds
+
+
+@dataclass(frozen=True)
+class ScaledClock:
+    """Clinical time running ``scale`` times faster than real time.
+
+    ``origin_real`` is a ``time.monotonic()`` reading; clinical time at that instant is
+    ``origin_clinical``. Pass both numbers to another process to share the clock.
+    """
+
+    scale: float
+    origin_real: float
+    origin_clinical: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.scale > 0 and self.scale < 1e7):
+            raise ValueError(f"clock scale must be > 0 and < 1e7, got {self.scale}")
+
+    @classmethod
+    def starting_now(cls, scale: float, origin_clinical: float = 0.0) -> ScaledClock:
+        return cls(scale=scale, origin_real=time.monotonic(), origin_clinical=origin_clinical)
+
+    def now(self) -> float:
+        return self.origin_clinical + (time.monotonic() - self.origin_real) * self.scale
+
+    def to_real_seconds(self, clinical_seconds: float) -> float:
+        return clinical_seconds / self.scale
+
+    def spec(self) -> str:
+        """A string another process turns back into this clock (see ``clock_from_spec``)."""
+        return f"scaled:{self.scale!r}:{self.origin_real!r}:{self.origin_clinical!r}"
+
+
+class VirtualClock:
+    """A clock that moves only when told to: tests and the one-process scenario runner."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def to_real_seconds(self, clinical_seconds: float) -> float:
+        return 0.0
+
+    def advance(self, seconds: float) -> float:
+        if not seconds >= 0:
+            raise ValueError(f"a clock only moves forward; advance({seconds}) refused")
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def advance_to(self, when: float) -> float:
+        with self._lock:
+            if when > self._now:
+                self._now = when
+            return self._now
+
+
+def clock_from_spec(spec: str) -> Clock:
+    """Rebuild a clock from ``real``, ``scaled:SCALE:ORIGIN_REAL[:ORIGIN_CLINICAL]``.
+
+    Lets a parent process hand its clinical clock to children on the command line.
+    """
+    if spec in ("", "real", "monotonic"):
+        return MonotonicClock()
+    kind, _, rest = spec.partition(":")
+    if kind == "scaled":
+        parts = rest.split(":")
+        if len(parts) not in (1, 2, 3):
+            raise ValueError(f"clock spec {spec!r}: expected scaled:SCALE[:ORIGIN[:CLINICAL]]")
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError as exc:
+            raise ValueError(f"clock spec {spec!r}: not a number ({exc})") from None
+        scale = numbers[0]
+        origin = numbers[1] if len(numbers) > 1 else time.monotonic()
+        clinical = numbers[2] if len(numbers) > 2 else 0.0
+        return ScaledClock(scale=scale, origin_real=origin, origin_clinical=clinical)
+    raise ValueError(f"clock spec {spec!r}: expected 'real' or 'scaled:SCALE:ORIGIN'")
