@@ -94,8 +94,7 @@ class VirtualClock:
 
     def advance_to(self, when: float) -> float:
         with self._lock:
-            if when > self._now:
-                self._now = when
+            self._now = max(self._now, when)
             return self._now
 
 
