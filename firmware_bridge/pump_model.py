@@ -179,7 +179,8 @@ class SimulatedPump:
             near_empty_ml if near_empty_ml is not None else 0.1 * self._syringe.volume_ml
         )
         self.ignore_first_command_after_power_up = ignore_first_command_after_power_up
-        self._ignore_next_command = False
+        # Building the model is switching the pump on: the first command counts too.
+        self._ignore_next_command = ignore_first_command_after_power_up
 
         self._t = clock.now()
         self._running = False
