@@ -1,0 +1,1 @@
+"""One module per ``pumpctl`` sub-command; ``controller.cli`` wires them together."""

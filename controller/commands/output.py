@@ -1,0 +1,53 @@
+"""How every sub-command reports: plain text for people, one JSON object for scripts.
+
+Exit codes are shared by every command: 0 done (warnings possible), 1 a check or an
+expectation failed, 2 bad input or usage, 3 refused by the library or the safety rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+#: what each command module's ``add_parser`` receives
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[Any]
+else:
+    SubParsers = argparse._SubParsersAction
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+
+
+class CommandError(Exception):
+    """Ends a command with a clear message, a reason code and an exit code."""
+
+    def __init__(self, code: str, message: str, exit_code: int, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+        self.field = field
+
+
+def bad_input(message: str, field: str | None = None, code: str = "bad_input") -> NoReturn:
+    raise CommandError(code, message, EXIT_BAD_INPUT, field)
+
+
+def report_error(error: CommandError, as_json: bool) -> int:
+    if as_json:
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+        if error.field:
+            body["field"] = error.field
+        print(json.dumps({"error": body}))
+    else:
+        print(f"pumpctl: {error.message}", file=sys.stderr)
+    return error.exit_code
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=None, sort_keys=False, default=str))
