@@ -14,6 +14,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+#: readings that differ by less than this are the same instant (float subtraction of two
+#: clock readings can land a hair short of a threshold the inputs meet exactly)
+_CLOCK_EPSILON_S = 1e-9
+
 
 @dataclass(frozen=True)
 class DebounceEdge:
@@ -48,7 +52,8 @@ class Debouncer:
         if raw != self._candidate or self._candidate_since is None:
             self._candidate = raw
             self._candidate_since = now
-        if self._candidate != self._stable and now - self._candidate_since >= self._debounce_s:
+        held = now - self._candidate_since
+        if self._candidate != self._stable and held >= self._debounce_s - _CLOCK_EPSILON_S:
             self._stable = self._candidate
             return DebounceEdge(active=self._stable, time=now)
         return None
