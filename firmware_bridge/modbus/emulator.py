@@ -1,0 +1,497 @@
+"""A Modbus pump on the wire: pymodbus serves ``SimulatedPump`` through a register map.
+
+Modbus TCP on a socket, Modbus RTU on a pty or a real serial port. What reaches the pump
+physics goes through ``device.PumpRegisters`` (reads from the model's snapshot, writes
+act on the model, refusals become exception replies); this module deals with the wire:
+addressing, wire faults, the comms-timeout watchdog tick and logging.
+
+How pymodbus 3.16 is used, and why:
+
+- the datastore is a ``ModbusServerContext`` subclass whose ``async_getValues`` /
+  ``async_setValues`` call ``PumpRegisters``. pymodbus 3.16 accepts such a context
+  through its "old simulator" path (``context.old_simulator``) and hands it the function
+  code, address and values of each request; its newer ``SimDevice`` model keeps its own
+  register store, which would let reads drift from the physics.
+- each connection's request handler is our ``ServerRequestHandler`` subclass. It queues
+  every decoded request and answers them one at a time (pymodbus would run them as
+  concurrent tasks sharing one ``last_pdu``, which mixes up replies once a reply is
+  delayed), and it builds and sends each reply itself so wire faults apply per request.
+
+Wire faults (``firmware_bridge.faults.WireFaults``), consumed once per request addressed
+to this pump:
+
+- drop: not executed, no reply. silent: same, for as long as it is on.
+- lose_ack: executed, reply discarded.
+- corrupt: executed, one reply byte flipped. On RTU a payload byte (the CRC then fails,
+  as with line noise). On TCP there is no checksum and TCP's own makes a flipped payload
+  bit practically impossible, so we flip the MBAP protocol identifier instead: a framing
+  error any client can detect (pymodbus' client, which waits for more bytes, sees a
+  timeout).
+- delay: the reply leaves ``delay`` seconds (real time) later; later requests wait.
+- garbage: not executed, 8-16 random bytes come back.
+- disconnect: TCP: every client connection is closed (the listener stays, so a client
+  can reconnect). pty: the pty closes and a new one appears behind the same path (a USB
+  adapter pulled and plugged back). Real serial port: a serial line has no hang-up, so we
+  approximate with 1 s of silence.
+
+Addressing: RTU answers ``device_id`` only; broadcasts (address 0) are executed without
+a reply and other addresses are ignored, as on a shared RS-485 line. TCP answers unit id
+``device_id`` and 255 (Modbus Messaging on TCP/IP v1.0b: 0xFF for a directly reached
+device); another unit id gets exception 0B, as from a gateway without that device.
+Only the data functions 1, 2, 3, 4, 5, 6, 15, 16, 22, 23 are served; any other function
+gets exception 01 ILLEGAL FUNCTION.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.base import ModbusBaseServer
+from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.transaction import TransactionManager
+
+from firmware_bridge.faults import ReplyAction, WireFaults
+from firmware_bridge.modbus.device import PumpRegisters
+from firmware_bridge.modbus.frames import ExceptionCode
+from firmware_bridge.modbus.pty_line import PtyLine, PtyTransport
+from firmware_bridge.modbus.register_map import (
+    RegisterMap,
+    Table,
+    load_register_map,
+    resolve_map_path,
+)
+from firmware_bridge.pump_model import SimulatedPump
+
+#: function code -> the table it addresses
+_FC_TABLE: dict[int, Table] = {
+    1: Table.COIL,
+    5: Table.COIL,
+    15: Table.COIL,
+    2: Table.DISCRETE_INPUT,
+    3: Table.HOLDING,
+    6: Table.HOLDING,
+    16: Table.HOLDING,
+    22: Table.HOLDING,
+    23: Table.HOLDING,
+    4: Table.INPUT,
+}
+SUPPORTED_FUNCTIONS = frozenset(_FC_TABLE)
+TCP_DIRECT_UNIT = 0xFF
+#: how often the watchdog, the stop flag and disconnect requests are looked at
+_TICK_S = 0.02
+#: a "disconnect" on a real serial port: this long without replies
+_SERIAL_DISCONNECT_SILENCE_S = 1.0
+
+
+class ModbusEmulatorError(RuntimeError):
+    """The emulator could not start (bad arguments, port in use, serial port missing)."""
+
+
+@dataclass
+class _Emulation:
+    """What every connection of one emulator shares."""
+
+    regs: PumpRegisters
+    wire: WireFaults
+    device_id: int
+    is_tcp: bool
+    log: Callable[[str], None]
+    context: _PumpContext = field(init=False)
+    handlers: set[_PumpHandler] = field(default_factory=set)
+    mute_until: float = 0.0  # liveness time; a real serial port's "disconnect"
+
+    def __post_init__(self) -> None:
+        self.context = _PumpContext(self.regs)
+
+
+class _PumpContext(ModbusServerContext):
+    """The datastore pymodbus reads and writes: the pump's registers, nothing stored."""
+
+    def __init__(self, regs: PumpRegisters) -> None:  # no super(): nothing to store
+        self.old_simulator = True  # pymodbus 3.16 then uses this object as it is
+        self.simdevices = []
+        self.regs = regs
+        self._echo: tuple[int, int, list[int] | list[bool]] | None = None
+
+    async def async_getValues(  # noqa: N802 - pymodbus' name
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        if func_code in (5, 6) and self._echo and self._echo[:2] == (func_code, address):
+            # a single write is answered with an echo of the request (MODBUS v1.1b3,
+            # 6.5/6.6), not with what the register reads afterwards (a command coil
+            # reads 0 again at once)
+            return self._echo[2]
+        table = _FC_TABLE.get(func_code)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        result: list[int] | list[bool] | ExceptionCode
+        if table.is_bit:
+            result = self.regs.read_bits(table, address, count)
+        else:
+            result = self.regs.read_registers(table, address, count)
+        return ExcCodes(int(result)) if isinstance(result, ExceptionCode) else result
+
+    async def async_setValues(  # noqa: N802 - pymodbus' name
+        self,
+        device_id: int,
+        func_code: int,
+        address: int,
+        values: Sequence[int] | Sequence[bool],
+    ) -> ExcCodes | None:
+        self._echo = None
+        table = _FC_TABLE.get(func_code)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if table.is_bit:
+            result = self.regs.write_bits(table, address, [bool(v) for v in values])
+        else:
+            result = self.regs.write_registers(table, address, [int(v) for v in values])
+        if result is not None:
+            return ExcCodes(int(result))
+        if func_code in (5, 6):
+            echo: list[int] | list[bool] = (
+                [bool(v) for v in values] if func_code == 5 else [int(v) for v in values]
+            )
+            self._echo = (func_code, address, echo)
+        return None
+
+    def device_ids(self) -> list[int]:
+        return [0]
+
+
+def _describe(pdu: ModbusPDU) -> str:
+    parts = [f"dev={pdu.dev_id}", f"fc={pdu.function_code:#04x}", type(pdu).__name__]
+    for name in ("address", "count", "registers", "bits", "exception_code"):
+        value = getattr(pdu, name, None)
+        if name in ("count", "exception_code") and not value:
+            continue
+        if value not in (None, []):
+            if name == "bits":
+                value = [int(b) for b in value]
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """A frame with a function code pymodbus cannot decode: answered with 01."""
+
+    function_code: int
+    dev_id: int
+    transaction_id: int
+
+
+class _PumpHandler(ServerRequestHandler):
+    """One client connection (TCP) or the serial line (RTU)."""
+
+    def __init__(self, owner: _ServerMixin) -> None:
+        super().__init__(owner, None, None, None)  # type: ignore[no-untyped-call]
+        self._emu = owner.emulation
+        self._queue: asyncio.Queue[tuple[ModbusPDU | _Undecodable, tuple[str, int] | None]]
+        self._queue = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ connection
+    def callback_connected(self) -> None:
+        super().callback_connected()
+        self._emu.handlers.add(self)
+        self._worker = self.loop.create_task(self._serve())
+        self._emu.log("link: client connected" if self._emu.is_tcp else "link: line open")
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        super().callback_disconnected(exc)
+        self._forget()
+        self._emu.log(f"link: client disconnected ({exc or 'closed'})")
+
+    def _forget(self) -> None:
+        self._emu.handlers.discard(self)
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+
+    def drop(self) -> None:
+        """Disconnect fault: close this connection now."""
+        self._forget()
+        self.close()
+
+    # ------------------------------------------------------------ receiving
+    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
+        try:
+            used = TransactionManager.callback_data(self, data, addr)
+        except ModbusIOException as exc:
+            fcode = 0 if exc.fcode is None else exc.fcode
+            dev_id = exc.dev_id or 0
+            tid = exc.transaction_id or 0
+            self._queue.put_nowait((_Undecodable(fcode, dev_id, tid), addr))
+            return len(data)
+        if self.last_pdu is not None:
+            self._queue.put_nowait((self.last_pdu, self.last_addr))
+        return int(used)
+
+    async def _serve(self) -> None:
+        while True:
+            pdu, addr = await self._queue.get()
+            try:
+                await self._answer(pdu, addr)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let one request kill the line
+                self._emu.log(f"error: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------ answering
+    async def _answer(
+        self, pdu: ModbusPDU | _Undecodable, addr: tuple[str, int] | None
+    ) -> None:
+        emu = self._emu
+        unit = pdu.dev_id
+        broadcast = not emu.is_tcp and unit == 0
+        gateway_miss = emu.is_tcp and unit not in (emu.device_id, TCP_DIRECT_UNIT)
+        if isinstance(pdu, _Undecodable):
+            what = f"dev={unit} fc={pdu.function_code:#04x} (unknown function)"
+        else:
+            what = f"{self._request_hex(pdu)}  {_describe(pdu)}"
+        if not emu.is_tcp and unit not in (emu.device_id, 0):
+            emu.log(f"rx {what}  -> not this pump's address, ignored")
+            return
+        emu.log(f"rx {what}")
+        if time.monotonic() < emu.mute_until:
+            emu.log("fault disconnect: line dead, no reply")
+            return
+        action = emu.wire.next_action()
+        if action in (ReplyAction.DROP_REQUEST, ReplyAction.SILENT):
+            emu.log(f"fault {action.value}: not executed, no reply")
+            return
+        if action is ReplyAction.GARBAGE:
+            junk = os.urandom(8 + os.urandom(1)[0] % 9)
+            emu.log(f"fault garbage: not executed, tx {junk.hex(' ')}")
+            self.send(junk, addr)
+            return
+
+        response = await self._execute(pdu, gateway_miss)
+        emu.regs.note_request()
+        if broadcast:
+            emu.log("broadcast: executed, no reply")
+            return
+        response.transaction_id = pdu.transaction_id
+        response.dev_id = unit
+        frame = self.framer.buildFrame(response)
+        if action is ReplyAction.LOSE_ACK:
+            emu.log(f"fault lose_ack: executed, reply {frame.hex(' ')} discarded")
+            return
+        if action is ReplyAction.CORRUPT:
+            frame = _corrupt(frame, emu.is_tcp)
+            emu.log("fault corrupt: one reply byte flipped")
+        delay = emu.wire.delay_s
+        if delay > 0:
+            emu.log(f"fault delay: reply held {delay:g} s")
+            await asyncio.sleep(delay)
+        if not self.transport:
+            emu.log("reply not sent: the link closed meanwhile")
+            return
+        self.send(frame, addr)
+        emu.log(f"tx {frame.hex(' ')}  {_describe(response)}")
+
+    async def _execute(self, pdu: ModbusPDU | _Undecodable, gateway_miss: bool) -> ModbusPDU:
+        if isinstance(pdu, _Undecodable) or pdu.function_code not in SUPPORTED_FUNCTIONS:
+            return ExceptionResponse(pdu.function_code & 0x7F, ExcCodes.ILLEGAL_FUNCTION)
+        if gateway_miss:
+            return ExceptionResponse(pdu.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
+        try:
+            response: ModbusPDU = await pdu.datastore_update(self._emu.context, pdu.dev_id)
+        except Exception as exc:
+            self._emu.log(f"error: {type(exc).__name__}: {exc}; answering 04")
+            response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
+        return response
+
+    def _request_hex(self, pdu: ModbusPDU) -> str:
+        try:
+            return bytes(self.framer.buildFrame(pdu)).hex(" ")
+        except Exception:
+            return "(not re-encodable)"
+
+
+def _corrupt(frame: bytes, is_tcp: bool) -> bytes:
+    data = bytearray(frame)
+    if is_tcp:
+        data[2] ^= 0x01  # MBAP protocol identifier: must be 0
+    else:
+        data[len(data) - 3] ^= 0x01  # last PDU byte before the CRC
+    return bytes(data)
+
+
+class _ServerMixin(ModbusBaseServer):
+    emulation: _Emulation
+
+    def callback_new_connection(self) -> _PumpHandler:
+        return _PumpHandler(self)
+
+
+class _TcpServer(_ServerMixin, ModbusTcpServer):
+    pass
+
+
+class _SerialServer(_ServerMixin, ModbusSerialServer):
+    pass
+
+
+# ---------------------------------------------------------------------- entry point
+def serve_modbus(
+    pump: SimulatedPump,
+    wire: WireFaults,
+    *,
+    map_path: str | None,
+    tcp: tuple[str, int] | None,
+    serial_port: str | None,
+    use_pty: bool,
+    device_id: int,
+    baud: int,
+    announce: Callable[[str], None],
+    log: Callable[[str], None],
+    stop: threading.Event,
+) -> None:
+    """Serve ``pump`` until ``stop`` is set.
+
+    Exactly one of ``tcp=(host, port)`` (port 0: any free port), ``serial_port`` or
+    ``use_pty``. ``announce`` is called once with where to connect ("host:port" or a
+    device path); ``log`` with every request, reply and fault. Blocks, so run it in a
+    thread; everything it opened is closed when it returns.
+    """
+    chosen = [tcp is not None, serial_port is not None, bool(use_pty)]
+    if sum(chosen) != 1:
+        raise ModbusEmulatorError(
+            "serve_modbus needs exactly one of tcp=(host, port), serial_port=PATH, use_pty=True"
+        )
+    if not 1 <= device_id <= 247:
+        raise ModbusEmulatorError(f"Modbus device id must be 1-247, got {device_id}")
+    if tcp is not None and not 0 <= tcp[1] <= 65535:
+        raise ModbusEmulatorError(f"TCP port must be 0-65535, got {tcp[1]}")
+    if serial_port is not None and baud <= 0:
+        raise ModbusEmulatorError(f"baud must be positive, got {baud}")
+    regmap = load_register_map(resolve_map_path(map_path))
+    asyncio.run(
+        _serve(
+            pump,
+            wire=wire,
+            regmap=regmap,
+            tcp=tcp,
+            serial_port=serial_port,
+            device_id=device_id,
+            baud=baud,
+            announce=announce,
+            log=log,
+            stop=stop,
+        )
+    )
+
+
+async def _serve(
+    pump: SimulatedPump,
+    *,
+    wire: WireFaults,
+    regmap: RegisterMap,
+    tcp: tuple[str, int] | None,
+    serial_port: str | None,
+    device_id: int,
+    baud: int,
+    announce: Callable[[str], None],
+    log: Callable[[str], None],
+    stop: threading.Event,
+) -> None:
+    emu = _Emulation(PumpRegisters(pump, regmap), wire, device_id, tcp is not None, log)
+    line: PtyLine | None = None
+    pty_transport: PtyTransport | None = None
+    server: _TcpServer | _SerialServer
+    loop = asyncio.get_running_loop()
+    try:
+        if tcp is not None:
+            server = _TcpServer(_PumpContext(emu.regs), address=tcp)
+            server.emulation = emu
+            await _listen(server, f"TCP {tcp[0]}:{tcp[1]}")
+            sock = server.transport.sockets[0]  # type: ignore[attr-defined]
+            port = sock.getsockname()[1]
+            host = tcp[0] or "0.0.0.0"
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        elif serial_port is not None:
+            server = _SerialServer(
+                _PumpContext(emu.regs),
+                port=serial_port,
+                baudrate=baud,
+                parity=regmap.link.parity,
+                stopbits=regmap.link.stop_bits,
+                bytesize=8,
+            )
+            server.emulation = emu
+            await _listen(server, f"serial port {serial_port}")
+            where = serial_port
+        else:
+            line = PtyLine()
+            server = _SerialServer(_PumpContext(emu.regs), port="")
+            server.emulation = emu
+            the_line = line
+
+            async def create_pty() -> tuple[PtyTransport, asyncio.BaseProtocol]:
+                nonlocal pty_transport
+                protocol = server.handle_new_connection()
+                pty_transport = PtyTransport(loop, the_line, protocol)
+                pty_transport.start()
+                return pty_transport, protocol
+
+            server.call_create = create_pty
+            await _listen(server, "pty")
+            where = line.path
+        log(
+            f"modbus {'TCP' if emu.is_tcp else 'RTU'} emulator: {regmap.device.model}, "
+            f"device id {device_id}, at {where}"
+        )
+        announce(where)
+        while not stop.is_set():
+            await asyncio.sleep(_TICK_S)
+            if emu.regs.check_watchdog():
+                log(f"comms timeout: no request for {emu.regs.comms_timeout_s:g} s, pump stopped")
+            if wire.take_disconnect():
+                _disconnect(emu, pty_transport, serial_port is not None)
+    finally:
+        with contextlib.suppress(NameError):
+            await server.shutdown()  # type: ignore[no-untyped-call]
+            if ModbusBaseServer.active_server is server:
+                ModbusBaseServer.active_server = None
+        if pty_transport is not None:
+            pty_transport.close()
+        if line is not None:
+            line.close()
+        for _ in range(3):  # let closed transports release their sockets
+            await asyncio.sleep(0)
+
+
+async def _listen(server: ModbusBaseServer, what: str) -> None:
+    try:
+        await server.serve_forever(background=True)
+    except RuntimeError as exc:
+        raise ModbusEmulatorError(f"cannot serve Modbus on {what}: {exc}") from None
+
+
+def _disconnect(emu: _Emulation, pty_transport: PtyTransport | None, real_serial: bool) -> None:
+    if pty_transport is not None:
+        pty_transport.reopen()
+        for handler in list(emu.handlers):
+            handler.recv_buffer = b""
+        emu.log("fault disconnect: pty closed, a new one appears at the same path")
+    elif real_serial:
+        emu.mute_until = time.monotonic() + _SERIAL_DISCONNECT_SILENCE_S
+        emu.log(f"fault disconnect: serial line silent for {_SERIAL_DISCONNECT_SILENCE_S:g} s")
+    else:
+        handlers = list(emu.handlers)
+        for handler in handlers:
+            handler.drop()
+        emu.log(f"fault disconnect: {len(handlers)} TCP connection(s) closed")
