@@ -114,6 +114,12 @@ class GpioConfig:
                     "each function needs its own pin"
                 )
             by_pin[pin] = field_name
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise GpioConfigError(f"{f.name} must be true or false, got {value!r}")
+        if isinstance(self.debounce_ms, bool) or not isinstance(self.debounce_ms, int | float):
+            raise GpioConfigError(f"debounce_ms must be a number of ms, got {self.debounce_ms!r}")
         if not (0.0 <= self.debounce_ms <= 1000.0):
             raise GpioConfigError(f"debounce_ms must be 0-1000 ms, got {self.debounce_ms}")
         try:

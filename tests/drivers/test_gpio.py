@@ -251,6 +251,8 @@ def test_a_corrupt_state_file_is_reported(tmp_path: Path) -> None:
         ({"alarm_pin": 17}, "alarm_pin and pump_enable_pin both use BCM pin 17"),
         ({"debounce_ms": 5000.0}, "debounce_ms must be 0-1000 ms, got 5000.0"),
         ({"stop_button_pull": "sideways"}, "stop_button_pull must be one of up, down, off"),
+        ({"debounce_ms": "fast"}, "debounce_ms must be a number of ms, got 'fast'"),
+        ({"relay_energised_enables_pump": "yes"}, "relay_energised_enables_pump must be true"),
     ],
 )
 def test_bad_config_names_the_field(kwargs: dict[str, Any], message: str) -> None:
