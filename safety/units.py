@@ -21,7 +21,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 
 # --------------------------------------------------------------------------- errors
@@ -46,6 +46,11 @@ WEIGHT_MAX_KG = Decimal(500)
 AMOUNT_MAX = Decimal(1_000_000)
 VOLUME_MAX_ML = Decimal(10_000)
 FLOW_MAX_ML_H = Decimal(10_000)
+#: A non-zero number smaller than this is a slip (or an attempt to make exact arithmetic
+#: on 10**-99999999 run for ever), never a clinical value.
+MAGNITUDE_MIN = Decimal("1e-9")
+#: More significant digits than this is a slip; it also keeps every value exact in text.
+DIGITS_MAX = 20
 
 
 def to_decimal(value: object, field: str) -> Decimal:
@@ -61,9 +66,17 @@ def to_decimal(value: object, field: str) -> Decimal:
             raise UnitError(field, f"must be a finite number, got {value!r}")
         result = Decimal(repr(value))
     elif isinstance(value, str):
-        text = value.strip().replace(",", "")
+        text = value.strip()
         if not text:
             raise UnitError(field, "is empty")
+        if "," in text:
+            # "0,1" is 0.1 in half of Europe and 1 when the comma is dropped as a
+            # thousands separator: a 10x dose either way. Never guess.
+            raise UnitError(
+                field,
+                f"{value!r}: a comma is ambiguous (decimal comma or thousands separator?); "
+                "write a point for decimals and no separators, e.g. 0.1 or 1000",
+            )
         try:
             result = Decimal(text)
         except InvalidOperation:
@@ -72,6 +85,10 @@ def to_decimal(value: object, field: str) -> Decimal:
         raise UnitError(field, f"expected a number, got {type(value).__name__}")
     if not result.is_finite():
         raise UnitError(field, f"must be a finite number, got {value!r}")
+    if result != 0 and abs(result) < MAGNITUDE_MIN:
+        raise UnitError(field, f"{value!r} is absurdly small (below {MAGNITUDE_MIN:f}); a slip?")
+    if len(result.as_tuple().digits) > DIGITS_MAX:
+        raise UnitError(field, f"{value!r} has more than {DIGITS_MAX} significant digits")
     return result
 
 
@@ -507,21 +524,33 @@ def parse_concentration(text: str, field: str = "concentration") -> Concentratio
 
 
 def fraction_to_decimal(value: Fraction, places: int = 12) -> Decimal:
-    """A Decimal close to ``value`` for display and storage (12 places, half-even)."""
-    quantum = Decimal(1).scaleb(-places)
-    result = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(quantum)
-    return plain(result)
+    """A Decimal close to ``value`` for display and storage (12 places, half-even).
+
+    Rounded with integer arithmetic, so any magnitude works: a Decimal context's 28
+    digits would otherwise fail for values of 1e16 and above.
+    """
+    scaled = round(value * 10**places)  # Fraction rounds half to even
+    return plain(Decimal(f"{scaled}E-{places}"))
 
 
 def plain(value: Decimal) -> Decimal:
     """Trailing zeros dropped, and never an exponent form such as 1E+3."""
-    normal = value.normalize()
-    exponent = normal.as_tuple().exponent
-    return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, len(value.as_tuple().digits) + 1)
+        normal = value.normalize()
+        exponent = normal.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > 0:
+            ctx.prec += exponent
+            return normal.quantize(Decimal(1))
+        return normal
 
 
 def dose_to_flow(dose: DoseRate, concentration: Concentration) -> Fraction:
     """Exact mL/h that delivers ``dose`` from ``concentration``."""
+    if not isinstance(dose, DoseRate):
+        # The type checker already refuses this; data from outside (IPC, JSON) is not
+        # type-checked, so the 70x mcg/kg/min-as-mcg/min error is refused here too.
+        raise TypeError(f"{dose.unit} is weight-based: convert it with for_weight() first")
     _same_dimension(dose.unit, concentration)
     return dose.base_per_hour() / concentration.base_per_ml()
 
@@ -600,16 +629,7 @@ class PumpResolution:
         """The largest representable rate not above ``ml_per_h``: toward less drug."""
         if ml_per_h <= 0:
             return Decimal(0)
-        exponent = math.floor(math.log10(ml_per_h.numerator) - math.log10(ml_per_h.denominator))
-        # log10 on big ints can be off by one at exact powers of ten; correct it exactly.
-        while Fraction(10) ** exponent > ml_per_h:
-            exponent -= 1
-        while Fraction(10) ** (exponent + 1) <= ml_per_h:
-            exponent += 1
-        step = max(
-            Fraction(10) ** (exponent - self.significant_digits + 1),
-            Fraction(self.smallest_step_ml_h),
-        )
+        step = self.step_at(ml_per_h)
         steps = math.floor(ml_per_h / step)
         return fraction_to_decimal(steps * step)
 
@@ -617,11 +637,20 @@ class PumpResolution:
         """The rounding step in force at this rate (for reporting the rounding bound)."""
         if ml_per_h <= 0:
             return Fraction(self.smallest_step_ml_h)
-        exponent = math.floor(math.log10(float(ml_per_h)))
         return max(
-            Fraction(10) ** (exponent - self.significant_digits + 1),
+            Fraction(10) ** (_decimal_exponent(ml_per_h) - self.significant_digits + 1),
             Fraction(self.smallest_step_ml_h),
         )
+
+
+def _decimal_exponent(value: Fraction) -> int:
+    """floor(log10(value)) for value > 0, exactly (float log10 is off near powers of ten)."""
+    exponent = math.floor(math.log10(value.numerator) - math.log10(value.denominator))
+    while Fraction(10) ** exponent > value:
+        exponent -= 1
+    while Fraction(10) ** (exponent + 1) <= value:
+        exponent += 1
+    return exponent
 
 
 def _fmt(value: Decimal) -> str:

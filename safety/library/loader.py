@@ -8,6 +8,7 @@ safety process refuses a program whose library hash differs from its own.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from safety.library.models import DrugLibraryModel
 from safety.library.sanity import Problem, check_library
+from safety.units import format_decimal
 
 #: The repository's config/ folder (the project is installed in editable mode).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -44,7 +46,7 @@ def parse_library(text: str, origin: str = "<text>") -> tuple[DrugLibraryModel, 
     """Validate library text; return the model and its content hash."""
     try:
         raw = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, and int() refusing a 5000-digit integer
         raise LibraryError(origin, [Problem("(file)", f"not valid TOML: {exc}")]) from None
     try:
         model = DrugLibraryModel.model_validate(raw)
@@ -66,14 +68,32 @@ def load_library_file(path: str | Path | None = None) -> tuple[DrugLibraryModel,
         text = target.read_text(encoding="utf-8")
     except OSError as exc:
         raise LibraryError(str(target), [Problem("(file)", exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        raise LibraryError(str(target), [Problem("(file)", f"not UTF-8 text: {exc}")]) from None
     return parse_library(text, str(target))
 
 
 def content_hash(model: DrugLibraryModel) -> str:
+    """sha256 over the validated content with every number in one canonical spelling,
+    so ``1.0`` and ``1`` (the same figure) hash alike but ``1`` and ``1.5`` never do."""
     canonical = json.dumps(
-        model.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        _canonical(model.model_dump(mode="python", by_alias=True)),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _canonical(node: object) -> object:
+    if isinstance(node, Decimal):
+        return format_decimal(node)
+    if isinstance(node, enum.Enum):
+        return node.value
+    if isinstance(node, dict):
+        return {str(k): _canonical(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_canonical(v) for v in node]
+    return node
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

@@ -15,7 +15,14 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from safety.library.diluents import Diluent, DiluentError, parse_diluent
 from safety.units import (
@@ -30,6 +37,20 @@ from safety.units import (
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
+#: No library figure is smaller (other than 0) or larger than this; outside it a number is
+#: a slip, and 1e-99999999 would make the exact (Fraction) sanity checks run for ever.
+_MAGNITUDE = (Decimal("1e-9"), Decimal("1e9"))
+
+
+def _sane_magnitude(value: Decimal) -> Decimal:
+    low, high = _MAGNITUDE
+    if value.is_finite() and value != 0 and not (low <= abs(value) <= high):
+        raise ValueError(f"{value} is outside the plausible magnitude {low:f} to {high:f}")
+    return value
+
+
+Number = Annotated[Decimal, AfterValidator(_sane_magnitude)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,7 +59,7 @@ class _Strict(BaseModel):
 class Figure(_Strict):
     """A number with the document it comes from."""
 
-    value: Decimal
+    value: Number
     source: NonEmpty
     note: str | None = None
 
@@ -59,8 +80,8 @@ class FlagFigure(_Strict):
 
 
 class WeightRange(_Strict):
-    min: Decimal
-    max: Decimal
+    min: Number
+    max: Number
     source: NonEmpty
     note: str | None = None
 
@@ -78,8 +99,8 @@ class SourceInfo(_Strict):
 class WeightRule(_Strict):
     """A concentration that scales with weight, e.g. the Rule of 6: 0.6 mg/kg in 100 mL."""
 
-    mg_per_kg: Decimal = Field(gt=0)
-    volume_ml: Decimal = Field(gt=0)
+    mg_per_kg: Number = Field(gt=0)
+    volume_ml: Number = Field(gt=0)
 
     def concentration_for(self, weight: BodyWeight) -> Concentration:
         return Concentration(self.mg_per_kg * weight.kg, AmountUnit.MG, self.volume_ml)
@@ -224,9 +245,9 @@ class Therapy(_Strict):
 class CumulativeCap(_Strict):
     """At most ``amount`` ``unit`` of the drug in any rolling window of ``window_h`` hours."""
 
-    amount: Decimal = Field(gt=0)
+    amount: Number = Field(gt=0)
     unit: AmountUnit
-    window_h: Decimal = Field(gt=0)
+    window_h: Number = Field(gt=0)
     source: NonEmpty
     note: str | None = None
 

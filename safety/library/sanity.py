@@ -20,11 +20,12 @@ from pydantic import BaseModel
 
 from safety.library.models import (
     ConcentrationEntry,
+    CumulativeCap,
     DrugLibraryModel,
     Figure,
     Therapy,
 )
-from safety.units import BodyWeight
+from safety.units import WEIGHT_MAX_KG, WEIGHT_MIN_KG, BodyWeight
 
 #: A dose figure this many times off the median of its siblings is refused.
 SIBLING_RATIO_LIMIT = 20
@@ -53,6 +54,15 @@ def check_library(lib: DrugLibraryModel) -> list[Problem]:
     for pid, profile in lib.profiles.items():
         ppath = f"profiles.{pid}"
         ref = profile.reference_weight_kg.value
+        if not _usable_weight(ref):
+            problems.append(
+                Problem(
+                    f"{ppath}.reference_weight_kg.value",
+                    f"{ref} kg is outside the weights the units accept "
+                    f"({WEIGHT_MIN_KG}-{WEIGHT_MAX_KG} kg); the profile's doses are not checked",
+                )
+            )
+            continue
         if not (profile.weight_kg.min <= ref <= profile.weight_kg.max):
             problems.append(
                 Problem(
@@ -88,10 +98,17 @@ def check_library(lib: DrugLibraryModel) -> list[Problem]:
                         f"cap in {cap.unit} but the drug is dosed in {dims.pop()}",
                     )
                 )
+            elif cap is not None and len(dims) == 1:
+                problems += _check_cap(f"{dpath}.cumulative_cap", cap, drug.therapies, ref)
             for tid, therapy in drug.therapies.items():
                 problems += _check_therapy(f"{dpath}.therapies.{tid}", therapy, ref)
     problems += _check_siblings(lib)
     return problems
+
+
+def _usable_weight(kg: Decimal) -> bool:
+    """A reference weight ``BodyWeight`` accepts; the checks below build one from it."""
+    return WEIGHT_MIN_KG <= kg <= WEIGHT_MAX_KG
 
 
 # ------------------------------------------------------------------ sources
@@ -120,6 +137,48 @@ def _check_sources(lib: DrugLibraryModel) -> list[Problem]:
         for path, source in _figures(lib.profiles, "profiles")
         if source not in known
     ]
+
+
+# ------------------------------------------------------------------ cumulative cap
+
+
+def _check_cap(
+    path: str, cap: CumulativeCap, therapies: dict[str, Therapy], ref_weight: Decimal
+) -> list[Problem]:
+    """A cap is a limit too, and the mg/mcg slip hits it as easily: a cap the lowest
+    usual dose would exceed within its window, or one the hard max could never reach
+    by a wide margin, is refused."""
+    window = Fraction(cap.window_h)
+    floors = [
+        _base_per_hour(t, t.soft_min.value or t.default_start.value, ref_weight) * window
+        for t in therapies.values()
+    ]
+    ceilings = [
+        _base_per_hour(t, t.hard_max.value, ref_weight) * window for t in therapies.values()
+    ]
+    lowest = min((f for f in floors if f > 0), default=Fraction(0))
+    highest = max(ceilings, default=Fraction(0))
+    base = cap.base_amount
+    shown = f"{cap.amount} {cap.unit} per {cap.window_h} h"
+    factor = cap.unit.base_factor
+    problems: list[Problem] = []
+    if 0 < base < lowest:
+        problems.append(
+            Problem(
+                f"{path}.amount",
+                f"cap {shown} is below what the lowest soft minimum delivers in that window "
+                f"({float(lowest / factor):.4g} {cap.unit}): a mg/mcg slip?",
+            )
+        )
+    if highest > 0 and base > SIBLING_RATIO_LIMIT * highest:
+        problems.append(
+            Problem(
+                f"{path}.amount",
+                f"cap {shown} is {float(base / highest):.0f}x what the highest hard max "
+                f"delivers in that window (limit {SIBLING_RATIO_LIMIT}x): a mg/mcg slip?",
+            )
+        )
+    return problems
 
 
 # ------------------------------------------------------------------ one therapy
@@ -253,6 +312,8 @@ def _check_siblings(lib: DrugLibraryModel) -> list[Problem]:
     """Compare each drug's figures across its therapies and profiles."""
     by_drug: dict[str, list[tuple[str, Therapy, Decimal]]] = {}
     for pid, profile in lib.profiles.items():
+        if not _usable_weight(profile.reference_weight_kg.value):
+            continue  # reported already
         for did, drug in profile.drugs.items():
             for tid, therapy in drug.therapies.items():
                 path = f"profiles.{pid}.drugs.{did}.therapies.{tid}"

@@ -1,0 +1,426 @@
+"""The safety process without its sockets: kernel + pump driver + GPIO + journal.
+
+Every decision is the kernel's (pure); this class does the I/O around it in a fixed
+order: journal, then act (S14). It runs the same code whether driven by the real process
+(``safety.host.process``, a selector loop on real clocks) or in one process on a virtual
+clock (scenario runner, tests): nothing is skipped in that mode but the socket.
+
+Timers run on the liveness clock (polling, keep-alive, heartbeat supervision, the
+hardware-watchdog pin); doses, windows and caps on the clinical clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from drivers.base import (
+    DriverError,
+    PumpAlarmError,
+    PumpDriver,
+    PumpRejected,
+    PumpStatus,
+)
+from drivers.gpio.base import GpioInterface
+from firmware_bridge.clock import Clock
+from firmware_bridge.syringes import Syringe
+from safety.alarms import Priority
+from safety.journal import Journal
+from safety.kernel.codec import encode_event
+from safety.kernel.config import KernelConfig, PumpCapabilities
+from safety.kernel.decide import decide
+from safety.kernel.model import (
+    AcknowledgeAlarms,
+    AlarmsAcknowledged,
+    CommandFailed,
+    CommandIssued,
+    CommsFailed,
+    ControllerAttached,
+    ControllerLost,
+    EmergencyStop,
+    EmergencyStopRaised,
+    Event,
+    LoadProgram,
+    Now,
+    ProgramLoaded,
+    PumpAction,
+    PumpReading,
+    ReadbackReceived,
+    Request,
+    RequestDecided,
+    Resumed,
+    SetInterlock,
+    SetRate,
+    StartPump,
+    StopPump,
+    Ticked,
+    Verdict,
+)
+from safety.kernel.observe import next_deadline, observe, tick
+from safety.kernel.reducer import apply
+from safety.kernel.replay import replay_journal
+from safety.kernel.state import KernelState
+from safety.library import DrugLibrary
+from safety.status import AlarmView, Outcome, Snapshot, history_points
+
+log = logging.getLogger("safety")
+
+#: reactions may cause reactions (stop -> read-back); never more deep than this
+MAX_REACTION_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class HostTiming:
+    """Periods and timeouts on the liveness clock (seconds)."""
+
+    poll_period_s: float = 1.0
+    keep_alive_period_s: float = 2.0
+    heartbeat_timeout_s: float = 2.0
+    watchdog_toggle_s: float = 0.25
+    button_poll_s: float = 0.02
+
+
+class SafetyCore:
+    def __init__(
+        self,
+        library: DrugLibrary,
+        driver: PumpDriver,
+        journal: Journal,
+        *,
+        clinical: Clock,
+        liveness: Clock,
+        syringe: Syringe,
+        gpio: GpioInterface | None = None,
+        config: KernelConfig | None = None,
+        timing: HostTiming | None = None,
+        on_change: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.library = library
+        self.driver = driver
+        self.journal = journal
+        self.clinical = clinical
+        self.liveness = liveness
+        self.syringe = syringe
+        self.gpio = gpio
+        self.config = config or KernelConfig()
+        self.timing = timing or HostTiming()
+        self.on_change = on_change
+        self.state = KernelState()
+        self.pump = PumpCapabilities(Decimal(0), Decimal(0), lambda r: r)
+        self._last_heartbeat: float | None = None
+        self._due_poll = 0.0
+        self._due_keep_alive = 0.0
+        self._due_watchdog = 0.0
+        self._due_button = 0.0
+        self._watchdog_level = False
+        self._last_infused_ml: float | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        """Connect the pump, rebuild state from the journal, resume supervision.
+
+        Never changes what the pump is doing: a restart only reads and reconciles.
+        """
+        self.state = replay_journal(self.library, self.config, self.journal)
+        now = self.now()
+        reading: PumpReading | None = None
+        detail = ""
+        try:
+            self.driver.connect()
+            rng = self.driver.configure_syringe(self.syringe)
+            self.pump = PumpCapabilities(
+                Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), self.driver.quantize_rate
+            )
+            reading = self._reading(self.driver.read_status())
+        except DriverError as exc:
+            detail = f"pump not reachable at start: {exc}"
+            log.error(detail)
+        self._record(Resumed(reading, now, detail))
+        if reading is not None:
+            self._record(ReadbackReceived(reading, now))
+        else:
+            self._record(CommsFailed(detail or "no reading", now))
+        self._started = True
+        self._outputs()
+
+    def close(self) -> None:
+        try:
+            self.driver.close()
+        except DriverError as exc:  # pragma: no cover - best effort at shutdown
+            log.warning("closing the pump: %s", exc)
+
+    def now(self) -> Now:
+        return Now(self.clinical.now(), self.liveness.now())
+
+    # ------------------------------------------------------------------ controller link
+    def attach(self) -> tuple[str, Snapshot]:
+        """A controller (re-)attaches: a new session, and the state to re-sync from."""
+        session = secrets.token_hex(8)
+        self._record(ControllerAttached(session, self.now()))
+        self._last_heartbeat = self.liveness.now()
+        return session, self.snapshot()
+
+    def heartbeat(self, session: str) -> bool:
+        if not self.state.attached or session != self.state.session:
+            return False
+        self._last_heartbeat = self.liveness.now()
+        return True
+
+    def controller_lost(self, why: str) -> None:
+        """S11: hold the last verified rate, raise a high alarm, refuse changes."""
+        if self.state.attached:
+            self._record(ControllerLost(why, self.now()))
+            self._last_heartbeat = None
+            self._outputs()
+
+    # ------------------------------------------------------------------ requests
+    def handle(self, request: Request) -> Outcome:
+        now = self.now()
+        verdict = decide(self.library, self.state, request, now, self.pump, self.config)
+        meta = request.meta
+        events: list[Event] = [
+            RequestDecided(
+                meta.session if meta else None,
+                meta.seq if meta else None,
+                request.body,
+                verdict.accepted,
+                verdict.reason,
+                now,
+            )
+        ]
+        body = request.body
+        if verdict.accepted:
+            if isinstance(body, EmergencyStop):
+                events.append(EmergencyStopRaised(body.source, now))
+            elif isinstance(body, LoadProgram):
+                events.append(ProgramLoaded(body.spec, self._infused_now(), now))
+            elif isinstance(body, AcknowledgeAlarms):
+                events.append(AlarmsAcknowledged(body.keys, now))
+        self._record(*events)
+        cause = "estop" if isinstance(body, EmergencyStop) else "command"
+        execution = self._execute(verdict.actions, cause) if verdict.accepted else "not executed"
+        self._outputs()
+        return Outcome(verdict, execution, self.snapshot())
+
+    def emergency_stop(self, source: str) -> Outcome:
+        """The local stop button (no session, no sequence): S12 needs neither."""
+        return self.handle(Request(None, EmergencyStop(source)))
+
+    # ------------------------------------------------------------------ pump I/O
+    def poll(self, depth: int = 0) -> None:
+        """Read the pump, journal the reading, react (S1 on read-back, S9, S10, S13, S3)."""
+        now = self.now()
+        try:
+            status = self.driver.read_status()
+        except DriverError as exc:
+            if self.state.comms_ok:
+                self._record(CommsFailed(f"{type(exc).__name__}: {exc}", now))
+                self._outputs()
+            return
+        reading = self._reading(status)
+        _, reaction = observe(self.state, reading, now, self.config)
+        self._record(ReadbackReceived(reading, now))
+        if reaction.actions and depth < MAX_REACTION_DEPTH:
+            self._execute(reaction.actions, reaction.cause, depth + 1)
+        self._outputs()
+
+    def _execute(self, actions: tuple[PumpAction, ...], cause: str, depth: int = 0) -> str:
+        """Carry out actions in order, each journaled before it is sent (S14)."""
+        for action in actions:
+            self._record(CommandIssued(action, cause, self.now()))
+            try:
+                self._send(action)
+            except PumpRejected as exc:
+                self._record(CommandFailed(action, "rejected", exc.reason or str(exc), self.now()))
+                self.poll(depth + 1)
+                return f"rejected by pump: {exc.reason or exc}"
+            except PumpAlarmError as exc:
+                reason = ", ".join(sorted(exc.alarms)) or str(exc)
+                self._record(CommandFailed(action, "rejected", f"pump alarm: {reason}", self.now()))
+                self.poll(depth + 1)
+                return f"rejected by pump: alarm {reason}"
+            except DriverError as exc:
+                kind = type(exc).__name__
+                self._record(CommandFailed(action, "timeout", f"{kind}: {exc}", self.now()))
+                self.poll(depth + 1)  # S10: reconcile by read-back, never by repeating
+                if self.state.pending is not None:
+                    return f"uncertain: {kind}; waiting for a read-back"
+                return f"uncertain ({kind}), reconciled by read-back"
+            except OSError as exc:  # GPIO
+                self._record(CommandFailed(action, "error", str(exc), self.now()))
+                return f"failed: {exc}"
+        self.poll(depth + 1)
+        return "applied"
+
+    def _send(self, action: PumpAction) -> None:
+        if isinstance(action, SetRate):
+            self.driver.set_rate(float(action.rate_ml_h))
+        elif isinstance(action, StartPump):
+            self.driver.start()
+        elif isinstance(action, StopPump):
+            self.driver.stop()
+        elif isinstance(action, SetInterlock) and self.gpio is not None:
+            self.gpio.set_pump_enabled(action.pump_enabled)
+
+    # ------------------------------------------------------------------ timers
+    def service(self) -> float:
+        """Run whatever is due; return seconds (liveness) until something is due again."""
+        live = self.liveness.now()
+        heartbeat = self._last_heartbeat
+        if (
+            heartbeat is not None
+            and self.state.attached
+            and live - heartbeat > self.timing.heartbeat_timeout_s
+        ):
+            self.controller_lost("heartbeat timeout")
+        if self.gpio is not None and live >= self._due_button:
+            self._due_button = live + self.timing.button_poll_s
+            if self.gpio.poll_stop():
+                self.emergency_stop("button")
+        if live >= self._due_keep_alive:
+            self._due_keep_alive = live + self.timing.keep_alive_period_s
+            if self.state.running:
+                try:
+                    self.driver.keep_alive()
+                except DriverError as exc:
+                    log.warning("keep-alive failed: %s", exc)
+        now = self.now()
+        deadline = next_deadline(self.state, now, self.config)
+        if live >= self._due_poll or (deadline is not None and now.clinical >= deadline):
+            self._due_poll = live + self.timing.poll_period_s
+            self.poll()
+        else:
+            _, reaction = tick(self.state, now, self.config)
+            if reaction.actions:
+                self._record(Ticked(now))
+                self._execute(reaction.actions, reaction.cause)
+        if self.gpio is not None and live >= self._due_watchdog:
+            self._due_watchdog = live + self.timing.watchdog_toggle_s
+            self._watchdog_level = not self._watchdog_level
+            self.gpio.toggle_heartbeat()
+        waits = [self._due_poll - live, self._due_keep_alive - live]
+        if self.gpio is not None:
+            waits += [self._due_button - live, self._due_watchdog - live]
+        if self._last_heartbeat is not None and self.state.attached:
+            waits.append(self._last_heartbeat + self.timing.heartbeat_timeout_s - live)
+        deadline = next_deadline(self.state, self.now(), self.config)
+        if deadline is not None:
+            waits.append(self.clinical.to_real_seconds(deadline - self.clinical.now()))
+        return max(0.0, min(waits))
+
+    # ------------------------------------------------------------------ state
+    def _record(self, *events: Event) -> None:
+        """Journal first (one durable transaction), then apply (S14)."""
+        rows = [
+            (event.kind, encode_event(event), event.now.clinical, event.now.liveness)
+            for event in events
+        ]
+        self.journal.append_many(rows)
+        for event in events:
+            self.state = apply(self.library, self.config, self.state, event)
+            if isinstance(event, ReadbackReceived):
+                self._last_infused_ml = event.reading.infused_ml
+        if self.on_change is not None and self._started:
+            self.on_change(self.snapshot())
+
+    def _outputs(self) -> None:
+        """GPIO alarm output follows the alarms that need a person now."""
+        if self.gpio is None:
+            return
+        loud = [a for a in self.state.alarms.annunciating() if a.priority >= Priority.MEDIUM]
+        self.gpio.set_alarm(bool(loud))
+
+    def _infused_now(self) -> float:
+        return self._last_infused_ml if self._last_infused_ml is not None else 0.0
+
+    @staticmethod
+    def _reading(status: PumpStatus) -> PumpReading:
+        return PumpReading(
+            running=status.running,
+            set_rate_ml_h=Decimal(repr(status.set_rate_ml_h)),
+            infused_ml=status.infused_ml,
+            alarms=tuple(sorted(str(a) for a in status.alarms)),
+            pressure_mmhg=status.pressure_mmhg,
+        )
+
+    def snapshot(self) -> Snapshot:
+        s = self.state
+        program = s.program
+        now = self.clinical.now()
+        infused = given = in_window = cap_amount = cap_window = None
+        amount_unit = None
+        remaining = None
+        dose = None
+        if program is not None:
+            base = self._infused_now() - program.infused_baseline_ml
+            infused = max(0.0, base)
+            amount = Fraction(infused) * program.amount_per_ml
+            cap = program.cap
+            factor = cap.unit.base_factor if cap is not None else Fraction(1)
+            amount_unit = (
+                cap.unit.value
+                if cap is not None
+                else ("units" if program.therapy.unit.amount.value == "units" else "mcg")
+            )
+            given = _dec(amount / factor)
+            if cap is not None:
+                window_amount = s.history.amount(now - float(cap.window_s), now)
+                in_window = _dec(Fraction(window_amount) / factor)
+                cap_amount, cap_window = cap.amount, cap.window_h
+            dose = _dec(program.dose(s.set_rate)) if s.running else Decimal(0)
+        if self._last_infused_ml is not None:
+            remaining = max(0.0, self.syringe.volume_ml - self._last_infused_ml)
+        return Snapshot(
+            clinical_time=now,
+            mode=s.mode.value,
+            library_hash=self.library.content_hash,
+            library_version=self.library.version,
+            program=program.spec if program is not None else None,
+            dose_unit=program.unit if program is not None else None,
+            running=s.running,
+            rate_ml_h=s.set_rate if s.running else Decimal(0),
+            dose=dose,
+            infused_ml=infused,
+            drug_given=given,
+            amount_unit=amount_unit,
+            given_in_cap_window=in_window,
+            cap_amount=cap_amount,
+            cap_window_h=cap_window,
+            syringe=self.syringe.name,
+            syringe_volume_ml=self.syringe.volume_ml,
+            remaining_ml=remaining,
+            pump_min_ml_h=self.pump.min_rate_ml_h,
+            pump_max_ml_h=self.pump.max_rate_ml_h,
+            alarms=tuple(
+                AlarmView(
+                    a.key,
+                    a.priority.word,
+                    a.reason.value,
+                    a.message,
+                    a.raised_at,
+                    a.active,
+                    a.acknowledged,
+                )
+                for a in s.alarms.alarms
+            ),
+            session=s.session,
+            last_seq=s.last_seq,
+            attached=s.attached,
+            hold=s.hold,
+            estopped=s.estopped,
+            uncertain=s.pending is not None,
+            comms_ok=s.comms_ok,
+            history=history_points(s),
+        )
+
+
+def _dec(value: Fraction) -> Decimal:
+    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
+
+
+__all__ = ["HostTiming", "SafetyCore", "Verdict"]

@@ -1,0 +1,133 @@
+"""An append-only journal in SQLite, written before anything takes effect (S14).
+
+One journal per process (safety, controller). WAL mode with ``synchronous=FULL``: a
+committed entry is on disk when ``append`` returns, so it survives kill -9 and power loss;
+a torn last transaction is rolled back by SQLite on the next open, never half-applied.
+Both processes use this store; what they write in it is their own business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    wall: float  # time.time(), for people only; never used for decisions
+    clinical: float
+    liveness: float
+    process: str
+    kind: str
+    payload: str
+
+    def data(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.payload)
+        return loaded
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written; nothing may take effect without it."""
+
+
+class Journal:
+    def __init__(self, path: str | Path, process: str) -> None:
+        self.path = Path(path)
+        self.process = process
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS entries ("
+                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " wall REAL NOT NULL, clinical REAL NOT NULL, liveness REAL NOT NULL,"
+                " process TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from None
+
+    def append(self, kind: str, payload: str, clinical: float, liveness: float) -> int:
+        return self.append_many([(kind, payload, clinical, liveness)])[-1]
+
+    def append_many(self, rows: Sequence[tuple[str, str, float, float]]) -> list[int]:
+        """Write entries in one durable transaction; return their ids."""
+        wall = time.time()
+        ids: list[int] = []
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for kind, payload, clinical, liveness in rows:
+                    cur = self._db.execute(
+                        "INSERT INTO entries(wall, clinical, liveness, process, kind, payload)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (wall, clinical, liveness, self.process, kind, payload),
+                    )
+                    ids.append(int(cur.lastrowid or 0))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise JournalError(f"journal {self.path}: write failed: {exc}") from None
+        return ids
+
+    def entries(
+        self, since_id: int = 0, kinds: Sequence[str] | None = None
+    ) -> Iterator[JournalEntry]:
+        query = (
+            "SELECT id, wall, clinical, liveness, process, kind, payload FROM entries"
+            " WHERE id > ?"
+        )
+        params: list[object] = [since_id]
+        if kinds:
+            query += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params += list(kinds)
+        query += " ORDER BY id"
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        for row in rows:
+            yield JournalEntry(*row)
+
+    def last_id(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
+        return int(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """For readers (journal show/export) that must never write or lock a live journal."""
+    return sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)

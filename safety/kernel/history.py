@@ -1,0 +1,93 @@
+"""What the pump has been verified to run, over clinical time.
+
+Windows (titration, wean, 24-hour cap) are questions about this history: the highest
+dose in the last 30 minutes, the lowest running dose in the last 10, the drug given in
+the last 24 hours. Each segment keeps the pump rate (mL/h, the pump's own decimal figure)
+and the drug amount per mL it carried, so the history answers in drug amount per hour
+and stays right across a change of concentration (a new syringe) - a re-program cannot
+reset the 24-hour cap. Comparisons are exact (``Fraction``); integrals are floats and are
+only ever compared with a margin.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+#: history older than this is dropped (longest window we ask about, with room)
+KEEP_S = 26 * 3600.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float  # clinical seconds
+    rate_ml_h: Decimal
+    amount_per_ml: Fraction  # base amount (mcg or units) per mL of what ran
+    cause: str = "command"  # "command", "pump" (the pump stopped itself), "safety", "estop"
+
+    @property
+    def amount_per_h(self) -> Fraction:
+        return Fraction(self.rate_ml_h) * self.amount_per_ml
+
+
+@dataclass(frozen=True)
+class RateHistory:
+    segments: tuple[Segment, ...] = ()
+
+    @property
+    def current(self) -> Segment | None:
+        return self.segments[-1] if self.segments else None
+
+    def with_rate(
+        self, t: float, rate_ml_h: Decimal, amount_per_ml: Fraction, cause: str = "command"
+    ) -> RateHistory:
+        """The rate from ``t`` on; segments stay in time order, pruned to ``KEEP_S``."""
+        last = self.current
+        if last is not None and last.rate_ml_h == rate_ml_h and (
+            rate_ml_h == 0 or last.amount_per_ml == amount_per_ml
+        ):
+            return self
+        kept = [s for s in self.segments if s.start <= t]
+        if kept and kept[-1].start == t:
+            kept.pop()
+        kept.append(Segment(t, rate_ml_h, amount_per_ml, cause))
+        horizon = t - KEEP_S
+        first = 0
+        for i, seg in enumerate(kept):
+            if seg.start <= horizon:
+                first = i
+        return RateHistory(tuple(kept[first:]))
+
+    def _spans(self, since: float, until: float) -> list[tuple[float, float, Segment]]:
+        """(from, to, segment) for every segment in force at some instant of [since, until]."""
+        spans: list[tuple[float, float, Segment]] = []
+        segs = self.segments
+        for i, seg in enumerate(segs):
+            end = segs[i + 1].start if i + 1 < len(segs) else math.inf
+            if seg.start <= until and end > since:
+                spans.append((max(seg.start, since), min(end, until), seg))
+        return spans
+
+    def max_amount_rate(self, since: float, until: float) -> Fraction:
+        """Highest drug amount per hour in force at any instant of [since, until]."""
+        return max((s.amount_per_h for _, _, s in self._spans(since, until)), default=Fraction(0))
+
+    def min_running_amount_rate(self, since: float, until: float) -> Fraction | None:
+        """Lowest non-zero amount per hour in [since, until]; None if never running."""
+        rates = [s.amount_per_h for _, _, s in self._spans(since, until) if s.rate_ml_h > 0]
+        return min(rates, default=None)
+
+    def amount(self, since: float, until: float) -> float:
+        """Drug amount (base units) given in [since, until]."""
+        total = 0.0
+        for lo, hi, seg in self._spans(since, until):
+            total += float(seg.amount_per_h) * (hi - lo) / 3600.0
+        return total
+
+    def volume_ml(self, since: float, until: float) -> float:
+        total = 0.0
+        for lo, hi, seg in self._spans(since, until):
+            total += float(seg.rate_ml_h) * (hi - lo) / 3600.0
+        return total

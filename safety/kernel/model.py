@@ -1,0 +1,290 @@
+"""The safety kernel's vocabulary: requests, pump actions, verdicts, journal events.
+
+Everything here is an immutable value that serialises to JSON (``safety.kernel.codec``),
+so what the kernel decided can be journaled before it takes effect (S14) and replayed
+after a crash to rebuild exactly the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from safety.reasons import Reason
+from safety.rules import Finding
+
+# --------------------------------------------------------------------------- time
+
+
+@dataclass(frozen=True)
+class Now:
+    """Both clocks at one instant: clinical for doses and windows, liveness for expiry."""
+
+    clinical: float
+    liveness: float
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """What the controller asks to infuse. The pump and syringe are the safety process's
+    own configuration, never the controller's."""
+
+    library_hash: str
+    drug: str
+    profile: str
+    therapy: str
+    concentration: str
+    diluent: str
+    weight_kg: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    """S8: a session, a strictly increasing sequence number and an expiry (liveness s)."""
+
+    session: str
+    seq: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class LoadProgram:
+    spec: ProgramSpec
+    kind: Literal["load_program"] = "load_program"
+
+
+@dataclass(frozen=True)
+class StartInfusion:
+    dose: Decimal  # in the therapy's dose unit
+    confirm_soft_limits: bool = False
+    kind: Literal["start"] = "start"
+
+
+@dataclass(frozen=True)
+class ChangeDose:
+    dose: Decimal
+    confirm_soft_limits: bool = False
+    kind: Literal["change_dose"] = "change_dose"
+
+
+@dataclass(frozen=True)
+class StopInfusion:
+    kind: Literal["stop"] = "stop"
+
+
+@dataclass(frozen=True)
+class EmergencyStop:
+    source: str = "api"  # "api" or "button"
+    kind: Literal["emergency_stop"] = "emergency_stop"
+
+
+@dataclass(frozen=True)
+class AcknowledgeAlarms:
+    keys: tuple[str, ...] | None = None  # None: all
+    kind: Literal["acknowledge"] = "acknowledge"
+
+
+RequestBody = Annotated[
+    LoadProgram | StartInfusion | ChangeDose | StopInfusion | EmergencyStop | AcknowledgeAlarms,
+    Field(discriminator="kind"),
+]
+
+
+@dataclass(frozen=True)
+class Request:
+    meta: RequestMeta | None  # None only for the local stop button
+    body: RequestBody
+
+
+# --------------------------------------------------------------------------- pump actions
+
+
+@dataclass(frozen=True)
+class SetRate:
+    rate_ml_h: Decimal
+    kind: Literal["set_rate"] = "set_rate"
+
+
+@dataclass(frozen=True)
+class StartPump:
+    kind: Literal["start_pump"] = "start_pump"
+
+
+@dataclass(frozen=True)
+class StopPump:
+    kind: Literal["stop_pump"] = "stop_pump"
+
+
+@dataclass(frozen=True)
+class SetInterlock:
+    """The GPIO pump-enable relay: False cuts the pump (S12)."""
+
+    pump_enabled: bool
+    kind: Literal["set_interlock"] = "set_interlock"
+
+
+PumpAction = Annotated[
+    SetRate | StartPump | StopPump | SetInterlock, Field(discriminator="kind")
+]
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: Reason
+    message: str
+    actions: tuple[PumpAction, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    dose: Decimal | None = None  # what the rate to send delivers, in ``unit``
+    unit: str | None = None
+    rate_ml_h: Decimal | None = None  # the exact rate to send, as the pump will run it
+
+    @classmethod
+    def refuse(cls, reason: Reason, message: str, **extra: object) -> Verdict:
+        return cls(False, reason, message, **extra)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- readback
+
+
+@dataclass(frozen=True)
+class PumpReading:
+    """One status read of the pump, in the kernel's terms (from drivers.base.PumpStatus)."""
+
+    running: bool
+    set_rate_ml_h: Decimal
+    infused_ml: float
+    alarms: tuple[str, ...] = ()  # drivers.base.PumpAlarmKind values
+    pressure_mmhg: float | None = None
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class ProgramLoaded:
+    spec: ProgramSpec
+    infused_baseline_ml: float
+    now: Now
+    kind: Literal["program_loaded"] = "program_loaded"
+
+
+@dataclass(frozen=True)
+class RequestDecided:
+    session: str | None
+    seq: int | None
+    body: RequestBody
+    accepted: bool
+    reason: Reason
+    now: Now
+    kind: Literal["request_decided"] = "request_decided"
+
+
+@dataclass(frozen=True)
+class CommandIssued:
+    action: PumpAction
+    cause: str  # "command" (operator), "safety" (kernel), "estop", "retry", "reconcile"
+    now: Now
+    kind: Literal["command_issued"] = "command_issued"
+
+
+@dataclass(frozen=True)
+class CommandFailed:
+    action: PumpAction
+    failure: str  # "timeout" (outcome uncertain), "rejected", "error", "disconnected"
+    detail: str
+    now: Now
+    kind: Literal["command_failed"] = "command_failed"
+
+
+@dataclass(frozen=True)
+class ReadbackReceived:
+    reading: PumpReading
+    now: Now
+    kind: Literal["readback"] = "readback"
+
+
+@dataclass(frozen=True)
+class CommsFailed:
+    detail: str
+    now: Now
+    kind: Literal["comms_failed"] = "comms_failed"
+
+
+@dataclass(frozen=True)
+class ControllerAttached:
+    session: str
+    now: Now
+    kind: Literal["controller_attached"] = "controller_attached"
+
+
+@dataclass(frozen=True)
+class ControllerLost:
+    why: str  # "eof", "heartbeat timeout"
+    now: Now
+    kind: Literal["controller_lost"] = "controller_lost"
+
+
+@dataclass(frozen=True)
+class EmergencyStopRaised:
+    source: str
+    now: Now
+    kind: Literal["emergency_stop_raised"] = "emergency_stop_raised"
+
+
+@dataclass(frozen=True)
+class AlarmsAcknowledged:
+    keys: tuple[str, ...] | None
+    now: Now
+    kind: Literal["alarms_acknowledged"] = "alarms_acknowledged"
+
+
+@dataclass(frozen=True)
+class Ticked:
+    now: Now
+    kind: Literal["ticked"] = "ticked"
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The safety process restarted and read the pump: supervision resumes (no action)."""
+
+    reading: PumpReading | None
+    now: Now
+    detail: str = ""
+    kind: Literal["resumed"] = "resumed"
+
+
+Event = Annotated[
+    ProgramLoaded
+    | RequestDecided
+    | CommandIssued
+    | CommandFailed
+    | ReadbackReceived
+    | CommsFailed
+    | ControllerAttached
+    | ControllerLost
+    | EmergencyStopRaised
+    | AlarmsAcknowledged
+    | Ticked
+    | Resumed,
+    Field(discriminator="kind"),
+]
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """What the kernel wants done after observing the pump: actions and why."""
+
+    actions: tuple[PumpAction, ...] = ()
+    cause: str = "safety"
+    messages: tuple[str, ...] = field(default_factory=tuple)
