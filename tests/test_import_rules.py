@@ -42,8 +42,14 @@ CONTROLLER_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     "safety.rules",
     "safety.kernel",
     "safety.ipc.messages",
+    "safety.ipc.link",
     "safety.ipc.client",
     "safety.alarms",
+    # what the safety process reports (snapshots, outcomes): plain values
+    "safety.status",
+    # the append-only SQLite store both processes journal into (not the host's journal
+    # policy, which lives in safety.host)
+    "safety.journal",
     # pure too, and already shared with ``pumpctl calc`` so the calculator can never promise
     # a rate the safety process refuses (dosing) and can word the kernel's reasons (reasons)
     "safety.dosing",
