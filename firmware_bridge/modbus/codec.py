@@ -16,11 +16,13 @@ tolerated; a real difference is not.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import struct
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 _EPS = sys.float_info.epsilon
 
@@ -95,6 +97,11 @@ class Encoding:
             return (-FLOAT32_MAX * self.scale, FLOAT32_MAX * self.scale)
         lo, hi = INT_RANGES[self.data_type]
         return (lo * self.scale, hi * self.scale)
+
+
+@functools.lru_cache(maxsize=64)
+def _decimal(scale: float) -> Decimal:
+    return Decimal(repr(scale))
 
 
 # ------------------------------------------------------------------ words and bytes
@@ -266,7 +273,11 @@ def decode(words: Sequence[int], enc: Encoding) -> float:
     lo, _hi = INT_RANGES[enc.data_type]
     if lo < 0 and raw >= (1 << (16 * enc.word_count - 1)):
         raw -= 1 << (16 * enc.word_count)
-    return raw * enc.scale
+    if enc.scale == 1.0:
+        return float(raw)
+    # the float nearest to raw x scale as written (1999100 x 0.001 -> 1999.1, where the
+    # float product gives 1999.1000000000001 and would sit above a 1999.1 limit)
+    return float(Decimal(raw) * _decimal(enc.scale))
 
 
 def decode_bytes(data: bytes, enc: Encoding) -> float:
@@ -307,3 +318,38 @@ def decode_bitfield(words: Sequence[int], enc: Encoding) -> frozenset[int]:
         raise CodecError(f"a bitfield must be uint16 or uint32, got {enc.data_type}")
     raw = raw_from_words(words, enc)
     return frozenset(b for b in range(16 * enc.word_count) if raw >> b & 1)
+
+
+# ------------------------------------------------------------------ rates
+def step_down(words: Sequence[int], enc: Encoding) -> tuple[int, ...]:
+    """The next smaller value the registers can hold."""
+    if enc.data_type is DataType.FLOAT32:
+        f = decode(words, enc) / enc.scale
+        lower = _f32_next_down(_f32_nearest(f))
+        if math.isinf(lower):
+            raise CodecError("no float32 below the lowest one")
+        return words_from_raw(_f32_bits(lower), enc)
+    raw = round(decode(words, enc) / enc.scale)
+    lo, _hi = INT_RANGES[enc.data_type]
+    if raw <= lo:
+        raise CodecError(f"nothing below {lo * enc.scale:g} in {enc.data_type} x {enc.scale:g}")
+    return words_from_raw((raw - 1) & ((1 << (16 * enc.word_count)) - 1), enc)
+
+
+def quantize_rate(
+    rate_ml_h: float,
+    enc: Encoding,
+    to_units: Callable[[float], float],
+    from_units: Callable[[float], float],
+) -> float:
+    """The rate in mL/h a set-point register really holds when ``rate_ml_h`` is asked
+    for: rounded DOWN to the register's resolution, never above the request even after
+    unit-conversion noise (the safety kernel checks limits against this figure)."""
+    v = _check_value(rate_ml_h)
+    if v < 0:
+        raise CodecError(f"rate must not be negative, got {rate_ml_h} mL/h")
+    words = encode(to_units(v), enc, Rounding.DOWN)
+    q = from_units(decode(words, enc))
+    if q > v:
+        q = from_units(decode(step_down(words, enc), enc))
+    return q

@@ -29,6 +29,7 @@ from firmware_bridge.modbus.codec import (
     DataType,
     Encoding,
     WordOrder,
+    quantize_rate,
 )
 
 
@@ -391,6 +392,16 @@ class RegisterMap(BaseModel):
         if unit is Unit.RPM:
             return value * 60.0 * self._ml_per_rev()
         return value / _FACTORS[unit]
+
+    def quantize_rate(self, rate_ml_h: float) -> float:
+        """What the rate set-point really holds for ``rate_ml_h`` (rounded down), mL/h."""
+        p = self.require(Role.RATE_SETPOINT)
+        return quantize_rate(
+            rate_ml_h,
+            p.encoding,
+            lambda v: self.to_units(v, p.units),
+            lambda v: self.from_units(v, p.units),
+        )
 
     def _ml_per_rev(self) -> float:
         if self.device.tubing_ml_per_rev is None:  # excluded by validation
