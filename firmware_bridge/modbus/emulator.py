@@ -495,3 +495,105 @@ def _disconnect(emu: _Emulation, pty_transport: PtyTransport | None, real_serial
         for handler in handlers:
             handler.drop()
         emu.log(f"fault disconnect: {len(handlers)} TCP connection(s) closed")
+
+
+# ---------------------------------------------------------------------- background use
+class BackgroundEmulator:
+    """``serve_modbus`` in a thread, for tests and in-process rigs.
+
+    ``with BackgroundEmulator(pump, wire, tcp=("127.0.0.1", 0)) as emu:`` starts it and
+    waits for the announcement (``emu.where``); leaving the block stops it and joins the
+    thread, so its socket or pty is released. An error while starting is re-raised here.
+    """
+
+    def __init__(
+        self,
+        pump: SimulatedPump,
+        wire: WireFaults | None = None,
+        *,
+        map_path: str | None = None,
+        tcp: tuple[str, int] | None = None,
+        serial_port: str | None = None,
+        use_pty: bool = False,
+        device_id: int = 1,
+        baud: int = 19200,
+        log: Callable[[str], None] | None = None,
+        start_timeout_s: float = 10.0,
+    ) -> None:
+        self.pump = pump
+        self.wire = wire if wire is not None else WireFaults()
+        self.lines: list[str] = []
+        self.where = ""
+        self._log = log
+        self._kwargs = {
+            "map_path": map_path,
+            "tcp": tcp,
+            "serial_port": serial_port,
+            "use_pty": use_pty,
+            "device_id": device_id,
+            "baud": baud,
+        }
+        self._start_timeout_s = start_timeout_s
+        self._stop = threading.Event()
+        self._announced = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _record(self, line: str) -> None:
+        self.lines.append(line)
+        if self._log is not None:
+            self._log(line)
+
+    def _announce(self, where: str) -> None:
+        self.where = where
+        self._announced.set()
+
+    def _run(self) -> None:
+        try:
+            serve_modbus(
+                self.pump,
+                self.wire,
+                announce=self._announce,
+                log=self._record,
+                stop=self._stop,
+                **self._kwargs,  # type: ignore[arg-type]
+            )
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._announced.set()
+
+    def start(self) -> BackgroundEmulator:
+        self._thread = threading.Thread(target=self._run, name="modbus-emulator", daemon=True)
+        self._thread.start()
+        if not self._announced.wait(self._start_timeout_s):
+            self.stop()
+            raise ModbusEmulatorError("Modbus emulator did not start in time")
+        if self._error is not None:
+            self.stop()
+            raise self._error
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise ModbusEmulatorError("Modbus emulator thread did not stop")
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """For a TCP emulator: the announced host and port."""
+        host, _, port = self.where.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def __enter__(self) -> BackgroundEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
