@@ -1,0 +1,255 @@
+"""Byte transport under the serial drivers: deadlines everywhere, one exchange at a time.
+
+Failures seen in public pump drivers, and what this module does instead:
+
+- a port opened with no timeout, so a lost reply hangs forever: every read here waits at
+  most ``POLL_S`` and every exchange has an overall deadline;
+- a byte-by-byte read until ETX with no deadline: the loop that assembles a reply checks the
+  deadline on every turn;
+- two threads interleaving commands on one port: ``lock`` (re-entrant) is held for each
+  exchange, and a driver holds it across a set and its read-back;
+- a vanished USB adapter crashing the host or being retried forever: an OS error on the
+  port closes it and raises ``PumpDisconnected``; the next call reopens it once
+  (``ensure_open``) and reports ``PumpDisconnected`` again if that fails. No retry loops.
+
+A late reply is the other classic trap: after a timeout the reply may still arrive and be
+taken for the answer to the next command. After a timeout the transport is "dirty" and the
+next exchange first discards whatever arrives during one more timeout period.
+
+A frame is recognised by the protocol, not here: callers pass ``frame_end(buffer)``, which
+returns how many bytes of ``buffer`` make the first complete reply (leading noise
+included), or None while it is incomplete. ``settle_s`` keeps reading that long after a
+reply looks complete, for protocols where a prompt can also start a longer reply (Harvard).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import serial
+
+from drivers.base import PumpDisconnected, PumpTimeout
+
+FrameEnd = Callable[[bytes], int | None]
+
+#: longest single wait inside a read loop
+POLL_S = 0.01
+#: drain() gives up after this long past its quiet period, even on a babbling line
+DRAIN_CAP_S = 0.5
+#: bytes read in one call at most, so that even a babbling line cannot stall the loop
+MAX_CHUNK = 4096
+
+
+def render(data: bytes) -> str:
+    printable = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in data)
+    return f"{data.hex(' ')} |{printable}|" if data else "nothing"
+
+
+class Transport(Protocol):
+    """What a serial driver needs from the wire."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        """Held for one exchange; drivers hold it across a set and its read-back."""
+        ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def ensure_open(self) -> bool:
+        """Reopen a lost port (one attempt); True when it was reopened just now."""
+        ...
+
+    def exchange(
+        self, request: bytes, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0
+    ) -> bytes:
+        """Send ``request`` and return the first complete reply frame."""
+        ...
+
+    def read_frame(self, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0) -> bytes:
+        """Return the next complete frame without sending anything."""
+        ...
+
+    def drain(self) -> bytes:
+        """Whatever has arrived unasked, without waiting (longer only when dirty)."""
+        ...
+
+
+class SerialTransport:
+    """A pyserial port (any ``serial_for_url`` URL: a device path, ``socket://host:port``)."""
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baudrate: int,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
+        dirty_quiet_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.port = port
+        self._settings: dict[str, Any] = {
+            "baudrate": baudrate,
+            "bytesize": bytesize,
+            "parity": parity,
+            "stopbits": stopbits,
+            "timeout": POLL_S,
+            "write_timeout": 1.0,
+        }
+        self._dirty_quiet_s = dirty_quiet_s
+        self._now = clock
+        self._lock = threading.RLock()
+        self._serial: Any = None
+        self._pending = bytearray()
+        self._dirty_until = 0.0
+        self._ever_opened = False
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        return self._lock
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None
+
+    def open(self) -> None:
+        with self._lock:
+            if self._serial is not None:
+                return
+            try:
+                self._serial = serial.serial_for_url(self.port, **self._settings)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                raise PumpDisconnected(f"cannot open {self.port}: {exc}") from None
+            self._pending.clear()
+            self._dirty_until = 0.0
+            self._ever_opened = True
+
+    def close(self) -> None:
+        with self._lock:
+            ser, self._serial = self._serial, None
+            if ser is not None:
+                with contextlib.suppress(Exception):
+                    ser.close()
+            self._pending.clear()
+
+    def ensure_open(self) -> bool:
+        with self._lock:
+            if self._serial is not None:
+                return False
+            if not self._ever_opened:
+                raise PumpDisconnected(f"{self.port} was never opened: call connect() first")
+            self.open()
+            return True
+
+    def exchange(
+        self, request: bytes, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0
+    ) -> bytes:
+        with self._lock:
+            self._require_open()
+            if self._dirty_until:
+                self.drain()
+            self._write(request)
+            return self._read_frame(frame_end, timeout_s, settle_s)
+
+    def read_frame(self, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0) -> bytes:
+        with self._lock:
+            self._require_open()
+            return self._read_frame(frame_end, timeout_s, settle_s)
+
+    def drain(self) -> bytes:
+        with self._lock:
+            self._require_open()
+            quiet_until = max(self._dirty_until, self._now())
+            hard_stop = quiet_until + DRAIN_CAP_S
+            self._dirty_until = 0.0
+            data = bytearray(self._take_pending())
+            while self._now() < hard_stop:
+                chunk = self._read_available()
+                if chunk:
+                    data += chunk
+                    continue
+                if self._now() >= quiet_until:
+                    break
+                self._read_some()  # waits at most POLL_S
+                data += self._take_pending()
+            return bytes(data)
+
+    # ------------------------------------------------------------------ internals
+    def _require_open(self) -> None:
+        if self._serial is None:
+            raise PumpDisconnected(f"{self.port} is not open")
+
+    def _lost(self, exc: Exception) -> PumpDisconnected:
+        self.close()
+        return PumpDisconnected(f"{self.port} vanished: {exc}")
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._serial.write(data)
+            self._serial.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise self._lost(exc) from None
+
+    def _read_some(self) -> None:
+        """Wait at most POLL_S for bytes; add them to the pending buffer."""
+        try:
+            waiting = self._serial.in_waiting
+            chunk = self._serial.read(min(MAX_CHUNK, max(1, waiting)))
+        except (serial.SerialException, OSError) as exc:
+            raise self._lost(exc) from None
+        self._pending += chunk
+
+    def _read_available(self) -> bytes:
+        try:
+            waiting = self._serial.in_waiting
+            chunk = self._serial.read(min(MAX_CHUNK, waiting)) if waiting else b""
+        except (serial.SerialException, OSError) as exc:
+            raise self._lost(exc) from None
+        return bytes(chunk)
+
+    def _take_pending(self) -> bytes:
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
+    def _read_frame(self, frame_end: FrameEnd, timeout_s: float, settle_s: float) -> bytes:
+        deadline = self._now() + timeout_s
+        hard_stop = deadline + settle_s
+        while True:
+            end = frame_end(bytes(self._pending))
+            if end is not None and settle_s > 0:
+                end = self._settle(frame_end, settle_s, hard_stop)
+            if end is not None:
+                frame = bytes(self._pending[:end])
+                del self._pending[:end]
+                return frame
+            if self._now() >= deadline:
+                received = self._take_pending()
+                self._dirty_until = self._now() + self._dirty_quiet_s
+                raise PumpTimeout(
+                    f"{self.port}: no complete reply within {timeout_s:g} s "
+                    f"(received {render(received)})"
+                )
+            self._read_some()
+
+    def _settle(self, frame_end: FrameEnd, settle_s: float, hard_stop: float) -> int | None:
+        """Keep reading until the line has been quiet for ``settle_s`` (or ``hard_stop``);
+        the reply may have grown meanwhile, so its end is found again."""
+        quiet_since = self._now()
+        while self._now() < hard_stop and self._now() - quiet_since < settle_s:
+            before = len(self._pending)
+            self._read_some()
+            if len(self._pending) > before:
+                quiet_since = self._now()
+        return frame_end(bytes(self._pending))

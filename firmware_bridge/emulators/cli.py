@@ -1,0 +1,324 @@
+"""``emulate ne1000|harvard|modbus``: serve the simulated pump on a pty, port or socket.
+
+The first line on stdout is where to connect (a pty path or link, a device, or
+``host:port``), flushed at once, so a parent process can read one line and connect; every
+frame on the wire is logged on the lines after it. Runs until SIGINT or SIGTERM. Bad
+arguments print one line naming the option and what it accepts, and exit with status 2.
+
+Also reachable as ``python -m firmware_bridge.emulators ...``; an optional leading
+``emulate`` word is accepted so ``pumpctl`` can pass its arguments through unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
+
+from firmware_bridge.clock import Clock, clock_from_spec
+from firmware_bridge.emulators.control import ControlChannel, ControlError, ControlServer
+from firmware_bridge.emulators.endpoints import (
+    Endpoint,
+    PtyEndpoint,
+    SerialPortEndpoint,
+    TcpEndpoint,
+)
+from firmware_bridge.emulators.handler import WireHandler
+from firmware_bridge.emulators.serial_line import SerialLine
+from firmware_bridge.emulators.syringe_match import syringe_for_bore
+from firmware_bridge.emulators.truth_log import TruthLogWriter
+from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
+from firmware_bridge.harvard.emulator import HarvardPumpSide
+from firmware_bridge.ne1000.emulator import Ne1000PumpSide
+from firmware_bridge.pump_model import SimulatedPump
+from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe, syringe_by_name
+
+PROTOCOLS = ("ne1000", "harvard", "modbus")
+BAUDS = {
+    "ne1000": (300, 1200, 2400, 9600, 19200),
+    "harvard": (9600, 19200, 38400, 57600, 115200),
+    "modbus": (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200),
+}
+DEFAULT_BAUD = {"ne1000": 19200, "harvard": 115200, "modbus": 19200}
+
+
+class UsageError(Exception):
+    """A bad command line; the message is the one line shown to the user."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="emulate",
+        description="Serve the simulated pump over a wire protocol.",
+        add_help=True,
+        exit_on_error=False,
+    )
+    p.add_argument("protocol", choices=PROTOCOLS, help="wire protocol to speak")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--pty", action="store_true", help="serve on a new pty (default)")
+    where.add_argument("--port", metavar="DEV", help="serve on a real serial port")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="serve on a TCP socket")
+    p.add_argument("--link", metavar="PATH", help="with --pty: a stable symlink to the pty")
+    p.add_argument("--address", type=int, help="pump address (0-99; Modbus device id 1-247)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--syringe", metavar="NAME", help="syringe from the catalogue")
+    which.add_argument("--diameter", type=float, metavar="MM", help="syringe inner diameter")
+    p.add_argument("--volume", type=float, metavar="ML", help="volume loaded in the syringe")
+    p.add_argument("--baud", type=int, help="baud rate")
+    p.add_argument("--faults", metavar="SPEC", help="faults at start, e.g. 'delay=0.2,stall'")
+    p.add_argument("--control", metavar="SOCKETPATH", help="runtime control channel socket")
+    p.add_argument("--truth-log", metavar="PATH", help="ground-truth JSON-lines log")
+    p.add_argument("--clock", metavar="SPEC", default="real", help="real | scaled:SCALE:ORIGIN")
+    p.add_argument("--map", metavar="PATH", help="Modbus register map (TOML)")
+    p.add_argument(
+        "--ignore-first-command",
+        action="store_true",
+        help="start as if just powered up: reset alarm pending, first command ignored",
+    )
+    return p
+
+
+def _parse_tcp(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not (0 <= int(port) <= 65535):
+        raise UsageError(f"--tcp: expected HOST:PORT with PORT 0-65535, got {text!r}")
+    return host, int(port)
+
+
+def _syringe(ns: argparse.Namespace) -> Syringe:
+    if ns.syringe is not None:
+        try:
+            return syringe_by_name(ns.syringe)
+        except ValueError as exc:
+            raise UsageError(f"--syringe: {exc}") from None
+    default = syringe_by_name(DEFAULT_SYRINGE)
+    if ns.diameter is not None:
+        if not (0.1 <= ns.diameter <= 50.0):
+            raise UsageError(f"--diameter: must be 0.1-50 mm, got {ns.diameter}")
+        return syringe_for_bore(ns.diameter, default)
+    return default
+
+
+def _validate(ns: argparse.Namespace) -> None:
+    proto: str = ns.protocol
+    if ns.address is not None:
+        low, high = (1, 247) if proto == "modbus" else (0, 99)
+        if not (low <= ns.address <= high):
+            raise UsageError(f"--address: {proto} addresses are {low}-{high}, got {ns.address}")
+    if ns.baud is not None and ns.baud not in BAUDS[proto]:
+        allowed = ", ".join(str(b) for b in BAUDS[proto])
+        raise UsageError(f"--baud: {proto} supports {allowed}; got {ns.baud}")
+    if ns.map is not None and proto != "modbus":
+        raise UsageError("--map: only the modbus emulator takes a register map")
+    if ns.link is not None and (ns.port or ns.tcp or proto == "modbus"):
+        raise UsageError("--link: only with --pty for ne1000 or harvard")
+    if ns.volume is not None and not (ns.volume >= 0):
+        raise UsageError(f"--volume: must be >= 0 mL, got {ns.volume}")
+    if ns.tcp is not None:
+        _parse_tcp(ns.tcp)
+
+
+class FirstLine:
+    """Keeps the "first line is where to connect" promise even if a server logs before it
+    announces: lines logged earlier are held back and printed right after the announcement."""
+
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._announced = False
+        self._held: list[str] = []
+
+    def announce(self, where: str) -> None:
+        with self._lock:
+            if self._announced:
+                return
+            self._announced = True
+            self._out(where)
+            for line in self._held:
+                self._out(line)
+            self._held.clear()
+
+    def log(self, line: str) -> None:
+        with self._lock:
+            if self._announced:
+                self._out(line)
+            else:
+                self._held.append(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "emulate":
+        args = args[1:]
+    if any(a in ("-h", "--help") for a in args):
+        _parser().print_help()
+        return 0
+    try:
+        ns = _parser().parse_args(args)
+        _validate(ns)
+        syringe = _syringe(ns)
+        try:
+            clock = clock_from_spec(ns.clock)
+        except ValueError as exc:
+            raise UsageError(f"--clock: {exc}") from None
+    except (UsageError, argparse.ArgumentError) as exc:
+        print(f"emulate: error: {exc}", file=sys.stderr)
+        return 2
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    stop = threading.Event()
+    restore = _install_signals(stop)
+    truth: TruthLogWriter | None = None
+    control: ControlServer | None = None
+    try:
+        try:
+            truth = TruthLogWriter(ns.truth_log) if ns.truth_log else None
+        except OSError as exc:
+            print(
+                f"emulate: error: --truth-log: cannot write {ns.truth_log}: {exc}", file=sys.stderr
+            )
+            return 2
+        try:
+            pump = _make_pump(ns, clock, syringe, truth)
+        except ValueError as exc:
+            print(f"emulate: error: --volume: {exc}", file=sys.stderr)
+            return 2
+        wire = WireFaults()
+        if ns.faults:
+            try:
+                apply_faults(ns.faults, pump, wire)
+            except FaultSpecError as exc:
+                print(f"emulate: error: --faults: {exc}", file=sys.stderr)
+                return 2
+        if ns.protocol == "modbus":
+            return _run_modbus(ns, pump, wire, stop, out)
+
+        handler = _handler(ns, pump)
+        endpoint = _endpoint(ns)
+        line = SerialLine(handler, endpoint, wire, log=out)
+        try:
+            endpoint.open()
+        except Exception as exc:  # OSError, ValueError, or pyserial's SerialException
+            print(f"emulate: error: cannot open {endpoint.name}: {exc}", file=sys.stderr)
+            return 1
+        out(endpoint.name)
+        if ns.control:
+            try:
+                control = ControlServer(ns.control, ControlChannel(pump, wire, line.describe))
+                control.start()
+            except (ControlError, OSError) as exc:
+                endpoint.shutdown()
+                print(f"emulate: error: --control: {exc}", file=sys.stderr)
+                return 2
+            out(f"control channel at {ns.control}")
+        line.serve(stop)
+        return 0
+    finally:
+        if control is not None:
+            control.close()
+        if truth is not None:
+            truth.close()
+        restore()
+
+
+def _make_pump(
+    ns: argparse.Namespace, clock: Clock, syringe: Syringe, truth: TruthLogWriter | None
+) -> SimulatedPump:
+    pump = SimulatedPump(
+        clock,
+        syringe,
+        loaded_volume_ml=ns.volume,
+        ignore_first_command_after_power_up=ns.ignore_first_command,
+        truth_sink=truth,
+    )
+    if ns.ignore_first_command:
+        pump.power_cycle()
+    return pump
+
+
+def _handler(ns: argparse.Namespace, pump: SimulatedPump) -> WireHandler:
+    address = ns.address or 0
+    if ns.protocol == "ne1000":
+        return Ne1000PumpSide(pump, address=address)
+    return HarvardPumpSide(pump, address=address, baud=ns.baud or DEFAULT_BAUD["harvard"])
+
+
+def _endpoint(ns: argparse.Namespace) -> Endpoint:
+    if ns.port:
+        return SerialPortEndpoint(ns.port, ns.baud or DEFAULT_BAUD[ns.protocol])
+    if ns.tcp:
+        host, port = _parse_tcp(ns.tcp)
+        return TcpEndpoint(host, port)
+    return PtyEndpoint(link=ns.link)
+
+
+def _run_modbus(
+    ns: argparse.Namespace,
+    pump: SimulatedPump,
+    wire: WireFaults,
+    stop: threading.Event,
+    out: Callable[[str], None],
+) -> int:
+    """Hand over to the Modbus helper's server; the control channel is served here, and
+    nothing is printed before its announcement (it must be the first line)."""
+    try:
+        # lazy: pymodbus is loaded only when a Modbus pump is emulated
+        from firmware_bridge.modbus.emulator import serve_modbus  # noqa: PLC0415
+    except ImportError as exc:
+        print(f"emulate: error: the modbus emulator is not available: {exc}", file=sys.stderr)
+        return 1
+    first = FirstLine(out)
+    control: ControlServer | None = None
+    if ns.control:
+        try:
+            control = ControlServer(ns.control, ControlChannel(pump, wire))
+            control.start()
+        except (ControlError, OSError) as exc:
+            print(f"emulate: error: --control: {exc}", file=sys.stderr)
+            return 2
+    try:
+        serve_modbus(
+            pump,
+            wire,
+            map_path=ns.map,
+            tcp=_parse_tcp(ns.tcp) if ns.tcp else None,
+            serial_port=ns.port,
+            use_pty=not (ns.tcp or ns.port),
+            device_id=ns.address if ns.address is not None else 1,
+            baud=ns.baud or DEFAULT_BAUD["modbus"],
+            announce=first.announce,
+            log=first.log,
+            stop=stop,
+        )
+    finally:
+        if control is not None:
+            control.close()
+    return 0
+
+
+def _install_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop``; returns a function restoring the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+    return restore
