@@ -1,0 +1,602 @@
+"""The Modbus driver byte for byte, against scripted pumps (pymeasure's expected_protocol idea).
+
+A scripted pump plays a list of (expected request, reply) pairs over a real TCP socket
+or a real pty: each request the driver sends must equal the next expected bytes exactly,
+and the recorded reply (or silence, or a dropped connection) goes back. After the script
+nothing more may arrive: a retried write would show up here.
+
+All frames below are written out literally. The RTU CRCs were produced with pymodbus'
+FramerRTU, an implementation independent of ours. The map is the example syringe map
+(``config/pumps/modbus_syringe.toml``), device id 1:
+coil 0 run; DI 0 running; HR 0-1 rate uint32 x0.001 mL/h; HR 2 diameter x0.01 mm;
+HR 3 comms timeout ms; IR 2-3 infused uint32 x0.01 uL; IR 4 alarms (bit 0 occlusion,
+bit 1 empty); IR 5-8 rate min/max; IR 9 pressure x0.01 kPa; IR 10 firmware x0.01.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import select
+import socket
+import threading
+import time
+import tty
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+import pytest
+
+from drivers.base import (
+    PumpAlarmError,
+    PumpAlarmKind,
+    PumpChecksumError,
+    PumpDisconnected,
+    PumpRejected,
+    PumpTimeout,
+)
+from drivers.modbus import ModbusDriver
+from firmware_bridge.syringes import syringe_by_name
+
+TIMEOUT_S: Final = 0.2
+SCRIPT_WAIT_S: Final = 5.0
+
+
+class _Disconnect:
+    def __repr__(self) -> str:
+        return "DISCONNECT"
+
+
+DISCONNECT: Final = _Disconnect()
+Reply = str | None | _Disconnect
+Step = tuple[str, Reply]
+
+
+def h(text: str) -> bytes:
+    return bytes.fromhex(text)
+
+
+# ====================================================================== scripted peers
+class ScriptedTcpPump:
+    """A Modbus TCP 'pump' that plays a script; reconnects are accepted transparently."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+        self.errors: list[str] = []
+        self.connections = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(SCRIPT_WAIT_S)
+        self.port = self._server.getsockname()[1]
+        self._conn: socket.socket | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> socket.socket:
+        conn, _ = self._server.accept()
+        conn.settimeout(SCRIPT_WAIT_S)
+        self.connections += 1
+        self._conn = conn
+        return conn
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            conn = self._conn or self._accept()
+            chunk = conn.recv(n - len(buf))
+            if not chunk:  # the driver closed to resynchronise: it will reconnect
+                conn.close()
+                self._conn = None
+                if buf:
+                    raise AssertionError(f"connection closed mid-request after {buf.hex(' ')}")
+                continue
+            buf += chunk
+        return buf
+
+    def _run(self) -> None:
+        try:
+            for i, (expected, reply) in enumerate(self.steps):
+                want = h(expected)
+                got = self._recv_exact(len(want))
+                if got != want:
+                    self.errors.append(
+                        f"step {i}: expected {want.hex(' ')}\n          got {got.hex(' ')}"
+                    )
+                    return
+                if isinstance(reply, _Disconnect):
+                    assert self._conn is not None
+                    self._conn.close()
+                    self._conn = None
+                elif reply is not None:
+                    assert self._conn is not None
+                    self._conn.sendall(h(reply))
+            # after the script the driver may only close the connection
+            if self._conn is not None:
+                extra = self._conn.recv(4096)
+                if extra:
+                    self.errors.append(f"unexpected request after the script: {extra.hex(' ')}")
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+            self._server.close()
+
+    def finish(self) -> None:
+        self._thread.join(SCRIPT_WAIT_S + 1)
+        assert not self._thread.is_alive(), "scripted pump still waiting for requests"
+        assert not self.errors, "\n".join(self.errors)
+
+
+class ScriptedRtuPump:
+    """A Modbus RTU 'pump' on the master side of a pty the driver opens."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+        self.errors: list[str] = []
+        self._master, self._slave = pty.openpty()
+        tty.setraw(self._slave)
+        self.path = os.ttyname(self._slave)
+        self._closed_master = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = b""
+        deadline = time.monotonic() + SCRIPT_WAIT_S
+        while len(buf) < n:
+            ready, _, _ = select.select([self._master], [], [], deadline - time.monotonic())
+            if not ready:
+                raise AssertionError(f"no request within {SCRIPT_WAIT_S} s (got {buf.hex(' ')})")
+            buf += os.read(self._master, n - len(buf))
+        return buf
+
+    def _run(self) -> None:
+        try:
+            for i, (expected, reply) in enumerate(self.steps):
+                want = h(expected)
+                got = self._recv_exact(len(want))
+                if got != want:
+                    self.errors.append(
+                        f"step {i}: expected {want.hex(' ')}\n          got {got.hex(' ')}"
+                    )
+                    return
+                if isinstance(reply, _Disconnect):
+                    os.close(self._master)
+                    self._closed_master = True
+                    return
+                if reply is not None:
+                    os.write(self._master, h(reply))
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def finish(self) -> None:
+        self._thread.join(SCRIPT_WAIT_S + 1)
+        assert not self._thread.is_alive(), "scripted pump still waiting for requests"
+        if not self._closed_master:
+            ready, _, _ = select.select([self._master], [], [], 0.05)
+            if ready:
+                with contextlib.suppress(OSError):
+                    extra = os.read(self._master, 4096)
+                    self.errors.append(f"unexpected request after the script: {extra.hex(' ')}")
+            os.close(self._master)
+        os.close(self._slave)
+        assert not self.errors, "\n".join(self.errors)
+
+
+CONNECT_TCP: Final = [("00 01 00 00 00 06 01 02 00 00 00 01", "00 01 00 00 00 04 01 02 01 00")]
+CONNECT_RTU: Final = [("01 02 00 00 00 01 b9 ca", "01 02 01 00 a1 88")]
+
+
+@contextlib.contextmanager
+def tcp_script(steps: Sequence[Step], **options: object) -> Iterator[ModbusDriver]:
+    """A driver connected to a scripted TCP pump; connect() is the first step."""
+    pump = ScriptedTcpPump([*CONNECT_TCP, *steps])
+    driver = ModbusDriver(host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, **options)  # type: ignore[arg-type]
+    try:
+        driver.connect()
+        yield driver
+    finally:
+        driver.close()
+        pump.finish()
+
+
+@contextlib.contextmanager
+def rtu_script(steps: Sequence[Step], **options: object) -> Iterator[ModbusDriver]:
+    pump = ScriptedRtuPump([*CONNECT_RTU, *steps])
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S, **options)  # type: ignore[arg-type]
+    try:
+        driver.connect()
+        yield driver
+    finally:
+        driver.close()
+        pump.finish()
+
+
+# ====================================================================== TCP
+def test_tcp_set_rate_writes_both_words_then_reads_back() -> None:
+    with tcp_script(
+        [
+            (
+                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 02 00 00 00 06 01 10 00 00 00 02",
+            ),
+            ("00 03 00 00 00 06 01 03 00 00 00 02", "00 03 00 00 00 07 01 03 04 00 00 30 34"),
+        ]
+    ) as driver:
+        assert driver.set_rate(12.34) == 12.34
+
+
+def test_tcp_set_rate_returns_what_the_pump_reads_back_not_what_was_sent() -> None:
+    with tcp_script(
+        [
+            (
+                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 02 00 00 00 06 01 10 00 00 00 02",
+            ),
+            ("00 03 00 00 00 06 01 03 00 00 00 02", "00 03 00 00 00 07 01 03 04 00 00 13 88"),
+        ]
+    ) as driver:
+        assert driver.set_rate(12.34) == 5.0  # the kernel's read-back check (S9) sees this
+
+
+def test_tcp_exception_reply_is_rejected_with_the_reason_and_never_retried() -> None:
+    with (
+        tcp_script(
+            [("00 02 00 00 00 0b 01 10 00 00 00 02 04 00 4c 4b 40", "00 02 00 00 00 03 01 90 03")]
+        ) as driver,
+        pytest.raises(PumpRejected) as info,
+    ):
+        driver.set_rate(5000.0)
+    assert "ILLEGAL DATA VALUE" in info.value.reason
+    assert "03" in info.value.reason
+
+
+def test_tcp_lost_reply_to_a_write_is_a_timeout_and_never_retried() -> None:
+    with (
+        tcp_script([("00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34", None)]) as driver,
+        pytest.raises(PumpTimeout),
+    ):
+        driver.set_rate(12.34)
+
+
+def test_tcp_lost_reply_to_a_read_is_retried_once() -> None:
+    with tcp_script(
+        [
+            ("00 02 00 00 00 06 01 02 00 00 00 01", None),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 01"),
+        ]
+    ) as driver:
+        driver.keep_alive()
+
+
+def test_tcp_a_read_gives_up_after_the_one_retry() -> None:
+    with (
+        tcp_script(
+            [
+                ("00 02 00 00 00 06 01 02 00 00 00 01", None),
+                ("00 03 00 00 00 06 01 02 00 00 00 01", None),
+            ]
+        ) as driver,
+        pytest.raises(PumpTimeout),
+    ):
+        driver.keep_alive()
+
+
+def test_tcp_late_reply_of_a_timed_out_request_is_skipped_by_transaction_id() -> None:
+    with tcp_script(
+        [
+            ("00 02 00 00 00 06 01 02 00 00 00 01", None),
+            (
+                "00 03 00 00 00 06 01 02 00 00 00 01",
+                # the late reply to transaction 2 (not running), then the one to 3 (running)
+                "00 02 00 00 00 04 01 02 01 00" + "00 03 00 00 00 04 01 02 01 01",
+            ),
+        ]
+    ) as driver:
+        driver.keep_alive()
+
+
+def test_tcp_read_status_reads_contiguous_spans() -> None:
+    with tcp_script(
+        [
+            ("00 02 00 00 00 06 01 02 00 00 00 01", "00 02 00 00 00 04 01 02 01 01"),
+            ("00 03 00 00 00 06 01 03 00 00 00 02", "00 03 00 00 00 07 01 03 04 00 00 30 34"),
+            # infused (IR 2-3) and alarms (IR 4) in one read: 1000 x 0.01 uL, occlusion bit
+            ("00 04 00 00 00 06 01 04 00 02 00 03", "00 04 00 00 00 09 01 04 06 00 00 03 e8 00 01"),
+            ("00 05 00 00 00 06 01 04 00 09 00 01", "00 05 00 00 00 05 01 04 02 00 c8"),
+        ]
+    ) as driver:
+        status = driver.read_status()
+    assert status.running
+    assert status.set_rate_ml_h == 12.34
+    assert status.infused_ml == pytest.approx(0.01, rel=1e-12)
+    assert status.alarms == {PumpAlarmKind.OCCLUSION}
+    assert status.pressure_mmhg == pytest.approx(2.00 / 0.133322387415, rel=1e-9)
+    assert "rate_setpoint=[0, 12340]" in status.raw
+
+
+def test_tcp_configure_syringe_writes_the_bore_and_returns_the_published_range() -> None:
+    with tcp_script(
+        [
+            ("00 02 00 00 00 06 01 06 00 02 0a 63", "00 02 00 00 00 06 01 06 00 02 0a 63"),
+            ("00 03 00 00 00 06 01 03 00 02 00 01", "00 03 00 00 00 05 01 03 02 0a 63"),
+            (
+                "00 04 00 00 00 06 01 04 00 05 00 04",
+                "00 04 00 00 00 0b 01 04 08 00 00 03 e8 00 1e 80 fc",
+            ),
+        ]
+    ) as driver:
+        rng = driver.configure_syringe(syringe_by_name("bd-plastipak-50ml"))  # 26.59 mm
+    assert (rng.min_ml_h, rng.max_ml_h) == (1.0, 1999.1)
+
+
+def test_tcp_diameter_read_back_mismatch_is_rejected() -> None:
+    with (
+        tcp_script(
+            [
+                ("00 02 00 00 00 06 01 06 00 02 0a 63", "00 02 00 00 00 06 01 06 00 02 0a 63"),
+                ("00 03 00 00 00 06 01 03 00 02 00 01", "00 03 00 00 00 05 01 03 02 05 a3"),
+            ]
+        ) as driver,
+        pytest.raises(PumpRejected, match=r"14\.43 mm"),
+    ):
+        driver.configure_syringe(syringe_by_name("bd-plastipak-50ml"))
+
+
+def test_tcp_start_refused_with_an_alarm_raised_names_the_alarm() -> None:
+    with (
+        tcp_script(
+            [
+                ("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 03 01 85 04"),
+                ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+                ("00 04 00 00 00 06 01 04 00 04 00 01", "00 04 00 00 00 05 01 04 02 00 02"),
+            ]
+        ) as driver,
+        pytest.raises(PumpAlarmError) as info,
+    ):
+        driver.start()
+    assert info.value.alarms == {PumpAlarmKind.EMPTY}
+
+
+def test_tcp_start_refused_without_alarm_is_rejected() -> None:
+    with (
+        tcp_script(
+            [
+                ("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 03 01 85 04"),
+                ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+                ("00 04 00 00 00 06 01 04 00 04 00 01", "00 04 00 00 00 05 01 04 02 00 00"),
+            ]
+        ) as driver,
+        pytest.raises(PumpRejected) as info,
+    ):
+        driver.start()
+    assert "SERVER DEVICE FAILURE" in info.value.reason
+
+
+def test_tcp_start_and_stop_read_back_the_running_state() -> None:
+    with tcp_script(
+        [
+            ("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 06 01 05 00 00 ff 00"),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 01"),
+            ("00 04 00 00 00 06 01 05 00 00 00 00", "00 04 00 00 00 06 01 05 00 00 00 00"),
+            ("00 05 00 00 00 06 01 02 00 00 00 01", "00 05 00 00 00 04 01 02 01 01"),
+        ]
+    ) as driver:
+        driver.start()
+        with pytest.raises(PumpRejected, match="still running"):
+            driver.stop()  # the pump says it still runs: never reported as stopped
+
+
+def test_tcp_bad_mbap_header_is_a_checksum_error_and_the_link_resynchronises() -> None:
+    with tcp_script(
+        [
+            # protocol id 1 in the reply: framing broken
+            (
+                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 02 00 01 00 06 01 10 00 00 00 02",
+            ),
+            # the next call arrives on a new connection, transaction ids continue
+            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+        ]
+    ) as driver:
+        with pytest.raises(PumpChecksumError, match="protocol id"):
+            driver.set_rate(12.34)
+        driver.keep_alive()
+
+
+def test_tcp_write_echo_that_differs_is_a_checksum_error() -> None:
+    with (
+        tcp_script(
+            [("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 06 01 05 00 00 00 00")]
+        ) as driver,
+        pytest.raises(PumpChecksumError, match="echo"),
+    ):
+        driver.start()
+
+
+def test_tcp_reply_from_another_unit_is_a_checksum_error() -> None:
+    with (
+        tcp_script(
+            [
+                ("00 02 00 00 00 06 01 02 00 00 00 01", "00 02 00 00 00 04 02 02 01 00"),
+                ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 02 02 01 00"),
+            ]
+        ) as driver,
+        pytest.raises(PumpChecksumError, match="unit 2"),
+    ):
+        driver.keep_alive()
+
+
+def test_tcp_connection_loss_is_reported_then_reconnected_on_the_next_call() -> None:
+    pump_steps: list[Step] = [
+        ("00 02 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+        ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+    ]
+    with tcp_script(pump_steps) as driver:
+        with pytest.raises(PumpDisconnected):
+            driver.keep_alive()
+        driver.keep_alive()
+
+
+def test_tcp_reconnect_is_bounded() -> None:
+    pump = ScriptedTcpPump([*CONNECT_TCP, ("00 02 00 00 00 06 01 02 00 00 00 01", DISCONNECT)])
+    driver = ModbusDriver(
+        host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, reconnect_attempts=2
+    )
+    driver.connect()
+    with pytest.raises(PumpDisconnected):
+        driver.keep_alive()
+    pump.finish()  # the listener is gone now
+    with pytest.raises(PumpDisconnected, match="2 reconnect attempt"):
+        driver.keep_alive()
+    driver.close()
+
+
+def test_tcp_identify_reads_the_firmware_register() -> None:
+    with tcp_script(
+        [("00 02 00 00 00 06 01 04 00 0a 00 01", "00 02 00 00 00 05 01 04 02 00 7b")]
+    ) as driver:
+        identity = driver.identify()
+    assert identity.firmware == "1.23"
+    assert identity.address == 1
+    assert "EXAMPLE" in identity.model
+
+
+def test_tcp_comms_timeout_is_written_on_connect_and_read_back() -> None:
+    pump = ScriptedTcpPump(
+        [
+            ("00 01 00 00 00 06 01 06 00 03 07 d0", "00 01 00 00 00 06 01 06 00 03 07 d0"),
+            ("00 02 00 00 00 06 01 03 00 03 00 01", "00 02 00 00 00 05 01 03 02 07 d0"),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+        ]
+    )
+    driver = ModbusDriver(
+        host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, comms_timeout_s=2.0
+    )
+    driver.connect()
+    driver.close()
+    pump.finish()
+
+
+def test_unquantized_rate_is_refused_before_anything_is_sent() -> None:
+    with tcp_script([]) as driver, pytest.raises(ValueError, match="quantize_rate"):
+        driver.set_rate(12.3456)
+
+
+# ====================================================================== RTU
+def test_rtu_set_rate_frames_with_crc_and_reads_back() -> None:
+    with rtu_script(
+        [
+            ("01 10 00 00 00 02 04 00 00 30 34 e6 78", "01 10 00 00 00 02 41 c8"),
+            ("01 03 00 00 00 02 c4 0b", "01 03 04 00 00 30 34 ef e4"),
+        ]
+    ) as driver:
+        assert driver.set_rate(12.34) == 12.34
+
+
+def test_rtu_exception_reply_is_rejected() -> None:
+    with (
+        rtu_script([("01 10 00 00 00 02 04 00 4c 4b 40 05 78", "01 90 03 0c 01")]) as driver,
+        pytest.raises(PumpRejected) as info,
+    ):
+        driver.set_rate(5000.0)
+    assert "ILLEGAL DATA VALUE" in info.value.reason
+
+
+def test_rtu_crc_error_on_a_write_is_a_checksum_error_never_retried() -> None:
+    with (
+        rtu_script(
+            [("01 10 00 00 00 02 04 00 00 30 34 e6 78", "01 10 00 00 00 02 41 c9")]
+        ) as driver,
+        pytest.raises(PumpChecksumError, match="CRC"),
+    ):
+        driver.set_rate(12.34)
+
+
+def test_rtu_crc_error_on_a_read_is_retried_once() -> None:
+    with rtu_script(
+        [
+            ("01 02 00 00 00 01 b9 ca", "01 02 01 01 60 49"),  # CRC off by one bit
+            ("01 02 00 00 00 01 b9 ca", "01 02 01 01 60 48"),
+        ]
+    ) as driver:
+        driver.keep_alive()
+
+
+def test_rtu_no_reply_is_a_timeout() -> None:
+    with (
+        rtu_script([("01 10 00 00 00 02 04 00 00 30 34 e6 78", None)]) as driver,
+        pytest.raises(PumpTimeout),
+    ):
+        driver.set_rate(12.34)
+
+
+def test_rtu_reply_from_another_address_is_a_checksum_error() -> None:
+    with (
+        rtu_script(
+            [
+                ("01 02 00 00 00 01 b9 ca", "02 02 01 00 a1 cc"),
+                ("01 02 00 00 00 01 b9 ca", "02 02 01 00 a1 cc"),
+            ]
+        ) as driver,
+        pytest.raises(PumpChecksumError, match="address 2"),
+    ):
+        driver.keep_alive()
+
+
+def test_rtu_garbage_is_a_checksum_error() -> None:
+    with (
+        rtu_script([("01 05 00 00 ff 00 8c 3a", "ff 13 37 00")]) as driver,
+        pytest.raises(PumpChecksumError, match="garbled"),
+    ):
+        driver.start()
+
+
+def test_rtu_truncated_reply_is_a_checksum_error() -> None:
+    with (
+        rtu_script([("01 10 00 00 00 02 04 00 00 30 34 e6 78", "01 10 00 00")]) as driver,
+        pytest.raises(PumpChecksumError, match="incomplete"),
+    ):
+        driver.set_rate(12.34)
+
+
+def test_rtu_vanished_port_is_reported_and_reconnect_is_bounded() -> None:
+    pump = ScriptedRtuPump([*CONNECT_RTU, ("01 02 00 00 00 01 b9 ca", DISCONNECT)])
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S, reconnect_attempts=2)
+    driver.connect()
+    with pytest.raises(PumpDisconnected):
+        driver.keep_alive()
+    with pytest.raises(PumpDisconnected, match="2 reconnect attempt"):
+        driver.keep_alive()
+    driver.close()
+    pump.finish()
+
+
+def test_driver_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ModbusDriver()
+    with pytest.raises(ValueError, match="exactly one"):
+        ModbusDriver(host="h", serial_port="/dev/null")
+    with pytest.raises(ValueError, match="device_id"):
+        ModbusDriver(host="h", device_id=0)
+    with pytest.raises(ValueError, match="timeout_s"):
+        ModbusDriver(host="h", timeout_s=0)
+    with pytest.raises(ValueError, match="comms timeout must be 0-60 s"):
+        ModbusDriver(host="h", comms_timeout_s=61)
+    with pytest.raises(ValueError, match="parity"):
+        ModbusDriver(serial_port="/dev/null", parity="X")
+
+
+def test_calls_before_connect_say_so() -> None:
+    driver = ModbusDriver(host="127.0.0.1", port=9)
+    with pytest.raises(PumpDisconnected, match="connect"):
+        driver.read_status()
+
+
+def test_quantize_rate_is_pure_and_rounds_down() -> None:
+    driver = ModbusDriver(host="127.0.0.1", port=9)  # never connected: no I/O needed
+    assert driver.quantize_rate(12.3456789) == 12.345
+    assert driver.quantize_rate(12.345) == 12.345
+    with pytest.raises(ValueError, match="negative"):
+        driver.quantize_rate(-1.0)
