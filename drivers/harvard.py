@@ -17,6 +17,10 @@ Protocol facts are in ``firmware_bridge.harvard.codec``. How this driver uses th
   raise ``PumpRejected`` with the pump's own lines as the reason; nothing is clamped.
 - Stall (prompt ``*``, status flag ``S``) is reported as ``PumpAlarmKind.STALL``: the pump
   senses force, so an occlusion or an empty syringe also shows as a stall.
+- These pumps have no power-fail alarm: after a power interruption they come back idle.
+  So when the driver started the pump and later finds it idle with neither a stall nor
+  "target reached" to explain it, it reports ``PumpAlarmKind.RESET`` once (the other
+  possible cause, a stop pressed on the pump's own screen, reads the same on the wire).
 
 Rate quantization (our choice, documented because the safety kernel relies on it): rates
 travel with at most 4 significant digits, rounded down, in ml/hr (ul/hr below 1 mL/h,
@@ -97,8 +101,11 @@ class HarvardDriver(PumpDriver):
         self.address = address
         self._reply_timeout_s = reply_timeout_s
         self._settle_s = settle_s
-        self._transport: Transport = transport or SerialTransport(port, baudrate=baud)
+        self._transport: Transport = transport or SerialTransport(
+            port, baudrate=baud, dirty_quiet_s=reply_timeout_s
+        )
         self._pending_alarms: set[PumpAlarmKind] = set()
+        self._expect_running = False
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -196,10 +203,12 @@ class HarvardDriver(PumpDriver):
                 f"harvard: irun acknowledged but the prompt is {reply.prompt.value!r}",
                 reason=f"did not start (prompt {reply.prompt.value!r})",
             )
+        self._expect_running = True
 
     def stop(self) -> None:
         with self._transport.lock:
             self._ensure_link()
+            self._expect_running = False
             reply = self._command(self._cmd("stp"))
         if reply.prompt in RUNNING_PROMPTS:
             raise PumpRejected(
@@ -233,10 +242,15 @@ class HarvardDriver(PumpDriver):
                 raise PumpChecksumError(f"harvard: unreadable rate {rate_line!r}: {exc}") from None
             alarms = set(self._pending_alarms)
             self._pending_alarms.clear()
+            running = status_reply.prompt in RUNNING_PROMPTS or status.motor_running
             if status.stalled:
                 alarms.add(PumpAlarmKind.STALL)
+            elif self._expect_running and not running and not status.target_reached:
+                alarms.add(PumpAlarmKind.RESET)
+            if not running:
+                self._expect_running = False
             return PumpStatus(
-                running=status_reply.prompt in RUNNING_PROMPTS or status.motor_running,
+                running=running,
                 set_rate_ml_h=float(rate),
                 infused_ml=float(infused),
                 alarms=frozenset(alarms),

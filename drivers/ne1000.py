@@ -34,8 +34,9 @@ units (UM, MM, UH, MH), and a unit cannot change while the pump runs. So:
   beyond that unit's 9999, the result is 9999 of it: stop to change units);
 - otherwise the unit is chosen by ``firmware_bridge.ne1000.codec.choose_rate`` (mL/h when
   that loses at most 0.1 %, else the closest), rounded down.
-``set_rate`` accepts only rates some allowed unit expresses exactly (``quantize_rate``
-output always is); anything else is a ``ValueError``, never silently rounded.
+``set_rate`` accepts only rates that ``quantize_rate`` leaves unchanged (its own output
+always is: the choice is idempotent); anything else is a ``ValueError``, never silently
+rounded.
 
 Keep-alive. In safe mode the pump stops itself when no valid packet arrives within
 ``safe_mode_timeout_s``: the safety process must call ``keep_alive`` (a status query)
@@ -74,7 +75,6 @@ from firmware_bridge.ne1000.codec import (
     encode_basic_command,
     encode_command,
     encode_safe_packet,
-    exact_rate,
     floor_to_field,
     format_number,
     parse_dispensed,
@@ -139,7 +139,9 @@ class Ne1000Driver(PumpDriver):
         self.safe_mode_timeout_s = safe_mode_timeout_s
         self._reply_timeout_s = reply_timeout_s
         self._settle_s = settle_s
-        self._transport: Transport = transport or SerialTransport(port, baudrate=baud)
+        self._transport: Transport = transport or SerialTransport(
+            port, baudrate=baud, dirty_quiet_s=reply_timeout_s
+        )
         self._safe = False
         self._unit: RateUnit | None = None
         self._running = False
@@ -202,12 +204,12 @@ class Ne1000Driver(PumpDriver):
     def set_rate(self, rate_ml_h: float) -> float:
         _check_rate(rate_ml_h)
         units = self._allowed_units()
-        choice = exact_rate(rate_ml_h, units)
-        if choice is None:
+        choice = choose_rate(rate_ml_h, units)
+        if float(choice.ml_h) != rate_ml_h:
             raise ValueError(
-                f"rate {rate_ml_h} mL/h is not a rate this NE-1000 can run "
+                f"rate {rate_ml_h} mL/h is not a rate this NE-1000 runs as sent "
                 f"(units allowed now: {', '.join(u.value for u in units)}); "
-                f"quantize_rate gives {self.quantize_rate(rate_ml_h)} mL/h"
+                f"quantize_rate gives {float(choice.ml_h)} mL/h"
             )
         with self._transport.lock:
             self._ensure_link()

@@ -246,12 +246,25 @@ def choose_rate(
     """The rate the pump will run for ``rate_ml_h``, and the unit to send it in.
 
     The first of ``units`` whose rounded-down figure is within ``tolerance`` (a fraction)
-    of the rate; if none is, the closest (ties to the earlier unit). Never above
-    ``rate_ml_h``. Below everything expressible the result has value 0: refuse it.
+    of the rate; if none is, the closest (ties to the earlier unit). The rule is applied
+    again to its own result until that stops changing, so a chosen rate chooses itself
+    (hosts may treat "choose_rate(r) == r" as "r is a rate the pump runs as sent"). Never
+    above ``rate_ml_h``. Below everything expressible the result has value 0: refuse it.
     """
     if not units:
         raise Ne1000CodecError("choose_rate needs at least one unit")
-    r = to_decimal(rate_ml_h)
+    choice = _choose_once(to_decimal(rate_ml_h), units, tolerance)
+    for _ in range(16):
+        if choice.ml_h == 0:
+            return choice
+        again = _choose_once(choice.ml_h, units, tolerance)
+        if again.ml_h == choice.ml_h:
+            return again
+        choice = again
+    raise AssertionError("choose_rate did not settle")  # pragma: no cover - values only fall
+
+
+def _choose_once(r: Decimal, units: tuple[RateUnit, ...], tolerance: Decimal) -> RateChoice:
     choices = [rate_in_unit(r, unit) for unit in units]
     for choice in choices:
         if choice.ml_h > 0 and r - choice.ml_h <= r * tolerance:
@@ -261,23 +274,6 @@ def choose_rate(
         if choice.ml_h > best.ml_h:
             best = choice
     return best
-
-
-def exact_rate(
-    rate_ml_h: Decimal | float, units: tuple[RateUnit, ...] = RATE_UNIT_PREFERENCE
-) -> RateChoice | None:
-    """The first of ``units`` that expresses ``rate_ml_h`` exactly, or None.
-
-    A host sends only rates that pass this test, so the pump never rounds what it is sent.
-    """
-    r = to_decimal(rate_ml_h)
-    if r <= 0:
-        return None
-    for unit in units:
-        choice = rate_in_unit(r, unit)
-        if choice.ml_h == r:
-            return choice
-    return None
 
 
 _RATE_RE = re.compile(r"^([0-9.]+)(UM|MM|UH|MH)$")
