@@ -181,15 +181,16 @@ def _f32_nearest(x: float) -> float:
 
 
 def _noise(x: float) -> float:
-    """How far apart two float64 results of the same exact quantity may be."""
-    return 8 * _EPS * abs(x)
+    """How far apart two float64 results of the same exact quantity may be after a few
+    unit conversions (each adds an ulp or two)."""
+    return 32 * _EPS * abs(x)
 
 
 # ------------------------------------------------------------------ raw numbers
 def _raw_int(value: float, enc: Encoding, rounding: Rounding, saturate: bool) -> int:
     x = value / enc.scale
     nearest = round(x)
-    if abs(x - nearest) <= 1e-6 + _noise(x):
+    if abs(x - nearest) <= 1e-9 + _noise(x):
         raw = int(nearest)
     elif rounding is Rounding.EXACT:
         raise CodecError(
