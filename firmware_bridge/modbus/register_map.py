@@ -471,6 +471,8 @@ def _map_problems(m: RegisterMap) -> list[str]:
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
+        if part == "[key]":  # pydantic marks a bad dict key this way; the key names it
+            continue
         if isinstance(part, int):
             path += f"[{part}]"
         else:
