@@ -49,7 +49,7 @@ FLOW_MAX_ML_H = Decimal(10_000)
 #: A non-zero number smaller than this is a slip (or an attempt to make exact arithmetic
 #: on 10**-99999999 run for ever), never a clinical value.
 MAGNITUDE_MIN = Decimal("1e-9")
-#: More significant digits than this is a slip; it also keeps every value exact in text.
+#: More significant digits than this in typed text is a slip, not a clinical figure.
 DIGITS_MAX = 20
 
 
@@ -81,14 +81,14 @@ def to_decimal(value: object, field: str) -> Decimal:
             result = Decimal(text)
         except InvalidOperation:
             raise UnitError(field, f"{value!r} is not a number") from None
+        if len(result.as_tuple().digits) > DIGITS_MAX:
+            raise UnitError(field, f"{value!r} has more than {DIGITS_MAX} significant digits")
     else:
         raise UnitError(field, f"expected a number, got {type(value).__name__}")
     if not result.is_finite():
         raise UnitError(field, f"must be a finite number, got {value!r}")
-    if result != 0 and abs(result) < MAGNITUDE_MIN:
+    if result != 0 and result.copy_abs() < MAGNITUDE_MIN:  # abs() would overflow 1e999999999
         raise UnitError(field, f"{value!r} is absurdly small (below {MAGNITUDE_MIN:f}); a slip?")
-    if len(result.as_tuple().digits) > DIGITS_MAX:
-        raise UnitError(field, f"{value!r} has more than {DIGITS_MAX} significant digits")
     return result
 
 
@@ -386,12 +386,16 @@ AnyDoseRate = DoseRate | WeightBasedDoseRate
 
 
 def absolute_unit_for(unit: DoseRateUnit) -> DoseRateUnit:
-    """The non-weight-based unit a weight-based one turns into (same amount, same time
-    base when the closed set has it: mcg/kg/min -> mcg/min, mcg/kg/h -> mcg/min)."""
+    """The non-weight-based unit a weight-based one turns into: same amount and time base
+    when the closed set has it (mcg/kg/min -> mcg/min, mg/kg/h -> mg/h); otherwise the
+    same time base in the larger amount (mcg/kg/h -> mg/h), because dividing by 1000
+    keeps a decimal exact where dividing by 60 (mcg/min) would round it, possibly up."""
     if not unit.per_kg:
         return unit
-    for time in (unit.time, TimeUnit.MIN, TimeUnit.H):
-        candidate = DoseRateUnit(unit.amount, False, time)
+    amounts = [unit.amount, *(a for a in AmountUnit if a.dimension is unit.dimension)]
+    candidates = [DoseRateUnit(a, False, unit.time) for a in amounts]
+    candidates += [DoseRateUnit(unit.amount, False, t) for t in TimeUnit]
+    for candidate in candidates:
         if str(candidate) in DOSE_RATE_UNITS:
             return candidate
     raise UnitError("dose unit", f"{unit} has no absolute counterpart")  # pragma: no cover

@@ -19,10 +19,17 @@ from controller.commands.output import (
     bad_input,
     print_json,
 )
-from safety.dosing import DoseOrder, ProgramCheck, check_program, order_from_dose, order_from_rate
+from safety.dosing import (
+    DoseOrder,
+    ProgramCheck,
+    check_program,
+    describe,
+    order_from_dose,
+    order_from_rate,
+)
 from safety.library import DiluentError, DrugLibrary, LibraryError, LookupProblem, load_library
 from safety.library.diluents import parse_diluent
-from safety.rules import RuleRefusal, Severity, num
+from safety.rules import RuleRefusal, Severity, dose_in_unit, num
 from safety.units import (
     BodyWeight,
     PumpResolution,
@@ -70,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
             therapy=args.therapy,
             dose_unit=dose.unit if dose is not None else None,
         )
+        if dose is not None:
+            # A dose in the wrong kind of unit (the 70x mcg/min vs mcg/kg/min swap) is
+            # refused first: asking for a weight would suggest the entry was fine.
+            dose_in_unit(dose, selection.therapy.unit, describe(selection))
         program = check_program(selection, concentration, diluent, weight)
         resolution = PumpResolution()
         if dose is not None:

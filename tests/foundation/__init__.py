@@ -1,0 +1,1 @@
+"""Tests for the foundation: dose units, drug library, ``pumpctl calc`` and ``library``."""
