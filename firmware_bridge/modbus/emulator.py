@@ -39,7 +39,9 @@ a reply and other addresses are ignored, as on a shared RS-485 line. TCP answers
 ``device_id`` and 255 (Modbus Messaging on TCP/IP v1.0b: 0xFF for a directly reached
 device); another unit id gets exception 0B, as from a gateway without that device.
 Only the data functions 1, 2, 3, 4, 5, 6, 15, 16, 22, 23 are served; any other function
-gets exception 01 ILLEGAL FUNCTION.
+gets exception 01 ILLEGAL FUNCTION. Approximation: on RTU a function code pymodbus does
+not know at all cannot be framed (its length is unknown), so it goes unanswered as line
+noise would.
 """
 
 from __future__ import annotations
@@ -230,7 +232,10 @@ class _PumpHandler(ServerRequestHandler):
         try:
             used = TransactionManager.callback_data(self, data, addr)
         except ModbusIOException as exc:
-            fcode = 0 if exc.fcode is None else exc.fcode
+            # pymodbus does not say which function it could not decode; the spec wants
+            # it back with 0x80 set, so read it from the frame (MBAP: byte 7, RTU: byte 1)
+            pos = 7 if self._emu.is_tcp else 1
+            fcode = exc.fcode if exc.fcode is not None else (data[pos] if len(data) > pos else 0)
             dev_id = exc.dev_id or 0
             tid = exc.transaction_id or 0
             self._queue.put_nowait((_Undecodable(fcode, dev_id, tid), addr))
