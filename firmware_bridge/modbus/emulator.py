@@ -69,6 +69,7 @@ from firmware_bridge.modbus.frames import ExceptionCode
 from firmware_bridge.modbus.pty_line import PtyLine, PtyTransport
 from firmware_bridge.modbus.register_map import (
     RegisterMap,
+    RegisterMapError,
     Table,
     load_register_map,
     resolve_map_path,
@@ -370,7 +371,9 @@ def serve_modbus(
     Exactly one of ``tcp=(host, port)`` (port 0: any free port), ``serial_port`` or
     ``use_pty``. ``announce`` is called once with where to connect ("host:port" or a
     device path); ``log`` with every request, reply and fault. Blocks, so run it in a
-    thread; everything it opened is closed when it returns.
+    thread; everything it opened is closed when it returns. Anything that prevents
+    serving (arguments, register map, port in use) raises ``ModbusEmulatorError`` with a
+    message for the operator.
     """
     chosen = [tcp is not None, serial_port is not None, bool(use_pty)]
     if sum(chosen) != 1:
@@ -383,7 +386,10 @@ def serve_modbus(
         raise ModbusEmulatorError(f"TCP port must be 0-65535, got {tcp[1]}")
     if serial_port is not None and baud <= 0:
         raise ModbusEmulatorError(f"baud must be positive, got {baud}")
-    regmap = load_register_map(resolve_map_path(map_path))
+    try:
+        regmap = load_register_map(resolve_map_path(map_path))
+    except (RegisterMapError, ValueError) as exc:
+        raise ModbusEmulatorError(str(exc)) from exc
     asyncio.run(
         _serve(
             pump,
@@ -455,11 +461,11 @@ async def _serve(
             server.call_create = create_pty
             await _listen(server, "pty")
             where = line.path
+        announce(where)
         log(
             f"modbus {'TCP' if emu.is_tcp else 'RTU'} emulator: {regmap.device.model}, "
             f"device id {device_id}, at {where}"
         )
-        announce(where)
         while not stop.is_set():
             await asyncio.sleep(_TICK_S)
             if emu.regs.check_watchdog():

@@ -32,7 +32,6 @@ from firmware_bridge.modbus.emulator import (
     ModbusEmulatorError,
     serve_modbus,
 )
-from firmware_bridge.modbus.register_map import RegisterMapError
 from firmware_bridge.pump_model import PumpAlarm, SimulatedPump
 
 WAIT_S = 3.0  # upper bound for anything that should happen "soon"
@@ -344,7 +343,7 @@ def test_announce_is_called_once_with_the_real_port() -> None:
         ({"tcp": ("127.0.0.1", 0), "use_pty": True}, ModbusEmulatorError, "exactly one"),
         ({"device_id": 0}, ModbusEmulatorError, "1-247"),
         ({"tcp": ("127.0.0.1", 70000)}, ModbusEmulatorError, "0-65535"),
-        ({"map_path": "/nonexistent/map.toml"}, RegisterMapError, "no such file"),
+        ({"map_path": "/nonexistent/map.toml"}, ModbusEmulatorError, "no such file"),
     ],
 )
 def test_bad_arguments_fail_before_serving(
