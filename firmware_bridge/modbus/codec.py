@@ -189,6 +189,11 @@ def _noise(x: float) -> float:
 # ------------------------------------------------------------------ raw numbers
 def _raw_int(value: float, enc: Encoding, rounding: Rounding, saturate: bool) -> int:
     x = value / enc.scale
+    lo, hi = INT_RANGES[enc.data_type]
+    if not math.isfinite(x):  # a finite value over a tiny scale
+        if not saturate:
+            raise CodecError(f"{value} is outside what {enc.data_type} x {enc.scale:g} holds")
+        return hi if x > 0 else lo
     nearest = round(x)
     if abs(x - nearest) <= 1e-9 + _noise(x):
         raw = int(nearest)
@@ -202,7 +207,6 @@ def _raw_int(value: float, enc: Encoding, rounding: Rounding, saturate: bool) ->
         raw = math.floor(x)
     else:
         raw = math.ceil(x)
-    lo, hi = INT_RANGES[enc.data_type]
     if not lo <= raw <= hi:
         if not saturate:
             raise CodecError(
@@ -241,7 +245,10 @@ def _raw_float32(value: float, enc: Encoding, rounding: Rounding, saturate: bool
 def _check_value(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CodecError(f"value must be a number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise CodecError(f"value {value} is beyond any register") from None
     if not math.isfinite(v):
         raise CodecError(f"value must be finite, got {value!r}")
     return v
