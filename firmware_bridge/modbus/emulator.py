@@ -34,6 +34,10 @@ to this pump:
   adapter pulled and plugged back). Real serial port: a serial line has no hang-up, so we
   approximate with 1 s of silence.
 
+A pump set to ignore the first command after power-up
+(``SimulatedPump.ignore_first_command_after_power_up``) lets that request go unanswered
+and unexecuted, whatever its function.
+
 Addressing: RTU answers ``device_id`` only; broadcasts (address 0) are executed without
 a reply and other addresses are ignored, as on a shared RS-485 line. TCP answers unit id
 ``device_id`` and 255 (Modbus Messaging on TCP/IP v1.0b: 0xFF for a directly reached
@@ -284,6 +288,9 @@ class _PumpHandler(ServerRequestHandler):
             self.send(junk, addr)
             return
 
+        if emu.regs.pump.consume_ignored_command():
+            emu.log("ignored: the first command after power-up (pump setting)")
+            return
         response = await self._execute(pdu, gateway_miss)
         emu.regs.note_request()
         if broadcast:
@@ -434,11 +441,17 @@ async def _serve(
             host = tcp[0] or "0.0.0.0"
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         elif serial_port is not None:
+            parity = regmap.link.parity
+            if _is_pty(serial_port) and parity != "N":
+                # a Linux pty refuses re-applied parity settings (EINVAL) and has no
+                # parity bits to carry anyway (e.g. a socat pty pair)
+                log(f"{serial_port} is a pseudo-terminal: parity {parity} not applied")
+                parity = "N"
             server = _SerialServer(
                 _PumpContext(emu.regs),
                 port=serial_port,
                 baudrate=baud,
-                parity=regmap.link.parity,
+                parity=parity,
                 stopbits=regmap.link.stop_bits,
                 bytesize=8,
             )
@@ -488,8 +501,13 @@ async def _serve(
 async def _listen(server: ModbusBaseServer, what: str) -> None:
     try:
         await server.serve_forever(background=True)
-    except RuntimeError as exc:
+    except Exception as exc:  # pyserial and termios errors are not all OSErrors
         raise ModbusEmulatorError(f"cannot serve Modbus on {what}: {exc}") from None
+
+
+def _is_pty(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real.startswith("/dev/pts/") or real.startswith("/dev/pty")
 
 
 def _disconnect(emu: _Emulation, pty_transport: PtyTransport | None, real_serial: bool) -> None:

@@ -23,7 +23,7 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.framer.rtu import FramerRTU
 
-from drivers.base import PumpDisconnected
+from drivers.base import PumpAlarmKind, PumpDisconnected
 from drivers.modbus import ModbusDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
@@ -453,3 +453,84 @@ def test_rtu_disconnect_vanishes_and_comes_back_at_the_same_path() -> None:
         driver.keep_alive()  # reconnected on the next call, same path
         driver.close()
     assert not Path(emu.where).exists()  # the pty folder is gone after shutdown
+
+
+def test_serial_port_mode_on_a_pty_pair() -> None:
+    """``serial_port``: the emulator opens a device path itself (here a pty slave; parity
+    cannot be applied to a pty and is dropped, with a log line)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    pump = SimulatedPump(VirtualClock())
+    try:
+        with BackgroundEmulator(pump, serial_port=path) as emu:
+            assert emu.where == path
+            os.write(master, rtu("01 03 00 00 00 02"))
+            reply = b""
+            deadline = time.monotonic() + WAIT_S
+            while len(reply) < 9 and time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if ready:
+                    reply += os.read(master, 64)
+            assert reply == rtu("01 03 04 00 00 00 00")
+        assert any("parity E not applied" in line for line in emu.lines)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_missing_serial_port_is_a_clear_error() -> None:
+    emu = BackgroundEmulator(SimulatedPump(VirtualClock()), serial_port="/dev/nonexistent-tty")
+    with pytest.raises(ModbusEmulatorError, match="cannot serve Modbus on serial port"):
+        emu.start()
+
+
+def test_the_first_command_after_power_up_can_be_ignored() -> None:
+    clock = VirtualClock()
+    pump = SimulatedPump(clock, ignore_first_command_after_power_up=True)
+    with BackgroundEmulator(pump, tcp=("127.0.0.1", 0)) as emu:
+        raw = RawTcp(emu)
+        try:
+            raw.send("00 01 00 00 " + SET_20)
+            assert raw.recv(QUIET_S) is None
+            assert pump.snapshot().set_rate_ml_h == 0.0  # not executed either
+            assert raw.ask("00 02 00 00 " + SET_20) == "00 02 00 00 00 06 01 10 00 00 00 02"
+            assert pump.snapshot().set_rate_ml_h == 20.0
+        finally:
+            raw.close()
+    assert any("ignored" in line for line in emu.lines)
+
+
+# ====================================================================== with our driver
+def test_driver_connects_to_a_pump_that_ignores_its_first_command() -> None:
+    pump = SimulatedPump(VirtualClock(), ignore_first_command_after_power_up=True)
+    with BackgroundEmulator(pump, tcp=("127.0.0.1", 0)) as emu:
+        host, port = emu.host_port
+        driver = ModbusDriver(host=host, port=port, timeout_s=0.3)
+        driver.connect()  # the first read goes unanswered; reads are repeated once
+        assert not driver.read_status().running
+        driver.close()
+
+
+def test_driver_keep_alive_holds_off_the_comms_timeout_until_it_stops() -> None:
+    with emulator() as (emu, pump, _clock, _wire):
+        host, port = emu.host_port
+        driver = ModbusDriver(host=host, port=port, timeout_s=0.5, comms_timeout_s=0.3)
+        driver.connect()
+        try:
+            assert driver.read_comms_timeout() == 0.3
+            driver.configure_syringe(pump.syringe)
+            driver.set_rate(10.0)
+            driver.start()
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                driver.keep_alive()
+                time.sleep(0.05)
+            assert pump.snapshot().running
+            wait_until(lambda: not pump.snapshot().running, "watchdog stop once polling ends")
+            status = driver.read_status()
+            assert not status.running
+            assert PumpAlarmKind.COMMS_TIMEOUT in status.alarms
+            assert driver.set_comms_timeout(0.0) == 0.0
+        finally:
+            driver.close()
