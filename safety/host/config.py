@@ -1,0 +1,373 @@
+"""The safety process's configuration: one TOML file, validated before anything starts.
+
+A safety process that starts with a wrong pump port, an unknown syringe or a heartbeat
+timeout of an hour is worse than one that refuses to start, so every field is checked
+here (pydantic, ``extra="forbid"``: a misspelt key is an error, never silently ignored),
+and the driver's own options are checked against the driver's constructor
+(``drivers.registry.check_options``) before the port is opened. ``load_config`` turns
+every problem into ``ConfigError``, whose message names each field by its dotted path
+and says what is allowed; ``python -m safety`` prints it and exits with status 2.
+
+Relative paths in the file (library, journal, socket, key file, GPIO state dir, driver
+``map_path``) are resolved against the directory of the config file, so a unit file
+that runs with ``/`` as its working directory finds the same files as a shell in the
+repository. The reference for every field is ``config/bench/demo-safety.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from drivers.gpio import GpioConfig, GpioConfigError
+from drivers.registry import DriverLoadError, load_driver
+from firmware_bridge.clock import VirtualClock, clock_from_spec
+from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
+from firmware_bridge.pump_model import SimulatedPump
+from firmware_bridge.syringes import syringe_by_name
+
+#: Unix socket paths longer than this do not fit ``sockaddr_un`` on Linux
+MAX_SOCKET_PATH = 107
+
+DEFAULT_SOCKET = "/run/pumpctl/safety.sock"
+DEFAULT_JOURNAL = "/var/lib/pumpctl/safety-journal.sqlite"
+DEFAULT_KEY_FILE = "/etc/pumpctl/ipc.key"
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(Exception):
+    """The config cannot be used. ``problems`` holds one ``(field path, message)`` each."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {path}: {message}" for path, message in self.problems)
+        super().__init__(
+            f"invalid safety config {source} ({len(self.problems)} problem(s)):\n{lines}"
+        )
+
+
+# --------------------------------------------------------------------------- pump
+
+
+class MockPumpOptions(BaseModel):
+    """The in-process simulated pump (``drivers.mock``): for demos and tests only."""
+
+    model_config = _STRICT
+
+    loaded_volume_ml: float | None = Field(default=None, gt=0, le=1000)
+    faults: str = ""
+    occlusion_alarm_mmhg: float | None = Field(default=None, gt=0, le=2000)
+    near_empty_ml: float | None = Field(default=None, ge=0, le=1000)
+    ignore_first_command_after_power_up: bool | None = None
+    reply_timeout_s: float = Field(default=1.0, gt=0, le=60)
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, value: str) -> str:
+        try:  # on a throw-away pump: only the spelling is being checked
+            apply_faults(value, SimulatedPump(VirtualClock()), WireFaults())
+        except FaultSpecError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class PumpConfig(BaseModel):
+    """Which pump, on which port, with which syringe."""
+
+    model_config = _STRICT
+
+    driver: Literal["mock", "ne1000", "harvard", "modbus"]
+    syringe: str
+    #: options for the ``mock`` driver (a table ``[pump.mock]``)
+    mock: MockPumpOptions | None = None
+    #: constructor options of a real driver (``[pump.options]``), e.g. port, address, baud
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("syringe")
+    @classmethod
+    def _known_syringe(cls, value: str) -> str:
+        syringe_by_name(value)  # ValueError names the known syringes
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_driver(self) -> PumpConfig:
+        if self.driver == "mock":
+            if self.options:
+                raise ValueError(
+                    "driver 'mock' takes its options from [pump.mock] "
+                    "(loaded_volume_ml, faults, occlusion_alarm_mmhg, near_empty_ml, "
+                    "ignore_first_command_after_power_up, reply_timeout_s), not [pump.options]"
+                )
+            return self
+        if self.mock is not None:
+            raise ValueError(f"[pump.mock] applies only to driver 'mock', not {self.driver!r}")
+        try:  # constructing opens nothing; it checks option names and values
+            load_driver(self.driver, **self.options)
+        except (DriverLoadError, ValueError, TypeError) as exc:
+            raise ValueError(f"[pump.options] for driver {self.driver!r}: {exc}") from None
+        return self
+
+
+# --------------------------------------------------------------------------- gpio
+
+
+class GpioSection(BaseModel):
+    """The interlock outputs and the stop button (``drivers.gpio``)."""
+
+    model_config = _STRICT
+
+    backend: Literal["none", "simulated", "rpi"] = "none"
+    #: simulated backend only: the directory holding pins.json / inputs.json
+    state_dir: str | None = None
+    #: pin map and polarity: the fields of ``drivers.gpio.GpioConfig``
+    pins: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("pins")
+    @classmethod
+    def _valid_pins(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            GpioConfig.from_mapping(value)
+        except GpioConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _state_dir_for_simulated(self) -> GpioSection:
+        if self.backend == "simulated" and not self.state_dir:
+            raise ValueError("backend 'simulated' needs state_dir (a directory for pins.json)")
+        if self.backend != "simulated" and self.state_dir is not None:
+            raise ValueError(f"state_dir applies only to backend 'simulated', not {self.backend!r}")
+        if self.backend == "none" and self.pins:
+            raise ValueError("pins apply to a GPIO backend; backend is 'none'")
+        return self
+
+
+# --------------------------------------------------------------------------- timing
+
+
+class TimingSection(BaseModel):
+    """Periods and timeouts on the liveness clock (real seconds, never scaled)."""
+
+    model_config = _STRICT
+
+    #: S11: controller silent this long -> hold the last verified rate and alarm
+    heartbeat_timeout_s: float = Field(default=2.0, ge=0.2, le=30.0)
+    #: how often the pump is read back and reconciled
+    poll_period_s: float = Field(default=1.0, ge=0.05, le=30.0)
+    #: NE-1000 safe-mode keep-alive while infusing; below the pump's SAF timeout
+    keep_alive_period_s: float = Field(default=2.0, ge=0.1, le=120.0)
+    #: half period of the hardware-watchdog heartbeat pin
+    watchdog_toggle_s: float = Field(default=0.25, ge=0.01, le=10.0)
+    #: stop-button sampling period (keep below half the debounce time)
+    button_poll_s: float = Field(default=0.02, ge=0.005, le=1.0)
+
+    @model_validator(mode="after")
+    def _poll_within_heartbeat(self) -> TimingSection:
+        if self.poll_period_s > self.heartbeat_timeout_s * 5:
+            raise ValueError(
+                f"poll_period_s ({self.poll_period_s}) must be at most 5x heartbeat_timeout_s "
+                f"({self.heartbeat_timeout_s}); a pump read that rarely is not supervision"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- paths
+
+
+class PathsSection(BaseModel):
+    """Where the process keeps its journal, socket and key."""
+
+    model_config = _STRICT
+
+    journal: str = DEFAULT_JOURNAL
+    socket: str = DEFAULT_SOCKET
+    key_file: str = DEFAULT_KEY_FILE
+    #: the drug library; unset: config/drug_library.toml (or $PUMPCTL_LIBRARY)
+    library: str | None = None
+
+    @field_validator("journal", "socket", "key_file", "library")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be a path, not empty")
+        return value
+
+
+class ClockSection(BaseModel):
+    model_config = _STRICT
+
+    #: "real", or "scaled:SCALE[:ORIGIN_MONOTONIC[:ORIGIN_CLINICAL]]" (demo: "scaled:60")
+    clinical: str = "real"
+
+    @field_validator("clinical")
+    @classmethod
+    def _valid_spec(cls, value: str) -> str:
+        clock_from_spec(value)  # ValueError names the accepted forms
+        return value
+
+
+class SafetyConfig(BaseModel):
+    """The whole file. Sections: pump (required), gpio, timing, paths, clock."""
+
+    model_config = _STRICT
+
+    pump: PumpConfig
+    gpio: GpioSection = Field(default_factory=GpioSection)
+    timing: TimingSection = Field(default_factory=TimingSection)
+    paths: PathsSection = Field(default_factory=PathsSection)
+    clock: ClockSection = Field(default_factory=ClockSection)
+
+    def with_overrides(
+        self,
+        *,
+        socket: str | None = None,
+        journal: str | None = None,
+        key_file: str | None = None,
+    ) -> SafetyConfig:
+        """Command-line overrides of the paths (already absolute or relative to cwd)."""
+        paths = self.paths.model_copy(
+            update={
+                k: v
+                for k, v in (("socket", socket), ("journal", journal), ("key_file", key_file))
+                if v is not None
+            }
+        )
+        result = self.model_copy(update={"paths": paths})
+        _check_socket_length(result.paths.socket, "paths.socket")
+        return result
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path) -> SafetyConfig:
+    """Read, validate and resolve a config file; raise ``ConfigError`` naming each field."""
+    source = Path(path)
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(source), [("(file)", exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(source), [("(file)", f"not UTF-8 text: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(source), [("(file)", f"not valid TOML: {exc}")]) from None
+    return parse_config(raw, str(source), base_dir=source.resolve().parent)
+
+
+def parse_config(
+    raw: Mapping[str, Any], source: str = "<config>", *, base_dir: Path | None = None
+) -> SafetyConfig:
+    """Validate an already-decoded table; resolve relative paths against ``base_dir``."""
+    try:
+        config = SafetyConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from None
+    if base_dir is not None:
+        config = _resolved(config, base_dir)
+    try:
+        _check_socket_length(config.paths.socket, "paths.socket")
+    except ValueError as exc:
+        raise ConfigError(source, [("paths.socket", str(exc))]) from None
+    return config
+
+
+def _resolved(config: SafetyConfig, base: Path) -> SafetyConfig:
+    def resolve(value: str) -> str:
+        p = Path(value).expanduser()
+        return str(p if p.is_absolute() else (base / p))
+
+    paths = config.paths.model_copy(
+        update={
+            "journal": resolve(config.paths.journal),
+            "socket": resolve(config.paths.socket),
+            "key_file": resolve(config.paths.key_file),
+            "library": resolve(config.paths.library) if config.paths.library else None,
+        }
+    )
+    gpio = config.gpio
+    if gpio.state_dir is not None:
+        gpio = gpio.model_copy(update={"state_dir": resolve(gpio.state_dir)})
+    pump = config.pump
+    map_path = pump.options.get("map_path")
+    if isinstance(map_path, str) and ("/" in map_path or map_path.endswith(".toml")):
+        pump = pump.model_copy(update={"options": {**pump.options, "map_path": resolve(map_path)}})
+    return config.model_copy(update={"paths": paths, "gpio": gpio, "pump": pump})
+
+
+def _check_socket_length(path: str, field: str) -> None:
+    if len(path.encode()) > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"{field} is {len(path.encode())} bytes long; a Unix socket path must be at most "
+            f"{MAX_SOCKET_PATH} bytes: choose a shorter path"
+        )
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """pydantic's errors as (dotted field path, message with the allowed values)."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        path = ".".join(loc) or "(top level)"
+        message = str(error["msg"])
+        kind = error["type"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            allowed = _fields_at(loc[:-1])
+            message = "unknown setting"
+            if allowed:
+                message += f"; allowed here: {', '.join(allowed)}"
+        elif kind == "missing":
+            message = "required setting is missing"
+        problems.append((path, message))
+    return problems
+
+
+def _fields_at(loc: Sequence[str]) -> list[str]:
+    """The field names the model at ``loc`` accepts (for 'unknown setting' messages)."""
+    model: type[BaseModel] | None = SafetyConfig
+    for part in loc:
+        if model is None:
+            return []
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+__all__ = [
+    "ClockSection",
+    "ConfigError",
+    "GpioSection",
+    "MockPumpOptions",
+    "PathsSection",
+    "PumpConfig",
+    "SafetyConfig",
+    "TimingSection",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,289 @@
+"""``python -m safety``: the safety process, from config file to serving socket.
+
+Start-up, in order, each step refusing to go on if it fails:
+
+1. the config (``safety.host.config``): invalid -> message naming each field, exit 2,
+   nothing opened;
+2. an exclusive lock beside the journal (``<journal>.lock``, ``flock``): a second safety
+   process on the same journal (and so the same pump) exits 1 instead of fighting the
+   first for the pump; the kernel releases the lock when a process dies, kill -9 included;
+3. the drug library (invalid -> exit 2), the IPC key (created mode 0600 if missing),
+   the journal, the pump driver (from the registry), the GPIO backend;
+4. ``SafetyCore.start()``: replay the journal, read the pump, resume supervision without
+   sending the pump anything that changes its rate (a pump that does not answer is an
+   alarm, not a reason to exit: supervision and the GPIO alarm keep running);
+5. the socket; then readiness is announced twice: ``READY=1`` to systemd (Type=notify)
+   and the line ``ready <socket path>`` on stdout, flushed, for a parent process
+   (``pumpctl``) that starts this one as a child and waits for that line.
+
+Shutdown (SIGTERM, SIGINT): clients are told and disconnected, the driver's port is
+closed, the GPIO pins go to their documented close levels (alarm on: a pump without its
+safety process is unsupervised), the journal is closed; exit 0. **The pump is never
+stopped on shutdown**: stopping a vasopressor abruptly is itself a hazard (S11), so a
+running infusion continues at its last verified rate and the hardware watchdog and the
+alarm take over. Stopping the pump is an operator's command, sent on purpose.
+
+Exit status: 0 clean shutdown; 1 a runtime failure (lock held, socket in use, pump or
+GPIO set-up error, journal failure while serving); 2 invalid config or library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from drivers.base import PumpDriver
+from drivers.gpio import GpioError, GpioInterface, open_gpio
+from drivers.mock import MockPumpDriver
+from drivers.registry import DriverLoadError, load_driver
+from firmware_bridge.clock import Clock, MonotonicClock, ScaledClock, clock_from_spec
+from firmware_bridge.syringes import syringe_by_name
+from safety.host.config import ConfigError, SafetyConfig, load_config
+from safety.host.core import HostTiming, SafetyCore
+from safety.host.sdnotify import SystemdNotifier
+from safety.ipc.auth import KeyFileError, load_or_create_key
+from safety.ipc.server import SafetyServer, ServerError
+from safety.journal import Journal, JournalError
+from safety.library import LibraryError, load_library
+
+log = logging.getLogger("safety")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+class StartupError(Exception):
+    """A start-up step failed; ``status`` is the exit status to use."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config).with_overrides(
+            socket=_abs(args.socket), journal=_abs(args.journal), key_file=_abs(args.key_file)
+        )
+    except ConfigError as exc:
+        print(f"pumpctl-safety: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError as exc:  # an override that does not fit
+        print(f"pumpctl-safety: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        print(f"config {args.config} is valid")
+        return EXIT_OK
+    _setup_logging(args.log_level)
+    try:
+        return run(config, ready_stream=sys.stdout)
+    except StartupError as exc:
+        log.critical("%s", exc)
+        print(f"pumpctl-safety: {exc}", file=sys.stderr)
+        return exc.status
+
+
+def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
+    """Start, serve until SIGTERM/SIGINT, shut down. Raises ``StartupError``."""
+    paths = config.paths
+    notifier = SystemdNotifier()
+    with _exclusive_lock(Path(paths.journal + ".lock")), contextlib.ExitStack() as stack:
+        try:
+            library = load_library(paths.library)
+        except LibraryError as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
+        try:
+            key = load_or_create_key(paths.key_file)
+        except KeyFileError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            journal = Journal(paths.journal, "safety")
+        except JournalError as exc:
+            raise StartupError(str(exc)) from None
+        stack.callback(journal.close)
+        clinical = clock_from_spec(config.clock.clinical)
+        liveness = MonotonicClock()
+        driver = _driver(config, clinical)
+        gpio = _gpio(config, liveness)
+        if gpio is not None:
+            stack.callback(gpio.close)
+        t = config.timing
+        core = SafetyCore(
+            library,
+            driver,
+            journal,
+            clinical=clinical,
+            liveness=liveness,
+            syringe=syringe_by_name(config.pump.syringe),
+            gpio=gpio,
+            timing=HostTiming(
+                poll_period_s=t.poll_period_s,
+                keep_alive_period_s=t.keep_alive_period_s,
+                heartbeat_timeout_s=t.heartbeat_timeout_s,
+                watchdog_toggle_s=t.watchdog_toggle_s,
+                button_poll_s=t.button_poll_s,
+            ),
+        )
+        stack.callback(core.close)
+        try:
+            core.start()
+        except JournalError as exc:
+            raise StartupError(f"cannot resume from the journal: {exc}") from None
+        snap = core.snapshot()
+        log.info(
+            "supervision resumed: mode %s, %s mL/h, %d alarm(s), library %s",
+            snap.mode,
+            snap.rate_ml_h,
+            len(snap.alarms),
+            snap.library_hash[:19],
+        )
+        server = SafetyServer(
+            core,
+            paths.socket,
+            key,
+            clinical_clock=_clock_spec(clinical),
+            liveness=liveness,
+            tick=notifier.tick,
+        )
+        try:
+            server.open()
+        except ServerError as exc:
+            raise StartupError(str(exc)) from None
+        stack.callback(server.close)
+        previous = _install_signals(server)
+        stack.callback(_restore_signals, previous)
+        notifier.ready(f"serving on {paths.socket}")
+        if ready_stream is not None:
+            print(f"ready {paths.socket}", file=ready_stream, flush=True)
+        log.info("ready on %s (pid %d)", paths.socket, os.getpid())
+        try:
+            server.serve()
+        except JournalError as exc:
+            log.critical("journal failure, nothing may take effect without it: %s", exc)
+            return EXIT_FAILURE
+        notifier.stopping()
+        log.info("shutting down on request; the pump is left as it is (never stopped here)")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _driver(config: SafetyConfig, clinical: Clock) -> PumpDriver:
+    pump = config.pump
+    try:
+        if pump.driver == "mock":
+            options = pump.mock.model_dump() if pump.mock is not None else {}
+            return MockPumpDriver(clock=clinical, syringe=pump.syringe, **options)
+        return load_driver(pump.driver, **pump.options)
+    except (DriverLoadError, ValueError, TypeError) as exc:
+        raise StartupError(f"pump driver {pump.driver!r}: {exc}", EXIT_CONFIG) from None
+
+
+def _gpio(config: SafetyConfig, liveness: Clock) -> GpioInterface | None:
+    section = config.gpio
+    if section.backend == "none":
+        return None
+    options: dict[str, object] = {"config": section.pins, "clock": liveness}
+    if section.backend == "simulated":
+        options["state_dir"] = section.state_dir
+    try:
+        return open_gpio(section.backend, **options)
+    except GpioError as exc:
+        raise StartupError(f"GPIO backend {section.backend!r}: {exc}") from None
+
+
+def _clock_spec(clock: Clock) -> str:
+    if isinstance(clock, ScaledClock):
+        return clock.spec()
+    return "real"
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StartupError(f"lock file {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise StartupError(
+                f"another safety process (pid {holder}) holds {path}: only one process may "
+                "own this journal and its pump"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _install_signals(server: SafetyServer) -> dict[int, object]:
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        server.request_stop()
+
+    previous: dict[int, object] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, stop)
+    with contextlib.suppress(AttributeError, ValueError):
+        previous[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    return previous
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        with contextlib.suppress(TypeError, ValueError):
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _abs(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m safety",
+        description=(
+            "The pumpctl safety process: owns the pump and the GPIO interlock, checks every "
+            "command against the drug library, supervises the controller."
+        ),
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="safety config (TOML)")
+    p.add_argument("--socket", metavar="PATH", help="override paths.socket")
+    p.add_argument("--journal", metavar="PATH", help="override paths.journal")
+    p.add_argument("--key-file", metavar="PATH", help="override paths.key_file")
+    p.add_argument("--check", action="store_true", help="validate the config and exit")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (stderr)",
+    )
+    return p
+
+
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "StartupError", "main", "run"]

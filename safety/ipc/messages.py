@@ -1,0 +1,274 @@
+"""Every message between a controller and the safety process, as pydantic models.
+
+One JSON object per line (``safety.ipc.framing``), each with a ``type`` tag and the
+protocol version ``v``. Unknown fields, unknown types and another version are refused
+(``extra="forbid"``, ``Literal`` tags): a message that is not exactly one of these is
+not guessed at, the sender is dropped. No pickle, nothing that executes on decode.
+
+The payloads reuse the kernel's frozen dataclasses (``RequestBody``, ``Outcome``,
+``Snapshot``): pydantic validates stdlib dataclasses field by field, so the kernel, the
+journal (``safety.kernel.codec``) and the wire share one definition and one JSON form.
+
+Conversation (client ``->``, server ``<-``)::
+
+    <- challenge {nonce}                  on connect
+    -> hello {client, cnonce, mac}        mac = HMAC(key, "client" | nonce | cnonce)
+    <- welcome {mac, timing, clock}       mac = HMAC(key, "server" | nonce | cnonce)
+    -> attach {id}                        <- attached {id, session, snapshot}
+    -> heartbeat {id, session}            <- heartbeat_ack {id, ok}
+    -> request {id, session, seq, expires_at, body}  <- reply {id, outcome}
+    -> get_snapshot {id}                  <- snapshot {id, snapshot}
+    -> subscribe {id, on}                 <- subscribed {id, snapshot}
+                                          <- status {snapshot} / alarm {alarm} (pushed)
+                                          <- error {id, code, message}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+import safety.kernel.codec  # noqa: F401 - sets extra="forbid" on the kernel dataclasses
+from safety import status
+from safety.kernel.model import RequestBody
+from safety.status import AlarmView, Outcome, Snapshot
+
+PROTOCOL_VERSION = 1
+
+#: bounds on any decimal in a request (a dose, a weight): far beyond any clinical figure
+MAX_DECIMAL_DIGITS = 34
+MAX_DECIMAL_EXPONENT = 24
+
+_FORBID = ConfigDict(extra="forbid")
+for _value in vars(status).values():
+    if isinstance(_value, type) and dataclasses.is_dataclass(_value):
+        _value.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
+
+#: hex digests and nonces: 32 bytes
+Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+#: a request id chosen by the client to match replies; any non-negative int below 2**53
+MsgId = Annotated[int, Field(ge=0, lt=2**53)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1  # PROTOCOL_VERSION
+
+
+# --------------------------------------------------------------------------- client -> server
+
+
+class Hello(_Message):
+    """The client's answer to the challenge: who it is and the proof it holds the key."""
+
+    type: Literal["hello"] = "hello"
+    client: Annotated[str, Field(min_length=1, max_length=64)]
+    cnonce: Hex32
+    mac: Hex32
+
+
+class Attach(_Message):
+    """Become the controller: a new session, and the state to re-sync from (S11)."""
+
+    type: Literal["attach"] = "attach"
+    id: MsgId
+
+
+class Heartbeat(_Message):
+    """'I am alive' from the controller; with ``session`` None it is only a liveness ping."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    id: MsgId
+    session: Annotated[str, Field(max_length=64)] | None = None
+
+
+class RequestMessage(_Message):
+    """A kernel request. ``expires_at`` is on the liveness clock (``time.monotonic()``,
+    system-wide on Linux), so both processes read the same clock (S8)."""
+
+    type: Literal["request"] = "request"
+    id: MsgId
+    session: Annotated[str, Field(max_length=64)] | None
+    seq: Annotated[int, Field(ge=0, lt=2**53)]
+    expires_at: Annotated[float, Field(allow_inf_nan=False)]
+    body: RequestBody
+
+    @model_validator(mode="after")
+    def _sane_numbers(self) -> RequestMessage:
+        """Refuse decimals no clinical figure has (``1E+999999999``) before the kernel
+        turns one into an exact fraction: that would take the process hours."""
+        for name, value in _decimals(self.body, "body"):
+            if value.is_finite() and (
+                len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS
+                or abs(value.adjusted()) > MAX_DECIMAL_EXPONENT
+            ):
+                raise ValueError(
+                    f"{name}: {value!s:.40} is not a plausible figure (at most "
+                    f"{MAX_DECIMAL_DIGITS} digits, magnitude 1e-{MAX_DECIMAL_EXPONENT} to "
+                    f"1e{MAX_DECIMAL_EXPONENT})"
+                )
+        return self
+
+
+def _decimals(value: object, path: str) -> Iterator[tuple[str, Decimal]]:
+    if isinstance(value, Decimal):
+        yield path, value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _decimals(getattr(value, f.name), f"{path}.{f.name}")
+
+
+class GetSnapshot(_Message):
+    type: Literal["get_snapshot"] = "get_snapshot"
+    id: MsgId
+
+
+class Subscribe(_Message):
+    """Ask for (``on``) or stop (``not on``) pushed status and alarm notifications."""
+
+    type: Literal["subscribe"] = "subscribe"
+    id: MsgId
+    on: bool = True
+
+
+ClientMessage = Annotated[
+    Hello | Attach | Heartbeat | RequestMessage | GetSnapshot | Subscribe,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- server -> client
+
+
+class Challenge(_Message):
+    type: Literal["challenge"] = "challenge"
+    server: str
+    nonce: Hex32
+
+
+class Welcome(_Message):
+    """Authenticated. ``mac`` proves the server holds the key too; the timing tells the
+    client how often to send heartbeats and how long silence means the server is gone."""
+
+    type: Literal["welcome"] = "welcome"
+    mac: Hex32
+    heartbeat_timeout_s: float
+    heartbeat_period_s: float
+    clinical_clock: str  # "real", "scaled:SCALE:ORIGIN:CLINICAL" or "virtual"
+    library_hash: str
+    max_request_bytes: int
+
+
+class Attached(_Message):
+    type: Literal["attached"] = "attached"
+    id: MsgId
+    session: str
+    snapshot: Snapshot
+
+
+class HeartbeatAck(_Message):
+    """``ok`` False: the session is not (or no longer) the attached one: re-attach."""
+
+    type: Literal["heartbeat_ack"] = "heartbeat_ack"
+    id: MsgId
+    ok: bool
+
+
+class Reply(_Message):
+    type: Literal["reply"] = "reply"
+    id: MsgId
+    outcome: Outcome
+
+
+class SnapshotReply(_Message):
+    type: Literal["snapshot"] = "snapshot"
+    id: MsgId
+    snapshot: Snapshot
+
+
+class Subscribed(_Message):
+    type: Literal["subscribed"] = "subscribed"
+    id: MsgId
+    on: bool
+    snapshot: Snapshot
+
+
+class StatusNotice(_Message):
+    """Pushed when the snapshot changed (beyond the passing of clinical time)."""
+
+    type: Literal["status"] = "status"
+    snapshot: Snapshot
+
+
+class AlarmNotice(_Message):
+    """Pushed once per newly raised alarm, before the status notice that shows it."""
+
+    type: Literal["alarm"] = "alarm"
+    alarm: AlarmView
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_MESSAGE = "bad_message"  # not JSON, not a known message, too long: dropped
+    AUTH_FAILED = "auth_failed"  # wrong key: dropped
+    NOT_AUTHENTICATED = "not_authenticated"  # anything before hello: dropped
+    CONTROLLER_ATTACHED = "controller_attached"  # another live controller holds the session
+    TOO_MANY_CLIENTS = "too_many_clients"
+    TOO_SLOW = "too_slow"  # a client that does not read its notifications: dropped
+    SHUTTING_DOWN = "shutting_down"
+
+
+class ErrorReply(_Message):
+    type: Literal["error"] = "error"
+    id: MsgId | None = None
+    code: ErrorCode
+    message: str
+    fatal: bool  # the server closes the connection after sending it
+
+
+ServerMessage = Annotated[
+    Challenge
+    | Welcome
+    | Attached
+    | HeartbeatAck
+    | Reply
+    | SnapshotReply
+    | Subscribed
+    | StatusNotice
+    | AlarmNotice
+    | ErrorReply,
+    Field(discriminator="type"),
+]
+
+CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+__all__ = [
+    "CLIENT_MESSAGE",
+    "PROTOCOL_VERSION",
+    "SERVER_MESSAGE",
+    "AlarmNotice",
+    "Attach",
+    "Attached",
+    "Challenge",
+    "ClientMessage",
+    "ErrorCode",
+    "ErrorReply",
+    "GetSnapshot",
+    "Heartbeat",
+    "HeartbeatAck",
+    "Hello",
+    "Reply",
+    "RequestMessage",
+    "ServerMessage",
+    "SnapshotReply",
+    "StatusNotice",
+    "Subscribe",
+    "Subscribed",
+    "Welcome",
+]
