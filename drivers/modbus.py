@@ -227,7 +227,10 @@ class ModbusDriver(PumpDriver):
             try:
                 self._write_run(True)
             except PumpRejected as exc:
-                alarms = self._alarms_now()
+                try:
+                    alarms = self._alarms_now()
+                except DriverError:
+                    raise exc from None  # the refusal is the news; the alarm read failed
                 if alarms:
                     raise PumpAlarmError(
                         f"start refused, pump alarms: {_names(alarms)}", alarms
@@ -350,8 +353,7 @@ class ModbusDriver(PumpDriver):
                 except CodecError:
                     hint = ""
             raise ValueError(
-                f"{what} {canonical!r} is not a value register {p.name} holds exactly "
-                f"({exc}){hint}"
+                f"{what} {canonical!r} is not a value register {p.name} holds exactly ({exc}){hint}"
             ) from None
 
     def _number(self, p: Point, value: PointValue) -> float:

@@ -198,9 +198,7 @@ def _raw_int(value: float, enc: Encoding, rounding: Rounding, saturate: bool) ->
     if abs(x - nearest) <= 1e-9 + _noise(x):
         raw = int(nearest)
     elif rounding is Rounding.EXACT:
-        raise CodecError(
-            f"{value} is not a multiple of the register resolution {enc.scale:g}"
-        )
+        raise CodecError(f"{value} is not a multiple of the register resolution {enc.scale:g}")
     elif rounding is Rounding.NEAREST:
         raw = int(nearest)
     elif rounding is Rounding.DOWN:
@@ -220,9 +218,7 @@ def _raw_int(value: float, enc: Encoding, rounding: Rounding, saturate: bool) ->
 def _raw_float32(value: float, enc: Encoding, rounding: Rounding, saturate: bool) -> float:
     x = value / enc.scale
     if abs(x) > FLOAT32_MAX:
-        direction_ok = (rounding is Rounding.DOWN and x > 0) or (
-            rounding is Rounding.UP and x < 0
-        )
+        direction_ok = (rounding is Rounding.DOWN and x > 0) or (rounding is Rounding.UP and x < 0)
         if not (saturate or direction_ok):
             raise CodecError(f"{value} is beyond the float32 range x {enc.scale:g}")
         return math.copysign(FLOAT32_MAX, x)

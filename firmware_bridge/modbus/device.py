@@ -146,9 +146,7 @@ class PumpRegisters:
         snap = self.pump.snapshot()
         return [self._bit_value(p, snap) for p in points]
 
-    def read_registers(
-        self, table: Table, address: int, count: int
-    ) -> list[int] | ExceptionCode:
+    def read_registers(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         points = self._cover(table, address, count)
         if isinstance(points, ExceptionCode):
             return points

@@ -260,9 +260,7 @@ class _PumpHandler(ServerRequestHandler):
                 self._emu.log(f"error: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------ answering
-    async def _answer(
-        self, pdu: ModbusPDU | _Undecodable, addr: tuple[str, int] | None
-    ) -> None:
+    async def _answer(self, pdu: ModbusPDU | _Undecodable, addr: tuple[str, int] | None) -> None:
         emu = self._emu
         unit = pdu.dev_id
         broadcast = not emu.is_tcp and unit == 0

@@ -100,14 +100,18 @@ def read_request(function: FunctionCode, address: int, count: int) -> bytes:
 
 
 def write_coil_request(address: int, on: bool) -> bytes:
-    return bytes([FunctionCode.WRITE_SINGLE_COIL]) + _u16(address, "address") + _u16(
-        COIL_ON if on else COIL_OFF, "value"
+    return (
+        bytes([FunctionCode.WRITE_SINGLE_COIL])
+        + _u16(address, "address")
+        + _u16(COIL_ON if on else COIL_OFF, "value")
     )
 
 
 def write_register_request(address: int, value: int) -> bytes:
-    return bytes([FunctionCode.WRITE_SINGLE_REGISTER]) + _u16(address, "address") + _u16(
-        value, "value"
+    return (
+        bytes([FunctionCode.WRITE_SINGLE_REGISTER])
+        + _u16(address, "address")
+        + _u16(value, "value")
     )
 
 

@@ -71,9 +71,7 @@ class Receiver(Protocol):
 class PtyTransport(asyncio.Transport):
     """An asyncio transport over the pty master, shaped like pymodbus' serial transport."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, line: PtyLine, protocol: Receiver
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, line: PtyLine, protocol: Receiver) -> None:
         super().__init__()
         self._loop = loop
         self._line = line

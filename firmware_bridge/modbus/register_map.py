@@ -424,9 +424,7 @@ def _map_problems(m: RegisterMap) -> list[str]:
             )
         roles.setdefault(p.role, i)
     for table in Table:
-        placed = sorted(
-            ((p.address, p.end, i) for i, p in enumerate(m.points) if p.table is table)
-        )
+        placed = sorted(((p.address, p.end, i) for i, p in enumerate(m.points) if p.table is table))
         reach, owner = -1, -1  # furthest end so far and the point that reaches it
         for a1, end1, i1 in placed:
             if a1 < reach:
@@ -443,9 +441,7 @@ def _map_problems(m: RegisterMap) -> list[str]:
     if has_min != has_max:
         out.append("points: rate_min and rate_max come together")
     if not has_min and m.device.rate_limits_ml_h is None:
-        out.append(
-            "device.rate_limits_ml_h: needed when the pump publishes no rate_min/rate_max"
-        )
+        out.append("device.rate_limits_ml_h: needed when the pump publishes no rate_min/rate_max")
     uses_rpm = [i for i, p in enumerate(m.points) if p.units is Unit.RPM]
     if uses_rpm and m.device.tubing_ml_per_rev is None:
         out.append(
@@ -460,9 +456,7 @@ def _map_problems(m: RegisterMap) -> list[str]:
     for i, p in enumerate(m.points):
         for flag in p.bits:
             if flag in seen_flags:
-                out.append(
-                    f"points[{i}].bits.{flag.value}: already reported by {seen_flags[flag]}"
-                )
+                out.append(f"points[{i}].bits.{flag.value}: already reported by {seen_flags[flag]}")
             seen_flags.setdefault(flag, f"points[{i}] ({p.name})")
     return out
 
