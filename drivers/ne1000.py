@@ -301,7 +301,7 @@ class Ne1000Driver(PumpDriver):
             )
         want = self.safe_mode_timeout_s or 0
         if want:
-            current = int(self._query(self._cmd("SAF")).data or "0") if self._safe else 0
+            current = self._read_saf() if self._safe else 0
             if current != want:
                 self._command(self._cmd("SAF", str(want)))
                 self._safe = True
@@ -311,6 +311,10 @@ class Ne1000Driver(PumpDriver):
             self._safe = False
             self._check_saf(0)
         self._read_rate()
+
+    def _read_saf(self) -> int | None:
+        data = self._query(self._cmd("SAF")).data
+        return int(data) if data.isascii() and data.isdigit() else None
 
     def _check_saf(self, want: int) -> None:
         back = self._query(self._cmd("SAF")).data

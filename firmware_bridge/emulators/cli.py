@@ -82,14 +82,14 @@ def _parser() -> _Parser:
     p.add_argument(
         "--ignore-first-command",
         action="store_true",
-        help="start as if just powered up: reset alarm pending, first command ignored",
+        help="ignore the first command after start and after each power cycle",
     )
     return p
 
 
 def _parse_tcp(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not (0 <= int(port) <= 65535):
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise UsageError(f"--tcp: expected HOST:PORT with PORT 0-65535, got {text!r}")
     return host, int(port)
 
@@ -235,16 +235,15 @@ def main(argv: list[str] | None = None) -> int:
 def _make_pump(
     ns: argparse.Namespace, clock: Clock, syringe: Syringe, truth: TruthLogWriter | None
 ) -> SimulatedPump:
-    pump = SimulatedPump(
+    # building the model is switching the pump on: with --ignore-first-command the first
+    # command after start is ignored, and so is the first after each power_cycle fault
+    return SimulatedPump(
         clock,
         syringe,
         loaded_volume_ml=ns.volume,
         ignore_first_command_after_power_up=ns.ignore_first_command,
         truth_sink=truth,
     )
-    if ns.ignore_first_command:
-        pump.power_cycle()
-    return pump
 
 
 def _handler(ns: argparse.Namespace, pump: SimulatedPump) -> WireHandler:

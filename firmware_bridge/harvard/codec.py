@@ -202,6 +202,8 @@ def display_rate(ml_h: Decimal | float, *, up: bool = False, digits: int = 4) ->
     """A rate as a pump shows it: per minute, in the largest volume unit that keeps the
     figure >= 1, rounded down (or up) to ``digits`` significant digits."""
     r = to_decimal(ml_h)
+    if r == 0:
+        return Rate(Decimal(0), RateUnit("m", "min"))
     for prefix in ("m", "u", "n", "p"):
         unit = RateUnit(prefix, "min")
         value = r / unit.ml_h_per_unit
@@ -241,6 +243,8 @@ def parse_volume(text: str) -> Volume:
 def display_volume(ml: Decimal | float, digits: int = 6) -> Volume:
     """A volume as the pump shows it: ml, or ul/nl/pl below 1, rounded down."""
     v = to_decimal(ml)
+    if v == 0:
+        return Volume(Decimal(0), "m")
     for prefix in ("m", "u", "n", "p"):
         value = v / ML_PER_VOLUME_PREFIX[prefix]
         if value >= 1 or prefix == "p":
@@ -271,7 +275,7 @@ class HarvardCommand:
                 raise HarvardCodecError(f"command word {part!r} must be printable ASCII")
         if any(not a for a in self.args):
             raise HarvardCodecError("empty command argument")
-        if self.name and (self.name[0].isdigit() or self.name[0] in ":@"):
+        if self.name and (self.name[0] in "0123456789:@"):
             raise HarvardCodecError(
                 f"command name {self.name!r} cannot start with {self.name[0]!r}"
             )
@@ -288,7 +292,7 @@ def encode_command(command: HarvardCommand, terminator: bytes = b"\r") -> bytes:
     return command.text.encode("ascii") + terminator
 
 
-_ADDRESS_RE = re.compile(r"^(\d{1,2}):?")
+_ADDRESS_RE = re.compile(r"^([0-9]{1,2}):?")
 
 
 def parse_command(line: bytes) -> HarvardCommand:
@@ -345,7 +349,7 @@ def encode_reply(reply: HarvardReply) -> bytes:
 
 
 _PROMPT_AT_END = re.compile(rb"\n(\d\d)?(T\*|[:<>*])$")
-_PROMPT_LINE = re.compile(r"^(\d\d)?(T\*|[:<>*])$")
+_PROMPT_LINE = re.compile(r"^([0-9][0-9])?(T\*|[:<>*])$")
 
 
 def reply_end(buffer: bytes) -> int | None:
@@ -359,13 +363,17 @@ def reply_end(buffer: bytes) -> int | None:
 
 
 def decode_reply(data: bytes) -> HarvardReply:
-    """A whole reply. Bytes before the first LF are ignored (a prompt can leak there)."""
+    """A whole reply. Before its first LF only a stray prompt (public drivers note that a
+    prompt can leak there) or a CR is tolerated; anything else is a damaged reply."""
     if not all(b in (CR, LF) or 0x20 <= b < 0x7F for b in data):
         raise HarvardCodecError(f"reply holds non-ASCII or control bytes: {data!r}")
     text = data.decode("ascii")
     first = text.find("\n")
     if first < 0:
         raise HarvardCodecError(f"reply without a line feed: {text!r}")
+    lead = text[:first].strip("\r")
+    if lead and not _PROMPT_LINE.match(lead):
+        raise HarvardCodecError(f"reply starts with {lead!r} before its first line feed")
     parts = text[first + 1 :].split("\n")
     m = _PROMPT_LINE.match(parts[-1])
     if m is None:
@@ -440,7 +448,7 @@ class HarvardStatus:
 
 def parse_status(line: str) -> HarvardStatus:
     parts = line.split()
-    if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]):
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts[:3]):
         raise HarvardCodecError(f"not a status line: {line!r} (expected 3 integers and flags)")
     return HarvardStatus(int(parts[0]), int(parts[1]), int(parts[2]), parts[3])
 

@@ -344,7 +344,7 @@ class HarvardPumpSide:
         if not args:
             return [f"{self._force}%"]
         text = args[0].rstrip("%")
-        if not text.isdigit() or not (1 <= int(text) <= 100):
+        if not (text.isascii() and text.isdigit()) or not (1 <= int(text) <= 100):
             return [f"Argument error: {args[0]}", "   Out of range"]
         self._force = int(text)
         return []

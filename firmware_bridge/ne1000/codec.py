@@ -192,7 +192,7 @@ def format_number(value: Decimal | float | int) -> str:
     return f"{v:.{decimals_for(v)}f}"
 
 
-_NUMBER_RE = re.compile(r"^(\d*)(?:\.(\d*))?$")
+_NUMBER_RE = re.compile(r"^([0-9]*)(?:\.([0-9]*))?$")
 
 
 def parse_number(text: str) -> Decimal:
@@ -372,7 +372,7 @@ def parse_command(data: bytes) -> Ne1000Command:
     back with a name the pump does not know (the emulator answers ``?``)."""
     text = _strip(data.decode("latin-1"))
     i = 0
-    while i < len(text) and i < 2 and text[i].isdigit():
+    while i < len(text) and i < 2 and "0" <= text[i] <= "9":
         i += 1
     address = int(text[:i]) if i else None
     rest = text[i:]
@@ -435,7 +435,7 @@ def parse_reply(data: bytes) -> Ne1000Reply:
     if not all(0x20 <= b < 0x7F for b in data):
         raise Ne1000FramingError(f"reply {data!r} holds bytes outside printable ASCII")
     text = data.decode("ascii")
-    if len(text) < 3 or not text[:2].isdigit():
+    if len(text) < 3 or not (text[:2].isascii() and text[:2].isdigit()):
         raise Ne1000FramingError(f"reply {text!r} does not start with a 2-digit address")
     address = int(text[:2])
     if text[2:4] == "A?":

@@ -418,7 +418,7 @@ class Ne1000PumpSide:
     ) -> tuple[Ne1000Reply, Callable[[], None] | None]:
         if not arg:
             return self._ok(str(self._safe_timeout_s)), None
-        if not arg.isdigit():
+        if not (arg.isascii() and arg.isdigit()):
             return self._error(Ne1000Error.UNKNOWN_COMMAND), None
         seconds = int(arg)
         if not (0 <= seconds <= 255):
