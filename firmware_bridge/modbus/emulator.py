@@ -431,7 +431,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     try:
         if tcp is not None:
-            server = _TcpServer(_PumpContext(emu.regs), address=tcp)
+            server = _TcpServer(emu.context, address=tcp)
             server.emulation = emu
             await _listen(server, f"TCP {tcp[0]}:{tcp[1]}")
             sock = server.transport.sockets[0]  # type: ignore[attr-defined]
@@ -446,7 +446,7 @@ async def _serve(
                 log(f"{serial_port} is a pseudo-terminal: parity {parity} not applied")
                 parity = "N"
             server = _SerialServer(
-                _PumpContext(emu.regs),
+                emu.context,
                 port=serial_port,
                 baudrate=baud,
                 parity=parity,
@@ -458,7 +458,7 @@ async def _serve(
             where = serial_port
         else:
             line = PtyLine()
-            server = _SerialServer(_PumpContext(emu.regs), port="")
+            server = _SerialServer(emu.context, port="")
             server.emulation = emu
             the_line = line
 
