@@ -24,6 +24,7 @@ from drivers.base import (
     PumpDriver,
     PumpRejected,
     PumpStatus,
+    RateRange,
 )
 from drivers.gpio.base import GpioInterface
 from firmware_bridge.clock import Clock
@@ -132,11 +133,20 @@ class SafetyCore:
         detail = ""
         try:
             self.driver.connect()
-            rng = self.driver.configure_syringe(self.syringe)
+            status = self.driver.read_status()
+            if status.running:
+                # Resuming over a running infusion: a syringe setting is never sent to a
+                # running pump (the pump refuses it, and a new diameter would change the
+                # rate it runs). The range is this process's configured syringe's own; the
+                # pump still refuses anything outside its range (PumpRejected, handled).
+                rng = RateRange(self.syringe.min_rate_ml_h, self.syringe.max_rate_ml_h)
+            else:
+                rng = self.driver.configure_syringe(self.syringe)
+                status = self.driver.read_status()
             self.pump = PumpCapabilities(
                 Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), self.driver.quantize_rate
             )
-            reading = self._reading(self.driver.read_status())
+            reading = self._reading(status)
         except DriverError as exc:
             detail = f"pump not reachable at start: {exc}"
             log.error(detail)
@@ -230,7 +240,14 @@ class SafetyCore:
         self._outputs()
 
     def _execute(self, actions: tuple[PumpAction, ...], cause: str, depth: int = 0) -> str:
-        """Carry out actions in order, each journaled before it is sent (S14)."""
+        """Carry out actions in order, each journaled before it is sent (S14).
+
+        A failed action ends the sequence (the rest may depend on it: never start on a
+        rate that did not take), except in an emergency stop: there every action moves
+        toward safety, and the interlock relay does not depend on the pump's link, so a
+        stop lost on the wire must not leave the relay closed (S12).
+        """
+        failure: str | None = None
         for action in actions:
             self._record(CommandIssued(action, cause, self.now()))
             try:
@@ -238,22 +255,27 @@ class SafetyCore:
             except PumpRejected as exc:
                 self._record(CommandFailed(action, "rejected", exc.reason or str(exc), self.now()))
                 self.poll(depth + 1)
-                return f"rejected by pump: {exc.reason or exc}"
+                failure = failure or f"rejected by pump: {exc.reason or exc}"
             except PumpAlarmError as exc:
                 reason = ", ".join(sorted(exc.alarms)) or str(exc)
                 self._record(CommandFailed(action, "rejected", f"pump alarm: {reason}", self.now()))
                 self.poll(depth + 1)
-                return f"rejected by pump: alarm {reason}"
+                failure = failure or f"rejected by pump: alarm {reason}"
             except DriverError as exc:
                 kind = type(exc).__name__
                 self._record(CommandFailed(action, "timeout", f"{kind}: {exc}", self.now()))
                 self.poll(depth + 1)  # S10: reconcile by read-back, never by repeating
                 if self.state.pending is not None:
-                    return f"uncertain: {kind}; waiting for a read-back"
-                return f"uncertain ({kind}), reconciled by read-back"
+                    failure = failure or f"uncertain: {kind}; waiting for a read-back"
+                else:
+                    failure = failure or f"uncertain ({kind}), reconciled by read-back"
             except OSError as exc:  # GPIO
                 self._record(CommandFailed(action, "error", str(exc), self.now()))
-                return f"failed: {exc}"
+                failure = failure or f"failed: {exc}"
+            if failure is not None and cause != "estop":
+                return failure
+        if failure is not None:
+            return failure
         self.poll(depth + 1)
         return "applied"
 

@@ -49,9 +49,10 @@ class RateHistory:
             rate_ml_h == 0 or last.amount_per_ml == amount_per_ml
         ):
             return self
+        # A segment that lasted 0 s is kept: it adds nothing to an amount, but the window
+        # rules must see it (a start at 8 then rises at the same instant - a virtual or
+        # coarse clock - would otherwise lose the 8 the titration window starts from).
         kept = [s for s in self.segments if s.start <= t]
-        if kept and kept[-1].start == t:
-            kept.pop()
         kept.append(Segment(t, rate_ml_h, amount_per_ml, cause))
         horizon = t - KEEP_S
         first = 0

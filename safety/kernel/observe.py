@@ -65,7 +65,12 @@ def observe(
         over_by_hard = (
             program is not None and hard_max is not None and program.dose(rate) > hard_max
         )
-        if over_by_hard:
+        if s.estopped:
+            # S12 holds until acknowledged: a pump seen running under an emergency stop
+            # (its stop lost on the wire, or restarted at its keypad) is stopped again,
+            # on this read-back, not by repeating blindly
+            actions.append(StopPump())
+        elif over_by_hard:
             assert program is not None and hard_max is not None
             s = _alarm(
                 s, "readback_hard_max", Reason.HARD_MAX, Priority.HIGH,
