@@ -1,0 +1,1311 @@
+"""The Python API for research scripts and the console: one ``Session`` per bench.
+
+A session drives one infusion through the safety process, over a ``SafetyLink``
+(``safety.ipc.link``): the real socket client, or an in-process link on virtual clocks.
+It never talks to a pump. Every rule is decided by the safety process; the session
+pre-checks and plans with the same pure kernel (``controller.planner``) so that what it
+proposes is what the safety process will accept, and explains what it will not.
+
+Typical use (see docs/python-api.md for a runnable example)::
+
+    session = Session.open(link, library, journal="controller.sqlite")
+    session.program("norepinephrine", "4 mg/250 mL", "D5W")
+    session.start(8)
+    change = session.titrate_to(12)         # step 1: a plan, nothing sent yet
+    print(change.plan.describe())
+    change.confirm()                          # step 2: execute (first step sent if due)
+    while session.state is State.TITRATING:
+        session.service()                     # sends each step when it is due
+        ...                                   # (or session.run_in_background())
+
+Rules the session keeps:
+
+- two steps for every change to a running infusion (``titrate_to``, ``wean``, ``stop``
+  return a ``PendingChange``; ``confirm()`` executes it); a plan that crosses a soft limit
+  needs ``confirm(soft_limits=True)`` as well (S2). Both are journaled;
+- ``emergency_stop`` is immediate and always attempted (S12);
+- a plan step the safety process refuses is re-planned from its fresh state (a few times)
+  or reported as a controller alarm; it is never forced or repeated blindly;
+- a (re-)attach re-synchronises the machine from the safety process's snapshot and
+  sends nothing: the rate is never changed by attaching;
+- if the link to the safety process dies, the session raises its own high alarm, goes
+  to hold and sends nothing more until ``resume()`` re-attaches.
+
+Threads: every public method takes the session's lock, so a background runner and an
+operator thread can share a session. Link notices are queued by the link's thread and
+handled on the next call; alarm callbacks run on the thread that handles them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+from controller.errors import (
+    BadInput,
+    ConfirmationRequired,
+    ControllerError,
+    LinkUnavailable,
+    PlanChanged,
+    Refused,
+    Unreachable,
+)
+from controller.machine import Facts, InfusionMachine, State, Trigger
+from controller.planner import (
+    Plan,
+    PlanKind,
+    PlannerSettings,
+    PlanStep,
+    StepKind,
+    format_duration,
+    plan_stop,
+    plan_titration,
+    plan_wean,
+    planning_state,
+)
+from controller.session_journal import SessionJournal, to_jsonable
+from controller.status_line import status_line
+from firmware_bridge.clock import Clock, MonotonicClock
+from safety.dosing import check_program
+from safety.ipc.link import (
+    LinkDown,
+    LinkRestored,
+    Notice,
+    SafetyLink,
+    SafetyLinkError,
+    SessionLost,
+    StatusChanged,
+)
+from safety.journal import Journal, JournalError
+from safety.kernel.config import KernelConfig
+from safety.kernel.model import (
+    AcknowledgeAlarms,
+    EmergencyStop,
+    LoadProgram,
+    ProgramSpec,
+    RequestBody,
+    StartInfusion,
+)
+from safety.library import DiluentError, DrugLibrary, LookupProblem, parse_diluent
+from safety.reasons import Reason
+from safety.rules import RuleRefusal, dose_in_unit, num
+from safety.status import AlarmView, HistoryPoint, Outcome, Snapshot
+from safety.units import (
+    BodyWeight,
+    UnitError,
+    fraction_to_decimal,
+    parse_concentration,
+    parse_dose,
+    parse_dose_unit,
+    to_decimal,
+)
+
+log = logging.getLogger("controller.session")
+
+#: a refused plan step is re-planned from the fresh state at most this often in a row
+MAX_REPLANS = 3
+
+#: refusals a fresh plan can get around (timing, sequence); anything else is reported
+_REPLANNABLE = frozenset(
+    {
+        Reason.STEP_RISE,
+        Reason.WINDOW_RISE,
+        Reason.WEAN_TOO_FAST,
+        Reason.STOP_ABOVE_THRESHOLD,
+        Reason.CUMULATIVE_CAP,
+        Reason.EXPIRED,
+        Reason.STALE_SEQUENCE,
+    }
+)
+#: refusals that mean the safety process no longer takes orders from this session
+_HOLDING = frozenset({Reason.HOLD, Reason.NOT_ATTACHED, Reason.DELIVERY_UNCERTAIN})
+
+_PLAN_STATES = (State.TITRATING, State.WEANING)
+
+#: the controller's own alarm keys (the safety process's keys never start with this)
+OWN = "controller:"
+LINK_LOST_KEY = f"{OWN}safety_link_lost"
+SESSION_LOST_KEY = f"{OWN}session_lost"
+PLAN_REFUSED_KEY = f"{OWN}plan_step_refused"
+FAULT_KEY = f"{OWN}fault"
+
+_BLOCKING_OWN = frozenset({LINK_LOST_KEY, SESSION_LOST_KEY, PLAN_REFUSED_KEY})
+
+Dose = Decimal | int | float | str
+AlarmCallback = Callable[[AlarmView], None]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A plan step that was sent, and what the safety process made of it."""
+
+    step: PlanStep
+    outcome: Outcome
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome.verdict.accepted
+
+
+@dataclass(frozen=True)
+class DosePoint:
+    """From ``start`` (clinical s) the pump ran ``rate_ml_h``, delivering ``dose``."""
+
+    start: float
+    rate_ml_h: Decimal
+    dose: Decimal | None
+    unit: str | None
+    cause: str
+
+
+@dataclass
+class _ActivePlan:
+    plan: Plan
+    trigger: Trigger
+    soft_confirmed: bool
+    next: int = 0  # index of the next step to send
+    delay_s: float = 0.0  # steps sent late push the later ones back by as much
+    replans: int = 0
+
+    def due_at(self, step: PlanStep) -> float:
+        return self.plan.created_at + step.at_s + self.delay_s
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.plan.steps)
+
+
+class PendingChange:
+    """A planned change to a running infusion, waiting for the operator's confirmation.
+
+    Nothing has been sent. ``confirm()`` re-plans from the safety process's fresh state
+    and executes only if the plan is unchanged (otherwise ``PlanChanged`` carries the new
+    one to review); ``confirm(soft_limits=True)`` is needed when the plan crosses a soft
+    limit. Any other operator action supersedes a pending change.
+    """
+
+    def __init__(self, session: Session, plan: Plan, trigger: Trigger) -> None:
+        self._session = session
+        self.plan = plan
+        self.trigger = trigger
+
+    @property
+    def needs_soft_confirmation(self) -> bool:
+        return self.plan.needs_soft_confirmation
+
+    def describe(self) -> str:
+        return self.plan.describe()
+
+    def confirm(self, *, soft_limits: bool = False) -> tuple[StepResult, ...]:
+        """Execute: the steps already due are sent now, the rest by ``Session.service``."""
+        return self._session._confirm(self, soft_limits)
+
+    def cancel(self) -> None:
+        self._session._drop_pending(self, "cancelled by the operator")
+
+    def __repr__(self) -> str:
+        return f"PendingChange({self.trigger.value}, {len(self.plan.steps)} steps)"
+
+
+class Session:
+    """One operator's (or script's) control of one infusion, through the safety process."""
+
+    def __init__(
+        self,
+        link: SafetyLink,
+        library: DrugLibrary,
+        *,
+        journal: Journal | str | Path | None = None,
+        clinical: Clock | None = None,
+        liveness: Clock | None = None,
+        kernel_config: KernelConfig | None = None,
+        planner: PlannerSettings | None = None,
+    ) -> None:
+        """Wrap ``link``; nothing is sent and nothing attached until ``attach()``.
+
+        ``clinical``: the clinical clock shared with the safety process; without it the
+        session reads clinical time from the safety process's snapshots.
+        ``kernel_config``: the safety process's kernel settings, if not the defaults (the
+        planner must use the same ones).
+        """
+        self.library = library
+        self.kernel_config = kernel_config or KernelConfig()
+        self.planner = planner or PlannerSettings()
+        self.machine = InfusionMachine()
+        self._link = link
+        self._clinical = clinical
+        self._liveness = liveness or MonotonicClock()
+        self._lock = threading.RLock()
+        self._notices: deque[Notice] = deque()
+        self._snapshot: Snapshot | None = None
+        self._pending: PendingChange | None = None
+        self._active: _ActivePlan | None = None
+        self._alarm_callbacks: list[AlarmCallback] = []
+        self._alarm_acked: dict[str, bool] = {}  # last seen acknowledgement per alarm key
+        self._own: dict[str, AlarmView] = {}
+        self._link_down: str | None = None
+        self._runner: Runner | None = None
+        store = (
+            Journal(journal, process="controller") if isinstance(journal, str | Path) else journal
+        )
+        self.journal = SessionJournal(store, self._clinical_stamp, self._liveness.now)
+        self._unsubscribe = link.subscribe(self._on_notice)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def open(
+        cls,
+        link: SafetyLink,
+        library: DrugLibrary,
+        *,
+        journal: Journal | str | Path | None = None,
+        clinical: Clock | None = None,
+        liveness: Clock | None = None,
+        kernel_config: KernelConfig | None = None,
+        planner: PlannerSettings | None = None,
+    ) -> Session:
+        """A session attached to the safety process and re-synchronised from it."""
+        session = cls(
+            link,
+            library,
+            journal=journal,
+            clinical=clinical,
+            liveness=liveness,
+            kernel_config=kernel_config,
+            planner=planner,
+        )
+        try:
+            session.attach()
+        except BaseException:
+            session.close(hang_up=False)
+            raise
+        return session
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, *, hang_up: bool = True) -> None:
+        """Stop the runner, unsubscribe, close the link (the safety process then holds
+        the rate: S11) and the journal."""
+        runner = self._runner
+        if runner is not None:
+            runner.stop()
+        with self._lock:
+            with contextlib.suppress(Exception):
+                self._unsubscribe()
+            if hang_up:
+                with contextlib.suppress(SafetyLinkError):
+                    self._link.close()
+            self.journal.close()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    @property
+    def pending(self) -> PendingChange | None:
+        return self._pending
+
+    @property
+    def active_plan(self) -> Plan | None:
+        active = self._active
+        return active.plan if active is not None else None
+
+    @property
+    def link(self) -> SafetyLink:
+        return self._link
+
+    @property
+    def link_down(self) -> str | None:
+        """Why the safety link is down (None while it is up)."""
+        return self._link_down
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The last snapshot seen (no I/O); ``status()`` asks for a fresh one."""
+        return self._snapshot
+
+    def status(self) -> Snapshot:
+        """The safety process's current state (asks it; falls back to the last one seen
+        when the link is down)."""
+        with self._lock:
+            self._drain()
+            if self._link_down is None:
+                try:
+                    self._take(self._link.snapshot())
+                except SafetyLinkError as exc:
+                    self._link_failure(str(exc))
+            self._reconcile()
+            return self._require_snapshot()
+
+    def history(self) -> tuple[DosePoint, ...]:
+        """The verified rate history (what the safety process has read back), with doses."""
+        snapshot = self.status()
+        program = None
+        if snapshot.program is not None:
+            with contextlib.suppress(ControllerError):
+                program = planning_state(self.library, snapshot)[1]
+        points: list[DosePoint] = []
+        for p in snapshot.history:
+            dose = None
+            if program is not None:
+                value = program.dose_of_amount_rate(
+                    Fraction(p.rate_ml_h) * Fraction(p.amount_per_ml)
+                )
+                dose = fraction_to_decimal(value, 6)
+            points.append(DosePoint(p.start, p.rate_ml_h, dose, snapshot.dose_unit, p.cause))
+        return tuple(points)
+
+    def raw_history(self) -> tuple[HistoryPoint, ...]:
+        return self.status().history
+
+    def alarms(self) -> tuple[AlarmView, ...]:
+        """Every alarm: the safety process's (from the last snapshot) and the controller's."""
+        snapshot = self._snapshot
+        safety = snapshot.alarms if snapshot is not None else ()
+        return (*safety, *self._own.values())
+
+    def status_line(self) -> str:
+        """One line for people (from the last snapshot: call ``status()`` to refresh)."""
+        snapshot = self._require_snapshot()
+        return status_line(
+            snapshot,
+            self.state.value,
+            plan=self._plan_progress(),
+            controller_alarms=tuple(self._own.values()),
+        )
+
+    def subscribe_alarms(self, callback: AlarmCallback) -> Callable[[], None]:
+        """``callback(alarm)`` once for every alarm newly raised (safety process or
+        controller; a controller alarm's key starts with ``controller:``) and again when
+        an acknowledged alarm annunciates again. Must not block; exceptions are logged."""
+        with self._lock:
+            self._alarm_callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._alarm_callbacks.remove(callback)
+
+        return unsubscribe
+
+    # ------------------------------------------------------------------ link life
+    def attach(self) -> Snapshot:
+        """(Re-)attach and re-synchronise the machine from the snapshot. Sends nothing to
+        the pump: the rate is whatever the safety process verified."""
+        with self._lock:
+            snapshot = self._attach()
+            self._fire(Trigger.RESYNC, self._facts(snapshot))
+            self._reconcile()
+            return snapshot
+
+    def resume(self, link: SafetyLink | None = None) -> State:
+        """Leave a plan at the current dose (titrating, weaning), or leave hold by
+        re-attaching (optionally over a new ``link``, e.g. after the safety process was
+        restarted) and re-synchronising. Never changes the rate."""
+        with self._lock, self._operator("resume"):
+            self._drain()
+            state = self.state
+            if state in _PLAN_STATES:
+                self.machine.check(Trigger.RESUME)
+                self._cancel_plan("resumed: the dose stays where it is")
+                self._fire(Trigger.RESUME, self._facts(self._require_snapshot()))
+                return self.state
+            self.machine.check(Trigger.RESUME)
+            if link is not None and link is not self._link:
+                with contextlib.suppress(Exception):
+                    self._unsubscribe()
+                with contextlib.suppress(SafetyLinkError):
+                    self._link.close()
+                self._link = link
+                self._unsubscribe = link.subscribe(self._on_notice)
+            snapshot = self._attach()
+            self._fire(Trigger.RESUME, self._facts(snapshot))
+            self._reconcile()
+            return self.state
+
+    # ------------------------------------------------------------------ operator actions
+    def program(
+        self,
+        drug: str,
+        concentration: str,
+        diluent: str,
+        *,
+        weight_kg: Decimal | int | float | str | None = None,
+        profile: str | None = None,
+        therapy: str | None = None,
+    ) -> Outcome:
+        """Load a program (S6: the library must allow drug, concentration and diluent)."""
+        return self._load(
+            Trigger.PROGRAM, drug, concentration, diluent, weight_kg, profile, therapy
+        )
+
+    def reprogram(
+        self,
+        drug: str,
+        concentration: str,
+        diluent: str,
+        *,
+        weight_kg: Decimal | int | float | str | None = None,
+        profile: str | None = None,
+        therapy: str | None = None,
+    ) -> Outcome:
+        """Change the program (drug, concentration...). Only when not infusing: a running
+        infusion must be stopped (weaned, for a wean-only drug) first."""
+        return self._load(
+            Trigger.REPROGRAM, drug, concentration, diluent, weight_kg, profile, therapy
+        )
+
+    def start(self, dose: Dose, *, confirm_soft_limits: bool = False) -> Outcome:
+        """Start at ``dose`` (a number in the program's dose unit, or text with its unit).
+
+        A start above the therapy's max start is refused (S4); a dose outside the soft
+        limits needs ``confirm_soft_limits=True`` (S2), which is journaled."""
+        with (
+            self._lock,
+            self._operator("start", dose=str(dose), confirm_soft_limits=confirm_soft_limits),
+        ):
+            self._drain()
+            self.machine.check(Trigger.START)
+            snapshot = self._fresh()
+            value = self._dose_value(dose, snapshot)
+            outcome = self._send(StartInfusion(value, confirm_soft_limits=confirm_soft_limits))
+            if not outcome.verdict.accepted:
+                raise Refused(outcome)
+            self._fire(Trigger.START, self._facts(outcome.snapshot))
+            self._reconcile()
+            return outcome
+
+    def plan(self, dose: Dose | None) -> Plan:
+        """Preview: the plan to ``dose`` (None: the stop plan). Changes nothing."""
+        with self._lock:
+            snapshot = self._fresh()
+            if dose is None:
+                return self._make_plan(PlanKind.STOP, None, snapshot)
+            value = self._dose_value(dose, snapshot)
+            return self._make_plan(PlanKind.TITRATE, value, snapshot)
+
+    def titrate_to(self, dose: Dose) -> PendingChange:
+        """Step 1 of a titration: the plan to ``dose``, pending confirmation."""
+        with self._lock, self._operator("titrate_to", dose=str(dose)):
+            self._drain()
+            self.machine.check(Trigger.TITRATE_TO)
+            snapshot = self._fresh()
+            value = self._dose_value(dose, snapshot)
+            plan = self._make_plan(PlanKind.TITRATE, value, snapshot)
+            return self._new_pending(plan, Trigger.TITRATE_TO)
+
+    def wean(self, dose: Dose | None = None) -> PendingChange:
+        """Step 1 of a gradual fall to ``dose``; None weans to the stop threshold and then
+        stops (like ``stop`` on a wean-only drug)."""
+        with self._lock, self._operator("wean", dose=None if dose is None else str(dose)):
+            self._drain()
+            self.machine.check(Trigger.WEAN)
+            snapshot = self._fresh()
+            if dose is None:
+                plan = self._make_plan(PlanKind.STOP, None, snapshot)
+            else:
+                value = self._dose_value(dose, snapshot)
+                current = snapshot.dose or Decimal(0)
+                if value >= current:
+                    raise BadInput(
+                        "dose",
+                        f"a wean lowers the dose: {num(value)} {snapshot.dose_unit} is not below "
+                        f"the current {num(current)} {snapshot.dose_unit}; use titrate to rise",
+                    )
+                plan = self._make_plan(PlanKind.WEAN, value, snapshot)
+            return self._new_pending(plan, Trigger.WEAN)
+
+    def stop(self) -> PendingChange:
+        """Step 1 of a stop: for a gradual-wean-only drug a wean to its stop threshold, then
+        the stop; otherwise the stop itself. ``emergency_stop`` stops at once."""
+        with self._lock, self._operator("stop"):
+            self._drain()
+            self.machine.check(Trigger.STOP)
+            snapshot = self._fresh()
+            plan = self._make_plan(PlanKind.STOP, None, snapshot)
+            return self._new_pending(plan, Trigger.STOP)
+
+    def emergency_stop(self, source: str = "api") -> Outcome:
+        """Stop now and interlock (S12). Never refused by the safety process; always
+        attempted, even when the link looks down."""
+        with self._lock, self._operator("emergency_stop", source=source):
+            self._drain()
+            self._cancel_plan("emergency stop")
+            self._drop_pending(self._pending, "emergency stop")
+            outcome = self._send(EmergencyStop(source), force=True)
+            self._fire(Trigger.EMERGENCY_STOP, self._facts(outcome.snapshot))
+            self._reconcile()
+            return outcome
+
+    def acknowledge(self, keys: tuple[str, ...] | None = None) -> Outcome | None:
+        """Acknowledge alarms (all, or the given keys; controller alarms included).
+
+        Returns the safety process's outcome (None when only controller alarms were
+        named)."""
+        with self._lock, self._operator("acknowledge", keys=keys):
+            self._drain()
+            self.machine.check(Trigger.ACKNOWLEDGE)
+            safety_keys = None if keys is None else tuple(k for k in keys if not k.startswith(OWN))
+            outcome = None
+            if safety_keys is None or safety_keys:
+                outcome = self._send(AcknowledgeAlarms(safety_keys))
+                if not outcome.verdict.accepted:
+                    raise Refused(outcome)
+            self._acknowledge_own(keys)
+            snapshot = self._require_snapshot()
+            self._remember_acks(snapshot)
+            self._fire(Trigger.ACKNOWLEDGE, self._facts(snapshot))
+            self._reconcile()
+            return outcome
+
+    def cancel_pending(self) -> None:
+        with self._lock:
+            self._drop_pending(self._pending, "cancelled by the operator")
+
+    # ------------------------------------------------------------------ time
+    def service(self) -> float | None:
+        """Handle link notices, re-sync with the safety process, send the plan steps that
+        are due. Returns clinical seconds until the next step (None: nothing planned).
+        Call it often (a script's loop, or ``run_in_background``)."""
+        with self._lock:
+            self._drain()
+            if self._link_down is not None or self.state is State.HOLD:
+                return None
+            try:
+                self._take(self._link.snapshot())
+            except SafetyLinkError as exc:
+                self._link_failure(str(exc))
+                return None
+            self._reconcile()
+            self._run_due()
+            self._reconcile()
+            return self._next_due_in()
+
+    def run_in_background(self, period_s: float = 0.25) -> Runner:
+        """A thread calling ``service()`` at least every ``period_s`` real seconds (and
+        when a step falls due); stop it with ``Runner.stop()`` or ``close()``."""
+        with self._lock:
+            if self._runner is not None and self._runner.alive:
+                return self._runner
+            self._runner = Runner(self, period_s)
+            self._runner.start()
+            return self._runner
+
+    def real_seconds(self, clinical_s: float) -> float:
+        """How long, in real time, ``clinical_s`` clinical seconds last on this bench."""
+        return self._clinical.to_real_seconds(clinical_s) if self._clinical else clinical_s
+
+    # ================================================================== internals
+    # ------------------------------------------------------------------ plans
+    def _make_plan(self, kind: PlanKind, target: Decimal | None, snapshot: Snapshot) -> Plan:
+        config, settings = self.kernel_config, self.planner
+        if kind is PlanKind.STOP:
+            plan = plan_stop(self.library, snapshot, config=config, settings=settings)
+        elif kind is PlanKind.WEAN:
+            plan = plan_wean(self.library, snapshot, target, config=config, settings=settings)
+        else:
+            assert target is not None
+            plan = plan_titration(self.library, snapshot, target, config=config, settings=settings)
+        return plan
+
+    def _new_pending(self, plan: Plan, trigger: Trigger) -> PendingChange:
+        self.journal.write("plan", trigger=trigger, plan=_plan_record(plan))
+        if not plan.reachable:
+            raise Unreachable(plan)
+        if not plan.steps:
+            raise ControllerError(
+                f"nothing to do: the dose is already {num(plan.start_dose)} {plan.unit}",
+                code="no_change",
+            )
+        self._drop_pending(self._pending, "superseded by a new change")
+        pending = PendingChange(self, plan, trigger)
+        self._pending = pending
+        return pending
+
+    def _confirm(self, pending: PendingChange, soft_limits: bool) -> tuple[StepResult, ...]:
+        with (
+            self._lock,
+            self._operator("confirm", trigger=pending.trigger, soft_limits=soft_limits),
+        ):
+            self._drain()
+            if self._pending is not pending:
+                raise ControllerError(
+                    "this change is no longer pending (another action came first); plan it again",
+                    code="stale_change",
+                )
+            plan = pending.plan
+            if plan.needs_soft_confirmation and not soft_limits:
+                findings = plan.soft_findings
+                raise ConfirmationRequired(
+                    "this plan crosses a soft limit and needs its own confirmation: "
+                    + "; ".join(findings)
+                    + " (confirm with the soft-limit override: confirm(soft_limits=True), "
+                    "console: confirm override)",
+                    findings,
+                )
+            self.machine.check(pending.trigger)
+            snapshot = self._fresh()
+            fresh = self._make_plan(plan.kind, plan.target, snapshot)
+            if not fresh.reachable:
+                self._pending = None
+                raise Unreachable(fresh)
+            if _signature(fresh) != _signature(plan):
+                changed = PendingChange(self, fresh, pending.trigger)
+                self._pending = changed
+                self.journal.write("plan", trigger=pending.trigger, plan=_plan_record(fresh))
+                raise PlanChanged(changed)
+            self.journal.write(
+                "confirm",
+                trigger=pending.trigger,
+                soft_limits=soft_limits,
+                soft_findings=fresh.soft_findings,
+                plan=_plan_record(fresh),
+            )
+            self._pending = None
+            wean_first = any(s.kind is StepKind.CHANGE for s in fresh.steps)
+            if pending.trigger is Trigger.STOP and not wean_first:
+                step = fresh.steps[0]
+                outcome = self._send(step.request())
+                if not outcome.verdict.accepted:
+                    raise Refused(outcome)
+                self._fire(Trigger.STOP, self._facts(outcome.snapshot))
+                self._reconcile()
+                return (StepResult(step, outcome),)
+            self._fire(pending.trigger, self._facts(snapshot, wean_before_stop=True))
+            self._active = _ActivePlan(fresh, pending.trigger, soft_limits)
+            results = self._run_due()
+            self._reconcile()
+            return tuple(results)
+
+    def _run_due(self) -> list[StepResult]:
+        """Send every step that is due, in order; stop at the first that is not."""
+        results: list[StepResult] = []
+        while self._active is not None and self.state in _PLAN_STATES:
+            active = self._active
+            if active.done:
+                self._finish_plan()
+                break
+            step = active.plan.steps[active.next]
+            now = self._now()
+            due = active.due_at(step)
+            if now < due:
+                break
+            try:
+                outcome = self._send(step.request())
+            except LinkUnavailable:
+                break
+            results.append(StepResult(step, outcome))
+            if not outcome.verdict.accepted:
+                self._step_refused(active, step, outcome)
+                break
+            active.delay_s += max(0.0, now - due)
+            active.next += 1
+            active.replans = 0
+            if outcome.execution.startswith(("rejected", "failed")):
+                self._step_failed(step, outcome)
+                break
+            if outcome.execution != "applied":
+                break  # uncertain: the next service re-syncs (hold if still uncertain)
+        if self._active is not None and self._active.done and self.state in _PLAN_STATES:
+            self._finish_plan()
+        return results
+
+    def _finish_plan(self) -> None:
+        active = self._active
+        self._active = None
+        if active is not None:
+            self.journal.note("cancel", why="plan complete", plan=_plan_record(active.plan))
+        self._fire(Trigger.PLAN_DONE, self._facts(self._require_snapshot()))
+
+    def _step_refused(self, active: _ActivePlan, step: PlanStep, outcome: Outcome) -> None:
+        verdict = outcome.verdict
+        if verdict.reason in _HOLDING:
+            self._cancel_plan(f"step {step.index} refused: {verdict.message}")
+            self._raise_own(
+                SESSION_LOST_KEY,
+                "high",
+                str(verdict.reason),
+                f"the safety process refuses orders from this session ({verdict.message}); "
+                "nothing more is sent: resume to re-attach",
+            )
+            self._fire(Trigger.SAFETY_HOLD)
+            return
+        explanation = verdict.message
+        if verdict.reason in _REPLANNABLE and active.replans < MAX_REPLANS:
+            try:
+                fresh = self._make_plan(
+                    active.plan.kind, active.plan.target, self._require_snapshot()
+                )
+            except ControllerError as exc:
+                explanation = f"{verdict.message}; no new plan: {exc.message}"
+            else:
+                allowed = not fresh.needs_soft_confirmation or active.soft_confirmed
+                if fresh.reachable and fresh.steps and allowed:
+                    self.journal.note(
+                        "plan",
+                        trigger=active.trigger,
+                        replanned_after=verdict.reason,
+                        plan=_plan_record(fresh),
+                    )
+                    self._active = _ActivePlan(
+                        fresh, active.trigger, active.soft_confirmed, replans=active.replans + 1
+                    )
+                    return
+                if not fresh.reachable:
+                    explanation = f"{verdict.message}; {fresh.problem}"
+                elif not allowed:
+                    explanation = (
+                        f"{verdict.message}; the new plan crosses a soft limit that was not "
+                        "confirmed"
+                    )
+        current = self._require_snapshot().dose
+        unit = active.plan.unit
+        shown = "stop" if step.dose is None else f"{num(step.dose)} {unit}"
+        self._cancel_plan(f"step {step.index} refused: {verdict.message}")
+        self._raise_own(
+            PLAN_REFUSED_KEY,
+            "medium",
+            str(verdict.reason),
+            f"plan step {step.index} ({shown}) refused by the safety process: {explanation}; "
+            f"the plan is stopped, the dose stays at "
+            f"{num(current) if current is not None else '?'} {unit}",
+        )
+        if self.machine.allowed(Trigger.ALARM_RAISED):
+            self._fire(Trigger.ALARM_RAISED, self._facts(self._require_snapshot()))
+
+    def _step_failed(self, step: PlanStep, outcome: Outcome) -> None:
+        """Accepted by the safety process but not carried out by the pump."""
+        self._cancel_plan(f"step {step.index}: {outcome.execution}")
+        self._raise_own(
+            PLAN_REFUSED_KEY,
+            "medium",
+            "pump_alarm",
+            f"plan step {step.index} was not carried out ({outcome.execution}); the plan is "
+            "stopped; check the pump, acknowledge, and plan again",
+        )
+        if self.machine.allowed(Trigger.ALARM_RAISED):
+            self._fire(Trigger.ALARM_RAISED, self._facts(self._require_snapshot()))
+
+    def _cancel_plan(self, why: str) -> None:
+        active = self._active
+        if active is not None:
+            self._active = None
+            self.journal.note("cancel", why=why, plan=_plan_record(active.plan))
+
+    def _drop_pending(self, pending: PendingChange | None, why: str) -> None:
+        if pending is not None and self._pending is pending:
+            self._pending = None
+            self.journal.note("cancel", why=why, pending=_plan_record(pending.plan))
+
+    def _next_due_in(self) -> float | None:
+        active = self._active
+        if active is None or active.done:
+            return None
+        return max(0.0, active.due_at(active.plan.steps[active.next]) - self._now())
+
+    def _plan_progress(self) -> str | None:
+        active = self._active
+        if active is None:
+            return None
+        plan = active.plan
+        goal = "stopping" if plan.target is None else f"{plan.kind.value} to {num(plan.target)}"
+        if active.done:
+            return f"{goal}: done"
+        step = plan.steps[active.next]
+        what = "stop" if step.dose is None else f"{num(step.dose)} {plan.unit}"
+        wait = format_duration(max(0.0, active.due_at(step) - self._now()))
+        return f"{goal}: step {step.index}/{len(plan.steps)} ({what}) in {wait}"
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, body: RequestBody, *, force: bool = False) -> Outcome:
+        """Journal, send, journal the outcome. Only an emergency stop is sent (``force``)
+        while the link is down."""
+        if self._link_down is not None and not force:
+            raise LinkUnavailable(
+                f"the safety link is down ({self._link_down}); nothing is sent: the safety "
+                "process, if alive, holds the last verified rate. resume to re-attach"
+            )
+        try:
+            self.journal.write("request", body=body)
+        except JournalError as exc:
+            raise ControllerError(
+                f"the controller journal cannot be written ({exc}); nothing was sent",
+                code="journal_failed",
+            ) from None
+        try:
+            outcome = self._link.request(body)
+        except SafetyLinkError as exc:
+            self._link_failure(f"{type(exc).__name__}: {exc}")
+            hint = " (use the hardware stop button)" if isinstance(body, EmergencyStop) else ""
+            raise LinkUnavailable(
+                f"the safety process cannot be reached ({exc}); nothing more is sent{hint}"
+            ) from None
+        self._drain()  # notices raised during the request are older than its outcome
+        self._snapshot = outcome.snapshot
+        verdict = outcome.verdict
+        self.journal.note(
+            "outcome",
+            request=body.kind,
+            accepted=verdict.accepted,
+            reason=verdict.reason,
+            message=verdict.message,
+            execution=outcome.execution,
+            dose=verdict.dose,
+            unit=verdict.unit,
+            rate_ml_h=verdict.rate_ml_h,
+            findings=[f.message for f in verdict.findings],
+        )
+        return outcome
+
+    def _attach(self) -> Snapshot:
+        try:
+            snapshot = self._link.attach()
+        except SafetyLinkError as exc:
+            self._link_failure(
+                f"{type(exc).__name__}: {exc}", raise_alarm=self._snapshot is not None
+            )
+            raise LinkUnavailable(f"cannot attach to the safety process: {exc}") from None
+        if snapshot.library_hash != self.library.content_hash:
+            raise ControllerError(
+                f"the safety process runs drug library {snapshot.library_hash[:19]} "
+                f"(version {snapshot.library_version}), this controller has "
+                f"{self.library.content_hash[:19]} (version {self.library.version}); use the "
+                "same library file on both",
+                code=str(Reason.LIBRARY_MISMATCH),
+            )
+        self._link_down = None
+        self._snapshot = snapshot
+        for key in (LINK_LOST_KEY, SESSION_LOST_KEY):
+            self._own_condition_gone(key)
+        self.journal.note(
+            "attached",
+            session=self._link.session,
+            mode=snapshot.mode,
+            program=snapshot.program,
+            running=snapshot.running,
+            rate_ml_h=snapshot.rate_ml_h,
+            dose=snapshot.dose,
+            alarms=[a.key for a in snapshot.alarms],
+        )
+        return snapshot
+
+    def _fresh(self) -> Snapshot:
+        if self._link_down is not None:
+            raise LinkUnavailable(
+                f"the safety link is down ({self._link_down}); resume to re-attach"
+            )
+        try:
+            self._take(self._link.snapshot())
+        except SafetyLinkError as exc:
+            self._link_failure(f"{type(exc).__name__}: {exc}")
+            raise LinkUnavailable(f"the safety process cannot be reached ({exc})") from None
+        return self._require_snapshot()
+
+    def _take(self, snapshot: Snapshot) -> None:
+        current = self._snapshot
+        if current is None or (snapshot.clinical_time, snapshot.last_seq) >= (
+            current.clinical_time,
+            current.last_seq,
+        ):
+            self._snapshot = snapshot
+
+    def _require_snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            raise ControllerError(
+                "not attached to the safety process yet; attach first", code="not_attached"
+            )
+        return self._snapshot
+
+    # ------------------------------------------------------------------ notices, re-sync
+    def _on_notice(self, notice: Notice) -> None:
+        """Called on the link's thread: queue only (no lock, no I/O, cannot block)."""
+        self._notices.append(notice)
+        runner = self._runner
+        if runner is not None:
+            runner.wake()
+
+    def _drain(self) -> None:
+        while self._notices:
+            notice = self._notices.popleft()
+            if isinstance(notice, StatusChanged):
+                self._take(notice.snapshot)
+            elif isinstance(notice, SessionLost):
+                self.journal.note("notice", what="session lost", reason=notice.reason)
+                if self._link_down is None and self.state is not State.HOLD:
+                    self._cancel_plan(f"session lost: {notice.reason}")
+                    self._raise_own(
+                        SESSION_LOST_KEY,
+                        "high",
+                        str(Reason.HOLD),
+                        f"the safety process no longer counts this controller as attached "
+                        f"({notice.reason}): it holds the last verified rate and refuses "
+                        "changes; resume to re-attach",
+                    )
+                    self._fire(Trigger.SAFETY_HOLD)
+            elif isinstance(notice, LinkDown):
+                self.journal.note(
+                    "notice", what="link down", reason=notice.reason, final=notice.final
+                )
+                self._link_failure(notice.reason)
+            elif isinstance(notice, LinkRestored):
+                self.journal.note("notice", what="link restored", silent_s=notice.silent_for_s)
+                # still on hold: only the operator's resume re-attaches and re-syncs
+                self._own_condition_gone(LINK_LOST_KEY)
+            # AlarmRaised: the snapshot that follows shows it; alarms are handled there
+
+    def _link_failure(self, reason: str, *, raise_alarm: bool = True) -> None:
+        """The safety process is unreachable: own high alarm, hold, send nothing more."""
+        if self._link_down is not None:
+            return
+        self._link_down = reason
+        self._cancel_plan(f"safety link lost: {reason}")
+        self._drop_pending(self._pending, "safety link lost")
+        if raise_alarm:
+            self._raise_own(
+                LINK_LOST_KEY,
+                "high",
+                str(Reason.PUMP_COMMS),
+                f"safety link lost ({reason}): the controller holds and sends nothing; the "
+                "safety process, if alive, holds the last verified rate",
+            )
+        self._fire(Trigger.LINK_LOST)
+
+    def _reconcile(self) -> None:
+        """Bring the machine in line with what the safety process reports."""
+        snapshot = self._snapshot
+        if snapshot is None or self._link_down is not None:
+            return
+        fresh_alarms = self._report_alarms(snapshot)
+        state = self.state
+        if state is State.HOLD:
+            return  # only resume leaves hold
+        if snapshot.hold or snapshot.uncertain:
+            why = "holds (controller lost)" if snapshot.hold else "has an uncertain command"
+            self._cancel_plan(f"the safety process {why}")
+            self._fire(Trigger.SAFETY_HOLD)
+            return
+        if snapshot.estopped and state is not State.EMERGENCY_STOPPED:
+            self._cancel_plan("emergency stop (at the safety process)")
+            self._drop_pending(self._pending, "emergency stop")
+            self._fire(Trigger.RESYNC, self._facts(snapshot))
+            return
+        blocking = [a for a in fresh_alarms if _blocks(a)]
+        if blocking and self.machine.allowed(Trigger.ALARM_RAISED):
+            self._cancel_plan("alarm: " + ", ".join(a.key for a in blocking))
+            self._fire(Trigger.ALARM_RAISED, self._facts(snapshot))
+            return
+        running_states = (State.INFUSING, *_PLAN_STATES)
+        if state in running_states and not snapshot.running and self._active is None:
+            self._fire(Trigger.RESYNC, self._facts(snapshot))
+        elif state in running_states and not snapshot.running:
+            self._cancel_plan("the pump is not running")
+            self._fire(Trigger.RESYNC, self._facts(snapshot))
+
+    def _report_alarms(self, snapshot: Snapshot) -> list[AlarmView]:
+        """Journal and announce alarms that are new, or annunciate again; return them."""
+        fresh: list[AlarmView] = []
+        keys = set()
+        for alarm in snapshot.alarms:
+            keys.add(alarm.key)
+            before = self._alarm_acked.get(alarm.key)
+            self._alarm_acked[alarm.key] = alarm.acknowledged
+            if not alarm.acknowledged and (before is None or before):
+                fresh.append(alarm)
+        for key in list(self._alarm_acked):
+            if key not in keys:
+                del self._alarm_acked[key]
+        for alarm in fresh:
+            self.journal.note("alarm", source="safety", alarm=alarm)
+            self._announce(alarm)
+        return fresh
+
+    def _remember_acks(self, snapshot: Snapshot) -> None:
+        for alarm in snapshot.alarms:
+            self._alarm_acked[alarm.key] = alarm.acknowledged
+
+    def _announce(self, alarm: AlarmView) -> None:
+        for callback in list(self._alarm_callbacks):
+            try:
+                callback(alarm)
+            except Exception as exc:
+                log.error("alarm callback %r failed: %r", callback, exc)
+                self.journal.note("error", what="alarm callback failed", error=repr(exc))
+
+    def _raise_own(self, key: str, priority: str, reason: str, message: str) -> None:
+        existing = self._own.get(key)
+        alarm = AlarmView(
+            key=key,
+            priority=priority,
+            reason=reason,
+            message=message,
+            raised_at=self._clinical_stamp(),
+            active=True,
+            acknowledged=False,
+        )
+        if existing is not None and existing.active and not existing.acknowledged:
+            alarm = replace(alarm, raised_at=existing.raised_at)
+            self._own[key] = alarm
+            return
+        self._own[key] = alarm
+        self.journal.note("alarm", source="controller", alarm=alarm)
+        self._announce(alarm)
+
+    def _own_condition_gone(self, key: str) -> None:
+        alarm = self._own.get(key)
+        if alarm is None or not alarm.active:
+            return
+        if alarm.acknowledged:
+            del self._own[key]
+        else:
+            self._own[key] = replace(alarm, active=False)
+
+    def _acknowledge_own(self, keys: tuple[str, ...] | None) -> None:
+        for key, alarm in list(self._own.items()):
+            if keys is not None and key not in keys:
+                continue
+            if alarm.active:
+                self._own[key] = replace(alarm, acknowledged=True)
+            else:
+                del self._own[key]
+
+    def _facts(self, snapshot: Snapshot, *, wean_before_stop: bool = False) -> Facts:
+        alarms = (*snapshot.alarms, *self._own.values())
+        return Facts(
+            program=snapshot.program is not None,
+            running=snapshot.running,
+            has_run=any(p.rate_ml_h > 0 for p in snapshot.history),
+            estopped=snapshot.estopped,
+            hold=snapshot.hold or snapshot.uncertain or self._link_down is not None,
+            alarm=any(not a.acknowledged and _blocks(a) for a in alarms),
+            wean_before_stop=wean_before_stop,
+        )
+
+    def _fire(self, trigger: Trigger, facts: Facts | None = None) -> None:
+        """Fire a trigger already known to be allowed; journal the change and any fault."""
+        if not self.machine.allowed(trigger):
+            return
+        change = self.machine.fire(trigger, facts)
+        self.journal.note(
+            "transition",
+            trigger=change.trigger,
+            source=change.source,
+            dest=change.dest,
+            faults=change.faults,
+        )
+        if change.faults:
+            self._raise_own(
+                FAULT_KEY,
+                "medium",
+                "controller_fault",
+                f"controller fault during {trigger.value}: {'; '.join(change.faults)}",
+            )
+
+    # ------------------------------------------------------------------ input
+    def _load(
+        self,
+        trigger: Trigger,
+        drug: str,
+        concentration: str,
+        diluent: str,
+        weight_kg: Decimal | int | float | str | None,
+        profile: str | None,
+        therapy: str | None,
+    ) -> Outcome:
+        with (
+            self._lock,
+            self._operator(
+                trigger.value,
+                drug=drug,
+                concentration=concentration,
+                diluent=diluent,
+                weight_kg=None if weight_kg is None else str(weight_kg),
+                profile=profile,
+                therapy=therapy,
+            ),
+        ):
+            self._drain()
+            self.machine.check(trigger)
+            spec = self._spec(drug, concentration, diluent, weight_kg, profile, therapy)
+            outcome = self._send(LoadProgram(spec))
+            if not outcome.verdict.accepted:
+                raise Refused(outcome)
+            self._drop_pending(self._pending, "program changed")
+            self._fire(trigger, self._facts(outcome.snapshot))
+            self._reconcile()
+            return outcome
+
+    def _spec(
+        self,
+        drug: str,
+        concentration: str,
+        diluent: str,
+        weight_kg: Decimal | int | float | str | None,
+        profile: str | None,
+        therapy: str | None,
+    ) -> ProgramSpec:
+        """The program, checked here first so a mistake names its field (S6 again at the
+        safety process)."""
+        try:
+            selection = self.library.select(drug, profile=profile, therapy=therapy)
+            weight = BodyWeight.parse(weight_kg) if weight_kg is not None else None
+            parsed = parse_concentration(concentration)
+            check_program(selection, parsed, parse_diluent(diluent), weight)
+        except UnitError as exc:
+            raise BadInput(exc.field, exc.detail) from None
+        except LookupProblem as exc:
+            raise BadInput(exc.field, exc.detail) from None
+        except DiluentError as exc:
+            raise BadInput("diluent", str(exc).removeprefix("diluent: ")) from None
+        except RuleRefusal as exc:
+            finding = exc.finding
+            raise ControllerError(
+                finding.message, code=str(finding.code), field=finding.field
+            ) from None
+        return ProgramSpec(
+            library_hash=self.library.content_hash,
+            drug=selection.drug_id,
+            profile=selection.profile_id,
+            therapy=selection.therapy_id,
+            concentration=concentration.strip(),
+            diluent=diluent.strip(),
+            weight_kg=weight.kg if weight is not None else None,
+        )
+
+    def _dose_value(self, dose: Dose, snapshot: Snapshot) -> Decimal:
+        """A dose in the program's unit: a number, or text with a unit ("8 mcg/min",
+        converted exactly; weight-based and absolute units never mix)."""
+        unit_text = snapshot.dose_unit
+        if snapshot.program is None or unit_text is None:
+            raise ControllerError("no program is loaded; program first", code="no_program")
+        try:
+            if isinstance(dose, str) and any(c.isalpha() for c in dose):
+                parsed = parse_dose(dose, "dose")
+                unit = parse_dose_unit(unit_text)
+                value = dose_in_unit(parsed, unit, snapshot.program.drug)
+                result = fraction_to_decimal(value, 9)
+            else:
+                result = to_decimal(dose, "dose")
+        except UnitError as exc:
+            raise BadInput(exc.field, exc.detail) from None
+        except RuleRefusal as exc:
+            raise BadInput("dose", exc.finding.message.removeprefix("refused: ")) from None
+        if result <= 0:
+            raise BadInput(
+                "dose",
+                f"{dose} is not a dose: give a positive number of {unit_text} (use stop to stop)",
+            )
+        return result
+
+    @contextlib.contextmanager
+    def _operator(self, action: str, **args: object) -> Iterator[None]:
+        """Journal an operator action before it is checked; journal any refusal of it."""
+        try:
+            self.journal.write("action", action=action, state=self.state, **args)
+        except JournalError as exc:
+            raise ControllerError(
+                f"the controller journal cannot be written ({exc}); nothing was done",
+                code="journal_failed",
+            ) from None
+        try:
+            yield
+        except ControllerError as exc:
+            self.journal.note(
+                "error", action=action, code=exc.code, field=exc.field, message=exc.message
+            )
+            raise
+
+    # ------------------------------------------------------------------ time
+    def _now(self) -> float:
+        if self._clinical is not None:
+            return self._clinical.now()
+        return self._require_snapshot().clinical_time
+
+    def _clinical_stamp(self) -> float:
+        if self._clinical is not None:
+            return self._clinical.now()
+        snapshot = self._snapshot
+        return snapshot.clinical_time if snapshot is not None else 0.0
+
+
+def _blocks(alarm: AlarmView) -> bool:
+    """Does this alarm put the controller in ``alarm`` (plans stop, operator must ack)?
+
+    High priority ones (delivery is compromised: occlusion, pump stopped, comms, cap,
+    estop, controller lost) and the controller's own link and plan failures. Medium and
+    low ones (near empty, cap warning, accuracy) are announced and shown but do not
+    interrupt a plan: a cap warning says "wean now", it must not stop a wean."""
+    return alarm.priority == "high" or alarm.key in _BLOCKING_OWN
+
+
+def _signature(plan: Plan) -> tuple[tuple[str, Decimal | None, bool], ...]:
+    return tuple((s.kind.value, s.dose, s.confirm_soft_limits) for s in plan.steps)
+
+
+def _plan_record(plan: Plan) -> dict[str, object]:
+    record: dict[str, object] = to_jsonable(plan)
+    record["duration_s"] = plan.duration_s
+    return record
+
+
+class Runner:
+    """Calls ``Session.service`` on a background thread (real-time benches).
+
+    Waits at most ``period_s`` real seconds between calls, less when a step falls due or
+    a notice arrives. An unexpected error is logged and raised as a controller alarm; the
+    runner keeps going (a dead runner would silently stop a plan, which holds the dose:
+    safe, but the operator must know)."""
+
+    def __init__(self, session: Session, period_s: float = 0.25) -> None:
+        if not period_s > 0:
+            raise ValueError(f"period_s must be > 0, got {period_s}")
+        self._session = session
+        self._period = period_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="controller-runner", daemon=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            wait = self._period
+            try:
+                due = self._session.service()
+                if due is not None:
+                    wait = min(wait, self._session.real_seconds(due))
+            except ControllerError as exc:
+                log.warning("runner: %s", exc.message)
+            except Exception as exc:
+                log.exception("runner: unexpected error")
+                with contextlib.suppress(Exception), self._session._lock:
+                    self._session._raise_own(
+                        FAULT_KEY, "medium", "controller_fault", f"background runner: {exc!r}"
+                    )
+                wait = max(wait, 1.0)
+            self._wake.wait(max(0.001, wait))
+            self._wake.clear()
