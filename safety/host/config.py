@@ -332,21 +332,53 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
                 message += f"; allowed here: {', '.join(allowed)}"
         elif kind == "missing":
             message = "required setting is missing"
+        elif kind in _RANGE_ERRORS:
+            allowed = _range_at(loc)
+            if allowed:
+                message = f"must be {allowed}, got {error.get('input')!r}"
         problems.append((path, message))
     return problems
 
 
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
 def _fields_at(loc: Sequence[str]) -> list[str]:
     """The field names the model at ``loc`` accepts (for 'unknown setting' messages)."""
+    model = _model_at(loc)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = SafetyConfig
     for part in loc:
         if model is None:
-            return []
+            return None
         field = model.model_fields.get(part)
         if field is None:
-            return []
+            return None
         model = _model_in(field.annotation)
-    return sorted(model.model_fields) if model is not None else []
+    return model
+
+
+def _range_at(loc: Sequence[str]) -> str:
+    """'0.2-30' (or '> 0', '<= 60'...) from the bounds declared on the field at ``loc``."""
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(loc[-1]) if model is not None and loc else None
+    if field is None:
+        return ""
+    low = high = ""
+    for bound in field.metadata:
+        for attr, text in (("ge", ">= {}"), ("gt", "> {}"), ("le", "<= {}"), ("lt", "< {}")):
+            value = getattr(bound, attr, None)
+            if value is not None:
+                if attr in ("ge", "gt"):
+                    low = text.format(value)
+                else:
+                    high = text.format(value)
+    if low.startswith(">=") and high.startswith("<="):
+        return f"{low[3:]}-{high[3:]}"
+    return " and ".join(b for b in (low, high) if b)
 
 
 def _model_in(annotation: object) -> type[BaseModel] | None:

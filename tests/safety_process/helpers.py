@@ -1,0 +1,230 @@
+"""Shared pieces for the safety-process tests: a raw protocol client, bounded waiting,
+config files, and child processes that are always cleaned up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from safety.ipc import auth
+from safety.ipc.framing import MAX_SERVER_BYTES, LineFramer, decode_server, encode
+from safety.ipc.messages import Challenge, ClientMessage, Hello, ServerMessage, Welcome
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+T = TypeVar("T")
+
+
+def wait_for(
+    predicate: Callable[[], T | None], timeout_s: float = 10.0, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` every 20 ms until it returns something truthy; fail after
+    ``timeout_s``. The bound is a failure, never a sleep that makes a test pass."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class RawClient:
+    """Speaks the protocol line by line, so tests can send what a real client never would."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 5.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout_s)
+        self.sock.connect(os.fspath(path))
+        self.framer = LineFramer(MAX_SERVER_BYTES)
+        self.queue: list[bytes] = []
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, message: ClientMessage) -> None:
+        self.sock.sendall(encode(message))
+
+    def read(self) -> ServerMessage:
+        """The next message; raises EOFError when the server hangs up."""
+        while not self.queue:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("server closed the connection")
+            self.queue.extend(self.framer.feed(data))
+        return decode_server(self.queue.pop(0))
+
+    def read_until(self, kind: type[T], limit: int = 50) -> T:
+        """Skip pushed notices until a ``kind`` arrives."""
+        for _ in range(limit):
+            message = self.read()
+            if isinstance(message, kind):
+                return message
+        raise AssertionError(f"no {kind.__name__} in {limit} messages")
+
+    def authenticate(self, key: bytes, name: str = "raw-test") -> Welcome:
+        challenge = self.read()
+        assert isinstance(challenge, Challenge)
+        cnonce = auth.new_nonce()
+        nonce = bytes.fromhex(challenge.nonce)
+        self.send(Hello(client=name, cnonce=cnonce.hex(),
+                        mac=auth.client_proof(key, nonce, cnonce)))
+        welcome = self.read()
+        assert isinstance(welcome, Welcome), welcome
+        return welcome
+
+    def closed_by_server(self, timeout_s: float = 5.0) -> bool:
+        """True once the server has hung up (all pending messages are discarded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return True
+            if not data:
+                return True
+        return False
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+class Child:
+    """A child process whose stdout lines are collected by a thread; killed on exit."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd or REPO,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.errors), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream: Any, into: list[str]) -> None:
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_line(self, prefix: str, timeout_s: float = 20.0) -> str:
+        def found() -> str | None:
+            for line in self.lines:
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.args[2:4]} exited with {self.proc.returncode} before printing "
+                    f"{prefix!r}; stderr:\n" + "\n".join(self.errors[-30:])
+                )
+            return None
+
+        return wait_for(found, timeout_s, f"{prefix!r} from {self.args[:4]}")
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGCONT (in case it is stopped), SIGTERM, then SIGKILL; always reaped."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        for t in self._threads:
+            t.join(timeout=2)
+
+    def stderr_text(self) -> str:
+        return "\n".join(self.errors)
+
+
+@contextlib.contextmanager
+def children() -> Iterator[list[Child]]:
+    """Every child appended to the list is stopped at the end, whatever happened."""
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        for child in reversed(started):
+            child.stop()
+
+
+def safety_args(config: Path) -> list[str]:
+    return [PYTHON, "-m", "safety", "--config", str(config), "--log-level", "debug"]
+
+
+def write_toml(path: Path, table: dict[str, Any]) -> Path:
+    """A tiny TOML writer for the config shapes used here (tables of scalars, nested)."""
+    lines: list[str] = []
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        return json.dumps(str(value))
+
+    def emit(prefix: str, data: dict[str, Any]) -> None:
+        simple = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        nested = {k: v for k, v in data.items() if isinstance(v, dict)}
+        if prefix:
+            lines.append(f"[{prefix}]")
+        for k, v in simple.items():
+            lines.append(f"{k} = {scalar(v)}")
+        for k, v in nested.items():
+            emit(f"{prefix}.{k}" if prefix else k, v)
+
+    emit("", table)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def ready_socket(child: Child) -> str:
+    return child.wait_line("ready ").split(" ", 1)[1]
+
+
+def wait_readable(sock: socket.socket, timeout_s: float) -> bool:
+    return bool(select.select([sock], [], [], timeout_s)[0])
