@@ -1,0 +1,364 @@
+"""NE-1000 driver against recorded request/reply bytes (pymeasure ``expected_protocol``
+style): every byte the driver sends is checked, every reply byte must be consumed, and a
+request the script does not expect (a blind retry, say) fails the test at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.base import (
+    PumpAlarmError,
+    PumpAlarmKind,
+    PumpChecksumError,
+    PumpDisconnected,
+    PumpRejected,
+    PumpTimeout,
+    RateRange,
+)
+from drivers.ne1000 import Ne1000Driver
+from drivers.testing import DISCONNECT, ScriptedTransport, Step, expected_protocol
+from firmware_bridge.ne1000.codec import encode_safe_packet
+from firmware_bridge.syringes import syringe_by_name
+
+
+def b(text: str) -> bytes:
+    """A basic-mode reply frame."""
+    return b"\x02" + text.encode() + b"\x03"
+
+
+def s(text: str) -> bytes:
+    """A safe-mode packet."""
+    return encode_safe_packet(text.encode())
+
+
+def corrupt_crc(packet: bytes) -> bytes:
+    return packet[:-2] + bytes([packet[-2] ^ 0xFF]) + packet[-1:]
+
+
+CONNECT_BASIC: list[Step] = [(b"0\r", b("00S")), (b"0RAT\r", b("00S0.000MH"))]
+CONNECT_SAFE: list[Step] = [
+    (b"0\r", b("00S")),
+    (b"0SAF30\r", b("00S")),
+    (s("0SAF"), s("00S30")),
+    (s("0RAT"), s("00S0.000MH")),
+]
+
+
+def basic(transport: ScriptedTransport) -> Ne1000Driver:
+    return Ne1000Driver(port="scripted", transport=transport, reply_timeout_s=0.2)
+
+
+def safe(transport: ScriptedTransport) -> Ne1000Driver:
+    return Ne1000Driver(
+        port="scripted", transport=transport, safe_mode_timeout_s=30, reply_timeout_s=0.2
+    )
+
+
+# --------------------------------------------------------------------- connecting
+def test_connect_in_basic_mode() -> None:
+    with expected_protocol(basic, CONNECT_BASIC, connect=True) as driver:
+        assert not driver.safe_mode
+
+
+def test_a_pump_that_ignores_its_first_command_gets_a_throw_away_query() -> None:
+    steps: list[Step] = [(b"0\r", None), (b"0\r", b("00S")), (b"0RAT\r", b("00S5.000MH"))]
+    with expected_protocol(basic, steps, connect=True):
+        pass
+
+
+def test_connect_enters_safe_mode_and_reads_the_timeout_back() -> None:
+    with expected_protocol(safe, CONNECT_SAFE, connect=True) as driver:
+        assert driver.safe_mode
+
+
+def test_connect_finds_a_pump_left_in_safe_mode_after_a_power_cycle() -> None:
+    steps: list[Step] = [
+        (b"0\r", None),  # a pump in safe mode drops basic-mode bytes
+        (b"0\r", None),
+        (s("0"), s("00A?R")),  # answered: it is in safe mode, and was power cycled
+        (s("0SAF"), s("00S30")),  # already the timeout we want: nothing to set
+        (s("0RAT"), s("00S1.000MH")),
+        (s("0RAT"), s("00S1.000MH")),
+        (s("0DIS"), s("00SI0.000W0.000ML")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        assert driver.read_status().alarms == {PumpAlarmKind.RESET}
+
+
+def test_connect_returns_a_safe_mode_pump_to_basic_mode() -> None:
+    steps: list[Step] = [
+        (b"0\r", None),
+        (b"0\r", None),
+        (s("0"), s("00S")),
+        (s("0SAF0"), s("00S")),  # answered in the mode it was sent in
+        (b"0SAF\r", b("00S0")),  # read back in basic mode
+        (b"0RAT\r", b("00S0.000MH")),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        assert not driver.safe_mode
+
+
+def test_no_pump_at_all_is_a_timeout_after_four_bounded_tries() -> None:
+    steps: list[Step] = [(b"0\r", None), (b"0\r", None), (s("0"), None), (s("0"), None)]
+    with (
+        expected_protocol(basic, steps) as driver,
+        pytest.raises(PumpTimeout, match="basic or safe"),
+    ):
+        driver.connect()
+
+
+def test_address_is_on_every_command_and_checked_on_every_reply() -> None:
+    steps: list[Step] = [
+        (b"12\r", b("12S")),
+        (b"12RAT\r", b("12S0.000MH")),
+        (b"12VER\r", b("03SNE1000V3.928")),  # another pump answered
+        (b"12VER\r", b("12SNE1000V3.928")),  # a query may be asked again, once
+    ]
+    make = lambda t: Ne1000Driver(port="x", address=12, transport=t)  # noqa: E731
+    with expected_protocol(make, steps, connect=True) as driver:
+        identity = driver.identify()
+    assert (identity.model, identity.firmware, identity.address) == ("NE1000", "3.928", 12)
+
+
+# --------------------------------------------------------------------- syringe
+CONFIGURE_50ML: list[Step] = [
+    (b"0DIA26.59\r", b("00S")),
+    (b"0DIA\r", b("00S26.59")),
+    (b"0VOLML\r", b("00S")),
+    (b"0VOL0\r", b("00S")),
+    (b"0VOL\r", b("00S0.000ML")),
+    (b"0DIRINF\r", b("00S")),
+    (b"0DIR\r", b("00SINF")),
+    (b"0RAT\r", b("00S0.000MH")),
+]
+
+
+def test_configure_syringe_sets_and_reads_back_everything() -> None:
+    syringe = syringe_by_name("bd-plastipak-50ml")
+    with expected_protocol(basic, CONNECT_BASIC + CONFIGURE_50ML, connect=True) as driver:
+        assert driver.configure_syringe(syringe) == RateRange(1.0, syringe.max_rate_ml_h)
+
+
+def test_a_diameter_read_back_wrong_is_rejected() -> None:
+    steps = [*CONNECT_BASIC, (b"0DIA26.59\r", b("00S")), (b"0DIA\r", b("00S26.50"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(PumpRejected) as info:
+            driver.configure_syringe(syringe_by_name("bd-plastipak-50ml"))
+        assert "26.50" in info.value.reason
+
+
+# --------------------------------------------------------------------- rates
+def test_set_rate_sends_once_and_returns_the_read_back() -> None:
+    steps = [*CONNECT_BASIC, (b"0RAT12.34MH\r", b("00S")), (b"0RAT\r", b("00S12.34MH"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        assert driver.quantize_rate(12.3456) == 12.34
+        assert driver.set_rate(12.34) == 12.34
+
+
+def test_a_small_rate_goes_in_microlitres_per_minute() -> None:
+    steps = [*CONNECT_BASIC, (b"0RAT3.908UM\r", b("00S")), (b"0RAT\r", b("00S3.908UM"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        q = driver.quantize_rate(0.2345)
+        assert q == 0.23448
+        assert driver.set_rate(q) == pytest.approx(0.23448, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (b("00S?OOR"), "out of range (?OOR)"),
+        (b("00I?NA"), "not applicable now (?NA)"),
+        (b("00S?"), "unknown command (?)"),
+    ],
+)
+def test_a_refused_rate_raises_with_the_pumps_reason_and_no_read_back(
+    reply: bytes, reason: str
+) -> None:
+    steps = [*CONNECT_BASIC, (b"0RAT2999MH\r", reply)]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(PumpRejected) as info:
+            driver.set_rate(2999.0)
+        assert info.value.reason == reason
+
+
+def test_a_lost_acknowledgement_is_a_timeout_and_is_not_retried() -> None:
+    steps = [*CONNECT_BASIC, (b"0RAT20.00MH\r", None)]
+    with expected_protocol(basic, steps, connect=True) as driver, pytest.raises(PumpTimeout):
+        driver.set_rate(20.0)
+
+
+def test_an_unquantized_rate_is_refused_before_anything_is_sent() -> None:
+    with expected_protocol(basic, CONNECT_BASIC, connect=True) as driver:
+        with pytest.raises(ValueError, match=r"quantize_rate gives 12\.34 mL/h"):
+            driver.set_rate(12.3456)
+        for bad in (0.0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="finite number of mL/h above 0"):
+                driver.quantize_rate(bad)
+
+
+def test_units_are_locked_while_the_pump_runs() -> None:
+    steps = [*CONNECT_BASIC, (b"0RUN\r", b("00I")), (b"0STP\r", b("00S"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        assert driver.quantize_rate(0.2345) == 0.23448  # stopped: uL/min is allowed
+        driver.start()
+        assert driver.quantize_rate(0.2345) == 0.234  # running in mL/h: mL/h only
+        with pytest.raises(ValueError, match="units allowed now: MH"):
+            driver.set_rate(0.23448)
+        driver.stop()
+        assert driver.quantize_rate(0.2345) == 0.23448
+
+
+# --------------------------------------------------------------------- run, stop, alarms
+def test_start_and_stop_read_the_status_character() -> None:
+    steps = [*CONNECT_BASIC, (b"0RUN\r", b("00I")), (b"0STP\r", b("00S")), (b"0RUN\r", b("00S"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        driver.start()
+        driver.stop()
+        with pytest.raises(PumpRejected, match="status S") as info:
+            driver.start()
+        assert info.value.reason == "did not start (status S)"
+
+
+def test_an_alarm_instead_of_a_set_raises_and_is_reported_by_the_next_status() -> None:
+    steps = [
+        *CONNECT_BASIC,
+        (b"0RAT20.00MH\r", b("00A?S")),
+        (b"0RAT\r", b("00S10.00MH")),
+        (b"0DIS\r", b("00SI1.000W0.000ML")),
+        (b"0RAT\r", b("00S10.00MH")),
+        (b"0DIS\r", b("00SI1.000W0.000ML")),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(PumpAlarmError) as info:
+            driver.set_rate(20.0)
+        assert info.value.alarms == {PumpAlarmKind.STALL}
+        status = driver.read_status()
+        assert status.alarms == {PumpAlarmKind.STALL}
+        assert (status.running, status.set_rate_ml_h, status.infused_ml) == (False, 10.0, 1.0)
+        assert driver.read_status().alarms == frozenset()  # reported once
+
+
+def test_read_status_asks_again_after_an_alarm_reply() -> None:
+    steps = [
+        *CONNECT_BASIC,
+        (b"0RAT\r", b("00A?R")),  # the pump was power cycled: the query was not answered
+        (b"0RAT\r", b("00S10.00MH")),
+        (b"0DIS\r", b("00SI1.234W0.000ML")),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        status = driver.read_status()
+    assert status.alarms == {PumpAlarmKind.RESET}
+    assert status.infused_ml == 1.234
+    assert status.raw == "00S10.00MH 00SI1.234W0.000ML"
+
+
+def test_a_query_is_retried_once_only() -> None:
+    steps = [*CONNECT_BASIC, (b"0VER\r", None), (b"0VER\r", b("00SNE1000V3.928"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        assert driver.identify().firmware == "3.928"
+    steps = [*CONNECT_BASIC, (b"0VER\r", None), (b"0VER\r", None)]
+    with expected_protocol(basic, steps, connect=True) as driver, pytest.raises(PumpTimeout):
+        driver.identify()
+
+
+# --------------------------------------------------------------------- safe mode
+def test_a_bad_crc_on_a_set_is_a_checksum_error_not_retried() -> None:
+    steps = [*CONNECT_SAFE, (s("0RAT12.34MH"), corrupt_crc(s("00S")))]
+    with expected_protocol(safe, steps, connect=True) as driver, pytest.raises(PumpChecksumError):
+        driver.set_rate(12.34)
+
+
+def test_a_bad_crc_or_com_on_a_query_is_retried() -> None:
+    steps = [
+        *CONNECT_SAFE,
+        (s("0VER"), corrupt_crc(s("00SNE1000V3.928"))),
+        (s("0VER"), s("00S?COM")),  # our packet arrived damaged: asked again... once
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver, pytest.raises(PumpChecksumError):
+        driver.identify()
+    steps = [*CONNECT_SAFE, (s("0VER"), s("00S?COM")), (s("0VER"), s("00SNE1000V3.928"))]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        assert driver.identify().model == "NE1000"
+
+
+def test_com_on_a_set_means_it_was_not_executed_and_is_reported_as_checksum() -> None:
+    steps = [*CONNECT_SAFE, (s("0RAT12.34MH"), s("00S?COM"))]
+    with (
+        expected_protocol(safe, steps, connect=True) as driver,
+        pytest.raises(PumpChecksumError, match=r"\?COM"),
+    ):
+        driver.set_rate(12.34)
+
+
+def test_an_auto_alarm_crossing_a_request_is_kept_and_the_real_reply_used() -> None:
+    steps = [
+        *CONNECT_SAFE,
+        (s("0RAT12.34MH"), s("00A?T") + s("00S")),  # auto-alarm first, then the reply
+        (s("0RAT"), s("00S12.34MH")),
+        (s("0RAT"), s("00S12.34MH")),
+        (s("0DIS"), s("00SI0.000W0.000ML")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        assert driver.set_rate(12.34) == 12.34
+        assert driver.read_status().alarms == {PumpAlarmKind.COMMS_TIMEOUT}
+
+
+def test_unsolicited_alarm_packets_are_read_before_the_next_request() -> None:
+    steps = [
+        *CONNECT_SAFE,
+        (s("0"), s("00I") + s("00A?S")),  # the pump stalled right after answering
+        (s("0RAT"), s("00S12.34MH")),
+        (s("0DIS"), s("00SI1.000W0.000ML")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        driver.keep_alive()
+        assert driver.read_status().alarms == {PumpAlarmKind.STALL}
+
+
+def test_keep_alive_is_one_status_query_and_surfaces_alarms() -> None:
+    steps = [*CONNECT_SAFE, (s("0"), s("00I")), (s("0"), s("00A?T")), (s("0"), None)]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        driver.keep_alive()
+        with pytest.raises(PumpAlarmError) as info:
+            driver.keep_alive()
+        assert info.value.alarms == {PumpAlarmKind.COMMS_TIMEOUT}
+        with pytest.raises(PumpTimeout):
+            driver.keep_alive()  # not retried: the caller's next call is the retry
+
+
+# --------------------------------------------------------------------- the port
+def test_a_vanished_port_is_reported_then_reopened_once_with_a_new_handshake() -> None:
+    steps = [
+        *CONNECT_BASIC,
+        (b"0VER\r", DISCONNECT),
+        *CONNECT_BASIC,  # the next call reopens the port and talks to the pump afresh
+        (b"0VER\r", b("00SNE1000V3.928")),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(PumpDisconnected):
+            driver.identify()
+        assert driver.identify().model == "NE1000"
+
+
+def test_a_port_that_stays_gone_keeps_reporting_disconnected() -> None:
+    steps = [*CONNECT_BASIC, (b"0\r", DISCONNECT)]
+    with expected_protocol(basic, steps, connect=True, refuse_reopen=True) as driver:
+        with pytest.raises(PumpDisconnected):
+            driver.keep_alive()
+        with pytest.raises(PumpDisconnected, match="still gone"):
+            driver.keep_alive()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"address": 100}, "address must be 0-99"),
+        ({"baud": 115200}, "baud must be one of"),
+        ({"safe_mode_timeout_s": 0}, "safe_mode_timeout_s must be 1-255"),
+        ({"safe_mode_timeout_s": 256}, "safe_mode_timeout_s must be 1-255"),
+        ({"reply_timeout_s": 0}, "reply_timeout_s must be > 0"),
+    ],
+)
+def test_bad_settings_name_the_field_and_the_range(options: dict[str, int], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Ne1000Driver(port="/dev/null", **options)  # type: ignore[arg-type]

@@ -1,0 +1,170 @@
+"""The serial transport over a real pty (the test plays the pump on the master side), and
+the scripted transport's own promises."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import tty
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from drivers.base import PumpDisconnected, PumpTimeout
+from drivers.testing import ScriptedTransport, ScriptError
+from drivers.transport import SerialTransport
+from firmware_bridge.harvard.codec import reply_end
+from firmware_bridge.ne1000.codec import basic_reply_end
+
+WAIT_S = 2.0  # bounded waits for the responder thread, never reached when things work
+
+
+class FakePump:
+    """The master side of a pty, answering each request it reads with canned bytes."""
+
+    def __init__(self) -> None:
+        self.master, slave = os.openpty()
+        tty.setraw(self.master)
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        os.close(slave)
+        self.requests: list[bytes] = []
+
+    def answer_next(self, *pieces: bytes) -> threading.Thread:
+        """In the background: wait for one request, then write ``pieces`` one by one."""
+
+        def run() -> None:
+            if select.select([self.master], [], [], WAIT_S)[0]:
+                self.requests.append(os.read(self.master, 4096))
+                for piece in pieces:
+                    os.write(self.master, piece)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+
+
+@pytest.fixture
+def pump() -> Iterator[FakePump]:
+    fake = FakePump()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def transport(pump: FakePump) -> Iterator[SerialTransport]:
+    t = SerialTransport(pump.path, baudrate=19200, dirty_quiet_s=0.05)
+    t.open()
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def exchange(
+    t: SerialTransport, request: bytes, frame_end: Callable[[bytes], int | None], **kw: float
+) -> bytes:
+    return t.exchange(
+        request,
+        frame_end=frame_end,
+        timeout_s=kw.get("timeout_s", WAIT_S),
+        settle_s=kw.get("settle_s", 0.0),
+    )
+
+
+def test_a_reply_in_pieces_with_noise_before_it_is_one_frame(
+    pump: FakePump, transport: SerialTransport
+) -> None:
+    thread = pump.answer_next(b"\xff\x0200", b"S\x03")
+    assert exchange(transport, b"0\r", basic_reply_end) == b"\xff\x0200S\x03"
+    thread.join(WAIT_S)
+    assert pump.requests == [b"0\r"]
+
+
+def test_no_reply_is_a_timeout_naming_what_arrived(
+    pump: FakePump, transport: SerialTransport
+) -> None:
+    thread = pump.answer_next(b"\x0200")  # half a frame, then silence
+    with pytest.raises(PumpTimeout, match=r"received 02 30 30 \|\.00\|"):
+        exchange(transport, b"0\r", basic_reply_end, timeout_s=0.1)
+    thread.join(WAIT_S)
+
+
+def test_a_late_reply_is_not_taken_for_the_next_one(
+    pump: FakePump, transport: SerialTransport
+) -> None:
+    with pytest.raises(PumpTimeout):
+        exchange(transport, b"0RAT\r", basic_reply_end, timeout_s=0.05)
+    assert select.select([pump.master], [], [], WAIT_S)[0]
+    assert os.read(pump.master, 4096) == b"0RAT\r"
+    os.write(pump.master, b"\x0200S5.000MH\x03")  # the answer to RAT, too late
+    thread = pump.answer_next(b"\x0200SNE1000V3.928\x03")
+    assert exchange(transport, b"0VER\r", basic_reply_end) == b"\x0200SNE1000V3.928\x03"
+    thread.join(WAIT_S)
+
+
+def test_settle_waits_for_a_reply_that_only_looked_complete(
+    pump: FakePump, transport: SerialTransport
+) -> None:
+    # "\n12:" is the idle prompt of pump 12, and also how its error lines begin
+    thread = pump.answer_next(b"\n12:", b"Out of range\r\n12:")
+    frame = exchange(transport, b"12:irate 1 m/m\r", reply_end, settle_s=0.2)
+    assert frame == b"\n12:Out of range\r\n12:"
+    thread.join(WAIT_S)
+
+
+def test_a_vanished_device_is_reported_and_reopening_fails_cleanly(
+    pump: FakePump, transport: SerialTransport
+) -> None:
+    pump.close()  # the USB adapter is pulled
+    with pytest.raises(PumpDisconnected, match="vanished"):
+        exchange(transport, b"0\r", basic_reply_end, timeout_s=0.5)
+    assert not transport.is_open
+    with pytest.raises(PumpDisconnected, match="cannot open"):
+        transport.ensure_open()
+
+
+def test_a_port_never_opened_is_not_reopened_behind_the_callers_back() -> None:
+    with pytest.raises(PumpDisconnected, match="never opened"):
+        SerialTransport("/dev/does-not-exist", baudrate=9600).ensure_open()
+    with pytest.raises(PumpDisconnected, match="cannot open /dev/does-not-exist"):
+        SerialTransport("/dev/does-not-exist", baudrate=9600).open()
+
+
+# --------------------------------------------------------------------- scripted transport
+def test_scripted_transport_fails_loudly_on_an_unexpected_byte() -> None:
+    t = ScriptedTransport([(b"0VER\r", b"\x0200S\x03")])
+    t.open()
+    with pytest.raises(
+        ScriptError, match=r"expected 30 56 45 52 0d \|0VER\.\|\n  got      30 56 45 51 0d"
+    ):
+        t.exchange(b"0VEQ\r", frame_end=basic_reply_end, timeout_s=1.0)
+    with pytest.raises(ScriptError):
+        t.assert_finished()  # the failure stays on record even if a driver swallowed it
+
+
+def test_scripted_transport_requires_the_whole_script_and_every_byte_read() -> None:
+    t = ScriptedTransport([(b"0\r", b"\x0200S\x03"), (b"0VER\r", None)])
+    t.open()
+    assert t.exchange(b"0\r", frame_end=basic_reply_end, timeout_s=1.0) == b"\x0200S\x03"
+    with pytest.raises(ScriptError, match="never sent"):
+        t.assert_finished()
+    with pytest.raises(PumpTimeout):  # None: the pump says nothing
+        t.exchange(b"0VER\r", frame_end=basic_reply_end, timeout_s=1.0)
+    t.assert_finished()
+
+    unread = ScriptedTransport([(b"0\r", b"\x0200S\x03\x0200A?R\x03")])
+    unread.open()
+    unread.exchange(b"0\r", frame_end=basic_reply_end, timeout_s=1.0)
+    with pytest.raises(ScriptError, match="never read"):
+        unread.assert_finished()
+    assert unread.drain() == b"\x0200A?R\x03"  # bytes left over arrive as unasked bytes
+    unread.assert_finished()

@@ -1,0 +1,175 @@
+"""``emulate``: bad arguments exit 2 with one line; a real run prints where to connect
+first, serves a driver, answers its control channel, logs the truth, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.harvard import HarvardDriver
+from drivers.ne1000 import Ne1000Driver
+from firmware_bridge.emulators.cli import main
+from firmware_bridge.emulators.control import send_control
+from firmware_bridge.emulators.truth_log import read_truth_log
+
+STARTUP_S = 20.0  # a bounded wait for the child's first line, not a timing requirement
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["ne1000", "--address", "100"], "--address: ne1000 addresses are 0-99"),
+        (["modbus", "--address", "0"], "--address: modbus addresses are 1-247"),
+        (["ne1000", "--baud", "7"], "--baud: ne1000 supports 300, 1200, 2400, 9600, 19200"),
+        (["harvard", "--map", "x.toml"], "--map: only the modbus emulator"),
+        (["ne1000", "--tcp", "localhost:1", "--link", "/tmp/x"], "--link: only with --pty"),
+        (["ne1000", "--tcp", "nonsense"], "--tcp: expected HOST:PORT"),
+        (["ne1000", "--syringe", "nope"], "--syringe: unknown syringe 'nope'"),
+        (["ne1000", "--diameter", "0"], "--diameter: must be 0.1-50 mm"),
+        (["ne1000", "--clock", "weird"], "--clock: clock spec 'weird'"),
+        (["ne1000", "--faults", "melt"], "--faults: unknown fault 'melt'"),
+        (["ne1000", "--volume", "999"], "--volume: loaded volume 999.0 mL outside"),
+        (["ne1000", "--pty", "--tcp", "h:1"], "not allowed with argument"),
+        (["ne1000", "--address", "x"], "invalid int value: 'x'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_clear_line(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("emulate: error: ")
+    assert words in lines[0]
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["emulate", "--help"]) == 0
+    assert "ne1000" in capsys.readouterr().out
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="emu", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Child:
+    """The emulator as a separate process, as the HIL suite runs it."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "firmware_bridge.emulators", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self._selector = selectors.DefaultSelector()
+        assert self.proc.stdout is not None
+        self._selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self._buffer = b""
+
+    def readline(self) -> str:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + STARTUP_S
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self.proc.poll() is not None and not self._selector.select(0)):
+                self.stop()
+                pytest.fail(f"emulator printed no line; stderr: {self.stderr()}")
+            if self._selector.select(min(remaining, 0.5)):
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    continue
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=10)
+        finally:
+            self._selector.close()
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def test_ne1000_on_a_pty_end_to_end(short_dir: Path) -> None:
+    control = str(short_dir / "c.sock")
+    truth = short_dir / "truth.jsonl"
+    child = Child(
+        "ne1000", "--pty", "--address", "4", "--syringe", "bd-plastipak-20ml",
+        "--control", control, "--truth-log", str(truth), "--ignore-first-command",
+    )  # fmt: skip
+    try:
+        where = child.readline()
+        assert where.startswith("/dev/")  # the first line is the pty, nothing else
+        assert child.readline() == f"control channel at {control}"
+        driver = Ne1000Driver(port=where, address=4, reply_timeout_s=0.5)
+        driver.connect()  # the first command is ignored: the throw-away query covers it
+        assert driver.identify().model == "NE1000"
+        driver.set_rate(driver.quantize_rate(30.0))
+        driver.start()
+        state = send_control(control, {"query": "state"})
+        assert state["pump"]["running"] is True
+        assert state["pump"]["syringe"]["name"] == "bd-plastipak-20ml"
+        assert state["wire"]["protocol"]["address"] == 4
+        assert send_control(control, {"fault": "stall"}) == {"ok": True}
+        with pytest.raises(Exception, match="A\\?S"):
+            driver.set_rate(driver.quantize_rate(20.0))
+        driver.close()
+        frames = [child.readline() for _ in range(3)]
+        assert all(" ne1000 " in f and "|" in f for f in frames)  # frames are logged
+    finally:
+        assert child.stop() == 0
+    rates = [getattr(e, "rate_ml_h", None) for e in read_truth_log(truth)]
+    assert 30.0 in rates and rates[-1] == 0.0  # ran, then stopped by the stall
+
+
+def test_harvard_on_tcp_end_to_end() -> None:
+    child = Child("harvard", "--tcp", "127.0.0.1:0", "--address", "2")
+    try:
+        where = child.readline()
+        host, port = where.rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        driver = HarvardDriver(port=f"socket://{where}", address=2, reply_timeout_s=0.5)
+        driver.connect()
+        assert driver.identify().firmware == "3.0.4"
+        driver.close()
+    finally:
+        assert child.stop() == 0
+
+
+def test_modbus_dispatch_prints_where_to_connect_first() -> None:
+    pytest.importorskip("firmware_bridge.modbus.emulator")
+    child = Child("modbus", "--tcp", "127.0.0.1:0")
+    try:
+        host, port = child.readline().rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+    finally:
+        assert child.stop() == 0
