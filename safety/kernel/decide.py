@@ -215,7 +215,10 @@ def _dose_change(
     # S4 increase limits
     if start:
         titr_window = float(therapy.titration.window_min.value) * 60
-        recent = program.dose_of_amount_rate(state.history.max_amount_rate(t - titr_window, t))
+        # a rate the pump ran on its own (stopped as over-rate) is no licence to start at it
+        recent = program.dose_of_amount_rate(
+            state.history.max_amount_rate(t - titr_window, t, exclude=frozenset({"pump"}))
+        )
         bound = max(Fraction(therapy.max_start.value), recent)
         if dose > bound:
             return Verdict.refuse(

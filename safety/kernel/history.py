@@ -71,9 +71,15 @@ class RateHistory:
                 spans.append((max(seg.start, since), min(end, until), seg))
         return spans
 
-    def max_amount_rate(self, since: float, until: float) -> Fraction:
-        """Highest drug amount per hour in force at any instant of [since, until]."""
-        return max((s.amount_per_h for _, _, s in self._spans(since, until)), default=Fraction(0))
+    def max_amount_rate(
+        self, since: float, until: float, *, exclude: frozenset[str] = frozenset()
+    ) -> Fraction:
+        """Highest drug amount per hour in force at any instant of [since, until], leaving
+        out segments whose cause is in ``exclude`` (e.g. rates the pump ran on its own)."""
+        return max(
+            (s.amount_per_h for _, _, s in self._spans(since, until) if s.cause not in exclude),
+            default=Fraction(0),
+        )
 
     def min_running_amount_rate(self, since: float, until: float) -> Fraction | None:
         """Lowest non-zero amount per hour in [since, until]; None if never running."""

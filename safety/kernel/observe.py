@@ -78,6 +78,7 @@ def observe(
                 f"the hard maximum {num(hard_max)} {program.unit}: stopped", t,
             )
             actions.append(StopPump())
+            cause = "pump"  # a rate nobody commanded
         elif not s.expected_running:
             s = _alarm(
                 s, "readback_over", Reason.READBACK_OVER, Priority.HIGH,
@@ -85,6 +86,7 @@ def observe(
                 "process: stopped", t,
             )
             actions.append(StopPump())
+            cause = "pump"
         elif rate > s.expected_rate * (1 + tol):
             s = _alarm(
                 s, "readback_over", Reason.READBACK_OVER, Priority.HIGH,
@@ -92,6 +94,7 @@ def observe(
                 "set to: stopped", t,
             )
             actions.append(StopPump())
+            cause = "pump"
         elif rate < s.expected_rate * (1 - tol):
             if s.under_retries < config.max_under_retries:
                 s = replace(s, under_retries=s.under_retries + 1)
