@@ -1,0 +1,450 @@
+"""A safety core on a bench: virtual clocks, the mock pump, a journal, and the tools to
+drive it the way the host and a controller would.
+
+Why a separate module (not only fixtures): the hypothesis state machine builds a fresh
+bench for every example, outside pytest's fixture scope, and needs the same helpers.
+
+Two clocks, as in the architecture: the clinical clock moves doses, windows and caps; the
+liveness clock moves heartbeats, request expiry and the host's poll timer. ``advance``
+moves clinical time the way the host's loop would see it: polling at least every
+``poll_every_s`` of clinical time (1 s liveness at a 60x demo clock), and waking exactly
+at the kernel's cap deadline (``next_deadline``), never jumping past it.
+
+Ground truth comes from the simulated pump (``pump.truth``): the flow that really left
+the syringe, which is what every invariant here is checked against, never the kernel's
+own belief.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from drivers.gpio.simulated import SimulatedGpio
+from drivers.mock import MockPumpDriver
+from firmware_bridge.clock import VirtualClock
+from firmware_bridge.faults import WireFaults
+from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthSegment
+from firmware_bridge.syringes import Syringe, syringe_by_name
+from safety.host.core import SafetyCore
+from safety.journal import Journal, JournalEntry
+from safety.kernel.codec import decode_event, encode_event
+from safety.kernel.config import KernelConfig, PumpCapabilities
+from safety.kernel.model import (
+    AcknowledgeAlarms,
+    ChangeDose,
+    CommandIssued,
+    EmergencyStop,
+    Event,
+    LoadProgram,
+    Now,
+    ProgramLoaded,
+    ProgramSpec,
+    PumpAction,
+    PumpReading,
+    ReadbackReceived,
+    Request,
+    RequestBody,
+    RequestDecided,
+    RequestMeta,
+    SetInterlock,
+    SetRate,
+    StartInfusion,
+    StartPump,
+    StopInfusion,
+    StopPump,
+)
+from safety.kernel.observe import next_deadline
+from safety.kernel.replay import replay_journal
+from safety.kernel.state import ActiveProgram, KernelState, program_check
+from safety.library import DrugLibrary
+from safety.status import Outcome
+
+DEFAULT_SYRINGE = "bd-plastipak-50ml"
+#: liveness seconds a request stays valid unless a test says otherwise
+DEFAULT_TTL_S = 5.0
+#: liveness seconds the host's loop spends per service round in ``advance``
+SERVICE_LIVENESS_S = 1.0
+
+
+def norepi_standard(library: DrugLibrary, **changes: object) -> ProgramSpec:
+    """Norepinephrine, adult ICU, standard (mcg/min), 4 mg/250 mL (16 mcg/mL) in D5W."""
+    base: dict[str, object] = {
+        "library_hash": library.content_hash,
+        "drug": "norepinephrine",
+        "profile": "adult_icu",
+        "therapy": "standard",
+        "concentration": "4 mg/250 mL",
+        "diluent": "D5W",
+        "weight_kg": None,
+    }
+    base.update(changes)
+    return ProgramSpec(**base)  # type: ignore[arg-type]
+
+
+def norepi_weight_based(library: DrugLibrary, weight_kg: Decimal = Decimal(70)) -> ProgramSpec:
+    """Norepinephrine, adult ICU, weight-based (mcg/kg/min), 16 mcg/mL, ``weight_kg``."""
+    return norepi_standard(library, therapy="weight_based", weight_kg=weight_kg)
+
+
+def vasopressin_fixed(library: DrugLibrary) -> ProgramSpec:
+    """Vasopressin, adult ICU, fixed (units/min), 20 units/100 mL in NS: no gradual wean."""
+    return ProgramSpec(
+        library.content_hash, "vasopressin", "adult_icu", "fixed", "20 units/100 mL", "NS"
+    )
+
+
+# --------------------------------------------------------------------------- guards
+
+
+class JournalGuard:
+    """S14 checked from the outside: when anything reaches the pump or the relay, the
+    journal must already hold the ``CommandIssued`` for it, as its latest entry."""
+
+    def __init__(self) -> None:
+        self.journal: Journal | None = None
+        self.violations: list[str] = []
+        #: (clinical time, action) of every command that really reached the pump or relay
+        self.sent: list[tuple[float, PumpAction]] = []
+
+    def check(self, action: PumpAction, clinical_now: float) -> None:
+        journal = self.journal
+        if journal is None:  # before the bench wired us up (e.g. seeding): not the core
+            self.sent.append((clinical_now, action))
+            return
+        last = journal_tail(journal)
+        problem = None
+        if last is None or last.kind != "command_issued":
+            problem = f"{action} sent but the journal's last entry is {last and last.kind!r}"
+        else:
+            event = decode_event(last.payload)
+            if not isinstance(event, CommandIssued) or event.action != action:
+                problem = f"{action} sent but the last CommandIssued is {event}"
+        if problem is not None:
+            self.violations.append(problem)
+            raise AssertionError(f"S14 write-ahead broken: {problem}")
+        self.sent.append((clinical_now, action))
+
+
+def journal_tail(journal: Journal) -> JournalEntry | None:
+    """The journal's latest entry."""
+    entries = list(journal.entries(since_id=max(0, journal.last_id() - 1)))
+    return entries[-1] if entries else None
+
+
+class GuardedMockDriver(MockPumpDriver):
+    """The mock driver, with every command checked against the journal first (S14)."""
+
+    def __init__(self, guard: JournalGuard, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.guard = guard
+        #: when set, the pump runs this fraction of any rate set (a sagging pump, S9)
+        self.sag: float | None = None
+
+    def set_rate(self, rate_ml_h: float) -> float:
+        self.guard.check(SetRate(Decimal(repr(rate_ml_h))), self.pump.clock.now())
+        reply = super().set_rate(rate_ml_h)
+        if self.sag is not None:
+            self.pump.set_rate(self.quantize_rate(rate_ml_h * self.sag))
+            reply = self.pump.snapshot().set_rate_ml_h
+        return reply
+
+    def start(self) -> None:
+        self.guard.check(StartPump(), self.pump.clock.now())
+        super().start()
+
+    def stop(self) -> None:
+        self.guard.check(StopPump(), self.pump.clock.now())
+        super().stop()
+
+
+class GuardedGpio(SimulatedGpio):
+    """The simulated GPIO backend, with the interlock relay checked against the journal."""
+
+    guard: JournalGuard | None = None
+    clinical: VirtualClock | None = None
+
+    def set_pump_enabled(self, enabled: bool) -> None:
+        if self.guard is not None and self.clinical is not None:
+            self.guard.check(SetInterlock(enabled), self.clinical.now())
+        super().set_pump_enabled(enabled)
+
+
+# --------------------------------------------------------------------------- bench
+
+
+@dataclass(frozen=True)
+class SeededTruth:
+    """A stretch of delivery claimed by a seeded journal (before the live pump existed)."""
+
+    start: float
+    end: float
+    rate_ml_h: float
+
+
+class Bench:
+    """A ``SafetyCore`` with everything around it, on virtual clocks."""
+
+    def __init__(
+        self,
+        root: Path,
+        library: DrugLibrary,
+        *,
+        syringe: str = DEFAULT_SYRINGE,
+        gpio: bool = False,
+        config: KernelConfig | None = None,
+        clinical_start: float = 0.0,
+    ) -> None:
+        self.root = root
+        self.library = library
+        self.config = config or KernelConfig()
+        self.clinical = VirtualClock(clinical_start)
+        self.liveness = VirtualClock(1000.0)
+        self.syringe: Syringe = syringe_by_name(syringe)
+        self.pump = SimulatedPump(self.clinical, self.syringe)
+        self.wire = WireFaults()
+        self.guard = JournalGuard()
+        self.driver = GuardedMockDriver(self.guard, pump=self.pump, wire=self.wire)
+        self.journal = Journal(root / "safety.sqlite", "safety")
+        self.gpio_dir = root / "gpio"
+        self.gpio: GuardedGpio | None = None
+        if gpio:
+            self.gpio = GuardedGpio(state_dir=self.gpio_dir, clock=self.liveness)
+            self.gpio.open()
+            self.gpio.guard = self.guard
+            self.gpio.clinical = self.clinical
+        self.core = self._new_core()
+        self.session: str | None = None
+        self.seq = 0
+        self.controller_alive = False
+        self.seeded: list[SeededTruth] = []
+        self.booted = False
+
+    def _new_core(self) -> SafetyCore:
+        return SafetyCore(
+            self.library,
+            self.driver,
+            self.journal,
+            clinical=self.clinical,
+            liveness=self.liveness,
+            syringe=self.syringe,
+            gpio=self.gpio,
+            config=self.config,
+        )
+
+    # ------------------------------------------------------------------ life cycle
+    def boot(self, *, attach: bool = True) -> SafetyCore:
+        self.guard.journal = self.journal
+        self.core.start()
+        self.booted = True
+        if attach:
+            self.attach()
+        return self.core
+
+    def attach(self) -> str:
+        session, _ = self.core.attach()
+        self.session = session
+        self.seq = 0
+        self.controller_alive = True
+        return session
+
+    def restart(self, *, attach: bool = True) -> SafetyCore:
+        """A new safety process on the same journal and pump (as after kill -9)."""
+        self.core = self._new_core()
+        self.controller_alive = False
+        self.session = None
+        self.core.start()
+        if attach:
+            self.attach()
+        return self.core
+
+    def close(self) -> None:
+        self.journal.close()
+        if self.gpio is not None:
+            self.gpio.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ------------------------------------------------------------------ requests
+    def send(
+        self,
+        body: RequestBody,
+        *,
+        seq: int | None = None,
+        session: str | None = None,
+        ttl: float = DEFAULT_TTL_S,
+        expires_at: float | None = None,
+    ) -> Outcome:
+        """A request as the attached controller would send it: next seq, fresh expiry."""
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        else:
+            self.seq = max(self.seq, seq)
+        sess = session if session is not None else (self.session or "no-session")
+        expiry = expires_at if expires_at is not None else self.liveness.now() + ttl
+        return self.core.handle(Request(RequestMeta(sess, seq, expiry), body))
+
+    # ``link`` passes ``seq``, ``session``, ``ttl`` or ``expires_at`` on to ``send``
+    def load(self, spec: ProgramSpec, **link: Any) -> Outcome:
+        return self.send(LoadProgram(spec), **link)
+
+    def start(self, dose: Decimal | str | int, *, confirm: bool = False, **link: Any) -> Outcome:
+        return self.send(StartInfusion(Decimal(dose), confirm_soft_limits=confirm), **link)
+
+    def change(self, dose: Decimal | str | int, *, confirm: bool = False, **link: Any) -> Outcome:
+        return self.send(ChangeDose(Decimal(dose), confirm_soft_limits=confirm), **link)
+
+    def stop(self, **link: Any) -> Outcome:
+        return self.send(StopInfusion(), **link)
+
+    def estop(self, **link: Any) -> Outcome:
+        return self.send(EmergencyStop("api"), **link)
+
+    def ack(self, keys: tuple[str, ...] | None = None, **link: Any) -> Outcome:
+        return self.send(AcknowledgeAlarms(keys), **link)
+
+    # ------------------------------------------------------------------ time
+    def service(self, liveness_s: float = SERVICE_LIVENESS_S) -> None:
+        """One round of the host's loop, ``liveness_s`` after the last; a live controller
+        sends its heartbeat first."""
+        self.liveness.advance(liveness_s)
+        if self.controller_alive and self.session is not None:
+            self.core.heartbeat(self.session)
+        self.core.service()
+
+    def advance(self, seconds: float, *, poll_every_s: float = 60.0) -> None:
+        """Move clinical time forward as the host would live through it."""
+        target = self.clinical.now() + seconds
+        self.service()
+        while self.clinical.now() < target:
+            now = self.clinical.now()
+            step_to = min(target, now + poll_every_s)
+            deadline = next_deadline(self.core.state, self.core.now(), self.core.config)
+            if deadline is not None:
+                # a deadline already due (its stop failed on the wire) is retried 1 s later
+                step_to = min(step_to, deadline if deadline > now else now + 1.0)
+            self.clinical.advance_to(step_to)
+            self.service()
+
+    def lose_controller(self, gap_s: float = 3.0) -> None:
+        """The controller stops sending heartbeats (hang or death) for ``gap_s``."""
+        self.controller_alive = False
+        self.service(gap_s)
+
+    # ------------------------------------------------------------------ journal
+    def events(self) -> list[Event]:
+        return [decode_event(e.payload) for e in self.journal.entries()]
+
+    def commands(self) -> list[CommandIssued]:
+        return [e for e in self.events() if isinstance(e, CommandIssued)]
+
+    def set_rates(self, cause: str | None = None) -> list[CommandIssued]:
+        return [
+            c
+            for c in self.commands()
+            if isinstance(c.action, SetRate) and (cause is None or c.cause == cause)
+        ]
+
+    def decisions(self) -> list[RequestDecided]:
+        return [e for e in self.events() if isinstance(e, RequestDecided)]
+
+    def replayed(self) -> KernelState:
+        return replay_journal(self.library, self.core.config, self.journal)
+
+    # ------------------------------------------------------------------ pump truth
+    def truth_rate(self) -> float:
+        last = self.pump.truth.last_segment()
+        return last.rate_ml_h if last is not None else 0.0
+
+    def truth_segments(self) -> list[TruthSegment]:
+        return self.pump.truth.segments()
+
+    def truth_boluses(self) -> list[TruthBolus]:
+        return self.pump.truth.boluses()
+
+    # ------------------------------------------------------------------ programs
+    def active(self, spec: ProgramSpec) -> ActiveProgram:
+        return ActiveProgram(spec, program_check(self.library, spec), 0.0, 0.0)
+
+    def capabilities(self) -> PumpCapabilities:
+        return PumpCapabilities(
+            Decimal(repr(self.syringe.min_rate_ml_h)),
+            Decimal(repr(self.syringe.max_rate_ml_h)),
+            self.driver.quantize_rate,
+        )
+
+    def pump_rate_for(self, spec: ProgramSpec, dose: Decimal | str | int) -> Decimal:
+        """The rate the pump runs for ``dose`` (rounded down, as the kernel computes it)."""
+        program = self.active(spec)
+        return self.capabilities().pump_rate(program.exact_rate(Fraction(Decimal(dose))))
+
+    def seed(
+        self,
+        spec: ProgramSpec,
+        runs: Sequence[tuple[float, Decimal | str | int]],
+        *,
+        boot_at: float,
+    ) -> None:
+        """Before ``boot``: journal a past infusion as a previous safety process would
+        have, and leave the pump as that infusion left it.
+
+        ``runs`` is ``(clinical time, dose)`` in time order; a dose of 0 is a stop; the
+        last entry lasts until ``boot_at``. Why: the syringe holds at most 0.8 mg of
+        norepinephrine at the library's strongest concentration, while the hard max, the
+        cumulative cap and the window rules need hours to days of history; the kernel is
+        event-sourced, so a journal is exactly how such a history reaches it. The events
+        are the ones a live core writes (program, commands, read-backs).
+        """
+        assert not self.booted, "seed before boot"
+        assert runs and runs[0][0] >= self.clinical.now() and boot_at >= runs[-1][0]
+        program = self.active(spec)
+        live = self.liveness.now()
+        rows: list[Event] = []
+        t0 = runs[0][0]
+        rows.append(ProgramLoaded(spec, 0.0, Now(t0, live)))
+        running = False
+        rate = Decimal(0)
+        infused = 0.0
+        last_t = t0
+        for i, (t, dose) in enumerate(runs):
+            infused += float(rate) * (t - last_t) / 3600.0 if running else 0.0
+            last_t = t
+            now = Now(t, live)
+            if Decimal(dose) > 0:
+                rate = self.pump_rate_for(spec, dose)
+                rows.append(CommandIssued(SetRate(rate), "command", now))
+                if not running:
+                    rows.append(CommandIssued(StartPump(), "command", now))
+                running = True
+            elif running:
+                rows.append(CommandIssued(StopPump(), "command", now))
+                running = False
+            rows.append(ReadbackReceived(PumpReading(running, rate, infused), now))
+            end = runs[i + 1][0] if i + 1 < len(runs) else boot_at
+            if running and end > t:
+                self.seeded.append(SeededTruth(t, end, float(rate)))
+        if running:
+            infused += float(rate) * (boot_at - last_t) / 3600.0
+        rows.append(ReadbackReceived(PumpReading(running, rate, infused), Now(boot_at, live)))
+        self.journal.append_many(
+            [(e.kind, encode_event(e), e.now.clinical, e.now.liveness) for e in rows]
+        )
+        self.clinical.advance_to(boot_at)
+        if rate > 0:
+            self.pump.set_rate(float(rate))
+        if running:
+            self.pump.start()
+        assert program.unit  # the spec is valid for this library
+
+
+def truth_doses(
+    program: ActiveProgram, segments: Sequence[TruthSegment]
+) -> Iterator[tuple[float, Fraction]]:
+    """(start, dose in the therapy's unit) of each truth segment."""
+    for seg in segments:
+        yield seg.start, program.dose(Decimal(repr(seg.rate_ml_h)))
