@@ -152,3 +152,11 @@ def test_describe_reports_protocol_state() -> None:
     bench.ask("4:irate 5 ml/hr")
     state = bench.side.describe()
     assert state["protocol"] == "harvard" and state["infuse_rate"] == "5 ml/hr"
+
+
+def test_the_manuals_own_example_command() -> None:
+    # PHD ULTRA user's guide: "12:irat 3.2 ul/min" sets the infuse rate of pump 12
+    bench = Bench(address=12, syringe="bd-plastipak-5ml")
+    assert bench.ask("12:irat 3.2 ul/min") == b"\n12:"
+    assert bench.pump.snapshot().set_rate_ml_h == 0.192
+    assert bench.ask("12:irat") == b"\n12:3.2 ul/min\r\n12:"

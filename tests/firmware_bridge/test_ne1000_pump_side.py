@@ -267,3 +267,15 @@ def test_saf_range() -> None:
     assert bench.basic("0SAF 256") == frame("00S?OOR")
     assert bench.basic("0SAF") == frame("00S0")
     assert bench.side.describe()["mode"] == "basic"
+
+
+def test_the_manual_quick_start_works_as_typed_in_a_terminal() -> None:
+    # NE-500/1000 quick start: no address, lower case and spaces allowed, CR after each
+    bench = Bench()
+    assert bench.send(b"dia 26.59\r rat 10.5 mh\r vol 0\r run\r") == [
+        frame("00S"),
+        frame("00S"),
+        frame("00S"),
+        frame("00I"),
+    ]
+    assert bench.pump.snapshot().set_rate_ml_h == 10.5

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from firmware_bridge.clock import VirtualClock
-from firmware_bridge.emulators.endpoints import PtyEndpoint
+from firmware_bridge.emulators.endpoints import PtyEndpoint, SerialPortEndpoint
 from firmware_bridge.emulators.serial_line import SerialLine, corrupt, render
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.ne1000.codec import decode_safe_packet
@@ -161,3 +161,26 @@ def test_disconnect_closes_the_pty_and_it_comes_back_under_its_link(line: Line) 
     line.client = line.connect()
     assert line.request(b"0\r") == b"\x0200S\x03"
     assert line.line.disconnects == 1
+
+
+def test_the_same_line_serves_a_serial_port_device() -> None:
+    # a pty slave opened through pyserial stands in for /dev/ttyUSB0; the test is the host
+    host, device = os.openpty()
+    tty.setraw(host)
+    path = os.ttyname(device)
+    os.close(device)
+    endpoint = SerialPortEndpoint(path, 19200)
+    line = SerialLine(Ne1000PumpSide(SimulatedPump(VirtualClock())), endpoint, WireFaults())
+    stop = threading.Event()
+    try:
+        endpoint.open()
+        os.write(host, b"0VER\r")
+        for _ in range(MAX_STEPS):
+            line.step(stop)
+            if line.requests:
+                break
+        assert select.select([host], [], [], 1.0)[0]
+        assert os.read(host, 4096) == b"\x0200S" + FIRMWARE.encode() + b"\x03"
+    finally:
+        endpoint.shutdown()
+        os.close(host)
