@@ -7,7 +7,8 @@ Failures seen in public pump drivers, and what this module does instead:
 - a byte-by-byte read until ETX with no deadline: the loop that assembles a reply checks the
   deadline on every turn;
 - two threads interleaving commands on one port: ``lock`` (re-entrant) is held for each
-  exchange, and a driver holds it across a set and its read-back;
+  exchange, and a driver holds it across a set and its read-back; two processes on one
+  port: the port is opened with an exclusive (advisory) lock;
 - a vanished USB adapter crashing the host or being retried forever: an OS error on the
   port closes it and raises ``PumpDisconnected``; the next call reopens it once
   (``ensure_open``) and reports ``PumpDisconnected`` again if that fails. No retry loops.
@@ -39,6 +40,8 @@ FrameEnd = Callable[[bytes], int | None]
 
 #: longest single wait inside a read loop
 POLL_S = 0.01
+#: a write that cannot hand its bytes to the driver within this long is a lost port
+WRITE_TIMEOUT_S = 1.0
 #: drain() gives up after this long past its quiet period, even on a babbling line
 DRAIN_CAP_S = 0.5
 #: bytes read in one call at most, so that even a babbling line cannot stall the loop
@@ -105,7 +108,10 @@ class SerialTransport:
             "parity": parity,
             "stopbits": stopbits,
             "timeout": POLL_S,
-            "write_timeout": 1.0,
+            "write_timeout": WRITE_TIMEOUT_S,
+            # an advisory lock: a second process opening the same pump fails at once
+            # instead of interleaving its commands with ours
+            "exclusive": True,
         }
         self._dirty_quiet_s = dirty_quiet_s
         self._now = clock
@@ -196,8 +202,9 @@ class SerialTransport:
 
     def _write(self, data: bytes) -> None:
         try:
+            # no flush(): tcdrain() has no timeout and can hang on a wedged adapter;
+            # write() itself is bounded by write_timeout
             self._serial.write(data)
-            self._serial.flush()
         except (serial.SerialException, OSError) as exc:
             raise self._lost(exc) from None
 

@@ -164,7 +164,8 @@ class SerialPortEndpoint:
         ser = self._serial
         if ser is None:
             return b""
-        ser.timeout = timeout_s
+        if ser.timeout != timeout_s:  # setting it reprograms the port: only on change
+            ser.timeout = timeout_s
         waiting: int = ser.in_waiting
         data: bytes = ser.read(max(1, waiting))
         return data

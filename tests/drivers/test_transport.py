@@ -168,3 +168,14 @@ def test_scripted_transport_requires_the_whole_script_and_every_byte_read() -> N
         unread.assert_finished()
     assert unread.drain() == b"\x0200A?R\x03"  # bytes left over arrive as unasked bytes
     unread.assert_finished()
+
+
+def test_a_second_process_cannot_open_the_same_pump(
+    pump: FakePump, transport: SerialTransport
+) -> None:
+    other = SerialTransport(pump.path, baudrate=19200)
+    with pytest.raises(PumpDisconnected, match="cannot open"):
+        other.open()
+    transport.close()
+    other.open()  # free again once the owner let go
+    other.close()
