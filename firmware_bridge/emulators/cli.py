@@ -273,10 +273,25 @@ def _run_modbus(
     nothing is printed before its announcement (it must be the first line)."""
     try:
         # lazy: pymodbus is loaded only when a Modbus pump is emulated
-        from firmware_bridge.modbus.emulator import serve_modbus  # noqa: PLC0415
+        from firmware_bridge.modbus.emulator import (  # noqa: PLC0415
+            ModbusEmulatorError,
+            serve_modbus,
+        )
+        from firmware_bridge.modbus.register_map import (  # noqa: PLC0415
+            RegisterMapError,
+            load_register_map,
+            resolve_map_path,
+        )
     except ImportError as exc:
         print(f"emulate: error: the modbus emulator is not available: {exc}", file=sys.stderr)
         return 1
+    try:
+        register_map = load_register_map(resolve_map_path(ns.map))
+    except (RegisterMapError, OSError) as exc:
+        print(f"emulate: error: --map: {exc}", file=sys.stderr)
+        return 2
+    # the map's [link] says which unit the pump answers as (DULCO flex: 20); --address wins
+    device_id = ns.address if ns.address is not None else register_map.link.device_id
     first = FirstLine(out)
     control: ControlServer | None = None
     if ns.control:
@@ -294,12 +309,15 @@ def _run_modbus(
             tcp=_parse_tcp(ns.tcp) if ns.tcp else None,
             serial_port=ns.port,
             use_pty=not (ns.tcp or ns.port),
-            device_id=ns.address if ns.address is not None else 1,
-            baud=ns.baud or DEFAULT_BAUD["modbus"],
+            device_id=device_id,
+            baud=ns.baud or register_map.link.baud,
             announce=first.announce,
             log=first.log,
             stop=stop,
         )
+    except ModbusEmulatorError as exc:
+        print(f"emulate: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if control is not None:
             control.close()
