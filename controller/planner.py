@@ -45,7 +45,6 @@ from safety.kernel.model import (
     StopInfusion,
     Verdict,
 )
-from safety.kernel.observe import next_deadline
 from safety.kernel.state import ActiveProgram, KernelState, program_check
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
@@ -306,6 +305,10 @@ class _Sim:
     def current(self) -> Fraction:
         return self.state.current_dose()
 
+    def changes_rate(self, dose: Fraction) -> bool:
+        """Would asking for ``dose`` change the rate the pump runs (after its rounding)?"""
+        return self.pump.pump_rate(self.program.exact_rate(dose)) != self.state.set_rate
+
     def last_change(self) -> float | None:
         seg = self.state.history.current
         return seg.start if seg is not None else None
@@ -560,6 +563,8 @@ def _rise(b: _Builder, program: ActiveProgram, goal: Fraction) -> None:
         )
         ceiling = min(goal, current + step_bound, base + window_bound)
         dose = _rise_dose(ceiling, goal, current, settings.significant_digits)
+        if dose != goal and not sim.changes_rate(dose):
+            dose = current  # the pump's rounding would eat this rise: wait for more room
         if dose <= current:
             later = [
                 leaves
@@ -639,6 +644,8 @@ def _fall(b: _Builder, program: ActiveProgram, goal: Fraction, verb: str) -> Non
         want = max(
             goal, _round(floor * (1 + settings.wean_margin), settings.significant_digits, up=True)
         )
+        if want != goal and not sim.changes_rate(want):
+            want = current  # the pump's rounding would eat this fall: wait for more room
         if want >= current:
             later = [
                 leaves
@@ -775,25 +782,39 @@ def _refused(verdict: Verdict, sim: _Sim, program: ActiveProgram, t: float) -> N
 
 def _cap_warnings(b: _Builder, config: KernelConfig) -> tuple[str, ...]:
     """S3 as time passes: would the safety process stop the pump at the cap during this
-    plan, or soon after it at the final dose? That stop would be abrupt: say so now."""
+    plan, or within its warning horizon after it, at the final dose? That stop would be
+    abrupt: the operator must know now.
+
+    The planned history is sampled every ``_CAP_SAMPLE_S`` with the kernel's own guard
+    rule (headroom below ``cap_guard_s`` of the running rate), counting the drug that
+    leaves the rolling window as well as the drug that goes in."""
     program = b.sim.program
-    if program.cap is None:
+    cap = program.cap
+    if cap is None:
         return ()
-    checkpoints = [*b.states, b.sim.state]
-    times = [b.t0, *b.times]
-    ends = [*b.times, times[-1] + config.cap_warning_s]
-    shown = f"{num(program.cap.amount)} {program.cap.unit} per {num(program.cap.window_h)} h"
-    for state, start, end in zip(checkpoints, times, ends, strict=True):
-        if not state.running:
-            continue
-        deadline = next_deadline(state, Now(start, 0.0), config)
-        if deadline is not None and deadline <= end:
-            return (
-                f"the cumulative cap ({shown}) would be reached at about "
-                f"+{format_duration(deadline - b.t0)}: the safety process would stop the "
-                "pump then (a hard limit); plan a lower dose",
-            )
+    history = b.sim.state.history
+    window = float(cap.window_s)
+    limit = float(cap.base_amount)
+    end = (b.times[-1] if b.times else b.t0) + config.cap_warning_s
+    t = b.t0
+    while t <= end:
+        seg = next((s for s in reversed(history.segments) if s.start <= t), None)
+        per_s = float(seg.amount_per_h) / 3600.0 if seg is not None else 0.0
+        if per_s > 0:
+            headroom = limit - history.amount(t - window, t)
+            if headroom <= per_s * config.cap_guard_s:
+                shown = f"{num(cap.amount)} {cap.unit} per {num(cap.window_h)} h"
+                return (
+                    f"the cumulative cap ({shown}) would be reached at about "
+                    f"+{format_duration(t - b.t0)}: the safety process would then stop the "
+                    "pump at once (the cap is a hard limit; the stop would be abrupt)",
+                )
+        t += _CAP_SAMPLE_S
     return ()
+
+
+#: resolution of the cap forecast (clinical s)
+_CAP_SAMPLE_S = 60.0
 
 
 def _round(value: Fraction, digits: int, *, up: bool) -> Fraction:
