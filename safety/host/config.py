@@ -333,9 +333,9 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         elif kind == "missing":
             message = "required setting is missing"
         elif kind in _RANGE_ERRORS:
-            allowed = _range_at(loc)
-            if allowed:
-                message = f"must be {allowed}, got {error.get('input')!r}"
+            bounds = _range_at(loc)
+            if bounds:
+                message = f"must be {bounds}, got {error.get('input')!r}"
         problems.append((path, message))
     return problems
 

@@ -246,7 +246,7 @@ class SafetyServer:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._lost(conn, f"socket error: {exc.strerror or exc}")
+            self._lost(conn, _why(exc))
             return
         if not data:
             self._lost(conn, "eof")
@@ -303,7 +303,7 @@ class SafetyServer:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                self._lost(conn, f"socket error: {exc.strerror or exc}")
+                self._lost(conn, _why(exc))
                 return
             del conn.out[:sent]
         if not conn.out and conn.closing:
@@ -339,6 +339,14 @@ class SafetyServer:
                 self._sel.unregister(conn.sock)
         with contextlib.suppress(OSError):
             conn.sock.close()
+
+
+def _why(exc: OSError) -> str:
+    """A peer that closed (with our messages unread: reset; while we wrote: broken pipe)
+    is an EOF like any other; anything else is a socket error, named."""
+    if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+        return "eof"
+    return f"socket error: {exc.strerror or exc}"
 
 
 def _refuse_live_or_foreign(path: Path) -> None:

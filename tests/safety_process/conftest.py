@@ -25,6 +25,7 @@ from safety.journal import Journal
 from safety.kernel.model import ProgramSpec
 from safety.library import DrugLibrary, load_library
 from safety.library.loader import DEFAULT_LIBRARY_PATH
+from safety.status import Snapshot
 
 SYRINGE = "bd-plastipak-50ml"
 #: journal kinds written by the timers alone; anything else is a decision or an action
@@ -80,9 +81,15 @@ class ServerRig:
             if e.kind not in PASSIVE_KINDS
         ]
 
-    def pump_state(self) -> tuple[bool, float]:
+    def pumps_at(self, rate_ml_h: float) -> bool:
+        """The pump itself (not the safety process's belief) runs at ``rate_ml_h``."""
         snap = self.pump.snapshot()
-        return snap.running, snap.set_rate_ml_h
+        return snap.running and abs(snap.set_rate_ml_h - rate_ml_h) < 1e-9
+
+    def held(self) -> Snapshot | None:
+        """The safety process's snapshot if it is holding (S11), else None."""
+        snap = self.core.snapshot()
+        return snap if snap.hold else None
 
 
 def make_server(

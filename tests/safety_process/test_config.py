@@ -143,6 +143,7 @@ def test_the_process_refuses_a_bad_config_with_status_2_and_starts_nothing(
         text=True,
         timeout=30,
         cwd=REPO,
+        check=False,
     )
     assert done.returncode == 2
     assert "pump.syringe" in done.stderr
@@ -163,6 +164,7 @@ def test_check_mode_validates_without_starting(tmp_path: Path) -> None:
         text=True,
         timeout=30,
         cwd=REPO,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "valid" in done.stdout

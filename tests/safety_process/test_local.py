@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from safety.host.core import HostTiming
-from safety.ipc import dispatch
+from safety.ipc.framing import decode_client
 from safety.ipc.link import (
     AlarmRaised,
     LinkDown,
-    Notice,
     NotAttached,
+    Notice,
     SafetyLink,
     SafetyUnavailable,
     SessionLost,
@@ -66,13 +66,13 @@ def test_every_request_crosses_the_json_validation(
     library: DrugLibrary, spec: ProgramSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[bytes] = []
-    real = dispatch.decode_client
+    real = decode_client
 
     def spy(line: bytes) -> object:
         seen.append(line)
         return real(line)
 
-    monkeypatch.setattr(dispatch, "decode_client", spy)
+    monkeypatch.setattr("safety.ipc.dispatch.decode_client", spy)
     with LocalSafety(library=library) as link:
         link.attach()
         link.request(LoadProgram(spec))
