@@ -142,14 +142,26 @@ class Child:
         return self.proc.pid
 
     def wait_line(self, prefix: str, timeout_s: float = 20.0) -> str:
-        def found() -> str | None:
-            for line in self.lines:
+        def seen() -> str | None:
+            for line in list(self.lines):
                 if line.startswith(prefix):
                     return line
+            return None
+
+        def found() -> str | None:
+            line = seen()
+            if line is not None:
+                return line
             if self.proc.poll() is not None:
+                for t in self._threads:  # the last lines may still be in the pipe
+                    t.join(timeout=2)
+                line = seen()
+                if line is not None:
+                    return line
                 raise AssertionError(
                     f"{self.args[2:4]} exited with {self.proc.returncode} before printing "
-                    f"{prefix!r}; stderr:\n" + "\n".join(self.errors[-30:])
+                    f"{prefix!r}; stdout (last lines):\n" + "\n".join(self.lines[-5:])
+                    + "\nstderr:\n" + "\n".join(self.errors[-30:])
                 )
             return None
 

@@ -1,0 +1,278 @@
+"""``python -m safety`` as a real process, with real controller processes around it.
+
+Each test starts its processes under ``children()``, which stops (SIGCONT, SIGTERM, then
+SIGKILL) and reaps every one of them whatever happens, and works in a short temporary
+directory that the fixture removes. Waiting is bounded polling (``wait_for``), never a
+sleep that makes a test pass.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.gpio.simulated import read_sim_pins
+from firmware_bridge.emulators.control import send_control
+from safety.ipc.client import SafetyClient
+from safety.ipc.link import LinkDown
+from safety.ipc.messages import Reply, RequestMessage
+from safety.journal import Journal
+from safety.kernel.codec import decode_event
+from safety.kernel.config import KernelConfig
+from safety.kernel.model import ChangeDose, LoadProgram, ProgramSpec, StartInfusion
+from safety.kernel.replay import replay_journal
+from safety.library import DrugLibrary
+from safety.reasons import Reason
+from safety.status import Snapshot
+from tests.safety_process.helpers import (
+    PYTHON,
+    Child,
+    RawClient,
+    children,
+    ready_socket,
+    safety_args,
+    wait_for,
+    write_toml,
+)
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
+
+HEARTBEAT_TIMEOUT_S = 1.0
+
+
+def config(directory: Path, pump: dict[str, Any], **extra: Any) -> Path:
+    table: dict[str, Any] = {
+        "pump": pump,
+        "gpio": {"backend": "simulated", "state_dir": str(directory / "gpio")},
+        "timing": {"heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S, "poll_period_s": 0.2,
+                   "keep_alive_period_s": 1.0},
+        "paths": {
+            "journal": str(directory / "journal.sqlite"),
+            "socket": str(directory / "safety.sock"),
+            "key_file": str(directory / "ipc.key"),
+        },
+        **extra,
+    }
+    return write_toml(directory / "safety.toml", table)
+
+
+MOCK_PUMP = {"driver": "mock", "syringe": "bd-plastipak-50ml"}
+
+
+def controller(directory: Path, mode: str = "infuse") -> Child:
+    return Child([PYTHON, "-m", "tests.safety_process.controller_child",
+                  str(directory / "safety.sock"), str(directory / "ipc.key"), mode])
+
+
+def monitor(directory: Path) -> SafetyClient:
+    return SafetyClient(directory / "safety.sock", key_file=directory / "ipc.key",
+                        name="test-monitor")
+
+
+def held_with_alarm(client: SafetyClient) -> Snapshot | None:
+    snap = client.snapshot()
+    alarm = any(a.key == "controller_lost" and a.priority == "high" and a.active
+                for a in snap.alarms)
+    return snap if snap.hold and alarm else None
+
+
+def read_back(client: SafetyClient) -> Snapshot | None:
+    snap = client.snapshot()
+    return snap if snap.infused_ml is not None else None
+
+
+def gpio_alarm(directory: Path) -> bool:
+    return bool(read_sim_pins(directory / "gpio").get("alarm_on"))
+
+
+def kernel_request(directory: Path, key: bytes, body: Any) -> Reply:
+    """A change from a connection that is not attached: the kernel decides and says why."""
+    raw = RawClient(directory / "safety.sock")
+    try:
+        raw.authenticate(key)
+        raw.send(RequestMessage(id=1, session=None, seq=1, expires_at=time.monotonic() + 5,
+                                body=body))
+        return raw.read_until(Reply)
+    finally:
+        raw.close()
+
+
+def read_key(directory: Path) -> bytes:
+    return bytes.fromhex((directory / "ipc.key").read_text().strip())
+
+
+# --------------------------------------------------------------------------- (a)
+
+
+def test_kill_9_of_the_controller_holds_the_rate_alarms_and_refuses_changes(
+    short_dir: Path,
+) -> None:
+    with children() as kids:
+        safety = Child(safety_args(config(short_dir, MOCK_PUMP)))
+        kids.append(safety)
+        ready_socket(safety)
+        ctl = controller(short_dir)
+        kids.append(ctl)
+        ctl.wait_line("infusing")
+        with monitor(short_dir) as mon:
+            before = mon.snapshot()
+            assert before.running and before.attached and before.rate_ml_h == Decimal("30.0")
+            wait_for(lambda: not gpio_alarm(short_dir), 5.0, "alarm pin off while supervised")
+
+            ctl.kill9()
+
+            snap = wait_for(lambda: held_with_alarm(mon), 5.0, "hold and a high alarm")
+            assert snap.running and snap.rate_ml_h == Decimal("30.0")  # last verified rate
+            assert [h.rate_ml_h for h in snap.history] == [h.rate_ml_h for h in before.history]
+            alarm = next(a for a in snap.alarms if a.key == "controller_lost")
+            assert "(eof)" in alarm.message  # at once, not after the heartbeat timeout
+            wait_for(lambda: gpio_alarm(short_dir), 5.0, "the GPIO alarm pin")
+
+            refused = kernel_request(short_dir, read_key(short_dir), ChangeDose(Decimal(10)))
+            assert not refused.outcome.verdict.accepted
+            assert refused.outcome.verdict.reason is Reason.HOLD
+            assert mon.snapshot().rate_ml_h == Decimal("30.0")
+
+            mon.attach()  # a controller re-attaches and re-syncs
+            accepted = mon.request(ChangeDose(Decimal(10)))
+            assert accepted.verdict.accepted, accepted.verdict.message
+            assert accepted.snapshot.rate_ml_h == Decimal("37.5")
+
+
+# --------------------------------------------------------------------------- (c)
+
+
+def test_a_stopped_controller_is_held_within_the_heartbeat_timeout(short_dir: Path) -> None:
+    with children() as kids:
+        safety = Child(safety_args(config(short_dir, MOCK_PUMP)))
+        kids.append(safety)
+        ready_socket(safety)
+        ctl = controller(short_dir)
+        kids.append(ctl)
+        ctl.wait_line("infusing")
+        with monitor(short_dir) as mon:
+            ctl.signal(signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            snap = wait_for(lambda: held_with_alarm(mon), HEARTBEAT_TIMEOUT_S + 2.0,
+                            "hold within the heartbeat timeout (plus scheduling slack)")
+            assert time.monotonic() - stopped_at >= HEARTBEAT_TIMEOUT_S * 0.5  # the timer, not EOF
+            alarm = next(a for a in snap.alarms if a.key == "controller_lost")
+            assert "heartbeat timeout" in alarm.message
+            assert snap.running and snap.rate_ml_h == Decimal("30.0")
+            wait_for(lambda: gpio_alarm(short_dir), 5.0, "the GPIO alarm pin")
+            ctl.signal(signal.SIGCONT)
+            ctl.wait_line("session lost", 10.0)  # the controller learns it was let go
+            assert mon.snapshot().hold
+
+
+# --------------------------------------------------------------------------- (b)
+
+
+def test_kill_9_of_the_safety_process_resumes_without_touching_the_rate(
+    short_dir: Path, library: DrugLibrary, spec: ProgramSpec
+) -> None:
+    """The pump in its own process (NE-1000 emulator on a pty) outlives the safety process."""
+    control = str(short_dir / "ctl.sock")
+    with children() as kids:
+        emulator = Child([PYTHON, "-m", "firmware_bridge.emulators", "ne1000", "--pty",
+                          "--link", str(short_dir / "tty"), "--control", control,
+                          "--truth-log", str(short_dir / "truth.jsonl")])
+        kids.append(emulator)
+        emulator.wait_line("/")
+        pump = {"driver": "ne1000", "syringe": "bd-plastipak-50ml",
+                "options": {"port": str(short_dir / "tty"), "reply_timeout_s": 0.5}}
+        cfg = config(short_dir, pump)
+        first = Child(safety_args(cfg))
+        kids.append(first)
+        ready_socket(first)
+        failures: list[LinkDown] = []
+        ctl = SafetyClient(short_dir / "safety.sock", key_file=short_dir / "ipc.key",
+                           on_failure=failures.append)
+        try:
+            ctl.attach()
+            for body in (LoadProgram(spec), StartInfusion(Decimal(8)), ChangeDose(Decimal(10))):
+                outcome = ctl.request(body)
+                assert outcome.verdict.accepted and outcome.execution == "applied", outcome
+            wait_for(lambda: (ctl.snapshot().infused_ml or 0) > 0.005, 10.0, "some infusion")
+
+            first.kill9()
+            down = wait_for(lambda: failures[0] if failures else None, 2.0,
+                            "the controller seeing the safety process die")
+            assert down.final and "eof" in down.reason
+        finally:
+            ctl.close()
+
+        # the journal is intact: it opens, every entry decodes, and it replays
+        journal = Journal(short_dir / "journal.sqlite", "check")
+        try:
+            entries = list(journal.entries())
+            for entry in entries:
+                decode_event(entry.payload)
+            state = replay_journal(library, KernelConfig(), journal)
+        finally:
+            journal.close()
+        assert state.running and state.set_rate == Decimal("37.5")
+        last_id = entries[-1].id
+
+        pump_state = send_control(control, {"query": "state"})["pump"]
+        assert pump_state["running"] and pump_state["set_rate_ml_h"] == pytest.approx(37.5)
+
+        second = Child(safety_args(cfg))
+        kids.append(second)
+        ready_socket(second)
+        with monitor(short_dir) as mon:
+            snap = wait_for(lambda: read_back(mon), 5.0, "a read-back after restart")
+            assert snap.running and snap.rate_ml_h == Decimal("37.5")
+            assert snap.mode == "infusing"
+            assert not any(a.key == "resume_changed" for a in snap.alarms)
+            pump_after = send_control(control, {"query": "state"})["pump"]
+            assert pump_after["running"] and pump_after["set_rate_ml_h"] == pytest.approx(37.5)
+            # the cumulative dose it reports is the pump's own counter, since the program
+            snap = mon.snapshot()
+            pump_now = send_control(control, {"query": "state"})["pump"]
+            slack_ml = 37.5 / 3600 * 1.0 + 0.002  # 1 s of flow between the two reads + display
+            assert snap.infused_ml == pytest.approx(pump_now["infused_ml"], abs=slack_ml)
+            assert snap.drug_given is not None and snap.amount_unit == "mg"
+            assert float(snap.drug_given) == pytest.approx(
+                pump_now["infused_ml"] * 16 / 1000, abs=slack_ml * 16 / 1000 + 1e-6
+            )
+
+        # nothing was sent to the pump after the restart: it only read and reconciled
+        journal = Journal(short_dir / "journal.sqlite", "check")
+        try:
+            after = [e.kind for e in journal.entries(since_id=last_id)]
+        finally:
+            journal.close()
+        assert "resumed" in after
+        assert "command_issued" not in after
+
+
+def test_the_journal_survives_kill_9_at_any_instant(short_dir: Path,
+                                                   library: DrugLibrary) -> None:
+    """Kill the safety process in the middle of a stream of titrations, three times."""
+    cfg = config(short_dir, MOCK_PUMP)
+    for round_ in range(3):
+        with children() as kids:
+            safety = Child(safety_args(cfg))
+            kids.append(safety)
+            ready_socket(safety)
+            ctl = controller(short_dir, "titrate")
+            kids.append(ctl)
+            ctl.wait_line("infusing")
+            ctl.wait_line(f"step {3 + 5 * round_}")
+            safety.kill9()
+            ctl.wait_line("stopped:")
+        journal = Journal(short_dir / "journal.sqlite", "check")
+        try:
+            entries = list(journal.entries())
+            assert [e.id for e in entries] == list(range(1, len(entries) + 1))
+            for entry in entries:
+                decode_event(entry.payload)
+            replay_journal(library, KernelConfig(), journal)
+        finally:
+            journal.close()
