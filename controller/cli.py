@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller.commands import calc, library_cmd
+from controller.commands import calc, library_cmd, run
 from controller.commands.output import EXIT_BAD_INPUT, CommandError, report_error
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     calc.add_parser(sub)
     library_cmd.add_parser(sub)
+    run.add_parser(sub)
     return parser
 
 

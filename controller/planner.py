@@ -349,7 +349,7 @@ class _Builder:
         soft: tuple[str, ...],
     ) -> None:
         advisories = tuple(
-            f.message
+            f.message.removeprefix("advisory: ")
             for f in verdict.findings
             if f.severity is Severity.WARN and f.code is Reason.ADVISORY
         )

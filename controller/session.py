@@ -816,6 +816,11 @@ class Session:
 
     def _plan_progress(self) -> str | None:
         active = self._active
+        pending = self._pending
+        if active is None and pending is not None:
+            plan = pending.plan
+            goal = "stop" if plan.target is None else f"{plan.kind.value} to {num(plan.target)}"
+            return f"PENDING {goal}: confirm or cancel"
         if active is None:
             return None
         plan = active.plan

@@ -1,0 +1,402 @@
+"""The interactive operator console (``pumpctl run``): a plain line-based REPL over a
+``Session``, testable by feeding it lines.
+
+Every command prints what happened and then the status line (drug, dose and rate,
+infused volume and drug, time until the syringe is empty, alarms with priority). Alarms
+are printed the moment the session sees them. A change to a running infusion takes two
+commands: ``titrate 12`` (or ``wean``, ``stop``) shows the plan; ``confirm`` executes it
+(``confirm override`` when the plan crosses a soft limit). ``estop`` acts at once.
+
+Bad input is answered with one line naming the field and what is allowed; nothing the
+operator types produces a traceback (an unexpected internal error is logged and reported
+in one line, and the console carries on).
+"""
+
+from __future__ import annotations
+
+import cmd
+import logging
+import re
+import shlex
+import threading
+from collections.abc import Callable
+from typing import IO
+
+from controller.errors import BadInput, ConfirmationRequired, ControllerError, PlanChanged
+from controller.machine import State
+from controller.planner import format_duration
+from controller.session import PendingChange, Session, StepResult
+from controller.status_line import alarm_text, sorted_alarms
+from safety.rules import num
+from safety.status import AlarmView
+
+log = logging.getLogger("controller.console")
+
+BANNER = (
+    "pumpctl operator console - research bench only, NOT a certified medical device.\n"
+    "Type help for the commands. Changes to a running infusion need confirm; estop stops "
+    "at once."
+)
+
+_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
+_RUNNING = (State.INFUSING, State.TITRATING, State.WEANING)
+
+
+def parse_duration(text: str) -> float:
+    """'30 s', '10 min', '2 h', '1.5h' -> seconds (clinical)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", text.lower())
+    if not match or match.group(2) not in _UNITS:
+        raise BadInput("duration", f"{text.strip()!r}: give a number and a unit: s, min or h")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= 7 * 24 * 3600:
+        raise BadInput("duration", f"{text.strip()!r} is outside (0 s, 7 days]")
+    return seconds
+
+
+class Console(cmd.Cmd):
+    """``wait`` lets clinical time pass: ``advance(seconds)`` when given (virtual clocks),
+    otherwise a real sleep while the session's background runner does the work."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        stdin: IO[str] | None = None,
+        stdout: IO[str] | None = None,
+        advance: Callable[[float], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        echo: bool = False,
+    ) -> None:
+        super().__init__(stdin=stdin, stdout=stdout)
+        self.use_rawinput = stdin is None
+        self.session = session
+        self._advance = advance
+        self._sleep = sleep
+        self._echo = echo
+        self._print_lock = threading.Lock()
+        self._last_live: tuple[object, ...] | None = None
+        self._unsubscribe = session.subscribe_alarms(self._on_alarm)
+        self.stopped = False
+
+    # ------------------------------------------------------------------ loop plumbing
+    @property  # cmd.Cmd reads self.prompt before each line
+    def prompt(self) -> str:
+        return f"pumpctl [{self.session.state.value}]> "
+
+    @prompt.setter
+    def prompt(self, value: str) -> None:
+        pass  # the prompt always shows the current state
+
+    def say(self, text: str) -> None:
+        with self._print_lock:
+            self.stdout.write(text + "\n")
+            self.stdout.flush()
+
+    def precmd(self, line: str) -> str:
+        if self._echo and line != "EOF":
+            self.say(line)
+        return line
+
+    def onecmd(self, line: str) -> bool:
+        try:
+            return bool(super().onecmd(line))
+        except ControllerError as exc:
+            self.say(f"error: {exc.message}")
+        except Exception as exc:  # never a traceback at the operator
+            log.exception("console command %r failed", line)
+            self.say(f"internal error ({type(exc).__name__}: {exc}); nothing else was done")
+        return False
+
+    def postcmd(self, stop: bool, line: str) -> bool:
+        word = line.strip().split(" ", 1)[0].lower()
+        if not stop and word not in ("", "help", "?", "status", "history", "plan", "EOF"):
+            self.show_status()
+        return stop
+
+    def emptyline(self) -> bool:
+        return False  # never repeat the last command
+
+    def default(self, line: str) -> None:
+        word = line.split(" ", 1)[0]
+        self.say(f"error: unknown command {word!r}; type help for the list")
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # ------------------------------------------------------------------ output
+    def show_status(self) -> None:
+        if self.session.snapshot is None:
+            return
+        self.say(self.session.status_line())
+
+    def live_tick(self) -> None:
+        """Print the status line when something an operator watches has changed (called
+        from a background thread in real time; cheap: no I/O)."""
+        snapshot = self.session.snapshot
+        if snapshot is None:
+            return
+        key = (
+            self.session.state,
+            snapshot.dose,
+            snapshot.rate_ml_h,
+            tuple((a.key, a.acknowledged, a.active) for a in self.session.alarms()),
+            self.session.active_plan is not None,
+        )
+        if key != self._last_live:
+            self._last_live = key
+            self.show_status()
+
+    def _on_alarm(self, alarm: AlarmView) -> None:
+        self.say(f"!! ALARM {alarm_text(alarm)}")
+
+    def _show_pending(self, pending: PendingChange) -> None:
+        self.say(pending.describe())
+        extra = (
+            " (this plan crosses a soft limit: confirm override)"
+            if (pending.needs_soft_confirmation)
+            else ""
+        )
+        self.say(f"type confirm to execute, cancel to drop it{extra}")
+
+    def _show_results(self, results: tuple[StepResult, ...]) -> None:
+        for result in results:
+            verdict = result.outcome.verdict
+            word = "accepted" if verdict.accepted else "REFUSED"
+            self.say(f"step {result.step.index}: {word}: {verdict.message}")
+
+    # ------------------------------------------------------------------ commands
+    def do_program(self, arg: str) -> None:
+        """program DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P]
+        Load a program, e.g.: program norepinephrine 4 mg/250 mL D5W
+        (the library must allow the drug, concentration and diluent)."""
+        self._load(arg, reprogram=False)
+
+    def do_reprogram(self, arg: str) -> None:
+        """reprogram DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P]
+        Change the program; only when not infusing (stop first)."""
+        self._load(arg, reprogram=True)
+
+    def do_start(self, arg: str) -> None:
+        """start DOSE [override]   e.g. start 8   or   start 8 mcg/min
+        Start at DOSE (in the program's dose unit). 'override' confirms a soft limit."""
+        dose, override = _dose_and_flag(arg, "start")
+        outcome = self.session.start(dose, confirm_soft_limits=override)
+        self.say(outcome.verdict.message)
+        for finding in outcome.verdict.findings:
+            self.say(f"  {finding.message}")
+
+    def do_titrate(self, arg: str) -> None:
+        """titrate DOSE   e.g. titrate 12
+        Plan the steps to DOSE (nothing is sent); then confirm (or cancel)."""
+        dose, _ = _dose_and_flag(arg, "titrate", flag=None)
+        self._show_pending(self.session.titrate_to(dose))
+
+    def do_wean(self, arg: str) -> None:
+        """wean [DOSE]
+        Plan a gradual fall to DOSE; without DOSE, wean to the stop threshold and stop.
+        Then confirm (or cancel)."""
+        dose = arg.strip() or None
+        self._show_pending(self.session.wean(dose))
+
+    def do_stop(self, arg: str) -> None:
+        """stop
+        Plan the stop: a wean-only drug (norepinephrine) is weaned to its stop threshold
+        first. Then confirm (or cancel). estop stops at once."""
+        _no_args(arg, "stop")
+        self._show_pending(self.session.stop())
+
+    def do_confirm(self, arg: str) -> None:
+        """confirm [override]
+        Execute the pending change. 'override' also confirms a soft-limit crossing."""
+        word = arg.strip().lower()
+        if word not in ("", "override"):
+            raise BadInput("confirm", f"{arg.strip()!r}: confirm takes nothing or 'override'")
+        pending = self.session.pending
+        if pending is None:
+            self.say("nothing to confirm (plan a change with titrate, wean or stop)")
+            return
+        try:
+            results = pending.confirm(soft_limits=word == "override")
+        except PlanChanged as exc:
+            self.say(exc.message)
+            self.say("type confirm to execute the new plan, cancel to drop it")
+            return
+        except ConfirmationRequired as exc:
+            self.say(f"not confirmed: {exc.message}")
+            return
+        self._show_results(results)
+        plan = self.session.active_plan
+        if plan is not None:
+            self.say(
+                f"plan running: {len(plan.steps)} steps over {format_duration(plan.duration_s)}"
+            )
+
+    def do_cancel(self, arg: str) -> None:
+        """cancel
+        Drop the pending change (nothing was sent)."""
+        _no_args(arg, "cancel")
+        if self.session.pending is None:
+            self.say("nothing pending")
+            return
+        self.session.cancel_pending()
+        self.say("pending change dropped")
+
+    def do_estop(self, arg: str) -> None:
+        """estop
+        Emergency stop: the pump stops now and is interlocked. Never refused."""
+        outcome = self.session.emergency_stop("console")
+        self.say(outcome.verdict.message)
+
+    def do_ack(self, arg: str) -> None:
+        """ack [KEY ...]
+        Acknowledge alarms (all of them, or the keys given)."""
+        keys = tuple(arg.split()) or None
+        outcome = self.session.acknowledge(keys)
+        self.say(
+            outcome.verdict.message if outcome is not None else "controller alarms acknowledged"
+        )
+
+    def do_resume(self, arg: str) -> None:
+        """resume
+        End a plan at the current dose, or leave hold by re-attaching to the safety
+        process (never changes the rate)."""
+        _no_args(arg, "resume")
+        state = self.session.resume()
+        self.say(f"now {state.value}")
+
+    def do_status(self, arg: str) -> None:
+        """status
+        The status line, every alarm, and any pending or running plan."""
+        _no_args(arg, "status")
+        self.session.status()
+        self.show_status()
+        for alarm in sorted_alarms(self.session.alarms()):
+            self.say(f"  alarm: {alarm_text(alarm)}")
+        if self.session.pending is not None:
+            self.say("  pending (not confirmed):")
+            self.say(_indent(self.session.pending.describe()))
+        plan = self.session.active_plan
+        if plan is not None:
+            self.say("  running plan:")
+            self.say(_indent(plan.describe()))
+        allowed = ", ".join(t.value for t in self.session.machine.allowed_triggers())
+        self.say(f"  allowed now: {allowed}")
+
+    def do_plan(self, arg: str) -> None:
+        """plan DOSE | plan stop
+        Show the plan to DOSE (or the stop plan) without changing anything."""
+        text = arg.strip()
+        if not text:
+            raise BadInput("dose", "give a dose (plan 12) or 'stop' (plan stop)")
+        plan = self.session.plan(None if text.lower() == "stop" else text)
+        self.say(plan.describe())
+
+    def do_history(self, arg: str) -> None:
+        """history
+        The rate history the safety process verified (clinical time before now)."""
+        _no_args(arg, "history")
+        points = self.session.history()
+        snapshot = self.session.snapshot
+        now = snapshot.clinical_time if snapshot is not None else 0.0
+        if not points:
+            self.say("no history yet")
+            return
+        for p in points:
+            dose = f"{num(p.dose)} {p.unit}" if p.dose is not None else "-"
+            ago = format_duration(now - p.start)
+            self.say(f"  {'-' + ago:>10}  {num(p.rate_ml_h):>8} mL/h  {dose:<22} {p.cause}")
+
+    def do_wait(self, arg: str) -> None:
+        """wait DURATION   e.g. wait 10 min
+        Let clinical time pass (planned steps are sent when due)."""
+        seconds = parse_duration(arg)
+        if self._advance is not None:
+            self._advance(seconds)
+        else:
+            sleep = self._sleep or _sleep
+            sleep(self.session.real_seconds(seconds))
+        self.session.service()
+
+    def do_quit(self, arg: str) -> bool:
+        """quit
+        Leave the console. A running infusion continues under the safety process."""
+        if self.session.state in _RUNNING:
+            self.say(
+                "leaving: the infusion continues at its verified rate under the safety "
+                "process; run pumpctl run again to re-attach"
+            )
+        self.stopped = True
+        return True
+
+    do_exit = do_quit
+
+    def do_EOF(self, arg: str) -> bool:  # noqa: N802 - cmd.Cmd's name for end of input
+        """Leave at the end of input (Ctrl-D)."""
+        self.say("")
+        return self.do_quit("")
+
+    # ------------------------------------------------------------------ helpers
+    def _load(self, arg: str, *, reprogram: bool) -> None:
+        command = "reprogram" if reprogram else "program"
+        try:
+            tokens = shlex.split(arg)
+        except ValueError as exc:
+            raise BadInput(command, f"cannot read the line: {exc}") from None
+        options = {}
+        words = []
+        for token in tokens:
+            key, eq, value = token.partition("=")
+            if eq:
+                options[key.strip().lower()] = value.strip()
+            else:
+                words.append(token)
+        unknown = set(options) - {"weight", "therapy", "profile"}
+        if unknown:
+            raise BadInput(
+                command, f"unknown option {sorted(unknown)[0]!r}; allowed: weight, therapy, profile"
+            )
+        if len(words) < 3:
+            raise BadInput(
+                command,
+                "give DRUG CONCENTRATION DILUENT, e.g. program norepinephrine 4 mg/250 mL D5W "
+                "[weight=70] [therapy=weight_based]",
+            )
+        drug, diluent, concentration = words[0], words[-1], " ".join(words[1:-1])
+        load = self.session.reprogram if reprogram else self.session.program
+        outcome = load(
+            drug,
+            concentration,
+            diluent,
+            weight_kg=options.get("weight"),
+            therapy=options.get("therapy"),
+            profile=options.get("profile"),
+        )
+        self.say(outcome.verdict.message)
+        for finding in outcome.verdict.findings:
+            self.say(f"  {finding.message}")
+
+
+def _dose_and_flag(arg: str, command: str, flag: str | None = "override") -> tuple[str, bool]:
+    words = arg.split()
+    override = bool(words) and flag is not None and words[-1].lower() == flag
+    if override:
+        words = words[:-1]
+    if not words:
+        raise BadInput("dose", f"{command} needs a dose, e.g. {command} 8 (or 8 mcg/min)")
+    return " ".join(words), override
+
+
+def _no_args(arg: str, command: str) -> None:
+    if arg.strip():
+        raise BadInput(command, f"{command} takes no arguments (got {arg.strip()!r})")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
+
+
+def _sleep(seconds: float) -> None:
+    threading.Event().wait(max(0.0, seconds))
+
+
+__all__ = ["BANNER", "Console", "parse_duration"]
