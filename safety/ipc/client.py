@@ -343,8 +343,7 @@ class SafetyClient:
         welcome = expect(self._read_one(), Welcome)
         if not auth.proofs_match(auth.server_proof(self._key, nonce, cnonce), welcome.mac):
             raise AuthenticationFailed(
-                f"the process at {self.path} did not prove it holds the key: not our safety "
-                "process"
+                f"the process at {self.path} did not prove it holds the key: not our safety process"
             )
         return ServerInfo(
             welcome.heartbeat_timeout_s,

@@ -164,8 +164,14 @@ class SafetyServer:
         """Hang up on every client (not a controller loss: it is us leaving) and remove
         the socket file if it is still ours."""
         for conn in list(self._conns.values()):
-            self._send(conn, ErrorReply(code=ErrorCode.SHUTTING_DOWN, message="the safety "
-                                        "process is shutting down", fatal=True))
+            self._send(
+                conn,
+                ErrorReply(
+                    code=ErrorCode.SHUTTING_DOWN,
+                    message="the safety process is shutting down",
+                    fatal=True,
+                ),
+            )
             with contextlib.suppress(OSError):
                 conn.sock.send(bytes(conn.out))
             self._forget(conn)

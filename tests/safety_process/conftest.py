@@ -76,9 +76,7 @@ class ServerRig:
     def decisive_entries(self) -> list[tuple[int, str, str]]:
         """Journal entries other than the timers' read-backs: decisions, commands, alarms."""
         return [
-            (e.id, e.kind, e.payload)
-            for e in self.journal.entries()
-            if e.kind not in PASSIVE_KINDS
+            (e.id, e.kind, e.payload) for e in self.journal.entries() if e.kind not in PASSIVE_KINDS
         ]
 
     def pumps_at(self, rate_ml_h: float) -> bool:

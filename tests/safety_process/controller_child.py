@@ -22,7 +22,6 @@ from safety.ipc.link import LinkDown, Notice, SafetyLinkError, SessionLost
 from safety.kernel.model import ChangeDose, LoadProgram, ProgramSpec, StartInfusion
 from safety.library import load_library
 
-
 _OUT = threading.Lock()
 
 

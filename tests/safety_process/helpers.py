@@ -80,8 +80,9 @@ class RawClient:
         assert isinstance(challenge, Challenge)
         cnonce = auth.new_nonce()
         nonce = bytes.fromhex(challenge.nonce)
-        self.send(Hello(client=name, cnonce=cnonce.hex(),
-                        mac=auth.client_proof(key, nonce, cnonce)))
+        self.send(
+            Hello(client=name, cnonce=cnonce.hex(), mac=auth.client_proof(key, nonce, cnonce))
+        )
         welcome = self.read()
         assert isinstance(welcome, Welcome), welcome
         return welcome
@@ -111,8 +112,9 @@ class RawClient:
 class Child:
     """A child process whose stdout lines are collected by a thread; killed on exit."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.args = args
         self.proc = subprocess.Popen(
             args,
@@ -160,8 +162,10 @@ class Child:
                     return line
                 raise AssertionError(
                     f"{self.args[2:4]} exited with {self.proc.returncode} before printing "
-                    f"{prefix!r}; stdout (last lines):\n" + "\n".join(self.lines[-5:])
-                    + "\nstderr:\n" + "\n".join(self.errors[-30:])
+                    f"{prefix!r}; stdout (last lines):\n"
+                    + "\n".join(self.lines[-5:])
+                    + "\nstderr:\n"
+                    + "\n".join(self.errors[-30:])
                 )
             return None
 

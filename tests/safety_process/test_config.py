@@ -46,35 +46,78 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
     [
         ({"pump": {**MOCK, "driver": "ne100"}}, "pump.driver", "'mock', 'ne1000', 'harvard'"),
         ({"pump": {**MOCK, "syringe": "bd-99ml"}}, "pump.syringe", "known syringes"),
-        ({"pump": MOCK, "timing": {"heartbeat_timeout_s": 0}}, "timing.heartbeat_timeout_s",
-         "must be 0.2-30.0"),
-        ({"pump": MOCK, "timing": {"heartbeat_timeout_s": float("nan")}},
-         "timing.heartbeat_timeout_s", "must be 0.2-30.0, got nan"),
+        (
+            {"pump": MOCK, "timing": {"heartbeat_timeout_s": 0}},
+            "timing.heartbeat_timeout_s",
+            "must be 0.2-30.0",
+        ),
+        (
+            {"pump": MOCK, "timing": {"heartbeat_timeout_s": float("nan")}},
+            "timing.heartbeat_timeout_s",
+            "must be 0.2-30.0, got nan",
+        ),
         ({"pump": MOCK, "timing": {"poll_period_s": 100}}, "timing.poll_period_s", "30"),
-        ({"pump": MOCK, "timing": {"heartbeat_timout_s": 1}}, "timing.heartbeat_timout_s",
-         "allowed here: button_poll_s, heartbeat_timeout_s"),
+        (
+            {"pump": MOCK, "timing": {"heartbeat_timout_s": 1}},
+            "timing.heartbeat_timout_s",
+            "allowed here: button_poll_s, heartbeat_timeout_s",
+        ),
         ({"pump": MOCK, "gpio": {"backend": "pi"}}, "gpio.backend", "'none', 'simulated' or 'rpi'"),
         ({"pump": MOCK, "gpio": {"backend": "simulated"}}, "gpio", "needs state_dir"),
-        ({"pump": MOCK, "gpio": {"backend": "rpi", "pins": {"alarm_pin": 40}}}, "gpio.pins",
-         "alarm_pin must be a BCM pin number 0-27"),
-        ({"pump": MOCK, "gpio": {"backend": "rpi", "pins": {"alarm_pn": 4}}}, "gpio.pins",
-         "unknown GPIO setting"),
+        (
+            {"pump": MOCK, "gpio": {"backend": "rpi", "pins": {"alarm_pin": 40}}},
+            "gpio.pins",
+            "alarm_pin must be a BCM pin number 0-27",
+        ),
+        (
+            {"pump": MOCK, "gpio": {"backend": "rpi", "pins": {"alarm_pn": 4}}},
+            "gpio.pins",
+            "unknown GPIO setting",
+        ),
         ({"pump": MOCK, "clock": {"clinical": "fast"}}, "clock.clinical", "'real' or 'scaled"),
-        ({"pump": {**MOCK, "mock": {"faults": "occlusoin"}}}, "pump.mock.faults",
-         "unknown fault 'occlusoin'"),
-        ({"pump": {**MOCK, "mock": {"loaded_volume_ml": -1}}}, "pump.mock.loaded_volume_ml",
-         "must be > 0 and <= 1000"),
+        (
+            {"pump": {**MOCK, "mock": {"faults": "occlusoin"}}},
+            "pump.mock.faults",
+            "unknown fault 'occlusoin'",
+        ),
+        (
+            {"pump": {**MOCK, "mock": {"loaded_volume_ml": -1}}},
+            "pump.mock.loaded_volume_ml",
+            "must be > 0 and <= 1000",
+        ),
         ({"pump": {**MOCK, "options": {"port": "/dev/x"}}}, "pump", "[pump.mock]"),
-        ({"pump": {"driver": "ne1000", "syringe": "bd-plastipak-50ml",
-                   "options": {"port": "/dev/ttyUSB0", "adress": 1}}}, "pump",
-         "unknown option(s) 'adress'"),
-        ({"pump": {"driver": "ne1000", "syringe": "bd-plastipak-50ml",
-                   "options": {"port": "/dev/ttyUSB0", "address": 120}}}, "pump",
-         "address must be 0-99"),
-        ({"pump": {"driver": "ne1000", "syringe": "bd-plastipak-50ml"}}, "pump",
-         "missing required option(s) 'port'"),
-        ({"pump": MOCK, "paths": {"socket": "/tmp/" + "s" * 120}}, "paths.socket",
-         "at most 107 bytes"),
+        (
+            {
+                "pump": {
+                    "driver": "ne1000",
+                    "syringe": "bd-plastipak-50ml",
+                    "options": {"port": "/dev/ttyUSB0", "adress": 1},
+                }
+            },
+            "pump",
+            "unknown option(s) 'adress'",
+        ),
+        (
+            {
+                "pump": {
+                    "driver": "ne1000",
+                    "syringe": "bd-plastipak-50ml",
+                    "options": {"port": "/dev/ttyUSB0", "address": 120},
+                }
+            },
+            "pump",
+            "address must be 0-99",
+        ),
+        (
+            {"pump": {"driver": "ne1000", "syringe": "bd-plastipak-50ml"}},
+            "pump",
+            "missing required option(s) 'port'",
+        ),
+        (
+            {"pump": MOCK, "paths": {"socket": "/tmp/" + "s" * 120}},
+            "paths.socket",
+            "at most 107 bytes",
+        ),
         ({"pump": MOCK, "pupm": {}}, "pupm", "allowed here: clock, gpio, paths, pump, timing"),
         ({}, "pump", "required setting is missing"),
     ],
@@ -107,8 +150,11 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     path = write_toml(
         tmp_path / "sub" / "c.toml",
-        {"pump": MOCK, "paths": {"journal": "j.sqlite", "socket": "s.sock", "key_file": "k"},
-         "gpio": {"backend": "simulated", "state_dir": "gpio"}},
+        {
+            "pump": MOCK,
+            "paths": {"journal": "j.sqlite", "socket": "s.sock", "key_file": "k"},
+            "gpio": {"backend": "simulated", "state_dir": "gpio"},
+        },
     )
     config = load_config(path)
     base = path.parent.resolve()

@@ -43,8 +43,15 @@ HEX = "ab" * 32
 
 
 def request_line(**body: object) -> bytes:
-    message = {"v": 1, "type": "request", "id": 1, "session": "s", "seq": 1,
-               "expires_at": 10.0, "body": body}
+    message = {
+        "v": 1,
+        "type": "request",
+        "id": 1,
+        "session": "s",
+        "seq": 1,
+        "expires_at": 10.0,
+        "body": body,
+    }
     return json.dumps(message).encode()
 
 
@@ -102,8 +109,9 @@ def test_arbitrary_bytes_raise_nothing_but_frame_errors(chunks: list[bytes], lim
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -111,13 +119,15 @@ json_values = st.recursive(
 @settings(max_examples=300)
 @given(
     st.dictionaries(
-        st.sampled_from(["v", "type", "id", "session", "seq", "expires_at", "body", "kind",
-                         "dose", "x"]),
+        st.sampled_from(
+            ["v", "type", "id", "session", "seq", "expires_at", "body", "kind", "dose", "x"]
+        ),
         json_values,
         max_size=8,
     ),
-    st.sampled_from(["request", "hello", "attach", "heartbeat", "subscribe", "get_snapshot",
-                     "bogus", None]),
+    st.sampled_from(
+        ["request", "hello", "attach", "heartbeat", "subscribe", "get_snapshot", "bogus", None]
+    ),
 )
 def test_json_objects_of_the_wrong_shape_raise_only_bad_message(
     obj: dict[str, object], kind: str | None
@@ -212,5 +222,6 @@ def test_our_own_message_over_the_limit_is_refused_before_sending() -> None:
 
 @pytest.fixture
 def spec_values() -> ProgramSpec:
-    return ProgramSpec("sha256:x", "norepinephrine", "adult_icu", "standard", "4 mg/250 mL",
-                       "D5W", Decimal("70.5"))
+    return ProgramSpec(
+        "sha256:x", "norepinephrine", "adult_icu", "standard", "4 mg/250 mL", "D5W", Decimal("70.5")
+    )

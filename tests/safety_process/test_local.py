@@ -105,8 +105,7 @@ def test_a_hung_controller_is_held_after_the_heartbeat_timeout(
         assert snap.hold and not snap.attached
         assert snap.running and snap.rate_ml_h == Decimal("30.0")  # the rate is held
         assert any(a.key == "controller_lost" and a.priority == "high" for a in snap.alarms)
-        assert any(isinstance(n, AlarmRaised) and n.alarm.key == "controller_lost"
-                   for n in notices)
+        assert any(isinstance(n, AlarmRaised) and n.alarm.key == "controller_lost" for n in notices)
         refused = link.request(ChangeDose(Decimal(9)))
         assert refused.verdict.reason is Reason.HOLD
         assert link.heartbeat() is False

@@ -49,8 +49,11 @@ def config(directory: Path, pump: dict[str, Any], **extra: Any) -> Path:
     table: dict[str, Any] = {
         "pump": pump,
         "gpio": {"backend": "simulated", "state_dir": str(directory / "gpio")},
-        "timing": {"heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S, "poll_period_s": 0.2,
-                   "keep_alive_period_s": 1.0},
+        "timing": {
+            "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
+            "poll_period_s": 0.2,
+            "keep_alive_period_s": 1.0,
+        },
         "paths": {
             "journal": str(directory / "journal.sqlite"),
             "socket": str(directory / "safety.sock"),
@@ -65,19 +68,29 @@ MOCK_PUMP = {"driver": "mock", "syringe": "bd-plastipak-50ml"}
 
 
 def controller(directory: Path, mode: str = "infuse") -> Child:
-    return Child([PYTHON, "-m", "tests.safety_process.controller_child",
-                  str(directory / "safety.sock"), str(directory / "ipc.key"), mode])
+    return Child(
+        [
+            PYTHON,
+            "-m",
+            "tests.safety_process.controller_child",
+            str(directory / "safety.sock"),
+            str(directory / "ipc.key"),
+            mode,
+        ]
+    )
 
 
 def monitor(directory: Path) -> SafetyClient:
-    return SafetyClient(directory / "safety.sock", key_file=directory / "ipc.key",
-                        name="test-monitor")
+    return SafetyClient(
+        directory / "safety.sock", key_file=directory / "ipc.key", name="test-monitor"
+    )
 
 
 def held_with_alarm(client: SafetyClient) -> Snapshot | None:
     snap = client.snapshot()
-    alarm = any(a.key == "controller_lost" and a.priority == "high" and a.active
-                for a in snap.alarms)
+    alarm = any(
+        a.key == "controller_lost" and a.priority == "high" and a.active for a in snap.alarms
+    )
     return snap if snap.hold and alarm else None
 
 
@@ -95,8 +108,9 @@ def kernel_request(directory: Path, key: bytes, body: Any) -> Reply:
     raw = RawClient(directory / "safety.sock")
     try:
         raw.authenticate(key)
-        raw.send(RequestMessage(id=1, session=None, seq=1, expires_at=time.monotonic() + 5,
-                                body=body))
+        raw.send(
+            RequestMessage(id=1, session=None, seq=1, expires_at=time.monotonic() + 5, body=body)
+        )
         return raw.read_until(Reply)
     finally:
         raw.close()
@@ -158,8 +172,11 @@ def test_a_stopped_controller_is_held_within_the_heartbeat_timeout(short_dir: Pa
         with monitor(short_dir) as mon:
             ctl.signal(signal.SIGSTOP)
             stopped_at = time.monotonic()
-            snap = wait_for(lambda: held_with_alarm(mon), HEARTBEAT_TIMEOUT_S + 2.0,
-                            "hold within the heartbeat timeout (plus scheduling slack)")
+            snap = wait_for(
+                lambda: held_with_alarm(mon),
+                HEARTBEAT_TIMEOUT_S + 2.0,
+                "hold within the heartbeat timeout (plus scheduling slack)",
+            )
             assert time.monotonic() - stopped_at >= HEARTBEAT_TIMEOUT_S * 0.5  # the timer, not EOF
             alarm = next(a for a in snap.alarms if a.key == "controller_lost")
             assert "heartbeat timeout" in alarm.message
@@ -179,20 +196,36 @@ def test_kill_9_of_the_safety_process_resumes_without_touching_the_rate(
     """The pump in its own process (NE-1000 emulator on a pty) outlives the safety process."""
     control = str(short_dir / "ctl.sock")
     with children() as kids:
-        emulator = Child([PYTHON, "-m", "firmware_bridge.emulators", "ne1000", "--pty",
-                          "--link", str(short_dir / "tty"), "--control", control,
-                          "--truth-log", str(short_dir / "truth.jsonl")])
+        emulator = Child(
+            [
+                PYTHON,
+                "-m",
+                "firmware_bridge.emulators",
+                "ne1000",
+                "--pty",
+                "--link",
+                str(short_dir / "tty"),
+                "--control",
+                control,
+                "--truth-log",
+                str(short_dir / "truth.jsonl"),
+            ]
+        )
         kids.append(emulator)
         emulator.wait_line("/")
-        pump = {"driver": "ne1000", "syringe": "bd-plastipak-50ml",
-                "options": {"port": str(short_dir / "tty"), "reply_timeout_s": 0.5}}
+        pump = {
+            "driver": "ne1000",
+            "syringe": "bd-plastipak-50ml",
+            "options": {"port": str(short_dir / "tty"), "reply_timeout_s": 0.5},
+        }
         cfg = config(short_dir, pump)
         first = Child(safety_args(cfg))
         kids.append(first)
         ready_socket(first)
         failures: list[LinkDown] = []
-        ctl = SafetyClient(short_dir / "safety.sock", key_file=short_dir / "ipc.key",
-                           on_failure=failures.append)
+        ctl = SafetyClient(
+            short_dir / "safety.sock", key_file=short_dir / "ipc.key", on_failure=failures.append
+        )
         try:
             ctl.attach()
             for body in (LoadProgram(spec), StartInfusion(Decimal(8)), ChangeDose(Decimal(10))):
@@ -201,8 +234,11 @@ def test_kill_9_of_the_safety_process_resumes_without_touching_the_rate(
             wait_for(lambda: (ctl.snapshot().infused_ml or 0) > 0.005, 10.0, "some infusion")
 
             first.kill9()
-            down = wait_for(lambda: failures[0] if failures else None, 2.0,
-                            "the controller seeing the safety process die")
+            down = wait_for(
+                lambda: failures[0] if failures else None,
+                2.0,
+                "the controller seeing the safety process die",
+            )
             assert down.final and "eof" in down.reason
         finally:
             ctl.close()
@@ -252,8 +288,7 @@ def test_kill_9_of_the_safety_process_resumes_without_touching_the_rate(
         assert "command_issued" not in after
 
 
-def test_the_journal_survives_kill_9_at_any_instant(short_dir: Path,
-                                                   library: DrugLibrary) -> None:
+def test_the_journal_survives_kill_9_at_any_instant(short_dir: Path, library: DrugLibrary) -> None:
     """Kill the safety process in the middle of a stream of titrations, three times."""
     cfg = config(short_dir, MOCK_PUMP)
     for round_ in range(3):

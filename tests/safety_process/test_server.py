@@ -106,18 +106,22 @@ def test_the_socket_is_private(rig: ServerRig) -> None:
     assert stat.S_IMODE(mode) == 0o600
 
 
-def test_status_and_alarm_notices_reach_the_controller(
-    rig: ServerRig, spec: ProgramSpec
-) -> None:
+def test_status_and_alarm_notices_reach_the_controller(rig: ServerRig, spec: ProgramSpec) -> None:
     notices: list[Notice] = []
     with client(rig) as c:
         c.subscribe(notices.append)
         start_infusing(c, spec)
-        wait_for(lambda: any(isinstance(n, StatusChanged) and n.snapshot.running
-                             for n in notices), what="a status notice")
+        wait_for(
+            lambda: any(isinstance(n, StatusChanged) and n.snapshot.running for n in notices),
+            what="a status notice",
+        )
         rig.driver.inject_faults("stall")
-        wait_for(lambda: any(isinstance(n, AlarmRaised) and n.alarm.key == "pump:stall"
-                             for n in list(notices)), what="the stall alarm notice")
+        wait_for(
+            lambda: any(
+                isinstance(n, AlarmRaised) and n.alarm.key == "pump:stall" for n in list(notices)
+            ),
+            what="the stall alarm notice",
+        )
 
 
 def test_a_monitor_can_subscribe_without_attaching(rig: ServerRig, spec: ProgramSpec) -> None:
@@ -125,8 +129,10 @@ def test_a_monitor_can_subscribe_without_attaching(rig: ServerRig, spec: Program
     with client(rig) as controller, client(rig, name="monitor") as monitor:
         monitor.subscribe(notices.append)
         start_infusing(controller, spec)
-        wait_for(lambda: any(isinstance(n, StatusChanged) and n.snapshot.running
-                             for n in list(notices)), what="status at the monitor")
+        wait_for(
+            lambda: any(isinstance(n, StatusChanged) and n.snapshot.running for n in list(notices)),
+            what="status at the monitor",
+        )
         assert monitor.session is None
 
 
@@ -139,8 +145,9 @@ def test_a_wrong_key_changes_nothing(
     with client(rig) as c:
         start_infusing(c, spec)
         before = rig.decisive_entries()
-        with caplog.at_level(logging.WARNING, logger="safety.ipc"), pytest.raises(
-            AuthenticationFailed
+        with (
+            caplog.at_level(logging.WARNING, logger="safety.ipc"),
+            pytest.raises(AuthenticationFailed),
         ):
             SafetyClient(rig.socket_path, key=os.urandom(32))
         wait_for(lambda: "authentication failed" in caplog.text, what="the log line")
@@ -150,8 +157,9 @@ def test_a_wrong_key_changes_nothing(
         assert c.request(ChangeDose(Decimal(10))).verdict.accepted  # and still in charge
 
 
-def test_a_client_that_never_authenticates_is_dropped(short_dir: Path,
-                                                      library: DrugLibrary) -> None:
+def test_a_client_that_never_authenticates_is_dropped(
+    short_dir: Path, library: DrugLibrary
+) -> None:
     rig = make_server(short_dir, library, auth_timeout_s=0.3)
     try:
         raw = RawClient(rig.socket_path)
@@ -172,13 +180,19 @@ def test_a_client_that_never_authenticates_is_dropped(short_dir: Path,
         (b'{"v":1,"type":"reboot_pump","id":1}\n', "unknown type"),
         (b'{"v":1,"type":"attach","id":1,"admin":true}\n', "extra field"),
         (b'{"v":2,"type":"attach","id":1}\n', "wrong version"),
-        (b'{"v":1,"type":"request","id":1,"session":null,"seq":1,"expires_at":1e300,'
-         b'"body":{"kind":"set_rate","rate_ml_h":"999"}}\n', "a pump action as a request"),
+        (
+            b'{"v":1,"type":"request","id":1,"session":null,"seq":1,"expires_at":1e300,'
+            b'"body":{"kind":"set_rate","rate_ml_h":"999"}}\n',
+            "a pump action as a request",
+        ),
         (b"\x00\xff\xfe garbage\n", "binary"),
     ],
 )
 def test_malformed_messages_change_nothing_and_the_server_keeps_serving(
-    rig: ServerRig, spec: ProgramSpec, payload: bytes, what: str,
+    rig: ServerRig,
+    spec: ProgramSpec,
+    payload: bytes,
+    what: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with client(rig) as c:
@@ -215,15 +229,14 @@ def test_anything_before_hello_is_refused(rig: ServerRig) -> None:
     raw.close()
 
 
-def test_a_duplicate_and_an_expired_request_are_refused(
-    rig: ServerRig, spec: ProgramSpec
-) -> None:
+def test_a_duplicate_and_an_expired_request_are_refused(rig: ServerRig, spec: ProgramSpec) -> None:
     raw, session = raw_attached(rig)
     now = time.monotonic
 
     def send(seq: int, body: RequestBody, expires_at: float) -> Reply:
-        raw.send(RequestMessage(id=100 + seq, session=session, seq=seq,
-                                expires_at=expires_at, body=body))
+        raw.send(
+            RequestMessage(id=100 + seq, session=session, seq=seq, expires_at=expires_at, body=body)
+        )
         return raw.read_until(Reply)
 
     assert send(1, LoadProgram(spec), now() + 5).outcome.verdict.accepted
@@ -246,8 +259,11 @@ def test_a_session_belongs_to_its_connection(rig: ServerRig, spec: ProgramSpec) 
         intruder = RawClient(rig.socket_path)
         intruder.authenticate(rig.key)
         assert c.session is not None
-        intruder.send(RequestMessage(id=1, session=c.session, seq=1000,
-                                     expires_at=1e12, body=ChangeDose(Decimal(10))))
+        intruder.send(
+            RequestMessage(
+                id=1, session=c.session, seq=1000, expires_at=1e12, body=ChangeDose(Decimal(10))
+            )
+        )
         reply = intruder.read_until(Reply)
         assert not reply.outcome.verdict.accepted
         assert reply.outcome.verdict.reason is Reason.NOT_ATTACHED
@@ -266,9 +282,7 @@ def test_one_live_controller_at_a_time(rig: ServerRig, spec: ProgramSpec) -> Non
         assert first.heartbeat()
 
 
-def test_emergency_stop_from_any_authenticated_client(
-    rig: ServerRig, spec: ProgramSpec
-) -> None:
+def test_emergency_stop_from_any_authenticated_client(rig: ServerRig, spec: ProgramSpec) -> None:
     with client(rig) as c, client(rig, name="stop-panel") as panel:
         start_infusing(c, spec)
         with pytest.raises(NotAttached):
@@ -288,8 +302,10 @@ def test_controller_eof_holds_the_rate_at_once(rig: ServerRig, spec: ProgramSpec
     snap = wait_for(rig.held, 5.0, "hold")
     assert snap.running and snap.rate_ml_h == Decimal("30.0")
     # held because of the EOF itself, not later by the heartbeat timeout
-    assert any(a.key == "controller_lost" and a.priority == "high" and "(eof)" in a.message
-               for a in snap.alarms)
+    assert any(
+        a.key == "controller_lost" and a.priority == "high" and "(eof)" in a.message
+        for a in snap.alarms
+    )
     assert rig.pumps_at(30.0)
     with client(rig, name="monitor") as monitor:
         with pytest.raises(NotAttached):
@@ -298,13 +314,12 @@ def test_controller_eof_holds_the_rate_at_once(rig: ServerRig, spec: ProgramSpec
         assert monitor.request(ChangeDose(Decimal(10))).verdict.accepted
 
 
-def test_missed_heartbeats_hold_and_the_client_learns_it(
-    rig: ServerRig, spec: ProgramSpec
-) -> None:
+def test_missed_heartbeats_hold_and_the_client_learns_it(rig: ServerRig, spec: ProgramSpec) -> None:
     raw, session = raw_attached(rig)  # attached, and never sends a heartbeat
     now = time.monotonic
-    raw.send(RequestMessage(id=5, session=session, seq=1, expires_at=now() + 5,
-                            body=LoadProgram(spec)))
+    raw.send(
+        RequestMessage(id=5, session=session, seq=1, expires_at=now() + 5, body=LoadProgram(spec))
+    )
     assert raw.read_until(Reply).outcome.verdict.accepted
     snap = wait_for(rig.held, 5.0, "the heartbeat timeout")
     assert any(a.key == "controller_lost" and "heartbeat" in a.message for a in snap.alarms)
@@ -333,8 +348,7 @@ def test_a_client_that_comes_back_is_told_its_session_is_gone(
         gate.clear()
         wait_for(lambda: rig.core.snapshot().hold, 5.0, "hold")
         gate.set()
-        wait_for(lambda: any(isinstance(n, SessionLost) for n in list(notices)), 5.0,
-                 "SessionLost")
+        wait_for(lambda: any(isinstance(n, SessionLost) for n in list(notices)), 5.0, "SessionLost")
         assert not c.attached
         refused = c.request(ChangeDose(Decimal(10)))  # the kernel says why, and journals it
         assert refused.verdict.reason is Reason.HOLD
@@ -342,8 +356,9 @@ def test_a_client_that_comes_back_is_told_its_session_is_gone(
         assert c.request(ChangeDose(Decimal(10))).verdict.accepted
 
 
-def test_the_client_sees_the_safety_process_die(short_dir: Path, library: DrugLibrary,
-                                                 spec: ProgramSpec) -> None:
+def test_the_client_sees_the_safety_process_die(
+    short_dir: Path, library: DrugLibrary, spec: ProgramSpec
+) -> None:
     rig = make_server(short_dir, library)
     failures: list[LinkDown] = []
     notices: list[Notice] = []
@@ -356,16 +371,17 @@ def test_the_client_sees_the_safety_process_die(short_dir: Path, library: DrugLi
     down = wait_for(lambda: failures[0] if failures else None, 2.0, "on_failure")
     assert down.final
     assert "shutting down" in down.reason or "eof" in down.reason
-    wait_for(lambda: any(isinstance(n, LinkDown) and n.final for n in list(notices)), 2.0,
-             "LinkDown notice")
+    wait_for(
+        lambda: any(isinstance(n, LinkDown) and n.final for n in list(notices)),
+        2.0,
+        "LinkDown notice",
+    )
     with pytest.raises(SafetyUnavailable):
         c.snapshot()
     c.close()
 
 
-def test_the_client_sees_a_hung_safety_process(
-    short_dir: Path, library: DrugLibrary
-) -> None:
+def test_the_client_sees_a_hung_safety_process(short_dir: Path, library: DrugLibrary) -> None:
     rig = make_server(short_dir, library, heartbeat_timeout_s=0.5)
     hang = threading.Event()
     resume = threading.Event()
@@ -383,15 +399,19 @@ def test_the_client_sees_a_hung_safety_process(
     try:
         c.subscribe(notices.append)
         hang.set()
-        wait_for(lambda: any(isinstance(n, LinkDown) and not n.final
-                             for n in list(notices)), 5.0, "LinkDown(final=False)")
+        wait_for(
+            lambda: any(isinstance(n, LinkDown) and not n.final for n in list(notices)),
+            5.0,
+            "LinkDown(final=False)",
+        )
         c.reply_timeout_s = 0.3
         with pytest.raises(SafetyUnavailable, match="no answer"):
             c.snapshot()
         c.reply_timeout_s = 10.0
         resume.set()
-        wait_for(lambda: any(isinstance(n, LinkRestored) for n in list(notices)), 5.0,
-                 "LinkRestored")
+        wait_for(
+            lambda: any(isinstance(n, LinkRestored) for n in list(notices)), 5.0, "LinkRestored"
+        )
         assert c.snapshot().mode == "idle"
     finally:
         resume.set()
