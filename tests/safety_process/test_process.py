@@ -311,3 +311,158 @@ def test_the_journal_survives_kill_9_at_any_instant(short_dir: Path, library: Dr
             replay_journal(library, KernelConfig(), journal)
         finally:
             journal.close()
+
+
+# --------------------------------------------------------------------------- life cycle
+
+
+def emulated_pump(short_dir: Path, kids: list[Child]) -> tuple[dict[str, Any], str]:
+    control = str(short_dir / "ctl.sock")
+    emulator = Child(
+        [
+            PYTHON,
+            "-m",
+            "firmware_bridge.emulators",
+            "ne1000",
+            "--pty",
+            "--link",
+            str(short_dir / "tty"),
+            "--control",
+            control,
+        ]
+    )
+    kids.append(emulator)
+    emulator.wait_line("/")
+    pump = {
+        "driver": "ne1000",
+        "syringe": "bd-plastipak-50ml",
+        "options": {"port": str(short_dir / "tty"), "reply_timeout_s": 0.5},
+    }
+    return pump, control
+
+
+def test_sigterm_shuts_down_cleanly_and_never_stops_the_pump(
+    short_dir: Path, spec: ProgramSpec
+) -> None:
+    with children() as kids:
+        pump, control = emulated_pump(short_dir, kids)
+        safety = Child(safety_args(config(short_dir, pump)))
+        kids.append(safety)
+        ready_socket(safety)
+        with monitor(short_dir) as ctl:
+            ctl.attach()
+            for body in (LoadProgram(spec), StartInfusion(Decimal(8))):
+                assert ctl.request(body).verdict.accepted
+            safety.signal(signal.SIGTERM)
+            assert safety.proc.wait(timeout=15) == 0
+            down = wait_for(lambda: ctl.down, 5.0, "the controller seeing the shutdown")
+            assert "shutting down" in down.reason or "eof" in down.reason
+        assert "never stopped" in safety.stderr_text()
+        state = send_control(control, {"query": "state"})["pump"]
+        assert state["running"] and state["set_rate_ml_h"] == pytest.approx(30.0)
+        assert not (short_dir / "safety.sock").exists()
+        pins = read_sim_pins(short_dir / "gpio")
+        assert pins["alarm_on"] is True  # a pump without its safety process is unsupervised
+        assert pins["open"] is False
+        # the lock was released: the next start resumes supervision of the running pump
+        again = Child(safety_args(config(short_dir, pump)))
+        kids.append(again)
+        ready_socket(again)
+        with monitor(short_dir) as mon:
+            snap = wait_for(lambda: read_back(mon), 5.0, "a read-back")
+            assert snap.running and snap.rate_ml_h == Decimal("30.0")
+
+
+def test_a_second_safety_process_on_the_same_journal_refuses_to_start(short_dir: Path) -> None:
+    cfg = config(short_dir, MOCK_PUMP)
+    with children() as kids:
+        first = Child(safety_args(cfg))
+        kids.append(first)
+        ready_socket(first)
+        other_socket = str(short_dir / "other.sock")
+        second = Child([*safety_args(cfg), "--socket", other_socket])
+        kids.append(second)
+        assert second.proc.wait(timeout=30) == 1
+        second.stop()
+        assert "another safety process" in second.stderr_text()
+        assert str(first.pid) in second.stderr_text()
+        assert not Path(other_socket).exists()
+        # and one on another journal but the same socket is refused too
+        third = Child([*safety_args(cfg), "--journal", str(short_dir / "j2.sqlite")])
+        kids.append(third)
+        assert third.proc.wait(timeout=30) == 1
+        third.stop()
+        assert "another process is serving" in third.stderr_text()
+        with monitor(short_dir) as mon:  # the first one is unaffected
+            assert mon.snapshot().mode == "idle"
+
+
+def test_systemd_sees_ready_and_watchdog_pings(short_dir: Path) -> None:
+    import socket as socket_module
+
+    notify_path = str(short_dir / "notify.sock")
+    sock = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_DGRAM)
+    sock.bind(notify_path)
+    sock.settimeout(10.0)
+    try:
+        with children() as kids:
+            safety = Child(
+                safety_args(config(short_dir, MOCK_PUMP)),
+                env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "400000"},
+            )
+            kids.append(safety)
+            received: list[bytes] = []
+            while b"READY=1" not in b"".join(received):
+                received.append(sock.recv(4096))
+            assert (short_dir / "safety.sock").exists()  # ready means serving
+            pings = 0
+            while pings < 3:
+                if sock.recv(4096) == b"WATCHDOG=1":
+                    pings += 1
+            safety.signal(signal.SIGTERM)
+            while sock.recv(4096) != b"STOPPING=1":
+                pass
+            assert safety.proc.wait(timeout=15) == 0
+    finally:
+        sock.close()
+
+
+def test_a_hung_safety_process_is_seen_by_the_controller_and_its_watchdog_pin_stops(
+    short_dir: Path,
+) -> None:
+    with children() as kids:
+        safety = Child(safety_args(config(short_dir, MOCK_PUMP)))
+        kids.append(safety)
+        ready_socket(safety)
+        notices: list[object] = []
+        with monitor(short_dir) as mon:
+            mon.subscribe(notices.append)
+            toggles = read_sim_pins(short_dir / "gpio")["heartbeat_toggles"]
+            wait_for(
+                lambda: read_sim_pins(short_dir / "gpio")["heartbeat_toggles"] > toggles + 2,
+                5.0,
+                "the watchdog pin toggling while healthy",
+            )
+            safety.signal(signal.SIGSTOP)
+            try:
+                down = wait_for(
+                    lambda: next((n for n in list(notices) if isinstance(n, LinkDown)), None),
+                    HEARTBEAT_TIMEOUT_S + 3.0,
+                    "the controller noticing the silence",
+                )
+                assert not down.final
+                frozen = read_sim_pins(short_dir / "gpio")["heartbeat_toggles"]
+                with pytest.raises(AssertionError):
+                    wait_for(
+                        lambda: read_sim_pins(short_dir / "gpio")["heartbeat_toggles"] != frozen,
+                        0.5,
+                        "a toggle from a stopped process",
+                    )
+            finally:
+                safety.signal(signal.SIGCONT)
+            wait_for(
+                lambda: any(type(n).__name__ == "LinkRestored" for n in list(notices)),
+                5.0,
+                "LinkRestored",
+            )
+            assert mon.snapshot().mode == "idle"
