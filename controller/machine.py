@@ -467,3 +467,18 @@ def _leads_to(dest_rule: Resolve, dest: State) -> Callable[[Any], bool]:
 
     condition.__name__ = f"{dest_rule.value}_to_{dest.value}"
     return condition
+
+
+def table_markdown(triggers: tuple[Trigger, ...] = OPERATOR_TRIGGERS) -> str:
+    """The transition table as a Markdown table (docs/python-api.md shows it; a test keeps
+    the two equal). A cell is the destination, ``settle``/``stop``/``plan_end`` for one
+    that depends on the safety process's report, or ``-`` when refused."""
+    header = "| state | " + " | ".join(t.value for t in triggers) + " |"
+    lines = [header, "|" + "---|" * (len(triggers) + 1)]
+    for state in State:
+        cells = []
+        for trigger in triggers:
+            rule = rule_for(state, trigger)
+            cells.append("-" if rule is None else rule.dest.value)
+        lines.append(f"| {state.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

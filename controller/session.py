@@ -230,6 +230,9 @@ class Session:
     ) -> None:
         """Wrap ``link``; nothing is sent and nothing attached until ``attach()``.
 
+        ``journal``: the controller journal (a path, or an open ``Journal`` with
+        ``process="controller"``); default an in-memory one, so every action is still
+        journaled, but nothing is kept after the process ends.
         ``clinical``: the clinical clock shared with the safety process; without it the
         session reads clinical time from the safety process's snapshots.
         ``kernel_config``: the safety process's kernel settings, if not the defaults (the
@@ -252,6 +255,8 @@ class Session:
         self._own: dict[str, AlarmView] = {}
         self._link_down: str | None = None
         self._runner: Runner | None = None
+        if journal is None:
+            journal = ":memory:"  # always journaled; pass a path to keep it
         store = (
             Journal(journal, process="controller") if isinstance(journal, str | Path) else journal
         )
@@ -372,19 +377,20 @@ class Session:
 
     def alarms(self) -> tuple[AlarmView, ...]:
         """Every alarm: the safety process's (from the last snapshot) and the controller's."""
-        snapshot = self._snapshot
-        safety = snapshot.alarms if snapshot is not None else ()
-        return (*safety, *self._own.values())
+        with self._lock:
+            snapshot = self._snapshot
+            safety = snapshot.alarms if snapshot is not None else ()
+            return (*safety, *self._own.values())
 
     def status_line(self) -> str:
         """One line for people (from the last snapshot: call ``status()`` to refresh)."""
-        snapshot = self._require_snapshot()
-        return status_line(
-            snapshot,
-            self.state.value,
-            plan=self._plan_progress(),
-            controller_alarms=tuple(self._own.values()),
-        )
+        with self._lock:
+            return status_line(
+                self._require_snapshot(),
+                self.state.value,
+                plan=self._plan_progress(),
+                controller_alarms=tuple(self._own.values()),
+            )
 
     def subscribe_alarms(self, callback: AlarmCallback) -> Callable[[], None]:
         """``callback(alarm)`` once for every alarm newly raised (safety process or
