@@ -165,12 +165,20 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
         stack.callback(_restore_signals, previous)
         notifier.ready(f"serving on {paths.socket}")
         if ready_stream is not None:
-            print(f"ready {paths.socket}", file=ready_stream, flush=True)
+            try:
+                print(f"ready {paths.socket}", file=ready_stream, flush=True)
+            except OSError as exc:  # a parent that stopped listening: serve all the same
+                log.warning("could not announce readiness on stdout: %s", exc)
         log.info("ready on %s (pid %d)", paths.socket, os.getpid())
         try:
             server.serve()
         except JournalError as exc:
             log.critical("journal failure, nothing may take effect without it: %s", exc)
+            return EXIT_FAILURE
+        except Exception:
+            # a bug: stop serving (systemd restarts us; the restart replays the journal),
+            # after the ExitStack has closed the pump port and set the GPIO alarm
+            log.critical("the safety process failed; shutting down", exc_info=True)
             return EXIT_FAILURE
         notifier.stopping()
         log.info("shutting down on request; the pump is left as it is (never stopped here)")

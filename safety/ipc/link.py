@@ -116,6 +116,15 @@ class SafetyUnavailable(SafetyLinkError):
     """The safety process is gone, not answering, or the link was closed."""
 
 
+class SafetyStartFailed(SafetyUnavailable):
+    """``start_safety_process``: the child exited (``exit_code``; 2: invalid config or
+    library) or did not announce readiness in time (``exit_code`` None)."""
+
+    def __init__(self, message: str, exit_code: int | None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class AuthenticationFailed(SafetyLinkError):
     """The key does not match the safety process's (or the server failed to prove it)."""
 
@@ -169,6 +178,7 @@ __all__ = [
     "ProtocolFailure",
     "SafetyLink",
     "SafetyLinkError",
+    "SafetyStartFailed",
     "SafetyUnavailable",
     "SessionLost",
     "StatusChanged",

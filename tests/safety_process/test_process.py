@@ -9,6 +9,7 @@ sleep that makes a test pass.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +19,8 @@ import pytest
 
 from drivers.gpio.simulated import read_sim_pins
 from firmware_bridge.emulators.control import send_control
-from safety.ipc.client import SafetyClient
-from safety.ipc.link import LinkDown
+from safety.ipc.client import SafetyClient, start_safety_process
+from safety.ipc.link import LinkDown, SafetyStartFailed
 from safety.ipc.messages import Reply, RequestMessage
 from safety.journal import Journal
 from safety.kernel.codec import decode_event
@@ -466,3 +467,21 @@ def test_a_hung_safety_process_is_seen_by_the_controller_and_its_watchdog_pin_st
                 "LinkRestored",
             )
             assert mon.snapshot().mode == "idle"
+
+
+def test_a_parent_starts_it_as_a_child_and_waits_for_ready(short_dir: Path) -> None:
+    child = start_safety_process(
+        config(short_dir, MOCK_PUMP),
+        socket_path=short_dir / "child.sock",
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert child.socket_path == str(short_dir / "child.sock")
+        with SafetyClient(child.socket_path, key_file=short_dir / "ipc.key") as client:
+            assert client.snapshot().mode == "idle"
+    finally:
+        assert child.stop() == 0
+    bad = write_toml(short_dir / "bad.toml", {"pump": {**MOCK_PUMP, "syringe": "none"}})
+    with pytest.raises(SafetyStartFailed) as info:
+        start_safety_process(bad, stderr=subprocess.DEVNULL)
+    assert info.value.exit_code == 2
