@@ -258,9 +258,12 @@ class Dispatcher:
         return out
 
 
+_COMPARED = tuple(f.name for f in dataclasses.fields(Snapshot) if f.name != "clinical_time")
+
+
 def _differs(a: Snapshot, b: Snapshot) -> bool:
     """Changed beyond the clinical clock's passing (which alone is no news)."""
-    return dataclasses.replace(a, clinical_time=0.0) != dataclasses.replace(b, clinical_time=0.0)
+    return a is not b and any(getattr(a, name) != getattr(b, name) for name in _COMPARED)
 
 
 __all__ = ["NO_SESSION", "PROTOCOL_VERSION", "SERVER_NAME", "Answer", "Dispatcher", "Peer"]
