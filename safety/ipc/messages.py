@@ -68,7 +68,7 @@ class Hello(_Message):
     """The client's answer to the challenge: who it is and the proof it holds the key."""
 
     type: Literal["hello"] = "hello"
-    client: Annotated[str, Field(min_length=1, max_length=64)]
+    client: Annotated[str, Field(pattern=r"^[\x20-\x7e]{1,64}$")]  # printable: it is logged
     cnonce: Hex32
     mac: Hex32
 
