@@ -43,11 +43,21 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
+from controller.alarm_desk import (
+    FAULT_KEY,
+    LINK_LOST_KEY,
+    OWN,
+    PLAN_REFUSED_KEY,
+    SESSION_LOST_KEY,
+    AlarmCallback,
+    AlarmDesk,
+    blocks,
+)
 from controller.errors import (
     BadInput,
     ConfirmationRequired,
@@ -57,6 +67,7 @@ from controller.errors import (
     Refused,
     Unreachable,
 )
+from controller.inputs import Dose, Weight, dose_value, program_spec
 from controller.machine import Facts, InfusionMachine, State, Trigger
 from controller.planner import (
     Plan,
@@ -70,10 +81,10 @@ from controller.planner import (
     plan_wean,
     planning_state,
 )
+from controller.runner import Runner
 from controller.session_journal import SessionJournal, to_jsonable
 from controller.status_line import status_line
 from firmware_bridge.clock import Clock, MonotonicClock
-from safety.dosing import check_program
 from safety.ipc.link import (
     LinkDown,
     LinkRestored,
@@ -89,22 +100,15 @@ from safety.kernel.model import (
     AcknowledgeAlarms,
     EmergencyStop,
     LoadProgram,
-    ProgramSpec,
     RequestBody,
     StartInfusion,
 )
-from safety.library import DiluentError, DrugLibrary, LookupProblem, parse_diluent
+from safety.library import DrugLibrary
 from safety.reasons import Reason
-from safety.rules import RuleRefusal, dose_in_unit, num
+from safety.rules import num
 from safety.status import AlarmView, HistoryPoint, Outcome, Snapshot
 from safety.units import (
-    BodyWeight,
-    UnitError,
     fraction_to_decimal,
-    parse_concentration,
-    parse_dose,
-    parse_dose_unit,
-    to_decimal,
 )
 
 log = logging.getLogger("controller.session")
@@ -128,18 +132,6 @@ _REPLANNABLE = frozenset(
 _HOLDING = frozenset({Reason.HOLD, Reason.NOT_ATTACHED, Reason.DELIVERY_UNCERTAIN})
 
 _PLAN_STATES = (State.TITRATING, State.WEANING)
-
-#: the controller's own alarm keys (the safety process's keys never start with this)
-OWN = "controller:"
-LINK_LOST_KEY = f"{OWN}safety_link_lost"
-SESSION_LOST_KEY = f"{OWN}session_lost"
-PLAN_REFUSED_KEY = f"{OWN}plan_step_refused"
-FAULT_KEY = f"{OWN}fault"
-
-_BLOCKING_OWN = frozenset({LINK_LOST_KEY, SESSION_LOST_KEY, PLAN_REFUSED_KEY})
-
-Dose = Decimal | int | float | str
-AlarmCallback = Callable[[AlarmView], None]
 
 
 @dataclass(frozen=True)
@@ -250,9 +242,6 @@ class Session:
         self._snapshot: Snapshot | None = None
         self._pending: PendingChange | None = None
         self._active: _ActivePlan | None = None
-        self._alarm_callbacks: list[AlarmCallback] = []
-        self._alarm_acked: dict[str, bool] = {}  # last seen acknowledgement per alarm key
-        self._own: dict[str, AlarmView] = {}
         self._link_down: str | None = None
         self._runner: Runner | None = None
         if journal is None:
@@ -261,6 +250,7 @@ class Session:
             Journal(journal, process="controller") if isinstance(journal, str | Path) else journal
         )
         self.journal = SessionJournal(store, self._clinical_stamp, self._liveness.now)
+        self._alarms = AlarmDesk(self.journal, self._clinical_stamp)
         self._unsubscribe = link.subscribe(self._on_notice)
 
     # ------------------------------------------------------------------ construction
@@ -380,7 +370,7 @@ class Session:
         with self._lock:
             snapshot = self._snapshot
             safety = snapshot.alarms if snapshot is not None else ()
-            return (*safety, *self._own.values())
+            return (*safety, *self._alarms.own)
 
     def status_line(self) -> str:
         """One line for people (from the last snapshot: call ``status()`` to refresh)."""
@@ -389,7 +379,7 @@ class Session:
                 self._require_snapshot(),
                 self.state.value,
                 plan=self._plan_progress(),
-                controller_alarms=tuple(self._own.values()),
+                controller_alarms=self._alarms.own,
             )
 
     def subscribe_alarms(self, callback: AlarmCallback) -> Callable[[], None]:
@@ -397,11 +387,11 @@ class Session:
         controller; a controller alarm's key starts with ``controller:``) and again when
         an acknowledged alarm annunciates again. Must not block; exceptions are logged."""
         with self._lock:
-            self._alarm_callbacks.append(callback)
+            self._alarms.subscribe(callback)
 
         def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._alarm_callbacks.remove(callback)
+            with self._lock:
+                self._alarms.unsubscribe(callback)
 
         return unsubscribe
 
@@ -447,7 +437,7 @@ class Session:
         concentration: str,
         diluent: str,
         *,
-        weight_kg: Decimal | int | float | str | None = None,
+        weight_kg: Weight | None = None,
         profile: str | None = None,
         therapy: str | None = None,
     ) -> Outcome:
@@ -462,7 +452,7 @@ class Session:
         concentration: str,
         diluent: str,
         *,
-        weight_kg: Decimal | int | float | str | None = None,
+        weight_kg: Weight | None = None,
         profile: str | None = None,
         therapy: str | None = None,
     ) -> Outcome:
@@ -484,7 +474,7 @@ class Session:
             self._drain()
             self.machine.check(Trigger.START)
             snapshot = self._fresh()
-            value = self._dose_value(dose, snapshot)
+            value = dose_value(dose, snapshot)
             outcome = self._send(StartInfusion(value, confirm_soft_limits=confirm_soft_limits))
             if not outcome.verdict.accepted:
                 raise Refused(outcome)
@@ -498,7 +488,7 @@ class Session:
             snapshot = self._fresh()
             if dose is None:
                 return self._make_plan(PlanKind.STOP, None, snapshot)
-            value = self._dose_value(dose, snapshot)
+            value = dose_value(dose, snapshot)
             return self._make_plan(PlanKind.TITRATE, value, snapshot)
 
     def titrate_to(self, dose: Dose) -> PendingChange:
@@ -507,7 +497,7 @@ class Session:
             self._drain()
             self.machine.check(Trigger.TITRATE_TO)
             snapshot = self._fresh()
-            value = self._dose_value(dose, snapshot)
+            value = dose_value(dose, snapshot)
             plan = self._make_plan(PlanKind.TITRATE, value, snapshot)
             return self._new_pending(plan, Trigger.TITRATE_TO)
 
@@ -521,7 +511,7 @@ class Session:
             if dose is None:
                 plan = self._make_plan(PlanKind.STOP, None, snapshot)
             else:
-                value = self._dose_value(dose, snapshot)
+                value = dose_value(dose, snapshot)
                 current = snapshot.dose or Decimal(0)
                 if value >= current:
                     raise BadInput(
@@ -568,9 +558,9 @@ class Session:
                 outcome = self._send(AcknowledgeAlarms(safety_keys))
                 if not outcome.verdict.accepted:
                     raise Refused(outcome)
-            self._acknowledge_own(keys)
+            self._alarms.acknowledge(keys)
             snapshot = self._require_snapshot()
-            self._remember_acks(snapshot)
+            self._alarms.remember(snapshot)
             self._fire(Trigger.ACKNOWLEDGE, self._facts(snapshot))
             self._reconcile()
             return outcome
@@ -607,6 +597,11 @@ class Session:
             self._runner = Runner(self, period_s)
             self._runner.start()
             return self._runner
+
+    def raise_fault(self, message: str) -> None:
+        """A controller fault (e.g. in the background runner): a medium alarm, journaled."""
+        with self._lock:
+            self._alarms.raise_own(FAULT_KEY, "medium", "controller_fault", message)
 
     def real_seconds(self, clinical_s: float) -> float:
         """How long, in real time, ``clinical_s`` clinical seconds last on this bench."""
@@ -738,7 +733,7 @@ class Session:
         verdict = outcome.verdict
         if verdict.reason in _HOLDING:
             self._cancel_plan(f"step {step.index} refused: {verdict.message}")
-            self._raise_own(
+            self._alarms.raise_own(
                 SESSION_LOST_KEY,
                 "high",
                 str(verdict.reason),
@@ -779,7 +774,7 @@ class Session:
         unit = active.plan.unit
         shown = "stop" if step.dose is None else f"{num(step.dose)} {unit}"
         self._cancel_plan(f"step {step.index} refused: {verdict.message}")
-        self._raise_own(
+        self._alarms.raise_own(
             PLAN_REFUSED_KEY,
             "medium",
             str(verdict.reason),
@@ -793,7 +788,7 @@ class Session:
     def _step_failed(self, step: PlanStep, outcome: Outcome) -> None:
         """Accepted by the safety process but not carried out by the pump."""
         self._cancel_plan(f"step {step.index}: {outcome.execution}")
-        self._raise_own(
+        self._alarms.raise_own(
             PLAN_REFUSED_KEY,
             "medium",
             "pump_alarm",
@@ -898,7 +893,7 @@ class Session:
         self._link_down = None
         self._snapshot = snapshot
         for key in (LINK_LOST_KEY, SESSION_LOST_KEY):
-            self._own_condition_gone(key)
+            self._alarms.condition_gone(key)
         self.journal.note(
             "attached",
             session=self._link.session,
@@ -955,7 +950,7 @@ class Session:
                 self.journal.note("notice", what="session lost", reason=notice.reason)
                 if self._link_down is None and self.state is not State.HOLD:
                     self._cancel_plan(f"session lost: {notice.reason}")
-                    self._raise_own(
+                    self._alarms.raise_own(
                         SESSION_LOST_KEY,
                         "high",
                         str(Reason.HOLD),
@@ -972,7 +967,7 @@ class Session:
             elif isinstance(notice, LinkRestored):
                 self.journal.note("notice", what="link restored", silent_s=notice.silent_for_s)
                 # still on hold: only the operator's resume re-attaches and re-syncs
-                self._own_condition_gone(LINK_LOST_KEY)
+                self._alarms.condition_gone(LINK_LOST_KEY)
             # AlarmRaised: the snapshot that follows shows it; alarms are handled there
 
     def _link_failure(self, reason: str, *, raise_alarm: bool = True) -> None:
@@ -983,7 +978,7 @@ class Session:
         self._cancel_plan(f"safety link lost: {reason}")
         self._drop_pending(self._pending, "safety link lost")
         if raise_alarm:
-            self._raise_own(
+            self._alarms.raise_own(
                 LINK_LOST_KEY,
                 "high",
                 str(Reason.PUMP_COMMS),
@@ -997,7 +992,7 @@ class Session:
         snapshot = self._snapshot
         if snapshot is None or self._link_down is not None:
             return
-        fresh_alarms = self._report_alarms(snapshot)
+        fresh_alarms = self._alarms.news(snapshot)
         state = self.state
         if state is State.HOLD:
             return  # only resume leaves hold
@@ -1011,7 +1006,7 @@ class Session:
             self._drop_pending(self._pending, "emergency stop")
             self._fire(Trigger.RESYNC, self._facts(snapshot))
             return
-        blocking = [a for a in fresh_alarms if _blocks(a)]
+        blocking = [a for a in fresh_alarms if blocks(a)]
         if blocking and self.machine.allowed(Trigger.ALARM_RAISED):
             self._cancel_plan("alarm: " + ", ".join(a.key for a in blocking))
             self._fire(Trigger.ALARM_RAISED, self._facts(snapshot))
@@ -1023,82 +1018,15 @@ class Session:
             self._cancel_plan("the pump is not running")
             self._fire(Trigger.RESYNC, self._facts(snapshot))
 
-    def _report_alarms(self, snapshot: Snapshot) -> list[AlarmView]:
-        """Journal and announce alarms that are new, or annunciate again; return them."""
-        fresh: list[AlarmView] = []
-        keys = set()
-        for alarm in snapshot.alarms:
-            keys.add(alarm.key)
-            before = self._alarm_acked.get(alarm.key)
-            self._alarm_acked[alarm.key] = alarm.acknowledged
-            if not alarm.acknowledged and (before is None or before):
-                fresh.append(alarm)
-        for key in list(self._alarm_acked):
-            if key not in keys:
-                del self._alarm_acked[key]
-        for alarm in fresh:
-            self.journal.note("alarm", source="safety", alarm=alarm)
-            self._announce(alarm)
-        return fresh
-
-    def _remember_acks(self, snapshot: Snapshot) -> None:
-        for alarm in snapshot.alarms:
-            self._alarm_acked[alarm.key] = alarm.acknowledged
-
-    def _announce(self, alarm: AlarmView) -> None:
-        for callback in list(self._alarm_callbacks):
-            try:
-                callback(alarm)
-            except Exception as exc:
-                log.error("alarm callback %r failed: %r", callback, exc)
-                self.journal.note("error", what="alarm callback failed", error=repr(exc))
-
-    def _raise_own(self, key: str, priority: str, reason: str, message: str) -> None:
-        existing = self._own.get(key)
-        alarm = AlarmView(
-            key=key,
-            priority=priority,
-            reason=reason,
-            message=message,
-            raised_at=self._clinical_stamp(),
-            active=True,
-            acknowledged=False,
-        )
-        if existing is not None and existing.active and not existing.acknowledged:
-            alarm = replace(alarm, raised_at=existing.raised_at)
-            self._own[key] = alarm
-            return
-        self._own[key] = alarm
-        self.journal.note("alarm", source="controller", alarm=alarm)
-        self._announce(alarm)
-
-    def _own_condition_gone(self, key: str) -> None:
-        alarm = self._own.get(key)
-        if alarm is None or not alarm.active:
-            return
-        if alarm.acknowledged:
-            del self._own[key]
-        else:
-            self._own[key] = replace(alarm, active=False)
-
-    def _acknowledge_own(self, keys: tuple[str, ...] | None) -> None:
-        for key, alarm in list(self._own.items()):
-            if keys is not None and key not in keys:
-                continue
-            if alarm.active:
-                self._own[key] = replace(alarm, acknowledged=True)
-            else:
-                del self._own[key]
-
     def _facts(self, snapshot: Snapshot, *, wean_before_stop: bool = False) -> Facts:
-        alarms = (*snapshot.alarms, *self._own.values())
+        alarms = (*snapshot.alarms, *self._alarms.own)
         return Facts(
             program=snapshot.program is not None,
             running=snapshot.running,
             has_run=any(p.rate_ml_h > 0 for p in snapshot.history),
             estopped=snapshot.estopped,
             hold=snapshot.hold or snapshot.uncertain or self._link_down is not None,
-            alarm=any(not a.acknowledged and _blocks(a) for a in alarms),
+            alarm=any(not a.acknowledged and blocks(a) for a in alarms),
             wean_before_stop=wean_before_stop,
         )
 
@@ -1115,7 +1043,7 @@ class Session:
             faults=change.faults,
         )
         if change.faults:
-            self._raise_own(
+            self._alarms.raise_own(
                 FAULT_KEY,
                 "medium",
                 "controller_fault",
@@ -1129,7 +1057,7 @@ class Session:
         drug: str,
         concentration: str,
         diluent: str,
-        weight_kg: Decimal | int | float | str | None,
+        weight_kg: Weight | None,
         profile: str | None,
         therapy: str | None,
     ) -> Outcome:
@@ -1147,7 +1075,15 @@ class Session:
         ):
             self._drain()
             self.machine.check(trigger)
-            spec = self._spec(drug, concentration, diluent, weight_kg, profile, therapy)
+            spec = program_spec(
+                self.library,
+                drug,
+                concentration,
+                diluent,
+                weight_kg=weight_kg,
+                profile=profile,
+                therapy=therapy,
+            )
             outcome = self._send(LoadProgram(spec))
             if not outcome.verdict.accepted:
                 raise Refused(outcome)
@@ -1155,68 +1091,6 @@ class Session:
             self._fire(trigger, self._facts(outcome.snapshot))
             self._reconcile()
             return outcome
-
-    def _spec(
-        self,
-        drug: str,
-        concentration: str,
-        diluent: str,
-        weight_kg: Decimal | int | float | str | None,
-        profile: str | None,
-        therapy: str | None,
-    ) -> ProgramSpec:
-        """The program, checked here first so a mistake names its field (S6 again at the
-        safety process)."""
-        try:
-            selection = self.library.select(drug, profile=profile, therapy=therapy)
-            weight = BodyWeight.parse(weight_kg) if weight_kg is not None else None
-            parsed = parse_concentration(concentration)
-            check_program(selection, parsed, parse_diluent(diluent), weight)
-        except UnitError as exc:
-            raise BadInput(exc.field, exc.detail) from None
-        except LookupProblem as exc:
-            raise BadInput(exc.field, exc.detail) from None
-        except DiluentError as exc:
-            raise BadInput("diluent", str(exc).removeprefix("diluent: ")) from None
-        except RuleRefusal as exc:
-            finding = exc.finding
-            raise ControllerError(
-                finding.message, code=str(finding.code), field=finding.field
-            ) from None
-        return ProgramSpec(
-            library_hash=self.library.content_hash,
-            drug=selection.drug_id,
-            profile=selection.profile_id,
-            therapy=selection.therapy_id,
-            concentration=concentration.strip(),
-            diluent=diluent.strip(),
-            weight_kg=weight.kg if weight is not None else None,
-        )
-
-    def _dose_value(self, dose: Dose, snapshot: Snapshot) -> Decimal:
-        """A dose in the program's unit: a number, or text with a unit ("8 mcg/min",
-        converted exactly; weight-based and absolute units never mix)."""
-        unit_text = snapshot.dose_unit
-        if snapshot.program is None or unit_text is None:
-            raise ControllerError("no program is loaded; program first", code="no_program")
-        try:
-            if isinstance(dose, str) and any(c.isalpha() for c in dose):
-                parsed = parse_dose(dose, "dose")
-                unit = parse_dose_unit(unit_text)
-                value = dose_in_unit(parsed, unit, snapshot.program.drug)
-                result = fraction_to_decimal(value, 9)
-            else:
-                result = to_decimal(dose, "dose")
-        except UnitError as exc:
-            raise BadInput(exc.field, exc.detail) from None
-        except RuleRefusal as exc:
-            raise BadInput("dose", exc.finding.message.removeprefix("refused: ")) from None
-        if result <= 0:
-            raise BadInput(
-                "dose",
-                f"{dose} is not a dose: give a positive number of {unit_text} (use stop to stop)",
-            )
-        return result
 
     @contextlib.contextmanager
     def _operator(self, action: str, **args: object) -> Iterator[None]:
@@ -1249,16 +1123,6 @@ class Session:
         return snapshot.clinical_time if snapshot is not None else 0.0
 
 
-def _blocks(alarm: AlarmView) -> bool:
-    """Does this alarm put the controller in ``alarm`` (plans stop, operator must ack)?
-
-    High priority ones (delivery is compromised: occlusion, pump stopped, comms, cap,
-    estop, controller lost) and the controller's own link and plan failures. Medium and
-    low ones (near empty, cap warning, accuracy) are announced and shown but do not
-    interrupt a plan: a cap warning says "wean now", it must not stop a wean."""
-    return alarm.priority == "high" or alarm.key in _BLOCKING_OWN
-
-
 def _signature(plan: Plan) -> tuple[tuple[str, Decimal | None, bool], ...]:
     return tuple((s.kind.value, s.dose, s.confirm_soft_limits) for s in plan.steps)
 
@@ -1267,56 +1131,3 @@ def _plan_record(plan: Plan) -> dict[str, object]:
     record: dict[str, object] = to_jsonable(plan)
     record["duration_s"] = plan.duration_s
     return record
-
-
-class Runner:
-    """Calls ``Session.service`` on a background thread (real-time benches).
-
-    Waits at most ``period_s`` real seconds between calls, less when a step falls due or
-    a notice arrives. An unexpected error is logged and raised as a controller alarm; the
-    runner keeps going (a dead runner would silently stop a plan, which holds the dose:
-    safe, but the operator must know)."""
-
-    def __init__(self, session: Session, period_s: float = 0.25) -> None:
-        if not period_s > 0:
-            raise ValueError(f"period_s must be > 0, got {period_s}")
-        self._session = session
-        self._period = period_s
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="controller-runner", daemon=True)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            wait = self._period
-            try:
-                due = self._session.service()
-                if due is not None:
-                    wait = min(wait, self._session.real_seconds(due))
-            except ControllerError as exc:
-                log.warning("runner: %s", exc.message)
-            except Exception as exc:
-                log.exception("runner: unexpected error")
-                with contextlib.suppress(Exception), self._session._lock:
-                    self._session._raise_own(
-                        FAULT_KEY, "medium", "controller_fault", f"background runner: {exc!r}"
-                    )
-                wait = max(wait, 1.0)
-            self._wake.wait(max(0.001, wait))
-            self._wake.clear()

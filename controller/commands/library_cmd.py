@@ -121,8 +121,10 @@ def run_show(args: argparse.Namespace) -> int:
     for pid, profile in profiles.items():
         if args.drug and pid not in wanted:
             continue
-        print(f"\n== {profile.display_name} [{pid}]  weight {num(profile.weight_kg.min)}-"
-              f"{num(profile.weight_kg.max)} kg ({profile.weight_kg.source})")
+        print(
+            f"\n== {profile.display_name} [{pid}]  weight {num(profile.weight_kg.min)}-"
+            f"{num(profile.weight_kg.max)} kg ({profile.weight_kg.source})"
+        )
         for did, drug in profile.drugs.items():
             if args.drug and wanted.get(pid) != did:
                 continue
@@ -132,8 +134,10 @@ def run_show(args: argparse.Namespace) -> int:
                 print(f"    advisory: {drug.advisory}")
             cap = drug.cumulative_cap
             if cap is not None:
-                print(f"    cumulative cap: {num(cap.amount)} {cap.unit} per {num(cap.window_h)} h"
-                      f"  [{cap.source}]")
+                print(
+                    f"    cumulative cap: {num(cap.amount)} {cap.unit} per {num(cap.window_h)} h"
+                    f"  [{cap.source}]"
+                )
             for tid, therapy in drug.therapies.items():
                 default = " (default)" if tid == drug.default_therapy else ""
                 print(f"\n    therapy {tid}{default}: {therapy.display_name}")
@@ -187,5 +191,3 @@ def _therapy_lines(t: Therapy) -> list[str]:
         if line:
             out.append("  " + line)
     return out
-
-

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from controller.alarm_desk import LINK_LOST_KEY, PLAN_REFUSED_KEY
 from controller.errors import (
     BadInput,
     ConfirmationRequired,
@@ -24,7 +25,7 @@ from controller.errors import (
 )
 from controller.machine import State, TransitionRefused
 from controller.planner import StepKind
-from controller.session import LINK_LOST_KEY, MAX_REPLANS, PLAN_REFUSED_KEY, Session
+from controller.session import MAX_REPLANS, Session
 from safety.ipc.local import LocalSafety
 from safety.journal import Journal
 from safety.kernel.model import ChangeDose, RequestBody, Verdict
