@@ -44,6 +44,9 @@ CONTROLLER_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     "safety.ipc.messages",
     "safety.ipc.link",
     "safety.ipc.client",
+    # the in-process link for one-process runs (scenario runner, tests): it builds the
+    # host core and the mock driver itself, lazily, so the controller never touches them
+    "safety.ipc.local",
     "safety.alarms",
     # what the safety process reports (snapshots, outcomes): plain values
     "safety.status",

@@ -31,7 +31,7 @@ from safety.kernel.state import ActiveProgram, KernelState, program_check
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
 from safety.rules import Finding, RuleRefusal, Severity, limit_findings, num
-from safety.units import UnitError
+from safety.units import DOSE_VALUE_MAX, UnitError
 
 
 def decide(
@@ -167,10 +167,12 @@ def _dose_change(
     start: bool,
 ) -> Verdict:
     unit = program.unit
-    if not dose_value.is_finite() or dose_value <= 0:
+    # Bounded before any exact arithmetic: Fraction(1E+999999999) would take hours.
+    if not dose_value.is_finite() or not (0 < dose_value <= DOSE_VALUE_MAX):
         return Verdict.refuse(
             Reason.BAD_INPUT,
-            f"refused: dose must be a positive number of {unit}; use stop to stop",
+            f"refused: dose must be a positive number of {unit}, at most {DOSE_VALUE_MAX}; "
+            "use stop to stop",
         )
     dose = Fraction(dose_value)
     therapy = program.therapy

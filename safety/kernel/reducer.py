@@ -81,9 +81,11 @@ def apply(
     if isinstance(event, ControllerLost):
         if not state.attached:
             return state
-        holding = (
-            f"holding {num(state.set_rate)} mL/h" if state.running else "the pump is stopped"
-        )
+        if not (state.running or state.expected_running):
+            # nothing is infusing: nothing to hold, nobody to alarm; changes still wait
+            # for a controller to attach
+            return replace(state, attached=False, hold=True)
+        holding = f"holding {num(state.set_rate)} mL/h"
         alarms = state.alarms.raised(
             "controller_lost",
             Reason.HOLD,
@@ -186,9 +188,21 @@ def _resumed(state: KernelState, event: Resumed) -> KernelState:
             + (f"now {num(reading.set_rate_ml_h)} mL/h" if reading.running else "now stopped"),
             t,
         ).condition_gone("resume_changed")
+    if reading.running:
+        # Unsupervised until a controller attaches: hold the rate, and tell people that
+        # the safety process itself went down (S11 applies as for a lost controller).
+        alarms = alarms.raised(
+            "safety_restarted",
+            Reason.HOLD,
+            Priority.HIGH,
+            f"the safety process restarted ({event.detail or 'resumed'}); holding "
+            f"{num(reading.set_rate_ml_h)} mL/h until a controller attaches",
+            t,
+        ).condition_gone("safety_restarted")
     s = replace(
         s,
         alarms=alarms,
+        hold=reading.running,
         expected_running=reading.running,
         expected_rate=reading.set_rate_ml_h,
         expected_cause="command" if same else "pump",

@@ -265,7 +265,12 @@ def test_kill_9_of_the_safety_process_resumes_without_touching_the_rate(
         with monitor(short_dir) as mon:
             snap = wait_for(lambda: read_back(mon), 5.0, "a read-back after restart")
             assert snap.running and snap.rate_ml_h == Decimal("37.5")
-            assert snap.mode == "infusing"
+            # nobody supervises until a controller attaches: hold, and say the safety
+            # process went down (high priority), without touching the pump
+            assert snap.mode == "hold"
+            assert any(
+                a.key == "safety_restarted" and a.priority == "high" for a in snap.alarms
+            )
             assert not any(a.key == "resume_changed" for a in snap.alarms)
             pump_after = send_control(control, {"query": "state"})["pump"]
             assert pump_after["running"] and pump_after["set_rate_ml_h"] == pytest.approx(37.5)

@@ -321,9 +321,15 @@ def test_missed_heartbeats_hold_and_the_client_learns_it(rig: ServerRig, spec: P
         RequestMessage(id=5, session=session, seq=1, expires_at=now() + 5, body=LoadProgram(spec))
     )
     assert raw.read_until(Reply).outcome.verdict.accepted
+    raw.send(
+        RequestMessage(
+            id=6, session=session, seq=2, expires_at=now() + 5, body=StartInfusion(Decimal(8))
+        )
+    )
+    assert raw.read_until(Reply).outcome.verdict.accepted
     snap = wait_for(rig.held, 5.0, "the heartbeat timeout")
     assert any(a.key == "controller_lost" and "heartbeat" in a.message for a in snap.alarms)
-    raw.send(Heartbeat(id=6, session=session))
+    raw.send(Heartbeat(id=7, session=session))
     assert raw.read_until(HeartbeatAck).ok is False
     raw.close()
 
