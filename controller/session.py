@@ -86,6 +86,7 @@ from controller.session_journal import SessionJournal, to_jsonable
 from controller.status_line import status_line
 from firmware_bridge.clock import Clock, MonotonicClock
 from safety.ipc.link import (
+    ControllerBusy,
     LinkDown,
     LinkRestored,
     Notice,
@@ -877,6 +878,12 @@ class Session:
     def _attach(self) -> Snapshot:
         try:
             snapshot = self._link.attach()
+        except ControllerBusy as exc:  # the link works; another controller holds the pump
+            raise ControllerError(
+                f"another controller is attached to the safety process ({exc}); it must "
+                "quit (or be lost) first",
+                code="controller_busy",
+            ) from None
         except SafetyLinkError as exc:
             self._link_failure(
                 f"{type(exc).__name__}: {exc}", raise_alarm=self._snapshot is not None

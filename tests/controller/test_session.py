@@ -18,6 +18,7 @@ from controller.alarm_desk import LINK_LOST_KEY, PLAN_REFUSED_KEY
 from controller.errors import (
     BadInput,
     ConfirmationRequired,
+    ControllerError,
     LinkUnavailable,
     PlanChanged,
     Refused,
@@ -494,3 +495,31 @@ def test_the_journal_survives_and_reads_back(
     for entry in journal.entries():
         json.loads(entry.payload)
     journal.close()
+
+
+def test_a_second_controller_is_told_another_one_is_attached(
+    local: LocalSafety, library: DrugLibrary, tmp_path: Path
+) -> None:
+    """Only one live controller: the real dispatcher refuses a second attach (here the
+    same in-process link attaches twice; a live first session is what counts)."""
+    first = Session.open(local, library, clinical=local.clinical)
+    _norepi(first)
+
+    class SecondLink:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(local, name)
+
+        @property
+        def session(self) -> str | None:
+            return local.session
+
+        def attach(self) -> Any:
+            from safety.ipc.link import ControllerBusy
+
+            raise ControllerBusy("safety process: a controller is attached")
+
+    with pytest.raises(ControllerError) as info:
+        Session.open(SecondLink(), library, clinical=local.clinical)
+    assert info.value.code == "controller_busy"
+    assert local.snapshot().running  # nothing happened to the infusion
+    first.close(hang_up=False)
