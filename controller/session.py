@@ -89,6 +89,7 @@ from safety.ipc.link import (
     ControllerBusy,
     LinkDown,
     LinkRestored,
+    NotAttached,
     Notice,
     SafetyLink,
     SafetyLinkError,
@@ -732,16 +733,13 @@ class Session:
 
     def _step_refused(self, active: _ActivePlan, step: PlanStep, outcome: Outcome) -> None:
         verdict = outcome.verdict
-        if verdict.reason in _HOLDING:
+        if verdict.reason is Reason.DELIVERY_UNCERTAIN:
+            # S10: the safety process reconciles by read-back; nothing is sent meanwhile
             self._cancel_plan(f"step {step.index} refused: {verdict.message}")
-            self._alarms.raise_own(
-                SESSION_LOST_KEY,
-                "high",
-                str(verdict.reason),
-                f"the safety process refuses orders from this session ({verdict.message}); "
-                "nothing more is sent: resume to re-attach",
-            )
             self._fire(Trigger.SAFETY_HOLD)
+            return
+        if verdict.reason in _HOLDING:
+            self._session_lost(verdict.message)
             return
         explanation = verdict.message
         if verdict.reason in _REPLANNABLE and active.replans < MAX_REPLANS:
@@ -852,6 +850,13 @@ class Session:
             ) from None
         try:
             outcome = self._link.request(body)
+        except NotAttached as exc:
+            self._session_lost(str(exc))
+            raise ControllerError(
+                f"the safety process does not know this session ({exc}); nothing was sent; "
+                "resume to re-attach",
+                code="session_lost",
+            ) from None
         except SafetyLinkError as exc:
             self._link_failure(f"{type(exc).__name__}: {exc}")
             hint = " (use the hardware stop button)" if isinstance(body, EmergencyStop) else ""
@@ -955,17 +960,7 @@ class Session:
                 self._take(notice.snapshot)
             elif isinstance(notice, SessionLost):
                 self.journal.note("notice", what="session lost", reason=notice.reason)
-                if self._link_down is None and self.state is not State.HOLD:
-                    self._cancel_plan(f"session lost: {notice.reason}")
-                    self._alarms.raise_own(
-                        SESSION_LOST_KEY,
-                        "high",
-                        str(Reason.HOLD),
-                        f"the safety process no longer counts this controller as attached "
-                        f"({notice.reason}): it holds the last verified rate and refuses "
-                        "changes; resume to re-attach",
-                    )
-                    self._fire(Trigger.SAFETY_HOLD)
+                self._session_lost(notice.reason)
             elif isinstance(notice, LinkDown):
                 self.journal.note(
                     "notice", what="link down", reason=notice.reason, final=notice.final
@@ -976,6 +971,23 @@ class Session:
                 # still on hold: only the operator's resume re-attaches and re-syncs
                 self._alarms.condition_gone(LINK_LOST_KEY)
             # AlarmRaised: the snapshot that follows shows it; alarms are handled there
+
+    def _session_lost(self, why: str) -> None:
+        """The safety process no longer takes orders from this session (it missed our
+        heartbeats, restarted, or another controller attached): hold, alarm, send nothing
+        more until ``resume`` re-attaches."""
+        if self._link_down is not None or self.state is State.HOLD:
+            return
+        self._cancel_plan(f"session lost: {why}")
+        self._drop_pending(self._pending, "session lost")
+        self._alarms.raise_own(
+            SESSION_LOST_KEY,
+            "high",
+            str(Reason.HOLD),
+            f"the safety process no longer takes orders from this controller ({why}): it "
+            "holds the last verified rate; nothing more is sent; resume to re-attach",
+        )
+        self._fire(Trigger.SAFETY_HOLD)
 
     def _link_failure(self, reason: str, *, raise_alarm: bool = True) -> None:
         """The safety process is unreachable: own high alarm, hold, send nothing more."""
@@ -1003,10 +1015,17 @@ class Session:
         state = self.state
         if state is State.HOLD:
             return  # only resume leaves hold
-        if snapshot.hold or snapshot.uncertain:
-            why = "holds (controller lost)" if snapshot.hold else "has an uncertain command"
-            self._cancel_plan(f"the safety process {why}")
+        if snapshot.hold:
+            self._session_lost("it lost this controller's heartbeat and holds the rate")
+            return
+        if snapshot.uncertain:
+            self._cancel_plan("the safety process has an uncertain command (S10)")
             self._fire(Trigger.SAFETY_HOLD)
+            return
+        ours = self._link.session
+        if not snapshot.attached or (ours is not None and snapshot.session != ours):
+            why = "it restarted" if not snapshot.attached else "another controller attached"
+            self._session_lost(why)
             return
         if snapshot.estopped and state is not State.EMERGENCY_STOPPED:
             self._cancel_plan("emergency stop (at the safety process)")
@@ -1018,10 +1037,7 @@ class Session:
             self._cancel_plan("alarm: " + ", ".join(a.key for a in blocking))
             self._fire(Trigger.ALARM_RAISED, self._facts(snapshot))
             return
-        running_states = (State.INFUSING, *_PLAN_STATES)
-        if state in running_states and not snapshot.running and self._active is None:
-            self._fire(Trigger.RESYNC, self._facts(snapshot))
-        elif state in running_states and not snapshot.running:
+        if state in (State.INFUSING, *_PLAN_STATES) and not snapshot.running:
             self._cancel_plan("the pump is not running")
             self._fire(Trigger.RESYNC, self._facts(snapshot))
 

@@ -523,3 +523,29 @@ def test_a_second_controller_is_told_another_one_is_attached(
     assert info.value.code == "controller_busy"
     assert local.snapshot().running  # nothing happened to the infusion
     first.close(hang_up=False)
+
+
+def test_a_safety_process_restart_is_a_lost_session_then_a_resync(
+    library: DrugLibrary, tmp_path: Path
+) -> None:
+    link = LocalSafety(library=library, journal_path=tmp_path / "safety.sqlite")
+    try:
+        session = Session.open(link, library, clinical=link.clinical)
+        _norepi(session)
+        drive(link, session, 60)
+        rate = link.snapshot().rate_ml_h
+        link.restart()  # journal replay; the pump untouched
+        session.service()
+        assert _state(session) is State.HOLD
+        assert any(a.key == "controller:session_lost" for a in session.alarms())
+        with pytest.raises(TransitionRefused):
+            session.titrate_to(10)
+        decided = len(_safety_requests(link))
+        assert session.resume() is State.ALARM  # the session-lost alarm to acknowledge
+        assert link.snapshot().rate_ml_h == rate
+        assert len(_safety_requests(link)) == decided  # re-attaching sent nothing
+        session.acknowledge()
+        assert _state(session) is State.INFUSING and session.status().dose == Decimal(8)
+        session.close(hang_up=False)
+    finally:
+        link.close()
