@@ -13,25 +13,20 @@ controller would leave a running infusion unsupervised. ``SafetyChild.stop()`` e
 
 from __future__ import annotations
 
-import contextlib
 import os
-import selectors
-import signal
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from controller.bench import Bench, load_bench
 from controller.errors import ControllerError, LinkUnavailable
 from controller.planner import PlannerSettings
 from controller.session import Session
 from firmware_bridge.clock import Clock, clock_from_spec
+from safety.ipc import client
 from safety.ipc.client import SafetyClient
-from safety.ipc.link import SafetyLinkError, SafetyUnavailable
+from safety.ipc.link import SafetyLinkError, SafetyStartFailed, SafetyUnavailable
 from safety.library import LibraryError, load_library
 
 #: how long a safety process may take to become ready (journal replay, pump connect)
@@ -111,29 +106,31 @@ def connect(
 
 @dataclass
 class SafetyChild:
-    """A safety process this controller started."""
+    """A safety process this controller started (``safety.ipc.client``'s child handle,
+    with where its log goes)."""
 
-    process: subprocess.Popen[str]
-    socket: Path
+    child: client.SafetyChild
     log_path: Path
 
     @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.child.process
+
+    @property
+    def socket(self) -> Path:
+        return Path(self.child.socket_path)
+
+    @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.child.process.pid
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.child.process.poll() is None
 
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGTERM (a clean shutdown that leaves the pump as it is), then wait."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                return None
-        return self.process.returncode
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGTERM (a clean shutdown that leaves the pump as it is), SIGKILL after
+        ``timeout_s``; the exit status."""
+        return self.child.stop(timeout_s)
 
 
 def start_safety(
@@ -143,69 +140,22 @@ def start_safety(
     log_path: str | os.PathLike[str] | None = None,
     python: str = sys.executable,
 ) -> SafetyChild:
-    """Start ``python -m safety --config FILE``; return once it prints ``ready <socket>``.
-
-    Its log (stderr) goes to ``log_path`` (default ``safety.log`` beside its journal)."""
+    """Start ``python -m safety --config FILE`` (``safety.ipc.client.start_safety_process``:
+    its own process group, waits for ``ready <socket>``). Its log (stderr) goes to
+    ``log_path``, default ``safety.log`` beside its journal."""
     bench = load_bench(config)
     log = Path(log_path) if log_path is not None else bench.safety_journal.parent / "safety.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [python, "-m", "safety", "--config", str(bench.config.resolve())]
-    with log.open("a", encoding="utf-8") as log_file:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-    assert process.stdout is not None
-    try:
-        socket = _wait_ready(process, process.stdout, timeout_s)
-    except ControllerError as exc:
-        if process.poll() is None:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
-        raise ControllerError(
-            f"{exc.message}; its log: {log}\n{_tail(log)}", code=exc.code
-        ) from None
-    threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
-    return SafetyChild(process, Path(socket), log)
-
-
-def _wait_ready(process: subprocess.Popen[str], stdout: IO[str], timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as selector:
-        selector.register(stdout, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ControllerError(
-                    f"the safety process was not ready within {timeout_s:.0f} s",
-                    code="safety_not_ready",
-                )
-            if not selector.select(min(left, 0.5)):
-                if process.poll() is not None:
-                    break
-                continue
-            line = stdout.readline()
-            if not line:
-                break
-            if line.startswith("ready "):
-                return line.removeprefix("ready ").strip()
-    process.wait(5)
-    raise ControllerError(
-        f"the safety process exited with status {process.returncode} before it was ready",
-        code="safety_not_ready",
-    )
-
-
-def _drain(stream: IO[str]) -> None:
-    """Keep reading the child's stdout so it can never block on a full pipe."""
-    with contextlib.suppress(OSError, ValueError):
-        for _ in stream:
-            pass
+    with log.open("ab") as log_file:
+        try:
+            child = client.start_safety_process(
+                bench.config.resolve(), python=python, timeout_s=timeout_s, stderr=log_file.fileno()
+            )
+        except SafetyStartFailed as exc:
+            raise ControllerError(
+                f"{exc}; its log: {log}\n{_tail(log)}", code="safety_not_ready"
+            ) from None
+    return SafetyChild(child, log)
 
 
 def _tail(path: Path, lines: int = 8) -> str:
