@@ -1016,7 +1016,7 @@ class Session:
         if state is State.HOLD:
             return  # only resume leaves hold
         if snapshot.hold:
-            self._session_lost("it lost this controller's heartbeat and holds the rate")
+            self._session_lost("it is holding: it lost this controller, or it restarted")
             return
         if snapshot.uncertain:
             self._cancel_plan("the safety process has an uncertain command (S10)")
