@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller.commands import calc, library_cmd, run
+from controller.commands import calc, emulate, library_cmd, run
 from controller.commands.output import EXIT_BAD_INPUT, CommandError, report_error
 
 
@@ -31,12 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     calc.add_parser(sub)
     library_cmd.add_parser(sub)
     run.add_parser(sub)
+    emulate.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args_list
+    if args_list[:1] == ["emulate"]:
+        # every argument belongs to the emulator, --help included (argparse's REMAINDER
+        # would take a leading option for pumpctl's own)
+        return emulate.run(argparse.Namespace(args=args_list[1:]))
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
