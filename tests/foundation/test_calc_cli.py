@@ -324,7 +324,7 @@ def test_vasopressin_in_saline_is_allowed(capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.parametrize(
     "argv",
     [
-        ["norepinephrine", "--dose", "8 mcg/min", "--concentration", "8 mg/250 mL"],
+        ["norepinephrine", "--dose", "8 mcg/min", "--concentration", "6 mg/250 mL"],
         ["norepinephrine", "--dose", "8 mcg/min", "--concentration", "4 mcg/250 mL"],
         ["norepinephrine", "--dose", "8 mcg/min", "--concentration", "20 units/100 mL"],
         [

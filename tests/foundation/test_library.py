@@ -117,7 +117,8 @@ def test_norepinephrine_adult_standard(library: DrugLibrary) -> None:
         Decimal(12),
     )  # rescue start 8-12
     strengths = {parse_concentration(c.strength or "").base_per_ml() for c in t.concentrations}
-    assert strengths == {Fraction(4), Fraction(16)}  # 4 and 16 mcg/mL
+    # 4 and 16 mcg/mL from the seeds; 32 mcg/mL for fluid restriction (project choice)
+    assert strengths == {Fraction(4), Fraction(16), Fraction(32)}
     for entry in t.concentrations:
         assert entry.diluents
         assert all(d.contains_dextrose for d in entry.diluents), entry
