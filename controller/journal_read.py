@@ -1,0 +1,590 @@
+"""Reading both journals (safety process and controller), merged by clinical time.
+
+Read-only and safe on a live journal: each file is opened with SQLite's ``mode=ro``
+(``safety.journal.open_readonly``), so a reader can never write, lock or roll back the
+journal of a running process.
+
+The safety process journals *kernel events* (``safety.kernel.codec``); it does not
+journal its alarms as such, because they are derived state: replaying the events
+through the kernel's own reducer (``safety.kernel.reducer.apply``, pure) rebuilds the
+alarm book at every instant, exactly as the safety process rebuilds it after a restart.
+``replay_safety`` does that and reports each alarm as it is raised and cleared, and the
+kernel's state at any instants asked for (the scenario runner's state expectations).
+
+The controller journals its own entries (``controller.session_journal``): operator
+actions, plans, confirmations, requests and outcomes, state changes, alarms, link notices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from safety.journal import open_readonly
+from safety.kernel.codec import decode_event
+from safety.kernel.config import KernelConfig
+from safety.kernel.model import (
+    AcknowledgeAlarms,
+    AlarmsAcknowledged,
+    ChangeDose,
+    CommandFailed,
+    CommandIssued,
+    CommsFailed,
+    ControllerAttached,
+    ControllerLost,
+    EmergencyStop,
+    EmergencyStopRaised,
+    Event,
+    LoadProgram,
+    ProgramLoaded,
+    ProgramSpec,
+    ReadbackReceived,
+    RequestBody,
+    RequestDecided,
+    Resumed,
+    SetInterlock,
+    SetRate,
+    StartInfusion,
+    StartPump,
+    StopPump,
+    Ticked,
+)
+from safety.kernel.reducer import apply
+from safety.kernel.state import ActiveProgram, KernelState, program_check
+from safety.library import DiluentError, DrugLibrary, LookupProblem
+from safety.rules import RuleRefusal, num
+from safety.units import UnitError
+
+#: file names the bench uses (controller.connect, pumpctl demo, scenario runs)
+SAFETY_NAME = "safety-journal.sqlite"
+CONTROLLER_NAME = "controller-journal.sqlite"
+
+
+class JournalReadError(Exception):
+    """A journal that cannot be found or read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    id: int
+    wall: float
+    clinical: float
+    liveness: float
+    process: str
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the merged timeline. ``derived`` rows (alarms raised and cleared in
+    the safety process) are rebuilt by replay; they have no journal id."""
+
+    clinical: float
+    wall: float
+    process: str
+    id: int | None
+    kind: str
+    summary: str
+    payload: dict[str, Any]
+    derived: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "clinical_s": self.clinical,
+            "wall": self.wall,
+            "process": self.process,
+            "id": self.id,
+            "kind": self.kind,
+            "summary": self.summary,
+            "derived": self.derived,
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True)
+class AlarmMark:
+    """An alarm raised (or cleared) at ``time`` (clinical s)."""
+
+    time: float
+    wall: float
+    key: str
+    priority: str
+    reason: str
+    message: str
+    source: str  # "safety" or "controller"
+    event: str = "raised"  # or "cleared"
+
+
+@dataclass
+class SafetyReplay:
+    """The safety kernel's alarm history and state, rebuilt from its journal."""
+
+    alarms: list[AlarmMark] = field(default_factory=list)
+    states: dict[float, KernelState] = field(default_factory=dict)
+    final: KernelState = field(default_factory=KernelState)
+    problem: str | None = None  # why the replay stopped early (a foreign library)
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class JournalFiles:
+    safety: Path | None
+    controller: Path | None
+
+
+def locate(
+    safety: str | Path | None = None,
+    controller: str | Path | None = None,
+    directory: str | Path | None = None,
+) -> JournalFiles:
+    """Which journals to read: given files, or the bench's names inside ``directory``."""
+    s = Path(safety) if safety is not None else None
+    c = Path(controller) if controller is not None else None
+    if directory is not None:
+        d = Path(directory)
+        if not d.is_dir():
+            raise JournalReadError(f"--dir {d}: not a directory")
+        if s is None and (d / SAFETY_NAME).exists():
+            s = d / SAFETY_NAME
+        if c is None and (d / CONTROLLER_NAME).exists():
+            c = d / CONTROLLER_NAME
+        if s is None and c is None:
+            raise JournalReadError(
+                f"--dir {d}: neither {SAFETY_NAME} nor {CONTROLLER_NAME} is there"
+            )
+    if s is None and c is None:
+        raise JournalReadError("give --safety FILE, --controller FILE or --dir DIR")
+    for path in (s, c):
+        if path is not None and not path.is_file():
+            raise JournalReadError(f"{path}: no such journal file")
+    return JournalFiles(s, c)
+
+
+def read_raw(path: str | Path) -> list[RawEntry]:
+    """Every entry of one journal, oldest first (read-only)."""
+    try:
+        db = open_readonly(path)
+        try:
+            rows = db.execute(
+                "SELECT id, wall, clinical, liveness, process, kind, payload FROM entries "
+                "ORDER BY id"
+            ).fetchall()
+        finally:
+            db.close()
+    except Exception as exc:  # sqlite3.Error, or not a database at all
+        raise JournalReadError(f"{path}: not a readable pumpctl journal ({exc})") from None
+    out: list[RawEntry] = []
+    for ident, wall, clinical, liveness, process, kind, payload in rows:
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError:
+            data = {"unparsed": payload}
+        if not isinstance(data, dict):
+            data = {"value": data}
+        out.append(RawEntry(ident, wall, clinical, liveness, process, kind, data))
+    return out
+
+
+def decode_safety(entries: Iterable[RawEntry]) -> list[tuple[RawEntry, Event]]:
+    """The safety journal's entries with their kernel events."""
+    out: list[tuple[RawEntry, Event]] = []
+    for entry in entries:
+        try:
+            out.append((entry, decode_event(json.dumps(entry.payload))))
+        except ValidationError:
+            raise JournalReadError(
+                f"safety journal entry {entry.id} ({entry.kind}) is not a kernel event; "
+                "is this a controller journal? (use --controller for it)"
+            ) from None
+    return out
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def replay_safety(
+    events: Sequence[tuple[RawEntry, Event]],
+    library: DrugLibrary,
+    config: KernelConfig | None = None,
+    at: Iterable[float] = (),
+) -> SafetyReplay:
+    """Fold the events through the kernel's reducer: alarms as raised and cleared, and the
+    state in force at each instant of ``at`` (the last event at or before it)."""
+    config = config or KernelConfig()
+    wanted = sorted(set(at))
+    result = SafetyReplay()
+    state = KernelState()
+    w = 0
+    for entry, event in events:
+        t = event.now.clinical
+        while w < len(wanted) and wanted[w] < t:
+            result.states[wanted[w]] = state
+            w += 1
+        try:
+            after = apply(library, config, state, event)
+        except (RuleRefusal, UnitError, DiluentError, LookupProblem) as exc:
+            result.problem = (
+                f"entry {entry.id} cannot be replayed with this drug library ({exc}); alarms "
+                "and states after it are not shown"
+            )
+            break
+        result.alarms += _alarm_changes(state, after, t, entry.wall)
+        state = after
+    for rest in wanted[w:]:
+        result.states[rest] = state
+    result.final = state
+    return result
+
+
+def _alarm_changes(
+    before: KernelState, after: KernelState, t: float, wall: float
+) -> list[AlarmMark]:
+    marks: list[AlarmMark] = []
+    old = {a.key: a for a in before.alarms.alarms}
+    new = {a.key: a for a in after.alarms.alarms}
+    for key, alarm in new.items():
+        prev = old.get(key)
+        if prev is None or (alarm.active and not prev.active):
+            marks.append(
+                AlarmMark(
+                    t,
+                    wall,
+                    key,
+                    alarm.priority.word,
+                    str(alarm.reason),
+                    alarm.message,
+                    "safety",
+                )
+            )
+        if not alarm.active and (prev is None or prev.active):
+            marks.append(
+                AlarmMark(
+                    t, wall, key, alarm.priority.word, str(alarm.reason), "", "safety", "cleared"
+                )
+            )
+    for key, alarm in old.items():
+        if key not in new and alarm.active:
+            marks.append(
+                AlarmMark(
+                    t, wall, key, alarm.priority.word, str(alarm.reason), "", "safety", "cleared"
+                )
+            )
+    return marks
+
+
+def controller_alarms(entries: Iterable[RawEntry]) -> list[AlarmMark]:
+    """The controller's own alarms, as its journal recorded them."""
+    marks: list[AlarmMark] = []
+    for e in entries:
+        if e.kind != "alarm" or e.payload.get("source") != "controller":
+            continue
+        alarm = e.payload.get("alarm") or {}
+        marks.append(
+            AlarmMark(
+                float(alarm.get("raised_at", e.clinical)),
+                e.wall,
+                str(alarm.get("key", "?")),
+                str(alarm.get("priority", "?")),
+                str(alarm.get("reason", "")),
+                str(alarm.get("message", "")),
+                "controller",
+            )
+        )
+    return marks
+
+
+def machine_states(entries: Iterable[RawEntry]) -> list[tuple[float, str]]:
+    """(clinical s, state) each time the controller's machine changed state."""
+    out: list[tuple[float, str]] = []
+    for e in entries:
+        if e.kind == "transition":
+            dest = str(e.payload.get("dest", "?"))
+            if not out or out[-1][1] != dest:
+                out.append((e.clinical, dest))
+    return out
+
+
+def state_at(states: Sequence[tuple[float, str]], t: float, default: str = "idle") -> str:
+    current = default
+    for when, state in states:
+        if when > t:
+            break
+        current = state
+    return current
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+class _Programs:
+    def __init__(self, library: DrugLibrary | None) -> None:
+        self.library = library
+        self.current: ActiveProgram | None = None
+
+    def load(self, event: ProgramLoaded) -> None:
+        if self.library is None:
+            return
+        try:
+            check = program_check(self.library, event.spec)
+        except (RuleRefusal, UnitError, DiluentError, LookupProblem):
+            self.current = None
+            return
+        self.current = ActiveProgram(event.spec, check, event.now.clinical, 0.0)
+
+    def dose(self, rate: Decimal) -> str:
+        program = self.current
+        if program is None:
+            return ""
+        return f" ({num(program.dose(rate), 4)} {program.unit})"
+
+
+def _spec(s: ProgramSpec) -> str:
+    weight = f", {num(s.weight_kg)} kg" if s.weight_kg is not None else ""
+    return f"{s.drug} {s.profile}/{s.therapy} {s.concentration} in {s.diluent}{weight}"
+
+
+def _body(body: RequestBody) -> str:
+    if isinstance(body, LoadProgram):
+        return f"load_program {_spec(body.spec)}"
+    if isinstance(body, StartInfusion | ChangeDose):
+        soft = " (soft limits confirmed)" if body.confirm_soft_limits else ""
+        return f"{body.kind} {num(body.dose)}{soft}"
+    if isinstance(body, EmergencyStop):
+        return f"emergency_stop ({body.source})"
+    if isinstance(body, AcknowledgeAlarms):
+        return "acknowledge " + ("all" if body.keys is None else ", ".join(body.keys))
+    return body.kind
+
+
+def _action(action: SetRate | StartPump | StopPump | SetInterlock, programs: _Programs) -> str:
+    if isinstance(action, SetRate):
+        return f"set_rate {num(action.rate_ml_h)} mL/h{programs.dose(action.rate_ml_h)}"
+    if isinstance(action, SetInterlock):
+        return "interlock " + (
+            "closed (pump enabled)" if action.pump_enabled else "OPEN (pump cut)"
+        )
+    return action.kind
+
+
+def safety_rows(
+    events: Sequence[tuple[RawEntry, Event]],
+    library: DrugLibrary | None,
+    replay: SafetyReplay | None,
+) -> list[Row]:
+    programs = _Programs(library)
+    rows: list[Row] = []
+    for entry, event in events:
+        summary = _safety_summary(event, programs)
+        rows.append(
+            Row(entry.clinical, entry.wall, "safety", entry.id, entry.kind, summary, entry.payload)
+        )
+    if replay is not None:
+        for mark in replay.alarms:
+            if mark.event == "raised":
+                text = f"ALARM {mark.priority} {mark.key}: {mark.message}"
+                kind = "alarm_raised"
+            else:
+                text = f"alarm cleared: {mark.key}"
+                kind = "alarm_cleared"
+            rows.append(
+                Row(
+                    mark.time,
+                    mark.wall,
+                    "safety",
+                    None,
+                    kind,
+                    text,
+                    {
+                        "key": mark.key,
+                        "priority": mark.priority,
+                        "reason": mark.reason,
+                        "message": mark.message,
+                    },
+                    derived=True,
+                )
+            )
+    return rows
+
+
+def _safety_summary(event: Event, programs: _Programs) -> str:
+    if isinstance(event, ProgramLoaded):
+        programs.load(event)
+        return f"program loaded: {_spec(event.spec)}"
+    if isinstance(event, RequestDecided):
+        verdict = "accepted" if event.accepted else f"REFUSED {event.reason}"
+        return f"request {_body(event.body)} -> {verdict}"
+    if isinstance(event, CommandIssued):
+        return f"command {_action(event.action, programs)} [{event.cause}]"
+    if isinstance(event, CommandFailed):
+        return f"command FAILED {_action(event.action, programs)}: {event.failure}: {event.detail}"
+    if isinstance(event, ReadbackReceived):
+        r = event.reading
+        state = (
+            f"running {num(r.set_rate_ml_h)} mL/h{programs.dose(r.set_rate_ml_h)}"
+            if r.running
+            else "stopped"
+        )
+        alarms = f" [pump: {', '.join(r.alarms)}]" if r.alarms else ""
+        return f"read-back: {state}{alarms}"
+    if isinstance(event, CommsFailed):
+        return f"pump comms FAILED: {event.detail}"
+    if isinstance(event, ControllerAttached):
+        return f"controller attached (session {event.session})"
+    if isinstance(event, ControllerLost):
+        return f"controller LOST ({event.why})"
+    if isinstance(event, EmergencyStopRaised):
+        return f"EMERGENCY STOP ({event.source})"
+    if isinstance(event, AlarmsAcknowledged):
+        keys = "all" if event.keys is None else ", ".join(event.keys)
+        return f"alarms acknowledged: {keys}"
+    if isinstance(event, Ticked):
+        return "tick"
+    assert isinstance(event, Resumed)
+    if event.reading is None:
+        return f"safety process started: pump not reachable ({event.detail})"
+    r = event.reading
+    pump = f"running {num(r.set_rate_ml_h)} mL/h" if r.running else "stopped"
+    return f"safety process started (journal replayed): pump {pump}"
+
+
+def controller_rows(entries: Iterable[RawEntry]) -> list[Row]:
+    return [
+        Row(e.clinical, e.wall, "controller", e.id, e.kind, _controller_summary(e), e.payload)
+        for e in entries
+    ]
+
+
+def _controller_summary(e: RawEntry) -> str:
+    p = e.payload
+    kind = e.kind
+    if kind == "attached":
+        return f"attached to the safety process (session {p.get('session')}, mode {p.get('mode')})"
+    if kind == "action":
+        args = " ".join(
+            f"{k}={v}"
+            for k, v in p.items()
+            if k not in ("action", "state") and v not in (None, False)
+        )
+        return f"operator: {p.get('action')} {args}".rstrip()
+    if kind == "plan":
+        plan = p.get("plan") or {}
+        target = plan.get("target")
+        goal = (
+            f"{plan.get('kind')} {plan.get('start_dose')} -> {'stop' if target is None else target}"
+        )
+        if not plan.get("reachable", True):
+            return f"plan {goal}: UNREACHABLE ({plan.get('code')}): {plan.get('problem')}"
+        steps = plan.get("steps") or []
+        again = f" (re-planned after {p['replanned_after']})" if p.get("replanned_after") else ""
+        duration = _hms(float(plan.get("duration_s") or 0))
+        return f"plan {goal}: {len(steps)} step(s) over {duration}{again}"
+    if kind == "confirm":
+        soft = " with the soft-limit override" if p.get("soft_limits") else ""
+        return f"operator confirmed {p.get('trigger')}{soft}"
+    if kind == "cancel":
+        return f"plan ended: {p.get('why')}"
+    if kind == "request":
+        body = p.get("body") or {}
+        extra = f" {body['dose']}" if "dose" in body else ""
+        return f"request {body.get('kind')}{extra}"
+    if kind == "outcome":
+        verdict = "accepted" if p.get("accepted") else f"REFUSED {p.get('reason')}"
+        return f"outcome {p.get('request')}: {verdict}: {p.get('message')} [{p.get('execution')}]"
+    if kind == "transition":
+        return f"state {p.get('source')} -> {p.get('dest')} ({p.get('trigger')})"
+    if kind == "alarm":
+        alarm = p.get("alarm") or {}
+        who = "controller" if p.get("source") == "controller" else "seen from safety"
+        return f"ALARM {alarm.get('priority')} {alarm.get('key')} ({who}): {alarm.get('message')}"
+    if kind == "notice":
+        rest = ", ".join(f"{k}={v}" for k, v in p.items() if k != "what")
+        return f"link: {p.get('what')} ({rest})"
+    if kind == "error":
+        where = f" [{p.get('field')}]" if p.get("field") else ""
+        return f"REFUSED {p.get('action')}: {p.get('code')}{where}: {p.get('message')}"
+    return f"{kind}: {json.dumps(p, sort_keys=True)[:200]}"
+
+
+def merged(rows: Iterable[Row]) -> list[Row]:
+    """One timeline: clinical time first, then the order things were written."""
+    return sorted(rows, key=lambda r: (r.clinical, r.wall, r.process != "controller", r.id or 0))
+
+
+def condensed(rows: Sequence[Row], *, both: bool) -> list[Row]:
+    """What ``journal show`` prints: read-backs only when something changed, no ticks, and
+    when both journals are read, the controller's copies of requests and outcomes and of
+    the safety process's alarms left out (the safety journal has the originals)."""
+    out: list[Row] = []
+    last_reading: tuple[Any, ...] | None = None
+    for row in rows:
+        if row.process == "safety":
+            if row.kind == "ticked":
+                continue
+            if row.kind == "readback":
+                reading = row.payload.get("reading") or {}
+                key = (
+                    reading.get("running"),
+                    reading.get("set_rate_ml_h"),
+                    tuple(reading.get("alarms") or ()),
+                )
+                if key == last_reading:
+                    continue
+                last_reading = key
+        elif both:
+            if row.kind in ("request", "outcome"):
+                continue
+            if row.kind == "alarm" and row.payload.get("source") != "controller":
+                continue
+            if row.kind == "transition" and row.payload.get("source") == row.payload.get("dest"):
+                continue
+        out.append(row)
+    return out
+
+
+def _hms(seconds: float) -> str:
+    sign = "-" if seconds < 0 else ""
+    total = round(abs(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{sign}{hours}:{minutes:02d}:{secs:02d}"
+
+
+def format_time(seconds: float) -> str:
+    """Clinical time as h:mm:ss (negative before the run's time zero)."""
+    if not math.isfinite(seconds):
+        return str(seconds)
+    return _hms(seconds)
+
+
+__all__ = [
+    "CONTROLLER_NAME",
+    "SAFETY_NAME",
+    "AlarmMark",
+    "JournalFiles",
+    "JournalReadError",
+    "RawEntry",
+    "Row",
+    "SafetyReplay",
+    "condensed",
+    "controller_alarms",
+    "controller_rows",
+    "decode_safety",
+    "format_time",
+    "locate",
+    "machine_states",
+    "merged",
+    "read_raw",
+    "replay_safety",
+    "safety_rows",
+    "state_at",
+]
