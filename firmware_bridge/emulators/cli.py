@@ -28,6 +28,7 @@ from firmware_bridge.emulators.endpoints import (
     TcpEndpoint,
 )
 from firmware_bridge.emulators.handler import WireHandler
+from firmware_bridge.emulators.pacing import MAX_PACE_BAUD, MIN_PACE_BAUD
 from firmware_bridge.emulators.serial_line import SerialLine
 from firmware_bridge.emulators.syringe_match import syringe_for_bore
 from firmware_bridge.emulators.truth_log import TruthLogWriter
@@ -74,6 +75,13 @@ def _parser() -> _Parser:
     which.add_argument("--diameter", type=float, metavar="MM", help="syringe inner diameter")
     p.add_argument("--volume", type=float, metavar="ML", help="volume loaded in the syringe")
     p.add_argument("--baud", type=int, help="baud rate")
+    p.add_argument(
+        "--pace-baud",
+        type=int,
+        metavar="N",
+        help="ne1000/harvard: write replies at N baud (8N1) instead of at once, after the "
+        "request's own wire time (benchmarks against the wire time); off by default",
+    )
     p.add_argument("--faults", metavar="SPEC", help="faults at start, e.g. 'delay=0.2,stall'")
     p.add_argument("--control", metavar="SOCKETPATH", help="runtime control channel socket")
     p.add_argument("--truth-log", metavar="PATH", help="ground-truth JSON-lines log")
@@ -117,6 +125,13 @@ def _validate(ns: argparse.Namespace) -> None:
     if ns.baud is not None and ns.baud not in BAUDS[proto]:
         allowed = ", ".join(str(b) for b in BAUDS[proto])
         raise UsageError(f"--baud: {proto} supports {allowed}; got {ns.baud}")
+    if ns.pace_baud is not None:
+        if proto == "modbus":
+            raise UsageError("--pace-baud: only the ne1000 and harvard emulators pace replies")
+        if not (MIN_PACE_BAUD <= ns.pace_baud <= MAX_PACE_BAUD):
+            raise UsageError(
+                f"--pace-baud: must be {MIN_PACE_BAUD}-{MAX_PACE_BAUD} bits/s, got {ns.pace_baud}"
+            )
     if ns.map is not None and proto != "modbus":
         raise UsageError("--map: only the modbus emulator takes a register map")
     if ns.link is not None and (ns.port or ns.tcp or proto == "modbus"):
@@ -206,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
         handler = _handler(ns, pump)
         endpoint = _endpoint(ns)
-        line = SerialLine(handler, endpoint, wire, log=out)
+        line = SerialLine(handler, endpoint, wire, log=out, pace_baud=ns.pace_baud)
         try:
             endpoint.open()
         except Exception as exc:  # OSError, ValueError, or pyserial's SerialException

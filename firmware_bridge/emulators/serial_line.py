@@ -15,6 +15,9 @@ Fault semantics (``firmware_bridge.faults.ReplyAction``):
 - disconnect: the endpoint closes as if the cable were pulled; a pty comes back after
   ``reopen_after_s`` under the same link name (if one was given), a TCP server keeps
   listening for the host to reconnect.
+
+``pace_baud`` (off by default) writes replies at that baud rate's speed instead of at
+once (``firmware_bridge.emulators.pacing``), for benchmarks against the wire time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable
 
 from firmware_bridge.emulators.endpoints import Endpoint
 from firmware_bridge.emulators.handler import WireHandler
+from firmware_bridge.emulators.pacing import Pacer
 from firmware_bridge.faults import ReplyAction, WireFaults
 
 #: how long one read waits before the line looks at watchdogs and faults again
@@ -51,6 +55,7 @@ class SerialLine:
         reopen_after_s: float | None = 0.5,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        pace_baud: int | None = None,
     ) -> None:
         self.handler = handler
         self.endpoint = endpoint
@@ -59,6 +64,7 @@ class SerialLine:
         self._reopen_after_s = reopen_after_s
         self._rng = rng or random.Random(0)
         self._now = clock
+        self._pacer = Pacer(pace_baud, clock=clock) if pace_baud is not None else None
         self._reopen_at: float | None = None
         self.requests = 0
         self.disconnects = 0
@@ -119,7 +125,7 @@ class SerialLine:
             request = self.handler.next_request()
             if request is None:
                 break
-            self._serve_request(request, stop)
+            self._serve_request(request, stop, now)
         if self.endpoint.is_open:
             unsolicited = self.handler.poll(self._now())
             if unsolicited and not self.wire.state().silent:
@@ -136,7 +142,7 @@ class SerialLine:
             self._reopen_at = self._now() + self._reopen_after_s
         self.log("disconnect", note=f"line dropped ({self.endpoint.name})")
 
-    def _serve_request(self, request: bytes, stop: threading.Event) -> None:
+    def _serve_request(self, request: bytes, stop: threading.Event, received_at: float) -> None:
         self.requests += 1
         action = self.wire.next_action()
         if action is ReplyAction.DROP_REQUEST:
@@ -164,7 +170,16 @@ class SerialLine:
         delay = self.wire.delay_s
         if delay > 0 and stop.wait(delay):
             return
-        self.endpoint.write(reply)
+        if self._pacer is None:
+            self.endpoint.write(reply)
+        elif not self._pacer.send(
+            self.endpoint.write,
+            reply,
+            request_bytes=len(request),
+            received_at=received_at,
+            stop=stop,
+        ):
+            return
         self.log("tx", reply, note)
 
 
