@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
+from safety.kernel.history import RateHistory
 from safety.kernel.model import ProgramSpec, Verdict
 from safety.kernel.state import KernelState
 
@@ -81,11 +82,34 @@ class Outcome:
     snapshot: Snapshot
 
 
+class _PointsMemo:
+    """The last history converted, by identity: a snapshot is taken after every journaled
+    event, but the (immutable) history changes only when a verified rate changes, so the
+    points are rebuilt only then, not up to 26 h of segments per snapshot."""
+
+    def __init__(self) -> None:
+        self.history: RateHistory | None = None
+        self.points: tuple[HistoryPoint, ...] = ()
+
+
+_MEMO = _PointsMemo()
+
+
 def history_points(state: KernelState) -> tuple[HistoryPoint, ...]:
-    return tuple(
-        HistoryPoint(s.start, s.rate_ml_h, _dec(s.amount_per_ml), s.cause)
-        for s in state.history.segments
-    )
+    history = state.history
+    memo = _MEMO
+    if memo.history is history:
+        return memo.points
+    points: list[HistoryPoint] = []
+    per_ml: Fraction | None = None
+    per_ml_dec = Decimal(0)
+    for s in history.segments:
+        if s.amount_per_ml is not per_ml:  # one conversion per program, not per segment
+            per_ml, per_ml_dec = s.amount_per_ml, _dec(s.amount_per_ml)
+        points.append(HistoryPoint(s.start, s.rate_ml_h, per_ml_dec, s.cause))
+    result = tuple(points)
+    memo.history, memo.points = history, result
+    return result
 
 
 def _dec(value: Fraction) -> Decimal:

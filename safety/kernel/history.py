@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
 
 #: history older than this is dropped (longest window we ask about, with room)
 KEEP_S = 26 * 3600.0
@@ -27,7 +28,7 @@ class Segment:
     amount_per_ml: Fraction  # base amount (mcg or units) per mL of what ran
     cause: str = "command"  # "command", "pump" (the pump stopped itself), "safety", "estop"
 
-    @property
+    @cached_property
     def amount_per_h(self) -> Fraction:
         return Fraction(self.rate_ml_h) * self.amount_per_ml
 
