@@ -534,6 +534,18 @@ class Session:
             plan = self._make_plan(PlanKind.STOP, None, snapshot)
             return self._new_pending(plan, Trigger.STOP)
 
+    def order(self, body: RequestBody) -> Outcome:
+        """Send one request exactly as given, without planning or pre-checking it.
+
+        For research scripts, scenario files and demonstrations: the safety process
+        still decides it with every rule, and a refusal comes back as the outcome (not
+        raised). The session's machine then follows the safety process's snapshot."""
+        with self._lock, self._operator("order", request=body.kind):
+            self._drain()
+            outcome = self._send(body)
+            self._reconcile()
+            return outcome
+
     def emergency_stop(self, source: str = "api") -> Outcome:
         """Stop now and interlock (S12). Never refused by the safety process; always
         attempted, even when the link looks down."""
