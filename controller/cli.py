@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller.commands import calc, emulate, library_cmd, run
+from controller.commands import calc, demo, emulate, library_cmd, run
 from controller.commands.output import EXIT_BAD_INPUT, CommandError, report_error
 
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    demo.add_parser(sub)
     calc.add_parser(sub)
     library_cmd.add_parser(sub)
     run.add_parser(sub)
