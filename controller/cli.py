@@ -10,6 +10,8 @@ import argparse
 import sys
 
 from controller.commands import calc, demo, emulate, library_cmd, run
+from controller.commands import journal as journal_cmd
+from controller.commands import scenario as scenario_cmd
 from controller.commands.output import EXIT_BAD_INPUT, CommandError, report_error
 
 
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     library_cmd.add_parser(sub)
     run.add_parser(sub)
     emulate.add_parser(sub)
+    scenario_cmd.add_parser(sub)
+    journal_cmd.add_parser(sub)
     return parser
 
 

@@ -566,12 +566,71 @@ def format_time(seconds: float) -> str:
     return _hms(seconds)
 
 
+# --------------------------------------------------------------------------- both at once
+
+
+@dataclass
+class Journals:
+    """Both journals of one bench, read and decoded, with the safety replay."""
+
+    files: JournalFiles
+    safety: list[tuple[RawEntry, Event]]
+    controller: list[RawEntry]
+    replay: SafetyReplay | None
+    library: DrugLibrary | None
+
+    @property
+    def events(self) -> list[Event]:
+        return [event for _, event in self.safety]
+
+    def rows(self) -> list[Row]:
+        """Every entry of both journals (and the replayed alarms), merged by time."""
+        rows = safety_rows(self.safety, self.library, self.replay)
+        rows += controller_rows(self.controller)
+        return merged(rows)
+
+    def alarms(self) -> list[AlarmMark]:
+        """Alarms raised: the safety process's (replayed) and the controller's own."""
+        marks = [a for a in self.replay.alarms if a.event == "raised"] if self.replay else []
+        marks += controller_alarms(self.controller)
+        return sorted(marks, key=lambda a: (a.time, a.wall))
+
+
+def load_journals(
+    files: JournalFiles,
+    library: DrugLibrary | None,
+    *,
+    config: KernelConfig | None = None,
+    at: Iterable[float] = (),
+    safety_until_id: int | None = None,
+    controller_until_id: int | None = None,
+) -> Journals:
+    """Read both (either may be absent); replay the safety one when a library is given.
+
+    ``*_until_id``: ignore entries after these ids (what a run wrote before tearing its
+    bench down, e.g. the 'controller lost' of its own hang-up)."""
+    safety_raw = read_raw(files.safety) if files.safety is not None else []
+    controller = read_raw(files.controller) if files.controller is not None else []
+    if safety_until_id is not None:
+        safety_raw = [e for e in safety_raw if e.id <= safety_until_id]
+    if controller_until_id is not None:
+        controller = [e for e in controller if e.id <= controller_until_id]
+    safety = decode_safety(safety_raw)
+    replay = (
+        replay_safety(safety, library, config, at)
+        if library is not None and files.safety is not None
+        else None
+    )
+    return Journals(files, safety, controller, replay, library)
+
+
 __all__ = [
     "CONTROLLER_NAME",
     "SAFETY_NAME",
     "AlarmMark",
     "JournalFiles",
     "JournalReadError",
+    "Journals",
     "RawEntry",
     "Row",
     "SafetyReplay",
@@ -580,6 +639,7 @@ __all__ = [
     "controller_rows",
     "decode_safety",
     "format_time",
+    "load_journals",
     "locate",
     "machine_states",
     "merged",

@@ -1,0 +1,215 @@
+"""Dose and rate over clinical time, as a PNG, with the therapy's limits and the alarms.
+
+matplotlib is optional (``pip install pumpctl[plot]``): it is imported only when a plot
+is drawn, with the non-interactive Agg backend (a bench computer has no display), and
+its absence is a ``PlotUnavailable`` with a sentence saying how to get it, never an
+ImportError traceback.
+
+What is drawn comes from the safety journal: the rate the safety process *verified* by
+read-back (a step line), the dose that rate delivers under the program loaded at the time,
+the soft and hard limits of that program's therapy, and every alarm it raised (rebuilt by
+replay, ``controller.journal_read.replay_safety``), coloured by priority. A scenario run
+can add the pump's ground truth (what really reached the patient) as a second line.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+from controller.journal_read import AlarmMark
+from firmware_bridge.pump_model import TruthEvent, TruthSegment
+from safety.kernel.model import Event, ProgramLoaded, ReadbackReceived
+from safety.kernel.state import ActiveProgram, program_check
+from safety.library import DiluentError, DrugLibrary, LookupProblem
+from safety.rules import RuleRefusal
+from safety.units import UnitError
+
+PRIORITY_COLOURS = {"high": "tab:red", "medium": "tab:orange", "low": "tab:olive"}
+
+
+class PlotUnavailable(Exception):
+    """No plot can be drawn here (matplotlib missing); the message says what to do."""
+
+
+@dataclass
+class PlotData:
+    title: str
+    unit: str | None = None
+    rate: list[tuple[float, float]] = field(default_factory=list)  # (s, mL/h) steps
+    dose: list[tuple[float, float]] = field(default_factory=list)  # (s, dose) steps
+    truth_rate: list[tuple[float, float]] = field(default_factory=list)
+    truth_dose: list[tuple[float, float]] = field(default_factory=list)
+    limits: dict[str, float] = field(default_factory=dict)  # soft_min, soft_max, hard_max
+    alarms: list[AlarmMark] = field(default_factory=list)
+    end: float | None = None
+
+
+def _programs(
+    events: Sequence[Event], library: DrugLibrary
+) -> tuple[list[float], list[ActiveProgram | None]]:
+    times: list[float] = []
+    programs: list[ActiveProgram | None] = []
+    for event in events:
+        if isinstance(event, ProgramLoaded):
+            try:
+                check = program_check(library, event.spec)
+                active: ActiveProgram | None = ActiveProgram(
+                    event.spec, check, event.now.clinical, 0.0
+                )
+            except (RuleRefusal, UnitError, DiluentError, LookupProblem):
+                active = None
+            times.append(event.now.clinical)
+            programs.append(active)
+    return times, programs
+
+
+def plot_data(
+    events: Sequence[Event],
+    library: DrugLibrary,
+    *,
+    alarms: Sequence[AlarmMark] = (),
+    truth: Sequence[TruthEvent] = (),
+    title: str = "pumpctl journal",
+    end: float | None = None,
+) -> PlotData:
+    """The series to draw, from the safety journal's events (and a ground truth)."""
+    times, programs = _programs(events, library)
+
+    def program_at(t: float) -> ActiveProgram | None:
+        i = bisect.bisect_right(times, t) - 1
+        return programs[i] if i >= 0 else None
+
+    def dose(t: float, rate: Decimal) -> float:
+        program = program_at(t)
+        return float(program.dose(rate)) if program is not None else 0.0
+
+    data = PlotData(title=title, alarms=[a for a in alarms if a.event == "raised"], end=end)
+    last: tuple[bool, Decimal] | None = None
+    for event in events:
+        if isinstance(event, ReadbackReceived):
+            r = event.reading
+            rate = r.set_rate_ml_h if r.running else Decimal(0)
+            if last != (r.running, rate):
+                last = (r.running, rate)
+                t = event.now.clinical
+                data.rate.append((t, float(rate)))
+                data.dose.append((t, dose(t, rate)))
+    for e in truth:
+        if isinstance(e, TruthSegment):
+            data.truth_rate.append((e.start, e.rate_ml_h))
+            data.truth_dose.append((e.start, dose(e.start, Decimal(repr(e.rate_ml_h)))))
+    known = [p for p in programs if p is not None]
+    if known:
+        program = known[-1]
+        therapy = program.therapy
+        data.unit = program.unit
+        data.title = f"{title}: {program.what}"
+        data.limits = {
+            "soft min": float(Fraction(therapy.soft_min.value)),
+            "soft max": float(Fraction(therapy.soft_max.value)),
+            "hard max": float(Fraction(therapy.hard_max.value)),
+        }
+    return data
+
+
+def plot(data: PlotData, out: str | Path) -> Path:
+    """Draw ``data`` to ``out`` (PNG). Raises ``PlotUnavailable`` without matplotlib."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional, and slow to import
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        raise PlotUnavailable(
+            "plotting needs matplotlib, which is not installed: pip install 'pumpctl[plot]' "
+            "(or pip install matplotlib); the journal itself is complete without it"
+        ) from None
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    xs = [t for series in (data.rate, data.truth_rate) for t, _ in series]
+    xs += [a.time for a in data.alarms]
+    if data.end is not None:
+        xs.append(data.end)
+    span = (max(xs) - min(xs)) if xs else 0.0
+    scale, label = (
+        (3600.0, "clinical time (h)") if span > 3 * 3600 else (60.0, "clinical time (min)")
+    )
+    end = max(xs) if xs else 0.0
+
+    def steps(series: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
+        x = [t / scale for t, _ in series]
+        y = [v for _, v in series]
+        if series:
+            x.append(end / scale)
+            y.append(series[-1][1])
+        return x, y
+
+    fig, (ax_dose, ax_rate) = plt.subplots(2, 1, sharex=True, figsize=(10, 6.5))
+    try:
+        unit = data.unit or "dose"
+        if data.truth_dose:
+            x, y = steps(data.truth_dose)
+            ax_dose.step(
+                x, y, where="post", color="0.6", lw=3, alpha=0.6, label="delivered (pump truth)"
+            )
+        x, y = steps(data.dose)
+        ax_dose.step(x, y, where="post", color="tab:blue", lw=1.6, label="verified dose")
+        styles = {
+            "soft min": ("tab:green", ":"),
+            "soft max": ("tab:orange", "--"),
+            "hard max": ("tab:red", "-"),
+        }
+        for name, value in data.limits.items():
+            colour, style = styles.get(name, ("0.4", ":"))
+            ax_dose.axhline(value, color=colour, ls=style, lw=1, label=f"{name} {value:g} {unit}")
+        ax_dose.set_ylabel(unit)
+        ax_dose.set_title(data.title, fontsize=10)
+        if data.truth_rate:
+            x, y = steps(data.truth_rate)
+            ax_rate.step(
+                x, y, where="post", color="0.6", lw=3, alpha=0.6, label="delivered (pump truth)"
+            )
+        x, y = steps(data.rate)
+        ax_rate.step(x, y, where="post", color="tab:purple", lw=1.6, label="verified rate")
+        ax_rate.set_ylabel("mL/h")
+        ax_rate.set_xlabel(label)
+        seen: set[str] = set()
+        for alarm in data.alarms:
+            colour = PRIORITY_COLOURS.get(alarm.priority, "0.3")
+            tag = f"{alarm.priority} alarm"
+            for ax in (ax_dose, ax_rate):
+                ax.axvline(
+                    alarm.time / scale,
+                    color=colour,
+                    lw=0.8,
+                    alpha=0.7,
+                    label=tag if ax is ax_rate and tag not in seen else None,
+                )
+            seen.add(tag)
+            ax_dose.annotate(
+                alarm.key,
+                (alarm.time / scale, 1.0),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                va="top",
+                ha="right",
+                fontsize=6,
+                color=colour,
+            )
+        for ax in (ax_dose, ax_rate):
+            ax.grid(True, alpha=0.3)
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize=7, loc="upper right")
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return path
+
+
+__all__ = ["PlotData", "PlotUnavailable", "plot", "plot_data"]

@@ -1,0 +1,457 @@
+"""The scenario file's shape: pydantic models that refuse unknown fields.
+
+A scenario is data, not a script: a bench set-up, timed operator actions, timed injected
+faults and expectations, so that a reviewer can read what is claimed and a test can run
+it. Every table refuses keys it does not know (``extra="forbid"``): a misspelt
+expectation must never pass by checking nothing. Documented in docs/scenarios.md.
+
+Times: ``at`` is clinical time since the scenario began, in minutes (a number), or a
+text with its unit: ``"90 s"``, ``"2.5 min"``, ``"4 h"``, ``"1:30:00"`` (h:mm:ss).
+Durations that end in ``_s`` are seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from firmware_bridge.clock import VirtualClock
+from firmware_bridge.faults import ALL_FAULTS, FaultSpecError, WireFaults, apply_fault
+from firmware_bridge.pump_model import SimulatedPump
+from firmware_bridge.syringes import syringe_by_name
+
+#: longest scenario, clinical (7 days: a cap needs a day of history, and some slack)
+MAX_DURATION_S = 7 * 24 * 3600.0
+#: earliest seeded history (a cap window is at most a day or two)
+MAX_PRIOR_S = 3 * 24 * 3600.0
+
+_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
+_WITH_UNIT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|sec|min|m|h|hr)\s*$")
+_CLOCK = re.compile(r"^\s*(-?)(\d+):([0-5]\d)(?::([0-5]\d(?:\.\d+)?))?\s*$")
+
+
+def clinical_seconds(value: object) -> float:
+    """Minutes (a number) or text with a unit -> seconds. Raises ValueError for people."""
+    if isinstance(value, bool):
+        raise ValueError("a time is minutes (a number) or text such as '90 s', '4 h', '1:30:00'")
+    if isinstance(value, int | float):
+        seconds = float(value) * 60.0
+    elif isinstance(value, str):
+        m = _WITH_UNIT.match(value)
+        c = _CLOCK.match(value)
+        if m:
+            seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        elif c:
+            sign = -1.0 if c.group(1) else 1.0
+            seconds = sign * (
+                int(c.group(2)) * 3600 + int(c.group(3)) * 60 + float(c.group(4) or 0)
+            )
+        else:
+            raise ValueError(
+                f"{value!r} is not a time: give minutes (a number) or text such as '90 s', "
+                "'2.5 min', '4 h', '1:30:00'"
+            )
+    else:
+        raise ValueError("a time is minutes (a number) or text such as '90 s', '4 h', '1:30:00'")
+    if math.isnan(seconds) or abs(seconds) > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is outside +-7 days")
+    return seconds
+
+
+def _dose_text(value: object) -> object:
+    """A dose: a number (in the program's unit) or text with its unit ('8 mcg/min')."""
+    if isinstance(value, bool):
+        raise ValueError("a dose is a number or text with a unit such as '8 mcg/min'")
+    if isinstance(value, int | float):
+        try:
+            return str(Decimal(repr(value)))
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a dose") from None
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("a dose cannot be empty")
+        return value.strip()
+    raise ValueError("a dose is a number or text with a unit such as '8 mcg/min'")
+
+
+Time = Annotated[float, BeforeValidator(clinical_seconds)]
+DoseText = Annotated[str, BeforeValidator(_dose_text)]
+Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\- ]+$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- header, bench
+
+
+class ScenarioInfo(_Strict):
+    name: str = Field(min_length=1, max_length=120)
+    description: str = ""
+    duration: Time
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("the duration must be after time 0")
+        return value
+
+
+PumpKind = Literal["ne1000", "harvard", "modbus"]
+
+
+class BenchSpec(_Strict):
+    """The program every ``program`` action loads unless it says otherwise, the pump."""
+
+    drug: str = Field(min_length=1)
+    concentration: str = Field(min_length=1)
+    diluent: str = Field(min_length=1)
+    profile: str | None = None
+    therapy: str | None = None
+    weight_kg: Decimal | None = Field(default=None, gt=0, le=500)
+    syringe: str = "bd-plastipak-50ml"
+    loaded_ml: float | None = Field(default=None, gt=0, le=1000)
+    pump: PumpKind = "ne1000"  # --real only: which emulator and driver
+    speed: float = Field(default=60.0, ge=1.0, le=3600.0)  # --real only: clinical x real
+    poll_s: float | None = Field(default=None, ge=0.05, le=30.0)  # read-back period (liveness)
+
+    @field_validator("syringe")
+    @classmethod
+    def _known_syringe(cls, value: str) -> str:
+        syringe_by_name(value)  # ValueError lists the catalogue
+        return value
+
+
+class Prior(_Strict):
+    """Delivery before the scenario began, journaled as a previous safety process would
+    have (for windows and the 24 h cap; the pump starts stopped)."""
+
+    from_: Time = Field(alias="from")
+    until: Time
+    dose: Decimal = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> Prior:
+        if not (-MAX_PRIOR_S <= self.from_ < self.until <= 0):
+            raise ValueError(
+                "a prior run lies before the scenario: need -3 days <= from < until <= 0"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- actions
+
+
+class _Action(_Strict):
+    at: Time
+    name: Name | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _not_before_start(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("an action happens at or after time 0")
+        return value
+
+
+class ProgramAction(_Action):
+    do: Literal["program", "reprogram"]
+    drug: str | None = None
+    concentration: str | None = None
+    diluent: str | None = None
+    profile: str | None = None
+    therapy: str | None = None
+    weight_kg: Decimal | None = Field(default=None, gt=0, le=500)
+
+
+class StartAction(_Action):
+    do: Literal["start"]
+    dose: DoseText
+    confirm_soft_limits: bool = False
+
+
+class TitrateAction(_Action):
+    do: Literal["titrate_to"]
+    dose: DoseText
+    confirm: bool = True  # step 2 right away; false leaves it pending (see "confirm")
+    soft_limits: bool = False  # the soft-limit override at confirmation
+
+
+class WeanAction(_Action):
+    do: Literal["wean"]
+    dose: DoseText | None = None  # none: wean to the stop threshold, then stop
+    confirm: bool = True
+    soft_limits: bool = False
+
+
+class StopAction(_Action):
+    do: Literal["stop"]
+    confirm: bool = True
+    soft_limits: bool = False
+
+
+class ConfirmAction(_Action):
+    do: Literal["confirm"]
+    soft_limits: bool = False
+
+
+class SimpleAction(_Action):
+    do: Literal["cancel", "emergency_stop", "resume"]
+
+
+class AcknowledgeAction(_Action):
+    do: Literal["acknowledge"]
+    keys: list[str] | None = None
+
+
+RawKind = Literal["start", "change_dose", "stop", "acknowledge", "emergency_stop"]
+
+
+class RequestAction(_Action):
+    """A raw request the planner would never send (a 10x slip as one change), straight to
+    the safety process over the controller's link, to show what it refuses."""
+
+    do: Literal["request"]
+    request: RawKind
+    dose: Decimal | None = Field(default=None, gt=0)
+    confirm_soft_limits: bool = False
+    keys: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _dose_when_needed(self) -> RequestAction:
+        if self.request in ("start", "change_dose") and self.dose is None:
+            raise ValueError(f"a {self.request} request needs dose (in the program's unit)")
+        if self.request not in ("start", "change_dose") and self.dose is not None:
+            raise ValueError(f"a {self.request} request takes no dose")
+        return self
+
+
+Action = Annotated[
+    ProgramAction
+    | StartAction
+    | TitrateAction
+    | WeanAction
+    | StopAction
+    | ConfirmAction
+    | SimpleAction
+    | AcknowledgeAction
+    | RequestAction,
+    Field(discriminator="do"),
+]
+ACTIONS = (
+    "program",
+    "reprogram",
+    "start",
+    "titrate_to",
+    "wean",
+    "stop",
+    "confirm",
+    "cancel",
+    "emergency_stop",
+    "acknowledge",
+    "resume",
+    "request",
+)
+
+
+# --------------------------------------------------------------------------- faults
+
+#: faults of the processes, not of the pump or its wire
+PROCESS_FAULTS = ("kill_controller", "heartbeat_gap", "kill_safety", "stop_button")
+#: the ones a real-process run (--real) cannot make
+ONE_PROCESS_ONLY = ("heartbeat_gap", "stop_button")
+
+_SCRATCH_CLOCK = VirtualClock()
+
+
+class Fault(_Strict):
+    at: Time
+    name: Name | None = None
+    fault: str
+    restart_after_s: float | None = Field(default=None, ge=0, le=24 * 3600)
+    duration_s: float | None = Field(default=None, gt=0, le=24 * 3600)
+
+    @field_validator("at")
+    @classmethod
+    def _not_before_start(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("a fault happens at or after time 0")
+        return value
+
+    @field_validator("fault")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        word = value.strip()
+        if word in PROCESS_FAULTS:
+            return word
+        try:  # on a throw-away pump and wire: only the spelling is checked
+            apply_fault(word, SimulatedPump(_SCRATCH_CLOCK), WireFaults())
+        except FaultSpecError as exc:
+            raise ValueError(f"{exc}; or a process fault: {', '.join(PROCESS_FAULTS)}") from None
+        return word
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Fault:
+        if self.duration_s is not None and self.fault != "heartbeat_gap":
+            raise ValueError("duration_s belongs to a heartbeat_gap fault only")
+        if self.fault == "heartbeat_gap" and self.duration_s is None:
+            raise ValueError("a heartbeat_gap needs duration_s (how long the heartbeats stop)")
+        if self.restart_after_s is not None and self.fault not in (
+            "kill_controller",
+            "kill_safety",
+        ):
+            raise ValueError("restart_after_s belongs to kill_controller and kill_safety only")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """ "process", "pump" or "wire"."""
+        if self.fault in PROCESS_FAULTS:
+            return "process"
+        word = self.fault.partition("=")[0].strip().lower().replace("-", "_")
+        return "pump" if word in ("occlusion", "stall", "empty", "power_cycle", "clear") else "wire"
+
+
+assert set(ALL_FAULTS) >= {"occlusion", "lose_ack"}  # the words documented here exist
+
+
+# --------------------------------------------------------------------------- expectations
+
+
+class _Expect(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+
+
+class AlarmExpect(_Expect):
+    """An alarm (by key or reason, optionally priority) is raised, within ``within_s`` of
+    the action or fault named by ``after`` (any time in the run without ``after``)."""
+
+    type: Literal["alarm", "no_alarm"]
+    key: str | None = None
+    reason: str | None = None
+    priority: Literal["high", "medium", "low"] | None = None
+    after: str | None = None
+    within_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+
+    @model_validator(mode="after")
+    def _what(self) -> AlarmExpect:
+        if self.key is None and self.reason is None and self.priority is None:
+            raise ValueError("say which alarm: key, reason and/or priority")
+        if self.within_s is not None and self.after is None:
+            raise ValueError("within_s counts from an action or fault: give after = its name")
+        return self
+
+
+class OutcomeExpect(_Expect):
+    """The action named ``action`` was refused (with reason ``code``, if given), or
+    accepted."""
+
+    type: Literal["refused", "accepted"]
+    action: str
+    code: str | None = None
+
+    @model_validator(mode="after")
+    def _code_for_refusals(self) -> OutcomeExpect:
+        if self.type == "accepted" and self.code is not None:
+            raise ValueError("code belongs to a 'refused' expectation")
+        return self
+
+
+class LimitExpect(_Expect):
+    """On the pump's ground truth: the delivered rate (mL/h) or dose never above a figure."""
+
+    type: Literal["max_rate", "max_dose"]
+    value: Decimal = Field(gt=0)
+
+
+class RuleExpect(_Expect):
+    """On the pump's ground truth: a group of the safety invariants held all along
+    (``invariants``: every one of them)."""
+
+    type: Literal["wean_rule", "titration_rule", "cap", "hard_max", "invariants"]
+
+
+class _StateFields(_Expect):
+    state: str | None = None  # the controller's machine state
+    mode: str | None = None  # the safety process's mode
+    running: bool | None = None
+    dose: Decimal | None = Field(default=None, ge=0)
+    rate_ml_h: Decimal | None = Field(default=None, ge=0)
+    alarm: str | None = None  # this alarm key is present (raised, not yet cleared)
+
+    @model_validator(mode="after")
+    def _something(self) -> _StateFields:
+        fields = ("state", "mode", "running", "dose", "rate_ml_h", "alarm")
+        if all(getattr(self, f) is None for f in fields):
+            raise ValueError(f"say what to check: one or more of {', '.join(fields)}")
+        return self
+
+
+class StateExpect(_StateFields):
+    """What the controller and the safety process report at a moment."""
+
+    type: Literal["state"]
+    at: Time
+
+    @field_validator("at")
+    @classmethod
+    def _in_run(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("a state is checked at or after time 0")
+        return value
+
+
+class FinalExpect(_StateFields):
+    """What the controller and the safety process report when the scenario ends."""
+
+    type: Literal["final"]
+
+
+Expectation = Annotated[
+    AlarmExpect | OutcomeExpect | LimitExpect | RuleExpect | StateExpect | FinalExpect,
+    Field(discriminator="type"),
+]
+EXPECTATIONS = (
+    "alarm",
+    "no_alarm",
+    "refused",
+    "accepted",
+    "max_rate",
+    "max_dose",
+    "wean_rule",
+    "titration_rule",
+    "cap",
+    "hard_max",
+    "invariants",
+    "state",
+    "final",
+)
+
+
+# --------------------------------------------------------------------------- the file
+
+
+class Scenario(_Strict):
+    scenario: ScenarioInfo
+    bench: BenchSpec
+    prior: list[Prior] = Field(default_factory=list)
+    action: list[Action] = Field(default_factory=list)
+    fault: list[Fault] = Field(default_factory=list)
+    expect: list[Expectation] = Field(min_length=1)
+
+    @property
+    def duration_s(self) -> float:
+        return self.scenario.duration
