@@ -345,13 +345,10 @@ def _timeline(
     handover = live[0].start if live else math.inf
     raw = [r for r in raw if r[0] < handover]
     raw += [(e.start, e.rate_ml_h, "live") for e in live]
-    raw.sort(key=lambda r: r[0])
-    merged: list[tuple[float, float, str]] = []
-    for start, rate, origin in raw:
-        if merged and merged[-1][0] == start:
-            merged[-1] = (start, rate, origin)
-        else:
-            merged.append((start, rate, origin))
+    raw.sort(key=lambda r: r[0])  # stable: records of one instant keep their order
+    # a record that lasted 0 s is kept: the change into it and out of it are both judged
+    # (a start at 8 and a rise at the same instant must not look like a start at 10)
+    merged = raw
     segs: list[_Seg] = []
     for i, (start, rate, origin) in enumerate(merged):
         end = merged[i + 1][0] if i + 1 < len(merged) else max(until, start)

@@ -95,6 +95,7 @@ class Row:
     summary: str
     payload: dict[str, Any]
     derived: bool = False
+    seq: float = 0.0  # order within one process: a derived row right after its entry
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +122,7 @@ class AlarmMark:
     message: str
     source: str  # "safety" or "controller"
     event: str = "raised"  # or "cleared"
+    entry_id: int = 0  # the journal entry that raised or cleared it
 
 
 @dataclass
@@ -238,7 +240,7 @@ def replay_safety(
                 "and states after it are not shown"
             )
             break
-        result.alarms += _alarm_changes(state, after, t, entry.wall)
+        result.alarms += _alarm_changes(state, after, t, entry.wall, entry.id)
         state = after
     for rest in wanted[w:]:
         result.states[rest] = state
@@ -247,7 +249,7 @@ def replay_safety(
 
 
 def _alarm_changes(
-    before: KernelState, after: KernelState, t: float, wall: float
+    before: KernelState, after: KernelState, t: float, wall: float, entry_id: int
 ) -> list[AlarmMark]:
     marks: list[AlarmMark] = []
     old = {a.key: a for a in before.alarms.alarms}
@@ -264,19 +266,36 @@ def _alarm_changes(
                     str(alarm.reason),
                     alarm.message,
                     "safety",
+                    entry_id=entry_id,
                 )
             )
         if not alarm.active and (prev is None or prev.active):
             marks.append(
                 AlarmMark(
-                    t, wall, key, alarm.priority.word, str(alarm.reason), "", "safety", "cleared"
+                    t,
+                    wall,
+                    key,
+                    alarm.priority.word,
+                    str(alarm.reason),
+                    "",
+                    "safety",
+                    "cleared",
+                    entry_id,
                 )
             )
     for key, alarm in old.items():
         if key not in new and alarm.active:
             marks.append(
                 AlarmMark(
-                    t, wall, key, alarm.priority.word, str(alarm.reason), "", "safety", "cleared"
+                    t,
+                    wall,
+                    key,
+                    alarm.priority.word,
+                    str(alarm.reason),
+                    "",
+                    "safety",
+                    "cleared",
+                    entry_id,
                 )
             )
     return marks
@@ -386,7 +405,16 @@ def safety_rows(
     for entry, event in events:
         summary = _safety_summary(event, programs)
         rows.append(
-            Row(entry.clinical, entry.wall, "safety", entry.id, entry.kind, summary, entry.payload)
+            Row(
+                entry.clinical,
+                entry.wall,
+                "safety",
+                entry.id,
+                entry.kind,
+                summary,
+                entry.payload,
+                seq=entry.id,
+            )
         )
     if replay is not None:
         for mark in replay.alarms:
@@ -411,6 +439,7 @@ def safety_rows(
                         "message": mark.message,
                     },
                     derived=True,
+                    seq=mark.entry_id + 0.5,
                 )
             )
     return rows
@@ -459,7 +488,16 @@ def _safety_summary(event: Event, programs: _Programs) -> str:
 
 def controller_rows(entries: Iterable[RawEntry]) -> list[Row]:
     return [
-        Row(e.clinical, e.wall, "controller", e.id, e.kind, _controller_summary(e), e.payload)
+        Row(
+            e.clinical,
+            e.wall,
+            "controller",
+            e.id,
+            e.kind,
+            _controller_summary(e),
+            e.payload,
+            seq=e.id,
+        )
         for e in entries
     ]
 
@@ -517,7 +555,7 @@ def _controller_summary(e: RawEntry) -> str:
 
 def merged(rows: Iterable[Row]) -> list[Row]:
     """One timeline: clinical time first, then the order things were written."""
-    return sorted(rows, key=lambda r: (r.clinical, r.wall, r.process != "controller", r.id or 0))
+    return sorted(rows, key=lambda r: (r.clinical, r.wall, r.process != "controller", r.seq))
 
 
 def condensed(rows: Sequence[Row], *, both: bool) -> list[Row]:

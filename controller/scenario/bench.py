@@ -290,6 +290,8 @@ class VirtualBench(ScenarioBench):
     ) -> None:
         super().__init__(spec, library, out_dir, on_alarm)
         self._safety_down = False
+        self._gap = False
+        self._poll_s = spec.poll_s or VIRTUAL_POLL_S
 
     def setup(self, prior: Sequence[Prior]) -> None:
         self.remove_old_files()
@@ -298,7 +300,7 @@ class VirtualBench(ScenarioBench):
             self.prior_truth = seed_journal(
                 self.safety_journal, self.library, program, prior, 0.0, LIVENESS_START
             )
-        poll = self.spec.poll_s or VIRTUAL_POLL_S
+        poll = self._poll_s
         self.local = LocalSafety(
             library=self.library,
             syringe=self.spec.syringe,
@@ -327,7 +329,11 @@ class VirtualBench(ScenarioBench):
                 self._move_clocks(left)
                 continue
             wait = self._service()
-            step = min(left, MAX_STEP_S)
+            # LocalSafety steps to its own timers only while heartbeats flow (the core
+            # reports 0 s to a clinical deadline on a virtual clock): without them, step
+            # at the read-back period so polls and supervision keep their pace
+            quiet = self.session is None or self._gap
+            step = min(left, self._poll_s if quiet else MAX_STEP_S)
             if wait is not None:
                 step = min(step, max(wait, 0.5))
             self.local.advance(step)
@@ -364,6 +370,7 @@ class VirtualBench(ScenarioBench):
         )
 
     def heartbeat_gap(self, on: bool) -> None:
+        self._gap = on
         if on:
             self.local.stop_heartbeats()
         else:
@@ -440,16 +447,16 @@ class RealBench(ScenarioBench):
 
     def wait_until(self, t: float) -> None:
         while (left := t - self.now()) > 0:
-            if self.session is not None and not self._safety_dead():
-                with contextlib.suppress(ControllerError):
-                    self.session.service()
+            self._service()
             time.sleep(min(REAL_TICK_S, self.clock.to_real_seconds(left)))
-        if self.session is not None and not self._safety_dead():
+        self._service()
+
+    def _service(self) -> None:
+        """The session handles link notices (a dead safety process: its own alarm, hold)
+        and sends due plan steps; a link failure is its business, never the runner's."""
+        if self.session is not None:
             with contextlib.suppress(ControllerError):
                 self.session.service()
-
-    def _safety_dead(self) -> bool:
-        return self.safety is None or not self.safety.alive()
 
     # -- processes
     def _start_emulator(self) -> str:
@@ -546,11 +553,13 @@ clinical = "{self.clock.spec()}"
         if self.safety is not None and self.safety.alive():
             os.kill(self.safety.pid, signal.SIGKILL)
             self.safety.process.wait(10)
+        self._service()  # the controller sees its link die
 
     def restart_safety(self) -> None:
         if self.safety is not None:
             with contextlib.suppress(Exception):
                 self.safety.stop(5)
+        self._service()
         self._start_safety()
 
     def resume(self) -> State:

@@ -95,9 +95,9 @@ class Evaluation:
 def default_name(expect: Expectation) -> str:
     """A name for people when the file gives none."""
     if isinstance(expect, AlarmExpect):
-        what = expect.key or expect.reason or f"{expect.priority} priority"
+        what = expect.key_text or expect.reason or f"{expect.priority} priority"
         text = f"{'no ' if expect.type == 'no_alarm' else ''}alarm {what}"
-        if expect.priority and (expect.key or expect.reason):
+        if expect.priority and (expect.key is not None or expect.reason):
             text += f" ({expect.priority})"
         if expect.after is not None:
             text += (
@@ -199,16 +199,18 @@ class _Judge:
             start, end = self.run.t0, self.run.end
             window = "during the run"
 
+        keys = e.keys
+
         def matches(a: AlarmMark) -> bool:
             return (
-                (e.key is None or a.key == e.key)
+                (keys is None or a.key in keys)
                 and (e.reason is None or a.reason == e.reason)
                 and (e.priority is None or a.priority == e.priority)
             )
 
         found = [a for a in self.alarms if matches(a) and start - 1e-9 <= a.time <= end + 1e-9]
         what = " ".join(
-            x for x in (e.key, f"reason {e.reason}" if e.reason else None, e.priority) if x
+            x for x in (e.key_text, f"reason {e.reason}" if e.reason else None, e.priority) if x
         )
         if e.type == "alarm":
             if found:
@@ -242,7 +244,9 @@ class _Judge:
             )
         said = f"{record.code}: {record.message}"
         if e.type == "accepted":
-            return record.accepted, ("accepted: " if record.accepted else "REFUSED ") + said
+            if record.accepted:
+                return True, record.message
+            return False, f"REFUSED {said}"
         if record.accepted:
             return False, f"it was accepted: {record.message}"
         if e.code is not None and record.code != e.code:

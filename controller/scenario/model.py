@@ -87,7 +87,7 @@ def _dose_text(value: object) -> object:
 
 Time = Annotated[float, BeforeValidator(clinical_seconds)]
 DoseText = Annotated[str, BeforeValidator(_dose_text)]
-Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\- ]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f]+$")]
 
 
 class _Strict(BaseModel):
@@ -340,7 +340,7 @@ class AlarmExpect(_Expect):
     the action or fault named by ``after`` (any time in the run without ``after``)."""
 
     type: Literal["alarm", "no_alarm"]
-    key: str | None = None
+    key: str | list[str] | None = None  # a list: any one of these keys
     reason: str | None = None
     priority: Literal["high", "medium", "low"] | None = None
     after: str | None = None
@@ -352,7 +352,20 @@ class AlarmExpect(_Expect):
             raise ValueError("say which alarm: key, reason and/or priority")
         if self.within_s is not None and self.after is None:
             raise ValueError("within_s counts from an action or fault: give after = its name")
+        if isinstance(self.key, list) and not self.key:
+            raise ValueError("key: give one alarm key, or a list of at least one")
         return self
+
+    @property
+    def keys(self) -> tuple[str, ...] | None:
+        if self.key is None:
+            return None
+        return (self.key,) if isinstance(self.key, str) else tuple(self.key)
+
+    @property
+    def key_text(self) -> str | None:
+        keys = self.keys
+        return None if keys is None else " or ".join(keys)
 
 
 class OutcomeExpect(_Expect):
