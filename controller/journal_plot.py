@@ -179,12 +179,17 @@ def plot(data: PlotData, out: str | Path) -> Path:
         ax_rate.set_ylabel("mL/h")
         ax_rate.set_xlabel(label)
         seen: set[str] = set()
-        for alarm in data.alarms:
-            colour = PRIORITY_COLOURS.get(alarm.priority, "0.3")
-            tag = f"{alarm.priority} alarm"
+        groups: dict[float, list[AlarmMark]] = {}
+        for alarm in data.alarms:  # alarms of one instant share one label
+            groups.setdefault(round(alarm.time / scale, 3), []).append(alarm)
+        rank = {"high": 3, "medium": 2, "low": 1}
+        for at, marks in sorted(groups.items()):
+            worst = max(marks, key=lambda a: rank.get(a.priority, 0))
+            colour = PRIORITY_COLOURS.get(worst.priority, "0.3")
+            tag = f"{worst.priority} alarm"
             for ax in (ax_dose, ax_rate):
                 ax.axvline(
-                    alarm.time / scale,
+                    at,
                     color=colour,
                     lw=0.8,
                     alpha=0.7,
@@ -192,8 +197,8 @@ def plot(data: PlotData, out: str | Path) -> Path:
                 )
             seen.add(tag)
             ax_dose.annotate(
-                alarm.key,
-                (alarm.time / scale, 1.0),
+                ", ".join(dict.fromkeys(a.key for a in marks)),
+                (at, 1.0),
                 xycoords=("data", "axes fraction"),
                 rotation=90,
                 va="top",
