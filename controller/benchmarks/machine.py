@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,18 @@ def describe_machine(work_dir: Path) -> dict[str, Any]:
         "executable": sys.executable,
         "work_dir": str(work_dir),
         "work_dir_fs": file_system_of(work_dir),
+        "load_average_at_start": load_average(),
     }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 min load averages: the figures are only as good as the machine was
+    quiet (another process on a 2-core machine takes a core from the three under test)."""
+    try:
+        fields = Path("/proc/loadavg").read_text(encoding="utf-8").split()
+        return [float(x) for x in fields[:3]]
+    except (OSError, ValueError):
+        return None
 
 
 def _cpu_model() -> str:
@@ -59,6 +71,47 @@ def file_system_of(path: Path) -> str:
     return best[1]
 
 
+class CpuMeter:
+    """CPU time the rest of the machine used while the benchmark ran.
+
+    The machine's busy time (``/proc/stat``) minus this process's and its reaped
+    children's (``os.times``): what other processes took, in cores on average. The
+    benchmark's own processes are waited for before the meter is read, so they count as
+    its own."""
+
+    def __init__(self) -> None:
+        self._busy0 = _machine_busy_s()
+        self._own0 = _own_cpu_s()
+        self._t0 = time.monotonic()
+
+    def others_cores(self) -> float | None:
+        busy0, busy1 = self._busy0, _machine_busy_s()
+        if busy0 is None or busy1 is None:
+            return None
+        elapsed = time.monotonic() - self._t0
+        if elapsed <= 0:
+            return None
+        others = (busy1 - busy0) - (_own_cpu_s() - self._own0)
+        return max(0.0, others / elapsed)
+
+
+def _machine_busy_s() -> float | None:
+    try:
+        fields = Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] != "cpu" or len(fields) < 8:
+        return None
+    ticks = [int(x) for x in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def vm_hwm_mb(pid: int) -> float | None:
     """Peak resident set size (VmHWM) of a live process in MB of 10^6 bytes, the stricter
     reading of the goals' "MB" (None once the process is gone)."""
@@ -73,4 +126,4 @@ def vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
-__all__ = ["describe_machine", "file_system_of", "vm_hwm_mb"]
+__all__ = ["CpuMeter", "describe_machine", "file_system_of", "load_average", "vm_hwm_mb"]

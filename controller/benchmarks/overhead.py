@@ -91,7 +91,10 @@ def measure_paced(pool: Pool, library: DrugLibrary, count: int, repetitions: int
     finally:
         peak = close_bench(pool, bench)
     assert bench.emulator is not None
-    bare = bare_replay(bench.emulator.where, exchanges, repetitions)
+    try:
+        bare = bare_replay(bench.emulator.where, exchanges, repetitions)
+    finally:
+        pool.stop(bench.emulator.process)
     return PacedResult(samples, exchanges, bare, peak)
 
 

@@ -139,8 +139,15 @@ def render_table(report: Report) -> str:
         f"machine: {m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPU(s), "
         f"{m.get('kernel', '?')}, Python {m.get('python', '?')}; "
         f"journal on {m.get('work_dir_fs', '?')}",
-        "",
     ]
+    others = m.get("other_processes_cpu_cores")
+    start = m.get("load_average_at_start")
+    if others is not None and start:
+        lines.append(
+            f"other processes used {others:.2f} CPU(s) on average during the run; "
+            f"load average {start[0]:.2f} at its start"
+        )
+    lines.append("")
     rows = [("figure", "measured", "goal", "met")]
     for f in report.figures:
         rows.append((f.title, _measured(f), f.goal.describe(), _met(f.met)))

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from controller.benchmarks import death, latency, overhead, resources, simulation
-from controller.benchmarks.machine import describe_machine
+from controller.benchmarks.machine import CpuMeter, describe_machine, load_average
 from controller.benchmarks.processes import BenchError, Pool
 from controller.benchmarks.report import (
     Context,
@@ -41,6 +41,8 @@ CONTROLLER_MEMORY_GOAL = Goal("<=", 60.0, "MB")
 STARTUP_GOAL = Goal("<=", 1.0, "s")
 #: samples at each end of a latency run compared for the history effect
 HISTORY_WINDOW = 100
+#: other processes' CPU use (cores, on average) above which the report says so
+OTHERS_NOTE_CORES = 0.1
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class _Run:
     safety_peaks: dict[str, list[float]] = field(default_factory=dict)
     controller_peaks: list[float] = field(default_factory=list)
     ne1000: latency.PathResult | None = None
+    bare: list[float] | None = None  # bare pyserial replay on the unpaced NE-1000 pty
+    bare_error: str | None = None
 
     def peak(self, who: str, value: float | None) -> None:
         if value is not None:
@@ -113,6 +117,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
     """Every selected benchmark; children and files are gone when this returns."""
     library = load_library()
     with Pool(settings.work_dir, keep=settings.keep) as pool, _log_to(pool.root / "bench.log"):
+        meter = CpuMeter()
         report = Report(describe_machine(pool.root), settings.describe())
         state = _Run(settings, pool, library, progress, report)
         steps: list[tuple[str, Callable[[_Run], None]]] = [
@@ -125,6 +130,15 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
         for name, step in steps:
             if name in settings.only:
                 step(state)
+        pool.close()  # every child reaped, so the meter counts them as ours
+        report.machine["load_average_at_end"] = load_average()
+        others = meter.others_cores()
+        report.machine["other_processes_cpu_cores"] = others
+        if others is not None and others > OTHERS_NOTE_CORES:
+            report.notes.append(
+                f"other processes used {others:.2f} of {report.machine.get('cpus')} CPU(s) on "
+                "average during this run: latency and liveness figures suffer from it"
+            )
         if settings.quick:
             report.notes.append(
                 "--quick: a smoke run of the plumbing on tiny samples; these are not this "
@@ -152,6 +166,9 @@ def _latency(run: _Run) -> None:
         run.peak(f"safety ({path})", result.safety_peak_mb)
         if path == "ne1000":
             run.ne1000 = result
+            if "overhead" in run.settings.only:
+                _bare_replay(run, result)
+        _stop_emulator(run, result)
         stats = summary_ms(result.samples)
         run.report.figures.append(
             Figure(
@@ -166,41 +183,69 @@ def _latency(run: _Run) -> None:
             )
         )
         if len(result.samples) >= 2 * HISTORY_WINDOW:
-            first = [s * 1000 for s in result.samples[:HISTORY_WINDOW]]
-            last = [s * 1000 for s in result.samples[-HISTORY_WINDOW:]]
-            run.report.context.append(
-                Context(
-                    f"latency.{path}.history",
-                    f"latency as the rate history grows, {latency.PATH_TITLES[path]}",
-                    statistics.median(last),
-                    "ms",
-                    {
-                        f"median of the first {HISTORY_WINDOW}": statistics.median(first),
-                        f"median of the last {HISTORY_WINDOW}": statistics.median(last),
-                    },
-                    note=(
-                        "every accepted change adds a segment to the 26 h rate history; "
-                        f"after {len(result.samples) + latency.WARMUP} changes the window "
-                        "rules, the cap integral and each snapshot walk that many"
-                    ),
-                )
-            )
+            run.report.context.append(_history_effect(path, result.samples))
+
+
+def _history_effect(path: str, samples: list[float]) -> Context:
+    """Latency at the start and at the end of a run: every accepted change adds a segment
+    to the rate history the kernel keeps for 26 h, and the window rules, the cap integral
+    and each snapshot walk all of it."""
+    first = samples[:HISTORY_WINDOW]
+    last = samples[-HISTORY_WINDOW:]
+    w = HISTORY_WINDOW
+    growth = (statistics.median(last) - statistics.median(first)) * 1000
+    per_100 = growth / ((len(samples) - w) / 100)
+    return Context(
+        f"latency.{path}.history",
+        f"latency growth with the rate history, {latency.PATH_TITLES[path]} (per 100 segments)",
+        per_100,
+        "ms",
+        {
+            f"first {w} p50": percentile(first, 50) * 1000,
+            f"first {w} p99": percentile(first, 99) * 1000,
+            f"last {w} p50": percentile(last, 50) * 1000,
+            f"last {w} p99": percentile(last, 99) * 1000,
+        },
+        note=f"the history held {latency.WARMUP + 1}-{latency.WARMUP + w} segments for the "
+        f"first {w} commands, {len(samples) + latency.WARMUP - w + 1}-"
+        f"{len(samples) + latency.WARMUP} for the last {w}",
+    )
 
 
 # --------------------------------------------------------------------------- 2 overhead
 
 
+def _bare_replay(run: _Run, ne1000: latency.PathResult) -> None:
+    """Replay the NE-1000 exchanges with bare pyserial at once: the emulator runs in safe
+    mode, and a pump left silent for its safe-mode timeout alarms."""
+    n = run.settings.bare_repetitions
+    run.progress(f"overhead: bare pyserial replay on the same pty, {n} repetitions")
+    try:
+        assert ne1000.emulator is not None
+        run.bare = overhead.bare_replay(ne1000.emulator.where, ne1000.exchanges, n)
+    except Exception as exc:
+        run.bare_error = _why(exc)
+    finally:
+        _stop_emulator(run, ne1000)
+
+
+def _stop_emulator(run: _Run, result: latency.PathResult) -> None:
+    if result.emulator is not None:
+        run.pool.stop(result.emulator.process)
+
+
 def _overhead(run: _Run) -> None:
     s = run.settings
-    ne1000 = run.ne1000
     try:
+        ne1000 = run.ne1000
         if ne1000 is None:  # latency not selected: the unpaced run is made here
             run.progress(f"overhead: NE-1000 on a pty, {s.commands} commands")
             ne1000 = latency.measure_path(run.pool, run.library, "ne1000", s.commands)
             run.peak("safety (ne1000)", ne1000.safety_peak_mb)
-        assert ne1000.emulator is not None
-        run.progress(f"overhead: bare pyserial replay, {s.bare_repetitions} repetitions")
-        bare = overhead.bare_replay(ne1000.emulator.where, ne1000.exchanges, s.bare_repetitions)
+            _bare_replay(run, ne1000)
+        bare = run.bare
+        if bare is None:
+            raise BenchError(run.bare_error or "the bare replay did not run")
         stack_p50 = percentile(ne1000.samples, 50)
         bare_p50 = percentile(bare, 50)
         run.report.context.append(
