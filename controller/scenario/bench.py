@@ -419,6 +419,7 @@ class RealBench(ScenarioBench):
         self.emulator: subprocess.Popen[bytes] | None = None
         self.safety: SafetyChild | None = None
         self.where = ""
+        self.pids: list[int] = []  # every process this bench started
         self.tolerance_s = spec.speed * 1.0  # one real second of wire and process latency
 
     def setup(self, prior: Sequence[Prior]) -> None:
@@ -472,6 +473,7 @@ class RealBench(ScenarioBench):
             self.emulator = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self.pids.append(self.emulator.pid)
         deadline = time.monotonic() + EMULATOR_READY_S
         while time.monotonic() < deadline:
             text = log_path.read_text(encoding="utf-8", errors="replace")
@@ -532,6 +534,7 @@ clinical = "{self.clock.spec()}"
             self.safety = start_safety(self.config, log_path=self.out_dir / "safety.log")
         except ControllerError as exc:
             raise BenchError(f"the safety process did not start: {exc.message}") from None
+        self.pids.append(self.safety.pid)
 
     # -- faults
     def pump_fault(self, spec: str) -> None:

@@ -113,6 +113,11 @@ class RunResult:
     faults: list[FaultRecord] = field(default_factory=list)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     pump: str = ""
+    #: real runs: where the emulator served, the processes started and the folder for
+    #: sockets (all gone when the run returns)
+    where: str = ""
+    processes: list[int] = field(default_factory=list)
+    runtime_dir: str | None = None
 
     def named(self) -> dict[str, float]:
         """Clinical time (absolute) at which each named action or fault happened."""
@@ -235,6 +240,9 @@ class Runner:
             faults=self.faults,
             timeline=self.timeline,
             pump=s.bench.pump if self.real else "mock",
+            where=getattr(self.bench, "where", ""),
+            processes=list(getattr(self.bench, "pids", [])),
+            runtime_dir=str(getattr(self.bench, "runtime", "")) or None,
         )
 
     # ------------------------------------------------------------------ faults
