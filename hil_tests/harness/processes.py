@@ -1,5 +1,10 @@
-"""Shared pieces for the safety-process tests: a raw protocol client, bounded waiting,
-config files, and child processes that are always cleaned up."""
+"""Process harness shared by the real-process tests (``hil_tests/`` and
+``tests/safety_process/``): bounded waiting, child processes that are always cleaned up,
+a raw protocol client for the safety socket, and a tiny TOML writer for configs.
+
+Why here: the hardware-in-the-loop suite and the safety process's own real-process tests
+start the same processes the same way; one implementation keeps their clean-up and their
+timeouts alike."""
 
 from __future__ import annotations
 
@@ -143,6 +148,10 @@ class Child:
     def pid(self) -> int:
         return self.proc.pid
 
+    def first_line(self, timeout_s: float = 20.0) -> str:
+        """The first stdout line (an emulator prints where to connect there)."""
+        return self.wait_line("", timeout_s)
+
     def wait_line(self, prefix: str, timeout_s: float = 20.0) -> str:
         def seen() -> str | None:
             for line in list(self.lines):
@@ -195,6 +204,9 @@ class Child:
 
     def stderr_text(self) -> str:
         return "\n".join(self.errors)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
 
 @contextlib.contextmanager

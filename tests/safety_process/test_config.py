@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from hil_tests.harness.processes import PYTHON, REPO, write_toml
 from safety.host.config import ConfigError, SafetyConfig, load_config, parse_config
-from tests.safety_process.helpers import PYTHON, REPO, write_toml
 
 MOCK = {"driver": "mock", "syringe": "bd-plastipak-50ml"}
 

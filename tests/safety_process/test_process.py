@@ -19,6 +19,16 @@ import pytest
 
 from drivers.gpio.simulated import read_sim_pins
 from firmware_bridge.emulators.control import send_control
+from hil_tests.harness.processes import (
+    PYTHON,
+    Child,
+    RawClient,
+    children,
+    ready_socket,
+    safety_args,
+    wait_for,
+    write_toml,
+)
 from safety.ipc.client import SafetyClient, start_safety_process
 from safety.ipc.link import LinkDown, SafetyStartFailed
 from safety.ipc.messages import Reply, RequestMessage
@@ -30,16 +40,6 @@ from safety.kernel.replay import replay_journal
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.status import Snapshot
-from tests.safety_process.helpers import (
-    PYTHON,
-    Child,
-    RawClient,
-    children,
-    ready_socket,
-    safety_args,
-    wait_for,
-    write_toml,
-)
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
 

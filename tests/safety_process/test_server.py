@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hil_tests.harness.processes import RawClient, wait_for
 from safety.ipc.client import SafetyClient
 from safety.ipc.link import (
     AlarmRaised,
@@ -52,7 +53,6 @@ from safety.kernel.model import (
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.safety_process.conftest import ServerRig, make_server, stop_server
-from tests.safety_process.helpers import RawClient, wait_for
 
 
 def client(rig: ServerRig, **kwargs: object) -> SafetyClient:

@@ -1,0 +1,105 @@
+"""Fixtures of the hardware-in-the-loop suite.
+
+- ``make_bench(kind, **settings)``: starts a bench (emulator + safety process) for one
+  pump kind and returns it; every bench of the case is closed at its end, passed or
+  failed, and a failed case's report gets the tail of every process's output.
+- ``no_leftovers`` (autouse): the case left no process, socket, pty or runtime file
+  behind (``hil_tests.harness.leftovers``).
+- ``library``: the shipped drug library (the safety process loads the same file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil_tests.harness import bench as bench_module
+from hil_tests.harness.bench import BenchSettings, HilBench
+from hil_tests.harness.leftovers import Census, problems
+from hil_tests.harness.processes import wait_for
+from hil_tests.harness.pumps import PumpKind
+from safety.library import DrugLibrary, load_library
+from safety.library.loader import DEFAULT_LIBRARY_PATH
+
+#: how long teardown waits for processes and sockets to be gone (failure after that)
+LEFTOVER_WAIT_S = 10.0
+
+MakeBench = Callable[..., HilBench]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures know at teardown if it failed."""
+    report = yield
+    setattr(item, f"hil_report_{report.when}", report)
+    return report
+
+
+def _failed(node: pytest.Item) -> bool:
+    return any(
+        getattr(getattr(node, f"hil_report_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+
+
+@pytest.fixture(autouse=True)
+def _shipped_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The processes read the shipped library and never think systemd started them."""
+    for name in ("PUMPCTL_LIBRARY", "PUMPCTL_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def library() -> DrugLibrary:
+    return load_library(DEFAULT_LIBRARY_PATH)
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """Fail the case if it leaves a process, socket, pty or runtime directory behind."""
+    before = Census.take()
+    first_dir = len(bench_module.RUNTIME_DIRS)
+    yield
+    created = bench_module.RUNTIME_DIRS[first_dir:]
+    found: list[str] = []
+
+    def clean() -> bool:
+        found[:] = problems(before, created)
+        return not found
+
+    try:
+        wait_for(clean, LEFTOVER_WAIT_S, "the case's processes and files to be gone")
+    except AssertionError:
+        pytest.fail("the case left things behind:\n  " + "\n  ".join(found), pytrace=False)
+
+
+@pytest.fixture
+def make_bench(
+    request: pytest.FixtureRequest, tmp_path: Path, library: DrugLibrary
+) -> Iterator[MakeBench]:
+    benches: list[HilBench] = []
+
+    def make(kind: PumpKind | str, *, start: bool = True, **settings: Any) -> HilBench:
+        bench = HilBench(
+            kind, tmp_path / f"bench{len(benches)}", BenchSettings(**settings), library
+        )
+        benches.append(bench)
+        if start:
+            bench.start()
+        return bench
+
+    try:
+        yield make
+    finally:
+        failed = _failed(request.node)
+        for bench in benches:
+            if failed:
+                print(f"\n{bench.diagnostics()}")
+            bench.close()
+        if failed:
+            print(f"journals, truth logs and configs: {tmp_path}")

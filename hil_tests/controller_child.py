@@ -1,0 +1,83 @@
+"""The controller as its own process, for the cases that kill or stop it.
+
+``python -m hil_tests.controller_child CONFIG JOURNAL MODE [DOSE]``
+
+The real controller: ``controller.connect.connect`` (the authenticated socket, the
+library check, the shared clinical clock) and a ``Session`` with its background runner,
+exactly as a research script or ``pumpctl run`` uses them. Modes:
+
+- ``infuse DOSE``: program norepinephrine 8 mg/250 mL in D5W, start at DOSE mcg/min, print
+  ``infusing <mL/h>``; then stay attached (heartbeats from the link's thread) until killed.
+- ``resume DOSE``: attach to whatever runs (re-sync, never a rate change), print
+  ``attached <state> <mL/h>``; acknowledge the alarms, print ``acknowledged <state>``;
+  order the dose DOSE (``Session.order``: decided by the safety process as sent), print
+  ``ordered <accepted> <reason> <mL/h>``; then stay attached until killed.
+
+Alarms are printed as they arrive (``alarm <priority> <key>``), and so is a lost link
+(``link down <why>``), so a case sees what the controller saw. One line per print,
+flushed at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from decimal import Decimal
+
+from controller.connect import connect
+from controller.session import Session
+from safety.kernel.model import ChangeDose
+from safety.status import AlarmView
+
+_OUT = threading.Lock()
+#: how often the main thread looks at the link while idling (real s)
+WATCH_S = 0.05
+
+
+def say(text: str) -> None:
+    with _OUT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def on_alarm(alarm: AlarmView) -> None:
+    say(f"alarm {alarm.priority} {alarm.key}")
+
+
+def idle(session: Session) -> None:
+    """Stay attached until killed; report once if the link goes down."""
+    reported = False
+    stop = threading.Event()
+    while not stop.wait(WATCH_S):
+        if session.link_down is not None and not reported:
+            reported = True
+            say(f"link down {session.link_down}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4 or argv[2] not in ("infuse", "resume"):
+        say("usage: python -m hil_tests.controller_child CONFIG JOURNAL infuse|resume DOSE")
+        return 2
+    config, journal, mode, dose_text = argv
+    dose = Decimal(dose_text)
+    session = connect(config, journal=journal, name=f"hil-controller-{mode}")
+    session.subscribe_alarms(on_alarm)
+    if mode == "infuse":
+        session.program("norepinephrine", "8 mg/250 mL", "D5W")
+        outcome = session.start(dose)
+        say(f"infusing {outcome.snapshot.rate_ml_h}")
+    else:
+        snap = session.status()
+        say(f"attached {session.state} {snap.rate_ml_h}")
+        session.acknowledge()
+        say(f"acknowledged {session.state}")
+        outcome = session.order(ChangeDose(dose))
+        verdict = outcome.verdict
+        say(f"ordered {verdict.accepted} {verdict.reason} {outcome.snapshot.rate_ml_h}")
+    session.run_in_background(period_s=0.05)
+    idle(session)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,69 @@
+"""Questions a case asks of the pump's ground truth (the emulator's truth log).
+
+The truth is a list of ``TruthSegment`` (from ``start`` on, ``rate_ml_h`` reached the
+patient) and ``TruthBolus`` events, on the bench's clinical clock. These helpers read it
+the way the cases' assertions need: the rate at an instant, the changes in a span.
+Assertions are made on this record, never on what the controller believes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
+
+#: two rates that differ by less than this (mL/h) are the same rate (float truth)
+RATE_EPS = 1e-6
+
+
+def segments(truth: Sequence[TruthEvent]) -> list[TruthSegment]:
+    return [e for e in truth if isinstance(e, TruthSegment)]
+
+
+def boluses(truth: Sequence[TruthEvent]) -> list[TruthBolus]:
+    return [e for e in truth if isinstance(e, TruthBolus)]
+
+
+def rate_at(truth: Sequence[TruthEvent], t: float) -> float:
+    """The delivered rate (mL/h) at clinical time ``t`` (0 before the first record)."""
+    rate = 0.0
+    for seg in segments(truth):
+        if seg.start > t:
+            break
+        rate = seg.rate_ml_h
+    return rate
+
+
+def last_rate(truth: Sequence[TruthEvent]) -> float:
+    segs = segments(truth)
+    return segs[-1].rate_ml_h if segs else 0.0
+
+
+def changes_between(
+    truth: Sequence[TruthEvent], since: float, until: float | None = None
+) -> list[TruthSegment]:
+    """Segments that began in ``(since, until]``: each one is a change of delivered flow."""
+    return [s for s in segments(truth) if s.start > since and (until is None or s.start <= until)]
+
+
+def rates(truth: Sequence[TruthEvent], since: float = float("-inf")) -> list[float]:
+    """The sequence of delivered rates from ``since`` on (the one in force at ``since``
+    first)."""
+    out = [rate_at(truth, since)] if since != float("-inf") else []
+    out += [s.rate_ml_h for s in changes_between(truth, since)]
+    return out
+
+
+def same_rate(a: float, b: float) -> bool:
+    return abs(a - b) < RATE_EPS
+
+
+def describe(truth: Sequence[TruthEvent]) -> str:
+    """The truth in words, for assertion messages."""
+    parts = []
+    for e in truth:
+        if isinstance(e, TruthSegment):
+            parts.append(f"{e.start:.0f}s:{e.rate_ml_h:g}mL/h")
+        else:
+            parts.append(f"{e.time:.0f}s:bolus {e.volume_ml:g}mL")
+    return ", ".join(parts)
