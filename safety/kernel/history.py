@@ -11,6 +11,8 @@ only ever compared with a margin.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -62,13 +64,23 @@ class RateHistory:
                 first = i
         return RateHistory(tuple(kept[first:]))
 
+    @cached_property
+    def _starts(self) -> tuple[float, ...]:
+        return tuple(s.start for s in self.segments)
+
     def _spans(self, since: float, until: float) -> list[tuple[float, float, Segment]]:
         """(from, to, segment) for every segment in force at some instant of [since, until]."""
         spans: list[tuple[float, float, Segment]] = []
         segs = self.segments
-        for i, seg in enumerate(segs):
+        # segments are in time order: the ones that ended before ``since`` are skipped by
+        # bisection instead of being walked (up to 26 h of them for a 10-min window)
+        first = max(0, bisect.bisect_right(self._starts, since) - 1)
+        for i in range(first, len(segs)):
+            seg = segs[i]
+            if seg.start > until:
+                break
             end = segs[i + 1].start if i + 1 < len(segs) else math.inf
-            if seg.start <= until and end > since:
+            if end > since:
                 spans.append((max(seg.start, since), min(end, until), seg))
         return spans
 
@@ -89,10 +101,28 @@ class RateHistory:
 
     def amount(self, since: float, until: float) -> float:
         """Drug amount (base units) given in [since, until]."""
+        if until <= since:
+            return 0.0
+        return max(0.0, self._given_by(until) - self._given_by(since))
+
+    @cached_property
+    def _given_at_starts(self) -> tuple[float, ...]:
+        """Amount given from the first segment's start to each segment's start: a 24 h cap
+        window is two look-ups, not a walk over every segment of the day."""
         total = 0.0
-        for lo, hi, seg in self._spans(since, until):
-            total += float(seg.amount_per_h) * (hi - lo) / 3600.0
-        return total
+        out = [0.0]
+        segs = self.segments
+        for seg, following in itertools.pairwise(segs):
+            total += float(seg.amount_per_h) * (following.start - seg.start) / 3600.0
+            out.append(total)
+        return tuple(out)
+
+    def _given_by(self, t: float) -> float:
+        i = bisect.bisect_right(self._starts, t) - 1
+        if i < 0:
+            return 0.0
+        seg = self.segments[i]
+        return self._given_at_starts[i] + float(seg.amount_per_h) * (t - seg.start) / 3600.0
 
     def volume_ml(self, since: float, until: float) -> float:
         total = 0.0
