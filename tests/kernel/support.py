@@ -18,12 +18,12 @@ own belief.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.gpio.simulated import SimulatedGpio
 from drivers.mock import MockPumpDriver
@@ -64,6 +64,8 @@ from safety.kernel.replay import replay_journal
 from safety.kernel.state import ActiveProgram, KernelState, program_check
 from safety.library import DrugLibrary
 from safety.status import Outcome
+
+T = TypeVar("T")
 
 DEFAULT_SYRINGE = "bd-plastipak-50ml"
 #: liveness seconds a request stays valid unless a test says otherwise
@@ -112,23 +114,28 @@ class JournalGuard:
         #: (clinical time, action) of every command that really reached the pump or relay
         self.sent: list[tuple[float, PumpAction]] = []
 
-    def check(self, action: PumpAction, clinical_now: float) -> None:
+    def check(self, action: PumpAction, clinical_now: float) -> CommandIssued | None:
+        """Raise unless ``action`` is the journal's latest entry; return that entry."""
         journal = self.journal
         if journal is None:  # before the bench wired us up (e.g. seeding): not the core
             self.sent.append((clinical_now, action))
-            return
+            return None
         last = journal_tail(journal)
         problem = None
+        issued: CommandIssued | None = None
         if last is None or last.kind != "command_issued":
             problem = f"{action} sent but the journal's last entry is {last and last.kind!r}"
         else:
             event = decode_event(last.payload)
-            if not isinstance(event, CommandIssued) or event.action != action:
+            if isinstance(event, CommandIssued) and event.action == action:
+                issued = event
+            else:
                 problem = f"{action} sent but the last CommandIssued is {event}"
         if problem is not None:
             self.violations.append(problem)
             raise AssertionError(f"S14 write-ahead broken: {problem}")
         self.sent.append((clinical_now, action))
+        return issued
 
 
 def journal_tail(journal: Journal) -> JournalEntry | None:
@@ -137,37 +144,90 @@ def journal_tail(journal: Journal) -> JournalEntry | None:
     return entries[-1] if entries else None
 
 
-class GuardedMockDriver(MockPumpDriver):
-    """The mock driver, with every command checked against the journal first (S14)."""
+class TracingPump(SimulatedPump):
+    """The simulated pump, also recording its plunger's rate over time.
 
-    def __init__(self, guard: JournalGuard, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    ``truth`` is what reached the patient; under an occlusion it drops to 0 while the
+    plunger still runs at the set rate until the pump's pressure alarm stops it. The
+    titration and wean rules are about the rate the pump runs, so they are checked on
+    this plunger record; the hard max and the cap on both.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.plunger: list[TruthSegment] = []
+        super().__init__(*args, **kwargs)
+        self.plunger.append(TruthSegment(self.clock.now(), 0.0))
+
+    def _record_flow(self) -> None:
+        super()._record_flow()
+        rate = self._plunger_rate()
+        if not self.plunger or self.plunger[-1].rate_ml_h != rate:
+            self.plunger.append(TruthSegment(self._t, rate))
+
+
+class GuardedMockDriver(MockPumpDriver):
+    """The mock driver, with every command checked against the journal first (S14), and
+    every change of the pump's rate it causes labelled with the command's cause."""
+
+    def __init__(self, guard: JournalGuard, *, pump: TracingPump, **kwargs: Any) -> None:
+        super().__init__(pump=pump, **kwargs)
         self.guard = guard
+        self.tracing = pump
         #: when set, the pump runs this fraction of any rate set (a sagging pump, S9)
         self.sag: float | None = None
+        #: index in ``pump.truth.events`` / ``pump.plunger`` -> cause of the command that
+        #: made it; records made outside any command are the pump's own doing
+        self.truth_causes: dict[int, str] = {}
+        self.plunger_causes: dict[int, str] = {}
+
+    def label(self, cause: str, send: Callable[[], T]) -> T:
+        """Run ``send`` and label the pump records it makes with ``cause``."""
+        pump = self.tracing
+        pump.snapshot()  # what happens up to now (empty, occlusion) is the pump's own
+        truth0, plunger0 = len(pump.truth.events), len(pump.plunger)
+        try:
+            return send()
+        finally:
+            for i in range(truth0, len(pump.truth.events)):
+                self.truth_causes[i] = cause
+            for i in range(plunger0, len(pump.plunger)):
+                self.plunger_causes[i] = cause
+
+    def _command(self, action: PumpAction, send: Callable[[], T]) -> T:
+        issued = self.guard.check(action, self.tracing.clock.now())
+        return self.label(issued.cause if issued is not None else "unjournaled", send)
 
     def set_rate(self, rate_ml_h: float) -> float:
-        self.guard.check(SetRate(Decimal(repr(rate_ml_h))), self.pump.clock.now())
-        reply = super().set_rate(rate_ml_h)
-        if self.sag is not None:
-            self.pump.set_rate(self.quantize_rate(rate_ml_h * self.sag))
-            reply = self.pump.snapshot().set_rate_ml_h
-        return reply
+        def send() -> float:
+            reply = super(GuardedMockDriver, self).set_rate(rate_ml_h)
+            if self.sag is not None:
+                self.tracing.set_rate(self.quantize_rate(rate_ml_h * self.sag))
+                reply = self.tracing.snapshot().set_rate_ml_h
+            return reply
+
+        return self._command(SetRate(Decimal(repr(rate_ml_h))), send)
 
     def start(self) -> None:
-        self.guard.check(StartPump(), self.pump.clock.now())
-        super().start()
+        self._command(StartPump(), super().start)
 
     def stop(self) -> None:
-        self.guard.check(StopPump(), self.pump.clock.now())
-        super().stop()
+        self._command(StopPump(), super().stop)
 
 
 class GuardedGpio(SimulatedGpio):
-    """The simulated GPIO backend, with the interlock relay checked against the journal."""
+    """The simulated GPIO backend, with the interlock relay checked against the journal.
+
+    ``publish=False`` skips writing the pin file (``read_sim_pins``), which only other
+    processes read: the state machine runs thousands of host-loop rounds.
+    """
 
     guard: JournalGuard | None = None
     clinical: VirtualClock | None = None
+    publish: bool = True
+
+    def _publish(self) -> None:
+        if self.publish:
+            super()._publish()
 
     def set_pump_enabled(self, enabled: bool) -> None:
         if self.guard is not None and self.clinical is not None:
@@ -197,6 +257,7 @@ class Bench:
         *,
         syringe: str = DEFAULT_SYRINGE,
         gpio: bool = False,
+        publish_pins: bool = True,
         config: KernelConfig | None = None,
         clinical_start: float = 0.0,
     ) -> None:
@@ -206,7 +267,7 @@ class Bench:
         self.clinical = VirtualClock(clinical_start)
         self.liveness = VirtualClock(1000.0)
         self.syringe: Syringe = syringe_by_name(syringe)
-        self.pump = SimulatedPump(self.clinical, self.syringe)
+        self.pump = TracingPump(self.clinical, self.syringe)
         self.wire = WireFaults()
         self.guard = JournalGuard()
         self.driver = GuardedMockDriver(self.guard, pump=self.pump, wire=self.wire)
@@ -215,6 +276,7 @@ class Bench:
         self.gpio: GuardedGpio | None = None
         if gpio:
             self.gpio = GuardedGpio(state_dir=self.gpio_dir, clock=self.liveness)
+            self.gpio.publish = publish_pins
             self.gpio.open()
             self.gpio.guard = self.guard
             self.gpio.clinical = self.clinical
@@ -223,6 +285,8 @@ class Bench:
         self.seq = 0
         self.controller_alive = False
         self.seeded: list[SeededTruth] = []
+        #: clinical time a seeded history hands over to the live pump
+        self.seed_until: float | None = None
         self.booted = False
 
     def _new_core(self) -> SafetyCore:
@@ -324,12 +388,25 @@ class Bench:
         while self.clinical.now() < target:
             now = self.clinical.now()
             step_to = min(target, now + poll_every_s)
+            if self._quiescent():
+                step_to = target  # a stopped pump stays stopped: nothing to see until then
             deadline = next_deadline(self.core.state, self.core.now(), self.core.config)
             if deadline is not None:
                 # a deadline already due (its stop failed on the wire) is retried 1 s later
                 step_to = min(step_to, deadline if deadline > now else now + 1.0)
             self.clinical.advance_to(step_to)
             self.service()
+
+    def _quiescent(self) -> bool:
+        """Nothing runs and nothing is in doubt: polls in between would read the same."""
+        state = self.core.state
+        return (
+            not self.pump.snapshot().running
+            and not state.running
+            and not state.expected_running
+            and state.pending is None
+            and state.comms_ok
+        )
 
     def lose_controller(self, gap_s: float = 3.0) -> None:
         """The controller stops sending heartbeats (hang or death) for ``gap_s``."""
@@ -435,10 +512,15 @@ class Bench:
             [(e.kind, encode_event(e), e.now.clinical, e.now.liveness) for e in rows]
         )
         self.clinical.advance_to(boot_at)
-        if rate > 0:
-            self.pump.set_rate(float(rate))
-        if running:
-            self.pump.start()
+        self.seed_until = boot_at
+
+        def resume_seeded_pump() -> None:
+            if rate > 0:
+                self.pump.set_rate(float(rate))
+            if running:
+                self.pump.start()
+
+        self.driver.label("seed", resume_seeded_pump)
         assert program.unit  # the spec is valid for this library
 
 

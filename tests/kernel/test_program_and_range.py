@@ -28,7 +28,7 @@ def test_s6_reference_program_is_accepted(bench: Bench, std: ProgramSpec) -> Non
     assert bench.core.state.program is not None
 
 
-@pytest.mark.parametrize("concentration", ["8 mg/250 mL", "4 mg/500 mL", "32 mcg/mL"])
+@pytest.mark.parametrize("concentration", ["16 mg/250 mL", "4 mg/500 mL", "64 mcg/mL"])
 def test_s6_concentration_not_in_the_library_refused(
     bench: Bench, library: DrugLibrary, concentration: str
 ) -> None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from safety.kernel.model import ProgramSpec, StartInfusion
+from safety.alarms import Priority
+from safety.kernel.model import ProgramSpec, StartInfusion, StopPump
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.rules import Severity
@@ -154,6 +155,41 @@ def test_s3_start_refused_when_the_cap_would_be_reached_within_the_look_ahead(
     assert bench.truth_rate() == 0.0
     # a start that fits under the cap within the hour is accepted
     assert bench.start("0.02").verdict.accepted
+
+
+def test_s3_pump_stopped_with_a_high_alarm_when_the_cap_is_reached_as_time_passes(
+    make_bench: Callable[..., Bench], library: DrugLibrary
+) -> None:
+    """Weight-based at 70 kg, 0.9 mcg/kg/min (63 mcg/min, above the 47.2 mcg/min that
+    68 mg/24 h allows) has given 67.6 mg: the kernel must stop the pump before the
+    cap, as clinical time passes, with nobody asking. Time is driven as the host's loop
+    lives it: polls, and a wake-up at the kernel's cap deadline."""
+    spec = norepi_weight_based(library)
+    bench = make_bench()
+    rate = float(bench.pump_rate_for(spec, "0.9"))
+    per_s = rate * 16 / 3600  # mcg/s
+    boot = 67_600 / per_s
+    bench.seed(spec, [(0.0, "0.9")], boot_at=boot)
+    bench.boot()
+    assert bench.core.state.running and bench.truth_rate() == rate
+    warning = bench.core.state.alarms.get("cap_warning")
+    assert warning is not None and warning.priority is Priority.MEDIUM
+
+    bench.advance(30 * 60)
+
+    assert not bench.pump.snapshot().running and bench.truth_rate() == 0.0
+    alarm = bench.core.state.alarms.get("cap")
+    assert alarm is not None and alarm.priority is Priority.HIGH
+    assert alarm.reason is Reason.CUMULATIVE_CAP
+    stop = [c for c in bench.commands() if isinstance(c.action, StopPump)][-1]
+    assert stop.cause == "safety"
+    # stopped within the cap, with the guard's minute of headroom, not much earlier
+    given = 67_600 + bench.pump.truth.delivered_ml(bench.clinical.now()) * 16
+    assert 68_000 - per_s * (bench.core.config.cap_guard_s + 5) <= given <= 68_000
+    assert stop.now.clinical <= boot + 400 / per_s - bench.core.config.cap_guard_s + 1e-6
+    # and nothing that would cross it may start
+    assert bench.ack().verdict.accepted
+    assert bench.start("0.02").verdict.reason is Reason.CUMULATIVE_CAP
 
 
 # --------------------------------------------------------------------------- S4

@@ -1,0 +1,504 @@
+"""Mutation check for the invariant suite: remove each kernel check in turn, in a
+throw-away copy of the source tree, and make sure the tests named for it fail.
+
+The suite's promise is "one test per invariant per refusal path, each of which fails if
+that check is removed"; this tool keeps the promise checkable. Each mutant replaces one
+exact snippet of kernel source (a check turned off, a fix reverted); if a snippet is no
+longer found, the kernel changed and the table needs the new text: that is reported as a
+failure, never skipped.
+
+Run: ``.venv/bin/python -m tests.kernel.mutation_check [name-filter ...]``. About a
+minute (one pytest run per mutant); not part of the normal test run. With
+``--stateful`` the hypothesis state machine runs against each mutant instead (minutes
+per mutant). Some checks are defence in depth that the state machine cannot see from
+the pump's side (the cap look-ahead on requests: the cap guard still holds the truth
+under the cap), which is why each mutant names the tests that pin it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COPY = ("safety", "drivers", "firmware_bridge", "config", "tests/__init__.py", "tests/kernel")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    original: str  # exact text, found exactly once
+    mutated: str
+    tests: str  # pytest -k expression for the tests that must fail
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "S1 hard max",
+        "safety/rules.py",
+        "    if value > Fraction(hard.value):",
+        "    if False:",
+        "test_s1_hard_max_refused",
+    ),
+    Mutant(
+        "S1 read-back",
+        "safety/kernel/observe.py",
+        "        elif over_by_hard:",
+        "        elif False:",
+        "test_s1_readback",
+    ),
+    Mutant(
+        "S2 soft max",
+        "safety/rules.py",
+        "    if value > Fraction(soft_max.value):",
+        "    if False:",
+        "test_s2_soft_max",
+    ),
+    Mutant(
+        "S2 soft min",
+        "safety/rules.py",
+        "    elif 0 < value < Fraction(soft_min.value):",
+        "    elif False:",
+        "test_s2_soft_min",
+    ),
+    Mutant(
+        "S2 confirmation",
+        "safety/kernel/decide.py",
+        "        if finding.severity is Severity.CONFIRM:",
+        "        if False:",
+        "test_s2_soft_max or test_s2_soft_min",
+    ),
+    Mutant(
+        "S2 finding in verdict",
+        "safety/kernel/decide.py",
+        "    warnings = tuple(f for f in findings if f.severity is Severity.WARN)",
+        "    warnings = ()",
+        "test_s2_soft_max or test_s2_soft_min",
+    ),
+    Mutant(
+        "S3 cap on request",
+        "safety/kernel/decide.py",
+        "    if given + ahead > limit:",
+        "    if False:",
+        "test_s3_rise_refused or test_s3_start_refused",
+    ),
+    Mutant(
+        "S3 cap as time passes",
+        "safety/kernel/observe.py",
+        "    if per_s > 0 and headroom <= per_s * config.cap_guard_s:",
+        "    if False:",
+        "test_s3_pump_stopped",
+    ),
+    Mutant(
+        "S3 cap deadline",
+        "safety/kernel/observe.py",
+        "    return t + max(0.0, headroom / per_s - config.cap_guard_s)",
+        "    return None",
+        "test_s3_pump_stopped",
+    ),
+    Mutant(
+        "S4 max start",
+        "safety/kernel/decide.py",
+        "        if dose > bound:",
+        "        if False:",
+        "test_s4_start_above_max_start or test_s4_restart_after",
+    ),
+    Mutant(
+        "S4 step",
+        "safety/kernel/decide.py",
+        "    if rise > step_bound:",
+        "    if False:",
+        "test_s4_ten_fold or test_s4_step_rise",
+    ),
+    Mutant(
+        "S4 window",
+        "safety/kernel/decide.py",
+        "    if dose - base > window_bound:",
+        "    if False:",
+        "test_s4_window_rise_refused_where or test_s4_window_rise_refused_for",
+    ),
+    Mutant(
+        "S4 same-instant fix",
+        "safety/kernel/history.py",
+        "        kept.append(Segment(t, rate_ml_h, amount_per_ml, cause))",
+        (
+            "        if kept and kept[-1].start == t:\n"
+            "            kept.pop()\n"
+            "        kept.append(Segment(t, rate_ml_h, amount_per_ml, cause))"
+        ),
+        "test_s4_window_rise_refused_for",
+    ),
+    Mutant(
+        "S4 rogue-rate fix",
+        "safety/kernel/decide.py",
+        'exclude=frozenset({"pump"})',
+        "exclude=frozenset()",
+        "test_s4_start_bound_ignores",
+    ),
+    Mutant(
+        "S5 wean",
+        "safety/kernel/decide.py",
+        "    if effective < floor:",
+        "    if False:",
+        "test_s5_wean",
+    ),
+    Mutant(
+        "S5 stop threshold",
+        "safety/kernel/decide.py",
+        "        if current > threshold:",
+        "        if False:",
+        "test_s5_stop_above",
+    ),
+    Mutant(
+        "S6 library hash",
+        "safety/kernel/decide.py",
+        "    if spec.library_hash != library.content_hash:",
+        "    if False:",
+        "test_s6_library_hash",
+    ),
+    Mutant(
+        "S6 concentration",
+        "safety/rules.py",
+        ("    entry = therapy.allowed_concentration(concentration, weight)\n    if entry is None:"),
+        (
+            "    entry = therapy.allowed_concentration(concentration, weight) or"
+            " therapy.concentrations[0]\n"
+            "    if False:"
+        ),
+        "test_s6_concentration or test_s6_units_drug",
+    ),
+    Mutant(
+        "S6 diluent",
+        "safety/rules.py",
+        "    if diluent not in entry.diluents:",
+        "    if False:",
+        "test_s6_saline or test_s6_diluent_allowed",
+    ),
+    Mutant(
+        "S6 weight range",
+        "safety/rules.py",
+        "    if not (rng.min <= weight.kg <= rng.max):",
+        "    if False:",
+        "test_s6_weight_outside",
+    ),
+    Mutant(
+        "S7 pump max",
+        "safety/kernel/decide.py",
+        "    if exact > Fraction(pump.max_rate_ml_h):",
+        "    if False:",
+        "test_s7_above",
+    ),
+    Mutant(
+        "S7 pump min",
+        "safety/kernel/decide.py",
+        "    if rate < pump.min_rate_ml_h or rate <= 0:",
+        "    if rate <= 0:",
+        "test_s7_below",
+    ),
+    Mutant(
+        "S7 round down",
+        "safety/kernel/config.py",
+        "        candidate = float(exact)",
+        "        return Decimal(repr(round(float(exact), 2)))\n        candidate = float(exact)",
+        "test_s7_rate_sent",
+    ),
+    Mutant(
+        "S8 stale seq",
+        "safety/kernel/decide.py",
+        "    if meta.seq <= state.last_seq:",
+        "    if False:",
+        "test_s8_duplicate or test_s8_replayed or test_s8_out_of_order",
+    ),
+    Mutant(
+        "S8 expiry",
+        "safety/kernel/decide.py",
+        "    if now.liveness > meta.expires_at:",
+        "    if False:",
+        "test_s8_expired",
+    ),
+    Mutant(
+        "S8 session",
+        "safety/kernel/decide.py",
+        "    if not state.attached or meta.session != state.session:",
+        "    if not state.attached:",
+        "test_s8_request_from_another or test_s8_old_session",
+    ),
+    Mutant(
+        "S9 over",
+        "safety/kernel/observe.py",
+        "        elif rate > s.expected_rate * (1 + tol):",
+        "        elif False:",
+        "test_s9_readback_over",
+    ),
+    Mutant(
+        "S9 not started",
+        "safety/kernel/observe.py",
+        "        elif not s.expected_running:",
+        "        elif False:",
+        "test_s9_pump_running_without",
+    ),
+    Mutant(
+        "S9 retry",
+        "safety/kernel/observe.py",
+        "            if s.under_retries < config.max_under_retries:",
+        "            if False:",
+        "test_s9_readback_under_the_set_rate_is_retried",
+    ),
+    Mutant(
+        "S9 under alarm",
+        "safety/kernel/observe.py",
+        "        elif rate < s.expected_rate * (1 - tol):",
+        "        elif False:",
+        "test_s9_readback_under or test_s9_readback_still",
+    ),
+    Mutant(
+        "S9 retry only once",
+        "safety/kernel/reducer.py",
+        '        retries = state.under_retries if event.cause == "retry" else 0',
+        "        retries = 0",
+        "test_s9_readback_still",
+    ),
+    Mutant(
+        "S10 pending refusal",
+        "safety/kernel/decide.py",
+        "    if state.pending is not None:  # S10",
+        "    if False:",
+        "test_s10_lost_ack_makes or test_s10_lost_request",
+    ),
+    Mutant(
+        "S10 pending state",
+        "safety/kernel/reducer.py",
+        "    pending = Pending(event.action, state.set_rate, state.running, t)",
+        "    pending = None",
+        "test_s10_lost_ack_makes or test_s10_lost_request",
+    ),
+    Mutant(
+        "S10 not-taken restore",
+        "safety/kernel/observe.py",
+        (
+            "            s, expected_rate=pending.previous_rate,"
+            " expected_running=pending.previous_running"
+        ),
+        "            s",
+        "test_s10_lost_request",
+    ),
+    Mutant(
+        "S10 blind repeat",
+        "safety/host/core.py",
+        ("                self.poll(depth + 1)  # S10: reconcile by read-back, never by repeating"),
+        "                self._send(action); self.poll(depth + 1)",
+        "test_s10",
+    ),
+    Mutant(
+        "S11 hold refusal",
+        "safety/kernel/decide.py",
+        "    if state.hold:  # S11",
+        "    if False:",
+        "test_s11_changes_refused",
+    ),
+    Mutant(
+        "S11 heartbeat timeout",
+        "safety/host/core.py",
+        "            and live - heartbeat > self.timing.heartbeat_timeout_s",
+        "            and False",
+        "test_s11_heartbeat",
+    ),
+    Mutant(
+        "S11 hold alarm",
+        "safety/kernel/reducer.py",
+        "        return replace(state, attached=False, hold=True, alarms=alarms)",
+        "        return replace(state, attached=False, hold=True)",
+        "test_s11_heartbeat or test_s11_controller_eof",
+    ),
+    Mutant(
+        "S11 re-attach",
+        "safety/kernel/reducer.py",
+        (
+            "            hold=False,\n"
+            '            alarms=state.alarms.condition_gone("controller_lost"),'
+        ),
+        '            alarms=state.alarms.condition_gone("controller_lost"),',
+        "test_s11_re_attach",
+    ),
+    Mutant(
+        "S12 interlock",
+        "safety/kernel/decide.py",
+        "            actions=(StopPump(), SetInterlock(False)),",
+        "            actions=(StopPump(),),",
+        "test_s12_emergency_stop_from or test_s12_lost_stop",
+    ),
+    Mutant(
+        "S12 never refused",
+        "safety/kernel/decide.py",
+        "    if isinstance(body, EmergencyStop):",
+        "    if isinstance(body, EmergencyStop) and _check_link(state, request, now) is None:",
+        "test_s12_emergency_stop_ignores or test_s11_emergency_stop_still",
+    ),
+    Mutant(
+        "S12 restart refused",
+        "safety/kernel/decide.py",
+        "        if state.estopped:",
+        "        if False:",
+        "test_s12_restart_refused or test_s12_acknowledging_other",
+    ),
+    Mutant(
+        "S12 button",
+        "safety/host/core.py",
+        "            if self.gpio.poll_stop():",
+        "            if False:",
+        "test_s12_emergency_stop_from_the_gpio",
+    ),
+    Mutant(
+        "S12 estop alarm",
+        "safety/kernel/reducer.py",
+        "        return replace(state, estopped=True, alarms=alarms)",
+        "        return replace(state, estopped=True)",
+        "test_s12_emergency_stop_from",
+    ),
+    Mutant(
+        "S12 lost stop: relay",
+        "safety/host/core.py",
+        '            if failure is not None and cause != "estop":',
+        "            if failure is not None:",
+        "test_s12_lost_stop",
+    ),
+    Mutant(
+        "S12 lost stop: re-stop",
+        "safety/kernel/observe.py",
+        "        if s.estopped:\n            # S12 holds",
+        "        if False:\n            # S12 holds",
+        "test_s12_lost_stop",
+    ),
+    Mutant(
+        "S13 pump alarms",
+        "safety/kernel/observe.py",
+        "    alarms = _pump_alarms(alarms, reading, t)",
+        "    pass",
+        "test_s13_pump_alarm or test_s13_occlusion or test_s13_near_empty",
+    ),
+    Mutant(
+        "S13 pump stopped",
+        "safety/kernel/observe.py",
+        "        if s.expected_running:\n            present",
+        "        if False:\n            present",
+        "test_s13_pump_alarm",
+    ),
+    Mutant(
+        "S13 occlusion high",
+        "safety/kernel/observe.py",
+        '    "occlusion": (Priority.HIGH,',
+        '    "occlusion": (Priority.MEDIUM,',
+        "test_s13_occlusion or test_s13_pump_alarm",
+    ),
+    Mutant(
+        "S13 comms",
+        "safety/host/core.py",
+        "            if self.state.comms_ok:\n                self._record(CommsFailed",
+        "            if False:\n                self._record(CommsFailed",
+        "test_s13_comms",
+    ),
+    Mutant(
+        "S14 write-ahead",
+        "safety/host/core.py",
+        (
+            "            self._record(CommandIssued(action, cause, self.now()))\n"
+            "            try:\n"
+            "                self._send(action)"
+        ),
+        (
+            "            try:\n"
+            "                self._send(action)\n"
+            "                self._record(CommandIssued(action, cause, self.now()))"
+        ),
+        "test_s14_the_guard or test_s1_hard_max",
+    ),
+    Mutant(
+        "S14 replay",
+        "safety/kernel/replay.py",
+        "    for entry in journal.entries():",
+        "    for entry in list(journal.entries())[:-1]:",
+        "test_s14_replay",
+    ),
+    Mutant(
+        "S14 restart touches pump",
+        "safety/host/core.py",
+        "            if status.running:",
+        "            if False:",
+        "test_s14_restart",
+    ),
+    Mutant(
+        "S14 alarm output",
+        "safety/host/core.py",
+        "        self.gpio.set_alarm(bool(loud))",
+        "        self.gpio.set_alarm(bool(loud) or bool(self.state.alarms.alarms))",
+        "test_s14_alarm_output",
+    ),
+)
+
+
+def _copy_tree(dest: Path) -> None:
+    for rel in COPY:
+        src = ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def run(filters: list[str], *, stateful: bool) -> int:
+    survivors: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="kernel-mutants-") as tmp:
+        tree = Path(tmp)
+        _copy_tree(tree)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        for mutant in MUTANTS:
+            if filters and not any(f in mutant.name for f in filters):
+                continue
+            target = tree / mutant.path
+            pristine = target.read_text()
+            if pristine.count(mutant.original) != 1:
+                print(f"STALE     {mutant.name}: snippet not found once in {mutant.path}")
+                survivors.append(mutant.name)
+                continue
+            target.write_text(pristine.replace(mutant.original, mutant.mutated))
+            if stateful:
+                args = ["tests/kernel/test_stateful.py", "-x"]
+            else:
+                args = ["tests/kernel", "-k", mutant.tests]
+            try:
+                result = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                    cwd=tree,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            finally:
+                target.write_text(pristine)
+            lines = result.stdout.strip().splitlines()
+            summary = lines[-1] if lines else result.stderr.strip()[-200:]
+            killed = result.returncode == 1 and " failed" in summary
+            verdict = "killed" if killed else "SURVIVED"
+            print(f"{verdict:9s} {mutant.name:28s} {summary}", flush=True)
+            if not killed:
+                survivors.append(mutant.name)
+    listing = ": " + ", ".join(survivors) if survivors else ""
+    print(f"{len(survivors)} survivor(s){listing}")
+    return 1 if survivors else 0
+
+
+def main(argv: list[str]) -> int:
+    stateful = "--stateful" in argv
+    return run([a for a in argv if a != "--stateful"], stateful=stateful)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
