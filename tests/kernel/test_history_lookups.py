@@ -1,0 +1,68 @@
+"""RateHistory's fast look-ups give the answers of a plain walk over every segment.
+
+The windows are found by bisection and the 24 h amount from running totals (so a
+decision does not walk a day of segments); this checks them against the definition:
+each segment is in force from its start to the next one's start, the last one for ever.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from fractions import Fraction
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safety.kernel.history import RateHistory, Segment
+
+RATES = [Decimal(x) for x in ("0", "0.1", "1.5", "7.5", "30", "33.75")]
+STRENGTHS = [Fraction(4), Fraction(16), Fraction(32)]
+
+
+def _walk(history: RateHistory, since: float, until: float) -> list[tuple[float, float, Segment]]:
+    segs = history.segments
+    out = []
+    for i, seg in enumerate(segs):
+        end = segs[i + 1].start if i + 1 < len(segs) else math.inf
+        if seg.start <= until and end > since:
+            out.append((max(seg.start, since), min(end, until), seg))
+    return out
+
+
+changes = st.lists(
+    st.tuples(
+        st.one_of(st.just(0.0), st.floats(0.0, 7200.0)),  # 0: several changes at one instant
+        st.sampled_from(RATES),
+        st.sampled_from(STRENGTHS),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    changes=changes,
+    since=st.floats(-3600.0, 200_000.0),
+    length=st.one_of(st.just(0.0), st.floats(0.0, 90_000.0)),
+)
+def test_windows_and_amounts_match_a_walk_over_every_segment(
+    changes: list[tuple[float, Decimal, Fraction]], since: float, length: float
+) -> None:
+    history = RateHistory()
+    t = 0.0
+    for gap, rate, strength in changes:
+        t += gap
+        history = history.with_rate(t, rate, strength)
+    until = since + length
+    spans = _walk(history, since, until)
+    walked = sum(float(s.amount_per_h) * (hi - lo) / 3600.0 for lo, hi, s in spans)
+    assert math.isclose(history.amount(since, until), walked, rel_tol=1e-9, abs_tol=1e-9)
+    assert history.max_amount_rate(since, until) == max(
+        (s.amount_per_h for _, _, s in spans), default=Fraction(0)
+    )
+    assert history.min_running_amount_rate(since, until) == min(
+        (s.amount_per_h for _, _, s in spans if s.rate_ml_h > 0), default=None
+    )
+    volume = sum(float(s.rate_ml_h) * (hi - lo) / 3600.0 for lo, hi, s in spans)
+    assert math.isclose(history.volume_ml(since, until), volume, rel_tol=1e-9, abs_tol=1e-9)
