@@ -498,7 +498,12 @@ class RealBench(ScenarioBench):
         return f'host = "{host}"\nport = {int(port)}\n'
 
     def _write_config(self) -> None:
-        library = Path(os.environ.get("PUMPCTL_LIBRARY", default_library_path())).resolve()
+        given = Path(self.library.path)
+        library = (
+            given
+            if given.is_file()
+            else Path(os.environ.get("PUMPCTL_LIBRARY", default_library_path()))
+        ).resolve()  # the very library the verdicts are judged with
         poll = self.spec.poll_s or REAL_POLL_S
         self.config.write_text(
             f"""# written by 'pumpctl scenario run --real': this run's safety process

@@ -280,7 +280,10 @@ class _Judge:
             return False, shown + more
         summary = self.truth.summary
         if e.type == "cap" and summary.cap is not None and summary.cap_peak is not None:
-            return True, f"peak {summary.cap_peak:.4g} in any window of the cap ({summary.cap})"
+            unit = summary.cap.split(" per ")[0].split(" ")[-1]
+            return True, (
+                f"at most {summary.cap_peak:.6g} {unit} in any window of the cap ({summary.cap})"
+            )
         changes = [c for c in self.truth.changes if c.cause == "command"]
         return True, f"held on the pump's ground truth ({len(changes)} commanded change(s) checked)"
 

@@ -25,7 +25,8 @@ def _truth_line(evaluation: Evaluation) -> list[str]:
     if s.above_soft_max_s:
         extra.append(f"{s.above_soft_max_s / 60:.1f} min above the soft max")
     if s.cap is not None and s.cap_peak is not None:
-        extra.append(f"cap peak {s.cap_peak:.4g} ({s.cap})")
+        unit = (s.cap or "").split(" per ")[0].split(" ")[-1]
+        extra.append(f"at most {s.cap_peak:.6g} {unit} in any cap window ({s.cap})")
     causes = ", ".join(f"{k} {v}" for k, v in sorted(s.changes_by_cause.items()))
     if causes:
         extra.append(f"changes by cause: {causes}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,25 +50,11 @@ def test_occlusion_recovery_with_real_processes(library: DrugLibrary, run_dir: P
 def test_a_bench_that_cannot_start_fails_cleanly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A drug library the safety process cannot load: exit 1, a sentence, nothing left."""
-    broken = tmp_path / "library.toml"
-    broken.write_text("schema = 1\n", encoding="utf-8")
-    monkeypatch.setenv("PUMPCTL_LIBRARY", str(broken))
+    """The emulator cannot start (its interpreter exits at once): exit 1, a sentence."""
+    monkeypatch.setattr(sys, "executable", "/bin/false")
     path = REPO / "config" / "scenarios" / "occlusion-recovery.toml"
-    out = tmp_path / "out"
-    code = main(
-        [
-            "scenario",
-            "run",
-            str(path),
-            "--real",
-            "--json",
-            "--out",
-            str(out),
-            "--library",
-            str(REPO / "config" / "drug_library.toml"),
-        ]
-    )
+    code = main(["scenario", "run", str(path), "--real", "--json", "--out", str(tmp_path)])
     assert code == 1
     error = json.loads(capsys.readouterr().out)["error"]
-    assert error["code"] == "scenario_not_run" and "safety process" in error["message"]
+    assert error["code"] == "scenario_not_run"
+    assert "the ne1000 emulator did not start" in error["message"]
