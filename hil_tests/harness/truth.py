@@ -46,6 +46,16 @@ def changes_between(
     return [s for s in segments(truth) if s.start > since and (until is None or s.start <= until)]
 
 
+def highest_between(truth: Sequence[TruthEvent], since: float, until: float) -> float:
+    """The highest rate delivered at any instant of ``(since, until)``."""
+    segs = segments(truth)
+    highest = rate_at(truth, since)
+    for seg in segs:
+        if since < seg.start < until:
+            highest = max(highest, seg.rate_ml_h)
+    return highest
+
+
 def rates(truth: Sequence[TruthEvent], since: float = float("-inf")) -> list[float]:
     """The sequence of delivered rates from ``since`` on (the one in force at ``since``
     first)."""

@@ -1,0 +1,1 @@
+"""The hardware-in-the-loop harness: processes, benches, pump kinds, truth queries."""
