@@ -249,12 +249,33 @@ class Pool:
             process = self._children.pop()
             with contextlib.suppress(Exception):
                 self.stop(process)
+        with contextlib.suppress(Exception):
+            self._kill_strays()
         for handle in self._files:
             with contextlib.suppress(OSError):
                 handle.close()
         self._files.clear()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+    def _kill_strays(self) -> None:
+        """A child whose handle never reached the pool (a Ctrl-C while
+        ``start_safety_process`` waited for its 'ready' line) still names the run's
+        directory on its command line: find it in /proc and kill it."""
+        marker = os.fsencode(self.root)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in cmdline:
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(int(entry.name), 0)
 
 
 def write_safety_config(path: Path, setup: SafetySetup) -> None:
