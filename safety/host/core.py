@@ -120,6 +120,7 @@ class SafetyCore:
         self._watchdog_level = False
         self._last_infused_ml: float | None = None
         self._started = False
+        self._pump_known = False
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -133,19 +134,7 @@ class SafetyCore:
         detail = ""
         try:
             self.driver.connect()
-            status = self.driver.read_status()
-            if status.running:
-                # Resuming over a running infusion: a syringe setting is never sent to a
-                # running pump (the pump refuses it, and a new diameter would change the
-                # rate it runs). The range is this process's configured syringe's own; the
-                # pump still refuses anything outside its range (PumpRejected, handled).
-                rng = RateRange(self.syringe.min_rate_ml_h, self.syringe.max_rate_ml_h)
-            else:
-                rng = self.driver.configure_syringe(self.syringe)
-                status = self.driver.read_status()
-            self.pump = PumpCapabilities(
-                Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), self.driver.quantize_rate
-            )
+            status = self._learn_pump()
             reading = self._reading(status)
         except DriverError as exc:
             detail = f"pump not reachable at start: {exc}"
@@ -157,6 +146,28 @@ class SafetyCore:
             self._record(CommsFailed(detail or "no reading", now))
         self._started = True
         self._outputs()
+
+    def _learn_pump(self) -> PumpStatus:
+        """The rate range the pump accepts with our syringe (S7), and a fresh status.
+
+        Tried at start and, until it succeeds, after every good read-back: a pump that
+        missed one packet at start must not leave the range unknown for good.
+        """
+        status = self.driver.read_status()
+        if status.running:
+            # Resuming over a running infusion: a syringe setting is never sent to a
+            # running pump (the pump refuses it, and a new diameter would change the
+            # rate it runs). The range is this process's configured syringe's own; the
+            # pump still refuses anything outside its range (PumpRejected, handled).
+            rng = RateRange(self.syringe.min_rate_ml_h, self.syringe.max_rate_ml_h)
+        else:
+            rng = self.driver.configure_syringe(self.syringe)
+            status = self.driver.read_status()
+        self.pump = PumpCapabilities(
+            Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), self.driver.quantize_rate
+        )
+        self._pump_known = True
+        return status
 
     def close(self) -> None:
         try:
@@ -232,6 +243,11 @@ class SafetyCore:
                 self._record(CommsFailed(f"{type(exc).__name__}: {exc}", now))
                 self._outputs()
             return
+        if not self._pump_known:
+            try:
+                status = self._learn_pump()
+            except DriverError as exc:
+                log.warning("pump range still unknown: %s", exc)
         reading = self._reading(status)
         _, reaction = observe(self.state, reading, now, self.config)
         self._record(ReadbackReceived(reading, now))

@@ -182,6 +182,13 @@ def _dose_change(
     extra = {"unit": unit, "rate_ml_h": rate, "dose": _dec(effective)}
 
     # S7: the pump's physical range with this syringe
+    if pump.max_rate_ml_h <= 0:
+        return Verdict.refuse(
+            Reason.PUMP_COMMS,
+            "refused: the pump's rate range is not known yet (the pump has not answered "
+            "since the safety process started)",
+            **extra,
+        )
     if exact > Fraction(pump.max_rate_ml_h):
         return Verdict.refuse(
             Reason.PUMP_RANGE_HIGH,

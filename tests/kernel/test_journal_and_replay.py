@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-import pytest
-
 from safety.alarms import Priority
 from safety.journal import Journal
 from safety.kernel.codec import decode_event
@@ -193,16 +191,6 @@ def test_s14_restart_while_infusing_keeps_titration_and_wean_possible(
     assert down.verdict.accepted, down.verdict.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "KNOWN BUG (host): SafetyCore.start() learns the pump's rate range only once; if "
-        "the pump does not answer at that instant (one lost packet), the range stays "
-        "0-0 mL/h for the life of the process and every titration and wean is refused "
-        "as 'above the pump's 0 mL/h', even once the pump answers again. Needs a design "
-        "choice (re-learn on the next good read, or refuse to come up): reported."
-    ),
-)
 def test_s14_restart_while_the_pump_is_briefly_unreachable_recovers_the_pump_range(
     infusing: Bench,
 ) -> None:
