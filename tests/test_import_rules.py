@@ -50,6 +50,8 @@ CONTROLLER_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     "safety.alarms",
     # what the safety process reports (snapshots, outcomes): plain values
     "safety.status",
+    # the safety process's timer settings (plain values)
+    "safety.timing",
     # the append-only SQLite store both processes journal into (not the host's journal
     # policy, which lives in safety.host)
     "safety.journal",

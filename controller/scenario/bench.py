@@ -32,11 +32,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, cast
 
 from controller.bench import load_bench
 from controller.connect import SafetyChild, connect, open_link, start_safety
@@ -69,6 +67,7 @@ from safety.kernel.model import (
 from safety.kernel.state import ActiveProgram, program_check
 from safety.library import DrugLibrary, default_library_path
 from safety.status import AlarmView, Outcome
+from safety.timing import HostTiming
 
 #: one-process runs: the safety process reads the pump back this often (s) by default;
 #: the real default (1 s) would spend most of a long run polling an unchanging pump
@@ -84,18 +83,6 @@ MAX_STEP_S = 15.0
 EMULATOR_READY_S = 15.0
 #: real seconds between two services of the session in a real run
 REAL_TICK_S = 0.05
-
-
-@dataclass(frozen=True)
-class _Timing:
-    """The safety host's timer settings (``safety.host.core.HostTiming``'s fields and
-    defaults), for ``LocalSafety(timing=...)``: liveness seconds."""
-
-    poll_period_s: float = 1.0
-    keep_alive_period_s: float = 2.0
-    heartbeat_timeout_s: float = 2.0
-    watchdog_toggle_s: float = 0.25
-    button_poll_s: float = 0.02
 
 
 class BenchError(Exception):
@@ -306,15 +293,10 @@ class VirtualBench(ScenarioBench):
             syringe=self.spec.syringe,
             loaded_volume_ml=self.spec.loaded_ml,
             journal_path=self.safety_journal,
-            # LocalSafety's timing is the host's HostTiming, which the controller may not
-            # import (safety.host); a record with the same fields is read the same way
-            timing=cast(
-                Any,
-                _Timing(
-                    poll_period_s=poll,
-                    keep_alive_period_s=max(2.0, 2 * poll),
-                    heartbeat_timeout_s=VIRTUAL_HEARTBEAT_TIMEOUT_S,
-                ),
+            timing=HostTiming(
+                poll_period_s=poll,
+                keep_alive_period_s=max(2.0, 2 * poll),
+                heartbeat_timeout_s=VIRTUAL_HEARTBEAT_TIMEOUT_S,
             ),
         )
         self.t0 = self.local.clinical.now()

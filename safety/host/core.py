@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
@@ -67,22 +66,12 @@ from safety.kernel.replay import replay_journal
 from safety.kernel.state import KernelState
 from safety.library import DrugLibrary
 from safety.status import AlarmView, Outcome, Snapshot, history_points
+from safety.timing import HostTiming
 
 log = logging.getLogger("safety")
 
 #: reactions may cause reactions (stop -> read-back); never more deep than this
 MAX_REACTION_DEPTH = 3
-
-
-@dataclass(frozen=True)
-class HostTiming:
-    """Periods and timeouts on the liveness clock (seconds)."""
-
-    poll_period_s: float = 1.0
-    keep_alive_period_s: float = 2.0
-    heartbeat_timeout_s: float = 2.0
-    watchdog_toggle_s: float = 0.25
-    button_poll_s: float = 0.02
 
 
 class SafetyCore:

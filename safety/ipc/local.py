@@ -63,12 +63,13 @@ from safety.ipc.messages import (
 )
 from safety.kernel.model import EmergencyStop, RequestBody
 from safety.status import Outcome, Snapshot
+from safety.timing import HostTiming
 
 if TYPE_CHECKING:
     from drivers.mock import MockPumpDriver
     from firmware_bridge.faults import WireFaults
     from firmware_bridge.pump_model import SimulatedPump
-    from safety.host.core import HostTiming, SafetyCore
+    from safety.host.core import SafetyCore
     from safety.ipc.dispatch import Dispatcher, Peer
     from safety.journal import Journal
     from safety.kernel.config import KernelConfig
