@@ -29,12 +29,12 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
 
 from controller.machine import State
 from controller.session import Session
 from safety.ipc.local import LocalSafety
 from safety.library import DrugLibrary, load_library
+from safety.timing import HostTiming
 
 HOUR = 3600.0
 #: how far the clock moves at most between two looks at the session (virtual seconds)
@@ -44,19 +44,6 @@ MAX_STEP_S = 300.0
 REFILL_BELOW_ML = 15.0
 POLL_S = 60.0
 HEARTBEAT_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class _HostTiming:
-    """The fields of ``safety.host.core.HostTiming``, which ``LocalSafety(timing=...)``
-    reads; the controller may not import the host (``safety.host``), so it passes a
-    record with the same fields (as the scenario runner does)."""
-
-    poll_period_s: float
-    keep_alive_period_s: float
-    heartbeat_timeout_s: float
-    watchdog_toggle_s: float = 0.25
-    button_poll_s: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -123,13 +110,13 @@ def simulate_course(
 ) -> SimResult:
     library = library or load_library()
     t = timing or SimTiming()
-    host_timing = _HostTiming(
+    host_timing = HostTiming(
         poll_period_s=t.poll_period_s,
         keep_alive_period_s=t.poll_period_s,
         heartbeat_timeout_s=t.heartbeat_timeout_s,
     )
     started = time.perf_counter()
-    local = LocalSafety(library=library, timing=cast(Any, host_timing))
+    local = LocalSafety(library=library, timing=host_timing)
     session = Session.open(local, library, clinical=local.clinical)
     setup = time.perf_counter() - started
     seen: list[str] = []
