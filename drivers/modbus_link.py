@@ -213,7 +213,9 @@ class RtuLink(ModbusLink):
                 write_timeout=self.timeout_s,
                 exclusive=True,
             )
-        except (OSError, ValueError, serial.SerialException) as exc:
+        except (OSError, ValueError, termios.error, serial.SerialException) as exc:
+            # termios.error: pyserial lets it through from tcsetattr (e.g. a Linux pty
+            # refuses parity re-applied by a second open: EINVAL); it is not an OSError
             raise PumpDisconnected(f"cannot open Modbus RTU port {self.port}: {exc}") from None
         self._dirty = True  # whatever sat in the buffers before we opened is not ours
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -151,7 +152,12 @@ class SafetyCore:
             rng = RateRange(self.syringe.min_rate_ml_h, self.syringe.max_rate_ml_h)
         else:
             rng = self.driver.configure_syringe(self.syringe)
+            # a driver reports a pump alarm once (the NE-1000 forgets it once answered):
+            # the one the first read saw (why the pump stopped while this process was
+            # down, e.g. its safe-mode timeout) must survive this second read
+            first_alarms = status.alarms
             status = self.driver.read_status()
+            status = replace(status, alarms=status.alarms | first_alarms)
         self.pump = PumpCapabilities(
             Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), self.driver.quantize_rate
         )
