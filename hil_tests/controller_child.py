@@ -1,6 +1,6 @@
 """The controller as its own process, for the cases that kill or stop it.
 
-``python -m hil_tests.controller_child CONFIG JOURNAL MODE [DOSE]``
+``python -m hil_tests.controller_child CONFIG JOURNAL infuse DOSE | resume [DOSE]``
 
 The real controller: ``controller.connect.connect`` (the authenticated socket, the
 library check, the shared clinical clock) and a ``Session`` with its background runner,
@@ -8,9 +8,9 @@ exactly as a research script or ``pumpctl run`` uses them. Modes:
 
 - ``infuse DOSE``: program norepinephrine 8 mg/250 mL in D5W, start at DOSE mcg/min, print
   ``infusing <mL/h>``; then stay attached (heartbeats from the link's thread) until killed.
-- ``resume DOSE``: attach to whatever runs (re-sync, never a rate change), print
+- ``resume [DOSE]``: attach to whatever runs (re-sync, never a rate change), print
   ``attached <state> <mL/h>``; acknowledge the alarms, print ``acknowledged <state>``;
-  order the dose DOSE (``Session.order``: decided by the safety process as sent), print
+  with DOSE, order it (``Session.order``: decided by the safety process as sent) and print
   ``ordered <accepted> <reason> <mL/h>``; then stay attached until killed.
 
 Alarms are printed as they arrive (``alarm <priority> <key>``), and so is a lost link
@@ -55,14 +55,19 @@ def idle(session: Session) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[2] not in ("infuse", "resume"):
-        say("usage: python -m hil_tests.controller_child CONFIG JOURNAL infuse|resume DOSE")
+    usage = "usage: python -m hil_tests.controller_child CONFIG JOURNAL infuse DOSE|resume [DOSE]"
+    if len(argv) not in (3, 4) or argv[2] not in ("infuse", "resume"):
+        say(usage)
         return 2
-    config, journal, mode, dose_text = argv
-    dose = Decimal(dose_text)
+    config, journal, mode = argv[:3]
+    dose = Decimal(argv[3]) if len(argv) == 4 else None
+    if mode == "infuse" and dose is None:
+        say(usage)
+        return 2
     session = connect(config, journal=journal, name=f"hil-controller-{mode}")
     session.subscribe_alarms(on_alarm)
     if mode == "infuse":
+        assert dose is not None
         session.program("norepinephrine", "8 mg/250 mL", "D5W")
         outcome = session.start(dose)
         say(f"infusing {outcome.snapshot.rate_ml_h}")
@@ -71,9 +76,10 @@ def main(argv: list[str]) -> int:
         say(f"attached {session.state} {snap.rate_ml_h}")
         session.acknowledge()
         say(f"acknowledged {session.state}")
-        outcome = session.order(ChangeDose(dose))
-        verdict = outcome.verdict
-        say(f"ordered {verdict.accepted} {verdict.reason} {outcome.snapshot.rate_ml_h}")
+        if dose is not None:
+            outcome = session.order(ChangeDose(dose))
+            verdict = outcome.verdict
+            say(f"ordered {verdict.accepted} {verdict.reason} {outcome.snapshot.rate_ml_h}")
     session.run_in_background(period_s=0.05)
     idle(session)
     return 0

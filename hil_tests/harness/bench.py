@@ -37,6 +37,7 @@ from firmware_bridge.pump_model import TruthEvent, TruthSegment
 from hil_tests.harness.processes import (
     PYTHON,
     Child,
+    RawClient,
     ready_socket,
     safety_args,
     wait_for,
@@ -44,6 +45,8 @@ from hil_tests.harness.processes import (
 )
 from hil_tests.harness.pumps import KINDS_BY_NAME, PumpKind
 from safety.ipc.client import SafetyClient
+from safety.ipc.messages import Reply, RequestMessage
+from safety.kernel.model import RequestBody
 from safety.library import DrugLibrary, default_library_path, load_library
 
 #: where the short runtime directories go, and their name prefix (the leftover check
@@ -99,6 +102,7 @@ class HilBench:
         self.children: list[Child] = []
         self.sessions: list[Session] = []
         self.links: list[SafetyClient] = []
+        self.raws: list[RawClient] = []
         self.emulator: Child | None = None
         self.safety: Child | None = None
         self.safety_runs: list[Child] = []
@@ -234,6 +238,8 @@ class HilBench:
             for link in reversed(self.links):
                 with contextlib.suppress(Exception):
                     link.close()
+            for raw in self.raws:
+                raw.close()
         finally:
             try:
                 for child in reversed(self.children):
@@ -256,6 +262,32 @@ class HilBench:
         link = SafetyClient(self.socket, key_file=self.key_file, name=name)
         self.links.append(link)
         return link
+
+    def key(self) -> bytes:
+        """The IPC key the safety process created (what an authorised client holds)."""
+        return bytes.fromhex(self.key_file.read_text(encoding="ascii").strip())
+
+    def raw(self, *, authenticate: bool = True, name: str = "hil-raw") -> RawClient:
+        """A line-by-line protocol client, to send what a real controller never would."""
+        raw = RawClient(self.socket)
+        self.raws.append(raw)
+        if authenticate:
+            raw.authenticate(self.key(), name)
+        return raw
+
+    def unattached_request(self, body: RequestBody) -> Reply:
+        """A request from an authenticated connection that holds no session: the kernel
+        decides it all the same (and refuses a change while nobody is attached)."""
+        raw = self.raw()
+        try:
+            raw.send(
+                RequestMessage(
+                    id=1, session=None, seq=1, expires_at=time.monotonic() + 5, body=body
+                )
+            )
+            return raw.read_until(Reply)
+        finally:
+            raw.close()
 
     def controller_child(self, mode: str, *args: str) -> Child:
         """``python -m hil_tests.controller_child`` (a controller that can be killed)."""

@@ -138,7 +138,10 @@ class PumpKind:
             host, _, port = where.rpartition(":")
             options.update(host=host, port=int(port))
         else:
-            options["serial_port"] = where
+            # parity "N" on a pty: a pty carries no parity bits (the emulator does not apply
+            # the map's "E" there either), and Linux refuses a second open that re-applies
+            # PARENB to a pty with EINVAL, so a restarted safety process could not reopen it
+            options.update(serial_port=where, parity="N")
         return options
 
     def set_rates_executed(self, frame_log: Sequence[str]) -> int:
