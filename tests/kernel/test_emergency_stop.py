@@ -156,3 +156,25 @@ def test_s12_lost_stop_command_still_cuts_the_interlock_and_stops_at_the_next_re
     bench.advance(5)
     assert not bench.pump.snapshot().running and bench.truth_rate() == 0.0
     assert bench.core.state.estopped and bench.core.state.mode is Mode.EMERGENCY_STOPPED
+
+
+def test_s12_restart_with_a_lost_emergency_stop_stops_the_pump_at_the_first_poll(
+    make_bench: Callable[..., Bench], std: ProgramSpec
+) -> None:
+    """Found by the state machine: the stop is lost on the wire, then the safety process
+    restarts. ``start()`` only reads (it never acts, so a restart cannot change a
+    legitimate infusion): the pump runs on under the emergency stop until the first
+    poll of the process's loop, which stops it. The relay stays cut throughout."""
+    bench = _gpio_bench(make_bench, std)
+    bench.wire.drop_next(2)
+    assert bench.estop().verdict.accepted
+    assert bench.gpio is not None and not bench.gpio.pump_enabled
+    bench.core.close()
+    bench.restart()
+    assert bench.core.state.estopped
+    assert bench.pump.snapshot().running  # the window: start() read it, did not act
+    assert not bench.gpio.pump_enabled
+    bench.service()  # the loop's first round
+    assert not bench.pump.snapshot().running and bench.truth_rate() == 0.0
+    stops = [c for c in bench.commands() if isinstance(c.action, StopPump)]
+    assert [c.cause for c in stops][-1] == "safety"

@@ -185,6 +185,7 @@ class InfusionMachine(RuleBasedStateMachine):
             [
                 ("standard", "none"),
                 ("standard", "high"),
+                ("standard", "high"),
                 ("weight_based", "none"),
                 ("weight_based", "near_cap"),
                 ("weight_based", "at_cap"),
@@ -468,6 +469,9 @@ class InfusionMachine(RuleBasedStateMachine):
         assert b.pump.plunger == plunger
         assert len(b.guard.sent) == sent, "a restart sends nothing to the pump"
         assert b.replayed() == b.core.state
+        # the process's loop runs at once: its first poll acts on what start() only read
+        # (e.g. a pump still running under an emergency stop whose stop was lost)
+        b.service()
 
     # ------------------------------------------------------------------ invariants
     def _plunger(self) -> list[Seg]:
