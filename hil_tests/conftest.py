@@ -2,7 +2,8 @@
 
 - ``make_bench(kind, **settings)``: starts a bench (emulator + safety process) for one
   pump kind and returns it; every bench of the case is closed at its end, passed or
-  failed, and a failed case's report gets the tail of every process's output.
+  failed, and a failed case's report gets the tail of every process's output. A case
+  that never checked the invariants on a bench's ground truth fails.
 - ``no_leftovers`` (autouse): the case left no process, socket, pty or runtime file
   behind (``hil_tests.harness.leftovers``).
 - ``library``: the shipped drug library (the safety process loads the same file).
@@ -103,3 +104,10 @@ def make_bench(
             bench.close()
         if failed:
             print(f"journals, truth logs and configs: {tmp_path}")
+        unchecked = [b for b in benches if b.emulator is not None and not b.invariants_checked]
+        if unchecked and not failed:
+            pytest.fail(
+                "every case judges the pump's ground truth: call bench.assert_invariants() "
+                f"(not done on the {', '.join(str(b.kind) for b in unchecked)} bench)",
+                pytrace=False,
+            )

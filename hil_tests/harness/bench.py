@@ -108,6 +108,8 @@ class HilBench:
         self.safety_runs: list[Child] = []
         self.where = ""
         self.prior: list[TruthSegment] = []
+        #: set by ``invariants()``: every case must judge the pump's truth at least once
+        self.invariants_checked = False
 
     # ------------------------------------------------------------------ files
     @property
@@ -362,6 +364,7 @@ class HilBench:
     def invariants(self) -> TruthReport:
         """Every safety invariant, checked on the pump's ground truth with causes from the
         safety journal (``controller.ground_truth``)."""
+        self.invariants_checked = True
         return check_ground_truth(
             self.truth(),
             self.library,
