@@ -84,7 +84,7 @@ def _modbus_set_rate(line: str) -> bool:
 _MODBUS_NOT_EXECUTED = re.compile(r"^fault (drop|silent|garbage|disconnect)\b|^ignored: ")
 
 
-def _count(is_set: Callable[[str], bool], lines: Sequence[str], modbus: bool) -> int:
+def _count(is_set: Callable[[str], bool], lines: Sequence[str], *, modbus: bool) -> int:
     count = 0
     for i, line in enumerate(lines):
         if not is_set(line):
@@ -102,7 +102,8 @@ class PumpKind:
     name: str
     protocol: str  # the emulator's protocol word
     transport: str  # "pty" or "tcp"
-    is_set_rate_frame: Any  # Callable[[str], bool]; Any keeps the frozen dataclass hashable
+    #: whether one frame-log line is a received rate set
+    is_set_rate_frame: Callable[[str], bool]
     #: pump fault -> the pump alarm the driver reports for it
     reports: dict[str, str] = field(default_factory=dict)
     #: the pump stops itself when no valid packet arrives for its safe-mode timeout
@@ -146,7 +147,7 @@ class PumpKind:
 
     def set_rates_executed(self, frame_log: Sequence[str]) -> int:
         """Rate sets the pump received and executed, in the emulator's frame log."""
-        return _count(self.is_set_rate_frame, frame_log, self.protocol == "modbus")
+        return _count(self.is_set_rate_frame, frame_log, modbus=self.protocol == "modbus")
 
     def alarm_for(self, fault: str) -> str:
         """The pump alarm kind (``pump:<kind>`` in the safety process) for a pump fault."""

@@ -12,9 +12,6 @@ from collections.abc import Sequence
 
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
 
-#: two rates that differ by less than this (mL/h) are the same rate (float truth)
-RATE_EPS = 1e-6
-
 
 def segments(truth: Sequence[TruthEvent]) -> list[TruthSegment]:
     return [e for e in truth if isinstance(e, TruthSegment)]
@@ -54,18 +51,6 @@ def highest_between(truth: Sequence[TruthEvent], since: float, until: float) -> 
         if since < seg.start < until:
             highest = max(highest, seg.rate_ml_h)
     return highest
-
-
-def rates(truth: Sequence[TruthEvent], since: float = float("-inf")) -> list[float]:
-    """The sequence of delivered rates from ``since`` on (the one in force at ``since``
-    first)."""
-    out = [rate_at(truth, since)] if since != float("-inf") else []
-    out += [s.rate_ml_h for s in changes_between(truth, since)]
-    return out
-
-
-def same_rate(a: float, b: float) -> bool:
-    return abs(a - b) < RATE_EPS
 
 
 def describe(truth: Sequence[TruthEvent]) -> str:
