@@ -258,7 +258,6 @@ class Pool:
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
-
     def _kill_strays(self) -> None:
         """A child whose handle never reached the pool (a Ctrl-C while
         ``start_safety_process`` waited for its 'ready' line) still names the run's

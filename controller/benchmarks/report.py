@@ -187,13 +187,18 @@ def _met(met: bool | None) -> str:
 
 
 def _stats(stats: dict[str, float], unit: str) -> str:
+    """``p50 2.10, p99 4.00, n=1000 (ms)``; a name that carries its own unit ("wire ms")
+    keeps it, and then no common unit is added."""
     parts = []
+    own_units = False
     for name, value in stats.items():
         if name == "n" or name.startswith("n_"):
             parts.append(f"{name}={int(value)}")
-        else:
-            parts.append(f"{name} {_num(value)}")
-    return ", ".join(parts) + (f" ({unit})" if unit and any(k != "n" for k in stats) else "")
+            continue
+        own_units = own_units or name.endswith((" ms", " s", " MB", " ratio")) or "/" in name
+        parts.append(f"{name} {_num(value)}")
+    common = unit and not own_units and any(k != "n" and not k.startswith("n_") for k in stats)
+    return ", ".join(parts) + (f" ({unit})" if common else "")
 
 
 def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:

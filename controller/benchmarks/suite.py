@@ -42,7 +42,7 @@ STARTUP_GOAL = Goal("<=", 1.0, "s")
 #: samples at each end of a latency run compared for the history effect
 HISTORY_WINDOW = 100
 #: other processes' CPU use (cores, on average) above which the report says so
-OTHERS_NOTE_CORES = 0.1
+OTHERS_NOTE_CORES = 0.25
 
 
 @dataclass(frozen=True)
