@@ -80,7 +80,7 @@ class Settings:
             kills=1,
             stops=1,
             safety_kills=1,
-            heartbeat_timeout_s=0.5,
+            heartbeat_timeout_s=1.0,
             startups=1,
             sim_hours=1.0,
             sim_real_timing_hours=0.05,

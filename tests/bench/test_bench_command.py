@@ -115,7 +115,7 @@ def test_a_quick_run_reports_every_figure_with_its_goal_and_cleans_up(work_dir: 
     # the sample sizes asked for were used
     assert figures["latency.mock"]["stats"]["n"] == 5
     assert figures["latency.ne1000"]["stats"]["p50"] <= figures["latency.ne1000"]["stats"]["max"]
-    assert figures["liveness.controller_stop"]["goal"]["value"] == 0.5 * 1000 + 50
+    assert figures["liveness.controller_stop"]["goal"]["value"] == 1.0 * 1000 + 50
     assert report["summary"]["figures"] == len(FIGURES)
     assert report["summary"]["not_measured"] == []
 
