@@ -124,11 +124,14 @@ def open_bench(
         raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
     safety = pool.safety(setup)
     client = safety.client()
-    bench = Bench(path, safety, client, emulator)
-    client.attach()
-    _accepted(client.request(LoadProgram(norepinephrine(library))), "load the program")
-    _accepted(client.request(StartInfusion(START_DOSE)), f"start at {START_DOSE} mcg/min", True)
-    return bench
+    try:
+        client.attach()
+        _accepted(client.request(LoadProgram(norepinephrine(library))), "load the program")
+        _accepted(client.request(StartInfusion(START_DOSE)), f"start at {START_DOSE} mcg/min", True)
+    except BaseException:
+        client.close()
+        raise
+    return Bench(path, safety, client, emulator)
 
 
 def send_one(bench: Bench) -> float:
