@@ -29,17 +29,16 @@ from controller.connect import open_link
 from controller.machine import State
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
+from hil_tests.harness.conditions import held_with_alarm
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import ALL_KINDS, NE1000, PumpKind
 from hil_tests.harness.truth import changes_between, describe, last_rate
-from safety.ipc.client import SafetyClient
 from safety.journal import Journal
 from safety.kernel.codec import decode_event
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import ChangeDose
 from safety.kernel.replay import replay_journal
 from safety.reasons import Reason
-from safety.status import Snapshot
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 
@@ -49,14 +48,6 @@ RATE_8 = 8 * ML_H_PER_MCG_MIN  # 15 mL/h
 RATE_10 = 10 * ML_H_PER_MCG_MIN  # 18.75 mL/h
 #: the NE-1000's own watchdog in the both-dead case (s, real time: the pump's clock)
 NE1000_SAFE_MODE_S = 2
-
-
-def held_with_alarm(link: SafetyClient) -> Snapshot | None:
-    snap = link.snapshot()
-    lost = any(
-        a.key == "controller_lost" and a.priority == "high" and a.active for a in snap.alarms
-    )
-    return snap if snap.hold and lost else None
 
 
 def alarm_pin(bench: HilBench) -> bool:

@@ -25,10 +25,10 @@ from controller.ground_truth import read_safety_events
 from controller.machine import State
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
+from hil_tests.harness.conditions import active, alarm
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import ALL_KINDS, HARVARD, MODBUS_TCP, NE1000, PumpKind
 from hil_tests.harness.truth import boluses, changes_between, describe, last_rate
-from safety.ipc.client import SafetyClient
 from safety.kernel.model import (
     ChangeDose,
     CommandFailed,
@@ -37,7 +37,7 @@ from safety.kernel.model import (
     SetRate,
     StartPump,
 )
-from safety.status import AlarmView, Snapshot
+from safety.status import Snapshot
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
 
@@ -58,17 +58,6 @@ def infusing(bench: HilBench) -> None:
     session = bench.connect()
     session.program("norepinephrine", "8 mg/250 mL", "D5W")
     assert session.start(8).execution == "applied"
-
-
-def alarm(snap: Snapshot, key: str) -> AlarmView | None:
-    return next((a for a in snap.alarms if a.key == key), None)
-
-
-def active(link: SafetyClient, key: str) -> Snapshot | None:
-    """The snapshot, if alarm ``key`` is active in it."""
-    snap = link.snapshot()
-    found = alarm(snap, key)
-    return snap if found is not None and found.active else None
 
 
 # --------------------------------------------------------------------------- wire faults

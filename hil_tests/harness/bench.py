@@ -40,12 +40,13 @@ from hil_tests.harness.processes import (
     RawClient,
     ready_socket,
     safety_args,
+    unattached_request,
     wait_for,
     write_toml,
 )
 from hil_tests.harness.pumps import KINDS_BY_NAME, PumpKind
 from safety.ipc.client import SafetyClient
-from safety.ipc.messages import Reply, RequestMessage
+from safety.ipc.messages import Reply
 from safety.kernel.model import RequestBody
 from safety.library import DrugLibrary, default_library_path, load_library
 
@@ -278,18 +279,8 @@ class HilBench:
         return raw
 
     def unattached_request(self, body: RequestBody) -> Reply:
-        """A request from an authenticated connection that holds no session: the kernel
-        decides it all the same (and refuses a change while nobody is attached)."""
-        raw = self.raw()
-        try:
-            raw.send(
-                RequestMessage(
-                    id=1, session=None, seq=1, expires_at=time.monotonic() + 5, body=body
-                )
-            )
-            return raw.read_until(Reply)
-        finally:
-            raw.close()
+        """A request from an authenticated connection that holds no session."""
+        return unattached_request(self.socket, self.key(), body)
 
     def controller_child(self, mode: str, *args: str) -> Child:
         """``python -m hil_tests.controller_child`` (a controller that can be killed)."""

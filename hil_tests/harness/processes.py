@@ -24,7 +24,16 @@ from typing import Any, TypeVar
 
 from safety.ipc import auth
 from safety.ipc.framing import MAX_SERVER_BYTES, LineFramer, decode_server, encode
-from safety.ipc.messages import Challenge, ClientMessage, Hello, ServerMessage, Welcome
+from safety.ipc.messages import (
+    Challenge,
+    ClientMessage,
+    Hello,
+    Reply,
+    RequestMessage,
+    ServerMessage,
+    Welcome,
+)
+from safety.kernel.model import RequestBody
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -109,6 +118,20 @@ class RawClient:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def unattached_request(socket_path: str | os.PathLike[str], key: bytes, body: RequestBody) -> Reply:
+    """A request from an authenticated connection that holds no session: the kernel
+    decides it all the same and says why it refuses (e.g. a change while it holds)."""
+    raw = RawClient(socket_path)
+    try:
+        raw.authenticate(key)
+        raw.send(
+            RequestMessage(id=1, session=None, seq=1, expires_at=time.monotonic() + 5, body=body)
+        )
+        return raw.read_until(Reply)
+    finally:
+        raw.close()
 
 
 # --------------------------------------------------------------------------- child processes

@@ -19,19 +19,19 @@ import pytest
 
 from drivers.gpio.simulated import read_sim_pins
 from firmware_bridge.emulators.control import send_control
+from hil_tests.harness.conditions import held_with_alarm
 from hil_tests.harness.processes import (
     PYTHON,
     Child,
-    RawClient,
     children,
     ready_socket,
     safety_args,
+    unattached_request,
     wait_for,
     write_toml,
 )
 from safety.ipc.client import SafetyClient, start_safety_process
 from safety.ipc.link import LinkDown, SafetyStartFailed
-from safety.ipc.messages import Reply, RequestMessage
 from safety.journal import Journal
 from safety.kernel.codec import decode_event
 from safety.kernel.config import KernelConfig
@@ -87,14 +87,6 @@ def monitor(directory: Path) -> SafetyClient:
     )
 
 
-def held_with_alarm(client: SafetyClient) -> Snapshot | None:
-    snap = client.snapshot()
-    alarm = any(
-        a.key == "controller_lost" and a.priority == "high" and a.active for a in snap.alarms
-    )
-    return snap if snap.hold and alarm else None
-
-
 def read_back(client: SafetyClient) -> Snapshot | None:
     snap = client.snapshot()
     return snap if snap.infused_ml is not None else None
@@ -102,19 +94,6 @@ def read_back(client: SafetyClient) -> Snapshot | None:
 
 def gpio_alarm(directory: Path) -> bool:
     return bool(read_sim_pins(directory / "gpio").get("alarm_on"))
-
-
-def kernel_request(directory: Path, key: bytes, body: Any) -> Reply:
-    """A change from a connection that is not attached: the kernel decides and says why."""
-    raw = RawClient(directory / "safety.sock")
-    try:
-        raw.authenticate(key)
-        raw.send(
-            RequestMessage(id=1, session=None, seq=1, expires_at=time.monotonic() + 5, body=body)
-        )
-        return raw.read_until(Reply)
-    finally:
-        raw.close()
 
 
 def read_key(directory: Path) -> bytes:
@@ -148,7 +127,9 @@ def test_kill_9_of_the_controller_holds_the_rate_alarms_and_refuses_changes(
             assert "(eof)" in alarm.message  # at once, not after the heartbeat timeout
             wait_for(lambda: gpio_alarm(short_dir), 5.0, "the GPIO alarm pin")
 
-            refused = kernel_request(short_dir, read_key(short_dir), ChangeDose(Decimal(10)))
+            refused = unattached_request(
+                short_dir / "safety.sock", read_key(short_dir), ChangeDose(Decimal(10))
+            )
             assert not refused.outcome.verdict.accepted
             assert refused.outcome.verdict.reason is Reason.HOLD
             assert mon.snapshot().rate_ml_h == Decimal("30.0")
@@ -268,9 +249,7 @@ def test_kill_9_of_the_safety_process_resumes_without_touching_the_rate(
             # nobody supervises until a controller attaches: hold, and say the safety
             # process went down (high priority), without touching the pump
             assert snap.mode == "hold"
-            assert any(
-                a.key == "safety_restarted" and a.priority == "high" for a in snap.alarms
-            )
+            assert any(a.key == "safety_restarted" and a.priority == "high" for a in snap.alarms)
             assert not any(a.key == "resume_changed" for a in snap.alarms)
             pump_after = send_control(control, {"query": "state"})["pump"]
             assert pump_after["running"] and pump_after["set_rate_ml_h"] == pytest.approx(37.5)
