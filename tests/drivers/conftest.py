@@ -1,9 +1,8 @@
 """The ``rig`` fixture: one driver with its simulated pump, for every kind of pump.
 
 Each rig lives in ``tests/drivers/rigs/<name>.py`` and exposes ``make_rig(tmp_path)``, a
-context manager yielding a connected ``Rig``. A rig module that does not exist yet is
-skipped with a message (drivers are written in parallel); once every rig exists the skip
-goes and a missing rig becomes a failure.
+context manager yielding a connected ``Rig``. Every pump kind must have one: a missing
+rig is a failure, never a skip, so no driver drops out of the back-to-back suite unseen.
 """
 
 from __future__ import annotations
@@ -20,13 +19,7 @@ RIG_NAMES = ["mock", "ne1000", "harvard", "modbus_tcp", "modbus_rtu"]
 
 
 def _rig_module(name: str) -> object:
-    module_name = f"tests.drivers.rigs.{name}"
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            pytest.skip(f"rig {name!r} not written yet ({module_name} missing)")
-        raise
+    return importlib.import_module(f"tests.drivers.rigs.{name}")
 
 
 @pytest.fixture(params=RIG_NAMES)
