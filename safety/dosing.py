@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from safety.library import ConcentrationEntry, Selection
 from safety.library.diluents import Diluent
+from safety.pump_rounding import RateRounding
 from safety.rules import (
     Finding,
     RuleRefusal,
@@ -33,7 +34,6 @@ from safety.units import (
     Concentration,
     DoseRateUnit,
     FlowRate,
-    PumpResolution,
 )
 
 
@@ -115,7 +115,7 @@ def check_program(
 def order_from_dose(
     program: ProgramCheck,
     dose: AnyDoseRate,
-    resolution: PumpResolution,
+    resolution: RateRounding,
     *,
     soft_confirmed: bool = False,
 ) -> DoseOrder:
@@ -127,7 +127,7 @@ def order_from_dose(
 def order_from_rate(
     program: ProgramCheck,
     flow: FlowRate,
-    resolution: PumpResolution,
+    resolution: RateRounding,
     *,
     soft_confirmed: bool = False,
 ) -> DoseOrder:
@@ -141,7 +141,7 @@ def _order(
     program: ProgramCheck,
     value: Fraction,
     exact: Fraction,
-    resolution: PumpResolution,
+    resolution: RateRounding,
     soft_confirmed: bool,
 ) -> DoseOrder:
     pump = resolution.round_down(exact)

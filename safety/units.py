@@ -629,6 +629,11 @@ class PumpResolution:
     significant_digits: int = 4
     smallest_step_ml_h: Decimal = Decimal("0.001")
 
+    def describe(self) -> str:
+        step = self.smallest_step_ml_h
+        extra = f", steps of at least {step} mL/h" if step else ""
+        return f"down to {self.significant_digits} significant digits{extra}"
+
     def round_down(self, ml_per_h: Fraction) -> Decimal:
         """The largest representable rate not above ``ml_per_h``: toward less drug."""
         if ml_per_h <= 0:

@@ -29,10 +29,10 @@ from safety.dosing import (
 )
 from safety.library import DiluentError, DrugLibrary, LibraryError, LookupProblem, load_library
 from safety.library.diluents import parse_diluent
+from safety.pump_rounding import ROUNDINGS, RateRounding, rounding_for
 from safety.rules import RuleRefusal, Severity, dose_in_unit, num
 from safety.units import (
     BodyWeight,
-    PumpResolution,
     UnitError,
     absolute_unit_for,
     parse_concentration,
@@ -58,6 +58,13 @@ def add_parser(sub: SubParsers) -> None:
     p.add_argument("--profile", help="care-area profile (default adult_icu)")
     p.add_argument("--therapy", help="therapy within the drug (default: by dose unit)")
     p.add_argument("--diluent", help="diluent, e.g. D5W, NS (checked against the library)")
+    p.add_argument(
+        "--pump",
+        choices=sorted(ROUNDINGS),
+        default="generic",
+        help="round the rate as this pump family does (default generic: 4 significant "
+        "digits, steps >= 0.001 mL/h)",
+    )
     p.add_argument("--library", help="drug library file (default config/drug_library.toml)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             # refused first: asking for a weight would suggest the entry was fine.
             dose_in_unit(dose, selection.therapy.unit, describe(selection))
         program = check_program(selection, concentration, diluent, weight)
-        resolution = PumpResolution()
+        resolution = rounding_for(args.pump)
         if dose is not None:
             order = order_from_dose(program, dose, resolution)
         else:
@@ -103,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
         first = refusals[0]
         raise CommandError(first.code.value, first.message, EXIT_REFUSED, first.field)
     if args.json:
-        print_json(_as_json(order, library, resolution))
+        print_json(_as_json(order, library, resolution, args.pump))
     else:
-        print(_as_text(order, library, resolution, from_rate=flow is not None))
+        print(_as_text(order, library, resolution, args.pump, from_rate=flow is not None))
     return EXIT_OK
 
 
@@ -116,7 +123,9 @@ def _load(path: str | None) -> DrugLibrary:
         bad_input(str(exc), "library", code="invalid_library")
 
 
-def _as_json(order: DoseOrder, library: DrugLibrary, res: PumpResolution) -> dict[str, Any]:
+def _as_json(
+    order: DoseOrder, library: DrugLibrary, res: RateRounding, pump: str
+) -> dict[str, Any]:
     p = order.program
     sel = p.selection
     return {
@@ -136,8 +145,8 @@ def _as_json(order: DoseOrder, library: DrugLibrary, res: PumpResolution) -> dic
         "weight_kg": float(p.weight.kg) if p.weight else None,
         "warnings": [f.message for f in order.findings if f.severity is not Severity.REFUSE],
         "soft_limit_confirmation_needed": bool(order.confirmations()),
-        "rounding": f"down to {res.significant_digits} significant digits, "
-        f"step >= {res.smallest_step_ml_h} mL/h",
+        "pump": pump,
+        "rounding": res.describe(),
         "library": {"version": library.version, "hash": library.content_hash},
     }
 
@@ -152,7 +161,9 @@ def _absolute(order: DoseOrder) -> dict[str, Any] | None:
     return {"value": float(value), "unit": str(unit)}
 
 
-def _as_text(order: DoseOrder, library: DrugLibrary, res: PumpResolution, from_rate: bool) -> str:
+def _as_text(
+    order: DoseOrder, library: DrugLibrary, res: RateRounding, pump: str, from_rate: bool
+) -> str:
     p: ProgramCheck = order.program
     unit = order.unit
     lines = [f"{p.what}"]
@@ -167,8 +178,8 @@ def _as_text(order: DoseOrder, library: DrugLibrary, res: PumpResolution, from_r
         lines.append(f"  dose           {num(order.dose)} {unit}{extra}")
         lines.append(
             f"  rate           {num(order.pump_rate_ml_h)} mL/h   "
-            f"(exact {num(order.exact_rate_ml_h, 10)} mL/h, rounded down to the pump's "
-            f"{res.significant_digits} significant digits)"
+            f"(exact {num(order.exact_rate_ml_h, 10)} mL/h; {pump} pump: rounded "
+            f"{res.describe()})"
         )
         lines.append(f"  delivers       {num(order.dose_at_pump_rate, 8)} {unit} at that rate")
     diluent = f" in {p.diluent.value}" if p.diluent else ""
