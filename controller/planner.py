@@ -118,12 +118,13 @@ class PlanStep:
     soft_findings: tuple[str, ...] = ()
     advisories: tuple[str, ...] = ()
 
-    def request(self) -> RequestBody:
-        """The kernel request that carries out this step."""
+    def request(self, unit: str | None = None) -> RequestBody:
+        """The kernel request that carries out this step (``unit``: the plan's dose unit,
+        sent with the number so the safety process checks it)."""
         if self.kind is StepKind.STOP:
             return StopInfusion()
         assert self.dose is not None
-        return ChangeDose(self.dose, confirm_soft_limits=self.confirm_soft_limits)
+        return ChangeDose(self.dose, confirm_soft_limits=self.confirm_soft_limits, unit=unit)
 
 
 @dataclass(frozen=True)

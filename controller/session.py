@@ -477,7 +477,11 @@ class Session:
             self.machine.check(Trigger.START)
             snapshot = self._fresh()
             value = dose_value(dose, snapshot)
-            outcome = self._send(StartInfusion(value, confirm_soft_limits=confirm_soft_limits))
+            outcome = self._send(
+                StartInfusion(
+                    value, confirm_soft_limits=confirm_soft_limits, unit=snapshot.dose_unit
+                )
+            )
             if not outcome.verdict.accepted:
                 raise Refused(outcome)
             self._fire(Trigger.START, self._facts(outcome.snapshot))
@@ -691,7 +695,7 @@ class Session:
             wean_first = any(s.kind is StepKind.CHANGE for s in fresh.steps)
             if pending.trigger is Trigger.STOP and not wean_first:
                 step = fresh.steps[0]
-                outcome = self._send(step.request())
+                outcome = self._send(step.request(fresh.unit))
                 if not outcome.verdict.accepted:
                     raise Refused(outcome)
                 self._fire(Trigger.STOP, self._facts(outcome.snapshot))
@@ -717,7 +721,7 @@ class Session:
             if now < due:
                 break
             try:
-                outcome = self._send(step.request())
+                outcome = self._send(step.request(active.plan.unit))
             except LinkUnavailable:
                 break
             results.append(StepResult(step, outcome))

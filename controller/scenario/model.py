@@ -227,6 +227,9 @@ class RequestAction(_Action):
     do: Literal["request"]
     request: RawKind
     dose: Decimal | None = Field(default=None, gt=0)
+    #: the unit sent with the dose (default: none, i.e. the program's); a different one
+    #: shows the safety process refusing a unit swap on its own
+    unit: str | None = None
     confirm_soft_limits: bool = False
     keys: list[str] | None = None
 

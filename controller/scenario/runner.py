@@ -410,10 +410,14 @@ def _dose(text: str) -> str | Decimal:
 def _raw_body(action: RequestAction) -> RequestBody:
     if action.request == "start":
         assert action.dose is not None
-        return StartInfusion(action.dose, confirm_soft_limits=action.confirm_soft_limits)
+        return StartInfusion(
+            action.dose, confirm_soft_limits=action.confirm_soft_limits, unit=action.unit
+        )
     if action.request == "change_dose":
         assert action.dose is not None
-        return ChangeDose(action.dose, confirm_soft_limits=action.confirm_soft_limits)
+        return ChangeDose(
+            action.dose, confirm_soft_limits=action.confirm_soft_limits, unit=action.unit
+        )
     if action.request == "stop":
         return StopInfusion()
     if action.request == "acknowledge":

@@ -31,7 +31,7 @@ from safety.kernel.state import ActiveProgram, KernelState, program_check
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
 from safety.rules import Finding, RuleRefusal, Severity, limit_findings, num
-from safety.units import DOSE_VALUE_MAX, UnitError
+from safety.units import DOSE_VALUE_MAX, UnitError, parse_dose_unit
 
 
 def decide(
@@ -67,6 +67,10 @@ def decide(
     program = state.program
     if program is None:
         return Verdict.refuse(Reason.NO_PROGRAM, "refused: no program loaded")
+    if isinstance(body, StartInfusion | ChangeDose) and body.unit is not None:
+        refusal = _unit_check(body.unit, program)
+        if refusal is not None:
+            return refusal
     if isinstance(body, StartInfusion):
         if state.estopped:
             return Verdict.refuse(
@@ -150,6 +154,26 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram) -
         unit=check.selection.therapy.dose_unit,
     )
 
+
+
+# --------------------------------------------------------------------------- S6 units
+
+
+def _unit_check(unit_text: str, program: ActiveProgram) -> Verdict | None:
+    """The unit the request's number is in must be the program's: never converted here,
+    so a weight-based figure is never taken for an absolute one (the 70x error)."""
+    try:
+        unit = parse_dose_unit(unit_text, "unit")
+    except UnitError as exc:
+        return Verdict.refuse(Reason.BAD_INPUT, f"refused: {exc}")
+    if str(unit) != program.unit:
+        kind = "weight-based" if unit.per_kg else "not weight-based"
+        return Verdict.refuse(
+            Reason.DOSE_UNIT_MISMATCH,
+            f"refused: the dose is in {unit} ({kind}) but {program.what} is dosed in "
+            f"{program.unit}; re-enter it in {program.unit}",
+        )
+    return None
 
 
 # --------------------------------------------------------------------------- S1-S5, S7

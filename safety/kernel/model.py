@@ -61,8 +61,13 @@ class LoadProgram:
 
 @dataclass(frozen=True)
 class StartInfusion:
-    dose: Decimal  # in the therapy's dose unit
+    """Start at ``dose``, a number in ``unit``. The unit travels with the number so the
+    safety process checks it against the program itself (a mcg/kg/min figure can never
+    be read as mcg/min); without it the number is taken in the program's dose unit."""
+
+    dose: Decimal
     confirm_soft_limits: bool = False
+    unit: str | None = None
     kind: Literal["start"] = "start"
 
 
@@ -70,6 +75,7 @@ class StartInfusion:
 class ChangeDose:
     dose: Decimal
     confirm_soft_limits: bool = False
+    unit: str | None = None
     kind: Literal["change_dose"] = "change_dose"
 
 
