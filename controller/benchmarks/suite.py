@@ -9,10 +9,9 @@ only into the report.
 from __future__ import annotations
 
 import contextlib
-import logging
 import statistics
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from controller.benchmarks.report import (
     percentile,
     summary_ms,
 )
+from controller.logfile import log_to_file
 from safety.library import DrugLibrary, load_library
 
 BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources")
@@ -116,7 +116,7 @@ class _Run:
 def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> Report:
     """Every selected benchmark; children and files are gone when this returns."""
     library = load_library()
-    with Pool(settings.work_dir, keep=settings.keep) as pool, _log_to(pool.root / "bench.log"):
+    with Pool(settings.work_dir, keep=settings.keep) as pool, log_to_file(pool.root / "bench.log"):
         meter = CpuMeter()
         report = Report(describe_machine(pool.root), settings.describe())
         state = _Run(settings, pool, library, progress, report)
@@ -545,24 +545,6 @@ def _why(exc: BaseException) -> str:
     where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     at = f" at {where[0].filename}:{where[0].lineno}" if where else ""
     return f"{type(exc).__name__}: {exc}{at}"
-
-
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """The run's own log records (e.g. a simulated controller loss) go to a file in the
-    run's directory, not into the figures on the terminal."""
-    root = logging.getLogger()
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
-        handler.close()
 
 
 __all__ = ["BENCHMARKS", "Settings", "run"]

@@ -14,12 +14,9 @@ go on, 2 a bad file (every problem with its line) or bad usage.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from controller.commands.output import (
@@ -31,6 +28,7 @@ from controller.commands.output import (
     print_json,
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
+from controller.logfile import log_to_file
 from controller.scenario import (
     ScenarioFileError,
     ScenarioRunError,
@@ -98,7 +96,7 @@ def run_command(args: argparse.Namespace) -> int:
         out_dir = Path(holder.name)
     try:
         try:
-            with _log_to(out_dir / "scenario.log"):
+            with log_to_file(out_dir / "scenario.log"):
                 run, evaluation = run_scenario(
                     loaded, out_dir, real=args.real, library=library, echo=echo
                 )
@@ -143,25 +141,6 @@ def _scratch() -> str | None:
     syncing them to a disk would take most of the run's time."""
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """The processes' log lines (a controller lost on purpose, a fault) go to the run's
-    folder, not between the timeline's lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        handler.close()
 
 
 def _bad_file(exc: ScenarioFileError, as_json: bool) -> int:
