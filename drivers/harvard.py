@@ -44,6 +44,7 @@ from drivers.base import (
     PumpTimeout,
     RateRange,
 )
+from drivers.serial_options import check_serial_options
 from drivers.transport import SerialTransport, Transport
 from firmware_bridge.harvard.codec import (
     ML_PER_HR,
@@ -87,16 +88,14 @@ class HarvardDriver(PumpDriver):
         settle_s: float = 0.03,
         transport: Transport | None = None,
     ) -> None:
-        if not (0 <= address <= 99):
-            raise ValueError(f"harvard address must be 0-99, got {address}")
-        if baud not in BAUD_RATES:
-            raise ValueError(f"harvard baud must be one of {BAUD_RATES}, got {baud}")
-        if not (0 < reply_timeout_s <= 30):
-            raise ValueError(
-                f"harvard reply_timeout_s must be > 0 and <= 30 s, got {reply_timeout_s}"
-            )
-        if not (0 <= settle_s <= 1):
-            raise ValueError(f"harvard settle_s must be 0-1 s, got {settle_s}")
+        check_serial_options(
+            "harvard",
+            address=address,
+            baud=baud,
+            baud_rates=BAUD_RATES,
+            reply_timeout_s=reply_timeout_s,
+            settle_s=settle_s,
+        )
         self.port = port
         self.address = address
         self._reply_timeout_s = reply_timeout_s

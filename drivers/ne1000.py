@@ -58,6 +58,7 @@ from drivers.base import (
     PumpTimeout,
     RateRange,
 )
+from drivers.serial_options import check_serial_options
 from drivers.transport import FrameEnd, SerialTransport, Transport
 from firmware_bridge.ne1000.codec import (
     RATE_UNIT_PREFERENCE,
@@ -119,21 +120,19 @@ class Ne1000Driver(PumpDriver):
         settle_s: float = 0.05,
         transport: Transport | None = None,
     ) -> None:
-        if not (0 <= address <= 99):
-            raise ValueError(f"ne1000 address must be 0-99, got {address}")
-        if baud not in BAUD_RATES:
-            raise ValueError(f"ne1000 baud must be one of {BAUD_RATES}, got {baud}")
+        check_serial_options(
+            "ne1000",
+            address=address,
+            baud=baud,
+            baud_rates=BAUD_RATES,
+            reply_timeout_s=reply_timeout_s,
+            settle_s=settle_s,
+        )
         if safe_mode_timeout_s is not None and not (1 <= safe_mode_timeout_s <= 255):
             raise ValueError(
                 f"ne1000 safe_mode_timeout_s must be 1-255 s (or None for basic mode), "
                 f"got {safe_mode_timeout_s}"
             )
-        if not (0 < reply_timeout_s <= 30):
-            raise ValueError(
-                f"ne1000 reply_timeout_s must be > 0 and <= 30 s, got {reply_timeout_s}"
-            )
-        if not (0 <= settle_s <= 1):
-            raise ValueError(f"ne1000 settle_s must be 0-1 s, got {settle_s}")
         self.port = port
         self.address = address
         self.safe_mode_timeout_s = safe_mode_timeout_s

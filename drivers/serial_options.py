@@ -1,0 +1,31 @@
+"""The options every serial pump driver checks the same way, named in each error.
+
+Both line-protocol families (NE-1000, Harvard) take an address 0-99, a baud rate from
+their own list, a reply deadline and a settle time; one check keeps their messages and
+bounds from drifting apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def check_serial_options(
+    family: str,
+    *,
+    address: int,
+    baud: int,
+    baud_rates: Sequence[int],
+    reply_timeout_s: float,
+    settle_s: float,
+) -> None:
+    if not (0 <= address <= 99):
+        raise ValueError(f"{family} address must be 0-99, got {address}")
+    if baud not in baud_rates:
+        raise ValueError(f"{family} baud must be one of {tuple(baud_rates)}, got {baud}")
+    if not (0 < reply_timeout_s <= 30):
+        raise ValueError(
+            f"{family} reply_timeout_s must be > 0 and <= 30 s, got {reply_timeout_s}"
+        )
+    if not (0 <= settle_s <= 1):
+        raise ValueError(f"{family} settle_s must be 0-1 s, got {settle_s}")
