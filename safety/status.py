@@ -4,11 +4,12 @@ of each request. Plain values shared by the process, the IPC messages and the co
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from safety.kernel.history import RateHistory
+from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import ProgramSpec, Verdict
 from safety.kernel.state import KernelState
 
@@ -85,7 +86,9 @@ class Outcome:
 class _PointsMemo:
     """The last history converted, by identity: a snapshot is taken after every journaled
     event, but the (immutable) history changes only when a verified rate changes, so the
-    points are rebuilt only then, not up to 26 h of segments per snapshot."""
+    points are rebuilt only then; and then only the new segments are converted, the
+    others' points (same segment objects: a change appends one and may prune the oldest)
+    are reused, not up to 26 h of segments per change."""
 
     def __init__(self) -> None:
         self.history: RateHistory | None = None
@@ -93,6 +96,8 @@ class _PointsMemo:
 
 
 _MEMO = _PointsMemo()
+#: how far into the previous history its first surviving segment is looked for
+_PRUNE_SCAN = 64
 
 
 def history_points(state: KernelState) -> tuple[HistoryPoint, ...]:
@@ -100,16 +105,36 @@ def history_points(state: KernelState) -> tuple[HistoryPoint, ...]:
     memo = _MEMO
     if memo.history is history:
         return memo.points
-    points: list[HistoryPoint] = []
+    segs = history.segments
+    reused = _reusable(memo, segs)
+    points: list[HistoryPoint] = list(reused)
     per_ml: Fraction | None = None
     per_ml_dec = Decimal(0)
-    for s in history.segments:
+    for s in segs[len(reused) :]:
         if s.amount_per_ml is not per_ml:  # one conversion per program, not per segment
             per_ml, per_ml_dec = s.amount_per_ml, _dec(s.amount_per_ml)
         points.append(HistoryPoint(s.start, s.rate_ml_h, per_ml_dec, s.cause))
     result = tuple(points)
     memo.history, memo.points = history, result
     return result
+
+
+def _reusable(memo: _PointsMemo, segs: tuple[Segment, ...]) -> tuple[HistoryPoint, ...]:
+    """The memo's points for the longest run of ``segs`` (from its start) that are the very
+    segment objects of the memo's history, in order; () when there is none."""
+    if memo.history is None or not segs:
+        return ()
+    old = memo.history.segments
+    first = segs[0]
+    for k in range(min(len(old), _PRUNE_SCAN)):
+        if old[k] is first:
+            break
+    else:
+        return ()
+    n = min(len(old) - k, len(segs))
+    if all(map(operator.is_, segs[:n], old[k : k + n])):
+        return memo.points[k : k + n]
+    return ()
 
 
 def _dec(value: Fraction) -> Decimal:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -34,9 +36,26 @@ class Segment:
     def amount_per_h(self) -> Fraction:
         return Fraction(self.rate_ml_h) * self.amount_per_ml
 
+    @cached_property
+    def amount_per_h_f(self) -> float:
+        """The same as a float: for sums (the cap's integral) and window look-ups."""
+        return float(self.amount_per_h)
+
 
 @dataclass(frozen=True)
 class RateHistory:
+    """Verified rates in time order, with look-up tables the window rules read.
+
+    Every change (``with_rate``) makes a new history, and the kernel asks its windows on
+    every decision, read-back and snapshot; a day of changes (1000 segments when a bench
+    titrates every few seconds) must not be walked or re-summed each time. So ``with_rate``
+    carries the tables forward: the segments' start times, their drug rates as floats (the
+    window maximum and minimum are found among floats, then settled exactly) and the
+    running totals of the drug given (the 24 h cap is two look-ups), each extended by the
+    new segment and cut at the front where the history is pruned. A history built directly
+    from segments (the planner's) computes them once, when first asked.
+    """
+
     segments: tuple[Segment, ...] = ()
 
     @property
@@ -48,56 +67,135 @@ class RateHistory:
     ) -> RateHistory:
         """The rate from ``t`` on; segments stay in time order, pruned to ``KEEP_S``."""
         last = self.current
-        if last is not None and last.rate_ml_h == rate_ml_h and (
-            rate_ml_h == 0 or last.amount_per_ml == amount_per_ml
+        if (
+            last is not None
+            and last.rate_ml_h == rate_ml_h
+            and (rate_ml_h == 0 or last.amount_per_ml == amount_per_ml)
         ):
             return self
         # A segment that lasted 0 s is kept: it adds nothing to an amount, but the window
         # rules must see it (a start at 8 then rises at the same instant - a virtual or
         # coarse clock - would otherwise lose the 8 the titration window starts from).
-        kept = [s for s in self.segments if s.start <= t]
-        kept.append(Segment(t, rate_ml_h, amount_per_ml, cause))
-        horizon = t - KEEP_S
-        first = 0
-        for i, seg in enumerate(kept):
-            if seg.start <= horizon:
-                first = i
-        return RateHistory(tuple(kept[first:]))
+        starts = self._starts
+        end = bisect.bisect_right(starts, t)  # segments that started after t are dropped
+        new = Segment(t, rate_ml_h, amount_per_ml, cause)
+        # the last kept segment still in force at the horizon is kept whole
+        first = max(0, min(end, bisect.bisect_right(starts, t - KEEP_S)) - 1)
+        totals = self._totals
+        if end:
+            prior = self.segments[end - 1]
+            total = totals[end - 1] + prior.amount_per_h_f * (t - prior.start) / 3600.0
+        else:
+            total = 0.0
+        history = RateHistory((*self.segments[first:end], new))
+        cache = history.__dict__  # what cached_property reads: the tables, carried forward
+        cache["_starts"] = (*starts[first:end], t)
+        cache["_keys"] = (*self._keys[first:end], new.amount_per_h_f)
+        cache["_running_keys"] = (*self._running_keys[first:end], _running_key(new))
+        if first:  # totals relative to the first kept segment's start, as when built whole
+            base = totals[first]
+            cache["_totals"] = (*(x - base for x in totals[first:end]), total - base)
+        else:
+            cache["_totals"] = (*totals[:end], total)
+        return history
 
+    # ------------------------------------------------------------------ tables
     @cached_property
     def _starts(self) -> tuple[float, ...]:
         return tuple(s.start for s in self.segments)
 
+    @cached_property
+    def _keys(self) -> tuple[float, ...]:
+        """Each segment's drug amount per hour as a float: float rounding keeps order
+        (a <= b gives float(a) <= float(b)), so the extreme float marks the exact extreme,
+        and only segments tied with it need an exact comparison."""
+        return tuple(s.amount_per_h_f for s in self.segments)
+
+    @cached_property
+    def _running_keys(self) -> tuple[float, ...]:
+        """The same, with +inf for a stopped segment (never the lowest running rate)."""
+        return tuple(_running_key(s) for s in self.segments)
+
+    @cached_property
+    def _totals(self) -> tuple[float, ...]:
+        """Amount given from the first segment's start to each segment's start: a 24 h cap
+        window is two look-ups, not a walk over every segment of the day."""
+        total = 0.0
+        out = [0.0]
+        for seg, following in itertools.pairwise(self.segments):
+            total += seg.amount_per_h_f * (following.start - seg.start) / 3600.0
+            out.append(total)
+        return tuple(out[: len(self.segments)])
+
+    def _window(self, since: float, until: float) -> tuple[int, int]:
+        """Indices [lo, hi) of the segments in force at some instant of [since, until].
+
+        Segment i is in force from its start to the next one's start. The one in force at
+        ``since`` is the last to start at or before it (an earlier one ended by then, a
+        0-second one at ``since`` included); every later one starting by ``until`` is in.
+        """
+        starts = self._starts
+        lo = max(0, bisect.bisect_right(starts, since) - 1)
+        hi = bisect.bisect_right(starts, until)
+        return lo, max(lo, hi)
+
     def _spans(self, since: float, until: float) -> list[tuple[float, float, Segment]]:
         """(from, to, segment) for every segment in force at some instant of [since, until]."""
-        spans: list[tuple[float, float, Segment]] = []
+        lo, hi = self._window(since, until)
         segs = self.segments
-        # segments are in time order: the ones that ended before ``since`` are skipped by
-        # bisection instead of being walked (up to 26 h of them for a 10-min window)
-        first = max(0, bisect.bisect_right(self._starts, since) - 1)
-        for i in range(first, len(segs)):
+        spans: list[tuple[float, float, Segment]] = []
+        for i in range(lo, hi):
             seg = segs[i]
-            if seg.start > until:
-                break
             end = segs[i + 1].start if i + 1 < len(segs) else math.inf
-            if end > since:
-                spans.append((max(seg.start, since), min(end, until), seg))
+            spans.append((max(seg.start, since), min(end, until), seg))
         return spans
 
+    # ------------------------------------------------------------------ windows
     def max_amount_rate(
         self, since: float, until: float, *, exclude: frozenset[str] = frozenset()
     ) -> Fraction:
         """Highest drug amount per hour in force at any instant of [since, until], leaving
         out segments whose cause is in ``exclude`` (e.g. rates the pump ran on its own)."""
-        return max(
-            (s.amount_per_h for _, _, s in self._spans(since, until) if s.cause not in exclude),
-            default=Fraction(0),
-        )
+        lo, hi = self._window(since, until)
+        keys: Sequence[float] = self._keys[lo:hi]
+        if exclude:
+            segs = self.segments
+            keys = [
+                -math.inf if segs[i].cause in exclude else k
+                for i, k in zip(range(lo, hi), keys, strict=True)
+            ]
+        if not keys:
+            return Fraction(0)
+        best = max(keys)
+        if best == -math.inf:
+            return Fraction(0)
+        return self._settle(lo, keys, best, max)
 
     def min_running_amount_rate(self, since: float, until: float) -> Fraction | None:
         """Lowest non-zero amount per hour in [since, until]; None if never running."""
-        rates = [s.amount_per_h for _, _, s in self._spans(since, until) if s.rate_ml_h > 0]
-        return min(rates, default=None)
+        lo, hi = self._window(since, until)
+        keys = self._running_keys[lo:hi]
+        best = min(keys, default=math.inf)
+        if best == math.inf:
+            return None
+        return self._settle(lo, keys, best, min)
+
+    def _settle(
+        self,
+        lo: int,
+        keys: Sequence[float],
+        best: float,
+        pick: Callable[..., Segment],
+    ) -> Fraction:
+        """The exact extreme among the segments whose float key ties with ``best``."""
+        segs = self.segments
+        tied = [segs[lo + i] for i in itertools.compress(range(len(keys)), map(best.__eq__, keys))]
+        if len(tied) == 1:
+            return tied[0].amount_per_h
+        if len(set(map(id, map(_PER_ML, tied)))) == 1:
+            # one concentration: the drug rate is the pump rate times one constant >= 0
+            return pick(tied, key=_RATE).amount_per_h
+        return pick(tied, key=_AMOUNT).amount_per_h
 
     def amount(self, since: float, until: float) -> float:
         """Drug amount (base units) given in [since, until]."""
@@ -105,27 +203,24 @@ class RateHistory:
             return 0.0
         return max(0.0, self._given_by(until) - self._given_by(since))
 
-    @cached_property
-    def _given_at_starts(self) -> tuple[float, ...]:
-        """Amount given from the first segment's start to each segment's start: a 24 h cap
-        window is two look-ups, not a walk over every segment of the day."""
-        total = 0.0
-        out = [0.0]
-        segs = self.segments
-        for seg, following in itertools.pairwise(segs):
-            total += float(seg.amount_per_h) * (following.start - seg.start) / 3600.0
-            out.append(total)
-        return tuple(out)
-
     def _given_by(self, t: float) -> float:
         i = bisect.bisect_right(self._starts, t) - 1
         if i < 0:
             return 0.0
         seg = self.segments[i]
-        return self._given_at_starts[i] + float(seg.amount_per_h) * (t - seg.start) / 3600.0
+        return self._totals[i] + seg.amount_per_h_f * (t - seg.start) / 3600.0
 
     def volume_ml(self, since: float, until: float) -> float:
         total = 0.0
         for lo, hi, seg in self._spans(since, until):
             total += float(seg.rate_ml_h) * (hi - lo) / 3600.0
         return total
+
+
+def _running_key(segment: Segment) -> float:
+    return segment.amount_per_h_f if segment.rate_ml_h > 0 else math.inf
+
+
+_PER_ML = operator.attrgetter("amount_per_ml")
+_RATE = operator.attrgetter("rate_ml_h")
+_AMOUNT = operator.attrgetter("amount_per_h")
