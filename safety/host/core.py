@@ -210,6 +210,7 @@ class SafetyCore:
             )
         ]
         body = request.body
+        cause = "estop" if isinstance(body, EmergencyStop) else "command"
         if verdict.accepted:
             if isinstance(body, EmergencyStop):
                 events.append(EmergencyStopRaised(body.source, now))
@@ -217,9 +218,19 @@ class SafetyCore:
                 events.append(ProgramLoaded(body.spec, self._infused_now(), now))
             elif isinstance(body, AcknowledgeAlarms):
                 events.append(AlarmsAcknowledged(body.keys, now))
+            if verdict.actions:
+                # The verdict and its first pump command share one durable transaction:
+                # both are on disk before anything is sent (S14's write-ahead order
+                # holds), and the command waits for one flush to the device, not two.
+                # A crash before the commit leaves neither; after it, the replay knows
+                # the command was about to be sent, as it would from two transactions.
+                events.append(CommandIssued(verdict.actions[0], cause, now))
         self._record(*events)
-        cause = "estop" if isinstance(body, EmergencyStop) else "command"
-        execution = self._execute(verdict.actions, cause) if verdict.accepted else "not executed"
+        execution = (
+            self._execute(verdict.actions, cause, first_recorded=True)
+            if verdict.accepted
+            else "not executed"
+        )
         self._outputs()
         return Outcome(verdict, execution, self.snapshot())
 
@@ -250,17 +261,26 @@ class SafetyCore:
             self._execute(reaction.actions, reaction.cause, depth + 1)
         self._outputs()
 
-    def _execute(self, actions: tuple[PumpAction, ...], cause: str, depth: int = 0) -> str:
+    def _execute(
+        self,
+        actions: tuple[PumpAction, ...],
+        cause: str,
+        depth: int = 0,
+        *,
+        first_recorded: bool = False,
+    ) -> str:
         """Carry out actions in order, each journaled before it is sent (S14).
 
-        A failed action ends the sequence (the rest may depend on it: never start on a
-        rate that did not take), except in an emergency stop: there every action moves
-        toward safety, and the interlock relay does not depend on the pump's link, so a
-        stop lost on the wire must not leave the relay closed (S12).
+        ``first_recorded``: the first action's ``CommandIssued`` is already journaled (with
+        its verdict, by ``handle``). A failed action ends the sequence (the rest may depend
+        on it: never start on a rate that did not take), except in an emergency stop: there
+        every action moves toward safety, and the interlock relay does not depend on the
+        pump's link, so a stop lost on the wire must not leave the relay closed (S12).
         """
         failure: str | None = None
-        for action in actions:
-            self._record(CommandIssued(action, cause, self.now()))
+        for index, action in enumerate(actions):
+            if index > 0 or not first_recorded:
+                self._record(CommandIssued(action, cause, self.now()))
             try:
                 self._send(action)
             except PumpRejected as exc:
