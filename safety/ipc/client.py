@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from firmware_bridge.clock import Clock, MonotonicClock
@@ -81,6 +81,7 @@ from safety.ipc.messages import (
     Subscribed,
     Welcome,
 )
+from safety.ipc.snapshots import HistoryOutOfStep, SnapshotReceiver
 from safety.kernel.model import EmergencyStop, RequestBody
 from safety.status import Outcome, Snapshot
 
@@ -109,6 +110,16 @@ class _Pending:
         self.done = threading.Event()
         self.message: ServerMessage | None = None
         self.callback = callback
+        #: the reply's history could not be reconstructed: the caller fetches a full one
+        self.resync = False
+
+
+class _Resync:
+    """Queued for the dispatcher thread: fetch a full snapshot (the history is out of
+    step) and tell the subscribers, in place of the status notice that was dropped."""
+
+
+_RESYNC = _Resync()
 
 
 def error_for(reply: ErrorReply) -> SafetyLinkError:
@@ -169,7 +180,9 @@ class SafetyClient:
         self._call_lock = threading.Lock()  # requests one at a time, in order (S8)
         self._subscribers: list[Callable[[Notice], None]] = []
         self._sub_lock = threading.Lock()
-        self._notices: queue.SimpleQueue[Notice | None] = queue.SimpleQueue()
+        self._notices: queue.SimpleQueue[Notice | _Resync | None] = queue.SimpleQueue()
+        self._snapshots = SnapshotReceiver()
+        self._resync_queued = False
         self._session: str | None = None
         self._attached = False
         self._seq = 0
@@ -241,7 +254,12 @@ class SafetyClient:
             message = RequestMessage(
                 id=self._next_id(), session=self._session, seq=seq, expires_at=expires, body=body
             )
-            return expect(self._call(message), Reply).outcome
+            pending = self._exchange(message)
+            assert pending.message is not None
+            outcome = expect(pending.message, Reply).outcome
+            if pending.resync:  # the verdict is good, its history was not: a full one now
+                outcome = replace(outcome, snapshot=self.snapshot())
+            return outcome
 
     def snapshot(self) -> Snapshot:
         return expect(self._call(GetSnapshot(id=self._next_id())), SnapshotReply).snapshot
@@ -288,6 +306,12 @@ class SafetyClient:
         return next(self._ids)
 
     def _call(self, message: _CallMessage, timeout_s: float | None = None) -> ServerMessage:
+        pending = self._exchange(message, timeout_s)
+        assert pending.message is not None
+        return pending.message
+
+    def _exchange(self, message: _CallMessage, timeout_s: float | None = None) -> _Pending:
+        """Send and wait for the answer; the pending entry holds it (never None)."""
         self.check()
         pending = _Pending()
         ident = message.id
@@ -307,7 +331,7 @@ class SafetyClient:
         if pending.message is None:
             assert self._down is not None
             raise SafetyUnavailable(self._down.reason)
-        return pending.message
+        return pending
 
     def _send(self, message: _CallMessage) -> None:
         data = encode(message)
@@ -340,7 +364,10 @@ class SafetyClient:
         cnonce = auth.new_nonce()
         nonce = bytes.fromhex(challenge.nonce)
         hello = Hello(
-            client=self.name, cnonce=cnonce.hex(), mac=auth.client_proof(self._key, nonce, cnonce)
+            client=self.name,
+            cnonce=cnonce.hex(),
+            mac=auth.client_proof(self._key, nonce, cnonce),
+            history_delta=True,
         )
         try:
             self._sock.sendall(encode(hello))
@@ -423,8 +450,21 @@ class SafetyClient:
             self._notices.put(LinkRestored(now - since))
 
     def _route(self, message: ServerMessage) -> None:
+        resync = False
+        try:
+            message = self._snapshots.receive(message)
+        except HistoryOutOfStep as exc:
+            log.error(
+                "rate history out of step with the safety process (%s): asking for it in full",
+                exc.why,
+            )
+            message, resync = exc.message, True
         if isinstance(message, StatusNotice):
-            self._notices.put(StatusChanged(message.snapshot))
+            if not resync:
+                self._notices.put(StatusChanged(message.snapshot))
+            elif not self._resync_queued:
+                self._resync_queued = True
+                self._notices.put(_RESYNC)
             return
         if isinstance(message, AlarmNotice):
             self._notices.put(AlarmRaised(message.alarm))
@@ -441,6 +481,7 @@ class SafetyClient:
             log.warning("late or unknown reply %s id %s ignored", message.type, ident)
             return
         pending.message = message
+        pending.resync = resync
         pending.done.set()
         if pending.callback is not None:
             pending.callback(message)
@@ -501,6 +542,13 @@ class SafetyClient:
             notice = self._notices.get()
             if notice is None:
                 return
+            if isinstance(notice, _Resync):
+                self._resync_queued = False
+                try:
+                    notice = StatusChanged(self.snapshot())
+                except SafetyLinkError as exc:  # the link's own notice says why
+                    log.warning("no full snapshot after the history went out of step: %s", exc)
+                    continue
             with self._sub_lock:
                 subscribers = list(self._subscribers)
             for callback in subscribers:

@@ -21,7 +21,6 @@ nothing about the infusion; what it does decide is who may speak:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from safety.ipc.messages import (
     Subscribed,
     Welcome,
 )
+from safety.ipc.snapshots import SnapshotSender, differs
 from safety.kernel.model import EmergencyStop, Request, RequestMeta
 from safety.status import Snapshot
 
@@ -72,6 +72,8 @@ class Peer:
     client: str = ""
     session: str | None = None
     subscribed: bool = False
+    #: every message to this peer is encoded here (its snapshots' history as deltas)
+    snapshots: SnapshotSender = field(default_factory=SnapshotSender)
 
     def describe(self) -> str:
         who = f" ({self.client})" if self.client else ""
@@ -176,6 +178,7 @@ class Dispatcher:
             )
         peer.authenticated = True
         peer.client = hello.client
+        peer.snapshots.delta = hello.history_delta
         log.info("%s authenticated", peer.describe())
         return Answer(
             (
@@ -186,6 +189,7 @@ class Dispatcher:
                     clinical_clock=self._clinical_clock,
                     library_hash=self.core.library.content_hash,
                     max_request_bytes=self._max_request_bytes,
+                    history_delta=hello.history_delta,
                 ),
             )
         )
@@ -250,20 +254,12 @@ class Dispatcher:
         out: list[ServerMessage] = list(self._alarm_queue)
         self._alarm_queue.clear()
         latest = self._latest
-        if _differs(latest, self._pushed):
+        if differs(latest, self._pushed):
             out.append(StatusNotice(snapshot=latest))
             self._pushed = latest
             # forget alarms that left the book: raised again later, they are news again
             self._seen_alarms &= {(a.key, a.raised_at) for a in latest.alarms}
         return out
-
-
-_COMPARED = tuple(f.name for f in dataclasses.fields(Snapshot) if f.name != "clinical_time")
-
-
-def _differs(a: Snapshot, b: Snapshot) -> bool:
-    """Changed beyond the clinical clock's passing (which alone is no news)."""
-    return a is not b and any(getattr(a, name) != getattr(b, name) for name in _COMPARED)
 
 
 __all__ = ["NO_SESSION", "PROTOCOL_VERSION", "SERVER_NAME", "Answer", "Dispatcher", "Peer"]

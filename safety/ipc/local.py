@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,7 @@ from safety.ipc.messages import (
     StatusNotice,
     Welcome,
 )
+from safety.ipc.snapshots import HistoryOutOfStep, SnapshotReceiver
 from safety.kernel.model import EmergencyStop, RequestBody
 from safety.status import Outcome, Snapshot
 from safety.timing import HostTiming
@@ -133,6 +135,7 @@ class LocalSafety:
         self.journal: Journal
         self._dispatcher: Dispatcher
         self._peer: Peer
+        self._receiver = SnapshotReceiver()
         self.info: ServerInfo
         self._boot()
 
@@ -309,14 +312,19 @@ class LocalSafety:
         from safety.ipc.dispatch import Peer  # noqa: PLC0415
 
         peer = Peer(0, f"in-process ({self.name})")
-        challenge = expect(_wire_server(self._dispatcher.greet(peer)), Challenge)
+        self._peer = peer
+        self._receiver = SnapshotReceiver()  # a new connection: no history held yet
+        challenge = expect(self._wire_server(self._dispatcher.greet(peer)), Challenge)
         cnonce = auth.new_nonce()
         nonce = bytes.fromhex(challenge.nonce)
         hello = Hello(
-            client=self.name, cnonce=cnonce.hex(), mac=auth.client_proof(self._key, nonce, cnonce)
+            client=self.name,
+            cnonce=cnonce.hex(),
+            mac=auth.client_proof(self._key, nonce, cnonce),
+            history_delta=True,
         )
         answer = self._dispatcher.receive(peer, _wire_client(hello))
-        welcome = expect(_wire_server(answer.messages[0]), Welcome)
+        welcome = expect(self._wire_server(answer.messages[0]), Welcome)
         self.info = ServerInfo(
             welcome.heartbeat_timeout_s,
             welcome.heartbeat_period_s,
@@ -336,14 +344,26 @@ class LocalSafety:
     def _call(self, message: ClientMessage) -> ServerMessage:
         self._check_open()
         answer = self._dispatcher.receive(self._peer, _wire_client(message))
-        replies = [_wire_server(m) for m in answer.messages]
+        replies: list[ServerMessage] = []
+        resync = False
+        for sent in answer.messages:
+            try:
+                replies.append(self._wire_server(sent))
+            except HistoryOutOfStep as exc:
+                log.error("rate history out of step (%s): asking for it in full", exc.why)
+                replies.append(exc.message)
+                resync = True
         self._deliver_notices()
         if answer.close:  # cannot happen with messages built here; kept for parity
             self._dispatcher.disconnected(self._peer, f"protocol error: {answer.why}")
             self._peer = self._connect()
         if not replies:
             raise SafetyUnavailable(f"no answer to {message.type!r}")
-        return replies[0]
+        reply = replies[0]
+        if resync and isinstance(reply, Reply):  # the verdict is good, its history was not
+            outcome = replace(reply.outcome, snapshot=self.snapshot())
+            reply = reply.model_copy(update={"outcome": outcome})
+        return reply
 
     def _heartbeat_if_due(self) -> None:
         if not (self._attached and self._heartbeats):
@@ -354,7 +374,12 @@ class LocalSafety:
 
     def _deliver_notices(self) -> None:
         for message in self._dispatcher.notices():
-            decoded = _wire_server(message)
+            try:
+                decoded = self._wire_server(message)
+            except HistoryOutOfStep as exc:
+                log.error("rate history out of step (%s): asking for it in full", exc.why)
+                self._notify(StatusChanged(self.snapshot()))
+                continue
             if isinstance(decoded, AlarmNotice):
                 self._notify(AlarmRaised(decoded.alarm))
             elif isinstance(decoded, StatusNotice):
@@ -375,14 +400,17 @@ class LocalSafety:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _wire_server(self, message: ServerMessage) -> ServerMessage:
+        """Across the wire to this link's connection: encoded by its sender (snapshots'
+        history as deltas), decoded, validated and reconstructed by its receiver.
+        Raises ``HistoryOutOfStep`` as the real client would meet it."""
+        line = self._peer.snapshots.encode(message)[:-1]
+        return self._receiver.receive(decode_server(line))
+
 
 def _wire_client(message: ClientMessage) -> bytes:
     """What the socket would carry (the newline stripped, as the framer does)."""
     return encode(message, MAX_REQUEST_BYTES)[:-1]  # the dispatcher decodes and validates it
-
-
-def _wire_server(message: ServerMessage) -> ServerMessage:
-    return decode_server(encode(message)[:-1])
 
 
 __all__ = ["LocalSafety"]

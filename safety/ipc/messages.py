@@ -21,6 +21,16 @@ Conversation (client ``->``, server ``<-``)::
     -> subscribe {id, on}                 <- subscribed {id, snapshot}
                                           <- status {snapshot} / alarm {alarm} (pushed)
                                           <- error {id, code, message}
+
+History deltas (protocol 1, negotiated): a client that sends ``hello`` with
+``history_delta: true`` and gets ``welcome`` with ``history_delta: true`` receives
+``reply`` and ``status`` with the snapshot's ``history`` empty and
+``history_delta {drop, append, length, first, last}`` beside it: the history of the
+previous snapshot on this connection, ``drop`` points dropped from its front and
+``append`` added at its end, checked by its ``length`` and its ``first`` and ``last``
+points (``safety.ipc.snapshots``). ``attached``, ``snapshot`` and ``subscribed`` always
+carry the history in full and set the base again; so does the first snapshot on a
+connection. A client that did not ask (or an older one) gets every history in full.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 import safety.kernel.codec  # noqa: F401 - sets extra="forbid" on the kernel dataclasses
 from safety import status
 from safety.kernel.model import RequestBody
-from safety.status import AlarmView, Outcome, Snapshot
+from safety.status import AlarmView, HistoryPoint, Outcome, Snapshot
 
 PROTOCOL_VERSION = 1
 
@@ -71,6 +81,8 @@ class Hello(_Message):
     client: Annotated[str, Field(pattern=r"^[\x20-\x7e]{1,64}$")]  # printable: it is logged
     cnonce: Hex32
     mac: Hex32
+    #: send the rate history in replies and status notices as a change (see above)
+    history_delta: bool = False
 
 
 class Attach(_Message):
@@ -163,6 +175,8 @@ class Welcome(_Message):
     clinical_clock: str  # "real", "scaled:SCALE:ORIGIN:CLINICAL" or "virtual"
     library_hash: str
     max_request_bytes: int
+    #: the client's ``history_delta`` granted
+    history_delta: bool = False
 
 
 class Attached(_Message):
@@ -180,10 +194,23 @@ class HeartbeatAck(_Message):
     ok: bool
 
 
+class HistoryDelta(BaseModel):
+    """The snapshot's history as a change from the previous one on this connection."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    drop: Annotated[int, Field(ge=0)]  # points dropped from the front
+    append: tuple[HistoryPoint, ...]  # points added at the end
+    length: Annotated[int, Field(ge=0)]  # the check: points in the result
+    first: HistoryPoint | None  # ... its first and last points (None when empty)
+    last: HistoryPoint | None
+
+
 class Reply(_Message):
     type: Literal["reply"] = "reply"
     id: MsgId
     outcome: Outcome
+    history_delta: HistoryDelta | None = None
 
 
 class SnapshotReply(_Message):
@@ -204,6 +231,7 @@ class StatusNotice(_Message):
 
     type: Literal["status"] = "status"
     snapshot: Snapshot
+    history_delta: HistoryDelta | None = None
 
 
 class AlarmNotice(_Message):
@@ -263,6 +291,7 @@ __all__ = [
     "Heartbeat",
     "HeartbeatAck",
     "Hello",
+    "HistoryDelta",
     "Reply",
     "RequestMessage",
     "ServerMessage",

@@ -37,7 +37,7 @@ from pathlib import Path
 from firmware_bridge.clock import Clock, MonotonicClock
 from safety.host.core import SafetyCore
 from safety.ipc.dispatch import Answer, Dispatcher, Peer
-from safety.ipc.framing import MAX_REQUEST_BYTES, FrameError, LineFramer, encode
+from safety.ipc.framing import MAX_REQUEST_BYTES, FrameError, LineFramer
 from safety.ipc.messages import ErrorCode, ErrorReply, ServerMessage
 
 log = logging.getLogger("safety.ipc")
@@ -289,7 +289,7 @@ class SafetyServer:
     # ------------------------------------------------------------------ output
     def _send(self, conn: _Conn, message: ServerMessage) -> None:
         try:
-            conn.out += encode(message)
+            conn.out += conn.peer.snapshots.encode(message)
         except FrameError as exc:  # our own message too big: a bug, never the client's
             log.error("not sent to %s: %s", conn.peer.describe(), exc)
             return
