@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from safety.host.process import main
+from safety.host.hashes import prefer_builtin_hashes
+
+prefer_builtin_hashes()  # before the first import of hashlib: see safety.host.hashes
+
+from safety.host.process import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

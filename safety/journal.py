@@ -41,7 +41,10 @@ class JournalError(Exception):
 
 
 class Journal:
-    def __init__(self, path: str | Path, process: str) -> None:
+    def __init__(self, path: str | Path, process: str, *, cache_kib: int | None = None) -> None:
+        """``cache_kib`` bounds SQLite's page cache (default: SQLite's 2000 KiB). Appends
+        touch only the last pages and a replay reads once in order, so a small cache
+        costs no speed; the safety process keeps its memory low with it."""
         self.path = Path(path)
         self.process = process
         self._lock = threading.Lock()
@@ -52,6 +55,8 @@ class Journal:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            if cache_kib is not None:
+                self._db.execute(f"PRAGMA cache_size=-{max(64, int(cache_kib))}")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS entries ("
                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"

@@ -57,6 +57,10 @@ from safety.library import LibraryError, load_library
 
 log = logging.getLogger("safety")
 
+#: SQLite page cache of the journal: appends need only its last pages (SQLite's default,
+#: 2000 KiB, would fill with pages never read again as the journal grows: memory goal)
+JOURNAL_CACHE_KIB = 256
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -108,7 +112,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
         except KeyFileError as exc:
             raise StartupError(str(exc)) from None
         try:
-            journal = Journal(paths.journal, "safety")
+            journal = Journal(paths.journal, "safety", cache_kib=JOURNAL_CACHE_KIB)
         except JournalError as exc:
             raise StartupError(str(exc)) from None
         stack.callback(journal.close)
