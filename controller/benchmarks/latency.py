@@ -18,8 +18,9 @@ carried out; one that is not makes the benchmark stop with the kernel's reason, 
 refusal is a much shorter path and would flatter the figure.
 
 Each command is timed from the call to ``SafetyClient.request`` to its return, which is
-after the safety process journaled the verdict (fsync), set the pump, read it back,
-journaled the read-back (fsync) and replied. The first ``WARMUP`` commands are not counted.
+after the safety process journaled the verdict and the command (one fsync), set the pump,
+read it back, journaled the read-back (fsync) and replied. The first ``WARMUP`` commands
+are not counted.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Peak memory (VmHWM from /proc/<pid>/status) is read from every safety process an
 controller child the other benchmarks run, just before each is stopped.
 
 The journal figure times one write-ahead append (SQLite WAL, ``synchronous=FULL``: a
-flush to the device) in the run's directory: every accepted command waits for three of
-them (the verdict, the command issued, the read-back).
+flush to the device) in the run's directory: a dose change waits for two of them (the
+verdict with its pump command, then the read-back), a start for three.
 """
 
 from __future__ import annotations

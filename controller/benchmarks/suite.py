@@ -188,8 +188,8 @@ def _latency(run: _Run) -> None:
 
 def _history_effect(path: str, samples: list[float]) -> Context:
     """Latency at the start and at the end of a run: every accepted change adds a segment
-    to the rate history the kernel keeps for 26 h, and the window rules, the cap integral
-    and each snapshot walk all of it."""
+    to the rate history the kernel keeps for 26 h; the S4/S5 window rules look at every
+    segment in their windows (all of them, in this benchmark)."""
     first = samples[:HISTORY_WINDOW]
     last = samples[-HISTORY_WINDOW:]
     w = HISTORY_WINDOW
@@ -474,7 +474,8 @@ def _resources(run: _Run) -> None:
                 stats["p50"],
                 "ms",
                 stats,
-                note="every accepted command waits for three (verdict, command, read-back)",
+                note="a dose change waits for two (the verdict with its command, the "
+                "read-back); a start for three",
             )
         )
     except Exception as exc:
