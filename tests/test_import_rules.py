@@ -59,6 +59,9 @@ CONTROLLER_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     # a rate the safety process refuses (dosing) and can word the kernel's reasons (reasons)
     "safety.dosing",
     "safety.reasons",
+    # pure: each pump family's codec rounding rule, so ``pumpctl calc --pump`` reports the
+    # rate that family really runs (no driver, no port)
+    "safety.pump_rounding",
 )
 
 

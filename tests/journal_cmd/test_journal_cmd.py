@@ -134,7 +134,9 @@ def test_export_csv_has_every_entry_of_both_journals(
     assert json.loads(occlusion["payload"])["priority"] == "high"
     start = next(r for r in safety if r["summary"] == "request start 8 -> accepted")
     payload = json.loads(start["payload"])
-    assert payload["body"] == {"kind": "start", "dose": "8", "confirm_soft_limits": False}
+    assert payload["body"] == {
+        "kind": "start", "dose": "8", "unit": "mcg/min", "confirm_soft_limits": False
+    }  # fmt: skip
 
 
 def test_export_jsonl_to_a_file(
