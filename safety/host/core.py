@@ -240,13 +240,18 @@ class SafetyCore:
 
     # ------------------------------------------------------------------ pump I/O
     def poll(self, depth: int = 0) -> None:
-        """Read the pump, journal the reading, react (S1 on read-back, S9, S10, S13, S3)."""
-        now = self.now()
+        """Read the pump, journal the reading, react (S1 on read-back, S9, S10, S13, S3).
+
+        The reading is stamped with the time it came back, not the time it was asked for:
+        on a scaled clock a slow reply covers clinical seconds, and a volume counted up to
+        the reply but compared with the expectation at the request would look like over-
+        infusion.
+        """
         try:
             status = self.driver.read_status()
         except DriverError as exc:
             if self.state.comms_ok:
-                self._record(CommsFailed(f"{type(exc).__name__}: {exc}", now))
+                self._record(CommsFailed(f"{type(exc).__name__}: {exc}", self.now()))
                 self._outputs()
             return
         if not self._pump_known:
@@ -255,6 +260,7 @@ class SafetyCore:
             except DriverError as exc:
                 log.warning("pump range still unknown: %s", exc)
         reading = self._reading(status)
+        now = self.now()
         _, reaction = observe(self.state, reading, now, self.config)
         self._record(ReadbackReceived(reading, now))
         if reaction.actions and depth < MAX_REACTION_DEPTH:
