@@ -126,12 +126,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S4 same-instant fix",
         "safety/kernel/history.py",
-        "        kept.append(Segment(t, rate_ml_h, amount_per_ml, cause))",
-        (
-            "        if kept and kept[-1].start == t:\n"
-            "            kept.pop()\n"
-            "        kept.append(Segment(t, rate_ml_h, amount_per_ml, cause))"
-        ),
+        "        end = bisect.bisect_right(starts, t)",
+        "        end = bisect.bisect_left(starts, t)",
         "test_s4_window_rise_refused_for",
     ),
     Mutant(
@@ -407,16 +403,25 @@ MUTANTS: tuple[Mutant, ...] = (
         "S14 write-ahead",
         "safety/host/core.py",
         (
-            "            self._record(CommandIssued(action, cause, self.now()))\n"
+            "            if index > 0 or not first_recorded:\n"
+            "                self._record(CommandIssued(action, cause, self.now()))\n"
             "            try:\n"
             "                self._send(action)"
         ),
         (
             "            try:\n"
             "                self._send(action)\n"
-            "                self._record(CommandIssued(action, cause, self.now()))"
+            "                if index > 0 or not first_recorded:\n"
+            "                    self._record(CommandIssued(action, cause, self.now()))"
         ),
         "test_s14_the_guard or test_s1_hard_max",
+    ),
+    Mutant(
+        "S14 verdict's command",
+        "safety/host/core.py",
+        "                events.append(CommandIssued(verdict.actions[0], cause, now))",
+        "                pass",
+        "test_s14_the_guard or test_s14_request_verdict",
     ),
     Mutant(
         "S14 replay",
