@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from safety.alarms import Alarm
 from safety.journal import open_readonly
 from safety.kernel.codec import decode_event
 from safety.kernel.config import KernelConfig
@@ -252,6 +253,12 @@ def _alarm_changes(
     before: KernelState, after: KernelState, t: float, wall: float, entry_id: int
 ) -> list[AlarmMark]:
     marks: list[AlarmMark] = []
+
+    def cleared(key: str, alarm: Alarm) -> AlarmMark:
+        return AlarmMark(
+            t, wall, key, alarm.priority.word, str(alarm.reason), "", "safety", "cleared", entry_id
+        )
+
     old = {a.key: a for a in before.alarms.alarms}
     new = {a.key: a for a in after.alarms.alarms}
     for key, alarm in new.items():
@@ -270,34 +277,10 @@ def _alarm_changes(
                 )
             )
         if not alarm.active and (prev is None or prev.active):
-            marks.append(
-                AlarmMark(
-                    t,
-                    wall,
-                    key,
-                    alarm.priority.word,
-                    str(alarm.reason),
-                    "",
-                    "safety",
-                    "cleared",
-                    entry_id,
-                )
-            )
+            marks.append(cleared(key, alarm))
     for key, alarm in old.items():
         if key not in new and alarm.active:
-            marks.append(
-                AlarmMark(
-                    t,
-                    wall,
-                    key,
-                    alarm.priority.word,
-                    str(alarm.reason),
-                    "",
-                    "safety",
-                    "cleared",
-                    entry_id,
-                )
-            )
+            marks.append(cleared(key, alarm))
     return marks
 
 
