@@ -155,6 +155,25 @@ class GpioSection(BaseModel):
         return self
 
 
+# --------------------------------------------------------------------------- watchdog
+
+
+class WatchdogSection(BaseModel):
+    """The Linux hardware watchdog device, fed while the loop runs (optional)."""
+
+    model_config = _STRICT
+
+    #: e.g. "/dev/watchdog"; unset: no device (the GPIO heartbeat pin may still be used)
+    device: str | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be a device path such as /dev/watchdog, not empty")
+        return value
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -220,12 +239,13 @@ class ClockSection(BaseModel):
 
 
 class SafetyConfig(BaseModel):
-    """The whole file. Sections: pump (required), gpio, timing, paths, clock."""
+    """The whole file. Sections: pump (required), gpio, watchdog, timing, paths, clock."""
 
     model_config = _STRICT
 
     pump: PumpConfig
     gpio: GpioSection = Field(default_factory=GpioSection)
+    watchdog: WatchdogSection = Field(default_factory=WatchdogSection)
     timing: TimingSection = Field(default_factory=TimingSection)
     paths: PathsSection = Field(default_factory=PathsSection)
     clock: ClockSection = Field(default_factory=ClockSection)

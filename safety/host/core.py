@@ -30,6 +30,7 @@ from drivers.gpio.base import GpioInterface
 from firmware_bridge.clock import Clock
 from firmware_bridge.syringes import Syringe
 from safety.alarms import Priority
+from safety.host.watchdog_device import WatchdogFeeder
 from safety.journal import Journal
 from safety.kernel.codec import encode_event
 from safety.kernel.config import KernelConfig, PumpCapabilities
@@ -86,6 +87,7 @@ class SafetyCore:
         liveness: Clock,
         syringe: Syringe,
         gpio: GpioInterface | None = None,
+        watchdog_device: WatchdogFeeder | None = None,
         config: KernelConfig | None = None,
         timing: HostTiming | None = None,
         on_change: Callable[[Snapshot], None] | None = None,
@@ -97,6 +99,7 @@ class SafetyCore:
         self.liveness = liveness
         self.syringe = syringe
         self.gpio = gpio
+        self.watchdog_device = watchdog_device
         self.config = config or KernelConfig()
         self.timing = timing or HostTiming()
         self.on_change = on_change
@@ -358,13 +361,20 @@ class SafetyCore:
             if reaction.actions:
                 self._record(Ticked(now))
                 self._execute(reaction.actions, reaction.cause)
-        if self.gpio is not None and live >= self._due_watchdog:
+        watched = self.gpio is not None or self.watchdog_device is not None
+        if watched and live >= self._due_watchdog:
+            # one place for both: whatever stops this loop stops the pin and the feed
             self._due_watchdog = live + self.timing.watchdog_toggle_s
             self._watchdog_level = not self._watchdog_level
-            self.gpio.toggle_heartbeat()
+            if self.gpio is not None:
+                self.gpio.toggle_heartbeat()
+            if self.watchdog_device is not None:
+                self.watchdog_device.feed()
         waits = [self._due_poll - live, self._due_keep_alive - live]
         if self.gpio is not None:
-            waits += [self._due_button - live, self._due_watchdog - live]
+            waits.append(self._due_button - live)
+        if watched:
+            waits.append(self._due_watchdog - live)
         if self._last_heartbeat is not None and self.state.attached:
             waits.append(self._last_heartbeat + self.timing.heartbeat_timeout_s - live)
         deadline = next_deadline(self.state, self.now(), self.config)

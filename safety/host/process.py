@@ -8,7 +8,8 @@ Start-up, in order, each step refusing to go on if it fails:
    process on the same journal (and so the same pump) exits 1 instead of fighting the
    first for the pump; the kernel releases the lock when a process dies, kill -9 included;
 3. the drug library (invalid -> exit 2), the IPC key (created mode 0600 if missing),
-   the journal, the pump driver (from the registry), the GPIO backend;
+   the journal, the pump driver (from the registry), the GPIO backend, the hardware
+   watchdog device if one is configured (``[watchdog] device``: opening arms it);
 4. ``SafetyCore.start()``: replay the journal, read the pump, resume supervision without
    sending the pump anything that changes its rate (a pump that does not answer is an
    alarm, not a reason to exit: supervision and the GPIO alarm keep running);
@@ -20,11 +21,14 @@ Shutdown (SIGTERM, SIGINT): clients are told and disconnected, the driver's port
 closed, the GPIO pins go to their documented close levels (alarm on: a pump without its
 safety process is unsupervised), the journal is closed; exit 0. **The pump is never
 stopped on shutdown**: stopping a vasopressor abruptly is itself a hazard (S11), so a
-running infusion continues at its last verified rate and the hardware watchdog and the
-alarm take over. Stopping the pump is an operator's command, sent on purpose.
+running infusion continues at its last verified rate, the heartbeat pin stops toggling
+(an external watchdog circuit sees it) and the alarm stays on. A watchdog *device* is
+disarmed on this deliberate shutdown (magic close), so stopping the service does not
+reset the board; after a crash it stays armed. Stopping the pump is an operator's
+command, sent on purpose.
 
-Exit status: 0 clean shutdown; 1 a runtime failure (lock held, socket in use, pump or
-GPIO set-up error, journal failure while serving); 2 invalid config or library.
+Exit status: 0 clean shutdown; 1 a runtime failure (lock held, socket in use, pump,
+GPIO or watchdog device set-up error, journal failure while serving); 2 invalid config or library.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from firmware_bridge.syringes import syringe_by_name
 from safety.host.config import ConfigError, SafetyConfig, load_config
 from safety.host.core import HostTiming, SafetyCore
 from safety.host.sdnotify import SystemdNotifier
+from safety.host.watchdog_device import WatchdogDevice, WatchdogDeviceError
 from safety.ipc.auth import KeyFileError, load_or_create_key
 from safety.ipc.server import SafetyServer, ServerError
 from safety.journal import Journal, JournalError
@@ -122,6 +127,11 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
         gpio = _gpio(config, liveness)
         if gpio is not None:
             stack.callback(gpio.close)
+        shutdown = _Shutdown()
+        watchdog_device = _watchdog_device(config)
+        if watchdog_device is not None:
+            # disarmed only on a deliberate shutdown; a crash leaves it armed (see module)
+            stack.callback(lambda: watchdog_device.close(disarm=shutdown.deliberate))
         t = config.timing
         core = SafetyCore(
             library,
@@ -131,6 +141,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             liveness=liveness,
             syringe=syringe_by_name(config.pump.syringe),
             gpio=gpio,
+            watchdog_device=watchdog_device,
             timing=HostTiming(
                 poll_period_s=t.poll_period_s,
                 keep_alive_period_s=t.keep_alive_period_s,
@@ -185,6 +196,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             log.critical("the safety process failed; shutting down", exc_info=True)
             return EXIT_FAILURE
         notifier.stopping()
+        shutdown.deliberate = True
         log.info("shutting down on request; the pump is left as it is (never stopped here)")
     return EXIT_OK
 
@@ -201,6 +213,21 @@ def _driver(config: SafetyConfig, clinical: Clock) -> PumpDriver:
         return load_driver(pump.driver, **pump.options)
     except (DriverLoadError, ValueError, TypeError) as exc:
         raise StartupError(f"pump driver {pump.driver!r}: {exc}", EXIT_CONFIG) from None
+
+
+class _Shutdown:
+    """Set once the server has stopped on request (not by an exception)."""
+
+    deliberate = False
+
+
+def _watchdog_device(config: SafetyConfig) -> WatchdogDevice | None:
+    if config.watchdog.device is None:
+        return None
+    try:
+        return WatchdogDevice(config.watchdog.device)
+    except WatchdogDeviceError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _gpio(config: SafetyConfig, liveness: Clock) -> GpioInterface | None:

@@ -118,7 +118,13 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
             "paths.socket",
             "at most 107 bytes",
         ),
-        ({"pump": MOCK, "pupm": {}}, "pupm", "allowed here: clock, gpio, paths, pump, timing"),
+        (
+            {"pump": MOCK, "pupm": {}},
+            "pupm",
+            "allowed here: clock, gpio, paths, pump, timing, watchdog",
+        ),
+        ({"pump": MOCK, "watchdog": {"device": " "}}, "watchdog.device", "/dev/watchdog"),
+        ({"pump": MOCK, "watchdog": {"devise": "/dev/watchdog"}}, "watchdog.devise", "device"),
         ({}, "pump", "required setting is missing"),
     ],
 )
