@@ -145,6 +145,10 @@ class Ne1000Driver(PumpDriver):
         self._unit: RateUnit | None = None
         self._running = False
         self._pending_alarms: set[PumpAlarmKind] = set()
+        #: alarms announced by an auto-alarm packet and not yet answered by a reply: the
+        #: pump sends one such packet per new alarm, so the next alarm reply with the same
+        #: code is the answer to our request, not a second packet crossing it
+        self._announced: set[Ne1000Alarm] = set()
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -283,6 +287,7 @@ class Ne1000Driver(PumpDriver):
         return self._safe
 
     def _handshake(self) -> None:
+        self._announced.clear()  # a new link (or a pump that restarted) announces afresh
         found = False
         for safe in (False, False, True, True):
             self._safe = safe
@@ -366,6 +371,7 @@ class Ne1000Driver(PumpDriver):
                 continue
             if reply.alarm is not None:
                 self._note_alarm(reply.alarm)
+                self._announced.add(reply.alarm)
 
     def _note_alarm(self, alarm: Ne1000Alarm) -> None:
         self._pending_alarms.add(ALARM_KINDS[alarm])
@@ -379,9 +385,11 @@ class Ne1000Driver(PumpDriver):
             self._encode(command), frame_end=frame_end, timeout_s=self._reply_timeout_s
         )
         reply = self._decode(frame)
-        if reply.alarm is not None and self._safe:
+        if reply.alarm is not None and self._safe and reply.alarm not in self._announced:
             # an auto-alarm packet may have crossed our request: if a second packet
-            # follows at once, that one is the reply
+            # follows at once, that one is the reply. (Not when that alarm was announced
+            # already: then this is the pump's answer, and waiting for a packet that will
+            # not come would leave the line "dirty" and cost the next exchange a timeout.)
             try:
                 follow = self._transport.read_frame(frame_end=frame_end, timeout_s=self._settle_s)
             except PumpTimeout:
@@ -391,6 +399,9 @@ class Ne1000Driver(PumpDriver):
                 reply = self._decode(follow)
         if reply.alarm is not None:
             self._note_alarm(reply.alarm)
+            self._announced.discard(reply.alarm)  # answered: the pump acknowledges it
+        else:
+            self._announced.clear()  # a plain answer: no alarm is waiting to be answered
         return reply
 
     def _command(self, command: Ne1000Command) -> Ne1000Reply:

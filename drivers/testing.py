@@ -59,6 +59,9 @@ class ScriptedTransport:
         self._failure: ScriptError | None = None
         self.opens = 0
         self.timeouts: list[float] = []
+        #: reads that wait for a frame without sending anything (each may cost a timeout
+        #: on a real line)
+        self.unprompted_reads = 0
 
     # ------------------------------------------------------------------ Transport
     @property
@@ -113,6 +116,7 @@ class ScriptedTransport:
     def read_frame(self, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0) -> bytes:
         if not self._open:
             raise PumpDisconnected("scripted port is not open")
+        self.unprompted_reads += 1
         return self._take_frame(frame_end, timeout_s)
 
     def drain(self) -> bytes:

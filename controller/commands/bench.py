@@ -11,6 +11,7 @@ came from: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import signal
 import sys
 from collections.abc import Iterator
@@ -92,17 +93,27 @@ def run_command(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(f.met is None for f in report.figures) else EXIT_OK
 
 
+#: after an interrupt, the clean-up (every child stopped, the directory removed) gets this
+#: long; past it the run prints every thread's stack to stderr and exits (status 1)
+#: rather than hang: the stack says where, and the next run's clean-up finds the strays
+CLEANUP_BACKSTOP_S = 30.0
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (and SIGHUP) end the run like Ctrl-C: through the clean-up, not around it."""
+    """SIGTERM and SIGHUP end the run like Ctrl-C: through the clean-up, not around it.
+    Each of them (Ctrl-C too) arms a backstop, so an interrupted run can never hang."""
 
     def interrupt(signum: int, _frame: FrameType | None) -> None:
+        faulthandler.dump_traceback_later(CLEANUP_BACKSTOP_S, exit=True)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
     try:
         yield
-    finally:
+    finally:  # the run's own clean-up is done by now
+        faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

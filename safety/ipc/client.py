@@ -175,7 +175,9 @@ class SafetyClient:
         self._on_failure = on_failure
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._pending_lock = threading.Lock()
+        # re-entrant: a Ctrl-C that lands while this thread holds one must not make its
+        # own clean-up (close -> _go_down) wait for it forever
+        self._pending_lock = threading.RLock()
         self._send_lock = threading.Lock()
         self._call_lock = threading.Lock()  # requests one at a time, in order (S8)
         self._subscribers: list[Callable[[Notice], None]] = []
@@ -188,7 +190,7 @@ class SafetyClient:
         self._seq = 0
         self._closing = threading.Event()
         self._down: LinkDown | None = None
-        self._down_lock = threading.Lock()
+        self._down_lock = threading.RLock()
         self._unresponsive_since: float | None = None
         self._framer = LineFramer(MAX_SERVER_BYTES)
         self._sock = self._connect(connect_timeout_s)

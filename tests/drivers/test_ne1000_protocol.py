@@ -315,6 +315,30 @@ def test_unsolicited_alarm_packets_are_read_before_the_next_request() -> None:
         assert driver.read_status().alarms == {PumpAlarmKind.STALL}
 
 
+def test_an_announced_alarm_answered_by_the_pump_costs_no_wait_for_a_second_packet() -> None:
+    """The pump sends one auto-alarm packet per new alarm; the alarm reply to the next
+    request is its answer. Waiting for a "real" reply after it would time out and leave
+    the line dirty: the next exchange would first sit out a whole reply timeout."""
+    steps = [
+        *CONNECT_SAFE,
+        (s("0"), s("00I") + s("00A?S")),  # the pump stalled right after answering
+        (s("0RAT"), s("00A?S")),  # answered with the alarm, which acknowledges it
+        (s("0RAT"), s("00S12.34MH")),
+        (s("0DIS"), s("00SI1.000W0.000ML")),
+    ]
+    used: list[ScriptedTransport] = []
+
+    def make(transport: ScriptedTransport) -> Ne1000Driver:
+        used.append(transport)
+        return safe(transport)
+
+    with expected_protocol(make, steps, connect=True) as driver:
+        driver.keep_alive()
+        status = driver.read_status()
+    assert status.alarms == {PumpAlarmKind.STALL} and not status.running
+    assert used[0].unprompted_reads == 0
+
+
 def test_keep_alive_is_one_status_query_and_surfaces_alarms() -> None:
     steps = [*CONNECT_SAFE, (s("0"), s("00I")), (s("0"), s("00A?T")), (s("0"), None)]
     with expected_protocol(safe, steps, connect=True) as driver:
