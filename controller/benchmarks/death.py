@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.benchmarks import interrupt
 from controller.benchmarks.machine import vm_hwm_mb
 from controller.benchmarks.processes import BenchError, Pool, Safety, SafetySetup
 
@@ -182,10 +183,13 @@ def measure_liveness(
     bench = Liveness(pool, heartbeat_timeout_s)
     try:
         for _ in range(kills):
+            interrupt.check()
             bench.result.controller_kill_s.append(bench.controller_death(signal.SIGKILL))
         for _ in range(stops):
+            interrupt.check()
             bench.result.controller_stop_s.append(bench.controller_death(signal.SIGSTOP))
         for _ in range(safety_kills):
+            interrupt.check()
             bench.result.safety_kill_s.append(bench.safety_death())
     finally:
         bench.close()

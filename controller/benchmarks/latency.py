@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from controller.benchmarks import interrupt
 from controller.benchmarks.machine import vm_hwm_mb
 from controller.benchmarks.processes import (
     BenchError,
@@ -137,6 +138,7 @@ def open_bench(
 
 def send_one(bench: Bench) -> float:
     """One dose change; its latency in seconds. A refusal or a pump failure is an error."""
+    interrupt.check()
     dose = bench.next_dose()
     started = time.perf_counter()
     outcome = bench.client.request(ChangeDose(dose))

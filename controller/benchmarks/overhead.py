@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import serial
 
+from controller.benchmarks import interrupt
 from controller.benchmarks.latency import (
     NE1000_BAUD,
     capture_exchanges,
@@ -70,6 +71,7 @@ def bare_replay(
     with serial.Serial(port, NE1000_BAUD, timeout=BARE_TIMEOUT_S, write_timeout=1.0) as ser:
         ser.reset_input_buffer()
         for _ in range(repetitions):
+            interrupt.check()
             started = time.perf_counter()
             for request, reply in exchanges:
                 ser.write(request)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from controller.benchmarks import interrupt
 from controller.benchmarks.machine import vm_hwm_mb
 from controller.benchmarks.processes import Pool, SafetySetup
 from safety.journal import Journal
@@ -29,6 +30,7 @@ def measure_startup(pool: Pool, repetitions: int) -> tuple[list[float], list[flo
     ready: list[float] = []
     peaks: list[float] = []
     for _ in range(repetitions):
+        interrupt.check()
         safety = pool.safety(SafetySetup("mock"))
         ready.append(safety.ready_s)
         peak = vm_hwm_mb(safety.pid)

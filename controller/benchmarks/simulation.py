@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller.benchmarks import interrupt
 from controller.machine import State
 from controller.session import Session
 from safety.ipc.local import LocalSafety
@@ -126,6 +127,7 @@ def simulate_course(
     refills = 0
     try:
         while True:
+            interrupt.check()
             if local.pump.snapshot().remaining_ml < REFILL_BELOW_ML:
                 local.pump.empty_syringe(remaining_ml=local.syringe.volume_ml)
                 refills += 1

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from controller.benchmarks import death, latency, overhead, resources, simulation
+from controller.benchmarks import death, interrupt, latency, overhead, resources, simulation
 from controller.benchmarks.machine import CpuMeter, describe_machine, load_average
 from controller.benchmarks.processes import BenchError, Pool
 from controller.benchmarks.report import (
@@ -129,7 +129,9 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
         ]
         for name, step in steps:
             if name in settings.only:
+                interrupt.check()
                 step(state)
+        interrupt.check()
         pool.close()  # every child reaped, so the meter counts them as ours
         report.machine["load_average_at_end"] = load_average()
         others = meter.others_cores()

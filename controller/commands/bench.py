@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from controller.benchmarks import interrupt as interrupt_flag
 from controller.benchmarks.report import render_table
 from controller.benchmarks.suite import BENCHMARKS, Settings, run
 from controller.commands.output import EXIT_FAILED, EXIT_OK, SubParsers, bad_input, print_json
@@ -105,11 +106,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     Each of them (Ctrl-C too) arms a backstop, so an interrupted run can never hang."""
 
     def interrupt(signum: int, _frame: FrameType | None) -> None:
+        interrupt_flag.requested.set()  # in case the exception below is swallowed
         faulthandler.dump_traceback_later(CLEANUP_BACKSTOP_S, exit=True)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    interrupt_flag.requested.clear()
     try:
         yield
     finally:  # the run's own clean-up is done by now
