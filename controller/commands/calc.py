@@ -17,6 +17,7 @@ from controller.commands.output import (
     CommandError,
     SubParsers,
     bad_input,
+    library_from_option,
     print_json,
 )
 from safety.dosing import (
@@ -27,7 +28,7 @@ from safety.dosing import (
     order_from_dose,
     order_from_rate,
 )
-from safety.library import DiluentError, DrugLibrary, LibraryError, LookupProblem, load_library
+from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.library.diluents import parse_diluent
 from safety.pump_rounding import ROUNDINGS, RateRounding, rounding_for
 from safety.rules import RuleRefusal, Severity, dose_in_unit, num
@@ -71,7 +72,7 @@ def add_parser(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    library = _load(args.library)
+    library = library_from_option(args.library)
     try:
         concentration = parse_concentration(args.concentration)
         weight = BodyWeight.parse(args.weight) if args.weight is not None else None
@@ -114,13 +115,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_as_text(order, library, resolution, args.pump, from_rate=flow is not None))
     return EXIT_OK
-
-
-def _load(path: str | None) -> DrugLibrary:
-    try:
-        return load_library(path)
-    except LibraryError as exc:
-        bad_input(str(exc), "library", code="invalid_library")
 
 
 def _as_json(

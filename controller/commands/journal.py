@@ -27,6 +27,7 @@ from controller.commands.output import (
     CommandError,
     SubParsers,
     bad_input,
+    library_from_option,
     print_json,
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
@@ -39,7 +40,6 @@ from controller.journal_read import (
     load_journals,
     locate,
 )
-from safety.library import LibraryError, load_library
 
 CSV_COLUMNS = (
     "clinical_s",
@@ -99,10 +99,7 @@ def add_parser(sub: SubParsers) -> None:
 
 
 def _load(args: argparse.Namespace) -> Journals:
-    try:
-        library = load_library(args.library) if args.library else load_library()
-    except LibraryError as exc:
-        bad_input(str(exc), field="library")
+    library = library_from_option(args.library)
     try:
         files = locate(args.safety, args.controller, args.dir)
         return load_journals(files, library)

@@ -13,6 +13,7 @@ from controller.commands.output import (
     EXIT_OK,
     SubParsers,
     bad_input,
+    library_from_option,
     print_json,
 )
 from safety.library import (
@@ -84,10 +85,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    try:
-        library = load_library(args.library)
-    except LibraryError as exc:
-        bad_input(str(exc), "library", code="invalid_library")
+    library = library_from_option(args.library)
     profiles = library.model.profiles
     if args.profile:
         try:

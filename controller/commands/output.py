@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from safety.library import DrugLibrary, LibraryError, load_library
 
 #: what each command module's ``add_parser`` receives
 if TYPE_CHECKING:
@@ -51,3 +54,12 @@ def report_error(error: CommandError, as_json: bool) -> int:
 
 def print_json(obj: object) -> None:
     print(json.dumps(obj, indent=None, sort_keys=False, default=str))
+
+
+def library_from_option(path: str | Path | None) -> DrugLibrary:
+    """The drug library a command's ``--library`` names (None: the default library); an
+    invalid one ends the command with every problem by field path (code invalid_library)."""
+    try:
+        return load_library(path)
+    except LibraryError as exc:
+        bad_input(str(exc), "library", code="invalid_library")

@@ -24,7 +24,7 @@ from controller.commands.output import (
     EXIT_FAILED,
     EXIT_OK,
     SubParsers,
-    bad_input,
+    library_from_option,
     print_json,
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
@@ -36,7 +36,6 @@ from controller.scenario import (
     run_scenario,
 )
 from controller.scenario.report import json_report, text_report
-from safety.library import LibraryError, load_library
 
 
 def add_parser(sub: SubParsers) -> None:
@@ -70,10 +69,7 @@ def add_parser(sub: SubParsers) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    try:
-        library = load_library(args.library) if args.library else load_library()
-    except LibraryError as exc:
-        bad_input(str(exc), field="library")
+    library = library_from_option(args.library)
     try:
         loaded = load_scenario(args.file)
     except ScenarioFileError as exc:
