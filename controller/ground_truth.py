@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -539,7 +539,7 @@ def _rise_and_fall_rules(
         window = float(titration.window_min.value) * 60
         licensed = [
             prog.dose(v.rate_ml_h)
-            for v in _verified_in_force(verified, ref - window, ref)
+            for v in in_force(verified, ref - window, ref)
             if v.licensed and v.rate_ml_h > 0
         ]
         bound = max([Fraction(therapy.max_start.value), *licensed])
@@ -631,12 +631,23 @@ def _dose_f(prog: ActiveProgram, rate_ml_h: float) -> Fraction:
     return prog.dose(Decimal(repr(rate_ml_h)))
 
 
-def _verified_in_force(verified: Sequence[Verified], since: float, until: float) -> list[Verified]:
+class _Started(Protocol):
+    @property
+    def start(self) -> float: ...
+
+
+S = TypeVar("S", bound=_Started)
+
+
+def in_force(changes: Sequence[S], since: float, until: float) -> list[S]:
+    """The changes in force at some instant of [since, until], each lasting until the
+    next one starts (the kernel's rule, by a plain walk: the reference that oracles and
+    property tests compare against, never the kernel's own look-up)."""
     out = []
-    for i, v in enumerate(verified):
-        end = verified[i + 1].start if i + 1 < len(verified) else math.inf
-        if v.start <= until and end > since:
-            out.append(v)
+    for i, change in enumerate(changes):
+        end = changes[i + 1].start if i + 1 < len(changes) else math.inf
+        if change.start <= until and end > since:
+            out.append(change)
     return out
 
 

@@ -17,20 +17,11 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safety.kernel.history import KEEP_S, RateHistory, Segment
+from controller.ground_truth import in_force
+from safety.kernel.history import KEEP_S, RateHistory
 
 RATES = [Decimal(x) for x in ("0", "0.1", "1.5", "7.5", "30", "33.75")]
 STRENGTHS = [Fraction(4), Fraction(16), Fraction(32), Fraction(1, 3)]
-
-
-def _walk(history: RateHistory, since: float, until: float) -> list[Segment]:
-    segs = history.segments
-    out = []
-    for i, seg in enumerate(segs):
-        end = segs[i + 1].start if i + 1 < len(segs) else math.inf
-        if seg.start <= until and end > since:
-            out.append(seg)
-    return out
 
 
 step = st.tuples(
@@ -75,7 +66,7 @@ def test_carried_tables_answer_as_tables_built_whole_and_as_a_walk(
         assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
     until = since + length
-    walked = _walk(carried, since, until)
+    walked = in_force(carried.segments, since, until)
     for history in (carried, whole):
         assert history.max_amount_rate(since, until) == max(
             (s.amount_per_h for s in walked), default=Fraction(0)

@@ -65,6 +65,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from controller.ground_truth import in_force
 from drivers.gpio.simulated import press_stop_button, release_stop_button
 from firmware_bridge.pump_model import TruthBolus, TruthSegment
 from safety.kernel.codec import decode_event
@@ -134,16 +135,6 @@ class Seg:
 
 def _decimal(value: Fraction) -> Decimal:
     return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
-
-
-def _in_force(segs: list[Seg], lo: float, hi: float) -> list[Seg]:
-    """Segments in force at some instant of [lo, hi] (same rule as the kernel's)."""
-    out = []
-    for i, seg in enumerate(segs):
-        end = segs[i + 1].start if i + 1 < len(segs) else math.inf
-        if seg.start <= hi and end > lo:
-            out.append(seg)
-    return out
 
 
 def _amount_ml(segs: list[Seg], lo: float, hi: float) -> float:
@@ -571,7 +562,7 @@ class InfusionMachine(RuleBasedStateMachine):
                 lo = t - float(titration.window_min.value) * 60 - KNOWLEDGE_LAG_S
                 recent = [
                     self._dose(s.rate_ml_h)
-                    for s in _in_force(history, lo, t)
+                    for s in in_force(history, lo, t)
                     if s.cause in COMMANDED | {"retry"}
                 ]
                 bound = max([Fraction(therapy.max_start.value), *recent])
@@ -586,7 +577,7 @@ class InfusionMachine(RuleBasedStateMachine):
                 )
                 assert d1 - d0 <= step, f"step {d0} -> {d1} over {step} at t={t}"
                 lo = t - float(titration.window_min.value) * 60
-                running = [self._dose(s.rate_ml_h) for s in _in_force(history, lo, t)]
+                running = [self._dose(s.rate_ml_h) for s in in_force(history, lo, t)]
                 base = min([d for d in running if d > 0], default=d0)
                 rise = min(
                     Fraction(titration.max_window_rise.value),
@@ -602,7 +593,7 @@ class InfusionMachine(RuleBasedStateMachine):
                     event("commanded stop")
                 else:  # a commanded fall
                     lo = t - float(wean.window_min.value) * 60
-                    highest = max(self._dose(s.rate_ml_h) for s in _in_force(history, lo, t))
+                    highest = max(self._dose(s.rate_ml_h) for s in in_force(history, lo, t))
                     floor = (1 - Fraction(wean.max_fall_fraction.value)) * highest
                     assert d1 >= floor, f"wean {highest} -> {d1} below {floor} at t={t}"
                     event("commanded wean step")
