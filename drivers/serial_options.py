@@ -24,8 +24,6 @@ def check_serial_options(
     if baud not in baud_rates:
         raise ValueError(f"{family} baud must be one of {tuple(baud_rates)}, got {baud}")
     if not (0 < reply_timeout_s <= 30):
-        raise ValueError(
-            f"{family} reply_timeout_s must be > 0 and <= 30 s, got {reply_timeout_s}"
-        )
+        raise ValueError(f"{family} reply_timeout_s must be > 0 and <= 30 s, got {reply_timeout_s}")
     if not (0 <= settle_s <= 1):
         raise ValueError(f"{family} settle_s must be 0-1 s, got {settle_s}")

@@ -85,8 +85,7 @@ class DoseOrder:
 
 def describe(selection: Selection) -> str:
     return (
-        f"{selection.drug_id} ({selection.profile.display_name}, "
-        f"{selection.therapy.display_name})"
+        f"{selection.drug_id} ({selection.profile.display_name}, {selection.therapy.display_name})"
     )
 
 

@@ -101,8 +101,7 @@ class Journal:
         self, since_id: int = 0, kinds: Sequence[str] | None = None
     ) -> Iterator[JournalEntry]:
         query = (
-            "SELECT id, wall, clinical, liveness, process, kind, payload FROM entries"
-            " WHERE id > ?"
+            "SELECT id, wall, clinical, liveness, process, kind, payload FROM entries WHERE id > ?"
         )
         params: list[object] = [since_id]
         if kinds:

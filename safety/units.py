@@ -559,9 +559,7 @@ def dose_to_flow(dose: DoseRate, concentration: Concentration) -> Fraction:
     return dose.base_per_hour() / concentration.base_per_ml()
 
 
-def flow_to_dose(
-    ml_per_h: Fraction, concentration: Concentration, unit: DoseRateUnit
-) -> Fraction:
+def flow_to_dose(ml_per_h: Fraction, concentration: Concentration, unit: DoseRateUnit) -> Fraction:
     """Exact dose value, in the non-weight-based ``unit``, delivered at ``ml_per_h``."""
     if unit.per_kg:
         raise TypeError("flow_to_dose gives an absolute dose; divide by weight explicitly")

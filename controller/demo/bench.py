@@ -153,8 +153,8 @@ keep_alive_period_s = 1.0
 
 [paths]
 journal = "{self.safety_journal}"
-socket = "{self.runtime_dir / 'safety.sock'}"
-key_file = "{self.runtime_dir / 'ipc.key'}"
+socket = "{self.runtime_dir / "safety.sock"}"
+key_file = "{self.runtime_dir / "ipc.key"}"
 library = "{library}"
 
 [clock]

@@ -125,9 +125,7 @@ class DemoScript:
             say(f"    {line}")
         change.confirm()
         say("  confirmed (step 2 of 2)")
-        self.wait_for(
-            "the titration to finish", lambda: s.state is not State.TITRATING, 30.0
-        )
+        self.wait_for("the titration to finish", lambda: s.state is not State.TITRATING, 30.0)
         say(f"titration done: {s.status_line()}")
         self.wait_clinical(10)
 

@@ -68,7 +68,7 @@ def summarise(
         f"  rate changes   {len(report.changes)} on the pump: "
         + ", ".join(f"{n} {cause}" for cause, n in sorted(s.changes_by_cause.items())),
         f"  alarms         {len(alarms)}: "
-        + ", ".join(sorted({f'{a.priority} {a.key}' for a in alarms})),
+        + ", ".join(sorted({f"{a.priority} {a.key}" for a in alarms})),
     ]
     if report.ok:
         lines.append(

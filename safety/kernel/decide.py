@@ -155,7 +155,6 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram) -
     )
 
 
-
 # --------------------------------------------------------------------------- S6 units
 
 

@@ -135,9 +135,7 @@ class SetInterlock:
     kind: Literal["set_interlock"] = "set_interlock"
 
 
-PumpAction = Annotated[
-    SetRate | StartPump | StopPump | SetInterlock, Field(discriminator="kind")
-]
+PumpAction = Annotated[SetRate | StartPump | StopPump | SetInterlock, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- verdict

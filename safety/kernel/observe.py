@@ -73,25 +73,37 @@ def observe(
         elif over_by_hard:
             assert program is not None and hard_max is not None
             s = _alarm(
-                s, "readback_hard_max", Reason.HARD_MAX, Priority.HIGH,
+                s,
+                "readback_hard_max",
+                Reason.HARD_MAX,
+                Priority.HIGH,
                 f"pump runs {num(rate)} mL/h = {num(program.dose(rate))} {program.unit}, above "
-                f"the hard maximum {num(hard_max)} {program.unit}: stopped", t,
+                f"the hard maximum {num(hard_max)} {program.unit}: stopped",
+                t,
             )
             actions.append(StopPump())
             cause = "pump"  # a rate nobody commanded
         elif not s.expected_running:
             s = _alarm(
-                s, "readback_over", Reason.READBACK_OVER, Priority.HIGH,
+                s,
+                "readback_over",
+                Reason.READBACK_OVER,
+                Priority.HIGH,
                 f"pump is running at {num(rate)} mL/h but was not started by the safety "
-                "process: stopped", t,
+                "process: stopped",
+                t,
             )
             actions.append(StopPump())
             cause = "pump"
         elif rate > s.expected_rate * (1 + tol):
             s = _alarm(
-                s, "readback_over", Reason.READBACK_OVER, Priority.HIGH,
+                s,
+                "readback_over",
+                Reason.READBACK_OVER,
+                Priority.HIGH,
                 f"pump runs {num(rate)} mL/h, above the {num(s.expected_rate)} mL/h it was "
-                "set to: stopped", t,
+                "set to: stopped",
+                t,
             )
             actions.append(StopPump())
             cause = "pump"
@@ -102,9 +114,13 @@ def observe(
                 cause = "retry"
             else:
                 s = _alarm(
-                    s, "readback_under", Reason.READBACK_UNDER, Priority.MEDIUM,
+                    s,
+                    "readback_under",
+                    Reason.READBACK_UNDER,
+                    Priority.MEDIUM,
                     f"pump runs {num(rate)} mL/h, below the {num(s.expected_rate)} mL/h it "
-                    "was set to, after a retry", t,
+                    "was set to, after a retry",
+                    t,
                 )
                 s = replace(s, expected_rate=rate)
         else:
@@ -120,9 +136,13 @@ def observe(
             present = [a for a in reading.alarms if a != "near_empty"]
             why = ", ".join(PUMP_ALARMS.get(a, PUMP_ALARMS["other"])[1] for a in present)
             s = _alarm(
-                s, "pump_stopped", Reason.PUMP_ALARM, Priority.HIGH,
+                s,
+                "pump_stopped",
+                Reason.PUMP_ALARM,
+                Priority.HIGH,
                 f"the pump stopped by itself ({why or 'no reason given by the pump'}); "
-                "it will not be restarted automatically", t,
+                "it will not be restarted automatically",
+                t,
             )
             s = replace(s, expected_running=False)
             cause = "pump"
@@ -280,16 +300,23 @@ def _cap(s: KernelState, now: Now, config: KernelConfig) -> tuple[KernelState, l
     shown = f"{num(cap.amount)} {cap.unit} per {num(cap.window_h)} h"
     if per_s > 0 and headroom <= per_s * config.cap_guard_s:
         s = _alarm(
-            s, "cap", Reason.CUMULATIVE_CAP, Priority.HIGH,
-            f"cumulative cap reached ({shown}): pump stopped; it is a hard limit", t,
+            s,
+            "cap",
+            Reason.CUMULATIVE_CAP,
+            Priority.HIGH,
+            f"cumulative cap reached ({shown}): pump stopped; it is a hard limit",
+            t,
         )
         return s, [StopPump()]
     if per_s > 0 and headroom / per_s <= config.cap_warning_s:
         minutes = headroom / per_s / 60.0
         s = _alarm(
-            s, "cap_warning", Reason.CUMULATIVE_CAP, Priority.MEDIUM,
-            f"cumulative cap ({shown}) will be reached in {minutes:.0f} min at this rate: "
-            "wean now", t,
+            s,
+            "cap_warning",
+            Reason.CUMULATIVE_CAP,
+            Priority.MEDIUM,
+            f"cumulative cap ({shown}) will be reached in {minutes:.0f} min at this rate: wean now",
+            t,
         )
         return s, []
     alarms = s.alarms.condition_gone("cap_warning")

@@ -108,9 +108,7 @@ class DrugLibrary:
         ]
         hint = f" (it is in profile {', '.join(elsewhere)})" if elsewhere else ""
         known = ", ".join(profile.drugs)
-        raise LookupProblem(
-            "drug", f"{name!r} is not in profile {pid}{hint}; drugs there: {known}"
-        )
+        raise LookupProblem("drug", f"{name!r} is not in profile {pid}{hint}; drugs there: {known}")
 
     def select(
         self,

@@ -179,8 +179,7 @@ def test_the_table_shows_each_figure_with_its_goal_and_whether_it_met_it() -> No
     text = render_table(report)
     lines = text.splitlines()
     row = {
-        f"figure {n}": next(line for line in lines if line.startswith(f"figure {n}"))
-        for n in "abc"
+        f"figure {n}": next(line for line in lines if line.startswith(f"figure {n}")) for n in "abc"
     }
     assert row["figure a"].split()[-1] == "yes" and "<= 10.0 ms" in row["figure a"]
     assert row["figure b"].split()[-1] == "NO" and ">= 50.0 x" in row["figure b"]
