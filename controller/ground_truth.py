@@ -61,7 +61,7 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
 )
-from safety.kernel.state import ActiveProgram, program_check
+from safety.kernel.state import ActiveProgram, load_program
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.rules import RuleRefusal, num
 from safety.units import UnitError
@@ -122,13 +122,13 @@ class Verified:
 class SafetyRecord:
     """What the checks need from the safety journal: programs, commands, read-backs."""
 
-    programs: tuple[tuple[float, ProgramSpec], ...] = ()
+    programs: tuple[tuple[float, ActiveProgram], ...] = ()
     commands: tuple[Command, ...] = ()
     verified: tuple[Verified, ...] = ()
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> SafetyRecord:
-        programs: list[tuple[float, ProgramSpec]] = []
+        programs: list[tuple[float, ActiveProgram]] = []
         commands: list[Command] = []
         verified: list[Verified] = []
         expected_rate = Decimal(0)
@@ -136,7 +136,7 @@ class SafetyRecord:
         for event in events:
             t = event.now.clinical
             if isinstance(event, ProgramLoaded):
-                programs.append((t, event.spec))
+                programs.append((t, ActiveProgram(event.spec, event.limits, t)))
             elif isinstance(event, CommandIssued):
                 action = event.action
                 if isinstance(action, SetRate):
@@ -310,18 +310,18 @@ class _Programs:
     ) -> None:
         self._times: list[float] = []
         self._programs: list[ActiveProgram | None] = []
-        specs = [(-math.inf, fixed)] if fixed is not None else list(record.programs)
-        for t, spec in specs:
-            assert spec is not None
-            try:
-                check = program_check(library, spec)
-            except (RuleRefusal, UnitError, DiluentError, LookupProblem) as exc:
-                notes.append(f"program {spec.drug} at {t:g} s not in this library ({exc})")
-                active: ActiveProgram | None = None
-            else:
-                active = ActiveProgram(spec, check, t, 0.0)
-            self._times.append(t)
-            self._programs.append(active)
+        if fixed is None:
+            for t, program in record.programs:
+                self._times.append(t)
+                self._programs.append(program)
+            return
+        try:
+            active: ActiveProgram | None = load_program(library, fixed, -math.inf)
+        except (RuleRefusal, UnitError, DiluentError, LookupProblem) as exc:
+            notes.append(f"program {fixed.drug} not in this library ({exc})")
+            active = None
+        self._times.append(-math.inf)
+        self._programs.append(active)
 
     def at(self, t: float) -> ActiveProgram | None:
         i = bisect.bisect_right(self._times, t) - 1
@@ -736,11 +736,11 @@ def _cap(
     assert cap is not None
     window = float(cap.window_s)
     limit = float(cap.base_amount)
-    drug = prog.check.selection.drug_id
+    drug = prog.drug
 
     def per_ml(t: float) -> float:
         p = programs.at(t)
-        if p is None or p.check.selection.drug_id != drug:
+        if p is None or p.drug != drug:
             return 0.0
         return float(p.amount_per_ml)
 

@@ -24,10 +24,8 @@ from pathlib import Path
 from controller.journal_read import AlarmMark
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
 from safety.kernel.model import Event, ProgramLoaded, ReadbackReceived
-from safety.kernel.state import ActiveProgram, program_check
-from safety.library import DiluentError, DrugLibrary, LookupProblem
-from safety.rules import RuleRefusal
-from safety.units import UnitError
+from safety.kernel.state import ActiveProgram
+from safety.library import DrugLibrary
 
 PRIORITY_COLOURS = {"high": "tab:red", "medium": "tab:orange", "low": "tab:olive"}
 
@@ -56,15 +54,8 @@ def _programs(
     programs: list[ActiveProgram | None] = []
     for event in events:
         if isinstance(event, ProgramLoaded):
-            try:
-                check = program_check(library, event.spec)
-                active: ActiveProgram | None = ActiveProgram(
-                    event.spec, check, event.now.clinical, 0.0
-                )
-            except (RuleRefusal, UnitError, DiluentError, LookupProblem):
-                active = None
             times.append(event.now.clinical)
-            programs.append(active)
+            programs.append(ActiveProgram(event.spec, event.limits, event.now.clinical))
     return times, programs
 
 

@@ -33,6 +33,7 @@ from safety.kernel.codec import decode_event
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
     AcknowledgeAlarms,
+    AdmitPatient,
     AlarmsAcknowledged,
     ChangeDose,
     CommandFailed,
@@ -43,7 +44,12 @@ from safety.kernel.model import (
     EmergencyStop,
     EmergencyStopRaised,
     Event,
+    JournalRecovered,
+    LibraryChecked,
     LoadProgram,
+    PatientAdmitted,
+    PatientSpec,
+    PatientUpdated,
     ProgramLoaded,
     ProgramSpec,
     ReadbackReceived,
@@ -56,12 +62,13 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
     Ticked,
+    TimelineResumed,
+    UpdatePatient,
 )
 from safety.kernel.reducer import apply
-from safety.kernel.state import ActiveProgram, KernelState, program_check
-from safety.library import DiluentError, DrugLibrary, LookupProblem
-from safety.rules import RuleRefusal, num
-from safety.units import UnitError
+from safety.kernel.state import ActiveProgram, KernelState
+from safety.library import DrugLibrary
+from safety.rules import num
 
 #: file names the bench uses (controller.connect, pumpctl demo, scenario runs)
 SAFETY_NAME = "safety-journal.sqlite"
@@ -233,14 +240,7 @@ def replay_safety(
         while w < len(wanted) and wanted[w] < t:
             result.states[wanted[w]] = state
             w += 1
-        try:
-            after = apply(library, config, state, event)
-        except (RuleRefusal, UnitError, DiluentError, LookupProblem) as exc:
-            result.problem = (
-                f"entry {entry.id} cannot be replayed with this drug library ({exc}); alarms "
-                "and states after it are not shown"
-            )
-            break
+        after = apply(config, state, event)
         result.alarms += _alarm_changes(state, after, t, entry.wall, entry.id)
         state = after
     for rest in wanted[w:]:
@@ -334,14 +334,7 @@ class _Programs:
         self.current: ActiveProgram | None = None
 
     def load(self, event: ProgramLoaded) -> None:
-        if self.library is None:
-            return
-        try:
-            check = program_check(self.library, event.spec)
-        except (RuleRefusal, UnitError, DiluentError, LookupProblem):
-            self.current = None
-            return
-        self.current = ActiveProgram(event.spec, check, event.now.clinical, 0.0)
+        self.current = ActiveProgram(event.spec, event.limits, event.now.clinical)
 
     def dose(self, rate: Decimal) -> str:
         program = self.current
@@ -365,7 +358,14 @@ def _body(body: RequestBody) -> str:
         return f"emergency_stop ({body.source})"
     if isinstance(body, AcknowledgeAlarms):
         return "acknowledge " + ("all" if body.keys is None else ", ".join(body.keys))
+    if isinstance(body, AdmitPatient | UpdatePatient):
+        return f"{body.kind} {_patient(body.patient)}"
     return body.kind
+
+
+def _patient(patient: PatientSpec) -> str:
+    weight = f", {num(patient.weight_kg)} kg" if patient.weight_kg is not None else ""
+    return f"{patient.profile}{weight}"
 
 
 def _action(action: SetRate | StartPump | StopPump | SetInterlock, programs: _Programs) -> str:
@@ -461,6 +461,23 @@ def _safety_summary(event: Event, programs: _Programs) -> str:
         return f"alarms acknowledged: {keys}"
     if isinstance(event, Ticked):
         return "tick"
+    if isinstance(event, PatientAdmitted):
+        return f"patient {event.patient_id} ({event.how}): {_patient(event.patient)}"
+    if isinstance(event, PatientUpdated):
+        return f"patient updated ({event.how}): {_patient(event.patient)}"
+    if isinstance(event, LibraryChecked):
+        if event.status == "ok":
+            return f"drug library {event.library_hash[:19]}: in step with the journal"
+        return f"drug library {event.status.upper()}: {event.detail}"
+    if isinstance(event, TimelineResumed):
+        if not event.discontinuity:
+            return f"clinical timeline: {event.basis}"
+        return f"clinical timeline resumed: {event.credited_s:.0f} s credited ({event.basis})"
+    if isinstance(event, JournalRecovered):
+        return (
+            f"JOURNAL DAMAGED ({event.detail}): {event.entries_kept} entries kept, the "
+            f"damaged file kept as {event.damaged_file}"
+        )
     assert isinstance(event, Resumed)
     if event.reading is None:
         return f"safety process started: pump not reachable ({event.detail})"

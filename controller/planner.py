@@ -45,7 +45,7 @@ from safety.kernel.model import (
     StopInfusion,
     Verdict,
 )
-from safety.kernel.state import ActiveProgram, KernelState, program_check
+from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
 from safety.rules import RuleRefusal, Severity, limit_findings, num
@@ -237,20 +237,22 @@ def planning_state(
             f"has {library.content_hash[:19]}; load the same library file on both",
             code="library_hash_mismatch",
         )
+    if snapshot.program_stale is not None:
+        raise PlanError(snapshot.program_stale, code="program_needs_reprogramming")
     try:
-        check = program_check(library, spec)
+        program = load_program(library, spec, snapshot.clinical_time)
     except RuleRefusal as exc:
         raise PlanError(exc.finding.message, code=exc.finding.code.value) from None
     except (UnitError, DiluentError, LookupProblem) as exc:
         raise PlanError(str(exc), code="bad_input") from None
-    program = ActiveProgram(spec, check, snapshot.clinical_time, 0.0)
     segments = tuple(
         Segment(p.start, p.rate_ml_h, _amount(p.amount_per_ml, program), p.cause)
         for p in snapshot.history
     )
+    record = DrugRecord(RateHistory(segments), program.limits, snapshot.priors)
     state = KernelState(
         program=program,
-        history=RateHistory(segments),
+        drugs={program.drug: record},
         running=snapshot.running,
         set_rate=snapshot.rate_ml_h,
         expected_running=snapshot.running,
@@ -295,8 +297,7 @@ class _Sim:
             t, rate if running else Decimal(0), self.program.amount_per_ml, "command"
         )
         self.state = replace(
-            self.state,
-            history=history,
+            self.state.with_history(history),
             running=running,
             set_rate=rate if running else self.state.set_rate,
             expected_running=running,

@@ -13,6 +13,7 @@ same two numbers read the same clinical time.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -98,14 +99,58 @@ class VirtualClock:
             return self._now
 
 
-def clock_from_spec(spec: str) -> Clock:
-    """Rebuild a clock from ``real``, ``scaled:SCALE:ORIGIN_REAL[:ORIGIN_CLINICAL]``.
+@dataclass(frozen=True)
+class OffsetClock:
+    """Another clock shifted by a constant number of seconds.
 
-    Lets a parent process hand its clinical clock to children on the command line.
+    The patient's clinical timeline is the clock source the process was given (the
+    monotonic clock, a scaled one) plus the offset that continues the journal's timeline
+    across a reboot, when that source started again near zero (``safety.kernel.timeline``).
+    A source that never runs backwards gives a timeline that never runs backwards.
+    """
+
+    inner: Clock
+    offset: float
+
+    def now(self) -> float:
+        return self.inner.now() + self.offset
+
+    def to_real_seconds(self, clinical_seconds: float) -> float:
+        return self.inner.to_real_seconds(clinical_seconds)
+
+    def spec(self) -> str:
+        return f"offset:{self.offset!r}:{clock_spec(self.inner)}"
+
+
+def clock_spec(clock: Clock) -> str:
+    """The string ``clock_from_spec`` turns back into ``clock`` (``real`` for anything
+    that reads the monotonic clock unscaled)."""
+    if isinstance(clock, ScaledClock | OffsetClock):
+        return clock.spec()
+    if isinstance(clock, VirtualClock):
+        return "virtual"
+    return "real"
+
+
+def clock_from_spec(spec: str) -> Clock:
+    """Rebuild a clock from ``real``, ``scaled:SCALE:ORIGIN_REAL[:ORIGIN_CLINICAL]`` or
+    ``offset:SECONDS:<another spec>``.
+
+    Lets a parent process hand its clinical clock to children on the command line, and
+    the safety process hand its patient timeline to its controller.
     """
     if spec in ("", "real", "monotonic"):
         return MonotonicClock()
     kind, _, rest = spec.partition(":")
+    if kind == "offset":
+        number, _, inner = rest.partition(":")
+        try:
+            offset = float(number)
+        except ValueError:
+            raise ValueError(f"clock spec {spec!r}: offset {number!r} is not a number") from None
+        if not math.isfinite(offset):
+            raise ValueError(f"clock spec {spec!r}: offset must be finite")
+        return OffsetClock(clock_from_spec(inner), offset)
     if kind == "scaled":
         parts = rest.split(":")
         if len(parts) not in (1, 2, 3):
@@ -118,4 +163,6 @@ def clock_from_spec(spec: str) -> Clock:
         origin = numbers[1] if len(numbers) > 1 else time.monotonic()
         clinical = numbers[2] if len(numbers) > 2 else 0.0
         return ScaledClock(scale=scale, origin_real=origin, origin_clinical=clinical)
-    raise ValueError(f"clock spec {spec!r}: expected 'real' or 'scaled:SCALE:ORIGIN'")
+    raise ValueError(
+        f"clock spec {spec!r}: expected 'real', 'scaled:SCALE:ORIGIN' or 'offset:SECONDS:SPEC'"
+    )

@@ -63,7 +63,7 @@ def journal_replays(bench: HilBench) -> tuple[bool, Decimal]:
         assert [e.id for e in entries] == list(range(1, len(entries) + 1))
         for entry in entries:
             decode_event(entry.payload)
-        state = replay_journal(bench.library, KernelConfig(), journal)
+        state = replay_journal(KernelConfig(), journal).state
     finally:
         journal.close()
     return state.running, state.set_rate

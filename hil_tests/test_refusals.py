@@ -150,7 +150,13 @@ def test_the_24_h_cap_refuses_a_start_that_would_reach_it(
     program = program_spec(library, DRUG, "4 mg/250 mL", DILUENT, therapy="hepatorenal")
     prior = Prior.model_validate({"from": -22 * 60, "until": -5, "dose": "3"})
     bench.prior = seed_journal(
-        bench.safety_journal, library, program, [prior], bench.now(), time.monotonic()
+        bench.safety_journal,
+        library,
+        program,
+        [prior],
+        bench.now(),
+        time.monotonic(),
+        bench.clock.spec(),
     )
     bench.write_config()
     bench.start_safety()

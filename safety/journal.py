@@ -40,6 +40,26 @@ class JournalError(Exception):
     """The journal cannot be opened or written; nothing may take effect without it."""
 
 
+class JournalDamaged(JournalError):
+    """The file is not a readable SQLite database (corrupt, truncated, not a database):
+    unlike a missing permission or a full disk, setting it aside and starting a new one
+    helps (``set_aside``)."""
+
+
+#: SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB
+_DAMAGE_CODES = frozenset({11, 26})
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _DAMAGE_CODES
+
+
+def _error(path: Path, what: str, exc: sqlite3.Error) -> JournalError:
+    kind = JournalDamaged if _is_damage(exc) else JournalError
+    return kind(f"journal {path}: {what}{exc}")
+
+
 class Journal:
     def __init__(self, path: str | Path, process: str, *, cache_kib: int | None = None) -> None:
         """``cache_kib`` bounds SQLite's page cache (default: SQLite's 2000 KiB). Appends
@@ -47,6 +67,7 @@ class Journal:
         costs no speed; the safety process keeps its memory low with it."""
         self.path = Path(path)
         self.process = process
+        self.cache_kib = cache_kib
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +92,9 @@ class Journal:
                 (str(SCHEMA_VERSION),),
             )
         except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: {exc}") from None
+            with contextlib.suppress(Exception):
+                self._db.close()
+            raise _error(self.path, "", exc) from None
 
     def append(self, kind: str, payload: str, clinical: float, liveness: float) -> int:
         return self.append_many([(kind, payload, clinical, liveness)])[-1]
@@ -94,8 +117,46 @@ class Journal:
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                raise JournalError(f"journal {self.path}: write failed: {exc}") from None
+                raise _error(self.path, "write failed: ", exc) from None
         return ids
+
+    def append_entries(self, entries: Sequence[JournalEntry]) -> None:
+        """Copy entries from another journal as they were (their times and process), in one
+        transaction: what a damaged journal's readable part becomes (``set_aside``)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO entries(wall, clinical, liveness, process, kind, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (e.wall, e.clinical, e.liveness, e.process, e.kind, e.payload)
+                        for e in entries
+                    ],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise _error(self.path, "copy failed: ", exc) from None
+
+    def read_all(self) -> tuple[list[JournalEntry], str | None]:
+        """Every entry in order, as far as the file can be read: a damaged page ends the
+        read (with why) instead of losing what came before it."""
+        out: list[JournalEntry] = []
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "SELECT id, wall, clinical, liveness, process, kind, payload FROM entries"
+                    " ORDER BY id"
+                )
+                while rows := cursor.fetchmany(512):
+                    out.extend(JournalEntry(*row) for row in rows)
+            except sqlite3.Error as exc:
+                if not _is_damage(exc):
+                    raise _error(self.path, "read failed: ", exc) from None
+                return out, f"unreadable after entry {out[-1].id if out else 0}: {exc}"
+        return out, None
 
     def entries(
         self, since_id: int = 0, kinds: Sequence[str] | None = None
@@ -130,6 +191,25 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename a damaged journal (and its WAL and shared-memory files) out of the way,
+    never deleting anything: ``<name>.damaged-<UTC time>``; returns the new name."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(target.with_name(target.name + suffix))
+    if path.exists():
+        path.rename(target)
+    return target
 
 
 def open_readonly(path: str | Path) -> sqlite3.Connection:

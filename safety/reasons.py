@@ -54,6 +54,13 @@ class Reason(enum.StrEnum):
     # S13 pump
     PUMP_ALARM = "pump_alarm"
     PUMP_COMMS = "pump_comms_lost"
+    # S16 the patient and the timeline
+    PATIENT_MISMATCH = "patient_mismatch"
+    CONFIRMATION_REQUIRED = "confirmation_required"
+    PROGRAM_STALE = "program_needs_reprogramming"
+    LIBRARY_UNUSABLE = "library_unusable"
+    JOURNAL_DAMAGED = "journal_damaged"
+    TIMELINE_GAP = "timeline_gap"
     # state
     NO_PROGRAM = "no_program"
     NOT_INFUSING = "not_infusing"

@@ -10,8 +10,8 @@ from decimal import Decimal
 from fractions import Fraction
 
 from safety.kernel.history import RateHistory, Segment
-from safety.kernel.model import ProgramSpec, Verdict
-from safety.kernel.state import KernelState
+from safety.kernel.model import PatientSpec, ProgramSpec, Verdict
+from safety.kernel.state import PriorLimits
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,16 @@ class HistoryPoint:
     rate_ml_h: Decimal
     amount_per_ml: Decimal
     cause: str
+
+
+@dataclass(frozen=True)
+class PatientView:
+    """Whom the limits protect (S16): from ``since`` (clinical s) every history counts."""
+
+    id: str
+    spec: PatientSpec
+    since: float
+    how: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,11 @@ class Snapshot:
     uncertain: bool
     comms_ok: bool
     history: tuple[HistoryPoint, ...]
+    patient: PatientView | None = None
+    #: why changes wait for the program to be loaded again (None: they do not)
+    program_stale: str | None = None
+    #: earlier limits of the loaded program's drug still in force beside its own
+    priors: tuple[PriorLimits, ...] = ()
 
     @property
     def minutes_to_empty(self) -> float | None:
@@ -100,8 +115,7 @@ _MEMO = _PointsMemo()
 _PRUNE_SCAN = 64
 
 
-def history_points(state: KernelState) -> tuple[HistoryPoint, ...]:
-    history = state.history
+def history_points(history: RateHistory) -> tuple[HistoryPoint, ...]:
     memo = _MEMO
     if memo.history is history:
         return memo.points

@@ -62,6 +62,9 @@ CONTROLLER_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     # pure: each pump family's codec rounding rule, so ``pumpctl calc --pump`` reports the
     # rate that family really runs (no driver, no port)
     "safety.pump_rounding",
+    # what the host reads about time (boot id, clock synchronisation): a seeded journal
+    # (scenario runner) starts with the timeline entry a safety process would write
+    "safety.host.timeline",
 )
 
 

@@ -48,6 +48,7 @@ from firmware_bridge.clock import ScaledClock, VirtualClock
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
+from safety.host.timeline import timeline_started
 from safety.ipc.local import LIVENESS_START, LocalSafety
 from safety.journal import Journal, open_readonly
 from safety.kernel.codec import encode_event
@@ -55,6 +56,8 @@ from safety.kernel.model import (
     CommandIssued,
     Event,
     Now,
+    PatientAdmitted,
+    PatientSpec,
     ProgramLoaded,
     ProgramSpec,
     PumpReading,
@@ -64,7 +67,7 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
 )
-from safety.kernel.state import ActiveProgram, program_check
+from safety.kernel.state import load_program
 from safety.library import DrugLibrary, default_library_path
 from safety.status import AlarmView, Outcome
 from safety.timing import HostTiming
@@ -111,15 +114,17 @@ def seed_journal(
     runs: Sequence[Prior],
     t0: float,
     liveness: float,
+    source: str,
 ) -> list[TruthSegment]:
     """Journal a past infusion as a previous safety process would have (program,
     commands, read-backs), ``t0`` being the scenario's time zero; return its truth.
 
     Why: a syringe holds a fraction of a day's drug, while the 24 h cap and the wean
     window need hours of history; the safety kernel is event-sourced, so a journal is
-    exactly how such a history reaches it. The pump is left stopped.
+    exactly how such a history reaches it. The pump is left stopped. ``source`` is the
+    spec of the clock the safety process will run on (its timeline continues from here).
     """
-    active = ActiveProgram(program, program_check(library, program), t0, 0.0)
+    active = load_program(library, program, t0)
     events: list[Event] = []
     truth: list[TruthSegment] = []
     infused = 0.0
@@ -128,7 +133,10 @@ def seed_journal(
     def now(t: float) -> Now:
         return Now(t, liveness + (t - t0))
 
-    events.append(ProgramLoaded(program, 0.0, now(first)))
+    events.append(timeline_started(source, now(first)))
+    patient = PatientSpec(active.limits.profile, active.limits.weight_kg)
+    events.append(PatientAdmitted("seeded", patient, "first program", now(first)))
+    events.append(ProgramLoaded(program, active.limits, 0.0, now(first)))
     for run in runs:
         start, end = t0 + run.from_, t0 + run.until
         exact = active.exact_rate(Fraction(run.dose))
@@ -285,7 +293,7 @@ class VirtualBench(ScenarioBench):
         if prior:
             program = program_of(self.library, self.spec)
             self.prior_truth = seed_journal(
-                self.safety_journal, self.library, program, prior, 0.0, LIVENESS_START
+                self.safety_journal, self.library, program, prior, 0.0, LIVENESS_START, "virtual"
             )
         poll = self._poll_s
         self.local = LocalSafety(
@@ -416,6 +424,7 @@ class RealBench(ScenarioBench):
                 prior,
                 self.clock.now(),
                 time.monotonic(),
+                self.clock.spec(),
             )
         self.where = self._start_emulator()
         self._write_config()

@@ -27,16 +27,19 @@ from drivers.base import (
     RateRange,
 )
 from drivers.gpio.base import GpioInterface
-from firmware_bridge.clock import Clock
+from firmware_bridge.clock import Clock, OffsetClock
 from firmware_bridge.syringes import Syringe
 from safety.alarms import Priority
+from safety.host.timeline import EvidenceSource, read_evidence
 from safety.host.watchdog_device import WatchdogFeeder
-from safety.journal import Journal
+from safety.journal import Journal, JournalEntry, set_aside
 from safety.kernel.codec import encode_event
 from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import decide
+from safety.kernel.library_check import what_changed
 from safety.kernel.model import (
     AcknowledgeAlarms,
+    AdmitPatient,
     AlarmsAcknowledged,
     CommandFailed,
     CommandIssued,
@@ -46,8 +49,13 @@ from safety.kernel.model import (
     EmergencyStop,
     EmergencyStopRaised,
     Event,
+    JournalRecovered,
+    LibraryChecked,
     LoadProgram,
     Now,
+    PatientAdmitted,
+    PatientSpec,
+    PatientUpdated,
     ProgramLoaded,
     PumpAction,
     PumpReading,
@@ -60,26 +68,43 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
     Ticked,
+    TimelineResumed,
+    UpdatePatient,
     Verdict,
 )
 from safety.kernel.observe import next_deadline, observe, tick
 from safety.kernel.reducer import apply
-from safety.kernel.replay import replay_journal
-from safety.kernel.state import KernelState
+from safety.kernel.replay import Replayed, replay_journal
+from safety.kernel.state import KernelState, limits_of, program_check
+from safety.kernel.timeline import resume
 from safety.library import DrugLibrary
-from safety.status import AlarmView, Outcome, Snapshot, history_points
+from safety.status import AlarmView, Outcome, PatientView, Snapshot, history_points
 from safety.timing import HostTiming
 
 log = logging.getLogger("safety")
 
 #: reactions may cause reactions (stop -> read-back); never more deep than this
 MAX_REACTION_DEPTH = 3
+#: how often (liveness s) the wall clock's synchronisation is looked at: a change is
+#: journaled, so a later reboot knows whether the journal's last wall time can be trusted
+SYNC_CHECK_S = 60.0
+
+
+def reopen_journal(journal: Journal, keep: list[JournalEntry]) -> tuple[Journal, str]:
+    """A damaged journal set aside (kept, never deleted) and a new one in its place that
+    starts with the entries that could be read; returns it and where the old one went."""
+    path, process, cache_kib = journal.path, journal.process, journal.cache_kib
+    journal.close()
+    aside = set_aside(path)
+    fresh = Journal(path, process, cache_kib=cache_kib)
+    fresh.append_entries(keep)
+    return fresh, str(aside)
 
 
 class SafetyCore:
     def __init__(
         self,
-        library: DrugLibrary,
+        library: DrugLibrary | None,
         driver: PumpDriver,
         journal: Journal,
         *,
@@ -91,12 +116,27 @@ class SafetyCore:
         config: KernelConfig | None = None,
         timing: HostTiming | None = None,
         on_change: Callable[[Snapshot], None] | None = None,
+        evidence: EvidenceSource = read_evidence,
+        library_problem: str | None = None,
+        damaged_journal: tuple[str, str] | None = None,
     ) -> None:
+        """``clinical`` is the clock the patient's timeline is made from; ``self.clinical``
+        is the timeline itself (that clock plus the offset ``start`` finds).
+        ``library`` None: it could not be loaded (``library_problem`` says why); the
+        process supervises with the limits journaled with the program. ``damaged_journal``
+        (where the damaged file went, why): the journal could not even be opened and
+        was set aside before this one was created."""
         self.library = library
+        self.library_problem = library_problem
         self.driver = driver
         self.journal = journal
-        self.clinical = clinical
+        self.source = clinical
+        self.clinical = OffsetClock(clinical, 0.0)
         self.liveness = liveness
+        self.evidence = evidence
+        self._damaged_journal = damaged_journal
+        self._wall_synced: bool | None = None
+        self._due_sync_check = 0.0
         self.syringe = syringe
         self.gpio = gpio
         self.watchdog_device = watchdog_device
@@ -119,9 +159,22 @@ class SafetyCore:
     def start(self) -> None:
         """Connect the pump, rebuild state from the journal, resume supervision.
 
-        Never changes what the pump is doing: a restart only reads and reconciles.
+        Never changes what the pump is doing: a restart only reads and reconciles. The
+        order of what is journaled: where the timeline continues, what was lost of a
+        damaged journal, what the library says about the loaded program, then the pump.
         """
-        self.state = replay_journal(self.library, self.config, self.journal)
+        replayed = replay_journal(self.config, self.journal)
+        self.state = replayed.state
+        damaged = self._damaged_journal
+        if replayed.damage is not None:
+            self.journal, aside = reopen_journal(self.journal, replayed.good)
+            damaged = (aside, replayed.damage)
+            log.critical("journal damaged (%s); kept as %s", replayed.damage, aside)
+        self._record(self._timeline(replayed))
+        if damaged is not None:
+            aside, why = damaged
+            self._record(JournalRecovered(aside, len(replayed.good), why, self.now()))
+        self._record(self._library_checked())
         now = self.now()
         reading: PumpReading | None = None
         detail = ""
@@ -139,6 +192,40 @@ class SafetyCore:
             self._record(CommsFailed(detail or "no reading", now))
         self._started = True
         self._outputs()
+
+    def _timeline(self, replayed: Replayed) -> TimelineResumed:
+        """Continue the patient's timeline from the journal (``safety.kernel.timeline``)."""
+        evidence = self.evidence(self.liveness, self.source)
+        resumed = resume(replayed.mark(), evidence)
+        self.clinical = OffsetClock(self.source, resumed.offset)
+        self._wall_synced = evidence.wall_synced
+        mark = replayed.mark()
+        if resumed.discontinuity:
+            log.warning("clinical timeline: %s, %.0f s credited", resumed.basis, resumed.credited_s)
+        return TimelineResumed(
+            previous_clinical=mark.clinical if mark is not None else None,
+            credited_s=resumed.credited_s,
+            offset=resumed.offset,
+            basis=resumed.basis,
+            conservative=resumed.conservative,
+            discontinuity=resumed.discontinuity,
+            boot_id=evidence.boot_id,
+            source=evidence.source,
+            wall=evidence.wall,
+            wall_synced=evidence.wall_synced,
+            now=self.now(),
+        )
+
+    def _library_checked(self) -> LibraryChecked:
+        library = self.library
+        program = self.state.program
+        if library is None:
+            detail = self.library_problem or "no library"
+            return LibraryChecked("unusable", detail, "", self.now())
+        if program is not None and program.limits.library_hash != library.content_hash:
+            detail = what_changed(library, program.spec, program.limits)
+            return LibraryChecked("changed", detail, library.content_hash, self.now())
+        return LibraryChecked("ok", "", library.content_hash, self.now())
 
     def _learn_pump(self) -> PumpStatus:
         """The rate range the pump accepts with our syringe (S7), and a fresh status.
@@ -168,6 +255,7 @@ class SafetyCore:
         return status
 
     def close(self) -> None:
+        """Let go of the pump's port; the pump is left as it is."""
         try:
             self.driver.close()
         except DriverError as exc:  # pragma: no cover - best effort at shutdown
@@ -218,7 +306,17 @@ class SafetyCore:
             if isinstance(body, EmergencyStop):
                 events.append(EmergencyStopRaised(body.source, now))
             elif isinstance(body, LoadProgram):
-                events.append(ProgramLoaded(body.spec, self._infused_now(), now))
+                events += self._program_events(body, now)
+            elif isinstance(body, AdmitPatient):
+                assert self.library is not None  # decide refuses it without one
+                profile_id, _ = self.library.profile(body.patient.profile)
+                patient = PatientSpec(profile_id, body.patient.weight_kg)
+                events.append(PatientAdmitted(secrets.token_hex(8), patient, "admitted", now))
+            elif isinstance(body, UpdatePatient):
+                assert self.library is not None
+                profile_id, _ = self.library.profile(body.patient.profile)
+                patient = PatientSpec(profile_id, body.patient.weight_kg)
+                events.append(PatientUpdated(patient, "confirmed", now))
             elif isinstance(body, AcknowledgeAlarms):
                 events.append(AlarmsAcknowledged(body.keys, now))
             if verdict.actions:
@@ -236,6 +334,21 @@ class SafetyCore:
         )
         self._outputs()
         return Outcome(verdict, execution, self.snapshot())
+
+    def _program_events(self, body: LoadProgram, now: Now) -> list[Event]:
+        """The program with the limits it is held to; the patient it implies, when the
+        journal has none yet (or no weight yet)."""
+        assert self.library is not None  # decide refuses a program without one
+        limits = limits_of(program_check(self.library, body.spec), self.library.content_hash)
+        events: list[Event] = []
+        patient = self.state.patient
+        implied = PatientSpec(limits.profile, limits.weight_kg)
+        if patient is None:
+            events.append(PatientAdmitted(secrets.token_hex(8), implied, "first program", now))
+        elif patient.weight_kg is None and limits.weight_kg is not None:
+            events.append(PatientUpdated(implied, "first weight", now))
+        events.append(ProgramLoaded(body.spec, limits, self._infused_now(), now))
+        return events
 
     def emergency_stop(self, source: str) -> Outcome:
         """The local stop button (no session, no sequence): S12 needs neither."""
@@ -361,6 +474,9 @@ class SafetyCore:
             if reaction.actions:
                 self._record(Ticked(now))
                 self._execute(reaction.actions, reaction.cause)
+        if live >= self._due_sync_check:
+            self._due_sync_check = live + SYNC_CHECK_S
+            self._check_wall_clock()
         watched = self.gpio is not None or self.watchdog_device is not None
         if watched and live >= self._due_watchdog:
             # one place for both: whatever stops this loop stops the pin and the feed
@@ -382,6 +498,32 @@ class SafetyCore:
             waits.append(self.clinical.to_real_seconds(deadline - self.clinical.now()))
         return max(0.0, min(waits))
 
+    def _check_wall_clock(self) -> None:
+        """Journal a change of the wall clock's synchronisation (no change of timeline):
+        after a reboot, the journal's last wall time is evidence only if it was synced."""
+        if not self._started:
+            return
+        evidence = self.evidence(self.liveness, self.source)
+        if evidence.wall_synced == self._wall_synced:
+            return
+        self._wall_synced = evidence.wall_synced
+        offset = self.clinical.offset
+        self._record(
+            TimelineResumed(
+                previous_clinical=None,
+                credited_s=0.0,
+                offset=offset,
+                basis="the wall clock's synchronisation changed",
+                conservative=False,
+                discontinuity=False,
+                boot_id=evidence.boot_id,
+                source=evidence.source,
+                wall=evidence.wall,
+                wall_synced=evidence.wall_synced,
+                now=self.now(),
+            )
+        )
+
     # ------------------------------------------------------------------ state
     def _record(self, *events: Event) -> None:
         """Journal first (one durable transaction), then apply (S14)."""
@@ -391,7 +533,7 @@ class SafetyCore:
         ]
         self.journal.append_many(rows)
         for event in events:
-            self.state = apply(self.library, self.config, self.state, event)
+            self.state = apply(self.config, self.state, event)
             if isinstance(event, ReadbackReceived):
                 self._last_infused_ml = event.reading.infused_ml
         if self.on_change is not None and self._started:
@@ -447,8 +589,8 @@ class SafetyCore:
         return Snapshot(
             clinical_time=now,
             mode=s.mode.value,
-            library_hash=self.library.content_hash,
-            library_version=self.library.version,
+            library_hash=self.library.content_hash if self.library is not None else "",
+            library_version=self.library.version if self.library is not None else "",
             program=program.spec if program is not None else None,
             dose_unit=program.unit if program is not None else None,
             running=s.running,
@@ -484,7 +626,14 @@ class SafetyCore:
             estopped=s.estopped,
             uncertain=s.pending is not None,
             comms_ok=s.comms_ok,
-            history=history_points(s),
+            history=history_points(s.history),
+            patient=(
+                PatientView(s.patient.id, s.patient.spec, s.patient.since, s.patient.how)
+                if s.patient is not None
+                else None
+            ),
+            program_stale=s.program_stale,
+            priors=s.priors_at(now),
         )
 
 

@@ -49,7 +49,7 @@ from drivers.base import PumpDriver
 from drivers.gpio import GpioError, GpioInterface, open_gpio
 from drivers.mock import MockPumpDriver
 from drivers.registry import DriverLoadError, load_driver
-from firmware_bridge.clock import Clock, MonotonicClock, ScaledClock, clock_from_spec
+from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec, clock_spec
 from firmware_bridge.syringes import syringe_by_name
 from safety.host.config import ConfigError, SafetyConfig, load_config
 from safety.host.core import HostTiming, SafetyCore
@@ -57,8 +57,8 @@ from safety.host.sdnotify import SystemdNotifier
 from safety.host.watchdog_device import WatchdogDevice, WatchdogDeviceError
 from safety.ipc.auth import KeyFileError, load_or_create_key
 from safety.ipc.server import SafetyServer, ServerError
-from safety.journal import Journal, JournalError
-from safety.library import LibraryError, load_library
+from safety.journal import Journal, JournalDamaged, JournalError, set_aside
+from safety.library import DrugLibrary, LibraryError, load_library
 
 log = logging.getLogger("safety")
 
@@ -108,19 +108,33 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
     paths = config.paths
     notifier = SystemdNotifier()
     with _exclusive_lock(Path(paths.journal + ".lock")), contextlib.ExitStack() as stack:
+        library: DrugLibrary | None = None
+        library_problem = None
         try:
             library = load_library(paths.library)
         except LibraryError as exc:
-            raise StartupError(str(exc), EXIT_CONFIG) from None
+            # Not a reason to leave the pump unsupervised: the running program's limits
+            # are in the journal. New programs are refused until a usable library.
+            library_problem = str(exc)
+            log.critical("drug library unusable, supervising with journaled limits: %s", exc)
         try:
             key = load_or_create_key(paths.key_file)
         except KeyFileError as exc:
             raise StartupError(str(exc)) from None
+        damaged_journal = None
         try:
             journal = Journal(paths.journal, "safety", cache_kib=JOURNAL_CACHE_KIB)
+        except JournalDamaged as exc:
+            # unreadable as a database: kept aside (never deleted), a new one started
+            aside = set_aside(paths.journal)
+            log.critical("journal damaged (%s); kept as %s", exc, aside)
+            damaged_journal = (str(aside), str(exc))
+            try:
+                journal = Journal(paths.journal, "safety", cache_kib=JOURNAL_CACHE_KIB)
+            except JournalError as again:
+                raise StartupError(str(again)) from None
         except JournalError as exc:
             raise StartupError(str(exc)) from None
-        stack.callback(journal.close)
         clinical = clock_from_spec(config.clock.clinical)
         liveness = MonotonicClock()
         driver = _driver(config, clinical)
@@ -142,6 +156,8 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             syringe=syringe_by_name(config.pump.syringe),
             gpio=gpio,
             watchdog_device=watchdog_device,
+            library_problem=library_problem,
+            damaged_journal=damaged_journal,
             timing=HostTiming(
                 poll_period_s=t.poll_period_s,
                 keep_alive_period_s=t.keep_alive_period_s,
@@ -151,6 +167,11 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             ),
         )
         stack.callback(core.close)
+
+        def close_journal() -> None:  # the core's: start() renews a damaged one
+            core.journal.close()
+
+        stack.callback(close_journal)
         try:
             core.start()
         except JournalError as exc:
@@ -167,7 +188,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             core,
             paths.socket,
             key,
-            clinical_clock=_clock_spec(clinical),
+            clinical_clock=clock_spec(core.clinical),
             liveness=liveness,
             tick=notifier.tick,
         )
@@ -241,12 +262,6 @@ def _gpio(config: SafetyConfig, liveness: Clock) -> GpioInterface | None:
         return open_gpio(section.backend, **options)
     except GpioError as exc:
         raise StartupError(f"GPIO backend {section.backend!r}: {exc}") from None
-
-
-def _clock_spec(clock: Clock) -> str:
-    if isinstance(clock, ScaledClock):
-        return clock.spec()
-    return "real"
 
 
 @contextlib.contextmanager

@@ -187,7 +187,9 @@ class Dispatcher:
                     heartbeat_timeout_s=self.core.timing.heartbeat_timeout_s,
                     heartbeat_period_s=self.heartbeat_period_s,
                     clinical_clock=self._clinical_clock,
-                    library_hash=self.core.library.content_hash,
+                    library_hash=(
+                        self.core.library.content_hash if self.core.library is not None else ""
+                    ),
                     max_request_bytes=self._max_request_bytes,
                     history_delta=hello.history_delta,
                 ),

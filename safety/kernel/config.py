@@ -52,3 +52,7 @@ class KernelConfig:
     readback_rel_tolerance: Decimal = Decimal("0.0005")
     #: S9: under-rate read-backs are retried this many times before an alarm
     max_under_retries: int = 1
+    #: history kept per drug at the least (clinical s): the host sets it to the longest
+    #: window of its library (``history_keep_for``); a drug keeps longer when limits in
+    #: force have a longer window
+    history_keep_s: float = 26 * 3600.0

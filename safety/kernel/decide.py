@@ -11,12 +11,16 @@ from decimal import Decimal
 from fractions import Fraction
 
 from safety.kernel.config import KernelConfig, PumpCapabilities
+from safety.kernel.limits import LimitSet, limit_sets
 from safety.kernel.model import (
     AcknowledgeAlarms,
+    AdmitPatient,
     ChangeDose,
     EmergencyStop,
     LoadProgram,
     Now,
+    PatientSpec,
+    ProgramSpec,
     PumpAction,
     Request,
     SetInterlock,
@@ -25,17 +29,24 @@ from safety.kernel.model import (
     StartPump,
     StopInfusion,
     StopPump,
+    UpdatePatient,
     Verdict,
 )
-from safety.kernel.state import ActiveProgram, KernelState, program_check
-from safety.library import DiluentError, DrugLibrary, LookupProblem
+from safety.kernel.state import (
+    ActiveProgram,
+    KernelState,
+    dose_per_amount_h,
+    limits_of,
+    program_check,
+)
+from safety.library import CumulativeCap, DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
 from safety.rules import Finding, RuleRefusal, Severity, limit_findings, num
-from safety.units import DOSE_VALUE_MAX, UnitError, parse_dose_unit
+from safety.units import DOSE_VALUE_MAX, BodyWeight, UnitError, parse_dose_unit
 
 
 def decide(
-    library: DrugLibrary,
+    library: DrugLibrary | None,
     state: KernelState,
     request: Request,
     now: Now,
@@ -62,11 +73,27 @@ def decide(
             "refused: the last pump command's outcome is uncertain (its acknowledgement was "
             "lost); waiting for a read-back to reconcile it. Nothing is repeated blindly.",
         )
-    if isinstance(body, LoadProgram):
-        return _load_program(library, state, body)
+    if isinstance(body, AdmitPatient | UpdatePatient | LoadProgram):
+        if library is None:
+            return Verdict.refuse(
+                Reason.LIBRARY_UNUSABLE,
+                "refused: the safety process has no usable drug library (see its alarm); "
+                "it supervises the running program with the limits it was loaded with",
+            )
+        if isinstance(body, AdmitPatient):
+            return _admit(library, state, body)
+        if isinstance(body, UpdatePatient):
+            return _update_patient(library, state, body)
+        return _load_program(library, state, body, now.clinical)
     program = state.program
     if program is None:
         return Verdict.refuse(Reason.NO_PROGRAM, "refused: no program loaded")
+    if state.program_stale is not None:
+        return Verdict.refuse(
+            Reason.PROGRAM_STALE,
+            f"refused: {state.program_stale}. The pump is supervised at its current rate; "
+            "load the program again (same drug, concentration and diluent) to change it",
+        )
     if isinstance(body, StartInfusion | ChangeDose) and body.unit is not None:
         refusal = _unit_check(body.unit, program)
         if refusal is not None:
@@ -89,7 +116,7 @@ def decide(
             state, program, body.dose, body.confirm_soft_limits, now, pump, config, start=False
         )
     assert isinstance(body, StopInfusion)
-    return _stop(state, program)
+    return _stop(state, program, now.clinical)
 
 
 # --------------------------------------------------------------------------- S8
@@ -127,7 +154,7 @@ def _check_link(state: KernelState, request: Request, now: Now) -> Verdict | Non
 # --------------------------------------------------------------------------- S6
 
 
-def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram) -> Verdict:
+def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram, t: float) -> Verdict:
     spec = body.spec
     if spec.library_hash != library.content_hash:
         return Verdict.refuse(
@@ -135,10 +162,15 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram) -
             f"refused: the program was made with library {spec.library_hash[:19]}, the safety "
             f"process runs {library.content_hash[:19]}",
         )
-    if state.running or state.expected_running:
+    program = state.program
+    running = state.running or state.expected_running
+    in_place = running and program is not None and _same_solution(program, spec)
+    if running and not in_place:
         return Verdict.refuse(
             Reason.ALREADY_INFUSING,
-            "refused: an infusion is running; changing the program ends it first (wean and stop)",
+            "refused: an infusion is running; a program for another drug, concentration or "
+            "diluent needs it ended first (wean and stop); the same solution may be "
+            "re-programmed while it runs",
         )
     try:
         check = program_check(library, spec)
@@ -146,12 +178,132 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram) -
         return Verdict.refuse(exc.finding.code, exc.finding.message, findings=(exc.finding,))
     except (UnitError, DiluentError, LookupProblem) as exc:
         return Verdict.refuse(Reason.BAD_INPUT, f"refused: {exc}")
+    patient = state.patient
+    if patient is not None:
+        mismatch = _patient_mismatch(patient.spec, check.selection.profile_id, spec.weight_kg)
+        if mismatch is not None:
+            return Verdict.refuse(
+                Reason.PATIENT_MISMATCH,
+                f"refused: {mismatch}; correct the patient first (a confirmed patient "
+                "update), or admit a new patient",
+            )
+    unit = check.selection.therapy.dose_unit
+    if in_place:
+        assert program is not None
+        # the running rate under the new program: never above its hard max (S1)
+        limits = limits_of(check, library.content_hash)
+        running_dose = state.current_amount_rate() * dose_per_amount_h(limits)
+        hard = Fraction(check.selection.therapy.hard_max.value)
+        if running_dose > hard:
+            return Verdict.refuse(
+                Reason.HARD_MAX,
+                f"refused: the pump runs {num(running_dose)} {unit} under this program, above "
+                f"its hard maximum {num(hard)} {unit}; wean below it first",
+            )
+    where = " (re-programmed in place: the pump runs on)" if in_place else ""
     return Verdict(
         True,
         Reason.ACCEPTED,
-        f"program loaded: {check.what}, {check.concentration}",
+        f"program loaded: {check.what}, {check.concentration}{where}",
         findings=check.findings,
-        unit=check.selection.therapy.dose_unit,
+        unit=unit,
+    )
+
+
+def _same_solution(program: ActiveProgram, spec: ProgramSpec) -> bool:
+    try:
+        return program.same_solution(spec)
+    except (UnitError, DiluentError):
+        return False
+
+
+def _patient_mismatch(
+    patient: PatientSpec, profile_id: str, weight_kg: Decimal | None
+) -> str | None:
+    if profile_id != patient.profile:
+        return f"the patient's profile is {patient.profile}, the program's {profile_id}"
+    if weight_kg is not None and patient.weight_kg is not None and weight_kg != patient.weight_kg:
+        return (
+            f"the patient weighs {num(patient.weight_kg)} kg, the program says {num(weight_kg)} kg"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- S16 patient
+
+
+def _patient_problem(library: DrugLibrary, patient: PatientSpec) -> tuple[str, Verdict | None]:
+    """The profile id the library knows the patient's profile by, or a refusal."""
+    try:
+        profile_id, profile = library.profile(patient.profile)
+        if patient.weight_kg is not None:
+            weight = BodyWeight.parse(patient.weight_kg)
+            rng = profile.weight_kg
+            if not (rng.min <= weight.kg <= rng.max):
+                return profile_id, Verdict.refuse(
+                    Reason.WEIGHT_OUT_OF_RANGE,
+                    f"refused: weight must be {num(rng.min)}-{num(rng.max)} kg for "
+                    f"{profile.display_name}, got {weight}",
+                )
+    except (LookupProblem, UnitError) as exc:
+        return patient.profile, Verdict.refuse(Reason.BAD_INPUT, f"refused: {exc}")
+    return profile_id, None
+
+
+def _admit(library: DrugLibrary, state: KernelState, body: AdmitPatient) -> Verdict:
+    profile_id, problem = _patient_problem(library, body.patient)
+    if problem is not None:
+        return problem
+    if state.running or state.expected_running:
+        return Verdict.refuse(
+            Reason.ALREADY_INFUSING,
+            "refused: an infusion is running; a new patient is admitted only when nothing "
+            "infuses (its histories, caps and windows start afresh)",
+        )
+    if not body.confirm_new_patient:
+        return Verdict.refuse(
+            Reason.CONFIRMATION_REQUIRED,
+            "refused until confirmed: a new patient starts fresh histories for every drug "
+            "(every cap and window starts again); confirm only if this is another patient",
+        )
+    weight = f", {num(body.patient.weight_kg)} kg" if body.patient.weight_kg else ""
+    return Verdict(True, Reason.ACCEPTED, f"new patient admitted: {profile_id}{weight}")
+
+
+def _update_patient(library: DrugLibrary, state: KernelState, body: UpdatePatient) -> Verdict:
+    patient = state.patient
+    if patient is None:
+        return Verdict.refuse(
+            Reason.PATIENT_MISMATCH,
+            "refused: there is no patient yet; admit one (or load a program, which admits "
+            "its profile and weight)",
+        )
+    profile_id, problem = _patient_problem(library, body.patient)
+    if problem is not None:
+        return problem
+    if body.patient.weight_kg is None and patient.weight_kg is not None:
+        return Verdict.refuse(
+            Reason.BAD_INPUT,
+            f"refused: weight must be given: the patient's known weight "
+            f"({num(patient.weight_kg)} kg) can be corrected, not forgotten",
+        )
+    if profile_id == patient.profile and body.patient.weight_kg == patient.weight_kg:
+        return Verdict.refuse(
+            Reason.BAD_INPUT, "refused: the patient already has that profile and weight"
+        )
+    if not body.confirm:
+        return Verdict.refuse(
+            Reason.CONFIRMATION_REQUIRED,
+            "refused until confirmed: changing the patient's profile or weight changes which "
+            "limits apply (the earlier ones keep applying until their windows pass)",
+        )
+    return Verdict(
+        True,
+        Reason.ACCEPTED,
+        f"patient updated: {profile_id}"
+        + (f", {num(body.patient.weight_kg)} kg" if body.patient.weight_kg else "")
+        + "; the limits in force before keep applying until their windows pass; re-program "
+        "the loaded program for the new profile or weight",
     )
 
 
@@ -242,40 +394,23 @@ def _dose_change(
                 **extra,
             )
 
-    current = state.current_dose()
+    # S1 (earlier limits still in force), S4, S5, S3: on the drug rate, under every set
+    asked = exact * program.amount_per_ml  # drug per hour the order asks for
+    given = Fraction(rate) * program.amount_per_ml  # and what the pump will run
+    current = state.current_amount_rate()
     t = now.clinical
-    # S4 increase limits
-    if start:
-        titr_window = float(therapy.titration.window_min.value) * 60
-        # a rate the pump ran on its own (stopped as over-rate) is no licence to start at it
-        recent = program.dose_of_amount_rate(
-            state.history.max_amount_rate(t - titr_window, t, exclude=frozenset({"pump"}))
+    caps: list[CumulativeCap] = []
+    for index, limit_set in enumerate(limit_sets(state, t)):
+        refusal = _set_limits(
+            state, limit_set, asked, given, current, t, start=start, own=index == 0
         )
-        bound = max(Fraction(therapy.max_start.value), recent)
-        if dose > bound:
-            return Verdict.refuse(
-                Reason.START_TOO_HIGH,
-                f"refused: a start at {num(dose)} {unit} is above the largest allowed start, "
-                f"{num(bound)} {unit} (max start {num(therapy.max_start.value)} {unit}, or the "
-                "rate running in the last titration window)",
-                **extra,
-            )
-    elif dose > current:
-        refusal = _rise_limits(state, program, dose, current, t, extra)
+        cap = limit_set.cap
+        if refusal is None and cap is not None and cap not in caps:
+            caps.append(cap)
+            if start or given > current:
+                refusal = _cap_limit(state, limit_set, cap, given, t, config)
         if refusal is not None:
-            return refusal
-
-    # S5 gradual wean: never below (1 - f) x the highest dose of the last window
-    if not start and dose < current:
-        refusal = _wean_limit(state, program, effective, t, extra)
-        if refusal is not None:
-            return refusal
-
-    # S3 cumulative cap: a rise (or a start) must not reach the cap within the look-ahead
-    if start or dose > current:
-        refusal = _cap_limit(state, program, rate, t, config, extra)
-        if refusal is not None:
-            return refusal
+            return Verdict.refuse(refusal.reason, refusal.message, **extra)
 
     actions: tuple[PumpAction, ...]
     if start:
@@ -285,7 +420,7 @@ def _dose_change(
         verb = "start"
     else:
         actions = (SetRate(rate),)
-        verb = "rise" if dose > current else "fall" if dose < current else "same rate"
+        verb = "rise" if asked > current else "fall" if asked < current else "same rate"
     warnings = tuple(f for f in findings if f.severity is Severity.WARN)
     return Verdict(
         True,
@@ -298,16 +433,57 @@ def _dose_change(
     )
 
 
-def _rise_limits(
+def _set_limits(
     state: KernelState,
-    program: ActiveProgram,
-    dose: Fraction,
+    limits: LimitSet,
+    asked: Fraction,
+    given: Fraction,
     current: Fraction,
     t: float,
-    extra: dict[str, object],
+    *,
+    start: bool,
+    own: bool,
 ) -> Verdict | None:
-    titration = program.therapy.titration
-    unit = program.unit
+    """S1 (for earlier sets: the program's own is checked with the soft limits), S4 and S5
+    under one limit set; figures in the set's own unit."""
+    unit, note = limits.unit, limits.note
+    dose = limits.dose(asked)
+    if not own:
+        hard = Fraction(limits.therapy.hard_max.value)
+        if dose > hard:
+            return Verdict.refuse(
+                Reason.HARD_MAX,
+                f"refused: {num(dose)} {unit} is above the hard maximum of {num(hard)} {unit}"
+                f"{note}",
+            )
+    if start:
+        titr_window = float(limits.therapy.titration.window_min.value) * 60
+        # a rate the pump ran on its own (stopped as over-rate) is no licence to start at it
+        recent = limits.dose(
+            state.history.max_amount_rate(t - titr_window, t, exclude=frozenset({"pump"}))
+        )
+        bound = max(Fraction(limits.therapy.max_start.value), recent)
+        if dose > bound:
+            return Verdict.refuse(
+                Reason.START_TOO_HIGH,
+                f"refused: a start at {num(dose)} {unit} is above the largest allowed start, "
+                f"{num(bound)} {unit} (max start {num(limits.therapy.max_start.value)} {unit}, "
+                f"or the rate running in the last titration window){note}",
+            )
+    elif asked > current:
+        refusal = _rise_limits(state, limits, dose, limits.dose(current), t)
+        if refusal is not None:
+            return refusal
+    if not start and asked < current:
+        return _wean_limit(state, limits, limits.dose(given), t)
+    return None
+
+
+def _rise_limits(
+    state: KernelState, limits: LimitSet, dose: Fraction, current: Fraction, t: float
+) -> Verdict | None:
+    titration = limits.therapy.titration
+    unit, note = limits.unit, limits.note
     rise = dose - current
     step_bound = min(
         Fraction(titration.max_step_rise.value),
@@ -319,12 +495,11 @@ def _rise_limits(
             Reason.STEP_RISE,
             f"refused: {num(dose)} {unit} is {ratio} the current {num(current)} {unit}; "
             f"the largest allowed rise now is {num(step_bound)} {unit} (to "
-            f"{num(current + step_bound)} {unit})",
-            **extra,
+            f"{num(current + step_bound)} {unit}){note}",
         )
     window_s = float(titration.window_min.value) * 60
     base_amount = state.history.min_running_amount_rate(t - window_s, t)
-    base = program.dose_of_amount_rate(base_amount) if base_amount is not None else current
+    base = limits.dose(base_amount) if base_amount is not None else current
     window_bound = min(
         Fraction(titration.max_window_rise.value),
         Fraction(titration.max_window_rise_fraction.value) * base,
@@ -335,26 +510,21 @@ def _rise_limits(
             f"refused: {num(dose)} {unit} rises {num(dose - base)} {unit} above the lowest dose "
             f"of the last {num(titration.window_min.value)} min ({num(base)} {unit}); at most "
             f"{num(window_bound)} {unit} per window, so at most {num(base + window_bound)} "
-            f"{unit} now",
-            **extra,
+            f"{unit} now{note}",
         )
     return None
 
 
 def _wean_limit(
-    state: KernelState,
-    program: ActiveProgram,
-    effective: Fraction,
-    t: float,
-    extra: dict[str, object],
+    state: KernelState, limits: LimitSet, effective: Fraction, t: float
 ) -> Verdict | None:
-    wean = program.therapy.wean
+    wean = limits.therapy.wean
     if not wean.gradual_wean_only.value:
         return None
     assert wean.max_fall_fraction is not None and wean.window_min is not None
-    unit = program.unit
+    unit = limits.unit
     window_s = float(wean.window_min.value) * 60
-    highest = program.dose_of_amount_rate(state.history.max_amount_rate(t - window_s, t))
+    highest = limits.dose(state.history.max_amount_rate(t - window_s, t))
     floor = (1 - Fraction(wean.max_fall_fraction.value)) * highest
     if effective < floor:
         pct = num(Fraction(wean.max_fall_fraction.value) * 100)
@@ -362,52 +532,52 @@ def _wean_limit(
             Reason.WEAN_TOO_FAST,
             f"refused: {num(effective)} {unit} is a faster wean than allowed: at most {pct} % "
             f"below the highest dose of the last {num(wean.window_min.value)} min "
-            f"({num(highest)} {unit}), so not below {num(floor)} {unit} now",
-            **extra,
+            f"({num(highest)} {unit}), so not below {num(floor)} {unit} now{limits.note}",
         )
     return None
 
 
 def _cap_limit(
     state: KernelState,
-    program: ActiveProgram,
-    rate: Decimal,
+    limits: LimitSet,
+    cap: CumulativeCap,
+    given: Fraction,
     t: float,
     config: KernelConfig,
-    extra: dict[str, object],
 ) -> Verdict | None:
-    cap = program.cap
-    if cap is None:
-        return None
+    """S3: a rise (or a start) must not reach a cap in force within the look-ahead."""
     window_s = float(cap.window_s)
-    given = state.history.amount(t - window_s, t)
-    ahead = float(rate) * config.cap_lookahead_s / 3600.0 * float(program.amount_per_ml)
-    limit = float(cap.base_amount)
-    if given + ahead > limit:
+    so_far = state.history.amount(t - window_s, t)
+    ahead = float(given) * config.cap_lookahead_s / 3600.0
+    if so_far + ahead > float(cap.base_amount):
         return Verdict.refuse(
             Reason.CUMULATIVE_CAP,
-            f"refused: at {num(rate)} mL/h the cap of {num(cap.amount)} {cap.unit} per "
-            f"{num(cap.window_h)} h would be reached within {config.cap_lookahead_s / 60:.0f} min "
-            f"({_amount(given, cap.unit.value)} given in the last {num(cap.window_h)} h)",
-            **extra,
+            f"refused: at this rate the cap of {num(cap.amount)} {cap.unit} per "
+            f"{num(cap.window_h)} h would be reached within {config.cap_lookahead_s / 60:.0f} "
+            f"min ({_amount(so_far, cap.unit.value)} given in the last {num(cap.window_h)} h)"
+            f"{limits.note}",
         )
     return None
 
 
-def _stop(state: KernelState, program: ActiveProgram) -> Verdict:
+def _stop(state: KernelState, program: ActiveProgram, t: float) -> Verdict:
     if not state.running and not state.expected_running:
         return Verdict.refuse(Reason.NOT_INFUSING, "refused: not infusing")
-    wean = program.therapy.wean
-    current = state.current_dose()
-    if wean.gradual_wean_only.value:
+    current = state.current_amount_rate()
+    for limits in limit_sets(state, t):
+        wean = limits.therapy.wean
+        if not wean.gradual_wean_only.value:
+            continue
         assert wean.stop_threshold is not None
         threshold = Fraction(wean.stop_threshold.value)
-        if current > threshold:
+        dose = limits.dose(current)
+        if dose > threshold:
             return Verdict.refuse(
                 Reason.STOP_ABOVE_THRESHOLD,
                 f"refused: {program.what} is weaned, never stopped abruptly: the current "
-                f"{num(current)} {program.unit} is above the stop threshold "
-                f"{num(threshold)} {program.unit}; wean first (emergency stop stops at once)",
+                f"{num(dose)} {limits.unit} is above the stop threshold "
+                f"{num(threshold)} {limits.unit}{limits.note}; wean first (emergency stop "
+                "stops at once)",
             )
     return Verdict(True, Reason.ACCEPTED, "accepted: stop", actions=(StopPump(),))
 

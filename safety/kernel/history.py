@@ -21,8 +21,21 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
 
-#: history older than this is dropped (longest window we ask about, with room)
+#: history older than this is dropped unless a longer window needs it: the host keeps as
+#: long as the longest window of its library and of every limit still in force
+#: (``DrugRecord.keep_s``), and the library bounds windows (``safety.library.sanity``)
 KEEP_S = 26 * 3600.0
+
+
+@dataclass(frozen=True)
+class Bolus:
+    """A drug amount counted at one instant rather than as a rate: delivery the process
+    could not see as it happened (the pump's own counter, read after a gap, shows more
+    than the verified rates explain)."""
+
+    at: float  # clinical seconds
+    amount: float  # base amount (mcg or units)
+    why: str
 
 
 @dataclass(frozen=True)
@@ -57,15 +70,31 @@ class RateHistory:
     """
 
     segments: tuple[Segment, ...] = ()
+    boluses: tuple[Bolus, ...] = ()
 
     @property
     def current(self) -> Segment | None:
         return self.segments[-1] if self.segments else None
 
+    def with_amount(self, at: float, amount: float, why: str) -> RateHistory:
+        """A bolus counted at ``at`` (never before the last one: time does not run back)."""
+        if amount <= 0:
+            return self
+        last = self.boluses[-1].at if self.boluses else -math.inf
+        bolus = Bolus(max(at, last), amount, why)
+        history = RateHistory(self.segments, (*self.boluses, bolus))
+        _carry_tables(self, history)
+        return history
+
     def with_rate(
-        self, t: float, rate_ml_h: Decimal, amount_per_ml: Fraction, cause: str = "command"
+        self,
+        t: float,
+        rate_ml_h: Decimal,
+        amount_per_ml: Fraction,
+        cause: str = "command",
+        keep_s: float = KEEP_S,
     ) -> RateHistory:
-        """The rate from ``t`` on; segments stay in time order, pruned to ``KEEP_S``."""
+        """The rate from ``t`` on; segments stay in time order, pruned to ``keep_s``."""
         last = self.current
         if (
             last is not None
@@ -80,14 +109,18 @@ class RateHistory:
         end = bisect.bisect_right(starts, t)  # segments that started after t are dropped
         new = Segment(t, rate_ml_h, amount_per_ml, cause)
         # the last kept segment still in force at the horizon is kept whole
-        first = max(0, min(end, bisect.bisect_right(starts, t - KEEP_S)) - 1)
+        first = max(0, min(end, bisect.bisect_right(starts, t - keep_s)) - 1)
         totals = self._totals
         if end:
             prior = self.segments[end - 1]
             total = totals[end - 1] + prior.amount_per_h_f * (t - prior.start) / 3600.0
         else:
             total = 0.0
-        history = RateHistory((*self.segments[first:end], new))
+        horizon = t - keep_s
+        boluses = self.boluses
+        if boluses and boluses[0].at < horizon:
+            boluses = tuple(b for b in boluses if b.at >= horizon)
+        history = RateHistory((*self.segments[first:end], new), boluses)
         cache = history.__dict__  # what cached_property reads: the tables, carried forward
         cache["_starts"] = (*starts[first:end], t)
         cache["_keys"] = (*self._keys[first:end], new.amount_per_h_f)
@@ -198,23 +231,42 @@ class RateHistory:
         return pick(tied, key=_AMOUNT).amount_per_h
 
     def amount(self, since: float, until: float) -> float:
-        """Drug amount (base units) given in [since, until]."""
+        """Drug amount (base units) given in [since, until] (boluses in (since, until])."""
         if until <= since:
             return 0.0
         return max(0.0, self._given_by(until) - self._given_by(since))
 
     def _given_by(self, t: float) -> float:
         i = bisect.bisect_right(self._starts, t) - 1
-        if i < 0:
-            return 0.0
-        seg = self.segments[i]
-        return self._totals[i] + seg.amount_per_h_f * (t - seg.start) / 3600.0
+        given = 0.0
+        if i >= 0:
+            seg = self.segments[i]
+            given = self._totals[i] + seg.amount_per_h_f * (t - seg.start) / 3600.0
+        if self.boluses:
+            given += self._bolus_totals[bisect.bisect_right(self._bolus_times, t)]
+        return given
+
+    @cached_property
+    def _bolus_times(self) -> tuple[float, ...]:
+        return tuple(b.at for b in self.boluses)
+
+    @cached_property
+    def _bolus_totals(self) -> tuple[float, ...]:
+        """Amount of the boluses before each index: [0, b0, b0 + b1, ...]."""
+        return (0.0, *itertools.accumulate(b.amount for b in self.boluses))
 
     def volume_ml(self, since: float, until: float) -> float:
         total = 0.0
         for lo, hi, seg in self._spans(since, until):
             total += float(seg.rate_ml_h) * (hi - lo) / 3600.0
         return total
+
+
+def _carry_tables(old: RateHistory, new: RateHistory) -> None:
+    """The segment tables of ``old`` for ``new`` with the same segments (a bolus added)."""
+    for name in ("_starts", "_keys", "_running_keys", "_totals"):
+        if name in old.__dict__:
+            new.__dict__[name] = old.__dict__[name]
 
 
 def _running_key(segment: Segment) -> float:

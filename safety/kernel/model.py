@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from safety.library import CumulativeCap, Therapy
 from safety.reasons import Reason
 from safety.rules import Finding
 
@@ -42,6 +43,34 @@ class ProgramSpec:
     concentration: str
     diluent: str
     weight_kg: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PatientSpec:
+    """Who every limit protects: the care-area profile and the weight are part of the
+    patient, not of a program (S16)."""
+
+    profile: str
+    weight_kg: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ProgramLimits:
+    """The library's figures for one program, as they were when it was loaded.
+
+    Journaled with the program (``ProgramLoaded``), so a replay never needs the library
+    that made them: a library updated, damaged or gone between two runs can neither
+    crash the replay nor erase what the patient's limits were, and the limits of an
+    earlier program stay known for as long as they must keep applying (``PriorLimits``).
+    """
+
+    drug: str  # the library's drug id: histories are kept per patient and drug
+    profile: str
+    what: str  # "norepinephrine (Adult ICU, Standard (mcg/min))", for people
+    therapy: Therapy
+    cap: CumulativeCap | None
+    weight_kg: Decimal | None
+    library_hash: str
 
 
 @dataclass(frozen=True)
@@ -96,8 +125,35 @@ class AcknowledgeAlarms:
     kind: Literal["acknowledge"] = "acknowledge"
 
 
+@dataclass(frozen=True)
+class AdmitPatient:
+    """A new patient: the only request that starts fresh histories (S16), so it must be
+    confirmed, and only when nothing is infusing."""
+
+    patient: PatientSpec
+    confirm_new_patient: bool = False
+    kind: Literal["admit_patient"] = "admit_patient"
+
+
+@dataclass(frozen=True)
+class UpdatePatient:
+    """The same patient's profile or weight, corrected: its own confirmed action. The
+    limits in force before stay in force beside the new ones until their windows pass."""
+
+    patient: PatientSpec
+    confirm: bool = False
+    kind: Literal["update_patient"] = "update_patient"
+
+
 RequestBody = Annotated[
-    LoadProgram | StartInfusion | ChangeDose | StopInfusion | EmergencyStop | AcknowledgeAlarms,
+    LoadProgram
+    | StartInfusion
+    | ChangeDose
+    | StopInfusion
+    | EmergencyStop
+    | AcknowledgeAlarms
+    | AdmitPatient
+    | UpdatePatient,
     Field(discriminator="kind"),
 ]
 
@@ -177,9 +233,83 @@ class PumpReading:
 @dataclass(frozen=True)
 class ProgramLoaded:
     spec: ProgramSpec
+    limits: ProgramLimits
     infused_baseline_ml: float
     now: Now
     kind: Literal["program_loaded"] = "program_loaded"
+
+
+@dataclass(frozen=True)
+class PatientAdmitted:
+    """A patient's histories start here: ``how`` is "admitted" (an operator's confirmed
+    new patient) or "first program" (a journal with no patient yet took the first
+    program's profile and weight)."""
+
+    patient_id: str
+    patient: PatientSpec
+    how: str
+    now: Now
+    kind: Literal["patient_admitted"] = "patient_admitted"
+
+
+@dataclass(frozen=True)
+class PatientUpdated:
+    patient: PatientSpec
+    how: str  # "confirmed" (an operator's correction) or "first weight" (from a program)
+    now: Now
+    kind: Literal["patient_updated"] = "patient_updated"
+
+
+@dataclass(frozen=True)
+class LibraryChecked:
+    """The drug library this run has, against the journal's: ``ok``; ``changed`` (the
+    loaded program was made with another library: ``detail`` names what no longer
+    matches); or ``unusable`` (it could not be loaded: ``detail`` says why). In both of
+    the latter the pump is supervised at its rate with the limits journaled with its
+    program, and changes wait for a re-program under a usable library."""
+
+    status: Literal["ok", "changed", "unusable"]
+    detail: str
+    library_hash: str
+    now: Now
+    kind: Literal["library_checked"] = "library_checked"
+
+
+@dataclass(frozen=True)
+class TimelineResumed:
+    """Where the patient's clinical timeline continues after a (re)start, and why.
+
+    ``offset`` is added to the process's clock source to give clinical time; ``credited_s``
+    is the clinical time counted for the gap since the journal's last entry, from the
+    evidence named in ``basis``; ``conservative`` says that evidence was only a lower
+    bound (the real gap may be longer: limits then count the shorter one, so nothing
+    ages out of a window because of time the process did not see).
+    """
+
+    previous_clinical: float | None
+    credited_s: float
+    offset: float
+    basis: str
+    conservative: bool
+    discontinuity: bool
+    boot_id: str | None
+    source: str
+    wall: float
+    wall_synced: bool | None
+    now: Now
+    kind: Literal["timeline_resumed"] = "timeline_resumed"
+
+
+@dataclass(frozen=True)
+class JournalRecovered:
+    """The journal could not be read whole: what was readable was kept and replayed, the
+    damaged file kept beside it, never deleted."""
+
+    damaged_file: str
+    entries_kept: int
+    detail: str
+    now: Now
+    kind: Literal["journal_recovered"] = "journal_recovered"
 
 
 @dataclass(frozen=True)
@@ -280,7 +410,12 @@ Event = Annotated[
     | EmergencyStopRaised
     | AlarmsAcknowledged
     | Ticked
-    | Resumed,
+    | Resumed
+    | PatientAdmitted
+    | PatientUpdated
+    | LibraryChecked
+    | TimelineResumed
+    | JournalRecovered,
     Field(discriminator="kind"),
 ]
 

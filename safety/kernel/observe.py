@@ -16,6 +16,7 @@ from fractions import Fraction
 
 from safety.alarms import AlarmBook, Priority
 from safety.kernel.config import KernelConfig
+from safety.kernel.limits import caps_in_force, limit_sets
 from safety.kernel.model import (
     Now,
     PumpAction,
@@ -58,27 +59,21 @@ def observe(
 
     actions: list[PumpAction] = []
     cause = s.expected_cause
-    program = s.program
-    hard_max = Fraction(program.therapy.hard_max.value) if program is not None else None
     tol = config.readback_rel_tolerance
     if running:
-        over_by_hard = (
-            program is not None and hard_max is not None and program.dose(rate) > hard_max
-        )
+        over_by_hard = _above_hard_max(s, rate, t)
         if s.estopped:
             # S12 holds until acknowledged: a pump seen running under an emergency stop
             # (its stop lost on the wire, or restarted at its keypad) is stopped again,
             # on this read-back, not by repeating blindly
             actions.append(StopPump())
-        elif over_by_hard:
-            assert program is not None and hard_max is not None
+        elif over_by_hard is not None:
             s = _alarm(
                 s,
                 "readback_hard_max",
                 Reason.HARD_MAX,
                 Priority.HIGH,
-                f"pump runs {num(rate)} mL/h = {num(program.dose(rate))} {program.unit}, above "
-                f"the hard maximum {num(hard_max)} {program.unit}: stopped",
+                f"pump runs {num(rate)} mL/h = {over_by_hard}: stopped",
                 t,
             )
             actions.append(StopPump())
@@ -155,7 +150,7 @@ def observe(
         s = replace(s, alarms=s.alarms.condition_gone("pump_stopped"))
 
     was_running = state.running
-    s = _record(s, running, rate, t, cause)
+    s = _record(s, running, rate, t, cause, config)
     s = _accuracy(s, reading, t, config, steady=was_running and running and not reading.alarms)
     s, cap_actions = _cap(s, now, config)
     for action in cap_actions:
@@ -174,17 +169,41 @@ def tick(state: KernelState, now: Now, config: KernelConfig) -> tuple[KernelStat
 
 def next_deadline(state: KernelState, now: Now, config: KernelConfig) -> float | None:
     """Clinical time by which the kernel must look again (the cap guard), if any."""
-    program = state.program
-    if program is None or program.cap is None or not state.running:
+    if state.program is None or not state.running:
         return None
     seg = state.history.current
     if seg is None or seg.amount_per_h <= 0:
         return None
     t = now.clinical
-    given = state.history.amount(t - float(program.cap.window_s), t)
-    headroom = float(program.cap.base_amount) - given
     per_s = float(seg.amount_per_h) / 3600.0
-    return t + max(0.0, headroom / per_s - config.cap_guard_s)
+    deadlines = [
+        t
+        + max(
+            0.0,
+            (float(cap.base_amount) - state.history.amount(t - float(cap.window_s), t)) / per_s
+            - config.cap_guard_s,
+        )
+        for cap, _ in caps_in_force(state, t)
+    ]
+    return min(deadlines, default=None)
+
+
+def record_history(
+    s: KernelState, t: float, rate: Decimal, cause: str, config: KernelConfig
+) -> KernelState:
+    """The loaded program's drug ran ``rate`` mL/h of its solution from ``t`` on."""
+    program = s.program
+    if program is None:
+        return s
+    record = s.drugs.get(program.drug)
+    if record is None:  # a program is always loaded with its record; total all the same
+        return s
+    history = record.history.with_rate(
+        t, rate, program.amount_per_ml, cause, record.keep_s(config.history_keep_s)
+    )
+    if history is record.history:
+        return s
+    return replace(s, drugs={**s.drugs, program.drug: replace(record, history=history)})
 
 
 # --------------------------------------------------------------------------- pieces
@@ -238,12 +257,30 @@ def _reconcile(s: KernelState, pending: Pending, reading: PumpReading, t: float)
     return replace(s, pending=None, alarms=alarms)
 
 
-def _record(s: KernelState, running: bool, rate: Decimal, t: float, cause: str) -> KernelState:
-    program = s.program
-    amount_per_ml = program.amount_per_ml if program is not None else Fraction(0)
+def _record(
+    s: KernelState, running: bool, rate: Decimal, t: float, cause: str, config: KernelConfig
+) -> KernelState:
     effective = rate if running else Decimal(0)
-    history = s.history.with_rate(t, effective, amount_per_ml, "estop" if s.estopped else cause)
-    return replace(s, history=history, running=running, set_rate=rate)
+    s = record_history(s, t, effective, "estop" if s.estopped else cause, config)
+    return replace(s, running=running, set_rate=rate)
+
+
+def _above_hard_max(s: KernelState, rate: Decimal, t: float) -> str | None:
+    """S1 on read-back, against every limit set in force: what the rate is, in words,
+    when it is above one of their hard maxima."""
+    program = s.program
+    if program is None:
+        return None
+    amount = Fraction(rate) * program.amount_per_ml
+    for limit_set in limit_sets(s, t):
+        dose = limit_set.dose(amount)
+        hard = Fraction(limit_set.therapy.hard_max.value)
+        if dose > hard:
+            return (
+                f"{num(dose)} {limit_set.unit}, above the hard maximum {num(hard)} "
+                f"{limit_set.unit}{limit_set.note}"
+            )
+    return None
 
 
 def _accuracy(
@@ -286,30 +323,33 @@ def _accuracy(
 
 
 def _cap(s: KernelState, now: Now, config: KernelConfig) -> tuple[KernelState, list[PumpAction]]:
-    """S3 as time passes: warn when the cap nears, stop before it is crossed."""
-    program = s.program
-    if program is None or program.cap is None:
+    """S3 as time passes: warn when a cap in force nears, stop before one is crossed."""
+    if s.program is None:
         return s, []
-    cap = program.cap
     t = now.clinical
-    given = s.history.amount(t - float(cap.window_s), t)
-    limit = float(cap.base_amount)
     seg = s.history.current
     per_s = float(seg.amount_per_h) / 3600.0 if seg is not None and s.running else 0.0
-    headroom = limit - given
-    shown = f"{num(cap.amount)} {cap.unit} per {num(cap.window_h)} h"
-    if per_s > 0 and headroom <= per_s * config.cap_guard_s:
-        s = _alarm(
-            s,
-            "cap",
-            Reason.CUMULATIVE_CAP,
-            Priority.HIGH,
-            f"cumulative cap reached ({shown}): pump stopped; it is a hard limit",
-            t,
-        )
-        return s, [StopPump()]
-    if per_s > 0 and headroom / per_s <= config.cap_warning_s:
-        minutes = headroom / per_s / 60.0
+    warning: tuple[float, str] | None = None
+    for cap, note in caps_in_force(s, t):
+        given = s.history.amount(t - float(cap.window_s), t)
+        headroom = float(cap.base_amount) - given
+        shown = f"{num(cap.amount)} {cap.unit} per {num(cap.window_h)} h{note}"
+        if per_s > 0 and headroom <= per_s * config.cap_guard_s:
+            s = _alarm(
+                s,
+                "cap",
+                Reason.CUMULATIVE_CAP,
+                Priority.HIGH,
+                f"cumulative cap reached ({shown}): pump stopped; it is a hard limit",
+                t,
+            )
+            return s, [StopPump()]
+        if per_s > 0 and headroom / per_s <= config.cap_warning_s:
+            minutes = headroom / per_s / 60.0
+            if warning is None or minutes < warning[0]:
+                warning = (minutes, shown)
+    if warning is not None:
+        minutes, shown = warning
         s = _alarm(
             s,
             "cap_warning",

@@ -11,7 +11,6 @@ from dataclasses import replace
 
 from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
-from safety.kernel.history import RateHistory
 from safety.kernel.model import (
     AlarmsAcknowledged,
     CommandFailed,
@@ -21,6 +20,11 @@ from safety.kernel.model import (
     ControllerLost,
     EmergencyStopRaised,
     Event,
+    JournalRecovered,
+    LibraryChecked,
+    PatientAdmitted,
+    PatientUpdated,
+    ProgramLimits,
     ProgramLoaded,
     ReadbackReceived,
     RequestDecided,
@@ -30,26 +34,55 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
     Ticked,
+    TimelineResumed,
 )
-from safety.kernel.observe import observe, tick
-from safety.kernel.state import ActiveProgram, KernelState, Pending, program_check
-from safety.library import DrugLibrary
+from safety.kernel.observe import observe, record_history, tick
+from safety.kernel.state import (
+    ActiveProgram,
+    DrugRecord,
+    KernelState,
+    Patient,
+    Pending,
+    PriorLimits,
+    window_horizon_s,
+)
 from safety.reasons import Reason
 from safety.rules import num
 
+#: delivery the pump's counter shows beyond what the verified rates explain is counted as
+#: unseen (a bolus) only above this share of what they explain, plus ``UNSEEN_FLOOR_ML``
+UNSEEN_TOLERANCE = 0.02
+UNSEEN_FLOOR_ML = 0.01
 
-def apply(
-    library: DrugLibrary, config: KernelConfig, state: KernelState, event: Event
-) -> KernelState:
+
+def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState:
+    """The state after ``event``. Reads no library: a journaled event carries what it
+    needs (a program its limits), so a replay never depends on the library of the day."""
     t = event.now.clinical
     if isinstance(event, ProgramLoaded):
-        check = program_check(library, event.spec)
-        program = ActiveProgram(event.spec, check, t, event.infused_baseline_ml)
-        history = state.history
-        old = state.program
-        if old is not None and old.check.selection.drug_id != check.selection.drug_id:
-            history = RateHistory()  # another drug: its windows start afresh
-        return replace(state, program=program, history=history, under_retries=0)
+        return _program_loaded(state, event, t)
+    if isinstance(event, PatientAdmitted):
+        patient = Patient(event.patient_id, event.patient, t, event.how)
+        if event.how == "first program":
+            return replace(state, patient=patient)
+        # a new patient: fresh histories and no program (S16: the only way to get them)
+        return replace(state, patient=patient, drugs={}, program=None, program_stale=None)
+    if isinstance(event, PatientUpdated):
+        return _patient_updated(state, event)
+    if isinstance(event, LibraryChecked):
+        return _library_checked(state, event)
+    if isinstance(event, TimelineResumed):
+        return _timeline_resumed(state, event)
+    if isinstance(event, JournalRecovered):
+        why = (
+            f"the journal was damaged ({event.detail}); {event.entries_kept} entries were "
+            f"readable and replayed, the damaged file is kept as {event.damaged_file}"
+        )
+        alarms = state.alarms.raised(
+            "journal_damaged", Reason.JOURNAL_DAMAGED, Priority.HIGH, why, t
+        ).condition_gone("journal_damaged")
+        stale = None if state.program is None else f"{why}: re-program to confirm it"
+        return replace(state, alarms=alarms, program_stale=stale)
     if isinstance(event, RequestDecided):
         if event.seq is not None and event.session == state.session and event.seq > state.last_seq:
             return replace(state, last_seq=event.seq)
@@ -111,7 +144,108 @@ def apply(
     if isinstance(event, Ticked):
         return tick(state, event.now, config)[0]
     assert isinstance(event, Resumed)
-    return _resumed(state, event)
+    return _resumed(state, event, config)
+
+
+def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> KernelState:
+    """The channel's program; the drug's record keeps its history, and the limits of the
+    drug's previous program, if they differ, keep applying until their windows pass."""
+    limits = event.limits
+    record = state.drugs.get(limits.drug, DrugRecord())
+    priors = record.priors_at(t)
+    old = record.limits
+    if old is not None and old != limits:
+        priors = (*priors, PriorLimits(old, t + window_horizon_s(old), _why_prior(old, limits)))
+    drugs = {**state.drugs, limits.drug: DrugRecord(record.history, limits, priors)}
+    program = ActiveProgram(event.spec, limits, t, event.infused_baseline_ml)
+    return replace(state, program=program, drugs=drugs, program_stale=None, under_retries=0)
+
+
+def _why_prior(old: ProgramLimits, new: ProgramLimits) -> str:
+    changes = []
+    if old.profile != new.profile:
+        changes.append(f"profile {old.profile} -> {new.profile}")
+    if old.weight_kg != new.weight_kg:
+        changes.append(f"weight {old.weight_kg} -> {new.weight_kg} kg")
+    if old.therapy != new.therapy:
+        changes.append(f"therapy {old.therapy.display_name} -> {new.therapy.display_name}")
+    if old.cap != new.cap:
+        changes.append("cumulative cap changed")
+    if old.library_hash != new.library_hash:
+        changes.append("library updated")
+    return f"limits of {old.what} ({', '.join(changes) or 'changed'})"
+
+
+def _patient_updated(state: KernelState, event: PatientUpdated) -> KernelState:
+    patient = state.patient
+    if patient is None:  # not journaled by the core; kept total for hand-made journals
+        return state
+    new = replace(patient, spec=event.patient)
+    program = state.program
+    stale = state.program_stale
+    if program is not None and event.how == "confirmed":
+        limits = program.limits
+        weight_changed = (
+            event.patient.weight_kg is not None and limits.weight_kg != event.patient.weight_kg
+        )
+        if limits.profile != event.patient.profile or weight_changed:
+            stale = (
+                f"the patient is now {event.patient.profile}"
+                + (f", {num(event.patient.weight_kg)} kg" if event.patient.weight_kg else "")
+                + f"; {program.what} was made for {limits.profile}"
+                + (f", {num(limits.weight_kg)} kg" if limits.weight_kg is not None else "")
+                + ": re-program it"
+            )
+    return replace(state, patient=new, program_stale=stale)
+
+
+def _library_checked(state: KernelState, event: LibraryChecked) -> KernelState:
+    t = event.now.clinical
+    alarms = state.alarms
+    stale = state.program_stale
+    if event.status == "ok":
+        alarms = alarms.condition_gone("library_unusable").condition_gone("library_changed")
+        return replace(state, alarms=alarms)
+    if event.status == "unusable":
+        words = f"the drug library cannot be used: {event.detail}"
+        alarms = alarms.raised("library_unusable", Reason.LIBRARY_UNUSABLE, Priority.HIGH, words, t)
+    else:
+        words = f"the drug library changed since the program was loaded: {event.detail}"
+        alarms = alarms.raised("library_changed", Reason.PROGRAM_STALE, Priority.HIGH, words, t)
+        alarms = alarms.condition_gone("library_changed")  # latched until acknowledged
+    if state.program is not None:
+        stale = words
+    return replace(state, alarms=alarms, program_stale=stale)
+
+
+def _timeline_resumed(state: KernelState, event: TimelineResumed) -> KernelState:
+    if not event.discontinuity:
+        return state
+    t = event.now.clinical
+    gap = _duration(event.credited_s)
+    if event.conservative:
+        how = (
+            f"counted as {gap} ({event.basis}); the real gap may be longer, and every "
+            "window and cap counts the shorter one"
+        )
+    else:
+        how = f"{gap} by {event.basis}"
+    alarms = state.alarms.raised(
+        "timeline",
+        Reason.TIMELINE_GAP,
+        Priority.LOW,
+        f"the clinical timeline resumed after the safety process was down: {how}",
+        t,
+    ).condition_gone("timeline")
+    return replace(state, alarms=alarms)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _issued(state: KernelState, event: CommandIssued) -> KernelState:
@@ -122,12 +256,23 @@ def _issued(state: KernelState, event: CommandIssued) -> KernelState:
             state,
             expected_rate=action.rate_ml_h,
             expected_cause=event.cause,
+            expected_since=event.now.clinical,
             under_retries=retries,
         )
     if isinstance(action, StartPump):
-        return replace(state, expected_running=True, expected_cause=event.cause)
+        return replace(
+            state,
+            expected_running=True,
+            expected_cause=event.cause,
+            expected_since=event.now.clinical,
+        )
     if isinstance(action, StopPump):
-        return replace(state, expected_running=False, expected_cause=event.cause)
+        return replace(
+            state,
+            expected_running=False,
+            expected_cause=event.cause,
+            expected_since=event.now.clinical,
+        )
     assert isinstance(action, SetInterlock)
     return replace(state, interlock_enabled=action.pump_enabled)
 
@@ -165,8 +310,15 @@ def _failed(state: KernelState, event: CommandFailed) -> KernelState:
     return replace(state, pending=pending, alarms=alarms)
 
 
-def _resumed(state: KernelState, event: Resumed) -> KernelState:
-    """After a restart: adopt what the pump is doing, touch nothing, note any change."""
+def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> KernelState:
+    """After a restart: adopt what the pump is doing, touch nothing, note any change.
+
+    A change the pump shows that the journal's last command asked for is that command's
+    doing (it was journaled and sent, the reply was lost with the process), never the
+    pump's own: no false alarm, and its rise counts from when it was issued (more drug
+    counted, never less). Delivery the pump's own counter shows beyond what the verified
+    rates explain (the gap was longer than the timeline could credit) is counted too.
+    """
     t = event.now.clinical
     s = replace(state, attached=False, hold=False, session=None, pending=None)
     reading = event.reading
@@ -178,8 +330,19 @@ def _resumed(state: KernelState, event: Resumed) -> KernelState:
     same = (was_running and seg is not None and now_rate == seg.rate_ml_h) or (
         not was_running and now_rate is None
     )
+    as_commanded = reading.running == s.expected_running and (
+        not reading.running or reading.set_rate_ml_h == s.expected_rate
+    )
     alarms = s.alarms
-    if not same:
+    cause = "command"
+    if not same and as_commanded and s.expected_since is not None:
+        cause = s.expected_cause
+        if now_rate is not None and s.program is not None:
+            rises = seg is None or not was_running or now_rate > seg.rate_ml_h
+            if rises:
+                s = record_history(s, s.expected_since, now_rate, cause, config)
+    elif not same:
+        cause = "pump"
         alarms = alarms.raised(
             "resume_changed",
             Reason.PUMP_ALARM,
@@ -188,6 +351,7 @@ def _resumed(state: KernelState, event: Resumed) -> KernelState:
             + (f"now {num(reading.set_rate_ml_h)} mL/h" if reading.running else "now stopped"),
             t,
         ).condition_gone("resume_changed")
+    s = _unseen_delivery(s, reading.infused_ml, reading.alarms, t, config)
     if reading.running:
         # Unsupervised until a controller attaches: hold the rate, and tell people that
         # the safety process itself went down (S11 applies as for a lost controller).
@@ -199,12 +363,34 @@ def _resumed(state: KernelState, event: Resumed) -> KernelState:
             f"{num(reading.set_rate_ml_h)} mL/h until a controller attaches",
             t,
         ).condition_gone("safety_restarted")
-    s = replace(
+    return replace(
         s,
         alarms=alarms,
         hold=reading.running,
         expected_running=reading.running,
         expected_rate=reading.set_rate_ml_h,
-        expected_cause="command" if same else "pump",
+        expected_cause=cause,
     )
-    return s
+
+
+def _unseen_delivery(
+    s: KernelState, infused_ml: float, pump_alarms: tuple[str, ...], t: float, config: KernelConfig
+) -> KernelState:
+    """The pump's volume counter across the gap, against the verified history's account
+    of it: what the counter shows beyond it reached the patient unseen (S3 counts it)."""
+    program = s.program
+    last_ml, last_at = s.last_infused_ml, s.last_reading_at
+    if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
+        return s  # a reset counter says nothing about the gap; the rate history does
+    measured_ml = infused_ml - last_ml
+    if measured_ml <= 0:
+        return s
+    per_ml = float(program.amount_per_ml)
+    counted = s.history.amount(last_at, t)
+    excess = measured_ml * per_ml - counted
+    if excess <= counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * per_ml:
+        return s
+    record = s.drugs[program.drug]
+    history = record.history.with_amount(t, excess, "delivered while the safety process was down")
+    drugs = {**s.drugs, program.drug: replace(record, history=history)}
+    return replace(s, drugs=drugs)

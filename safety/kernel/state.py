@@ -1,9 +1,21 @@
-"""The safety kernel's state: an immutable value rebuilt by folding journal events."""
+"""The safety kernel's state: an immutable value rebuilt by folding journal events.
+
+Three levels, because limits protect a patient, not a program (S16):
+
+- the **patient** (``Patient``): profile and weight, from an operator's confirmed "new
+  patient" (or the first program of a journal that has none);
+- per patient and **drug** (``DrugRecord``): the verified history every window and cap
+  reads, and the limits of earlier programs that still apply. A drug switch, a
+  re-program, a new concentration or syringe never touches them; only a new patient
+  starts fresh ones;
+- the **channel** (the pump and its program): what it was told, what it was verified to
+  do, and whether a command's outcome is uncertain.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
@@ -11,10 +23,10 @@ from functools import cached_property
 from safety.alarms import AlarmBook
 from safety.dosing import ProgramCheck, check_program
 from safety.kernel.history import RateHistory
-from safety.kernel.model import ProgramSpec, PumpAction
+from safety.kernel.model import PatientSpec, ProgramLimits, ProgramSpec, PumpAction
 from safety.library import CumulativeCap, DrugLibrary, Therapy, parse_diluent
 from safety.rules import dose_for_rate, rate_for_dose
-from safety.units import BodyWeight, parse_concentration
+from safety.units import BodyWeight, Concentration, parse_concentration
 
 
 def program_check(library: DrugLibrary, spec: ProgramSpec) -> ProgramCheck:
@@ -26,18 +38,64 @@ def program_check(library: DrugLibrary, spec: ProgramSpec) -> ProgramCheck:
     )
 
 
+def limits_of(check: ProgramCheck, library_hash: str) -> ProgramLimits:
+    """The figures a checked program is held to, in the form they are journaled."""
+    selection = check.selection
+    return ProgramLimits(
+        drug=selection.drug_id,
+        profile=selection.profile_id,
+        what=check.what,
+        therapy=selection.therapy,
+        cap=selection.drug.cumulative_cap,
+        weight_kg=check.weight.kg if check.weight is not None else None,
+        library_hash=library_hash,
+    )
+
+
+def load_program(library: DrugLibrary, spec: ProgramSpec, t: float) -> ActiveProgram:
+    """A program as the kernel holds it (for readers and tests that start from a spec)."""
+    return ActiveProgram(spec, limits_of(program_check(library, spec), library.content_hash), t)
+
+
+def dose_per_amount_h(limits: ProgramLimits) -> Fraction:
+    """Dose (in the therapy's unit) per base amount (mcg or units) per hour: what turns a
+    drug rate into a figure of these limits, whatever the concentration it came from."""
+    unit = limits.therapy.unit
+    per_h = unit.factor_to_base_per_hour()
+    if unit.per_kg:
+        assert limits.weight_kg is not None, "a weight-based program always has a weight"
+        per_h *= Fraction(limits.weight_kg)
+    return 1 / per_h
+
+
+def window_horizon_s(limits: ProgramLimits) -> float:
+    """How long a program's limits keep mattering after it ends: its longest window."""
+    therapy = limits.therapy
+    windows = [float(therapy.titration.window_min.value) * 60]
+    if therapy.wean.window_min is not None:
+        windows.append(float(therapy.wean.window_min.value) * 60)
+    if limits.cap is not None:
+        windows.append(float(limits.cap.window_s))
+    return max(windows)
+
+
 @dataclass(frozen=True)
 class ActiveProgram:
-    """A program the library allows (S6), with the conversions it fixes."""
+    """A program the library allowed (S6) when it was loaded, with the conversions it
+    fixes. Built from the journaled event alone: no library needed."""
 
     spec: ProgramSpec
-    check: ProgramCheck
+    limits: ProgramLimits
     loaded_at: float
-    infused_baseline_ml: float
+    infused_baseline_ml: float = 0.0
+
+    @property
+    def drug(self) -> str:
+        return self.limits.drug
 
     @property
     def therapy(self) -> Therapy:
-        return self.check.selection.therapy
+        return self.limits.therapy
 
     @property
     def unit(self) -> str:
@@ -45,23 +103,30 @@ class ActiveProgram:
 
     @property
     def what(self) -> str:
-        return self.check.what
+        return self.limits.what
 
     @property
     def cap(self) -> CumulativeCap | None:
-        return self.check.selection.drug.cumulative_cap
+        return self.limits.cap
+
+    @cached_property
+    def concentration(self) -> Concentration:
+        return parse_concentration(self.spec.concentration)
+
+    @cached_property
+    def weight(self) -> BodyWeight | None:
+        kg = self.limits.weight_kg
+        return BodyWeight(kg) if kg is not None else None
 
     @cached_property
     def dose_per_ml_h(self) -> Fraction:
         """Dose (therapy unit) delivered by 1 mL/h of this program."""
-        return dose_for_rate(
-            Fraction(1), self.therapy.unit, self.check.concentration, self.check.weight
-        )
+        return dose_for_rate(Fraction(1), self.therapy.unit, self.concentration, self.weight)
 
     @cached_property
     def amount_per_ml(self) -> Fraction:
         """Base amount (mcg or units) per mL."""
-        return self.check.concentration.base_per_ml()
+        return self.concentration.base_per_ml()
 
     def dose(self, rate_ml_h: Decimal | Fraction) -> Fraction:
         return Fraction(rate_ml_h) * self.dose_per_ml_h
@@ -69,13 +134,77 @@ class ActiveProgram:
     @cached_property
     def dose_per_amount_h(self) -> Fraction:
         """Dose (therapy unit) per base amount per hour: independent of concentration."""
-        return self.dose_per_ml_h / self.amount_per_ml
+        return dose_per_amount_h(self.limits)
 
     def dose_of_amount_rate(self, amount_per_h: Fraction) -> Fraction:
         return amount_per_h * self.dose_per_amount_h
 
     def exact_rate(self, dose: Fraction) -> Fraction:
-        return rate_for_dose(dose, self.therapy.unit, self.check.concentration, self.check.weight)
+        return rate_for_dose(dose, self.therapy.unit, self.concentration, self.weight)
+
+    def same_solution(self, other: ProgramSpec) -> bool:
+        """Same drug, strength and diluent: a re-program of what is already running."""
+        return (
+            other.drug == self.spec.drug
+            and parse_diluent(other.diluent) == parse_diluent(self.spec.diluent)
+            and parse_concentration(other.concentration).same_strength(
+                self.concentration, Fraction(0)
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Patient:
+    id: str
+    spec: PatientSpec
+    since: float  # clinical time the patient's histories start
+    how: str  # "admitted" | "first program"
+
+    @property
+    def profile(self) -> str:
+        return self.spec.profile
+
+    @property
+    def weight_kg(self) -> Decimal | None:
+        return self.spec.weight_kg
+
+
+@dataclass(frozen=True)
+class PriorLimits:
+    """Limits of an earlier program of the drug (another profile, weight, therapy or
+    library) that still apply beside the current ones until ``until``: a switch can never
+    be used to step around a limit whose window has not passed."""
+
+    limits: ProgramLimits
+    until: float  # clinical time
+    why: str
+
+    @cached_property
+    def per_amount_h(self) -> Fraction:
+        return dose_per_amount_h(self.limits)
+
+
+@dataclass(frozen=True)
+class DrugRecord:
+    """One drug for one patient: its verified history and the limits that bind it."""
+
+    history: RateHistory = field(default_factory=RateHistory)
+    limits: ProgramLimits | None = None  # the drug's latest program's
+    priors: tuple[PriorLimits, ...] = ()
+
+    def priors_at(self, t: float) -> tuple[PriorLimits, ...]:
+        return tuple(p for p in self.priors if p.until > t)
+
+    def keep_s(self, floor: float) -> float:
+        """How much history this drug needs: the longest window of any limits it has."""
+        return max(floor, self._horizon)
+
+    @cached_property
+    def _horizon(self) -> float:
+        windows = [window_horizon_s(p.limits) for p in self.priors]
+        if self.limits is not None:
+            windows.append(window_horizon_s(self.limits))
+        return max(windows, default=0.0)
 
 
 class Mode(enum.StrEnum):
@@ -100,17 +229,24 @@ class Pending:
     since: float
 
 
+_NO_HISTORY = RateHistory()
+
+
 @dataclass(frozen=True)
 class KernelState:
+    patient: Patient | None = None
+    drugs: dict[str, DrugRecord] = field(default_factory=dict)  # never mutated: replaced
     program: ActiveProgram | None = None
-    history: RateHistory = field(default_factory=RateHistory)
+    #: why the loaded program may not be changed until it is loaded again (None: it may)
+    program_stale: str | None = None
     # what the pump was last verified (read back) to do
     running: bool = False
     set_rate: Decimal = Decimal(0)
-    # what we last told it to do
+    # what we last told it to do, since when, and why
     expected_running: bool = False
     expected_rate: Decimal = Decimal(0)
     expected_cause: str = "command"
+    expected_since: float | None = None
     interlock_enabled: bool = True
     # controller link (S8, S11)
     session: str | None = None
@@ -140,7 +276,39 @@ class KernelState:
             return Mode.INFUSING
         return Mode.PROGRAMMED if self.program is not None else Mode.IDLE
 
+    @property
+    def record(self) -> DrugRecord:
+        """The loaded program's drug's record (an empty one when nothing is loaded)."""
+        if self.program is None:
+            return _NO_RECORD
+        return self.drugs.get(self.program.drug, _NO_RECORD)
+
+    @property
+    def history(self) -> RateHistory:
+        """The verified history of the loaded program's drug, for this patient."""
+        return self.record.history
+
+    def priors_at(self, t: float) -> tuple[PriorLimits, ...]:
+        return self.record.priors_at(t)
+
+    def with_history(self, history: RateHistory) -> KernelState:
+        """The same state with the loaded program's drug's history replaced (a planner
+        simulating forward)."""
+        assert self.program is not None, "a history belongs to a drug: load a program"
+        record = self.drugs.get(self.program.drug, DrugRecord(limits=self.program.limits))
+        drugs = {**self.drugs, self.program.drug: replace(record, history=history)}
+        return replace(self, drugs=drugs)
+
     def current_dose(self) -> Fraction:
         if self.program is None or not self.running:
             return Fraction(0)
         return self.program.dose(self.set_rate)
+
+    def current_amount_rate(self) -> Fraction:
+        """Drug amount per hour the pump is verified to run (0 when stopped)."""
+        if self.program is None or not self.running:
+            return Fraction(0)
+        return Fraction(self.set_rate) * self.program.amount_per_ml
+
+
+_NO_RECORD = DrugRecord(_NO_HISTORY)

@@ -29,7 +29,7 @@ from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import decide
 from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import Now, Request, RequestMeta
-from safety.kernel.state import ActiveProgram, KernelState, program_check
+from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program
 from safety.reasons import Reason
 from safety.units import PumpResolution
 from tests.controller.conftest import (
@@ -56,7 +56,7 @@ FINAL_LIMITS = {
 
 def _program(p: Program) -> ActiveProgram:
     spec = p.spec(LIBRARY)
-    return ActiveProgram(spec, program_check(LIBRARY, spec), -1e9, 0.0)
+    return load_program(LIBRARY, spec, -1e9)
 
 
 @st.composite
@@ -104,7 +104,7 @@ def _replay(
     rate = segments[-1][1]
     state = KernelState(
         program=active,
-        history=history,
+        drugs={active.drug: DrugRecord(history, active.limits)},
         running=True,
         set_rate=rate,
         expected_running=True,
@@ -132,8 +132,7 @@ def _replay(
         assert verdict.accepted, f"step {seq} refused: {verdict.message}\n{plan.describe()}"
         if step.kind is StepKind.STOP:
             state = replace(
-                state,
-                history=state.history.with_rate(t, Decimal(0), amount),
+                state.with_history(state.history.with_rate(t, Decimal(0), amount)),
                 running=False,
                 expected_running=False,
             )
@@ -147,8 +146,7 @@ def _replay(
             floor = (1 - Fraction(wean.max_fall_fraction.value)) * highest
             assert effective >= floor, f"step {seq} weans faster than the rule"
         state = replace(
-            state,
-            history=state.history.with_rate(t, verdict.rate_ml_h, amount),
+            state.with_history(state.history.with_rate(t, verdict.rate_ml_h, amount)),
             set_rate=verdict.rate_ml_h,
             expected_rate=verdict.rate_ml_h,
         )

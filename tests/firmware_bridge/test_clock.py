@@ -93,7 +93,7 @@ def test_partial_scaled_specs() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("virtual", "expected 'real' or 'scaled:SCALE:ORIGIN'"),
+        ("virtual", "expected 'real', 'scaled:SCALE:ORIGIN'"),
         ("scaled:", "not a number"),
         ("scaled:fast", "not a number"),
         ("scaled:1:2:3:4", "expected scaled:SCALE[:ORIGIN[:CLINICAL]]"),

@@ -17,13 +17,12 @@ from hypothesis import strategies as st
 
 from safety import status
 from safety.kernel.history import KEEP_S, RateHistory
-from safety.kernel.state import KernelState
 from safety.status import HistoryPoint, history_points
 
 
 def _fresh(history: RateHistory) -> tuple[HistoryPoint, ...]:
     status._MEMO.history = None
-    return history_points(KernelState(history=history))
+    return history_points(history)
 
 
 step = st.tuples(
@@ -46,10 +45,10 @@ def test_incremental_points_equal_a_fresh_conversion(
         clocks[which] += gap
         histories[which] = histories[which].with_rate(clocks[which], rate, per_ml)
         if convert:
-            points = history_points(KernelState(history=histories[which]))
+            points = history_points(histories[which])
             assert points == _fresh(histories[which])
             # and the same again (the memo's identity hit)
-            assert history_points(KernelState(history=histories[which])) == points
+            assert history_points(histories[which]) == points
 
 
 def test_points_carry_the_start_rate_amount_and_cause() -> None:

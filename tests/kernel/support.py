@@ -32,6 +32,7 @@ from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthSegment
 from firmware_bridge.syringes import Syringe, syringe_by_name
 from safety.host.core import SafetyCore
+from safety.host.timeline import timeline_started
 from safety.journal import Journal, JournalEntry
 from safety.kernel.codec import decode_event, encode_event
 from safety.kernel.config import KernelConfig, PumpCapabilities
@@ -43,6 +44,8 @@ from safety.kernel.model import (
     Event,
     LoadProgram,
     Now,
+    PatientAdmitted,
+    PatientSpec,
     ProgramLoaded,
     ProgramSpec,
     PumpAction,
@@ -61,7 +64,7 @@ from safety.kernel.model import (
 )
 from safety.kernel.observe import next_deadline
 from safety.kernel.replay import replay_journal
-from safety.kernel.state import ActiveProgram, KernelState, program_check
+from safety.kernel.state import ActiveProgram, KernelState, load_program
 from safety.library import DrugLibrary
 from safety.status import Outcome
 
@@ -431,7 +434,7 @@ class Bench:
         return [e for e in self.events() if isinstance(e, RequestDecided)]
 
     def replayed(self) -> KernelState:
-        return replay_journal(self.library, self.core.config, self.journal)
+        return replay_journal(self.core.config, self.journal).state
 
     # ------------------------------------------------------------------ pump truth
     def truth_rate(self) -> float:
@@ -446,7 +449,7 @@ class Bench:
 
     # ------------------------------------------------------------------ programs
     def active(self, spec: ProgramSpec) -> ActiveProgram:
-        return ActiveProgram(spec, program_check(self.library, spec), 0.0, 0.0)
+        return load_program(self.library, spec, 0.0)
 
     def capabilities(self) -> PumpCapabilities:
         return PumpCapabilities(
@@ -483,7 +486,10 @@ class Bench:
         live = self.liveness.now()
         rows: list[Event] = []
         t0 = runs[0][0]
-        rows.append(ProgramLoaded(spec, 0.0, Now(t0, live)))
+        rows.append(timeline_started("virtual", Now(t0, live)))
+        patient = PatientSpec(program.limits.profile, program.limits.weight_kg)
+        rows.append(PatientAdmitted("seeded", patient, "first program", Now(t0, live)))
+        rows.append(ProgramLoaded(spec, program.limits, 0.0, Now(t0, live)))
         running = False
         rate = Decimal(0)
         infused = 0.0

@@ -83,7 +83,7 @@ class _AlarmOracle(GuardedGpio):
 
     def set_alarm(self, on: bool) -> None:
         if self.bench is not None and self.bench.booted:
-            state = replay_journal(self.bench.library, self.bench.config, self.bench.journal)
+            state = replay_journal(self.bench.config, self.bench.journal).state
             loud = [a for a in state.alarms.annunciating() if a.priority >= Priority.MEDIUM]
             assert bool(loud) == on, (on, loud)
             type(self).checked += 1
@@ -146,7 +146,7 @@ def test_s14_replay_reproduces_the_exact_state(
     # and from a second connection to the same file (what a restarted process opens)
     other = Journal(bench.journal.path, "safety")
     try:
-        assert replay_journal(bench.library, bench.core.config, other) == bench.core.state
+        assert replay_journal(bench.core.config, other).state == bench.core.state
     finally:
         other.close()
 

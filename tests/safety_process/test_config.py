@@ -74,7 +74,7 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
             "gpio.pins",
             "unknown GPIO setting",
         ),
-        ({"pump": MOCK, "clock": {"clinical": "fast"}}, "clock.clinical", "'real' or 'scaled"),
+        ({"pump": MOCK, "clock": {"clinical": "fast"}}, "clock.clinical", "'real', 'scaled"),
         (
             {"pump": {**MOCK, "mock": {"faults": "occlusoin"}}},
             "pump.mock.faults",

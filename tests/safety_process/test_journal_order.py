@@ -121,7 +121,7 @@ def test_the_shared_transaction_replays_to_the_live_state(
             assert link.request(ChangeDose(Decimal(dose))).execution == "applied"
             link.advance(30.0)
         live = link.core.state
-        replayed = replay_journal(library, link.core.config, link.journal)
+        replayed = replay_journal(link.core.config, link.journal).state
         assert replayed.history == live.history
         assert replayed.expected_rate == live.expected_rate == live.set_rate
         decided = [json.loads(e.payload) for e in link.journal.entries(kinds=["command_issued"])]

@@ -171,7 +171,7 @@ def test_a_restart_replays_and_leaves_the_rate_alone(
         assert after.program == before.program
         assert after.infused_ml == pytest.approx(before.infused_ml)
         assert link.pump.snapshot().set_rate_ml_h == pytest.approx(30.0)
-        assert replay_journal(library, link.core.config, link.journal) == link.core.state
+        assert replay_journal(link.core.config, link.journal).state == link.core.state
 
 
 def test_restart_needs_a_journal_file(library: DrugLibrary) -> None:

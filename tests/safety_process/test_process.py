@@ -231,7 +231,7 @@ def test_kill_9_of_the_safety_process_resumes_without_touching_the_rate(
             entries = list(journal.entries())
             for entry in entries:
                 decode_event(entry.payload)
-            state = replay_journal(library, KernelConfig(), journal)
+            state = replay_journal(KernelConfig(), journal).state
         finally:
             journal.close()
         assert state.running and state.set_rate == Decimal("37.5")
@@ -293,7 +293,7 @@ def test_the_journal_survives_kill_9_at_any_instant(short_dir: Path, library: Dr
             assert [e.id for e in entries] == list(range(1, len(entries) + 1))
             for entry in entries:
                 decode_event(entry.payload)
-            replay_journal(library, KernelConfig(), journal)
+            assert replay_journal(KernelConfig(), journal).damage is None
         finally:
             journal.close()
 

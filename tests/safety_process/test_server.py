@@ -82,6 +82,7 @@ def test_attach_program_start_and_titrate(rig: ServerRig, spec: ProgramSpec) -> 
     with client(rig) as c:
         assert isinstance(c, SafetyLink)
         assert c.info.heartbeat_timeout_s == 1.0
+        assert rig.core.library is not None
         assert c.info.library_hash == rig.core.library.content_hash
         snap = c.attach()
         assert snap.attached and snap.session == c.session

@@ -17,6 +17,7 @@ from controller.ground_truth import (
 from firmware_bridge.emulators.truth_log import TruthLogWriter, read_truth_log
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
 from safety.kernel.model import ProgramSpec
+from safety.kernel.state import load_program
 from safety.library import DrugLibrary
 
 #: norepinephrine 4 mg/250 mL = 16 mcg/mL: 1 mcg/min = 3.75 mL/h
@@ -36,7 +37,8 @@ def _rate(mcg_min: float) -> float:
 def _record(
     library: DrugLibrary, commands: list[Command], verified: list[Verified] | None = None
 ) -> SafetyRecord:
-    return SafetyRecord(((0.0, _spec(library)),), tuple(commands), tuple(verified or ()))
+    program = load_program(library, _spec(library), 0.0)
+    return SafetyRecord(((0.0, program),), tuple(commands), tuple(verified or ()))
 
 
 def _set(t: float, mcg_min: float, cause: str = "command") -> Command:
@@ -224,7 +226,9 @@ def test_the_journal_gives_the_causes(library: DrugLibrary) -> None:
     now = Now(10.0, 1000.0)
     record = SafetyRecord.from_events(
         [
-            ProgramLoaded(_spec(library), 0.0, now),
+            ProgramLoaded(
+                _spec(library), load_program(library, _spec(library), 10.0).limits, 0.0, now
+            ),
             CommandIssued(SetRate(Decimal(30)), "command", now),
             CommandIssued(StartPump(), "command", now),
             ReadbackReceived(PumpReading(True, Decimal(30), 0.0), now),

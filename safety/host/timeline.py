@@ -1,0 +1,94 @@
+"""Reading the evidence about time that ``safety.kernel.timeline`` decides on.
+
+Linux only, and every reading optional: a missing boot id, boot time or synchronisation
+state makes the evidence weaker (the timeline then credits less), never an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from firmware_bridge.clock import Clock, ScaledClock, clock_spec
+from safety.kernel.model import Now, TimelineResumed
+from safety.kernel.timeline import ClockEvidence
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+#: adjtimex(2) returns TIME_ERROR when the kernel's clock is not synchronised
+_TIME_ERROR = 5
+
+EvidenceSource = Callable[[Clock, Clock], ClockEvidence]
+
+
+def read_evidence(liveness: Clock, source: Clock) -> ClockEvidence:
+    """Evidence now: ``liveness`` is the process's monotonic clock, ``source`` the clock
+    its clinical time is made from (before any offset)."""
+    return ClockEvidence(
+        boot_id=boot_id(),
+        liveness=liveness.now(),
+        boottime=_boottime(),
+        wall=time.time(),
+        wall_synced=wall_clock_synchronised(),
+        source=clock_spec(source),
+        source_now=source.now(),
+        scale=source.scale if isinstance(source, ScaledClock) else 1.0,
+    )
+
+
+def boot_id() -> str | None:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        text = BOOT_ID.read_text(encoding="ascii").strip()
+        return text or None
+    return None
+
+
+def _boottime() -> float | None:
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is None:
+        return None
+    try:
+        return time.clock_gettime(clock)
+    except OSError:
+        return None
+
+
+def wall_clock_synchronised() -> bool | None:
+    """Whether the kernel's clock is synchronised (NTP): ``adjtimex`` with no change asked
+    reads the state; None where it cannot be asked."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        buffer = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 (read)
+        state = int(libc.adjtimex(buffer))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return state != _TIME_ERROR
+
+
+def timeline_started(source: str, now: Now) -> TimelineResumed:
+    """What a process journals when it starts a journal: the first entry of a journal
+    written elsewhere for a core that will run on this machine with clock source
+    ``source`` (a spec: ``clock_spec``), e.g. a scenario's or a test's seeded history,
+    so that core continues the timeline instead of doubting it."""
+    return TimelineResumed(
+        previous_clinical=None,
+        credited_s=0.0,
+        offset=0.0,
+        basis="a new journal: the timeline starts",
+        conservative=False,
+        discontinuity=False,
+        boot_id=boot_id(),
+        source=source,
+        wall=time.time(),
+        wall_synced=wall_clock_synchronised(),
+        now=now,
+    )
