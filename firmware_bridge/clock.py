@@ -69,7 +69,10 @@ class ScaledClock:
 
     def spec(self) -> str:
         """A string another process turns back into this clock (see ``clock_from_spec``)."""
-        return f"scaled:{self.scale!r}:{self.origin_real!r}:{self.origin_clinical!r}"
+        return (
+            f"scaled:{float(self.scale)!r}:{float(self.origin_real)!r}:"
+            f"{float(self.origin_clinical)!r}"
+        )
 
 
 class VirtualClock:
@@ -119,7 +122,8 @@ class OffsetClock:
         return self.inner.to_real_seconds(clinical_seconds)
 
     def spec(self) -> str:
-        return f"offset:{self.offset!r}:{clock_spec(self.inner)}"
+        inner = clock_spec(self.inner)
+        return inner if self.offset == 0 else f"offset:{float(self.offset)!r}:{inner}"
 
 
 def clock_spec(clock: Clock) -> str:

@@ -156,7 +156,7 @@ def test_the_24_h_cap_refuses_a_start_that_would_reach_it(
         [prior],
         bench.now(),
         time.monotonic(),
-        bench.clock.spec(),
+        bench.clock,
     )
     bench.write_config()
     bench.start_safety()

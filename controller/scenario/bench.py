@@ -44,7 +44,7 @@ from controller.journal_read import CONTROLLER_NAME, SAFETY_NAME
 from controller.machine import State
 from controller.scenario.model import BenchSpec, Prior
 from controller.session import Session
-from firmware_bridge.clock import ScaledClock, VirtualClock
+from firmware_bridge.clock import Clock, ScaledClock, VirtualClock, clock_spec
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
@@ -114,15 +114,16 @@ def seed_journal(
     runs: Sequence[Prior],
     t0: float,
     liveness: float,
-    source: str,
+    clock: Clock,
 ) -> list[TruthSegment]:
     """Journal a past infusion as a previous safety process would have (program,
     commands, read-backs), ``t0`` being the scenario's time zero; return its truth.
 
     Why: a syringe holds a fraction of a day's drug, while the 24 h cap and the wean
     window need hours of history; the safety kernel is event-sourced, so a journal is
-    exactly how such a history reaches it. The pump is left stopped. ``source`` is the
-    spec of the clock the safety process will run on (its timeline continues from here).
+    exactly how such a history reaches it. The pump is left stopped. ``clock`` is the
+    clinical clock the safety process will run on (its timeline continues from here),
+    ``liveness`` the monotonic reading at ``t0``.
     """
     active = load_program(library, program, t0)
     events: list[Event] = []
@@ -131,9 +132,9 @@ def seed_journal(
     first = t0 + runs[0].from_
 
     def now(t: float) -> Now:
-        return Now(t, liveness + (t - t0))
+        return Now(t, liveness + clock.to_real_seconds(t - t0))
 
-    events.append(timeline_started(source, now(first)))
+    events.append(timeline_started(clock_spec(clock), now(first)))
     patient = PatientSpec(active.limits.profile, active.limits.weight_kg)
     events.append(PatientAdmitted("seeded", patient, "first program", now(first)))
     events.append(ProgramLoaded(program, active.limits, 0.0, now(first)))
@@ -293,7 +294,13 @@ class VirtualBench(ScenarioBench):
         if prior:
             program = program_of(self.library, self.spec)
             self.prior_truth = seed_journal(
-                self.safety_journal, self.library, program, prior, 0.0, LIVENESS_START, "virtual"
+                self.safety_journal,
+                self.library,
+                program,
+                prior,
+                0.0,
+                LIVENESS_START,
+                VirtualClock(0.0),
             )
         poll = self._poll_s
         self.local = LocalSafety(
@@ -424,7 +431,7 @@ class RealBench(ScenarioBench):
                 prior,
                 self.clock.now(),
                 time.monotonic(),
-                self.clock.spec(),
+                self.clock,
             )
         self.where = self._start_emulator()
         self._write_config()
