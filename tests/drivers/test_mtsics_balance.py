@@ -121,7 +121,7 @@ def test_zero_and_tare() -> None:
 def test_answers_become_typed_errors_with_the_reason(
     reply: bytes | None, error: type[Exception], words: str
 ) -> None:
-    with pytest.raises(error, match=words), scripted([(b"S\r\n", reply)]) as balance:  # type: ignore[list-item]
+    with pytest.raises(error, match=words), scripted([(b"S\r\n", reply)]) as balance:
         balance.read_stable()
 
 
