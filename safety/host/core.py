@@ -431,11 +431,7 @@ class SafetyCore:
             amount = Fraction(infused) * program.amount_per_ml
             cap = program.cap
             factor = cap.unit.base_factor if cap is not None else Fraction(1)
-            amount_unit = (
-                cap.unit.value
-                if cap is not None
-                else ("units" if program.therapy.unit.amount.value == "units" else "mcg")
-            )
+            amount_unit = cap.unit.value if cap is not None else program.amount_unit
             given = _dec(amount / factor)
             if cap is not None:
                 window_amount = s.history.amount(now - float(cap.window_s), now)

@@ -27,7 +27,13 @@ from safety.kernel.model import (
     StopPump,
     Verdict,
 )
-from safety.kernel.state import ActiveProgram, KernelState, program_check
+from safety.kernel.state import (
+    ActiveProgram,
+    FluidProgram,
+    KernelState,
+    fluid_check,
+    program_check,
+)
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
 from safety.rules import Finding, RuleRefusal, Severity, limit_findings, num
@@ -140,6 +146,18 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram) -
             Reason.ALREADY_INFUSING,
             "refused: an infusion is running; changing the program ends it first (wean and stop)",
         )
+    if spec.test_fluid:
+        try:
+            fid, fluid = fluid_check(library, spec)
+        except LookupProblem as exc:
+            return Verdict.refuse(Reason.BAD_INPUT, f"refused: {exc}")
+        return Verdict(
+            True,
+            Reason.ACCEPTED,
+            f"program loaded: test fluid {fid} ({fluid.display_name}): no drug, rate limits "
+            f"only ({fluid.min_rate_ml_h.value}-{fluid.max_rate_ml_h.value} mL/h)",
+            unit="mL/h",
+        )
     try:
         check = program_check(library, spec)
     except RuleRefusal as exc:
@@ -158,9 +176,16 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram) -
 # --------------------------------------------------------------------------- S6 units
 
 
-def _unit_check(unit_text: str, program: ActiveProgram) -> Verdict | None:
+def _unit_check(unit_text: str, program: ActiveProgram | FluidProgram) -> Verdict | None:
     """The unit the request's number is in must be the program's: never converted here,
     so a weight-based figure is never taken for an absolute one (the 70x error)."""
+    if isinstance(program, FluidProgram):
+        if unit_text.strip() != "mL/h":
+            return Verdict.refuse(
+                Reason.DOSE_UNIT_MISMATCH,
+                f"refused: {program.what} is run by its flow in mL/h, not in {unit_text}",
+            )
+        return None
     try:
         unit = parse_dose_unit(unit_text, "unit")
     except UnitError as exc:
@@ -180,7 +205,7 @@ def _unit_check(unit_text: str, program: ActiveProgram) -> Verdict | None:
 
 def _dose_change(
     state: KernelState,
-    program: ActiveProgram,
+    program: ActiveProgram | FluidProgram,
     dose_value: Decimal,
     confirm_soft: bool,
     now: Now,
@@ -189,6 +214,8 @@ def _dose_change(
     *,
     start: bool,
 ) -> Verdict:
+    if isinstance(program, FluidProgram):
+        return _fluid_rate(state, program, dose_value, pump, start=start)
     unit = program.unit
     # Bounded before any exact arithmetic: Fraction(1E+999999999) would take hours.
     if not dose_value.is_finite() or not (0 < dose_value <= DOSE_VALUE_MAX):
@@ -394,9 +421,79 @@ def _cap_limit(
     return None
 
 
-def _stop(state: KernelState, program: ActiveProgram) -> Verdict:
+def _fluid_rate(
+    state: KernelState,
+    program: FluidProgram,
+    rate_value: Decimal,
+    pump: PumpCapabilities,
+    *,
+    start: bool,
+) -> Verdict:
+    """A test fluid: the rate is the order. The fluid's limits (its hard maximum, S1's
+    counterpart) and the pump's range (S7) apply; no dose, cap, titration or wean rule
+    does, as there is no drug."""
+    if not rate_value.is_finite() or not (0 < rate_value <= DOSE_VALUE_MAX):
+        return Verdict.refuse(
+            Reason.BAD_INPUT,
+            f"refused: rate must be a positive number of mL/h, at most {DOSE_VALUE_MAX}",
+        )
+    exact = Fraction(rate_value)
+    rate = pump.pump_rate(exact)
+    extra: dict[str, object] = {"unit": "mL/h", "rate_ml_h": rate, "dose": rate}
+    if exact > program.max_rate:
+        return Verdict.refuse(
+            Reason.HARD_MAX,
+            f"refused: {num(exact)} mL/h is above the maximum {num(program.max_rate)} mL/h "
+            f"of {program.what}",
+            **extra,
+        )
+    if exact < program.min_rate:
+        return Verdict.refuse(
+            Reason.PUMP_RANGE_LOW,
+            f"refused: {num(exact)} mL/h is below the minimum {num(program.min_rate)} mL/h "
+            f"of {program.what}",
+            **extra,
+        )
+    if pump.max_rate_ml_h <= 0:
+        return Verdict.refuse(
+            Reason.PUMP_COMMS, "refused: the pump's rate range is not known yet", **extra
+        )
+    if exact > Fraction(pump.max_rate_ml_h):
+        return Verdict.refuse(
+            Reason.PUMP_RANGE_HIGH,
+            f"refused: {num(exact)} mL/h is above the pump's {num(pump.max_rate_ml_h)} mL/h "
+            "with this syringe",
+            **extra,
+        )
+    if rate < pump.min_rate_ml_h or rate <= 0:
+        return Verdict.refuse(
+            Reason.PUMP_RANGE_LOW,
+            f"refused: {num(exact)} mL/h is below the pump's minimum "
+            f"{num(pump.min_rate_ml_h)} mL/h with this syringe",
+            **extra,
+        )
+    actions: tuple[PumpAction, ...]
+    if start:
+        actions = (SetRate(rate), StartPump())
+        if not state.interlock_enabled:
+            actions = (SetInterlock(True), *actions)
+    else:
+        actions = (SetRate(rate),)
+    verb = "start" if start else "change"
+    return Verdict(
+        True,
+        Reason.ACCEPTED,
+        f"accepted ({verb}): {program.what} at {num(rate)} mL/h (rate limits only: no drug)",
+        actions=actions,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _stop(state: KernelState, program: ActiveProgram | FluidProgram) -> Verdict:
     if not state.running and not state.expected_running:
         return Verdict.refuse(Reason.NOT_INFUSING, "refused: not infusing")
+    if isinstance(program, FluidProgram):
+        return Verdict(True, Reason.ACCEPTED, "accepted: stop", actions=(StopPump(),))
     wean = program.therapy.wean
     current = state.current_dose()
     if wean.gradual_wean_only.value:

@@ -42,6 +42,10 @@ class ProgramSpec:
     concentration: str
     diluent: str
     weight_kg: Decimal | None = None
+    #: True: ``drug`` names one of the library's ``[test_fluids]`` (water for an accuracy
+    #: test), never a drug; profile, therapy, concentration and diluent stay empty, and
+    #: the kernel applies the fluid's rate limits only (``state.FluidProgram``)
+    test_fluid: bool = False
 
 
 @dataclass(frozen=True)

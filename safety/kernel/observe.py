@@ -59,7 +59,7 @@ def observe(
     actions: list[PumpAction] = []
     cause = s.expected_cause
     program = s.program
-    hard_max = Fraction(program.therapy.hard_max.value) if program is not None else None
+    hard_max = program.hard_max_dose() if program is not None else None
     tol = config.readback_rel_tolerance
     if running:
         over_by_hard = (

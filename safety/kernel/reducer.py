@@ -32,7 +32,7 @@ from safety.kernel.model import (
     Ticked,
 )
 from safety.kernel.observe import observe, tick
-from safety.kernel.state import ActiveProgram, KernelState, Pending, program_check
+from safety.kernel.state import KernelState, Pending, load_program
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.rules import num
@@ -43,11 +43,10 @@ def apply(
 ) -> KernelState:
     t = event.now.clinical
     if isinstance(event, ProgramLoaded):
-        check = program_check(library, event.spec)
-        program = ActiveProgram(event.spec, check, t, event.infused_baseline_ml)
+        program = load_program(library, event.spec, t, event.infused_baseline_ml)
         history = state.history
         old = state.program
-        if old is not None and old.check.selection.drug_id != check.selection.drug_id:
+        if old is not None and old.key != program.key:
             history = RateHistory()  # another drug: its windows start afresh
         return replace(state, program=program, history=history, under_retries=0)
     if isinstance(event, RequestDecided):

@@ -12,18 +12,109 @@ from safety.alarms import AlarmBook
 from safety.dosing import ProgramCheck, check_program
 from safety.kernel.history import RateHistory
 from safety.kernel.model import ProgramSpec, PumpAction
-from safety.library import CumulativeCap, DrugLibrary, Therapy, parse_diluent
+from safety.library import (
+    BenchFluid,
+    CumulativeCap,
+    DrugLibrary,
+    LookupProblem,
+    Therapy,
+    parse_diluent,
+)
 from safety.rules import dose_for_rate, rate_for_dose
 from safety.units import BodyWeight, parse_concentration
 
 
 def program_check(library: DrugLibrary, spec: ProgramSpec) -> ProgramCheck:
     """S6 for a program spec; raises RuleRefusal, UnitError, DiluentError, LookupProblem."""
+    if spec.test_fluid:
+        raise LookupProblem("program", f"{spec.drug!r} is a test-fluid program, not a drug")
     selection = library.select(spec.drug, profile=spec.profile, therapy=spec.therapy)
     weight = BodyWeight.parse(spec.weight_kg) if spec.weight_kg is not None else None
     return check_program(
         selection, parse_concentration(spec.concentration), parse_diluent(spec.diluent), weight
     )
+
+
+def fluid_check(library: DrugLibrary, spec: ProgramSpec) -> tuple[str, BenchFluid]:
+    """The test fluid a test-fluid program names; raises LookupProblem. A drug's fields
+    filled in are refused: a test fluid carries no drug, concentration or patient."""
+    if not spec.test_fluid:
+        raise LookupProblem("program", f"{spec.drug!r} is a drug program, not a test fluid")
+    filled = [
+        name
+        for name, value in (
+            ("profile", spec.profile),
+            ("therapy", spec.therapy),
+            ("concentration", spec.concentration),
+            ("diluent", spec.diluent),
+        )
+        if value
+    ]
+    if filled or spec.weight_kg is not None:
+        names = ", ".join([*filled, *(["weight_kg"] if spec.weight_kg is not None else [])])
+        raise LookupProblem("program", f"a test fluid carries no drug: {names} must be empty")
+    return library.test_fluid(spec.drug)
+
+
+@dataclass(frozen=True)
+class FluidProgram:
+    """A test-fluid program: its dose is its flow (mL/h), it carries no drug (amount 0
+    per mL, so every drug window and cap sees nothing), and only its rate limits apply."""
+
+    spec: ProgramSpec
+    fluid_id: str
+    fluid: BenchFluid
+    loaded_at: float
+    infused_baseline_ml: float
+    unit: str = "mL/h"
+    cap: None = None
+    amount_unit: None = None
+
+    @property
+    def key(self) -> str:
+        return f"test_fluid:{self.fluid_id}"
+
+    @property
+    def what(self) -> str:
+        return f"test fluid {self.fluid_id} ({self.fluid.display_name})"
+
+    @property
+    def min_rate(self) -> Fraction:
+        return Fraction(self.fluid.min_rate_ml_h.value)
+
+    @property
+    def max_rate(self) -> Fraction:
+        return Fraction(self.fluid.max_rate_ml_h.value)
+
+    def hard_max_dose(self) -> Fraction:
+        return self.max_rate
+
+    @property
+    def amount_per_ml(self) -> Fraction:
+        return Fraction(0)
+
+    @property
+    def dose_per_ml_h(self) -> Fraction:
+        return Fraction(1)
+
+    def dose(self, rate_ml_h: Decimal | Fraction) -> Fraction:
+        return Fraction(rate_ml_h)
+
+    def exact_rate(self, dose: Fraction) -> Fraction:
+        return dose
+
+    def dose_of_amount_rate(self, amount_per_h: Fraction) -> Fraction:
+        return Fraction(0)
+
+
+def load_program(
+    library: DrugLibrary, spec: ProgramSpec, t: float, infused_baseline_ml: float
+) -> ActiveProgram | FluidProgram:
+    """The program a ``ProgramLoaded`` event makes active (drug or test fluid)."""
+    if spec.test_fluid:
+        fid, fluid = fluid_check(library, spec)
+        return FluidProgram(spec, fid, fluid, t, infused_baseline_ml)
+    return ActiveProgram(spec, program_check(library, spec), t, infused_baseline_ml)
 
 
 @dataclass(frozen=True)
@@ -46,6 +137,18 @@ class ActiveProgram:
     @property
     def what(self) -> str:
         return self.check.what
+
+    @property
+    def key(self) -> str:
+        """What history windows are kept apart by: the drug."""
+        return self.check.selection.drug_id
+
+    @property
+    def amount_unit(self) -> str:
+        return "units" if self.therapy.unit.amount.value == "units" else "mcg"
+
+    def hard_max_dose(self) -> Fraction:
+        return Fraction(self.therapy.hard_max.value)
 
     @property
     def cap(self) -> CumulativeCap | None:
@@ -102,7 +205,7 @@ class Pending:
 
 @dataclass(frozen=True)
 class KernelState:
-    program: ActiveProgram | None = None
+    program: ActiveProgram | FluidProgram | None = None
     history: RateHistory = field(default_factory=RateHistory)
     # what the pump was last verified (read back) to do
     running: bool = False
