@@ -454,18 +454,18 @@ def _fluid_rate(
             f"of {program.what}",
             **extra,
         )
-    if pump.max_rate_ml_h <= 0:
+    if not pump.max_rate_ml_h > 0:
         return Verdict.refuse(
             Reason.PUMP_COMMS, "refused: the pump's rate range is not known yet", **extra
         )
-    if exact > Fraction(pump.max_rate_ml_h):
+    if Fraction(pump.max_rate_ml_h) < exact:  # S7, as for a drug
         return Verdict.refuse(
             Reason.PUMP_RANGE_HIGH,
             f"refused: {num(exact)} mL/h is above the pump's {num(pump.max_rate_ml_h)} mL/h "
             "with this syringe",
             **extra,
         )
-    if rate < pump.min_rate_ml_h or rate <= 0:
+    if rate <= 0 or pump.min_rate_ml_h > rate:  # S7
         return Verdict.refuse(
             Reason.PUMP_RANGE_LOW,
             f"refused: {num(exact)} mL/h is below the pump's minimum "
