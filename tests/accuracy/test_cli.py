@@ -18,7 +18,8 @@ def _write(path: Path, rows: list[str]) -> Path:
 def test_json_has_the_promised_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = [f"{i * 30},{0.9982 * 6 * i * 30 / 3600:.4f},x" for i in range(241)]
     f = _write(tmp_path / "r.csv", rows)
-    assert main(["accuracy", "analyse", str(f), "--rate", "6", "--density", "0.9982", "--json"]) == 0
+    args = ["accuracy", "analyse", str(f), "--rate", "6", "--density", "0.9982", "--json"]
+    assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["trumpet"]) == {"2", "5", "11", "19", "31"}
     assert {"max_pct", "min_pct"} <= set(out["trumpet"]["2"])
