@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from controller.commands import accuracy as accuracy_cmd
 from controller.commands import bench as bench_cmd
 from controller.commands import calc, demo, emulate, library_cmd, run
 from controller.commands import journal as journal_cmd
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_cmd.add_parser(sub)
     journal_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
+    accuracy_cmd.add_parser(sub)
     return parser
 
 

@@ -53,6 +53,7 @@ from safety.kernel.codec import decode_event
 from safety.kernel.model import (
     CommandIssued,
     Event,
+    ProgramLimits,
     ProgramLoaded,
     ProgramSpec,
     ReadbackReceived,
@@ -135,7 +136,8 @@ class SafetyRecord:
         expected_running = False
         for event in events:
             t = event.now.clinical
-            if isinstance(event, ProgramLoaded):
+            if isinstance(event, ProgramLoaded) and isinstance(event.limits, ProgramLimits):
+                # a test fluid carries no drug: no dose rule applies to it
                 programs.append((t, ActiveProgram(event.spec, event.limits, t)))
             elif isinstance(event, CommandIssued):
                 action = event.action

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from controller.journal_read import AlarmMark
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
-from safety.kernel.model import Event, ProgramLoaded, ReadbackReceived
+from safety.kernel.model import Event, ProgramLimits, ProgramLoaded, ReadbackReceived
 from safety.kernel.state import ActiveProgram
 from safety.library import DrugLibrary
 
@@ -55,7 +55,11 @@ def _programs(
     for event in events:
         if isinstance(event, ProgramLoaded):
             times.append(event.now.clinical)
-            programs.append(ActiveProgram(event.spec, event.limits, event.now.clinical))
+            limits = event.limits  # a test fluid has no dose limits to draw
+            drug = limits if isinstance(limits, ProgramLimits) else None
+            programs.append(
+                ActiveProgram(event.spec, drug, event.now.clinical) if drug is not None else None
+            )
     return times, programs
 
 

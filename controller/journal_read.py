@@ -66,7 +66,7 @@ from safety.kernel.model import (
     UpdatePatient,
 )
 from safety.kernel.reducer import apply
-from safety.kernel.state import ActiveProgram, KernelState
+from safety.kernel.state import KernelState, Program, program_of
 from safety.library import DrugLibrary
 from safety.rules import num
 
@@ -331,10 +331,10 @@ def state_at(states: Sequence[tuple[float, str]], t: float, default: str = "idle
 class _Programs:
     def __init__(self, library: DrugLibrary | None) -> None:
         self.library = library
-        self.current: ActiveProgram | None = None
+        self.current: Program | None = None
 
     def load(self, event: ProgramLoaded) -> None:
-        self.current = ActiveProgram(event.spec, event.limits, event.now.clinical)
+        self.current = program_of(event.spec, event.limits, event.now.clinical)
 
     def dose(self, rate: Decimal) -> str:
         program = self.current

@@ -7,6 +7,12 @@ something happens inside an interval (syringe empty, occlusion pressure reaching
 threshold, target volume reached) are solved for, not sampled. The model also keeps the
 *ground truth*: the flow that really reached the patient over time, which the
 hardware-in-the-loop suite checks the safety invariants against.
+
+By default the mechanism is ideal: what the drive displaces reaches the line at once.
+Given a ``Mechanics`` (``firmware_bridge.mechanics``: slack, compliance lag, lead-screw
+ripple, bore error), the ground truth is what that mechanism really delivers, so a late
+start-up at a low rate shows in the truth log exactly as it would on a balance; the pump's
+own counters (``infused_ml``) still count what the drive displaced, as a real pump's do.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firmware_bridge.clock import Clock
+from firmware_bridge.mechanics import DeliveryLine, Mechanics
 from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe, syringe_by_name
 
 #: pressure in the line while fluid flows freely (venous back-pressure), mmHg
@@ -160,6 +167,7 @@ class SimulatedPump:
         near_empty_ml: float | None = None,
         ignore_first_command_after_power_up: bool = False,
         truth_sink: Callable[[TruthEvent], None] | None = None,
+        mechanics: Mechanics | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._clock = clock
@@ -197,6 +205,17 @@ class SimulatedPump:
         self._occluded = False
         self._stalled = False
         self.truth = GroundTruth(sink=truth_sink)
+        self._mechanics = mechanics
+        self._line: DeliveryLine | None = None
+        if mechanics is not None and not mechanics.ideal:
+            self._line = DeliveryLine(
+                mechanics,
+                self._syringe,
+                self._t,
+                lambda t, rate: self.truth.record(TruthSegment(t, rate)),
+                lambda t, volume: self.truth.record(TruthBolus(t, volume)),
+            )
+            self._line.advance(self._t)
         self.truth.record(TruthSegment(self._t, 0.0))
 
     # ----------------------------------------------------------------- reading
@@ -207,6 +226,21 @@ class SimulatedPump:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def mechanics(self) -> Mechanics | None:
+        """The mechanism's imperfections (None or ideal: what is displaced is delivered)."""
+        return self._mechanics
+
+    def delivered_ml(self) -> float:
+        """Volume that really reached the line since power-up, up to the clock's now: exact,
+        including a part of a start-up transient not yet written to the truth."""
+        with self._lock:
+            now = self._clock.now()
+            self._advance(now)
+            if self._line is not None:
+                return self._line.delivered_ml(now)
+            return self.truth.delivered_ml(now)
 
     def snapshot(self) -> PumpSnapshot:
         with self._lock:
@@ -253,6 +287,8 @@ class SimulatedPump:
                 raise NotApplicable("cannot change the syringe while pumping")
             self._syringe = syringe
             self._remaining = min(self._remaining, syringe.volume_ml)
+            if self._line is not None:
+                self._line.reload(syringe)
             if self._set_rate and not (
                 syringe.min_rate_ml_h <= self._set_rate <= syringe.max_rate_ml_h
             ):
@@ -347,7 +383,10 @@ class SimulatedPump:
                 stored = max(0.0, self._pressure - BASELINE_PRESSURE_MMHG) * self._compliance
                 self._pressure = BASELINE_PRESSURE_MMHG
                 if stored > 0:
-                    self.truth.record(TruthBolus(self._t, stored))
+                    if self._line is not None:
+                        self._line.bolus(self._t, stored)
+                    else:
+                        self.truth.record(TruthBolus(self._t, stored))
             self._record_flow()
 
     def set_stall(self, stalled: bool) -> None:
@@ -374,6 +413,8 @@ class SimulatedPump:
                 raise NotApplicable("cannot reload while pumping")
             self._remaining = self._syringe.volume_ml if volume_ml is None else volume_ml
             self._alarms.discard(PumpAlarm.EMPTY)
+            if self._line is not None:
+                self._line.reload()
 
     def power_cycle(self) -> None:
         """Power lost and back: motion stops, settings survive, a reset alarm is raised."""
@@ -395,14 +436,23 @@ class SimulatedPump:
         return 0.0 if self._occluded else self._set_rate
 
     def _record_flow(self) -> None:
-        self.truth.record(TruthSegment(self._t, self._delivered_rate()))
+        if self._line is not None:
+            self._line.set_input(self._t, self._delivered_rate())
+        else:
+            self.truth.record(TruthSegment(self._t, self._delivered_rate()))
 
     def _halt(self) -> None:
         self._running = False
         self._record_flow()
 
     def _advance(self, now: float) -> None:
-        """Integrate from the last instant to ``now``, stopping at events on the way."""
+        """Integrate from the last instant to ``now``, stopping at events on the way; the
+        delivery line (if any) follows, writing the segments that ended meanwhile."""
+        self._advance_drive(now)
+        if self._line is not None:
+            self._line.advance(self._t)
+
+    def _advance_drive(self, now: float) -> None:
         while now > self._t:
             if not self._running or self._set_rate <= 0.0:
                 self._t = now

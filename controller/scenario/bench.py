@@ -48,7 +48,7 @@ from firmware_bridge.clock import Clock, ScaledClock, VirtualClock, clock_spec
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
-from safety.host.timeline import timeline_started
+from safety.clock_evidence import timeline_started
 from safety.ipc.local import LIVENESS_START, LocalSafety
 from safety.journal import Journal, open_readonly
 from safety.kernel.codec import encode_event

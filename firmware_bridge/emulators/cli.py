@@ -7,6 +7,11 @@ arguments print one line naming the option and what it accepts, and exit with st
 
 Also reachable as ``python -m firmware_bridge.emulators ...``; an optional leading
 ``emulate`` word is accepted so ``pumpctl`` can pass its arguments through unchanged.
+
+``--mechanics`` gives the pump a real mechanism (slack, compliance lag, lead-screw ripple,
+bore error; ``firmware_bridge.mechanics``). ``--balance-pty`` serves an MT-SICS balance on a
+second pty, in this process, weighing what this pump delivers (``firmware_bridge.balance``);
+its pty is announced on a line ``balance at PATH`` after the first line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import NoReturn
 
+from firmware_bridge.balance.serve import (
+    BalanceControl,
+    BalanceSpecError,
+    ServedBalance,
+    parse_balance_settings,
+    serve_balance,
+)
 from firmware_bridge.clock import Clock, clock_from_spec
 from firmware_bridge.emulators.control import ControlChannel, ControlError, ControlServer
 from firmware_bridge.emulators.endpoints import (
@@ -34,6 +46,7 @@ from firmware_bridge.emulators.syringe_match import syringe_for_bore
 from firmware_bridge.emulators.truth_log import TruthLogWriter
 from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.harvard.emulator import HarvardPumpSide
+from firmware_bridge.mechanics import Mechanics, MechanicsSpecError, parse_mechanics
 from firmware_bridge.ne1000.emulator import Ne1000PumpSide
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe, syringe_by_name
@@ -92,6 +105,35 @@ def _parser() -> _Parser:
         action="store_true",
         help="ignore the first command after start and after each power cycle",
     )
+    p.add_argument(
+        "--mechanics",
+        metavar="SPEC",
+        help="the pump's mechanism: ideal (default), typical, or name=value changes, e.g. "
+        "'typical,bore_error=0.0075' (slack_mm, tau_s, ripple, pitch_mm, bore_error, primed)",
+    )
+    p.add_argument(
+        "--balance-pty",
+        action="store_true",
+        help="ne1000/harvard: also serve an MT-SICS balance on a pty, weighing this pump's "
+        "delivered fluid (announced as 'balance at PATH')",
+    )
+    p.add_argument("--balance-link", metavar="PATH", help="a stable symlink to the balance's pty")
+    p.add_argument(
+        "--balance",
+        metavar="SETTINGS",
+        default="",
+        help="balance settings: temperature_c, evaporation_mg_min, beaker_g, seed, noise_mg, "
+        "settle_s, capacity_g (e.g. 'temperature_c=22,evaporation_mg_min=0.02')",
+    )
+    p.add_argument(
+        "--balance-faults",
+        metavar="SPEC",
+        default="",
+        help="balance faults at start: no_stability, overload, pan_off, bump[=G]",
+    )
+    p.add_argument(
+        "--balance-control", metavar="SOCKETPATH", help="the balance's runtime control socket"
+    )
     return p
 
 
@@ -140,6 +182,25 @@ def _validate(ns: argparse.Namespace) -> None:
         raise UsageError(f"--volume: must be >= 0 mL, got {ns.volume}")
     if ns.tcp is not None:
         _parse_tcp(ns.tcp)
+    balance_only = [
+        name
+        for name, value in (
+            ("--balance-link", ns.balance_link),
+            ("--balance", ns.balance),
+            ("--balance-faults", ns.balance_faults),
+            ("--balance-control", ns.balance_control),
+        )
+        if value
+    ]
+    if balance_only and not ns.balance_pty:
+        raise UsageError(f"{balance_only[0]}: only with --balance-pty")
+    if ns.balance_pty:
+        if proto == "modbus":
+            raise UsageError("--balance-pty: only beside the ne1000 and harvard emulators")
+        try:
+            parse_balance_settings(ns.balance)
+        except BalanceSpecError as exc:
+            raise UsageError(str(exc)) from None
 
 
 class FirstLine:
@@ -185,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             clock = clock_from_spec(ns.clock)
         except ValueError as exc:
             raise UsageError(f"--clock: {exc}") from None
+        try:
+            mechanics = parse_mechanics(ns.mechanics) if ns.mechanics else None
+        except MechanicsSpecError as exc:
+            raise UsageError(f"--mechanics: {exc}") from None
     except (UsageError, argparse.ArgumentError) as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return 2
@@ -196,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     restore = _install_signals(stop)
     truth: TruthLogWriter | None = None
     control: ControlServer | None = None
+    balance: ServedBalance | None = None
+    balance_control: ControlServer | None = None
     try:
         try:
             truth = TruthLogWriter(ns.truth_log) if ns.truth_log else None
@@ -205,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         try:
-            pump = _make_pump(ns, clock, syringe, truth)
+            pump = _make_pump(ns, clock, syringe, truth, mechanics)
         except ValueError as exc:
             print(f"emulate: error: --volume: {exc}", file=sys.stderr)
             return 2
@@ -228,6 +295,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"emulate: error: cannot open {endpoint.name}: {exc}", file=sys.stderr)
             return 1
         out(endpoint.name)
+        if ns.balance_pty:
+            try:
+                balance = serve_balance(
+                    clock,
+                    pump,
+                    settings=ns.balance,
+                    faults=ns.balance_faults,
+                    link=ns.balance_link,
+                    log=lambda text: out(f"balance {text}"),
+                )
+            except (ValueError, OSError) as exc:
+                endpoint.shutdown()
+                print(f"emulate: error: --balance-pty: {exc}", file=sys.stderr)
+                return 2
+            out(f"balance at {balance.where}")
+            if ns.balance_control:
+                try:
+                    balance_control = ControlServer(
+                        ns.balance_control, BalanceControl(balance.model, balance.wire)
+                    )
+                    balance_control.start()
+                except (ControlError, OSError) as exc:
+                    endpoint.shutdown()
+                    print(f"emulate: error: --balance-control: {exc}", file=sys.stderr)
+                    return 2
+                out(f"balance control channel at {ns.balance_control}")
         if ns.control:
             try:
                 control = ControlServer(ns.control, ControlChannel(pump, wire, line.describe))
@@ -240,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         line.serve(stop)
         return 0
     finally:
+        if balance_control is not None:
+            balance_control.close()
+        if balance is not None:
+            balance.stop()
         if control is not None:
             control.close()
         if truth is not None:
@@ -248,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _make_pump(
-    ns: argparse.Namespace, clock: Clock, syringe: Syringe, truth: TruthLogWriter | None
+    ns: argparse.Namespace,
+    clock: Clock,
+    syringe: Syringe,
+    truth: TruthLogWriter | None,
+    mechanics: Mechanics | None = None,
 ) -> SimulatedPump:
     # building the model is switching the pump on: with --ignore-first-command the first
     # command after start is ignored, and so is the first after each power_cycle fault
@@ -258,6 +359,7 @@ def _make_pump(
         loaded_volume_ml=ns.volume,
         ignore_first_command_after_power_up=ns.ignore_first_command,
         truth_sink=truth,
+        mechanics=mechanics,
     )
 
 

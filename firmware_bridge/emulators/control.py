@@ -21,7 +21,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.pump_model import PumpSnapshot, SimulatedPump
@@ -59,6 +59,12 @@ def snapshot_to_json(snap: PumpSnapshot) -> dict[str, object]:
             "max_rate_ml_h": s.max_rate_ml_h,
         },
     }
+
+
+class Answerer(Protocol):
+    """Whatever answers control messages (a pump's ``ControlChannel``, a balance's)."""
+
+    def answer(self, message: object) -> dict[str, object]: ...
 
 
 class ControlChannel:
@@ -141,13 +147,13 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
-    channel: ControlChannel
+    channel: Answerer
 
 
 class ControlServer:
     """The control channel served on a Unix socket by a background thread."""
 
-    def __init__(self, path: str, channel: ControlChannel) -> None:
+    def __init__(self, path: str, channel: Answerer) -> None:
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise ControlError(
                 f"control socket path is {len(path)} bytes; Unix sockets allow at most "

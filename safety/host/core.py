@@ -30,7 +30,7 @@ from drivers.gpio.base import GpioInterface
 from firmware_bridge.clock import Clock, OffsetClock
 from firmware_bridge.syringes import Syringe
 from safety.alarms import Priority
-from safety.host.timeline import EvidenceSource, read_evidence
+from safety.clock_evidence import EvidenceSource, read_evidence
 from safety.host.watchdog_device import WatchdogFeeder
 from safety.journal import Journal, JournalEntry, set_aside
 from safety.kernel.codec import encode_event
@@ -75,7 +75,7 @@ from safety.kernel.model import (
 from safety.kernel.observe import next_deadline, observe, tick
 from safety.kernel.reducer import apply
 from safety.kernel.replay import Replayed, replay_journal
-from safety.kernel.state import KernelState, limits_of, program_check
+from safety.kernel.state import KernelState, fluid_limits, limits_of, program_check
 from safety.kernel.timeline import resume
 from safety.library import DrugLibrary
 from safety.status import AlarmView, Outcome, PatientView, Snapshot, history_points
@@ -218,7 +218,7 @@ class SafetyCore:
 
     def _library_checked(self) -> LibraryChecked:
         library = self.library
-        program = self.state.program
+        program = self.state.drug_program  # a test fluid's limits are its rates alone
         if library is None:
             detail = self.library_problem or "no library"
             return LibraryChecked("unusable", detail, "", self.now())
@@ -339,15 +339,18 @@ class SafetyCore:
         """The program with the limits it is held to; the patient it implies, when the
         journal has none yet (or no weight yet)."""
         assert self.library is not None  # decide refuses a program without one
-        limits = limits_of(program_check(self.library, body.spec), self.library.content_hash)
+        if body.spec.test_fluid:  # no drug, no patient
+            fluid = fluid_limits(self.library, body.spec)
+            return [ProgramLoaded(body.spec, fluid, self._infused_now(), now)]
+        drug = limits_of(program_check(self.library, body.spec), self.library.content_hash)
         events: list[Event] = []
         patient = self.state.patient
-        implied = PatientSpec(limits.profile, limits.weight_kg)
+        implied = PatientSpec(drug.profile, drug.weight_kg)
         if patient is None:
             events.append(PatientAdmitted(secrets.token_hex(8), implied, "first program", now))
-        elif patient.weight_kg is None and limits.weight_kg is not None:
+        elif patient.weight_kg is None and drug.weight_kg is not None:
             events.append(PatientUpdated(implied, "first weight", now))
-        events.append(ProgramLoaded(body.spec, limits, self._infused_now(), now))
+        events.append(ProgramLoaded(body.spec, drug, self._infused_now(), now))
         return events
 
     def emergency_stop(self, source: str) -> Outcome:
@@ -573,11 +576,7 @@ class SafetyCore:
             amount = Fraction(infused) * program.amount_per_ml
             cap = program.cap
             factor = cap.unit.base_factor if cap is not None else Fraction(1)
-            amount_unit = (
-                cap.unit.value
-                if cap is not None
-                else ("units" if program.therapy.unit.amount.value == "units" else "mcg")
-            )
+            amount_unit = cap.unit.value if cap is not None else program.amount_unit
             given = _dec(amount / factor)
             if cap is not None:
                 window_amount = s.history.amount(now - float(cap.window_s), now)

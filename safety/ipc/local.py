@@ -70,6 +70,7 @@ from safety.timing import HostTiming
 if TYPE_CHECKING:
     from drivers.mock import MockPumpDriver
     from firmware_bridge.faults import WireFaults
+    from firmware_bridge.mechanics import Mechanics
     from firmware_bridge.pump_model import SimulatedPump
     from safety.host.core import SafetyCore
     from safety.ipc.dispatch import Dispatcher, Peer
@@ -102,8 +103,10 @@ class LocalSafety:
         clinical_start: float = 0.0,
         ttl_s: float = DEFAULT_TTL_S,
         name: str = "local-controller",
+        mechanics: Mechanics | None = None,
     ) -> None:
-        """``journal_path`` ":memory:" keeps nothing; give a file to inspect or replay it."""
+        """``journal_path`` ":memory:" keeps nothing; give a file to inspect or replay it.
+        ``mechanics``: the simulated pump's mechanism (default ideal)."""
         # lazy: importing safety.ipc (the controller does) must not import drivers
         from drivers.mock import MockPumpDriver  # noqa: PLC0415
         from firmware_bridge.pump_model import SimulatedPump  # noqa: PLC0415
@@ -113,7 +116,7 @@ class LocalSafety:
         self.liveness = VirtualClock(LIVENESS_START)
         self.syringe = syringe_by_name(syringe)
         self.pump: SimulatedPump = SimulatedPump(
-            self.clinical, self.syringe, loaded_volume_ml=loaded_volume_ml
+            self.clinical, self.syringe, loaded_volume_ml=loaded_volume_ml, mechanics=mechanics
         )
         self.driver: MockPumpDriver = MockPumpDriver(pump=self.pump, faults=faults)
         self._library = library

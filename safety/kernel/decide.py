@@ -34,8 +34,11 @@ from safety.kernel.model import (
 )
 from safety.kernel.state import (
     ActiveProgram,
+    FluidProgram,
     KernelState,
+    Program,
     dose_per_amount_h,
+    fluid_limits,
     limits_of,
     program_check,
 )
@@ -162,7 +165,9 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram, t
             f"refused: the program was made with library {spec.library_hash[:19]}, the safety "
             f"process runs {library.content_hash[:19]}",
         )
-    program = state.program
+    if spec.test_fluid:
+        return _load_fluid(library, state, spec)
+    program = state.drug_program
     running = state.running or state.expected_running
     in_place = running and program is not None and _same_solution(program, spec)
     if running and not in_place:
@@ -207,6 +212,26 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram, t
         f"program loaded: {check.what}, {check.concentration}{where}",
         findings=check.findings,
         unit=unit,
+    )
+
+
+def _load_fluid(library: DrugLibrary, state: KernelState, spec: ProgramSpec) -> Verdict:
+    if state.running or state.expected_running:
+        return Verdict.refuse(
+            Reason.ALREADY_INFUSING,
+            "refused: an infusion is running; a test fluid is loaded only when nothing runs",
+        )
+    try:
+        limits = fluid_limits(library, spec)
+    except LookupProblem as exc:
+        return Verdict.refuse(Reason.BAD_INPUT, f"refused: {exc}")
+    fluid = limits.bench_fluid
+    return Verdict(
+        True,
+        Reason.ACCEPTED,
+        f"program loaded: {limits.what}: no drug, rate limits only "
+        f"({num(fluid.min_rate_ml_h.value)}-{num(fluid.max_rate_ml_h.value)} mL/h)",
+        unit="mL/h",
     )
 
 
@@ -310,9 +335,16 @@ def _update_patient(library: DrugLibrary, state: KernelState, body: UpdatePatien
 # --------------------------------------------------------------------------- S6 units
 
 
-def _unit_check(unit_text: str, program: ActiveProgram) -> Verdict | None:
+def _unit_check(unit_text: str, program: Program) -> Verdict | None:
     """The unit the request's number is in must be the program's: never converted here,
     so a weight-based figure is never taken for an absolute one (the 70x error)."""
+    if isinstance(program, FluidProgram):
+        if unit_text.strip() != "mL/h":
+            return Verdict.refuse(
+                Reason.DOSE_UNIT_MISMATCH,
+                f"refused: {program.what} is run by its flow in mL/h, not in {unit_text}",
+            )
+        return None
     try:
         unit = parse_dose_unit(unit_text, "unit")
     except UnitError as exc:
@@ -332,7 +364,7 @@ def _unit_check(unit_text: str, program: ActiveProgram) -> Verdict | None:
 
 def _dose_change(
     state: KernelState,
-    program: ActiveProgram,
+    program: Program,
     dose_value: Decimal,
     confirm_soft: bool,
     now: Now,
@@ -341,6 +373,8 @@ def _dose_change(
     *,
     start: bool,
 ) -> Verdict:
+    if isinstance(program, FluidProgram):
+        return _fluid_rate(state, program, dose_value, pump, start=start)
     unit = program.unit
     # Bounded before any exact arithmetic: Fraction(1E+999999999) would take hours.
     if not dose_value.is_finite() or not (0 < dose_value <= DOSE_VALUE_MAX):
@@ -357,28 +391,9 @@ def _dose_change(
     extra = {"unit": unit, "rate_ml_h": rate, "dose": _dec(effective)}
 
     # S7: the pump's physical range with this syringe
-    if pump.max_rate_ml_h <= 0:
-        return Verdict.refuse(
-            Reason.PUMP_COMMS,
-            "refused: the pump's rate range is not known yet (the pump has not answered "
-            "since the safety process started)",
-            **extra,
-        )
-    if exact > Fraction(pump.max_rate_ml_h):
-        return Verdict.refuse(
-            Reason.PUMP_RANGE_HIGH,
-            f"refused: {num(dose)} {unit} needs {num(exact)} mL/h, above the pump's "
-            f"{num(pump.max_rate_ml_h)} mL/h with this syringe",
-            **extra,
-        )
-    if rate < pump.min_rate_ml_h or rate <= 0:
-        return Verdict.refuse(
-            Reason.PUMP_RANGE_LOW,
-            f"refused: {num(dose)} {unit} needs {num(exact)} mL/h, below the pump's minimum "
-            f"{num(pump.min_rate_ml_h)} mL/h with this syringe (use a smaller syringe or a "
-            "weaker concentration)",
-            **extra,
-        )
+    refusal = _pump_range(pump, exact, rate, f"{num(dose)} {unit}", extra)
+    if refusal is not None:
+        return refusal
 
     # S1 hard max, S2 soft limits (checked on the order; the pump's rounded rate is lower)
     findings = limit_findings(therapy, dose, program.what, soft_confirmed=confirm_soft)
@@ -479,6 +494,39 @@ def _set_limits(
     return None
 
 
+def _pump_range(
+    pump: PumpCapabilities,
+    exact: Fraction,
+    rate: Decimal,
+    order: str,
+    extra: dict[str, object],
+) -> Verdict | None:
+    """S7: the rate within what the pump runs with this syringe (and the range known)."""
+    if pump.max_rate_ml_h <= 0:
+        return Verdict.refuse(
+            Reason.PUMP_COMMS,
+            "refused: the pump's rate range is not known yet (the pump has not answered "
+            "since the safety process started)",
+            **extra,
+        )
+    if exact > Fraction(pump.max_rate_ml_h):
+        return Verdict.refuse(
+            Reason.PUMP_RANGE_HIGH,
+            f"refused: {order} needs {num(exact)} mL/h, above the pump's "
+            f"{num(pump.max_rate_ml_h)} mL/h with this syringe",
+            **extra,
+        )
+    if rate < pump.min_rate_ml_h or rate <= 0:
+        return Verdict.refuse(
+            Reason.PUMP_RANGE_LOW,
+            f"refused: {order} needs {num(exact)} mL/h, below the pump's minimum "
+            f"{num(pump.min_rate_ml_h)} mL/h with this syringe (use a smaller syringe or a "
+            "weaker concentration)",
+            **extra,
+        )
+    return None
+
+
 def _rise_limits(
     state: KernelState, limits: LimitSet, dose: Fraction, current: Fraction, t: float
 ) -> Verdict | None:
@@ -560,7 +608,58 @@ def _cap_limit(
     return None
 
 
-def _stop(state: KernelState, program: ActiveProgram, t: float) -> Verdict:
+def _fluid_rate(
+    state: KernelState,
+    program: FluidProgram,
+    rate_value: Decimal,
+    pump: PumpCapabilities,
+    *,
+    start: bool,
+) -> Verdict:
+    """A test fluid: the rate is the order. The fluid's rate limits (its maximum is S1's
+    counterpart) and the pump's range (S7) apply; no dose, cap, titration or wean rule
+    does, as there is no drug."""
+    if not rate_value.is_finite() or not (0 < rate_value <= DOSE_VALUE_MAX):
+        return Verdict.refuse(
+            Reason.BAD_INPUT,
+            f"refused: rate must be a positive number of mL/h, at most {DOSE_VALUE_MAX}",
+        )
+    exact = Fraction(rate_value)
+    rate = pump.pump_rate(exact)
+    extra: dict[str, object] = {"unit": "mL/h", "rate_ml_h": rate, "dose": rate}
+    if exact > program.max_rate:
+        return Verdict.refuse(
+            Reason.HARD_MAX,
+            f"refused: {num(exact)} mL/h is above the maximum {num(program.max_rate)} mL/h "
+            f"of {program.what}",
+            **extra,
+        )
+    if exact < program.min_rate:
+        return Verdict.refuse(
+            Reason.PUMP_RANGE_LOW,
+            f"refused: {num(exact)} mL/h is below the minimum {num(program.min_rate)} mL/h "
+            f"of {program.what}",
+            **extra,
+        )
+    refusal = _pump_range(pump, exact, rate, f"{num(exact)} mL/h", extra)
+    if refusal is not None:
+        return refusal
+    actions: tuple[PumpAction, ...] = (SetRate(rate),)
+    if start:
+        actions = (*actions, StartPump())
+        if not state.interlock_enabled:
+            actions = (SetInterlock(True), *actions)
+    verb = "start" if start else "change"
+    return Verdict(
+        True,
+        Reason.ACCEPTED,
+        f"accepted ({verb}): {program.what} at {num(rate)} mL/h (rate limits only: no drug)",
+        actions=actions,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _stop(state: KernelState, program: Program, t: float) -> Verdict:
     if not state.running and not state.expected_running:
         return Verdict.refuse(Reason.NOT_INFUSING, "refused: not infusing")
     current = state.current_amount_rate()

@@ -47,8 +47,8 @@ class LimitSet:
 
 def limit_sets(state: KernelState, t: float) -> list[LimitSet]:
     """The loaded program's limits first, then earlier ones of its drug still in force."""
-    program = state.program
-    if program is None:
+    program = state.drug_program
+    if program is None:  # nothing, or a test fluid: no drug's limits
         return []
     sets = [LimitSet(program.limits, program.dose_per_amount_h)]
     for prior in state.priors_at(t):

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from safety.library import CumulativeCap, Therapy
+from safety.library import BenchFluid, CumulativeCap, Therapy
 from safety.reasons import Reason
 from safety.rules import Finding
 
@@ -43,6 +43,10 @@ class ProgramSpec:
     concentration: str
     diluent: str
     weight_kg: Decimal | None = None
+    #: True: ``drug`` names one of the library's ``[test_fluids]`` (water for an accuracy
+    #: test), never a drug; profile, therapy, concentration and diluent stay empty, and
+    #: the kernel applies the fluid's rate limits only (``state.FluidProgram``)
+    test_fluid: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,22 @@ class ProgramLimits:
     cap: CumulativeCap | None
     weight_kg: Decimal | None
     library_hash: str
+    kind: Literal["drug"] = "drug"
+
+
+@dataclass(frozen=True)
+class FluidLimits:
+    """A test fluid's (water for an accuracy test) rate limits, journaled like a drug's:
+    no drug, so no dose, cap, titration or wean rule, and no patient."""
+
+    fluid: str
+    what: str
+    bench_fluid: BenchFluid
+    library_hash: str
+    kind: Literal["test_fluid"] = "test_fluid"
+
+
+Limits = Annotated[ProgramLimits | FluidLimits, Field(discriminator="kind")]
 
 
 @dataclass(frozen=True)
@@ -233,7 +253,7 @@ class PumpReading:
 @dataclass(frozen=True)
 class ProgramLoaded:
     spec: ProgramSpec
-    limits: ProgramLimits
+    limits: Limits
     infused_baseline_ml: float
     now: Now
     kind: Literal["program_loaded"] = "program_loaded"

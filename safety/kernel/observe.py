@@ -26,7 +26,7 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
 )
-from safety.kernel.state import KernelState, Pending
+from safety.kernel.state import FluidProgram, KernelState, Pending
 from safety.reasons import Reason
 from safety.rules import num
 
@@ -192,8 +192,8 @@ def record_history(
     s: KernelState, t: float, rate: Decimal, cause: str, config: KernelConfig
 ) -> KernelState:
     """The loaded program's drug ran ``rate`` mL/h of its solution from ``t`` on."""
-    program = s.program
-    if program is None:
+    program = s.drug_program
+    if program is None:  # nothing loaded, or a test fluid: no drug ran
         return s
     record = s.drugs.get(program.drug)
     if record is None:  # a program is always loaded with its record; total all the same
@@ -270,6 +270,10 @@ def _above_hard_max(s: KernelState, rate: Decimal, t: float) -> str | None:
     when it is above one of their hard maxima."""
     program = s.program
     if program is None:
+        return None
+    if isinstance(program, FluidProgram):
+        if Fraction(rate) > program.max_rate:
+            return f"above the maximum {num(program.max_rate)} mL/h of {program.what}"
         return None
     amount = Fraction(rate) * program.amount_per_ml
     for limit_set in limit_sets(s, t):

@@ -20,6 +20,7 @@ from safety.kernel.model import (
     ControllerLost,
     EmergencyStopRaised,
     Event,
+    FluidLimits,
     JournalRecovered,
     LibraryChecked,
     PatientAdmitted,
@@ -44,6 +45,7 @@ from safety.kernel.state import (
     Patient,
     Pending,
     PriorLimits,
+    program_of,
     window_horizon_s,
 )
 from safety.reasons import Reason
@@ -151,6 +153,9 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
     """The channel's program; the drug's record keeps its history, and the limits of the
     drug's previous program, if they differ, keep applying until their windows pass."""
     limits = event.limits
+    if isinstance(limits, FluidLimits):  # no drug: no history, no patient
+        program = program_of(event.spec, limits, t, event.infused_baseline_ml)
+        return replace(state, program=program, program_stale=None, under_retries=0)
     record = state.drugs.get(limits.drug, DrugRecord())
     priors = record.priors_at(t)
     old = record.limits
@@ -181,7 +186,7 @@ def _patient_updated(state: KernelState, event: PatientUpdated) -> KernelState:
     if patient is None:  # not journaled by the core; kept total for hand-made journals
         return state
     new = replace(patient, spec=event.patient)
-    program = state.program
+    program = state.drug_program
     stale = state.program_stale
     if program is not None and event.how == "confirmed":
         limits = program.limits
@@ -378,7 +383,7 @@ def _unseen_delivery(
 ) -> KernelState:
     """The pump's volume counter across the gap, against the verified history's account
     of it: what the counter shows beyond it reached the patient unseen (S3 counts it)."""
-    program = s.program
+    program = s.drug_program
     last_ml, last_at = s.last_infused_ml, s.last_reading_at
     if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
         return s  # a reset counter says nothing about the gap; the rate history does

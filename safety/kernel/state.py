@@ -23,14 +23,22 @@ from functools import cached_property
 from safety.alarms import AlarmBook
 from safety.dosing import ProgramCheck, check_program
 from safety.kernel.history import RateHistory
-from safety.kernel.model import PatientSpec, ProgramLimits, ProgramSpec, PumpAction
-from safety.library import CumulativeCap, DrugLibrary, Therapy, parse_diluent
+from safety.kernel.model import (
+    FluidLimits,
+    PatientSpec,
+    ProgramLimits,
+    ProgramSpec,
+    PumpAction,
+)
+from safety.library import CumulativeCap, DrugLibrary, LookupProblem, Therapy, parse_diluent
 from safety.rules import dose_for_rate, rate_for_dose
 from safety.units import BodyWeight, Concentration, parse_concentration
 
 
 def program_check(library: DrugLibrary, spec: ProgramSpec) -> ProgramCheck:
     """S6 for a program spec; raises RuleRefusal, UnitError, DiluentError, LookupProblem."""
+    if spec.test_fluid:
+        raise LookupProblem("program", f"{spec.drug!r} is a test-fluid program, not a drug")
     selection = library.select(spec.drug, profile=spec.profile, therapy=spec.therapy)
     weight = BodyWeight.parse(spec.weight_kg) if spec.weight_kg is not None else None
     return check_program(
@@ -52,9 +60,44 @@ def limits_of(check: ProgramCheck, library_hash: str) -> ProgramLimits:
     )
 
 
+def fluid_limits(library: DrugLibrary, spec: ProgramSpec) -> FluidLimits:
+    """The test fluid a test-fluid program names; raises LookupProblem. A drug's fields
+    filled in are refused: a test fluid carries no drug, concentration or patient."""
+    if not spec.test_fluid:
+        raise LookupProblem("program", f"{spec.drug!r} is a drug program, not a test fluid")
+    filled = [
+        name
+        for name, value in (
+            ("profile", spec.profile),
+            ("therapy", spec.therapy),
+            ("concentration", spec.concentration),
+            ("diluent", spec.diluent),
+            ("weight_kg", spec.weight_kg),
+        )
+        if value
+    ]
+    if filled:
+        raise LookupProblem(
+            "program", f"a test fluid carries no drug: {', '.join(filled)} must be empty"
+        )
+    fid, fluid = library.test_fluid(spec.drug)
+    what = f"test fluid {fid} ({fluid.display_name})"
+    return FluidLimits(fid, what, fluid, library.content_hash)
+
+
 def load_program(library: DrugLibrary, spec: ProgramSpec, t: float) -> ActiveProgram:
-    """A program as the kernel holds it (for readers and tests that start from a spec)."""
+    """A drug program as the kernel holds it (for readers and tests that start from a
+    spec); raises as ``program_check`` does."""
     return ActiveProgram(spec, limits_of(program_check(library, spec), library.content_hash), t)
+
+
+def program_of(
+    spec: ProgramSpec, limits: ProgramLimits | FluidLimits, t: float, baseline_ml: float = 0.0
+) -> Program:
+    """The program a journaled ``ProgramLoaded`` makes active (no library needed)."""
+    if isinstance(limits, FluidLimits):
+        return FluidProgram(spec, limits, t, baseline_ml)
+    return ActiveProgram(spec, limits, t, baseline_ml)
 
 
 def dose_per_amount_h(limits: ProgramLimits) -> Fraction:
@@ -109,6 +152,11 @@ class ActiveProgram:
     def cap(self) -> CumulativeCap | None:
         return self.limits.cap
 
+    @property
+    def amount_unit(self) -> str:
+        """The base amount this drug is counted in: mcg, or units."""
+        return "units" if self.therapy.unit.amount.value == "units" else "mcg"
+
     @cached_property
     def concentration(self) -> Concentration:
         return parse_concentration(self.spec.concentration)
@@ -151,6 +199,48 @@ class ActiveProgram:
                 self.concentration, Fraction(0)
             )
         )
+
+
+@dataclass(frozen=True)
+class FluidProgram:
+    """A test-fluid program (water for an accuracy test): its "dose" is its flow in mL/h,
+    it carries no drug (so no drug's history, window or cap sees it) and no patient, and
+    only its rate limits apply."""
+
+    spec: ProgramSpec
+    limits: FluidLimits
+    loaded_at: float
+    infused_baseline_ml: float = 0.0
+
+    drug: None = None
+    unit: str = "mL/h"
+    cap: None = None
+    amount_unit: None = None
+
+    @property
+    def what(self) -> str:
+        return self.limits.what
+
+    @property
+    def min_rate(self) -> Fraction:
+        return Fraction(self.limits.bench_fluid.min_rate_ml_h.value)
+
+    @property
+    def max_rate(self) -> Fraction:
+        return Fraction(self.limits.bench_fluid.max_rate_ml_h.value)
+
+    @property
+    def amount_per_ml(self) -> Fraction:
+        return Fraction(0)
+
+    def dose(self, rate_ml_h: Decimal | Fraction) -> Fraction:
+        return Fraction(rate_ml_h)
+
+    def exact_rate(self, dose: Fraction) -> Fraction:
+        return dose
+
+
+Program = ActiveProgram | FluidProgram
 
 
 @dataclass(frozen=True)
@@ -236,7 +326,7 @@ _NO_HISTORY = RateHistory()
 class KernelState:
     patient: Patient | None = None
     drugs: dict[str, DrugRecord] = field(default_factory=dict)  # never mutated: replaced
-    program: ActiveProgram | None = None
+    program: Program | None = None
     #: why the loaded program may not be changed until it is loaded again (None: it may)
     program_stale: str | None = None
     # what the pump was last verified (read back) to do
@@ -277,11 +367,18 @@ class KernelState:
         return Mode.PROGRAMMED if self.program is not None else Mode.IDLE
 
     @property
+    def drug_program(self) -> ActiveProgram | None:
+        """The loaded program when it is a drug's (None for none or a test fluid)."""
+        program = self.program
+        return program if isinstance(program, ActiveProgram) else None
+
+    @property
     def record(self) -> DrugRecord:
-        """The loaded program's drug's record (an empty one when nothing is loaded)."""
-        if self.program is None:
+        """The loaded drug's record (an empty one for none or a test fluid)."""
+        program = self.drug_program
+        if program is None:
             return _NO_RECORD
-        return self.drugs.get(self.program.drug, _NO_RECORD)
+        return self.drugs.get(program.drug, _NO_RECORD)
 
     @property
     def history(self) -> RateHistory:
@@ -294,9 +391,10 @@ class KernelState:
     def with_history(self, history: RateHistory) -> KernelState:
         """The same state with the loaded program's drug's history replaced (a planner
         simulating forward)."""
-        assert self.program is not None, "a history belongs to a drug: load a program"
-        record = self.drugs.get(self.program.drug, DrugRecord(limits=self.program.limits))
-        drugs = {**self.drugs, self.program.drug: replace(record, history=history)}
+        program = self.drug_program
+        assert program is not None, "a history belongs to a drug: load a drug program"
+        record = self.drugs.get(program.drug, DrugRecord(limits=program.limits))
+        drugs = {**self.drugs, program.drug: replace(record, history=history)}
         return replace(self, drugs=drugs)
 
     def current_dose(self) -> Fraction:

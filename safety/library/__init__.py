@@ -14,6 +14,7 @@ from safety.library.loader import (
     parse_library,
 )
 from safety.library.models import (
+    BenchFluid,
     ConcentrationEntry,
     CumulativeCap,
     Drug,
@@ -26,6 +27,7 @@ from safety.library.sanity import Problem
 from safety.units import DoseRateUnit
 
 __all__ = [
+    "BenchFluid",
     "ConcentrationEntry",
     "CumulativeCap",
     "Diluent",
@@ -109,6 +111,16 @@ class DrugLibrary:
         hint = f" (it is in profile {', '.join(elsewhere)})" if elsewhere else ""
         known = ", ".join(profile.drugs)
         raise LookupProblem("drug", f"{name!r} is not in profile {pid}{hint}; drugs there: {known}")
+
+    def test_fluid(self, name: str) -> tuple[str, BenchFluid]:
+        """A test fluid by name: never a drug (the names are kept apart by the sanity
+        checks); a library without ``[test_fluids]`` has none."""
+        key = name.strip().lower()
+        fluids = self.model.test_fluids
+        if key not in fluids:
+            known = ", ".join(fluids) or "none (the library has no [test_fluids] table)"
+            raise LookupProblem("test_fluid", f"{name!r} is not a test fluid; known: {known}")
+        return key, fluids[key]
 
     def select(
         self,

@@ -276,6 +276,28 @@ class Drug(_Strict):
         return self
 
 
+class BenchFluid(_Strict):
+    """A test fluid (water for an accuracy test): no drug, so no dose, cap, titration or
+    wean rules; only the rates a pump may run it at. Kept in its own table
+    (``[test_fluids.NAME]``), never among a profile's drugs, and loaded only by a program
+    that says it is a test fluid, so it can never be taken for a drug or a drug for it."""
+
+    display_name: NonEmpty
+    #: its "dose" is the flow itself; the field is fixed so nobody reads a drug unit into it
+    dose_unit: NonEmpty = "mL/h"
+    min_rate_ml_h: Figure
+    max_rate_ml_h: Figure
+    density_g_ml: Figure | None = None
+    advisory: str = ""
+
+    @field_validator("dose_unit")
+    @classmethod
+    def _volume_flow(cls, value: str) -> str:
+        if value != "mL/h":
+            raise ValueError(f"a test fluid is dosed in mL/h (its flow), not {value!r}")
+        return value
+
+
 class Profile(_Strict):
     display_name: NonEmpty
     weight_kg: WeightRange
@@ -290,3 +312,5 @@ class DrugLibraryModel(_Strict):
     status: NonEmpty
     sources: dict[str, SourceInfo] = Field(min_length=1)
     profiles: dict[str, Profile] = Field(min_length=1)
+    #: fluids for bench tests (no drug): rate limits only; none unless the library says so
+    test_fluids: dict[str, BenchFluid] = Field(default_factory=dict)

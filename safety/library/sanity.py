@@ -103,6 +103,34 @@ def check_library(lib: DrugLibraryModel) -> list[Problem]:
             for tid, therapy in drug.therapies.items():
                 problems += _check_therapy(f"{dpath}.therapies.{tid}", therapy, ref)
     problems += _check_siblings(lib)
+    problems += _check_test_fluids(lib)
+    return problems
+
+
+def _check_test_fluids(lib: DrugLibraryModel) -> list[Problem]:
+    """A test fluid's rates are ordered, and its name names no drug anywhere: typing
+    "water" can never reach a drug, nor a drug's name a test fluid."""
+    problems: list[Problem] = []
+    drug_names = {
+        name.strip().lower()
+        for profile in lib.profiles.values()
+        for did, drug in profile.drugs.items()
+        for name in (did, *drug.aliases)
+    }
+    for fid, fluid in lib.test_fluids.items():
+        path = f"test_fluids.{fid}"
+        low, high = fluid.min_rate_ml_h.value, fluid.max_rate_ml_h.value
+        if not (0 < low < high):
+            problems.append(
+                Problem(
+                    f"{path}.max_rate_ml_h.value",
+                    f"need 0 < min rate < max rate, got {low}, {high}",
+                )
+            )
+        if high > 10_000:
+            problems.append(Problem(f"{path}.max_rate_ml_h.value", f"{high} mL/h is above 10000"))
+        if fid.strip().lower() in drug_names:
+            problems.append(Problem(path, f"{fid!r} is also the name of a drug"))
     return problems
 
 
@@ -132,9 +160,10 @@ def _figures(node: object, path: str) -> Iterator[tuple[str, str]]:
 
 def _check_sources(lib: DrugLibraryModel) -> list[Problem]:
     known = set(lib.sources)
+    figures = [*_figures(lib.profiles, "profiles"), *_figures(lib.test_fluids, "test_fluids")]
     return [
         Problem(path, f"unknown source {source!r}; declare it under [sources] ({', '.join(known)})")
-        for path, source in _figures(lib.profiles, "profiles")
+        for path, source in figures
         if source not in known
     ]
 

@@ -31,8 +31,8 @@ from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthSegment
 from firmware_bridge.syringes import Syringe, syringe_by_name
+from safety.clock_evidence import timeline_started
 from safety.host.core import SafetyCore
-from safety.host.timeline import timeline_started
 from safety.journal import Journal, JournalEntry
 from safety.kernel.codec import decode_event, encode_event
 from safety.kernel.config import KernelConfig, PumpCapabilities

@@ -209,7 +209,7 @@ class InfusionMachine(RuleBasedStateMachine):
         if b.core.state.program is None:
             assert b.load(spec).verdict.accepted
         program = b.core.state.program
-        assert program is not None
+        assert isinstance(program, ActiveProgram)  # a drug program, not a test fluid
         self.program = program
 
     # ------------------------------------------------------------------ requests

@@ -1,7 +1,9 @@
 """Reading the evidence about time that ``safety.kernel.timeline`` decides on.
 
 Linux only, and every reading optional: a missing boot id, boot time or synchronisation
-state makes the evidence weaker (the timeline then credits less), never an error.
+state makes the evidence weaker (the timeline then credits less), never an error. It
+touches nothing but clocks and /proc, so a scenario runner that seeds a journal may use
+it too (``timeline_started``).
 """
 
 from __future__ import annotations
