@@ -76,11 +76,14 @@ def wall_clock_synchronised() -> bool | None:
     return state != _TIME_ERROR
 
 
-def timeline_started(source: str, now: Now) -> TimelineResumed:
+def timeline_started(
+    source: str, now: Now, *, boot: str | None = None, wall: float | None = None
+) -> TimelineResumed:
     """What a process journals when it starts a journal: the first entry of a journal
     written elsewhere for a core that will run on this machine with clock source
     ``source`` (a spec: ``clock_spec``), e.g. a scenario's or a test's seeded history,
-    so that core continues the timeline instead of doubting it."""
+    so that core continues the timeline instead of doubting it. ``boot`` and ``wall``
+    default to this machine's boot id and wall clock."""
     return TimelineResumed(
         previous_clinical=None,
         credited_s=0.0,
@@ -88,9 +91,9 @@ def timeline_started(source: str, now: Now) -> TimelineResumed:
         basis="a new journal: the timeline starts",
         conservative=False,
         discontinuity=False,
-        boot_id=boot_id(),
+        boot_id=boot if boot is not None else boot_id(),
         source=source,
-        wall=time.time(),
+        wall=wall if wall is not None else time.time(),
         wall_synced=wall_clock_synchronised(),
         now=now,
     )

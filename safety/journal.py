@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -191,6 +192,63 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def salvage(path: str | Path) -> tuple[list[JournalEntry], str | None]:
+    """Every entry a damaged file still gives, in order, and why the read stopped (None:
+    it did not). The file itself is never written (it is about to be set aside as it is).
+
+    A file cut short (a torn write, a full disk) still names its old length in its
+    header, and SQLite then refuses it whole; a copy whose header says "compute the
+    length from the file" gives back every row before the first lost page.
+    """
+    path = Path(path)
+    best, why = _read_rows(path)
+    if why is None:
+        return best, None
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "salvage.sqlite"
+        try:
+            _copy_without_length(path, copy)
+        except (OSError, ValueError):
+            return best, why
+        rows, why_copy = _read_rows(copy)
+    if len(rows) > len(best):
+        return rows, why_copy
+    return best, why
+
+
+def _read_rows(path: Path) -> tuple[list[JournalEntry], str | None]:
+    out: list[JournalEntry] = []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return out, str(exc)
+    try:
+        cursor = db.execute(
+            "SELECT id, wall, clinical, liveness, process, kind, payload FROM entries ORDER BY id"
+        )
+        while rows := cursor.fetchmany(64):
+            out.extend(JournalEntry(*row) for row in rows)
+    except sqlite3.Error as exc:
+        return out, str(exc)
+    finally:
+        db.close()
+    return out, None
+
+
+def _copy_without_length(source: Path, target: Path) -> None:
+    """A copy cut to whole pages whose header length is marked stale (SQLite file format:
+    page size at byte 16, change counter at 24, 'version valid for' at 92)."""
+    data = bytearray(source.read_bytes())
+    if len(data) < 100 or not data.startswith(b"SQLite format 3\x00"):
+        raise ValueError("not an SQLite file")
+    page = int.from_bytes(data[16:18], "big")
+    page = 65536 if page == 1 else page
+    del data[len(data) // page * page :]
+    counter = int.from_bytes(data[24:28], "big")
+    data[92:96] = ((counter + 1) & 0xFFFFFFFF).to_bytes(4, "big")
+    target.write_bytes(bytes(data))
 
 
 def set_aside(path: str | Path) -> Path:

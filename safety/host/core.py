@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 from drivers.base import (
     DriverError,
@@ -32,7 +33,7 @@ from firmware_bridge.syringes import Syringe
 from safety.alarms import Priority
 from safety.clock_evidence import EvidenceSource, read_evidence
 from safety.host.watchdog_device import WatchdogFeeder
-from safety.journal import Journal, JournalEntry, set_aside
+from safety.journal import Journal, JournalDamaged, JournalEntry, salvage, set_aside
 from safety.kernel.codec import encode_event
 from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import decide
@@ -75,7 +76,13 @@ from safety.kernel.model import (
 from safety.kernel.observe import next_deadline, observe, tick
 from safety.kernel.reducer import apply
 from safety.kernel.replay import Replayed, replay_journal
-from safety.kernel.state import KernelState, fluid_limits, limits_of, program_check
+from safety.kernel.state import (
+    KernelState,
+    fluid_limits,
+    history_keep_for,
+    limits_of,
+    program_check,
+)
 from safety.kernel.timeline import resume
 from safety.library import DrugLibrary
 from safety.status import AlarmView, Outcome, PatientView, Snapshot, history_points
@@ -88,6 +95,24 @@ MAX_REACTION_DEPTH = 3
 #: how often (liveness s) the wall clock's synchronisation is looked at: a change is
 #: journaled, so a later reboot knows whether the journal's last wall time can be trusted
 SYNC_CHECK_S = 60.0
+
+
+def open_journal(
+    path: str | Path, process: str, cache_kib: int | None = None
+) -> tuple[Journal, tuple[str, str] | None]:
+    """The journal, or, when the file is not a readable database, a new one that starts
+    with what could be salvaged from it, the damaged file set aside (never deleted);
+    the second value is then (where it went, why). Raises JournalError when no journal
+    can be had at all (a missing permission, a full disk): nothing may run without one."""
+    try:
+        return Journal(path, process, cache_kib=cache_kib), None
+    except JournalDamaged as exc:
+        keep, _ = salvage(path)
+        aside = set_aside(path)
+        log.critical("journal damaged (%s); %d entries salvaged; kept as %s", exc, len(keep), aside)
+        journal = Journal(path, process, cache_kib=cache_kib)
+        journal.append_entries(keep)
+        return journal, (str(aside), str(exc))
 
 
 def reopen_journal(journal: Journal, keep: list[JournalEntry]) -> tuple[Journal, str]:
@@ -140,7 +165,11 @@ class SafetyCore:
         self.syringe = syringe
         self.gpio = gpio
         self.watchdog_device = watchdog_device
-        self.config = config or KernelConfig()
+        config = config or KernelConfig()
+        if library is not None:  # every window the library can express is kept whole
+            keep = max(config.history_keep_s, history_keep_for(library))
+            config = replace(config, history_keep_s=keep)
+        self.config = config
         self.timing = timing or HostTiming()
         self.on_change = on_change
         self.state = KernelState()

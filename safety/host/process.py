@@ -52,12 +52,12 @@ from drivers.registry import DriverLoadError, load_driver
 from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec, clock_spec
 from firmware_bridge.syringes import syringe_by_name
 from safety.host.config import ConfigError, SafetyConfig, load_config
-from safety.host.core import HostTiming, SafetyCore
+from safety.host.core import HostTiming, SafetyCore, open_journal
 from safety.host.sdnotify import SystemdNotifier
 from safety.host.watchdog_device import WatchdogDevice, WatchdogDeviceError
 from safety.ipc.auth import KeyFileError, load_or_create_key
 from safety.ipc.server import SafetyServer, ServerError
-from safety.journal import Journal, JournalDamaged, JournalError, set_aside
+from safety.journal import JournalError
 from safety.library import DrugLibrary, LibraryError, load_library
 
 log = logging.getLogger("safety")
@@ -121,18 +121,12 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             key = load_or_create_key(paths.key_file)
         except KeyFileError as exc:
             raise StartupError(str(exc)) from None
-        damaged_journal = None
         try:
-            journal = Journal(paths.journal, "safety", cache_kib=JOURNAL_CACHE_KIB)
-        except JournalDamaged as exc:
-            # unreadable as a database: kept aside (never deleted), a new one started
-            aside = set_aside(paths.journal)
-            log.critical("journal damaged (%s); kept as %s", exc, aside)
-            damaged_journal = (str(aside), str(exc))
-            try:
-                journal = Journal(paths.journal, "safety", cache_kib=JOURNAL_CACHE_KIB)
-            except JournalError as again:
-                raise StartupError(str(again)) from None
+            # unreadable as a database: its readable part salvaged, the file set aside
+            # (never deleted) and a new one started; the core raises the alarm
+            journal, damaged_journal = open_journal(
+                paths.journal, "safety", cache_kib=JOURNAL_CACHE_KIB
+            )
         except JournalError as exc:
             raise StartupError(str(exc)) from None
         clinical = clock_from_spec(config.clock.clinical)

@@ -295,7 +295,12 @@ def _accuracy(
     Judged only over spans in which the pump ran throughout (``steady``): when it stopped
     in between, the history cannot know the instant, and the pump's own alarm says why.
     """
-    if s.last_reading_at is None or s.last_infused_ml is None or not steady:
+    if (
+        s.last_reading_at is None
+        or s.last_infused_ml is None
+        or not steady
+        or reading.infused_ml < s.last_infused_ml  # the counter was cleared: a new base
+    ):
         return replace(
             s, last_reading_at=t, last_infused_ml=reading.infused_ml, deviation_since=None
         )

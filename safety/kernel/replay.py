@@ -40,10 +40,16 @@ class Replayed:
             return None
         last = self.good[-1]
         timeline = self.timeline
+        # the wall clock as the process last knew it: the one read when the timeline last
+        # resumed, carried on by the monotonic clock (the journal's own wall column is
+        # for people, never for decisions)
+        wall = last.wall
+        if timeline is not None:
+            wall = timeline.wall + (last.liveness - timeline.now.liveness)
         return TimelineMark(
             clinical=max(e.clinical for e in self.good),
             liveness=last.liveness,
-            wall=last.wall,
+            wall=wall,
             boot_id=timeline.boot_id if timeline is not None else None,
             source=timeline.source if timeline is not None else "",
             offset=timeline.offset if timeline is not None else 0.0,

@@ -122,6 +122,26 @@ def window_horizon_s(limits: ProgramLimits) -> float:
     return max(windows)
 
 
+#: history kept beyond the longest window, so a window's start is never at the cut
+KEEP_MARGIN_S = 2 * 3600.0
+
+
+def history_keep_for(library: DrugLibrary) -> float:
+    """Clinical seconds of history every drug keeps under this library: its longest
+    window (titration, wean or cap, any profile) and a margin. A drug given under a
+    profile without a cap keeps enough for the profile with one that may follow."""
+    windows = [0.0]
+    for profile in library.model.profiles.values():
+        for drug in profile.drugs.values():
+            if drug.cumulative_cap is not None:
+                windows.append(float(drug.cumulative_cap.window_s))
+            for therapy in drug.therapies.values():
+                windows.append(float(therapy.titration.window_min.value) * 60)
+                if therapy.wean.window_min is not None:
+                    windows.append(float(therapy.wean.window_min.value) * 60)
+    return max(windows) + KEEP_MARGIN_S
+
+
 @dataclass(frozen=True)
 class ActiveProgram:
     """A program the library allowed (S6) when it was loaded, with the conversions it

@@ -38,6 +38,14 @@ PLAUSIBLE_RATE_ML_H = (Fraction(1, 100), Fraction(5000))
 
 DOSE_FIGURES = ("default_start", "max_start", "soft_min", "soft_max", "hard_max")
 
+#: The longest titration or wean window a library may set (minutes), and the longest
+#: cumulative cap window (hours). The safety process keeps each drug's history for the
+#: longest window its limits have (``safety.kernel.state.DrugRecord.keep_s``), so every
+#: window the library can express is counted whole; the bounds keep that history (and
+#: the journal a restart replays for it) to a size a bench computer holds.
+MAX_RULE_WINDOW_MIN = Decimal(24 * 60)
+MAX_CAP_WINDOW_H = Decimal(7 * 24)
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -177,6 +185,14 @@ def _check_cap(
     """A cap is a limit too, and the mg/mcg slip hits it as easily: a cap the lowest
     usual dose would exceed within its window, or one the hard max could never reach
     by a wide margin, is refused."""
+    problems: list[Problem] = []
+    if cap.window_h > MAX_CAP_WINDOW_H:
+        problems.append(
+            Problem(
+                f"{path}.window_h",
+                f"a cap window must be at most {MAX_CAP_WINDOW_H} h (7 days), got {cap.window_h}",
+            )
+        )
     window = Fraction(cap.window_h)
     floors = [
         _base_per_hour(t, t.soft_min.value or t.default_start.value, ref_weight) * window
@@ -190,7 +206,6 @@ def _check_cap(
     base = cap.base_amount
     shown = f"{cap.amount} {cap.unit} per {cap.window_h} h"
     factor = cap.unit.base_factor
-    problems: list[Problem] = []
     if 0 < base < lowest:
         problems.append(
             Problem(
@@ -250,6 +265,11 @@ def _check_therapy(path: str, t: Therapy, ref_weight: Decimal) -> list[Problem]:
     for name in ("max_step_rise", "window_min", "max_window_rise"):
         fig: Figure = getattr(ti, name)
         need(fig.value > 0, f"titration.{name}.value", "must be > 0")
+    need(
+        ti.window_min.value <= MAX_RULE_WINDOW_MIN,
+        "titration.window_min.value",
+        f"must be at most {MAX_RULE_WINDOW_MIN} min (24 h), got {ti.window_min.value}",
+    )
     for name in ("max_step_rise", "max_window_rise"):
         fig = getattr(ti, name)
         need(
@@ -277,7 +297,11 @@ def _check_therapy(path: str, t: Therapy, ref_weight: Decimal) -> list[Problem]:
             "wean.max_fall_fraction.value",
             f"must be within (0, 1), got {w.max_fall_fraction.value}",
         )
-        need(w.window_min.value > 0, "wean.window_min.value", "must be > 0")
+        need(
+            0 < w.window_min.value <= MAX_RULE_WINDOW_MIN,
+            "wean.window_min.value",
+            f"must be within (0, {MAX_RULE_WINDOW_MIN}] min (24 h), got {w.window_min.value}",
+        )
         need(
             0 < w.stop_threshold.value < smax,
             "wean.stop_threshold.value",

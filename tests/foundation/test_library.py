@@ -26,6 +26,7 @@ from safety.library import (
     parse_library,
 )
 from safety.library.diluents import Diluent, parse_diluent
+from safety.library.loader import DEFAULT_LIBRARY_PATH
 from safety.rules import Severity, diluent_findings
 from safety.units import (
     DOSE_RATE_UNITS,
@@ -665,6 +666,7 @@ def test_select_explicit_therapy(library: DrugLibrary) -> None:
 def test_select_errors_name_the_field(
     library: DrugLibrary, kwargs: dict[str, str], field: str, says: str
 ) -> None:
+    kwargs = dict(kwargs)  # the parameter is shared: a second run must find it whole
     unit = kwargs.pop("dose_unit", None)
     drug = kwargs.pop("drug")
     with pytest.raises(LookupProblem) as caught:
@@ -710,3 +712,32 @@ def test_two_candidates_are_an_error_never_a_guess(library_text: str) -> None:
         lib.select("norepinephrine", dose_unit=DOSE_RATE_UNITS["mcg/min"])
     assert caught.value.field == "therapy"
     assert "several norepinephrine therapies fit mcg/min" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- window bounds
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "ok"),
+    [
+        ('unit = "mg", window_h = 24,', 'unit = "mg", window_h = 168,', "window_h", True),
+        ('unit = "mg", window_h = 24,', 'unit = "mg", window_h = 168.01,', "window_h", False),
+        ("window_min = { value = 10,", "window_min = { value = 1440,", "titration", True),
+        ("window_min = { value = 10,", "window_min = { value = 1441,", "titration", False),
+        ("window_min = { value = 30,", "window_min = { value = 1440,", "wean", True),
+        ("window_min = { value = 30,", "window_min = { value = 1440.5,", "wean", False),
+    ],
+)
+def test_windows_are_bounded_so_the_history_can_hold_them(
+    old: str, new: str, field: str, ok: bool
+) -> None:
+    """The safety process keeps each drug's history as long as its longest window; the
+    library bounds windows (7 days for a cap, 24 h for titration and wean): exactly at the
+    bound is accepted, just past it refused with the field named."""
+    text = DEFAULT_LIBRARY_PATH.read_text(encoding="utf-8").replace(old, new, 1)
+    if ok:
+        parse_library(text)
+        return
+    with pytest.raises(LibraryError) as info:
+        parse_library(text)
+    assert any(field in p.path for p in info.value.problems), info.value

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from drivers.gpio.simulated import SimulatedGpio
 from drivers.mock import MockPumpDriver
-from firmware_bridge.clock import VirtualClock
+from firmware_bridge.clock import Clock, OffsetClock, VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthSegment
 from firmware_bridge.syringes import Syringe, syringe_by_name
@@ -65,6 +65,7 @@ from safety.kernel.model import (
 from safety.kernel.observe import next_deadline
 from safety.kernel.replay import replay_journal
 from safety.kernel.state import ActiveProgram, KernelState, load_program
+from safety.kernel.timeline import ClockEvidence
 from safety.library import DrugLibrary
 from safety.status import Outcome
 
@@ -238,6 +239,37 @@ class GuardedGpio(SimulatedGpio):
         super().set_pump_enabled(enabled)
 
 
+# --------------------------------------------------------------------------- time evidence
+
+
+class BenchEvidence:
+    """What the bench's safety process reads about time (``SafetyCore(evidence=...)``),
+    under the test's control: the boot it runs in, the wall clock and whether NTP keeps
+    it synchronised. Real time is the bench's world liveness clock (the bench's clinical
+    clock may run faster, as a scaled clock does); the wall clock is that plus
+    ``wall_error`` (a stale clock at boot, a jump)."""
+
+    def __init__(self, world: VirtualClock) -> None:
+        self.world = world
+        self.boot_id = "boot-1"
+        self.booted_at = world.now()  # real (world liveness) time the current boot began
+        self.wall_synced: bool | None = False
+        self.wall_error = 0.0
+        self.wall_base = 1_800_000_000.0
+
+    def __call__(self, liveness: Clock, source: Clock) -> ClockEvidence:
+        world = self.world.now()
+        return ClockEvidence(
+            boot_id=self.boot_id,
+            liveness=liveness.now(),
+            boottime=world - self.booted_at,
+            wall=self.wall_base + world + self.wall_error,
+            wall_synced=self.wall_synced,
+            source="virtual",
+            source_now=source.now(),
+        )
+
+
 # --------------------------------------------------------------------------- bench
 
 
@@ -267,8 +299,14 @@ class Bench:
         self.root = root
         self.library = library
         self.config = config or KernelConfig()
+        #: the world's clocks: the pump's time (clinical) and the monotonic clock; the
+        #: safety process reads them through ``source`` and ``process_liveness``, which a
+        #: reboot restarts near zero while the world (and the pump) goes on
         self.clinical = VirtualClock(clinical_start)
         self.liveness = VirtualClock(1000.0)
+        self.source: Clock = self.clinical
+        self.process_liveness: Clock = self.liveness
+        self.evidence = BenchEvidence(self.liveness)
         self.syringe: Syringe = syringe_by_name(syringe)
         self.pump = TracingPump(self.clinical, self.syringe)
         self.wire = WireFaults()
@@ -292,22 +330,29 @@ class Bench:
         self.seed_until: float | None = None
         self.booted = False
 
-    def _new_core(self) -> SafetyCore:
+    def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
         return SafetyCore(
-            self.library,
+            library or self.library,
             self.driver,
             self.journal,
-            clinical=self.clinical,
-            liveness=self.liveness,
+            clinical=self.source,
+            liveness=self.process_liveness,
             syringe=self.syringe,
             gpio=self.gpio,
             config=self.config,
+            evidence=self.evidence,
         )
 
     # ------------------------------------------------------------------ life cycle
+    def _started(self) -> None:
+        """The core may have set a damaged journal aside and started a new one."""
+        self.journal = self.core.journal
+        self.guard.journal = self.journal
+
     def boot(self, *, attach: bool = True) -> SafetyCore:
         self.guard.journal = self.journal
         self.core.start()
+        self._started()
         self.booted = True
         if attach:
             self.attach()
@@ -320,15 +365,53 @@ class Bench:
         self.controller_alive = True
         return session
 
-    def restart(self, *, attach: bool = True) -> SafetyCore:
-        """A new safety process on the same journal and pump (as after kill -9)."""
-        self.core = self._new_core()
+    def restart(self, *, attach: bool = True, library: DrugLibrary | None = None) -> SafetyCore:
+        """A new safety process on the same journal and pump (as after kill -9); with
+        ``library``, one that was updated in between."""
+        self.core = self._new_core(library)
         self.controller_alive = False
         self.session = None
         self.core.start()
+        self._started()
         if attach:
             self.attach()
         return self.core
+
+    def reboot(
+        self,
+        gap_s: float,
+        *,
+        uptime_s: float = 5.0,
+        wall_synced: bool | None = False,
+        wall_error: float = 0.0,
+        new_boot: bool = True,
+        attach: bool = True,
+    ) -> SafetyCore:
+        """The board goes down for ``gap_s`` (the pump runs on, as pumps do on their own
+        power) and boots again: the process's monotonic clocks start near zero
+        (``uptime_s`` after boot), the boot id changes unless ``new_boot`` is False (a
+        time namespace: only the monotonic clock was reset)."""
+        self.controller_alive = False
+        self.session = None
+        self.clinical.advance(gap_s)
+        self.liveness.advance(gap_s)
+        self.source = OffsetClock(self.clinical, uptime_s - self.clinical.now())
+        self.process_liveness = OffsetClock(self.liveness, uptime_s - self.liveness.now())
+        if new_boot:
+            self.evidence.boot_id = f"boot-{int(self.evidence.boot_id.split('-')[1]) + 1}"
+            self.evidence.booted_at = self.liveness.now() - uptime_s
+        self.evidence.wall_synced = wall_synced
+        self.evidence.wall_error = wall_error
+        self.core = self._new_core()
+        self.core.start()
+        self._started()
+        if attach:
+            self.attach()
+        return self.core
+
+    def patient_now(self) -> float:
+        """The safety process's clinical time (the patient's timeline)."""
+        return self.core.now().clinical
 
     def close(self) -> None:
         self.journal.close()
@@ -353,7 +436,7 @@ class Bench:
         else:
             self.seq = max(self.seq, seq)
         sess = session if session is not None else (self.session or "no-session")
-        expiry = expires_at if expires_at is not None else self.liveness.now() + ttl
+        expiry = expires_at if expires_at is not None else self.process_liveness.now() + ttl
         return self.core.handle(Request(RequestMeta(sess, seq, expiry), body))
 
     # ``link`` passes ``seq``, ``session``, ``ttl`` or ``expires_at`` on to ``send``
@@ -395,6 +478,9 @@ class Bench:
                 step_to = target  # a stopped pump stays stopped: nothing to see until then
             deadline = next_deadline(self.core.state, self.core.now(), self.core.config)
             if deadline is not None:
+                # the kernel's deadline is on the patient's timeline; the world's clock
+                # differs from it by the timeline's offset (after a reboot)
+                deadline -= self.core.now().clinical - self.clinical.now()
                 # a deadline already due (its stop failed on the wire) is retried 1 s later
                 step_to = min(step_to, deadline if deadline > now else now + 1.0)
             self.clinical.advance_to(step_to)
@@ -486,7 +572,9 @@ class Bench:
         live = self.liveness.now()
         rows: list[Event] = []
         t0 = runs[0][0]
-        rows.append(timeline_started("virtual", Now(t0, live)))
+        wall = self.evidence.wall_base + live
+        boot = self.evidence.boot_id
+        rows.append(timeline_started("virtual", Now(t0, live), boot=boot, wall=wall))
         patient = PatientSpec(program.limits.profile, program.limits.weight_kg)
         rows.append(PatientAdmitted("seeded", patient, "first program", Now(t0, live)))
         rows.append(ProgramLoaded(spec, program.limits, 0.0, Now(t0, live)))
