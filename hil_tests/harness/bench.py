@@ -214,9 +214,10 @@ class HilBench:
         }
         return write_toml(self.config, table)
 
-    def start_safety(self) -> Child:
-        """``python -m safety`` on this bench's config; returns once it is ready."""
-        child = self._spawn(safety_args(self.config))
+    def start_safety(self, wrapper: Sequence[str] = ()) -> Child:
+        """``python -m safety`` on this bench's config; returns once it is ready.
+        ``wrapper``: a command it runs under (``unshare --time ...``: a reboot's clocks)."""
+        child = self._spawn([*wrapper, *safety_args(self.config)])
         self.safety = child
         self.safety_runs.append(child)
         ready_socket(child)
@@ -282,10 +283,12 @@ class HilBench:
         """A request from an authenticated connection that holds no session."""
         return unattached_request(self.socket, self.key(), body)
 
-    def controller_child(self, mode: str, *args: str) -> Child:
-        """``python -m hil_tests.controller_child`` (a controller that can be killed)."""
+    def controller_child(self, mode: str, *args: str, wrapper: Sequence[str] = ()) -> Child:
+        """``python -m hil_tests.controller_child`` (a controller that can be killed);
+        ``wrapper``: a command it runs under (``nsenter``: the safety process's clocks)."""
         return self._spawn(
             [
+                *wrapper,
                 PYTHON,
                 "-m",
                 "hil_tests.controller_child",
@@ -352,22 +355,23 @@ class HilBench:
     def tolerance_s(self) -> float:
         return WIRE_SLACK_S * self.settings.speed
 
-    def invariants(self) -> TruthReport:
+    def invariants(self, record: SafetyRecord | None = None) -> TruthReport:
         """Every safety invariant, checked on the pump's ground truth with causes from the
-        safety journal (``controller.ground_truth``)."""
+        safety journal (``controller.ground_truth``); ``record``: the journal's record put
+        on the pump's clock by the case (after a reboot the timelines differ)."""
         self.invariants_checked = True
         return check_ground_truth(
             self.truth(),
             self.library,
-            SafetyRecord.from_journal(self.safety_journal),
+            record if record is not None else SafetyRecord.from_journal(self.safety_journal),
             prior=self.prior,
             until=self.now(),
             tolerance_s=self.tolerance_s,
         )
 
-    def assert_invariants(self) -> TruthReport:
+    def assert_invariants(self, record: SafetyRecord | None = None) -> TruthReport:
         """``invariants()``, failing with each violation in words."""
-        report = self.invariants()
+        report = self.invariants(record)
         assert report.ok, "invariants broken on the pump's ground truth:\n" + "\n".join(
             f"  {v.rule} at {v.time:.0f} s: {v.message}" for v in report.violations
         )
