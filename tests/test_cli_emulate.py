@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 
 
 def test_bad_protocol_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
 """Declarative scenarios: a bench, timed actions and faults, and expectations (TOML).
 
-``pumpctl scenario run FILE`` (``controller.commands.scenario``) and tests use
+``pumpctl scenario run FILE`` (``cli.commands.scenario``) and tests use
 ``run_scenario``; the format is documented in docs/scenarios.md.
 
 - ``model``: the file's shape (pydantic, ``extra="forbid"``);

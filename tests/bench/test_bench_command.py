@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from controller.benchmarks.processes import parse_frame
 from controller.benchmarks.report import Context, Figure, Goal, Report, percentile, render_table
-from controller.cli import main
 
 FIGURES = {
     "latency.mock",
@@ -80,7 +80,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def _bench(*args: str) -> list[str]:
-    return [sys.executable, "-m", "controller.cli", "bench", *args]
+    return [sys.executable, "-m", "cli.main", "bench", *args]
 
 
 @pytest.mark.timeout(240)

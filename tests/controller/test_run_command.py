@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.commands import run as run_module
+from cli.main import main
 from controller import connect as connect_module
 from controller.bench import BenchConfigError, load_bench
-from controller.cli import main
-from controller.commands import run as run_module
 from controller.connect import SafetyChild, connect, start_safety
 from controller.machine import State
 from safety.library import default_library_path

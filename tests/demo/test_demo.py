@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 from controller.ground_truth import read_safety_events
 from safety.kernel.model import CommandIssued, RequestDecided, SetRate, StartPump, StopPump
 

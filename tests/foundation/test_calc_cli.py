@@ -1,4 +1,4 @@
-"""``pumpctl calc`` and ``pumpctl library``, run in-process through ``controller.cli.main``
+"""``pumpctl calc`` and ``pumpctl library``, run in-process through ``cli.main.main``
 (and once through the installed console script).
 
 Exit codes: 0 allowed (warnings possible), 1 a check failed, 2 bad input or usage,
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 from safety.library import DrugLibrary
 
 NE_ADULT_WB = ["norepinephrine", "--concentration", "4 mg/250 mL", "--weight", "70"]
@@ -670,7 +670,7 @@ def test_odd_drug_names(capsys: pytest.CaptureFixture[str], drug: str) -> None:
 
 
 def test_installed_console_script(tmp_path: Path) -> None:
-    """The ``pumpctl`` entry point really is installed and wired to ``controller.cli``."""
+    """The ``pumpctl`` entry point really is installed and wired to ``cli.main``."""
     script = shutil.which("pumpctl", path=str(Path(sys.executable).parent))
     assert script is not None, "pumpctl console script is not installed next to python"
     done = subprocess.run(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.cli import main
+from cli.main import main
 from drivers.harvard import HarvardDriver
 from drivers.mock import MockPumpDriver
 from drivers.ne1000 import Ne1000Driver

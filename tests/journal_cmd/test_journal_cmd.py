@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 from controller.journal_read import CONTROLLER_NAME, SAFETY_NAME
 from controller.session import Session
 from safety.ipc.local import LocalSafety

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 from controller.scenario import ScenarioFileError, parse_scenario
 from controller.scenario.loader import LineMap
 

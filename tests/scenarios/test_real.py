@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 from controller.scenario import run_scenario
 from safety.library import DrugLibrary
 from tests.scenarios.conftest import REPO

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 from controller.scenario import RunResult, load_scenario, run_scenario
 from controller.scenario.expect import Evaluation, evaluate
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from controller.commands.output import (
+from cli.commands.output import (
     EXIT_FAILED,
     EXIT_OK,
     SubParsers,

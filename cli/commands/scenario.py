@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from controller.commands.output import (
+from cli.commands.output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,

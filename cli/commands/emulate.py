@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from controller.commands.output import SubParsers
+from cli.commands.output import SubParsers
 
 
 def add_parser(sub: SubParsers) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller.commands import bench as bench_cmd
-from controller.commands import calc, demo, emulate, library_cmd, run
-from controller.commands import journal as journal_cmd
-from controller.commands import scenario as scenario_cmd
-from controller.commands.output import EXIT_BAD_INPUT, CommandError, report_error
+from cli.commands import bench as bench_cmd
+from cli.commands import calc, demo, emulate, library_cmd, run
+from cli.commands import journal as journal_cmd
+from cli.commands import scenario as scenario_cmd
+from cli.commands.output import EXIT_BAD_INPUT, CommandError, report_error
 
 
 class _Parser(argparse.ArgumentParser):

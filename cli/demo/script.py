@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from cli.demo.bench import DemoBench
 from controller.connect import connect
-from controller.demo.bench import DemoBench
 from controller.errors import ControllerError, Unreachable
 from controller.machine import State
 from controller.session import Session

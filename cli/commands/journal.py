@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from controller.commands.output import (
+from cli.commands.output import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     CommandError,

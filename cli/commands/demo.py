@@ -1,5 +1,5 @@
 """``pumpctl demo``: a norepinephrine course on the emulated NE-1000, safety process and
-all, on a scaled clinical clock (see ``controller/demo``)."""
+all, on a scaled clinical clock (see ``cli/demo``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
-from controller.commands.output import EXIT_FAILED, EXIT_OK, SubParsers, bad_input
-from controller.demo.bench import DemoBench
-from controller.demo.script import Timeline, run_course
-from controller.demo.summary import summarise
+from cli.commands.output import EXIT_FAILED, EXIT_OK, SubParsers, bad_input
+from cli.demo.bench import DemoBench
+from cli.demo.script import Timeline, run_course
+from cli.demo.summary import summarise
 from controller.errors import ControllerError
 
 

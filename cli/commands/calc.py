@@ -11,7 +11,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from controller.commands.output import (
+from cli.commands.output import (
     EXIT_OK,
     EXIT_REFUSED,
     CommandError,

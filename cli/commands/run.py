@@ -14,14 +14,14 @@ import argparse
 import sys
 import threading
 
-from controller.bench import load_bench
-from controller.commands.output import (
+from cli.commands.output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
     CommandError,
     SubParsers,
 )
+from controller.bench import load_bench
 from controller.connect import SafetyChild, connect, start_safety
 from controller.console import BANNER, Console
 from controller.errors import ControllerError, LinkUnavailable
