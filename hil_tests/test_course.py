@@ -8,7 +8,7 @@ background runner), the real safety process and the real driver on each wire.
 
 Judged on the pump's ground truth: the delivered rate went 4 -> 5 -> 6 mcg/min and never
 above, every fall was a gradual one, the pump stopped from at or below the stop
-threshold, and every invariant of ``controller.ground_truth`` held.
+threshold, and every invariant of ``verification.ground_truth`` held.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from decimal import Decimal
 
 import pytest
 
-from controller.ground_truth import read_safety_events
 from controller.session import Session
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
@@ -43,6 +42,7 @@ from safety.kernel.model import (
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
+from verification.ground_truth import read_safety_events
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
 

@@ -21,7 +21,6 @@ from decimal import Decimal
 
 import pytest
 
-from controller.ground_truth import read_safety_events
 from controller.machine import State
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
@@ -38,6 +37,7 @@ from safety.kernel.model import (
     StartPump,
 )
 from safety.status import Snapshot
+from verification.ground_truth import read_safety_events
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
 

@@ -29,13 +29,13 @@ from cli.commands.output import (
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
 from controller.logfile import log_to_file
-from controller.scenario import (
+from verification.scenario import (
     ScenarioFileError,
     ScenarioRunError,
     load_scenario,
     run_scenario,
 )
-from controller.scenario.report import json_report, text_report
+from verification.scenario.report import json_report, text_report
 
 
 def add_parser(sub: SubParsers) -> None:

@@ -2,7 +2,7 @@
 
 Judged on what the emulated pump really delivered (its truth log), with causes from the
 safety journal, never on what the controller believes: the same check the scenario
-runner and the hardware-in-the-loop suite use (``controller.ground_truth``).
+runner and the hardware-in-the-loop suite use (``verification.ground_truth``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from controller.ground_truth import SafetyRecord, check_ground_truth, read_safety_events
 from controller.journal_plot import PlotUnavailable, plot, plot_data
 from controller.journal_read import JournalFiles, load_journals
 from firmware_bridge.emulators.truth_log import read_truth_log
 from safety.kernel.model import RequestDecided
 from safety.library import load_library
 from safety.status import AlarmView
+from verification.ground_truth import SafetyRecord, check_ground_truth, read_safety_events
 
 #: journal entry and pump action may be this far apart on a real wire (real seconds);
 #: multiplied by the clock speed-up to clinical seconds

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from controller.connect import connect
-from controller.ground_truth import SafetyRecord, TruthReport, check_ground_truth
 from controller.session import Session
 from drivers.gpio.simulated import read_sim_pins
 from firmware_bridge.clock import ScaledClock
@@ -49,6 +48,7 @@ from safety.ipc.client import SafetyClient
 from safety.ipc.messages import Reply
 from safety.kernel.model import RequestBody
 from safety.library import DrugLibrary, default_library_path, load_library
+from verification.ground_truth import SafetyRecord, TruthReport, check_ground_truth
 
 #: where the short runtime directories go, and their name prefix (the leftover check
 #: looks for exactly these)
@@ -354,7 +354,7 @@ class HilBench:
 
     def invariants(self) -> TruthReport:
         """Every safety invariant, checked on the pump's ground truth with causes from the
-        safety journal (``controller.ground_truth``)."""
+        safety journal (``verification.ground_truth``)."""
         self.invariants_checked = True
         return check_ground_truth(
             self.truth(),

@@ -65,7 +65,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from controller.ground_truth import in_force
 from drivers.gpio.simulated import press_stop_button, release_stop_button
 from firmware_bridge.pump_model import TruthBolus, TruthSegment
 from safety.kernel.codec import decode_event
@@ -89,6 +88,7 @@ from tests.kernel.support import (
     norepi_weight_based,
     vasopressin_fixed,
 )
+from verification.ground_truth import in_force
 
 LIBRARY: DrugLibrary = load_library()
 #: clinical seconds between the host's polls in ``Bench.advance``

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from controller.scenario import ScenarioFileError, parse_scenario
-from controller.scenario.loader import LineMap
+from verification.scenario import ScenarioFileError, parse_scenario
+from verification.scenario.loader import LineMap
 
 GOOD = """\
 [scenario]

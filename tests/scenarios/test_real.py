@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from controller.scenario import run_scenario
 from safety.library import DrugLibrary
 from tests.scenarios.conftest import REPO
+from verification.scenario import run_scenario
 
 
 def _gone(pid: int) -> bool:

@@ -4,7 +4,7 @@ Every verdict is taken from a record someone else can open: alarms from the safe
 journal (rebuilt by replay, as the safety process rebuilds them) and the controller
 journal (its own alarms); states from the same replay and the controller's journaled
 state changes; delivery limits and the wean, titration and cap rules from the pump's
-ground truth (``controller.ground_truth``); refusals from the outcome of each action.
+ground truth (``verification.ground_truth``); refusals from the outcome of each action.
 """
 
 from __future__ import annotations
@@ -14,14 +14,6 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from controller.ground_truth import (
-    RULES,
-    TITRATION_RULES,
-    WEAN_RULES,
-    SafetyRecord,
-    TruthReport,
-    check_ground_truth,
-)
 from controller.journal_read import (
     AlarmMark,
     JournalFiles,
@@ -31,8 +23,19 @@ from controller.journal_read import (
     machine_states,
     state_at,
 )
-from controller.scenario.loader import LoadedScenario
-from controller.scenario.model import (
+from safety.kernel.state import KernelState
+from safety.library import DrugLibrary
+from safety.rules import num
+from verification.ground_truth import (
+    RULES,
+    TITRATION_RULES,
+    WEAN_RULES,
+    SafetyRecord,
+    TruthReport,
+    check_ground_truth,
+)
+from verification.scenario.loader import LoadedScenario
+from verification.scenario.model import (
     AlarmExpect,
     Expectation,
     FinalExpect,
@@ -41,10 +44,7 @@ from controller.scenario.model import (
     RuleExpect,
     StateExpect,
 )
-from controller.scenario.runner import RunResult
-from safety.kernel.state import KernelState
-from safety.library import DrugLibrary
-from safety.rules import num
+from verification.scenario.runner import RunResult
 
 #: a dose or rate in a state expectation matches within this relative distance (the
 #: pump's rounding: 8 mcg/min may run as 7.9987)

@@ -1,7 +1,7 @@
 """Running a scenario: timed actions and faults on a bench, a timeline of what happened.
 
 The runner only *does* things and writes down what it saw; whether the scenario's
-expectations hold is decided afterwards (``controller.scenario.expect``) from what the
+expectations hold is decided afterwards (``verification.scenario.expect``) from what the
 run left behind: the two journals, the pump's ground truth and the outcome of each
 action. So the verdict rests on the same records a reviewer can open with
 ``pumpctl journal show``, not on the runner's own impressions.
@@ -23,26 +23,6 @@ from pathlib import Path
 
 from controller.errors import ControllerError
 from controller.journal_read import format_time
-from controller.scenario.bench import (
-    BenchError,
-    RealBench,
-    ScenarioBench,
-    VirtualBench,
-)
-from controller.scenario.loader import LoadedScenario
-from controller.scenario.model import (
-    AcknowledgeAction,
-    Action,
-    ConfirmAction,
-    Fault,
-    ProgramAction,
-    RequestAction,
-    SimpleAction,
-    StartAction,
-    StopAction,
-    TitrateAction,
-    WeanAction,
-)
 from controller.session import PendingChange, StepResult
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
 from safety.kernel.model import (
@@ -55,6 +35,26 @@ from safety.kernel.model import (
 )
 from safety.library import DrugLibrary
 from safety.status import AlarmView
+from verification.scenario.bench import (
+    BenchError,
+    RealBench,
+    ScenarioBench,
+    VirtualBench,
+)
+from verification.scenario.loader import LoadedScenario
+from verification.scenario.model import (
+    AcknowledgeAction,
+    Action,
+    ConfirmAction,
+    Fault,
+    ProgramAction,
+    RequestAction,
+    SimpleAction,
+    StartAction,
+    StopAction,
+    TitrateAction,
+    WeanAction,
+)
 
 Echo = Callable[[str], None]
 

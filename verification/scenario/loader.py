@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from controller.machine import State
-from controller.scenario.model import (
+from safety.kernel.state import Mode
+from verification.scenario.model import (
     ACTIONS,
     EXPECTATIONS,
     ONE_PROCESS_ONLY,
@@ -46,7 +47,6 @@ from controller.scenario.model import (
     TitrateAction,
     WeanAction,
 )
-from safety.kernel.state import Mode
 
 Loc = tuple[str | int, ...]
 

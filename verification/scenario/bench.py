@@ -42,7 +42,6 @@ from controller.errors import ControllerError
 from controller.inputs import program_spec
 from controller.journal_read import CONTROLLER_NAME, SAFETY_NAME
 from controller.machine import State
-from controller.scenario.model import BenchSpec, Prior
 from controller.session import Session
 from firmware_bridge.clock import ScaledClock, VirtualClock
 from firmware_bridge.emulators.control import send_control
@@ -68,6 +67,7 @@ from safety.kernel.state import ActiveProgram, program_check
 from safety.library import DrugLibrary, default_library_path
 from safety.status import AlarmView, Outcome
 from safety.timing import HostTiming
+from verification.scenario.model import BenchSpec, Prior
 
 #: one-process runs: the safety process reads the pump back this often (s) by default;
 #: the real default (1 s) would spend most of a long run polling an unchanging pump

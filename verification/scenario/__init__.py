@@ -16,16 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.scenario.expect import Evaluation, evaluate
-from controller.scenario.loader import (
+from safety.library import DrugLibrary, load_library
+from verification.scenario.expect import Evaluation, evaluate
+from verification.scenario.loader import (
     LoadedScenario,
     ScenarioFileError,
     load_scenario,
     parse_scenario,
     real_mode_problems,
 )
-from controller.scenario.runner import Runner, RunResult, ScenarioRunError
-from safety.library import DrugLibrary, load_library
+from verification.scenario.runner import Runner, RunResult, ScenarioRunError
 
 
 def run_scenario(

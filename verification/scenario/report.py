@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from controller.journal_read import format_time
-from controller.scenario.expect import Evaluation
-from controller.scenario.loader import LoadedScenario
-from controller.scenario.runner import RunResult
+from verification.scenario.expect import Evaluation
+from verification.scenario.loader import LoadedScenario
+from verification.scenario.runner import RunResult
 
 
 def _truth_line(evaluation: Evaluation) -> list[str]:
