@@ -19,10 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from benchmarks import interrupt as interrupt_flag
+from benchmarks.report import render_table
+from benchmarks.suite import BENCHMARKS, Settings, run
 from cli.commands.output import EXIT_FAILED, EXIT_OK, SubParsers, bad_input, print_json
-from controller.benchmarks import interrupt as interrupt_flag
-from controller.benchmarks.report import render_table
-from controller.benchmarks.suite import BENCHMARKS, Settings, run
 
 MAX_COMMANDS = 1_000_000
 

@@ -12,9 +12,9 @@ from typing import cast
 
 import pytest
 
+from benchmarks import interrupt
+from benchmarks.latency import Bench, send_one
 from cli.commands.bench import _sigterm_as_interrupt
-from controller.benchmarks import interrupt
-from controller.benchmarks.latency import Bench, send_one
 
 
 def test_a_swallowed_interrupt_is_still_seen_by_the_next_command() -> None:

@@ -1,6 +1,6 @@
 """A controller process for the liveness benchmarks: attach, infuse, report, wait.
 
-    python -m controller.benchmarks.controller_child CONFIG JOURNAL
+    python -m benchmarks.controller_child CONFIG JOURNAL
 
 It is an ordinary controller: ``controller.connect.connect`` (the socket client, the
 library hash check, attach and re-sync), a ``Session`` and its background runner. It
@@ -32,7 +32,7 @@ from safety.status import AlarmView
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m controller.benchmarks.controller_child CONFIG JOURNAL")
+        print("usage: python -m benchmarks.controller_child CONFIG JOURNAL")
         return 2
     config, journal = argv
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -1,4 +1,4 @@
-"""What a benchmark run reports: figures with their goals, context, and the machine.
+"""What a benchmark run reports: figures with their goals, context, and the host.
 
 Figures are measurements, not verdicts: ``met`` says whether a figure reached its goal on
 this machine in this run, for the reader; nothing fails because of it (a test suite that
@@ -78,7 +78,7 @@ class Context:
 
 @dataclass
 class Report:
-    machine: dict[str, Any]
+    host: dict[str, Any]
     settings: dict[str, Any]
     figures: list[Figure] = field(default_factory=list)
     context: list[Context] = field(default_factory=list)
@@ -87,7 +87,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": "pumpctl-bench",
-            "machine": self.machine,
+            "host": self.host,
             "settings": self.settings,
             "figures": [f.to_json() for f in self.figures],
             "context": [c.to_json() for c in self.context],
@@ -133,10 +133,10 @@ def median_max_ms(samples_s: Sequence[float]) -> dict[str, float]:
 
 
 def render_table(report: Report) -> str:
-    m = report.machine
+    m = report.host
     lines = [
         "pumpctl bench: measured figures and their goals (figures, not pass/fail tests)",
-        f"machine: {m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPU(s), "
+        f"host: {m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPU(s), "
         f"{m.get('kernel', '?')}, Python {m.get('python', '?')}; "
         f"journal on {m.get('work_dir_fs', '?')}",
     ]

@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from controller.benchmarks import interrupt
-from controller.benchmarks.machine import vm_hwm_mb
-from controller.benchmarks.processes import (
+from benchmarks import interrupt
+from benchmarks.host import vm_hwm_mb
+from benchmarks.processes import (
     BenchError,
     Emulator,
     Frame,

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.benchmarks import interrupt
-from controller.benchmarks.machine import vm_hwm_mb
-from controller.benchmarks.processes import BenchError, Pool, Safety, SafetySetup
+from benchmarks import interrupt
+from benchmarks.host import vm_hwm_mb
+from benchmarks.processes import BenchError, Pool, Safety, SafetySetup
 
 #: how often the pin file is read while waiting for the alarm (the figures' resolution)
 PROBE_S = 0.0002
@@ -107,7 +107,7 @@ class Liveness:
         with out.open("wb") as stdout, (self.dir / f"controller-{n}.err").open("wb") as stderr:
             process = self.pool.spawn(
                 [
-                    sys.executable, "-m", "controller.benchmarks.controller_child",
+                    sys.executable, "-m", "benchmarks.controller_child",
                     str(self.safety.config), str(self.dir / f"controller-{n}.sqlite"),
                 ],
                 stdout=stdout, stderr=stderr,

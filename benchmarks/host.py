@@ -1,4 +1,6 @@
-"""The machine a run's figures came from: a latency figure without it means nothing.
+"""The host a run's figures came from: a latency figure without it means nothing.
+
+("Host", not "machine": in this project a machine is the controller's state machine.)
 
 The journal's file system is named too: every accepted command is journaled with
 ``synchronous=FULL`` (S14) before it takes effect, so the disk's flush time is part of
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-def describe_machine(work_dir: Path) -> dict[str, Any]:
+def describe_host(work_dir: Path) -> dict[str, Any]:
     return {
         "cpu_model": _cpu_model(),
         "cpus": os.cpu_count(),
@@ -72,20 +74,20 @@ def file_system_of(path: Path) -> str:
 
 
 class CpuMeter:
-    """CPU time the rest of the machine used while the benchmark ran.
+    """CPU time the rest of the host used while the benchmark ran.
 
-    The machine's busy time (``/proc/stat``) minus this process's and its reaped
+    The host's busy time (``/proc/stat``) minus this process's and its reaped
     children's (``os.times``): what other processes took, in cores on average. The
     benchmark's own processes are waited for before the meter is read, so they count as
     its own."""
 
     def __init__(self) -> None:
-        self._busy0 = _machine_busy_s()
+        self._busy0 = _host_busy_s()
         self._own0 = _own_cpu_s()
         self._t0 = time.monotonic()
 
     def others_cores(self) -> float | None:
-        busy0, busy1 = self._busy0, _machine_busy_s()
+        busy0, busy1 = self._busy0, _host_busy_s()
         if busy0 is None or busy1 is None:
             return None
         elapsed = time.monotonic() - self._t0
@@ -95,7 +97,7 @@ class CpuMeter:
         return max(0.0, others / elapsed)
 
 
-def _machine_busy_s() -> float | None:
+def _host_busy_s() -> float | None:
     try:
         fields = Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()
     except (OSError, IndexError):
@@ -126,4 +128,4 @@ def vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
-__all__ = ["CpuMeter", "describe_machine", "file_system_of", "load_average", "vm_hwm_mb"]
+__all__ = ["CpuMeter", "describe_host", "file_system_of", "load_average", "vm_hwm_mb"]

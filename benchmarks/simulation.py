@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.benchmarks import interrupt
+from benchmarks import interrupt
 from controller.machine import State
 from controller.session import Session
 from safety.ipc.local import LocalSafety

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from controller.benchmarks import death, interrupt, latency, overhead, resources, simulation
-from controller.benchmarks.machine import CpuMeter, describe_machine, load_average
-from controller.benchmarks.processes import BenchError, Pool
-from controller.benchmarks.report import (
+from benchmarks import death, interrupt, latency, overhead, resources, simulation
+from benchmarks.host import CpuMeter, describe_host, load_average
+from benchmarks.processes import BenchError, Pool
+from benchmarks.report import (
     Context,
     Figure,
     Goal,
@@ -118,7 +118,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
     library = load_library()
     with Pool(settings.work_dir, keep=settings.keep) as pool, log_to_file(pool.root / "bench.log"):
         meter = CpuMeter()
-        report = Report(describe_machine(pool.root), settings.describe())
+        report = Report(describe_host(pool.root), settings.describe())
         state = _Run(settings, pool, library, progress, report)
         steps: list[tuple[str, Callable[[_Run], None]]] = [
             ("latency", _latency),
@@ -133,12 +133,12 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
                 step(state)
         interrupt.check()
         pool.close()  # every child reaped, so the meter counts them as ours
-        report.machine["load_average_at_end"] = load_average()
+        report.host["load_average_at_end"] = load_average()
         others = meter.others_cores()
-        report.machine["other_processes_cpu_cores"] = others
+        report.host["other_processes_cpu_cores"] = others
         if others is not None and others > OTHERS_NOTE_CORES:
             report.notes.append(
-                f"other processes used {others:.2f} of {report.machine.get('cpus')} CPU(s) on "
+                f"other processes used {others:.2f} of {report.host.get('cpus')} CPU(s) on "
                 "average during this run: latency and liveness figures suffer from it"
             )
         if settings.quick:

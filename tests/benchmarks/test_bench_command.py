@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.processes import parse_frame
+from benchmarks.report import Context, Figure, Goal, Report, percentile, render_table
 from cli.main import main
-from controller.benchmarks.processes import parse_frame
-from controller.benchmarks.report import Context, Figure, Goal, Report, percentile, render_table
 
 FIGURES = {
     "latency.mock",
@@ -97,9 +97,9 @@ def test_a_quick_run_reports_every_figure_with_its_goal_and_cleans_up(work_dir: 
     report = json.loads(done.stdout)  # stdout is one JSON object and nothing else
     assert report["kind"] == "pumpctl-bench"
     assert report["settings"]["quick"] is True and report["settings"]["commands"] == 5
-    machine = report["machine"]
+    host = report["host"]
     for key in ("cpu_model", "cpus", "kernel", "python", "work_dir_fs"):
-        assert machine[key], key
+        assert host[key], key
 
     figures = {f["key"]: f for f in report["figures"]}
     assert set(figures) == FIGURES

@@ -19,9 +19,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from controller.benchmarks import interrupt
-from controller.benchmarks.machine import vm_hwm_mb
-from controller.benchmarks.processes import Pool, SafetySetup
+from benchmarks import interrupt
+from benchmarks.host import vm_hwm_mb
+from benchmarks.processes import Pool, SafetySetup
 from safety.journal import Journal
 
 

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 
 import serial
 
-from controller.benchmarks import interrupt
-from controller.benchmarks.latency import (
+from benchmarks import interrupt
+from benchmarks.latency import (
     NE1000_BAUD,
     capture_exchanges,
     close_bench,
     open_bench,
     run_commands,
 )
-from controller.benchmarks.processes import BenchError, Pool
+from benchmarks.processes import BenchError, Pool
 from safety.library import DrugLibrary
 
 BITS_PER_CHAR = 10  # 8N1
