@@ -4,7 +4,7 @@ read-back -> reply, timed at the controller's side of the socket.
 Each path gets its own safety process (a fresh journal on the run's disk, ``[clock]
 clinical = "real"``) and, for the serial and Modbus paths, its own emulator process:
 
-- ``mock``: the in-process simulated pump (``drivers.mock``) inside the safety process;
+- ``mock``: the in-process simulated pump (``drivers.pumps.mock``) inside the safety process;
 - ``ne1000``: an NE-1000 emulator on a pty, driven in safe mode (CRC packets, the
   reference bench's ``safe_mode_timeout_s = 10``) at 19200 baud;
 - ``modbus``: a Modbus TCP emulator on 127.0.0.1 (the example syringe map).

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
-from drivers.base import PumpDisconnected, PumpDriver, PumpTimeout
+from drivers.pumps.base import PumpDisconnected, PumpDriver, PumpTimeout
 from drivers.transport import FrameEnd, render
 
 

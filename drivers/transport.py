@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import serial
 
-from drivers.base import PumpDisconnected, PumpTimeout
+from drivers.pumps.base import PumpDisconnected, PumpTimeout
 
 FrameEnd = Callable[[bytes], int | None]
 

@@ -1,7 +1,7 @@
 """Byte-exact codec for the Harvard Apparatus PHD ULTRA / Pump 11 Elite line protocol
 (also spoken by KD Scientific Legato pumps).
 
-Pure functions and value types used by both the host driver (``drivers/harvard.py``) and
+Pure functions and value types used by both the host driver (``drivers/pumps/harvard.py``) and
 the emulated pump (``firmware_bridge.harvard.emulator``). No I/O, no clock.
 
 Facts, with their sources:

@@ -18,7 +18,8 @@ from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
-from drivers.base import (
+from drivers.gpio.base import GpioInterface
+from drivers.pumps.base import (
     DriverError,
     PumpAlarmError,
     PumpDriver,
@@ -26,7 +27,6 @@ from drivers.base import (
     PumpStatus,
     RateRange,
 )
-from drivers.gpio.base import GpioInterface
 from firmware_bridge.clock import Clock
 from firmware_bridge.syringes import Syringe
 from safety.alarms import Priority

@@ -68,7 +68,7 @@ from safety.status import Outcome, Snapshot
 from safety.timing import HostTiming
 
 if TYPE_CHECKING:
-    from drivers.mock import MockPumpDriver
+    from drivers.pumps.mock import MockPumpDriver
     from firmware_bridge.faults import WireFaults
     from firmware_bridge.pump_model import SimulatedPump
     from safety.host.core import SafetyCore
@@ -105,7 +105,7 @@ class LocalSafety:
     ) -> None:
         """``journal_path`` ":memory:" keeps nothing; give a file to inspect or replay it."""
         # lazy: importing safety.ipc (the controller does) must not import drivers
-        from drivers.mock import MockPumpDriver  # noqa: PLC0415
+        from drivers.pumps.mock import MockPumpDriver  # noqa: PLC0415
         from firmware_bridge.pump_model import SimulatedPump  # noqa: PLC0415
         from firmware_bridge.syringes import syringe_by_name  # noqa: PLC0415
 

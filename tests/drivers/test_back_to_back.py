@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.base import (
+from drivers.pumps.base import (
     DriverError,
     PumpAlarmKind,
     PumpIdentity,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.base import (
+from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
@@ -14,7 +14,7 @@ from drivers.base import (
     PumpTimeout,
     RateRange,
 )
-from drivers.harvard import HarvardDriver
+from drivers.pumps.harvard import HarvardDriver
 from drivers.testing import DISCONNECT, ScriptedTransport, Step, expected_protocol
 from firmware_bridge.syringes import syringe_by_name
 

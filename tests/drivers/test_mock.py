@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.base import (
+from drivers.pumps.base import (
     PumpAlarmKind,
     PumpChecksumError,
     PumpDisconnected,
     PumpRejected,
     PumpTimeout,
 )
-from drivers.mock import MockPumpDriver
+from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import ScaledClock, VirtualClock
 from firmware_bridge.faults import ReplyAction, WireFaults
 from firmware_bridge.pump_model import SimulatedPump

@@ -28,7 +28,7 @@ from typing import Final
 
 import pytest
 
-from drivers.base import (
+from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
@@ -36,7 +36,7 @@ from drivers.base import (
     PumpRejected,
     PumpTimeout,
 )
-from drivers.modbus import ModbusDriver
+from drivers.pumps.modbus import ModbusDriver
 from firmware_bridge.syringes import syringe_by_name
 
 TIMEOUT_S: Final = 0.2

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.base import (
+from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
@@ -15,7 +15,7 @@ from drivers.base import (
     PumpTimeout,
     RateRange,
 )
-from drivers.ne1000 import Ne1000Driver
+from drivers.pumps.ne1000 import Ne1000Driver
 from drivers.testing import DISCONNECT, ScriptedTransport, Step, expected_protocol
 from firmware_bridge.ne1000.codec import encode_safe_packet
 from firmware_bridge.syringes import syringe_by_name

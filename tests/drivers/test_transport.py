@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from drivers.base import PumpDisconnected, PumpTimeout
+from drivers.pumps.base import PumpDisconnected, PumpTimeout
 from drivers.testing import ScriptedTransport, ScriptError
 from drivers.transport import SerialTransport
 from firmware_bridge.harvard.codec import reply_end

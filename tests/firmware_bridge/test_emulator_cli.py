@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.harvard import HarvardDriver
-from drivers.ne1000 import Ne1000Driver
+from drivers.pumps.harvard import HarvardDriver
+from drivers.pumps.ne1000 import Ne1000Driver
 from firmware_bridge.emulators.cli import main
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log

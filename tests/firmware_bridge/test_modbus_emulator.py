@@ -23,8 +23,8 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.framer.rtu import FramerRTU
 
-from drivers.base import PumpAlarmKind, PumpDisconnected
-from drivers.modbus import ModbusDriver
+from drivers.pumps.base import PumpAlarmKind, PumpDisconnected
+from drivers.pumps.modbus import ModbusDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.modbus.emulator import (

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Generic, TypeVar
 
-from drivers.base import (
+from drivers.pumps.base import (
     DriverError,
     PumpAlarmError,
     PumpAlarmKind,

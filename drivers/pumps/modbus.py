@@ -15,7 +15,7 @@ live; this driver only knows the roles. Rules it keeps for the safety kernel:
 - ``keep_alive()`` reads the status so the pump's comms timeout (if the map has one and
   it is armed) does not stop the pump while the host is alive.
 
-Framing and I/O are ours (``drivers.modbus_link`` over ``firmware_bridge.modbus.frames``)
+Framing and I/O are ours (``drivers.pumps.modbus_link`` over ``firmware_bridge.modbus.frames``)
 rather than pymodbus' client, so each failure maps to one typed error; the emulator on
 the other end is pymodbus, which keeps both ends honest.
 """
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from drivers.base import (
+from drivers.pumps.base import (
     DriverError,
     PumpAlarmError,
     PumpAlarmKind,
@@ -40,7 +40,7 @@ from drivers.base import (
     PumpTimeout,
     RateRange,
 )
-from drivers.modbus_link import ModbusLink, RtuLink, TcpLink
+from drivers.pumps.modbus_link import ModbusLink, RtuLink, TcpLink
 from firmware_bridge.modbus.codec import (
     CodecError,
     Rounding,

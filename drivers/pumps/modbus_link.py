@@ -36,7 +36,7 @@ import termios
 import time
 from typing import Any
 
-from drivers.base import PumpChecksumError, PumpDisconnected, PumpTimeout
+from drivers.pumps.base import PumpChecksumError, PumpDisconnected, PumpTimeout
 from firmware_bridge.modbus.frames import (
     MBAP_HEADER_LEN,
     CrcError,

@@ -1,10 +1,11 @@
-"""Drivers by name, imported only when asked for (the python-can ``BACKENDS`` idea).
+"""Loading a device class by name, only when asked for (the python-can ``BACKENDS`` idea).
 
 A bench that drives only the mock must not need pyserial or pymodbus installed, and a
-broken optional library must not take down the safety process unless its pump is the one
-configured. So the table below holds *strings*; ``load_driver`` imports the one module
-named, and turns the two ways that can fail into errors an operator can act on: a
-missing library names the package to install, an unknown option names the option.
+broken optional library must not take down the safety process unless its device is the
+one configured. So each family's table (pumps: ``drivers.pumps.registry``; GPIO backends:
+``drivers.gpio``) holds *strings*; ``resolve`` imports the one module named and turns the
+two ways that can fail into errors an operator can act on: a missing library names the
+package to install, an unknown option names the option (``check_options``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,6 @@ import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
-
-from drivers.base import PumpDriver
-
-#: registry name -> "module:Class"
-DRIVERS: Mapping[str, str] = {
-    "mock": "drivers.mock:MockPumpDriver",
-    "ne1000": "drivers.ne1000:Ne1000Driver",
-    "harvard": "drivers.harvard:HarvardDriver",
-    "modbus": "drivers.modbus:ModbusDriver",
-}
 
 #: top-level module a driver may need -> what to install to get it
 OPTIONAL_PACKAGES: Mapping[str, str] = {
@@ -47,10 +38,6 @@ class DriverUnavailableError(DriverLoadError, ImportError):
 
 class DriverOptionError(DriverLoadError, TypeError):
     """An option the driver's constructor does not take, or a required one left out."""
-
-
-def known_drivers() -> tuple[str, ...]:
-    return tuple(sorted(DRIVERS))
 
 
 def resolve(target: str, *, kind: str, name: str) -> type[Any]:
@@ -112,24 +99,3 @@ def check_options(cls: type[Any], options: Mapping[str, object], *, kind: str, n
         raise DriverOptionError(
             f"{kind} {name!r}: missing required option(s) {', '.join(map(repr, missing))}"
         )
-
-
-def driver_class(name: str) -> type[PumpDriver]:
-    """The class registered under ``name``, importing its module (and only that one)."""
-    try:
-        target = DRIVERS[name]
-    except KeyError:
-        raise UnknownDriverError(
-            f"unknown pump driver {name!r}; known drivers: {', '.join(known_drivers())}"
-        ) from None
-    cls = resolve(target, kind="driver", name=name)
-    if not (isinstance(cls, type) and issubclass(cls, PumpDriver)):
-        raise DriverUnavailableError(f"driver {name!r}: {target!r} is not a PumpDriver")
-    return cls
-
-
-def load_driver(name: str, **options: object) -> PumpDriver:
-    """A new, not yet connected, driver: ``load_driver("ne1000", port="/dev/ttyUSB0")``."""
-    cls = driver_class(name)
-    check_options(cls, options, kind="driver", name=name)
-    return cls(**options)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
-from drivers.base import (
+from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,

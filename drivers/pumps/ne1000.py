@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 
-from drivers.base import (
+from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
