@@ -3,8 +3,9 @@
 The safety process talks to any pump through ``PumpDriver`` and nothing else, so the
 same kernel and the same tests serve the in-process mock, an NE-1000 on a serial port, a
 Harvard pump and a Modbus drive. Drivers never clamp a value the pump refused and never
-retry a set blindly: a set whose acknowledgement was lost raises ``PumpTimeout`` and the
-caller must reconcile with a status read (invariant S10).
+retry a set blindly: a set whose acknowledgement was lost raises ``DeviceTimeout``
+(``drivers.errors``, shared with every device on a line) and the caller must reconcile
+with a status read (invariant S10).
 """
 
 from __future__ import annotations
@@ -13,15 +14,8 @@ import abc
 import enum
 from dataclasses import dataclass
 
+from drivers.errors import DriverError
 from firmware_bridge.syringes import Syringe
-
-
-class DriverError(Exception):
-    """Base of every error a driver raises."""
-
-
-class PumpTimeout(DriverError):
-    """No (complete) reply within the deadline. For a set: the outcome is *uncertain*."""
 
 
 class PumpRejected(DriverError):
@@ -42,10 +36,6 @@ class PumpAlarmError(DriverError):
     def __init__(self, message: str, alarms: frozenset[PumpAlarmKind]) -> None:
         super().__init__(message)
         self.alarms = alarms
-
-
-class PumpDisconnected(DriverError):
-    """The port or socket is gone (unplugged USB adapter, closed pty, dropped TCP)."""
 
 
 class PumpAlarmKind(enum.StrEnum):
@@ -119,7 +109,7 @@ class PumpDriver(abc.ABC):
 
         ``rate_ml_h`` must already be quantized; a value the pump would round is an error,
         never silently changed. Raises ``PumpRejected`` when the pump refuses it and
-        ``PumpTimeout`` when the acknowledgement is lost (outcome uncertain).
+        ``DeviceTimeout`` when the acknowledgement is lost (outcome uncertain).
         """
 
     @abc.abstractmethod

@@ -12,7 +12,7 @@ Protocol facts are in ``firmware_bridge.harvard.codec``. How this driver uses th
 - The prompt and every line prefix must carry our address: a reply from another pump (the
   daisy-chain bug seen in a public driver) raises ``PumpChecksumError``.
 - Every set is read back with the matching query and the read-back value is returned;
-  sets are sent once (a lost reply is ``PumpTimeout``: outcome uncertain), queries are
+  sets are sent once (a lost reply is ``DeviceTimeout``: outcome uncertain), queries are
   retried at most once. ``Argument error`` / ``Out of range`` / ``Command error`` replies
   raise ``PumpRejected`` with the pump's own lines as the reason; nothing is clamped.
 - Stall (prompt ``*``, status flag ``S``) is reported as ``PumpAlarmKind.STALL``: the pump
@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
+from drivers.errors import DeviceTimeout
 from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
@@ -41,7 +42,6 @@ from drivers.pumps.base import (
     PumpIdentity,
     PumpRejected,
     PumpStatus,
-    PumpTimeout,
     RateRange,
 )
 from drivers.serial_options import check_serial_options
@@ -273,7 +273,7 @@ class HarvardDriver(PumpDriver):
         """Throw-away ``ver``: a pump fresh from power-up may ignore its first command."""
         try:
             self._transact(self._cmd("ver"))
-        except PumpTimeout:
+        except DeviceTimeout:
             self._transact(self._cmd("ver"))
 
     def _ensure_link(self) -> None:
@@ -314,7 +314,7 @@ class HarvardDriver(PumpDriver):
         """A pure query: retried once after a timeout or an unreadable reply."""
         try:
             reply = self._transact(command)
-        except (PumpTimeout, PumpChecksumError):
+        except (DeviceTimeout, PumpChecksumError):
             reply = self._transact(command)
         self._raise_for_error(reply, command)
         return reply

@@ -8,14 +8,14 @@ driver wraps the one ``SimulatedPump`` every emulator serves, and consults the s
 =================  ============================  ==========================================
 wire fault         executed by the pump?         what the caller sees
 =================  ============================  ==========================================
-drop               no                            ``PumpTimeout``
-lose_ack           yes                           ``PumpTimeout`` (outcome uncertain, S10)
+drop               no                            ``DeviceTimeout``
+lose_ack           yes                           ``DeviceTimeout`` (outcome uncertain, S10)
 corrupt            yes                           ``PumpChecksumError`` (outcome uncertain)
 garbage            no                            ``PumpChecksumError`` (reply unframed)
-silent             no                            ``PumpTimeout``
-delay >= deadline  yes                           ``PumpTimeout`` (reply too late)
+silent             no                            ``DeviceTimeout``
+delay >= deadline  yes                           ``DeviceTimeout`` (reply too late)
 delay < deadline   yes                           normal reply; nothing sleeps in-process
-disconnect         no                            ``PumpDisconnected``; one reconnect attempt
+disconnect         no                            ``DeviceDisconnected``; one reconnect attempt
                                                  on the next call (or ``connect()``)
 =================  ============================  ==========================================
 
@@ -40,17 +40,15 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Generic, TypeVar
 
+from drivers.errors import DeviceDisconnected, DeviceTimeout, DriverError
 from drivers.pumps.base import (
-    DriverError,
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
-    PumpDisconnected,
     PumpDriver,
     PumpIdentity,
     PumpRejected,
     PumpStatus,
-    PumpTimeout,
     RateRange,
 )
 from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec
@@ -301,10 +299,10 @@ class MockPumpDriver(PumpDriver):
     def _call(self, what: str, op: Callable[[], T], *, query: bool) -> T:
         with self._lock:
             if self._link is _Link.CLOSED:
-                raise PumpDisconnected(f"mock pump: not connected ({what}); call connect() first")
+                raise DeviceDisconnected(f"mock pump: not connected ({what}); call connect() first")
             if self._link is _Link.DROPPED:
                 if not self._auto_reconnect:
-                    raise PumpDisconnected(
+                    raise DeviceDisconnected(
                         f"mock pump: link dropped ({what}); call connect() to reconnect"
                     )
                 self.connect()  # exactly one attempt; its error propagates
@@ -319,12 +317,12 @@ class MockPumpDriver(PumpDriver):
         wire = self._wire
         if wire.take_disconnect():
             self._link = _Link.DROPPED
-            raise PumpDisconnected(f"mock pump: link dropped during {what}; not executed")
+            raise DeviceDisconnected(f"mock pump: link dropped during {what}; not executed")
         action = wire.next_action()
         if action is ReplyAction.DROP_REQUEST:
-            raise PumpTimeout(f"mock pump: no reply to {what} (request lost; not executed)")
+            raise DeviceTimeout(f"mock pump: no reply to {what} (request lost; not executed)")
         if action is ReplyAction.SILENT:
-            raise PumpTimeout(f"mock pump: no reply to {what} (pump silent)")
+            raise DeviceTimeout(f"mock pump: no reply to {what} (pump silent)")
         if action is ReplyAction.GARBAGE:
             raise PumpChecksumError(f"mock pump: unframed garbage in reply to {what}")
         late = action is ReplyAction.NORMAL and wire.delay_s >= self._reply_timeout_s
@@ -340,7 +338,7 @@ class MockPumpDriver(PumpDriver):
 
         if action is ReplyAction.LOSE_ACK or late:
             cause = "acknowledgement lost" if not late else "reply later than the deadline"
-            raise PumpTimeout(
+            raise DeviceTimeout(
                 f"mock pump: no reply to {what} ({cause}); it may have taken effect, "
                 "read the status before the next command"
             )

@@ -7,10 +7,10 @@ live; this driver only knows the roles. Rules it keeps for the safety kernel:
 - every set is read back and the read-back value is what ``set_rate`` returns;
 - a Modbus exception reply -> ``PumpRejected`` with the exception's name as reason
   (03 ILLEGAL DATA VALUE is how a pump says "out of range"); nothing is clamped;
-- a write is never repeated: a lost or corrupted acknowledgement raises ``PumpTimeout``
+- a write is never repeated: a lost or corrupted acknowledgement raises ``DeviceTimeout``
   or ``PumpChecksumError``, both meaning *outcome uncertain* (S10); a read is repeated
   at most once;
-- a lost connection raises ``PumpDisconnected`` and the next call reopens it, a bounded
+- a lost connection raises ``DeviceDisconnected`` and the next call reopens it, a bounded
   number of times;
 - ``keep_alive()`` reads the status so the pump's comms timeout (if the map has one and
   it is armed) does not stop the pump while the host is alive.
@@ -27,17 +27,15 @@ import threading
 import time
 from collections.abc import Sequence
 
+from drivers.errors import DeviceDisconnected, DeviceTimeout, DriverError
 from drivers.pumps.base import (
-    DriverError,
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
-    PumpDisconnected,
     PumpDriver,
     PumpIdentity,
     PumpRejected,
     PumpStatus,
-    PumpTimeout,
     RateRange,
 )
 from drivers.pumps.modbus_link import ModbusLink, RtuLink, TcpLink
@@ -455,7 +453,7 @@ class ModbusDriver(PumpDriver):
         pdu = read_request(_READ_FC[table], start, count)
         try:
             reply = self._transact(pdu)
-        except (PumpTimeout, PumpChecksumError):
+        except (DeviceTimeout, PumpChecksumError):
             reply = self._transact(pdu)  # a read may be repeated, once
         if isinstance(reply, ExceptionReply):
             names = ", ".join(p.name for p in members)
@@ -474,17 +472,17 @@ class ModbusDriver(PumpDriver):
         if self._link.is_open:
             return
         if not self._connected:
-            raise PumpDisconnected("not connected: call connect() first")
-        last: PumpDisconnected | None = None
+            raise DeviceDisconnected("not connected: call connect() first")
+        last: DeviceDisconnected | None = None
         for attempt in range(max(1, self.reconnect_attempts)):
             if attempt:
                 time.sleep(0.1 * attempt)  # bounded: at most ~0.3 s for 3 attempts
             try:
                 self._link.open()
                 return
-            except PumpDisconnected as exc:
+            except DeviceDisconnected as exc:
                 last = exc
-        raise PumpDisconnected(
+        raise DeviceDisconnected(
             f"Modbus pump at {self._link.where} gone; {self.reconnect_attempts} reconnect "
             f"attempt(s) failed: {last}"
         )

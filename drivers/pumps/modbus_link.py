@@ -3,11 +3,11 @@
 Framing is ``firmware_bridge.modbus.frames``; this module owns the socket or serial port
 and turns every way a reply can fail into one typed error:
 
-- nothing (complete) within the deadline -> ``PumpTimeout``;
+- nothing (complete) within the deadline -> ``DeviceTimeout``;
 - bytes that are not a valid frame (CRC, MBAP header, wrong address, garbage,
   a frame cut short) -> ``PumpChecksumError``;
 - the socket or port gone (reset, EOF, unplugged adapter, closed pty) ->
-  ``PumpDisconnected``; the link is then closed and the driver reopens it on its next call.
+  ``DeviceDisconnected``; the link is then closed and the driver reopens it on its next call.
 
 Nothing here retries. pymodbus' own clients fold CRC errors into timeouts and retry on
 their own; a pump driver must know which of these happened and must never repeat a
@@ -36,7 +36,8 @@ import termios
 import time
 from typing import Any
 
-from drivers.pumps.base import PumpChecksumError, PumpDisconnected, PumpTimeout
+from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.pumps.base import PumpChecksumError
 from firmware_bridge.modbus.frames import (
     MBAP_HEADER_LEN,
     CrcError,
@@ -63,7 +64,7 @@ class ModbusLink(abc.ABC):
 
     @abc.abstractmethod
     def open(self) -> None:
-        """Open the port; ``PumpDisconnected`` when it cannot be opened."""
+        """Open the port; ``DeviceDisconnected`` when it cannot be opened."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -90,7 +91,7 @@ class TcpLink(ModbusLink):
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
         except OSError as exc:
-            raise PumpDisconnected(f"cannot connect to Modbus TCP {self.where}: {exc}") from None
+            raise DeviceDisconnected(f"cannot connect to Modbus TCP {self.where}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
 
@@ -109,7 +110,7 @@ class TcpLink(ModbusLink):
             sock.sendall(mbap_adu(tid, self.unit, pdu))
         except OSError as exc:
             self.close()
-            raise PumpDisconnected(f"Modbus TCP {self.where}: send failed: {exc}") from None
+            raise DeviceDisconnected(f"Modbus TCP {self.where}: send failed: {exc}") from None
         deadline = time.monotonic() + self.timeout_s
         while True:
             head = self._recv_exact(sock, MBAP_HEADER_LEN, deadline, mid_frame=False)
@@ -139,7 +140,7 @@ class TcpLink(ModbusLink):
 
     def _require(self) -> socket.socket:
         if self._sock is None:
-            raise PumpDisconnected(f"Modbus TCP {self.where}: not connected")
+            raise DeviceDisconnected(f"Modbus TCP {self.where}: not connected")
         return self._sock
 
     def _recv_exact(
@@ -155,7 +156,9 @@ class TcpLink(ModbusLink):
                         f"Modbus TCP {self.where}: reply cut short after "
                         f"{len(buf)} of {n} bytes; connection closed"
                     )
-                raise PumpTimeout(f"Modbus TCP {self.where}: no reply within {self.timeout_s:g} s")
+                raise DeviceTimeout(
+                    f"Modbus TCP {self.where}: no reply within {self.timeout_s:g} s"
+                )
             sock.settimeout(remaining)
             try:
                 chunk = sock.recv(n - len(buf))
@@ -163,10 +166,10 @@ class TcpLink(ModbusLink):
                 continue
             except OSError as exc:
                 self.close()
-                raise PumpDisconnected(f"Modbus TCP {self.where}: {exc}") from None
+                raise DeviceDisconnected(f"Modbus TCP {self.where}: {exc}") from None
             if not chunk:
                 self.close()
-                raise PumpDisconnected(f"Modbus TCP {self.where}: connection closed by the pump")
+                raise DeviceDisconnected(f"Modbus TCP {self.where}: connection closed by the pump")
             buf += chunk
         return buf
 
@@ -201,7 +204,7 @@ class RtuLink(ModbusLink):
         try:
             import serial  # noqa: PLC0415 - only an RTU link needs pyserial
         except ImportError:
-            raise PumpDisconnected("Modbus RTU needs pyserial (pip install pyserial)") from None
+            raise DeviceDisconnected("Modbus RTU needs pyserial (pip install pyserial)") from None
         try:
             self._ser = serial.Serial(
                 self.port,
@@ -216,7 +219,7 @@ class RtuLink(ModbusLink):
         except (OSError, ValueError, termios.error, serial.SerialException) as exc:
             # termios.error: pyserial lets it through from tcsetattr (e.g. a Linux pty
             # refuses parity re-applied by a second open: EINVAL); it is not an OSError
-            raise PumpDisconnected(f"cannot open Modbus RTU port {self.port}: {exc}") from None
+            raise DeviceDisconnected(f"cannot open Modbus RTU port {self.port}: {exc}") from None
         self._dirty = True  # whatever sat in the buffers before we opened is not ours
 
     def close(self) -> None:
@@ -228,15 +231,15 @@ class RtuLink(ModbusLink):
 
     def transact(self, pdu: bytes) -> bytes:
         if self._ser is None:
-            raise PumpDisconnected(f"Modbus RTU {self.where}: not open")
+            raise DeviceDisconnected(f"Modbus RTU {self.where}: not open")
         try:
             return self._transact(pdu)
-        except PumpDisconnected:
+        except DeviceDisconnected:
             raise
         except Exception as exc:
             if _is_serial_error(exc):
                 self.close()
-                raise PumpDisconnected(
+                raise DeviceDisconnected(
                     f"Modbus RTU {self.where}: port failed ({exc}); device unplugged or closed?"
                 ) from None
             raise
@@ -262,7 +265,9 @@ class RtuLink(ModbusLink):
                     raise PumpChecksumError(
                         f"Modbus RTU {self.where}: incomplete reply {buf.hex(' ')}"
                     )
-                raise PumpTimeout(f"Modbus RTU {self.where}: no reply within {self.timeout_s:g} s")
+                raise DeviceTimeout(
+                    f"Modbus RTU {self.where}: no reply within {self.timeout_s:g} s"
+                )
             want = 1 if expected is None else expected - len(buf)
             buf += self._read_some(want, remaining)
         if len(buf) > expected:

@@ -11,7 +11,7 @@ leave printable CRC bytes in its command buffer. The link is then brought to the
 configured mode (``SAF n`` or ``SAF0``) and that setting read back.
 
 Sets and read-back. Every value set is read back with a query and the read-back value is
-what the driver returns. A set is sent exactly once: a lost reply raises ``PumpTimeout``
+what the driver returns. A set is sent exactly once: a lost reply raises ``DeviceTimeout``
 (outcome uncertain, the caller reconciles with ``read_status``), a corrupted one
 ``PumpChecksumError``; neither is retried. Pure queries are retried at most once. For RUN and
 STP the status character in the pump's reply is the read-back.
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 
+from drivers.errors import DeviceTimeout
 from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
@@ -55,7 +56,6 @@ from drivers.pumps.base import (
     PumpIdentity,
     PumpRejected,
     PumpStatus,
-    PumpTimeout,
     RateRange,
 )
 from drivers.serial_options import check_serial_options
@@ -293,13 +293,13 @@ class Ne1000Driver(PumpDriver):
             self._safe = safe
             try:
                 self._transact(self._cmd(""))
-            except (PumpTimeout, PumpChecksumError):
+            except (DeviceTimeout, PumpChecksumError):
                 continue
             found = True
             break
         if not found:
             self._safe = False
-            raise PumpTimeout(
+            raise DeviceTimeout(
                 f"ne1000: no pump answered at address {self.address} on {self.port} "
                 "in basic or safe mode"
             )
@@ -392,7 +392,7 @@ class Ne1000Driver(PumpDriver):
             # not come would leave the line "dirty" and cost the next exchange a timeout.)
             try:
                 follow = self._transport.read_frame(frame_end=frame_end, timeout_s=self._settle_s)
-            except PumpTimeout:
+            except DeviceTimeout:
                 follow = b""
             if follow:
                 self._note_alarm(reply.alarm)
@@ -421,7 +421,7 @@ class Ne1000Driver(PumpDriver):
         for attempt in (1, 2):
             try:
                 reply = self._transact(command)
-            except (PumpTimeout, PumpChecksumError):
+            except (DeviceTimeout, PumpChecksumError):
                 if attempt == 2:
                     raise
                 continue

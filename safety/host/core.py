@@ -18,15 +18,9 @@ from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
+from drivers.errors import DriverError
 from drivers.gpio.base import GpioInterface
-from drivers.pumps.base import (
-    DriverError,
-    PumpAlarmError,
-    PumpDriver,
-    PumpRejected,
-    PumpStatus,
-    RateRange,
-)
+from drivers.pumps.base import PumpAlarmError, PumpDriver, PumpRejected, PumpStatus, RateRange
 from firmware_bridge.clock import Clock
 from firmware_bridge.syringes import Syringe
 from safety.alarms import Priority

@@ -23,7 +23,8 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.framer.rtu import FramerRTU
 
-from drivers.pumps.base import PumpAlarmKind, PumpDisconnected
+from drivers.errors import DeviceDisconnected
+from drivers.pumps.base import PumpAlarmKind
 from drivers.pumps.modbus import ModbusDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
@@ -448,7 +449,7 @@ def test_rtu_disconnect_vanishes_and_comes_back_at_the_same_path() -> None:
         first = os.path.realpath(emu.where)
         wire.request_disconnect()
         wait_until(lambda: os.path.realpath(emu.where) != first, "a new pty behind the path")
-        with pytest.raises(PumpDisconnected):
+        with pytest.raises(DeviceDisconnected):
             driver.keep_alive()
         driver.keep_alive()  # reconnected on the next call, same path
         driver.close()
