@@ -3,7 +3,7 @@
     python -m benchmarks.controller_child CONFIG JOURNAL
 
 It is an ordinary controller: ``controller.connect.connect`` (the socket client, the
-library hash check, attach and re-sync), a ``Session`` and its background runner. It
+library hash check, attach and re-sync), a ``Session`` and its service thread. It
 acknowledges whatever a previous controller's death left latched, starts norepinephrine
 at 8 mcg/min if nothing runs yet, and prints, flushed:
 
@@ -13,7 +13,7 @@ at 8 mcg/min if nothing runs yet, and prints, flushed:
 ``time.monotonic()`` is CLOCK_MONOTONIC on Linux, one clock for every process on the
 machine, so the benchmark can subtract its own reading (taken just before it killed the
 safety process) from ``t``. Then it waits, doing nothing but what its threads do
-(heartbeats, the runner), until it is killed or stopped; SIGTERM ends it cleanly.
+(heartbeats, the service thread), until it is killed or stopped; SIGTERM ends it cleanly.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 - controller SIGSTOP -> alarm pin high once its heartbeats stop (S11: the heartbeat
   timeout; the last heartbeat went out up to a quarter of it before the stop);
 - safety process SIGKILL -> the controller's session raises its own
-  ``controller:safety_link_lost`` alarm (the link's EOF, then the session's runner).
+  ``controller:safety_link_lost`` alarm (the link's EOF, then the session's service thread).
 
 The controller is a child process (``controller_child``) the benchmark controls; the
 safety process runs the mock pump and simulated GPIO, whose pins are a JSON file any

@@ -2,7 +2,7 @@
 
 Figures are measurements, not verdicts: ``met`` says whether a figure reached its goal on
 this machine in this run, for the reader; nothing fails because of it (a test suite that
-asserted wall-clock speed would fail on a busy CI runner and prove nothing). A *figure*
+asserted wall-clock speed would fail on a busy CI host and prove nothing). A *figure*
 always has the goal issue 6 set for it; *context* holds measurements that explain the
 figures (the durable journal's commit time, latency as the rate history grows, the
 emulator's pacing accuracy) and have no goal of their own.

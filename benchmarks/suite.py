@@ -525,7 +525,7 @@ def _memory_figures(run: _Run) -> None:
                 CONTROLLER_MEMORY_GOAL,
                 "max over the controller children",
                 stats,
-                note="connect() + Session + background runner, attached and infusing",
+                note="connect() + Session + service thread, attached and infusing",
             )
         )
     else:

@@ -55,7 +55,7 @@ def parse_duration(text: str) -> float:
 
 class Console(cmd.Cmd):
     """``wait`` lets clinical time pass: ``advance(seconds)`` when given (virtual clocks),
-    otherwise a real sleep while the session's background runner does the work."""
+    otherwise a real sleep while the session's service thread does the work."""
 
     def __init__(
         self,

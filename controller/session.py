@@ -31,7 +31,7 @@ Rules the session keeps:
 - if the link to the safety process dies, the session raises its own high alarm, goes
   to hold and sends nothing more until ``resume()`` re-attaches.
 
-Threads: every public method takes the session's lock, so a background runner and an
+Threads: every public method takes the session's lock, so the service thread and an
 operator thread can share a session. Link notices are queued by the link's thread and
 handled on the next call; alarm callbacks run on the thread that handles them.
 """
@@ -81,7 +81,7 @@ from controller.planner import (
     plan_wean,
     planning_state,
 )
-from controller.runner import Runner
+from controller.service_thread import ServiceThread
 from controller.session_journal import SessionJournal, to_jsonable
 from controller.status_line import status_line
 from firmware_bridge.clock import Clock, MonotonicClock
@@ -245,7 +245,7 @@ class Session:
         self._pending: PendingChange | None = None
         self._active: _ActivePlan | None = None
         self._link_down: str | None = None
-        self._runner: Runner | None = None
+        self._service_thread: ServiceThread | None = None
         if journal is None:
             journal = ":memory:"  # always journaled; pass a path to keep it
         store = (
@@ -292,11 +292,11 @@ class Session:
         self.close()
 
     def close(self, *, hang_up: bool = True) -> None:
-        """Stop the runner, unsubscribe, close the link (the safety process then holds
+        """Stop the service thread, unsubscribe, close the link (the safety process then holds
         the rate: S11) and the journal."""
-        runner = self._runner
-        if runner is not None:
-            runner.stop()
+        thread = self._service_thread
+        if thread is not None:
+            thread.stop()
         with self._lock:
             with contextlib.suppress(Exception):
                 self._unsubscribe()
@@ -606,18 +606,18 @@ class Session:
             self._reconcile()
             return self._next_due_in()
 
-    def run_in_background(self, period_s: float = 0.25) -> Runner:
+    def run_in_background(self, period_s: float = 0.25) -> ServiceThread:
         """A thread calling ``service()`` at least every ``period_s`` real seconds (and
-        when a step falls due); stop it with ``Runner.stop()`` or ``close()``."""
+        when a step falls due); stop it with ``ServiceThread.stop()`` or ``close()``."""
         with self._lock:
-            if self._runner is not None and self._runner.alive:
-                return self._runner
-            self._runner = Runner(self, period_s)
-            self._runner.start()
-            return self._runner
+            if self._service_thread is not None and self._service_thread.alive:
+                return self._service_thread
+            self._service_thread = ServiceThread(self, period_s)
+            self._service_thread.start()
+            return self._service_thread
 
     def raise_fault(self, message: str) -> None:
-        """A controller fault (e.g. in the background runner): a medium alarm, journaled."""
+        """A controller fault (e.g. in the service thread): a medium alarm, journaled."""
         with self._lock:
             self._alarms.raise_own(FAULT_KEY, "medium", "controller_fault", message)
 
@@ -965,9 +965,9 @@ class Session:
     def _on_notice(self, notice: Notice) -> None:
         """Called on the link's thread: queue only (no lock, no I/O, cannot block)."""
         self._notices.append(notice)
-        runner = self._runner
-        if runner is not None:
-            runner.wake()
+        thread = self._service_thread
+        if thread is not None:
+            thread.wake()
 
     def _drain(self) -> None:
         while self._notices:

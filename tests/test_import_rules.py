@@ -102,7 +102,7 @@ OBSERVE_NEVER_IMPORTS: tuple[str, ...] = (
     "controller.session",
     "controller.connect",
     "controller.console",
-    "controller.runner",
+    "controller.service_thread",
 )
 
 #: the oracle, and what it may import: safety's pure parts, the pump's truth types

@@ -170,7 +170,7 @@ class DemoScript:
 def run_course(bench: DemoBench, timeline: Timeline) -> list[AlarmView]:
     """Start the processes, run the course, always tear everything down."""
     session: Session | None = None
-    runner = None
+    thread = None
     try:
         bench.prepare()
         pty = bench.start_pump()
@@ -179,13 +179,13 @@ def run_course(bench: DemoBench, timeline: Timeline) -> list[AlarmView]:
         child = bench.start_safety()
         timeline.say(f"safety process ready (pid {child.pid}); it alone owns the pump")
         session = connect(bench.config, journal=bench.controller_journal, name="pumpctl-demo")
-        runner = session.run_in_background(period_s=0.05)
+        thread = session.run_in_background(period_s=0.05)
         script = DemoScript(bench, session, timeline)
         script.run()
         return script.alarms_seen
     finally:
-        if runner is not None:
-            runner.stop()
+        if thread is not None:
+            thread.stop()
         if session is not None:
             session.close(hang_up=True)
         bench.close()

@@ -253,7 +253,7 @@ class HilBench:
     # ------------------------------------------------------------------ controllers
     def connect(self, name: str = "hil-controller", *, background: bool = True) -> Session:
         """A controller in this process: ``controller.connect.connect`` on the bench's
-        config (attaches and re-syncs); ``background``: plan steps sent by a runner."""
+        config (attaches and re-syncs); ``background``: plan steps sent by a service thread."""
         session = connect(self.config, journal=self.controller_journal, name=name)
         self.sessions.append(session)
         if background:

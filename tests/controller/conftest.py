@@ -140,7 +140,7 @@ def session(local: LocalSafety, library: DrugLibrary, tmp_path: Path) -> Iterato
 
 
 def drive(link: LocalSafety, session: Session, seconds: float, step: float = 30.0) -> None:
-    """Let clinical time pass, servicing the session as a runner would."""
+    """Let clinical time pass, servicing the session as its service thread would."""
     end = link.clinical.now() + seconds
     while link.clinical.now() < end:
         link.advance(min(step, end - link.clinical.now()))

@@ -1,4 +1,4 @@
-"""The background runner calls ``service`` until stopped, survives errors, reports them."""
+"""The service thread calls ``service`` until stopped, survives errors, reports them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from controller.errors import ControllerError
-from controller.runner import Runner
+from controller.service_thread import ServiceThread
 
 
 class FakeSession:
@@ -33,20 +33,20 @@ class FakeSession:
         self.faults.append(message)
 
 
-def test_the_runner_services_until_stopped_and_reports_errors(
+def test_the_service_thread_services_until_stopped_and_reports_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     session = FakeSession([ControllerError("refused"), RuntimeError("bug")])
-    runner = Runner(session, period_s=0.001)  # type: ignore[arg-type]
+    thread = ServiceThread(session, period_s=0.001)  # type: ignore[arg-type]
     with caplog.at_level(logging.CRITICAL):
-        runner.start()
+        thread.start()
         assert session.enough.wait(20)  # bounded: fails the test instead of hanging
-        runner.stop()
-    assert not runner.alive
+        thread.stop()
+    assert not thread.alive
     assert session.calls >= 5
-    assert session.faults == ["background runner: RuntimeError('bug')"]  # not the refusal
+    assert session.faults == ["service thread: RuntimeError('bug')"]  # not the refusal
 
 
-def test_the_runner_period_is_checked() -> None:
+def test_the_service_thread_period_is_checked() -> None:
     with pytest.raises(ValueError, match="period_s"):
-        Runner(FakeSession([]), period_s=0)  # type: ignore[arg-type]
+        ServiceThread(FakeSession([]), period_s=0)  # type: ignore[arg-type]

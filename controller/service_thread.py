@@ -1,4 +1,4 @@
-"""The background runner: ``Session.service`` on a thread, for real-time benches.
+"""The service thread: ``Session.service`` on a thread, for real-time benches.
 
 A script on a virtual clock (``LocalSafety``) calls ``service()`` itself between
 ``advance`` calls; a bench on a real or scaled clock lets this thread do it, so planned
@@ -17,15 +17,15 @@ from controller.errors import ControllerError
 if TYPE_CHECKING:
     from controller.session import Session
 
-log = logging.getLogger("controller.runner")
+log = logging.getLogger("controller.service_thread")
 
 
-class Runner:
+class ServiceThread:
     """Calls ``Session.service`` on a background thread (real-time benches).
 
     Waits at most ``period_s`` real seconds between calls, less when a step falls due or
     a notice arrives. An unexpected error is logged and raised as a controller alarm; the
-    runner keeps going (a dead runner would silently stop a plan, which holds the dose:
+    thread keeps going (a dead thread would silently stop a plan, which holds the dose:
     safe, but the operator must know)."""
 
     def __init__(self, session: Session, period_s: float = 0.25) -> None:
@@ -35,7 +35,7 @@ class Runner:
         self._period = period_s
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="controller-runner", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="controller-service", daemon=True)
 
     @property
     def alive(self) -> bool:
@@ -61,11 +61,11 @@ class Runner:
                 if due is not None:
                     wait = min(wait, self._session.real_seconds(due))
             except ControllerError as exc:
-                log.warning("runner: %s", exc.message)
+                log.warning("service thread: %s", exc.message)
             except Exception as exc:
-                log.exception("runner: unexpected error")
+                log.exception("service thread: unexpected error")
                 with contextlib.suppress(Exception):
-                    self._session.raise_fault(f"background runner: {exc!r}")
+                    self._session.raise_fault(f"service thread: {exc!r}")
                 wait = max(wait, 1.0)
             self._wake.wait(max(0.001, wait))
             self._wake.clear()
