@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.bench import Bench, load_bench
+from controller.bench_config import BenchConfig, load_bench_config
 from controller.errors import ControllerError, LinkUnavailable
 from controller.planner import PlannerSettings
 from controller.session import Session
@@ -33,11 +33,11 @@ from safety.library import LibraryError, load_library
 READY_TIMEOUT_S = 30.0
 
 
-def open_link(bench: Bench, *, name: str = "pumpctl-controller") -> SafetyClient:
+def open_link(bench: BenchConfig, *, name: str = "pumpctl-controller") -> SafetyClient:
     """The authenticated socket link to the bench's safety process."""
     if not bench.key_file.exists():
         raise LinkUnavailable(
-            f"no safety process has run with {bench.config}: its key file {bench.key_file} "
+            f"no safety process has run with {bench.path}: its key file {bench.key_file} "
             "does not exist yet (the safety process creates it at start)"
         )
     try:
@@ -45,7 +45,7 @@ def open_link(bench: Bench, *, name: str = "pumpctl-controller") -> SafetyClient
     except SafetyUnavailable as exc:
         raise LinkUnavailable(
             f"no safety process answers on {bench.socket} ({exc}); start it with "
-            f"'python -m safety --config {bench.config}' or use 'pumpctl run --start-safety'"
+            f"'python -m safety --config {bench.path}' or use 'pumpctl run --start-safety'"
         ) from None
     except SafetyLinkError as exc:
         raise LinkUnavailable(f"safety process on {bench.socket}: {exc}") from None
@@ -81,7 +81,7 @@ def connect(
 
     ``config``: the bench's safety config (default ``$PUMPCTL_CONFIG`` or the demo
     bench); ``journal``: the controller journal (default: beside the safety journal)."""
-    bench = load_bench(config)
+    bench = load_bench_config(config)
     try:
         library = load_library(bench.library)
     except LibraryError as exc:
@@ -143,13 +143,13 @@ def start_safety(
     """Start ``python -m safety --config FILE`` (``safety.ipc.client.start_safety_process``:
     its own process group, waits for ``ready <socket>``). Its log (stderr) goes to
     ``log_path``, default ``safety.log`` beside its journal."""
-    bench = load_bench(config)
+    bench = load_bench_config(config)
     log = Path(log_path) if log_path is not None else bench.safety_journal.parent / "safety.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as log_file:
         try:
             child = client.start_safety_process(
-                bench.config.resolve(), python=python, timeout_s=timeout_s, stderr=log_file.fileno()
+                bench.path.resolve(), python=python, timeout_s=timeout_s, stderr=log_file.fileno()
             )
         except SafetyStartFailed as exc:
             raise ControllerError(

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import pytest
 
-from controller.bench import load_bench
+from controller.bench_config import load_bench_config
 from controller.connect import open_link
 from controller.machine import State
 from hil_tests.conftest import MakeBench
@@ -177,7 +177,7 @@ def test_kill_9_of_the_safety_process_and_its_restart_leave_the_rate_alone(
 
     bench.start_safety()  # replays its journal, reads the pump, touches nothing
     restarted = bench.now()
-    session.resume(open_link(load_bench(bench.config), name="hil-controller"))
+    session.resume(open_link(load_bench_config(bench.config), name="hil-controller"))
     snap = session.status()
     assert snap.running and snap.rate_ml_h == Decimal("18.75")
     assert any(a.key == "safety_restarted" and a.priority == "high" for a in snap.alarms)

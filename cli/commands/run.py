@@ -21,7 +21,7 @@ from cli.commands.output import (
     CommandError,
     SubParsers,
 )
-from controller.bench import load_bench
+from controller.bench_config import load_bench_config
 from controller.connect import SafetyChild, connect, start_safety
 from controller.console import BANNER, Console
 from controller.errors import ControllerError, LinkUnavailable
@@ -61,20 +61,20 @@ def add_parser(sub: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        bench = load_bench(args.config)
+        bench = load_bench_config(args.config)
     except ControllerError as exc:
         raise CommandError(exc.code, exc.message, EXIT_BAD_INPUT, exc.field) from None
     child: SafetyChild | None = None
     try:
         try:
-            session = connect(bench.config, journal=args.journal)
+            session = connect(bench.path, journal=args.journal)
         except LinkUnavailable as exc:
             if args.no_start:
                 raise CommandError("safety_unavailable", exc.message, EXIT_FAILED) from None
             print(f"no safety process on {bench.socket}: starting one ...", flush=True)
-            child = start_safety(bench.config)
+            child = start_safety(bench.path)
             print(f"safety process started (pid {child.pid}, log {child.log_path})", flush=True)
-            session = connect(bench.config, journal=args.journal)
+            session = connect(bench.path, journal=args.journal)
     except ControllerError as exc:
         if child is not None:
             child.stop()

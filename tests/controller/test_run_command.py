@@ -15,7 +15,7 @@ import pytest
 from cli.commands import run as run_module
 from cli.main import main
 from controller import connect as connect_module
-from controller.bench import BenchConfigError, load_bench
+from controller.bench_config import BenchConfigError, load_bench_config
 from controller.connect import SafetyChild, connect, start_safety
 from controller.machine import State
 from safety.library import default_library_path
@@ -153,7 +153,7 @@ def test_connect_for_scripts(bench_config: Path, tmp_path: Path) -> None:
             assert session.state is State.IDLE
             session.program("norepinephrine", "4 mg/250 mL", "D5W")
             assert session.status().program is not None
-        journal = load_bench(bench_config).controller_journal
+        journal = load_bench_config(bench_config).controller_journal
         assert journal.exists() and journal.parent == tmp_path / "state"
     finally:
         assert child.stop() == 0
@@ -163,15 +163,15 @@ def test_bench_paths_are_relative_to_the_config(tmp_path: Path) -> None:
     config = tmp_path / "sub" / "b.toml"
     config.parent.mkdir()
     config.write_text('[paths]\nsocket = "s.sock"\n[clock]\nclinical = "scaled:60"\n')
-    bench = load_bench(config)
+    bench = load_bench_config(config)
     assert bench.socket == config.parent.resolve() / "s.sock"
     assert bench.key_file == Path("/etc/pumpctl/ipc.key")  # the safety process's default
     assert bench.library is None and bench.clinical_clock == "scaled:60"
     config.write_text('[clock]\nclinical = "warp:9"\n')
     with pytest.raises(BenchConfigError) as info:
-        load_bench(config)
+        load_bench_config(config)
     assert info.value.field == "clock.clinical"
     config.write_text("[paths\n")
     with pytest.raises(BenchConfigError, match="not valid TOML"):
-        load_bench(config)
+        load_bench_config(config)
     assert connect_module.READY_TIMEOUT_S > 0

@@ -36,7 +36,7 @@ from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from controller.bench import load_bench
+from controller.bench_config import load_bench_config
 from controller.connect import SafetyChild, connect, open_link, start_safety
 from controller.errors import ControllerError
 from controller.inputs import program_spec
@@ -555,7 +555,9 @@ clinical = "{self.clock.spec()}"
     def resume(self) -> State:
         session = self.require_session()
         if session.link_down is not None:
-            return session.resume(open_link(load_bench(self.config), name="pumpctl-scenario"))
+            return session.resume(
+                open_link(load_bench_config(self.config), name="pumpctl-scenario")
+            )
         return session.resume()
 
     def truth(self) -> list[TruthEvent]:

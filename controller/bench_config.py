@@ -42,10 +42,11 @@ class BenchConfigError(ControllerError):
 
 
 @dataclass(frozen=True)
-class Bench:
-    """The paths and clock a controller needs to reach and follow its safety process."""
+class BenchConfig:
+    """The paths and clock a controller needs to reach and follow its bench's safety
+    process, read from the bench's config file (``path``)."""
 
-    config: Path
+    path: Path
     socket: Path
     key_file: Path
     library: Path | None  # None: the default library (config/drug_library.toml)
@@ -63,7 +64,7 @@ def default_config() -> Path:
     return Path(override) if override else DEFAULT_CONFIG
 
 
-def load_bench(path: str | os.PathLike[str] | None = None) -> Bench:
+def load_bench_config(path: str | os.PathLike[str] | None = None) -> BenchConfig:
     """Read the bench from a safety config file (default: ``default_config()``)."""
     config = Path(path) if path is not None else default_config()
     try:
@@ -109,8 +110,8 @@ def load_bench(path: str | os.PathLike[str] | None = None) -> Bench:
         ) from None
     socket, key_file, journal = resolved["socket"], resolved["key_file"], resolved["journal"]
     assert socket is not None and key_file is not None and journal is not None
-    return Bench(
-        config=config,
+    return BenchConfig(
+        path=config,
         socket=socket,
         key_file=key_file,
         library=resolved["library"],
