@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.bench_config import BenchConfig, load_bench_config
-from controller.errors import ControllerError, LinkUnavailable
+from controller.errors import ControllerError
 from controller.planner import PlannerSettings
 from controller.session import Session
+from controller.session_link import LinkUnavailable
 from firmware_bridge.clock import Clock, clock_from_spec
 from safety.ipc import client
 from safety.ipc.client import SafetyClient

@@ -22,10 +22,11 @@ import threading
 from collections.abc import Callable
 from typing import IO
 
-from controller.errors import BadInput, ConfirmationRequired, ControllerError, PlanChanged
+from controller.errors import BadInput, ControllerError
 from controller.machine import State
+from controller.plan_executor import ConfirmationRequired, PendingChange, PlanChanged, StepResult
 from controller.planner import format_duration
-from controller.session import PendingChange, Session, StepResult
+from controller.session import Session
 from controller.status_line import alarm_text, sorted_alarms
 from safety.rules import num
 from safety.status import AlarmView

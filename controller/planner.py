@@ -60,6 +60,16 @@ class PlanError(ControllerError):
         super().__init__(message, code=code, field=field)
 
 
+class Unreachable(ControllerError):
+    """The planner found no way to the target; the plan says which limit and what is
+    possible (``plan.problem``, ``plan.best``)."""
+
+    def __init__(self, plan: Plan) -> None:
+        code = str(plan.code) if plan.code is not None else "unreachable"
+        super().__init__(plan.problem or "target not reachable", code=code)
+        self.plan = plan
+
+
 @dataclass(frozen=True)
 class PlannerSettings:
     """The planner's own choices (the limits themselves come from the library).
@@ -421,6 +431,24 @@ def plan_stop(
 ) -> Plan:
     """Stop; for a gradual-wean-only drug: wean to the stop threshold first (S5)."""
     return _plan(library, snapshot, None, config, settings, PlanKind.STOP)
+
+
+def make_plan(
+    kind: PlanKind,
+    library: DrugLibrary,
+    snapshot: Snapshot,
+    target: Decimal | None,
+    *,
+    config: KernelConfig | None = None,
+    settings: PlannerSettings | None = None,
+) -> Plan:
+    """The plan of ``kind`` to ``target`` (None for a stop)."""
+    if kind is PlanKind.STOP:
+        return plan_stop(library, snapshot, config=config, settings=settings)
+    if kind is PlanKind.WEAN:
+        return plan_wean(library, snapshot, target, config=config, settings=settings)
+    assert target is not None
+    return plan_titration(library, snapshot, target, config=config, settings=settings)
 
 
 def _plan(

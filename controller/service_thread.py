@@ -10,14 +10,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from controller.errors import ControllerError
 
-if TYPE_CHECKING:
-    from controller.session import Session
-
 log = logging.getLogger("controller.service_thread")
+
+
+class Serviced(Protocol):
+    """What the thread needs of a session (``controller.session.Session``)."""
+
+    def service(self) -> float | None: ...
+
+    def real_seconds(self, clinical_s: float) -> float: ...
+
+    def raise_fault(self, message: str) -> None: ...
 
 
 class ServiceThread:
@@ -28,7 +35,7 @@ class ServiceThread:
     thread keeps going (a dead thread would silently stop a plan, which holds the dose:
     safe, but the operator must know)."""
 
-    def __init__(self, session: Session, period_s: float = 0.25) -> None:
+    def __init__(self, session: Serviced, period_s: float = 0.25) -> None:
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         self._session = session

@@ -19,7 +19,8 @@ from decimal import Decimal
 import pytest
 
 from controller.machine import State
-from controller.session import PendingChange, Session
+from controller.plan_executor import PendingChange
+from controller.session import Session
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
 from hil_tests.harness.processes import wait_for

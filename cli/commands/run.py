@@ -24,9 +24,10 @@ from cli.commands.output import (
 from controller.bench_config import load_bench_config
 from controller.connect import SafetyChild, connect, start_safety
 from controller.console import BANNER, Console
-from controller.errors import ControllerError, LinkUnavailable
+from controller.errors import ControllerError
 from controller.machine import State
 from controller.session import Session
+from controller.session_link import LinkUnavailable
 
 #: real seconds between two looks for a status change worth printing
 LIVE_PERIOD_S = 1.0

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from cli.demo.bench import DemoBench
 from controller.connect import connect
-from controller.errors import ControllerError, Unreachable
+from controller.errors import ControllerError
 from controller.machine import State
+from controller.planner import Unreachable
 from controller.session import Session
 from safety.kernel.model import ChangeDose
 from safety.status import AlarmView

@@ -37,7 +37,7 @@ def test_the_service_thread_services_until_stopped_and_reports_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     session = FakeSession([ControllerError("refused"), RuntimeError("bug")])
-    thread = ServiceThread(session, period_s=0.001)  # type: ignore[arg-type]
+    thread = ServiceThread(session, period_s=0.001)
     with caplog.at_level(logging.CRITICAL):
         thread.start()
         assert session.enough.wait(20)  # bounded: fails the test instead of hanging
@@ -49,4 +49,4 @@ def test_the_service_thread_services_until_stopped_and_reports_errors(
 
 def test_the_service_thread_period_is_checked() -> None:
     with pytest.raises(ValueError, match="period_s"):
-        ServiceThread(FakeSession([]), period_s=0)  # type: ignore[arg-type]
+        ServiceThread(FakeSession([]), period_s=0)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from controller.errors import ControllerError
 from controller.journal_read import format_time
-from controller.session import PendingChange, StepResult
+from controller.plan_executor import PendingChange, StepResult
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
 from safety.kernel.model import (
     AcknowledgeAlarms,
