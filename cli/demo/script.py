@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 from cli.demo.bench import DemoBench
 from controller.connect import connect
@@ -190,12 +189,3 @@ def run_course(bench: DemoBench, timeline: Timeline) -> list[AlarmView]:
         if session is not None:
             session.close(hang_up=True)
         bench.close()
-
-
-def out_paths(out_dir: Path) -> dict[str, Path]:
-    return {
-        "safety_journal": out_dir / "safety-journal.sqlite",
-        "controller_journal": out_dir / "controller-journal.sqlite",
-        "truth_log": out_dir / "pump-truth.jsonl",
-        "plot": out_dir / "demo.png",
-    }
