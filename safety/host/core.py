@@ -63,6 +63,7 @@ from safety.kernel.state import KernelState
 from safety.library import DrugLibrary
 from safety.status import AlarmView, Outcome, Snapshot, history_points
 from safety.timing import HostTiming
+from safety.units import fraction_to_decimal
 
 log = logging.getLogger("safety")
 
@@ -430,12 +431,12 @@ class SafetyCore:
                 if cap is not None
                 else ("units" if program.therapy.unit.amount.value == "units" else "mcg")
             )
-            given = _dec(amount / factor)
+            given = fraction_to_decimal(amount / factor, 6)
             if cap is not None:
                 window_amount = s.history.amount(now - float(cap.window_s), now)
-                in_window = _dec(Fraction(window_amount) / factor)
+                in_window = fraction_to_decimal(Fraction(window_amount) / factor, 6)
                 cap_amount, cap_window = cap.amount, cap.window_h
-            dose = _dec(program.dose(s.set_rate)) if s.running else Decimal(0)
+            dose = fraction_to_decimal(program.dose(s.set_rate), 6) if s.running else Decimal(0)
         if self._last_infused_ml is not None:
             remaining = max(0.0, self.syringe.volume_ml - self._last_infused_ml)
         return Snapshot(
@@ -480,10 +481,6 @@ class SafetyCore:
             comms_ok=s.comms_ok,
             history=history_points(s),
         )
-
-
-def _dec(value: Fraction) -> Decimal:
-    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
 
 
 __all__ = ["HostTiming", "SafetyCore", "Verdict"]

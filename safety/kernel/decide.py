@@ -31,7 +31,7 @@ from safety.kernel.state import ActiveProgram, KernelState, program_check
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
 from safety.rules import Finding, RuleRefusal, Severity, limit_findings, num
-from safety.units import DOSE_VALUE_MAX, UnitError, parse_dose_unit
+from safety.units import DOSE_VALUE_MAX, UnitError, fraction_to_decimal, parse_dose_unit
 
 
 def decide(
@@ -202,7 +202,7 @@ def _dose_change(
     exact = program.exact_rate(dose)
     rate = pump.pump_rate(exact)
     effective = program.dose(rate)
-    extra = {"unit": unit, "rate_ml_h": rate, "dose": _dec(effective)}
+    extra = {"unit": unit, "rate_ml_h": rate, "dose": fraction_to_decimal(effective)}
 
     # S7: the pump's physical range with this syringe
     if pump.max_rate_ml_h <= 0:
@@ -410,10 +410,6 @@ def _stop(state: KernelState, program: ActiveProgram) -> Verdict:
                 f"{num(threshold)} {program.unit}; wean first (emergency stop stops at once)",
             )
     return Verdict(True, Reason.ACCEPTED, "accepted: stop", actions=(StopPump(),))
-
-
-def _dec(value: Fraction) -> Decimal:
-    return Decimal(value.numerator) / Decimal(value.denominator)
 
 
 def _amount(base: float, unit: str) -> str:
