@@ -15,7 +15,7 @@ own pure ``decide`` about every step it proposes, exactly as the safety process 
   the window to move on;
 - a stop on such a drug weans to the stop threshold, then stops.
 
-The simulation rounds rates with ``safety.units.PumpResolution`` (rounded down, as every
+The simulation rounds rates with ``safety.pump_rounding.PumpResolution`` (rounded down, as every
 driver does); the safety process rounds with the real driver, so every step is sent as a
 dose and decided again there: a plan is a forecast, never a licence.
 
@@ -47,10 +47,11 @@ from safety.kernel.model import (
 )
 from safety.kernel.state import ActiveProgram, KernelState, program_check
 from safety.library import DiluentError, DrugLibrary, LookupProblem
+from safety.pump_rounding import PumpResolution
 from safety.reasons import Reason
 from safety.rules import RuleRefusal, Severity, limit_findings, num
 from safety.status import Snapshot
-from safety.units import PumpResolution, UnitError, fraction_to_decimal
+from safety.units import UnitError, fraction_to_decimal
 
 #: decimal places of the figures a plan proposes (its doses are short figures anyway)
 _PLACES = 9

@@ -613,53 +613,6 @@ def _same_dimension(unit: DoseRateUnit, concentration: Concentration) -> None:
         )
 
 
-# --------------------------------------------------------------------------- pump resolution
-
-
-@dataclass(frozen=True)
-class PumpResolution:
-    """How finely a pump can set its rate: significant digits and a smallest step (mL/h).
-
-    The default, 4 significant digits and at most 3 decimals in mL/h, is the NE-1000
-    family's number format (``pump-protocols.md``).
-    """
-
-    significant_digits: int = 4
-    smallest_step_ml_h: Decimal = Decimal("0.001")
-
-    def describe(self) -> str:
-        step = self.smallest_step_ml_h
-        extra = f", steps of at least {step} mL/h" if step else ""
-        return f"down to {self.significant_digits} significant digits{extra}"
-
-    def round_down(self, ml_per_h: Fraction) -> Decimal:
-        """The largest representable rate not above ``ml_per_h``: toward less drug."""
-        if ml_per_h <= 0:
-            return Decimal(0)
-        step = self.step_at(ml_per_h)
-        steps = math.floor(ml_per_h / step)
-        return fraction_to_decimal(steps * step)
-
-    def step_at(self, ml_per_h: Fraction) -> Fraction:
-        """The rounding step in force at this rate (for reporting the rounding bound)."""
-        if ml_per_h <= 0:
-            return Fraction(self.smallest_step_ml_h)
-        return max(
-            Fraction(10) ** (_decimal_exponent(ml_per_h) - self.significant_digits + 1),
-            Fraction(self.smallest_step_ml_h),
-        )
-
-
-def _decimal_exponent(value: Fraction) -> int:
-    """floor(log10(value)) for value > 0, exactly (float log10 is off near powers of ten)."""
-    exponent = math.floor(math.log10(value.numerator) - math.log10(value.denominator))
-    while Fraction(10) ** exponent > value:
-        exponent -= 1
-    while Fraction(10) ** (exponent + 1) <= value:
-        exponent += 1
-    return exponent
-
-
 def _fmt(value: Decimal) -> str:
     """A decimal without exponent or trailing zeros: 26.25, 120, 0.0001."""
     return format(plain(value), "f")

@@ -30,8 +30,8 @@ from safety.kernel.decide import decide
 from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import Now, Request, RequestMeta
 from safety.kernel.state import ActiveProgram, KernelState, program_check
+from safety.pump_rounding import PumpResolution
 from safety.reasons import Reason
-from safety.units import PumpResolution
 from tests.controller.conftest import (
     _LIBRARY,
     PROGRAMS,

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from safety.dosing import check_program, order_from_dose
 from safety.library import DrugLibrary, load_library
+from safety.pump_rounding import PumpResolution
 from safety.units import (
     AMOUNT_MAX,
     DOSE_RATE_UNITS,
@@ -31,7 +32,6 @@ from safety.units import (
     DoseRate,
     DoseRateUnit,
     FlowRate,
-    PumpResolution,
     UnitError,
     WeightBasedDoseRate,
     absolute_dose,
