@@ -8,8 +8,8 @@ Two design rules come from real dosing errors (see ``clinical-safety.md``):
   be read as 0.5 mcg/min (the 70x error).
 * Arithmetic is exact. Values typed by people are decimals; they are kept as ``Decimal``
   and converted with ``Fraction``, so 0.1 mcg/kg/min x 70 kg at 16 mcg/mL is exactly
-  26.25 mL/h, and rounding to the pump's resolution (always DOWN, toward less drug) is
-  never thrown off by binary floating point.
+  26.25 mL/h, and rounding to the pump's resolution (always DOWN, toward less drug;
+  ``safety.pump_rounding``) is never thrown off by binary floating point.
 
 The canonical internal flow unit is mL/h (``FlowRate``); doses are converted to it only
 at the edges, through a ``Concentration``.
