@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from safety.ipc.client import SafetyChild, SafetyClient, start_safety_process
+from safety.ipc.client import SafetyClient
+from safety.ipc.launch import SafetyChild, start_safety_process
 
 #: bounded waits for a child to come up or go away (not timing requirements)
 START_TIMEOUT_S = 30.0

@@ -95,6 +95,8 @@ OPERATOR_SIDE_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     *SAFETY_PURE,
     "safety.ipc.link",
     "safety.ipc.client",
+    # starts ``python -m safety`` as a child and waits for it: imports nothing of the host
+    "safety.ipc.launch",
 )
 
 #: the controller's session and what drives it: an observer can never command (S17)

@@ -22,12 +22,13 @@ from cli.commands.output import (
     SubParsers,
 )
 from controller.bench_config import load_bench_config
-from controller.connect import SafetyChild, connect, start_safety
+from controller.connect import connect, start_safety
 from controller.console import BANNER, Console
 from controller.errors import ControllerError
 from controller.machine import State
 from controller.session import Session
 from controller.session_link import LinkUnavailable
+from safety.ipc.launch import SafetyChild
 
 #: real seconds between two looks for a status change worth printing
 LIVE_PERIOD_S = 1.0

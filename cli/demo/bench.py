@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.connect import SafetyChild, start_safety
+from controller.connect import start_safety
 from controller.errors import ControllerError
 from firmware_bridge.clock import ScaledClock
 from firmware_bridge.emulators.control import send_control
+from safety.ipc.launch import SafetyChild
 from safety.library import default_library_path
 
 #: how long the emulator may take to print where to connect (real seconds)

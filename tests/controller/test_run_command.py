@@ -16,8 +16,9 @@ from cli.commands import run as run_module
 from cli.main import main
 from controller import connect as connect_module
 from controller.bench_config import BenchConfigError, load_bench_config
-from controller.connect import SafetyChild, connect, start_safety
+from controller.connect import connect, start_safety
 from controller.machine import State
+from safety.ipc.launch import SafetyChild
 from safety.library import default_library_path
 
 CONFIG = """\

@@ -20,7 +20,8 @@ import pytest
 from hil_tests.harness.processes import write_toml
 from safety.host.hashes import prefer_builtin_hashes
 from safety.ipc import auth
-from safety.ipc.client import SafetyClient, start_safety_process
+from safety.ipc.client import SafetyClient
+from safety.ipc.launch import start_safety_process
 from safety.library import load_library
 
 pytestmark = pytest.mark.timeout(60)

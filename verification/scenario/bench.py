@@ -37,7 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from controller.bench_config import load_bench_config
-from controller.connect import SafetyChild, connect, open_link, start_safety
+from controller.connect import connect, open_link, start_safety
 from controller.errors import ControllerError
 from controller.inputs import program_spec
 from controller.journal_read import CONTROLLER_NAME, SAFETY_NAME
@@ -47,6 +47,7 @@ from firmware_bridge.clock import ScaledClock, VirtualClock
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
+from safety.ipc.launch import SafetyChild
 from safety.ipc.local import LIVENESS_START, LocalSafety
 from safety.journal import Journal, open_readonly
 from safety.kernel.codec import encode_event
