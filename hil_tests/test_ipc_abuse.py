@@ -31,6 +31,7 @@ from safety.ipc.messages import (
     Reply,
     RequestMessage,
 )
+from safety.journal_read import read_safety_events
 from safety.kernel.model import (
     ChangeDose,
     Event,
@@ -42,7 +43,6 @@ from safety.kernel.model import (
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
-from verification.ground_truth import read_safety_events
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
 

@@ -28,6 +28,7 @@ from hil_tests.harness.conditions import active, alarm
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import ALL_KINDS, HARVARD, MODBUS_TCP, NE1000, PumpKind
 from hil_tests.harness.truth import boluses, changes_between, describe, last_rate
+from safety.journal_read import read_safety_events
 from safety.kernel.model import (
     ChangeDose,
     CommandFailed,
@@ -37,7 +38,6 @@ from safety.kernel.model import (
     StartPump,
 )
 from safety.status import Snapshot
-from verification.ground_truth import read_safety_events
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
 

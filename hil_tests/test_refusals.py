@@ -22,6 +22,7 @@ from hil_tests.harness.bench import HilBench
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import ALL_KINDS, NE1000, PumpKind
 from hil_tests.harness.truth import changes_between, describe, last_rate, rate_at
+from safety.journal_read import read_safety_events
 from safety.kernel.model import (
     ChangeDose,
     LoadProgram,
@@ -32,7 +33,6 @@ from safety.kernel.model import (
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
-from verification.ground_truth import read_safety_events
 from verification.scenario.bench import seed_journal
 from verification.scenario.model import Prior
 

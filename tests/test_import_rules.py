@@ -79,6 +79,8 @@ SAFETY_PURE: tuple[str, ...] = (
     # the append-only SQLite store both processes journal into (not the host's journal
     # policy, which lives in safety.host)
     "safety.journal",
+    # the one read-only reader of journals (entries, kernel events, programs in force)
+    "safety.journal_read",
     # pure too, and already shared with ``pumpctl calc`` so the calculator can never promise
     # a rate the safety process refuses (dosing) and can word the kernel's reasons (reasons)
     "safety.dosing",
@@ -105,6 +107,8 @@ OBSERVE_NEVER_IMPORTS: tuple[str, ...] = (
     "controller.connect",
     "controller.console",
     "controller.service_thread",
+    "controller.plan_executor",
+    "controller.session_link",
 )
 
 #: the oracle, and what it may import: safety's pure parts, the pump's truth types
@@ -328,8 +332,8 @@ def test_every_package_is_in_a_room() -> None:
         # the oracle shares nothing with what it judges beyond the rules
         (
             "verification.ground_truth",
-            "from controller.journal_read import x",
-            "controller.journal_read.x",
+            "from controller.journal_timeline import x",
+            "controller.journal_timeline.x",
         ),
         ("verification.ground_truth", "import safety.ipc.client", "safety.ipc.client"),
         (

@@ -45,11 +45,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
-
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
-from safety.journal import open_readonly
-from safety.kernel.codec import decode_event
+from safety.journal_read import ProgramsInForce, read_safety_events
 from safety.kernel.model import (
     CommandIssued,
     Event,
@@ -61,10 +58,9 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
 )
-from safety.kernel.state import ActiveProgram, program_check
-from safety.library import DiluentError, DrugLibrary, LookupProblem
-from safety.rules import RuleRefusal, num
-from safety.units import UnitError
+from safety.kernel.state import ActiveProgram
+from safety.library import DrugLibrary
+from safety.rules import num
 
 #: relative slack for comparisons of figures computed along different paths (float truth)
 REL_EPS = 1e-9
@@ -173,26 +169,6 @@ class SafetyRecord:
         return cls.from_events(read_safety_events(path))
 
 
-def read_safety_events(path: str | Path) -> list[Event]:
-    """Every kernel event of a safety journal, in order (read-only). A row that does not
-    decode (a foreign or newer journal) raises ``ValueError`` naming its id."""
-    db = open_readonly(path)
-    try:
-        rows = db.execute("SELECT id, payload FROM entries ORDER BY id").fetchall()
-    finally:
-        db.close()
-    events: list[Event] = []
-    for ident, payload in rows:
-        try:
-            events.append(decode_event(payload))
-        except ValidationError as exc:
-            raise ValueError(
-                f"{path}: entry {ident} is not a safety kernel event "
-                f"({exc.error_count()} problem(s))"
-            ) from None
-    return events
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -298,39 +274,6 @@ class _Seg:
     cause: str
 
 
-class _Programs:
-    """The program in force at each instant (the journal's, or one given)."""
-
-    def __init__(
-        self,
-        library: DrugLibrary,
-        record: SafetyRecord,
-        fixed: ProgramSpec | None,
-        notes: list[str],
-    ) -> None:
-        self._times: list[float] = []
-        self._programs: list[ActiveProgram | None] = []
-        specs = [(-math.inf, fixed)] if fixed is not None else list(record.programs)
-        for t, spec in specs:
-            assert spec is not None
-            try:
-                check = program_check(library, spec)
-            except (RuleRefusal, UnitError, DiluentError, LookupProblem) as exc:
-                notes.append(f"program {spec.drug} at {t:g} s not in this library ({exc})")
-                active: ActiveProgram | None = None
-            else:
-                active = ActiveProgram(spec, check, t, 0.0)
-            self._times.append(t)
-            self._programs.append(active)
-
-    def at(self, t: float) -> ActiveProgram | None:
-        i = bisect.bisect_right(self._times, t) - 1
-        return self._programs[i] if i >= 0 else None
-
-    def all(self) -> list[ActiveProgram]:
-        return [p for p in self._programs if p is not None]
-
-
 def _dose(program: ActiveProgram | None, rate_ml_h: float) -> Fraction | None:
     if program is None:
         return None
@@ -381,8 +324,10 @@ def check_ground_truth(
     (default: its last event).
     """
     record = record or SafetyRecord()
-    notes: list[str] = []
-    programs = _Programs(library, record, program, notes)
+    programs = ProgramsInForce(
+        library, [(-math.inf, program)] if program is not None else record.programs
+    )
+    notes: list[str] = list(programs.problems)
     last_t = max([e.start if isinstance(e, TruthSegment) else e.time for e in truth] or [0.0])
     end = last_t if until is None else max(until, last_t)
     segs = _timeline(truth, prior, end)
@@ -663,7 +608,7 @@ def _amount_unit(prog: ActiveProgram) -> tuple[str, Fraction]:
 def _summary(
     segs: Sequence[_Seg],
     boluses: Sequence[TruthBolus],
-    programs: _Programs,
+    programs: ProgramsInForce,
     changes: Sequence[Change],
     notes: list[str],
 ) -> TruthSummary:
@@ -704,7 +649,7 @@ def _summary(
         if prog is not None:
             amount += Fraction(Decimal(repr(b.volume_ml))) * prog.amount_per_ml
     if last is None:
-        progs = programs.all()
+        progs = programs.known()
         last = progs[-1] if progs else None
     if last is not None:
         s.program = last.what
@@ -722,13 +667,13 @@ def _summary(
 def _cap(
     segs: Sequence[_Seg],
     boluses: Sequence[TruthBolus],
-    programs: _Programs,
+    programs: ProgramsInForce,
     end: float,
     summary: TruthSummary,
 ) -> Violation | None:
     """S3 on the truth: the largest amount in any window, found at the instants where the
     window's edges meet a change (the amount is piecewise linear in between)."""
-    caps = [p for p in programs.all() if p.cap is not None]
+    caps = [p for p in programs.known() if p.cap is not None]
     if not caps:
         return None
     prog = caps[-1]
@@ -814,5 +759,4 @@ __all__ = [
     "Verified",
     "Violation",
     "check_ground_truth",
-    "read_safety_events",
 ]

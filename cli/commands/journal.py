@@ -31,15 +31,8 @@ from cli.commands.output import (
     print_json,
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
-from controller.journal_read import (
-    JournalReadError,
-    Journals,
-    Row,
-    condensed,
-    format_time,
-    load_journals,
-    locate,
-)
+from controller.journal_timeline import Journals, Row, condensed, format_time, load_journals, locate
+from safety.journal_read import JournalReadError
 
 CSV_COLUMNS = (
     "clinical_s",

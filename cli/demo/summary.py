@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from controller.journal_plot import PlotUnavailable, plot, plot_data
-from controller.journal_read import JournalFiles, load_journals
+from controller.journal_timeline import JournalFiles, load_journals
 from firmware_bridge.emulators.truth_log import read_truth_log
+from safety.journal_read import read_safety_events
 from safety.kernel.model import RequestDecided
 from safety.library import load_library
 from safety.status import AlarmView
-from verification.ground_truth import SafetyRecord, check_ground_truth, read_safety_events
+from verification.ground_truth import SafetyRecord, check_ground_truth
 
 #: journal entry and pump action may be this far apart on a real wire (real seconds);
 #: multiplied by the clock speed-up to clinical seconds

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from safety.journal_read import read_safety_events
 from safety.kernel.model import CommandIssued, RequestDecided, SetRate, StartPump, StopPump
-from verification.ground_truth import read_safety_events
 
 
 @pytest.mark.timeout(180)

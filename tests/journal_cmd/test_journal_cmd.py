@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from controller.journal_read import CONTROLLER_NAME, SAFETY_NAME
+from controller.journal_timeline import CONTROLLER_NAME, SAFETY_NAME
 from controller.session import Session
 from safety.ipc.local import LocalSafety
 from safety.library import DrugLibrary, load_library

@@ -40,7 +40,7 @@ from controller.bench_config import load_bench_config
 from controller.connect import connect, open_link, start_safety
 from controller.errors import ControllerError
 from controller.inputs import program_spec
-from controller.journal_read import CONTROLLER_NAME, SAFETY_NAME
+from controller.journal_timeline import CONTROLLER_NAME, SAFETY_NAME
 from controller.machine import State
 from controller.session import Session
 from firmware_bridge.clock import ScaledClock, VirtualClock

@@ -14,7 +14,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from controller.journal_read import (
+from controller.journal_timeline import (
     AlarmMark,
     JournalFiles,
     Journals,

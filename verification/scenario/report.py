@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.journal_read import format_time
+from controller.journal_timeline import format_time
 from verification.scenario.expect import Evaluation
 from verification.scenario.loader import LoadedScenario
 from verification.scenario.runner import RunResult

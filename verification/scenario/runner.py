@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from controller.errors import ControllerError
-from controller.journal_read import format_time
+from controller.journal_timeline import format_time
 from controller.plan_executor import PendingChange, StepResult
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
 from safety.kernel.model import (

@@ -1,8 +1,7 @@
-"""Reading both journals (safety process and controller), merged by clinical time.
+"""Both journals (safety process and controller) as one timeline, merged by clinical time.
 
-Read-only and safe on a live journal: each file is opened with SQLite's ``mode=ro``
-(``safety.journal.open_readonly``), so a reader can never write, lock or roll back the
-journal of a running process.
+The files are read with the one journal reader (``safety.journal_read``: read-only and
+safe on a live journal).
 
 The safety process journals *kernel events* (``safety.kernel.codec``); it does not
 journal its alarms as such, because they are derived state: replaying the events
@@ -25,11 +24,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from safety.alarms import Alarm
-from safety.journal import open_readonly
-from safety.kernel.codec import decode_event
+from safety.journal_read import (
+    PROGRAM_PROBLEMS,
+    JournalReadError,
+    ProgramsInForce,
+    RawEntry,
+    read_entries,
+    read_safety_journal,
+)
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
     AcknowledgeAlarms,
@@ -58,29 +61,13 @@ from safety.kernel.model import (
     Ticked,
 )
 from safety.kernel.reducer import apply
-from safety.kernel.state import ActiveProgram, KernelState, program_check
-from safety.library import DiluentError, DrugLibrary, LookupProblem
-from safety.rules import RuleRefusal, num
-from safety.units import UnitError
+from safety.kernel.state import ActiveProgram, KernelState
+from safety.library import DrugLibrary
+from safety.rules import num
 
 #: file names the bench uses (controller.connect, pumpctl demo, scenario runs)
 SAFETY_NAME = "safety-journal.sqlite"
 CONTROLLER_NAME = "controller-journal.sqlite"
-
-
-class JournalReadError(Exception):
-    """A journal that cannot be found or read; the message names the file."""
-
-
-@dataclass(frozen=True)
-class RawEntry:
-    id: int
-    wall: float
-    clinical: float
-    liveness: float
-    process: str
-    kind: str
-    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -173,45 +160,6 @@ def locate(
     return JournalFiles(s, c)
 
 
-def read_raw(path: str | Path) -> list[RawEntry]:
-    """Every entry of one journal, oldest first (read-only)."""
-    try:
-        db = open_readonly(path)
-        try:
-            rows = db.execute(
-                "SELECT id, wall, clinical, liveness, process, kind, payload FROM entries "
-                "ORDER BY id"
-            ).fetchall()
-        finally:
-            db.close()
-    except Exception as exc:  # sqlite3.Error, or not a database at all
-        raise JournalReadError(f"{path}: not a readable pumpctl journal ({exc})") from None
-    out: list[RawEntry] = []
-    for ident, wall, clinical, liveness, process, kind, payload in rows:
-        try:
-            data = json.loads(payload)
-        except json.JSONDecodeError:
-            data = {"unparsed": payload}
-        if not isinstance(data, dict):
-            data = {"value": data}
-        out.append(RawEntry(ident, wall, clinical, liveness, process, kind, data))
-    return out
-
-
-def decode_safety(entries: Iterable[RawEntry]) -> list[tuple[RawEntry, Event]]:
-    """The safety journal's entries with their kernel events."""
-    out: list[tuple[RawEntry, Event]] = []
-    for entry in entries:
-        try:
-            out.append((entry, decode_event(json.dumps(entry.payload))))
-        except ValidationError:
-            raise JournalReadError(
-                f"safety journal entry {entry.id} ({entry.kind}) is not a kernel event; "
-                "is this a controller journal? (use --controller for it)"
-            ) from None
-    return out
-
-
 # --------------------------------------------------------------------------- replay
 
 
@@ -235,7 +183,7 @@ def replay_safety(
             w += 1
         try:
             after = apply(library, config, state, event)
-        except (RuleRefusal, UnitError, DiluentError, LookupProblem) as exc:
+        except PROGRAM_PROBLEMS as exc:
             result.problem = (
                 f"entry {entry.id} cannot be replayed with this drug library ({exc}); alarms "
                 "and states after it are not shown"
@@ -328,20 +276,18 @@ def state_at(states: Sequence[tuple[float, str]], t: float, default: str = "idle
 # --------------------------------------------------------------------------- timeline
 
 
-class _Programs:
-    def __init__(self, library: DrugLibrary | None) -> None:
-        self.library = library
+class _Doses:
+    """The dose each set rate meant, under the program in force when it was set."""
+
+    def __init__(self, library: DrugLibrary | None, events: Sequence[Event]) -> None:
+        loads = [(e.now.clinical, e.spec) for e in events if isinstance(e, ProgramLoaded)]
+        programs = ProgramsInForce(library, loads).programs if library is not None else []
+        self._loaded = iter(programs)
         self.current: ActiveProgram | None = None
 
-    def load(self, event: ProgramLoaded) -> None:
-        if self.library is None:
-            return
-        try:
-            check = program_check(self.library, event.spec)
-        except (RuleRefusal, UnitError, DiluentError, LookupProblem):
-            self.current = None
-            return
-        self.current = ActiveProgram(event.spec, check, event.now.clinical, 0.0)
+    def load(self) -> None:
+        """The next program in journal order is now in force."""
+        self.current = next(self._loaded, None)
 
     def dose(self, rate: Decimal) -> str:
         program = self.current
@@ -368,7 +314,7 @@ def _body(body: RequestBody) -> str:
     return body.kind
 
 
-def _action(action: SetRate | StartPump | StopPump | SetInterlock, programs: _Programs) -> str:
+def _action(action: SetRate | StartPump | StopPump | SetInterlock, programs: _Doses) -> str:
     if isinstance(action, SetRate):
         return f"set_rate {num(action.rate_ml_h)} mL/h{programs.dose(action.rate_ml_h)}"
     if isinstance(action, SetInterlock):
@@ -383,7 +329,7 @@ def safety_rows(
     library: DrugLibrary | None,
     replay: SafetyReplay | None,
 ) -> list[Row]:
-    programs = _Programs(library)
+    programs = _Doses(library, [event for _, event in events])
     rows: list[Row] = []
     for entry, event in events:
         summary = _safety_summary(event, programs)
@@ -428,9 +374,9 @@ def safety_rows(
     return rows
 
 
-def _safety_summary(event: Event, programs: _Programs) -> str:
+def _safety_summary(event: Event, programs: _Doses) -> str:
     if isinstance(event, ProgramLoaded):
-        programs.load(event)
+        programs.load()
         return f"program loaded: {_spec(event.spec)}"
     if isinstance(event, RequestDecided):
         verdict = "accepted" if event.accepted else f"REFUSED {event.reason}"
@@ -630,13 +576,12 @@ def load_journals(
 
     ``*_until_id``: ignore entries after these ids (what a run wrote before tearing its
     bench down, e.g. the 'controller lost' of its own hang-up)."""
-    safety_raw = read_raw(files.safety) if files.safety is not None else []
-    controller = read_raw(files.controller) if files.controller is not None else []
+    safety = read_safety_journal(files.safety) if files.safety is not None else []
+    controller = read_entries(files.controller) if files.controller is not None else []
     if safety_until_id is not None:
-        safety_raw = [e for e in safety_raw if e.id <= safety_until_id]
+        safety = [(e, event) for e, event in safety if e.id <= safety_until_id]
     if controller_until_id is not None:
         controller = [e for e in controller if e.id <= controller_until_id]
-    safety = decode_safety(safety_raw)
     replay = (
         replay_safety(safety, library, config, at)
         if library is not None and files.safety is not None
@@ -650,21 +595,17 @@ __all__ = [
     "SAFETY_NAME",
     "AlarmMark",
     "JournalFiles",
-    "JournalReadError",
     "Journals",
-    "RawEntry",
     "Row",
     "SafetyReplay",
     "condensed",
     "controller_alarms",
     "controller_rows",
-    "decode_safety",
     "format_time",
     "load_journals",
     "locate",
     "machine_states",
     "merged",
-    "read_raw",
     "replay_safety",
     "safety_rows",
     "state_at",
