@@ -32,8 +32,8 @@ from safety.kernel.model import Now, Request, RequestMeta
 from safety.kernel.state import ActiveProgram, KernelState, program_check
 from safety.pump_rounding import PumpResolution
 from safety.reasons import Reason
+from tests.conftest import shipped_library
 from tests.controller.conftest import (
-    _LIBRARY,
     PROGRAMS,
     PUMP_5ML,
     PUMP_50ML,
@@ -41,7 +41,7 @@ from tests.controller.conftest import (
     make_snapshot,
 )
 
-LIBRARY = _LIBRARY
+LIBRARY = shipped_library()
 RESOLUTION = PumpResolution()
 SETTINGS = PlannerSettings()
 CONFIG = KernelConfig()

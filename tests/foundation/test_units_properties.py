@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from safety.dosing import check_program, order_from_dose
-from safety.library import DrugLibrary, load_library
 from safety.pump_rounding import PumpResolution
 from safety.units import (
     AMOUNT_MAX,
@@ -43,17 +42,10 @@ from safety.units import (
     parse_dose_unit,
     parse_flow,
 )
+from tests.conftest import shipped_library
 
 RESOLUTION = PumpResolution()
 UNITS = list(DOSE_RATE_UNITS.values())
-_LIBRARY: DrugLibrary | None = None
-
-
-def shipped_library() -> DrugLibrary:
-    global _LIBRARY  # noqa: PLW0603 - one parse for all examples
-    if _LIBRARY is None:
-        _LIBRARY = load_library()
-    return _LIBRARY
 
 
 def decimals(low: str, high: str, places: int) -> st.SearchStrategy[Decimal]:

@@ -80,8 +80,9 @@ from safety.kernel.model import (
     StopInfusion,
 )
 from safety.kernel.state import ActiveProgram
-from safety.library import DrugLibrary, load_library
+from safety.library import DrugLibrary
 from safety.status import Outcome
+from tests.conftest import shipped_library
 from tests.kernel.support import (
     Bench,
     norepi_standard,
@@ -90,7 +91,7 @@ from tests.kernel.support import (
 )
 from verification.ground_truth import in_force
 
-LIBRARY: DrugLibrary = load_library()
+LIBRARY: DrugLibrary = shipped_library()
 #: clinical seconds between the host's polls in ``Bench.advance``
 POLL_S = 60.0
 #: the kernel learns that the pump stopped by itself at its next poll: a commanded rate
