@@ -6,9 +6,10 @@
   that never checked the invariants on a bench's ground truth fails.
 - ``no_leftovers`` (autouse): the case left no process, socket, pty or runtime file
   behind (``hil_tests.harness.leftovers``).
-- ``library`` and ``shipped_environment`` (autouse): shared with ``tests/`` (its
-  ``conftest.py``): the shipped drug library (the safety process loads the same file) and
-  an environment without ``PUMPCTL_*`` or systemd overrides.
+- ``library``, ``shipped_environment`` and ``processes_only_in_hil`` (both autouse):
+  shared with ``tests/`` (its ``conftest.py``): the shipped drug library (the safety
+  process loads the same file), an environment without ``PUMPCTL_*`` or systemd
+  overrides, and the rule that only a ``hil`` case starts processes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MakeBench = Callable[..., HilBench]
 #: the fixtures both suites share (``tests/conftest.py``)
 library = shared.library
 shipped_environment = shared.shipped_environment
+processes_only_in_hil = shared.processes_only_in_hil
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -1,15 +1,19 @@
-"""Fixtures every test shares: the shipped drug library, and an environment that cannot
-change what a test sees behind its back.
+"""Fixtures every test shares: the shipped drug library, an environment that cannot
+change what a test sees behind its back, and the rule that a test which starts a process
+is marked ``hil`` (so ``-m "not hil"`` is the quick in-process set).
 
-``hil_tests/conftest.py`` imports the same two, so both suites run on the same library
-and the same clean environment.
+``hil_tests/conftest.py`` imports the library and the environment, so both suites run on
+the same library and the same clean environment.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +37,21 @@ def shipped_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ENVIRONMENT_OVERRIDES:
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+@pytest.fixture(autouse=True)
+def processes_only_in_hil(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process without the ``hil`` marker fails, naming the rule."""
+    if request.node.get_closest_marker("hil") is not None:
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail(
+            f"{request.node.nodeid} starts a process: mark it @pytest.mark.hil", pytrace=False
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
 
 
 @pytest.fixture(scope="session")

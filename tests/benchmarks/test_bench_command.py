@@ -83,6 +83,7 @@ def _bench(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", "bench", *args]
 
 
+@pytest.mark.hil
 @pytest.mark.timeout(240)
 def test_a_quick_run_reports_every_figure_with_its_goal_and_cleans_up(work_dir: Path) -> None:
     done = subprocess.run(
@@ -129,6 +130,7 @@ def test_a_quick_run_reports_every_figure_with_its_goal_and_cleans_up(work_dir: 
     assert _processes_mentioning(str(work_dir)) == []
 
 
+@pytest.mark.hil
 @pytest.mark.timeout(120)
 def test_ctrl_c_ends_the_run_and_leaves_nothing_behind(work_dir: Path) -> None:
     bench = subprocess.Popen(

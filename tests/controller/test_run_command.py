@@ -76,6 +76,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, config: Path, script: str, *extra: str
     return main(["run", "--config", str(config), "--quiet", *extra])
 
 
+@pytest.mark.hil
 def test_run_starts_the_safety_process_and_drives_an_infusion(
     bench_config: Path,
     children: list[SafetyChild],
@@ -116,6 +117,7 @@ def test_run_starts_the_safety_process_and_drives_an_infusion(
     assert "pumpctl [stopped]>" in out
 
 
+@pytest.mark.hil
 def test_run_stops_the_safety_process_it_started_when_nothing_runs(
     bench_config: Path,
     children: list[SafetyChild],
@@ -147,6 +149,7 @@ def test_a_bad_config_names_the_field(
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.hil
 def test_connect_for_scripts(bench_config: Path, tmp_path: Path) -> None:
     child = start_safety(bench_config)
     try:

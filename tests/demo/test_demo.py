@@ -17,6 +17,9 @@ from cli.main import main
 from safety.journal_read import read_safety_events
 from safety.kernel.model import CommandIssued, RequestDecided, SetRate, StartPump, StopPump
 
+#: real processes: part of the hardware-in-the-loop set (``-m hil``)
+pytestmark = pytest.mark.hil
+
 
 @pytest.mark.timeout(180)
 def test_demo_runs_and_its_journal_shows_every_rate_change_accepted(

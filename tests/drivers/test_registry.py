@@ -35,6 +35,7 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.hil
 def test_importing_drivers_pulls_in_no_optional_library() -> None:
     result = run_python(
         """
@@ -53,6 +54,7 @@ def test_importing_drivers_pulls_in_no_optional_library() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.hil
 def test_loading_the_mock_pulls_in_no_optional_library() -> None:
     result = run_python(
         """

@@ -669,6 +669,7 @@ def test_odd_drug_names(capsys: pytest.CaptureFixture[str], drug: str) -> None:
     assert assert_error(body, "unknown_entry")["field"] == "drug"
 
 
+@pytest.mark.hil
 def test_installed_console_script(tmp_path: Path) -> None:
     """The ``pumpctl`` entry point really is installed and wired to ``cli.main``."""
     script = shutil.which("pumpctl", path=str(Path(sys.executable).parent))
