@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine that has only python3:
 #   make demo   - a demo infusion on the simulated pump, safety process and all
-#   make test   - lint, type-check and the whole test suite (what CI runs)
+#   make test   - lint, format check, type-check and the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
