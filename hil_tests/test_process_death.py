@@ -1,7 +1,7 @@
 """Case group 4: processes die. kill -9 and SIGSTOP of the controller, kill -9 of the
 safety process, restarts of each, and both dead at once.
 
-What must hold (ARCHITECTURE.md S11, S14, and the restart rule "never change what the
+What must hold (S11, S14 in docs/safety.md, and the restart rule "never change what the
 pump is doing"), judged on the pump's ground truth and frame log:
 
 - a dead or hung controller: the pump keeps the verified rate, the safety process raises
