@@ -1,6 +1,6 @@
 """Clinical dose units: a closed set, parsed from what people type, never guessed.
 
-Two design rules come from real dosing errors (see ``clinical-safety.md``):
+Two design rules come from reported dosing errors (docs/sources.md, "Dose-error lessons"):
 
 * Weight-based and non-weight-based doses are different types. ``DoseRate`` (mcg/min)
   and ``WeightBasedDoseRate`` (mcg/kg/min) cannot be passed for one another, and the

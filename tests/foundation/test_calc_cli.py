@@ -821,7 +821,7 @@ def test_library_show_all(capsys: pytest.CaptureFixture[str], library: DrugLibra
         "Rule of 6",
         "cumulative cap: 68 mg per 24 h",
         "[project-default]",
-        "000_ddf3e5fe62612408.txt",
+        "levophed-rescue-summary",
     ]:
         assert text in out, text
 
@@ -847,7 +847,7 @@ def test_library_show_json(capsys: pytest.CaptureFixture[str], library: DrugLibr
     assert list(drugs) == ["vasopressin"]
     fixed = drugs["vasopressin"]["therapies"]["fixed"]
     assert fixed["dose_unit"] == "units/min"
-    assert fixed["hard_max"]["source"] == "001_8e6fd85e3313678f.txt"
+    assert fixed["hard_max"]["source"] == "norepinephrine-hypotension-summary"
     code, body = run_json(capsys, "library", "show")
     assert code == 0
     assert set(body["profiles"]) == {"adult_icu", "pediatric_icu"}
