@@ -1,6 +1,7 @@
 """Host driver for Harvard Apparatus PHD ULTRA / Pump 11 Elite (and KD Scientific Legato).
 
-Protocol facts are in ``firmware_bridge.harvard.codec``. How this driver uses them:
+Protocol facts are in ``firmware_bridge.harvard.codec`` (for people: docs/protocols.md). How
+this driver uses them:
 
 - Every command carries the pump's address when it is nonzero (``NN:cmd``): on older pump
   chains a command without address makes every pump answer at once. The driver never

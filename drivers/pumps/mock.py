@@ -25,7 +25,7 @@ as on a real port. Any error other than ``PumpRejected`` raised by ``set_rate``,
 effect: reconcile with ``read_status`` before sending anything else (S10).
 
 Rate resolution: the mock runs rates at 4 significant digits in mL/h, truncated toward
-zero, the precision of an NE-1000 display ("at most 4 digits", pump-protocols.md). A
+zero, the precision of an NE-1000 display ("at most 4 digits", docs/protocols.md). A
 coarser grid than float makes the kernel's rounding checks (S1, S7) bite in tests run on
 the mock, where a float-exact pump would hide them.
 """

@@ -1,8 +1,9 @@
 """``modbus``: any Modbus pump, over TCP or RTU, driven through a register map.
 
-The map (``config/pumps/*.toml``, see ``firmware_bridge.modbus.register_map``) says where
-the run command, the rate set-point, the infused volume and the status and alarm bits
-live; this driver only knows the roles. Rules it keeps for the safety kernel:
+The map (``config/pumps/*.toml``, see ``firmware_bridge.modbus.register_map`` and
+docs/protocols.md) says where the run command, the rate set-point, the infused volume
+and the status and alarm bits live; this driver only knows the roles. Rules it keeps for
+the safety kernel:
 
 - every set is read back and the read-back value is what ``set_rate`` returns;
 - a Modbus exception reply -> ``PumpRejected`` with the exception's name as reason

@@ -1,6 +1,7 @@
 """Host driver for New Era NE-1000 family pumps (RS-232), basic and safe mode.
 
-Protocol facts are in ``firmware_bridge.ne1000.codec``. How this driver uses them:
+Protocol facts are in ``firmware_bridge.ne1000.codec`` (for people: docs/protocols.md). How
+this driver uses them:
 
 Connecting. A pump may ignore the first command after power-up, and may still be in safe
 mode from an earlier session (safe mode survives power cycles). ``connect`` therefore

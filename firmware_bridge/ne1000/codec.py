@@ -5,8 +5,8 @@ Pure functions and small value types, used by both ends of the wire: the host dr
 (``firmware_bridge.ne1000.emulator``).
 Nothing here does I/O or reads a clock.
 
-Facts (NE-1000 / NE-500 user manuals, section "RS-232 protocol"; see
-``shared/reference/pump-protocols.md``):
+Facts (NE-1000 / NE-500 user manuals, section "RS-232 protocol"; collected with their
+sources in docs/protocols.md):
 
 - Basic mode command: ``[address]<command>[argument] CR``. The pump strips every space and
   control character and upper-cases the text before reading it, so ``rat 5 mh`` and
