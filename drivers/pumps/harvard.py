@@ -32,7 +32,9 @@ the pump runs exactly the figure sent. The rule does not depend on the pump's st
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import Decimal
+from typing import TypeVar
 
 from drivers.errors import DeviceTimeout
 from drivers.pumps.base import (
@@ -68,6 +70,8 @@ from firmware_bridge.harvard.codec import (
     to_decimal,
 )
 from firmware_bridge.syringes import Syringe
+
+T = TypeVar("T")
 
 BAUD_RATES = (9600, 19200, 38400, 57600, 115200)
 SIGNIFICANT_DIGITS = 4
@@ -125,46 +129,19 @@ class HarvardDriver(PumpDriver):
     def configure_syringe(self, syringe: Syringe) -> RateRange:
         """Bore, syringe volume and no target volume, each read back; the range is the
         pump's own answer to ``irate lim``."""
-        diameter = f"{syringe.inner_diameter_mm:.4f}"
-        volume = to_decimal(syringe.volume_ml)
+        mm = syringe.inner_diameter_mm
+        diameter = f"{mm:.4f}"
+        volume = format_decimal(to_decimal(syringe.volume_ml))
         with self._transport.lock:
             self._ensure_link()
             self._command(self._cmd("diameter", diameter))
-            back = self._single_line(self._query(self._cmd("diameter")), "diameter")
-            number, _, unit = back.partition(" ")
-            if (
-                unit.strip() != "mm"
-                or _float(number) is None
-                or (abs(float(number) - syringe.inner_diameter_mm) > 5e-5)
-            ):
-                raise PumpRejected(
-                    f"harvard: diameter read back as {back!r}, sent {diameter} mm",
-                    reason=f"diameter read back {back!r}",
-                )
-            self._command(self._cmd("svolume", format_decimal(volume), "ml"))
-            back = self._single_line(self._query(self._cmd("svolume")), "svolume")
-            try:
-                volume_ok = parse_volume(back).ml == volume
-            except HarvardCodecError:
-                volume_ok = False
-            if not volume_ok:
-                raise PumpRejected(
-                    f"harvard: syringe volume read back as {back!r}, "
-                    f"sent {format_decimal(volume)} ml",
-                    reason=f"syringe volume read back {back!r}",
-                )
+            self._check("diameter", "diameter", f"{diameter} mm", lambda b: _is_mm(b, mm))
+            self._command(self._cmd("svolume", volume, "ml"))
+            self._check("svolume", "syringe volume", f"{volume} ml", lambda b: _is_ml(b, volume))
             self._command(self._cmd("ctvolume"))
-            back = self._single_line(self._query(self._cmd("tvolume")), "tvolume")
-            if back != "Target volume not set":
-                raise PumpRejected(
-                    f"harvard: target volume still set after ctvolume: {back!r}",
-                    reason=f"target volume read back {back!r}",
-                )
+            self._check("tvolume", "target volume", "none", lambda b: b == "Target volume not set")
             limits = self._single_line(self._query(self._cmd("irate", "lim")), "irate lim")
-        try:
-            low, high = parse_rate_limits(limits)
-        except HarvardCodecError as exc:
-            raise PumpChecksumError(f"harvard: unreadable rate limits {limits!r}: {exc}") from None
+        low, high = _parsed(parse_rate_limits, limits, "rate limits")
         return RateRange(min_ml_h=float(low.ml_h), max_ml_h=float(high.ml_h))
 
     def quantize_rate(self, rate_ml_h: float) -> float:
@@ -184,10 +161,7 @@ class HarvardDriver(PumpDriver):
             self._ensure_link()
             self._command(self._cmd("irate", format_decimal(rate.value), rate.unit.text))
             back = self._single_line(self._query(self._cmd("irate")), "irate")
-        try:
-            return float(parse_rate(back).ml_h)
-        except HarvardCodecError as exc:
-            raise PumpChecksumError(f"harvard: unreadable rate {back!r}: {exc}") from None
+        return float(_parsed(parse_rate, back, "rate").ml_h)
 
     def start(self) -> None:
         with self._transport.lock:
@@ -221,25 +195,14 @@ class HarvardDriver(PumpDriver):
             self._ensure_link()
             status_reply = self._query(self._cmd("status"))
             line = self._single_line(status_reply, "status")
-            try:
-                status = parse_status(line)
-            except HarvardCodecError as exc:
-                raise PumpChecksumError(f"harvard: unreadable status {line!r}: {exc}") from None
+            status = _parsed(parse_status, line, "status")
             if status.infusing_direction:
                 infused = status.volume_ml
             else:
                 vol_line = self._single_line(self._query(self._cmd("ivolume")), "ivolume")
-                try:
-                    infused = parse_volume(vol_line).ml
-                except HarvardCodecError as exc:
-                    raise PumpChecksumError(
-                        f"harvard: unreadable volume {vol_line!r}: {exc}"
-                    ) from None
+                infused = _parsed(parse_volume, vol_line, "volume").ml
             rate_line = self._single_line(self._query(self._cmd("irate")), "irate")
-            try:
-                rate = parse_rate(rate_line).ml_h
-            except HarvardCodecError as exc:
-                raise PumpChecksumError(f"harvard: unreadable rate {rate_line!r}: {exc}") from None
+            rate = _parsed(parse_rate, rate_line, "rate").ml_h
             alarms = set(self._pending_alarms)
             self._pending_alarms.clear()
             running = status_reply.prompt in RUNNING_PROMPTS or status.motor_running
@@ -327,6 +290,15 @@ class HarvardDriver(PumpDriver):
             what = command.text if command is not None else "command"
             raise PumpRejected(f"harvard: pump refused {what!r}: {reason}", reason=reason)
 
+    def _check(self, name: str, word: str, expected: str, ok: Callable[[str], bool]) -> None:
+        """Read a setting back (the query of the same command) and refuse a mismatch."""
+        back = self._single_line(self._query(self._cmd(name)), name)
+        if not ok(back):
+            raise PumpRejected(
+                f"harvard: {word} read back as {back!r}, expected {expected}",
+                reason=f"{word} read back {back!r}",
+            )
+
     @staticmethod
     def _single_line(reply: HarvardReply, what: str) -> str:
         if len(reply.lines) != 1:
@@ -334,6 +306,29 @@ class HarvardDriver(PumpDriver):
                 f"harvard: expected one line in reply to {what!r}, got {list(reply.lines)!r}"
             )
         return reply.lines[0]
+
+
+def _parsed(parse: Callable[[str], T], line: str, what: str) -> T:
+    """A reply line through its codec parser; an unreadable one is a corrupted reply."""
+    try:
+        return parse(line)
+    except HarvardCodecError as exc:
+        raise PumpChecksumError(f"harvard: unreadable {what} {line!r}: {exc}") from None
+
+
+def _is_mm(back: str, mm: float) -> bool:
+    """``diameter`` read back as the bore sent (to the 4 decimals sent), in mm."""
+    number, _, unit = back.partition(" ")
+    value = _float(number)
+    return unit.strip() == "mm" and value is not None and abs(value - mm) <= 5e-5
+
+
+def _is_ml(back: str, volume: str) -> bool:
+    """``svolume`` read back as the syringe volume sent."""
+    try:
+        return parse_volume(back).ml == Decimal(volume)
+    except HarvardCodecError:
+        return False
 
 
 def _rate_for_wire(ml_h: Decimal) -> Rate:

@@ -47,6 +47,7 @@ well within that time. The driver starts no thread of its own.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from drivers.errors import DeviceTimeout
 from drivers.pumps.base import (
@@ -177,27 +178,12 @@ class Ne1000Driver(PumpDriver):
         with self._transport.lock:
             self._ensure_link()
             self._command(self._cmd("DIA", text))
-            back = self._query(self._cmd("DIA")).data
-            if _number_or_none(back) != diameter:
-                raise PumpRejected(
-                    f"ne1000: diameter read back as {back!r}, sent {text} mm",
-                    reason=f"diameter read back {back!r}",
-                )
+            self._check("DIA", "diameter", f"{text} mm", lambda b: _number_or_none(b) == diameter)
             self._command(self._cmd("VOL", "ML"))
             self._command(self._cmd("VOL", "0"))
-            back = self._query(self._cmd("VOL")).data
-            if not back.endswith("ML") or _number_or_none(back[:-2]) != 0:
-                raise PumpRejected(
-                    f"ne1000: volume to dispense read back as {back!r}, expected 0 mL",
-                    reason=f"volume read back {back!r}",
-                )
+            self._check("VOL", "volume", "0 mL", _no_volume_to_dispense)
             self._command(self._cmd("DIR", "INF"))
-            back = self._query(self._cmd("DIR")).data
-            if back != "INF":
-                raise PumpRejected(
-                    f"ne1000: direction read back as {back!r}, expected INF",
-                    reason=f"direction read back {back!r}",
-                )
+            self._check("DIR", "direction", "INF", lambda b: b == "INF")
             self._read_rate()
         return RateRange(min_ml_h=syringe.min_rate_ml_h, max_ml_h=syringe.max_rate_ml_h)
 
@@ -310,23 +296,24 @@ class Ne1000Driver(PumpDriver):
             if current != want:
                 self._command(self._cmd("SAF", str(want)))
                 self._safe = True
-                self._check_saf(want)
+                self._check("SAF", "safe-mode timeout", str(want), lambda b: b == str(want))
         elif self._safe:
             self._command(self._cmd("SAF", "0"))
             self._safe = False
-            self._check_saf(0)
+            self._check("SAF", "safe-mode timeout", "0", lambda b: b == "0")
         self._read_rate()
 
     def _read_saf(self) -> int | None:
         data = self._query(self._cmd("SAF")).data
         return int(data) if data.isascii() and data.isdigit() else None
 
-    def _check_saf(self, want: int) -> None:
-        back = self._query(self._cmd("SAF")).data
-        if back != str(want):
+    def _check(self, name: str, word: str, expected: str, ok: Callable[[str], bool]) -> None:
+        """Read a setting back (the query of the same command) and refuse a mismatch."""
+        back = self._query(self._cmd(name)).data
+        if not ok(back):
             raise PumpRejected(
-                f"ne1000: safe-mode timeout read back as {back!r}, set {want}",
-                reason=f"SAF read back {back!r}",
+                f"ne1000: {word} read back as {back!r}, expected {expected}",
+                reason=f"{word} read back {back!r}",
             )
 
     def _ensure_link(self) -> None:
@@ -470,6 +457,11 @@ class Ne1000Driver(PumpDriver):
 def _check_rate(rate_ml_h: float) -> None:
     if not (isinstance(rate_ml_h, int | float) and math.isfinite(rate_ml_h) and rate_ml_h > 0):
         raise ValueError(f"rate must be a finite number of mL/h above 0, got {rate_ml_h!r}")
+
+
+def _no_volume_to_dispense(back: str) -> bool:
+    """``VOL`` read back as 0 in mL: the pump pumps continuously."""
+    return back.endswith("ML") and _number_or_none(back[:-2]) == 0
 
 
 def _number_or_none(text: str) -> object:
