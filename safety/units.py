@@ -531,10 +531,19 @@ def fraction_to_decimal(value: Fraction, places: int = 12) -> Decimal:
     """A Decimal close to ``value`` for display and storage (12 places, half-even).
 
     Rounded with integer arithmetic, so any magnitude works: a Decimal context's 28
-    digits would otherwise fail for values of 1e16 and above.
+    digits would otherwise fail for values of 1e16 and above. The result is in plain form
+    (``plain``): trailing zeros dropped, never an exponent.
     """
-    scaled = round(value * 10**places)  # Fraction rounds half to even
-    return plain(Decimal(f"{scaled}E-{places}"))
+    scaled, rest = divmod(value.numerator * 10**places, value.denominator)
+    twice = 2 * rest
+    if twice > value.denominator or (twice == value.denominator and scaled % 2):
+        scaled += 1  # half to even
+    if scaled == 0:
+        return Decimal(0)
+    while places and scaled % 10 == 0:
+        scaled //= 10
+        places -= 1
+    return Decimal(f"{scaled}E-{places}") if places else Decimal(scaled)
 
 
 def plain(value: Decimal) -> Decimal:
