@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine that has only python3:
 #   make demo   - a demo infusion on the simulated pump, safety process and all
-#   make test   - lint, type-check and the whole test suite (what CI runs)
+#   make test   - lint, format check, type-check and the whole test suite (what CI runs)
 #   make mutation - mutation testing of the safety kernel and rules (not part of test)
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

@@ -14,18 +14,17 @@ controller would leave a running infusion unsupervised. ``SafetyChild.stop()`` e
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from controller.bench import Bench, load_bench
-from controller.errors import ControllerError, LinkUnavailable
+from controller.bench_config import BenchConfig, load_bench_config
+from controller.errors import ControllerError
 from controller.planner import PlannerSettings
 from controller.session import Session
+from controller.session_link import LinkUnavailable
 from firmware_bridge.clock import Clock, clock_from_spec
-from safety.ipc import client
 from safety.ipc.client import SafetyClient
+from safety.ipc.launch import SafetyChild, start_safety_process
 from safety.ipc.link import SafetyLinkError, SafetyStartFailed, SafetyUnavailable
 from safety.library import LibraryError, load_library
 
@@ -33,11 +32,11 @@ from safety.library import LibraryError, load_library
 READY_TIMEOUT_S = 30.0
 
 
-def open_link(bench: Bench, *, name: str = "pumpctl-controller") -> SafetyClient:
+def open_link(bench: BenchConfig, *, name: str = "pumpctl-controller") -> SafetyClient:
     """The authenticated socket link to the bench's safety process."""
     if not bench.key_file.exists():
         raise LinkUnavailable(
-            f"no safety process has run with {bench.config}: its key file {bench.key_file} "
+            f"no safety process has run with {bench.path}: its key file {bench.key_file} "
             "does not exist yet (the safety process creates it at start)"
         )
     try:
@@ -45,7 +44,7 @@ def open_link(bench: Bench, *, name: str = "pumpctl-controller") -> SafetyClient
     except SafetyUnavailable as exc:
         raise LinkUnavailable(
             f"no safety process answers on {bench.socket} ({exc}); start it with "
-            f"'python -m safety --config {bench.config}' or use 'pumpctl run --start-safety'"
+            f"'python -m safety --config {bench.path}' or use 'pumpctl run --start-safety'"
         ) from None
     except SafetyLinkError as exc:
         raise LinkUnavailable(f"safety process on {bench.socket}: {exc}") from None
@@ -81,7 +80,7 @@ def connect(
 
     ``config``: the bench's safety config (default ``$PUMPCTL_CONFIG`` or the demo
     bench); ``journal``: the controller journal (default: beside the safety journal)."""
-    bench = load_bench(config)
+    bench = load_bench_config(config)
     try:
         library = load_library(bench.library)
     except LibraryError as exc:
@@ -104,35 +103,6 @@ def connect(
     )
 
 
-@dataclass
-class SafetyChild:
-    """A safety process this controller started (``safety.ipc.client``'s child handle,
-    with where its log goes)."""
-
-    child: client.SafetyChild
-    log_path: Path
-
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        return self.child.process
-
-    @property
-    def socket(self) -> Path:
-        return Path(self.child.socket_path)
-
-    @property
-    def pid(self) -> int:
-        return self.child.process.pid
-
-    def alive(self) -> bool:
-        return self.child.process.poll() is None
-
-    def stop(self, timeout_s: float = 10.0) -> int:
-        """SIGTERM (a clean shutdown that leaves the pump as it is), SIGKILL after
-        ``timeout_s``; the exit status."""
-        return self.child.stop(timeout_s)
-
-
 def start_safety(
     config: str | os.PathLike[str] | None = None,
     *,
@@ -140,22 +110,25 @@ def start_safety(
     log_path: str | os.PathLike[str] | None = None,
     python: str = sys.executable,
 ) -> SafetyChild:
-    """Start ``python -m safety --config FILE`` (``safety.ipc.client.start_safety_process``:
+    """Start ``python -m safety --config FILE`` (``safety.ipc.launch.start_safety_process``:
     its own process group, waits for ``ready <socket>``). Its log (stderr) goes to
     ``log_path``, default ``safety.log`` beside its journal."""
-    bench = load_bench(config)
+    bench = load_bench_config(config)
     log = Path(log_path) if log_path is not None else bench.safety_journal.parent / "safety.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as log_file:
         try:
-            child = client.start_safety_process(
-                bench.config.resolve(), python=python, timeout_s=timeout_s, stderr=log_file.fileno()
+            return start_safety_process(
+                bench.path.resolve(),
+                python=python,
+                timeout_s=timeout_s,
+                stderr=log_file.fileno(),
+                log_path=log,
             )
         except SafetyStartFailed as exc:
             raise ControllerError(
                 f"{exc}; its log: {log}\n{_tail(log)}", code="safety_not_ready"
             ) from None
-    return SafetyChild(child, log)
 
 
 def _tail(path: Path, lines: int = 8) -> str:

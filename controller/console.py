@@ -22,10 +22,11 @@ import threading
 from collections.abc import Callable
 from typing import IO
 
-from controller.errors import BadInput, ConfirmationRequired, ControllerError, PlanChanged
+from controller.errors import BadInput, ControllerError
 from controller.machine import State
+from controller.plan_executor import ConfirmationRequired, PendingChange, PlanChanged, StepResult
 from controller.planner import format_duration
-from controller.session import PendingChange, Session, StepResult
+from controller.session import Session
 from controller.status_line import alarm_text, sorted_alarms
 from safety.rules import num
 from safety.status import AlarmView
@@ -55,7 +56,7 @@ def parse_duration(text: str) -> float:
 
 class Console(cmd.Cmd):
     """``wait`` lets clinical time pass: ``advance(seconds)`` when given (virtual clocks),
-    otherwise a real sleep while the session's background runner does the work."""
+    otherwise a real sleep while the session's service thread does the work."""
 
     def __init__(
         self,

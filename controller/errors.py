@@ -1,5 +1,11 @@
 """What the controller tells an operator or a script when it will not (or cannot) act.
 
+The base (``ControllerError``) and the two errors raised all over the operator side (bad
+input, a refusal by the safety process) live here; every other error class lives with
+what raises it: ``Unreachable`` and ``PlanError`` with the planner, ``ConfirmationRequired``
+and ``PlanChanged`` with the plan executor, ``LinkUnavailable`` with the session's link,
+``TransitionRefused`` with the state machine, ``BenchConfigError`` with the bench config.
+
 Every error carries a sentence for people, a machine-readable ``code`` (a
 ``safety.reasons.Reason`` value when the safety kernel refused, otherwise one of the
 controller's own codes) and, for bad input, the ``field`` at fault. None of them is ever
@@ -8,12 +14,7 @@ shown as a traceback by the console or the CLI.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from controller.planner import Plan
-    from controller.session import PendingChange
-    from safety.status import Outcome
+from safety.status import Outcome
 
 
 class ControllerError(Exception):
@@ -41,41 +42,3 @@ class Refused(ControllerError):
         verdict = outcome.verdict
         super().__init__(verdict.message, code=verdict.reason.value)
         self.outcome = outcome
-
-
-class Unreachable(ControllerError):
-    """The planner found no way to the target; the plan says which limit and what is
-    possible (``plan.problem``, ``plan.best``)."""
-
-    def __init__(self, plan: Plan) -> None:
-        code = str(plan.code) if plan.code is not None else "unreachable"
-        super().__init__(plan.problem or "target not reachable", code=code)
-        self.plan = plan
-
-
-class ConfirmationRequired(ControllerError):
-    """A soft-limit crossing needs its own explicit confirmation (S2)."""
-
-    def __init__(self, message: str, findings: tuple[str, ...]) -> None:
-        super().__init__(message, code="soft_limit_confirmation_required")
-        self.findings = findings
-
-
-class PlanChanged(ControllerError):
-    """At confirmation the fresh plan differs from the one shown: ``pending`` carries the
-    new plan, to review and confirm in its turn."""
-
-    def __init__(self, pending: PendingChange) -> None:
-        super().__init__(
-            "the situation changed since this plan was made; review the new plan and "
-            "confirm it:\n" + pending.plan.describe(),
-            code="plan_changed",
-        )
-        self.pending = pending
-
-
-class LinkUnavailable(ControllerError):
-    """The safety process cannot be reached: the controller holds and sends nothing."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="safety_link_lost")

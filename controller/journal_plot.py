@@ -8,23 +8,22 @@ ImportError traceback.
 What is drawn comes from the safety journal: the rate the safety process *verified* by
 read-back (a step line), the dose that rate delivers under the program loaded at the time,
 the soft and hard limits of that program's therapy, and every alarm it raised (rebuilt by
-replay, ``controller.journal_read.replay_safety``), coloured by priority. A scenario run
-can add the pump's ground truth (what really reached the patient) as a second line.
+replay, ``controller.journal_timeline.replay_safety``), coloured by priority. A scenario
+run can add the pump's ground truth (what really reached the patient) as a second line.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from controller.journal_read import AlarmMark
+from controller.journal_timeline import AlarmMark
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
-from safety.kernel.model import Event, ProgramLimits, ProgramLoaded, ReadbackReceived
-from safety.kernel.state import ActiveProgram
+from safety.journal_read import ProgramsInForce
+from safety.kernel.model import Event, ReadbackReceived
 from safety.library import DrugLibrary
 
 PRIORITY_COLOURS = {"high": "tab:red", "medium": "tab:orange", "low": "tab:olive"}
@@ -47,22 +46,6 @@ class PlotData:
     end: float | None = None
 
 
-def _programs(
-    events: Sequence[Event], library: DrugLibrary
-) -> tuple[list[float], list[ActiveProgram | None]]:
-    times: list[float] = []
-    programs: list[ActiveProgram | None] = []
-    for event in events:
-        if isinstance(event, ProgramLoaded):
-            times.append(event.now.clinical)
-            limits = event.limits  # a test fluid has no dose limits to draw
-            drug = limits if isinstance(limits, ProgramLimits) else None
-            programs.append(
-                ActiveProgram(event.spec, drug, event.now.clinical) if drug is not None else None
-            )
-    return times, programs
-
-
 def plot_data(
     events: Sequence[Event],
     library: DrugLibrary,
@@ -73,14 +56,10 @@ def plot_data(
     end: float | None = None,
 ) -> PlotData:
     """The series to draw, from the safety journal's events (and a ground truth)."""
-    times, programs = _programs(events, library)
-
-    def program_at(t: float) -> ActiveProgram | None:
-        i = bisect.bisect_right(times, t) - 1
-        return programs[i] if i >= 0 else None
+    programs = ProgramsInForce.from_events(events)
 
     def dose(t: float, rate: Decimal) -> float:
-        program = program_at(t)
+        program = programs.at(t)
         return float(program.dose(rate)) if program is not None else 0.0
 
     data = PlotData(title=title, alarms=[a for a in alarms if a.event == "raised"], end=end)
@@ -98,7 +77,7 @@ def plot_data(
         if isinstance(e, TruthSegment):
             data.truth_rate.append((e.start, e.rate_ml_h))
             data.truth_dose.append((e.start, dose(e.start, Decimal(repr(e.rate_ml_h)))))
-    known = [p for p in programs if p is not None]
+    known = programs.known()
     if known:
         program = known[-1]
         therapy = program.therapy

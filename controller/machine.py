@@ -8,11 +8,12 @@ and only when the safety process has accepted it fires the trigger (``fire``). S
 - an invalid trigger is refused *before* anything is sent, with an operator sentence that
   names the state and what to do ("cannot titrate while weaning; resume first ..."),
   never a ``MachineError`` traceback;
-- callbacks do no I/O: the machine's own callbacks only append to an in-memory outbox
-  that the session drains (and journals) after the trigger returns;
-- an exception inside any callback is caught by the guard around it or, as a last resort,
-  by the machine's ``on_exception`` handler, which only records it. Neither fires another
-  trigger, so a failing callback can never loop. (``transitions`` pitfalls, read for this:
+- no I/O inside the machine: its only callbacks are the conditions that pick a destination
+  from the reported ``Facts`` (pure); the session does its I/O before it fires, and
+  journals the ``Change`` that ``fire`` returns (and any fault in it) afterwards;
+- an exception inside a callback (a condition, or an observer) is caught by the
+  machine's ``on_exception`` handler or by ``fire``, which only record it. Neither fires
+  another trigger, so a failing callback can never loop. (``transitions`` pitfalls, read for this:
   an ``on_exception`` handler that itself changes state recurses when that change fails
   again, pytransitions issue #616; ``on_exception`` also swallows the ``MachineError`` of
   an invalid trigger, #552; an exception in an ``after``/``on_enter`` callback leaves the
@@ -298,9 +299,6 @@ class Change:
 
 
 Observer = Callable[[Change], None]
-#: called inside the transition when a state is entered: must not block; may not raise
-#: (a failure is recorded as a fault of the change)
-EnterHook = Callable[[State], None]
 
 
 @dataclass
@@ -318,14 +316,10 @@ class InfusionMachine:
     they must not block. One that raises is recorded as a fault of that change.
     """
 
-    def __init__(
-        self, initial: State = State.IDLE, enter_hooks: tuple[EnterHook, ...] = ()
-    ) -> None:
+    def __init__(self, initial: State = State.IDLE) -> None:
         self._model = _Model(initial.value)
-        self._enter_hooks = list(enter_hooks)
         self._firing = False
         self._faults: list[str] = []
-        self._entered: list[State] = []
         self._observers: list[Observer] = []
         self.history: list[Change] = []
         transitions: list[dict[str, Any]] = []
@@ -341,7 +335,7 @@ class InfusionMachine:
                 transitions.append(entry)
         self._machine = Machine(
             model=self._model,
-            states=[{"name": s.value, "on_enter": [self._guarded(self._on_enter)]} for s in State],
+            states=[s.value for s in State],
             transitions=transitions,
             initial=initial.value,
             auto_transitions=False,
@@ -419,34 +413,7 @@ class InfusionMachine:
                 self.history[-1] = change
         return change
 
-    def drain_entered(self) -> list[State]:
-        """States entered since the last drain (the callbacks' outbox)."""
-        entered, self._entered = self._entered, []
-        return entered
-
     # ------------------------------------------------------------------ callbacks
-    def _on_enter(self, event: Any) -> None:
-        state = State(event.state.name)
-        self._entered.append(state)
-        for hook in self._enter_hooks:
-            try:
-                hook(state)
-            except Exception as exc:
-                name = getattr(hook, "__name__", repr(hook))
-                self._record_fault(f"enter hook {name!r} failed: {exc!r}")
-
-    def _guarded(self, fn: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A callback that cannot raise: a failure is recorded, never propagated."""
-
-        def guarded(event: Any) -> None:
-            try:
-                fn(event)
-            except Exception as exc:
-                self._record_fault(f"callback {fn.__name__} failed: {exc!r}")
-
-        guarded.__name__ = f"guarded_{fn.__name__}"
-        return guarded
-
     def _on_exception(self, event: Any) -> None:
         """Last resort for an exception inside a transition: record it, change nothing."""
         error = getattr(event, "error", None)

@@ -15,7 +15,7 @@ own pure ``decide`` about every step it proposes, exactly as the safety process 
   the window to move on;
 - a stop on such a drug weans to the stop threshold, then stops.
 
-The simulation rounds rates with ``safety.units.PumpResolution`` (rounded down, as every
+The simulation rounds rates with ``safety.pump_rounding.PumpResolution`` (rounded down, as every
 driver does); the safety process rounds with the real driver, so every step is sent as a
 dose and decided again there: a plan is a forecast, never a licence.
 
@@ -47,10 +47,14 @@ from safety.kernel.model import (
 )
 from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program
 from safety.library import DiluentError, DrugLibrary, LookupProblem
+from safety.pump_rounding import PumpResolution
 from safety.reasons import Reason
 from safety.rules import RuleRefusal, Severity, limit_findings, num
 from safety.status import Snapshot
-from safety.units import PumpResolution, UnitError, fraction_to_decimal, plain
+from safety.units import UnitError, fraction_to_decimal
+
+#: decimal places of the figures a plan proposes (its doses are short figures anyway)
+_PLACES = 9
 
 
 class PlanError(ControllerError):
@@ -58,6 +62,16 @@ class PlanError(ControllerError):
 
     def __init__(self, message: str, code: str = "cannot_plan", field: str | None = None):
         super().__init__(message, code=code, field=field)
+
+
+class Unreachable(ControllerError):
+    """The planner found no way to the target; the plan says which limit and what is
+    possible (``plan.problem``, ``plan.best``)."""
+
+    def __init__(self, plan: Plan) -> None:
+        code = str(plan.code) if plan.code is not None else "unreachable"
+        super().__init__(plan.problem or "target not reachable", code=code)
+        self.plan = plan
 
 
 @dataclass(frozen=True)
@@ -359,7 +373,7 @@ class _Builder:
             index=len(self.steps) + 1,
             at_s=t - self.t0,
             kind=kind,
-            dose=_dec(dose) if dose is not None else None,
+            dose=fraction_to_decimal(dose, _PLACES) if dose is not None else None,
             delivers=verdict.dose if verdict.dose is not None else Decimal(0),
             rate_ml_h=verdict.rate_ml_h if verdict.rate_ml_h is not None else Decimal(0),
             why=why,
@@ -424,6 +438,24 @@ def plan_stop(
     return _plan(library, snapshot, None, config, settings, PlanKind.STOP)
 
 
+def make_plan(
+    kind: PlanKind,
+    library: DrugLibrary,
+    snapshot: Snapshot,
+    target: Decimal | None,
+    *,
+    config: KernelConfig | None = None,
+    settings: PlannerSettings | None = None,
+) -> Plan:
+    """The plan of ``kind`` to ``target`` (None for a stop)."""
+    if kind is PlanKind.STOP:
+        return plan_stop(library, snapshot, config=config, settings=settings)
+    if kind is PlanKind.WEAN:
+        return plan_wean(library, snapshot, target, config=config, settings=settings)
+    assert target is not None
+    return plan_titration(library, snapshot, target, config=config, settings=settings)
+
+
 def _plan(
     library: DrugLibrary,
     snapshot: Snapshot,
@@ -468,14 +500,14 @@ def _plan(
         kind=kind,
         what=program.what,
         unit=unit,
-        start_dose=_dec(start),
+        start_dose=fraction_to_decimal(start, _PLACES),
         target=target,
         created_at=t0,
         steps=tuple(builder.steps),
         reachable=problem is None,
         code=code,
         problem=problem,
-        best=_dec(best) if best is not None else None,
+        best=fraction_to_decimal(best, _PLACES) if best is not None else None,
         warnings=warnings,
     )
 
@@ -551,7 +583,7 @@ def _rise(b: _Builder, program: ActiveProgram, goal: Fraction) -> None:
     while True:
         _guard(b, t, goal)
         current = sim.current()
-        if b.steps and b.steps[-1].dose == _dec(goal):
+        if b.steps and b.steps[-1].dose == fraction_to_decimal(goal, _PLACES):
             return
         step_bound = min(
             Fraction(titration.max_step_rise.value),
@@ -588,7 +620,9 @@ def _rise(b: _Builder, program: ActiveProgram, goal: Fraction) -> None:
             )
             continue
         soft = _soft(program, dose)
-        verdict = sim.ask(ChangeDose(_dec(dose), confirm_soft_limits=bool(soft)), t)
+        verdict = sim.ask(
+            ChangeDose(fraction_to_decimal(dose, _PLACES), confirm_soft_limits=bool(soft)), t
+        )
         if not verdict.accepted:
             _refused(verdict, sim, program, t)
         if dose == goal:
@@ -626,7 +660,9 @@ def _fall(b: _Builder, program: ActiveProgram, goal: Fraction, verb: str) -> Non
     t, wait = _first_time(b)
     if not wean.gradual_wean_only.value:
         soft = _soft(program, goal)
-        verdict = sim.ask(ChangeDose(_dec(goal), confirm_soft_limits=bool(soft)), t)
+        verdict = sim.ask(
+            ChangeDose(fraction_to_decimal(goal, _PLACES), confirm_soft_limits=bool(soft)), t
+        )
         if not verdict.accepted:
             _refused(verdict, sim, program, t)
         why = f"{verb} to the target in one step ({program.what} has no gradual-wean rule)"
@@ -639,7 +675,7 @@ def _fall(b: _Builder, program: ActiveProgram, goal: Fraction, verb: str) -> Non
     while True:
         _guard(b, t, goal)
         current = sim.current()
-        if b.steps and b.steps[-1].dose == _dec(goal):
+        if b.steps and b.steps[-1].dose == fraction_to_decimal(goal, _PLACES):
             return
         highest = program.dose_of_amount_rate(sim.state.history.max_amount_rate(t - window_s, t))
         floor = (1 - fall) * highest
@@ -683,7 +719,9 @@ def _ask_fall(
     """A wean step; if rounding puts it a hair under the floor, nudge it up (never down)."""
     for _ in range(4):
         soft = _soft(program, want)
-        verdict = sim.ask(ChangeDose(_dec(want), confirm_soft_limits=bool(soft)), t)
+        verdict = sim.ask(
+            ChangeDose(fraction_to_decimal(want, _PLACES), confirm_soft_limits=bool(soft)), t
+        )
         if verdict.accepted or verdict.reason is not Reason.WEAN_TOO_FAST:
             break
         want = _round(want * (1 + settings.wean_margin), settings.significant_digits + 2, up=True)
@@ -837,17 +875,3 @@ def _round(value: Fraction, digits: int, *, up: bool) -> Fraction:
     if not up and result > value:
         result -= Fraction(quantum)
     return result
-
-
-def _dec(value: Fraction) -> Decimal:
-    """A dose the planner chose is a short decimal; exact figures are shown rounded."""
-    if value.denominator == 1 or _terminates(value.denominator):
-        return plain(Decimal(value.numerator) / Decimal(value.denominator))
-    return fraction_to_decimal(value, 9)
-
-
-def _terminates(denominator: int) -> bool:
-    for p in (2, 5):
-        while denominator % p == 0:
-            denominator //= p
-    return denominator == 1

@@ -31,7 +31,13 @@ Rules the session keeps:
 - if the link to the safety process dies, the session raises its own high alarm, goes
   to hold and sends nothing more until ``resume()`` re-attaches.
 
-Threads: every public method takes the session's lock, so a background runner and an
+The session is the API and the glue between three collaborators it drives: the link to
+the safety process (``controller.session_link``: sending, attaching, notices), the plan
+executor (``controller.plan_executor``: pending changes and running plans) and the state
+machine (``controller.machine``), which it keeps in line with what the safety process
+reports (``_reconcile``).
+
+Threads: every public method takes the session's lock, so the service thread and an
 operator thread can share a session. Link notices are queued by the link's thread and
 handled on the next call; alarm callbacks run on the thread that handles them.
 """
@@ -39,9 +45,7 @@ handled on the next call; alarm callbacks run on the thread that handles them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -58,44 +62,30 @@ from controller.alarm_desk import (
     AlarmDesk,
     blocks,
 )
-from controller.errors import (
-    BadInput,
-    ConfirmationRequired,
-    ControllerError,
-    LinkUnavailable,
-    PlanChanged,
-    Refused,
-    Unreachable,
-)
+from controller.errors import BadInput, ControllerError, Refused
 from controller.inputs import Dose, Weight, dose_value, program_spec
 from controller.machine import Facts, InfusionMachine, State, Trigger
+from controller.plan_executor import (
+    EndKind,
+    PendingChange,
+    PlanEnd,
+    PlanExecutor,
+    StepResult,
+)
 from controller.planner import (
     Plan,
     PlanKind,
     PlannerSettings,
-    PlanStep,
     StepKind,
-    format_duration,
-    plan_stop,
-    plan_titration,
-    plan_wean,
+    make_plan,
     planning_state,
 )
-from controller.runner import Runner
-from controller.session_journal import SessionJournal, to_jsonable
+from controller.service_thread import ServiceThread
+from controller.session_journal import SessionJournal
+from controller.session_link import SessionLink
 from controller.status_line import status_line
 from firmware_bridge.clock import Clock, MonotonicClock
-from safety.ipc.link import (
-    ControllerBusy,
-    LinkDown,
-    LinkRestored,
-    NotAttached,
-    Notice,
-    SafetyLink,
-    SafetyLinkError,
-    SessionLost,
-    StatusChanged,
-)
+from safety.ipc.link import SafetyLink
 from safety.journal import Journal, JournalError
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
@@ -108,44 +98,10 @@ from safety.kernel.model import (
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.rules import num
-from safety.status import AlarmView, HistoryPoint, Outcome, Snapshot
-from safety.units import (
-    fraction_to_decimal,
-)
-
-log = logging.getLogger("controller.session")
-
-#: a refused plan step is re-planned from the fresh state at most this often in a row
-MAX_REPLANS = 3
-
-#: refusals a fresh plan can get around (timing, sequence); anything else is reported
-_REPLANNABLE = frozenset(
-    {
-        Reason.STEP_RISE,
-        Reason.WINDOW_RISE,
-        Reason.WEAN_TOO_FAST,
-        Reason.STOP_ABOVE_THRESHOLD,
-        Reason.CUMULATIVE_CAP,
-        Reason.EXPIRED,
-        Reason.STALE_SEQUENCE,
-    }
-)
-#: refusals that mean the safety process no longer takes orders from this session
-_HOLDING = frozenset({Reason.HOLD, Reason.NOT_ATTACHED, Reason.DELIVERY_UNCERTAIN})
+from safety.status import AlarmView, Outcome, Snapshot
+from safety.units import fraction_to_decimal
 
 _PLAN_STATES = (State.TITRATING, State.WEANING)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """A plan step that was sent, and what the safety process made of it."""
-
-    step: PlanStep
-    outcome: Outcome
-
-    @property
-    def accepted(self) -> bool:
-        return self.outcome.verdict.accepted
 
 
 @dataclass(frozen=True)
@@ -157,55 +113,6 @@ class DosePoint:
     dose: Decimal | None
     unit: str | None
     cause: str
-
-
-@dataclass
-class _ActivePlan:
-    plan: Plan
-    trigger: Trigger
-    soft_confirmed: bool
-    next: int = 0  # index of the next step to send
-    delay_s: float = 0.0  # steps sent late push the later ones back by as much
-    replans: int = 0
-
-    def due_at(self, step: PlanStep) -> float:
-        return self.plan.created_at + step.at_s + self.delay_s
-
-    @property
-    def done(self) -> bool:
-        return self.next >= len(self.plan.steps)
-
-
-class PendingChange:
-    """A planned change to a running infusion, waiting for the operator's confirmation.
-
-    Nothing has been sent. ``confirm()`` re-plans from the safety process's fresh state
-    and executes only if the plan is unchanged (otherwise ``PlanChanged`` carries the new
-    one to review); ``confirm(soft_limits=True)`` is needed when the plan crosses a soft
-    limit. Any other operator action supersedes a pending change.
-    """
-
-    def __init__(self, session: Session, plan: Plan, trigger: Trigger) -> None:
-        self._session = session
-        self.plan = plan
-        self.trigger = trigger
-
-    @property
-    def needs_soft_confirmation(self) -> bool:
-        return self.plan.needs_soft_confirmation
-
-    def describe(self) -> str:
-        return self.plan.describe()
-
-    def confirm(self, *, soft_limits: bool = False) -> tuple[StepResult, ...]:
-        """Execute: the steps already due are sent now, the rest by ``Session.service``."""
-        return self._session._confirm(self, soft_limits)
-
-    def cancel(self) -> None:
-        self._session._drop_pending(self, "cancelled by the operator")
-
-    def __repr__(self) -> str:
-        return f"PendingChange({self.trigger.value}, {len(self.plan.steps)} steps)"
 
 
 class Session:
@@ -236,16 +143,10 @@ class Session:
         self.kernel_config = kernel_config or KernelConfig()
         self.planner = planner or PlannerSettings()
         self.machine = InfusionMachine()
-        self._link = link
         self._clinical = clinical
         self._liveness = liveness or MonotonicClock()
         self._lock = threading.RLock()
-        self._notices: deque[Notice] = deque()
-        self._snapshot: Snapshot | None = None
-        self._pending: PendingChange | None = None
-        self._active: _ActivePlan | None = None
-        self._link_down: str | None = None
-        self._runner: Runner | None = None
+        self._service_thread: ServiceThread | None = None
         if journal is None:
             journal = ":memory:"  # always journaled; pass a path to keep it
         store = (
@@ -253,7 +154,8 @@ class Session:
         )
         self.journal = SessionJournal(store, self._clinical_stamp, self._liveness.now)
         self._alarms = AlarmDesk(self.journal, self._clinical_stamp)
-        self._unsubscribe = link.subscribe(self._on_notice)
+        self._executor = PlanExecutor(self.journal, self._make_plan, self._confirm)
+        self._link = SessionLink(link, library, self.journal, _LinkEvents(self), self._wake)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -292,17 +194,13 @@ class Session:
         self.close()
 
     def close(self, *, hang_up: bool = True) -> None:
-        """Stop the runner, unsubscribe, close the link (the safety process then holds
+        """Stop the service thread, unsubscribe, close the link (the safety process then holds
         the rate: S11) and the journal."""
-        runner = self._runner
-        if runner is not None:
-            runner.stop()
+        thread = self._service_thread
+        if thread is not None:
+            thread.stop()
         with self._lock:
-            with contextlib.suppress(Exception):
-                self._unsubscribe()
-            if hang_up:
-                with contextlib.suppress(SafetyLinkError):
-                    self._link.close()
+            self._link.close(hang_up=hang_up)
             self.journal.close()
 
     # ------------------------------------------------------------------ reading
@@ -312,39 +210,35 @@ class Session:
 
     @property
     def pending(self) -> PendingChange | None:
-        return self._pending
+        return self._executor.pending
 
     @property
     def active_plan(self) -> Plan | None:
-        active = self._active
-        return active.plan if active is not None else None
+        return self._executor.active
 
     @property
     def link(self) -> SafetyLink:
-        return self._link
+        return self._link.safety_link
 
     @property
     def link_down(self) -> str | None:
         """Why the safety link is down (None while it is up)."""
-        return self._link_down
+        return self._link.down
 
     @property
     def snapshot(self) -> Snapshot | None:
         """The last snapshot seen (no I/O); ``status()`` asks for a fresh one."""
-        return self._snapshot
+        return self._link.snapshot
 
     def status(self) -> Snapshot:
         """The safety process's current state (asks it; falls back to the last one seen
         when the link is down)."""
         with self._lock:
-            self._drain()
-            if self._link_down is None:
-                try:
-                    self._take(self._link.snapshot())
-                except SafetyLinkError as exc:
-                    self._link_failure(str(exc))
+            self._link.drain()
+            if self._link.down is None:
+                self._link.refresh()
             self._reconcile()
-            return self._require_snapshot()
+            return self._link.require_snapshot()
 
     def history(self) -> tuple[DosePoint, ...]:
         """The verified rate history (what the safety process has read back), with doses."""
@@ -364,13 +258,10 @@ class Session:
             points.append(DosePoint(p.start, p.rate_ml_h, dose, snapshot.dose_unit, p.cause))
         return tuple(points)
 
-    def raw_history(self) -> tuple[HistoryPoint, ...]:
-        return self.status().history
-
     def alarms(self) -> tuple[AlarmView, ...]:
         """Every alarm: the safety process's (from the last snapshot) and the controller's."""
         with self._lock:
-            snapshot = self._snapshot
+            snapshot = self._link.snapshot
             safety = snapshot.alarms if snapshot is not None else ()
             return (*safety, *self._alarms.own)
 
@@ -378,9 +269,9 @@ class Session:
         """One line for people (from the last snapshot: call ``status()`` to refresh)."""
         with self._lock:
             return status_line(
-                self._require_snapshot(),
+                self._link.require_snapshot(),
                 self.state.value,
-                plan=self._plan_progress(),
+                plan=self._executor.progress(self._now),
                 controller_alarms=self._alarms.own,
             )
 
@@ -412,21 +303,16 @@ class Session:
         re-attaching (optionally over a new ``link``, e.g. after the safety process was
         restarted) and re-synchronising. Never changes the rate."""
         with self._lock, self._operator("resume"):
-            self._drain()
+            self._link.drain()
             state = self.state
             if state in _PLAN_STATES:
                 self.machine.check(Trigger.RESUME)
-                self._cancel_plan("resumed: the dose stays where it is")
-                self._fire(Trigger.RESUME, self._facts(self._require_snapshot()))
+                self._executor.cancel("resumed: the dose stays where it is")
+                self._fire(Trigger.RESUME, self._facts(self._link.require_snapshot()))
                 return self.state
             self.machine.check(Trigger.RESUME)
-            if link is not None and link is not self._link:
-                with contextlib.suppress(Exception):
-                    self._unsubscribe()
-                with contextlib.suppress(SafetyLinkError):
-                    self._link.close()
-                self._link = link
-                self._unsubscribe = link.subscribe(self._on_notice)
+            if link is not None:
+                self._link.replace(link)
             snapshot = self._attach()
             self._fire(Trigger.RESUME, self._facts(snapshot))
             self._reconcile()
@@ -473,11 +359,11 @@ class Session:
             self._lock,
             self._operator("start", dose=str(dose), confirm_soft_limits=confirm_soft_limits),
         ):
-            self._drain()
+            self._link.drain()
             self.machine.check(Trigger.START)
-            snapshot = self._fresh()
+            snapshot = self._link.fresh()
             value = dose_value(dose, snapshot)
-            outcome = self._send(
+            outcome = self._link.send(
                 StartInfusion(
                     value, confirm_soft_limits=confirm_soft_limits, unit=snapshot.dose_unit
                 )
@@ -491,7 +377,7 @@ class Session:
     def plan(self, dose: Dose | None) -> Plan:
         """Preview: the plan to ``dose`` (None: the stop plan). Changes nothing."""
         with self._lock:
-            snapshot = self._fresh()
+            snapshot = self._link.fresh()
             if dose is None:
                 return self._make_plan(PlanKind.STOP, None, snapshot)
             value = dose_value(dose, snapshot)
@@ -500,20 +386,20 @@ class Session:
     def titrate_to(self, dose: Dose) -> PendingChange:
         """Step 1 of a titration: the plan to ``dose``, pending confirmation."""
         with self._lock, self._operator("titrate_to", dose=str(dose)):
-            self._drain()
+            self._link.drain()
             self.machine.check(Trigger.TITRATE_TO)
-            snapshot = self._fresh()
+            snapshot = self._link.fresh()
             value = dose_value(dose, snapshot)
             plan = self._make_plan(PlanKind.TITRATE, value, snapshot)
-            return self._new_pending(plan, Trigger.TITRATE_TO)
+            return self._executor.propose(plan, Trigger.TITRATE_TO)
 
     def wean(self, dose: Dose | None = None) -> PendingChange:
         """Step 1 of a gradual fall to ``dose``; None weans to the stop threshold and then
         stops (like ``stop`` on a wean-only drug)."""
         with self._lock, self._operator("wean", dose=None if dose is None else str(dose)):
-            self._drain()
+            self._link.drain()
             self.machine.check(Trigger.WEAN)
-            snapshot = self._fresh()
+            snapshot = self._link.fresh()
             if dose is None:
                 plan = self._make_plan(PlanKind.STOP, None, snapshot)
             else:
@@ -526,17 +412,17 @@ class Session:
                         f"the current {num(current)} {snapshot.dose_unit}; use titrate to rise",
                     )
                 plan = self._make_plan(PlanKind.WEAN, value, snapshot)
-            return self._new_pending(plan, Trigger.WEAN)
+            return self._executor.propose(plan, Trigger.WEAN)
 
     def stop(self) -> PendingChange:
         """Step 1 of a stop: for a gradual-wean-only drug a wean to its stop threshold, then
         the stop; otherwise the stop itself. ``emergency_stop`` stops at once."""
         with self._lock, self._operator("stop"):
-            self._drain()
+            self._link.drain()
             self.machine.check(Trigger.STOP)
-            snapshot = self._fresh()
+            snapshot = self._link.fresh()
             plan = self._make_plan(PlanKind.STOP, None, snapshot)
-            return self._new_pending(plan, Trigger.STOP)
+            return self._executor.propose(plan, Trigger.STOP)
 
     def order(self, body: RequestBody) -> Outcome:
         """Send one request exactly as given, without planning or pre-checking it.
@@ -545,8 +431,8 @@ class Session:
         still decides it with every rule, and a refusal comes back as the outcome (not
         raised). The session's machine then follows the safety process's snapshot."""
         with self._lock, self._operator("order", request=body.kind):
-            self._drain()
-            outcome = self._send(body)
+            self._link.drain()
+            outcome = self._link.send(body)
             self._reconcile()
             return outcome
 
@@ -554,10 +440,10 @@ class Session:
         """Stop now and interlock (S12). Never refused by the safety process; always
         attempted, even when the link looks down."""
         with self._lock, self._operator("emergency_stop", source=source):
-            self._drain()
-            self._cancel_plan("emergency stop")
-            self._drop_pending(self._pending, "emergency stop")
-            outcome = self._send(EmergencyStop(source), force=True)
+            self._link.drain()
+            self._executor.cancel("emergency stop")
+            self._executor.drop_pending(self._executor.pending, "emergency stop")
+            outcome = self._link.send(EmergencyStop(source), force=True)
             self._fire(Trigger.EMERGENCY_STOP, self._facts(outcome.snapshot))
             self._reconcile()
             return outcome
@@ -568,16 +454,16 @@ class Session:
         Returns the safety process's outcome (None when only controller alarms were
         named)."""
         with self._lock, self._operator("acknowledge", keys=keys):
-            self._drain()
+            self._link.drain()
             self.machine.check(Trigger.ACKNOWLEDGE)
             safety_keys = None if keys is None else tuple(k for k in keys if not k.startswith(OWN))
             outcome = None
             if safety_keys is None or safety_keys:
-                outcome = self._send(AcknowledgeAlarms(safety_keys))
+                outcome = self._link.send(AcknowledgeAlarms(safety_keys))
                 if not outcome.verdict.accepted:
                     raise Refused(outcome)
             self._alarms.acknowledge(keys)
-            snapshot = self._require_snapshot()
+            snapshot = self._link.require_snapshot()
             self._alarms.remember(snapshot)
             self._fire(Trigger.ACKNOWLEDGE, self._facts(snapshot))
             self._reconcile()
@@ -585,7 +471,7 @@ class Session:
 
     def cancel_pending(self) -> None:
         with self._lock:
-            self._drop_pending(self._pending, "cancelled by the operator")
+            self._executor.drop_pending(self._executor.pending, "cancelled by the operator")
 
     # ------------------------------------------------------------------ time
     def service(self) -> float | None:
@@ -593,31 +479,28 @@ class Session:
         are due. Returns clinical seconds until the next step (None: nothing planned).
         Call it often (a script's loop, or ``run_in_background``)."""
         with self._lock:
-            self._drain()
-            if self._link_down is not None or self.state is State.HOLD:
+            self._link.drain()
+            if self._link.down is not None or self.state is State.HOLD:
                 return None
-            try:
-                self._take(self._link.snapshot())
-            except SafetyLinkError as exc:
-                self._link_failure(str(exc))
+            if not self._link.refresh():
                 return None
             self._reconcile()
             self._run_due()
             self._reconcile()
-            return self._next_due_in()
+            return self._executor.next_due_in(self._now())
 
-    def run_in_background(self, period_s: float = 0.25) -> Runner:
+    def run_in_background(self, period_s: float = 0.25) -> ServiceThread:
         """A thread calling ``service()`` at least every ``period_s`` real seconds (and
-        when a step falls due); stop it with ``Runner.stop()`` or ``close()``."""
+        when a step falls due); stop it with ``ServiceThread.stop()`` or ``close()``."""
         with self._lock:
-            if self._runner is not None and self._runner.alive:
-                return self._runner
-            self._runner = Runner(self, period_s)
-            self._runner.start()
-            return self._runner
+            if self._service_thread is not None and self._service_thread.alive:
+                return self._service_thread
+            self._service_thread = ServiceThread(self, period_s)
+            self._service_thread.start()
+            return self._service_thread
 
     def raise_fault(self, message: str) -> None:
-        """A controller fault (e.g. in the background runner): a medium alarm, journaled."""
+        """A controller fault (e.g. in the service thread): a medium alarm, journaled."""
         with self._lock:
             self._alarms.raise_own(FAULT_KEY, "medium", "controller_fault", message)
 
@@ -628,374 +511,82 @@ class Session:
     # ================================================================== internals
     # ------------------------------------------------------------------ plans
     def _make_plan(self, kind: PlanKind, target: Decimal | None, snapshot: Snapshot) -> Plan:
-        config, settings = self.kernel_config, self.planner
-        if kind is PlanKind.STOP:
-            plan = plan_stop(self.library, snapshot, config=config, settings=settings)
-        elif kind is PlanKind.WEAN:
-            plan = plan_wean(self.library, snapshot, target, config=config, settings=settings)
-        else:
-            assert target is not None
-            plan = plan_titration(self.library, snapshot, target, config=config, settings=settings)
-        return plan
-
-    def _new_pending(self, plan: Plan, trigger: Trigger) -> PendingChange:
-        self.journal.write("plan", trigger=trigger, plan=_plan_record(plan))
-        if not plan.reachable:
-            raise Unreachable(plan)
-        if not plan.steps:
-            raise ControllerError(
-                f"nothing to do: the dose is already {num(plan.start_dose)} {plan.unit}",
-                code="no_change",
-            )
-        self._drop_pending(self._pending, "superseded by a new change")
-        pending = PendingChange(self, plan, trigger)
-        self._pending = pending
-        return pending
+        return make_plan(
+            kind, self.library, snapshot, target, config=self.kernel_config, settings=self.planner
+        )
 
     def _confirm(self, pending: PendingChange, soft_limits: bool) -> tuple[StepResult, ...]:
+        """Step 2 of a change (``PendingChange.confirm``): re-plan from the fresh state,
+        then carry it out: a plain stop at once, anything else step by step."""
         with (
             self._lock,
             self._operator("confirm", trigger=pending.trigger, soft_limits=soft_limits),
         ):
-            self._drain()
-            if self._pending is not pending:
-                raise ControllerError(
-                    "this change is no longer pending (another action came first); plan it again",
-                    code="stale_change",
-                )
-            plan = pending.plan
-            if plan.needs_soft_confirmation and not soft_limits:
-                findings = plan.soft_findings
-                raise ConfirmationRequired(
-                    "this plan crosses a soft limit and needs its own confirmation: "
-                    + "; ".join(findings)
-                    + " (confirm with the soft-limit override: confirm(soft_limits=True), "
-                    "console: confirm override)",
-                    findings,
-                )
+            self._link.drain()
+            self._executor.check_confirmable(pending, soft_limits)
             self.machine.check(pending.trigger)
-            snapshot = self._fresh()
-            fresh = self._make_plan(plan.kind, plan.target, snapshot)
-            if not fresh.reachable:
-                self._pending = None
-                raise Unreachable(fresh)
-            if _signature(fresh) != _signature(plan):
-                changed = PendingChange(self, fresh, pending.trigger)
-                self._pending = changed
-                self.journal.write("plan", trigger=pending.trigger, plan=_plan_record(fresh))
-                raise PlanChanged(changed)
-            self.journal.write(
-                "confirm",
-                trigger=pending.trigger,
-                soft_limits=soft_limits,
-                soft_findings=fresh.soft_findings,
-                plan=_plan_record(fresh),
-            )
-            self._pending = None
-            wean_first = any(s.kind is StepKind.CHANGE for s in fresh.steps)
+            snapshot = self._link.fresh()
+            plan = self._executor.confirmed(pending, snapshot, soft_limits)
+            wean_first = any(s.kind is StepKind.CHANGE for s in plan.steps)
             if pending.trigger is Trigger.STOP and not wean_first:
-                step = fresh.steps[0]
-                outcome = self._send(step.request(fresh.unit))
+                step = plan.steps[0]
+                outcome = self._link.send(step.request(plan.unit))
                 if not outcome.verdict.accepted:
                     raise Refused(outcome)
                 self._fire(Trigger.STOP, self._facts(outcome.snapshot))
                 self._reconcile()
                 return (StepResult(step, outcome),)
             self._fire(pending.trigger, self._facts(snapshot, wean_before_stop=True))
-            self._active = _ActivePlan(fresh, pending.trigger, soft_limits)
+            self._executor.start(plan, pending.trigger, soft_limits)
             results = self._run_due()
             self._reconcile()
             return tuple(results)
 
     def _run_due(self) -> list[StepResult]:
-        """Send every step that is due, in order; stop at the first that is not."""
-        results: list[StepResult] = []
-        while self._active is not None and self.state in _PLAN_STATES:
-            active = self._active
-            if active.done:
-                self._finish_plan()
-                break
-            step = active.plan.steps[active.next]
-            now = self._now()
-            due = active.due_at(step)
-            if now < due:
-                break
-            try:
-                outcome = self._send(step.request(active.plan.unit))
-            except LinkUnavailable:
-                break
-            results.append(StepResult(step, outcome))
-            if not outcome.verdict.accepted:
-                self._step_refused(active, step, outcome)
-                break
-            active.delay_s += max(0.0, now - due)
-            active.next += 1
-            active.replans = 0
-            if outcome.execution.startswith(("rejected", "failed")):
-                self._step_failed(step, outcome)
-                break
-            if outcome.execution != "applied":
-                break  # uncertain: the next service re-syncs (hold if still uncertain)
-        if self._active is not None and self._active.done and self.state in _PLAN_STATES:
-            self._finish_plan()
+        """Let the executor send the steps that are due; act on how the plan ended."""
+        results, end = self._executor.run_due(
+            self._link.send,
+            self._now,
+            self._link.require_snapshot,
+            lambda: self.state in _PLAN_STATES,
+        )
+        if end is not None:
+            self._plan_ended(end)
         return results
 
-    def _finish_plan(self) -> None:
-        active = self._active
-        self._active = None
-        if active is not None:
-            self.journal.note("cancel", why="plan complete", plan=_plan_record(active.plan))
-        self._fire(Trigger.PLAN_DONE, self._facts(self._require_snapshot()))
-
-    def _step_refused(self, active: _ActivePlan, step: PlanStep, outcome: Outcome) -> None:
-        verdict = outcome.verdict
-        if verdict.reason is Reason.DELIVERY_UNCERTAIN:
-            # S10: the safety process reconciles by read-back; nothing is sent meanwhile
-            self._cancel_plan(f"step {step.index} refused: {verdict.message}")
+    def _plan_ended(self, end: PlanEnd) -> None:
+        if end.kind is EndKind.DONE:
+            self._fire(Trigger.PLAN_DONE, self._facts(self._link.require_snapshot()))
+        elif end.kind is EndKind.UNCERTAIN:
             self._fire(Trigger.SAFETY_HOLD)
-            return
-        if verdict.reason in _HOLDING:
-            self._session_lost(verdict.message)
-            return
-        explanation = verdict.message
-        if verdict.reason in _REPLANNABLE and active.replans < MAX_REPLANS:
-            try:
-                fresh = self._make_plan(
-                    active.plan.kind, active.plan.target, self._require_snapshot()
-                )
-            except ControllerError as exc:
-                explanation = f"{verdict.message}; no new plan: {exc.message}"
-            else:
-                allowed = not fresh.needs_soft_confirmation or active.soft_confirmed
-                if fresh.reachable and fresh.steps and allowed:
-                    self.journal.note(
-                        "plan",
-                        trigger=active.trigger,
-                        replanned_after=verdict.reason,
-                        plan=_plan_record(fresh),
-                    )
-                    self._active = _ActivePlan(
-                        fresh, active.trigger, active.soft_confirmed, replans=active.replans + 1
-                    )
-                    return
-                if not fresh.reachable:
-                    explanation = f"{verdict.message}; {fresh.problem}"
-                elif not allowed:
-                    explanation = (
-                        f"{verdict.message}; the new plan crosses a soft limit that was not "
-                        "confirmed"
-                    )
-        current = self._require_snapshot().dose
-        unit = active.plan.unit
-        shown = "stop" if step.dose is None else f"{num(step.dose)} {unit}"
-        self._cancel_plan(f"step {step.index} refused: {verdict.message}")
-        self._alarms.raise_own(
-            PLAN_REFUSED_KEY,
-            "medium",
-            str(verdict.reason),
-            f"plan step {step.index} ({shown}) refused by the safety process: {explanation}; "
-            f"the plan is stopped, the dose stays at "
-            f"{num(current) if current is not None else '?'} {unit}",
-        )
-        if self.machine.allowed(Trigger.ALARM_RAISED):
-            self._fire(Trigger.ALARM_RAISED, self._facts(self._require_snapshot()))
+        elif end.kind is EndKind.NOT_OBEYED:
+            self._session_lost(end.message)
+        else:  # refused, or not carried out by the pump: the operator must look
+            self._alarms.raise_own(PLAN_REFUSED_KEY, "medium", end.reason, end.message)
+            if self.machine.allowed(Trigger.ALARM_RAISED):
+                self._fire(Trigger.ALARM_RAISED, self._facts(self._link.require_snapshot()))
 
-    def _step_failed(self, step: PlanStep, outcome: Outcome) -> None:
-        """Accepted by the safety process but not carried out by the pump."""
-        self._cancel_plan(f"step {step.index}: {outcome.execution}")
-        self._alarms.raise_own(
-            PLAN_REFUSED_KEY,
-            "medium",
-            "pump_alarm",
-            f"plan step {step.index} was not carried out ({outcome.execution}); the plan is "
-            "stopped; check the pump, acknowledge, and plan again",
-        )
-        if self.machine.allowed(Trigger.ALARM_RAISED):
-            self._fire(Trigger.ALARM_RAISED, self._facts(self._require_snapshot()))
-
-    def _cancel_plan(self, why: str) -> None:
-        active = self._active
-        if active is not None:
-            self._active = None
-            self.journal.note("cancel", why=why, plan=_plan_record(active.plan))
-
-    def _drop_pending(self, pending: PendingChange | None, why: str) -> None:
-        if pending is not None and self._pending is pending:
-            self._pending = None
-            self.journal.note("cancel", why=why, pending=_plan_record(pending.plan))
-
-    def _next_due_in(self) -> float | None:
-        active = self._active
-        if active is None or active.done:
-            return None
-        return max(0.0, active.due_at(active.plan.steps[active.next]) - self._now())
-
-    def _plan_progress(self) -> str | None:
-        active = self._active
-        pending = self._pending
-        if active is None and pending is not None:
-            plan = pending.plan
-            goal = "stop" if plan.target is None else f"{plan.kind.value} to {num(plan.target)}"
-            return f"PENDING {goal}: confirm or cancel"
-        if active is None:
-            return None
-        plan = active.plan
-        goal = "stopping" if plan.target is None else f"{plan.kind.value} to {num(plan.target)}"
-        if active.done:
-            return f"{goal}: done"
-        step = plan.steps[active.next]
-        what = "stop" if step.dose is None else f"{num(step.dose)} {plan.unit}"
-        wait = format_duration(max(0.0, active.due_at(step) - self._now()))
-        return f"{goal}: step {step.index}/{len(plan.steps)} ({what}) in {wait}"
-
-    # ------------------------------------------------------------------ sending
-    def _send(self, body: RequestBody, *, force: bool = False) -> Outcome:
-        """Journal, send, journal the outcome. Only an emergency stop is sent (``force``)
-        while the link is down."""
-        if self._link_down is not None and not force:
-            raise LinkUnavailable(
-                f"the safety link is down ({self._link_down}); nothing is sent: the safety "
-                "process, if alive, holds the last verified rate. resume to re-attach"
-            )
-        try:
-            self.journal.write("request", body=body)
-        except JournalError as exc:
-            raise ControllerError(
-                f"the controller journal cannot be written ({exc}); nothing was sent",
-                code="journal_failed",
-            ) from None
-        try:
-            outcome = self._link.request(body)
-        except NotAttached as exc:
-            self._session_lost(str(exc))
-            raise ControllerError(
-                f"the safety process does not know this session ({exc}); nothing was sent; "
-                "resume to re-attach",
-                code="session_lost",
-            ) from None
-        except SafetyLinkError as exc:
-            self._link_failure(f"{type(exc).__name__}: {exc}")
-            hint = " (use the hardware stop button)" if isinstance(body, EmergencyStop) else ""
-            raise LinkUnavailable(
-                f"the safety process cannot be reached ({exc}); nothing more is sent{hint}"
-            ) from None
-        self._drain()  # notices raised during the request are older than its outcome
-        self._snapshot = outcome.snapshot
-        verdict = outcome.verdict
-        self.journal.note(
-            "outcome",
-            request=body.kind,
-            accepted=verdict.accepted,
-            reason=verdict.reason,
-            message=verdict.message,
-            execution=outcome.execution,
-            dose=verdict.dose,
-            unit=verdict.unit,
-            rate_ml_h=verdict.rate_ml_h,
-            findings=[f.message for f in verdict.findings],
-        )
-        return outcome
-
+    # ------------------------------------------------------------------ the link
     def _attach(self) -> Snapshot:
-        try:
-            snapshot = self._link.attach()
-        except ControllerBusy as exc:  # the link works; another controller holds the pump
-            raise ControllerError(
-                f"another controller is attached to the safety process ({exc}); it must "
-                "quit (or be lost) first",
-                code="controller_busy",
-            ) from None
-        except SafetyLinkError as exc:
-            self._link_failure(
-                f"{type(exc).__name__}: {exc}", raise_alarm=self._snapshot is not None
-            )
-            raise LinkUnavailable(f"cannot attach to the safety process: {exc}") from None
-        if snapshot.library_hash != self.library.content_hash:
-            raise ControllerError(
-                f"the safety process runs drug library {snapshot.library_hash[:19]} "
-                f"(version {snapshot.library_version}), this controller has "
-                f"{self.library.content_hash[:19]} (version {self.library.version}); use the "
-                "same library file on both",
-                code=str(Reason.LIBRARY_MISMATCH),
-            )
-        self._link_down = None
-        self._snapshot = snapshot
+        snapshot = self._link.attach()
         for key in (LINK_LOST_KEY, SESSION_LOST_KEY):
             self._alarms.condition_gone(key)
-        self.journal.note(
-            "attached",
-            session=self._link.session,
-            mode=snapshot.mode,
-            program=snapshot.program,
-            running=snapshot.running,
-            rate_ml_h=snapshot.rate_ml_h,
-            dose=snapshot.dose,
-            alarms=[a.key for a in snapshot.alarms],
-        )
         return snapshot
 
-    def _fresh(self) -> Snapshot:
-        if self._link_down is not None:
-            raise LinkUnavailable(
-                f"the safety link is down ({self._link_down}); resume to re-attach"
-            )
-        try:
-            self._take(self._link.snapshot())
-        except SafetyLinkError as exc:
-            self._link_failure(f"{type(exc).__name__}: {exc}")
-            raise LinkUnavailable(f"the safety process cannot be reached ({exc})") from None
-        return self._require_snapshot()
-
-    def _take(self, snapshot: Snapshot) -> None:
-        current = self._snapshot
-        if current is None or (snapshot.clinical_time, snapshot.last_seq) >= (
-            current.clinical_time,
-            current.last_seq,
-        ):
-            self._snapshot = snapshot
-
-    def _require_snapshot(self) -> Snapshot:
-        if self._snapshot is None:
-            raise ControllerError(
-                "not attached to the safety process yet; attach first", code="not_attached"
-            )
-        return self._snapshot
-
-    # ------------------------------------------------------------------ notices, re-sync
-    def _on_notice(self, notice: Notice) -> None:
-        """Called on the link's thread: queue only (no lock, no I/O, cannot block)."""
-        self._notices.append(notice)
-        runner = self._runner
-        if runner is not None:
-            runner.wake()
-
-    def _drain(self) -> None:
-        while self._notices:
-            notice = self._notices.popleft()
-            if isinstance(notice, StatusChanged):
-                self._take(notice.snapshot)
-            elif isinstance(notice, SessionLost):
-                self.journal.note("notice", what="session lost", reason=notice.reason)
-                self._session_lost(notice.reason)
-            elif isinstance(notice, LinkDown):
-                self.journal.note(
-                    "notice", what="link down", reason=notice.reason, final=notice.final
-                )
-                self._link_failure(notice.reason)
-            elif isinstance(notice, LinkRestored):
-                self.journal.note("notice", what="link restored", silent_s=notice.silent_for_s)
-                # still on hold: only the operator's resume re-attaches and re-syncs
-                self._alarms.condition_gone(LINK_LOST_KEY)
-            # AlarmRaised: the snapshot that follows shows it; alarms are handled there
+    def _wake(self) -> None:
+        """A notice arrived (on the link's thread): let the service thread handle it."""
+        thread = self._service_thread
+        if thread is not None:
+            thread.wake()
 
     def _session_lost(self, why: str) -> None:
         """The safety process no longer takes orders from this session (it missed our
         heartbeats, restarted, or another controller attached): hold, alarm, send nothing
         more until ``resume`` re-attaches."""
-        if self._link_down is not None or self.state is State.HOLD:
+        if self._link.down is not None or self.state is State.HOLD:
             return
-        self._cancel_plan(f"session lost: {why}")
-        self._drop_pending(self._pending, "session lost")
+        self._executor.cancel(f"session lost: {why}")
+        self._executor.drop_pending(self._executor.pending, "session lost")
         self._alarms.raise_own(
             SESSION_LOST_KEY,
             "high",
@@ -1005,13 +596,10 @@ class Session:
         )
         self._fire(Trigger.SAFETY_HOLD)
 
-    def _link_failure(self, reason: str, *, raise_alarm: bool = True) -> None:
+    def _link_failed(self, reason: str, *, raise_alarm: bool) -> None:
         """The safety process is unreachable: own high alarm, hold, send nothing more."""
-        if self._link_down is not None:
-            return
-        self._link_down = reason
-        self._cancel_plan(f"safety link lost: {reason}")
-        self._drop_pending(self._pending, "safety link lost")
+        self._executor.cancel(f"safety link lost: {reason}")
+        self._executor.drop_pending(self._executor.pending, "safety link lost")
         if raise_alarm:
             self._alarms.raise_own(
                 LINK_LOST_KEY,
@@ -1022,10 +610,11 @@ class Session:
             )
         self._fire(Trigger.LINK_LOST)
 
+    # ------------------------------------------------------------------ re-sync
     def _reconcile(self) -> None:
         """Bring the machine in line with what the safety process reports."""
-        snapshot = self._snapshot
-        if snapshot is None or self._link_down is not None:
+        snapshot = self._link.snapshot
+        if snapshot is None or self._link.down is not None:
             return
         fresh_alarms = self._alarms.news(snapshot)
         state = self.state
@@ -1035,7 +624,7 @@ class Session:
             self._session_lost("it is holding: it lost this controller, or it restarted")
             return
         if snapshot.uncertain:
-            self._cancel_plan("the safety process has an uncertain command (S10)")
+            self._executor.cancel("the safety process has an uncertain command (S10)")
             self._fire(Trigger.SAFETY_HOLD)
             return
         ours = self._link.session
@@ -1044,17 +633,17 @@ class Session:
             self._session_lost(why)
             return
         if snapshot.estopped and state is not State.EMERGENCY_STOPPED:
-            self._cancel_plan("emergency stop (at the safety process)")
-            self._drop_pending(self._pending, "emergency stop")
+            self._executor.cancel("emergency stop (at the safety process)")
+            self._executor.drop_pending(self._executor.pending, "emergency stop")
             self._fire(Trigger.RESYNC, self._facts(snapshot))
             return
         blocking = [a for a in fresh_alarms if blocks(a)]
         if blocking and self.machine.allowed(Trigger.ALARM_RAISED):
-            self._cancel_plan("alarm: " + ", ".join(a.key for a in blocking))
+            self._executor.cancel("alarm: " + ", ".join(a.key for a in blocking))
             self._fire(Trigger.ALARM_RAISED, self._facts(snapshot))
             return
         if state in (State.INFUSING, *_PLAN_STATES) and not snapshot.running:
-            self._cancel_plan("the pump is not running")
+            self._executor.cancel("the pump is not running")
             self._fire(Trigger.RESYNC, self._facts(snapshot))
 
     def _facts(self, snapshot: Snapshot, *, wean_before_stop: bool = False) -> Facts:
@@ -1064,7 +653,7 @@ class Session:
             running=snapshot.running,
             has_run=any(p.rate_ml_h > 0 for p in snapshot.history),
             estopped=snapshot.estopped,
-            hold=snapshot.hold or snapshot.uncertain or self._link_down is not None,
+            hold=snapshot.hold or snapshot.uncertain or self._link.down is not None,
             alarm=any(not a.acknowledged and blocks(a) for a in alarms),
             wean_before_stop=wean_before_stop,
         )
@@ -1112,7 +701,7 @@ class Session:
                 therapy=therapy,
             ),
         ):
-            self._drain()
+            self._link.drain()
             self.machine.check(trigger)
             spec = program_spec(
                 self.library,
@@ -1123,10 +712,10 @@ class Session:
                 profile=profile,
                 therapy=therapy,
             )
-            outcome = self._send(LoadProgram(spec))
+            outcome = self._link.send(LoadProgram(spec))
             if not outcome.verdict.accepted:
                 raise Refused(outcome)
-            self._drop_pending(self._pending, "program changed")
+            self._executor.drop_pending(self._executor.pending, "program changed")
             self._fire(trigger, self._facts(outcome.snapshot))
             self._reconcile()
             return outcome
@@ -1153,20 +742,28 @@ class Session:
     def _now(self) -> float:
         if self._clinical is not None:
             return self._clinical.now()
-        return self._require_snapshot().clinical_time
+        return self._link.require_snapshot().clinical_time
 
     def _clinical_stamp(self) -> float:
         if self._clinical is not None:
             return self._clinical.now()
-        snapshot = self._snapshot
+        snapshot = self._link.snapshot
         return snapshot.clinical_time if snapshot is not None else 0.0
 
 
-def _signature(plan: Plan) -> tuple[tuple[str, Decimal | None, bool], ...]:
-    return tuple((s.kind.value, s.dose, s.confirm_soft_limits) for s in plan.steps)
+class _LinkEvents:
+    """What the session's link tells the session (``controller.session_link.LinkEvents``);
+    called under the session's lock, from within a link call or ``drain``."""
 
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
-def _plan_record(plan: Plan) -> dict[str, object]:
-    record: dict[str, object] = to_jsonable(plan)
-    record["duration_s"] = plan.duration_s
-    return record
+    def link_failed(self, reason: str, *, raise_alarm: bool) -> None:
+        self._session._link_failed(reason, raise_alarm=raise_alarm)
+
+    def session_lost(self, why: str) -> None:
+        self._session._session_lost(why)
+
+    def link_restored(self) -> None:
+        # still on hold: only the operator's resume re-attaches and re-syncs
+        self._session._alarms.condition_gone(LINK_LOST_KEY)

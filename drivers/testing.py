@@ -3,8 +3,8 @@
 A ``ScriptedTransport`` stands where the serial port would be and plays a script: a list
 of (expected request bytes, reply bytes). Each request the driver sends must equal the next
 expected one exactly, or the test fails on the spot with both byte strings in hex. A reply
-of ``None`` means "the pump says nothing" (the driver sees ``PumpTimeout`` at once, no
-waiting); ``DISCONNECT`` means the device vanishes (``PumpDisconnected``). A reply may hold
+of ``None`` means "the pump says nothing" (the driver sees ``DeviceTimeout`` at once, no
+waiting); ``DISCONNECT`` means the device vanishes (``DeviceDisconnected``). A reply may hold
 more than one frame: what the driver does not read stays pending, as unsolicited bytes
 would on a real line. At the end, every step must have been played and every byte read.
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from drivers.base import PumpDisconnected, PumpDriver, PumpTimeout
+from drivers.errors import DeviceDisconnected, DeviceTimeout
 from drivers.transport import FrameEnd, render
 
 
@@ -84,9 +84,9 @@ class ScriptedTransport:
         if self._open:
             return False
         if not self._ever_opened:
-            raise PumpDisconnected("scripted port was never opened: call connect() first")
+            raise DeviceDisconnected("scripted port was never opened: call connect() first")
         if self._refuse_reopen:
-            raise PumpDisconnected("scripted port is still gone")
+            raise DeviceDisconnected("scripted port is still gone")
         self.open()
         return True
 
@@ -108,14 +108,14 @@ class ScriptedTransport:
         if isinstance(reply, _Disconnect):
             self._open = False
             self._pending.clear()
-            raise PumpDisconnected("scripted port vanished")
+            raise DeviceDisconnected("scripted port vanished")
         if reply is not None:
             self._pending += reply
         return self._take_frame(frame_end, timeout_s)
 
     def read_frame(self, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0) -> bytes:
         if not self._open:
-            raise PumpDisconnected("scripted port is not open")
+            raise DeviceDisconnected("scripted port is not open")
         self.unprompted_reads += 1
         return self._take_frame(frame_end, timeout_s)
 
@@ -148,7 +148,7 @@ class ScriptedTransport:
         if end is None:
             received = bytes(self._pending)
             self._pending.clear()
-            raise PumpTimeout(
+            raise DeviceTimeout(
                 f"scripted: no complete reply within {timeout_s:g} s (received {render(received)})"
             )
         frame = bytes(self._pending[:end])
@@ -160,7 +160,13 @@ class ScriptedTransport:
         raise self._failure
 
 
-D = TypeVar("D", bound=PumpDriver)
+class _Device(Protocol):
+    """Any driver a scripted transport can stand under (pump, balance, monitor)."""
+
+    def connect(self) -> None: ...
+
+
+D = TypeVar("D", bound=_Device)
 
 
 @contextmanager

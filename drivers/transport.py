@@ -10,8 +10,8 @@ Failures seen in public pump drivers, and what this module does instead:
   exchange, and a driver holds it across a set and its read-back; two processes on one
   port: the port is opened with an exclusive (advisory) lock;
 - a vanished USB adapter crashing the host or being retried forever: an OS error on the
-  port closes it and raises ``PumpDisconnected``; the next call reopens it once
-  (``ensure_open``) and reports ``PumpDisconnected`` again if that fails. No retry loops.
+  port closes it and raises ``DeviceDisconnected``; the next call reopens it once
+  (``ensure_open``) and reports ``DeviceDisconnected`` again if that fails. No retry loops.
 
 A late reply is the other classic trap: after a timeout the reply may still arrive and be
 taken for the answer to the next command. After a timeout the transport is "dirty" and the
@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import serial
 
-from drivers.base import PumpDisconnected, PumpTimeout
+from drivers.errors import DeviceDisconnected, DeviceTimeout
 
 FrameEnd = Callable[[bytes], int | None]
 
@@ -136,7 +136,7 @@ class SerialTransport:
             try:
                 self._serial = serial.serial_for_url(self.port, **self._settings)
             except (serial.SerialException, OSError, ValueError) as exc:
-                raise PumpDisconnected(f"cannot open {self.port}: {exc}") from None
+                raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from None
             self._pending.clear()
             self._dirty_until = 0.0
             self._ever_opened = True
@@ -154,7 +154,7 @@ class SerialTransport:
             if self._serial is not None:
                 return False
             if not self._ever_opened:
-                raise PumpDisconnected(f"{self.port} was never opened: call connect() first")
+                raise DeviceDisconnected(f"{self.port} was never opened: call connect() first")
             self.open()
             return True
 
@@ -194,11 +194,11 @@ class SerialTransport:
     # ------------------------------------------------------------------ internals
     def _require_open(self) -> None:
         if self._serial is None:
-            raise PumpDisconnected(f"{self.port} is not open")
+            raise DeviceDisconnected(f"{self.port} is not open")
 
-    def _lost(self, exc: Exception) -> PumpDisconnected:
+    def _lost(self, exc: Exception) -> DeviceDisconnected:
         self.close()
-        return PumpDisconnected(f"{self.port} vanished: {exc}")
+        return DeviceDisconnected(f"{self.port} vanished: {exc}")
 
     def _write(self, data: bytes) -> None:
         try:
@@ -244,7 +244,7 @@ class SerialTransport:
             if self._now() >= deadline:
                 received = self._take_pending()
                 self._dirty_until = self._now() + self._dirty_quiet_s
-                raise PumpTimeout(
+                raise DeviceTimeout(
                     f"{self.port}: no complete reply within {timeout_s:g} s "
                     f"(received {render(received)})"
                 )

@@ -2,8 +2,8 @@
 
 Inner diameters are the figures pump vendors publish in their syringe tables (New Era
 NE-1000 user manual, syringe diameter table). Minimum rates are the lowest rates at
-which B. Braun states acceptable accuracy per syringe size (see
-``../shared/reference/clinical-safety.md``, IEC 60601-2-24 section). Maximum rates follow
+which B. Braun states acceptable accuracy per syringe size (docs/sources.md, "Syringe
+catalogue"). Maximum rates follow
 from the simulated mechanism's top plunger speed (``MAX_PLUNGER_SPEED_MM_PER_MIN``, a
 project figure close to NE-1000 class pumps).
 """

@@ -6,7 +6,10 @@
   that never checked the invariants on a bench's ground truth fails.
 - ``no_leftovers`` (autouse): the case left no process, socket, pty or runtime file
   behind (``hil_tests.harness.leftovers``).
-- ``library``: the shipped drug library (the safety process loads the same file).
+- ``library``, ``shipped_environment`` and ``processes_only_in_hil`` (both autouse):
+  shared with ``tests/`` (its ``conftest.py``): the shipped drug library (the safety
+  process loads the same file), an environment without ``PUMPCTL_*`` or systemd
+  overrides, and the rule that only a ``hil`` case starts processes.
 """
 
 from __future__ import annotations
@@ -22,13 +25,18 @@ from hil_tests.harness.bench import BenchSettings, HilBench
 from hil_tests.harness.leftovers import Census, problems
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import PumpKind
-from safety.library import DrugLibrary, load_library
-from safety.library.loader import DEFAULT_LIBRARY_PATH
+from safety.library import DrugLibrary
+from tests import conftest as shared
 
 #: how long teardown waits for processes and sockets to be gone (failure after that)
 LEFTOVER_WAIT_S = 10.0
 
 MakeBench = Callable[..., HilBench]
+
+#: the fixtures both suites share (``tests/conftest.py``)
+library = shared.library
+shipped_environment = shared.shipped_environment
+processes_only_in_hil = shared.processes_only_in_hil
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -46,18 +54,6 @@ def _failed(node: pytest.Item) -> bool:
         getattr(getattr(node, f"hil_report_{when}", None), "failed", False)
         for when in ("setup", "call")
     )
-
-
-@pytest.fixture(autouse=True)
-def _shipped_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The processes read the shipped library and never think systemd started them."""
-    for name in ("PUMPCTL_LIBRARY", "PUMPCTL_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="session")
-def library() -> DrugLibrary:
-    return load_library(DEFAULT_LIBRARY_PATH)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 ``python -m hil_tests.controller_child CONFIG JOURNAL infuse DOSE | resume [ORDER]``
 
 The real controller: ``controller.connect.connect`` (the authenticated socket, the
-library check, the shared clinical clock) and a ``Session`` with its background runner,
+library check, the shared clinical clock) and a ``Session`` with its service thread,
 exactly as a research script or ``pumpctl run`` uses them. Modes:
 
 - ``infuse DOSE``: program norepinephrine 8 mg/250 mL in D5W, start at DOSE mcg/min, print

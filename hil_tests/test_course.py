@@ -4,11 +4,11 @@ Program norepinephrine (8 mg/250 mL in D5W, 32 mcg/mL), start at 4 mcg/min, titr
 6 mcg/min (two steps: S4 allows +25 % per step), wean to 4.5 mcg/min, then stop, which for
 a vasopressor is a gradual wean to the stop threshold (2 mcg/min) before the pump stops
 (S5). All of it through the real controller (``Session``: plans, confirmations, the
-background runner), the real safety process and the real driver on each wire.
+service thread), the real safety process and the real driver on each wire.
 
 Judged on the pump's ground truth: the delivered rate went 4 -> 5 -> 6 mcg/min and never
 above, every fall was a gradual one, the pump stopped from at or below the stop
-threshold, and every invariant of ``controller.ground_truth`` held.
+threshold, and every invariant of ``verification.ground_truth`` held.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from decimal import Decimal
 import pytest
 
 from controller.machine import State
-from controller.session import PendingChange, Session
+from controller.plan_executor import PendingChange
+from controller.session import Session
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
 from hil_tests.harness.processes import wait_for
@@ -34,7 +35,7 @@ ML_H_PER_MCG_MIN = 60 / 32
 
 def run_plan(bench: HilBench, session: Session, change: PendingChange, until: State) -> None:
     """Confirm a plan and wait (bounded by its clinical length) until the session is in
-    ``until``; the background runner sends each step when it is due."""
+    ``until``; the service thread sends each step when it is due."""
     change.confirm()
     budget = bench.real_s(change.plan.duration_s) * 2 + 20.0
     wait_for(

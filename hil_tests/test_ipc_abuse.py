@@ -14,7 +14,6 @@ from decimal import Decimal
 
 import pytest
 
-from controller.ground_truth import read_safety_events
 from controller.session import Session
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
@@ -32,6 +31,7 @@ from safety.ipc.messages import (
     Reply,
     RequestMessage,
 )
+from safety.journal_read import read_safety_events
 from safety.kernel.model import (
     ChangeDose,
     Event,

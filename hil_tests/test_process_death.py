@@ -1,7 +1,7 @@
 """Case group 4: processes die. kill -9 and SIGSTOP of the controller, kill -9 of the
 safety process, restarts of each, and both dead at once.
 
-What must hold (ARCHITECTURE.md S11, S14, and the restart rule "never change what the
+What must hold (S11, S14 in docs/safety.md, and the restart rule "never change what the
 pump is doing"), judged on the pump's ground truth and frame log:
 
 - a dead or hung controller: the pump keeps the verified rate, the safety process raises
@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import pytest
 
-from controller.bench import load_bench
+from controller.bench_config import load_bench_config
 from controller.connect import open_link
 from controller.machine import State
 from hil_tests.conftest import MakeBench
@@ -177,7 +177,7 @@ def test_kill_9_of_the_safety_process_and_its_restart_leave_the_rate_alone(
 
     bench.start_safety()  # replays its journal, reads the pump, touches nothing
     restarted = bench.now()
-    session.resume(open_link(load_bench(bench.config), name="hil-controller"))
+    session.resume(open_link(load_bench_config(bench.config), name="hil-controller"))
     snap = session.status()
     assert snap.running and snap.rate_ml_h == Decimal("18.75")
     assert any(a.key == "safety_restarted" and a.priority == "high" for a in snap.alarms)

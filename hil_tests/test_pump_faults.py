@@ -21,7 +21,6 @@ from decimal import Decimal
 
 import pytest
 
-from controller.ground_truth import read_safety_events
 from controller.machine import State
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
@@ -29,6 +28,7 @@ from hil_tests.harness.conditions import active, alarm
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import ALL_KINDS, HARVARD, MODBUS_TCP, NE1000, PumpKind
 from hil_tests.harness.truth import boluses, changes_between, describe, last_rate
+from safety.journal_read import read_safety_events
 from safety.kernel.model import (
     ChangeDose,
     CommandFailed,

@@ -23,17 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from controller.ground_truth import SafetyRecord, read_safety_events
-from controller.scenario.bench import seed_journal
-from controller.scenario.model import Prior
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
 from hil_tests.harness.processes import Child, wait_for
 from hil_tests.harness.pumps import ALL_KINDS, PumpKind
 from hil_tests.harness.truth import changes_between, describe, last_rate
+from safety.journal_read import read_safety_events
 from safety.kernel.model import Now, ProgramSpec, StartInfusion, TimelineResumed
 from safety.library import DrugLibrary
 from safety.reasons import Reason
+from verification.ground_truth import SafetyRecord
+from verification.scenario.bench import seed_journal
+from verification.scenario.model import Prior
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 

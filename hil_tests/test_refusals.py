@@ -16,15 +16,13 @@ from decimal import Decimal
 import pytest
 
 from controller.errors import BadInput, ControllerError, Refused
-from controller.ground_truth import read_safety_events
 from controller.inputs import program_spec
-from controller.scenario.bench import seed_journal
-from controller.scenario.model import Prior
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import ALL_KINDS, NE1000, PumpKind
 from hil_tests.harness.truth import changes_between, describe, last_rate, rate_at
+from safety.journal_read import read_safety_events
 from safety.kernel.model import (
     ChangeDose,
     LoadProgram,
@@ -35,6 +33,8 @@ from safety.kernel.model import (
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
+from verification.scenario.bench import seed_journal
+from verification.scenario.model import Prior
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
 
@@ -143,7 +143,7 @@ def test_the_24_h_cap_refuses_a_start_that_would_reach_it(
     """68 mg per 24 h (adult norepinephrine), on the scaled clock: 22 h of 3 mg/h
     (hepatorenal therapy, its hard maximum) ending 5 min ago leave 2.25 mg. A syringe holds
     a fraction of a day's drug, so the 22 h reach the safety process the way a previous
-    run of it would leave them: journaled (``controller.scenario.bench.seed_journal``),
+    run of it would leave them: journaled (``verification.scenario.bench.seed_journal``),
     before it starts; the truth check counts them as prior delivery."""
     bench = make_bench(NE1000, start=False, speed=300)
     bench.start_emulator()

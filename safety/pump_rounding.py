@@ -1,13 +1,15 @@
-"""How each pump family rounds a rate: the figure ``pumpctl calc`` reports as what the
-pump will really run.
+"""How a pump rounds a rate, in one place: a generic resolution (``PumpResolution``:
+significant digits and a smallest step) and each pump family's own rule.
 
-The safety process itself asks its connected driver (``PumpDriver.quantize_rate``); the
-calculator has no pump, so it uses the same codec rules the drivers use, by family. Every
-rule rounds DOWN (toward less drug) and never returns more than it was given.
+The safety process itself asks its connected driver (``PumpDriver.quantize_rate``); what
+has no pump uses these: ``pumpctl calc`` (the figure it reports as what the pump will
+really run, by family), the planner's simulation (``PumpResolution``). Every rule rounds
+DOWN (toward less drug) and never returns more than it was given.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,10 +18,54 @@ from typing import Protocol
 
 from firmware_bridge.harvard.codec import round_significant
 from firmware_bridge.ne1000.codec import choose_rate
-from safety.units import PumpResolution, fraction_to_decimal, plain
+from safety.units import fraction_to_decimal, plain
 
 #: Harvard Apparatus / KD Scientific: rates are sent with 4 significant digits
 HARVARD_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class PumpResolution:
+    """How finely a pump can set its rate: significant digits and a smallest step (mL/h).
+
+    The default, 4 significant digits and at most 3 decimals in mL/h, is the NE-1000
+    family's number format (docs/protocols.md).
+    """
+
+    significant_digits: int = 4
+    smallest_step_ml_h: Decimal = Decimal("0.001")
+
+    def describe(self) -> str:
+        step = self.smallest_step_ml_h
+        extra = f", steps of at least {step} mL/h" if step else ""
+        return f"down to {self.significant_digits} significant digits{extra}"
+
+    def round_down(self, ml_per_h: Fraction) -> Decimal:
+        """The largest representable rate not above ``ml_per_h``: toward less drug."""
+        if ml_per_h <= 0:
+            return Decimal(0)
+        step = self.step_at(ml_per_h)
+        steps = math.floor(ml_per_h / step)
+        return fraction_to_decimal(steps * step)
+
+    def step_at(self, ml_per_h: Fraction) -> Fraction:
+        """The rounding step in force at this rate (for reporting the rounding bound)."""
+        if ml_per_h <= 0:
+            return Fraction(self.smallest_step_ml_h)
+        return max(
+            Fraction(10) ** (_decimal_exponent(ml_per_h) - self.significant_digits + 1),
+            Fraction(self.smallest_step_ml_h),
+        )
+
+
+def _decimal_exponent(value: Fraction) -> int:
+    """floor(log10(value)) for value > 0, exactly (float log10 is off near powers of ten)."""
+    exponent = math.floor(math.log10(value.numerator) - math.log10(value.denominator))
+    while Fraction(10) ** exponent > value:
+        exponent -= 1
+    while Fraction(10) ** (exponent + 1) <= value:
+        exponent += 1
+    return exponent
 
 
 class RateRounding(Protocol):

@@ -12,6 +12,7 @@ from fractions import Fraction
 from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import PatientSpec, ProgramSpec, Verdict
 from safety.kernel.state import PriorLimits
+from safety.units import fraction_to_decimal
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def history_points(history: RateHistory) -> tuple[HistoryPoint, ...]:
     per_ml_dec = Decimal(0)
     for s in segs[len(reused) :]:
         if s.amount_per_ml is not per_ml:  # one conversion per program, not per segment
-            per_ml, per_ml_dec = s.amount_per_ml, _dec(s.amount_per_ml)
+            per_ml, per_ml_dec = s.amount_per_ml, fraction_to_decimal(s.amount_per_ml)
         points.append(HistoryPoint(s.start, s.rate_ml_h, per_ml_dec, s.cause))
     result = tuple(points)
     memo.history, memo.points = history, result
@@ -149,7 +150,3 @@ def _reusable(memo: _PointsMemo, segs: tuple[Segment, ...]) -> tuple[HistoryPoin
     if all(map(operator.is_, segs[:n], old[k : k + n])):
         return memo.points[k : k + n]
     return ()
-
-
-def _dec(value: Fraction) -> Decimal:
-    return (Decimal(value.numerator) / Decimal(value.denominator)).normalize()

@@ -1,6 +1,6 @@
 """Clinical dose units: a closed set, parsed from what people type, never guessed.
 
-Two design rules come from real dosing errors (see ``clinical-safety.md``):
+Two design rules come from reported dosing errors (docs/sources.md, "Dose-error lessons"):
 
 * Weight-based and non-weight-based doses are different types. ``DoseRate`` (mcg/min)
   and ``WeightBasedDoseRate`` (mcg/kg/min) cannot be passed for one another, and the
@@ -8,8 +8,8 @@ Two design rules come from real dosing errors (see ``clinical-safety.md``):
   be read as 0.5 mcg/min (the 70x error).
 * Arithmetic is exact. Values typed by people are decimals; they are kept as ``Decimal``
   and converted with ``Fraction``, so 0.1 mcg/kg/min x 70 kg at 16 mcg/mL is exactly
-  26.25 mL/h, and rounding to the pump's resolution (always DOWN, toward less drug) is
-  never thrown off by binary floating point.
+  26.25 mL/h, and rounding to the pump's resolution (always DOWN, toward less drug;
+  ``safety.pump_rounding``) is never thrown off by binary floating point.
 
 The canonical internal flow unit is mL/h (``FlowRate``); doses are converted to it only
 at the edges, through a ``Concentration``.
@@ -531,10 +531,19 @@ def fraction_to_decimal(value: Fraction, places: int = 12) -> Decimal:
     """A Decimal close to ``value`` for display and storage (12 places, half-even).
 
     Rounded with integer arithmetic, so any magnitude works: a Decimal context's 28
-    digits would otherwise fail for values of 1e16 and above.
+    digits would otherwise fail for values of 1e16 and above. The result is in plain form
+    (``plain``): trailing zeros dropped, never an exponent.
     """
-    scaled = round(value * 10**places)  # Fraction rounds half to even
-    return plain(Decimal(f"{scaled}E-{places}"))
+    scaled, rest = divmod(value.numerator * 10**places, value.denominator)
+    twice = 2 * rest
+    if twice > value.denominator or (twice == value.denominator and scaled % 2):
+        scaled += 1  # half to even
+    if scaled == 0:
+        return Decimal(0)
+    while places and scaled % 10 == 0:
+        scaled //= 10
+        places -= 1
+    return Decimal(f"{scaled}E-{places}") if places else Decimal(scaled)
 
 
 def plain(value: Decimal) -> Decimal:
@@ -611,53 +620,6 @@ def _same_dimension(unit: DoseRateUnit, concentration: Concentration) -> None:
             "concentration",
             f"a dose in {unit} cannot come from a concentration in {concentration.amount_unit}",
         )
-
-
-# --------------------------------------------------------------------------- pump resolution
-
-
-@dataclass(frozen=True)
-class PumpResolution:
-    """How finely a pump can set its rate: significant digits and a smallest step (mL/h).
-
-    The default, 4 significant digits and at most 3 decimals in mL/h, is the NE-1000
-    family's number format (``pump-protocols.md``).
-    """
-
-    significant_digits: int = 4
-    smallest_step_ml_h: Decimal = Decimal("0.001")
-
-    def describe(self) -> str:
-        step = self.smallest_step_ml_h
-        extra = f", steps of at least {step} mL/h" if step else ""
-        return f"down to {self.significant_digits} significant digits{extra}"
-
-    def round_down(self, ml_per_h: Fraction) -> Decimal:
-        """The largest representable rate not above ``ml_per_h``: toward less drug."""
-        if ml_per_h <= 0:
-            return Decimal(0)
-        step = self.step_at(ml_per_h)
-        steps = math.floor(ml_per_h / step)
-        return fraction_to_decimal(steps * step)
-
-    def step_at(self, ml_per_h: Fraction) -> Fraction:
-        """The rounding step in force at this rate (for reporting the rounding bound)."""
-        if ml_per_h <= 0:
-            return Fraction(self.smallest_step_ml_h)
-        return max(
-            Fraction(10) ** (_decimal_exponent(ml_per_h) - self.significant_digits + 1),
-            Fraction(self.smallest_step_ml_h),
-        )
-
-
-def _decimal_exponent(value: Fraction) -> int:
-    """floor(log10(value)) for value > 0, exactly (float log10 is off near powers of ten)."""
-    exponent = math.floor(math.log10(value.numerator) - math.log10(value.denominator))
-    while Fraction(10) ** exponent > value:
-        exponent -= 1
-    while Fraction(10) ** (exponent + 1) <= value:
-        exponent += 1
-    return exponent
 
 
 def _fmt(value: Decimal) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 
 
 def test_bad_protocol_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,6 +23,7 @@ def test_help_is_the_emulator_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--pty" in capsys.readouterr().out
 
 
+@pytest.mark.hil
 @pytest.mark.timeout(20)
 def test_first_line_says_where_to_connect() -> None:
     script = Path(sys.executable).with_name("pumpctl")

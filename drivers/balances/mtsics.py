@@ -34,7 +34,7 @@ from drivers.balances.base import (
     BalanceUnderload,
     WeightReading,
 )
-from drivers.base import PumpDisconnected, PumpTimeout
+from drivers.errors import DeviceDisconnected, DeviceTimeout
 from drivers.transport import SerialTransport, Transport
 from firmware_bridge.balance.codec import (
     MtSicsCodecError,
@@ -99,7 +99,7 @@ class MtSicsBalance(Balance):
         with self._transport.lock:
             try:
                 self._transport.open()
-            except PumpDisconnected as exc:
+            except DeviceDisconnected as exc:
                 raise BalanceDisconnected(str(exc)) from None
             self._ask("@")
 
@@ -168,9 +168,9 @@ class MtSicsBalance(Balance):
                     if reply.is_general_error or reply.id == expected:
                         return self._check(reply, command)
                     line = self._transport.read_frame(frame_end=line_end, timeout_s=deadline)
-            except PumpTimeout as exc:
+            except DeviceTimeout as exc:
                 raise BalanceTimeout(f"mtsics {command}: {exc}") from None
-            except PumpDisconnected as exc:
+            except DeviceDisconnected as exc:
                 raise BalanceDisconnected(f"mtsics {command}: {exc}") from None
         raise BalanceProtocolError(
             f"mtsics {command}: no answer among {MAX_STRAY_LINES} lines of other commands"

@@ -1,4 +1,4 @@
-"""Balance drivers by name, imported only when asked for (as ``drivers.registry`` does for
+"""Balance drivers by name, imported only when asked for (as ``drivers.pumps.registry`` does for
 pumps): a bench without a balance needs none of their libraries."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from drivers.balances.base import Balance
-from drivers.registry import DriverUnavailableError, UnknownDriverError, check_options, resolve
+from drivers.loading import DriverUnavailableError, UnknownDriverError, check_options, resolve
 
 #: registry name -> "module:Class" (Sartorius and Ohaus protocols can follow here)
 BALANCES: Mapping[str, str] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from drivers.gpio.base import GpioConfig, GpioConfigError, GpioError, GpioInterface, Pull
-from drivers.registry import DriverLoadError, check_options, resolve
+from drivers.loading import DriverLoadError, check_options, resolve
 
 #: backend name -> "module:Class"
 GPIO_BACKENDS: Mapping[str, str] = {

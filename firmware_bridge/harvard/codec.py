@@ -1,10 +1,10 @@
 """Byte-exact codec for the Harvard Apparatus PHD ULTRA / Pump 11 Elite line protocol
 (also spoken by KD Scientific Legato pumps).
 
-Pure functions and value types used by both the host driver (``drivers/harvard.py``) and
+Pure functions and value types used by both the host driver (``drivers/pumps/harvard.py``) and
 the emulated pump (``firmware_bridge.harvard.emulator``). No I/O, no clock.
 
-Facts, with their sources:
+Facts, with their sources (collected for people in docs/protocols.md):
 
 - PHD ULTRA user's guide, "Pump chain commands": addresses 00-99; a nonzero address
   precedes the command, separated by a colon (``12:irat 3.2 ul/min``); KDS Legato 200

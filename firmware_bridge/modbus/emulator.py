@@ -370,15 +370,17 @@ def serve_modbus(
     announce: Callable[[str], None],
     log: Callable[[str], None],
     stop: threading.Event,
+    liveness: Callable[[], float] = time.monotonic,
 ) -> None:
     """Serve ``pump`` until ``stop`` is set.
 
     Exactly one of ``tcp=(host, port)`` (port 0: any free port), ``serial_port`` or
     ``use_pty``. ``announce`` is called once with where to connect ("host:port" or a
-    device path); ``log`` with every request, reply and fault. Blocks, so run it in a
-    thread; everything it opened is closed when it returns. Anything that prevents
-    serving (arguments, register map, port in use) raises ``ModbusEmulatorError`` with a
-    message for the operator.
+    device path); ``log`` with every request, reply and fault. ``liveness``: the clock
+    the comms-timeout watchdog reads (real monotonic time; a test passes a virtual one).
+    Blocks, so run it in a thread; everything it opened is closed when it returns.
+    Anything that prevents serving (arguments, register map, port in use) raises
+    ``ModbusEmulatorError`` with a message for the operator.
     """
     chosen = [tcp is not None, serial_port is not None, bool(use_pty)]
     if sum(chosen) != 1:
@@ -407,6 +409,7 @@ def serve_modbus(
             announce=announce,
             log=log,
             stop=stop,
+            liveness=liveness,
         )
     )
 
@@ -423,8 +426,10 @@ async def _serve(
     announce: Callable[[str], None],
     log: Callable[[str], None],
     stop: threading.Event,
+    liveness: Callable[[], float],
 ) -> None:
-    emu = _Emulation(PumpRegisters(pump, regmap), wire, device_id, tcp is not None, log)
+    regs = PumpRegisters(pump, regmap, liveness=liveness)
+    emu = _Emulation(regs, wire, device_id, tcp is not None, log)
     line: PtyLine | None = None
     pty_transport: PtyTransport | None = None
     server: _TcpServer | _SerialServer
@@ -546,6 +551,7 @@ class BackgroundEmulator:
         baud: int = 19200,
         log: Callable[[str], None] | None = None,
         start_timeout_s: float = 10.0,
+        liveness: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pump = pump
         self.wire = wire if wire is not None else WireFaults()
@@ -559,6 +565,7 @@ class BackgroundEmulator:
             "use_pty": use_pty,
             "device_id": device_id,
             "baud": baud,
+            "liveness": liveness,
         }
         self._start_timeout_s = start_timeout_s
         self._stop = threading.Event()

@@ -1,9 +1,9 @@
 """A Modbus pump's register map, loaded from TOML and validated before any byte is sent.
 
-No two Modbus pumps share a map (see ``../shared/reference/pump-protocols.md``, "Modbus
-pumps"), so the map is data: each *point* says what it means (its ``role``), where it
-lives (``table`` and ``address``), how it is encoded (``type``, ``word_order``,
-``scale``) and in which ``units``. The emulator serves the simulated pump through a map
+No two Modbus pumps share a map (docs/protocols.md, "Modbus pumps"), so the map is
+data: each *point* says what it means (its ``role``), where it lives (``table`` and
+``address``), how it is encoded (``type``, ``word_order``, ``scale``) and in which
+``units``. The emulator serves the simulated pump through a map
 and the host driver talks through the same map, so a map that validates here is one
 both ends agree on. A bad map fails at load time with the path of the offending field
 (``points[3].units: ...``), never halfway through an infusion.

@@ -1,11 +1,12 @@
 """Byte-exact codec for the New Era NE-1000 family (NE-500/1000/1600/4000, RS-232).
 
 Pure functions and small value types, used by both ends of the wire: the host driver
-(``drivers/ne1000.py``) and the pump side of the emulator (``firmware_bridge.ne1000.emulator``).
+(``drivers/pumps/ne1000.py``) and the pump side of the emulator
+(``firmware_bridge.ne1000.emulator``).
 Nothing here does I/O or reads a clock.
 
-Facts (NE-1000 / NE-500 user manuals, section "RS-232 protocol"; see
-``shared/reference/pump-protocols.md``):
+Facts (NE-1000 / NE-500 user manuals, section "RS-232 protocol"; collected with their
+sources in docs/protocols.md):
 
 - Basic mode command: ``[address]<command>[argument] CR``. The pump strips every space and
   control character and upper-cases the text before reading it, so ``rat 5 mh`` and

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from controller.connect import connect
-from controller.ground_truth import SafetyRecord, TruthReport, check_ground_truth
 from controller.session import Session
 from drivers.gpio.simulated import read_sim_pins
 from firmware_bridge.clock import ScaledClock
@@ -49,6 +48,7 @@ from safety.ipc.client import SafetyClient
 from safety.ipc.messages import Reply
 from safety.kernel.model import RequestBody
 from safety.library import DrugLibrary, default_library_path, load_library
+from verification.ground_truth import SafetyRecord, TruthReport, check_ground_truth
 
 #: where the short runtime directories go, and their name prefix (the leftover check
 #: looks for exactly these)
@@ -254,7 +254,7 @@ class HilBench:
     # ------------------------------------------------------------------ controllers
     def connect(self, name: str = "hil-controller", *, background: bool = True) -> Session:
         """A controller in this process: ``controller.connect.connect`` on the bench's
-        config (attaches and re-syncs); ``background``: plan steps sent by a runner."""
+        config (attaches and re-syncs); ``background``: plan steps sent by a service thread."""
         session = connect(self.config, journal=self.controller_journal, name=name)
         self.sessions.append(session)
         if background:
@@ -357,7 +357,7 @@ class HilBench:
 
     def invariants(self, record: SafetyRecord | None = None) -> TruthReport:
         """Every safety invariant, checked on the pump's ground truth with causes from the
-        safety journal (``controller.ground_truth``); ``record``: the journal's record put
+        safety journal (``verification.ground_truth``); ``record``: the journal's record put
         on the pump's clock by the case (after a reboot the timelines differ)."""
         self.invariants_checked = True
         return check_ground_truth(

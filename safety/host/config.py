@@ -4,7 +4,7 @@ A safety process that starts with a wrong pump port, an unknown syringe or a hea
 timeout of an hour is worse than one that refuses to start, so every field is checked
 here (pydantic, ``extra="forbid"``: a misspelt key is an error, never silently ignored),
 and the driver's own options are checked against the driver's constructor
-(``drivers.registry.check_options``) before the port is opened. ``load_config`` turns
+(``drivers.loading.check_options``) before the port is opened. ``load_config`` turns
 every problem into ``ConfigError``, whose message names each field by its dotted path
 and says what is allowed; ``python -m safety`` prints it and exits with status 2.
 
@@ -31,7 +31,8 @@ from pydantic import (
 )
 
 from drivers.gpio import GpioConfig, GpioConfigError
-from drivers.registry import DriverLoadError, load_driver
+from drivers.loading import DriverLoadError
+from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import VirtualClock, clock_from_spec
 from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.pump_model import SimulatedPump
@@ -63,7 +64,7 @@ class ConfigError(Exception):
 
 
 class MockPumpOptions(BaseModel):
-    """The in-process simulated pump (``drivers.mock``): for demos and tests only."""
+    """The in-process simulated pump (``drivers.pumps.mock``): for demos and tests only."""
 
     model_config = _STRICT
 

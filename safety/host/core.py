@@ -19,15 +19,9 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from drivers.base import (
-    DriverError,
-    PumpAlarmError,
-    PumpDriver,
-    PumpRejected,
-    PumpStatus,
-    RateRange,
-)
+from drivers.errors import DriverError
 from drivers.gpio.base import GpioInterface
+from drivers.pumps.base import PumpAlarmError, PumpDriver, PumpRejected, PumpStatus, RateRange
 from firmware_bridge.clock import Clock, OffsetClock
 from firmware_bridge.syringes import Syringe
 from safety.alarms import Priority
@@ -87,6 +81,7 @@ from safety.kernel.timeline import resume
 from safety.library import DrugLibrary
 from safety.status import AlarmView, Outcome, PatientView, Snapshot, history_points
 from safety.timing import HostTiming
+from safety.units import fraction_to_decimal
 
 log = logging.getLogger("safety")
 
@@ -606,12 +601,12 @@ class SafetyCore:
             cap = program.cap
             factor = cap.unit.base_factor if cap is not None else Fraction(1)
             amount_unit = cap.unit.value if cap is not None else program.amount_unit
-            given = _dec(amount / factor)
+            given = fraction_to_decimal(amount / factor, 6)
             if cap is not None:
                 window_amount = s.history.amount(now - float(cap.window_s), now)
-                in_window = _dec(Fraction(window_amount) / factor)
+                in_window = fraction_to_decimal(Fraction(window_amount) / factor, 6)
                 cap_amount, cap_window = cap.amount, cap.window_h
-            dose = _dec(program.dose(s.set_rate)) if s.running else Decimal(0)
+            dose = fraction_to_decimal(program.dose(s.set_rate), 6) if s.running else Decimal(0)
         if self._last_infused_ml is not None:
             remaining = max(0.0, self.syringe.volume_ml - self._last_infused_ml)
         return Snapshot(
@@ -663,10 +658,6 @@ class SafetyCore:
             program_stale=s.program_stale,
             priors=s.priors_at(now),
         )
-
-
-def _dec(value: Fraction) -> Decimal:
-    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
 
 
 __all__ = ["HostTiming", "SafetyCore", "Verdict"]

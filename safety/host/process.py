@@ -45,10 +45,11 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from drivers.base import PumpDriver
 from drivers.gpio import GpioError, GpioInterface, open_gpio
-from drivers.mock import MockPumpDriver
-from drivers.registry import DriverLoadError, load_driver
+from drivers.loading import DriverLoadError
+from drivers.pumps.base import PumpDriver
+from drivers.pumps.mock import MockPumpDriver
+from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec, clock_spec
 from firmware_bridge.syringes import syringe_by_name
 from safety.host.config import ConfigError, SafetyConfig, load_config

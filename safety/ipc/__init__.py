@@ -2,8 +2,9 @@
 
 - ``link``: ``SafetyLink``, the interface the controller codes against, its notices and
   errors (start here);
-- ``client``: ``SafetyClient``, the real link over the Unix socket, and
-  ``start_safety_process`` for a parent that runs the safety process as its child;
+- ``client``: ``SafetyClient``, the real link over the Unix socket;
+- ``launch``: ``start_safety_process`` for a parent that runs the safety process as its
+  child, and the child's handle (``SafetyChild``);
 - ``local``: ``LocalSafety``, the same link to a safety core in the same process, on
   virtual clocks (scenario runner, fast tests);
 - ``messages``: the wire messages (pydantic, versioned); ``framing``: newline-delimited

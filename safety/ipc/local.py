@@ -68,7 +68,7 @@ from safety.status import Outcome, Snapshot
 from safety.timing import HostTiming
 
 if TYPE_CHECKING:
-    from drivers.mock import MockPumpDriver
+    from drivers.pumps.mock import MockPumpDriver
     from firmware_bridge.faults import WireFaults
     from firmware_bridge.mechanics import Mechanics
     from firmware_bridge.pump_model import SimulatedPump
@@ -108,7 +108,7 @@ class LocalSafety:
         """``journal_path`` ":memory:" keeps nothing; give a file to inspect or replay it.
         ``mechanics``: the simulated pump's mechanism (default ideal)."""
         # lazy: importing safety.ipc (the controller does) must not import drivers
-        from drivers.mock import MockPumpDriver  # noqa: PLC0415
+        from drivers.pumps.mock import MockPumpDriver  # noqa: PLC0415
         from firmware_bridge.pump_model import SimulatedPump  # noqa: PLC0415
         from firmware_bridge.syringes import syringe_by_name  # noqa: PLC0415
 

@@ -45,7 +45,13 @@ from safety.kernel.state import (
 from safety.library import CumulativeCap, DiluentError, DrugLibrary, LookupProblem
 from safety.reasons import Reason
 from safety.rules import Finding, RuleRefusal, Severity, limit_findings, num
-from safety.units import DOSE_VALUE_MAX, BodyWeight, UnitError, parse_dose_unit
+from safety.units import (
+    DOSE_VALUE_MAX,
+    BodyWeight,
+    UnitError,
+    fraction_to_decimal,
+    parse_dose_unit,
+)
 
 
 def decide(
@@ -388,7 +394,7 @@ def _dose_change(
     exact = program.exact_rate(dose)
     rate = pump.pump_rate(exact)
     effective = program.dose(rate)
-    extra = {"unit": unit, "rate_ml_h": rate, "dose": _dec(effective)}
+    extra = {"unit": unit, "rate_ml_h": rate, "dose": fraction_to_decimal(effective)}
 
     # S7: the pump's physical range with this syringe
     refusal = _pump_range(pump, exact, rate, f"{num(dose)} {unit}", extra)
@@ -679,10 +685,6 @@ def _stop(state: KernelState, program: Program, t: float) -> Verdict:
                 "stops at once)",
             )
     return Verdict(True, Reason.ACCEPTED, "accepted: stop", actions=(StopPump(),))
-
-
-def _dec(value: Fraction) -> Decimal:
-    return Decimal(value.numerator) / Decimal(value.denominator)
 
 
 def _amount(base: float, unit: str) -> str:

@@ -238,12 +238,12 @@ class Verdict:
 
 @dataclass(frozen=True)
 class PumpReading:
-    """One status read of the pump, in the kernel's terms (from drivers.base.PumpStatus)."""
+    """One status read of the pump, in the kernel's terms (from drivers.pumps.base.PumpStatus)."""
 
     running: bool
     set_rate_ml_h: Decimal
     infused_ml: float
-    alarms: tuple[str, ...] = ()  # drivers.base.PumpAlarmKind values
+    alarms: tuple[str, ...] = ()  # drivers.pumps.base.PumpAlarmKind values
     pressure_mmhg: float | None = None
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 
 
 def _write(path: Path, rows: list[str]) -> Path:

@@ -1,5 +1,6 @@
-"""Shared set-up for the controller tests: the library, hand-built snapshots for the pure
-planner tests, and an in-process safety process (``LocalSafety``) for session tests."""
+"""Shared set-up for the controller tests: hand-built snapshots for the pure planner
+tests, and an in-process safety process (``LocalSafety``) for session tests (the library
+comes from ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,10 @@ from controller.session import Session
 from safety.ipc.local import LocalSafety
 from safety.kernel.model import ProgramSpec
 from safety.kernel.state import program_check
-from safety.library import DrugLibrary, load_library
+from safety.library import DrugLibrary
 from safety.rules import dose_for_rate
 from safety.status import HistoryPoint, Snapshot
 from safety.units import fraction_to_decimal
-
-_LIBRARY = load_library()
-
-
-@pytest.fixture(scope="session")
-def library() -> DrugLibrary:
-    return _LIBRARY
 
 
 @dataclass(frozen=True)
@@ -140,7 +134,7 @@ def session(local: LocalSafety, library: DrugLibrary, tmp_path: Path) -> Iterato
 
 
 def drive(link: LocalSafety, session: Session, seconds: float, step: float = 30.0) -> None:
-    """Let clinical time pass, servicing the session as a runner would."""
+    """Let clinical time pass, servicing the session as its service thread would."""
     end = link.clinical.now() + seconds
     while link.clinical.now() < end:
         link.advance(min(step, end - link.clinical.now()))

@@ -30,10 +30,10 @@ from safety.kernel.decide import decide
 from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import Now, Request, RequestMeta
 from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program
+from safety.pump_rounding import PumpResolution
 from safety.reasons import Reason
-from safety.units import PumpResolution
+from tests.conftest import shipped_library
 from tests.controller.conftest import (
-    _LIBRARY,
     PROGRAMS,
     PUMP_5ML,
     PUMP_50ML,
@@ -41,7 +41,7 @@ from tests.controller.conftest import (
     make_snapshot,
 )
 
-LIBRARY = _LIBRARY
+LIBRARY = shipped_library()
 RESOLUTION = PumpResolution()
 SETTINGS = PlannerSettings()
 CONFIG = KernelConfig()

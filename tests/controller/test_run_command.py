@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from cli.commands import run as run_module
+from cli.main import main
 from controller import connect as connect_module
-from controller.bench import BenchConfigError, load_bench
-from controller.cli import main
-from controller.commands import run as run_module
-from controller.connect import SafetyChild, connect, start_safety
+from controller.bench_config import BenchConfigError, load_bench_config
+from controller.connect import connect, start_safety
 from controller.machine import State
+from safety.ipc.launch import SafetyChild
 from safety.library import default_library_path
 
 CONFIG = """\
@@ -75,6 +76,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, config: Path, script: str, *extra: str
     return main(["run", "--config", str(config), "--quiet", *extra])
 
 
+@pytest.mark.hil
 def test_run_starts_the_safety_process_and_drives_an_infusion(
     bench_config: Path,
     children: list[SafetyChild],
@@ -115,6 +117,7 @@ def test_run_starts_the_safety_process_and_drives_an_infusion(
     assert "pumpctl [stopped]>" in out
 
 
+@pytest.mark.hil
 def test_run_stops_the_safety_process_it_started_when_nothing_runs(
     bench_config: Path,
     children: list[SafetyChild],
@@ -146,6 +149,7 @@ def test_a_bad_config_names_the_field(
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.hil
 def test_connect_for_scripts(bench_config: Path, tmp_path: Path) -> None:
     child = start_safety(bench_config)
     try:
@@ -153,7 +157,7 @@ def test_connect_for_scripts(bench_config: Path, tmp_path: Path) -> None:
             assert session.state is State.IDLE
             session.program("norepinephrine", "4 mg/250 mL", "D5W")
             assert session.status().program is not None
-        journal = load_bench(bench_config).controller_journal
+        journal = load_bench_config(bench_config).controller_journal
         assert journal.exists() and journal.parent == tmp_path / "state"
     finally:
         assert child.stop() == 0
@@ -163,15 +167,15 @@ def test_bench_paths_are_relative_to_the_config(tmp_path: Path) -> None:
     config = tmp_path / "sub" / "b.toml"
     config.parent.mkdir()
     config.write_text('[paths]\nsocket = "s.sock"\n[clock]\nclinical = "scaled:60"\n')
-    bench = load_bench(config)
+    bench = load_bench_config(config)
     assert bench.socket == config.parent.resolve() / "s.sock"
     assert bench.key_file == Path("/etc/pumpctl/ipc.key")  # the safety process's default
     assert bench.library is None and bench.clinical_clock == "scaled:60"
     config.write_text('[clock]\nclinical = "warp:9"\n')
     with pytest.raises(BenchConfigError) as info:
-        load_bench(config)
+        load_bench_config(config)
     assert info.value.field == "clock.clinical"
     config.write_text("[paths\n")
     with pytest.raises(BenchConfigError, match="not valid TOML"):
-        load_bench(config)
+        load_bench_config(config)
     assert connect_module.READY_TIMEOUT_S > 0

@@ -15,18 +15,12 @@ from typing import Any
 import pytest
 
 from controller.alarm_desk import LINK_LOST_KEY, PLAN_REFUSED_KEY
-from controller.errors import (
-    BadInput,
-    ConfirmationRequired,
-    ControllerError,
-    LinkUnavailable,
-    PlanChanged,
-    Refused,
-    Unreachable,
-)
+from controller.errors import BadInput, ControllerError, Refused
 from controller.machine import State, TransitionRefused
-from controller.planner import StepKind
-from controller.session import MAX_REPLANS, Session
+from controller.plan_executor import MAX_REPLANS, ConfirmationRequired, PlanChanged
+from controller.planner import StepKind, Unreachable
+from controller.session import Session
+from controller.session_link import LinkUnavailable
 from safety.ipc.local import LocalSafety
 from safety.journal import Journal
 from safety.kernel.model import ChangeDose, RequestBody, Verdict

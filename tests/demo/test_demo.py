@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.ground_truth import read_safety_events
+from cli.main import main
+from safety.journal_read import read_safety_events
 from safety.kernel.model import CommandIssued, RequestDecided, SetRate, StartPump, StopPump
+
+#: real processes: part of the hardware-in-the-loop set (``-m hil``)
+pytestmark = pytest.mark.hil
 
 
 @pytest.mark.timeout(180)

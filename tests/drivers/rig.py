@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.base import PumpDriver
+from drivers.pumps.base import PumpDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import SimulatedPump

@@ -18,14 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.base import (
-    DriverError,
-    PumpAlarmKind,
-    PumpIdentity,
-    PumpRejected,
-    PumpTimeout,
-    RateRange,
-)
+from drivers.errors import DeviceTimeout, DriverError
+from drivers.pumps.base import PumpAlarmKind, PumpIdentity, PumpRejected, RateRange
 from tests.drivers.rig import Rig
 
 #: the pump reports volumes on a display of about 4 significant digits
@@ -208,7 +202,7 @@ def test_lost_ack_on_set_is_uncertain_and_reconciled_by_readback(rig: Rig) -> No
     rig.driver.set_rate(rig.driver.quantize_rate(10.0))
     q2 = rig.driver.quantize_rate(20.0)
     rig.wire.lose_ack_next()
-    with pytest.raises(PumpTimeout):
+    with pytest.raises(DeviceTimeout):
         rig.driver.set_rate(q2)
     # the pump executed it: only a read tells (S10), and the read must tell the truth
     assert same_rate(rig.driver.read_status().set_rate_ml_h, q2)
@@ -221,7 +215,7 @@ def test_dropped_request_times_out_and_changes_nothing(rig: Rig) -> None:
     ready(rig)
     q1 = rig.driver.set_rate(rig.driver.quantize_rate(10.0))
     rig.wire.drop_next()
-    with pytest.raises(PumpTimeout):
+    with pytest.raises(DeviceTimeout):
         rig.driver.set_rate(rig.driver.quantize_rate(20.0))
     assert same_rate(rig.driver.read_status().set_rate_ml_h, q1)
     assert same_rate(rig.pump.snapshot().set_rate_ml_h, q1)

@@ -200,6 +200,7 @@ def test_use_before_open_is_refused(tmp_path: Path) -> None:
         gpio.open()
 
 
+@pytest.mark.hil
 def test_another_process_sees_the_pins_and_presses_the_button(
     sim: SimulatedGpio, tmp_path: Path, clock: VirtualClock
 ) -> None:

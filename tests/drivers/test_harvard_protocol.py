@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.base import (
+from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
-    PumpDisconnected,
     PumpRejected,
-    PumpTimeout,
     RateRange,
 )
-from drivers.harvard import HarvardDriver
+from drivers.pumps.harvard import HarvardDriver
 from drivers.testing import DISCONNECT, ScriptedTransport, Step, expected_protocol
 from firmware_bridge.syringes import syringe_by_name
 
@@ -120,7 +119,7 @@ def test_an_out_of_range_rate_raises_with_the_pumps_words() -> None:
 
 def test_a_lost_acknowledgement_is_a_timeout_and_is_not_retried() -> None:
     steps = [*CONNECT, (b"irate 20 ml/hr\r", None)]
-    with expected_protocol(pump0, steps, connect=True) as driver, pytest.raises(PumpTimeout):
+    with expected_protocol(pump0, steps, connect=True) as driver, pytest.raises(DeviceTimeout):
         driver.set_rate(20.0)
 
 
@@ -225,7 +224,7 @@ def test_queries_are_retried_once_only() -> None:
     with expected_protocol(pump0, steps, connect=True) as driver:
         assert driver.identify().firmware == "3.0.4"
     steps = [*CONNECT, (b"ver\r", None), (b"ver\r", None)]
-    with expected_protocol(pump0, steps, connect=True) as driver, pytest.raises(PumpTimeout):
+    with expected_protocol(pump0, steps, connect=True) as driver, pytest.raises(DeviceTimeout):
         driver.identify()
 
 
@@ -233,7 +232,7 @@ def test_keep_alive_is_one_status_query() -> None:
     steps = [*CONNECT, (b"status\r", b"\n0 0 0 i...I.\r\n:"), (b"status\r", None)]
     with expected_protocol(pump0, steps, connect=True) as driver:
         driver.keep_alive()
-        with pytest.raises(PumpTimeout):
+        with pytest.raises(DeviceTimeout):
             driver.keep_alive()
 
 
@@ -241,7 +240,7 @@ def test_keep_alive_is_one_status_query() -> None:
 def test_a_vanished_port_is_reported_then_reopened_with_a_new_handshake() -> None:
     steps = [*CONNECT, (b"status\r", DISCONNECT), *CONNECT, (b"ver\r", VER)]
     with expected_protocol(pump0, steps, connect=True) as driver:
-        with pytest.raises(PumpDisconnected):
+        with pytest.raises(DeviceDisconnected):
             driver.keep_alive()
         assert driver.identify().model == "11 ELITE I/W Single"
 

@@ -9,14 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.base import (
-    PumpAlarmKind,
-    PumpChecksumError,
-    PumpDisconnected,
-    PumpRejected,
-    PumpTimeout,
-)
-from drivers.mock import MockPumpDriver
+from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.pumps.base import PumpAlarmKind, PumpChecksumError, PumpRejected
+from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import ScaledClock, VirtualClock
 from firmware_bridge.faults import ReplyAction, WireFaults
 from firmware_bridge.pump_model import SimulatedPump
@@ -49,7 +44,7 @@ def rig(
 def test_dropped_request_is_a_timeout_and_not_executed() -> None:
     driver, pump, _ = rig()
     driver.wire.drop_next()
-    with pytest.raises(PumpTimeout, match="not executed"):
+    with pytest.raises(DeviceTimeout, match="not executed"):
         driver.set_rate(20.0)
     assert pump.snapshot().set_rate_ml_h == 10.0
 
@@ -57,7 +52,7 @@ def test_dropped_request_is_a_timeout_and_not_executed() -> None:
 def test_lost_ack_executes_then_times_out() -> None:
     driver, pump, _ = rig()
     driver.wire.lose_ack_next()
-    with pytest.raises(PumpTimeout, match="may have taken effect"):
+    with pytest.raises(DeviceTimeout, match="may have taken effect"):
         driver.set_rate(20.0)
     assert pump.snapshot().set_rate_ml_h == 20.0
     assert driver.read_status().set_rate_ml_h == 20.0
@@ -86,9 +81,9 @@ def test_silent_pump_times_out_every_call() -> None:
     driver, pump, _ = rig()
     driver.wire.set_silent(True)
     for _ in range(3):
-        with pytest.raises(PumpTimeout, match="silent"):
+        with pytest.raises(DeviceTimeout, match="silent"):
             driver.read_status()
-    with pytest.raises(PumpTimeout):
+    with pytest.raises(DeviceTimeout):
         driver.start()
     assert not pump.snapshot().running
 
@@ -101,7 +96,7 @@ def test_delay_beyond_the_deadline_is_a_late_reply_after_execution() -> None:
     driver.wire.set_delay(0.2)
     assert driver.set_rate(10.0) == 10.0  # within the deadline: normal, nothing sleeps
     driver.wire.set_delay(0.5)
-    with pytest.raises(PumpTimeout, match="later than the deadline"):
+    with pytest.raises(DeviceTimeout, match="later than the deadline"):
         driver.set_rate(20.0)
     assert pump.snapshot().set_rate_ml_h == 20.0
 
@@ -110,7 +105,7 @@ def test_fault_on_the_readback_still_reports_uncertainty() -> None:
     wire = ScriptedWire(ReplyAction.NORMAL, ReplyAction.NORMAL)  # connect, first set
     driver, pump, _ = rig(wire)
     wire.script = [ReplyAction.NORMAL, ReplyAction.DROP_REQUEST]  # the set, its read-back
-    with pytest.raises(PumpTimeout):
+    with pytest.raises(DeviceTimeout):
         driver.set_rate(20.0)
     assert pump.snapshot().set_rate_ml_h == 20.0
 
@@ -118,7 +113,7 @@ def test_fault_on_the_readback_still_reports_uncertainty() -> None:
 def test_disconnect_then_one_reconnect_on_the_next_call() -> None:
     driver, pump, _ = rig()
     driver.wire.request_disconnect()
-    with pytest.raises(PumpDisconnected, match="not executed"):
+    with pytest.raises(DeviceDisconnected, match="not executed"):
         driver.start()
     assert not driver.connected
     assert not pump.snapshot().running
@@ -130,10 +125,10 @@ def test_disconnect_then_one_reconnect_on_the_next_call() -> None:
 def test_reconnect_is_bounded_to_one_attempt_per_call() -> None:
     driver, _, _ = rig()
     driver.wire.request_disconnect()
-    with pytest.raises(PumpDisconnected):
+    with pytest.raises(DeviceDisconnected):
         driver.read_status()
     driver.wire.set_silent(True)
-    with pytest.raises(PumpTimeout):  # the one reconnect attempt fails; no loop
+    with pytest.raises(DeviceTimeout):  # the one reconnect attempt fails; no loop
         driver.read_status()
     assert not driver.connected
     driver.wire.set_silent(False)
@@ -145,9 +140,9 @@ def test_without_auto_reconnect_only_connect_brings_the_link_back() -> None:
     driver = MockPumpDriver(clock=clock, auto_reconnect=False)
     driver.connect()
     driver.wire.request_disconnect()
-    with pytest.raises(PumpDisconnected):
+    with pytest.raises(DeviceDisconnected):
         driver.read_status()
-    with pytest.raises(PumpDisconnected, match=r"call connect\(\)"):
+    with pytest.raises(DeviceDisconnected, match=r"call connect\(\)"):
         driver.read_status()
     driver.connect()
     assert not driver.read_status().running
@@ -155,11 +150,11 @@ def test_without_auto_reconnect_only_connect_brings_the_link_back() -> None:
 
 def test_calls_before_connect_and_after_close_are_refused() -> None:
     driver = MockPumpDriver(clock=VirtualClock())
-    with pytest.raises(PumpDisconnected, match="not connected"):
+    with pytest.raises(DeviceDisconnected, match="not connected"):
         driver.identify()
     with driver:
         assert driver.identify().model == "pumpctl-mock"
-    with pytest.raises(PumpDisconnected, match="not connected"):
+    with pytest.raises(DeviceDisconnected, match="not connected"):
         driver.read_status()
 
 
@@ -192,7 +187,7 @@ def test_syringe_change_while_running_is_rejected() -> None:
 def test_lost_ack_hides_a_rejection_too() -> None:
     driver, pump, _ = rig()
     driver.wire.lose_ack_next()
-    with pytest.raises(PumpTimeout):
+    with pytest.raises(DeviceTimeout):
         driver.set_rate(5000.0)
     assert pump.snapshot().set_rate_ml_h == 10.0
 
@@ -342,7 +337,7 @@ def test_pump_and_pump_options_conflict() -> None:
 
 def test_faults_option_and_inject() -> None:
     driver = MockPumpDriver(clock=VirtualClock(), faults="drop")
-    with pytest.raises(PumpTimeout):
+    with pytest.raises(DeviceTimeout):
         driver.connect()
     driver.connect()
     driver.inject_faults("lose_ack")

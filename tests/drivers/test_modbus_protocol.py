@@ -28,15 +28,9 @@ from typing import Final
 
 import pytest
 
-from drivers.base import (
-    PumpAlarmError,
-    PumpAlarmKind,
-    PumpChecksumError,
-    PumpDisconnected,
-    PumpRejected,
-    PumpTimeout,
-)
-from drivers.modbus import ModbusDriver
+from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.pumps.base import PumpAlarmError, PumpAlarmKind, PumpChecksumError, PumpRejected
+from drivers.pumps.modbus import ModbusDriver
 from firmware_bridge.syringes import syringe_by_name
 
 TIMEOUT_S: Final = 0.2
@@ -255,7 +249,7 @@ def test_tcp_exception_reply_is_rejected_with_the_reason_and_never_retried() -> 
 def test_tcp_lost_reply_to_a_write_is_a_timeout_and_never_retried() -> None:
     with (
         tcp_script([("00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34", None)]) as driver,
-        pytest.raises(PumpTimeout),
+        pytest.raises(DeviceTimeout),
     ):
         driver.set_rate(12.34)
 
@@ -278,7 +272,7 @@ def test_tcp_a_read_gives_up_after_the_one_retry() -> None:
                 ("00 03 00 00 00 06 01 02 00 00 00 01", None),
             ]
         ) as driver,
-        pytest.raises(PumpTimeout),
+        pytest.raises(DeviceTimeout),
     ):
         driver.keep_alive()
 
@@ -434,7 +428,7 @@ def test_tcp_connection_loss_is_reported_then_reconnected_on_the_next_call() -> 
         ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
     ]
     with tcp_script(pump_steps) as driver:
-        with pytest.raises(PumpDisconnected):
+        with pytest.raises(DeviceDisconnected):
             driver.keep_alive()
         driver.keep_alive()
 
@@ -445,10 +439,10 @@ def test_tcp_reconnect_is_bounded() -> None:
         host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, reconnect_attempts=2
     )
     driver.connect()
-    with pytest.raises(PumpDisconnected):
+    with pytest.raises(DeviceDisconnected):
         driver.keep_alive()
     pump.finish()  # the listener is gone now
-    with pytest.raises(PumpDisconnected, match="2 reconnect attempt"):
+    with pytest.raises(DeviceDisconnected, match="2 reconnect attempt"):
         driver.keep_alive()
     driver.close()
 
@@ -527,7 +521,7 @@ def test_rtu_crc_error_on_a_read_is_retried_once() -> None:
 def test_rtu_no_reply_is_a_timeout() -> None:
     with (
         rtu_script([("01 10 00 00 00 02 04 00 00 30 34 e6 78", None)]) as driver,
-        pytest.raises(PumpTimeout),
+        pytest.raises(DeviceTimeout),
     ):
         driver.set_rate(12.34)
 
@@ -565,9 +559,9 @@ def test_rtu_vanished_port_is_reported_and_reconnect_is_bounded() -> None:
     pump = ScriptedRtuPump([*CONNECT_RTU, ("01 02 00 00 00 01 b9 ca", DISCONNECT)])
     driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S, reconnect_attempts=2)
     driver.connect()
-    with pytest.raises(PumpDisconnected):
+    with pytest.raises(DeviceDisconnected):
         driver.keep_alive()
-    with pytest.raises(PumpDisconnected, match="2 reconnect attempt"):
+    with pytest.raises(DeviceDisconnected, match="2 reconnect attempt"):
         driver.keep_alive()
     driver.close()
     pump.finish()
@@ -590,7 +584,7 @@ def test_driver_options_are_checked() -> None:
 
 def test_calls_before_connect_say_so() -> None:
     driver = ModbusDriver(host="127.0.0.1", port=9)
-    with pytest.raises(PumpDisconnected, match="connect"):
+    with pytest.raises(DeviceDisconnected, match="connect"):
         driver.read_status()
 
 

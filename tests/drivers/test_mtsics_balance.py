@@ -25,7 +25,7 @@ from drivers.balances import (
     load_balance,
 )
 from drivers.balances.mtsics import MtSicsBalance
-from drivers.registry import DriverOptionError, UnknownDriverError
+from drivers.loading import DriverOptionError, UnknownDriverError
 from drivers.testing import DISCONNECT, ScriptedTransport, Step
 from firmware_bridge.balance.emulator import MtSicsBalanceSide
 from firmware_bridge.balance.physics import BalanceModel, BalanceSpec, Bench

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.base import (
+from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
-    PumpDisconnected,
     PumpRejected,
-    PumpTimeout,
     RateRange,
 )
-from drivers.ne1000 import Ne1000Driver
+from drivers.pumps.ne1000 import Ne1000Driver
 from drivers.testing import DISCONNECT, ScriptedTransport, Step, expected_protocol
 from firmware_bridge.ne1000.codec import encode_safe_packet
 from firmware_bridge.syringes import syringe_by_name
@@ -102,7 +101,7 @@ def test_no_pump_at_all_is_a_timeout_after_four_bounded_tries() -> None:
     steps: list[Step] = [(b"0\r", None), (b"0\r", None), (s("0"), None), (s("0"), None)]
     with (
         expected_protocol(basic, steps) as driver,
-        pytest.raises(PumpTimeout, match="basic or safe"),
+        pytest.raises(DeviceTimeout, match="basic or safe"),
     ):
         driver.connect()
 
@@ -183,7 +182,7 @@ def test_a_refused_rate_raises_with_the_pumps_reason_and_no_read_back(
 
 def test_a_lost_acknowledgement_is_a_timeout_and_is_not_retried() -> None:
     steps = [*CONNECT_BASIC, (b"0RAT20.00MH\r", None)]
-    with expected_protocol(basic, steps, connect=True) as driver, pytest.raises(PumpTimeout):
+    with expected_protocol(basic, steps, connect=True) as driver, pytest.raises(DeviceTimeout):
         driver.set_rate(20.0)
 
 
@@ -257,7 +256,7 @@ def test_a_query_is_retried_once_only() -> None:
     with expected_protocol(basic, steps, connect=True) as driver:
         assert driver.identify().firmware == "3.928"
     steps = [*CONNECT_BASIC, (b"0VER\r", None), (b"0VER\r", None)]
-    with expected_protocol(basic, steps, connect=True) as driver, pytest.raises(PumpTimeout):
+    with expected_protocol(basic, steps, connect=True) as driver, pytest.raises(DeviceTimeout):
         driver.identify()
 
 
@@ -346,7 +345,7 @@ def test_keep_alive_is_one_status_query_and_surfaces_alarms() -> None:
         with pytest.raises(PumpAlarmError) as info:
             driver.keep_alive()
         assert info.value.alarms == {PumpAlarmKind.COMMS_TIMEOUT}
-        with pytest.raises(PumpTimeout):
+        with pytest.raises(DeviceTimeout):
             driver.keep_alive()  # not retried: the caller's next call is the retry
 
 
@@ -359,7 +358,7 @@ def test_a_vanished_port_is_reported_then_reopened_once_with_a_new_handshake() -
         (b"0VER\r", b("00SNE1000V3.928")),
     ]
     with expected_protocol(basic, steps, connect=True) as driver:
-        with pytest.raises(PumpDisconnected):
+        with pytest.raises(DeviceDisconnected):
             driver.identify()
         assert driver.identify().model == "NE1000"
 
@@ -367,9 +366,9 @@ def test_a_vanished_port_is_reported_then_reopened_once_with_a_new_handshake() -
 def test_a_port_that_stays_gone_keeps_reporting_disconnected() -> None:
     steps = [*CONNECT_BASIC, (b"0\r", DISCONNECT)]
     with expected_protocol(basic, steps, connect=True, refuse_reopen=True) as driver:
-        with pytest.raises(PumpDisconnected):
+        with pytest.raises(DeviceDisconnected):
             driver.keep_alive()
-        with pytest.raises(PumpDisconnected, match="still gone"):
+        with pytest.raises(DeviceDisconnected, match="still gone"):
             driver.keep_alive()
 
 

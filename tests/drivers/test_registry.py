@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers import registry
-from drivers.base import PumpDriver
-from drivers.mock import MockPumpDriver
-from drivers.registry import (
-    DriverOptionError,
-    DriverUnavailableError,
-    UnknownDriverError,
+from drivers.loading import DriverOptionError, DriverUnavailableError, UnknownDriverError
+from drivers.pumps import registry
+from drivers.pumps.base import PumpDriver
+from drivers.pumps.mock import MockPumpDriver
+from drivers.pumps.registry import (
     driver_class,
     known_drivers,
     load_driver,
@@ -37,12 +35,13 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.hil
 def test_importing_drivers_pulls_in_no_optional_library() -> None:
     result = run_python(
         """
         import sys
         import drivers
-        import drivers.registry
+        import drivers.pumps.registry
         import drivers.gpio
         heavy = sorted(
             m for m in sys.modules
@@ -55,11 +54,12 @@ def test_importing_drivers_pulls_in_no_optional_library() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.hil
 def test_loading_the_mock_pulls_in_no_optional_library() -> None:
     result = run_python(
         """
         import sys
-        from drivers.registry import load_driver
+        from drivers.pumps.registry import load_driver
         d = load_driver("mock", clock="scaled:60:0")
         d.connect()
         d.read_status()
@@ -147,7 +147,7 @@ def test_missing_required_option_is_named(fake_drivers: Path) -> None:
         fake_drivers,
         "fake_port_driver",
         """
-        from drivers.mock import MockPumpDriver
+        from drivers.pumps.mock import MockPumpDriver
 
         class PortDriver(MockPumpDriver):
             name = "port"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from drivers.base import PumpDisconnected, PumpTimeout
+from drivers.errors import DeviceDisconnected, DeviceTimeout
 from drivers.testing import ScriptedTransport, ScriptError
 from drivers.transport import SerialTransport
 from firmware_bridge.harvard.codec import reply_end
@@ -93,7 +93,7 @@ def test_no_reply_is_a_timeout_naming_what_arrived(
     pump: FakePump, transport: SerialTransport
 ) -> None:
     thread = pump.answer_next(b"\x0200")  # half a frame, then silence
-    with pytest.raises(PumpTimeout, match=r"received 02 30 30 \|\.00\|"):
+    with pytest.raises(DeviceTimeout, match=r"received 02 30 30 \|\.00\|"):
         exchange(transport, b"0\r", basic_reply_end, timeout_s=0.1)
     thread.join(WAIT_S)
 
@@ -101,7 +101,7 @@ def test_no_reply_is_a_timeout_naming_what_arrived(
 def test_a_late_reply_is_not_taken_for_the_next_one(
     pump: FakePump, transport: SerialTransport
 ) -> None:
-    with pytest.raises(PumpTimeout):
+    with pytest.raises(DeviceTimeout):
         exchange(transport, b"0RAT\r", basic_reply_end, timeout_s=0.05)
     assert select.select([pump.master], [], [], WAIT_S)[0]
     assert os.read(pump.master, 4096) == b"0RAT\r"
@@ -125,17 +125,17 @@ def test_a_vanished_device_is_reported_and_reopening_fails_cleanly(
     pump: FakePump, transport: SerialTransport
 ) -> None:
     pump.close()  # the USB adapter is pulled
-    with pytest.raises(PumpDisconnected, match="vanished"):
+    with pytest.raises(DeviceDisconnected, match="vanished"):
         exchange(transport, b"0\r", basic_reply_end, timeout_s=0.5)
     assert not transport.is_open
-    with pytest.raises(PumpDisconnected, match="cannot open"):
+    with pytest.raises(DeviceDisconnected, match="cannot open"):
         transport.ensure_open()
 
 
 def test_a_port_never_opened_is_not_reopened_behind_the_callers_back() -> None:
-    with pytest.raises(PumpDisconnected, match="never opened"):
+    with pytest.raises(DeviceDisconnected, match="never opened"):
         SerialTransport("/dev/does-not-exist", baudrate=9600).ensure_open()
-    with pytest.raises(PumpDisconnected, match="cannot open /dev/does-not-exist"):
+    with pytest.raises(DeviceDisconnected, match="cannot open /dev/does-not-exist"):
         SerialTransport("/dev/does-not-exist", baudrate=9600).open()
 
 
@@ -157,7 +157,7 @@ def test_scripted_transport_requires_the_whole_script_and_every_byte_read() -> N
     assert t.exchange(b"0\r", frame_end=basic_reply_end, timeout_s=1.0) == b"\x0200S\x03"
     with pytest.raises(ScriptError, match="never sent"):
         t.assert_finished()
-    with pytest.raises(PumpTimeout):  # None: the pump says nothing
+    with pytest.raises(DeviceTimeout):  # None: the pump says nothing
         t.exchange(b"0VER\r", frame_end=basic_reply_end, timeout_s=1.0)
     t.assert_finished()
 
@@ -174,7 +174,7 @@ def test_a_second_process_cannot_open_the_same_pump(
     pump: FakePump, transport: SerialTransport
 ) -> None:
     other = SerialTransport(pump.path, baudrate=19200)
-    with pytest.raises(PumpDisconnected, match="cannot open"):
+    with pytest.raises(DeviceDisconnected, match="cannot open"):
         other.open()
     transport.close()
     other.open()  # free again once the owner let go

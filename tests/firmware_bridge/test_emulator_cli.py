@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.harvard import HarvardDriver
-from drivers.ne1000 import Ne1000Driver
+from drivers.pumps.harvard import HarvardDriver
+from drivers.pumps.ne1000 import Ne1000Driver
 from firmware_bridge.emulators.cli import main
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
@@ -119,6 +119,7 @@ class Child:
                     stream.close()
 
 
+@pytest.mark.hil
 def test_ne1000_on_a_pty_end_to_end(short_dir: Path) -> None:
     control = str(short_dir / "c.sock")
     truth = short_dir / "truth.jsonl"
@@ -151,6 +152,7 @@ def test_ne1000_on_a_pty_end_to_end(short_dir: Path) -> None:
     assert 30.0 in rates and rates[-1] == 0.0  # ran, then stopped by the stall
 
 
+@pytest.mark.hil
 def test_harvard_on_tcp_end_to_end() -> None:
     child = Child("harvard", "--tcp", "127.0.0.1:0", "--address", "2")
     try:
@@ -165,6 +167,7 @@ def test_harvard_on_tcp_end_to_end() -> None:
         assert child.stop() == 0
 
 
+@pytest.mark.hil
 def test_modbus_dispatch_prints_where_to_connect_first() -> None:
     pytest.importorskip("firmware_bridge.modbus.emulator")
     child = Child("modbus", "--tcp", "127.0.0.1:0")

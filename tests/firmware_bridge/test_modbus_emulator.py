@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,9 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.framer.rtu import FramerRTU
 
-from drivers.base import PumpAlarmKind, PumpDisconnected
-from drivers.modbus import ModbusDriver
+from drivers.errors import DeviceDisconnected
+from drivers.pumps.base import PumpAlarmKind
+from drivers.pumps.modbus import ModbusDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.modbus.emulator import (
@@ -40,13 +41,18 @@ QUIET_S = 0.25  # how long we listen to be sure nothing comes back
 
 @contextlib.contextmanager
 def emulator(
-    map_path: str | None = None, *, rtu: bool = False
+    map_path: str | None = None,
+    *,
+    rtu: bool = False,
+    liveness: Callable[[], float] = time.monotonic,
 ) -> Iterator[tuple[BackgroundEmulator, SimulatedPump, VirtualClock, WireFaults]]:
+    """``liveness``: what the comms-timeout watchdog reads (a ``VirtualClock().now`` lets
+    a test move the silence on by hand instead of waiting it out)."""
     clock = VirtualClock()
     pump = SimulatedPump(clock)
     wire = WireFaults()
     where = {"use_pty": True} if rtu else {"tcp": ("127.0.0.1", 0)}
-    with BackgroundEmulator(pump, wire, map_path=map_path, **where) as emu:
+    with BackgroundEmulator(pump, wire, map_path=map_path, liveness=liveness, **where) as emu:
         yield emu, pump, clock, wire
 
 
@@ -221,19 +227,21 @@ def test_comms_timeout_stops_the_pump_when_the_master_falls_silent() -> None:
 
 
 def test_requests_keep_the_comms_timeout_from_firing() -> None:
-    with emulator() as (emu, pump, _clock, _wire):
+    liveness = VirtualClock()
+    with emulator(liveness=liveness.now) as (emu, pump, _clock, _wire):
         raw = RawTcp(emu)
         try:
             raw.ask("00 01 00 00 00 0b 01 10 00 00 00 02 04 00 00 27 10")
             raw.ask("00 02 00 00 00 06 01 06 00 03 01 2c")  # 300 ms
             raw.ask("00 03 00 00 00 06 01 05 00 00 ff 00")
-            end = time.monotonic() + 1.0  # three timeouts' worth of polling every 50 ms
-            tid = 4
-            while time.monotonic() < end:
+            for tid in range(4, 24):  # three timeouts' worth of polling every 50 ms
+                liveness.advance(0.05)
                 raw.ask(f"00 {tid:02x} 00 00 00 06 01 02 00 00 00 01")
-                tid += 1
-                time.sleep(0.05)
+            assert liveness.now() == pytest.approx(1.0)
+            time.sleep(QUIET_S)  # the watchdog looks several times meanwhile
             assert pump.snapshot().running
+            liveness.advance(0.3)  # the master falls silent for exactly the timeout
+            wait_until(lambda: not pump.snapshot().running, "pump stopped by the watchdog")
         finally:
             raw.close()
 
@@ -448,7 +456,7 @@ def test_rtu_disconnect_vanishes_and_comes_back_at_the_same_path() -> None:
         first = os.path.realpath(emu.where)
         wire.request_disconnect()
         wait_until(lambda: os.path.realpath(emu.where) != first, "a new pty behind the path")
-        with pytest.raises(PumpDisconnected):
+        with pytest.raises(DeviceDisconnected):
             driver.keep_alive()
         driver.keep_alive()  # reconnected on the next call, same path
         driver.close()
@@ -513,7 +521,8 @@ def test_driver_connects_to_a_pump_that_ignores_its_first_command() -> None:
 
 
 def test_driver_keep_alive_holds_off_the_comms_timeout_until_it_stops() -> None:
-    with emulator() as (emu, pump, _clock, _wire):
+    liveness = VirtualClock()
+    with emulator(liveness=liveness.now) as (emu, pump, _clock, _wire):
         host, port = emu.host_port
         driver = ModbusDriver(host=host, port=port, timeout_s=0.5, comms_timeout_s=0.3)
         driver.connect()
@@ -522,11 +531,12 @@ def test_driver_keep_alive_holds_off_the_comms_timeout_until_it_stops() -> None:
             driver.configure_syringe(pump.syringe)
             driver.set_rate(10.0)
             driver.start()
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end:
+            for _ in range(20):  # one second of keep-alives every 50 ms
+                liveness.advance(0.05)
                 driver.keep_alive()
-                time.sleep(0.05)
+            time.sleep(QUIET_S)  # the watchdog looks several times meanwhile
             assert pump.snapshot().running
+            liveness.advance(0.3)
             wait_until(lambda: not pump.snapshot().running, "watchdog stop once polling ends")
             status = driver.read_status()
             assert not status.running

@@ -40,20 +40,22 @@ NE = "profiles.adult_icu.drugs.norepinephrine"
 NE_STD = f"{NE}.therapies.standard"
 
 # Passages of the shipped TOML that the mutation tests edit (each must occur exactly once).
-SEED0 = '"000_ddf3e5fe62612408.txt"'
-SEED1 = '"001_8e6fd85e3313678f.txt"'
+SOURCE0 = '"levophed-rescue-summary"'
+SOURCE1 = '"norepinephrine-hypotension-summary"'
 NE_WB_HARD_MAX = (
     'hard_max = { value = 1.0, source = "project-default", note = "twice the quoted upper range; 68'
 )
-NE_WB_SOFT_AND_HARD_MAX = f"soft_max = {{ value = 0.5, source = {SEED1} }}\n{NE_WB_HARD_MAX}"
-NE_LABEL_STRENGTH = f'strength = "4 mg/1000 mL"\ndiluents = ["D5W", "D5NS"]\nsource = {SEED0}\nnote'
+NE_WB_SOFT_AND_HARD_MAX = f"soft_max = {{ value = 0.5, source = {SOURCE1} }}\n{NE_WB_HARD_MAX}"
+NE_LABEL_STRENGTH = (
+    f'strength = "4 mg/1000 mL"\ndiluents = ["D5W", "D5NS"]\nsource = {SOURCE0}\nnote'
+)
 NE_16_STRENGTH = (
-    f'strength = "4 mg/250 mL"\ndiluents = ["D5W", "D5NS"]\nsource = {SEED1}\n'
+    f'strength = "4 mg/250 mL"\ndiluents = ["D5W", "D5NS"]\nsource = {SOURCE1}\n'
     'note = "4 mg in 250 mL D5W'
 )
 VASO_WEAN = (
     'gradual_wean_only = { value = false, source = "project-default", '
-    'note = "the seeds give no wean rule for vasopressin" }'
+    'note = "the sources give no wean rule for vasopressin" }'
 )
 VASO_GRADUAL_WEAN = (
     VASO_WEAN.replace("false", "true")
@@ -62,7 +64,7 @@ VASO_GRADUAL_WEAN = (
     + '\nstop_threshold = { value = 0.01, source = "project-default" }'
 )
 NE_STD_FALL = (
-    f"max_fall_fraction = {{ value = 0.25, source = {SEED1}, "
+    f"max_fall_fraction = {{ value = 0.25, source = {SOURCE1}, "
     'note = "decrease by 25 % of the current dose every 30 minutes" }\n'
 )
 DOBUTAMINE_BANNER = "# " + "-" * 67 + " dobutamine"
@@ -266,8 +268,8 @@ def test_hash_ignores_comments_whitespace_key_order_and_number_spelling(
     note = "68 mg/day continuous = 47.2 mcg/min, rounded down (project choice)"
     reordered = mutate(
         library_text,
-        f'hard_max = {{ value = 47, source = "000_ddf3e5fe62612408.txt", note = "{note}" }}',
-        f'hard_max = {{ note = "{note}", source = "000_ddf3e5fe62612408.txt", value = 47 }}',
+        f'hard_max = {{ value = 47, source = "levophed-rescue-summary", note = "{note}" }}',
+        f'hard_max = {{ note = "{note}", source = "levophed-rescue-summary", value = 47 }}',
     )
     assert _hash(reordered) == original
     respelled = mutate(
@@ -313,10 +315,10 @@ def test_hash_changes_when_any_figure_changes(library_text: str) -> None:
         ('dose_unit = "units/min"', 'dose_unit = "units/h"'),
         (VASO_WEAN, VASO_GRADUAL_WEAN),
         ("explicit_selection_only = true\n", ""),
-        ('version = "2026.11.0-example"', 'version = "2026.11.1-example"'),
+        ('version = "2026.11.1-example"', 'version = "2026.11.2-example"'),
         ('aliases = ["argipressin", "vasostrict"]', 'aliases = ["argipressin"]'),
         (
-            'soft_max = { value = 20, source = "001_8e6fd85e3313678f.txt"',
+            'soft_max = { value = 20, source = "norepinephrine-hypotension-summary"',
             'soft_max = { value = 20, source = "project-default"',
         ),
     ],

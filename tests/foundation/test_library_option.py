@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from cli.main import main
 
 COMMANDS = {
     "calc": ["calc", "norepinephrine", "--dose", "8 mcg/min", "--concentration", "16 mcg/mL"],

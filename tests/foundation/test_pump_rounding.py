@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.cli import main
-from drivers.harvard import HarvardDriver
-from drivers.mock import MockPumpDriver
-from drivers.ne1000 import Ne1000Driver
+from cli.main import main
+from drivers.pumps.harvard import HarvardDriver
+from drivers.pumps.mock import MockPumpDriver
+from drivers.pumps.ne1000 import Ne1000Driver
 from drivers.testing import ScriptedTransport
 from firmware_bridge.clock import VirtualClock
 from safety.pump_rounding import ROUNDINGS, rounding_for

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from safety.pump_rounding import PumpResolution
 from safety.units import (
     DOSE_RATE_UNITS,
     AmountUnit,
@@ -25,7 +26,6 @@ from safety.units import (
     DoseRate,
     DoseRateUnit,
     FlowRate,
-    PumpResolution,
     TimeUnit,
     UnitError,
     WeightBasedDoseRate,

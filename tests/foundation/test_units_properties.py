@@ -12,11 +12,12 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from safety.dosing import check_program, order_from_dose
-from safety.library import DrugLibrary, load_library
+from safety.pump_rounding import PumpResolution
 from safety.units import (
     AMOUNT_MAX,
     DOSE_RATE_UNITS,
@@ -31,29 +32,22 @@ from safety.units import (
     DoseRate,
     DoseRateUnit,
     FlowRate,
-    PumpResolution,
     UnitError,
     WeightBasedDoseRate,
     absolute_dose,
     dose_to_flow,
     dose_value_at_flow,
+    fraction_to_decimal,
     make_dose,
     parse_concentration,
     parse_dose,
     parse_dose_unit,
     parse_flow,
 )
+from tests.conftest import shipped_library
 
 RESOLUTION = PumpResolution()
 UNITS = list(DOSE_RATE_UNITS.values())
-_LIBRARY: DrugLibrary | None = None
-
-
-def shipped_library() -> DrugLibrary:
-    global _LIBRARY  # noqa: PLW0603 - one parse for all examples
-    if _LIBRARY is None:
-        _LIBRARY = load_library()
-    return _LIBRARY
 
 
 def decimals(low: str, high: str, places: int) -> st.SearchStrategy[Decimal]:
@@ -304,3 +298,38 @@ def test_any_number_into_weight_raises_only_unit_error(value: object) -> None:
         assert exc.field == "weight"
     else:
         assert WEIGHT_MIN_KG <= weight.kg <= WEIGHT_MAX_KG
+
+
+# --------------------------------------------------------------------------- Fraction -> Decimal
+@given(
+    st.fractions(max_denominator=10**15).filter(lambda f: abs(f) < 10**30),
+    st.integers(min_value=0, max_value=15),
+)
+def test_fraction_to_decimal_rounds_half_to_even_in_plain_form(
+    value: Fraction, places: int
+) -> None:
+    result = fraction_to_decimal(value, places)
+    assert Fraction(result) == Fraction(round(value * 10**places), 10**places)  # half-even
+    _sign, digits, exponent = result.as_tuple()
+    assert isinstance(exponent, int) and -places <= exponent <= 0  # never 1E+3
+    assert exponent == 0 or digits[-1] != 0  # no trailing zeros after the point
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "text"),
+    [
+        (Fraction(1, 2), 0, "0"),  # exactly half: to the even neighbour
+        (Fraction(3, 2), 0, "2"),
+        (Fraction(-5, 2), 0, "-2"),
+        (Fraction(25, 1000), 2, "0.02"),
+        (Fraction(35, 1000), 2, "0.04"),
+        (Fraction(1200), 3, "1200"),
+        (Fraction(-1, 10**13), 12, "0"),
+        (Fraction(1, 3), 12, "0.333333333333"),
+        (Fraction(10**20, 3), 1, "33333333333333333333.3"),  # past a Decimal context's 28
+    ],
+)
+def test_fraction_to_decimal_at_the_half_and_past_28_digits(
+    value: Fraction, places: int, text: str
+) -> None:
+    assert str(fraction_to_decimal(value, places)) == text

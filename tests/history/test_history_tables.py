@@ -17,8 +17,8 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.ground_truth import in_force
 from safety.kernel.history import KEEP_S, RateHistory
+from verification.ground_truth import in_force
 
 RATES = [Decimal(x) for x in ("0", "0.1", "1.5", "7.5", "30", "33.75")]
 STRENGTHS = [Fraction(4), Fraction(16), Fraction(32), Fraction(1, 3)]

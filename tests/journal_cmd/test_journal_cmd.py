@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.journal_read import CONTROLLER_NAME, SAFETY_NAME
+from cli.main import main
+from controller.journal_timeline import CONTROLLER_NAME, SAFETY_NAME
 from controller.session import Session
 from safety.ipc.local import LocalSafety
-from safety.library import DrugLibrary, load_library
+from safety.library import DrugLibrary
+from tests.conftest import shipped_library
 
-LIBRARY: DrugLibrary = load_library()
+LIBRARY: DrugLibrary = shipped_library()
 _SHM = Path("/dev/shm")
 _FAST = str(_SHM) if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

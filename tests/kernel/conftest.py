@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from safety.kernel.model import ProgramSpec
-from safety.library import DrugLibrary, load_library
+from safety.library import DrugLibrary
 from tests.kernel.support import Bench, norepi_standard
-
-
-@pytest.fixture(scope="session")
-def library() -> DrugLibrary:
-    return load_library()
 
 
 @pytest.fixture

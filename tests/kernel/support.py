@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from drivers.gpio.simulated import SimulatedGpio
-from drivers.mock import MockPumpDriver
+from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import Clock, OffsetClock, VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthSegment

@@ -65,7 +65,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from controller.ground_truth import in_force
 from drivers.gpio.simulated import press_stop_button, release_stop_button
 from firmware_bridge.pump_model import TruthBolus, TruthSegment
 from safety.kernel.codec import decode_event
@@ -81,16 +80,18 @@ from safety.kernel.model import (
     StopInfusion,
 )
 from safety.kernel.state import ActiveProgram
-from safety.library import DrugLibrary, load_library
+from safety.library import DrugLibrary
 from safety.status import Outcome
+from tests.conftest import shipped_library
 from tests.kernel.support import (
     Bench,
     norepi_standard,
     norepi_weight_based,
     vasopressin_fixed,
 )
+from verification.ground_truth import in_force
 
-LIBRARY: DrugLibrary = load_library()
+LIBRARY: DrugLibrary = shipped_library()
 #: clinical seconds between the host's polls in ``Bench.advance``
 POLL_S = 60.0
 #: the kernel learns that the pump stopped by itself at its next poll: a commanded rate

@@ -1,4 +1,4 @@
-"""Fixtures: the shipped library, short temporary directories (a Unix socket path must fit
+"""Fixtures: short temporary directories (a Unix socket path must fit
 in 107 bytes, which pytest's ``tmp_path`` does not promise), and a real ``SafetyServer``
 over a real Unix socket, serving the mock pump from a background thread."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mock import MockPumpDriver
+from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import MonotonicClock
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import syringe_by_name
@@ -23,25 +23,12 @@ from safety.host.core import HostTiming, SafetyCore
 from safety.ipc.server import SafetyServer
 from safety.journal import Journal
 from safety.kernel.model import ProgramSpec
-from safety.library import DrugLibrary, load_library
-from safety.library.loader import DEFAULT_LIBRARY_PATH
+from safety.library import DrugLibrary
 from safety.status import Snapshot
 
 SYRINGE = "bd-plastipak-50ml"
 #: journal kinds written by the timers alone; anything else is a decision or an action
 PASSIVE_KINDS = frozenset({"readback", "ticked"})
-
-
-@pytest.fixture(autouse=True)
-def _shipped_library_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PUMPCTL_LIBRARY", raising=False)
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
-
-
-@pytest.fixture(scope="session")
-def library() -> DrugLibrary:
-    return load_library(DEFAULT_LIBRARY_PATH)
 
 
 @pytest.fixture

@@ -178,6 +178,7 @@ def test_overrides_replace_paths_and_are_checked() -> None:
         parse_config({"pump": MOCK}).with_overrides(socket="/" + "x" * 200)
 
 
+@pytest.mark.hil
 def test_the_process_refuses_a_bad_config_with_status_2_and_starts_nothing(
     tmp_path: Path,
 ) -> None:
@@ -205,6 +206,7 @@ def test_the_process_refuses_a_bad_config_with_status_2_and_starts_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]  # no journal, key, socket
 
 
+@pytest.mark.hil
 def test_check_mode_validates_without_starting(tmp_path: Path) -> None:
     config = write_toml(
         tmp_path / "ok.toml",

@@ -20,10 +20,11 @@ import pytest
 from hil_tests.harness.processes import write_toml
 from safety.host.hashes import prefer_builtin_hashes
 from safety.ipc import auth
-from safety.ipc.client import SafetyClient, start_safety_process
+from safety.ipc.client import SafetyClient
+from safety.ipc.launch import start_safety_process
 from safety.library import load_library
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 
 #: RFC 4231, test cases 1 and 2: (key, data, HMAC-SHA256)
 RFC_4231 = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drivers.base import PumpStatus
+from drivers.pumps.base import PumpStatus
 from safety.ipc.local import LocalSafety
 from safety.kernel.model import LoadProgram, ProgramSpec, StartInfusion
 from safety.library import DrugLibrary

@@ -30,7 +30,8 @@ from hil_tests.harness.processes import (
     wait_for,
     write_toml,
 )
-from safety.ipc.client import SafetyClient, start_safety_process
+from safety.ipc.client import SafetyClient
+from safety.ipc.launch import start_safety_process
 from safety.ipc.link import LinkDown, SafetyStartFailed
 from safety.journal import Journal
 from safety.kernel.codec import decode_event

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mock import MockPumpDriver
+from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import syringe_by_name

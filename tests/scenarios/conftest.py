@@ -1,4 +1,4 @@
-"""Shared set-up for the scenario tests: the library, the shipped files, a fast folder.
+"""Shared set-up for the scenario tests: the shipped files and a fast folder.
 
 A one-process run journals to SQLite with ``synchronous=FULL``; on a disk most of a run's
 time is spent syncing journals nobody keeps, so runs go to RAM (``/dev/shm``) when the
@@ -14,19 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from safety.library import DrugLibrary, load_library
-
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "config" / "scenarios").glob("*.toml"))
 _SHM = Path("/dev/shm")
 _FAST = str(_SHM) if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
-
-_LIBRARY = load_library()
-
-
-@pytest.fixture(scope="session")
-def library() -> DrugLibrary:
-    return _LIBRARY
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.scenario import ScenarioFileError, parse_scenario
-from controller.scenario.loader import LineMap
+from cli.main import main
+from verification.scenario import ScenarioFileError, parse_scenario
+from verification.scenario.loader import LineMap
 
 GOOD = """\
 [scenario]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from controller.scenario import parse_scenario, run_scenario
-from controller.scenario.model import ACTIONS, EXPECTATIONS, PROCESS_FAULTS
 from safety.library import DrugLibrary
 from tests.scenarios.conftest import REPO
+from verification.scenario import parse_scenario, run_scenario
+from verification.scenario.model import ACTIONS, EXPECTATIONS, PROCESS_FAULTS
 
 DOC = (REPO / "docs" / "scenarios.md").read_text(encoding="utf-8")
 

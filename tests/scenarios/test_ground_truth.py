@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from controller.ground_truth import (
-    Command,
-    SafetyRecord,
-    Verified,
-    check_ground_truth,
-)
 from firmware_bridge.emulators.truth_log import TruthLogWriter, read_truth_log
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
 from safety.kernel.model import ProgramSpec
 from safety.kernel.state import load_program
 from safety.library import DrugLibrary
+from verification.ground_truth import (
+    Command,
+    SafetyRecord,
+    Verified,
+    check_ground_truth,
+)
 
 #: norepinephrine 4 mg/250 mL = 16 mcg/mL: 1 mcg/min = 3.75 mL/h
 PER_MCG_MIN = 3.75

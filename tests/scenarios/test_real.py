@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.scenario import run_scenario
+from cli.main import main
 from safety.library import DrugLibrary
 from tests.scenarios.conftest import REPO
+from verification.scenario import run_scenario
 
 
 def _gone(pid: int) -> bool:

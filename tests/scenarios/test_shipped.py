@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.scenario import load_scenario, run_scenario
 from safety.library import DrugLibrary
 from tests.scenarios.conftest import SHIPPED
+from verification.scenario import load_scenario, run_scenario
 
 
 def test_the_examples_the_docs_promise_are_shipped() -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.scenario import RunResult, load_scenario, run_scenario
-from controller.scenario.expect import Evaluation, evaluate
+from cli.main import main
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
 from safety.library import DrugLibrary
 from tests.scenarios.conftest import REPO, scenario_text
+from verification.scenario import RunResult, load_scenario, run_scenario
+from verification.scenario.expect import Evaluation, evaluate
 
 
 def _variant(tmp_path: Path, source: str, old: str, new: str) -> Path:

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from drivers.harvard import HarvardDriver
+from drivers.pumps.harvard import HarvardDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.emulators.background import BackgroundLine
 from firmware_bridge.emulators.endpoints import PtyEndpoint

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from drivers.mock import MockPumpDriver
+from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import SimulatedPump

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from drivers.modbus import ModbusDriver
+from drivers.pumps.modbus import ModbusDriver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.modbus.emulator import BackgroundEmulator

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from drivers.ne1000 import Ne1000Driver
+from drivers.pumps.ne1000 import Ne1000Driver
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.emulators.background import BackgroundLine
 from firmware_bridge.emulators.endpoints import PtyEndpoint

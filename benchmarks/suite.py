@@ -1,0 +1,553 @@
+"""Runs the benchmarks in order and turns their measurements into a report.
+
+Each benchmark that fails (a child that does not start, a refused command) leaves its
+figures marked "not measured" with the reason, and the others still run; a Ctrl-C ends
+the run. Progress goes to ``progress`` (the command prints it on stderr), the figures
+only into the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from benchmarks import death, interrupt, latency, overhead, resources, simulation
+from benchmarks.host import CpuMeter, describe_host, load_average
+from benchmarks.processes import BenchError, Pool
+from benchmarks.report import (
+    Context,
+    Figure,
+    Goal,
+    Report,
+    median_max_ms,
+    percentile,
+    summary_ms,
+)
+from controller.logfile import log_to_file
+from safety.library import DrugLibrary, load_library
+
+BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources")
+
+LATENCY_GOAL = Goal("<=", 10.0, "ms")
+WIRE_GOAL = Goal("<=", 1.2, "x wire time")
+DEATH_GOAL_MS = 50.0
+SIM_GOAL = Goal(">=", 50_000.0, "x real time")
+SAFETY_MEMORY_GOAL = Goal("<=", 40.0, "MB")
+CONTROLLER_MEMORY_GOAL = Goal("<=", 60.0, "MB")
+STARTUP_GOAL = Goal("<=", 1.0, "s")
+#: samples at each end of a latency run compared for the history effect
+HISTORY_WINDOW = 100
+#: other processes' CPU use (cores, on average) above which the report says so
+OTHERS_NOTE_CORES = 0.25
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much of each benchmark to run; ``full()`` is what the figures in the docs
+    come from, ``quick()`` a smoke run of the same plumbing."""
+
+    quick: bool = False
+    commands: int = 1000
+    paced_commands: int = 200
+    bare_repetitions: int = 1000
+    kills: int = 10
+    stops: int = 5
+    safety_kills: int = 10
+    heartbeat_timeout_s: float = 2.0
+    startups: int = 10
+    sim_hours: float = 24.0
+    sim_real_timing_hours: float = 1.0
+    journal_appends: int = 300
+    only: tuple[str, ...] = BENCHMARKS
+    work_dir: Path | None = None
+    keep: bool = False
+
+    @classmethod
+    def full(cls, **changes: object) -> Settings:
+        return replace(cls(), **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def quick_run(cls, **changes: object) -> Settings:
+        base = cls(
+            quick=True,
+            commands=20,
+            paced_commands=5,
+            bare_repetitions=5,
+            kills=1,
+            stops=1,
+            safety_kills=1,
+            heartbeat_timeout_s=1.0,
+            startups=1,
+            sim_hours=1.0,
+            sim_real_timing_hours=0.05,
+            journal_appends=20,
+        )
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, object]:
+        data = asdict(self)
+        data["work_dir"] = str(self.work_dir) if self.work_dir is not None else None
+        data["only"] = list(self.only)
+        return data
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    pool: Pool
+    library: DrugLibrary
+    progress: Callable[[str], None]
+    report: Report
+    safety_peaks: dict[str, list[float]] = field(default_factory=dict)
+    controller_peaks: list[float] = field(default_factory=list)
+    ne1000: latency.PathResult | None = None
+    bare: list[float] | None = None  # bare pyserial replay on the unpaced NE-1000 pty
+    bare_error: str | None = None
+
+    def peak(self, who: str, value: float | None) -> None:
+        if value is not None:
+            self.safety_peaks.setdefault(who, []).append(value)
+
+
+def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> Report:
+    """Every selected benchmark; children and files are gone when this returns."""
+    library = load_library()
+    with Pool(settings.work_dir, keep=settings.keep) as pool, log_to_file(pool.root / "bench.log"):
+        meter = CpuMeter()
+        report = Report(describe_host(pool.root), settings.describe())
+        state = _Run(settings, pool, library, progress, report)
+        steps: list[tuple[str, Callable[[_Run], None]]] = [
+            ("latency", _latency),
+            ("overhead", _overhead),
+            ("liveness", _liveness),
+            ("simulation", _simulation),
+            ("resources", _resources),
+        ]
+        for name, step in steps:
+            if name in settings.only:
+                interrupt.check()
+                step(state)
+        interrupt.check()
+        pool.close()  # every child reaped, so the meter counts them as ours
+        report.host["load_average_at_end"] = load_average()
+        others = meter.others_cores()
+        report.host["other_processes_cpu_cores"] = others
+        if others is not None and others > OTHERS_NOTE_CORES:
+            report.notes.append(
+                f"other processes used {others:.2f} of {report.host.get('cpus')} CPU(s) on "
+                "average during this run: latency and liveness figures suffer from it"
+            )
+        if settings.quick:
+            report.notes.append(
+                "--quick: a smoke run of the plumbing on tiny samples; these are not this "
+                "machine's figures (run without --quick for those)"
+            )
+        if settings.keep:
+            report.notes.append(f"files kept in {pool.root}")
+    return report
+
+
+# --------------------------------------------------------------------------- 1 latency
+
+
+def _latency(run: _Run) -> None:
+    n = run.settings.commands
+    for path in latency.PATHS:
+        title = f"command latency p99, {latency.PATH_TITLES[path]}"
+        key = f"latency.{path}"
+        run.progress(f"latency: {latency.PATH_TITLES[path]}, {n} commands")
+        try:
+            result = latency.measure_path(run.pool, run.library, path, n)
+        except Exception as exc:
+            run.report.figures.append(_failed(key, title, "ms", LATENCY_GOAL, "p99", exc))
+            continue
+        run.peak(f"safety ({path})", result.safety_peak_mb)
+        if path == "ne1000":
+            run.ne1000 = result
+            if "overhead" in run.settings.only:
+                _bare_replay(run, result)
+        _stop_emulator(run, result)
+        stats = summary_ms(result.samples)
+        run.report.figures.append(
+            Figure(
+                key,
+                title,
+                stats["p99"],
+                "ms",
+                LATENCY_GOAL,
+                "p99",
+                stats,
+                note="request -> verdict -> pump set -> read-back -> reply, at the client",
+            )
+        )
+        if len(result.samples) >= 2 * HISTORY_WINDOW:
+            run.report.context.append(_history_effect(path, result.samples))
+
+
+def _history_effect(path: str, samples: list[float]) -> Context:
+    """Latency at the start and at the end of a run: every accepted change adds a segment
+    to the rate history the kernel keeps for 26 h; the S4/S5 window rules look at every
+    segment in their windows (all of them, in this benchmark)."""
+    first = samples[:HISTORY_WINDOW]
+    last = samples[-HISTORY_WINDOW:]
+    w = HISTORY_WINDOW
+    growth = (statistics.median(last) - statistics.median(first)) * 1000
+    per_100 = growth / ((len(samples) - w) / 100)
+    return Context(
+        f"latency.{path}.history",
+        f"latency growth with the rate history, {latency.PATH_TITLES[path]} (per 100 segments)",
+        per_100,
+        "ms",
+        {
+            f"first {w} p50": percentile(first, 50) * 1000,
+            f"first {w} p99": percentile(first, 99) * 1000,
+            f"last {w} p50": percentile(last, 50) * 1000,
+            f"last {w} p99": percentile(last, 99) * 1000,
+        },
+        note=f"the history held {latency.WARMUP + 1}-{latency.WARMUP + w} segments for the "
+        f"first {w} commands, {len(samples) + latency.WARMUP - w + 1}-"
+        f"{len(samples) + latency.WARMUP} for the last {w}",
+    )
+
+
+# --------------------------------------------------------------------------- 2 overhead
+
+
+def _bare_replay(run: _Run, ne1000: latency.PathResult) -> None:
+    """Replay the NE-1000 exchanges with bare pyserial at once: the emulator runs in safe
+    mode, and a pump left silent for its safe-mode timeout alarms."""
+    n = run.settings.bare_repetitions
+    run.progress(f"overhead: bare pyserial replay on the same pty, {n} repetitions")
+    try:
+        assert ne1000.emulator is not None
+        run.bare = overhead.bare_replay(ne1000.emulator.where, ne1000.exchanges, n)
+    except Exception as exc:
+        run.bare_error = _why(exc)
+    finally:
+        _stop_emulator(run, ne1000)
+
+
+def _stop_emulator(run: _Run, result: latency.PathResult) -> None:
+    if result.emulator is not None:
+        run.pool.stop(result.emulator.process)
+
+
+def _overhead(run: _Run) -> None:
+    s = run.settings
+    try:
+        ne1000 = run.ne1000
+        if ne1000 is None:  # latency not selected: the unpaced run is made here
+            run.progress(f"overhead: NE-1000 on a pty, {s.commands} commands")
+            ne1000 = latency.measure_path(run.pool, run.library, "ne1000", s.commands)
+            run.peak("safety (ne1000)", ne1000.safety_peak_mb)
+            _bare_replay(run, ne1000)
+        bare = run.bare
+        if bare is None:
+            raise BenchError(run.bare_error or "the bare replay did not run")
+        stack_p50 = percentile(ne1000.samples, 50)
+        bare_p50 = percentile(bare, 50)
+        run.report.context.append(
+            Context(
+                "overhead.bare_pyserial",
+                "whole stack over bare pyserial, same bytes on the same pty (p50 / p50)",
+                stack_p50 / bare_p50,
+                "x",
+                {
+                    "stack p50 ms": stack_p50 * 1000,
+                    "bare p50 ms": bare_p50 * 1000,
+                    "bare p99 ms": percentile(bare, 99) * 1000,
+                    "n_bare": float(len(bare)),
+                    "exchanges per command": float(len(ne1000.exchanges)),
+                },
+                note="no goal in issue 6: the pty moves bytes at memory speed, so this is "
+                "the software's whole cost (client, IPC, kernel, journal fsyncs, driver)",
+            )
+        )
+    except Exception as exc:
+        run.report.context.append(
+            Context("overhead.bare_pyserial", "whole stack over bare pyserial", None, "x",
+                    note=f"not measured: {_why(exc)}")
+        )  # fmt: skip
+    title = f"overhead over the wire time at {overhead.PACE_BAUD} baud (p50)"
+    run.progress(
+        f"overhead: NE-1000 paced at {overhead.PACE_BAUD} baud, {s.paced_commands} commands"
+    )
+    try:
+        paced = overhead.measure_paced(run.pool, run.library, s.paced_commands, s.paced_commands)
+    except Exception as exc:
+        run.report.figures.append(_failed("overhead.wire", title, "x", WIRE_GOAL, "p50", exc))
+        return
+    run.peak("safety (ne1000)", paced.safety_peak_mb)
+    wire = paced.wire_s
+    p50 = percentile(paced.samples, 50)
+    run.report.figures.append(
+        Figure(
+            "overhead.wire",
+            title,
+            p50 / wire,
+            "x",
+            WIRE_GOAL,
+            "p50 latency / wire time",
+            {
+                "p99 ratio": percentile(paced.samples, 99) / wire,
+                "stack p50 ms": p50 * 1000,
+                "wire ms": wire * 1000,
+                "n_bytes": float(paced.wire_bytes),
+                "n": float(len(paced.samples)),
+            },
+            note=f"{len(paced.exchanges)} exchanges, {paced.wire_bytes} bytes per command "
+            f"(8N1: x 10 bits / {overhead.PACE_BAUD})",
+        )
+    )
+    bare_p50 = percentile(paced.bare, 50)
+    run.report.context.append(
+        Context(
+            "overhead.pacing_floor",
+            "bare pyserial on the paced pty over the wire time (the emulator's pacing)",
+            bare_p50 / wire,
+            "x",
+            {"bare p50 ms": bare_p50 * 1000, "wire ms": wire * 1000},
+        )
+    )
+
+
+# --------------------------------------------------------------------------- 3 liveness
+
+
+def _liveness(run: _Run) -> None:
+    s = run.settings
+    hb = s.heartbeat_timeout_s
+    run.progress(
+        f"liveness: {s.kills} controller SIGKILL, {s.stops} SIGSTOP (heartbeat timeout "
+        f"{hb:g} s), {s.safety_kills} safety SIGKILL"
+    )
+    kill_goal = Goal("<=", DEATH_GOAL_MS, "ms")
+    stop_goal = Goal("<=", hb * 1000 + DEATH_GOAL_MS, "ms", "issue 6: heartbeat timeout + 50 ms")
+    titles = {
+        "liveness.controller_kill": "controller SIGKILL -> alarm pin high (max)",
+        "liveness.controller_stop": f"controller SIGSTOP -> alarm pin high (max; timeout {hb:g} s)",
+        "liveness.safety_kill": "safety process SIGKILL -> controller's alarm (max)",
+    }
+    try:
+        result = death.measure_liveness(
+            run.pool,
+            heartbeat_timeout_s=hb,
+            kills=s.kills,
+            stops=s.stops,
+            safety_kills=s.safety_kills,
+        )
+    except Exception as exc:
+        for key, goal in (
+            ("liveness.controller_kill", kill_goal),
+            ("liveness.controller_stop", stop_goal),
+            ("liveness.safety_kill", kill_goal),
+        ):
+            run.report.figures.append(_failed(key, titles[key], "ms", goal, "max", exc))
+        return
+    run.controller_peaks += result.controller_peaks_mb
+    for peak in result.safety_peaks_mb:
+        run.peak("safety (mock, simulated GPIO)", peak)
+    for key, goal, samples in (
+        ("liveness.controller_kill", kill_goal, result.controller_kill_s),
+        ("liveness.controller_stop", stop_goal, result.controller_stop_s),
+        ("liveness.safety_kill", kill_goal, result.safety_kill_s),
+    ):
+        if not samples:
+            continue
+        stats = median_max_ms(samples)
+        run.report.figures.append(
+            Figure(key, titles[key], stats["max"], "ms", goal, f"max of {len(samples)}", stats)
+        )
+    if result.restart_ready_s:
+        stats = median_max_ms(result.restart_ready_s)
+        run.report.context.append(
+            Context(
+                "startup.restart",
+                "safety process restart to ready, replaying its journal",
+                stats["median"] / 1000,
+                "s",
+                {k: v / 1000 if k != "n" else v for k, v in stats.items()},
+            )
+        )
+
+
+# --------------------------------------------------------------------------- 4 simulation
+
+
+def _simulation(run: _Run) -> None:
+    s = run.settings
+    timing = simulation.SimTiming()
+    title = f"simulation speed, {s.sim_hours:g} h norepinephrine course"
+    run.progress(f"simulation: {s.sim_hours:g} h course on the virtual clock")
+    try:
+        result = simulation.simulate_course(s.sim_hours, timing, run.library)
+    except Exception as exc:
+        run.report.figures.append(_failed("simulation.speed", title, "x", SIM_GOAL, "run", exc))
+        return
+    run.report.figures.append(
+        Figure(
+            "simulation.speed",
+            title,
+            result.speed,
+            "x real time",
+            SIM_GOAL,
+            "one run, set-up included",
+            {
+                "real s": result.real_s,
+                "of which set-up s": result.setup_s,
+                "n_rate_changes": float(result.changes),
+                "n_syringe_changes": float(result.refills),
+            },
+            note=f"LocalSafety + Session in one process; simulation timing: {timing.describe()}; "
+            f"ended {result.final_state}, alarms: {', '.join(result.alarms) or 'none'}",
+        )
+    )
+    real_timing = simulation.SimTiming(poll_period_s=1.0, heartbeat_timeout_s=2.0)
+    try:
+        slow = simulation.simulate_course(s.sim_real_timing_hours, real_timing, run.library)
+    except Exception as exc:
+        run.report.context.append(
+            Context("simulation.bench_timing", "simulation at the bench's timing", None, "x",
+                    note=f"not measured: {_why(exc)}")
+        )  # fmt: skip
+        return
+    run.report.context.append(
+        Context(
+            "simulation.bench_timing",
+            f"simulation speed at a real bench's timing ({s.sim_real_timing_hours:g} h course)",
+            slow.speed,
+            "x real time",
+            {"real s": slow.real_s},
+            note=f"{real_timing.describe()}: the core's timers run per simulated second",
+        )
+    )
+
+
+# --------------------------------------------------------------------------- 5 resources
+
+
+def _resources(run: _Run) -> None:
+    s = run.settings
+    run.progress(f"resources: {s.startups} safety start-ups, journal commit time")
+    startup_title = "safety process start-up to ready (max)"
+    try:
+        ready, peaks = resources.measure_startup(run.pool, s.startups)
+        for peak in peaks:
+            run.peak("safety (mock, idle)", peak)
+        stats = {k: v / 1000 if k != "n" else v for k, v in median_max_ms(ready).items()}
+        run.report.figures.append(
+            Figure(
+                "startup.safety",
+                startup_title,
+                stats["max"],
+                "s",
+                STARTUP_GOAL,
+                f"max of {len(ready)}",
+                stats,
+                note="spawn to 'ready <socket>': interpreter, imports, config, library, "
+                "journal, pump, socket (fresh journal, mock pump)",
+            )
+        )
+    except Exception as exc:
+        run.report.figures.append(
+            _failed("startup.safety", startup_title, "s", STARTUP_GOAL, "max", exc)
+        )
+    if not run.controller_peaks:
+        with contextlib.suppress(Exception):
+            run.progress("resources: one controller child for its peak memory")
+            bench = death.Liveness(run.pool, s.heartbeat_timeout_s)
+            try:
+                bench.controller()
+            finally:
+                bench.close()
+            run.controller_peaks += bench.result.controller_peaks_mb
+    _memory_figures(run)
+    try:
+        commits = resources.measure_journal_commit(run.pool.new_dir("journal"), s.journal_appends)
+        stats = summary_ms(commits)
+        run.report.context.append(
+            Context(
+                "journal.commit",
+                "one durable journal append (fsync) on this disk",
+                stats["p50"],
+                "ms",
+                stats,
+                note="a dose change waits for two (the verdict with its command, the "
+                "read-back); a start for three",
+            )
+        )
+    except Exception as exc:
+        run.report.context.append(
+            Context("journal.commit", "one durable journal append", None, "ms",
+                    note=f"not measured: {_why(exc)}")
+        )  # fmt: skip
+
+
+def _memory_figures(run: _Run) -> None:
+    peaks = run.safety_peaks
+    title = "safety process peak RSS (VmHWM, max)"
+    if peaks:
+        worst = max(peaks, key=lambda who: max(peaks[who]))
+        run.report.figures.append(
+            Figure(
+                "memory.safety",
+                title,
+                max(peaks[worst]),
+                "MB",
+                SAFETY_MEMORY_GOAL,
+                "max over every safety process of the run",
+                {who: max(values) for who, values in sorted(peaks.items())},
+                note=f"highest: {worst}; MB = 10^6 bytes",
+            )
+        )
+    else:
+        run.report.figures.append(
+            _failed("memory.safety", title, "MB", SAFETY_MEMORY_GOAL, "max",
+                    BenchError("no safety process was measured"))
+        )  # fmt: skip
+    title = "controller peak RSS (VmHWM, max)"
+    if run.controller_peaks:
+        stats = {
+            "median": statistics.median(run.controller_peaks),
+            "max": max(run.controller_peaks),
+            "n": float(len(run.controller_peaks)),
+        }
+        run.report.figures.append(
+            Figure(
+                "memory.controller",
+                title,
+                stats["max"],
+                "MB",
+                CONTROLLER_MEMORY_GOAL,
+                "max over the controller children",
+                stats,
+                note="connect() + Session + service thread, attached and infusing",
+            )
+        )
+    else:
+        run.report.figures.append(
+            _failed("memory.controller", title, "MB", CONTROLLER_MEMORY_GOAL, "max",
+                    BenchError("no controller child was measured"))
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _failed(key: str, title: str, unit: str, goal: Goal, judged: str, exc: BaseException) -> Figure:
+    return Figure(key, title, None, unit, goal, judged, error=_why(exc))
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, BenchError):
+        return str(exc)
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" at {where[0].filename}:{where[0].lineno}" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+__all__ = ["BENCHMARKS", "Settings", "run"]

@@ -1,0 +1,1 @@
+"""One module per ``pumpctl`` sub-command; ``cli.main`` wires them together."""

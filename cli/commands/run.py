@@ -1,0 +1,133 @@
+"""``pumpctl run``: the operator console, attached to the bench's safety process.
+
+Attaches to the safety process named by the bench config (its socket and key); if none
+answers, starts one as a child (``python -m safety --config FILE``, waiting for its
+``ready`` line) unless ``--no-start``. The attach re-synchronises the console from the
+safety process and never changes the rate. On quit, a safety process this command
+started is stopped only if nothing is infusing; a running infusion stays under its
+supervision (software leaving must never stop a vasopressor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from cli.commands.output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    SubParsers,
+)
+from controller.bench_config import load_bench_config
+from controller.connect import connect, start_safety
+from controller.console import BANNER, Console
+from controller.errors import ControllerError
+from controller.machine import State
+from controller.session import Session
+from controller.session_link import LinkUnavailable
+from safety.ipc.launch import SafetyChild
+
+#: real seconds between two looks for a status change worth printing
+LIVE_PERIOD_S = 1.0
+
+
+def add_parser(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "run",
+        help="interactive operator console, attached to the safety process",
+        description="Attach to the bench's safety process (start it if none is running) "
+        "and open the operator console: program, start, titrate, wean, stop, estop, ack, "
+        "status, plan, history, help. Exit 0 on quit, 1 if the safety process cannot be "
+        "reached or started, 2 for a bad config.",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="bench config: the safety process's TOML (default $PUMPCTL_CONFIG, else "
+        "config/bench/demo-safety.toml)",
+    )
+    p.add_argument(
+        "--journal", metavar="PATH", help="controller journal (default: beside the safety one)"
+    )
+    p.add_argument(
+        "--no-start",
+        action="store_true",
+        help="only attach to a running safety process; never start one",
+    )
+    p.add_argument("--quiet", action="store_true", help="no live status line between commands")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        bench = load_bench_config(args.config)
+    except ControllerError as exc:
+        raise CommandError(exc.code, exc.message, EXIT_BAD_INPUT, exc.field) from None
+    child: SafetyChild | None = None
+    try:
+        try:
+            session = connect(bench.path, journal=args.journal)
+        except LinkUnavailable as exc:
+            if args.no_start:
+                raise CommandError("safety_unavailable", exc.message, EXIT_FAILED) from None
+            print(f"no safety process on {bench.socket}: starting one ...", flush=True)
+            child = start_safety(bench.path)
+            print(f"safety process started (pid {child.pid}, log {child.log_path})", flush=True)
+            session = connect(bench.path, journal=args.journal)
+    except ControllerError as exc:
+        if child is not None:
+            child.stop()
+        code = EXIT_BAD_INPUT if exc.code == "bad_config" else EXIT_FAILED
+        raise CommandError(exc.code, exc.message, code, exc.field) from None
+    try:
+        return _console(session, quiet=args.quiet)
+    finally:
+        state = session.state
+        session.close()
+        _leave(child, state)
+
+
+def _console(session: Session, *, quiet: bool) -> int:
+    interactive = sys.stdin.isatty()
+    console = Console(session, stdin=None if interactive else sys.stdin, echo=not interactive)
+    session.run_in_background()
+    stop = threading.Event()
+    if not quiet:
+        threading.Thread(target=_live, args=(console, stop), daemon=True).start()
+    intro: str | None = BANNER
+    try:
+        while not console.stopped:
+            try:
+                console.cmdloop(intro)
+            except KeyboardInterrupt:
+                console.say("\n(interrupted: type estop to stop the pump, quit to leave)")
+            intro = None
+    finally:
+        stop.set()
+        console.close()
+    return EXIT_OK
+
+
+def _live(console: Console, stop: threading.Event) -> None:
+    while not stop.wait(LIVE_PERIOD_S):
+        try:
+            console.live_tick()
+        except Exception:  # the live line is a convenience; never kill the console
+            continue
+
+
+def _leave(child: SafetyChild | None, state: State) -> None:
+    if child is None:
+        return
+    if state in (State.INFUSING, State.TITRATING, State.WEANING, State.HOLD, State.ALARM):
+        print(
+            f"the safety process (pid {child.pid}) keeps running and supervising the pump; "
+            f"its log: {child.log_path}",
+            flush=True,
+        )
+        return
+    status = child.stop()
+    print(f"safety process stopped (status {status})", flush=True)

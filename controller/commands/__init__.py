@@ -1,1 +1,0 @@
-"""One module per ``pumpctl`` sub-command; ``controller.cli`` wires them together."""

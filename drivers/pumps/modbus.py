@@ -1,0 +1,529 @@
+"""``modbus``: any Modbus pump, over TCP or RTU, driven through a register map.
+
+The map (``config/pumps/*.toml``, see ``firmware_bridge.modbus.register_map`` and
+docs/protocols.md) says where the run command, the rate set-point, the infused volume
+and the status and alarm bits live; this driver only knows the roles. Rules it keeps for
+the safety kernel:
+
+- every set is read back and the read-back value is what ``set_rate`` returns;
+- a Modbus exception reply -> ``PumpRejected`` with the exception's name as reason
+  (03 ILLEGAL DATA VALUE is how a pump says "out of range"); nothing is clamped;
+- a write is never repeated: a lost or corrupted acknowledgement raises ``DeviceTimeout``
+  or ``PumpChecksumError``, both meaning *outcome uncertain* (S10); a read is repeated
+  at most once;
+- a lost connection raises ``DeviceDisconnected`` and the next call reopens it, a bounded
+  number of times;
+- ``keep_alive()`` reads the status so the pump's comms timeout (if the map has one and
+  it is armed) does not stop the pump while the host is alive.
+
+Framing and I/O are ours (``drivers.pumps.modbus_link`` over ``firmware_bridge.modbus.frames``)
+rather than pymodbus' client, so each failure maps to one typed error; the emulator on
+the other end is pymodbus, which keeps both ends honest.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+
+from drivers.errors import DeviceDisconnected, DeviceTimeout, DriverError
+from drivers.pumps.base import (
+    PumpAlarmError,
+    PumpAlarmKind,
+    PumpChecksumError,
+    PumpDriver,
+    PumpIdentity,
+    PumpRejected,
+    PumpStatus,
+    RateRange,
+)
+from drivers.pumps.modbus_link import ModbusLink, RtuLink, TcpLink
+from firmware_bridge.modbus.codec import (
+    CodecError,
+    Rounding,
+    decode,
+    decode_bitfield,
+    encode,
+)
+from firmware_bridge.modbus.frames import (
+    BitsReply,
+    ExceptionCode,
+    ExceptionReply,
+    FrameError,
+    FunctionCode,
+    RegistersReply,
+    Reply,
+    WriteReply,
+    parse_reply,
+    read_request,
+    write_coil_request,
+    write_register_request,
+    write_registers_request,
+)
+from firmware_bridge.modbus.register_map import (
+    Flag,
+    Point,
+    RegisterMap,
+    Role,
+    Table,
+    load_register_map,
+    resolve_map_path,
+)
+from firmware_bridge.syringes import Syringe
+
+_READ_FC = {
+    Table.COIL: FunctionCode.READ_COILS,
+    Table.DISCRETE_INPUT: FunctionCode.READ_DISCRETE_INPUTS,
+    Table.HOLDING: FunctionCode.READ_HOLDING_REGISTERS,
+    Table.INPUT: FunctionCode.READ_INPUT_REGISTERS,
+}
+_MAX_SPAN = {Table.COIL: 2000, Table.DISCRETE_INPUT: 2000, Table.HOLDING: 125, Table.INPUT: 125}
+_ALARM_KINDS: dict[Flag, PumpAlarmKind] = {
+    Flag.OCCLUSION: PumpAlarmKind.OCCLUSION,
+    Flag.EMPTY: PumpAlarmKind.EMPTY,
+    Flag.NEAR_EMPTY: PumpAlarmKind.NEAR_EMPTY,
+    Flag.STALL: PumpAlarmKind.STALL,
+    Flag.RESET: PumpAlarmKind.RESET,
+    Flag.COMMS_TIMEOUT: PumpAlarmKind.COMMS_TIMEOUT,
+    Flag.OTHER_ALARM: PumpAlarmKind.OTHER,
+}
+_EXCEPTION_MEANING = {
+    ExceptionCode.ILLEGAL_FUNCTION: "the pump does not support this function",
+    ExceptionCode.ILLEGAL_DATA_ADDRESS: "no such register, or it cannot be written",
+    ExceptionCode.ILLEGAL_DATA_VALUE: "value refused (out of range)",
+    ExceptionCode.SERVER_DEVICE_FAILURE: "the pump cannot do this in its current state",
+    ExceptionCode.SERVER_DEVICE_BUSY: "the pump is busy",
+    ExceptionCode.GATEWAY_TARGET_NO_RESPONSE: "the gateway got no answer from that unit id",
+}
+
+PointValue = tuple[int, ...] | bool
+
+
+class ModbusDriver(PumpDriver):
+    """A Modbus pump (TCP: ``host``/``port``; RTU: ``serial_port``)."""
+
+    name = "modbus"
+
+    def __init__(
+        self,
+        *,
+        map_path: str | None = None,
+        host: str | None = None,
+        port: int = 502,
+        serial_port: str | None = None,
+        baud: int | None = None,
+        parity: str | None = None,
+        stop_bits: int | None = None,
+        device_id: int | None = None,
+        timeout_s: float = 1.0,
+        comms_timeout_s: float | None = None,
+        reconnect_attempts: int = 3,
+    ) -> None:
+        """``map_path``: a TOML map, or "syringe"/"peristaltic" for the examples (default
+        "syringe"). ``baud``, ``parity``, ``stop_bits``, ``device_id`` default to the
+        map's ``[link]``. ``comms_timeout_s``: written to the pump's comms-timeout
+        register on connect (0 turns it off; None leaves the pump's setting)."""
+        if (host is None) == (serial_port is None):
+            raise ValueError("ModbusDriver needs exactly one of host= (TCP) or serial_port= (RTU)")
+        if not (math.isfinite(timeout_s) and 0.01 <= timeout_s <= 60):
+            raise ValueError(f"timeout_s must be 0.01-60 s, got {timeout_s}")
+        if not 0 <= reconnect_attempts <= 10:
+            raise ValueError(f"reconnect_attempts must be 0-10, got {reconnect_attempts}")
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port must be 1-65535, got {port}")
+        self.map: RegisterMap = load_register_map(resolve_map_path(map_path))
+        link = self.map.link
+        self.device_id = link.device_id if device_id is None else device_id
+        if not 1 <= self.device_id <= 247:
+            raise ValueError(f"device_id must be 1-247, got {self.device_id}")
+        parity = (link.parity if parity is None else parity).upper()
+        if parity not in ("N", "E", "O"):
+            raise ValueError(f"parity must be N, E or O, got {parity!r}")
+        stop_bits = link.stop_bits if stop_bits is None else stop_bits
+        if stop_bits not in (1, 2):
+            raise ValueError(f"stop_bits must be 1 or 2, got {stop_bits}")
+        baud = link.baud if baud is None else baud
+        if baud <= 0:
+            raise ValueError(f"baud must be positive, got {baud}")
+        if comms_timeout_s is not None:
+            self._check_comms_timeout(comms_timeout_s)
+        self.comms_timeout_s = comms_timeout_s
+        self.reconnect_attempts = reconnect_attempts
+        self._link: ModbusLink
+        if host is not None:
+            self._link = TcpLink(host, port, self.device_id, timeout_s)
+        else:
+            assert serial_port is not None
+            self._link = RtuLink(
+                serial_port,
+                baud=baud,
+                parity=parity,
+                stop_bits=stop_bits,
+                unit=self.device_id,
+                timeout_s=timeout_s,
+            )
+        self._lock = threading.RLock()
+        self._connected = False
+
+    # ================================================================ interface
+    def connect(self) -> None:
+        with self._lock:
+            self._link.open()
+            self._connected = True
+            try:
+                if self.comms_timeout_s is not None:
+                    self._write_comms_timeout(self.comms_timeout_s)
+                self._read_points([self._status_point()])
+            except DriverError:
+                self.close()
+                raise
+
+    def identify(self) -> PumpIdentity:
+        with self._lock:
+            firmware = "unknown"
+            p = self.map.point(Role.FIRMWARE_VERSION)
+            if p is not None:
+                firmware = f"{self._number(p, self._read_points([p])[p.name]):g}"
+            return PumpIdentity(self.map.device.model, firmware, self.device_id)
+
+    def configure_syringe(self, syringe: Syringe) -> RateRange:
+        """Write the bore where the map has one (peristaltic drives have none: the drive's
+        own range applies) and return the rate range the pump then reports."""
+        with self._lock:
+            p = self.map.point(Role.SYRINGE_DIAMETER)
+            if p is not None:
+                words = self._words_exact(p, syringe.inner_diameter_mm, "syringe diameter")
+                self._write_words(p, words)
+                back = self._read_points([p])[p.name]
+                if back != words:
+                    got = self._number(p, back)
+                    raise PumpRejected(
+                        f"pump reports a {got:g} mm syringe after {syringe.inner_diameter_mm:g} "
+                        "mm was written",
+                        reason="diameter read-back mismatch",
+                    )
+            return self._rate_range()
+
+    def quantize_rate(self, rate_ml_h: float) -> float:
+        try:
+            return self.map.quantize_rate(rate_ml_h)
+        except CodecError as exc:
+            raise ValueError(f"rate {rate_ml_h} mL/h: {exc}") from None
+
+    def set_rate(self, rate_ml_h: float) -> float:
+        with self._lock:
+            p = self.map.require(Role.RATE_SETPOINT)
+            if not (math.isfinite(rate_ml_h) and rate_ml_h >= 0):
+                raise ValueError(f"rate must be a finite number >= 0 mL/h, got {rate_ml_h}")
+            words = self._words_exact(p, rate_ml_h, "rate")
+            self._write_words(p, words)
+            return self._number(p, self._read_points([p])[p.name])
+
+    def start(self) -> None:
+        with self._lock:
+            try:
+                self._write_run(True)
+            except PumpRejected as exc:
+                try:
+                    alarms = self._alarms_now()
+                except DriverError:
+                    raise exc from None  # the refusal is the news; the alarm read failed
+                if alarms:
+                    raise PumpAlarmError(
+                        f"start refused, pump alarms: {_names(alarms)}", alarms
+                    ) from None
+                raise exc from None
+            if not self._running_now():
+                alarms = self._alarms_now()
+                if alarms:
+                    raise PumpAlarmError(f"pump stopped at once, alarms: {_names(alarms)}", alarms)
+                raise PumpRejected("pump reports it is not running after start", "not running")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._write_run(False)
+            if self._running_now():
+                raise PumpRejected("pump reports it is still running after stop", "still running")
+
+    def read_status(self) -> PumpStatus:
+        with self._lock:
+            m = self.map
+            rate_p = m.require(Role.RATE_SETPOINT)
+            vol_p = m.require(Role.INFUSED_VOLUME)
+            pressure_p = m.point(Role.PRESSURE)
+            wanted = [rate_p, vol_p, *m.flag_points()]
+            if Flag.RUNNING not in m.flags():
+                wanted.append(m.require(Role.RUN))
+            if pressure_p is not None:
+                wanted.append(pressure_p)
+            values = self._read_points(wanted)
+            flags = self._flags(values)
+            running = (
+                flags[Flag.RUNNING]
+                if Flag.RUNNING in flags
+                else self._run_state(values[m.require(Role.RUN).name])
+            )
+            alarms = frozenset(
+                _ALARM_KINDS[f] for f, on in flags.items() if on and f is not Flag.RUNNING
+            )
+            return PumpStatus(
+                running=running,
+                set_rate_ml_h=self._number(rate_p, values[rate_p.name]),
+                infused_ml=self._number(vol_p, values[vol_p.name]),
+                alarms=alarms,
+                pressure_mmhg=(
+                    None
+                    if pressure_p is None
+                    else self._number(pressure_p, values[pressure_p.name])
+                ),
+                raw=_raw_text(values),
+            )
+
+    def keep_alive(self) -> None:
+        with self._lock:
+            self._read_points([self._status_point()])
+
+    def close(self) -> None:
+        with self._lock:
+            self._connected = False
+            self._link.close()
+
+    # ================================================================ extras
+    def clear_volume(self) -> None:
+        """Infused volume back to 0 (maps with a clear_counters point)."""
+        with self._lock:
+            self._trigger(self.map.require(Role.CLEAR_COUNTERS))
+
+    def acknowledge_alarms(self) -> None:
+        """Clear latched alarms whose cause is gone (maps with an acknowledge point)."""
+        with self._lock:
+            self._trigger(self.map.require(Role.ACKNOWLEDGE_ALARMS))
+
+    def read_comms_timeout(self) -> float:
+        """The pump's comms timeout in seconds (0: off)."""
+        with self._lock:
+            p = self.map.require(Role.COMMS_TIMEOUT)
+            return self._number(p, self._read_points([p])[p.name])
+
+    def set_comms_timeout(self, seconds: float) -> float:
+        """Arm (or with 0 disarm) the pump's comms timeout; returns the read-back."""
+        with self._lock:
+            self._check_comms_timeout(seconds)
+            return self._write_comms_timeout(seconds)
+
+    # ================================================================ internals
+    def _status_point(self) -> Point:
+        flag_points = self.map.flag_points()
+        return flag_points[0] if flag_points else self.map.require(Role.RUN)
+
+    def _check_comms_timeout(self, seconds: float) -> None:
+        p = self.map.point(Role.COMMS_TIMEOUT)
+        if p is None:
+            raise ValueError(f"map {self.map.device.model!r} has no comms_timeout register")
+        if p.range is not None:
+            lo = self.map.from_units(p.range[0], p.units)
+            hi = self.map.from_units(p.range[1], p.units)
+            if not lo <= seconds <= hi:
+                raise ValueError(f"comms timeout must be {lo:g}-{hi:g} s, got {seconds}")
+
+    def _write_comms_timeout(self, seconds: float) -> float:
+        p = self.map.require(Role.COMMS_TIMEOUT)
+        words = self._words_exact(p, seconds, "comms timeout")
+        self._write_words(p, words)
+        back = self._read_points([p])[p.name]
+        if back != words:
+            raise PumpRejected(
+                f"pump reports comms timeout {self._number(p, back):g} s after {seconds:g} s "
+                "was written",
+                reason="comms timeout read-back mismatch",
+            )
+        return self._number(p, back)
+
+    def _words_exact(self, p: Point, canonical: float, what: str) -> tuple[int, ...]:
+        try:
+            return encode(self.map.to_units(canonical, p.units), p.encoding, Rounding.EXACT)
+        except CodecError as exc:
+            hint = ""
+            if p.role is Role.RATE_SETPOINT:
+                try:
+                    hint = f"; quantize_rate() gives {self.map.quantize_rate(canonical)!r} mL/h"
+                except CodecError:
+                    hint = ""
+            raise ValueError(
+                f"{what} {canonical!r} is not a value register {p.name} holds exactly ({exc}){hint}"
+            ) from None
+
+    def _number(self, p: Point, value: PointValue) -> float:
+        if isinstance(value, bool):
+            return float(value)
+        try:
+            return self.map.from_units(decode(value, p.encoding), p.units)
+        except CodecError as exc:
+            raise PumpChecksumError(f"register {p.name} carries no valid value: {exc}") from None
+
+    def _run_state(self, value: PointValue) -> bool:
+        if isinstance(value, bool):
+            return value
+        return value[0] == self.map.require(Role.RUN).run_on
+
+    def _flags(self, values: dict[str, PointValue]) -> dict[Flag, bool]:
+        out: dict[Flag, bool] = {}
+        for p in self.map.flag_points():
+            if p.name not in values:
+                continue
+            v = values[p.name]
+            if isinstance(v, bool):
+                ((flag, _bit),) = p.bits.items()
+                out[flag] = v
+                continue
+            try:
+                set_bits = decode_bitfield(v, p.encoding)
+            except CodecError as exc:
+                raise PumpChecksumError(f"register {p.name}: {exc}") from None
+            for flag, bit in p.bits.items():
+                out[flag] = bit in set_bits
+        return out
+
+    def _alarms_now(self) -> frozenset[PumpAlarmKind]:
+        values = self._read_points(self.map.flag_points())
+        return frozenset(
+            _ALARM_KINDS[f] for f, on in self._flags(values).items() if on and f is not Flag.RUNNING
+        )
+
+    def _running_now(self) -> bool:
+        flag_point = next((p for p in self.map.flag_points() if Flag.RUNNING in p.bits), None)
+        if flag_point is not None:
+            return self._flags(self._read_points([flag_point]))[Flag.RUNNING]
+        run = self.map.require(Role.RUN)
+        return self._run_state(self._read_points([run])[run.name])
+
+    def _rate_range(self) -> RateRange:
+        lo_p, hi_p = self.map.point(Role.RATE_MIN), self.map.point(Role.RATE_MAX)
+        if lo_p is not None and hi_p is not None:
+            values = self._read_points([lo_p, hi_p])
+            return RateRange(
+                self._number(lo_p, values[lo_p.name]), self._number(hi_p, values[hi_p.name])
+            )
+        limits = self.map.device.rate_limits_ml_h
+        assert limits is not None  # the map validator guarantees one or the other
+        return RateRange(*limits)
+
+    def _trigger(self, p: Point) -> None:
+        if p.table is Table.COIL:
+            self._write(p, write_coil_request(p.address, True))
+        else:
+            assert p.trigger_value is not None
+            self._write(p, write_register_request(p.address, p.trigger_value))
+
+    def _write_run(self, on: bool) -> None:
+        p = self.map.require(Role.RUN)
+        if p.table is Table.COIL:
+            self._write(p, write_coil_request(p.address, on))
+        else:
+            self._write(p, write_register_request(p.address, p.run_on if on else p.run_off))
+
+    def _write_words(self, p: Point, words: Sequence[int]) -> None:
+        if len(words) == 1:
+            self._write(p, write_register_request(p.address, words[0]))
+        else:
+            self._write(p, write_registers_request(p.address, list(words)))
+
+    def _write(self, p: Point, pdu: bytes) -> None:
+        """One write, never repeated: its acknowledgement failing leaves the outcome open."""
+        reply = self._transact(pdu)
+        if isinstance(reply, ExceptionReply):
+            raise _rejected(f"write to {p.name}", reply)
+        if not isinstance(reply, WriteReply):
+            raise PumpChecksumError(f"write to {p.name}: unexpected reply {reply!r}")
+
+    def _read_points(self, points: Sequence[Point]) -> dict[str, PointValue]:
+        """Read the points with as few requests as contiguous addresses allow."""
+        out: dict[str, PointValue] = {}
+        for table, start, count, members in _spans(points):
+            reply = self._read(table, start, count, members)
+            for p in members:
+                if isinstance(reply, BitsReply):
+                    out[p.name] = reply.bits[p.address - start]
+                elif isinstance(reply, RegistersReply):
+                    out[p.name] = reply.words[p.address - start : p.end - start]
+        return out
+
+    def _read(self, table: Table, start: int, count: int, members: list[Point]) -> Reply:
+        pdu = read_request(_READ_FC[table], start, count)
+        try:
+            reply = self._transact(pdu)
+        except (DeviceTimeout, PumpChecksumError):
+            reply = self._transact(pdu)  # a read may be repeated, once
+        if isinstance(reply, ExceptionReply):
+            names = ", ".join(p.name for p in members)
+            raise _rejected(f"read of {names}", reply)
+        return reply
+
+    def _transact(self, pdu: bytes) -> Reply:
+        self._ensure_open()
+        raw = self._link.transact(pdu)
+        try:
+            return parse_reply(pdu, raw)
+        except FrameError as exc:
+            raise PumpChecksumError(f"malformed reply {raw.hex(' ')}: {exc}") from None
+
+    def _ensure_open(self) -> None:
+        if self._link.is_open:
+            return
+        if not self._connected:
+            raise DeviceDisconnected("not connected: call connect() first")
+        last: DeviceDisconnected | None = None
+        for attempt in range(max(1, self.reconnect_attempts)):
+            if attempt:
+                time.sleep(0.1 * attempt)  # bounded: at most ~0.3 s for 3 attempts
+            try:
+                self._link.open()
+                return
+            except DeviceDisconnected as exc:
+                last = exc
+        raise DeviceDisconnected(
+            f"Modbus pump at {self._link.where} gone; {self.reconnect_attempts} reconnect "
+            f"attempt(s) failed: {last}"
+        )
+
+
+def _rejected(what: str, reply: ExceptionReply) -> PumpRejected:
+    try:
+        meaning = _EXCEPTION_MEANING.get(ExceptionCode(reply.code), "")
+    except ValueError:
+        meaning = ""
+    reason = reply.describe() + (f": {meaning}" if meaning else "")
+    return PumpRejected(f"{what} refused by the pump: {reason}", reason)
+
+
+def _names(alarms: frozenset[PumpAlarmKind]) -> str:
+    return ", ".join(sorted(a.value for a in alarms))
+
+
+def _raw_text(values: dict[str, PointValue]) -> str:
+    parts = []
+    for name, v in values.items():
+        parts.append(f"{name}={int(v)}" if isinstance(v, bool) else f"{name}={list(v)}")
+    return " ".join(parts)
+
+
+def _spans(points: Sequence[Point]) -> list[tuple[Table, int, int, list[Point]]]:
+    """Group points into runs of contiguous addresses per table (gaps may be illegal)."""
+    spans: list[tuple[Table, int, int, list[Point]]] = []
+    for table in Table:
+        mine = sorted((p for p in points if p.table is table), key=lambda p: p.address)
+        seen: set[str] = set()
+        for p in mine:
+            if p.name in seen:
+                continue
+            seen.add(p.name)
+            if spans and spans[-1][0] is table:
+                t, start, count, members = spans[-1]
+                end = start + count
+                if p.address <= end and max(end, p.end) - start <= _MAX_SPAN[table]:
+                    spans[-1] = (t, start, max(end, p.end) - start, [*members, p])
+                    continue
+            spans.append((table, p.address, p.word_count, [p]))
+    return spans

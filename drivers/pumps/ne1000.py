@@ -1,0 +1,471 @@
+"""Host driver for New Era NE-1000 family pumps (RS-232), basic and safe mode.
+
+Protocol facts are in ``firmware_bridge.ne1000.codec`` (for people: docs/protocols.md). How
+this driver uses them:
+
+Connecting. A pump may ignore the first command after power-up, and may still be in safe
+mode from an earlier session (safe mode survives power cycles). ``connect`` therefore
+sends a throw-away status query: in basic mode, twice, then as a safe-mode packet, twice;
+whichever mode answers is the pump's. Basic first, because basic bytes are dropped harmlessly
+by a pump in safe mode (no STX), whereas a safe packet sent to a basic-mode pump would
+leave printable CRC bytes in its command buffer. The link is then brought to the
+configured mode (``SAF n`` or ``SAF0``) and that setting read back.
+
+Sets and read-back. Every value set is read back with a query and the read-back value is
+what the driver returns. A set is sent exactly once: a lost reply raises ``DeviceTimeout``
+(outcome uncertain, the caller reconciles with ``read_status``), a corrupted one
+``PumpChecksumError``; neither is retried. Pure queries are retried at most once. For RUN and
+STP the status character in the pump's reply is the read-back.
+
+Refusals. ``?OOR`` -> ``PumpRejected(reason="out of range (?OOR)")``, ``?NA`` -> not
+applicable now, ``?`` -> unknown command; values are never clamped. ``?COM`` (the pump
+received a corrupted packet) raises ``PumpChecksumError``.
+
+Alarms. An alarm reply (``A?R``, ``A?S``, ``A?T``...) means the command was not executed;
+for a set it raises ``PumpAlarmError``. Every alarm seen, including safe-mode auto-alarm
+packets that arrive unasked, is kept until the next ``read_status``, which reports it in
+``PumpStatus.alarms`` (the pump forgets an alarm once it has been answered, so the driver
+must remember it). The NE-1000 reports occlusion, empty syringe and motor stall alike as
+``A?S``: the driver reports ``STALL``, never guesses which.
+
+Rate quantization (``quantize_rate``). The pump holds a rate in 4 digits in one of four
+units (UM, MM, UH, MH), and a unit cannot change while the pump runs. So:
+- while the driver knows the pump to be running, the only unit is the one in use, and the
+  rate is the largest figure in that unit at or below the request (if the request is
+  beyond that unit's 9999, the result is 9999 of it: stop to change units);
+- otherwise the unit is chosen by ``firmware_bridge.ne1000.codec.choose_rate`` (mL/h when
+  that loses at most 0.1 %, else the closest), rounded down.
+``set_rate`` accepts only rates that ``quantize_rate`` leaves unchanged (its own output
+always is: the choice is idempotent); anything else is a ``ValueError``, never silently
+rounded.
+
+Keep-alive. In safe mode the pump stops itself when no valid packet arrives within
+``safe_mode_timeout_s``: the safety process must call ``keep_alive`` (a status query)
+well within that time. The driver starts no thread of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from drivers.errors import DeviceTimeout
+from drivers.pumps.base import (
+    PumpAlarmError,
+    PumpAlarmKind,
+    PumpChecksumError,
+    PumpDriver,
+    PumpIdentity,
+    PumpRejected,
+    PumpStatus,
+    RateRange,
+)
+from drivers.serial_options import check_serial_options
+from drivers.transport import FrameEnd, SerialTransport, Transport
+from firmware_bridge.ne1000.codec import (
+    RATE_UNIT_PREFERENCE,
+    Ne1000Alarm,
+    Ne1000CodecError,
+    Ne1000Command,
+    Ne1000Error,
+    Ne1000Reply,
+    Ne1000Status,
+    RateUnit,
+    basic_reply_end,
+    choose_rate,
+    decode_basic_reply,
+    decode_safe_packet,
+    encode_basic_command,
+    encode_command,
+    encode_safe_packet,
+    floor_to_field,
+    format_number,
+    parse_dispensed,
+    parse_number,
+    parse_rate,
+    parse_reply,
+    safe_packet_end,
+)
+from firmware_bridge.syringes import Syringe
+
+BAUD_RATES = (300, 1200, 2400, 9600, 19200)
+RUNNING = frozenset({Ne1000Status.INFUSING, Ne1000Status.WITHDRAWING, Ne1000Status.PURGING})
+ALARM_KINDS: dict[Ne1000Alarm, PumpAlarmKind] = {
+    Ne1000Alarm.RESET: PumpAlarmKind.RESET,
+    Ne1000Alarm.STALL: PumpAlarmKind.STALL,
+    Ne1000Alarm.COMMS_TIMEOUT: PumpAlarmKind.COMMS_TIMEOUT,
+    Ne1000Alarm.PROGRAM_ERROR: PumpAlarmKind.PROGRAM_ERROR,
+    Ne1000Alarm.PHASE_OUT_OF_RANGE: PumpAlarmKind.PROGRAM_ERROR,
+}
+ERROR_REASONS: dict[Ne1000Error, str] = {
+    Ne1000Error.UNKNOWN_COMMAND: "unknown command (?)",
+    Ne1000Error.NOT_APPLICABLE: "not applicable now (?NA)",
+    Ne1000Error.OUT_OF_RANGE: "out of range (?OOR)",
+    Ne1000Error.INVALID_PACKET: "invalid packet (?COM)",
+    Ne1000Error.IGNORED: "ignored (?IGN)",
+}
+
+
+class Ne1000Driver(PumpDriver):
+    """An NE-1000 family pump at one address on one serial port."""
+
+    name = "ne1000"
+
+    def __init__(
+        self,
+        *,
+        port: str,
+        address: int = 0,
+        baud: int = 19200,
+        safe_mode_timeout_s: int | None = None,
+        reply_timeout_s: float = 0.5,
+        settle_s: float = 0.05,
+        transport: Transport | None = None,
+    ) -> None:
+        check_serial_options(
+            "ne1000",
+            address=address,
+            baud=baud,
+            baud_rates=BAUD_RATES,
+            reply_timeout_s=reply_timeout_s,
+            settle_s=settle_s,
+        )
+        if safe_mode_timeout_s is not None and not (1 <= safe_mode_timeout_s <= 255):
+            raise ValueError(
+                f"ne1000 safe_mode_timeout_s must be 1-255 s (or None for basic mode), "
+                f"got {safe_mode_timeout_s}"
+            )
+        self.port = port
+        self.address = address
+        self.safe_mode_timeout_s = safe_mode_timeout_s
+        self._reply_timeout_s = reply_timeout_s
+        self._settle_s = settle_s
+        self._transport: Transport = transport or SerialTransport(
+            port, baudrate=baud, dirty_quiet_s=reply_timeout_s
+        )
+        self._safe = False
+        self._unit: RateUnit | None = None
+        self._running = False
+        self._pending_alarms: set[PumpAlarmKind] = set()
+        #: alarms announced by an auto-alarm packet and not yet answered by a reply: the
+        #: pump sends one such packet per new alarm, so the next alarm reply with the same
+        #: code is the answer to our request, not a second packet crossing it
+        self._announced: set[Ne1000Alarm] = set()
+
+    # ------------------------------------------------------------------ PumpDriver
+    def connect(self) -> None:
+        with self._transport.lock:
+            self._transport.open()
+            self._handshake()
+
+    def identify(self) -> PumpIdentity:
+        with self._transport.lock:
+            self._ensure_link()
+            data = self._query(self._cmd("VER")).data
+        model, sep, firmware = data.partition("V")
+        if not sep:
+            return PumpIdentity(model=data, firmware="", address=self.address)
+        return PumpIdentity(model=model, firmware=firmware, address=self.address)
+
+    def configure_syringe(self, syringe: Syringe) -> RateRange:
+        """Set the bore, mL volume units, continuous pumping and infusion; read each back.
+
+        The NE-1000 has no query for its rate limits: the range returned is the syringe's,
+        and the pump stays the authority (``?OOR``) when a rate is set.
+        """
+        diameter = floor_to_field(syringe.inner_diameter_mm)
+        text = format_number(diameter)
+        with self._transport.lock:
+            self._ensure_link()
+            self._command(self._cmd("DIA", text))
+            self._check("DIA", "diameter", f"{text} mm", lambda b: _number_or_none(b) == diameter)
+            self._command(self._cmd("VOL", "ML"))
+            self._command(self._cmd("VOL", "0"))
+            self._check("VOL", "volume", "0 mL", _no_volume_to_dispense)
+            self._command(self._cmd("DIR", "INF"))
+            self._check("DIR", "direction", "INF", lambda b: b == "INF")
+            self._read_rate()
+        return RateRange(min_ml_h=syringe.min_rate_ml_h, max_ml_h=syringe.max_rate_ml_h)
+
+    def quantize_rate(self, rate_ml_h: float) -> float:
+        _check_rate(rate_ml_h)
+        return float(choose_rate(rate_ml_h, self._allowed_units()).ml_h)
+
+    def set_rate(self, rate_ml_h: float) -> float:
+        _check_rate(rate_ml_h)
+        units = self._allowed_units()
+        choice = choose_rate(rate_ml_h, units)
+        if float(choice.ml_h) != rate_ml_h:
+            raise ValueError(
+                f"rate {rate_ml_h} mL/h is not a rate this NE-1000 runs as sent "
+                f"(units allowed now: {', '.join(u.value for u in units)}); "
+                f"quantize_rate gives {float(choice.ml_h)} mL/h"
+            )
+        with self._transport.lock:
+            self._ensure_link()
+            self._command(self._cmd("RAT", choice.text))
+            return self._read_rate()
+
+    def start(self) -> None:
+        with self._transport.lock:
+            self._ensure_link()
+            reply = self._command(self._cmd("RUN"))
+            self._running = reply.status in RUNNING
+            if not self._running:
+                raise PumpRejected(
+                    f"ne1000: RUN acknowledged but the pump reports status {reply.status}",
+                    reason=f"did not start (status {reply.status})",
+                )
+
+    def stop(self) -> None:
+        with self._transport.lock:
+            self._ensure_link()
+            reply = self._command(self._cmd("STP"))
+            self._running = reply.status in RUNNING
+            if self._running:
+                raise PumpRejected(
+                    f"ne1000: STP acknowledged but the pump reports status {reply.status}",
+                    reason=f"still running (status {reply.status})",
+                )
+
+    def read_status(self) -> PumpStatus:
+        with self._transport.lock:
+            self._ensure_link()
+            rate_reply = self._query(self._cmd("RAT"))
+            rate = self._rate_from(rate_reply)
+            dis_reply = self._query(self._cmd("DIS"))
+            try:
+                dispensed = parse_dispensed(dis_reply.data)
+            except Ne1000CodecError as exc:
+                raise PumpChecksumError(f"ne1000: unreadable DIS reply: {exc}") from None
+            self._running = dis_reply.status in RUNNING
+            alarms = frozenset(self._pending_alarms)
+            self._pending_alarms.clear()
+            return PumpStatus(
+                running=self._running,
+                set_rate_ml_h=rate,
+                infused_ml=float(dispensed.infused_ml),
+                alarms=alarms,
+                pressure_mmhg=None,
+                raw=f"{rate_reply.text} {dis_reply.text}",
+            )
+
+    def keep_alive(self) -> None:
+        """One status query (never retried: the next call is the retry)."""
+        with self._transport.lock:
+            self._ensure_link()
+            reply = self._transact(self._cmd(""))
+            if reply.alarm is not None:
+                raise PumpAlarmError(
+                    f"ne1000: pump reports alarm A?{reply.alarm.value}",
+                    frozenset({ALARM_KINDS[reply.alarm]}),
+                )
+            if reply.status is not None:
+                self._running = reply.status in RUNNING
+
+    def close(self) -> None:
+        with self._transport.lock:
+            self._transport.close()
+
+    # ------------------------------------------------------------------ link
+    @property
+    def safe_mode(self) -> bool:
+        """True while the link speaks safe-mode packets."""
+        return self._safe
+
+    def _handshake(self) -> None:
+        self._announced.clear()  # a new link (or a pump that restarted) announces afresh
+        found = False
+        for safe in (False, False, True, True):
+            self._safe = safe
+            try:
+                self._transact(self._cmd(""))
+            except (DeviceTimeout, PumpChecksumError):
+                continue
+            found = True
+            break
+        if not found:
+            self._safe = False
+            raise DeviceTimeout(
+                f"ne1000: no pump answered at address {self.address} on {self.port} "
+                "in basic or safe mode"
+            )
+        want = self.safe_mode_timeout_s or 0
+        if want:
+            current = self._read_saf() if self._safe else 0
+            if current != want:
+                self._command(self._cmd("SAF", str(want)))
+                self._safe = True
+                self._check("SAF", "safe-mode timeout", str(want), lambda b: b == str(want))
+        elif self._safe:
+            self._command(self._cmd("SAF", "0"))
+            self._safe = False
+            self._check("SAF", "safe-mode timeout", "0", lambda b: b == "0")
+        self._read_rate()
+
+    def _read_saf(self) -> int | None:
+        data = self._query(self._cmd("SAF")).data
+        return int(data) if data.isascii() and data.isdigit() else None
+
+    def _check(self, name: str, word: str, expected: str, ok: Callable[[str], bool]) -> None:
+        """Read a setting back (the query of the same command) and refuse a mismatch."""
+        back = self._query(self._cmd(name)).data
+        if not ok(back):
+            raise PumpRejected(
+                f"ne1000: {word} read back as {back!r}, expected {expected}",
+                reason=f"{word} read back {back!r}",
+            )
+
+    def _ensure_link(self) -> None:
+        """Reopen a vanished port (once) and redo the handshake on the fresh link."""
+        if self._transport.ensure_open():
+            self._handshake()
+
+    def _cmd(self, name: str, argument: str = "") -> Ne1000Command:
+        return Ne1000Command(self.address, name, argument)
+
+    def _frame_end(self) -> FrameEnd:
+        return safe_packet_end if self._safe else basic_reply_end
+
+    def _encode(self, command: Ne1000Command) -> bytes:
+        if self._safe:
+            return encode_safe_packet(encode_command(command))
+        return encode_basic_command(command)
+
+    def _decode(self, frame: bytes) -> Ne1000Reply:
+        try:
+            reply = (
+                parse_reply(decode_safe_packet(frame)) if self._safe else decode_basic_reply(frame)
+            )
+        except Ne1000CodecError as exc:
+            raise PumpChecksumError(f"ne1000: {exc}") from None
+        if reply.address != self.address:
+            raise PumpChecksumError(
+                f"ne1000: reply from address {reply.address}, expected {self.address}"
+            )
+        return reply
+
+    def _absorb(self, data: bytes) -> None:
+        """Read alarms out of bytes that arrived unasked (safe-mode auto-alarm packets)."""
+        frame_end = self._frame_end()
+        while data:
+            end = frame_end(data)
+            if end is None:
+                return
+            frame, data = data[:end], data[end:]
+            try:
+                reply = self._decode(frame)
+            except PumpChecksumError:
+                continue
+            if reply.alarm is not None:
+                self._note_alarm(reply.alarm)
+                self._announced.add(reply.alarm)
+
+    def _note_alarm(self, alarm: Ne1000Alarm) -> None:
+        self._pending_alarms.add(ALARM_KINDS[alarm])
+        self._running = False
+
+    def _transact(self, command: Ne1000Command) -> Ne1000Reply:
+        """One request and its reply; no retry, no error mapping beyond framing."""
+        self._absorb(self._transport.drain())
+        frame_end = self._frame_end()
+        frame = self._transport.exchange(
+            self._encode(command), frame_end=frame_end, timeout_s=self._reply_timeout_s
+        )
+        reply = self._decode(frame)
+        if reply.alarm is not None and self._safe and reply.alarm not in self._announced:
+            # an auto-alarm packet may have crossed our request: if a second packet
+            # follows at once, that one is the reply. (Not when that alarm was announced
+            # already: then this is the pump's answer, and waiting for a packet that will
+            # not come would leave the line "dirty" and cost the next exchange a timeout.)
+            try:
+                follow = self._transport.read_frame(frame_end=frame_end, timeout_s=self._settle_s)
+            except DeviceTimeout:
+                follow = b""
+            if follow:
+                self._note_alarm(reply.alarm)
+                reply = self._decode(follow)
+        if reply.alarm is not None:
+            self._note_alarm(reply.alarm)
+            self._announced.discard(reply.alarm)  # answered: the pump acknowledges it
+        else:
+            self._announced.clear()  # a plain answer: no alarm is waiting to be answered
+        return reply
+
+    def _command(self, command: Ne1000Command) -> Ne1000Reply:
+        """A command that changes the pump: sent once, never retried."""
+        reply = self._transact(command)
+        if reply.alarm is not None:
+            raise PumpAlarmError(
+                f"ne1000: {command.text!r} not executed, pump reports alarm A?{reply.alarm.value}",
+                frozenset({ALARM_KINDS[reply.alarm]}),
+            )
+        self._raise_for_error(command, reply)
+        return reply
+
+    def _query(self, command: Ne1000Command) -> Ne1000Reply:
+        """A pure query: one retry after a timeout, a corrupted reply or an alarm reply
+        (the alarm is then acknowledged and remembered for ``read_status``)."""
+        for attempt in (1, 2):
+            try:
+                reply = self._transact(command)
+            except (DeviceTimeout, PumpChecksumError):
+                if attempt == 2:
+                    raise
+                continue
+            if reply.alarm is not None:
+                if attempt == 2:
+                    raise PumpAlarmError(
+                        f"ne1000: {command.text!r} answered with alarm A?{reply.alarm.value}",
+                        frozenset({ALARM_KINDS[reply.alarm]}),
+                    )
+                continue
+            if reply.error is Ne1000Error.INVALID_PACKET and attempt == 1:
+                continue
+            self._raise_for_error(command, reply)
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_for_error(self, command: Ne1000Command, reply: Ne1000Reply) -> None:
+        if reply.error is None:
+            return
+        reason = ERROR_REASONS[reply.error]
+        if reply.error is Ne1000Error.INVALID_PACKET:
+            raise PumpChecksumError(f"ne1000: pump received {command.text!r} corrupted (?COM)")
+        raise PumpRejected(f"ne1000: pump refused {command.text!r}: {reason}", reason=reason)
+
+    # ------------------------------------------------------------------ rates
+    def _allowed_units(self) -> tuple[RateUnit, ...]:
+        if self._running and self._unit is not None:
+            return (self._unit,)
+        return RATE_UNIT_PREFERENCE
+
+    def _read_rate(self) -> float:
+        return self._rate_from(self._query(self._cmd("RAT")))
+
+    def _rate_from(self, reply: Ne1000Reply) -> float:
+        try:
+            choice = parse_rate(reply.data)
+        except Ne1000CodecError as exc:
+            raise PumpChecksumError(f"ne1000: unreadable RAT reply: {exc}") from None
+        self._unit = choice.unit
+        if reply.status is not None:
+            self._running = reply.status in RUNNING
+        return float(choice.ml_h)
+
+
+def _check_rate(rate_ml_h: float) -> None:
+    if not (isinstance(rate_ml_h, int | float) and math.isfinite(rate_ml_h) and rate_ml_h > 0):
+        raise ValueError(f"rate must be a finite number of mL/h above 0, got {rate_ml_h!r}")
+
+
+def _no_volume_to_dispense(back: str) -> bool:
+    """``VOL`` read back as 0 in mL: the pump pumps continuously."""
+    return back.endswith("ML") and _number_or_none(back[:-2]) == 0
+
+
+def _number_or_none(text: str) -> object:
+    try:
+        return parse_number(text)
+    except Ne1000CodecError:
+        return None

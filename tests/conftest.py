@@ -1,0 +1,69 @@
+"""Fixtures every test shares: the shipped drug library, an environment that cannot
+change what a test sees behind its back, and the rule that a test which starts a process
+is marked ``hil`` (so ``-m "not hil"`` is the quick in-process set).
+
+``hil_tests/conftest.py`` imports the library and the environment, so both suites run on
+the same library and the same clean environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safety.library import DrugLibrary, load_library
+from safety.library.loader import DEFAULT_LIBRARY_PATH
+
+#: variables that would silently change what the code under test reads: another drug
+#: library or bench config, or a systemd notify socket and watchdog the test never set up
+ENVIRONMENT_OVERRIDES = ("PUMPCTL_LIBRARY", "PUMPCTL_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC")
+
+
+@functools.cache
+def shipped_library() -> DrugLibrary:
+    """The shipped library, parsed once (for module-level use, e.g. hypothesis strategies)."""
+    return load_library(DEFAULT_LIBRARY_PATH)
+
+
+@pytest.fixture(autouse=True)
+def shipped_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts without the overrides (a test that wants one sets it itself)."""
+    for name in ENVIRONMENT_OVERRIDES:
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def processes_only_in_hil(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process without the ``hil`` marker fails, naming the rule."""
+    if request.node.get_closest_marker("hil") is not None:
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail(
+            f"{request.node.nodeid} starts a process: mark it @pytest.mark.hil", pytrace=False
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
+
+
+@pytest.fixture(scope="session")
+def library() -> DrugLibrary:
+    return shipped_library()
+
+
+@pytest.fixture(scope="session")
+def library_path() -> Path:
+    return DEFAULT_LIBRARY_PATH
+
+
+@pytest.fixture(scope="session")
+def library_text(library_path: Path) -> str:
+    return library_path.read_text(encoding="utf-8")
