@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,11 +61,10 @@ def _boottime() -> float | None:
 def wall_clock_synchronised() -> bool | None:
     """Whether the kernel's clock is synchronised (NTP): ``adjtimex`` with no change asked
     reads the state; None where it cannot be asked."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        # the process's own symbols (libc is among them on Linux); ctypes.util.find_library
+        # would start a subprocess (ldconfig) on every call
+        libc = ctypes.CDLL(None, use_errno=True)
         buffer = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 (read)
         state = int(libc.adjtimex(buffer))
     except (OSError, AttributeError):
