@@ -1,0 +1,354 @@
+"""Corners of the pure kernel that the bench rarely reaches: a command the pump
+refused or whose outcome was lost (S10), what a read-back says about it, the stop rule
+under earlier limits, a rise from a pump found running at 0 mL/h, and the exact words
+of refusals an operator acts on.
+
+Each state is built by hand (``KernelState`` is a plain value), so one rule is under
+test at a time and its reason code, actions and sentence are asserted whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from safety.alarms import Priority
+from safety.kernel.config import KernelConfig, PumpCapabilities
+from safety.kernel.decide import _amount, decide
+from safety.kernel.history import RateHistory
+from safety.kernel.model import (
+    ChangeDose,
+    CommandFailed,
+    Now,
+    PumpReading,
+    Request,
+    RequestBody,
+    RequestMeta,
+    SetInterlock,
+    SetRate,
+    StartInfusion,
+    StartPump,
+    StopInfusion,
+    StopPump,
+    Verdict,
+)
+from safety.kernel.observe import observe, tick
+from safety.kernel.reducer import _duration, apply
+from safety.kernel.state import (
+    ActiveProgram,
+    DrugRecord,
+    KernelState,
+    Pending,
+    PriorLimits,
+    load_program,
+)
+from safety.library import DrugLibrary
+from safety.reasons import Reason
+from tests.kernel.support import norepi_standard
+
+CONFIG = KernelConfig()
+PUMP = PumpCapabilities(Decimal("1.0"), Decimal("1999.1"), lambda rate: rate)
+NOW = Now(100.0, 50.0)
+
+
+def _running(
+    program: ActiveProgram, rate: str, *, priors: tuple[PriorLimits, ...] = ()
+) -> KernelState:
+    """Attached, ``program`` loaded and verified running at ``rate`` mL/h since t=0."""
+    ml_h = Decimal(rate)
+    history = RateHistory().with_rate(0.0, ml_h, program.amount_per_ml)
+    record = DrugRecord(history, program.limits, priors)
+    return KernelState(
+        drugs={program.drug: record},
+        program=program,
+        running=True,
+        set_rate=ml_h,
+        expected_running=True,
+        expected_rate=ml_h,
+        session="s",
+        attached=True,
+    )
+
+
+def _decide(state: KernelState, body: RequestBody, now: Now = NOW) -> Verdict:
+    request = Request(RequestMeta("s", state.last_seq + 1, 1e6), body)
+    return decide(None, state, request, now, PUMP, CONFIG)
+
+
+@pytest.fixture
+def std(library: DrugLibrary) -> ActiveProgram:
+    return load_program(library, norepi_standard(library), 0.0)
+
+
+# --------------------------------------------------------------------------- S10
+
+
+def test_a_command_the_pump_refused_raises_its_alarm_and_expects_what_was_verified(
+    std: ActiveProgram,
+) -> None:
+    state = replace(_running(std, "30.0"), expected_rate=Decimal("37.5"))
+    failed = CommandFailed(SetRate(Decimal("37.5")), "rejected", "rate out of range", NOW)
+    after = apply(CONFIG, state, failed)
+    alarm = after.alarms.get("pump_rejected")
+    assert alarm is not None
+    assert (alarm.reason, alarm.priority, alarm.raised_at) == (
+        Reason.PUMP_ALARM,
+        Priority.MEDIUM,
+        100.0,
+    )
+    assert alarm.message == "the pump refused a command: rate out of range"
+    assert not alarm.active  # latched for the operator; the condition itself is over
+    assert (after.expected_rate, after.expected_running) == (Decimal("30.0"), True)
+    assert after.pending is None
+
+
+def test_a_relay_command_that_failed_is_a_high_alarm_and_nothing_pending(
+    std: ActiveProgram,
+) -> None:
+    state = _running(std, "30.0")
+    failed = CommandFailed(SetInterlock(True), "error", "GPIO write failed", NOW)
+    after = apply(CONFIG, state, failed)
+    alarm = after.alarms.get("interlock")
+    assert alarm is not None and alarm.active
+    assert (alarm.reason, alarm.priority, alarm.raised_at) == (
+        Reason.PUMP_ALARM,
+        Priority.HIGH,
+        100.0,
+    )
+    assert alarm.message == "interlock relay: GPIO write failed"
+    assert after.pending is None and after.expected_rate == state.expected_rate
+
+
+def test_a_lost_acknowledgement_leaves_the_command_pending_with_what_was_before(
+    std: ActiveProgram,
+) -> None:
+    state = _running(std, "30.0")
+    failed = CommandFailed(SetRate(Decimal("37.5")), "timeout", "no reply in 2 s", NOW)
+    after = apply(CONFIG, state, failed)
+    assert after.pending == Pending(SetRate(Decimal("37.5")), Decimal("30.0"), True, 100.0)
+    alarm = after.alarms.get("delivery_uncertain")
+    assert alarm is not None and alarm.active
+    assert (alarm.reason, alarm.priority, alarm.raised_at) == (
+        Reason.DELIVERY_UNCERTAIN,
+        Priority.MEDIUM,
+        100.0,
+    )
+    assert alarm.message == (
+        "command outcome uncertain (timeout: no reply in 2 s); reconciling by read-back"
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "reading", "took", "expected"),
+    [
+        (StartPump(), PumpReading(True, Decimal("30.0"), 0.0), "it took effect", (True, "30.0")),
+        (
+            StartPump(),
+            PumpReading(False, Decimal("30.0"), 0.0),
+            "it did not take effect",
+            (False, "0"),
+        ),
+        (StopPump(), PumpReading(False, Decimal("30.0"), 0.0), "it took effect", (True, "30.0")),
+        (
+            StopPump(),
+            PumpReading(True, Decimal("30.0"), 0.0),
+            "it did not take effect",
+            (True, "30.0"),
+        ),
+        (
+            SetInterlock(True),
+            PumpReading(True, Decimal("30.0"), 0.0),
+            "it took effect",
+            (True, "30.0"),
+        ),
+        (
+            SetRate(Decimal("37.5")),
+            PumpReading(True, Decimal("33.0"), 0.0),
+            "the pump shows neither the old nor the new setting",
+            (True, "37.5"),
+        ),
+    ],
+    ids=["start-took", "start-lost", "stop-took", "stop-lost", "relay", "neither"],
+)
+def test_a_read_back_reconciles_an_uncertain_command_and_says_how(
+    std: ActiveProgram,
+    action: StartPump | StopPump | SetInterlock | SetRate,
+    reading: PumpReading,
+    took: str,
+    expected: tuple[bool, str],
+) -> None:
+    """The pending command's outcome, judged on the pump: the start, stop or rate it
+    shows; when it did not take effect, the expectation returns to what was before."""
+    was_running, was_rate = expected
+    base = _running(std, "30.0")
+    before = Pending(action, Decimal(was_rate), was_running, 90.0)
+    state = replace(base, pending=before, expected_running=True, expected_rate=Decimal("37.5"))
+    if isinstance(action, SetRate):
+        state = replace(state, expected_rate=action.rate_ml_h)
+    after, _ = observe(state, reading, NOW, CONFIG)
+    assert after.pending is None
+    alarm = after.alarms.get("delivery_uncertain")
+    assert alarm is not None and not alarm.active
+    assert alarm.message == f"uncertain command reconciled by read-back: {took}"
+    assert alarm.raised_at == 100.0
+    if took == "it did not take effect":
+        assert (after.expected_running, after.expected_rate) == (was_running, Decimal(was_rate))
+
+
+# --------------------------------------------------------------------------- tick
+
+
+def test_a_tick_without_a_cap_in_sight_acts_for_safety_and_rearms_silenced_alarms(
+    std: ActiveProgram,
+) -> None:
+    state = _running(std, "30.0")
+    book = state.alarms.raised("x", Reason.PUMP_ALARM, Priority.HIGH, "x", 0.0)
+    book = book.acknowledged(None, liveness_now=NOW.liveness - 1000.0)  # silence over
+    state = replace(state, alarms=book)
+    alarm = state.alarms.get("x")
+    assert alarm is not None and alarm.acknowledged
+    after, reaction = tick(state, NOW, CONFIG)
+    assert reaction.actions == () and reaction.cause == "safety"
+    again = after.alarms.get("x")
+    assert again is not None and not again.acknowledged and again.silenced_until is None
+
+
+# --------------------------------------------------------------------------- S5 stop
+
+
+def test_stop_refused_by_earlier_limits_that_wean_when_the_program_does_not(
+    std: ActiveProgram,
+) -> None:
+    """The loaded program has no gradual-wean rule, an earlier one of the same drug
+    (still in force) has: a stop at 12 mcg/min is still a stop above its threshold."""
+    therapy = std.limits.therapy
+    no_wean = therapy.wean.model_copy(
+        update={
+            "gradual_wean_only": therapy.wean.gradual_wean_only.model_copy(update={"value": False})
+        }
+    )
+    loose = replace(std.limits, therapy=therapy.model_copy(update={"wean": no_wean}))
+    program = replace(std, limits=loose)
+    prior = PriorLimits(std.limits, until=1000.0, why="limits of the earlier program")
+    state = _running(program, "45.0", priors=(prior,))
+    verdict = _decide(state, StopInfusion())
+    assert verdict.reason is Reason.STOP_ABOVE_THRESHOLD
+    assert verdict.message.endswith(
+        "is above the stop threshold 2 mcg/min (still in force until t=1000 s: limits of the "
+        "earlier program); wean first (emergency stop stops at once)"
+    )
+    # once the earlier limits have passed, the program's own (no wean) allow it
+    ok = _decide(state, StopInfusion(), Now(1000.0, NOW.liveness))
+    assert ok.accepted and ok.actions == (StopPump(),)
+    assert ok.message == "accepted: stop"
+
+
+def test_stop_of_a_pump_running_on_its_own_is_allowed_and_of_nothing_refused(
+    std: ActiveProgram,
+) -> None:
+    """A pump found running that the safety process did not start (stopped by S9 on the
+    next read-back anyway) may be stopped; with nothing running or started, a stop is
+    refused as not infusing."""
+    rogue = replace(_running(std, "7.5"), expected_running=False)
+    assert _decide(rogue, StopInfusion()).accepted
+    started = replace(_running(std, "7.5"), running=False)  # started, not yet read back
+    assert _decide(started, StopInfusion()).accepted
+    idle = replace(_running(std, "7.5"), running=False, expected_running=False)
+    verdict = _decide(idle, StopInfusion())
+    assert verdict.reason is Reason.NOT_INFUSING
+    assert verdict.message == "refused: not infusing"
+
+
+# --------------------------------------------------------------------------- S4
+
+
+def test_a_rise_from_a_pump_found_running_at_zero_is_bounded_by_the_relative_step(
+    std: ActiveProgram,
+) -> None:
+    """25 % of nothing is nothing: any rise from 0 mL/h is refused as a step."""
+    state = _running(std, "0")
+    verdict = _decide(state, ChangeDose(Decimal(2)))
+    assert verdict.reason is Reason.STEP_RISE
+    assert verdict.message.startswith(
+        "refused: 2 mcg/min is a rise from the current 0 mcg/min; the largest allowed rise "
+        "now is 0 mcg/min"
+    )
+
+
+def test_a_step_refusal_says_the_ratio_to_three_digits(std: ActiveProgram) -> None:
+    verdict = _decide(_running(std, "30.0"), ChangeDose(Decimal(11)))
+    assert verdict.reason is Reason.STEP_RISE
+    assert verdict.message == (
+        "refused: 11 mcg/min is 1.38x the current 8 mcg/min; the largest allowed rise now "
+        "is 2 mcg/min (to 10 mcg/min)"
+    )
+
+
+def test_a_window_with_no_running_rate_in_it_measures_from_the_current_rate(
+    std: ActiveProgram,
+) -> None:
+    """A state whose verified history holds no running rate (restored without one) while
+    the pump runs: the window's rise is measured from the current rate, so a step within
+    the step rule passes."""
+    state = replace(_running(std, "30.0"), drugs={std.drug: DrugRecord(limits=std.limits)})
+    verdict = _decide(state, ChangeDose(Decimal(10)))
+    assert verdict.accepted, verdict.message
+
+
+# --------------------------------------------------------------------------- S5 words
+
+
+def test_a_wean_refusal_says_the_fraction_window_highest_and_floor(std: ActiveProgram) -> None:
+    verdict = _decide(_running(std, "30.0"), ChangeDose(Decimal(5)))
+    assert verdict.reason is Reason.WEAN_TOO_FAST
+    assert verdict.message == (
+        "refused: 5 mcg/min is a faster wean than allowed: at most 25 % below the highest "
+        "dose of the last 30 min (8 mcg/min), so not below 6 mcg/min now"
+    )
+
+
+# --------------------------------------------------------------------------- S3 words
+
+
+def test_the_cap_refusal_counts_what_was_given_in_the_caps_unit() -> None:
+    assert _amount(67_200.0, "mg") == "67.2 mg"
+    assert _amount(4.5, "units") == "4.5 units"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(119.0, "119 s"), (120.0, "2 min"), (7199.0, "120 min"), (7200.0, "2.0 h"), (9000.0, "2.5 h")],
+)
+def test_a_credited_gap_is_said_in_seconds_minutes_or_hours(seconds: float, words: str) -> None:
+    assert _duration(seconds) == words
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_a_dose_in_another_unit_is_refused_saying_which_kind_it_is(std: ActiveProgram) -> None:
+    state = _running(std, "30.0")
+    weight_based = _decide(state, ChangeDose(Decimal("0.1"), unit="mcg/kg/min"))
+    assert weight_based.reason is Reason.DOSE_UNIT_MISMATCH
+    assert weight_based.message == (
+        "refused: the dose is in mcg/kg/min (weight-based) but norepinephrine (Adult ICU, "
+        "Standard (mcg/min)) is dosed in mcg/min; re-enter it in mcg/min"
+    )
+    absolute = _decide(state, ChangeDose(Decimal("0.5"), unit="mg/h"))
+    assert absolute.reason is Reason.DOSE_UNIT_MISMATCH
+    assert "(not weight-based)" in absolute.message
+    garbled = _decide(state, StartInfusion(Decimal(8), unit="mcg/fortnight"))
+    assert garbled.reason is Reason.BAD_INPUT
+    assert garbled.message.startswith("refused: unit: ")
+
+
+def test_limit_sets_convert_both_ways(std: ActiveProgram) -> None:
+    from safety.kernel.limits import LimitSet
+
+    limit_set = LimitSet(std.limits, std.dose_per_amount_h)
+    assert limit_set.dose(Fraction(480)) == 8  # 480 mcg/h is 8 mcg/min
+    assert limit_set.amount_rate(Fraction(8)) == 480
+    assert std.dose_of_amount_rate(Fraction(480)) == 8
