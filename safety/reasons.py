@@ -54,6 +54,8 @@ class Reason(enum.StrEnum):
     # S13 pump
     PUMP_ALARM = "pump_alarm"
     PUMP_COMMS = "pump_comms_lost"
+    # S17 observers
+    OBSERVER_READ_ONLY = "observer_read_only"
     # state
     NO_PROGRAM = "no_program"
     NOT_INFUSING = "not_infusing"

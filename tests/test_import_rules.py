@@ -62,6 +62,9 @@ CONTROLLER_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     # pure: each pump family's codec rounding rule, so ``pumpctl calc --pump`` reports the
     # rate that family really runs (no driver, no port)
     "safety.pump_rounding",
+    # pure: the journal's events in words, one wording for journal show and the
+    # safety process's journal stream to observers
+    "safety.journal_text",
 )
 
 

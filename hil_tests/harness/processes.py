@@ -30,6 +30,7 @@ from safety.ipc.messages import (
     Hello,
     Reply,
     RequestMessage,
+    Role,
     ServerMessage,
     Welcome,
 )
@@ -89,13 +90,20 @@ class RawClient:
                 return message
         raise AssertionError(f"no {kind.__name__} in {limit} messages")
 
-    def authenticate(self, key: bytes, name: str = "raw-test") -> Welcome:
+    def authenticate(
+        self, key: bytes, name: str = "raw-test", role: Role = "controller"
+    ) -> Welcome:
         challenge = self.read()
         assert isinstance(challenge, Challenge)
         cnonce = auth.new_nonce()
         nonce = bytes.fromhex(challenge.nonce)
         self.send(
-            Hello(client=name, cnonce=cnonce.hex(), mac=auth.client_proof(key, nonce, cnonce))
+            Hello(
+                client=name,
+                cnonce=cnonce.hex(),
+                mac=auth.client_proof(key, nonce, cnonce),
+                role=role,
+            )
         )
         welcome = self.read()
         assert isinstance(welcome, Welcome), welcome

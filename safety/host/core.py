@@ -38,6 +38,7 @@ from safety.kernel.decide import decide
 from safety.kernel.model import (
     AcknowledgeAlarms,
     AlarmsAcknowledged,
+    ClientDropped,
     CommandFailed,
     CommandIssued,
     CommsFailed,
@@ -53,6 +54,7 @@ from safety.kernel.model import (
     PumpReading,
     ReadbackReceived,
     Request,
+    RequestBody,
     RequestDecided,
     Resumed,
     SetInterlock,
@@ -67,6 +69,7 @@ from safety.kernel.reducer import apply
 from safety.kernel.replay import replay_journal
 from safety.kernel.state import KernelState
 from safety.library import DrugLibrary
+from safety.reasons import Reason
 from safety.status import AlarmView, Outcome, Snapshot, history_points
 from safety.timing import HostTiming
 
@@ -240,6 +243,25 @@ class SafetyCore:
     def emergency_stop(self, source: str) -> Outcome:
         """The local stop button (no session, no sequence): S12 needs neither."""
         return self.handle(Request(None, EmergencyStop(source)))
+
+    # ------------------------------------------------------------------ observers (S17)
+    def refuse_observer(self, body: RequestBody, client: str) -> Verdict:
+        """An observer sent a request: refused without reaching the kernel, and put on
+        record with who tried (S17); the IPC server then hangs up on it."""
+        now = self.now()
+        self._record(
+            RequestDecided(None, None, body, False, Reason.OBSERVER_READ_ONLY, now),
+            ClientDropped(client, "observer", f"sent a {body.kind!r} request", now),
+        )
+        return Verdict.refuse(
+            Reason.OBSERVER_READ_ONLY,
+            f"refused: {client} is an observer (read-only); it can never change an "
+            "infusion or acknowledge an alarm",
+        )
+
+    def client_dropped(self, client: str, role: str, why: str) -> None:
+        """The IPC server hung up on an authenticated connection: on record."""
+        self._record(ClientDropped(client, role, why, self.now()))
 
     # ------------------------------------------------------------------ pump I/O
     def poll(self, depth: int = 0) -> None:

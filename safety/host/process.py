@@ -114,8 +114,15 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             raise StartupError(str(exc), EXIT_CONFIG) from None
         try:
             key = load_or_create_key(paths.key_file)
+            observer_key = load_or_create_key(paths.observer_key)
         except KeyFileError as exc:
             raise StartupError(str(exc)) from None
+        if observer_key == key:
+            raise StartupError(
+                f"{paths.observer_key} holds the same key as {paths.key_file}: an "
+                "observer could command the pump (S17); delete the observer key file to "
+                "have a new one made"
+            )
         try:
             journal = Journal(paths.journal, "safety", cache_kib=JOURNAL_CACHE_KIB)
         except JournalError as exc:
@@ -167,6 +174,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             core,
             paths.socket,
             key,
+            observer_key=observer_key,
             clinical_clock=_clock_spec(clinical),
             liveness=liveness,
             tick=notifier.tick,

@@ -14,6 +14,7 @@ from safety.kernel.config import KernelConfig
 from safety.kernel.history import RateHistory
 from safety.kernel.model import (
     AlarmsAcknowledged,
+    ClientDropped,
     CommandFailed,
     CommandIssued,
     CommsFailed,
@@ -110,6 +111,8 @@ def apply(
         return replace(state, alarms=alarms, estopped=estopped)
     if isinstance(event, Ticked):
         return tick(state, event.now, config)[0]
+    if isinstance(event, ClientDropped):
+        return state  # on record only (S17)
     assert isinstance(event, Resumed)
     return _resumed(state, event)
 
