@@ -334,7 +334,8 @@ class JournalNotice(_Message):
     order; the first one after ``subscribe`` carries the journal's recent tail."""
 
     type: Literal["journal"] = "journal"
-    lines: tuple[JournalLine, ...]
+    #: not strict: pydantic's strict mode refuses a JSON array as a tuple
+    lines: Annotated[tuple[JournalLine, ...], Field(strict=False)]
 
 
 class ErrorCode(enum.StrEnum):
