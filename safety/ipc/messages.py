@@ -166,7 +166,7 @@ class RequestMessage(_Message):
             name = ".".join(("body", *path))
             if not isinstance(value, str):
                 raise ValueError(
-                    f"{name}: a decimal is sent as a string of ASCII digits (e.g. \"8.5\"), "
+                    f'{name}: a decimal is sent as a string of ASCII digits (e.g. "8.5"), '
                     f"not as a JSON {type(value).__name__}"
                 )
             if not _DECIMAL_TEXT.fullmatch(value):

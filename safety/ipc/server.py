@@ -355,8 +355,7 @@ class SafetyServer:
             victim = min(pending, key=lambda c: (c.heard, c.opened, c.peer.id))
             self._hang_up(
                 victim,
-                f"evicted: more than {self.limits.max_pending} connections waiting to "
-                "authenticate",
+                f"evicted: more than {self.limits.max_pending} connections waiting to authenticate",
                 ErrorCode.TOO_MANY_CLIENTS,
             )
 
@@ -366,10 +365,7 @@ class SafetyServer:
         taken = sum(
             1
             for c in self._conns.values()
-            if c.peer is not peer
-            and c.peer.authenticated
-            and c.peer.role == role
-            and not c.closing
+            if c.peer is not peer and c.peer.authenticated and c.peer.role == role and not c.closing
         )
         if taken >= limit:
             return f"too many {role} connections ({limit} allowed)"
@@ -440,8 +436,7 @@ class SafetyServer:
         if conn.queued + len(data) > self.limits.max_queued_bytes:
             self._drop(
                 conn,
-                f"did not read its messages (over {self.limits.max_queued_bytes} bytes "
-                "waiting)",
+                f"did not read its messages (over {self.limits.max_queued_bytes} bytes waiting)",
             )
             return
         conn.out.append(data)
