@@ -10,7 +10,16 @@ import argparse
 import sys
 
 from controller.commands import bench as bench_cmd
-from controller.commands import calc, dashboard, demo, emulate, library_cmd, run
+from controller.commands import (
+    calc,
+    dashboard,
+    demo,
+    emulate,
+    fleet,
+    library_cmd,
+    run,
+    telemetry,
+)
 from controller.commands import journal as journal_cmd
 from controller.commands import scenario as scenario_cmd
 from controller.commands.output import EXIT_BAD_INPUT, CommandError, report_error
@@ -40,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     journal_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
     dashboard.add_parser(sub)
+    telemetry.add_parser(sub)
+    fleet.add_parser(sub)
     return parser
 
 

@@ -5,6 +5,11 @@
 - ``safety`` never imports controller.
 - ``controller`` never imports drivers, and from safety only its pure parts
   (``CONTROLLER_MAY_IMPORT_FROM_SAFETY``); the rest of safety is the process host.
+- ``observe`` (dashboard, telemetry, fleet) imports neither drivers, controller nor
+  firmware_bridge, and from safety only its pure parts and its IPC observer client
+  (``OBSERVE_MAY_IMPORT_FROM_SAFETY``): it can only watch (S17). Nothing below it
+  imports it, except the sub-commands that start it (``controller.commands``, which
+  move to ``cli/``).
 
 Every import counts wherever it stands: inside a function, under ``if TYPE_CHECKING``,
 relative (``from ..drivers import x``) or through ``importlib.import_module("...")``
@@ -24,15 +29,37 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROOMS = ("firmware_bridge", "drivers", "safety", "controller")
+ROOMS = ("firmware_bridge", "drivers", "safety", "controller", "observe")
 
 #: room -> rooms it must never import
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "firmware_bridge": frozenset({"drivers", "safety", "controller"}),
-    "drivers": frozenset({"safety", "controller"}),
-    "safety": frozenset({"controller"}),
+    "firmware_bridge": frozenset({"drivers", "safety", "controller", "observe"}),
+    "drivers": frozenset({"safety", "controller", "observe"}),
+    "safety": frozenset({"controller", "observe"}),
     "controller": frozenset({"drivers"}),
+    "observe": frozenset({"drivers", "controller", "firmware_bridge"}),
 }
+
+#: the only controller modules that may import observe: the sub-commands that run it
+#: (the command line, to become cli/)
+OBSERVE_STARTERS = ("controller.commands.",)
+
+#: what an observer may use of safety: pure values and wording, its own config sections,
+#: the key loader and the read-only IPC client. Never the controller's client
+#: (``safety.ipc.client``'s ``SafetyClient`` can command), never the host.
+OBSERVE_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
+    "safety.status",
+    "safety.journal_text",
+    "safety.kernel.model",
+    "safety.kernel.state",
+    "safety.library",
+    "safety.rules",
+    "safety.units",
+    "safety.observer_config",
+    "safety.ipc.observer",
+    "safety.ipc.link",
+    "safety.ipc.auth",
+)
 
 #: the pure parts of safety the controller may use to pre-check and explain (and their
 #: submodules); every other safety module is the process host's internals
@@ -65,6 +92,8 @@ CONTROLLER_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     # pure: the journal's events in words, one wording for journal show and the
     # safety process's journal stream to observers
     "safety.journal_text",
+    # pure: the bench config's observer sections (the commands that start observers)
+    "safety.observer_config",
 )
 
 
@@ -122,6 +151,15 @@ def _is_import_call(func: ast.expr) -> bool:
     return isinstance(func, ast.Attribute) and func.attr == "import_module"
 
 
+def _may_import(name: str, allowed_list: tuple[str, ...]) -> bool:
+    for allowed in allowed_list:
+        if name == allowed or name.startswith(allowed + "."):
+            return True
+        if allowed.startswith(name + "."):  # a parent package on the way: safety, safety.ipc
+            return True
+    return False
+
+
 def _controller_may_import(name: str) -> bool:
     for allowed in CONTROLLER_MAY_IMPORT_FROM_SAFETY:
         if name == allowed or name.startswith(allowed + "."):
@@ -147,6 +185,35 @@ def check_source(
         top = name.split(".")[0]
         if top in forbidden:
             found.append(Violation(path, line, name, f"{room} never imports {top}"))
+        elif top == "observe" and room not in ("observe", "controller"):
+            found.append(Violation(path, line, name, f"{room} never imports observe"))
+        elif (
+            top == "observe"
+            and room == "controller"
+            and not module_name.startswith(OBSERVE_STARTERS)
+        ):
+            found.append(
+                Violation(
+                    path,
+                    line,
+                    name,
+                    "only the sub-commands (controller.commands) start observe",
+                )
+            )
+        elif (
+            room == "observe"
+            and top == "safety"
+            and not _may_import(name, OBSERVE_MAY_IMPORT_FROM_SAFETY)
+        ):
+            found.append(
+                Violation(
+                    path,
+                    line,
+                    name,
+                    "observe may import only safety's pure parts and its observer client: "
+                    + ", ".join(OBSERVE_MAY_IMPORT_FROM_SAFETY),
+                )
+            )
         elif room == "controller" and top == "safety" and not _controller_may_import(name):
             found.append(
                 Violation(
@@ -215,6 +282,17 @@ def test_the_tree_is_actually_scanned() -> None:
         ("controller.cli", "import safety.host", "safety.host"),
         ("controller.cli", "from safety.ipc import server", "safety.ipc.server"),
         ("controller.cli", "from safety import watchdog", "safety.watchdog"),
+        (
+            "observe.feed",
+            "from safety.ipc.client import SafetyClient",
+            "safety.ipc.client.SafetyClient",
+        ),
+        ("observe.feed", "import controller.session", "controller.session"),
+        ("observe.view", "from drivers.mock import MockPumpDriver", "drivers.mock.MockPumpDriver"),
+        ("observe.view", "from safety.host import core", "safety.host.core"),
+        ("safety.ipc.server", "import observe.feed", "observe.feed"),
+        ("controller.session", "from observe import feed", "observe.feed"),
+        ("drivers.mock", "import observe", "observe"),
     ],
 )
 def test_checker_catches_a_violation(module: str, source: str, imported: str) -> None:
@@ -238,6 +316,9 @@ def test_checker_catches_a_violation(module: str, source: str, imported: str) ->
         ("drivers.gpio.rpi", "from ..registry import resolve"),
         ("safety.host", "from drivers.base import PumpDriver\nimport firmware_bridge.clock"),
         ("firmware_bridge.emulators.ne1000", "from ..pump_model import SimulatedPump"),
+        ("observe.feed", "from safety.ipc.observer import ObserverClient"),
+        ("observe.view", "from safety.status import Snapshot\nfrom safety import journal_text"),
+        ("controller.commands.dashboard", "from observe.feed import BenchFeed"),
     ],
 )
 def test_checker_allows_what_the_rules_allow(module: str, source: str) -> None:

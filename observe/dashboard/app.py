@@ -17,12 +17,10 @@ page then keeps it in an HttpOnly cookie), the cookie, or ``Authorization: Beare
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -34,7 +32,6 @@ from starlette.responses import (
     PlainTextResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -42,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from observe.feed import BenchFeed, FeedState
 from observe.view import ProgramCache, channel_view, journal_json, plot_series
+from observe.web import Changes, sse_response
 from safety.library import DrugLibrary
 
 #: seconds between SSE comments when nothing changes
@@ -60,25 +58,10 @@ class Model:
         self.feed = feed
         self.bench = bench
         self.programs = ProgramCache(library)
+        self.changes = Changes()
         self._version = -1
         self._data = b""
-        self._changed: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._changed = asyncio.Event()
-        self.feed.add_listener(self._on_change)
-
-    def _on_change(self, _state: FeedState) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        assert self._changed is not None
-        self._changed.set()
-        self._changed = asyncio.Event()  # clients waiting on the old one wake up now
+        feed.add_listener(lambda _state: self.changes.notify())
 
     def current(self) -> tuple[int, bytes]:
         state = self.feed.read()
@@ -112,14 +95,6 @@ class Model:
             "journal": journal_json(list(state.journal)[-JOURNAL_LINES:]),
         }
 
-    async def wait_change(self, timeout_s: float) -> None:
-        event = self._changed
-        if event is None:
-            await asyncio.sleep(timeout_s)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
-
 
 def create_app(
     feed: BenchFeed,
@@ -137,29 +112,13 @@ def create_app(
         return Response(model.current()[1], media_type="application/json")
 
     async def events(request: Request) -> Response:
-        async def stream() -> AsyncIterator[bytes]:
-            sent = -1
-            yield b"retry: 1000\n\n"
-            while not await request.is_disconnected():
-                version, data = model.current()
-                if version != sent:
-                    sent = version
-                    yield b"event: state\ndata: " + data + b"\n\n"
-                else:  # an event, not a comment: the page's EventSource sees it
-                    yield b"event: ping\ndata: {}\n\n"
-                await model.wait_change(KEEPALIVE_S)
-
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        return sse_response(request, model.current, model.changes, KEEPALIVE_S)
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     async def startup() -> None:
-        model.attach_loop(asyncio.get_running_loop())
+        model.changes.bind()
 
     app = Starlette(
         routes=[

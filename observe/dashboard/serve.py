@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from observe.dashboard.app import create_app
 from observe.feed import BenchFeed
@@ -85,10 +86,18 @@ def serve(
     token: str | None,
     announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C, SIGTERM). The socket is bound before
-    ``announce`` gets the address (port 0: a free port, the one chosen announced), so
-    whoever reads it can connect at once."""
+    """Serve the dashboard until interrupted (Ctrl-C, SIGTERM)."""
     check_bind(host, token)
+    app = create_app(feed, bench=bench, library=library, token=token)
+    serve_app(app, host=host, port=port, announce=announce)
+
+
+def serve_app(
+    app: ASGIApp, *, host: str, port: int, announce: Callable[[str], None] | None = None
+) -> None:
+    """Serve ``app`` (uvicorn) until interrupted. The socket is bound before ``announce``
+    gets the address (port 0: a free port, the one chosen announced), so whoever reads
+    it can connect at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -101,12 +110,9 @@ def serve(
         ) from None
     sock.listen(64)
     port = sock.getsockname()[1]
-    app = create_app(feed, bench=bench, library=library, token=token)
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
-        log_level=os.environ.get("PUMPCTL_DASHBOARD_LOG", "warning"),
+        log_level=os.environ.get("PUMPCTL_WEB_LOG", "warning"),
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,
@@ -121,4 +127,4 @@ def serve(
         sock.close()
 
 
-__all__ = ["DashboardError", "check_bind", "is_loopback", "load_token", "serve"]
+__all__ = ["DashboardError", "check_bind", "is_loopback", "load_token", "serve", "serve_app"]
