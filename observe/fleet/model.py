@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from observe.telemetry import schema
+from observe.telemetry.publisher import release_sockets
 
 log = logging.getLogger("observe.fleet")
 
@@ -149,6 +150,7 @@ class FleetModel:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
     # ------------------------------------------------------------------ views
     def view(self) -> dict[str, Any]:

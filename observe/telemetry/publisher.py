@@ -136,6 +136,7 @@ class Publisher:
             self.client.loop_stop()
             if self._sender.is_alive():
                 self._sender.join(2.0)
+        release_sockets(self.client)
 
     # ------------------------------------------------------------------ events and status
     def event(self, stream: str, build: Callable[[int, float], dict[str, Any]], **meta: str) -> int:
@@ -266,6 +267,13 @@ class Publisher:
             self._kick.set()
 
 
+def release_sockets(client: mqtt.Client) -> None:
+    """Close the client's socket and its wake-up socket pair now. paho-mqtt 2.x keeps
+    the pair until the client object is collected, and has no public call for it: its
+    own ``reinitialise`` uses this one."""
+    client._reset_sockets()
+
+
 class BenchTelemetry:
     """A bench's feed to its publisher (see the module docstring)."""
 
@@ -369,4 +377,4 @@ def _alarm(bench: str, channel: str, view: dict[str, Any], seq: int, at: float) 
     return schema.alarm(bench, seq, at, channel, view)
 
 
-__all__ = ["DEFAULT_WINDOW", "BenchTelemetry", "Publisher"]
+__all__ = ["DEFAULT_WINDOW", "BenchTelemetry", "Publisher", "release_sockets"]
