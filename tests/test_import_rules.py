@@ -342,3 +342,21 @@ def test_unparsable_or_escaping_sources_are_reported() -> None:
     ]:
         violations = check_source(source, module, is_package=is_package)
         assert "beyond the top-level" in violations[0].rule
+
+
+def test_the_safety_process_imports_no_web_or_broker_stack() -> None:
+    """Its memory goal (<= 40 MB) and its attack surface: ``python -m safety`` loads
+    neither the observers' web stack nor the MQTT client nor the console's toolkit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, safety.__main__, safety.host.process, safety.ipc.server; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'starlette', 'uvicorn', 'paho', 'prompt_toolkit', 'selenium', 'observe', "
+        "'controller', 'anyio'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "[]", out.stdout
