@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from controller.benchmarks import broker as broker_mod
 from hil_tests.conftest import MakeBench, skip_unless
-from hil_tests.harness import broker as broker_mod
 from hil_tests.harness import browser as browser_mod
 from hil_tests.harness.bench import HilBench
 from hil_tests.harness.processes import Child, RawClient, wait_for

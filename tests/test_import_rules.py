@@ -41,8 +41,8 @@ FORBIDDEN: dict[str, frozenset[str]] = {
 }
 
 #: the only controller modules that may import observe: the sub-commands that run it
-#: (the command line, to become cli/)
-OBSERVE_STARTERS = ("controller.commands.",)
+#: and the benchmarks that measure it (to become cli/ and benchmarks/)
+OBSERVE_STARTERS = ("controller.commands.", "controller.benchmarks.")
 
 #: what an observer may use of safety: pure values and wording, its own config sections,
 #: the key loader and the read-only IPC client. Never the controller's client

@@ -1,4 +1,5 @@
-"""The fleet page (Starlette): ``/`` the tiles, ``/api/fleet`` JSON, ``/events`` SSE.
+"""The fleet page (Starlette): ``/`` the tiles, ``/api/fleet`` JSON, ``/events`` SSE,
+``/api/stats`` totals and latency percentiles (``?reset=1`` starts a new sample).
 
 Read-only, like the dashboard; a tile links to its bench's own dashboard (the URL the
 bench publishes in its status). The page is redrawn at most ``REDRAW_S`` apart however
@@ -43,6 +44,10 @@ def create_app(model: FleetModel) -> Starlette:
     async def fleet(_request: Request) -> Response:
         return Response(json.dumps(model.view()), media_type="application/json")
 
+    async def stats(request: Request) -> Response:
+        reset = request.query_params.get("reset") == "1"
+        return Response(json.dumps(model.stats(reset)), media_type="application/json")
+
     async def events(request: Request) -> Response:
         return sse_response(request, current, changes, KEEPALIVE_S)
 
@@ -53,6 +58,7 @@ def create_app(model: FleetModel) -> Starlette:
         routes=[
             Route("/", index),
             Route("/api/fleet", fleet),
+            Route("/api/stats", stats),
             Route("/events", events),
             Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
         ],

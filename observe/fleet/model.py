@@ -164,6 +164,25 @@ class FleetModel:
             "totals": self.totals(),
         }
 
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Totals and the latency percentiles (ms) since the last reset (benchmarks)."""
+        with self._lock:
+            samples = sorted(self.latencies)
+            if reset:
+                self.latencies.clear()
+
+        def pct(q: float) -> float | None:
+            if not samples:
+                return None
+            return round(samples[min(len(samples) - 1, int(q / 100 * len(samples)))] * 1000, 3)
+
+        return {
+            "benches": len(self.tiles),
+            "connected": self.connected,
+            "totals": self.totals(),
+            "latency_ms": {"n": len(samples), "p50": pct(50), "p99": pct(99), "max": pct(100)},
+        }
+
     def totals(self) -> dict[str, int]:
         out = {"received": 0, "duplicates": 0, "gaps": 0, "missed": 0}
         with self._lock:

@@ -1,4 +1,4 @@
-"""A real Mosquitto broker for tests and benchmarks: a plain child process with its own
+"""A real Mosquitto broker for benchmarks and tests: a plain child process with its own
 config file, on a free loopback port, stopped and started again on the same port (an
 outage). Debian package ``mosquitto``; ``available()`` says why not when it is missing.
 """
