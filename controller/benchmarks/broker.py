@@ -1,11 +1,14 @@
 """A real Mosquitto broker for benchmarks and tests: a plain child process with its own
 config file, on a free loopback port, stopped and started again on the same port (an
-outage). Debian package ``mosquitto``; ``available()`` says why not when it is missing.
+outage). Persistence is on, as a fleet's broker needs it (docs/telemetry.md): the
+subscribers' sessions and the messages queued for them outlive a restart. Debian package
+``mosquitto``; ``available()`` says why not when it is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -38,11 +41,17 @@ class Mosquitto:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            # sessions and their queued QoS 1 messages survive a broker restart: a
+            # subscriber (the fleet) that reconnects after the publishers misses nothing
+            "persistence true\n"
+            f"persistence_location {directory}/\n"
             f"max_connections {max_connections}\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
-            "log_dest stderr\n"
+            # as root mosquitto would switch to its own user, which cannot write the
+            # persistence file in a private temporary directory
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n",
             encoding="utf-8",

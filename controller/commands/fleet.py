@@ -33,6 +33,11 @@ def add_parser(sub: SubParsers) -> None:
     )
     p.add_argument("--token-file", metavar="FILE", help="access token file (mode 0600)")
     p.add_argument(
+        "--client-id",
+        help="MQTT client id of this view's persistent session (default pumpctl-fleet-HOST; "
+        "two fleet views on one broker need two ids)",
+    )
+    p.add_argument(
         "--stale-after",
         type=float,
         default=15.0,
@@ -62,7 +67,13 @@ def run(args: argparse.Namespace) -> int:
         bad_input(f"--port must be 0-65535, got {args.port}", "port")
     if not 1.0 <= args.stale_after <= 3600:
         bad_input(f"--stale-after must be 1-3600 s, got {args.stale_after}", "stale_after")
-    model = FleetModel(host, int(port_text), prefix=args.prefix, stale_after_s=args.stale_after)
+    model = FleetModel(
+        host,
+        int(port_text),
+        prefix=args.prefix,
+        stale_after_s=args.stale_after,
+        client_id=args.client_id,
+    )
     try:
         token = load_token(args.token_file) if args.token_file else None
         check_bind(args.host, token)

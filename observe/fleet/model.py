@@ -11,12 +11,16 @@ number seen; a message at or below it is a duplicate (QoS 1 delivers at least on
 is dropped and counted; a jump over the next number is a gap, counted with the numbers
 missed. ``latencies`` holds ``received - written_at`` of each new event (one machine:
 the benchmark's figure, outbox write to fleet view).
+
+The subscription is a persistent session (see ``FleetModel.__init__``): with a broker
+that persists sessions, an outage of the broker or of this view loses no event.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -101,6 +105,12 @@ class Tile:
         }
 
 
+def default_client_id() -> str:
+    """One fleet view per machine by default (two views need two ids: the broker would
+    hand one session back and forth between them)."""
+    return f"pumpctl-fleet-{socket.gethostname()}"[:64]
+
+
 class FleetModel:
     def __init__(
         self,
@@ -124,10 +134,14 @@ class FleetModel:
         self.latencies: deque[float] = deque(maxlen=keep_latencies)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        # a persistent session (a stable client id, clean_session False): the broker
+        # queues QoS 1 events for this view while it is away, and (with the broker's
+        # persistence on) across a broker restart, so nothing published before this
+        # view resubscribes is lost
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"pumpctl-fleet-{id(self):x}",
-            clean_session=True,
+            client_id=client_id or default_client_id(),
+            clean_session=False,
         )
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         if username is not None:
