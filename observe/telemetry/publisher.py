@@ -71,6 +71,9 @@ class Publisher:
         self._untracked: set[int] = set()  # status and online: not outbox rows
         self._handed = 0  # last outbox row id handed to paho
         self._kick = threading.Event()
+        #: the outbox may hold rows not yet handed to paho (saves a query per pump)
+        self._more = threading.Event()
+        self._more.set()
         self._stop = threading.Event()
         self.connected = False
         self.connects = 0
@@ -144,6 +147,7 @@ class Publisher:
         it when the broker allows; return its number."""
         written = now()
         seq = self.outbox.put(stream, self.topic(stream), lambda s: build(s, written), meta)
+        self._more.set()
         self._kick.set()
         return seq
 
@@ -175,15 +179,19 @@ class Publisher:
         paho is never called under ``_lock`` (its network thread calls ``_on_publish``
         holding its own lock: the two orders would deadlock); a PUBACK that beats the
         bookkeeping of its own publish is kept in ``_early`` and settled here."""
-        if not self.connected:
+        if not self.connected or not self._more.is_set():
             return 0
         with self._lock:
             room = self.window - len(self._inflight)
             after = self._handed
         if room <= 0:
             return 0
+        self._more.clear()  # set again by a new event, an acknowledgement, a connect
+        rows = self.outbox.pending(after, room)
+        if len(rows) == room:
+            self._more.set()  # the window is full: there may be more behind it
         handed = 0
-        for row in self.outbox.pending(after, room):
+        for row in rows:
             info = self.client.publish(row.topic, row.payload, qos=1)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 break
@@ -233,6 +241,7 @@ class Publisher:
             status = self._status
         if status is not None:
             self._publish_untracked("status", status)
+        self._more.set()
         self._kick.set()
         if self.on_connected is not None:
             self.on_connected()
@@ -264,6 +273,7 @@ class Publisher:
             self._untracked.discard(mid)
         if row is not None:
             self.outbox.ack(row)
+            self._more.set()
             self._kick.set()
 
 
