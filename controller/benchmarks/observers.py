@@ -362,6 +362,7 @@ def measure_fleet(
         time.sleep(5.0)
         for w in workers:
             w.ticking.clear()
+        time.sleep(0.5)  # a tick already under way finishes before the count
         produced = sum(sum(s.produced.values()) for s in sims)
         deadline = time.monotonic() + 300
         totals: dict[str, int] = {}
