@@ -255,3 +255,61 @@ def test_ten_benches_survive_a_broker_outage_without_loss_or_duplicates(
         if fleet is not None:
             fleet.stop()
         broker.stop()
+
+
+def test_pumpctl_telemetry_publishes_a_real_bench(make_bench: MakeBench, tmp_path: Path) -> None:
+    """The publisher process on a real safety process: the retained status says what
+    runs, the journal lines arrive numbered from 1 without a gap, a raised alarm is
+    published once, and the broker's last will says offline when the publisher dies."""
+    skip_unless(broker_mod.available())
+    from observe.fleet.model import FleetModel
+
+    bench = make_bench(NE1000)
+    broker = broker_mod.Mosquitto(tmp_path / "broker").start()
+    model: FleetModel | None = None
+    try:
+        text = bench.config.read_text()
+        bench.config.write_text(
+            text
+            + f'\n[telemetry]\nbench = "hil-rig"\nport = {broker.port}\n'
+            + f'outbox = "{tmp_path}/outbox.sqlite"\nstatus_period_s = 1.0\n'
+        )
+        session = bench.connect()
+        session.program("norepinephrine", "8 mg/250 mL", "D5W")
+        assert session.start(8).execution == "applied"
+        model = FleetModel("127.0.0.1", broker.port, client_id="hil-fleet").start()
+        publisher = bench._spawn(pumpctl("telemetry", "--config", str(bench.config)))
+        publisher.wait_line("telemetry: bench hil-rig")
+
+        def tile() -> Any:
+            with model._lock:
+                return model.tiles.get("hil-rig")
+
+        def running() -> bool:
+            t = tile()
+            return bool(
+                t
+                and t.status
+                and t.status["channels"]
+                and t.status["channels"][0]["dose_text"] == "8 mcg/min"
+            )
+
+        wait_for(running, 20.0, "the retained status of the bench")
+        bench.fault("occlusion")
+        wait_for(lambda: "alarm" in tile().streams, 20.0, "the alarm published")
+        assert session.order(ChangeDose(Decimal(4))).verdict.accepted is not None
+        wait_for(
+            lambda: any("change_dose 4" in line for line in tile().journal),
+            20.0,
+            "the journal line of the change",
+        )
+        journal = tile().streams["journal"]
+        assert journal.gaps == 0 and journal.missed == 0 and journal.received == journal.last
+        assert tile().streams["alarm"].received >= 1 and tile().online is True
+        publisher.kill9()  # no goodbye: the broker's last will speaks for it
+        wait_for(lambda: tile().online is False, 90.0, "the last will: offline")
+    finally:
+        if model is not None:
+            model.close()
+        broker.stop()
+    bench.assert_invariants()
