@@ -297,9 +297,10 @@ def test_pumpctl_telemetry_publishes_a_real_bench(make_bench: MakeBench, tmp_pat
         wait_for(running, 20.0, "the retained status of the bench")
         bench.fault("occlusion")
         wait_for(lambda: "alarm" in tile().streams, 20.0, "the alarm published")
-        assert session.order(ChangeDose(Decimal(4))).verdict.accepted is not None
+        outcome = session.order(ChangeDose(Decimal(4)))  # after the occlusion: refused
+        word = "accepted" if outcome.verdict.accepted else "REFUSED"
         wait_for(
-            lambda: any("change_dose 4" in line for line in tile().journal),
+            lambda: any(f"change_dose 4 -> {word}" in line for line in tile().journal),
             20.0,
             "the journal line of the change",
         )
