@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import socket
-import threading
 import time
 from decimal import Decimal
 
@@ -22,7 +21,7 @@ from controller.ground_truth import read_safety_events
 from controller.session import Session
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
-from hil_tests.harness.processes import RawClient, wait_for
+from hil_tests.harness.processes import RawClient, stray, wait_for
 from hil_tests.harness.pumps import NE1000
 from hil_tests.harness.truth import changes_between, describe
 from safety.ipc.client import SafetyClient
@@ -271,29 +270,17 @@ def test_stray_connections_never_lock_a_restarted_controller_out(make_bench: Mak
     bench = make_bench(NE1000)
     session = infusing(bench)
     session.close(hang_up=True)  # the controller goes; the safety process holds (S11)
-    strays = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(7)]
-    for s in strays:
-        s.connect(str(bench.socket))
-    stop = threading.Event()
-
-    def pester() -> None:  # one more that reconnects for ever
-        while not stop.is_set():
-            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(bench.socket))
-                stop.wait(0.01)
-
-    thread = threading.Thread(target=pester, daemon=True)
-    thread.start()
+    silent = stray(bench.socket, 7)  # seven silent connections, held
+    forever = stray(bench.socket, 0, forever=True)  # one more that reconnects for ever
     try:
         again = bench.connect(name="hil-controller-again")
         assert again.status().attached
         outcome = again.order(ChangeDose(Decimal(10)))
         assert outcome.execution == "applied", outcome
     finally:
-        stop.set()
-        thread.join(5)
-        for s in strays:
-            s.close()
+        for process in (silent, forever):
+            process.kill()
+            process.wait()
     bench.assert_invariants()
 
 

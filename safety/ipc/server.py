@@ -17,11 +17,15 @@ second safety process) makes ``open`` fail rather than steal the pump.
 
 Who gets a slot (a stray local process must never lock the controller out):
 
-- a new connection waits in the *unauthenticated pool* (``max_pending``, default 4) and
-  must prove a key within ``auth_timeout_s`` (default 2 s). When the pool is full, the
-  oldest waiting connection that has sent nothing yet (else the oldest) is evicted to make
-  room: any number of silent or reconnecting strays only ever evict each other, and an
-  honest client, which sends its ``hello`` as soon as it reads the challenge, gets in;
+- a new connection waits in the *unauthenticated pool* (``max_pending``, default 8) and
+  must prove a key within ``auth_timeout_s`` (default 2 s). One process (the peer's pid,
+  ``SO_PEERCRED``) holds at most ``max_pending_per_peer`` (2) waiting connections: its
+  next one evicts its own oldest. When the pool is full, the process holding the most
+  waiting connections loses its oldest (one that has sent nothing first). So a process
+  that reconnects for ever, or opens any number of silent connections, only ever evicts
+  its own, and a controller (another process, which answers the challenge at once) gets
+  in; only as many distinct processes as the pool holds, all connecting within the
+  controller's handshake, could crowd it out;
 - authenticated connections have slots per role: ``max_controllers`` (default 4: the
   controller, a restarted one while the old one times out, a stop panel) and
   ``max_observers`` (default 8); a role that is full refuses the newcomer;
@@ -40,6 +44,7 @@ unauthenticated one is only logged, so a flood of strays cannot fill the journal
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -68,7 +73,8 @@ MIN_WAIT_S = 0.001
 #: rounds of "serve what is ready" after a busy iteration, before the timers run
 DRAIN_ROUNDS = 32
 RECV_BYTES = 65536
-DEFAULT_MAX_PENDING = 4
+DEFAULT_MAX_PENDING = 8
+DEFAULT_MAX_PENDING_PER_PEER = 2
 DEFAULT_MAX_CONTROLLERS = 4
 DEFAULT_MAX_OBSERVERS = 8
 DEFAULT_AUTH_TIMEOUT_S = 2.0
@@ -87,6 +93,7 @@ class Limits:
     """The server's bounds on its clients (see the module docstring)."""
 
     max_pending: int = DEFAULT_MAX_PENDING
+    max_pending_per_peer: int = DEFAULT_MAX_PENDING_PER_PEER
     max_controllers: int = DEFAULT_MAX_CONTROLLERS
     max_observers: int = DEFAULT_MAX_OBSERVERS
     auth_timeout_s: float = DEFAULT_AUTH_TIMEOUT_S
@@ -95,7 +102,13 @@ class Limits:
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
 
     def __post_init__(self) -> None:
-        for name in ("max_pending", "max_controllers", "max_observers", "max_queued_bytes"):
+        for name in (
+            "max_pending",
+            "max_pending_per_peer",
+            "max_controllers",
+            "max_observers",
+            "max_queued_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("auth_timeout_s", "line_timeout_s", "stall_timeout_s"):
@@ -119,6 +132,7 @@ class _Conn:
     #: liveness time since when part of a line is held
     partial_since: float | None = None
     heard: bool = False  # it has sent at least one byte
+    pid: int | None = None  # the peer process (SO_PEERCRED), None if unknown
     closing: bool = False  # hang up once ``out`` is flushed
     writing: bool = False
 
@@ -334,30 +348,41 @@ class SafetyServer:
                 return
             sock.setblocking(False)
             self._next_id += 1
-            peer = Peer(self._next_id, _peer_label(sock))
+            pid, label = _peer_credentials(sock)
+            peer = Peer(self._next_id, label)
             now = self._live.now()
-            conn = _Conn(sock, peer, now, now + self.limits.auth_timeout_s)
-            self._make_room()
+            conn = _Conn(sock, peer, now, now + self.limits.auth_timeout_s, pid=pid)
+            self._make_room(pid)
             self._conns[sock.fileno()] = conn
             self._sel.register(sock, selectors.EVENT_READ, "client")
             log.info("%s connected", peer.describe())
             self._send(conn, self.dispatcher.greet(peer))
 
-    def _make_room(self) -> None:
-        """Evict from the unauthenticated pool until a newcomer fits: the oldest that has
-        sent nothing, else the oldest (see the module docstring)."""
+    def _make_room(self, pid: int | None) -> None:
+        """Evict from the unauthenticated pool until a newcomer from ``pid`` fits (see
+        the module docstring): first that process's own oldest beyond its share, then,
+        while the pool is full, the oldest of the process holding the most."""
+        limits = self.limits
         while True:
             pending = [
                 c for c in self._conns.values() if not c.peer.authenticated and not c.closing
             ]
-            if len(pending) < self.limits.max_pending:
+            own = [c for c in pending if c.pid == pid]
+            if len(own) >= limits.max_pending_per_peer:
+                victims = own
+                why = (
+                    f"evicted: one process may hold {limits.max_pending_per_peer} "
+                    "connections waiting to authenticate"
+                )
+            elif len(pending) >= limits.max_pending:
+                held = collections.Counter(c.pid for c in pending)
+                most = max(held.values())
+                victims = [c for c in pending if held[c.pid] == most]
+                why = f"evicted: more than {limits.max_pending} connections waiting to authenticate"
+            else:
                 return
-            victim = min(pending, key=lambda c: (c.heard, c.opened, c.peer.id))
-            self._hang_up(
-                victim,
-                f"evicted: more than {self.limits.max_pending} connections waiting to authenticate",
-                ErrorCode.TOO_MANY_CLIENTS,
-            )
+            victim = min(victims, key=lambda c: (c.heard, c.opened, c.peer.id))
+            self._hang_up(victim, why, ErrorCode.TOO_MANY_CLIENTS)
 
     def _admit(self, peer: Peer, role: Role) -> str | None:
         """The dispatcher asks before it welcomes ``peer`` as ``role``."""
@@ -554,13 +579,14 @@ def _refuse_live_or_foreign(path: Path) -> None:
     )
 
 
-def _peer_label(sock: socket.socket) -> str:
+def _peer_credentials(sock: socket.socket) -> tuple[int | None, str]:
+    """The peer's pid (None if unknown) and a label for the logs."""
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, _gid = struct.unpack("3i", creds)
     except (OSError, AttributeError, struct.error):
-        return "unknown peer"
-    return f"pid {pid} uid {uid}"
+        return None, "unknown peer"
+    return pid, f"pid {pid} uid {uid}"
 
 
 __all__ = ["MAX_WAIT_S", "Limits", "SafetyServer", "ServerError"]

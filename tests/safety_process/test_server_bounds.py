@@ -8,13 +8,12 @@ that every case takes well under a second of waiting.
 from __future__ import annotations
 
 import socket
-import threading
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from hil_tests.harness.processes import RawClient, wait_for
+from hil_tests.harness.processes import RawClient, stray, wait_for
 from safety.ipc.client import SafetyClient
 from safety.ipc.link import SafetyUnavailable
 from safety.ipc.messages import (
@@ -33,61 +32,39 @@ def dropped(rig: ServerRig) -> list[str]:
     return [e.payload for e in rig.journal.entries(kinds=["client_dropped"])]
 
 
-def silent(rig: ServerRig) -> socket.socket:
-    """A local process that connects and says nothing."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(str(rig.socket_path))
-    return s
-
-
 def test_silent_strays_only_evict_each_other(short_dir: Path, library: DrugLibrary) -> None:
-    rig = make_server(short_dir, library, limits=Limits(max_pending=4, auth_timeout_s=30))
-    strays = [silent(rig) for _ in range(12)]
+    limits = Limits(max_pending=4, max_pending_per_peer=2, auth_timeout_s=30)
+    rig = make_server(short_dir, library, limits=limits)
+    process = stray(rig.socket_path, 12)
     try:
-        wait_for(lambda: rig.server.client_count == 4, 5.0, "the pool at its bound")
-        assert rig.server.counts()["pending"] == 4  # never more than the pool holds
+        out, _ = process.communicate(timeout=20)
+        # one process never holds more than its share: 10 of its 12 were evicted
+        assert out.split()[-1] == "10", out
         for _ in range(3):  # a restarted controller gets in at once, every time
             with SafetyClient(rig.socket_path, key=rig.key, connect_timeout_s=2.0) as c:
                 assert c.attach().attached
-        # the oldest strays were the ones evicted, told why
-        first = strays[0]
-        first.settimeout(2.0)
-        assert b"evicted" in first.recv(65536)
     finally:
-        for s in strays:
-            s.close()
+        process.kill()
+        process.wait()
         stop_server(rig)
 
 
 def test_a_stray_that_reconnects_forever_never_locks_the_controller_out(
     short_dir: Path, library: DrugLibrary
 ) -> None:
-    rig = make_server(short_dir, library, limits=Limits(max_pending=2, auth_timeout_s=30))
-    stop = threading.Event()
-    opened = [0]
-
-    def pester() -> None:
-        while not stop.is_set():
-            try:
-                s = silent(rig)
-            except OSError:
-                continue
-            opened[0] += 1
-            stop.wait(0.002)
-            threading.Timer(1.0, s.close).start()  # holds each one a while
-
-    thread = threading.Thread(target=pester, daemon=True)
-    thread.start()
+    limits = Limits(max_pending=2, max_pending_per_peer=1, auth_timeout_s=30)
+    rig = make_server(short_dir, library, limits=limits)
+    process = stray(rig.socket_path, 0, forever=True)
     try:
-        wait_for(lambda: opened[0] > 20, 5.0, "the stray at work")
-        for _ in range(5):
+        wait_for(lambda: rig.server.counts()["pending"] >= 1, 5.0, "the stray at work")
+        for _ in range(10):
             with SafetyClient(rig.socket_path, key=rig.key, connect_timeout_s=2.0) as c:
                 assert c.attach().attached
                 assert c.heartbeat()
         assert rig.server.counts()["pending"] <= 2
     finally:
-        stop.set()
-        thread.join(5)
+        process.kill()
+        process.wait()
         stop_server(rig)
 
 
