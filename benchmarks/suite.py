@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from benchmarks import death, interrupt, latency, overhead, resources, simulation
+from benchmarks import death, interrupt, latency, observers, overhead, resources, simulation
 from benchmarks.host import CpuMeter, describe_host, load_average
 from benchmarks.processes import BenchError, Pool
 from benchmarks.report import (
@@ -31,6 +31,8 @@ from controller.logfile import log_to_file
 from safety.library import DrugLibrary, load_library
 
 BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources")
+#: heavy, opt-in (``pumpctl bench --observe``): the dashboard and a 1,000-bench fleet
+OPT_IN = ("dashboard", "fleet")
 
 LATENCY_GOAL = Goal("<=", 10.0, "ms")
 WIRE_GOAL = Goal("<=", 1.2, "x wire time")
@@ -39,6 +41,10 @@ SIM_GOAL = Goal(">=", 50_000.0, "x real time")
 SAFETY_MEMORY_GOAL = Goal("<=", 40.0, "MB")
 CONTROLLER_MEMORY_GOAL = Goal("<=", 60.0, "MB")
 STARTUP_GOAL = Goal("<=", 1.0, "s")
+DASHBOARD_MEMORY_GOAL = Goal("<=", 60.0, "MB")
+PAGE_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
+FLEET_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
+FLEET_LOSS_GOAL = Goal("<=", 0.0, "events")
 #: samples at each end of a latency run compared for the history effect
 HISTORY_WINDOW = 100
 #: other processes' CPU use (cores, on average) above which the report says so
@@ -62,6 +68,11 @@ class Settings:
     sim_hours: float = 24.0
     sim_real_timing_hours: float = 1.0
     journal_appends: int = 300
+    dashboard_clients: int = 5
+    dashboard_changes: int = 100
+    fleet_benches: int = 1000
+    fleet_steady_s: float = 30.0
+    fleet_outage_s: float = 30.0
     only: tuple[str, ...] = BENCHMARKS
     work_dir: Path | None = None
     keep: bool = False
@@ -85,6 +96,10 @@ class Settings:
             sim_hours=1.0,
             sim_real_timing_hours=0.05,
             journal_appends=20,
+            dashboard_changes=10,
+            fleet_benches=20,
+            fleet_steady_s=3.0,
+            fleet_outage_s=3.0,
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -126,6 +141,8 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
             ("liveness", _liveness),
             ("simulation", _simulation),
             ("resources", _resources),
+            ("dashboard", _dashboard),
+            ("fleet", _fleet),
         ]
         for name, step in steps:
             if name in settings.only:
@@ -149,6 +166,117 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
         if settings.keep:
             report.notes.append(f"files kept in {pool.root}")
     return report
+
+
+# --------------------------------------------------------------------------- observers
+
+
+def _dashboard(run: _Run) -> None:
+    s = run.settings
+    run.progress(f"dashboard: {s.dashboard_clients} SSE clients, {s.dashboard_changes} changes")
+    try:
+        result = observers.measure_dashboard(
+            run.pool.root / "dashboard",
+            run.library,
+            clients=s.dashboard_clients,
+            changes=s.dashboard_changes,
+        )
+    except Exception as exc:
+        run.report.figures.append(
+            _failed("dashboard.rss", "dashboard RSS", "MB", DASHBOARD_MEMORY_GOAL, "rss", exc)
+        )
+        return
+    run.report.figures.append(
+        Figure(
+            "dashboard.rss",
+            f"dashboard process RSS with {result.clients} SSE clients",
+            result.rss_mb,
+            "MB",
+            DASHBOARD_MEMORY_GOAL,
+            "rss",
+            note="python -m cli.main dashboard, after the changes below; the clients "
+            "are HTTP event streams read by threads, standing in for browsers",
+        )
+    )
+    page = summary_ms(result.latencies)
+    base = summary_ms(result.baseline)
+    run.report.figures.append(
+        Figure(
+            "dashboard.latency",
+            "journal -> page p99 (request sent -> its journal line at an SSE client)",
+            page["p99"],
+            "ms",
+            PAGE_LATENCY_GOAL,
+            "p99",
+            {
+                **page,
+                "baseline p50": base["p50"],
+                "baseline p99": base["p99"],
+                "p99 / baseline p99": page["p99"] / base["p99"] if base["p99"] else 0.0,
+            },
+            note="baseline, same run: the controller's own round trip of the same requests",
+        )
+    )
+
+
+def _fleet(run: _Run) -> None:
+    s = run.settings
+    run.progress(
+        f"fleet: {s.fleet_benches} simulated benches, {s.fleet_outage_s:g} s broker outage"
+    )
+    try:
+        result = observers.measure_fleet(
+            run.pool.root / "fleet",
+            benches=s.fleet_benches,
+            steady_s=s.fleet_steady_s,
+            outage_s=s.fleet_outage_s,
+            progress=run.progress,
+        )
+    except Exception as exc:
+        run.report.figures.append(
+            _failed("fleet.latency", "fleet latency", "ms", FLEET_LATENCY_GOAL, "p99", exc)
+        )
+        return
+    steady = result.steady
+    rtt = result.broker_rtt_ms
+    stats = {k: float(v) for k, v in steady.items() if isinstance(v, int | float)}
+    if rtt:
+        stats["baseline: broker round trip p50 ms"] = rtt
+    run.report.figures.append(
+        Figure(
+            "fleet.latency",
+            f"fleet: outbox write -> fleet view p99, {result.benches} benches at 1 event/s",
+            steady.get("p99"),
+            "ms",
+            FLEET_LATENCY_GOAL,
+            "p99",
+            stats,
+            note="steady state, before the outage; the fleet view is pumpctl fleet's model "
+            "(the page redraws from it at most every 0.5 s); baseline: one QoS 1 message "
+            "through the same broker, publish -> receive",
+        )
+    )
+    totals = result.totals
+    lost = result.produced - totals.get("received", 0)
+    run.report.figures.append(
+        Figure(
+            "fleet.loss",
+            f"fleet: events lost across a {result.outage_s:g} s broker outage",
+            float(max(lost, totals.get("missed", 0))),
+            "events",
+            FLEET_LOSS_GOAL,
+            "count",
+            {
+                "produced": float(result.produced),
+                "received once": float(totals.get("received", 0)),
+                "gaps": float(totals.get("gaps", 0)),
+                "duplicates delivered (dropped by seq)": float(totals.get("duplicates", 0)),
+                "catch-up after the outage s": result.catch_up_s,
+            },
+            note="every bench kept writing into its outbox during the outage; duplicates "
+            "are what QoS 1 redelivered and the fleet dropped by sequence number",
+        )
+    )
 
 
 # --------------------------------------------------------------------------- 1 latency

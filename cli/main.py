@@ -11,7 +11,16 @@ import sys
 
 from cli.commands import accuracy as accuracy_cmd
 from cli.commands import bench as bench_cmd
-from cli.commands import calc, demo, emulate, library_cmd, run
+from cli.commands import (
+    calc,
+    dashboard,
+    demo,
+    emulate,
+    fleet,
+    library_cmd,
+    run,
+    telemetry,
+)
 from cli.commands import journal as journal_cmd
 from cli.commands import scenario as scenario_cmd
 from cli.commands.output import EXIT_BAD_INPUT, CommandError, report_error
@@ -41,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     journal_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
     accuracy_cmd.add_parser(sub)
+    dashboard.add_parser(sub)
+    telemetry.add_parser(sub)
+    fleet.add_parser(sub)
     return parser
 
 

@@ -31,6 +31,8 @@ _DEFAULT_PATHS = {
     "key_file": "/etc/pumpctl/ipc.key",
 }
 _PATH_KEYS = ("journal", "socket", "key_file", "library")
+#: [paths] keys that are someone else's (the observers' key: never the controller's)
+_OTHERS_PATH_KEYS = ("observer_key_file",)
 CONTROLLER_JOURNAL_NAME = "controller-journal.sqlite"
 
 
@@ -79,7 +81,7 @@ def load_bench_config(path: str | os.PathLike[str] | None = None) -> BenchConfig
     paths = _section(data, "paths", config)
     clock = _section(data, "clock", config)
     for key in paths:
-        if key not in _PATH_KEYS:
+        if key not in _PATH_KEYS and key not in _OTHERS_PATH_KEYS:
             raise BenchConfigError(
                 f"bench config {config}: paths.{key} is not a setting; allowed: "
                 f"{', '.join(_PATH_KEYS)}",

@@ -10,6 +10,12 @@ commands: ``titrate 12`` (or ``wean``, ``stop``) shows the plan; ``confirm`` exe
 Bad input is answered with one line naming the field and what is allowed; nothing the
 operator types produces a traceback (an unexpected internal error is logged and reported
 in one line, and the console carries on).
+
+On a terminal, ``run_with_status_bar`` keeps the live status in a bottom toolbar
+(prompt_toolkit, the ``console`` extra), redrawn every second, so the live view and what
+the operator is typing never share a line; alarms and answers print above the prompt.
+Without a terminal (a script on stdin) or without prompt_toolkit, the plain ``cmdloop``
+serves, and the live status is printed as lines between commands.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import cmd
 import logging
 import re
 import shlex
+import sys
 import threading
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 from controller.errors import BadInput, ControllerError
 from controller.machine import State
@@ -146,6 +153,15 @@ class Console(cmd.Cmd):
         if key != self._last_live:
             self._last_live = key
             self.show_status()
+
+    def status_bar(self) -> str:
+        """The bottom toolbar's text: the status line, or why there is none yet."""
+        if self.session.snapshot is None:
+            return "(no status from the safety process yet)"
+        try:
+            return self.session.status_line()
+        except Exception as exc:  # the toolbar must never break the prompt
+            return f"(status unavailable: {type(exc).__name__})"
 
     def _on_alarm(self, alarm: AlarmView) -> None:
         self.say(f"!! ALARM {alarm_text(alarm)}")
@@ -377,6 +393,47 @@ class Console(cmd.Cmd):
             self.say(f"  {finding.message}")
 
 
+def run_with_status_bar(
+    console: Console,
+    intro: str | None,
+    *,
+    refresh_s: float = 1.0,
+    input_: Any = None,
+    output: Any = None,
+) -> bool:
+    """The console on a terminal with the status in a bottom toolbar; False (nothing
+    done) when prompt_toolkit is not installed. ``input_``/``output``: prompt_toolkit's
+    (tests give a pipe and a dummy output)."""
+    try:
+        from prompt_toolkit import PromptSession  # noqa: PLC0415 - optional (console extra)
+        from prompt_toolkit.patch_stdout import patch_stdout  # noqa: PLC0415
+    except ImportError:
+        return False
+    prompt: PromptSession[str] = PromptSession(
+        bottom_toolbar=console.status_bar,
+        refresh_interval=refresh_s,
+        input=input_,
+        output=output,
+    )
+    with patch_stdout(raw=True):
+        console.stdout = sys.stdout  # the patched stream: prints land above the prompt
+        if intro:
+            console.say(intro)
+        while not console.stopped:
+            try:
+                line = prompt.prompt(console.prompt)
+            except KeyboardInterrupt:
+                console.say("(interrupted: type estop to stop the pump, quit to leave)")
+                continue
+            except EOFError:
+                line = "EOF"
+            line = console.precmd(line)
+            stop = console.onecmd(line)
+            if console.postcmd(stop, line):
+                break
+    return True
+
+
 def _dose_and_flag(arg: str, command: str, flag: str | None = "override") -> tuple[str, bool]:
     words = arg.split()
     override = bool(words) and flag is not None and words[-1].lower() == flag
@@ -400,4 +457,4 @@ def _sleep(seconds: float) -> None:
     threading.Event().wait(max(0.0, seconds))
 
 
-__all__ = ["BANNER", "Console", "parse_duration"]
+__all__ = ["BANNER", "Console", "parse_duration", "run_with_status_bar"]

@@ -20,57 +20,24 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from safety.alarms import Alarm
 from safety.journal_read import (
     JournalReadError,
-    ProgramsInForce,
     RawEntry,
     read_entries,
     read_safety_journal,
 )
+from safety.journal_text import ProgramTracker, describe
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
-    AcknowledgeAlarms,
-    AdmitPatient,
-    AlarmsAcknowledged,
-    ChangeDose,
-    CommandFailed,
-    CommandIssued,
-    CommsFailed,
-    ControllerAttached,
-    ControllerLost,
-    EmergencyStop,
-    EmergencyStopRaised,
     Event,
-    JournalRecovered,
-    LibraryChecked,
-    LoadProgram,
-    PatientAdmitted,
-    PatientSpec,
-    PatientUpdated,
-    ProgramLoaded,
-    ProgramSpec,
-    ReadbackReceived,
-    RequestBody,
-    RequestDecided,
-    Resumed,
-    SetInterlock,
-    SetRate,
-    StartInfusion,
-    StartPump,
-    StopPump,
-    Ticked,
-    TimelineResumed,
-    UpdatePatient,
 )
 from safety.kernel.reducer import apply
-from safety.kernel.state import ActiveProgram, KernelState
+from safety.kernel.state import KernelState
 from safety.library import DrugLibrary
-from safety.rules import num
 
 #: file names the bench uses (controller.connect, pumpctl demo, scenario runs)
 SAFETY_NAME = "safety-journal.sqlite"
@@ -276,68 +243,15 @@ def state_at(states: Sequence[tuple[float, str]], t: float, default: str = "idle
 # --------------------------------------------------------------------------- timeline
 
 
-class _Doses:
-    """The dose each set rate meant, under the program in force when it was set."""
-
-    def __init__(self, events: Sequence[Event]) -> None:
-        self._loaded = iter(ProgramsInForce.from_events(events).programs)
-        self.current: ActiveProgram | None = None
-
-    def load(self) -> None:
-        """The next program in journal order is now in force."""
-        self.current = next(self._loaded, None)
-
-    def dose(self, rate: Decimal) -> str:
-        program = self.current
-        if program is None:
-            return ""
-        return f" ({num(program.dose(rate), 4)} {program.unit})"
-
-
-def _spec(s: ProgramSpec) -> str:
-    weight = f", {num(s.weight_kg)} kg" if s.weight_kg is not None else ""
-    return f"{s.drug} {s.profile}/{s.therapy} {s.concentration} in {s.diluent}{weight}"
-
-
-def _body(body: RequestBody) -> str:
-    if isinstance(body, LoadProgram):
-        return f"load_program {_spec(body.spec)}"
-    if isinstance(body, StartInfusion | ChangeDose):
-        soft = " (soft limits confirmed)" if body.confirm_soft_limits else ""
-        return f"{body.kind} {num(body.dose)}{soft}"
-    if isinstance(body, EmergencyStop):
-        return f"emergency_stop ({body.source})"
-    if isinstance(body, AcknowledgeAlarms):
-        return "acknowledge " + ("all" if body.keys is None else ", ".join(body.keys))
-    if isinstance(body, AdmitPatient | UpdatePatient):
-        return f"{body.kind} {_patient(body.patient)}"
-    return body.kind
-
-
-def _patient(patient: PatientSpec) -> str:
-    weight = f", {num(patient.weight_kg)} kg" if patient.weight_kg is not None else ""
-    return f"{patient.profile}{weight}"
-
-
-def _action(action: SetRate | StartPump | StopPump | SetInterlock, programs: _Doses) -> str:
-    if isinstance(action, SetRate):
-        return f"set_rate {num(action.rate_ml_h)} mL/h{programs.dose(action.rate_ml_h)}"
-    if isinstance(action, SetInterlock):
-        return "interlock " + (
-            "closed (pump enabled)" if action.pump_enabled else "OPEN (pump cut)"
-        )
-    return action.kind
-
-
 def safety_rows(
     events: Sequence[tuple[RawEntry, Event]],
     library: DrugLibrary | None,
     replay: SafetyReplay | None,
 ) -> list[Row]:
-    programs = _Doses([event for _, event in events])
+    programs = ProgramTracker()
     rows: list[Row] = []
     for entry, event in events:
-        summary = _safety_summary(event, programs)
+        summary = describe(event, programs)
         rows.append(
             Row(
                 entry.clinical,
@@ -377,64 +291,6 @@ def safety_rows(
                 )
             )
     return rows
-
-
-def _safety_summary(event: Event, programs: _Doses) -> str:
-    if isinstance(event, ProgramLoaded):
-        programs.load()
-        return f"program loaded: {_spec(event.spec)}"
-    if isinstance(event, RequestDecided):
-        verdict = "accepted" if event.accepted else f"REFUSED {event.reason}"
-        return f"request {_body(event.body)} -> {verdict}"
-    if isinstance(event, CommandIssued):
-        return f"command {_action(event.action, programs)} [{event.cause}]"
-    if isinstance(event, CommandFailed):
-        return f"command FAILED {_action(event.action, programs)}: {event.failure}: {event.detail}"
-    if isinstance(event, ReadbackReceived):
-        r = event.reading
-        state = (
-            f"running {num(r.set_rate_ml_h)} mL/h{programs.dose(r.set_rate_ml_h)}"
-            if r.running
-            else "stopped"
-        )
-        alarms = f" [pump: {', '.join(r.alarms)}]" if r.alarms else ""
-        return f"read-back: {state}{alarms}"
-    if isinstance(event, CommsFailed):
-        return f"pump comms FAILED: {event.detail}"
-    if isinstance(event, ControllerAttached):
-        return f"controller attached (session {event.session})"
-    if isinstance(event, ControllerLost):
-        return f"controller LOST ({event.why})"
-    if isinstance(event, EmergencyStopRaised):
-        return f"EMERGENCY STOP ({event.source})"
-    if isinstance(event, AlarmsAcknowledged):
-        keys = "all" if event.keys is None else ", ".join(event.keys)
-        return f"alarms acknowledged: {keys}"
-    if isinstance(event, Ticked):
-        return "tick"
-    if isinstance(event, PatientAdmitted):
-        return f"patient {event.patient_id} ({event.how}): {_patient(event.patient)}"
-    if isinstance(event, PatientUpdated):
-        return f"patient updated ({event.how}): {_patient(event.patient)}"
-    if isinstance(event, LibraryChecked):
-        if event.status == "ok":
-            return f"drug library {event.library_hash[:19]}: in step with the journal"
-        return f"drug library {event.status.upper()}: {event.detail}"
-    if isinstance(event, TimelineResumed):
-        if not event.discontinuity:
-            return f"clinical timeline: {event.basis}"
-        return f"clinical timeline resumed: {event.credited_s:.0f} s credited ({event.basis})"
-    if isinstance(event, JournalRecovered):
-        return (
-            f"JOURNAL DAMAGED ({event.detail}): {event.entries_kept} entries kept, the "
-            f"damaged file kept as {event.damaged_file}"
-        )
-    assert isinstance(event, Resumed)
-    if event.reading is None:
-        return f"safety process started: pump not reachable ({event.detail})"
-    r = event.reading
-    pump = f"running {num(r.set_rate_ml_h)} mL/h" if r.running else "stopped"
-    return f"safety process started (journal replayed): pump {pump}"
 
 
 def controller_rows(entries: Iterable[RawEntry]) -> list[Row]:

@@ -107,3 +107,38 @@ def make_bench(
                 f"(not done on the {', '.join(str(b.kind) for b in unchecked)} bench)",
                 pytrace=False,
             )
+
+
+# --------------------------------------------------------------------------- missing tools
+
+#: a skip whose reason starts with this is a tool missing on this machine: the run ends
+#: with a loud list of them (not only pytest's one-line -ra summary)
+MISSING_TOOL = "missing tool: "
+_missing: list[tuple[str, str]] = []
+
+
+def skip_unless(reason: str | None) -> None:
+    """Skip the case when ``reason`` (a tool that is not installed) is given."""
+    if reason is not None:
+        pytest.skip(MISSING_TOOL + reason)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if MISSING_TOOL in reason:
+            _missing.append((report.nodeid, reason.split(MISSING_TOOL, 1)[1]))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _missing:
+        return
+    tr = terminalreporter
+    tr.write_sep("!", f"{len(_missing)} TEST(S) SKIPPED: TOOLS MISSING ON THIS MACHINE", red=True)
+    for nodeid, reason in _missing:
+        tr.write_line(f"  {nodeid}: {reason}", red=True)
+    tr.write_line(
+        "  install them (as root: .ci/run does) to run these cases: apt-get install mosquitto "
+        "chromium chromium-driver",
+        red=True,
+    )

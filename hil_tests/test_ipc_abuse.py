@@ -8,7 +8,10 @@ reason (S8), the attached controller is undisturbed, and the process keeps servi
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
 import time
 from decimal import Decimal
 
@@ -17,7 +20,7 @@ import pytest
 from controller.session import Session
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
-from hil_tests.harness.processes import RawClient
+from hil_tests.harness.processes import RawClient, stray, wait_for
 from hil_tests.harness.pumps import NE1000
 from hil_tests.harness.truth import changes_between, describe
 from safety.ipc.client import SafetyClient
@@ -28,12 +31,14 @@ from safety.ipc.messages import (
     Attached,
     ErrorCode,
     ErrorReply,
+    GetSnapshot,
     Reply,
     RequestMessage,
 )
 from safety.journal_read import read_safety_events
 from safety.kernel.model import (
     ChangeDose,
+    ClientDropped,
     Event,
     LoadProgram,
     ProgramSpec,
@@ -216,4 +221,97 @@ def test_an_expired_command_is_refused(make_bench: MakeBench, library: DrugLibra
     fresh = request(raw, session, 4, ChangeDose(Decimal(10))).outcome
     assert fresh.verdict.accepted and fresh.execution == "applied"
     assert [s.rate_ml_h for s in changes_between(bench.truth(), since)] == [RATE_10]
+    bench.assert_invariants()
+
+
+# --------------------------------------------------------------------------- issue 9's abuse
+
+#: numbers in a form the protocol refuses; each drops its sender, naming the field
+STRICT_NUMBERS: list[tuple[str, str, str]] = [
+    ("full-width digits", '"seq":"\uff11\uff12"', "seq"),
+    ("a trailing space", '"seq":3,"body":{"kind":"change_dose","dose":"10 "}', "body.dose"),
+    ("1e3 as a sequence number", '"seq":1e3', "seq"),
+    ("an expiry of 1e308", '"seq":3,"expires_at":1e308', "expires_at"),
+]
+
+
+def test_numbers_in_another_form_are_refused_by_the_real_process(
+    make_bench: MakeBench, library: DrugLibrary
+) -> None:
+    bench = make_bench(NE1000, heartbeat_timeout_s=10.0)
+    raw, session = attached_raw(bench, library)
+    since, sets, before = bench.now(), bench.set_rates_executed(), len(decisions(bench))
+    for what, fields, name in STRICT_NUMBERS:
+        other = bench.raw(name="hil-numbers")
+        base = {
+            "v": 1,
+            "type": "request",
+            "id": 5,
+            "session": session,
+            "seq": 3,
+            "expires_at": time.monotonic() + 5,
+            "body": {"kind": "change_dose", "dose": "10"},
+        }
+        line = json.dumps(base)[:-1] + "," + fields + "}"
+        # a later duplicate key wins in JSON objects: the field under test replaces the base
+        other.send_raw(line.encode("utf-8") + b"\n")
+        error = other.read_until(ErrorReply)
+        assert error.fatal and error.code is ErrorCode.BAD_MESSAGE, what
+        assert name in error.message, (what, error.message)
+        assert other.closed_by_server(), what
+    assert len(decisions(bench)) == before  # not one reached the kernel
+    assert changes_between(bench.truth(), since) == []
+    assert bench.set_rates_executed() == sets
+    assert request(raw, session, 3, ChangeDose(Decimal(10))).outcome.verdict.accepted
+    bench.assert_invariants()
+
+
+def test_stray_connections_never_lock_a_restarted_controller_out(make_bench: MakeBench) -> None:
+    bench = make_bench(NE1000)
+    session = infusing(bench)
+    session.close(hang_up=True)  # the controller goes; the safety process holds (S11)
+    silent = stray(bench.socket, 7)  # seven silent connections, held
+    forever = stray(bench.socket, 0, forever=True)  # one more that reconnects for ever
+    try:
+        again = bench.connect(name="hil-controller-again")
+        assert again.status().attached
+        outcome = again.order(ChangeDose(Decimal(10)))
+        assert outcome.execution == "applied", outcome
+    finally:
+        for process in (silent, forever):
+            process.kill()
+            process.wait()
+    bench.assert_invariants()
+
+
+def test_half_lines_and_non_readers_are_dropped_by_the_real_process(
+    make_bench: MakeBench,
+) -> None:
+    bench = make_bench(NE1000)
+    session = infusing(bench)
+    since, sets = bench.now(), bench.set_rates_executed()
+    half = bench.raw(name="hil-half-line")
+    half.send_raw(b'{"v":1,"type":"get_snap')
+    error = half.read_until(ErrorReply)
+    assert error.code is ErrorCode.TOO_SLOW and "incomplete line" in error.message
+    deaf = bench.raw(name="hil-never-reads")
+    deaf.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with contextlib.suppress(OSError):  # the server hangs up part-way: the case is made
+        for i in range(20000):
+            deaf.send(GetSnapshot(id=i + 10))
+
+    def on_record() -> list[str]:
+        events = read_safety_events(bench.safety_journal)
+        return [e.why for e in events if isinstance(e, ClientDropped)]
+
+    wait_for(
+        lambda: any("did not read" in x for x in on_record()),
+        15.0,
+        "the non-reader dropped and on record",
+    )
+    whys = on_record()
+    assert any("incomplete line" in x for x in whys)
+    assert session.status().attached  # the controller was never held up
+    assert changes_between(bench.truth(), since) == []
+    assert bench.set_rates_executed() == sets
     bench.assert_invariants()

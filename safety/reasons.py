@@ -61,6 +61,8 @@ class Reason(enum.StrEnum):
     LIBRARY_UNUSABLE = "library_unusable"
     JOURNAL_DAMAGED = "journal_damaged"
     TIMELINE_GAP = "timeline_gap"
+    # S17 observers
+    OBSERVER_READ_ONLY = "observer_read_only"
     # state
     NO_PROGRAM = "no_program"
     NOT_INFUSING = "not_infusing"

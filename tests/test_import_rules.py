@@ -54,7 +54,8 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "cli": frozenset(),
     "verification": frozenset(),
     "benchmarks": frozenset(),
-    "observe": frozenset({"drivers"}),
+    # an observer watches through the safety process alone (S17)
+    "observe": frozenset({"drivers", "controller", "firmware_bridge"}),
 }
 
 #: what can deliver a drug or stop it: imported by safety (and drivers itself) alone
@@ -89,6 +90,11 @@ SAFETY_PURE: tuple[str, ...] = (
     # rate that family really runs (no driver, no port)
     "safety.pump_rounding",
     "safety.ipc.messages",
+    # the journal's events in words: one wording for journal show and the safety
+    # process's journal stream to observers
+    "safety.journal_text",
+    # the bench config's observer sections (the commands that start observers)
+    "safety.observer_config",
 )
 
 #: what the controller and observers may import from safety: its pure parts and the IPC
@@ -99,6 +105,8 @@ OPERATOR_SIDE_MAY_IMPORT_FROM_SAFETY: tuple[str, ...] = (
     "safety.ipc.client",
     # starts ``python -m safety`` as a child and waits for it: imports nothing of the host
     "safety.ipc.launch",
+    # the read-only client: the dashboard's and the telemetry's link (S17)
+    "safety.ipc.observer",
 )
 
 #: the controller's session and what drives it: an observer can never command (S17)
@@ -377,6 +385,9 @@ def test_checker_catches_a_violation(module: str, source: str, imported: str) ->
         ("safety.host", "from drivers.pumps.base import PumpDriver\nimport firmware_bridge.clock"),
         ("safety.host", "from drivers.gpio import open_gpio\nfrom drivers.balances import x"),
         ("firmware_bridge.emulators.ne1000", "from ..pump_model import SimulatedPump"),
+        ("observe.feed", "from safety.ipc.observer import ObserverClient"),
+        ("observe.view", "from safety.status import Snapshot\nfrom safety import journal_text"),
+        ("controller.commands.dashboard", "from observe.feed import BenchFeed"),
     ],
 )
 def test_checker_allows_what_the_rules_allow(module: str, source: str) -> None:
@@ -400,3 +411,21 @@ def test_unparsable_or_escaping_sources_are_reported() -> None:
     ]:
         violations = check_source(source, module, is_package=is_package)
         assert "beyond the top-level" in violations[0].rule
+
+
+def test_the_safety_process_imports_no_web_or_broker_stack() -> None:
+    """Its memory goal (<= 40 MB) and its attack surface: ``python -m safety`` loads
+    neither the observers' web stack nor the MQTT client nor the console's toolkit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, safety.__main__, safety.host.process, safety.ipc.server; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'starlette', 'uvicorn', 'paho', 'prompt_toolkit', 'selenium', 'observe', "
+        "'controller', 'anyio'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "[]", out.stdout

@@ -21,7 +21,7 @@ from types import FrameType
 
 from benchmarks import interrupt as interrupt_flag
 from benchmarks.report import render_table
-from benchmarks.suite import BENCHMARKS, Settings, run
+from benchmarks.suite import BENCHMARKS, OPT_IN, Settings, run
 from cli.commands.output import EXIT_FAILED, EXIT_OK, SubParsers, bad_input, print_json
 
 MAX_COMMANDS = 1_000_000
@@ -48,9 +48,15 @@ def add_parser(sub: SubParsers) -> None:
     p.add_argument(
         "--only",
         action="append",
-        choices=BENCHMARKS,
+        choices=BENCHMARKS + OPT_IN,
         metavar="NAME",
-        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS + OPT_IN)}",
+    )
+    p.add_argument(
+        "--observe",
+        action="store_true",
+        help="also the heavy observer benchmarks (a few minutes): the dashboard with 5 "
+        "clients and a 1,000-bench fleet through one Mosquitto with a 30 s outage",
     )
     p.add_argument(
         "--work-dir",
@@ -69,7 +75,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
             bad_input(f"--commands must be 1-{MAX_COMMANDS}, got {args.commands}", "commands")
         changes["commands"] = args.commands
     if args.only:
-        changes["only"] = tuple(name for name in BENCHMARKS if name in args.only)
+        changes["only"] = tuple(name for name in BENCHMARKS + OPT_IN if name in args.only)
+    if getattr(args, "observe", False):
+        base = changes.get("only", BENCHMARKS)
+        assert isinstance(base, tuple)
+        changes["only"] = (*base, *(n for n in OPT_IN if n not in base))
     if args.work_dir is not None:
         work_dir = Path(args.work_dir).expanduser()
         if work_dir.exists() and not work_dir.is_dir():

@@ -23,7 +23,7 @@ from cli.commands.output import (
 )
 from controller.bench_config import load_bench_config
 from controller.connect import connect, start_safety
-from controller.console import BANNER, Console
+from controller.console import BANNER, Console, run_with_status_bar
 from controller.errors import ControllerError
 from controller.machine import State
 from controller.session import Session
@@ -94,6 +94,16 @@ def _console(session: Session, *, quiet: bool) -> int:
     interactive = sys.stdin.isatty()
     console = Console(session, stdin=None if interactive else sys.stdin, echo=not interactive)
     session.run_in_background()
+    if interactive and not quiet:
+        # the live status in a bottom toolbar, never over what is being typed
+        try:
+            shown = run_with_status_bar(console, BANNER)
+        except BaseException:
+            console.close()
+            raise
+        if shown:
+            console.close()
+            return EXIT_OK
     stop = threading.Event()
     if not quiet:
         threading.Thread(target=_live, args=(console, stop), daemon=True).start()

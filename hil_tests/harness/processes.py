@@ -30,6 +30,7 @@ from safety.ipc.messages import (
     Hello,
     Reply,
     RequestMessage,
+    Role,
     ServerMessage,
     Welcome,
 )
@@ -89,13 +90,20 @@ class RawClient:
                 return message
         raise AssertionError(f"no {kind.__name__} in {limit} messages")
 
-    def authenticate(self, key: bytes, name: str = "raw-test") -> Welcome:
+    def authenticate(
+        self, key: bytes, name: str = "raw-test", role: Role = "controller"
+    ) -> Welcome:
         challenge = self.read()
         assert isinstance(challenge, Challenge)
         cnonce = auth.new_nonce()
         nonce = bytes.fromhex(challenge.nonce)
         self.send(
-            Hello(client=name, cnonce=cnonce.hex(), mac=auth.client_proof(key, nonce, cnonce))
+            Hello(
+                client=name,
+                cnonce=cnonce.hex(),
+                mac=auth.client_proof(key, nonce, cnonce),
+                role=role,
+            )
         )
         welcome = self.read()
         assert isinstance(welcome, Welcome), welcome
@@ -132,6 +140,53 @@ def unattached_request(socket_path: str | os.PathLike[str], key: bytes, body: Re
         return raw.read_until(Reply)
     finally:
         raw.close()
+
+
+# --------------------------------------------------------------------------- strays
+
+
+#: another process that opens connections and never authenticates. ``count`` kept
+#: open at once (silent), or with ``forever``: a new one every 2 ms, each held 1 s, until
+#: killed. Prints how many the server closed on it ("evicted").
+STRAY = """
+import socket, sys, time
+path, count, forever = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+held = []
+print("ready", flush=True)
+while True:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    held.append((time.monotonic(), s))
+    if not forever and len(held) >= count:
+        break
+    time.sleep(0.002)
+    while forever and held and held[0][0] < time.monotonic() - 1.0:
+        held.pop(0)[1].close()
+time.sleep(1.0)
+evicted = 0
+for _, s in held:
+    s.settimeout(0.5)
+    try:
+        data = s.recv(65536) + s.recv(65536)
+    except OSError:
+        continue
+    evicted += b"evicted" in data
+print("evicted", evicted, flush=True)
+"""
+
+
+def stray(
+    path: str | os.PathLike[str], count: int, *, forever: bool = False
+) -> subprocess.Popen[str]:
+    """Start ``STRAY`` (another process: the safety process counts waiting connections
+    per process); returns once it connects. Kill it when done."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", STRAY, os.fspath(path), str(count), "1" if forever else "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
 
 
 # --------------------------------------------------------------------------- child processes

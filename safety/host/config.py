@@ -8,7 +8,12 @@ and the driver's own options are checked against the driver's constructor
 every problem into ``ConfigError``, whose message names each field by its dotted path
 and says what is allowed; ``python -m safety`` prints it and exits with status 2.
 
-Relative paths in the file (library, journal, socket, key file, GPIO state dir, driver
+The ``[telemetry]`` and ``[dashboard]`` sections belong to the observers (the telemetry
+publisher, the dashboard); their models live in the pure ``safety.observer_config`` so
+those processes can read them without the safety host, and are validated here too, so a
+mistake in them fails ``python -m safety --check`` like any other.
+
+Relative paths in the file (library, journal, socket, key files, GPIO state dir, driver
 ``map_path``) are resolved against the directory of the config file, so a unit file
 that runs with ``/`` as its working directory finds the same files as a shell in the
 repository. The reference for every field is ``config/bench/demo-safety.toml``.
@@ -37,13 +42,17 @@ from firmware_bridge.clock import VirtualClock, clock_from_spec
 from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import syringe_by_name
+from safety.observer_config import (
+    DEFAULT_JOURNAL,
+    DEFAULT_KEY_FILE,
+    DEFAULT_SOCKET,
+    OBSERVER_KEY_NAME,
+    DashboardSection,
+    TelemetrySection,
+)
 
 #: Unix socket paths longer than this do not fit ``sockaddr_un`` on Linux
 MAX_SOCKET_PATH = 107
-
-DEFAULT_SOCKET = "/run/pumpctl/safety.sock"
-DEFAULT_JOURNAL = "/var/lib/pumpctl/safety-journal.sqlite"
-DEFAULT_KEY_FILE = "/etc/pumpctl/ipc.key"
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -215,6 +224,9 @@ class PathsSection(BaseModel):
     journal: str = DEFAULT_JOURNAL
     socket: str = DEFAULT_SOCKET
     key_file: str = DEFAULT_KEY_FILE
+    #: the observers' own key (dashboard, telemetry): read-only access (S17); unset:
+    #: ``observer.key`` beside ``key_file``
+    observer_key_file: str = ""
     #: the drug library; unset: config/drug_library.toml (or $PUMPCTL_LIBRARY)
     library: str | None = None
 
@@ -224,6 +236,20 @@ class PathsSection(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("must be a path, not empty")
         return value
+
+    @property
+    def observer_key(self) -> str:
+        """The observer key file in force (configured, or beside ``key_file``)."""
+        return self.observer_key_file or str(Path(self.key_file).with_name(OBSERVER_KEY_NAME))
+
+    @model_validator(mode="after")
+    def _two_keys(self) -> PathsSection:
+        if Path(self.key_file) == Path(self.observer_key):
+            raise ValueError(
+                "observer_key_file must differ from key_file: an observer holding the "
+                "controller's key could command the pump (S17)"
+            )
+        return self
 
 
 class ClockSection(BaseModel):
@@ -250,6 +276,9 @@ class SafetyConfig(BaseModel):
     timing: TimingSection = Field(default_factory=TimingSection)
     paths: PathsSection = Field(default_factory=PathsSection)
     clock: ClockSection = Field(default_factory=ClockSection)
+    #: the observers' sections (``safety.observer_config``), unused by this process
+    telemetry: TelemetrySection | None = None
+    dashboard: DashboardSection = Field(default_factory=DashboardSection)
 
     def with_overrides(
         self,
@@ -315,6 +344,9 @@ def _resolved(config: SafetyConfig, base: Path) -> SafetyConfig:
             "journal": resolve(config.paths.journal),
             "socket": resolve(config.paths.socket),
             "key_file": resolve(config.paths.key_file),
+            "observer_key_file": (
+                resolve(config.paths.observer_key_file) if config.paths.observer_key_file else ""
+            ),
             "library": resolve(config.paths.library) if config.paths.library else None,
         }
     )
@@ -415,11 +447,13 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
 __all__ = [
     "ClockSection",
     "ConfigError",
+    "DashboardSection",
     "GpioSection",
     "MockPumpOptions",
     "PathsSection",
     "PumpConfig",
     "SafetyConfig",
+    "TelemetrySection",
     "TimingSection",
     "load_config",
     "parse_config",

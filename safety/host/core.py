@@ -36,6 +36,7 @@ from safety.kernel.model import (
     AcknowledgeAlarms,
     AdmitPatient,
     AlarmsAcknowledged,
+    ClientDropped,
     CommandFailed,
     CommandIssued,
     CommsFailed,
@@ -56,6 +57,7 @@ from safety.kernel.model import (
     PumpReading,
     ReadbackReceived,
     Request,
+    RequestBody,
     RequestDecided,
     Resumed,
     SetInterlock,
@@ -79,6 +81,7 @@ from safety.kernel.state import (
 )
 from safety.kernel.timeline import resume
 from safety.library import DrugLibrary
+from safety.reasons import Reason
 from safety.status import AlarmView, Outcome, PatientView, Snapshot, history_points
 from safety.timing import HostTiming
 from safety.units import fraction_to_decimal
@@ -380,6 +383,25 @@ class SafetyCore:
     def emergency_stop(self, source: str) -> Outcome:
         """The local stop button (no session, no sequence): S12 needs neither."""
         return self.handle(Request(None, EmergencyStop(source)))
+
+    # ------------------------------------------------------------------ observers (S17)
+    def refuse_observer(self, body: RequestBody, client: str) -> Verdict:
+        """An observer sent a request: refused without reaching the kernel, and put on
+        record with who tried (S17); the IPC server then hangs up on it."""
+        now = self.now()
+        self._record(
+            RequestDecided(None, None, body, False, Reason.OBSERVER_READ_ONLY, now),
+            ClientDropped(client, "observer", f"sent a {body.kind!r} request", now),
+        )
+        return Verdict.refuse(
+            Reason.OBSERVER_READ_ONLY,
+            f"refused: {client} is an observer (read-only); it can never change an "
+            "infusion or acknowledge an alarm",
+        )
+
+    def client_dropped(self, client: str, role: str, why: str) -> None:
+        """The IPC server hung up on an authenticated connection: on record."""
+        self._record(ClientDropped(client, role, why, self.now()))
 
     # ------------------------------------------------------------------ pump I/O
     def poll(self, depth: int = 0) -> None:

@@ -120,8 +120,15 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             log.critical("drug library unusable, supervising with journaled limits: %s", exc)
         try:
             key = load_or_create_key(paths.key_file)
+            observer_key = load_or_create_key(paths.observer_key)
         except KeyFileError as exc:
             raise StartupError(str(exc)) from None
+        if observer_key == key:
+            raise StartupError(
+                f"{paths.observer_key} holds the same key as {paths.key_file}: an "
+                "observer could command the pump (S17); delete the observer key file to "
+                "have a new one made"
+            )
         try:
             # unreadable as a database: its readable part salvaged, the file set aside
             # (never deleted) and a new one started; the core raises the alarm
@@ -183,6 +190,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             core,
             paths.socket,
             key,
+            observer_key=observer_key,
             clinical_clock=clock_spec(core.clinical),
             liveness=liveness,
             tick=notifier.tick,

@@ -68,6 +68,7 @@ from safety.ipc.messages import (
     Hello,
     Reply,
     RequestMessage,
+    Role,
     ServerMessage,
     SnapshotReply,
     StatusNotice,
@@ -356,53 +357,13 @@ class SafetyClient:
         return sock
 
     def _handshake(self) -> ServerInfo:
-        challenge = expect(self._read_one(), Challenge)
-        cnonce = auth.new_nonce()
-        nonce = bytes.fromhex(challenge.nonce)
-        hello = Hello(
-            client=self.name,
-            cnonce=cnonce.hex(),
-            mac=auth.client_proof(self._key, nonce, cnonce),
-            history_delta=True,
-        )
-        try:
-            self._sock.sendall(encode(hello))
-        except OSError as exc:
-            raise SafetyUnavailable(f"safety process: {exc.strerror or exc}") from None
-        welcome = expect(self._read_one(), Welcome)
-        if not auth.proofs_match(auth.server_proof(self._key, nonce, cnonce), welcome.mac):
-            raise AuthenticationFailed(
-                f"the process at {self.path} did not prove it holds the key: not our safety process"
-            )
+        welcome = handshake(self._sock, self._framer, self._key, self.name, self.path)
         return ServerInfo(
             welcome.heartbeat_timeout_s,
             welcome.heartbeat_period_s,
             welcome.clinical_clock,
             welcome.library_hash,
         )
-
-    def _read_one(self) -> ServerMessage:
-        """One message during the handshake (blocking, with the connect timeout)."""
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except OSError as exc:
-                raise SafetyUnavailable(f"safety process: {exc.strerror or exc}") from None
-            if not data:
-                raise AuthenticationFailed(
-                    "the safety process closed the connection during authentication"
-                )
-            try:
-                lines = self._framer.feed(data)
-            except FrameError as exc:
-                raise ProtocolFailure(f"safety process: {exc}") from None
-            if lines:
-                if len(lines) > 1:  # nothing is sent after these two unasked
-                    raise ProtocolFailure("unexpected messages during authentication")
-                try:
-                    return decode_server(lines[0])
-                except FrameError as exc:
-                    raise ProtocolFailure(f"safety process: {exc}") from None
 
     # ------------------------------------------------------------------ threads
     def _supervised(self, name: str, body: Callable[[], None]) -> None:
@@ -582,10 +543,71 @@ class SafetyClient:
                 log.exception("the safety link's on_failure callback failed")
 
 
+# --------------------------------------------------------------------------- the handshake
+
+
+def handshake(
+    sock: socket.socket,
+    framer: LineFramer,
+    key: bytes,
+    name: str,
+    path: str,
+    role: Role = "controller",
+) -> Welcome:
+    """Prove ``key`` for ``role`` and check the server's proof (blocking, with the
+    socket's timeout). Shared by the controller's and the observer's client."""
+    challenge = expect(read_one(sock, framer), Challenge)
+    cnonce = auth.new_nonce()
+    nonce = bytes.fromhex(challenge.nonce)
+    hello = Hello(
+        client=name,
+        cnonce=cnonce.hex(),
+        mac=auth.client_proof(key, nonce, cnonce),
+        history_delta=True,
+        role=role,
+    )
+    try:
+        sock.sendall(encode(hello))
+    except OSError as exc:
+        raise SafetyUnavailable(f"safety process: {exc.strerror or exc}") from None
+    welcome = expect(read_one(sock, framer), Welcome)
+    if not auth.proofs_match(auth.server_proof(key, nonce, cnonce), welcome.mac):
+        raise AuthenticationFailed(
+            f"the process at {path} did not prove it holds the key: not our safety process"
+        )
+    return welcome
+
+
+def read_one(sock: socket.socket, framer: LineFramer) -> ServerMessage:
+    """One message during the handshake (blocking, with the socket's timeout)."""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError as exc:
+            raise SafetyUnavailable(f"safety process: {exc.strerror or exc}") from None
+        if not data:
+            raise AuthenticationFailed(
+                "the safety process closed the connection during authentication"
+            )
+        try:
+            lines = framer.feed(data)
+        except FrameError as exc:
+            raise ProtocolFailure(f"safety process: {exc}") from None
+        if lines:
+            if len(lines) > 1:  # nothing is sent after these two unasked
+                raise ProtocolFailure("unexpected messages during authentication")
+            try:
+                return decode_server(lines[0])
+            except FrameError as exc:
+                raise ProtocolFailure(f"safety process: {exc}") from None
+
+
 __all__ = [
     "DEFAULT_REPLY_TIMEOUT_S",
     "SafetyClient",
     "ServerInfo",
     "error_for",
     "expect",
+    "handshake",
+    "read_one",
 ]

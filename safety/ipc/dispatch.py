@@ -16,19 +16,33 @@ nothing about the infusion; what it does decide is who may speak:
   is attached and alive; once the safety process has let it go (EOF, heartbeat timeout:
   S11) anyone authenticated may attach and re-sync;
 - the attached connection's loss (EOF, socket error, protocol error) is reported to the
-  core at once: ``controller_lost`` (S11).
+  core at once: ``controller_lost`` (S11);
+- an observer (it proved the observer key, not the controller's) may read and subscribe,
+  never command (S17): its ``attach`` or ``request`` is refused, put on record in the
+  safety journal (``SafetyCore.refuse_observer``, ``client_dropped``) and it is dropped;
+- a request whose ``expires_at`` lies more than ``MAX_EXPIRY_AHEAD_S`` ahead of the
+  liveness clock is not a message of this protocol (S8 would never expire it): dropped,
+  the field named.
+
+The journal stream: a peer that subscribes with ``journal`` gets the journal's recent
+tail at once and then every new entry worth a line (``safety.journal_text``), read back
+from the journal itself after each change, so an observer sees exactly what is on disk.
+Nothing is read while no one asks for it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from pydantic import ValidationError
 
 from safety.host.core import SafetyCore
 from safety.ipc import auth
 from safety.ipc.framing import FrameError, decode_client
 from safety.ipc.messages import (
+    MAX_EXPIRY_AHEAD_S,
     PROTOCOL_VERSION,
     AlarmNotice,
     Attach,
@@ -41,8 +55,10 @@ from safety.ipc.messages import (
     Heartbeat,
     HeartbeatAck,
     Hello,
+    JournalNotice,
     Reply,
     RequestMessage,
+    Role,
     ServerMessage,
     SnapshotReply,
     StatusNotice,
@@ -51,7 +67,10 @@ from safety.ipc.messages import (
     Welcome,
 )
 from safety.ipc.snapshots import SnapshotSender, differs
-from safety.kernel.model import EmergencyStop, Request, RequestMeta
+from safety.journal import JournalEntry
+from safety.journal_text import JournalLine, JournalTail, ProgramTracker
+from safety.kernel.codec import decode_event
+from safety.kernel.model import EmergencyStop, Event, ProgramLoaded, Request, RequestMeta
 from safety.status import Snapshot
 
 log = logging.getLogger("safety.ipc")
@@ -59,6 +78,12 @@ log = logging.getLogger("safety.ipc")
 SERVER_NAME = "pumpctl-safety"
 #: the session the kernel sees on a request from a connection that holds none
 NO_SESSION = "(none: not the attached connection)"
+#: journal entries read back to build a new journal reader's tail, and lines sent of it
+TAIL_SCAN = 200
+TAIL_LINES = 50
+
+#: decides whether an authenticated peer of a role gets a slot: None, or why not
+Admit = Callable[["Peer", Role], str | None]
 
 
 @dataclass(eq=False)
@@ -70,8 +95,11 @@ class Peer:
     nonce: bytes = field(default_factory=auth.new_nonce)
     authenticated: bool = False
     client: str = ""
+    role: Role = "controller"
     session: str | None = None
     subscribed: bool = False
+    #: also gets the journal stream
+    journal: bool = False
     #: every message to this peer is encoded here (its snapshots' history as deltas)
     snapshots: SnapshotSender = field(default_factory=SnapshotSender)
 
@@ -87,6 +115,8 @@ class Answer:
     messages: tuple[ServerMessage, ...] = ()
     close: bool = False
     why: str = ""
+    #: the hang-up is already in the safety journal (an observer that tried to command)
+    recorded: bool = False
 
 
 class Dispatcher:
@@ -98,9 +128,14 @@ class Dispatcher:
         clinical_clock: str,
         max_request_bytes: int,
         heartbeat_period_s: float | None = None,
+        observer_key: bytes | None = None,
     ) -> None:
+        """``observer_key`` None: no observer can authenticate."""
         self.core = core
         self._key = key
+        self._observer_key = observer_key
+        #: the server's slot policy; the in-process link admits everyone
+        self.admit: Admit = lambda _peer, _role: None
         self._clinical_clock = clinical_clock
         self._max_request_bytes = max_request_bytes
         timeout = core.timing.heartbeat_timeout_s
@@ -114,6 +149,10 @@ class Dispatcher:
         previous = core.on_change
         self._previous_hook: Callable[[Snapshot], None] | None = previous
         core.on_change = self._changed
+        self._journal_readers: set[int] = set()  # peer ids
+        self._journal_cursor = 0  # last entry id streamed
+        self._journal_stream: JournalTail | None = None
+        self._journal_dirty = False
 
     # ------------------------------------------------------------------ connection life
     def greet(self, peer: Peer) -> Challenge:
@@ -134,6 +173,7 @@ class Dispatcher:
 
     def disconnected(self, peer: Peer, why: str) -> None:
         """The peer's connection is gone. If it was the controller: S11, now."""
+        self._journal_readers.discard(peer.id)
         if self.attached is not peer:
             return
         self.attached = None
@@ -151,7 +191,18 @@ class Dispatcher:
             )
         if isinstance(message, Hello):
             return self.reject(peer, ErrorCode.BAD_MESSAGE, "hello sent twice")
+        if peer.role == "observer" and isinstance(message, RequestMessage | Attach):
+            return self._observer_commands(peer, message)
         if isinstance(message, RequestMessage):
+            ahead = message.expires_at - self.core.liveness.now()
+            if ahead > MAX_EXPIRY_AHEAD_S:
+                return self.reject(
+                    peer,
+                    ErrorCode.BAD_MESSAGE,
+                    f"invalid message: request.expires_at: {message.expires_at:g} is "
+                    f"{ahead:.6g} s after now on the liveness clock; at most "
+                    f"{MAX_EXPIRY_AHEAD_S:g} s is allowed (S8)",
+                )
             outcome = self.core.handle(self._request(peer, message))
             return Answer((Reply(id=message.id, outcome=outcome),))
         if isinstance(message, Heartbeat):
@@ -167,23 +218,56 @@ class Dispatcher:
             return Answer((SnapshotReply(id=message.id, snapshot=self.core.snapshot()),))
         assert isinstance(message, Subscribe)
         peer.subscribed = message.on
-        return Answer((Subscribed(id=message.id, on=message.on, snapshot=self.core.snapshot()),))
+        subscribed = Subscribed(id=message.id, on=message.on, snapshot=self.core.snapshot())
+        if not (message.on and message.journal):
+            peer.journal = False
+            self._journal_readers.discard(peer.id)
+            return Answer((subscribed,))
+        peer.journal = True
+        self._journal_readers.add(peer.id)
+        return Answer((subscribed, JournalNotice(lines=self._journal_tail())))
+
+    def _observer_commands(self, peer: Peer, message: RequestMessage | Attach) -> Answer:
+        """S17: refused, on record in the safety journal, and the observer dropped."""
+        if isinstance(message, RequestMessage):
+            verdict = self.core.refuse_observer(message.body, peer.describe())
+            text = verdict.message
+        else:
+            text = f"refused: {peer.describe()} is an observer (read-only); it cannot attach"
+            self.core.client_dropped(peer.describe(), "observer", "tried to attach")
+        log.error("%s (S17)", text)
+        error = ErrorReply(id=message.id, code=ErrorCode.READ_ONLY, message=text, fatal=True)
+        return Answer((error,), True, text, recorded=True)
 
     def _hello(self, peer: Peer, hello: Hello) -> Answer:
         cnonce = bytes.fromhex(hello.cnonce)
-        expected = auth.client_proof(self._key, peer.nonce, cnonce)
+        key = self._key if hello.role == "controller" else self._observer_key
+        if key is None:
+            return self.reject(
+                peer,
+                ErrorCode.AUTH_FAILED,
+                f"authentication failed (client {hello.client!r}): this safety process has "
+                "no observer key",
+            )
+        expected = auth.client_proof(key, peer.nonce, cnonce)
         if not auth.proofs_match(expected, hello.mac):
             return self.reject(
-                peer, ErrorCode.AUTH_FAILED, f"authentication failed (client {hello.client!r})"
+                peer,
+                ErrorCode.AUTH_FAILED,
+                f"authentication failed (client {hello.client!r}, role {hello.role})",
             )
+        refusal = self.admit(peer, hello.role)
+        if refusal is not None:
+            return self.reject(peer, ErrorCode.TOO_MANY_CLIENTS, refusal)
         peer.authenticated = True
         peer.client = hello.client
+        peer.role = hello.role
         peer.snapshots.delta = hello.history_delta
-        log.info("%s authenticated", peer.describe())
+        log.info("%s authenticated as %s", peer.describe(), hello.role)
         return Answer(
             (
                 Welcome(
-                    mac=auth.server_proof(self._key, peer.nonce, cnonce),
+                    mac=auth.server_proof(key, peer.nonce, cnonce),
                     heartbeat_timeout_s=self.core.timing.heartbeat_timeout_s,
                     heartbeat_period_s=self.heartbeat_period_s,
                     clinical_clock=self._clinical_clock,
@@ -192,6 +276,7 @@ class Dispatcher:
                     ),
                     max_request_bytes=self._max_request_bytes,
                     history_delta=hello.history_delta,
+                    role=hello.role,
                 ),
             )
         )
@@ -243,6 +328,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ notifications
     def _changed(self, snapshot: Snapshot) -> None:
         self._latest = snapshot
+        self._journal_dirty = True
         for alarm in snapshot.alarms:
             ident = (alarm.key, alarm.raised_at)
             if alarm.active and ident not in self._seen_alarms:
@@ -252,9 +338,13 @@ class Dispatcher:
             self._previous_hook(snapshot)
 
     def notices(self) -> list[ServerMessage]:
-        """Pushes due since the last call: new alarms first, then the status if changed."""
+        """Pushes due since the last call: new alarms first, then the status if changed,
+        then the journal's new lines (for journal readers only: ``JournalNotice``)."""
         out: list[ServerMessage] = list(self._alarm_queue)
         self._alarm_queue.clear()
+        lines = self._journal_news()
+        if lines:
+            out.append(JournalNotice(lines=lines))
         latest = self._latest
         if differs(latest, self._pushed):
             out.append(StatusNotice(snapshot=latest))
@@ -262,6 +352,48 @@ class Dispatcher:
             # forget alarms that left the book: raised again later, they are news again
             self._seen_alarms &= {(a.key, a.raised_at) for a in latest.alarms}
         return out
+
+    # ------------------------------------------------------------------ the journal stream
+    def _journal_tail(self) -> tuple[JournalLine, ...]:
+        """The last lines of the journal for a new reader; starts the stream if idle."""
+        journal = self.core.journal
+        last = journal.last_id()
+        events = _decoded(journal.entries(since_id=max(0, last - TAIL_SCAN)))
+        loaded_here = any(isinstance(event, ProgramLoaded) for _, event in events)
+        # with no program loaded in the scanned entries, the one in force now was in force
+        # for all of them; otherwise the tracker learns each from its ProgramLoaded
+        current = None if loaded_here else self.core.state.drug_program
+        tail = JournalTail(ProgramTracker(current))
+        lines = [line for ident, event in events if (line := tail.line(ident, event))]
+        if self._journal_stream is None or len(self._journal_readers) <= 1:
+            self._journal_stream, self._journal_cursor = tail, last
+            self._journal_dirty = False
+        return tuple(lines[-TAIL_LINES:])
+
+    def _journal_news(self) -> tuple[JournalLine, ...]:
+        if not self._journal_readers:
+            self._journal_stream = None
+            return ()
+        stream = self._journal_stream
+        if stream is None or not self._journal_dirty:
+            return ()
+        self._journal_dirty = False
+        events = _decoded(self.core.journal.entries(since_id=self._journal_cursor))
+        if events:
+            self._journal_cursor = events[-1][0]
+        return tuple(line for ident, event in events if (line := stream.line(ident, event)))
+
+
+def _decoded(entries: Iterable[JournalEntry]) -> list[tuple[int, Event]]:
+    """(id, event) of each entry that decodes (one that does not is the replay's
+    business, not the stream's: it is left out)."""
+    out: list[tuple[int, Event]] = []
+    for entry in entries:
+        try:
+            out.append((entry.id, decode_event(entry.payload)))
+        except ValidationError:
+            log.warning("journal entry %d (%s) left out of the stream", entry.id, entry.kind)
+    return out
 
 
 __all__ = ["NO_SESSION", "PROTOCOL_VERSION", "SERVER_NAME", "Answer", "Dispatcher", "Peer"]

@@ -18,9 +18,16 @@ Conversation (client ``->``, server ``<-``)::
     -> heartbeat {id, session}            <- heartbeat_ack {id, ok}
     -> request {id, session, seq, expires_at, body}  <- reply {id, outcome}
     -> get_snapshot {id}                  <- snapshot {id, snapshot}
-    -> subscribe {id, on}                 <- subscribed {id, snapshot}
+    -> subscribe {id, on, journal}        <- subscribed {id, snapshot}
                                           <- status {snapshot} / alarm {alarm} (pushed)
+                                          <- journal {lines} (pushed, if asked)
                                           <- error {id, code, message}
+
+Roles (S17): ``hello`` names its ``role``. A controller proves the controller key; an
+observer proves the observer key (a separate file) and may only ``subscribe``,
+``get_snapshot`` and send liveness ``heartbeat`` pings (no session). An observer's
+``attach`` or ``request`` is refused, put on record in the safety journal, and the
+observer is dropped: an observer can never change an infusion or acknowledge an alarm.
 
 History deltas (protocol 1, negotiated): a client that sends ``hello`` with
 ``history_delta: true`` and gets ``welcome`` with ``history_delta: true`` receives
@@ -37,14 +44,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterator
+import re
+import typing
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 import safety.kernel.codec  # noqa: F401 - sets extra="forbid" on the kernel dataclasses
 from safety import status
+from safety.journal_text import JournalLine
 from safety.kernel.model import RequestBody
 from safety.status import AlarmView, HistoryPoint, Outcome, Snapshot
 
@@ -53,11 +63,24 @@ PROTOCOL_VERSION = 1
 #: bounds on any decimal in a request (a dose, a weight): far beyond any clinical figure
 MAX_DECIMAL_DIGITS = 34
 MAX_DECIMAL_EXPONENT = 24
+#: a request may claim to stay valid at most this long after it reaches the safety
+#: process, on the liveness clock (S8). The controller's requests live 2 s
+#: (``link.DEFAULT_TTL_S``); 60 s leaves room for any honest client and still keeps S8
+#: meaningful: ``expires_at = 1e308`` would make a captured command valid forever.
+MAX_EXPIRY_AHEAD_S = 60.0
+
+#: the one spelling of a decimal on the wire: ASCII digits, an optional sign, point and
+#: exponent; no spaces, no other scripts' digits (``Decimal`` itself would read
+#: "\uff11\uff12 " as 12), no NaN or Infinity
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 _FORBID = ConfigDict(extra="forbid")
-for _value in vars(status).values():
+for _value in [*vars(status).values(), JournalLine]:
     if isinstance(_value, type) and dataclasses.is_dataclass(_value):
         _value.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
+
+#: who a connection is: the key it proved decides what it may send
+Role = Literal["controller", "observer"]
 
 #: hex digests and nonces: 32 bytes
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -66,9 +89,20 @@ MsgId = Annotated[int, Field(ge=0, lt=2**53)]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: an integer must be a JSON integer (``1e3`` and ``"5"`` are refused, not
+    read as 1000 and 5), a bool a JSON bool, a string a JSON string."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     v: Literal[1] = 1  # PROTOCOL_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integer_version(cls, data: Any) -> Any:
+        """``Literal[1]`` alone would let ``1.0`` and ``true`` pass as 1."""
+        if isinstance(data, Mapping) and "v" in data and type(data["v"]) is not int:
+            raise ValueError("v: the protocol version must be the JSON integer 1")
+        return data
 
 
 # --------------------------------------------------------------------------- client -> server
@@ -83,6 +117,8 @@ class Hello(_Message):
     mac: Hex32
     #: send the rate history in replies and status notices as a change (see above)
     history_delta: bool = False
+    #: which key ``mac`` was made with (and so what this connection may send)
+    role: Role = "controller"
 
 
 class Attach(_Message):
@@ -111,6 +147,35 @@ class RequestMessage(_Message):
     expires_at: Annotated[float, Field(allow_inf_nan=False)]
     body: RequestBody
 
+    @model_validator(mode="before")
+    @classmethod
+    def _decimals_as_ascii_text(cls, data: Any) -> Any:
+        """The body's decimals (kernel dataclasses, shared with the journal, so not
+        strict themselves) must be text in the one ASCII spelling: a JSON number would
+        pass through a binary float, and ``Decimal`` reads other scripts' digits and
+        surrounding spaces without a word."""
+        body = data.get("body") if isinstance(data, Mapping) else None
+        if not isinstance(body, Mapping):
+            return data
+        for path in _DECIMAL_PATHS.get(str(body.get("kind")), ()):
+            value: Any = body
+            for part in path:
+                value = value.get(part) if isinstance(value, Mapping) else None
+            if value is None:
+                continue
+            name = ".".join(("body", *path))
+            if not isinstance(value, str):
+                raise ValueError(
+                    f'{name}: a decimal is sent as a string of ASCII digits (e.g. "8.5"), '
+                    f"not as a JSON {type(value).__name__}"
+                )
+            if not _DECIMAL_TEXT.fullmatch(value):
+                raise ValueError(
+                    f"{name}: {value[:40]!r} is not a decimal in ASCII digits (no spaces, no "
+                    "other digits, no NaN or Infinity)"
+                )
+        return data
+
     @model_validator(mode="after")
     def _sane_numbers(self) -> RequestMessage:
         """Refuse decimals no clinical figure has (``1E+999999999``) before the kernel
@@ -126,6 +191,26 @@ class RequestMessage(_Message):
                     f"1e{MAX_DECIMAL_EXPONENT})"
                 )
         return self
+
+
+def _decimal_paths(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Field paths of ``Decimal`` (or ``Decimal | None``) fields in a kernel dataclass,
+    nested dataclasses included: what ``_decimals_as_ascii_text`` inspects."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        members = typing.get_args(hint) or (hint,)
+        for member in members:
+            if member is Decimal:
+                yield (*prefix, f.name)
+            elif dataclasses.is_dataclass(member) and isinstance(member, type):
+                yield from _decimal_paths(member, (*prefix, f.name))
+
+
+_DECIMAL_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    typing.get_type_hints(body)["kind"].__args__[0]: tuple(_decimal_paths(body))
+    for body in typing.get_args(typing.get_args(RequestBody)[0])
+}
 
 
 def _decimals(value: object, path: str) -> Iterator[tuple[str, Decimal]]:
@@ -147,6 +232,8 @@ class Subscribe(_Message):
     type: Literal["subscribe"] = "subscribe"
     id: MsgId
     on: bool = True
+    #: also stream the safety journal (``journal`` notices), starting with its tail
+    journal: bool = False
 
 
 ClientMessage = Annotated[
@@ -177,6 +264,7 @@ class Welcome(_Message):
     max_request_bytes: int
     #: the client's ``history_delta`` granted
     history_delta: bool = False
+    role: Role = "controller"
 
 
 class Attached(_Message):
@@ -241,13 +329,23 @@ class AlarmNotice(_Message):
     alarm: AlarmView
 
 
+class JournalNotice(_Message):
+    """Safety-journal entries worth a line (``safety.journal_text.JournalTail``), in
+    order; the first one after ``subscribe`` carries the journal's recent tail."""
+
+    type: Literal["journal"] = "journal"
+    #: not strict: pydantic's strict mode refuses a JSON array as a tuple
+    lines: Annotated[tuple[JournalLine, ...], Field(strict=False)]
+
+
 class ErrorCode(enum.StrEnum):
     BAD_MESSAGE = "bad_message"  # not JSON, not a known message, too long: dropped
     AUTH_FAILED = "auth_failed"  # wrong key: dropped
     NOT_AUTHENTICATED = "not_authenticated"  # anything before hello: dropped
     CONTROLLER_ATTACHED = "controller_attached"  # another live controller holds the session
     TOO_MANY_CLIENTS = "too_many_clients"
-    TOO_SLOW = "too_slow"  # a client that does not read its notifications: dropped
+    TOO_SLOW = "too_slow"  # a client that does not read, or stalls mid-line: dropped
+    READ_ONLY = "read_only"  # an observer tried to command: refused, on record, dropped
     SHUTTING_DOWN = "shutting_down"
 
 
@@ -269,6 +367,7 @@ ServerMessage = Annotated[
     | Subscribed
     | StatusNotice
     | AlarmNotice
+    | JournalNotice
     | ErrorReply,
     Field(discriminator="type"),
 ]
@@ -278,6 +377,7 @@ SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 
 __all__ = [
     "CLIENT_MESSAGE",
+    "MAX_EXPIRY_AHEAD_S",
     "PROTOCOL_VERSION",
     "SERVER_MESSAGE",
     "AlarmNotice",
@@ -292,8 +392,10 @@ __all__ = [
     "HeartbeatAck",
     "Hello",
     "HistoryDelta",
+    "JournalNotice",
     "Reply",
     "RequestMessage",
+    "Role",
     "ServerMessage",
     "SnapshotReply",
     "StatusNotice",

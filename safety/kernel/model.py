@@ -418,6 +418,20 @@ class Resumed:
     kind: Literal["resumed"] = "resumed"
 
 
+@dataclass(frozen=True)
+class ClientDropped:
+    """The safety process hung up on an authenticated IPC connection (it did not read
+    its messages, stalled mid-line, an observer tried to command...). Changes no state:
+    it is on record for the people who review a run (S17); an attached controller's loss
+    is journaled besides, as ``ControllerLost``."""
+
+    client: str  # "client #3 [pid 1234 uid 1000] (pumpctl-dashboard)"
+    role: str  # "controller" or "observer"
+    why: str
+    now: Now
+    kind: Literal["client_dropped"] = "client_dropped"
+
+
 Event = Annotated[
     ProgramLoaded
     | RequestDecided
@@ -435,7 +449,8 @@ Event = Annotated[
     | PatientUpdated
     | LibraryChecked
     | TimelineResumed
-    | JournalRecovered,
+    | JournalRecovered
+    | ClientDropped,
     Field(discriminator="kind"),
 ]
 

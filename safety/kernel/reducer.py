@@ -13,6 +13,7 @@ from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
     AlarmsAcknowledged,
+    ClientDropped,
     CommandFailed,
     CommandIssued,
     CommsFailed,
@@ -145,6 +146,8 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
         return replace(state, alarms=alarms, estopped=estopped)
     if isinstance(event, Ticked):
         return tick(state, event.now, config)[0]
+    if isinstance(event, ClientDropped):
+        return state  # on record only (S17)
     assert isinstance(event, Resumed)
     return _resumed(state, event, config)
 

@@ -202,3 +202,38 @@ def test_bad_durations(text: str) -> None:
     with pytest.raises(BadInput) as info:
         parse_duration(text)
     assert info.value.field == "duration"
+
+
+# --------------------------------------------------------------------------- the status bar
+
+
+def test_the_status_bar_keeps_the_live_view_off_the_prompt_line(
+    session: Session, local: LocalSafety
+) -> None:
+    """Typed commands run, the toolbar shows the live status (drug, dose and rate), and
+    what the console prints never lands on the prompt's line."""
+    pytest.importorskip("prompt_toolkit")
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from controller.console import run_with_status_bar
+
+    console = Console(session, advance=lambda seconds: drive(local, session, seconds))
+    seen: list[str] = []
+    real = console.status_bar
+
+    def spy() -> str:
+        text = real()
+        seen.append(text)
+        return text
+
+    console.status_bar = spy  # type: ignore[method-assign]
+    with create_pipe_input() as pipe:
+        pipe.send_text("program norepinephrine 4 mg/250 mL D5W\rstart 8\rwait 1 min\rquit\r")
+        assert run_with_status_bar(console, "hello", input_=pipe, output=DummyOutput())
+    console.close()
+    assert session.state is State.INFUSING  # the typed commands ran
+    assert seen and "[idle] | no program" in seen[0]  # the toolbar was drawn from the start
+    live = console.status_bar()
+    assert "norepinephrine" in live and "8 mcg/min" in live, live
+    assert "pumpctl [" not in live  # the prompt is never part of the status

@@ -20,15 +20,16 @@ from firmware_bridge.clock import MonotonicClock
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import syringe_by_name
 from safety.host.core import HostTiming, SafetyCore
-from safety.ipc.server import SafetyServer
+from safety.ipc.server import Limits, SafetyServer
 from safety.journal import Journal
 from safety.kernel.model import ProgramSpec
 from safety.library import DrugLibrary
 from safety.status import Snapshot
 
 SYRINGE = "bd-plastipak-50ml"
-#: journal kinds written by the timers alone; anything else is a decision or an action
-PASSIVE_KINDS = frozenset({"readback", "ticked"})
+#: journal kinds written by the timers alone, and the IPC server's record of a client it
+#: hung up on (no decision, no action); anything else is a decision or an action
+PASSIVE_KINDS = frozenset({"readback", "ticked", "client_dropped"})
 
 
 @pytest.fixture
@@ -59,6 +60,7 @@ class ServerRig:
     key: bytes
     thread: threading.Thread
     errors: list[BaseException] = field(default_factory=list)
+    observer_key: bytes = b""
 
     def decisive_entries(self) -> list[tuple[int, str, str]]:
         """Journal entries other than the timers' read-backs: decisions, commands, alarms."""
@@ -84,6 +86,7 @@ def make_server(
     heartbeat_timeout_s: float = 1.0,
     poll_period_s: float = 0.1,
     auth_timeout_s: float = 5.0,
+    limits: Limits | None = None,
 ) -> ServerRig:
     clinical = MonotonicClock()
     liveness = MonotonicClock()
@@ -105,8 +108,15 @@ def make_server(
     )
     core.start()
     key = os.urandom(32)
+    observer_key = os.urandom(32)
     server = SafetyServer(
-        core, directory / "safety.sock", key, liveness=liveness, auth_timeout_s=auth_timeout_s
+        core,
+        directory / "safety.sock",
+        key,
+        observer_key=observer_key,
+        liveness=liveness,
+        limits=limits,
+        auth_timeout_s=auth_timeout_s,
     )
     server.open()
     errors: list[BaseException] = []
@@ -119,7 +129,16 @@ def make_server(
 
     thread = threading.Thread(target=serve, name="safety-server", daemon=True)
     rig = ServerRig(
-        server, core, pump, driver, journal, directory / "safety.sock", key, thread, errors
+        server,
+        core,
+        pump,
+        driver,
+        journal,
+        directory / "safety.sock",
+        key,
+        thread,
+        errors,
+        observer_key,
     )
     thread.start()
     return rig

@@ -121,7 +121,7 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
         (
             {"pump": MOCK, "pupm": {}},
             "pupm",
-            "allowed here: clock, gpio, paths, pump, timing, watchdog",
+            "allowed here: clock, dashboard, gpio, paths, pump, telemetry, timing, watchdog",
         ),
         ({"pump": MOCK, "watchdog": {"device": " "}}, "watchdog.device", "/dev/watchdog"),
         ({"pump": MOCK, "watchdog": {"devise": "/dev/watchdog"}}, "watchdog.devise", "device"),

@@ -9,6 +9,7 @@ history. Clients that do not ask for deltas get every history in full.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from decimal import Decimal
 
@@ -39,7 +40,14 @@ from safety.ipc.snapshots import (
     delta_between,
     snapshot_of,
 )
-from safety.kernel.model import ChangeDose, LoadProgram, ProgramSpec, StartInfusion, Verdict
+from safety.kernel.model import (
+    ChangeDose,
+    LoadProgram,
+    ProgramSpec,
+    RequestBody,
+    StartInfusion,
+    Verdict,
+)
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.status import HistoryPoint, Outcome, Snapshot
@@ -311,11 +319,20 @@ def test_a_client_that_does_not_ask_gets_every_history_in_full(
         assert welcome.history_delta is False
         raw.send(Attach(id=1))
         session = raw.read_until(Attached).session
-        for seq, body in enumerate(
-            (LoadProgram(spec), StartInfusion(Decimal(8)), ChangeDose(Decimal(9))), start=1
-        ):
+        bodies: tuple[RequestBody, ...] = (
+            LoadProgram(spec),
+            StartInfusion(Decimal(8)),
+            ChangeDose(Decimal(9)),
+        )
+        for seq, body in enumerate(bodies, start=1):
             raw.send(
-                RequestMessage(id=10 + seq, session=session, seq=seq, expires_at=1e12, body=body)
+                RequestMessage(
+                    id=10 + seq,
+                    session=session,
+                    seq=seq,
+                    expires_at=time.monotonic() + 30,
+                    body=body,
+                )
             )
             reply = raw.read_until(Reply)
             assert reply.history_delta is None

@@ -262,7 +262,11 @@ def test_a_session_belongs_to_its_connection(rig: ServerRig, spec: ProgramSpec) 
         assert c.session is not None
         intruder.send(
             RequestMessage(
-                id=1, session=c.session, seq=1000, expires_at=1e12, body=ChangeDose(Decimal(10))
+                id=1,
+                session=c.session,
+                seq=1000,
+                expires_at=time.monotonic() + 30,
+                body=ChangeDose(Decimal(10)),
             )
         )
         reply = intruder.read_until(Reply)

@@ -1,0 +1,316 @@
+"""Issue 12 as people use it: the dashboard in a real browser on a real bench, the fleet
+view on a real Mosquitto broker, and an observer that tries to command.
+
+Few cases, each doing a lot: starting Chromium and the processes costs seconds. Each
+page is saved as a screenshot under var/test-artifacts/. Skipped, and listed loudly at
+the end of the run, where mosquitto or chromium is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import broker as broker_mod
+from hil_tests.conftest import MakeBench, skip_unless
+from hil_tests.harness import browser as browser_mod
+from hil_tests.harness.bench import HilBench
+from hil_tests.harness.processes import Child, RawClient, wait_for
+from hil_tests.harness.pumps import NE1000
+from hil_tests.harness.truth import changes_between
+from observe.telemetry.simulate import SimulatedBench
+from safety.ipc.messages import ErrorCode, ErrorReply, RequestMessage
+from safety.kernel.model import AcknowledgeAlarms, ChangeDose
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
+
+#: the page must show a changed value within this (real seconds): the issue's figure
+PAGE_DEADLINE_S = 2.0
+#: the broker outage of the fleet case. The issue names 30 s; the case keeps the suite
+#: fast with a shorter one (the mechanism does not depend on the length: the outbox
+#: grows while the broker is away); `pumpctl bench --observe` runs the full 30 s.
+OUTAGE_S = 3.0
+
+
+def pumpctl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "controller.cli", *args]
+
+
+def dashboard(bench: HilBench) -> str:
+    child = bench._spawn(
+        pumpctl("dashboard", "--config", str(bench.config), "--port", "0", "--bench-name", "hil")
+    )
+    return child.wait_line("dashboard on ").removeprefix("dashboard on ")
+
+
+def field(driver: Any, name: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    elements = driver.find_elements(By.CSS_SELECTOR, f'[data-f="{name}"]')
+    return str(elements[0].get_attribute("data-value") or "") if elements else ""
+
+
+def link_live(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "link").get_attribute("data-live"))
+
+
+def test_the_dashboard_follows_a_bench_in_a_browser(make_bench: MakeBench) -> None:
+    skip_unless(browser_mod.available())
+    from selenium.webdriver.common.by import By
+
+    bench = make_bench(NE1000)
+    session = bench.connect()
+    session.program("norepinephrine", "8 mg/250 mL", "D5W")
+    assert session.start(8).execution == "applied"
+    url = dashboard(bench)
+    with browser_mod.Browser() as browser:
+        d = browser.driver
+        d.get(url)
+        wait_for(lambda: field(d, "dose") == "8", 15.0, "the page showing 8 mcg/min")
+        # read-only: nothing on the page can send anything
+        assert d.find_elements(By.CSS_SELECTOR, "button, input, form, select, textarea") == []
+
+        # a change reaches the page within 2 s
+        since = bench.now()
+        changed = time.monotonic()
+        assert session.order(ChangeDose(Decimal(10))).execution == "applied"
+        wait_for(lambda: field(d, "dose") == "10", PAGE_DEADLINE_S, "10 mcg/min on the page")
+        took = time.monotonic() - changed
+        assert field(d, "rate") == "18.75"
+        assert any(
+            "change_dose 10 -> accepted" in li.text
+            for li in d.find_elements(By.CSS_SELECTOR, "#journal li")
+        )
+        browser.screenshot("dashboard-infusing")
+
+        # an occlusion: a high alarm, red and flashing (IEC 60601-1-8)
+        bench.fault("occlusion")
+        alarm = wait_for(
+            lambda: d.find_elements(By.CSS_SELECTOR, ".alarm.high"), 15.0, "the high alarm"
+        )[0]
+        assert alarm.value_of_css_property("animation-name") == "flash-high"
+        red = alarm.value_of_css_property("background-color")
+        assert red in ("rgba(212, 0, 0, 1)", "rgba(74, 0, 0, 1)"), red
+        browser.screenshot("dashboard-high-alarm")
+
+        # the safety process dies: the page says the data is stale, then recovers alone
+        bench.kill_safety()
+        wait_for(lambda: link_live(d) == "false", 15.0, "the page marking its data stale")
+        assert "STALE" in d.find_element(By.ID, "link").text
+        assert "safety process" in d.find_element(By.ID, "stale-banner").text
+        browser.screenshot("dashboard-stale")
+        bench.start_safety()
+        wait_for(lambda: link_live(d) == "true", 20.0, "the page live again")
+        assert d.find_elements(By.CSS_SELECTOR, ".alarm.high")  # the alarm survived
+        d.set_window_size(390, 844)  # a phone
+        browser.screenshot("dashboard-phone")
+        width = d.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390 + 1, f"the page is {width} px wide on a 390 px phone"
+    assert took <= PAGE_DEADLINE_S
+    assert [s.rate_ml_h for s in changes_between(bench.truth(), since)][:1] == [18.75]
+    bench.assert_invariants()
+
+
+def test_an_observer_cannot_command_the_real_process(make_bench: MakeBench) -> None:
+    bench = make_bench(NE1000)
+    session = bench.connect()
+    session.program("norepinephrine", "8 mg/250 mL", "D5W")
+    assert session.start(8).execution == "applied"
+    since, sets = bench.now(), bench.set_rates_executed()
+    observer_key = bytes.fromhex((bench.runtime / "observer.key").read_text().strip())
+    for body in (ChangeDose(Decimal(40)), AcknowledgeAlarms(None)):
+        raw = RawClient(bench.socket)
+        raw.authenticate(observer_key, name="hil-observer", role="observer")
+        raw.send(
+            RequestMessage(id=1, session=None, seq=1, expires_at=time.monotonic() + 5, body=body)
+        )
+        error = raw.read()
+        assert isinstance(error, ErrorReply) and error.code is ErrorCode.READ_ONLY
+        assert raw.closed_by_server()
+        raw.close()
+    from safety.journal_read import read_safety_events
+    from safety.kernel.model import ClientDropped, RequestDecided
+
+    events = read_safety_events(bench.safety_journal)
+    refused = [
+        e for e in events if isinstance(e, RequestDecided) and e.reason == "observer_read_only"
+    ]
+    assert [e.body.kind for e in refused] == ["change_dose", "acknowledge"]
+    assert sum(isinstance(e, ClientDropped) for e in events) >= 2
+    assert changes_between(bench.truth(), since) == []
+    assert bench.set_rates_executed() == sets
+    assert session.status().attached  # the controller never noticed
+    bench.assert_invariants()
+
+
+def _fleet(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + "api/fleet", timeout=5) as reply:
+        data: dict[str, Any] = json.load(reply)
+    return data
+
+
+def test_ten_benches_survive_a_broker_outage_without_loss_or_duplicates(
+    tmp_path: Path,
+) -> None:
+    skip_unless(broker_mod.available() or browser_mod.available())
+    from selenium.webdriver.common.by import By
+
+    broker = broker_mod.Mosquitto(tmp_path / "broker").start()
+    fleet: Child | None = None
+    benches: list[SimulatedBench] = []
+    try:
+        fleet = Child(
+            pumpctl(
+                "fleet",
+                "--broker",
+                f"127.0.0.1:{broker.port}",
+                "--port",
+                "0",
+                "--stale-after",
+                "2",
+            )
+        )
+        url = fleet.wait_line("fleet on ").removeprefix("fleet on ")
+        benches = [
+            SimulatedBench(
+                f"bench-{i:02d}",
+                "127.0.0.1",
+                broker.port,
+                tmp_path,
+                alarm_every=7,
+                status_period_s=0.5,
+            ).start()
+            for i in range(10)
+        ]
+
+        def run_for(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                for b in benches:
+                    b.tick()
+                    if b.publisher.status_due():
+                        b.status()
+                time.sleep(0.1)
+
+        run_for(1.0)
+        wait_for(lambda: len(_fleet(url)["benches"]) == 10, 10.0, "ten tiles")
+        broker.stop()
+        run_for(OUTAGE_S)  # every bench goes on writing into its outbox
+        assert all(b.outbox.count() > 0 for b in benches)
+        broker.start()
+        run_for(1.0)
+
+        def caught_up() -> bool:
+            if not all(b.drained() for b in benches):
+                return False
+            view = _fleet(url)
+            return all(
+                tile["streams"].get("journal", {}).get("last") == b.produced["journal"]
+                for tile, b in zip(view["benches"], benches, strict=True)
+            )
+
+        wait_for(caught_up, 30.0, "every event delivered after the outage")
+        view = _fleet(url)
+        for tile, b in zip(view["benches"], benches, strict=True):
+            for stream in ("journal", "alarm"):
+                s = tile["streams"][stream]
+                assert s["received"] == s["last"] == b.produced[stream], (tile["bench"], s)
+                assert s["gaps"] == 0 and s["missed"] == 0, (tile["bench"], s)
+        # duplicates the broker delivered (QoS 1: at least once) were dropped by number
+        assert view["totals"]["received"] == sum(sum(b.produced.values()) for b in benches)
+        with browser_mod.Browser() as browser:
+            d = browser.driver
+            d.get(url)
+
+            def ten_fresh() -> bool:
+                for b in benches:  # quiet benches still publish their status
+                    b.status()
+                return len(d.find_elements(By.CSS_SELECTOR, ".tile[data-stale=false]")) == 10
+
+            wait_for(ten_fresh, 10.0, "ten fresh tiles")
+            browser.screenshot("fleet-recovered")
+            benches[0].close()
+            benches = benches[1:]
+
+            def only_bench_00_stale() -> bool:
+                for b in benches:  # the others keep publishing
+                    b.status()
+                stale = d.find_elements(By.CSS_SELECTOR, ".tile[data-stale=true]")
+                return [t.get_attribute("data-bench") for t in stale] == ["bench-00"]
+
+            wait_for(only_bench_00_stale, 10.0, "the vanished bench alone marked stale")
+            browser.screenshot("fleet-one-stale")
+    finally:
+        for b in benches:
+            b.close()
+        if fleet is not None:
+            fleet.stop()
+        broker.stop()
+
+
+def test_pumpctl_telemetry_publishes_a_real_bench(make_bench: MakeBench, tmp_path: Path) -> None:
+    """The publisher process on a real safety process: the retained status says what
+    runs, the journal lines arrive numbered from 1 without a gap, a raised alarm is
+    published once, and the broker's last will says offline when the publisher dies."""
+    skip_unless(broker_mod.available())
+    from observe.fleet.model import FleetModel
+
+    bench = make_bench(NE1000)
+    broker = broker_mod.Mosquitto(tmp_path / "broker").start()
+    model: FleetModel | None = None
+    try:
+        text = bench.config.read_text()
+        bench.config.write_text(
+            text
+            + f'\n[telemetry]\nbench = "hil-rig"\nport = {broker.port}\n'
+            + f'outbox = "{tmp_path}/outbox.sqlite"\nstatus_period_s = 1.0\n'
+        )
+        session = bench.connect()
+        session.program("norepinephrine", "8 mg/250 mL", "D5W")
+        assert session.start(8).execution == "applied"
+        model = FleetModel("127.0.0.1", broker.port, client_id="hil-fleet").start()
+        publisher = bench._spawn(pumpctl("telemetry", "--config", str(bench.config)))
+        publisher.wait_line("telemetry: bench hil-rig")
+
+        def tile() -> Any:
+            with model._lock:
+                return model.tiles.get("hil-rig")
+
+        def running() -> bool:
+            t = tile()
+            return bool(
+                t
+                and t.status
+                and t.status["channels"]
+                and t.status["channels"][0]["dose_text"] == "8 mcg/min"
+            )
+
+        wait_for(running, 20.0, "the retained status of the bench")
+        bench.fault("occlusion")
+        wait_for(lambda: "alarm" in tile().streams, 20.0, "the alarm published")
+        outcome = session.order(ChangeDose(Decimal(4)))  # after the occlusion: refused
+        word = "accepted" if outcome.verdict.accepted else "REFUSED"
+        wait_for(
+            lambda: any(f"change_dose 4 -> {word}" in line for line in tile().journal),
+            20.0,
+            "the journal line of the change",
+        )
+        journal = tile().streams["journal"]
+        assert journal.gaps == 0 and journal.missed == 0 and journal.received == journal.last
+        assert tile().streams["alarm"].received >= 1 and tile().online is True
+        publisher.kill9()  # no goodbye: the broker's last will speaks for it
+        wait_for(lambda: tile().online is False, 90.0, "the last will: offline")
+    finally:
+        if model is not None:
+            model.close()
+        broker.stop()
+    bench.assert_invariants()

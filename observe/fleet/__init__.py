@@ -1,0 +1,1 @@
+"""``pumpctl fleet``: every bench on an MQTT broker as a tile (``model``, ``app``)."""

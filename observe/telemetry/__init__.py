@@ -1,0 +1,2 @@
+"""Telemetry to an MQTT broker: the schema (``schema``, versioned, documented in
+docs/telemetry.md), the durable ``outbox`` and the ``publisher``."""
