@@ -40,7 +40,7 @@ OUTAGE_S = 3.0
 
 
 def pumpctl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "controller.cli", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def dashboard(bench: HilBench) -> str:

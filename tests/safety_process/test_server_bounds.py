@@ -32,6 +32,7 @@ def dropped(rig: ServerRig) -> list[str]:
     return [e.payload for e in rig.journal.entries(kinds=["client_dropped"])]
 
 
+@pytest.mark.hil  # the stray is another process (the server tells peers apart by pid)
 def test_silent_strays_only_evict_each_other(short_dir: Path, library: DrugLibrary) -> None:
     limits = Limits(max_pending=4, max_pending_per_peer=2, auth_timeout_s=30)
     rig = make_server(short_dir, library, limits=limits)
@@ -49,6 +50,7 @@ def test_silent_strays_only_evict_each_other(short_dir: Path, library: DrugLibra
         stop_server(rig)
 
 
+@pytest.mark.hil  # the stray is another process
 def test_a_stray_that_reconnects_forever_never_locks_the_controller_out(
     short_dir: Path, library: DrugLibrary
 ) -> None:
