@@ -38,9 +38,13 @@ $(MUTATION_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,dev,plot,mutation]'
 	touch $(MUTATION_STAMP)
 
+# Test temporary files (journals written with synchronous=FULL) go to RAM where there is
+# some: a third off each test's time.
+MUTATION_TMPDIR ?= $(if $(wildcard /dev/shm/.),/dev/shm,$(or $(TMPDIR),/tmp))
+
 mutation: $(MUTATION_STAMP)
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children $${MUTATION_JOBS:-2} $(foreach m,$(MUTANTS),'$(m)') \
+	TMPDIR=$(MUTATION_TMPDIR) $(BIN)/mutmut run --max-children $${MUTATION_JOBS:-2} $(foreach m,$(MUTANTS),'$(m)') \
 		> mutation.log 2>&1 \
 		|| (tail -n 40 mutation.log; exit 1)
 	$(BIN)/python -m tests.kernel.mutation_score mutants
