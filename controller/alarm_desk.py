@@ -24,6 +24,8 @@ OWN = "controller:"
 LINK_LOST_KEY = f"{OWN}safety_link_lost"
 SESSION_LOST_KEY = f"{OWN}session_lost"
 PLAN_REFUSED_KEY = f"{OWN}plan_step_refused"
+#: a wean cut short by a lost link or session: its re-planned rest waits for the operator
+PLAN_INTERRUPTED_KEY = f"{OWN}plan_interrupted"
 FAULT_KEY = f"{OWN}fault"
 
 #: controller alarms that stop plans and need the operator, whatever their priority

@@ -338,6 +338,8 @@ def _controller_summary(e: RawEntry) -> str:
         return f"operator confirmed {p.get('trigger')}{soft}"
     if kind == "cancel":
         return f"plan ended: {p.get('why')}"
+    if kind == "interrupted":
+        return f"plan INTERRUPTED after step {p.get('steps_done')}: {p.get('why')}"
     if kind == "request":
         body = p.get("body") or {}
         extra = f" {body['dose']}" if "dose" in body else ""

@@ -16,12 +16,14 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from controller.errors import ControllerError
 from controller.machine import Trigger
 from controller.planner import Plan, PlanKind, PlanStep, Unreachable, format_duration
 from controller.session_journal import SessionJournal, to_jsonable
 from controller.session_link import LinkUnavailable
+from safety.journal import JournalEntry
 from safety.kernel.model import RequestBody
 from safety.reasons import Reason
 from safety.rules import num
@@ -140,6 +142,74 @@ class PlanEnd:
     reason: str = ""  # the alarm's reason code (REFUSED, NOT_CARRIED_OUT)
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """A fall (a wean, or a wean and stop) cut short by a lost link or session, or by the
+    controller's own restart: the dose stays at the step it reached. It must come back to
+    the operator, re-planned from where it stopped, ready to confirm: a wean left half-way
+    is a dose nobody chose."""
+
+    kind: PlanKind
+    target: Decimal | None
+    unit: str
+    trigger: Trigger
+    steps_total: int
+    steps_done: int
+    why: str
+
+    @classmethod
+    def of(cls, plan: Plan, trigger: Trigger, steps_done: int, why: str) -> Interrupted:
+        return cls(plan.kind, plan.target, plan.unit, trigger, len(plan.steps), steps_done, why)
+
+    def describe(self) -> str:
+        goal = "to the stop" if self.target is None else f"to {num(self.target)} {self.unit}"
+        return (
+            f"the {self.kind.value} {goal} was interrupted after step {self.steps_done} of "
+            f"{self.steps_total} ({self.why})"
+        )
+
+
+def unfinished_fall(entries: list[JournalEntry]) -> Interrupted | None:
+    """From a controller journal: a confirmed fall that neither finished nor was
+    cancelled nor already noted as interrupted (the controller died while carrying it
+    out), as the controller that starts next finds it."""
+    confirmed: dict[str, Any] | None = None
+    sent = 0
+    falls = {k.value for k in _FALLS}
+    for entry in entries:
+        if entry.kind in ("confirm", "interrupted"):
+            # a confirmed fall, or one a lost link cut short (and not yet decided again)
+            data = entry.data()
+            plan = data.get("plan") or {}
+            if plan.get("kind") in falls:
+                confirmed = data
+                sent = int(data.get("steps_done", 0))
+            elif entry.kind == "confirm":
+                confirmed = None
+        elif entry.kind == "cancel":
+            confirmed = None
+        elif entry.kind == "request" and confirmed is not None:
+            body = entry.data().get("body") or {}
+            sent += body.get("kind") in ("change_dose", "stop")
+    if confirmed is None:
+        return None
+    plan = confirmed["plan"]
+    target = plan.get("target")
+    return Interrupted(
+        PlanKind(plan["kind"]),
+        Decimal(target) if target is not None else None,
+        str(plan.get("unit", "")),
+        Trigger(confirmed.get("trigger", Trigger.WEAN.value)),
+        len(plan.get("steps") or []),
+        sent,
+        "the controller stopped while carrying it out",
+    )
+
+
+#: plans that lower the dose: interrupted, they come back to the operator
+_FALLS = frozenset({PlanKind.WEAN, PlanKind.STOP})
+
+
 @dataclass
 class _ActivePlan:
     plan: Plan
@@ -168,6 +238,8 @@ class PlanExecutor:
         self._confirm = confirm
         self.pending: PendingChange | None = None
         self._active: _ActivePlan | None = None
+        #: a fall cut short by a lost link or session, not yet offered again
+        self.interrupted: Interrupted | None = None
 
     @property
     def active(self) -> Plan | None:
@@ -253,6 +325,34 @@ class PlanExecutor:
         if active is not None:
             self._active = None
             self._journal.note("cancel", why=why, plan=plan_record(active.plan))
+
+    def interrupt(self, why: str) -> Interrupted | None:
+        """The running plan stops because the link or the session was lost. A fall that
+        had steps left is kept (``interrupted``) to be offered again; returned if so."""
+        active = self._active
+        if active is None:
+            return None
+        self.cancel(why)
+        if active.plan.kind not in _FALLS or active.done:
+            return None
+        self.interrupted = Interrupted.of(active.plan, active.trigger, active.next, why)
+        self._journal.note(
+            "interrupted", why=why, steps_done=active.next, plan=plan_record(active.plan)
+        )
+        return self.interrupted
+
+    def offer_again(self, snapshot: Snapshot) -> PendingChange | None:
+        """The interrupted fall, re-planned from ``snapshot`` to the same goal, pending
+        the operator's confirmation (None when there is nothing left to do)."""
+        interrupted = self.interrupted
+        if interrupted is None:
+            return None
+        self.interrupted = None
+        plan = self._make_plan(interrupted.kind, interrupted.target, snapshot)
+        if not plan.reachable or not plan.steps:
+            self._journal.note("cancel", why="interrupted: nothing left to re-plan")
+            return None
+        return self.propose(plan, interrupted.trigger)
 
     def run_due(
         self,

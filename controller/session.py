@@ -56,6 +56,7 @@ from controller.alarm_desk import (
     FAULT_KEY,
     LINK_LOST_KEY,
     OWN,
+    PLAN_INTERRUPTED_KEY,
     PLAN_REFUSED_KEY,
     SESSION_LOST_KEY,
     AlarmCallback,
@@ -71,12 +72,14 @@ from controller.plan_executor import (
     PlanEnd,
     PlanExecutor,
     StepResult,
+    unfinished_fall,
 )
 from controller.planner import (
     Plan,
     PlanKind,
     PlannerSettings,
     StepKind,
+    format_duration,
     make_plan,
     planning_state,
 )
@@ -155,6 +158,8 @@ class Session:
         self.journal = SessionJournal(store, self._clinical_stamp, self._liveness.now)
         self._alarms = AlarmDesk(self.journal, self._clinical_stamp)
         self._executor = PlanExecutor(self.journal, self._make_plan, self._confirm)
+        #: the interrupted wean offered again (its alarm stands until it is decided)
+        self._offered: PendingChange | None = None
         self._link = SessionLink(link, library, self.journal, _LinkEvents(self), self._wake)
 
     # ------------------------------------------------------------------ construction
@@ -182,6 +187,7 @@ class Session:
         )
         try:
             session.attach()
+            session._pick_up_an_unfinished_wean()
         except BaseException:
             session.close(hang_up=False)
             raise
@@ -585,7 +591,7 @@ class Session:
         more until ``resume`` re-attaches."""
         if self._link.down is not None or self.state is State.HOLD:
             return
-        self._executor.cancel(f"session lost: {why}")
+        self._interrupt(f"session lost: {why}")
         self._executor.drop_pending(self._executor.pending, "session lost")
         self._alarms.raise_own(
             SESSION_LOST_KEY,
@@ -598,7 +604,7 @@ class Session:
 
     def _link_failed(self, reason: str, *, raise_alarm: bool) -> None:
         """The safety process is unreachable: own high alarm, hold, send nothing more."""
-        self._executor.cancel(f"safety link lost: {reason}")
+        self._interrupt(f"safety link lost: {reason}")
         self._executor.drop_pending(self._executor.pending, "safety link lost")
         if raise_alarm:
             self._alarms.raise_own(
@@ -610,9 +616,91 @@ class Session:
             )
         self._fire(Trigger.LINK_LOST)
 
+    def _interrupt(self, why: str) -> None:
+        """Stop the running plan; a wean it cuts short is announced at once and offered
+        again, re-planned, once the session takes orders again (``_offer_again``)."""
+        interrupted = self._executor.interrupt(why)
+        if interrupted is not None:
+            self._alarms.raise_own(
+                PLAN_INTERRUPTED_KEY,
+                "medium",
+                "plan_interrupted",
+                f"{interrupted.describe()}: the dose stays at the step it reached; once the "
+                "safety process takes orders again (resume), the rest is re-planned for you "
+                "to confirm",
+            )
+
+    def _pick_up_an_unfinished_wean(self) -> None:
+        """A wean the previous controller on this journal was carrying out when it died:
+        announced, and offered again like one a lost link cut short."""
+        journal = self.journal.journal
+        if journal is None:
+            return
+        entries, _ = journal.read_all()
+        interrupted = unfinished_fall(entries)
+        if interrupted is None:
+            return
+        self._executor.interrupted = interrupted
+        self.journal.note("notice", what="unfinished wean found", why=interrupted.why)
+        self._alarms.raise_own(
+            PLAN_INTERRUPTED_KEY, "medium", "plan_interrupted", interrupted.describe()
+        )
+        self._offer_again()
+
+    def _offer_again(self) -> None:
+        """The interrupted wean back to the operator, re-planned from the fresh state and
+        pending confirmation; its alarm stands until that change is confirmed or dropped."""
+        offered = self._offered
+        if offered is not None and self._executor.pending is not offered:
+            self._offered = None
+            self._alarms.condition_gone(PLAN_INTERRUPTED_KEY)
+        interrupted = self._executor.interrupted
+        snapshot = self._link.snapshot
+        if (
+            interrupted is None
+            or snapshot is None
+            or self._link.down is not None
+            or self.state is State.HOLD
+            or snapshot.hold
+            or snapshot.uncertain
+            or not snapshot.attached
+            or not snapshot.running
+        ):
+            return
+        try:
+            pending = self._executor.offer_again(snapshot)
+        except ControllerError as exc:
+            pending = None
+            why = exc.message
+        else:
+            why = "nothing is left to do"
+        if pending is None:
+            self._alarms.raise_own(
+                PLAN_INTERRUPTED_KEY,
+                "medium",
+                "plan_interrupted",
+                f"{interrupted.describe()}; it cannot be planned again ({why}): plan it anew",
+            )
+            self._alarms.condition_gone(PLAN_INTERRUPTED_KEY)
+            return
+        self._offered = pending
+        plan = pending.plan
+        self._alarms.raise_own(
+            PLAN_INTERRUPTED_KEY,
+            "medium",
+            "plan_interrupted",
+            f"{interrupted.describe()}: the rest is re-planned, {len(plan.steps)} step(s) over "
+            f"{format_duration(plan.duration_s)}, pending: confirm it or cancel it",
+        )
+
     # ------------------------------------------------------------------ re-sync
     def _reconcile(self) -> None:
-        """Bring the machine in line with what the safety process reports."""
+        """Bring the machine in line with what the safety process reports, then bring
+        back an interrupted wean if the session takes orders again."""
+        self._follow_safety()
+        self._offer_again()
+
+    def _follow_safety(self) -> None:
         snapshot = self._link.snapshot
         if snapshot is None or self._link.down is not None:
             return

@@ -32,6 +32,7 @@ KINDS = (
     "plan",  # a plan made for an action (steps, duration, reachability)
     "confirm",  # the operator confirmed a pending change (and any soft-limit override)
     "cancel",  # a pending change or a running plan was abandoned, and why
+    "interrupted",  # a wean cut short by a lost link or session: it will be offered again
     "request",  # a kernel request about to be sent
     "outcome",  # the safety process's verdict and what happened at the pump
     "transition",  # the machine's state change (and any callback fault)

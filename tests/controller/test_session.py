@@ -543,3 +543,97 @@ def test_a_safety_process_restart_is_a_lost_session_then_a_resync(
         session.close(hang_up=False)
     finally:
         link.close()
+
+
+def test_a_wean_cut_short_by_a_safety_restart_comes_back_re_planned(
+    library: DrugLibrary, tmp_path: Path
+) -> None:
+    """Issue 9: the controller used to drop its plan on a safety-process restart and the
+    dose stayed at the intermediate step until someone noticed. Now the interruption is
+    an alarm at once, and once the session takes orders again the rest of the wean is
+    re-planned from where it stopped and waits for the operator's confirmation."""
+    link = LocalSafety(library=library, journal_path=tmp_path / "safety.sqlite")
+    try:
+        session = Session.open(link, library, clinical=link.clinical)
+        _norepi(session, 12)
+        drive(link, session, 60)
+        session.wean(Decimal(4)).confirm()
+        drive(link, session, 40 * 60)  # a step or two of the wean (25 % per 30 min)
+        reached = link.snapshot().dose
+        assert reached is not None and Decimal(4) < reached < Decimal(12)
+        link.restart()
+        session.service()
+        alarm = next(a for a in session.alarms() if a.key == "controller:plan_interrupted")
+        assert alarm.priority == "medium" and "interrupted after step" in alarm.message
+        assert session.pending is None  # nothing can be planned while the session is lost
+
+        assert session.resume() is State.ALARM
+        pending = session.pending
+        assert pending is not None and pending.plan.target == Decimal(4)
+        assert pending.plan.start_dose == reached  # from where it stopped
+        alarm = next(a for a in session.alarms() if a.key == "controller:plan_interrupted")
+        assert "re-planned" in alarm.message and "confirm" in alarm.message
+        assert link.snapshot().dose == reached  # nothing was sent by the offer itself
+
+        session.acknowledge()
+        session.pending.confirm()  # type: ignore[union-attr]
+        drive_until(link, session, (State.WEANING,), 6 * 3600)
+        assert link.snapshot().dose == Decimal(4)
+        assert all(a.key != "controller:plan_interrupted" for a in session.alarms())
+        session.close(hang_up=False)
+    finally:
+        link.close()
+
+
+def test_a_titration_cut_short_is_not_offered_again(library: DrugLibrary, tmp_path: Path) -> None:
+    """A rise left half-way leaves a dose below the goal, not a hazard the operator did not
+    choose: the plan is dropped as before, with the session-lost alarm only."""
+    link = LocalSafety(library=library, journal_path=tmp_path / "safety.sqlite")
+    try:
+        session = Session.open(link, library, clinical=link.clinical)
+        _norepi(session, 8)
+        drive(link, session, 60)
+        session.titrate_to(16).confirm()
+        drive(link, session, 60)
+        link.restart()
+        session.service()
+        session.resume()
+        assert session.pending is None
+        assert all(a.key != "controller:plan_interrupted" for a in session.alarms())
+        session.close(hang_up=False)
+    finally:
+        link.close()
+
+
+def test_a_wean_the_previous_controller_was_carrying_out_is_picked_up(
+    local: LocalSafety, library: DrugLibrary, tmp_path: Path
+) -> None:
+    """The controller process dies half-way through a wean: the controller started next
+    on the same journal finds the unfinished wean, says so, and offers its rest."""
+    journal = tmp_path / "controller.sqlite"
+    first = Session.open(local, library, journal=journal, clinical=local.clinical)
+    _norepi(first, 12)
+    drive(local, first, 60)
+    first.wean(Decimal(4)).confirm()
+    drive(local, first, 40 * 60)
+    local.kill_controller()  # no close: a death leaves the plan confirmed in the journal
+    reached = local.snapshot().dose
+    assert reached is not None and Decimal(4) < reached < Decimal(12)
+
+    second = Session.open(local, library, journal=journal, clinical=local.clinical)
+    alarm = next(a for a in second.alarms() if a.key == "controller:plan_interrupted")
+    assert "controller stopped" in alarm.message and "re-planned" in alarm.message
+    pending = second.pending
+    assert pending is not None and pending.plan.target == Decimal(4)
+    assert pending.plan.start_dose == reached
+    second.acknowledge()
+    pending.confirm()
+    drive_until(local, second, (State.WEANING,), 6 * 3600)
+    assert local.snapshot().dose == Decimal(4)
+
+    local.kill_controller()  # a finished wean is not picked up again
+    second.close(hang_up=False)
+    again = Session.open(local, library, journal=journal, clinical=local.clinical)
+    assert again.pending is None
+    assert all(a.key != "controller:plan_interrupted" for a in again.alarms())
+    again.close(hang_up=False)
