@@ -18,6 +18,7 @@ from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import decide
 from safety.kernel.model import (
     AdmitPatient,
+    LoadProgram,
     Now,
     PatientSpec,
     Request,
@@ -26,9 +27,10 @@ from safety.kernel.model import (
     UpdatePatient,
     Verdict,
 )
-from safety.kernel.state import KernelState, Patient
+from safety.kernel.state import KernelState, Patient, load_program
 from safety.library import DrugLibrary
 from safety.reasons import Reason
+from tests.kernel.support import norepi_standard, norepi_weight_based
 
 PUMP = PumpCapabilities(Decimal("1.0"), Decimal("1999.1"), lambda rate: rate)
 ATTACHED = KernelState(session="s", attached=True)
@@ -160,3 +162,29 @@ def test_update_weight_exactly_at_the_profiles_maximum_and_one_step_past(
     assert verdict.accepted is ok
     if not ok:
         assert verdict.reason is Reason.WEIGHT_OUT_OF_RANGE
+
+
+# --------------------------------------------------------------------------- programs
+
+
+def test_a_program_for_another_weight_than_the_patients_is_refused(library: DrugLibrary) -> None:
+    state = replace(ATTACHED, patient=ADULT_70)
+    spec = norepi_weight_based(library, Decimal(60))
+    verdict = _decide(library, state, LoadProgram(spec))
+    assert verdict.reason is Reason.PATIENT_MISMATCH
+    assert verdict.message.startswith(
+        "refused: the patient weighs 70 kg, the program says 60 kg; correct the patient first"
+    )
+    assert _decide(library, state, LoadProgram(norepi_weight_based(library))).accepted
+
+
+def test_an_unreadable_program_while_infusing_is_refused_as_another_solution(
+    library: DrugLibrary,
+) -> None:
+    """A spec whose diluent cannot even be read is not "the same solution": while a
+    program runs it is refused as a program change, never taken for a re-program."""
+    program = load_program(library, norepi_standard(library), 0.0)
+    state = replace(ATTACHED, patient=ADULT_70, program=program, running=True)
+    garbled = norepi_standard(library, diluent="lemonade")
+    verdict = _decide(library, state, LoadProgram(garbled))
+    assert verdict.reason is Reason.ALREADY_INFUSING
