@@ -190,8 +190,50 @@ class Console(cmd.Cmd):
 
     def do_reprogram(self, arg: str) -> None:
         """reprogram DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P]
-        Change the program; only when not infusing (stop first)."""
+        Change the program; while infusing only the same drug, concentration and diluent
+        (after a patient update or a library change); anything else: stop first."""
         self._load(arg, reprogram=True)
+
+    def do_patient(self, arg: str) -> None:
+        """patient | patient new|update PROFILE [weight=KG] confirm
+        Without arguments: who the limits protect. 'new' admits another patient: every
+        drug's history starts afresh, so it needs 'confirm' and nothing may infuse.
+        'update' corrects this patient's profile or weight (also 'confirm'); the limits
+        in force before keep applying until their windows pass."""
+        words = arg.split()
+        if not words:
+            patient = self.session.status().patient
+            if patient is None:
+                self.say("no patient yet: the first program admits one with its profile and weight")
+                return
+            shown = f", {num(patient.spec.weight_kg)} kg" if patient.spec.weight_kg else ""
+            self.say(f"patient {patient.id}: {patient.spec.profile}{shown} ({patient.how})")
+            return
+        action, rest = words[0].lower(), words[1:]
+        if action not in ("new", "update"):
+            raise BadInput(
+                "patient", f"{words[0]!r}: use 'patient', 'patient new ...' or 'patient update ...'"
+            )
+        confirm = bool(rest) and rest[-1].lower() == "confirm"
+        if confirm:
+            rest = rest[:-1]
+        weight: str | None = None
+        profile_words = []
+        for word in rest:
+            key, eq, value = word.partition("=")
+            if eq and key.lower() == "weight":
+                weight = value
+            elif eq:
+                raise BadInput("patient", f"unknown option {key!r}; allowed: weight")
+            else:
+                profile_words.append(word)
+        if len(profile_words) != 1:
+            raise BadInput(
+                "patient", f"give one profile, e.g. patient {action} adult_icu weight=70 confirm"
+            )
+        act = self.session.admit_patient if action == "new" else self.session.update_patient
+        outcome = act(profile_words[0], weight, confirm=confirm)
+        self.say(outcome.verdict.message)
 
     def do_start(self, arg: str) -> None:
         """start DOSE [override]   e.g. start 8   or   start 8 mcg/min

@@ -73,6 +73,17 @@ def program_spec(
     )
 
 
+def patient_weight(weight_kg: Weight | None) -> Decimal | None:
+    """A patient's weight as typed (``70``, ``"70 kg"``), checked: a ``BadInput`` naming
+    the field and its range otherwise."""
+    if weight_kg is None:
+        return None
+    try:
+        return BodyWeight.parse(weight_kg).kg
+    except UnitError as exc:
+        raise BadInput(exc.field, exc.detail) from None
+
+
 def dose_value(dose: Dose, snapshot: Snapshot) -> Decimal:
     """A dose in the loaded program's unit: a number, or text with a unit ("8 mcg/min",
     "0.48 mg/h") converted exactly, rounded down if it must be; a weight-based dose is

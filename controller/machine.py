@@ -151,6 +151,9 @@ RULES: tuple[Rule, ...] = (
     Rule(Trigger.PROGRAM, State.IDLE, State.PROGRAMMED),
     Rule(Trigger.REPROGRAM, State.PROGRAMMED, State.PROGRAMMED),
     Rule(Trigger.REPROGRAM, State.STOPPED, State.PROGRAMMED),
+    # the same solution re-programmed while it runs (after a patient update or a library
+    # change): the safety process refuses anything else while infusing
+    Rule(Trigger.REPROGRAM, State.INFUSING, State.INFUSING),
     Rule(Trigger.START, State.PROGRAMMED, State.INFUSING),
     Rule(Trigger.START, State.STOPPED, State.INFUSING),
     Rule(Trigger.TITRATE_TO, State.INFUSING, State.TITRATING),

@@ -64,7 +64,7 @@ from controller.alarm_desk import (
     blocks,
 )
 from controller.errors import BadInput, ControllerError, Refused
-from controller.inputs import Dose, Weight, dose_value, program_spec
+from controller.inputs import Dose, Weight, dose_value, patient_weight, program_spec
 from controller.machine import Facts, InfusionMachine, State, Trigger
 from controller.plan_executor import (
     EndKind,
@@ -93,10 +93,13 @@ from safety.journal import Journal, JournalError
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
     AcknowledgeAlarms,
+    AdmitPatient,
     EmergencyStop,
     LoadProgram,
+    PatientSpec,
     RequestBody,
     StartInfusion,
+    UpdatePatient,
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
@@ -429,6 +432,46 @@ class Session:
             snapshot = self._link.fresh()
             plan = self._make_plan(PlanKind.STOP, None, snapshot)
             return self._executor.propose(plan, Trigger.STOP)
+
+    def admit_patient(
+        self, profile: str, weight_kg: Weight | None = None, *, confirm: bool = False
+    ) -> Outcome:
+        """A new patient (S16): the only thing that starts fresh histories, so it must be
+        confirmed (``confirm=True``) and nothing may infuse. Clears the program."""
+        return self._patient(AdmitPatient, profile, weight_kg, confirm)
+
+    def update_patient(
+        self, profile: str, weight_kg: Weight | None = None, *, confirm: bool = False
+    ) -> Outcome:
+        """Correct this patient's profile or weight (confirmed). The limits in force before
+        keep applying until their windows pass; a running program must then be loaded
+        again for the new profile or weight (``reprogram`` with the same solution)."""
+        return self._patient(UpdatePatient, profile, weight_kg, confirm)
+
+    def _patient(
+        self,
+        kind: type[AdmitPatient] | type[UpdatePatient],
+        profile: str,
+        weight_kg: Weight | None,
+        confirm: bool,
+    ) -> Outcome:
+        action = "admit_patient" if kind is AdmitPatient else "update_patient"
+        weight = None if weight_kg is None else str(weight_kg)
+        with self._lock, self._operator(action, profile=profile, weight_kg=weight, confirm=confirm):
+            self._link.drain()
+            patient = PatientSpec(profile, patient_weight(weight_kg))
+            body: AdmitPatient | UpdatePatient = (
+                AdmitPatient(patient, confirm_new_patient=confirm)
+                if kind is AdmitPatient
+                else UpdatePatient(patient, confirm=confirm)
+            )
+            outcome = self._link.send(body)
+            if not outcome.verdict.accepted:
+                raise Refused(outcome)
+            self._executor.drop_pending(self._executor.pending, "the patient changed")
+            self._fire(Trigger.RESYNC, self._facts(outcome.snapshot))
+            self._reconcile()
+            return outcome
 
     def order(self, body: RequestBody) -> Outcome:
         """Send one request exactly as given, without planning or pre-checking it.

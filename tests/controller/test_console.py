@@ -237,3 +237,41 @@ def test_the_status_bar_keeps_the_live_view_off_the_prompt_line(
     live = console.status_bar()
     assert "norepinephrine" in live and "8 mcg/min" in live, live
     assert "pumpctl [" not in live  # the prompt is never part of the status
+
+
+def test_the_patient_from_the_console(session: Session, local: LocalSafety) -> None:
+    """S16 at the bedside: who the limits protect, a weight correction (confirmed, and the
+    running program loaded again for it), and a new patient only when nothing infuses."""
+    script = "\n".join(
+        [
+            "patient",
+            "program norepinephrine 4 mg/250 mL D5W weight=70 therapy=weight_based",
+            "patient",
+            "start 0.1",
+            "wait 2 min",
+            "patient update adult_icu weight=60",
+            "patient update adult_icu weight=60 confirm",
+            "titrate 0.12",
+            "reprogram norepinephrine 4 mg/250 mL D5W weight=60 therapy=weight_based",
+            "patient new adult_icu weight=80 confirm",
+            "patient update adult_icu weight=abc",
+            "quit",
+        ]
+    )
+    _, out = run_console(session, local, script + "\n")
+    assert "no patient yet" in output_of(out, "patient")
+    assert "adult_icu, 70 kg (first program)" in out
+    assert "refused until confirmed" in output_of(out, "patient update adult_icu weight=60")
+    assert "patient updated: adult_icu, 60 kg" in output_of(
+        out, "patient update adult_icu weight=60 confirm"
+    )
+    assert "re-program" in output_of(out, "titrate 0.12")
+    reprogrammed = output_of(
+        out, "reprogram norepinephrine 4 mg/250 mL D5W weight=60 therapy=weight_based"
+    )
+    assert "re-programmed in place" in reprogrammed
+    assert "already_infusing" in output_of(out, "patient new adult_icu weight=80 confirm") or (
+        "nothing infuses" in output_of(out, "patient new adult_icu weight=80 confirm")
+    )
+    assert "weight" in output_of(out, "patient update adult_icu weight=abc")
+    assert local.snapshot().running

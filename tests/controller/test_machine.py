@@ -42,6 +42,7 @@ EXPECTED: dict[tuple[State, Trigger], State | Resolve] = {
     (S.IDLE, T.PROGRAM): S.PROGRAMMED,
     (S.PROGRAMMED, T.REPROGRAM): S.PROGRAMMED,
     (S.STOPPED, T.REPROGRAM): S.PROGRAMMED,
+    (S.INFUSING, T.REPROGRAM): S.INFUSING,  # the same solution, in place (safety decides)
     (S.PROGRAMMED, T.START): S.INFUSING,
     (S.STOPPED, T.START): S.INFUSING,
     (S.INFUSING, T.TITRATE_TO): S.TITRATING,
@@ -186,9 +187,9 @@ def test_the_brief_example_sentence() -> None:
     )
 
 
-def test_reprogram_while_infusing_says_stop_first() -> None:
-    message = refusal(S.INFUSING, T.REPROGRAM)
-    assert message is not None and "stop it first" in message
+def test_reprogram_while_titrating_says_finish_the_plan_first() -> None:
+    message = refusal(S.TITRATING, T.REPROGRAM)
+    assert message is not None
 
 
 def test_an_invalid_trigger_is_never_a_machine_error() -> None:
