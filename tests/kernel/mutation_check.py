@@ -1,11 +1,20 @@
-"""Mutation check for the invariant suite: remove each kernel check in turn, in a
-throw-away copy of the source tree, and make sure the tests named for it fail.
+"""Hand-picked mutants for what mutmut (``make mutation``) cannot make: each safety
+check removed outright, statements reordered or added, a module-level table or the host
+changed, in a throw-away copy of the source tree, and the tests named for it must fail.
 
-The suite's promise is "one test per invariant per refusal path, each of which fails if
-that check is removed"; this tool keeps the promise checkable. Each mutant replaces one
-exact snippet of kernel source (a check turned off, a fix reverted); if a snippet is no
-longer found, the kernel changed and the table needs the new text: that is reported as a
-failure, never skipped.
+mutmut mutates operators, constants and arguments inside the kernel's functions; it
+never deletes a whole check (``>`` becomes ``>=``, not "no check"), never reorders two
+statements (the journal write before the send, S14), never adds a call (a blind repeat,
+S10), never touches module-level tables (the pump alarms' priorities) and does not run
+over ``safety/host`` (the heartbeat timeout, the stop button, the relay on a lost stop).
+The promise "every invariant and every refusal path has a test that fails if the check
+is removed" is kept here, by name: each mutant names the tests that must kill it, so a
+refactor that drops the test an invariant relies on is seen. Mutants that mutmut makes
+the same (an argument dropped, an assignment to None, a conditional forced one way) were
+taken out of this table; docs/safety.md lists them.
+
+Each mutant replaces one exact snippet of source; a snippet no longer found is reported
+as a failure, never skipped (``test_mutation_table.py`` checks that in ``make test``).
 
 Run: ``.venv/bin/python -m tests.kernel.mutation_check [name-filter ...]``. About a
 minute (one pytest run per mutant); not part of the normal test run. With
@@ -26,7 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COPY = ("safety", "drivers", "firmware_bridge", "config", "tests/__init__.py", "tests/kernel")
+COPY = (
+    "safety",
+    "drivers",
+    "firmware_bridge",
+    "verification",
+    "config",
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/kernel",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S1 read-back",
         "safety/kernel/observe.py",
-        "        elif over_by_hard:",
+        "        elif over_by_hard is not None:",
         "        elif False:",
         "test_s1_readback",
     ),
@@ -84,7 +102,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S3 cap on request",
         "safety/kernel/decide.py",
-        "    if given + ahead > limit:",
+        "    if so_far + ahead > float(cap.base_amount):",
         "    if False:",
         "test_s3_rise_refused or test_s3_start_refused",
     ),
@@ -98,7 +116,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S3 cap deadline",
         "safety/kernel/observe.py",
-        "    return t + max(0.0, headroom / per_s - config.cap_guard_s)",
+        "    return min(deadlines, default=None)",
         "    return None",
         "test_s3_pump_stopped",
     ),
@@ -131,13 +149,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s4_window_rise_refused_for",
     ),
     Mutant(
-        "S4 rogue-rate fix",
-        "safety/kernel/decide.py",
-        'exclude=frozenset({"pump"})',
-        "exclude=frozenset()",
-        "test_s4_start_bound_ignores",
-    ),
-    Mutant(
         "S5 wean",
         "safety/kernel/decide.py",
         "    if effective < floor:",
@@ -147,7 +158,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S5 stop threshold",
         "safety/kernel/decide.py",
-        "        if current > threshold:",
+        "        if dose > threshold:",
         "        if False:",
         "test_s5_stop_above",
     ),
@@ -189,13 +200,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if exact > Fraction(pump.max_rate_ml_h):",
         "    if False:",
         "test_s7_above",
-    ),
-    Mutant(
-        "S7 pump min",
-        "safety/kernel/decide.py",
-        "    if rate < pump.min_rate_ml_h or rate <= 0:",
-        "    if rate <= 0:",
-        "test_s7_below",
     ),
     Mutant(
         "S7 round down",
@@ -254,35 +258,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s9_readback_under or test_s9_readback_still",
     ),
     Mutant(
-        "S9 retry only once",
-        "safety/kernel/reducer.py",
-        '        retries = state.under_retries if event.cause == "retry" else 0',
-        "        retries = 0",
-        "test_s9_readback_still",
-    ),
-    Mutant(
         "S10 pending refusal",
         "safety/kernel/decide.py",
         "    if state.pending is not None:  # S10",
         "    if False:",
         "test_s10_lost_ack_makes or test_s10_lost_request",
-    ),
-    Mutant(
-        "S10 pending state",
-        "safety/kernel/reducer.py",
-        "    pending = Pending(event.action, state.set_rate, state.running, t)",
-        "    pending = None",
-        "test_s10_lost_ack_makes or test_s10_lost_request",
-    ),
-    Mutant(
-        "S10 not-taken restore",
-        "safety/kernel/observe.py",
-        (
-            "            s, expected_rate=pending.previous_rate,"
-            " expected_running=pending.previous_running"
-        ),
-        "            s",
-        "test_s10_lost_request",
     ),
     Mutant(
         "S10 blind repeat",
@@ -304,23 +284,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "            and live - heartbeat > self.timing.heartbeat_timeout_s",
         "            and False",
         "test_s11_heartbeat",
-    ),
-    Mutant(
-        "S11 hold alarm",
-        "safety/kernel/reducer.py",
-        "        return replace(state, attached=False, hold=True, alarms=alarms)",
-        "        return replace(state, attached=False, hold=True)",
-        "test_s11_heartbeat or test_s11_controller_eof",
-    ),
-    Mutant(
-        "S11 re-attach",
-        "safety/kernel/reducer.py",
-        (
-            "            hold=False,\n"
-            '            alarms=state.alarms.condition_gone("controller_lost"),'
-        ),
-        '            alarms=state.alarms.condition_gone("controller_lost"),',
-        "test_s11_re_attach",
     ),
     Mutant(
         "S12 interlock",
@@ -349,13 +312,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if self.gpio.poll_stop():",
         "            if False:",
         "test_s12_emergency_stop_from_the_gpio",
-    ),
-    Mutant(
-        "S12 estop alarm",
-        "safety/kernel/reducer.py",
-        "        return replace(state, estopped=True, alarms=alarms)",
-        "        return replace(state, estopped=True)",
-        "test_s12_emergency_stop_from",
     ),
     Mutant(
         "S12 lost stop: relay",
@@ -426,8 +382,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S14 replay",
         "safety/kernel/replay.py",
-        "    for entry in journal.entries():",
-        "    for entry in list(journal.entries())[:-1]:",
+        "    for entry in entries:",
+        "    for entry in entries[:-1]:",
         "test_s14_replay",
     ),
     Mutant(
