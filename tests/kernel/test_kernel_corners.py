@@ -103,6 +103,10 @@ def test_a_command_the_pump_refused_raises_its_alarm_and_expects_what_was_verifi
     assert not alarm.active  # latched for the operator; the condition itself is over
     assert (after.expected_rate, after.expected_running) == (Decimal("30.0"), True)
     assert after.pending is None
+    # a start the pump refused: nothing is expected to run any more
+    stopped = replace(state, running=False, set_rate=Decimal(0), expected_running=True)
+    refused = apply(CONFIG, stopped, CommandFailed(StartPump(), "rejected", "occluded", NOW))
+    assert (refused.expected_running, refused.expected_rate) == (False, Decimal(0))
 
 
 def test_a_relay_command_that_failed_is_a_high_alarm_and_nothing_pending(
@@ -196,6 +200,8 @@ def test_a_read_back_reconciles_an_uncertain_command_and_says_how(
     assert alarm.raised_at == 100.0
     if took == "it did not take effect":
         assert (after.expected_running, after.expected_rate) == (was_running, Decimal(was_rate))
+        # a start that never happened is no pump that stopped by itself
+        assert after.alarms.get("pump_stopped") is None
 
 
 # --------------------------------------------------------------------------- tick
@@ -320,7 +326,13 @@ def test_the_cap_refusal_counts_what_was_given_in_the_caps_unit() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "words"),
-    [(119.0, "119 s"), (120.0, "2 min"), (7199.0, "120 min"), (7200.0, "2.0 h"), (9000.0, "2.5 h")],
+    [
+        (119.0, "119 s"),
+        (120.0, "2 min"),
+        (7199.0, "120 min"),
+        (7200.0, "2.0 h"),
+        (8820.0, "2.5 h"),  # 2.45 h: a hair's error in the hour would show 2.4
+    ],
 )
 def test_a_credited_gap_is_said_in_seconds_minutes_or_hours(seconds: float, words: str) -> None:
     assert _duration(seconds) == words

@@ -526,6 +526,7 @@ def test_s9_readback_over_exactly_at_the_tolerance_runs_on_one_step_past_stops(
     assert not bench.pump.snapshot().running
     alarm = bench.core.state.alarms.get("readback_over")
     assert alarm is not None and alarm.priority is Priority.HIGH
+    assert alarm.raised_at == bench.patient_now()
 
 
 def test_s9_readback_under_exactly_at_the_tolerance_accepted_one_step_past_retried(

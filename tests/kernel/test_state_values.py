@@ -15,7 +15,14 @@ import pytest
 from safety.kernel.codec import EVENT, event_to_dict
 from safety.kernel.history import RateHistory
 from safety.kernel.model import CommandIssued, Now, SetRate
-from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program
+from safety.kernel.state import (
+    ActiveProgram,
+    DrugRecord,
+    KernelState,
+    PriorLimits,
+    load_program,
+    program_of,
+)
 from safety.library import DrugLibrary
 from tests.kernel.support import norepi_standard, vasopressin_fixed
 
@@ -48,10 +55,22 @@ def test_a_history_put_in_place_replaces_only_the_loaded_drugs(
     assert after.drugs[vaso.drug] is other
     assert after.program is std
     # an existing record keeps its limits and priors, with the history replaced
-    again = after.with_history(RateHistory())
-    assert again.drugs[std.drug] == replace(after.drugs[std.drug], history=RateHistory())
-    with pytest.raises(AssertionError):
+    prior = PriorLimits(replace(std.limits, what="earlier"), 99.0, "why")
+    kept = DrugRecord(RateHistory(), replace(std.limits, what="latest"), (prior,))
+    state = replace(state, drugs={std.drug: kept})
+    again = state.with_history(planned)
+    assert again.drugs[std.drug] == replace(kept, history=planned)
+    with pytest.raises(AssertionError, match=r"^a history belongs to a drug: load a drug program$"):
         KernelState().with_history(planned)
+
+
+def test_a_program_rebuilt_from_its_journaled_event_is_the_one_loaded(
+    library: DrugLibrary, std: ActiveProgram
+) -> None:
+    spec = norepi_standard(library)
+    assert load_program(library, spec, 7.5).loaded_at == 7.5
+    assert program_of(spec, std.limits, 3.0, 1.25) == ActiveProgram(spec, std.limits, 3.0, 1.25)
+    assert program_of(spec, std.limits, 3.0).infused_baseline_ml == 0.0
 
 
 def test_delivery_counted_at_an_instant_is_kept_in_time_order(std: ActiveProgram) -> None:
