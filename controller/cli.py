@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from controller.commands import bench as bench_cmd
-from controller.commands import calc, demo, emulate, library_cmd, run
+from controller.commands import calc, cohort, demo, emulate, library_cmd, run
 from controller.commands import journal as journal_cmd
 from controller.commands import scenario as scenario_cmd
 from controller.commands.output import EXIT_BAD_INPUT, CommandError, report_error
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_cmd.add_parser(sub)
     journal_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
+    cohort.add_parser(sub)
     return parser
 
 

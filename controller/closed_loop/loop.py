@@ -429,10 +429,15 @@ def decide_dose(
     given what is already on its way through the line (``DrugModel.predict_effect``), at
     most twice and at least half that steady dose. A rise uses the cautious
     ``rise_quantile`` of the posterior (a patient more sensitive than the median); a fall
-    uses its median. Two rails on the measured MAP: never rise while it is at or above the
-    target, never fall while it is below the band."""
+    uses its median. The measured MAP decides the direction, the model the size: a rise
+    only while the MAP is more than ``deadband_mmhg`` below the target, a fall only while it
+    is more than that above (no dithering inside the band: every fall lowers the
+    titration window's base and every rise raises the wean window's top, so a change
+    back and forth costs room in both directions). And no rise before the running dose
+    has shown its effect (the effect site at ``settle_fraction`` of it): a start or a
+    large step is watched before the next one, because a rise too many is undone only at
+    the wean rule's pace."""
     s = settings
-    low, _ = s.band
     free, gain = drug.predict_effect(s.horizon_s, current)
 
     def command(steady: float) -> float:
@@ -442,11 +447,14 @@ def decide_dose(
             return math.inf
         return min(max((steady - free) / gain, 0.5 * steady), 2.0 * steady)
 
-    cautious = command(estimator.quantile_dose(s.target_mmhg, s.rise_quantile))
-    if cautious > current and measured < s.target_mmhg:
+    settled = drug.effect >= s.settle_fraction * current
+    cautious = command(
+        estimator.quantile_dose(s.target_mmhg - s.rise_aim_below_mmhg, s.rise_quantile)
+    )
+    if cautious > current and measured < s.target_mmhg - s.deadband_mmhg and settled:
         return cautious
     neutral = command(estimator.quantile_dose(s.target_mmhg, 0.5))
-    if neutral < current and measured >= low:
+    if neutral < current and measured > s.target_mmhg + s.deadband_mmhg:
         return neutral
     return None
 

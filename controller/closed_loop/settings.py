@@ -39,6 +39,9 @@ class LoopSettings:
     period_s: float = 30.0  # one control decision per period
     min_change_fraction: float = 0.03  # smaller changes are not sent
     rise_quantile: float = 0.25  # a rise is sized on this quantile of the needed dose
+    settle_fraction: float = 0.3  # no rise before the effect site holds this x the dose
+    rise_aim_below_mmhg: float = 0.0  # a rise aims this far below the target
+    deadband_mmhg: float = 1.5  # no change while the MAP is within this of the target
     horizon_s: float = 480.0  # the effect the dose is chosen for, this far ahead
     # signal
     signal_loss_s: float = 20.0  # no valid sample this long: suspend and alarm
@@ -59,6 +62,9 @@ class LoopSettings:
             "period_s": (5.0, 600.0),
             "min_change_fraction": (0.0, 0.5),
             "rise_quantile": (0.01, 0.5),
+            "settle_fraction": (0.0, 1.0),
+            "rise_aim_below_mmhg": (0.0, 10.0),
+            "deadband_mmhg": (0.0, 10.0),
             "horizon_s": (60.0, 3600.0),
             "signal_loss_s": (2.0, 600.0),
             "recover_s": (0.0, 600.0),
