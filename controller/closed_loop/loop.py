@@ -237,12 +237,12 @@ class ClosedLoop:
         self._ceiling_watch(now, median, want, float(bounds.highest))
         if want is None or abs(want - current) <= s.min_change_fraction * current:
             return self._record(now, median, n, current, want, None, None, None)
-        dose, verdict = rules.propose(
+        dose, precheck = rules.propose(
             Fraction(want), s.dose_min, s.dose_max, s.soft_limits_confirmed, bounds
         )
         if dose is None:
-            if verdict is not None:
-                self.stats.precheck_drops[str(verdict.reason)] += 1
+            if precheck is not None:
+                self.stats.precheck_drops[str(precheck.reason)] += 1
             return self._record(now, median, n, current, want, None, None, None)
         self.stats.requests += 1
         outcome = self.session.order(

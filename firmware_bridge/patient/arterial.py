@@ -137,9 +137,9 @@ class ArtefactSchedule:
         for kind in PRECEDENCE:
             if found is not None and PRECEDENCE.index(found.kind) <= PRECEDENCE.index(kind):
                 break
-            event = self._random_at(kind, t)
-            if event is not None:
-                return event
+            drawn = self._random_at(kind, t)
+            if drawn is not None:
+                return drawn
         return found
 
     def events_until(self, t: float) -> list[ArtefactEvent]:

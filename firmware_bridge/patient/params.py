@@ -233,7 +233,7 @@ class PatientParameters:
         """MAP rise at an effect-site level (the sigmoid Emax, potency x sensitivity)."""
         if c_ng_ml <= 0:
             return 0.0
-        z = (self.sensitivity * c_ng_ml / self.c50_ng_ml) ** self.gamma
+        z = float((self.sensitivity * c_ng_ml / self.c50_ng_ml) ** self.gamma)
         return self.emax_mmhg * z / (1.0 + z)
 
     def steady_level_ng_ml(self, dose_ug_min: float) -> float:
@@ -255,7 +255,7 @@ class PatientParameters:
         if need >= self.emax_mmhg:
             return math.inf
         z = need / (self.emax_mmhg - need)
-        level = self.c50_ng_ml / self.sensitivity * z ** (1.0 / self.gamma)
+        level = self.c50_ng_ml / self.sensitivity * float(z ** (1.0 / self.gamma))
         return level * self.clearance_l_min
 
 
