@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from controller.benchmarks import death, interrupt, latency, overhead, resources, simulation
+from controller.benchmarks import (
+    closed_loop,
+    death,
+    interrupt,
+    latency,
+    overhead,
+    resources,
+    simulation,
+)
 from controller.benchmarks.machine import CpuMeter, describe_machine, load_average
 from controller.benchmarks.processes import BenchError, Pool
 from controller.benchmarks.report import (
@@ -30,7 +38,7 @@ from controller.benchmarks.report import (
 from controller.logfile import log_to_file
 from safety.library import DrugLibrary, load_library
 
-BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources")
+BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources", "closed_loop")
 
 LATENCY_GOAL = Goal("<=", 10.0, "ms")
 WIRE_GOAL = Goal("<=", 1.2, "x wire time")
@@ -62,6 +70,10 @@ class Settings:
     sim_hours: float = 24.0
     sim_real_timing_hours: float = 1.0
     journal_appends: int = 300
+    #: closed loop (issue 11): patients per sensitivity of the reduced cohort; ``cohort``
+    #: runs the published size instead (250) and measures its speed
+    closed_loop_patients: int = 5
+    cohort: bool = False
     only: tuple[str, ...] = BENCHMARKS
     work_dir: Path | None = None
     keep: bool = False
@@ -85,6 +97,7 @@ class Settings:
             sim_hours=1.0,
             sim_real_timing_hours=0.05,
             journal_appends=20,
+            closed_loop_patients=1,
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -126,6 +139,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
             ("liveness", _liveness),
             ("simulation", _simulation),
             ("resources", _resources),
+            ("closed_loop", _closed_loop),
         ]
         for name, step in steps:
             if name in settings.only:
@@ -533,6 +547,30 @@ def _memory_figures(run: _Run) -> None:
             _failed("memory.controller", title, "MB", CONTROLLER_MEMORY_GOAL, "max",
                     BenchError("no controller child was measured"))
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 6 closed loop
+
+
+def _closed_loop(run: _Run) -> None:
+    s = run.settings
+    try:
+        figures, context = closed_loop.measure(
+            run.library,
+            closed_loop.ClosedLoopBench(patients=s.closed_loop_patients, full=s.cohort),
+            run.progress,
+            interrupt.check,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        run.report.figures.append(
+            _failed("closed_loop.violations", "closed loop cohort", "violations",
+                    closed_loop.VIOLATIONS_GOAL, "sum", exc)
+        )  # fmt: skip
+        return
+    run.report.figures += figures
+    run.report.context += context
 
 
 # --------------------------------------------------------------------------- helpers

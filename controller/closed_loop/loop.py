@@ -158,6 +158,7 @@ class ClosedLoop:
         self._start_models(snapshot)
         if estimator is not None and self._estimator is not None:
             self._estimator.logw = list(estimator.logw)  # what it learned of the patient
+            self._estimator._weights = None
         self._journal("hand_back")
         self._set_mode(LoopMode.RUNNING, "handed back by the operator")
 

@@ -183,7 +183,7 @@ class Estimator:
         self.logw = [-0.5 * ((th - center) / sd) ** 2 for th in self.thetas]
         self.b_mean = [baseline_prior] * GRID
         self.b_var = [PRIOR_BASELINE_SD**2] * GRID
-        self._anchored = False
+        self._weights: list[float] | None = None
 
     # ------------------------------------------------------------------ model
     def effect(self, u_e: float, theta: float) -> float:
@@ -196,10 +196,12 @@ class Estimator:
         return self.emax / (1.0 + math.exp(-z))
 
     def weights(self) -> list[float]:
-        top = max(self.logw)
-        w = [math.exp(lw - top) for lw in self.logw]
-        total = math.fsum(w)
-        return [x / total for x in w]
+        if self._weights is None:
+            top = max(self.logw)
+            w = [math.exp(lw - top) for lw in self.logw]
+            total = math.fsum(w)
+            self._weights = [x / total for x in w]
+        return self._weights
 
     # ------------------------------------------------------------------ filtering
     def predict(self, minutes: float) -> None:
@@ -207,6 +209,7 @@ class Estimator:
         self.b_var = [v + add for v in self.b_var]
         keep = math.exp(-minutes / THETA_MEMORY_MIN)  # old evidence on theta fades
         self.logw = [lw * keep for lw in self.logw]
+        self._weights = None
 
     def update(self, measured: float, u_e: float) -> None:
         """Fold one measured MAP in."""
@@ -226,6 +229,7 @@ class Estimator:
             self.b_var[i] = v * (1.0 - k)
         top = max(self.logw)
         self.logw = [max(lw - top, -700.0) for lw in self.logw]
+        self._weights = None
 
     # ------------------------------------------------------------------ summaries
     def quantile_dose(self, target: float, q: float) -> float:
