@@ -210,7 +210,7 @@ class ClosedLoop:
                 "monitor link down"
                 if self._monitor_down_since is not None
                 else (
-                    f"no valid MAP for {min(self.filter.silent_for(now), 1e9):.0f} s (last sample: "
+                    f"no valid MAP for over {s.signal_loss_s:g} s (last sample: "
                     f"{verdict.value if verdict else 'none'})"
                 )
             )

@@ -94,7 +94,7 @@ def _parser() -> _Parser:
         metavar="SPEC",
         help="ne1000/harvard: a simulated patient on this pump's delivered flow, e.g. "
         "'seed=7,sensitivity=0.5,condition=wandering' (docs/closed-loop.md); its monitor "
-        "is served with --monitor-tcp or --monitor-pty",
+        "is served with --monitor-tcp, or on a pty (--monitor-pty, the default)",
     )
     monitor = p.add_mutually_exclusive_group()
     monitor.add_argument("--monitor-tcp", metavar="HOST:PORT", help="serve the monitor on TCP")
@@ -107,10 +107,10 @@ def _parser() -> _Parser:
     return p
 
 
-def _parse_tcp(text: str) -> tuple[str, int]:
+def _parse_tcp(text: str, option: str = "--tcp") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise UsageError(f"--tcp: expected HOST:PORT with PORT 0-65535, got {text!r}")
+        raise UsageError(f"{option}: expected HOST:PORT with PORT 0-65535, got {text!r}")
     return host, int(port)
 
 
@@ -158,7 +158,7 @@ def _validate(ns: argparse.Namespace) -> None:
         if proto == "modbus":
             raise UsageError("--patient: only beside the ne1000 or harvard emulator")
         if ns.monitor_tcp is not None:
-            _parse_tcp(ns.monitor_tcp)
+            _parse_tcp(ns.monitor_tcp, "--monitor-tcp")
 
 
 class FirstLine:
@@ -290,7 +290,7 @@ def _patient_spec(ns: argparse.Namespace) -> PatientSpec | None:
 
 def _monitor_endpoint(ns: argparse.Namespace) -> Endpoint:
     if ns.monitor_tcp:
-        host, port = _parse_tcp(ns.monitor_tcp)
+        host, port = _parse_tcp(ns.monitor_tcp, "--monitor-tcp")
         return TcpEndpoint(host, port)
     return PtyEndpoint()
 
