@@ -72,10 +72,6 @@ def test_closed_loop_through_the_safety_process_on_real_processes(
     )
     try:
         origin = bench.now()  # the patient's start is the emulator's, within a second
-        bench.wait_clinical(origin + 60.0, also=loop.step)  # watch before anything runs
-        first_map = loop.filter.median_since(origin)[0]
-        session.start(Decimal("0.05"))
-        loop.engage()
         suspended_seen = False
 
         def step() -> None:
@@ -83,6 +79,10 @@ def test_closed_loop_through_the_safety_process_on_real_processes(
             loop.step()
             suspended_seen |= loop.mode is LoopMode.SUSPENDED
 
+        bench.wait_clinical(origin + 60.0, also=step)  # watch before anything runs
+        first_map = loop.filter.median_since(origin)[0]
+        session.start(Decimal("0.05"))
+        loop.engage()
         bench.wait_clinical(origin + NO_SIGNAL_AT_S + NO_SIGNAL_S / 2, also=step)
         assert loop.mode is LoopMode.SUSPENDED, loop.suspended_why
         alarm = next(a for a in session.alarms() if a.key == SUSPENDED_KEY)
@@ -94,7 +94,8 @@ def test_closed_loop_through_the_safety_process_on_real_processes(
     finally:
         source.close()
     report = bench.assert_invariants()
-    assert suspended_seen and loop.mode is LoopMode.RUNNING
+    assert suspended_seen
+    assert loop.mode is LoopMode.RUNNING  # type: ignore[comparison-overlap]
     assert loop.stats.suspensions == 1  # the flush alone suspended nothing
     assert loop.stats.requests > 0 and not loop.stats.refusals
     assert loop.stats.accepted == loop.stats.requests
