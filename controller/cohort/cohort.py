@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from controller.cohort.metrics import Performance, cohort_medians
+from controller.cohort.metrics import cohort_medians
 from controller.cohort.run import Arm, Design, RunResult, RunSpec, run_one
 from firmware_bridge.patient.params import Condition
 from safety.library import DrugLibrary
@@ -237,7 +237,3 @@ def _results(
             if check_interrupt is not None:
                 check_interrupt()
             yield result
-
-
-def performance_of(results: Sequence[RunResult]) -> list[Performance]:
-    return [r.performance for r in results]

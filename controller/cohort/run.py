@@ -29,6 +29,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -226,7 +227,7 @@ def run_one(design: Design, spec: RunSpec, library: DrugLibrary) -> RunResult:
         if design.start is Start.ONSET:
             _start(session, design.start_dose)
         else:
-            _run_in(bench, params, weight, design, arm.step)
+            _run_in(bench, params, weight, design)
             patient.vasodilation.wander_start_s = clock.now() - patient.start
         t0 = clock.now()
         if isinstance(arm, ClosedLoop):
@@ -297,7 +298,6 @@ def _run_in(
     params: PatientParameters,
     weight: float,
     design: Design,
-    read: object,
 ) -> None:
     """Titrate to the patient's true dose as fast as the rules allow, then hold."""
     session = bench.session
@@ -335,7 +335,7 @@ class _Bench:
     def run_for(
         self,
         seconds: float,
-        act: object,
+        act: Callable[[], object] | None,
         *,
         trace: list[tuple[float, float, float]] | None = None,
         recorder: _Recorder | None = None,
@@ -348,7 +348,7 @@ class _Bench:
         while (left := end - local.clinical.now()) > 1e-9:
             self._refill(tick)
             local.advance(min(tick, left))
-            if callable(act):
+            if act is not None:
                 act()
             now = local.clinical.now()
             if trace is not None and recorder is not None and now >= next_trace:
