@@ -151,6 +151,7 @@ class RunResult:
     patient: dict[str, float]
     trace: list[tuple[float, float, float]] = field(default_factory=list)  # (min, MAP, dose)
     real_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time for the run (blind to other processes' load)
 
     def to_json(self, *, with_trace: bool = False) -> dict[str, object]:
         out: dict[str, object] = {
@@ -184,6 +185,7 @@ class _Recorder:
 
 def run_one(design: Design, spec: RunSpec, library: DrugLibrary) -> RunResult:
     started = time.perf_counter()
+    cpu_started = time.process_time()
     params = draw_patient(design.seed, spec.index, spec.sensitivity)
     weight = round(params.weight_kg, 1)
     local = LocalSafety(library=library, syringe=design.syringe, timing=SIM_TIMING)
@@ -272,6 +274,7 @@ def run_one(design: Design, spec: RunSpec, library: DrugLibrary) -> RunResult:
             },
             trace=trace,
             real_s=time.perf_counter() - started,
+            cpu_s=time.process_time() - cpu_started,
         )
     finally:
         _close(session)
