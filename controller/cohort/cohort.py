@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -165,10 +166,16 @@ def _median(values: Sequence[float]) -> float:
 _WORKER: tuple[Design, DrugLibrary] | None = None
 
 
-def _init_worker(design: Design, library: DrugLibrary) -> None:
+def _init_worker(design: Design, library: DrugLibrary, *, forked: bool = True) -> None:
     global _WORKER  # noqa: PLW0603 - one per worker process, set once by the pool
     _WORKER = (design, library)
     logging.disable(logging.WARNING)  # a run's own link noise (the session's hang-up)
+    if forked:
+        # a forked worker inherits the parent's handlers (``pumpctl bench`` turns SIGTERM
+        # into KeyboardInterrupt): the parent alone handles Ctrl-C and ends the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _work(spec: RunSpec) -> RunResult | Failure:
@@ -221,7 +228,7 @@ def _results(
     check_interrupt: Callable[[], None] | None,
 ) -> Iterator[RunResult | Failure]:
     if workers <= 1:
-        _init_worker(design, library)
+        _init_worker(design, library, forked=False)
         try:
             for spec in runs:
                 if check_interrupt is not None:
@@ -237,3 +244,5 @@ def _results(
             if check_interrupt is not None:
                 check_interrupt()
             yield result
+        pool.close()  # every run is done: let the workers exit rather than terminate them
+        pool.join()
