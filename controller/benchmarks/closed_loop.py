@@ -206,7 +206,8 @@ def _worst(cohort: CohortResult, key: str) -> tuple[str, float]:
 
 def _violations(*cohorts: CohortResult) -> Figure:
     runs = sum(len(c.results) for c in cohorts)
-    failed = sum(len(c.failures) for c in cohorts)
+    failures = [f for c in cohorts for f in c.failures]
+    failed = len(failures)
     total = sum(c.violations() for c in cohorts)
     return Figure(
         "closed_loop.violations",
@@ -216,7 +217,9 @@ def _violations(*cohorts: CohortResult) -> Figure:
         VIOLATIONS_GOAL,
         f"sum over {runs} runs (both designs, both arms), checked on each pump's ground truth",
         {"runs": float(runs), "failed runs": float(failed)},
-        error=None if failed == 0 else f"{failed} run(s) failed: {cohorts[0].failures[:1]}",
+        error=None
+        if failed == 0
+        else f"{failed} run(s) failed, e.g. {failures[0].spec}: {failures[0].error}",
     )
 
 

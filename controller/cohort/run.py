@@ -305,9 +305,13 @@ def _run_in(
     """Titrate to the patient's true dose as fast as the rules allow, then hold."""
     session = bench.session
     needed = params.dose_for_map(design.target_mmhg) / weight
-    goal = Fraction(min(float(design.dose_max), max(float(design.dose_min), needed)))
+    # the pump's slowest rate with this syringe sets a floor under the dose range
+    syringe_min_ml_h = float(bench.local.pump.syringe.min_rate_ml_h)
+    floor = syringe_min_ml_h * design.drug_ug_per_ml / 60.0 / weight
+    low = max(float(design.dose_min), math.ceil(floor * 1e4) / 1e4)
+    goal = Fraction(min(float(design.dose_max), max(low, needed)))
     first = min(goal, Fraction(Decimal("0.1")))  # the library's max start
-    first_dose = Decimal(str(round(float(first), 4)))
+    first_dose = Decimal(str(math.ceil(float(first) * 1e4) / 1e4))
     soft = first_dose < Decimal("0.02")
     session.start(first_dose, confirm_soft_limits=soft)
     deadline = bench.local.clinical.now() + RUN_IN_LIMIT_S
