@@ -157,6 +157,11 @@ def _quality(cohort: CohortResult) -> list[Figure]:
                         "above band": m["above_band"],
                         "MDPE %": m["mdpe"],
                         "divergence %/h": m["divergence"],
+                        "MAP < 65 %": m["below_65"],
+                        "MAP < 90 % of baseline %": m["below_90pct_baseline"],
+                        "manual: MAP < 90 % of baseline %": mm.get(
+                            "below_90pct_baseline", float("nan")
+                        ),
                     },
                     note=f"{n} patients per level",
                 )
