@@ -44,7 +44,7 @@ from controller.machine import State
 from controller.session import Session
 from drivers.monitors.base import MapSample, MapSource, MonitorError
 from firmware_bridge.clock import Clock
-from safety.kernel.model import ChangeDose
+from safety.kernel.model import ChangeDose, ProgramSpec
 from safety.status import Snapshot
 
 SUSPENDED_KEY = f"{OWN}closed_loop_suspended"
@@ -130,6 +130,8 @@ class ClosedLoop:
         self._monitor_down_since: float | None = None
         self._below_at_ceiling_since: float | None = None
         self._seen_history = -math.inf
+        self._program: ProgramSpec | None = None  # the program the loop was handed
+        self._dose_per_amount_h = Fraction(0)
 
     # ------------------------------------------------------------------ operator
     def engage(self) -> None:
@@ -220,13 +222,15 @@ class ClosedLoop:
             if now - self._last_invalid_at < s.recover_s:
                 return None
             self._resume(now)
-        rules = Rules(self.session.library, snapshot, self.session.kernel_config)
-        self._feed_history(snapshot, rules)
+        if snapshot.program != self._program:
+            self._suspend(now, "the program changed under the loop: hand it over again")
+            return None
+        self._feed_history(snapshot)
         drug, estimator = self._drug, self._estimator
         assert drug is not None and estimator is not None
         drug.advance(now)
         median, n = self.filter.median_since(now - s.period_s)
-        current = float(rules.state.current_dose())
+        current = float(snapshot.dose or 0)
         if median is None or n < MIN_SAMPLES:
             return self._record(now, median, n, current, None, None, None, "too few samples")
         if self._last_estimate_at is not None:
@@ -234,9 +238,16 @@ class ClosedLoop:
         self._last_estimate_at = now
         estimator.update(median, drug.effect)
         want = decide_dose(estimator, drug, s, current, median)
-        bounds = rules.bounds()
-        self._ceiling_watch(now, median, want, float(bounds.highest))
-        if want is None or abs(want - current) <= s.min_change_fraction * current:
+        # the kernel's view is built only when a change is on the table (it costs more
+        # than the rest of a decision)
+        rules = (
+            Rules(self.session.library, snapshot, self.session.kernel_config)
+            if want is not None
+            else None
+        )
+        bounds = rules.bounds() if rules is not None else None
+        self._ceiling_watch(now, median, want, None if bounds is None else float(bounds.highest))
+        if want is None or rules is None or abs(want - current) <= s.min_change_fraction * current:
             return self._record(now, median, n, current, want, None, None, None)
         dose, precheck = rules.propose(
             Fraction(want), s.dose_min, s.dose_max, s.soft_limits_confirmed, bounds
@@ -307,6 +318,8 @@ class ClosedLoop:
         rules = Rules(self.session.library, snapshot, self.session.kernel_config)
         program = rules.program
         s = self.settings
+        self._program = snapshot.program
+        self._dose_per_amount_h = program.dose_per_amount_h
         # dose units per ug/min of drug: 1 for mcg/min, 1/weight for mcg/kg/min...
         unit_per_ug_min = float(program.dose_of_amount_rate(Fraction(60)))
         self._drug = DrugModel(s.dead_volume_ml, s.carrier_ml_h)
@@ -314,21 +327,21 @@ class ClosedLoop:
         now = snapshot.clinical_time
         start = max(now - HISTORY_REPLAY_S, snapshot.history[0].start if snapshot.history else now)
         self._drug.advance(start)
-        self._feed_history(snapshot, rules)
+        self._feed_history(snapshot)
         self._drug.advance(now)
         estimator = Estimator(population_d50(unit_per_ug_min))
         self._estimator = estimator
         self._last_estimate_at = None
         self._next_decision = -math.inf
 
-    def _feed_history(self, snapshot: Snapshot, rules: Rules) -> None:
+    def _feed_history(self, snapshot: Snapshot) -> None:
         drug = self._drug
         assert drug is not None
         for point in snapshot.history:
             if point.start <= self._seen_history:
                 continue
             amount = Fraction(point.rate_ml_h) * Fraction(point.amount_per_ml)
-            dose = float(rules.program.dose_of_amount_rate(amount))
+            dose = float(amount * self._dose_per_amount_h)
             drug.add(Segment(point.start, float(point.rate_ml_h), dose))
             self._seen_history = point.start
 
@@ -391,10 +404,17 @@ class ClosedLoop:
         self.mode = mode
         self._journal("mode", source=before.value, dest=mode.value, why=why)
 
-    def _ceiling_watch(self, now: float, median: float, want: float | None, highest: float) -> None:
+    def _ceiling_watch(
+        self, now: float, median: float, want: float | None, highest: float | None
+    ) -> None:
         s = self.settings
         low, _ = s.band
-        stuck = want is not None and want >= min(highest, float(s.dose_max)) and median < low
+        stuck = (
+            want is not None
+            and highest is not None
+            and want >= min(highest, float(s.dose_max))
+            and median < low
+        )
         if not stuck:
             self._below_at_ceiling_since = None
             self.session.alarm_condition_gone(CEILING_KEY)
