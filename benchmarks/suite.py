@@ -15,7 +15,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from benchmarks import death, interrupt, latency, observers, overhead, resources, simulation
+from benchmarks import (
+    closed_loop,
+    death,
+    interrupt,
+    latency,
+    observers,
+    overhead,
+    resources,
+    simulation,
+)
 from benchmarks.host import CpuMeter, describe_host, load_average
 from benchmarks.processes import BenchError, Pool
 from benchmarks.report import (
@@ -30,7 +39,7 @@ from benchmarks.report import (
 from controller.logfile import log_to_file
 from safety.library import DrugLibrary, load_library
 
-BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources")
+BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources", "closed_loop")
 #: heavy, opt-in (``pumpctl bench --observe``): the dashboard and a 1,000-bench fleet
 OPT_IN = ("dashboard", "fleet")
 
@@ -73,6 +82,10 @@ class Settings:
     fleet_benches: int = 1000
     fleet_steady_s: float = 30.0
     fleet_outage_s: float = 30.0
+    #: closed loop (issue 11): patients per sensitivity of the reduced cohort; ``cohort``
+    #: runs the published size instead (250) and measures its speed
+    closed_loop_patients: int = 5
+    cohort: bool = False
     only: tuple[str, ...] = BENCHMARKS
     work_dir: Path | None = None
     keep: bool = False
@@ -100,6 +113,7 @@ class Settings:
             fleet_benches=20,
             fleet_steady_s=3.0,
             fleet_outage_s=3.0,
+            closed_loop_patients=1,
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -143,6 +157,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
             ("resources", _resources),
             ("dashboard", _dashboard),
             ("fleet", _fleet),
+            ("closed_loop", _closed_loop),
         ]
         for name, step in steps:
             if name in settings.only:
@@ -661,6 +676,30 @@ def _memory_figures(run: _Run) -> None:
             _failed("memory.controller", title, "MB", CONTROLLER_MEMORY_GOAL, "max",
                     BenchError("no controller child was measured"))
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 6 closed loop
+
+
+def _closed_loop(run: _Run) -> None:
+    s = run.settings
+    try:
+        figures, context = closed_loop.measure(
+            run.library,
+            closed_loop.ClosedLoopBench(patients=s.closed_loop_patients, full=s.cohort),
+            run.progress,
+            interrupt.check,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        run.report.figures.append(
+            _failed("closed_loop.violations", "closed loop cohort", "violations",
+                    closed_loop.VIOLATIONS_GOAL, "sum", exc)
+        )  # fmt: skip
+        return
+    run.report.figures += figures
+    run.report.context += context
 
 
 # --------------------------------------------------------------------------- helpers

@@ -13,6 +13,7 @@ from cli.commands import accuracy as accuracy_cmd
 from cli.commands import bench as bench_cmd
 from cli.commands import (
     calc,
+    cohort,
     dashboard,
     demo,
     emulate,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_parser(sub)
     telemetry.add_parser(sub)
     fleet.add_parser(sub)
+    cohort.add_parser(sub)
     return parser
 
 

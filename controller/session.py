@@ -548,6 +548,21 @@ class Session:
             self._service_thread.start()
             return self._service_thread
 
+    def raise_alarm(self, key: str, priority: str, reason: str, message: str) -> None:
+        """A controller alarm raised by a collaborator of the session (the closed loop):
+        journaled, announced to the subscribers, latched until its condition is gone
+        (``alarm_condition_gone``) and it is acknowledged. ``key`` must start with
+        ``controller:``; a medium or low one does not stop plans."""
+        if not key.startswith(OWN) or priority not in ("high", "medium", "low"):
+            raise ValueError(f"controller alarm key must start with {OWN!r} and priority be "
+                             f"high, medium or low; got {key!r}, {priority!r}")  # fmt: skip
+        with self._lock:
+            self._alarms.raise_own(key, priority, reason, message)
+
+    def alarm_condition_gone(self, key: str) -> None:
+        with self._lock:
+            self._alarms.condition_gone(key)
+
     def raise_fault(self, message: str) -> None:
         """A controller fault (e.g. in the service thread): a medium alarm, journaled."""
         with self._lock:

@@ -39,6 +39,7 @@ KINDS = (
     "alarm",  # an alarm seen (safety process) or raised (controller)
     "notice",  # link health: session lost, link down, restored
     "error",  # an operator error or a refused input
+    "loop",  # the closed loop: hand-over, take-over, suspension, each decision
 )
 
 

@@ -41,6 +41,7 @@ from firmware_bridge.emulators.endpoints import (
 )
 from firmware_bridge.emulators.handler import WireHandler
 from firmware_bridge.emulators.pacing import MAX_PACE_BAUD, MIN_PACE_BAUD
+from firmware_bridge.emulators.patient_monitor import PatientMonitor
 from firmware_bridge.emulators.serial_line import SerialLine
 from firmware_bridge.emulators.syringe_match import syringe_for_bore
 from firmware_bridge.emulators.truth_log import TruthLogWriter
@@ -48,6 +49,7 @@ from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.harvard.emulator import HarvardPumpSide
 from firmware_bridge.mechanics import Mechanics, MechanicsSpecError, parse_mechanics
 from firmware_bridge.ne1000.emulator import Ne1000PumpSide
+from firmware_bridge.patient.spec import PatientSpec, parse_patient_spec
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe, syringe_by_name
 
@@ -101,6 +103,16 @@ def _parser() -> _Parser:
     p.add_argument("--clock", metavar="SPEC", default="real", help="real | scaled:SCALE:ORIGIN")
     p.add_argument("--map", metavar="PATH", help="Modbus register map (TOML)")
     p.add_argument(
+        "--patient",
+        metavar="SPEC",
+        help="ne1000/harvard: a simulated patient on this pump's delivered flow, e.g. "
+        "'seed=7,sensitivity=0.5,condition=wandering' (docs/closed-loop.md); its monitor "
+        "is served with --monitor-tcp, or on a pty (--monitor-pty, the default)",
+    )
+    monitor = p.add_mutually_exclusive_group()
+    monitor.add_argument("--monitor-tcp", metavar="HOST:PORT", help="serve the monitor on TCP")
+    monitor.add_argument("--monitor-pty", action="store_true", help="serve the monitor on a pty")
+    p.add_argument(
         "--ignore-first-command",
         action="store_true",
         help="ignore the first command after start and after each power cycle",
@@ -137,10 +149,10 @@ def _parser() -> _Parser:
     return p
 
 
-def _parse_tcp(text: str) -> tuple[str, int]:
+def _parse_tcp(text: str, option: str = "--tcp") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise UsageError(f"--tcp: expected HOST:PORT with PORT 0-65535, got {text!r}")
+        raise UsageError(f"{option}: expected HOST:PORT with PORT 0-65535, got {text!r}")
     return host, int(port)
 
 
@@ -201,6 +213,13 @@ def _validate(ns: argparse.Namespace) -> None:
             parse_balance_settings(ns.balance)
         except BalanceSpecError as exc:
             raise UsageError(str(exc)) from None
+    if (ns.monitor_tcp or ns.monitor_pty) and ns.patient is None:
+        raise UsageError("--monitor-tcp/--monitor-pty: the monitor needs a --patient")
+    if ns.patient is not None:
+        if proto == "modbus":
+            raise UsageError("--patient: only beside the ne1000 or harvard emulator")
+        if ns.monitor_tcp is not None:
+            _parse_tcp(ns.monitor_tcp, "--monitor-tcp")
 
 
 class FirstLine:
@@ -250,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             mechanics = parse_mechanics(ns.mechanics) if ns.mechanics else None
         except MechanicsSpecError as exc:
             raise UsageError(f"--mechanics: {exc}") from None
+        patient_spec = _patient_spec(ns)
     except (UsageError, argparse.ArgumentError) as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return 2
@@ -263,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     control: ControlServer | None = None
     balance: ServedBalance | None = None
     balance_control: ControlServer | None = None
+    monitor: PatientMonitor | None = None
     try:
         try:
             truth = TruthLogWriter(ns.truth_log) if ns.truth_log else None
@@ -321,6 +342,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"emulate: error: --balance-control: {exc}", file=sys.stderr)
                     return 2
                 out(f"balance control channel at {ns.balance_control}")
+        if patient_spec is not None:
+            monitor = PatientMonitor(patient_spec, pump, clock, _monitor_endpoint(ns), log=out)
+            try:
+                monitor.start()
+            except OSError as exc:
+                endpoint.shutdown()
+                print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
+                return 1
+            out(f"monitor at {monitor.where}")
         if ns.control:
             try:
                 control = ControlServer(ns.control, ControlChannel(pump, wire, line.describe))
@@ -337,11 +367,29 @@ def main(argv: list[str] | None = None) -> int:
             balance_control.close()
         if balance is not None:
             balance.stop()
+        if monitor is not None:
+            monitor.stop()
         if control is not None:
             control.close()
         if truth is not None:
             truth.close()
         restore()
+
+
+def _patient_spec(ns: argparse.Namespace) -> PatientSpec | None:
+    if ns.patient is None:
+        return None
+    try:
+        return parse_patient_spec(ns.patient)
+    except ValueError as exc:
+        raise UsageError(f"--patient: {exc}") from None
+
+
+def _monitor_endpoint(ns: argparse.Namespace) -> Endpoint:
+    if ns.monitor_tcp:
+        host, port = _parse_tcp(ns.monitor_tcp, "--monitor-tcp")
+        return TcpEndpoint(host, port)
+    return PtyEndpoint()
 
 
 def _make_pump(

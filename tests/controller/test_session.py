@@ -576,7 +576,9 @@ def test_a_wean_cut_short_by_a_safety_restart_comes_back_re_planned(
         assert link.snapshot().dose == reached  # nothing was sent by the offer itself
 
         session.acknowledge()
-        session.pending.confirm()  # type: ignore[union-attr]
+        again = session.pending
+        assert again is not None
+        again.confirm()
         drive_until(link, session, (State.WEANING,), 6 * 3600)
         assert link.snapshot().dose == Decimal(4)
         assert all(a.key != "controller:plan_interrupted" for a in session.alarms())

@@ -1,0 +1,1 @@
+"""The pumpctl monitor line protocol (MAP numerics): codec and the monitor's side."""
