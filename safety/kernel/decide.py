@@ -478,18 +478,38 @@ def _set_limits(
                 f"{note}",
             )
     if start:
-        titr_window = float(limits.therapy.titration.window_min.value) * 60
+        titration = limits.therapy.titration
+        titr_window = float(titration.window_min.value) * 60
         # a rate the pump ran on its own (stopped as over-rate) is no licence to start at it
         recent = limits.dose(
             state.history.max_amount_rate(t - titr_window, t, exclude=frozenset({"pump"}))
         )
-        bound = max(Fraction(limits.therapy.max_start.value), recent)
+        lowest = state.history.min_running_amount_rate(t - titr_window, t)
+        if lowest is None:  # nothing ran in the window: the library's start
+            bound = max(Fraction(limits.therapy.max_start.value), recent)
+            why = f"max start {num(limits.therapy.max_start.value)} {unit}"
+        else:
+            # a start soon after a stop is a rise from what ran: a stop and a start must
+            # not step around the titration rule (at most the rate that ran, or the window
+            # rise above the lowest dose of the window)
+            base = limits.dose(lowest)
+            rise = min(
+                Fraction(titration.max_window_rise.value),
+                Fraction(titration.max_window_rise_fraction.value) * base,
+            )
+            max_start = Fraction(limits.therapy.max_start.value)
+            bound = max(recent, min(max_start, base + rise))
+            why = (
+                f"it ran in the last {num(titration.window_min.value)} min: at most the "
+                f"highest dose then ({num(recent)} {unit}), or a window rise above the lowest "
+                f"({num(base)} + {num(rise)} {unit}) within the max start ({num(max_start)} "
+                f"{unit})"
+            )
         if dose > bound:
             return Verdict.refuse(
                 Reason.START_TOO_HIGH,
                 f"refused: a start at {num(dose)} {unit} is above the largest allowed start, "
-                f"{num(bound)} {unit} (max start {num(limits.therapy.max_start.value)} {unit}, "
-                f"or the rate running in the last titration window){note}",
+                f"{num(bound)} {unit} ({why}){note}",
             )
     elif asked > current:
         refusal = _rise_limits(state, limits, dose, limits.dose(current), t)

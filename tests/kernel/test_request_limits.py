@@ -372,3 +372,27 @@ def test_nonpositive_or_non_finite_doses_are_bad_input(infusing: Bench) -> None:
         assert out.verdict.reason is Reason.BAD_INPUT, dose
         assert "positive number of mcg/min" in out.verdict.message
     assert infusing.truth_rate() == 30.0
+
+
+def test_s4_a_stop_and_a_start_do_not_step_around_the_titration_rule(
+    bench: Bench, library: DrugLibrary
+) -> None:
+    """Found by the closed-loop cohort: at 0.02 mcg/kg/min a stop is allowed (below the
+    0.03 stop threshold), and a start 5 s later at the max start (0.1) used to pass: 5x in
+    5 s where a titration may rise 1.25x per step. Within the titration window a start is
+    a rise from what ran (the window rule, within the max start); after it, the library's
+    start again."""
+    spec = norepi_weight_based(library)
+    assert bench.load(spec).verdict.accepted
+    assert bench.start("0.02").verdict.accepted
+    bench.advance(60)
+    assert bench.stop().verdict.accepted
+    bench.advance(5)
+    out = bench.start("0.1")
+    assert out.verdict.reason is Reason.START_TOO_HIGH, out.verdict.message
+    assert "window rise" in out.verdict.message
+    assert bench.truth_rate() == 0.0
+    assert bench.start("0.03").verdict.accepted  # 0.02 + 50 %: the window's own rise
+    assert bench.stop().verdict.accepted
+    bench.advance(11 * 60)  # the titration window has passed
+    assert bench.start("0.1").verdict.accepted
