@@ -35,7 +35,7 @@ bench: $(STAMP)
 MUTATION_STAMP := $(VENV)/.mutation-installed
 
 $(MUTATION_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,dev,plot,mutation]'
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
 	touch $(MUTATION_STAMP)
 
 # Test temporary files (journals written with synchronous=FULL) go to RAM where there is
