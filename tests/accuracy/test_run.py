@@ -5,12 +5,11 @@ flow error (within 5 %)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from controller.accuracy.analysis import Settings, analyse
 from controller.accuracy.run import RunError, record_run
+from controller.session import Session
 from drivers.balances.mtsics import MtSicsBalance
 from firmware_bridge.balance.emulator import MtSicsBalanceSide
 from firmware_bridge.balance.physics import BalanceModel, BalanceSpec, Bench
@@ -26,7 +25,7 @@ def test_run_measures_the_models_own_figures() -> None:
     library = load_library()
     mechanics = Mechanics(slack_mm=0.25, compliance_tau_s=30.0, bore_error_fraction=0.0075)
     with LocalSafety(library=library, mechanics=mechanics) as link:
-        link.attach()
+        session = Session.open(link, library, clinical=link.clinical, liveness=link.liveness)
         link.advance(5.0)
         model = BalanceModel(
             link.clinical,
@@ -39,7 +38,7 @@ def test_run_measures_the_models_own_figures() -> None:
             balance.connect()
             try:
                 rec = record_run(
-                    link,
+                    session,
                     library,
                     balance,
                     rate_ml_h=5.0,
@@ -47,12 +46,14 @@ def test_run_measures_the_models_own_figures() -> None:
                     interval_s=30.0,
                     now=link.clinical.now,
                     wait=link.advance,
+                    stable=False,
                 )
             finally:
                 balance.close()
         assert not link.pump.snapshot().running  # stopped through the safety process
-    times = [r[0] for r in rec.rows]
-    masses = [r[1] for r in rec.rows]
+        assert rec.stopped and rec.stop == "stopped through the safety process"
+    times = [r.time_s for r in rec.rows]
+    masses = [r.mass_g for r in rec.rows]
     result = analyse(
         times,
         masses,
@@ -69,15 +70,15 @@ def test_run_measures_the_models_own_figures() -> None:
 def test_a_rate_above_the_fluid_limit_is_refused_by_the_safety_process() -> None:
     library = load_library()
     with LocalSafety(library=library) as link:
-        link.attach()
+        session = Session.open(link, library, clinical=link.clinical, liveness=link.liveness)
         model = BalanceModel(link.clinical, link.pump)
         with BackgroundLine(MtSicsBalanceSide(model), WireFaults()) as line:
             balance = MtSicsBalance(port=line.where)
             balance.connect()
             link.advance(5.0)
-            with pytest.raises(RunError, match="refused the start"):
+            with pytest.raises(RunError, match="refused to start at 5000 mL/h"):
                 record_run(
-                    link,
+                    session,
                     library,
                     balance,
                     rate_ml_h=5000.0,
@@ -85,6 +86,7 @@ def test_a_rate_above_the_fluid_limit_is_refused_by_the_safety_process() -> None
                     interval_s=30,
                     now=link.clinical.now,
                     wait=link.advance,
+                    stable=False,
                 )
             balance.close()
-    _ = Decimal
+        assert not link.pump.snapshot().running
