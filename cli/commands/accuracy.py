@@ -473,17 +473,13 @@ def _real_bench(args: argparse.Namespace) -> Iterator[_Run]:
 @contextlib.contextmanager
 def _emulated_bench(args: argparse.Namespace) -> Iterator[_Run]:
     """The real kernel in this process on a virtual clock, a pump with a mechanism, the
-    balance emulator on a pty weighing that pump, the real MT-SICS driver reading it."""
+    balance emulator on a pty weighing that pump, the real MT-SICS driver reading it
+    (``verification.accuracy``)."""
     # lazy: the emulated bench (pump model, balance emulator, kernel) loads only here
-    from controller.session import Session  # noqa: PLC0415
     from drivers.balances import BalanceError  # noqa: PLC0415
-    from drivers.balances.mtsics import MtSicsBalance  # noqa: PLC0415
-    from firmware_bridge.balance.emulator import MtSicsBalanceSide  # noqa: PLC0415
-    from firmware_bridge.balance.physics import BalanceModel, Bench  # noqa: PLC0415
-    from firmware_bridge.emulators.background import BackgroundLine  # noqa: PLC0415
-    from firmware_bridge.faults import WireFaults  # noqa: PLC0415
+    from firmware_bridge.balance.physics import Bench  # noqa: PLC0415
     from firmware_bridge.mechanics import MechanicsSpecError, parse_mechanics  # noqa: PLC0415
-    from safety.ipc.local import LocalSafety  # noqa: PLC0415
+    from verification.accuracy import emulated_bench  # noqa: PLC0415
 
     spec = args.mechanics or DEFAULT_MECHANICS
     try:
@@ -492,45 +488,36 @@ def _emulated_bench(args: argparse.Namespace) -> Iterator[_Run]:
         bad_input(f"--mechanics: {exc}", "mechanics")
     library = library_from_option(args.library)
     syringe = args.syringe or DEFAULT_SYRINGE
-    try:
-        link = LocalSafety(library=library, syringe=syringe, mechanics=mechanics)
-    except ValueError as exc:
-        bad_input(f"--syringe: {exc}", "syringe")
-    with link:
-        session = Session.open(link, library, clinical=link.clinical, liveness=link.liveness)
-        link.advance(5.0)
-        water = Bench(temperature_c=args.temperature or 20.0, evaporation_mg_min=args.evaporation)
-        model = BalanceModel(link.clinical, link.pump, bench=water)
-        with BackgroundLine(MtSicsBalanceSide(model), WireFaults()) as line:
-            balance = MtSicsBalance(port=line.where, reply_timeout_s=2.0)
-            try:
-                balance.connect()
-                identity = balance.identify()
-            except BalanceError as exc:
-                raise CommandError("balance_failed", str(exc), EXIT_FAILED) from None
-            try:
-                delay = mechanics.startup_delay_s(link.pump.syringe, args.rate) / 60
-                context = {
-                    "pump": f"emulated (virtual clock), mechanism {spec}",
-                    "syringe": syringe,
-                    "balance": f"{identity.model} (serial {identity.serial}), MT-SICS emulator",
-                    **_settings_context(args),
-                    "model's own figures": f"start-up delay {delay:.2f} min, mean flow "
-                    f"error {mechanics.mean_flow_error() * 100:+.2f} %",
-                }
-                yield _Run(
-                    session,
-                    library,
-                    balance,
-                    link.clinical.now,
-                    link.advance,
-                    context,
-                    every=20,
-                    wait_for_stable=False,
-                )
-            finally:
-                balance.close()
-                session.close()
+    water = Bench(temperature_c=args.temperature or 20.0, evaporation_mg_min=args.evaporation)
+    with contextlib.ExitStack() as stack:
+        try:
+            emulated = stack.enter_context(
+                emulated_bench(library, syringe=syringe, mechanics=mechanics, bench=water)
+            )
+        except ValueError as exc:
+            bad_input(f"--syringe: {exc}", "syringe")
+        except BalanceError as exc:
+            raise CommandError("balance_failed", str(exc), EXIT_FAILED) from None
+        model = emulated.model_figures(args.rate)
+        identity = emulated.identity
+        context = {
+            "pump": f"emulated (virtual clock), mechanism {spec}",
+            "syringe": syringe,
+            "balance": f"{identity.model} (serial {identity.serial}), MT-SICS emulator",
+            **_settings_context(args),
+            "model's own figures": f"start-up delay {model.startup_delay_min:.2f} min, "
+            f"mean flow error {model.mean_error_pct:+.2f} %",
+        }
+        yield _Run(
+            emulated.session,
+            library,
+            emulated.balance,
+            emulated.now,
+            emulated.wait,
+            context,
+            every=20,
+            wait_for_stable=False,
+        )
 
 
 def _settings_context(args: argparse.Namespace) -> dict[str, str]:

@@ -7,10 +7,8 @@ stable-weight reading and its fallback are byte-exact against a scripted balance
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,48 +16,18 @@ import pytest
 from controller.accuracy.analysis import Settings, analyse
 from controller.accuracy.readings import Row
 from controller.accuracy.run import Recording, RunError, read_weight, record_run
-from controller.session import Session
 from drivers.balances import BalanceTimeout
 from drivers.balances.mtsics import MtSicsBalance
 from drivers.testing import ScriptedTransport
-from firmware_bridge.balance.emulator import MtSicsBalanceSide
-from firmware_bridge.balance.physics import BalanceModel, BalanceSpec, Bench
+from firmware_bridge.balance.physics import Bench
 from firmware_bridge.balance.water import water_density_g_ml
-from firmware_bridge.emulators.background import BackgroundLine
-from firmware_bridge.faults import WireFaults
 from firmware_bridge.mechanics import Mechanics
-from safety.ipc.local import LocalSafety
 from safety.library import DrugLibrary
-
-
-@dataclass
-class Rig:
-    link: LocalSafety
-    session: Session
-    balance: MtSicsBalance
-    model: BalanceModel
-
-
-@contextlib.contextmanager
-def rig(
-    library: DrugLibrary, mechanics: Mechanics | None = None, bench: Bench | None = None
-) -> Iterator[Rig]:
-    with LocalSafety(library=library, mechanics=mechanics) as link:
-        session = Session.open(link, library, clinical=link.clinical, liveness=link.liveness)
-        link.advance(5.0)
-        model = BalanceModel(link.clinical, link.pump, spec=BalanceSpec(), bench=bench)
-        with BackgroundLine(MtSicsBalanceSide(model), WireFaults()) as line:
-            balance = MtSicsBalance(port=line.where, reply_timeout_s=2.0)
-            balance.connect()
-            try:
-                yield Rig(link, session, balance, model)
-            finally:
-                balance.close()
-                session.close()
+from verification.accuracy import EmulatedBench, emulated_bench
 
 
 def run(
-    r: Rig,
+    r: EmulatedBench,
     library: DrugLibrary,
     *,
     rate_ml_h: float = 5.0,
@@ -76,8 +44,8 @@ def run(
         rate_ml_h=rate_ml_h,
         duration_s=duration_s,
         interval_s=30.0,
-        now=r.link.clinical.now,
-        wait=wait or r.link.advance,
+        now=r.now,
+        wait=wait or r.wait,
         stable=False,
         **more,
     )
@@ -86,11 +54,13 @@ def run(
 def test_run_measures_the_models_own_figures(library: DrugLibrary) -> None:
     mechanics = Mechanics(slack_mm=0.25, compliance_tau_s=30.0, bore_error_fraction=0.0075)
     seen: list[Row] = []
-    with rig(library, mechanics, Bench(seed=3, evaporation_mg_min=0.02)) as r:
+    with emulated_bench(
+        library, mechanics=mechanics, bench=Bench(seed=3, evaporation_mg_min=0.02)
+    ) as r:
         rec = run(r, library, on_row=seen.append)
         assert not r.link.pump.snapshot().running  # stopped through the safety process
         assert rec.stopped and rec.stop == "stopped through the safety process"
-        syringe = r.link.pump.syringe
+        model = r.model_figures(5.0)
     assert seen == rec.rows and len(rec.rows) == 241
     assert [row.command for row in rec.rows] == ["SI"] * 241
     times = [row.time_s for row in rec.rows]
@@ -100,16 +70,16 @@ def test_run_measures_the_models_own_figures(library: DrugLibrary) -> None:
         [row.mass_g for row in rec.rows],
         Settings(rate_ml_h=5.0, density_g_ml=water_density_g_ml(20.0), evaporation_mg_min=0.02),
     )
-    expected_delay = mechanics.startup_delay_s(syringe, 5.0) / 60.0
-    expected_error = mechanics.mean_flow_error() * 100
-    assert result.startup_delay_min == pytest.approx(expected_delay, rel=0.05)
-    assert result.main.mean_error_pct == pytest.approx(expected_error, rel=0.05)
+    assert model.startup_delay_min == pytest.approx(0.25 * 0.555 / 5 * 60 + 0.5, rel=0.01)
+    assert model.mean_error_pct == pytest.approx(1.505625)  # 1.0075^2 - 1
+    assert result.startup_delay_min == pytest.approx(model.startup_delay_min, rel=0.05)
+    assert result.main.mean_error_pct == pytest.approx(model.mean_error_pct, rel=0.05)
 
 
 def test_a_rate_above_the_fluid_limit_is_refused_by_the_safety_process(
     library: DrugLibrary,
 ) -> None:
-    with rig(library) as r:
+    with emulated_bench(library) as r:
         rec = Recording()
         with pytest.raises(RunError, match=r"refused to start at 5000 mL/h: refused: 5000 mL/h"):
             run(r, library, rate_ml_h=5000.0, duration_s=60, into=rec)
@@ -119,7 +89,7 @@ def test_a_rate_above_the_fluid_limit_is_refused_by_the_safety_process(
 
 
 def test_a_pump_that_stops_during_the_run_ends_it_with_the_reason(library: DrugLibrary) -> None:
-    with rig(library) as r:
+    with emulated_bench(library) as r:
         rec = Recording()
 
         def occlude_at_five(i: int, n: int, row: Row) -> None:
@@ -142,7 +112,7 @@ def test_a_pump_that_stops_during_the_run_ends_it_with_the_reason(library: DrugL
 def test_ctrl_c_stops_the_pump_through_the_safety_process_and_keeps_the_readings(
     library: DrugLibrary,
 ) -> None:
-    with rig(library) as r:
+    with emulated_bench(library) as r:
         rec = Recording()
         waits = 0
 
@@ -160,16 +130,16 @@ def test_ctrl_c_stops_the_pump_through_the_safety_process_and_keeps_the_readings
 
 
 def test_a_balance_that_fails_ends_the_run_naming_the_step(library: DrugLibrary) -> None:
-    with rig(library) as r:
-        r.model.apply_fault("pan_off")
+    with emulated_bench(library) as r:
+        r.scale.apply_fault("pan_off")
         with pytest.raises(RunError, match=r"the balance failed \(taring the beaker\): .* T -"):
             run(r, library, duration_s=600.0)
-        r.model.apply_fault("clear")
+        r.scale.apply_fault("clear")
         rec = Recording()
 
         def overload_at_two(i: int, n: int, row: Row) -> None:
             if i == 2:
-                r.model.apply_fault("overload")
+                r.scale.apply_fault("overload")
 
         with pytest.raises(RunError, match=r"the balance failed \(reading 3\): mtsics SI: S \+"):
             run(r, library, duration_s=600.0, into=rec, progress=overload_at_two)
