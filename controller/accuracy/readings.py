@@ -118,12 +118,6 @@ class ReadingsWriter:
         self.close()
 
 
-def write_csv(path: str | Path, rows: list[Row]) -> None:
-    with ReadingsWriter(path) as writer:
-        for row in rows:
-            writer.write(row)
-
-
 __all__ = [
     "HEADER",
     "Readings",
@@ -131,5 +125,4 @@ __all__ = [
     "ReadingsWriter",
     "Row",
     "read_csv",
-    "write_csv",
 ]
