@@ -45,7 +45,9 @@ from controller.accuracy.analysis import WINDOWS_MIN, AnalysisError, Result, Set
 from controller.accuracy.readings import ReadingsError, ReadingsWriter, Row, read_csv
 from controller.accuracy.report import markdown, plot, to_json, to_text
 from controller.journal_plot import PlotUnavailable
+from controller.logfile import log_to_file
 from firmware_bridge.balance.water import water_density_g_ml
+from safety.library import LookupProblem
 
 if TYPE_CHECKING:
     from controller.accuracy.run import Recording
@@ -225,7 +227,11 @@ def run_run(args: argparse.Namespace) -> int:
         bad_input(f"--out: cannot create {out}: {exc.strerror or exc}", "out")
     bench = _real_bench if args.config else _emulated_bench
     started = time.monotonic()
-    with _interrupts_stop_the_run(), bench(args) as run:
+    with _interrupts_stop_the_run(), log_to_file(out / "run.log"), bench(args) as run:
+        try:
+            run.library.test_fluid(args.fluid)
+        except LookupProblem as exc:
+            bad_input(f"--fluid: {exc}", "fluid")
         rec, failure, interrupted = _record(run, args, out / "readings.csv")
     run.context["real time"] = f"{time.monotonic() - started:.1f} s"
     return _finish(args, settings, rec, run.context, out, failure, interrupted)

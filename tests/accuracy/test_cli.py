@@ -135,6 +135,7 @@ def test_a_spreadsheets_export_is_read(tmp_path: Path) -> None:
         (["--balance-port", "/dev/null"], "config", "(--config is missing)"),
         (["--mechanics", "wobbly"], "mechanics", "--mechanics: unknown mechanics 'wobbly'"),
         (["--syringe", "nope"], "syringe", "--syringe"),
+        (["--fluid", "saline"], "fluid", "--fluid: test_fluid: 'saline' is not a test fluid"),
     ],
 )
 def test_bad_run_options_are_named_before_anything_starts(
