@@ -19,8 +19,12 @@ from controller.accuracy.run import Recording, RunError, read_weight, record_run
 from drivers.balances import BalanceTimeout
 from drivers.balances.mtsics import MtSicsBalance
 from drivers.testing import ScriptedTransport
-from firmware_bridge.balance.physics import Bench
+from firmware_bridge.balance.emulator import MtSicsBalanceSide
+from firmware_bridge.balance.physics import BalanceModel, Bench, ConstantFlow
 from firmware_bridge.balance.water import water_density_g_ml
+from firmware_bridge.clock import ScaledClock
+from firmware_bridge.emulators.background import BackgroundLine
+from firmware_bridge.faults import WireFaults
 from firmware_bridge.mechanics import Mechanics
 from safety.library import DrugLibrary
 from verification.accuracy import EmulatedBench, emulated_bench
@@ -194,3 +198,24 @@ def test_a_balance_that_does_not_answer_is_not_taken_for_an_unstable_one() -> No
     with pytest.raises(BalanceTimeout, match="mtsics S"):
         read_weight(balance, _clock(1.0), stable=True)
     transport.assert_finished()
+
+
+def test_against_the_emulator_a_balance_without_stability_gives_dynamic_readings() -> None:
+    """The fallback end to end: the emulator waits for stability on its own clock (100x:
+    its 10 s time-out passes in 0.1 s), answers ``S I``, and the reading is taken with
+    ``SI``, flagged dynamic; once the fault is gone ``S`` answers stable."""
+    clock = ScaledClock.starting_now(100.0)
+    scale = BalanceModel(clock, ConstantFlow(clock, 5.0))
+    with BackgroundLine(MtSicsBalanceSide(scale), WireFaults()) as line:
+        balance = MtSicsBalance(port=line.where, reply_timeout_s=2.0, stable_timeout_s=5.0)
+        balance.connect()
+        try:
+            scale.apply_fault("no_stability")
+            at, grams, stable, command = read_weight(balance, clock.now)
+            assert (stable, command) == (False, "SI") and grams > 0
+            scale.apply_fault("no_stability=off")
+            clock_before = clock.now()
+            at, grams, stable, command = read_weight(balance, clock.now)
+            assert (stable, command) == (True, "S") and at >= clock_before
+        finally:
+            balance.close()
