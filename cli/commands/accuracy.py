@@ -364,7 +364,7 @@ def _finish(
     if interrupted:
         print(f"pumpctl: interrupted: {rec.stop or 'nothing was started'}; {kept}", file=sys.stderr)
     context["readings"] = (
-        f"{csv_path} ({len(rec.rows)}, {rec.dynamic} not stable: read with SI)"
+        f"{csv_path} ({len(rec.rows)}, {rec.dynamic} not stable by the balance's flag)"
         if rec.dynamic
         else f"{csv_path} ({len(rec.rows)}, all stable)"
     )
