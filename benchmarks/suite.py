@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from benchmarks import (
+    accuracy,
     closed_loop,
     death,
     interrupt,
@@ -39,7 +40,15 @@ from benchmarks.report import (
 from controller.logfile import log_to_file
 from safety.library import DrugLibrary, load_library
 
-BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources", "closed_loop")
+BENCHMARKS = (
+    "latency",
+    "overhead",
+    "liveness",
+    "simulation",
+    "resources",
+    "closed_loop",
+    "accuracy",
+)
 #: heavy, opt-in (``pumpctl bench --observe``): the dashboard and a 1,000-bench fleet
 OPT_IN = ("dashboard", "fleet")
 
@@ -86,6 +95,8 @@ class Settings:
     #: runs the published size instead (250) and measures its speed
     closed_loop_patients: int = 5
     cohort: bool = False
+    #: issue 13: analyses of the 24 h accuracy test (the figure is the slowest)
+    accuracy_repetitions: int = 5
     only: tuple[str, ...] = BENCHMARKS
     work_dir: Path | None = None
     keep: bool = False
@@ -114,6 +125,7 @@ class Settings:
             fleet_steady_s=3.0,
             fleet_outage_s=3.0,
             closed_loop_patients=1,
+            accuracy_repetitions=2,
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -158,6 +170,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
             ("dashboard", _dashboard),
             ("fleet", _fleet),
             ("closed_loop", _closed_loop),
+            ("accuracy", _accuracy),
         ]
         for name, step in steps:
             if name in settings.only:
@@ -697,6 +710,29 @@ def _closed_loop(run: _Run) -> None:
             _failed("closed_loop.violations", "closed loop cohort", "violations",
                     closed_loop.VIOLATIONS_GOAL, "sum", exc)
         )  # fmt: skip
+        return
+    run.report.figures += figures
+    run.report.context += context
+
+
+# --------------------------------------------------------------------------- 7 accuracy
+
+
+def _accuracy(run: _Run) -> None:
+    try:
+        figures, context = accuracy.measure(
+            run.library,
+            accuracy.AccuracyBench(repetitions=run.settings.accuracy_repetitions),
+            run.pool.new_dir("accuracy"),
+            run.progress,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        run.report.figures += [
+            _failed(key, title, unit, goal, judged, exc)
+            for key, title, unit, goal, judged in accuracy.FIGURES
+        ]
         return
     run.report.figures += figures
     run.report.context += context
