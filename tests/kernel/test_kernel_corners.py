@@ -364,3 +364,22 @@ def test_limit_sets_convert_both_ways(std: ActiveProgram) -> None:
     assert limit_set.dose(Fraction(480)) == 8  # 480 mcg/h is 8 mcg/min
     assert limit_set.amount_rate(Fraction(8)) == 480
     assert std.dose_of_amount_rate(Fraction(480)) == 8
+
+
+def test_a_pump_alarm_is_stamped_with_the_reading_that_showed_it(std: ActiveProgram) -> None:
+    reading = PumpReading(False, Decimal("30.0"), 1.0, alarms=("occlusion",))
+    after, reaction = observe(_running(std, "30.0"), reading, NOW, CONFIG)
+    alarm = after.alarms.get("pump:occlusion")
+    assert alarm is not None and alarm.raised_at == NOW.clinical
+    assert alarm.priority is Priority.HIGH
+    assert reaction.cause == "safety"
+
+
+def test_a_float_that_lands_on_a_pump_rate_above_the_exact_one_is_stepped_down() -> None:
+    """180 - 1e-20 mL/h is 180.0 as a float: the pump would run 180.0, above the order;
+    the kernel steps the float down until the pump's rate is not above it: 179.9."""
+    from drivers.pumps.mock import MockPumpDriver
+
+    pump = PumpCapabilities(Decimal("1.0"), Decimal("1999.1"), MockPumpDriver().quantize_rate)
+    assert pump.pump_rate(Fraction(180)) == Decimal("180.0")
+    assert pump.pump_rate(Fraction(180) - Fraction(1, 10**20)) == Decimal("179.9")
