@@ -30,6 +30,7 @@ from safety.reasons import Reason
 from tests.kernel.support import Bench, norepi_standard, norepi_weight_based
 
 WEAK = "4 mg/1000 mL"  # 4 mcg/mL
+WHAT = "norepinephrine (Adult ICU, Standard (mcg/min))"
 
 
 def pump_step(rate: Decimal) -> Decimal:
@@ -95,6 +96,9 @@ def test_s1_hard_max_exactly_allowed_one_pump_step_past_refused_on_request_and_r
     out = bench.change(past, confirm=True)
     assert out.verdict.reason is Reason.HARD_MAX
     refused(out.verdict.reason, bench, 690.0)
+    assert [f.code for f in out.verdict.findings] == [Reason.HARD_MAX]
+    assert (out.verdict.unit, out.verdict.rate_ml_h) == ("mcg/min", Decimal("705.1"))
+    assert f"for {WHAT} (source:" in out.verdict.message
     # an order above the limit is refused even where the pump would round it down to the
     # limit's own rate: S1 judges the order (and, below, the pump's rate)
     assert bench.pump_rate_for(spec, "47.001") == Decimal("705.0")
@@ -131,6 +135,8 @@ def test_s2_soft_max_exactly_needs_no_confirmation_one_pump_step_past_does(
     out = bench.change(past)
     assert out.verdict.reason is Reason.SOFT_MAX
     assert out.verdict.message.startswith("refused until confirmed")
+    assert [f.code for f in out.verdict.findings] == [Reason.SOFT_MAX]
+    assert (out.verdict.unit, out.verdict.rate_ml_h) == ("mcg/min", Decimal("525.1"))
     refused(out.verdict.reason, bench, 510.0)
 
     ok = bench.change(35)
@@ -464,8 +470,11 @@ def test_s7_pump_maximum_exactly_allowed_one_pump_step_past_refused(
     assert bench.syringe.max_rate_ml_h == 406.5
     bench.seed(spec, [(0.0, 26)], boot_at=0.0)
     bench.boot()
-    out = bench.change(order_for(bench, spec, step_up(bench, Decimal("406.5"))))
+    past = order_for(bench, spec, step_up(bench, Decimal("406.5")))
+    out = bench.change(past)
     assert out.verdict.reason is Reason.PUMP_RANGE_HIGH
+    assert out.verdict.message.startswith(f"refused: {past} mcg/min needs 406.6")
+    assert (out.verdict.unit, out.verdict.rate_ml_h) == ("mcg/min", Decimal("406.6"))
     refused(out.verdict.reason, bench, 390.0)
     ok = bench.change("27.1")
     assert ok.verdict.accepted, ok.verdict.message
