@@ -121,6 +121,11 @@ def test_the_counter_beyond_the_verified_rates_is_counted_as_given_unseen(
     threshold = counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * 16.0
     within = 1.0 + (counted + threshold * 0.9) / 16.0
     assert _unseen(_unseen_delivery(state, within, (), 200.0, CONFIG)) == []
+    # exactly the tolerance (from a counter at 0, so the figures are exact): not counted
+    at_zero = replace(state, last_infused_ml=0.0)
+    exactly = (counted + threshold) / 16.0
+    assert exactly * 16.0 - counted == threshold
+    assert _unseen(_unseen_delivery(at_zero, exactly, (), 200.0, CONFIG)) == []
     beyond = 1.0 + (counted + 1.0) / 16.0
     after = _unseen_delivery(state, beyond, (), 200.0, CONFIG)
     ((at, amount, why),) = _unseen(after)
