@@ -121,11 +121,12 @@ def test_the_counter_beyond_the_verified_rates_is_counted_as_given_unseen(
     threshold = counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * 16.0
     within = 1.0 + (counted + threshold * 0.9) / 16.0
     assert _unseen(_unseen_delivery(state, within, (), 200.0, CONFIG)) == []
-    # exactly the tolerance (from a counter at 0, so the figures are exact): not counted
-    at_zero = replace(state, last_infused_ml=0.0)
-    exactly = (counted + threshold) / 16.0
-    assert exactly * 16.0 - counted == threshold
-    assert _unseen(_unseen_delivery(at_zero, exactly, (), 200.0, CONFIG)) == []
+    # nothing verified in the gap, a counter from 0: exactly the 0.01 mL floor is not
+    # counted (the figures are exact: x16 is exact in binary), a little more is
+    empty = DrugRecord(RateHistory(), program.limits)
+    bare = replace(state, drugs={program.drug: empty}, last_infused_ml=0.0)
+    assert _unseen(_unseen_delivery(bare, UNSEEN_FLOOR_ML, (), 200.0, CONFIG)) == []
+    assert _unseen(_unseen_delivery(bare, UNSEEN_FLOOR_ML * 1.001, (), 200.0, CONFIG)) != []
     beyond = 1.0 + (counted + 1.0) / 16.0
     after = _unseen_delivery(state, beyond, (), 200.0, CONFIG)
     ((at, amount, why),) = _unseen(after)
