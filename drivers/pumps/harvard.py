@@ -7,9 +7,18 @@ this driver uses them:
   chains a command without address makes every pump answer at once. The driver never
   sends a bare CR, which on those chains stops every pump: the throw-away query at
   connect (for pumps that ignore their first command) is an addressed ``ver``.
-- A reply is complete when it ends with a prompt; because ``<LF>NN:`` is both the idle
-  prompt and the start of a text line for a nonzero address, the driver also waits
-  ``settle_s`` of quiet before taking a reply as whole.
+- A reply is complete when it ends with a prompt, and the driver takes it the moment its
+  last byte arrives (so an exchange costs its wire time, not a quiet period after it).
+  One ending is ambiguous: for a nonzero address ``<LF>NN:`` is both the idle prompt and
+  the start of a text line. The driver knows how many lines the command answers on
+  success (none for a set, one for a query; an error is two lines), so that ending ends
+  the reply when the lines before it make a whole answer
+  (``firmware_bridge.harvard.codec.reply_may_grow``); only a reply of an unexpected shape
+  waits ``settle_s`` of quiet. (Before issue 14 every reply waited ``settle_s``: 130 ms
+  for a rate set and a status read on a pty.)
+- On a shared line (``line=``, a ``drivers.lines.SharedLine``: one pump chain) the driver
+  is one of several; the chain's address 0 is the pump the computer is wired to, which
+  answers commands without an address.
 - The prompt and every line prefix must carry our address: a reply from another pump (the
   daisy-chain bug seen in a public driver) raises ``PumpChecksumError``.
 - Every set is read back with the matching query and the read-back value is returned;
@@ -37,6 +46,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from drivers.errors import DeviceTimeout
+from drivers.lines import SharedLine
 from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
@@ -47,7 +57,7 @@ from drivers.pumps.base import (
     PumpStatus,
     RateRange,
 )
-from drivers.serial_options import check_serial_options
+from drivers.serial_options import check_serial_options, resolve_port
 from drivers.transport import SerialTransport, Transport
 from firmware_bridge.harvard.codec import (
     ML_PER_HR,
@@ -66,6 +76,7 @@ from firmware_bridge.harvard.codec import (
     parse_status,
     parse_volume,
     reply_end,
+    reply_may_grow,
     round_significant,
     to_decimal,
 )
@@ -79,20 +90,23 @@ RUNNING_PROMPTS = frozenset({Prompt.INFUSING, Prompt.WITHDRAWING})
 
 
 class HarvardDriver(PumpDriver):
-    """A PHD ULTRA / Pump 11 Elite / Legato at one address on one serial port."""
+    """A PHD ULTRA / Pump 11 Elite / Legato at one address, on a port of its own
+    (``port``) or on a pump chain shared with other pumps (``line``)."""
 
     name = "harvard"
 
     def __init__(
         self,
         *,
-        port: str,
+        port: str | None = None,
         address: int = 0,
-        baud: int = 115200,
+        baud: int | None = None,
         reply_timeout_s: float = 0.5,
         settle_s: float = 0.03,
         transport: Transport | None = None,
+        line: SharedLine | None = None,
     ) -> None:
+        port, baud = resolve_port("harvard", port=port, baud=baud, line=line, default_baud=115200)
         check_serial_options(
             "harvard",
             address=address,
@@ -105,8 +119,13 @@ class HarvardDriver(PumpDriver):
         self.address = address
         self._reply_timeout_s = reply_timeout_s
         self._settle_s = settle_s
-        self._transport: Transport = transport or SerialTransport(
-            port, baudrate=baud, dirty_quiet_s=reply_timeout_s
+        self.line = line
+        if line is not None:
+            line.claim(self.name, address)
+        self._transport: Transport = transport or (
+            line.transport_for(f"harvard {address} on {line.name}")
+            if line is not None
+            else SerialTransport(port, baudrate=baud, dirty_quiet_s=reply_timeout_s)
         )
         self._pending_alarms: set[PumpAlarmKind] = set()
         self._expect_running = False
@@ -247,14 +266,16 @@ class HarvardDriver(PumpDriver):
     def _cmd(self, name: str, *args: str) -> HarvardCommand:
         return HarvardCommand(self.address or None, name, args)
 
-    def _transact(self, command: HarvardCommand) -> HarvardReply:
-        """One request and its reply; no retry."""
+    def _transact(self, command: HarvardCommand, expected_lines: int = 1) -> HarvardReply:
+        """One request and its reply; no retry. ``expected_lines``: what the command
+        answers on success (0 for a set), so its reply is taken as soon as it is whole."""
         self._transport.drain()  # stale bytes from a reply that came too late
         frame = self._transport.exchange(
             encode_command(command),
             frame_end=reply_end,
             timeout_s=self._reply_timeout_s,
             settle_s=self._settle_s,
+            ambiguous=lambda frame: reply_may_grow(frame, expected_lines),
         )
         try:
             reply = decode_reply(frame)
@@ -270,7 +291,7 @@ class HarvardDriver(PumpDriver):
 
     def _command(self, command: HarvardCommand) -> HarvardReply:
         """A command that changes the pump: sent once, never retried."""
-        reply = self._transact(command)
+        reply = self._transact(command, expected_lines=0)
         self._raise_for_error(reply, command)
         return reply
 
