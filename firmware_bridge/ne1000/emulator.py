@@ -11,9 +11,9 @@ Behaviour worth knowing, with its source:
   command without an address counts as address 0.
 - Safe mode (``SAF n``, n = 1-255 s; ``SAF0`` back to basic): CRC-checked packets; a packet
   that fails its length, ETX or CRC check is answered ``?COM``; a gap over 0.5 s between
-  bytes discards a partial packet; if no valid packet for this pump arrives within n
-  seconds of the liveness clock the pump raises the comms-timeout alarm and stops
-  (``SimulatedPump.raise_comms_timeout``). New alarms are sent unasked as auto-alarm
+  bytes discards a partial packet; basic commands are ignored; if no valid packet for this
+  pump arrives within n seconds of the liveness clock the pump raises the comms-timeout
+  alarm and stops (``SimulatedPump.raise_comms_timeout``). New alarms are sent unasked as auto-alarm
   packets; an auto-alarm does not acknowledge the alarm (manual: "An alarm message sent
   automatically in the Safe Mode will not clear the alarm condition").
 - Alarms must be acknowledged before data changes (manual: "the alarm status being sent in
@@ -23,10 +23,23 @@ Behaviour worth knowing, with its source:
 - Units cannot change while pumping (``RAT`` with another unit while running -> ``?NA``).
 - Volume units follow the diameter (<= 14.00 mm uL, above mL) until ``VOL UL|ML`` sets them.
 
+- A safe-mode packet is recognised in basic mode too (an STX first, where a basic command
+  never has one): the manual's way back to basic mode is the packet ``SAF0``, which a host
+  that does not know the pump's mode sends regardless, and public clients written against
+  real pumps send every ``SAF`` as a packet.
+- The reply to ``SAF n`` comes in the framing of the mode it switches to: ``SAF0`` is
+  answered in basic framing, ``SAF n`` (n > 0) in safe framing, whichever framing the
+  command came in (what those clients expect from real pumps). The new mode applies from
+  the next command on.
+
 Our choices where the manual is silent or the pump has no equivalent:
 
-- The reply to ``SAF`` is framed in the mode the command arrived in; the new mode applies
-  from the next command on.
+- Any other valid packet that arrives in basic mode is executed and answered in safe
+  framing (it passed its CRC); the pump stays in basic mode.
+- Several pumps on one line (``firmware_bridge.emulators.bus``): each hears every
+  request and only the addressed one answers. A damaged packet is answered ``?COM`` by
+  the pump whose address its (unchecked) data starts with; when that cannot be read,
+  only a pump alone on its line answers (on a chain nobody knows it was meant for them).
 - The NE-1000 has no occlusion or syringe-empty sensor code of its own. An occlusion that
   builds pressure until the motor can no longer push, an empty syringe (plunger at the end
   of travel) and a motor stall all reach the host as ``A?S`` (motor stalled): that is what
@@ -115,6 +128,53 @@ _NUMERIC = re.compile(r"^[0-9.]+$")
 _RAT_ARG = re.compile(r"^([0-9.]*)(UM|MM|UH|MH)?$")
 
 
+class Ne1000Framer:
+    """Cuts the byte stream into requests as every NE-1000 on the line reads it: a packet
+    when an STX comes first (its length byte says where it ends; a gap over 0.5 s inside it
+    discards it), a basic command line up to CR otherwise."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._last_byte_at: float | None = None
+        self.discarded_partials = 0
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+    def feed(self, data: bytes, now: float) -> None:
+        if (
+            self._buffer[:1] == bytes([STX])
+            and self._last_byte_at is not None
+            and now - self._last_byte_at > SAFE_MODE_BYTE_GAP_S
+        ):
+            self._buffer.clear()
+            self.discarded_partials += 1
+        self._buffer += data
+        self._last_byte_at = now
+
+    def next_request(self) -> bytes | None:
+        buffer = self._buffer
+        stx = buffer.find(STX)
+        cr = buffer.find(CR)
+        if stx >= 0 and (cr < 0 or stx < cr):
+            del buffer[:stx]  # noise before a packet
+            end = safe_packet_end(bytes(buffer))
+        else:
+            end = None if cr < 0 else cr + 1
+            if end is None and len(buffer) > MAX_BASIC_LINE:
+                buffer.clear()
+        if end is None:
+            return None
+        request = bytes(buffer[:end])
+        del buffer[:end]
+        return request
+
+    def reset(self) -> None:
+        self._buffer.clear()
+        self._last_byte_at = None
+
+
 class Ne1000PumpSide:
     """An NE-1000 answering on one line at one address, driving ``pump``."""
 
@@ -127,8 +187,9 @@ class Ne1000PumpSide:
         self.address = address
         self._firmware = firmware
         self._safe_timeout_s = 0
-        self._buffer = bytearray()
-        self._last_byte_at: float | None = None
+        self._framer = Ne1000Framer()
+        #: False once the pump shares its line with others (``emulators.bus``)
+        self.alone_on_line = True
         self._unit = RateUnit.ML_PER_H
         self._rate: RateChoice | None = None
         self._volume_unit: VolumeUnit | None = None
@@ -141,7 +202,6 @@ class Ne1000PumpSide:
         self._watchdog_fired = False
         self._purging = False
         self._rate_before_purge: float | None = None
-        self.discarded_partials = 0
         self.invalid_packets = 0
 
     # ------------------------------------------------------------------ WireHandler
@@ -149,67 +209,58 @@ class Ne1000PumpSide:
     def safe_mode(self) -> bool:
         return self._safe_timeout_s > 0
 
+    @property
+    def discarded_partials(self) -> int:
+        return self._framer.discarded_partials
+
     def feed(self, data: bytes, now: float) -> None:
-        if (
-            self.safe_mode
-            and self._buffer
-            and self._last_byte_at is not None
-            and now - self._last_byte_at > SAFE_MODE_BYTE_GAP_S
-        ):
-            self._buffer.clear()
-            self.discarded_partials += 1
-        self._buffer += data
-        self._last_byte_at = now
+        self._framer.feed(data, now)
 
     def next_request(self) -> bytes | None:
-        if self.safe_mode:
-            start = self._buffer.find(STX)
-            if start < 0:
-                self._buffer.clear()
-                return None
-            del self._buffer[:start]
-            end = safe_packet_end(bytes(self._buffer))
-        else:
-            cr = self._buffer.find(CR)
-            end = None if cr < 0 else cr + 1
-            if end is None and len(self._buffer) > MAX_BASIC_LINE:
-                self._buffer.clear()
-        if end is None:
-            return None
-        request = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        return request
+        return self._framer.next_request()
 
     def handle(self, request: bytes, now: float) -> bytes | None:
-        arrived_safe = self.safe_mode
+        arrived_safe = request[:1] == bytes([STX])
         if arrived_safe:
             try:
                 data = decode_safe_packet(request)
             except Ne1000CodecError:
-                self.invalid_packets += 1
-                reply = Ne1000Reply(
-                    self.address,
-                    self._status(self._pump.snapshot()),
-                    error=Ne1000Error.INVALID_PACKET,
-                )
-                return encode_safe_packet(encode_reply(reply))
+                return self._invalid_packet(request)
+        elif self.safe_mode:
+            return None  # basic commands are ignored in safe mode
         else:
             data = request.rstrip(b"\r")
         command = parse_command(data)
         if command.effective_address != self.address:
             return None
-        if arrived_safe:
+        if arrived_safe and self.safe_mode:
             self._last_valid_at = now
             self._watchdog_fired = False
         if self._pump.consume_ignored_command():
             return None
         reply, after = self._execute(command, now)
-        frame = (
-            encode_safe_packet(encode_reply(reply)) if arrived_safe else encode_basic_reply(reply)
-        )
+        safe_reply = arrived_safe
+        if command.name == "SAF" and command.argument.isdigit() and reply.error is None:
+            safe_reply = int(command.argument) > 0  # framed as the mode it switches to
+        frame = encode_safe_packet(encode_reply(reply)) if safe_reply else encode_basic_reply(reply)
         if after is not None:
             after()
         return frame
+
+    def _invalid_packet(self, request: bytes) -> bytes | None:
+        """``?COM`` for a damaged packet, from the pump it was (probably) meant for."""
+        data = request[2:-3]
+        digits = bytes(b for b in data[:2] if 0x30 <= b <= 0x39)
+        meant = int(digits) if digits and data[: len(digits)] == digits else None
+        if meant is None and not self.alone_on_line:
+            return None
+        if meant is not None and meant != self.address:
+            return None
+        self.invalid_packets += 1
+        reply = Ne1000Reply(
+            self.address, self._status(self._pump.snapshot()), error=Ne1000Error.INVALID_PACKET
+        )
+        return encode_safe_packet(encode_reply(reply))
 
     def poll(self, now: float) -> bytes | None:
         if not self.safe_mode:
@@ -221,7 +272,7 @@ class Ne1000PumpSide:
         ):
             self._watchdog_fired = True
             self._pump.raise_comms_timeout()
-        if self._buffer:
+        if self._framer.pending:
             return None  # never talk over a request that is arriving
         codes = self._alarm_codes(self._pump.snapshot())
         self._auto_sent &= codes
@@ -232,8 +283,7 @@ class Ne1000PumpSide:
         return None
 
     def reset_link(self) -> None:
-        self._buffer.clear()
-        self._last_byte_at = None
+        self._framer.reset()
 
     def describe(self) -> dict[str, object]:
         return {
@@ -426,7 +476,6 @@ class Ne1000PumpSide:
 
         def switch() -> None:
             self._safe_timeout_s = seconds
-            self._buffer.clear()
             self._last_valid_at = now if seconds else None
             self._watchdog_fired = False
             self._auto_sent.clear()
