@@ -300,16 +300,22 @@ class Ne1000Driver(PumpDriver):
     def _handshake(self) -> None:
         self._announced.clear()  # a new link (or a pump that restarted) announces afresh
         found = False
+        garbled: PumpChecksumError | None = None
         for safe in (False, False, True, True):
             self._safe = safe
             try:
                 self._transact(self._cmd(""))
-            except (DeviceTimeout, PumpChecksumError):
+            except DeviceTimeout:
+                continue
+            except PumpChecksumError as exc:
+                garbled = exc
                 continue
             found = True
             break
         if not found:
             self._safe = False
+            if garbled is not None:  # something answered, but not as this pump
+                raise garbled
             raise DeviceTimeout(
                 f"ne1000: no pump answered at address {self.address} on {self.port} "
                 "in basic or safe mode"
