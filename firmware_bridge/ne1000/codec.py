@@ -193,6 +193,14 @@ def format_number(value: Decimal | float | int) -> str:
     return f"{v:.{decimals_for(v)}f}"
 
 
+def display_number(value: Decimal | float | int) -> str:
+    """A number as the pump shows it in a reply: like ``format_number``, and always with
+    its decimal point (``6000.``), as public clients written against real pumps parse it
+    (digits, a point, digits)."""
+    text = format_number(value)
+    return text if "." in text else text + "."
+
+
 _NUMBER_RE = re.compile(r"^([0-9]*)(?:\.([0-9]*))?$")
 
 

@@ -49,6 +49,8 @@ Our choices where the manual is silent or the pump has no equivalent:
 - Commands of the real set that this model does not implement (programs, I/O, buzzer...)
   answer ``?NA``; unknown commands answer ``?``. A malformed number answers ``?OOR`` when
   it is made of digits and points, ``?`` otherwise.
+- Numbers in replies always carry their decimal point (``6000.``): public clients written
+  against real pumps parse every reply number as digits, a point and digits.
 - A volume beyond the 4-digit field (over 9999 in the current unit) is reported as 9999.
 - ``PUR`` runs at the syringe's maximum rate with status ``X`` and restores the previous
   rate when it stops.
@@ -67,7 +69,6 @@ from firmware_bridge.ne1000.codec import (
     KNOWN_COMMANDS_3,
     ML_H_PER_RATE_UNIT,
     ML_PER_VOLUME_UNIT,
-    Dispensed,
     Ne1000Alarm,
     Ne1000CodecError,
     Ne1000Command,
@@ -78,11 +79,11 @@ from firmware_bridge.ne1000.codec import (
     RateUnit,
     VolumeUnit,
     decode_safe_packet,
+    display_number,
     encode_basic_reply,
     encode_reply,
     encode_safe_packet,
     floor_to_field,
-    format_number,
     parse_command,
     parse_number,
     rate_in_unit,
@@ -346,7 +347,7 @@ class Ne1000PumpSide:
 
     def _dia(self, arg: str, snap: PumpSnapshot) -> Ne1000Reply:
         if not arg:
-            return self._ok(format_number(to_decimal(snap.syringe.inner_diameter_mm)))
+            return self._ok(display_number(to_decimal(snap.syringe.inner_diameter_mm)))
         value = self._number(arg)
         if isinstance(value, Ne1000Reply):
             return value
@@ -384,7 +385,7 @@ class Ne1000PumpSide:
     def _vol(self, arg: str, snap: PumpSnapshot) -> Ne1000Reply:
         units = self._volume_units(snap)
         if not arg:
-            return self._ok(f"{format_number(self._target)}{units.value}")
+            return self._ok(f"{display_number(self._target)}{units.value}")
         if arg in ("UL", "ML"):
             self._volume_unit = VolumeUnit(arg)
             return self._ok()
@@ -452,7 +453,7 @@ class Ne1000PumpSide:
         per = float(ML_PER_VOLUME_UNIT[units])
         infused = _field_or_max(max(0.0, snap.infused_ml - self._infused_offset_ml) / per)
         withdrawn = _field_or_max(max(0.0, snap.withdrawn_ml - self._withdrawn_offset_ml) / per)
-        return self._ok(Dispensed(infused, withdrawn, units).text)
+        return self._ok(f"I{display_number(infused)}W{display_number(withdrawn)}{units.value}")
 
     def _cld(self, arg: str, snap: PumpSnapshot) -> Ne1000Reply:
         if arg == "INF":
@@ -528,10 +529,10 @@ class Ne1000PumpSide:
 
     def _rate_text(self, snap: PumpSnapshot) -> str:
         if self._rate is not None and float(self._rate.ml_h) == snap.set_rate_ml_h:
-            return self._rate.text
+            return _rate_display(self._rate)
         # the model changed the rate on its own (syringe change, purge): report it in the
         # unit in use, rounded down like every figure the pump shows
-        return rate_in_unit(snap.set_rate_ml_h, self._unit).text
+        return _rate_display(rate_in_unit(snap.set_rate_ml_h, self._unit))
 
     def _volume_units(self, snap: PumpSnapshot) -> VolumeUnit:
         if self._volume_unit is not None:
@@ -543,6 +544,10 @@ class Ne1000PumpSide:
     @staticmethod
     def _alarm_codes(snap: PumpSnapshot) -> set[Ne1000Alarm]:
         return {ALARM_CODES[a] for a in snap.alarms if a in ALARM_CODES}
+
+
+def _rate_display(choice: RateChoice) -> str:
+    return f"{display_number(choice.value)}{choice.unit.value}"
 
 
 def _field_or_max(value: float) -> Decimal:
