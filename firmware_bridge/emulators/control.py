@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.pump_model import PumpSnapshot, SimulatedPump
+from firmware_bridge.syringes import Syringe
 
 #: Unix socket paths longer than this do not fit ``sockaddr_un`` on Linux
 MAX_SOCKET_PATH = 107
@@ -42,7 +43,15 @@ class ControlError(RuntimeError):
 
 
 def snapshot_to_json(snap: PumpSnapshot) -> dict[str, object]:
-    s = snap.syringe
+    s = snap.container
+    container: dict[str, object] = {
+        "name": s.name,
+        "volume_ml": s.volume_ml,
+        "min_rate_ml_h": s.min_rate_ml_h,
+        "max_rate_ml_h": s.max_rate_ml_h,
+    }
+    if isinstance(s, Syringe):
+        container["inner_diameter_mm"] = s.inner_diameter_mm
     return {
         "time": snap.time,
         "running": snap.running,
@@ -57,13 +66,14 @@ def snapshot_to_json(snap: PumpSnapshot) -> dict[str, object]:
         "alarms": sorted(a.value for a in snap.alarms),
         "near_empty": snap.near_empty,
         "target_reached": snap.target_reached,
-        "syringe": {
-            "name": s.name,
-            "inner_diameter_mm": s.inner_diameter_mm,
-            "volume_ml": s.volume_ml,
-            "min_rate_ml_h": s.min_rate_ml_h,
-            "max_rate_ml_h": s.max_rate_ml_h,
-        },
+        "kind": snap.kind,
+        "priming": snap.priming,
+        "line_connected": snap.line_connected,
+        "wasted_ml": snap.wasted_ml,
+        "door_open": snap.door_open,
+        # "syringe" kept for readers of earlier versions; a bag has no inner diameter
+        "syringe": container,
+        "container": container,
     }
 
 

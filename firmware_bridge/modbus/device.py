@@ -193,9 +193,9 @@ class PumpRegisters:
         if role is Role.RATE_ACTUAL:
             return number(snap.plunger_rate_ml_h)
         if role is Role.RATE_MIN:  # published range rounded inward: never promise more
-            return number(snap.syringe.min_rate_ml_h, Rounding.UP)
+            return number(snap.container.min_rate_ml_h, Rounding.UP)
         if role is Role.RATE_MAX:
-            return number(snap.syringe.max_rate_ml_h, Rounding.DOWN)
+            return number(snap.container.max_rate_ml_h, Rounding.DOWN)
         if role is Role.INFUSED_VOLUME:
             return number(snap.infused_ml)
         if role is Role.PRESSURE:
