@@ -56,6 +56,7 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    refuse_bag,
 )
 from drivers.serial_options import check_serial_options, resolve_port
 from drivers.transport import SerialTransport, Transport
@@ -80,7 +81,7 @@ from firmware_bridge.harvard.codec import (
     round_significant,
     to_decimal,
 )
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Container, Syringe
 
 T = TypeVar("T")
 
@@ -129,6 +130,9 @@ class HarvardDriver(PumpDriver):
         )
         self._pending_alarms: set[PumpAlarmKind] = set()
         self._expect_running = False
+        #: the rate line read before a prime, until the prime is undone
+        self._rate_before_prime: str | None = None
+        self._priming = False
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -145,9 +149,11 @@ class HarvardDriver(PumpDriver):
             return PumpIdentity(model=line, firmware="", address=self.address)
         return PumpIdentity(model=model, firmware=firmware, address=self.address)
 
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
+    def configure_syringe(self, syringe: Container) -> RateRange:
         """Bore, syringe volume and no target volume, each read back; the range is the
         pump's own answer to ``irate lim``."""
+        refuse_bag(self.name, syringe)
+        assert isinstance(syringe, Syringe)
         mm = syringe.inner_diameter_mm
         diameter = f"{mm:.4f}"
         volume = format_decimal(to_decimal(syringe.volume_ml))
@@ -178,13 +184,66 @@ class HarvardDriver(PumpDriver):
         rate = _rate_for_wire(value)
         with self._transport.lock:
             self._ensure_link()
+            self._undo_prime(restore_rate=False)
             self._command(self._cmd("irate", format_decimal(rate.value), rate.unit.text))
             back = self._single_line(self._query(self._cmd("irate")), "irate")
         return float(_parsed(parse_rate, back, "rate").ml_h)
 
+    def prime(self, volume_ml: float) -> float:
+        """``irate max``, a target volume (``tvolume``), ``irun``: the pump runs at the
+        syringe's top rate and stops when the target is reached (prompt ``T*``). The rate
+        and the absence of a target are put back before the next ``set_rate``/``start``."""
+        if not (isinstance(volume_ml, int | float) and math.isfinite(volume_ml) and volume_ml > 0):
+            raise ValueError(f"volume_ml must be a finite number of mL above 0, got {volume_ml!r}")
+        volume = round_significant(to_decimal(volume_ml), SIGNIFICANT_DIGITS)
+        text = format_decimal(volume)
+        with self._transport.lock:
+            self._ensure_link()
+            status = _parsed(
+                parse_status,
+                self._single_line(self._query(self._cmd("status")), "status"),
+                "status",
+            )
+            if status.motor_running:
+                raise PumpRejected("harvard: cannot prime while pumping", reason="running")
+            if self._rate_before_prime is None:
+                self._rate_before_prime = self._single_line(
+                    self._query(self._cmd("irate")), "irate"
+                )
+            self._command(self._cmd("irate", "max"))
+            self._command(self._cmd("tvolume", text, "ml"))
+            self._check("tvolume", "target volume", f"{text} ml", lambda b: _is_ml(b, text))
+            reply = self._command(self._cmd("irun"))
+            if reply.prompt is not Prompt.INFUSING:
+                raise PumpRejected(
+                    f"harvard: irun (prime) acknowledged but the prompt is {reply.prompt.value!r}",
+                    reason=f"did not prime (prompt {reply.prompt.value!r})",
+                )
+            self._priming = True
+        return float(volume)
+
+    def _undo_prime(self, *, restore_rate: bool) -> None:
+        """Clear a prime's target volume (and put its rate back) before the infusion runs."""
+        if self._rate_before_prime is None:
+            return
+        self._command(self._cmd("ctvolume"))
+        self._check("tvolume", "target volume", "none", lambda b: b == "Target volume not set")
+        if restore_rate:
+            before = _parsed(parse_rate, self._rate_before_prime, "rate")
+            self._command(self._cmd("irate", format_decimal(before.value), before.unit.text))
+            self._check(
+                "irate",
+                "rate",
+                before.text,
+                lambda b: _parsed(parse_rate, b, "rate").ml_h == before.ml_h,
+            )
+        self._rate_before_prime = None
+        self._priming = False
+
     def start(self) -> None:
         with self._transport.lock:
             self._ensure_link()
+            self._undo_prime(restore_rate=True)
             reply = self._command(self._cmd("irun"))
         if reply.prompt is Prompt.STALLED:
             raise PumpAlarmError(
@@ -232,6 +291,7 @@ class HarvardDriver(PumpDriver):
             if not running:
                 self._expect_running = False
             return PumpStatus(
+                priming=self._priming and running,
                 running=running,
                 set_rate_ml_h=float(rate),
                 infused_ml=float(infused),

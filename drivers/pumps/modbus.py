@@ -74,7 +74,7 @@ from firmware_bridge.modbus.register_map import (
     load_register_map,
     resolve_map_path,
 )
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Container, Syringe
 
 _READ_FC = {
     Table.COIL: FunctionCode.READ_COILS,
@@ -90,6 +90,9 @@ _ALARM_KINDS: dict[Flag, PumpAlarmKind] = {
     Flag.STALL: PumpAlarmKind.STALL,
     Flag.RESET: PumpAlarmKind.RESET,
     Flag.COMMS_TIMEOUT: PumpAlarmKind.COMMS_TIMEOUT,
+    Flag.AIR_IN_LINE: PumpAlarmKind.AIR_IN_LINE,
+    Flag.UPSTREAM_OCCLUSION: PumpAlarmKind.UPSTREAM_OCCLUSION,
+    Flag.DOOR_OPEN: PumpAlarmKind.DOOR_OPEN,
     Flag.OTHER_ALARM: PumpAlarmKind.OTHER,
 }
 _EXCEPTION_MEANING = {
@@ -225,12 +228,19 @@ class ModbusDriver(PumpDriver):
                 firmware = f"{self._number(p, self._read_points([p])[p.name]):g}"
             return PumpIdentity(self.map.device.model, firmware, self.device_id)
 
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
+    def configure_syringe(self, syringe: Container) -> RateRange:
         """Write the bore where the map has one (peristaltic drives have none: the drive's
-        own range applies) and return the rate range the pump then reports."""
+        own range applies, and a bag is what they hold) and return the rate range the
+        pump then reports."""
         with self._lock:
             p = self.map.point(Role.SYRINGE_DIAMETER)
-            if p is not None:
+            if p is not None and not isinstance(syringe, Syringe):
+                raise PumpRejected(
+                    f"modbus: {self.map.device.model!r} is a syringe pump; it cannot hold "
+                    f"{syringe.name}",
+                    reason="not a syringe",
+                )
+            if p is not None and isinstance(syringe, Syringe):
                 words = self._words_exact(p, syringe.inner_diameter_mm, "syringe diameter")
                 self._write_words(p, words)
                 back = self._read_points([p])[p.name]

@@ -76,6 +76,7 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    refuse_bag,
 )
 from drivers.serial_options import check_serial_options, resolve_port
 from drivers.transport import FrameEnd, SerialTransport, Transport
@@ -100,7 +101,7 @@ from firmware_bridge.ne1000.codec import (
     parse_number,
     parse_rate,
 )
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Container, Syringe
 
 BAUD_RATES = (300, 1200, 2400, 9600, 19200)
 #: alarm packets of other pumps skipped before our reply, at most (one per pump and alarm)
@@ -170,6 +171,8 @@ class Ne1000Driver(PumpDriver):
         self._safe = False
         self._unit: RateUnit | None = None
         self._running = False
+        #: a prime left a volume to dispense on the pump (cleared before the next RUN)
+        self._volume_target = False
         self._pending_alarms: set[PumpAlarmKind] = set()
         #: alarms announced by an auto-alarm packet and not yet answered by a reply: the
         #: pump sends one such packet per new alarm, so the next alarm reply with the same
@@ -191,12 +194,14 @@ class Ne1000Driver(PumpDriver):
             return PumpIdentity(model=data, firmware="", address=self.address)
         return PumpIdentity(model=model, firmware=firmware, address=self.address)
 
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
+    def configure_syringe(self, syringe: Container) -> RateRange:
         """Set the bore, mL volume units, continuous pumping and infusion; read each back.
 
         The NE-1000 has no query for its rate limits: the range returned is the syringe's,
         and the pump stays the authority (``?OOR``) when a rate is set.
         """
+        refuse_bag(self.name, syringe)
+        assert isinstance(syringe, Syringe)
         diameter = floor_to_field(syringe.inner_diameter_mm)
         text = format_number(diameter)
         with self._transport.lock:
@@ -230,9 +235,40 @@ class Ne1000Driver(PumpDriver):
             self._command(self._cmd("RAT", choice.text))
             return self._read_rate()
 
+    def prime(self, volume_ml: float) -> float:
+        """``VOL`` (mL) set and read back, then ``PUR``: the pump purges at the syringe's top
+        rate and stops when the volume is out (status ``X`` meanwhile). The volume to
+        dispense is set back to 0 (continuous) before the next ``RUN``."""
+        if not (isinstance(volume_ml, int | float) and math.isfinite(volume_ml) and volume_ml > 0):
+            raise ValueError(f"volume_ml must be a finite number of mL above 0, got {volume_ml!r}")
+        volume = floor_to_field(min(volume_ml, 9999))
+        if volume <= 0:
+            raise ValueError(f"volume_ml {volume_ml!r} is below what the pump's field holds")
+        text = format_number(volume)
+        with self._transport.lock:
+            self._ensure_link()
+            if self._running:
+                raise PumpRejected("ne1000: cannot prime while pumping", reason="running")
+            self._command(self._cmd("VOL", "ML"))
+            self._command(self._cmd("VOL", text))
+            self._volume_target = True
+            self._check("VOL", "volume", f"{text} mL", lambda b: _volume_is(b, volume))
+            reply = self._command(self._cmd("PUR"))
+            self._running = reply.status in RUNNING
+            if reply.status is not Ne1000Status.PURGING:
+                raise PumpRejected(
+                    f"ne1000: PUR acknowledged but the pump reports status {reply.status}",
+                    reason=f"did not prime (status {reply.status})",
+                )
+        return float(volume)
+
     def start(self) -> None:
         with self._transport.lock:
             self._ensure_link()
+            if self._volume_target:  # left by a prime: pump continuously again
+                self._command(self._cmd("VOL", "0"))
+                self._check("VOL", "volume", "0 mL", _no_volume_to_dispense)
+                self._volume_target = False
             reply = self._command(self._cmd("RUN"))
             self._running = reply.status in RUNNING
             if not self._running:
@@ -266,6 +302,7 @@ class Ne1000Driver(PumpDriver):
             alarms = frozenset(self._pending_alarms)
             self._pending_alarms.clear()
             return PumpStatus(
+                priming=dis_reply.status is Ne1000Status.PURGING,
                 running=self._running,
                 set_rate_ml_h=rate,
                 infused_ml=float(dispensed.infused_ml),
@@ -516,6 +553,11 @@ class Ne1000Driver(PumpDriver):
 def _check_rate(rate_ml_h: float) -> None:
     if not (isinstance(rate_ml_h, int | float) and math.isfinite(rate_ml_h) and rate_ml_h > 0):
         raise ValueError(f"rate must be a finite number of mL/h above 0, got {rate_ml_h!r}")
+
+
+def _volume_is(back: str, volume: object) -> bool:
+    """``VOL`` read back as ``volume`` in mL."""
+    return back.endswith("ML") and _number_or_none(back[:-2]) == volume
 
 
 def _no_volume_to_dispense(back: str) -> bool:

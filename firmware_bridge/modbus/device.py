@@ -50,6 +50,9 @@ _ALARM_FLAGS: dict[Flag, PumpAlarm] = {
     Flag.STALL: PumpAlarm.STALL,
     Flag.RESET: PumpAlarm.RESET,
     Flag.COMMS_TIMEOUT: PumpAlarm.COMMS_TIMEOUT,
+    Flag.AIR_IN_LINE: PumpAlarm.AIR_IN_LINE,
+    Flag.UPSTREAM_OCCLUSION: PumpAlarm.UPSTREAM_OCCLUSION,
+    Flag.DOOR_OPEN: PumpAlarm.DOOR_OPEN,
 }
 
 
