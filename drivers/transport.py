@@ -282,7 +282,7 @@ class SerialTransport:
                 and settle_s > 0
                 and (ambiguous is None or ambiguous(bytes(self._pending[:end])))
             ):
-                end = self._settle(frame_end, settle_s, hard_stop)
+                end = self._settle(frame_end, settle_s, hard_stop, ambiguous)
             if end is not None:
                 frame = bytes(self._pending[:end])
                 del self._pending[:end]
@@ -296,9 +296,17 @@ class SerialTransport:
                 )
             self._read_some()
 
-    def _settle(self, frame_end: FrameEnd, settle_s: float, hard_stop: float) -> int | None:
+    def _settle(
+        self,
+        frame_end: FrameEnd,
+        settle_s: float,
+        hard_stop: float,
+        ambiguous: Ambiguous | None = None,
+    ) -> int | None:
         """Keep reading until the line has been quiet for ``settle_s`` (or ``hard_stop``);
-        the reply may have grown meanwhile, so its end is found again."""
+        the reply may have grown meanwhile, so its end is found again. A reply that grows
+        into an unambiguous whole (``ambiguous`` says so) is taken at once: a reply still
+        arriving byte by byte passes through ambiguous states on its way."""
         quiet_since = self._now()
         while True:
             now = self._now()
@@ -310,4 +318,11 @@ class SerialTransport:
             if chunk:
                 self._pending += chunk
                 quiet_since = self._now()
+                end = frame_end(bytes(self._pending))
+                if (
+                    end is not None
+                    and ambiguous is not None
+                    and not ambiguous(bytes(self._pending[:end]))
+                ):
+                    return end
         return frame_end(bytes(self._pending))

@@ -37,6 +37,10 @@ FIGURES = {
     "startup.safety",
     "memory.safety",
     "memory.controller",
+    "lines.ne1000",
+    "lines.harvard",
+    "lines.modbus",
+    "lines.harvard_pair",
 }
 CONTEXT = {
     "overhead.bare_pyserial",
