@@ -16,6 +16,11 @@ truth logs go to ``--truth-log DIR`` (one ``pump-<address>.jsonl`` each) or to a
 ``{address}`` in it; one control channel serves them all and names the pump by address
 (``firmware_bridge.emulators.control.LineControlChannel``).
 
+``--container bag-500ml`` (with ``modbus --map peristaltic``) makes the pump volumetric: a
+bag instead of a syringe, with air-in-line, upstream occlusion and door sensors (faults
+``air_in_line``, ``upstream_occlusion``, ``door_open``). ``--faults patient_line=off``
+starts with the line not connected to the patient: what it delivers (a prime) is waste.
+
 ``--mechanics`` gives the pump a real mechanism (slack, compliance lag, lead-screw ripple,
 bore error; ``firmware_bridge.mechanics``). ``--balance-pty`` serves an MT-SICS balance on a
 second pty, in this process, weighing what this pump delivers (``firmware_bridge.balance``);
@@ -65,7 +70,7 @@ from firmware_bridge.harvard.emulator import HarvardFramer, HarvardPumpSide
 from firmware_bridge.mechanics import Mechanics, MechanicsSpecError, parse_mechanics
 from firmware_bridge.ne1000.emulator import Ne1000Framer, Ne1000PumpSide
 from firmware_bridge.pump_model import SimulatedPump
-from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe, syringe_by_name
+from firmware_bridge.syringes import BAGS, DEFAULT_SYRINGE, Container, syringe_by_name
 
 PROTOCOLS = ("ne1000", "harvard", "modbus")
 BAUDS = {
@@ -112,6 +117,12 @@ def _parser() -> _Parser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--syringe", metavar="NAME", help="syringe from the catalogue")
     which.add_argument("--diameter", type=float, metavar="MM", help="syringe inner diameter")
+    which.add_argument(
+        "--container",
+        metavar="BAG",
+        help="modbus with a peristaltic map: a volumetric pump holding this bag "
+        "(bag-250ml, bag-500ml, bag-1000ml)",
+    )
     p.add_argument("--volume", type=float, metavar="ML", help="volume loaded in the syringe")
     p.add_argument("--baud", type=int, help="baud rate")
     p.add_argument(
@@ -175,7 +186,20 @@ def _parse_tcp(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _syringe(ns: argparse.Namespace) -> Syringe:
+def _syringe(ns: argparse.Namespace) -> Container:
+    if ns.container is not None:
+        if ns.protocol != "modbus":
+            raise UsageError(
+                f"--container: the {ns.protocol} emulator is a syringe pump; a bag is for a "
+                "volumetric pump (modbus --map peristaltic)"
+            )
+        if ns.container not in BAGS:
+            raise UsageError(
+                f"--container: unknown bag {ns.container!r}; known: {', '.join(sorted(BAGS))}"
+            )
+        if ns.mechanics:
+            raise UsageError("--mechanics: a syringe driver's mechanism; not with --container")
+        return BAGS[ns.container]
     if ns.syringe is not None:
         try:
             return syringe_by_name(ns.syringe)
@@ -402,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
 def _make_pump(
     ns: argparse.Namespace,
     clock: Clock,
-    syringe: Syringe,
+    syringe: Container,
     truth: TruthLogWriter | None,
     mechanics: Mechanics | None = None,
 ) -> SimulatedPump:
@@ -498,6 +522,13 @@ def _run_modbus(
         register_map = load_register_map(resolve_map_path(ns.map))
     except (RegisterMapError, OSError) as exc:
         print(f"emulate: error: --map: {exc}", file=sys.stderr)
+        return 2
+    if ns.container is not None and register_map.device.kind.value != "peristaltic":
+        print(
+            f"emulate: error: --container: the map {register_map.device.model!r} is a "
+            "syringe pump's; a bag needs a volumetric pump's map (--map peristaltic)",
+            file=sys.stderr,
+        )
         return 2
     # the map's [link] says which unit the pump answers as (DULCO flex: 20); --address wins
     devices = {(register_map.link.device_id if a is None else a): p for a, p in pumps.items()}
