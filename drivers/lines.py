@@ -117,7 +117,7 @@ class SharedLine:
         self._dirty_quiet_s = dirty_quiet_s
         self._transport: Transport | None = transport
         self._protocol: str | None = None
-        self._addresses: set[int] = set()
+        self._addresses: dict[int, object] = {}
         self._taps: list[LineTransport] = []
         self._attached = 0
         self._generation = 0
@@ -147,25 +147,29 @@ class SharedLine:
         return self._generation
 
     # ------------------------------------------------------------------ drivers
-    def claim(self, protocol: str, address: int) -> None:
-        """Register a driver of ``protocol`` at ``address``; refuse a mixed or doubled line."""
+    def claim(self, protocol: str, address: int, owner: object) -> None:
+        """Register ``owner`` (a driver) of ``protocol`` at ``address``; refuse a mixed line
+        or an address another driver holds. Claiming again what one holds is harmless."""
         with self._lock:
             if self._protocol is not None and self._protocol != protocol:
                 raise LineError(
                     f"line {self.name}: carries {self._protocol} pumps, cannot also carry a "
                     f"{protocol} pump"
                 )
-            if address in self._addresses:
+            holder = self._addresses.get(address)
+            if holder is not None and holder is not owner:
                 raise LineError(
                     f"line {self.name}: address {address} is already used by another "
                     f"{protocol} driver on this line"
                 )
             self._protocol = protocol
-            self._addresses.add(address)
+            self._addresses[address] = owner
 
-    def release(self, address: int) -> None:
+    def release(self, address: int, owner: object) -> None:
+        """``owner`` closed: its address is free for another driver."""
         with self._lock:
-            self._addresses.discard(address)
+            if self._addresses.get(address) is owner:
+                del self._addresses[address]
             if not self._addresses:
                 self._protocol = None
 

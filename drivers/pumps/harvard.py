@@ -122,7 +122,7 @@ class HarvardDriver(PumpDriver):
         self._settle_s = settle_s
         self.line = line
         if line is not None:
-            line.claim(self.name, address)
+            line.claim(self.name, address, self)
         self._transport: Transport = transport or (
             line.transport_for(f"harvard {address} on {line.name}")
             if line is not None
@@ -137,6 +137,8 @@ class HarvardDriver(PumpDriver):
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
         with self._transport.lock:
+            if self.line is not None:
+                self.line.claim(self.name, self.address, self)
             self._transport.open()
             self._handshake()
 
@@ -310,6 +312,8 @@ class HarvardDriver(PumpDriver):
     def close(self) -> None:
         with self._transport.lock:
             self._transport.close()
+            if self.line is not None:
+                self.line.release(self.address, self)
 
     # ------------------------------------------------------------------ link
     def _handshake(self) -> None:

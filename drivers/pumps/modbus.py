@@ -187,7 +187,7 @@ class ModbusDriver(PumpDriver):
         self._line = line
         self._link: ModbusLink
         if line is not None:
-            line.claim("modbus", self.device_id)
+            line.claim("modbus", self.device_id, self)
             self._link = line.modbus_link(timeout_s)
         elif host is not None:
             self._link = TcpLink(host, port, self.device_id, timeout_s)
@@ -210,6 +210,7 @@ class ModbusDriver(PumpDriver):
             if self._line is None:
                 self._link.open()
             elif not self._connected:
+                self._line.claim("modbus", self.device_id, self)
                 self._line.attach_modbus()
             self._connected = True
             try:
@@ -339,6 +340,7 @@ class ModbusDriver(PumpDriver):
                 self._link.close()
             elif was_connected:
                 self._line.detach_modbus()
+                self._line.release(self.device_id, self)
 
     # ================================================================ extras
     def clear_volume(self) -> None:

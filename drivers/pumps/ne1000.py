@@ -162,7 +162,7 @@ class Ne1000Driver(PumpDriver):
         self._settle_s = settle_s
         self.line = line
         if line is not None:
-            line.claim(self.name, address)
+            line.claim(self.name, address, self)
         self._transport: Transport = transport or (
             line.transport_for(f"ne1000 {address} on {line.name}")
             if line is not None
@@ -182,6 +182,8 @@ class Ne1000Driver(PumpDriver):
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
         with self._transport.lock:
+            if self.line is not None:
+                self.line.claim(self.name, self.address, self)
             self._transport.open()
             self._handshake()
 
@@ -327,6 +329,8 @@ class Ne1000Driver(PumpDriver):
     def close(self) -> None:
         with self._transport.lock:
             self._transport.close()
+            if self.line is not None:
+                self.line.release(self.address, self)
 
     # ------------------------------------------------------------------ link
     @property

@@ -375,8 +375,9 @@ def reply_may_grow(frame: bytes, expected_lines: int) -> bool:
     every text line of that pump begins. It ends the reply when the lines before it are
     a whole answer: at least ``expected_lines`` of them, the last not an error head (an
     error is two lines: ``Argument error: x`` then the reason). Any other prompt (``>``,
-    ``<``, ``*``, ``T*``, or any prompt of address 0, whose lines carry no prefix) ends
-    the reply at once. A frame that does not decode may grow too (the caller waits).
+    ``<``, ``*``, ``T*``, or any prompt of address 0, whose lines carry no prefix and
+    never begin with a prompt character) ends the reply at once. A frame that does not
+    decode may grow too (the caller waits).
     """
     m = _PROMPT_AT_END.search(frame)
     if m is None:

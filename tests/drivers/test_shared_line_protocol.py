@@ -256,3 +256,50 @@ def test_a_silent_pump_on_a_line_times_out_without_touching_the_others() -> None
     with pytest.raises(DeviceTimeout, match="no pump answered at address 5"):
         five.connect()
     assert transport.is_open
+
+
+# --------------------------------------------------------------------- lifetime
+def test_an_address_is_free_again_once_its_driver_closed() -> None:
+    line = open_line(SERIAL, transport=ScriptedTransport([]))
+    first = Ne1000Driver(line=line, address=1)
+    first.close()
+    second = Ne1000Driver(line=line, address=1)
+    assert line.addresses == frozenset({1})
+    second.close()
+    assert line.protocol is None  # an empty line may carry another family now
+    HarvardDriver(line=line, address=1)
+
+
+def test_a_vanished_port_is_reopened_once_and_every_driver_shakes_hands_again() -> None:
+    from drivers.errors import DeviceDisconnected
+    from drivers.testing import DISCONNECT
+
+    line, transport = line_with(
+        [
+            (b"1\r", b("01S")),
+            (b"1RAT\r", b("01S0.000MH")),
+            (b"2\r", b("02S")),
+            (b"2RAT\r", b("02S0.000MH")),
+            (b"1RAT\r", DISCONNECT),  # the adapter vanishes under pump 1's driver
+            # pump 2's driver reopens the port and shakes hands first
+            (b"2\r", b("02S")),
+            (b"2RAT\r", b("02S0.000MH")),
+            (b"2RAT\r", b("02S0.000MH")),
+            (b"2DIS\r", b("02SI0.000W0.000ML")),
+            # pump 1's driver sees the port was reopened: its own handshake, once
+            (b"1\r", b("01S")),
+            (b"1RAT\r", b("01S0.000MH")),
+            (b"1RAT\r", b("01S0.000MH")),
+            (b"1DIS\r", b("01SI0.000W0.000ML")),
+        ]
+    )
+    one = Ne1000Driver(line=line, address=1, reply_timeout_s=0.2)
+    two = Ne1000Driver(line=line, address=2, reply_timeout_s=0.2)
+    one.connect()
+    two.connect()
+    with pytest.raises(DeviceDisconnected):
+        one.read_status()
+    assert two.read_status().set_rate_ml_h == 0.0
+    assert one.read_status().set_rate_ml_h == 0.0
+    assert transport.opens == 2
+    transport.assert_finished()
