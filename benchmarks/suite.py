@@ -21,6 +21,7 @@ from benchmarks import (
     death,
     interrupt,
     latency,
+    lines,
     observers,
     overhead,
     resources,
@@ -43,6 +44,7 @@ from safety.library import DrugLibrary, load_library
 BENCHMARKS = (
     "latency",
     "overhead",
+    "lines",
     "liveness",
     "simulation",
     "resources",
@@ -59,6 +61,10 @@ SIM_GOAL = Goal(">=", 50_000.0, "x real time")
 SAFETY_MEMORY_GOAL = Goal("<=", 40.0, "MB")
 CONTROLLER_MEMORY_GOAL = Goal("<=", 60.0, "MB")
 STARTUP_GOAL = Goal("<=", 1.0, "s")
+#: issue 14: a command with 4 pumps on one line takes at most 10 ms more than its wire time
+LINE_GOAL = Goal("<=", 10.0, "ms", "issue 14")
+#: issue 14: the Harvard driver finishes at the wire time (it took 130 ms on a pty before)
+HARVARD_GOAL = Goal("<=", 10.0, "ms", "issue 14")
 DASHBOARD_MEMORY_GOAL = Goal("<=", 60.0, "MB")
 PAGE_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
 FLEET_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
@@ -86,6 +92,8 @@ class Settings:
     sim_hours: float = 24.0
     sim_real_timing_hours: float = 1.0
     journal_appends: int = 300
+    line_commands: int = 200
+    harvard_repetitions: int = 100
     dashboard_clients: int = 5
     dashboard_changes: int = 100
     fleet_benches: int = 1000
@@ -120,6 +128,8 @@ class Settings:
             sim_hours=1.0,
             sim_real_timing_hours=0.05,
             journal_appends=20,
+            line_commands=8,
+            harvard_repetitions=5,
             dashboard_changes=10,
             fleet_benches=20,
             fleet_steady_s=3.0,
@@ -164,6 +174,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
         steps: list[tuple[str, Callable[[_Run], None]]] = [
             ("latency", _latency),
             ("overhead", _overhead),
+            ("lines", _lines),
             ("liveness", _liveness),
             ("simulation", _simulation),
             ("resources", _resources),
@@ -468,6 +479,76 @@ def _overhead(run: _Run) -> None:
             "x",
             {"bare p50 ms": bare_p50 * 1000, "wire ms": wire * 1000},
         )
+    )
+
+
+# --------------------------------------------------------------------------- pumps on one line
+
+
+def _lines(run: _Run) -> None:
+    s = run.settings
+    for protocol in lines.PROTOCOLS:
+        key = f"lines.{protocol}"
+        title = f"command latency p99 over the wire time, 4 {protocol} pumps on one line"
+        run.progress(f"lines: 4 {protocol} pumps on one pty, {s.line_commands} commands")
+        try:
+            result = lines.measure_line(run.pool, protocol, s.line_commands)
+        except Exception as exc:
+            run.report.figures.append(_failed(key, title, "ms", LINE_GOAL, "p99", exc))
+            continue
+        excess = [t - w for t, w in zip(result.samples, result.wire, strict=True)]
+        judged = excess if result.paced else result.samples
+        stats = summary_ms(result.samples)
+        wire_ms = statistics.median(result.wire) * 1000
+        stats["wire ms"] = wire_ms
+        if result.paced:
+            stats["p99 - wire ms"] = percentile(excess, 99) * 1000
+        run.report.figures.append(
+            Figure(
+                key,
+                title,
+                percentile(judged, 99) * 1000,
+                "ms",
+                LINE_GOAL,
+                "p99 of latency - wire time" if result.paced else "p99 latency (unpaced)",
+                stats,
+                note=(
+                    f"driver level, a rate set and its read-back on the next of 4 pumps; "
+                    f"replies paced at {lines.BAUD[protocol]} baud; wire time = bytes x "
+                    f"{lines.BITS_PER_CHAR[protocol]} bits / baud, counted per command"
+                    if result.paced
+                    else f"driver level, RTU on a pty the emulator does not pace: the "
+                    f"samples hold no wire time; a real line at {lines.BAUD[protocol]} "
+                    f"baud 8E1 would add {wire_ms:.1f} ms"
+                ),
+            )
+        )
+    title = "Harvard rate set + status read p50, our driver (unpaced pty)"
+    run.progress(
+        f"lines: Harvard set + read, our driver and a public client, {s.harvard_repetitions}x"
+    )
+    try:
+        pair = lines.measure_harvard_pair(run.pool, s.harvard_repetitions)
+    except Exception as exc:
+        run.report.figures.append(
+            _failed("lines.harvard_pair", title, "ms", HARVARD_GOAL, "p50", exc)
+        )
+        return
+    ours = percentile(pair.ours, 50) * 1000
+    stats = {**summary_ms(pair.ours)}
+    note = "the same Pump 11 Elite emulator, one after the other; before issue 14: 130 ms"
+    if pair.client is not None:
+        theirs = percentile(pair.client, 50) * 1000
+        stats["client p50 ms"] = theirs
+        stats["client / ours (p50)"] = theirs / ours if ours else 0.0
+        note += (
+            f"; the client is {pair.client_name} (polling mode: it reads each reply up to "
+            "the XON that ends it), timed for its own rate set plus a status command"
+        )
+    else:
+        note += f"; client not measured: {pair.client_error}"
+    run.report.figures.append(
+        Figure("lines.harvard_pair", title, ours, "ms", HARVARD_GOAL, "p50", stats, note=note)
     )
 
 

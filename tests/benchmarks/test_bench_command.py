@@ -48,6 +48,11 @@ FIGURES = {
     "accuracy.analysis_24h",
     "accuracy.startup_delay_agreement",
     "accuracy.mean_error_agreement",
+    # issue 14: pumps on one line, driver level
+    "lines.ne1000",
+    "lines.harvard",
+    "lines.modbus",
+    "lines.harvard_pair",
 }  # fmt: skip
 CONTEXT = {
     "overhead.bare_pyserial",
