@@ -290,6 +290,10 @@ def test_s4_max_start_exactly_allowed_one_pump_step_past_refused(
     assert bench.load(spec).verdict.accepted
     out = bench.start(order_for(bench, spec, step_up(bench, Decimal("180.0"))))
     assert out.verdict.reason is Reason.START_TOO_HIGH
+    assert out.verdict.message == (
+        "refused: a start at 12.01 mcg/min is above the largest allowed start, 12 mcg/min "
+        "(max start 12 mcg/min)"
+    )
     refused(out.verdict.reason, bench, 0.0)
     assert bench.start(12).verdict.accepted
     assert bench.truth_rate() == 180.0
@@ -311,6 +315,27 @@ def test_s4_restart_may_resume_exactly_the_recent_rate_not_one_step_more(
     out = bench.start(order_for(bench, spec, step_up(bench, Decimal("300.0"))))
     assert out.verdict.reason is Reason.START_TOO_HIGH
     assert bench.start(20).verdict.accepted
+
+
+def test_s4_start_soon_after_a_stop_is_a_rise_exactly_allowed_one_step_past_refused(
+    bench: Bench, std: ProgramSpec
+) -> None:
+    """2 mcg/min ran until a stop a minute ago: within the titration window a start may
+    rise by the window rule above it, min(4, 50 % of 2) = 1, so 3 mcg/min (11.25 mL/h);
+    11.26 is refused."""
+    assert bench.load(std).verdict.accepted
+    assert bench.start(2).verdict.accepted
+    bench.advance(60)
+    assert bench.stop().verdict.accepted
+    bench.advance(60)
+    out = bench.start(order_for(bench, std, step_up(bench, Decimal("11.25"))))
+    assert out.verdict.reason is Reason.START_TOO_HIGH
+    assert "a window rise above the lowest (2 + 1 mcg/min) within the max start" in (
+        out.verdict.message
+    )
+    refused(out.verdict.reason, bench, 0.0)
+    assert bench.start(3).verdict.accepted
+    assert bench.truth_rate() == 11.25
 
 
 def test_s4_absolute_step_exactly_allowed_one_pump_step_past_refused(
