@@ -149,3 +149,35 @@ def test_a_counter_that_says_nothing_about_the_gap_counts_nothing(library: DrugL
         (_gap_state(program, last_ml=60.0, last_at=100.0), ()),  # counter went back
     ):
         assert _unseen(_unseen_delivery(state, big, alarms, 200.0, CONFIG)) == []
+
+
+# --------------------------------------------------------------------------- S4 rogue
+
+
+def test_a_rate_above_the_hard_max_the_pump_ran_on_its_own_is_no_start_licence(
+    infusing: Bench,
+) -> None:
+    """The pump found at 188 mL/h (50.1 mcg/min, above the hard max 47) is stopped (S1 on
+    read-back); that rate must not let a start at 40 (above max start 12) through."""
+    infusing.advance(60)
+    infusing.pump.set_rate(188.0)
+    infusing.core.poll()
+    assert not infusing.pump.snapshot().running
+    assert infusing.ack().verdict.accepted
+    assert infusing.start(40, confirm=True).verdict.reason is Reason.START_TOO_HIGH
+
+
+def test_a_pump_started_at_its_keypad_gives_no_start_licence(
+    bench: Bench, std: ProgramSpec
+) -> None:
+    assert bench.load(std).verdict.accepted
+
+    def keypad() -> None:
+        bench.pump.set_rate(150.0)
+        bench.pump.start()
+
+    bench.driver.label("keypad", keypad)
+    bench.core.poll()
+    assert not bench.pump.snapshot().running  # stopped: nobody started it (S9)
+    assert bench.ack().verdict.accepted
+    assert bench.start(40, confirm=True).verdict.reason is Reason.START_TOO_HIGH
