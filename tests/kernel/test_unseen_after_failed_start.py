@@ -3,7 +3,7 @@ read at the restart itself (S3, S16; found by the state machine).
 
 The board reboots with the pump running on; the timeline can credit only a lower bound of
 the gap, so what the pump gave meanwhile is counted from its own volume counter
-(``reducer._unseen_delivery``). That count used to be made only from the reading taken
+(``observe.count_unseen_delivery``). That count used to be made only from the reading taken
 at the start: one lost reply at that first contact, and the gap's delivery was never
 counted, so the cap guard let the pump run past the cap (here until the syringe ran dry
 at 68.1 mg of the 68 mg per 24 h).
