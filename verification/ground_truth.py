@@ -128,6 +128,9 @@ class Verified:
     licensed: bool
     loads_before: int | None = None  # as for ``Command``
     admissions_before: int | None = None
+    #: how many commands the journal held before it: a read-back taken after a start
+    #: at the same instant shows that start, and licenses nothing for it
+    commands_before: int | None = None
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,14 @@ class RecordBuilder:
         last = self.verified[-1] if self.verified else None
         if last is None or (last.rate_ml_h, last.licensed) != (rate, licensed):
             self.verified.append(
-                Verified(t, rate, licensed, len(self.programs), len(self.admissions))
+                Verified(
+                    t,
+                    rate,
+                    licensed,
+                    len(self.programs),
+                    len(self.admissions),
+                    len(self.commands),
+                )
             )
 
 
@@ -566,11 +576,16 @@ class _Record:
         hi = min(before, bisect.bisect_right(self.starts, until))
         return [s for s in self.segs[lo:hi] if s.end > since]
 
-    def licensed(self, drug: str, patient: int, since: float, until: float) -> list[Fraction]:
+    def licensed(
+        self, drug: str, patient: int, since: float, until: float, command: int | None
+    ) -> list[Fraction]:
         """Drug rates of ``drug`` the safety process verified running (at a rate it had
-        set) for ``patient`` at some instant of [since, until]: what licenses a restart."""
+        set) for ``patient`` at some instant of [since, until], read before the
+        ``command``-th command: what licenses a restart by that command."""
         out = []
         for v in in_force(self.verified, since, until):
+            if not _read_before(v, command):
+                continue
             program, where = self._place(v, v.start)
             ours = program is not None and program.drug == drug and where == patient
             if ours and v.licensed and v.rate_ml_h > 0:
@@ -578,11 +593,12 @@ class _Record:
                 out.append(Fraction(v.rate_ml_h) * program.amount_per_ml)
         return out
 
-    def verified_amount(self, drug: str, patient: int, t: float) -> Fraction:
-        """The drug rate last verified running at or before ``t`` (0: stopped)."""
+    def verified_amount(self, drug: str, patient: int, t: float, command: int | None) -> Fraction:
+        """The drug rate last verified running at or before ``t`` and before the
+        ``command``-th command (0: stopped)."""
         last: Verified | None = None
         for v in self.verified:
-            if v.start > t:
+            if v.start > t or not _read_before(v, command):
                 break
             last = v
         if last is None:
@@ -591,6 +607,11 @@ class _Record:
         if program is None or program.drug != drug or where != patient:
             return Fraction(0)
         return Fraction(last.rate_ml_h) * program.amount_per_ml
+
+
+def _read_before(v: Verified, command: int | None) -> bool:
+    """Whether a read-back was journaled before the ``command``-th command (unknown: yes)."""
+    return command is None or v.commands_before is None or v.commands_before <= command
 
 
 def _timeline(
@@ -773,12 +794,13 @@ def check_ground_truth(
         ref = command.time if command is not None else t
         if kind == "start" and command is not None and command.action == "set_rate":
             # a rise sent while the line was occluded (delivered 0, the plunger moving)
-            a0 = rec.verified_amount(prog.drug, patient, ref)
+            a0 = rec.verified_amount(prog.drug, patient, ref, made_at[i])
             kind = "rise" if a0 > 0 else "start"
         judged: set[str] = set()
+        at = made_at[i] if command is not None else None
         for limit_set in rec.sets_at(t, prog, patient):
             for v in _rise_and_fall_rules(
-                limit_set, prog, kind, a0, a1, i, t, ref, patient, rec, tolerance_s
+                limit_set, prog, kind, a0, a1, i, t, (ref, at), patient, rec, tolerance_s
             ):
                 if v.rule not in judged:  # the first limit set that it breaks, named
                     judged.add(v.rule)
@@ -842,14 +864,16 @@ def _rise_and_fall_rules(
     a1: Fraction,
     index: int,
     t: float,
-    ref: float,
+    made: tuple[float, int | None],
     patient: int,
     rec: _Record,
     tolerance_s: float,
 ) -> list[Violation]:
     """S4 and S5 for one change under one limit set, on drug rates (``a0`` -> ``a1``, an
     amount per hour) shown in the set's own dose unit; the windows hold the same drug's
-    delivery to the same patient."""
+    delivery to the same patient. ``made``: when the command that made it was journaled,
+    and its index (read-backs before it license a start)."""
+    ref, command = made
     therapy = limits.therapy
     unit = limits.unit
     note = limits.note(prog.limits)
@@ -860,7 +884,7 @@ def _rise_and_fall_rules(
     out: list[Violation] = []
     if kind == "start":
         window = float(titration.window_min.value) * 60
-        licensed = [limits.dose(a) for a in rec.licensed(drug, patient, ref - window, ref)]
+        licensed = [limits.dose(a) for a in rec.licensed(drug, patient, ref - window, ref, command)]
         bound = max([Fraction(therapy.max_start.value), *licensed])
         if d1 > bound * slack:
             out.append(

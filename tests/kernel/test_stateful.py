@@ -202,6 +202,8 @@ class InfusionMachine(RuleBasedStateMachine):
         self.checked_requests = 0
         self.cap_fill = 0.0
         self.hard_fill = 0.0
+        #: the oracle's last report on what reached the patient
+        self.delivered: TruthReport | None = None
 
     @property
     def program(self) -> ActiveProgram | None:
@@ -651,17 +653,20 @@ class InfusionMachine(RuleBasedStateMachine):
 
     def _unsupervised(self, gap: float) -> float:
         """How long the board may stay down with the pump running on: nobody can stop
-        it meanwhile, so never past the cap as far as the kernel knows it (its history,
-        the pump's real rate, its guard) - a kernel that forgot what was given lets the
-        pump run past the real cap, and the oracle sees it."""
+        it meanwhile, so never so long that it runs past a cap in force (by what the
+        kernel counted, or by what the pump really gave, whichever is more: the two
+        differ after a gap the kernel could not see)."""
         b = self.bench
         state, pump, program = b.core.state, b.pump.snapshot(), self.program
         if not pump.running or program is None:
             return gap
         per_s = pump.set_rate_ml_h * float(program.amount_per_ml) / 3600.0
         t = b.patient_now()
+        peak = self.delivered.summary.cap_peak if self.delivered is not None else None
         for cap, _ in caps_in_force(state, t):
             given = state.history.amount(t - float(cap.window_s), t)
+            if peak is not None:  # the highest window the pump really gave, in the cap's unit
+                given = max(given, peak * float(cap.unit.base_factor))
             headroom = float(cap.base_amount) - given - per_s * b.core.config.cap_guard_s
             gap = min(gap, max(0.0, headroom / per_s))
         return gap
@@ -672,7 +677,7 @@ class InfusionMachine(RuleBasedStateMachine):
         """The oracle on what reached the patient and on the plunger's rate."""
         b = self.bench
         record = b.record()
-        delivered = b.judge(record=record)
+        delivered = self.delivered = b.judge(record=record)
         assert delivered.ok, _violations("delivered flow", delivered)
         plunger = delivered
         if b.pump.plunger != b.pump.truth.events:  # an occlusion held back some flow
