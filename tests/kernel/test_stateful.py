@@ -243,8 +243,8 @@ class InfusionMachine(RuleBasedStateMachine):
         spec = self._spec(kind)
         # 0.9 mcg/kg/min at 70 kg is 63 mcg/min: the 68 mg / 24 h cap is within reach
         per_s = float(b.pump_rate_for(spec, "0.9")) * 16 / 3600
-        if seed == "high":  # running just under the hard max
-            b.seed(spec, [(0.0, 46)], boot_at=0.0)
+        if seed == "high":  # running just under the hard max (for a minute: a past)
+            b.seed(spec, [(0.0, 46)], boot_at=60.0)
         elif seed in ("near_cap", "at_cap"):  # stopped at 66.5 or 67.8 mg
             end = (66_500 if seed == "near_cap" else 67_800) / per_s
             b.seed(spec, [(0.0, "0.9"), (end, 0)], boot_at=end + gap)
