@@ -51,10 +51,19 @@ PUMP_ALARMS: dict[str, tuple[Priority, str]] = {
 }
 
 
+#: delivery the pump's counter shows beyond what the verified rates explain is counted as
+#: unseen (a bolus) only above this share of what they explain, plus ``UNSEEN_FLOOR_ML``
+UNSEEN_TOLERANCE = 0.02
+UNSEEN_FLOOR_ML = 0.01
+
+
 def observe(
     state: KernelState, reading: PumpReading, now: Now, config: KernelConfig
 ) -> tuple[KernelState, Reaction]:
     t = now.clinical
+    if state.unseen_pending:  # a restart that could not read the pump: count the gap now
+        state = count_unseen_delivery(state, reading.infused_ml, reading.alarms, t)
+        state = replace(state, unseen_pending=False)
     alarms = state.alarms.condition_gone("pump_comms")
     alarms = _pump_alarms(alarms, reading, t)
     s = replace(state, comms_ok=True, alarms=alarms)
@@ -193,6 +202,31 @@ def next_deadline(state: KernelState, now: Now, config: KernelConfig) -> float |
         for cap, _ in caps_in_force(state, t)
     ]
     return min(deadlines, default=None)
+
+
+def count_unseen_delivery(
+    s: KernelState, infused_ml: float, pump_alarms: tuple[str, ...], t: float
+) -> KernelState:
+    """The pump's volume counter across the gap a restart left, against the verified
+    history's account of it: what the counter shows beyond it reached the patient unseen
+    (S3 counts it). Made at the restart's reading, or at the first one after it when the
+    pump could not be read then."""
+    program = s.drug_program
+    last_ml, last_at = s.last_infused_ml, s.last_reading_at
+    if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
+        return s  # a reset counter says nothing about the gap; the rate history does
+    measured_ml = infused_ml - last_ml
+    if measured_ml <= 0:
+        return s
+    per_ml = float(program.amount_per_ml)
+    counted = s.history.amount(last_at, t)
+    excess = measured_ml * per_ml - counted
+    if excess <= counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * per_ml:
+        return s
+    record = s.drugs[program.drug]
+    history = record.history.with_amount(t, excess, "delivered while the safety process was down")
+    drugs = {**s.drugs, program.drug: replace(record, history=history)}
+    return replace(s, drugs=drugs)
 
 
 def record_history(

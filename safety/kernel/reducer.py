@@ -38,7 +38,7 @@ from safety.kernel.model import (
     Ticked,
     TimelineResumed,
 )
-from safety.kernel.observe import observe, record_history, tick
+from safety.kernel.observe import count_unseen_delivery, observe, record_history, tick
 from safety.kernel.state import (
     ActiveProgram,
     DrugRecord,
@@ -51,11 +51,6 @@ from safety.kernel.state import (
 )
 from safety.reasons import Reason
 from safety.rules import num
-
-#: delivery the pump's counter shows beyond what the verified rates explain is counted as
-#: unseen (a bolus) only above this share of what they explain, plus ``UNSEEN_FLOOR_ML``
-UNSEEN_TOLERANCE = 0.02
-UNSEEN_FLOOR_ML = 0.01
 
 
 def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState:
@@ -330,8 +325,8 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     t = event.now.clinical
     s = replace(state, attached=False, hold=False, session=None, pending=None)
     reading = event.reading
-    if reading is None:
-        return s
+    if reading is None:  # counted at the first reading (``count_unseen_delivery``)
+        return replace(s, unseen_pending=True)
     seg = s.history.current
     was_running = seg is not None and seg.rate_ml_h > 0
     now_rate = reading.set_rate_ml_h if reading.running else None
@@ -359,7 +354,7 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
             + (f"now {num(reading.set_rate_ml_h)} mL/h" if reading.running else "now stopped"),
             t,
         ).condition_gone("resume_changed")
-    s = _unseen_delivery(s, reading.infused_ml, reading.alarms, t, config)
+    s = count_unseen_delivery(s, reading.infused_ml, reading.alarms, t)
     if reading.running:
         # Unsupervised until a controller attaches: hold the rate, and tell people that
         # the safety process itself went down (S11 applies as for a lost controller).
@@ -378,27 +373,5 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
         expected_running=reading.running,
         expected_rate=reading.set_rate_ml_h,
         expected_cause=cause,
+        unseen_pending=False,
     )
-
-
-def _unseen_delivery(
-    s: KernelState, infused_ml: float, pump_alarms: tuple[str, ...], t: float, config: KernelConfig
-) -> KernelState:
-    """The pump's volume counter across the gap, against the verified history's account
-    of it: what the counter shows beyond it reached the patient unseen (S3 counts it)."""
-    program = s.drug_program
-    last_ml, last_at = s.last_infused_ml, s.last_reading_at
-    if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
-        return s  # a reset counter says nothing about the gap; the rate history does
-    measured_ml = infused_ml - last_ml
-    if measured_ml <= 0:
-        return s
-    per_ml = float(program.amount_per_ml)
-    counted = s.history.amount(last_at, t)
-    excess = measured_ml * per_ml - counted
-    if excess <= counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * per_ml:
-        return s
-    record = s.drugs[program.drug]
-    history = record.history.with_amount(t, excess, "delivered while the safety process was down")
-    drugs = {**s.drugs, program.drug: replace(record, history=history)}
-    return replace(s, drugs=drugs)

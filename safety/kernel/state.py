@@ -371,6 +371,9 @@ class KernelState:
     comms_ok: bool = True
     last_reading_at: float | None = None
     last_infused_ml: float | None = None
+    #: a restart could not read the pump: what it gave while the process was down is
+    #: counted at the first reading after it (``observe.count_unseen_delivery``)
+    unseen_pending: bool = False
     deviation_since: float | None = None
     alarms: AlarmBook = field(default_factory=AlarmBook)
 
