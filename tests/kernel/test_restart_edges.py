@@ -16,7 +16,7 @@ from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.history import RateHistory
 from safety.kernel.model import ProgramSpec
-from safety.kernel.reducer import UNSEEN_FLOOR_ML, UNSEEN_TOLERANCE, _unseen_delivery
+from safety.kernel.observe import UNSEEN_FLOOR_ML, UNSEEN_TOLERANCE, count_unseen_delivery
 from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, Mode, load_program
 from safety.library import DrugLibrary
 from safety.reasons import Reason
@@ -120,21 +120,21 @@ def test_the_counter_beyond_the_verified_rates_is_counted_as_given_unseen(
     assert counted == pytest.approx(4.0)
     threshold = counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * 16.0
     within = 1.0 + (counted + threshold * 0.9) / 16.0
-    assert _unseen(_unseen_delivery(state, within, (), 200.0, CONFIG)) == []
+    assert _unseen(count_unseen_delivery(state, within, (), 200.0)) == []
     # nothing verified in the gap, a counter from 0: exactly the 0.01 mL floor is not
     # counted (the figures are exact: x16 is exact in binary), a little more is
     empty = DrugRecord(RateHistory(), program.limits)
     bare = replace(state, drugs={program.drug: empty}, last_infused_ml=0.0)
-    assert _unseen(_unseen_delivery(bare, UNSEEN_FLOOR_ML, (), 200.0, CONFIG)) == []
-    assert _unseen(_unseen_delivery(bare, UNSEEN_FLOOR_ML * 1.001, (), 200.0, CONFIG)) != []
+    assert _unseen(count_unseen_delivery(bare, UNSEEN_FLOOR_ML, (), 200.0)) == []
+    assert _unseen(count_unseen_delivery(bare, UNSEEN_FLOOR_ML * 1.001, (), 200.0)) != []
     beyond = 1.0 + (counted + 1.0) / 16.0
-    after = _unseen_delivery(state, beyond, (), 200.0, CONFIG)
+    after = count_unseen_delivery(state, beyond, (), 200.0)
     ((at, amount, why),) = _unseen(after)
     assert (at, why) == (200.0, "delivered while the safety process was down")
     assert amount == pytest.approx(1.0)
     # half a mL with nothing verified in between: all of it unseen
     idle = replace(state, drugs={program.drug: DrugRecord(RateHistory(), program.limits)})
-    ((_, amount, _),) = _unseen(_unseen_delivery(idle, 1.5, (), 200.0, CONFIG))
+    ((_, amount, _),) = _unseen(count_unseen_delivery(idle, 1.5, (), 200.0))
     assert amount == pytest.approx(8.0)
 
 
@@ -148,7 +148,7 @@ def test_a_counter_that_says_nothing_about_the_gap_counts_nothing(library: DrugL
         (replace(_gap_state(program, last_ml=1.0, last_at=100.0), program=None), ()),
         (_gap_state(program, last_ml=60.0, last_at=100.0), ()),  # counter went back
     ):
-        assert _unseen(_unseen_delivery(state, big, alarms, 200.0, CONFIG)) == []
+        assert _unseen(count_unseen_delivery(state, big, alarms, 200.0)) == []
 
 
 # --------------------------------------------------------------------------- S4 rogue
