@@ -259,12 +259,13 @@ class Session:
         points: list[DosePoint] = []
         for p in snapshot.history:
             dose = None
+            rate = Decimal(0)
             if program is not None:
-                value = program.dose_of_amount_rate(
-                    Fraction(p.rate_ml_h) * Fraction(p.amount_per_ml)
-                )
-                dose = fraction_to_decimal(value, 6)
-            points.append(DosePoint(p.start, p.rate_ml_h, dose, snapshot.dose_unit, p.cause))
+                amount = p.exact_amount()
+                dose = fraction_to_decimal(program.dose_of_amount_rate(amount), 6)
+                # the drug's total as a rate of this program's solution
+                rate = fraction_to_decimal(amount / program.amount_per_ml, 6)
+            points.append(DosePoint(p.start, rate, dose, snapshot.dose_unit, p.cause))
         return tuple(points)
 
     def alarms(self) -> tuple[AlarmView, ...]:
@@ -797,7 +798,7 @@ class Session:
         return Facts(
             program=snapshot.program is not None,
             running=snapshot.running,
-            has_run=any(p.rate_ml_h > 0 for p in snapshot.history),
+            has_run=any(p.amount_per_h > 0 for p in snapshot.history),
             estopped=snapshot.estopped,
             hold=snapshot.hold or snapshot.uncertain or self._link.down is not None,
             alarm=any(not a.acknowledged and blocks(a) for a in alarms),

@@ -159,12 +159,11 @@ def plot_series(
         if end < start:
             continue
         t = max(p.start, start)
-        dose = (
-            _f(Fraction(p.rate_ml_h) * Fraction(p.amount_per_ml) * per_amount)
-            if per_amount is not None
-            else None
-        )
-        points.append([round((t - now) / 3600.0, 5), _f(p.rate_ml_h), dose])
+        amount = p.exact_amount()
+        dose = _f(amount * per_amount) if per_amount is not None else None
+        # the drug's total as a rate of the current program's solution
+        rate = _f(amount / program.amount_per_ml) if program is not None else None
+        points.append([round((t - now) / 3600.0, 5), rate, dose])
     if points:
         points.append([0.0, points[-1][1], points[-1][2]])
     return {"hours": hours, "points": points}

@@ -264,9 +264,11 @@ class InfusionMachine(RuleBasedStateMachine):
         """After an alarm: acknowledge, then start again at the last rate that ran."""
         assert self.program is not None
         self._send(AcknowledgeAlarms(None), "ok")
-        rates = [s.rate_ml_h for s in self.bench.core.state.history.segments if s.rate_ml_h > 0]
-        if rates:
-            dose = _decimal(self.program.dose(rates[-1]) * Fraction(Decimal(scale)))
+        amounts = [s.amount_per_h for s in self.bench.core.state.history.segments]
+        amounts = [a for a in amounts if a > 0]
+        if amounts:
+            last = self.program.dose_of_amount_rate(amounts[-1])
+            dose = _decimal(last * Fraction(Decimal(scale)))
             self._send(StartInfusion(dose, confirm_soft_limits=confirm), "ok")
 
     @rule(factor=FACTORS, confirm=st.booleans(), link=LINKS)
