@@ -609,7 +609,7 @@ class SafetyCore:
         every action moves toward safety, and the interlock relay does not depend on the
         pump's link, so a stop lost on the wire must not leave the relay closed (S12).
         Afterwards the channels acted on are read back, in the order they were first
-        acted on (a relay's incoming channel first).
+        acted on (a relay's incoming channel first); every channel when none was.
         """
         failure: str | None = None
         touched: list[str] = []
@@ -645,7 +645,7 @@ class SafetyCore:
                 return failure
         if failure is not None:
             return failure
-        self.poll(depth + 1, touched)
+        self.poll(depth + 1, touched or None)  # nothing sent: every channel, as it is now
         return "applied"
 
     def _send(self, action: PumpAction) -> None:

@@ -110,7 +110,11 @@ def test_float_ties_are_settled_exactly_within_one_concentration() -> None:
     low, high = Decimal("30"), Decimal("30.0000000000000000000001")
     assert float(low) == float(high)
     per_ml = Fraction(16)
-    h = RateHistory().with_rate(0.0, Fraction(high) * per_ml).with_rate(60.0, Fraction(low) * per_ml)
+    h = (
+        RateHistory()
+        .with_rate(0.0, Fraction(high) * per_ml)
+        .with_rate(60.0, Fraction(low) * per_ml)
+    )
     h = h.with_rate(120.0, Fraction(Decimal("30.00000000000000000000005")) * per_ml)
     assert h.max_amount_rate(0.0, 180.0) == Fraction(high) * per_ml
     assert h.min_running_amount_rate(0.0, 180.0) == Fraction(low) * per_ml
@@ -121,7 +125,11 @@ def test_float_ties_are_settled_exactly_across_concentrations() -> None:
     a = Fraction(10**30 + 1, 10**30)
     b = Fraction(1)
     assert float(a) == float(b) and a > b
-    h = RateHistory().with_rate(0.0, Fraction(Decimal(1)) * b).with_rate(60.0, Fraction(Decimal(1)) * a)
+    h = (
+        RateHistory()
+        .with_rate(0.0, Fraction(Decimal(1)) * b)
+        .with_rate(60.0, Fraction(Decimal(1)) * a)
+    )
     h = h.with_rate(120.0, Fraction(Decimal(1)) * Fraction(1))
     assert h.max_amount_rate(0.0, 180.0) == a
     assert h.min_running_amount_rate(0.0, 180.0) == b

@@ -354,7 +354,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 comms",
         "safety/host/core.py",
-        "            if self.state.channel(name).comms_ok:\n                self._record(CommsFailed",
+        (
+            "            if self.state.channel(name).comms_ok:\n"
+            "                self._record(CommsFailed"
+        ),
         "            if False:\n                self._record(CommsFailed",
         "test_s13_comms",
     ),
