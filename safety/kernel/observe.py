@@ -73,7 +73,7 @@ def observe(
     c = s.channel(channel)
     if c.pending is not None:
         s = _reconcile(s, channel, c.pending, reading, t)
-    s = _container_used(s, channel, reading.infused_ml)
+    s = _container_used(s, channel, reading.infused_ml, t)
     if s.channel(channel).priming is not None:
         return _priming(s, channel, reading, now, config)
 
@@ -346,7 +346,7 @@ def _pump_alarms(alarms: AlarmBook, reading: PumpReading, t: float, channel: str
     return alarms
 
 
-def _container_used(s: KernelState, channel: str, infused_ml: float) -> KernelState:
+def _container_used(s: KernelState, channel: str, infused_ml: float, t: float) -> KernelState:
     """What the pump's counter displaced since the last reading is gone from its
     container (a counter that went back was cleared: it counts again from zero)."""
     c = s.channel(channel)
@@ -354,7 +354,7 @@ def _container_used(s: KernelState, channel: str, infused_ml: float) -> KernelSt
     last = container.counter_ml if container.counter_ml is not None else 0.0
     moved = infused_ml - last if infused_ml >= last else infused_ml
     container = replace(
-        container, used_ml=container.used_ml + max(0.0, moved), counter_ml=infused_ml
+        container, used_ml=container.used_ml + max(0.0, moved), counter_ml=infused_ml, read_at=t
     )
     return s.with_channel(channel, container=container)
 

@@ -358,7 +358,8 @@ class ContainerState:
     volume_ml: float = 0.0  # what it held when loaded (0: not known)
     capacity_ml: float = 0.0  # what it holds when full (0: not known)
     used_ml: float = 0.0  # displaced since, by the pump's own counter
-    counter_ml: float | None = None  # the pump's counter at its last reading
+    counter_ml: float | None = None  # the pump's counter at its last reading...
+    read_at: float | None = None  # ... taken then (clinical s)
     primed: bool = False  # a prime took up the pump's slack since it was loaded
     loaded_at: float | None = None
 
@@ -515,9 +516,10 @@ class ChannelState:
     def empty_at(self) -> float | None:
         """Clinical time the container empties at the verified rate."""
         left = self.seconds_to_empty()
-        if left is None or self.last_reading_at is None:
+        read_at = self.container.read_at
+        if left is None or read_at is None:
             return None
-        return self.last_reading_at + left
+        return read_at + left
 
 
 _NO_HISTORY = RateHistory()
