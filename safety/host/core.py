@@ -685,22 +685,21 @@ class SafetyCore:
         if move.actions:
             events.append(CommandIssued(move.actions[0], "relay", self.now()))
         self._record(*events)
-        if any(isinstance(e, HandoverEnded) for e in move.events):
-            self._outputs()
-            return
-        if not move.actions:
-            return
-        log.info("%s", move.message)
-        outcome = self._execute(move.actions, "relay", first_recorded=True)
-        now = self.now()
-        handover = self.state.handover
-        if outcome != "applied" or handover is None:
-            self._record(HandoverEnded("failed", outcome, now))
-        else:
-            counter = self.state.channel(handover.to_channel).container.counter_ml
-            self._record(HandoverStepped(move.step, counter, now))
-            if move.last:
-                self._record(HandoverEnded("done", move.message, now))
+        ended = any(isinstance(e, HandoverEnded) for e in move.events)
+        if move.actions:
+            log.info("%s", move.message)
+            outcome = self._execute(move.actions, "relay", first_recorded=True)
+            now = self.now()
+            handover = self.state.handover
+            if ended or handover is None:
+                pass  # a fall-back after the end: its read-backs speak for it
+            elif outcome != "applied":
+                self._record(HandoverEnded("failed", outcome, now))
+            else:
+                counter = self.state.channel(handover.to_channel).container.counter_ml
+                self._record(HandoverStepped(move.step, counter, now))
+                if move.last:
+                    self._record(HandoverEnded("done", move.message, now))
         self._outputs()
 
     # ------------------------------------------------------------------ timers

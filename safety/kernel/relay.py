@@ -480,6 +480,8 @@ def relay_move(
     if handover.step >= handover.steps:
         return RelayMove((_ended(now, "done", "handed over"),), (), handover.step, True, "")
     if handover.step_at is not None:
+        if not cb.running and not cb.expected_running:
+            return _fall_back(state, now, config, pumps, f"channel {b} stopped by itself")
         a_stopped = not ca.running and not ca.expected_running
         waiting = t < handover.step_at + config.overlap_step_s or not _flow_shown(state, b)
         if waiting and not a_stopped:
@@ -490,6 +492,43 @@ def relay_move(
     return _step(state, now, config, pumps, a, b, handover.rate_ml_h, step, handover.steps, ())
 
 
+def _fall_back(
+    state: KernelState, now: Now, config: KernelConfig, pumps: Pumps, why: str
+) -> RelayMove:
+    """The incoming channel failed mid-way: the outgoing one takes back the whole rate it
+    handed over (what ran before is no titration), and the handover ends failed."""
+    handover = state.handover
+    assert handover is not None
+    a = handover.from_channel
+    ca = state.channel(a)
+    pa = ca.drug_program
+    ended = _ended(now, "failed", f"{why}; channel {a} runs the whole rate again")
+    if pa is None or not ca.running:
+        return RelayMove((ended,), (), handover.step, True, why)
+    caps = pump_of(pumps, a)
+    exact = Fraction(handover.rate_ml_h)
+    rate = caps.pump_rate(exact)
+    drug = pa.drug
+    others = state.others_amount_rate(drug, a)
+    given = others + Fraction(rate) * pa.amount_per_ml
+    refusal = pump_range(caps, exact, rate, f"channel {a}'s rate", {}) or judge_total(
+        state,
+        drug,
+        a,
+        given,
+        given,
+        state.total_amount_rate(drug),
+        now.clinical,
+        config,
+        start=False,
+        own_checked=False,
+        resume_to=given,
+    )
+    if refusal is not None:
+        return RelayMove((_ended(now, "failed", f"{why}; {refusal.message}"),), (), 0, True, why)
+    return RelayMove((ended,), (SetRate(rate, a),), handover.step, True, why)
+
+
 def _flow_shown(state: KernelState, channel: str) -> bool:
     """The incoming channel's own counter shows (most of) the flow it was set to since
     the last step."""
@@ -497,10 +536,12 @@ def _flow_shown(state: KernelState, channel: str) -> bool:
     assert handover is not None and handover.step_at is not None
     c = state.channel(channel)
     start = handover.counter_at_step
-    counter = c.container.counter_ml
-    if start is None or counter is None or c.last_reading_at is None or not c.running:
+    counter, read_at = c.container.counter_ml, c.container.read_at
+    if start is None or counter is None or read_at is None or not c.running:
         return False
-    expected = float(c.set_rate) * max(0.0, c.last_reading_at - handover.step_at) / 3600.0
+    if read_at <= handover.step_at:
+        return False  # no time has passed: no flow can have been shown
+    expected = float(c.set_rate) * max(0.0, read_at - handover.step_at) / 3600.0
     return counter - start >= FLOW_SHOWN_SHARE * expected
 
 

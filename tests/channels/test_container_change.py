@@ -107,3 +107,19 @@ def test_a_pause_needs_something_to_pause_and_a_resume_a_pause(one: ChannelBench
     assert past.verdict.message == (
         "refused: volume_ml must be more than 0 and at most 50 mL (what bd-plastipak-50ml holds)"
     )
+
+
+def test_a_resume_is_judged_on_what_the_drug_gives_by_then(
+    make_channels: Callable[..., ChannelBench], std: ProgramSpec
+) -> None:
+    """A paused at 40 mcg/min; B started meanwhile at the window's highest dose (a start
+    may resume it): A's resume would give 80 in all, far above the hard max."""
+    bench = make_channels()
+    bench.seed(std, [(0.0, "40")], boot_at=3600.0)
+    bench.boot()
+    assert bench.load_on("A", std).verdict.accepted and bench.load_on("B", std).verdict.accepted
+    assert bench.pause("A").verdict.accepted
+    assert bench.start_on("B", 40, confirm=True).verdict.accepted
+    refused = bench.resume("A")
+    assert refused.verdict.reason is Reason.HARD_MAX, refused.verdict.message
+    assert not bench.pumps["A"].snapshot().running

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from safety.kernel.config import KernelConfig
 from safety.kernel.model import ChangeDose, ProgramSpec, StartInfusion
+from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.channels.support import ChannelBench
+from tests.kernel.support import norepi_weight_based
 
 
 def _both(bench: ChannelBench, spec: ProgramSpec, a: str, b: str, *, confirm: bool = False) -> None:
@@ -194,3 +197,31 @@ def test_the_emergency_stop_stops_every_channel(two: ChannelBench, std: ProgramS
     )
     assert not any(p.snapshot().running for p in two.pumps.values())
     assert not two.ch("A").running and not two.ch("B").running
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def test_the_cap_guard_stops_every_channel_of_the_drug(
+    make_channels: object, library: DrugLibrary
+) -> None:
+    """68 mg per 24 h, weight-based at 70 kg: A gave 0.9 mcg/kg/min (63 mcg/min, 3.78 mg
+    an hour) until 67.4 mg; with B's 0.02 beside it (a look-ahead of 5 min lets it start)
+    the total reaches the cap about 9 min later, before A's syringe runs out. The guard
+    stops both pumps, not one."""
+    assert callable(make_channels)
+    spec = norepi_weight_based(library)
+    bench: ChannelBench = make_channels(config=KernelConfig(cap_lookahead_s=300.0))
+    per_h = float(bench.pump_rate_for(spec, "0.9")) * 16 / 1000  # mg/h
+    bench.seed(spec, [(0.0, "0.9")], boot_at=67.4 / per_h * 3600)
+    bench.boot()
+    assert bench.load_on("A", spec).verdict.accepted and bench.load_on("B", spec).verdict.accepted
+    started = bench.start_on("B", "0.02", confirm=True)
+    assert started.verdict.accepted, started.verdict.message
+    bench.advance(10 * 60, poll_every_s=60)
+    assert not any(p.snapshot().running for p in bench.pumps.values())
+    assert not bench.core.state.alarms.has("pump:empty")
+    alarm = bench.core.state.alarms.get("cap", "drug:norepinephrine")
+    assert alarm is not None and alarm.priority.word == "high"
+    stops = [c.action.channel for c in bench.commands() if c.cause == "safety"]
+    assert sorted(stops) == ["A", "B"]
