@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from benchmarks import (
+    accuracy,
     closed_loop,
     death,
     interrupt,
     latency,
+    lines,
     observers,
     overhead,
     resources,
@@ -39,7 +41,16 @@ from benchmarks.report import (
 from controller.logfile import log_to_file
 from safety.library import DrugLibrary, load_library
 
-BENCHMARKS = ("latency", "overhead", "liveness", "simulation", "resources", "closed_loop")
+BENCHMARKS = (
+    "latency",
+    "overhead",
+    "lines",
+    "liveness",
+    "simulation",
+    "resources",
+    "closed_loop",
+    "accuracy",
+)
 #: heavy, opt-in (``pumpctl bench --observe``): the dashboard and a 1,000-bench fleet
 OPT_IN = ("dashboard", "fleet")
 
@@ -50,6 +61,10 @@ SIM_GOAL = Goal(">=", 50_000.0, "x real time")
 SAFETY_MEMORY_GOAL = Goal("<=", 40.0, "MB")
 CONTROLLER_MEMORY_GOAL = Goal("<=", 60.0, "MB")
 STARTUP_GOAL = Goal("<=", 1.0, "s")
+#: issue 14: a command with 4 pumps on one line takes at most 10 ms more than its wire time
+LINE_GOAL = Goal("<=", 10.0, "ms", "issue 14")
+#: issue 14: the Harvard driver finishes at the wire time (it took 130 ms on a pty before)
+HARVARD_GOAL = Goal("<=", 10.0, "ms", "issue 14")
 DASHBOARD_MEMORY_GOAL = Goal("<=", 60.0, "MB")
 PAGE_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
 FLEET_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
@@ -77,6 +92,8 @@ class Settings:
     sim_hours: float = 24.0
     sim_real_timing_hours: float = 1.0
     journal_appends: int = 300
+    line_commands: int = 200
+    harvard_repetitions: int = 100
     dashboard_clients: int = 5
     dashboard_changes: int = 100
     fleet_benches: int = 1000
@@ -86,6 +103,8 @@ class Settings:
     #: runs the published size instead (250) and measures its speed
     closed_loop_patients: int = 5
     cohort: bool = False
+    #: issue 13: analyses of the 24 h accuracy test (the figure is the slowest)
+    accuracy_repetitions: int = 5
     only: tuple[str, ...] = BENCHMARKS
     work_dir: Path | None = None
     keep: bool = False
@@ -109,11 +128,14 @@ class Settings:
             sim_hours=1.0,
             sim_real_timing_hours=0.05,
             journal_appends=20,
+            line_commands=8,
+            harvard_repetitions=5,
             dashboard_changes=10,
             fleet_benches=20,
             fleet_steady_s=3.0,
             fleet_outage_s=3.0,
             closed_loop_patients=1,
+            accuracy_repetitions=2,
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -152,12 +174,14 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
         steps: list[tuple[str, Callable[[_Run], None]]] = [
             ("latency", _latency),
             ("overhead", _overhead),
+            ("lines", _lines),
             ("liveness", _liveness),
             ("simulation", _simulation),
             ("resources", _resources),
             ("dashboard", _dashboard),
             ("fleet", _fleet),
             ("closed_loop", _closed_loop),
+            ("accuracy", _accuracy),
         ]
         for name, step in steps:
             if name in settings.only:
@@ -458,6 +482,76 @@ def _overhead(run: _Run) -> None:
     )
 
 
+# --------------------------------------------------------------------------- pumps on one line
+
+
+def _lines(run: _Run) -> None:
+    s = run.settings
+    for protocol in lines.PROTOCOLS:
+        key = f"lines.{protocol}"
+        title = f"command latency p99 over the wire time, 4 {protocol} pumps on one line"
+        run.progress(f"lines: 4 {protocol} pumps on one pty, {s.line_commands} commands")
+        try:
+            result = lines.measure_line(run.pool, protocol, s.line_commands)
+        except Exception as exc:
+            run.report.figures.append(_failed(key, title, "ms", LINE_GOAL, "p99", exc))
+            continue
+        excess = [t - w for t, w in zip(result.samples, result.wire, strict=True)]
+        judged = excess if result.paced else result.samples
+        stats = summary_ms(result.samples)
+        wire_ms = statistics.median(result.wire) * 1000
+        stats["wire ms"] = wire_ms
+        if result.paced:
+            stats["p99 - wire ms"] = percentile(excess, 99) * 1000
+        run.report.figures.append(
+            Figure(
+                key,
+                title,
+                percentile(judged, 99) * 1000,
+                "ms",
+                LINE_GOAL,
+                "p99 of latency - wire time" if result.paced else "p99 latency (unpaced)",
+                stats,
+                note=(
+                    f"driver level, a rate set and its read-back on the next of 4 pumps; "
+                    f"replies paced at {lines.BAUD[protocol]} baud; wire time = bytes x "
+                    f"{lines.BITS_PER_CHAR[protocol]} bits / baud, counted per command"
+                    if result.paced
+                    else f"driver level, RTU on a pty the emulator does not pace: the "
+                    f"samples hold no wire time; a real line at {lines.BAUD[protocol]} "
+                    f"baud 8E1 would add {wire_ms:.1f} ms"
+                ),
+            )
+        )
+    title = "Harvard rate set + status read p50, our driver (unpaced pty)"
+    run.progress(
+        f"lines: Harvard set + read, our driver and a public client, {s.harvard_repetitions}x"
+    )
+    try:
+        pair = lines.measure_harvard_pair(run.pool, s.harvard_repetitions)
+    except Exception as exc:
+        run.report.figures.append(
+            _failed("lines.harvard_pair", title, "ms", HARVARD_GOAL, "p50", exc)
+        )
+        return
+    ours = percentile(pair.ours, 50) * 1000
+    stats = {**summary_ms(pair.ours)}
+    note = "the same Pump 11 Elite emulator, one after the other; before issue 14: 130 ms"
+    if pair.client is not None:
+        theirs = percentile(pair.client, 50) * 1000
+        stats["client p50 ms"] = theirs
+        stats["client / ours (p50)"] = theirs / ours if ours else 0.0
+        note += (
+            f"; the client is {pair.client_name} (polling mode: it reads each reply up to "
+            "the XON that ends it), timed for its own rate set plus a status command"
+        )
+    else:
+        note += f"; client not measured: {pair.client_error}"
+    run.report.figures.append(
+        Figure("lines.harvard_pair", title, ours, "ms", HARVARD_GOAL, "p50", stats, note=note)
+    )
+
+
 # --------------------------------------------------------------------------- 3 liveness
 
 
@@ -697,6 +791,29 @@ def _closed_loop(run: _Run) -> None:
             _failed("closed_loop.violations", "closed loop cohort", "violations",
                     closed_loop.VIOLATIONS_GOAL, "sum", exc)
         )  # fmt: skip
+        return
+    run.report.figures += figures
+    run.report.context += context
+
+
+# --------------------------------------------------------------------------- 7 accuracy
+
+
+def _accuracy(run: _Run) -> None:
+    try:
+        figures, context = accuracy.measure(
+            run.library,
+            accuracy.AccuracyBench(repetitions=run.settings.accuracy_repetitions),
+            run.pool.new_dir("accuracy"),
+            run.progress,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        run.report.figures += [
+            _failed(key, title, unit, goal, judged, exc)
+            for key, title, unit, goal, judged in accuracy.FIGURES
+        ]
         return
     run.report.figures += figures
     run.report.context += context

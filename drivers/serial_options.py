@@ -8,6 +8,10 @@ bounds from drifting apart.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drivers.lines import SharedLine
 
 
 def check_serial_options(
@@ -27,3 +31,27 @@ def check_serial_options(
         raise ValueError(f"{family} reply_timeout_s must be > 0 and <= 30 s, got {reply_timeout_s}")
     if not (0 <= settle_s <= 1):
         raise ValueError(f"{family} settle_s must be 0-1 s, got {settle_s}")
+
+
+def resolve_port(
+    family: str,
+    *,
+    port: str | None,
+    baud: int | None,
+    line: SharedLine | None,
+    default_baud: int,
+) -> tuple[str, int]:
+    """The port name and baud rate of a driver given either a port of its own or a shared
+    line (``drivers.lines``): exactly one of them, and the baud is the line's on a line."""
+    if line is not None:
+        if port is not None:
+            raise ValueError(f"{family}: give port= or line=, not both (line {line.name})")
+        if baud is not None:
+            raise ValueError(
+                f"{family}: baud belongs to the line ({line.name}: {line.spec.baud}); "
+                "leave it out when line= is given"
+            )
+        return line.name, line.spec.baud
+    if port is None:
+        raise ValueError(f"{family}: port= (a serial device) or line= (a shared line) is required")
+    return port, default_baud if baud is None else baud

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
-from drivers.transport import FrameEnd, render
+from drivers.transport import Ambiguous, FrameEnd, render
 
 
 class _Disconnect:
@@ -91,7 +91,13 @@ class ScriptedTransport:
         return True
 
     def exchange(
-        self, request: bytes, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0
+        self,
+        request: bytes,
+        *,
+        frame_end: FrameEnd,
+        timeout_s: float,
+        settle_s: float = 0.0,
+        ambiguous: Ambiguous | None = None,
     ) -> bytes:
         if not self._open:
             self._fail(f"request {render(request)} sent on a closed port")
@@ -113,7 +119,14 @@ class ScriptedTransport:
             self._pending += reply
         return self._take_frame(frame_end, timeout_s)
 
-    def read_frame(self, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0) -> bytes:
+    def read_frame(
+        self,
+        *,
+        frame_end: FrameEnd,
+        timeout_s: float,
+        settle_s: float = 0.0,
+        ambiguous: Ambiguous | None = None,
+    ) -> bytes:
         if not self._open:
             raise DeviceDisconnected("scripted port is not open")
         self.unprompted_reads += 1

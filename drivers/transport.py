@@ -19,8 +19,14 @@ next exchange first discards whatever arrives during one more timeout period.
 
 A frame is recognised by the protocol, not here: callers pass ``frame_end(buffer)``, which
 returns how many bytes of ``buffer`` make the first complete reply (leading noise
-included), or None while it is incomplete. ``settle_s`` keeps reading that long after a
-reply looks complete, for protocols where a prompt can also start a longer reply (Harvard).
+included), or None while it is incomplete. ``settle_s`` keeps reading until the line has
+been quiet that long after a reply looks complete, for protocols where the end of a reply
+can also be the start of a longer one (Harvard: ``<LF>01:`` is the idle prompt of pump 1
+and the head of its next text line). ``ambiguous(frame)`` narrows that wait to the frames
+that really are ambiguous: when given, a complete-looking frame for which it returns False
+is taken at once, so a reply finishes at its wire time instead of after a quiet period.
+The quiet period itself is watched with short sleeps and non-blocking reads, not with the
+port's read timeout, so a settle of 2 ms costs 2 ms.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import serial
 from drivers.errors import DeviceDisconnected, DeviceTimeout
 
 FrameEnd = Callable[[bytes], int | None]
+#: True when a complete-looking frame may still grow (see the module docstring)
+Ambiguous = Callable[[bytes], bool]
 
 #: longest single wait inside a read loop
 POLL_S = 0.01
@@ -44,6 +52,8 @@ POLL_S = 0.01
 WRITE_TIMEOUT_S = 1.0
 #: drain() gives up after this long past its quiet period, even on a babbling line
 DRAIN_CAP_S = 0.5
+#: longest sleep between two looks at the line while it settles
+SETTLE_STEP_S = 0.0005
 #: bytes read in one call at most, so that even a babbling line cannot stall the loop
 MAX_CHUNK = 4096
 
@@ -73,12 +83,25 @@ class Transport(Protocol):
         ...
 
     def exchange(
-        self, request: bytes, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0
+        self,
+        request: bytes,
+        *,
+        frame_end: FrameEnd,
+        timeout_s: float,
+        settle_s: float = 0.0,
+        ambiguous: Ambiguous | None = None,
     ) -> bytes:
         """Send ``request`` and return the first complete reply frame."""
         ...
 
-    def read_frame(self, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0) -> bytes:
+    def read_frame(
+        self,
+        *,
+        frame_end: FrameEnd,
+        timeout_s: float,
+        settle_s: float = 0.0,
+        ambiguous: Ambiguous | None = None,
+    ) -> bytes:
         """Return the next complete frame without sending anything."""
         ...
 
@@ -159,19 +182,32 @@ class SerialTransport:
             return True
 
     def exchange(
-        self, request: bytes, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0
+        self,
+        request: bytes,
+        *,
+        frame_end: FrameEnd,
+        timeout_s: float,
+        settle_s: float = 0.0,
+        ambiguous: Ambiguous | None = None,
     ) -> bytes:
         with self._lock:
             self._require_open()
             if self._dirty_until:
                 self.drain()
             self._write(request)
-            return self._read_frame(frame_end, timeout_s, settle_s)
+            return self._read_frame(frame_end, timeout_s, settle_s, ambiguous)
 
-    def read_frame(self, *, frame_end: FrameEnd, timeout_s: float, settle_s: float = 0.0) -> bytes:
+    def read_frame(
+        self,
+        *,
+        frame_end: FrameEnd,
+        timeout_s: float,
+        settle_s: float = 0.0,
+        ambiguous: Ambiguous | None = None,
+    ) -> bytes:
         with self._lock:
             self._require_open()
-            return self._read_frame(frame_end, timeout_s, settle_s)
+            return self._read_frame(frame_end, timeout_s, settle_s, ambiguous)
 
     def drain(self) -> bytes:
         with self._lock:
@@ -230,13 +266,23 @@ class SerialTransport:
         self._pending.clear()
         return data
 
-    def _read_frame(self, frame_end: FrameEnd, timeout_s: float, settle_s: float) -> bytes:
+    def _read_frame(
+        self,
+        frame_end: FrameEnd,
+        timeout_s: float,
+        settle_s: float,
+        ambiguous: Ambiguous | None = None,
+    ) -> bytes:
         deadline = self._now() + timeout_s
         hard_stop = deadline + settle_s
         while True:
             end = frame_end(bytes(self._pending))
-            if end is not None and settle_s > 0:
-                end = self._settle(frame_end, settle_s, hard_stop)
+            if (
+                end is not None
+                and settle_s > 0
+                and (ambiguous is None or ambiguous(bytes(self._pending[:end])))
+            ):
+                end = self._settle(frame_end, settle_s, hard_stop, ambiguous)
             if end is not None:
                 frame = bytes(self._pending[:end])
                 del self._pending[:end]
@@ -250,13 +296,33 @@ class SerialTransport:
                 )
             self._read_some()
 
-    def _settle(self, frame_end: FrameEnd, settle_s: float, hard_stop: float) -> int | None:
+    def _settle(
+        self,
+        frame_end: FrameEnd,
+        settle_s: float,
+        hard_stop: float,
+        ambiguous: Ambiguous | None = None,
+    ) -> int | None:
         """Keep reading until the line has been quiet for ``settle_s`` (or ``hard_stop``);
-        the reply may have grown meanwhile, so its end is found again."""
+        the reply may have grown meanwhile, so its end is found again. A reply that grows
+        into an unambiguous whole (``ambiguous`` says so) is taken at once: a reply still
+        arriving byte by byte passes through ambiguous states on its way."""
         quiet_since = self._now()
-        while self._now() < hard_stop and self._now() - quiet_since < settle_s:
-            before = len(self._pending)
-            self._read_some()
-            if len(self._pending) > before:
+        while True:
+            now = self._now()
+            left = min(hard_stop, quiet_since + settle_s) - now
+            if left <= 0:
+                break
+            time.sleep(min(left, SETTLE_STEP_S))
+            chunk = self._read_available()
+            if chunk:
+                self._pending += chunk
                 quiet_since = self._now()
+                end = frame_end(bytes(self._pending))
+                if (
+                    end is not None
+                    and ambiguous is not None
+                    and not ambiguous(bytes(self._pending[:end]))
+                ):
+                    return end
         return frame_end(bytes(self._pending))

@@ -2,9 +2,11 @@
 
 Two kinds: *wire* faults act on the bytes between host and pump (lost, late, corrupted,
 garbage, silence, disconnect) and *pump* faults act on the physics (occlusion, empty
-syringe, stall, power cycle). Both are named by short strings so the same words work on
-the command line (``--faults occlusion,delay=0.2``), on an emulator's control channel and
-in scenario files.
+syringe, stall, power cycle; and on a volumetric pump: air in the line, upstream
+occlusion, an open door). ``patient_line=off|on`` is not a fault but the line's state:
+disconnected from the patient (priming to waste) or connected. All are named by short
+strings so the same words work on the command line (``--faults occlusion,delay=0.2``), on
+an emulator's control channel and in scenario files.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import enum
 import threading
 from dataclasses import dataclass
 
-from firmware_bridge.pump_model import SimulatedPump
+from firmware_bridge.pump_model import NotApplicable, SimulatedPump
 
 
 class ReplyAction(enum.Enum):
@@ -39,7 +41,16 @@ class WireFaultState:
 
 
 WIRE_FAULTS = ("drop", "lose_ack", "corrupt", "delay", "garbage", "silent", "disconnect")
-PUMP_FAULTS = ("occlusion", "stall", "empty", "power_cycle")
+PUMP_FAULTS = (
+    "occlusion",
+    "stall",
+    "empty",
+    "power_cycle",
+    "air_in_line",
+    "upstream_occlusion",
+    "door_open",
+    "patient_line",
+)
 ALL_FAULTS = WIRE_FAULTS + PUMP_FAULTS
 
 
@@ -157,7 +168,9 @@ def apply_fault(spec: str, pump: SimulatedPump | None, wire: WireFaults | None) 
 
     Wire faults: ``drop[=N]``, ``lose_ack[=N]``, ``corrupt[=N]``, ``delay=SECONDS``,
     ``garbage[=on|off]``, ``silent[=on|off]``, ``disconnect``. Pump faults:
-    ``occlusion[=on|off]``, ``stall[=on|off]``, ``empty[=REMAINING_ML]``, ``power_cycle``.
+    ``occlusion[=on|off]``, ``stall[=on|off]``, ``empty[=REMAINING_ML]``, ``power_cycle``;
+    volumetric pumps only: ``air_in_line[=on|off]``, ``upstream_occlusion[=on|off]``,
+    ``door_open[=on|off]``; the line: ``patient_line=off|on``.
     ``clear`` switches every wire fault off and clears occlusion and stall.
     """
     name, sep, raw = spec.strip().partition("=")
@@ -169,6 +182,10 @@ def apply_fault(spec: str, pump: SimulatedPump | None, wire: WireFaults | None) 
         if pump is not None:
             pump.set_occlusion(False)
             pump.set_stall(False)
+            if pump.kind == "volumetric":
+                pump.set_air_in_line(False)
+                pump.set_upstream_occlusion(False)
+                pump.set_door_open(False)
         return
     if name not in ALL_FAULTS:
         raise FaultSpecError(f"unknown fault {name!r}; known: {', '.join(ALL_FAULTS)}, clear")
@@ -205,7 +222,24 @@ def _apply_wire(name: str, value: str | None, wire: WireFaults) -> None:
 
 
 def _apply_pump(name: str, value: str | None, pump: SimulatedPump) -> None:
-    if name == "occlusion":
+    try:
+        _apply_pump_fault(name, value, pump)
+    except NotApplicable as exc:
+        raise FaultSpecError(f"{name}: {exc}") from None
+
+
+def _apply_pump_fault(name: str, value: str | None, pump: SimulatedPump) -> None:
+    if name == "air_in_line":
+        pump.set_air_in_line(_flag(value, name))
+    elif name == "upstream_occlusion":
+        pump.set_upstream_occlusion(_flag(value, name))
+    elif name == "door_open":
+        pump.set_door_open(_flag(value, name))
+    elif name == "patient_line":
+        if value is None:
+            raise FaultSpecError("patient_line: say on (connected) or off (to waste)")
+        pump.connect_line(_flag(value, name))
+    elif name == "occlusion":
         pump.set_occlusion(_flag(value, name))
     elif name == "stall":
         pump.set_stall(_flag(value, name))

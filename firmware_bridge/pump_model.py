@@ -1,4 +1,5 @@
-"""The one simulated pump: physics of a syringe driver on the clinical clock.
+"""The one simulated pump: physics of a syringe driver, or of a volumetric pump, on the
+clinical clock.
 
 Every emulator (NE-1000, Harvard, Modbus) and the in-process ``mock`` driver serve this
 same model, so a fault behaves alike whatever protocol reaches it. Integration is exact:
@@ -13,6 +14,27 @@ Given a ``Mechanics`` (``firmware_bridge.mechanics``: slack, compliance lag, lea
 ripple, bore error), the ground truth is what that mechanism really delivers, so a late
 start-up at a low rate shows in the truth log exactly as it would on a balance; the pump's
 own counters (``infused_ml``) still count what the drive displaced, as a real pump's do.
+
+Two kinds of pump, by what they hold (``firmware_bridge.syringes.Container``):
+
+- a syringe pump (``Syringe``): a plunger, optionally a real mechanism (slack, lag...);
+- a volumetric pump (``Bag``): a container drained by a peristaltic mechanism, with the
+  sensors such pumps carry: air in the line, upstream occlusion (between bag and pump),
+  downstream occlusion (as a syringe pump's) and the door. Each of them stops the pump
+  with its alarm; an open door stops flow and never lets it run free (free-flow
+  protection), and the ground truth says so (no flow while the door is open).
+
+A container change (a new syringe or a new bag) is ``set_container`` and/or ``reload``.
+
+Priming and where fluid goes. The pump's line is connected to the patient or not
+(``connect_line``; connected by default, so every earlier use of the model is unchanged).
+While it is not, whatever leaves the line goes to waste: the patient's ground truth shows
+no flow and a ``TruthWaste`` event records the volume (when a prime ends and when the line
+is connected again). ``prime(volume)`` runs the pump at its top rate until that volume is
+displaced (an NE-1000 ``PUR``, a Harvard ``irun`` with a target volume), which also takes
+up a real mechanism's slack, so a primed syringe starts delivering promptly; the
+compliance after-flow of a prime keeps draining for a few lag time constants afterwards
+(connect after it: what leaves the line while it is connected reaches the patient).
 """
 
 from __future__ import annotations
@@ -24,7 +46,7 @@ from dataclasses import dataclass, field
 
 from firmware_bridge.clock import Clock
 from firmware_bridge.mechanics import DeliveryLine, Mechanics
-from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe, syringe_by_name
+from firmware_bridge.syringes import DEFAULT_SYRINGE, Bag, Container, Syringe, container_by_name
 
 #: pressure in the line while fluid flows freely (venous back-pressure), mmHg
 BASELINE_PRESSURE_MMHG = 15.0
@@ -42,6 +64,10 @@ class PumpAlarm(enum.StrEnum):
     STALL = "stall"
     RESET = "reset"  # power was interrupted
     COMMS_TIMEOUT = "comms_timeout"  # NE-1000 safe mode: no valid packet in time
+    # volumetric pumps' sensors
+    AIR_IN_LINE = "air_in_line"
+    UPSTREAM_OCCLUSION = "upstream_occlusion"
+    DOOR_OPEN = "door_open"
 
 
 class Direction(enum.StrEnum):
@@ -61,6 +87,13 @@ class NotApplicable(PumpModelError):
     """The command cannot be applied in the current state (NE-1000 ``?NA``)."""
 
 
+#: the kinds of pump, by what they hold
+SYRINGE_PUMP = "syringe"
+VOLUMETRIC_PUMP = "volumetric"
+#: a waste record smaller than this (mL) is float dust, not fluid
+WASTE_EPS_ML = 1e-9
+
+
 @dataclass(frozen=True)
 class PumpSnapshot:
     """What the pump knows about itself at one instant."""
@@ -78,7 +111,22 @@ class PumpSnapshot:
     alarms: frozenset[PumpAlarm]
     near_empty: bool
     target_reached: bool
-    syringe: Syringe
+    container: Container
+    priming: bool = False
+    line_connected: bool = True
+    wasted_ml: float = 0.0
+    door_open: bool = False
+
+    @property
+    def kind(self) -> str:
+        return VOLUMETRIC_PUMP if isinstance(self.container, Bag) else SYRINGE_PUMP
+
+    @property
+    def syringe(self) -> Syringe:
+        """The syringe of a syringe pump (a volumetric pump has none: ``container``)."""
+        if isinstance(self.container, Syringe):
+            return self.container
+        raise NotApplicable(f"a volumetric pump holds a bag ({self.container.name}), no syringe")
 
 
 @dataclass(frozen=True)
@@ -97,7 +145,16 @@ class TruthBolus:
     volume_ml: float
 
 
-TruthEvent = TruthSegment | TruthBolus
+@dataclass(frozen=True)
+class TruthWaste:
+    """``volume_ml`` left the line while it was not connected to the patient (a prime and
+    its after-flow), up to ``time``: it never reached the patient."""
+
+    time: float
+    volume_ml: float
+
+
+TruthEvent = TruthSegment | TruthBolus | TruthWaste
 
 
 @dataclass
@@ -132,6 +189,10 @@ class GroundTruth:
     def boluses(self) -> list[TruthBolus]:
         return [e for e in self.events if isinstance(e, TruthBolus)]
 
+    def wasted_ml(self) -> float:
+        """Volume recorded as gone to waste (never counted as delivered)."""
+        return sum(e.volume_ml for e in self.events if isinstance(e, TruthWaste))
+
 
 def delivered_volume(events: list[TruthEvent], until: float, since: float | None = None) -> float:
     """Integral of the true flow (plus boluses) over [since, until]."""
@@ -150,7 +211,8 @@ def delivered_volume(events: list[TruthEvent], until: float, since: float | None
 
 
 class SimulatedPump:
-    """A syringe pump: plunger, line pressure, alarms and the flow that reached the patient.
+    """A syringe or volumetric pump: drive, line pressure, alarms and the flow that reached
+    the patient (see the module docstring).
 
     Thread-safe: an emulator's serial thread and its fault-control thread may both call in.
     All times are read from the clinical ``clock``.
@@ -159,7 +221,7 @@ class SimulatedPump:
     def __init__(
         self,
         clock: Clock,
-        syringe: Syringe | str = DEFAULT_SYRINGE,
+        syringe: Container | str = DEFAULT_SYRINGE,
         *,
         loaded_volume_ml: float | None = None,
         occlusion_alarm_mmhg: float = DEFAULT_OCCLUSION_ALARM_MMHG,
@@ -168,15 +230,23 @@ class SimulatedPump:
         ignore_first_command_after_power_up: bool = False,
         truth_sink: Callable[[TruthEvent], None] | None = None,
         mechanics: Mechanics | None = None,
+        line_connected: bool = True,
     ) -> None:
         self._lock = threading.RLock()
         self._clock = clock
-        self._syringe = syringe_by_name(syringe) if isinstance(syringe, str) else syringe
+        self._syringe: Container = (
+            container_by_name(syringe) if isinstance(syringe, str) else syringe
+        )
         volume = self._syringe.volume_ml if loaded_volume_ml is None else loaded_volume_ml
         if not (0.0 <= volume <= self._syringe.volume_ml):
             raise ValueError(
                 f"loaded volume {volume} mL outside 0-{self._syringe.volume_ml} mL "
-                f"for syringe {self._syringe.name}"
+                f"for {self._syringe.name}"
+            )
+        if isinstance(self._syringe, Bag) and mechanics is not None and not mechanics.ideal:
+            raise ValueError(
+                "mechanics (slack, lag, ripple, bore error) describe a syringe driver; "
+                f"a volumetric pump with {self._syringe.name} takes none"
             )
         if occlusion_alarm_mmhg <= BASELINE_PRESSURE_MMHG:
             raise ValueError("occlusion alarm threshold must be above the baseline pressure")
@@ -204,24 +274,48 @@ class SimulatedPump:
         # injected physical faults
         self._occluded = False
         self._stalled = False
+        self._air = False
+        self._upstream = False
+        self._door_open = False
+        # priming, and where the line's output goes
+        self._priming = False
+        self._prime_restore: tuple[float, float | None] = (0.0, None)
+        self._connected = line_connected
+        self._wasted = 0.0  # recorded as waste so far
+        self._waste_mark = 0.0  # line output when the waste was last recorded
         self.truth = GroundTruth(sink=truth_sink)
+        self._flow = GroundTruth()  # what left the line, wherever it went (ideal mechanism)
         self._mechanics = mechanics
         self._line: DeliveryLine | None = None
         if mechanics is not None and not mechanics.ideal:
+            assert isinstance(self._syringe, Syringe)
             self._line = DeliveryLine(
                 mechanics,
                 self._syringe,
                 self._t,
-                lambda t, rate: self.truth.record(TruthSegment(t, rate)),
-                lambda t, volume: self.truth.record(TruthBolus(t, volume)),
+                self._route_segment,
+                self._route_bolus,
             )
             self._line.advance(self._t)
-        self.truth.record(TruthSegment(self._t, 0.0))
+        self._route_segment(self._t, 0.0)
 
     # ----------------------------------------------------------------- reading
     @property
     def syringe(self) -> Syringe:
+        """The syringe of a syringe pump; a volumetric pump has none (``container``)."""
+        if isinstance(self._syringe, Syringe):
+            return self._syringe
+        raise NotApplicable(f"a volumetric pump holds a bag ({self._syringe.name}), no syringe")
+
+    @property
+    def container(self) -> Container:
+        """The syringe or the bag the pump holds."""
         return self._syringe
+
+    @property
+    def kind(self) -> str:
+        """``"syringe"`` or ``"volumetric"``."""
+        return VOLUMETRIC_PUMP if isinstance(self._syringe, Bag) else SYRINGE_PUMP
 
     @property
     def clock(self) -> Clock:
@@ -233,14 +327,24 @@ class SimulatedPump:
         return self._mechanics
 
     def delivered_ml(self) -> float:
-        """Volume that really reached the line since power-up, up to the clock's now: exact,
-        including a part of a start-up transient not yet written to the truth."""
+        """Volume that really reached the patient since power-up, up to the clock's now:
+        exact, including a part of a start-up transient not yet written to the truth, and
+        never what went to waste."""
         with self._lock:
             now = self._clock.now()
             self._advance(now)
-            if self._line is not None:
-                return self._line.delivered_ml(now)
-            return self.truth.delivered_ml(now)
+            return self._line_out_ml(now) - self._wasted_now(now)
+
+    def wasted_ml(self) -> float:
+        """Volume that left the line while it was not connected to the patient."""
+        with self._lock:
+            now = self._clock.now()
+            self._advance(now)
+            return self._wasted_now(now)
+
+    @property
+    def line_connected(self) -> bool:
+        return self._connected
 
     def snapshot(self) -> PumpSnapshot:
         with self._lock:
@@ -263,7 +367,11 @@ class SimulatedPump:
                 alarms=frozenset(self._alarms),
                 near_empty=self._remaining <= self._near_empty_ml,
                 target_reached=self._target_reached,
-                syringe=self._syringe,
+                container=self._syringe,
+                priming=self._priming,
+                line_connected=self._connected,
+                wasted_ml=self._wasted_now(self._t),
+                door_open=self._door_open,
             )
 
     # ----------------------------------------------------------------- commands
@@ -275,19 +383,30 @@ class SimulatedPump:
             if not (s.min_rate_ml_h <= rate_ml_h <= s.max_rate_ml_h):
                 raise RateOutOfRange(
                     f"rate {rate_ml_h} mL/h outside {s.min_rate_ml_h}-{s.max_rate_ml_h} mL/h "
-                    f"for syringe {s.name}"
+                    f"for {s.name}"
                 )
             self._set_rate = float(rate_ml_h)
             self._record_flow()
 
-    def set_syringe(self, syringe: Syringe) -> None:
+    def set_syringe(self, syringe: Container) -> None:
+        """The pump is told of another syringe (or bag): see ``set_container``."""
+        self.set_container(syringe)
+
+    def set_container(self, syringe: Container) -> None:
+        """Another syringe or bag of the same kind of pump (a bag on a syringe pump, or the
+        reverse, is refused); the volume left stays, up to the new container's size."""
         with self._lock:
             self._advance(self._clock.now())
             if self._running:
                 raise NotApplicable("cannot change the syringe while pumping")
+            if isinstance(syringe, Bag) != isinstance(self._syringe, Bag):
+                raise NotApplicable(
+                    f"a {self.kind} pump cannot hold {syringe.name} "
+                    f"({'a bag' if isinstance(syringe, Bag) else 'a syringe'})"
+                )
             self._syringe = syringe
             self._remaining = min(self._remaining, syringe.volume_ml)
-            if self._line is not None:
+            if self._line is not None and isinstance(syringe, Syringe):
                 self._line.reload(syringe)
             if self._set_rate and not (
                 syringe.min_rate_ml_h <= self._set_rate <= syringe.max_rate_ml_h
@@ -313,29 +432,102 @@ class SimulatedPump:
     def start(self) -> None:
         with self._lock:
             self._advance(self._clock.now())
-            if self._stalled:
-                self._alarms.add(PumpAlarm.STALL)
-                raise NotApplicable("motor stalled")
-            if self._direction is Direction.INFUSE and self._remaining <= 0.0:
-                self._alarms.add(PumpAlarm.EMPTY)
-                raise NotApplicable("syringe empty")
-            if self._occluded and self._pressure >= self._occlusion_alarm:
-                raise NotApplicable("line occluded")
-            if self._set_rate <= 0.0:
-                raise NotApplicable("no rate set")
-            # Starting is the operator's acknowledgement of conditions that are gone.
-            self._alarms -= {PumpAlarm.RESET, PumpAlarm.COMMS_TIMEOUT, PumpAlarm.STALL}
-            if not self._occluded:
-                self._alarms.discard(PumpAlarm.OCCLUSION)
-            self._running = True
-            self._dispensed_since_start = 0.0
-            self._target_reached = False
-            self._record_flow()
+            self._check_can_run()
+            self._start()
+
+    def _check_can_run(self) -> None:
+        """Refuse a start the pump's sensors would refuse (raising their alarm)."""
+        for present, alarm, why in (
+            (self._door_open, PumpAlarm.DOOR_OPEN, "door open"),
+            (self._air, PumpAlarm.AIR_IN_LINE, "air in the line"),
+            (self._upstream, PumpAlarm.UPSTREAM_OCCLUSION, "upstream occlusion"),
+        ):
+            if present:
+                self._alarms.add(alarm)
+                raise NotApplicable(why)
+
+    def _start(self) -> None:
+        if self._stalled:
+            self._alarms.add(PumpAlarm.STALL)
+            raise NotApplicable("motor stalled")
+        if self._direction is Direction.INFUSE and self._remaining <= 0.0:
+            self._alarms.add(PumpAlarm.EMPTY)
+            raise NotApplicable("syringe empty")
+        if self._occluded and self._pressure >= self._occlusion_alarm:
+            raise NotApplicable("line occluded")
+        if self._set_rate <= 0.0:
+            raise NotApplicable("no rate set")
+        # Starting is the operator's acknowledgement of conditions that are gone.
+        self._alarms -= {
+            PumpAlarm.RESET,
+            PumpAlarm.COMMS_TIMEOUT,
+            PumpAlarm.STALL,
+            PumpAlarm.AIR_IN_LINE,
+            PumpAlarm.UPSTREAM_OCCLUSION,
+            PumpAlarm.DOOR_OPEN,
+        }
+        if not self._occluded:
+            self._alarms.discard(PumpAlarm.OCCLUSION)
+        self._running = True
+        self._dispensed_since_start = 0.0
+        self._target_reached = False
+        self._record_flow()
 
     def stop(self) -> None:
         with self._lock:
             self._advance(self._clock.now())
             self._halt()
+
+    def prime(self, volume_ml: float, rate_ml_h: float | None = None) -> None:
+        """Run at ``rate_ml_h`` (default: the container's top rate) until ``volume_ml`` is
+        displaced, then stop and give back the rate and target volume set before. Where
+        the fluid goes is the line's business (``connect_line``): to waste while it is not
+        connected to the patient."""
+        with self._lock:
+            self._advance(self._clock.now())
+            if self._running:
+                raise NotApplicable("cannot prime while pumping")
+            rate = self._syringe.max_rate_ml_h if rate_ml_h is None else rate_ml_h
+            if not (self._syringe.min_rate_ml_h <= rate <= self._syringe.max_rate_ml_h):
+                raise RateOutOfRange(
+                    f"prime rate {rate} mL/h outside the {self._syringe.name} range"
+                )
+            if not (0.0 < volume_ml <= self._syringe.volume_ml):
+                raise RateOutOfRange(
+                    f"prime volume {volume_ml} mL outside 0-{self._syringe.volume_ml} mL"
+                )
+            self._check_can_run()
+            restore = (self._set_rate, self._target_ml)
+            self._set_rate = rate
+            self._target_ml = volume_ml
+            try:
+                self._start()
+            except NotApplicable:
+                self._set_rate, self._target_ml = restore
+                raise
+            self._priming = True
+            self._prime_restore = restore
+
+    def connect_line(self, connected: bool) -> None:
+        """The line is connected to the patient (True) or not (False: fluid to waste)."""
+        with self._lock:
+            now = self._clock.now()
+            self._advance(now)
+            if connected == self._connected:
+                return
+            if self._line is not None:
+                # close the line's open segment here, so that what came out before this
+                # instant goes where the line led then
+                self._line.set_input(self._t, self._delivered_rate())
+                self._line.advance(self._t)
+            if connected:
+                self._record_waste(self._t)
+                self._connected = True
+            else:
+                self._waste_mark = self._line_out_ml(self._t)
+                self._connected = False
+            if self._line is None:
+                self._route_segment(self._t, self._delivered_rate())
 
     def clear_volumes(self) -> None:
         with self._lock:
@@ -348,6 +540,13 @@ class SimulatedPump:
         with self._lock:
             self._advance(self._clock.now())
             keep = set()
+            for present, alarm in (
+                (self._air, PumpAlarm.AIR_IN_LINE),
+                (self._upstream, PumpAlarm.UPSTREAM_OCCLUSION),
+                (self._door_open, PumpAlarm.DOOR_OPEN),
+            ):
+                if present:
+                    keep.add(alarm)
             if self._occluded:
                 keep.add(PumpAlarm.OCCLUSION)
             if self._remaining <= 0.0 and PumpAlarm.EMPTY in self._alarms:
@@ -386,7 +585,7 @@ class SimulatedPump:
                     if self._line is not None:
                         self._line.bolus(self._t, stored)
                     else:
-                        self.truth.record(TruthBolus(self._t, stored))
+                        self._route_bolus(self._t, stored)
             self._record_flow()
 
     def set_stall(self, stalled: bool) -> None:
@@ -395,6 +594,33 @@ class SimulatedPump:
             self._stalled = stalled
             if stalled and self._running:
                 self._alarms.add(PumpAlarm.STALL)
+                self._halt()
+
+    def set_air_in_line(self, present: bool) -> None:
+        """Air at the volumetric pump's sensor: it stops with its alarm; a start is refused
+        while the air is there."""
+        self._sensor_fault("air in the line", "_air", PumpAlarm.AIR_IN_LINE, present)
+
+    def set_upstream_occlusion(self, present: bool) -> None:
+        """The line between bag and pump is blocked: the pump stops with its alarm."""
+        self._sensor_fault(
+            "an upstream occlusion", "_upstream", PumpAlarm.UPSTREAM_OCCLUSION, present
+        )
+
+    def set_door_open(self, present: bool) -> None:
+        """The pump's door is opened: flow stops at once (free-flow protection: the set's
+        clamp closes, nothing runs by gravity) and the pump alarms; it will not start with
+        the door open."""
+        self._sensor_fault("a door", "_door_open", PumpAlarm.DOOR_OPEN, present)
+
+    def _sensor_fault(self, what: str, attr: str, alarm: PumpAlarm, present: bool) -> None:
+        with self._lock:
+            if self.kind != VOLUMETRIC_PUMP:
+                raise NotApplicable(f"a syringe pump has no sensor for {what}")
+            self._advance(self._clock.now())
+            setattr(self, attr, present)
+            if present and self._running:
+                self._alarms.add(alarm)
                 self._halt()
 
     def empty_syringe(self, remaining_ml: float = 0.0) -> None:
@@ -439,11 +665,56 @@ class SimulatedPump:
         if self._line is not None:
             self._line.set_input(self._t, self._delivered_rate())
         else:
-            self.truth.record(TruthSegment(self._t, self._delivered_rate()))
+            self._route_segment(self._t, self._delivered_rate())
+
+    def _route_segment(self, t: float, rate: float) -> None:
+        """What leaves the line from ``t``: to the patient, or to waste (patient sees 0)."""
+        if self._line is None:
+            self._flow.record(TruthSegment(t, rate))
+        if self._connected:
+            self.truth.record(TruthSegment(t, rate))
+        else:
+            self.truth.record(TruthSegment(t, 0.0))
+
+    def _route_bolus(self, t: float, volume: float) -> None:
+        if self._line is None:
+            self._flow.record(TruthBolus(t, volume))
+        if self._connected:
+            self.truth.record(TruthBolus(t, volume))
+
+    def _line_out_ml(self, now: float) -> float:
+        """Everything that left the line since power-up (patient and waste alike)."""
+        if self._line is not None:
+            return self._line.delivered_ml(now)
+        return self._flow.delivered_ml(now)
+
+    def _wasted_now(self, now: float) -> float:
+        if self._connected:
+            return self._wasted
+        return self._wasted + max(0.0, self._line_out_ml(now) - self._waste_mark)
+
+    def _record_waste(self, t: float) -> None:
+        """Write what went to waste since the last record as one truth event."""
+        if self._connected:
+            return
+        out = self._line_out_ml(t)
+        volume = out - self._waste_mark
+        self._waste_mark = out
+        if volume > WASTE_EPS_ML:
+            self._wasted += volume
+            self.truth.record(TruthWaste(t, volume))
+
+    def _end_prime(self) -> None:
+        self._priming = False
+        self._set_rate, self._target_ml = self._prime_restore
+        self._target_reached = False
+        self._record_waste(self._t)
 
     def _halt(self) -> None:
         self._running = False
         self._record_flow()
+        if self._priming:
+            self._end_prime()
 
     def _advance(self, now: float) -> None:
         """Integrate from the last instant to ``now``, stopping at events on the way; the
@@ -493,7 +764,7 @@ class SimulatedPump:
                 self._halt()
             elif event == "target":
                 self._target_reached = True
-                self._halt()
+                self._halt()  # ends a prime too (``_end_prime``)
             elif event == "occlusion":
                 self._pressure = self._occlusion_alarm
                 self._alarms.add(PumpAlarm.OCCLUSION)

@@ -1,4 +1,11 @@
-"""A small catalogue of common syringes, for the simulated pump and for drivers.
+"""A small catalogue of common syringes and infusion bags, for the simulated pump and
+for drivers.
+
+A syringe pump drives a plunger (``Syringe``: a bore and a volume); a volumetric
+(large-volume, peristaltic) pump draws from a container (``Bag``: a volume and the pump's
+rate range with its administration set). Either is a ``Container``; a syringe change and a
+bag change are the same operation on the pump model (``SimulatedPump.set_container`` /
+``reload``).
 
 Inner diameters are the figures pump vendors publish in their syringe tables (New Era
 NE-1000 user manual, syringe diameter table). Minimum rates are the lowest rates at
@@ -53,6 +60,30 @@ class Syringe:
         return self.volume_ml / self.ml_per_mm
 
 
+@dataclass(frozen=True)
+class Bag:
+    """An infusion bag on a volumetric pump: a volume, and the rate range the pump runs
+    with it (the pump's, not the bag's: a volumetric pump has no bore to scale by)."""
+
+    name: str
+    volume_ml: float
+    min_rate_ml_h: float
+    max_rate_ml_h: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.volume_ml <= 5000):
+            raise ValueError(f"bag {self.name!r}: volume {self.volume_ml} mL outside 0-5000 mL")
+        if not (0 < self.min_rate_ml_h < self.max_rate_ml_h):
+            raise ValueError(f"bag {self.name!r}: need 0 < min rate < max rate")
+
+
+Container = Syringe | Bag
+
+#: the rate range of the simulated volumetric pump, mL/h (project choice: the range large-
+#: volume pumps commonly state, e.g. 0.1-999 mL/h; a real pump's manual is the authority)
+VOLUMETRIC_RATE_RANGE_ML_H = (0.1, 999.0)
+
+
 def syringe_for_diameter(
     inner_diameter_mm: float, volume_ml: float = 50.0, name: str | None = None
 ) -> Syringe:
@@ -92,6 +123,18 @@ SYRINGES: dict[str, Syringe] = {
 
 DEFAULT_SYRINGE = "bd-plastipak-50ml"
 
+#: name -> bag. Volumes are the common bag sizes (250, 500, 1000 mL; the drug label's
+#: standard norepinephrine dilution is 4 mg in 1000 mL); rate range: the volumetric
+#: pump's (``VOLUMETRIC_RATE_RANGE_ML_H``, project choice).
+BAGS: dict[str, Bag] = {
+    b.name: b
+    for b in (
+        Bag("bag-250ml", 250.0, *VOLUMETRIC_RATE_RANGE_ML_H),
+        Bag("bag-500ml", 500.0, *VOLUMETRIC_RATE_RANGE_ML_H),
+        Bag("bag-1000ml", 1000.0, *VOLUMETRIC_RATE_RANGE_ML_H),
+    )
+}
+
 
 def syringe_by_name(name: str) -> Syringe:
     try:
@@ -99,3 +142,13 @@ def syringe_by_name(name: str) -> Syringe:
     except KeyError:
         known = ", ".join(sorted(SYRINGES))
         raise ValueError(f"unknown syringe {name!r}; known syringes: {known}") from None
+
+
+def container_by_name(name: str) -> Container:
+    """A syringe or a bag from the catalogue."""
+    if name in BAGS:
+        return BAGS[name]
+    if name in SYRINGES:
+        return SYRINGES[name]
+    known = ", ".join(sorted([*SYRINGES, *BAGS]))
+    raise ValueError(f"unknown syringe or bag {name!r}; known: {known}")

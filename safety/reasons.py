@@ -1,6 +1,6 @@
 """Reason codes: the machine-readable half of every verdict, refusal and warning.
 
-Each code belongs to one safety invariant (S1-S14, docs/safety.md) or to input
+Each code belongs to one safety invariant (S1-S17, docs/safety.md) or to input
 validation, so a journal reader or a scenario expectation can match on it.
 """
 

@@ -14,7 +14,8 @@ Pure: a list of (time, mass) readings and a few settings in, figures out. Defini
 - trumpet: for each window ``P`` (2, 5, 11, 19, 31 min) every window of ``P/S`` intervals
   that fits in ``T2`` (``m = (T2 - P)/S + 1`` of them): ``Ep = 100 (mean flow in the
   window - r) / r`` (the standard's ``(S/P) sum 100 (Q_i - r)/r``: the sum telescopes);
-  ``Ep(max)``, ``Ep(min)`` are their extremes;
+  ``Ep(max)``, ``Ep(min)`` are their extremes. A window longer than a (short, non-standard)
+  period is left out of that period's trumpet, and the notes say so;
 - start-up delay: where the straight line fitted (least squares) to ``V(t)`` over ``T2``
   crosses zero: the dead time of the steady delivery. ``V = Qmean (t - delay)``, so the
   volume lost to the start-up is ``Qmean x delay``;
@@ -95,6 +96,11 @@ class Period:
     trumpet: tuple[Trumpet, ...]
     skipped_windows: int = 0
 
+    @property
+    def windows_min(self) -> tuple[int, ...]:
+        """The observation windows this period's trumpet has (those that fit in it)."""
+        return tuple(t.window_min for t in self.trumpet)
+
 
 @dataclass(frozen=True)
 class Result:
@@ -164,7 +170,19 @@ def analyse(times_s: Sequence[float], masses_g: Sequence[float], settings: Setti
                 f"the analysis period {start:g}-{end:g} min needs {end:g} min of readings; "
                 f"this run has {duration:g} min"
             )
-        periods.append(_period(t, v, gaps, start, end, s, settings))
+        period = _period(t, v, gaps, start, end, s, settings)
+        left_out = [p for p in settings.windows_min if p not in period.windows_min]
+        if not period.trumpet:
+            raise AnalysisError(
+                f"the analysis period {start:g}-{end:g} min is shorter than every "
+                f"observation window ({', '.join(map(str, settings.windows_min))} min)"
+            )
+        if left_out:
+            notes.append(
+                f"the {', '.join(map(str, left_out))} min window(s) are longer than the "
+                f"analysis period {start:g}-{end:g} min: left out of its trumpet"
+            )
+        periods.append(period)
 
     main = periods[0]
     i0 = _index_at(t, main.start_min)
@@ -214,6 +232,8 @@ def _period(
     skipped = 0
     for p in settings.windows_min:
         k = max(1, round(p / s))
+        if k > i1 - i0:
+            continue  # longer than the period: left out (``Result.notes`` says which)
         errors = []
         for j in range(i0, i1 - k + 1):
             if any(j < g <= j + k for g in gaps):
@@ -223,7 +243,8 @@ def _period(
             errors.append(100.0 * (q - r) / r)
         if not errors:
             raise AnalysisError(
-                f"no {p} min window fits in the analysis period {start:g}-{end:g} min"
+                f"every {p} min window in the analysis period {start:g}-{end:g} min spans "
+                "a gap in the readings"
             )
         trumpets.append(Trumpet(p, max(errors), min(errors), len(errors)))
     return Period(start, end, mean, 100.0 * (mean - r) / r, tuple(trumpets), skipped)

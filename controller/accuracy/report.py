@@ -11,12 +11,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from controller.accuracy.analysis import Result
+from controller.accuracy.analysis import Period, Result
 from controller.journal_plot import PlotUnavailable
 
 
+def _trumpet(period: Period, windows: tuple[int, ...], counts: bool) -> dict[str, Any]:
+    """Every window asked for, by its minutes as text; one that did not fit in the period
+    has null figures (the keys stay: readers can rely on them)."""
+    found = {t.window_min: t for t in period.trumpet}
+    out: dict[str, Any] = {}
+    for p in windows:
+        t = found.get(p)
+        entry: dict[str, Any] = {
+            "max_pct": None if t is None else t.max_pct,
+            "min_pct": None if t is None else t.min_pct,
+        }
+        if counts:
+            entry["windows"] = 0 if t is None else t.windows
+        out[str(p)] = entry
+    return out
+
+
 def to_json(result: Result) -> dict[str, Any]:
+    """One object: ``rate_ml_h``, ``mean_error_pct``, ``startup_delay_min`` and ``trumpet``
+    (``"2"`` ... ``"31"``, each ``max_pct`` and ``min_pct``) for the first analysis period,
+    the other figures, and every period's own error and trumpet under ``periods``."""
     main = result.main
+    windows = result.settings.windows_min
     return {
         "rate_ml_h": result.settings.rate_ml_h,
         "density_g_ml": result.settings.density_g_ml,
@@ -28,19 +49,13 @@ def to_json(result: Result) -> dict[str, Any]:
         "startup_delay_min": result.startup_delay_min,
         "first_delivery_min": result.first_delivery_min,
         "steady_flow_min": result.steady_flow_min,
-        "trumpet": {
-            str(t.window_min): {"max_pct": t.max_pct, "min_pct": t.min_pct, "windows": t.windows}
-            for t in main.trumpet
-        },
+        "trumpet": _trumpet(main, windows, counts=True),
         "periods": [
             {
                 "start_min": p.start_min,
                 "end_min": p.end_min,
                 "mean_error_pct": p.mean_error_pct,
-                "trumpet": {
-                    str(t.window_min): {"max_pct": t.max_pct, "min_pct": t.min_pct}
-                    for t in p.trumpet
-                },
+                "trumpet": _trumpet(p, windows, counts=False),
                 "skipped_windows": p.skipped_windows,
             }
             for p in result.periods

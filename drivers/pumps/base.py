@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass
 
 from drivers.errors import DriverError
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Bag, Container
 
 
 class PumpRejected(DriverError):
@@ -39,7 +39,12 @@ class PumpAlarmError(DriverError):
 
 
 class PumpAlarmKind(enum.StrEnum):
-    """Pump-side alarms, in one vocabulary for every protocol."""
+    """Pump-side alarms, in one vocabulary for every protocol.
+
+    ``OCCLUSION`` is a downstream occlusion (pump to patient), on any pump. The last three
+    are a volumetric pump's sensors: air in the line, an occlusion between the container
+    and the pump (flow stops: nothing to draw), and an open door (flow stops: free-flow
+    protection)."""
 
     OCCLUSION = "occlusion"
     EMPTY = "empty"
@@ -48,6 +53,9 @@ class PumpAlarmKind(enum.StrEnum):
     RESET = "reset"
     COMMS_TIMEOUT = "comms_timeout"
     PROGRAM_ERROR = "program_error"
+    AIR_IN_LINE = "air_in_line"
+    UPSTREAM_OCCLUSION = "upstream_occlusion"
+    DOOR_OPEN = "door_open"
     OTHER = "other"
 
 
@@ -76,6 +84,8 @@ class PumpStatus:
     alarms: frozenset[PumpAlarmKind]
     pressure_mmhg: float | None = None
     raw: str = ""
+    #: the pump is running a prime (purge) started by ``PumpDriver.prime``
+    priming: bool = False
 
 
 class PumpDriver(abc.ABC):
@@ -93,8 +103,10 @@ class PumpDriver(abc.ABC):
     def identify(self) -> PumpIdentity: ...
 
     @abc.abstractmethod
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
-        """Tell the pump which syringe is loaded; return the rate range it then accepts."""
+    def configure_syringe(self, syringe: Container) -> RateRange:
+        """Tell the pump which syringe is loaded (on a volumetric pump: which bag); return
+        the rate range it then accepts. A container the pump cannot hold (a bag on a
+        syringe pump) is refused with ``PumpRejected``."""
 
     @abc.abstractmethod
     def quantize_rate(self, rate_ml_h: float) -> float:
@@ -124,6 +136,30 @@ class PumpDriver(abc.ABC):
     def keep_alive(self) -> None:  # noqa: B027 - optional hook with a default
         """Keep a supervised link alive (NE-1000 safe mode); nothing by default."""
 
+    def prime(self, volume_ml: float) -> float:
+        """Prime (purge) the line: run at the pump's top rate until ``volume_ml`` is out.
+
+        Contract:
+        - the line is NOT connected to the patient: the caller (the safety process) makes
+          sure of it, on a standby channel or after a syringe or bag change, before the
+          line is connected. The pump cannot know; a prime into a connected line is a
+          bolus of ``volume_ml`` at the top rate. The emulated pumps record a prime into
+          a disconnected line as waste in their ground truth, never as delivered;
+        - it takes up the mechanism's slack, so the next start delivers promptly;
+        - it starts the prime and returns at once, with the volume the pump will prime
+          (after its own rounding, never above ``volume_ml``); the pump stops by itself
+          when the volume is out. ``read_status`` reports ``running`` and ``priming``
+          while it runs; ``stop`` ends it early;
+        - the rate and target volume the infusion runs with are left as they were:
+          restored by the pump, or by the driver before the next ``set_rate``/``start``;
+        - ``PumpRejected`` (reason ``prime not supported``) on a pump that has no way to
+          prime, ``PumpRejected`` too while it runs, and ``ValueError`` for a volume that
+          is not a positive number.
+        """
+        raise PumpRejected(
+            f"{self.name}: this pump has no prime (purge) command", reason="prime not supported"
+        )
+
     @abc.abstractmethod
     def close(self) -> None: ...
 
@@ -133,3 +169,12 @@ class PumpDriver(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def refuse_bag(driver: str, container: Container) -> None:
+    """A syringe pump's driver handed a bag: refused, naming both."""
+    if isinstance(container, Bag):
+        raise PumpRejected(
+            f"{driver}: a syringe pump cannot hold {container.name} (a bag for a volumetric pump)",
+            reason="not a syringe",
+        )

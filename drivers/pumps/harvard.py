@@ -7,9 +7,18 @@ this driver uses them:
   chains a command without address makes every pump answer at once. The driver never
   sends a bare CR, which on those chains stops every pump: the throw-away query at
   connect (for pumps that ignore their first command) is an addressed ``ver``.
-- A reply is complete when it ends with a prompt; because ``<LF>NN:`` is both the idle
-  prompt and the start of a text line for a nonzero address, the driver also waits
-  ``settle_s`` of quiet before taking a reply as whole.
+- A reply is complete when it ends with a prompt, and the driver takes it the moment its
+  last byte arrives (so an exchange costs its wire time, not a quiet period after it).
+  One ending is ambiguous: for a nonzero address ``<LF>NN:`` is both the idle prompt and
+  the start of a text line. The driver knows how many lines the command answers on
+  success (none for a set, one for a query; an error is two lines), so that ending ends
+  the reply when the lines before it make a whole answer
+  (``firmware_bridge.harvard.codec.reply_may_grow``); only a reply of an unexpected shape
+  waits ``settle_s`` of quiet. (Before issue 14 every reply waited ``settle_s``: 130 ms
+  for a rate set and a status read on a pty.)
+- On a shared line (``line=``, a ``drivers.lines.SharedLine``: one pump chain) the driver
+  is one of several; the chain's address 0 is the pump the computer is wired to, which
+  answers commands without an address.
 - The prompt and every line prefix must carry our address: a reply from another pump (the
   daisy-chain bug seen in a public driver) raises ``PumpChecksumError``.
 - Every set is read back with the matching query and the read-back value is returned;
@@ -37,6 +46,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from drivers.errors import DeviceTimeout
+from drivers.lines import SharedLine
 from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
@@ -46,8 +56,9 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    refuse_bag,
 )
-from drivers.serial_options import check_serial_options
+from drivers.serial_options import check_serial_options, resolve_port
 from drivers.transport import SerialTransport, Transport
 from firmware_bridge.harvard.codec import (
     ML_PER_HR,
@@ -66,10 +77,11 @@ from firmware_bridge.harvard.codec import (
     parse_status,
     parse_volume,
     reply_end,
+    reply_may_grow,
     round_significant,
     to_decimal,
 )
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Container, Syringe
 
 T = TypeVar("T")
 
@@ -79,20 +91,23 @@ RUNNING_PROMPTS = frozenset({Prompt.INFUSING, Prompt.WITHDRAWING})
 
 
 class HarvardDriver(PumpDriver):
-    """A PHD ULTRA / Pump 11 Elite / Legato at one address on one serial port."""
+    """A PHD ULTRA / Pump 11 Elite / Legato at one address, on a port of its own
+    (``port``) or on a pump chain shared with other pumps (``line``)."""
 
     name = "harvard"
 
     def __init__(
         self,
         *,
-        port: str,
+        port: str | None = None,
         address: int = 0,
-        baud: int = 115200,
+        baud: int | None = None,
         reply_timeout_s: float = 0.5,
         settle_s: float = 0.03,
         transport: Transport | None = None,
+        line: SharedLine | None = None,
     ) -> None:
+        port, baud = resolve_port("harvard", port=port, baud=baud, line=line, default_baud=115200)
         check_serial_options(
             "harvard",
             address=address,
@@ -105,15 +120,25 @@ class HarvardDriver(PumpDriver):
         self.address = address
         self._reply_timeout_s = reply_timeout_s
         self._settle_s = settle_s
-        self._transport: Transport = transport or SerialTransport(
-            port, baudrate=baud, dirty_quiet_s=reply_timeout_s
+        self.line = line
+        if line is not None:
+            line.claim(self.name, address, self)
+        self._transport: Transport = transport or (
+            line.transport_for(f"harvard {address} on {line.name}")
+            if line is not None
+            else SerialTransport(port, baudrate=baud, dirty_quiet_s=reply_timeout_s)
         )
         self._pending_alarms: set[PumpAlarmKind] = set()
         self._expect_running = False
+        #: the rate line read before a prime, until the prime is undone
+        self._rate_before_prime: str | None = None
+        self._priming = False
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
         with self._transport.lock:
+            if self.line is not None:
+                self.line.claim(self.name, self.address, self)
             self._transport.open()
             self._handshake()
 
@@ -126,9 +151,11 @@ class HarvardDriver(PumpDriver):
             return PumpIdentity(model=line, firmware="", address=self.address)
         return PumpIdentity(model=model, firmware=firmware, address=self.address)
 
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
+    def configure_syringe(self, syringe: Container) -> RateRange:
         """Bore, syringe volume and no target volume, each read back; the range is the
         pump's own answer to ``irate lim``."""
+        refuse_bag(self.name, syringe)
+        assert isinstance(syringe, Syringe)
         mm = syringe.inner_diameter_mm
         diameter = f"{mm:.4f}"
         volume = format_decimal(to_decimal(syringe.volume_ml))
@@ -159,13 +186,66 @@ class HarvardDriver(PumpDriver):
         rate = _rate_for_wire(value)
         with self._transport.lock:
             self._ensure_link()
+            self._undo_prime(restore_rate=False)
             self._command(self._cmd("irate", format_decimal(rate.value), rate.unit.text))
             back = self._single_line(self._query(self._cmd("irate")), "irate")
         return float(_parsed(parse_rate, back, "rate").ml_h)
 
+    def prime(self, volume_ml: float) -> float:
+        """``irate max``, a target volume (``tvolume``), ``irun``: the pump runs at the
+        syringe's top rate and stops when the target is reached (prompt ``T*``). The rate
+        and the absence of a target are put back before the next ``set_rate``/``start``."""
+        if not (isinstance(volume_ml, int | float) and math.isfinite(volume_ml) and volume_ml > 0):
+            raise ValueError(f"volume_ml must be a finite number of mL above 0, got {volume_ml!r}")
+        volume = round_significant(to_decimal(volume_ml), SIGNIFICANT_DIGITS)
+        text = format_decimal(volume)
+        with self._transport.lock:
+            self._ensure_link()
+            status = _parsed(
+                parse_status,
+                self._single_line(self._query(self._cmd("status")), "status"),
+                "status",
+            )
+            if status.motor_running:
+                raise PumpRejected("harvard: cannot prime while pumping", reason="running")
+            if self._rate_before_prime is None:
+                self._rate_before_prime = self._single_line(
+                    self._query(self._cmd("irate")), "irate"
+                )
+            self._command(self._cmd("irate", "max"))
+            self._command(self._cmd("tvolume", text, "ml"))
+            self._check("tvolume", "target volume", f"{text} ml", lambda b: _is_ml(b, text))
+            reply = self._command(self._cmd("irun"))
+            if reply.prompt is not Prompt.INFUSING:
+                raise PumpRejected(
+                    f"harvard: irun (prime) acknowledged but the prompt is {reply.prompt.value!r}",
+                    reason=f"did not prime (prompt {reply.prompt.value!r})",
+                )
+            self._priming = True
+        return float(volume)
+
+    def _undo_prime(self, *, restore_rate: bool) -> None:
+        """Clear a prime's target volume (and put its rate back) before the infusion runs."""
+        if self._rate_before_prime is None:
+            return
+        self._command(self._cmd("ctvolume"))
+        self._check("tvolume", "target volume", "none", lambda b: b == "Target volume not set")
+        if restore_rate:
+            before = _parsed(parse_rate, self._rate_before_prime, "rate")
+            self._command(self._cmd("irate", format_decimal(before.value), before.unit.text))
+            self._check(
+                "irate",
+                "rate",
+                before.text,
+                lambda b: _parsed(parse_rate, b, "rate").ml_h == before.ml_h,
+            )
+        self._rate_before_prime = None
+        self._priming = False
+
     def start(self) -> None:
         with self._transport.lock:
             self._ensure_link()
+            self._undo_prime(restore_rate=True)
             reply = self._command(self._cmd("irun"))
         if reply.prompt is Prompt.STALLED:
             raise PumpAlarmError(
@@ -213,6 +293,7 @@ class HarvardDriver(PumpDriver):
             if not running:
                 self._expect_running = False
             return PumpStatus(
+                priming=self._priming and running,
                 running=running,
                 set_rate_ml_h=float(rate),
                 infused_ml=float(infused),
@@ -231,6 +312,8 @@ class HarvardDriver(PumpDriver):
     def close(self) -> None:
         with self._transport.lock:
             self._transport.close()
+            if self.line is not None:
+                self.line.release(self.address, self)
 
     # ------------------------------------------------------------------ link
     def _handshake(self) -> None:
@@ -247,14 +330,16 @@ class HarvardDriver(PumpDriver):
     def _cmd(self, name: str, *args: str) -> HarvardCommand:
         return HarvardCommand(self.address or None, name, args)
 
-    def _transact(self, command: HarvardCommand) -> HarvardReply:
-        """One request and its reply; no retry."""
+    def _transact(self, command: HarvardCommand, expected_lines: int = 1) -> HarvardReply:
+        """One request and its reply; no retry. ``expected_lines``: what the command
+        answers on success (0 for a set), so its reply is taken as soon as it is whole."""
         self._transport.drain()  # stale bytes from a reply that came too late
         frame = self._transport.exchange(
             encode_command(command),
             frame_end=reply_end,
             timeout_s=self._reply_timeout_s,
             settle_s=self._settle_s,
+            ambiguous=lambda frame: reply_may_grow(frame, expected_lines),
         )
         try:
             reply = decode_reply(frame)
@@ -270,7 +355,7 @@ class HarvardDriver(PumpDriver):
 
     def _command(self, command: HarvardCommand) -> HarvardReply:
         """A command that changes the pump: sent once, never retried."""
-        reply = self._transact(command)
+        reply = self._transact(command, expected_lines=0)
         self._raise_for_error(reply, command)
         return reply
 

@@ -61,7 +61,7 @@ from firmware_bridge.pump_model import (
     RateOutOfRange,
     SimulatedPump,
 )
-from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe
+from firmware_bridge.syringes import DEFAULT_SYRINGE, Container
 
 T = TypeVar("T")
 
@@ -79,6 +79,9 @@ _ALARM_MAP: dict[PumpAlarm, PumpAlarmKind] = {
     PumpAlarm.STALL: PumpAlarmKind.STALL,
     PumpAlarm.RESET: PumpAlarmKind.RESET,
     PumpAlarm.COMMS_TIMEOUT: PumpAlarmKind.COMMS_TIMEOUT,
+    PumpAlarm.AIR_IN_LINE: PumpAlarmKind.AIR_IN_LINE,
+    PumpAlarm.UPSTREAM_OCCLUSION: PumpAlarmKind.UPSTREAM_OCCLUSION,
+    PumpAlarm.DOOR_OPEN: PumpAlarmKind.DOOR_OPEN,
 }
 
 
@@ -132,7 +135,7 @@ class MockPumpDriver(PumpDriver):
         *,
         pump: SimulatedPump | None = None,
         clock: Clock | str | None = None,
-        syringe: Syringe | str | None = None,
+        syringe: Container | str | None = None,
         loaded_volume_ml: float | None = None,
         occlusion_alarm_mmhg: float | None = None,
         near_empty_ml: float | None = None,
@@ -224,10 +227,12 @@ class MockPumpDriver(PumpDriver):
             "identify", lambda: PumpIdentity(model=MOCK_MODEL, firmware=MOCK_FIRMWARE), query=True
         )
 
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
+    def configure_syringe(self, syringe: Container) -> RateRange:
+        """The syringe of a syringe pump, or the bag of a volumetric one (the mock serves
+        either kind: ``syringe="bag-500ml"`` builds a volumetric pump)."""
         with self._lock:
-            self._call("configure syringe", lambda: self._pump.set_syringe(syringe), query=False)
-            loaded = self._call("read back syringe", lambda: self._pump.syringe, query=True)
+            self._call("configure syringe", lambda: self._pump.set_container(syringe), query=False)
+            loaded = self._call("read back syringe", lambda: self._pump.container, query=True)
             if loaded != syringe:
                 raise DriverError(
                     f"mock pump: syringe read back as {loaded.name!r}, sent {syringe.name!r}"
@@ -275,9 +280,27 @@ class MockPumpDriver(PumpDriver):
             if snap.running:
                 raise DriverError("mock pump: still running after stop")
 
+    def prime(self, volume_ml: float) -> float:
+        """The simulated pump's own prime: its container's top rate, to ``volume_ml``."""
+        _check_rate_value(volume_ml, "volume_ml")
+        if volume_ml <= 0:
+            raise ValueError(f"volume_ml must be above 0 mL, got {volume_ml!r}")
+        with self._lock:
+            self._call("prime", lambda: self._pump.prime(float(volume_ml)), query=False)
+            snap = self._call("read back prime", self._pump.snapshot, query=True)
+            if not snap.priming:
+                alarms = map_alarms(snap)
+                raise PumpAlarmError(
+                    f"mock pump: not priming after prime (alarms: "
+                    f"{', '.join(sorted(alarms)) or 'none'})",
+                    alarms,
+                )
+            return float(volume_ml)
+
     def read_status(self) -> PumpStatus:
         snap = self._call("read status", self._pump.snapshot, query=True)
         return PumpStatus(
+            priming=snap.priming,
             running=snap.running,
             set_rate_ml_h=snap.set_rate_ml_h,
             infused_ml=snap.infused_ml,

@@ -27,8 +27,11 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout, DriverError
+from drivers.lines import SharedLine
 from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
@@ -71,7 +74,7 @@ from firmware_bridge.modbus.register_map import (
     load_register_map,
     resolve_map_path,
 )
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Container, Syringe
 
 _READ_FC = {
     Table.COIL: FunctionCode.READ_COILS,
@@ -87,6 +90,9 @@ _ALARM_KINDS: dict[Flag, PumpAlarmKind] = {
     Flag.STALL: PumpAlarmKind.STALL,
     Flag.RESET: PumpAlarmKind.RESET,
     Flag.COMMS_TIMEOUT: PumpAlarmKind.COMMS_TIMEOUT,
+    Flag.AIR_IN_LINE: PumpAlarmKind.AIR_IN_LINE,
+    Flag.UPSTREAM_OCCLUSION: PumpAlarmKind.UPSTREAM_OCCLUSION,
+    Flag.DOOR_OPEN: PumpAlarmKind.DOOR_OPEN,
     Flag.OTHER_ALARM: PumpAlarmKind.OTHER,
 }
 _EXCEPTION_MEANING = {
@@ -102,7 +108,8 @@ PointValue = tuple[int, ...] | bool
 
 
 class ModbusDriver(PumpDriver):
-    """A Modbus pump (TCP: ``host``/``port``; RTU: ``serial_port``)."""
+    """A Modbus pump (TCP: ``host``/``port``; RTU: ``serial_port``; or one device id on a
+    shared ``line``: ``drivers.lines``)."""
 
     name = "modbus"
 
@@ -120,13 +127,38 @@ class ModbusDriver(PumpDriver):
         timeout_s: float = 1.0,
         comms_timeout_s: float | None = None,
         reconnect_attempts: int = 3,
+        line: SharedLine | None = None,
     ) -> None:
         """``map_path``: a TOML map, or "syringe"/"peristaltic" for the examples (default
         "syringe"). ``baud``, ``parity``, ``stop_bits``, ``device_id`` default to the
         map's ``[link]``. ``comms_timeout_s``: written to the pump's comms-timeout
-        register on connect (0 turns it off; None leaves the pump's setting)."""
-        if (host is None) == (serial_port is None):
-            raise ValueError("ModbusDriver needs exactly one of host= (TCP) or serial_port= (RTU)")
+        register on connect (0 turns it off; None leaves the pump's setting). ``line``: a
+        shared RTU line or TCP gateway (``drivers.lines.SharedLine``) instead of a port of
+        its own; its settings are the line's, so host, serial_port, baud, parity and
+        stop_bits are not given then, and ``device_id`` is required."""
+        if line is not None:
+            given = [
+                n
+                for n, v in (
+                    ("host", host),
+                    ("serial_port", serial_port),
+                    ("baud", baud),
+                    ("parity", parity),
+                    ("stop_bits", stop_bits),
+                )
+                if v is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"modbus: option(s) {', '.join(given)} belong to the line "
+                    f"({line.name}); leave them out when line= is given"
+                )
+            if device_id is None:
+                raise ValueError("modbus: device_id (1-247) is required on a shared line")
+        elif (host is None) == (serial_port is None):
+            raise ValueError(
+                "ModbusDriver needs exactly one of host= (TCP), serial_port= (RTU) or line="
+            )
         if not (math.isfinite(timeout_s) and 0.01 <= timeout_s <= 60):
             raise ValueError(f"timeout_s must be 0.01-60 s, got {timeout_s}")
         if not 0 <= reconnect_attempts <= 10:
@@ -151,8 +183,13 @@ class ModbusDriver(PumpDriver):
             self._check_comms_timeout(comms_timeout_s)
         self.comms_timeout_s = comms_timeout_s
         self.reconnect_attempts = reconnect_attempts
+        self.timeout_s = timeout_s
+        self._line = line
         self._link: ModbusLink
-        if host is not None:
+        if line is not None:
+            line.claim("modbus", self.device_id, self)
+            self._link = line.modbus_link(timeout_s)
+        elif host is not None:
             self._link = TcpLink(host, port, self.device_id, timeout_s)
         else:
             assert serial_port is not None
@@ -164,13 +201,17 @@ class ModbusDriver(PumpDriver):
                 unit=self.device_id,
                 timeout_s=timeout_s,
             )
-        self._lock = threading.RLock()
+        self._lock: AbstractContextManager[Any] = threading.RLock() if line is None else line.lock
         self._connected = False
 
     # ================================================================ interface
     def connect(self) -> None:
         with self._lock:
-            self._link.open()
+            if self._line is None:
+                self._link.open()
+            elif not self._connected:
+                self._line.claim("modbus", self.device_id, self)
+                self._line.attach_modbus()
             self._connected = True
             try:
                 if self.comms_timeout_s is not None:
@@ -188,12 +229,19 @@ class ModbusDriver(PumpDriver):
                 firmware = f"{self._number(p, self._read_points([p])[p.name]):g}"
             return PumpIdentity(self.map.device.model, firmware, self.device_id)
 
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
+    def configure_syringe(self, syringe: Container) -> RateRange:
         """Write the bore where the map has one (peristaltic drives have none: the drive's
-        own range applies) and return the rate range the pump then reports."""
+        own range applies, and a bag is what they hold) and return the rate range the
+        pump then reports."""
         with self._lock:
             p = self.map.point(Role.SYRINGE_DIAMETER)
-            if p is not None:
+            if p is not None and not isinstance(syringe, Syringe):
+                raise PumpRejected(
+                    f"modbus: {self.map.device.model!r} is a syringe pump; it cannot hold "
+                    f"{syringe.name}",
+                    reason="not a syringe",
+                )
+            if p is not None and isinstance(syringe, Syringe):
                 words = self._words_exact(p, syringe.inner_diameter_mm, "syringe diameter")
                 self._write_words(p, words)
                 back = self._read_points([p])[p.name]
@@ -287,8 +335,12 @@ class ModbusDriver(PumpDriver):
 
     def close(self) -> None:
         with self._lock:
-            self._connected = False
-            self._link.close()
+            was_connected, self._connected = self._connected, False
+            if self._line is None:
+                self._link.close()
+            elif was_connected:
+                self._line.detach_modbus()
+                self._line.release(self.device_id, self)
 
     # ================================================================ extras
     def clear_volume(self) -> None:
@@ -463,7 +515,7 @@ class ModbusDriver(PumpDriver):
 
     def _transact(self, pdu: bytes) -> Reply:
         self._ensure_open()
-        raw = self._link.transact(pdu)
+        raw = self._link.transact(pdu, self.device_id, self.timeout_s)
         try:
             return parse_reply(pdu, raw)
         except FrameError as exc:

@@ -1,5 +1,10 @@
 """The byte pipe under the Modbus driver: one request out, one reply back, within a deadline.
 
+One link may serve several devices (Modbus RTU device ids 1-247 on one RS-485 line, unit
+ids behind one TCP gateway): each request names its unit, the link's user (the driver,
+under the shared line's lock: ``drivers.lines``) keeps one request in flight, and a reply
+from another unit than the one asked is an error, never taken as the answer.
+
 Framing is ``firmware_bridge.modbus.frames``; this module owns the socket or serial port
 and turns every way a reply can fail into one typed error:
 
@@ -71,8 +76,12 @@ class ModbusLink(abc.ABC):
         """Idempotent."""
 
     @abc.abstractmethod
-    def transact(self, pdu: bytes) -> bytes:
-        """Send a request PDU, return the reply PDU (framing checked, content not)."""
+    def transact(
+        self, pdu: bytes, unit: int | None = None, timeout_s: float | None = None
+    ) -> bytes:
+        """Send a request PDU to ``unit`` (default: the link's), return the reply PDU
+        (framing and the answering unit checked, content not). On a shared line each
+        driver passes its own device id and deadline."""
 
 
 class TcpLink(ModbusLink):
@@ -102,18 +111,24 @@ class TcpLink(ModbusLink):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def transact(self, pdu: bytes) -> bytes:
+    def transact(
+        self, pdu: bytes, unit: int | None = None, timeout_s: float | None = None
+    ) -> bytes:
         sock = self._require()
+        unit = self.unit if unit is None else unit
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         self._tid = self._tid % 0xFFFF + 1
         tid = self._tid
         try:
-            sock.sendall(mbap_adu(tid, self.unit, pdu))
+            sock.sendall(mbap_adu(tid, unit, pdu))
         except OSError as exc:
             self.close()
             raise DeviceDisconnected(f"Modbus TCP {self.where}: send failed: {exc}") from None
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + timeout_s
         while True:
-            head = self._recv_exact(sock, MBAP_HEADER_LEN, deadline, mid_frame=False)
+            head = self._recv_exact(
+                sock, MBAP_HEADER_LEN, deadline, mid_frame=False, timeout_s=timeout_s
+            )
             try:
                 header = parse_mbap_header(head)
             except FrameError as exc:
@@ -122,7 +137,9 @@ class TcpLink(ModbusLink):
                     f"Modbus TCP {self.where}: bad MBAP header {head.hex(' ')}: {exc}; "
                     "connection closed to resynchronise"
                 ) from None
-            body = self._recv_exact(sock, header.pdu_length, deadline, mid_frame=True)
+            body = self._recv_exact(
+                sock, header.pdu_length, deadline, mid_frame=True, timeout_s=timeout_s
+            )
             if header.transaction_id != tid:
                 lag = (tid - header.transaction_id) % 0x10000
                 if 0 < lag <= _STALE_WINDOW:
@@ -132,9 +149,9 @@ class TcpLink(ModbusLink):
                     f"Modbus TCP {self.where}: reply transaction {header.transaction_id}, "
                     f"expected {tid}; connection closed to resynchronise"
                 )
-            if header.unit != self.unit:
+            if header.unit != unit:
                 raise PumpChecksumError(
-                    f"Modbus TCP {self.where}: reply from unit {header.unit}, asked {self.unit}"
+                    f"Modbus TCP {self.where}: reply from unit {header.unit}, asked {unit}"
                 )
             return body
 
@@ -144,7 +161,7 @@ class TcpLink(ModbusLink):
         return self._sock
 
     def _recv_exact(
-        self, sock: socket.socket, n: int, deadline: float, *, mid_frame: bool
+        self, sock: socket.socket, n: int, deadline: float, *, mid_frame: bool, timeout_s: float
     ) -> bytes:
         buf = b""
         while len(buf) < n:
@@ -156,9 +173,7 @@ class TcpLink(ModbusLink):
                         f"Modbus TCP {self.where}: reply cut short after "
                         f"{len(buf)} of {n} bytes; connection closed"
                     )
-                raise DeviceTimeout(
-                    f"Modbus TCP {self.where}: no reply within {self.timeout_s:g} s"
-                )
+                raise DeviceTimeout(f"Modbus TCP {self.where}: no reply within {timeout_s:g} s")
             sock.settimeout(remaining)
             try:
                 chunk = sock.recv(n - len(buf))
@@ -229,11 +244,17 @@ class RtuLink(ModbusLink):
             with contextlib.suppress(Exception):
                 ser.close()
 
-    def transact(self, pdu: bytes) -> bytes:
+    def transact(
+        self, pdu: bytes, unit: int | None = None, timeout_s: float | None = None
+    ) -> bytes:
         if self._ser is None:
             raise DeviceDisconnected(f"Modbus RTU {self.where}: not open")
         try:
-            return self._transact(pdu)
+            return self._transact(
+                pdu,
+                self.unit if unit is None else unit,
+                self.timeout_s if timeout_s is None else timeout_s,
+            )
         except DeviceDisconnected:
             raise
         except Exception as exc:
@@ -244,12 +265,12 @@ class RtuLink(ModbusLink):
                 ) from None
             raise
 
-    def _transact(self, pdu: bytes) -> bytes:
+    def _transact(self, pdu: bytes, unit: int, timeout_s: float) -> bytes:
         ser = self._ser
         self._settle()
-        ser.write(rtu_adu(self.unit, pdu))
+        ser.write(rtu_adu(unit, pdu))
         ser.flush()
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + timeout_s
         buf = b""
         expected: int | None = None
         while expected is None or len(buf) < expected:
@@ -265,16 +286,14 @@ class RtuLink(ModbusLink):
                     raise PumpChecksumError(
                         f"Modbus RTU {self.where}: incomplete reply {buf.hex(' ')}"
                     )
-                raise DeviceTimeout(
-                    f"Modbus RTU {self.where}: no reply within {self.timeout_s:g} s"
-                )
+                raise DeviceTimeout(f"Modbus RTU {self.where}: no reply within {timeout_s:g} s")
             want = 1 if expected is None else expected - len(buf)
             buf += self._read_some(want, remaining)
         if len(buf) > expected:
             self._dirty = True
         frame = buf[:expected]
         try:
-            unit, reply = parse_rtu_adu(frame)
+            answered, reply = parse_rtu_adu(frame)
         except CrcError as exc:
             self._dirty = True
             raise PumpChecksumError(
@@ -283,10 +302,10 @@ class RtuLink(ModbusLink):
         except FrameError as exc:
             self._dirty = True
             raise PumpChecksumError(f"Modbus RTU {self.where}: {exc}") from None
-        if unit != self.unit:
+        if answered != unit:
             self._dirty = True
             raise PumpChecksumError(
-                f"Modbus RTU {self.where}: reply from address {unit}, asked {self.unit}"
+                f"Modbus RTU {self.where}: reply from address {answered}, asked {unit}"
             )
         return reply
 

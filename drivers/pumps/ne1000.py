@@ -39,6 +39,22 @@ units (UM, MM, UH, MH), and a unit cannot change while the pump runs. So:
 always is: the choice is idempotent); anything else is a ``ValueError``, never silently
 rounded.
 
+The reply to ``SAF``. A pump may answer ``SAF n`` in the framing of the mode it switches
+to (``SAF0`` in basic framing, ``SAF n`` in safe framing; public clients written against
+real pumps expect exactly that) or in the framing the command came in (what this
+project's emulator did before). The driver accepts either for ``SAF`` and only for it:
+every other reply must come in the link's framing, or it is a ``PumpChecksumError`` (a
+basic reply on a safe link would bypass the CRC). Every reply is cut with a framing
+detector that recognises both (``any_reply_end``), so a reply in an unexpected framing
+is reported at once instead of waiting out the deadline for a length byte that lies.
+
+Shared line. ``line=`` (a ``drivers.lines.SharedLine``) puts the driver at ``address`` on
+a line that other NE-1000s share (one RS-232 chain); the line's port, baud and lock are
+used instead of a port of its own. Every command carries the address and every reply's
+address is checked, so a wrong pump answering is an error, never a value. A safe-mode
+alarm packet from another pump that crosses our exchange is handed back to the line for
+its own driver (``post``) and our reply is read after it.
+
 Keep-alive. In safe mode the pump stops itself when no valid packet arrives within
 ``safe_mode_timeout_s``: the safety process must call ``keep_alive`` (a status query)
 well within that time. The driver starts no thread of its own.
@@ -50,6 +66,7 @@ import math
 from collections.abc import Callable
 
 from drivers.errors import DeviceTimeout
+from drivers.lines import SharedLine
 from drivers.pumps.base import (
     PumpAlarmError,
     PumpAlarmKind,
@@ -59,8 +76,9 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    refuse_bag,
 )
-from drivers.serial_options import check_serial_options
+from drivers.serial_options import check_serial_options, resolve_port
 from drivers.transport import FrameEnd, SerialTransport, Transport
 from firmware_bridge.ne1000.codec import (
     RATE_UNIT_PREFERENCE,
@@ -71,10 +89,9 @@ from firmware_bridge.ne1000.codec import (
     Ne1000Reply,
     Ne1000Status,
     RateUnit,
-    basic_reply_end,
+    any_reply_end,
     choose_rate,
-    decode_basic_reply,
-    decode_safe_packet,
+    decode_any_reply,
     encode_basic_command,
     encode_command,
     encode_safe_packet,
@@ -83,12 +100,12 @@ from firmware_bridge.ne1000.codec import (
     parse_dispensed,
     parse_number,
     parse_rate,
-    parse_reply,
-    safe_packet_end,
 )
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Container, Syringe
 
 BAUD_RATES = (300, 1200, 2400, 9600, 19200)
+#: alarm packets of other pumps skipped before our reply, at most (one per pump and alarm)
+MAX_CROSSING_PACKETS = 8
 RUNNING = frozenset({Ne1000Status.INFUSING, Ne1000Status.WITHDRAWING, Ne1000Status.PURGING})
 ALARM_KINDS: dict[Ne1000Alarm, PumpAlarmKind] = {
     Ne1000Alarm.RESET: PumpAlarmKind.RESET,
@@ -107,21 +124,24 @@ ERROR_REASONS: dict[Ne1000Error, str] = {
 
 
 class Ne1000Driver(PumpDriver):
-    """An NE-1000 family pump at one address on one serial port."""
+    """An NE-1000 family pump at one address, on a port of its own (``port``) or on a
+    line shared with other NE-1000s (``line``)."""
 
     name = "ne1000"
 
     def __init__(
         self,
         *,
-        port: str,
+        port: str | None = None,
         address: int = 0,
-        baud: int = 19200,
+        baud: int | None = None,
         safe_mode_timeout_s: int | None = None,
         reply_timeout_s: float = 0.5,
         settle_s: float = 0.05,
         transport: Transport | None = None,
+        line: SharedLine | None = None,
     ) -> None:
+        port, baud = resolve_port("ne1000", port=port, baud=baud, line=line, default_baud=19200)
         check_serial_options(
             "ne1000",
             address=address,
@@ -140,12 +160,19 @@ class Ne1000Driver(PumpDriver):
         self.safe_mode_timeout_s = safe_mode_timeout_s
         self._reply_timeout_s = reply_timeout_s
         self._settle_s = settle_s
-        self._transport: Transport = transport or SerialTransport(
-            port, baudrate=baud, dirty_quiet_s=reply_timeout_s
+        self.line = line
+        if line is not None:
+            line.claim(self.name, address, self)
+        self._transport: Transport = transport or (
+            line.transport_for(f"ne1000 {address} on {line.name}")
+            if line is not None
+            else SerialTransport(port, baudrate=baud, dirty_quiet_s=reply_timeout_s)
         )
         self._safe = False
         self._unit: RateUnit | None = None
         self._running = False
+        #: a prime left a volume to dispense on the pump (cleared before the next RUN)
+        self._volume_target = False
         self._pending_alarms: set[PumpAlarmKind] = set()
         #: alarms announced by an auto-alarm packet and not yet answered by a reply: the
         #: pump sends one such packet per new alarm, so the next alarm reply with the same
@@ -155,6 +182,8 @@ class Ne1000Driver(PumpDriver):
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
         with self._transport.lock:
+            if self.line is not None:
+                self.line.claim(self.name, self.address, self)
             self._transport.open()
             self._handshake()
 
@@ -167,12 +196,14 @@ class Ne1000Driver(PumpDriver):
             return PumpIdentity(model=data, firmware="", address=self.address)
         return PumpIdentity(model=model, firmware=firmware, address=self.address)
 
-    def configure_syringe(self, syringe: Syringe) -> RateRange:
+    def configure_syringe(self, syringe: Container) -> RateRange:
         """Set the bore, mL volume units, continuous pumping and infusion; read each back.
 
         The NE-1000 has no query for its rate limits: the range returned is the syringe's,
         and the pump stays the authority (``?OOR``) when a rate is set.
         """
+        refuse_bag(self.name, syringe)
+        assert isinstance(syringe, Syringe)
         diameter = floor_to_field(syringe.inner_diameter_mm)
         text = format_number(diameter)
         with self._transport.lock:
@@ -206,9 +237,40 @@ class Ne1000Driver(PumpDriver):
             self._command(self._cmd("RAT", choice.text))
             return self._read_rate()
 
+    def prime(self, volume_ml: float) -> float:
+        """``VOL`` (mL) set and read back, then ``PUR``: the pump purges at the syringe's top
+        rate and stops when the volume is out (status ``X`` meanwhile). The volume to
+        dispense is set back to 0 (continuous) before the next ``RUN``."""
+        if not (isinstance(volume_ml, int | float) and math.isfinite(volume_ml) and volume_ml > 0):
+            raise ValueError(f"volume_ml must be a finite number of mL above 0, got {volume_ml!r}")
+        volume = floor_to_field(min(volume_ml, 9999))
+        if volume <= 0:
+            raise ValueError(f"volume_ml {volume_ml!r} is below what the pump's field holds")
+        text = format_number(volume)
+        with self._transport.lock:
+            self._ensure_link()
+            if self._running:
+                raise PumpRejected("ne1000: cannot prime while pumping", reason="running")
+            self._command(self._cmd("VOL", "ML"))
+            self._command(self._cmd("VOL", text))
+            self._volume_target = True
+            self._check("VOL", "volume", f"{text} mL", lambda b: _volume_is(b, volume))
+            reply = self._command(self._cmd("PUR"))
+            self._running = reply.status in RUNNING
+            if reply.status is not Ne1000Status.PURGING:
+                raise PumpRejected(
+                    f"ne1000: PUR acknowledged but the pump reports status {reply.status}",
+                    reason=f"did not prime (status {reply.status})",
+                )
+        return float(volume)
+
     def start(self) -> None:
         with self._transport.lock:
             self._ensure_link()
+            if self._volume_target:  # left by a prime: pump continuously again
+                self._command(self._cmd("VOL", "0"))
+                self._check("VOL", "volume", "0 mL", _no_volume_to_dispense)
+                self._volume_target = False
             reply = self._command(self._cmd("RUN"))
             self._running = reply.status in RUNNING
             if not self._running:
@@ -242,6 +304,7 @@ class Ne1000Driver(PumpDriver):
             alarms = frozenset(self._pending_alarms)
             self._pending_alarms.clear()
             return PumpStatus(
+                priming=dis_reply.status is Ne1000Status.PURGING,
                 running=self._running,
                 set_rate_ml_h=rate,
                 infused_ml=float(dispensed.infused_ml),
@@ -266,6 +329,8 @@ class Ne1000Driver(PumpDriver):
     def close(self) -> None:
         with self._transport.lock:
             self._transport.close()
+            if self.line is not None:
+                self.line.release(self.address, self)
 
     # ------------------------------------------------------------------ link
     @property
@@ -276,16 +341,22 @@ class Ne1000Driver(PumpDriver):
     def _handshake(self) -> None:
         self._announced.clear()  # a new link (or a pump that restarted) announces afresh
         found = False
+        garbled: PumpChecksumError | None = None
         for safe in (False, False, True, True):
             self._safe = safe
             try:
                 self._transact(self._cmd(""))
-            except (DeviceTimeout, PumpChecksumError):
+            except DeviceTimeout:
+                continue
+            except PumpChecksumError as exc:
+                garbled = exc
                 continue
             found = True
             break
         if not found:
             self._safe = False
+            if garbled is not None:  # something answered, but not as this pump
+                raise garbled
             raise DeviceTimeout(
                 f"ne1000: no pump answered at address {self.address} on {self.port} "
                 "in basic or safe mode"
@@ -294,11 +365,11 @@ class Ne1000Driver(PumpDriver):
         if want:
             current = self._read_saf() if self._safe else 0
             if current != want:
-                self._command(self._cmd("SAF", str(want)))
+                self._command(self._cmd("SAF", str(want)), either_framing=True)
                 self._safe = True
                 self._check("SAF", "safe-mode timeout", str(want), lambda b: b == str(want))
         elif self._safe:
-            self._command(self._cmd("SAF", "0"))
+            self._command(self._cmd("SAF", "0"), either_framing=True)
             self._safe = False
             self._check("SAF", "safe-mode timeout", "0", lambda b: b == "0")
         self._read_rate()
@@ -325,23 +396,32 @@ class Ne1000Driver(PumpDriver):
         return Ne1000Command(self.address, name, argument)
 
     def _frame_end(self) -> FrameEnd:
-        return safe_packet_end if self._safe else basic_reply_end
+        # both framings are recognised whatever the link's mode: a reply in the other one
+        # is then reported at once (``_decode``), never waited on until the deadline
+        return any_reply_end
 
     def _encode(self, command: Ne1000Command) -> bytes:
         if self._safe:
             return encode_safe_packet(encode_command(command))
         return encode_basic_command(command)
 
-    def _decode(self, frame: bytes) -> Ne1000Reply:
-        try:
-            reply = (
-                parse_reply(decode_safe_packet(frame)) if self._safe else decode_basic_reply(frame)
-            )
-        except Ne1000CodecError as exc:
-            raise PumpChecksumError(f"ne1000: {exc}") from None
+    def _decode(self, frame: bytes, *, either_framing: bool = False) -> Ne1000Reply:
+        reply = self._parse(frame, either_framing=either_framing)
         if reply.address != self.address:
             raise PumpChecksumError(
                 f"ne1000: reply from address {reply.address}, expected {self.address}"
+            )
+        return reply
+
+    def _parse(self, frame: bytes, *, either_framing: bool = False) -> Ne1000Reply:
+        try:
+            reply, safe = decode_any_reply(frame)
+        except Ne1000CodecError as exc:
+            raise PumpChecksumError(f"ne1000: {exc}") from None
+        if safe != self._safe and not either_framing:
+            raise PumpChecksumError(
+                f"ne1000: reply in {'safe' if safe else 'basic'} framing while the link is in "
+                f"{'safe' if self._safe else 'basic'} mode: {frame.hex(' ')}"
             )
         return reply
 
@@ -365,14 +445,15 @@ class Ne1000Driver(PumpDriver):
         self._pending_alarms.add(ALARM_KINDS[alarm])
         self._running = False
 
-    def _transact(self, command: Ne1000Command) -> Ne1000Reply:
+    def _transact(self, command: Ne1000Command, *, either_framing: bool = False) -> Ne1000Reply:
         """One request and its reply; no retry, no error mapping beyond framing."""
         self._absorb(self._transport.drain())
         frame_end = self._frame_end()
         frame = self._transport.exchange(
             self._encode(command), frame_end=frame_end, timeout_s=self._reply_timeout_s
         )
-        reply = self._decode(frame)
+        frame = self._skip_other_pumps(frame)
+        reply = self._decode(frame, either_framing=either_framing)
         if reply.alarm is not None and self._safe and reply.alarm not in self._announced:
             # an auto-alarm packet may have crossed our request: if a second packet
             # follows at once, that one is the reply. (Not when that alarm was announced
@@ -392,9 +473,28 @@ class Ne1000Driver(PumpDriver):
             self._announced.clear()  # a plain answer: no alarm is waiting to be answered
         return reply
 
-    def _command(self, command: Ne1000Command) -> Ne1000Reply:
+    def _skip_other_pumps(self, frame: bytes) -> bytes:
+        """On a shared line in safe mode, another pump's alarm packet may arrive just before
+        our reply: give it to its driver and read ours after it (a few at most)."""
+        post = getattr(self._transport, "post", None)
+        for _ in range(MAX_CROSSING_PACKETS):
+            if post is None or not self._safe:
+                return frame
+            try:
+                other = self._parse(frame)
+            except PumpChecksumError:
+                return frame
+            if other.address == self.address or other.alarm is None:
+                return frame
+            post(frame)
+            frame = self._transport.read_frame(
+                frame_end=self._frame_end(), timeout_s=self._reply_timeout_s
+            )
+        return frame
+
+    def _command(self, command: Ne1000Command, *, either_framing: bool = False) -> Ne1000Reply:
         """A command that changes the pump: sent once, never retried."""
-        reply = self._transact(command)
+        reply = self._transact(command, either_framing=either_framing)
         if reply.alarm is not None:
             raise PumpAlarmError(
                 f"ne1000: {command.text!r} not executed, pump reports alarm A?{reply.alarm.value}",
@@ -457,6 +557,11 @@ class Ne1000Driver(PumpDriver):
 def _check_rate(rate_ml_h: float) -> None:
     if not (isinstance(rate_ml_h, int | float) and math.isfinite(rate_ml_h) and rate_ml_h > 0):
         raise ValueError(f"rate must be a finite number of mL/h above 0, got {rate_ml_h!r}")
+
+
+def _volume_is(back: str, volume: object) -> bool:
+    """``VOL`` read back as ``volume`` in mL."""
+    return back.endswith("ML") and _number_or_none(back[:-2]) == volume
 
 
 def _no_volume_to_dispense(back: str) -> bool:

@@ -8,6 +8,19 @@ arguments print one line naming the option and what it accepts, and exit with st
 Also reachable as ``python -m firmware_bridge.emulators ...``; an optional leading
 ``emulate`` word is accepted so ``pumpctl`` can pass its arguments through unchanged.
 
+Several pumps on one line: ``--address`` given more than once (or ``--addresses 0,1,2``)
+serves one simulated pump per address on the same pty, port or socket, each with its own
+physics, syringe state and ground truth (NE-1000 addresses on one RS-232 line, a Harvard
+pump chain, Modbus device ids on one RTU line or unit ids behind one TCP server). Their
+truth logs go to ``--truth-log DIR`` (one ``pump-<address>.jsonl`` each) or to a path with
+``{address}`` in it; one control channel serves them all and names the pump by address
+(``firmware_bridge.emulators.control.LineControlChannel``).
+
+``--container bag-500ml`` (with ``modbus --map peristaltic``) makes the pump volumetric: a
+bag instead of a syringe, with air-in-line, upstream occlusion and door sensors (faults
+``air_in_line``, ``upstream_occlusion``, ``door_open``). ``--faults patient_line=off``
+starts with the line not connected to the patient: what it delivers (a prime) is waste.
+
 ``--mechanics`` gives the pump a real mechanism (slack, compliance lag, lead-screw ripple,
 bore error; ``firmware_bridge.mechanics``). ``--balance-pty`` serves an MT-SICS balance on a
 second pty, in this process, weighing what this pump delivers (``firmware_bridge.balance``);
@@ -17,10 +30,11 @@ its pty is announced on a line ``balance at PATH`` after the first line.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import NoReturn
 
@@ -32,7 +46,14 @@ from firmware_bridge.balance.serve import (
     serve_balance,
 )
 from firmware_bridge.clock import Clock, clock_from_spec
-from firmware_bridge.emulators.control import ControlChannel, ControlError, ControlServer
+from firmware_bridge.emulators.bus import PumpBus
+from firmware_bridge.emulators.control import (
+    Answerer,
+    ControlChannel,
+    ControlError,
+    ControlServer,
+    LineControlChannel,
+)
 from firmware_bridge.emulators.endpoints import (
     Endpoint,
     PtyEndpoint,
@@ -45,13 +66,13 @@ from firmware_bridge.emulators.patient_monitor import PatientMonitor
 from firmware_bridge.emulators.serial_line import SerialLine
 from firmware_bridge.emulators.syringe_match import syringe_for_bore
 from firmware_bridge.emulators.truth_log import TruthLogWriter
-from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
-from firmware_bridge.harvard.emulator import HarvardPumpSide
+from firmware_bridge.faults import WIRE_FAULTS, FaultSpecError, WireFaults, apply_faults
+from firmware_bridge.harvard.emulator import HarvardFramer, HarvardPumpSide
 from firmware_bridge.mechanics import Mechanics, MechanicsSpecError, parse_mechanics
-from firmware_bridge.ne1000.emulator import Ne1000PumpSide
+from firmware_bridge.ne1000.emulator import Ne1000Framer, Ne1000PumpSide
 from firmware_bridge.patient.spec import PatientSpec, parse_patient_spec
 from firmware_bridge.pump_model import SimulatedPump
-from firmware_bridge.syringes import DEFAULT_SYRINGE, Syringe, syringe_by_name
+from firmware_bridge.syringes import BAGS, DEFAULT_SYRINGE, Container, syringe_by_name
 
 PROTOCOLS = ("ne1000", "harvard", "modbus")
 BAUDS = {
@@ -84,10 +105,26 @@ def _parser() -> _Parser:
     where.add_argument("--port", metavar="DEV", help="serve on a real serial port")
     where.add_argument("--tcp", metavar="HOST:PORT", help="serve on a TCP socket")
     p.add_argument("--link", metavar="PATH", help="with --pty: a stable symlink to the pty")
-    p.add_argument("--address", type=int, help="pump address (0-99; Modbus device id 1-247)")
+    p.add_argument(
+        "--address",
+        type=int,
+        action="append",
+        help="pump address (0-99; Modbus device id 1-247); repeat for several pumps on the line",
+    )
+    p.add_argument(
+        "--addresses",
+        metavar="LIST",
+        help="several pumps on one line, e.g. '0,1,2,3' (same as repeating --address)",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--syringe", metavar="NAME", help="syringe from the catalogue")
     which.add_argument("--diameter", type=float, metavar="MM", help="syringe inner diameter")
+    which.add_argument(
+        "--container",
+        metavar="BAG",
+        help="modbus with a peristaltic map: a volumetric pump holding this bag "
+        "(bag-250ml, bag-500ml, bag-1000ml)",
+    )
     p.add_argument("--volume", type=float, metavar="ML", help="volume loaded in the syringe")
     p.add_argument("--baud", type=int, help="baud rate")
     p.add_argument(
@@ -99,7 +136,12 @@ def _parser() -> _Parser:
     )
     p.add_argument("--faults", metavar="SPEC", help="faults at start, e.g. 'delay=0.2,stall'")
     p.add_argument("--control", metavar="SOCKETPATH", help="runtime control channel socket")
-    p.add_argument("--truth-log", metavar="PATH", help="ground-truth JSON-lines log")
+    p.add_argument(
+        "--truth-log",
+        metavar="PATH",
+        help="ground-truth JSON-lines log; with several pumps a directory (pump-<address>.jsonl "
+        "each) or a path containing {address}",
+    )
     p.add_argument("--clock", metavar="SPEC", default="real", help="real | scaled:SCALE:ORIGIN")
     p.add_argument("--map", metavar="PATH", help="Modbus register map (TOML)")
     p.add_argument(
@@ -156,7 +198,20 @@ def _parse_tcp(text: str, option: str = "--tcp") -> tuple[str, int]:
     return host, int(port)
 
 
-def _syringe(ns: argparse.Namespace) -> Syringe:
+def _syringe(ns: argparse.Namespace) -> Container:
+    if ns.container is not None:
+        if ns.protocol != "modbus":
+            raise UsageError(
+                f"--container: the {ns.protocol} emulator is a syringe pump; a bag is for a "
+                "volumetric pump (modbus --map peristaltic)"
+            )
+        if ns.container not in BAGS:
+            raise UsageError(
+                f"--container: unknown bag {ns.container!r}; known: {', '.join(sorted(BAGS))}"
+            )
+        if ns.mechanics:
+            raise UsageError("--mechanics: a syringe driver's mechanism; not with --container")
+        return BAGS[ns.container]
     if ns.syringe is not None:
         try:
             return syringe_by_name(ns.syringe)
@@ -170,12 +225,33 @@ def _syringe(ns: argparse.Namespace) -> Syringe:
     return default
 
 
+def addresses(ns: argparse.Namespace) -> list[int | None]:
+    """The addresses asked for, in order: ``[None]`` for one pump at the default address."""
+    found: list[int] = list(ns.address or [])
+    if ns.addresses:
+        for part in ns.addresses.split(","):
+            text = part.strip()
+            if not (text.isascii() and text.isdigit()):
+                raise UsageError(
+                    f"--addresses: expected numbers separated by commas, e.g. 0,1,2; got {part!r}"
+                )
+            found.append(int(text))
+    return list(found) or [None]
+
+
 def _validate(ns: argparse.Namespace) -> None:
     proto: str = ns.protocol
-    if ns.address is not None:
-        low, high = (1, 247) if proto == "modbus" else (0, 99)
-        if not (low <= ns.address <= high):
-            raise UsageError(f"--address: {proto} addresses are {low}-{high}, got {ns.address}")
+    wanted = addresses(ns)
+    low, high = (1, 247) if proto == "modbus" else (0, 99)
+    for address in wanted:
+        if address is not None and not (low <= address <= high):
+            raise UsageError(f"--address: {proto} addresses are {low}-{high}, got {address}")
+    if len(set(wanted)) != len(wanted):
+        raise UsageError(f"--address: each pump on a line needs its own address, got {wanted}")
+    if len(wanted) > 1 and ns.balance_pty:
+        raise UsageError("--balance-pty: weighs one pump; serve one address with it")
+    if len(wanted) > 1 and ns.patient is not None:
+        raise UsageError("--patient: one patient on one pump; serve one address with it")
     if ns.baud is not None and ns.baud not in BAUDS[proto]:
         allowed = ", ".join(str(b) for b in BAUDS[proto])
         raise UsageError(f"--baud: {proto} supports {allowed}; got {ns.baud}")
@@ -279,35 +355,40 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     restore = _install_signals(stop)
-    truth: TruthLogWriter | None = None
+    truths: list[TruthLogWriter] = []
     control: ControlServer | None = None
     balance: ServedBalance | None = None
     balance_control: ControlServer | None = None
     monitor: PatientMonitor | None = None
+    wanted = addresses(ns)
     try:
-        try:
-            truth = TruthLogWriter(ns.truth_log) if ns.truth_log else None
-        except OSError as exc:
-            print(
-                f"emulate: error: --truth-log: cannot write {ns.truth_log}: {exc}", file=sys.stderr
-            )
-            return 2
-        try:
-            pump = _make_pump(ns, clock, syringe, truth, mechanics)
-        except ValueError as exc:
-            print(f"emulate: error: --volume: {exc}", file=sys.stderr)
-            return 2
+        pumps: dict[int | None, SimulatedPump] = {}
+        for address in wanted:
+            path = _truth_path(ns.truth_log, address, several=len(wanted) > 1)
+            try:
+                truth = TruthLogWriter(path) if path else None
+            except OSError as exc:
+                print(f"emulate: error: --truth-log: cannot write {path}: {exc}", file=sys.stderr)
+                return 2
+            if truth is not None:
+                truths.append(truth)
+            try:
+                pumps[address] = _make_pump(ns, clock, syringe, truth, mechanics)
+            except ValueError as exc:
+                print(f"emulate: error: --volume: {exc}", file=sys.stderr)
+                return 2
+        pump = next(iter(pumps.values()))
         wire = WireFaults()
         if ns.faults:
             try:
-                apply_faults(ns.faults, pump, wire)
+                _apply_start_faults(ns.faults, list(pumps.values()), wire)
             except FaultSpecError as exc:
                 print(f"emulate: error: --faults: {exc}", file=sys.stderr)
                 return 2
         if ns.protocol == "modbus":
-            return _run_modbus(ns, pump, wire, stop, out)
+            return _run_modbus(ns, pumps, wire, stop, out)
 
-        handler = _handler(ns, pump)
+        handler = _handler(ns, pumps)
         endpoint = _endpoint(ns)
         line = SerialLine(handler, endpoint, wire, log=out, pace_baud=ns.pace_baud)
         try:
@@ -353,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             out(f"monitor at {monitor.where}")
         if ns.control:
             try:
-                control = ControlServer(ns.control, ControlChannel(pump, wire, line.describe))
+                control = ControlServer(ns.control, _control_channel(pumps, wire, line.describe))
                 control.start()
             except (ControlError, OSError) as exc:
                 endpoint.shutdown()
@@ -371,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             monitor.stop()
         if control is not None:
             control.close()
-        if truth is not None:
+        for truth in truths:
             truth.close()
         restore()
 
@@ -395,7 +476,7 @@ def _monitor_endpoint(ns: argparse.Namespace) -> Endpoint:
 def _make_pump(
     ns: argparse.Namespace,
     clock: Clock,
-    syringe: Syringe,
+    syringe: Container,
     truth: TruthLogWriter | None,
     mechanics: Mechanics | None = None,
 ) -> SimulatedPump:
@@ -411,11 +492,48 @@ def _make_pump(
     )
 
 
-def _handler(ns: argparse.Namespace, pump: SimulatedPump) -> WireHandler:
-    address = ns.address or 0
+def _apply_start_faults(specs: str, pumps: list[SimulatedPump], wire: WireFaults) -> None:
+    """Wire faults act once, on the line; pump faults on every pump of the line."""
+    for spec in filter(None, (s.strip() for s in specs.split(","))):
+        name = spec.partition("=")[0].strip().lower().replace("-", "_")
+        if name in WIRE_FAULTS or name == "clear":
+            apply_faults(spec, pumps[0], wire)
+        for pump in pumps if name not in WIRE_FAULTS else []:
+            apply_faults(spec, pump, None if name != "clear" else wire)
+
+
+def _truth_path(path: str | None, address: int | None, *, several: bool) -> str | None:
+    """Where one pump's truth log goes (see the module docstring)."""
+    if path is None or not several:
+        return path
+    if "{address}" in path:
+        return path.replace("{address}", str(address))
+    os.makedirs(path, exist_ok=True)
+    return os.path.join(path, f"pump-{address}.jsonl")
+
+
+def _control_channel(
+    pumps: Mapping[int | None, SimulatedPump] | Mapping[int, SimulatedPump],
+    wire: WireFaults,
+    describe: Callable[[], dict[str, object]] | None = None,
+) -> Answerer:
+    if len(pumps) == 1:
+        return ControlChannel(next(iter(pumps.values())), wire, describe)
+    return LineControlChannel({a: p for a, p in pumps.items() if a is not None}, wire, describe)
+
+
+def _handler(ns: argparse.Namespace, pumps: dict[int | None, SimulatedPump]) -> WireHandler:
+    baud = ns.baud or DEFAULT_BAUD["harvard"]
+    sides: list[Ne1000PumpSide] | list[HarvardPumpSide]
     if ns.protocol == "ne1000":
-        return Ne1000PumpSide(pump, address=address)
-    return HarvardPumpSide(pump, address=address, baud=ns.baud or DEFAULT_BAUD["harvard"])
+        sides = [Ne1000PumpSide(p, address=a or 0) for a, p in pumps.items()]
+        if len(sides) == 1:
+            return sides[0]
+        return PumpBus(sides, Ne1000Framer())
+    sides = [HarvardPumpSide(p, address=a or 0, baud=baud) for a, p in pumps.items()]
+    if len(sides) == 1:
+        return sides[0]
+    return PumpBus(sides, HarvardFramer())
 
 
 def _endpoint(ns: argparse.Namespace) -> Endpoint:
@@ -429,7 +547,7 @@ def _endpoint(ns: argparse.Namespace) -> Endpoint:
 
 def _run_modbus(
     ns: argparse.Namespace,
-    pump: SimulatedPump,
+    pumps: dict[int | None, SimulatedPump],
     wire: WireFaults,
     stop: threading.Event,
     out: Callable[[str], None],
@@ -455,26 +573,32 @@ def _run_modbus(
     except (RegisterMapError, OSError) as exc:
         print(f"emulate: error: --map: {exc}", file=sys.stderr)
         return 2
+    if ns.container is not None and register_map.device.kind.value != "peristaltic":
+        print(
+            f"emulate: error: --container: the map {register_map.device.model!r} is a "
+            "syringe pump's; a bag needs a volumetric pump's map (--map peristaltic)",
+            file=sys.stderr,
+        )
+        return 2
     # the map's [link] says which unit the pump answers as (DULCO flex: 20); --address wins
-    device_id = ns.address if ns.address is not None else register_map.link.device_id
+    devices = {(register_map.link.device_id if a is None else a): p for a, p in pumps.items()}
     first = FirstLine(out)
     control: ControlServer | None = None
     if ns.control:
         try:
-            control = ControlServer(ns.control, ControlChannel(pump, wire))
+            control = ControlServer(ns.control, _control_channel({**devices}, wire))
             control.start()
         except (ControlError, OSError) as exc:
             print(f"emulate: error: --control: {exc}", file=sys.stderr)
             return 2
     try:
         serve_modbus(
-            pump,
+            devices,
             wire,
             map_path=ns.map,
             tcp=_parse_tcp(ns.tcp) if ns.tcp else None,
             serial_port=ns.port,
             use_pty=not (ns.tcp or ns.port),
-            device_id=device_id,
             baud=ns.baud or register_map.link.baud,
             announce=first.announce,
             log=first.log,

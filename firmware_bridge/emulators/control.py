@@ -7,6 +7,12 @@ A Unix-domain socket speaking JSON lines, one request and one answer per line:
   ``firmware_bridge.faults.apply_fault``);
 - ``{"query": "state"}`` -> ``{"ok": true, "pump": {...snapshot...}, "wire": {...}}``.
 
+Several pumps on one line (``emulate ... --address 0 --address 1``) share one channel
+(``LineControlChannel``): a message for one pump names it, ``{"address": 1, "fault":
+"occlusion"}`` or ``{"address": 1, "query": "state"}``; without an address a wire fault
+acts on the line, a pump fault is refused (which pump?), and ``{"query": "state"}``
+answers ``{"ok": true, "pumps": {"0": {...}, "1": {...}}, "wire": {...}}``.
+
 It exists so the hardware-in-the-loop suite (another process) can occlude the line or
 pull the cable in the middle of an infusion, and look at what the pump really did, without
 going through the very protocol under test. ``send_control`` is the client side.
@@ -25,6 +31,7 @@ from typing import Any, Protocol
 
 from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.pump_model import PumpSnapshot, SimulatedPump
+from firmware_bridge.syringes import Syringe
 
 #: Unix socket paths longer than this do not fit ``sockaddr_un`` on Linux
 MAX_SOCKET_PATH = 107
@@ -36,7 +43,15 @@ class ControlError(RuntimeError):
 
 
 def snapshot_to_json(snap: PumpSnapshot) -> dict[str, object]:
-    s = snap.syringe
+    s = snap.container
+    container: dict[str, object] = {
+        "name": s.name,
+        "volume_ml": s.volume_ml,
+        "min_rate_ml_h": s.min_rate_ml_h,
+        "max_rate_ml_h": s.max_rate_ml_h,
+    }
+    if isinstance(s, Syringe):
+        container["inner_diameter_mm"] = s.inner_diameter_mm
     return {
         "time": snap.time,
         "running": snap.running,
@@ -51,13 +66,14 @@ def snapshot_to_json(snap: PumpSnapshot) -> dict[str, object]:
         "alarms": sorted(a.value for a in snap.alarms),
         "near_empty": snap.near_empty,
         "target_reached": snap.target_reached,
-        "syringe": {
-            "name": s.name,
-            "inner_diameter_mm": s.inner_diameter_mm,
-            "volume_ml": s.volume_ml,
-            "min_rate_ml_h": s.min_rate_ml_h,
-            "max_rate_ml_h": s.max_rate_ml_h,
-        },
+        "kind": snap.kind,
+        "priming": snap.priming,
+        "line_connected": snap.line_connected,
+        "wasted_ml": snap.wasted_ml,
+        "door_open": snap.door_open,
+        # "syringe" kept for readers of earlier versions; a bag has no inner diameter
+        "syringe": container,
+        "container": container,
     }
 
 
@@ -119,6 +135,48 @@ class ControlChannel:
             "garbage": state.garbage,
             "silent": state.silent,
         }
+
+
+class LineControlChannel:
+    """The control channel of several pumps on one line (see the module docstring)."""
+
+    def __init__(
+        self,
+        pumps: dict[int, SimulatedPump],
+        wire: WireFaults | None,
+        describe_wire: Callable[[], dict[str, object]] | None = None,
+    ) -> None:
+        self._pumps = dict(pumps)
+        self._wire = wire
+        self._line = ControlChannel(None, wire, describe_wire)
+        self._each = {a: ControlChannel(p, wire, describe_wire) for a, p in self._pumps.items()}
+
+    def answer(self, message: object) -> dict[str, object]:
+        if not isinstance(message, dict):
+            return _fail(
+                'a control message is a JSON object, e.g. {"address": 1, "fault": "stall"}'
+            )
+        if "address" in message:
+            address = message["address"]
+            channel = self._each.get(address) if isinstance(address, int) else None
+            if channel is None:
+                known = ", ".join(str(a) for a in sorted(self._each))
+                return _fail(f"no pump at address {address!r} on this line; addresses: {known}")
+            rest = {k: v for k, v in message.items() if k != "address"}
+            return channel.answer(rest)
+        if "query" in message:
+            if message["query"] != "state":
+                return _fail(f"unknown query {message['query']!r}; known: 'state'")
+            return {
+                "ok": True,
+                "pumps": {str(a): snapshot_to_json(p.snapshot()) for a, p in self._pumps.items()},
+                "wire": self._line.answer({"query": "state"}).get("wire"),
+            }
+        answer = self._line.answer(message)
+        if not answer.get("ok") and "needs a simulated pump" in str(answer.get("error", "")):
+            known = ", ".join(str(a) for a in sorted(self._each))
+            return _fail(f'{answer["error"]}: name it with "address" (one of {known})')
+        return answer
 
 
 def _fail(error: str) -> dict[str, object]:

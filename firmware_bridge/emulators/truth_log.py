@@ -7,8 +7,10 @@ event happens, so the hardware-in-the-loop suite can read the truth while the em
 still running, or after it was killed.
 
 Line format (times on the pump's clinical clock, seconds):
-``{"type": "segment", "start": 12.5, "rate_ml_h": 3.0}`` and
-``{"type": "bolus", "time": 40.0, "volume_ml": 0.2}``.
+``{"type": "segment", "start": 12.5, "rate_ml_h": 3.0}``,
+``{"type": "bolus", "time": 40.0, "volume_ml": 0.2}`` and
+``{"type": "waste", "time": 90.0, "volume_ml": 1.0}`` (primed to waste while the line was
+not connected to the patient: never delivered).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
-from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
+from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment, TruthWaste
 
 
 class TruthLogError(ValueError):
@@ -30,6 +32,8 @@ class TruthLogError(ValueError):
 def event_to_json(event: TruthEvent) -> dict[str, object]:
     if isinstance(event, TruthSegment):
         return {"type": "segment", "start": event.start, "rate_ml_h": event.rate_ml_h}
+    if isinstance(event, TruthWaste):
+        return {"type": "waste", "time": event.time, "volume_ml": event.volume_ml}
     return {"type": "bolus", "time": event.time, "volume_ml": event.volume_ml}
 
 
@@ -42,9 +46,11 @@ def event_from_json(obj: object) -> TruthEvent:
             return TruthSegment(float(obj["start"]), float(obj["rate_ml_h"]))
         if kind == "bolus":
             return TruthBolus(float(obj["time"]), float(obj["volume_ml"]))
+        if kind == "waste":
+            return TruthWaste(float(obj["time"]), float(obj["volume_ml"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise TruthLogError(f"{kind} event with a missing or bad field: {exc}") from None
-    raise TruthLogError(f"unknown event type {kind!r}; expected 'segment' or 'bolus'")
+    raise TruthLogError(f"unknown event type {kind!r}; expected 'segment', 'bolus' or 'waste'")
 
 
 class TruthLogWriter:

@@ -362,6 +362,37 @@ def reply_end(buffer: bytes) -> int | None:
     return len(buffer) if _PROMPT_AT_END.search(buffer) else None
 
 
+#: first lines of a two-line error reply: a reason line always follows them
+ERROR_HEADS = ("Command error", "Argument error")
+
+
+def reply_may_grow(frame: bytes, expected_lines: int) -> bool:
+    """Whether a frame that ``reply_end`` calls complete could still be the start of a
+    longer reply, for a command that answers ``expected_lines`` text lines when it succeeds
+    (0 for a set, 1 for a query).
+
+    Only the idle prompt of a nonzero address (``<LF>NN:``) is ambiguous: it is also how
+    every text line of that pump begins. It ends the reply when the lines before it are
+    a whole answer: at least ``expected_lines`` of them, the last not an error head (an
+    error is two lines: ``Argument error: x`` then the reason). Any other prompt (``>``,
+    ``<``, ``*``, ``T*``, or any prompt of address 0, whose lines carry no prefix and
+    never begin with a prompt character) ends the reply at once. A frame that does not
+    decode may grow too (the caller waits).
+    """
+    m = _PROMPT_AT_END.search(frame)
+    if m is None:
+        return True
+    if not (m.group(1) and m.group(2) == b":"):
+        return False
+    try:
+        lines = decode_reply(frame).lines
+    except HarvardCodecError:
+        return True
+    if lines and lines[-1].startswith(ERROR_HEADS):
+        return True
+    return len(lines) < expected_lines
+
+
 def decode_reply(data: bytes) -> HarvardReply:
     """A whole reply. Before its first LF only a stray prompt (public drivers note that a
     prompt can leak there) or a CR is tolerated; anything else is a damaged reply."""

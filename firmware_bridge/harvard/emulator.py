@@ -24,6 +24,13 @@ Our choices and the model mapping:
   They stay until the condition is gone and the pump is started again (on the real pump,
   also by touching the display).
 - A power cycle has no Harvard alarm; the pump simply comes back idle.
+- ``poll on`` ends every reply with XON after the prompt, ``poll off`` (the default) does
+  not (Harvard Pump 33 DDS manual, POLL: "an XON character is output when the pump is
+  ready for another command"); ``poll remote`` is accepted and treated as off.
+- On a chain (``firmware_bridge.emulators.bus``) the pump at address 0 is the one wired to
+  the computer and answers commands without an address (KD Scientific Legato manuals,
+  pump chain commands: "the first pump in the chain ... must use address 0"); alone on its
+  line a pump answers them whatever its address (the Legato's USB note).
 - ``ver`` answers ``11 ELITE I/W Single 3.0.4`` (the form a Pump 11 Elite gives, seen in
   public code); ``status`` reports time in seconds and six flags (the Legato's sixth,
   target reached, included).
@@ -73,40 +80,26 @@ VERSION = "11 ELITE I/W Single 3.0.4"
 DIAMETER_RANGE_MM = (Decimal("0.1"), Decimal("50"))
 MAX_SYRINGE_ML = Decimal(140)
 MAX_LINE = 256
+#: ends every reply while polling mode is on (``poll on``)
+XON = b"\x11"
 #: model alarms that a force-sensing Harvard pump reports as a stall
 STALL_ALARMS = frozenset({PumpAlarm.STALL, PumpAlarm.OCCLUSION, PumpAlarm.EMPTY})
 
 Lines = list[str]
 
 
-class HarvardPumpSide:
-    """A PHD ULTRA / Pump 11 Elite answering at one address, driving ``pump``."""
+class HarvardFramer:
+    """Cuts the byte stream into command lines (CR, LF or CR LF) as every pump on a chain
+    reads it."""
 
-    protocol = "harvard"
-
-    def __init__(
-        self, pump: SimulatedPump, *, address: int = 0, baud: int = 115200, version: str = VERSION
-    ) -> None:
-        if not (0 <= address <= 99):
-            raise ValueError(f"Harvard address must be 0-99, got {address}")
-        self._pump = pump
-        self.address = address
-        self._baud = baud
-        self._version = version
+    def __init__(self) -> None:
         self._buffer = bytearray()
         self._after_cr = False
-        self._rates: dict[Direction, Rate | None] = {
-            Direction.INFUSE: None,
-            Direction.WITHDRAW: None,
-        }
-        self._target_ml: Decimal | None = None
-        self._force = 100
-        self._offsets = {Direction.INFUSE: 0.0, Direction.WITHDRAW: 0.0}
-        self._run_started: float | None = None
-        self._run_seconds = 0
-        self.commands = 0
 
-    # ------------------------------------------------------------------ WireHandler
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
     def feed(self, data: bytes, now: float) -> None:
         self._buffer += data
 
@@ -126,16 +119,64 @@ class HarvardPumpSide:
         self._after_cr = request.endswith(b"\r")
         return request
 
+    def reset(self) -> None:
+        self._buffer.clear()
+        self._after_cr = False
+
+
+class HarvardPumpSide:
+    """A PHD ULTRA / Pump 11 Elite answering at one address, driving ``pump``."""
+
+    protocol = "harvard"
+
+    def __init__(
+        self, pump: SimulatedPump, *, address: int = 0, baud: int = 115200, version: str = VERSION
+    ) -> None:
+        if not (0 <= address <= 99):
+            raise ValueError(f"Harvard address must be 0-99, got {address}")
+        self._pump = pump
+        self.address = address
+        self._baud = baud
+        self._version = version
+        self._framer = HarvardFramer()
+        #: False once the pump is one of a chain (``emulators.bus``): then only address 0
+        #: answers a command without an address
+        self.alone_on_line = True
+        #: ``poll on``: every reply ends with XON after its prompt (Harvard Pump 33 DDS
+        #: manual, POLL); off by default
+        self.poll_mode = False
+        self._rates: dict[Direction, Rate | None] = {
+            Direction.INFUSE: None,
+            Direction.WITHDRAW: None,
+        }
+        self._target_ml: Decimal | None = None
+        self._force = 100
+        self._offsets = {Direction.INFUSE: 0.0, Direction.WITHDRAW: 0.0}
+        self._run_started: float | None = None
+        self._run_seconds = 0
+        self.commands = 0
+
+    # ------------------------------------------------------------------ WireHandler
+    def feed(self, data: bytes, now: float) -> None:
+        self._framer.feed(data, now)
+
+    def next_request(self) -> bytes | None:
+        return self._framer.next_request()
+
     def handle(self, request: bytes, now: float) -> bytes | None:
         try:
             command = parse_command(request)
         except HarvardCodecError:
+            if not (self.alone_on_line or self.address == 0):
+                return None
             if self._pump.consume_ignored_command():
                 return None
             word = request.strip(b"\r\n").decode("latin-1")[:32]
             return self._reply([f"Command error: {word}", "   Unknown command"])
         if command.address is not None and command.address != self.address:
             return None
+        if command.address is None and not (self.alone_on_line or self.address == 0):
+            return None  # on a chain, a command without an address is pump 0's
         if self._pump.consume_ignored_command():
             return None
         self.commands += 1
@@ -145,8 +186,7 @@ class HarvardPumpSide:
         return None
 
     def reset_link(self) -> None:
-        self._buffer.clear()
-        self._after_cr = False
+        self._framer.reset()
 
     def describe(self) -> dict[str, object]:
         infuse, withdraw = self._rates[Direction.INFUSE], self._rates[Direction.WITHDRAW]
@@ -158,11 +198,13 @@ class HarvardPumpSide:
             "withdraw_rate": None if withdraw is None else withdraw.text,
             "target_ml": None if self._target_ml is None else str(self._target_ml),
             "commands": self.commands,
+            "poll": self.poll_mode,
         }
 
     # ------------------------------------------------------------------ execution
     def _reply(self, lines: Lines) -> bytes:
-        return encode_reply(HarvardReply(self.address, tuple(lines), self._prompt()))
+        reply = encode_reply(HarvardReply(self.address, tuple(lines), self._prompt()))
+        return reply + XON if self.poll_mode else reply
 
     def _execute(self, command: HarvardCommand) -> Lines:
         if not command.name:
@@ -175,7 +217,7 @@ class HarvardPumpSide:
             "version": self._ver,
             "address": self._address,
             "baud": self._baud_cmd,
-            "poll": self._accept,
+            "poll": self._poll,
             "nvram": self._accept,
             "irate": lambda a: self._rate(Direction.INFUSE, a),
             "wrate": lambda a: self._rate(Direction.WITHDRAW, a),
@@ -213,6 +255,15 @@ class HarvardPumpSide:
         return [str(self._baud)]
 
     def _accept(self, args: tuple[str, ...]) -> Lines:
+        return []
+
+    def _poll(self, args: tuple[str, ...]) -> Lines:
+        if not args:
+            return ["On" if self.poll_mode else "Off"]
+        word = args[0].lower()
+        if word not in ("on", "off", "remote") or len(args) > 1:
+            return [f"Argument error: {' '.join(args)}", "   Expected on, off or remote"]
+        self.poll_mode = word == "on"
         return []
 
     def _rate(self, direction: Direction, args: tuple[str, ...]) -> Lines:

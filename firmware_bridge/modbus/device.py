@@ -50,6 +50,9 @@ _ALARM_FLAGS: dict[Flag, PumpAlarm] = {
     Flag.STALL: PumpAlarm.STALL,
     Flag.RESET: PumpAlarm.RESET,
     Flag.COMMS_TIMEOUT: PumpAlarm.COMMS_TIMEOUT,
+    Flag.AIR_IN_LINE: PumpAlarm.AIR_IN_LINE,
+    Flag.UPSTREAM_OCCLUSION: PumpAlarm.UPSTREAM_OCCLUSION,
+    Flag.DOOR_OPEN: PumpAlarm.DOOR_OPEN,
 }
 
 
@@ -193,9 +196,9 @@ class PumpRegisters:
         if role is Role.RATE_ACTUAL:
             return number(snap.plunger_rate_ml_h)
         if role is Role.RATE_MIN:  # published range rounded inward: never promise more
-            return number(snap.syringe.min_rate_ml_h, Rounding.UP)
+            return number(snap.container.min_rate_ml_h, Rounding.UP)
         if role is Role.RATE_MAX:
-            return number(snap.syringe.max_rate_ml_h, Rounding.DOWN)
+            return number(snap.container.max_rate_ml_h, Rounding.DOWN)
         if role is Role.INFUSED_VOLUME:
             return number(snap.infused_ml)
         if role is Role.PRESSURE:

@@ -38,10 +38,14 @@ A pump set to ignore the first command after power-up
 (``SimulatedPump.ignore_first_command_after_power_up``) lets that request go unanswered
 and unexecuted, whatever its function.
 
-Addressing: RTU answers ``device_id`` only; broadcasts (address 0) are executed without
-a reply and other addresses are ignored, as on a shared RS-485 line. TCP answers unit id
-``device_id`` and 255 (Modbus Messaging on TCP/IP v1.0b: 0xFF for a directly reached
-device); another unit id gets exception 0B, as from a gateway without that device.
+Addressing: one emulator may serve several pumps, each at its own device id (several
+drives on one RS-485 line, or units behind one Modbus TCP gateway); each has its own
+physics, registers and comms watchdog (fed only by requests addressed to it). RTU answers
+its device ids only; broadcasts (address 0) are executed by every pump without a reply and
+other addresses are ignored, as on a shared RS-485 line. TCP answers its unit ids, and
+255 when it serves a single pump (Modbus Messaging on TCP/IP v1.0b: 0xFF for a directly
+reached device); another unit id gets exception 0B, as from a gateway without that
+device.
 Only the data functions 1, 2, 3, 4, 5, 6, 15, 16, 22, 23 are served; any other function
 gets exception 01 ILLEGAL FUNCTION. Approximation: on RTU a function code pymodbus does
 not know at all cannot be framed (its length is unknown), so it goes unanswered as line
@@ -55,7 +59,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
@@ -109,9 +113,8 @@ class ModbusEmulatorError(RuntimeError):
 class _Emulation:
     """What every connection of one emulator shares."""
 
-    regs: PumpRegisters
+    devices: dict[int, PumpRegisters]
     wire: WireFaults
-    device_id: int
     is_tcp: bool
     log: Callable[[str], None]
     context: _PumpContext = field(init=False)
@@ -119,34 +122,45 @@ class _Emulation:
     mute_until: float = 0.0  # liveness time; a real serial port's "disconnect"
 
     def __post_init__(self) -> None:
-        self.context = _PumpContext(self.regs)
+        self.context = _PumpContext(self.devices)
+
+    def unit(self, unit: int) -> int | None:
+        """The device id a request's unit reaches (TCP 255: the only pump), or None."""
+        if unit in self.devices:
+            return unit
+        if self.is_tcp and unit == TCP_DIRECT_UNIT and len(self.devices) == 1:
+            return next(iter(self.devices))
+        return None
 
 
 class _PumpContext(ModbusServerContext):
-    """The datastore pymodbus reads and writes: the pump's registers, nothing stored."""
+    """The datastore pymodbus reads and writes: the pumps' registers, nothing stored."""
 
-    def __init__(self, regs: PumpRegisters) -> None:  # no super(): nothing to store
+    def __init__(self, devices: dict[int, PumpRegisters]) -> None:  # no super(): no store
         self.old_simulator = True  # pymodbus 3.16 then uses this object as it is
         self.simdevices = []
-        self.regs = regs
-        self._echo: tuple[int, int, list[int] | list[bool]] | None = None
+        self.devices = devices
+        self._echo: tuple[int, int, int, list[int] | list[bool]] | None = None
 
     async def async_getValues(  # noqa: N802 - pymodbus' name
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
-        if func_code in (5, 6) and self._echo and self._echo[:2] == (func_code, address):
+        regs = self.devices.get(device_id)
+        if regs is None:
+            return ExcCodes.GATEWAY_NO_RESPONSE
+        if func_code in (5, 6) and self._echo and self._echo[:3] == (device_id, func_code, address):
             # a single write is answered with an echo of the request (MODBUS v1.1b3,
             # 6.5/6.6), not with what the register reads afterwards (a command coil
             # reads 0 again at once)
-            return self._echo[2]
+            return self._echo[3]
         table = _FC_TABLE.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
         result: list[int] | list[bool] | ExceptionCode
         if table.is_bit:
-            result = self.regs.read_bits(table, address, count)
+            result = regs.read_bits(table, address, count)
         else:
-            result = self.regs.read_registers(table, address, count)
+            result = regs.read_registers(table, address, count)
         return ExcCodes(int(result)) if isinstance(result, ExceptionCode) else result
 
     async def async_setValues(  # noqa: N802 - pymodbus' name
@@ -157,20 +171,23 @@ class _PumpContext(ModbusServerContext):
         values: Sequence[int] | Sequence[bool],
     ) -> ExcCodes | None:
         self._echo = None
+        regs = self.devices.get(device_id)
+        if regs is None:
+            return ExcCodes.GATEWAY_NO_RESPONSE
         table = _FC_TABLE.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
         if table.is_bit:
-            result = self.regs.write_bits(table, address, [bool(v) for v in values])
+            result = regs.write_bits(table, address, [bool(v) for v in values])
         else:
-            result = self.regs.write_registers(table, address, [int(v) for v in values])
+            result = regs.write_registers(table, address, [int(v) for v in values])
         if result is not None:
             return ExcCodes(int(result))
         if func_code in (5, 6):
             echo: list[int] | list[bool] = (
                 [bool(v) for v in values] if func_code == 5 else [int(v) for v in values]
             )
-            self._echo = (func_code, address, echo)
+            self._echo = (device_id, func_code, address, echo)
         return None
 
     def device_ids(self) -> list[int]:
@@ -264,13 +281,14 @@ class _PumpHandler(ServerRequestHandler):
         emu = self._emu
         unit = pdu.dev_id
         broadcast = not emu.is_tcp and unit == 0
-        gateway_miss = emu.is_tcp and unit not in (emu.device_id, TCP_DIRECT_UNIT)
+        target = emu.unit(unit)
+        gateway_miss = emu.is_tcp and target is None
         if isinstance(pdu, _Undecodable):
             what = f"dev={unit} fc={pdu.function_code:#04x} (unknown function)"
         else:
             what = f"{self._request_hex(pdu)}  {_describe(pdu)}"
-        if not emu.is_tcp and unit not in (emu.device_id, 0):
-            emu.log(f"rx {what}  -> not this pump's address, ignored")
+        if not emu.is_tcp and target is None and not broadcast:
+            emu.log(f"rx {what}  -> no pump at this address on the line, ignored")
             return
         emu.log(f"rx {what}")
         if time.monotonic() < emu.mute_until:
@@ -286,14 +304,19 @@ class _PumpHandler(ServerRequestHandler):
             self.send(junk, addr)
             return
 
-        if emu.regs.pump.consume_ignored_command():
+        reached = list(emu.devices) if broadcast else [] if target is None else [target]
+        if any(emu.devices[d].pump.consume_ignored_command() for d in reached):
             emu.log("ignored: the first command after power-up (pump setting)")
             return
-        response = await self._execute(pdu, gateway_miss)
-        emu.regs.note_request()
         if broadcast:
-            emu.log("broadcast: executed, no reply")
+            for device in reached:
+                await self._execute(pdu, False, device)
+                emu.devices[device].note_request()
+            emu.log("broadcast: executed by every pump, no reply")
             return
+        response = await self._execute(pdu, gateway_miss, target)
+        if target is not None:
+            emu.devices[target].note_request()
         response.transaction_id = pdu.transaction_id
         response.dev_id = unit
         frame = self.framer.buildFrame(response)
@@ -313,13 +336,15 @@ class _PumpHandler(ServerRequestHandler):
         self.send(frame, addr)
         emu.log(f"tx {frame.hex(' ')}  {_describe(response)}")
 
-    async def _execute(self, pdu: ModbusPDU | _Undecodable, gateway_miss: bool) -> ModbusPDU:
+    async def _execute(
+        self, pdu: ModbusPDU | _Undecodable, gateway_miss: bool, device: int | None
+    ) -> ModbusPDU:
         if isinstance(pdu, _Undecodable) or pdu.function_code not in SUPPORTED_FUNCTIONS:
             return ExceptionResponse(pdu.function_code & 0x7F, ExcCodes.ILLEGAL_FUNCTION)
-        if gateway_miss:
+        if gateway_miss or device is None:
             return ExceptionResponse(pdu.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
         try:
-            response: ModbusPDU = await pdu.datastore_update(self._emu.context, pdu.dev_id)
+            response: ModbusPDU = await pdu.datastore_update(self._emu.context, device)
         except Exception as exc:
             self._emu.log(f"error: {type(exc).__name__}: {exc}; answering 04")
             response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
@@ -358,14 +383,14 @@ class _SerialServer(_ServerMixin, ModbusSerialServer):
 
 # ---------------------------------------------------------------------- entry point
 def serve_modbus(
-    pump: SimulatedPump,
+    pump: SimulatedPump | Mapping[int, SimulatedPump],
     wire: WireFaults,
     *,
     map_path: str | None,
     tcp: tuple[str, int] | None,
     serial_port: str | None,
     use_pty: bool,
-    device_id: int,
+    device_id: int | None = None,
     baud: int,
     announce: Callable[[str], None],
     log: Callable[[str], None],
@@ -374,37 +399,44 @@ def serve_modbus(
 ) -> None:
     """Serve ``pump`` until ``stop`` is set.
 
-    Exactly one of ``tcp=(host, port)`` (port 0: any free port), ``serial_port`` or
-    ``use_pty``. ``announce`` is called once with where to connect ("host:port" or a
-    device path); ``log`` with every request, reply and fault. ``liveness``: the clock
-    the comms-timeout watchdog reads (real monotonic time; a test passes a virtual one).
-    Blocks, so run it in a thread; everything it opened is closed when it returns.
-    Anything that prevents serving (arguments, register map, port in use) raises
-    ``ModbusEmulatorError`` with a message for the operator.
+    ``pump`` is one pump (at ``device_id``, default the map's) or a mapping of device id to
+    pump, several pumps on one line. Exactly one of ``tcp=(host, port)`` (port 0: any free
+    port), ``serial_port`` or ``use_pty``. ``announce`` is called once with where to
+    connect ("host:port" or a device path); ``log`` with every request, reply and fault.
+    ``liveness``: the clock the comms-timeout watchdog reads (real monotonic time; a test
+    passes a virtual one). Blocks, so run it in a thread; everything it opened is closed
+    when it returns. Anything that prevents serving (arguments, register map, port in use)
+    raises ``ModbusEmulatorError`` with a message for the operator.
     """
     chosen = [tcp is not None, serial_port is not None, bool(use_pty)]
     if sum(chosen) != 1:
         raise ModbusEmulatorError(
             "serve_modbus needs exactly one of tcp=(host, port), serial_port=PATH, use_pty=True"
         )
-    if not 1 <= device_id <= 247:
-        raise ModbusEmulatorError(f"Modbus device id must be 1-247, got {device_id}")
-    if tcp is not None and not 0 <= tcp[1] <= 65535:
-        raise ModbusEmulatorError(f"TCP port must be 0-65535, got {tcp[1]}")
-    if serial_port is not None and baud <= 0:
-        raise ModbusEmulatorError(f"baud must be positive, got {baud}")
     try:
         regmap = load_register_map(resolve_map_path(map_path))
     except (RegisterMapError, ValueError) as exc:
         raise ModbusEmulatorError(str(exc)) from exc
+    if isinstance(pump, SimulatedPump):
+        pumps = {regmap.link.device_id if device_id is None else device_id: pump}
+    else:
+        pumps = dict(pump)
+    if not pumps:
+        raise ModbusEmulatorError("serve_modbus needs at least one pump")
+    for unit in pumps:
+        if not 1 <= unit <= 247:
+            raise ModbusEmulatorError(f"Modbus device id must be 1-247, got {unit}")
+    if tcp is not None and not 0 <= tcp[1] <= 65535:
+        raise ModbusEmulatorError(f"TCP port must be 0-65535, got {tcp[1]}")
+    if serial_port is not None and baud <= 0:
+        raise ModbusEmulatorError(f"baud must be positive, got {baud}")
     asyncio.run(
         _serve(
-            pump,
+            pumps,
             wire=wire,
             regmap=regmap,
             tcp=tcp,
             serial_port=serial_port,
-            device_id=device_id,
             baud=baud,
             announce=announce,
             log=log,
@@ -415,21 +447,20 @@ def serve_modbus(
 
 
 async def _serve(
-    pump: SimulatedPump,
+    pumps: dict[int, SimulatedPump],
     *,
     wire: WireFaults,
     regmap: RegisterMap,
     tcp: tuple[str, int] | None,
     serial_port: str | None,
-    device_id: int,
     baud: int,
     announce: Callable[[str], None],
     log: Callable[[str], None],
     stop: threading.Event,
     liveness: Callable[[], float],
 ) -> None:
-    regs = PumpRegisters(pump, regmap, liveness=liveness)
-    emu = _Emulation(regs, wire, device_id, tcp is not None, log)
+    devices = {unit: PumpRegisters(pump, regmap, liveness=liveness) for unit, pump in pumps.items()}
+    emu = _Emulation(devices, wire, tcp is not None, log)
     line: PtyLine | None = None
     pty_transport: PtyTransport | None = None
     server: _TcpServer | _SerialServer
@@ -480,12 +511,16 @@ async def _serve(
         announce(where)
         log(
             f"modbus {'TCP' if emu.is_tcp else 'RTU'} emulator: {regmap.device.model}, "
-            f"device id {device_id}, at {where}"
+            f"device id(s) {', '.join(str(u) for u in devices)}, at {where}"
         )
         while not stop.is_set():
             await asyncio.sleep(_TICK_S)
-            if emu.regs.check_watchdog():
-                log(f"comms timeout: no request for {emu.regs.comms_timeout_s:g} s, pump stopped")
+            for unit, regs in devices.items():
+                if regs.check_watchdog():
+                    log(
+                        f"comms timeout: device {unit} heard nothing for "
+                        f"{regs.comms_timeout_s:g} s, pump stopped"
+                    )
             if wire.take_disconnect():
                 _disconnect(emu, pty_transport, serial_port is not None)
     finally:
@@ -540,7 +575,7 @@ class BackgroundEmulator:
 
     def __init__(
         self,
-        pump: SimulatedPump,
+        pump: SimulatedPump | Mapping[int, SimulatedPump],
         wire: WireFaults | None = None,
         *,
         map_path: str | None = None,

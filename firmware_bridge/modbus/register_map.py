@@ -107,12 +107,15 @@ class Flag(enum.StrEnum):
     """Conditions a status or alarm bit reports."""
 
     RUNNING = "running"
-    OCCLUSION = "occlusion"  # peristaltic drives: overpressure
-    EMPTY = "empty"  # peristaltic drives: air in line / supply empty
+    OCCLUSION = "occlusion"  # downstream: overpressure
+    EMPTY = "empty"  # syringe at the end of travel / supply empty
     NEAR_EMPTY = "near_empty"
     STALL = "stall"
     RESET = "reset"  # power interrupted
     COMMS_TIMEOUT = "comms_timeout"  # stopped because the master fell silent
+    AIR_IN_LINE = "air_in_line"  # volumetric pumps: air at the sensor
+    UPSTREAM_OCCLUSION = "upstream_occlusion"  # volumetric pumps: bag-to-pump line blocked
+    DOOR_OPEN = "door_open"  # volumetric pumps: door open, flow stopped
     OTHER_ALARM = "other_alarm"
 
 

@@ -193,6 +193,14 @@ def format_number(value: Decimal | float | int) -> str:
     return f"{v:.{decimals_for(v)}f}"
 
 
+def display_number(value: Decimal | float | int) -> str:
+    """A number as the pump shows it in a reply: like ``format_number``, and always with
+    its decimal point (``6000.``), as public clients written against real pumps parse it
+    (digits, a point, digits)."""
+    text = format_number(value)
+    return text if "." in text else text + "."
+
+
 _NUMBER_RE = re.compile(r"^([0-9]*)(?:\.([0-9]*))?$")
 
 
@@ -513,6 +521,38 @@ def safe_packet_end(buffer: bytes) -> int | None:
         return start + 2
     end = start + 1 + length
     return end if len(buffer) >= end else None
+
+
+def any_reply_end(buffer: bytes) -> int | None:
+    """Like ``basic_reply_end`` / ``safe_packet_end``, for a host that does not know which
+    framing the next reply comes in (the reply to ``SAF``, see ``reply_is_safe``)."""
+    start = buffer.find(STX)
+    if start < 0 or len(buffer) < start + 2:
+        return None
+    if _looks_basic(buffer[start + 1]):
+        return basic_reply_end(buffer)
+    return safe_packet_end(buffer)
+
+
+def reply_is_safe(frame: bytes) -> bool:
+    """Which framing a reply frame is in: after STX a basic reply carries its address (an
+    ASCII digit), a safe packet its length byte. A reply short enough to be the answer to
+    a command (under 44 data bytes) has a length byte below ``'0'``, so the two never
+    meet; a longer safe packet would be misread as basic and then fail to decode, never
+    taken for valid data."""
+    start = frame.find(STX)
+    return start >= 0 and len(frame) > start + 1 and not _looks_basic(frame[start + 1])
+
+
+def _looks_basic(second: int) -> bool:
+    return 0x30 <= second <= 0x39
+
+
+def decode_any_reply(frame: bytes) -> tuple[Ne1000Reply, bool]:
+    """A reply in either framing, and whether it came as a safe packet."""
+    if reply_is_safe(frame):
+        return parse_reply(decode_safe_packet(frame)), True
+    return decode_basic_reply(frame), False
 
 
 def decode_safe_packet(packet: bytes) -> bytes:

@@ -11,9 +11,9 @@ Behaviour worth knowing, with its source:
   command without an address counts as address 0.
 - Safe mode (``SAF n``, n = 1-255 s; ``SAF0`` back to basic): CRC-checked packets; a packet
   that fails its length, ETX or CRC check is answered ``?COM``; a gap over 0.5 s between
-  bytes discards a partial packet; if no valid packet for this pump arrives within n
-  seconds of the liveness clock the pump raises the comms-timeout alarm and stops
-  (``SimulatedPump.raise_comms_timeout``). New alarms are sent unasked as auto-alarm
+  bytes discards a partial packet; basic commands are ignored; if no valid packet for this
+  pump arrives within n seconds of the liveness clock the pump raises the comms-timeout
+  alarm and stops (``SimulatedPump.raise_comms_timeout``). New alarms are sent unasked as auto-alarm
   packets; an auto-alarm does not acknowledge the alarm (manual: "An alarm message sent
   automatically in the Safe Mode will not clear the alarm condition").
 - Alarms must be acknowledged before data changes (manual: "the alarm status being sent in
@@ -23,10 +23,23 @@ Behaviour worth knowing, with its source:
 - Units cannot change while pumping (``RAT`` with another unit while running -> ``?NA``).
 - Volume units follow the diameter (<= 14.00 mm uL, above mL) until ``VOL UL|ML`` sets them.
 
+- A safe-mode packet is recognised in basic mode too (an STX first, where a basic command
+  never has one): the manual's way back to basic mode is the packet ``SAF0``, which a host
+  that does not know the pump's mode sends regardless, and public clients written against
+  real pumps send every ``SAF`` as a packet.
+- The reply to ``SAF n`` comes in the framing of the mode it switches to: ``SAF0`` is
+  answered in basic framing, ``SAF n`` (n > 0) in safe framing, whichever framing the
+  command came in (what those clients expect from real pumps). The new mode applies from
+  the next command on.
+
 Our choices where the manual is silent or the pump has no equivalent:
 
-- The reply to ``SAF`` is framed in the mode the command arrived in; the new mode applies
-  from the next command on.
+- Any other valid packet that arrives in basic mode is executed and answered in safe
+  framing (it passed its CRC); the pump stays in basic mode.
+- Several pumps on one line (``firmware_bridge.emulators.bus``): each hears every
+  request and only the addressed one answers. A damaged packet is answered ``?COM`` by
+  the pump whose address its (unchecked) data starts with; when that cannot be read,
+  only a pump alone on its line answers (on a chain nobody knows it was meant for them).
 - The NE-1000 has no occlusion or syringe-empty sensor code of its own. An occlusion that
   builds pressure until the motor can no longer push, an empty syringe (plunger at the end
   of travel) and a motor stall all reach the host as ``A?S`` (motor stalled): that is what
@@ -36,6 +49,8 @@ Our choices where the manual is silent or the pump has no equivalent:
 - Commands of the real set that this model does not implement (programs, I/O, buzzer...)
   answer ``?NA``; unknown commands answer ``?``. A malformed number answers ``?OOR`` when
   it is made of digits and points, ``?`` otherwise.
+- Numbers in replies always carry their decimal point (``6000.``): public clients written
+  against real pumps parse every reply number as digits, a point and digits.
 - A volume beyond the 4-digit field (over 9999 in the current unit) is reported as 9999.
 - ``PUR`` runs at the syringe's maximum rate with status ``X`` and restores the previous
   rate when it stops.
@@ -54,7 +69,6 @@ from firmware_bridge.ne1000.codec import (
     KNOWN_COMMANDS_3,
     ML_H_PER_RATE_UNIT,
     ML_PER_VOLUME_UNIT,
-    Dispensed,
     Ne1000Alarm,
     Ne1000CodecError,
     Ne1000Command,
@@ -65,11 +79,11 @@ from firmware_bridge.ne1000.codec import (
     RateUnit,
     VolumeUnit,
     decode_safe_packet,
+    display_number,
     encode_basic_reply,
     encode_reply,
     encode_safe_packet,
     floor_to_field,
-    format_number,
     parse_command,
     parse_number,
     rate_in_unit,
@@ -115,6 +129,53 @@ _NUMERIC = re.compile(r"^[0-9.]+$")
 _RAT_ARG = re.compile(r"^([0-9.]*)(UM|MM|UH|MH)?$")
 
 
+class Ne1000Framer:
+    """Cuts the byte stream into requests as every NE-1000 on the line reads it: a packet
+    when an STX comes first (its length byte says where it ends; a gap over 0.5 s inside it
+    discards it), a basic command line up to CR otherwise."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._last_byte_at: float | None = None
+        self.discarded_partials = 0
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+    def feed(self, data: bytes, now: float) -> None:
+        if (
+            self._buffer[:1] == bytes([STX])
+            and self._last_byte_at is not None
+            and now - self._last_byte_at > SAFE_MODE_BYTE_GAP_S
+        ):
+            self._buffer.clear()
+            self.discarded_partials += 1
+        self._buffer += data
+        self._last_byte_at = now
+
+    def next_request(self) -> bytes | None:
+        buffer = self._buffer
+        stx = buffer.find(STX)
+        cr = buffer.find(CR)
+        if stx >= 0 and (cr < 0 or stx < cr):
+            del buffer[:stx]  # noise before a packet
+            end = safe_packet_end(bytes(buffer))
+        else:
+            end = None if cr < 0 else cr + 1
+            if end is None and len(buffer) > MAX_BASIC_LINE:
+                buffer.clear()
+        if end is None:
+            return None
+        request = bytes(buffer[:end])
+        del buffer[:end]
+        return request
+
+    def reset(self) -> None:
+        self._buffer.clear()
+        self._last_byte_at = None
+
+
 class Ne1000PumpSide:
     """An NE-1000 answering on one line at one address, driving ``pump``."""
 
@@ -127,8 +188,9 @@ class Ne1000PumpSide:
         self.address = address
         self._firmware = firmware
         self._safe_timeout_s = 0
-        self._buffer = bytearray()
-        self._last_byte_at: float | None = None
+        self._framer = Ne1000Framer()
+        #: False once the pump shares its line with others (``emulators.bus``)
+        self.alone_on_line = True
         self._unit = RateUnit.ML_PER_H
         self._rate: RateChoice | None = None
         self._volume_unit: VolumeUnit | None = None
@@ -141,7 +203,6 @@ class Ne1000PumpSide:
         self._watchdog_fired = False
         self._purging = False
         self._rate_before_purge: float | None = None
-        self.discarded_partials = 0
         self.invalid_packets = 0
 
     # ------------------------------------------------------------------ WireHandler
@@ -149,67 +210,58 @@ class Ne1000PumpSide:
     def safe_mode(self) -> bool:
         return self._safe_timeout_s > 0
 
+    @property
+    def discarded_partials(self) -> int:
+        return self._framer.discarded_partials
+
     def feed(self, data: bytes, now: float) -> None:
-        if (
-            self.safe_mode
-            and self._buffer
-            and self._last_byte_at is not None
-            and now - self._last_byte_at > SAFE_MODE_BYTE_GAP_S
-        ):
-            self._buffer.clear()
-            self.discarded_partials += 1
-        self._buffer += data
-        self._last_byte_at = now
+        self._framer.feed(data, now)
 
     def next_request(self) -> bytes | None:
-        if self.safe_mode:
-            start = self._buffer.find(STX)
-            if start < 0:
-                self._buffer.clear()
-                return None
-            del self._buffer[:start]
-            end = safe_packet_end(bytes(self._buffer))
-        else:
-            cr = self._buffer.find(CR)
-            end = None if cr < 0 else cr + 1
-            if end is None and len(self._buffer) > MAX_BASIC_LINE:
-                self._buffer.clear()
-        if end is None:
-            return None
-        request = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        return request
+        return self._framer.next_request()
 
     def handle(self, request: bytes, now: float) -> bytes | None:
-        arrived_safe = self.safe_mode
+        arrived_safe = request[:1] == bytes([STX])
         if arrived_safe:
             try:
                 data = decode_safe_packet(request)
             except Ne1000CodecError:
-                self.invalid_packets += 1
-                reply = Ne1000Reply(
-                    self.address,
-                    self._status(self._pump.snapshot()),
-                    error=Ne1000Error.INVALID_PACKET,
-                )
-                return encode_safe_packet(encode_reply(reply))
+                return self._invalid_packet(request)
+        elif self.safe_mode:
+            return None  # basic commands are ignored in safe mode
         else:
             data = request.rstrip(b"\r")
         command = parse_command(data)
         if command.effective_address != self.address:
             return None
-        if arrived_safe:
+        if arrived_safe and self.safe_mode:
             self._last_valid_at = now
             self._watchdog_fired = False
         if self._pump.consume_ignored_command():
             return None
         reply, after = self._execute(command, now)
-        frame = (
-            encode_safe_packet(encode_reply(reply)) if arrived_safe else encode_basic_reply(reply)
-        )
+        safe_reply = arrived_safe
+        if command.name == "SAF" and command.argument.isdigit() and reply.error is None:
+            safe_reply = int(command.argument) > 0  # framed as the mode it switches to
+        frame = encode_safe_packet(encode_reply(reply)) if safe_reply else encode_basic_reply(reply)
         if after is not None:
             after()
         return frame
+
+    def _invalid_packet(self, request: bytes) -> bytes | None:
+        """``?COM`` for a damaged packet, from the pump it was (probably) meant for."""
+        data = request[2:-3]
+        digits = bytes(b for b in data[:2] if 0x30 <= b <= 0x39)
+        meant = int(digits) if digits and data[: len(digits)] == digits else None
+        if meant is None and not self.alone_on_line:
+            return None
+        if meant is not None and meant != self.address:
+            return None
+        self.invalid_packets += 1
+        reply = Ne1000Reply(
+            self.address, self._status(self._pump.snapshot()), error=Ne1000Error.INVALID_PACKET
+        )
+        return encode_safe_packet(encode_reply(reply))
 
     def poll(self, now: float) -> bytes | None:
         if not self.safe_mode:
@@ -221,7 +273,7 @@ class Ne1000PumpSide:
         ):
             self._watchdog_fired = True
             self._pump.raise_comms_timeout()
-        if self._buffer:
+        if self._framer.pending:
             return None  # never talk over a request that is arriving
         codes = self._alarm_codes(self._pump.snapshot())
         self._auto_sent &= codes
@@ -232,8 +284,7 @@ class Ne1000PumpSide:
         return None
 
     def reset_link(self) -> None:
-        self._buffer.clear()
-        self._last_byte_at = None
+        self._framer.reset()
 
     def describe(self) -> dict[str, object]:
         return {
@@ -296,7 +347,7 @@ class Ne1000PumpSide:
 
     def _dia(self, arg: str, snap: PumpSnapshot) -> Ne1000Reply:
         if not arg:
-            return self._ok(format_number(to_decimal(snap.syringe.inner_diameter_mm)))
+            return self._ok(display_number(to_decimal(snap.syringe.inner_diameter_mm)))
         value = self._number(arg)
         if isinstance(value, Ne1000Reply):
             return value
@@ -334,7 +385,7 @@ class Ne1000PumpSide:
     def _vol(self, arg: str, snap: PumpSnapshot) -> Ne1000Reply:
         units = self._volume_units(snap)
         if not arg:
-            return self._ok(f"{format_number(self._target)}{units.value}")
+            return self._ok(f"{display_number(self._target)}{units.value}")
         if arg in ("UL", "ML"):
             self._volume_unit = VolumeUnit(arg)
             return self._ok()
@@ -402,7 +453,7 @@ class Ne1000PumpSide:
         per = float(ML_PER_VOLUME_UNIT[units])
         infused = _field_or_max(max(0.0, snap.infused_ml - self._infused_offset_ml) / per)
         withdrawn = _field_or_max(max(0.0, snap.withdrawn_ml - self._withdrawn_offset_ml) / per)
-        return self._ok(Dispensed(infused, withdrawn, units).text)
+        return self._ok(f"I{display_number(infused)}W{display_number(withdrawn)}{units.value}")
 
     def _cld(self, arg: str, snap: PumpSnapshot) -> Ne1000Reply:
         if arg == "INF":
@@ -426,7 +477,6 @@ class Ne1000PumpSide:
 
         def switch() -> None:
             self._safe_timeout_s = seconds
-            self._buffer.clear()
             self._last_valid_at = now if seconds else None
             self._watchdog_fired = False
             self._auto_sent.clear()
@@ -479,10 +529,10 @@ class Ne1000PumpSide:
 
     def _rate_text(self, snap: PumpSnapshot) -> str:
         if self._rate is not None and float(self._rate.ml_h) == snap.set_rate_ml_h:
-            return self._rate.text
+            return _rate_display(self._rate)
         # the model changed the rate on its own (syringe change, purge): report it in the
         # unit in use, rounded down like every figure the pump shows
-        return rate_in_unit(snap.set_rate_ml_h, self._unit).text
+        return _rate_display(rate_in_unit(snap.set_rate_ml_h, self._unit))
 
     def _volume_units(self, snap: PumpSnapshot) -> VolumeUnit:
         if self._volume_unit is not None:
@@ -494,6 +544,10 @@ class Ne1000PumpSide:
     @staticmethod
     def _alarm_codes(snap: PumpSnapshot) -> set[Ne1000Alarm]:
         return {ALARM_CODES[a] for a in snap.alarms if a in ALARM_CODES}
+
+
+def _rate_display(choice: RateChoice) -> str:
+    return f"{display_number(choice.value)}{choice.unit.value}"
 
 
 def _field_or_max(value: float) -> Decimal:

@@ -170,8 +170,9 @@ class Patient:
             self._run(when)
             if isinstance(event, TruthSegment):
                 self._flow_ml_h = max(0.0, event.rate_ml_h)
-            else:
+            elif isinstance(event, TruthBolus):
                 self._bolus(event)
+            # TruthWaste: it went to waste (a prime), never into the patient
             self._consumed += 1
         self._run(until)
 

@@ -80,6 +80,8 @@ class BenchSettings:
     safe_mode_timeout_s: int = 10
     syringe: str = "bd-plastipak-50ml"
     volume_ml: float | None = None
+    #: more emulator options (``--mechanics typical``, ``--balance-pty``: an accuracy bench)
+    emulator_args: tuple[str, ...] = ()
 
 
 class HilBench:
@@ -174,6 +176,7 @@ class HilBench:
         ]
         if self.settings.volume_ml is not None:
             args += ["--volume", repr(self.settings.volume_ml)]
+        args += self.settings.emulator_args
         # TMPDIR: the Modbus RTU emulator makes its pty folder there, inside the runtime dir
         self.emulator = self._spawn(args, env={"TMPDIR": str(self.runtime)})
         self.where = self.emulator.first_line(START_TIMEOUT_S)
@@ -227,6 +230,10 @@ class HilBench:
         """SIGKILL: no clean-up of any kind (the kernel releases its journal lock)."""
         assert self.safety is not None
         self.safety.kill9()
+
+    def pumpctl(self, *args: str) -> Child:
+        """``pumpctl ARGS`` as a child process of this bench (stopped with it)."""
+        return self._spawn([PYTHON, "-m", "cli.main", *args])
 
     def _spawn(self, args: list[str], env: dict[str, str] | None = None) -> Child:
         child = Child(args, env=env)
@@ -310,6 +317,12 @@ class HilBench:
         reply = send_control(str(self.control_socket), {"query": "state"})
         state: dict[str, Any] = reply["pump"]
         return state
+
+    def balance_port(self) -> str:
+        """The pty of the balance the emulator serves beside the pump (``--balance-pty``),
+        weighing what this pump delivers."""
+        assert self.emulator is not None
+        return self.emulator.wait_line("balance at ", START_TIMEOUT_S).removeprefix("balance at ")
 
     def frame_log(self) -> list[str]:
         """Every line the emulator logged after announcing where it serves."""

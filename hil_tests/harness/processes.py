@@ -258,6 +258,17 @@ class Child:
 
         return wait_for(found, timeout_s, f"{prefix!r} from {self.args[:4]}")
 
+    def wait(self, timeout_s: float) -> int:
+        """Its exit status, once it has exited and every line it wrote has been read
+        (bounded: a child still running after ``timeout_s`` fails the case)."""
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.args[2:5]} still running after {timeout_s} s") from None
+        for t in self._threads:
+            t.join(timeout=2)
+        return code
+
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, sig)

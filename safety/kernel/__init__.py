@@ -1,1 +1,1 @@
-"""The safety kernel: pure decisions over an event-sourced state (S1-S14)."""
+"""The safety kernel: pure decisions over an event-sourced state (S1-S17)."""

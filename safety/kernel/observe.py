@@ -42,6 +42,13 @@ PUMP_ALARMS: dict[str, tuple[Priority, str]] = {
     "stall": (Priority.HIGH, "motor stalled"),
     "reset": (Priority.HIGH, "pump power was interrupted (reset)"),
     "comms_timeout": (Priority.HIGH, "the pump stopped itself: safe-mode communication timeout"),
+    # a volumetric pump's sensors: each stops flow (the door by free-flow protection)
+    "air_in_line": (Priority.HIGH, "air in the line: the pump has stopped flow"),
+    "upstream_occlusion": (
+        Priority.HIGH,
+        "upstream occlusion (between container and pump): the pump has stopped flow",
+    ),
+    "door_open": (Priority.HIGH, "pump door open: flow stopped (free-flow protection)"),
     "program_error": (Priority.MEDIUM, "pump program error"),
     "near_empty": (Priority.MEDIUM, "syringe nearly empty"),
     "other": (Priority.MEDIUM, "pump alarm"),

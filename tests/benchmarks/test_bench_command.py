@@ -44,6 +44,15 @@ FIGURES = {
     "closed_loop.wobble_worst",
     "closed_loop.violations",
     "closed_loop.cohort_speed",
+    # issue 13: accuracy analysis speed and agreement with the pump model on the emulator
+    "accuracy.analysis_24h",
+    "accuracy.startup_delay_agreement",
+    "accuracy.mean_error_agreement",
+    # issue 14: pumps on one line, driver level
+    "lines.ne1000",
+    "lines.harvard",
+    "lines.modbus",
+    "lines.harvard_pair",
 }  # fmt: skip
 CONTEXT = {
     "overhead.bare_pyserial",
@@ -51,6 +60,8 @@ CONTEXT = {
     "startup.restart",
     "simulation.bench_timing",
     "journal.commit",
+    "accuracy.report_24h",
+    "accuracy.emulated_run",
 }
 #: a bounded wait for a child to finish; not a requirement on its speed
 RUN_LIMIT_S = 150.0

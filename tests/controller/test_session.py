@@ -559,7 +559,7 @@ def test_a_wean_cut_short_by_a_safety_restart_comes_back_re_planned(
         _norepi(session, 12)
         drive(link, session, 60)
         session.wean(Decimal(4)).confirm()
-        drive(link, session, 40 * 60)  # a step or two of the wean (25 % per 30 min)
+        drive(link, session, 40 * 60, step=120)  # a step or two of the wean (25 %/30 min)
         reached = link.snapshot().dose
         assert reached is not None and Decimal(4) < reached < Decimal(12)
         link.restart()
@@ -580,7 +580,7 @@ def test_a_wean_cut_short_by_a_safety_restart_comes_back_re_planned(
         again = session.pending
         assert again is not None
         again.confirm()
-        drive_until(link, session, (State.WEANING,), 6 * 3600)
+        drive_until(link, session, (State.WEANING,), 6 * 3600, step=300)
         assert link.snapshot().dose == Decimal(4)
         assert all(a.key != "controller:plan_interrupted" for a in session.alarms())
         session.close(hang_up=False)
@@ -618,7 +618,7 @@ def test_a_wean_the_previous_controller_was_carrying_out_is_picked_up(
     _norepi(first, 12)
     drive(local, first, 60)
     first.wean(Decimal(4)).confirm()
-    drive(local, first, 40 * 60)
+    drive(local, first, 40 * 60, step=120)
     local.kill_controller()  # no close: a death leaves the plan confirmed in the journal
     reached = local.snapshot().dose
     assert reached is not None and Decimal(4) < reached < Decimal(12)
@@ -631,7 +631,7 @@ def test_a_wean_the_previous_controller_was_carrying_out_is_picked_up(
     assert pending.plan.start_dose == reached
     second.acknowledge()
     pending.confirm()
-    drive_until(local, second, (State.WEANING,), 6 * 3600)
+    drive_until(local, second, (State.WEANING,), 6 * 3600, step=300)
     assert local.snapshot().dose == Decimal(4)
 
     local.kill_controller()  # a finished wean is not picked up again

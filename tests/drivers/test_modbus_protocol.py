@@ -594,3 +594,35 @@ def test_quantize_rate_is_pure_and_rounds_down() -> None:
     assert driver.quantize_rate(12.345) == 12.345
     with pytest.raises(ValueError, match="negative"):
         driver.quantize_rate(-1.0)
+
+
+# ====================================================================== one RTU line, two ids
+def test_two_device_ids_on_one_shared_rtu_line_byte_for_byte() -> None:
+    """Drivers for device ids 1 and 2 on one ``SharedLine``: one port, each request
+    framed with its own id, and a reply from the other device refused."""
+    from drivers.lines import LineSpec, open_line
+
+    pump = ScriptedRtuPump(
+        [
+            *CONNECT_RTU,
+            ("02 02 00 00 00 01 b9 f9", "02 02 01 00 a1 cc"),
+            ("02 10 00 00 00 02 04 00 00 30 34 e9 3c", "02 10 00 00 00 02 41 fb"),
+            ("02 03 00 00 00 02 c4 38", "02 03 04 00 00 30 34 dc e4"),
+            ("01 10 00 00 00 02 04 00 00 30 34 e6 78", "01 10 00 00 00 02 41 c8"),
+            ("01 03 00 00 00 02 c4 0b", "02 03 04 00 00 30 34 dc e4"),  # device 2 answers
+            ("01 03 00 00 00 02 c4 0b", "02 03 04 00 00 30 34 dc e4"),
+        ]
+    )
+    line = open_line(LineSpec(kind="serial", port=pump.path, baud=19200, parity="E"))
+    one = ModbusDriver(line=line, device_id=1, timeout_s=TIMEOUT_S)
+    two = ModbusDriver(line=line, device_id=2, timeout_s=TIMEOUT_S)
+    try:
+        one.connect()
+        two.connect()
+        assert two.set_rate(12.34) == 12.34
+        with pytest.raises(PumpChecksumError, match="reply from address 2, asked 1"):
+            one.set_rate(12.34)
+    finally:
+        one.close()
+        two.close()
+        pump.finish()

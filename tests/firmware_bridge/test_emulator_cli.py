@@ -42,6 +42,14 @@ STARTUP_S = 20.0  # a bounded wait for the child's first line, not a timing requ
         (["ne1000", "--volume", "999"], "--volume: loaded volume 999.0 mL outside"),
         (["ne1000", "--pty", "--tcp", "h:1"], "not allowed with argument"),
         (["ne1000", "--address", "x"], "invalid int value: 'x'"),
+        (["ne1000", "--addresses", "0,x"], "--addresses: expected numbers separated by commas"),
+        (["ne1000", "--address", "1", "--addresses", "1"], "each pump on a line needs its own"),
+        (["harvard", "--addresses", "1,100"], "--address: harvard addresses are 0-99"),
+        (["ne1000", "--addresses", "0,1", "--balance-pty"], "--balance-pty: weighs one pump"),
+        (["ne1000", "--container", "bag-500ml"], "--container: the ne1000 emulator is a syringe"),
+        (["modbus", "--container", "bag-5ml"], "--container: unknown bag 'bag-5ml'"),
+        (["modbus", "--container", "bag-500ml"], "--container: the map"),
+        (["modbus", "--container", "bag-500ml", "--syringe", "x"], "not allowed with argument"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_clear_line(
@@ -174,5 +182,63 @@ def test_modbus_dispatch_prints_where_to_connect_first() -> None:
     try:
         host, port = child.readline().rsplit(":", 1)
         assert host == "127.0.0.1" and int(port) > 0
+    finally:
+        assert child.stop() == 0
+
+
+@pytest.mark.hil
+def test_two_ne1000_on_one_pty_with_truth_logs_and_one_control_channel(short_dir: Path) -> None:
+    from drivers.lines import LineSpec, open_line
+
+    control = str(short_dir / "c.sock")
+    truth_dir = short_dir / "truth"
+    child = Child(
+        "ne1000", "--pty", "--addresses", "3,5", "--control", control,
+        "--truth-log", str(truth_dir),
+    )  # fmt: skip
+    try:
+        where = child.readline()
+        assert child.readline() == f"control channel at {control}"
+        line = open_line(LineSpec(kind="serial", port=where, baud=19200))
+        three = Ne1000Driver(line=line, address=3, reply_timeout_s=0.5)
+        five = Ne1000Driver(line=line, address=5, reply_timeout_s=0.5)
+        three.connect()
+        five.connect()
+        three.set_rate(three.quantize_rate(12.0))
+        three.start()
+        state = send_control(control, {"query": "state"})
+        assert state["pumps"]["3"]["running"] is True
+        assert state["pumps"]["5"]["running"] is False
+        assert send_control(control, {"address": 5, "fault": "stall"}) == {"ok": True}
+        refused = send_control(control, {"fault": "stall"})
+        assert refused["ok"] is False and "address" in refused["error"]
+        assert send_control(control, {"address": 3, "query": "state"})["pump"]["running"]
+        three.close()
+        five.close()
+    finally:
+        assert child.stop() == 0
+    rates = [getattr(e, "rate_ml_h", None) for e in read_truth_log(truth_dir / "pump-3.jsonl")]
+    assert 12.0 in rates
+    quiet = [getattr(e, "rate_ml_h", None) for e in read_truth_log(truth_dir / "pump-5.jsonl")]
+    assert set(quiet) == {0.0}
+
+
+@pytest.mark.hil
+def test_modbus_volumetric_pumps_on_one_tcp_server() -> None:
+    pytest.importorskip("firmware_bridge.modbus.emulator")
+    from drivers.pumps.modbus import ModbusDriver
+    from firmware_bridge.syringes import BAGS
+
+    child = Child(
+        "modbus", "--tcp", "127.0.0.1:0", "--map", "peristaltic", "--container", "bag-500ml",
+        "--addresses", "20,21",
+    )  # fmt: skip
+    try:
+        host, port = child.readline().rsplit(":", 1)
+        for unit in (20, 21):
+            driver = ModbusDriver(map_path="peristaltic", host=host, port=int(port), device_id=unit)
+            driver.connect()
+            assert driver.configure_syringe(BAGS["bag-500ml"]).max_ml_h == 999.0
+            driver.close()
     finally:
         assert child.stop() == 0

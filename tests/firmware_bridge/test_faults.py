@@ -118,8 +118,15 @@ def test_empty_list_and_blank_items_do_nothing(wire: WireFaults) -> None:
 
 
 def test_every_known_fault_name_parses(pump: SimulatedPump, wire: WireFaults) -> None:
+    volumetric_only = ("air_in_line", "upstream_occlusion", "door_open")
+    bag_pump = SimulatedPump(VirtualClock(), "bag-500ml")
     for name in ALL_FAULTS:
-        apply_fault(name, pump, wire)
+        if name == "patient_line":
+            apply_fault("patient_line=off", pump, wire)
+        elif name in volumetric_only:
+            apply_fault(name, bag_pump, wire)
+        else:
+            apply_fault(name, pump, wire)
 
 
 @pytest.mark.parametrize(

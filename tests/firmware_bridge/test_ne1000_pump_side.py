@@ -203,14 +203,37 @@ def test_the_first_command_after_power_up_can_be_ignored() -> None:
 
 # --------------------------------------------------------------------- safe mode
 def test_entering_and_leaving_safe_mode() -> None:
+    """``SAF n`` is answered in the framing of the mode it switches to, whichever framing
+    it came in (what clients written against real pumps expect)."""
     bench = Bench()
-    assert bench.basic("0SAF 5", now=0.0) == frame("00S")  # answered in basic framing
-    assert bench.send(b"0VER\r", now=0.1) == []  # basic commands are now ignored
+    enter = bench.basic("0SAF 5", now=0.0)
+    assert enter == encode_safe_packet(b"00S")  # a basic command, answered as a packet
+    assert bench.send(b"0VER\r", now=0.1) == [None]  # basic commands are now ignored
     assert bench.safe_reply("0VER", now=0.2).data == FIRMWARE
-    assert bench.safe_reply("0SAF", now=0.3).data == "5"
+    assert bench.safe_reply("0SAF", now=0.3).data == "5"  # a query: the framing it came in
     leave = bench.safe("0SAF0", now=0.4)
-    assert leave is not None and unpack(leave) == b"00S"  # the reply still in safe framing
+    assert leave == frame("00S")  # a packet, answered in basic framing
     assert bench.basic("0SAF", now=0.5) == frame("00S0")
+
+
+def test_a_packet_in_basic_mode_is_recognised_saf0_and_saf_n() -> None:
+    """The manual's way back to basic mode, ``02 08 'SAF0' 55 43 03``, sent to a pump that
+    is already in basic mode: recognised, answered in basic framing, mode unchanged. And a
+    ``SAF n`` packet in basic mode switches to safe mode with a safe-framed reply."""
+    bench = Bench()
+    manual_packet = bytes.fromhex("02 08 53 41 46 30 55 43 03")
+    assert bench.send(manual_packet, now=0.0) == [frame("00S")]
+    assert bench.side.describe()["mode"] == "basic"
+    assert bench.safe("0SAF10", now=0.1) == encode_safe_packet(b"00S")
+    assert bench.side.describe()["mode"] == "safe"
+    assert bench.safe_reply("0SAF", now=0.2).data == "10"
+
+
+def test_another_packet_in_basic_mode_is_answered_as_a_packet() -> None:
+    bench = Bench()
+    assert bench.safe_reply("0VER", now=0.0).data == FIRMWARE
+    assert bench.side.describe()["mode"] == "basic"
+    assert bench.basic("0VER", now=0.1) == frame("00S" + FIRMWARE)  # basic still works
 
 
 def test_safe_mode_answers_a_damaged_packet_with_com() -> None:

@@ -78,3 +78,18 @@ def test_each_rounding_says_how_it_rounds() -> None:
     assert rounding_for("harvard").describe() == (
         "down to 4 significant digits (Harvard / KD Scientific)"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "exponent"),
+    [
+        # just above 10, where the float estimate says 0: the second loop must climb
+        (Fraction(68205788225988518114272131, 6820578822598851811427213), 1),
+        # just below 10, where the float estimate says 1: the first loop must come down
+        (Fraction(17714972178192810483506639, 1771497217819281048350664), 0),
+    ],
+)
+def test_decimal_exponent_where_the_float_estimate_is_off_by_one(
+    value: Fraction, exponent: int
+) -> None:
+    assert _decimal_exponent(value) == exponent

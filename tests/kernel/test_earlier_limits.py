@@ -122,3 +122,24 @@ def test_a_patient_update_without_a_program_only_updates_the_patient(
     stale = evolve(_with_patient(library, norepi_standard(library)), program_stale="library")
     first = PatientUpdated(PatientSpec("adult_icu", Decimal(70)), "first weight", Now(5, 5))
     assert apply(CONFIG, stale, first).program_stale == "library"
+
+
+def test_a_confirmed_update_without_a_weight_keeps_a_weight_based_program(
+    library: DrugLibrary,
+) -> None:
+    """No weight given is no weight changed (a patient's known weight is never forgotten,
+    ``decide`` refuses that; a journal written otherwise is read the same way)."""
+    state = _with_patient(library, norepi_weight_based(library))
+    update = PatientUpdated(PatientSpec("adult_icu", None), "confirmed", Now(5, 5))
+    assert apply(CONFIG, state, update).program_stale is None
+
+
+def test_a_test_fluid_loaded_resets_retries_and_staleness(library: DrugLibrary) -> None:
+    from safety.kernel.state import fluid_limits
+
+    water = ProgramSpec(library.content_hash, "water", "", "", "", "", test_fluid=True)
+    state = replace(KernelState(), under_retries=1, program_stale="library")
+    event = ProgramLoaded(water, fluid_limits(library, water), 0.5, Now(9.0, 9.0))
+    after = apply(CONFIG, state, event)
+    assert (after.under_retries, after.program_stale) == (0, None)
+    assert after.program is not None and after.program.loaded_at == 9.0

@@ -366,3 +366,64 @@ def test_limit_sets_convert_both_ways(std: ActiveProgram) -> None:
     assert limit_set.dose(Fraction(480)) == 8  # 480 mcg/h is 8 mcg/min
     assert limit_set.amount_rate(Fraction(8)) == 480
     assert std.dose_of_amount_rate(Fraction(480)) == 8
+
+
+def test_a_pump_alarm_is_stamped_with_the_reading_that_showed_it(std: ActiveProgram) -> None:
+    reading = PumpReading(False, Decimal("30.0"), 1.0, alarms=("occlusion",))
+    after, reaction = observe(_running(std, "30.0"), reading, NOW, CONFIG)
+    alarm = after.alarms.get("pump:occlusion")
+    assert alarm is not None and alarm.raised_at == NOW.clinical
+    assert alarm.priority is Priority.HIGH
+    assert reaction.cause == "safety"
+
+
+def test_a_float_that_lands_on_a_pump_rate_above_the_exact_one_is_stepped_down() -> None:
+    """180 - 1e-20 mL/h is 180.0 as a float: the pump would run 180.0, above the order;
+    the kernel steps the float down until the pump's rate is not above it: 179.9."""
+    from drivers.pumps.mock import MockPumpDriver
+
+    pump = PumpCapabilities(Decimal("1.0"), Decimal("1999.1"), MockPumpDriver().quantize_rate)
+    assert pump.pump_rate(Fraction(180)) == Decimal("180.0")
+    assert pump.pump_rate(Fraction(180) - Fraction(1, 10**20)) == Decimal("179.9")
+
+
+def test_the_cap_deadline_reads_earlier_limits_in_force(std: ActiveProgram) -> None:
+    """An earlier program's cap binds the deadline as the program's own does."""
+    from safety.kernel.observe import next_deadline
+
+    uncapped = replace(std, limits=replace(std.limits, cap=None))
+    prior = PriorLimits(std.limits, until=1e9, why="earlier")
+    state = _running(uncapped, "30.0", priors=(prior,))
+    assert next_deadline(state, NOW, CONFIG) == pytest.approx(
+        68_000 / 480 * 3600 - CONFIG.cap_guard_s
+    )
+    assert next_deadline(_running(uncapped, "30.0"), NOW, CONFIG) is None
+
+
+def test_a_restart_clears_the_link_and_any_pending_command(std: ActiveProgram) -> None:
+    from safety.kernel.model import Resumed
+
+    pending = Pending(SetRate(Decimal("37.5")), Decimal("30.0"), True, 90.0)
+    state = replace(_running(std, "30.0"), pending=pending, hold=True)
+    reading = PumpReading(True, Decimal("30.0"), 0.0)
+    after = apply(CONFIG, state, Resumed(reading, NOW, "restart"))
+    assert after.pending is None and not after.attached and after.session is None
+    assert after.hold  # a running pump is held until a controller attaches
+    alarm = after.alarms.get("safety_restarted")
+    assert alarm is not None and alarm.raised_at == NOW.clinical
+    assert alarm.message == (
+        "the safety process restarted (restart); holding 30 mL/h until a controller attaches"
+    )
+    blind = apply(CONFIG, state, Resumed(None, NOW))
+    assert blind.pending is None and not blind.hold  # no reading: nothing to hold yet
+    rogue = apply(CONFIG, state, Resumed(PumpReading(True, Decimal("40.0"), 0.0), NOW))
+    changed = rogue.alarms.get("resume_changed")
+    assert changed is not None and changed.raised_at == NOW.clinical
+    assert (
+        changed.message == "the pump's state changed while the safety process was down: now 40 mL/h"
+    )
+    assert (rogue.expected_running, rogue.expected_rate, rogue.expected_cause) == (
+        True,
+        Decimal("40.0"),
+        "pump",
+    )

@@ -30,6 +30,7 @@ from safety.reasons import Reason
 from tests.kernel.support import Bench, norepi_standard, norepi_weight_based
 
 WEAK = "4 mg/1000 mL"  # 4 mcg/mL
+WHAT = "norepinephrine (Adult ICU, Standard (mcg/min))"
 
 
 def pump_step(rate: Decimal) -> Decimal:
@@ -95,6 +96,9 @@ def test_s1_hard_max_exactly_allowed_one_pump_step_past_refused_on_request_and_r
     out = bench.change(past, confirm=True)
     assert out.verdict.reason is Reason.HARD_MAX
     refused(out.verdict.reason, bench, 690.0)
+    assert [f.code for f in out.verdict.findings] == [Reason.HARD_MAX]
+    assert (out.verdict.unit, out.verdict.rate_ml_h) == ("mcg/min", Decimal("705.1"))
+    assert f"for {WHAT} (source:" in out.verdict.message
     # an order above the limit is refused even where the pump would round it down to the
     # limit's own rate: S1 judges the order (and, below, the pump's rate)
     assert bench.pump_rate_for(spec, "47.001") == Decimal("705.0")
@@ -131,6 +135,8 @@ def test_s2_soft_max_exactly_needs_no_confirmation_one_pump_step_past_does(
     out = bench.change(past)
     assert out.verdict.reason is Reason.SOFT_MAX
     assert out.verdict.message.startswith("refused until confirmed")
+    assert [f.code for f in out.verdict.findings] == [Reason.SOFT_MAX]
+    assert (out.verdict.unit, out.verdict.rate_ml_h) == ("mcg/min", Decimal("525.1"))
     refused(out.verdict.reason, bench, 510.0)
 
     ok = bench.change(35)
@@ -284,6 +290,10 @@ def test_s4_max_start_exactly_allowed_one_pump_step_past_refused(
     assert bench.load(spec).verdict.accepted
     out = bench.start(order_for(bench, spec, step_up(bench, Decimal("180.0"))))
     assert out.verdict.reason is Reason.START_TOO_HIGH
+    assert out.verdict.message == (
+        "refused: a start at 12.01 mcg/min is above the largest allowed start, 12 mcg/min "
+        "(max start 12 mcg/min)"
+    )
     refused(out.verdict.reason, bench, 0.0)
     assert bench.start(12).verdict.accepted
     assert bench.truth_rate() == 180.0
@@ -305,6 +315,27 @@ def test_s4_restart_may_resume_exactly_the_recent_rate_not_one_step_more(
     out = bench.start(order_for(bench, spec, step_up(bench, Decimal("300.0"))))
     assert out.verdict.reason is Reason.START_TOO_HIGH
     assert bench.start(20).verdict.accepted
+
+
+def test_s4_start_soon_after_a_stop_is_a_rise_exactly_allowed_one_step_past_refused(
+    bench: Bench, std: ProgramSpec
+) -> None:
+    """2 mcg/min ran until a stop a minute ago: within the titration window a start may
+    rise by the window rule above it, min(4, 50 % of 2) = 1, so 3 mcg/min (11.25 mL/h);
+    11.26 is refused."""
+    assert bench.load(std).verdict.accepted
+    assert bench.start(2).verdict.accepted
+    bench.advance(60)
+    assert bench.stop().verdict.accepted
+    bench.advance(60)
+    out = bench.start(order_for(bench, std, step_up(bench, Decimal("11.25"))))
+    assert out.verdict.reason is Reason.START_TOO_HIGH
+    assert "a window rise above the lowest (2 + 1 mcg/min) within the max start" in (
+        out.verdict.message
+    )
+    refused(out.verdict.reason, bench, 0.0)
+    assert bench.start(3).verdict.accepted
+    assert bench.truth_rate() == 11.25
 
 
 def test_s4_absolute_step_exactly_allowed_one_pump_step_past_refused(
@@ -464,8 +495,11 @@ def test_s7_pump_maximum_exactly_allowed_one_pump_step_past_refused(
     assert bench.syringe.max_rate_ml_h == 406.5
     bench.seed(spec, [(0.0, 26)], boot_at=0.0)
     bench.boot()
-    out = bench.change(order_for(bench, spec, step_up(bench, Decimal("406.5"))))
+    past = order_for(bench, spec, step_up(bench, Decimal("406.5")))
+    out = bench.change(past)
     assert out.verdict.reason is Reason.PUMP_RANGE_HIGH
+    assert out.verdict.message.startswith(f"refused: {past} mcg/min needs 406.6")
+    assert (out.verdict.unit, out.verdict.rate_ml_h) == ("mcg/min", Decimal("406.6"))
     refused(out.verdict.reason, bench, 390.0)
     ok = bench.change("27.1")
     assert ok.verdict.accepted, ok.verdict.message

@@ -111,3 +111,51 @@ def test_an_event_as_plain_json_reads_back_as_the_same_event() -> None:
     assert plain["action"] == {"rate_ml_h": "30.0", "channel": "A", "kind": "set_rate"}
     assert json.loads(json.dumps(plain)) == plain
     assert EVENT.validate_python(plain) == event
+
+
+def test_the_current_drug_rate_is_the_verified_one_while_running(std: ActiveProgram) -> None:
+    state = KernelState(program=std, running=True, set_rate=Decimal("30.0"))
+    assert state.current_amount_rate() == 480  # mcg/h
+    assert replace(state, running=False).current_amount_rate() == 0
+    assert replace(state, program=None).current_amount_rate() == 0
+
+
+def test_a_test_fluid_spec_is_no_drug_program(library: DrugLibrary) -> None:
+    from safety.kernel.state import program_check
+    from safety.library import LookupProblem
+
+    spec = replace(norepi_standard(library), drug="water", test_fluid=True)
+    with pytest.raises(LookupProblem) as caught:
+        program_check(library, spec)
+    assert caught.value.field == "program"
+    assert str(caught.value).endswith("'water' is a test-fluid program, not a drug")
+
+
+def test_limits_keep_mattering_for_their_longest_window(
+    library: DrugLibrary, std: ActiveProgram
+) -> None:
+    from safety.kernel.state import window_horizon_s
+
+    assert window_horizon_s(std.limits) == 24 * 3600.0  # the cap
+    assert window_horizon_s(replace(std.limits, cap=None)) == 30 * 60.0  # the wean
+    hepatorenal = load_program(library, norepi_standard(library, therapy="hepatorenal"), 0.0)
+    assert window_horizon_s(replace(hepatorenal.limits, cap=None)) == 240 * 60.0  # titration
+    vaso = load_program(library, vasopressin_fixed(library), 0.0)
+    assert window_horizon_s(vaso.limits) == 10 * 60.0  # no wean window, no cap
+
+
+def test_every_drug_keeps_the_librarys_longest_window_and_a_margin(
+    library: DrugLibrary,
+) -> None:
+    from pathlib import Path
+
+    from safety.kernel.state import KEEP_MARGIN_S, history_keep_for
+    from safety.library.loader import parse_library
+
+    assert history_keep_for(library) == 24 * 3600.0 + KEEP_MARGIN_S
+    text = Path(library.path).read_text(encoding="utf-8")
+    uncapped = "\n".join(
+        line for line in text.splitlines() if not line.startswith("cumulative_cap")
+    )
+    model, digest = parse_library(uncapped)
+    assert history_keep_for(DrugLibrary(model, digest)) == 240 * 60.0 + KEEP_MARGIN_S

@@ -111,7 +111,8 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
         (
             {"pump": {"driver": "ne1000", "syringe": "bd-plastipak-50ml"}},
             "pump",
-            "missing required option(s) 'port'",
+            # a port of its own or a shared line (drivers/lines.py): one of them is required
+            "port= (a serial device) or line= (a shared line) is required",
         ),
         (
             {"pump": MOCK, "paths": {"socket": "/tmp/" + "s" * 120}},

@@ -1,0 +1,205 @@
+"""Our emulators against public third-party clients written for real pumps, one per
+protocol (test dependencies pinned in pyproject's ``test`` extra).
+
+- New Era NE-1000: NESP-Lib 2.0.0 (``nesp_lib``). It sends every ``SAF`` as a safe-mode
+  packet whatever the pump's mode and expects the reply to ``SAF0`` in basic framing and
+  to ``SAF n`` in safe framing: the interoperability rule of docs/protocols.md. It opens
+  its port with no read timeout; the tests give that port one, so a broken emulator
+  fails the test instead of hanging it. Its ``Pump`` objects each hold their own lock, so
+  two of them on one port are serialised only by the caller (here: one thread).
+- Harvard / KD Scientific: python-syringe-pump 0.2.1 (``syringe_pump``, written for the
+  Legato 100). It turns polling mode on and reads each reply up to the XON that ends it,
+  and it sends no address, so it drives a pump alone on its line (or the chain's pump 0).
+  pumpy 1.1.3 speaks the older Pump 11 protocol (``MMD``, ``RAT``) and writes ``str`` to
+  the port (Python 2), kdsautolib 0.0.4 never reads a reply, flowchem 1.1.6 pulls a web
+  stack with it: none of them is used.
+- Modbus: minimalmodbus 2.1.1 for RTU (several device ids on one pty) and pymodbus' own
+  client for TCP (several unit ids on one server): both third parties to our driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import serial
+
+from firmware_bridge.clock import VirtualClock
+from firmware_bridge.emulators.background import BackgroundLine
+from firmware_bridge.emulators.bus import PumpBus
+from firmware_bridge.emulators.endpoints import PtyEndpoint
+from firmware_bridge.faults import WireFaults
+from firmware_bridge.harvard.emulator import HarvardPumpSide
+from firmware_bridge.modbus.emulator import BackgroundEmulator
+from firmware_bridge.ne1000.emulator import Ne1000Framer, Ne1000PumpSide
+from firmware_bridge.pump_model import SimulatedPump
+
+pytestmark = pytest.mark.timeout(60)
+
+nesp_lib = pytest.importorskip("nesp_lib")
+minimalmodbus = pytest.importorskip("minimalmodbus")
+syringe_pump = pytest.importorskip("syringe_pump")
+aioserial = pytest.importorskip("aioserial")
+quantiphy = pytest.importorskip("quantiphy")
+
+#: a third-party client's read that waits longer than this is a failure, not a hang
+CLIENT_READ_TIMEOUT_S = 2.0
+
+
+def bounded_nesp_port(path: str) -> Any:
+    port = nesp_lib.Port(path, baud_rate=19200)
+    port._Port__serial.timeout = CLIENT_READ_TIMEOUT_S  # NESP-Lib sets none
+    return port
+
+
+@contextlib.contextmanager
+def ne1000_line(
+    tmp_path: Path, addresses: tuple[int, ...]
+) -> Iterator[tuple[VirtualClock, dict[int, SimulatedPump], str]]:
+    clock = VirtualClock()
+    pumps = {a: SimulatedPump(clock) for a in addresses}
+    sides = [Ne1000PumpSide(p, address=a) for a, p in pumps.items()]
+    handler = sides[0] if len(sides) == 1 else PumpBus(sides, Ne1000Framer())
+    endpoint = PtyEndpoint(link=str(tmp_path / "ne1000.tty"))
+    with BackgroundLine(handler, WireFaults(), endpoint=endpoint) as emulator:
+        yield clock, pumps, emulator.where
+
+
+# --------------------------------------------------------------------- NE-1000: NESP-Lib
+def test_nesp_lib_in_basic_mode_sets_runs_and_reads(tmp_path: Path) -> None:
+    with ne1000_line(tmp_path, (0,)) as (clock, pumps, where):
+        port = bounded_nesp_port(where)
+        try:
+            pump = nesp_lib.Pump(port)  # sends SAF0 as a safe packet to a basic-mode pump
+            assert pump.model_number == 1000
+            assert pump.firmware_version == (3, 928)
+            pump.syringe_diameter_mm = 26.59
+            assert pump.syringe_diameter_mm == pytest.approx(26.59)
+            pump.pumping_direction = nesp_lib.PumpingDirection.INFUSE
+            pump.pumping_rate_ml_per_min = 0.1  # 6 mL/h
+            assert pump.pumping_rate_ml_per_min == pytest.approx(0.1)
+            assert pumps[0].snapshot().set_rate_ml_h == pytest.approx(6.0)
+            pump.run(wait_while_running=False)
+            assert pump.status is nesp_lib.Status.INFUSING
+            clock.advance(600.0)
+            assert pump.volume_infused_ml == pytest.approx(1.0, rel=1e-3)
+            pump.stop(wait_while_running=False)
+            assert not pumps[0].snapshot().running
+        finally:
+            port.close()
+
+
+def test_nesp_lib_enters_and_leaves_safe_mode(tmp_path: Path) -> None:
+    """``SAF 20`` as a packet to a basic-mode pump: the reply must come as a packet; later
+    ``SAF0`` as a packet: the reply must come in basic framing."""
+    with ne1000_line(tmp_path, (0,)) as (_clock, pumps, where):
+        port = bounded_nesp_port(where)
+        try:
+            pump = nesp_lib.Pump(port, safe_mode_timeout_s=20)
+            assert pump.safe_mode_timeout_s == 20
+            pump.pumping_rate_ml_per_min = 0.05
+            assert pump.pumping_rate_ml_per_min == pytest.approx(0.05)
+            assert pumps[0].snapshot().set_rate_ml_h == pytest.approx(3.0)
+            pump.safe_mode_timeout_s = 0  # back to basic: SAF0 as a packet
+            assert pump.safe_mode_timeout_s == 0
+            assert pump.status is nesp_lib.Status.STOPPED
+        finally:
+            port.close()
+
+
+def test_nesp_lib_two_pumps_at_two_addresses_on_one_line(tmp_path: Path) -> None:
+    with ne1000_line(tmp_path, (1, 2)) as (_clock, pumps, where):
+        port = bounded_nesp_port(where)
+        try:
+            one = nesp_lib.Pump(port, address=1)
+            two = nesp_lib.Pump(port, address=2)
+            one.pumping_rate_ml_per_min = 0.1
+            two.pumping_rate_ml_per_min = 0.2
+            assert one.pumping_rate_ml_per_min == pytest.approx(0.1)
+            assert two.pumping_rate_ml_per_min == pytest.approx(0.2)
+            one.run(wait_while_running=False)
+            assert pumps[1].snapshot().running and not pumps[2].snapshot().running
+            assert two.status is nesp_lib.Status.STOPPED
+        finally:
+            port.close()
+
+
+# --------------------------------------------------------------------- Harvard
+def test_python_syringe_pump_sets_and_reads_a_rate_in_polling_mode(tmp_path: Path) -> None:
+    from syringe_pump.rate import Rate
+    from syringe_pump.serial_interface import PumpSerial
+
+    clock = VirtualClock()
+    pump = SimulatedPump(clock)
+    side = HarvardPumpSide(pump)
+    endpoint = PtyEndpoint(link=str(tmp_path / "harvard.tty"))
+
+    async def session(where: str) -> tuple[float, float]:
+        port = aioserial.AioSerial(port=where, baudrate=115200, timeout=CLIENT_READ_TIMEOUT_S)
+        try:
+            client = PumpSerial(port)
+            await client._initialise()  # poll on, nvram none
+            rate = Rate(pump=client, letter="i")
+            await rate.set(quantiphy.Quantity("5 ml/min"))
+            got = await rate.get()
+            _low, high = await rate.get_limits()
+            return float(got), float(high)
+        finally:
+            port.close()
+
+    with BackgroundLine(side, WireFaults(), endpoint=endpoint) as emulator:
+        got, high = asyncio.run(session(emulator.where))
+    assert got == pytest.approx(0.005)  # l/min
+    assert pump.snapshot().set_rate_ml_h == pytest.approx(300.0)
+    assert high * 60_000 == pytest.approx(pump.syringe.max_rate_ml_h, rel=1e-3)
+    assert side.poll_mode
+
+
+# --------------------------------------------------------------------- Modbus
+def test_minimalmodbus_on_one_rtu_line_with_three_device_ids() -> None:
+    """The example syringe map: rate set-point holding 0-1 (uint32, 0.001 mL/h), run coil 0."""
+    clock = VirtualClock()
+    pumps = {5: SimulatedPump(clock), 6: SimulatedPump(clock), 7: SimulatedPump(clock)}
+    with BackgroundEmulator(pumps, WireFaults(), use_pty=True) as emu:
+        port = serial.Serial(emu.where, 19200, timeout=0.5, write_timeout=1.0)
+        try:
+            instruments = {u: minimalmodbus.Instrument(port, u) for u in pumps}
+            for unit, instrument in instruments.items():
+                instrument.write_long(0, unit * 1000)  # unit mL/h
+            for unit, instrument in instruments.items():
+                assert instrument.read_long(0) == unit * 1000
+                assert pumps[unit].snapshot().set_rate_ml_h == pytest.approx(unit)
+            instruments[6].write_bit(0, 1, functioncode=5)
+            assert instruments[6].read_bit(0, functioncode=1) == 1
+            assert [p.snapshot().running for p in pumps.values()] == [False, True, False]
+            with pytest.raises(minimalmodbus.NoResponseError):
+                minimalmodbus.Instrument(port, 9).read_long(0)  # nobody at 9: silence
+        finally:
+            port.close()
+
+
+def test_pymodbus_client_on_one_tcp_server_with_two_unit_ids() -> None:
+    from pymodbus.client import ModbusTcpClient
+
+    clock = VirtualClock()
+    pumps = {1: SimulatedPump(clock), 2: SimulatedPump(clock)}
+    with BackgroundEmulator(pumps, WireFaults(), tcp=("127.0.0.1", 0)) as emu:
+        host, port = emu.host_port
+        client = ModbusTcpClient(host, port=port, timeout=2)
+        assert client.connect()  # type: ignore[no-untyped-call]
+        try:
+            for unit in pumps:
+                reply = client.write_registers(0, [0, unit * 2500], device_id=unit)
+                assert not reply.isError()
+            for unit, pump in pumps.items():
+                reply = client.read_holding_registers(0, count=2, device_id=unit)
+                assert reply.registers == [0, unit * 2500]
+                assert pump.snapshot().set_rate_ml_h == pytest.approx(unit * 2.5)
+            missing = client.read_holding_registers(0, count=2, device_id=3)
+            assert missing.isError() and missing.exception_code == 0x0B
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
