@@ -30,7 +30,7 @@ from drivers.errors import DriverError
 from drivers.gpio.base import GpioInterface
 from drivers.pumps.base import PumpAlarmError, PumpDriver, PumpRejected, PumpStatus, RateRange
 from firmware_bridge.clock import Clock, OffsetClock
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Bag, Container
 from safety.alarms import Priority
 from safety.clock_evidence import EvidenceSource, read_evidence
 from safety.host.watchdog_device import WatchdogFeeder
@@ -176,7 +176,8 @@ class Channel:
 
     name: str
     driver: PumpDriver
-    container: Syringe
+    #: the syringe (or a volumetric pump's bag) the channel holds
+    container: Container
     #: what the container held when the bench was set up (None: full)
     loaded_ml: float | None = None
     #: the registry name of the driver, for the journal and people
@@ -188,13 +189,12 @@ class Channel:
 
     def configured(self) -> ChannelConfigured:
         container = self.container
-        kind = "bag" if type(container).__name__ == "Bag" else "syringe"
         loaded = container.volume_ml if self.loaded_ml is None else self.loaded_ml
         return ChannelConfigured(
             self.name,
             self.driver_name or self.driver.name,
             container.name,
-            kind,  # type: ignore[arg-type]
+            "bag" if isinstance(container, Bag) else "syringe",
             container.volume_ml,
             loaded,
         )
@@ -209,7 +209,7 @@ class SafetyCore:
         *,
         clinical: Clock,
         liveness: Clock,
-        syringe: Syringe | None = None,
+        syringe: Container | None = None,
         interlock_scope: str = "bench",
         gpio: GpioInterface | None = None,
         watchdog_device: WatchdogFeeder | None = None,
@@ -281,7 +281,7 @@ class SafetyCore:
         return self._only().driver
 
     @property
-    def syringe(self) -> Syringe:
+    def syringe(self) -> Container:
         return self._only().container
 
     @property
@@ -661,12 +661,7 @@ class SafetyCore:
         elif isinstance(action, StopPump):
             driver.stop()
         elif isinstance(action, PrimePump):
-            prime = getattr(driver, "prime", None)
-            if prime is None:
-                raise PumpRejected(
-                    f"the {driver.name} driver cannot prime", "priming not supported"
-                )
-            prime(float(action.volume_ml))
+            driver.prime(float(action.volume_ml))
 
     # ------------------------------------------------------------------ the relay (S15)
     def _relay(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     AlarmsAcknowledged,
     BenchConfigured,
     ClientDropped,
@@ -538,8 +539,11 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     s = replace(state, attached=False, session=None).with_channel(channel, pending=None)
     c = s.channel(channel)
     reading = event.reading
+    # held while any channel read at this start runs (the channels resume one by one;
+    # one that could not be read holds nothing)
+    others_run = any(o.expected_running for n, o in s.channels.items() if n != channel)
     if reading is None:
-        return s
+        return replace(s, hold=others_run)
     seg = s.history_of(c.drug).current if c.drug is not None else None
     was_running = c.running
     now_rate = reading.set_rate_ml_h if reading.running else None
@@ -572,7 +576,7 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
             t,
             channel,
         ).condition_gone("resume_changed", channel)
-    s = _unseen_delivery(s, channel, reading.infused_ml, reading.alarms, t)
+    s = _unseen_delivery(s, reading.infused_ml, reading.alarms, t, config, channel)
     if reading.running:
         # Unsupervised until a controller attaches: hold the rate, and tell people that
         # the safety process itself went down (S11 applies as for a lost controller).
@@ -586,7 +590,7 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
             + " until a controller attaches",
             t,
         ).condition_gone("safety_restarted")
-    return replace(s, alarms=alarms, hold=s.hold or reading.running).with_channel(
+    return replace(s, alarms=alarms, hold=others_run or reading.running).with_channel(
         channel,
         expected_running=reading.running,
         expected_rate=reading.set_rate_ml_h,
@@ -596,13 +600,16 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
 
 def _unseen_delivery(
     s: KernelState,
-    channel: str,
     infused_ml: float,
     pump_alarms: tuple[str, ...],
     t: float,
+    config: KernelConfig,
+    channel: str = DEFAULT_CHANNEL,
 ) -> KernelState:
-    """The pump's volume counter across the gap, against the verified rates' account of
-    it: what the counter shows beyond it reached the patient unseen (S3 counts it)."""
+    """The pump's volume counter across the gap, against the account of it that the
+    channel's own verified rates give (its ``FlowLog``: the drug's history sums every
+    channel): what the counter shows beyond it reached the patient unseen (S3 counts
+    it)."""
     c = s.channel(channel)
     program = c.drug_program
     last_ml, last_at = c.last_infused_ml, c.last_reading_at

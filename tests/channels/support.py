@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import TruthSegment
 from firmware_bridge.syringes import syringe_by_name
@@ -51,29 +52,29 @@ from tests.kernel.support import (
 
 
 class ChannelDriver(GuardedMockDriver):
-    """The guarded mock driver of one channel, with a prime: the simulated pump runs at
-    its syringe's top rate until ``volume_ml`` is out (into a line the test keeps
-    disconnected, by contract), then stops by itself."""
-
-    def prime(self, volume_ml: float) -> float:
-        pump = self.tracing
-
-        def send() -> float:
-            pump.set_rate(self.quantize_rate(pump.syringe.max_rate_ml_h))
-            pump.set_target_volume(volume_ml)
-            pump.start()
-            self.primes.append(volume_ml)
-            return volume_ml
-
-        return self._command(PrimePump(Decimal(repr(volume_ml)), self.channel), send)
+    """The guarded mock driver of one channel. A prime runs with the simulated pump's
+    line off the patient (to waste, as the safety process's prime request requires); the
+    line is connected again before the channel next runs."""
 
     def __init__(self, guard: JournalGuard, *, pump: TracingPump, **kwargs: Any) -> None:
         super().__init__(guard, pump=pump, **kwargs)
         self.primes: list[float] = []
 
+    def prime(self, volume_ml: float) -> float:
+        def send() -> float:
+            self.tracing.connect_line(False)
+            self.primes.append(volume_ml)
+            return MockPumpDriver.prime(self, volume_ml)
+
+        return self._command(PrimePump(Decimal(repr(volume_ml)), self.channel), send)
+
     def set_rate(self, rate_ml_h: float) -> float:
-        self.tracing.set_target_volume(None)  # a prime's target never outlives it
+        self.tracing.connect_line(True)
         return super().set_rate(rate_ml_h)
+
+    def start(self) -> None:
+        self.tracing.connect_line(True)
+        super().start()
 
 
 class ChannelBench(Bench):

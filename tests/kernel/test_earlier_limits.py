@@ -138,7 +138,7 @@ def test_a_test_fluid_loaded_resets_retries_and_staleness(library: DrugLibrary) 
     from safety.kernel.state import fluid_limits
 
     water = ProgramSpec(library.content_hash, "water", "", "", "", "", test_fluid=True)
-    state = replace(KernelState(), under_retries=1, program_stale="library")
+    state = evolve(KernelState(), under_retries=1, program_stale="library")
     event = ProgramLoaded(water, fluid_limits(library, water), 0.5, Now(9.0, 9.0))
     after = apply(CONFIG, state, event)
     assert (after.under_retries, after.program_stale) == (0, None)

@@ -404,7 +404,7 @@ def test_a_restart_clears_the_link_and_any_pending_command(std: ActiveProgram) -
     from safety.kernel.model import Resumed
 
     pending = Pending(SetRate(Decimal("37.5")), Decimal("30.0"), True, 90.0)
-    state = replace(_running(std, "30.0"), pending=pending, hold=True)
+    state = evolve(_running(std, "30.0"), pending=pending, hold=True)
     reading = PumpReading(True, Decimal("30.0"), 0.0)
     after = apply(CONFIG, state, Resumed(reading, NOW, "restart"))
     assert after.pending is None and not after.attached and after.session is None

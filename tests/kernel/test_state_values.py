@@ -114,10 +114,10 @@ def test_an_event_as_plain_json_reads_back_as_the_same_event() -> None:
 
 
 def test_the_current_drug_rate_is_the_verified_one_while_running(std: ActiveProgram) -> None:
-    state = KernelState(program=std, running=True, set_rate=Decimal("30.0"))
+    state = single_channel(program=std, running=True, set_rate=Decimal("30.0"))
     assert state.current_amount_rate() == 480  # mcg/h
-    assert replace(state, running=False).current_amount_rate() == 0
-    assert replace(state, program=None).current_amount_rate() == 0
+    assert evolve(state, running=False).current_amount_rate() == 0
+    assert evolve(state, program=None).current_amount_rate() == 0
 
 
 def test_a_test_fluid_spec_is_no_drug_program(library: DrugLibrary) -> None:
