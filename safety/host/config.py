@@ -390,6 +390,10 @@ class SafetyConfig(BaseModel):
                 "[pump] and [channels] both given: a one-pump bench is [pump] alone (its "
                 "channel is A); a bench of several lists every pump under [channels]"
             )
+        for name, channel in self.channels.items():
+            if channel.line is not None and channel.line not in self.lines:
+                known = ", ".join(sorted(self.lines)) or "none"
+                raise ValueError(f"channels.{name}.line: no line {channel.line!r} (lines: {known})")
         used = {c.line for c in self.channels.values() if c.line is not None}
         for name in sorted(set(self.lines) - used):
             raise ValueError(f"lines.{name} is used by no channel")
@@ -397,9 +401,6 @@ class SafetyConfig(BaseModel):
         for name, channel in self.channels.items():
             if channel.line is None:
                 continue
-            if channel.line not in self.lines:
-                known = ", ".join(sorted(self.lines)) or "none"
-                raise ValueError(f"channels.{name}.line: no line {channel.line!r} (lines: {known})")
             try:  # on the line, as the process will build it: addresses, one protocol
                 load_driver(channel.driver, line=shared[channel.line], **channel.options)
             except (DriverLoadError, LineError, ValueError, TypeError) as exc:
