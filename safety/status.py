@@ -11,14 +11,14 @@ pump keeps working on the first channel of several.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
 
 from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import PatientSpec, ProgramSpec, Verdict
 from safety.kernel.state import PriorLimits
-from safety.units import fraction_to_decimal
+from safety.units import UnitError, fraction_to_decimal, parse_concentration
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ class ChannelView:
     #: the relay or container change in words ("takes over from A in about 12 min")
     relay: str
     paused_until: float | None  # clinical time a container-change pause must end by
+    #: the channel that took this one's infusion over in the last handover
+    relieved_by: str | None = None
 
     @property
     def minutes_to_empty(self) -> float | None:
@@ -116,6 +118,8 @@ class DrugView:
     next_handover_at: float | None  # clinical time the relay hands it over next
     #: its history, when it is not the snapshot's top-level one (then empty)
     history: tuple[HistoryPoint, ...] = ()
+    #: earlier limits of the drug still in force beside its programs'
+    priors: tuple[PriorLimits, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,12 @@ class Snapshot:
     drugs: tuple[DrugView, ...] = ()
     handover: HandoverView | None = None
 
+    @property
+    def minutes_to_empty(self) -> float | None:
+        if self.remaining_ml is None or not self.running or self.rate_ml_h <= 0:
+            return None
+        return self.remaining_ml / float(self.rate_ml_h) * 60.0
+
     def channel(self, name: str | None = None) -> ChannelView | None:
         """The named channel's view (None: the first)."""
         for view in self.channels:
@@ -197,11 +207,55 @@ class Snapshot:
                 return view.history
         return self.history
 
-    @property
-    def minutes_to_empty(self) -> float | None:
-        if self.remaining_ml is None or not self.running or self.rate_ml_h <= 0:
-            return None
-        return self.remaining_ml / float(self.rate_ml_h) * 60.0
+    def drug(self, drug: str) -> DrugView | None:
+        return next((view for view in self.drugs if view.drug == drug), None)
+
+    def focused(self, channel: str | None) -> Snapshot:
+        """The same snapshot with ``channel``'s figures at the top level (program, rate,
+        dose, syringe, its drug's history and cap), as if it were the bench's first: what
+        code written for one pump reads. Bench-wide fields (alarms, link, mode, stop) are
+        kept. The first channel, or None, gives the snapshot itself."""
+        view = self.channel(channel) if channel is not None else None
+        if view is None or not self.channels or view.name == self.channels[0].name:
+            return self
+        drug = self.drug(view.program.drug) if view.program is not None else None
+        given = None
+        if drug is not None and view.infused_ml is not None and view.program is not None:
+            given = drug_given(view.program, view.infused_ml, drug.amount_unit)
+        return replace(
+            self,
+            program=view.program,
+            dose_unit=view.dose_unit,
+            running=view.running,
+            rate_ml_h=view.rate_ml_h,
+            dose=view.dose,
+            infused_ml=view.infused_ml,
+            drug_given=given,
+            amount_unit=drug.amount_unit if drug is not None else None,
+            given_in_cap_window=drug.given_in_cap_window if drug is not None else None,
+            cap_amount=drug.cap_amount if drug is not None else None,
+            cap_window_h=drug.cap_window_h if drug is not None else None,
+            syringe=view.container,
+            syringe_volume_ml=view.container_volume_ml,
+            remaining_ml=view.remaining_ml,
+            pump_min_ml_h=view.pump_min_ml_h,
+            pump_max_ml_h=view.pump_max_ml_h,
+            comms_ok=view.comms_ok,
+            history=self.history_of(drug.drug) if drug is not None else (),
+            program_stale=view.program_stale,
+            priors=drug.priors if drug is not None else (),
+        )
+
+
+def drug_given(spec: ProgramSpec, infused_ml: float, amount_unit: str | None) -> Decimal | None:
+    """What ``infused_ml`` of ``spec``'s solution carried, in ``amount_unit`` (mg, mcg,
+    units): for people, from the label alone."""
+    try:
+        per_ml = parse_concentration(spec.concentration).base_per_ml()
+    except UnitError:
+        return None
+    factor = Fraction(1000) if amount_unit == "mg" else Fraction(1)
+    return fraction_to_decimal(Fraction(infused_ml) * per_ml / factor, 6)
 
 
 @dataclass(frozen=True)
@@ -213,7 +267,7 @@ class Outcome:
     snapshot: Snapshot
 
 
-class _PointsMemo:
+class PointsMemo:
     """The last history converted, by identity: a snapshot is taken after every journaled
     event, but the (immutable) history changes only when a verified rate changes, so the
     points are rebuilt only then; and then only the new segments are converted, the
@@ -225,12 +279,12 @@ class _PointsMemo:
         self.points: tuple[HistoryPoint, ...] = ()
 
 
-_MEMO = _PointsMemo()
+_MEMO = PointsMemo()
 #: how far into the previous history its first surviving segment is looked for
 _PRUNE_SCAN = 64
 
 
-def history_points(history: RateHistory, memo: _PointsMemo = _MEMO) -> tuple[HistoryPoint, ...]:
+def history_points(history: RateHistory, memo: PointsMemo = _MEMO) -> tuple[HistoryPoint, ...]:
     if memo.history is history:
         return memo.points
     segs = history.segments
@@ -245,12 +299,12 @@ def history_points(history: RateHistory, memo: _PointsMemo = _MEMO) -> tuple[His
     return result
 
 
-def new_memo() -> _PointsMemo:
+def new_memo() -> PointsMemo:
     """A memo of its own (one per drug a snapshot shows)."""
-    return _PointsMemo()
+    return PointsMemo()
 
 
-def _reusable(memo: _PointsMemo, segs: tuple[Segment, ...]) -> tuple[HistoryPoint, ...]:
+def _reusable(memo: PointsMemo, segs: tuple[Segment, ...]) -> tuple[HistoryPoint, ...]:
     """The memo's points for the longest run of ``segs`` (from its start) that are the very
     segment objects of the memo's history, in order; () when there is none."""
     if memo.history is None or not segs:

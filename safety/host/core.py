@@ -121,6 +121,7 @@ from safety.status import (
     HandoverView,
     Outcome,
     PatientView,
+    PointsMemo,
     Snapshot,
     history_points,
     new_memo,
@@ -267,7 +268,7 @@ class SafetyCore:
         self._due_button = 0.0
         self._watchdog_level = False
         self._started = False
-        self._memos: dict[str, object] = {}
+        self._memos: dict[str, PointsMemo] = {}
 
     # ------------------------------------------------------------------ one channel
     # What a one-pump bench (and code written for it) reads: its only channel's.
@@ -884,7 +885,7 @@ class SafetyCore:
             estopped=s.estopped,
             uncertain=any(c.pending is not None for c in s.channels.values()),
             comms_ok=first_state.comms_ok,
-            history=history_points(s.history_of(top_drug), memo) if top_drug else (),  # type: ignore[arg-type]
+            history=history_points(s.history_of(top_drug), memo) if top_drug else (),
             patient=(
                 PatientView(s.patient.id, s.patient.spec, s.patient.since, s.patient.how)
                 if s.patient is not None
@@ -897,7 +898,8 @@ class SafetyCore:
             handover=self._handover_view(),
         )
 
-    def _memo(self, drug: str) -> object:
+    def _memo(self, drug: str) -> PointsMemo:
+        """One memo per drug: its history's points are converted once per change."""
         memo = self._memos.get(drug)
         if memo is None:
             memo = self._memos[drug] = new_memo()
@@ -941,6 +943,7 @@ class SafetyCore:
             strategy=standby.strategy if standby is not None else None,
             relay=relay,
             paused_until=c.pause.until if c.pause is not None else None,
+            relieved_by=c.relieved_by,
         )
 
     def _role(self, name: str, c: ChannelState, now: float) -> tuple[str, str]:
@@ -973,6 +976,11 @@ class SafetyCore:
             )
         if c.running:
             return "active", ""
+        if c.relieved_by is not None:
+            return "relieved", (
+                f"relieved by channel {c.relieved_by}: load a new container, prime it and "
+                "arm it as the standby"
+            )
         return "", ""
 
     def _drug_views(self, now: float) -> tuple[DrugView, ...]:
@@ -1015,9 +1023,8 @@ class SafetyCore:
                     cap_window_h=cap.window_h if cap is not None else None,
                     channels=tuple(n for n, _ in channels),
                     next_handover_at=due if handing and s.handover is None else None,
-                    history=(
-                        () if drug == first else history_points(history, self._memo(drug))  # type: ignore[arg-type]
-                    ),
+                    history=(() if drug == first else history_points(history, self._memo(drug))),
+                    priors=record.priors_at(now),
                 )
             )
         return tuple(views)

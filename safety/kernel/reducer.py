@@ -205,7 +205,9 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
     channel = event.channel
     if isinstance(limits, FluidLimits):  # no drug: no history, no patient
         program = program_of(event.spec, limits, t, event.infused_baseline_ml)
-        return state.with_channel(channel, program=program, program_stale=None, under_retries=0)
+        return state.with_channel(
+            channel, program=program, program_stale=None, under_retries=0, relieved_by=None
+        )
     record = state.drugs.get(limits.drug, DrugRecord())
     priors = record.priors_at(t)
     old = record.limits
@@ -214,7 +216,7 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
     drugs = {**state.drugs, limits.drug: DrugRecord(record.history, limits, priors)}
     program = ActiveProgram(event.spec, limits, t, event.infused_baseline_ml)
     return replace(state, drugs=drugs).with_channel(
-        channel, program=program, program_stale=None, under_retries=0
+        channel, program=program, program_stale=None, under_retries=0, relieved_by=None
     )
 
 
@@ -327,6 +329,7 @@ def _issued(state: KernelState, event: CommandIssued) -> KernelState:
             expected_cause=event.cause,
             expected_since=t,
             unread_command=True,
+            relieved_by=None,
         )
     if isinstance(action, StopPump):
         return state.with_channel(
@@ -481,7 +484,7 @@ def _relay_setting(
             )
         alarms = state.alarms.condition_gone("relay_no_standby", channel)
         return replace(state, alarms=alarms).with_channel(
-            channel, container=container, pause=pause, program_stale=stale
+            channel, container=container, pause=pause, program_stale=stale, relieved_by=None
         )
     pause = ContainerPause(t, event.rate_ml_h, event.max_s, event.concentration)
     return state.with_channel(channel, pause=pause)
@@ -512,7 +515,9 @@ def _handover(
         alarms = state.alarms.condition_gone("relay_stalled", handover.to_channel)
         return replace(state, handover=stepped, alarms=alarms)
     alarms = state.alarms.condition_gone("relay_stalled", handover.to_channel)
-    if event.outcome != "done":
+    if event.outcome == "done":
+        state = state.with_channel(handover.from_channel, relieved_by=handover.to_channel)
+    else:
         alarms = alarms.raised(
             "handover_failed",
             Reason.RELAY,

@@ -452,6 +452,9 @@ class ChannelState:
     standby: Standby | None = None
     priming: Priming | None = None
     pause: ContainerPause | None = None
+    #: the channel that took this one's infusion over in the last handover (until this
+    #: one gets a new container or program, or runs again)
+    relieved_by: str | None = None
     #: the pump driver's registry name, from the bench's config (for people)
     driver: str = ""
 

@@ -136,7 +136,8 @@ def session(local: LocalSafety, library: DrugLibrary, tmp_path: Path) -> Iterato
 def drive(link: LocalSafety, session: Session, seconds: float, step: float = 30.0) -> None:
     """Let clinical time pass, servicing the session as its service thread would."""
     end = link.clinical.now() + seconds
-    while link.clinical.now() < end:
+    # a remainder below a microsecond is float rounding: adding it may not move the clock
+    while end - link.clinical.now() > 1e-6:
         link.advance(min(step, end - link.clinical.now()))
         session.service()
 
