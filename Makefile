@@ -35,8 +35,9 @@ bench: $(STAMP)
 # Mutation testing (docs/safety.md, "Mutation testing"): mutmut mutates safety/kernel and
 # the pure rules ([tool.mutmut] in pyproject.toml) and runs, for each mutant, the fast
 # tests that reach the mutated function. A fresh mutants/ every run: mutmut would keep
-# stale copies of unmutated files and results of earlier tests. About 70 min on 2 cores;
-# MUTANTS='safety.kernel.decide*' (mutmut's name globs, space-separated) runs a subset.
+# stale copies of unmutated files and results of earlier tests. About 2 1/2 hours on the
+# 2-core machine (docs/safety.md); MUTANTS='safety.kernel.decide*' (mutmut's name globs,
+# space-separated) checks a subset.
 MUTATION_STAMP := $(VENV)/.mutation-installed
 
 $(MUTATION_STAMP): $(STAMP)

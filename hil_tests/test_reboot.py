@@ -14,7 +14,6 @@ known: the namespace's offset and the timeline's own, journaled).
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 import time
@@ -29,7 +28,7 @@ from hil_tests.harness.processes import Child, wait_for
 from hil_tests.harness.pumps import ALL_KINDS, PumpKind
 from hil_tests.harness.truth import changes_between, describe, last_rate
 from safety.journal_read import read_safety_events
-from safety.kernel.model import Now, ProgramSpec, StartInfusion, TimelineResumed
+from safety.kernel.model import ProgramSpec, StartInfusion, TimelineResumed
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from verification.ground_truth import SafetyRecord
@@ -113,20 +112,22 @@ def _order(bench: HilBench, join: list[str], order: str) -> tuple[bool, str]:
 
 
 def _on_the_pumps_clock(bench: HilBench, offset_s: int) -> SafetyRecord:
-    """The safety journal with every time after the reboot moved onto the pump's clock:
-    the new process read its clock source shifted by the namespace's offset (times the
-    clock's speed), and its timeline added the offset the journal says it chose."""
+    """The safety journal on the pump's clock, by the oracle's mapping (``PumpClock``):
+    from the start in the new namespace on, the process read its clock source shifted by
+    the namespace's offset (times the clock's speed), and its timeline added the offset
+    the journal says it chose; before it, the process and the pump shared one clock."""
     events = read_safety_events(bench.safety_journal)
-    resumed = [i for i, e in enumerate(events) if isinstance(e, TimelineResumed)]
-    cut = resumed[-1]
-    timeline = events[cut]
-    assert isinstance(timeline, TimelineResumed)
-    shift = -(offset_s * bench.settings.speed + timeline.offset)
-    moved = [
-        dataclasses.replace(e, now=Now(e.now.clinical + shift, e.now.liveness)) if i >= cut else e
-        for i, e in enumerate(events)
+    starts = [
+        e for e in events if isinstance(e, TimelineResumed) and e.previous_clinical is not None
     ]
-    return SafetyRecord.from_events(moved)
+    reboot = starts[-1]
+
+    def shift(resumed: TimelineResumed) -> float | None:
+        if resumed == reboot:
+            return -(offset_s * bench.settings.speed + resumed.offset)
+        return None
+
+    return SafetyRecord.from_events(events, to_pump_clock=shift)
 
 
 @pytest.mark.parametrize("kind", EMULATORS, ids=str)

@@ -63,6 +63,12 @@ def drug_scope(drug: str) -> str:
     return f"drug:{drug}"
 
 
+#: delivery the pump's counter shows beyond what the verified rates explain is counted as
+#: unseen (a bolus) only above this share of what they explain, plus ``UNSEEN_FLOOR_ML``
+UNSEEN_TOLERANCE = 0.02
+UNSEEN_FLOOR_ML = 0.01
+
+
 def observe(
     state: KernelState,
     reading: PumpReading,
@@ -71,6 +77,9 @@ def observe(
     channel: str = DEFAULT_CHANNEL,
 ) -> tuple[KernelState, Reaction]:
     t = now.clinical
+    if state.channel(channel).unseen_pending:  # a restart that could not read the pump
+        state = count_unseen_delivery(state, reading.infused_ml, reading.alarms, t, channel)
+        state = state.with_channel(channel, unseen_pending=False)
     alarms = state.alarms.condition_gone("pump_comms", channel)
     alarms = _pump_alarms(alarms, reading, t, channel)
     s = replace(state, alarms=alarms).with_channel(channel, comms_ok=True)
@@ -232,6 +241,37 @@ def next_deadline(state: KernelState, now: Now, config: KernelConfig) -> float |
     if relay is not None and relay > t:
         deadlines.append(relay)
     return min(deadlines, default=None)
+
+
+def count_unseen_delivery(
+    s: KernelState,
+    infused_ml: float,
+    pump_alarms: tuple[str, ...],
+    t: float,
+    channel: str = DEFAULT_CHANNEL,
+) -> KernelState:
+    """The pump's volume counter across the gap a restart left, against the account of
+    it that the channel's own verified rates give (its ``FlowLog``: the drug's history
+    sums every channel): what the counter shows beyond it reached the patient unseen (S3
+    counts it). Made at the restart's reading, or at the first one after it when the
+    pump could not be read then."""
+    c = s.channel(channel)
+    program = c.drug_program
+    last_ml, last_at = c.last_infused_ml, c.last_reading_at
+    if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
+        return s  # a reset counter says nothing about the gap; the rate history does
+    measured_ml = infused_ml - last_ml
+    if measured_ml <= 0:
+        return s
+    per_ml = float(program.amount_per_ml)
+    counted = c.flow.volume_ml(last_at, t) * per_ml
+    excess = measured_ml * per_ml - counted
+    if excess <= counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * per_ml:
+        return s
+    record = s.drugs[program.drug]
+    history = record.history.with_amount(t, excess, "delivered while the safety process was down")
+    drugs = {**s.drugs, program.drug: replace(record, history=history)}
+    return replace(s, drugs=drugs)
 
 
 def record_history(

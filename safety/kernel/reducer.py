@@ -12,7 +12,6 @@ from dataclasses import replace
 from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
-    DEFAULT_CHANNEL,
     AlarmsAcknowledged,
     BenchConfigured,
     ClientDropped,
@@ -49,7 +48,7 @@ from safety.kernel.model import (
     Ticked,
     TimelineResumed,
 )
-from safety.kernel.observe import observe, record_history, tick
+from safety.kernel.observe import count_unseen_delivery, observe, record_history, tick
 from safety.kernel.state import (
     ActiveProgram,
     ChannelState,
@@ -68,11 +67,6 @@ from safety.kernel.state import (
 )
 from safety.reasons import Reason
 from safety.rules import num
-
-#: delivery the pump's counter shows beyond what the verified rates explain is counted as
-#: unseen (a bolus) only above this share of what they explain, plus ``UNSEEN_FLOOR_ML``
-UNSEEN_TOLERANCE = 0.02
-UNSEEN_FLOOR_ML = 0.01
 
 
 def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState:
@@ -547,8 +541,8 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     # held while any channel read at this start runs (the channels resume one by one;
     # one that could not be read holds nothing)
     others_run = any(o.expected_running for n, o in s.channels.items() if n != channel)
-    if reading is None:
-        return replace(s, hold=others_run)
+    if reading is None:  # counted at the first reading (``count_unseen_delivery``)
+        return replace(s, hold=others_run).with_channel(channel, unseen_pending=True)
     seg = s.history_of(c.drug).current if c.drug is not None else None
     was_running = c.running
     now_rate = reading.set_rate_ml_h if reading.running else None
@@ -581,7 +575,7 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
             t,
             channel,
         ).condition_gone("resume_changed", channel)
-    s = _unseen_delivery(s, reading.infused_ml, reading.alarms, t, config, channel)
+    s = count_unseen_delivery(s, reading.infused_ml, reading.alarms, t, channel)
     if reading.running:
         # Unsupervised until a controller attaches: hold the rate, and tell people that
         # the safety process itself went down (S11 applies as for a lost controller).
@@ -600,35 +594,5 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
         expected_running=reading.running,
         expected_rate=reading.set_rate_ml_h,
         expected_cause=cause,
+        unseen_pending=False,
     )
-
-
-def _unseen_delivery(
-    s: KernelState,
-    infused_ml: float,
-    pump_alarms: tuple[str, ...],
-    t: float,
-    config: KernelConfig,
-    channel: str = DEFAULT_CHANNEL,
-) -> KernelState:
-    """The pump's volume counter across the gap, against the account of it that the
-    channel's own verified rates give (its ``FlowLog``: the drug's history sums every
-    channel): what the counter shows beyond it reached the patient unseen (S3 counts
-    it)."""
-    c = s.channel(channel)
-    program = c.drug_program
-    last_ml, last_at = c.last_infused_ml, c.last_reading_at
-    if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
-        return s  # a reset counter says nothing about the gap; the rate history does
-    measured_ml = infused_ml - last_ml
-    if measured_ml <= 0:
-        return s
-    per_ml = float(program.amount_per_ml)
-    counted = c.flow.volume_ml(last_at, t) * per_ml
-    excess = measured_ml * per_ml - counted
-    if excess <= counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * per_ml:
-        return s
-    record = s.drugs[program.drug]
-    history = record.history.with_amount(t, excess, "delivered while the safety process was down")
-    drugs = {**s.drugs, program.drug: replace(record, history=history)}
-    return replace(s, drugs=drugs)

@@ -444,6 +444,9 @@ class ChannelState:
     comms_ok: bool = True
     last_reading_at: float | None = None
     last_infused_ml: float | None = None
+    #: a restart could not read the pump: what it gave while the process was down is
+    #: counted at the first reading after it (``observe.count_unseen_delivery``)
+    unseen_pending: bool = False
     deviation_since: float | None = None
     #: this channel's verified pump rates since its last reading (S13 accuracy)
     flow: FlowLog = field(default_factory=FlowLog)

@@ -30,6 +30,11 @@ def session(bench: LocalSafety, library: DrugLibrary) -> Iterator[Session]:
         yield s
 
 
+def _state(session: Session) -> State:
+    """The session's state, read afresh (mypy would keep an earlier comparison's)."""
+    return session.state
+
+
 def _norepi(session: Session, channel: str | None = None) -> None:
     session.program("norepinephrine", "4 mg/250 mL", "D5W", channel=channel)
 
@@ -57,10 +62,10 @@ def test_a_relay_set_up_from_the_session_is_followed_to_the_new_channel(
     drive(bench, session, 30)
     session.arm_standby("B", "A")
     session.select_channel("A")
-    assert session.state is State.INFUSING
+    assert _state(session) is State.INFUSING
     assert session.status().channel("B").role == "standby"  # type: ignore[union-attr]
     drive(bench, session, 20 * 60)
-    assert session.channel == "B" and session.state is State.INFUSING
+    assert session.channel == "B" and _state(session) is State.INFUSING
     snapshot = session.status()
     assert snapshot.rate_ml_h == Decimal("30.0")
     assert snapshot.channel("A").relieved_by == "B"  # type: ignore[union-attr]

@@ -157,3 +157,31 @@ def test_an_exact_rate_is_kept_exact(standard: ProgramCheck) -> None:
     order = order_from_dose(standard, _mcg_min("8"), ROUNDING)
     assert order.exact_rate_ml_h == Fraction(30)
     assert order.dose_at_pump_rate == 8
+
+
+def test_limit_findings_ask_for_confirmation_unless_told_otherwise(library: DrugLibrary) -> None:
+    from safety.rules import limit_findings
+
+    therapy = library.select("norepinephrine", profile="adult_icu", therapy="standard").therapy
+    findings = limit_findings(therapy, Fraction(36), WHAT)
+    assert [f.severity for f in findings if f.code is Reason.SOFT_MAX] == [Severity.CONFIRM]
+
+
+def test_a_soft_minimum_below_one_is_a_soft_minimum(library: DrugLibrary) -> None:
+    """Weight-based norepinephrine's soft minimum is 0.02 mcg/kg/min: 0.019 asks for
+    confirmation, 0.02 does not."""
+    from safety.rules import limit_findings
+
+    therapy = library.select("norepinephrine", profile="adult_icu", therapy="weight_based").therapy
+    below = limit_findings(therapy, Fraction(19, 1000), "x")
+    assert [f.code for f in below] == [Reason.SOFT_MIN]
+    assert limit_findings(therapy, Fraction(2, 100), "x") == []
+
+
+def test_the_advisory_starts_above_its_threshold_not_at_it(library: DrugLibrary) -> None:
+    """Standard norepinephrine warns above 10 mcg/min: 10 itself is quiet."""
+    from safety.rules import limit_findings
+
+    therapy = library.select("norepinephrine", profile="adult_icu", therapy="standard").therapy
+    assert limit_findings(therapy, Fraction(10), WHAT) == []
+    assert [f.code for f in limit_findings(therapy, Fraction(1001, 100), WHAT)] == [Reason.ADVISORY]

@@ -18,7 +18,7 @@ own belief.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -29,7 +29,7 @@ from drivers.gpio.simulated import SimulatedGpio
 from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import Clock, OffsetClock, VirtualClock
 from firmware_bridge.faults import WireFaults
-from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthSegment
+from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthEvent, TruthSegment
 from firmware_bridge.syringes import Syringe, syringe_by_name
 from safety.clock_evidence import timeline_started
 from safety.host.core import SafetyCore
@@ -62,13 +62,21 @@ from safety.kernel.model import (
     StartPump,
     StopInfusion,
     StopPump,
+    TimelineResumed,
 )
 from safety.kernel.observe import next_deadline
 from safety.kernel.replay import replay_journal
 from safety.kernel.state import ActiveProgram, KernelState, load_program
 from safety.kernel.timeline import ClockEvidence
 from safety.library import DrugLibrary
+from safety.library.loader import parse_library
 from safety.status import Outcome
+from verification.ground_truth import (
+    RecordBuilder,
+    SafetyRecord,
+    TruthReport,
+    check_ground_truth,
+)
 
 T = TypeVar("T")
 
@@ -104,6 +112,26 @@ def vasopressin_fixed(library: DrugLibrary) -> ProgramSpec:
     return ProgramSpec(
         library.content_hash, "vasopressin", "adult_icu", "fixed", "20 units/100 mL", "NS"
     )
+
+
+def library_from_text(text: str) -> DrugLibrary:
+    model, digest = parse_library(text)
+    return DrugLibrary(model, digest)
+
+
+def library_variant(library: DrugLibrary, edits: Mapping[str, Mapping[str, str]]) -> DrugLibrary:
+    """The library with some figures changed, as an update between two runs would:
+    ``{table: {figure: value}}``, a table by its TOML header (without brackets) and a
+    figure by its name, whose first field (``value``, or a cap's ``amount``) is replaced."""
+    text = Path(library.path).read_text(encoding="utf-8")
+    for table, figures in edits.items():
+        at = text.index(f"[{table}]\n")
+        for name, value in figures.items():
+            start = text.index(f"\n{name} = {{ ", at) + len(f"\n{name} = {{ ")
+            start = text.index("= ", start) + 2
+            end = text.index(",", start)
+            text = text[:start] + value + text[end:]
+    return library_from_text(text)
 
 
 # --------------------------------------------------------------------------- guards
@@ -329,9 +357,19 @@ class Bench:
         self.seq = 0
         self.controller_alive = False
         self.seeded: list[SeededTruth] = []
-        #: clinical time a seeded history hands over to the live pump
+        #: clinical time a seeded history hands over to the live pump, and whether it
+        #: hands it over running
         self.seed_until: float | None = None
+        self.seed_running = False
         self.booted = False
+        #: the pump's clock minus the patient's timeline, from each process start on
+        #: (keyed by the ``TimelineResumed`` that start journaled): ``pump_clock``
+        self.run_shifts: dict[TimelineResumed, float] = {}
+        self._decoded: list[Event] = []
+        self._decoded_upto = 0
+        self._decoded_from: Journal | None = None
+        self._record = RecordBuilder(self.pump_clock)
+        self._recorded = 0
 
     def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
         return SafetyCore(
@@ -347,15 +385,33 @@ class Bench:
         )
 
     # ------------------------------------------------------------------ life cycle
-    def _started(self) -> None:
-        """The core may have set a damaged journal aside and started a new one."""
+    def _started(self, first_id: int = 0) -> None:
+        """The core may have set a damaged journal aside and started a new one. Notes how
+        far the pump's clock is from the timeline the core resumed (``pump_clock``)."""
+        if self.journal is not self.core.journal:
+            first_id = 0
         self.journal = self.core.journal
         self.guard.journal = self.journal
+        resumed = list(self.journal.entries(since_id=first_id, kinds=["timeline_resumed"]))
+        if resumed:
+            event = decode_event(resumed[-1].payload)
+            assert isinstance(event, TimelineResumed)
+            self.run_shifts[event] = self.clinical.now() - event.now.clinical
+
+    def _start_core(self) -> None:
+        first = self.journal.last_id()
+        self.core.start()
+        self._started(first)
+
+    def pump_clock(self, resumed: TimelineResumed) -> float | None:
+        """``verification.ground_truth.PumpClock``: after a reboot the process's clock
+        source restarts near zero while the pump's runs on, and the timeline may credit
+        less than the real gap; the bench knows by how much."""
+        return self.run_shifts.get(resumed)
 
     def boot(self, *, attach: bool = True) -> SafetyCore:
         self.guard.journal = self.journal
-        self.core.start()
-        self._started()
+        self._start_core()
         self.booted = True
         if attach:
             self.attach()
@@ -370,12 +426,13 @@ class Bench:
 
     def restart(self, *, attach: bool = True, library: DrugLibrary | None = None) -> SafetyCore:
         """A new safety process on the same journal and pump (as after kill -9); with
-        ``library``, one that was updated in between."""
-        self.core = self._new_core(library)
+        ``library``, one that was updated in between (the bench's library from then on)."""
+        if library is not None:
+            self.library = library
+        self.core = self._new_core()
         self.controller_alive = False
         self.session = None
-        self.core.start()
-        self._started()
+        self._start_core()
         if attach:
             self.attach()
         return self.core
@@ -406,8 +463,7 @@ class Bench:
         self.evidence.wall_synced = wall_synced
         self.evidence.wall_error = wall_error
         self.core = self._new_core()
-        self.core.start()
-        self._started()
+        self._start_core()
         if attach:
             self.attach()
         return self.core
@@ -507,7 +563,15 @@ class Bench:
 
     # ------------------------------------------------------------------ journal
     def events(self) -> list[Event]:
-        return [decode_event(e.payload) for e in self.journal.entries()]
+        """Every event of the journal (decoded once: the state machine reads it after
+        every step)."""
+        if self._decoded_from is not self.journal:
+            self._decoded, self._decoded_upto, self._decoded_from = [], 0, self.journal
+            self._record, self._recorded = RecordBuilder(self.pump_clock), 0
+        for entry in self.journal.entries(since_id=self._decoded_upto):
+            self._decoded.append(decode_event(entry.payload))
+            self._decoded_upto = entry.id
+        return list(self._decoded)
 
     def commands(self) -> list[CommandIssued]:
         return [e for e in self.events() if isinstance(e, CommandIssued)]
@@ -535,6 +599,40 @@ class Bench:
 
     def truth_boluses(self) -> list[TruthBolus]:
         return self.pump.truth.boluses()
+
+    # ------------------------------------------------------------------ the oracle
+    def record(self) -> SafetyRecord:
+        """The journal's record on the pump's clock (``verification.ground_truth``), read
+        on from where it was last read."""
+        events = self.events()
+        for event in events[self._recorded :]:
+            self._record.add(event)
+        self._recorded = len(events)
+        return self._record.record()
+
+    def prior(self) -> list[TruthSegment]:
+        """The seeded delivery, as truth before the live pump's record."""
+        prior: list[TruthSegment] = []
+        for n, s in enumerate(self.seeded):
+            prior.append(TruthSegment(s.start, s.rate_ml_h))
+            if not (self.seed_running and n == len(self.seeded) - 1):
+                prior.append(TruthSegment(s.end, 0.0))  # else the live pump runs on
+        return prior
+
+    def judge(self, *, plunger: bool = False, record: SafetyRecord | None = None) -> TruthReport:
+        """The one oracle on what the pump did: what reached the patient, or (``plunger``)
+        the rate its plunger ran, which an occlusion does not hide."""
+        events: Sequence[TruthEvent] = self.pump.plunger if plunger else self.pump.truth.events
+        if self.seed_until is not None:  # the pump idled until the seeded history ended
+            handover = self.seed_until
+            events = [e for e in events if _time_of(e) >= handover]
+        return check_ground_truth(
+            events,
+            self.library,
+            record if record is not None else self.record(),
+            prior=self.prior(),
+            until=self.clinical.now(),
+        )
 
     # ------------------------------------------------------------------ programs
     def active(self, spec: ProgramSpec) -> ActiveProgram:
@@ -610,6 +708,7 @@ class Bench:
         )
         self.clinical.advance_to(boot_at)
         self.seed_until = boot_at
+        self.seed_running = running
 
         def resume_seeded_pump() -> None:
             if rate > 0:
@@ -619,6 +718,10 @@ class Bench:
 
         self.driver.label("seed", resume_seeded_pump)
         assert program.unit  # the spec is valid for this library
+
+
+def _time_of(event: TruthEvent) -> float:
+    return event.start if isinstance(event, TruthSegment) else event.time
 
 
 def truth_doses(

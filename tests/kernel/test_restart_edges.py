@@ -16,7 +16,7 @@ from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.history import FlowLog, RateHistory
 from safety.kernel.model import ProgramSpec
-from safety.kernel.reducer import UNSEEN_FLOOR_ML, UNSEEN_TOLERANCE, _unseen_delivery
+from safety.kernel.observe import UNSEEN_FLOOR_ML, UNSEEN_TOLERANCE, count_unseen_delivery
 from safety.kernel.state import (
     ActiveProgram,
     DrugRecord,
@@ -129,15 +129,15 @@ def test_the_counter_beyond_the_verified_rates_is_counted_as_given_unseen(
     assert counted == pytest.approx(4.0)
     threshold = counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * 16.0
     within = 1.0 + (counted + threshold * 0.9) / 16.0
-    assert _unseen(_unseen_delivery(state, within, (), 200.0, CONFIG)) == []
+    assert _unseen(count_unseen_delivery(state, within, (), 200.0)) == []
     # nothing verified in the gap, a counter from 0: exactly the 0.01 mL floor is not
     # counted (the figures are exact: x16 is exact in binary), a little more is
     empty = DrugRecord(RateHistory(), program.limits)
     bare = evolve(state, drugs={program.drug: empty}, last_infused_ml=0.0, flow=FlowLog())
-    assert _unseen(_unseen_delivery(bare, UNSEEN_FLOOR_ML, (), 200.0, CONFIG)) == []
-    assert _unseen(_unseen_delivery(bare, UNSEEN_FLOOR_ML * 1.001, (), 200.0, CONFIG)) != []
+    assert _unseen(count_unseen_delivery(bare, UNSEEN_FLOOR_ML, (), 200.0)) == []
+    assert _unseen(count_unseen_delivery(bare, UNSEEN_FLOOR_ML * 1.001, (), 200.0)) != []
     beyond = 1.0 + (counted + 1.0) / 16.0
-    after = _unseen_delivery(state, beyond, (), 200.0, CONFIG)
+    after = count_unseen_delivery(state, beyond, (), 200.0)
     ((at, amount, why),) = _unseen(after)
     assert (at, why) == (200.0, "delivered while the safety process was down")
     assert amount == pytest.approx(1.0)
@@ -145,7 +145,7 @@ def test_the_counter_beyond_the_verified_rates_is_counted_as_given_unseen(
     idle = evolve(
         state, drugs={program.drug: DrugRecord(RateHistory(), program.limits)}, flow=FlowLog()
     )
-    ((_, amount, _),) = _unseen(_unseen_delivery(idle, 1.5, (), 200.0, CONFIG))
+    ((_, amount, _),) = _unseen(count_unseen_delivery(idle, 1.5, (), 200.0))
     assert amount == pytest.approx(8.0)
 
 
@@ -159,4 +159,36 @@ def test_a_counter_that_says_nothing_about_the_gap_counts_nothing(library: DrugL
         (evolve(_gap_state(program, last_ml=1.0, last_at=100.0), program=None), ()),
         (_gap_state(program, last_ml=60.0, last_at=100.0), ()),  # counter went back
     ):
-        assert _unseen(_unseen_delivery(state, big, alarms, 200.0, CONFIG)) == []
+        assert _unseen(count_unseen_delivery(state, big, alarms, 200.0)) == []
+
+
+# --------------------------------------------------------------------------- S4 rogue
+
+
+def test_a_rate_above_the_hard_max_the_pump_ran_on_its_own_is_no_start_licence(
+    infusing: Bench,
+) -> None:
+    """The pump found at 188 mL/h (50.1 mcg/min, above the hard max 47) is stopped (S1 on
+    read-back); that rate must not let a start at 40 (above max start 12) through."""
+    infusing.advance(60)
+    infusing.pump.set_rate(188.0)
+    infusing.core.poll()
+    assert not infusing.pump.snapshot().running
+    assert infusing.ack().verdict.accepted
+    assert infusing.start(40, confirm=True).verdict.reason is Reason.START_TOO_HIGH
+
+
+def test_a_pump_started_at_its_keypad_gives_no_start_licence(
+    bench: Bench, std: ProgramSpec
+) -> None:
+    assert bench.load(std).verdict.accepted
+
+    def keypad() -> None:
+        bench.pump.set_rate(150.0)
+        bench.pump.start()
+
+    bench.driver.label("keypad", keypad)
+    bench.core.poll()
+    assert not bench.pump.snapshot().running  # stopped: nobody started it (S9)
+    assert bench.ack().verdict.accepted
+    assert bench.start(40, confirm=True).verdict.reason is Reason.START_TOO_HIGH

@@ -337,3 +337,16 @@ def test_the_cap_deadline_is_asked_only_of_a_running_drug_and_never_in_the_past(
     assert next_deadline(full, Now(10.0, 0.0), CONFIG) == 10.0
     vaso = load_program(library, vasopressin_fixed(library), 0.0)
     assert next_deadline(_state(vaso, [(0.0, "12.0")]), Now(0.0, 0.0), CONFIG) is None
+
+
+@pytest.mark.parametrize(
+    ("running", "expected"),
+    [(True, True), (False, True), (True, False)],
+    ids=["running", "start-sent", "pump-on-its-own"],
+)
+def test_a_start_is_refused_while_anything_infuses_or_might(
+    std: ActiveProgram, running: bool, expected: bool
+) -> None:
+    state = evolve(_state(std, [(0.0, "30.0")]), running=running, expected_running=expected)
+    verdict = _decide(state, StartInfusion(Decimal(8)), 10.0)
+    assert verdict.reason is Reason.ALREADY_INFUSING

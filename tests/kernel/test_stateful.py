@@ -7,49 +7,55 @@ stop, emergency stop from the API or the button, acknowledge; sometimes with a s
 expired or forged link), clinical time passing (lived through the host's loop: polls and
 the cap deadline), pump faults (occlusion, stall, empty, power cycle, a pump running at
 a rate nobody set), wire faults (lost request, lost or corrupted reply), heartbeat gaps
-and re-attaches, and restarts of the safety process on the same journal and pump.
+and re-attaches, and what the patient's memory must survive (S16, issue 9): restarts of
+the safety process on the same journal and pump, with or without a library update whose
+figures for the loaded program moved (tighter or looser); reboots of the board, the pump
+running on through the gap, the monotonic clock starting near zero (a new boot, or a
+time namespace in the same boot), the wall clock synchronised or not, days behind or
+ahead, and NTP synchronising it while running; drug switches (norepinephrine <->
+vasopressin and back), concentration changes (4 and 8 mg/250 mL) and new syringes;
+profile and weight changes (a confirmed patient update, then a re-program) and new
+patients (confirmed, when nothing runs).
 
-The invariants are checked on the pump's own record, never on the kernel's belief:
+The invariants are checked on the pump's own record by the one oracle,
+``verification.ground_truth.check_ground_truth``, with the causes and programs from the
+journal put on the pump's clock (``Bench.pump_clock``: after a reboot the patient's
+timeline and the pump's clock differ by a shift the bench knows), never on the kernel's
+belief. Per patient and drug, under every limit set in force:
 
-- the plunger and the delivered flow never exceed the hard max (for any time > 0);
-- the drug delivered in any 24 h window (seeded history + ground truth, boluses
-  included) never exceeds the cap;
+- what reached the patient and the plunger's rate never exceed a hard max (for any time
+  > 0, or when a command set it);
+- the drug delivered in any cap window (seeded history + ground truth, boluses included)
+  never exceeds a cap in force;
 - every rise the operator's commands caused is within the step and window limits, and
-  every start within max start (or the commanded rate running in the titration window);
+  every start within max start (or the rate verified running in the titration window);
   every commanded fall of a gradual-wean drug is within the wean floor, and every
   commanded stop is at or below the stop threshold. Stops by an emergency stop, by the
   kernel's own safety reactions, or by the pump itself are exempt, and safety and
-  emergency actions may only ever lower the rate;
-- every command that reached the pump was journaled first (the bench's guard), every
-  accepted request is journaled with the commands it issued, refused ones issue none;
-- a restart replays the journal to the state it left and changes nothing at the pump.
+  emergency actions may only ever lower the rate. These are judged on both records: under
+  an occlusion the delivered flow drops to 0 while the plunger still runs the set rate,
+  so only the plunger shows a titration made meanwhile.
 
-Which command caused which change of the pump's rate comes from the journal: the bench's
-driver labels each record the pump makes during a command with that command's
-``CommandIssued.cause``; records made outside any command are the pump's own doing.
-Titration and wean are judged on the plunger's rate (``TracingPump``), because under an
-occlusion the delivered flow drops to 0 while the pump still runs its rate; the hard max
-on both, the cap on what was delivered.
+What only this machine can see is checked here: every command that reached the pump was
+journaled first (the bench's guard), every accepted request is journaled with the
+commands it issued and refused ones issue none, an emergency stop stays a stop, a
+restart or a reboot replays the journal to the state it left and sends nothing to the
+pump, and the patient's timeline never runs backwards.
 
 Some past states need hours of history the syringe cannot hold (a run just under the
 hard max, 66-68 mg of the 68 mg cap): the run may start from a seeded journal
 (``Bench.seed``), and the seeded delivery counts in the cap check.
 
-Runs in about 15 s by default (CI). A deeper search, with coverage statistics:
+Runs in about 20 s by default (CI). A deeper search, with coverage statistics:
 ``KERNEL_SM_EXAMPLES=1500 KERNEL_SM_STEPS=60 pytest tests/kernel/test_stateful.py
 --hypothesis-show-statistics``. ``python -m tests.kernel.mutation_check --stateful``
-runs it against each kernel check removed in turn (checked with 300 examples: it finds
-the hard max, step, window, start, wean, stop-threshold, cap-guard, read-back, link,
-hold, write-ahead and emergency-stop mutants; checks only visible in verdicts - soft-limit
-confirmation, the cap look-ahead on requests - are pinned by the example tests).
+runs it against each kernel check removed in turn.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
-from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -66,41 +72,89 @@ from hypothesis.stateful import (
 )
 
 from drivers.gpio.simulated import press_stop_button, release_stop_button
-from firmware_bridge.pump_model import TruthBolus, TruthSegment
 from safety.kernel.codec import decode_event
+from safety.kernel.limits import caps_in_force
 from safety.kernel.model import (
     AcknowledgeAlarms,
+    AdmitPatient,
     ChangeDose,
     CommandIssued,
     EmergencyStop,
+    LoadProgram,
+    PatientSpec,
     ProgramSpec,
     RequestBody,
     RequestDecided,
     StartInfusion,
     StopInfusion,
+    UpdatePatient,
 )
 from safety.kernel.state import ActiveProgram
 from safety.library import DrugLibrary
+from safety.reasons import Reason
 from safety.status import Outcome
 from tests.conftest import shipped_library
 from tests.kernel.support import (
     Bench,
+    library_variant,
     norepi_standard,
     norepi_weight_based,
     vasopressin_fixed,
 )
-from verification.ground_truth import in_force
+from verification.ground_truth import TruthReport
 
 LIBRARY: DrugLibrary = shipped_library()
+NOREPI = "profiles.adult_icu.drugs.norepinephrine"
+#: library updates between two runs: the loaded program's figures moved either way
+LIBRARIES: dict[str, DrugLibrary] = {
+    "shipped": LIBRARY,
+    "tighter": library_variant(
+        LIBRARY,
+        {
+            NOREPI: {"cumulative_cap": "60"},
+            f"{NOREPI}.therapies.standard": {"hard_max": "40", "max_start": "10"},
+            f"{NOREPI}.therapies.standard.titration": {"max_step_rise": "1.5"},
+            f"{NOREPI}.therapies.standard.wean": {"max_fall_fraction": "0.2", "window_min": "45"},
+            f"{NOREPI}.therapies.weight_based": {"hard_max": "0.8", "max_start": "0.08"},
+            f"{NOREPI}.therapies.weight_based.wean": {"max_fall_fraction": "0.2"},
+        },
+    ),
+    "looser": library_variant(
+        LIBRARY,
+        {
+            NOREPI: {"cumulative_cap": "80"},
+            f"{NOREPI}.therapies.standard": {"hard_max": "55", "max_start": "15"},
+            f"{NOREPI}.therapies.standard.titration": {"max_step_rise": "3", "window_min": "5"},
+            f"{NOREPI}.therapies.standard.wean": {
+                "max_fall_fraction": "0.5",
+                "window_min": "15",
+                "stop_threshold": "4",
+            },
+            f"{NOREPI}.therapies.weight_based": {"hard_max": "1.2"},
+            f"{NOREPI}.therapies.weight_based.wean": {
+                "max_fall_fraction": "0.5",
+                "stop_threshold": "0.06",
+            },
+        },
+    ),
+}
+#: programs an operator may load (an adult's; a child gets weight-based norepinephrine)
+KINDS = ("standard", "double strength", "weight_based", "vasopressin")
+#: patients a correction or an admission may name: (profile, kg)
+PATIENTS = st.sampled_from(
+    [
+        ("adult_icu", 50),
+        ("adult_icu", 70),
+        ("adult_icu", 90),
+        ("pediatric_icu", 40),
+        ("pediatric_icu", 55),
+    ]
+)
 #: clinical seconds between the host's polls in ``Bench.advance``
 POLL_S = 60.0
-#: the kernel learns that the pump stopped by itself at its next poll: a commanded rate
-#: counts as "running in the window" until then
-KNOWLEDGE_LAG_S = POLL_S + 1.0
-#: causes of pump records the operator's commands made
-COMMANDED = frozenset({"command", "seed"})
 #: causes of pump records that are the kernel's own idea; they may only lower the rate
 PROTECTIVE = frozenset({"safety", "estop"})
+DAY = 86_400.0
 
 LINKS = st.sampled_from(["ok", "ok", "ok", "ok", "stale", "expired", "forged"])
 FACTORS = st.sampled_from(
@@ -127,26 +181,14 @@ _SHM = Path("/dev/shm")
 _TMP_ROOT = str(_SHM) if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
 
 
-@dataclass(frozen=True)
-class Seg:
-    start: float
-    rate_ml_h: float
-    cause: str
-
-
 def _decimal(value: Fraction) -> Decimal:
     return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
 
 
-def _amount_ml(segs: list[Seg], lo: float, hi: float) -> float:
-    """Volume delivered in [lo, hi] by piecewise-constant ``segs``."""
-    total = 0.0
-    for i, seg in enumerate(segs):
-        end = segs[i + 1].start if i + 1 < len(segs) else hi
-        a, b = max(seg.start, lo), min(end, hi)
-        if b > a:
-            total += seg.rate_ml_h * (b - a) / 3600.0
-    return total
+def _violations(what: str, report: TruthReport) -> str:
+    return f"invariants broken on the {what}:\n" + "\n".join(
+        f"  {v.rule} at {v.time:.0f} s: {v.message}" for v in report.violations
+    )
 
 
 class InfusionMachine(RuleBasedStateMachine):
@@ -154,10 +196,19 @@ class InfusionMachine(RuleBasedStateMachine):
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="kernel-sm-", dir=_TMP_ROOT))
         self.bench = Bench(self.root, LIBRARY, gpio=True, publish_pins=False)
-        self.program: ActiveProgram | None = None
-        self.spec: ProgramSpec | None = None
+        self.kind = "standard"
+        self.timeline = -float("inf")
+        self.timeline_checked = 0
         self.checked_requests = 0
         self.cap_fill = 0.0
+        self.hard_fill = 0.0
+        #: the oracle's last report on what reached the patient
+        self.delivered: TruthReport | None = None
+
+    @property
+    def program(self) -> ActiveProgram | None:
+        """The drug program the safety process has loaded (none after a new patient)."""
+        return self.bench.core.state.drug_program
 
     def teardown(self) -> None:
         self.bench.close()
@@ -165,11 +216,8 @@ class InfusionMachine(RuleBasedStateMachine):
             target(self.cap_fill, label="highest fraction of the cap given in 24 h")
         if self.cap_fill > 0.99:
             event("within 1 % of the cumulative cap")
-        if self.program is not None:  # and toward the hard max
-            hard = Fraction(self.program.therapy.hard_max.value)
-            doses = [self._dose(s.rate_ml_h) for s in self._plunger() if s.cause == "command"]
-            if doses:
-                target(float(max(doses) / hard), label="highest commanded dose / hard max")
+        if self.hard_fill > 0:  # and toward the hard max
+            target(self.hard_fill, label="highest commanded dose / hard max")
 
     # ------------------------------------------------------------------ set-up
     @initialize(
@@ -189,18 +237,14 @@ class InfusionMachine(RuleBasedStateMachine):
     )
     def setup(self, start: tuple[str, str], gap: float) -> None:
         """A program, and maybe a past the journal already holds (see ``Bench.seed``)."""
-        drug, seed = start
+        kind, seed = start
         b = self.bench
-        spec = {
-            "standard": norepi_standard(LIBRARY),
-            "weight_based": norepi_weight_based(LIBRARY),
-            "vasopressin": vasopressin_fixed(LIBRARY),
-        }[drug]
-        self.spec = spec
+        self.kind = kind
+        spec = self._spec(kind)
         # 0.9 mcg/kg/min at 70 kg is 63 mcg/min: the 68 mg / 24 h cap is within reach
         per_s = float(b.pump_rate_for(spec, "0.9")) * 16 / 3600
-        if seed == "high":  # running just under the hard max
-            b.seed(spec, [(0.0, 46)], boot_at=0.0)
+        if seed == "high":  # running just under the hard max (for a minute: a past)
+            b.seed(spec, [(0.0, 46)], boot_at=60.0)
         elif seed in ("near_cap", "at_cap"):  # stopped at 66.5 or 67.8 mg
             end = (66_500 if seed == "near_cap" else 67_800) / per_s
             b.seed(spec, [(0.0, "0.9"), (end, 0)], boot_at=end + gap)
@@ -209,9 +253,25 @@ class InfusionMachine(RuleBasedStateMachine):
         b.boot()
         if b.core.state.program is None:
             assert b.load(spec).verdict.accepted
-        program = b.core.state.program
-        assert isinstance(program, ActiveProgram)  # a drug program, not a test fluid
-        self.program = program
+        assert self.program is not None  # a drug program, not a test fluid
+
+    def _spec(self, kind: str) -> ProgramSpec:
+        """A program of ``kind`` for the patient in care, under the bench's library."""
+        library = self.bench.library
+        patient = self.bench.core.state.patient
+        profile = patient.profile if patient is not None else "adult_icu"
+        weight = patient.weight_kg if patient is not None else None
+        if profile != "adult_icu":  # a child: weight-based norepinephrine only
+            return norepi_standard(
+                library, profile=profile, therapy="weight_based", weight_kg=weight or Decimal(40)
+            )
+        if kind == "vasopressin":
+            return vasopressin_fixed(library)
+        if kind == "weight_based":
+            return norepi_weight_based(library, weight or Decimal(70))
+        if kind == "double strength":
+            return norepi_standard(library, concentration="8 mg/250 mL")
+        return norepi_standard(library)
 
     # ------------------------------------------------------------------ requests
     def _send(self, body: RequestBody, link: str) -> Outcome:
@@ -222,7 +282,7 @@ class InfusionMachine(RuleBasedStateMachine):
         if link == "stale":
             out = b.send(body, seq=b.core.state.last_seq)
         elif link == "expired":
-            out = b.send(body, expires_at=b.liveness.now() - 0.5)
+            out = b.send(body, expires_at=b.process_liveness.now() - 0.5)
         elif link == "forged":
             out = b.send(body, session="0" * 16, seq=b.seq + 1)
         else:
@@ -247,6 +307,25 @@ class InfusionMachine(RuleBasedStateMachine):
         event(f"{type(body).__name__}: {out.verdict.reason.value}")
         return out
 
+    def _load(self, kind: str) -> Outcome:
+        """Load a program of ``kind``; one for another solution is refused while the pump
+        runs (or is believed to), whatever else holds."""
+        state = self.bench.core.state
+        spec = self._spec(kind)
+        before = self.program
+        out = self._send(LoadProgram(spec), "ok")
+        running = state.running or state.expected_running
+        if running and before is not None and not before.same_solution(spec):
+            assert out.verdict.reason in (
+                Reason.ALREADY_INFUSING,
+                Reason.HOLD,
+                Reason.DELIVERY_UNCERTAIN,
+            ), out.verdict
+        if out.verdict.accepted:
+            self.kind = kind
+            assert self.bench.core.state.program_stale is None
+        return out
+
     # operator requests: most of what happens, so most of the rules
 
     @rule(
@@ -255,20 +334,23 @@ class InfusionMachine(RuleBasedStateMachine):
         link=LINKS,
     )
     def start(self, scale: str, confirm: bool, link: str) -> None:
-        assert self.program is not None
-        max_start = Decimal(self.program.therapy.max_start.value)
+        program = self.program
+        if program is None:
+            return
+        max_start = Decimal(program.therapy.max_start.value)
         self._send(StartInfusion(max_start * Decimal(scale), confirm_soft_limits=confirm), link)
 
     @rule(scale=st.sampled_from(["1", "1", "1.01", "2"]), confirm=st.booleans())
     def resume(self, scale: str, confirm: bool) -> None:
         """After an alarm: acknowledge, then start again at the last rate that ran."""
-        assert self.program is not None
+        program = self.program
+        if program is None:
+            return
         self._send(AcknowledgeAlarms(None), "ok")
         amounts = [s.amount_per_h for s in self.bench.core.state.history.segments]
         amounts = [a for a in amounts if a > 0]
         if amounts:
-            last = self.program.dose_of_amount_rate(amounts[-1])
-            dose = _decimal(last * Fraction(Decimal(scale)))
+            dose = _decimal(program.dose_of_amount_rate(amounts[-1]) * Fraction(Decimal(scale)))
             self._send(StartInfusion(dose, confirm_soft_limits=confirm), "ok")
 
     @rule(factor=FACTORS, confirm=st.booleans(), link=LINKS)
@@ -289,8 +371,10 @@ class InfusionMachine(RuleBasedStateMachine):
     @rule(factor=st.decimals(min_value=Decimal("0.76"), max_value=Decimal("0.98"), places=3))
     def wean(self, factor: Decimal) -> None:
         """Wean a step, or stop once at or below the stop threshold."""
-        assert self.program is not None
-        wean = self.program.therapy.wean
+        program = self.program
+        if program is None:
+            return
+        wean = program.therapy.wean
         threshold = Fraction(wean.stop_threshold.value) if wean.stop_threshold else Fraction(0)
         current = self.bench.core.state.current_dose()
         if 0 < current <= threshold:
@@ -302,14 +386,16 @@ class InfusionMachine(RuleBasedStateMachine):
     def _change(self, factor: Decimal, confirm: bool, link: str) -> None:
         """Titrate by ``factor``; when nothing runs, the operator starts instead (at
         ``factor`` x max start), so that most steps find an infusion to work on."""
-        assert self.program is not None
+        program = self.program
+        if program is None:
+            return
         state = self.bench.core.state
         current = state.current_dose()
         if state.running and current > 0:
             dose = _decimal(current * Fraction(factor))
             self._send(ChangeDose(dose, confirm_soft_limits=confirm), link)
         else:
-            max_start = Fraction(self.program.therapy.max_start.value)
+            max_start = Fraction(program.therapy.max_start.value)
             dose = _decimal(max_start * Fraction(factor))
             self._send(StartInfusion(dose, confirm_soft_limits=confirm), link)
 
@@ -318,8 +404,10 @@ class InfusionMachine(RuleBasedStateMachine):
         by=st.sampled_from(["0.99", "1", "1.01"]),
     )
     def change_to_a_limit(self, which: str, by: str) -> None:
-        assert self.program is not None
-        therapy = self.program.therapy
+        program = self.program
+        if program is None:
+            return
+        therapy = program.therapy
         figure = {
             "hard_max": therapy.hard_max,
             "soft_max": therapy.soft_max,
@@ -344,16 +432,69 @@ class InfusionMachine(RuleBasedStateMachine):
             b.wire.drop_next(2)
             how = "api"
         if how == "button":
+            # held for 0.2 s, as a finger would: the debounce wants 3 polls 20 ms apart,
+            # and a rebooted process's offset clock may land a hair before a poll is due
             press_stop_button(b.gpio_dir)
-            for _ in range(4):
+            for _ in range(10):
                 b.service(0.02)
             release_stop_button(b.gpio_dir)
-            for _ in range(4):  # a release is seen once it has lasted the debounce too
+            for _ in range(10):  # a release is seen once it has lasted the debounce too
                 b.service(0.02)
         else:
             link = how.removeprefix("api").strip() or "ok"
             assert self._send(EmergencyStop("api"), link).verdict.accepted
         assert b.core.state.estopped
+
+    # the patient's memory (S16): programs, syringes, the patient
+
+    @rule(
+        kind=st.sampled_from(KINDS),
+        syringe=st.sampled_from(["same syringe", "new syringe"]),
+        first=st.sampled_from(["as is", "as is", "emergency stop first"]),
+    )
+    def load_a_program(self, kind: str, syringe: str, first: str) -> None:
+        """A drug switch (norepinephrine <-> vasopressin), a concentration change, the same
+        program again (after a library update, or with a new syringe); refused for another
+        solution while anything runs, so the operator may stop it at once first."""
+        b = self.bench
+        if first == "emergency stop first" and b.core.state.running:
+            self._send(EmergencyStop("api"), "ok")
+            self._send(AcknowledgeAlarms(None), "ok")
+        if syringe == "new syringe" and not b.pump.snapshot().running:
+            b.pump.reload()
+        out = self._load(kind)
+        event(f"load {kind} ({syringe}): {out.verdict.reason.value}")
+
+    @rule(patient=PATIENTS, reprogram=st.sampled_from([True, True, False]))
+    def patient_corrected(self, patient: tuple[str, int], reprogram: bool) -> None:
+        """The same patient's profile or weight, confirmed; then (usually) the program
+        again for them: the earlier limits keep applying until their windows pass."""
+        profile, kg = patient
+        out = self._send(UpdatePatient(PatientSpec(profile, Decimal(kg)), confirm=True), "ok")
+        if out.verdict.accepted:
+            state = self.bench.core.state
+            program = state.drug_program
+            if program is not None and (
+                program.limits.profile != profile or program.limits.weight_kg not in (None, kg)
+            ):
+                assert state.program_stale is not None, "a program for another patient"
+            if reprogram:
+                self._load(self.kind)
+
+    @rule(patient=PATIENTS, kind=st.sampled_from(KINDS))
+    def new_patient(self, patient: tuple[str, int], kind: str) -> None:
+        """A confirmed new patient (only when nothing runs): fresh histories, then a
+        program for them."""
+        b = self.bench
+        state = b.core.state
+        profile, kg = patient
+        admit = AdmitPatient(PatientSpec(profile, Decimal(kg)), confirm_new_patient=True)
+        out = self._send(admit, "ok")
+        if state.running or state.expected_running:
+            assert not out.verdict.accepted
+        if out.verdict.accepted:
+            assert b.core.state.drugs == {} and b.core.state.program is None
+            assert self._load(kind).verdict.accepted
 
     # time
 
@@ -364,6 +505,16 @@ class InfusionMachine(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([1800.0, 3600.0, 4 * 3600.0]))
     def hours_pass(self, seconds: float) -> None:
         self.bench.advance(seconds, poll_every_s=POLL_S)
+
+    @rule(synced=st.booleans())
+    def ntp_changes_its_mind(self, synced: bool) -> None:
+        """The wall clock becomes synchronised (stepping to the right time) or loses it;
+        the safety process journals the change (evidence for the next reboot)."""
+        evidence = self.bench.evidence
+        evidence.wall_synced = synced
+        if synced:
+            evidence.wall_error = 0.0
+        self.bench.advance(60.0, poll_every_s=POLL_S)
 
     # the pump, the wire, the controller, the safety process: one rule each
 
@@ -382,6 +533,7 @@ class InfusionMachine(RuleBasedStateMachine):
         )
     )
     def pump_fault(self, fault: str) -> None:
+        self.bench.advance(1.0)  # at an instant of its own, not a command's
         pump = self.bench.pump
         if fault.startswith("occlusion"):
             pump.set_occlusion(not fault.endswith("cleared"))
@@ -402,9 +554,12 @@ class InfusionMachine(RuleBasedStateMachine):
         """A pump fault behind the kernel's back, seen at the very next read; then maybe
         the operator acknowledges and restarts at the last rate the pump showed."""
         b = self.bench
-        assert self.program is not None
+        program = self.program
         rate = b.driver.quantize_rate(b.pump.snapshot().set_rate_ml_h * factor)
-        if b.syringe.min_rate_ml_h <= rate <= b.syringe.max_rate_ml_h:
+        if program is not None and b.syringe.min_rate_ml_h <= rate <= b.syringe.max_rate_ml_h:
+            # at an instant of its own, not a command's (the pump's truth and the journal
+            # are matched by time); the read right after it is at the same instant
+            b.clinical.advance(1.0)
             b.wire.clear()
             before = b.core.state
             b.pump.set_rate(rate)
@@ -414,7 +569,7 @@ class InfusionMachine(RuleBasedStateMachine):
             over = (
                 not before.expected_running
                 or rate > float(before.expected_rate) * tolerance
-                or self._dose(rate) > Fraction(self.program.therapy.hard_max.value)
+                or program.dose(Decimal(repr(rate))) > Fraction(program.therapy.hard_max.value)
             )
             if over:
                 assert not b.pump.snapshot().running, "an over-rate pump must be stopped"
@@ -448,8 +603,14 @@ class InfusionMachine(RuleBasedStateMachine):
             b.attach()
             assert not b.core.state.hold
 
-    @rule(clean_wire=st.booleans())
-    def safety_process_restarts(self, clean_wire: bool) -> None:
+    @rule(
+        clean_wire=st.booleans(),
+        library=st.sampled_from(["same", "same", "same", "shipped", "tighter", "looser"]),
+    )
+    def safety_process_restarts(self, clean_wire: bool, library: str) -> None:
+        """kill -9 and a new process on the same journal and pump; maybe with the drug
+        library updated in between: the program is then held (supervised at its rate,
+        changes refused) until it is loaded again (``load_a_program``)."""
         b = self.bench
         assert b.replayed() == b.core.state
         if clean_wire:
@@ -458,148 +619,92 @@ class InfusionMachine(RuleBasedStateMachine):
         truth = list(b.pump.truth.events)
         plunger = list(b.pump.plunger)
         sent = len(b.guard.sent)
-        b.restart()
+        b.restart(library=None if library == "same" else LIBRARIES[library])
         assert b.pump.truth.events == truth, "a restart must not change the pump"
         assert b.pump.plunger == plunger
         assert len(b.guard.sent) == sent, "a restart sends nothing to the pump"
         assert b.replayed() == b.core.state
+        program = self.program
+        if program is not None and program.limits.library_hash != b.library.content_hash:
+            assert b.core.state.program_stale is not None, "a program of another library"
+            event("library updated under a loaded program")
         # the process's loop runs at once: its first poll acts on what start() only read
         # (e.g. a pump still running under an emergency stop whose stop was lost)
         b.service()
 
-    # ------------------------------------------------------------------ invariants
-    def _plunger(self) -> list[Seg]:
-        return self._timeline(self.bench.pump.plunger, self.bench.driver.plunger_causes)
-
-    def _delivered(self) -> list[Seg]:
-        truth = [e for e in self.bench.pump.truth.events]
-        causes = self.bench.driver.truth_causes
-        records = [(i, e) for i, e in enumerate(truth) if isinstance(e, TruthSegment)]
-        return self._timeline(
-            [e for _, e in records],
-            {n: causes[i] for n, (i, _) in enumerate(records) if i in causes},
-        )
-
-    def _timeline(self, records: list[TruthSegment], causes: dict[int, str]) -> list[Seg]:
-        """Seeded history, then what the live pump recorded after it."""
+    @rule(
+        gap=st.sampled_from([30.0, 600.0, 2400.0, 4 * 3600.0]),
+        wall=st.sampled_from(["synced", "unsynced", "unsynced, days behind", "days ahead"]),
+        new_boot=st.sampled_from([True, True, False]),
+    )
+    def board_reboots(self, gap: float, wall: str, new_boot: bool) -> None:
+        """The board goes down for ``gap`` with the pump running on, and boots again: the
+        monotonic clock starts near zero (a new boot, or a time namespace in the same
+        boot), the wall clock is right only when synchronised (a Raspberry Pi has no RTC:
+        otherwise it may be days off either way)."""
         b = self.bench
-        segs: list[Seg] = []
-        for s in b.seeded:
-            if segs and segs[-1].start == s.start:
-                segs.pop()
-            segs.append(Seg(s.start, s.rate_ml_h, "seed"))
-            segs.append(Seg(s.end, 0.0, "seed"))
-        handover = b.seed_until if b.seed_until is not None else -math.inf
-        for i, rec in enumerate(records):
-            if rec.start < handover:
-                continue
-            segs.append(Seg(rec.start, rec.rate_ml_h, causes.get(i, "pump")))
-        return segs
+        gap = self._unsupervised(gap)
+        error = {"unsynced, days behind": -3 * DAY, "days ahead": 3 * DAY}.get(wall, 0.0)
+        b.core.close()
+        sent = len(b.guard.sent)
+        b.reboot(gap, wall_synced=wall == "synced", wall_error=error, new_boot=new_boot)
+        assert len(b.guard.sent) == sent, "a restart sends nothing to the pump"
+        assert b.replayed() == b.core.state
+        b.service()
 
-    def _dose(self, rate_ml_h: float) -> Fraction:
-        assert self.program is not None
-        return self.program.dose(Decimal(repr(rate_ml_h)))
+    def _unsupervised(self, gap: float) -> float:
+        """How long the board may stay down with the pump running on: nobody can stop
+        it meanwhile, so never so long that it runs past a cap in force (by what the
+        kernel counted, or by what the pump really gave, whichever is more: the two
+        differ after a gap the kernel could not see)."""
+        b = self.bench
+        state, pump, program = b.core.state, b.pump.snapshot(), self.program
+        if not pump.running or program is None:
+            return gap
+        per_s = pump.set_rate_ml_h * float(program.amount_per_ml) / 3600.0
+        t = b.patient_now()
+        peak = self.delivered.summary.cap_peak if self.delivered is not None else None
+        for cap, _ in caps_in_force(state, program.drug, t):
+            given = state.history.amount(t - float(cap.window_s), t)
+            if peak is not None:  # the highest window the pump really gave, in the cap's unit
+                given = max(given, peak * float(cap.unit.base_factor))
+            headroom = float(cap.base_amount) - given - per_s * b.core.config.cap_guard_s
+            gap = min(gap, max(0.0, headroom / per_s))
+        return gap
 
+    # ------------------------------------------------------------------ invariants
     @invariant()
-    def never_above_the_hard_max(self) -> None:
-        if self.program is None:
-            return
-        hard = Fraction(self.program.therapy.hard_max.value)
-        now = self.bench.clinical.now()
-        for segs in (self._plunger(), self._delivered()):
-            for i, seg in enumerate(segs):
-                end = segs[i + 1].start if i + 1 < len(segs) else now
-                # a rate a command set is judged even if it ran for 0 s (stopped by the
-                # read-back at the same instant); the pump's own faults once they last
-                if end > seg.start or seg.cause != "pump":
-                    assert self._dose(seg.rate_ml_h) <= hard, (seg, end)
-
-    @invariant()
-    def cumulative_cap_never_exceeded(self) -> None:
+    def the_pump_kept_every_limit(self) -> None:
+        """The oracle on what reached the patient and on the plunger's rate."""
+        b = self.bench
+        record = b.record()
+        delivered = self.delivered = b.judge(record=record)
+        assert delivered.ok, _violations("delivered flow", delivered)
+        plunger = delivered
+        if b.pump.plunger != b.pump.truth.events:  # an occlusion held back some flow
+            plunger = b.judge(plunger=True, record=record)
+            assert plunger.ok, _violations("plunger's rate", plunger)
         program = self.program
-        if program is None or program.cap is None:
-            return
-        window = float(program.cap.window_s)
-        limit = float(program.cap.base_amount)
-        per_ml = float(program.amount_per_ml)
-        segs = self._delivered()
-        boluses = [e for e in self.bench.pump.truth.events if isinstance(e, TruthBolus)]
-        now = self.bench.clinical.now()
-
-        def amount(lo: float, hi: float) -> float:
-            bolus = sum(b.volume_ml for b in boluses if lo <= b.time <= hi)
-            return (_amount_ml(segs, lo, hi) + bolus) * per_ml
-
-        ends = {now} | {s.start for s in segs} | {s.start + window for s in segs}
-        highest = 0.0
-        for end in ends:
-            if end <= now:
-                given = amount(end - window, end)
-                assert given <= limit * (1 + 1e-9), (end, given, limit)
-                highest = max(highest, given)
-        self.cap_fill = max(self.cap_fill, highest / limit)
+        summary = delivered.summary
+        if program is not None and program.cap is not None and summary.cap_peak is not None:
+            self.cap_fill = max(self.cap_fill, summary.cap_peak / float(program.cap.amount))
+        if program is not None:
+            hard = Fraction(program.therapy.hard_max.value)
+            for change in plunger.changes:
+                if change.cause == "command" and change.unit == program.unit and change.to_dose:
+                    self.hard_fill = max(self.hard_fill, float(change.to_dose / hard))
+        for change in plunger.changes:
+            event(f"{change.kind} by {change.cause}")
 
     @invariant()
-    def commanded_changes_within_titration_and_wean_rules(self) -> None:
-        program = self.program
-        if program is None:
-            return
-        therapy = program.therapy
-        titration, wean = therapy.titration, therapy.wean
-        segs = self._plunger()
-        for i in range(1, len(segs)):
-            before, after = segs[i - 1], segs[i]
-            if after.rate_ml_h == before.rate_ml_h:
-                continue
-            t, cause = after.start, after.cause
-            d0, d1 = self._dose(before.rate_ml_h), self._dose(after.rate_ml_h)
-            if cause in PROTECTIVE:
-                assert d1 < d0 and d1 == 0, f"a {cause} action raised the rate: {before}->{after}"
-                event(f"pump stopped by {cause}")
-                continue
-            if cause != "command":
-                event(f"rate changed by {cause}")
-                continue  # the pump's own doing, a seeded past, or a retry to the set rate
-            history = segs[:i]
-            if d1 > d0 and d0 == 0:  # a start
-                lo = t - float(titration.window_min.value) * 60 - KNOWLEDGE_LAG_S
-                recent = [
-                    self._dose(s.rate_ml_h)
-                    for s in in_force(history, lo, t)
-                    if s.cause in COMMANDED | {"retry"}
-                ]
-                bound = max([Fraction(therapy.max_start.value), *recent])
-                assert d1 <= bound, f"start at {d1} above {bound} at t={t}"
-                event(
-                    "commanded start" + (" above max start" if d1 > therapy.max_start.value else "")
-                )
-            elif d1 > d0:  # a commanded rise
-                step = min(
-                    Fraction(titration.max_step_rise.value),
-                    Fraction(titration.max_step_rise_fraction.value) * d0,
-                )
-                assert d1 - d0 <= step, f"step {d0} -> {d1} over {step} at t={t}"
-                lo = t - float(titration.window_min.value) * 60
-                running = [self._dose(s.rate_ml_h) for s in in_force(history, lo, t)]
-                base = min([d for d in running if d > 0], default=d0)
-                rise = min(
-                    Fraction(titration.max_window_rise.value),
-                    Fraction(titration.max_window_rise_fraction.value) * base,
-                )
-                assert d1 - base <= rise, f"window {base} -> {d1} over {rise} at t={t}"
-                event("commanded rise")
-            elif wean.gradual_wean_only.value:
-                assert wean.max_fall_fraction is not None and wean.window_min is not None
-                assert wean.stop_threshold is not None
-                if d1 == 0:  # a commanded stop
-                    assert d0 <= Fraction(wean.stop_threshold.value), f"stop from {d0} at t={t}"
-                    event("commanded stop")
-                else:  # a commanded fall
-                    lo = t - float(wean.window_min.value) * 60
-                    highest = max(self._dose(s.rate_ml_h) for s in in_force(history, lo, t))
-                    floor = (1 - Fraction(wean.max_fall_fraction.value)) * highest
-                    assert d1 >= floor, f"wean {highest} -> {d1} below {floor} at t={t}"
-                    event("commanded wean step")
+    def the_timeline_never_runs_backwards(self) -> None:
+        """Every journaled instant of the patient's timeline, restarts and reboots
+        included, is at or after the one before it."""
+        events = self.bench.events()
+        for e in events[self.timeline_checked :]:
+            assert e.now.clinical >= self.timeline, (e, self.timeline)
+            self.timeline = e.now.clinical
+        self.timeline_checked = len(events)
 
     @invariant()
     def an_emergency_stop_stays_a_stop(self) -> None:
