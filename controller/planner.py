@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
 
@@ -37,6 +37,7 @@ from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import decide
 from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     ChangeDose,
     Now,
     Request,
@@ -45,7 +46,14 @@ from safety.kernel.model import (
     StopInfusion,
     Verdict,
 )
-from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program
+from safety.kernel.state import (
+    ActiveProgram,
+    DrugRecord,
+    KernelState,
+    evolve,
+    load_program,
+    single_channel,
+)
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.pump_rounding import PumpResolution
 from safety.reasons import Reason
@@ -132,13 +140,15 @@ class PlanStep:
     soft_findings: tuple[str, ...] = ()
     advisories: tuple[str, ...] = ()
 
-    def request(self, unit: str | None = None) -> RequestBody:
+    def request(self, unit: str | None = None, channel: str | None = None) -> RequestBody:
         """The kernel request that carries out this step (``unit``: the plan's dose unit,
-        sent with the number so the safety process checks it)."""
+        sent with the number so the safety process checks it; ``channel``: the plan's)."""
         if self.kind is StepKind.STOP:
-            return StopInfusion()
+            return StopInfusion(channel=channel)
         assert self.dose is not None
-        return ChangeDose(self.dose, confirm_soft_limits=self.confirm_soft_limits, unit=unit)
+        return ChangeDose(
+            self.dose, confirm_soft_limits=self.confirm_soft_limits, unit=unit, channel=channel
+        )
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,8 @@ class Plan:
     problem: str | None = None  # operator words: which limit, what IS possible
     best: Decimal | None = None  # the closest dose that is possible, when there is one
     warnings: tuple[str, ...] = ()
+    #: the channel the plan is for (None: the bench's only one)
+    channel: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -224,25 +236,37 @@ def format_duration(seconds: float) -> str:
 # --------------------------------------------------------------------------- planning state
 
 
-def pump_capabilities(snapshot: Snapshot, resolution: PumpResolution) -> PumpCapabilities:
-    """The snapshot's pump range with ``resolution``'s rounding (down, like every driver)."""
+def pump_capabilities(
+    snapshot: Snapshot, resolution: PumpResolution, channel: str | None = None
+) -> PumpCapabilities:
+    """A channel's pump range (the first's when ``channel`` is None) with
+    ``resolution``'s rounding (down, like every driver)."""
 
     def quantize(rate: float) -> float:
         return float(resolution.round_down(Fraction(rate)))
 
+    view = snapshot.channel(channel)
+    if view is not None:
+        return PumpCapabilities(view.pump_min_ml_h, view.pump_max_ml_h, quantize)
     return PumpCapabilities(snapshot.pump_min_ml_h, snapshot.pump_max_ml_h, quantize)
 
 
 def planning_state(
-    library: DrugLibrary, snapshot: Snapshot, session: str = "plan"
+    library: DrugLibrary, snapshot: Snapshot, session: str = "plan", channel: str | None = None
 ) -> tuple[KernelState, ActiveProgram]:
     """A kernel state equivalent, for deciding dose changes, to the safety process's own.
 
-    Only what ``decide`` reads for a dose change is rebuilt: the program, the verified
-    rate history (windows, cap) and the running rate; the link fields say 'attached' so
-    the simulated requests pass S8.
+    Only what ``decide`` reads for a dose change is rebuilt: the channel's program (the
+    bench's first channel when ``channel`` is None), the verified history of its drug
+    (windows, cap) and its running rate; the link fields say 'attached' so the simulated
+    requests pass S8. A plan moves one channel: when another channel gives the same drug
+    at the same time (a relay handing over), the total is the safety process's to judge
+    request by request, and no plan is made.
     """
-    spec = snapshot.program
+    view = snapshot.channel(channel)
+    if channel is not None and view is None:
+        raise PlanError(f"there is no channel {channel!r}", code="unknown_channel")
+    spec = view.program if view is not None else snapshot.program
     if spec is None:
         raise PlanError("no program is loaded; program first", code="no_program")
     if spec.library_hash != library.content_hash:
@@ -251,40 +275,44 @@ def planning_state(
             f"has {library.content_hash[:19]}; load the same library file on both",
             code="library_hash_mismatch",
         )
-    if snapshot.program_stale is not None:
-        raise PlanError(snapshot.program_stale, code="program_needs_reprogramming")
+    stale = view.program_stale if view is not None else snapshot.program_stale
+    if stale is not None:
+        raise PlanError(stale, code="program_needs_reprogramming")
     try:
         program = load_program(library, spec, snapshot.clinical_time)
     except RuleRefusal as exc:
         raise PlanError(exc.finding.message, code=exc.finding.code.value) from None
     except (UnitError, DiluentError, LookupProblem) as exc:
         raise PlanError(str(exc), code="bad_input") from None
-    segments = tuple(
-        Segment(p.start, p.rate_ml_h, _amount(p.amount_per_ml, program), p.cause)
-        for p in snapshot.history
-    )
+    name = view.name if view is not None else DEFAULT_CHANNEL
+    beside = [
+        v.name
+        for v in snapshot.channels
+        if v.name != name and v.running and v.program is not None and v.program.drug == spec.drug
+    ]
+    if beside:
+        raise PlanError(
+            f"channel{'s' if len(beside) > 1 else ''} {', '.join(beside)} also give"
+            f"{'' if len(beside) > 1 else 's'} {spec.drug}: a plan moves the drug on one "
+            "channel; send single doses (the safety process judges the total)",
+            code="drug_on_several_channels",
+        )
+    history = snapshot.history_of(spec.drug)
+    segments = tuple(Segment(p.start, p.exact_amount(), p.cause) for p in history)
     record = DrugRecord(RateHistory(segments), program.limits, snapshot.priors)
-    state = KernelState(
+    running = view.running if view is not None else snapshot.running
+    rate = view.rate_ml_h if view is not None else snapshot.rate_ml_h
+    state = single_channel(
         program=program,
         drugs={program.drug: record},
-        running=snapshot.running,
-        set_rate=snapshot.rate_ml_h,
-        expected_running=snapshot.running,
-        expected_rate=snapshot.rate_ml_h,
+        running=running,
+        set_rate=rate,
+        expected_running=running,
+        expected_rate=rate,
         session=session,
         attached=True,
     )
     return state, program
-
-
-def _amount(reported: Decimal, program: ActiveProgram) -> Fraction:
-    """The snapshot rounds the amount per mL to a decimal; the program's exact figure is
-    used when it is the same concentration, so windows compare exactly."""
-    exact = program.amount_per_ml
-    given = Fraction(reported)
-    if exact and abs(given - exact) <= exact * Fraction(1, 10**9):
-        return exact
-    return given
 
 
 # --------------------------------------------------------------------------- simulation
@@ -307,10 +335,9 @@ class _Sim:
     def apply(self, verdict: Verdict, t: float) -> None:
         rate = verdict.rate_ml_h if verdict.rate_ml_h is not None else Decimal(0)
         running = verdict.rate_ml_h is not None
-        history = self.state.history.with_rate(
-            t, rate if running else Decimal(0), self.program.amount_per_ml, "command"
-        )
-        self.state = replace(
+        amount = Fraction(rate) * self.program.amount_per_ml if running else Fraction(0)
+        history = self.state.history.with_rate(t, amount, "command")
+        self.state = evolve(
             self.state.with_history(history),
             running=running,
             set_rate=rate if running else self.state.set_rate,
@@ -407,9 +434,10 @@ def plan_titration(
     config: KernelConfig | None = None,
     settings: PlannerSettings | None = None,
     kind: PlanKind = PlanKind.TITRATE,
+    channel: str | None = None,
 ) -> Plan:
     """Steps from the running dose to ``target`` (in the program's dose unit)."""
-    return _plan(library, snapshot, target, config, settings, kind)
+    return _plan(library, snapshot, target, config, settings, kind, channel)
 
 
 def plan_wean(
@@ -419,12 +447,13 @@ def plan_wean(
     *,
     config: KernelConfig | None = None,
     settings: PlannerSettings | None = None,
+    channel: str | None = None,
 ) -> Plan:
     """A gradual fall to ``target``; ``None`` or 0 means wean to the stop threshold, then
     stop (the same plan as ``plan_stop``)."""
     if target is None or target == 0:
-        return plan_stop(library, snapshot, config=config, settings=settings)
-    return _plan(library, snapshot, target, config, settings, PlanKind.WEAN)
+        return plan_stop(library, snapshot, config=config, settings=settings, channel=channel)
+    return _plan(library, snapshot, target, config, settings, PlanKind.WEAN, channel)
 
 
 def plan_stop(
@@ -433,9 +462,10 @@ def plan_stop(
     *,
     config: KernelConfig | None = None,
     settings: PlannerSettings | None = None,
+    channel: str | None = None,
 ) -> Plan:
     """Stop; for a gradual-wean-only drug: wean to the stop threshold first (S5)."""
-    return _plan(library, snapshot, None, config, settings, PlanKind.STOP)
+    return _plan(library, snapshot, None, config, settings, PlanKind.STOP, channel)
 
 
 def make_plan(
@@ -446,14 +476,19 @@ def make_plan(
     *,
     config: KernelConfig | None = None,
     settings: PlannerSettings | None = None,
+    channel: str | None = None,
 ) -> Plan:
-    """The plan of ``kind`` to ``target`` (None for a stop)."""
+    """The plan of ``kind`` to ``target`` (None for a stop) on ``channel``."""
     if kind is PlanKind.STOP:
-        return plan_stop(library, snapshot, config=config, settings=settings)
+        return plan_stop(library, snapshot, config=config, settings=settings, channel=channel)
     if kind is PlanKind.WEAN:
-        return plan_wean(library, snapshot, target, config=config, settings=settings)
+        return plan_wean(
+            library, snapshot, target, config=config, settings=settings, channel=channel
+        )
     assert target is not None
-    return plan_titration(library, snapshot, target, config=config, settings=settings)
+    return plan_titration(
+        library, snapshot, target, config=config, settings=settings, channel=channel
+    )
 
 
 def _plan(
@@ -463,11 +498,12 @@ def _plan(
     config: KernelConfig | None,
     settings: PlannerSettings | None,
     kind: PlanKind,
+    channel: str | None = None,
 ) -> Plan:
     config = config or KernelConfig()
     settings = settings or PlannerSettings()
-    _check_plannable(snapshot)
-    state, program = planning_state(library, snapshot)
+    _check_plannable(snapshot, channel)
+    state, program = planning_state(library, snapshot, channel=channel)
     unit = program.unit
     if target is not None and (not target.is_finite() or target <= 0):
         raise PlanError(
@@ -475,7 +511,7 @@ def _plan(
             code="bad_input",
             field="dose",
         )
-    pump = pump_capabilities(snapshot, settings.resolution)
+    pump = pump_capabilities(snapshot, settings.resolution, channel)
     sim = _Sim(library, state, program, pump, config)
     t0 = snapshot.clinical_time
     start = sim.current()
@@ -509,11 +545,16 @@ def _plan(
         problem=problem,
         best=fraction_to_decimal(best, _PLACES) if best is not None else None,
         warnings=warnings,
+        channel=channel,
     )
 
 
-def _check_plannable(snapshot: Snapshot) -> None:
-    if snapshot.program is None:
+def _check_plannable(snapshot: Snapshot, channel: str | None = None) -> None:
+    view = snapshot.channel(channel)
+    program = view.program if view is not None else snapshot.program
+    running = view.running if view is not None else snapshot.running
+    uncertain = view.uncertain if view is not None else snapshot.uncertain
+    if program is None:
         raise PlanError("no program is loaded; program and start first", code="no_program")
     if snapshot.estopped:
         raise PlanError(
@@ -525,13 +566,13 @@ def _check_plannable(snapshot: Snapshot) -> None:
             "the safety process is holding the rate (controller link was lost); re-attach first",
             code="hold_controller_lost",
         )
-    if snapshot.uncertain:
+    if uncertain:
         raise PlanError(
             "the last pump command's outcome is uncertain; wait for the safety process to "
             "reconcile it by read-back",
             code="delivery_uncertain",
         )
-    if not snapshot.running:
+    if not running:
         raise PlanError("nothing is infusing; start first", code="not_infusing")
 
 
@@ -603,7 +644,7 @@ def _rise(b: _Builder, program: ActiveProgram, goal: Fraction) -> None:
             later = [
                 leaves
                 for leaves, seg in sim.releases(t, window_s)
-                if sim.dose_of(seg) <= base and seg.rate_ml_h > 0
+                if sim.dose_of(seg) <= base and seg.amount_per_h > 0
             ]
             if not later:
                 raise _Unreachable(
@@ -688,7 +729,7 @@ def _fall(b: _Builder, program: ActiveProgram, goal: Fraction, verb: str) -> Non
             later = [
                 leaves
                 for leaves, seg in sim.releases(t, window_s)
-                if sim.dose_of(seg) >= current and seg.rate_ml_h > 0
+                if sim.dose_of(seg) >= current and seg.amount_per_h > 0
             ]
             if not later:
                 raise _Unreachable(

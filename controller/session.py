@@ -49,7 +49,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
 
 from controller.alarm_desk import (
@@ -92,12 +91,20 @@ from safety.ipc.link import SafetyLink
 from safety.journal import Journal, JournalError
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     AcknowledgeAlarms,
     AdmitPatient,
+    ArmStandby,
+    ContainerChanged,
+    DisarmStandby,
     EmergencyStop,
     LoadProgram,
     PatientSpec,
+    PauseForContainerChange,
+    PrimeChannel,
+    RelayStrategy,
     RequestBody,
+    ResumeAfterContainerChange,
     StartInfusion,
     UpdatePatient,
 )
@@ -134,6 +141,7 @@ class Session:
         liveness: Clock | None = None,
         kernel_config: KernelConfig | None = None,
         planner: PlannerSettings | None = None,
+        channel: str | None = None,
     ) -> None:
         """Wrap ``link``; nothing is sent and nothing attached until ``attach()``.
 
@@ -144,6 +152,9 @@ class Session:
         session reads clinical time from the safety process's snapshots.
         ``kernel_config``: the safety process's kernel settings, if not the defaults (the
         planner must use the same ones).
+        ``channel``: on a bench of several pumps, the channel this session works on (its
+        machine, plans and doses are that channel's; default the first). Operations that
+        name another channel move the session to it (``select_channel``).
         """
         self.library = library
         self.kernel_config = kernel_config or KernelConfig()
@@ -164,6 +175,7 @@ class Session:
         #: the interrupted wean offered again (its alarm stands until it is decided)
         self._offered: PendingChange | None = None
         self._link = SessionLink(link, library, self.journal, _LinkEvents(self), self._wake)
+        self._link.focus = channel
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -177,6 +189,7 @@ class Session:
         liveness: Clock | None = None,
         kernel_config: KernelConfig | None = None,
         planner: PlannerSettings | None = None,
+        channel: str | None = None,
     ) -> Session:
         """A session attached to the safety process and re-synchronised from it."""
         session = cls(
@@ -187,6 +200,7 @@ class Session:
             liveness=liveness,
             kernel_config=kernel_config,
             planner=planner,
+            channel=channel,
         )
         try:
             session.attach()
@@ -236,8 +250,23 @@ class Session:
 
     @property
     def snapshot(self) -> Snapshot | None:
-        """The last snapshot seen (no I/O); ``status()`` asks for a fresh one."""
+        """The last snapshot seen (no I/O), focused on the session's channel: its
+        top-level figures are that channel's; ``status()`` asks for a fresh one."""
         return self._link.snapshot
+
+    @property
+    def channel(self) -> str | None:
+        """The channel this session works on (None: the bench's first, or only, one)."""
+        return self._link.focus
+
+    def select_channel(self, channel: str | None) -> Snapshot:
+        """Work on ``channel`` from now on (None: the bench's first): the machine follows
+        its infusion, plans and doses go to it. Not while a change is planned, pending or
+        under way on the current one."""
+        with self._lock, self._operator("select_channel", channel=channel):
+            self._link.drain()
+            self._use(channel)
+            return self._link.require_snapshot()
 
     def status(self) -> Snapshot:
         """The safety process's current state (asks it; falls back to the last one seen
@@ -259,12 +288,13 @@ class Session:
         points: list[DosePoint] = []
         for p in snapshot.history:
             dose = None
+            rate = Decimal(0)
             if program is not None:
-                value = program.dose_of_amount_rate(
-                    Fraction(p.rate_ml_h) * Fraction(p.amount_per_ml)
-                )
-                dose = fraction_to_decimal(value, 6)
-            points.append(DosePoint(p.start, p.rate_ml_h, dose, snapshot.dose_unit, p.cause))
+                amount = p.exact_amount()
+                dose = fraction_to_decimal(program.dose_of_amount_rate(amount), 6)
+                # the drug's total as a rate of this program's solution
+                rate = fraction_to_decimal(amount / program.amount_per_ml, 6)
+            points.append(DosePoint(p.start, rate, dose, snapshot.dose_unit, p.cause))
         return tuple(points)
 
     def alarms(self) -> tuple[AlarmView, ...]:
@@ -337,8 +367,12 @@ class Session:
         weight_kg: Weight | None = None,
         profile: str | None = None,
         therapy: str | None = None,
+        channel: str | None = None,
     ) -> Outcome:
-        """Load a program (S6: the library must allow drug, concentration and diluent)."""
+        """Load a program (S6: the library must allow drug, concentration and diluent)
+        on the session's channel (``channel``: move to that one first)."""
+        with self._lock:
+            self._use(channel)
         return self._load(
             Trigger.PROGRAM, drug, concentration, diluent, weight_kg, profile, therapy
         )
@@ -352,23 +386,30 @@ class Session:
         weight_kg: Weight | None = None,
         profile: str | None = None,
         therapy: str | None = None,
+        channel: str | None = None,
     ) -> Outcome:
         """Change the program (drug, concentration...). Only when not infusing: a running
         infusion must be stopped (weaned, for a wean-only drug) first."""
+        with self._lock:
+            self._use(channel)
         return self._load(
             Trigger.REPROGRAM, drug, concentration, diluent, weight_kg, profile, therapy
         )
 
-    def start(self, dose: Dose, *, confirm_soft_limits: bool = False) -> Outcome:
+    def start(
+        self, dose: Dose, *, confirm_soft_limits: bool = False, channel: str | None = None
+    ) -> Outcome:
         """Start at ``dose`` (a number in the program's dose unit, or text with its unit).
 
         A start above the therapy's max start is refused (S4); a dose outside the soft
-        limits needs ``confirm_soft_limits=True`` (S2), which is journaled."""
+        limits needs ``confirm_soft_limits=True`` (S2), which is journaled. Beside another
+        channel giving the same drug, the start is a rise of the patient's total."""
         with (
             self._lock,
             self._operator("start", dose=str(dose), confirm_soft_limits=confirm_soft_limits),
         ):
             self._link.drain()
+            self._use(channel)
             self.machine.check(Trigger.START)
             snapshot = self._link.fresh()
             value = dose_value(dose, snapshot)
@@ -392,21 +433,23 @@ class Session:
             value = dose_value(dose, snapshot)
             return self._make_plan(PlanKind.TITRATE, value, snapshot)
 
-    def titrate_to(self, dose: Dose) -> PendingChange:
+    def titrate_to(self, dose: Dose, *, channel: str | None = None) -> PendingChange:
         """Step 1 of a titration: the plan to ``dose``, pending confirmation."""
         with self._lock, self._operator("titrate_to", dose=str(dose)):
             self._link.drain()
+            self._use(channel)
             self.machine.check(Trigger.TITRATE_TO)
             snapshot = self._link.fresh()
             value = dose_value(dose, snapshot)
             plan = self._make_plan(PlanKind.TITRATE, value, snapshot)
             return self._executor.propose(plan, Trigger.TITRATE_TO)
 
-    def wean(self, dose: Dose | None = None) -> PendingChange:
+    def wean(self, dose: Dose | None = None, *, channel: str | None = None) -> PendingChange:
         """Step 1 of a gradual fall to ``dose``; None weans to the stop threshold and then
         stops (like ``stop`` on a wean-only drug)."""
         with self._lock, self._operator("wean", dose=None if dose is None else str(dose)):
             self._link.drain()
+            self._use(channel)
             self.machine.check(Trigger.WEAN)
             snapshot = self._link.fresh()
             if dose is None:
@@ -423,11 +466,14 @@ class Session:
                 plan = self._make_plan(PlanKind.WEAN, value, snapshot)
             return self._executor.propose(plan, Trigger.WEAN)
 
-    def stop(self) -> PendingChange:
+    def stop(self, *, channel: str | None = None) -> PendingChange:
         """Step 1 of a stop: for a gradual-wean-only drug a wean to its stop threshold, then
-        the stop; otherwise the stop itself. ``emergency_stop`` stops at once."""
+        the stop; otherwise the stop itself. ``emergency_stop`` stops at once (every
+        channel). Beside another channel of the same drug, stopping one is a fall of the
+        patient's total, judged by the wean rule."""
         with self._lock, self._operator("stop"):
             self._link.drain()
+            self._use(channel)
             self.machine.check(Trigger.STOP)
             snapshot = self._link.fresh()
             plan = self._make_plan(PlanKind.STOP, None, snapshot)
@@ -484,6 +530,57 @@ class Session:
             outcome = self._link.send(body)
             self._reconcile()
             return outcome
+
+    # ------------------------------------------------------------------ relay (S15)
+    def arm_standby(
+        self, channel: str, for_channel: str, strategy: RelayStrategy = "quick"
+    ) -> Outcome:
+        """Make ``channel`` (loaded with the same drug, concentration and diluent, primed,
+        standing still) the relief of ``for_channel``: the safety process hands the
+        infusion over itself when ``for_channel``'s container nears empty."""
+        body = ArmStandby(channel, for_channel, strategy)
+        return self._order("arm_standby", body, channel=channel, for_channel=for_channel)
+
+    def disarm_standby(self, channel: str) -> Outcome:
+        return self._order("disarm_standby", DisarmStandby(channel), channel=channel)
+
+    def prime(
+        self, volume_ml: Decimal | str | float, channel: str | None = None, *,
+        confirm_line_disconnected: bool = False,
+    ) -> Outcome:  # fmt: skip
+        """Purge ``volume_ml`` through a stopped channel's line to take up its slack. The
+        line must NOT be connected to the patient (``confirm_line_disconnected``)."""
+        name = channel or self._link.focus or self._first_channel()
+        body = PrimeChannel(name, Decimal(str(volume_ml)), confirm_line_disconnected)
+        return self._order("prime", body, channel=name, volume_ml=str(volume_ml))
+
+    def pause_for_container_change(self, channel: str | None = None) -> Outcome:
+        """Stop ``channel`` for a new syringe or bag: bounded, alarmed past its bound."""
+        body = PauseForContainerChange(channel)
+        return self._order("pause_for_container_change", body, channel=channel)
+
+    def container_changed(
+        self,
+        volume_ml: Decimal | str | float,
+        channel: str | None = None,
+        concentration: str | None = None,
+    ) -> Outcome:
+        """A new container holding ``volume_ml`` is in (``concentration``: its label, when
+        it is not the program's: the channel must then be re-programmed)."""
+        body = ContainerChanged(Decimal(str(volume_ml)), channel, concentration)
+        return self._order(
+            "container_changed", body, channel=channel, volume_ml=str(volume_ml),
+            concentration=concentration,
+        )  # fmt: skip
+
+    def resume_after_container_change(self, channel: str | None = None) -> Outcome:
+        """Run the paused channel again at the drug rate it ran before the pause."""
+        body = ResumeAfterContainerChange(channel)
+        return self._order("resume_after_container_change", body, channel=channel)
+
+    def _first_channel(self) -> str:
+        snapshot = self._link.require_snapshot()
+        return snapshot.channels[0].name if snapshot.channels else DEFAULT_CHANNEL
 
     def emergency_stop(self, source: str = "api") -> Outcome:
         """Stop now and interlock (S12). Never refused by the safety process; always
@@ -573,10 +670,52 @@ class Session:
         return self._clinical.to_real_seconds(clinical_s) if self._clinical else clinical_s
 
     # ================================================================== internals
+    # ------------------------------------------------------------------ channels
+    def _use(self, channel: str | None) -> None:
+        """Move the session to ``channel`` (see ``select_channel``); nothing when it is
+        the one in use or None."""
+        if channel is None or channel == self._link.focus:
+            return
+        snapshot = self._link.fresh()
+        names = [view.name for view in snapshot.channels]
+        if channel not in names:
+            raise BadInput(
+                "channel", f"there is no channel {channel!r} (channels: {', '.join(names)})"
+            )
+        if channel == (self._link.focus or names[0]):
+            return
+        if self.state in _PLAN_STATES or self._executor.pending is not None:
+            raise ControllerError(
+                f"a change is planned on channel {self._link.focus or names[0]}: finish, "
+                "resume or cancel it before working on another channel",
+                code="channel_busy",
+            )
+        self._link.focus = channel
+        self._link.refresh()
+        self._fire(Trigger.RESYNC, self._facts(self._link.require_snapshot()))
+        self._reconcile()
+
+    def _order(self, action: str, body: RequestBody, **args: object) -> Outcome:
+        """A relay or container-change request, refused as an error when refused."""
+        with self._lock, self._operator(action, **args):
+            self._link.drain()
+            outcome = self._link.send(body)
+            if not outcome.verdict.accepted:
+                raise Refused(outcome)
+            self._fire(Trigger.RESYNC, self._facts(outcome.snapshot))
+            self._reconcile()
+            return outcome
+
     # ------------------------------------------------------------------ plans
     def _make_plan(self, kind: PlanKind, target: Decimal | None, snapshot: Snapshot) -> Plan:
         return make_plan(
-            kind, self.library, snapshot, target, config=self.kernel_config, settings=self.planner
+            kind,
+            self.library,
+            snapshot,
+            target,
+            config=self.kernel_config,
+            settings=self.planner,
+            channel=self._link.focus,
         )
 
     def _confirm(self, pending: PendingChange, soft_limits: bool) -> tuple[StepResult, ...]:
@@ -762,6 +901,7 @@ class Session:
         snapshot = self._link.snapshot
         if snapshot is None or self._link.down is not None:
             return
+        snapshot = self._follow_relay(snapshot)
         fresh_alarms = self._alarms.news(snapshot)
         state = self.state
         if state is State.HOLD:
@@ -792,12 +932,28 @@ class Session:
             self._executor.cancel("the pump is not running")
             self._fire(Trigger.RESYNC, self._facts(snapshot))
 
+    def _follow_relay(self, snapshot: Snapshot) -> Snapshot:
+        """The safety process handed this session's infusion over to another channel
+        (S15): the session follows it there (a plan was cut short by the handover)."""
+        view = snapshot.channel(self._link.focus)
+        relief = view.relieved_by if view is not None else None
+        if relief is None or view is None or view.running:
+            return snapshot
+        target = snapshot.channel(relief)
+        if target is None or not target.running:
+            return snapshot
+        self._executor.cancel(f"handed over from channel {view.name} to {relief}")
+        self.journal.note("notice", what="channel handed over", channel=view.name, to=relief)
+        self._link.focus = relief
+        self._link.refresh()
+        return self._link.require_snapshot()
+
     def _facts(self, snapshot: Snapshot, *, wean_before_stop: bool = False) -> Facts:
         alarms = (*snapshot.alarms, *self._alarms.own)
         return Facts(
             program=snapshot.program is not None,
             running=snapshot.running,
-            has_run=any(p.rate_ml_h > 0 for p in snapshot.history),
+            has_run=any(p.amount_per_h > 0 for p in snapshot.history),
             estopped=snapshot.estopped,
             hold=snapshot.hold or snapshot.uncertain or self._link.down is not None,
             alarm=any(not a.acknowledged and blocks(a) for a in alarms),

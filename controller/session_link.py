@@ -14,6 +14,7 @@ raises its alarm and cancels its plans.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -80,6 +81,9 @@ class SessionLink:
         self.snapshot: Snapshot | None = None
         #: why the link is down (None while it is up)
         self.down: str | None = None
+        #: the channel the session works on (None: the bench's first, or only, one):
+        #: every snapshot is seen focused on it, every request names it
+        self.focus: str | None = None
         self._unsubscribe = link.subscribe(self._on_notice)
 
     @property
@@ -112,7 +116,10 @@ class SessionLink:
     # ------------------------------------------------------------------ sending
     def send(self, body: RequestBody, *, force: bool = False) -> Outcome:
         """Journal, send, journal the outcome. Only an emergency stop is sent (``force``)
-        while the link is down."""
+        while the link is down. A request for a channel that names none is for the
+        session's channel (``focus``)."""
+        if self.focus is not None and getattr(body, "channel", "") is None:
+            body = dataclasses.replace(body, channel=self.focus)  # type: ignore[arg-type]
         if self.down is not None and not force:
             raise LinkUnavailable(
                 f"the safety link is down ({self.down}); nothing is sent: the safety "
@@ -141,6 +148,7 @@ class SessionLink:
                 f"the safety process cannot be reached ({exc}); nothing more is sent{hint}"
             ) from None
         self.drain()  # notices raised during the request are older than its outcome
+        outcome = dataclasses.replace(outcome, snapshot=outcome.snapshot.focused(self.focus))
         self.snapshot = outcome.snapshot
         verdict = outcome.verdict
         self._journal.note(
@@ -180,6 +188,9 @@ class SessionLink:
                 code=str(Reason.LIBRARY_MISMATCH),
             )
         self.down = None
+        if self.focus is None and len(snapshot.channels) > 1:
+            self.focus = snapshot.channels[0].name  # a bench of several: name the channel
+        snapshot = snapshot.focused(self.focus)
         self.snapshot = snapshot
         self._journal.note(
             "attached",
@@ -215,7 +226,9 @@ class SessionLink:
         return self.require_snapshot()
 
     def take(self, snapshot: Snapshot) -> None:
-        """Keep ``snapshot`` unless an older one: notices and replies may cross."""
+        """Keep ``snapshot`` (seen focused on the session's channel) unless an older one:
+        notices and replies may cross."""
+        snapshot = snapshot.focused(self.focus)
         current = self.snapshot
         if current is None or (snapshot.clinical_time, snapshot.last_seq) >= (
             current.clinical_time,

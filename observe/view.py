@@ -24,6 +24,7 @@ from safety.kernel.state import ActiveProgram, load_program
 from safety.library import DrugLibrary
 from safety.rules import num
 from safety.status import AlarmView, Snapshot
+from safety.units import UnitError, parse_concentration
 
 #: priorities, most urgent first (IEC 60601-1-8: high, medium, low)
 PRIORITIES = ("high", "medium", "low")
@@ -152,6 +153,7 @@ def plot_series(
     now = snapshot.clinical_time
     start = now - hours * 3600.0
     per_amount = program.dose_per_amount_h if program is not None else None
+    per_ml = _per_ml(snapshot)
     points: list[list[float | None]] = []
     history = snapshot.history
     for i, p in enumerate(history):
@@ -159,15 +161,24 @@ def plot_series(
         if end < start:
             continue
         t = max(p.start, start)
-        dose = (
-            _f(Fraction(p.rate_ml_h) * Fraction(p.amount_per_ml) * per_amount)
-            if per_amount is not None
-            else None
-        )
-        points.append([round((t - now) / 3600.0, 5), _f(p.rate_ml_h), dose])
+        amount = p.exact_amount()
+        dose = _f(amount * per_amount) if per_amount is not None else None
+        # the drug's total as a rate of the program's solution (its label, no library)
+        rate = _f(amount / per_ml) if per_ml else None
+        points.append([round((t - now) / 3600.0, 5), rate, dose])
     if points:
         points.append([0.0, points[-1][1], points[-1][2]])
     return {"hours": hours, "points": points}
+
+
+def _per_ml(snapshot: Snapshot) -> Fraction | None:
+    """The drug amount per mL of the first channel's program, from its label alone."""
+    if snapshot.program is None or snapshot.program.test_fluid:
+        return None
+    try:
+        return parse_concentration(snapshot.program.concentration).base_per_ml()
+    except UnitError:
+        return None
 
 
 def journal_json(lines: list[JournalLine] | tuple[JournalLine, ...]) -> list[dict[str, Any]]:

@@ -2,9 +2,13 @@
 acknowledged.
 
 The book is an immutable value: every change returns a new book, so the safety kernel can
-rebuild it exactly by replaying its journal. Acknowledging an alarm whose condition is
-still present silences it for ``SILENCE_S`` seconds only; after that it annunciates again
-(an alarm can never be disabled for good; Generic Infusion Pump requirements).
+rebuild it exactly by replaying its journal. An alarm is one condition in one scope: the
+bench (""), a channel (its name: "pump_comms" on channel B is not channel A's) or a drug
+("drug:norepinephrine": its cumulative cap); (scope, key) is its identity, and the key
+alone names the condition whatever the scope ("pump:occlusion", "cap"). Acknowledging an
+alarm whose condition is still present silences it for ``SILENCE_S`` seconds only; after
+that it annunciates again (an alarm can never be disabled for good; Generic Infusion Pump
+requirements).
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ class Priority(enum.IntEnum):
         return self.name.lower()
 
 
+def matches(alarm_key: str, scope: str, wanted: str) -> bool:
+    """Does ``wanted`` (a key, or "scope/key") name the alarm ``key`` in ``scope``?"""
+    if "/" in wanted:
+        want_scope, _, want_key = wanted.partition("/")
+        return want_scope == scope and want_key == alarm_key
+    return wanted == alarm_key
+
+
 @dataclass(frozen=True)
 class Alarm:
     key: str  # one per condition, e.g. "pump:occlusion", "controller_lost", "cap"
@@ -40,30 +52,45 @@ class Alarm:
     active: bool = True  # the condition is still present
     acknowledged: bool = False
     silenced_until: float | None = None  # liveness time
+    #: "" the bench, a channel's name, or "drug:<id>"
+    scope: str = ""
 
     @property
     def annunciating(self) -> bool:
         """Should a person be told right now (sound/light)?"""
         return not self.acknowledged
 
+    @property
+    def ident(self) -> str:
+        """ "scope/key" (the key alone for a bench alarm): unique in a book."""
+        return f"{self.scope}/{self.key}" if self.scope else self.key
+
 
 @dataclass(frozen=True)
 class AlarmBook:
     alarms: tuple[Alarm, ...] = ()
 
-    def get(self, key: str) -> Alarm | None:
+    def get(self, key: str, scope: str | None = None) -> Alarm | None:
+        """The alarm ``key`` in ``scope`` (None: in any scope, the first raised)."""
         for alarm in self.alarms:
-            if alarm.key == key:
+            if alarm.key == key and (scope is None or alarm.scope == scope):
                 return alarm
         return None
 
     def raised(
-        self, key: str, reason: Reason, priority: Priority, message: str, at: float
+        self,
+        key: str,
+        reason: Reason,
+        priority: Priority,
+        message: str,
+        at: float,
+        scope: str = "",
     ) -> AlarmBook:
         """The condition is present. A new alarm, or an existing one made active again."""
-        existing = self.get(key)
+        existing = self.get(key, scope)
         if existing is None:
-            return AlarmBook((*self.alarms, Alarm(key, reason, priority, message, at)))
+            alarm = Alarm(key, reason, priority, message, at, scope=scope)
+            return AlarmBook((*self.alarms, alarm))
         updated = replace(
             existing,
             reason=reason,
@@ -75,19 +102,20 @@ class AlarmBook:
         )
         return self._with(updated)
 
-    def condition_gone(self, key: str) -> AlarmBook:
-        existing = self.get(key)
+    def condition_gone(self, key: str, scope: str = "") -> AlarmBook:
+        existing = self.get(key, scope)
         if existing is None or not existing.active:
             return self
         if existing.acknowledged:
-            return self._without(key)
+            return self._without(existing)
         return self._with(replace(existing, active=False))
 
     def acknowledged(self, keys: tuple[str, ...] | None, liveness_now: float) -> AlarmBook:
-        """Acknowledge some (or all, with None) alarms; cleared ones disappear."""
+        """Acknowledge some (or all, with None) alarms; cleared ones disappear. A key
+        acknowledges that condition in every scope; "scope/key" in one."""
         out: list[Alarm] = []
         for alarm in self.alarms:
-            if keys is not None and alarm.key not in keys:
+            if keys is not None and not any(matches(alarm.key, alarm.scope, k) for k in keys):
                 out.append(alarm)
             elif not alarm.active:
                 continue  # condition gone and now acknowledged: cleared
@@ -120,11 +148,15 @@ class AlarmBook:
     def annunciating(self) -> tuple[Alarm, ...]:
         return tuple(a for a in self.alarms if a.annunciating)
 
-    def has(self, key: str) -> bool:
-        return self.get(key) is not None
+    def has(self, key: str, scope: str | None = None) -> bool:
+        return self.get(key, scope) is not None
 
     def _with(self, alarm: Alarm) -> AlarmBook:
-        return AlarmBook(tuple(alarm if a.key == alarm.key else a for a in self.alarms))
+        return AlarmBook(
+            tuple(alarm if (a.key, a.scope) == (alarm.key, alarm.scope) else a for a in self.alarms)
+        )
 
-    def _without(self, key: str) -> AlarmBook:
-        return AlarmBook(tuple(a for a in self.alarms if a.key != key))
+    def _without(self, alarm: Alarm) -> AlarmBook:
+        return AlarmBook(
+            tuple(a for a in self.alarms if (a.key, a.scope) != (alarm.key, alarm.scope))
+        )

@@ -124,7 +124,8 @@ class ProgramsInForce:
             self.programs.append(program)
 
     @classmethod
-    def from_events(cls, events: Iterable[Event]) -> ProgramsInForce:
+    def from_events(cls, events: Iterable[Event], channel: str | None = None) -> ProgramsInForce:
+        """The programs ``events`` loaded (on ``channel`` only, when given)."""
         return cls(
             (
                 e.now.clinical,
@@ -133,7 +134,7 @@ class ProgramsInForce:
                 else None,
             )
             for e in events
-            if isinstance(e, ProgramLoaded)
+            if isinstance(e, ProgramLoaded) and (channel is None or e.channel == channel)
         )
 
     @classmethod

@@ -3,8 +3,9 @@
 Pure (kernel values in, text out), so the one wording serves every reader: ``pumpctl
 journal show`` (``controller.journal_timeline``) and the safety process's journal stream to
 its observers (the dashboard's and the telemetry's journal tail). A dose beside a rate
-needs the program in force at that entry: ``ProgramTracker`` follows the ``ProgramLoaded``
-events as they pass.
+needs the program in force at that entry on its channel: ``ProgramTracker`` follows the
+``ProgramLoaded`` events as they pass. On a bench of several channels (its
+``BenchConfigured`` says so) every channel's line starts with the channel's name.
 
 ``JournalTail`` is the stream form: it drops what a person watching a bench does not
 want line by line (the timers' ``ticked`` entries, and read-backs that say nothing new:
@@ -19,27 +20,40 @@ from decimal import Decimal
 
 from safety.journal_read import ProgramsInForce
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     AcknowledgeAlarms,
     AdmitPatient,
     AlarmsAcknowledged,
+    ArmStandby,
+    BenchConfigured,
     ChangeDose,
     ClientDropped,
     CommandFailed,
     CommandIssued,
     CommsFailed,
+    ContainerChanged,
+    ContainerLoaded,
+    ContainerPaused,
+    ContainerResumed,
     ControllerAttached,
     ControllerLost,
     EmergencyStop,
     EmergencyStopRaised,
     Event,
+    HandoverEnded,
+    HandoverStarted,
+    HandoverStepped,
     JournalRecovered,
     LibraryChecked,
     LoadProgram,
     PatientAdmitted,
     PatientSpec,
     PatientUpdated,
+    PrimeChannel,
+    PrimePump,
     ProgramLoaded,
     ProgramSpec,
+    PumpAction,
     PumpReading,
     ReadbackReceived,
     RequestBody,
@@ -47,9 +61,9 @@ from safety.kernel.model import (
     Resumed,
     SetInterlock,
     SetRate,
+    StandbyArmed,
+    StandbyDisarmed,
     StartInfusion,
-    StartPump,
-    StopPump,
     Ticked,
     TimelineResumed,
     UpdatePatient,
@@ -69,21 +83,32 @@ class JournalLine:
 
 
 class ProgramTracker:
-    """The program in force as events pass, to word a rate as a dose too. Each program
-    comes from its own event (which carries its limits): no library is needed."""
+    """The program in force on each channel as events pass, to word a rate as a dose too.
+    Each program comes from its own event (which carries its limits): no library is
+    needed. ``current`` is the program loaded last, on any channel."""
 
     def __init__(self, current: ActiveProgram | None = None) -> None:
         self.current = current
+        self.programs: dict[str, ActiveProgram | None] = {}
+        if current is not None:
+            self.programs[DEFAULT_CHANNEL] = current
+        #: the bench has several channels: lines name theirs
+        self.several = False
 
     def load(self, event: ProgramLoaded) -> None:
         self.current = ProgramsInForce.from_events([event]).programs[0]
+        self.programs[event.channel] = self.current
 
-    def dose(self, rate: Decimal) -> str:
-        """`` (8 mcg/min)`` for a rate under the current program; empty if none."""
-        program = self.current
+    def dose(self, rate: Decimal, channel: str | None = None) -> str:
+        """`` (8 mcg/min)`` for a rate under the channel's program; empty if none."""
+        program = self.current if channel is None else self.programs.get(channel)
         if program is None:
             return ""
         return f" ({num(program.dose(rate), 4)} {program.unit})"
+
+    def on(self, channel: str) -> str:
+        """ "B: " before a channel's line on a bench of several ("" on one pump)."""
+        return f"{channel}: " if self.several else ""
 
 
 def spec_text(s: ProgramSpec) -> str:
@@ -92,18 +117,27 @@ def spec_text(s: ProgramSpec) -> str:
 
 
 def body_text(body: RequestBody) -> str:
+    channel = getattr(body, "channel", None)
+    at = f" @{channel}" if isinstance(channel, str) else ""
     if isinstance(body, LoadProgram):
-        return f"load_program {spec_text(body.spec)}"
+        return f"load_program{at} {spec_text(body.spec)}"
     if isinstance(body, StartInfusion | ChangeDose):
         soft = " (soft limits confirmed)" if body.confirm_soft_limits else ""
-        return f"{body.kind} {num(body.dose)}{soft}"
+        return f"{body.kind}{at} {num(body.dose)}{soft}"
+    if isinstance(body, ArmStandby):
+        return f"arm_standby {body.channel} for {body.for_channel} ({body.strategy})"
+    if isinstance(body, PrimeChannel):
+        return f"prime{at} {num(body.volume_ml)} mL"
+    if isinstance(body, ContainerChanged):
+        label = f" of {body.concentration}" if body.concentration else ""
+        return f"container_changed{at} {num(body.volume_ml)} mL{label}"
     if isinstance(body, EmergencyStop):
         return f"emergency_stop ({body.source})"
     if isinstance(body, AcknowledgeAlarms):
         return "acknowledge " + ("all" if body.keys is None else ", ".join(body.keys))
     if isinstance(body, AdmitPatient | UpdatePatient):
         return f"{body.kind} {patient_text(body.patient)}"
-    return body.kind
+    return body.kind + at
 
 
 def patient_text(patient: PatientSpec) -> str:
@@ -111,23 +145,25 @@ def patient_text(patient: PatientSpec) -> str:
     return f"{patient.profile}{weight}"
 
 
-def action_text(
-    action: SetRate | StartPump | StopPump | SetInterlock, programs: ProgramTracker
-) -> str:
+def action_text(action: PumpAction, programs: ProgramTracker) -> str:
+    on = programs.on(action.channel)
     if isinstance(action, SetRate):
-        return f"set_rate {num(action.rate_ml_h)} mL/h{programs.dose(action.rate_ml_h)}"
+        dose = programs.dose(action.rate_ml_h, action.channel)
+        return f"{on}set_rate {num(action.rate_ml_h)} mL/h{dose}"
     if isinstance(action, SetInterlock):
-        return "interlock " + (
+        return f"{on}interlock " + (
             "closed (pump enabled)" if action.pump_enabled else "OPEN (pump cut)"
         )
-    return action.kind
+    if isinstance(action, PrimePump):
+        return f"{on}prime {num(action.volume_ml)} mL (to waste)"
+    return on + action.kind
 
 
 def describe(event: Event, programs: ProgramTracker) -> str:
     """The line for ``event`` (a ``ProgramLoaded`` also updates ``programs``)."""
     if isinstance(event, ProgramLoaded):
         programs.load(event)
-        return f"program loaded: {spec_text(event.spec)}"
+        return f"{programs.on(event.channel)}program loaded: {spec_text(event.spec)}"
     if isinstance(event, RequestDecided):
         verdict = "accepted" if event.accepted else f"REFUSED {event.reason}"
         return f"request {body_text(event.body)} -> {verdict}"
@@ -139,14 +175,14 @@ def describe(event: Event, programs: ProgramTracker) -> str:
     if isinstance(event, ReadbackReceived):
         r = event.reading
         state = (
-            f"running {num(r.set_rate_ml_h)} mL/h{programs.dose(r.set_rate_ml_h)}"
+            f"running {num(r.set_rate_ml_h)} mL/h{programs.dose(r.set_rate_ml_h, event.channel)}"
             if r.running
             else "stopped"
         )
         alarms = f" [pump: {', '.join(r.alarms)}]" if r.alarms else ""
-        return f"read-back: {state}{alarms}"
+        return f"{programs.on(event.channel)}read-back: {state}{alarms}"
     if isinstance(event, CommsFailed):
-        return f"pump comms FAILED: {event.detail}"
+        return f"{programs.on(event.channel)}pump comms FAILED: {event.detail}"
     if isinstance(event, ControllerAttached):
         return f"controller attached (session {event.session})"
     if isinstance(event, ControllerLost):
@@ -177,12 +213,57 @@ def describe(event: Event, programs: ProgramTracker) -> str:
             f"JOURNAL DAMAGED ({event.detail}): {event.entries_kept} entries kept, the "
             f"damaged file kept as {event.damaged_file}"
         )
+    relay = _relay_text(event, programs)
+    if relay is not None:
+        return relay
     assert isinstance(event, Resumed)
+    on = programs.on(event.channel)
     if event.reading is None:
-        return f"safety process started: pump not reachable ({event.detail})"
+        return f"{on}safety process started: pump not reachable ({event.detail})"
     r = event.reading
     pump = f"running {num(r.set_rate_ml_h)} mL/h" if r.running else "stopped"
-    return f"safety process started (journal replayed): pump {pump}"
+    return f"{on}safety process started (journal replayed): pump {pump}"
+
+
+def _relay_text(event: Event, programs: ProgramTracker) -> str | None:
+    """The bench's channels, relay handovers and container changes (S15), in words."""
+    if isinstance(event, BenchConfigured):
+        programs.several = len(event.channels) > 1
+        channels = ", ".join(
+            f"{c.name} ({c.driver}, {c.container} {c.loaded_ml:g} mL)" for c in event.channels
+        )
+        return f"bench: channel{'s' if programs.several else ''} {channels}; interlock per " + (
+            "bench" if event.interlock_scope == "bench" else "channel"
+        )
+    if isinstance(event, StandbyArmed):
+        return f"{event.channel} armed as the standby of {event.for_channel} ({event.strategy})"
+    if isinstance(event, StandbyDisarmed):
+        return f"{event.channel} disarmed ({event.why})"
+    if isinstance(event, ContainerLoaded):
+        label = f", labelled {event.concentration}: re-program" if event.concentration else ""
+        return (
+            f"{programs.on(event.channel)}new container {event.container}, "
+            f"{event.volume_ml:g} mL{label}"
+        )
+    if isinstance(event, ContainerPaused):
+        return (
+            f"{programs.on(event.channel)}paused for a container change (was "
+            f"{num(event.rate_ml_h)} mL/h; at most {event.max_s / 60:.0f} min)"
+        )
+    if isinstance(event, ContainerResumed):
+        return f"{programs.on(event.channel)}resumed after the container change"
+    if isinstance(event, HandoverStarted):
+        return (
+            f"RELAY {event.from_channel} -> {event.to_channel} ({event.strategy}, "
+            f"{event.steps} step{'s' if event.steps != 1 else ''}, "
+            f"{num(event.rate_ml_h)} mL/h): {event.why}"
+        )
+    if isinstance(event, HandoverStepped):
+        return f"relay step {event.step} done"
+    if isinstance(event, HandoverEnded):
+        word = "done" if event.outcome == "done" else event.outcome.upper()
+        return f"relay {word}: {event.detail}"
+    return None
 
 
 def reading_key(reading: PumpReading) -> tuple[object, ...]:

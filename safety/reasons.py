@@ -63,6 +63,12 @@ class Reason(enum.StrEnum):
     TIMELINE_GAP = "timeline_gap"
     # S17 observers
     OBSERVER_READ_ONLY = "observer_read_only"
+    # S15 channels, relay and container changes
+    UNKNOWN_CHANNEL = "unknown_channel"
+    STANDBY_MISMATCH = "standby_solution_mismatch"
+    NOT_PRIMED = "standby_not_primed"
+    RELAY = "relay"
+    CONTAINER_PAUSE = "container_pause"
     # state
     NO_PROGRAM = "no_program"
     NOT_INFUSING = "not_infusing"

@@ -53,6 +53,7 @@ from safety.kernel.model import (
     CommandIssued,
     Event,
     PatientAdmitted,
+    PrimePump,
     ProgramLimits,
     ProgramLoaded,
     ProgramSpec,
@@ -243,6 +244,8 @@ class RecordBuilder:
             self.expected_running = True
         elif isinstance(action, StopPump):
             self.expected_running = False
+        elif isinstance(action, PrimePump):
+            return  # a purge to waste: nothing the patient's record must explain
         else:
             command = replace(command, enabled=action.pump_enabled)
         self.commands.append(command)

@@ -132,6 +132,7 @@ class ClosedLoop:
         self._seen_history = -math.inf
         self._program: ProgramSpec | None = None  # the program the loop was handed
         self._dose_per_amount_h = Fraction(0)
+        self._amount_per_ml = Fraction(1)
 
     # ------------------------------------------------------------------ operator
     def engage(self) -> None:
@@ -320,6 +321,7 @@ class ClosedLoop:
         s = self.settings
         self._program = snapshot.program
         self._dose_per_amount_h = program.dose_per_amount_h
+        self._amount_per_ml = program.amount_per_ml
         # dose units per ug/min of drug: 1 for mcg/min, 1/weight for mcg/kg/min...
         unit_per_ug_min = float(program.dose_of_amount_rate(Fraction(60)))
         self._drug = DrugModel(s.dead_volume_ml, s.carrier_ml_h)
@@ -340,9 +342,10 @@ class ClosedLoop:
         for point in snapshot.history:
             if point.start <= self._seen_history:
                 continue
-            amount = Fraction(point.rate_ml_h) * Fraction(point.amount_per_ml)
+            amount = point.exact_amount()
             dose = float(amount * self._dose_per_amount_h)
-            drug.add(Segment(point.start, float(point.rate_ml_h), dose))
+            rate = float(amount / self._amount_per_ml)  # the drug's total, as this solution
+            drug.add(Segment(point.start, rate, dose))
             self._seen_history = point.start
 
     # ------------------------------------------------------------------ modes

@@ -24,7 +24,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -36,12 +36,14 @@ from pydantic import (
 )
 
 from drivers.gpio import GpioConfig, GpioConfigError
+from drivers.lines import LineError, LineSpec, open_line
 from drivers.loading import DriverLoadError
 from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import VirtualClock, clock_from_spec
 from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
 from firmware_bridge.pump_model import SimulatedPump
-from firmware_bridge.syringes import syringe_by_name
+from firmware_bridge.syringes import container_by_name, syringe_by_name
+from safety.kernel.model import DEFAULT_CHANNEL
 from safety.observer_config import (
     DEFAULT_JOURNAL,
     DEFAULT_KEY_FILE,
@@ -55,6 +57,8 @@ from safety.observer_config import (
 MAX_SOCKET_PATH = 107
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+_DriverOptionsT = TypeVar("_DriverOptionsT", bound="_DriverOptions")
 
 
 class ConfigError(Exception):
@@ -94,17 +98,42 @@ class MockPumpOptions(BaseModel):
         return value
 
 
-class PumpConfig(BaseModel):
-    """Which pump, on which port, with which syringe."""
+class _DriverOptions(BaseModel):
+    """Which driver, with which options (shared by ``[pump]`` and ``[channels.NAME]``)."""
 
     model_config = _STRICT
 
     driver: Literal["mock", "ne1000", "harvard", "modbus"]
-    syringe: str
     #: options for the ``mock`` driver (a table ``[pump.mock]``)
     mock: MockPumpOptions | None = None
     #: constructor options of a real driver (``[pump.options]``), e.g. port, address, baud
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    def _check_driver(self, table: str, line: str | None = None) -> None:
+        if self.driver == "mock":
+            if self.options:
+                raise ValueError(
+                    f"driver 'mock' takes its options from [{table}.mock] "
+                    "(loaded_volume_ml, faults, occlusion_alarm_mmhg, near_empty_ml, "
+                    f"ignore_first_command_after_power_up, reply_timeout_s), not [{table}.options]"
+                )
+            if line is not None:
+                raise ValueError("driver 'mock' is in-process: it is on no line")
+            return
+        if self.mock is not None:
+            raise ValueError(f"[{table}.mock] applies only to driver 'mock', not {self.driver!r}")
+        if line is not None:
+            return  # checked with its line (SafetyConfig), where the line's settings are
+        try:  # constructing opens nothing; it checks option names and values
+            load_driver(self.driver, **self.options)
+        except (DriverLoadError, ValueError, TypeError) as exc:
+            raise ValueError(f"[{table}.options] for driver {self.driver!r}: {exc}") from None
+
+
+class PumpConfig(_DriverOptions):
+    """A one-pump bench: which pump, on which port, with which syringe (channel ``A``)."""
+
+    syringe: str
 
     @field_validator("syringe")
     @classmethod
@@ -114,20 +143,81 @@ class PumpConfig(BaseModel):
 
     @model_validator(mode="after")
     def _options_fit_driver(self) -> PumpConfig:
-        if self.driver == "mock":
-            if self.options:
+        self._check_driver("pump")
+        return self
+
+
+#: what a channel may be called: it is typed at the console (``start 8 @B``) and named in
+#: every alarm's scope
+CHANNEL_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,15}$"
+
+
+class ChannelConfig(_DriverOptions):
+    """One channel of a bench of several: a pump (on a line of its own through
+    ``options``, or on a shared ``line`` at its address), the container it holds."""
+
+    #: the syringe or bag loaded, by catalogue name (``firmware_bridge.syringes``)
+    container: str
+    #: what the container holds when the bench starts (default: full)
+    loaded_ml: float | None = Field(default=None, gt=0, le=5000)
+    #: a shared line (``[lines.NAME]``); the pump's address goes in ``options``
+    #: (``address`` for ne1000 and harvard, ``device_id`` for modbus)
+    line: str | None = None
+
+    @field_validator("container")
+    @classmethod
+    def _known_container(cls, value: str) -> str:
+        container_by_name(value)  # ValueError names the known syringes and bags
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> ChannelConfig:
+        self._check_driver("channels.NAME", self.line)
+        if self.loaded_ml is not None:
+            volume = container_by_name(self.container).volume_ml
+            if self.loaded_ml > volume:
                 raise ValueError(
-                    "driver 'mock' takes its options from [pump.mock] "
-                    "(loaded_volume_ml, faults, occlusion_alarm_mmhg, near_empty_ml, "
-                    "ignore_first_command_after_power_up, reply_timeout_s), not [pump.options]"
+                    f"loaded_ml must be at most {volume:g} mL (what {self.container} holds), "
+                    f"got {self.loaded_ml:g}"
                 )
-            return self
-        if self.mock is not None:
-            raise ValueError(f"[pump.mock] applies only to driver 'mock', not {self.driver!r}")
-        try:  # constructing opens nothing; it checks option names and values
-            load_driver(self.driver, **self.options)
-        except (DriverLoadError, ValueError, TypeError) as exc:
-            raise ValueError(f"[pump.options] for driver {self.driver!r}: {exc}") from None
+        return self
+
+
+class InterlockSection(BaseModel):
+    """S12: one pump-enable relay for the whole bench, or one per channel (each channel
+    but the first then names its pin in ``[gpio.pins] channel_enable_pins``)."""
+
+    model_config = _STRICT
+
+    scope: Literal["bench", "channel"] = "bench"
+
+
+class RelaySection(BaseModel):
+    """S15: relay handovers and container changes, on the clinical clock (the kernel's
+    ``KernelConfig`` fields of the same meaning)."""
+
+    model_config = _STRICT
+
+    #: a standby takes over when the active container would empty within this
+    handover_before_empty_min: float = Field(default=5.0, ge=0.5, le=120.0)
+    #: medium alarm when a container would empty within this with no standby armed
+    warn_before_empty_min: float = Field(default=30.0, ge=1.0, le=600.0)
+    #: an overlap handover: its steps, each at least this long
+    overlap_steps: int = Field(default=4, ge=2, le=20)
+    overlap_step_min: float = Field(default=1.0, ge=0.1, le=30.0)
+    #: a container change may pause a channel at most this long (alarmed past it)
+    max_container_pause_min: float = Field(default=3.0, ge=0.5, le=30.0)
+    #: the largest prime a request may ask for
+    max_prime_ml: float = Field(default=5.0, gt=0.0, le=50.0)
+
+    @model_validator(mode="after")
+    def _warn_before_handover(self) -> RelaySection:
+        if self.warn_before_empty_min <= self.handover_before_empty_min:
+            raise ValueError(
+                f"warn_before_empty_min ({self.warn_before_empty_min:g}) must be more than "
+                f"handover_before_empty_min ({self.handover_before_empty_min:g}): the warning "
+                "comes first"
+            )
         return self
 
 
@@ -266,11 +356,20 @@ class ClockSection(BaseModel):
 
 
 class SafetyConfig(BaseModel):
-    """The whole file. Sections: pump (required), gpio, watchdog, timing, paths, clock."""
+    """The whole file. Sections: pump (a one-pump bench) or lines and channels (a bench of
+    several), interlock, relay, gpio, watchdog, timing, paths, clock."""
 
     model_config = _STRICT
 
-    pump: PumpConfig
+    pump: PumpConfig | None = None
+    #: shared lines (``drivers.lines.LineSpec``), by name
+    lines: dict[str, LineSpec] = Field(default_factory=dict)
+    #: the channels, in the order given
+    channels: dict[Annotated[str, Field(pattern=CHANNEL_NAME)], ChannelConfig] = Field(
+        default_factory=dict
+    )
+    interlock: InterlockSection = Field(default_factory=InterlockSection)
+    relay: RelaySection = Field(default_factory=RelaySection)
     gpio: GpioSection = Field(default_factory=GpioSection)
     watchdog: WatchdogSection = Field(default_factory=WatchdogSection)
     timing: TimingSection = Field(default_factory=TimingSection)
@@ -279,6 +378,52 @@ class SafetyConfig(BaseModel):
     #: the observers' sections (``safety.observer_config``), unused by this process
     telemetry: TelemetrySection | None = None
     dashboard: DashboardSection = Field(default_factory=DashboardSection)
+
+    @model_validator(mode="after")
+    def _one_bench(self) -> SafetyConfig:
+        if self.pump is None and not self.channels:
+            raise ValueError(
+                "no pump: give [pump] (a one-pump bench) or [channels.NAME] tables (several)"
+            )
+        if self.pump is not None and self.channels:
+            raise ValueError(
+                "[pump] and [channels] both given: a one-pump bench is [pump] alone (its "
+                "channel is A); a bench of several lists every pump under [channels]"
+            )
+        for name, channel in self.channels.items():
+            if channel.line is not None and channel.line not in self.lines:
+                known = ", ".join(sorted(self.lines)) or "none"
+                raise ValueError(f"channels.{name}.line: no line {channel.line!r} (lines: {known})")
+        used = {c.line for c in self.channels.values() if c.line is not None}
+        for name in sorted(set(self.lines) - used):
+            raise ValueError(f"lines.{name} is used by no channel")
+        shared = {name: open_line(spec) for name, spec in self.lines.items()}  # opens nothing
+        for name, channel in self.channels.items():
+            if channel.line is None:
+                continue
+            try:  # on the line, as the process will build it: addresses, one protocol
+                load_driver(channel.driver, line=shared[channel.line], **channel.options)
+            except (DriverLoadError, LineError, ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"channels.{name}: driver {channel.driver!r} on line {channel.line!r}: {exc}"
+                ) from None
+        return self
+
+    def channel_configs(self) -> dict[str, ChannelConfig]:
+        """Every channel, in order: a ``[pump]`` is channel ``A``."""
+        if self.pump is None:
+            return dict(self.channels)
+        pump = self.pump
+        loaded = pump.mock.loaded_volume_ml if pump.mock is not None else None
+        return {
+            DEFAULT_CHANNEL: ChannelConfig(
+                driver=pump.driver,
+                mock=pump.mock,
+                options=pump.options,
+                container=pump.syringe,
+                loaded_ml=loaded,
+            )
+        }
 
     def with_overrides(
         self,
@@ -353,11 +498,19 @@ def _resolved(config: SafetyConfig, base: Path) -> SafetyConfig:
     gpio = config.gpio
     if gpio.state_dir is not None:
         gpio = gpio.model_copy(update={"state_dir": resolve(gpio.state_dir)})
-    pump = config.pump
-    map_path = pump.options.get("map_path")
-    if isinstance(map_path, str) and ("/" in map_path or map_path.endswith(".toml")):
-        pump = pump.model_copy(update={"options": {**pump.options, "map_path": resolve(map_path)}})
-    return config.model_copy(update={"paths": paths, "gpio": gpio, "pump": pump})
+
+    def resolved_map(table: _DriverOptionsT) -> _DriverOptionsT:
+        map_path = table.options.get("map_path")
+        if isinstance(map_path, str) and ("/" in map_path or map_path.endswith(".toml")):
+            options = {**table.options, "map_path": resolve(map_path)}
+            return table.model_copy(update={"options": options})
+        return table
+
+    pump = resolved_map(config.pump) if config.pump is not None else None
+    channels = {name: resolved_map(c) for name, c in config.channels.items()}
+    return config.model_copy(
+        update={"paths": paths, "gpio": gpio, "pump": pump, "channels": channels}
+    )
 
 
 def _check_socket_length(path: str, field: str) -> None:
@@ -445,13 +598,16 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
 
 
 __all__ = [
+    "ChannelConfig",
     "ClockSection",
     "ConfigError",
     "DashboardSection",
     "GpioSection",
+    "InterlockSection",
     "MockPumpOptions",
     "PathsSection",
     "PumpConfig",
+    "RelaySection",
     "SafetyConfig",
     "TelemetrySection",
     "TimingSection",

@@ -1,20 +1,27 @@
-"""The safety process without its sockets: kernel + pump driver + GPIO + journal.
+"""The safety process without its sockets: kernel + pump drivers + GPIO + journal.
 
 Every decision is the kernel's (pure); this class does the I/O around it in a fixed
 order: journal, then act (S14). It runs the same code whether driven by the real process
 (``safety.host.process``, a selector loop on real clocks) or in one process on a virtual
 clock (scenario runner, tests): nothing is skipped in that mode but the socket.
 
+The bench's pumps are its channels (``Channel``: a driver and the container it holds),
+in the order configured; a one-pump bench is one channel, ``A``. Every channel is read
+back each poll period (channels on one shared line take turns on it: the line's lock
+serialises the exchanges), kept alive while it runs, stopped by the emergency stop, and
+read at start; the relay (``safety.kernel.relay``) is driven from the service loop on the
+clinical clock, so a handover happens with the controller dead too.
+
 Timers run on the liveness clock (polling, keep-alive, heartbeat supervision, the
-hardware-watchdog pin); doses, windows and caps on the clinical clock.
+hardware-watchdog pin); doses, windows, caps and handovers on the clinical clock.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +30,7 @@ from drivers.errors import DriverError
 from drivers.gpio.base import GpioInterface
 from drivers.pumps.base import PumpAlarmError, PumpDriver, PumpRejected, PumpStatus, RateRange
 from firmware_bridge.clock import Clock, OffsetClock
-from firmware_bridge.syringes import Syringe
+from firmware_bridge.syringes import Bag, Container
 from safety.alarms import Priority
 from safety.clock_evidence import EvidenceSource, read_evidence
 from safety.host.watchdog_device import WatchdogFeeder
@@ -33,18 +40,29 @@ from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import decide
 from safety.kernel.library_check import what_changed
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     AcknowledgeAlarms,
     AdmitPatient,
     AlarmsAcknowledged,
+    ArmStandby,
+    BenchConfigured,
+    ChannelConfigured,
     ClientDropped,
     CommandFailed,
     CommandIssued,
     CommsFailed,
+    ContainerChanged,
+    ContainerLoaded,
+    ContainerPaused,
+    ContainerResumed,
     ControllerAttached,
     ControllerLost,
+    DisarmStandby,
     EmergencyStop,
     EmergencyStopRaised,
     Event,
+    HandoverEnded,
+    HandoverStepped,
     JournalRecovered,
     LibraryChecked,
     LoadProgram,
@@ -52,6 +70,9 @@ from safety.kernel.model import (
     PatientAdmitted,
     PatientSpec,
     PatientUpdated,
+    PauseForContainerChange,
+    PrimeChannel,
+    PrimePump,
     ProgramLoaded,
     PumpAction,
     PumpReading,
@@ -59,9 +80,12 @@ from safety.kernel.model import (
     Request,
     RequestBody,
     RequestDecided,
+    ResumeAfterContainerChange,
     Resumed,
     SetInterlock,
     SetRate,
+    StandbyArmed,
+    StandbyDisarmed,
     StartPump,
     StopPump,
     Ticked,
@@ -71,8 +95,16 @@ from safety.kernel.model import (
 )
 from safety.kernel.observe import next_deadline, observe, tick
 from safety.kernel.reducer import apply
+from safety.kernel.relay import (
+    RelayMove,
+    container_concentration,
+    pause_event_fields,
+    relay_deadline,
+    relay_move,
+)
 from safety.kernel.replay import Replayed, replay_journal
 from safety.kernel.state import (
+    ChannelState,
     KernelState,
     fluid_limits,
     history_keep_for,
@@ -82,7 +114,18 @@ from safety.kernel.state import (
 from safety.kernel.timeline import resume
 from safety.library import DrugLibrary
 from safety.reasons import Reason
-from safety.status import AlarmView, Outcome, PatientView, Snapshot, history_points
+from safety.status import (
+    AlarmView,
+    ChannelView,
+    DrugView,
+    HandoverView,
+    Outcome,
+    PatientView,
+    PointsMemo,
+    Snapshot,
+    history_points,
+    new_memo,
+)
 from safety.timing import HostTiming
 from safety.units import fraction_to_decimal
 
@@ -124,16 +167,51 @@ def reopen_journal(journal: Journal, keep: list[JournalEntry]) -> tuple[Journal,
     return fresh, str(aside)
 
 
+_UNKNOWN_RANGE = PumpCapabilities(Decimal(0), Decimal(0), lambda r: r)
+
+
+@dataclass
+class Channel:
+    """One pump the safety process owns: its driver, the container it holds and what the
+    process learned of it (its rate range with that container)."""
+
+    name: str
+    driver: PumpDriver
+    #: the syringe (or a volumetric pump's bag) the channel holds
+    container: Container
+    #: what the container held when the bench was set up (None: full)
+    loaded_ml: float | None = None
+    #: the registry name of the driver, for the journal and people
+    driver_name: str = ""
+    pump: PumpCapabilities = field(default_factory=lambda: _UNKNOWN_RANGE)
+    known: bool = False
+    last_infused_ml: float | None = None
+    due_keep_alive: float = 0.0
+
+    def configured(self) -> ChannelConfigured:
+        container = self.container
+        loaded = container.volume_ml if self.loaded_ml is None else self.loaded_ml
+        return ChannelConfigured(
+            self.name,
+            self.driver_name or self.driver.name,
+            container.name,
+            "bag" if isinstance(container, Bag) else "syringe",
+            container.volume_ml,
+            loaded,
+        )
+
+
 class SafetyCore:
     def __init__(
         self,
         library: DrugLibrary | None,
-        driver: PumpDriver,
+        driver: PumpDriver | Sequence[Channel],
         journal: Journal,
         *,
         clinical: Clock,
         liveness: Clock,
-        syringe: Syringe,
+        syringe: Container | None = None,
+        interlock_scope: str = "bench",
         gpio: GpioInterface | None = None,
         watchdog_device: WatchdogFeeder | None = None,
         config: KernelConfig | None = None,
@@ -143,15 +221,29 @@ class SafetyCore:
         library_problem: str | None = None,
         damaged_journal: tuple[str, str] | None = None,
     ) -> None:
-        """``clinical`` is the clock the patient's timeline is made from; ``self.clinical``
-        is the timeline itself (that clock plus the offset ``start`` finds).
+        """``driver``: the bench's channels, or one driver (with its ``syringe``): a
+        one-pump bench, channel ``A``. ``clinical`` is the clock the patient's timeline is
+        made from; ``self.clinical`` is the timeline itself (that clock plus the offset
+        ``start`` finds). ``interlock_scope``: one pump-enable relay for the bench
+        ("bench"), or one per channel ("channel": the GPIO backend's own concern).
         ``library`` None: it could not be loaded (``library_problem`` says why); the
         process supervises with the limits journaled with the program. ``damaged_journal``
         (where the damaged file went, why): the journal could not even be opened and
         was set aside before this one was created."""
         self.library = library
         self.library_problem = library_problem
-        self.driver = driver
+        if isinstance(driver, PumpDriver):
+            if syringe is None:
+                raise ValueError("a single pump driver needs its syringe")
+            channels: Sequence[Channel] = [Channel(DEFAULT_CHANNEL, driver, syringe)]
+        else:
+            channels = list(driver)
+        if not channels:
+            raise ValueError("a safety process needs at least one channel")
+        self.channels: dict[str, Channel] = {c.name: c for c in channels}
+        if len(self.channels) != len(channels):
+            raise ValueError("channel names must be unique")
+        self.interlock_scope = interlock_scope
         self.journal = journal
         self.source = clinical
         self.clinical = OffsetClock(clinical, 0.0)
@@ -160,7 +252,6 @@ class SafetyCore:
         self._damaged_journal = damaged_journal
         self._wall_synced: bool | None = None
         self._due_sync_check = 0.0
-        self.syringe = syringe
         self.gpio = gpio
         self.watchdog_device = watchdog_device
         config = config or KernelConfig()
@@ -171,16 +262,37 @@ class SafetyCore:
         self.timing = timing or HostTiming()
         self.on_change = on_change
         self.state = KernelState()
-        self.pump = PumpCapabilities(Decimal(0), Decimal(0), lambda r: r)
         self._last_heartbeat: float | None = None
         self._due_poll = 0.0
-        self._due_keep_alive = 0.0
         self._due_watchdog = 0.0
         self._due_button = 0.0
         self._watchdog_level = False
-        self._last_infused_ml: float | None = None
         self._started = False
-        self._pump_known = False
+        self._memos: dict[str, PointsMemo] = {}
+
+    # ------------------------------------------------------------------ one channel
+    # What a one-pump bench (and code written for it) reads: its only channel's.
+    def _only(self) -> Channel:
+        if len(self.channels) != 1:
+            raise ValueError(f"the bench has {len(self.channels)} channels: name one")
+        return next(iter(self.channels.values()))
+
+    @property
+    def driver(self) -> PumpDriver:
+        return self._only().driver
+
+    @property
+    def syringe(self) -> Container:
+        return self._only().container
+
+    @property
+    def pump(self) -> PumpCapabilities:
+        return self._only().pump
+
+    @property
+    def pumps(self) -> dict[str, PumpCapabilities]:
+        """Every channel's rate range and rounding, for the kernel."""
+        return {name: c.pump for name, c in self.channels.items()}
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -201,22 +313,26 @@ class SafetyCore:
         if damaged is not None:
             aside, why = damaged
             self._record(JournalRecovered(aside, len(replayed.good), why, self.now()))
+        configured = tuple(c.configured() for c in self.channels.values())
+        self._record(BenchConfigured(configured, self.interlock_scope, self.now()))  # type: ignore[arg-type]
         self._record(self._library_checked())
-        now = self.now()
-        reading: PumpReading | None = None
-        detail = ""
-        try:
-            self.driver.connect()
-            status = self._learn_pump()
-            reading = self._reading(status)
-        except DriverError as exc:
-            detail = f"pump not reachable at start: {exc}"
-            log.error(detail)
-        self._record(Resumed(reading, now, detail))
-        if reading is not None:
-            self._record(ReadbackReceived(reading, now))
-        else:
-            self._record(CommsFailed(detail or "no reading", now))
+        for name, channel in self.channels.items():
+            now = self.now()
+            reading: PumpReading | None = None
+            detail = ""
+            try:
+                channel.driver.connect()
+                status = self._learn_pump(channel)
+                reading = self._reading(status)
+            except DriverError as exc:
+                where = f"channel {name}'s pump" if len(self.channels) > 1 else "pump"
+                detail = f"{where} not reachable at start: {exc}"
+                log.error(detail)
+            self._record(Resumed(reading, now, detail, name))
+            if reading is not None:
+                self._record(ReadbackReceived(reading, now, name))
+            else:
+                self._record(CommsFailed(detail or "no reading", now, name))
         self._started = True
         self._outputs()
 
@@ -245,48 +361,58 @@ class SafetyCore:
 
     def _library_checked(self) -> LibraryChecked:
         library = self.library
-        program = self.state.drug_program  # a test fluid's limits are its rates alone
         if library is None:
             detail = self.library_problem or "no library"
             return LibraryChecked("unusable", detail, "", self.now())
-        if program is not None and program.limits.library_hash != library.content_hash:
-            detail = what_changed(library, program.spec, program.limits)
-            return LibraryChecked("changed", detail, library.content_hash, self.now())
+        changed: list[tuple[str, str]] = []
+        for name, c in self.state.channels.items():
+            program = c.drug_program  # a test fluid's limits are its rates alone
+            if program is not None and program.limits.library_hash != library.content_hash:
+                changed.append((name, what_changed(library, program.spec, program.limits)))
+        if changed:
+            if len(self.state.channels) == 1:
+                detail = changed[0][1]
+            else:
+                detail = "; ".join(f"channel {n}: {d}" for n, d in changed)
+            names = tuple(n for n, _ in changed)
+            return LibraryChecked("changed", detail, library.content_hash, self.now(), names)
         return LibraryChecked("ok", "", library.content_hash, self.now())
 
-    def _learn_pump(self) -> PumpStatus:
+    def _learn_pump(self, channel: Channel) -> PumpStatus:
         """The rate range the pump accepts with our syringe (S7), and a fresh status.
 
         Tried at start and, until it succeeds, after every good read-back: a pump that
         missed one packet at start must not leave the range unknown for good.
         """
-        status = self.driver.read_status()
+        driver, syringe = channel.driver, channel.container
+        status = driver.read_status()
         if status.running:
             # Resuming over a running infusion: a syringe setting is never sent to a
             # running pump (the pump refuses it, and a new diameter would change the
             # rate it runs). The range is this process's configured syringe's own; the
             # pump still refuses anything outside its range (PumpRejected, handled).
-            rng = RateRange(self.syringe.min_rate_ml_h, self.syringe.max_rate_ml_h)
+            rng = RateRange(syringe.min_rate_ml_h, syringe.max_rate_ml_h)
         else:
-            rng = self.driver.configure_syringe(self.syringe)
+            rng = driver.configure_syringe(syringe)
             # a driver reports a pump alarm once (the NE-1000 forgets it once answered):
             # the one the first read saw (why the pump stopped while this process was
             # down, e.g. its safe-mode timeout) must survive this second read
             first_alarms = status.alarms
-            status = self.driver.read_status()
+            status = driver.read_status()
             status = replace(status, alarms=status.alarms | first_alarms)
-        self.pump = PumpCapabilities(
-            Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), self.driver.quantize_rate
+        channel.pump = PumpCapabilities(
+            Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), driver.quantize_rate
         )
-        self._pump_known = True
+        channel.known = True
         return status
 
     def close(self) -> None:
-        """Let go of the pump's port; the pump is left as it is."""
-        try:
-            self.driver.close()
-        except DriverError as exc:  # pragma: no cover - best effort at shutdown
-            log.warning("closing the pump: %s", exc)
+        """Let go of the pumps' ports; the pumps are left as they are."""
+        for channel in self.channels.values():
+            try:
+                channel.driver.close()
+            except DriverError as exc:  # pragma: no cover - best effort at shutdown
+                log.warning("closing channel %s's pump: %s", channel.name, exc)
 
     def now(self) -> Now:
         return Now(self.clinical.now(), self.liveness.now())
@@ -315,7 +441,7 @@ class SafetyCore:
     # ------------------------------------------------------------------ requests
     def handle(self, request: Request) -> Outcome:
         now = self.now()
-        verdict = decide(self.library, self.state, request, now, self.pump, self.config)
+        verdict = decide(self.library, self.state, request, now, self.pumps, self.config)
         meta = request.meta
         events: list[Event] = [
             RequestDecided(
@@ -346,6 +472,13 @@ class SafetyCore:
                 events.append(PatientUpdated(patient, "confirmed", now))
             elif isinstance(body, AcknowledgeAlarms):
                 events.append(AlarmsAcknowledged(body.keys, now))
+            else:
+                events += self._relay_events(body, now)
+                cause = "relay" if isinstance(body, ArmStandby) else cause
+                if isinstance(body, PauseForContainerChange | ResumeAfterContainerChange):
+                    cause = "container_change"
+                elif isinstance(body, PrimeChannel):
+                    cause = "prime"
             if verdict.actions:
                 # The verdict and its first pump command share one durable transaction:
                 # both are on disk before anything is sent (S14's write-ahead order
@@ -362,13 +495,34 @@ class SafetyCore:
         self._outputs()
         return Outcome(verdict, execution, self.snapshot())
 
+    def _relay_events(self, body: RequestBody, now: Now) -> list[Event]:
+        """What an accepted relay or container-change request changes (S15)."""
+        if isinstance(body, ArmStandby):
+            return [StandbyArmed(body.channel, body.for_channel, body.strategy, now)]
+        if isinstance(body, DisarmStandby):
+            return [StandbyDisarmed(body.channel, "disarmed by the operator", now)]
+        channel = self.state.resolve(getattr(body, "channel", None))
+        if isinstance(body, PauseForContainerChange):
+            rate, concentration = pause_event_fields(self.state.channel(channel))
+            max_s = self.config.max_container_pause_s
+            return [ContainerPaused(channel, rate, max_s, now, concentration)]
+        if isinstance(body, ContainerChanged):
+            name = self.state.channel(channel).container.name
+            label = container_concentration(self.state, replace(body, channel=channel))
+            return [ContainerLoaded(channel, name, float(body.volume_ml), now, label)]
+        if isinstance(body, ResumeAfterContainerChange):
+            return [ContainerResumed(channel, now)]
+        return []  # a prime: its command is its event
+
     def _program_events(self, body: LoadProgram, now: Now) -> list[Event]:
         """The program with the limits it is held to; the patient it implies, when the
         journal has none yet (or no weight yet)."""
         assert self.library is not None  # decide refuses a program without one
+        channel = self.state.resolve(body.channel)
+        baseline = self._infused_now(channel)
         if body.spec.test_fluid:  # no drug, no patient
             fluid = fluid_limits(self.library, body.spec)
-            return [ProgramLoaded(body.spec, fluid, self._infused_now(), now)]
+            return [ProgramLoaded(body.spec, fluid, baseline, now, channel)]
         drug = limits_of(program_check(self.library, body.spec), self.library.content_hash)
         events: list[Event] = []
         patient = self.state.patient
@@ -377,7 +531,7 @@ class SafetyCore:
             events.append(PatientAdmitted(secrets.token_hex(8), implied, "first program", now))
         elif patient.weight_kg is None and drug.weight_kg is not None:
             events.append(PatientUpdated(implied, "first weight", now))
-        events.append(ProgramLoaded(body.spec, drug, self._infused_now(), now))
+        events.append(ProgramLoaded(body.spec, drug, baseline, now, channel))
         return events
 
     def emergency_stop(self, source: str) -> Outcome:
@@ -404,30 +558,37 @@ class SafetyCore:
         self._record(ClientDropped(client, role, why, self.now()))
 
     # ------------------------------------------------------------------ pump I/O
-    def poll(self, depth: int = 0) -> None:
-        """Read the pump, journal the reading, react (S1 on read-back, S9, S10, S13, S3).
+    def poll(self, depth: int = 0, channels: Sequence[str] | None = None) -> None:
+        """Read the pumps (every channel, or ``channels`` in that order), journal each
+        reading, react (S1 on read-back, S9, S10, S13, S3)."""
+        for name in channels if channels is not None else list(self.channels):
+            self._poll_one(self.channels[name], depth)
+
+    def _poll_one(self, channel: Channel, depth: int) -> None:
+        """One channel's read-back.
 
         The reading is stamped with the time it came back, not the time it was asked for:
         on a scaled clock a slow reply covers clinical seconds, and a volume counted up to
         the reply but compared with the expectation at the request would look like over-
         infusion.
         """
+        name = channel.name
         try:
-            status = self.driver.read_status()
+            status = channel.driver.read_status()
         except DriverError as exc:
-            if self.state.comms_ok:
-                self._record(CommsFailed(f"{type(exc).__name__}: {exc}", self.now()))
+            if self.state.channel(name).comms_ok:
+                self._record(CommsFailed(f"{type(exc).__name__}: {exc}", self.now(), name))
                 self._outputs()
             return
-        if not self._pump_known:
+        if not channel.known:
             try:
-                status = self._learn_pump()
+                status = self._learn_pump(channel)
             except DriverError as exc:
-                log.warning("pump range still unknown: %s", exc)
+                log.warning("channel %s: pump range still unknown: %s", name, exc)
         reading = self._reading(status)
         now = self.now()
-        _, reaction = observe(self.state, reading, now, self.config)
-        self._record(ReadbackReceived(reading, now))
+        _, reaction = observe(self.state, reading, now, self.config, name)
+        self._record(ReadbackReceived(reading, now, name))
         if reaction.actions and depth < MAX_REACTION_DEPTH:
             self._execute(reaction.actions, reaction.cause, depth + 1)
         self._outputs()
@@ -444,30 +605,37 @@ class SafetyCore:
 
         ``first_recorded``: the first action's ``CommandIssued`` is already journaled (with
         its verdict, by ``handle``). A failed action ends the sequence (the rest may depend
-        on it: never start on a rate that did not take), except in an emergency stop: there
+        on it: never start on a rate that did not take, never stop the outgoing pump of a
+        handover whose incoming one did not start), except in an emergency stop: there
         every action moves toward safety, and the interlock relay does not depend on the
         pump's link, so a stop lost on the wire must not leave the relay closed (S12).
+        Afterwards the channels acted on are read back, in the order they were first
+        acted on (a relay's incoming channel first); every channel when none was.
         """
         failure: str | None = None
+        touched: list[str] = []
         for index, action in enumerate(actions):
+            name = action.channel
+            if not isinstance(action, SetInterlock) and name not in touched:
+                touched.append(name)
             if index > 0 or not first_recorded:
                 self._record(CommandIssued(action, cause, self.now()))
             try:
                 self._send(action)
             except PumpRejected as exc:
                 self._record(CommandFailed(action, "rejected", exc.reason or str(exc), self.now()))
-                self.poll(depth + 1)
+                self.poll(depth + 1, [name])
                 failure = failure or f"rejected by pump: {exc.reason or exc}"
             except PumpAlarmError as exc:
                 reason = ", ".join(sorted(exc.alarms)) or str(exc)
                 self._record(CommandFailed(action, "rejected", f"pump alarm: {reason}", self.now()))
-                self.poll(depth + 1)
+                self.poll(depth + 1, [name])
                 failure = failure or f"rejected by pump: alarm {reason}"
             except DriverError as exc:
                 kind = type(exc).__name__
                 self._record(CommandFailed(action, "timeout", f"{kind}: {exc}", self.now()))
-                self.poll(depth + 1)  # S10: reconcile by read-back, never by repeating
-                if self.state.pending is not None:
+                self.poll(depth + 1, [name])  # S10: reconcile by read-back, never by repeating
+                if self.state.channel(name).pending is not None:
                     failure = failure or f"uncertain: {kind}; waiting for a read-back"
                 else:
                     failure = failure or f"uncertain ({kind}), reconciled by read-back"
@@ -478,18 +646,57 @@ class SafetyCore:
                 return failure
         if failure is not None:
             return failure
-        self.poll(depth + 1)
+        self.poll(depth + 1, touched or None)  # nothing sent: every channel, as it is now
         return "applied"
 
     def _send(self, action: PumpAction) -> None:
+        if isinstance(action, SetInterlock):
+            if self.gpio is not None:
+                self.gpio.set_pump_enabled(action.pump_enabled)
+            return
+        driver = self.channels[action.channel].driver
         if isinstance(action, SetRate):
-            self.driver.set_rate(float(action.rate_ml_h))
+            driver.set_rate(float(action.rate_ml_h))
         elif isinstance(action, StartPump):
-            self.driver.start()
+            driver.start()
         elif isinstance(action, StopPump):
-            self.driver.stop()
-        elif isinstance(action, SetInterlock) and self.gpio is not None:
-            self.gpio.set_pump_enabled(action.pump_enabled)
+            driver.stop()
+        elif isinstance(action, PrimePump):
+            driver.prime(float(action.volume_ml))
+
+    # ------------------------------------------------------------------ the relay (S15)
+    def _relay(self) -> None:
+        """Whatever the relay must do now: a handover's start, its next step, its end.
+        Each move is journaled (cause "relay") before its commands go out."""
+        for _ in range(4):  # a move may complete at once and the next be due
+            move = relay_move(self.state, self.now(), self.config, self.pumps)
+            if move is None:
+                return
+            self._relay_move(move)
+            if self.state.handover is None:
+                return
+
+    def _relay_move(self, move: RelayMove) -> None:
+        events: list[Event] = list(move.events)
+        if move.actions:
+            events.append(CommandIssued(move.actions[0], "relay", self.now()))
+        self._record(*events)
+        ended = any(isinstance(e, HandoverEnded) for e in move.events)
+        if move.actions:
+            log.info("%s", move.message)
+            outcome = self._execute(move.actions, "relay", first_recorded=True)
+            now = self.now()
+            handover = self.state.handover
+            if ended or handover is None:
+                pass  # a fall-back after the end: its read-backs speak for it
+            elif outcome != "applied":
+                self._record(HandoverEnded("failed", outcome, now))
+            else:
+                counter = self.state.channel(handover.to_channel).container.counter_ml
+                self._record(HandoverStepped(move.step, counter, now))
+                if move.last:
+                    self._record(HandoverEnded("done", move.message, now))
+        self._outputs()
 
     # ------------------------------------------------------------------ timers
     def service(self) -> float:
@@ -506,13 +713,14 @@ class SafetyCore:
             self._due_button = live + self.timing.button_poll_s
             if self.gpio.poll_stop():
                 self.emergency_stop("button")
-        if live >= self._due_keep_alive:
-            self._due_keep_alive = live + self.timing.keep_alive_period_s
-            if self.state.running:
-                try:
-                    self.driver.keep_alive()
-                except DriverError as exc:
-                    log.warning("keep-alive failed: %s", exc)
+        for name, channel in self.channels.items():
+            if live >= channel.due_keep_alive:
+                channel.due_keep_alive = live + self.timing.keep_alive_period_s
+                if self.state.channel(name).running:
+                    try:
+                        channel.driver.keep_alive()
+                    except DriverError as exc:
+                        log.warning("channel %s: keep-alive failed: %s", name, exc)
         now = self.now()
         deadline = next_deadline(self.state, now, self.config)
         if live >= self._due_poll or (deadline is not None and now.clinical >= deadline):
@@ -523,6 +731,10 @@ class SafetyCore:
             if reaction.actions:
                 self._record(Ticked(now))
                 self._execute(reaction.actions, reaction.cause)
+        if self.state.handover is not None or any(
+            c.standby is not None for c in self.state.channels.values()
+        ):
+            self._relay()  # cheap, pure until it has something to do
         if live >= self._due_sync_check:
             self._due_sync_check = live + SYNC_CHECK_S
             self._check_wall_clock()
@@ -535,7 +747,8 @@ class SafetyCore:
                 self.gpio.toggle_heartbeat()
             if self.watchdog_device is not None:
                 self.watchdog_device.feed()
-        waits = [self._due_poll - live, self._due_keep_alive - live]
+        waits = [self._due_poll - live]
+        waits += [c.due_keep_alive - live for c in self.channels.values()]
         if self.gpio is not None:
             waits.append(self._due_button - live)
         if watched:
@@ -583,8 +796,8 @@ class SafetyCore:
         self.journal.append_many(rows)
         for event in events:
             self.state = apply(self.config, self.state, event)
-            if isinstance(event, ReadbackReceived):
-                self._last_infused_ml = event.reading.infused_ml
+            if isinstance(event, ReadbackReceived) and event.channel in self.channels:
+                self.channels[event.channel].last_infused_ml = event.reading.infused_ml
         if self.on_change is not None and self._started:
             self.on_change(self.snapshot())
 
@@ -595,8 +808,10 @@ class SafetyCore:
         loud = [a for a in self.state.alarms.annunciating() if a.priority >= Priority.MEDIUM]
         self.gpio.set_alarm(bool(loud))
 
-    def _infused_now(self) -> float:
-        return self._last_infused_ml if self._last_infused_ml is not None else 0.0
+    def _infused_now(self, channel: str) -> float:
+        found = self.channels.get(channel)
+        last = found.last_infused_ml if found is not None else None
+        return last if last is not None else 0.0
 
     @staticmethod
     def _reading(status: PumpStatus) -> PumpReading:
@@ -609,49 +824,47 @@ class SafetyCore:
         )
 
     def snapshot(self) -> Snapshot:
+        """The bench as it is: every channel, every drug, and the first channel's figures
+        at the top level (``safety.status``)."""
         s = self.state
-        program = s.program
         now = self.clinical.now()
-        infused = given = in_window = cap_amount = cap_window = None
-        amount_unit = None
-        remaining = None
-        dose = None
-        if program is not None:
-            base = self._infused_now() - program.infused_baseline_ml
-            infused = max(0.0, base)
-            amount = Fraction(infused) * program.amount_per_ml
+        views = tuple(self._channel_view(name, now) for name in self.channels)
+        drugs = self._drug_views(now)
+        first = views[0]
+        first_state = s.channel(first.name)
+        top_drug = first_state.drug
+        drug = next((d for d in drugs if d.drug == top_drug), None)
+        program = first_state.program
+        given = None
+        if program is not None and first.infused_ml is not None:
+            amount = Fraction(first.infused_ml) * program.amount_per_ml
             cap = program.cap
             factor = cap.unit.base_factor if cap is not None else Fraction(1)
-            amount_unit = cap.unit.value if cap is not None else program.amount_unit
             given = fraction_to_decimal(amount / factor, 6)
-            if cap is not None:
-                window_amount = s.history.amount(now - float(cap.window_s), now)
-                in_window = fraction_to_decimal(Fraction(window_amount) / factor, 6)
-                cap_amount, cap_window = cap.amount, cap.window_h
-            dose = fraction_to_decimal(program.dose(s.set_rate), 6) if s.running else Decimal(0)
-        if self._last_infused_ml is not None:
-            remaining = max(0.0, self.syringe.volume_ml - self._last_infused_ml)
+        memo = self._memo(top_drug or "")
         return Snapshot(
             clinical_time=now,
             mode=s.mode.value,
             library_hash=self.library.content_hash if self.library is not None else "",
             library_version=self.library.version if self.library is not None else "",
-            program=program.spec if program is not None else None,
-            dose_unit=program.unit if program is not None else None,
-            running=s.running,
-            rate_ml_h=s.set_rate if s.running else Decimal(0),
-            dose=dose,
-            infused_ml=infused,
+            program=first.program,
+            dose_unit=first.dose_unit,
+            running=first.running,
+            rate_ml_h=first.rate_ml_h,
+            dose=first.dose,
+            infused_ml=first.infused_ml,
             drug_given=given,
-            amount_unit=amount_unit,
-            given_in_cap_window=in_window,
-            cap_amount=cap_amount,
-            cap_window_h=cap_window,
-            syringe=self.syringe.name,
-            syringe_volume_ml=self.syringe.volume_ml,
-            remaining_ml=remaining,
-            pump_min_ml_h=self.pump.min_rate_ml_h,
-            pump_max_ml_h=self.pump.max_rate_ml_h,
+            amount_unit=drug.amount_unit
+            if drug is not None
+            else (program.amount_unit if program is not None else None),
+            given_in_cap_window=drug.given_in_cap_window if drug is not None else None,
+            cap_amount=drug.cap_amount if drug is not None else None,
+            cap_window_h=drug.cap_window_h if drug is not None else None,
+            syringe=first.container,
+            syringe_volume_ml=self.channels[first.name].container.volume_ml,
+            remaining_ml=first.remaining_ml,
+            pump_min_ml_h=first.pump_min_ml_h,
+            pump_max_ml_h=first.pump_max_ml_h,
             alarms=tuple(
                 AlarmView(
                     a.key,
@@ -661,6 +874,7 @@ class SafetyCore:
                     a.raised_at,
                     a.active,
                     a.acknowledged,
+                    a.scope,
                 )
                 for a in s.alarms.alarms
             ),
@@ -669,17 +883,170 @@ class SafetyCore:
             attached=s.attached,
             hold=s.hold,
             estopped=s.estopped,
-            uncertain=s.pending is not None,
-            comms_ok=s.comms_ok,
-            history=history_points(s.history),
+            uncertain=any(c.pending is not None for c in s.channels.values()),
+            comms_ok=first_state.comms_ok,
+            history=history_points(s.history_of(top_drug), memo) if top_drug else (),
             patient=(
                 PatientView(s.patient.id, s.patient.spec, s.patient.since, s.patient.how)
                 if s.patient is not None
                 else None
             ),
-            program_stale=s.program_stale,
-            priors=s.priors_at(now),
+            program_stale=first.program_stale,
+            priors=s.record_of(top_drug).priors_at(now),
+            channels=views,
+            drugs=drugs,
+            handover=self._handover_view(),
+        )
+
+    def _memo(self, drug: str) -> PointsMemo:
+        """One memo per drug: its history's points are converted once per change."""
+        memo = self._memos.get(drug)
+        if memo is None:
+            memo = self._memos[drug] = new_memo()
+        return memo
+
+    def _channel_view(self, name: str, now: float) -> ChannelView:
+        s = self.state
+        c = s.channel(name)
+        channel = self.channels[name]
+        program = c.program
+        infused = None
+        dose = None
+        if program is not None:
+            base = self._infused_now(name) - program.infused_baseline_ml
+            infused = max(0.0, base)
+            dose = fraction_to_decimal(program.dose(c.set_rate), 6) if c.running else Decimal(0)
+        remaining = c.remaining_ml if channel.last_infused_ml is not None else None
+        role, relay = self._role(name, c, now)
+        standby = c.standby
+        return ChannelView(
+            name=name,
+            driver=c.driver or channel.driver.name,
+            container=c.container.name or channel.container.name,
+            container_kind=c.container.kind,
+            container_volume_ml=c.container.volume_ml,
+            remaining_ml=remaining,
+            primed=c.container.primed,
+            program=program.spec if program is not None else None,
+            dose_unit=program.unit if program is not None else None,
+            dose=dose,
+            running=c.running,
+            rate_ml_h=c.set_rate if c.running else Decimal(0),
+            infused_ml=infused,
+            pump_min_ml_h=channel.pump.min_rate_ml_h,
+            pump_max_ml_h=channel.pump.max_rate_ml_h,
+            uncertain=c.pending is not None,
+            comms_ok=c.comms_ok,
+            program_stale=c.program_stale,
+            role=role,
+            standby_for=standby.for_channel if standby is not None else None,
+            strategy=standby.strategy if standby is not None else None,
+            relay=relay,
+            paused_until=c.pause.until if c.pause is not None else None,
+            relieved_by=c.relieved_by,
+        )
+
+    def _role(self, name: str, c: ChannelState, now: float) -> tuple[str, str]:
+        """The channel's part in a relay or a container change, in one word and in words."""
+        handover = self.state.handover
+        if handover is not None and name in (handover.from_channel, handover.to_channel):
+            other = handover.to_channel if name == handover.from_channel else handover.from_channel
+            way = "to" if name == handover.from_channel else "from"
+            return "handing over", (
+                f"handing over {way} channel {other} ({handover.strategy}, step "
+                f"{handover.step}/{handover.steps})"
+            )
+        if c.priming is not None:
+            return "priming", f"priming {c.priming.volume_ml:g} mL to waste"
+        if c.pause is not None:
+            left = c.pause.until - now
+            words = f"{left / 60:.0f} min left" if left > 0 else "OVERDUE"
+            return "paused", f"paused for a container change ({words})"
+        if c.standby is not None:
+            active = self.state.channel(c.standby.for_channel)
+            empty_at = active.empty_at()
+            when = ""
+            if empty_at is not None:
+                lead = self.config.handover_before_empty_s
+                if c.standby.strategy == "overlap":
+                    lead += self.config.overlap_steps * self.config.overlap_step_s
+                when = f": takes over in about {max(0.0, empty_at - lead - now) / 60:.0f} min"
+            return "standby", (
+                f"standby of channel {c.standby.for_channel} ({c.standby.strategy}){when}"
+            )
+        if c.running:
+            return "active", ""
+        if c.relieved_by is not None:
+            return "relieved", (
+                f"relieved by channel {c.relieved_by}: load a new container, prime it and "
+                "arm it as the standby"
+            )
+        return "", ""
+
+    def _drug_views(self, now: float) -> tuple[DrugView, ...]:
+        s = self.state
+        order: list[str] = []
+        for c in s.channels.values():
+            if c.drug is not None and c.drug not in order:
+                order.append(c.drug)
+        first = next(iter(s.channels.values())).drug if s.channels else None
+        due = relay_deadline(s, self.config)
+        views: list[DrugView] = []
+        for drug in order:
+            channels = s.drug_channels(drug)
+            program = channels[0][1].drug_program
+            assert program is not None
+            record = s.record_of(drug)
+            total = s.total_amount_rate(drug)
+            cap = program.cap
+            factor = cap.unit.base_factor if cap is not None else Fraction(1)
+            history = record.history
+            in_window = None
+            if cap is not None:
+                window_amount = history.amount(now - float(cap.window_s), now)
+                in_window = fraction_to_decimal(Fraction(window_amount) / factor, 6)
+            handing = any(
+                c.standby is not None and s.channel(c.standby.for_channel).drug == drug
+                for c in s.channels.values()
+            )
+            views.append(
+                DrugView(
+                    drug=drug,
+                    what=program.what,
+                    dose_unit=program.unit,
+                    dose=fraction_to_decimal(program.dose_of_amount_rate(total), 6),
+                    amount_per_h=fraction_to_decimal(total, 6),
+                    amount_unit=cap.unit.value if cap is not None else program.amount_unit,
+                    given=fraction_to_decimal(Fraction(history.given_total(now)) / factor, 6),
+                    given_in_cap_window=in_window,
+                    cap_amount=cap.amount if cap is not None else None,
+                    cap_window_h=cap.window_h if cap is not None else None,
+                    channels=tuple(n for n, _ in channels),
+                    next_handover_at=due if handing and s.handover is None else None,
+                    history=(() if drug == first else history_points(history, self._memo(drug))),
+                    priors=record.priors_at(now),
+                )
+            )
+        return tuple(views)
+
+    def _handover_view(self) -> HandoverView | None:
+        handover = self.state.handover
+        if handover is None:
+            return None
+        next_at = (
+            handover.step_at + self.config.overlap_step_s
+            if handover.step_at is not None and handover.step < handover.steps
+            else None
+        )
+        return HandoverView(
+            handover.from_channel,
+            handover.to_channel,
+            handover.strategy,
+            handover.step,
+            handover.steps,
+            handover.started_at,
+            next_at,
         )
 
 
-__all__ = ["HostTiming", "SafetyCore", "Verdict"]
+__all__ = ["Channel", "HostTiming", "SafetyCore", "Verdict"]

@@ -41,24 +41,27 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
 from drivers.gpio import GpioError, GpioInterface, open_gpio
+from drivers.lines import LineError, open_lines
 from drivers.loading import DriverLoadError
 from drivers.pumps.base import PumpDriver
 from drivers.pumps.mock import MockPumpDriver
 from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec, clock_spec
-from firmware_bridge.syringes import syringe_by_name
+from firmware_bridge.syringes import container_by_name
 from safety.host.config import ConfigError, SafetyConfig, load_config
-from safety.host.core import HostTiming, SafetyCore, open_journal
+from safety.host.core import Channel, HostTiming, SafetyCore, open_journal
 from safety.host.sdnotify import SystemdNotifier
 from safety.host.watchdog_device import WatchdogDevice, WatchdogDeviceError
 from safety.ipc.auth import KeyFileError, load_or_create_key
 from safety.ipc.server import SafetyServer, ServerError
 from safety.journal import JournalError
+from safety.kernel.config import KernelConfig
 from safety.library import DrugLibrary, LibraryError, load_library
 
 log = logging.getLogger("safety")
@@ -139,7 +142,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
             raise StartupError(str(exc)) from None
         clinical = clock_from_spec(config.clock.clinical)
         liveness = MonotonicClock()
-        driver = _driver(config, clinical)
+        channels = _channels(config, clinical)
         gpio = _gpio(config, liveness)
         if gpio is not None:
             stack.callback(gpio.close)
@@ -151,11 +154,12 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
         t = config.timing
         core = SafetyCore(
             library,
-            driver,
+            channels,
             journal,
             clinical=clinical,
             liveness=liveness,
-            syringe=syringe_by_name(config.pump.syringe),
+            interlock_scope=config.interlock.scope,
+            config=kernel_config(config),
             gpio=gpio,
             watchdog_device=watchdog_device,
             library_problem=library_problem,
@@ -228,15 +232,41 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
 # --------------------------------------------------------------------------- pieces
 
 
-def _driver(config: SafetyConfig, clinical: Clock) -> PumpDriver:
-    pump = config.pump
-    try:
-        if pump.driver == "mock":
-            options = pump.mock.model_dump() if pump.mock is not None else {}
-            return MockPumpDriver(clock=clinical, syringe=pump.syringe, **options)
-        return load_driver(pump.driver, **pump.options)
-    except (DriverLoadError, ValueError, TypeError) as exc:
-        raise StartupError(f"pump driver {pump.driver!r}: {exc}", EXIT_CONFIG) from None
+def _channels(config: SafetyConfig, clinical: Clock) -> list[Channel]:
+    """One driver per channel, those on a shared line sharing its one ``SharedLine``."""
+    lines = open_lines(config.lines)  # opens nothing: the first driver's connect does
+    channels: list[Channel] = []
+    for name, channel in config.channel_configs().items():
+        container = container_by_name(channel.container)
+        try:
+            driver: PumpDriver
+            if channel.driver == "mock":
+                options = channel.mock.model_dump() if channel.mock is not None else {}
+                driver = MockPumpDriver(clock=clinical, syringe=container, **options)
+            elif channel.line is not None:
+                driver = load_driver(channel.driver, line=lines[channel.line], **channel.options)
+            else:
+                driver = load_driver(channel.driver, **channel.options)
+        except (DriverLoadError, LineError, ValueError, TypeError) as exc:
+            where = f"channel {name}'s " if len(config.channel_configs()) > 1 else ""
+            raise StartupError(
+                f"{where}pump driver {channel.driver!r}: {exc}", EXIT_CONFIG
+            ) from None
+        channels.append(Channel(name, driver, container, channel.loaded_ml, channel.driver))
+    return channels
+
+
+def kernel_config(config: SafetyConfig) -> KernelConfig:
+    """The kernel's tuning from the config's ``[relay]`` (the rest keeps its defaults)."""
+    relay = config.relay
+    return KernelConfig(
+        handover_before_empty_s=relay.handover_before_empty_min * 60.0,
+        warn_before_empty_s=relay.warn_before_empty_min * 60.0,
+        overlap_steps=relay.overlap_steps,
+        overlap_step_s=relay.overlap_step_min * 60.0,
+        max_container_pause_s=relay.max_container_pause_min * 60.0,
+        max_prime_ml=Decimal(repr(relay.max_prime_ml)),
+    )
 
 
 class _Shutdown:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,6 +87,17 @@ LIVENESS_START = 1000.0
 MAX_STEPS_PER_ADVANCE = 10_000_000
 
 
+@dataclass(frozen=True)
+class LocalChannel:
+    """One simulated pump of an in-process bench of several channels."""
+
+    name: str
+    container: str = "bd-plastipak-50ml"  # a syringe or bag, by catalogue name
+    loaded_volume_ml: float | None = None
+    faults: str = ""
+    mechanics: Mechanics | None = None
+
+
 class LocalSafety:
     """A ``SafetyLink`` to a ``SafetyCore`` in this process, on virtual clocks."""
 
@@ -104,21 +115,39 @@ class LocalSafety:
         ttl_s: float = DEFAULT_TTL_S,
         name: str = "local-controller",
         mechanics: Mechanics | None = None,
+        channels: Sequence[LocalChannel] = (),
     ) -> None:
         """``journal_path`` ":memory:" keeps nothing; give a file to inspect or replay it.
-        ``mechanics``: the simulated pump's mechanism (default ideal)."""
+        ``mechanics``: the simulated pump's mechanism (default ideal). ``channels``: a
+        bench of several pumps (each its own simulated pump); without it, one pump, channel
+        A, from ``syringe``, ``loaded_volume_ml``, ``faults`` and ``mechanics``."""
         # lazy: importing safety.ipc (the controller does) must not import drivers
         from drivers.pumps.mock import MockPumpDriver  # noqa: PLC0415
         from firmware_bridge.pump_model import SimulatedPump  # noqa: PLC0415
-        from firmware_bridge.syringes import syringe_by_name  # noqa: PLC0415
+        from firmware_bridge.syringes import container_by_name  # noqa: PLC0415
 
         self.clinical = VirtualClock(clinical_start)
         self.liveness = VirtualClock(LIVENESS_START)
-        self.syringe = syringe_by_name(syringe)
-        self.pump: SimulatedPump = SimulatedPump(
-            self.clinical, self.syringe, loaded_volume_ml=loaded_volume_ml, mechanics=mechanics
-        )
-        self.driver: MockPumpDriver = MockPumpDriver(pump=self.pump, faults=faults)
+        if not channels:
+            channels = (LocalChannel("A", syringe, loaded_volume_ml, faults, mechanics),)
+        self.channel_specs = tuple(channels)
+        self.pumps: dict[str, SimulatedPump] = {}
+        self.drivers: dict[str, MockPumpDriver] = {}
+        for spec in channels:
+            container = container_by_name(spec.container)
+            pump = SimulatedPump(
+                self.clinical,
+                container,
+                loaded_volume_ml=spec.loaded_volume_ml,
+                mechanics=spec.mechanics,
+            )
+            self.pumps[spec.name] = pump
+            self.drivers[spec.name] = MockPumpDriver(pump=pump, faults=spec.faults)
+        first = channels[0].name
+        #: the first channel's pump, driver and container (a one-pump bench's own)
+        self.pump: SimulatedPump = self.pumps[first]
+        self.driver: MockPumpDriver = self.drivers[first]
+        self.syringe = self.pump.container
         self._library = library
         self._journal_path = journal_path
         self._timing = timing
@@ -147,9 +176,11 @@ class LocalSafety:
     def wire(self) -> WireFaults:
         return self.driver.wire
 
-    def inject_faults(self, specs: str) -> None:
-        """Wire or pump faults by name, e.g. ``"occlusion"``, ``"lose_ack"``, ``"drop=2"``."""
-        self.driver.inject_faults(specs)
+    def inject_faults(self, specs: str, channel: str | None = None) -> None:
+        """Wire or pump faults by name, e.g. ``"occlusion"``, ``"lose_ack"``, ``"drop=2"``,
+        on ``channel``'s pump (the first channel's when None)."""
+        driver = self.driver if channel is None else self.drivers[channel]
+        driver.inject_faults(specs)
 
     def advance(self, seconds: float) -> None:
         """Move both clocks ``seconds`` forward, running every timer when it falls due."""
@@ -284,7 +315,7 @@ class LocalSafety:
 
     # ------------------------------------------------------------------ internals
     def _boot(self) -> None:
-        from safety.host.core import SafetyCore  # noqa: PLC0415 - the host, only when used
+        from safety.host.core import Channel, SafetyCore  # noqa: PLC0415 - the host, if used
         from safety.ipc.dispatch import Dispatcher  # noqa: PLC0415
         from safety.journal import Journal  # noqa: PLC0415
         from safety.library import load_library  # noqa: PLC0415
@@ -296,14 +327,17 @@ class LocalSafety:
         self.journal = Journal(os.fspath(self._journal_path), "safety")
         self.core = SafetyCore(
             self._library,
-            self.driver,
+            [
+                Channel(s.name, self.drivers[s.name], self.pumps[s.name].container,
+                        s.loaded_volume_ml, "mock")
+                for s in self.channel_specs
+            ],
             self.journal,
             clinical=self.clinical,
             liveness=self.liveness,
-            syringe=self.syringe,
             timing=self._timing,
             config=self._config,
-        )
+        )  # fmt: skip
         self.core.start()
         self._dispatcher = Dispatcher(
             self.core, self._key, clinical_clock="virtual", max_request_bytes=MAX_REQUEST_BYTES
@@ -416,4 +450,4 @@ def _wire_client(message: ClientMessage) -> bytes:
     return encode(message, MAX_REQUEST_BYTES)[:-1]  # the dispatcher decodes and validates it
 
 
-__all__ = ["LocalSafety"]
+__all__ = ["LocalChannel", "LocalSafety"]

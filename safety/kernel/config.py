@@ -56,3 +56,20 @@ class KernelConfig:
     #: window of its library (``history_keep_for``); a drug keeps longer when limits in
     #: force have a longer window
     history_keep_s: float = 26 * 3600.0
+    #: S15 relay (clinical s): a standby takes over when the active channel's container
+    #: would empty within this at its verified rate (an overlap starts earlier, by its
+    #: steps); and the remaining volume is the kernel's estimate, so not at the last drop
+    handover_before_empty_s: float = 5 * 60.0
+    #: a medium alarm when a channel would empty within this and no standby is armed for
+    #: it (a bench of several channels; high from ``handover_before_empty_s``)
+    warn_before_empty_s: float = 30 * 60.0
+    #: overlap handover: the rate moves to the standby in this many steps, each at least
+    #: ``overlap_step_s`` long and only once the standby's counter shows its flow
+    overlap_steps: int = 4
+    overlap_step_s: float = 60.0
+    #: an overlap step waits for the standby's flow at most this long, then alarms
+    overlap_stall_s: float = 10 * 60.0
+    #: a container change (syringe or bag) may stop a channel at most this long
+    max_container_pause_s: float = 3 * 60.0
+    #: the largest prime volume a request may ask for (mL)
+    max_prime_ml: Decimal = Decimal(5)

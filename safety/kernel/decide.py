@@ -1,28 +1,47 @@
-"""Requests -> verdicts: invariants S1-S8, S10-S12 applied to what the controller asks.
+"""Requests -> verdicts: invariants S1-S8, S10-S12, S15 applied to what the controller
+asks.
 
 ``decide`` is a pure function of (library, state, request, now, pump capabilities): it
 changes nothing. The host journals the verdict, then executes its actions; the state
 changes only through journaled events (``reducer.py``).
+
+A request addresses one channel (its ``channel``; None: the bench's only one). What is
+the pump's is judged per channel (S6 program, S7 range, S10 uncertain command); what is
+the patient's is judged on the patient's total of the drug, summed over every channel
+giving it (S1 hard max, S2 soft limits, S3 cap, S4 rises, S5 wean and stop threshold): a
+request on channel B is judged on what the other channels give plus B's new rate, so a
+second pump can never double a dose or stop a vasopressor abruptly. The relay and
+container-change requests are ``safety.kernel.relay``'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
 from safety.kernel.config import KernelConfig, PumpCapabilities
-from safety.kernel.limits import LimitSet, limit_sets
+from safety.kernel.history import RateHistory
+from safety.kernel.limits import LimitSet, drug_limit_sets, limit_sets
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     AcknowledgeAlarms,
     AdmitPatient,
+    ArmStandby,
     ChangeDose,
+    ContainerChanged,
+    DisarmStandby,
     EmergencyStop,
     LoadProgram,
     Now,
     PatientSpec,
+    PauseForContainerChange,
+    PrimeChannel,
     ProgramSpec,
     PumpAction,
     Request,
+    ResumeAfterContainerChange,
     SetInterlock,
     SetRate,
     StartInfusion,
@@ -34,6 +53,8 @@ from safety.kernel.model import (
 )
 from safety.kernel.state import (
     ActiveProgram,
+    ChannelError,
+    ChannelState,
     FluidProgram,
     KernelState,
     Program,
@@ -53,79 +74,236 @@ from safety.units import (
     parse_dose_unit,
 )
 
+#: the pump capabilities a decision needs: one per channel, or one for every channel
+Pumps = PumpCapabilities | Mapping[str, PumpCapabilities]
+
+#: request bodies that address one channel
+_CHANNEL_BODIES = (
+    LoadProgram,
+    StartInfusion,
+    ChangeDose,
+    StopInfusion,
+    PauseForContainerChange,
+    ContainerChanged,
+    ResumeAfterContainerChange,
+)
+_RELAY_BODIES = (
+    ArmStandby,
+    DisarmStandby,
+    PrimeChannel,
+    PauseForContainerChange,
+    ContainerChanged,
+    ResumeAfterContainerChange,
+)
+
+
+def pump_of(pumps: Pumps, channel: str) -> PumpCapabilities:
+    """The capabilities of ``channel``'s pump (unknown: a range of nothing)."""
+    if isinstance(pumps, PumpCapabilities):
+        return pumps
+    found = pumps.get(channel)
+    return found if found is not None else _UNKNOWN_PUMP
+
+
+_UNKNOWN_PUMP = PumpCapabilities(Decimal(0), Decimal(0), lambda rate: rate)
+
 
 def decide(
     library: DrugLibrary | None,
     state: KernelState,
     request: Request,
     now: Now,
-    pump: PumpCapabilities,
+    pump: Pumps,
     config: KernelConfig,
 ) -> Verdict:
     body = request.body
     # S12: an emergency stop is never refused, whatever its sequence or the state.
     if isinstance(body, EmergencyStop):
-        return Verdict(
-            True,
-            Reason.EMERGENCY_STOPPED,
-            f"emergency stop ({body.source}): pump stopped and interlocked",
-            actions=(StopPump(), SetInterlock(False)),
-        )
+        return _emergency_stop(state, body)
     refusal = _check_link(state, request, now)
     if refusal is not None:
         return refusal
     if isinstance(body, AcknowledgeAlarms):
         return Verdict(True, Reason.ACCEPTED, "alarms acknowledged")
-    if state.pending is not None:  # S10
-        return Verdict.refuse(
-            Reason.DELIVERY_UNCERTAIN,
-            "refused: the last pump command's outcome is uncertain (its acknowledgement was "
-            "lost); waiting for a read-back to reconcile it. Nothing is repeated blindly.",
-        )
-    if isinstance(body, AdmitPatient | UpdatePatient | LoadProgram):
+    if isinstance(body, AdmitPatient | UpdatePatient):
+        uncertain = _uncertain(state, list(state.channels))
+        if uncertain is not None:
+            return uncertain
         if library is None:
-            return Verdict.refuse(
-                Reason.LIBRARY_UNUSABLE,
-                "refused: the safety process has no usable drug library (see its alarm); "
-                "it supervises the running program with the limits it was loaded with",
-            )
+            return _no_library()
         if isinstance(body, AdmitPatient):
             return _admit(library, state, body)
-        if isinstance(body, UpdatePatient):
-            return _update_patient(library, state, body)
-        return _load_program(library, state, body, now.clinical)
-    program = state.program
+        return _update_patient(library, state, body)
+    if isinstance(body, ArmStandby | DisarmStandby | PrimeChannel):
+        named = [body.channel, *([body.for_channel] if isinstance(body, ArmStandby) else [])]
+        for name in named:
+            if name not in state.channels:
+                return _no_channel(state, name)
+    else:
+        assert isinstance(body, _CHANNEL_BODIES)
+        try:
+            body = replace(body, channel=state.resolve(body.channel))
+        except ChannelError as exc:
+            return Verdict.refuse(Reason.UNKNOWN_CHANNEL, f"refused: {exc}")
+    channel = body.channel
+    assert channel is not None
+    c = state.channel(channel)
+    uncertain = _uncertain(state, _involved(state, body))
+    if uncertain is not None:
+        return uncertain
+    if isinstance(body, _RELAY_BODIES):
+        from safety.kernel.relay import decide_relay  # noqa: PLC0415 - relay uses this module
+
+        return decide_relay(library, state, body, now, pump, config)
+    if isinstance(body, LoadProgram):
+        if library is None:
+            return _no_library()
+        return _load_program(library, state, channel, body, now.clinical)
+    program = c.program
     if program is None:
-        return Verdict.refuse(Reason.NO_PROGRAM, "refused: no program loaded")
-    if state.program_stale is not None:
+        return Verdict.refuse(Reason.NO_PROGRAM, "refused: no program loaded" + _on(state, channel))
+    if c.program_stale is not None:
         return Verdict.refuse(
             Reason.PROGRAM_STALE,
-            f"refused: {state.program_stale}. The pump is supervised at its current rate; "
+            f"refused: {c.program_stale}. The pump is supervised at its current rate; "
             "load the program again (same drug, concentration and diluent) to change it",
         )
+    refusal = _relay_busy(state, channel)
+    if refusal is not None:
+        return refusal
     if isinstance(body, StartInfusion | ChangeDose) and body.unit is not None:
         refusal = _unit_check(body.unit, program)
         if refusal is not None:
             return refusal
+    caps = pump_of(pump, channel)
     if isinstance(body, StartInfusion):
         if state.estopped:
             return Verdict.refuse(
                 Reason.EMERGENCY_STOPPED,
                 "refused: emergency stop is active; acknowledge it before starting again",
             )
-        if state.running or state.expected_running:
-            return Verdict.refuse(Reason.ALREADY_INFUSING, "refused: already infusing")
+        if c.busy:
+            return Verdict.refuse(
+                Reason.ALREADY_INFUSING, "refused: already infusing" + _on(state, channel)
+            )
         return _dose_change(
-            state, program, body.dose, body.confirm_soft_limits, now, pump, config, start=True
-        )
+            state, channel, program, body.dose, body.confirm_soft_limits, now, caps, config,
+            start=True,
+        )  # fmt: skip
     if isinstance(body, ChangeDose):
-        if not state.running:
-            return Verdict.refuse(Reason.NOT_INFUSING, "refused: not infusing; start first")
+        if not c.running:
+            return Verdict.refuse(
+                Reason.NOT_INFUSING, "refused: not infusing" + _on(state, channel) + "; start first"
+            )
         return _dose_change(
-            state, program, body.dose, body.confirm_soft_limits, now, pump, config, start=False
-        )
+            state, channel, program, body.dose, body.confirm_soft_limits, now, caps, config,
+            start=False,
+        )  # fmt: skip
     assert isinstance(body, StopInfusion)
-    return _stop(state, program, now.clinical)
+    return _stop(state, channel, program, now.clinical)
+
+
+def _on(state: KernelState, channel: str) -> str:
+    """' on channel B' on a bench of several channels ('' on a one-pump bench)."""
+    return f" on channel {channel}" if len(state.channels) > 1 else ""
+
+
+def _no_library() -> Verdict:
+    return Verdict.refuse(
+        Reason.LIBRARY_UNUSABLE,
+        "refused: the safety process has no usable drug library (see its alarm); "
+        "it supervises the running program with the limits it was loaded with",
+    )
+
+
+def _no_channel(state: KernelState, name: str) -> Verdict:
+    try:
+        state.resolve(name)
+    except ChannelError as exc:
+        return Verdict.refuse(Reason.UNKNOWN_CHANNEL, f"refused: {exc}")
+    raise AssertionError("a known channel")  # pragma: no cover
+
+
+def _involved(state: KernelState, body: object) -> list[str]:
+    """The channels whose uncertain command (S10) blocks ``body``: its own, the standby's
+    active one, and for a dose change every channel giving the same drug (the patient's
+    total is not known while one of them is uncertain)."""
+    channel = getattr(body, "channel", None)
+    assert isinstance(channel, str)
+    names = [channel]
+    if isinstance(body, ArmStandby):
+        names.append(body.for_channel)
+    drug = state.channel(channel).drug
+    if drug is not None and isinstance(body, StartInfusion | ChangeDose | StopInfusion):
+        names += [n for n, _ in state.drug_channels(drug) if n not in names]
+    return names
+
+
+def _uncertain(state: KernelState, channels: list[str]) -> Verdict | None:
+    """S10: nothing new while a command's outcome is uncertain."""
+    for name in channels:
+        if state.channel(name).pending is not None:
+            where = f" on channel {name}" if len(state.channels) > 1 else ""
+            return Verdict.refuse(
+                Reason.DELIVERY_UNCERTAIN,
+                f"refused: the last pump command's outcome{where} is uncertain (its "
+                "acknowledgement was lost); waiting for a read-back to reconcile it. Nothing "
+                "is repeated blindly.",
+            )
+    return None
+
+
+def _relay_busy(state: KernelState, channel: str) -> Verdict | None:
+    """S15: while the safety process hands a drug over, its channels take no orders (the
+    handover is itself judged step by step on the drug's total); an armed standby or a
+    channel paused for a container change takes none either."""
+    c = state.channel(channel)
+    handover = state.handover
+    if handover is not None:
+        drug = state.channel(handover.to_channel).drug
+        if channel in (handover.from_channel, handover.to_channel) or (
+            drug is not None and c.drug == drug
+        ):
+            return Verdict.refuse(
+                Reason.RELAY,
+                f"refused: the safety process is handing the infusion over from channel "
+                f"{handover.from_channel} to {handover.to_channel}; wait until it ends (the "
+                "emergency stop acts at once)",
+            )
+    if c.standby is not None:
+        return Verdict.refuse(
+            Reason.RELAY,
+            f"refused: channel {channel} is armed as the standby of channel "
+            f"{c.standby.for_channel}; disarm it first",
+        )
+    if c.priming is not None:
+        return Verdict.refuse(Reason.RELAY, f"refused: channel {channel} is priming")
+    if c.pause is not None:
+        return Verdict.refuse(
+            Reason.CONTAINER_PAUSE,
+            f"refused: channel {channel} is paused for a container change; resume it after "
+            "the change (it runs again at its rate before the pause)",
+        )
+    return None
+
+
+def _emergency_stop(state: KernelState, body: EmergencyStop) -> Verdict:
+    names = list(state.channels) or [DEFAULT_CHANNEL]
+    stops: list[PumpAction] = [StopPump(n) for n in names]
+    if state.interlock_scope == "channel":
+        cuts: list[PumpAction] = [SetInterlock(False, n) for n in names]
+    else:
+        cuts = [SetInterlock(False, names[0])]
+    if len(names) == 1:
+        what = "pump stopped and interlocked"
+    else:
+        what = f"every pump stopped ({', '.join(names)}) and interlocked"
+    return Verdict(
+        True,
+        Reason.EMERGENCY_STOPPED,
+        f"emergency stop ({body.source}): {what}",
+        actions=(*stops, *cuts),
+    )
 
 
 # --------------------------------------------------------------------------- S8
@@ -163,7 +341,9 @@ def _check_link(state: KernelState, request: Request, now: Now) -> Verdict | Non
 # --------------------------------------------------------------------------- S6
 
 
-def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram, t: float) -> Verdict:
+def _load_program(
+    library: DrugLibrary, state: KernelState, channel: str, body: LoadProgram, t: float
+) -> Verdict:
     spec = body.spec
     if spec.library_hash != library.content_hash:
         return Verdict.refuse(
@@ -171,10 +351,19 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram, t
             f"refused: the program was made with library {spec.library_hash[:19]}, the safety "
             f"process runs {library.content_hash[:19]}",
         )
+    c = state.channel(channel)
+    if c.standby is not None:
+        return Verdict.refuse(
+            Reason.RELAY,
+            f"refused: channel {channel} is armed as the standby of channel "
+            f"{c.standby.for_channel}; disarm it before loading another program",
+        )
+    if c.priming is not None:
+        return Verdict.refuse(Reason.RELAY, f"refused: channel {channel} is priming")
     if spec.test_fluid:
-        return _load_fluid(library, state, spec)
-    program = state.drug_program
-    running = state.running or state.expected_running
+        return _load_fluid(library, c, spec)
+    program = c.drug_program
+    running = c.busy
     in_place = running and program is not None and _same_solution(program, spec)
     if running and not in_place:
         return Verdict.refuse(
@@ -201,14 +390,17 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram, t
     unit = check.selection.therapy.dose_unit
     if in_place:
         assert program is not None
-        # the running rate under the new program: never above its hard max (S1)
+        # the running rate under the new program: never above its hard max (S1), with
+        # what the other channels give of the drug
         limits = limits_of(check, library.content_hash)
-        running_dose = state.current_amount_rate() * dose_per_amount_h(limits)
+        total = state.total_amount_rate(program.drug)
+        running_dose = total * dose_per_amount_h(limits)
         hard = Fraction(check.selection.therapy.hard_max.value)
         if running_dose > hard:
+            pumps = "the pump runs" if total == c.current_amount_rate() else "the pumps run"
             return Verdict.refuse(
                 Reason.HARD_MAX,
-                f"refused: the pump runs {num(running_dose)} {unit} under this program, above "
+                f"refused: {pumps} {num(running_dose)} {unit} under this program, above "
                 f"its hard maximum {num(hard)} {unit}; wean below it first",
             )
     where = " (re-programmed in place: the pump runs on)" if in_place else ""
@@ -221,8 +413,8 @@ def _load_program(library: DrugLibrary, state: KernelState, body: LoadProgram, t
     )
 
 
-def _load_fluid(library: DrugLibrary, state: KernelState, spec: ProgramSpec) -> Verdict:
-    if state.running or state.expected_running:
+def _load_fluid(library: DrugLibrary, c: ChannelState, spec: ProgramSpec) -> Verdict:
+    if c.busy:
         return Verdict.refuse(
             Reason.ALREADY_INFUSING,
             "refused: an infusion is running; a test fluid is loaded only when nothing runs",
@@ -285,7 +477,7 @@ def _admit(library: DrugLibrary, state: KernelState, body: AdmitPatient) -> Verd
     profile_id, problem = _patient_problem(library, body.patient)
     if problem is not None:
         return problem
-    if state.running or state.expected_running:
+    if state.any_busy():
         return Verdict.refuse(
             Reason.ALREADY_INFUSING,
             "refused: an infusion is running; a new patient is admitted only when nothing "
@@ -370,6 +562,7 @@ def _unit_check(unit_text: str, program: Program) -> Verdict | None:
 
 def _dose_change(
     state: KernelState,
+    channel: str,
     program: Program,
     dose_value: Decimal,
     confirm_soft: bool,
@@ -379,8 +572,9 @@ def _dose_change(
     *,
     start: bool,
 ) -> Verdict:
+    c = state.channel(channel)
     if isinstance(program, FluidProgram):
-        return _fluid_rate(state, program, dose_value, pump, start=start)
+        return _fluid_rate(c, channel, program, dose_value, pump, start=start)
     unit = program.unit
     # Bounded before any exact arithmetic: Fraction(1E+999999999) would take hours.
     if not dose_value.is_finite() or not (0 < dose_value <= DOSE_VALUE_MAX):
@@ -397,12 +591,21 @@ def _dose_change(
     extra = {"unit": unit, "rate_ml_h": rate, "dose": fraction_to_decimal(effective)}
 
     # S7: the pump's physical range with this syringe
-    refusal = _pump_range(pump, exact, rate, f"{num(dose)} {unit}", extra)
+    refusal = pump_range(pump, exact, rate, f"{num(dose)} {unit}", extra)
     if refusal is not None:
         return refusal
 
+    # what the other channels give of the drug: every patient-level rule reads the total
+    drug = program.drug
+    others = state.others_amount_rate(drug, channel)
+    context = total_context(state, drug, channel) if others else ""
+    total_dose = dose + program.dose_of_amount_rate(others)
+
     # S1 hard max, S2 soft limits (checked on the order; the pump's rounded rate is lower)
-    findings = limit_findings(therapy, dose, program.what, soft_confirmed=confirm_soft)
+    what = program.what + (
+        f", summed over channels {_sharing(state, drug, channel)}" if others else ""
+    )
+    findings = limit_findings(therapy, total_dose, what, soft_confirmed=confirm_soft)
     for finding in findings:
         if finding.severity is Severity.REFUSE:
             return Verdict.refuse(finding.code, finding.message, findings=(finding,), **extra)
@@ -416,46 +619,123 @@ def _dose_change(
             )
 
     # S1 (earlier limits still in force), S4, S5, S3: on the drug rate, under every set
-    asked = exact * program.amount_per_ml  # drug per hour the order asks for
-    given = Fraction(rate) * program.amount_per_ml  # and what the pump will run
-    current = state.current_amount_rate()
-    t = now.clinical
-    caps: list[CumulativeCap] = []
-    for index, limit_set in enumerate(limit_sets(state, t)):
-        refusal = _set_limits(
-            state, limit_set, asked, given, current, t, start=start, own=index == 0
-        )
-        cap = limit_set.cap
-        if refusal is None and cap is not None and cap not in caps:
-            caps.append(cap)
-            if start or given > current:
-                refusal = _cap_limit(state, limit_set, cap, given, t, config)
-        if refusal is not None:
-            return Verdict.refuse(refusal.reason, refusal.message, **extra)
+    asked = exact * program.amount_per_ml + others  # drug per hour the order asks for
+    given = Fraction(rate) * program.amount_per_ml + others  # and what the pumps will run
+    current = c.current_amount_rate() + others
+    refusal = judge_total(
+        state,
+        drug,
+        channel,
+        asked,
+        given,
+        current,
+        now.clinical,
+        config,
+        start=start and not others,  # a start beside a running channel is a rise
+        own_checked=True,
+        context=context,
+    )
+    if refusal is not None:
+        return Verdict.refuse(refusal.reason, refusal.message, **extra)
 
     actions: tuple[PumpAction, ...]
     if start:
-        actions = (SetRate(rate), StartPump())
-        if not state.interlock_enabled:
-            actions = (SetInterlock(True), *actions)
+        actions = (SetRate(rate, channel), StartPump(channel))
+        if not c.interlock_enabled:
+            actions = (SetInterlock(True, channel), *actions)
         verb = "start"
     else:
-        actions = (SetRate(rate),)
+        actions = (SetRate(rate, channel),)
         verb = "rise" if asked > current else "fall" if asked < current else "same rate"
     warnings = tuple(f for f in findings if f.severity is Severity.WARN)
+    total = ""
+    if others:
+        total = (
+            f"; with channels {_givers(state, drug, but=channel)} the total is "
+            f"{num(program.dose_of_amount_rate(given))} {unit}"
+        )
     return Verdict(
         True,
         Reason.ACCEPTED,
         f"accepted ({verb}): {num(dose)} {unit} -> {num(rate)} mL/h "
-        f"(delivers {num(effective)} {unit})",
+        f"(delivers {num(effective)} {unit}){total}",
         actions=actions,
         findings=warnings,
         **extra,  # type: ignore[arg-type]
     )
 
 
-def _set_limits(
+def _givers(state: KernelState, drug: str, but: str) -> str:
+    """The channels other than ``but`` that give ``drug`` now, for people."""
+    return ", ".join(
+        n for n, c in state.drug_channels(drug) if n != but and c.licensed_amount_rate() > 0
+    )
+
+
+def _sharing(state: KernelState, drug: str, channel: str) -> str:
+    """``channel`` and the channels that give ``drug`` beside it, for people."""
+    return ", ".join(
+        n for n, c in state.drug_channels(drug) if n == channel or c.licensed_amount_rate() > 0
+    )
+
+
+def total_context(state: KernelState, drug: str, channel: str) -> str:
+    """' (the total of channels A, B)': what a patient-level figure is, for people."""
+    return f" (the total of channels {_sharing(state, drug, channel)})"
+
+
+def judge_total(
     state: KernelState,
+    drug: str,
+    channel: str,
+    asked: Fraction,
+    given: Fraction,
+    current: Fraction,
+    t: float,
+    config: KernelConfig,
+    *,
+    start: bool,
+    own_checked: bool,
+    resume_to: Fraction | None = None,
+    context: str = "",
+) -> Verdict | None:
+    """The patient-level rules on a new total of ``drug`` (amount per hour): ``asked``
+    (the order, before the pumps' rounding), ``given`` (what the pumps will run),
+    ``current`` (what they give now). S1 under every limit set (the requesting
+    channel's own set is skipped when ``own_checked``: the request path checked it with
+    the soft limits), S4 start or rise, S5 wean, S3 cap on a start or a rise. A rise back
+    to at most ``resume_to`` (what ran before: a relay or a container change restoring
+    it) is not a titration, so S4 does not apply to it."""
+    history = state.history_of(drug)
+    caps: list[CumulativeCap] = []
+    for index, limit_set in enumerate(
+        limit_sets(state, channel, t) or drug_limit_sets(state, drug, t)
+    ):
+        restoring = resume_to is not None and asked <= resume_to
+        refusal = _set_limits(
+            history,
+            limit_set,
+            asked,
+            given,
+            current,
+            t,
+            start=start,
+            own=own_checked and index == 0,
+            restoring=restoring,
+            context=context,
+        )
+        cap = limit_set.cap
+        if refusal is None and cap is not None and cap not in caps:
+            caps.append(cap)
+            if start or given > current:
+                refusal = _cap_limit(history, limit_set, cap, given, t, config, context)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def _set_limits(
+    history: RateHistory,
     limits: LimitSet,
     asked: Fraction,
     given: Fraction,
@@ -464,10 +744,12 @@ def _set_limits(
     *,
     start: bool,
     own: bool,
+    restoring: bool = False,
+    context: str = "",
 ) -> Verdict | None:
     """S1 (for earlier sets: the program's own is checked with the soft limits), S4 and S5
     under one limit set; figures in the set's own unit."""
-    unit, note = limits.unit, limits.note
+    unit, note = limits.unit, context + limits.note
     dose = limits.dose(asked)
     if not own:
         hard = Fraction(limits.therapy.hard_max.value)
@@ -477,14 +759,16 @@ def _set_limits(
                 f"refused: {num(dose)} {unit} is above the hard maximum of {num(hard)} {unit}"
                 f"{note}",
             )
-    if start:
+    if restoring:
+        pass
+    elif start:
         titration = limits.therapy.titration
         titr_window = float(titration.window_min.value) * 60
         # a rate the pump ran on its own (stopped as over-rate) is no licence to start at it
         recent = limits.dose(
-            state.history.max_amount_rate(t - titr_window, t, exclude=frozenset({"pump"}))
+            history.max_amount_rate(t - titr_window, t, exclude=frozenset({"pump"}))
         )
-        lowest = state.history.min_running_amount_rate(t - titr_window, t)
+        lowest = history.min_running_amount_rate(t - titr_window, t)
         if lowest is None:  # nothing ran in the window: the library's start
             bound = max(Fraction(limits.therapy.max_start.value), recent)
             why = f"max start {num(limits.therapy.max_start.value)} {unit}"
@@ -512,15 +796,15 @@ def _set_limits(
                 f"{num(bound)} {unit} ({why}){note}",
             )
     elif asked > current:
-        refusal = _rise_limits(state, limits, dose, limits.dose(current), t)
+        refusal = _rise_limits(history, limits, dose, limits.dose(current), t, note)
         if refusal is not None:
             return refusal
     if not start and asked < current:
-        return _wean_limit(state, limits, limits.dose(given), t)
+        return _wean_limit(history, limits, limits.dose(given), t, note)
     return None
 
 
-def _pump_range(
+def pump_range(
     pump: PumpCapabilities,
     exact: Fraction,
     rate: Decimal,
@@ -554,10 +838,15 @@ def _pump_range(
 
 
 def _rise_limits(
-    state: KernelState, limits: LimitSet, dose: Fraction, current: Fraction, t: float
+    history: RateHistory,
+    limits: LimitSet,
+    dose: Fraction,
+    current: Fraction,
+    t: float,
+    note: str,
 ) -> Verdict | None:
     titration = limits.therapy.titration
-    unit, note = limits.unit, limits.note
+    unit = limits.unit
     rise = dose - current
     step_bound = min(
         Fraction(titration.max_step_rise.value),
@@ -572,7 +861,7 @@ def _rise_limits(
             f"{num(current + step_bound)} {unit}){note}",
         )
     window_s = float(titration.window_min.value) * 60
-    base_amount = state.history.min_running_amount_rate(t - window_s, t)
+    base_amount = history.min_running_amount_rate(t - window_s, t)
     base = limits.dose(base_amount) if base_amount is not None else current
     window_bound = min(
         Fraction(titration.max_window_rise.value),
@@ -590,7 +879,7 @@ def _rise_limits(
 
 
 def _wean_limit(
-    state: KernelState, limits: LimitSet, effective: Fraction, t: float
+    history: RateHistory, limits: LimitSet, effective: Fraction, t: float, note: str
 ) -> Verdict | None:
     wean = limits.therapy.wean
     if not wean.gradual_wean_only.value:
@@ -598,7 +887,7 @@ def _wean_limit(
     assert wean.max_fall_fraction is not None and wean.window_min is not None
     unit = limits.unit
     window_s = float(wean.window_min.value) * 60
-    highest = limits.dose(state.history.max_amount_rate(t - window_s, t))
+    highest = limits.dose(history.max_amount_rate(t - window_s, t))
     floor = (1 - Fraction(wean.max_fall_fraction.value)) * highest
     if effective < floor:
         pct = num(Fraction(wean.max_fall_fraction.value) * 100)
@@ -606,22 +895,23 @@ def _wean_limit(
             Reason.WEAN_TOO_FAST,
             f"refused: {num(effective)} {unit} is a faster wean than allowed: at most {pct} % "
             f"below the highest dose of the last {num(wean.window_min.value)} min "
-            f"({num(highest)} {unit}), so not below {num(floor)} {unit} now{limits.note}",
+            f"({num(highest)} {unit}), so not below {num(floor)} {unit} now{note}",
         )
     return None
 
 
 def _cap_limit(
-    state: KernelState,
+    history: RateHistory,
     limits: LimitSet,
     cap: CumulativeCap,
     given: Fraction,
     t: float,
     config: KernelConfig,
+    context: str = "",
 ) -> Verdict | None:
     """S3: a rise (or a start) must not reach a cap in force within the look-ahead."""
     window_s = float(cap.window_s)
-    so_far = state.history.amount(t - window_s, t)
+    so_far = history.amount(t - window_s, t)
     ahead = float(given) * config.cap_lookahead_s / 3600.0
     if so_far + ahead > float(cap.base_amount):
         return Verdict.refuse(
@@ -629,13 +919,14 @@ def _cap_limit(
             f"refused: at this rate the cap of {num(cap.amount)} {cap.unit} per "
             f"{num(cap.window_h)} h would be reached within {config.cap_lookahead_s / 60:.0f} "
             f"min ({_amount(so_far, cap.unit.value)} given in the last {num(cap.window_h)} h)"
-            f"{limits.note}",
+            f"{context}{limits.note}",
         )
     return None
 
 
 def _fluid_rate(
-    state: KernelState,
+    c: ChannelState,
+    channel: str,
     program: FluidProgram,
     rate_value: Decimal,
     pump: PumpCapabilities,
@@ -667,14 +958,14 @@ def _fluid_rate(
             f"of {program.what}",
             **extra,
         )
-    refusal = _pump_range(pump, exact, rate, f"{num(exact)} mL/h", extra)
+    refusal = pump_range(pump, exact, rate, f"{num(exact)} mL/h", extra)
     if refusal is not None:
         return refusal
-    actions: tuple[PumpAction, ...] = (SetRate(rate),)
+    actions: tuple[PumpAction, ...] = (SetRate(rate, channel),)
     if start:
-        actions = (*actions, StartPump())
-        if not state.interlock_enabled:
-            actions = (SetInterlock(True), *actions)
+        actions = (*actions, StartPump(channel))
+        if not c.interlock_enabled:
+            actions = (SetInterlock(True, channel), *actions)
     verb = "start" if start else "change"
     return Verdict(
         True,
@@ -685,11 +976,31 @@ def _fluid_rate(
     )
 
 
-def _stop(state: KernelState, program: Program, t: float) -> Verdict:
-    if not state.running and not state.expected_running:
-        return Verdict.refuse(Reason.NOT_INFUSING, "refused: not infusing")
-    current = state.current_amount_rate()
-    for limits in limit_sets(state, t):
+def _stop(state: KernelState, channel: str, program: Program, t: float) -> Verdict:
+    c = state.channel(channel)
+    if not c.busy:
+        return Verdict.refuse(Reason.NOT_INFUSING, "refused: not infusing" + _on(state, channel))
+    drug = c.drug
+    others = state.others_amount_rate(drug, channel) if drug is not None else Fraction(0)
+    if drug is not None and others > 0:
+        # one channel of several stops: the patient's total falls to what the others
+        # give, and that is a fall like any other (S5)
+        history = state.history_of(drug)
+        context = total_context(state, drug, channel)
+        for limits in limit_sets(state, channel, t):
+            refusal = _wean_limit(history, limits, limits.dose(others), t, context + limits.note)
+            if refusal is not None:
+                return refusal
+        rest = program.dose_of_amount_rate(others) if isinstance(program, ActiveProgram) else 0
+        return Verdict(
+            True,
+            Reason.ACCEPTED,
+            f"accepted: stop channel {channel} (channels {_givers(state, drug, channel)} "
+            f"give {num(rest)} {program.unit})",
+            actions=(StopPump(channel),),
+        )
+    current = c.current_amount_rate()
+    for limits in limit_sets(state, channel, t):
         wean = limits.therapy.wean
         if not wean.gradual_wean_only.value:
             continue
@@ -704,7 +1015,7 @@ def _stop(state: KernelState, program: Program, t: float) -> Verdict:
                 f"{num(threshold)} {limits.unit}{limits.note}; wean first (emergency stop "
                 "stops at once)",
             )
-    return Verdict(True, Reason.ACCEPTED, "accepted: stop", actions=(StopPump(),))
+    return Verdict(True, Reason.ACCEPTED, "accepted: stop", actions=(StopPump(channel),))
 
 
 def _amount(base: float, unit: str) -> str:

@@ -1,12 +1,17 @@
-"""What the pump has been verified to run, over clinical time.
+"""What the patient has been verified to receive of one drug, over clinical time.
 
 Windows (titration, wean, 24-hour cap) are questions about this history: the highest
 dose in the last 30 minutes, the lowest running dose in the last 10, the drug given in
-the last 24 hours. Each segment keeps the pump rate (mL/h, the pump's own decimal figure)
-and the drug amount per mL it carried, so the history answers in drug amount per hour
-and stays right across a change of concentration (a new syringe) - a re-program cannot
-reset the 24-hour cap. Comparisons are exact (``Fraction``); integrals are floats and are
-only ever compared with a margin.
+the last 24 hours. Each segment keeps the drug amount per hour (mcg/h or units/h) the
+patient received from its start: the sum over every channel giving the drug of the
+verified pump rate times the amount per mL it carried. So the history stays right across
+a change of concentration (a new syringe), a second pump and a relay handover: a
+re-program cannot reset the 24-hour cap, and a second channel cannot double a dose or
+stop a vasopressor unseen. Comparisons are exact (``Fraction``); integrals are floats and
+are only ever compared with a margin.
+
+A channel's own pump rates since its last reading (for the accuracy check of its volume
+counter) are its ``FlowLog``.
 """
 
 from __future__ import annotations
@@ -41,13 +46,11 @@ class Bolus:
 @dataclass(frozen=True)
 class Segment:
     start: float  # clinical seconds
-    rate_ml_h: Decimal
-    amount_per_ml: Fraction  # base amount (mcg or units) per mL of what ran
-    cause: str = "command"  # "command", "pump" (the pump stopped itself), "safety", "estop"
-
-    @cached_property
-    def amount_per_h(self) -> Fraction:
-        return Fraction(self.rate_ml_h) * self.amount_per_ml
+    #: base amount (mcg or units) per hour, summed over every channel giving the drug
+    amount_per_h: Fraction
+    #: "command", "pump" (the pump ran or stopped on its own), "safety", "estop", "relay",
+    #: "container_change"
+    cause: str = "command"
 
     @cached_property
     def amount_per_h_f(self) -> float:
@@ -71,6 +74,9 @@ class RateHistory:
 
     segments: tuple[Segment, ...] = ()
     boluses: tuple[Bolus, ...] = ()
+    #: amount given before the first kept segment (pruned segments and boluses), so the
+    #: total since the patient's first dose is known however long the course
+    before: float = 0.0
 
     @property
     def current(self) -> Segment | None:
@@ -82,32 +88,27 @@ class RateHistory:
             return self
         last = self.boluses[-1].at if self.boluses else -math.inf
         bolus = Bolus(max(at, last), amount, why)
-        history = RateHistory(self.segments, (*self.boluses, bolus))
+        history = RateHistory(self.segments, (*self.boluses, bolus), self.before)
         _carry_tables(self, history)
         return history
 
     def with_rate(
         self,
         t: float,
-        rate_ml_h: Decimal,
-        amount_per_ml: Fraction,
+        amount_per_h: Fraction,
         cause: str = "command",
         keep_s: float = KEEP_S,
     ) -> RateHistory:
-        """The rate from ``t`` on; segments stay in time order, pruned to ``keep_s``."""
+        """The drug rate from ``t`` on; segments stay in time order, pruned to ``keep_s``."""
         last = self.current
-        if (
-            last is not None
-            and last.rate_ml_h == rate_ml_h
-            and (rate_ml_h == 0 or last.amount_per_ml == amount_per_ml)
-        ):
+        if last is not None and last.amount_per_h == amount_per_h:
             return self
         # A segment that lasted 0 s is kept: it adds nothing to an amount, but the window
         # rules must see it (a start at 8 then rises at the same instant - a virtual or
         # coarse clock - would otherwise lose the 8 the titration window starts from).
         starts = self._starts
         end = bisect.bisect_right(starts, t)  # segments that started after t are dropped
-        new = Segment(t, rate_ml_h, amount_per_ml, cause)
+        new = Segment(t, amount_per_h, cause)
         # the last kept segment still in force at the horizon is kept whole
         first = max(0, min(end, bisect.bisect_right(starts, t - keep_s)) - 1)
         totals = self._totals
@@ -118,9 +119,11 @@ class RateHistory:
             total = 0.0
         horizon = t - keep_s
         boluses = self.boluses
+        before = self.before + (totals[first] if first else 0.0)
         if boluses and boluses[0].at < horizon:
+            before += sum(b.amount for b in boluses if b.at < horizon)
             boluses = tuple(b for b in boluses if b.at >= horizon)
-        history = RateHistory((*self.segments[first:end], new), boluses)
+        history = RateHistory((*self.segments[first:end], new), boluses, before)
         cache = history.__dict__  # what cached_property reads: the tables, carried forward
         cache["_starts"] = (*starts[first:end], t)
         cache["_keys"] = (*self._keys[first:end], new.amount_per_h_f)
@@ -172,17 +175,6 @@ class RateHistory:
         hi = bisect.bisect_right(starts, until)
         return lo, max(lo, hi)
 
-    def _spans(self, since: float, until: float) -> list[tuple[float, float, Segment]]:
-        """(from, to, segment) for every segment in force at some instant of [since, until]."""
-        lo, hi = self._window(since, until)
-        segs = self.segments
-        spans: list[tuple[float, float, Segment]] = []
-        for i in range(lo, hi):
-            seg = segs[i]
-            end = segs[i + 1].start if i + 1 < len(segs) else math.inf
-            spans.append((max(seg.start, since), min(end, until), seg))
-        return spans
-
     # ------------------------------------------------------------------ windows
     def max_amount_rate(
         self, since: float, until: float, *, exclude: frozenset[str] = frozenset()
@@ -225,9 +217,6 @@ class RateHistory:
         tied = [segs[lo + i] for i in itertools.compress(range(len(keys)), map(best.__eq__, keys))]
         if len(tied) == 1:
             return tied[0].amount_per_h
-        if len(set(map(id, map(_PER_ML, tied)))) == 1:
-            # one concentration: the drug rate is the pump rate times one constant >= 0
-            return pick(tied, key=_RATE).amount_per_h
         return pick(tied, key=_AMOUNT).amount_per_h
 
     def amount(self, since: float, until: float) -> float:
@@ -235,6 +224,11 @@ class RateHistory:
         if until <= since:
             return 0.0
         return max(0.0, self._given_by(until) - self._given_by(since))
+
+    def given_total(self, t: float) -> float:
+        """Drug amount given from the first segment ever recorded up to ``t`` (pruned
+        history included): for people, never for a limit (a limit reads its window)."""
+        return self.before + self._given_by(t)
 
     def _given_by(self, t: float) -> float:
         i = bisect.bisect_right(self._starts, t) - 1
@@ -255,10 +249,36 @@ class RateHistory:
         """Amount of the boluses before each index: [0, b0, b0 + b1, ...]."""
         return (0.0, *itertools.accumulate(b.amount for b in self.boluses))
 
+
+@dataclass(frozen=True)
+class FlowLog:
+    """One channel's verified pump rate (mL/h) since its last reading, as (start, rate)
+    points: what its volume counter should have counted (S13 accuracy), whatever the
+    other channels of its drug did meanwhile."""
+
+    points: tuple[tuple[float, Decimal], ...] = ()
+
+    def with_rate(self, t: float, rate_ml_h: Decimal) -> FlowLog:
+        """The rate from ``t`` on (points that started after ``t`` are dropped)."""
+        if self.points and self.points[-1][1] == rate_ml_h:
+            return self
+        kept = tuple(p for p in self.points if p[0] <= t)
+        return FlowLog((*kept, (t, rate_ml_h)))
+
+    def since(self, t: float) -> FlowLog:
+        """Only what is needed from ``t`` on: the point in force at ``t`` and later ones."""
+        points = self.points
+        i = bisect.bisect_right([p[0] for p in points], t) - 1
+        return self if i <= 0 else FlowLog(points[i:])
+
     def volume_ml(self, since: float, until: float) -> float:
         total = 0.0
-        for lo, hi, seg in self._spans(since, until):
-            total += float(seg.rate_ml_h) * (hi - lo) / 3600.0
+        points = self.points
+        for i, (start, rate) in enumerate(points):
+            end = points[i + 1][0] if i + 1 < len(points) else math.inf
+            lo, hi = max(start, since), min(end, until)
+            if hi > lo:
+                total += float(rate) * (hi - lo) / 3600.0
         return total
 
 
@@ -270,9 +290,7 @@ def _carry_tables(old: RateHistory, new: RateHistory) -> None:
 
 
 def _running_key(segment: Segment) -> float:
-    return segment.amount_per_h_f if segment.rate_ml_h > 0 else math.inf
+    return segment.amount_per_h_f if segment.amount_per_h > 0 else math.inf
 
 
-_PER_ML = operator.attrgetter("amount_per_ml")
-_RATE = operator.attrgetter("rate_ml_h")
 _AMOUNT = operator.attrgetter("amount_per_h")

@@ -1,5 +1,6 @@
-"""The limit sets a drug is held to at an instant: its program's, and any earlier ones
-still in force (``PriorLimits``).
+"""The limit sets a drug is held to at an instant: the program's of every channel giving
+it (the requesting channel's first), and any earlier ones still in force
+(``PriorLimits``).
 
 Every window rule (S3, S4, S5) and the hard max (S1) is checked against each set, in
 that set's own dose unit, on the drug rate (amount per hour) that the request or the
@@ -45,23 +46,42 @@ class LimitSet:
         return dose / self.per_amount_h
 
 
-def limit_sets(state: KernelState, t: float) -> list[LimitSet]:
-    """The loaded program's limits first, then earlier ones of its drug still in force."""
-    program = state.drug_program
+def limit_sets(state: KernelState, channel: str, t: float) -> list[LimitSet]:
+    """The limits of ``channel``'s program first, then those of every other channel
+    giving the same drug (each distinct set once), then earlier ones still in force."""
+    program = state.channel(channel).drug_program
     if program is None:  # nothing, or a test fluid: no drug's limits
         return []
-    sets = [LimitSet(program.limits, program.dose_per_amount_h)]
-    for prior in state.priors_at(t):
+    return drug_limit_sets(state, program.drug, t, first=channel)
+
+
+def drug_limit_sets(
+    state: KernelState, drug: str, t: float, first: str | None = None
+) -> list[LimitSet]:
+    """Every limit set that binds ``drug`` now (``first``'s program's at the head)."""
+    sets: list[LimitSet] = []
+    seen: list[object] = []
+    channels = state.drug_channels(drug)
+    channels.sort(key=lambda item: item[0] != first)
+    for name, channel in channels:
+        program = channel.drug_program
+        assert program is not None
+        if program.limits in seen:
+            continue
+        seen.append(program.limits)
+        note = "" if name == first or not sets else f" (the limits of channel {name}'s program)"
+        sets.append(LimitSet(program.limits, program.dose_per_amount_h, note))
+    for prior in state.record_of(drug).priors_at(t):
         note = f" (still in force until t={prior.until:.0f} s: {prior.why})"
         sets.append(LimitSet(prior.limits, prior.per_amount_h, note))
     return sets
 
 
-def caps_in_force(state: KernelState, t: float) -> list[tuple[CumulativeCap, str]]:
-    """Each distinct cumulative cap that binds the loaded program's drug now."""
+def caps_in_force(state: KernelState, drug: str, t: float) -> list[tuple[CumulativeCap, str]]:
+    """Each distinct cumulative cap that binds ``drug`` now."""
     seen: list[CumulativeCap] = []
     out: list[tuple[CumulativeCap, str]] = []
-    for limit_set in limit_sets(state, t):
+    for limit_set in drug_limit_sets(state, drug, t):
         cap = limit_set.cap
         if cap is not None and cap not in seen:
             seen.append(cap)

@@ -17,6 +17,14 @@ from safety.library import BenchFluid, CumulativeCap, Therapy
 from safety.reasons import Reason
 from safety.rules import Finding
 
+#: the name of a bench's only channel unless its config names it (a ``[pump]`` table)
+DEFAULT_CHANNEL = "A"
+
+#: relay strategies: start the standby at the active channel's rate and stop the active
+#: one (``quick``), or hand the rate over in steps as the standby's flow comes up
+#: (``overlap``)
+RelayStrategy = Literal["quick", "overlap"]
+
 # --------------------------------------------------------------------------- time
 
 
@@ -105,6 +113,8 @@ class RequestMeta:
 @dataclass(frozen=True)
 class LoadProgram:
     spec: ProgramSpec
+    #: the channel to load; None: the bench's only channel (refused when it has several)
+    channel: str | None = None
     kind: Literal["load_program"] = "load_program"
 
 
@@ -117,6 +127,7 @@ class StartInfusion:
     dose: Decimal
     confirm_soft_limits: bool = False
     unit: str | None = None
+    channel: str | None = None
     kind: Literal["start"] = "start"
 
 
@@ -125,11 +136,13 @@ class ChangeDose:
     dose: Decimal
     confirm_soft_limits: bool = False
     unit: str | None = None
+    channel: str | None = None
     kind: Literal["change_dose"] = "change_dose"
 
 
 @dataclass(frozen=True)
 class StopInfusion:
+    channel: str | None = None
     kind: Literal["stop"] = "stop"
 
 
@@ -165,6 +178,69 @@ class UpdatePatient:
     kind: Literal["update_patient"] = "update_patient"
 
 
+@dataclass(frozen=True)
+class ArmStandby:
+    """Make ``channel`` the relief of ``for_channel``: when ``for_channel``'s container
+    nears empty, the safety process itself hands the infusion over (relay). Refused
+    unless ``channel`` holds the same drug at the same concentration and diluent, is
+    primed and stands still (S15)."""
+
+    channel: str
+    for_channel: str
+    strategy: RelayStrategy = "quick"
+    kind: Literal["arm_standby"] = "arm_standby"
+
+
+@dataclass(frozen=True)
+class DisarmStandby:
+    channel: str
+    kind: Literal["disarm_standby"] = "disarm_standby"
+
+
+@dataclass(frozen=True)
+class PrimeChannel:
+    """Purge ``volume_ml`` through a stopped channel's line to take up the pump's slack
+    (``PumpDriver.prime``). The line must not be connected to the patient: what a prime
+    pushes out goes to waste, so the request says so (``confirm_line_disconnected``)."""
+
+    channel: str
+    volume_ml: Decimal
+    confirm_line_disconnected: bool = False
+    kind: Literal["prime"] = "prime"
+
+
+@dataclass(frozen=True)
+class PauseForContainerChange:
+    """Stop ``channel`` for a new syringe or bag: a gap that is explicit, bounded (the
+    safety process's ``max_container_pause_s``, alarmed when exceeded) and journaled, the
+    one way a gradual-wean drug may pause above its stop threshold (S15)."""
+
+    channel: str | None = None
+    kind: Literal["pause_for_container_change"] = "pause_for_container_change"
+
+
+@dataclass(frozen=True)
+class ContainerChanged:
+    """A new syringe or bag is in ``channel``, holding ``volume_ml``. ``concentration``
+    (what its label says; None: the program's) must be the program's: another one needs
+    a re-program. Nothing resets the drug's history. The container is of the kind the
+    channel is configured with (another syringe size is a change of the safety process's
+    config: the pump's range depends on it)."""
+
+    volume_ml: Decimal
+    channel: str | None = None
+    concentration: str | None = None
+    kind: Literal["container_changed"] = "container_changed"
+
+
+@dataclass(frozen=True)
+class ResumeAfterContainerChange:
+    """Run the paused channel again at the rate it ran before the pause."""
+
+    channel: str | None = None
+    kind: Literal["resume_after_container_change"] = "resume_after_container_change"
+
+
 RequestBody = Annotated[
     LoadProgram
     | StartInfusion
@@ -173,7 +249,13 @@ RequestBody = Annotated[
     | EmergencyStop
     | AcknowledgeAlarms
     | AdmitPatient
-    | UpdatePatient,
+    | UpdatePatient
+    | ArmStandby
+    | DisarmStandby
+    | PrimeChannel
+    | PauseForContainerChange
+    | ContainerChanged
+    | ResumeAfterContainerChange,
     Field(discriminator="kind"),
 ]
 
@@ -190,28 +272,44 @@ class Request:
 @dataclass(frozen=True)
 class SetRate:
     rate_ml_h: Decimal
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["set_rate"] = "set_rate"
 
 
 @dataclass(frozen=True)
 class StartPump:
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["start_pump"] = "start_pump"
 
 
 @dataclass(frozen=True)
 class StopPump:
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["stop_pump"] = "stop_pump"
 
 
 @dataclass(frozen=True)
 class SetInterlock:
-    """The GPIO pump-enable relay: False cuts the pump (S12)."""
+    """The GPIO pump-enable relay: False cuts the pump (S12). With one relay for the
+    bench (``interlock_scope`` "bench") it cuts every pump, whatever ``channel`` says."""
 
     pump_enabled: bool
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["set_interlock"] = "set_interlock"
 
 
-PumpAction = Annotated[SetRate | StartPump | StopPump | SetInterlock, Field(discriminator="kind")]
+@dataclass(frozen=True)
+class PrimePump:
+    """Purge ``volume_ml`` at the pump's top rate (``PumpDriver.prime``): to waste."""
+
+    volume_ml: Decimal
+    channel: str = DEFAULT_CHANNEL
+    kind: Literal["prime_pump"] = "prime_pump"
+
+
+PumpAction = Annotated[
+    SetRate | StartPump | StopPump | SetInterlock | PrimePump, Field(discriminator="kind")
+]
 
 
 # --------------------------------------------------------------------------- verdict
@@ -256,6 +354,7 @@ class ProgramLoaded:
     limits: Limits
     infused_baseline_ml: float
     now: Now
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["program_loaded"] = "program_loaded"
 
 
@@ -292,6 +391,8 @@ class LibraryChecked:
     detail: str
     library_hash: str
     now: Now
+    #: the channels whose programs are affected ("changed"); empty: every loaded one
+    channels: tuple[str, ...] = ()
     kind: Literal["library_checked"] = "library_checked"
 
 
@@ -364,6 +465,7 @@ class CommandFailed:
 class ReadbackReceived:
     reading: PumpReading
     now: Now
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["readback"] = "readback"
 
 
@@ -371,6 +473,7 @@ class ReadbackReceived:
 class CommsFailed:
     detail: str
     now: Now
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["comms_failed"] = "comms_failed"
 
 
@@ -415,6 +518,7 @@ class Resumed:
     reading: PumpReading | None
     now: Now
     detail: str = ""
+    channel: str = DEFAULT_CHANNEL
     kind: Literal["resumed"] = "resumed"
 
 
@@ -430,6 +534,117 @@ class ClientDropped:
     why: str
     now: Now
     kind: Literal["client_dropped"] = "client_dropped"
+
+
+@dataclass(frozen=True)
+class ChannelConfigured:
+    """One channel as the safety process's config declares it."""
+
+    name: str
+    driver: str  # "mock", "ne1000", "harvard", "modbus"
+    container: str  # the syringe's (or bag's) catalogue name
+    container_kind: Literal["syringe", "bag"]
+    volume_ml: float  # what the container holds when full
+    loaded_ml: float  # what it held when the bench was set up (when the journal knows none)
+
+
+@dataclass(frozen=True)
+class BenchConfigured:
+    """The channels this run owns, journaled at every start before any of their events:
+    a replay knows each channel and its container from the journal alone. A channel the
+    journal knew with the same container keeps what it knew (its volume used, whether
+    primed); one no longer configured is dropped (alarmed if it was running)."""
+
+    channels: tuple[ChannelConfigured, ...]
+    interlock_scope: Literal["bench", "channel"]
+    now: Now
+    kind: Literal["bench_configured"] = "bench_configured"
+
+
+@dataclass(frozen=True)
+class StandbyArmed:
+    channel: str
+    for_channel: str
+    strategy: RelayStrategy
+    now: Now
+    kind: Literal["standby_armed"] = "standby_armed"
+
+
+@dataclass(frozen=True)
+class StandbyDisarmed:
+    channel: str
+    why: str
+    now: Now
+    kind: Literal["standby_disarmed"] = "standby_disarmed"
+
+
+@dataclass(frozen=True)
+class ContainerLoaded:
+    """A new syringe or bag in ``channel``: its volume counts from here; not primed."""
+
+    channel: str
+    container: str
+    volume_ml: float
+    now: Now
+    #: the concentration its label names when it is not the program's (a re-program is
+    #: then needed); None: the program's
+    concentration: str | None = None
+    kind: Literal["container_loaded"] = "container_loaded"
+
+
+@dataclass(frozen=True)
+class ContainerPaused:
+    """``channel`` stopped for a container change at ``rate_ml_h``, for at most ``max_s``."""
+
+    channel: str
+    rate_ml_h: Decimal
+    max_s: float
+    now: Now
+    #: the program's concentration at the pause: a re-program for the new container's
+    #: resumes the same drug rate, not the same pump rate
+    concentration: str = ""
+    kind: Literal["container_paused"] = "container_paused"
+
+
+@dataclass(frozen=True)
+class ContainerResumed:
+    channel: str
+    now: Now
+    kind: Literal["container_resumed"] = "container_resumed"
+
+
+@dataclass(frozen=True)
+class HandoverStarted:
+    """The safety process hands ``drug`` over from ``from_channel`` to ``to_channel``."""
+
+    from_channel: str
+    to_channel: str
+    strategy: RelayStrategy
+    steps: int
+    #: the outgoing channel's verified rate when the handover began: the rate handed over
+    rate_ml_h: Decimal
+    why: str
+    now: Now
+    kind: Literal["handover_started"] = "handover_started"
+
+
+@dataclass(frozen=True)
+class HandoverStepped:
+    """One step of an overlap handover done (``step`` of the handover's ``steps``);
+    ``counter_ml`` is the incoming channel's volume counter at that instant."""
+
+    step: int
+    counter_ml: float | None
+    now: Now
+    kind: Literal["handover_stepped"] = "handover_stepped"
+
+
+@dataclass(frozen=True)
+class HandoverEnded:
+    outcome: Literal["done", "failed", "cancelled"]
+    detail: str
+    now: Now
+    kind: Literal["handover_ended"] = "handover_ended"
 
 
 Event = Annotated[
@@ -450,7 +665,16 @@ Event = Annotated[
     | LibraryChecked
     | TimelineResumed
     | JournalRecovered
-    | ClientDropped,
+    | ClientDropped
+    | BenchConfigured
+    | StandbyArmed
+    | StandbyDisarmed
+    | ContainerLoaded
+    | ContainerPaused
+    | ContainerResumed
+    | HandoverStarted
+    | HandoverStepped
+    | HandoverEnded,
     Field(discriminator="kind"),
 ]
 

@@ -1,11 +1,13 @@
 """Read-backs and the passage of time -> state changes and safety reactions.
 
-The same checks that guard requests run on what the pump really does (S1 on read-back),
-plus the ones only a read-back can make: S9 (set versus read-back), S10 (reconciling an
-uncertain command), S13 (pump alarms, pump stopped by itself, accuracy from the pump's
-own volume counter) and S3 (the cumulative cap as time passes). Pure functions: the
-reducer applies the state change when the event is replayed; the host executes the
-reaction's actions when it happens live.
+The same checks that guard requests run on what the pumps really do (S1 on read-back,
+on the patient's total of the drug over every channel), plus the ones only a read-back
+can make, per channel: S9 (set versus read-back), S10 (reconciling an uncertain
+command), S13 (pump alarms, pump stopped by itself, accuracy from the pump's own volume
+counter); per drug: S3 (the cumulative cap as time passes); and, on a bench of several
+channels, the warning that a container will empty with no standby armed (S15). Pure
+functions: the reducer applies the state change when the event is replayed; the host
+executes the reaction's actions when it happens live.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from safety.alarms import AlarmBook, Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.limits import caps_in_force, limit_sets
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     Now,
     PumpAction,
     PumpReading,
@@ -26,6 +29,7 @@ from safety.kernel.model import (
     StartPump,
     StopPump,
 )
+from safety.kernel.relay import relay_deadline
 from safety.kernel.state import FluidProgram, KernelState, Pending
 from safety.reasons import Reason
 from safety.rules import num
@@ -50,6 +54,14 @@ PUMP_ALARMS: dict[str, tuple[Priority, str]] = {
     "other": (Priority.MEDIUM, "pump alarm"),
 }
 
+#: a prime counts as done when the pump's counter moved at least this share of its volume
+PRIME_DONE_SHARE = 0.9
+
+
+def drug_scope(drug: str) -> str:
+    """The alarm scope of a drug's patient-level conditions (its cap)."""
+    return f"drug:{drug}"
+
 
 #: delivery the pump's counter shows beyond what the verified rates explain is counted as
 #: unseen (a bolus) only above this share of what they explain, plus ``UNSEEN_FLOOR_ML``
@@ -58,31 +70,40 @@ UNSEEN_FLOOR_ML = 0.01
 
 
 def observe(
-    state: KernelState, reading: PumpReading, now: Now, config: KernelConfig
+    state: KernelState,
+    reading: PumpReading,
+    now: Now,
+    config: KernelConfig,
+    channel: str = DEFAULT_CHANNEL,
 ) -> tuple[KernelState, Reaction]:
     t = now.clinical
-    if state.unseen_pending:  # a restart that could not read the pump: count the gap now
-        state = count_unseen_delivery(state, reading.infused_ml, reading.alarms, t)
-        state = replace(state, unseen_pending=False)
-    alarms = state.alarms.condition_gone("pump_comms")
-    alarms = _pump_alarms(alarms, reading, t)
-    s = replace(state, comms_ok=True, alarms=alarms)
+    if state.channel(channel).unseen_pending:  # a restart that could not read the pump
+        state = count_unseen_delivery(state, reading.infused_ml, reading.alarms, t, channel)
+        state = state.with_channel(channel, unseen_pending=False)
+    alarms = state.alarms.condition_gone("pump_comms", channel)
+    alarms = _pump_alarms(alarms, reading, t, channel)
+    s = replace(state, alarms=alarms).with_channel(channel, comms_ok=True)
     rate = reading.set_rate_ml_h
     running = reading.running
 
-    if s.pending is not None:
-        s = _reconcile(s, s.pending, reading, t)
+    c = s.channel(channel)
+    if c.pending is not None:
+        s = _reconcile(s, channel, c.pending, reading, t)
+    s = _container_used(s, channel, reading.infused_ml, t)
+    if s.channel(channel).priming is not None:
+        return _priming(s, channel, reading, now, config)
 
     actions: list[PumpAction] = []
-    cause = s.expected_cause
+    c = s.channel(channel)
+    cause = c.expected_cause
     tol = config.readback_rel_tolerance
     if running:
-        over_by_hard = _above_hard_max(s, rate, t)
+        over_by_hard = _above_hard_max(s, channel, rate, t)
         if s.estopped:
             # S12 holds until acknowledged: a pump seen running under an emergency stop
             # (its stop lost on the wire, or restarted at its keypad) is stopped again,
             # on this read-back, not by repeating blindly
-            actions.append(StopPump())
+            actions.append(StopPump(channel))
         elif over_by_hard is not None:
             s = _alarm(
                 s,
@@ -91,10 +112,11 @@ def observe(
                 Priority.HIGH,
                 f"pump runs {num(rate)} mL/h = {over_by_hard}: stopped",
                 t,
+                channel,
             )
-            actions.append(StopPump())
+            actions.append(StopPump(channel))
             cause = "pump"  # a rate nobody commanded
-        elif not s.expected_running:
+        elif not c.expected_running:
             s = _alarm(
                 s,
                 "readback_over",
@@ -103,25 +125,27 @@ def observe(
                 f"pump is running at {num(rate)} mL/h but was not started by the safety "
                 "process: stopped",
                 t,
+                channel,
             )
-            actions.append(StopPump())
+            actions.append(StopPump(channel))
             cause = "pump"
-        elif rate > s.expected_rate * (1 + tol):
+        elif rate > c.expected_rate * (1 + tol):
             s = _alarm(
                 s,
                 "readback_over",
                 Reason.READBACK_OVER,
                 Priority.HIGH,
-                f"pump runs {num(rate)} mL/h, above the {num(s.expected_rate)} mL/h it was "
+                f"pump runs {num(rate)} mL/h, above the {num(c.expected_rate)} mL/h it was "
                 "set to: stopped",
                 t,
+                channel,
             )
-            actions.append(StopPump())
+            actions.append(StopPump(channel))
             cause = "pump"
-        elif rate < s.expected_rate * (1 - tol):
-            if s.under_retries < config.max_under_retries:
-                s = replace(s, under_retries=s.under_retries + 1)
-                actions.append(SetRate(s.expected_rate))
+        elif rate < c.expected_rate * (1 - tol):
+            if c.under_retries < config.max_under_retries:
+                s = s.with_channel(channel, under_retries=c.under_retries + 1)
+                actions.append(SetRate(c.expected_rate, channel))
                 cause = "retry"
             else:
                 s = _alarm(
@@ -129,21 +153,18 @@ def observe(
                     "readback_under",
                     Reason.READBACK_UNDER,
                     Priority.MEDIUM,
-                    f"pump runs {num(rate)} mL/h, below the {num(s.expected_rate)} mL/h it "
+                    f"pump runs {num(rate)} mL/h, below the {num(c.expected_rate)} mL/h it "
                     "was set to, after a retry",
                     t,
+                    channel,
                 )
-                s = replace(s, expected_rate=rate)
+                s = s.with_channel(channel, expected_rate=rate)
         else:
-            s = replace(s, under_retries=0)
-            s = replace(
-                s,
-                alarms=s.alarms.condition_gone("readback_under").condition_gone(
-                    "readback_hard_max"
-                ),
-            )
+            s = s.with_channel(channel, under_retries=0)
+            alarms = s.alarms.condition_gone("readback_under", channel)
+            s = replace(s, alarms=alarms.condition_gone("readback_hard_max", channel))
     else:
-        if s.expected_running:
+        if c.expected_running:
             present = [a for a in reading.alarms if a != "near_empty"]
             why = ", ".join(PUMP_ALARMS.get(a, PUMP_ALARMS["other"])[1] for a in present)
             s = _alarm(
@@ -154,72 +175,96 @@ def observe(
                 f"the pump stopped by itself ({why or 'no reason given by the pump'}); "
                 "it will not be restarted automatically",
                 t,
+                channel,
             )
-            s = replace(s, expected_running=False)
+            s = s.with_channel(channel, expected_running=False)
             cause = "pump"
-        s = replace(
-            s, alarms=s.alarms.condition_gone("readback_over").condition_gone("readback_hard_max")
-        )
-        if s.estopped:
-            s = replace(s, alarms=s.alarms.condition_gone("estop"))
-    if not running or not s.expected_running:
-        s = replace(s, alarms=s.alarms.condition_gone("pump_stopped"))
+        alarms = s.alarms.condition_gone("readback_over", channel)
+        s = replace(s, alarms=alarms.condition_gone("readback_hard_max", channel))
+    if not running or not s.channel(channel).expected_running:
+        s = replace(s, alarms=s.alarms.condition_gone("pump_stopped", channel))
 
-    was_running = state.running
-    s = _record(s, running, rate, t, cause, config)
-    s = _accuracy(s, reading, t, config, steady=was_running and running and not reading.alarms)
-    s, cap_actions = _cap(s, now, config)
-    for action in cap_actions:
-        if StopPump() not in actions:
-            actions.append(action)
+    was_running = state.channel(channel).running
+    s = _record(s, channel, running, rate, t, cause, config)
+    if s.estopped and not s.any_running():
+        s = replace(s, alarms=s.alarms.condition_gone("estop"))  # every pump seen stopped
+    steady = was_running and running and not reading.alarms
+    s = _accuracy(s, channel, reading, t, config, steady=steady)
+    drug = s.channel(channel).drug
+    if drug is not None:
+        s, cap_actions = _cap(s, drug, now, config)
+        for action in cap_actions:
+            if action not in actions:
+                actions.append(action)
+    s = container_warnings(s, now, config)
     s = replace(s, alarms=s.alarms.rearmed(now.liveness))
     return s, Reaction(tuple(actions), "safety" if cause != "retry" else "retry")
 
 
 def tick(state: KernelState, now: Now, config: KernelConfig) -> tuple[KernelState, Reaction]:
-    """Time passed without a read-back: the cap and the alarm silences."""
-    s, actions = _cap(state, now, config)
+    """Time passed without a read-back: the caps, the container warnings, the alarm
+    silences."""
+    s = state
+    actions: list[PumpAction] = []
+    for drug in _drugs_given(s):
+        s, more = _cap(s, drug, now, config)
+        actions += [a for a in more if a not in actions]
+    s = container_warnings(s, now, config)
     s = replace(s, alarms=s.alarms.rearmed(now.liveness))
     return s, Reaction(tuple(actions), "safety")
 
 
 def next_deadline(state: KernelState, now: Now, config: KernelConfig) -> float | None:
-    """Clinical time by which the kernel must look again (the cap guard), if any."""
-    if state.program is None or not state.running:
-        return None
-    seg = state.history.current
-    if seg is None or seg.amount_per_h <= 0:
-        return None
+    """Clinical time by which the kernel must look again (each drug's cap guard), if
+    any, and the relay's next moment (``safety.kernel.relay.relay_deadline``) still to
+    come."""
     t = now.clinical
-    per_s = float(seg.amount_per_h) / 3600.0
-    deadlines = [
-        t
-        + max(
-            0.0,
-            (float(cap.base_amount) - state.history.amount(t - float(cap.window_s), t)) / per_s
-            - config.cap_guard_s,
-        )
-        for cap, _ in caps_in_force(state, t)
-    ]
+    deadlines: list[float] = []
+    for drug in _drugs_given(state):
+        if not any(c.running for _, c in state.drug_channels(drug)):
+            continue
+        seg = state.history_of(drug).current
+        if seg is None or seg.amount_per_h <= 0:
+            continue
+        per_s = float(seg.amount_per_h) / 3600.0
+        history = state.history_of(drug)
+        deadlines += [
+            t
+            + max(
+                0.0,
+                (float(cap.base_amount) - history.amount(t - float(cap.window_s), t)) / per_s
+                - config.cap_guard_s,
+            )
+            for cap, _ in caps_in_force(state, drug, t)
+        ]
+    relay = relay_deadline(state, config)
+    if relay is not None and relay > t:
+        deadlines.append(relay)
     return min(deadlines, default=None)
 
 
 def count_unseen_delivery(
-    s: KernelState, infused_ml: float, pump_alarms: tuple[str, ...], t: float
+    s: KernelState,
+    infused_ml: float,
+    pump_alarms: tuple[str, ...],
+    t: float,
+    channel: str = DEFAULT_CHANNEL,
 ) -> KernelState:
-    """The pump's volume counter across the gap a restart left, against the verified
-    history's account of it: what the counter shows beyond it reached the patient unseen
-    (S3 counts it). Made at the restart's reading, or at the first one after it when the
+    """The pump's volume counter across the gap a restart left, against the account of
+    it that the channel's own verified rates give (its ``FlowLog``: the drug's history
+    sums every channel): what the counter shows beyond it reached the patient unseen (S3
+    counts it). Made at the restart's reading, or at the first one after it when the
     pump could not be read then."""
-    program = s.drug_program
-    last_ml, last_at = s.last_infused_ml, s.last_reading_at
+    c = s.channel(channel)
+    program = c.drug_program
+    last_ml, last_at = c.last_infused_ml, c.last_reading_at
     if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
         return s  # a reset counter says nothing about the gap; the rate history does
     measured_ml = infused_ml - last_ml
     if measured_ml <= 0:
         return s
     per_ml = float(program.amount_per_ml)
-    counted = s.history.amount(last_at, t)
+    counted = c.flow.volume_ml(last_at, t) * per_ml
     excess = measured_ml * per_ml - counted
     if excess <= counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * per_ml:
         return s
@@ -230,44 +275,183 @@ def count_unseen_delivery(
 
 
 def record_history(
-    s: KernelState, t: float, rate: Decimal, cause: str, config: KernelConfig
+    s: KernelState, drug: str, t: float, cause: str, config: KernelConfig
 ) -> KernelState:
-    """The loaded program's drug ran ``rate`` mL/h of its solution from ``t`` on."""
-    program = s.drug_program
-    if program is None:  # nothing loaded, or a test fluid: no drug ran
-        return s
-    record = s.drugs.get(program.drug)
+    """The patient's total of ``drug`` from ``t`` on: the sum of what its channels give."""
+    record = s.drugs.get(drug)
     if record is None:  # a program is always loaded with its record; total all the same
         return s
-    history = record.history.with_rate(
-        t, rate, program.amount_per_ml, cause, record.keep_s(config.history_keep_s)
-    )
+    total = s.total_amount_rate(drug)
+    history = record.history.with_rate(t, total, cause, record.keep_s(config.history_keep_s))
     if history is record.history:
         return s
-    return replace(s, drugs={**s.drugs, program.drug: replace(record, history=history)})
+    return replace(s, drugs={**s.drugs, drug: replace(record, history=history)})
+
+
+def container_warnings(s: KernelState, now: Now, config: KernelConfig) -> KernelState:
+    """S15: a container change paused past its bound alarms (high); an overlap handover
+    whose standby shows no flow for ``overlap_stall_s`` alarms (medium); and on a bench
+    of several channels, a running drug channel whose container would empty within
+    ``warn_before_empty_s`` with no standby armed for it alarms (medium), high from
+    ``handover_before_empty_s``. A one-pump bench has no relay to offer: its pump's own
+    near-empty alarm speaks."""
+    t = now.clinical
+    alarms = s.alarms
+    for name, c in s.channels.items():
+        pause = c.pause
+        if pause is None or t <= pause.until:
+            alarms = alarms.condition_gone("container_pause_overdue", name)
+            continue
+        alarms = alarms.raised(
+            "container_pause_overdue",
+            Reason.CONTAINER_PAUSE,
+            Priority.HIGH,
+            f"channel {name} has been paused for a container change for "
+            f"{(t - pause.since) / 60:.0f} min, longer than the {pause.max_s / 60:.0f} min "
+            "allowed: resume it, or give the drug another way",
+            pause.until,
+            name,
+        )
+    handover = s.handover
+    if handover is not None and handover.step_at is not None and handover.step < handover.steps:
+        stalled = t >= handover.step_at + config.overlap_stall_s
+        if stalled:
+            alarms = alarms.raised(
+                "relay_stalled",
+                Reason.RELAY,
+                Priority.MEDIUM,
+                f"the handover to channel {handover.to_channel} waits for its flow: its "
+                f"counter has not shown it for {(t - handover.step_at) / 60:.0f} min (an "
+                "unprimed syringe, a clamp, an occlusion?)",
+                t,
+                handover.to_channel,
+            )
+    if len(s.channels) < 2:
+        return replace(s, alarms=alarms)
+    armed = {c.standby.for_channel for c in s.channels.values() if c.standby is not None}
+    handing = s.handover.from_channel if s.handover is not None else None
+    for name, c in s.channels.items():
+        empty_at = c.empty_at()
+        left = empty_at - t if empty_at is not None else None
+        if (
+            left is None
+            or c.drug_program is None
+            or name in armed
+            or name == handing
+            or left > config.warn_before_empty_s
+        ):
+            alarms = alarms.condition_gone("relay_no_standby", name)
+            continue
+        high = left <= config.handover_before_empty_s
+        alarms = alarms.raised(
+            "relay_no_standby",
+            Reason.RELAY,
+            Priority.HIGH if high else Priority.MEDIUM,
+            f"channel {name}'s {c.container.name or 'container'} empties in about "
+            f"{max(0.0, left) / 60:.0f} min and no standby is armed for it: load, prime and "
+            "arm another channel, or pause it for a container change",
+            t,
+            name,
+        )
+    return replace(s, alarms=alarms)
 
 
 # --------------------------------------------------------------------------- pieces
 
 
+def _drugs_given(s: KernelState) -> list[str]:
+    drugs: list[str] = []
+    for c in s.channels.values():
+        drug = c.drug
+        if drug is not None and drug not in drugs:
+            drugs.append(drug)
+    return drugs
+
+
 def _alarm(
-    s: KernelState, key: str, reason: Reason, priority: Priority, message: str, t: float
+    s: KernelState,
+    key: str,
+    reason: Reason,
+    priority: Priority,
+    message: str,
+    t: float,
+    scope: str = "",
 ) -> KernelState:
-    return replace(s, alarms=s.alarms.raised(key, reason, priority, message, t))
+    return replace(s, alarms=s.alarms.raised(key, reason, priority, message, t, scope))
 
 
-def _pump_alarms(alarms: AlarmBook, reading: PumpReading, t: float) -> AlarmBook:
+def _pump_alarms(alarms: AlarmBook, reading: PumpReading, t: float, channel: str) -> AlarmBook:
     present = set(reading.alarms)
     for kind, (priority, words) in PUMP_ALARMS.items():
         key = f"pump:{kind}"
         if kind in present:
-            alarms = alarms.raised(key, Reason.PUMP_ALARM, priority, f"pump alarm: {words}", t)
+            alarms = alarms.raised(
+                key, Reason.PUMP_ALARM, priority, f"pump alarm: {words}", t, channel
+            )
         else:
-            alarms = alarms.condition_gone(key)
+            alarms = alarms.condition_gone(key, channel)
     return alarms
 
 
-def _reconcile(s: KernelState, pending: Pending, reading: PumpReading, t: float) -> KernelState:
+def _container_used(s: KernelState, channel: str, infused_ml: float, t: float) -> KernelState:
+    """What the pump's counter displaced since the last reading is gone from its
+    container (a counter that went back was cleared: it counts again from zero)."""
+    c = s.channel(channel)
+    container = c.container
+    last = container.counter_ml if container.counter_ml is not None else 0.0
+    moved = infused_ml - last if infused_ml >= last else infused_ml
+    container = replace(
+        container, used_ml=container.used_ml + max(0.0, moved), counter_ml=infused_ml, read_at=t
+    )
+    return s.with_channel(channel, container=container)
+
+
+def _priming(
+    s: KernelState, channel: str, reading: PumpReading, now: Now, config: KernelConfig
+) -> tuple[KernelState, Reaction]:
+    """A channel priming runs to waste: neither an infusion (no history, no read-back
+    alarm for a pump nobody started) nor idle. Done when the pump stops by itself."""
+    t = now.clinical
+    c = s.channel(channel)
+    priming = c.priming
+    assert priming is not None
+    c = replace(c, running=reading.running, set_rate=reading.set_rate_ml_h, unread_command=False)
+    if not reading.running:
+        moved = (
+            reading.infused_ml - priming.counter_at_start
+            if priming.counter_at_start is not None
+            and reading.infused_ml >= priming.counter_at_start
+            else None
+        )
+        done = moved is None or moved >= PRIME_DONE_SHARE * priming.volume_ml
+        present = [a for a in reading.alarms if a != "near_empty"]
+        if done and not present:
+            c = replace(c, priming=None, container=replace(c.container, primed=True))
+            s = replace(s, alarms=s.alarms.condition_gone("prime_failed", channel))
+        else:
+            why = ", ".join(PUMP_ALARMS.get(a, PUMP_ALARMS["other"])[1] for a in present)
+            c = replace(c, priming=None)
+            s = _alarm(
+                s,
+                "prime_failed",
+                Reason.RELAY,
+                Priority.MEDIUM,
+                f"the prime of {priming.volume_ml:g} mL stopped "
+                + (f"after {moved:.2f} mL" if moved is not None else "early")
+                + (f" ({why})" if why else "")
+                + ": the channel is not primed",
+                t,
+                channel,
+            )
+    c = replace(c, last_reading_at=t, last_infused_ml=reading.infused_ml, deviation_since=None)
+    s = replace(s, channels={**s.channels, channel: c})
+    s = replace(s, alarms=s.alarms.rearmed(now.liveness))
+    return s, Reaction((), "safety")
+
+
+def _reconcile(
+    s: KernelState, channel: str, pending: Pending, reading: PumpReading, t: float
+) -> KernelState:
     """S10: did the command whose acknowledgement was lost take effect?"""
     action = pending.action
     if isinstance(action, SetRate):
@@ -283,8 +467,10 @@ def _reconcile(s: KernelState, pending: Pending, reading: PumpReading, t: float)
         verdict = "it took effect"
     elif unchanged:
         verdict = "it did not take effect"
-        s = replace(
-            s, expected_rate=pending.previous_rate, expected_running=pending.previous_running
+        s = s.with_channel(
+            channel,
+            expected_rate=pending.previous_rate,
+            expected_running=pending.previous_running,
         )
     else:
         verdict = "the pump shows neither the old nor the new setting"
@@ -294,65 +480,97 @@ def _reconcile(s: KernelState, pending: Pending, reading: PumpReading, t: float)
         Priority.MEDIUM,
         f"uncertain command reconciled by read-back: {verdict}",
         t,
-    ).condition_gone("delivery_uncertain")
-    return replace(s, pending=None, alarms=alarms)
+        channel,
+    ).condition_gone("delivery_uncertain", channel)
+    return replace(s, alarms=alarms).with_channel(channel, pending=None)
 
 
 def _record(
-    s: KernelState, running: bool, rate: Decimal, t: float, cause: str, config: KernelConfig
+    s: KernelState,
+    channel: str,
+    running: bool,
+    rate: Decimal,
+    t: float,
+    cause: str,
+    config: KernelConfig,
 ) -> KernelState:
+    c = s.channel(channel)
     effective = rate if running else Decimal(0)
-    s = record_history(s, t, effective, "estop" if s.estopped else cause, config)
-    return replace(s, running=running, set_rate=rate)
+    flow = c.flow.with_rate(t, effective) if c.drug_program is not None else c.flow
+    s = s.with_channel(channel, running=running, set_rate=rate, unread_command=False, flow=flow)
+    drug = c.drug
+    if drug is None:  # nothing loaded, or a test fluid: no drug ran
+        return s
+    return record_history(s, drug, t, "estop" if s.estopped else cause, config)
 
 
-def _above_hard_max(s: KernelState, rate: Decimal, t: float) -> str | None:
-    """S1 on read-back, against every limit set in force: what the rate is, in words,
+def _above_hard_max(s: KernelState, channel: str, rate: Decimal, t: float) -> str | None:
+    """S1 on read-back, against every limit set in force, on the patient's total of the
+    drug (this channel's read rate and what the others give): what it is, in words,
     when it is above one of their hard maxima."""
-    program = s.program
+    c = s.channel(channel)
+    program = c.program
     if program is None:
         return None
     if isinstance(program, FluidProgram):
         if Fraction(rate) > program.max_rate:
             return f"above the maximum {num(program.max_rate)} mL/h of {program.what}"
         return None
-    amount = Fraction(rate) * program.amount_per_ml
-    for limit_set in limit_sets(s, t):
+    others = s.others_amount_rate(program.drug, channel)
+    amount = Fraction(rate) * program.amount_per_ml + others
+    total = f" (the total with channels {_others(s, program.drug, channel)})" if others else ""
+    for limit_set in limit_sets(s, channel, t):
         dose = limit_set.dose(amount)
         hard = Fraction(limit_set.therapy.hard_max.value)
         if dose > hard:
             return (
-                f"{num(dose)} {limit_set.unit}, above the hard maximum {num(hard)} "
+                f"{num(dose)} {limit_set.unit}{total}, above the hard maximum {num(hard)} "
                 f"{limit_set.unit}{limit_set.note}"
             )
     return None
 
 
+def _others(s: KernelState, drug: str, but: str) -> str:
+    return ", ".join(n for n, c in s.drug_channels(drug) if n != but and c.licensed_amount_rate())
+
+
 def _accuracy(
-    s: KernelState, reading: PumpReading, t: float, config: KernelConfig, *, steady: bool
+    s: KernelState,
+    channel: str,
+    reading: PumpReading,
+    t: float,
+    config: KernelConfig,
+    *,
+    steady: bool,
 ) -> KernelState:
     """S13 / GIP: measured flow (pump's volume counter) against the verified rate.
 
     Judged only over spans in which the pump ran throughout (``steady``): when it stopped
     in between, the history cannot know the instant, and the pump's own alarm says why.
     """
+    c = s.channel(channel)
     if (
-        s.last_reading_at is None
-        or s.last_infused_ml is None
+        c.last_reading_at is None
+        or c.last_infused_ml is None
         or not steady
-        or reading.infused_ml < s.last_infused_ml  # the counter was cleared: a new base
+        or reading.infused_ml < c.last_infused_ml  # the counter was cleared: a new base
     ):
-        return replace(
-            s, last_reading_at=t, last_infused_ml=reading.infused_ml, deviation_since=None
+        return s.with_channel(
+            channel,
+            last_reading_at=t,
+            last_infused_ml=reading.infused_ml,
+            deviation_since=None,
+            flow=c.flow.since(t),
         )
-    span = t - s.last_reading_at
+    span = t - c.last_reading_at
     if span < config.accuracy_min_span_s:
         return s
-    measured = reading.infused_ml - s.last_infused_ml
-    expected = s.history.volume_ml(s.last_reading_at, t)
-    s = replace(s, last_reading_at=t, last_infused_ml=reading.infused_ml)
+    measured = reading.infused_ml - c.last_infused_ml
+    expected = c.flow.volume_ml(c.last_reading_at, t)
+    c = replace(c, last_reading_at=t, last_infused_ml=reading.infused_ml, flow=c.flow.since(t))
+    s = replace(s, channels={**s.channels, channel: c})
     if measured < 0 or expected <= 0.01:
-        return replace(s, deviation_since=None)  # counter cleared, or nothing to judge
+        return s.with_channel(channel, deviation_since=None)  # nothing to judge
     deviation = measured / expected - 1.0
     words = "over" if deviation > 0 else "under"
     message = (
@@ -361,27 +579,38 @@ def _accuracy(
     )
     if abs(deviation) > config.accuracy_far:
         priority = Priority.HIGH if deviation > 0 else Priority.MEDIUM
-        return _alarm(s, f"accuracy_{words}", Reason.PUMP_ALARM, priority, message, t)
+        return _alarm(s, f"accuracy_{words}", Reason.PUMP_ALARM, priority, message, t, channel)
     if abs(deviation) > config.accuracy_tolerance:
-        since = s.deviation_since if s.deviation_since is not None else t - span
-        s = replace(s, deviation_since=since)
+        since = c.deviation_since if c.deviation_since is not None else t - span
+        s = s.with_channel(channel, deviation_since=since)
         if t - since >= config.accuracy_persistence_s:
-            return _alarm(s, f"accuracy_{words}", Reason.PUMP_ALARM, Priority.MEDIUM, message, t)
+            return _alarm(
+                s, f"accuracy_{words}", Reason.PUMP_ALARM, Priority.MEDIUM, message, t, channel
+            )
         return s
-    alarms = s.alarms.condition_gone("accuracy_over").condition_gone("accuracy_under")
-    return replace(s, deviation_since=None, alarms=alarms)
+    alarms = s.alarms.condition_gone("accuracy_over", channel).condition_gone(
+        "accuracy_under", channel
+    )
+    return replace(s, alarms=alarms).with_channel(channel, deviation_since=None)
 
 
-def _cap(s: KernelState, now: Now, config: KernelConfig) -> tuple[KernelState, list[PumpAction]]:
-    """S3 as time passes: warn when a cap in force nears, stop before one is crossed."""
-    if s.program is None:
+def _cap(
+    s: KernelState, drug: str, now: Now, config: KernelConfig
+) -> tuple[KernelState, list[PumpAction]]:
+    """S3 as time passes: warn when a cap in force nears, stop (every channel of the
+    drug) before one is crossed."""
+    channels = s.drug_channels(drug)
+    if not channels:
         return s, []
     t = now.clinical
-    seg = s.history.current
-    per_s = float(seg.amount_per_h) / 3600.0 if seg is not None and s.running else 0.0
+    scope = drug_scope(drug)
+    history = s.history_of(drug)
+    seg = history.current
+    running = any(c.running for _, c in channels)
+    per_s = float(seg.amount_per_h) / 3600.0 if seg is not None and running else 0.0
     warning: tuple[float, str] | None = None
-    for cap, note in caps_in_force(s, t):
-        given = s.history.amount(t - float(cap.window_s), t)
+    for cap, note in caps_in_force(s, drug, t):
+        given = history.amount(t - float(cap.window_s), t)
         headroom = float(cap.base_amount) - given
         shown = f"{num(cap.amount)} {cap.unit} per {num(cap.window_h)} h{note}"
         if per_s > 0 and headroom <= per_s * config.cap_guard_s:
@@ -392,8 +621,9 @@ def _cap(s: KernelState, now: Now, config: KernelConfig) -> tuple[KernelState, l
                 Priority.HIGH,
                 f"cumulative cap reached ({shown}): pump stopped; it is a hard limit",
                 t,
+                scope,
             )
-            return s, [StopPump()]
+            return s, [StopPump(name) for name, c in channels if c.running]
         if per_s > 0 and headroom / per_s <= config.cap_warning_s:
             minutes = headroom / per_s / 60.0
             if warning is None or minutes < warning[0]:
@@ -407,9 +637,10 @@ def _cap(s: KernelState, now: Now, config: KernelConfig) -> tuple[KernelState, l
             Priority.MEDIUM,
             f"cumulative cap ({shown}) will be reached in {minutes:.0f} min at this rate: wean now",
             t,
+            scope,
         )
         return s, []
-    alarms = s.alarms.condition_gone("cap_warning")
+    alarms = s.alarms.condition_gone("cap_warning", scope)
     if per_s == 0:
-        alarms = alarms.condition_gone("cap")
+        alarms = alarms.condition_gone("cap", scope)
     return replace(s, alarms=alarms), []

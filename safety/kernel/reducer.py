@@ -13,19 +13,27 @@ from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
     AlarmsAcknowledged,
+    BenchConfigured,
     ClientDropped,
     CommandFailed,
     CommandIssued,
     CommsFailed,
+    ContainerLoaded,
+    ContainerPaused,
+    ContainerResumed,
     ControllerAttached,
     ControllerLost,
     EmergencyStopRaised,
     Event,
     FluidLimits,
+    HandoverEnded,
+    HandoverStarted,
+    HandoverStepped,
     JournalRecovered,
     LibraryChecked,
     PatientAdmitted,
     PatientUpdated,
+    PrimePump,
     ProgramLimits,
     ProgramLoaded,
     ReadbackReceived,
@@ -33,6 +41,8 @@ from safety.kernel.model import (
     Resumed,
     SetInterlock,
     SetRate,
+    StandbyArmed,
+    StandbyDisarmed,
     StartPump,
     StopPump,
     Ticked,
@@ -41,11 +51,17 @@ from safety.kernel.model import (
 from safety.kernel.observe import count_unseen_delivery, observe, record_history, tick
 from safety.kernel.state import (
     ActiveProgram,
+    ChannelState,
+    ContainerPause,
+    ContainerState,
     DrugRecord,
+    Handover,
     KernelState,
     Patient,
     Pending,
+    Priming,
     PriorLimits,
+    Standby,
     program_of,
     window_horizon_s,
 )
@@ -64,7 +80,11 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
         if event.how == "first program":
             return replace(state, patient=patient)
         # a new patient: fresh histories and no program (S16: the only way to get them)
-        return replace(state, patient=patient, drugs={}, program=None, program_stale=None)
+        channels = {
+            name: replace(c, program=None, program_stale=None, standby=None)
+            for name, c in state.channels.items()
+        }
+        return replace(state, patient=patient, drugs={}, channels=channels)
     if isinstance(event, PatientUpdated):
         return _patient_updated(state, event)
     if isinstance(event, LibraryChecked):
@@ -79,8 +99,8 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
         alarms = state.alarms.raised(
             "journal_damaged", Reason.JOURNAL_DAMAGED, Priority.HIGH, why, t
         ).condition_gone("journal_damaged")
-        stale = None if state.program is None else f"{why}: re-program to confirm it"
-        return replace(state, alarms=alarms, program_stale=stale)
+        stale = f"{why}: re-program to confirm it"
+        return _stale(replace(state, alarms=alarms), None, stale)
     if isinstance(event, RequestDecided):
         if event.seq is not None and event.session == state.session and event.seq > state.last_seq:
             return replace(state, last_seq=event.seq)
@@ -90,7 +110,7 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
     if isinstance(event, CommandFailed):
         return _failed(state, event)
     if isinstance(event, ReadbackReceived):
-        return observe(state, event.reading, event.now, config)[0]
+        return observe(state, event.reading, event.now, config, event.channel)[0]
     if isinstance(event, CommsFailed):
         alarms = state.alarms.raised(
             "pump_comms",
@@ -98,8 +118,9 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
             Priority.HIGH,
             f"pump not answering: {event.detail}",
             t,
+            event.channel,
         )
-        return replace(state, comms_ok=False, alarms=alarms)
+        return replace(state, alarms=alarms).with_channel(event.channel, comms_ok=False)
     if isinstance(event, ControllerAttached):
         return replace(
             state,
@@ -112,17 +133,16 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
     if isinstance(event, ControllerLost):
         if not state.attached:
             return state
-        if not (state.running or state.expected_running):
+        if not state.any_busy():
             # nothing is infusing: nothing to hold, nobody to alarm; changes still wait
             # for a controller to attach
             return replace(state, attached=False, hold=True)
-        holding = f"holding {num(state.set_rate)} mL/h"
         alarms = state.alarms.raised(
             "controller_lost",
             Reason.HOLD,
             Priority.HIGH,
-            f"controller lost ({event.why}): {holding}; changes refused until a controller "
-            "re-attaches",
+            f"controller lost ({event.why}): {_holding(state)}; changes refused until a "
+            "controller re-attaches",
             t,
         )
         return replace(state, attached=False, hold=True, alarms=alarms)
@@ -134,7 +154,8 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
             f"emergency stop ({event.source})",
             t,
         )
-        return replace(state, estopped=True, alarms=alarms)
+        # a handover in progress ends with it: nothing restarts a pump but a person
+        return replace(state, estopped=True, alarms=alarms, handover=None)
     if isinstance(event, AlarmsAcknowledged):
         alarms = state.alarms.acknowledged(event.keys, event.now.liveness)
         estopped = state.estopped and alarms.has("estop")
@@ -143,17 +164,44 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
         return tick(state, event.now, config)[0]
     if isinstance(event, ClientDropped):
         return state  # on record only (S17)
+    if isinstance(event, BenchConfigured):
+        return _bench_configured(state, event)
+    if isinstance(event, StandbyArmed | StandbyDisarmed | ContainerLoaded | ContainerPaused):
+        return _relay_setting(state, event)
+    if isinstance(event, ContainerResumed):
+        return state.with_channel(event.channel, pause=None)
+    if isinstance(event, HandoverStarted | HandoverStepped | HandoverEnded):
+        return _handover(state, event)
     assert isinstance(event, Resumed)
     return _resumed(state, event, config)
+
+
+def _holding(state: KernelState) -> str:
+    rates = [(n, c.set_rate) for n, c in state.channels.items() if c.busy]
+    if len(state.channels) <= 1:
+        return f"holding {num(rates[0][1])} mL/h" if rates else "holding"
+    return "holding " + ", ".join(f"{n} {num(r)} mL/h" for n, r in rates)
+
+
+def _stale(state: KernelState, channels: tuple[str, ...] | None, why: str) -> KernelState:
+    """Every loaded program (of ``channels``, when given) is stale for ``why``."""
+    out = dict(state.channels)
+    for name, c in state.channels.items():
+        if c.program is not None and (channels is None or name in channels):
+            out[name] = replace(c, program_stale=why)
+    return replace(state, channels=out)
 
 
 def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> KernelState:
     """The channel's program; the drug's record keeps its history, and the limits of the
     drug's previous program, if they differ, keep applying until their windows pass."""
     limits = event.limits
+    channel = event.channel
     if isinstance(limits, FluidLimits):  # no drug: no history, no patient
         program = program_of(event.spec, limits, t, event.infused_baseline_ml)
-        return replace(state, program=program, program_stale=None, under_retries=0)
+        return state.with_channel(
+            channel, program=program, program_stale=None, under_retries=0, relieved_by=None
+        )
     record = state.drugs.get(limits.drug, DrugRecord())
     priors = record.priors_at(t)
     old = record.limits
@@ -161,7 +209,9 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
         priors = (*priors, PriorLimits(old, t + window_horizon_s(old), _why_prior(old, limits)))
     drugs = {**state.drugs, limits.drug: DrugRecord(record.history, limits, priors)}
     program = ActiveProgram(event.spec, limits, t, event.infused_baseline_ml)
-    return replace(state, program=program, drugs=drugs, program_stale=None, under_retries=0)
+    return replace(state, drugs=drugs).with_channel(
+        channel, program=program, program_stale=None, under_retries=0, relieved_by=None
+    )
 
 
 def _why_prior(old: ProgramLimits, new: ProgramLimits) -> str:
@@ -184,9 +234,11 @@ def _patient_updated(state: KernelState, event: PatientUpdated) -> KernelState:
     if patient is None:  # not journaled by the core; kept total for hand-made journals
         return state
     new = replace(patient, spec=event.patient)
-    program = state.drug_program
-    stale = state.program_stale
-    if program is not None and event.how == "confirmed":
+    channels = dict(state.channels)
+    for name, c in state.channels.items():
+        program = c.drug_program
+        if program is None or event.how != "confirmed":
+            continue
         limits = program.limits
         weight_changed = (
             event.patient.weight_kg is not None and limits.weight_kg != event.patient.weight_kg
@@ -199,13 +251,13 @@ def _patient_updated(state: KernelState, event: PatientUpdated) -> KernelState:
                 + (f", {num(limits.weight_kg)} kg" if limits.weight_kg is not None else "")
                 + ": re-program it"
             )
-    return replace(state, patient=new, program_stale=stale)
+            channels[name] = replace(c, program_stale=stale)
+    return replace(state, patient=new, channels=channels)
 
 
 def _library_checked(state: KernelState, event: LibraryChecked) -> KernelState:
     t = event.now.clinical
     alarms = state.alarms
-    stale = state.program_stale
     if event.status == "ok":
         alarms = alarms.condition_gone("library_unusable").condition_gone("library_changed")
         return replace(state, alarms=alarms)
@@ -216,9 +268,7 @@ def _library_checked(state: KernelState, event: LibraryChecked) -> KernelState:
         words = f"the drug library changed since the program was loaded: {event.detail}"
         alarms = alarms.raised("library_changed", Reason.PROGRAM_STALE, Priority.HIGH, words, t)
         alarms = alarms.condition_gone("library_changed")  # latched until acknowledged
-    if state.program is not None:
-        stale = words
-    return replace(state, alarms=alarms, program_stale=stale)
+    return _stale(replace(state, alarms=alarms), event.channels or None, words)
 
 
 def _timeline_resumed(state: KernelState, event: TimelineResumed) -> KernelState:
@@ -253,35 +303,55 @@ def _duration(seconds: float) -> str:
 
 def _issued(state: KernelState, event: CommandIssued) -> KernelState:
     action = event.action
+    channel = action.channel
+    t = event.now.clinical
+    c = state.channel(channel)
     if isinstance(action, SetRate):
-        retries = state.under_retries if event.cause == "retry" else 0
-        return replace(
-            state,
+        retries = c.under_retries if event.cause == "retry" else 0
+        return state.with_channel(
+            channel,
             expected_rate=action.rate_ml_h,
             expected_cause=event.cause,
-            expected_since=event.now.clinical,
+            expected_since=t,
             under_retries=retries,
+            unread_command=True,
         )
     if isinstance(action, StartPump):
-        return replace(
-            state,
+        return state.with_channel(
+            channel,
             expected_running=True,
             expected_cause=event.cause,
-            expected_since=event.now.clinical,
+            expected_since=t,
+            unread_command=True,
+            relieved_by=None,
         )
     if isinstance(action, StopPump):
-        return replace(
-            state,
+        return state.with_channel(
+            channel,
             expected_running=False,
             expected_cause=event.cause,
-            expected_since=event.now.clinical,
+            expected_since=t,
+            unread_command=True,
         )
+    if isinstance(action, PrimePump):
+        priming = Priming(float(action.volume_ml), t, c.container.counter_ml)
+        return state.with_channel(channel, priming=priming)
     assert isinstance(action, SetInterlock)
-    return replace(state, interlock_enabled=action.pump_enabled)
+    if state.interlock_scope == "bench":  # one relay: every pump is enabled or cut
+        channels = {
+            n: replace(ch, interlock_enabled=action.pump_enabled)
+            for n, ch in state.channels.items()
+        }
+        return replace(state, channels=channels).with_channel(
+            channel, interlock_enabled=action.pump_enabled
+        )
+    return state.with_channel(channel, interlock_enabled=action.pump_enabled)
 
 
 def _failed(state: KernelState, event: CommandFailed) -> KernelState:
     t = event.now.clinical
+    channel = event.action.channel
+    c = state.channel(channel)
     if event.failure == "rejected":
         alarms = state.alarms.raised(
             "pump_rejected",
@@ -289,16 +359,24 @@ def _failed(state: KernelState, event: CommandFailed) -> KernelState:
             Priority.MEDIUM,
             f"the pump refused a command: {event.detail}",
             t,
-        ).condition_gone("pump_rejected")
-        return replace(
-            state,
-            expected_rate=state.set_rate,
-            expected_running=state.running,
-            alarms=alarms,
+            channel,
+        ).condition_gone("pump_rejected", channel)
+        priming = None if isinstance(event.action, PrimePump) else c.priming
+        return replace(state, alarms=alarms).with_channel(
+            channel,
+            expected_rate=c.set_rate,
+            expected_running=c.running,
+            priming=priming,
         )
     if isinstance(event.action, SetInterlock):
+        scope = "" if state.interlock_scope == "bench" else channel
         alarms = state.alarms.raised(
-            "interlock", Reason.PUMP_ALARM, Priority.HIGH, f"interlock relay: {event.detail}", t
+            "interlock",
+            Reason.PUMP_ALARM,
+            Priority.HIGH,
+            f"interlock relay: {event.detail}",
+            t,
+            scope,
         )
         return replace(state, alarms=alarms)
     # timeout, checksum error, disconnect: the pump may or may not have acted (S10)
@@ -308,9 +386,142 @@ def _failed(state: KernelState, event: CommandFailed) -> KernelState:
         Priority.MEDIUM,
         f"command outcome uncertain ({event.failure}: {event.detail}); reconciling by read-back",
         t,
+        channel,
     )
-    pending = Pending(event.action, state.set_rate, state.running, t)
-    return replace(state, pending=pending, alarms=alarms)
+    pending = Pending(event.action, c.set_rate, c.running, t)
+    return replace(state, alarms=alarms).with_channel(channel, pending=pending)
+
+
+def _bench_configured(state: KernelState, event: BenchConfigured) -> KernelState:
+    """The channels of this run, in their configured order; a channel the journal knows
+    with the same container keeps what it knew. The controller link starts afresh."""
+    t = event.now.clinical
+    channels: dict[str, ChannelState] = {}
+    alarms = state.alarms
+    for spec in event.channels:
+        old = state.channels.get(spec.name, ChannelState())
+        container = old.container
+        if container.name != spec.container:
+            container = ContainerState(
+                name=spec.container,
+                kind=spec.container_kind,
+                volume_ml=spec.loaded_ml,
+                capacity_ml=spec.volume_ml,
+                counter_ml=container.counter_ml,
+                loaded_at=t,
+            )
+        channels[spec.name] = replace(old, container=container, driver=spec.driver)
+    for name, c in state.channels.items():
+        if name not in channels and c.busy:
+            alarms = alarms.raised(
+                "channel_removed",
+                Reason.PUMP_COMMS,
+                Priority.HIGH,
+                f"channel {name} was running and is no longer in the safety process's "
+                "config: its pump is unsupervised",
+                t,
+            )
+    standbys = {n: c for n, c in channels.items() if c.standby is not None}
+    for name, c in standbys.items():
+        assert c.standby is not None
+        if c.standby.for_channel not in channels:
+            channels[name] = replace(c, standby=None)
+    return replace(
+        state,
+        channels=channels,
+        interlock_scope=event.interlock_scope,
+        attached=False,
+        session=None,
+        hold=False,
+        alarms=alarms,
+    )
+
+
+def _relay_setting(
+    state: KernelState,
+    event: StandbyArmed | StandbyDisarmed | ContainerLoaded | ContainerPaused,
+) -> KernelState:
+    t = event.now.clinical
+    channel = event.channel
+    c = state.channel(channel)
+    if isinstance(event, StandbyArmed):
+        standby = Standby(event.for_channel, event.strategy, t)
+        # one standby per active channel: arming another lets the first go
+        channels = {
+            n: replace(ch, standby=None)
+            if ch.standby is not None and ch.standby.for_channel == event.for_channel
+            else ch
+            for n, ch in state.channels.items()
+        }
+        alarms = state.alarms.condition_gone("relay_no_standby", event.for_channel)
+        return replace(state, channels=channels, alarms=alarms).with_channel(
+            channel, standby=standby
+        )
+    if isinstance(event, StandbyDisarmed):
+        return state.with_channel(channel, standby=None)
+    if isinstance(event, ContainerLoaded):
+        container = replace(
+            c.container,
+            name=event.container,
+            volume_ml=event.volume_ml,
+            used_ml=0.0,
+            primed=False,
+            loaded_at=t,
+        )
+        pause = replace(c.pause, changed=True) if c.pause is not None else None
+        stale = c.program_stale
+        if event.concentration is not None:
+            stale = (
+                f"the new container holds {event.concentration}, the program "
+                f"{c.program.spec.concentration if c.program is not None else 'none'}: "
+                "re-program the channel for it"
+            )
+        alarms = state.alarms.condition_gone("relay_no_standby", channel)
+        return replace(state, alarms=alarms).with_channel(
+            channel, container=container, pause=pause, program_stale=stale, relieved_by=None
+        )
+    pause = ContainerPause(t, event.rate_ml_h, event.max_s, event.concentration)
+    return state.with_channel(channel, pause=pause)
+
+
+def _handover(
+    state: KernelState, event: HandoverStarted | HandoverStepped | HandoverEnded
+) -> KernelState:
+    t = event.now.clinical
+    if isinstance(event, HandoverStarted):
+        started = Handover(
+            event.from_channel,
+            event.to_channel,
+            event.strategy,
+            t,
+            event.steps,
+            rate_ml_h=event.rate_ml_h,
+        )
+        alarms = state.alarms.condition_gone("relay_no_standby", event.from_channel)
+        return replace(state, handover=started, alarms=alarms).with_channel(
+            event.to_channel, standby=None
+        )
+    handover = state.handover
+    if handover is None:  # kept total for hand-made journals
+        return state
+    if isinstance(event, HandoverStepped):
+        stepped = replace(handover, step=event.step, step_at=t, counter_at_step=event.counter_ml)
+        alarms = state.alarms.condition_gone("relay_stalled", handover.to_channel)
+        return replace(state, handover=stepped, alarms=alarms)
+    alarms = state.alarms.condition_gone("relay_stalled", handover.to_channel)
+    if event.outcome == "done":
+        state = state.with_channel(handover.from_channel, relieved_by=handover.to_channel)
+    else:
+        alarms = alarms.raised(
+            "handover_failed",
+            Reason.RELAY,
+            Priority.HIGH,
+            f"the handover from channel {handover.from_channel} to {handover.to_channel} "
+            f"{'failed' if event.outcome == 'failed' else 'was cancelled'}: {event.detail}",
+            t,
+            handover.from_channel,
+        ).condition_gone("handover_failed", handover.from_channel)
+    return replace(state, handover=None, alarms=alarms)
 
 
 def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> KernelState:
@@ -323,27 +534,36 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     rates explain (the gap was longer than the timeline could credit) is counted too.
     """
     t = event.now.clinical
-    s = replace(state, attached=False, hold=False, session=None, pending=None)
+    channel = event.channel
+    s = replace(state, attached=False, session=None).with_channel(channel, pending=None)
+    c = s.channel(channel)
     reading = event.reading
+    # held while any channel read at this start runs (the channels resume one by one;
+    # one that could not be read holds nothing)
+    others_run = any(o.expected_running for n, o in s.channels.items() if n != channel)
     if reading is None:  # counted at the first reading (``count_unseen_delivery``)
-        return replace(s, unseen_pending=True)
-    seg = s.history.current
-    was_running = seg is not None and seg.rate_ml_h > 0
+        return replace(s, hold=others_run).with_channel(channel, unseen_pending=True)
+    seg = s.history_of(c.drug).current if c.drug is not None else None
+    was_running = c.running
     now_rate = reading.set_rate_ml_h if reading.running else None
-    same = (was_running and seg is not None and now_rate == seg.rate_ml_h) or (
-        not was_running and now_rate is None
-    )
-    as_commanded = reading.running == s.expected_running and (
-        not reading.running or reading.set_rate_ml_h == s.expected_rate
+    same = (was_running and now_rate == c.set_rate) or (not was_running and now_rate is None)
+    as_commanded = reading.running == c.expected_running and (
+        not reading.running or reading.set_rate_ml_h == c.expected_rate
     )
     alarms = s.alarms
     cause = "command"
-    if not same and as_commanded and s.expected_since is not None:
-        cause = s.expected_cause
-        if now_rate is not None and s.program is not None:
-            rises = seg is None or not was_running or now_rate > seg.rate_ml_h
+    if not same and as_commanded and c.expected_since is not None:
+        cause = c.expected_cause
+        if now_rate is not None and c.program is not None:
+            rises = seg is None or not was_running or now_rate > c.set_rate
             if rises:
-                s = record_history(s, s.expected_since, now_rate, cause, config)
+                since = c.expected_since
+                flow = c.flow.with_rate(since, now_rate) if c.drug is not None else c.flow
+                s = s.with_channel(
+                    channel, running=True, set_rate=now_rate, unread_command=False, flow=flow
+                )
+                if c.drug is not None:
+                    s = record_history(s, c.drug, since, cause, config)
     elif not same:
         cause = "pump"
         alarms = alarms.raised(
@@ -353,8 +573,9 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
             "the pump's state changed while the safety process was down: "
             + (f"now {num(reading.set_rate_ml_h)} mL/h" if reading.running else "now stopped"),
             t,
-        ).condition_gone("resume_changed")
-    s = count_unseen_delivery(s, reading.infused_ml, reading.alarms, t)
+            channel,
+        ).condition_gone("resume_changed", channel)
+    s = count_unseen_delivery(s, reading.infused_ml, reading.alarms, t, channel)
     if reading.running:
         # Unsupervised until a controller attaches: hold the rate, and tell people that
         # the safety process itself went down (S11 applies as for a lost controller).
@@ -363,13 +584,13 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
             Reason.HOLD,
             Priority.HIGH,
             f"the safety process restarted ({event.detail or 'resumed'}); holding "
-            f"{num(reading.set_rate_ml_h)} mL/h until a controller attaches",
+            f"{num(reading.set_rate_ml_h)} mL/h"
+            + (f" on channel {channel}" if len(s.channels) > 1 else "")
+            + " until a controller attaches",
             t,
         ).condition_gone("safety_restarted")
-    return replace(
-        s,
-        alarms=alarms,
-        hold=reading.running,
+    return replace(s, alarms=alarms, hold=others_run or reading.running).with_channel(
+        channel,
         expected_running=reading.running,
         expected_rate=reading.set_rate_ml_h,
         expected_cause=cause,

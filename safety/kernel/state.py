@@ -1,15 +1,20 @@
 """The safety kernel's state: an immutable value rebuilt by folding journal events.
 
-Three levels, because limits protect a patient, not a program (S16):
+Three levels, because limits protect a patient, not a program or a pump (S16):
 
 - the **patient** (``Patient``): profile and weight, from an operator's confirmed "new
   patient" (or the first program of a journal that has none);
 - per patient and **drug** (``DrugRecord``): the verified history every window and cap
-  reads, and the limits of earlier programs that still apply. A drug switch, a
-  re-program, a new concentration or syringe never touches them; only a new patient
-  starts fresh ones;
-- the **channel** (the pump and its program): what it was told, what it was verified to
-  do, and whether a command's outcome is uncertain.
+  reads (the patient's total of the drug, summed over every channel giving it), and the
+  limits of earlier programs that still apply. A drug switch, a re-program, a new
+  concentration, syringe or pump never touches them; only a new patient starts fresh
+  ones;
+- the **channel** (``ChannelState``: one pump with its container and program): what it
+  was told, what it was verified to do, whether a command's outcome is uncertain, what
+  its container holds, and its part in a relay (standby, handover).
+
+The bench-wide parts (the controller link, the emergency stop, the alarms) sit beside
+the channels in ``KernelState``.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from functools import cached_property
 
 from safety.alarms import AlarmBook
 from safety.dosing import ProgramCheck, check_program
-from safety.kernel.history import RateHistory
+from safety.kernel.history import FlowLog, RateHistory
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     FluidLimits,
     PatientSpec,
     ProgramLimits,
     ProgramSpec,
     PumpAction,
+    RelayStrategy,
 )
 from safety.library import CumulativeCap, DrugLibrary, LookupProblem, Therapy, parse_diluent
 from safety.rules import dose_for_rate, rate_for_dose
@@ -339,13 +346,83 @@ class Pending:
     since: float
 
 
-_NO_HISTORY = RateHistory()
+@dataclass(frozen=True)
+class ContainerState:
+    """The syringe or bag a channel holds, as far as the safety process can know it:
+    what it held when loaded and what the pump's volume counter has displaced since.
+    A pump does not report how full its syringe is, so the operator says it when a
+    container is changed (``ContainerChanged``)."""
+
+    name: str = ""
+    kind: str = "syringe"  # "syringe" or "bag"
+    volume_ml: float = 0.0  # what it held when loaded (0: not known)
+    capacity_ml: float = 0.0  # what it holds when full (0: not known)
+    used_ml: float = 0.0  # displaced since, by the pump's own counter
+    counter_ml: float | None = None  # the pump's counter at its last reading...
+    read_at: float | None = None  # ... taken then (clinical s)
+    primed: bool = False  # a prime took up the pump's slack since it was loaded
+    loaded_at: float | None = None
+
+    @property
+    def remaining_ml(self) -> float | None:
+        if self.volume_ml <= 0:
+            return None
+        return max(0.0, self.volume_ml - self.used_ml)
 
 
 @dataclass(frozen=True)
-class KernelState:
-    patient: Patient | None = None
-    drugs: dict[str, DrugRecord] = field(default_factory=dict)  # never mutated: replaced
+class Standby:
+    """This channel is armed as the relief of ``for_channel`` (S15)."""
+
+    for_channel: str
+    strategy: RelayStrategy
+    armed_at: float
+
+
+@dataclass(frozen=True)
+class Priming:
+    """A prime in progress: the pump runs to waste until ``volume_ml`` is displaced."""
+
+    volume_ml: float
+    since: float
+    counter_at_start: float | None
+
+
+@dataclass(frozen=True)
+class ContainerPause:
+    """A container change in progress: stopped at ``since`` from ``rate_ml_h``, for at
+    most ``max_s``; ``changed`` once the new container is in."""
+
+    since: float
+    rate_ml_h: Decimal
+    max_s: float
+    concentration: str = ""  # the program's at the pause ("": none or a test fluid)
+    changed: bool = False
+
+    @property
+    def until(self) -> float:
+        return self.since + self.max_s
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A relay handover in progress (the safety process's own, S15)."""
+
+    from_channel: str
+    to_channel: str
+    strategy: RelayStrategy
+    started_at: float
+    steps: int  # 1 for quick
+    rate_ml_h: Decimal = Decimal(0)  # the outgoing channel's rate when it began
+    step: int = 0  # steps done
+    step_at: float | None = None
+    counter_at_step: float | None = None  # the incoming channel's counter at the step
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One pump with its container and program: the per-channel half of the kernel."""
+
     program: Program | None = None
     #: why the loaded program may not be changed until it is loaded again (None: it may)
     program_stale: str | None = None
@@ -357,14 +434,10 @@ class KernelState:
     expected_rate: Decimal = Decimal(0)
     expected_cause: str = "command"
     expected_since: float | None = None
+    #: a command was sent since the last read-back (it has not been verified yet)
+    unread_command: bool = False
     interlock_enabled: bool = True
-    # controller link (S8, S11)
-    session: str | None = None
-    last_seq: int = 0
-    attached: bool = False
-    hold: bool = False
-    # S12, S10, S9
-    estopped: bool = False
+    # S10, S9
     pending: Pending | None = None
     under_retries: int = 0
     # pump comms and accuracy (S13)
@@ -375,19 +448,18 @@ class KernelState:
     #: counted at the first reading after it (``observe.count_unseen_delivery``)
     unseen_pending: bool = False
     deviation_since: float | None = None
-    alarms: AlarmBook = field(default_factory=AlarmBook)
-
-    @property
-    def mode(self) -> Mode:
-        if self.estopped:
-            return Mode.EMERGENCY_STOPPED
-        if self.hold:
-            return Mode.HOLD
-        if self.pending is not None:
-            return Mode.UNCERTAIN
-        if self.running:
-            return Mode.INFUSING
-        return Mode.PROGRAMMED if self.program is not None else Mode.IDLE
+    #: this channel's verified pump rates since its last reading (S13 accuracy)
+    flow: FlowLog = field(default_factory=FlowLog)
+    # the container, and the channel's part in a relay
+    container: ContainerState = field(default_factory=ContainerState)
+    standby: Standby | None = None
+    priming: Priming | None = None
+    pause: ContainerPause | None = None
+    #: the channel that took this one's infusion over in the last handover (until this
+    #: one gets a new container or program, or runs again)
+    relieved_by: str | None = None
+    #: the pump driver's registry name, from the bench's config (for people)
+    driver: str = ""
 
     @property
     def drug_program(self) -> ActiveProgram | None:
@@ -396,29 +468,14 @@ class KernelState:
         return program if isinstance(program, ActiveProgram) else None
 
     @property
-    def record(self) -> DrugRecord:
-        """The loaded drug's record (an empty one for none or a test fluid)."""
+    def drug(self) -> str | None:
         program = self.drug_program
-        if program is None:
-            return _NO_RECORD
-        return self.drugs.get(program.drug, _NO_RECORD)
+        return program.drug if program is not None else None
 
     @property
-    def history(self) -> RateHistory:
-        """The verified history of the loaded program's drug, for this patient."""
-        return self.record.history
-
-    def priors_at(self, t: float) -> tuple[PriorLimits, ...]:
-        return self.record.priors_at(t)
-
-    def with_history(self, history: RateHistory) -> KernelState:
-        """The same state with the loaded program's drug's history replaced (a planner
-        simulating forward)."""
-        program = self.drug_program
-        assert program is not None, "a history belongs to a drug: load a drug program"
-        record = self.drugs.get(program.drug, DrugRecord(limits=program.limits))
-        drugs = {**self.drugs, program.drug: replace(record, history=history)}
-        return replace(self, drugs=drugs)
+    def busy(self) -> bool:
+        """Running, or told to run: what 'already infusing' means for this channel."""
+        return self.running or self.expected_running
 
     def current_dose(self) -> Fraction:
         if self.program is None or not self.running:
@@ -431,5 +488,274 @@ class KernelState:
             return Fraction(0)
         return Fraction(self.set_rate) * self.program.amount_per_ml
 
+    def licensed_amount_rate(self) -> Fraction:
+        """What this channel gives the patient as far as the kernel licenses it: its
+        verified rate, except that a command that lowered (or stopped) it since its last
+        reading counts at once. A relay's 'start B, stop A' is two commands and two
+        read-backs: the drug's total must not show both pumps at once between them (a
+        spike no pump delivered would raise every window's highest dose). Delivery the
+        pump does beyond a command is caught by its own read-back (S9), which then
+        counts it."""
+        if self.priming is not None:
+            return Fraction(0)  # a prime goes to waste, never to the patient
+        verified = self.current_amount_rate()
+        if self.program is None or not self.unread_command:
+            return verified
+        expected = (
+            Fraction(self.expected_rate) * self.program.amount_per_ml
+            if self.expected_running
+            else Fraction(0)
+        )
+        return min(verified, expected)
+
+    @property
+    def remaining_ml(self) -> float | None:
+        return self.container.remaining_ml
+
+    def seconds_to_empty(self) -> float | None:
+        """At the verified rate, from its last reading (None: not running or unknown)."""
+        remaining = self.remaining_ml
+        if remaining is None or not self.running or self.set_rate <= 0 or self.priming:
+            return None
+        return remaining / float(self.set_rate) * 3600.0
+
+    def empty_at(self) -> float | None:
+        """Clinical time the container empties at the verified rate."""
+        left = self.seconds_to_empty()
+        read_at = self.container.read_at
+        if left is None or read_at is None:
+            return None
+        return read_at + left
+
+
+_NO_HISTORY = RateHistory()
+_NO_CHANNEL = ChannelState()
+
+
+class ChannelError(LookupError):
+    """A request named no channel on a bench of several, or one the bench does not have."""
+
+
+@dataclass(frozen=True)
+class KernelState:
+    patient: Patient | None = None
+    drugs: dict[str, DrugRecord] = field(default_factory=dict)  # never mutated: replaced
+    #: the bench's channels, in the order configured (never mutated: replaced)
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+    #: one pump-enable relay for the bench, or one per channel
+    interlock_scope: str = "bench"
+    # controller link (S8, S11)
+    session: str | None = None
+    last_seq: int = 0
+    attached: bool = False
+    hold: bool = False
+    # S12: bench-wide, an emergency stop stops every channel
+    estopped: bool = False
+    #: a relay handover in progress (S15)
+    handover: Handover | None = None
+    alarms: AlarmBook = field(default_factory=AlarmBook)
+
+    # ------------------------------------------------------------------ channels
+    def channel(self, name: str) -> ChannelState:
+        """The named channel (an empty one if the bench has none of that name)."""
+        return self.channels.get(name, _NO_CHANNEL)
+
+    def resolve(self, name: str | None) -> str:
+        """The channel a request addresses: the named one, or the bench's only one.
+        Raises ``ChannelError`` with a sentence for people."""
+        names = list(self.channels)
+        if name is None:
+            if len(names) == 1:
+                return names[0]
+            if not names:
+                raise ChannelError("the bench has no pump channel configured")
+            raise ChannelError(
+                f"the bench has {len(names)} channels ({', '.join(names)}): name the channel"
+            )
+        if name not in self.channels:
+            known = ", ".join(names) or "none"
+            raise ChannelError(f"there is no channel {name!r} (channels: {known})")
+        return name
+
+    def with_channel(self, name: str, **changes: object) -> KernelState:
+        """The same state with channel ``name`` changed (created when new)."""
+        channel = replace(self.channels.get(name, _NO_CHANNEL), **changes)  # type: ignore[arg-type]
+        return replace(self, channels={**self.channels, name: channel})
+
+    def drug_channels(self, drug: str) -> list[tuple[str, ChannelState]]:
+        """The channels whose loaded program gives ``drug``."""
+        return [(n, c) for n, c in self.channels.items() if c.drug == drug]
+
+    def others_amount_rate(self, drug: str, but: str) -> Fraction:
+        """What every channel of ``drug`` except ``but`` gives the patient now."""
+        return sum(
+            (c.licensed_amount_rate() for n, c in self.drug_channels(drug) if n != but),
+            Fraction(0),
+        )
+
+    def total_amount_rate(self, drug: str) -> Fraction:
+        """The patient's total of ``drug`` per hour, summed over its channels."""
+        return sum((c.licensed_amount_rate() for _, c in self.drug_channels(drug)), Fraction(0))
+
+    def any_busy(self) -> bool:
+        return any(c.busy for c in self.channels.values())
+
+    def any_running(self) -> bool:
+        return any(c.running for c in self.channels.values())
+
+    # ------------------------------------------------------------------ drugs
+    def record_of(self, drug: str | None) -> DrugRecord:
+        if drug is None:
+            return _NO_RECORD
+        return self.drugs.get(drug, _NO_RECORD)
+
+    def history_of(self, drug: str | None) -> RateHistory:
+        return self.record_of(drug).history
+
+    @property
+    def mode(self) -> Mode:
+        if self.estopped:
+            return Mode.EMERGENCY_STOPPED
+        if self.hold:
+            return Mode.HOLD
+        channels = self.channels.values()
+        if any(c.pending is not None for c in channels):
+            return Mode.UNCERTAIN
+        if any(c.running for c in channels):
+            return Mode.INFUSING
+        return Mode.PROGRAMMED if any(c.program is not None for c in channels) else Mode.IDLE
+
+    # ------------------------------------------------------------------ one channel
+    # For readers of a one-pump bench (tests, tools, the controller's planner): the
+    # bench's only channel. The kernel itself always names the channel it means.
+    @property
+    def only(self) -> ChannelState:
+        """The bench's only channel; raises ``ChannelError`` on a bench of several."""
+        if len(self.channels) > 1:
+            raise ChannelError(
+                f"the bench has {len(self.channels)} channels ({', '.join(self.channels)})"
+            )
+        return next(iter(self.channels.values()), _NO_CHANNEL)
+
+    @property
+    def program(self) -> Program | None:
+        return self.only.program
+
+    @property
+    def program_stale(self) -> str | None:
+        return self.only.program_stale
+
+    @property
+    def running(self) -> bool:
+        return self.only.running
+
+    @property
+    def set_rate(self) -> Decimal:
+        return self.only.set_rate
+
+    @property
+    def expected_running(self) -> bool:
+        return self.only.expected_running
+
+    @property
+    def expected_rate(self) -> Decimal:
+        return self.only.expected_rate
+
+    @property
+    def expected_cause(self) -> str:
+        return self.only.expected_cause
+
+    @property
+    def expected_since(self) -> float | None:
+        return self.only.expected_since
+
+    @property
+    def interlock_enabled(self) -> bool:
+        return self.only.interlock_enabled
+
+    @property
+    def under_retries(self) -> int:
+        return self.only.under_retries
+
+    @property
+    def last_reading_at(self) -> float | None:
+        return self.only.last_reading_at
+
+    @property
+    def last_infused_ml(self) -> float | None:
+        return self.only.last_infused_ml
+
+    @property
+    def deviation_since(self) -> float | None:
+        return self.only.deviation_since
+
+    @property
+    def pending(self) -> Pending | None:
+        return self.only.pending
+
+    @property
+    def comms_ok(self) -> bool:
+        return self.only.comms_ok
+
+    @property
+    def drug_program(self) -> ActiveProgram | None:
+        return self.only.drug_program
+
+    @property
+    def record(self) -> DrugRecord:
+        """The only channel's drug's record (an empty one for none or a test fluid)."""
+        return self.record_of(self.only.drug)
+
+    @property
+    def history(self) -> RateHistory:
+        """The verified history of the only channel's drug, for this patient."""
+        return self.record.history
+
+    def priors_at(self, t: float) -> tuple[PriorLimits, ...]:
+        return self.record.priors_at(t)
+
+    def with_history(self, history: RateHistory, drug: str | None = None) -> KernelState:
+        """The same state with a drug's history replaced (a planner simulating forward);
+        ``drug`` None: the only channel's drug."""
+        if drug is None:
+            program = self.only.drug_program
+            assert program is not None, "a history belongs to a drug: load a drug program"
+            drug = program.drug
+            limits: ProgramLimits | None = program.limits
+        else:
+            limits = None
+        record = self.drugs.get(drug, DrugRecord(limits=limits))
+        drugs = {**self.drugs, drug: replace(record, history=history)}
+        return replace(self, drugs=drugs)
+
+    def current_dose(self) -> Fraction:
+        return self.only.current_dose()
+
+    def current_amount_rate(self) -> Fraction:
+        return self.only.current_amount_rate()
+
 
 _NO_RECORD = DrugRecord(_NO_HISTORY)
+
+
+_CHANNEL_FIELDS = frozenset(ChannelState.__dataclass_fields__)
+
+
+def evolve(state: KernelState, **fields: object) -> KernelState:
+    """``dataclasses.replace`` for a state of one channel (for planners and tests that
+    build one): fields of ``ChannelState`` go to its only channel (``A`` when it has
+    none yet), the others to the bench."""
+    channel = {k: v for k, v in fields.items() if k in _CHANNEL_FIELDS}
+    bench = {k: v for k, v in fields.items() if k not in _CHANNEL_FIELDS}
+    state = replace(state, **bench)  # type: ignore[arg-type]
+    if not channel:
+        return state
+    name = next(iter(state.channels), DEFAULT_CHANNEL)
+    if len(state.channels) > 1:
+        raise ChannelError(f"the state has {len(state.channels)} channels: name one")
+    return state.with_channel(name, **channel)
+
+
+def single_channel(**fields: object) -> KernelState:
+    """A state with one channel, ``A``: ``fields`` as for ``evolve``."""
+    return evolve(KernelState(channels={DEFAULT_CHANNEL: ChannelState()}), **fields)

@@ -19,7 +19,7 @@ from safety.kernel.model import ProgramSpec
 from safety.kernel.state import program_check
 from safety.library import DrugLibrary
 from safety.rules import dose_for_rate
-from safety.status import HistoryPoint, Snapshot
+from safety.status import AMOUNT_PLACES, HistoryPoint, Snapshot
 from safety.units import fraction_to_decimal
 
 
@@ -71,7 +71,7 @@ def make_snapshot(
     check = program_check(library, spec)
     amount = check.concentration.base_per_ml()
     points = tuple(
-        HistoryPoint(start, rate, fraction_to_decimal(Fraction(amount), 12), "command")
+        HistoryPoint(start, fraction_to_decimal(Fraction(rate) * amount, AMOUNT_PLACES), "command")
         for start, rate in segments
     )
     rate = segments[-1][1] if segments else Decimal(0)
@@ -136,7 +136,8 @@ def session(local: LocalSafety, library: DrugLibrary, tmp_path: Path) -> Iterato
 def drive(link: LocalSafety, session: Session, seconds: float, step: float = 30.0) -> None:
     """Let clinical time pass, servicing the session as its service thread would."""
     end = link.clinical.now() + seconds
-    while link.clinical.now() < end:
+    # a remainder below a microsecond is float rounding: adding it may not move the clock
+    while end - link.clinical.now() > 1e-6:
         link.advance(min(step, end - link.clinical.now()))
         session.service()
 

@@ -29,7 +29,13 @@ from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import decide
 from safety.kernel.history import RateHistory, Segment
 from safety.kernel.model import Now, Request, RequestMeta
-from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program
+from safety.kernel.state import (
+    ActiveProgram,
+    DrugRecord,
+    evolve,
+    load_program,
+    single_channel,
+)
 from safety.pump_rounding import PumpResolution
 from safety.reasons import Reason
 from tests.conftest import shipped_library
@@ -100,9 +106,11 @@ def _replay(
     """Re-run the plan against the kernel, from a state built here."""
     active = _program(program)
     amount = active.amount_per_ml
-    history = RateHistory(tuple(Segment(start, rate, amount) for start, rate in segments))
+    history = RateHistory(
+        tuple(Segment(start, Fraction(rate) * amount) for start, rate in segments)
+    )
     rate = segments[-1][1]
-    state = KernelState(
+    state = single_channel(
         program=active,
         drugs={active.drug: DrugRecord(history, active.limits)},
         running=True,
@@ -131,8 +139,8 @@ def _replay(
         )
         assert verdict.accepted, f"step {seq} refused: {verdict.message}\n{plan.describe()}"
         if step.kind is StepKind.STOP:
-            state = replace(
-                state.with_history(state.history.with_rate(t, Decimal(0), amount)),
+            state = evolve(
+                state.with_history(state.history.with_rate(t, Fraction(0))),
                 running=False,
                 expected_running=False,
             )
@@ -145,8 +153,8 @@ def _replay(
             highest = active.dose_of_amount_rate(state.history.max_amount_rate(t - window, t))
             floor = (1 - Fraction(wean.max_fall_fraction.value)) * highest
             assert effective >= floor, f"step {seq} weans faster than the rule"
-        state = replace(
-            state.with_history(state.history.with_rate(t, verdict.rate_ml_h, amount)),
+        state = evolve(
+            state.with_history(state.history.with_rate(t, Fraction(verdict.rate_ml_h) * amount)),
             set_rate=verdict.rate_ml_h,
             expected_rate=verdict.rate_ml_h,
         )

@@ -130,7 +130,8 @@ def test_stop_of_norepinephrine_is_a_wean_then_a_stop(session: Session, local: L
     assert not snapshot.running
     # the wean rule held on what the safety process verified: never below 75 % of the
     # highest rate in force during the 30 minutes before a change
-    points = [(p.start, Fraction(p.rate_ml_h)) for p in snapshot.history]
+    per_ml = Fraction(16)  # 4 mg/250 mL: the history's drug rates as rates of it
+    points = [(p.start, p.exact_amount() / per_ml) for p in snapshot.history]
     ends = [start for start, _ in points[1:]] + [float("inf")]
     for i, (t, rate) in enumerate(points):
         if rate == 0:

@@ -43,7 +43,7 @@ def test_incremental_points_equal_a_fresh_conversion(
     clocks = [0.0] * 4
     for gap, rate, per_ml, convert, which in steps:
         clocks[which] += gap
-        histories[which] = histories[which].with_rate(clocks[which], rate, per_ml)
+        histories[which] = histories[which].with_rate(clocks[which], Fraction(rate) * per_ml)
         if convert:
             points = history_points(histories[which])
             assert points == _fresh(histories[which])
@@ -51,13 +51,13 @@ def test_incremental_points_equal_a_fresh_conversion(
             assert history_points(histories[which]) == points
 
 
-def test_points_carry_the_start_rate_amount_and_cause() -> None:
+def test_points_carry_the_start_the_drug_rate_and_the_cause() -> None:
     h = (
         RateHistory()
-        .with_rate(0.0, Decimal(30), Fraction(16))
-        .with_rate(60.0, Decimal("37.5"), Fraction(16), "safety")
+        .with_rate(0.0, Fraction(Decimal(30)) * Fraction(16))
+        .with_rate(60.0, Fraction(Decimal("37.5")) * Fraction(16), "safety")
     )
     assert _fresh(h) == (
-        HistoryPoint(0.0, Decimal(30), Decimal(16), "command"),
-        HistoryPoint(60.0, Decimal("37.5"), Decimal(16), "safety"),
+        HistoryPoint(0.0, Decimal(480), "command"),
+        HistoryPoint(60.0, Decimal(600), "safety"),
     )

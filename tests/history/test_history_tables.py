@@ -42,7 +42,7 @@ def _build(changes: list[tuple[float, Decimal, Fraction, str]]) -> RateHistory:
     t = 0.0
     for gap, rate, strength, cause in changes:
         t += gap
-        history = history.with_rate(t, rate, strength, cause)
+        history = history.with_rate(t, Fraction(rate) * strength, cause)
     return history
 
 
@@ -56,7 +56,8 @@ def test_carried_tables_answer_as_tables_built_whole_and_as_a_walk(
     changes: list[tuple[float, Decimal, Fraction, str]], since: float, length: float
 ) -> None:
     carried = _build(changes)
-    whole = RateHistory(carried.segments)  # its tables computed from the segments
+    # its tables computed from the segments
+    whole = RateHistory(carried.segments, carried.boluses, carried.before)
     assert carried == whole
     assert carried._starts == whole._starts
     assert carried._keys == whole._keys
@@ -75,7 +76,7 @@ def test_carried_tables_answer_as_tables_built_whole_and_as_a_walk(
             (s.amount_per_h for s in walked if s.cause != "pump"), default=Fraction(0)
         )
         assert history.min_running_amount_rate(since, until) == min(
-            (s.amount_per_h for s in walked if s.rate_ml_h > 0), default=None
+            (s.amount_per_h for s in walked if s.amount_per_h > 0), default=None
         )
     assert math.isclose(
         carried.amount(since, until), whole.amount(since, until), rel_tol=1e-9, abs_tol=1e-6
@@ -83,10 +84,10 @@ def test_carried_tables_answer_as_tables_built_whole_and_as_a_walk(
 
 
 def test_changes_earlier_than_the_last_drop_the_later_segments_and_their_totals() -> None:
-    h = RateHistory().with_rate(0.0, Decimal(10), Fraction(1))
-    h = h.with_rate(3600.0, Decimal(20), Fraction(1))
-    h = h.with_rate(7200.0, Decimal(30), Fraction(1))
-    back = h.with_rate(5400.0, Decimal(5), Fraction(1))
+    h = RateHistory().with_rate(0.0, Fraction(Decimal(10)) * Fraction(1))
+    h = h.with_rate(3600.0, Fraction(Decimal(20)) * Fraction(1))
+    h = h.with_rate(7200.0, Fraction(Decimal(30)) * Fraction(1))
+    back = h.with_rate(5400.0, Fraction(Decimal(5)) * Fraction(1))
     assert [s.start for s in back.segments] == [0.0, 3600.0, 5400.0]
     # 10/h for 1 h, 20/h for 0.5 h, then 5/h for 0.5 h
     assert math.isclose(back.amount(0.0, 7200.0), 10 + 10 + 2.5)
@@ -96,9 +97,9 @@ def test_changes_earlier_than_the_last_drop_the_later_segments_and_their_totals(
 def test_the_horizon_prunes_all_but_the_segment_in_force_at_it() -> None:
     h = RateHistory()
     for i in range(10):
-        h = h.with_rate(i * 60.0, Decimal(i + 1), Fraction(1))
+        h = h.with_rate(i * 60.0, Fraction(Decimal(i + 1)) * Fraction(1))
     late = 9 * 60.0 + KEEP_S + 30.0  # the horizon falls inside the last segment
-    pruned = h.with_rate(late, Decimal(2), Fraction(1))
+    pruned = h.with_rate(late, Fraction(Decimal(2)) * Fraction(1))
     assert [s.start for s in pruned.segments] == [9 * 60.0, late]
     # 10/h from the horizon to the change: the whole window before it
     assert math.isclose(pruned.amount(late - KEEP_S, late), 10 * KEEP_S / 3600.0)
@@ -109,8 +110,12 @@ def test_float_ties_are_settled_exactly_within_one_concentration() -> None:
     low, high = Decimal("30"), Decimal("30.0000000000000000000001")
     assert float(low) == float(high)
     per_ml = Fraction(16)
-    h = RateHistory().with_rate(0.0, high, per_ml).with_rate(60.0, low, per_ml)
-    h = h.with_rate(120.0, Decimal("30.00000000000000000000005"), per_ml)
+    h = (
+        RateHistory()
+        .with_rate(0.0, Fraction(high) * per_ml)
+        .with_rate(60.0, Fraction(low) * per_ml)
+    )
+    h = h.with_rate(120.0, Fraction(Decimal("30.00000000000000000000005")) * per_ml)
     assert h.max_amount_rate(0.0, 180.0) == Fraction(high) * per_ml
     assert h.min_running_amount_rate(0.0, 180.0) == Fraction(low) * per_ml
 
@@ -120,7 +125,11 @@ def test_float_ties_are_settled_exactly_across_concentrations() -> None:
     a = Fraction(10**30 + 1, 10**30)
     b = Fraction(1)
     assert float(a) == float(b) and a > b
-    h = RateHistory().with_rate(0.0, Decimal(1), b).with_rate(60.0, Decimal(1), a)
-    h = h.with_rate(120.0, Decimal(1), Fraction(1))
+    h = (
+        RateHistory()
+        .with_rate(0.0, Fraction(Decimal(1)) * b)
+        .with_rate(60.0, Fraction(Decimal(1)) * a)
+    )
+    h = h.with_rate(120.0, Fraction(Decimal(1)) * Fraction(1))
     assert h.max_amount_rate(0.0, 180.0) == a
     assert h.min_running_amount_rate(0.0, 180.0) == b

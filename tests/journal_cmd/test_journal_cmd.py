@@ -136,7 +136,8 @@ def test_export_csv_has_every_entry_of_both_journals(
     start = next(r for r in safety if r["summary"] == "request start 8 -> accepted")
     payload = json.loads(start["payload"])
     assert payload["body"] == {
-        "kind": "start", "dose": "8", "unit": "mcg/min", "confirm_soft_limits": False
+        "kind": "start", "dose": "8", "unit": "mcg/min", "confirm_soft_limits": False,
+        "channel": None,
     }  # fmt: skip
 
 

@@ -232,43 +232,46 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S9 over",
         "safety/kernel/observe.py",
-        "        elif rate > s.expected_rate * (1 + tol):",
+        "        elif rate > c.expected_rate * (1 + tol):",
         "        elif False:",
         "test_s9_readback_over",
     ),
     Mutant(
         "S9 not started",
         "safety/kernel/observe.py",
-        "        elif not s.expected_running:",
+        "        elif not c.expected_running:",
         "        elif False:",
         "test_s9_pump_running_without",
     ),
     Mutant(
         "S9 retry",
         "safety/kernel/observe.py",
-        "            if s.under_retries < config.max_under_retries:",
+        "            if c.under_retries < config.max_under_retries:",
         "            if False:",
         "test_s9_readback_under_the_set_rate_is_retried",
     ),
     Mutant(
         "S9 under alarm",
         "safety/kernel/observe.py",
-        "        elif rate < s.expected_rate * (1 - tol):",
+        "        elif rate < c.expected_rate * (1 - tol):",
         "        elif False:",
         "test_s9_readback_under or test_s9_readback_still",
     ),
     Mutant(
         "S10 pending refusal",
         "safety/kernel/decide.py",
-        "    if state.pending is not None:  # S10",
-        "    if False:",
+        "        if state.channel(name).pending is not None:",
+        "        if False:",
         "test_s10_lost_ack_makes or test_s10_lost_request",
     ),
     Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
-        ("                self.poll(depth + 1)  # S10: reconcile by read-back, never by repeating"),
-        "                self._send(action); self.poll(depth + 1)",
+        (
+            "                self.poll(depth + 1, [name])  # S10: reconcile by read-back, never by "
+            "repeating"
+        ),
+        "                self._send(action); self.poll(depth + 1, [name])",
         "test_s10",
     ),
     Mutant(
@@ -288,8 +291,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S12 interlock",
         "safety/kernel/decide.py",
-        "            actions=(StopPump(), SetInterlock(False)),",
-        "            actions=(StopPump(),),",
+        "        actions=(*stops, *cuts),",
+        "        actions=(*stops,),",
         "test_s12_emergency_stop_from or test_s12_lost_stop",
     ),
     Mutant(
@@ -330,14 +333,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 pump alarms",
         "safety/kernel/observe.py",
-        "    alarms = _pump_alarms(alarms, reading, t)",
+        "    alarms = _pump_alarms(alarms, reading, t, channel)",
         "    pass",
         "test_s13_pump_alarm or test_s13_occlusion or test_s13_near_empty",
     ),
     Mutant(
         "S13 pump stopped",
         "safety/kernel/observe.py",
-        "        if s.expected_running:\n            present",
+        "        if c.expected_running:\n            present",
         "        if False:\n            present",
         "test_s13_pump_alarm",
     ),
@@ -351,7 +354,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 comms",
         "safety/host/core.py",
-        "            if self.state.comms_ok:\n                self._record(CommsFailed",
+        (
+            "            if self.state.channel(name).comms_ok:\n"
+            "                self._record(CommsFailed"
+        ),
         "            if False:\n                self._record(CommsFailed",
         "test_s13_comms",
     ),

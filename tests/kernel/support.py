@@ -37,6 +37,7 @@ from safety.journal import Journal, JournalEntry
 from safety.kernel.codec import decode_event, encode_event
 from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     AcknowledgeAlarms,
     ChangeDose,
     CommandIssued,
@@ -205,6 +206,8 @@ class GuardedMockDriver(MockPumpDriver):
         super().__init__(pump=pump, **kwargs)
         self.guard = guard
         self.tracing = pump
+        #: the channel this pump is on a bench of several (the actions it is sent name it)
+        self.channel = DEFAULT_CHANNEL
         #: when set, the pump runs this fraction of any rate set (a sagging pump, S9)
         self.sag: float | None = None
         #: index in ``pump.truth.events`` / ``pump.plunger`` -> cause of the command that
@@ -237,13 +240,13 @@ class GuardedMockDriver(MockPumpDriver):
                 reply = self.tracing.snapshot().set_rate_ml_h
             return reply
 
-        return self._command(SetRate(Decimal(repr(rate_ml_h))), send)
+        return self._command(SetRate(Decimal(repr(rate_ml_h)), self.channel), send)
 
     def start(self) -> None:
-        self._command(StartPump(), super().start)
+        self._command(StartPump(self.channel), super().start)
 
     def stop(self) -> None:
-        self._command(StopPump(), super().stop)
+        self._command(StopPump(self.channel), super().stop)
 
 
 class GuardedGpio(SimulatedGpio):

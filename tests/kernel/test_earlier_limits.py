@@ -21,7 +21,7 @@ from safety.kernel.model import (
     ProgramSpec,
 )
 from safety.kernel.reducer import apply
-from safety.kernel.state import KernelState, limits_of, program_check, window_horizon_s
+from safety.kernel.state import KernelState, evolve, limits_of, program_check, window_horizon_s
 from safety.library import DrugLibrary
 from tests.kernel.support import norepi_standard, norepi_weight_based
 
@@ -119,7 +119,7 @@ def test_a_patient_update_without_a_program_only_updates_the_patient(
     assert after.patient is not None and after.patient.spec == update.patient
     assert after.program_stale is None
     # and an earlier staleness (a library change) is kept by a later update
-    stale = replace(_with_patient(library, norepi_standard(library)), program_stale="library")
+    stale = evolve(_with_patient(library, norepi_standard(library)), program_stale="library")
     first = PatientUpdated(PatientSpec("adult_icu", Decimal(70)), "first weight", Now(5, 5))
     assert apply(CONFIG, stale, first).program_stale == "library"
 
@@ -138,7 +138,7 @@ def test_a_test_fluid_loaded_resets_retries_and_staleness(library: DrugLibrary) 
     from safety.kernel.state import fluid_limits
 
     water = ProgramSpec(library.content_hash, "water", "", "", "", "", test_fluid=True)
-    state = replace(KernelState(), under_retries=1, program_stale="library")
+    state = evolve(KernelState(), under_retries=1, program_stale="library")
     event = ProgramLoaded(water, fluid_limits(library, water), 0.5, Now(9.0, 9.0))
     after = apply(CONFIG, state, event)
     assert (after.under_retries, after.program_stale) == (0, None)

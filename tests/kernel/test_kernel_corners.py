@@ -43,7 +43,9 @@ from safety.kernel.state import (
     KernelState,
     Pending,
     PriorLimits,
+    evolve,
     load_program,
+    single_channel,
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
@@ -59,9 +61,9 @@ def _running(
 ) -> KernelState:
     """Attached, ``program`` loaded and verified running at ``rate`` mL/h since t=0."""
     ml_h = Decimal(rate)
-    history = RateHistory().with_rate(0.0, ml_h, program.amount_per_ml)
+    history = RateHistory().with_rate(0.0, Fraction(ml_h) * program.amount_per_ml)
     record = DrugRecord(history, program.limits, priors)
-    return KernelState(
+    return single_channel(
         drugs={program.drug: record},
         program=program,
         running=True,
@@ -89,7 +91,7 @@ def std(library: DrugLibrary) -> ActiveProgram:
 def test_a_command_the_pump_refused_raises_its_alarm_and_expects_what_was_verified(
     std: ActiveProgram,
 ) -> None:
-    state = replace(_running(std, "30.0"), expected_rate=Decimal("37.5"))
+    state = evolve(_running(std, "30.0"), expected_rate=Decimal("37.5"))
     failed = CommandFailed(SetRate(Decimal("37.5")), "rejected", "rate out of range", NOW)
     after = apply(CONFIG, state, failed)
     alarm = after.alarms.get("pump_rejected")
@@ -104,7 +106,7 @@ def test_a_command_the_pump_refused_raises_its_alarm_and_expects_what_was_verifi
     assert (after.expected_rate, after.expected_running) == (Decimal("30.0"), True)
     assert after.pending is None
     # a start the pump refused: nothing is expected to run any more
-    stopped = replace(state, running=False, set_rate=Decimal(0), expected_running=True)
+    stopped = evolve(state, running=False, set_rate=Decimal(0), expected_running=True)
     refused = apply(CONFIG, stopped, CommandFailed(StartPump(), "rejected", "occluded", NOW))
     assert (refused.expected_running, refused.expected_rate) == (False, Decimal(0))
 
@@ -189,9 +191,9 @@ def test_a_read_back_reconciles_an_uncertain_command_and_says_how(
     was_running, was_rate = expected
     base = _running(std, "30.0")
     before = Pending(action, Decimal(was_rate), was_running, 90.0)
-    state = replace(base, pending=before, expected_running=True, expected_rate=Decimal("37.5"))
+    state = evolve(base, pending=before, expected_running=True, expected_rate=Decimal("37.5"))
     if isinstance(action, SetRate):
-        state = replace(state, expected_rate=action.rate_ml_h)
+        state = evolve(state, expected_rate=action.rate_ml_h)
     after, _ = observe(state, reading, NOW, CONFIG)
     assert after.pending is None
     alarm = after.alarms.get("delivery_uncertain")
@@ -258,11 +260,11 @@ def test_stop_of_a_pump_running_on_its_own_is_allowed_and_of_nothing_refused(
     """A pump found running that the safety process did not start (stopped by S9 on the
     next read-back anyway) may be stopped; with nothing running or started, a stop is
     refused as not infusing."""
-    rogue = replace(_running(std, "7.5"), expected_running=False)
+    rogue = evolve(_running(std, "7.5"), expected_running=False)
     assert _decide(rogue, StopInfusion()).accepted
-    started = replace(_running(std, "7.5"), running=False)  # started, not yet read back
+    started = evolve(_running(std, "7.5"), running=False)  # started, not yet read back
     assert _decide(started, StopInfusion()).accepted
-    idle = replace(_running(std, "7.5"), running=False, expected_running=False)
+    idle = evolve(_running(std, "7.5"), running=False, expected_running=False)
     verdict = _decide(idle, StopInfusion())
     assert verdict.reason is Reason.NOT_INFUSING
     assert verdict.message == "refused: not infusing"
@@ -402,7 +404,7 @@ def test_a_restart_clears_the_link_and_any_pending_command(std: ActiveProgram) -
     from safety.kernel.model import Resumed
 
     pending = Pending(SetRate(Decimal("37.5")), Decimal("30.0"), True, 90.0)
-    state = replace(_running(std, "30.0"), pending=pending, hold=True)
+    state = evolve(_running(std, "30.0"), pending=pending, hold=True)
     reading = PumpReading(True, Decimal("30.0"), 0.0)
     after = apply(CONFIG, state, Resumed(reading, NOW, "restart"))
     assert after.pending is None and not after.attached and after.session is None

@@ -27,13 +27,13 @@ from safety.kernel.model import (
     UpdatePatient,
     Verdict,
 )
-from safety.kernel.state import KernelState, Patient, load_program
+from safety.kernel.state import KernelState, Patient, evolve, load_program, single_channel
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.kernel.support import norepi_standard, norepi_weight_based
 
 PUMP = PumpCapabilities(Decimal("1.0"), Decimal("1999.1"), lambda rate: rate)
-ATTACHED = KernelState(session="s", attached=True)
+ATTACHED = single_channel(session="s", attached=True)
 ADULT_70 = Patient("p1", PatientSpec("adult_icu", Decimal(70)), 0.0, "admitted")
 
 
@@ -86,9 +86,9 @@ def test_admit_an_unknown_profile_or_an_impossible_weight_is_bad_input(
 @pytest.mark.parametrize(
     "state",
     [
-        replace(ATTACHED, running=True, expected_running=True),
-        replace(ATTACHED, running=False, expected_running=True),  # started, not read back
-        replace(ATTACHED, running=True, expected_running=False),  # running on its own
+        evolve(ATTACHED, running=True, expected_running=True),
+        evolve(ATTACHED, running=False, expected_running=True),  # started, not read back
+        evolve(ATTACHED, running=True, expected_running=False),  # running on its own
     ],
     ids=["running", "start-sent", "pump-on-its-own"],
 )
@@ -184,7 +184,7 @@ def test_an_unreadable_program_while_infusing_is_refused_as_another_solution(
     """A spec whose diluent cannot even be read is not "the same solution": while a
     program runs it is refused as a program change, never taken for a re-program."""
     program = load_program(library, norepi_standard(library), 0.0)
-    state = replace(ATTACHED, patient=ADULT_70, program=program, running=True)
+    state = evolve(ATTACHED, patient=ADULT_70, program=program, running=True)
     garbled = norepi_standard(library, diluent="lemonade")
     verdict = _decide(library, state, LoadProgram(garbled))
     assert verdict.reason is Reason.ALREADY_INFUSING

@@ -6,14 +6,13 @@ credited and how).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
 from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import LibraryChecked, Now, TimelineResumed
 from safety.kernel.reducer import apply
-from safety.kernel.state import ActiveProgram, KernelState, load_program
+from safety.kernel.state import ActiveProgram, KernelState, evolve, load_program, single_channel
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.kernel.support import norepi_standard
@@ -27,7 +26,7 @@ def _check(status: str, detail: str, t: float) -> LibraryChecked:
 
 def _infusing(library: DrugLibrary) -> KernelState:
     program: ActiveProgram = load_program(library, norepi_standard(library), 0.0)
-    return KernelState(program=program, running=True, set_rate=Decimal(30))
+    return single_channel(program=program, running=True, set_rate=Decimal(30))
 
 
 def test_a_changed_library_latches_a_high_alarm_and_holds_the_program(
@@ -69,7 +68,7 @@ def test_an_unusable_library_raises_its_alarm_until_a_usable_one_is_back(
     # without a program there is nothing to hold, and an earlier reason is kept
     idle = apply(CONFIG, KernelState(), _check("unusable", "gone", 5.0))
     assert idle.program_stale is None
-    held = replace(_infusing(library), program_stale="the journal was damaged")
+    held = evolve(_infusing(library), program_stale="the journal was damaged")
     assert apply(CONFIG, held, _check("ok", "", 1.0)).program_stale == "the journal was damaged"
 
 

@@ -7,17 +7,25 @@ drug counted, never less); and the alarms a restart raises are stamped at it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
 from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
-from safety.kernel.history import RateHistory
+from safety.kernel.history import FlowLog, RateHistory
 from safety.kernel.model import ProgramSpec
 from safety.kernel.observe import UNSEEN_FLOOR_ML, UNSEEN_TOLERANCE, count_unseen_delivery
-from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, Mode, load_program
+from safety.kernel.state import (
+    ActiveProgram,
+    DrugRecord,
+    KernelState,
+    Mode,
+    evolve,
+    load_program,
+    single_channel,
+)
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.kernel.support import Bench, norepi_standard
@@ -82,7 +90,7 @@ def test_an_in_flight_fall_counts_from_the_restart(infusing: Bench) -> None:
     state = infusing.core.state
     assert state.alarms.get("resume_changed") is None
     segment = state.history.current
-    assert segment is not None and segment.rate_ml_h == Decimal("22.5")
+    assert segment is not None and segment.amount_per_h == Fraction(Decimal("22.5")) * 16
     assert segment.start > issued_at
     assert segment.start == infusing.patient_now()
 
@@ -94,14 +102,15 @@ def _gap_state(
     program: ActiveProgram, *, last_ml: float | None, last_at: float | None
 ) -> KernelState:
     """9 mL/h of 16 mcg/mL verified since t=0: 100 s of it is 0.25 mL, 4 mcg."""
-    history = RateHistory().with_rate(0.0, Decimal(9), program.amount_per_ml)
-    return KernelState(
+    history = RateHistory().with_rate(0.0, Fraction(9) * program.amount_per_ml)
+    return single_channel(
         drugs={program.drug: DrugRecord(history, program.limits)},
         program=program,
         running=True,
         set_rate=Decimal(9),
         last_infused_ml=last_ml,
         last_reading_at=last_at,
+        flow=FlowLog(((0.0, Decimal(9)),)),  # the channel's own verified rate
     )
 
 
@@ -124,7 +133,7 @@ def test_the_counter_beyond_the_verified_rates_is_counted_as_given_unseen(
     # nothing verified in the gap, a counter from 0: exactly the 0.01 mL floor is not
     # counted (the figures are exact: x16 is exact in binary), a little more is
     empty = DrugRecord(RateHistory(), program.limits)
-    bare = replace(state, drugs={program.drug: empty}, last_infused_ml=0.0)
+    bare = evolve(state, drugs={program.drug: empty}, last_infused_ml=0.0, flow=FlowLog())
     assert _unseen(count_unseen_delivery(bare, UNSEEN_FLOOR_ML, (), 200.0)) == []
     assert _unseen(count_unseen_delivery(bare, UNSEEN_FLOOR_ML * 1.001, (), 200.0)) != []
     beyond = 1.0 + (counted + 1.0) / 16.0
@@ -133,7 +142,9 @@ def test_the_counter_beyond_the_verified_rates_is_counted_as_given_unseen(
     assert (at, why) == (200.0, "delivered while the safety process was down")
     assert amount == pytest.approx(1.0)
     # half a mL with nothing verified in between: all of it unseen
-    idle = replace(state, drugs={program.drug: DrugRecord(RateHistory(), program.limits)})
+    idle = evolve(
+        state, drugs={program.drug: DrugRecord(RateHistory(), program.limits)}, flow=FlowLog()
+    )
     ((_, amount, _),) = _unseen(count_unseen_delivery(idle, 1.5, (), 200.0))
     assert amount == pytest.approx(8.0)
 
@@ -145,7 +156,7 @@ def test_a_counter_that_says_nothing_about_the_gap_counts_nothing(library: DrugL
         (_gap_state(program, last_ml=1.0, last_at=100.0), ("reset",)),  # counter cleared
         (_gap_state(program, last_ml=None, last_at=100.0), ()),  # never read before
         (_gap_state(program, last_ml=1.0, last_at=None), ()),
-        (replace(_gap_state(program, last_ml=1.0, last_at=100.0), program=None), ()),
+        (evolve(_gap_state(program, last_ml=1.0, last_at=100.0), program=None), ()),
         (_gap_state(program, last_ml=60.0, last_at=100.0), ()),  # counter went back
     ):
         assert _unseen(count_unseen_delivery(state, big, alarms, 200.0)) == []

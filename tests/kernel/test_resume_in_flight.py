@@ -9,6 +9,7 @@ the pump's own doing from the restart instant, exempt from the titration and wea
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 from safety.kernel.codec import encode_event
 from safety.kernel.model import (
@@ -52,7 +53,9 @@ def test_the_change_is_the_commands_not_the_pumps(infusing: Bench) -> None:
     assert state.alarms.get("resume_changed") is None
     assert state.expected_cause == "command"
     segment = state.history.current
-    assert segment is not None and segment.rate_ml_h == Decimal("37.5")
+    program = state.drug_program
+    assert program is not None and segment is not None
+    assert segment.amount_per_h == Fraction(Decimal("37.5")) * program.amount_per_ml
     # a rise counts from when it was issued: more drug counted, never less
     assert segment.start == issued_at and segment.cause == "command"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -42,7 +43,9 @@ from safety.kernel.state import (
     DrugRecord,
     KernelState,
     PriorLimits,
+    evolve,
     load_program,
+    single_channel,
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
@@ -74,9 +77,9 @@ def _state(
     pump's rate now (running unless told otherwise)."""
     history = RateHistory()
     for t, text in runs:
-        history = history.with_rate(t, Decimal(text), program.amount_per_ml)
+        history = history.with_rate(t, Fraction(Decimal(text)) * program.amount_per_ml)
     now = Decimal(runs[-1][1])
-    return KernelState(
+    return single_channel(
         drugs={program.drug: DrugRecord(history, program.limits, priors)},
         program=program,
         running=running and now > 0,
@@ -196,7 +199,7 @@ def test_the_largest_dose_a_request_may_carry_is_judged_by_the_limits(
 def test_another_drug_is_refused_while_a_start_is_in_flight(
     library: DrugLibrary, std: ActiveProgram
 ) -> None:
-    state = replace(_state(std, [(0.0, "0")], running=False), expected_running=True)
+    state = evolve(_state(std, [(0.0, "0")], running=False), expected_running=True)
     verdict = _decide(state, LoadProgram(vasopressin_fixed(library)), 10.0, library)
     assert verdict.reason is Reason.ALREADY_INFUSING
 
@@ -223,7 +226,7 @@ def test_a_re_program_in_place_is_allowed_exactly_at_the_new_hard_max_and_refuse
 
 
 def test_a_refused_concentration_carries_its_finding(library: DrugLibrary) -> None:
-    state = KernelState(session="s", attached=True)
+    state = single_channel(session="s", attached=True)
     spec = norepi_standard(library, concentration="4 mg/500 mL")
     verdict = _decide(state, LoadProgram(spec), 0.0, library)
     assert verdict.reason is Reason.CONCENTRATION_NOT_ALLOWED
@@ -274,7 +277,7 @@ def test_a_rate_the_pump_rounds_to_nothing_is_refused_whatever_its_minimum(
 def test_a_journaled_command_sets_what_is_expected_why_and_since_when(
     std: ActiveProgram, action: PumpAction, expected: dict[str, object]
 ) -> None:
-    state = replace(_state(std, [(0.0, "30.0")]), under_retries=1, expected_cause="x")
+    state = evolve(_state(std, [(0.0, "30.0")]), under_retries=1, expected_cause="x")
     after = apply(CONFIG, state, CommandIssued(action, "safety", Now(42.0, 1.0)))
     for name, value in expected.items():
         assert getattr(after, name) == value, name
@@ -289,7 +292,7 @@ def test_the_relay_command_sets_the_interlock_only(std: ActiveProgram) -> None:
     state = _state(std, [(0.0, "30.0")])
     opened = apply(CONFIG, state, CommandIssued(SetInterlock(False), "estop", Now(1.0, 1.0)))
     assert opened.interlock_enabled is False
-    assert replace(opened, interlock_enabled=True) == state
+    assert evolve(opened, interlock_enabled=True) == state
     closed = apply(CONFIG, opened, CommandIssued(SetInterlock(True), "command", Now(2, 2)))
     assert closed.interlock_enabled is True
 
@@ -297,7 +300,7 @@ def test_the_relay_command_sets_the_interlock_only(std: ActiveProgram) -> None:
 def test_a_program_loaded_resets_retries_and_staleness(
     library: DrugLibrary, std: ActiveProgram
 ) -> None:
-    state = replace(_state(std, [(0.0, "30.0")]), under_retries=1, program_stale="library")
+    state = evolve(_state(std, [(0.0, "30.0")]), under_retries=1, program_stale="library")
     spec = norepi_weight_based(library)
     event = ProgramLoaded(spec, load_program(library, spec, 0.0).limits, 3.5, Now(50.0, 1.0))
     after = apply(CONFIG, state, event)
@@ -320,14 +323,14 @@ def test_the_cap_deadline_is_asked_only_of_a_running_drug_and_never_in_the_past(
     running = _state(std, [(0.0, "30.0")])  # 480 mcg/h: the cap in 141.7 h
     deadline = next_deadline(running, Now(0.0, 0.0), CONFIG)
     assert deadline == pytest.approx(68_000 / 480 * 3600 - CONFIG.cap_guard_s)
-    assert next_deadline(replace(running, running=False), Now(0.0, 0.0), CONFIG) is None
-    assert next_deadline(replace(running, program=None), Now(0.0, 0.0), CONFIG) is None
+    assert next_deadline(evolve(running, running=False), Now(0.0, 0.0), CONFIG) is None
+    assert next_deadline(evolve(running, program=None), Now(0.0, 0.0), CONFIG) is None
     slow = _state(std, [(0.0, "0.0001")])  # a running drug rate below 1 mcg/h still counts
     assert next_deadline(slow, Now(0.0, 0.0), CONFIG) is not None
     zero = _state(std, [(0.0, "0")])
-    assert next_deadline(replace(zero, running=True), Now(0.0, 0.0), CONFIG) is None
+    assert next_deadline(evolve(zero, running=True), Now(0.0, 0.0), CONFIG) is None
     # already past the guard: the deadline is now, not before
-    given = RateHistory().with_rate(0.0, Decimal("30.0"), std.amount_per_ml)
+    given = RateHistory().with_rate(0.0, Fraction(Decimal("30.0")) * std.amount_per_ml)
     full = replace(
         running, drugs={std.drug: DrugRecord(given.with_amount(1.0, 67_999.0, "x"), std.limits)}
     )
@@ -344,6 +347,6 @@ def test_the_cap_deadline_is_asked_only_of_a_running_drug_and_never_in_the_past(
 def test_a_start_is_refused_while_anything_infuses_or_might(
     std: ActiveProgram, running: bool, expected: bool
 ) -> None:
-    state = replace(_state(std, [(0.0, "30.0")]), running=running, expected_running=expected)
+    state = evolve(_state(std, [(0.0, "30.0")]), running=running, expected_running=expected)
     verdict = _decide(state, StartInfusion(Decimal(8)), 10.0)
     assert verdict.reason is Reason.ALREADY_INFUSING

@@ -20,8 +20,10 @@ from safety.kernel.state import (
     DrugRecord,
     KernelState,
     PriorLimits,
+    evolve,
     load_program,
     program_of,
+    single_channel,
 )
 from safety.library import DrugLibrary
 from tests.kernel.support import norepi_standard, vasopressin_fixed
@@ -35,20 +37,20 @@ def std(library: DrugLibrary) -> ActiveProgram:
 def test_the_current_dose_is_the_verified_rate_while_running_and_zero_otherwise(
     std: ActiveProgram,
 ) -> None:
-    state = KernelState(program=std, running=True, set_rate=Decimal("30.0"))
+    state = single_channel(program=std, running=True, set_rate=Decimal("30.0"))
     assert state.current_dose() == 8
-    assert replace(state, running=False).current_dose() == 0
-    assert replace(state, program=None).current_dose() == 0
-    assert KernelState(running=True, set_rate=Decimal(30)).current_dose() == 0
+    assert evolve(state, running=False).current_dose() == 0
+    assert evolve(state, program=None).current_dose() == 0
+    assert single_channel(running=True, set_rate=Decimal(30)).current_dose() == 0
 
 
 def test_a_history_put_in_place_replaces_only_the_loaded_drugs(
     library: DrugLibrary, std: ActiveProgram
 ) -> None:
     vaso = load_program(library, vasopressin_fixed(library), 0.0)
-    other = DrugRecord(RateHistory().with_rate(0.0, Decimal(6), vaso.amount_per_ml))
-    state = KernelState(program=std, drugs={vaso.drug: other})
-    planned = RateHistory().with_rate(10.0, Decimal(30), std.amount_per_ml)
+    other = DrugRecord(RateHistory().with_rate(0.0, Fraction(Decimal(6)) * vaso.amount_per_ml))
+    state = single_channel(program=std, drugs={vaso.drug: other})
+    planned = RateHistory().with_rate(10.0, Fraction(Decimal(30)) * std.amount_per_ml)
     after = state.with_history(planned)
     assert after.history is planned
     assert after.drugs[std.drug].limits == std.limits  # a new record carries the limits
@@ -74,7 +76,7 @@ def test_a_program_rebuilt_from_its_journaled_event_is_the_one_loaded(
 
 
 def test_delivery_counted_at_an_instant_is_kept_in_time_order(std: ActiveProgram) -> None:
-    history = RateHistory().with_rate(0.0, Decimal(30), std.amount_per_ml)
+    history = RateHistory().with_rate(0.0, Fraction(Decimal(30)) * std.amount_per_ml)
     assert history.with_amount(50.0, 0.0, "nothing") is history
     assert history.with_amount(50.0, -1.0, "nothing") is history
     counted = history.with_amount(100.0, 0.5, "seen on the counter")
@@ -94,7 +96,9 @@ def test_delivery_counted_at_an_instant_is_kept_in_time_order(std: ActiveProgram
 def test_a_bolus_on_a_history_never_asked_before_answers_as_one_built_whole(
     std: ActiveProgram,
 ) -> None:
-    fresh = RateHistory((RateHistory().with_rate(0.0, Decimal(30), std.amount_per_ml).segments[0],))
+    fresh = RateHistory(
+        (RateHistory().with_rate(0.0, Fraction(Decimal(30)) * std.amount_per_ml).segments[0],)
+    )
     counted = fresh.with_amount(60.0, 3.0, "x")
     assert counted.amount(0.0, 120.0) == pytest.approx(480.0 * 120.0 / 3600.0 + 3.0)
     assert counted.max_amount_rate(0.0, 120.0) == Fraction(480)
@@ -104,16 +108,16 @@ def test_an_event_as_plain_json_reads_back_as_the_same_event() -> None:
     event = CommandIssued(SetRate(Decimal("30.0")), "command", Now(12.5, 3.0))
     plain = event_to_dict(event)
     assert plain["kind"] == "command_issued"
-    assert plain["action"] == {"rate_ml_h": "30.0", "kind": "set_rate"}
+    assert plain["action"] == {"rate_ml_h": "30.0", "channel": "A", "kind": "set_rate"}
     assert json.loads(json.dumps(plain)) == plain
     assert EVENT.validate_python(plain) == event
 
 
 def test_the_current_drug_rate_is_the_verified_one_while_running(std: ActiveProgram) -> None:
-    state = KernelState(program=std, running=True, set_rate=Decimal("30.0"))
+    state = single_channel(program=std, running=True, set_rate=Decimal("30.0"))
     assert state.current_amount_rate() == 480  # mcg/h
-    assert replace(state, running=False).current_amount_rate() == 0
-    assert replace(state, program=None).current_amount_rate() == 0
+    assert evolve(state, running=False).current_amount_rate() == 0
+    assert evolve(state, program=None).current_amount_rate() == 0
 
 
 def test_a_test_fluid_spec_is_no_drug_program(library: DrugLibrary) -> None:

@@ -347,9 +347,10 @@ class InfusionMachine(RuleBasedStateMachine):
         if program is None:
             return
         self._send(AcknowledgeAlarms(None), "ok")
-        rates = [s.amount_per_h for s in self.bench.core.state.history.segments if s.rate_ml_h > 0]
-        if rates:
-            dose = _decimal(program.dose_of_amount_rate(rates[-1]) * Fraction(Decimal(scale)))
+        amounts = [s.amount_per_h for s in self.bench.core.state.history.segments]
+        amounts = [a for a in amounts if a > 0]
+        if amounts:
+            dose = _decimal(program.dose_of_amount_rate(amounts[-1]) * Fraction(Decimal(scale)))
             self._send(StartInfusion(dose, confirm_soft_limits=confirm), "ok")
 
     @rule(factor=FACTORS, confirm=st.booleans(), link=LINKS)
@@ -663,7 +664,7 @@ class InfusionMachine(RuleBasedStateMachine):
         per_s = pump.set_rate_ml_h * float(program.amount_per_ml) / 3600.0
         t = b.patient_now()
         peak = self.delivered.summary.cap_peak if self.delivered is not None else None
-        for cap, _ in caps_in_force(state, t):
+        for cap, _ in caps_in_force(state, program.drug, t):
             given = state.history.amount(t - float(cap.window_s), t)
             if peak is not None:  # the highest window the pump really gave, in the cap's unit
                 given = max(given, peak * float(cap.unit.base_factor))

@@ -32,7 +32,7 @@ from safety.kernel.model import (
     Verdict,
 )
 from safety.kernel.reducer import apply
-from safety.kernel.state import FluidProgram, KernelState, fluid_limits
+from safety.kernel.state import FluidProgram, KernelState, evolve, fluid_limits, single_channel
 from safety.library import DrugLibrary, LookupProblem
 from safety.reasons import Reason
 
@@ -59,8 +59,8 @@ def water(library: DrugLibrary, **changes: object) -> ProgramSpec:
 def _loaded(library: DrugLibrary, **state: object) -> KernelState:
     spec = water(library)
     event = ProgramLoaded(spec, fluid_limits(library, spec), 2.5, Now(1.0, 1.0))
-    base = KernelState(session="s", attached=True)
-    return replace(apply(CONFIG, base, event), **state)  # type: ignore[arg-type]
+    base = single_channel(session="s", attached=True)
+    return evolve(apply(CONFIG, base, event), **state)
 
 
 def _decide(
@@ -191,5 +191,5 @@ def test_a_test_fluid_spec_with_a_drugs_fields_names_each_one(library: DrugLibra
         fluid_limits(library, drug)
     assert caught.value.field == "program"
     assert "'water' is a drug program, not a test fluid" in str(caught.value)
-    verdict = _decide(library, KernelState(session="s", attached=True), LoadProgram(spec))
+    verdict = _decide(library, single_channel(session="s", attached=True), LoadProgram(spec))
     assert verdict.reason is Reason.BAD_INPUT

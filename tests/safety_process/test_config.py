@@ -25,7 +25,7 @@ def test_shipped_configs_are_valid() -> None:
         config = load_config(REPO / "config" / "bench" / name)
         assert isinstance(config, SafetyConfig)
     demo = load_config(REPO / "config" / "bench" / "demo-safety.toml")
-    assert demo.pump.driver == "mock"
+    assert demo.pump is not None and demo.pump.driver == "mock"
     assert demo.gpio.backend == "simulated"
     assert demo.clock.clinical == "scaled:60"
     # relative to the config file, not the working directory
@@ -122,11 +122,12 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
         (
             {"pump": MOCK, "pupm": {}},
             "pupm",
-            "allowed here: clock, dashboard, gpio, paths, pump, telemetry, timing, watchdog",
+            "allowed here: channels, clock, dashboard, gpio, interlock, lines, paths, pump, "
+            "relay, telemetry, timing, watchdog",
         ),
         ({"pump": MOCK, "watchdog": {"device": " "}}, "watchdog.device", "/dev/watchdog"),
         ({"pump": MOCK, "watchdog": {"devise": "/dev/watchdog"}}, "watchdog.devise", "device"),
-        ({}, "pump", "required setting is missing"),
+        ({}, "(top level)", "no pump: give [pump] (a one-pump bench) or [channels.NAME]"),
     ],
 )
 def test_a_bad_field_is_named_with_what_is_allowed(

@@ -88,8 +88,7 @@ BASE = Snapshot(
 points = st.builds(
     HistoryPoint,
     start=st.floats(0.0, 200_000.0),
-    rate_ml_h=st.sampled_from([Decimal(x) for x in ("0", "1.5", "30", "30.0", "33.75")]),
-    amount_per_ml=st.sampled_from([Decimal(16), Decimal("16.0"), Decimal("0.333333")]),
+    amount_per_h=st.sampled_from([Decimal(x) for x in ("0", "24", "480", "480.0", "11.25")]),
     cause=st.sampled_from(["command", "pump", "safety", "estop"]),
 )
 
@@ -181,8 +180,8 @@ def test_a_prune_and_an_append_travel_as_just_that(
 def test_a_delta_that_does_not_fit_is_refused_and_a_full_history_restores_step() -> None:
     sender, receiver = SnapshotSender(), SnapshotReceiver()
     sender.delta = True
-    h1 = (HistoryPoint(0.0, Decimal(30), Decimal(16), "command"),)
-    h2 = (*h1, HistoryPoint(60.0, Decimal("37.5"), Decimal(16), "command"))
+    h1 = (HistoryPoint(0.0, Decimal(480), "command"),)
+    h2 = (*h1, HistoryPoint(60.0, Decimal(600), "command"))
     first = replace(BASE, history=h1)
     receiver.receive(decode_server(sender.encode(SnapshotReply(id=1, snapshot=first))[:-1]))
     line = sender.encode(StatusNotice(snapshot=replace(BASE, history=h2)))[:-1]
@@ -204,10 +203,10 @@ def test_a_delta_that_does_not_fit_is_refused_and_a_full_history_restores_step()
 
 
 def test_a_wrong_check_point_is_caught() -> None:
-    h = (HistoryPoint(0.0, Decimal(30), Decimal(16), "command"),)
+    h = (HistoryPoint(0.0, Decimal(480), "command"),)
     delta = delta_between((), h)
     assert apply_delta((), delta) == h
-    other = HistoryPoint(0.0, Decimal(31), Decimal(16), "command")
+    other = HistoryPoint(0.0, Decimal(496), "command")
     assert apply_delta((), delta.model_copy(update={"last": other})) is None
     assert apply_delta((), delta.model_copy(update={"first": other})) is None
     assert apply_delta((), HistoryDelta(drop=1, append=(), length=0, first=None, last=None)) is None
@@ -284,7 +283,7 @@ def test_socket_client_asks_for_deltas_and_gets_whole_histories(
         c._snapshots.forget()
         again = c.request(ChangeDose(Decimal(8)))
         assert again.verdict.accepted and again.execution == "applied"
-        assert again.snapshot.history[-1].rate_ml_h == Decimal(30)
+        assert again.snapshot.history[-1].amount_per_h == Decimal(480)  # 30 mL/h x 16
         assert again.snapshot.history == rig.core.snapshot().history
 
 
@@ -306,7 +305,7 @@ def test_socket_status_notice_out_of_step_becomes_a_full_snapshot(
         stopped = next(
             n for n in list(notices) if isinstance(n, StatusChanged) and not n.snapshot.running
         )
-        assert stopped.snapshot.history[-1].rate_ml_h == Decimal(0)
+        assert stopped.snapshot.history[-1].amount_per_h == Decimal(0)
         assert len(stopped.snapshot.history) == 6
 
 

@@ -123,7 +123,9 @@ def test_kill_9_of_the_controller_holds_the_rate_alarms_and_refuses_changes(
 
             snap = wait_for(lambda: held_with_alarm(mon), 5.0, "hold and a high alarm")
             assert snap.running and snap.rate_ml_h == Decimal("30.0")  # last verified rate
-            assert [h.rate_ml_h for h in snap.history] == [h.rate_ml_h for h in before.history]
+            assert [h.amount_per_h for h in snap.history] == [
+                h.amount_per_h for h in before.history
+            ]
             alarm = next(a for a in snap.alarms if a.key == "controller_lost")
             assert "(eof)" in alarm.message  # at once, not after the heartbeat timeout
             wait_for(lambda: gpio_alarm(short_dir), 5.0, "the GPIO alarm pin")

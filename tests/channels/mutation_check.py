@@ -1,0 +1,261 @@
+"""Hand-picked mutants of the channel checks (S1, S3, S4, S5 on the total, S10 per drug,
+S12 on every channel, S15 relay and container changes): each check removed outright in a
+throw-away copy of the tree, and the tests named for it must fail. The same method and
+``Mutant`` as ``tests.kernel.mutation_check`` (see its docstring); the snippets are
+checked to exist exactly once by ``test_mutation_table.py`` in ``make test``.
+
+Run: ``.venv/bin/python -m tests.channels.mutation_check [name-filter ...]``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.kernel.mutation_check import COPY, ROOT, Mutant
+
+DECIDE = "safety/kernel/decide.py"
+OBSERVE = "safety/kernel/observe.py"
+RELAY = "safety/kernel/relay.py"
+STATE = "safety/kernel/state.py"
+CORE = "safety/host/core.py"
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "S1 summed hard max",
+        DECIDE,
+        "    total_dose = dose + program.dose_of_amount_rate(others)",
+        "    total_dose = dose",
+        "test_the_hard_max_binds_the_total",
+    ),
+    Mutant(
+        "S1 summed read-back",
+        OBSERVE,
+        "    amount = Fraction(rate) * program.amount_per_ml + others",
+        "    amount = Fraction(rate) * program.amount_per_ml",
+        "test_a_readback_above_the_hard_max_in_all",
+    ),
+    Mutant(
+        "S4 start beside a channel",
+        DECIDE,
+        "        start=start and not others,",
+        "        start=start,",
+        "test_a_start_beside_a_running_channel",
+    ),
+    Mutant(
+        "S4/S5 others ignored",
+        DECIDE,
+        "    others = state.others_amount_rate(drug, channel)\n    context",
+        "    others = Fraction(0)\n    context",
+        "test_a_start_beside or test_rises_on_either or test_a_fall_on_one_channel",
+    ),
+    Mutant(
+        "S5 stop one of several",
+        DECIDE,
+        "    if drug is not None and others > 0:",
+        "    if False:",
+        "test_stopping_one_channel or test_a_small_channel",
+    ),
+    Mutant(
+        "S3 cap stops every channel",
+        OBSERVE,
+        "            return s, [StopPump(name) for name, c in channels if c.running]",
+        "            return s, [StopPump(channels[0][0])]",
+        "test_the_cap_guard_stops_every_channel",
+    ),
+    Mutant(
+        "S10 per drug",
+        DECIDE,
+        "        names += [n for n, _ in state.drug_channels(drug) if n not in names]",
+        "        pass",
+        "test_an_uncertain_command_on_one_channel",
+    ),
+    Mutant(
+        "channel named",
+        STATE,
+        "            if len(names) == 1:\n                return names[0]",
+        "            if names:\n                return names[0]",
+        "test_a_request_names_its_channel",
+    ),
+    Mutant(
+        "S12 every channel",
+        DECIDE,
+        "    stops: list[PumpAction] = [StopPump(n) for n in names]",
+        "    stops: list[PumpAction] = [StopPump(names[0])]",
+        "test_the_emergency_stop_stops_every_channel",
+    ),
+    Mutant(
+        "S15 same concentration",
+        RELAY,
+        "    if difference is not None:\n        return Verdict.refuse(\n"
+        "            Reason.STANDBY",
+        "    if False:\n        return Verdict.refuse(\n            Reason.STANDBY",
+        "test_a_standby_holds_the_same_concentration",
+    ),
+    Mutant(
+        "S15 primed standby",
+        RELAY,
+        "    if not cb.container.primed:",
+        "    if False:",
+        "test_a_standby_must_be_primed",
+    ),
+    Mutant(
+        "S15 prime confirmed",
+        RELAY,
+        "    if not body.confirm_line_disconnected:",
+        "    if False:",
+        "test_a_prime_needs",
+    ),
+    Mutant(
+        "S15 prime bounded",
+        RELAY,
+        "    most = config.max_prime_ml\n",
+        "    most = config.max_prime_ml + 1\n",
+        "test_a_prime_needs",
+    ),
+    Mutant(
+        "S15 standby first",
+        RELAY,
+        "    if step >= steps:\n        if ca.expected_running:\n"
+        "            actions.append(StopPump(a))",
+        "    if step >= steps:\n        if ca.expected_running:\n"
+        "            actions.insert(0, StopPump(a))",
+        "test_a_standby_that_does_not_start",
+    ),
+    Mutant(
+        "S15 no double count",
+        STATE,
+        "        if self.program is None or not self.unread_command:\n            return verified",
+        "        if True:\n            return verified",
+        "test_a_quick_handover or test_an_overlap_handover",
+    ),
+    Mutant(
+        "S15 relay in the service loop",
+        CORE,
+        "            self._relay()  # cheap, pure until it has something to do",
+        "            pass",
+        "test_a_quick_handover",
+    ),
+    Mutant(
+        "S15 overlap step spacing",
+        RELAY,
+        "        waiting = t < handover.step_at + config.overlap_step_s or not "
+        "_flow_shown(state, b)",
+        "        waiting = not _flow_shown(state, b)",
+        "test_an_overlap_handover",
+    ),
+    Mutant(
+        "S15 overlap waits for flow",
+        RELAY,
+        "    return counter - start >= FLOW_SHOWN_SHARE * expected",
+        "    return True",
+        "test_an_overlap_step_waits",
+    ),
+    Mutant(
+        "S15 fall back",
+        RELAY,
+        "        if not cb.running and not cb.expected_running:\n            return _fall_back(",
+        "        if False:\n            return _fall_back(",
+        "test_a_standby_that_fails_mid_overlap",
+    ),
+    Mutant(
+        "S15 relieve an empty pump",
+        RELAY,
+        '            why = f"channel {a}\'s pump stopped empty"',
+        "            continue",
+        "test_a_pump_that_stops_empty_early",
+    ),
+    Mutant(
+        "S15 no-standby warning high",
+        OBSERVE,
+        "        high = left <= config.handover_before_empty_s",
+        "        high = False",
+        "test_a_container_nearing_empty",
+    ),
+    Mutant(
+        "S15 pause bounded",
+        OBSERVE,
+        "        if pause is None or t <= pause.until:",
+        "        if True:",
+        "test_a_pause_is_bounded",
+    ),
+    Mutant(
+        "S15 pause is the only stop",
+        DECIDE,
+        "    if c.pause is not None:\n        return Verdict.refuse(\n"
+        "            Reason.CONTAINER_PAUSE,",
+        "    if False:\n        return Verdict.refuse(\n            Reason.CONTAINER_PAUSE,",
+        "test_a_pause_stops_a_vasopressor",
+    ),
+    Mutant(
+        "S15 resume judged",
+        RELAY,
+        "        if refusal is not None:\n            return Verdict.refuse(refusal.reason, "
+        "refusal.message, **extra)\n    actions",
+        "        if False:\n            return Verdict.refuse(refusal.reason, "
+        "refusal.message, **extra)\n    actions",
+        "test_a_resume_is_judged",
+    ),
+    Mutant(
+        "S15 resume restores",
+        RELAY,
+        "            resume_to=asked,\n",
+        "            resume_to=None,\n",
+        "test_a_change_primes_and_resumes",
+    ),
+)
+
+
+def run(filters: list[str]) -> int:
+    survivors: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="channel-mutants-") as tmp:
+        tree = Path(tmp)
+        for rel in (*COPY, "tests/channels"):
+            src = ROOT / rel
+            if src.is_dir():
+                shutil.copytree(
+                    src,
+                    tree / rel,
+                    ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True,
+                )
+            else:
+                (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, tree / rel)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        for mutant in MUTANTS:
+            if filters and not any(f in mutant.name for f in filters):
+                continue
+            target = tree / mutant.path
+            pristine = target.read_text()
+            if pristine.count(mutant.original) != 1:
+                print(f"STALE     {mutant.name}: snippet not found once in {mutant.path}")
+                survivors.append(mutant.name)
+                continue
+            target.write_text(pristine.replace(mutant.original, mutant.mutated))
+            try:
+                result = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                     "tests/channels", "-k", mutant.tests],
+                    cwd=tree, env=env, capture_output=True, text=True, check=False,
+                )  # fmt: skip
+            finally:
+                target.write_text(pristine)
+            lines = result.stdout.strip().splitlines()
+            summary = lines[-1] if lines else result.stderr.strip()[-200:]
+            killed = result.returncode == 1 and " failed" in summary
+            print(
+                f"{'killed' if killed else 'SURVIVED':9s} {mutant.name:32s} {summary}", flush=True
+            )
+            if not killed:
+                survivors.append(mutant.name)
+    print(f"{len(survivors)} survivor(s)" + (": " + ", ".join(survivors) if survivors else ""))
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(sys.argv[1:]))

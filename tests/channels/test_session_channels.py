@@ -1,0 +1,94 @@
+"""The session on a bench of several channels: it works on one channel at a time (its
+machine, plans and doses are that channel's), names it in every request, and follows an
+infusion the safety process hands over to another channel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from controller.errors import ControllerError
+from controller.machine import State
+from controller.session import Session
+from safety.ipc.local import LocalChannel, LocalSafety
+from safety.library import DrugLibrary
+from tests.controller.conftest import drive
+
+
+@pytest.fixture
+def bench(library: DrugLibrary) -> Iterator[LocalSafety]:
+    channels = (LocalChannel("A", loaded_volume_ml=10.0), LocalChannel("B"))
+    with LocalSafety(library=library, channels=channels) as link:
+        yield link
+
+
+@pytest.fixture
+def session(bench: LocalSafety, library: DrugLibrary) -> Iterator[Session]:
+    with Session.open(bench, library, clinical=bench.clinical) as s:
+        yield s
+
+
+def _state(session: Session) -> State:
+    """The session's state, read afresh (mypy would keep an earlier comparison's)."""
+    return session.state
+
+
+def _norepi(session: Session, channel: str | None = None) -> None:
+    session.program("norepinephrine", "4 mg/250 mL", "D5W", channel=channel)
+
+
+def test_the_session_works_on_the_first_channel_and_names_it(
+    session: Session, bench: LocalSafety
+) -> None:
+    _norepi(session)
+    session.start(8)
+    snapshot = session.status()
+    assert session.channel == "A" and session.state is State.INFUSING
+    assert [(v.name, v.role) for v in snapshot.channels] == [("A", "active"), ("B", "")]
+    assert snapshot.drugs[0].channels == ("A",) and snapshot.drugs[0].dose == Decimal(8)
+    assert bench.pumps["A"].snapshot().running and not bench.pumps["B"].snapshot().running
+
+
+def test_a_relay_set_up_from_the_session_is_followed_to_the_new_channel(
+    session: Session, bench: LocalSafety
+) -> None:
+    _norepi(session)
+    session.start(8)  # 30 mL/h: channel A's 10 mL last 20 min
+    _norepi(session, channel="B")
+    assert session.channel == "B" and session.state is State.PROGRAMMED
+    session.prime("2", confirm_line_disconnected=True)
+    drive(bench, session, 30)
+    session.arm_standby("B", "A")
+    session.select_channel("A")
+    assert _state(session) is State.INFUSING
+    assert session.status().channel("B").role == "standby"  # type: ignore[union-attr]
+    drive(bench, session, 20 * 60)
+    assert session.channel == "B" and _state(session) is State.INFUSING
+    snapshot = session.status()
+    assert snapshot.rate_ml_h == Decimal("30.0")
+    assert snapshot.channel("A").relieved_by == "B"  # type: ignore[union-attr]
+    assert not bench.pumps["A"].snapshot().running and bench.pumps["B"].snapshot().running
+    # and the infusion goes on from there as before
+    change = session.titrate_to(10)
+    change.confirm()
+    drive(bench, session, 10 * 60)
+    assert bench.pumps["B"].snapshot().set_rate_ml_h == 37.5
+
+
+def test_another_channel_waits_until_a_planned_change_is_decided(
+    session: Session, bench: LocalSafety
+) -> None:
+    _norepi(session)
+    session.start(8)
+    drive(bench, session, 120)
+    pending = session.titrate_to(12)
+    with pytest.raises(ControllerError) as info:
+        session.select_channel("B")
+    assert info.value.code == "channel_busy"
+    pending.cancel()
+    assert session.select_channel("B").program is None
+    with pytest.raises(ControllerError) as unknown:
+        session.select_channel("C")
+    assert "there is no channel 'C' (channels: A, B)" in unknown.value.message
