@@ -7,6 +7,14 @@ are printed the moment the session sees them. A change to a running infusion tak
 commands: ``titrate 12`` (or ``wean``, ``stop``) shows the plan; ``confirm`` executes it
 (``confirm override`` when the plan crosses a soft limit). ``estop`` acts at once.
 
+On a bench of several pumps (channels), a command acts on the console's channel (the
+first one, or the one ``channel B`` selected) unless it names another with ``@B``
+(``start 8 @B``); naming one moves the console to it, as the Python API does. The relay
+(``standby B for A overlap``, ``disarm B``), priming (``prime 2 @B line-disconnected``)
+and the container change (``container pause``, ``container 50``, ``container resume``)
+have their own commands, and ``status`` lists every channel, every drug's total and any
+handover under way. A one-pump bench looks exactly as it did before channels existed.
+
 Bad input is answered with one line naming the field and what is allowed; nothing the
 operator types produces a traceback (an unexpected internal error is logged and reported
 in one line, and the console carries on).
@@ -27,16 +35,18 @@ import shlex
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from decimal import Decimal, InvalidOperation
+from typing import IO, Any, get_args
 
 from controller.errors import BadInput, ControllerError
 from controller.machine import State
 from controller.plan_executor import ConfirmationRequired, PendingChange, PlanChanged, StepResult
 from controller.planner import format_duration
 from controller.session import Session
-from controller.status_line import alarm_text, sorted_alarms
+from controller.status_line import alarm_text, bench_lines, channel_line, sorted_alarms
+from safety.kernel.model import RelayStrategy
 from safety.rules import num
-from safety.status import AlarmView
+from safety.status import AlarmView, Snapshot
 
 log = logging.getLogger("controller.console")
 
@@ -48,6 +58,9 @@ BANNER = (
 
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
 _RUNNING = (State.INFUSING, State.TITRATING, State.WEANING)
+_STRATEGIES: tuple[str, ...] = get_args(RelayStrategy)
+#: the words that say a prime's line is off the patient (what is pushed out is wasted)
+_LINE_OFF = ("line-disconnected", "--line-disconnected")
 
 
 def parse_duration(text: str) -> float:
@@ -89,7 +102,11 @@ class Console(cmd.Cmd):
     # ------------------------------------------------------------------ loop plumbing
     @property  # cmd.Cmd reads self.prompt before each line
     def prompt(self) -> str:
-        return f"pumpctl [{self.session.state.value}]> "
+        snapshot = self.session.snapshot
+        where = ""
+        if snapshot is not None and len(snapshot.channels) > 1:
+            where = f" @{self.session.channel or snapshot.channels[0].name}"
+        return f"pumpctl [{self.session.state.value}{where}]> "
 
     @prompt.setter
     def prompt(self, value: str) -> None:
@@ -149,6 +166,9 @@ class Console(cmd.Cmd):
             snapshot.rate_ml_h,
             tuple((a.key, a.acknowledged, a.active) for a in self.session.alarms()),
             self.session.active_plan is not None,
+            self.session.channel,
+            tuple((c.name, c.role, c.running, c.rate_ml_h) for c in snapshot.channels),
+            snapshot.handover,
         )
         if key != self._last_live:
             self._last_live = key
@@ -164,7 +184,7 @@ class Console(cmd.Cmd):
             return f"(status unavailable: {type(exc).__name__})"
 
     def _on_alarm(self, alarm: AlarmView) -> None:
-        self.say(f"!! ALARM {alarm_text(alarm)}")
+        self.say(f"!! ALARM {alarm_text(alarm, scoped=self._several())}")
 
     def _show_pending(self, pending: PendingChange) -> None:
         self.say(pending.describe())
@@ -183,13 +203,14 @@ class Console(cmd.Cmd):
 
     # ------------------------------------------------------------------ commands
     def do_program(self, arg: str) -> None:
-        """program DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P]
+        """program DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P] [@CH]
         Load a program, e.g.: program norepinephrine 4 mg/250 mL D5W
-        (the library must allow the drug, concentration and diluent)."""
+        (the library must allow the drug, concentration and diluent). @CH: on channel CH
+        of a bench of several pumps (the console moves to it)."""
         self._load(arg, reprogram=False)
 
     def do_reprogram(self, arg: str) -> None:
-        """reprogram DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P]
+        """reprogram DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P] [@CH]
         Change the program; while infusing only the same drug, concentration and diluent
         (after a patient update or a library change); anything else: stop first."""
         self._load(arg, reprogram=True)
@@ -236,33 +257,41 @@ class Console(cmd.Cmd):
         self.say(outcome.verdict.message)
 
     def do_start(self, arg: str) -> None:
-        """start DOSE [override]   e.g. start 8   or   start 8 mcg/min
-        Start at DOSE (in the program's dose unit). 'override' confirms a soft limit."""
+        """start DOSE [override] [@CH]   e.g. start 8   or   start 8 mcg/min @B
+        Start at DOSE (in the program's dose unit). 'override' confirms a soft limit.
+        Beside another channel giving the same drug, the start is a rise of the
+        patient's total, judged as such."""
+        arg, channel = self._take_channel(arg, "start")
         dose, override = _dose_and_flag(arg, "start")
-        outcome = self.session.start(dose, confirm_soft_limits=override)
+        outcome = self.session.start(dose, confirm_soft_limits=override, channel=channel)
         self.say(outcome.verdict.message)
         for finding in outcome.verdict.findings:
             self.say(f"  {finding.message}")
 
     def do_titrate(self, arg: str) -> None:
-        """titrate DOSE   e.g. titrate 12
+        """titrate DOSE [@CH]   e.g. titrate 12
         Plan the steps to DOSE (nothing is sent); then confirm (or cancel)."""
+        arg, channel = self._take_channel(arg, "titrate")
         dose, _ = _dose_and_flag(arg, "titrate", flag=None)
-        self._show_pending(self.session.titrate_to(dose))
+        self._show_pending(self.session.titrate_to(dose, channel=channel))
 
     def do_wean(self, arg: str) -> None:
-        """wean [DOSE]
+        """wean [DOSE] [@CH]
         Plan a gradual fall to DOSE; without DOSE, wean to the stop threshold and stop.
         Then confirm (or cancel)."""
+        arg, channel = self._take_channel(arg, "wean")
         dose = arg.strip() or None
-        self._show_pending(self.session.wean(dose))
+        self._show_pending(self.session.wean(dose, channel=channel))
 
     def do_stop(self, arg: str) -> None:
-        """stop
+        """stop [@CH]
         Plan the stop: a wean-only drug (norepinephrine) is weaned to its stop threshold
-        first. Then confirm (or cancel). estop stops at once."""
+        first (on the patient's total: beside another channel of the drug, one channel
+        may stop when the total stays within the rule). Then confirm (or cancel). estop
+        stops at once."""
+        arg, channel = self._take_channel(arg, "stop")
         _no_args(arg, "stop")
-        self._show_pending(self.session.stop())
+        self._show_pending(self.session.stop(channel=channel))
 
     def do_confirm(self, arg: str) -> None:
         """confirm [override]
@@ -302,13 +331,15 @@ class Console(cmd.Cmd):
 
     def do_estop(self, arg: str) -> None:
         """estop
-        Emergency stop: the pump stops now and is interlocked. Never refused."""
+        Emergency stop: the pump (every pump of the bench) stops now and is interlocked.
+        Never refused."""
         outcome = self.session.emergency_stop("console")
         self.say(outcome.verdict.message)
 
     def do_ack(self, arg: str) -> None:
         """ack [KEY ...]
-        Acknowledge alarms (all of them, or the keys given)."""
+        Acknowledge alarms (all of them, or the keys given). A key acknowledges that
+        alarm on every channel; CHANNEL/KEY (e.g. B/pump:occlusion) on one."""
         keys = tuple(arg.split()) or None
         outcome = self.session.acknowledge(keys)
         self.say(
@@ -325,12 +356,17 @@ class Console(cmd.Cmd):
 
     def do_status(self, arg: str) -> None:
         """status
-        The status line, every alarm, and any pending or running plan."""
+        The status line, every alarm, and any pending or running plan. On a bench of
+        several pumps also every channel (role, container left, time to empty, dose,
+        rate), every drug (total dose, amount given and its cap, next handover) and any
+        handover under way."""
         _no_args(arg, "status")
-        self.session.status()
+        snapshot = self.session.status()
         self.show_status()
+        if len(snapshot.channels) > 1:
+            self._show_bench(snapshot)
         for alarm in sorted_alarms(self.session.alarms()):
-            self.say(f"  alarm: {alarm_text(alarm)}")
+            self.say(f"  alarm: {alarm_text(alarm, scoped=self._several())}")
         if self.session.pending is not None:
             self.say("  pending (not confirmed):")
             self.say(_indent(self.session.pending.describe()))
@@ -342,8 +378,11 @@ class Console(cmd.Cmd):
         self.say(f"  allowed now: {allowed}")
 
     def do_plan(self, arg: str) -> None:
-        """plan DOSE | plan stop
+        """plan DOSE | plan stop  [@CH]
         Show the plan to DOSE (or the stop plan) without changing anything."""
+        arg, channel = self._take_channel(arg, "plan")
+        if channel is not None:
+            self.session.select_channel(channel)
         text = arg.strip()
         if not text:
             raise BadInput("dose", "give a dose (plan 12) or 'stop' (plan stop)")
@@ -351,9 +390,13 @@ class Console(cmd.Cmd):
         self.say(plan.describe())
 
     def do_history(self, arg: str) -> None:
-        """history
-        The rate history the safety process verified (clinical time before now)."""
+        """history [@CH]
+        The rate history the safety process verified (clinical time before now): the
+        patient's total of the channel's drug, as a rate of the channel's solution."""
+        arg, channel = self._take_channel(arg, "history")
         _no_args(arg, "history")
+        if channel is not None:
+            self.session.select_channel(channel)
         points = self.session.history()
         snapshot = self.session.snapshot
         now = snapshot.clinical_time if snapshot is not None else 0.0
@@ -375,6 +418,136 @@ class Console(cmd.Cmd):
             sleep = self._sleep or _sleep
             sleep(self.session.real_seconds(seconds))
         self.session.service()
+
+    # ------------------------------------------------------------------ channels
+    def do_channel(self, arg: str) -> None:
+        """channel [CH]
+        Without CH: the bench's channels and which one the console works on. With CH:
+        work on channel CH from now on (not while a change is planned on this one)."""
+        words = arg.split()
+        if len(words) > 1:
+            raise BadInput("channel", f"give one channel name, e.g. channel B (got {arg!r})")
+        if not words:
+            snapshot = self.session.status()
+            self._show_bench(snapshot)
+            return
+        name = self._known_channel(words[0].removeprefix("@"))
+        self.session.select_channel(name)
+        self.say(f"working on channel {name}")
+
+    def do_standby(self, arg: str) -> None:
+        """standby CH for ACTIVE [quick|overlap]   e.g. standby B for A overlap
+        Arm CH as the relief of ACTIVE: when ACTIVE's container nears empty the safety
+        process hands the infusion over itself (with the controller dead, too). CH must
+        hold the same drug at the same concentration and diluent, be primed and stand
+        still. quick (default): start CH at ACTIVE's rate, then stop ACTIVE; overlap:
+        start CH early and bring ACTIVE down as CH's flow comes up."""
+        words = [w.removeprefix("@") for w in arg.split()]
+        if len(words) not in (3, 4) or words[1].lower() != "for":
+            raise BadInput(
+                "standby",
+                f"give: standby CHANNEL for ACTIVE [{'|'.join(_STRATEGIES)}], "
+                "e.g. standby B for A overlap",
+            )
+        strategy = words[3].lower() if len(words) == 4 else "quick"
+        if strategy not in _STRATEGIES:
+            raise BadInput(
+                "strategy", f"{words[3]!r} is not a relay strategy; one of {', '.join(_STRATEGIES)}"
+            )
+        standby, active = self._known_channel(words[0]), self._known_channel(words[2])
+        if standby == active:
+            raise BadInput("standby", f"channel {standby} cannot relieve itself")
+        outcome = self.session.arm_standby(standby, active, strategy)  # type: ignore[arg-type]
+        self.say(outcome.verdict.message)
+
+    def do_disarm(self, arg: str) -> None:
+        """disarm CH
+        Channel CH is no longer a standby: no handover to it will happen."""
+        words = arg.split()
+        if len(words) != 1:
+            raise BadInput("disarm", "give the standby channel, e.g. disarm B")
+        name = self._known_channel(words[0].removeprefix("@"))
+        self.say(self.session.disarm_standby(name).verdict.message)
+
+    def do_prime(self, arg: str) -> None:
+        """prime VOLUME [@CH] line-disconnected   e.g. prime 2 @B line-disconnected
+        Purge VOLUME mL through a stopped channel to take up the pump's slack (an
+        unprimed syringe can take many minutes to deliver at low rates). What it pushes
+        out goes to waste: the line must NOT be connected to the patient, and the
+        command says so with line-disconnected."""
+        arg, channel = self._take_channel(arg, "prime")
+        words = arg.split()
+        disconnected = bool(words) and words[-1].lower() in _LINE_OFF
+        if disconnected:
+            words = words[:-1]
+        if words and words[-1].lower() == "ml":
+            words = words[:-1]
+        if len(words) != 1:
+            raise BadInput("prime", "give the volume in mL, e.g. prime 2 @B line-disconnected")
+        volume = _volume(words[0], "volume")
+        if not disconnected:
+            raise BadInput(
+                "prime",
+                "a prime pushes drug out of the line: disconnect it from the patient and "
+                f"say so: prime {words[0]}{f' @{channel}' if channel else ''} "
+                "line-disconnected",
+            )
+        name = self._channel_or_focus(channel)
+        outcome = self.session.prime(volume, name, confirm_line_disconnected=True)
+        self.say(outcome.verdict.message)
+
+    def do_container(self, arg: str) -> None:
+        """container [@CH] | container pause [@CH] | container VOLUME [@CH]
+        [concentration=C] | container resume [@CH]
+        The container change on one pump (no standby): 'pause' stops the channel for a
+        new syringe or bag (a bounded gap, alarmed when it runs over, counted by the wean
+        rule); 'container 50' says the new one holds 50 mL (concentration="8 mg/250 mL"
+        when its label differs from the program's: the channel must then be
+        re-programmed); prime it (prime 2 line-disconnected), then 'resume' runs it again
+        at the rate it ran before. Without a word: the channel's container."""
+        arg, channel = self._take_channel(arg, "container")
+        try:
+            tokens = shlex.split(arg)
+        except ValueError as exc:
+            raise BadInput("container", f"cannot read the line: {exc}") from None
+        name = self._channel_or_focus(channel)
+        if not tokens:
+            snapshot = self.session.status()
+            view = snapshot.channel(name)
+            if view is not None:
+                self.say(channel_line(view, snapshot.clinical_time).strip())
+            return
+        word = tokens[0].lower()
+        if word in ("pause", "resume"):
+            if len(tokens) > 1:
+                raise BadInput("container", f"container {word} takes only a channel (@B)")
+            if word == "pause":
+                outcome = self.session.pause_for_container_change(name)
+            else:
+                outcome = self.session.resume_after_container_change(name)
+            self.say(outcome.verdict.message)
+            return
+        concentration: str | None = None
+        words = []
+        for token in tokens:
+            key, eq, value = token.partition("=")
+            if eq and key.lower() in ("concentration", "conc"):
+                concentration = value.strip() or None
+            elif eq:
+                raise BadInput("container", f"unknown option {key!r}; allowed: concentration")
+            else:
+                words.append(token)
+        if words and words[-1].lower() == "ml":
+            words = words[:-1]
+        if len(words) != 1:
+            raise BadInput(
+                "container",
+                "use: container pause | container VOLUME [concentration=C] | container "
+                "resume (each with an optional @CHANNEL)",
+            )
+        volume = _volume(words[0], "container volume")
+        outcome = self.session.container_changed(volume, name, concentration)
+        self.say(outcome.verdict.message)
 
     def do_quit(self, arg: str) -> bool:
         """quit
@@ -403,6 +576,8 @@ class Console(cmd.Cmd):
             raise BadInput(command, f"cannot read the line: {exc}") from None
         options = {}
         words = []
+        channel = self._channel_of(tokens, command)
+        tokens = [t for t in tokens if not t.startswith("@")]
         for token in tokens:
             key, eq, value = token.partition("=")
             if eq:
@@ -429,10 +604,56 @@ class Console(cmd.Cmd):
             weight_kg=options.get("weight"),
             therapy=options.get("therapy"),
             profile=options.get("profile"),
+            channel=channel,
         )
         self.say(outcome.verdict.message)
         for finding in outcome.verdict.findings:
             self.say(f"  {finding.message}")
+
+    def _several(self) -> bool:
+        snapshot = self.session.snapshot
+        return snapshot is not None and len(snapshot.channels) > 1
+
+    def _channels(self) -> list[str]:
+        snapshot = self.session.snapshot or self.session.status()
+        return [view.name for view in snapshot.channels]
+
+    def _known_channel(self, name: str) -> str:
+        """``name`` when the bench has such a channel; otherwise an error listing them."""
+        names = self._channels()
+        if name not in names:
+            raise BadInput(
+                "channel", f"there is no channel {name!r}; channels: {', '.join(names) or 'none'}"
+            )
+        return name
+
+    def _channel_or_focus(self, channel: str | None) -> str | None:
+        """The channel named, else the console's (None: the bench's only one)."""
+        if channel is not None:
+            return channel
+        if self.session.channel is not None:
+            return self.session.channel
+        names = self._channels()
+        return names[0] if names else None
+
+    def _channel_of(self, tokens: list[str], command: str) -> str | None:
+        named = [t for t in tokens if t.startswith("@")]
+        if not named:
+            return None
+        if len(named) > 1:
+            raise BadInput("channel", f"{command} acts on one channel; got {' '.join(named)}")
+        return self._known_channel(named[0][1:])
+
+    def _take_channel(self, arg: str, command: str) -> tuple[str, str | None]:
+        """``arg`` without its ``@CH`` word, and the (known) channel it names."""
+        tokens = arg.split()
+        channel = self._channel_of(tokens, command)
+        return " ".join(t for t in tokens if not t.startswith("@")), channel
+
+    def _show_bench(self, snapshot: Snapshot) -> None:
+        selected = self.session.channel or (snapshot.channels[0].name if snapshot.channels else "")
+        for line in bench_lines(snapshot, selected):
+            self.say(line)
 
 
 def run_with_status_bar(
@@ -484,6 +705,17 @@ def _dose_and_flag(arg: str, command: str, flag: str | None = "override") -> tup
     if not words:
         raise BadInput("dose", f"{command} needs a dose, e.g. {command} 8 (or 8 mcg/min)")
     return " ".join(words), override
+
+
+def _volume(text: str, field: str) -> Decimal:
+    """A volume in mL: a positive number (the safety process judges its range)."""
+    try:
+        volume = Decimal(text.lower().removesuffix("ml"))
+    except InvalidOperation:
+        raise BadInput(field, f"{text!r} is not a volume: give mL, e.g. 2 or 2.5") from None
+    if not volume.is_finite() or volume <= 0:
+        raise BadInput(field, f"{text!r}: a volume is a number of mL above 0")
+    return volume
 
 
 def _no_args(arg: str, command: str) -> None:

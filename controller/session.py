@@ -312,6 +312,7 @@ class Session:
                 self.state.value,
                 plan=self._executor.progress(self._now),
                 controller_alarms=self._alarms.own,
+                channel=self._link.focus,
             )
 
     def subscribe_alarms(self, callback: AlarmCallback) -> Callable[[], None]:
@@ -950,9 +951,12 @@ class Session:
 
     def _facts(self, snapshot: Snapshot, *, wean_before_stop: bool = False) -> Facts:
         alarms = (*snapshot.alarms, *self._alarms.own)
+        # a prime runs the pump to waste, not to the patient: no infusion to follow
+        view = snapshot.channel(self._link.focus)
+        priming = view is not None and view.role == "priming"
         return Facts(
             program=snapshot.program is not None,
-            running=snapshot.running,
+            running=snapshot.running and not priming,
             has_run=any(p.amount_per_h > 0 for p in snapshot.history),
             estopped=snapshot.estopped,
             hold=snapshot.hold or snapshot.uncertain or self._link.down is not None,

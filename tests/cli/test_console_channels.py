@@ -1,0 +1,176 @@
+"""The operator console on a bench of several pumps: commands name a channel (``@B``),
+``channel B`` selects one, the relay and the container change have their own commands,
+``status`` shows every channel and drug; and a one-pump bench reads as before."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+
+from controller.console import Console
+from controller.session import Session
+from safety.ipc.local import LocalChannel, LocalSafety
+from safety.library import DrugLibrary
+from tests.controller.conftest import drive
+from tests.controller.test_console import output_of
+
+
+@pytest.fixture
+def bench(library: DrugLibrary) -> Iterator[LocalSafety]:
+    channels = (LocalChannel("A", loaded_volume_ml=10.0), LocalChannel("B"))
+    with LocalSafety(library=library, channels=channels) as link:
+        yield link
+
+
+@pytest.fixture
+def two(bench: LocalSafety, library: DrugLibrary) -> Iterator[Session]:
+    with Session.open(bench, library, clinical=bench.clinical) as s:
+        yield s
+
+
+def run(session: Session, link: LocalSafety, *lines: str) -> str:
+    out = io.StringIO()
+    console = Console(
+        session,
+        stdin=io.StringIO("\n".join([*lines, "quit"])),
+        stdout=out,
+        advance=lambda seconds: drive(link, session, seconds),
+        echo=True,
+    )
+    console.cmdloop("console test")
+    console.close()
+    text = out.getvalue()
+    assert "Traceback" not in text and "internal error" not in text, text
+    return text
+
+
+NOREPI = "program norepinephrine 4 mg/250 mL D5W"
+
+
+def test_a_relay_set_up_and_watched_from_the_console(two: Session, bench: LocalSafety) -> None:
+    out = run(
+        two,
+        bench,
+        NOREPI,
+        "start 8",  # 30 mL/h: A's 10 mL last 20 min
+        f"{NOREPI} @B",
+        "prime 2 @B line-disconnected",
+        "wait 1 min",
+        "standby B for A quick",
+        "channel A",
+        "status",
+        "wait 20 min",
+        "status",
+    )
+    # naming a channel moves the console there; the prompt and status line say which
+    assert "program loaded" in output_of(out, f"{NOREPI} @B")
+    assert "pumpctl [programmed @B]>" in out
+    assert "working on channel A" in output_of(out, "channel A")
+    first, second = [rest for line, rest in _blocks(out) if line == "status"]
+    assert "| channel A |" in first and "8 mcg/min @ 30 mL/h" in first
+    # per channel: role, program, dose and rate, container left, time to empty
+    a_row = _row(first, "* A ")
+    assert "active" in a_row and "8 mcg/min @ 30 mL/h" in a_row and "empty in" in a_row
+    b_row = _row(first, "  B ")
+    assert "standby for A (quick)" in b_row and "not running" in b_row and "primed" in b_row
+    # per drug: the patient's total, what was given, the next handover
+    drug = _row(first, "norepinephrine: total")
+    assert "total 8 mcg/min on A, B" in drug and "given" in drug and "next handover in" in drug
+    # after the handover the console follows the infusion to B
+    assert "| channel B |" in second and "8 mcg/min @ 30 mL/h" in second
+    assert "handed over to B" in _row(second, "  A ")
+    assert "active" in _row(second, "* B ")
+    assert bench.pumps["B"].snapshot().running and not bench.pumps["A"].snapshot().running
+
+
+def test_bad_channel_words_name_the_field_and_what_is_allowed(
+    two: Session, bench: LocalSafety
+) -> None:
+    out = run(
+        two,
+        bench,
+        NOREPI,
+        "start 8 @C",
+        "channel C",
+        "titrate 10 @A @B",
+        "standby B for A sideways",
+        "standby B A",
+        "standby A for A",
+        "disarm",
+        "prime two @B line-disconnected",
+        "prime 2 @B",
+        "prime -1 @B line-disconnected",
+        "container 50 colour=red",
+        "container pause now",
+    )
+    assert "error: channel: there is no channel 'C'; channels: A, B" in output_of(out, "start 8 @C")
+    assert "error: channel: there is no channel 'C'; channels: A, B" in output_of(out, "channel C")
+    assert "acts on one channel" in output_of(out, "titrate 10 @A @B")
+    assert "strategy: 'sideways' is not a relay strategy; one of quick, overlap" in output_of(
+        out, "standby B for A sideways"
+    )
+    assert "standby CHANNEL for ACTIVE [quick|overlap]" in output_of(out, "standby B A")
+    assert "cannot relieve itself" in output_of(out, "standby A for A")
+    assert "give the standby channel" in output_of(out, "disarm")
+    assert "'two' is not a volume" in output_of(out, "prime two @B line-disconnected")
+    assert "disconnect it from the patient" in output_of(out, "prime 2 @B")
+    assert "above 0" in output_of(out, "prime -1 @B line-disconnected")
+    assert "unknown option 'colour'; allowed: concentration" in output_of(
+        out, "container 50 colour=red"
+    )
+    assert "takes only a channel" in output_of(out, "container pause now")
+    assert not bench.pumps["A"].snapshot().running  # nothing was started on a bad line
+
+
+def test_a_refused_relay_request_says_why(two: Session, bench: LocalSafety) -> None:
+    out = run(two, bench, NOREPI, "start 8", "program norepinephrine 8 mg/250 mL D5W @B",
+              "standby B for A")  # fmt: skip
+    answer = output_of(out, "standby B for A")
+    assert answer.startswith("error: refused") and "concentration" in answer
+
+
+def test_a_container_change_on_a_one_pump_bench(session: Session, local: LocalSafety) -> None:
+    out = run(
+        session,
+        local,
+        NOREPI,
+        "start 8",
+        "wait 5 min",
+        "container pause",
+        "container 50 mL",
+        "prime 1 line-disconnected",
+        "wait 1 min",
+        "container resume",
+        "status",
+        "container",
+    )
+    assert "accepted" in output_of(out, "container pause")
+    assert "container changed on channel A: 50 mL" in output_of(out, "container 50 mL")
+    assert "priming 1 mL to waste (not to the patient)" in output_of(
+        out, "prime 1 line-disconnected"
+    )
+    assert "pumpctl [stopped]> prime 1" in out and "pumpctl [stopped]> wait 1 min" in out
+    assert "accepted" in output_of(out, "prime 1 line-disconnected")
+    assert "accepted" in output_of(out, "container resume")
+    status = output_of(out, "status")
+    assert "8 mcg/min @ 30 mL/h" in status
+    # a one-pump bench looks as it did: no channel in the prompt, line or table
+    assert "channels:" not in status and "| channel A" not in status
+    assert "pumpctl [infusing]>" in out
+    assert "syringe 49.0 of 50 mL" in output_of(out, "container")
+    assert local.pump.snapshot().running
+
+
+def _blocks(transcript: str) -> Iterator[tuple[str, str]]:
+    for part in transcript.split("pumpctl [")[1:]:
+        head, _, rest = part.partition("\n")
+        yield head.split("> ", 1)[-1], rest
+
+
+def _row(text: str, start: str) -> str:
+    for line in text.splitlines():
+        if line.strip().startswith(start.strip()) and line.lstrip().startswith(start.lstrip()):
+            return line
+    raise AssertionError(f"no line starting {start!r} in:\n{text}")
