@@ -1,9 +1,15 @@
-"""The demo bench: an NE-1000 emulator on a pty, the safety process, and their clock.
+"""The demo bench: two NE-1000 pumps on one pty line, the safety process, and their clock.
 
-Three real processes, as on a lab bench: the emulated pump (``firmware_bridge``) on a
-pseudo-terminal, the safety process owning it over the real serial path, and this
-controller. They share one scaled clinical clock (an origin on ``time.monotonic`` and a
-scale), so a four-hour course runs in about a minute.
+Three real processes, as on a lab bench: the emulated pumps (``firmware_bridge``, two
+NE-1000s at addresses 0 and 1 daisy-chained on one pseudo-terminal, as on one RS-232
+line), the safety process owning both over the real serial path (one ``[lines]`` entry,
+two ``[channels]``), and this controller. They share one scaled clinical clock (an origin
+on ``time.monotonic`` and a scale), so a four-hour course runs in about a minute.
+
+Channel A starts with a part-used syringe so that the course outlives it: the safety
+process hands the infusion over to channel B (same drug, concentration and diluent,
+primed) before A empties. Each pump writes its own ground truth (``truth_logs``): the
+handover is judged on what both delivered, summed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,17 @@ from safety.library import default_library_path
 
 #: how long the emulator may take to print where to connect (real seconds)
 EMULATOR_READY_S = 15.0
+
+#: the channels, by name, and their pumps' addresses on the one line
+ADDRESSES = {"A": 0, "B": 1}
+#: what channel A's syringe holds at the start (mL): a part-used 50 mL syringe that
+#: empties in the middle of the course; channel B's relief syringe is full
+LOADED_A_ML = 15.0
+
+
+def truth_log_paths(out_dir: Path) -> dict[str, Path]:
+    """Each channel's ground truth in a run's folder (the emulator names them by address)."""
+    return {name: out_dir / f"pump-{a}-truth.jsonl" for name, a in ADDRESSES.items()}
 
 
 @dataclass
@@ -60,8 +77,8 @@ class DemoBench:
         return self.out_dir / "controller-journal.sqlite"
 
     @property
-    def truth_log(self) -> Path:
-        return self.out_dir / "pump-truth.jsonl"
+    def truth_logs(self) -> dict[str, Path]:
+        return truth_log_paths(self.out_dir)
 
     @property
     def control_socket(self) -> Path:
@@ -83,7 +100,8 @@ class DemoBench:
             "controller-journal.sqlite",
             "controller-journal.sqlite-wal",
             "controller-journal.sqlite-shm",
-            "pump-truth.jsonl",
+            "pump-truth.jsonl",  # the one-pump demo's, from an earlier version
+            *(path.name for path in self.truth_logs.values()),
             "emulator.log",
             "safety.log",
             "demo.png",
@@ -93,7 +111,8 @@ class DemoBench:
                 (self.out_dir / name).unlink()
 
     def start_pump(self) -> str:
-        """The NE-1000 emulator on a pty; returns the pty path it announced."""
+        """The NE-1000 emulators, at their addresses on one pty; returns the pty path they
+        announced. Channel A's syringe is then made part-used (``LOADED_A_ML``)."""
         log_path = self.out_dir / "emulator.log"
         log = log_path.open("wb")
         cmd = [
@@ -108,8 +127,10 @@ class DemoBench:
             self.clock.spec(),
             "--control",
             str(self.control_socket),
+            "--addresses",
+            ",".join(str(a) for a in ADDRESSES.values()),
             "--truth-log",
-            str(self.truth_log),
+            str(self.out_dir / "pump-{address}-truth.jsonl"),
         ]
         self.emulator = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -117,8 +138,10 @@ class DemoBench:
         while time.monotonic() < deadline:
             text = log_path.read_text(encoding="utf-8", errors="replace")
             first, newline, _ = text.partition("\n")
-            if newline and first.strip():
+            # the control channel is announced after the pty: the syringe is set through it
+            if newline and first.strip() and "control channel at" in text:
                 self.pty = first.strip()
+                self.fault(f"empty={LOADED_A_ML:g}", channel="A")
                 return self.pty
             if self.emulator.poll() is not None:
                 break
@@ -131,17 +154,39 @@ class DemoBench:
 
     def write_safety_config(self, *, safe_mode_timeout_s: int = 10) -> Path:
         library = Path(os.environ.get("PUMPCTL_LIBRARY", default_library_path())).resolve()
+        a, b = ADDRESSES["A"], ADDRESSES["B"]
         self.config.write_text(
             f"""# written by 'pumpctl demo': the safety process of this demo run
-[pump]
-driver = "ne1000"
-syringe = "{self.syringe}"
-
-[pump.options]
+# two NE-1000 pumps daisy-chained on one RS-232 line (here a pty), at addresses {a} and {b}
+[lines.bus]
+kind = "serial"
 port = "{self.pty}"
-address = 0
 baud = 19200
+
+[channels.A]
+driver = "ne1000"
+line = "bus"
+container = "{self.syringe}"
+loaded_ml = {LOADED_A_ML}
+
+[channels.A.options]
+address = {a}
 safe_mode_timeout_s = {safe_mode_timeout_s}
+
+[channels.B]
+driver = "ne1000"
+line = "bus"
+container = "{self.syringe}"
+
+[channels.B.options]
+address = {b}
+safe_mode_timeout_s = {safe_mode_timeout_s}
+
+[relay]
+handover_before_empty_min = 5.0
+warn_before_empty_min = 30.0
+overlap_steps = 4
+overlap_step_min = 1.0
 
 [gpio]
 backend = "simulated"
@@ -169,11 +214,16 @@ clinical = "{self.clock.spec()}"
         self.safety = start_safety(self.config, log_path=self.out_dir / "safety.log")
         return self.safety
 
-    def fault(self, spec: str) -> None:
-        """Switch a fault on the emulated pump (its control channel)."""
-        reply = send_control(str(self.control_socket), {"fault": spec})
+    def fault(self, spec: str, *, channel: str = "A") -> None:
+        """Switch a fault on one channel's emulated pump (the line's control channel,
+        which names the pump by its address)."""
+        message = {"address": ADDRESSES[channel], "fault": spec}
+        reply = send_control(str(self.control_socket), message)
         if not reply.get("ok"):
-            raise ControllerError(f"emulator refused fault {spec!r}: {reply}", code="demo_failed")
+            raise ControllerError(
+                f"emulator refused fault {spec!r} on channel {channel}: {reply}",
+                code="demo_failed",
+            )
 
     def close(self) -> None:
         if self.safety is not None:

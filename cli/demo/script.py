@@ -1,11 +1,15 @@
-"""``pumpctl demo``: a norepinephrine course on the emulated NE-1000, narrated.
+"""``pumpctl demo``: a norepinephrine course that outlives its syringe, narrated.
 
-Rescue start at 8 mcg/min, orders the safety rules refuse (saline diluent, a 10x slip),
-a planned titration to 12 mcg/min, a downstream occlusion with its alarm and the recovery,
-then a stop that the rules turn into a gradual wean (25 % per 30 min) before the pump
-stops. Everything goes through the real safety process over its socket, and the pump is
-an NE-1000 emulator on a pty, so the real serial path is exercised. The summary checks
-the invariants on the pump's own ground truth, not on what the controller believes.
+Rescue start at 8 mcg/min on channel A, orders the safety rules refuse (saline diluent,
+a 10x slip), a planned titration to 12 mcg/min; a relief syringe on channel B (the wrong
+concentration refused for a standby, the right one primed to waste and armed); a
+downstream occlusion with its alarm and the recovery; the safety process's own handover
+from A to B before A's part-used syringe empties (overlap: B brought up as A is brought
+down, step by step); then a stop that the rules turn into a gradual wean (25 % per 30 min)
+before B stops. Everything goes through the real safety process over its socket, and the
+pumps are two NE-1000 emulators at two addresses on one pty line, so the real serial path
+is exercised. The summary checks the invariants on the pumps' own ground truth (both
+pumps' delivered drug, summed), not on what the controller believes.
 """
 
 from __future__ import annotations
@@ -18,16 +22,22 @@ from decimal import Decimal
 
 from cli.demo.bench import DemoBench
 from controller.connect import connect
-from controller.errors import ControllerError
+from controller.errors import ControllerError, Refused
 from controller.machine import State
 from controller.planner import Unreachable
 from controller.session import Session
-from safety.kernel.model import ChangeDose
+from safety.kernel.model import ChangeDose, RelayStrategy
 from safety.status import AlarmView
 
 DRUG = "norepinephrine"
-CONCENTRATION = "8 mg/250 mL"  # 32 mcg/mL: a 50 mL syringe lasts the whole course
+CONCENTRATION = "8 mg/250 mL"  # 32 mcg/mL: a full 50 mL syringe lasts about 2 h at 12 mcg/min
+#: what the nurse first picks for the relief syringe: refused as a standby
+OTHER_CONCENTRATION = "4 mg/250 mL"
 DILUENT = "D5W"
+#: the relief channel's prime, to waste with its line not yet connected (mL)
+PRIME_ML = "2"
+#: the relay strategy: B brought up in steps as A comes down (the smoother of the two)
+STRATEGY: RelayStrategy = "overlap"
 
 
 @dataclass
@@ -127,10 +137,11 @@ class DemoScript:
         say("  confirmed (step 2 of 2)")
         self.wait_for("the titration to finish", lambda: s.state is not State.TITRATING, 30.0)
         say(f"titration done: {s.status_line()}")
-        self.wait_clinical(10)
+        self.set_up_relief()
+        self.wait_clinical(5)
 
         say("FAULT: downstream occlusion (the line is clamped; an NE-1000 reports it as a stall)")
-        self.bench.fault("occlusion=on")
+        self.bench.fault("occlusion=on", channel="A")
         self.wait_for(
             "the occlusion alarm",
             lambda: s.state is State.ALARM and not s.status().running,
@@ -139,13 +150,14 @@ class DemoScript:
         say(f"  pump stopped by the occlusion: {s.status_line()}")
         self.wait_clinical(3)
         say("the nurse clears the occlusion and acknowledges the alarms")
-        self.bench.fault("occlusion=off")
+        self.bench.fault("occlusion=off", channel="A")
         s.acknowledge()
         self.wait_for("the alarm state to end", lambda: s.state is not State.ALARM, 15.0)
         dose = Decimal(12)
         outcome = s.start(dose)
         say(f"restart at {dose} mcg/min: {outcome.verdict.message}")
-        self.wait_clinical(15)
+        self.watch_handover()
+        self.wait_clinical(5)
 
         say("stop the norepinephrine (a vasopressor is weaned, never stopped abruptly):")
         change = s.stop()
@@ -156,6 +168,72 @@ class DemoScript:
             "the wean to finish", lambda: s.state is State.STOPPED, self._plan_real_s(change)
         )
         say(f"stopped: {s.status_line()}")
+
+    def set_up_relief(self) -> None:
+        """Channel B becomes A's standby: the same drug, concentration and diluent (the
+        wrong strength is refused), primed to waste with its line not yet connected."""
+        say = self.timeline.say
+        s = self.session
+        say(f"relief syringe on channel B: {DRUG} {OTHER_CONCENTRATION} in {DILUENT} ...")
+        s.program(DRUG, OTHER_CONCENTRATION, DILUENT, channel="B")
+        try:
+            outcome = s.arm_standby("B", "A", STRATEGY)
+            say(f"  unexpected: {outcome.verdict.message}")
+        except Refused as exc:
+            verdict = exc.outcome.verdict
+            say(f"  arm B as A's standby: REFUSED ({verdict.reason}): {verdict.message}")
+        outcome = s.reprogram(DRUG, CONCENTRATION, DILUENT, channel="B")
+        say(f"channel B re-loaded with {CONCENTRATION}: {outcome.verdict.message}")
+        self.bench.fault("patient_line=off", channel="B")
+        outcome = s.prime(PRIME_ML, "B", confirm_line_disconnected=True)
+        say(f"prime B with {PRIME_ML} mL, line not connected: {outcome.verdict.message}")
+        self.wait_for("channel B's prime", lambda: self._primed("B"), 30.0)
+        self.bench.fault("patient_line=on", channel="B")
+        say("  primed (to waste); B's line is connected to the patient")
+        outcome = s.arm_standby("B", "A", STRATEGY)
+        say(f"arm B as A's standby ({STRATEGY}): {outcome.verdict.message}")
+        s.select_channel("A")
+        say(f"back on channel A: {s.status_line()}")
+
+    def _primed(self, channel: str) -> bool:
+        view = self.session.status().channel(channel)
+        return view is not None and view.primed and view.role != "priming"
+
+    def watch_handover(self) -> None:
+        """Narrate the safety process's handover from A to B as it happens, and wait
+        until the session has followed the infusion to B."""
+        say = self.timeline.say
+        s = self.session
+        view = s.status().channel("A")
+        minutes = view.minutes_to_empty if view is not None else None
+        if minutes is not None:
+            say(f"channel A's syringe empties in about {minutes:.0f} min; B stands by")
+        seen: tuple[int, int] | None = None
+
+        def handed_over() -> bool:
+            nonlocal seen
+            snapshot = s.status()
+            handover = snapshot.handover
+            if handover is not None and (handover.step, handover.steps) != seen:
+                seen = (handover.step, handover.steps)
+                a = snapshot.channel(handover.from_channel)
+                b = snapshot.channel(handover.to_channel)
+                rates = (
+                    f"{handover.from_channel} {a.rate_ml_h} mL/h, "
+                    f"{handover.to_channel} {b.rate_ml_h} mL/h"
+                    if a is not None and b is not None
+                    else ""
+                )
+                say(
+                    f"  HANDOVER ({handover.strategy}) step {handover.step}/{handover.steps} "
+                    f"by the safety process: {rates}"
+                )
+            return s.channel == "B" and s.state is State.INFUSING and snapshot.handover is None
+
+        self.wait_for(
+            "the handover to channel B", handed_over, self.bench.clock.to_real_seconds(3600) + 30
+        )
+        say(f"handed over: {s.status_line()}")
 
     def _plan_real_s(self, change: object) -> float:
         plan = getattr(change, "plan", None)
