@@ -19,6 +19,8 @@ from benchmarks import (
     accuracy,
     closed_loop,
     death,
+    four_pumps,
+    handover,
     interrupt,
     latency,
     lines,
@@ -45,6 +47,11 @@ BENCHMARKS = (
     "latency",
     "overhead",
     "lines",
+    # issue 14: four pumps on one line through the safety process, handovers
+    "latency4",
+    "estop4",
+    "memory4",
+    "handover",
     "liveness",
     "simulation",
     "resources",
@@ -65,6 +72,12 @@ STARTUP_GOAL = Goal("<=", 1.0, "s")
 LINE_GOAL = Goal("<=", 10.0, "ms", "issue 14")
 #: issue 14: the Harvard driver finishes at the wire time (it took 130 ms on a pty before)
 HARVARD_GOAL = Goal("<=", 10.0, "ms", "issue 14")
+#: issue 14: an emergency stop of 4 NE-1000 pumps on one 19200 baud line, confirmed
+ESTOP4_GOAL = Goal("<=", 100.0, "ms", "issue 14")
+#: issue 14: the safety process with 4 channels
+MEMORY4_GOAL = Goal("<=", 40.0, "MB", "issue 14")
+#: issue 14: the best relay strategy, primed, keeps every 1-minute window within +-10 %
+HANDOVER_GOAL = Goal("<=", 10.0, "%", "issue 14")
 DASHBOARD_MEMORY_GOAL = Goal("<=", 60.0, "MB")
 PAGE_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
 FLEET_LATENCY_GOAL = Goal("<=", 1000.0, "ms")
@@ -105,6 +118,15 @@ class Settings:
     cohort: bool = False
     #: issue 13: analyses of the 24 h accuracy test (the figure is the slowest)
     accuracy_repetitions: int = 5
+    #: issue 14: commands per protocol with 4 channels on one line; emergency stops of
+    #: 4 pumps and bare replays of one; commands before the 4-channel memory reading;
+    #: handovers per condition (rate x strategy x primed)
+    line4_commands: int = 200
+    estops: int = 100
+    estop_bare_repetitions: int = 200
+    memory4_commands: int = 50
+    handovers: int = 20
+    handover_rates: tuple[float, ...] = handover.RATES_ML_H
     only: tuple[str, ...] = BENCHMARKS
     work_dir: Path | None = None
     keep: bool = False
@@ -136,6 +158,12 @@ class Settings:
             fleet_outage_s=3.0,
             closed_loop_patients=1,
             accuracy_repetitions=2,
+            line4_commands=8,
+            estops=2,
+            estop_bare_repetitions=3,
+            memory4_commands=4,
+            handovers=1,
+            handover_rates=(20.0,),
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -143,6 +171,7 @@ class Settings:
         data = asdict(self)
         data["work_dir"] = str(self.work_dir) if self.work_dir is not None else None
         data["only"] = list(self.only)
+        data["handover_rates"] = list(self.handover_rates)
         return data
 
 
@@ -158,6 +187,8 @@ class _Run:
     ne1000: latency.PathResult | None = None
     bare: list[float] | None = None  # bare pyserial replay on the unpaced NE-1000 pty
     bare_error: str | None = None
+    #: issue 14: peak RSS (MB) of the safety processes owning 4 channels, by who
+    four_peaks: dict[str, float] = field(default_factory=dict)
 
     def peak(self, who: str, value: float | None) -> None:
         if value is not None:
@@ -175,6 +206,10 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
             ("latency", _latency),
             ("overhead", _overhead),
             ("lines", _lines),
+            ("latency4", _latency4),
+            ("estop4", _estop4),
+            ("memory4", _memory4),
+            ("handover", _handover),
             ("liveness", _liveness),
             ("simulation", _simulation),
             ("resources", _resources),
@@ -552,6 +587,257 @@ def _lines(run: _Run) -> None:
     )
 
 
+# --------------------------------------------------------------------------- issue 14
+
+
+def _latency4(run: _Run) -> None:
+    s = run.settings
+    for protocol in four_pumps.PROTOCOLS:
+        key = f"latency4.{protocol}"
+        title = f"command latency p99 over the wire time, 4 {protocol} channels on one line"
+        run.progress(
+            f"latency4: safety process, 4 {protocol} channels on one pty, "
+            f"{s.line4_commands} commands"
+        )
+        try:
+            result = four_pumps.measure_latency(run.pool, run.library, protocol, s.line4_commands)
+        except Exception as exc:
+            run.report.figures.append(_failed(key, title, "ms", LINE_GOAL, "p99", exc))
+            continue
+        if result.safety_peak_mb is not None:
+            run.four_peaks[f"4 {protocol} channels"] = result.safety_peak_mb
+        stats = summary_ms(result.samples)
+        if result.paced:
+            excess = [t - w for t, w in zip(result.samples, result.wire, strict=True)]
+            value = percentile(excess, 99) * 1000
+            stats["line wire p50 ms"] = percentile(result.wire, 50) * 1000
+            stats["p50 - wire ms"] = percentile(excess, 50) * 1000
+            if result.own_wire_s:
+                stats["own wire ms"] = result.own_wire_s * 1000
+                stats["p99 / own wire"] = stats["p99"] / (result.own_wire_s * 1000)
+            judged = "p99 of latency - wire time"
+            note = (
+                f"request -> verdict -> set -> read-back -> reply through the safety process, "
+                f"the next of 4 channels in turn, each polled every second; replies paced at "
+                f"{lines.BAUD[protocol]} baud; a sample's wire time is every byte the "
+                f"emulator logged on the line while it ran (its own exchanges and any poll it "
+                f"waited behind) x {lines.BITS_PER_CHAR[protocol]} bits / baud; baseline: "
+                f"the command's own exchanges' wire time ('own wire')"
+            )
+        else:
+            value = stats["p99"]
+            judged = "p99 latency (unpaced)"
+            note = (
+                "through the safety process, the next of 4 channels in turn, each polled "
+                "every second; Modbus RTU on a pty the emulator does not pace (and whose "
+                "frames it does not log): the samples hold no wire time, so the latency "
+                "itself is judged; a real 19200 baud 8E1 line adds its wire time (see "
+                "lines.modbus)"
+            )
+        run.report.figures.append(
+            Figure(key, title, value, "ms", LINE_GOAL, judged, stats, note=note)
+        )
+    _harvard_client_beside(run)
+
+
+def _harvard_client_beside(run: _Run) -> None:
+    """The public Harvard client (python-syringe-pump, a test dependency) on its own
+    emulator in the same run: what a peer client takes for a set plus a read."""
+    s = run.settings
+    run.progress(f"latency4: a public Harvard client beside it, {s.harvard_repetitions}x")
+    ours = next((f for f in run.report.figures if f.key == "latency4.harvard"), None)
+    try:
+        pair = lines.measure_harvard_pair(run.pool, s.harvard_repetitions)
+    except Exception as exc:
+        run.report.context.append(
+            Context("latency4.harvard_client", "public Harvard client, set + read p50", None,
+                    "ms", note=f"not measured: {_why(exc)}")
+        )  # fmt: skip
+        return
+    if pair.client is None:
+        run.report.context.append(
+            Context("latency4.harvard_client", "public Harvard client, set + read p50", None,
+                    "ms", note=f"client not measured: {pair.client_error}")
+        )  # fmt: skip
+        return
+    theirs = percentile(pair.client, 50) * 1000
+    stats = {
+        "our driver alone p50 ms": percentile(pair.ours, 50) * 1000,
+        "client / our driver (p50)": theirs / (percentile(pair.ours, 50) * 1000),
+    }
+    if ours is not None and ours.stats:
+        stats["ours via safety, 4 channels, p50 ms"] = ours.stats["p50"]
+    run.report.context.append(
+        Context(
+            "latency4.harvard_client",
+            f"{pair.client_name}: rate set + status read p50 (unpaced pty, one pump)",
+            theirs,
+            "ms",
+            stats,
+            note="the public client and our driver on the same kind of emulator in the same "
+            "run, driver level (no safety process); the through-safety figure above is paced "
+            "at 115200 baud with 4 pumps polled on the line",
+        )
+    )
+
+
+def _estop4(run: _Run) -> None:
+    s = run.settings
+    key, title = "estop4.ne1000", "emergency stop p99, 4 NE-1000 pumps on one 19200 baud line"
+    run.progress(f"estop4: {s.estops} emergency stops of 4 NE-1000 pumps on one pty")
+    try:
+        result = four_pumps.measure_estop(run.pool, run.library, s.estops, s.estop_bare_repetitions)
+    except Exception as exc:
+        run.report.figures.append(_failed(key, title, "ms", ESTOP4_GOAL, "p99", exc))
+        return
+    if result.safety_peak_mb is not None:
+        run.four_peaks["4 ne1000 channels, estops"] = result.safety_peak_mb
+    stats = summary_ms(result.samples)
+    bare_p50 = percentile(result.bare, 50) * 1000
+    stats["bare p50 ms"] = bare_p50
+    stats["bare p99 ms"] = percentile(result.bare, 99) * 1000
+    stats["p99 / bare p50"] = stats["p99"] / bare_p50 if bare_p50 else 0.0
+    stats["wire ms"] = result.wire_s * 1000
+    if result.all_stopped:
+        stats["last pump stopped p99 ms"] = percentile(result.all_stopped, 99) * 1000
+    run.report.figures.append(
+        Figure(
+            key,
+            title,
+            stats["p99"],
+            "ms",
+            ESTOP4_GOAL,
+            "p99, request -> reply with every pump read back stopped",
+            stats,
+            note=f"EmergencyStop from the API; the reply's snapshot shows all 4 stopped; "
+            f"{len(result.exchanges)} exchanges on the wire ({result.wire_s * 1000:.0f} ms at "
+            "19200 baud 8N1: a stop per pump, then each pump's rate and volumes read back); "
+            "baseline: the same exchanges with bare pyserial on the same paced pty ('bare'); "
+            "'last pump stopped': to the emulator's reply to the 4th stop command, before the "
+            "read-backs (from its frame log, ms stamps)",
+        )
+    )
+
+
+def _memory4(run: _Run) -> None:
+    s = run.settings
+    key, title = "memory.safety_4ch", "safety process peak RSS with 4 channels (VmHWM, max)"
+    try:
+        if not run.four_peaks:
+            run.progress(
+                f"memory4: a safety process with 4 NE-1000 channels, {s.memory4_commands} commands"
+            )
+            peak = four_pumps.measure_memory(run.pool, run.library, s.memory4_commands)
+            if peak is not None:
+                run.four_peaks["4 ne1000 channels"] = peak
+        one = run.safety_peaks.get("safety (ne1000)")
+        if not one:
+            run.progress("memory4: the same-run baseline, a one-pump NE-1000 safety process")
+            base = latency.measure_path(run.pool, run.library, "ne1000", s.memory4_commands)
+            _stop_emulator(run, base)
+            run.peak("safety (ne1000)", base.safety_peak_mb)
+            one = run.safety_peaks.get("safety (ne1000)")
+    except Exception as exc:
+        run.report.figures.append(_failed(key, title, "MB", MEMORY4_GOAL, "max", exc))
+        return
+    if not run.four_peaks:
+        run.report.figures.append(
+            _failed(key, title, "MB", MEMORY4_GOAL, "max",
+                    BenchError("no 4-channel safety process was measured"))
+        )  # fmt: skip
+        return
+    worst = max(run.four_peaks, key=lambda who: run.four_peaks[who])
+    stats = dict(sorted(run.four_peaks.items()))
+    if one:
+        stats["baseline: one NE-1000 channel MB"] = max(one)
+        stats["4 channels / 1 channel ratio"] = run.four_peaks[worst] / max(one)
+    run.report.figures.append(
+        Figure(
+            key,
+            title,
+            run.four_peaks[worst],
+            "MB",
+            MEMORY4_GOAL,
+            "max over the 4-channel safety processes of the run",
+            stats,
+            note=f"highest: {worst}; read just before each was stopped; baseline: a one-pump "
+            "NE-1000 safety process of the same run; MB = 10^6 bytes",
+        )
+    )
+
+
+def _handover(run: _Run) -> None:
+    s = run.settings
+    bench = handover.HandoverBench(handovers=s.handovers, rates=s.handover_rates)
+    key = "handover.primed_best"
+    title = "handover: worst 1-min deviation from the set dose, best strategy, primed"
+    try:
+        results = handover.measure(run.library, bench, run.progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        run.report.figures.append(_failed(key, title, "%", HANDOVER_GOAL, "max", exc))
+        return
+    for r in results:
+        c = r.condition
+        run.report.context.append(
+            Context(
+                f"handover.{c.rate_ml_h:g}.{c.strategy}.{'primed' if c.primed else 'unprimed'}",
+                f"handover {c.name}: worst 1-min deviation",
+                r.worst_dev * 100,
+                "%",
+                {
+                    "lowest 1-min mean %": min(x.lowest_window for x in r.samples) * 100,
+                    "highest 1-min mean %": max(x.highest_window for x in r.samples) * 100,
+                    "longest below 90 % s": r.longest_low_s,
+                    "median longest below 90 % s": statistics.median(
+                        x.longest_low_s for x in r.samples
+                    ),
+                    "n": float(len(r.samples)),
+                    "n_failed": float(r.failures),
+                },
+            )
+        )
+    primed = [r for r in results if r.condition.primed]
+    by_strategy: dict[str, list[handover.ConditionResult]] = {}
+    for r in primed:
+        by_strategy.setdefault(r.condition.strategy, []).append(r)
+    worst = {k: max(abs(r.worst_dev) for r in v) * 100 for k, v in by_strategy.items()}
+    best = min(worst, key=lambda k: worst[k])
+    stats: dict[str, float] = {f"{k} primed worst %": v for k, v in worst.items()}
+    for strategy in by_strategy:
+        unprimed = [r for r in results if not r.condition.primed
+                    and r.condition.strategy == strategy]  # fmt: skip
+        if unprimed:
+            stats[f"{strategy} unprimed worst %"] = max(abs(r.worst_dev) for r in unprimed) * 100
+            stats[f"{strategy} unprimed longest below 90 % s"] = max(
+                r.longest_low_s for r in unprimed
+            )
+    stats["n"] = float(sum(len(r.samples) for r in results))
+    stats["n_failed"] = float(sum(r.failures for r in results))
+    real = sum(r.real_s for r in results)
+    simulated = sum(r.simulated_s for r in results)
+    stats["real s"] = real
+    stats["simulated / real"] = simulated / real if real else 0.0
+    run.report.figures.append(
+        Figure(
+            key,
+            title,
+            worst[best],
+            "%",
+            HANDOVER_GOAL,
+            f"max |1-min mean / set dose - 1| over the {best} strategy's primed handovers",
+            stats,
+            note=f"best: {best}; {s.handovers} handovers per rate "
+            f"({', '.join(f'{r:g}' for r in s.handover_rates)} mL/h) x strategy x primed/"
+            "unprimed, in process on the virtual clock, pumps with slack, lag and ripple "
+            "(mechanics 'typical'); judged on the ground truth of both pumps summed, from 1 "
+            "min before each handover until an unprimed start-up would be over; the ratio "
+            "is to the set dose itself",
+        )
+    )
+
+
 # --------------------------------------------------------------------------- 3 liveness
 
 
@@ -618,13 +904,30 @@ def _liveness(run: _Run) -> None:
 def _simulation(run: _Run) -> None:
     s = run.settings
     timing = simulation.SimTiming()
-    title = f"simulation speed, {s.sim_hours:g} h norepinephrine course"
-    run.progress(f"simulation: {s.sim_hours:g} h course on the virtual clock")
+    title = f"simulation speed, {s.sim_hours:g} h norepinephrine course, relay on 2 channels"
+    run.progress(f"simulation: {s.sim_hours:g} h course on the virtual clock, one pump")
     try:
-        result = simulation.simulate_course(s.sim_hours, timing, run.library)
+        one = simulation.simulate_course(s.sim_hours, timing, run.library)
+    except Exception as exc:
+        one = None
+        one_error = _why(exc)
+    run.progress(f"simulation: {s.sim_hours:g} h course, two channels handing over")
+    try:
+        result = simulation.simulate_course(s.sim_hours, timing, run.library, relay=True)
     except Exception as exc:
         run.report.figures.append(_failed("simulation.speed", title, "x", SIM_GOAL, "run", exc))
         return
+    stats = {
+        "real s": result.real_s,
+        "of which set-up s": result.setup_s,
+        "n_rate_changes": float(result.changes),
+        "n_handovers": float(result.handovers),
+        "n_failed_handovers": float(result.failed_handovers),
+        "n_plans_ordered_again": float(result.replans),
+    }
+    if one is not None:
+        stats["baseline: one pump, refilled out of band x"] = one.speed
+        stats["relay / one pump speed"] = result.speed / one.speed
     run.report.figures.append(
         Figure(
             "simulation.speed",
@@ -633,16 +936,31 @@ def _simulation(run: _Run) -> None:
             "x real time",
             SIM_GOAL,
             "one run, set-up included",
-            {
-                "real s": result.real_s,
-                "of which set-up s": result.setup_s,
-                "n_rate_changes": float(result.changes),
-                "n_syringe_changes": float(result.refills),
-            },
-            note=f"LocalSafety + Session in one process; simulation timing: {timing.describe()}; "
-            f"ended {result.final_state}, alarms: {', '.join(result.alarms) or 'none'}",
+            stats,
+            note=f"LocalSafety (channels A and B) + Session in one process; every syringe "
+            f"change a real handover ({simulation.RELAY_STRATEGY}) by the safety process, the "
+            "emptied channel given a new syringe, primed (line off) and armed as the standby; "
+            "baseline, same run: the one-pump course whose syringe is refilled out of band; "
+            f"simulation timing: {timing.describe()}; ended {result.final_state}, alarms: "
+            f"{', '.join(result.alarms) or 'none'}",
         )
     )
+    if one is not None:
+        run.report.context.append(
+            Context(
+                "simulation.one_pump",
+                f"simulation speed, {s.sim_hours:g} h course on one pump refilled out of band",
+                one.speed,
+                "x real time",
+                {"real s": one.real_s, "n_syringe_changes": float(one.refills)},
+                note=f"the course before issue 14; ended {one.final_state}",
+            )
+        )
+    else:
+        run.report.context.append(
+            Context("simulation.one_pump", "simulation speed, one pump", None, "x",
+                    note=f"not measured: {one_error}")
+        )  # fmt: skip
     real_timing = simulation.SimTiming(poll_period_s=1.0, heartbeat_timeout_s=2.0)
     try:
         slow = simulation.simulate_course(s.sim_real_timing_hours, real_timing, run.library)

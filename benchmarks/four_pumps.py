@@ -1,0 +1,454 @@
+"""Four pumps on one line, through a real safety process (issue 14): command latency per
+protocol, the emergency stop of all four, and the process's memory.
+
+Each run starts an emulator child serving four pumps on one pty (``emulate P --pty
+--addresses ...``; NE-1000 and Harvard replies paced at the line's baud, 19200 and 115200
+8N1, so every sample holds its real wire time) and a safety process on a generated config
+of one ``[lines.L]`` and four ``[channels.A-D]`` at their addresses (NE-1000 in safe mode,
+``safe_mode_timeout_s = 10`` as the reference bench). The process polls all four pumps
+every second (its default timing) while the client works: a command may wait behind a
+poll of another pump on the line, as on a real bench.
+
+The four channels give four different drugs (norepinephrine, vasopressin, epinephrine,
+dobutamine; see ``CHANNELS``), so each command is judged on its own drug's limits and every
+one is accepted: the limits on a drug's total over channels are not what is timed here.
+
+- **Latency** (``measure_latency``): after a warm-up, dose changes go to the four channels
+  in turn, each a small step its drug's rules allow, timed at the client from
+  ``request(ChangeDose(..., channel=X))`` to its return (verdict, journal, set, read-back,
+  journal, reply). The wire time of a sample is the bytes the emulator logged on the line
+  (both ways, any pump's) while it ran x bits per character / baud: what the line itself
+  needed, the command's own exchanges and any poll it waited behind. The figure is the
+  p99 of (latency - wire time); the command's own exchanges' wire time (their most common
+  shape) is the baseline the ratio is given against. Modbus RTU: the emulator does not
+  pace and logs no frames, so the samples hold no wire time and the figure is the latency
+  itself (as in ``benchmarks.lines``).
+- **Emergency stop** (``measure_estop``, NE-1000): all four running, ``EmergencyStop`` is
+  timed from the request to its reply, which comes after the safety process stopped every
+  pump and read each one back; the reply's snapshot must show all four stopped (else the
+  run fails). Then the stop is acknowledged and the four restarted, and again. Baseline:
+  the same stop's exchanges (captured from the emulator's frame log), written and read
+  with bare pyserial on the same paced pty after the safety process let go of it.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import serial
+
+from benchmarks import interrupt
+from benchmarks.host import vm_hwm_mb
+from benchmarks.latency import norepinephrine
+from benchmarks.lines import ADDRESSES, BAUD, BITS_PER_CHAR, PACED
+from benchmarks.processes import (
+    MAX_SOCKET_PATH,
+    BenchError,
+    Emulator,
+    Frame,
+    Pool,
+    Safety,
+    SafetySetup,
+)
+from safety.ipc.client import SafetyClient
+from safety.kernel.model import (
+    AcknowledgeAlarms,
+    ChangeDose,
+    EmergencyStop,
+    LoadProgram,
+    ProgramSpec,
+    StartInfusion,
+)
+from safety.library import DrugLibrary
+from safety.status import Outcome
+
+CHANNELS = ("A", "B", "C", "D")
+PROTOCOLS = ("ne1000", "harvard", "modbus")
+#: the reference bench's NE-1000 safe-mode timeout (config/bench/ne1000-safety.toml)
+SAFE_MODE_TIMEOUT_S = 10
+WARMUP = 8
+#: a bare reply that has not come within this long is a failure, not a sample
+BARE_TIMEOUT_S = 2.0
+#: frames logged this close outside a sample's window still belong to it (the
+#: emulator stamps them with millisecond resolution)
+EDGE_S = 0.002
+
+
+@dataclass(frozen=True)
+class ChannelDrug:
+    """What one channel gives: its program, its start, and two doses to alternate."""
+
+    drug: str
+    therapy: str
+    concentration: str
+    diluent: str
+    start: Decimal
+    alternate: tuple[Decimal, Decimal]
+    weight_kg: Decimal | None = None
+
+    def spec(self, library: DrugLibrary) -> ProgramSpec:
+        base = norepinephrine(library)
+        return ProgramSpec(
+            library_hash=base.library_hash,
+            drug=self.drug,
+            profile=base.profile,
+            therapy=self.therapy,
+            concentration=self.concentration,
+            diluent=self.diluent,
+            weight_kg=self.weight_kg,
+        )
+
+
+#: each step within its drug's step and window rules (config/drug_library.toml)
+CHANNEL_DRUGS = {
+    "A": ChannelDrug("norepinephrine", "standard", "4 mg/250 mL", "D5W", Decimal(8),
+                     (Decimal(9), Decimal(8))),
+    "B": ChannelDrug("vasopressin", "fixed", "20 units/100 mL", "NS", Decimal("0.03"),
+                     (Decimal("0.035"), Decimal("0.03"))),
+    "C": ChannelDrug("epinephrine", "weight_based", "4 mg/250 mL", "D5W", Decimal("0.1"),
+                     (Decimal("0.12"), Decimal("0.1")), Decimal(70)),
+    "D": ChannelDrug("dobutamine", "weight_based", "250 mg/250 mL", "D5W", Decimal(5),
+                     (Decimal("5.5"), Decimal(5)), Decimal(70)),
+}  # fmt: skip
+
+
+@dataclass
+class LineBench:
+    """An emulator of four pumps on one pty, a safety process owning them, a client."""
+
+    protocol: str
+    emulator: Emulator
+    safety: Safety
+    client: SafetyClient
+    commands: int = 0
+    peak_mb: float | None = None
+
+    @property
+    def char_s(self) -> float:
+        return BITS_PER_CHAR[self.protocol] / BAUD[self.protocol]
+
+    @property
+    def paced(self) -> bool:
+        return self.protocol in PACED
+
+
+@dataclass
+class LatencyResult:
+    protocol: str
+    samples: list[float]  # s
+    wire: list[float]  # s per sample: every byte on the line while it ran (paced only)
+    own_wire_s: float | None  # a command's own exchanges (most common shape), paced only
+    safety_peak_mb: float | None
+    paced: bool
+
+
+@dataclass
+class EstopResult:
+    samples: list[float]  # s, request -> reply with all four read back stopped
+    exchanges: list[tuple[bytes, bytes]]
+    bare: list[float]  # s, the same exchanges with bare pyserial on the same pty
+    safety_peak_mb: float | None
+    wire_s: float = 0.0
+    #: s, request -> the emulator's reply to the last pump's stop command (every pump
+    #: stopped, before the read-backs), from its frame log (millisecond stamps)
+    all_stopped: list[float] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def write_line_config(bench: Path, protocol: str, port: str) -> Path:
+    """A safety config: one shared line, four channels on it at their addresses."""
+    socket = bench / "safety.sock"
+    if len(str(socket).encode()) > MAX_SOCKET_PATH:
+        raise BenchError(
+            f"the benchmark's directory {bench} is too deep for a Unix socket path: "
+            "choose a shorter --work-dir"
+        )
+    parity = "E" if protocol == "modbus" else "N"
+    lines = [
+        "# written by pumpctl bench: four pumps on one line (issue 14)",
+        "[lines.L]",
+        'kind = "serial"',
+        f'port = "{port}"',
+        f"baud = {BAUD[protocol]}",
+        f'parity = "{parity}"',
+    ]
+    addresses = [int(a) for a in ADDRESSES[protocol].split(",")]
+    for name, address in zip(CHANNELS, addresses, strict=True):
+        lines += [
+            f"[channels.{name}]",
+            f'driver = "{protocol}"',
+            'container = "bd-plastipak-50ml"',
+            'line = "L"',
+            f"[channels.{name}.options]",
+            f"{'device_id' if protocol == 'modbus' else 'address'} = {address}",
+        ]
+        if protocol == "ne1000":
+            lines.append(f"safe_mode_timeout_s = {SAFE_MODE_TIMEOUT_S}")
+    lines += [
+        "[gpio]",
+        'backend = "none"',
+        "[paths]",
+        f'journal = "{bench / "safety-journal.sqlite"}"',
+        f'socket = "{socket}"',
+        f'key_file = "{bench / "ipc.key"}"',
+        "[clock]",
+        'clinical = "real"',
+    ]
+    path = bench / "safety.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def open_line_bench(pool: Pool, library: DrugLibrary, protocol: str) -> LineBench:
+    """Emulator, safety process, client attached, every channel loaded and running."""
+    args = ["--pty", "--addresses", ADDRESSES[protocol]]
+    if protocol in PACED:
+        args += ["--pace-baud", str(BAUD[protocol])]
+    emulator = pool.emulator(protocol, *args)
+    bench_dir = pool.new_dir(f"safety-4x{protocol}")
+    write_line_config(bench_dir, protocol, emulator.where)
+    safety = pool.safety(SafetySetup(protocol), where=bench_dir)
+    client = safety.client()
+    bench = LineBench(protocol, emulator, safety, client)
+    try:
+        client.attach()
+        for name in CHANNELS:
+            drug = CHANNEL_DRUGS[name]
+            _accepted(client.request(LoadProgram(drug.spec(library), channel=name)),
+                      f"load {drug.drug} on channel {name}")  # fmt: skip
+        start_all(bench)
+    except BaseException:
+        close_line_bench(pool, bench)
+        raise
+    return bench
+
+
+def start_all(bench: LineBench) -> None:
+    for name in CHANNELS:
+        drug = CHANNEL_DRUGS[name]
+        outcome = bench.client.request(
+            StartInfusion(drug.start, confirm_soft_limits=True, channel=name)
+        )
+        _accepted(outcome, f"start channel {name} at {drug.start}", True)
+
+
+def close_line_bench(pool: Pool, bench: LineBench) -> None:
+    """Hang up and stop the safety process (its peak RSS read just before); the
+    emulator is left running for a bare replay: the caller stops it."""
+    bench.peak_mb = vm_hwm_mb(bench.safety.pid)
+    bench.client.close()
+    pool.stop(bench.safety.child.process)
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def _change(bench: LineBench) -> tuple[float, float, float]:
+    """One dose change on the next channel: (latency s, monotonic start, end)."""
+    interrupt.check()
+    name = CHANNELS[bench.commands % len(CHANNELS)]
+    drug = CHANNEL_DRUGS[name]
+    dose = drug.alternate[(bench.commands // len(CHANNELS)) % 2]
+    begin = time.monotonic()
+    started = time.perf_counter()
+    outcome = bench.client.request(ChangeDose(dose, channel=name))
+    elapsed = time.perf_counter() - started
+    end = time.monotonic()
+    bench.commands += 1
+    _accepted(outcome, f"change channel {name} to {dose} (command {bench.commands})", True)
+    return elapsed, begin, end
+
+
+def measure_latency(
+    pool: Pool, library: DrugLibrary, protocol: str, commands: int
+) -> LatencyResult:
+    bench = open_line_bench(pool, library, protocol)
+    try:
+        for _ in range(WARMUP):
+            _change(bench)
+        offset = bench.emulator.log_size()
+        timed = [_change(bench) for _ in range(commands)]
+        time.sleep(0.05)  # the emulator writes its log after each reply
+    finally:
+        close_line_bench(pool, bench)
+    try:
+        samples = [t for t, _, _ in timed]
+        wire: list[float] = []
+        own: float | None = None
+        if bench.paced:
+            frames = bench.emulator.frames(offset)
+            shapes: collections.Counter[int] = collections.Counter()
+            for _, begin, end in timed:
+                inside = [f for f in frames if begin - EDGE_S <= f.at <= end + EDGE_S]
+                n = sum(len(f.data) for f in inside)
+                wire.append(n * bench.char_s)
+                shapes[n] += 1
+            if shapes:
+                own = shapes.most_common(1)[0][0] * bench.char_s
+    finally:
+        pool.stop(bench.emulator.process)
+    if not samples:
+        raise BenchError(f"no {protocol} command was timed")
+    return LatencyResult(protocol, samples, wire, own, bench.peak_mb, bench.paced)
+
+
+# --------------------------------------------------------------------------- estop
+
+
+def measure_estop(
+    pool: Pool, library: DrugLibrary, stops: int, bare_repetitions: int
+) -> EstopResult:
+    """``stops`` emergency stops of four NE-1000 pumps on one line at 19200 baud."""
+    bench = open_line_bench(pool, library, "ne1000")
+    samples: list[float] = []
+    windows: list[tuple[float, float]] = []
+    try:
+        offset = bench.emulator.log_size()
+        for i in range(stops):
+            interrupt.check()
+            if i:
+                _accepted(bench.client.request(AcknowledgeAlarms(None)), "acknowledge")
+                start_all(bench)
+                time.sleep(0.02)  # apart from the starts in the log's millisecond stamps
+            begin = time.monotonic()
+            started = time.perf_counter()
+            outcome = bench.client.request(EmergencyStop("api"))
+            samples.append(time.perf_counter() - started)
+            windows.append((begin, time.monotonic()))
+            running = [v.name for v in outcome.snapshot.channels if v.running]
+            if running or len(outcome.snapshot.channels) != len(CHANNELS):
+                raise BenchError(
+                    f"emergency stop {i + 1}: the reply does not show all four pumps stopped "
+                    f"(running: {', '.join(running) or 'none'}; {outcome.execution})"
+                )
+        time.sleep(0.05)
+        frames = bench.emulator.frames(offset)
+        exchanges = _common_exchanges(frames, windows)
+        all_stopped = _stops_reached(frames, windows)
+    finally:
+        close_line_bench(pool, bench)
+    try:
+        bare = bare_replay(bench.emulator.where, exchanges, bare_repetitions)
+    finally:
+        pool.stop(bench.emulator.process)
+    wire = sum(len(a) + len(b) for a, b in exchanges) * bench.char_s
+    return EstopResult(samples, exchanges, bare, bench.peak_mb, wire, all_stopped)
+
+
+def _stops_reached(frames: list[Frame], windows: Sequence[tuple[float, float]]) -> list[float]:
+    """Per stop: from its request to the reply to the last pump's stop command."""
+    out = []
+    for begin, end in windows:
+        inside = [f for f in frames if begin - EDGE_S <= f.at <= end + EDGE_S]
+        stopped = [
+            reply.at
+            for request, reply in itertools.pairwise(inside)
+            if request.direction == "rx" and b"STP" in request.data and reply.direction == "tx"
+        ]
+        if len(stopped) >= len(CHANNELS):
+            out.append(max(0.0, stopped[len(CHANNELS) - 1] - begin))
+    return out
+
+
+def _common_exchanges(
+    frames: list[Frame], windows: Sequence[tuple[float, float]]
+) -> list[tuple[bytes, bytes]]:
+    """The (request, reply) pairs most stops put on the wire (a poll that fell inside
+    one stop's window is left out that way)."""
+    shapes: collections.Counter[tuple[int, ...]] = collections.Counter()
+    per_stop: list[list[tuple[bytes, bytes]]] = []
+    for begin, end in windows:
+        pairs = _pairs([f for f in frames if begin - EDGE_S <= f.at <= end + EDGE_S])
+        per_stop.append(pairs)
+        shapes[tuple(len(a) + len(b) for a, b in pairs)] += 1
+    common, _ = shapes.most_common(1)[0]
+    for pairs in per_stop:
+        if pairs and tuple(len(a) + len(b) for a, b in pairs) == common:
+            return pairs
+    raise BenchError("the emulator logged no complete exchange for an emergency stop")
+
+
+def _pairs(frames: list[Frame]) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    request: bytes | None = None
+    for frame in frames:
+        if frame.direction == "rx":
+            request = frame.data
+        elif frame.direction == "tx" and request is not None:
+            out.append((request, frame.data))
+            request = None
+    return out
+
+
+def bare_replay(
+    port: str, exchanges: Sequence[tuple[bytes, bytes]], repetitions: int
+) -> list[float]:
+    """Seconds per stop for the same request bytes written and each reply read to its
+    end (NE-1000 safe mode: STX, a length byte, the rest) with bare pyserial."""
+    if not exchanges:
+        raise BenchError("no exchanges were captured to replay")
+    samples: list[float] = []
+    with serial.Serial(port, BAUD["ne1000"], timeout=BARE_TIMEOUT_S, write_timeout=1.0) as ser:
+        ser.reset_input_buffer()
+        for _ in range(repetitions):
+            interrupt.check()
+            started = time.perf_counter()
+            for request, _reply in exchanges:
+                ser.write(request)
+                head = ser.read(2)
+                if len(head) != 2 or head[0] != 0x02:
+                    raise BenchError(f"bare replay: {request!r} answered {head!r}")
+                rest = ser.read(head[1] - 1)
+                if len(rest) != head[1] - 1 or rest[-1:] != b"\x03":
+                    raise BenchError(f"bare replay: {request!r} answered {head + rest!r}")
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def measure_memory(pool: Pool, library: DrugLibrary, commands: int) -> float | None:
+    """Peak RSS (MB) of a safety process owning four NE-1000 pumps on one line, after
+    ``commands`` dose changes."""
+    bench = open_line_bench(pool, library, "ne1000")
+    try:
+        for _ in range(commands):
+            _change(bench)
+    finally:
+        close_line_bench(pool, bench)
+        pool.stop(bench.emulator.process)
+    return bench.peak_mb
+
+
+def _accepted(outcome: Outcome, what: str, pump_action: bool = False) -> None:
+    if not outcome.verdict.accepted:
+        raise BenchError(
+            f"the safety process refused to {what}: {outcome.verdict.message} "
+            f"({outcome.verdict.reason})"
+        )
+    if pump_action and outcome.execution != "applied":
+        raise BenchError(f"{what}: accepted but not carried out at the pump: {outcome.execution}")
+
+
+__all__ = [
+    "CHANNELS",
+    "CHANNEL_DRUGS",
+    "PROTOCOLS",
+    "EstopResult",
+    "LatencyResult",
+    "bare_replay",
+    "measure_estop",
+    "measure_latency",
+    "measure_memory",
+    "open_line_bench",
+    "write_line_config",
+]
