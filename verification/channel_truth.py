@@ -279,6 +279,16 @@ def _summed_truth(
     instants = sorted({s.start for segs in segments.values() for s in segs})
     out: list[TruthEvent] = []
     last: float | None = None
+    if instants:
+        # what the record begins with: each channel's first record at the first instant
+        # (a stopped pump, then its start at that same instant: a start to be judged)
+        t0 = instants[0]
+        first = Fraction(0)
+        for c, segs in segments.items():
+            if segs and segs[0].start == t0 and segs[0].rate_ml_h != 0:
+                first += Fraction(Decimal(repr(segs[0].rate_ml_h))) * factor(c, t0)
+        out.append(TruthSegment(t0, float(first)))
+        last = float(first)
     for t in instants:
         total = Fraction(0)
         for c, segs in segments.items():
@@ -315,11 +325,13 @@ def _collapse_moves(
     drop: set[int] = set()
     for first, last in moves:
         later = [t for t in command_times if t > last]
-        end = min([last + tolerance_s, *later[:1]])
+        after = later[0] if later else float("inf")  # the next command's change is its own
         inside = [
             i
             for i, e in enumerate(truth)
-            if isinstance(e, TruthSegment) and first <= e.start <= end
+            if isinstance(e, TruthSegment)
+            and first <= e.start <= last + tolerance_s
+            and e.start < after
         ]
         drop.update(inside[:-1])
     return [e for i, e in enumerate(truth) if i not in drop]

@@ -130,8 +130,8 @@ def set_flow(events: Iterable[Event]) -> list[TruthSegment]:
         total = sum(r for c, r in rates.items() if running.get(c, False))
         t = event.now.clinical
         if out and out[-1].start == t:
-            out[-1] = TruthSegment(t, total)
-        elif not out or out[-1].rate_ml_h != total:
+            out.pop()  # the commands of one instant are one change of the total
+        if not out or out[-1].rate_ml_h != total:
             out.append(TruthSegment(t, total))
     return out
 
