@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import urllib.request
 from decimal import Decimal
@@ -22,12 +23,13 @@ from benchmarks import broker as broker_mod
 from hil_tests.conftest import MakeBench, skip_unless
 from hil_tests.harness import browser as browser_mod
 from hil_tests.harness.bench import HilBench
-from hil_tests.harness.processes import Child, RawClient, wait_for
+from hil_tests.harness.processes import Child, RawClient, wait_for, write_toml
 from hil_tests.harness.pumps import NE1000
 from hil_tests.harness.truth import changes_between
 from observe.telemetry.simulate import SimulatedBench
 from safety.ipc.messages import ErrorCode, ErrorReply, RequestMessage
 from safety.kernel.model import AcknowledgeAlarms, ChangeDose
+from safety.library import default_library_path
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 
@@ -314,3 +316,220 @@ def test_pumpctl_telemetry_publishes_a_real_bench(make_bench: MakeBench, tmp_pat
             model.close()
         broker.stop()
     bench.assert_invariants()
+
+
+# --------------------------------------------------------------------------- two channels
+
+#: the two-channel case's clock: 2 clinical minutes a real second. Channel A's 15 mL last
+#: 30 clinical minutes at 30 mL/h; the relay hands over 5 minutes before empty, about
+#: 12 real seconds after the start, time enough to see the standby first.
+RELAY_SPEED = 120.0
+
+
+def _two_channel_config(bench: HilBench, broker_port: int, outbox: Path) -> Path:
+    """Channels A and B, each a simulated pump inside the real safety process (driver
+    ``mock``, on its scaled clinical clock), and the bench's telemetry."""
+    syringe = "bd-plastipak-50ml"
+    table: dict[str, Any] = {
+        "channels": {
+            "A": {
+                "driver": "mock",
+                "container": syringe,
+                "loaded_ml": 15.0,
+                "mock": {"loaded_volume_ml": 15.0},
+            },
+            "B": {"driver": "mock", "container": syringe},
+        },
+        # B, once it runs alone (50 mL: 100 min), is warned of: no standby for it
+        "relay": {"handover_before_empty_min": 5.0, "warn_before_empty_min": 120.0},
+        "gpio": {"backend": "simulated", "state_dir": str(bench.gpio_dir)},
+        "timing": {"heartbeat_timeout_s": 2.0, "poll_period_s": 0.25, "keep_alive_period_s": 1.0},
+        "paths": {
+            "journal": str(bench.safety_journal),
+            "socket": str(bench.socket),
+            "key_file": str(bench.key_file),
+            "library": str(default_library_path()),
+        },
+        "clock": {"clinical": bench.clock.spec()},
+        "telemetry": {
+            "bench": "hil-relay",
+            "port": broker_port,
+            "outbox": str(outbox),
+            "status_period_s": 1.0,
+        },
+    }
+    return write_toml(bench.config, table)
+
+
+class _Retained:
+    """The latest message of each topic under a bench, read from the real broker."""
+
+    def __init__(self, port: int, bench: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hil-retained")
+        client.on_connect = lambda c, *_: c.subscribe(f"pumpctl/v1/{bench}/#", qos=1)
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        self.client = client
+        self.prefix = f"pumpctl/v1/{bench}/"
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        leaf = str(message.topic).removeprefix(self.prefix)
+        with self._lock:
+            if message.payload:
+                self.messages[leaf] = json.loads(message.payload)
+            else:
+                self.messages.pop(leaf, None)
+
+    def get(self, leaf: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.messages.get(leaf) or {})
+
+    def close(self) -> None:
+        from observe.telemetry.publisher import release_sockets
+
+        self.client.disconnect()
+        self.client.loop_stop()
+        release_sockets(self.client)
+
+
+def _card(driver: Any, kind: str, key: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    cards = driver.find_elements(By.CSS_SELECTOR, f'article.{kind}[data-key="{key}"]')
+    return cards[0] if cards else None
+
+
+def _text(root: Any, name: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    if root is None:
+        return ""
+    found = root.find_elements(By.CSS_SELECTOR, f'[data-f="{name}"]')
+    return str(found[0].get_attribute("textContent") or "") if found else ""
+
+
+def _texts(driver: Any, css: str) -> list[str]:
+    """The text of every element ``css`` selects, read in the page in one go (the page
+    rebuilds its alarm lists and tiles: an element found earlier may be gone)."""
+    script = "return [...document.querySelectorAll(arguments[0])].map((e) => e.innerText)"
+    return list(driver.execute_script(script, css))
+
+
+def test_a_two_channel_bench_hands_over_on_the_dashboard_the_broker_and_the_fleet(
+    make_bench: MakeBench, tmp_path: Path
+) -> None:
+    """A relay as the observers see it, every process real: the safety process with two
+    channels, the dashboard in Chromium, the telemetry publisher on Mosquitto, the fleet
+    page. Before the handover: a card per channel (A active, B standby), a drug card with
+    the total and the next handover, the per-channel and per-drug retained topics; the
+    safety process hands over by itself; after it: A relieved, B active, B's no-standby
+    alarm listed with its scope, on every view."""
+    skip_unless(broker_mod.available() or browser_mod.available())
+    from selenium.webdriver.common.by import By
+
+    bench = make_bench(NE1000, start=False, speed=RELAY_SPEED)  # no emulator: mock pumps
+    broker = broker_mod.Mosquitto(tmp_path / "broker").start()
+    retained: _Retained | None = None
+    try:
+        _two_channel_config(bench, broker.port, tmp_path / "outbox.sqlite")
+        bench.start_safety()
+        session = bench.connect()
+        session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="A")
+        session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="B")
+        assert session.prime("2", "B", confirm_line_disconnected=True).verdict.accepted
+
+        def primed() -> bool:
+            b = session.status().channel("B")
+            return b is not None and b.primed and b.role != "priming"
+
+        wait_for(primed, 15.0, "channel B primed")
+        assert session.arm_standby("B", "A", "quick").verdict.accepted
+        session.select_channel("A")
+
+        retained = _Retained(broker.port, "hil-relay")
+        bench.pumpctl("telemetry", "--config", str(bench.config)).wait_line("telemetry: bench")
+        url = dashboard(bench)
+        fleet = bench.pumpctl(
+            "fleet",
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--port",
+            "0",
+            "--client-id",
+            "hil-relay-fleet",
+        )
+        fleet_url = fleet.wait_line("fleet on ").removeprefix("fleet on ")
+        with browser_mod.Browser() as browser:
+            d = browser.driver
+            d.get(url)
+            wait_for(
+                lambda: _text(_card(d, "channel", "B"), "role") == "STANDBY", 15.0, "B standby"
+            )
+            assert d.find_elements(By.CSS_SELECTOR, "button, input, form, select, textarea") == []
+
+            assert session.start(8).execution == "applied"  # on A: the relay's clock runs
+            wait_for(lambda: _text(_card(d, "channel", "A"), "role") == "ACTIVE", 10.0, "A active")
+            drug = _card(d, "drug", "norepinephrine")
+            assert _text(drug, "total") == "8 mcg/min" and _text(drug, "channels") == "A, B"
+            assert "(channel A to B, quick)" in _text(drug, "next-handover")
+            assert _text(_card(d, "channel", "A"), "left").endswith("mL left")
+            browser.screenshot("dashboard-two-channels-standby")
+
+            def topics_before() -> bool:
+                a, b = retained.get("channel/A"), retained.get("channel/B")
+                drug = retained.get("drug/norepinephrine")
+                return (
+                    a.get("channel", {}).get("role") == "active"
+                    and b.get("channel", {}).get("role") == "standby"
+                    and drug.get("drug", {}).get("dose_text") == "8 mcg/min"
+                    and drug["drug"]["next_handover_at"] is not None
+                )
+
+            wait_for(topics_before, 10.0, "the per-channel and per-drug topics")
+            status = retained.get("status")
+            assert [c["name"] for c in status["channels"]] == ["A", "B"]
+            assert status["drugs"][0]["channels"] == ["A", "B"]
+
+            d.get(fleet_url)
+            tile = '.tile[data-bench="hil-relay"][data-channels="2"]'
+            (shown,) = wait_for(lambda: _texts(d, tile), 10.0, "the bench's tile")
+            assert "next handover: in about" in shown and "8 mcg/min" in shown
+            browser.screenshot("fleet-two-channels")
+
+            # the safety process hands over by itself, about 12 real s after the start
+            d.get(url)
+            wait_for(
+                lambda: (
+                    _text(_card(d, "channel", "B"), "role") == "ACTIVE"
+                    and _text(_card(d, "channel", "A"), "role") == "RELIEVED"
+                ),
+                40.0,
+                "the handover on the page",
+            )
+            assert _text(_card(d, "drug", "norepinephrine"), "total") == "8 mcg/min"
+            alarm = '#alarm-list .alarm[data-key="relay_no_standby"][data-scope="B"]'
+            text = wait_for(lambda: _texts(d, alarm), 10.0, "B's no-standby alarm with its scope")
+            assert "[channel B]" in text[0]
+            browser.screenshot("dashboard-two-channels-handed-over")
+            d.set_window_size(390, 844)  # a phone: the cards stack
+            width = d.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 390 + 1, f"the page is {width} px wide on a 390 px phone"
+            browser.screenshot("dashboard-two-channels-phone")
+            wait_for(
+                lambda: retained.get("channel/B").get("channel", {}).get("role") == "active",
+                10.0,
+                "channel B active on the broker",
+            )
+            assert retained.get("channel/A")["channel"]["relieved_by"] == "B"
+        snapshot = session.status()
+        assert [(c.name, c.role) for c in snapshot.channels] == [("A", "relieved"), ("B", "active")]
+    finally:
+        if retained is not None:
+            retained.close()
+        broker.stop()

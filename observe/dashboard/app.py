@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from observe.feed import BenchFeed, FeedState
-from observe.view import ProgramCache, channel_view, journal_json, plot_series
+from observe.view import ProgramCache, bench_view, journal_json
 from observe.web import Changes, sse_response
 from safety.library import DrugLibrary
 
@@ -71,13 +71,18 @@ class Model:
         return self._version, self._data
 
     def view(self, state: FeedState) -> dict[str, Any]:
+        """The page's data: the bench (``observe.view.bench_view``: channels, drugs,
+        handover, alarms, plots), the link's health and the journal's tail."""
         snap = state.snapshot
-        channels: list[dict[str, Any]] = []
-        plot: dict[str, Any] | None = None
+        bench: dict[str, Any] = {
+            "channels": [],
+            "plots": [],
+            "drugs": [],
+            "handover": None,
+            "alarms": [],
+        }
         if snap is not None:
-            program = self.programs.get(snap)
-            channels.append(channel_view(snap, program))
-            plot = plot_series(snap, program)
+            bench = bench_view(snap, self.programs)
         return {
             "bench": self.bench,
             "now": time.time(),
@@ -90,8 +95,7 @@ class Model:
             },
             "clinical_time": snap.clinical_time if snap is not None else None,
             "library": snap.library_version if snap is not None else None,
-            "channels": channels,
-            "plots": [plot] if plot is not None else [],
+            **bench,
             "journal": journal_json(list(state.journal)[-JOURNAL_LINES:]),
         }
 

@@ -1,7 +1,10 @@
 """The fleet view's model: every bench on a broker, from its telemetry (schema v1).
 
 ``FleetModel`` subscribes (paho-mqtt 2.x) to ``<prefix>/v1/+/#`` and keeps one tile per
-bench: state, drug, dose, worst alarm, the data's age, online or not. A bench is
+bench: state, drug, dose, worst alarm, the data's age, online or not; for a bench of
+several channels also each drug's total, each channel's role and the next (or current)
+relay handover, all from the bench's status (its ``channel/<id>`` and ``drug/<drug>``
+topics say the same and are not read). A bench is
 *stale* when its last status is older than ``stale_after_s`` (its publisher sends one at
 least every ``status_period_s``), when the bench says its safety process is not live, or
 when the broker reported it offline (last will).
@@ -91,6 +94,8 @@ class Tile:
                     "state": c.get("state"),
                     "drug": c.get("drug"),
                     "dose_text": c.get("dose_text"),
+                    "role": c.get("role") or "",
+                    "minutes_to_empty": c.get("minutes_to_empty"),
                     "worst_alarm": c.get("worst_alarm"),
                     "alarms": [
                         f"{a.get('priority', '?').upper()} {a.get('key')}"
@@ -100,6 +105,16 @@ class Tile:
                 }
                 for c in channels
             ],
+            "drugs": [
+                {
+                    "drug": d.get("drug"),
+                    "dose_text": d.get("dose_text"),
+                    "channels": list(d.get("channels") or []),
+                    "next_handover": d.get("next_handover"),
+                }
+                for d in status.get("drugs") or []
+            ],
+            "handover": (status.get("handover") or {}).get("text"),
             "streams": {k: vars(s) for k, s in self.streams.items()},
             "journal": list(self.journal),
         }
@@ -227,10 +242,12 @@ class FleetModel:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         received = time.time()
-        parts = message.topic.split("/")
-        if len(parts) < 2:
+        where = schema.split_topic(self.prefix, message.topic)
+        if where is None:
             return
-        bench, leaf = parts[-2], parts[-1]
+        bench, leaf = where
+        if not message.payload:
+            return  # a retained message cleared (a drug no channel gives any more)
         try:
             body = json.loads(message.payload)
         except (ValueError, UnicodeDecodeError):
@@ -239,6 +256,8 @@ class FleetModel:
         if not isinstance(body, dict) or body.get("schema") != schema.SCHEMA:
             log.warning("not %s on %s: dropped", schema.SCHEMA, message.topic)
             return
+        if leaf not in ("status", "online", *schema.STREAMS):
+            return  # channel/<id>, drug/<drug>: the status carries the same
         with self._lock:
             tile = self.tiles.get(bench)
             if tile is None:
@@ -247,7 +266,7 @@ class FleetModel:
                 tile.status, tile.status_at = body, received
             elif leaf == "online":
                 tile.online = bool(body.get("online"))
-            elif leaf in schema.STREAMS:
+            else:
                 self._event(tile, leaf, body, received)
         self._changed()
 

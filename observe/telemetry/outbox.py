@@ -118,6 +118,11 @@ class Outbox:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def set_meta(self, key: str, value: str) -> None:
+        """A cursor that goes with no event (the retained topics the publisher holds)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -10,8 +10,12 @@ consumer drops it by its ``seq``.
 
 The status is not an event: only the latest matters, so it is published retained on
 every change, every ``status_period_s`` (so a fleet view can tell the data's age), and
-on every (re)connect, never queued behind an outage. The broker holds a last will on
-the ``online`` topic: "offline" if this publisher vanishes without saying goodbye.
+on every (re)connect, never queued behind an outage. So are the per-channel and per-drug
+messages published with it (``channel/<id>``, ``drug/<drug>``); a topic that is no
+longer among them (a drug no channel gives now) is cleared at the broker, and the set
+held is kept in the outbox, so a restarted publisher clears what its predecessor left.
+The broker holds a last will on the ``online`` topic: "offline" if this publisher
+vanishes without saying goodbye.
 
 Threads: paho's network loop (``loop_start``) and a sender that hands rows to paho.
 ``pump()`` and ``external_loop=True`` let a benchmark drive a thousand publishers from a
@@ -40,13 +44,19 @@ from paho.mqtt.reasoncodes import ReasonCode
 from observe.feed import BenchFeed, FeedState
 from observe.telemetry import schema
 from observe.telemetry.outbox import Outbox, now
-from observe.view import ProgramCache, alarm_json, channel_view, journal_json
+from observe.view import SINGLE_CHANNEL_LABEL, ProgramCache, alarm_json, bench_view, journal_json
 from safety.library import DrugLibrary
 from safety.observer_config import TelemetrySection
+from safety.status import AlarmView, Snapshot
 
 log = logging.getLogger("observe.telemetry")
 
 DEFAULT_WINDOW = 20
+#: the outbox's record of the retained topics besides status and online (their leaves)
+RETAINED_META = "retained"
+
+#: builds the retained messages published with a status: leaf -> body, for (seq, sent_at)
+Parts = Callable[[int, float], dict[str, dict[str, Any]]]
 
 
 class Publisher:
@@ -79,6 +89,11 @@ class Publisher:
         self.connects = 0
         self._status: dict[str, Any] | None = None
         self._status_at = 0.0
+        #: the retained messages published with the status (leaf -> latest body)
+        self._parts: dict[str, dict[str, Any]] = {}
+        #: retained leaves to clear at the broker (held before, not any more)
+        self._clear: set[str] = set(json.loads(outbox.get_meta(RETAINED_META) or "[]"))
+        self._held: set[str] = set(self._clear)
         self.on_connected: Callable[[], None] | None = None
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -151,18 +166,54 @@ class Publisher:
         self._kick.set()
         return seq
 
-    def status(self, payload: Callable[[int, float], dict[str, Any]]) -> None:
-        """Publish the status (retained) now if connected; it is sent again on connect."""
-        body = payload(self.outbox.next_seq("status"), now())
+    def status(
+        self, payload: Callable[[int, float], dict[str, Any]], parts: Parts | None = None
+    ) -> None:
+        """Publish the status (retained) now if connected, with the retained messages
+        ``parts`` builds (same ``seq``); all are sent again on connect. A leaf held
+        before and not among ``parts`` now is cleared at the broker."""
+        seq, at = self.outbox.next_seq("status"), now()
+        body = payload(seq, at)
+        bodies = parts(seq, at) if parts is not None else {}
         with self._lock:
             self._status = body
             self._status_at = now()
+            self._clear = (self._clear | set(self._parts)) - set(bodies)
+            self._parts = dict(bodies)
+            held = set(bodies) | self._clear
+            changed = held != self._held
+            self._held = held
+        if changed:  # what a restarted publisher must clear, if it is gone by then
+            self.outbox.set_meta(RETAINED_META, json.dumps(sorted(held)))
         if self.connected:
-            self._publish_untracked("status", body)
+            self._publish_retained()
 
-    def _publish_untracked(self, leaf: str, body: dict[str, Any]) -> None:
-        """A retained message that is not an outbox row (status, online)."""
-        info = self.client.publish(self.topic(leaf), json.dumps(body), qos=1, retain=True)
+    def _publish_retained(self) -> None:
+        """The status, its parts, and the clearing of leaves no longer held."""
+        with self._lock:
+            status = self._status
+            parts = list(self._parts.items())
+            # clear only once the present set is known (not a retained message that the
+            # first status is about to publish again)
+            clear = sorted(self._clear) if status is not None else []
+        if status is not None:
+            self._publish_untracked("status", status)
+        for leaf, body in parts:
+            self._publish_untracked(leaf, body)
+        for leaf in clear:
+            self._publish_untracked(leaf, None)
+        if clear:
+            with self._lock:
+                self._clear -= set(clear)
+                self._held -= set(clear) - set(self._parts)
+                held = set(self._held)
+            self.outbox.set_meta(RETAINED_META, json.dumps(sorted(held)))
+
+    def _publish_untracked(self, leaf: str, body: dict[str, Any] | None) -> None:
+        """A retained message that is not an outbox row (status, its parts, online);
+        ``None``: clear the topic's retained message (an empty payload)."""
+        data = json.dumps(body) if body is not None else b""
+        info = self.client.publish(self.topic(leaf), data, qos=1, retain=True)
         with self._lock:
             if info.mid in self._early:
                 self._early.discard(info.mid)
@@ -237,10 +288,7 @@ class Publisher:
         self.connects += 1
         log.info("connected to the broker %s:%s", self.settings.host, self.settings.port)
         self._publish_untracked("online", schema.online(self.bench, True, now()))
-        with self._lock:
-            status = self._status
-        if status is not None:
-            self._publish_untracked("status", status)
+        self._publish_retained()
         self._more.set()
         self._kick.set()
         if self.on_connected is not None:
@@ -293,7 +341,7 @@ class BenchTelemetry:
         publisher: Publisher,
         library: DrugLibrary | None,
         *,
-        channel: str = "channel 1",
+        channel: str = SINGLE_CHANNEL_LABEL,
     ) -> None:
         self.feed = feed
         self.publisher = publisher
@@ -331,50 +379,85 @@ class BenchTelemetry:
     def step(self, state: FeedState) -> None:
         """Outbox what is new in ``state``; publish the status if it changed or is due."""
         bench = self.publisher.bench
+        snap = state.snapshot
+        several = snap is not None and len(snap.channels) > 1
         for line in state.journal:
             if line.id <= self._journal_id:
                 continue
             entry = journal_json([line])[0]
+            # on a bench of several the line names its channel itself
+            channel = "" if several else self.channel
             self.publisher.event(
                 "journal",
-                functools.partial(_journal, bench, self.channel, entry),
+                functools.partial(_journal, bench, channel, entry),
                 journal_id=str(line.id),
             )
             self._journal_id = line.id
-        snap = state.snapshot
-        channels: list[dict[str, Any]] = []
+        view: dict[str, Any] = {"channels": [], "drugs": [], "handover": None, "alarms": []}
         if snap is not None:
-            program = self.programs.get(snap)
-            channels.append(channel_view(snap, program, name=self.channel))
+            view = bench_view(snap, self.programs, single_label=self.channel)
             present = set()
             for a in snap.alarms:
-                ident = f"{a.key}@{a.raised_at!r}"
+                ident = _alarm_ident(a, several)
                 present.add(ident)
                 if ident in self._alarms or not a.active:
                     continue
                 self._alarms.add(ident)
                 self.publisher.event(
                     "alarm",
-                    functools.partial(_alarm, bench, self.channel, alarm_json(a)),
+                    functools.partial(_alarm, bench, self._alarm_channel(snap, a), alarm_json(a)),
                     alarms=json.dumps(sorted(self._alarms & (present | {ident}))),
                 )
             self._alarms &= present
         if state.version != self._version or self.publisher.status_due():
             self._version = state.version
             url = self.publisher.settings.dashboard_url
+            live = state.live
             self.publisher.status(
                 lambda seq, at: schema.status(
                     bench,
                     seq,
                     at,
-                    live=state.live,
+                    live=live,
                     problem=state.problem,
                     clinical_time=snap.clinical_time if snap is not None else None,
                     library=snap.library_version if snap is not None else None,
-                    channels=channels,
+                    channels=view["channels"],
                     dashboard_url=url,
-                )
+                    drugs=view["drugs"],
+                    handover=view["handover"],
+                    alarms=view["alarms"],
+                ),
+                lambda seq, at: _parts(bench, seq, at, live, view),
             )
+
+    def _alarm_channel(self, snap: Snapshot, alarm: AlarmView) -> str:
+        """The ``channel`` of an alarm message: a one-pump bench's label; on a bench of
+        several the channel the alarm is about ("" for the bench or a drug: see scope)."""
+        if len(snap.channels) <= 1:
+            return self.channel
+        return alarm.scope if snap.channel(alarm.scope) is not None else ""
+
+
+def _alarm_ident(alarm: AlarmView, several: bool) -> str:
+    """What tells one raised alarm from another (its key, scope and raising time). A
+    one-pump bench keeps the form its outbox cursor has always held (the key alone)."""
+    key = alarm.ident if several else alarm.key
+    return f"{key}@{alarm.raised_at!r}"
+
+
+def _parts(
+    bench: str, seq: int, at: float, live: bool, view: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The retained message of each channel and each drug, published with a status."""
+    out: dict[str, dict[str, Any]] = {}
+    for channel in view["channels"]:
+        if channel.get("id"):
+            leaf = schema.channel_leaf(channel["id"])
+            out[leaf] = schema.channel(bench, seq, at, live=live, view=channel)
+    for drug in view["drugs"]:
+        out[schema.drug_leaf(drug["drug"])] = schema.drug(bench, seq, at, live=live, view=drug)
+    return out
 
 
 def _journal(

@@ -35,6 +35,7 @@ def _alarm(bench: str, n: int, seq: int, at: float) -> dict[str, Any]:
         "raised_at": float(n),
         "active": True,
         "acknowledged": False,
+        "scope": "",
     }
     return schema.alarm(bench, seq, at, CHANNEL, view)
 

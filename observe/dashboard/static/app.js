@@ -18,10 +18,38 @@ function clinical(s) {
 }
 function setField(root, name, text) { const el = root.querySelector('[data-f="' + name + '"]'); if (el) el.textContent = text; }
 
-function renderChannel(root, ch, plot) {
-  setField(root, "name", ch.name);
+function scopeText(scope) {
+  if (!scope) return "bench";
+  return scope.startsWith("drug:") ? "drug " + scope.slice(5) : "channel " + scope;
+}
+
+// One alarm list: on a bench of several channels each alarm says what it is about.
+function renderAlarms(list, alarms, withScope, sayNone) {
+  list.replaceChildren();
+  if (sayNone && !alarms.length) {
+    const li = document.createElement("li"); li.className = "none"; li.textContent = "no alarm";
+    list.appendChild(li);
+  }
+  for (const a of alarms) {
+    const li = document.createElement("li");
+    li.className = "alarm " + a.priority + (a.acknowledged ? " ack" : "") + (a.active ? "" : " gone");
+    li.dataset.key = a.key; li.dataset.priority = a.priority; li.dataset.scope = a.scope || "";
+    const extra = [a.acknowledged ? "acknowledged" : "", a.active ? "" : "condition gone"].filter(Boolean).join(", ");
+    const where = withScope ? " [" + scopeText(a.scope) + "]" : "";
+    li.textContent = a.priority.toUpperCase() + " " + a.key + where + ": " + a.message + (extra ? " [" + extra + "]" : "");
+    list.appendChild(li);
+  }
+}
+
+function renderChannel(root, ch, plot, several) {
+  setField(root, "name", several ? "channel " + ch.name : ch.name);
   setField(root, "drug", ch.drug || "no program");
   setField(root, "concentration", ch.concentration ? ch.concentration + " in " + ch.diluent : "");
+  const role = root.querySelector('[data-f="role"]');
+  role.hidden = !several || !ch.role;
+  role.textContent = (ch.role || "").toUpperCase(); role.dataset.role = ch.role || "";
+  const relay = root.querySelector('[data-f="relay"]');
+  relay.hidden = !ch.relay; relay.textContent = ch.relay || "";
   const flags = [];
   if (ch.hold) flags.push("safety hold"); if (ch.estopped) flags.push("emergency stopped");
   if (ch.uncertain) flags.push("delivery uncertain"); if (!ch.comms_ok) flags.push("pump comms lost");
@@ -30,34 +58,67 @@ function renderChannel(root, ch, plot) {
   setField(root, "dose", ch.dose == null ? "\u2014" : fmt(ch.dose, 4) + " " + (ch.dose_unit || ""));
   root.querySelector('[data-f="rate"]').dataset.value = ch.rate_ml_h == null ? "" : String(ch.rate_ml_h);
   setField(root, "rate", fmt(ch.rate_ml_h, 3) + " mL/h");
+  // a primed channel's counter includes the prime, which went to waste
+  setField(root, "infused-label", several ? "volume pumped (prime included)" : "volume given");
   setField(root, "infused", ch.infused_ml == null ? "\u2014" : fmt(ch.infused_ml, 2) + " mL");
   setField(root, "given", ch.drug_given == null ? "\u2014" : fmt(ch.drug_given, 4) + " " + (ch.amount_unit || ""));
-  setField(root, "empty", ch.minutes_to_empty == null ? (ch.remaining_ml == null ? "\u2014" : fmt(ch.remaining_ml, 1) + " mL left") : minutes(ch.minutes_to_empty));
+  const kind = ch.container_kind || "syringe";
+  setField(root, "container-label", kind + " (" + ch.syringe + ")" + (ch.primed ? ", primed" : ""));
+  setField(root, "left", ch.remaining_ml == null ? "\u2014" : fmt(ch.remaining_ml, 1) + " mL left");
+  setField(root, "empty-label", kind + " empty in");
+  setField(root, "empty", ch.minutes_to_empty == null ? (ch.remaining_ml == null || several ? "\u2014" : fmt(ch.remaining_ml, 1) + " mL left") : minutes(ch.minutes_to_empty));
   setField(root, "plan", ch.plan || "none known");
   setField(root, "handover", ch.next_handover || "none");
-  const list = root.querySelector('[data-f="alarms"]');
-  list.replaceChildren();
-  for (const a of ch.alarms) {
-    const li = document.createElement("li");
-    li.className = "alarm " + a.priority + (a.acknowledged ? " ack" : "") + (a.active ? "" : " gone");
-    li.dataset.key = a.key; li.dataset.priority = a.priority;
-    const extra = [a.acknowledged ? "acknowledged" : "", a.active ? "" : "condition gone"].filter(Boolean).join(", ");
-    li.textContent = a.priority.toUpperCase() + " " + a.key + ": " + a.message + (extra ? " [" + extra + "]" : "");
-    list.appendChild(li);
-  }
-  drawPlot(root.querySelector("canvas"), plot, ch.limits, ch.dose_unit);
+  renderAlarms(root.querySelector('[data-f="alarms"]'), several ? [] : ch.alarms, false, false);
+  root.dataset.worst = ch.worst_alarm || "";
+  if (!several) drawPlot(root.querySelector("canvas"), plot, ch.limits, ch.dose_unit);
+}
+
+function renderDrug(root, drug, state) {
+  setField(root, "drug", drug.drug);
+  // "norepinephrine (Adult ICU, ...)": the drug is the heading already
+  setField(root, "what", drug.what.startsWith(drug.drug + " ") ? drug.what.slice(drug.drug.length + 1) : drug.what);
+  const total = root.querySelector('[data-f="total"]');
+  total.dataset.value = drug.dose == null ? "" : String(drug.dose);
+  total.textContent = drug.dose == null ? "\u2014" : fmt(drug.dose, 4) + " " + (drug.dose_unit || "");
+  const unit = drug.amount_unit || "";
+  setField(root, "per-hour", drug.amount_per_h == null ? "\u2014" : fmt(drug.amount_per_h, 4) + " " + unit + "/h");
+  setField(root, "given", drug.given == null ? "\u2014" : fmt(drug.given, 4) + " " + unit);
+  setField(root, "cap", drug.cap_amount == null ? "no cap" : fmt(drug.given_in_cap_window, 4) + " / " + fmt(drug.cap_amount, 4) + " " + unit + " in " + fmt(drug.cap_window_h, 2) + " h");
+  setField(root, "channels", drug.channels.join(", "));
+  setField(root, "next-handover", drug.next_handover || "none due");
+  root.dataset.worst = drug.worst_alarm || "";
+  // the drug's total over its channels: the plot of its first channel (same history)
+  const i = state.channels.findIndex((c) => c.id === drug.channels[0]);
+  const ch = state.channels[i] || {};
+  drawPlot(root.querySelector("canvas"), state.plots[i], ch.limits, drug.dose_unit);
+}
+
+// Cards from a template, one per item, kept in order (a redraw never rebuilds the page).
+function cards(box, template, items, key, render) {
+  while (box.children.length > items.length) box.lastChild.remove();
+  items.forEach((item, i) => {
+    let root = box.children[i];
+    if (!root) { root = $(template).content.firstElementChild.cloneNode(true); box.appendChild(root); }
+    root.dataset.key = key(item);
+    render(root, item, i);
+  });
 }
 
 function render(state) {
   lastState = state;
   $("bench").textContent = state.bench;
-  const box = $("channels");
-  while (box.children.length > state.channels.length) box.lastChild.remove();
-  state.channels.forEach((ch, i) => {
-    let root = box.children[i];
-    if (!root) { root = $("channel-template").content.firstElementChild.cloneNode(true); box.appendChild(root); }
-    root.dataset.channel = ch.name;
-    renderChannel(root, ch, state.plots[i]);
+  // a one-pump bench looks as it always has: one card, its alarms and plot inside it
+  const several = state.channels.length > 1;
+  document.body.classList.toggle("several", several);
+  $("bench-alarms").hidden = !several;
+  if (several) renderAlarms($("alarm-list"), state.alarms, true, true);
+  const handover = $("handover");
+  handover.hidden = !state.handover;
+  setField(handover, "handover-text", state.handover ? state.handover.text : "");
+  cards($("drugs"), "drug-template", several ? state.drugs : [], (d) => d.drug, (root, d) => { root.dataset.drug = d.drug; renderDrug(root, d, state); });
+  cards($("channels"), "channel-template", state.channels, (c) => c.name, (root, ch, i) => {
+    root.dataset.channel = ch.name; renderChannel(root, ch, state.plots[i], several);
   });
   const journal = $("journal");
   journal.replaceChildren();
