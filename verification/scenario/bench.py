@@ -4,7 +4,8 @@ Two benches with one interface, so a scenario file means the same thing on both:
 
 - ``VirtualBench`` (default): everything in this process on virtual clocks. The safety
   process is ``safety.ipc.local.LocalSafety`` (the real safety core and message
-  dispatcher, over the mock driver serving the one simulated pump); time moves only when
+  dispatcher, over the mock driver serving the one simulated pump, or one per channel
+  of a bench of several); time moves only when
   the runner says, so a day of clinical time takes seconds and every run is
   reproducible. Process faults use LocalSafety's hooks: ``kill_controller`` (the socket's
   EOF), ``stop_heartbeats`` (a hung controller), ``restart`` (a safety process restart:
@@ -49,10 +50,11 @@ from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
 from safety.clock_evidence import timeline_started
 from safety.ipc.launch import SafetyChild
-from safety.ipc.local import LIVENESS_START, LocalSafety
+from safety.ipc.local import LIVENESS_START, LocalChannel, LocalSafety
 from safety.journal import Journal, open_readonly
 from safety.kernel.codec import encode_event
 from safety.kernel.model import (
+    DEFAULT_CHANNEL,
     CommandIssued,
     Event,
     Now,
@@ -71,7 +73,7 @@ from safety.kernel.state import load_program
 from safety.library import DrugLibrary, default_library_path
 from safety.status import AlarmView, Outcome
 from safety.timing import HostTiming
-from verification.scenario.model import BenchSpec, Prior
+from verification.scenario.model import BenchSpec, ChannelSpec, Prior
 
 #: one-process runs: the safety process reads the pump back this often (s) by default;
 #: the real default (1 s) would spend most of a long run polling an unchanging pump
@@ -191,9 +193,16 @@ class ScenarioBench(abc.ABC):
     """The runner's view of a bench."""
 
     def __init__(
-        self, spec: BenchSpec, library: DrugLibrary, out_dir: Path, on_alarm: AlarmHook
+        self,
+        spec: BenchSpec,
+        library: DrugLibrary,
+        out_dir: Path,
+        on_alarm: AlarmHook,
+        channels: Sequence[ChannelSpec] = (),
     ) -> None:
         self.spec = spec
+        #: the pumps of a bench of several (empty: the one pump of ``spec``)
+        self.channels = tuple(channels)
         self.library = library
         self.out_dir = out_dir
         self.on_alarm = on_alarm
@@ -244,7 +253,7 @@ class ScenarioBench(abc.ABC):
         """Let clinical time pass until ``t``, the controller servicing its plans."""
 
     @abc.abstractmethod
-    def pump_fault(self, spec: str) -> None: ...
+    def pump_fault(self, spec: str, channel: str | None = None) -> None: ...
 
     @abc.abstractmethod
     def kill_controller(self) -> None: ...
@@ -261,6 +270,12 @@ class ScenarioBench(abc.ABC):
     def heartbeat_gap(self, on: bool) -> None:
         raise BenchError("heartbeat_gap is available in one-process runs only")
 
+    def line_off_for_prime(self, channel: str | None) -> None:
+        """The operator takes ``channel``'s line off the patient for a prime (what a
+        ``prime`` step with ``line_disconnected = true`` says was done). A real run's
+        emulator line stays as it is (a ``patient_line=off`` fault moves it)."""
+        return
+
     def stop_button(self) -> None:
         raise BenchError("stop_button is available in one-process runs only")
 
@@ -269,6 +284,10 @@ class ScenarioBench(abc.ABC):
 
     @abc.abstractmethod
     def truth(self) -> list[TruthEvent]: ...
+
+    def truths(self) -> dict[str, list[TruthEvent]]:
+        """Each channel's ground truth, by name (a one-pump bench: its one pump's)."""
+        return {self.channels[0].name if self.channels else DEFAULT_CHANNEL: self.truth()}
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -283,12 +302,19 @@ class VirtualBench(ScenarioBench):
     local: LocalSafety
 
     def __init__(
-        self, spec: BenchSpec, library: DrugLibrary, out_dir: Path, on_alarm: AlarmHook
+        self,
+        spec: BenchSpec,
+        library: DrugLibrary,
+        out_dir: Path,
+        on_alarm: AlarmHook,
+        channels: Sequence[ChannelSpec] = (),
     ) -> None:
-        super().__init__(spec, library, out_dir, on_alarm)
+        super().__init__(spec, library, out_dir, on_alarm, channels)
         self._safety_down = False
         self._gap = False
         self._poll_s = spec.poll_s or VIRTUAL_POLL_S
+        #: channels whose line is off the patient for a prime, until the prime is done
+        self._off_line: set[str] = set()
 
     def setup(self, prior: Sequence[Prior]) -> None:
         self.remove_old_files()
@@ -308,6 +334,10 @@ class VirtualBench(ScenarioBench):
             library=self.library,
             syringe=self.spec.syringe,
             loaded_volume_ml=self.spec.loaded_ml,
+            channels=[
+                LocalChannel(c.name, c.container or self.spec.syringe, c.loaded_ml)
+                for c in self.channels
+            ],
             journal_path=self.safety_journal,
             timing=HostTiming(
                 poll_period_s=poll,
@@ -334,9 +364,25 @@ class VirtualBench(ScenarioBench):
             step = min(left, self._poll_s if quiet else MAX_STEP_S)
             if wait is not None:
                 step = min(step, max(wait, 0.5))
+            if self._off_line:
+                step = min(step, 1.0)  # the line goes back on as soon as the prime is done
             self.local.advance(step)
+            self._line_back_after_prime()
         if not self._safety_down:
             self._service()
+
+    def line_off_for_prime(self, channel: str | None) -> None:
+        name = channel or next(iter(self.local.pumps))
+        self.local.pumps[name].connect_line(False)
+        self._off_line.add(name)
+
+    def _line_back_after_prime(self) -> None:
+        """A primed line is connected to the patient again (its purge went to waste)."""
+        for name in sorted(self._off_line):
+            pump = self.local.pumps[name]
+            if not pump.snapshot().priming:
+                pump.connect_line(True)
+                self._off_line.discard(name)
 
     def _move_clocks(self, seconds: float) -> None:
         clinical: VirtualClock = self.local.clinical
@@ -348,8 +394,8 @@ class VirtualBench(ScenarioBench):
             return None
         return self.session.service()
 
-    def pump_fault(self, spec: str) -> None:
-        self.local.inject_faults(spec)
+    def pump_fault(self, spec: str, channel: str | None = None) -> None:
+        self.local.inject_faults(spec, channel)
 
     def kill_controller(self) -> None:
         self.local.kill_controller()
@@ -390,6 +436,9 @@ class VirtualBench(ScenarioBench):
     def truth(self) -> list[TruthEvent]:
         return list(self.local.pump.truth.events)
 
+    def truths(self) -> dict[str, list[TruthEvent]]:
+        return {name: list(pump.truth.events) for name, pump in self.local.pumps.items()}
+
     def close(self) -> None:
         if self.session is not None:
             self.session.close(hang_up=False)
@@ -405,9 +454,26 @@ class RealBench(ScenarioBench):
     """An emulator, ``python -m safety`` and this controller, on a scaled clock."""
 
     def __init__(
-        self, spec: BenchSpec, library: DrugLibrary, out_dir: Path, on_alarm: AlarmHook
+        self,
+        spec: BenchSpec,
+        library: DrugLibrary,
+        out_dir: Path,
+        on_alarm: AlarmHook,
+        channels: Sequence[ChannelSpec] = (),
     ) -> None:
-        super().__init__(spec, library, out_dir, on_alarm)
+        super().__init__(spec, library, out_dir, on_alarm, channels)
+        if len(self.channels) > 1:  # the loader refuses such a file for --real first
+            raise BenchError("a bench of several pumps runs in one process only")
+        if self.channels:  # one listed channel: its container and volume, on the one pump
+            only = self.channels[0]
+            spec = spec.model_copy(
+                update={
+                    "syringe": only.container or spec.syringe,
+                    "loaded_ml": only.loaded_ml if only.loaded_ml is not None else spec.loaded_ml,
+                    "pump": only.pump or spec.pump,
+                }
+            )
+            self.spec = spec
         self.clock = ScaledClock.starting_now(spec.speed)
         # sockets need a short path (<= 107 bytes): not inside a deep output folder
         self.runtime = Path(tempfile.mkdtemp(prefix="pumpctl-scn-"))
@@ -541,7 +607,7 @@ clinical = "{self.clock.spec()}"
         self.pids.append(self.safety.pid)
 
     # -- faults
-    def pump_fault(self, spec: str) -> None:
+    def pump_fault(self, spec: str, channel: str | None = None) -> None:
         reply = send_control(str(self.control), {"fault": spec})
         if not reply.get("ok"):
             raise BenchError(f"the emulator refused fault {spec!r}: {reply.get('error')}")

@@ -5,11 +5,16 @@ journal (rebuilt by replay, as the safety process rebuilds them) and the control
 journal (its own alarms); states from the same replay and the controller's journaled
 state changes; delivery limits and the wean, titration and cap rules from the pump's
 ground truth (``verification.ground_truth``); refusals from the outcome of each action.
+
+On a bench of several pumps the rules and the limits are judged on the patient's total
+of the drug, the channels' summed ground truth (``verification.channel_truth``), as the
+safety process applies them; a limit expectation with ``channel`` reads that pump alone,
+and a state expectation with ``channel`` that channel's figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -23,15 +28,17 @@ from controller.journal_timeline import (
     machine_states,
     state_at,
 )
-from safety.kernel.state import KernelState
+from safety.kernel.state import ChannelState, KernelState
 from safety.library import DrugLibrary
 from safety.rules import num
+from verification.channel_truth import ChannelsError, check_channels
 from verification.ground_truth import (
     RULES,
     TITRATION_RULES,
     WEAN_RULES,
     SafetyRecord,
     TruthReport,
+    TruthSummary,
     check_ground_truth,
 )
 from verification.scenario.loader import LoadedScenario
@@ -80,8 +87,11 @@ class ExpectationResult:
 @dataclass
 class Evaluation:
     results: list[ExpectationResult]
+    #: the pump's report; on a bench of several, the patient's total of the drug
     truth: TruthReport
     journals: Journals
+    #: on a bench of several pumps, each channel's own report (by name)
+    channel_truths: dict[str, TruthReport] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -140,30 +150,59 @@ def evaluate(loaded: LoadedScenario, run: RunResult, library: DrugLibrary) -> Ev
         safety_until_id=run.safety_last_id,
         controller_until_id=run.controller_last_id,
     )
-    record = SafetyRecord.from_events(journals.events)
-    truth = check_ground_truth(
-        run.truth,
-        library,
-        record,
-        prior=run.prior_truth,
-        until=run.end,
-        tolerance_s=run.tolerance_s,
-    )
-    judge = _Judge(run, journals, truth)
+    channel_truths: dict[str, TruthReport] = {}
+    problem = ""
+    if len(run.truths) > 1:
+        try:
+            checked = check_channels(
+                run.truths,
+                library,
+                journals.events,
+                until=run.end,
+                tolerance_s=run.tolerance_s,
+            )
+        except ChannelsError as exc:
+            problem = f"the channels' delivery could not be judged as one total: {exc}"
+            truth = TruthReport((), TruthSummary(notes=[problem]), ())
+        else:
+            truth, channel_truths = checked.total, dict(checked.channels)
+    else:
+        record = SafetyRecord.from_events(journals.events)
+        truth = check_ground_truth(
+            run.truth,
+            library,
+            record,
+            prior=run.prior_truth,
+            until=run.end,
+            tolerance_s=run.tolerance_s,
+        )
+    judge = _Judge(run, journals, truth, channel_truths, problem)
     results = []
     for i, expect in enumerate(s.expect):
         passed, detail = judge.check(expect)
         results.append(
             ExpectationResult(i, expect.name or default_name(expect), expect.type, passed, detail)
         )
-    return Evaluation(results, truth, journals)
+    return Evaluation(results, truth, journals, channel_truths)
 
 
 class _Judge:
-    def __init__(self, run: RunResult, journals: Journals, truth: TruthReport) -> None:
+    def __init__(
+        self,
+        run: RunResult,
+        journals: Journals,
+        truth: TruthReport,
+        channel_truths: dict[str, TruthReport] | None = None,
+        problem: str = "",
+    ) -> None:
+        """``truth``: the pump's report, or on a bench of several the drug total's;
+        ``channel_truths``: each channel's own; ``problem``: why the total could not be
+        judged (every ground-truth expectation then fails with it)."""
         self.run = run
         self.journals = journals
         self.truth = truth
+        self.channel_truths = channel_truths or {}
+        self.problem = problem
         self.alarms = [a for a in journals.alarms() if a.time >= run.t0 - 1e-9]
         self.named = run.named()
         self.machine = machine_states(journals.controller)
@@ -255,7 +294,12 @@ class _Judge:
 
     # ------------------------------------------------------------------ ground truth
     def _limit(self, e: LimitExpect) -> tuple[bool, str]:
-        summary = self.truth.summary
+        if self.problem:
+            return False, self.problem
+        report = self.truth
+        if e.channel is not None and self.channel_truths:
+            report = self.channel_truths[e.channel]
+        summary = report.summary
         if e.type == "max_rate":
             highest = summary.max_rate_ml_h
             at = summary.max_rate_at
@@ -273,6 +317,8 @@ class _Judge:
         )
 
     def _rules(self, e: RuleExpect) -> tuple[bool, str]:
+        if self.problem:
+            return False, self.problem
         broken = self.truth.by_rule(_RULE_GROUPS[e.type])
         if broken:
             shown = "; ".join(f"{v.rule} at {self.rel(v.time)}: {v.message}" for v in broken[:3])
@@ -285,7 +331,12 @@ class _Judge:
                 f"at most {summary.cap_peak:.6g} {unit} in any window of the cap ({summary.cap})"
             )
         changes = [c for c in self.truth.changes if c.cause == "command"]
-        return True, f"held on the pump's ground truth ({len(changes)} commanded change(s) checked)"
+        where = (
+            f"the drug total of channels {', '.join(self.channel_truths)}"
+            if self.channel_truths
+            else "the pump's ground truth"
+        )
+        return True, f"held on {where} ({len(changes)} commanded change(s) checked)"
 
     # ------------------------------------------------------------------ states
     def _state(self, e: StateExpect | FinalExpect, t: float) -> tuple[bool, str]:
@@ -302,12 +353,14 @@ class _Judge:
             if any(getattr(e, f) is not None for f in ("mode", "running", "dose", "rate_ml_h")):
                 problems.append("the safety journal could not be replayed")
         else:
-            running = state.running
-            rate = state.set_rate if running else Decimal(0)
-            dose = state.current_dose()
-            unit = state.program.unit if state.program is not None else ""
+            channel = _channel_state(state, e.channel)
+            running = channel.running
+            rate = channel.set_rate if running else Decimal(0)
+            dose = channel.current_dose()
+            unit = channel.program.unit if channel.program is not None else ""
+            named = f"channel {e.channel} " if e.channel is not None else ""
             seen.append(
-                f"safety {state.mode.value}, "
+                f"safety {state.mode.value}, {named}"
                 + (f"running {num(rate)} mL/h = {num(dose, 5)} {unit}" if running else "stopped")
             )
             if e.mode is not None and state.mode.value != e.mode:
@@ -332,6 +385,13 @@ class _Judge:
         if problems:
             return False, f"{where}: {'; '.join(problems)} ({'; '.join(seen)})"
         return True, f"{where}: {'; '.join(seen)}"
+
+
+def _channel_state(state: KernelState, name: str | None) -> ChannelState:
+    """The named channel (None: the bench's first, a one-pump bench's only one)."""
+    if name is not None and name in state.channels:
+        return state.channels[name]
+    return next(iter(state.channels.values()))  # the loader checked names: the first
 
 
 def _close(value: Fraction, expected: Decimal) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from controller.machine import State
+from safety.kernel.model import DEFAULT_CHANNEL
 from safety.kernel.state import Mode
 from verification.scenario.model import (
     ACTIONS,
@@ -28,12 +29,18 @@ from verification.scenario.model import (
     ONE_PROCESS_ONLY,
     AcknowledgeAction,
     AlarmExpect,
+    ArmStandbyAction,
     BenchSpec,
+    ChannelSpec,
     ConfirmAction,
+    ContainerChangedAction,
+    ContainerPauseAction,
+    DisarmStandbyAction,
     Fault,
     FinalExpect,
     LimitExpect,
     OutcomeExpect,
+    PrimeAction,
     Prior,
     ProgramAction,
     RequestAction,
@@ -63,6 +70,12 @@ _ACTION_MODELS: dict[str, type[BaseModel]] = {
     "resume": SimpleAction,
     "acknowledge": AcknowledgeAction,
     "request": RequestAction,
+    "arm_standby": ArmStandbyAction,
+    "disarm_standby": DisarmStandbyAction,
+    "prime": PrimeAction,
+    "pause_for_container_change": ContainerPauseAction,
+    "resume_after_container_change": ContainerPauseAction,
+    "container_changed": ContainerChangedAction,
 }
 _EXPECT_MODELS: dict[str, type[BaseModel]] = {
     "alarm": AlarmExpect,
@@ -82,10 +95,11 @@ _EXPECT_MODELS: dict[str, type[BaseModel]] = {
 _TABLES: dict[str, type[BaseModel]] = {
     "scenario": ScenarioInfo,
     "bench": BenchSpec,
+    "channels": ChannelSpec,
     "prior": Prior,
     "fault": Fault,
 }
-_ARRAYS = ("prior", "action", "fault", "expect")
+_ARRAYS = ("channels", "prior", "action", "fault", "expect")
 _TAGS = {"action": ("do", _ACTION_MODELS), "expect": ("type", _EXPECT_MODELS)}
 
 
@@ -229,7 +243,7 @@ def _where(path: Loc, data: Any) -> str:
         label = f"[[{head}]] #{path[1] + 1}"
         item = data.get(head, [None])[path[1]] if isinstance(data, dict) else None
         if isinstance(item, dict):
-            tag = item.get("do") or item.get("type") or item.get("fault")
+            tag = item.get("do") or item.get("type") or item.get("fault") or item.get("name")
             at = item.get("at")
             bits = [str(tag)] if tag else []
             if at is not None:
@@ -360,7 +374,7 @@ _MODES = tuple(m.value for m in Mode)
 def cross_check(loaded: LoadedScenario) -> list[Problem]:
     """What one table cannot know alone: names, references, times within the run."""
     s = loaded.scenario
-    problems: list[Problem] = []
+    problems: list[Problem] = _channel_problems(loaded)
     end = s.duration_s
     names: dict[str, Loc] = {}
     actions: set[str] = set()
@@ -439,9 +453,58 @@ def cross_check(loaded: LoadedScenario) -> list[Problem]:
     return problems
 
 
+def _channel_problems(loaded: LoadedScenario) -> list[Problem]:
+    """Channel names: unique, and every step, fault and expectation names a channel the
+    bench has (a one-pump bench's is A)."""
+    s = loaded.scenario
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(s.channels):
+        if spec.name in seen:
+            problems.append(
+                loaded.problem(("channels", i, "name"), f"channel {spec.name!r} is listed twice")
+            )
+        seen.add(spec.name)
+    names = tuple(dict.fromkeys(s.channel_names))
+    listed = ", ".join(names)
+
+    def check(loc: Loc, value: str | None) -> None:
+        if value is not None and value not in names:
+            problems.append(
+                loaded.problem(loc, f"there is no channel {value!r}; channels: {listed}")
+            )
+
+    if s.prior and (len(s.channels) > 1 or (s.channels and s.channels[0].name != DEFAULT_CHANNEL)):
+        problems.append(
+            loaded.problem(
+                ("prior", 0),
+                "[[prior]] history is seeded on a one-pump bench only (channel "
+                f"{DEFAULT_CHANNEL}); not with [[channels]] of other names or several",
+            )
+        )
+    for table, items in (("action", s.action), ("fault", s.fault), ("expect", s.expect)):
+        for i, item in enumerate(items):
+            check((table, i, "channel"), getattr(item, "channel", None))
+            check((table, i, "for_channel"), getattr(item, "for_channel", None))
+    return problems
+
+
 def real_mode_problems(loaded: LoadedScenario) -> list[Problem]:
-    """Faults only the one-process runner can make (--real cannot)."""
-    return [
+    """What only the one-process runner can do (--real cannot): some faults, and a
+    bench of several pumps."""
+    channels = loaded.scenario.channels
+    several = (
+        [
+            loaded.problem(
+                ("channels",),
+                "a bench of several pumps runs in one process only (not with --real yet); "
+                f"--real takes one channel, named {DEFAULT_CHANNEL}",
+            )
+        ]
+        if len(channels) > 1 or (channels and channels[0].name != DEFAULT_CHANNEL)
+        else []
+    )
+    return several + [
         loaded.problem(
             ("fault", i, "fault"),
             f"{f.fault} is available in one-process runs only (not with --real)",

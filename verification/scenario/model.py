@@ -5,6 +5,11 @@ faults and expectations, so that a reviewer can read what is claimed and a test 
 it. Every table refuses keys it does not know (``extra="forbid"``): a misspelt
 expectation must never pass by checking nothing. Documented in docs/scenarios.md.
 
+Channels: a bench of several pumps lists them in ``[[channels]]`` (name, container,
+loaded volume); steps and state expectations then say which one they mean with
+``channel``. Without ``[[channels]]`` the bench is one pump, channel A, exactly as
+before: every existing file means what it meant.
+
 Times: ``at`` is clinical time since the scenario began, in minutes (a number), or a
 text with its unit: ``"90 s"``, ``"2.5 min"``, ``"4 h"``, ``"1:30:00"`` (h:mm:ss).
 Durations that end in ``_s`` are seconds.
@@ -29,7 +34,8 @@ from pydantic import (
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import ALL_FAULTS, FaultSpecError, WireFaults, apply_fault
 from firmware_bridge.pump_model import SimulatedPump
-from firmware_bridge.syringes import syringe_by_name
+from firmware_bridge.syringes import container_by_name, syringe_by_name
+from safety.kernel.model import DEFAULT_CHANNEL
 
 #: longest scenario, clinical (7 days: a cap needs a day of history, and some slack)
 MAX_DURATION_S = 7 * 24 * 3600.0
@@ -88,6 +94,8 @@ def _dose_text(value: object) -> object:
 Time = Annotated[float, BeforeValidator(clinical_seconds)]
 DoseText = Annotated[str, BeforeValidator(_dose_text)]
 Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f]+$")]
+#: a channel's name: what the safety config's [channels.NAME] and the console's @NAME say
+ChannelName = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class _Strict(BaseModel):
@@ -135,6 +143,25 @@ class BenchSpec(_Strict):
         return value
 
 
+class ChannelSpec(_Strict):
+    """One pump of a bench of several: its container (a syringe or a bag, by catalogue
+    name; default the bench's ``syringe``) and what it holds at the start (default full).
+    ``pump``: the emulator and driver of a --real run (the one-process run serves every
+    channel from the mock driver)."""
+
+    name: ChannelName
+    container: str | None = None
+    loaded_ml: float | None = Field(default=None, gt=0, le=5000)
+    pump: PumpKind | None = None
+
+    @field_validator("container")
+    @classmethod
+    def _known_container(cls, value: str | None) -> str | None:
+        if value is not None:
+            container_by_name(value)  # ValueError lists the catalogue
+        return value
+
+
 class Prior(_Strict):
     """Delivery before the scenario began, journaled as a previous safety process would
     have (for windows and the 24 h cap; the pump starts stopped)."""
@@ -158,6 +185,9 @@ class Prior(_Strict):
 class _Action(_Strict):
     at: Time
     name: Name | None = None
+    #: the channel the step acts on (None: the session's, the first unless a step named
+    #: another: naming one moves the session to it, as in the console)
+    channel: ChannelName | None = None
 
     @field_validator("at")
     @classmethod
@@ -207,14 +237,84 @@ class ConfirmAction(_Action):
     do: Literal["confirm"]
     soft_limits: bool = False
 
+    @model_validator(mode="after")
+    def _no_channel(self) -> ConfirmAction:
+        if self.channel is not None:
+            raise ValueError("confirm executes the pending change: it takes no channel")
+        return self
+
 
 class SimpleAction(_Action):
     do: Literal["cancel", "emergency_stop", "resume"]
+
+    @model_validator(mode="after")
+    def _no_channel(self) -> SimpleAction:
+        if self.channel is not None:
+            what = "the whole bench" if self.do == "emergency_stop" else "the session"
+            raise ValueError(f"{self.do} acts on {what}: it takes no channel")
+        return self
 
 
 class AcknowledgeAction(_Action):
     do: Literal["acknowledge"]
     keys: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _bench_wide(self) -> AcknowledgeAction:
+        if self.channel is not None:
+            raise ValueError(
+                "acknowledge takes keys, not a channel (CHANNEL/KEY names one channel's alarm)"
+            )
+        return self
+
+
+RelayWord = Literal["quick", "overlap"]
+
+
+class ArmStandbyAction(_Action):
+    """``channel`` becomes the relief of ``for_channel``: the safety process hands the
+    infusion over itself when ``for_channel``'s container nears empty."""
+
+    do: Literal["arm_standby"]
+    channel: ChannelName
+    for_channel: ChannelName
+    strategy: RelayWord = "quick"
+
+    @model_validator(mode="after")
+    def _two_channels(self) -> ArmStandbyAction:
+        if self.channel == self.for_channel:
+            raise ValueError(f"channel {self.channel} cannot relieve itself: for_channel")
+        return self
+
+
+class DisarmStandbyAction(_Action):
+    do: Literal["disarm_standby"]
+    channel: ChannelName
+
+
+class PrimeAction(_Action):
+    """Purge ``volume_ml`` through a stopped channel to take up its slack. The line must
+    be off the patient (what a prime pushes out is wasted): ``line_disconnected = true``
+    says so; without it the safety process refuses."""
+
+    do: Literal["prime"]
+    volume_ml: Decimal = Field(gt=0, le=100)
+    line_disconnected: bool = False
+
+
+class ContainerPauseAction(_Action):
+    """Stop the channel for a new syringe or bag (bounded, alarmed past its bound)."""
+
+    do: Literal["pause_for_container_change", "resume_after_container_change"]
+
+
+class ContainerChangedAction(_Action):
+    """The new container holds ``volume_ml``; ``concentration``: its label, when it is
+    not the program's (the channel must then be re-programmed)."""
+
+    do: Literal["container_changed"]
+    volume_ml: Decimal = Field(gt=0, le=5000)
+    concentration: str | None = Field(default=None, min_length=1)
 
 
 RawKind = Literal["start", "change_dose", "stop", "acknowledge", "emergency_stop"]
@@ -251,7 +351,12 @@ Action = Annotated[
     | ConfirmAction
     | SimpleAction
     | AcknowledgeAction
-    | RequestAction,
+    | RequestAction
+    | ArmStandbyAction
+    | DisarmStandbyAction
+    | PrimeAction
+    | ContainerPauseAction
+    | ContainerChangedAction,
     Field(discriminator="do"),
 ]
 ACTIONS = (
@@ -267,6 +372,12 @@ ACTIONS = (
     "acknowledge",
     "resume",
     "request",
+    "arm_standby",
+    "disarm_standby",
+    "prime",
+    "pause_for_container_change",
+    "container_changed",
+    "resume_after_container_change",
 )
 
 
@@ -286,6 +397,8 @@ class Fault(_Strict):
     fault: str
     restart_after_s: float | None = Field(default=None, ge=0, le=24 * 3600)
     duration_s: float | None = Field(default=None, gt=0, le=24 * 3600)
+    #: a pump or wire fault on this channel's pump (None: the first channel's)
+    channel: ChannelName | None = None
 
     @field_validator("at")
     @classmethod
@@ -317,6 +430,8 @@ class Fault(_Strict):
             "kill_safety",
         ):
             raise ValueError("restart_after_s belongs to kill_controller and kill_safety only")
+        if self.channel is not None and self.fault in PROCESS_FAULTS:
+            raise ValueError(f"{self.fault} is a process fault: it takes no channel")
         return self
 
     @property
@@ -387,10 +502,13 @@ class OutcomeExpect(_Expect):
 
 
 class LimitExpect(_Expect):
-    """On the pump's ground truth: the delivered rate (mL/h) or dose never above a figure."""
+    """On the pump's ground truth: the delivered rate (mL/h) or dose never above a figure.
+    On a bench of several pumps: the patient's total of the drug (the channels' summed
+    delivered flow), or one pump's with ``channel``."""
 
     type: Literal["max_rate", "max_dose"]
     value: Decimal = Field(gt=0)
+    channel: ChannelName | None = None
 
 
 class RuleExpect(_Expect):
@@ -407,6 +525,9 @@ class _StateFields(_Expect):
     dose: Decimal | None = Field(default=None, ge=0)
     rate_ml_h: Decimal | None = Field(default=None, ge=0)
     alarm: str | None = None  # this alarm key is present (raised, not yet cleared)
+    #: the channel whose running, dose and rate are checked (None: the first); the
+    #: controller's state is the session's, whichever channel it works on
+    channel: ChannelName | None = None
 
     @model_validator(mode="after")
     def _something(self) -> _StateFields:
@@ -463,6 +584,7 @@ EXPECTATIONS = (
 class Scenario(_Strict):
     scenario: ScenarioInfo
     bench: BenchSpec
+    channels: list[ChannelSpec] = Field(default_factory=list)
     prior: list[Prior] = Field(default_factory=list)
     action: list[Action] = Field(default_factory=list)
     fault: list[Fault] = Field(default_factory=list)
@@ -471,3 +593,8 @@ class Scenario(_Strict):
     @property
     def duration_s(self) -> float:
         return self.scenario.duration
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """The bench's channels: those listed, or the one pump's (A)."""
+        return tuple(c.name for c in self.channels) or (DEFAULT_CHANNEL,)

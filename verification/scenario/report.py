@@ -5,14 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 from controller.journal_timeline import format_time
+from safety.journal_text import ProgramTracker, describe
+from safety.kernel.model import (
+    ContainerLoaded,
+    ContainerPaused,
+    ContainerResumed,
+    HandoverEnded,
+    HandoverStarted,
+    HandoverStepped,
+    StandbyArmed,
+    StandbyDisarmed,
+)
 from verification.scenario.expect import Evaluation
 from verification.scenario.loader import LoadedScenario
 from verification.scenario.runner import RunResult
 
+_RELAY = (
+    StandbyArmed,
+    StandbyDisarmed,
+    HandoverStarted,
+    HandoverStepped,
+    HandoverEnded,
+    ContainerLoaded,
+    ContainerPaused,
+    ContainerResumed,
+)
+
 
 def _truth_line(evaluation: Evaluation) -> list[str]:
     s = evaluation.truth.summary
-    lines = []
+    lines = [f"  note: {note}" for note in s.notes if "could not be judged" in note]
     dose = (
         f"max {s.max_dose:.4g} {s.dose_unit} ({s.max_rate_ml_h:g} mL/h)"
         if s.max_dose is not None
@@ -37,12 +59,37 @@ def _truth_line(evaluation: Evaluation) -> list[str]:
         for v in violations:
             lines.append(f"  VIOLATION {v.rule} at {format_time(v.time)}: {v.message}")
     else:
-        lines.append("  invariants on the pump's ground truth: all hold")
+        where = "the drug total" if evaluation.channel_truths else "the pump's ground truth"
+        lines.append(f"  invariants on {where}: all hold")
+    for name, report in evaluation.channel_truths.items():
+        c = report.summary
+        lines.append(
+            f"  channel {name}: delivered max {c.max_rate_ml_h:g} mL/h, {c.volume_ml:.2f} mL"
+        )
     return lines
 
 
+def _relay_lines(loaded: LoadedScenario, run: RunResult, evaluation: Evaluation) -> list[str]:
+    """What the safety process did on its own (relay handovers, container changes): the
+    runner cannot narrate them (the controller may be dead), the journal has them."""
+    if len(loaded.scenario.channels) < 2:
+        return []
+    text = ProgramTracker()
+    lines = []
+    for event in evaluation.journals.events:
+        shown = describe(event, text)
+        if isinstance(event, _RELAY) and event.now.clinical >= run.t0 - 1e-9:
+            lines.append(f"  [{format_time(event.now.clinical - run.t0)}] {shown}")
+    return ["relay (from the safety journal):", *lines] if lines else []
+
+
 def text_report(loaded: LoadedScenario, run: RunResult, evaluation: Evaluation) -> str:
-    lines = ["", "ground truth (what the pump delivered):"]
+    lines = ["", *_relay_lines(loaded, run, evaluation)]
+    if evaluation.channel_truths:
+        names = ", ".join(evaluation.channel_truths)
+        lines.append(f"ground truth (what the pumps delivered: the patient's total over {names}):")
+    else:
+        lines.append("ground truth (what the pump delivered):")
     lines += _truth_line(evaluation)
     lines.append("expectations:")
     for r in evaluation.results:

@@ -45,8 +45,13 @@ from verification.scenario.loader import LoadedScenario
 from verification.scenario.model import (
     AcknowledgeAction,
     Action,
+    ArmStandbyAction,
     ConfirmAction,
+    ContainerChangedAction,
+    ContainerPauseAction,
+    DisarmStandbyAction,
     Fault,
+    PrimeAction,
     ProgramAction,
     RequestAction,
     SimpleAction,
@@ -109,6 +114,8 @@ class RunResult:
     tolerance_s: float
     truth: list[TruthEvent]
     prior_truth: list[TruthSegment]
+    #: each channel's ground truth by name (``truth`` is the first's)
+    truths: dict[str, list[TruthEvent]] = field(default_factory=dict)
     actions: list[ActionRecord] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     timeline: list[tuple[float, str]] = field(default_factory=list)
@@ -155,7 +162,9 @@ class Runner:
         self.actions: list[ActionRecord] = []
         self.faults: list[FaultRecord] = []
         kind = RealBench if real else VirtualBench
-        self.bench: ScenarioBench = kind(self.scenario.bench, library, out_dir, self._alarm)
+        self.bench: ScenarioBench = kind(
+            self.scenario.bench, library, out_dir, self._alarm, self.scenario.channels
+        )
         self._queue: list[tuple[float, int, int, Callable[[], None]]] = []
         self._order = itertools.count()
 
@@ -219,11 +228,12 @@ class Runner:
                 self.say("end: no controller attached")
             safety_last, controller_last = self.bench.journal_marks()
             end = self.bench.now()
-            truth = self.bench.truth()
+            truths = self.bench.truths()
         finally:
             self.bench.close()
         if isinstance(self.bench, RealBench):
-            truth = self.bench.truth()  # the emulator has flushed every line by now
+            truths = self.bench.truths()  # the emulator has flushed every line by now
+        truth = next(iter(truths.values()))
         return RunResult(
             mode="real" if self.real else "virtual",
             t0=self.bench.t0,
@@ -236,6 +246,7 @@ class Runner:
             tolerance_s=self.bench.tolerance_s,
             truth=truth,
             prior_truth=self.bench.prior_truth,
+            truths=truths,
             actions=self.actions,
             faults=self.faults,
             timeline=self.timeline,
@@ -250,6 +261,8 @@ class Runner:
         record = FaultRecord(index, fault.name, fault.fault, fault.at, self._rel())
         self.faults.append(record)
         label = f" ({fault.name})" if fault.name else ""
+        if fault.channel is not None:
+            label += f" on channel {fault.channel}"
         try:
             self._make_fault(fault)
         except (BenchError, ControllerError, OSError, ValueError) as exc:
@@ -278,7 +291,7 @@ class Runner:
         elif word == "stop_button":
             bench.stop_button()
         else:
-            bench.pump_fault(word)
+            bench.pump_fault(word, fault.channel)
 
     def _restart_controller(self) -> None:
         try:
@@ -321,7 +334,7 @@ class Runner:
     def _do(self, action: Action, record: ActionRecord) -> None:
         bench = self.bench
         if isinstance(action, RequestAction):
-            outcome = bench.raw_request(_raw_body(action))
+            outcome = bench.raw_request(_raw_body(action, action.channel))
             record.accepted = outcome.verdict.accepted
             record.code = str(outcome.verdict.reason)
             record.message = outcome.verdict.message
@@ -342,20 +355,25 @@ class Runner:
                 weight_kg=action.weight_kg if action.weight_kg is not None else spec.weight_kg,
                 profile=action.profile or spec.profile,
                 therapy=action.therapy or spec.therapy,
+                channel=action.channel,
             )
             _accepted(record, outcome.verdict.message)
         elif isinstance(action, StartAction):
             outcome = session.start(
-                _dose(action.dose), confirm_soft_limits=action.confirm_soft_limits
+                _dose(action.dose),
+                confirm_soft_limits=action.confirm_soft_limits,
+                channel=action.channel,
             )
             _accepted(record, outcome.verdict.message)
         elif isinstance(action, TitrateAction | WeanAction | StopAction):
+            channel = action.channel
             if isinstance(action, TitrateAction):
-                pending = session.titrate_to(_dose(action.dose))
+                pending = session.titrate_to(_dose(action.dose), channel=channel)
             elif isinstance(action, WeanAction):
-                pending = session.wean(None if action.dose is None else _dose(action.dose))
+                dose = None if action.dose is None else _dose(action.dose)
+                pending = session.wean(dose, channel=channel)
             else:
-                pending = session.stop()
+                pending = session.stop(channel=channel)
             record.plan = pending.describe()
             if action.confirm:
                 self._confirm(pending, action.soft_limits, record)
@@ -366,6 +384,31 @@ class Runner:
             if waiting is None:
                 raise ControllerError("nothing is pending confirmation", code="nothing_pending")
             self._confirm(waiting, action.soft_limits, record)
+        elif isinstance(action, ArmStandbyAction):
+            outcome = session.arm_standby(action.channel, action.for_channel, action.strategy)
+            _accepted(record, outcome.verdict.message)
+        elif isinstance(action, DisarmStandbyAction):
+            _accepted(record, session.disarm_standby(action.channel).verdict.message)
+        elif isinstance(action, PrimeAction):
+            if action.line_disconnected:
+                bench.line_off_for_prime(self._channel(action.channel))
+            outcome = session.prime(
+                action.volume_ml,
+                action.channel,
+                confirm_line_disconnected=action.line_disconnected,
+            )
+            _accepted(record, outcome.verdict.message)
+        elif isinstance(action, ContainerPauseAction):
+            if action.do == "pause_for_container_change":
+                outcome = session.pause_for_container_change(self._channel(action.channel))
+            else:
+                outcome = session.resume_after_container_change(self._channel(action.channel))
+            _accepted(record, outcome.verdict.message)
+        elif isinstance(action, ContainerChangedAction):
+            outcome = session.container_changed(
+                action.volume_ml, self._channel(action.channel), action.concentration
+            )
+            _accepted(record, outcome.verdict.message)
         elif isinstance(action, AcknowledgeAction):
             keys = tuple(action.keys) if action.keys else None
             result = session.acknowledge(keys)
@@ -378,6 +421,16 @@ class Runner:
             else:
                 outcome = session.emergency_stop("api")
                 _accepted(record, outcome.verdict.message)
+
+    def _channel(self, channel: str | None) -> str | None:
+        """The channel named, else the session's (None: the bench's only one)."""
+        if channel is not None:
+            return channel
+        session = self.bench.session
+        if session is not None and session.channel is not None:
+            return session.channel
+        names = self.scenario.channel_names
+        return names[0] if len(self.scenario.channels) > 1 else None
 
     def _confirm(self, pending: PendingChange, soft: bool, record: ActionRecord) -> None:
         results: tuple[StepResult, ...] = pending.confirm(soft_limits=soft)
@@ -407,25 +460,45 @@ def _dose(text: str) -> str | Decimal:
         return text
 
 
-def _raw_body(action: RequestAction) -> RequestBody:
+def _raw_body(action: RequestAction, channel: str | None = None) -> RequestBody:
     if action.request == "start":
         assert action.dose is not None
         return StartInfusion(
-            action.dose, confirm_soft_limits=action.confirm_soft_limits, unit=action.unit
+            action.dose,
+            confirm_soft_limits=action.confirm_soft_limits,
+            unit=action.unit,
+            channel=channel,
         )
     if action.request == "change_dose":
         assert action.dose is not None
         return ChangeDose(
-            action.dose, confirm_soft_limits=action.confirm_soft_limits, unit=action.unit
+            action.dose,
+            confirm_soft_limits=action.confirm_soft_limits,
+            unit=action.unit,
+            channel=channel,
         )
     if action.request == "stop":
-        return StopInfusion()
+        return StopInfusion(channel=channel)
     if action.request == "acknowledge":
         return AcknowledgeAlarms(tuple(action.keys) if action.keys else None)
     return EmergencyStop("api")
 
 
 def _describe(action: Action) -> str:
+    text = _what(action)
+    if action.channel is not None and not isinstance(action, ArmStandbyAction):
+        text += f" on channel {action.channel}"
+    return text
+
+
+def _what(action: Action) -> str:
+    if isinstance(action, ArmStandbyAction):
+        return f"arm standby {action.channel} for {action.for_channel} ({action.strategy})"
+    if isinstance(action, PrimeAction):
+        return f"prime {action.volume_ml} mL"
+    if isinstance(action, ContainerChangedAction):
+        conc = f" at {action.concentration}" if action.concentration else ""
+        return f"container changed: {action.volume_ml} mL{conc}"
     if isinstance(action, ProgramAction):
         bits = [v for v in (action.drug, action.concentration, action.diluent, action.therapy) if v]
         return f"{action.do} {' '.join(bits)}".rstrip()
