@@ -17,10 +17,11 @@ page then keeps it in an HttpOnly cookie), the cookie, or ``Authorization: Beare
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -121,8 +122,10 @@ def create_app(
     async def health(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    async def startup() -> None:
-        model.changes.bind()
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        model.changes.bind()  # in the event loop, once
+        yield
 
     app = Starlette(
         routes=[
@@ -132,7 +135,7 @@ def create_app(
             Route("/health", health),
             Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
         ],
-        on_startup=[startup],
+        lifespan=lifespan,
     )
     app.state.model = model
     if token is not None:

@@ -8,7 +8,9 @@ many benches publish, so a thousand of them do not turn into a thousand redraws 
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -51,8 +53,10 @@ def create_app(model: FleetModel) -> Starlette:
     async def events(request: Request) -> Response:
         return sse_response(request, current, changes, KEEPALIVE_S)
 
-    async def startup() -> None:
-        changes.bind()
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        changes.bind()  # in the event loop, once
+        yield
 
     return Starlette(
         routes=[
@@ -62,7 +66,7 @@ def create_app(model: FleetModel) -> Starlette:
             Route("/events", events),
             Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
         ],
-        on_startup=[startup],
+        lifespan=lifespan,
     )
 
 
