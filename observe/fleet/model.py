@@ -246,8 +246,10 @@ class FleetModel:
         if where is None:
             return
         bench, leaf = where
+        if leaf not in ("status", "online", *schema.STREAMS):
+            return  # channel/<id>, drug/<drug>: the status carries the same
         if not message.payload:
-            return  # a retained message cleared (a drug no channel gives any more)
+            return  # a retained message cleared
         try:
             body = json.loads(message.payload)
         except (ValueError, UnicodeDecodeError):
@@ -256,8 +258,6 @@ class FleetModel:
         if not isinstance(body, dict) or body.get("schema") != schema.SCHEMA:
             log.warning("not %s on %s: dropped", schema.SCHEMA, message.topic)
             return
-        if leaf not in ("status", "online", *schema.STREAMS):
-            return  # channel/<id>, drug/<drug>: the status carries the same
         with self._lock:
             tile = self.tiles.get(bench)
             if tile is None:

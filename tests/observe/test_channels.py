@@ -420,3 +420,21 @@ def test_the_pages_can_only_be_read() -> None:
         from observe.telemetry.publisher import release_sockets
 
         release_sockets(fleet.client)
+
+
+def test_a_container_change_on_a_one_pump_bench_is_shown_in_words(
+    library: DrugLibrary,
+) -> None:
+    with (
+        LocalSafety(library=library) as link,
+        Session.open(link, library, clinical=link.clinical) as session,
+    ):
+        session.program("norepinephrine", "8 mg/250 mL", "D5W")
+        session.start(8)
+        drive(link, session, 120)
+        assert session.pause_for_container_change().verdict.accepted
+        drive(link, session, 30)
+        view = _view(link.snapshot(), library)
+    (channel,) = view["channels"]
+    assert channel["role"] == "paused" and channel["paused_until"] is not None
+    assert channel["relay"].startswith("paused for a container change (")
