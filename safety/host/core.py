@@ -317,7 +317,6 @@ class SafetyCore:
         self._record(BenchConfigured(configured, self.interlock_scope, self.now()))  # type: ignore[arg-type]
         self._record(self._library_checked())
         for name, channel in self.channels.items():
-            now = self.now()
             reading: PumpReading | None = None
             detail = ""
             try:
@@ -328,6 +327,10 @@ class SafetyCore:
                 where = f"channel {name}'s pump" if len(self.channels) > 1 else "pump"
                 detail = f"{where} not reachable at start: {exc}"
                 log.error(detail)
+            # stamped when the reading came back, not before the handshake: connecting
+            # can take seconds (an NE-1000 left in safe mode answers the third probe),
+            # and the pump's counter moved meanwhile (S13 accuracy, unseen delivery)
+            now = self.now()
             self._record(Resumed(reading, now, detail, name))
             if reading is not None:
                 self._record(ReadbackReceived(reading, now, name))
