@@ -320,9 +320,10 @@ def test_pumpctl_telemetry_publishes_a_real_bench(make_bench: MakeBench, tmp_pat
 
 # --------------------------------------------------------------------------- two channels
 
-#: the two-channel case's clock: 2 clinical minutes a real second. Channel A's 15 mL last
-#: 30 clinical minutes at 30 mL/h; the relay hands over 5 minutes before empty, about
-#: 12 real seconds after the start, time enough to see the standby first.
+#: the two-channel case's clock: 2 clinical minutes a real second. Channel A's 20 mL last
+#: 40 clinical minutes at 30 mL/h; an overlap handover of 2 steps of 5 minutes ends 5
+#: minutes before empty, so it starts about 12 real seconds after the start (time enough
+#: to see the standby first) and lasts about 5 real seconds (time enough to see it).
 RELAY_SPEED = 120.0
 
 
@@ -335,13 +336,18 @@ def _two_channel_config(bench: HilBench, broker_port: int, outbox: Path) -> Path
             "A": {
                 "driver": "mock",
                 "container": syringe,
-                "loaded_ml": 15.0,
-                "mock": {"loaded_volume_ml": 15.0},
+                "loaded_ml": 20.0,
+                "mock": {"loaded_volume_ml": 20.0},
             },
             "B": {"driver": "mock", "container": syringe},
         },
         # B, once it runs alone (50 mL: 100 min), is warned of: no standby for it
-        "relay": {"handover_before_empty_min": 5.0, "warn_before_empty_min": 120.0},
+        "relay": {
+            "handover_before_empty_min": 5.0,
+            "warn_before_empty_min": 120.0,
+            "overlap_steps": 2,
+            "overlap_step_min": 5.0,
+        },
         "gpio": {"backend": "simulated", "state_dir": str(bench.gpio_dir)},
         "timing": {"heartbeat_timeout_s": 2.0, "poll_period_s": 0.25, "keep_alive_period_s": 1.0},
         "paths": {
@@ -449,7 +455,7 @@ def test_a_two_channel_bench_hands_over_on_the_dashboard_the_broker_and_the_flee
             return b is not None and b.primed and b.role != "priming"
 
         wait_for(primed, 15.0, "channel B primed")
-        assert session.arm_standby("B", "A", "quick").verdict.accepted
+        assert session.arm_standby("B", "A", "overlap").verdict.accepted
         session.select_channel("A")
 
         retained = _Retained(broker.port, "hil-relay")
@@ -477,7 +483,7 @@ def test_a_two_channel_bench_hands_over_on_the_dashboard_the_broker_and_the_flee
             wait_for(lambda: _text(_card(d, "channel", "A"), "role") == "ACTIVE", 10.0, "A active")
             drug = _card(d, "drug", "norepinephrine")
             assert _text(drug, "total") == "8 mcg/min" and _text(drug, "channels") == "A, B"
-            assert "(channel A to B, quick)" in _text(drug, "next-handover")
+            assert "(channel A to B, overlap)" in _text(drug, "next-handover")
             assert _text(_card(d, "channel", "A"), "left").endswith("mL left")
             browser.screenshot("dashboard-two-channels-standby")
 
@@ -504,14 +510,21 @@ def test_a_two_channel_bench_hands_over_on_the_dashboard_the_broker_and_the_flee
 
             # the safety process hands over by itself, about 12 real s after the start
             d.get(url)
+            going = wait_for(
+                lambda: _texts(d, "#handover:not([hidden])"), 40.0, "the handover on the page"
+            )
+            assert "channel A to B (overlap, step" in going[0]
+            assert _texts(d, 'article.channel .role[data-role="handing over"]')
+            browser.screenshot("dashboard-two-channels-handing-over")
             wait_for(
                 lambda: (
                     _text(_card(d, "channel", "B"), "role") == "ACTIVE"
                     and _text(_card(d, "channel", "A"), "role") == "RELIEVED"
                 ),
-                40.0,
-                "the handover on the page",
+                30.0,
+                "the handover done on the page",
             )
+            assert _texts(d, "#handover:not([hidden])") == []
             assert _text(_card(d, "drug", "norepinephrine"), "total") == "8 mcg/min"
             alarm = '#alarm-list .alarm[data-key="relay_no_standby"][data-scope="B"]'
             text = wait_for(lambda: _texts(d, alarm), 10.0, "B's no-standby alarm with its scope")
