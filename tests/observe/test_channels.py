@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,12 @@ def test_a_one_pump_bench_reads_as_before(library: DrugLibrary) -> None:
     # every alarm on the only card, whatever its scope
     assert len(channel["alarms"]) == len(snapshot.alarms) > 0
     assert view["handover"] is None and [d["drug"] for d in view["drugs"]] == ["norepinephrine"]
+    # a snapshot without channel views (an older safety process): one channel, as before
+    old = _view(replace(snapshot, channels=(), drugs=()), library)
+    (only,) = old["channels"]
+    assert (only["name"], only["id"]) == ("channel 1", None)
+    assert only["dose_text"] == channel["dose_text"] and only["state"] == channel["state"]
+    assert old["drugs"] == [] and len(only["alarms"]) == len(snapshot.alarms)
 
 
 # --------------------------------------------------------------------------- schema
