@@ -29,15 +29,14 @@ nurse would do it. Between handovers the clock runs only as long as the next one
 - Judged per handover over [first relay command - ``PRE_S``, the handover's end +
   ``after_s``], ``after_s`` long enough for an unprimed start-up at that rate to be over:
   the worst deviation of the mean delivered drug rate over any 1-minute window from the
-  set dose (exact: the windows' extremes lie where a window edge meets a truth segment's
-  edge), and the longest stretch with the delivered rate below 90 % of the set dose.
+  set dose, and the longest stretch with the delivered rate below 90 % of the set dose,
+  both exact on the piecewise-constant truth (``verification.handover``: the demo's
+  summary judges its handover with the same code).
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +44,7 @@ from decimal import Decimal
 
 from benchmarks import interrupt
 from firmware_bridge.mechanics import TYPICAL
-from firmware_bridge.pump_model import SimulatedPump, TruthBolus, TruthSegment
+from firmware_bridge.pump_model import SimulatedPump, TruthSegment
 from firmware_bridge.syringes import syringe_by_name
 from safety.ipc.local import LocalChannel, LocalSafety
 from safety.kernel.codec import decode_event
@@ -64,14 +63,12 @@ from safety.kernel.model import (
 from safety.library import DrugLibrary
 from safety.status import Outcome
 from safety.timing import HostTiming
+from verification.handover import WindowFigures, summed_flow, window_figures
 
 RATES_ML_H = (1.0, 5.0, 20.0)
 STRATEGIES: tuple[RelayStrategy, ...] = ("quick", "overlap")
 CONCENTRATION = "8 mg/250 mL"
 PER_ML_MCG = 32.0
-#: the judging window and the band (issue 14)
-WINDOW_S = 60.0
-LOW_SHARE = 0.9
 #: judged from this long before the first relay command (the steady state before it)
 PRE_S = 60.0
 #: the prime: volume, and how long after its end the line stays off the patient (the
@@ -113,9 +110,7 @@ class HandoverSample:
     """One handover, judged on the ground truth."""
 
     worst_window_dev: float  # signed: (delivered / set) - 1 of the worst 1-min window
-    lowest_window: float  # lowest 1-min mean, as a share of the set dose
-    highest_window: float
-    longest_low_s: float  # longest stretch below LOW_SHARE of the set dose
+    longest_low_s: float  # longest stretch below 90 % of the set dose
     duration_s: float  # first relay command to the handover's end
 
 
@@ -146,74 +141,15 @@ class HandoverBench:
 # --------------------------------------------------------------------------- judging
 
 
-def _cumulative(events: list[TruthSegment | TruthBolus]) -> Callable[[float], float]:
-    """V(t): what one line delivered from its first event to ``t`` (mL)."""
-    segments = [e for e in events if isinstance(e, TruthSegment)]
-    starts = [s.start for s in segments]
-    totals = [0.0]
-    for a, b in itertools.pairwise(segments):
-        totals.append(totals[-1] + a.rate_ml_h * (b.start - a.start) / 3600.0)
-    boluses = sorted((e.time, e.volume_ml) for e in events if isinstance(e, TruthBolus))
-    bolus_times = [t for t, _ in boluses]
-    bolus_sums = list(itertools.accumulate(v for _, v in boluses))
-
-    def volume(t: float) -> float:
-        i = bisect.bisect_right(starts, t) - 1
-        v = 0.0 if i < 0 else totals[i] + segments[i].rate_ml_h * (t - starts[i]) / 3600.0
-        j = bisect.bisect_right(bolus_times, t)
-        return v + (bolus_sums[j - 1] if j else 0.0)
-
-    return volume
-
-
 def judge(
     pumps: Sequence[SimulatedPump], set_ml_h: float, start: float, end: float
-) -> tuple[float, float, float]:
-    """(lowest, highest) 1-minute mean delivered rate over [start, end] as shares of
-    ``set_ml_h``, and the longest stretch below ``LOW_SHARE`` of it (s)."""
-    events = [[e for e in p.truth.events if isinstance(e, TruthSegment | TruthBolus)]
-              for p in pumps]  # fmt: skip
-    volumes = [_cumulative(ev) for ev in events]
-    edges = sorted({start, end - WINDOW_S} | {
-        t + shift
-        for ev in events
-        for e in ev
-        for t in ((e.start,) if isinstance(e, TruthSegment) else (e.time,))
-        for shift in (0.0, -WINDOW_S, 1e-9, -WINDOW_S + 1e-9)
-    })  # fmt: skip
-    lowest, highest = math.inf, -math.inf
-    for t in edges:
-        if start <= t <= end - WINDOW_S:
-            mean = sum(v(t + WINDOW_S) - v(t) for v in volumes) * 3600.0 / WINDOW_S
-            share = mean / set_ml_h
-            lowest, highest = min(lowest, share), max(highest, share)
-    # the instantaneous total: piecewise constant between every line's segment starts
-    points = sorted({start, end} | {
-        e.start for ev in events for e in ev
-        if isinstance(e, TruthSegment) and start < e.start < end
-    })  # fmt: skip
-    rates = [_rate_function(ev) for ev in events]
-    longest = 0.0
-    low_since: float | None = None
-    for a, b in itertools.pairwise(points):
-        total = sum(r(a) for r in rates)
-        if total < LOW_SHARE * set_ml_h:
-            low_since = a if low_since is None else low_since
-            longest = max(longest, b - low_since)
-        else:
-            low_since = None
-    return lowest, highest, longest
-
-
-def _rate_function(events: list[TruthSegment | TruthBolus]) -> Callable[[float], float]:
-    segments = [e for e in events if isinstance(e, TruthSegment)]
-    starts = [s.start for s in segments]
-
-    def rate(t: float) -> float:
-        i = bisect.bisect_right(starts, t) - 1
-        return 0.0 if i < 0 else segments[i].rate_ml_h
-
-    return rate
+) -> WindowFigures:
+    """The delivered flow of all ``pumps`` summed (their ground truth; a prime to waste is
+    no delivery) against the set dose held constant, over [start, end]: the worst
+    1-minute window and the longest stretch below 90 % (``verification.handover``, the
+    same judge as the demo's summary)."""
+    delivered = summed_flow({str(i): p.truth.events for i, p in enumerate(pumps)})
+    return window_figures(delivered, [TruthSegment(start, set_ml_h)], start, end)
 
 
 # --------------------------------------------------------------------------- the chain
@@ -228,7 +164,7 @@ class _Chain:
         rate = condition.rate_ml_h
         # an unprimed start-up at this rate, and what a 1-minute window needs after it
         startup = replace(TYPICAL, primed=False).startup_delay_s(self.syringe, rate)
-        self.after_s = startup + 6 * TYPICAL.compliance_tau_s + 2 * WINDOW_S
+        self.after_s = startup + 6 * TYPICAL.compliance_tau_s + 2 * 60.0
         lead = 5 * 60.0 + (4 * 60.0 if condition.strategy == "overlap" else 0.0)
         #: what each new syringe holds: the prime, then the run until the next handover
         run_s = self.after_s + PRIME_DRAIN_S + 120.0 + lead + PRE_S + 60.0
@@ -319,11 +255,8 @@ class _Chain:
         done = (
             ended.outcome == "done" and not a.running and b.running and b.set_rate_ml_h == set_ml_h
         )
-        low, high, longest = judge(
-            list(local.pumps.values()), set_ml_h, began - PRE_S, local.clinical.now()
-        )
-        worst = low - 1.0 if abs(low - 1.0) >= abs(high - 1.0) else high - 1.0
-        sample = HandoverSample(worst, low, high, longest, end_at - began)
+        figures = judge(list(local.pumps.values()), set_ml_h, began - PRE_S, local.clinical.now())
+        sample = HandoverSample(figures.worst, figures.longest_low_s, end_at - began)
         # the emptied channel: a new syringe, primed, armed for the other
         pump = local.pumps[active]
         pump.reload(self.fill_ml)

@@ -787,8 +787,8 @@ def _handover(run: _Run) -> None:
                 r.worst_dev * 100,
                 "%",
                 {
-                    "lowest 1-min mean %": min(x.lowest_window for x in r.samples) * 100,
-                    "highest 1-min mean %": max(x.highest_window for x in r.samples) * 100,
+                    "median worst %": statistics.median(x.worst_window_dev for x in r.samples)
+                    * 100,
                     "longest below 90 % s": r.longest_low_s,
                     "median longest below 90 % s": statistics.median(
                         x.longest_low_s for x in r.samples

@@ -43,10 +43,9 @@ def test_the_judge_finds_a_known_gap_between_two_pumps_exactly() -> None:
     b.start()
     clock.advance(600.0)
     a.snapshot(), b.snapshot()  # the truth is written up to now
-    lowest, highest, longest = handover.judge([a, b], 6.0, 300.0, 1200.0)
-    assert lowest == pytest.approx(0.5)
-    assert highest == pytest.approx(1.0)
-    assert longest == pytest.approx(30.0)
+    figures = handover.judge([a, b], 6.0, 300.0, 1200.0)
+    assert figures.worst == pytest.approx(-0.5)
+    assert figures.longest_low_s == pytest.approx(30.0)
 
 
 def test_an_overlap_shows_as_a_window_above_the_set_dose() -> None:
@@ -61,10 +60,9 @@ def test_an_overlap_shows_as_a_window_above_the_set_dose() -> None:
     a.stop()
     clock.advance(300.0)
     a.snapshot(), b.snapshot()
-    lowest, highest, longest = handover.judge([a, b], 6.0, 100.0, 600.0)
-    assert lowest == pytest.approx(1.0)
-    assert highest == pytest.approx(80.0 / 60.0)
-    assert longest == 0.0
+    figures = handover.judge([a, b], 6.0, 100.0, 600.0)
+    assert figures.worst == pytest.approx(80.0 / 60.0 - 1.0)
+    assert figures.longest_low_s == 0.0
 
 
 def test_the_dose_of_a_rate_is_the_programs_at_four_digits() -> None:
@@ -85,7 +83,7 @@ def test_a_chain_of_handovers_runs_and_an_unprimed_standby_starts_late(
     # the slack of an unprimed syringe leaves the patient short; a primed one does not
     assert all(s.longest_low_s == 0.0 for s in primed.samples)
     assert unprimed.samples[0].longest_low_s > 0.0
-    assert unprimed.samples[0].lowest_window < min(s.lowest_window for s in primed.samples)
+    assert unprimed.samples[0].worst_window_dev < min(s.worst_window_dev for s in primed.samples)
     assert primed.simulated_s > 0 and primed.real_s > 0
 
 
