@@ -35,7 +35,7 @@ from controller.errors import Refused
 from controller.session import Session
 from firmware_bridge.pump_model import TruthSegment
 from hil_tests.conftest import _failed
-from hil_tests.harness.bench import BenchSettings
+from hil_tests.harness.bench import WIRE_SLACK_S, BenchSettings
 from hil_tests.harness.channels import BenchLine, ChannelBench, RelaySettings, ml_h
 from hil_tests.harness.conditions import held_with_alarm
 from hil_tests.harness.processes import wait_for
@@ -47,6 +47,7 @@ from safety.kernel.model import (
     ControllerLost,
     HandoverEnded,
     HandoverStarted,
+    HandoverStepped,
     StartInfusion,
     StopInfusion,
     StopPump,
@@ -164,6 +165,14 @@ def test_the_safety_process_alone_hands_over_before_the_syringe_empties(
     views = {view.name: view for view in snap.channels}
     assert views["B"].running and views["B"].role == "active", views["B"]
     assert views["A"].relieved_by == "B" and views["A"].role == "relieved", views["A"]
+    # what the safety process believes is left in each syringe (its next handover's
+    # clock) is what the pumps hold: B's prime went out of its syringe too
+    # (read up to a poll period and the wire's slack ago: at most that much flow apart,
+    # less than B's 2 mL prime)
+    lag_ml = RATE_8 * (bench.settings.poll_period_s + WIRE_SLACK_S) * bench.settings.speed / 3600
+    for name in ("A", "B"):
+        believed, held = views[name].remaining_ml, bench.channel_pump(name)["remaining_ml"]
+        assert believed is not None and -0.05 <= believed - held <= lag_ml, (name, believed, held)
 
     # judged on the truth: the summed delivered dose stayed at 8 mcg/min but for the
     # wire's slack, and never went near the hard max
@@ -321,3 +330,57 @@ def test_a_mixed_bench_serves_every_channel_through_its_own_driver(
     assert positive_rates(b_truth) == [RATE_2] and last_rate(b_truth) == 0.0, describe(b_truth)
     assert bench.set_rates_executed() >= 1  # the NE-1000's frame log: its own rate set
     bench.assert_total_invariants()
+
+
+def test_a_handover_under_way_survives_a_kill_9_of_the_safety_process(
+    make_channels: MakeChannels,
+) -> None:
+    """An overlap of 4 steps of 10 min (it starts 45 min before A's 15 mL would empty); the
+    safety process is killed after the first step and restarted: the new process carries
+    the handover through from its journal, with the controller dead all along.
+
+    150x, not 600x: the restarted process's handshakes with the two NE-1000s, left in safe
+    mode, take about 2 s of real time each (the driver probes basic mode twice first), which
+    at 600x would be 40 clinical minutes of the handover's 45."""
+    relay = RelaySettings(overlap_step_min=10.0)
+    bench = make_channels(two_on_one_line(volume_ml=15.0), relay=relay, speed=150.0)
+    bench.channel_fault("B", "patient_line=off")
+    ctl = bench.channel_child(
+        "program:A", "program:B", "start:A:8", "prime:B:2", "primed:B", "arm:B:A:overlap"
+    )
+    ctl.wait_line("primed:B")
+    bench.channel_fault("B", "patient_line=on")
+    ctl.wait_line("ready")
+    started = next(s.start for s in segments(bench.channel_truth("A")) if s.rate_ml_h > 0)
+    empty_at = started + 3600.0
+    ctl.kill9()
+
+    def steps() -> list[HandoverStepped]:
+        events = read_safety_events(bench.safety_journal)
+        return [e for e in events if isinstance(e, HandoverStepped)]
+
+    wait_for(steps, bench.real_s(empty_at - bench.now()), "the handover's first step")
+    bench.kill_safety()
+    assert [s.step for s in steps()] == [1]  # killed mid-way
+    assert bench.channel_pump("A")["running"] and bench.channel_pump("B")["running"]
+    bench.start_safety()
+
+    def ended() -> list[HandoverEnded]:
+        events = read_safety_events(bench.safety_journal)
+        return [e for e in events if isinstance(e, HandoverEnded)]
+
+    done = wait_for(ended, bench.real_s(empty_at - bench.now()) + 5.0, "the handover's end")
+    assert [e.outcome for e in done] == ["done"], done
+    assert [s.step for s in steps()] == [1, 2, 3, 4]  # carried on from step 1, not redone
+    a, b = bench.channel_pump("A"), bench.channel_pump("B")
+    assert not a["running"] and a["remaining_ml"] > 0 and a["alarms"] == [], a  # not empty
+    assert b["running"] and b["set_rate_ml_h"] == pytest.approx(RATE_8), b
+    b_rates = positive_rates(bench.channel_truth("B"))
+    assert b_rates == sorted(b_rates) and b_rates[-1] == pytest.approx(RATE_8), b_rates
+    # the restart read every pump after its handshake: no false accuracy alarm
+    snap = bench.monitor().snapshot()
+    accuracy = [a for a in snap.alarms if a.key.startswith("accuracy_")]
+    assert accuracy == [], accuracy
+    total = bench.assert_total_invariants()
+    since = started + bench.tolerance_s
+    assert total.longest(since, (8 * 0.9, 8 * 1.1)) <= bench.tolerance_s, total.describe()
