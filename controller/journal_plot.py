@@ -10,11 +10,17 @@ read-back (a step line), the dose that rate delivers under the program loaded at
 the soft and hard limits of that program's therapy, and every alarm it raised (rebuilt by
 replay, ``controller.journal_timeline.replay_safety``), coloured by priority. A scenario
 run can add the pump's ground truth (what really reached the patient) as a second line.
+
+On a bench of several pumps the journal's read-backs name their channel: each channel gets
+its own line (its verified rate, and the dose it delivers under its own program), and the
+dose panel adds the patient's total, the sum over the channels, which is what the limits
+drawn there bind (S1 on the drug total). The ground truth may then be given per channel; its
+line is the delivered total. A one-pump journal is drawn exactly as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -23,10 +29,12 @@ from pathlib import Path
 from controller.journal_timeline import AlarmMark
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
 from safety.journal_read import ProgramsInForce
-from safety.kernel.model import Event, ReadbackReceived
+from safety.kernel.model import CommandIssued, Event, PrimePump, ReadbackReceived
 from safety.library import DrugLibrary
 
 PRIORITY_COLOURS = {"high": "tab:red", "medium": "tab:orange", "low": "tab:olive"}
+#: one colour per channel on a bench of several pumps (none of the limits' or alarms')
+CHANNEL_COLOURS = ("tab:cyan", "tab:pink", "tab:brown", "tab:gray", "tab:purple")
 
 
 class PlotUnavailable(Exception):
@@ -44,6 +52,47 @@ class PlotData:
     limits: dict[str, float] = field(default_factory=dict)  # soft_min, soft_max, hard_max
     alarms: list[AlarmMark] = field(default_factory=list)
     end: float | None = None
+    #: a bench of several pumps: each channel's verified rate and dose steps (then
+    #: ``rate`` is empty and ``dose`` is the patient's total over the channels)
+    channel_rate: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    channel_dose: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: primes to waste (start, end, channel): shaded, their flow never counted as dose
+    primes: list[tuple[float, float, str]] = field(default_factory=list)
+
+
+class _Primes:
+    """Which read-backs show a prime (a purge to waste, S15), not an infusion: those of
+    a channel from its prime command until a read-back shows it stopped."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, float] = {}
+        self.done: list[tuple[float, float, str]] = []
+
+    def running(self, event: Event) -> bool:
+        """Feed every event; True for a read-back taken while its channel primes."""
+        if isinstance(event, CommandIssued) and isinstance(event.action, PrimePump):
+            self.open.setdefault(event.action.channel, event.now.clinical)
+        elif isinstance(event, ReadbackReceived) and event.channel in self.open:
+            if event.reading.running:
+                return True
+            self.done.append((self.open.pop(event.channel), event.now.clinical, event.channel))
+        return False
+
+
+def sum_steps(series: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Step functions (value from each point's time on, 0 before the first) summed: one
+    point wherever any of them changes (changes of one instant are one change)."""
+    points = sorted((t, n, i) for n, steps in enumerate(series) for i, (t, _) in enumerate(steps))
+    current = [0.0] * len(series)
+    out: list[tuple[float, float]] = []
+    for k, (t, n, i) in enumerate(points):
+        current[n] = series[n][i][1]
+        if k + 1 < len(points) and points[k + 1][0] == t:
+            continue
+        total = sum(current)
+        if not out or out[-1][1] != total:
+            out.append((t, total))
+    return out
 
 
 def plot_data(
@@ -51,11 +100,17 @@ def plot_data(
     library: DrugLibrary,
     *,
     alarms: Sequence[AlarmMark] = (),
-    truth: Sequence[TruthEvent] = (),
+    truth: Sequence[TruthEvent] | Mapping[str, Sequence[TruthEvent]] = (),
     title: str = "pumpctl journal",
     end: float | None = None,
 ) -> PlotData:
-    """The series to draw, from the safety journal's events (and a ground truth)."""
+    """The series to draw, from the safety journal's events (and a ground truth: one
+    pump's events, or each channel's by name)."""
+    channels = list(dict.fromkeys(e.channel for e in events if isinstance(e, ReadbackReceived)))
+    if len(channels) > 1 or (isinstance(truth, Mapping) and len(truth) > 1):
+        return _bench_data(events, channels, alarms, truth, title, end)
+    if isinstance(truth, Mapping):
+        truth = next(iter(truth.values()), [])
     programs = ProgramsInForce.from_events(events)
 
     def dose(t: float, rate: Decimal) -> float:
@@ -64,10 +119,12 @@ def plot_data(
 
     data = PlotData(title=title, alarms=[a for a in alarms if a.event == "raised"], end=end)
     last: tuple[bool, Decimal] | None = None
+    primes = _Primes()
     for event in events:
+        priming = primes.running(event)
         if isinstance(event, ReadbackReceived):
             r = event.reading
-            rate = r.set_rate_ml_h if r.running else Decimal(0)
+            rate = r.set_rate_ml_h if r.running and not priming else Decimal(0)
             if last != (r.running, rate):
                 last = (r.running, rate)
                 t = event.now.clinical
@@ -77,6 +134,13 @@ def plot_data(
         if isinstance(e, TruthSegment):
             data.truth_rate.append((e.start, e.rate_ml_h))
             data.truth_dose.append((e.start, dose(e.start, Decimal(repr(e.rate_ml_h)))))
+    data.primes = primes.done
+    _limits(data, programs, title)
+    return data
+
+
+def _limits(data: PlotData, programs: ProgramsInForce, title: str) -> None:
+    """The last program's unit and therapy limits, and the title naming it."""
     known = programs.known()
     if known:
         program = known[-1]
@@ -88,6 +152,48 @@ def plot_data(
             "soft max": float(Fraction(therapy.soft_max.value)),
             "hard max": float(Fraction(therapy.hard_max.value)),
         }
+
+
+def _bench_data(
+    events: Sequence[Event],
+    channels: list[str],
+    alarms: Sequence[AlarmMark],
+    truth: Sequence[TruthEvent] | Mapping[str, Sequence[TruthEvent]],
+    title: str,
+    end: float | None,
+) -> PlotData:
+    """A bench of several pumps: a line per channel, and the patient's total dose."""
+    data = PlotData(title=title, alarms=[a for a in alarms if a.event == "raised"], end=end)
+    truths = truth if isinstance(truth, Mapping) else {}
+    names = list(dict.fromkeys([*channels, *truths]))
+    programs = {name: ProgramsInForce.from_events(events, name) for name in names}
+
+    def dose(name: str, t: float, rate: Decimal) -> float:
+        program = programs[name].at(t)
+        return float(program.dose(rate)) if program is not None else 0.0
+
+    last: dict[str, tuple[bool, Decimal]] = {}
+    primes = _Primes()
+    for event in events:
+        priming = primes.running(event)
+        if isinstance(event, ReadbackReceived):
+            name, r = event.channel, event.reading
+            rate = r.set_rate_ml_h if r.running and not priming else Decimal(0)
+            if last.get(name) != (r.running, rate):
+                last[name] = (r.running, rate)
+                t = event.now.clinical
+                data.channel_rate.setdefault(name, []).append((t, float(rate)))
+                data.channel_dose.setdefault(name, []).append((t, dose(name, t, rate)))
+    data.dose = sum_steps([data.channel_dose[n] for n in names if n in data.channel_dose])
+    delivered = []
+    for name, events_of in truths.items():
+        segments = [e for e in events_of if isinstance(e, TruthSegment)]
+        delivered.append(
+            [(e.start, dose(name, e.start, Decimal(repr(e.rate_ml_h)))) for e in segments]
+        )
+    data.truth_dose = sum_steps(delivered)
+    data.primes = primes.done
+    _limits(data, ProgramsInForce.from_events(events), title)
     return data
 
 
@@ -105,7 +211,7 @@ def plot(data: PlotData, out: str | Path) -> Path:
         ) from None
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    xs = [t for series in (data.rate, data.truth_rate) for t, _ in series]
+    xs = [t for series in (data.rate, data.truth_rate, data.dose) for t, _ in series]
     xs += [a.time for a in data.alarms]
     if data.end is not None:
         xs.append(data.end)
@@ -131,8 +237,20 @@ def plot(data: PlotData, out: str | Path) -> Path:
             ax_dose.step(
                 x, y, where="post", color="0.6", lw=3, alpha=0.6, label="delivered (pump truth)"
             )
+        several = bool(data.channel_dose)
+        for n, (name, series) in enumerate(sorted(data.channel_dose.items())):
+            x, y = steps(series)
+            colour = CHANNEL_COLOURS[n % len(CHANNEL_COLOURS)]
+            ax_dose.step(x, y, where="post", color=colour, lw=1.0, label=f"channel {name}")
         x, y = steps(data.dose)
-        ax_dose.step(x, y, where="post", color="tab:blue", lw=1.6, label="verified dose")
+        ax_dose.step(
+            x,
+            y,
+            where="post",
+            color="tab:blue",
+            lw=2.0 if several else 1.6,
+            label="verified total dose" if several else "verified dose",
+        )
         styles = {
             "soft min": ("tab:green", ":"),
             "soft max": ("tab:orange", "--"),
@@ -148,10 +266,25 @@ def plot(data: PlotData, out: str | Path) -> Path:
             ax_rate.step(
                 x, y, where="post", color="0.6", lw=3, alpha=0.6, label="delivered (pump truth)"
             )
-        x, y = steps(data.rate)
-        ax_rate.step(x, y, where="post", color="tab:purple", lw=1.6, label="verified rate")
+        if data.rate or not several:
+            x, y = steps(data.rate)
+            ax_rate.step(x, y, where="post", color="tab:purple", lw=1.6, label="verified rate")
+        for n, (name, series) in enumerate(sorted(data.channel_rate.items())):
+            x, y = steps(series)
+            colour = CHANNEL_COLOURS[n % len(CHANNEL_COLOURS)]
+            ax_rate.step(
+                x, y, where="post", color=colour, lw=1.4, label=f"channel {name} verified rate"
+            )
         ax_rate.set_ylabel("mL/h")
         ax_rate.set_xlabel(label)
+        for n, (start, stop, _channel) in enumerate(data.primes):
+            for ax in (ax_dose, ax_rate):
+                ax.axvspan(
+                    start / scale,
+                    max(stop, start + scale / 200) / scale,
+                    color="0.85",
+                    label=("prime to waste" if n == 0 else None) if ax is ax_rate else None,
+                )
         seen: set[str] = set()
         groups: dict[float, list[AlarmMark]] = {}
         for alarm in data.alarms:  # alarms of one instant share one label
@@ -191,4 +324,4 @@ def plot(data: PlotData, out: str | Path) -> Path:
     return path
 
 
-__all__ = ["PlotData", "PlotUnavailable", "plot", "plot_data"]
+__all__ = ["PlotData", "PlotUnavailable", "plot", "plot_data", "sum_steps"]

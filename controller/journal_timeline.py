@@ -12,6 +12,11 @@ kernel's state at any instants asked for (the scenario runner's state expectatio
 
 The controller journals its own entries (``controller.session_journal``): operator
 actions, plans, confirmations, requests and outcomes, state changes, alarms, link notices.
+
+On a bench of several pumps every row says which channel it concerns (``Row.channel``:
+None for the bench, the patient, a handover between two channels) and every replayed
+alarm its scope (a channel, or ``drug:<id>``): the same condition on two pumps is two
+alarms, told apart by scope.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from safety.journal_read import (
 from safety.journal_text import ProgramTracker, describe
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
+    BenchConfigured,
+    CommandIssued,
     Event,
+    RequestDecided,
 )
 from safety.kernel.reducer import apply
 from safety.kernel.state import KernelState
@@ -58,6 +66,8 @@ class Row:
     payload: dict[str, Any]
     derived: bool = False
     seq: float = 0.0  # order within one process: a derived row right after its entry
+    #: the channel the entry concerns (None: the bench, or not one channel's)
+    channel: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +78,7 @@ class Row:
             "kind": self.kind,
             "summary": self.summary,
             "derived": self.derived,
+            "channel": self.channel,
             "payload": self.payload,
         }
 
@@ -85,6 +96,13 @@ class AlarmMark:
     source: str  # "safety" or "controller"
     event: str = "raised"  # or "cleared"
     entry_id: int = 0  # the journal entry that raised or cleared it
+    #: "" the bench, a channel's name, or "drug:<id>" (``safety.alarms``)
+    scope: str = ""
+
+    @property
+    def ident(self) -> str:
+        """ "scope/key" (the key alone for a bench alarm), as an acknowledgement names it."""
+        return f"{self.scope}/{self.key}" if self.scope else self.key
 
 
 @dataclass
@@ -169,13 +187,23 @@ def _alarm_changes(
 ) -> list[AlarmMark]:
     marks: list[AlarmMark] = []
 
-    def cleared(key: str, alarm: Alarm) -> AlarmMark:
+    def cleared(alarm: Alarm) -> AlarmMark:
         return AlarmMark(
-            t, wall, key, alarm.priority.word, str(alarm.reason), "", "safety", "cleared", entry_id
+            t,
+            wall,
+            alarm.key,
+            alarm.priority.word,
+            str(alarm.reason),
+            "",
+            "safety",
+            "cleared",
+            entry_id,
+            alarm.scope,
         )
 
-    old = {a.key: a for a in before.alarms.alarms}
-    new = {a.key: a for a in after.alarms.alarms}
+    # one condition per (scope, key): the same key on two channels is two alarms
+    old = {a.ident: a for a in before.alarms.alarms}
+    new = {a.ident: a for a in after.alarms.alarms}
     for key, alarm in new.items():
         prev = old.get(key)
         if prev is None or (alarm.active and not prev.active):
@@ -183,20 +211,47 @@ def _alarm_changes(
                 AlarmMark(
                     t,
                     wall,
-                    key,
+                    alarm.key,
                     alarm.priority.word,
                     str(alarm.reason),
                     alarm.message,
                     "safety",
                     entry_id=entry_id,
+                    scope=alarm.scope,
                 )
             )
         if not alarm.active and (prev is None or prev.active):
-            marks.append(cleared(key, alarm))
+            marks.append(cleared(alarm))
     for key, alarm in old.items():
         if key not in new and alarm.active:
-            marks.append(cleared(key, alarm))
+            marks.append(cleared(alarm))
     return marks
+
+
+def channel_of(event: Event) -> str | None:
+    """The channel a safety event concerns: its own ``channel``, its pump command's, or
+    its request's (None: the bench, the patient, or two channels, as a handover)."""
+    if isinstance(event, CommandIssued):
+        return event.action.channel
+    if isinstance(event, RequestDecided):
+        named = getattr(event.body, "channel", None)
+        return named if isinstance(named, str) else None
+    named = getattr(event, "channel", None)
+    return named if isinstance(named, str) else None
+
+
+def journal_channels(events: Iterable[Event]) -> list[str]:
+    """The bench's channels, as its journal configured them (the last configuration),
+    else as its events name them."""
+    configured: list[str] = []
+    named: dict[str, None] = {}
+    for event in events:
+        if isinstance(event, BenchConfigured):
+            configured = [c.name for c in event.channels]
+        channel = channel_of(event)
+        if channel is not None:
+            named[channel] = None
+    return configured or list(named)
 
 
 def controller_alarms(entries: Iterable[RawEntry]) -> list[AlarmMark]:
@@ -262,15 +317,18 @@ def safety_rows(
                 summary,
                 entry.payload,
                 seq=entry.id,
+                channel=channel_of(event),
             )
         )
     if replay is not None:
+        several = len(journal_channels(event for _, event in events)) > 1
         for mark in replay.alarms:
+            name = mark.ident if several else mark.key
             if mark.event == "raised":
-                text = f"ALARM {mark.priority} {mark.key}: {mark.message}"
+                text = f"ALARM {mark.priority} {name}: {mark.message}"
                 kind = "alarm_raised"
             else:
-                text = f"alarm cleared: {mark.key}"
+                text = f"alarm cleared: {name}"
                 kind = "alarm_cleared"
             rows.append(
                 Row(
@@ -285,9 +343,13 @@ def safety_rows(
                         "priority": mark.priority,
                         "reason": mark.reason,
                         "message": mark.message,
+                        "scope": mark.scope,
                     },
                     derived=True,
                     seq=mark.entry_id + 0.5,
+                    channel=mark.scope
+                    if several and mark.scope and ":" not in mark.scope
+                    else None,
                 )
             )
     return rows

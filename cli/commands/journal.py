@@ -10,6 +10,11 @@ therapy's limits and the alarms (needs matplotlib).
 The safety process's alarms are not journaled as such: they are rebuilt by replaying its
 events through the kernel (as the safety process does at a restart), with the drug
 library given by ``--library`` (default: the bench's).
+
+On a bench of several pumps every line names its channel (``B: read-back ...``; an alarm
+by ``B/pump:occlusion``), ``--channel B`` keeps that channel's entries and the bench's
+(the patient, the link, a handover), the exports gain a ``channel`` column, and the plot
+draws a line per channel and the patient's total.
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ from cli.commands.output import (
     print_json,
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
-from controller.journal_timeline import Journals, Row, condensed, format_time, load_journals, locate
+from controller.journal_timeline import (
+    Journals,
+    Row,
+    condensed,
+    format_time,
+    journal_channels,
+    load_journals,
+    locate,
+)
 from safety.journal_read import JournalReadError
 
 CSV_COLUMNS = (
@@ -70,18 +83,27 @@ def add_parser(sub: SubParsers) -> None:
             "--library", metavar="FILE", help="drug library (default config/drug_library.toml)"
         )
 
+    def channel(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--channel",
+            metavar="NAME",
+            help="a bench of several pumps: this channel's entries and the bench's only",
+        )
+
     show = jsub.add_parser("show", help="print a readable timeline")
     common(show)
     show.add_argument(
         "--all", action="store_true", help="every entry (every read-back and tick, duplicates)"
     )
     show.add_argument("--json", action="store_true", help="the rows as one JSON object")
+    channel(show)
     show.set_defaults(handler=run_show)
 
     export = jsub.add_parser("export", help="every entry as CSV or JSON Lines")
     common(export)
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     export.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    channel(export)
     export.set_defaults(handler=run_export)
 
     plot_p = jsub.add_parser("plot", help="dose and rate over time, limits and alarms, as PNG")
@@ -100,9 +122,25 @@ def _load(args: argparse.Namespace) -> Journals:
         raise CommandError("bad_journal", str(exc), EXIT_BAD_INPUT) from None
 
 
+def _rows(journals: Journals, channel: str | None) -> list[Row]:
+    """Every row, or ``channel``'s and the bench's (a channel the journal does not have
+    is bad input naming those it has)."""
+    rows = journals.rows()
+    if channel is None:
+        return rows
+    names = journal_channels(journals.events)
+    if channel not in names:
+        bad_input(
+            f"--channel {channel!r}: the journal has no such channel; channels: "
+            f"{', '.join(names) or 'none (no safety journal read)'}",
+            field="channel",
+        )
+    return [r for r in rows if r.channel in (None, channel)]
+
+
 def run_show(args: argparse.Namespace) -> int:
     journals = _load(args)
-    rows = journals.rows()
+    rows = _rows(journals, args.channel)
     both = journals.files.safety is not None and journals.files.controller is not None
     shown = rows if args.all else condensed(rows, both=both)
     problem = journals.replay.problem if journals.replay is not None else None
@@ -136,27 +174,28 @@ def _line(row: Row) -> str:
 
 def run_export(args: argparse.Namespace) -> int:
     journals = _load(args)
-    rows = journals.rows()
+    rows = _rows(journals, args.channel)
+    several = len(journal_channels(journals.events)) > 1
     if args.format == "jsonl":
         text = "".join(json.dumps(r.to_json(), sort_keys=True, default=str) + "\n" for r in rows)
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        # a one-pump bench's export keeps its columns; several pumps add the channel's
+        writer.writerow((*CSV_COLUMNS, "channel") if several else CSV_COLUMNS)
         for r in rows:
-            writer.writerow(
-                (
-                    repr(r.clinical),
-                    format_time(r.clinical),
-                    repr(r.wall),
-                    r.process,
-                    "" if r.id is None else r.id,
-                    r.kind,
-                    r.summary,
-                    "true" if r.derived else "false",
-                    json.dumps(r.payload, sort_keys=True, default=str),
-                )
+            cells = (
+                repr(r.clinical),
+                format_time(r.clinical),
+                repr(r.wall),
+                r.process,
+                "" if r.id is None else r.id,
+                r.kind,
+                r.summary,
+                "true" if r.derived else "false",
+                json.dumps(r.payload, sort_keys=True, default=str),
             )
+            writer.writerow((*cells, r.channel or "") if several else cells)
         text = buffer.getvalue()
     if args.out:
         out = Path(args.out)

@@ -110,7 +110,7 @@ def run_command(args: argparse.Namespace) -> int:
                 evaluation.journals.events,
                 library,
                 alarms=evaluation.journals.alarms(),
-                truth=[*run.prior_truth, *run.truth],
+                truth=run.truths if len(run.truths) > 1 else [*run.prior_truth, *run.truth],
                 title=f"scenario {name}",
                 end=run.end,
             )

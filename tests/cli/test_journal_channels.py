@@ -1,0 +1,164 @@
+"""pumpctl journal show|export|plot on a bench of several pumps: every entry names its
+channel, --channel keeps one channel's entries, alarms are told apart by scope, and the
+plot has a line per channel and the patient's total."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cli.main import main
+from controller.journal_plot import plot_data, sum_steps
+from controller.journal_timeline import CONTROLLER_NAME, SAFETY_NAME, load_journals, locate
+from controller.session import Session
+from safety.ipc.local import LocalChannel, LocalSafety
+from tests.conftest import shipped_library
+
+LIBRARY = shipped_library()
+_SHM = Path("/dev/shm")
+_FAST = str(_SHM) if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
+
+
+@dataclass
+class Relay:
+    dir: Path
+    local: LocalSafety
+    session: Session
+
+    def drive(self, seconds: float) -> None:
+        end = self.local.clinical.now() + seconds
+        while end - self.local.clinical.now() > 1e-6:
+            self.local.advance(min(10.0, end - self.local.clinical.now()))
+            self.session.service()
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[Relay]:
+    """A (10 mL) at 8 mcg/min; B loaded, power-cycled (its reset alarm acknowledged),
+    primed to waste and armed (quick); A empties into a handover to B."""
+    folder = Path(tempfile.mkdtemp(prefix="pumpctl-test-journal-ch-", dir=_FAST))
+    local = LocalSafety(
+        library=LIBRARY,
+        channels=(LocalChannel("A", loaded_volume_ml=10.0), LocalChannel("B")),
+        journal_path=folder / SAFETY_NAME,
+    )
+    session = Session.open(
+        local, LIBRARY, journal=folder / CONTROLLER_NAME, clinical=local.clinical
+    )
+    r = Relay(folder, local, session)
+    session.program("norepinephrine", "4 mg/250 mL", "D5W")
+    session.start(8)
+    session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="B")
+    local.inject_faults("power_cycle", "B")
+    r.drive(30)
+    session.acknowledge()
+    local.pumps["B"].connect_line(False)  # what the confirmation says: the prime to waste
+    session.prime("2", confirm_line_disconnected=True)
+    r.drive(60)
+    local.pumps["B"].connect_line(True)
+    session.arm_standby("B", "A")
+    r.drive(20 * 60)
+    yield r
+    session.close(hang_up=False)
+    local.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["journal", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_show_names_each_entrys_channel_and_the_handover(
+    relay: Relay, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "show", "--dir", str(relay.dir))
+    assert code == 0
+    assert "bench: channels A (mock" in out
+    assert "A: read-back: running 30 mL/h" in out and "B: read-back: running 30 mL/h" in out
+    assert "RELAY A -> B (quick" in out
+    # the same condition on one pump of several names its pump
+    assert "ALARM high B/pump:reset" in out and "alarm cleared: B/pump:reset" in out
+
+
+def test_one_channel_at_a_time(relay: Relay, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "show", "--dir", str(relay.dir), "--channel", "B")
+    assert code == 0
+    assert "B: read-back" in out and "A: read-back" not in out
+    assert "RELAY A -> B" in out  # a handover concerns the bench, shown with either
+    code, _, err = _run(capsys, "show", "--dir", str(relay.dir), "--channel", "C")
+    assert code == 2 and "--channel 'C'" in err and "channels: A, B" in err
+    assert "Traceback" not in err
+
+
+def test_exports_carry_the_channel(relay: Relay, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "export", "--dir", str(relay.dir), "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0])[-1] == "channel"
+    readbacks = [r for r in rows if r["kind"] == "readback"]
+    assert {r["channel"] for r in readbacks} == {"A", "B"}
+    assert all(r["summary"].startswith(f"{r['channel']}: ") for r in readbacks)
+    raised = [r for r in rows if r["kind"] == "alarm_raised" and "pump:reset" in r["summary"]]
+    assert {r["channel"] for r in raised} == {"B"}
+    assert json.loads(raised[0]["payload"])["scope"] == "B"
+    code, out, _ = _run(
+        capsys, "export", "--dir", str(relay.dir), "--format", "jsonl", "--channel", "A"
+    )
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {r["channel"] for r in records} <= {"A", None}
+    assert any(r["channel"] == "A" for r in records)
+
+
+def test_the_plot_has_a_line_per_channel_and_the_total(
+    relay: Relay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journals = load_journals(locate(directory=relay.dir), LIBRARY)
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
+    assert set(data.channel_rate) == {"A", "B"} and not data.rate
+    # A ran 30 mL/h, then B took over: the total dose stays 8 mcg/min throughout, and
+    # B's prime to waste is no dose at all (shaded instead)
+    assert max(v for _, v in data.channel_dose["B"]) == pytest.approx(8)
+    assert [v for _, v in data.dose] == [pytest.approx(8)]
+    assert [c for _, _, c in data.primes] == ["B"]
+    truths = {name: list(pump.truth.events) for name, pump in relay.local.pumps.items()}
+    with_truth = plot_data(journals.events, LIBRARY, truth=truths)
+    assert max(v for _, v in with_truth.truth_dose) == pytest.approx(8, rel=1e-3)
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "relay.png"
+    code, _, _ = _run(capsys, "plot", "--dir", str(relay.dir), "--out", str(png))
+    assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
+
+
+steps_st = st.lists(
+    st.tuples(st.integers(0, 100).map(float), st.integers(0, 50).map(float)), max_size=6
+).map(lambda xs: sorted(xs, key=lambda p: p[0]))
+
+
+@given(st.lists(steps_st, max_size=4), st.integers(0, 110).map(float))
+def test_summed_steps_are_the_sum_at_every_instant(
+    series: list[list[tuple[float, float]]], t: float
+) -> None:
+    def at(steps: list[tuple[float, float]], when: float) -> float:
+        value = 0.0
+        for start, v in steps:
+            if start <= when:
+                value = v
+        return value
+
+    total = sum_steps(series)
+    assert at(total, t) == sum(at(s, t) for s in series)
+    assert all(a[1] != b[1] for a, b in itertools.pairwise(total))
