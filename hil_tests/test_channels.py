@@ -24,6 +24,7 @@ channels that give the drug: what the patient received.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -37,7 +38,7 @@ from firmware_bridge.pump_model import TruthSegment
 from hil_tests.conftest import _failed
 from hil_tests.harness.bench import WIRE_SLACK_S, BenchSettings
 from hil_tests.harness.channels import BenchLine, ChannelBench, RelaySettings, ml_h
-from hil_tests.harness.conditions import held_with_alarm
+from hil_tests.harness.conditions import active, held_with_alarm
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import HARVARD, MODBUS_TCP, NE1000, PumpKind
 from hil_tests.harness.truth import changes_between, describe, last_rate, segments
@@ -384,3 +385,75 @@ def test_a_handover_under_way_survives_a_kill_9_of_the_safety_process(
     total = bench.assert_total_invariants()
     since = started + bench.tolerance_s
     assert total.longest(since, (8 * 0.9, 8 * 1.1)) <= bench.tolerance_s, total.describe()
+
+
+# --------------------------------------------------------------------------- container change
+
+
+def test_a_container_change_on_one_pump_is_a_bounded_journaled_gap(
+    make_channels: MakeChannels,
+) -> None:
+    """One NE-1000 on a [channels] bench, norepinephrine 8 mcg/min from 10 mL: pause, a
+    new 50 mL syringe, a prime to waste, resume at the rate before; then a second pause
+    left past its 3-minute bound. 60x: the operator's steps take real time."""
+    bench = make_channels([BenchLine("bus", NE1000, {"A": 0}, volume_ml=10.0)], speed=60.0)
+    session = bench.connect()
+    program_both(session, "A")
+    assert session.start(Decimal(8), channel="A").execution == "applied"
+    wait_for(lambda: running_at(bench, "A", RATE_8), 5.0, "A running at 15 mL/h")
+    bench.wait_clinical(bench.now() + 120)
+    # a vasopressor is never stopped abruptly: only a pause for a container change
+    assert session.order(StopInfusion(channel="A")).verdict.reason is Reason.STOP_ABOVE_THRESHOLD
+
+    paused = session.pause_for_container_change("A")
+    assert paused.verdict.accepted and paused.execution == "applied", paused.verdict.message
+    assert not bench.channel_pump("A")["running"]
+    bench.channel_fault("A", "empty=50")  # the new syringe: what the pump now holds
+    bench.channel_fault("A", "patient_line=off")
+    changed = session.container_changed("50", "A")
+    assert changed.verdict.accepted, changed.verdict.message
+    assert session.prime("1", "A", confirm_line_disconnected=True).execution == "applied"
+
+    def primed() -> bool:
+        view = session.status().channel("A")
+        return view is not None and view.primed and view.role != "priming"
+
+    wait_for(primed, 5.0, "A primed")
+    bench.channel_fault("A", "patient_line=on")
+    resumed = session.resume_after_container_change("A")
+    assert resumed.verdict.accepted and resumed.execution == "applied", resumed.verdict.message
+    wait_for(lambda: running_at(bench, "A", RATE_8), 5.0, "A running again at 15 mL/h")
+
+    truth = bench.channel_truth("A")
+    rates = [s.rate_ml_h for s in segments(truth)]
+    assert [r for r in rates if r > 0] == [RATE_8, RATE_8], describe(truth)
+    # the gap: from the pause's stop to the resume's first flow, on the pump's truth
+    segs = [s for s in segments(truth) if s.start > segments(truth)[0].start]
+    gap = next(
+        b.start - a.start
+        for a, b in itertools.pairwise(segs)
+        if a.rate_ml_h == 0 and b.rate_ml_h > 0
+    )
+    assert gap <= 3 * 60, describe(truth)  # the pause's bound
+    assert bench.channel_pump("A")["wasted_ml"] == pytest.approx(1.0, abs=0.01)
+    events = read_safety_events(bench.safety_journal)
+    kinds = [type(e).__name__ for e in events]
+    for kind in ("ContainerPaused", "ContainerLoaded", "ContainerResumed"):
+        assert kind in kinds, kind
+    view = session.status().channel("A")
+    assert view is not None and view.container_volume_ml == 50.0
+
+    # a pause left past its bound: a high alarm, cleared by the resume
+    assert session.pause_for_container_change("A").execution == "applied"
+    monitor = bench.monitor()
+    snap = wait_for(
+        lambda: active(monitor, "container_pause_overdue"), bench.real_s(4 * 60) + 5.0, "overdue"
+    )
+    overdue = next(a for a in snap.alarms if a.key == "container_pause_overdue")
+    assert overdue.priority == "high" and overdue.scope == "A", overdue
+    assert session.resume_after_container_change("A").execution == "applied"
+    wait_for(lambda: running_at(bench, "A", RATE_8), 5.0, "A running after the late resume")
+    wait_for(
+        lambda: not active(monitor, "container_pause_overdue"), 5.0, "the alarm's condition gone"
+    )
+    bench.assert_total_invariants()
