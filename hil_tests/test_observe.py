@@ -320,9 +320,9 @@ def test_pumpctl_telemetry_publishes_a_real_bench(make_bench: MakeBench, tmp_pat
 
 # --------------------------------------------------------------------------- two channels
 
-#: the two-channel case's clock: 2 clinical minutes a real second. Channel A's 20 mL last
-#: 40 clinical minutes at 30 mL/h; an overlap handover of 2 steps of 5 minutes ends 5
-#: minutes before empty, so it starts about 12 real seconds after the start (time enough
+#: the two-channel case's clock: 2 clinical minutes a real second. Channel A's 18 mL last
+#: 36 clinical minutes at 30 mL/h; an overlap handover of 2 steps of 5 minutes ends 5
+#: minutes before empty, so it starts about 10 real seconds after the start (time enough
 #: to see the standby first) and lasts about 5 real seconds (time enough to see it).
 RELAY_SPEED = 120.0
 
@@ -336,8 +336,8 @@ def _two_channel_config(bench: HilBench, broker_port: int, outbox: Path) -> Path
             "A": {
                 "driver": "mock",
                 "container": syringe,
-                "loaded_ml": 20.0,
-                "mock": {"loaded_volume_ml": 20.0},
+                "loaded_ml": 18.0,
+                "mock": {"loaded_volume_ml": 18.0},
             },
             "B": {"driver": "mock", "container": syringe},
         },
@@ -445,6 +445,21 @@ def test_a_two_channel_bench_hands_over_on_the_dashboard_the_broker_and_the_flee
     try:
         _two_channel_config(bench, broker.port, tmp_path / "outbox.sqlite")
         bench.start_safety()
+        # the observers start while the controller sets the relay up (they only watch)
+        telemetry = bench.pumpctl("telemetry", "--config", str(bench.config))
+        web = bench.pumpctl(
+            "dashboard", "--config", str(bench.config), "--port", "0", "--bench-name", "hil"
+        )
+        fleet = bench.pumpctl(
+            "fleet",
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--port",
+            "0",
+            "--client-id",
+            "hil-relay-fleet",
+        )
+        retained = _Retained(broker.port, "hil-relay")
         session = bench.connect()
         session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="A")
         session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="B")
@@ -458,18 +473,8 @@ def test_a_two_channel_bench_hands_over_on_the_dashboard_the_broker_and_the_flee
         assert session.arm_standby("B", "A", "overlap").verdict.accepted
         session.select_channel("A")
 
-        retained = _Retained(broker.port, "hil-relay")
-        bench.pumpctl("telemetry", "--config", str(bench.config)).wait_line("telemetry: bench")
-        url = dashboard(bench)
-        fleet = bench.pumpctl(
-            "fleet",
-            "--broker",
-            f"127.0.0.1:{broker.port}",
-            "--port",
-            "0",
-            "--client-id",
-            "hil-relay-fleet",
-        )
+        telemetry.wait_line("telemetry: bench")
+        url = web.wait_line("dashboard on ").removeprefix("dashboard on ")
         fleet_url = fleet.wait_line("fleet on ").removeprefix("fleet on ")
         with browser_mod.Browser() as browser:
             d = browser.driver
@@ -508,7 +513,7 @@ def test_a_two_channel_bench_hands_over_on_the_dashboard_the_broker_and_the_flee
             assert "next handover: in about" in shown and "8 mcg/min" in shown
             browser.screenshot("fleet-two-channels")
 
-            # the safety process hands over by itself, about 12 real s after the start
+            # the safety process hands over by itself, about 10 real s after the start
             d.get(url)
             going = wait_for(
                 lambda: _texts(d, "#handover:not([hidden])"), 40.0, "the handover on the page"

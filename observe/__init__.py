@@ -2,7 +2,8 @@
 
 - ``feed``: one bench's safety process as an IPC observer (its own key), reconnecting
   with backoff, with the state a view needs (snapshot, journal tail, link health);
-- ``view``: that state as plain JSON for people (channels, alarms, plot series, limits),
+- ``view``: that state as plain JSON for people (each channel, each drug's total over
+  its channels, the relay handover, alarms with their scope, plot series, limits),
   shared by the dashboard and the telemetry's status message;
 - ``dashboard``: ``pumpctl dashboard``, a read-only web page per bench (Starlette, SSE);
 - ``telemetry``: ``pumpctl telemetry``, the bench published to an MQTT broker through a

@@ -26,7 +26,7 @@ from observe.view import ProgramCache, bench_view
 from safety.ipc.local import LocalChannel, LocalSafety
 from safety.library import DrugLibrary
 from safety.observer_config import TelemetrySection
-from safety.status import Snapshot
+from safety.status import AlarmView, Snapshot
 from tests.controller.conftest import drive
 
 SCHEMA = json.loads(
@@ -162,6 +162,11 @@ def test_alarms_carry_their_scope_and_go_to_the_cards_they_concern(
     assert a_own <= {k for s, k in _scopes(channels["A"]) if s == "A"}
     assert channels["A"]["worst_alarm"] == "high"
     assert not any(s == "A" for s, _ in _scopes(channels["B"]))
+    # an alarm of a drug no channel gives any more is shown once, on the first card
+    orphan = AlarmView("cap_reached", "low", "cap", "m", 1.0, True, False, "drug:heparin")
+    view = _view(replace(snapshot, alarms=(orphan,)), library)
+    assert [len(c["alarms"]) for c in view["channels"]] == [1, 0]
+    assert view["alarms"][0]["scope"] == "drug:heparin"
 
 
 def _scopes(card: dict[str, Any]) -> set[tuple[str, str]]:
