@@ -71,13 +71,18 @@ CONCENTRATION = "8 mg/250 mL"
 PER_ML_MCG = 32.0
 #: judged from this long before the first relay command (the steady state before it)
 PRE_S = 60.0
-#: the prime: volume, and how long after its end the line stays off the patient (the
-#: compliance after-flow of a prime at the top rate drains in a few lag time constants)
+#: the prime: volume, and how long after its end the line stays off the patient. The
+#: compliance after-flow of a prime at the top rate holds most of the prime and drains
+#: with the lag's time constant: after 12 of them (6 min) what is left flows at 0.002
+#: mL/h, 0.2 % of the slowest rate; connected earlier, it would flow into the next
+#: handover's judged window as a bolus that has nothing to do with the handover)
 PRIME_ML = Decimal(2)
-PRIME_DRAIN_S = 6 * TYPICAL.compliance_tau_s
-#: the safety core's timing: a real bench's poll period (the relay's overlap steps wait
-#: for read-backs), a heartbeat timeout long enough not to matter on a virtual clock
-TIMING = HostTiming(poll_period_s=1.0, keep_alive_period_s=2.0, heartbeat_timeout_s=30.0)
+PRIME_DRAIN_S = 12 * TYPICAL.compliance_tau_s
+#: the safety core's timing: pumps read every 2 s (a real bench: 1 s; the figures are the
+#: same at 1 s, which takes twice as long: a handover is decided on deadlines, and an
+#: overlap step, at least a minute long, waits for the standby's next reading), a
+#: heartbeat timeout long enough not to matter on a virtual clock
+TIMING = HostTiming(poll_period_s=2.0, keep_alive_period_s=2.0, heartbeat_timeout_s=30.0)
 #: how far the clock moves between two looks at the handover (virtual s)
 LOOK_S = 5.0
 #: a handover not over within this is a failure of the benchmark, not a sample
@@ -164,10 +169,10 @@ class _Chain:
         rate = condition.rate_ml_h
         # an unprimed start-up at this rate, and what a 1-minute window needs after it
         startup = replace(TYPICAL, primed=False).startup_delay_s(self.syringe, rate)
-        self.after_s = startup + 6 * TYPICAL.compliance_tau_s + 2 * 60.0
+        self.after_s = startup + 5 * TYPICAL.compliance_tau_s + 60.0
         lead = 5 * 60.0 + (4 * 60.0 if condition.strategy == "overlap" else 0.0)
         #: what each new syringe holds: the prime, then the run until the next handover
-        run_s = self.after_s + PRIME_DRAIN_S + 120.0 + lead + PRE_S + 60.0
+        run_s = self.after_s + PRIME_DRAIN_S + 60.0 + lead + PRE_S + 30.0
         self.fill_ml = float(PRIME_ML) + rate * run_s / 3600.0
         channels = (
             LocalChannel("A", self.syringe.name, self.fill_ml, mechanics=TYPICAL),
