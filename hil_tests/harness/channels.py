@@ -56,8 +56,10 @@ class BenchLine:
     channels: dict[str, int]
     shared: bool = True
     #: what every syringe on the line holds at start (None: full); told to the safety
-    #: process as each channel's ``loaded_ml`` too
+    #: process as each channel's ``loaded_ml`` too, unless ``told_ml`` says otherwise
     volume_ml: float | None = None
+    #: what the safety process is told each syringe holds (an operator's mistake)
+    told_ml: float | None = None
 
     def __post_init__(self) -> None:
         if not self.shared and len(self.channels) != 1:
@@ -182,8 +184,9 @@ class ChannelBench(HilBench):
                 options = {k: v for k, v in options.items() if k not in wire}
             for name, address in line.channels.items():
                 table: dict[str, Any] = {"driver": line.kind.protocol, "container": s.syringe}
-                if line.volume_ml is not None:
-                    table["loaded_ml"] = line.volume_ml
+                told = line.told_ml if line.told_ml is not None else line.volume_ml
+                if told is not None:
+                    table["loaded_ml"] = told
                 own = dict(options)
                 own["device_id" if line.kind.protocol == "modbus" else "address"] = address
                 if line.shared:

@@ -184,8 +184,10 @@ class ChannelConfig(_DriverOptions):
 
 
 class InterlockSection(BaseModel):
-    """S12: one pump-enable relay for the whole bench, or one per channel (each channel
-    but the first then names its pin in ``[gpio.pins] channel_enable_pins``)."""
+    """S12: "bench": one pump-enable relay for every pump; "channel": the kernel keeps an
+    interlock state per channel and an emergency stop cuts each. The GPIO backend has one
+    pump-enable output today (``[gpio.pins] pump_enable_pin``): with "channel" every
+    channel's cut and re-enable drive that one relay (docs/safety.md)."""
 
     model_config = _STRICT
 
