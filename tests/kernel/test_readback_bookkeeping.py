@@ -1,0 +1,264 @@
+"""What a read-back records around its decisions (``observe.observe``): each alarm's
+key, reason, priority, channel and instant, the condition each later reading clears,
+the retry's bookkeeping, the words of a pump that stopped by itself, and the cause the
+reaction is journaled with.
+
+The stops themselves (S1, S9, S12) are tested on the bench; here each state is built by
+hand and read once or twice, on a bench of two channels where the channel matters: an
+alarm stamped on the wrong channel, or a condition cleared on the wrong one, sends the
+operator to the wrong pump.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from safety.alarms import Alarm, Priority
+from safety.kernel.config import KernelConfig
+from safety.kernel.history import RateHistory
+from safety.kernel.model import Now, PumpReading, Reaction, SetRate, StopPump
+from safety.kernel.observe import observe
+from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program, single_channel
+from safety.library import DrugLibrary
+from safety.reasons import Reason
+from tests.kernel.support import norepi_standard
+
+CONFIG = KernelConfig()
+T = 500.0
+RATE = Decimal("30.0")  # 8 mcg/min at 16 mcg/mL
+
+
+@pytest.fixture
+def std(library: DrugLibrary) -> ActiveProgram:
+    return load_program(library, norepi_standard(library), 0.0)
+
+
+def running(program: ActiveProgram) -> KernelState:
+    """Channel A set to and verified running 30 mL/h since t=0."""
+    history = RateHistory().with_rate(0.0, Fraction(RATE) * program.amount_per_ml)
+    return single_channel(
+        drugs={program.drug: DrugRecord(history, program.limits)},
+        program=program,
+        running=True,
+        set_rate=RATE,
+        expected_running=True,
+        expected_rate=RATE,
+        session="s",
+        attached=True,
+    )
+
+
+def with_b(state: KernelState) -> KernelState:
+    """A second channel, B, idle: a bench of two."""
+    return state.with_channel("B")
+
+
+def read(
+    state: KernelState,
+    rate: str,
+    *,
+    is_running: bool = True,
+    alarms: tuple[str, ...] = (),
+    t: float = T,
+    channel: str = "A",
+) -> tuple[KernelState, Reaction]:
+    return observe(
+        state, PumpReading(is_running, Decimal(rate), 1.0, alarms), Now(t, 9.0), CONFIG, channel
+    )
+
+
+def raised(state: KernelState, key: str, scope: str) -> KernelState:
+    """``key`` active in ``scope`` (as an earlier reading would have left it)."""
+    alarms = state.alarms.raised(key, Reason.PUMP_ALARM, Priority.MEDIUM, "earlier", 1.0, scope)
+    return replace(state, alarms=alarms)
+
+
+def the(state: KernelState, key: str, scope: str = "A") -> Alarm:
+    alarm = state.alarms.get(key, scope)
+    assert alarm is not None, f"no {key} in {scope!r}: {state.alarms}"
+    return alarm
+
+
+def cause_now(state: KernelState) -> str:
+    """The cause label of the drug's history from now on (``"pump"``: nobody's command,
+    left out of the rates a restart may resume)."""
+    current = state.history_of("norepinephrine").current
+    assert current is not None
+    return current.cause
+
+
+def whole(alarm: Alarm) -> tuple[object, ...]:
+    return (alarm.reason, alarm.priority, alarm.raised_at, alarm.scope, alarm.active)
+
+
+# --------------------------------------------------------------------------- S1, S9: stops
+
+
+def test_a_rate_above_the_hard_max_is_stopped_with_its_alarm_on_its_channel(
+    std: ActiveProgram,
+) -> None:
+    """180 mL/h is 48 mcg/min, above the hard max 47."""
+    after, reaction = read(with_b(running(std)), "180.0")
+    assert reaction == Reaction((StopPump("A"),), "safety")
+    alarm = the(after, "readback_hard_max")
+    assert whole(alarm) == (Reason.HARD_MAX, Priority.HIGH, T, "A", True)
+    assert alarm.message.startswith("pump runs 180 mL/h = 48 mcg/min, above the hard maximum 47")
+    assert after.alarms.get("readback_over") is None
+    assert cause_now(after) == "pump"  # a rate nobody commanded
+
+
+def test_a_pump_running_that_was_not_started_is_stopped(std: ActiveProgram) -> None:
+    """Verified stopped since t=100 s, found running 30 mL/h on its own."""
+    state = with_b(running(std)).with_channel("A", running=False, expected_running=False)
+    record = state.drugs["norepinephrine"]
+    stopped = record.history.with_rate(100.0, Fraction(0), "command", 1e9)
+    state = replace(state, drugs={"norepinephrine": replace(record, history=stopped)})
+    after, reaction = read(state, "30.0")
+    assert reaction == Reaction((StopPump("A"),), "safety")
+    alarm = the(after, "readback_over")
+    assert whole(alarm) == (Reason.READBACK_OVER, Priority.HIGH, T, "A", True)
+    assert alarm.message == (
+        "pump is running at 30 mL/h but was not started by the safety process: stopped"
+    )
+    current = after.history_of("norepinephrine").current
+    assert current is not None and (current.start, current.cause) == (T, "pump")
+
+
+def test_a_rate_above_the_one_set_is_stopped(std: ActiveProgram) -> None:
+    """30.1 mL/h where 30 was set: beyond the 0.05 % band (30.015)."""
+    after, reaction = read(with_b(running(std)), "30.1")
+    assert reaction == Reaction((StopPump("A"),), "safety")
+    alarm = the(after, "readback_over")
+    assert whole(alarm) == (Reason.READBACK_OVER, Priority.HIGH, T, "A", True)
+    assert alarm.message == "pump runs 30.1 mL/h, above the 30 mL/h it was set to: stopped"
+    assert cause_now(after) == "pump"
+
+
+def test_a_rate_at_the_edge_of_the_band_is_the_rate_set(std: ActiveProgram) -> None:
+    """30.015 and 29.985 mL/h are 30 within 0.05 %: no stop, no retry, no alarm."""
+    for rate in ("30.015", "29.985"):
+        after, reaction = read(running(std), rate)
+        assert reaction == Reaction((), "safety")
+        assert after.alarms.alarms == ()
+
+
+# --------------------------------------------------------------------------- S9: under
+
+
+def test_a_rate_below_the_one_set_is_set_again_once_then_alarms(std: ActiveProgram) -> None:
+    """29.9 mL/h where 30 was set: the rate is sent again (the reaction's cause is the
+    retry), then, still under, a medium alarm and the lower rate is what is expected."""
+    first, reaction = read(with_b(running(std)), "29.9")
+    assert reaction == Reaction((SetRate(RATE, "A"),), "retry")
+    assert first.channel("A").under_retries == 1
+    assert first.alarms.get("readback_under", "A") is None
+    second, reaction = read(first, "29.9", t=T + 5)
+    assert reaction == Reaction((), "safety")
+    alarm = the(second, "readback_under")
+    assert whole(alarm) == (Reason.READBACK_UNDER, Priority.MEDIUM, T + 5, "A", True)
+    assert alarm.message == "pump runs 29.9 mL/h, below the 30 mL/h it was set to, after a retry"
+    assert second.channel("A").expected_rate == Decimal("29.9")
+    assert second.channel("B").expected_rate == Decimal(0)
+
+
+def test_a_right_rate_ends_the_retries_and_clears_under_and_hard_max_on_its_channel(
+    std: ActiveProgram,
+) -> None:
+    state = with_b(running(std)).with_channel("A", under_retries=1)
+    for key in ("readback_under", "readback_hard_max"):
+        state = raised(raised(state, key, "A"), key, "B")
+    after, reaction = read(state, "30.0")
+    assert reaction == Reaction((), "safety")
+    assert after.channel("A").under_retries == 0
+    for key in ("readback_under", "readback_hard_max"):
+        assert not the(after, key, "A").active
+        assert the(after, key, "B").active
+
+
+def test_a_stopped_pump_clears_over_and_hard_max_on_its_channel(std: ActiveProgram) -> None:
+    state = with_b(running(std)).with_channel("A", expected_running=False)
+    for key in ("readback_over", "readback_hard_max"):
+        state = raised(raised(state, key, "A"), key, "B")
+    after, _ = read(state, "30.0", is_running=False)
+    for key in ("readback_over", "readback_hard_max"):
+        assert not the(after, key, "A").active
+        assert the(after, key, "B").active
+
+
+# --------------------------------------------------------------------------- S13: stopped by itself
+
+
+@pytest.mark.parametrize(
+    ("alarms", "why"),
+    [
+        (("occlusion", "near_empty"), "downstream occlusion: the pump has stopped flow"),
+        (("empty", "stall"), "syringe empty, motor stalled"),
+        (("gremlin",), "pump alarm"),
+        (("near_empty",), "no reason given by the pump"),
+        ((), "no reason given by the pump"),
+    ],
+    ids=["occlusion", "two", "unknown", "near-empty-only", "none"],
+)
+def test_a_pump_that_stopped_by_itself_says_why_and_is_not_expected_to_run(
+    std: ActiveProgram, alarms: tuple[str, ...], why: str
+) -> None:
+    """Nearly empty is no reason to stop; the alarm is latched for the operator (its
+    condition is over: the pump is stopped and expected so)."""
+    after, reaction = read(with_b(running(std)), "30.0", is_running=False, alarms=alarms)
+    assert reaction == Reaction((), "safety")
+    alarm = the(after, "pump_stopped")
+    assert whole(alarm) == (Reason.PUMP_ALARM, Priority.HIGH, T, "A", False)
+    assert alarm.message == (
+        f"the pump stopped by itself ({why}); it will not be restarted automatically"
+    )
+    assert not after.channel("A").expected_running
+    assert cause_now(after) == "pump"
+
+
+def test_a_pump_seen_running_as_expected_keeps_its_stopped_alarm_until_then(
+    std: ActiveProgram,
+) -> None:
+    """The condition goes when the pump is stopped or not expected to run, on its channel."""
+    state = raised(raised(with_b(running(std)), "pump_stopped", "A"), "pump_stopped", "B")
+    after, _ = read(state, "30.0")
+    assert the(after, "pump_stopped", "A").active
+    state = state.with_channel("A", expected_running=False)
+    after, _ = read(state, "30.0", is_running=False)
+    assert not the(after, "pump_stopped", "A").active
+    assert the(after, "pump_stopped", "B").active
+
+
+# --------------------------------------------------------------------------- comms, estop
+
+
+def test_a_reading_ends_its_channels_comms_alarm_only(std: ActiveProgram) -> None:
+    state = with_b(running(std)).with_channel("A", comms_ok=False)
+    state = raised(raised(state, "pump_comms", "A"), "pump_comms", "B")
+    after, _ = read(state, "30.0")
+    assert after.channel("A").comms_ok is True
+    assert not the(after, "pump_comms", "A").active
+    assert the(after, "pump_comms", "B").active
+
+
+def test_an_emergency_stop_alarm_ends_when_every_pump_is_seen_stopped(
+    std: ActiveProgram,
+) -> None:
+    state = with_b(running(std))
+    state = replace(state, estopped=True)
+    state = replace(
+        state,
+        alarms=state.alarms.raised("estop", Reason.EMERGENCY_STOPPED, Priority.HIGH, "x", 1.0),
+    )
+    still, reaction = read(state, "30.0")
+    assert reaction.actions == (StopPump("A"),)
+    assert the(still, "estop", "").active
+    stopped, reaction = read(
+        state.with_channel("A", expected_running=False), "30.0", is_running=False
+    )
+    assert reaction.actions == ()
+    assert not the(stopped, "estop", "").active
+    assert stopped.estopped  # until acknowledged
