@@ -118,14 +118,19 @@ def relay_pin(bench: ChannelBench) -> bool:
 # --------------------------------------------------------------------------- relay
 
 
-@pytest.mark.parametrize("strategy", ["quick", "overlap"])
+@pytest.mark.parametrize(
+    ("kind", "strategy"),
+    [(NE1000, "quick"), (NE1000, "overlap"), (HARVARD, "overlap")],
+    ids=["ne1000-quick", "ne1000-overlap", "harvard-overlap"],
+)
 def test_the_safety_process_alone_hands_over_before_the_syringe_empties(
-    make_channels: MakeChannels, strategy: str
+    make_channels: MakeChannels, kind: PumpKind, strategy: str
 ) -> None:
     """A holds 15 mL at 15 mL/h (an hour); B the same solution, primed to waste first.
     The controller arms B and is killed; the handover is due 5 min (quick) or 5 + 4 x 1
-    min (overlap) before A would empty."""
-    bench = make_channels(two_on_one_line(volume_ml=15.0))
+    min (overlap) before A would empty. Two NE-1000s at addresses 0 and 1 on one line;
+    and a Harvard chain (its prime is ``irun`` to a target volume)."""
+    bench = make_channels([BenchLine("bus", kind, {"A": 0, "B": 1}, volume_ml=15.0)])
     bench.channel_fault("B", "patient_line=off")  # B's prime goes to waste
     ctl = bench.channel_child(
         "program:A", "program:B", "start:A:8", "prime:B:2", "primed:B",
