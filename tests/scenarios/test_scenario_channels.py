@@ -61,6 +61,22 @@ def test_the_shipped_relay_hands_over_with_the_controller_dead(
     assert evaluation.truth.ok
 
 
+@pytest.mark.hil
+@pytest.mark.timeout(120)
+def test_the_relay_with_real_processes(library: DrugLibrary, run_dir: Path) -> None:
+    """Two NE-1000 emulated pumps at addresses 0 and 1 on one pty line, the safety process
+    owning both through the real driver, the controller killed: the same verdicts."""
+    run, evaluation = run_scenario(RELAY, run_dir, real=True, library=library)
+    assert run.mode == "real" and run.pump == "ne1000"
+    assert evaluation.passed, [f"{r.name}: {r.detail}" for r in evaluation.failed]
+    assert set(run.truths) == {"A", "B"} and all(run.truths.values())
+    assert (run_dir / "pump-0-truth.jsonl").exists() and (run_dir / "pump-1-truth.jsonl").exists()
+    config = (run_dir / "safety.toml").read_text()
+    assert "[lines.bus]" in config and "[channels.B.options]\naddress = 1" in config
+    ended = [e for e in evaluation.journals.events if isinstance(e, HandoverEnded)]
+    assert [e.outcome for e in ended] == ["done"]
+
+
 def test_limits_are_judged_on_the_drug_total(library: DrugLibrary, run_dir: Path) -> None:
     text = (
         HEAD
@@ -326,11 +342,19 @@ running = false
     assert parse_scenario(one.replace('channel = "B"', 'channel = "A"'))
 
 
-def test_several_pumps_are_refused_for_real_runs_and_a_seeded_history() -> None:
+def test_what_real_runs_cannot_serve_and_a_seeded_history() -> None:
     text = HEAD + '\n[[expect]]\ntype = "final"\nrunning = false\n'
     loaded = parse_scenario(text)
-    [problem] = real_mode_problems(loaded)
-    assert "one process only" in problem.message and problem.line == 10
+    assert real_mode_problems(loaded) == []  # two NE-1000s on one line
+    mixed = parse_scenario(text.replace('name = "B"\n', 'name = "B"\npump = "modbus"\n'))
+    [problem] = real_mode_problems(mixed)
+    assert "one line of NE-1000 or Harvard pumps" in problem.message and problem.line == 10
+    assert "modbus, ne1000" in problem.message
+    bag = parse_scenario(
+        text.replace('name = "B"\n', 'name = "B"\ncontainer = "bd-plastipak-20ml"\n')
+    )
+    [problem] = real_mode_problems(bag)
+    assert "one syringe" in problem.message
     seeded = text + '\n[[prior]]\nfrom = "-2 h"\nuntil = "-1 h"\ndose = 5\n'
     [(_, message)] = _problems(seeded)
     assert "[[prior]] history is seeded on a one-pump bench only" in message

@@ -12,7 +12,10 @@ Two benches with one interface, so a scenario file means the same thing on both:
   journal replay, on the same pump), the stop button.
 - ``RealBench`` (``--real``): real processes on a scaled clinical clock: an emulator
   (NE-1000, Harvard or Modbus) on a pty or TCP port, ``python -m safety`` owning it
-  over the real serial path, and this controller over the authenticated socket. A killed
+  over the real serial path, and this controller over the authenticated socket. A bench
+  of several pumps is one NE-1000 or Harvard emulator serving a pump per channel at
+  addresses 0, 1, ... on one pty line (``[lines.bus]``, ``[channels.NAME]``), as several
+  pumps daisy-chained on one RS-232 line. A killed
   controller is its socket closed without a word (what the safety process sees of a
   ``kill -9``); a killed safety process is really SIGKILLed, and restarted on the same
   journal.
@@ -211,6 +214,8 @@ class ScenarioBench(abc.ABC):
         self.prior_truth: list[TruthSegment] = []
         self.safety_journal = out_dir / SAFETY_NAME
         self.controller_journal = out_dir / CONTROLLER_NAME
+        #: channels whose line is off the patient for a prime: (wasted mL before, volume)
+        self._off_line: dict[str, tuple[float, float]] = {}
 
     #: delay (clinical s) between a journaled command and the pump acting on it
     tolerance_s = 0.0
@@ -270,11 +275,43 @@ class ScenarioBench(abc.ABC):
     def heartbeat_gap(self, on: bool) -> None:
         raise BenchError("heartbeat_gap is available in one-process runs only")
 
-    def line_off_for_prime(self, channel: str | None) -> None:
-        """The operator takes ``channel``'s line off the patient for a prime (what a
-        ``prime`` step with ``line_disconnected = true`` says was done). A real run's
-        emulator line stays as it is (a ``patient_line=off`` fault moves it)."""
-        return
+    # -- the line off the patient for a prime (what ``line_disconnected = true`` says)
+    def line_off_for_prime(self, channel: str | None, volume_ml: float) -> None:
+        """The operator takes ``channel``'s line off the patient for a prime of
+        ``volume_ml``: the pump's flow goes to waste until the prime is out (the pump's
+        own waste counter says when), then the line goes back on (``line_back``)."""
+        name = self.channel_name(channel)
+        state = self._line_state(name)
+        if state is None:
+            return
+        self._connect_line(name, False)
+        self._off_line[name] = (state[1], volume_ml)
+
+    def line_back(self, channel: str | None = None) -> None:
+        """The line back on the patient (at once: e.g. the prime was refused)."""
+        name = self.channel_name(channel)
+        if self._off_line.pop(name, None) is not None:
+            self._connect_line(name, True)
+
+    def channel_name(self, channel: str | None) -> str:
+        return channel or (self.channels[0].name if self.channels else DEFAULT_CHANNEL)
+
+    def _lines_back_after_primes(self) -> None:
+        for name, (wasted_before, volume) in sorted(self._off_line.items()):
+            state = self._line_state(name)
+            if state is None:
+                continue
+            priming, wasted = state
+            if not priming and wasted - wasted_before >= volume * 0.99:
+                self.line_back(name)
+
+    @abc.abstractmethod
+    def _line_state(self, name: str) -> tuple[bool, float] | None:
+        """(priming, wasted mL) of the channel's pump; None: not known now."""
+
+    @abc.abstractmethod
+    def _connect_line(self, name: str, connected: bool) -> None:
+        """Connect (or take off) the channel's line to the patient."""
 
     def stop_button(self) -> None:
         raise BenchError("stop_button is available in one-process runs only")
@@ -313,8 +350,6 @@ class VirtualBench(ScenarioBench):
         self._safety_down = False
         self._gap = False
         self._poll_s = spec.poll_s or VIRTUAL_POLL_S
-        #: channels whose line is off the patient for a prime, until the prime is done
-        self._off_line: set[str] = set()
 
     def setup(self, prior: Sequence[Prior]) -> None:
         self.remove_old_files()
@@ -367,22 +402,16 @@ class VirtualBench(ScenarioBench):
             if self._off_line:
                 step = min(step, 1.0)  # the line goes back on as soon as the prime is done
             self.local.advance(step)
-            self._line_back_after_prime()
+            self._lines_back_after_primes()
         if not self._safety_down:
             self._service()
 
-    def line_off_for_prime(self, channel: str | None) -> None:
-        name = channel or next(iter(self.local.pumps))
-        self.local.pumps[name].connect_line(False)
-        self._off_line.add(name)
+    def _line_state(self, name: str) -> tuple[bool, float] | None:
+        snap = self.local.pumps[name].snapshot()
+        return snap.priming, snap.wasted_ml
 
-    def _line_back_after_prime(self) -> None:
-        """A primed line is connected to the patient again (its purge went to waste)."""
-        for name in sorted(self._off_line):
-            pump = self.local.pumps[name]
-            if not pump.snapshot().priming:
-                pump.connect_line(True)
-                self._off_line.discard(name)
+    def _connect_line(self, name: str, connected: bool) -> None:
+        self.local.pumps[name].connect_line(connected)
 
     def _move_clocks(self, seconds: float) -> None:
         clinical: VirtualClock = self.local.clinical
@@ -462,9 +491,17 @@ class RealBench(ScenarioBench):
         channels: Sequence[ChannelSpec] = (),
     ) -> None:
         super().__init__(spec, library, out_dir, on_alarm, channels)
-        if len(self.channels) > 1:  # the loader refuses such a file for --real first
-            raise BenchError("a bench of several pumps runs in one process only")
-        if self.channels:  # one listed channel: its container and volume, on the one pump
+        #: a bench of several pumps: each channel's address on the one line
+        self.addresses = (
+            {c.name: n for n, c in enumerate(self.channels)} if len(self.channels) > 1 else {}
+        )
+        if self.addresses:  # one emulator for the line: its kind and syringe are the bench's
+            first = self.channels[0]
+            spec = spec.model_copy(
+                update={"syringe": first.container or spec.syringe, "pump": first.pump or spec.pump}
+            )
+            self.spec = spec
+        elif self.channels:  # one listed channel: its container and volume, on the one pump
             only = self.channels[0]
             spec = spec.model_copy(
                 update={
@@ -514,6 +551,8 @@ class RealBench(ScenarioBench):
     def wait_until(self, t: float) -> None:
         while (left := t - self.now()) > 0:
             self._service()
+            if self._off_line:
+                self._lines_back_after_primes()
             time.sleep(min(REAL_TICK_S, self.clock.to_real_seconds(left)))
         self._service()
 
@@ -531,8 +570,13 @@ class RealBench(ScenarioBench):
         cmd = [sys.executable, "-m", "firmware_bridge.emulators", kind]
         cmd += ["--tcp", "127.0.0.1:0"] if kind == "modbus" else ["--pty"]
         cmd += ["--syringe", self.spec.syringe, "--clock", self.clock.spec()]
-        cmd += ["--control", str(self.control), "--truth-log", str(self.truth_log)]
-        if self.spec.loaded_ml is not None:
+        if self.addresses:
+            cmd += ["--addresses", ",".join(str(a) for a in self.addresses.values())]
+            truth_log = self.out_dir / "pump-{address}-truth.jsonl"
+        else:
+            truth_log = self.truth_log
+        cmd += ["--control", str(self.control), "--truth-log", str(truth_log)]
+        if self.spec.loaded_ml is not None and not self.addresses:
             cmd += ["--volume", repr(self.spec.loaded_ml)]
         with log_path.open("wb") as log:
             self.emulator = subprocess.Popen(
@@ -543,7 +587,12 @@ class RealBench(ScenarioBench):
         while time.monotonic() < deadline:
             text = log_path.read_text(encoding="utf-8", errors="replace")
             first, newline, _ = text.partition("\n")
-            if newline and first.strip():
+            # several pumps are given their volumes over the control channel, announced
+            # after the line
+            if newline and first.strip() and (not self.addresses or "control channel" in text):
+                for channel in self.channels if self.addresses else ():
+                    if channel.loaded_ml is not None:
+                        self.pump_fault(f"empty={channel.loaded_ml:g}", channel.name)
                 return first.strip()
             if self.emulator.poll() is not None:
                 break
@@ -562,6 +611,22 @@ class RealBench(ScenarioBench):
         host, _, port = self.where.rpartition(":")
         return f'host = "{host}"\nport = {int(port)}\n'
 
+    def _channels_config(self) -> str:
+        """``[lines.bus]`` and a ``[channels.NAME]`` per channel, at its address."""
+        kind = self.spec.pump
+        baud = 19200 if kind == "ne1000" else 115200
+        text = f'[lines.bus]\nkind = "serial"\nport = "{self.where}"\nbaud = {baud}\n'
+        for channel in self.channels:
+            loaded = f"loaded_ml = {channel.loaded_ml!r}\n" if channel.loaded_ml else ""
+            safe = "safe_mode_timeout_s = 10\n" if kind == "ne1000" else ""
+            text += (
+                f'\n[channels.{channel.name}]\ndriver = "{kind}"\nline = "bus"\n'
+                f'container = "{self.spec.syringe}"\n{loaded}'
+                f"\n[channels.{channel.name}.options]\n"
+                f"address = {self.addresses[channel.name]}\n{safe}"
+            )
+        return text
+
     def _write_config(self) -> None:
         given = Path(self.library.path)
         library = (
@@ -570,14 +635,19 @@ class RealBench(ScenarioBench):
             else Path(os.environ.get("PUMPCTL_LIBRARY", default_library_path()))
         ).resolve()  # the very library the verdicts are judged with
         poll = self.spec.poll_s or REAL_POLL_S
-        self.config.write_text(
-            f"""# written by 'pumpctl scenario run --real': this run's safety process
-[pump]
+        pumps = (
+            self._channels_config()
+            if self.addresses
+            else f"""[pump]
 driver = "{self.spec.pump}"
 syringe = "{self.spec.syringe}"
 
 [pump.options]
-{self._pump_options()}
+{self._pump_options()}"""
+        )
+        self.config.write_text(
+            f"""# written by 'pumpctl scenario run --real': this run's safety process
+{pumps}
 [gpio]
 backend = "simulated"
 state_dir = "{self.runtime / "gpio"}"
@@ -608,7 +678,10 @@ clinical = "{self.clock.spec()}"
 
     # -- faults
     def pump_fault(self, spec: str, channel: str | None = None) -> None:
-        reply = send_control(str(self.control), {"fault": spec})
+        message: dict[str, object] = {"fault": spec}
+        if self.addresses:
+            message["address"] = self.addresses[channel or self.channels[0].name]
+        reply = send_control(str(self.control), message)
         if not reply.get("ok"):
             raise BenchError(f"the emulator refused fault {spec!r}: {reply.get('error')}")
 
@@ -644,9 +717,33 @@ clinical = "{self.clock.spec()}"
         return session.resume()
 
     def truth(self) -> list[TruthEvent]:
+        if self.addresses:
+            return next(iter(self.truths().values()))
         if not self.truth_log.exists():
             return []
         return read_truth_log(self.truth_log)
+
+    def truths(self) -> dict[str, list[TruthEvent]]:
+        if not self.addresses:
+            return super().truths()
+        out: dict[str, list[TruthEvent]] = {}
+        for name, address in self.addresses.items():
+            path = self.out_dir / f"pump-{address}-truth.jsonl"
+            out[name] = read_truth_log(path) if path.exists() else []
+        return out
+
+    def _line_state(self, name: str) -> tuple[bool, float] | None:
+        message: dict[str, object] = {"query": "state"}
+        if self.addresses:
+            message["address"] = self.addresses[name]
+        reply = send_control(str(self.control), message)
+        pump = reply.get("pump") if reply.get("ok") else None
+        if not isinstance(pump, dict):
+            return None
+        return bool(pump.get("priming")), float(pump.get("wasted_ml") or 0.0)
+
+    def _connect_line(self, name: str, connected: bool) -> None:
+        self.pump_fault(f"patient_line={'on' if connected else 'off'}", name)
 
     def close(self) -> None:
         try:

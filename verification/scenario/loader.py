@@ -490,20 +490,36 @@ def _channel_problems(loaded: LoadedScenario) -> list[Problem]:
 
 
 def real_mode_problems(loaded: LoadedScenario) -> list[Problem]:
-    """What only the one-process runner can do (--real cannot): some faults, and a
-    bench of several pumps."""
-    channels = loaded.scenario.channels
-    several = (
-        [
-            loaded.problem(
-                ("channels",),
-                "a bench of several pumps runs in one process only (not with --real yet); "
-                f"--real takes one channel, named {DEFAULT_CHANNEL}",
+    """What only the one-process runner can do (--real cannot): some faults, and benches
+    of several pumps the emulator cannot serve on one line."""
+    s = loaded.scenario
+    several: list[Problem] = []
+    if len(s.channels) > 1:
+        kinds = {c.pump or s.bench.pump for c in s.channels}
+        containers = {c.container or s.bench.syringe for c in s.channels}
+        if len(kinds) > 1 or not kinds <= {"ne1000", "harvard"}:
+            several.append(
+                loaded.problem(
+                    ("channels",),
+                    "--real serves a bench of several pumps as one line of NE-1000 or Harvard "
+                    f"pumps (one kind for all); got {', '.join(sorted(kinds))}",
+                )
             )
-        ]
-        if len(channels) > 1 or (channels and channels[0].name != DEFAULT_CHANNEL)
-        else []
-    )
+        if len(containers) > 1:
+            several.append(
+                loaded.problem(
+                    ("channels",),
+                    "--real serves every pump of the line with one syringe; got "
+                    + ", ".join(sorted(containers)),
+                )
+            )
+    elif s.channels and s.channels[0].name != DEFAULT_CHANNEL:
+        several.append(
+            loaded.problem(
+                ("channels", 0, "name"),
+                f"--real names a one-pump bench's channel {DEFAULT_CHANNEL}",
+            )
+        )
     return several + [
         loaded.problem(
             ("fault", i, "fault"),

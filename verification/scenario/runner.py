@@ -391,12 +391,16 @@ class Runner:
             _accepted(record, session.disarm_standby(action.channel).verdict.message)
         elif isinstance(action, PrimeAction):
             if action.line_disconnected:
-                bench.line_off_for_prime(self._channel(action.channel))
-            outcome = session.prime(
-                action.volume_ml,
-                action.channel,
-                confirm_line_disconnected=action.line_disconnected,
-            )
+                bench.line_off_for_prime(self._channel(action.channel), float(action.volume_ml))
+            try:
+                outcome = session.prime(
+                    action.volume_ml,
+                    action.channel,
+                    confirm_line_disconnected=action.line_disconnected,
+                )
+            except ControllerError:
+                bench.line_back(self._channel(action.channel))  # no prime: back on at once
+                raise
             _accepted(record, outcome.verdict.message)
         elif isinstance(action, ContainerPauseAction):
             if action.do == "pause_for_container_change":
