@@ -710,13 +710,17 @@ def check_ground_truth(
                 if c.action == kind and c.enabled is not True and c.changed is not False
             ]
             if kind == "set_rate":
-                # a rate command explains a change to the rate it set; on a real wire
-                # the pump may round it or ramp to it (a change toward it, the exact
-                # one preferred); on a virtual clock nothing but that rate (there the
-                # pump's own doing may share the instant of a command)
+                # a rate command explains a change to the rate it set, else one toward
+                # it (on a real wire the pump may round it or ramp to it), else one in
+                # the direction it ordered: a pump that overshot a commanded rise or
+                # fell past a commanded wean step made the operator's change larger
+                # than ordered, and the rules judge the delivered figure (taking it
+                # for the pump's own would exempt it from S4 and S5). A change the
+                # other way at the command's time is not the command's doing.
                 exact = [(n, c) for n, c in found if _ml_h(c) == after.rate_ml_h]
                 near = [(n, c) for n, c in found if _toward(c, before.rate_ml_h, after.rate_ml_h)]
-                found = exact or (near if tolerance_s > 0 else [])
+                along = [(n, c) for n, c in found if _along(c, before.rate_ml_h, after.rate_ml_h)]
+                found = exact or near or along
             if found:
                 n, c = found[-1]
                 return c.cause, n
@@ -847,6 +851,13 @@ def _ml_h(command: Command) -> float | None:
 def _toward(command: Command, before: float, after: float) -> bool:
     target = _ml_h(command)
     return target is not None and abs(after - target) < abs(before - target)
+
+
+def _along(command: Command, before: float, after: float) -> bool:
+    """Whether a change from ``before`` to ``after`` went the way the command ordered
+    (up for a higher rate, down for a lower one), whatever rate it reached."""
+    target = _ml_h(command)
+    return target is not None and (target - before) * (after - before) > 0
 
 
 def _last_set_rate(commands: Sequence[Command]) -> Decimal | None:

@@ -108,6 +108,33 @@ def test_the_same_rise_by_the_pump_itself_is_not_a_titration(library: DrugLibrar
     assert check_ground_truth(truth, library, _record(library, commands), until=900).ok
 
 
+def test_a_change_past_the_commanded_rate_is_judged_as_the_commands(
+    library: DrugLibrary,
+) -> None:
+    """At the instant a rise to 10 mcg/min is journaled the pump goes to 16, and at a wean
+    step to 7.5 it falls to 4: the patient got a larger change than was ordered, judged
+    as the command's (S4, S5) on the delivered figure, not exempted as the pump's own.
+    A change the other way than ordered at that instant stays the pump's."""
+    rise = [_set(0, 8), Command(0, "start_pump", "command"), _set(600, 10)]
+    over = check_ground_truth(
+        _course((0, 8), (600, 16)), library, _record(library, rise), until=900
+    )
+    assert [c.cause for c in over.changes] == ["command", "command"]
+    assert _rules(over) == ["step_rise", "window_rise"]
+
+    wean = [_set(0, 10), Command(0, "start_pump", "command"), _set(3600, 7.5)]
+    under = check_ground_truth(
+        _course((0, 10), (3600, 4)), library, _record(library, wean), until=3900
+    )
+    assert [c.cause for c in under.changes] == ["command", "command"]
+    assert _rules(under) == ["wean_too_fast"]
+
+    against = check_ground_truth(
+        _course((0, 10), (3600, 11)), library, _record(library, wean), until=3900
+    )
+    assert against.ok and against.changes[-1].cause == "pump"
+
+
 def test_window_rise_each_step_allowed_but_the_window_not(library: DrugLibrary) -> None:
     """8 -> 10 -> 12 -> 13 within 10 min: +5 over the window's lowest (8), limit +4."""
     truth = _course((0, 8), (60, 10), (120, 12), (180, 13))
