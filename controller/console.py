@@ -98,6 +98,8 @@ class Console(cmd.Cmd):
         self._last_live: tuple[object, ...] | None = None
         self._unsubscribe = session.subscribe_alarms(self._on_alarm)
         self.stopped = False
+        #: the channel the operator last saw the console on (a handover moves it)
+        self._channel_seen = session.channel
 
     # ------------------------------------------------------------------ loop plumbing
     @property  # cmd.Cmd reads self.prompt before each line
@@ -134,9 +136,26 @@ class Console(cmd.Cmd):
 
     def postcmd(self, stop: bool, line: str) -> bool:
         word = line.strip().split(" ", 1)[0].lower()
+        if word not in ("wait", ""):  # the operator's own command moved it, if anything
+            self._channel_seen = self.session.channel
         if not stop and word not in ("", "help", "?", "status", "history", "plan", "EOF"):
+            self._say_handover()
             self.show_status()
         return stop
+
+    def _say_handover(self) -> None:
+        """Say so when the console's channel changed without the operator: the safety
+        process handed the infusion over and the session followed it."""
+        now = self.session.channel
+        if now == self._channel_seen:
+            return
+        before, self._channel_seen = self._channel_seen, now
+        snapshot = self.session.snapshot
+        first = snapshot.channels[0].name if snapshot is not None and snapshot.channels else ""
+        self.say(
+            f"the infusion was handed over from channel {before or first} to {now or first}: "
+            f"the console now works on channel {now or first}"
+        )
 
     def emptyline(self) -> bool:
         return False  # never repeat the last command
@@ -172,6 +191,7 @@ class Console(cmd.Cmd):
         )
         if key != self._last_live:
             self._last_live = key
+            self._say_handover()
             self.show_status()
 
     def status_bar(self) -> str:

@@ -78,7 +78,10 @@ def test_a_relay_set_up_and_watched_from_the_console(two: Session, bench: LocalS
     # per drug: the patient's total, what was given, the next handover
     drug = _row(first, "norepinephrine: total")
     assert "total 8 mcg/min on A, B" in drug and "given" in drug and "next handover in" in drug
-    # after the handover the console follows the infusion to B
+    # after the handover the console follows the infusion to B, and says so
+    assert "handed over from channel A to B: the console now works on channel B" in (
+        output_of(out, "wait 20 min")
+    )
     assert "| channel B |" in second and "8 mcg/min @ 30 mL/h" in second
     assert "handed over to B" in _row(second, "  A ")
     assert "active" in _row(second, "* B ")
@@ -174,3 +177,18 @@ def _row(text: str, start: str) -> str:
         if line.strip().startswith(start.strip()) and line.lstrip().startswith(start.lstrip()):
             return line
     raise AssertionError(f"no line starting {start!r} in:\n{text}")
+
+
+def test_help_and_a_scoped_acknowledgement(two: Session, bench: LocalSafety) -> None:
+    bench.inject_faults("power_cycle", "B")
+    drive(bench, two, 30)
+    out = run(two, bench, "help", "help standby", "status", "ack B/pump:reset", "status")
+    listed = output_of(out, "help")
+    for word in ("channel", "standby", "disarm", "prime", "container"):
+        assert word in listed
+    assert "standby CH for ACTIVE [quick|overlap]" in output_of(out, "help standby")
+    before, after = [rest for line, rest in _blocks(out) if line == "status"]
+    # on a bench of several pumps an alarm names its pump
+    assert "HIGH B/pump:reset" in before and "acknowledged" not in _row(before, "alarm:")
+    assert "alarms acknowledged" in output_of(out, "ack B/pump:reset")
+    assert "acknowledged" in _row(after, "alarm: HIGH B/pump:reset")
