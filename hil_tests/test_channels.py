@@ -126,11 +126,14 @@ def relay_pin(bench: ChannelBench) -> bool:
 def test_the_safety_process_alone_hands_over_before_the_syringe_empties(
     make_channels: MakeChannels, kind: PumpKind, strategy: str
 ) -> None:
-    """A holds 15 mL at 15 mL/h (an hour); B the same solution, primed to waste first.
+    """A holds 10 mL at 15 mL/h (40 min); B the same solution, primed to waste first.
     The controller arms B and is killed; the handover is due 5 min (quick) or 5 + 4 x 1
     min (overlap) before A would empty. Two NE-1000s at addresses 0 and 1 on one line;
-    and a Harvard chain (its prime is ``irun`` to a target volume)."""
-    bench = make_channels([BenchLine("bus", kind, {"A": 0, "B": 1}, volume_ml=15.0)])
+    and a Harvard chain (its prime is ``irun`` to a target volume). 300x and a poll every
+    0.1 s: an overlap step waits for a read-back of the standby, and at 600x with 0.25 s
+    polls on a loaded machine four steps could outlast the overlap's 9-minute lead."""
+    line = BenchLine("bus", kind, {"A": 0, "B": 1}, volume_ml=10.0)
+    bench = make_channels([line], speed=300.0, poll_period_s=0.1)
     bench.channel_fault("B", "patient_line=off")  # B's prime goes to waste
     ctl = bench.channel_child(
         "program:A", "program:B", "start:A:8", "prime:B:2", "primed:B",
@@ -148,8 +151,14 @@ def test_the_safety_process_alone_hands_over_before_the_syringe_empties(
     wait_for(lambda: held_with_alarm(monitor), 5.0, "hold and the controller-lost alarm")
 
     # the handover, with nobody attached: A stopped by the safety process, B running
-    empty_at = started + 3600.0
-    bench.wait_clinical(empty_at - 60.0)
+    empty_at = started + 2400.0
+
+    def ended() -> list[HandoverEnded]:
+        events = read_safety_events(bench.safety_journal)
+        return [e for e in events if isinstance(e, HandoverEnded)]
+
+    wait_for(ended, bench.real_s(empty_at - bench.now()) + 5.0, "the handover's end")
+    bench.wait_clinical(bench.now() + 60.0)  # B's flow in the truth for a minute
     a, b = bench.channel_pump("A"), bench.channel_pump("B")
     assert not a["running"] and a["remaining_ml"] > 0.5, a  # stopped before empty
     assert a["alarms"] == [], a  # no empty syringe, no stall
@@ -163,8 +172,8 @@ def test_the_safety_process_alone_hands_over_before_the_syringe_empties(
     assert isinstance(handover, HandoverStarted) and handover.strategy == strategy
     lead_s = (5 + (4 * 1 if strategy == "overlap" else 0)) * 60.0
     assert handover.now.clinical >= empty_at - lead_s - bench.tolerance_s  # not early
-    ended = [e for e in events if isinstance(e, HandoverEnded)]
-    assert [e.outcome for e in ended] == ["done"], ended
+    outcomes = [e.outcome for e in events if isinstance(e, HandoverEnded)]
+    assert outcomes == ["done"], outcomes
     relay = [e.action for e in events if isinstance(e, CommandIssued) and e.cause == "relay"]
     assert relay[-1] == StopPump("A"), relay
     snap = monitor.snapshot()
