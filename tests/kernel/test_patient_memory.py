@@ -407,3 +407,40 @@ def test_a_cap_window_longer_than_a_day_is_counted_whole(
     in_window = bench.core.snapshot().given_in_cap_window
     assert in_window is not None and float(in_window) == pytest.approx(67.8, abs=0.01)
     assert bench.start("0.1").verdict.reason is Reason.CUMULATIVE_CAP
+
+
+def _at_sixteen_then_stopped(bench: Bench, std: ProgramSpec) -> None:
+    """12 -> 14 -> 16 mcg/min (above the max start of 12), then an emergency stop."""
+    _at_twelve(bench, std)
+    bench.advance(10 * 60)
+    assert bench.change(14).verdict.accepted
+    bench.advance(60)
+    assert bench.change(16).verdict.accepted
+    bench.advance(60)
+    assert bench.estop().verdict.accepted
+    assert bench.ack().verdict.accepted
+
+
+@pytest.mark.parametrize("synced", [True, False], ids=["synced", "unsynced"])
+def test_a_rate_from_before_a_reboot_of_unknown_length_licenses_no_start(
+    make_bench: Callable[..., Bench], std: ProgramSpec, synced: bool
+) -> None:
+    """Within the titration window a start may resume the dose that ran (S4). After a
+    reboot whose length only has a lower bound, the real gap may be past the window: the
+    dose from before it licenses nothing, the max start applies. (Crediting less time is
+    the conservative side for every window that holds history in, but not for a
+    licence that history grants.) A gap the evidence measures keeps the licence."""
+    bench = make_bench()
+    bench.evidence.wall_synced = synced
+    bench.boot()
+    _at_sixteen_then_stopped(bench, std)
+    bench.reboot(2 * 60.0, wall_synced=synced)
+    bench.ack()
+    resumed = [e for e in bench.events() if isinstance(e, TimelineResumed)][-1]
+    assert resumed.conservative is not synced
+    out = bench.start(16, confirm=True)
+    if synced:  # 2 min measured: the 16 that ran is in the window
+        assert out.verdict.accepted, out.verdict.message
+    else:
+        assert out.verdict.reason is Reason.START_TOO_HIGH, out.verdict.message
+        assert bench.start(12).verdict.accepted  # the max start itself
