@@ -787,7 +787,9 @@ def _handover(run: _Run) -> None:
                 r.worst_dev * 100,
                 "%",
                 {
-                    "median worst %": statistics.median(x.worst_window_dev for x in r.samples)
+                    "median |worst| %": statistics.median(
+                        abs(x.worst_window_dev) for x in r.samples
+                    )
                     * 100,
                     "longest below 90 % s": r.longest_low_s,
                     "median longest below 90 % s": statistics.median(
