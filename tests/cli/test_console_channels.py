@@ -192,3 +192,25 @@ def test_help_and_a_scoped_acknowledgement(two: Session, bench: LocalSafety) -> 
     assert "HIGH B/pump:reset" in before and "acknowledged" not in _row(before, "alarm:")
     assert "alarms acknowledged" in output_of(out, "ack B/pump:reset")
     assert "acknowledged" in _row(after, "alarm: HIGH B/pump:reset")
+
+
+def test_an_overlap_handover_under_way_is_shown(two: Session, bench: LocalSafety) -> None:
+    out = run(
+        two,
+        bench,
+        NOREPI,
+        "start 8",
+        f"{NOREPI} @B",
+        "prime 2 @B line-disconnected",
+        "wait 1 min",
+        "standby B for A overlap",
+        "channel A",
+        "wait 11 min",
+        "status",
+    )
+    status = output_of(out, "status")
+    # the status line and the table: which handover, its step, the next one
+    assert "HANDOVER A -> B (overlap), step" in status and "of 4, next in" in status
+    assert "handing over" in _row(status, "* A ") or "handing over" in _row(status, "  B ")
+    drug = _row(status, "norepinephrine: total")
+    assert "total 8 mcg/min on A, B" in drug
