@@ -723,6 +723,7 @@ def judge_total(
             own=own_checked and index == 0,
             restoring=restoring,
             context=context,
+            licence_since=state.licence_since,
         )
         cap = limit_set.cap
         if refusal is None and cap is not None and cap not in caps:
@@ -746,9 +747,11 @@ def _set_limits(
     own: bool,
     restoring: bool = False,
     context: str = "",
+    licence_since: float | None = None,
 ) -> Verdict | None:
     """S1 (for earlier sets: the program's own is checked with the soft limits), S4 and S5
-    under one limit set; figures in the set's own unit."""
+    under one limit set; figures in the set's own unit. ``licence_since``: rates before
+    it license no start (``KernelState.licence_since``)."""
     unit, note = limits.unit, context + limits.note
     dose = limits.dose(asked)
     if not own:
@@ -764,10 +767,18 @@ def _set_limits(
     elif start:
         titration = limits.therapy.titration
         titr_window = float(titration.window_min.value) * 60
-        # a rate the pump ran on its own (stopped as over-rate) is no licence to start at it
-        recent = limits.dose(
-            history.max_amount_rate(t - titr_window, t, exclude=frozenset({"pump"}))
-        )
+        # a rate the pump ran on its own (stopped as over-rate) is no licence to start at
+        # it, nor one that ran before a gap of unknown length; the lowest below stays
+        # on the whole window (the stricter reading of a gap that may have been short)
+        since = t - titr_window
+        if licence_since is not None and licence_since > since:
+            recent = (
+                limits.dose(history.max_amount_rate(licence_since, t, exclude=frozenset({"pump"})))
+                if licence_since <= t
+                else Fraction(0)
+            )
+        else:
+            recent = limits.dose(history.max_amount_rate(since, t, exclude=frozenset({"pump"})))
         lowest = history.min_running_amount_rate(t - titr_window, t)
         if lowest is None:  # nothing ran in the window: the library's start
             bound = max(Fraction(limits.therapy.max_start.value), recent)

@@ -290,6 +290,8 @@ def _timeline_resumed(state: KernelState, event: TimelineResumed) -> KernelState
         f"the clinical timeline resumed after the safety process was down: {how}",
         t,
     ).condition_gone("timeline")
+    if event.conservative:
+        return replace(state, alarms=alarms, licence_since=t)
     return replace(state, alarms=alarms)
 
 

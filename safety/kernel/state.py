@@ -553,6 +553,12 @@ class KernelState:
     estopped: bool = False
     #: a relay handover in progress (S15)
     handover: Handover | None = None
+    #: S4: the clinical time a reboot of unknown length resumed the timeline at. The
+    #: timeline credits a lower bound of such a gap, which keeps history in every window
+    #: longer (the safe side for caps, rises and weans) but would also keep a dose that
+    #: ran before it "recent": rates before this instant license no start above the max
+    #: start (the real gap may be past the titration window)
+    licence_since: float | None = None
     alarms: AlarmBook = field(default_factory=AlarmBook)
 
     # ------------------------------------------------------------------ channels
