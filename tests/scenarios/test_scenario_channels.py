@@ -59,6 +59,46 @@ def test_the_shipped_relay_hands_over_with_the_controller_dead(
     assert a.volume_ml > 0 and b.volume_ml > 0
     assert evaluation.truth.summary.volume_ml == pytest.approx(a.volume_ml + b.volume_ml)
     assert evaluation.truth.ok
+    quality = next(r for r in evaluation.results if r.type == "handover")
+    assert quality.passed and "A -> B (overlap)" in quality.detail
+    assert "worst 1-min window +0.0 %, below 90 % for 0 s" in quality.detail
+
+
+def test_a_handover_expectation_fails_without_its_handover(
+    library: DrugLibrary, run_dir: Path
+) -> None:
+    text = (
+        HEAD
+        + """
+[[action]]
+at = 0
+do = "program"
+
+[[action]]
+at = 0
+do = "start"
+dose = 8
+
+[[expect]]
+name = "any"
+type = "handover"
+
+[[expect]]
+name = "two"
+type = "handover"
+count = 2
+
+[[expect]]
+name = "none"
+type = "handover"
+count = 0
+"""
+    )
+    _, evaluation = run_scenario(parse_scenario(text), run_dir, library=library)
+    verdicts = {r.name: (r.passed, r.detail) for r in evaluation.results}
+    assert verdicts["any"] == (False, "no handover happened")
+    assert verdicts["two"] == (False, "0 handover(s), not 2")
+    assert verdicts["none"] == (True, "no handover, as expected")
 
 
 @pytest.mark.hil

@@ -41,11 +41,13 @@ from verification.ground_truth import (
     TruthSummary,
     check_ground_truth,
 )
+from verification.handover import WINDOW_S, handovers, set_flow, summed_flow, window_figures
 from verification.scenario.loader import LoadedScenario
 from verification.scenario.model import (
     AlarmExpect,
     Expectation,
     FinalExpect,
+    HandoverExpect,
     LimitExpect,
     OutcomeExpect,
     RuleExpect,
@@ -123,6 +125,14 @@ def default_name(expect: Expectation) -> str:
     if isinstance(expect, LimitExpect):
         unit = "mL/h" if expect.type == "max_rate" else "(dose unit)"
         return f"{expect.type.replace('_', ' ')} <= {expect.value} {unit}"
+    if isinstance(expect, HandoverExpect):
+        times = "at least one handover" if expect.count is None else f"{expect.count} handover(s)"
+        below = (
+            f", below 90 % for at most {expect.max_below_s:g} s"
+            if expect.max_below_s is not None
+            else ""
+        )
+        return f"{times}, delivered within {expect.max_deviation_pct:g} % of the set total{below}"
     if isinstance(expect, RuleExpect):
         return {
             "wean_rule": "wean never faster than the rule",
@@ -221,6 +231,8 @@ class _Judge:
             return self._rules(expect)
         if isinstance(expect, StateExpect):
             return self._state(expect, self.run.t0 + expect.at)
+        if isinstance(expect, HandoverExpect):
+            return self._handover(expect)
         assert isinstance(expect, FinalExpect)
         return self._state(expect, self.run.end)
 
@@ -337,6 +349,43 @@ class _Judge:
             else "the pump's ground truth"
         )
         return True, f"held on {where} ({len(changes)} commanded change(s) checked)"
+
+    # ------------------------------------------------------------------ handovers
+    def _handover(self, e: HandoverExpect) -> tuple[bool, str]:
+        events = self.journals.events
+        done = [h for h in handovers(events) if h.start >= self.run.t0 - 1e-9]
+        if e.count is not None and len(done) != e.count:
+            return False, f"{len(done)} handover(s), not {e.count}"
+        if not done:
+            return (
+                (True, "no handover, as expected")
+                if e.count == 0
+                else (
+                    False,
+                    "no handover happened",
+                )
+            )
+        delivered = summed_flow(self.run.truths)
+        wanted = set_flow(events)
+        problems, seen = [], []
+        for h in done:
+            what = f"{h.from_channel} -> {h.to_channel} ({h.strategy}) at {self.rel(h.start)}"
+            if h.outcome != "done":
+                problems.append(f"{what}: {h.outcome or 'not ended'}")
+                continue
+            end = min(self.run.end, (h.end if h.end is not None else self.run.end) + WINDOW_S)
+            figures = window_figures(delivered, wanted, max(self.run.t0, h.start - WINDOW_S), end)
+            pct = figures.worst * 100.0
+            low = figures.longest_low_s
+            text = f"{what}: worst 1-min window {pct:+.1f} %, below 90 % for {low:.0f} s"
+            seen.append(text)
+            if abs(pct) > e.max_deviation_pct:
+                problems.append(f"{text} (limit {e.max_deviation_pct:g} %)")
+            elif e.max_below_s is not None and figures.longest_low_s > e.max_below_s:
+                problems.append(f"{text} (limit {e.max_below_s:g} s below 90 %)")
+        if problems:
+            return False, "; ".join(problems)
+        return True, "; ".join(seen)
 
     # ------------------------------------------------------------------ states
     def _state(self, e: StateExpect | FinalExpect, t: float) -> tuple[bool, str]:

@@ -38,6 +38,7 @@ from verification.scenario.model import (
     DisarmStandbyAction,
     Fault,
     FinalExpect,
+    HandoverExpect,
     LimitExpect,
     OutcomeExpect,
     PrimeAction,
@@ -91,6 +92,7 @@ _EXPECT_MODELS: dict[str, type[BaseModel]] = {
     "invariants": RuleExpect,
     "state": StateExpect,
     "final": FinalExpect,
+    "handover": HandoverExpect,
 }
 _TABLES: dict[str, type[BaseModel]] = {
     "scenario": ScenarioInfo,

@@ -518,6 +518,19 @@ class RuleExpect(_Expect):
     type: Literal["wean_rule", "titration_rule", "cap", "hard_max", "invariants"]
 
 
+class HandoverExpect(_Expect):
+    """The relay handed the infusion over (``count`` times; default at least once), each
+    handover done, and what reached the patient held to the total the safety process had
+    set: in every 1-minute window from a minute before each handover to a minute after,
+    within ``max_deviation_pct``; below 90 % of it for at most ``max_below_s`` at a time
+    (when given). Judged on the pumps' summed ground truth (``verification.handover``)."""
+
+    type: Literal["handover"]
+    count: int | None = Field(default=None, ge=0, le=1000)
+    max_deviation_pct: float = Field(default=10.0, gt=0, le=100)
+    max_below_s: float | None = Field(default=None, ge=0, le=24 * 3600)
+
+
 class _StateFields(_Expect):
     state: str | None = None  # the controller's machine state
     mode: str | None = None  # the safety process's mode
@@ -558,7 +571,13 @@ class FinalExpect(_StateFields):
 
 
 Expectation = Annotated[
-    AlarmExpect | OutcomeExpect | LimitExpect | RuleExpect | StateExpect | FinalExpect,
+    AlarmExpect
+    | OutcomeExpect
+    | LimitExpect
+    | RuleExpect
+    | StateExpect
+    | FinalExpect
+    | HandoverExpect,
     Field(discriminator="type"),
 ]
 EXPECTATIONS = (
@@ -575,6 +594,7 @@ EXPECTATIONS = (
     "invariants",
     "state",
     "final",
+    "handover",
 )
 
 
