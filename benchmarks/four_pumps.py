@@ -19,10 +19,12 @@ one is accepted: the limits on a drug's total over channels are not what is time
   journal, reply). The wire time of a sample is the bytes the emulator logged on the line
   (both ways, any pump's) while it ran x bits per character / baud: what the line itself
   needed, the command's own exchanges and any poll it waited behind. The figure is the
-  p99 of (latency - wire time); the command's own exchanges' wire time (their most common
-  shape) is the baseline the ratio is given against. Modbus RTU: the emulator does not
-  pace and logs no frames, so the samples hold no wire time and the figure is the latency
-  itself (as in ``benchmarks.lines``).
+  p99 of (latency - wire time). Baselines: the command's own exchanges' wire time (their
+  most common shape), and the same exchanges written and read with bare pyserial on the
+  same paced pty after the safety process let go of it (what the emulator's pacing, the
+  pty and the scheduler give a client that does nothing else). Modbus RTU: the emulator
+  does not pace and logs no frames, so the samples hold no wire time and the figure is
+  the latency itself (as in ``benchmarks.lines``).
 - **Emergency stop** (``measure_estop``, NE-1000): all four running, ``EmergencyStop`` is
   timed from the request to its reply, which comes after the safety process stopped every
   pump and read each one back; the reply's snapshot must show all four stopped (else the
@@ -146,6 +148,8 @@ class LatencyResult:
     own_wire_s: float | None  # a command's own exchanges (most common shape), paced only
     safety_peak_mb: float | None
     paced: bool
+    #: s, a command's own exchanges with bare pyserial on the same paced pty (paced only)
+    bare: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -268,7 +272,7 @@ def _change(bench: LineBench) -> tuple[float, float, float]:
 
 
 def measure_latency(
-    pool: Pool, library: DrugLibrary, protocol: str, commands: int
+    pool: Pool, library: DrugLibrary, protocol: str, commands: int, bare_repetitions: int = 0
 ) -> LatencyResult:
     bench = open_line_bench(pool, library, protocol)
     try:
@@ -283,21 +287,22 @@ def measure_latency(
         samples = [t for t, _, _ in timed]
         wire: list[float] = []
         own: float | None = None
+        bare: list[float] = []
         if bench.paced:
             frames = bench.emulator.frames(offset)
-            shapes: collections.Counter[int] = collections.Counter()
-            for _, begin, end in timed:
+            windows = [(begin, end) for _, begin, end in timed]
+            for begin, end in windows:
                 inside = [f for f in frames if begin - EDGE_S <= f.at <= end + EDGE_S]
-                n = sum(len(f.data) for f in inside)
-                wire.append(n * bench.char_s)
-                shapes[n] += 1
-            if shapes:
-                own = shapes.most_common(1)[0][0] * bench.char_s
+                wire.append(sum(len(f.data) for f in inside) * bench.char_s)
+            exchanges = _common_exchanges(frames, windows)
+            own = sum(len(a) + len(b) for a, b in exchanges) * bench.char_s
+            if bare_repetitions:
+                bare = bare_replay(bench.emulator.where, exchanges, bare_repetitions, protocol)
     finally:
         pool.stop(bench.emulator.process)
     if not samples:
         raise BenchError(f"no {protocol} command was timed")
-    return LatencyResult(protocol, samples, wire, own, bench.peak_mb, bench.paced)
+    return LatencyResult(protocol, samples, wire, own, bench.peak_mb, bench.paced, bare)
 
 
 # --------------------------------------------------------------------------- estop
@@ -389,28 +394,41 @@ def _pairs(frames: list[Frame]) -> list[tuple[bytes, bytes]]:
 
 
 def bare_replay(
-    port: str, exchanges: Sequence[tuple[bytes, bytes]], repetitions: int
+    port: str,
+    exchanges: Sequence[tuple[bytes, bytes]],
+    repetitions: int,
+    protocol: str = "ne1000",
 ) -> list[float]:
-    """Seconds per stop for the same request bytes written and each reply read to its
-    end (NE-1000 safe mode: STX, a length byte, the rest) with bare pyserial."""
+    """Seconds per command for the same request bytes written and each reply read to its
+    end with bare pyserial: NE-1000 safe mode by the frame's length byte (STX, length,
+    the rest), Harvard up to the prompt's ``>``."""
     if not exchanges:
         raise BenchError("no exchanges were captured to replay")
     samples: list[float] = []
-    with serial.Serial(port, BAUD["ne1000"], timeout=BARE_TIMEOUT_S, write_timeout=1.0) as ser:
+    with serial.Serial(port, BAUD[protocol], timeout=BARE_TIMEOUT_S, write_timeout=1.0) as ser:
         ser.reset_input_buffer()
         for _ in range(repetitions):
             interrupt.check()
             started = time.perf_counter()
-            for request, _reply in exchanges:
+            for request, reply in exchanges:
                 ser.write(request)
-                head = ser.read(2)
-                if len(head) != 2 or head[0] != 0x02:
-                    raise BenchError(f"bare replay: {request!r} answered {head!r}")
-                rest = ser.read(head[1] - 1)
-                if len(rest) != head[1] - 1 or rest[-1:] != b"\x03":
-                    raise BenchError(f"bare replay: {request!r} answered {head + rest!r}")
+                got = _read_reply(ser, protocol)
+                if got[-1:] != reply[-1:]:
+                    raise BenchError(
+                        f"bare replay: {request!r} answered {got!r}, expected a reply like "
+                        f"{reply!r}"
+                    )
             samples.append(time.perf_counter() - started)
     return samples
+
+
+def _read_reply(ser: serial.Serial, protocol: str) -> bytes:
+    if protocol == "harvard":
+        return bytes(ser.read_until(b">"))
+    head = bytes(ser.read(2))
+    if len(head) != 2 or head[0] != 0x02 or head[1] < 2:
+        return head
+    return head + bytes(ser.read(head[1] - 1))
 
 
 # --------------------------------------------------------------------------- memory

@@ -122,6 +122,7 @@ class Settings:
     #: 4 pumps and bare replays of one; commands before the 4-channel memory reading;
     #: handovers per condition (rate x strategy x primed)
     line4_commands: int = 200
+    line4_bare_repetitions: int = 200
     estops: int = 100
     estop_bare_repetitions: int = 200
     memory4_commands: int = 50
@@ -159,6 +160,7 @@ class Settings:
             closed_loop_patients=1,
             accuracy_repetitions=2,
             line4_commands=8,
+            line4_bare_repetitions=3,
             estops=2,
             estop_bare_repetitions=3,
             memory4_commands=4,
@@ -600,7 +602,9 @@ def _latency4(run: _Run) -> None:
             f"{s.line4_commands} commands"
         )
         try:
-            result = four_pumps.measure_latency(run.pool, run.library, protocol, s.line4_commands)
+            result = four_pumps.measure_latency(
+                run.pool, run.library, protocol, s.line4_commands, s.line4_bare_repetitions
+            )
         except Exception as exc:
             run.report.figures.append(_failed(key, title, "ms", LINE_GOAL, "p99", exc))
             continue
@@ -615,14 +619,20 @@ def _latency4(run: _Run) -> None:
             if result.own_wire_s:
                 stats["own wire ms"] = result.own_wire_s * 1000
                 stats["p99 / own wire"] = stats["p99"] / (result.own_wire_s * 1000)
+            if result.bare:
+                bare_p50 = percentile(result.bare, 50) * 1000
+                stats["bare p50 ms"] = bare_p50
+                stats["bare p99 ms"] = percentile(result.bare, 99) * 1000
+                stats["p50 / bare p50"] = stats["p50"] / bare_p50 if bare_p50 else 0.0
             judged = "p99 of latency - wire time"
             note = (
                 f"request -> verdict -> set -> read-back -> reply through the safety process, "
                 f"the next of 4 channels in turn, each polled every second; replies paced at "
                 f"{lines.BAUD[protocol]} baud; a sample's wire time is every byte the "
                 f"emulator logged on the line while it ran (its own exchanges and any poll it "
-                f"waited behind) x {lines.BITS_PER_CHAR[protocol]} bits / baud; baseline: "
-                f"the command's own exchanges' wire time ('own wire')"
+                f"waited behind) x {lines.BITS_PER_CHAR[protocol]} bits / baud; baselines: "
+                f"the command's own exchanges' wire time ('own wire') and the same "
+                f"exchanges with bare pyserial on the same paced pty ('bare')"
             )
         else:
             value = stats["p99"]

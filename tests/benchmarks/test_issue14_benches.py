@@ -148,6 +148,7 @@ def test_the_four_pump_sections_report_each_figure_with_its_goal(
     settings = suite.Settings.quick_run(
         only=("latency4", "estop4", "memory4"),
         line4_commands=4,
+        line4_bare_repetitions=2,
         estops=2,
         estop_bare_repetitions=2,
         harvard_repetitions=2,
@@ -169,6 +170,9 @@ def test_the_four_pump_sections_report_each_figure_with_its_goal(
     assert figures["estop4.ne1000"].stats["n"] == 2
     assert figures["estop4.ne1000"].stats["bare p50 ms"] > 0
     assert figures["latency4.ne1000"].stats["n"] == 4
+    for paced in ("latency4.ne1000", "latency4.harvard"):
+        assert figures[paced].stats["bare p50 ms"] > 0, paced
+        assert figures[paced].stats["own wire ms"] > 0, paced
     assert "baseline: one NE-1000 channel MB" in figures["memory.safety_4ch"].stats
     assert any(c.key == "latency4.harvard_client" for c in report.context)
     assert list(short_dir.iterdir()) == []
