@@ -357,17 +357,18 @@ def test_a_span_inside_the_tolerance_clears_the_accuracy_alarm_of_its_channel_on
     std: ActiveProgram, key: str, share: float
 ) -> None:
     """The condition is gone: the alarm stays in the book, inactive, until acknowledged;
-    another channel's alarm of the same key stays active."""
-    state = deviate(based(std), T0 + SPAN, share)
-    assert active(state) == [key]
-    other = the_alarm(state, key)
+    another channel's alarm of the same key (raised before it) stays active."""
+    state = based(std)
     state = replace(
-        state, alarms=state.alarms.raised(key, other.reason, other.priority, "", 0, "B")
+        state, alarms=state.alarms.raised(key, Reason.PUMP_ALARM, Priority.MEDIUM, "B", 0, "B")
     )
+    state = deviate(state, T0 + SPAN, share)
+    assert active(state) == [key]
+    raised = the_alarm(state, key)
     state = right(state, T0 + 2 * SPAN)
     alarm = the_alarm(state, key)
     assert not alarm.active
-    assert alarm.message == other.message  # the figures that raised it
+    assert alarm.message == raised.message  # the figures that raised it
     assert the_alarm(state, key, "B").active
 
 

@@ -220,3 +220,32 @@ def test_of_two_caps_reached_at_the_same_minute_the_warning_names_the_programs_o
     state = state_of(std, priors=(prior_with(std, window_h=Decimal(12)),))
     after, _ = at(state, 10_000.0)
     assert alarm(after, "cap_warning").message == warning_words(100)
+
+
+def test_a_drug_clears_its_own_cap_alarms_only(std: ActiveProgram) -> None:
+    """Another drug's cap and warning (raised first in the book) stay as they are when
+    this drug's conditions are gone."""
+    other = "drug:vasopressin"
+    state = state_of(std, running=False, bolus=1000.0)
+    for scope in (other, SCOPE):
+        for key, priority in (("cap", Priority.HIGH), ("cap_warning", Priority.MEDIUM)):
+            alarms = state.alarms.raised(key, Reason.CUMULATIVE_CAP, priority, "x", 0.0, scope)
+            state = replace(state, alarms=alarms)
+    after, _ = at(state, 5000.0)
+    for key in ("cap", "cap_warning"):
+        assert not alarm(after, key).active
+        kept = after.alarms.get(key, other)
+        assert kept is not None and kept.active
+
+
+def test_a_drug_loaded_but_never_given_has_no_cap_to_watch(std: ActiveProgram) -> None:
+    """No history yet (nothing ran): nothing to project, nothing raised."""
+    state = single_channel(
+        drugs={std.drug: DrugRecord(RateHistory(), std.limits)},
+        program=std,
+        session="s",
+        attached=True,
+    )
+    after, actions = at(state, 5000.0)
+    assert actions == ()
+    assert after.alarms.alarms == ()

@@ -29,9 +29,11 @@ from safety.kernel.model import (
     Now,
     PatientSpec,
     PrimeChannel,
+    PrimePump,
     Request,
     RequestBody,
     RequestMeta,
+    ResumeAfterContainerChange,
     SetRate,
     StartInfusion,
     StopInfusion,
@@ -39,9 +41,13 @@ from safety.kernel.model import (
 )
 from safety.kernel.state import (
     ActiveProgram,
+    ContainerPause,
     DrugRecord,
+    Handover,
     KernelState,
     Pending,
+    Priming,
+    Standby,
     load_program,
     single_channel,
 )
@@ -243,4 +249,63 @@ def test_a_new_patient_waits_for_an_uncertain_command_on_any_channel(
         "refused: the last pump command's outcome on channel B is uncertain (its "
         "acknowledgement was lost); waiting for a read-back to reconcile it. Nothing is "
         "repeated blindly.",
+    )
+
+
+# --------------------------------------------------------------------------- S15: the relay
+
+
+def test_a_relay_request_reaches_the_relays_rules(std: ActiveProgram) -> None:
+    """Disarm, prime and resume are judged by the relay's own rules, with the pump's
+    capabilities, the configuration and the clock they need."""
+    state = two(bench(std))
+    refused(
+        decided(state, DisarmStandby("B")),
+        Reason.RELAY,
+        "refused: channel B is not armed as a standby",
+    )
+    primed = decided(state, PrimeChannel("A", Decimal(1), confirm_line_disconnected=True))
+    assert (primed.accepted, primed.actions) == (True, (PrimePump(Decimal(1), "A"),))
+    too_much = decided(state, PrimeChannel("A", Decimal(6), confirm_line_disconnected=True))
+    assert too_much.reason is Reason.BAD_INPUT
+    assert "at most 5 mL" in too_much.message
+    pause = ContainerPause(90.0, Decimal("30.0"), 180.0, "4 mg/250 mL", changed=True)
+    resumed = decided(state.with_channel("B", pause=pause), ResumeAfterContainerChange("B"))
+    assert resumed.accepted, resumed.message
+    assert resumed.rate_ml_h == Decimal("30.0")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"standby": Standby("A", "quick", 0.0)},
+            "refused: channel B is armed as the standby of channel A; disarm it first",
+        ),
+        ({"priming": Priming(1.0, 90.0, 0.0)}, "refused: channel B is priming"),
+    ],
+    ids=["standby", "priming"],
+)
+def test_a_standby_or_a_priming_channel_takes_no_dose_order(
+    std: ActiveProgram, changes: dict[str, object], message: str
+) -> None:
+    state = two(bench(std)).with_channel("B", **changes)
+    refused(decided(state, StartInfusion(Decimal(8), channel="B")), Reason.RELAY, message)
+
+
+def test_no_dose_order_on_a_drug_being_handed_over(std: ActiveProgram) -> None:
+    state = two(bench(std, running=True)).with_channel("A", program=std)
+    handing = Handover("B", "A", "quick", 80.0, 1)
+    state = KernelState(
+        drugs=state.drugs,
+        channels=state.channels,
+        session="s",
+        attached=True,
+        handover=handing,
+    )
+    refused(
+        decided(state, ChangeDose(Decimal(9), channel="B")),
+        Reason.RELAY,
+        "refused: the safety process is handing the infusion over from channel B to A; wait "
+        "until it ends (the emergency stop acts at once)",
     )
