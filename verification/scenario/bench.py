@@ -306,6 +306,11 @@ class ScenarioBench(abc.ABC):
                 self.line_back(name)
 
     @abc.abstractmethod
+    def load_container(self, channel: str | None, volume_ml: float) -> None:
+        """The operator puts a new container holding ``volume_ml`` in ``channel``'s pump
+        (what a ``container_changed`` step tells the safety process was done)."""
+
+    @abc.abstractmethod
     def _line_state(self, name: str) -> tuple[bool, float] | None:
         """(priming, wasted mL) of the channel's pump; None: not known now."""
 
@@ -405,6 +410,11 @@ class VirtualBench(ScenarioBench):
             self._lines_back_after_primes()
         if not self._safety_down:
             self._service()
+
+    def load_container(self, channel: str | None, volume_ml: float) -> None:
+        pump = self.local.pumps[self.channel_name(channel)]
+        if not pump.snapshot().running:  # a running pump keeps its syringe: the step is refused
+            pump.reload(min(volume_ml, pump.container.volume_ml))
 
     def _line_state(self, name: str) -> tuple[bool, float] | None:
         snap = self.local.pumps[name].snapshot()
@@ -731,6 +741,11 @@ clinical = "{self.clock.spec()}"
             path = self.out_dir / f"pump-{address}-truth.jsonl"
             out[name] = read_truth_log(path) if path.exists() else []
         return out
+
+    def load_container(self, channel: str | None, volume_ml: float) -> None:
+        """The emulated syringe set to hold ``volume_ml`` (its control channel)."""
+        name = self.channel_name(channel)
+        self.pump_fault(f"empty={volume_ml:g}", name if self.addresses else None)
 
     def _line_state(self, name: str) -> tuple[bool, float] | None:
         message: dict[str, object] = {"query": "state"}

@@ -409,6 +409,7 @@ class Runner:
                 outcome = session.resume_after_container_change(self._channel(action.channel))
             _accepted(record, outcome.verdict.message)
         elif isinstance(action, ContainerChangedAction):
+            bench.load_container(self._channel(action.channel), float(action.volume_ml))
             outcome = session.container_changed(
                 action.volume_ml, self._channel(action.channel), action.concentration
             )
