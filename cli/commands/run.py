@@ -58,6 +58,12 @@ def add_parser(sub: SubParsers) -> None:
         help="only attach to a running safety process; never start one",
     )
     p.add_argument("--quiet", action="store_true", help="no live status line between commands")
+    p.add_argument(
+        "--channel",
+        metavar="NAME",
+        help="a bench of several pumps: the channel the console works on first "
+        "(default the first; 'channel NAME' switches later)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -82,6 +88,14 @@ def run(args: argparse.Namespace) -> int:
             child.stop()
         code = EXIT_BAD_INPUT if exc.code == "bad_config" else EXIT_FAILED
         raise CommandError(exc.code, exc.message, code, exc.field) from None
+    if args.channel is not None:
+        try:
+            session.select_channel(args.channel)
+        except ControllerError as exc:  # an unknown name: the message lists the channels
+            state = session.state
+            session.close()
+            _leave(child, state)
+            raise CommandError(exc.code, exc.message, EXIT_BAD_INPUT, "channel") from None
     try:
         return _console(session, quiet=args.quiet)
     finally:
