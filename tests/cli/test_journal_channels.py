@@ -40,7 +40,7 @@ class Relay:
     def drive(self, seconds: float) -> None:
         end = self.local.clinical.now() + seconds
         while end - self.local.clinical.now() > 1e-6:
-            self.local.advance(min(10.0, end - self.local.clinical.now()))
+            self.local.advance(min(30.0, end - self.local.clinical.now()))
             self.session.service()
 
 
