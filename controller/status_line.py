@@ -56,6 +56,9 @@ def status_line(
     parts = [f"[{state}]"]
     if len(snapshot.channels) > 1:
         parts.append(f"channel {channel or snapshot.channels[0].name}")
+    view = snapshot.channel(channel)
+    # a prime runs the pump to waste: its rate is no dose, nor a time to empty
+    priming = view is not None and view.role == "priming"
     spec = snapshot.program
     unit = snapshot.dose_unit or ""
     if spec is None:
@@ -63,8 +66,7 @@ def status_line(
     else:
         weight = f", {num(spec.weight_kg)} kg" if spec.weight_kg is not None else ""
         parts.append(f"{spec.drug} {spec.concentration}{weight}")
-        view = snapshot.channel(channel)
-        if view is not None and view.role == "priming":
+        if view is not None and priming:
             parts.append(f"{view.relay or 'priming'} (not to the patient)")
         elif snapshot.running:
             dose = num(snapshot.dose) if snapshot.dose is not None else "?"
@@ -76,10 +78,7 @@ def status_line(
             if snapshot.drug_given is not None and snapshot.amount_unit:
                 given = f" = {num(snapshot.drug_given, 4)} {snapshot.amount_unit}"
             parts.append(f"infused {snapshot.infused_ml:.2f} mL{given}")
-    minutes = snapshot.minutes_to_empty
-    view = snapshot.channel(channel)
-    if view is not None and view.role == "priming":
-        minutes = None  # a prime's rate says nothing of how long the syringe lasts
+    minutes = None if priming else snapshot.minutes_to_empty
     if minutes is not None:
         parts.append(f"syringe empty in {format_minutes(minutes)}")
     elif snapshot.remaining_ml is not None:
@@ -125,7 +124,9 @@ def channel_line(view: ChannelView, now: float, *, selected: bool = False) -> st
         bits.append("no program")
     else:
         bits.append(f"{spec.drug} {spec.concentration}")
-        if view.running:
+        if view.role == "priming":
+            bits.append("to waste, not to the patient")
+        elif view.running:
             dose = num(view.dose) if view.dose is not None else "?"
             bits.append(f"{dose} {view.dose_unit or ''} @ {num(view.rate_ml_h)} mL/h")
         else:
@@ -135,7 +136,7 @@ def channel_line(view: ChannelView, now: float, *, selected: bool = False) -> st
         if view.remaining_ml is not None
         else f"{view.container_kind} {view.container_volume_ml:g} mL"
     )
-    minutes = view.minutes_to_empty
+    minutes = view.minutes_to_empty if view.role != "priming" else None
     if minutes is not None:
         left += f", empty in {format_minutes(minutes)}"
     bits.append(left)

@@ -57,6 +57,7 @@ def test_a_relay_set_up_and_watched_from_the_console(two: Session, bench: LocalS
         "start 8",  # 30 mL/h: A's 10 mL last 20 min
         f"{NOREPI} @B",
         "prime 2 @B line-disconnected",
+        "channel",
         "wait 1 min",
         "standby B for A quick",
         "channel A",
@@ -68,6 +69,10 @@ def test_a_relay_set_up_and_watched_from_the_console(two: Session, bench: LocalS
     assert "program loaded" in output_of(out, f"{NOREPI} @B")
     assert "pumpctl [programmed @B]>" in out
     assert "working on channel A" in output_of(out, "channel A")
+    # a prime runs the pump to waste: no dose, no time to empty, said so
+    priming = _row(output_of(out, "channel"), "* B ")
+    assert "priming" in priming and "to waste, not to the patient" in priming
+    assert "empty in" not in priming and "mcg/min" not in priming
     first, second = [rest for line, rest in _blocks(out) if line == "status"]
     assert "| channel A |" in first and "8 mcg/min @ 30 mL/h" in first
     # per channel: role, program, dose and rate, container left, time to empty
