@@ -78,10 +78,11 @@ PRE_S = 60.0
 #: handover's judged window as a bolus that has nothing to do with the handover)
 PRIME_ML = Decimal(2)
 PRIME_DRAIN_S = 12 * TYPICAL.compliance_tau_s
-#: the safety core's timing: pumps read every 2 s (a real bench: 1 s; the figures are the
-#: same at 1 s, which takes twice as long: a handover is decided on deadlines, and an
-#: overlap step, at least a minute long, waits for the standby's next reading), a
-#: heartbeat timeout long enough not to matter on a virtual clock
+#: the safety core's timing: pumps read every 2 s (a real bench: 1 s; a check gave the
+#: same figures, handover by handover, at 1 s: a handover is decided on deadlines, and an
+#: overlap step, at least a minute long, waits for the standby's next reading; at 5 s an
+#: unprimed overlap came out differently), a heartbeat timeout long enough not to matter
+#: on a virtual clock
 TIMING = HostTiming(poll_period_s=2.0, keep_alive_period_s=2.0, heartbeat_timeout_s=30.0)
 #: how far the clock moves between two looks at the handover (virtual s)
 LOOK_S = 5.0
