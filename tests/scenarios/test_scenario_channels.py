@@ -11,8 +11,9 @@ import pytest
 from safety.kernel.model import HandoverEnded, HandoverStarted
 from safety.library import DrugLibrary
 from tests.scenarios.conftest import REPO
-from verification.scenario import ScenarioFileError, parse_scenario, run_scenario
+from verification.scenario import ScenarioFileError, load_scenario, parse_scenario, run_scenario
 from verification.scenario.loader import real_mode_problems
+from verification.scenario.report import json_report
 
 RELAY = REPO / "config" / "scenarios" / "relay-handover.toml"
 
@@ -59,6 +60,12 @@ def test_the_shipped_relay_hands_over_with_the_controller_dead(
     assert a.volume_ml > 0 and b.volume_ml > 0
     assert evaluation.truth.summary.volume_ml == pytest.approx(a.volume_ml + b.volume_ml)
     assert evaluation.truth.ok
+    report = json_report(load_scenario(RELAY), run, evaluation, kept=False)
+    assert set(report["ground_truth"]["channels"]) == {"A", "B"}
+    assert [r["what"] for r in report["relay"]][:2] == [
+        "B armed as the standby of A (overlap)",
+        "RELAY A -> B (overlap, 4 steps, 30 mL/h): channel A's container empties in about 9 min",
+    ]
     quality = next(r for r in evaluation.results if r.type == "handover")
     assert quality.passed and "A -> B (overlap)" in quality.detail
     assert "worst 1-min window +0.0 %, below 90 % for 0 s" in quality.detail

@@ -69,17 +69,25 @@ def _truth_line(evaluation: Evaluation) -> list[str]:
     return lines
 
 
-def _relay_lines(loaded: LoadedScenario, run: RunResult, evaluation: Evaluation) -> list[str]:
-    """What the safety process did on its own (relay handovers, container changes): the
-    runner cannot narrate them (the controller may be dead), the journal has them."""
+def _relay_events(
+    loaded: LoadedScenario, run: RunResult, evaluation: Evaluation
+) -> list[tuple[float, str]]:
+    """What the safety process did on its own (relay handovers, container changes), in
+    words, by time since the start: the runner cannot narrate them (the controller may be
+    dead), the journal has them. Only on a bench of several pumps."""
     if len(loaded.scenario.channels) < 2:
         return []
     text = ProgramTracker()
-    lines = []
+    out = []
     for event in evaluation.journals.events:
         shown = describe(event, text)
         if isinstance(event, _RELAY) and event.now.clinical >= run.t0 - 1e-9:
-            lines.append(f"  [{format_time(event.now.clinical - run.t0)}] {shown}")
+            out.append((event.now.clinical - run.t0, shown))
+    return out
+
+
+def _relay_lines(loaded: LoadedScenario, run: RunResult, evaluation: Evaluation) -> list[str]:
+    lines = [f"  [{format_time(t)}] {what}" for t, what in _relay_events(loaded, run, evaluation)]
     return ["relay (from the safety journal):", *lines] if lines else []
 
 
@@ -129,7 +137,15 @@ def json_report(
             "ok": evaluation.truth.ok,
             "violations": [v.to_json() for v in evaluation.truth.violations],
             "summary": evaluation.truth.summary.to_json(),
+            # a bench of several pumps: the above is the drug total; each pump's own here
+            "channels": {
+                name: report.summary.to_json() for name, report in evaluation.channel_truths.items()
+            },
         },
+        "relay": [
+            {"t_s": t, "time": format_time(t), "what": what}
+            for t, what in _relay_events(loaded, run, evaluation)
+        ],
         "journals": {
             "safety": str(run.safety_journal) if kept else None,
             "controller": str(run.controller_journal) if kept else None,
