@@ -77,6 +77,10 @@ CHANNEL_RULES = frozenset({"protective_raise", "retry_above_set_rate"})
 STEP_RULES = TITRATION_RULES | WEAN_RULES
 
 
+#: a pump command as the summed truth needs it (see ``_TotalBuilder.marks``)
+Mark = tuple[float, str, str, int, ActiveProgram | None]
+
+
 class ChannelsError(ValueError):
     """A record this check cannot judge as one total (the message says why)."""
 
@@ -120,13 +124,20 @@ class _TotalBuilder(RecordBuilder):
         #: commands reach the pumps one after the other
         self.moves: list[tuple[float, float]] = []
         self.command_times: list[float] = []
+        #: every pump command in journal order: (time, channel, kind, group, program),
+        #: ``group`` the index of the run of commands it was journaled in (one decision's
+        #: actions, journaled back to back: a request's, an emergency stop's, a relay
+        #: move's), ``program`` the channel's program in force when it was journaled
+        self.marks: list[Mark] = []
         self._in_move = False
+        self._groups = 0
+        self._in_group = False
 
     def add(self, event: Event) -> None:
         if isinstance(event, BenchConfigured):
             self.scope = event.interlock_scope
         if not isinstance(event, CommandIssued):
-            self._in_move = False
+            self._in_move = self._in_group = False
         if isinstance(event, TimelineResumed) and self.to_pump_clock is not None:
             moved = self.to_pump_clock(event)
             if moved is not None:
@@ -189,6 +200,12 @@ class _TotalBuilder(RecordBuilder):
             else:
                 self.moves.append((t, t))
         self._in_move = event.cause == "relay"
+        if not self._in_group:
+            self._groups += 1
+            self._in_group = True
+        loads = self.loads.get(action.channel, [])
+        program = loads[-1][1] if loads else None
+        self.marks.append((t, action.channel, action.kind, self._groups, program))
         was_running = any(self.running.values())
         before = self._total(self.rates, self.running, t)
         if isinstance(action, SetRate):
@@ -255,9 +272,23 @@ def _summed_truth(
     truths: Mapping[str, Sequence[TruthEvent]],
     loads: Mapping[str, Sequence[tuple[float, ActiveProgram | None]]],
     reference: ActiveProgram | None,
+    marks: Sequence[Mark] = (),
 ) -> list[TruthEvent]:
     """Every channel's delivered drug, summed, in the mL/h of the ``reference`` program's
-    strength; one record per instant at which any channel changed."""
+    strength; one record per change of the total.
+
+    On a virtual clock several records share an instant, and the truth logs do not say
+    in which order the channels' records of one instant came: the journal does
+    (``marks``, the commands in journal order). Each command of the instant takes its
+    channel's next record if that record is the change it orders (a start from 0, a stop
+    to 0, a new rate), and the stretch it begins is converted with the program in force
+    where the command was journaled; the total is written after each decision's commands
+    (journaled back to back: the start of B and the stop of A of a quick handover, an
+    emergency stop's stop of every channel, are one change for the patient), while one
+    decision after another at one instant are changes of their own (a start, then a rise:
+    each judged, as the one-pump oracle judges them). Records no command explains (the
+    pump's own, a power-up's) come after the commands, channel by channel, under the
+    program of the stretch before them (a pump does not change its syringe by itself)."""
     per_channel = {c: ProgramsInForce(loads.get(c, ())) for c in truths}
     drugs = {p.drug for c in truths for p in per_channel[c].known()}
     if len(drugs) > 1:
@@ -266,48 +297,82 @@ def _summed_truth(
             "this record holds more than one"
         )
 
-    def factor(channel: str, t: float) -> Fraction:
-        mine = per_channel[channel].at(t)
-        if mine is None or reference is None:
+    def factor(program: ActiveProgram | None) -> Fraction:
+        if program is None or reference is None:
             return Fraction(1)
-        return mine.amount_per_ml / reference.amount_per_ml
+        return program.amount_per_ml / reference.amount_per_ml
 
     segments = {
         c: [e for e in events if isinstance(e, TruthSegment)] for c, events in truths.items()
     }
     starts = {c: [s.start for s in segs] for c, segs in segments.items()}
     instants = sorted({s.start for segs in segments.values() for s in segs})
+    commands_at: dict[float, list[tuple[str, str, int, ActiveProgram | None]]] = {}
+    for t, channel, kind, group, program in marks:
+        commands_at.setdefault(t, []).append((channel, kind, group, program))
     out: list[TruthEvent] = []
     last: float | None = None
-    if instants:
-        # what the record begins with: each channel's first record at the first instant
-        # (a stopped pump, then its start at that same instant: a start to be judged)
-        t0 = instants[0]
-        first = Fraction(0)
-        for c, segs in segments.items():
-            if segs and segs[0].start == t0 and segs[0].rate_ml_h != 0:
-                first += Fraction(Decimal(repr(segs[0].rate_ml_h))) * factor(c, t0)
-        out.append(TruthSegment(t0, float(first)))
-        last = float(first)
-    for t in instants:
+    # each channel's current record: its rate and the program whose solution it runs
+    current: dict[str, tuple[float, ActiveProgram | None]] = {c: (0.0, None) for c in segments}
+
+    def emit(t: float) -> None:
+        nonlocal last
         total = Fraction(0)
-        for c, segs in segments.items():
-            i = bisect.bisect_right(starts[c], t) - 1
-            if i >= 0 and segs[i].rate_ml_h != 0:
-                # a stretch keeps the program that ran it (a load mid-stretch is the
-                # next stretch's): the factor of where this stretch of the channel began
-                total += Fraction(Decimal(repr(segs[i].rate_ml_h))) * factor(c, segs[i].start)
+        for rate, program in current.values():
+            if rate != 0:
+                total += Fraction(Decimal(repr(rate))) * factor(program)
         value = float(total)
         if value != last:
             out.append(TruthSegment(t, value))
             last = value
+
+    if instants:  # the record begins with each channel's first record (a power-up's)
+        t0 = instants[0]
+        for c, segs in segments.items():
+            if segs and segs[0].start == t0:
+                current[c] = (segs[0].rate_ml_h, per_channel[c].at(t0))
+        emit(t0)
+    for t in instants:
+        pending = {
+            c: segments[c][bisect.bisect_left(starts[c], t) : bisect.bisect_right(starts[c], t)]
+            for c in segments
+        }
+        for c, records in pending.items():  # records that change nothing
+            while records and records[0].rate_ml_h == current[c][0]:
+                records.pop(0)
+        commands = commands_at.get(t, [])
+        for n, (c, kind, group, program) in enumerate(commands):
+            waiting = pending.get(c)
+            if waiting and _orders(kind, current[c][0], waiting[0].rate_ml_h):
+                current[c] = (waiting.pop(0).rate_ml_h, program)
+            following = commands[n + 1][2] if n + 1 < len(commands) else None
+            if following != group:
+                emit(t)
+        for c, records in pending.items():
+            for record in records:
+                program = current[c][1] or per_channel[c].at(t)
+                current[c] = (record.rate_ml_h, program)
+                emit(t)
+        emit(t)
     for c, events in truths.items():
         for e in events:
             if isinstance(e, TruthBolus):
-                volume = Fraction(Decimal(repr(e.volume_ml))) * factor(c, e.time)
+                volume = Fraction(Decimal(repr(e.volume_ml))) * factor(per_channel[c].at(e.time))
                 out.append(TruthBolus(e.time, float(volume)))
     out.sort(key=lambda e: e.start if isinstance(e, TruthSegment) else e.time)
     return out
+
+
+def _orders(kind: str, before: float, after: float) -> bool:
+    """Whether a command of ``kind`` orders the change of one pump from ``before`` to
+    ``after`` (mL/h)."""
+    if kind == "start_pump":
+        return before == 0 and after > 0
+    if kind in ("stop_pump", "set_interlock"):
+        return before > 0 and after == 0
+    if kind == "set_rate":
+        return before > 0 and after > 0
+    return False
 
 
 def _collapse_moves(
@@ -369,7 +434,7 @@ def check_channels(
     for event in events:
         builder.add(event)
     record = builder.record()
-    summed = _summed_truth(truths, builder.loads, builder.reference)
+    summed = _summed_truth(truths, builder.loads, builder.reference, builder.marks)
     # S1, S3 and the protective rules on what really reached the patient
     raw = check_ground_truth(summed, library, record, until=until, tolerance_s=tolerance_s)
     # S4 and S5 on the total with each relay move as one change: its falls judged as

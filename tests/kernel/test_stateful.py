@@ -46,6 +46,16 @@ Some past states need hours of history the syringe cannot hold (a run just under
 hard max, 66-68 mg of the 68 mg cap): the run may start from a seeded journal
 (``Bench.seed``), and the seeded delivery counts in the cap check.
 
+A second, smaller machine (``ChannelsMachine``) puts the same drug on two channels of one
+bench (``tests.channels.support.ChannelBench``): starts, titrations, weans and stops on
+either channel (the kernel judges each on the patient's total), channel B loaded with the
+same or another strength, primed to waste and armed as A's standby (quick or overlap),
+A's syringe running out (the safety process hands over by itself), emergency stops, lost
+replies and clinical time passing. It is judged by the oracle on the summed channels
+(``verification.channel_truth.check_channels``): both pumps' ground truth summed in drug,
+every limit on the total, each pump's own rules on its own record, a prime to waste never
+counted as delivery.
+
 Runs in about 20 s by default (CI). A deeper search, with coverage statistics:
 ``KERNEL_SM_EXAMPLES=1500 KERNEL_SM_STEPS=60 pytest tests/kernel/test_stateful.py
 --hypothesis-show-statistics``. ``python -m tests.kernel.mutation_check --stateful``
@@ -77,12 +87,18 @@ from safety.kernel.limits import caps_in_force
 from safety.kernel.model import (
     AcknowledgeAlarms,
     AdmitPatient,
+    ArmStandby,
     ChangeDose,
     CommandIssued,
+    ContainerChanged,
+    DisarmStandby,
     EmergencyStop,
+    HandoverEnded,
     LoadProgram,
     PatientSpec,
+    PrimeChannel,
     ProgramSpec,
+    RelayStrategy,
     RequestBody,
     RequestDecided,
     StartInfusion,
@@ -93,6 +109,7 @@ from safety.kernel.state import ActiveProgram
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.status import Outcome
+from tests.channels.support import ChannelBench
 from tests.conftest import shipped_library
 from tests.kernel.support import (
     Bench,
@@ -101,6 +118,7 @@ from tests.kernel.support import (
     norepi_weight_based,
     vasopressin_fixed,
 )
+from verification.channel_truth import ChannelsReport, check_channels
 from verification.ground_truth import TruthReport
 
 LIBRARY: DrugLibrary = shipped_library()
@@ -729,6 +747,199 @@ class InfusionMachine(RuleBasedStateMachine):
         assert all(any(a == j for j in it) for a in sent), (sent, journaled)
 
 
+CHANNELS = st.sampled_from(["A", "A", "B"])
+STRENGTHS = st.sampled_from(["4 mg/250 mL", "4 mg/250 mL", "8 mg/250 mL"])
+
+
+class ChannelsMachine(RuleBasedStateMachine):
+    """Norepinephrine on two channels of one bench, judged on the patient's total (see
+    the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(prefix="kernel-sm2-", dir=_TMP_ROOT))
+        self.bench: ChannelBench | None = None
+        self.report: ChannelsReport | None = None
+        self.handovers = 0
+
+    @property
+    def b(self) -> ChannelBench:
+        assert self.bench is not None
+        return self.bench
+
+    def teardown(self) -> None:
+        if self.bench is not None:
+            self.bench.journal.close()
+            if self.bench.gpio is not None:
+                self.bench.gpio.close()
+        if self.handovers:
+            event(f"{self.handovers} handover(s) done")
+
+    @initialize(
+        loaded_a=st.sampled_from([6.0, 12.0, 50.0]),
+        strength=STRENGTHS,
+        dose=st.sampled_from(["8", "12"]),
+        relief=st.sampled_from(["none", "loaded", "quick", "overlap", "overlap"]),
+    )
+    def setup(self, loaded_a: float, strength: str, dose: str, relief: str) -> None:
+        """A running at ``dose`` mcg/min from a syringe holding ``loaded_a`` mL (a few mL
+        empty within the run, so the relay has something to do); B as ``relief`` says:
+        nothing, the same solution loaded, or primed and armed with a strategy."""
+        self.bench = ChannelBench(self.root, LIBRARY, ("A", "B"), loaded_ml={"A": loaded_a})
+        b = self.b
+        b.boot()
+        spec = self._spec(strength)
+        assert self._send(LoadProgram(spec, channel="A")).verdict.accepted
+        assert self._send(StartInfusion(Decimal(dose), channel="A")).verdict.accepted
+        if relief != "none":
+            assert self._send(LoadProgram(spec, channel="B")).verdict.accepted
+        if relief in ("quick", "overlap"):
+            b.prime_done("B")
+            assert self._send(ArmStandby("B", "A", relief)).verdict.accepted  # type: ignore[arg-type]
+
+    def _spec(self, strength: str) -> ProgramSpec:
+        return norepi_standard(LIBRARY, concentration=strength)
+
+    def _send(self, body: RequestBody) -> Outcome:
+        """Send a request; a refused one issues no command."""
+        b = self.b
+        first = b.journal.last_id()
+        out = b.send(body)
+        events = [decode_event(e.payload) for e in b.journal.entries(since_id=first)]
+        if not out.verdict.accepted:
+            assert not any(isinstance(e, CommandIssued) and e.cause == "command" for e in events)
+        event(f"{type(body).__name__}: {out.verdict.reason.value}")
+        return out
+
+    # operator requests, each on a channel: the kernel judges them on the total
+    @rule(channel=CHANNELS, scale=st.sampled_from(["0.25", "0.5", "1", "1", "1.2", "10"]))
+    def start(self, channel: str, scale: str) -> None:
+        program = self.b.ch(channel).drug_program
+        if program is not None:
+            dose = Decimal(program.therapy.max_start.value) * Decimal(scale)
+            self._send(StartInfusion(dose, confirm_soft_limits=True, channel=channel))
+
+    @rule(channel=CHANNELS, factor=FACTORS)
+    def change_by_factor(self, channel: str, factor: str) -> None:
+        c = self.b.ch(channel)
+        program = c.drug_program
+        current = c.current_dose()
+        if program is None:
+            return
+        if c.running and current > 0:
+            dose = _decimal(current * Fraction(Decimal(factor)))
+            self._send(ChangeDose(dose, confirm_soft_limits=True, channel=channel))
+        else:
+            dose = _decimal(Fraction(program.therapy.max_start.value) * Fraction(Decimal(factor)))
+            self._send(StartInfusion(dose, confirm_soft_limits=True, channel=channel))
+
+    @rule(channel=CHANNELS)
+    def stop(self, channel: str) -> None:
+        self._send(StopInfusion(channel=channel))
+
+    @rule(channel=CHANNELS, factor=st.sampled_from(["0.76", "0.8", "0.9"]))
+    def wean(self, channel: str, factor: str) -> None:
+        """A wean step on one channel, or its stop once the channel runs at or below the
+        stop threshold (allowed only when the total stays within the wean rule)."""
+        c = self.b.ch(channel)
+        program = c.drug_program
+        if program is None or not c.running:
+            return
+        threshold = program.therapy.wean.stop_threshold
+        current = c.current_dose()
+        if threshold is not None and current <= Fraction(threshold.value):
+            self._send(StopInfusion(channel=channel))
+        else:
+            dose = _decimal(current * Fraction(Decimal(factor)))
+            self._send(ChangeDose(dose, confirm_soft_limits=True, channel=channel))
+
+    # the relief syringe
+    @rule(strength=STRENGTHS)
+    def load_b(self, strength: str) -> None:
+        self._send(LoadProgram(self._spec(strength), channel="B"))
+
+    @rule(volume=st.sampled_from(["1", "2"]))
+    def prime_b(self, volume: str) -> None:
+        if self._send(PrimeChannel("B", Decimal(volume), True)).verdict.accepted:
+            self.b.advance(60.0, poll_every_s=5.0)
+
+    @rule(strategy=st.sampled_from(["quick", "overlap"]))
+    def arm_b(self, strategy: RelayStrategy) -> None:
+        self._send(ArmStandby("B", "A", strategy))
+
+    @rule()
+    def disarm_b(self) -> None:
+        self._send(DisarmStandby("B"))
+
+    @rule(channel=CHANNELS)
+    def new_syringe(self, channel: str) -> None:
+        """A full syringe in a stopped channel (it must be primed again to stand by)."""
+        pump = self.b.pumps[channel]
+        if (
+            not pump.snapshot().running
+            and self._send(ContainerChanged(Decimal(50), channel)).verdict.accepted
+        ):
+            pump.reload()
+
+    # the world
+    @rule(seconds=st.sampled_from([10.0, 60.0, 300.0, 900.0, 1800.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.b.advance(seconds, poll_every_s=30.0)
+
+    @rule(channel=CHANNELS)
+    def syringe_runs_out(self, channel: str) -> None:
+        """The pump finds its syringe empty sooner than the safety process reckoned."""
+        self.b.advance(1.0)  # at an instant of its own, not a command's
+        self.b.pumps[channel].empty_syringe(0.0)
+        self.b.advance(60.0, poll_every_s=5.0)
+
+    @rule(then_acknowledge=st.booleans())
+    def emergency_stop(self, then_acknowledge: bool) -> None:
+        """Every channel stops at once (S12); the operator may acknowledge at once."""
+        assert self._send(EmergencyStop("api")).verdict.accepted
+        self.an_emergency_stop_stays_a_stop()
+        if then_acknowledge:
+            self._send(AcknowledgeAlarms(None))
+
+    @rule()
+    def acknowledge(self) -> None:
+        self._send(AcknowledgeAlarms(None))
+
+    @rule(fault=st.sampled_from(["drop", "lose_ack", "corrupt"]))
+    def wire_fault(self, fault: str) -> None:
+        getattr(self.b.wire, f"{fault}_next")(1)  # channel A's wire
+
+    # ------------------------------------------------------------------ invariants
+    @invariant()
+    def the_total_kept_every_limit(self) -> None:
+        """The oracle on both pumps' ground truth, summed."""
+        b = self.b
+        events = b.events()
+        truths = {name: list(pump.truth.events) for name, pump in b.pumps.items()}
+        report = self.report = check_channels(truths, b.library, events, until=b.clinical.now())
+        assert report.ok, _violations("total of both channels", report.total)
+        self.handovers = sum(
+            1 for e in events if isinstance(e, HandoverEnded) and e.outcome == "done"
+        )
+        for change in report.total.changes:
+            event(f"total: {change.kind} by {change.cause}")
+
+    @invariant()
+    def an_emergency_stop_stays_a_stop(self) -> None:
+        """Until acknowledged, every channel the kernel can see with nothing in doubt is
+        stopped (a stop lost on the wire is found by the next read-back)."""
+        state = self.b.core.state
+        if state.estopped:
+            for name, pump in self.b.pumps.items():
+                c = state.channel(name)
+                if c.comms_ok and c.pending is None:
+                    assert not pump.snapshot().running, f"channel {name} runs under an estop"
+
+    @invariant()
+    def every_command_was_journaled_first(self) -> None:
+        assert self.b.guard.violations == []
+
+
 #: a failing example can take minutes to shrink: more than the suite's default timeout
 pytestmark = pytest.mark.timeout(1800)
 
@@ -739,3 +950,13 @@ InfusionMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestInfusionMachine = InfusionMachine.TestCase
+
+#: a quarter of the one-channel machine's examples: the suite's time stays as it was
+#: (``KERNEL_SM_EXAMPLES`` scales both)
+ChannelsMachine.TestCase.settings = settings(
+    max_examples=max(10, int(os.environ.get("KERNEL_SM_EXAMPLES", "100")) // 4),
+    stateful_step_count=int(os.environ.get("KERNEL_SM_STEPS", "35")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestChannelsMachine = ChannelsMachine.TestCase
