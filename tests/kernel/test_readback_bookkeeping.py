@@ -19,10 +19,18 @@ import pytest
 
 from safety.alarms import Alarm, Priority
 from safety.kernel.config import KernelConfig
-from safety.kernel.history import RateHistory
+from safety.kernel.history import FlowLog, RateHistory
 from safety.kernel.model import Now, PumpReading, Reaction, SetRate, StopPump
 from safety.kernel.observe import observe
-from safety.kernel.state import ActiveProgram, DrugRecord, KernelState, load_program, single_channel
+from safety.kernel.state import (
+    ActiveProgram,
+    ContainerState,
+    DrugRecord,
+    KernelState,
+    Priming,
+    load_program,
+    single_channel,
+)
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.kernel.support import norepi_standard
@@ -262,3 +270,138 @@ def test_an_emergency_stop_alarm_ends_when_every_pump_is_seen_stopped(
     assert reaction.actions == ()
     assert not the(stopped, "estop", "").active
     assert stopped.estopped  # until acknowledged
+
+
+# --------------------------------------------------------------------------- pump alarms, comms
+
+
+def test_a_pump_alarm_is_raised_and_ended_on_the_channel_read(std: ActiveProgram) -> None:
+    """B's occlusion is B's; a reading of B without it ends B's alarm, not A's (raised
+    before it in the book)."""
+    state = raised(with_b(running(std)), "pump:occlusion", "A")
+    after, _ = read(state, "0", is_running=False, alarms=("occlusion",), channel="B")
+    alarm = the(after, "pump:occlusion", "B")
+    assert whole(alarm) == (Reason.PUMP_ALARM, Priority.HIGH, T, "B", True)
+    assert alarm.message == "pump alarm: downstream occlusion: the pump has stopped flow"
+    later, _ = read(after, "0", is_running=False, channel="B", t=T + 5)
+    assert not the(later, "pump:occlusion", "B").active
+    assert the(later, "pump:occlusion", "A").active
+
+
+def test_a_reading_ends_the_comms_alarm_of_its_channel_not_one_raised_before(
+    std: ActiveProgram,
+) -> None:
+    state = raised(raised(with_b(running(std)), "pump_comms", "B"), "pump_comms", "A")
+    after, _ = read(state, "30.0")
+    assert not the(after, "pump_comms", "A").active
+    assert the(after, "pump_comms", "B").active
+
+
+# --------------------------------------------------------------------------- what is recorded
+
+
+def test_a_commanded_rate_seen_is_recorded_with_the_commands_cause(std: ActiveProgram) -> None:
+    state = running(std).with_channel("A", expected_rate=Decimal("37.5"), expected_cause="command")
+    after, reaction = read(state, "37.5")
+    assert reaction == Reaction((), "safety")
+    current = after.history_of("norepinephrine").current
+    assert current is not None
+    assert (current.start, current.amount_per_h, current.cause) == (T, 600, "command")
+
+
+def test_the_container_is_read_with_the_reading(std: ActiveProgram) -> None:
+    """20 mL in the syringe, 1 mL displaced at this reading: 19 mL left, empty 38 min
+    after it at 30 mL/h."""
+    state = running(std).with_channel("A", container=ContainerState(volume_ml=20.0))
+    after, _ = read(state, "30.0")
+    container = after.channel("A").container
+    assert (container.used_ml, container.counter_ml, container.read_at) == (1.0, 1.0, T)
+    assert after.channel("A").empty_at() == T + 19.0 / 30.0 * 3600.0
+
+
+def test_delivery_unseen_across_a_restart_is_counted_on_the_channel_read(
+    std: ActiveProgram,
+) -> None:
+    """Channel B ran 30 mL/h from its last reading (t=100 s, counter 1 mL); a restart
+    could not read it. At t=500 s its counter shows 2 mL more than the 3.333 mL the rate
+    explains: 32 mcg counted at once, as a bolus of the drug, on B's reading."""
+    b = running(std).channel("A")
+    state = single_channel(drugs=running(std).drugs, session="s", attached=True)
+    state = state.with_channel(
+        "B",
+        **{f: getattr(b, f) for f in ("program", "running", "set_rate")},
+        expected_running=True,
+        expected_rate=RATE,
+        last_reading_at=100.0,
+        last_infused_ml=1.0,
+        flow=FlowLog(((100.0, RATE),)),
+        unseen_pending=True,
+    )
+    due = 1.0 + 30.0 * 400.0 / 3600.0
+    reading = PumpReading(True, RATE, due + 2.0)
+    after, _ = observe(state, reading, Now(T, 9.0), CONFIG, "B")
+    boluses = after.history_of("norepinephrine").boluses
+    assert [b.at for b in boluses] == [T]
+    assert boluses[0].amount == pytest.approx(32.0)
+    assert not after.channel("B").unseen_pending
+
+
+# --------------------------------------------------------------------------- a prime
+
+
+def priming(program: ActiveProgram, counter_at_start: float | None = 0.0) -> KernelState:
+    """Channel A priming 2 mL to waste from t=400 s: no drug to the patient."""
+    return single_channel(
+        drugs=running(program).drugs,
+        program=program,
+        running=True,
+        set_rate=Decimal("1500"),
+        priming=Priming(2.0, 400.0, counter_at_start),
+        session="s",
+        attached=True,
+    )
+
+
+def test_a_pump_priming_is_neither_an_infusion_nor_a_rogue_start(std: ActiveProgram) -> None:
+    """Running at its top rate, not started by a dose order: no stop, no alarm, nothing
+    in the drug's history."""
+    state = priming(std)
+    after, reaction = observe(state, PumpReading(True, Decimal("1500"), 2.0), Now(T, 9.0), CONFIG)
+    assert reaction == Reaction((), "safety")
+    assert after.alarms.alarms == ()
+    assert after.history_of("norepinephrine") == state.history_of("norepinephrine")
+    c = after.channel("A")
+    assert c.priming is not None and (c.last_reading_at, c.last_infused_ml) == (T, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("counter", "alarms", "message"),
+    [
+        (1.8, (), None),  # 1.8 mL of 2: 90 %, done
+        (1.79, (), "the prime of 2 mL stopped after 1.79 mL: the channel is not primed"),
+        (
+            1.9,
+            ("occlusion",),
+            "the prime of 2 mL stopped after 1.90 mL (downstream occlusion: the pump has "
+            "stopped flow): the channel is not primed",
+        ),
+    ],
+    ids=["done", "short", "alarm"],
+)
+def test_a_prime_ends_when_the_pump_stops_primed_or_with_its_alarm(
+    std: ActiveProgram, counter: float, alarms: tuple[str, ...], message: str | None
+) -> None:
+    after, reaction = observe(
+        priming(std), PumpReading(False, Decimal("1500"), counter, alarms), Now(T, 9.0), CONFIG
+    )
+    assert reaction == Reaction((), "safety")
+    c = after.channel("A")
+    assert c.priming is None
+    assert c.container.primed is (message is None)
+    failed = after.alarms.get("prime_failed", "A")
+    if message is None:
+        assert failed is None
+        return
+    assert failed is not None
+    assert whole(failed) == (Reason.RELAY, Priority.MEDIUM, T, "A", True)
+    assert failed.message == message
