@@ -306,7 +306,7 @@ def test_a_commanded_rate_seen_is_recorded_with_the_commands_cause(std: ActivePr
     assert reaction == Reaction((), "safety")
     current = after.history_of("norepinephrine").current
     assert current is not None
-    assert (current.start, current.amount_per_h, current.cause) == (T, 600, "command")
+    assert (current.start, current.amount_per_h, current.cause) == (T, Fraction(600), "command")
 
 
 def test_the_container_is_read_with_the_reading(std: ActiveProgram) -> None:
