@@ -326,6 +326,13 @@ def measure_fleet(
             str(max(60.0, outage_s * 3)),
         )
         url = _first_line(fleet, "fleet on ")
+        # the page is up before the view's subscription is: what a bench publishes
+        # before the broker acknowledged it is never delivered to the view (a gap)
+        deadline = time.monotonic() + 30.0
+        while not _get(url, "/api/stats")["subscribed"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fleet view did not subscribe within 30 s")
+            time.sleep(0.05)
         rtt = _broker_rtt(broker.port)
         say(f"fleet: connecting {benches} simulated benches")
         for i in range(benches):

@@ -16,7 +16,12 @@ missed. ``latencies`` holds ``received - written_at`` of each new event (one mac
 the benchmark's figure, outbox write to fleet view).
 
 The subscription is a persistent session (see ``FleetModel.__init__``): with a broker
-that persists sessions, an outage of the broker or of this view loses no event.
+that persists sessions, an outage of the broker or of this view loses no event. What a
+bench published before the broker first held this view's subscription is not delivered
+to it (MQTT keeps no history but retained messages): ``subscribed`` (in ``view()`` under
+``broker``) turns true when the broker has acknowledged the subscription (SUBACK), not
+when the connection is made, so whoever starts benches after this view and counts on
+every event (the fleet's tests, the benchmark) waits for it.
 """
 
 from __future__ import annotations
@@ -145,6 +150,9 @@ class FleetModel:
         self.stale_after_s = stale_after_s
         self.tiles: dict[str, Tile] = {}
         self.connected = False
+        #: the broker has acknowledged this view's subscription on this connection
+        self.subscribed = False
+        self._subscribe_mid: int | None = None
         self.version = 0
         self.latencies: deque[float] = deque(maxlen=keep_latencies)
         self._lock = threading.Lock()
@@ -166,6 +174,7 @@ class FleetModel:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self.client = client
 
     def add_listener(self, listener: Callable[[], None]) -> None:
@@ -188,7 +197,12 @@ class FleetModel:
             tiles = [t.view(now, self.stale_after_s) for _, t in sorted(self.tiles.items())]
         return {
             "now": now,
-            "broker": {"host": self.host, "port": self.port, "connected": self.connected},
+            "broker": {
+                "host": self.host,
+                "port": self.port,
+                "connected": self.connected,
+                "subscribed": self.subscribed,
+            },
             "benches": tiles,
             "totals": self.totals(),
         }
@@ -208,6 +222,7 @@ class FleetModel:
         return {
             "benches": len(self.tiles),
             "connected": self.connected,
+            "subscribed": self.subscribed,
             "totals": self.totals(),
             "latency_ms": {"n": len(samples), "p50": pct(50), "p99": pct(99), "max": pct(100)},
         }
@@ -231,13 +246,34 @@ class FleetModel:
             log.warning("broker refused the fleet view: %s", reason)
             return
         self.connected = True
-        client.subscribe(f"{self.prefix}/{schema.VERSION}/+/#", qos=1)
+        # subscribed only on the SUBACK: until the broker has processed the SUBSCRIBE,
+        # what a bench publishes does not reach this view (the SUBACK is handled by this
+        # same network thread, after this callback: the mid is booked first)
+        self.subscribed = False
+        _rc, self._subscribe_mid = client.subscribe(f"{self.prefix}/{schema.VERSION}/+/#", qos=1)
+        self._changed()
+
+    def _on_subscribe(
+        self,
+        _c: mqtt.Client,
+        _u: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        _p: object,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        if not reasons or any(r.is_failure for r in reasons):
+            log.warning("broker refused the fleet view's subscription: %s", reasons)
+            return
+        self.subscribed = True
         self._changed()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, _reason: ReasonCode, _p: object
     ) -> None:
         self.connected = False
+        self.subscribed = False
         self._changed()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:

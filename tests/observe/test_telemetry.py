@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from observe.fleet.model import FleetModel, Tile
 from observe.telemetry import schema
@@ -160,6 +162,47 @@ def test_the_fleet_drops_duplicates_and_counts_gaps_by_number() -> None:
     assert (s.last, s.received, s.duplicates, s.gaps, s.missed) == (7, 5, 2, 1, 2)
     model._on_message(model.client, None, _Message("pumpctl/v1/b1/status", {"schema": "x"}))  # type: ignore[arg-type]
     assert model.tiles["b1"].status is None  # another schema: dropped
+    release(model)
+
+
+class _Subscriber:
+    """What ``FleetModel._on_connect`` needs of a paho client: ``subscribe``."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+
+    def subscribe(self, topic: str, qos: int = 0) -> tuple[int, int]:
+        self.topics.append(topic)
+        return 0, 41
+
+
+def _suback(name: str) -> list[ReasonCode]:
+    return [ReasonCode(PacketTypes.SUBACK, name)]
+
+
+def test_the_fleet_is_subscribed_only_once_the_broker_acknowledged_it() -> None:
+    """Connected is not subscribed: a bench that publishes between the fleet's CONNACK
+    and its SUBACK (a fresh broker, no session of the fleet's yet) is not delivered to
+    it. The HIL case lost bench-00's first journal event that way on a loaded machine;
+    it and the benchmark now wait for ``broker.subscribed`` before starting benches."""
+    model = FleetModel("127.0.0.1", 1)  # never started: the callbacks are fed by hand
+    client = _Subscriber()
+    assert model.view()["broker"]["subscribed"] is False
+    model._on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, "Success"), None)  # type: ignore[arg-type]
+    assert client.topics == ["pumpctl/v1/+/#"]
+    broker = model.view()["broker"]
+    assert (broker["connected"], broker["subscribed"]) == (True, False)
+    model._on_subscribe(client, None, 40, _suback("Granted QoS 1"), None)  # type: ignore[arg-type]
+    assert not model.subscribed  # another subscription's SUBACK
+    model._on_subscribe(client, None, 41, _suback("Unspecified error"), None)  # type: ignore[arg-type]
+    assert not model.subscribed  # refused
+    model._on_subscribe(client, None, 41, _suback("Granted QoS 1"), None)  # type: ignore[arg-type]
+    assert model.view()["broker"]["subscribed"] is True
+    assert model.stats()["subscribed"] is True
+    model._on_disconnect(client, None, None, ReasonCode(PacketTypes.DISCONNECT, "Success"), None)  # type: ignore[arg-type]
+    assert model.view()["broker"]["subscribed"] is False
+    model._on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, "Success"), None)  # type: ignore[arg-type]
+    assert model.subscribed is False  # a new connection: subscribed again on its SUBACK
     release(model)
 
 
