@@ -38,7 +38,18 @@ EMULATOR_READY_S = 15.0
 ADDRESSES = {"A": 0, "B": 1}
 #: what channel A's syringe holds at the start (mL): a part-used 50 mL syringe that
 #: empties in the middle of the course; channel B's relief syringe is full
-LOADED_A_ML = 15.0
+LOADED_A_ML = 17.0
+#: the relay's figures ([relay]): an overlap handover in four one-minute steps, ending
+#: five minutes before A empties (more on a fast clock: ``write_safety_config``)
+OVERLAP_STEPS = 4
+OVERLAP_STEP_MIN = 1.0
+HANDOVER_BEFORE_EMPTY_MIN = 5.0
+WARN_BEFORE_EMPTY_MIN = 15.0
+#: read-backs every POLL_CLINICAL_S of the clinical clock where the real poll period
+#: allows it (MIN_POLL_S-POLL_S real seconds)
+POLL_CLINICAL_S = 30.0
+POLL_S = 0.25
+MIN_POLL_S = 0.05
 
 
 def truth_log_paths(out_dir: Path) -> dict[str, Path]:
@@ -153,8 +164,17 @@ class DemoBench:
         )
 
     def write_safety_config(self, *, safe_mode_timeout_s: int = 10) -> Path:
+        """The safety process's config for this run. The poll period and the relay's lead
+        follow the clock's speed: an overlap step goes on only once a read-back of the
+        incoming pump shows its flow, so on a fast clock (a poll every ``poll`` real
+        seconds is ``poll x speed`` clinical ones) the handover starts earlier by what its
+        steps wait for polls beyond their minute, and still ends before A empties."""
         library = Path(os.environ.get("PUMPCTL_LIBRARY", default_library_path())).resolve()
         a, b = ADDRESSES["A"], ADDRESSES["B"]
+        poll_s = min(POLL_S, max(MIN_POLL_S, POLL_CLINICAL_S / self.speed))
+        step_wait_s = max(0.0, 2 * poll_s * self.speed - OVERLAP_STEP_MIN * 60)
+        handover_min = HANDOVER_BEFORE_EMPTY_MIN + OVERLAP_STEPS * step_wait_s / 60
+        warn_min = max(WARN_BEFORE_EMPTY_MIN, handover_min + 5)
         self.config.write_text(
             f"""# written by 'pumpctl demo': the safety process of this demo run
 # two NE-1000 pumps daisy-chained on one RS-232 line (here a pty), at addresses {a} and {b}
@@ -183,10 +203,10 @@ address = {b}
 safe_mode_timeout_s = {safe_mode_timeout_s}
 
 [relay]
-handover_before_empty_min = 5.0
-warn_before_empty_min = 30.0
-overlap_steps = 4
-overlap_step_min = 1.0
+handover_before_empty_min = {handover_min:.2f}
+warn_before_empty_min = {warn_min:.2f}
+overlap_steps = {OVERLAP_STEPS}
+overlap_step_min = {OVERLAP_STEP_MIN}
 
 [gpio]
 backend = "simulated"
@@ -194,7 +214,7 @@ state_dir = "{self.gpio_dir}"
 
 [timing]
 heartbeat_timeout_s = 2.0
-poll_period_s = 0.25
+poll_period_s = {poll_s:.3f}
 keep_alive_period_s = 1.0
 
 [paths]

@@ -1,15 +1,19 @@
 """``pumpctl demo``: a norepinephrine course that outlives its syringe, narrated.
 
 Rescue start at 8 mcg/min on channel A, orders the safety rules refuse (saline diluent,
-a 10x slip), a planned titration to 12 mcg/min; a relief syringe on channel B (the wrong
-concentration refused for a standby, the right one primed to waste and armed); a
-downstream occlusion with its alarm and the recovery; the safety process's own handover
-from A to B before A's part-used syringe empties (overlap: B brought up as A is brought
-down, step by step); then a stop that the rules turn into a gradual wean (25 % per 30 min)
-before B stops. Everything goes through the real safety process over its socket, and the
-pumps are two NE-1000 emulators at two addresses on one pty line, so the real serial path
-is exercised. The summary checks the invariants on the pumps' own ground truth (both
-pumps' delivered drug, summed), not on what the controller believes.
+a 10x slip), a planned titration to 12 mcg/min; a downstream occlusion with its alarm and
+the recovery; a relief syringe on channel B (the wrong concentration refused for a
+standby, the right one primed to waste and armed); the safety process's own handover from
+A to B before A's part-used syringe empties (overlap: B brought up as A is brought down,
+step by step); then a stop that the rules turn into a gradual wean (25 % per 30 min)
+before B stops. The relief is armed after the occlusion, and A's syringe holds enough that
+the handover comes well after it (about 20 minutes of the clinical clock), so the order of
+the story does not depend on how fast the real processes answer.
+
+Everything goes through the real safety process over its socket, and the pumps are two
+NE-1000 emulators at two addresses on one pty line, so the real serial path is exercised.
+The summary checks the invariants on the pumps' own ground truth (both pumps' delivered
+drug, summed), not on what the controller believes.
 """
 
 from __future__ import annotations
@@ -137,7 +141,6 @@ class DemoScript:
         say("  confirmed (step 2 of 2)")
         self.wait_for("the titration to finish", lambda: s.state is not State.TITRATING, 30.0)
         say(f"titration done: {s.status_line()}")
-        self.set_up_relief()
         self.wait_clinical(5)
 
         say("FAULT: downstream occlusion (the line is clamped; an NE-1000 reports it as a stall)")
@@ -156,8 +159,9 @@ class DemoScript:
         dose = Decimal(12)
         outcome = s.start(dose)
         say(f"restart at {dose} mcg/min: {outcome.verdict.message}")
+        self.set_up_relief()
         self.watch_handover()
-        self.wait_clinical(5)
+        self.wait_clinical(3)
 
         say("stop the norepinephrine (a vasopressor is weaned, never stopped abruptly):")
         change = s.stop()
