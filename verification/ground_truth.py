@@ -32,6 +32,12 @@ rule says (S4); the figure checked is still the delivered one.
 
 Times are clinical seconds. ``tolerance_s`` absorbs the delay between the journal entry
 and the pump acting on a real wire (0 on a virtual clock, where they coincide).
+
+This module judges one pump's record. A bench of several channels is judged on the
+patient's total of the drug by ``verification.channel_truth.check_channels``, which sums
+the channels' ground truth in drug, projects every channel's command onto the total, and
+runs this check on the sum (each pump's own rules on its own record); a relay handover's
+delivered-flow figures are ``verification.handover``'s.
 """
 
 from __future__ import annotations
