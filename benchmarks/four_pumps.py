@@ -27,8 +27,10 @@ one is accepted: the limits on a drug's total over channels are not what is time
   the latency itself (as in ``benchmarks.lines``).
 - **Emergency stop** (``measure_estop``, NE-1000): all four running, ``EmergencyStop`` is
   timed from the request to its reply, which comes after the safety process stopped every
-  pump and read each one back; the reply's snapshot must show all four stopped (else the
-  run fails). Then the stop is acknowledged and the four restarted, and again. Baseline:
+  pump, each stop confirmed by the status ``S`` in the pump's own reply (S12; a pump whose
+  reply does not confirm is read back before the reply); the reply's snapshot must show
+  all four stopped (else the run fails). The read-backs of rate and volumes come with the
+  process's next poll. Then the stop is acknowledged and the four restarted, and again. Baseline:
   the same stop's exchanges (captured from the emulator's frame log), written and read
   with bare pyserial on the same paced pty after the safety process let go of it.
 """
@@ -154,13 +156,13 @@ class LatencyResult:
 
 @dataclass
 class EstopResult:
-    samples: list[float]  # s, request -> reply with all four read back stopped
+    samples: list[float]  # s, request -> reply with all four confirmed stopped
     exchanges: list[tuple[bytes, bytes]]
     bare: list[float]  # s, the same exchanges with bare pyserial on the same pty
     safety_peak_mb: float | None
     wire_s: float = 0.0
     #: s, request -> the emulator's reply to the last pump's stop command (every pump
-    #: stopped, before the read-backs), from its frame log (millisecond stamps)
+    #: stopped), from its frame log (millisecond stamps)
     all_stopped: list[float] = field(default_factory=list)
 
 

@@ -717,14 +717,15 @@ def _estop4(run: _Run) -> None:
             stats["p99"],
             "ms",
             ESTOP4_GOAL,
-            "p99, request -> reply with every pump read back stopped",
+            "p99, request -> reply with every pump confirmed stopped",
             stats,
             note=f"EmergencyStop from the API; the reply's snapshot shows all 4 stopped; "
             f"{len(result.exchanges)} exchanges on the wire ({result.wire_s * 1000:.0f} ms at "
-            "19200 baud 8N1: a stop per pump, then each pump's rate and volumes read back); "
+            "19200 baud 8N1: a stop per pump, back to back, each confirmed by the status "
+            "'S' in its own reply; rate and volumes are read back by the next poll); "
             "baseline: the same exchanges with bare pyserial on the same paced pty ('bare'); "
-            "'last pump stopped': to the emulator's reply to the 4th stop command, before the "
-            "read-backs (from its frame log, ms stamps)",
+            "'last pump stopped': to the emulator's reply to the 4th stop command "
+            "(from its frame log, ms stamps)",
         )
     )
 

@@ -473,12 +473,6 @@ def test_a_container_change_on_one_pump_is_a_bounded_journaled_gap(
     bench.assert_total_invariants()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap, reported to the lead: the relay relieves a channel that stopped "
-    "empty only on a pump:empty alarm (safety/kernel/relay.py _maybe_start), but an NE-1000 "
-    "or a Harvard pump senses motor force only and reports an empty syringe as pump:stall",
-)
 def test_a_syringe_that_empties_early_is_relieved_on_a_force_sensing_pump(
     make_channels: MakeChannels,
 ) -> None:

@@ -64,6 +64,7 @@ from safety.kernel.model import (
     StandbyArmed,
     StandbyDisarmed,
     StartInfusion,
+    StopConfirmed,
     Ticked,
     TimelineResumed,
     UpdatePatient,
@@ -181,6 +182,8 @@ def describe(event: Event, programs: ProgramTracker) -> str:
         )
         alarms = f" [pump: {', '.join(r.alarms)}]" if r.alarms else ""
         return f"{programs.on(event.channel)}read-back: {state}{alarms}"
+    if isinstance(event, StopConfirmed):
+        return f"{programs.on(event.channel)}stop confirmed by the pump's reply ({event.reply})"
     if isinstance(event, CommsFailed):
         return f"{programs.on(event.channel)}pump comms FAILED: {event.detail}"
     if isinstance(event, ControllerAttached):

@@ -88,6 +88,19 @@ class PumpStatus:
     priming: bool = False
 
 
+@dataclass(frozen=True)
+class StopConfirmation:
+    """The pump's own word, in its reply to the stop command itself, that it stopped.
+
+    Where a protocol's reply to a stop carries the pump's state (NE-1000: the status
+    character ``S``; Harvard: the idle prompt ``:``), that reply is a confirmation from
+    the pump, and the emergency stop (S12) counts the pump stopped on it instead of
+    waiting for a read-back of rate and volumes; the next read-back still verifies."""
+
+    #: the reply's state as the pump sent it, for the journal (``"00S"``, ``"07:"``)
+    reply: str
+
+
 class PumpDriver(abc.ABC):
     """A pump reached over one port. One command in flight at a time; every read has a
     deadline; every set is read back before it returns."""
@@ -128,7 +141,14 @@ class PumpDriver(abc.ABC):
     def start(self) -> None: ...
 
     @abc.abstractmethod
-    def stop(self) -> None: ...
+    def stop(self) -> StopConfirmation | None:
+        """Stop the pump. A reply that shows it still running raises ``PumpRejected``; a lost
+        one ``DeviceTimeout`` (outcome uncertain, never repeated here: S10).
+
+        Returns a ``StopConfirmation`` when the stop's own reply shows the pump stopped
+        (and only then: a reply that says nothing of the pump's state, or a state that is
+        not plainly stopped, returns None, and the caller reads the pump back to know).
+        """
 
     @abc.abstractmethod
     def read_status(self) -> PumpStatus: ...

@@ -56,6 +56,7 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    StopConfirmation,
     refuse_bag,
 )
 from drivers.serial_options import check_serial_options, resolve_port
@@ -259,7 +260,10 @@ class HarvardDriver(PumpDriver):
             )
         self._expect_running = True
 
-    def stop(self) -> None:
+    def stop(self) -> StopConfirmation | None:
+        """``stp``; the prompt ending its reply is the read-back. The idle prompt ``:`` is
+        returned as the pump's confirmation; a stall (``*``) or a reached target (``T*``)
+        is not running but was not stopped by this command, so it is not."""
         with self._transport.lock:
             self._ensure_link()
             self._expect_running = False
@@ -269,6 +273,10 @@ class HarvardDriver(PumpDriver):
                 f"harvard: stp acknowledged but the prompt is {reply.prompt.value!r}",
                 reason=f"still running (prompt {reply.prompt.value!r})",
             )
+        if reply.prompt is Prompt.IDLE:
+            where = f"{reply.address:02d}" if reply.address else ""
+            return StopConfirmation(f"{where}{reply.prompt.value}")
+        return None
 
     def read_status(self) -> PumpStatus:
         with self._transport.lock:

@@ -50,6 +50,7 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    StopConfirmation,
 )
 from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec
 from firmware_bridge.faults import ReplyAction, WireFaults, apply_faults
@@ -273,12 +274,15 @@ class MockPumpDriver(PumpDriver):
                     alarms,
                 )
 
-    def stop(self) -> None:
+    def stop(self) -> StopConfirmation | None:
+        """Stop, then a status read (a second exchange on the simulated wire): never a
+        confirmation from the stop's own reply, so the caller reads the pump back."""
         with self._lock:
             self._call("stop", self._pump.stop, query=False)
             snap = self._call("read back stop", self._pump.snapshot, query=True)
             if snap.running:
                 raise DriverError("mock pump: still running after stop")
+        return None
 
     def prime(self, volume_ml: float) -> float:
         """The simulated pump's own prime: its container's top rate, to ``volume_ml``."""

@@ -41,6 +41,7 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    StopConfirmation,
 )
 from drivers.pumps.modbus_link import ModbusLink, RtuLink, TcpLink
 from firmware_bridge.modbus.codec import (
@@ -289,11 +290,15 @@ class ModbusDriver(PumpDriver):
                     raise PumpAlarmError(f"pump stopped at once, alarms: {_names(alarms)}", alarms)
                 raise PumpRejected("pump reports it is not running after start", "not running")
 
-    def stop(self) -> None:
+    def stop(self) -> StopConfirmation | None:
+        """The run register or coil written off, then the run state read. A write's reply
+        only echoes the request (the register was written, not the motor stopped), and
+        the read is an exchange of its own: no confirmation, the caller reads back."""
         with self._lock:
             self._write_run(False)
             if self._running_now():
                 raise PumpRejected("pump reports it is still running after stop", "still running")
+        return None
 
     def read_status(self) -> PumpStatus:
         with self._lock:

@@ -15,7 +15,9 @@ Sets and read-back. Every value set is read back with a query and the read-back 
 what the driver returns. A set is sent exactly once: a lost reply raises ``DeviceTimeout``
 (outcome uncertain, the caller reconciles with ``read_status``), a corrupted one
 ``PumpChecksumError``; neither is retried. Pure queries are retried at most once. For RUN and
-STP the status character in the pump's reply is the read-back.
+STP the status character in the pump's reply is the read-back; a reply to STP showing
+``S`` (stopped) is returned as the pump's own confirmation (``StopConfirmation``), which
+the emergency stop counts before any read-back.
 
 Refusals. ``?OOR`` -> ``PumpRejected(reason="out of range (?OOR)")``, ``?NA`` -> not
 applicable now, ``?`` -> unknown command; values are never clamped. ``?COM`` (the pump
@@ -76,6 +78,7 @@ from drivers.pumps.base import (
     PumpRejected,
     PumpStatus,
     RateRange,
+    StopConfirmation,
     refuse_bag,
 )
 from drivers.serial_options import check_serial_options, resolve_port
@@ -279,7 +282,10 @@ class Ne1000Driver(PumpDriver):
                     reason=f"did not start (status {reply.status})",
                 )
 
-    def stop(self) -> None:
+    def stop(self) -> StopConfirmation | None:
+        """``STP``; the status character in its reply is the read-back. ``S`` (stopped) is
+        returned as the pump's confirmation; ``P``, ``T`` and ``U`` (paused, a pause phase,
+        a trigger wait: not pumping now, but a pause phase ends by itself) are not."""
         with self._transport.lock:
             self._ensure_link()
             reply = self._command(self._cmd("STP"))
@@ -289,6 +295,9 @@ class Ne1000Driver(PumpDriver):
                     f"ne1000: STP acknowledged but the pump reports status {reply.status}",
                     reason=f"still running (status {reply.status})",
                 )
+            if reply.status is Ne1000Status.STOPPED:
+                return StopConfirmation(f"{reply.address:02d}{reply.status.value}")
+            return None
 
     def read_status(self) -> PumpStatus:
         with self._transport.lock:

@@ -28,7 +28,14 @@ from pathlib import Path
 
 from drivers.errors import DriverError
 from drivers.gpio.base import GpioInterface
-from drivers.pumps.base import PumpAlarmError, PumpDriver, PumpRejected, PumpStatus, RateRange
+from drivers.pumps.base import (
+    PumpAlarmError,
+    PumpDriver,
+    PumpRejected,
+    PumpStatus,
+    RateRange,
+    StopConfirmation,
+)
 from firmware_bridge.clock import Clock, OffsetClock
 from firmware_bridge.syringes import Bag, Container
 from safety.alarms import Priority
@@ -87,6 +94,7 @@ from safety.kernel.model import (
     StandbyArmed,
     StandbyDisarmed,
     StartPump,
+    StopConfirmed,
     StopPump,
     Ticked,
     TimelineResumed,
@@ -490,11 +498,12 @@ class SafetyCore:
                 # the command was about to be sent, as it would from two transactions.
                 events.append(CommandIssued(verdict.actions[0], cause, now))
         self._record(*events)
-        execution = (
-            self._execute(verdict.actions, cause, first_recorded=True)
-            if verdict.accepted
-            else "not executed"
-        )
+        if not verdict.accepted:
+            execution = "not executed"
+        elif isinstance(body, EmergencyStop):
+            execution = self._emergency_execute(verdict.actions)
+        else:
+            execution = self._execute(verdict.actions, cause, first_recorded=True)
         self._outputs()
         return Outcome(verdict, execution, self.snapshot())
 
@@ -652,20 +661,86 @@ class SafetyCore:
         self.poll(depth + 1, touched or None)  # nothing sent: every channel, as it is now
         return "applied"
 
-    def _send(self, action: PumpAction) -> None:
+    def _emergency_execute(self, actions: tuple[PumpAction, ...]) -> str:
+        """S12: every pump's stop, back to back in channel order, then the interlock
+        relay; read-backs only after all of them.
+
+        Each action's ``CommandIssued`` is journaled before it is sent (the first one
+        with the verdict, by ``handle``). A stop whose own reply showed the pump stopped
+        (``StopConfirmation``: NE-1000 status ``S``, Harvard idle prompt) is journaled as
+        ``StopConfirmed`` in the same transaction as the next command (one flush, not
+        two, between two stops); that channel counts as stopped, and its read-back comes
+        with the next poll, which verifies as always. A failed action is journaled the
+        same way (``CommandFailed``, as ``_execute`` does) and nothing stops the rest:
+        every action moves toward safety, and the relay does not depend on the pump's
+        link. Then every channel whose stop was not confirmed (its reply said nothing of
+        the pump's state, showed it still running, or never came) is read back here, in
+        channel order, with the usual reactions: a pump seen running under the stop is
+        stopped again, an uncertain stop is reconciled, a silent pump is a comms alarm.
+        """
+        failure: str | None = None
+        uncertain: tuple[str, str] | None = None  # the first stop whose reply was lost
+        unconfirmed: list[str] = []
+        carried: list[Event] = []  # journaled with the next command (or at the end)
+        for index, action in enumerate(actions):
+            name = action.channel
+            if index > 0:
+                self._record(*carried, CommandIssued(action, "estop", self.now()))
+                carried = []
+            try:
+                confirmation = self._send(action)
+            except PumpRejected as exc:
+                carried.append(
+                    CommandFailed(action, "rejected", exc.reason or str(exc), self.now())
+                )
+                failure = failure or f"rejected by pump: {exc.reason or exc}"
+            except PumpAlarmError as exc:
+                reason = ", ".join(sorted(exc.alarms)) or str(exc)
+                failed = CommandFailed(action, "rejected", f"pump alarm: {reason}", self.now())
+                carried.append(failed)
+                failure = failure or f"rejected by pump: alarm {reason}"
+            except DriverError as exc:  # S10: reconciled by the read-back below
+                kind = type(exc).__name__
+                carried.append(CommandFailed(action, "timeout", f"{kind}: {exc}", self.now()))
+                uncertain = uncertain or (name, kind)
+                failure = failure or "uncertain"
+            except OSError as exc:  # GPIO
+                carried.append(CommandFailed(action, "error", str(exc), self.now()))
+                failure = failure or f"failed: {exc}"
+            else:
+                if isinstance(action, StopPump) and confirmation is not None:
+                    carried.append(StopConfirmed(name, confirmation.reply, self.now()))
+                    continue
+            if not isinstance(action, SetInterlock) and name not in unconfirmed:
+                unconfirmed.append(name)
+        if carried:
+            self._record(*carried)
+        if unconfirmed:
+            self.poll(1, unconfirmed)
+        if failure == "uncertain" and uncertain is not None:
+            name, kind = uncertain
+            if self.state.channel(name).pending is not None:
+                failure = f"uncertain: {kind}; waiting for a read-back"
+            else:
+                failure = f"uncertain ({kind}), reconciled by read-back"
+        return failure or "applied"
+
+    def _send(self, action: PumpAction) -> StopConfirmation | None:
+        """Send one action; a stop returns the pump's confirmation, when its reply has one."""
         if isinstance(action, SetInterlock):
             if self.gpio is not None:
                 self.gpio.set_pump_enabled(action.pump_enabled)
-            return
+            return None
         driver = self.channels[action.channel].driver
         if isinstance(action, SetRate):
             driver.set_rate(float(action.rate_ml_h))
         elif isinstance(action, StartPump):
             driver.start()
         elif isinstance(action, StopPump):
-            driver.stop()
+            return driver.stop()
         elif isinstance(action, PrimePump):
             driver.prime(float(action.volume_ml))
+        return None
 
     # ------------------------------------------------------------------ the relay (S15)
     def _relay(self) -> None:

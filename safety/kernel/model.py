@@ -470,6 +470,20 @@ class ReadbackReceived:
 
 
 @dataclass(frozen=True)
+class StopConfirmed:
+    """The pump's own reply to a stop command showed it stopped (NE-1000 status ``S``,
+    Harvard idle prompt ``:``; ``drivers.pumps.base.StopConfirmation``): the channel
+    counts as stopped from here. Journaled by the emergency stop (S12), which stops every
+    pump before it reads any back; the channel's next read-back still verifies its rate,
+    volumes and alarms."""
+
+    channel: str
+    reply: str  # the reply's state as the pump sent it ("00S")
+    now: Now
+    kind: Literal["stop_confirmed"] = "stop_confirmed"
+
+
+@dataclass(frozen=True)
 class CommsFailed:
     detail: str
     now: Now
@@ -653,6 +667,7 @@ Event = Annotated[
     | CommandIssued
     | CommandFailed
     | ReadbackReceived
+    | StopConfirmed
     | CommsFailed
     | ControllerAttached
     | ControllerLost

@@ -449,6 +449,21 @@ def _priming(
     return s, Reaction((), "safety")
 
 
+def stop_confirmed(state: KernelState, channel: str, now: Now, config: KernelConfig) -> KernelState:
+    """The pump's own reply to its stop showed it stopped (``StopConfirmed``, S12): the
+    channel counts as stopped from ``now``, its flow and its drug's total drop there, as
+    its read-back would record them. Nothing else is taken from the reply: the command
+    stays unread (rate, volumes and alarms wait for the next read-back, which verifies;
+    a pump seen running then under the emergency stop is stopped again). Every channel
+    stopped under an emergency stop: the stop's condition is gone, as on a read-back."""
+    c = state.channel(channel)
+    s = _record(state, channel, False, c.set_rate, now.clinical, c.expected_cause, config)
+    s = s.with_channel(channel, unread_command=c.unread_command)
+    if s.estopped and not s.any_running():
+        s = replace(s, alarms=s.alarms.condition_gone("estop"))
+    return s
+
+
 def _reconcile(
     s: KernelState, channel: str, pending: Pending, reading: PumpReading, t: float
 ) -> KernelState:

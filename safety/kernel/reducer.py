@@ -44,11 +44,18 @@ from safety.kernel.model import (
     StandbyArmed,
     StandbyDisarmed,
     StartPump,
+    StopConfirmed,
     StopPump,
     Ticked,
     TimelineResumed,
 )
-from safety.kernel.observe import count_unseen_delivery, observe, record_history, tick
+from safety.kernel.observe import (
+    count_unseen_delivery,
+    observe,
+    record_history,
+    stop_confirmed,
+    tick,
+)
 from safety.kernel.state import (
     ActiveProgram,
     ChannelState,
@@ -111,6 +118,8 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
         return _failed(state, event)
     if isinstance(event, ReadbackReceived):
         return observe(state, event.reading, event.now, config, event.channel)[0]
+    if isinstance(event, StopConfirmed):
+        return stop_confirmed(state, event.channel, event.now, config)
     if isinstance(event, CommsFailed):
         alarms = state.alarms.raised(
             "pump_comms",

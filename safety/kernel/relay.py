@@ -545,6 +545,19 @@ def _flow_shown(state: KernelState, channel: str) -> bool:
     return counter - start >= FLOW_SHOWN_SHARE * expected
 
 
+#: pump alarms that stop a channel's flow on their own and call its armed standby in at
+#: once (quick), in the words of the handover's reason. A syringe pump that senses only
+#: motor force (NE-1000, Harvard) reports a syringe emptier than it was said to be as a
+#: stall, and cannot tell it from an occlusion; for a vasopressor the standby on its own
+#: line is what keeps the drug flowing either way (the total stays what ran, and the
+#: stopped pump is not restarted by the safety process)
+RELIEVED_ON: dict[str, str] = {
+    "empty": "empty",
+    "stall": "with its motor stalled (an empty syringe, or an occlusion)",
+    "occlusion": "occluded",
+}
+
+
 def _maybe_start(
     state: KernelState, now: Now, config: KernelConfig, pumps: Pumps
 ) -> RelayMove | None:
@@ -558,7 +571,14 @@ def _maybe_start(
         if ca.pending is not None or cb.pending is not None or ca.drug_program is None:
             continue
         empty_at = ca.empty_at()
-        emptied = state.alarms.get("pump:empty", a)
+        stopped_by = next(
+            (
+                key
+                for key in RELIEVED_ON
+                if (alarm := state.alarms.get(f"pump:{key}", a)) is not None and alarm.active
+            ),
+            None,
+        )
         if (
             ca.running
             and empty_at is not None
@@ -569,11 +589,10 @@ def _maybe_start(
         elif (
             not ca.running
             and not ca.expected_running
-            and emptied is not None
-            and emptied.active
+            and stopped_by is not None
             and ca.set_rate > 0
         ):
-            why = f"channel {a}'s pump stopped empty"
+            why = f"channel {a}'s pump stopped {RELIEVED_ON[stopped_by]}"
             strategy = "quick"
         else:
             continue

@@ -282,3 +282,30 @@ def test_an_overlap_step_waits_for_the_standbys_counter(relay: ChannelBench) -> 
     assert moved(0.2249) is None  # under 90 % of 0.25 mL
     step = moved(0.225)
     assert step is not None and step.step == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("alarm", ["stall", "occlusion"])
+def test_a_pump_that_stops_on_its_own_is_relieved_by_its_armed_standby(
+    make_channels: Callable[..., ChannelBench], std: ProgramSpec, alarm: str
+) -> None:
+    """An NE-1000 or Harvard pump senses motor force only: a syringe that held less than
+    the operator said stops as a stall, indistinguishable from an occlusion. Either way
+    A's flow has stopped: the armed standby takes over at once at A's rate, and A stays
+    stopped."""
+    bench = make_channels()
+    bench.boot()
+    assert bench.load_on("A", std).verdict.accepted and bench.load_on("B", std).verdict.accepted
+    assert bench.start_on("A", 8).verdict.accepted
+    bench.prime_done("B")
+    assert bench.arm("B", "A").verdict.accepted
+    bench.advance(60, poll_every_s=20)
+    if alarm == "stall":
+        bench.pumps["A"].set_stall(True)
+    else:
+        bench.pumps["A"].set_occlusion(True)
+    bench.advance(60, poll_every_s=20)
+    started = [e for e in bench.relay_events() if isinstance(e, HandoverStarted)]
+    assert len(started) == 1 and started[0].why.startswith("channel A's pump stopped "), started
+    b, a = bench.pumps["B"].snapshot(), bench.pumps["A"].snapshot()
+    assert b.running and b.set_rate_ml_h == 30.0
+    assert not a.running

@@ -12,6 +12,7 @@ from drivers.pumps.base import (
     PumpChecksumError,
     PumpRejected,
     RateRange,
+    StopConfirmation,
 )
 from drivers.pumps.harvard import HarvardDriver
 from drivers.testing import DISCONNECT, ScriptedTransport, Step, expected_protocol
@@ -154,6 +155,42 @@ def test_start_and_stop_read_the_prompt() -> None:
         assert alarm.value.alarms == {PumpAlarmKind.STALL}
         with pytest.raises(PumpRejected, match="Rate not set"):
             driver.start()
+
+
+def test_a_stop_answered_with_the_idle_prompt_is_confirmed_by_its_own_reply() -> None:
+    """The prompt ending the reply to ``stp`` is the pump's state: ``:`` (idle) is its own
+    word that it stopped, returned to the caller with nothing read back."""
+    steps = [*CONNECT, (b"irun\r", b"\n>"), (b"stp\r", b"\n:")]
+    with expected_protocol(pump0, steps, connect=True) as driver:
+        driver.start()
+        assert driver.stop() == StopConfirmation(":")
+
+
+def test_a_stop_of_a_chained_pump_is_confirmed_by_its_addressed_idle_prompt() -> None:
+    steps = [
+        (b"7:ver\r", b"\n07:11 ELITE\r\n07:"),
+        (b"7:stp\r", b"\n07:"),
+    ]
+    with expected_protocol(pump7, steps, connect=True) as driver:
+        assert driver.stop() == StopConfirmation("07:")
+
+
+@pytest.mark.parametrize("prompt", [b"*", b"T*"])
+def test_a_stop_answered_stalled_or_at_target_is_not_a_confirmation(prompt: bytes) -> None:
+    """Not running, but not stopped by the stop: the caller reads the pump back."""
+    steps = [*CONNECT, (b"stp\r", b"\n" + prompt)]
+    with expected_protocol(pump0, steps, connect=True) as driver:
+        assert driver.stop() is None
+
+
+def test_a_stop_answered_still_infusing_raises_and_is_never_a_confirmation() -> None:
+    steps = [*CONNECT, (b"stp\r", b"\n>"), (b"stp\r", None)]
+    with expected_protocol(pump0, steps, connect=True) as driver:
+        with pytest.raises(PumpRejected) as info:
+            driver.stop()
+        assert info.value.reason == "still running (prompt '>')"
+        with pytest.raises(DeviceTimeout):
+            driver.stop()
 
 
 def test_read_status_uses_the_status_line_and_the_rate() -> None:

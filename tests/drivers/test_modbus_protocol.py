@@ -382,6 +382,19 @@ def test_tcp_start_and_stop_read_back_the_running_state() -> None:
             driver.stop()  # the pump says it still runs: never reported as stopped
 
 
+def test_tcp_a_stop_is_never_confirmed_by_its_reply() -> None:
+    """A write's reply echoes the request: it says the register was written, not that the
+    motor stopped. The run state read after it is a second exchange, so the stop returns
+    no confirmation and the caller reads the pump back."""
+    with tcp_script(
+        [
+            ("00 02 00 00 00 06 01 05 00 00 00 00", "00 02 00 00 00 06 01 05 00 00 00 00"),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+        ]
+    ) as driver:
+        assert driver.stop() is None
+
+
 def test_tcp_bad_mbap_header_is_a_checksum_error_and_the_link_resynchronises() -> None:
     with tcp_script(
         [

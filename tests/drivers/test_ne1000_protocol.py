@@ -13,6 +13,7 @@ from drivers.pumps.base import (
     PumpChecksumError,
     PumpRejected,
     RateRange,
+    StopConfirmation,
 )
 from drivers.pumps.ne1000 import Ne1000Driver
 from drivers.testing import DISCONNECT, ScriptedTransport, Step, expected_protocol
@@ -216,6 +217,57 @@ def test_start_and_stop_read_the_status_character() -> None:
         with pytest.raises(PumpRejected, match="status S") as info:
             driver.start()
         assert info.value.reason == "did not start (status S)"
+
+
+def test_a_stop_answered_with_status_s_is_confirmed_by_its_own_reply() -> None:
+    """The reply to STP carries the pump's status: ``S`` (stopped) is the pump's own word
+    that it stopped, returned to the caller, with nothing read back (S12: the emergency
+    stop stops every pump before it reads any back)."""
+    steps = [*CONNECT_BASIC, (b"0RUN\r", b("00I")), (b"0STP\r", b("00S"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        driver.start()
+        confirmation = driver.stop()
+    assert confirmation == StopConfirmation("00S")
+
+
+def test_a_stop_answered_in_safe_mode_is_confirmed_by_its_crc_checked_reply() -> None:
+    steps = [*CONNECT_SAFE, (s("0RUN"), s("00I")), (s("0STP"), s("00S"))]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        driver.start()
+        assert driver.stop() == StopConfirmation("00S")
+
+
+@pytest.mark.parametrize("status", ["P", "T", "U"])
+def test_a_stop_answered_paused_or_waiting_is_not_a_confirmation(status: str) -> None:
+    """Paused (``P``), a pause phase (``T``) or a trigger wait (``U``) is not running now
+    but not plainly stopped (a pause phase ends by itself): no confirmation, the caller
+    reads the pump back."""
+    steps = [*CONNECT_BASIC, (b"0RUN\r", b("00I")), (b"0STP\r", b(f"00{status}"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        driver.start()
+        assert driver.stop() is None
+
+
+def test_a_stop_answered_still_running_raises_and_is_never_a_confirmation() -> None:
+    steps = [*CONNECT_BASIC, (b"0RUN\r", b("00I")), (b"0STP\r", b("00I"))]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        driver.start()
+        with pytest.raises(PumpRejected) as info:
+            driver.stop()
+    assert info.value.reason == "still running (status I)"
+
+
+def test_a_stop_answered_with_an_alarm_or_not_at_all_is_no_confirmation() -> None:
+    steps = [
+        *CONNECT_BASIC,
+        (b"0STP\r", b("00A?S")),
+        (b"0STP\r", None),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(PumpAlarmError):
+            driver.stop()
+        with pytest.raises(DeviceTimeout):
+            driver.stop()  # never repeated by the driver: the caller reconciles (S10)
 
 
 def test_an_alarm_instead_of_a_set_raises_and_is_reported_by_the_next_status() -> None:
