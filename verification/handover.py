@@ -157,9 +157,11 @@ def window_figures(
     window_s: float = WINDOW_S,
 ) -> WindowFigures:
     """Compare each ``window_s`` window ending in [since + window_s, until] of the
-    delivered flow with the set one. Both are piecewise constant, so a window's ratio is
-    monotone between the instants where an edge of the window meets a change: those
-    instants (and the ends) are the only ones judged, exactly."""
+    delivered flow with the set one, where a rate was set throughout the window (a window
+    reaching back before the infusion began has no set dose to deviate from). Both flows
+    are piecewise constant, so a window's ratio is monotone between the instants where an
+    edge of the window meets a change: those instants (and the ends) are the only ones
+    judged, exactly."""
     events = list(delivered)
     wanted_events: list[TruthEvent] = list(wanted)
     edges = {since + window_s, until}
@@ -169,16 +171,28 @@ def window_figures(
     for w in wanted:
         edges.update((w.start, w.start + window_s))
     worst, worst_at, judged = 0.0, None, 0
+    starts = [w.start for w in wanted]
     for end in sorted(x for x in edges if since + window_s <= x <= until):
-        want = delivered_volume(wanted_events, end, end - window_s)
-        if want <= 0:
+        if not _set_throughout(wanted, starts, end - window_s, end):
             continue
+        want = delivered_volume(wanted_events, end, end - window_s)
         got = delivered_volume(events, end, end - window_s)
         deviation = got / want - 1.0
         judged += 1
         if worst_at is None or abs(deviation) > abs(worst):
             worst, worst_at = deviation, end
     return WindowFigures(worst, worst_at, _longest_low(events, wanted, since, until), judged)
+
+
+def _set_throughout(
+    wanted: Sequence[TruthSegment], starts: Sequence[float], since: float, until: float
+) -> bool:
+    """Whether a positive rate was set at every instant of [since, until]."""
+    first = bisect.bisect_right(starts, since) - 1
+    if first < 0:
+        return False
+    last = bisect.bisect_left(starts, until)  # a change at ``until`` itself is after it
+    return all(w.rate_ml_h > 0 for w in wanted[first:last])
 
 
 def _rate_at(segments: Sequence[TruthSegment], starts: Sequence[float], t: float) -> float:
