@@ -178,7 +178,7 @@ def test_a_right_rate_ends_the_retries_and_clears_under_and_hard_max_on_its_chan
 ) -> None:
     state = with_b(running(std)).with_channel("A", under_retries=1)
     for key in ("readback_under", "readback_hard_max"):
-        state = raised(raised(state, key, "A"), key, "B")
+        state = raised(raised(state, key, "B"), key, "A")  # B first in the book
     after, reaction = read(state, "30.0")
     assert reaction == Reaction((), "safety")
     assert after.channel("A").under_retries == 0
@@ -190,7 +190,7 @@ def test_a_right_rate_ends_the_retries_and_clears_under_and_hard_max_on_its_chan
 def test_a_stopped_pump_clears_over_and_hard_max_on_its_channel(std: ActiveProgram) -> None:
     state = with_b(running(std)).with_channel("A", expected_running=False)
     for key in ("readback_over", "readback_hard_max"):
-        state = raised(raised(state, key, "A"), key, "B")
+        state = raised(raised(state, key, "B"), key, "A")  # B first in the book
     after, _ = read(state, "30.0", is_running=False)
     for key in ("readback_over", "readback_hard_max"):
         assert not the(after, key, "A").active
@@ -231,7 +231,7 @@ def test_a_pump_seen_running_as_expected_keeps_its_stopped_alarm_until_then(
     std: ActiveProgram,
 ) -> None:
     """The condition goes when the pump is stopped or not expected to run, on its channel."""
-    state = raised(raised(with_b(running(std)), "pump_stopped", "A"), "pump_stopped", "B")
+    state = raised(raised(with_b(running(std)), "pump_stopped", "B"), "pump_stopped", "A")
     after, _ = read(state, "30.0")
     assert the(after, "pump_stopped", "A").active
     state = state.with_channel("A", expected_running=False)
@@ -405,3 +405,57 @@ def test_a_prime_ends_when_the_pump_stops_primed_or_with_its_alarm(
     assert failed is not None
     assert whole(failed) == (Reason.RELAY, Priority.MEDIUM, T, "A", True)
     assert failed.message == message
+
+
+def test_a_pump_seen_running_unbidden_ends_an_earlier_stopped_by_itself(
+    std: ActiveProgram,
+) -> None:
+    """Stopped by itself earlier, now found running though nobody started it: that
+    condition is over (this one is an over-rate, stopped)."""
+    state = raised(with_b(running(std)), "pump_stopped", "A").with_channel(
+        "A", expected_running=False
+    )
+    after, reaction = read(state, "30.0")
+    assert reaction.actions == (StopPump("A"),)
+    assert not the(after, "pump_stopped", "A").active
+    assert the(after, "readback_over", "A").active
+
+
+def test_the_under_rate_retry_goes_to_the_channel_read(std: ActiveProgram) -> None:
+    state = with_b(running(std))
+    b = state.channel("A")
+    state = state.with_channel("B", **{f: getattr(b, f) for f in _RUNNING})
+    _, reaction = read(state, "29.9", channel="B")
+    assert reaction == Reaction((SetRate(RATE, "B"),), "retry")
+
+
+_RUNNING = ("program", "running", "set_rate", "expected_running", "expected_rate")
+
+
+def test_a_read_back_rearms_an_alarm_whose_silence_has_ended(std: ActiveProgram) -> None:
+    """Acknowledged at liveness 0 (silenced for its while), still active: a reading after
+    the silence annunciates it again."""
+    state = raised(running(std), "pump:occlusion", "A")
+    state = replace(state, alarms=state.alarms.acknowledged(None, 0.0))
+    assert not the(state, "pump:occlusion").annunciating
+    after, _ = observe(
+        state,
+        PumpReading(False, RATE, 1.0, ("occlusion",)),
+        Now(T, 1e6),
+        CONFIG,
+    )
+    assert the(after, "pump:occlusion").annunciating
+
+
+def test_a_channel_near_empty_with_no_standby_on_a_bench_of_two_alarms(
+    std: ActiveProgram,
+) -> None:
+    """10 mL loaded, 1 mL displaced at this reading: 9 mL at 30 mL/h is 18 min, within
+    the 30 min warning: medium."""
+    state = with_b(running(std)).with_channel("A", container=ContainerState(volume_ml=10.0))
+    after, _ = read(state, "30.0")
+    alarm = the(after, "relay_no_standby")
+    assert whole(alarm) == (Reason.RELAY, Priority.MEDIUM, T, "A", True)
+    assert alarm.message.startswith(
+        "channel A's container empties in about 18 min and no standby is armed for it"
+    )
