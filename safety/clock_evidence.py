@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from firmware_bridge.clock import Clock, ScaledClock, clock_spec
 from safety.kernel.model import Now, TimelineResumed
@@ -61,17 +63,29 @@ def _boottime() -> float | None:
 def wall_clock_synchronised() -> bool | None:
     """Whether the kernel's clock is synchronised (NTP): ``adjtimex`` with no change asked
     reads the state; None where it cannot be asked."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
+        return None
     try:
-        # the process's own symbols (libc is among them on Linux); ctypes.util.find_library
-        # would start a subprocess (ldconfig) on every call
-        libc = ctypes.CDLL(None, use_errno=True)
         buffer = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 (read)
-        state = int(libc.adjtimex(buffer))
-    except (OSError, AttributeError):
+        state = int(adjtimex(buffer))
+    except OSError:
         return None
     if state < 0:
         return None
     return state != _TIME_ERROR
+
+
+@functools.cache
+def _adjtimex() -> Any:
+    """libc's ``adjtimex``, looked up once per process (None where there is none): the
+    look-up costs more than the call, and the running process checks every minute."""
+    try:
+        # the process's own symbols (libc is among them on Linux); ctypes.util.find_library
+        # would start a subprocess (ldconfig) on every call
+        return ctypes.CDLL(None, use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
 
 
 def timeline_started(

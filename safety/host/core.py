@@ -39,7 +39,7 @@ from drivers.pumps.base import (
 from firmware_bridge.clock import Clock, OffsetClock
 from firmware_bridge.syringes import Bag, Container
 from safety.alarms import Priority
-from safety.clock_evidence import EvidenceSource, read_evidence
+from safety.clock_evidence import EvidenceSource, read_evidence, wall_clock_synchronised
 from safety.host.watchdog_device import WatchdogFeeder
 from safety.journal import Journal, JournalDamaged, JournalEntry, salvage, set_aside
 from safety.kernel.codec import encode_event
@@ -277,6 +277,8 @@ class SafetyCore:
         self._watchdog_level = False
         self._started = False
         self._memos: dict[str, PointsMemo] = {}
+        #: the last ``next_deadline``: (state, config, clinical time, deadline)
+        self._deadline_memo: tuple[KernelState, KernelConfig, float, float | None] | None = None
 
     # ------------------------------------------------------------------ one channel
     # What a one-pump bench (and code written for it) reads: its only channel's.
@@ -599,8 +601,10 @@ class SafetyCore:
                 log.warning("channel %s: pump range still unknown: %s", name, exc)
         reading = self._reading(status)
         now = self.now()
-        _, reaction = observe(self.state, reading, now, self.config, name)
-        self._record(ReadbackReceived(reading, now, name))
+        # the reducer's state for this event is observe's own (``apply`` of a read-back
+        # is ``observe``, a pure function of the same arguments): computed once, here
+        after, reaction = observe(self.state, reading, now, self.config, name)
+        self._record(ReadbackReceived(reading, now, name), applied=after)
         if reaction.actions and depth < MAX_REACTION_DEPTH:
             self._execute(reaction.actions, reaction.cause, depth + 1)
         self._outputs()
@@ -800,7 +804,7 @@ class SafetyCore:
                     except DriverError as exc:
                         log.warning("channel %s: keep-alive failed: %s", name, exc)
         now = self.now()
-        deadline = next_deadline(self.state, now, self.config)
+        deadline = self.next_deadline(now)
         if live >= self._due_poll or (deadline is not None and now.clinical >= deadline):
             self._due_poll = live + self.timing.poll_period_s
             self.poll()
@@ -833,15 +837,36 @@ class SafetyCore:
             waits.append(self._due_watchdog - live)
         if self._last_heartbeat is not None and self.state.attached:
             waits.append(self._last_heartbeat + self.timing.heartbeat_timeout_s - live)
-        deadline = next_deadline(self.state, self.now(), self.config)
+        deadline = self.next_deadline()
         if deadline is not None:
             waits.append(self.clinical.to_real_seconds(deadline - self.clinical.now()))
         return max(0.0, min(waits))
+
+    def next_deadline(self, now: Now | None = None) -> float | None:
+        """The kernel's ``next_deadline`` for the state as it is at ``now`` (default:
+        this instant). Pure, so computed once per state and clinical instant: a service
+        pass, and a virtual clock's advance around it, ask for it several times."""
+        now = now if now is not None else self.now()
+        memo = self._deadline_memo
+        if (
+            memo is not None
+            and memo[0] is self.state
+            and memo[1] is self.config
+            and memo[2] == now.clinical
+        ):
+            return memo[3]
+        deadline = next_deadline(self.state, now, self.config)
+        self._deadline_memo = (self.state, self.config, now.clinical, deadline)
+        return deadline
 
     def _check_wall_clock(self) -> None:
         """Journal a change of the wall clock's synchronisation (no change of timeline):
         after a reboot, the journal's last wall time is evidence only if it was synced."""
         if not self._started:
+            return
+        if self.evidence is read_evidence and wall_clock_synchronised() == self._wall_synced:
+            # this machine's own evidence: its synchronisation is all a check needs (the
+            # boot id and the clocks are read when there is a change to journal)
             return
         evidence = self.evidence(self.liveness, self.source)
         if evidence.wall_synced == self._wall_synced:
@@ -865,15 +890,19 @@ class SafetyCore:
         )
 
     # ------------------------------------------------------------------ state
-    def _record(self, *events: Event) -> None:
-        """Journal first (one durable transaction), then apply (S14)."""
+    def _record(self, *events: Event, applied: KernelState | None = None) -> None:
+        """Journal first (one durable transaction), then apply (S14). ``applied``: the
+        state after the one event, already computed by the kernel from the current state
+        with the reducer's own function (``apply`` would compute it again)."""
         rows = [
             (event.kind, encode_event(event), event.now.clinical, event.now.liveness)
             for event in events
         ]
         self.journal.append_many(rows)
+        if applied is not None and len(events) != 1:
+            raise ValueError("a precomputed state is the state after one event")
         for event in events:
-            self.state = apply(self.config, self.state, event)
+            self.state = apply(self.config, self.state, event) if applied is None else applied
             if isinstance(event, ReadbackReceived) and event.channel in self.channels:
                 self.channels[event.channel].last_infused_ml = event.reading.infused_ml
         if self.on_change is not None and self._started:

@@ -186,8 +186,6 @@ class LocalSafety:
         """Move both clocks ``seconds`` forward, running every timer when it falls due."""
         if not seconds >= 0:
             raise ValueError(f"advance({seconds}): time only moves forward")
-        from safety.kernel.observe import next_deadline  # noqa: PLC0415
-
         end = self.liveness.now() + seconds
         for _ in range(MAX_STEPS_PER_ADVANCE):
             self._heartbeat_if_due()
@@ -200,7 +198,7 @@ class LocalSafety:
                 candidates.append(now + wait)
             if self._attached and self._heartbeats:
                 candidates.append(self._next_heartbeat)
-            deadline = next_deadline(self.core.state, self.core.now(), self.core.config)
+            deadline = self.core.next_deadline()
             if deadline is not None and deadline > self.clinical.now():
                 candidates.append(now + (deadline - self.clinical.now()))
             step = max(min(candidates) - now, 1e-6)

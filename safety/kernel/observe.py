@@ -31,6 +31,7 @@ from safety.kernel.model import (
 )
 from safety.kernel.relay import relay_deadline
 from safety.kernel.state import FluidProgram, KernelState, Pending
+from safety.library import CumulativeCap
 from safety.reasons import Reason
 from safety.rules import num
 
@@ -82,7 +83,7 @@ def observe(
         state = state.with_channel(channel, unseen_pending=False)
     alarms = state.alarms.condition_gone("pump_comms", channel)
     alarms = _pump_alarms(alarms, reading, t, channel)
-    s = replace(state, alarms=alarms).with_channel(channel, comms_ok=True)
+    s = _with_alarms(state, alarms).with_channel(channel, comms_ok=True)
     rate = reading.set_rate_ml_h
     running = reading.running
 
@@ -162,7 +163,7 @@ def observe(
         else:
             s = s.with_channel(channel, under_retries=0)
             alarms = s.alarms.condition_gone("readback_under", channel)
-            s = replace(s, alarms=alarms.condition_gone("readback_hard_max", channel))
+            s = _with_alarms(s, alarms.condition_gone("readback_hard_max", channel))
     else:
         if c.expected_running:
             present = [a for a in reading.alarms if a != "near_empty"]
@@ -180,14 +181,14 @@ def observe(
             s = s.with_channel(channel, expected_running=False)
             cause = "pump"
         alarms = s.alarms.condition_gone("readback_over", channel)
-        s = replace(s, alarms=alarms.condition_gone("readback_hard_max", channel))
+        s = _with_alarms(s, alarms.condition_gone("readback_hard_max", channel))
     if not running or not s.channel(channel).expected_running:
-        s = replace(s, alarms=s.alarms.condition_gone("pump_stopped", channel))
+        s = _with_alarms(s, s.alarms.condition_gone("pump_stopped", channel))
 
     was_running = state.channel(channel).running
     s = _record(s, channel, running, rate, t, cause, config)
     if s.estopped and not s.any_running():
-        s = replace(s, alarms=s.alarms.condition_gone("estop"))  # every pump seen stopped
+        s = _with_alarms(s, s.alarms.condition_gone("estop"))  # every pump seen stopped
     steady = was_running and running and not reading.alarms
     s = _accuracy(s, channel, reading, t, config, steady=steady)
     drug = s.channel(channel).drug
@@ -197,7 +198,7 @@ def observe(
             if action not in actions:
                 actions.append(action)
     s = container_warnings(s, now, config)
-    s = replace(s, alarms=s.alarms.rearmed(now.liveness))
+    s = _with_alarms(s, s.alarms.rearmed(now.liveness))
     return s, Reaction(tuple(actions), "safety" if cause != "retry" else "retry")
 
 
@@ -210,7 +211,7 @@ def tick(state: KernelState, now: Now, config: KernelConfig) -> tuple[KernelStat
         s, more = _cap(s, drug, now, config)
         actions += [a for a in more if a not in actions]
     s = container_warnings(s, now, config)
-    s = replace(s, alarms=s.alarms.rearmed(now.liveness))
+    s = _with_alarms(s, s.alarms.rearmed(now.liveness))
     return s, Reaction(tuple(actions), "safety")
 
 
@@ -327,7 +328,7 @@ def container_warnings(s: KernelState, now: Now, config: KernelConfig) -> Kernel
                 handover.to_channel,
             )
     if len(s.channels) < 2:
-        return replace(s, alarms=alarms)
+        return _with_alarms(s, alarms)
     armed = {c.standby.for_channel for c in s.channels.values() if c.standby is not None}
     handing = s.handover.from_channel if s.handover is not None else None
     for name, c in s.channels.items():
@@ -353,7 +354,7 @@ def container_warnings(s: KernelState, now: Now, config: KernelConfig) -> Kernel
             t,
             name,
         )
-    return replace(s, alarms=alarms)
+    return _with_alarms(s, alarms)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -378,6 +379,12 @@ def _alarm(
     scope: str = "",
 ) -> KernelState:
     return replace(s, alarms=s.alarms.raised(key, reason, priority, message, t, scope))
+
+
+def _with_alarms(s: KernelState, alarms: AlarmBook) -> KernelState:
+    """``s`` with the book ``alarms``: ``s`` itself when it is the book ``s`` has (a
+    condition gone that was not there, a silence not yet over)."""
+    return s if alarms is s.alarms else replace(s, alarms=alarms)
 
 
 def _pump_alarms(alarms: AlarmBook, reading: PumpReading, t: float, channel: str) -> AlarmBook:
@@ -606,7 +613,7 @@ def _accuracy(
     alarms = s.alarms.condition_gone("accuracy_over", channel).condition_gone(
         "accuracy_under", channel
     )
-    return replace(s, alarms=alarms).with_channel(channel, deviation_since=None)
+    return _with_alarms(s, alarms).with_channel(channel, deviation_since=None)
 
 
 def _cap(
@@ -627,14 +634,14 @@ def _cap(
     for cap, note in caps_in_force(s, drug, t):
         given = history.amount(t - float(cap.window_s), t)
         headroom = float(cap.base_amount) - given
-        shown = f"{num(cap.amount)} {cap.unit} per {num(cap.window_h)} h{note}"
         if per_s > 0 and headroom <= per_s * config.cap_guard_s:
             s = _alarm(
                 s,
                 "cap",
                 Reason.CUMULATIVE_CAP,
                 Priority.HIGH,
-                f"cumulative cap reached ({shown}): pump stopped; it is a hard limit",
+                f"cumulative cap reached ({_cap_words(cap, note)}): pump stopped; it is a "
+                "hard limit",
                 t,
                 scope,
             )
@@ -642,7 +649,7 @@ def _cap(
         if per_s > 0 and headroom / per_s <= config.cap_warning_s:
             minutes = headroom / per_s / 60.0
             if warning is None or minutes < warning[0]:
-                warning = (minutes, shown)
+                warning = (minutes, _cap_words(cap, note))
     if warning is not None:
         minutes, shown = warning
         s = _alarm(
@@ -658,4 +665,9 @@ def _cap(
     alarms = s.alarms.condition_gone("cap_warning", scope)
     if per_s == 0:
         alarms = alarms.condition_gone("cap", scope)
-    return replace(s, alarms=alarms), []
+    return _with_alarms(s, alarms), []
+
+
+def _cap_words(cap: CumulativeCap, note: str) -> str:
+    """A cap as its alarms show it."""
+    return f"{num(cap.amount)} {cap.unit} per {num(cap.window_h)} h{note}"

@@ -584,8 +584,16 @@ class KernelState:
         return name
 
     def with_channel(self, name: str, **changes: object) -> KernelState:
-        """The same state with channel ``name`` changed (created when new)."""
-        channel = replace(self.channels.get(name, _NO_CHANNEL), **changes)  # type: ignore[arg-type]
+        """The same state with channel ``name`` changed (created when new); the state
+        itself when the channel already holds every value given (the same objects)."""
+        current = self.channels.get(name)
+        if current is not None and all(
+            key in _CHANNEL_FIELDS and getattr(current, key) is value
+            for key, value in changes.items()
+        ):
+            return self
+        base = current if current is not None else _NO_CHANNEL
+        channel = replace(base, **changes)  # type: ignore[arg-type]
         return replace(self, channels={**self.channels, name: channel})
 
     def drug_channels(self, drug: str) -> list[tuple[str, ChannelState]]:

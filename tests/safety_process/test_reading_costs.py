@@ -1,0 +1,108 @@
+"""What a pump reading costs the safety core: each piece of work done once (see
+docs/benchmarks.md, "Simulation"). The decisions are the same either way (the replay and
+journal-order tests say so); these tests keep the repeated work from coming back."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from safety import clock_evidence
+from safety.host.core import SYNC_CHECK_S, HostTiming
+from safety.ipc.local import LocalSafety
+from safety.kernel import observe as kernel_observe
+from safety.kernel.model import LoadProgram, ProgramSpec, StartInfusion
+from safety.kernel.replay import replay_journal
+from safety.library import DrugLibrary
+
+#: the simulation benchmark's timing: a reading and a keep-alive a minute
+TIMING = HostTiming(poll_period_s=60.0, keep_alive_period_s=60.0, heartbeat_timeout_s=120.0)
+
+
+def _infusing(link: LocalSafety, spec: ProgramSpec) -> None:
+    link.attach()
+    assert link.request(LoadProgram(spec)).verdict.accepted
+    assert link.request(StartInfusion(Decimal(8))).execution == "applied"
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, target: str, real: Any) -> list[object]:
+    calls: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, counted)
+    return calls
+
+
+def _readbacks(link: LocalSafety) -> int:
+    return sum(1 for _ in link.journal.entries(kinds=("readback",)))
+
+
+def test_a_reading_is_observed_once_and_the_live_state_is_the_replayed_one(
+    library: DrugLibrary, spec: ProgramSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LocalSafety(library=library, timing=TIMING) as link:
+        _infusing(link, spec)
+        live = _counting(monkeypatch, "safety.host.core.observe", kernel_observe.observe)
+        replayed = _counting(monkeypatch, "safety.kernel.reducer.observe", kernel_observe.observe)
+        before = _readbacks(link)
+        link.advance(3600.0)
+        readings = _readbacks(link) - before
+        assert readings >= 60
+        assert len(live) == readings  # the host's reaction and the state: one observe
+        assert not replayed  # the reducer is not asked again for the same read-back
+        monkeypatch.undo()
+        assert replay_journal(link.core.config, link.journal).state == link.core.state
+
+
+def test_the_next_deadline_is_computed_once_per_state_and_instant(
+    library: DrugLibrary, spec: ProgramSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LocalSafety(library=library, timing=TIMING) as link:
+        _infusing(link, spec)
+        calls = _counting(
+            monkeypatch, "safety.host.core.next_deadline", kernel_observe.next_deadline
+        )
+        for _ in range(5):
+            expected = kernel_observe.next_deadline(
+                link.core.state, link.core.now(), link.core.config
+            )
+            assert expected is not None
+            assert link.core.next_deadline() == expected
+            assert link.core.next_deadline() == expected  # the same state and instant
+            link.advance(60.0)
+        distinct = {(id(args[0]), args[1].clinical) for args in calls}  # type: ignore[index]
+        assert len(calls) == len(distinct)
+
+
+def test_the_running_check_reads_the_synchronisation_alone_and_journals_a_change(
+    library: DrugLibrary, spec: ProgramSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[bool | None] = [False]
+
+    def sync() -> bool | None:
+        return synced[0]
+
+    monkeypatch.setattr("safety.clock_evidence.wall_clock_synchronised", sync)
+    monkeypatch.setattr("safety.host.core.wall_clock_synchronised", sync)
+    with LocalSafety(library=library, timing=TIMING) as link:
+        _infusing(link, spec)
+        boot_reads = _counting(monkeypatch, "safety.clock_evidence.boot_id", clock_evidence.boot_id)
+        link.advance(10 * SYNC_CHECK_S)
+        assert not boot_reads  # ten checks, no change: nothing but the synchronisation read
+
+        synced[0] = True
+        link.advance(SYNC_CHECK_S)
+        changes = [
+            e.data()
+            for e in link.journal.entries(kinds=("timeline_resumed",))
+            if "synchronisation changed" in e.data()["basis"]
+        ]
+        assert len(changes) == 1
+        assert changes[0]["wall_synced"] is True
+        assert len(boot_reads) == 1  # the full evidence, for the change journaled
+        assert changes[0]["boot_id"] == clock_evidence.boot_id()
