@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,7 @@ from safety.kernel.model import (
 from safety.kernel.state import load_program
 from safety.library import DrugLibrary
 from safety.reasons import Reason
+from tests.kernel.support import Bench, norepi_standard
 from verification.channel_truth import ChannelsError, ChannelsReport, check_channels
 from verification.handover import set_flow, summed_flow, window_figures
 
@@ -390,3 +392,42 @@ def test_the_set_total_follows_every_channel_command() -> None:
     ]
     # the relay's start of B and stop of A at one instant leave the total as it was
     assert set_flow(events) == [TruthSegment(0.0, 22.5)]
+
+
+def test_one_channel_is_judged_as_the_one_pump_oracle_judges_it(
+    library: DrugLibrary, tmp_path: Path
+) -> None:
+    """On a one-pump bench the total is that pump: a real course through the safety core
+    (start, rises, a 10x slip refused, an over-rate pump stopped, a wean, an emergency
+    stop) gets the same changes and verdicts from both oracles."""
+    bench = Bench(tmp_path, library)
+    try:
+        bench.boot()
+        spec = norepi_standard(library)
+        assert bench.load(spec).verdict.accepted
+        assert bench.start(8).verdict.accepted
+        bench.advance(600)
+        assert bench.change(10).verdict.accepted
+        assert not bench.change(100).verdict.accepted
+        bench.advance(900)
+        bench.pump.set_rate(bench.pump.snapshot().set_rate_ml_h * 2)  # behind its back
+        bench.core.poll()
+        bench.ack()
+        assert bench.start(10).verdict.accepted
+        bench.advance(1800)
+        assert bench.change("7.6").verdict.accepted
+        bench.advance(600)
+        assert bench.estop().verdict.accepted
+        bench.advance(60)
+        one = bench.judge()
+        summed = check_channels(
+            {"A": bench.pump.truth.events}, library, bench.events(), until=bench.clinical.now()
+        ).total
+        assert [(c.time, c.kind, c.cause) for c in summed.changes] == [
+            (c.time, c.kind, c.cause) for c in one.changes
+        ]
+        assert summed.violations == one.violations
+        assert summed.summary.drug_amount == pytest.approx(one.summary.drug_amount)
+        assert {c.cause for c in one.changes} >= {"command", "pump", "safety", "estop"}
+    finally:
+        bench.close()
