@@ -192,7 +192,12 @@ def _set_throughout(
     if first < 0:
         return False
     last = bisect.bisect_left(starts, until)  # a change at ``until`` itself is after it
-    return all(w.rate_ml_h > 0 for w in wanted[first:last])
+    # a record followed by another at its own instant lasted no time: it set nothing
+    return all(
+        w.rate_ml_h > 0
+        for i, w in enumerate(wanted[first:last], start=first)
+        if i + 1 >= len(wanted) or wanted[i + 1].start > w.start
+    )
 
 
 def _rate_at(segments: Sequence[TruthSegment], starts: Sequence[float], t: float) -> float:

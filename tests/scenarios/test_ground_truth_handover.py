@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge.pump_model import TruthEvent, TruthSegment, delivered_volume
@@ -38,6 +38,15 @@ def test_the_summed_flow_delivers_what_the_channels_delivered(
 
 @settings(max_examples=60, deadline=None)
 @given(got=flows(), wanted=flows())
+@example(  # a set flow that stops and restarts at one instant was never unset
+    got=[TruthSegment(0.0, 0.0), TruthSegment(0.0, 1.0)],
+    wanted=[
+        TruthSegment(0.0, 0.0),
+        TruthSegment(46.0, 5.625),
+        TruthSegment(97.0, 0.0),
+        TruthSegment(97.0, 1.0),
+    ],
+)
 def test_the_worst_window_is_found_at_the_breakpoints(
     got: list[TruthEvent], wanted: list[TruthEvent]
 ) -> None:
