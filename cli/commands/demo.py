@@ -17,11 +17,15 @@ from controller.errors import ControllerError
 def add_parser(sub: SubParsers) -> None:
     p = sub.add_parser(
         "demo",
-        help="run a demo infusion on the emulated NE-1000 with the safety process",
-        description="Start an NE-1000 emulator on a pty and the safety process, then run "
-        "a norepinephrine course: rescue start, refused orders, titration, an occlusion "
-        "and its recovery, and a gradual wean to stop. Writes the journals (and a plot "
-        "when matplotlib is installed) to --out.",
+        help="run a demo infusion on two emulated NE-1000s with the safety process",
+        description="Start two NE-1000 emulators at addresses 0 and 1 on one pty line and "
+        "the safety process owning both (channels A and B), then run a norepinephrine "
+        "course that outlives A's syringe: rescue start, refused orders, titration, an "
+        "occlusion and its recovery, a relief syringe on B (a wrong strength refused, "
+        "primed to waste, armed), the safety process's own handover from A to B, and a "
+        "gradual wean to stop. The summary is checked on both pumps' delivered flow, "
+        "summed. Writes the journals, the pumps' ground truth (and a plot when "
+        "matplotlib is installed) to --out.",
     )
     p.add_argument("--out", default="var/demo", help="output folder (default var/demo)")
     p.add_argument(
