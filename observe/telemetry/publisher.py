@@ -2,11 +2,13 @@
 
 ``Publisher`` owns one paho client. Events are put in the durable ``Outbox`` (numbered)
 and handed to paho in outbox order, at most ``window`` unacknowledged at a time; a row
-is deleted only on its PUBACK. While the broker is away paho keeps the handed rows and
-sends them again (marked DUP) when it reconnects, and everything newer waits in the
-outbox: nothing is lost, whatever the outage's length, and the order is the outbox's.
-A broker that received a message whose acknowledgement was lost gets it twice: the
-consumer drops it by its ``seq``.
+is deleted only on its PUBACK. While the broker is away everything newer waits in the
+outbox; on every reconnect the publisher hands the rows still unacknowledged to paho
+again itself, in outbox order, before anything newer (paho's own resending comes after
+its ``on_connect``, and a publish made meanwhile would overtake it: a consumer would
+then drop the older row as a duplicate it never had). Nothing is lost, whatever the
+outage's length, and the order is the outbox's. A broker that received a message whose
+acknowledgement was lost gets it twice: the consumer drops it by its ``seq``.
 
 The status is not an event: only the latest matters, so it is published retained on
 every change, every ``status_period_s`` (so a fleet view can tell the data's age), and
@@ -80,6 +82,9 @@ class Publisher:
         self._early: set[int] = set()  # mids acknowledged before they were booked
         self._untracked: set[int] = set()  # status and online: not outbox rows
         self._handed = 0  # last outbox row id handed to paho
+        #: held by ``pump`` while it hands rows and by ``_on_connect`` while it takes
+        #: back what paho holds (re-entrant: ``on_connected`` may pump)
+        self._pump_lock = threading.RLock()
         self._kick = threading.Event()
         #: the outbox may hold rows not yet handed to paho (saves a query per pump)
         self._more = threading.Event()
@@ -229,7 +234,12 @@ class Publisher:
 
         paho is never called under ``_lock`` (its network thread calls ``_on_publish``
         holding its own lock: the two orders would deadlock); a PUBACK that beats the
-        bookkeeping of its own publish is kept in ``_early`` and settled here."""
+        bookkeeping of its own publish is kept in ``_early`` and settled here. One pump at a
+        time (``_pump_lock``), and none while a reconnect takes the rows back."""
+        with self._pump_lock:
+            return self._pump()
+
+    def _pump(self) -> int:
         if not self.connected or not self._more.is_set():
             return 0
         with self._lock:
@@ -284,6 +294,8 @@ class Publisher:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
+        if self.connects:
+            self._take_back()
         self.connected = True
         self.connects += 1
         log.info("connected to the broker %s:%s", self.settings.host, self.settings.port)
@@ -293,6 +305,21 @@ class Publisher:
         self._kick.set()
         if self.on_connected is not None:
             self.on_connected()
+
+    def _take_back(self) -> None:
+        """A reconnect: drop what paho would send again after this callback and hand the
+        unacknowledged rows again from the outbox, in its order (``pump``). The session
+        is clean: no PUBACK for the dropped messages can come any more. The status and
+        its parts are published again by ``_on_connect`` anyway."""
+        with self._pump_lock:
+            dropped = self.client.drop_out_messages()
+            with self._lock:
+                self._inflight.clear()
+                self._untracked -= {m.mid for m in dropped}
+                # a PUBACK kept for a booking to come: none comes for a dropped message
+                self._early.clear()
+                self._handed = 0
+            self._more.set()
 
     def _on_disconnect(
         self,
