@@ -165,9 +165,16 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S15 relieve an empty pump",
         RELAY,
-        '            why = f"channel {a}\'s pump stopped empty"',
+        '            why = f"channel {a}\'s pump stopped {RELIEVED_ON[stopped_by]}"',
         "            continue",
         "test_a_pump_that_stops_empty_early",
+    ),
+    Mutant(
+        "S15 relieve a stalled or occluded pump",
+        RELAY,
+        '    "stall": "with its motor stalled (an empty syringe, or an occlusion)",',
+        "",
+        "test_a_pump_that_stops_on_its_own_is_relieved",
     ),
     Mutant(
         "S15 no-standby warning high",
@@ -214,7 +221,7 @@ def run(filters: list[str]) -> int:
     survivors: list[str] = []
     with tempfile.TemporaryDirectory(prefix="channel-mutants-") as tmp:
         tree = Path(tmp)
-        for rel in (*COPY, "tests/channels"):
+        for rel in (*COPY, "controller", "tests/controller", "tests/channels"):
             src = ROOT / rel
             if src.is_dir():
                 shutil.copytree(
