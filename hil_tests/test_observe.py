@@ -52,11 +52,39 @@ def dashboard(bench: HilBench) -> str:
     return child.wait_line("dashboard on ").removeprefix("dashboard on ")
 
 
-def field(driver: Any, name: str) -> str:
-    from selenium.webdriver.common.by import By
+# The page redraws its lists and fields as snapshots arrive: an element found in one
+# WebDriver call may be gone by the next (StaleElementReferenceException on a loaded
+# machine), so each read below is one script run in the page.
 
-    elements = driver.find_elements(By.CSS_SELECTOR, f'[data-f="{name}"]')
-    return str(elements[0].get_attribute("data-value") or "") if elements else ""
+
+def field(driver: Any, name: str) -> str:
+    return str(
+        driver.execute_script(
+            "const e = document.querySelector(arguments[0]);"
+            "return e ? (e.getAttribute('data-value') || '') : '';",
+            f'[data-f="{name}"]',
+        )
+    )
+
+
+def texts(driver: Any, css: str) -> list[str]:
+    """The text of every element ``css`` selects, read at one instant."""
+    found = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText);",
+        css,
+    )
+    return [str(t) for t in found]
+
+
+def style(driver: Any, css: str, prop: str) -> str | None:
+    """The computed ``prop`` of the first element ``css`` selects (None: there is none)."""
+    value = driver.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "return e ? getComputedStyle(e).getPropertyValue(arguments[1]) : null;",
+        css,
+        prop,
+    )
+    return None if value is None else str(value)
 
 
 def link_live(driver: Any) -> str:
@@ -88,27 +116,26 @@ def test_the_dashboard_follows_a_bench_in_a_browser(make_bench: MakeBench) -> No
         wait_for(lambda: field(d, "dose") == "10", PAGE_DEADLINE_S, "10 mcg/min on the page")
         took = time.monotonic() - changed
         assert field(d, "rate") == "18.75"
-        assert any(
-            "change_dose 10 -> accepted" in li.text
-            for li in d.find_elements(By.CSS_SELECTOR, "#journal li")
+        wait_for(
+            lambda: any("change_dose 10 -> accepted" in t for t in texts(d, "#journal li")),
+            PAGE_DEADLINE_S,
+            "the change in the journal's tail",
         )
         browser.screenshot("dashboard-infusing")
 
         # an occlusion: a high alarm, red and flashing (IEC 60601-1-8)
         bench.fault("occlusion")
-        alarm = wait_for(
-            lambda: d.find_elements(By.CSS_SELECTOR, ".alarm.high"), 15.0, "the high alarm"
-        )[0]
-        assert alarm.value_of_css_property("animation-name") == "flash-high"
-        red = alarm.value_of_css_property("background-color")
-        assert red in ("rgba(212, 0, 0, 1)", "rgba(74, 0, 0, 1)"), red
+        wait_for(lambda: texts(d, ".alarm.high"), 15.0, "the high alarm")
+        assert style(d, ".alarm.high", "animation-name") == "flash-high"
+        red = style(d, ".alarm.high", "background-color")
+        assert red in ("rgb(212, 0, 0)", "rgb(74, 0, 0)"), red
         browser.screenshot("dashboard-high-alarm")
 
         # the safety process dies: the page says the data is stale, then recovers alone
         bench.kill_safety()
         wait_for(lambda: link_live(d) == "false", 15.0, "the page marking its data stale")
-        assert "STALE" in d.find_element(By.ID, "link").text
-        assert "safety process" in d.find_element(By.ID, "stale-banner").text
+        assert "STALE" in " ".join(texts(d, "#link"))
+        assert "safety process" in " ".join(texts(d, "#stale-banner"))
         browser.screenshot("dashboard-stale")
         bench.start_safety()
         wait_for(lambda: link_live(d) == "true", 20.0, "the page live again")
