@@ -23,11 +23,16 @@ demo: $(STAMP)
 # benchmarks measure that, on the disk), and each journal write is a flush.
 TEST_TMPDIR ?= $(if $(wildcard /dev/shm/.),/dev/shm,$(or $(TMPDIR),/tmp))
 
+# Two pytest workers (pytest-xdist): every test is independent of the others' order and
+# process (each bench, pty, port and temporary folder is its own; the hardware-in-the-loop
+# leftover census is per worker), and most hil time is spent waiting on real processes.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	TMPDIR=$(TEST_TMPDIR) $(BIN)/python -m pytest
+	TMPDIR=$(TEST_TMPDIR) $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	$(BIN)/pumpctl bench
