@@ -78,7 +78,10 @@ def summarise(
     decided = [e for e in events if isinstance(e, RequestDecided)]
     accepted = sum(1 for e in decided if e.accepted)
     commanded = [c for c in report.changes if c.cause == "command"]
-    unexplained = [c for c in report.changes if c.cause not in ("command", "safety", "estop")]
+    relayed = [c for c in report.changes if c.cause == "relay"]
+    unexplained = [
+        c for c in report.changes if c.cause not in ("command", "safety", "estop", "relay")
+    ]
 
     plot_path: str | None = None
     plot_note = ""
@@ -145,11 +148,16 @@ def summarise(
         ]
     lines.append(
         f"  journal        every one of the {len(commanded)} commanded rate changes follows a "
-        "journaled, accepted request; "
+        "journaled, accepted request"
         + (
-            "the other changes are the pump's own (occlusion)"
+            f"; the {len(relayed)} relay changes are the safety process's own handover steps"
+            if relayed
+            else ""
+        )
+        + (
+            "; the other changes are the pump's own (occlusion)"
             if unexplained
-            else "no other changes"
+            else "; no other changes"
         )
     )
     lines.append(f"  files          {out_dir}")
