@@ -174,6 +174,10 @@ class Session:
         self._executor = PlanExecutor(self.journal, self._make_plan, self._confirm)
         #: the interrupted wean offered again (its alarm stands until it is decided)
         self._offered: PendingChange | None = None
+        #: the standby last seen armed for each channel: the safety process may hand over
+        #: and the emptied channel get its new container (which forgets ``relieved_by``)
+        #: between two services of this session
+        self._standby_of: dict[str, str] = {}
         self._link = SessionLink(link, library, self.journal, _LinkEvents(self), self._wake)
         self._link.focus = channel
 
@@ -936,18 +940,30 @@ class Session:
     def _follow_relay(self, snapshot: Snapshot) -> Snapshot:
         """The safety process handed this session's infusion over to another channel
         (S15): the session follows it there (a plan was cut short by the handover)."""
+        for other in snapshot.channels:
+            if other.role == "standby" and other.standby_for is not None:
+                self._standby_of[other.standby_for] = other.name
+        for active, standby in list(self._standby_of.items()):
+            seen = snapshot.channel(standby)
+            if seen is None or (seen.role != "standby" and not seen.running):
+                del self._standby_of[active]  # disarmed: no handover to follow
         view = snapshot.channel(self._link.focus)
-        relief = view.relieved_by if view is not None else None
-        if relief is None or view is None or view.running:
+        if view is None or view.running:
+            return snapshot
+        relief = view.relieved_by or self._standby_of.get(view.name)
+        if relief is None:
             return snapshot
         target = snapshot.channel(relief)
         if target is None or not target.running:
             return snapshot
+        self._standby_of.pop(view.name, None)
         self._executor.cancel(f"handed over from channel {view.name} to {relief}")
         self.journal.note("notice", what="channel handed over", channel=view.name, to=relief)
         self._link.focus = relief
         self._link.refresh()
-        return self._link.require_snapshot()
+        followed = self._link.require_snapshot()
+        self._fire(Trigger.RESYNC, self._facts(followed))  # the machine follows it too
+        return followed
 
     def _facts(self, snapshot: Snapshot, *, wean_before_stop: bool = False) -> Facts:
         alarms = (*snapshot.alarms, *self._alarms.own)

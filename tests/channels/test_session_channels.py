@@ -92,3 +92,23 @@ def test_another_channel_waits_until_a_planned_change_is_decided(
     with pytest.raises(ControllerError) as unknown:
         session.select_channel("C")
     assert "there is no channel 'C' (channels: A, B)" in unknown.value.message
+
+
+def test_the_session_follows_a_handover_it_saw_only_after_the_new_container(
+    session: Session, bench: LocalSafety
+) -> None:
+    """The safety process hands over and the emptied syringe is replaced before this
+    session looks again (a controller that was down): the new container makes the safety
+    process forget who relieved A, but the session saw B armed for A and follows it."""
+    _norepi(session)
+    session.start(8)  # 30 mL/h: channel A's 10 mL last 20 min
+    _norepi(session, channel="B")
+    session.prime("2", confirm_line_disconnected=True)
+    drive(bench, session, 30)
+    session.arm_standby("B", "A")
+    session.select_channel("A")
+    bench.advance(20 * 60)  # the handover, with nobody servicing this session
+    assert bench.pumps["B"].snapshot().running
+    session.container_changed("50", channel="A")
+    assert session.channel == "B" and _state(session) is State.INFUSING
+    assert session.status().channel("A").relieved_by is None  # type: ignore[union-attr]
