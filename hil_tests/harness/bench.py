@@ -201,6 +201,15 @@ class HilBench:
                     safe_mode_timeout_s=s.safe_mode_timeout_s,
                 ),
             },
+            **self._process_tables(),
+        }
+        return write_toml(self.config, table)
+
+    def _process_tables(self) -> dict[str, Any]:
+        """The safety config's tables that do not depend on the pumps: GPIO, timing,
+        paths and the shared clinical clock."""
+        s = self.settings
+        return {
             "gpio": {"backend": "simulated", "state_dir": str(self.gpio_dir)},
             "timing": {
                 "heartbeat_timeout_s": s.heartbeat_timeout_s,
@@ -215,7 +224,6 @@ class HilBench:
             },
             "clock": {"clinical": self.clock.spec()},
         }
-        return write_toml(self.config, table)
 
     def start_safety(self, wrapper: Sequence[str] = ()) -> Child:
         """``python -m safety`` on this bench's config; returns once it is ready.

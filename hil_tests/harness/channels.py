@@ -35,7 +35,7 @@ from hil_tests.harness.pumps import PumpKind
 from safety.journal_read import read_safety_events
 from safety.kernel.model import ProgramLimits, ProgramLoaded
 from safety.kernel.state import dose_per_amount_h
-from safety.library import DrugLibrary, default_library_path
+from safety.library import DrugLibrary
 from safety.units import parse_concentration
 
 #: float dust in sums of truth rates (mL/h)
@@ -206,19 +206,7 @@ class ChannelBench(HilBench):
                 "max_container_pause_min": r.max_container_pause_min,
                 "max_prime_ml": r.max_prime_ml,
             },
-            "gpio": {"backend": "simulated", "state_dir": str(self.gpio_dir)},
-            "timing": {
-                "heartbeat_timeout_s": s.heartbeat_timeout_s,
-                "poll_period_s": s.poll_period_s,
-                "keep_alive_period_s": s.keep_alive_period_s,
-            },
-            "paths": {
-                "journal": str(self.safety_journal),
-                "socket": str(self.socket),
-                "key_file": str(self.key_file),
-                "library": str(default_library_path()),
-            },
-            "clock": {"clinical": self.clock.spec()},
+            **self._process_tables(),
         }
         if not lines:
             del config["lines"]

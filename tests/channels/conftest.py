@@ -10,24 +10,12 @@ import pytest
 from safety.kernel.model import ProgramSpec
 from safety.library import DrugLibrary
 from tests.channels.support import ChannelBench
-from tests.kernel.support import norepi_standard
+from tests.kernel.support import bench_factory, norepi_standard
 
 
 @pytest.fixture
 def make_channels(library: DrugLibrary, tmp_path: Path) -> Iterator[Callable[..., ChannelBench]]:
-    made: list[ChannelBench] = []
-
-    def make(**options: object) -> ChannelBench:
-        bench = ChannelBench(tmp_path / f"bench{len(made)}", library, **options)  # type: ignore[arg-type]
-        made.append(bench)
-        return bench
-
-    yield make
-    for bench in made:
-        bench.journal.close()
-        if bench.gpio is not None:
-            bench.gpio.close()
-        assert not bench.guard.violations, bench.guard.violations
+    yield from bench_factory(ChannelBench, library, tmp_path)
 
 
 @pytest.fixture

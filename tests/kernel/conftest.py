@@ -9,25 +9,13 @@ import pytest
 
 from safety.kernel.model import ProgramSpec
 from safety.library import DrugLibrary
-from tests.kernel.support import Bench, norepi_standard
+from tests.kernel.support import Bench, bench_factory, norepi_standard
 
 
 @pytest.fixture
 def make_bench(library: DrugLibrary, tmp_path: Path) -> Iterator[Callable[..., Bench]]:
     """Build benches (syringe, GPIO, config...) in this test's temporary directory."""
-    made: list[Bench] = []
-
-    def make(**options: object) -> Bench:
-        bench = Bench(tmp_path / f"bench{len(made)}", library, **options)  # type: ignore[arg-type]
-        made.append(bench)
-        return bench
-
-    yield make
-    for bench in made:
-        bench.journal.close()
-        if bench.gpio is not None:
-            bench.gpio.close()
-        assert not bench.guard.violations, bench.guard.violations
+    yield from bench_factory(Bench, library, tmp_path)
 
 
 @pytest.fixture

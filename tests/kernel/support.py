@@ -730,3 +730,26 @@ def truth_doses(
     """(start, dose in the therapy's unit) of each truth segment."""
     for seg in segments:
         yield seg.start, program.dose(Decimal(repr(seg.rate_ml_h)))
+
+
+BenchT = TypeVar("BenchT", bound=Bench)
+
+
+def bench_factory(
+    kind: type[BenchT], library: DrugLibrary, root: Path
+) -> Iterator[Callable[..., BenchT]]:
+    """A fixture's body: build benches of ``kind`` under ``root``; on teardown close each
+    and fail the test if its pump guard saw a command the journal does not explain."""
+    made: list[BenchT] = []
+
+    def make(**options: object) -> BenchT:
+        bench = kind(root / f"bench{len(made)}", library, **options)  # type: ignore[arg-type]
+        made.append(bench)
+        return bench
+
+    yield make
+    for bench in made:
+        bench.journal.close()
+        if bench.gpio is not None:
+            bench.gpio.close()
+        assert not bench.guard.violations, bench.guard.violations
