@@ -59,6 +59,7 @@ from benchmarks.processes import (
     Pool,
     Safety,
     SafetySetup,
+    require_accepted,
 )
 from safety.ipc.client import SafetyClient
 from safety.kernel.model import (
@@ -70,7 +71,6 @@ from safety.kernel.model import (
     StartInfusion,
 )
 from safety.library import DrugLibrary
-from safety.status import Outcome
 
 CHANNELS = ("A", "B", "C", "D")
 PROTOCOLS = ("ne1000", "harvard", "modbus")
@@ -228,7 +228,7 @@ def open_line_bench(pool: Pool, library: DrugLibrary, protocol: str) -> LineBenc
         client.attach()
         for name in CHANNELS:
             drug = CHANNEL_DRUGS[name]
-            _accepted(client.request(LoadProgram(drug.spec(library), channel=name)),
+            require_accepted(client.request(LoadProgram(drug.spec(library), channel=name)),
                       f"load {drug.drug} on channel {name}")  # fmt: skip
         start_all(bench)
     except BaseException:
@@ -243,7 +243,7 @@ def start_all(bench: LineBench) -> None:
         outcome = bench.client.request(
             StartInfusion(drug.start, confirm_soft_limits=True, channel=name)
         )
-        _accepted(outcome, f"start channel {name} at {drug.start}", True)
+        require_accepted(outcome, f"start channel {name} at {drug.start}", True)
 
 
 def close_line_bench(pool: Pool, bench: LineBench) -> None:
@@ -269,7 +269,7 @@ def _change(bench: LineBench) -> tuple[float, float, float]:
     elapsed = time.perf_counter() - started
     end = time.monotonic()
     bench.commands += 1
-    _accepted(outcome, f"change channel {name} to {dose} (command {bench.commands})", True)
+    require_accepted(outcome, f"change channel {name} to {dose} (command {bench.commands})", True)
     return elapsed, begin, end
 
 
@@ -322,7 +322,7 @@ def measure_estop(
         for i in range(stops):
             interrupt.check()
             if i:
-                _accepted(bench.client.request(AcknowledgeAlarms(None)), "acknowledge")
+                require_accepted(bench.client.request(AcknowledgeAlarms(None)), "acknowledge")
                 start_all(bench)
                 time.sleep(0.02)  # apart from the starts in the log's millisecond stamps
             begin = time.monotonic()
@@ -447,16 +447,6 @@ def measure_memory(pool: Pool, library: DrugLibrary, commands: int) -> float | N
         close_line_bench(pool, bench)
         pool.stop(bench.emulator.process)
     return bench.peak_mb
-
-
-def _accepted(outcome: Outcome, what: str, pump_action: bool = False) -> None:
-    if not outcome.verdict.accepted:
-        raise BenchError(
-            f"the safety process refused to {what}: {outcome.verdict.message} "
-            f"({outcome.verdict.reason})"
-        )
-    if pump_action and outcome.execution != "applied":
-        raise BenchError(f"{what}: accepted but not carried out at the pump: {outcome.execution}")
 
 
 __all__ = [

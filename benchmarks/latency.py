@@ -39,11 +39,11 @@ from benchmarks.processes import (
     Pool,
     Safety,
     SafetySetup,
+    require_accepted,
 )
 from safety.ipc.client import SafetyClient
 from safety.kernel.model import ChangeDose, LoadProgram, ProgramSpec, StartInfusion
 from safety.library import DrugLibrary
-from safety.status import Outcome
 
 #: commands sent before timing starts (imports, caches, the first journal pages)
 WARMUP = 10
@@ -128,8 +128,10 @@ def open_bench(
     client = safety.client()
     try:
         client.attach()
-        _accepted(client.request(LoadProgram(norepinephrine(library))), "load the program")
-        _accepted(client.request(StartInfusion(START_DOSE)), f"start at {START_DOSE} mcg/min", True)
+        require_accepted(client.request(LoadProgram(norepinephrine(library))), "load the program")
+        require_accepted(
+            client.request(StartInfusion(START_DOSE)), f"start at {START_DOSE} mcg/min", True
+        )
     except BaseException:
         client.close()
         raise
@@ -144,7 +146,7 @@ def send_one(bench: Bench) -> float:
     outcome = bench.client.request(ChangeDose(dose))
     elapsed = time.perf_counter() - started
     bench.commands += 1
-    _accepted(outcome, f"change the dose to {dose} mcg/min (command {bench.commands})", True)
+    require_accepted(outcome, f"change the dose to {dose} mcg/min (command {bench.commands})", True)
     return elapsed
 
 
@@ -215,16 +217,6 @@ def _pairs(frames: list[Frame]) -> list[tuple[bytes, bytes]]:
             out.append((request, frame.data))
             request = None
     return out
-
-
-def _accepted(outcome: Outcome, what: str, pump_action: bool = False) -> None:
-    if not outcome.verdict.accepted:
-        raise BenchError(
-            f"the safety process refused to {what}: {outcome.verdict.message} "
-            f"({outcome.verdict.reason})"
-        )
-    if pump_action and outcome.execution != "applied":
-        raise BenchError(f"{what}: accepted but not carried out at the pump: {outcome.execution}")
 
 
 __all__ = [

@@ -31,6 +31,7 @@ from typing import IO
 
 from safety.ipc.client import SafetyClient
 from safety.ipc.launch import SafetyChild, start_safety_process
+from safety.status import Outcome
 
 #: bounded waits for a child to come up or go away (not timing requirements)
 START_TIMEOUT_S = 30.0
@@ -41,6 +42,18 @@ MAX_SOCKET_PATH = 107
 
 class BenchError(Exception):
     """A benchmark could not be run (a child did not start, a command was refused)."""
+
+
+def require_accepted(outcome: Outcome, what: str, pump_action: bool = False) -> None:
+    """A benchmark's command must be accepted (and, for ``pump_action``, carried out at
+    the pump): anything else means the figure would measure something else."""
+    if not outcome.verdict.accepted:
+        raise BenchError(
+            f"the safety process refused to {what}: {outcome.verdict.message} "
+            f"({outcome.verdict.reason})"
+        )
+    if pump_action and outcome.execution != "applied":
+        raise BenchError(f"{what}: accepted but not carried out at the pump: {outcome.execution}")
 
 
 @dataclass(frozen=True)
