@@ -10,20 +10,17 @@ same ``SerialLine`` as the pumps (frame log, wire faults), in a daemon thread.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from firmware_bridge.clock import Clock
+from firmware_bridge.emulators.background import BackgroundLine
 from firmware_bridge.emulators.endpoints import Endpoint
-from firmware_bridge.emulators.serial_line import SerialLine
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.monitor.emulator import MonitorSide
 from firmware_bridge.patient.params import draw_patient
 from firmware_bridge.patient.patient import Patient
 from firmware_bridge.patient.spec import PatientSpec
 from firmware_bridge.pump_model import SimulatedPump
-
-JOIN_TIMEOUT_S = 5.0
 
 
 class PatientMonitor:
@@ -48,27 +45,19 @@ class PatientMonitor:
             scenario=spec.scenario,
             period_s=spec.period_s,
         )
-        self.endpoint = endpoint
         self.wire = WireFaults()
         self.side = MonitorSide(lambda: self.patient.readings_until(clock.now()))
-        self.line = SerialLine(self.side, endpoint, self.wire, log=log)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # the balance's and the serial pumps' own server: a daemon thread on the endpoint
+        self.served = BackgroundLine(
+            self.side, self.wire, endpoint=endpoint, log=log, reopen_after_s=0.5
+        )
 
     @property
     def where(self) -> str:
-        return self.endpoint.name
+        return self.served.where
 
     def start(self) -> None:
-        self.endpoint.open()
-        self._thread = threading.Thread(
-            target=self.line.serve, args=(self._stop,), daemon=True, name="monitor-emulator"
-        )
-        self._thread.start()
+        self.served.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(JOIN_TIMEOUT_S)
-        self.endpoint.shutdown()
+        self.served.stop()
