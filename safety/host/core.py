@@ -279,6 +279,12 @@ class SafetyCore:
         self._memos: dict[str, PointsMemo] = {}
         #: the last ``next_deadline``: (state, config, clinical time, deadline)
         self._deadline_memo: tuple[KernelState, KernelConfig, float, float | None] | None = None
+        #: set by the socket server: serves the requests already waiting, without waiting
+        #: for more. Run between two channels' timer exchanges (read-backs, keep-alives),
+        #: so an emergency stop or a command waits behind one pump's exchange, not a
+        #: round of every pump on the line.
+        self.between_exchanges: Callable[[], None] | None = None
+        self._in_between = False
 
     # ------------------------------------------------------------------ one channel
     # What a one-pump bench (and code written for it) reads: its only channel's.
@@ -575,8 +581,23 @@ class SafetyCore:
     def poll(self, depth: int = 0, channels: Sequence[str] | None = None) -> None:
         """Read the pumps (every channel, or ``channels`` in that order), journal each
         reading, react (S1 on read-back, S9, S10, S13, S3)."""
-        for name in channels if channels is not None else list(self.channels):
+        names = channels if channels is not None else list(self.channels)
+        for i, name in enumerate(names):
+            if i and depth == 0:
+                self._let_requests_in()
             self._poll_one(self.channels[name], depth)
+
+    def _let_requests_in(self) -> None:
+        """Serve the requests that arrived during a timer's exchange with one pump, before
+        the next pump's. Only between a timer's own exchanges (depth 0): a request's own
+        read-backs run to the end, and a request served here is not served into again."""
+        if self.between_exchanges is None or self._in_between:
+            return
+        self._in_between = True
+        try:
+            self.between_exchanges()
+        finally:
+            self._in_between = False
 
     def _poll_one(self, channel: Channel, depth: int) -> None:
         """One channel's read-back.
@@ -795,10 +816,14 @@ class SafetyCore:
             self._due_button = live + self.timing.button_poll_s
             if self.gpio.poll_stop():
                 self.emergency_stop("button")
+        exchanged = False
         for name, channel in self.channels.items():
             if live >= channel.due_keep_alive:
                 channel.due_keep_alive = live + self.timing.keep_alive_period_s
                 if self.state.channel(name).running:
+                    if exchanged:
+                        self._let_requests_in()
+                    exchanged = True
                     try:
                         channel.driver.keep_alive()
                     except DriverError as exc:
@@ -807,6 +832,8 @@ class SafetyCore:
         deadline = self.next_deadline(now)
         if live >= self._due_poll or (deadline is not None and now.clinical >= deadline):
             self._due_poll = live + self.timing.poll_period_s
+            if exchanged:
+                self._let_requests_in()
             self.poll()
         else:
             _, reaction = tick(self.state, now, self.config)

@@ -8,7 +8,10 @@ when: pump poll, keep-alive, heartbeat deadline, watchdog pin, stop button), and
 
 A slow pump command blocks the loop. Heartbeats that arrived meanwhile are still queued
 in the socket, so before the timers run again the loop drains every ready socket (with
-a bound): a controller is never timed out for the safety process's own slowness.
+a bound): a controller is never timed out for the safety process's own slowness. Within
+a timer pass, the core also lets waiting requests in between two pumps' exchanges
+(``SafetyCore.between_exchanges``): with several pumps on one line, an emergency stop or a
+dose change waits behind one pump's read-back, not behind a whole round of them.
 
 The socket is created mode 0600 (bound under a temporary name, chmod-ed, then renamed
 into place, so it is never reachable with wider permissions), in a directory created
@@ -180,6 +183,7 @@ class SafetyServer:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._inode: int | None = None
+        core.between_exchanges = self._serve_waiting
 
     # ------------------------------------------------------------------ life cycle
     def open(self) -> None:
@@ -318,6 +322,15 @@ class SafetyServer:
         if self._tick is not None:
             wait = min(wait, self._tick())
         return max(0.0, wait)
+
+    def _serve_waiting(self) -> None:
+        """Serve what is ready now, never wait: the core calls it between two pumps'
+        exchanges on its timers (an emergency stop must not wait for a round of polls)."""
+        if self._listener is None or self._stop:
+            return
+        ready = self._sel.select(0)
+        if ready:
+            self._serve(ready)
 
     def _serve(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         for key, events in ready:

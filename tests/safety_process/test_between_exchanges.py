@@ -1,0 +1,177 @@
+"""Several pumps on one line: a request that arrives while the safety process polls one
+pump is served before the next pump's read-back, not after the whole round.
+
+With four NE-1000s on one RS-232 line a round of read-backs takes tens of milliseconds; an
+emergency stop that waited for it missed its goal (issue 14: every pump confirmed stopped
+within 100 ms). The server lets waiting requests in between two pumps' exchanges; a
+request's own read-backs are never interrupted, and a request served there is not served
+into again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.pumps.base import PumpStatus, StopConfirmation
+from drivers.pumps.mock import MockPumpDriver
+from firmware_bridge.clock import MonotonicClock
+from firmware_bridge.pump_model import SimulatedPump
+from firmware_bridge.syringes import syringe_by_name
+from hil_tests.harness.processes import RawClient, wait_for
+from safety.host.core import Channel, HostTiming, SafetyCore
+from safety.ipc.messages import Attach, Attached, Reply, RequestMessage
+from safety.ipc.server import SafetyServer
+from safety.journal import Journal
+from safety.kernel.model import EmergencyStop
+from safety.library import DrugLibrary
+from tests.safety_process.conftest import SYRINGE
+
+CHANNELS = ("A", "B", "C")
+
+
+class LoggedDriver(MockPumpDriver):
+    """A mock pump that writes each exchange into the bench's shared log; ``during_read``
+    runs inside the next read-back (the moment a request lands while this pump talks)."""
+
+    def __init__(self, name: str, log: list[str], *, pump: SimulatedPump) -> None:
+        super().__init__(pump=pump)
+        self.channel = name
+        self.log = log
+        self.during_read: list[object] = []
+
+    def read_status(self) -> PumpStatus:
+        status = super().read_status()
+        self.log.append(f"read {self.channel}")
+        while self.during_read:
+            action = self.during_read.pop()
+            assert callable(action)
+            action()
+        return status
+
+    def stop(self) -> StopConfirmation | None:
+        self.log.append(f"stop {self.channel}")
+        return super().stop()
+
+
+@pytest.fixture
+def bench(
+    short_dir: Path, library: DrugLibrary
+) -> Iterator[tuple[SafetyServer, dict[str, LoggedDriver], list[str], bytes]]:
+    clinical = MonotonicClock()
+    log: list[str] = []
+    drivers = {
+        name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in CHANNELS
+    }
+    journal = Journal(short_dir / "journal.sqlite", "safety")
+    core = SafetyCore(
+        library,
+        [Channel(name, d, syringe_by_name(SYRINGE)) for name, d in drivers.items()],
+        journal,
+        clinical=clinical,
+        liveness=MonotonicClock(),
+        timing=HostTiming(poll_period_s=0.05, keep_alive_period_s=60.0, heartbeat_timeout_s=5.0),
+    )
+    core.start()
+    key = os.urandom(32)
+    server = SafetyServer(core, short_dir / "safety.sock", key)
+    server.open()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.serve()
+        except BaseException as exc:  # raised again below
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve, name="safety-server", daemon=True)
+    thread.start()
+    try:
+        yield server, drivers, log, key
+    finally:
+        server.request_stop()
+        thread.join(timeout=10)
+        server.close()
+        core.close()
+        journal.close()
+    assert not errors, errors
+
+
+@pytest.mark.timeout(30)
+def test_an_emergency_stop_sent_during_one_pumps_read_back_stops_all_before_the_next_read(
+    bench: tuple[SafetyServer, dict[str, LoggedDriver], list[str], bytes],
+) -> None:
+    server, drivers, log, key = bench
+    raw = RawClient(server.path)
+    raw.authenticate(key)
+    raw.send(Attach(id=1))
+    session = raw.read_until(Attached).session
+    stop = RequestMessage(
+        id=2,
+        session=session,
+        seq=1,
+        expires_at=server.core.liveness.now() + 30,
+        body=EmergencyStop(),
+    )
+    # the stop's bytes reach the socket while the poll timer is reading pump A: the server
+    # thread itself sends them, so nothing depends on how the two threads are scheduled
+    sent = threading.Event()
+
+    def land() -> None:
+        raw.send(stop)
+        sent.set()
+        log.append("estop sent")
+
+    drivers["A"].during_read.append(land)
+    reply = raw.read_until(Reply)
+    assert reply.id == 2 and reply.outcome.verdict.accepted, reply
+    assert sent.is_set()
+    wait_for(lambda: log.count("read C") >= 3 or None, 5.0, "the round to end")
+    at = log.index("estop sent")
+    after = log[at + 1 :]
+    # every pump's stop went out before the next pump of that round was read
+    assert after[: len(CHANNELS)] == [f"stop {name}" for name in CHANNELS], log
+    assert "read B" in after[len(CHANNELS) :], log
+    raw.close()
+
+
+def test_only_a_timers_round_lets_requests_in_and_never_into_itself(
+    short_dir: Path, library: DrugLibrary
+) -> None:
+    clinical = MonotonicClock()
+    log: list[str] = []
+    drivers = {
+        name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in CHANNELS
+    }
+    journal = Journal(short_dir / "journal.sqlite", "safety")
+    core = SafetyCore(
+        library,
+        [Channel(name, d, syringe_by_name(SYRINGE)) for name, d in drivers.items()],
+        journal,
+        clinical=clinical,
+        liveness=MonotonicClock(),
+    )
+    core.start()
+    calls: list[str] = []
+
+    def let_in() -> None:
+        calls.append(log[-1])
+        core.poll()  # a request's own read-back of every channel: no hook inside it
+
+    core.between_exchanges = let_in
+    try:
+        log.clear()
+        core.poll()
+        # between A and B, and between B and C; the nested round ran whole, unhooked
+        assert calls == ["read A", "read B"], (calls, log)
+        assert log.count("read A") == 3  # the outer round, and each nested one whole
+        calls.clear()
+        core.poll(1, list(CHANNELS))  # a request's read-backs (depth 1): never
+        assert calls == []
+    finally:
+        core.close()
+        journal.close()
