@@ -3,7 +3,10 @@
 Three outputs and one input, named by what they do, mapped to BCM pin numbers from config:
 
 - **pump-enable relay**: lets the pump run (logical *enabled*) or cuts it (interlock,
-  emergency stop, S12).
+  emergency stop, S12). A bench of several pumps whose interlock is per channel wires one
+  relay per pump (``channel_enable_pins``, channel name -> pin), each with the same
+  polarity and open/close levels as the bench's relay, so cutting one pump leaves the
+  others' power alone.
 - **alarm**: a sounder or lamp beside the pump, independent of any screen.
 - **heartbeat**: toggled by the safety process while it is healthy; an external hardware
   watchdog (retriggerable monostable, or the pump's own enable input through one) acts
@@ -53,7 +56,7 @@ import abc
 import enum
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from drivers.gpio.debounce import Debouncer
 from firmware_bridge.clock import Clock, MonotonicClock
@@ -95,14 +98,27 @@ class GpioConfig:
     alarm_at_open: bool = True
     alarm_at_close: bool = True
     release_on_close: bool = True
+    #: one pump-enable relay per channel (an interlock per channel): channel name -> pin
+    channel_enable_pins: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.channel_enable_pins, Mapping):
+            raise GpioConfigError(
+                "channel_enable_pins must be a table of channel name = BCM pin, "
+                f"got {self.channel_enable_pins!r}"
+            )
         pins = {
             "pump_enable_pin": self.pump_enable_pin,
             "alarm_pin": self.alarm_pin,
             "heartbeat_pin": self.heartbeat_pin,
             "stop_button_pin": self.stop_button_pin,
         }
+        for channel, pin in self.channel_enable_pins.items():
+            if not isinstance(channel, str) or not channel:
+                raise GpioConfigError(
+                    f"channel_enable_pins: a channel name must be text, got {channel!r}"
+                )
+            pins[f"channel_enable_pins.{channel}"] = pin
         for field_name, pin in pins.items():
             if isinstance(pin, bool) or not isinstance(pin, int) or pin not in BCM_PINS:
                 raise GpioConfigError(f"{field_name} must be a BCM pin number 0-27, got {pin!r}")
@@ -166,6 +182,9 @@ class GpioInterface(abc.ABC):
         self._opened = False
         self._closed = False
         self._pump_enabled = self.config.pump_enabled_at_open
+        self._channel_enabled = dict.fromkeys(
+            self.config.channel_enable_pins, self.config.pump_enabled_at_open
+        )
         self._alarm = self.config.alarm_at_open
         self._heartbeat = False
         self._debouncer = Debouncer(self.config.debounce_ms / 1000.0)
@@ -198,6 +217,8 @@ class GpioInterface(abc.ABC):
                 raise GpioError(f"GPIO backend {self.backend!r} is already open")
             self._opened = True
             self._setup_output(c.pump_enable_pin, self._relay_level(self._pump_enabled))
+            for channel, pin in c.channel_enable_pins.items():
+                self._setup_output(pin, self._relay_level(self._channel_enabled[channel]))
             self._setup_output(c.alarm_pin, self._alarm_level(self._alarm))
             self._setup_output(c.heartbeat_pin, False)
             self._setup_input(c.stop_button_pin, Pull(c.stop_button_pull))
@@ -214,9 +235,21 @@ class GpioInterface(abc.ABC):
             self._pump_enabled = c.pump_enabled_at_close
             self._alarm = c.alarm_at_close
             self._write(c.pump_enable_pin, self._relay_level(self._pump_enabled))
+            for channel, pin in c.channel_enable_pins.items():
+                self._channel_enabled[channel] = c.pump_enabled_at_close
+                self._write(pin, self._relay_level(c.pump_enabled_at_close))
             self._write(c.alarm_pin, self._alarm_level(self._alarm))
             if c.release_on_close:
-                self._release((c.pump_enable_pin, c.alarm_pin, c.heartbeat_pin, c.stop_button_pin))
+                channel_pins = tuple(c.channel_enable_pins.values())
+                self._release(
+                    (
+                        c.pump_enable_pin,
+                        *channel_pins,
+                        c.alarm_pin,
+                        c.heartbeat_pin,
+                        c.stop_button_pin,
+                    )
+                )
 
     def __enter__(self) -> GpioInterface:
         self.open()
@@ -238,12 +271,23 @@ class GpioInterface(abc.ABC):
     def heartbeat_level(self) -> bool:
         return self._heartbeat
 
-    def set_pump_enabled(self, enabled: bool) -> None:
-        """False is the interlock: the relay cuts the pump."""
+    def channel_enabled(self, channel: str) -> bool:
+        """The logical state of one channel's own relay (``channel_enable_pins``)."""
+        return self._channel_enabled[self._channel_pin(channel)[0]]
+
+    def set_pump_enabled(self, enabled: bool, channel: str | None = None) -> None:
+        """False is the interlock: the relay cuts the pump. ``channel`` None: the bench's
+        relay (every pump); a name: that channel's own relay, which must be configured
+        (an interlock meant for one pump never falls back to cutting them all)."""
         with self._lock:
             self._check_open()
-            self._pump_enabled = enabled
-            self._write(self.config.pump_enable_pin, self._relay_level(enabled))
+            if channel is None:
+                self._pump_enabled = enabled
+                self._write(self.config.pump_enable_pin, self._relay_level(enabled))
+                return
+            name, pin = self._channel_pin(channel)
+            self._channel_enabled[name] = enabled
+            self._write(pin, self._relay_level(enabled))
 
     def set_alarm(self, on: bool) -> None:
         with self._lock:
@@ -296,6 +340,15 @@ class GpioInterface(abc.ABC):
     def _raw_stop(self) -> bool:
         level = self._read(self.config.stop_button_pin)
         return not level if self.config.stop_button_active_low else level
+
+    def _channel_pin(self, channel: str) -> tuple[str, int]:
+        pins = self.config.channel_enable_pins
+        if channel not in pins:
+            known = ", ".join(sorted(pins)) or "none"
+            raise GpioError(
+                f"no pump-enable relay for channel {channel!r} (channel_enable_pins has: {known})"
+            )
+        return channel, pins[channel]
 
     def _relay_level(self, enabled: bool) -> bool:
         c = self.config

@@ -160,6 +160,8 @@ class SimulatedGpio(GpioInterface):
             "pins": {str(pin): dict(v) for pin, v in sorted(self._pins.items())},
             "functions": {name: pin for name, pin in by_function.items()},
             "pump_enabled": self._pump_enabled,
+            "channel_enable_pins": dict(c.channel_enable_pins),
+            "channel_enabled": dict(self._channel_enabled),
             "alarm_on": self._alarm,
             "heartbeat_level": self._heartbeat,
             "heartbeat_toggles": self._toggles,

@@ -184,10 +184,10 @@ class ChannelConfig(_DriverOptions):
 
 
 class InterlockSection(BaseModel):
-    """S12: "bench": one pump-enable relay for every pump; "channel": the kernel keeps an
-    interlock state per channel and an emergency stop cuts each. The GPIO backend has one
-    pump-enable output today (``[gpio.pins] pump_enable_pin``): with "channel" every
-    channel's cut and re-enable drive that one relay (docs/safety.md)."""
+    """S12: "bench": one pump-enable relay for every pump (``[gpio.pins]
+    pump_enable_pin``); "channel": the kernel keeps an interlock state per channel, an
+    emergency stop cuts each, and each channel has its own relay (``[gpio.pins]
+    channel_enable_pins``, one pin per channel, checked by ``SafetyConfig``)."""
 
     model_config = _STRICT
 
@@ -396,6 +396,7 @@ class SafetyConfig(BaseModel):
             if channel.line is not None and channel.line not in self.lines:
                 known = ", ".join(sorted(self.lines)) or "none"
                 raise ValueError(f"channels.{name}.line: no line {channel.line!r} (lines: {known})")
+        self._interlock_relays()
         used = {c.line for c in self.channels.values() if c.line is not None}
         for name in sorted(set(self.lines) - used):
             raise ValueError(f"lines.{name} is used by no channel")
@@ -410,6 +411,32 @@ class SafetyConfig(BaseModel):
                     f"channels.{name}: driver {channel.driver!r} on line {channel.line!r}: {exc}"
                 ) from None
         return self
+
+    def _interlock_relays(self) -> None:
+        """A per-channel interlock on real (or simulated) GPIO needs a relay for every
+        channel: one shared by all would cut or re-enable every pump for one of them."""
+        pins = self.gpio.pins.get("channel_enable_pins") or {}
+        names = list(self.channels) if self.channels else [DEFAULT_CHANNEL]
+        where = "gpio.pins.channel_enable_pins"
+        if self.interlock.scope == "bench" or self.gpio.backend == "none":
+            if pins:
+                raise ValueError(
+                    f'{where} applies with interlock.scope = "channel" and a GPIO backend '
+                    f"(scope is {self.interlock.scope!r}, backend {self.gpio.backend!r})"
+                )
+            return
+        missing = [n for n in names if n not in pins]
+        unknown = sorted(set(pins) - set(names))
+        if missing or unknown:
+            problems = []
+            if missing:
+                problems.append(f"no pin for channel(s) {', '.join(missing)}")
+            if unknown:
+                problems.append(f"no channel(s) {', '.join(unknown)}")
+            raise ValueError(
+                f'{where}: {"; ".join(problems)}: interlock.scope = "channel" needs one '
+                f"pump-enable relay per channel ({', '.join(names)})"
+            )
 
     def channel_configs(self) -> dict[str, ChannelConfig]:
         """Every channel, in order: a ``[pump]`` is channel ``A``."""

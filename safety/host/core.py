@@ -233,7 +233,8 @@ class SafetyCore:
         one-pump bench, channel ``A``. ``clinical`` is the clock the patient's timeline is
         made from; ``self.clinical`` is the timeline itself (that clock plus the offset
         ``start`` finds). ``interlock_scope``: one pump-enable relay for the bench
-        ("bench"), or one per channel ("channel": the GPIO backend's own concern).
+        ("bench"), or one per channel ("channel": the GPIO backend's
+        ``channel_enable_pins``).
         ``library`` None: it could not be loaded (``library_problem`` says why); the
         process supervises with the limits journaled with the program. ``damaged_journal``
         (where the damaged file went, why): the journal could not even be opened and
@@ -754,7 +755,8 @@ class SafetyCore:
         """Send one action; a stop returns the pump's confirmation, when its reply has one."""
         if isinstance(action, SetInterlock):
             if self.gpio is not None:
-                self.gpio.set_pump_enabled(action.pump_enabled)
+                relay = action.channel if self.interlock_scope == "channel" else None
+                self.gpio.set_pump_enabled(action.pump_enabled, relay)
             return None
         driver = self.channels[action.channel].driver
         if isinstance(action, SetRate):

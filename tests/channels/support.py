@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from drivers.gpio.base import GpioConfig
 from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.faults import WireFaults
 from firmware_bridge.pump_model import TruthSegment
@@ -102,7 +103,16 @@ class ChannelBench(Bench):
         self.interlock_scope = interlock_scope
         self.pumps: dict[str, TracingPump] = {}
         self.drivers: dict[str, ChannelDriver] = {}
-        super().__init__(root, library, syringe=syringe, config=config, gpio=gpio)
+        #: a per-channel interlock wires a relay per channel (BCM 5, 6, ...)
+        relays = {n: 5 + i for i, n in enumerate(names)} if interlock_scope == "channel" else {}
+        super().__init__(
+            root,
+            library,
+            syringe=syringe,
+            config=config,
+            gpio=gpio,
+            gpio_config=GpioConfig(channel_enable_pins=relays),
+        )
 
     def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
         if not self.drivers:  # the first pump, built by Bench: made a channel driver

@@ -125,3 +125,30 @@ def test_the_relay_section_sets_the_kernels_figures() -> None:
     assert kernel.overlap_step_s == 30.0
     assert str(kernel.max_prime_ml) == "3.0"
     assert kernel.warn_before_empty_s == 30 * 60.0  # the default
+
+
+SIM_GPIO = {"backend": "simulated", "state_dir": "/tmp/gpio"}
+
+
+def test_a_per_channel_interlock_needs_a_relay_for_every_channel() -> None:
+    both = {"channels": {"A": MOCK, "B": MOCK}, "interlock": {"scope": "channel"}}
+    found = problems({**both, "gpio": SIM_GPIO})
+    (words,) = found.values()
+    assert "gpio.pins.channel_enable_pins: no pin for channel(s) A, B" in words
+    assert 'interlock.scope = "channel" needs one pump-enable relay per channel (A, B)' in words
+    one_short = {**SIM_GPIO, "pins": {"channel_enable_pins": {"A": 5, "X": 6}}}
+    (words,) = problems({**both, "gpio": one_short}).values()
+    assert "no pin for channel(s) B; no channel(s) X" in words
+    config = parse_config(
+        {**both, "gpio": {**SIM_GPIO, "pins": {"channel_enable_pins": {"A": 5, "B": 6}}}}
+    )
+    assert config.interlock.scope == "channel"
+    # without GPIO the kernel keeps the interlock state per channel; no relay to wire
+    assert parse_config(both).interlock.scope == "channel"
+
+
+def test_channel_relays_are_refused_where_the_interlock_is_the_benchs() -> None:
+    pins = {**SIM_GPIO, "pins": {"channel_enable_pins": {"A": 5, "B": 6}}}
+    (words,) = problems({"channels": {"A": MOCK, "B": MOCK}, "gpio": pins}).values()
+    assert 'gpio.pins.channel_enable_pins applies with interlock.scope = "channel"' in words
+    assert "(scope is 'bench', backend 'simulated')" in words

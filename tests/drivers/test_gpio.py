@@ -388,3 +388,50 @@ def test_rpi_backend_off_a_pi_says_so(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delitem(sys.modules, "RPi.GPIO", raising=False)
     with pytest.raises(GpioUnavailable, match=r"cannot run here \(This module can only be run"):
         open_gpio("rpi")
+
+
+# --------------------------------------------------------------------- a relay per channel
+def test_each_channel_has_its_own_relay(tmp_path: Path, clock: VirtualClock) -> None:
+    config = GpioConfig(channel_enable_pins={"A": 5, "B": 6})
+    gpio = open_gpio("simulated", state_dir=tmp_path, clock=clock, config=config)
+    # open: every relay at the enabled (de-energised) level, as the bench's
+    assert levels(tmp_path) == {
+        PUMP: False,
+        5: False,
+        6: False,
+        ALARM: True,
+        BEAT: False,
+        STOP: True,
+    }
+    gpio.set_pump_enabled(False, "A")  # cut A alone
+    assert levels(tmp_path)[5] is True and levels(tmp_path)[6] is False
+    assert levels(tmp_path)[PUMP] is False
+    assert not gpio.channel_enabled("A") and gpio.channel_enabled("B") and gpio.pump_enabled
+    state = read_sim_pins(tmp_path)
+    assert state["channel_enabled"] == {"A": False, "B": True}
+    assert state["channel_enable_pins"] == {"A": 5, "B": 6}
+    with pytest.raises(
+        GpioError, match=r"no pump-enable relay for channel 'C' \(channel_enable_pins has: A, B\)"
+    ):
+        gpio.set_pump_enabled(False, "C")
+    gpio.close()  # the close level on every relay, then released
+    state = read_sim_pins(tmp_path)
+    assert state["channel_enabled"] == {"A": True, "B": True}
+    assert state["pins"]["5"]["mode"] == state["pins"]["6"]["mode"] == "released"
+
+
+@pytest.mark.parametrize(
+    ("pins", "message"),
+    [
+        ({"A": 28}, "channel_enable_pins.A must be a BCM pin number 0-27, got 28"),
+        ({"A": True}, "channel_enable_pins.A must be a BCM pin number 0-27, got True"),
+        ({"A": 17}, "channel_enable_pins.A and pump_enable_pin both use BCM pin 17"),
+        ({"A": 5, "B": 5}, "channel_enable_pins.B and channel_enable_pins.A both use BCM pin 5"),
+        ({"": 5}, "channel_enable_pins: a channel name must be text, got ''"),
+        ([5, 6], "channel_enable_pins must be a table of channel name = BCM pin"),
+    ],
+)
+def test_a_bad_channel_relay_names_the_field(pins: Any, message: str) -> None:
+    with pytest.raises(GpioConfigError) as info:
+        GpioConfig(channel_enable_pins=pins)
+    assert message in str(info.value)

@@ -25,6 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
 
+from drivers.gpio.base import GpioConfig
 from drivers.gpio.simulated import SimulatedGpio
 from drivers.pumps.mock import MockPumpDriver
 from firmware_bridge.clock import Clock, OffsetClock, VirtualClock
@@ -264,10 +265,11 @@ class GuardedGpio(SimulatedGpio):
         if self.publish:
             super()._publish()
 
-    def set_pump_enabled(self, enabled: bool) -> None:
+    def set_pump_enabled(self, enabled: bool, channel: str | None = None) -> None:
         if self.guard is not None and self.clinical is not None:
-            self.guard.check(SetInterlock(enabled), self.clinical.now())
-        super().set_pump_enabled(enabled)
+            action = SetInterlock(enabled) if channel is None else SetInterlock(enabled, channel)
+            self.guard.check(action, self.clinical.now())
+        super().set_pump_enabled(enabled, channel)
 
 
 # --------------------------------------------------------------------------- time evidence
@@ -323,6 +325,7 @@ class Bench:
         *,
         syringe: str = DEFAULT_SYRINGE,
         gpio: bool = False,
+        gpio_config: GpioConfig | None = None,
         publish_pins: bool = True,
         config: KernelConfig | None = None,
         clinical_start: float = 0.0,
@@ -347,7 +350,7 @@ class Bench:
         self.gpio_dir = root / "gpio"
         self.gpio: GuardedGpio | None = None
         if gpio:
-            self.gpio = GuardedGpio(state_dir=self.gpio_dir, clock=self.liveness)
+            self.gpio = GuardedGpio(gpio_config, state_dir=self.gpio_dir, clock=self.liveness)
             self.gpio.publish = publish_pins
             self.gpio.open()
             self.gpio.guard = self.guard
