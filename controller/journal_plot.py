@@ -103,12 +103,18 @@ def plot_data(
     truth: Sequence[TruthEvent] | Mapping[str, Sequence[TruthEvent]] = (),
     title: str = "pumpctl journal",
     end: float | None = None,
+    channel: str | None = None,
 ) -> PlotData:
     """The series to draw, from the safety journal's events (and a ground truth: one
-    pump's events, or each channel's by name)."""
+    pump's events, or each channel's by name). ``channel`` (a bench of several pumps):
+    that channel's lines and alarms, beside the patient's total over every channel (the
+    limits bind the total) and the bench's alarms."""
     channels = list(dict.fromkeys(e.channel for e in events if isinstance(e, ReadbackReceived)))
     if len(channels) > 1 or (isinstance(truth, Mapping) and len(truth) > 1):
-        return _bench_data(events, channels, alarms, truth, title, end)
+        data = _bench_data(events, channels, alarms, truth, title, end)
+        if channel is not None:
+            _keep_channel(data, channel)
+        return data
     if isinstance(truth, Mapping):
         truth = next(iter(truth.values()), [])
     programs = ProgramsInForce.from_events(events)
@@ -195,6 +201,17 @@ def _bench_data(
     data.primes = primes.done
     _limits(data, ProgramsInForce.from_events(events), title)
     return data
+
+
+def _keep_channel(data: PlotData, channel: str) -> None:
+    """One channel's lines, primes and alarms (and the bench's, scope "" or a drug's);
+    the total dose stays the patient's."""
+    others = (set(data.channel_rate) | set(data.channel_dose)) - {channel}
+    data.channel_rate = {n: v for n, v in data.channel_rate.items() if n == channel}
+    data.channel_dose = {n: v for n, v in data.channel_dose.items() if n == channel}
+    data.primes = [p for p in data.primes if p[2] == channel]
+    data.alarms = [a for a in data.alarms if a.scope not in others]
+    data.title = f"{data.title} (channel {channel}; total: every channel)"
 
 
 def plot(data: PlotData, out: str | Path) -> Path:

@@ -14,7 +14,8 @@ library given by ``--library`` (default: the bench's).
 On a bench of several pumps every line names its channel (``B: read-back ...``; an alarm
 by ``B/pump:occlusion``), ``--channel B`` keeps that channel's entries and the bench's
 (the patient, the link, a handover), the exports gain a ``channel`` column, and the plot
-draws a line per channel and the patient's total.
+draws a line per channel and the patient's total (with ``--channel B``: B's lines and
+alarms beside the total).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def add_parser(sub: SubParsers) -> None:
     common(plot_p)
     plot_p.add_argument("--out", metavar="FILE.png", required=True, help="the PNG to write")
     plot_p.add_argument("--title", default="pumpctl journal", help="title of the plot")
+    channel(plot_p)
     plot_p.set_defaults(handler=run_plot)
 
 
@@ -123,11 +125,16 @@ def _load(args: argparse.Namespace) -> Journals:
 
 
 def _rows(journals: Journals, channel: str | None) -> list[Row]:
-    """Every row, or ``channel``'s and the bench's (a channel the journal does not have
-    is bad input naming those it has)."""
+    """Every row, or ``channel``'s and the bench's."""
     rows = journals.rows()
     if channel is None:
         return rows
+    _check_channel(journals, channel)
+    return [r for r in rows if r.channel in (None, channel)]
+
+
+def _check_channel(journals: Journals, channel: str) -> None:
+    """A channel the journal does not have is bad input naming those it has."""
     names = journal_channels(journals.events)
     if channel not in names:
         bad_input(
@@ -135,7 +142,6 @@ def _rows(journals: Journals, channel: str | None) -> list[Row]:
             f"{', '.join(names) or 'none (no safety journal read)'}",
             field="channel",
         )
-    return [r for r in rows if r.channel in (None, channel)]
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -215,7 +221,15 @@ def run_plot(args: argparse.Namespace) -> int:
     if journals.files.safety is None:
         bad_input("plot needs the safety journal (--safety FILE or --dir DIR)", field="safety")
     assert journals.library is not None
-    data = plot_data(journals.events, journals.library, alarms=journals.alarms(), title=args.title)
+    if args.channel is not None:
+        _check_channel(journals, args.channel)
+    data = plot_data(
+        journals.events,
+        journals.library,
+        alarms=journals.alarms(),
+        title=args.title,
+        channel=args.channel,
+    )
     try:
         path = plot(data, args.out)
     except PlotUnavailable as exc:

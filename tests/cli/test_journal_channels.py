@@ -162,3 +162,25 @@ def test_summed_steps_are_the_sum_at_every_instant(
     total = sum_steps(series)
     assert at(total, t) == sum(at(s, t) for s in series)
     assert all(a[1] != b[1] for a, b in itertools.pairwise(total))
+
+
+def test_the_plot_of_one_channel_keeps_the_patients_total(
+    relay: Relay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journals = load_journals(locate(directory=relay.dir), LIBRARY)
+    everything = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(), channel="B")
+    assert set(data.channel_rate) == set(data.channel_dose) == {"B"}
+    assert data.dose == everything.dose  # the total binds the limits: always every channel
+    assert [c for _, _, c in data.primes] == ["B"]
+    assert all(a.scope != "A" for a in data.alarms)
+    assert any(a.scope == "A" for a in everything.alarms)  # A's alarms are left out
+    assert data.title.endswith("(channel B; total: every channel)")
+    code, _, err = _run(
+        capsys, "plot", "--dir", str(relay.dir), "--out", str(tmp_path / "x.png"), "--channel", "Z"
+    )
+    assert code != 0 and "--channel 'Z': the journal has no such channel; channels: A, B" in err
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "b.png"
+    code, _, _ = _run(capsys, "plot", "--dir", str(relay.dir), "--out", str(png), "--channel", "B")
+    assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
