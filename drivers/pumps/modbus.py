@@ -319,7 +319,7 @@ class ModbusDriver(PumpDriver):
                 else self._run_state(values[m.require(Role.RUN).name])
             )
             alarms = frozenset(
-                _ALARM_KINDS[f] for f, on in flags.items() if on and f is not Flag.RUNNING
+                _ALARM_KINDS[f] for f, on in flags.items() if on and f in _ALARM_KINDS
             )
             return PumpStatus(
                 running=running,
@@ -332,7 +332,52 @@ class ModbusDriver(PumpDriver):
                     else self._number(pressure_p, values[pressure_p.name])
                 ),
                 raw=_raw_text(values),
+                priming=flags.get(Flag.PRIMING, False) and running,
             )
+
+    def prime(self, volume_ml: float) -> float:
+        """The map's ``prime_volume`` written (rounded down in its units: never more than
+        asked) and read back, then its ``prime`` trigger; the pump must then report its
+        ``priming`` status bit (a map with a prime has one). The rate set-point is not
+        touched: the pump primes at its top rate and stops by itself. A map without a
+        prime: ``PumpRejected`` (prime not supported), as the base driver."""
+        trigger, volume_p = self.map.point(Role.PRIME), self.map.point(Role.PRIME_VOLUME)
+        if trigger is None or volume_p is None:
+            return super().prime(volume_ml)
+        if not (isinstance(volume_ml, int | float) and math.isfinite(volume_ml) and volume_ml > 0):
+            raise ValueError(f"volume_ml must be a finite number of mL above 0, got {volume_ml!r}")
+        with self._lock:
+            if self._running_now():
+                raise PumpRejected("modbus: cannot prime while pumping", reason="running")
+            try:
+                units = self.map.to_units(volume_ml, volume_p.units)
+                words = encode(units, volume_p.encoding, Rounding.DOWN)
+            except CodecError as exc:
+                raise ValueError(f"prime volume {volume_ml!r} mL: {exc}") from None
+            if self._number(volume_p, words) <= 0:
+                raise ValueError(
+                    f"prime volume {volume_ml!r} mL is below what register {volume_p.name} holds"
+                )
+            self._write_words(volume_p, words)
+            back = self._read_points([volume_p])[volume_p.name]
+            if back != words:
+                raise PumpRejected(
+                    f"pump reports a prime volume of {self._number(volume_p, back):g} mL after "
+                    f"{volume_ml:g} mL was written",
+                    reason="prime volume read-back mismatch",
+                )
+            self._trigger(trigger)
+            status = self.read_status()
+            if not status.priming:
+                if status.alarms:
+                    raise PumpAlarmError(
+                        f"prime refused, pump alarms: {_names(status.alarms)}", status.alarms
+                    )
+                raise PumpRejected(
+                    "modbus: prime triggered but the pump reports it is not priming",
+                    reason="did not prime",
+                )
+            return self._number(volume_p, back)
 
     def keep_alive(self) -> None:
         with self._lock:
@@ -446,7 +491,7 @@ class ModbusDriver(PumpDriver):
     def _alarms_now(self) -> frozenset[PumpAlarmKind]:
         values = self._read_points(self.map.flag_points())
         return frozenset(
-            _ALARM_KINDS[f] for f, on in self._flags(values).items() if on and f is not Flag.RUNNING
+            _ALARM_KINDS[f] for f, on in self._flags(values).items() if on and f in _ALARM_KINDS
         )
 
     def _running_now(self) -> bool:

@@ -59,6 +59,8 @@ _ALARM_FLAGS: dict[Flag, PumpAlarm] = {
 def flag_state(flag: Flag, snap: PumpSnapshot) -> bool:
     if flag is Flag.RUNNING:
         return snap.running
+    if flag is Flag.PRIMING:
+        return snap.priming
     if flag is Flag.NEAR_EMPTY:
         return snap.near_empty
     if flag is Flag.OTHER_ALARM:
@@ -110,6 +112,8 @@ class PumpRegisters:
         self._last_request = liveness()
         self._watchdog_fired = False
         self._tables = {t: regmap.points_in(t) for t in Table}
+        #: the volume the next prime pushes out (mL; 0: none written since power-up)
+        self._prime_volume_ml = 0.0
 
     # ----------------------------------------------------------------- watchdog
     @property
@@ -207,6 +211,8 @@ class PumpRegisters:
             return number(snap.syringe.inner_diameter_mm)
         if role is Role.COMMS_TIMEOUT:
             return number(self.comms_timeout_s)
+        if role is Role.PRIME_VOLUME:
+            return number(self._prime_volume_ml)
         if role is Role.FIRMWARE_VERSION:
             return encode(m.device.firmware_version, enc, Rounding.NEAREST, saturate=True)
         if role in (Role.STATUS_BITS, Role.ALARM_BITS):
@@ -240,6 +246,8 @@ class PumpRegisters:
             if value:
                 self.pump.clear_alarms()
             return None
+        if p.role is Role.PRIME:
+            return self._prime() if value else None
         return ExceptionCode.ILLEGAL_DATA_ADDRESS
 
     def write_registers(
@@ -280,7 +288,7 @@ class PumpRegisters:
             if words[0] not in (p.run_on, p.run_off):
                 return ExceptionCode.ILLEGAL_DATA_VALUE
             return float(words[0] == p.run_on)
-        if p.role in (Role.CLEAR_COUNTERS, Role.ACKNOWLEDGE_ALARMS):
+        if p.role in (Role.CLEAR_COUNTERS, Role.ACKNOWLEDGE_ALARMS, Role.PRIME):
             return 1.0 if words[0] == p.trigger_value else ExceptionCode.ILLEGAL_DATA_VALUE
         try:
             value = decode(words, p.encoding)
@@ -300,7 +308,14 @@ class PumpRegisters:
         if role is Role.ACKNOWLEDGE_ALARMS:
             self.pump.clear_alarms()
             return None
+        if role is Role.PRIME:
+            return self._prime()
         canonical = self.map.from_units(value, p.units)
+        if role is Role.PRIME_VOLUME:
+            if not 0.0 < canonical <= self.pump.container.volume_ml:
+                return ExceptionCode.ILLEGAL_DATA_VALUE
+            self._prime_volume_ml = canonical
+            return None
         if role is Role.RATE_SETPOINT:
             try:
                 self.pump.set_rate(canonical)
@@ -324,6 +339,17 @@ class PumpRegisters:
                 return ExceptionCode.SERVER_DEVICE_FAILURE
             return None
         return ExceptionCode.ILLEGAL_DATA_ADDRESS
+
+    def _prime(self) -> ExceptionCode | None:
+        """Push out the prime volume last written at the container's top rate. Refused
+        (04) while the pump runs, before a volume was written, or while an alarm stops it."""
+        if self._prime_volume_ml <= 0.0:
+            return ExceptionCode.SERVER_DEVICE_FAILURE
+        try:
+            self.pump.prime(self._prime_volume_ml)
+        except (NotApplicable, RateOutOfRange):
+            return ExceptionCode.SERVER_DEVICE_FAILURE
+        return None
 
     def _run(self, on: bool) -> ExceptionCode | None:
         if not on:

@@ -77,6 +77,10 @@ class Role(enum.StrEnum):
     SYRINGE_DIAMETER = "syringe_diameter"
     PRESSURE = "pressure"
     FIRMWARE_VERSION = "firmware_version"
+    #: a prime (purge): the volume to push out at the top rate, then the trigger that
+    #: starts it (write trigger_value / True); the pump stops by itself when it is out
+    PRIME_VOLUME = "prime_volume"
+    PRIME = "prime"
 
     @property
     def writable(self) -> bool:
@@ -95,9 +99,11 @@ _WRITABLE_ROLES = frozenset(
         Role.CLEAR_COUNTERS,
         Role.ACKNOWLEDGE_ALARMS,
         Role.SYRINGE_DIAMETER,
+        Role.PRIME_VOLUME,
+        Role.PRIME,
     }
 )
-_TRIGGER_ROLES = frozenset({Role.CLEAR_COUNTERS, Role.ACKNOWLEDGE_ALARMS})
+_TRIGGER_ROLES = frozenset({Role.CLEAR_COUNTERS, Role.ACKNOWLEDGE_ALARMS, Role.PRIME})
 _BITFIELD_ROLES = frozenset({Role.STATUS_BITS, Role.ALARM_BITS})
 #: roles that appear at most once in a map
 _SINGLE_ROLES = frozenset(Role) - _BITFIELD_ROLES
@@ -107,6 +113,7 @@ class Flag(enum.StrEnum):
     """Conditions a status or alarm bit reports."""
 
     RUNNING = "running"
+    PRIMING = "priming"  # running a prime (purge), not the infusion
     OCCLUSION = "occlusion"  # downstream: overpressure
     EMPTY = "empty"  # syringe at the end of travel / supply empty
     NEAR_EMPTY = "near_empty"
@@ -179,6 +186,8 @@ _ROLE_UNITS: dict[Role, frozenset[Unit]] = {
     Role.SYRINGE_DIAMETER: frozenset({Unit.MM}),
     Role.PRESSURE: PRESSURE_UNITS,
     Role.FIRMWARE_VERSION: frozenset({Unit.NONE}),
+    Role.PRIME_VOLUME: VOLUME_UNITS,
+    Role.PRIME: frozenset({Unit.NONE}),
 }
 
 
@@ -330,7 +339,7 @@ def _point_problems(p: Point) -> list[str]:
         if p.type is not DataType.UINT16 or p.scale != 1.0:
             out.append("type: a command register is uint16 with scale 1")
     elif p.trigger_value is not None:
-        out.append("trigger_value: only clear_counters/acknowledge_alarms holding registers")
+        out.append("trigger_value: only clear_counters/acknowledge_alarms/prime holding registers")
     if p.range is not None:
         lo, hi = p.range
         if p.role not in (Role.COMMS_TIMEOUT, Role.SYRINGE_DIAMETER):
@@ -443,6 +452,13 @@ def _map_problems(m: RegisterMap) -> list[str]:
     has_min, has_max = Role.RATE_MIN in roles, Role.RATE_MAX in roles
     if has_min != has_max:
         out.append("points: rate_min and rate_max come together")
+    if (Role.PRIME in roles) != (Role.PRIME_VOLUME in roles):
+        out.append("points: prime and prime_volume come together (the volume, then the trigger)")
+    if Role.PRIME in roles and not any(Flag.PRIMING in p.bits for p in m.points):
+        out.append(
+            "points: a map with a prime needs a status bit 'priming' (a prime's flow must "
+            "never read as the infusion's)"
+        )
     if not has_min and m.device.rate_limits_ml_h is None:
         out.append("device.rate_limits_ml_h: needed when the pump publishes no rate_min/rate_max")
     uses_rpm = [i for i, p in enumerate(m.points) if p.units is Unit.RPM]

@@ -170,8 +170,58 @@ def test_the_modbus_peristaltic_map_reports_the_volumetric_alarms() -> None:
                 assert kind in status.alarms and not status.running
                 apply_fault(f"{fault}=off", pump, None)
                 driver.start()
-            with pytest.raises(PumpRejected, match="has no prime"):
+            with pytest.raises(PumpRejected, match="cannot prime while pumping"):
                 driver.prime(5.0)
+        finally:
+            driver.close()
+
+
+def test_a_modbus_prime_is_a_volume_then_its_trigger_and_leaves_the_rate_alone() -> None:
+    """The peristaltic map's prime: ``prime_volume`` (float32 mL, rounded down: never more
+    than asked) and the ``prime`` coil; the drive runs at its top rate with its
+    ``priming`` bit set, stops by itself when the volume is out and gives the
+    infusion's rate back."""
+    clock = VirtualClock()
+    pump = SimulatedPump(clock, BAGS["bag-1000ml"])
+    with BackgroundEmulator(
+        pump, WireFaults(), map_path="peristaltic", tcp=("127.0.0.1", 0), device_id=20
+    ) as emu:
+        host, port = emu.host_port
+        driver = ModbusDriver(map_path="peristaltic", host=host, port=port, timeout_s=0.5)
+        driver.connect()
+        try:
+            driver.set_rate(120.0)
+            assert driver.prime(5.0) == 5.0
+            during = driver.read_status()
+            assert during.priming and during.running and not during.alarms
+            # it reads the rate it primes at (the top rate), as an NE-1000's RAT does
+            assert during.set_rate_ml_h == BAGS["bag-1000ml"].max_rate_ml_h
+            with pytest.raises(PumpRejected, match="cannot prime while pumping"):
+                driver.prime(1.0)
+            clock.advance(3600.0 * 5.0 / BAGS["bag-1000ml"].max_rate_ml_h + 1.0)
+            after = driver.read_status()
+            assert not after.priming and not after.running
+            assert after.set_rate_ml_h == 120.0
+            for bad in (0.0, -1.0, float("nan")):
+                with pytest.raises(ValueError, match="volume_ml must be a finite number"):
+                    driver.prime(bad)
+            with pytest.raises(ValueError, match="below what register prime_volume holds"):
+                driver.prime(1e-50)
+            driver.start()  # an infusion after a prime runs at its own rate
+            assert driver.read_status().set_rate_ml_h == 120.0 and pump.snapshot().running
+        finally:
+            driver.close()
+
+
+def test_a_modbus_map_without_a_prime_refuses_one() -> None:
+    clock = VirtualClock()
+    with BackgroundEmulator(SimulatedPump(clock), WireFaults(), tcp=("127.0.0.1", 0)) as emu:
+        host, port = emu.host_port
+        driver = ModbusDriver(map_path="syringe", host=host, port=port, timeout_s=0.5)
+        driver.connect()
+        try:
+            with pytest.raises(PumpRejected, match="has no prime"):
+                driver.prime(1.0)
         finally:
             driver.close()
 

@@ -248,3 +248,45 @@ def test_default_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         default_map_path("gear")
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path))
     assert default_map_path("syringe") == tmp_path / "pumps" / "modbus_syringe.toml"
+
+
+PRIME_VOLUME = {
+    "name": "pv",
+    "role": "prime_volume",
+    "table": "holding",
+    "address": 9,
+    "type": "float32",
+    "units": "mL",
+}
+PRIME = {"name": "pr", "role": "prime", "table": "coil", "address": 1}
+PRIMING_BIT = {
+    "name": "st",
+    "role": "status_bits",
+    "table": "discrete_input",
+    "address": 0,
+    "bits": {"priming": 0},
+}
+
+
+def test_a_prime_is_its_volume_its_trigger_and_a_priming_bit_together() -> None:
+    whole = copy.deepcopy(BASE)
+    whole["points"] += [PRIME_VOLUME, PRIME, PRIMING_BIT]
+    regmap = parse_register_map(whole)
+    assert regmap.point(Role.PRIME) is not None and regmap.point(Role.PRIME_VOLUME) is not None
+    for missing in (PRIME, PRIME_VOLUME):
+        err = bad(
+            lambda d, m=missing: d["points"].extend(
+                p for p in (PRIME_VOLUME, PRIME, PRIMING_BIT) if p is not m
+            )
+        )
+        assert "prime and prime_volume come together" in dict(err.problems)["points"]
+    err = bad(lambda d: d["points"].extend([PRIME_VOLUME, PRIME]))
+    assert "needs a status bit 'priming'" in dict(err.problems)["points"]
+    err = bad(lambda d: d["points"].extend([{**PRIME_VOLUME, "units": "mL/h"}, PRIME, PRIMING_BIT]))
+    assert "points[4].units" in paths(err)
+    err = bad(
+        lambda d: d["points"].extend(
+            [PRIME_VOLUME, {**PRIME, "table": "holding", "address": 20}, PRIMING_BIT]
+        )
+    )
+    assert "needs the value that acts" in dict(err.problems)["points[5].trigger_value"]

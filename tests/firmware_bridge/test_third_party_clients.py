@@ -203,3 +203,45 @@ def test_pymodbus_client_on_one_tcp_server_with_two_unit_ids() -> None:
             assert missing.isError() and missing.exception_code == 0x0B
         finally:
             client.close()  # type: ignore[no-untyped-call]
+
+
+def test_pymodbus_client_primes_the_peristaltic_drive() -> None:
+    """The example peristaltic map's prime from pymodbus: the float32 volume (mL) in
+    holding registers 1221-1222, coil 1 set, status register 1200 bit 2 (priming) on while
+    the drive runs at its top rate, off once the volume is out."""
+    from pymodbus.client import ModbusTcpClient
+
+    from firmware_bridge.syringes import BAGS
+
+    clock = VirtualClock()
+    bag = BAGS["bag-1000ml"]
+    pump = SimulatedPump(clock, bag)
+    with BackgroundEmulator(
+        pump, WireFaults(), map_path="peristaltic", tcp=("127.0.0.1", 0), device_id=20
+    ) as emu:
+        host, port = emu.host_port
+        client = ModbusTcpClient(host, port=port, timeout=2)
+        assert client.connect()  # type: ignore[no-untyped-call]
+        try:
+            assert not client.write_registers(1221, [0x4040, 0x0000], device_id=20).isError()  # 3.0
+            assert client.read_holding_registers(1221, count=2, device_id=20).registers == [
+                0x4040,
+                0,
+            ]
+            assert not client.write_coil(1, True, device_id=20).isError()
+            state = client.read_holding_registers(1200, count=1, device_id=20).registers[0]
+            assert state & 0b101 == 0b101  # running and priming
+            assert pump.snapshot().priming
+            clock.advance(3600.0 * 3.0 / bag.max_rate_ml_h + 1.0)
+            state = client.read_holding_registers(1200, count=1, device_id=20).registers[0]
+            assert state & 0b101 == 0
+            # the volume stays written: the next prime needs only the coil; stop ends it
+            assert not client.write_coil(1, True, device_id=20).isError()
+            assert pump.snapshot().priming
+            assert not client.write_coil(0, False, device_id=20).isError()
+            assert not pump.snapshot().running
+            # a volume beyond the bag is refused (illegal data value)
+            too_much = client.write_registers(1221, [0x4580, 0x0000], device_id=20)  # 4096 mL
+            assert too_much.isError() and too_much.exception_code == 0x03
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
