@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -206,6 +205,10 @@ def salvage(path: str | Path) -> tuple[list[JournalEntry], str | None]:
     best, why = _read_rows(path)
     if why is None:
         return best, None
+    # imported here, on this rare path: tempfile brings shutil and with it zlib, bz2 and
+    # lzma (about 0.5 MB resident), which a safety process has no other use for
+    import tempfile  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "salvage.sqlite"
         try:

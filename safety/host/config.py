@@ -40,8 +40,6 @@ from drivers.lines import LineError, LineSpec, open_line
 from drivers.loading import DriverLoadError
 from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import VirtualClock, clock_from_spec
-from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults
-from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import container_by_name, syringe_by_name
 from safety.kernel.model import DEFAULT_CHANNEL
 from safety.observer_config import (
@@ -91,6 +89,11 @@ class MockPumpOptions(BaseModel):
     @field_validator("faults")
     @classmethod
     def _known_faults(cls, value: str) -> str:
+        # imported here: the simulated pump is needed only to check a mock's faults, and
+        # a safety process on real pumps should not carry it (memory goal, issue 14)
+        from firmware_bridge.faults import FaultSpecError, WireFaults, apply_faults  # noqa: PLC0415
+        from firmware_bridge.pump_model import SimulatedPump  # noqa: PLC0415
+
         try:  # on a throw-away pump: only the spelling is being checked
             apply_faults(value, SimulatedPump(VirtualClock()), WireFaults())
         except FaultSpecError as exc:

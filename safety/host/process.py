@@ -50,7 +50,6 @@ from drivers.gpio import GpioError, GpioInterface, open_gpio
 from drivers.lines import LineError, open_lines
 from drivers.loading import DriverLoadError
 from drivers.pumps.base import PumpDriver
-from drivers.pumps.mock import MockPumpDriver
 from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec, clock_spec
 from firmware_bridge.syringes import container_by_name
@@ -241,6 +240,10 @@ def _channels(config: SafetyConfig, clinical: Clock) -> list[Channel]:
         try:
             driver: PumpDriver
             if channel.driver == "mock":
+                # imported only for a mock channel: the simulated pump and its physics
+                # (about 2 MB resident) have no place in a process on real pumps
+                from drivers.pumps.mock import MockPumpDriver  # noqa: PLC0415
+
                 options = channel.mock.model_dump() if channel.mock is not None else {}
                 driver = MockPumpDriver(clock=clinical, syringe=container, **options)
             elif channel.line is not None:
@@ -351,9 +354,45 @@ def _setup_logging(level: str) -> None:
     )
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own help layout, with the terminal measured without ``shutil``.
+
+    argparse imports ``shutil`` for ``get_terminal_size`` whenever a parser is built (not
+    only for ``--help``); ``shutil`` imports ``zlib``, ``bz2`` and ``lzma``: 0.65 MB of the
+    safety process's resident memory (goal 40 MB) for a width. The width is found as
+    ``shutil.get_terminal_size`` finds it (``COLUMNS``, then the terminal on stdout, then
+    80), two columns narrower, as argparse makes it.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def terminal_columns(fallback: int = 80) -> int:
+    """``shutil.get_terminal_size(...).columns``, without importing ``shutil``."""
+    with contextlib.suppress(KeyError, ValueError):
+        columns = int(os.environ["COLUMNS"])
+        if columns > 0:
+            return columns
+    try:
+        columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return fallback
+    return columns or fallback
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m safety",
+        formatter_class=_HelpFormatter,
         description=(
             "The pumpctl safety process: owns the pump and the GPIO interlock, checks every "
             "command against the drug library, supervises the controller."
@@ -373,4 +412,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "StartupError", "main", "run"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "StartupError",
+    "main",
+    "run",
+    "terminal_columns",
+]
