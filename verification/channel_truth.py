@@ -10,7 +10,8 @@ total never moved. Only the sum says which.
 
 So ``check_channels`` judges:
 
-- **the total** (per drug, one drug per bench judged together): each channel's ground
+- **the total** (per drug: ``check_drugs`` splits a bench of several drugs and judges
+  each drug's channels together): each channel's ground
   truth (``TruthSegment``s and boluses; ``TruthWaste``, a prime to waste, is never
   delivery) converted to a drug amount per hour with that channel's program in force,
   summed, and expressed as one "virtual pump" in the mL/h of the bench's program in force.
@@ -105,6 +106,75 @@ def _channel_of(event: Event) -> str | None:
     if isinstance(event, CommandIssued):
         return event.action.channel
     return None
+
+
+def check_drugs(
+    truths: Mapping[str, Sequence[TruthEvent]],
+    library: DrugLibrary,
+    events: Iterable[Event],
+    *,
+    to_pump_clock: PumpClock | None = None,
+    until: float | None = None,
+    tolerance_s: float = 0.0,
+) -> dict[str, ChannelsReport]:
+    """A bench giving several drugs: each drug's channels judged together
+    (``check_channels``), one report per drug, in the order the drugs were first loaded.
+
+    The limits bind each drug's own total (S1 on norepinephrine says nothing of a
+    vasopressin beside it), so the journal is split by channel: each drug's channels'
+    programs, commands and read-backs, with what belongs to the bench (patient, timeline,
+    the bench's one interlock relay, which cuts every pump). A channel that never had a
+    program is judged with the first drug (it should deliver nothing); one that gave two
+    drugs over the record cannot be split (``ChannelsError``)."""
+    events = list(events)
+    drugs_of: dict[str, list[str]] = {}
+    scope = "bench"
+    for event in events:
+        if isinstance(event, ProgramLoaded):
+            known = drugs_of.setdefault(event.channel, [])
+            if event.spec.drug not in known:
+                known.append(event.spec.drug)
+        elif isinstance(event, BenchConfigured):
+            scope = event.interlock_scope
+    mixed = {c: d for c, d in drugs_of.items() if len(d) > 1}
+    if mixed:
+        said = "; ".join(f"channel {c}: {', '.join(d)}" for c, d in sorted(mixed.items()))
+        raise ChannelsError(f"a channel gave more than one drug ({said}): it cannot be split")
+    groups: dict[str, list[str]] = {}
+    for channel in drugs_of:  # journal order: the drugs in the order they were loaded
+        if channel in truths:
+            groups.setdefault(drugs_of[channel][0], []).append(channel)
+    if not groups:
+        raise ChannelsError("no channel of these truths had a drug program")
+    first = next(iter(groups))
+    groups[first] += [c for c in truths if c not in drugs_of]
+
+    def mine(channels: list[str]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            channel = _channel_of(event)
+            if channel is None or channel in channels:
+                out.append(event)
+            elif (
+                scope == "bench"
+                and isinstance(event, CommandIssued)
+                and isinstance(event.action, SetInterlock)
+            ):  # the bench's one relay, named by whichever channel: it cuts these too
+                action = replace(event.action, channel=channels[0])
+                out.append(replace(event, action=action))
+        return out
+
+    return {
+        drug: check_channels(
+            {c: truths[c] for c in channels},
+            library,
+            mine(channels),
+            to_pump_clock=to_pump_clock,
+            until=until,
+            tolerance_s=tolerance_s,
+        )
+        for drug, channels in groups.items()
+    }
 
 
 class _TotalBuilder(RecordBuilder):
@@ -468,4 +538,4 @@ def check_channels(
     return ChannelsReport(total, reports)
 
 
-__all__ = ["CHANNEL_RULES", "ChannelsError", "ChannelsReport", "check_channels"]
+__all__ = ["CHANNEL_RULES", "ChannelsError", "ChannelsReport", "check_channels", "check_drugs"]

@@ -413,3 +413,66 @@ def test_a_channel_table_refuses_unknown_fields_and_containers() -> None:
     assert any("unknown field 'volume'; allowed here: name, container, loaded_ml, pump" in t
                for t in texts), texts  # fmt: skip
     assert any("[[channels]] #2 (B) container" in t for t in texts), texts
+
+
+TWO_DRUGS = (
+    HEAD
+    + """
+[[action]]
+at = 0
+do = "program"
+channel = "A"
+
+[[action]]
+at = 0
+do = "start"
+channel = "A"
+dose = 8
+
+[[action]]
+at = 1
+do = "program"
+channel = "B"
+drug = "vasopressin"
+therapy = "fixed"
+concentration = "20 units/100 mL"
+diluent = "NS"
+
+[[action]]
+at = 1
+do = "start"
+channel = "B"
+dose = "0.03"
+
+[[expect]]
+type = "invariants"
+
+[[expect]]
+name = "B's vasopressin"
+type = "max_dose"
+value = "0.03"
+channel = "B"
+
+[[expect]]
+name = "a total over two drugs"
+type = "max_dose"
+value = 8
+"""
+)
+
+
+def test_a_bench_of_two_drugs_is_judged_drug_by_drug(library: DrugLibrary, run_dir: Path) -> None:
+    _, evaluation = run_scenario(
+        parse_scenario(TWO_DRUGS, "two-drugs.toml"), run_dir, library=library
+    )
+    results = {r.name: r for r in evaluation.results}
+    invariants = next(r for r in evaluation.results if r.type == "invariants")
+    assert invariants.passed, invariants.detail
+    assert results["B's vasopressin"].passed, results["B's vasopressin"].detail
+    over_two = results["a total over two drugs"]
+    assert not over_two.passed
+    assert "the bench gives norepinephrine, vasopressin" in over_two.detail
+    assert "name the channel" in over_two.detail
+    assert evaluation.truth.summary.notes == [
+        "a bench of 2 drugs (norepinephrine, vasopressin): each judged on its own total"
+    ]

@@ -14,7 +14,7 @@ and a state expectation with ``channel`` that channel's figures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -31,7 +31,7 @@ from controller.journal_timeline import (
 from safety.kernel.state import ChannelState, KernelState
 from safety.library import DrugLibrary
 from safety.rules import num
-from verification.channel_truth import ChannelsError, check_channels
+from verification.channel_truth import ChannelsError, ChannelsReport, check_drugs
 from verification.ground_truth import (
     RULES,
     TITRATION_RULES,
@@ -162,9 +162,10 @@ def evaluate(loaded: LoadedScenario, run: RunResult, library: DrugLibrary) -> Ev
     )
     channel_truths: dict[str, TruthReport] = {}
     problem = ""
+    drugs: list[str] = []
     if len(run.truths) > 1:
         try:
-            checked = check_channels(
+            by_drug = check_drugs(
                 run.truths,
                 library,
                 journals.events,
@@ -172,10 +173,13 @@ def evaluate(loaded: LoadedScenario, run: RunResult, library: DrugLibrary) -> Ev
                 tolerance_s=run.tolerance_s,
             )
         except ChannelsError as exc:
-            problem = f"the channels' delivery could not be judged as one total: {exc}"
+            problem = f"the channels' delivery could not be judged drug by drug: {exc}"
             truth = TruthReport((), TruthSummary(notes=[problem]), ())
         else:
-            truth, channel_truths = checked.total, dict(checked.channels)
+            drugs = list(by_drug)
+            for checked in by_drug.values():
+                channel_truths.update(checked.channels)
+            truth = by_drug[drugs[0]].total if len(drugs) == 1 else _drugs_report(by_drug)
     else:
         record = SafetyRecord.from_events(journals.events)
         truth = check_ground_truth(
@@ -186,7 +190,7 @@ def evaluate(loaded: LoadedScenario, run: RunResult, library: DrugLibrary) -> Ev
             until=run.end,
             tolerance_s=run.tolerance_s,
         )
-    judge = _Judge(run, journals, truth, channel_truths, problem)
+    judge = _Judge(run, journals, truth, channel_truths, problem, drugs)
     results = []
     for i, expect in enumerate(s.expect):
         passed, detail = judge.check(expect)
@@ -194,6 +198,25 @@ def evaluate(loaded: LoadedScenario, run: RunResult, library: DrugLibrary) -> Ev
             ExpectationResult(i, expect.name or default_name(expect), expect.type, passed, detail)
         )
     return Evaluation(results, truth, journals, channel_truths)
+
+
+def _drugs_report(by_drug: dict[str, ChannelsReport]) -> TruthReport:
+    """A bench of several drugs as one report for the rule expectations: every drug's
+    violations (each named by its drug) and changes; no figures (a highest dose or rate
+    over two drugs means nothing: a limit expectation names its channel)."""
+    violations = sorted(
+        (
+            replace(v, message=f"{drug}: {v.message}")
+            for drug, checked in by_drug.items()
+            for v in checked.total.violations
+        ),
+        key=lambda v: v.time,
+    )
+    changes = sorted(
+        (c for checked in by_drug.values() for c in checked.total.changes), key=lambda c: c.time
+    )
+    note = f"a bench of {len(by_drug)} drugs ({', '.join(by_drug)}): each judged on its own total"
+    return TruthReport(tuple(violations), TruthSummary(notes=[note]), tuple(changes))
 
 
 class _Judge:
@@ -204,15 +227,18 @@ class _Judge:
         truth: TruthReport,
         channel_truths: dict[str, TruthReport] | None = None,
         problem: str = "",
+        drugs: list[str] | None = None,
     ) -> None:
-        """``truth``: the pump's report, or on a bench of several the drug total's;
-        ``channel_truths``: each channel's own; ``problem``: why the total could not be
-        judged (every ground-truth expectation then fails with it)."""
+        """``truth``: the pump's report, or on a bench of several the drug total's (of
+        each drug: ``drugs``, when more than one); ``channel_truths``: each channel's own;
+        ``problem``: why the total could not be judged (every ground-truth expectation
+        then fails with it)."""
         self.run = run
         self.journals = journals
         self.truth = truth
         self.channel_truths = channel_truths or {}
         self.problem = problem
+        self.drugs = drugs or []
         self.alarms = [a for a in journals.alarms() if a.time >= run.t0 - 1e-9]
         self.named = run.named()
         self.machine = machine_states(journals.controller)
@@ -311,6 +337,11 @@ class _Judge:
         report = self.truth
         if e.channel is not None and self.channel_truths:
             report = self.channel_truths[e.channel]
+        elif len(self.drugs) > 1:
+            return False, (
+                f"the bench gives {', '.join(self.drugs)}: a highest {e.type.split('_')[1]} "
+                "over several drugs means nothing; name the channel"
+            )
         summary = report.summary
         if e.type == "max_rate":
             highest = summary.max_rate_ml_h
