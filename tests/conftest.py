@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from safety.library import DrugLibrary, load_library
 from safety.library.loader import DEFAULT_LIBRARY_PATH
 
-# Hypothesis's per-example deadline is a wall-clock check: tests assert behaviour, never
-# speed, and on the shared 2-core machine with two pytest workers one slow example is
-# load, not a defect. Every property test runs without it (the profile, not each test).
-settings.register_profile("pumpctl", deadline=None)
+# Hypothesis's per-example deadline and its "generation is slow" health check are
+# wall-clock checks: tests assert behaviour, never speed, and on the shared 2-core machine
+# with two pytest workers one slow example is load, not a defect. Every property test runs
+# without them (the profile, not each test).
+settings.register_profile("pumpctl", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("pumpctl")
 
 #: variables that would silently change what the code under test reads: another drug
