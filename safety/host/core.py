@@ -209,6 +209,18 @@ class Channel:
         )
 
 
+@dataclass(frozen=True)
+class _SnapshotMemo:
+    """The last snapshot and everything it was made of (``SafetyCore.snapshot``)."""
+
+    state: KernelState
+    library: DrugLibrary | None
+    config: KernelConfig
+    now: float
+    counters: tuple[float | None, ...]
+    snapshot: Snapshot
+
+
 class SafetyCore:
     def __init__(
         self,
@@ -286,6 +298,8 @@ class SafetyCore:
         #: round of every pump on the line.
         self.between_exchanges: Callable[[], None] | None = None
         self._in_between = False
+        #: the last snapshot and what it was built from (``snapshot``)
+        self._snapshot_memo: _SnapshotMemo | None = None
 
     # ------------------------------------------------------------------ one channel
     # What a one-pump bench (and code written for it) reads: its only channel's.
@@ -964,9 +978,32 @@ class SafetyCore:
 
     def snapshot(self) -> Snapshot:
         """The bench as it is: every channel, every drug, and the first channel's figures
-        at the top level (``safety.status``)."""
-        s = self.state
+        at the top level (``safety.status``).
+
+        Built once per state and instant: a request's outcome, the status notice after it
+        and a client's own read at that instant are the same snapshot. Everything it is
+        made of is in the key (the state is immutable, so its identity is its value; the
+        channels' last counters and the library are the rest)."""
         now = self.clinical.now()
+        counters = tuple(c.last_infused_ml for c in self.channels.values())
+        memo = self._snapshot_memo
+        if (
+            memo is not None
+            and memo.state is self.state
+            and memo.library is self.library
+            and memo.config is self.config
+            and memo.now == now
+            and memo.counters == counters
+        ):
+            return memo.snapshot
+        snapshot = self._build_snapshot(now)
+        self._snapshot_memo = _SnapshotMemo(
+            self.state, self.library, self.config, now, counters, snapshot
+        )
+        return snapshot
+
+    def _build_snapshot(self, now: float) -> Snapshot:
+        s = self.state
         views = tuple(self._channel_view(name, now) for name in self.channels)
         drugs = self._drug_views(now)
         first = views[0]

@@ -1,0 +1,40 @@
+"""The safety core builds one snapshot per state and instant (``SafetyCore.snapshot``):
+never a stale one. Any change of what a snapshot is made of (the kernel state, the clinical
+instant, a channel's pump counter, the library) builds it again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from safety.kernel.model import ProgramSpec
+from tests.channels.support import ChannelBench
+
+
+def test_a_snapshot_is_rebuilt_whenever_what_it_shows_changed(
+    make_channels: Callable[..., ChannelBench], std: ProgramSpec
+) -> None:
+    bench = make_channels()
+    bench.boot()
+    core = bench.core
+    first = core.snapshot()
+    assert core.snapshot() is first  # same state, same instant: the same snapshot
+
+    assert bench.load_on("A", std).verdict.accepted  # a new state
+    loaded = core.snapshot()
+    assert loaded is not first and loaded.channels[0].program == std
+
+    bench.clinical.advance(1.0)  # a new instant, the same state
+    later = core.snapshot()
+    assert later is not loaded and later.clinical_time > loaded.clinical_time
+
+    channel = core.channels["A"]
+    channel.last_infused_ml = (channel.last_infused_ml or 0.0) + 1.0  # a new counter
+    counted = core.snapshot()
+    assert counted is not later
+
+    library = core.library
+    assert library is not None
+    core.library = None  # the library went (a bad reload): the snapshot says so
+    assert core.snapshot().library_hash == ""
+    core.library = library
+    assert core.snapshot().library_hash == library.content_hash
