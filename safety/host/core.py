@@ -630,6 +630,9 @@ class SafetyCore:
                 self._record(CommsFailed(f"{type(exc).__name__}: {exc}", self.now(), name))
                 self._outputs()
             return
+        # a read-back is traffic the pump's link watchdog counts (NE-1000 safe mode, a
+        # Modbus comms timeout): no keep-alive is due until a period without one
+        channel.due_keep_alive = self.liveness.now() + self.timing.keep_alive_period_s
         if not channel.known:
             try:
                 status = self._learn_pump(channel)
@@ -832,7 +835,19 @@ class SafetyCore:
             self._due_button = live + self.timing.button_poll_s
             if self.gpio.poll_stop():
                 self.emergency_stop("button")
-        exchanged = False
+        now = self.now()
+        deadline = self.next_deadline(now)
+        polled = live >= self._due_poll or (deadline is not None and now.clinical >= deadline)
+        if polled:
+            self._due_poll = live + self.timing.poll_period_s
+            self.poll()
+        else:
+            _, reaction = tick(self.state, now, self.config)
+            if reaction.actions:
+                self._record(Ticked(now))
+                self._execute(reaction.actions, reaction.cause)
+        # after the poll: a channel it read needs no keep-alive now (``_poll_one``)
+        exchanged = polled
         for name, channel in self.channels.items():
             if live >= channel.due_keep_alive:
                 channel.due_keep_alive = live + self.timing.keep_alive_period_s
@@ -844,18 +859,6 @@ class SafetyCore:
                         channel.driver.keep_alive()
                     except DriverError as exc:
                         log.warning("channel %s: keep-alive failed: %s", name, exc)
-        now = self.now()
-        deadline = self.next_deadline(now)
-        if live >= self._due_poll or (deadline is not None and now.clinical >= deadline):
-            self._due_poll = live + self.timing.poll_period_s
-            if exchanged:
-                self._let_requests_in()
-            self.poll()
-        else:
-            _, reaction = tick(self.state, now, self.config)
-            if reaction.actions:
-                self._record(Ticked(now))
-                self._execute(reaction.actions, reaction.cause)
         if self.state.handover is not None or any(
             c.standby is not None for c in self.state.channels.values()
         ):
