@@ -17,8 +17,11 @@ one is accepted: the limits on a drug's total over channels are not what is time
   in turn, each a small step its drug's rules allow, timed at the client from
   ``request(ChangeDose(..., channel=X))`` to its return (verdict, journal, set, read-back,
   journal, reply). The wire time of a sample is the bytes the emulator logged on the line
-  (both ways, any pump's) while it ran x bits per character / baud: what the line itself
-  needed, the command's own exchanges and any poll it waited behind. The figure is the
+  (both ways, any pump's) from the request to the safety process's own read-back of the
+  command (``own_readbacks``: its journal's stamp, on the same CLOCK_MONOTONIC as the
+  emulator's frames and the client's window) x bits per character / baud: what the line
+  itself needed, the command's own exchanges and any poll it waited behind, but not the
+  next poll, which goes on while the reply travels and is decoded. The figure is the
   p99 of (latency - wire time). Baselines: the command's own exchanges' wire time (their
   most common shape), and the same exchanges written and read with bare pyserial on the
   same paced pty after the safety process let go of it (what the emulator's pacing, the
@@ -37,7 +40,9 @@ one is accepted: the limits on a drug's total over channels are not what is time
 
 from __future__ import annotations
 
+import bisect
 import collections
+import gc
 import itertools
 import time
 from collections.abc import Sequence
@@ -62,12 +67,17 @@ from benchmarks.processes import (
     require_accepted,
 )
 from safety.ipc.client import SafetyClient
+from safety.journal import open_readonly
+from safety.kernel.codec import decode_event
 from safety.kernel.model import (
     AcknowledgeAlarms,
     ChangeDose,
+    CommandIssued,
     EmergencyStop,
     LoadProgram,
     ProgramSpec,
+    ReadbackReceived,
+    SetRate,
     StartInfusion,
 )
 from safety.library import DrugLibrary
@@ -132,6 +142,11 @@ class LineBench:
     client: SafetyClient
     commands: int = 0
     peak_mb: float | None = None
+    unmatched: int = 0
+
+    @property
+    def journal(self) -> Path:
+        return self.safety.config.parent / "safety-journal.sqlite"
 
     @property
     def char_s(self) -> float:
@@ -152,6 +167,8 @@ class LatencyResult:
     paced: bool
     #: s, a command's own exchanges with bare pyserial on the same paced pty (paced only)
     bare: list[float] = field(default_factory=list)
+    #: samples whose own read-back the journal did not show (wire counted to the reply)
+    unmatched: int = 0
 
 
 @dataclass
@@ -234,6 +251,11 @@ def open_line_bench(pool: Pool, library: DrugLibrary, protocol: str) -> LineBenc
     except BaseException:
         close_line_bench(pool, bench)
         raise
+    # the client is a controller: what it holds from before (here every earlier section's
+    # modules and results) is out of the collector's full collections, as ``pumpctl run``
+    # freezes its start-up (a full collection over this process was 20-24 ms)
+    gc.collect()
+    gc.freeze()
     return bench
 
 
@@ -281,7 +303,11 @@ def measure_latency(
         for _ in range(WARMUP):
             _change(bench)
         offset = bench.emulator.log_size()
-        timed = [_change(bench) for _ in range(commands)]
+        names: list[str] = []
+        timed: list[tuple[float, float, float]] = []
+        for _ in range(commands):
+            names.append(CHANNELS[bench.commands % len(CHANNELS)])
+            timed.append(_change(bench))
         time.sleep(0.05)  # the emulator writes its log after each reply
     finally:
         close_line_bench(pool, bench)
@@ -293,9 +319,12 @@ def measure_latency(
         if bench.paced:
             frames = bench.emulator.frames(offset)
             windows = [(begin, end) for _, begin, end in timed]
-            for begin, end in windows:
-                inside = [f for f in frames if begin - EDGE_S <= f.at <= end + EDGE_S]
+            cuts = own_readbacks(bench.journal, windows, names)
+            for (begin, end), cut in zip(windows, cuts, strict=True):
+                last = end if cut is None else cut
+                inside = [f for f in frames if begin - EDGE_S <= f.at <= last + EDGE_S]
                 wire.append(sum(len(f.data) for f in inside) * bench.char_s)
+            bench.unmatched = sum(1 for cut in cuts if cut is None)
             exchanges = _common_exchanges(frames, windows)
             own = sum(len(a) + len(b) for a, b in exchanges) * bench.char_s
             if bare_repetitions:
@@ -304,7 +333,45 @@ def measure_latency(
         pool.stop(bench.emulator.process)
     if not samples:
         raise BenchError(f"no {protocol} command was timed")
-    return LatencyResult(protocol, samples, wire, own, bench.peak_mb, bench.paced, bare)
+    return LatencyResult(
+        protocol, samples, wire, own, bench.peak_mb, bench.paced, bare, bench.unmatched
+    )
+
+
+def own_readbacks(
+    journal: Path, windows: Sequence[tuple[float, float]], channels: Sequence[str]
+) -> list[float | None]:
+    """For each timed command (its window and channel): when the safety process had its
+    own read-back, from its journal (stamped on CLOCK_MONOTONIC, as the emulator's frames
+    and the client's window are). The line's bytes after it cannot have delayed the
+    command: they are the next poll's, going on while the reply travels and is decoded.
+    None where the journal shows no such read-back in the window."""
+    connection = open_readonly(journal)
+    try:
+        rows = connection.execute(
+            "SELECT liveness, payload FROM entries WHERE kind IN ('command_issued', 'readback')"
+            " ORDER BY id"
+        ).fetchall()
+    finally:
+        connection.close()
+    events = [(float(at), decode_event(payload)) for at, payload in rows]
+    times = [at for at, _ in events]
+    out: list[float | None] = []
+    for (begin, end), channel in zip(windows, channels, strict=True):
+        cut: float | None = None
+        issued = False
+        for at, event in events[bisect.bisect_left(times, begin) :]:
+            if at > end:
+                break
+            if isinstance(event, CommandIssued) and event.cause == "command":
+                issued = issued or (
+                    isinstance(event.action, SetRate) and event.action.channel == channel
+                )
+            elif issued and isinstance(event, ReadbackReceived) and event.channel == channel:
+                cut = at
+                break
+        out.append(cut)
+    return out
 
 
 # --------------------------------------------------------------------------- estop

@@ -629,8 +629,11 @@ def _latency4(run: _Run) -> None:
                 f"request -> verdict -> set -> read-back -> reply through the safety process, "
                 f"the next of 4 channels in turn, each polled every second; replies paced at "
                 f"{lines.BAUD[protocol]} baud; a sample's wire time is every byte the "
-                f"emulator logged on the line while it ran (its own exchanges and any poll it "
-                f"waited behind) x {lines.BITS_PER_CHAR[protocol]} bits / baud; baselines: "
+                f"emulator logged on the line from the request to the safety process's own "
+                f"read-back of the command (its journal's stamp, the same clock): its own "
+                f"exchanges and any poll it waited behind, not the next poll's bytes while the "
+                f"reply travels ({result.unmatched} sample(s) without that read-back counted "
+                f"to the reply) x {lines.BITS_PER_CHAR[protocol]} bits / baud; baselines: "
                 f"the command's own exchanges' wire time ('own wire') and the same "
                 f"exchanges with bare pyserial on the same paced pty ('bare')"
             )
