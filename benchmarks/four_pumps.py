@@ -16,12 +16,13 @@ one is accepted: the limits on a drug's total over channels are not what is time
 - **Latency** (``measure_latency``): after a warm-up, dose changes go to the four channels
   in turn, each a small step its drug's rules allow, timed at the client from
   ``request(ChangeDose(..., channel=X))`` to its return (verdict, journal, set, read-back,
-  journal, reply). The wire time of a sample is the bytes the emulator logged on the line
-  (both ways, any pump's) from the request to the safety process's own read-back of the
-  command (``own_readbacks``: its journal's stamp, on the same CLOCK_MONOTONIC as the
-  emulator's frames and the client's window) x bits per character / baud: what the line
-  itself needed, the command's own exchanges and any poll it waited behind, but not the
-  next poll, which goes on while the reply travels and is decoded. The figure is the
+  journal, reply). The wire time of a sample is the time the paced line was busy (any
+  pump's exchanges, ``line_busy``: each from its request's first character to its reply's
+  last, at bits per character / baud) within the sample, from the request to the safety
+  process's own read-back of the command (``own_readbacks``: its journal's stamp, on the
+  same CLOCK_MONOTONIC as the emulator's frames and the client's window): what the line
+  itself needed, the command's own exchanges and what it waited for of a poll's, but not
+  the next poll, which goes on while the reply travels and is decoded. The figure is the
   p99 of (latency - wire time). Baselines: the command's own exchanges' wire time (their
   most common shape), and the same exchanges written and read with bare pyserial on the
   same paced pty after the safety process let go of it (what the emulator's pacing, the
@@ -320,10 +321,10 @@ def measure_latency(
             frames = bench.emulator.frames(offset)
             windows = [(begin, end) for _, begin, end in timed]
             cuts = own_readbacks(bench.journal, windows, names)
+            busy = line_busy(frames, bench.char_s)
             for (begin, end), cut in zip(windows, cuts, strict=True):
-                last = end if cut is None else cut
-                inside = [f for f in frames if begin - EDGE_S <= f.at <= last + EDGE_S]
-                wire.append(sum(len(f.data) for f in inside) * bench.char_s)
+                last = (end if cut is None else cut) + EDGE_S
+                wire.append(sum(max(0.0, min(b, last) - max(a, begin)) for a, b in busy))
             bench.unmatched = sum(1 for cut in cuts if cut is None)
             exchanges = _common_exchanges(frames, windows)
             own = sum(len(a) + len(b) for a, b in exchanges) * bench.char_s
@@ -336,6 +337,31 @@ def measure_latency(
     return LatencyResult(
         protocol, samples, wire, own, bench.peak_mb, bench.paced, bare, bench.unmatched
     )
+
+
+def line_busy(frames: Sequence[Frame], char_s: float) -> list[tuple[float, float]]:
+    """When the modelled wire carried each exchange: from its request's first character to
+    its reply's last (the pacer's model: the reply follows the request's characters, and the
+    emulator logs a reply when its last character is out). A sample's wire time is its
+    window's overlap with these: an exchange the command found half done counts for its
+    rest only, one that ended just after the command began for that sliver only."""
+    out: list[tuple[float, float]] = []
+    for request, reply in _pair_frames(frames):
+        out.append((reply.at - (len(request.data) + len(reply.data)) * char_s, reply.at))
+    return out
+
+
+def _pair_frames(frames: Sequence[Frame]) -> list[tuple[Frame, Frame]]:
+    """Each request frame with the reply frame after it."""
+    out: list[tuple[Frame, Frame]] = []
+    request: Frame | None = None
+    for frame in frames:
+        if frame.direction == "rx":
+            request = frame
+        elif frame.direction == "tx" and request is not None:
+            out.append((request, frame))
+            request = None
+    return out
 
 
 def own_readbacks(
@@ -451,15 +477,7 @@ def _common_exchanges(
 
 
 def _pairs(frames: list[Frame]) -> list[tuple[bytes, bytes]]:
-    out: list[tuple[bytes, bytes]] = []
-    request: bytes | None = None
-    for frame in frames:
-        if frame.direction == "rx":
-            request = frame.data
-        elif frame.direction == "tx" and request is not None:
-            out.append((request, frame.data))
-            request = None
-    return out
+    return [(request.data, reply.data) for request, reply in _pair_frames(frames)]
 
 
 def bare_replay(
