@@ -162,7 +162,11 @@ def _replay(
     return active
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(scenarios())
 def test_every_step_is_accepted_and_the_target_is_reached_or_explained(
     scenario: tuple[Program, list[tuple[float, Decimal]], tuple[Decimal, Decimal], Decimal | None],
@@ -200,7 +204,11 @@ def test_every_step_is_accepted_and_the_target_is_reached_or_explained(
         assert "lowest dose possible" in plan.problem
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(scenarios(), st.integers(1, 3))
 def test_a_plan_is_deterministic_and_resumable_from_its_own_midpoint(
     scenario: tuple[Program, list[tuple[float, Decimal]], tuple[Decimal, Decimal], Decimal | None],

@@ -88,7 +88,9 @@ def test_an_unquantized_rate_is_refused_not_rounded(rig: Rig) -> None:
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(rate=st.floats(min_value=0.01, max_value=5000.0))
 def test_quantize_never_exceeds_the_request(rig: Rig, rate: float) -> None:
