@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import bisect
 import collections
-import gc
 import itertools
 import time
 from collections.abc import Sequence
@@ -82,6 +81,7 @@ from safety.kernel.model import (
     StartInfusion,
 )
 from safety.library import DrugLibrary
+from safety.start_up import freeze_start_up
 
 CHANNELS = ("A", "B", "C", "D")
 PROTOCOLS = ("ne1000", "harvard", "modbus")
@@ -252,11 +252,9 @@ def open_line_bench(pool: Pool, library: DrugLibrary, protocol: str) -> LineBenc
     except BaseException:
         close_line_bench(pool, bench)
         raise
-    # the client is a controller: what it holds from before (here every earlier section's
-    # modules and results) is out of the collector's full collections, as ``pumpctl run``
-    # freezes its start-up (a full collection over this process was 20-24 ms)
-    gc.collect()
-    gc.freeze()
+    # the client is a controller: as ``pumpctl run`` does, what it holds from before (here
+    # also every earlier section's modules and results) is frozen (safety.start_up)
+    freeze_start_up()
     return bench
 
 

@@ -11,7 +11,6 @@ supervision (software leaving must never stop a vasopressor).
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import threading
 
@@ -30,6 +29,7 @@ from controller.machine import State
 from controller.session import Session
 from controller.session_link import LinkUnavailable
 from safety.ipc.launch import SafetyChild
+from safety.start_up import freeze_start_up
 
 #: real seconds between two looks for a status change worth printing
 LIVE_PERIOD_S = 1.0
@@ -97,11 +97,7 @@ def run(args: argparse.Namespace) -> int:
             session.close()
             _leave(child, state)
             raise CommandError(exc.code, exc.message, EXIT_BAD_INPUT, "channel") from None
-    # start-up's objects (library, config, session) out of the collector's full
-    # collections, as the safety process does: a full collection over them was a 20 ms
-    # pause inside a command's round trip
-    gc.collect()
-    gc.freeze()
+    freeze_start_up()  # the session is built: see safety.start_up
     try:
         return _console(session, quiet=args.quiet)
     finally:

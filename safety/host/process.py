@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import gc
 import logging
 import os
 import signal
@@ -63,6 +62,7 @@ from safety.ipc.server import SafetyServer, ServerError
 from safety.journal import JournalError
 from safety.kernel.config import KernelConfig
 from safety.library import DrugLibrary, LibraryError, load_library
+from safety.start_up import freeze_start_up
 
 log = logging.getLogger("safety")
 
@@ -204,7 +204,7 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
         except ServerError as exc:
             raise StartupError(str(exc)) from None
         stack.callback(server.close)
-        _freeze_start_up()
+        freeze_start_up()  # before serving: see safety.start_up
         previous = _install_signals(server)
         stack.callback(_restore_signals, previous)
         notifier.ready(f"serving on {paths.socket}")
@@ -231,20 +231,6 @@ def run(config: SafetyConfig, *, ready_stream: IO[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------- pieces
-
-
-def _freeze_start_up() -> None:
-    """Move what start-up made (modules, config, drug library, the replayed journal's
-    state) out of the cyclic collector's sight.
-
-    Why: none of it becomes garbage while the process serves, yet every full collection
-    walked all of it, a pause of 20-30 ms once in a few hundred commands on the 2-core
-    machine: the tail of an emergency stop's or a command's latency. Frozen, a full
-    collection walks only what the loop made since (measured in process, 4 channels: a
-    command's max 24-30 -> 6-8 ms). Reference counting frees the loop's own garbage as
-    before; the collector still runs for its cycles."""
-    gc.collect()
-    gc.freeze()
 
 
 def _channels(config: SafetyConfig, clinical: Clock) -> list[Channel]:

@@ -14,7 +14,7 @@ path that needs it (docs/benchmarks.md, "The safety process's import footprint")
 
 The rooms above ``safety`` (controller, observers, CLI, benchmarks, verification) and the
 test tools are checked too, and that start-up's objects were frozen out of the cyclic
-collector's full collections (``process._freeze_start_up``: a latency tail, not memory).
+collector's full collections (``safety.start_up``: a latency tail, not memory).
 The process is the real one (``python -m safety`` through
 ``runpy``), started on a pty with pumps that never answer: comms alarms, not an exit.
 """
