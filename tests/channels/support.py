@@ -136,6 +136,11 @@ class ChannelBench(Bench):
                     self.loaded_ml.get(name), "mock")
             for name in self.names
         ]  # fmt: skip
+        return self._core_of(channels, library)
+
+    def _core_of(self, channels: list[Channel], library: DrugLibrary | None) -> SafetyCore:
+        """The safety core over ``channels``, on this bench's journal, clocks, GPIO and
+        config: what a bench of other drivers (real ones on an emulated line) builds too."""
         return SafetyCore(
             library or self.library,
             channels,

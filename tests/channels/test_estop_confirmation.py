@@ -103,16 +103,7 @@ class LineBench(ChannelBench):
             Channel(name, self.ne1000[name], syringe_by_name(self.syringe.name), None, "ne1000")
             for name in NAMES
         ]
-        return SafetyCore(
-            library or self.library,
-            channels,
-            self.journal,
-            clinical=self.source,
-            liveness=self.process_liveness,
-            gpio=self.gpio,
-            config=self.config,
-            evidence=self.evidence,
-        )
+        return self._core_of(channels, library)
 
     def shut(self) -> None:
         self.core.close()

@@ -65,15 +65,7 @@ class ModbusBench(ChannelBench):
             Channel("A", self.modbus["A"], BAG, 40.0, "modbus"),
             Channel("B", self.modbus["B"], BAG, None, "modbus"),
         ]
-        return SafetyCore(
-            library or self.library,
-            channels,
-            self.journal,
-            clinical=self.source,
-            liveness=self.process_liveness,
-            config=self.config,
-            evidence=self.evidence,
-        )
+        return self._core_of(channels, library)
 
     def shut(self) -> None:
         self.core.close()

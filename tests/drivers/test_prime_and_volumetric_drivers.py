@@ -3,6 +3,9 @@ mock and the Modbus peristaltic map."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from drivers.pumps.base import PumpAlarmKind, PumpRejected
@@ -144,36 +147,46 @@ def test_the_mock_is_a_volumetric_pump_with_a_bag() -> None:
         assert driver.read_status().running
 
 
+@contextlib.contextmanager
+def modbus_driven(map_name: str, pump: SimulatedPump, device_id: int = 1) -> Iterator[ModbusDriver]:
+    """The Modbus driver connected over TCP to the emulator serving ``pump`` through the
+    example map ``map_name``; closed after."""
+    with BackgroundEmulator(
+        pump, WireFaults(), map_path=map_name, tcp=("127.0.0.1", 0), device_id=device_id
+    ) as emu:
+        host, port = emu.host_port
+        driver = ModbusDriver(
+            map_path=map_name, host=host, port=port, device_id=device_id, timeout_s=0.5
+        )
+        driver.connect()
+        try:
+            yield driver
+        finally:
+            driver.close()
+
+
 def test_the_modbus_peristaltic_map_reports_the_volumetric_alarms() -> None:
     clock = VirtualClock()
     pump = SimulatedPump(clock, BAGS["bag-1000ml"])
-    with BackgroundEmulator(
-        pump, WireFaults(), map_path="peristaltic", tcp=("127.0.0.1", 0), device_id=20
-    ) as emu:
-        host, port = emu.host_port
-        driver = ModbusDriver(map_path="peristaltic", host=host, port=port, timeout_s=0.5)
-        driver.connect()
-        try:
-            limits = driver.configure_syringe(BAGS["bag-1000ml"])
-            assert limits.min_ml_h == pytest.approx(0.1) and limits.max_ml_h == 999.0
-            driver.set_rate(120.0)
+    with modbus_driven("peristaltic", pump, device_id=20) as driver:
+        limits = driver.configure_syringe(BAGS["bag-1000ml"])
+        assert limits.min_ml_h == pytest.approx(0.1) and limits.max_ml_h == 999.0
+        driver.set_rate(120.0)
+        driver.start()
+        clock.advance(3600.0)
+        assert driver.read_status().infused_ml == pytest.approx(120.0)
+        for fault, kind in (
+            ("air_in_line", PumpAlarmKind.AIR_IN_LINE),
+            ("upstream_occlusion", PumpAlarmKind.UPSTREAM_OCCLUSION),
+            ("door_open", PumpAlarmKind.DOOR_OPEN),
+        ):
+            apply_fault(fault, pump, None)
+            status = driver.read_status()
+            assert kind in status.alarms and not status.running
+            apply_fault(f"{fault}=off", pump, None)
             driver.start()
-            clock.advance(3600.0)
-            assert driver.read_status().infused_ml == pytest.approx(120.0)
-            for fault, kind in (
-                ("air_in_line", PumpAlarmKind.AIR_IN_LINE),
-                ("upstream_occlusion", PumpAlarmKind.UPSTREAM_OCCLUSION),
-                ("door_open", PumpAlarmKind.DOOR_OPEN),
-            ):
-                apply_fault(fault, pump, None)
-                status = driver.read_status()
-                assert kind in status.alarms and not status.running
-                apply_fault(f"{fault}=off", pump, None)
-                driver.start()
-            with pytest.raises(PumpRejected, match="cannot prime while pumping"):
-                driver.prime(5.0)
-        finally:
-            driver.close()
+        with pytest.raises(PumpRejected, match="cannot prime while pumping"):
+            driver.prime(5.0)
 
 
 def test_a_modbus_prime_is_a_volume_then_its_trigger_and_leaves_the_rate_alone() -> None:
@@ -183,47 +196,34 @@ def test_a_modbus_prime_is_a_volume_then_its_trigger_and_leaves_the_rate_alone()
     infusion's rate back."""
     clock = VirtualClock()
     pump = SimulatedPump(clock, BAGS["bag-1000ml"])
-    with BackgroundEmulator(
-        pump, WireFaults(), map_path="peristaltic", tcp=("127.0.0.1", 0), device_id=20
-    ) as emu:
-        host, port = emu.host_port
-        driver = ModbusDriver(map_path="peristaltic", host=host, port=port, timeout_s=0.5)
-        driver.connect()
-        try:
-            driver.set_rate(120.0)
-            assert driver.prime(5.0) == 5.0
-            during = driver.read_status()
-            assert during.priming and during.running and not during.alarms
-            # it reads the rate it primes at (the top rate), as an NE-1000's RAT does
-            assert during.set_rate_ml_h == BAGS["bag-1000ml"].max_rate_ml_h
-            with pytest.raises(PumpRejected, match="cannot prime while pumping"):
-                driver.prime(1.0)
-            clock.advance(3600.0 * 5.0 / BAGS["bag-1000ml"].max_rate_ml_h + 1.0)
-            after = driver.read_status()
-            assert not after.priming and not after.running
-            assert after.set_rate_ml_h == 120.0
-            for bad in (0.0, -1.0, float("nan")):
-                with pytest.raises(ValueError, match="volume_ml must be a finite number"):
-                    driver.prime(bad)
-            with pytest.raises(ValueError, match="below what register prime_volume holds"):
-                driver.prime(1e-50)
-            driver.start()  # an infusion after a prime runs at its own rate
-            assert driver.read_status().set_rate_ml_h == 120.0 and pump.snapshot().running
-        finally:
-            driver.close()
+    with modbus_driven("peristaltic", pump, device_id=20) as driver:
+        driver.set_rate(120.0)
+        assert driver.prime(5.0) == 5.0
+        during = driver.read_status()
+        assert during.priming and during.running and not during.alarms
+        # it reads the rate it primes at (the top rate), as an NE-1000's RAT does
+        assert during.set_rate_ml_h == BAGS["bag-1000ml"].max_rate_ml_h
+        with pytest.raises(PumpRejected, match="cannot prime while pumping"):
+            driver.prime(1.0)
+        clock.advance(3600.0 * 5.0 / BAGS["bag-1000ml"].max_rate_ml_h + 1.0)
+        after = driver.read_status()
+        assert not after.priming and not after.running
+        assert after.set_rate_ml_h == 120.0
+        for bad in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match="volume_ml must be a finite number"):
+                driver.prime(bad)
+        with pytest.raises(ValueError, match="below what register prime_volume holds"):
+            driver.prime(1e-50)
+        driver.start()  # an infusion after a prime runs at its own rate
+        assert driver.read_status().set_rate_ml_h == 120.0 and pump.snapshot().running
 
 
 def test_a_modbus_map_without_a_prime_refuses_one() -> None:
-    clock = VirtualClock()
-    with BackgroundEmulator(SimulatedPump(clock), WireFaults(), tcp=("127.0.0.1", 0)) as emu:
-        host, port = emu.host_port
-        driver = ModbusDriver(map_path="syringe", host=host, port=port, timeout_s=0.5)
-        driver.connect()
-        try:
-            with pytest.raises(PumpRejected, match="has no prime"):
-                driver.prime(1.0)
-        finally:
-            driver.close()
+    with (
+        modbus_driven("syringe", SimulatedPump(VirtualClock())) as driver,
+        pytest.raises(PumpRejected, match="has no prime"),
+    ):
+        driver.prime(1.0)
 
 
 def test_the_kernel_knows_every_pump_alarm_and_a_stopping_sensor_is_high() -> None:

@@ -58,25 +58,36 @@ class LoggedDriver(MockPumpDriver):
         return super().stop()
 
 
-@pytest.fixture
-def bench(
-    short_dir: Path, library: DrugLibrary
-) -> Iterator[tuple[SafetyServer, dict[str, LoggedDriver], list[str], bytes]]:
+def _started_core(
+    directory: Path, library: DrugLibrary, timing: HostTiming
+) -> tuple[SafetyCore, dict[str, LoggedDriver], list[str]]:
+    """A safety core over channels A, B, C (mock pumps writing to one log), started."""
     clinical = MonotonicClock()
     log: list[str] = []
     drivers = {
         name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in CHANNELS
     }
-    journal = Journal(short_dir / "journal.sqlite", "safety")
     core = SafetyCore(
         library,
         [Channel(name, d, syringe_by_name(SYRINGE)) for name, d in drivers.items()],
-        journal,
+        Journal(directory / "journal.sqlite", "safety"),
         clinical=clinical,
         liveness=MonotonicClock(),
-        timing=HostTiming(poll_period_s=0.05, keep_alive_period_s=60.0, heartbeat_timeout_s=5.0),
+        timing=timing,
     )
     core.start()
+    return core, drivers, log
+
+
+@pytest.fixture
+def bench(
+    short_dir: Path, library: DrugLibrary
+) -> Iterator[tuple[SafetyServer, dict[str, LoggedDriver], list[str], bytes]]:
+    core, drivers, log = _started_core(
+        short_dir,
+        library,
+        HostTiming(poll_period_s=0.05, keep_alive_period_s=60.0, heartbeat_timeout_s=5.0),
+    )
     key = os.urandom(32)
     server = SafetyServer(core, short_dir / "safety.sock", key)
     server.open()
@@ -97,7 +108,7 @@ def bench(
         thread.join(timeout=10)
         server.close()
         core.close()
-        journal.close()
+        core.journal.close()
     assert not errors, errors
 
 
@@ -142,20 +153,7 @@ def test_an_emergency_stop_sent_during_one_pumps_read_back_stops_all_before_the_
 def test_only_a_timers_round_lets_requests_in_and_never_into_itself(
     short_dir: Path, library: DrugLibrary
 ) -> None:
-    clinical = MonotonicClock()
-    log: list[str] = []
-    drivers = {
-        name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in CHANNELS
-    }
-    journal = Journal(short_dir / "journal.sqlite", "safety")
-    core = SafetyCore(
-        library,
-        [Channel(name, d, syringe_by_name(SYRINGE)) for name, d in drivers.items()],
-        journal,
-        clinical=clinical,
-        liveness=MonotonicClock(),
-    )
-    core.start()
+    core, _, log = _started_core(short_dir, library, HostTiming())
     calls: list[str] = []
 
     def let_in() -> None:
@@ -174,4 +172,4 @@ def test_only_a_timers_round_lets_requests_in_and_never_into_itself(
         assert calls == []
     finally:
         core.close()
-        journal.close()
+        core.journal.close()

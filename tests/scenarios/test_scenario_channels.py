@@ -35,6 +35,24 @@ name = "B"
 """
 
 
+#: the two-pump head with channel A programmed and started at 8 mcg/min
+A_AT_8 = (
+    HEAD
+    + """
+[[action]]
+at = 0
+do = "program"
+channel = "A"
+
+[[action]]
+at = 0
+do = "start"
+channel = "A"
+dose = 8
+"""
+)
+
+
 def _problems(text: str) -> list[tuple[int | None, str]]:
     with pytest.raises(ScenarioFileError) as info:
         parse_scenario(text, "s.toml")
@@ -126,19 +144,8 @@ def test_the_relay_with_real_processes(library: DrugLibrary, run_dir: Path) -> N
 
 def test_limits_are_judged_on_the_drug_total(library: DrugLibrary, run_dir: Path) -> None:
     text = (
-        HEAD
+        A_AT_8
         + """
-[[action]]
-at = 0
-do = "program"
-channel = "A"
-
-[[action]]
-at = 0
-do = "start"
-channel = "A"
-dose = 8
-
 [[action]]
 at = 1
 do = "program"
@@ -416,19 +423,8 @@ def test_a_channel_table_refuses_unknown_fields_and_containers() -> None:
 
 
 TWO_DRUGS = (
-    HEAD
+    A_AT_8
     + """
-[[action]]
-at = 0
-do = "program"
-channel = "A"
-
-[[action]]
-at = 0
-do = "start"
-channel = "A"
-dose = 8
-
 [[action]]
 at = 1
 do = "program"
