@@ -138,6 +138,17 @@ class PumpDriver(abc.ABC):
         """
 
     @abc.abstractmethod
+    def send_rate(self, rate_ml_h: float) -> None:
+        """``set_rate`` without its read-back: the rate is sent and the pump's
+        acknowledgement checked, with the same errors.
+
+        For a caller that reads the pump's whole status right after (the safety core: its
+        S9 read-back compares the set rate it reads with the one it sent): reading the rate
+        here too would be one more exchange on a shared line for every change, telling
+        nothing the read-back does not.
+        """
+
+    @abc.abstractmethod
     def start(self) -> None: ...
 
     @abc.abstractmethod

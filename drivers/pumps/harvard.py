@@ -177,6 +177,12 @@ class HarvardDriver(PumpDriver):
         return float(round_significant(to_decimal(rate_ml_h), SIGNIFICANT_DIGITS))
 
     def set_rate(self, rate_ml_h: float) -> float:
+        with self._transport.lock:
+            self.send_rate(rate_ml_h)
+            back = self._single_line(self._query(self._cmd("irate")), "irate")
+        return float(_parsed(parse_rate, back, "rate").ml_h)
+
+    def send_rate(self, rate_ml_h: float) -> None:
         _check_rate(rate_ml_h)
         value = to_decimal(rate_ml_h)
         if round_significant(value, SIGNIFICANT_DIGITS) != value:
@@ -189,8 +195,6 @@ class HarvardDriver(PumpDriver):
             self._ensure_link()
             self._undo_prime(restore_rate=False)
             self._command(self._cmd("irate", format_decimal(rate.value), rate.unit.text))
-            back = self._single_line(self._query(self._cmd("irate")), "irate")
-        return float(_parsed(parse_rate, back, "rate").ml_h)
 
     def prime(self, volume_ml: float) -> float:
         """``irate max``, a target volume (``tvolume``), ``irun``: the pump runs at the

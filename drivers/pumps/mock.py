@@ -249,6 +249,13 @@ class MockPumpDriver(PumpDriver):
         return _round_sig(float(rate_ml_h), ROUND_FLOOR)
 
     def set_rate(self, rate_ml_h: float) -> float:
+        with self._lock:
+            self.send_rate(rate_ml_h)
+            return self._call(
+                "read back rate", lambda: self._pump.snapshot().set_rate_ml_h, query=True
+            )
+
+    def send_rate(self, rate_ml_h: float) -> None:
         _check_rate_value(rate_ml_h, "rate_ml_h")
         quantized = self.quantize_rate(rate_ml_h)
         if quantized != rate_ml_h:
@@ -258,9 +265,6 @@ class MockPumpDriver(PumpDriver):
             )
         with self._lock:
             self._call("set rate", lambda: self._pump.set_rate(float(rate_ml_h)), query=False)
-            return self._call(
-                "read back rate", lambda: self._pump.snapshot().set_rate_ml_h, query=True
-            )
 
     def start(self) -> None:
         with self._lock:

@@ -263,12 +263,17 @@ class ModbusDriver(PumpDriver):
 
     def set_rate(self, rate_ml_h: float) -> float:
         with self._lock:
+            self.send_rate(rate_ml_h)
+            p = self.map.require(Role.RATE_SETPOINT)
+            return self._number(p, self._read_points([p])[p.name])
+
+    def send_rate(self, rate_ml_h: float) -> None:
+        with self._lock:
             p = self.map.require(Role.RATE_SETPOINT)
             if not (math.isfinite(rate_ml_h) and rate_ml_h >= 0):
                 raise ValueError(f"rate must be a finite number >= 0 mL/h, got {rate_ml_h}")
             words = self._words_exact(p, rate_ml_h, "rate")
             self._write_words(p, words)
-            return self._number(p, self._read_points([p])[p.name])
 
     def start(self) -> None:
         with self._lock:

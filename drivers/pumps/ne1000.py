@@ -226,6 +226,11 @@ class Ne1000Driver(PumpDriver):
         return float(choose_rate(rate_ml_h, self._allowed_units()).ml_h)
 
     def set_rate(self, rate_ml_h: float) -> float:
+        with self._transport.lock:
+            self.send_rate(rate_ml_h)
+            return self._read_rate()
+
+    def send_rate(self, rate_ml_h: float) -> None:
         _check_rate(rate_ml_h)
         units = self._allowed_units()
         choice = choose_rate(rate_ml_h, units)
@@ -238,7 +243,6 @@ class Ne1000Driver(PumpDriver):
         with self._transport.lock:
             self._ensure_link()
             self._command(self._cmd("RAT", choice.text))
-            return self._read_rate()
 
     def prime(self, volume_ml: float) -> float:
         """``VOL`` (mL) set and read back, then ``PUR``: the pump purges at the syringe's top

@@ -777,7 +777,7 @@ class SafetyCore:
             return None
         driver = self.channels[action.channel].driver
         if isinstance(action, SetRate):
-            driver.set_rate(float(action.rate_ml_h))
+            driver.send_rate(float(action.rate_ml_h))  # read back with the channel's status
         elif isinstance(action, StartPump):
             driver.start()
         elif isinstance(action, StopPump):

@@ -69,9 +69,9 @@ class ChannelDriver(GuardedMockDriver):
 
         return self._command(PrimePump(Decimal(repr(volume_ml)), self.channel), send)
 
-    def set_rate(self, rate_ml_h: float) -> float:
+    def send_rate(self, rate_ml_h: float) -> None:
         self.tracing.connect_line(True)
-        return super().set_rate(rate_ml_h)
+        super().send_rate(rate_ml_h)
 
     def start(self) -> None:
         self.tracing.connect_line(True)

@@ -221,6 +221,18 @@ def test_tcp_set_rate_writes_both_words_then_reads_back() -> None:
         assert driver.set_rate(12.34) == 12.34
 
 
+def test_tcp_send_rate_writes_both_words_and_reads_nothing_back() -> None:
+    with tcp_script(
+        [
+            (
+                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 02 00 00 00 06 01 10 00 00 00 02",
+            ),
+        ]
+    ) as driver:
+        assert driver.send_rate(12.34) is None
+
+
 def test_tcp_set_rate_returns_what_the_pump_reads_back_not_what_was_sent() -> None:
     with tcp_script(
         [

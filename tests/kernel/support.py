@@ -233,15 +233,13 @@ class GuardedMockDriver(MockPumpDriver):
         issued = self.guard.check(action, self.tracing.clock.now())
         return self.label(issued.cause if issued is not None else "unjournaled", send)
 
-    def set_rate(self, rate_ml_h: float) -> float:
-        def send() -> float:
-            reply = super(GuardedMockDriver, self).set_rate(rate_ml_h)
+    def send_rate(self, rate_ml_h: float) -> None:
+        def send() -> None:
+            super(GuardedMockDriver, self).send_rate(rate_ml_h)
             if self.sag is not None:
                 self.tracing.set_rate(self.quantize_rate(rate_ml_h * self.sag))
-                reply = self.tracing.snapshot().set_rate_ml_h
-            return reply
 
-        return self._command(SetRate(Decimal(repr(rate_ml_h)), self.channel), send)
+        self._command(SetRate(Decimal(repr(rate_ml_h)), self.channel), send)
 
     def start(self) -> None:
         self._command(StartPump(self.channel), super().start)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,27 @@ def test_s1_readback_above_hard_max_stops_the_pump_with_a_high_alarm(infusing: B
 
 
 # --------------------------------------------------------------------------- S9
+
+
+def test_s9_a_set_is_read_back_once_by_the_core_not_also_inside_the_driver(
+    infusing: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core sends the rate alone (``send_rate``) and its own read-back of the whole
+    status checks it: the driver's reading ``set_rate`` would add an exchange to every
+    change on a shared line and tell the core nothing more."""
+    calls: list[str] = []
+    driver = infusing.driver
+    for name in ("set_rate", "send_rate", "read_status"):
+        method = getattr(driver, name)
+
+        def logged(*args: object, _name: str = name, _method: Any = method) -> Any:
+            calls.append(_name)
+            return _method(*args)
+
+        monkeypatch.setattr(driver, name, logged)
+    assert infusing.change(10).execution == "applied"
+    assert calls == ["send_rate", "read_status"]
+    assert infusing.truth_rate() == 37.5
 
 
 def test_s9_readback_over_the_set_rate_stops_the_pump_with_a_high_alarm(infusing: Bench) -> None:
