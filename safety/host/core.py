@@ -296,7 +296,7 @@ class SafetyCore:
         #: for more. Run between two channels' timer exchanges (read-backs, keep-alives),
         #: so an emergency stop or a command waits behind one pump's exchange, not a
         #: round of every pump on the line.
-        self.between_exchanges: Callable[[], None] | None = None
+        self.between_exchanges: Callable[[], object] | None = None
         self._in_between = False
         #: the last snapshot and what it was built from (``snapshot``)
         self._snapshot_memo: _SnapshotMemo | None = None

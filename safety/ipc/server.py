@@ -289,6 +289,10 @@ class SafetyServer:
     # ------------------------------------------------------------------ the loop
     def _timers(self) -> float:
         wait = self.core.service()
+        # a request that arrived during the timers' last exchange is answered before the
+        # status their read-backs changed is pushed: the notices wait, the request need not
+        if self._serve_waiting():
+            wait = 0.0  # what was served may have brought a timer forward: look again
         self._push_notices()
         now = self._live.now()
         limits = self.limits
@@ -323,14 +327,16 @@ class SafetyServer:
             wait = min(wait, self._tick())
         return max(0.0, wait)
 
-    def _serve_waiting(self) -> None:
-        """Serve what is ready now, never wait: the core calls it between two pumps'
-        exchanges on its timers (an emergency stop must not wait for a round of polls)."""
+    def _serve_waiting(self) -> bool:
+        """Serve what is ready now, never wait; say whether anything was. The core calls it
+        between two pumps' exchanges on its timers (an emergency stop must not wait for a
+        round of polls)."""
         if self._listener is None or self._stop:
-            return
+            return False
         ready = self._sel.select(0)
         if ready:
             self._serve(ready)
+        return bool(ready)
 
     def _serve(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         for key, events in ready:

@@ -230,7 +230,7 @@ def test_tcp_send_rate_writes_both_words_and_reads_nothing_back() -> None:
             ),
         ]
     ) as driver:
-        assert driver.send_rate(12.34) is None
+        driver.send_rate(12.34)
 
 
 def test_tcp_set_rate_returns_what_the_pump_reads_back_not_what_was_sent() -> None:

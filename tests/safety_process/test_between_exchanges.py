@@ -10,6 +10,7 @@ into again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,15 @@ from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import syringe_by_name
 from hil_tests.harness.processes import RawClient, wait_for
 from safety.host.core import Channel, HostTiming, SafetyCore
-from safety.ipc.messages import Attach, Attached, Reply, RequestMessage
+from safety.ipc.messages import (
+    Attach,
+    Attached,
+    Heartbeat,
+    HeartbeatAck,
+    Reply,
+    RequestMessage,
+    StatusNotice,
+)
 from safety.ipc.server import SafetyServer
 from safety.journal import Journal
 from safety.kernel.model import EmergencyStop
@@ -171,5 +180,55 @@ def test_only_a_timers_round_lets_requests_in_and_never_into_itself(
         core.poll(1, list(CHANNELS))  # a request's read-backs (depth 1): never
         assert calls == []
     finally:
+        core.close()
+        core.journal.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_request_waiting_when_the_timers_end_is_answered_before_their_status_is_pushed(
+    short_dir: Path, library: DrugLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a round of read-backs the server answers what arrived during it first, then
+    pushes the status the round changed: a command that waited behind a poll of another
+    pump does not wait for the notices as well."""
+    core, _, _ = _started_core(short_dir, library, HostTiming())
+    key = os.urandom(32)
+    server = SafetyServer(core, short_dir / "safety.sock", key)
+    server.open()
+    thread = threading.Thread(target=server.serve, name="safety-server", daemon=True)
+    thread.start()
+    raw = RawClient(server.path)
+    try:
+        raw.authenticate(key)
+        raw.send(Attach(id=1))
+        session = raw.read_until(Attached).session
+        server.request_stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        server._stop = False  # the loop is this test's now, one ``_timers`` call
+        server._push_notices()
+        raw.sock.settimeout(0.2)
+        with contextlib.suppress(TimeoutError):
+            while True:  # what the attach left queued
+                raw.read()
+        raw.sock.settimeout(5.0)
+        # the round's read-backs change the status, and a heartbeat arrives meanwhile
+        monkeypatch.setattr("safety.ipc.dispatch.differs", lambda latest, pushed: True)
+        service = core.service
+
+        def round_with_a_request_landing() -> float:
+            wait = service()
+            server.dispatcher._changed()
+            raw.send(Heartbeat(id=2, session=session))
+            return wait
+
+        monkeypatch.setattr(core, "service", round_with_a_request_landing)
+        assert server._timers() == 0.0  # something was served: the timers look again
+        first, second = raw.read(), raw.read()
+        assert isinstance(first, HeartbeatAck) and first.id == 2, first
+        assert isinstance(second, StatusNotice), second
+    finally:
+        raw.close()
+        server.close()
         core.close()
         core.journal.close()
