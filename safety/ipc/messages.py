@@ -35,9 +35,12 @@ History deltas (protocol 1, negotiated): a client that sends ``hello`` with
 ``history_delta {drop, append, length, first, last}`` beside it: the history of the
 previous snapshot on this connection, ``drop`` points dropped from its front and
 ``append`` added at its end, checked by its ``length`` and its ``first`` and ``last``
-points (``safety.ipc.snapshots``). ``attached``, ``snapshot`` and ``subscribed`` always
-carry the history in full and set the base again; so does the first snapshot on a
-connection. A client that did not ask (or an older one) gets every history in full.
+points (``safety.ipc.snapshots``). The history of each other drug (``drugs[i].history``)
+travels the same way: empty in its view, its delta in ``drug_history_deltas`` under the
+drug's name, when the previous snapshot on the connection had that drug. ``attached``,
+``snapshot`` and ``subscribed`` always carry the histories in full and set the base
+again; so does the first snapshot on a connection. A client that did not ask (or an older
+one) gets every history in full.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ Role = Literal["controller", "observer"]
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 #: a request id chosen by the client to match replies; any non-negative int below 2**53
 MsgId = Annotated[int, Field(ge=0, lt=2**53)]
+#: a drug's name as the snapshot's drug views carry it (the library's drug id)
+DrugName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _Message(BaseModel):
@@ -299,6 +304,8 @@ class Reply(_Message):
     id: MsgId
     outcome: Outcome
     history_delta: HistoryDelta | None = None
+    #: drug -> the delta of that drug's own history (its view's ``history``)
+    drug_history_deltas: dict[DrugName, HistoryDelta] | None = None
 
 
 class SnapshotReply(_Message):
@@ -320,6 +327,7 @@ class StatusNotice(_Message):
     type: Literal["status"] = "status"
     snapshot: Snapshot
     history_delta: HistoryDelta | None = None
+    drug_history_deltas: dict[DrugName, HistoryDelta] | None = None
 
 
 class AlarmNotice(_Message):

@@ -10,7 +10,11 @@ So a client that asks for it (``Hello.history_delta``, granted in ``Welcome``) r
 ``Reply`` and ``StatusNotice`` with the snapshot's ``history`` empty on the wire and a
 ``history_delta`` beside it: drop ``drop`` points from the front of the history of the
 previous snapshot on this connection, append ``append``; ``length``, ``first`` and
-``last`` check the result. ``Attached``, ``SnapshotReply`` and ``Subscribed`` always
+``last`` check the result. A bench of several drugs carries each other drug's history in
+its drug view (``Snapshot.drugs``), up to 26 h each too: each travels the same way, its
+view's ``history`` empty and its delta under the drug's name in ``drug_history_deltas``,
+once the connection's previous snapshot had that drug (a drug new to the connection
+comes in full). ``Attached``, ``SnapshotReply`` and ``Subscribed`` always
 carry the history in full, and so does the first snapshot on a connection: each sets the
 base again on both sides. A client that cannot reconstruct (its base lost, the check
 fails: a bug on one side) never guesses: it asks for a full snapshot (``GetSnapshot``).
@@ -69,17 +73,50 @@ def snapshot_of(message: ServerMessage) -> Snapshot | None:
 
 
 def with_snapshot(
-    message: ServerMessage, snapshot: Snapshot, delta: HistoryDelta | None
+    message: ServerMessage,
+    snapshot: Snapshot,
+    delta: HistoryDelta | None,
+    drug_deltas: dict[str, HistoryDelta] | None = None,
 ) -> ServerMessage:
-    """The same message carrying ``snapshot`` (and ``delta``), not validated again: both
+    """The same message carrying ``snapshot`` (and the deltas), not validated again: all
     were validated (received) or built by this process (sent)."""
     if isinstance(message, Reply):
         outcome = replace(message.outcome, snapshot=snapshot)
-        return message.model_copy(update={"outcome": outcome, "history_delta": delta})
+        return message.model_copy(
+            update={"outcome": outcome, "history_delta": delta, "drug_history_deltas": drug_deltas}
+        )
     if isinstance(message, StatusNotice):
-        return message.model_copy(update={"snapshot": snapshot, "history_delta": delta})
-    assert delta is None, f"{message.type!r} always carries its history in full"
+        return message.model_copy(
+            update={
+                "snapshot": snapshot,
+                "history_delta": delta,
+                "drug_history_deltas": drug_deltas,
+            }
+        )
+    assert delta is None and not drug_deltas, f"{message.type!r} always carries its history in full"
     return message.model_copy(update={"snapshot": snapshot})
+
+
+#: where a history sits in a snapshot: ``None`` the top level (the first channel's drug),
+#: a drug's name its drug view
+Slot = str | None
+
+
+def histories_of(snapshot: Snapshot) -> dict[Slot, History]:
+    """Every history a snapshot carries, by where it sits."""
+    out: dict[Slot, History] = {None: snapshot.history}
+    for view in snapshot.drugs:
+        out[view.drug] = view.history
+    return out
+
+
+def with_histories(snapshot: Snapshot, histories: dict[Slot, History]) -> Snapshot:
+    """``snapshot`` with the histories of the slots named (the others as they are)."""
+    drugs = tuple(
+        replace(view, history=histories[view.drug]) if view.drug in histories else view
+        for view in snapshot.drugs
+    )
+    return replace(snapshot, history=histories.get(None, snapshot.history), drugs=drugs)
 
 
 _COMPARED = tuple(f.name for f in dataclasses.fields(Snapshot) if f.name != "clinical_time")
@@ -96,23 +133,30 @@ class SnapshotSender:
     def __init__(self) -> None:
         #: the peer asked for deltas (``Hello.history_delta``)
         self.delta = False
-        self._history: History | None = None  # the history the peer holds, once sent
+        #: the histories the peer holds, once a snapshot was sent
+        self._histories: dict[Slot, History] | None = None
 
     def encode(self, message: ServerMessage, max_bytes: int = MAX_SERVER_BYTES) -> bytes:
         """The line to send (``FrameError`` if too long: then nothing is remembered)."""
         snapshot = snapshot_of(message)
         if snapshot is None:
             return encode(message, max_bytes)
-        history = snapshot.history
-        base = self._history
+        histories = histories_of(snapshot)
+        base = self._histories
         if self.delta and base is not None and isinstance(message, Reply | StatusNotice):
-            wire = with_snapshot(
-                message, replace(snapshot, history=()), delta_between(base, history)
-            )
-            data = encode(wire, max_bytes)
+            # the top level always as a delta; a drug's when the peer holds its history
+            # (and there is something to say: both empty needs no delta)
+            top = delta_between(base[None], histories[None])
+            deltas = {
+                view.drug: delta_between(base[view.drug], view.history)
+                for view in snapshot.drugs
+                if view.drug in base and (view.history or base[view.drug])
+            }
+            emptied = with_histories(snapshot, {None: (), **dict.fromkeys(deltas, ())})
+            data = encode(with_snapshot(message, emptied, top, deltas or None), max_bytes)
         else:
             data = encode(message, max_bytes)
-        self._history = history
+        self._histories = histories
         return data
 
 
@@ -120,42 +164,71 @@ class SnapshotReceiver:
     """A client's end of one connection: full snapshots out, whatever came in."""
 
     def __init__(self) -> None:
-        self._history: History | None = None  # None: unknown (nothing yet, or out of step)
+        #: the histories of the last snapshot; None: unknown (nothing yet, or out of step)
+        self._histories: dict[Slot, History] | None = None
 
     @property
     def in_step(self) -> bool:
-        return self._history is not None
+        return self._histories is not None
 
     def forget(self) -> None:
         """Lose the base (tests; a client that knows it missed something)."""
-        self._history = None
+        self._histories = None
 
     def receive(self, message: ServerMessage) -> ServerMessage:
-        """``message`` with its snapshot's full history; ``HistoryOutOfStep`` if its
-        delta does not fit (the base is then unknown until a full history arrives)."""
+        """``message`` with its snapshot's full histories; ``HistoryOutOfStep`` if a
+        delta does not fit (the base is then unknown until full histories arrive)."""
         snapshot = snapshot_of(message)
         if snapshot is None:
             return message
-        delta = message.history_delta if isinstance(message, Reply | StatusNotice) else None
-        if delta is None:
-            self._history = snapshot.history
+        top, drug_deltas = None, None
+        if isinstance(message, Reply | StatusNotice):
+            top, drug_deltas = message.history_delta, message.drug_history_deltas
+        if top is None and not drug_deltas:
+            self._histories = histories_of(snapshot)
             return message
-        base = self._history
+        try:
+            full = self._rebuilt(snapshot, top, drug_deltas or {})
+        except _OutOfStep as exc:
+            self._histories = None
+            raise HistoryOutOfStep(message, str(exc)) from None
+        self._histories = full
+        return with_snapshot(message, with_histories(snapshot, full), None)
+
+    def _rebuilt(
+        self, snapshot: Snapshot, top: HistoryDelta | None, drug_deltas: dict[str, HistoryDelta]
+    ) -> dict[Slot, History]:
+        base = self._histories
         if base is None:
-            raise HistoryOutOfStep(message, "no history to apply a delta to")
-        if snapshot.history:
-            self._history = None
-            raise HistoryOutOfStep(message, "a history delta beside a non-empty history")
-        history = apply_delta(base, delta)
-        if history is None:
-            self._history = None
-            raise HistoryOutOfStep(
-                message,
-                f"the history delta (drop {delta.drop}, append {len(delta.append)}, length "
-                f"{delta.length}) does not fit the {len(base)} points held",
-            )
-        self._history = history
-        return with_snapshot(message, replace(snapshot, history=history), None)
+            raise _OutOfStep("no history to apply a delta to")
+        histories = histories_of(snapshot)
+        strays = sorted(set(drug_deltas) - set(histories))
+        if strays:
+            raise _OutOfStep(f"a history delta for {', '.join(strays)}, not in the snapshot")
+        full: dict[Slot, History] = {}
+        for slot, history in histories.items():
+            delta = top if slot is None else drug_deltas.get(slot)
+            if delta is None:
+                full[slot] = history
+                continue
+            name = "the history" if slot is None else f"the history of {slot}"
+            held = base.get(slot)
+            if held is None:
+                raise _OutOfStep(f"no base for {name} delta")
+            if history:
+                raise _OutOfStep(f"{name} delta beside a non-empty history")
+            applied = apply_delta(held, delta)
+            if applied is None:
+                raise _OutOfStep(
+                    f"{name} delta (drop {delta.drop}, append {len(delta.append)}, length "
+                    f"{delta.length}) does not fit the {len(held)} points held"
+                )
+            full[slot] = applied
+        return full
+
+
+class _OutOfStep(Exception):
+    """Why a message's deltas do not fit (``SnapshotReceiver._rebuilt``)."""
 
 
 def delta_between(base: History, history: History) -> HistoryDelta:

@@ -50,7 +50,7 @@ from safety.kernel.model import (
 )
 from safety.library import DrugLibrary
 from safety.reasons import Reason
-from safety.status import HistoryPoint, Outcome, Snapshot
+from safety.status import DrugView, HistoryPoint, Outcome, Snapshot
 from tests.safety_process.conftest import ServerRig
 
 BASE = Snapshot(
@@ -157,6 +157,95 @@ def test_every_snapshot_arrives_whole(
         else:
             assert wire_snapshot.history == history
             assert getattr(on_wire, "history_delta", None) is None
+
+
+DRUGS = ("vasopressin", "epinephrine", "dobutamine")
+
+
+def _drug(name: str, history: tuple[HistoryPoint, ...]) -> DrugView:
+    return DrugView(
+        drug=name,
+        what=name,
+        dose_unit=None,
+        dose=None,
+        amount_per_h=Decimal(0),
+        amount_unit=None,
+        given=None,
+        given_in_cap_window=None,
+        cap_amount=None,
+        cap_window_h=None,
+        channels=(),
+        next_handover_at=None,
+        history=history,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    top=history_changes(),
+    per_drug=st.tuples(*(history_changes() for _ in DRUGS)),
+    present=st.lists(st.frozensets(st.sampled_from(DRUGS)), min_size=12, max_size=12),
+    delta=st.booleans(),
+)
+def test_every_drugs_history_arrives_whole(
+    top: list[tuple[tuple[HistoryPoint, ...], str]],
+    per_drug: tuple[list[tuple[tuple[HistoryPoint, ...], str]], ...],
+    present: list[frozenset[str]],
+    delta: bool,
+) -> None:
+    """A bench of several drugs: each drug's own history (its view's) travels as a delta
+    too once the connection's last snapshot had that drug; drugs come and go."""
+    sender, receiver = SnapshotSender(), SnapshotReceiver()
+    sender.delta = delta
+    held: frozenset[str] = frozenset()
+    for i, (history, kind) in enumerate(top):
+        drugs = tuple(
+            _drug(name, changes[min(i, len(changes) - 1)][0])
+            for name, changes in zip(DRUGS, per_drug, strict=True)
+            if name in present[i]
+        )
+        snapshot = replace(BASE, clinical_time=float(i), history=history, drugs=drugs)
+        message = _message(kind, snapshot, i)
+        on_wire = decode_server(sender.encode(message)[:-1])
+        received = receiver.receive(on_wire)
+        assert received == message
+        wire_snapshot = snapshot_of(on_wire)
+        assert wire_snapshot is not None
+        deltas = getattr(on_wire, "drug_history_deltas", None) or {}
+        for view, wire_view in zip(drugs, wire_snapshot.drugs, strict=True):
+            as_delta = delta and i > 0 and kind in ("reply", "status") and view.drug in held
+            if view.drug in deltas:
+                assert as_delta and wire_view.history == ()
+            elif view.history:  # both empty needs no delta
+                assert not as_delta and wire_view.history == view.history
+        held = frozenset(present[i])
+
+
+def test_a_drug_delta_without_its_base_or_its_drug_is_out_of_step() -> None:
+    sender, receiver = SnapshotSender(), SnapshotReceiver()
+    sender.delta = True
+    h1 = (HistoryPoint(0.0, Decimal(2), "command"),)
+    h2 = (*h1, HistoryPoint(60.0, Decimal(3), "command"))
+    first = replace(BASE, drugs=(_drug("vasopressin", h1),))
+    receiver.receive(decode_server(sender.encode(SnapshotReply(id=1, snapshot=first))[:-1]))
+    line = sender.encode(StatusNotice(snapshot=replace(first, drugs=(_drug("vasopressin", h2),))))
+    notice = decode_server(line[:-1])
+    assert isinstance(notice, StatusNotice) and notice.drug_history_deltas is not None
+    delta = notice.drug_history_deltas["vasopressin"]
+    assert delta.drop == 0 and delta.append == h2[1:]  # only the new point crossed
+    stray = notice.model_copy(update={"drug_history_deltas": {"dobutamine": delta}})
+    with pytest.raises(HistoryOutOfStep, match="dobutamine, not in the snapshot"):
+        receiver.receive(stray)
+    assert not receiver.in_step
+    receiver.receive(decode_server(sender.encode(SnapshotReply(id=2, snapshot=first))[:-1]))
+    renamed = notice.model_copy(
+        update={
+            "snapshot": replace(notice.snapshot, drugs=(_drug("epinephrine", ()),)),
+            "drug_history_deltas": {"epinephrine": delta},
+        }
+    )
+    with pytest.raises(HistoryOutOfStep, match="no base for the history of epinephrine"):
+        receiver.receive(renamed)
 
 
 @settings(max_examples=200, deadline=None)
