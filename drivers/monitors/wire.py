@@ -39,6 +39,8 @@ from firmware_bridge.monitor.codec import (
 )
 
 DEFAULT_REPLY_TIMEOUT_S = 0.5
+#: the reply deadlines a monitor may be given, s (the bench config checks the same)
+REPLY_TIMEOUT_RANGE_S = (0.01, 30.0)
 DEFAULT_BAUD = 115200
 
 
@@ -54,8 +56,9 @@ class WireMonitor:
         baud: int = DEFAULT_BAUD,
         max_per_poll: int = HISTORY,
     ) -> None:
-        if not (0.01 <= reply_timeout_s <= 30.0):
-            raise ValueError(f"reply timeout must be 0.01-30 s, got {reply_timeout_s}")
+        low, high = REPLY_TIMEOUT_RANGE_S
+        if not (low <= reply_timeout_s <= high):
+            raise ValueError(f"reply timeout must be {low:g}-{high:g} s, got {reply_timeout_s}")
         if not (1 <= max_per_poll <= 10 * HISTORY):
             raise ValueError(f"max_per_poll must be 1-{10 * HISTORY}, got {max_per_poll}")
         self.port = port
