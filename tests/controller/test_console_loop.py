@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from controller.console import Console
 from controller.machine import State
 from controller.session import Session
 from drivers.monitors import MapSample, MonitorUnavailable
+from drivers.monitors.config import parse_monitor
 from drivers.monitors.simulated import SimulatedMonitor
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.patient import LineSetup, Patient, Scenario, draw_patient, no_artefacts
@@ -326,3 +328,33 @@ def test_the_status_bar_shows_a_suspended_loop(bench: LoopBench) -> None:
     assert "closed loop SUSPENDED: the rate is held" in status
     assert "suspended: monitor link down" in status
     console.close()
+
+
+def test_a_replayed_trace_is_read_on_the_clinical_clock(
+    local: LocalSafety, session: Session, tmp_path: Path
+) -> None:
+    """The bench config's replay source, as pumpctl run builds it: the trace's rows come
+    out as the clinical clock reaches them, and the loop's status shows their median."""
+    trace = tmp_path / "map.csv"
+    rows = "\n".join(f"{2 * i},{70 + i % 3},{95 + i % 3},{57 + i % 3},88" for i in range(60))
+    trace.write_text(f"# a recorded trace\ntime_s,map_mmhg,sys_mmhg,dia_mmhg,hr_bpm\n{rows}\n")
+    spec = parse_monitor({"replay": "map.csv"}, tmp_path)
+    loop = LoopService(session, spec.source(session.clinical_now), clock=local.clinical)
+    assert loop.open() is None
+    out = io.StringIO()
+    console = Console(
+        session,
+        stdin=io.StringIO("loop\nwait 1 min\nloop status\nquit\n"),
+        stdout=out,
+        advance=lambda seconds: drive(local, session, seconds, step=5.0),
+        echo=True,
+        loop=loop,
+    )
+    console.cmdloop("console test")
+    console.close()
+    loop.close()
+    text = out.getvalue()
+    assert "MAP: no valid sample" in output_of(text, "loop")
+    status = output_of(text, "loop status")
+    assert "MAP 71.0 mmHg (median of 15 valid samples in the last 30 s)" in status
+    assert f"from replay of {trace}" in status
