@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drivers.monitors.base import MapSample, MonitorProtocolError
+from drivers.monitors.limits import MAX_SPEED
 
 REQUIRED = ("time_s", "map_mmhg")
 OPTIONAL = ("sys_mmhg", "dia_mmhg", "hr_bpm")
 MAX_ROWS = 10_000_000
-#: the fastest playback (x the recorded pace; the bench config checks the same)
-MAX_SPEED = 1e6
 
 
 class ReplayFileError(MonitorProtocolError):

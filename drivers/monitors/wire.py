@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout, DriverError
 from drivers.monitors.base import MapSample, MonitorProtocolError, MonitorUnavailable
+from drivers.monitors.limits import DEFAULT_BAUD, DEFAULT_REPLY_TIMEOUT_S, REPLY_TIMEOUT_RANGE_S
 from drivers.transport import SerialTransport, Transport
 from firmware_bridge.monitor.codec import (
     HISTORY,
@@ -37,11 +38,6 @@ from firmware_bridge.monitor.codec import (
     frame_end,
     parse_reply,
 )
-
-DEFAULT_REPLY_TIMEOUT_S = 0.5
-#: the reply deadlines a monitor may be given, s (the bench config checks the same)
-REPLY_TIMEOUT_RANGE_S = (0.01, 30.0)
-DEFAULT_BAUD = 115200
 
 
 class WireMonitor:
