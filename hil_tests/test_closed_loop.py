@@ -161,6 +161,7 @@ def test_the_operator_console_runs_the_closed_loop_on_real_processes(
     args = ["run", "--config", str(config), "--no-start", "--quiet"]
     assert main([*args, "--journal", str(bench.controller_journal)]) == 0
     out = capsys.readouterr().out
+    print(out)  # shown with a failure: the console's whole transcript
     assert "Traceback" not in out
     assert f"closed loop available: MAP from wire monitor at tcp://{where}" in out
     assert "closed loop engaged: MAP target 90 mmHg (band 85-95)" in out

@@ -333,11 +333,21 @@ class LoopService:
             )
 
     def _require_map(self, settings: LoopSettings) -> None:
+        """Valid MAP now, read now: the last read may be a few clinical seconds old (on a
+        scaled clock the signal-loss time is a fraction of a real second)."""
         if not self._opened:
             raise ControllerError(
                 f"the monitor is not connected ({self._problem}); the loop needs its MAP",
                 code="loop_no_monitor",
             )
+        try:
+            if self.loop.mode is LoopMode.MANUAL:  # a step then reads and decides nothing
+                self.loop.step()
+        except Exception as exc:
+            raise ControllerError(
+                f"the monitor cannot be read ({type(exc).__name__}: {exc})",
+                code="loop_no_map",
+            ) from None
         silent = self.loop.filter.silent_for(self.clock.now())
         if silent > settings.signal_loss_s:
             last = self.loop.filter.last_verdict

@@ -237,9 +237,8 @@ def test_a_failure_of_the_loop_is_an_alarm_and_the_rate_is_held(
     assert bench.loop.view.state is LoopState.MANUAL
     assert bench.session.status().rate_ml_h == rate
     monkeypatch.undo()
-    out = bench.console("loop hand-back\nwait 1 min\nloop hand-back\nquit\n")
-    assert "no valid MAP" in out  # nothing was read while it was broken
-    assert "the loop has control again" in out
+    out = bench.console("loop hand-back\nwait 1 min\nquit\n")
+    assert "the loop has control again" in out  # from a fresh read of the monitor
     alarm = next(a for a in bench.session.alarms() if a.key == FAILED_KEY)
     assert not alarm.active  # its condition is gone; latched until acknowledged
 
