@@ -3,11 +3,13 @@
 A bench has one config file, the safety process's (``config/bench/*.toml``, reference
 ``config/bench/demo-safety.toml``). The controller reads only what it needs from it:
 ``[paths]`` (socket, key file, drug library, the safety journal, beside which the
-controller keeps its own) and ``[clock]`` (the clinical clock). The rest of the file
-belongs to the safety process, which validates it in full (``python -m safety --check``);
-the controller does not import that validator (``safety.host`` is the process's
-internals), so it checks its two sections itself, with the same rules: unknown keys are
-an error, relative paths are relative to the config file.
+controller keeps its own), ``[clock]`` (the clinical clock) and ``[monitor]`` (the MAP
+source of the closed loop, its own table: ``drivers.monitors.config``). The rest of the
+file belongs to the safety process, which validates it in full (``python -m safety
+--check``, the ``[monitor]`` table included); the controller does not import that
+validator (``safety.host`` is the process's internals), so it checks its sections
+itself, with the same rules: unknown keys are an error, relative paths are relative to
+the config file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.errors import ControllerError
+from drivers.monitors.config import MonitorConfigError, MonitorSpec, parse_monitor
 from firmware_bridge.clock import clock_from_spec
 
 #: the embedded default bench (mock pump, simulated GPIO, 60x clock); $PUMPCTL_CONFIG wins
@@ -54,6 +57,8 @@ class BenchConfig:
     library: Path | None  # None: the default library (config/drug_library.toml)
     safety_journal: Path
     clinical_clock: str  # as the safety process runs it ("real", "scaled:60", ...)
+    #: the closed loop's MAP source (``[monitor]``); None: the bench has none
+    monitor: MonitorSpec | None = None
 
     @property
     def controller_journal(self) -> Path:
@@ -110,6 +115,12 @@ def load_bench_config(path: str | os.PathLike[str] | None = None) -> BenchConfig
         raise BenchConfigError(
             f"bench config {config}: clock.clinical: {exc}", "clock.clinical"
         ) from None
+    monitor = None
+    if "monitor" in data:
+        try:
+            monitor = parse_monitor(data["monitor"], base)
+        except MonitorConfigError as exc:
+            raise BenchConfigError(f"bench config {config}: {exc}", exc.field) from None
     socket, key_file, journal = resolved["socket"], resolved["key_file"], resolved["journal"]
     assert socket is not None and key_file is not None and journal is not None
     return BenchConfig(
@@ -119,6 +130,7 @@ def load_bench_config(path: str | os.PathLike[str] | None = None) -> BenchConfig
         library=resolved["library"],
         safety_journal=journal,
         clinical_clock=spec,
+        monitor=monitor,
     )
 
 

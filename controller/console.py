@@ -15,6 +15,14 @@ and the container change (``container pause``, ``container 50``, ``container res
 have their own commands, and ``status`` lists every channel, every drug's total and any
 handover under way. A one-pump bench looks exactly as it did before channels existed.
 
+On a bench whose config names a MAP monitor (``[monitor]``), ``loop`` drives the closed
+loop (``controller.closed_loop.service.LoopService``): ``loop engage target=80 min=0.02
+max=0.5`` hands the running infusion over, ``loop take-over`` / ``loop hand-back`` move
+control between the operator and the loop, ``loop disengage`` ends it, ``loop`` shows its
+status. While the loop has control the console refuses the commands that would change the
+dose under it (take over first); ``estop`` is never refused, and takes the loop over too.
+The status line says the loop's state whenever it is engaged.
+
 Bad input is answered with one line naming the field and what is allowed; nothing the
 operator types produces a traceback (an unexpected internal error is logged and reported
 in one line, and the console carries on).
@@ -29,7 +37,9 @@ serves, and the live status is printed as lines between commands.
 from __future__ import annotations
 
 import cmd
+import contextlib
 import logging
+import math
 import re
 import shlex
 import sys
@@ -38,6 +48,8 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, get_args
 
+from controller.closed_loop.loop import Decision
+from controller.closed_loop.service import LOOP_ALARM_KEYS, LoopService, LoopState, LoopView
 from controller.errors import BadInput, ControllerError
 from controller.machine import State
 from controller.plan_executor import ConfirmationRequired, PendingChange, PlanChanged, StepResult
@@ -61,6 +73,21 @@ _RUNNING = (State.INFUSING, State.TITRATING, State.WEANING)
 _STRATEGIES: tuple[str, ...] = get_args(RelayStrategy)
 #: the words that say a prime's line is off the patient (what is pushed out is wasted)
 _LINE_OFF = ("line-disconnected", "--line-disconnected")
+#: ``loop`` sub-commands, each with the spellings an operator may type
+_LOOP_WORDS = {
+    "status": "status",
+    "engage": "engage",
+    "take-over": "take-over",
+    "takeover": "take-over",
+    "take_over": "take-over",
+    "hand-back": "hand-back",
+    "handback": "hand-back",
+    "hand_back": "hand-back",
+    "disengage": "disengage",
+}
+_LOOP_OPTIONS = ("target", "band", "min", "max")
+#: the loop's modes in which it, not the operator, changes the dose
+_LOOP_IN_CONTROL = (LoopState.RUNNING, LoopState.SUSPENDED)
 
 
 def parse_duration(text: str) -> float:
@@ -76,7 +103,11 @@ def parse_duration(text: str) -> float:
 
 class Console(cmd.Cmd):
     """``wait`` lets clinical time pass: ``advance(seconds)`` when given (virtual clocks),
-    otherwise a real sleep while the session's service thread does the work."""
+    otherwise a real sleep while the session's service thread does the work.
+
+    ``loop``: the bench's closed loop (None: no monitor configured). On a virtual clock
+    ``wait`` services it between slices of ``loop.poll_s``; otherwise its own thread
+    does (``LoopService.run_in_background``)."""
 
     def __init__(
         self,
@@ -87,6 +118,7 @@ class Console(cmd.Cmd):
         advance: Callable[[float], None] | None = None,
         sleep: Callable[[float], None] | None = None,
         echo: bool = False,
+        loop: LoopService | None = None,
     ) -> None:
         super().__init__(stdin=stdin, stdout=stdout)
         self.use_rawinput = stdin is None
@@ -94,6 +126,7 @@ class Console(cmd.Cmd):
         self._advance = advance
         self._sleep = sleep
         self._echo = echo
+        self.loop = loop
         self._print_lock = threading.Lock()
         self._last_live: tuple[object, ...] | None = None
         self._unsubscribe = session.subscribe_alarms(self._on_alarm)
@@ -171,7 +204,28 @@ class Console(cmd.Cmd):
     def show_status(self) -> None:
         if self.session.snapshot is None:
             return
-        self.say(self.session.status_line())
+        self.say(self._status_text())
+
+    def _status_text(self) -> str:
+        """The session's status line, with the loop's state while it is engaged."""
+        return self.session.status_line(loop=self._loop_summary())
+
+    def _loop_summary(self) -> str | None:
+        if self.loop is None:
+            return None
+        view = self.loop.view
+        if view.state is LoopState.OFF or view.settings is None:
+            return None
+        s = view.settings
+        words = {
+            LoopState.RUNNING: "loop running",
+            LoopState.SUSPENDED: "loop SUSPENDED (rate held)",
+            LoopState.MANUAL: "loop taken over (you have control)",
+        }
+        text = f"{words[view.state]}: MAP target {s.target_mmhg:g}+-{s.band_mmhg:g}"
+        if view.map_mmhg is not None:
+            text += f", now {view.map_mmhg:.0f}"
+        return text + " mmHg"
 
     def live_tick(self) -> None:
         """Print the status line when something an operator watches has changed (called
@@ -188,6 +242,7 @@ class Console(cmd.Cmd):
             self.session.channel,
             tuple((c.name, c.role, c.running, c.rate_ml_h) for c in snapshot.channels),
             snapshot.handover,
+            self.loop.view.state if self.loop is not None else None,
         )
         if key != self._last_live:
             self._last_live = key
@@ -199,7 +254,7 @@ class Console(cmd.Cmd):
         if self.session.snapshot is None:
             return "(no status from the safety process yet)"
         try:
-            return self.session.status_line()
+            return self._status_text()
         except Exception as exc:  # the toolbar must never break the prompt
             return f"(status unavailable: {type(exc).__name__})"
 
@@ -233,6 +288,7 @@ class Console(cmd.Cmd):
         """reprogram DRUG CONCENTRATION DILUENT [weight=KG] [therapy=T] [profile=P] [@CH]
         Change the program; while infusing only the same drug, concentration and diluent
         (after a patient update or a library change); anything else: stop first."""
+        self._operator_has_control("reprogram")
         self._load(arg, reprogram=True)
 
     def do_patient(self, arg: str) -> None:
@@ -281,6 +337,7 @@ class Console(cmd.Cmd):
         Start at DOSE (in the program's dose unit). 'override' confirms a soft limit.
         Beside another channel giving the same drug, the start is a rise of the
         patient's total, judged as such."""
+        self._operator_has_control("start")
         arg, channel = self._take_channel(arg, "start")
         dose, override = _dose_and_flag(arg, "start")
         outcome = self.session.start(dose, confirm_soft_limits=override, channel=channel)
@@ -291,6 +348,7 @@ class Console(cmd.Cmd):
     def do_titrate(self, arg: str) -> None:
         """titrate DOSE [@CH]   e.g. titrate 12
         Plan the steps to DOSE (nothing is sent); then confirm (or cancel)."""
+        self._operator_has_control("titrate")
         arg, channel = self._take_channel(arg, "titrate")
         dose, _ = _dose_and_flag(arg, "titrate", flag=None)
         self._show_pending(self.session.titrate_to(dose, channel=channel))
@@ -299,6 +357,7 @@ class Console(cmd.Cmd):
         """wean [DOSE] [@CH]
         Plan a gradual fall to DOSE; without DOSE, wean to the stop threshold and stop.
         Then confirm (or cancel)."""
+        self._operator_has_control("wean")
         arg, channel = self._take_channel(arg, "wean")
         dose = arg.strip() or None
         self._show_pending(self.session.wean(dose, channel=channel))
@@ -309,6 +368,7 @@ class Console(cmd.Cmd):
         first (on the patient's total: beside another channel of the drug, one channel
         may stop when the total stays within the rule). Then confirm (or cancel). estop
         stops at once."""
+        self._operator_has_control("stop")
         arg, channel = self._take_channel(arg, "stop")
         _no_args(arg, "stop")
         self._show_pending(self.session.stop(channel=channel))
@@ -316,6 +376,7 @@ class Console(cmd.Cmd):
     def do_confirm(self, arg: str) -> None:
         """confirm [override]
         Execute the pending change. 'override' also confirms a soft-limit crossing."""
+        self._operator_has_control("confirm")
         word = arg.strip().lower()
         if word not in ("", "override"):
             raise BadInput("confirm", f"{arg.strip()!r}: confirm takes nothing or 'override'")
@@ -352,9 +413,14 @@ class Console(cmd.Cmd):
     def do_estop(self, arg: str) -> None:
         """estop
         Emergency stop: the pump (every pump of the bench) stops now and is interlocked.
-        Never refused."""
+        Never refused. An engaged closed loop is taken over as well."""
         outcome = self.session.emergency_stop("console")
         self.say(outcome.verdict.message)
+        if self.loop is not None and self.loop.view.state in _LOOP_IN_CONTROL:
+            # after the stop, never before it: the loop's lock may wait for a step in flight
+            with contextlib.suppress(ControllerError):  # taken over meanwhile (a failure)
+                self.loop.take_over("emergency stop")
+            self.say("closed loop taken over (emergency stop): it sends nothing more")
 
     def do_ack(self, arg: str) -> None:
         """ack [KEY ...]
@@ -394,6 +460,9 @@ class Console(cmd.Cmd):
         if plan is not None:
             self.say("  running plan:")
             self.say(_indent(plan.describe()))
+        if self.loop is not None and self.loop.view.state is not LoopState.OFF:
+            for line in self._loop_lines(self.loop.view):
+                self.say(f"  {line}")
         allowed = ", ".join(t.value for t in self.session.machine.allowed_triggers())
         self.say(f"  allowed now: {allowed}")
 
@@ -432,7 +501,17 @@ class Console(cmd.Cmd):
         """wait DURATION   e.g. wait 10 min
         Let clinical time pass (planned steps are sent when due)."""
         seconds = parse_duration(arg)
-        if self._advance is not None:
+        if self._advance is not None and self.loop is not None:
+            # a virtual clock: the loop is read and decides between slices, as its
+            # thread would do it in real time
+            left = seconds
+            while left > 1e-9:
+                piece = min(left, self.loop.poll_s)
+                self._advance(piece)
+                self.session.service()
+                self.loop.service()
+                left -= piece
+        elif self._advance is not None:
             self._advance(seconds)
         else:
             sleep = self._sleep or _sleep
@@ -452,6 +531,7 @@ class Console(cmd.Cmd):
             self._show_bench(snapshot)
             return
         name = self._known_channel(words[0].removeprefix("@"))
+        self._loop_keeps_channel(name)
         self.session.select_channel(name)
         self.say(f"working on channel {name}")
 
@@ -569,9 +649,186 @@ class Console(cmd.Cmd):
         outcome = self.session.container_changed(volume, name, concentration)
         self.say(outcome.verdict.message)
 
+    # ------------------------------------------------------------------ closed loop
+    def do_loop(self, arg: str) -> None:
+        """loop [status] | loop engage target=MMHG [band=MMHG] min=DOSE max=DOSE [override]
+        | loop take-over | loop hand-back | loop disengage
+        The closed loop on the bench's MAP monitor ([monitor] in the bench config).
+        'engage' hands the running infusion to it (no plan pending or running): it keeps
+        the MAP within target +- band (default 5 mmHg) with doses between min and max (in
+        the program's dose unit), every change an ordinary request to the safety process;
+        'override' lets it cross the therapy's soft limits (that is the confirmation each
+        such request carries). 'take-over' gives you control at once (the loop sends
+        nothing more); 'hand-back' returns it to the loop; 'disengage' ends the loop.
+        Without a word: the loop's mode, last MAP, dose, last decision and alarms."""
+        loop = self._require_loop()
+        words = arg.split()
+        action = _LOOP_WORDS.get(words[0].lower()) if words else "status"
+        if action is None:
+            raise BadInput(
+                "loop",
+                f"{words[0]!r}: use loop, loop engage ..., loop take-over, loop hand-back "
+                "or loop disengage",
+            )
+        rest = words[1:]
+        if action != "engage" and rest:
+            raise BadInput("loop", f"loop {action} takes no arguments (got {' '.join(rest)!r})")
+        if action == "status":
+            for line in self._loop_lines(loop.view):
+                self.say(line)
+        elif action == "engage":
+            self._loop_engage(loop, rest)
+        elif action == "take-over":
+            loop.take_over()
+            self.say(
+                "you have control: the loop sends nothing more (it keeps reading the MAP); "
+                "use the ordinary commands, loop hand-back to give it back"
+            )
+        elif action == "hand-back":
+            loop.hand_back()
+            self.say("the loop has control again (it keeps what it learned of the patient)")
+        else:
+            loop.disengage()
+            self.say("closed loop disengaged: the rate stays where it is; you have control")
+
+    def _loop_engage(self, loop: LoopService, words: list[str]) -> None:
+        override = bool(words) and words[-1].lower() == "override"
+        if override:
+            words = words[:-1]
+        options: dict[str, str] = {}
+        for word in words:
+            key, eq, value = word.partition("=")
+            key = key.lower()
+            if not eq or key not in _LOOP_OPTIONS:
+                raise BadInput(
+                    "loop",
+                    f"{word!r}: give target=MMHG [band=MMHG] min=DOSE max=DOSE [override], "
+                    "e.g. loop engage target=80 band=5 min=0.02 max=0.5",
+                )
+            options[key] = value
+        missing = [key for key in ("target", "min", "max") if key not in options]
+        if missing:
+            raise BadInput(
+                missing[0],
+                f"loop engage needs {', '.join(f'{m}=' for m in missing)} (e.g. loop engage "
+                "target=80 band=5 min=0.02 max=0.5)",
+            )
+        snapshot = self.session.snapshot
+        unit = (snapshot.dose_unit if snapshot is not None else None) or "the program's unit"
+        target = _loop_number(options["target"], "target", "mmHg")
+        band = _loop_number(options.get("band", "5"), "band", "mmHg")
+        low = _loop_dose(options["min"], "min", unit)
+        high = _loop_dose(options["max"], "max", unit)
+        if not low < high:
+            raise BadInput("min", f"min ({low}) must be below max ({high})")
+        settings = loop.engage(
+            target_mmhg=target,
+            band_mmhg=band,
+            dose_min=low,
+            dose_max=high,
+            soft_limits_confirmed=override,
+        )
+        lowest, highest = settings.band
+        soft = "may cross" if override else "stays within"
+        self.say(
+            f"closed loop engaged: MAP target {settings.target_mmhg:g} mmHg (band "
+            f"{lowest:g}-{highest:g}), dose {low}-{high} {unit}, {soft} the soft limits; "
+            f"MAP from {loop.source_name}; a decision every {settings.period_s:g} s"
+        )
+        self.say("loop take-over gives you control at any moment")
+
+    def _loop_lines(self, view: LoopView) -> list[str]:
+        """The loop's status for people: mode, MAP, dose, last decision, alarms."""
+        lines = []
+        s = view.settings
+        if view.state is LoopState.OFF or s is None:
+            lines.append(
+                "closed loop: off (loop engage target=MMHG min=DOSE max=DOSE hands it the "
+                "running infusion)"
+            )
+        else:
+            low, high = s.band
+            mode = {
+                LoopState.RUNNING: "running: it changes the dose",
+                LoopState.SUSPENDED: "SUSPENDED: the rate is held",
+                LoopState.MANUAL: "taken over: you have control (loop hand-back)",
+            }[view.state]
+            snapshot = self.session.snapshot
+            unit = (snapshot.dose_unit if snapshot is not None else None) or ""
+            lines.append(
+                f"closed loop {mode}; target {s.target_mmhg:g} mmHg (band {low:g}-{high:g}), "
+                f"dose {s.dose_min}-{s.dose_max} {unit}, soft limits "
+                f"{'may be crossed' if s.soft_limits_confirmed else 'kept'}"
+            )
+        if view.suspended_why:
+            lines.append(f"  suspended: {view.suspended_why}")
+        if view.failure:
+            lines.append(f"  stopped by an error: {view.failure}")
+        if view.monitor_problem:
+            lines.append(f"  monitor NOT connected: {view.monitor_problem} (trying again)")
+        elif view.map_mmhg is not None:
+            lines.append(
+                f"  MAP {view.map_mmhg:.1f} mmHg (median of {view.map_samples} valid samples "
+                f"in the last {view.map_period_s:g} s) from {view.source}"
+            )
+        else:
+            lines.append(f"  MAP: no valid sample in the last period from {view.source}")
+        snapshot = self.session.snapshot
+        if snapshot is not None and snapshot.running and snapshot.dose is not None:
+            lines.append(
+                f"  dose {num(snapshot.dose)} {snapshot.dose_unit or ''} @ "
+                f"{num(snapshot.rate_ml_h)} mL/h"
+            )
+        decision = view.decision
+        if decision is not None:
+            ago = format_duration(max(0.0, self.session.clinical_now() - decision.time))
+            lines.append(f"  last decision ({ago} ago): {_decision_text(decision)}")
+        if view.requests:
+            lines.append(
+                f"  requests sent {view.requests}: {view.accepted} accepted, {view.refused} refused"
+            )
+        for alarm in sorted_alarms(self.session.alarms()):
+            if alarm.key in LOOP_ALARM_KEYS:
+                lines.append(f"  alarm: {alarm_text(alarm)}")
+        return lines
+
+    def _require_loop(self) -> LoopService:
+        if self.loop is None:
+            raise ControllerError(
+                "no closed loop on this bench: name its MAP monitor in the bench config "
+                '([monitor] wire = "tcp://HOST:PORT" or replay = "FILE.csv"; '
+                "docs/closed-loop.md)",
+                code="no_monitor",
+            )
+        return self.loop
+
+    def _operator_has_control(self, command: str) -> None:
+        """Refuse a dose change while the closed loop has control: two controllers of
+        one infusion would undo each other (and the loop suspends under a plan)."""
+        if self.loop is not None and self.loop.view.state in _LOOP_IN_CONTROL:
+            raise ControllerError(
+                f"the closed loop has control of this infusion: loop take-over first, then "
+                f"{command} (estop acts at once)",
+                code="loop_in_control",
+            )
+
+    def _loop_keeps_channel(self, name: str) -> None:
+        """The loop works on the console's channel: moving the console would move it."""
+        if self.loop is None or self.loop.view.state is LoopState.OFF:
+            return
+        current = self.session.channel or (self._channels() or [name])[0]
+        if name != current:
+            raise ControllerError(
+                f"the closed loop works on channel {current}: loop disengage before working "
+                f"on channel {name}",
+                code="loop_in_control",
+            )
+
     def do_quit(self, arg: str) -> bool:
         """quit
         Leave the console. A running infusion continues under the safety process."""
+        if self.loop is not None and self.loop.view.state in _LOOP_IN_CONTROL:
+            self.say("the closed loop stops with the console: the rate is held where it is")
         if self.session.state in _RUNNING:
             self.say(
                 "leaving: the infusion continues at its verified rate under the safety "
@@ -662,7 +919,10 @@ class Console(cmd.Cmd):
             return None
         if len(named) > 1:
             raise BadInput("channel", f"{command} acts on one channel; got {' '.join(named)}")
-        return self._known_channel(named[0][1:])
+        name = self._known_channel(named[0][1:])
+        if command not in ("prime", "container"):  # these two leave the console's channel
+            self._loop_keeps_channel(name)
+        return name
 
     def _take_channel(self, arg: str, command: str) -> tuple[str, str | None]:
         """``arg`` without its ``@CH`` word, and the (known) channel it names."""
@@ -736,6 +996,41 @@ def _volume(text: str, field: str) -> Decimal:
     if not volume.is_finite() or volume <= 0:
         raise BadInput(field, f"{text!r}: a volume is a number of mL above 0")
     return volume
+
+
+def _loop_number(text: str, field: str, unit: str) -> float:
+    try:
+        value = float(text.lower().removesuffix(unit.lower()))
+    except ValueError:
+        raise BadInput(field, f"{text!r} is not a number of {unit}") from None
+    if not math.isfinite(value):
+        raise BadInput(field, f"{text!r} is not a number of {unit}")
+    return value
+
+
+def _loop_dose(text: str, field: str, unit: str) -> Decimal:
+    """A dose of the loop's range, in the program's dose unit (the loop's settings check
+    the range)."""
+    try:
+        dose = Decimal(text)
+    except InvalidOperation:
+        raise BadInput(field, f"{text!r} is not a dose: give a number in {unit}") from None
+    if not dose.is_finite() or dose <= 0:
+        raise BadInput(field, f"{text!r}: a dose of the loop's range is above 0 ({unit})")
+    return dose
+
+
+def _decision_text(decision: Decision) -> str:
+    """One decision of the loop, for people."""
+    seen = "no valid MAP" if decision.map_mmhg is None else f"MAP {decision.map_mmhg:.1f}"
+    if decision.reason == "too few samples" and decision.sent is None:
+        return f"{seen} from {decision.samples} valid sample(s): too few, the rate is held"
+    if decision.sent is not None:
+        word = "accepted" if decision.accepted else f"REFUSED ({decision.reason})"
+        return f"{seen} mmHg -> dose {num(decision.sent)} sent: {word}"
+    if decision.want is None:
+        return f"{seen} mmHg: no change needed"
+    return f"{seen} mmHg: no change sent (too small, or outside the loop's range or the rules)"
 
 
 def _no_args(arg: str, command: str) -> None:

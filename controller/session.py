@@ -308,8 +308,9 @@ class Session:
             safety = snapshot.alarms if snapshot is not None else ()
             return (*safety, *self._alarms.own)
 
-    def status_line(self) -> str:
-        """One line for people (from the last snapshot: call ``status()`` to refresh)."""
+    def status_line(self, *, loop: str | None = None) -> str:
+        """One line for people (from the last snapshot: call ``status()`` to refresh).
+        ``loop``: the closed loop's state, shown beside the plan's progress."""
         with self._lock:
             return status_line(
                 self._link.require_snapshot(),
@@ -317,6 +318,7 @@ class Session:
                 plan=self._executor.progress(self._now),
                 controller_alarms=self._alarms.own,
                 channel=self._link.focus,
+                loop=loop,
             )
 
     def subscribe_alarms(self, callback: AlarmCallback) -> Callable[[], None]:
@@ -669,6 +671,13 @@ class Session:
         """A controller fault (e.g. in the service thread): a medium alarm, journaled."""
         with self._lock:
             self._alarms.raise_own(FAULT_KEY, "medium", "controller_fault", message)
+
+    def clinical_now(self) -> float:
+        """The patient's clinical time now: the bench's clinical clock when the session
+        follows one, else the last snapshot's (for collaborators on the same timeline,
+        such as the closed loop the console runs)."""
+        with self._lock:
+            return self._clinical_stamp()
 
     def real_seconds(self, clinical_s: float) -> float:
         """How long, in real time, ``clinical_s`` clinical seconds last on this bench."""

@@ -50,9 +50,11 @@ def status_line(
     plan: str | None = None,
     controller_alarms: Sequence[AlarmView] = (),
     channel: str | None = None,
+    loop: str | None = None,
 ) -> str:
     """``channel``: the channel the (focused) snapshot's top-level figures describe,
-    named on the line when the bench has several (None: the first)."""
+    named on the line when the bench has several (None: the first). ``loop``: the closed
+    loop's state when one is engaged (who changes the dose is part of the glance)."""
     parts = [f"[{state}]"]
     if len(snapshot.channels) > 1:
         parts.append(f"channel {channel or snapshot.channels[0].name}")
@@ -85,6 +87,8 @@ def status_line(
         parts.append(f"syringe {snapshot.remaining_ml:.1f} mL left")
     if plan:
         parts.append(plan)
+    if loop:
+        parts.append(loop)
     if snapshot.handover is not None:
         parts.append(handover_text(snapshot.handover, snapshot.clinical_time))
     if snapshot.hold:

@@ -12,17 +12,21 @@ on the controller journal: the loop's hand-over, suspension and decisions are th
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from controller.closed_loop.loop import SUSPENDED_KEY, ClosedLoop, LoopMode
 from controller.closed_loop.settings import LoopSettings
 from drivers.monitors.wire import WireMonitor
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.pumps import NE1000, PumpKind
+from safety.host.config import load_config
 from safety.journal import open_readonly
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
@@ -112,3 +116,71 @@ def test_closed_loop_through_the_safety_process_on_real_processes(
     assert events[0] == "engage" and "decision" in events
     modes = [json.loads(p).get("dest") for (p,) in rows if json.loads(p)["event"] == "mode"]
     assert modes == ["running", "suspended", "running"]
+
+
+CONSOLE_PATIENT = "seed=hil,index=3,sensitivity=1,condition=stable,artefacts=none"
+CONSOLE_ENGAGE = "loop engage target=90 band=5 min=0.02 max=0.5 override"
+
+
+def test_the_operator_console_runs_the_closed_loop_on_real_processes(
+    make_bench: MakeBench,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """``pumpctl run`` (in this process, as test_run_command runs it) on a bench whose
+    config names the emulator's monitor: the console engages the loop, the loop's thread
+    reads the MAP over TCP and changes the dose through the safety process, the operator
+    takes over and hands back. The console's ``wait`` is real time at 60x."""
+    kind = WithPatient(
+        **{f.name: getattr(NE1000, f.name) for f in fields(NE1000)}, patient=CONSOLE_PATIENT
+    )
+    bench = make_bench(kind, speed=SPEED)
+    assert bench.emulator is not None
+    where = bench.emulator.wait_line("monitor at").removeprefix("monitor at ").strip()
+    config = tmp_path / "console.toml"
+    config.write_text(f'{bench.config.read_text()}\n[monitor]\nwire = "tcp://{where}"\n')
+    assert load_config(config).monitor == {"wire": f"tcp://{where}"}  # what --check says
+    script = "\n".join(
+        [
+            "program norepinephrine 4 mg/250 mL D5W weight=70 therapy=weight_based",
+            "start 0.05",
+            "wait 1 min",
+            CONSOLE_ENGAGE,
+            "wait 8 min",
+            "loop",
+            "loop take-over",
+            "wait 1 min",
+            "loop hand-back",
+            "wait 1 min",
+            "loop status",
+            "quit",
+        ]
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    args = ["run", "--config", str(config), "--no-start", "--quiet"]
+    assert main([*args, "--journal", str(bench.controller_journal)]) == 0
+    out = capsys.readouterr().out
+    print(out)  # shown with a failure: the console's whole transcript
+    assert "Traceback" not in out
+    assert f"closed loop available: MAP from wire monitor at tcp://{where}" in out
+    assert "closed loop engaged: MAP target 90 mmHg (band 85-95)" in out
+    assert "loop running: MAP target 90+-5" in out  # the status line
+    assert "you have control" in out and "the loop has control again" in out
+    assert "closed loop running: it changes the dose" in out.split("> loop status", 1)[1]
+    report = bench.assert_invariants()
+    assert set(report.summary.changes_by_cause) <= {"command"}
+    db = open_readonly(bench.controller_journal)
+    try:
+        rows = db.execute("SELECT kind, payload FROM entries ORDER BY id").fetchall()
+    finally:
+        db.close()
+    entries = [(kind, json.loads(payload)) for kind, payload in rows]
+    loop = [p for kind, p in entries if kind == "loop"]
+    assert [p["dest"] for p in loop if p["event"] == "mode"][:3] == ["running", "manual", "running"]
+    # the loop's own changes: ordinary requests after the hand-over, accepted
+    engaged = next(i for i, (kind, p) in enumerate(entries) if p.get("event") == "engage")
+    changes = [p for kind, p in entries[engaged:] if kind == "request"]
+    assert changes and all(p["body"]["kind"] == "change_dose" for p in changes)
+    sent = [p for p in loop if p["event"] == "decision" and p["sent"] is not None]
+    assert sent and all(p["accepted"] for p in sent)

@@ -6,6 +6,11 @@ answers, starts one as a child (``python -m safety --config FILE``, waiting for 
 safety process and never changes the rate. On quit, a safety process this command
 started is stopped only if nothing is infusing; a running infusion stays under its
 supervision (software leaving must never stop a vasopressor).
+
+When the bench config names a MAP monitor (``[monitor]``), the console also has the
+closed loop (``loop`` commands): its monitor is opened at start and read on its own
+thread, so the loop has fresh MAP when it is engaged; a monitor that is not there yet is
+tried again every few seconds and is no reason to refuse the console.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from cli.commands.output import (
     CommandError,
     SubParsers,
 )
-from controller.bench_config import load_bench_config
+from controller.bench_config import BenchConfig, load_bench_config
+from controller.closed_loop.service import LoopService
 from controller.connect import connect, start_safety
 from controller.console import BANNER, Console, run_with_status_bar
 from controller.errors import ControllerError
@@ -41,7 +47,8 @@ def add_parser(sub: SubParsers) -> None:
         help="interactive operator console, attached to the safety process",
         description="Attach to the bench's safety process (start it if none is running) "
         "and open the operator console: program, start, titrate, wean, stop, estop, ack, "
-        "status, plan, history, help. Exit 0 on quit, 1 if the safety process cannot be "
+        "status, plan, history, help; loop (the closed loop) when the bench config names a "
+        "MAP monitor ([monitor]). Exit 0 on quit, 1 if the safety process cannot be "
         "reached or started, 2 for a bad config.",
     )
     p.add_argument(
@@ -97,19 +104,41 @@ def run(args: argparse.Namespace) -> int:
             session.close()
             _leave(child, state)
             raise CommandError(exc.code, exc.message, EXIT_BAD_INPUT, "channel") from None
+    loop = _closed_loop(bench, session)
     freeze_start_up()  # the session is built: see safety.start_up
     try:
-        return _console(session, quiet=args.quiet)
+        return _console(session, quiet=args.quiet, loop=loop)
     finally:
         state = session.state
+        if loop is not None:
+            loop.close()
         session.close()
         _leave(child, state)
 
 
-def _console(session: Session, *, quiet: bool) -> int:
+def _closed_loop(bench: BenchConfig, session: Session) -> LoopService | None:
+    """The closed loop on the bench's monitor, reading it already (None: no monitor)."""
+    if bench.monitor is None:
+        return None
+    loop = LoopService(session, bench.monitor.source(session.clinical_now))
+    problem = loop.open()
+    where = bench.monitor.describe()
+    if problem is None:
+        print(f"closed loop available: MAP from {where} (loop engage ...)", flush=True)
+    else:
+        print(f"closed loop: the monitor ({where}) cannot be read yet: {problem}; "
+              "trying again every few seconds", flush=True)  # fmt: skip
+    return loop
+
+
+def _console(session: Session, *, quiet: bool, loop: LoopService | None = None) -> int:
     interactive = sys.stdin.isatty()
-    console = Console(session, stdin=None if interactive else sys.stdin, echo=not interactive)
+    console = Console(
+        session, stdin=None if interactive else sys.stdin, echo=not interactive, loop=loop
+    )
     session.run_in_background()
+    if loop is not None:
+        loop.run_in_background()
     if interactive and not quiet:
         # the live status in a bottom toolbar, never over what is being typed
         try:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drivers.monitors.base import MapSample, MonitorProtocolError
+from drivers.monitors.limits import MAX_SPEED
 
 REQUIRED = ("time_s", "map_mmhg")
 OPTIONAL = ("sys_mmhg", "dia_mmhg", "hr_bpm")
@@ -97,8 +98,8 @@ class CsvReplay:
     def __init__(
         self, path: str | os.PathLike[str], clock: Callable[[], float], *, speed: float = 1.0
     ) -> None:
-        if not (0 < speed <= 1e6):
-            raise ValueError(f"replay speed must be > 0 and <= 1e6, got {speed}")
+        if not (0 < speed <= MAX_SPEED):
+            raise ValueError(f"replay speed must be > 0 and <= {MAX_SPEED:g}, got {speed}")
         self.path = Path(path)
         self._clock = clock
         self._speed = speed

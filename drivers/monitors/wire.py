@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout, DriverError
 from drivers.monitors.base import MapSample, MonitorProtocolError, MonitorUnavailable
+from drivers.monitors.limits import DEFAULT_BAUD, DEFAULT_REPLY_TIMEOUT_S, REPLY_TIMEOUT_RANGE_S
 from drivers.transport import SerialTransport, Transport
 from firmware_bridge.monitor.codec import (
     HISTORY,
@@ -38,9 +39,6 @@ from firmware_bridge.monitor.codec import (
     parse_reply,
 )
 
-DEFAULT_REPLY_TIMEOUT_S = 0.5
-DEFAULT_BAUD = 115200
-
 
 class WireMonitor:
     """A ``MapSource`` over the monitor line protocol."""
@@ -54,8 +52,9 @@ class WireMonitor:
         baud: int = DEFAULT_BAUD,
         max_per_poll: int = HISTORY,
     ) -> None:
-        if not (0.01 <= reply_timeout_s <= 30.0):
-            raise ValueError(f"reply timeout must be 0.01-30 s, got {reply_timeout_s}")
+        low, high = REPLY_TIMEOUT_RANGE_S
+        if not (low <= reply_timeout_s <= high):
+            raise ValueError(f"reply timeout must be {low:g}-{high:g} s, got {reply_timeout_s}")
         if not (1 <= max_per_poll <= 10 * HISTORY):
             raise ValueError(f"max_per_poll must be 1-{10 * HISTORY}, got {max_per_poll}")
         self.port = port

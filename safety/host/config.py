@@ -8,6 +8,10 @@ and the driver's own options are checked against the driver's constructor
 every problem into ``ConfigError``, whose message names each field by its dotted path
 and says what is allowed; ``python -m safety`` prints it and exits with status 2.
 
+The ``[monitor]`` table belongs to the controller (the MAP source of its closed loop);
+it is checked here with the controller's own parser (``drivers.monitors.config``, which
+opens nothing), so a mistake in it fails ``--check`` too.
+
 The ``[telemetry]`` and ``[dashboard]`` sections belong to the observers (the telemetry
 publisher, the dashboard); their models live in the pure ``safety.observer_config`` so
 those processes can read them without the safety host, and are validated here too, so a
@@ -38,6 +42,7 @@ from pydantic import (
 from drivers.gpio import GpioConfig, GpioConfigError
 from drivers.lines import LineError, LineSpec, open_line
 from drivers.loading import DriverLoadError
+from drivers.monitors.config import MonitorConfigError, parse_monitor
 from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import VirtualClock, clock_from_spec
 from firmware_bridge.syringes import container_by_name, syringe_by_name
@@ -383,6 +388,19 @@ class SafetyConfig(BaseModel):
     #: the observers' sections (``safety.observer_config``), unused by this process
     telemetry: TelemetrySection | None = None
     dashboard: DashboardSection = Field(default_factory=DashboardSection)
+    #: the controller's MAP source (``drivers.monitors.config``), unused by this process
+    monitor: dict[str, Any] | None = None
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_table(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                parse_monitor(value)  # the shape; the controller checks a replay file exists
+            except MonitorConfigError as exc:  # the problem's path is "monitor" already
+                key = exc.field.removeprefix("monitor").lstrip(".")
+                raise ValueError(f"{key}: {exc.message}" if key else exc.message) from None
+        return value
 
     @model_validator(mode="after")
     def _one_bench(self) -> SafetyConfig:

@@ -122,8 +122,8 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
         (
             {"pump": MOCK, "pupm": {}},
             "pupm",
-            "allowed here: channels, clock, dashboard, gpio, interlock, lines, paths, pump, "
-            "relay, telemetry, timing, watchdog",
+            "allowed here: channels, clock, dashboard, gpio, interlock, lines, monitor, "
+            "paths, pump, relay, telemetry, timing, watchdog",
         ),
         ({"pump": MOCK, "watchdog": {"device": " "}}, "watchdog.device", "/dev/watchdog"),
         ({"pump": MOCK, "watchdog": {"devise": "/dev/watchdog"}}, "watchdog.devise", "device"),
