@@ -282,6 +282,27 @@ class Session:
             self._reconcile()
             return self._link.require_snapshot()
 
+    def status_at(self, clinical_time: float) -> Snapshot:
+        """``status()`` for a caller that knows the clinical instant it acts at (a closed
+        loop's decision): the last snapshot seen, when it is stamped with that very
+        instant and no queued notice is newer; otherwise a fresh one is asked for.
+
+        Why it is the same state: the safety process pushes a status notice after every
+        change (and its replies carry the snapshot they leave), and a snapshot depends on
+        nothing but the state and the clinical instant. So one stamped ``clinical_time``
+        and newer than every notice handled is what asking would return, built, sent and
+        validated a second time. Equal instants happen on a virtual clock, where the
+        in-process link delivers notices during the call that caused them; on a moving
+        clock the stamp is older than the caller's instant and this asks, as
+        ``status()`` does."""
+        with self._lock:
+            self._link.drain()
+            seen = self._link.snapshot
+            if seen is None or seen.clinical_time != clinical_time or self._link.down is not None:
+                return self.status()
+            self._reconcile()
+            return self._link.require_snapshot()
+
     def history(self) -> tuple[DosePoint, ...]:
         """The verified rate history (what the safety process has read back), with doses."""
         snapshot = self.status()

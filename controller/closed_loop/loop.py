@@ -199,7 +199,9 @@ class ClosedLoop:
         s = self.settings
         self.stats.decisions += 1
         try:
-            snapshot = self.session.status()
+            # the snapshot the link already holds when it is of this instant (a read-back
+            # or an order's outcome at this tick): every change is pushed to the session
+            snapshot = self.session.status_at(now)
         except ControllerError as exc:
             self._suspend(now, f"the safety process cannot be asked ({exc.message})")
             return None

@@ -245,6 +245,26 @@ def test_a_restarted_controller_resyncs_without_changing_the_rate(
     second.close(hang_up=False)
 
 
+def test_status_at_an_instant_is_what_asking_then_returns(
+    session: Session, local: LocalSafety
+) -> None:
+    _norepi(session)
+    drive(local, session, 95)
+    now = local.clinical.now()
+    assert session.status_at(now) == local.snapshot()  # the state at this instant
+    local.advance(7.0)  # time moved: the snapshot held is older, so it asks
+    later = session.status_at(local.clinical.now())
+    assert later.clinical_time == local.clinical.now() == now + 7.0
+    assert later == local.snapshot()
+    # a change at this same instant (the stop button, at the safety process) is pushed,
+    # so the snapshot held is not taken for the state now
+    local.press_stop_button()
+    stopped = session.status_at(local.clinical.now())
+    assert stopped.estopped and not stopped.running
+    assert stopped == local.snapshot()
+    assert _state(session) is State.EMERGENCY_STOPPED  # the machine followed it
+
+
 def test_resync_of_a_fresh_bench_is_idle(session: Session) -> None:
     assert _state(session) is State.IDLE
     assert "no program" in session.status_line()
