@@ -40,6 +40,8 @@ from safety.kernel.model import (
     DEFAULT_CHANNEL,
     ChangeDose,
     Now,
+    ProgramLimits,
+    ProgramSpec,
     Request,
     RequestBody,
     RequestMeta,
@@ -51,7 +53,8 @@ from safety.kernel.state import (
     DrugRecord,
     KernelState,
     evolve,
-    load_program,
+    limits_of,
+    program_check,
     single_channel,
 )
 from safety.library import DiluentError, DrugLibrary, LookupProblem
@@ -251,6 +254,28 @@ def pump_capabilities(
     return PumpCapabilities(snapshot.pump_min_ml_h, snapshot.pump_max_ml_h, quantize)
 
 
+#: the library's judgement of the program specs seen: (library, limits) by spec
+_LIMITS: dict[tuple[int, str, ProgramSpec], tuple[DrugLibrary, ProgramLimits]] = {}
+_LIMITS_KEPT = 64
+
+
+def _limits(library: DrugLibrary, spec: ProgramSpec) -> ProgramLimits:
+    """What ``load_program`` holds a spec to (S6 checked, the library's limits), remembered
+    by value: it depends on the library and the spec alone, both immutable, and a closed
+    loop rebuilds its planning state from the same program at every decision. A refusal
+    is raised each time, never remembered. The library object is kept with its entry, so
+    its id cannot be another library's while the entry stands."""
+    key = (id(library), library.content_hash, spec)
+    found = _LIMITS.get(key)
+    if found is not None and found[0] is library:
+        return found[1]
+    limits = limits_of(program_check(library, spec), library.content_hash)
+    if len(_LIMITS) >= _LIMITS_KEPT:
+        _LIMITS.clear()
+    _LIMITS[key] = (library, limits)
+    return limits
+
+
 def planning_state(
     library: DrugLibrary, snapshot: Snapshot, session: str = "plan", channel: str | None = None
 ) -> tuple[KernelState, ActiveProgram]:
@@ -279,7 +304,7 @@ def planning_state(
     if stale is not None:
         raise PlanError(stale, code="program_needs_reprogramming")
     try:
-        program = load_program(library, spec, snapshot.clinical_time)
+        program = ActiveProgram(spec, _limits(library, spec), snapshot.clinical_time)
     except RuleRefusal as exc:
         raise PlanError(exc.finding.message, code=exc.finding.code.value) from None
     except (UnitError, DiluentError, LookupProblem) as exc:
