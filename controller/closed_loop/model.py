@@ -214,8 +214,16 @@ class Estimator:
     def update(self, measured: float, u_e: float) -> None:
         """Fold one measured MAP in."""
         r = R_MEASUREMENT
+        # ``effect(u_e, th)`` for every theta of the grid, with the logarithm of ``u_e``
+        # taken once instead of per grid point (the same operations, the same floats)
+        log_u = math.log(u_e) if u_e > 0 else 0.0
+        gamma, emax = self.gamma, self.emax
         for i, th in enumerate(self.thetas):
-            e = self.effect(u_e, th)
+            e = 0.0
+            if u_e > 0:
+                z = gamma * (log_u - th)
+                if not z < -50:  # as ``effect`` has it
+                    e = emax / (1.0 + math.exp(-z))
             v = self.b_var[i]
             innovation = measured - self.b_mean[i] - e
             s = v + r
