@@ -277,7 +277,12 @@ def _limits(library: DrugLibrary, spec: ProgramSpec) -> ProgramLimits:
 
 
 def planning_state(
-    library: DrugLibrary, snapshot: Snapshot, session: str = "plan", channel: str | None = None
+    library: DrugLibrary,
+    snapshot: Snapshot,
+    session: str = "plan",
+    channel: str | None = None,
+    *,
+    now: float | None = None,
 ) -> tuple[KernelState, ActiveProgram]:
     """A kernel state equivalent, for deciding dose changes, to the safety process's own.
 
@@ -287,6 +292,12 @@ def planning_state(
     requests pass S8. A plan moves one channel: when another channel gives the same drug
     at the same time (a relay handing over), the total is the safety process's to judge
     request by request, and no plan is made.
+
+    ``now``: the clinical instant the state is for, when the snapshot is of an earlier
+    one and the safety process's state has not changed since (``Session.current_state``).
+    All of this is the state's except the earlier programs' limits still in force
+    (``priors``), which only run out as time passes: those of the snapshot still in
+    force at ``now`` are the ones a snapshot taken at ``now`` would show.
     """
     view = snapshot.channel(channel)
     if channel is not None and view is None:
@@ -304,7 +315,8 @@ def planning_state(
     if stale is not None:
         raise PlanError(stale, code="program_needs_reprogramming")
     try:
-        program = ActiveProgram(spec, _limits(library, spec), snapshot.clinical_time)
+        at = snapshot.clinical_time if now is None else now
+        program = ActiveProgram(spec, _limits(library, spec), at)
     except RuleRefusal as exc:
         raise PlanError(exc.finding.message, code=exc.finding.code.value) from None
     except (UnitError, DiluentError, LookupProblem) as exc:
@@ -324,7 +336,10 @@ def planning_state(
         )
     history = snapshot.history_of(spec.drug)
     segments = tuple(Segment(p.start, p.exact_amount(), p.cause) for p in history)
-    record = DrugRecord(RateHistory(segments), program.limits, snapshot.priors)
+    priors = snapshot.priors
+    if now is not None and now != snapshot.clinical_time:
+        priors = tuple(p for p in priors if p.until > now)  # as ``priors_at(now)``
+    record = DrugRecord(RateHistory(segments), program.limits, priors)
     running = view.running if view is not None else snapshot.running
     rate = view.rate_ml_h if view is not None else snapshot.rate_ml_h
     state = single_channel(

@@ -282,23 +282,23 @@ class Session:
             self._reconcile()
             return self._link.require_snapshot()
 
-    def status_at(self, clinical_time: float) -> Snapshot:
-        """``status()`` for a caller that knows the clinical instant it acts at (a closed
-        loop's decision): the last snapshot seen, when it is stamped with that very
-        instant and no queued notice is newer; otherwise a fresh one is asked for.
+    def current_state(self) -> Snapshot:
+        """The safety process's state as it is now, without asking it when the link
+        already says so; for a caller that takes the clinical instant from its own clock
+        (a closed loop's decision: ``planning_state(now=...)``) and reads only what the
+        safety process's events change: figures that move with the clock alone (what a
+        cap window holds, the earlier limits still in force, a pause's time left) are as
+        of the snapshot's own stamp, which may be earlier.
 
-        Why it is the same state: the safety process pushes a status notice after every
-        change (and its replies carry the snapshot they leave), and a snapshot depends on
-        nothing but the state and the clinical instant. So one stamped ``clinical_time``
-        and newer than every notice handled is what asking would return, built, sent and
-        validated a second time. Equal instants happen on a virtual clock, where the
-        in-process link delivers notices during the call that caused them; on a moving
-        clock the stamp is older than the caller's instant and this asks, as
-        ``status()`` does."""
+        A link that delivers the notice of every change during the call that made it
+        (``synchronous_notices``: the in-process link) leaves nothing unsaid once the
+        queued notices are handled: the last snapshot seen is the state now, and asking
+        would build, send and validate it again. Over a socket a notice may still be on
+        its way, so this asks, as ``status()`` does."""
         with self._lock:
             self._link.drain()
-            seen = self._link.snapshot
-            if seen is None or seen.clinical_time != clinical_time or self._link.down is not None:
+            pushed = bool(getattr(self._link.safety_link, "synchronous_notices", False))
+            if not pushed or self._link.snapshot is None or self._link.down is not None:
                 return self.status()
             self._reconcile()
             return self._link.require_snapshot()

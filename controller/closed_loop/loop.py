@@ -199,9 +199,9 @@ class ClosedLoop:
         s = self.settings
         self.stats.decisions += 1
         try:
-            # the snapshot the link already holds when it is of this instant (a read-back
-            # or an order's outcome at this tick): every change is pushed to the session
-            snapshot = self.session.status_at(now)
+            # the state as the link last told it, when it tells every change at once: its
+            # stamp may be earlier than ``now``, so the rules below are judged at ``now``
+            snapshot = self.session.current_state()
         except ControllerError as exc:
             self._suspend(now, f"the safety process cannot be asked ({exc.message})")
             return None
@@ -244,7 +244,7 @@ class ClosedLoop:
         # the kernel's view is built only when a change is on the table (it costs more
         # than the rest of a decision)
         rules = (
-            Rules(self.session.library, snapshot, self.session.kernel_config)
+            Rules(self.session.library, snapshot, self.session.kernel_config, now=now)
             if want is not None
             else None
         )
