@@ -243,8 +243,9 @@ class Estimator:
     def quantile_dose(self, target: float, q: float) -> float:
         """The weighted ``q`` quantile over the grid of the steady dose-equivalent that
         gives ``target`` (0: none needed, inf: none can)."""
-        # ``_dose_for`` written out over the grid (twice per decision, 61 points each):
-        # the same operations in the same order, without a call per point
+        # per grid point, the steady dose that gives ``target`` on that point's baseline
+        # (the Emax model solved for the dose; none needed: 0; beyond 97 % of Emax: inf),
+        # in one loop: twice per decision over 61 points
         emax, gamma, ceiling = self.emax, self.gamma, 0.97 * self.emax
         pairs: list[tuple[float, float]] = []
         for b, th, w in zip(self.b_mean, self.thetas, self.weights(), strict=True):
@@ -271,11 +272,3 @@ class Estimator:
         th = math.fsum(wi * ti for wi, ti in zip(w, self.thetas, strict=True))
         var = math.fsum(wi * (ti - th) ** 2 for wi, ti in zip(w, self.thetas, strict=True))
         return b, th, math.sqrt(var)
-
-    def _dose_for(self, target: float, baseline: float, theta: float) -> float:
-        need = target - baseline
-        if need <= 0:
-            return 0.0
-        if need >= 0.97 * self.emax:
-            return math.inf
-        return math.exp(theta + math.log(need / (self.emax - need)) / self.gamma)
