@@ -200,8 +200,8 @@ class ClosedLoop:
         self.stats.decisions += 1
         try:
             # the state as the link last told it, when it tells every change at once: its
-            # stamp may be earlier than ``now``, so the rules below are judged at ``now``
-            snapshot = self.session.current_state()
+            # stamp may be earlier, so the rules below are judged at the instant given
+            snapshot, judged_at = self.session.current_state()
         except ControllerError as exc:
             self._suspend(now, f"the safety process cannot be asked ({exc.message})")
             return None
@@ -244,7 +244,7 @@ class ClosedLoop:
         # the kernel's view is built only when a change is on the table (it costs more
         # than the rest of a decision)
         rules = (
-            Rules(self.session.library, snapshot, self.session.kernel_config, now=now)
+            Rules(self.session.library, snapshot, self.session.kernel_config, now=judged_at)
             if want is not None
             else None
         )

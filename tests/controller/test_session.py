@@ -257,8 +257,9 @@ def test_current_state_is_the_last_snapshot_on_a_link_that_tells_every_change(
         _norepi(session)
         local.advance(60.0)  # a read-back at 60 s, the next one at 120 s
         local.advance(30.0)
-        held = session.current_state()
+        held, at = session.current_state()
         now = local.clinical.now()
+        assert at == now
         fresh = local.snapshot()
         assert held.clinical_time < now  # the last change was before now: not asked again
         for field in ("program", "running", "rate_ml_h", "dose", "history", "alarms", "hold"):
@@ -269,7 +270,7 @@ def test_current_state_is_the_last_snapshot_on_a_link_that_tells_every_change(
         assert at_now.check(Decimal(9), False) == asked.check(Decimal(9), False)
         # a change (the stop button, at the safety process) is pushed at once
         local.press_stop_button()
-        stopped = session.current_state()
+        stopped, _ = session.current_state()
         assert stopped.estopped and not stopped.running
         assert stopped == local.snapshot()
         assert _state(session) is State.EMERGENCY_STOPPED  # the machine followed it
@@ -287,8 +288,8 @@ def test_current_state_asks_a_link_that_may_still_have_news_on_the_way(
         session = Session.open(local, library, clinical=local.clinical)
         _norepi(session)
         local.advance(90.0)
-        asked = session.current_state()
-        assert asked.clinical_time == local.clinical.now()
+        asked, at = session.current_state()
+        assert asked.clinical_time == at == local.clinical.now()
         assert asked == local.snapshot()
         session.close(hang_up=False)
 
