@@ -40,6 +40,8 @@ from safety.kernel.model import (
     DEFAULT_CHANNEL,
     ChangeDose,
     Now,
+    ProgramLimits,
+    ProgramSpec,
     Request,
     RequestBody,
     RequestMeta,
@@ -51,7 +53,8 @@ from safety.kernel.state import (
     DrugRecord,
     KernelState,
     evolve,
-    load_program,
+    limits_of,
+    program_check,
     single_channel,
 )
 from safety.library import DiluentError, DrugLibrary, LookupProblem
@@ -251,8 +254,35 @@ def pump_capabilities(
     return PumpCapabilities(snapshot.pump_min_ml_h, snapshot.pump_max_ml_h, quantize)
 
 
+#: the library's judgement of the program specs seen: (library, limits) by spec
+_LIMITS: dict[tuple[int, str, ProgramSpec], tuple[DrugLibrary, ProgramLimits]] = {}
+_LIMITS_KEPT = 64
+
+
+def _limits(library: DrugLibrary, spec: ProgramSpec) -> ProgramLimits:
+    """What ``load_program`` holds a spec to (S6 checked, the library's limits), remembered
+    by value: it depends on the library and the spec alone, both immutable, and a closed
+    loop rebuilds its planning state from the same program at every decision. A refusal
+    is raised each time, never remembered. The library object is kept with its entry, so
+    its id cannot be another library's while the entry stands."""
+    key = (id(library), library.content_hash, spec)
+    found = _LIMITS.get(key)
+    if found is not None and found[0] is library:
+        return found[1]
+    limits = limits_of(program_check(library, spec), library.content_hash)
+    if len(_LIMITS) >= _LIMITS_KEPT:
+        _LIMITS.clear()
+    _LIMITS[key] = (library, limits)
+    return limits
+
+
 def planning_state(
-    library: DrugLibrary, snapshot: Snapshot, session: str = "plan", channel: str | None = None
+    library: DrugLibrary,
+    snapshot: Snapshot,
+    session: str = "plan",
+    channel: str | None = None,
+    *,
+    now: float | None = None,
 ) -> tuple[KernelState, ActiveProgram]:
     """A kernel state equivalent, for deciding dose changes, to the safety process's own.
 
@@ -262,6 +292,12 @@ def planning_state(
     requests pass S8. A plan moves one channel: when another channel gives the same drug
     at the same time (a relay handing over), the total is the safety process's to judge
     request by request, and no plan is made.
+
+    ``now``: the clinical instant the state is for, when the snapshot is of an earlier
+    one and the safety process's state has not changed since (``Session.current_state``).
+    All of this is the state's except the earlier programs' limits still in force
+    (``priors``), which only run out as time passes: those of the snapshot still in
+    force at ``now`` are the ones a snapshot taken at ``now`` would show.
     """
     view = snapshot.channel(channel)
     if channel is not None and view is None:
@@ -279,7 +315,8 @@ def planning_state(
     if stale is not None:
         raise PlanError(stale, code="program_needs_reprogramming")
     try:
-        program = load_program(library, spec, snapshot.clinical_time)
+        at = snapshot.clinical_time if now is None else now
+        program = ActiveProgram(spec, _limits(library, spec), at)
     except RuleRefusal as exc:
         raise PlanError(exc.finding.message, code=exc.finding.code.value) from None
     except (UnitError, DiluentError, LookupProblem) as exc:
@@ -299,7 +336,10 @@ def planning_state(
         )
     history = snapshot.history_of(spec.drug)
     segments = tuple(Segment(p.start, p.exact_amount(), p.cause) for p in history)
-    record = DrugRecord(RateHistory(segments), program.limits, snapshot.priors)
+    priors = snapshot.priors
+    if now is not None and now != snapshot.clinical_time:
+        priors = tuple(p for p in priors if p.until > now)  # as ``priors_at(now)``
+    record = DrugRecord(RateHistory(segments), program.limits, priors)
     running = view.running if view is not None else snapshot.running
     rate = view.rate_ml_h if view is not None else snapshot.rate_ml_h
     state = single_channel(

@@ -282,6 +282,32 @@ class Session:
             self._reconcile()
             return self._link.require_snapshot()
 
+    def current_state(self) -> tuple[Snapshot, float]:
+        """The safety process's state now, and the clinical instant to judge it at:
+        without asking the safety process when the link has already said everything.
+
+        A link that delivers the notice of every change during the call that made it
+        (``synchronous_notices``: the in-process link) leaves nothing unsaid once the
+        queued notices are handled: the last snapshot seen is the state now, and asking
+        would build, send and validate it again. Its stamp may be earlier than now, so
+        the instant returned is this session's clinical clock's now; a caller judges
+        the rules at it (``planning_state(now=...)``) and reads only what the safety
+        process's events change: figures that move with the clock alone (what a cap
+        window holds, the earlier limits still in force, a pause's time left) are as of
+        the stamp. Over a socket a notice may still be on its way, and without a
+        clinical clock the instant is unknown: then this asks, as ``status()`` does,
+        and the instant is the fresh snapshot's own."""
+        with self._lock:
+            self._link.drain()
+            pushed = bool(getattr(self._link.safety_link, "synchronous_notices", False))
+            held = self._link.snapshot
+            if not pushed or held is None or self._link.down is not None or self._clinical is None:
+                fresh = self.status()
+                return fresh, fresh.clinical_time
+            self._reconcile()
+            held = self._link.require_snapshot()
+            return held, max(self._clinical.now(), held.clinical_time)
+
     def history(self) -> tuple[DosePoint, ...]:
         """The verified rate history (what the safety process has read back), with doses."""
         snapshot = self.status()

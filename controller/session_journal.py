@@ -43,8 +43,17 @@ KINDS = (
 )
 
 
+_PLAIN = frozenset((str, int, float, bool))
+
+
 def to_jsonable(value: object) -> Any:
-    """Dataclasses, enums, Decimals and tuples -> plain JSON values (Decimal as text)."""
+    """Dataclasses, enums, Decimals and tuples -> plain JSON values (Decimal as text).
+
+    Plain values (exactly str, int, float, bool or None: not an enum, which is also a str
+    or an int) are looked at first: they are most of every entry, and each of the
+    checks below costs more than this one."""
+    if value is None or type(value) in _PLAIN:
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):

@@ -10,6 +10,7 @@ pump keeps working on the first channel of several.
 
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -58,7 +59,15 @@ class HistoryPoint:
     def exact_amount(self) -> Fraction:
         """The kernel's exact figure: a pump rate (a short decimal) times a concentration
         (a small fraction) has a small denominator, which the 24 places pin down."""
-        return Fraction(self.amount_per_h).limit_denominator(_AMOUNT_DENOMINATOR)
+        return _exact_amount(self.amount_per_h)
+
+
+@functools.lru_cache(maxsize=1024)
+def _exact_amount(amount_per_h: Decimal) -> Fraction:
+    """``HistoryPoint.exact_amount``, remembered by value (equal Decimals are the same
+    fraction): a planner rebuilds its kernel view from a snapshot's whole history at
+    every closed-loop decision, and a history holds few distinct rates."""
+    return Fraction(amount_per_h).limit_denominator(_AMOUNT_DENOMINATOR)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ at the edges, through a ``Concentration``.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -225,7 +226,15 @@ def parse_dose_unit(text: str, field: str = "dose unit") -> DoseRateUnit:
 
     Accepts aliases (ug, µg, mcg; h, hr) and spaces; refuses anything ambiguous with a
     message naming what is missing ("mg/kg" has no time base).
+
+    Remembered by value (the text and field in, a frozen unit out; a refusal is not
+    remembered and is raised again): a library therapy's unit is read from its text on
+    every kernel decision and every snapshot, hundreds of times a simulated hour.
     """
+    return _dose_unit_memo(text, field)
+
+
+def _parse_dose_unit(text: str, field: str) -> DoseRateUnit:
     raw = text.strip()
     if not raw:
         raise UnitError(field, "is empty")
@@ -501,7 +510,15 @@ _CONC = re.compile(
 
 
 def parse_concentration(text: str, field: str = "concentration") -> Concentration:
-    """``"4 mg/250 mL"``, ``"4 mg in 250 mL"``, ``"16 mcg/mL"``, ``"20 units/100 mL"``."""
+    """``"4 mg/250 mL"``, ``"4 mg in 250 mL"``, ``"16 mcg/mL"``, ``"20 units/100 mL"``.
+
+    Remembered by value, as ``parse_dose_unit`` is (a program's label is read on every
+    kernel decision and snapshot); a ``Concentration`` is frozen, Decimals are immutable.
+    """
+    return _concentration_memo(text, field)
+
+
+def _parse_concentration(text: str, field: str) -> Concentration:
     if not text or not text.strip():
         raise UnitError(field, "is empty")
     match = _CONC.match(text)
@@ -522,6 +539,10 @@ def parse_concentration(text: str, field: str = "concentration") -> Concentratio
     check_range(amount, f"{field} amount", Decimal(0), AMOUNT_MAX)
     check_range(volume_ml, f"{field} volume", Decimal(0), VOLUME_MAX_ML)
     return Concentration(amount, amount_unit, volume_ml)
+
+
+_dose_unit_memo = functools.lru_cache(maxsize=256)(_parse_dose_unit)
+_concentration_memo = functools.lru_cache(maxsize=256)(_parse_concentration)
 
 
 # --------------------------------------------------------------------------- conversion

@@ -49,20 +49,28 @@ class Rules:
     """The kernel's view of one snapshot, for sizing and checking the loop's changes."""
 
     def __init__(
-        self, library: DrugLibrary, snapshot: Snapshot, config: KernelConfig | None = None
+        self,
+        library: DrugLibrary,
+        snapshot: Snapshot,
+        config: KernelConfig | None = None,
+        *,
+        now: float | None = None,
     ) -> None:
+        """``now``: the clinical instant to judge at, when ``snapshot`` is of an earlier
+        one and nothing changed since (``planning_state``); default its own instant."""
         self.library = library
         self.snapshot = snapshot
         self.config = config or KernelConfig()
+        self.now = snapshot.clinical_time if now is None else now
         self.state: KernelState
         self.program: ActiveProgram
-        self.state, self.program = planning_state(library, snapshot, session="loop")
+        self.state, self.program = planning_state(library, snapshot, session="loop", now=now)
         self.pump: PumpCapabilities = pump_capabilities(snapshot, PlannerSettings().resolution)
         self.unit = self.program.unit
 
     def bounds(self) -> Bounds:
         therapy = self.program.therapy
-        t = self.snapshot.clinical_time
+        t = self.now
         current = self.state.current_dose()
         history = self.state.history
         titration = therapy.titration
@@ -94,7 +102,7 @@ class Rules:
             RequestMeta("loop", self.state.last_seq + 1, math.inf),
             ChangeDose(dose, confirm_soft_limits=soft_confirmed, unit=self.unit),
         )
-        now = Now(self.snapshot.clinical_time, 0.0)
+        now = Now(self.now, 0.0)
         return decide(self.library, self.state, request, now, self.pump, self.config)
 
     def needs_soft_confirmation(self, dose: Decimal) -> bool:

@@ -199,7 +199,9 @@ class ClosedLoop:
         s = self.settings
         self.stats.decisions += 1
         try:
-            snapshot = self.session.status()
+            # the state as the link last told it, when it tells every change at once: its
+            # stamp may be earlier, so the rules below are judged at the instant given
+            snapshot, judged_at = self.session.current_state()
         except ControllerError as exc:
             self._suspend(now, f"the safety process cannot be asked ({exc.message})")
             return None
@@ -242,7 +244,7 @@ class ClosedLoop:
         # the kernel's view is built only when a change is on the table (it costs more
         # than the rest of a decision)
         rules = (
-            Rules(self.session.library, snapshot, self.session.kernel_config)
+            Rules(self.session.library, snapshot, self.session.kernel_config, now=judged_at)
             if want is not None
             else None
         )

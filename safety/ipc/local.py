@@ -101,6 +101,12 @@ class LocalChannel:
 class LocalSafety:
     """A ``SafetyLink`` to a ``SafetyCore`` in this process, on virtual clocks."""
 
+    #: every notice is delivered during the call that caused it (time moves only in
+    #: ``advance``, and one caller drives it): once a subscriber has handled the notices
+    #: it holds, nothing has changed at the safety process that it has not been told
+    #: (``Session.current_state`` relies on it)
+    synchronous_notices = True
+
     def __init__(
         self,
         *,

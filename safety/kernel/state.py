@@ -20,6 +20,7 @@ the channels in ``KernelState``.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
@@ -40,7 +41,7 @@ from safety.kernel.model import (
 )
 from safety.library import CumulativeCap, DrugLibrary, LookupProblem, Therapy, parse_diluent
 from safety.rules import dose_for_rate, rate_for_dose
-from safety.units import BodyWeight, Concentration, parse_concentration
+from safety.units import BodyWeight, Concentration, DoseRateUnit, parse_concentration
 
 
 def program_check(library: DrugLibrary, spec: ProgramSpec) -> ProgramCheck:
@@ -111,11 +112,29 @@ def program_of(
 def dose_per_amount_h(limits: ProgramLimits) -> Fraction:
     """Dose (in the therapy's unit) per base amount (mcg or units) per hour: what turns a
     drug rate into a figure of these limits, whatever the concentration it came from."""
-    unit = limits.therapy.unit
+    return _dose_per_amount_h(limits.therapy.unit, limits.weight_kg)
+
+
+@functools.lru_cache(maxsize=256)
+def _dose_per_ml_h(
+    unit: DoseRateUnit, concentration: Concentration, weight: BodyWeight | None
+) -> Fraction:
+    """``ActiveProgram.dose_per_ml_h``, remembered by value (all three are frozen; a
+    refusal is raised again, not remembered). A program's conversions are cached on the
+    program object, but a planner rebuilds that object from every snapshot: a closed
+    loop's every decision would work them out again, exactly as before."""
+    return dose_for_rate(Fraction(1), unit, concentration, weight)
+
+
+@functools.lru_cache(maxsize=256)
+def _dose_per_amount_h(unit: DoseRateUnit, weight_kg: Decimal | None) -> Fraction:
+    """``dose_per_amount_h`` of limits with this unit and weight (all it reads of them),
+    remembered by value for the same reason as ``_dose_per_ml_h`` (limits themselves
+    hold the library's therapy, which cannot be a key)."""
     per_h = unit.factor_to_base_per_hour()
     if unit.per_kg:
-        assert limits.weight_kg is not None, "a weight-based program always has a weight"
-        per_h *= Fraction(limits.weight_kg)
+        assert weight_kg is not None, "a weight-based program always has a weight"
+        per_h *= Fraction(weight_kg)
     return 1 / per_h
 
 
@@ -197,7 +216,7 @@ class ActiveProgram:
     @cached_property
     def dose_per_ml_h(self) -> Fraction:
         """Dose (therapy unit) delivered by 1 mL/h of this program."""
-        return dose_for_rate(Fraction(1), self.therapy.unit, self.concentration, self.weight)
+        return _dose_per_ml_h(self.therapy.unit, self.concentration, self.weight)
 
     @cached_property
     def amount_per_ml(self) -> Fraction:

@@ -17,8 +17,10 @@ from controller.planner import (
     plan_stop,
     plan_titration,
     plan_wean,
+    planning_state,
 )
 from safety.kernel.config import KernelConfig
+from safety.kernel.state import PriorLimits, limits_of, program_check
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.status import Snapshot
@@ -190,6 +192,23 @@ def test_planning_needs_a_running_infusion(library: DrugLibrary) -> None:
         plan_titration(library, stopped, Decimal(10))
     with pytest.raises(PlanError, match="positive"):
         plan_titration(library, norepi_at(library), Decimal(0))
+
+
+def test_a_state_judged_at_a_later_instant_is_the_one_a_later_snapshot_gives(
+    library: DrugLibrary,
+) -> None:
+    """``planning_state(now=)`` on a snapshot of an earlier instant (nothing changed since):
+    the same kernel state as from a snapshot taken at ``now``, whose earlier limits still
+    in force are only those that have not run out by then."""
+    limits = limits_of(program_check(library, NOREPI_HRS.spec(library)), library.content_hash)
+    early = PriorLimits(limits, until=5000.0, why="ends first")
+    late = PriorLimits(limits, until=9000.0, why="ends later")
+    base = make_snapshot(library, NOREPI, [(-600.0, RATE_8), (3000.0, Decimal(36))], now=4000.0)
+    held = replace(base, priors=(early, late))  # what was shown at t=4000
+    for now, still in ((4000.0, (early, late)), (6000.0, (late,)), (9500.0, ())):
+        taken = replace(base, clinical_time=now, priors=still)  # what t=now would show
+        assert planning_state(library, held, now=now) == planning_state(library, taken)
+    assert planning_state(library, held, now=4000.0) == planning_state(library, held)
 
 
 def test_a_foreign_library_is_refused(library: DrugLibrary) -> None:

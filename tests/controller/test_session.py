@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from controller.alarm_desk import LINK_LOST_KEY, PLAN_REFUSED_KEY
+from controller.closed_loop.limits import Rules
 from controller.errors import BadInput, ControllerError, Refused
 from controller.machine import State, TransitionRefused
 from controller.plan_executor import MAX_REPLANS, ConfirmationRequired, PlanChanged
@@ -27,6 +28,7 @@ from safety.kernel.model import ChangeDose, RequestBody, Verdict
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from safety.status import AlarmView, Outcome
+from safety.timing import HostTiming
 from tests.controller.conftest import drive, drive_until
 
 
@@ -243,6 +245,53 @@ def test_a_restarted_controller_resyncs_without_changing_the_rate(
     assert _state(second) is State.INFUSING
     assert second.status().dose == Decimal(12)
     second.close(hang_up=False)
+
+
+def test_current_state_is_the_last_snapshot_on_a_link_that_tells_every_change(
+    library: DrugLibrary, tmp_path: Path
+) -> None:
+    # read-backs once a minute: between them nothing changes and nothing is pushed
+    timing = HostTiming(poll_period_s=60.0, keep_alive_period_s=60.0, heartbeat_timeout_s=600.0)
+    with LocalSafety(library=library, timing=timing) as local:
+        session = Session.open(local, library, clinical=local.clinical)
+        _norepi(session)
+        local.advance(60.0)  # a read-back at 60 s, the next one at 120 s
+        local.advance(30.0)
+        held, at = session.current_state()
+        now = local.clinical.now()
+        assert at == now
+        fresh = local.snapshot()
+        assert held.clinical_time < now  # the last change was before now: not asked again
+        for field in ("program", "running", "rate_ml_h", "dose", "history", "alarms", "hold"):
+            assert getattr(held, field) == getattr(fresh, field)
+        at_now = Rules(library, held, session.kernel_config, now=now)
+        asked = Rules(library, fresh, session.kernel_config)
+        assert at_now.state == asked.state and at_now.bounds() == asked.bounds()
+        assert at_now.check(Decimal(9), False) == asked.check(Decimal(9), False)
+        # a change (the stop button, at the safety process) is pushed at once
+        local.press_stop_button()
+        stopped, _ = session.current_state()
+        assert stopped.estopped and not stopped.running
+        assert stopped == local.snapshot()
+        assert _state(session) is State.EMERGENCY_STOPPED  # the machine followed it
+        session.close(hang_up=False)
+
+
+def test_current_state_asks_a_link_that_may_still_have_news_on_the_way(
+    library: DrugLibrary,
+) -> None:
+    class SocketLike(LocalSafety):
+        synchronous_notices = False  # as over a socket: a notice may be in flight
+
+    timing = HostTiming(poll_period_s=60.0, keep_alive_period_s=60.0, heartbeat_timeout_s=600.0)
+    with SocketLike(library=library, timing=timing) as local:
+        session = Session.open(local, library, clinical=local.clinical)
+        _norepi(session)
+        local.advance(90.0)
+        asked, at = session.current_state()
+        assert asked.clinical_time == at == local.clinical.now()
+        assert asked == local.snapshot()
+        session.close(hang_up=False)
 
 
 def test_resync_of_a_fresh_bench_is_idle(session: Session) -> None:

@@ -678,3 +678,18 @@ def test_time_and_amount_factors() -> None:
     assert AmountUnit.MG.base_factor == 1000
     assert AmountUnit.MCG.base_factor == 1
     assert AmountUnit.UNITS.dimension is Dimension.UNITS
+
+
+def test_parsed_units_and_labels_are_values_and_refusals_are_raised_every_time() -> None:
+    # remembered by value: the same text gives an equal (frozen) result, and a refusal
+    # is never remembered as an answer, nor a field name taken from an earlier call
+    assert parse_dose_unit("mcg/kg/min") == parse_dose_unit("ug/kg/min")
+    assert parse_concentration("4 mg/250 mL") == parse_concentration("4 mg in 250 mL")
+    for field in ("dose_unit", "dose unit", "dose_unit"):
+        with pytest.raises(UnitError) as caught:
+            parse_dose_unit("mg/kg", field)
+        assert caught.value.field == field
+    for field in ("label", "concentration", "label"):
+        with pytest.raises(UnitError) as caught:
+            parse_concentration("4 mg", field)
+        assert caught.value.field == field
