@@ -87,6 +87,8 @@ CHANNELS = ("A", "B", "C", "D")
 PROTOCOLS = ("ne1000", "harvard", "modbus")
 #: the reference bench's NE-1000 safe-mode timeout (config/bench/ne1000-safety.toml)
 SAFE_MODE_TIMEOUT_S = 10
+#: the safety journal's file name in a bench's directory
+JOURNAL_NAME = "safety-journal.sqlite"
 WARMUP = 8
 #: a bare reply that has not come within this long is a failure, not a sample
 BARE_TIMEOUT_S = 2.0
@@ -145,9 +147,7 @@ class LineBench:
     peak_mb: float | None = None
     unmatched: int = 0
 
-    @property
-    def journal(self) -> Path:
-        return self.safety.config.parent / "safety-journal.sqlite"
+    journal: Path = Path(JOURNAL_NAME)
 
     @property
     def char_s(self) -> float:
@@ -187,8 +187,11 @@ class EstopResult:
 # --------------------------------------------------------------------------- set-up
 
 
-def write_line_config(bench: Path, protocol: str, port: str) -> Path:
-    """A safety config: one shared line, four channels on it at their addresses."""
+def write_line_config(
+    bench: Path, protocol: str, port: str, journal_dir: Path | None = None
+) -> Path:
+    """A safety config: one shared line, four channels on it at their addresses; the
+    journal in ``bench`` or in ``journal_dir`` (another file system: tmpfs)."""
     socket = bench / "safety.sock"
     if len(str(socket).encode()) > MAX_SOCKET_PATH:
         raise BenchError(
@@ -220,7 +223,7 @@ def write_line_config(bench: Path, protocol: str, port: str) -> Path:
         "[gpio]",
         'backend = "none"',
         "[paths]",
-        f'journal = "{bench / "safety-journal.sqlite"}"',
+        f'journal = "{(journal_dir or bench) / JOURNAL_NAME}"',
         f'socket = "{socket}"',
         f'key_file = "{bench / "ipc.key"}"',
         "[clock]",
@@ -231,17 +234,20 @@ def write_line_config(bench: Path, protocol: str, port: str) -> Path:
     return path
 
 
-def open_line_bench(pool: Pool, library: DrugLibrary, protocol: str) -> LineBench:
+def open_line_bench(
+    pool: Pool, library: DrugLibrary, protocol: str, journal_dir: Path | None = None
+) -> LineBench:
     """Emulator, safety process, client attached, every channel loaded and running."""
     args = ["--pty", "--addresses", ADDRESSES[protocol]]
     if protocol in PACED:
         args += ["--pace-baud", str(BAUD[protocol])]
     emulator = pool.emulator(protocol, *args)
     bench_dir = pool.new_dir(f"safety-4x{protocol}")
-    write_line_config(bench_dir, protocol, emulator.where)
+    write_line_config(bench_dir, protocol, emulator.where, journal_dir)
     safety = pool.safety(SafetySetup(protocol), where=bench_dir)
     client = safety.client()
-    bench = LineBench(protocol, emulator, safety, client)
+    journal = (journal_dir or bench_dir) / JOURNAL_NAME
+    bench = LineBench(protocol, emulator, safety, client, journal=journal)
     try:
         client.attach()
         for name in CHANNELS:
@@ -295,9 +301,16 @@ def _change(bench: LineBench) -> tuple[float, float, float]:
 
 
 def measure_latency(
-    pool: Pool, library: DrugLibrary, protocol: str, commands: int, bare_repetitions: int = 0
+    pool: Pool,
+    library: DrugLibrary,
+    protocol: str,
+    commands: int,
+    bare_repetitions: int = 0,
+    journal_dir: Path | None = None,
 ) -> LatencyResult:
-    bench = open_line_bench(pool, library, protocol)
+    """``journal_dir``: the safety journal elsewhere than the run's directory (tmpfs: the
+    same run without the disk's fsyncs, to tell the stack's time from the disk's)."""
+    bench = open_line_bench(pool, library, protocol, journal_dir)
     try:
         for _ in range(WARMUP):
             _change(bench)

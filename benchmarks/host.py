@@ -73,6 +73,16 @@ def file_system_of(path: Path) -> str:
     return best[1]
 
 
+def tmpfs_dir() -> Path | None:
+    """A RAM file system for a journal that should not wait for a disk (``/dev/shm``), or
+    None when this host has none: what the same run looks like without the disk's
+    flushes tells the software's time from the disk's."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and file_system_of(shm).startswith("tmpfs"):
+        return shm
+    return None
+
+
 class CpuMeter:
     """CPU time the rest of the host used while the benchmark ran.
 

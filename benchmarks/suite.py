@@ -9,7 +9,9 @@ only into the report.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import statistics
+import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +31,7 @@ from benchmarks import (
     resources,
     simulation,
 )
-from benchmarks.host import CpuMeter, describe_host, load_average
+from benchmarks.host import CpuMeter, describe_host, file_system_of, load_average, tmpfs_dir
 from benchmarks.processes import BenchError, Pool
 from benchmarks.report import (
     Context,
@@ -612,20 +614,8 @@ def _latency4(run: _Run) -> None:
             continue
         if result.safety_peak_mb is not None:
             run.four_peaks[f"4 {protocol} channels"] = result.safety_peak_mb
-        stats = summary_ms(result.samples)
+        value, stats = _latency4_stats(result)
         if result.paced:
-            excess = [t - w for t, w in zip(result.samples, result.wire, strict=True)]
-            value = percentile(excess, 99) * 1000
-            stats["line wire p50 ms"] = percentile(result.wire, 50) * 1000
-            stats["p50 - wire ms"] = percentile(excess, 50) * 1000
-            if result.own_wire_s:
-                stats["own wire ms"] = result.own_wire_s * 1000
-                stats["p99 / own wire"] = stats["p99"] / (result.own_wire_s * 1000)
-            if result.bare:
-                bare_p50 = percentile(result.bare, 50) * 1000
-                stats["bare p50 ms"] = bare_p50
-                stats["bare p99 ms"] = percentile(result.bare, 99) * 1000
-                stats["p50 / bare p50"] = stats["p50"] / bare_p50 if bare_p50 else 0.0
             judged = "p99 of latency - wire time"
             note = (
                 f"request -> verdict -> set -> read-back -> reply through the safety process, "
@@ -641,7 +631,6 @@ def _latency4(run: _Run) -> None:
                 f"exchanges with bare pyserial on the same paced pty ('bare')"
             )
         else:
-            value = stats["p99"]
             judged = "p99 latency (unpaced)"
             note = (
                 "through the safety process, the next of 4 channels in turn, each polled "
@@ -653,7 +642,62 @@ def _latency4(run: _Run) -> None:
         run.report.figures.append(
             Figure(key, title, value, "ms", LINE_GOAL, judged, stats, note=note)
         )
+        _latency4_without_disk(run, protocol)
     _harvard_client_beside(run)
+
+
+def _latency4_stats(result: four_pumps.LatencyResult) -> tuple[float, dict[str, float]]:
+    """The judged figure (ms) and its details: the p99 over the wire time when the line is
+    paced, the p99 latency when it is not."""
+    stats = summary_ms(result.samples)
+    if not result.paced:
+        return stats["p99"], stats
+    excess = [t - w for t, w in zip(result.samples, result.wire, strict=True)]
+    stats["line wire p50 ms"] = percentile(result.wire, 50) * 1000
+    stats["p50 - wire ms"] = percentile(excess, 50) * 1000
+    if result.own_wire_s:
+        stats["own wire ms"] = result.own_wire_s * 1000
+        stats["p99 / own wire"] = stats["p99"] / (result.own_wire_s * 1000)
+    if result.bare:
+        bare_p50 = percentile(result.bare, 50) * 1000
+        stats["bare p50 ms"] = bare_p50
+        stats["bare p99 ms"] = percentile(result.bare, 99) * 1000
+        stats["p50 / bare p50"] = stats["p50"] / bare_p50 if bare_p50 else 0.0
+    return percentile(excess, 99) * 1000, stats
+
+
+def _latency4_without_disk(run: _Run, protocol: str) -> None:
+    """The same measurement with the safety journal on tmpfs: every command waits for
+    two durable journal appends (S14) and for those of any poll it meets, so a disk that
+    sometimes takes tens of milliseconds to flush (a shared VM's) sets the judged p99;
+    beside it, this run's figure without the disk is the software's own."""
+    s = run.settings
+    key = f"latency4.{protocol}.tmpfs"
+    title = f"the same, 4 {protocol} channels, the safety journal on tmpfs"
+    shm = tmpfs_dir()
+    if shm is None or file_system_of(run.pool.root).startswith("tmpfs"):
+        why = "no tmpfs on this host" if shm is None else "the run's journals are on tmpfs"
+        run.report.context.append(Context(key, title, None, "ms", note=f"not measured: {why}"))
+        return
+    run.progress(f"latency4: the same, the journal on tmpfs, {s.line4_commands} commands")
+    where = Path(tempfile.mkdtemp(prefix="pumpctl-bench-journal-", dir=shm))
+    try:
+        result = four_pumps.measure_latency(
+            run.pool, run.library, protocol, s.line4_commands, journal_dir=where
+        )
+    except Exception as exc:
+        run.report.context.append(
+            Context(key, title, None, "ms", note=f"not measured: {_why(exc)}")
+        )
+        return
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    value, stats = _latency4_stats(result)
+    judged = "p99 of latency - wire time" if result.paced else "p99 latency"
+    run.report.context.append(
+        Context(key, title, value, "ms", stats, note=f"{judged}, beside the goal's "
+                f"{LINE_GOAL.describe()}: the software without the disk's flushes")
+    )  # fmt: skip
 
 
 def _harvard_client_beside(run: _Run) -> None:
