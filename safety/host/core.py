@@ -875,17 +875,27 @@ class SafetyCore:
                 self.gpio.toggle_heartbeat()
             if self.watchdog_device is not None:
                 self.watchdog_device.feed()
+        wait = self.liveness_wait()
+        deadline = self.next_deadline()
+        if deadline is not None:
+            wait = min(wait, self.clinical.to_real_seconds(deadline - self.clinical.now()))
+        return max(0.0, wait)
+
+    def liveness_wait(self) -> float:
+        """Seconds (liveness) until the next of the process's own timers: poll, keep-alive,
+        stop button, watchdog, heartbeat supervision. Apart from the clinical deadline,
+        which ``service`` folds in through the clinical clock: a virtual clinical clock
+        has no real seconds to give (0), and whoever drives it (``LocalSafety.advance``)
+        still needs to know when these fall due."""
+        live = self.liveness.now()
         waits = [self._due_poll - live]
         waits += [c.due_keep_alive - live for c in self.channels.values()]
         if self.gpio is not None:
             waits.append(self._due_button - live)
-        if watched:
+        if self.gpio is not None or self.watchdog_device is not None:
             waits.append(self._due_watchdog - live)
         if self._last_heartbeat is not None and self.state.attached:
             waits.append(self._last_heartbeat + self.timing.heartbeat_timeout_s - live)
-        deadline = self.next_deadline()
-        if deadline is not None:
-            waits.append(self.clinical.to_real_seconds(deadline - self.clinical.now()))
         return max(0.0, min(waits))
 
     def next_deadline(self, now: Now | None = None) -> float | None:

@@ -219,3 +219,25 @@ def test_a_closed_link_is_unavailable(library: DrugLibrary) -> None:
 def test_an_unattached_change_is_refused_locally(library: DrugLibrary) -> None:
     with LocalSafety(library=library) as link, pytest.raises(NotAttached):
         link.request(ChangeDose(Decimal(1)))
+
+
+def test_the_timers_run_when_they_fall_due_inside_one_advance(
+    library: DrugLibrary, spec: ProgramSpec
+) -> None:
+    """A running infusion always has a clinical deadline ahead (its cap window, its wean
+    window); the liveness timers (the poll here) still run at their own instants inside a
+    long ``advance``, not at its end."""
+    timing = HostTiming(poll_period_s=60.0, keep_alive_period_s=600.0, heartbeat_timeout_s=1e4)
+    with LocalSafety(library=library, timing=timing) as link:
+        infusing(link, spec)
+        link.stop_heartbeats()
+        assert link.core.next_deadline() is not None
+        started = link.clinical.now()
+        before = link.core.journal.last_id()
+        link.advance(150)
+        polls = [
+            e.clinical - started
+            for e in link.core.journal.entries(since_id=before)
+            if e.kind == "readback"
+        ]
+        assert polls == pytest.approx([0.0, 60.0, 120.0], abs=1e-6), polls
