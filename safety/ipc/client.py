@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import queue
+import select
 import socket
 import threading
 import time
@@ -460,7 +461,7 @@ class SafetyClient:
                 return
             now = self._live.now()
             silent = now - self._last_rx
-            if silent > timeout and self._unresponsive_since is None:
+            if silent > timeout and self._unresponsive_since is None and not self._unread():
                 self._unresponsive_since = self._last_rx
                 reason = f"no message from the safety process for {silent:.1f} s"
                 log.error(reason)
@@ -475,6 +476,17 @@ class SafetyClient:
             except SafetyUnavailable:
                 return
             self._drop_stale_pending(message.id)
+
+    def _unread(self) -> bool:
+        """Whether bytes from the safety process wait in the socket, not yet read. Then it
+        has not been silent, whatever ``_last_rx`` says: this process was (stopped, or not
+        scheduled) and its reader has not run since; on a SIGCONT this thread may wake
+        before the reader, and must not report the safety process as the silent one."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):  # closed under us: the reader reports that
+            return False
+        return bool(readable)
 
     def _heartbeat_reply(self, session: str | None, reply: ServerMessage) -> None:
         if isinstance(reply, HeartbeatAck):

@@ -392,6 +392,26 @@ def test_the_client_sees_the_safety_process_die(
     c.close()
 
 
+def test_bytes_waiting_unread_are_not_silence() -> None:
+    """A controller stopped (SIGSTOP) past the heartbeat timeout wakes with the safety
+    process's messages waiting in its socket; its heartbeat thread may run before its
+    reader. The safety process was not silent then, and must not be reported as such
+    (``SafetyClient._unread``, asked before a ``LinkDown``)."""
+    ours, theirs = socket.socketpair()
+    link = SafetyClient.__new__(SafetyClient)  # only the socket matters here
+    link._sock = ours
+    try:
+        assert not link._unread()
+        theirs.sendall(b'{"type": "status"}\n')
+        assert link._unread()
+        ours.recv(4096)
+        assert not link._unread()
+    finally:
+        ours.close()
+        theirs.close()
+    assert not link._unread()  # closed: the reader reports that, not this
+
+
 def test_the_client_sees_a_hung_safety_process(short_dir: Path, library: DrugLibrary) -> None:
     rig = make_server(short_dir, library, heartbeat_timeout_s=0.5)
     hang = threading.Event()
