@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,14 +108,10 @@ def test_closed_loop_through_the_safety_process_on_real_processes(
     assert first_map is not None and last_map is not None and last_map > first_map + 3
     assert set(report.summary.changes_by_cause) <= {"command"}
     # the controller journal has the loop's story
-    db = open_readonly(bench.controller_journal)
-    try:
-        rows = db.execute("SELECT payload FROM entries WHERE kind = 'loop'").fetchall()
-    finally:
-        db.close()
-    events = [json.loads(p)["event"] for (p,) in rows]
+    loop_entries = [p for kind, p in _journal_entries(bench.controller_journal) if kind == "loop"]
+    events = [p["event"] for p in loop_entries]
     assert events[0] == "engage" and "decision" in events
-    modes = [json.loads(p).get("dest") for (p,) in rows if json.loads(p)["event"] == "mode"]
+    modes = [p.get("dest") for p in loop_entries if p["event"] == "mode"]
     assert modes == ["running", "suspended", "running"]
 
 
@@ -170,12 +167,7 @@ def test_the_operator_console_runs_the_closed_loop_on_real_processes(
     assert "closed loop running: it changes the dose" in out.split("> loop status", 1)[1]
     report = bench.assert_invariants()
     assert set(report.summary.changes_by_cause) <= {"command"}
-    db = open_readonly(bench.controller_journal)
-    try:
-        rows = db.execute("SELECT kind, payload FROM entries ORDER BY id").fetchall()
-    finally:
-        db.close()
-    entries = [(kind, json.loads(payload)) for kind, payload in rows]
+    entries = _journal_entries(bench.controller_journal)
     loop = [p for kind, p in entries if kind == "loop"]
     assert [p["dest"] for p in loop if p["event"] == "mode"][:3] == ["running", "manual", "running"]
     # the loop's own changes: ordinary requests after the hand-over, accepted
@@ -184,3 +176,13 @@ def test_the_operator_console_runs_the_closed_loop_on_real_processes(
     assert changes and all(p["body"]["kind"] == "change_dose" for p in changes)
     sent = [p for p in loop if p["event"] == "decision" and p["sent"] is not None]
     assert sent and all(p["accepted"] for p in sent)
+
+
+def _journal_entries(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The controller journal's entries in order, as (kind, payload)."""
+    db = open_readonly(path)
+    try:
+        rows = db.execute("SELECT kind, payload FROM entries ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return [(kind, json.loads(payload)) for kind, payload in rows]

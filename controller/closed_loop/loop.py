@@ -135,13 +135,24 @@ class ClosedLoop:
         self._amount_per_ml = Fraction(1)
 
     # ------------------------------------------------------------------ operator
-    def engage(self) -> None:
+    def engage(self, settings: LoopSettings | None = None) -> None:
         """Hand the running infusion to the loop (journaled with every setting). The
-        session must be infusing with no plan pending or running."""
+        session must be infusing with no plan pending or running.
+
+        ``settings``: the operator's for this engagement (target, band, dose range, soft
+        limits), in force from now on, the artefact filter's included; the samples it
+        judged so far stay judged. Nothing changes when the hand-over is refused."""
         snapshot = self.session.status()
         self._require_infusing(snapshot)
-        self._journal("engage", settings=self.settings.describe(), source=self.source.name)
-        self._start_models(snapshot)
+        previous = self.settings
+        if settings is not None:
+            self.settings = self.filter.settings = settings
+        try:
+            self._journal("engage", settings=self.settings.describe(), source=self.source.name)
+            self._start_models(snapshot)
+        except BaseException:
+            self.settings = self.filter.settings = previous
+            raise
         self._set_mode(LoopMode.RUNNING, "engaged by the operator")
 
     def take_over(self, why: str = "operator") -> None:

@@ -235,15 +235,7 @@ class LoopService:
                 message = str(exc).removeprefix(f"{exc.field}: ")
                 raise BadInput(_operator_word(exc.field), message) from None
             self._require_map(settings)
-            before = self.loop.settings
-            # the artefact filter keeps the bench's tuning (replace() changed only the
-            # operator's part), so what it has read so far stays valid
-            self.loop.settings = settings
-            try:
-                self.loop.engage()
-            except BaseException:
-                self.loop.settings = before
-                raise
+            self.loop.engage(settings)
             self._engaged = True
             self._recovered()
             self._publish()

@@ -184,33 +184,37 @@ class SnapshotReceiver:
         top, drug_deltas = None, None
         if isinstance(message, Reply | StatusNotice):
             top, drug_deltas = message.history_delta, message.drug_history_deltas
+        histories = histories_of(snapshot)
         if top is None and not drug_deltas:
-            self._histories = histories_of(snapshot)
+            self._histories = histories
             return message
         try:
-            full = self._rebuilt(snapshot, top, drug_deltas or {})
+            rebuilt = self._rebuilt(histories, top, drug_deltas or {})
         except _OutOfStep as exc:
             self._histories = None
             raise HistoryOutOfStep(message, str(exc)) from None
-        self._histories = full
-        return with_snapshot(message, with_histories(snapshot, full), None)
+        self._histories = {**histories, **rebuilt}
+        return with_snapshot(message, with_histories(snapshot, rebuilt), None)
 
     def _rebuilt(
-        self, snapshot: Snapshot, top: HistoryDelta | None, drug_deltas: dict[str, HistoryDelta]
+        self,
+        histories: dict[Slot, History],
+        top: HistoryDelta | None,
+        drug_deltas: dict[str, HistoryDelta],
     ) -> dict[Slot, History]:
+        """The histories that came as deltas, applied to this end's base (the others
+        came in full: they are as received)."""
         base = self._histories
         if base is None:
             raise _OutOfStep("no history to apply a delta to")
-        histories = histories_of(snapshot)
         strays = sorted(set(drug_deltas) - set(histories))
         if strays:
             raise _OutOfStep(f"a history delta for {', '.join(strays)}, not in the snapshot")
-        full: dict[Slot, History] = {}
+        rebuilt: dict[Slot, History] = {}
         for slot, history in histories.items():
             delta = top if slot is None else drug_deltas.get(slot)
             if delta is None:
-                full[slot] = history
-                continue
+                continue  # came in full
             name = "the history" if slot is None else f"the history of {slot}"
             held = base.get(slot)
             if held is None:
@@ -223,8 +227,8 @@ class SnapshotReceiver:
                     f"{name} delta (drop {delta.drop}, append {len(delta.append)}, length "
                     f"{delta.length}) does not fit the {len(held)} points held"
                 )
-            full[slot] = applied
-        return full
+            rebuilt[slot] = applied
+        return rebuilt
 
 
 class _OutOfStep(Exception):

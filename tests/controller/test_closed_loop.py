@@ -313,6 +313,26 @@ def test_operator_takes_over_and_hands_back(make_bench: object) -> None:
     assert modes == ["running", "manual", "running"]
 
 
+def test_engage_puts_the_operators_settings_in_force_and_a_refusal_changes_nothing(
+    make_bench: object,
+) -> None:
+    bench: Bench = make_bench()  # type: ignore[operator]
+    loop = bench.loop
+    loop.take_over()
+    before = loop.settings
+    wider = replace(before, target_mmhg=before.target_mmhg + 5, band_mmhg=4.0)
+    bench.session.titrate_to(Decimal("0.2"))  # a plan pending: not the loop's to change
+    with pytest.raises(ControllerError, match="pending confirmation"):
+        loop.engage(wider)
+    assert loop.settings is before and loop.filter.settings is before
+    bench.session.cancel_pending()
+    loop.engage(wider)
+    assert loop.mode is LoopMode.RUNNING
+    assert loop.settings is wider and loop.filter.settings is wider
+    engaged = [e for e in bench.journal("loop") if e["event"] == "engage"]
+    assert engaged[-1]["settings"] == wider.describe()
+
+
 def test_hand_back_is_refused_while_a_plan_runs(make_bench: object) -> None:
     bench: Bench = make_bench()  # type: ignore[operator]
     bench.loop.take_over()
