@@ -1000,20 +1000,32 @@ class SafetyCore:
         now = self.clinical.now()
         counters = tuple(c.last_infused_ml for c in self.channels.values())
         memo = self._snapshot_memo
-        if (
-            memo is not None
-            and memo.state is self.state
-            and memo.library is self.library
-            and memo.config is self.config
-            and memo.now == now
-            and memo.counters == counters
-        ):
+        if memo is not None and memo.now == now and self._memo_holds(memo, counters):
             return memo.snapshot
         snapshot = self._build_snapshot(now)
         self._snapshot_memo = _SnapshotMemo(
             self.state, self.library, self.config, now, counters, snapshot
         )
         return snapshot
+
+    def settled_snapshot(self) -> Snapshot:
+        """The state as it is, in the snapshot last built of it when only the clinical
+        clock has moved since: the status pushed right after a request's reply is the
+        reply's own snapshot (that passing alone is no news: ``safety.ipc.snapshots.
+        differs``), not a second one built a millisecond later."""
+        memo = self._snapshot_memo
+        counters = tuple(c.last_infused_ml for c in self.channels.values())
+        if memo is not None and self._memo_holds(memo, counters):
+            return memo.snapshot
+        return self.snapshot()
+
+    def _memo_holds(self, memo: _SnapshotMemo, counters: tuple[float | None, ...]) -> bool:
+        return (
+            memo.state is self.state
+            and memo.library is self.library
+            and memo.config is self.config
+            and memo.counters == counters
+        )
 
     def _build_snapshot(self, now: float) -> Snapshot:
         s = self.state

@@ -351,13 +351,19 @@ class Dispatcher:
             out.append(JournalNotice(lines=lines))
         if self._changed_since_push:
             self._changed_since_push = False
-            latest = self.core.snapshot()
+            latest = self.core.settled_snapshot()
             if differs(latest, self._pushed):
                 out.append(StatusNotice(snapshot=latest))
                 self._pushed = latest
                 # forget alarms that left the book: raised again later, they are news again
                 self._seen_alarms &= {(a.key, a.raised_at) for a in latest.alarms}
         return out
+
+    @staticmethod
+    def is_news(peer: Peer, notice: ServerMessage) -> bool:
+        """Whether to push ``notice`` to ``peer``: not a status it was just answered with
+        (a requester has the state its request left in the reply's outcome)."""
+        return not (isinstance(notice, StatusNotice) and peer.snapshots.holds(notice.snapshot))
 
     # ------------------------------------------------------------------ the journal stream
     def _journal_tail(self) -> tuple[JournalLine, ...]:

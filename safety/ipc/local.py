@@ -418,6 +418,8 @@ class LocalSafety:
 
     def _deliver_notices(self) -> None:
         for message in self._dispatcher.notices():
+            if not self._dispatcher.is_news(self._peer, message):
+                continue
             try:
                 decoded = self._wire_server(message)
             except HistoryOutOfStep as exc:

@@ -463,6 +463,8 @@ class SafetyServer:
                 for notice in notices:
                     if notice.type == "journal" and not peer.journal:
                         continue
+                    if not self.dispatcher.is_news(peer, notice):
+                        continue
                     self._send(conn, notice)
                     if conn.closing or self._conns.get(conn.sock.fileno()) is not conn:
                         break

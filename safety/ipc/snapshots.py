@@ -135,6 +135,13 @@ class SnapshotSender:
         self.delta = False
         #: the histories the peer holds, once a snapshot was sent
         self._histories: dict[Slot, History] | None = None
+        #: the last snapshot sent (in any message: a reply's outcome, a status notice)
+        self._last: Snapshot | None = None
+
+    def holds(self, snapshot: Snapshot) -> bool:
+        """The peer was last sent this state: a status notice of it would tell it nothing
+        (the push right after a request's reply shows the state the reply did)."""
+        return self._last is not None and not differs(snapshot, self._last)
 
     def encode(self, message: ServerMessage, max_bytes: int = MAX_SERVER_BYTES) -> bytes:
         """The line to send (``FrameError`` if too long: then nothing is remembered)."""
@@ -157,6 +164,7 @@ class SnapshotSender:
         else:
             data = encode(message, max_bytes)
         self._histories = histories
+        self._last = snapshot
         return data
 
 

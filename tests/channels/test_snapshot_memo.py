@@ -38,3 +38,23 @@ def test_a_snapshot_is_rebuilt_whenever_what_it_shows_changed(
     assert core.snapshot().library_hash == ""
     core.library = library
     assert core.snapshot().library_hash == library.content_hash
+
+
+def test_the_settled_snapshot_is_the_last_one_built_until_the_state_changes(
+    make_channels: Callable[..., ChannelBench], std: ProgramSpec
+) -> None:
+    """What the status push after a reply shows: the reply's own snapshot while only the
+    clinical clock moved, a new one as soon as anything it is made of changed."""
+    bench = make_channels()
+    bench.boot()
+    core = bench.core
+    answered = bench.load_on("A", std).snapshot
+    bench.clinical.advance(1.0)
+    assert core.settled_snapshot() is answered  # only time passed: no news
+    channel = core.channels["A"]
+    channel.last_infused_ml = (channel.last_infused_ml or 0.0) + 1.0
+    counted = core.settled_snapshot()
+    assert counted is not answered and counted.clinical_time > answered.clinical_time
+    assert core.settled_snapshot() is counted
+    assert bench.load_on("B", std).verdict.accepted  # a new state
+    assert core.settled_snapshot() is not counted

@@ -214,6 +214,7 @@ def test_a_request_waiting_when_the_timers_end_is_answered_before_their_status_i
         raw.sock.settimeout(5.0)
         # the round's read-backs change the status, and a heartbeat arrives meanwhile
         monkeypatch.setattr("safety.ipc.dispatch.differs", lambda latest, pushed: True)
+        monkeypatch.setattr("safety.ipc.snapshots.differs", lambda latest, held: True)
         service = core.service
 
         def round_with_a_request_landing() -> float:

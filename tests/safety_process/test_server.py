@@ -40,8 +40,12 @@ from safety.ipc.messages import (
     Reply,
     RequestMessage,
     SnapshotReply,
+    StatusNotice,
+    Subscribe,
+    Subscribed,
 )
 from safety.ipc.server import SafetyServer, ServerError
+from safety.ipc.snapshots import differs
 from safety.kernel.model import (
     ChangeDose,
     EmergencyStop,
@@ -123,6 +127,39 @@ def test_status_and_alarm_notices_reach_the_controller(rig: ServerRig, spec: Pro
             ),
             what="the stall alarm notice",
         )
+
+
+def test_a_status_the_requester_was_answered_with_is_pushed_to_the_others_only(
+    rig: ServerRig, spec: ProgramSpec
+) -> None:
+    """The reply's outcome carries the state the request left: a status notice of that
+    same state would tell the requester nothing (it cost a snapshot's encoding and decoding
+    between two back-to-back commands), so it goes to every other subscriber only."""
+    raw, session = raw_attached(rig)
+    monitor = RawClient(rig.socket_path)
+    try:
+        monitor.authenticate(rig.key, name="monitor")
+        monitor.send(Subscribe(id=1, on=True))
+        monitor.read_until(Subscribed)
+        body = LoadProgram(spec)
+        raw.send(RequestMessage(id=2, session=session, seq=1, expires_at=time.monotonic() + 5,
+                                body=body))  # fmt: skip
+        reply = raw.read_until(Reply)
+        assert reply.outcome.verdict.accepted
+        answered = reply.outcome.snapshot
+        assert answered.program is not None
+        pushed = monitor.read_until(StatusNotice).snapshot
+        assert pushed.program == answered.program
+        assert not differs(pushed, answered)
+        raw.send(GetSnapshot(id=3))  # whatever was pushed after the reply comes before this
+        between = []
+        while not isinstance(message := raw.read(), SnapshotReply):
+            between.append(message)
+        assert not [m for m in between if isinstance(m, StatusNotice)
+                    and not differs(m.snapshot, answered)], between  # fmt: skip
+    finally:
+        monitor.close()
+        raw.close()
 
 
 def test_a_monitor_can_subscribe_without_attaching(rig: ServerRig, spec: ProgramSpec) -> None:
