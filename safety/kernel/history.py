@@ -260,10 +260,12 @@ class FlowLog:
 
     def with_rate(self, t: float, rate_ml_h: Decimal) -> FlowLog:
         """The rate from ``t`` on (points that started after ``t`` are dropped)."""
-        if self.points and self.points[-1][1] == rate_ml_h:
+        points = self.points
+        if points and points[-1][1] == rate_ml_h:
             return self
-        kept = tuple(p for p in self.points if p[0] <= t)
-        return FlowLog((*kept, (t, rate_ml_h)))
+        if points and points[-1][0] > t:  # the points are in time order: else none to drop
+            points = tuple(p for p in points if p[0] <= t)
+        return FlowLog((*points, (t, rate_ml_h)))
 
     def since(self, t: float) -> FlowLog:
         """Only what is needed from ``t`` on: the point in force at ``t`` and later ones."""

@@ -618,7 +618,18 @@ class KernelState:
 
     def drug_channels(self, drug: str) -> list[tuple[str, ChannelState]]:
         """The channels whose loaded program gives ``drug``."""
-        return [(n, c) for n, c in self.channels.items() if c.drug == drug]
+        return list(self._channels_by_drug.get(drug, ()))
+
+    @cached_property
+    def _channels_by_drug(self) -> dict[str, tuple[tuple[str, ChannelState], ...]]:
+        """Every drug's channels, in the bench's order: the limits ask for them a few dozen
+        times per request and read-back, and a state never changes (a new one is built)."""
+        out: dict[str, list[tuple[str, ChannelState]]] = {}
+        for name, c in self.channels.items():
+            drug = c.drug
+            if drug is not None:
+                out.setdefault(drug, []).append((name, c))
+        return {drug: tuple(found) for drug, found in out.items()}
 
     def others_amount_rate(self, drug: str, but: str) -> Fraction:
         """What every channel of ``drug`` except ``but`` gives the patient now."""
