@@ -76,3 +76,23 @@ def test_windows_and_amounts_match_a_walk_over_every_segment(
         if hi > lo:
             volume += float(rate) * (hi - lo) / 3600.0
     assert math.isclose(flow.volume_ml(since, until), volume, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.0, 7200.0), st.sampled_from(RATES)), max_size=30),
+)
+def test_a_flow_log_keeps_the_points_up_to_each_new_rate_as_its_definition_says(
+    sets: list[tuple[float, Decimal]],
+) -> None:
+    """A rate from ``t`` on drops the points that start after ``t`` (a read-back may date a
+    rate earlier than one already logged) and keeps the log in time order; the same rate
+    again adds nothing."""
+    flow = FlowLog()
+    points: list[tuple[float, Decimal]] = []
+    for t, rate in sets:
+        flow = flow.with_rate(t, rate)
+        if not (points and points[-1][1] == rate):
+            points = [p for p in points if p[0] <= t] + [(t, rate)]
+        assert list(flow.points) == points
+        assert [p[0] for p in flow.points] == sorted(p[0] for p in flow.points)
