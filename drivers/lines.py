@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.errors import DeviceDisconnected
-from drivers.transport import Ambiguous, FrameEnd, SerialTransport, Transport
+from drivers.transport import Ambiguous, FrameEnd, SerialTransport, ToCome, Transport
 
 if TYPE_CHECKING:  # the Modbus link is imported only when a Modbus driver asks for it
     from drivers.pumps.modbus_link import ModbusLink
@@ -329,6 +329,7 @@ class LineTransport:
         timeout_s: float,
         settle_s: float = 0.0,
         ambiguous: Ambiguous | None = None,
+        to_come: ToCome | None = None,
     ) -> bytes:
         with self.line.lock:
             self._require()
@@ -338,6 +339,7 @@ class LineTransport:
                 timeout_s=timeout_s,
                 settle_s=settle_s,
                 ambiguous=ambiguous,
+                to_come=to_come,
             )
 
     def read_frame(
@@ -347,11 +349,16 @@ class LineTransport:
         timeout_s: float,
         settle_s: float = 0.0,
         ambiguous: Ambiguous | None = None,
+        to_come: ToCome | None = None,
     ) -> bytes:
         with self.line.lock:
             self._require()
             return self.line._port().read_frame(
-                frame_end=frame_end, timeout_s=timeout_s, settle_s=settle_s, ambiguous=ambiguous
+                frame_end=frame_end,
+                timeout_s=timeout_s,
+                settle_s=settle_s,
+                ambiguous=ambiguous,
+                to_come=to_come,
             )
 
     def drain(self) -> bytes:

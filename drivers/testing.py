@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
-from drivers.transport import Ambiguous, FrameEnd, render
+from drivers.transport import Ambiguous, FrameEnd, ToCome, render
 
 
 class _Disconnect:
@@ -98,6 +98,7 @@ class ScriptedTransport:
         timeout_s: float,
         settle_s: float = 0.0,
         ambiguous: Ambiguous | None = None,
+        to_come: ToCome | None = None,
     ) -> bytes:
         if not self._open:
             self._fail(f"request {render(request)} sent on a closed port")
@@ -117,7 +118,7 @@ class ScriptedTransport:
             raise DeviceDisconnected("scripted port vanished")
         if reply is not None:
             self._pending += reply
-        return self._take_frame(frame_end, timeout_s)
+        return self._take_frame(frame_end, timeout_s, to_come)
 
     def read_frame(
         self,
@@ -126,11 +127,12 @@ class ScriptedTransport:
         timeout_s: float,
         settle_s: float = 0.0,
         ambiguous: Ambiguous | None = None,
+        to_come: ToCome | None = None,
     ) -> bytes:
         if not self._open:
             raise DeviceDisconnected("scripted port is not open")
         self.unprompted_reads += 1
-        return self._take_frame(frame_end, timeout_s)
+        return self._take_frame(frame_end, timeout_s, to_come)
 
     def drain(self) -> bytes:
         data = bytes(self._pending)
@@ -156,7 +158,9 @@ class ScriptedTransport:
             )
 
     # ------------------------------------------------------------------ internals
-    def _take_frame(self, frame_end: FrameEnd, timeout_s: float) -> bytes:
+    def _take_frame(
+        self, frame_end: FrameEnd, timeout_s: float, to_come: ToCome | None = None
+    ) -> bytes:
         end = frame_end(bytes(self._pending))
         if end is None:
             received = bytes(self._pending)
@@ -164,9 +168,23 @@ class ScriptedTransport:
             raise DeviceTimeout(
                 f"scripted: no complete reply within {timeout_s:g} s (received {render(received)})"
             )
+        if to_come is not None:
+            self._check_to_come(to_come, bytes(self._pending[:end]))
         frame = bytes(self._pending[:end])
         del self._pending[:end]
         return frame
+
+    def _check_to_come(self, to_come: ToCome, frame: bytes) -> None:
+        """A real port sleeps through the bytes a driver says are still to come: a claim
+        of more than the reply holds would be a wait past its end, on every part of it."""
+        for arrived in range(len(frame)):
+            claimed = to_come(frame[:arrived])
+            if claimed > len(frame) - arrived:
+                self._fail(
+                    f"to_come says {claimed} byte(s) are still to come after "
+                    f"{render(frame[:arrived])}; the reply {render(frame)} has "
+                    f"{len(frame) - arrived}"
+                )
 
     def _fail(self, message: str) -> None:
         self._failure = ScriptError(message)

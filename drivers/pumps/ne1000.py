@@ -103,6 +103,7 @@ from firmware_bridge.ne1000.codec import (
     parse_dispensed,
     parse_number,
     parse_rate,
+    reply_bytes_to_come,
 )
 from firmware_bridge.syringes import Container, Syringe
 
@@ -463,7 +464,10 @@ class Ne1000Driver(PumpDriver):
         self._absorb(self._transport.drain())
         frame_end = self._frame_end()
         frame = self._transport.exchange(
-            self._encode(command), frame_end=frame_end, timeout_s=self._reply_timeout_s
+            self._encode(command),
+            frame_end=frame_end,
+            timeout_s=self._reply_timeout_s,
+            to_come=reply_bytes_to_come,
         )
         frame = self._skip_other_pumps(frame)
         reply = self._decode(frame, either_framing=either_framing)
@@ -473,7 +477,9 @@ class Ne1000Driver(PumpDriver):
             # already: then this is the pump's answer, and waiting for a packet that will
             # not come would leave the line "dirty" and cost the next exchange a timeout.)
             try:
-                follow = self._transport.read_frame(frame_end=frame_end, timeout_s=self._settle_s)
+                follow = self._transport.read_frame(
+                    frame_end=frame_end, timeout_s=self._settle_s, to_come=reply_bytes_to_come
+                )
             except DeviceTimeout:
                 follow = b""
             if follow:
@@ -501,7 +507,9 @@ class Ne1000Driver(PumpDriver):
                 return frame
             post(frame)
             frame = self._transport.read_frame(
-                frame_end=self._frame_end(), timeout_s=self._reply_timeout_s
+                frame_end=self._frame_end(),
+                timeout_s=self._reply_timeout_s,
+                to_come=reply_bytes_to_come,
             )
         return frame
 

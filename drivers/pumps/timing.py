@@ -35,7 +35,7 @@ from drivers.pumps.harvard import HarvardDriver
 from drivers.pumps.modbus import ModbusDriver
 from drivers.pumps.modbus_link import ModbusLink
 from drivers.pumps.ne1000 import Ne1000Driver
-from drivers.transport import Ambiguous, FrameEnd, SerialTransport, Transport
+from drivers.transport import Ambiguous, FrameEnd, SerialTransport, ToCome, Transport
 from firmware_bridge.syringes import DEFAULT_SYRINGE, syringe_by_name
 
 RATES = (4.0, 5.0)
@@ -75,6 +75,7 @@ class CountingTransport:
         timeout_s: float,
         settle_s: float = 0.0,
         ambiguous: Ambiguous | None = None,
+        to_come: ToCome | None = None,
     ) -> bytes:
         reply = self.inner.exchange(
             request,
@@ -82,6 +83,7 @@ class CountingTransport:
             timeout_s=timeout_s,
             settle_s=settle_s,
             ambiguous=ambiguous,
+            to_come=to_come,
         )
         self.bytes += len(request) + len(reply)
         return reply
@@ -93,9 +95,14 @@ class CountingTransport:
         timeout_s: float,
         settle_s: float = 0.0,
         ambiguous: Ambiguous | None = None,
+        to_come: ToCome | None = None,
     ) -> bytes:
         frame = self.inner.read_frame(
-            frame_end=frame_end, timeout_s=timeout_s, settle_s=settle_s, ambiguous=ambiguous
+            frame_end=frame_end,
+            timeout_s=timeout_s,
+            settle_s=settle_s,
+            ambiguous=ambiguous,
+            to_come=to_come,
         )
         self.bytes += len(frame)
         return frame

@@ -523,6 +523,19 @@ def safe_packet_end(buffer: bytes) -> int | None:
     return end if len(buffer) >= end else None
 
 
+def reply_bytes_to_come(buffer: bytes) -> int:
+    """How many bytes the first reply in ``buffer`` still needs at least: a safe packet's
+    length byte says it; 0 when nothing tells (no STX yet, a basic reply, which ends at
+    its ETX, or a length byte too short to be a packet's, which ends it at once)."""
+    start = buffer.find(STX)
+    if start < 0 or len(buffer) < start + 2 or _looks_basic(buffer[start + 1]):
+        return 0
+    length = buffer[start + 1]
+    if length < 4:
+        return 0
+    return max(0, start + 1 + length - len(buffer))
+
+
 def any_reply_end(buffer: bytes) -> int | None:
     """Like ``basic_reply_end`` / ``safe_packet_end``, for a host that does not know which
     framing the next reply comes in (the reply to ``SAF``, see ``reply_is_safe``)."""

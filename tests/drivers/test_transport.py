@@ -7,6 +7,7 @@ import contextlib
 import os
 import select
 import threading
+import time
 import tty
 from collections.abc import Callable, Iterator
 
@@ -16,7 +17,12 @@ from drivers.errors import DeviceDisconnected, DeviceTimeout
 from drivers.testing import ScriptedTransport, ScriptError
 from drivers.transport import SerialTransport
 from firmware_bridge.harvard.codec import reply_end
-from firmware_bridge.ne1000.codec import basic_reply_end
+from firmware_bridge.ne1000.codec import (
+    any_reply_end,
+    basic_reply_end,
+    encode_safe_packet,
+    reply_bytes_to_come,
+)
 
 WAIT_S = 2.0  # bounded waits for the responder thread, never reached when things work
 
@@ -40,6 +46,22 @@ class FakePump:
                 self.requests.append(os.read(self.master, 4096))
                 for piece in pieces:
                     os.write(self.master, piece)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def answer_paced(self, reply: bytes, char_s: float) -> threading.Thread:
+        """In the background: wait for one request, then write ``reply`` a byte at a time,
+        byte i at i character times after the first (a UART's pace)."""
+
+        def run() -> None:
+            if select.select([self.master], [], [], WAIT_S)[0]:
+                self.requests.append(os.read(self.master, 4096))
+                start = time.monotonic()
+                for i, byte in enumerate(reply):
+                    time.sleep(max(0.0, start + i * char_s - time.monotonic()))
+                    os.write(self.master, bytes([byte]))
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -119,6 +141,56 @@ def test_settle_waits_for_a_reply_that_only_looked_complete(
     frame = exchange(transport, b"12:irate 1 m/m\r", reply_end, settle_s=0.2)
     assert frame == b"\n12:Out of range\r\n12:"
     thread.join(WAIT_S)
+
+
+def _counting_reads(t: SerialTransport, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times the transport waits on the port for bytes."""
+    reads = [0]
+    read_some = t._read_some
+
+    def counted() -> None:
+        reads[0] += 1
+        read_some()
+
+    monkeypatch.setattr(t, "_read_some", counted)
+    return reads
+
+
+def test_a_reply_that_says_its_length_is_slept_through_not_read_byte_by_byte(
+    pump: FakePump, transport: SerialTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A safe-mode packet paced at 19200 baud: told how many bytes are still to come, the
+    transport sleeps through their wire time and wakes a few times, not once a byte."""
+    packet = encode_safe_packet(b"00S" + b"1" * 24)  # 32 bytes, 17 ms at 19200 baud
+    char_s = 10 / 19200
+    reads = _counting_reads(transport, monkeypatch)
+    thread = pump.answer_paced(packet, char_s)
+    frame = transport.exchange(
+        b"0\r", frame_end=any_reply_end, timeout_s=WAIT_S, to_come=reply_bytes_to_come
+    )
+    thread.join(WAIT_S)
+    assert frame == packet
+    assert reads[0] <= 12, reads[0]  # byte by byte it is about 32
+
+
+def test_bytes_said_to_be_coming_are_never_waited_for_past_the_deadline(
+    pump: FakePump, transport: SerialTransport
+) -> None:
+    thread = pump.answer_next(b"\x02")
+    started = time.monotonic()
+    with pytest.raises(DeviceTimeout):
+        transport.exchange(
+            b"0\r", frame_end=any_reply_end, timeout_s=0.1, to_come=lambda _: 100_000
+        )  # 100,000 bytes would be 52 s of wire at 19200 baud
+    assert time.monotonic() - started < WAIT_S
+    thread.join(WAIT_S)
+
+
+def test_scripted_transport_refuses_a_claim_of_more_bytes_than_the_reply_has() -> None:
+    t = ScriptedTransport([(b"0\r", b"\x0200S\x03")])
+    t.open()
+    with pytest.raises(ScriptError, match="still to come"):
+        t.exchange(b"0\r", frame_end=basic_reply_end, timeout_s=1.0, to_come=lambda _: 99)
 
 
 def test_a_vanished_device_is_reported_and_reopening_fails_cleanly(

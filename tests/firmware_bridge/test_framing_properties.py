@@ -2,7 +2,9 @@
 
 - NE-1000: a host that does not know the framing of the next reply (``any_reply_end``,
   ``decode_any_reply``) finds every reply whole and in the framing it was sent in, however
-  the bytes are cut; reply numbers always carry their decimal point and read back as sent.
+  the bytes are cut, and is never told more bytes are still to come than the reply has
+  (``reply_bytes_to_come``); reply numbers always carry their decimal point and read back
+  as sent.
 - Harvard: a reply is never taken as whole before its last byte (``reply_may_grow``) when
   the host expects as many lines as the pump sends, whatever the address, prompt and text.
 """
@@ -34,6 +36,7 @@ from firmware_bridge.ne1000.codec import (
     encode_safe_packet,
     floor_to_field,
     parse_number,
+    reply_bytes_to_come,
 )
 
 printable = st.text(
@@ -58,6 +61,24 @@ def test_either_framing_is_found_whole_and_recognised(
     end = any_reply_end(stream)
     assert end == len(noise) + len(frame)
     assert decode_any_reply(stream[:end]) == (reply, safe)
+
+
+@given(ne1000_replies, st.booleans(), st.binary(max_size=4).filter(lambda b: b"\x02" not in b))
+def test_the_bytes_still_to_come_are_never_more_than_the_reply_has(
+    reply: Ne1000Reply, safe: bool, noise: bytes
+) -> None:
+    """A port sleeps through what ``reply_bytes_to_come`` says is still on its way: never
+    more than the reply has left, and exactly that once a safe packet's length is in."""
+    frame = encode_safe_packet(encode_reply(reply)) if safe else encode_basic_reply(reply)
+    stream = noise + frame
+    for cut in range(len(stream) + 1):
+        left = len(stream) - cut
+        claimed = reply_bytes_to_come(stream[:cut])
+        assert 0 <= claimed <= left
+        if safe and cut >= len(noise) + 2:
+            assert claimed == left
+        if not safe:
+            assert claimed == 0  # a basic reply ends at its ETX: nothing tells before
 
 
 @given(st.decimals(min_value=0, max_value=9999, allow_nan=False, places=4))
