@@ -18,6 +18,7 @@ hardware-watchdog pin); doses, windows, caps and handovers on the clinical clock
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -219,6 +220,13 @@ class _SnapshotMemo:
     now: float
     counters: tuple[float | None, ...]
     snapshot: Snapshot
+
+
+@functools.lru_cache(maxsize=256)
+def _rate_decimal(rate_ml_h: float) -> Decimal:
+    """A read rate as the kernel's Decimal, one object per value: every reading's rate is
+    kept in its channel's flow log for minutes, and a pump runs at few distinct rates."""
+    return Decimal(repr(rate_ml_h))
 
 
 class SafetyCore:
@@ -985,7 +993,7 @@ class SafetyCore:
     def _reading(status: PumpStatus) -> PumpReading:
         return PumpReading(
             running=status.running,
-            set_rate_ml_h=Decimal(repr(status.set_rate_ml_h)),
+            set_rate_ml_h=_rate_decimal(status.set_rate_ml_h),
             infused_ml=status.infused_ml,
             alarms=tuple(sorted(str(a) for a in status.alarms)),
             pressure_mmhg=status.pressure_mmhg,
@@ -1010,18 +1018,26 @@ class SafetyCore:
         )
         return snapshot
 
-    def settled_snapshot(self) -> Snapshot:
-        """The state as it is, in the snapshot last built of it when only the clinical
-        clock has moved since: the status pushed right after a request's reply is the
-        reply's own snapshot (that passing alone is no news: ``safety.ipc.snapshots.
-        differs``), not a second one built a millisecond later."""
+    def settled_snapshot(self, answered: Snapshot | None) -> Snapshot:
+        """The state as it is: ``answered`` (the snapshot of a reply just sent) while
+        nothing it is made of has changed since it was built, else a new one. The status
+        pushed right after a reply is then the reply's own snapshot, not a second one built
+        a millisecond later (that passing alone is no news: ``safety.ipc.snapshots.
+        differs``); any other time the clock's passing shows (cap windows, what was given,
+        a paused container's minutes left)."""
         memo = self._snapshot_memo
         counters = tuple(c.last_infused_ml for c in self.channels.values())
-        if memo is not None and self._memo_holds(memo, counters):
-            return memo.snapshot
+        if (
+            answered is not None
+            and memo is not None
+            and memo.snapshot is answered
+            and self._memo_holds(memo, counters)
+        ):
+            return answered
         return self.snapshot()
 
     def _memo_holds(self, memo: _SnapshotMemo, counters: tuple[float | None, ...]) -> bool:
+        """Everything the memo's snapshot was made of is as it is now, but the instant."""
         return (
             memo.state is self.state
             and memo.library is self.library

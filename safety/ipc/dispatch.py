@@ -150,6 +150,8 @@ class Dispatcher:
         previous = core.on_change
         self._previous_hook: Callable[[], None] | None = previous
         core.on_change = self._changed
+        #: the snapshot of the reply last sent, until the next push looks at it
+        self._answered: Snapshot | None = None
         self._journal_readers: set[int] = set()  # peer ids
         self._journal_cursor = 0  # last entry id streamed
         self._journal_stream: JournalTail | None = None
@@ -205,6 +207,7 @@ class Dispatcher:
                     f"{MAX_EXPIRY_AHEAD_S:g} s is allowed (S8)",
                 )
             outcome = self.core.handle(self._request(peer, message))
+            self._answered = outcome.snapshot
             return Answer((Reply(id=message.id, outcome=outcome),))
         if isinstance(message, Heartbeat):
             ok = (
@@ -349,9 +352,10 @@ class Dispatcher:
         lines = self._journal_news()
         if lines:
             out.append(JournalNotice(lines=lines))
+        answered, self._answered = self._answered, None
         if self._changed_since_push:
             self._changed_since_push = False
-            latest = self.core.settled_snapshot()
+            latest = self.core.settled_snapshot(answered)
             if differs(latest, self._pushed):
                 out.append(StatusNotice(snapshot=latest))
                 self._pushed = latest

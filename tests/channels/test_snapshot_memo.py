@@ -40,21 +40,25 @@ def test_a_snapshot_is_rebuilt_whenever_what_it_shows_changed(
     assert core.snapshot().library_hash == library.content_hash
 
 
-def test_the_settled_snapshot_is_the_last_one_built_until_the_state_changes(
+def test_the_settled_snapshot_is_the_replys_own_until_anything_in_it_changes(
     make_channels: Callable[..., ChannelBench], std: ProgramSpec
 ) -> None:
-    """What the status push after a reply shows: the reply's own snapshot while only the
-    clinical clock moved, a new one as soon as anything it is made of changed."""
+    """What the status push right after a reply shows: the reply's own snapshot while only
+    the clinical clock moved; a new one, at the instant, once anything it is made of
+    changed, and whenever there is no reply just sent to reuse (a push at any other time
+    shows the clock's passing: windows, amounts given, minutes left)."""
     bench = make_channels()
     bench.boot()
     core = bench.core
     answered = bench.load_on("A", std).snapshot
     bench.clinical.advance(1.0)
-    assert core.settled_snapshot() is answered  # only time passed: no news
+    assert core.settled_snapshot(answered) is answered  # only time passed: no news
+    fresh = core.settled_snapshot(None)  # no reply to reuse: built at the instant
+    assert fresh is not answered and fresh.clinical_time > answered.clinical_time
     channel = core.channels["A"]
     channel.last_infused_ml = (channel.last_infused_ml or 0.0) + 1.0
-    counted = core.settled_snapshot()
-    assert counted is not answered and counted.clinical_time > answered.clinical_time
-    assert core.settled_snapshot() is counted
-    assert bench.load_on("B", std).verdict.accepted  # a new state
-    assert core.settled_snapshot() is not counted
+    counted = core.settled_snapshot(fresh)
+    assert counted is not fresh and counted.channels[0].infused_ml != fresh.channels[0].infused_ml
+    reloaded = bench.load_on("B", std).snapshot  # a new state
+    assert core.settled_snapshot(counted) is not counted
+    assert core.settled_snapshot(reloaded) is reloaded
