@@ -47,10 +47,11 @@ AMOUNT_PLACES = 24
 _AMOUNT_DENOMINATOR = 10**10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistoryPoint:
     """From ``start`` (clinical s) the patient received ``amount_per_h`` of the drug (mcg
-    or units per hour), summed over every channel giving it."""
+    or units per hour), summed over every channel giving it. Slotted: a snapshot carries
+    one for every change of the last 26 h, for every drug."""
 
     start: float
     amount_per_h: Decimal
@@ -300,12 +301,17 @@ def history_points(history: RateHistory, memo: PointsMemo = _MEMO) -> tuple[Hist
     reused = _reusable(memo, segs)
     points: list[HistoryPoint] = list(reused)
     for s in segs[len(reused) :]:
-        points.append(
-            HistoryPoint(s.start, fraction_to_decimal(s.amount_per_h, AMOUNT_PLACES), s.cause)
-        )
+        points.append(HistoryPoint(s.start, _amount_decimal(s.amount_per_h), s.cause))
     result = tuple(points)
     memo.history, memo.points = history, result
     return result
+
+
+@functools.lru_cache(maxsize=1024)
+def _amount_decimal(amount_per_h: Fraction) -> Decimal:
+    """A history point's figure, one object per value: a titrated drug goes back to the
+    same few rates, and the points of 26 h of them stay in the safety process."""
+    return fraction_to_decimal(amount_per_h, AMOUNT_PLACES)
 
 
 def new_memo() -> PointsMemo:

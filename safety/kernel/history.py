@@ -21,7 +21,7 @@ import itertools
 import math
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
@@ -43,19 +43,22 @@ class Bolus:
     why: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
+    """Slotted: a history keeps every change of the last 26 h (a bench titrating every
+    few seconds, thousands), in a process with a memory budget."""
+
     start: float  # clinical seconds
     #: base amount (mcg or units) per hour, summed over every channel giving the drug
     amount_per_h: Fraction
     #: "command", "pump" (the pump ran or stopped on its own), "safety", "estop", "relay",
     #: "container_change"
     cause: str = "command"
+    #: the same as a float: for sums (the cap's integral) and window look-ups
+    amount_per_h_f: float = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def amount_per_h_f(self) -> float:
-        """The same as a float: for sums (the cap's integral) and window look-ups."""
-        return float(self.amount_per_h)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amount_per_h_f", float(self.amount_per_h))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safety.kernel.history import FlowLog, RateHistory, Segment
+from safety.status import history_points, new_memo
 
 RATES = [Decimal(x) for x in ("0", "0.1", "1.5", "7.5", "30", "33.75")]
 STRENGTHS = [Fraction(4), Fraction(16), Fraction(32)]
@@ -96,3 +97,18 @@ def test_a_flow_log_keeps_the_points_up_to_each_new_rate_as_its_definition_says(
             points = [p for p in points if p[0] <= t] + [(t, rate)]
         assert list(flow.points) == points
         assert [p[0] for p in flow.points] == sorted(p[0] for p in flow.points)
+
+
+def test_what_a_day_of_history_keeps_is_lean() -> None:
+    """The safety process keeps every rate change of the last 26 h, and a snapshot's
+    point for each, within its 40 MB: segments and points carry no per-object dict, and
+    a rate the drug ran at before is the same Decimal object in every point showing it."""
+    history = RateHistory()
+    for i in range(6):
+        history = history.with_rate(60.0 * i, Fraction(480) if i % 2 else Fraction(240))
+    assert not hasattr(history.segments[0], "__dict__")
+    assert history.segments[1].amount_per_h_f == 480.0
+    points = history_points(history, new_memo())
+    assert not hasattr(points[0], "__dict__")
+    assert points[1].amount_per_h is points[3].amount_per_h is points[5].amount_per_h
+    assert points[0].amount_per_h is points[2].amount_per_h
