@@ -33,8 +33,12 @@ port's read timeout, so a settle of 2 ms costs 2 ms.
 byte). The transport then sleeps through the wire time of all but the last of them
 instead of waking for every character as it arrives (a 20-byte reply at 19200 baud was
 20 wake-ups of the process, each a chance for the scheduler to run something else just
-as the reply ends). It never sleeps past the wire time of the bytes still to come at the
-port's own speed, so a reply is taken no later than it would be character by character.
+as the reply ends). It never sleeps longer than the wire time of the bytes still to come
+at the port's own speed, nor past the deadline. On a UART the bytes arrive at that pace,
+so the reply is taken no later than character by character. Behind an adapter that hands
+bytes over in bursts (a USB-serial bridge's latency timer) the first burst may be seen
+late and the rest arrive during the sleep: it is then taken when the sleep ends, up to
+the wire time of those bytes later than a read waiting on the port would have taken it.
 """
 
 from __future__ import annotations

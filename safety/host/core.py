@@ -844,7 +844,6 @@ class SafetyCore:
             if self.gpio.poll_stop():
                 self.emergency_stop("button")
         now = self.now()
-        state = self.state
         deadline = self.next_deadline(now)
         polled = live >= self._due_poll or (deadline is not None and now.clinical >= deadline)
         if polled:
@@ -885,8 +884,7 @@ class SafetyCore:
             if self.watchdog_device is not None:
                 self.watchdog_device.feed()
         wait = self.liveness_wait()
-        if self.state is not state:  # else the deadline found above holds (it is a time)
-            deadline = self.next_deadline()
+        deadline = self.next_deadline()
         if deadline is not None:
             wait = min(wait, self.clinical.to_real_seconds(deadline - self.clinical.now()))
         return max(0.0, wait)

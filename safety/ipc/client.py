@@ -265,7 +265,8 @@ class SafetyClient:
 
     def subscribe(self, callback: Callable[[Notice], None]) -> Callable[[], None]:
         """Notices to ``callback`` (on the dispatcher thread). Also asks the safety process
-        for pushed status if this connection is not the controller (which gets them)."""
+        for pushed status if this connection is not the controller (which gets them). The
+        state this link's own request left comes in its outcome, not as a notice."""
         with self._sub_lock:
             self._subscribers.append(callback)
         if not self._attached and self._down is None:
@@ -447,8 +448,8 @@ class SafetyClient:
         else:
             # a caller waits for this reply: let it take the interpreter now. Without a
             # release here it waits for the GIL until this thread blocks in recv again,
-            # after decoding whatever else came in the same read (the status notice that
-            # follows a reply): a few tenths of a millisecond on every request.
+            # after decoding whatever else came in the same read (alarms, another change's
+            # status): a few tenths of a millisecond on every request.
             time.sleep(0)
         if isinstance(message, ErrorReply) and message.fatal:
             self._go_down(f"the safety process hung up: {message.message} ({message.code})")

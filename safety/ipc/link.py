@@ -33,7 +33,8 @@ The contract (what the controller may rely on)
     The current state, without changing anything.
 ``subscribe(callback) -> unsubscribe``
     ``callback(notice)`` for every ``Notice``: status changes, newly raised alarms, loss
-    of the session, and the link's health. The real client calls it on its own
+    of the session, and the link's health. A change this link's own request made comes
+    in that request's outcome, not again as a status notice. The real client calls it on its own
     dispatcher thread (never the caller's); ``LocalSafety`` calls it synchronously. It
     must not block; an exception in it is logged and ignored.
 ``close()``

@@ -322,7 +322,8 @@ class Subscribed(_Message):
 
 
 class StatusNotice(_Message):
-    """Pushed when the snapshot changed (beyond the passing of clinical time)."""
+    """Pushed when the snapshot changed (beyond the passing of clinical time), to every
+    subscriber but one that was last sent that same state (a requester, in its reply)."""
 
     type: Literal["status"] = "status"
     snapshot: Snapshot
@@ -331,7 +332,8 @@ class StatusNotice(_Message):
 
 
 class AlarmNotice(_Message):
-    """Pushed once per newly raised alarm, before the status notice that shows it."""
+    """Pushed once per newly raised alarm, before the status notice that shows it (to a
+    requester whose request raised it, after the reply that shows it)."""
 
     type: Literal["alarm"] = "alarm"
     alarm: AlarmView

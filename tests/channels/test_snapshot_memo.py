@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from benchmarks.four_pumps import CHANNEL_DRUGS
 from safety.kernel.model import ProgramSpec
+from safety.library import DrugLibrary
 from tests.channels.support import ChannelBench
 
 
@@ -62,3 +64,23 @@ def test_the_settled_snapshot_is_the_replys_own_until_anything_in_it_changes(
     reloaded = bench.load_on("B", std).snapshot  # a new state
     assert core.settled_snapshot(counted) is not counted
     assert core.settled_snapshot(reloaded) is reloaded
+
+
+def test_a_drugs_channels_are_those_whose_program_gives_it_as_the_state_changes(
+    make_channels: Callable[..., ChannelBench], library: DrugLibrary
+) -> None:
+    """``KernelState.drug_channels`` is found once per state (cached on it): after every
+    load, on any channel, it is what a walk over the channels gives, in the bench's order."""
+    bench = make_channels(names=("A", "B", "C", "D"))
+    bench.boot()
+    drugs = {name: drug.spec(library) for name, drug in CHANNEL_DRUGS.items()}
+    norepinephrine = drugs["A"]
+    plan = [("B", norepinephrine), ("D", drugs["D"]), ("A", drugs["B"]), ("C", norepinephrine),
+            ("A", norepinephrine), ("D", norepinephrine)]  # fmt: skip
+    for channel, spec in plan:
+        assert bench.load_on(channel, spec).verdict.accepted
+        state = bench.core.state
+        for drug in {s.drug for s in drugs.values()}:
+            walked = [(n, c) for n, c in state.channels.items() if c.drug == drug]
+            assert state.drug_channels(drug) == walked
+            assert state.drug_channels(drug) == walked  # again: from the cache

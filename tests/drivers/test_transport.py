@@ -251,3 +251,28 @@ def test_a_second_process_cannot_open_the_same_pump(
     transport.close()
     other.open()  # free again once the owner let go
     other.close()
+
+
+@pytest.mark.parametrize(
+    ("port", "parity", "stopbits", "char_bits"),
+    [("/dev/ttyS0", "N", 1, 10), ("/dev/ttyS0", "E", 1, 11), ("/dev/ttyS0", "N", 2, 11),
+     ("socket://10.0.0.5:4001", "N", 1, 0)],
+)  # fmt: skip
+def test_the_sleep_through_the_bytes_to_come_is_their_wire_time_but_one_and_never_past_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, port: str, parity: str, stopbits: int, char_bits: int
+) -> None:
+    """All but the last of the bytes still to come, at the port's own speed (start bit,
+    data, parity, stop bits); nothing over a network URL (no line paces it), for one byte
+    or none, or past the deadline."""
+    slept: list[float] = []
+    monkeypatch.setattr("drivers.transport.time.sleep", slept.append)
+    t = SerialTransport(port, baudrate=19200, parity=parity, stopbits=stopbits, clock=lambda: 0.0)
+    char_s = char_bits / 19200
+    t._sleep_through(20, deadline=10.0)
+    t._sleep_through(1, deadline=10.0)
+    t._sleep_through(0, deadline=10.0)
+    t._sleep_through(20, deadline=0.002)
+    if char_bits:
+        assert slept == [pytest.approx(19 * char_s), pytest.approx(0.002)]
+    else:
+        assert slept == []
