@@ -516,10 +516,7 @@ def safe_packet_end(buffer: bytes) -> int | None:
     start = buffer.find(STX)
     if start < 0 or len(buffer) < start + 2:
         return None
-    length = buffer[start + 1]
-    if length < 4:
-        return start + 2
-    end = start + 1 + length
+    end = _declared_end(buffer, start)
     return end if len(buffer) >= end else None
 
 
@@ -530,10 +527,14 @@ def reply_bytes_to_come(buffer: bytes) -> int:
     start = buffer.find(STX)
     if start < 0 or len(buffer) < start + 2 or _looks_basic(buffer[start + 1]):
         return 0
+    return max(0, _declared_end(buffer, start) - len(buffer))
+
+
+def _declared_end(buffer: bytes, start: int) -> int:
+    """Where the safe packet at ``start`` ends by its length byte (right after that byte
+    when it is below 4: too short to be a packet, handed to the decoder to reject)."""
     length = buffer[start + 1]
-    if length < 4:
-        return 0
-    return max(0, start + 1 + length - len(buffer))
+    return start + 2 if length < 4 else start + 1 + length
 
 
 def any_reply_end(buffer: bytes) -> int | None:

@@ -364,9 +364,12 @@ class Dispatcher:
         return out
 
     @staticmethod
-    def is_news(peer: Peer, notice: ServerMessage) -> bool:
-        """Whether to push ``notice`` to ``peer``: not a status it was just answered with
-        (a requester has the state its request left in the reply's outcome)."""
+    def is_for(peer: Peer, notice: ServerMessage) -> bool:
+        """Whether to push ``notice`` to a subscribed ``peer``: journal lines only to a
+        journal reader; a status, not when it is the one the peer was last sent (a
+        requester has the state its request left in the reply's outcome)."""
+        if isinstance(notice, JournalNotice):
+            return peer.journal
         return not (isinstance(notice, StatusNotice) and peer.snapshots.holds(notice.snapshot))
 
     # ------------------------------------------------------------------ the journal stream

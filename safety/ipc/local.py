@@ -418,7 +418,7 @@ class LocalSafety:
 
     def _deliver_notices(self) -> None:
         for message in self._dispatcher.notices():
-            if not self._dispatcher.is_news(self._peer, message):
+            if not self._dispatcher.is_for(self._peer, message):
                 continue
             try:
                 decoded = self._wire_server(message)

@@ -461,9 +461,7 @@ class SafetyServer:
             peer = conn.peer
             if peer.authenticated and peer.subscribed and not conn.closing:
                 for notice in notices:
-                    if notice.type == "journal" and not peer.journal:
-                        continue
-                    if not self.dispatcher.is_news(peer, notice):
+                    if not self.dispatcher.is_for(peer, notice):
                         continue
                     self._send(conn, notice)
                     if conn.closing or self._conns.get(conn.sock.fileno()) is not conn:
