@@ -2,12 +2,21 @@
 ``chromium-driver`` by Selenium, offline (no Selenium Manager download: the driver's
 path is given). ``available()`` says why not when something is missing.
 
+The browser runs at a lower CPU priority (``launcher()``): it is the test's eye, not the
+system under test, and must not take the scheduler from the real-time processes the tests
+judge (the safety process, the emulators): CI once saw three real-time tests lose their
+safety link for 2.3 s while a browser test ran beside them. Run as root (as CI does),
+Chromium *raises* its own main processes to niceness -8; so there the driver starts
+without the capability to do that (``setpriv``, util-linux), and under ``nice``.
+
 Screenshots go to ``var/test-artifacts/`` (``ARTIFACTS``), one per page and moment, so a
 person can see what the test saw.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+NICE = "/usr/bin/nice"
+SETPRIV = "/usr/bin/setpriv"
+#: added to the driver's niceness, and so to the browser's (its children inherit it)
+BROWSER_NICENESS = 10
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -45,6 +58,33 @@ def available() -> str | None:
     return None
 
 
+def launcher() -> list[str]:
+    """The command before the driver's: ``nice``, and for root also ``setpriv`` taking
+    CAP_SYS_NICE out of the bounding set, so that no browser process can undo the
+    ``nice`` (root may lower a niceness; the rest may only raise it). Empty where the
+    tools are missing: the browser then runs as before."""
+    if not Path(NICE).exists():
+        return []
+    niced = [NICE, "-n", str(BROWSER_NICENESS)]
+    if os.geteuid() == 0 and Path(SETPRIV).exists():
+        return [SETPRIV, "--bounding-set", "-sys_nice", *niced]
+    return niced
+
+
+def _service(service: type[Any]) -> Any:
+    """The driver's service, its command behind ``launcher()``'s. Selenium puts its own
+    arguments right after the executable, so the rest of the launcher's go first."""
+    prefix = launcher()
+    if not prefix:
+        return service(CHROMEDRIVER)
+
+    class LaunchedService(service):  # type: ignore[misc]
+        def command_line_args(self) -> list[str]:
+            return [*prefix[1:], CHROMEDRIVER, *super().command_line_args()]
+
+    return LaunchedService(prefix[0])
+
+
 class Browser:
     """One headless Chromium with a fresh profile, closed (and its profile removed) on
     exit."""
@@ -60,7 +100,24 @@ class Browser:
         options.add_argument(f"--user-data-dir={self.profile}")
         options.add_argument(f"--window-size={width},{height}")
         options.binary_location = CHROMIUM
-        self.driver: Any = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        self.driver: Any = webdriver.Chrome(options=options, service=_service(Service))
+
+    def niceness(self) -> list[int]:
+        """The niceness of every thread of the driver and the browser processes under it,
+        from ``/proc`` (a thread's own, which Chromium sets per thread)."""
+        tree = [self.driver.service.process.pid]
+        for pid in tree:  # grows while walked: breadth first
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                children = task / "children"
+                with contextlib.suppress(OSError):
+                    tree.extend(int(c) for c in children.read_text().split())
+        found = []
+        for pid in tree:
+            for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+                with contextlib.suppress(OSError):
+                    # after the command's closing parenthesis: state is field 3, nice 19
+                    found.append(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+        return found
 
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
