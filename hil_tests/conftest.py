@@ -4,6 +4,9 @@
   pump kind and returns it; every bench of the case is closed at its end, passed or
   failed, and a failed case's report gets the tail of every process's output. A case
   that never checked the invariants on a bench's ground truth fails.
+- ``machine_watch`` (autouse): a failed case's report ends with what the machine did
+  meanwhile (pressure stalls, the test process kept from running:
+  ``hil_tests.harness.machine``).
 - ``no_leftovers`` (autouse): the case left no process, socket, pty or runtime file
   behind (``hil_tests.harness.leftovers``).
 - ``library``, ``shipped_environment`` and ``processes_only_in_hil`` (both autouse):
@@ -23,6 +26,7 @@ import pytest
 from hil_tests.harness import bench as bench_module
 from hil_tests.harness.bench import BenchSettings, HilBench
 from hil_tests.harness.leftovers import Census, problems
+from hil_tests.harness.machine import WATCHER, Watch
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import PumpKind
 from safety.library import DrugLibrary
@@ -54,6 +58,16 @@ def _failed(node: pytest.Item) -> bool:
         getattr(getattr(node, f"hil_report_{when}", None), "failed", False)
         for when in ("setup", "call")
     )
+
+
+@pytest.fixture(autouse=True)
+def machine_watch(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On failure, say whether the machine kept the processes from running meanwhile."""
+    WATCHER.start()
+    watch = Watch()
+    yield
+    if _failed(request.node):
+        print(f"\n{watch.report()}")
 
 
 @pytest.fixture(autouse=True)

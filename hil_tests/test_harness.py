@@ -7,7 +7,10 @@ them prove nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
+from hil_tests.harness.machine import STALL_S, StallWatcher, Watch, read_pressure
 from hil_tests.harness.pumps import HARVARD, MODBUS_RTU, MODBUS_TCP, NE1000
 from hil_tests.harness.truth import changes_between, highest_between, last_rate, rate_at
 
@@ -77,3 +80,35 @@ def test_truth_queries() -> None:
     assert highest_between(truth, 20.0, 90.0) == 15.0  # in force at the window's start
     assert highest_between(truth, 31.0, 90.0) == 11.25
     assert last_rate(truth) == 0.0
+
+
+PSI_CPU = "some avg10=1.00 avg60=0.50 avg300=0.20 total={}\nfull avg10=0 avg60=0 avg300=0 total=7\n"
+
+
+def test_pressure_totals_are_read_in_seconds_and_missing_files_are_left_out(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "cpu").write_text(PSI_CPU.format(2_500_000))
+    (tmp_path / "io").write_text("garbage\n")
+    assert read_pressure(tmp_path) == {"cpu": 2.5}
+    assert read_pressure(tmp_path / "absent") == {}
+
+
+def test_a_wake_up_is_a_stall_only_past_the_threshold() -> None:
+    watcher = StallWatcher()
+    watcher.note(10.0, 10.0 + STALL_S)  # exactly at it: not a stall
+    watcher.note(20.0, 20.0 + STALL_S + 0.01)
+    assert [(s.at, round(s.length_s, 2)) for s in watcher.since(0.0)] == [(20.0, STALL_S + 0.01)]
+    assert watcher.since(20.01) == []
+
+
+def test_a_report_names_the_pressure_and_the_longest_stall(tmp_path: Path) -> None:
+    (tmp_path / "cpu").write_text(PSI_CPU.format(1_000_000))
+    watch = Watch(StallWatcher(), tmp_path)
+    (tmp_path / "cpu").write_text(PSI_CPU.format(4_500_000))
+    quiet = watch.report(now=watch.began + 10.0)
+    assert "cpu 3.5 s" in quiet and "never kept from running" in quiet
+    watch.watcher.note(watch.began + 2.0, watch.began + 4.5)
+    watch.watcher.note(watch.began + 6.0, watch.began + 6.8)
+    loud = watch.report(now=watch.began + 10.0)
+    assert "2 time(s), the longest 2.50 s at 2.0 s into the case" in loud
