@@ -14,6 +14,7 @@ threshold, and every invariant of ``verification.ground_truth`` held.
 from __future__ import annotations
 
 import itertools
+import os
 from decimal import Decimal
 
 import pytest
@@ -23,7 +24,7 @@ from controller.plan_executor import PendingChange
 from controller.session import Session
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.bench import HilBench
-from hil_tests.harness.processes import wait_for
+from hil_tests.harness.processes import unit_niceness, wait_for
 from hil_tests.harness.pumps import ALL_KINDS, PumpKind
 from hil_tests.harness.truth import changes_between, describe, last_rate, rate_at
 
@@ -50,6 +51,10 @@ def run_plan(bench: HilBench, session: Session, change: PendingChange, until: St
 def test_full_course_program_start_titrate_wean_stop(make_bench: MakeBench, kind: PumpKind) -> None:
     bench = make_bench(kind)
     session = bench.connect()
+    if os.geteuid() == 0:  # as in service: the unit's niceness (hil_tests/harness/bench.py)
+        assert bench.safety is not None and bench.emulator is not None
+        for child in (bench.safety, bench.emulator):
+            assert os.getpriority(os.PRIO_PROCESS, child.pid) == unit_niceness() < 0
 
     session.program("norepinephrine", "8 mg/250 mL", "D5W")
     started = bench.now()

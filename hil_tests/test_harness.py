@@ -11,6 +11,7 @@ from pathlib import Path
 
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
 from hil_tests.harness.machine import STALL_S, StallWatcher, Watch, read_pressure
+from hil_tests.harness.processes import unit_niceness
 from hil_tests.harness.pumps import HARVARD, MODBUS_RTU, MODBUS_TCP, NE1000
 from hil_tests.harness.truth import changes_between, highest_between, last_rate, rate_at
 
@@ -112,3 +113,12 @@ def test_a_report_names_the_pressure_and_the_longest_stall(tmp_path: Path) -> No
     watch.watcher.note(watch.began + 6.0, watch.began + 6.8)
     loud = watch.report(now=watch.began + 10.0)
     assert "2 time(s), the longest 2.50 s at 2.0 s into the case" in loud
+
+
+def test_the_niceness_of_a_unit_is_read_from_its_nice_line(tmp_path: Path) -> None:
+    unit = tmp_path / "x.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\nNice = -7\n")
+    assert unit_niceness(unit) == -7
+    unit.write_text("[Service]\nExecStart=/bin/true\n")
+    assert unit_niceness(unit) == 0
+    assert unit_niceness() == -5  # the shipped safety unit's

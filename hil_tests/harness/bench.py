@@ -40,6 +40,7 @@ from hil_tests.harness.processes import (
     ready_socket,
     safety_args,
     unattached_request,
+    unit_niceness,
     wait_for,
     write_toml,
 )
@@ -61,6 +62,13 @@ RUNTIME_DIRS: list[Path] = []
 #: seconds): journal fsync, the serial exchange, scheduling on a loaded 2-core machine.
 #: Multiplied by the clock's speed-up it is the checker's ``tolerance_s``.
 WIRE_SLACK_S = 0.5
+#: the safety process runs at the niceness of its systemd unit, as in service (where this
+#: process may set it: root); the emulators at the same, for they stand for hardware
+#: beside the host, which the host's load never slows. What the cases judge on real time
+#: then keeps the CPU when the machine is busy, as on a bench (the test process, like the
+#: controller's unit, stays at 0; the test browser runs below: ``harness/browser.py``).
+SAFETY_NICENESS = unit_niceness()
+EMULATOR_NICENESS = SAFETY_NICENESS
 #: bounds of the real-time waits of a bench (failures, never sleeps that make a case pass)
 START_TIMEOUT_S = 20.0
 
@@ -178,7 +186,9 @@ class HilBench:
             args += ["--volume", repr(self.settings.volume_ml)]
         args += self.settings.emulator_args
         # TMPDIR: the Modbus RTU emulator makes its pty folder there, inside the runtime dir
-        self.emulator = self._spawn(args, env={"TMPDIR": str(self.runtime)})
+        self.emulator = self._spawn(
+            args, env={"TMPDIR": str(self.runtime)}, niceness=EMULATOR_NICENESS
+        )
         self.where = self.emulator.first_line(START_TIMEOUT_S)
         wait_for(self._control_answers, START_TIMEOUT_S, "the emulator's control channel")
         return self.where
@@ -228,7 +238,7 @@ class HilBench:
     def start_safety(self, wrapper: Sequence[str] = ()) -> Child:
         """``python -m safety`` on this bench's config; returns once it is ready.
         ``wrapper``: a command it runs under (``unshare --time ...``: a reboot's clocks)."""
-        child = self._spawn([*wrapper, *safety_args(self.config)])
+        child = self._spawn([*wrapper, *safety_args(self.config)], niceness=SAFETY_NICENESS)
         self.safety = child
         self.safety_runs.append(child)
         ready_socket(child)
@@ -243,8 +253,10 @@ class HilBench:
         """``pumpctl ARGS`` as a child process of this bench (stopped with it)."""
         return self._spawn([PYTHON, "-m", "cli.main", *args])
 
-    def _spawn(self, args: list[str], env: dict[str, str] | None = None) -> Child:
-        child = Child(args, env=env)
+    def _spawn(
+        self, args: list[str], env: dict[str, str] | None = None, *, niceness: int | None = None
+    ) -> Child:
+        child = Child(args, env=env, niceness=niceness)
         self.children.append(child)
         return child
 

@@ -29,7 +29,7 @@ from typing import Any
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
-from hil_tests.harness.bench import START_TIMEOUT_S, BenchSettings, HilBench
+from hil_tests.harness.bench import EMULATOR_NICENESS, START_TIMEOUT_S, BenchSettings, HilBench
 from hil_tests.harness.processes import PYTHON, Child, wait_for, write_toml
 from hil_tests.harness.pumps import PumpKind
 from safety.journal_read import read_safety_events
@@ -148,7 +148,7 @@ class ChannelBench(HilBench):
         if line.volume_ml is not None:
             args += ["--volume", repr(line.volume_ml)]
         args += self.settings.emulator_args
-        child = self._spawn(args, env={"TMPDIR": str(self.runtime)})
+        child = self._spawn(args, env={"TMPDIR": str(self.runtime)}, niceness=EMULATOR_NICENESS)
         where = child.first_line(START_TIMEOUT_S)
         served = _Served(line, child, where, control, truth)
         self.served[line.name] = served

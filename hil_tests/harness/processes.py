@@ -38,6 +38,19 @@ from safety.kernel.model import RequestBody
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+#: the safety process's unit file (``unit_niceness``)
+SAFETY_UNIT = REPO / "config" / "systemd" / "pumpctl-safety.service"
+
+
+def unit_niceness(unit: Path = SAFETY_UNIT) -> int:
+    """The ``Nice=`` a systemd unit runs its process at (0 where it sets none): the hil
+    benches run the safety process as its unit does, where they may."""
+    for line in unit.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "Nice":
+            return int(value.strip())
+    return 0
+
 
 T = TypeVar("T")
 
@@ -196,8 +209,16 @@ class Child:
     """A child process whose stdout lines are collected by a thread; killed on exit."""
 
     def __init__(
-        self, args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        niceness: int | None = None,
     ) -> None:
+        """``niceness``: set on the child as soon as it runs, before it starts a thread
+        (they inherit it); left as it is where this process may not (a negative one
+        needs root)."""
         self.args = args
         self.proc = subprocess.Popen(
             args,
@@ -208,6 +229,9 @@ class Child:
             cwd=cwd or REPO,
             start_new_session=True,
         )
+        if niceness is not None:
+            with contextlib.suppress(PermissionError, ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, niceness)
         self.lines: list[str] = []
         self.errors: list[str] = []
         self._threads = [
