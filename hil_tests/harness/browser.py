@@ -16,7 +16,6 @@ person can see what the test saw.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -58,17 +57,47 @@ def available() -> str | None:
     return None
 
 
+#: capability bits (linux/capability.h)
+CAP_SETPCAP = 8
+CAP_SYS_NICE = 23
+
+
+def _effective_capabilities() -> int:
+    """This process's effective capability set (``/proc/self/status``); 0 if unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _may_drop_sys_nice() -> bool:
+    """Whether the browser would hold CAP_SYS_NICE (Chromium then sets its threads'
+    niceness as it likes) and ``setpriv`` can take it out of the bounding set (that
+    needs CAP_SETPCAP)."""
+    caps = _effective_capabilities()
+    return bool(caps >> CAP_SYS_NICE & 1 and caps >> CAP_SETPCAP & 1) and Path(SETPRIV).exists()
+
+
 def launcher() -> list[str]:
-    """The command before the driver's: ``nice``, and for root also ``setpriv`` taking
-    CAP_SYS_NICE out of the bounding set, so that no browser process can undo the
-    ``nice`` (root may lower a niceness; the rest may only raise it). Empty where the
-    tools are missing: the browser then runs as before."""
+    """The command before the driver's: ``nice``, and where this process holds
+    CAP_SYS_NICE (root) also ``setpriv`` taking it out of the bounding set, so that no
+    browser process can undo the ``nice`` (with it one may lower a niceness; without,
+    only raise it). Empty where ``nice`` is missing: the browser then runs as before."""
     if not Path(NICE).exists():
         return []
     niced = [NICE, "-n", str(BROWSER_NICENESS)]
-    if os.geteuid() == 0 and Path(SETPRIV).exists():
-        return [SETPRIV, "--bounding-set", "-sys_nice", *niced]
-    return niced
+    return [SETPRIV, "--bounding-set", "-sys_nice", *niced] if _may_drop_sys_nice() else niced
+
+
+def holds_niceness() -> bool:
+    """Whether every browser thread stays at ``BROWSER_NICENESS`` or below in priority:
+    ``nice`` is there, and no browser process may undo it."""
+    if not Path(NICE).exists():
+        return False
+    return not _effective_capabilities() >> CAP_SYS_NICE & 1 or _may_drop_sys_nice()
 
 
 def _service(service: type[Any]) -> Any:
