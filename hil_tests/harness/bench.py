@@ -370,7 +370,7 @@ class HilBench:
         return self.clock.to_real_seconds(clinical_s)
 
     def wait_clinical(
-        self, until: float, *, also: Callable[[], None] | None = None, slack_s: float = 10.0
+        self, until: float, *, also: Callable[[], object] | None = None, slack_s: float = 10.0
     ) -> None:
         """Poll (20 ms) until the clinical clock reaches ``until``; fail if that takes more
         than its real duration plus ``slack_s`` (a stopped clock is a bug, not a wait)."""

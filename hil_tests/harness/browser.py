@@ -2,12 +2,14 @@
 ``chromium-driver`` by Selenium, offline (no Selenium Manager download: the driver's
 path is given). ``available()`` says why not when something is missing.
 
-The browser runs at a lower CPU priority (``launcher()``): it is the test's eye, not the
-system under test, and must not take the scheduler from the real-time processes the tests
-judge (the safety process, the emulators): CI once saw three real-time tests lose their
-safety link for 2.3 s while a browser test ran beside them. Run as root (as CI does),
-Chromium *raises* its own main processes to niceness -8; so there the driver starts
-without the capability to do that (``setpriv``, util-linux), and under ``nice``.
+The browser never outranks the processes the tests judge on real time (the safety
+process, the emulators): run as root (as CI does), Chromium *raises* its own threads to
+niceness -8, above them, and CI once saw three real-time tests lose their safety link for
+2.3 s while a browser test ran beside them. So where this process could let it do that,
+the driver starts without the capability to (``setpriv``, util-linux): every browser
+thread stays at the test process's own niceness (0), below the safety process and the
+emulators (``hil_tests/harness/bench.py``). Not lower: a browser niced to 10 starved
+behind the other worker's tests and missed its own 30 s first render.
 
 Screenshots go to ``var/test-artifacts/`` (``ARTIFACTS``), one per page and moment, so a
 person can see what the test saw.
@@ -25,10 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-NICE = "/usr/bin/nice"
 SETPRIV = "/usr/bin/setpriv"
-#: added to the driver's niceness, and so to the browser's (its children inherit it)
-BROWSER_NICENESS = 10
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -82,21 +81,15 @@ def _may_drop_sys_nice() -> bool:
 
 
 def launcher() -> list[str]:
-    """The command before the driver's: ``nice``, and where this process holds
-    CAP_SYS_NICE (root) also ``setpriv`` taking it out of the bounding set, so that no
-    browser process can undo the ``nice`` (with it one may lower a niceness; without,
-    only raise it). Empty where ``nice`` is missing: the browser then runs as before."""
-    if not Path(NICE).exists():
-        return []
-    niced = [NICE, "-n", str(BROWSER_NICENESS)]
-    return [SETPRIV, "--bounding-set", "-sys_nice", *niced] if _may_drop_sys_nice() else niced
+    """The command before the driver's: where this process holds CAP_SYS_NICE (root),
+    ``setpriv`` taking it out of the bounding set, so that no browser process can raise
+    its priority (with it one may lower a niceness; without, only raise it)."""
+    return [SETPRIV, "--bounding-set", "-sys_nice"] if _may_drop_sys_nice() else []
 
 
-def holds_niceness() -> bool:
-    """Whether every browser thread stays at ``BROWSER_NICENESS`` or below in priority:
-    ``nice`` is there, and no browser process may undo it."""
-    if not Path(NICE).exists():
-        return False
+def cannot_raise_priority() -> bool:
+    """Whether no browser process may set a niceness below this process's: it would not
+    hold CAP_SYS_NICE, or ``launcher()`` takes it away."""
     return not _effective_capabilities() >> CAP_SYS_NICE & 1 or _may_drop_sys_nice()
 
 
