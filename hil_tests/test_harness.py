@@ -7,11 +7,12 @@ them prove nothing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment
 from hil_tests.harness.machine import STALL_S, StallWatcher, Watch, read_pressure
-from hil_tests.harness.processes import unit_niceness
+from hil_tests.harness.processes import _Output, unit_niceness
 from hil_tests.harness.pumps import HARVARD, MODBUS_RTU, MODBUS_TCP, NE1000
 from hil_tests.harness.truth import changes_between, highest_between, last_rate, rate_at
 
@@ -122,3 +123,19 @@ def test_the_niceness_of_a_unit_is_read_from_its_nice_line(tmp_path: Path) -> No
     unit.write_text("[Service]\nExecStart=/bin/true\n")
     assert unit_niceness(unit) == 0
     assert unit_niceness() == -5  # the shipped safety unit's
+
+
+def test_a_drained_output_holds_every_line_written_before_the_drain() -> None:
+    """What a frame count right after a reply relies on (``HilBench.frame_log``): no
+    reader thread here, so only ``drain`` can have read the pipe."""
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as stream:
+        out = _Output(stream, follow=False)
+        os.write(write, b"rx 01\ntx 02\npart")
+        out.drain()
+        assert out.lines == ["rx 01", "tx 02"]
+        os.write(write, b"ial\n")
+        os.close(write)
+        out.drain()
+        out.drain()  # after the end: nothing more, no error
+        assert out.lines == ["rx 01", "tx 02", "partial"]

@@ -10,14 +10,16 @@ of infusion pass in seconds; liveness timers (heartbeats, reply deadlines, the N
 safe-mode watchdog) stay on the real clock.
 
 Sockets, the pty link, the GPIO state and the key live in a short runtime directory under
-``/tmp`` (a Unix socket path must fit in 107 bytes); journals, the truth log and the
-config go to the case's ``tmp_path``. ``close()`` stops every process and session the
-bench started and removes the runtime directory, whatever state the case left them in.
+``/dev/shm`` where there is one, else ``/tmp`` (a Unix socket path must fit in 107 bytes);
+journals, the truth log and the config go to the case's ``tmp_path``. ``close()`` stops
+every process and session the bench started and removes the runtime directory, whatever
+state the case left them in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -52,8 +54,11 @@ from safety.library import DrugLibrary, default_library_path, load_library
 from verification.ground_truth import SafetyRecord, TruthReport, check_ground_truth
 
 #: where the short runtime directories go, and their name prefix (the leftover check
-#: looks for exactly these)
-RUNTIME_PARENT = Path("/tmp")
+#: looks for exactly these). RAM where there is some: the simulated GPIO rewrites its
+#: state file (create, rename) at every heartbeat toggle, and on a disk whose journal is
+#: busy such a rename waits for it, inside the safety process's one loop.
+SHM = Path("/dev/shm")
+RUNTIME_PARENT = SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else Path("/tmp")
 RUNTIME_PREFIX = "hil-"
 #: every runtime directory any bench of this process created, in order
 RUNTIME_DIRS: list[Path] = []
@@ -345,8 +350,10 @@ class HilBench:
         return self.emulator.wait_line("balance at ", START_TIMEOUT_S).removeprefix("balance at ")
 
     def frame_log(self) -> list[str]:
-        """Every line the emulator logged after announcing where it serves."""
+        """Every line the emulator logged after announcing where it serves, up to now (it
+        logs a frame before it reads the next, so a reply seen is a reply logged)."""
         assert self.emulator is not None
+        self.emulator.drain()
         return list(self.emulator.lines[1:])
 
     def set_rates_executed(self) -> int:

@@ -205,6 +205,51 @@ def stray(
 # --------------------------------------------------------------------------- child processes
 
 
+class _Output:
+    """One output pipe of a child, split into lines by a reader thread, and readable to
+    its end on demand (``drain``): both read under one lock, without blocking, so after
+    ``drain`` every byte the child had written before it is a line in ``lines``. A
+    reader thread alone may lag behind (it needs the interpreter to run): a case that
+    counts an emulator's frames right after a reply would miss the last one."""
+
+    def __init__(self, stream: Any, *, follow: bool = True) -> None:
+        """``follow``: start the reader thread (without it, only ``drain`` reads)."""
+        self.fd: int = stream.fileno()
+        self.stream = stream  # kept open (and closed) by Popen; read here through ``fd``
+        os.set_blocking(self.fd, False)
+        self.lines: list[str] = []
+        self._partial = b""
+        self._eof = False
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        if follow:
+            self.thread.start()
+
+    def _follow(self) -> None:
+        while not self._eof:
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self.fd], [], [])
+            self.drain()
+
+    def drain(self) -> None:
+        """Read everything in the pipe now, into ``lines``."""
+        with self._lock:
+            while not self._eof:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    return
+                except (OSError, ValueError):  # closed under us: nothing more will come
+                    chunk = b""
+                if not chunk:
+                    self._eof = True
+                    if self._partial:
+                        self.lines.append(self._partial.decode("utf-8", "replace"))
+                    return
+                *complete, self._partial = (self._partial + chunk).split(b"\n")
+                self.lines.extend(line.decode("utf-8", "replace") for line in complete)
+
+
 class Child:
     """A child process whose stdout lines are collected by a thread; killed on exit."""
 
@@ -224,7 +269,6 @@ class Child:
             args,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
             env={**os.environ, **(env or {})},
             cwd=cwd or REPO,
             start_new_session=True,
@@ -232,19 +276,16 @@ class Child:
         if niceness is not None:
             with contextlib.suppress(PermissionError, ProcessLookupError):
                 os.setpriority(os.PRIO_PROCESS, self.proc.pid, niceness)
-        self.lines: list[str] = []
-        self.errors: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True),
-            threading.Thread(target=self._pump, args=(self.proc.stderr, self.errors), daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self._stdout = _Output(self.proc.stdout)
+        self._stderr = _Output(self.proc.stderr)
+        self.lines: list[str] = self._stdout.lines
+        self.errors: list[str] = self._stderr.lines
+        self._threads = [self._stdout.thread, self._stderr.thread]
 
-    @staticmethod
-    def _pump(stream: Any, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
+    def drain(self) -> None:
+        """Every line the child wrote before this call is in ``lines`` and ``errors``."""
+        self._stdout.drain()
+        self._stderr.drain()
 
     @property
     def pid(self) -> int:
