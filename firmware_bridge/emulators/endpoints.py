@@ -5,8 +5,9 @@ the slave path like any ``/dev/tty*``. The pty is put in raw mode so that neithe
 line discipline echoes bytes or turns CR into LF behind the protocol's back. The emulator
 keeps its own handle on the slave open, so that a host closing and reopening the port
 does not hang the master up. An optional symlink gives the pty a stable name, which is
-what lets a host reconnect after a simulated unplug: the emulator opens a fresh pty and
-points the link at it, the way udev gives a re-plugged adapter its old name back.
+what lets a host reconnect after a simulated unplug: the name is gone while the line is
+down, then the emulator opens a fresh pty and points the link at it, the way udev removes
+an unplugged adapter's name and gives it back when it is plugged in again.
 
 The TCP endpoint serves the same byte stream to one client at a time (a serial-over-IP
 server); pyserial reaches it with a ``socket://HOST:PORT`` URL.
@@ -91,11 +92,19 @@ class PtyEndpoint:
             os.replace(tmp, self._link)
 
     def close(self) -> None:
+        """Hang the line up (a simulated unplug). The link goes with it, as udev removes an
+        unplugged adapter's name: left in place it would name a pty number the kernel may
+        give the next pty opened on the machine, and a host reopening it would talk to
+        another device."""
         for fd in (self._master, self._slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = None
+        if self._link and self._path:
+            with contextlib.suppress(OSError):
+                if os.readlink(self._link) == self._path:
+                    os.unlink(self._link)
 
     def read(self, timeout_s: float) -> bytes:
         if self._master is None:
@@ -127,10 +136,6 @@ class PtyEndpoint:
 
     def shutdown(self) -> None:
         self.close()
-        if self._link:
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.islink(self._link):
-                    os.unlink(self._link)
 
 
 class SerialPortEndpoint:

@@ -149,6 +149,9 @@ def test_disconnect_closes_the_pty_and_it_comes_back_under_its_link(line: Line) 
     line.wire.request_disconnect()
     line.line.step(line.stop)
     assert not line.endpoint.is_open
+    # the name is gone while the line is down (as udev removes an unplugged adapter's): it
+    # would otherwise name a pty number the kernel may give any pty opened next
+    assert not os.path.lexists(line.endpoint.name)
     # the host sees a hang-up: readable at once, then end-of-file (or EIO)
     assert select.select([line.client], [], [], 0)[0]
     try:
