@@ -131,7 +131,7 @@ def test_a_drained_output_holds_every_line_written_before_the_drain() -> None:
     read, write = os.pipe()
     with os.fdopen(read, "rb") as stream:
         out = _Output(stream, follow=False)
-        os.write(write, b"rx 01\ntx 02\npart")
+        os.write(write, b"rx 01\r\ntx 02\npart")
         out.drain()
         assert out.lines == ["rx 01", "tx 02"]
         os.write(write, b"ial\n")

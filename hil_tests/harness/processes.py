@@ -205,6 +205,11 @@ def stray(
 # --------------------------------------------------------------------------- child processes
 
 
+def _text(line: bytes) -> str:
+    """A line as text, without its line end (``\n`` or ``\r\n``)."""
+    return line.removesuffix(b"\r").decode("utf-8", "replace")
+
+
 class _Output:
     """One output pipe of a child, split into lines by a reader thread, and readable to
     its end on demand (``drain``): both read under one lock, without blocking, so after
@@ -244,10 +249,10 @@ class _Output:
                 if not chunk:
                     self._eof = True
                     if self._partial:
-                        self.lines.append(self._partial.decode("utf-8", "replace"))
+                        self.lines.append(_text(self._partial))
                     return
                 *complete, self._partial = (self._partial + chunk).split(b"\n")
-                self.lines.extend(line.decode("utf-8", "replace") for line in complete)
+                self.lines.extend(_text(line) for line in complete)
 
 
 class Child:
