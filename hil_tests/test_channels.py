@@ -358,9 +358,9 @@ def test_a_handover_under_way_survives_a_kill_9_of_the_safety_process(
     safety process is killed after the first step and restarted: the new process carries
     the handover through from its journal, with the controller dead all along.
 
-    150x, not 600x: the restarted process's handshakes with the two NE-1000s, left in safe
-    mode, take about 2 s of real time each (the driver probes basic mode twice first), which
-    at 600x would be 40 clinical minutes of the handover's 45."""
+    150x, not 600x: the restarted process's start (interpreter, journal replay, the
+    handshakes with the two NE-1000s left in safe mode) takes real seconds, and at 600x a
+    second is 10 clinical minutes of the handover's 45."""
     relay = RelaySettings(overlap_step_min=10.0)
     bench = make_channels(two_on_one_line(volume_ml=15.0), relay=relay, speed=150.0)
     bench.channel_fault("B", "patient_line=off")

@@ -356,7 +356,12 @@ class Ne1000Driver(PumpDriver):
         self._announced.clear()  # a new link (or a pump that restarted) announces afresh
         found = False
         garbled: PumpChecksumError | None = None
-        for safe in (False, False, True, True):
+        # the mode it is most likely in first: a pump set to safe mode stays in it through
+        # a power cycle and through our own restart, and drops basic-mode bytes, so a
+        # safety process restarting over a running pump would otherwise spend two reply
+        # deadlines of the pump's safe-mode watchdog on basic probes
+        first = bool(self.safe_mode_timeout_s)
+        for safe in (first, first, not first, not first):
             self._safe = safe
             try:
                 self._transact(self._cmd(""))

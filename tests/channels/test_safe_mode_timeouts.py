@@ -1,12 +1,14 @@
 """Every shipped bench config gives its NE-1000s a safe-mode timeout that outlasts a
 restart of the safety process.
 
-A restarted safety process shakes hands with the channels in turn, and an NE-1000 left
-in safe mode answers the driver only after two basic-mode probes time out: about four
-reply timeouts per pump (2 s at the default 0.5 s, measured in
-hil_tests/test_channels.py). A pump whose own timeout runs out first stops itself: an
-abrupt stop of a vasopressor. So the timeout must exceed the handshakes of every pump on
-its line plus a keep-alive period (docs/safety.md, "A bench of several channels")."""
+A restarted safety process shakes hands with the channels in turn. An NE-1000 left in
+safe mode answers the driver's first probe (a safe-mode packet, when the driver is set for
+safe mode); the bound here is the worst case, every probe's reply lost before the last:
+about four reply timeouts per pump (2 s at the default 0.5 s; what every restart cost
+when the driver probed basic mode first). A pump whose own timeout runs out first stops
+itself: an abrupt stop of a vasopressor. So the timeout must exceed the handshakes of
+every pump on its line plus a keep-alive period (docs/safety.md, "A bench of several
+channels")."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pytest
 from safety.host.config import load_config
 
 BENCHES = sorted((Path(__file__).resolve().parents[2] / "config" / "bench").glob("*.toml"))
-#: reply timeouts one NE-1000 handshake waits out when the pump is in safe mode
+#: reply timeouts one NE-1000 handshake may wait out, at worst, for a pump in safe mode
 PROBE_TIMEOUTS = 4
 DEFAULT_REPLY_TIMEOUT_S = 0.5
 

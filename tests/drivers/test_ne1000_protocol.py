@@ -36,9 +36,12 @@ def corrupt_crc(packet: bytes) -> bytes:
 
 
 CONNECT_BASIC: list[Step] = [(b"0\r", b("00S")), (b"0RAT\r", b("00S0.000MH"))]
+#: a driver set for safe mode probes it first; a fresh pump, still in basic mode, executes
+#: a valid packet and answers it as one (the emulator's reading of a silent manual)
 CONNECT_SAFE: list[Step] = [
-    (b"0\r", b("00S")),
-    (b"0SAF30\r", b("00S")),
+    (s("0"), s("00S")),
+    (s("0SAF"), s("00S0")),  # basic mode, in fact
+    (s("0SAF30"), s("00S")),  # answered in the framing of the mode it switches to
     (s("0SAF"), s("00S30")),
     (s("0RAT"), s("00S0.000MH")),
 ]
@@ -71,10 +74,46 @@ def test_connect_enters_safe_mode_and_reads_the_timeout_back() -> None:
         assert driver.safe_mode
 
 
+def test_a_restart_over_a_pump_in_safe_mode_finds_it_at_the_first_probe() -> None:
+    """A safety process restarting over a running pump spends none of the pump's
+    safe-mode watchdog on basic probes, which a pump in safe mode drops."""
+    steps: list[Step] = [
+        (s("0"), s("00S")),
+        (s("0SAF"), s("00S30")),  # the timeout we want: nothing to set
+        (s("0RAT"), s("00S1.000MH")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        assert driver.safe_mode
+
+
+def test_connect_falls_back_to_basic_probes_when_no_packet_is_answered() -> None:
+    steps: list[Step] = [
+        (s("0"), None),  # a pump that ignores packets while in basic mode
+        (s("0"), None),
+        (b"0\r", b("00S")),
+        (b"0SAF30\r", b("00S")),
+        (s("0SAF"), s("00S30")),
+        (s("0RAT"), s("00S0.000MH")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        assert driver.safe_mode
+
+
+def test_a_safe_probe_answered_in_basic_framing_is_not_taken_for_safe_mode() -> None:
+    steps: list[Step] = [
+        (s("0"), b("00S")),  # a reply outside the link's framing: refused, not trusted
+        (s("0"), b("00S")),
+        (b"0\r", b("00S")),
+        (b"0SAF30\r", s("00S")),
+        (s("0SAF"), s("00S30")),
+        (s("0RAT"), s("00S0.000MH")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        assert driver.safe_mode
+
+
 def test_connect_finds_a_pump_left_in_safe_mode_after_a_power_cycle() -> None:
     steps: list[Step] = [
-        (b"0\r", None),  # a pump in safe mode drops basic-mode bytes
-        (b"0\r", None),
         (s("0"), s("00A?R")),  # answered: it is in safe mode, and was power cycled
         (s("0SAF"), s("00S30")),  # already the timeout we want: nothing to set
         (s("0RAT"), s("00S1.000MH")),
