@@ -26,6 +26,12 @@ class PumpRejected(DriverError):
         self.reason = reason
 
 
+class AnotherPumpAnswers(DriverError):
+    """After a reconnect, the pump on the port names itself otherwise than the one the
+    driver connected to (another adapter now has the port's name, or another pump was
+    plugged in): nothing it reports is this channel's, and nothing is sent to it."""
+
+
 class PumpChecksumError(DriverError):
     """A reply arrived but failed its integrity check (CRC, framing)."""
 

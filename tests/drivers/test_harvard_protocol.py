@@ -7,6 +7,7 @@ import pytest
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
 from drivers.pumps.base import (
+    AnotherPumpAnswers,
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
@@ -286,6 +287,28 @@ def test_a_vanished_port_is_reported_then_reopened_with_a_new_handshake() -> Non
         with pytest.raises(DeviceDisconnected):
             driver.keep_alive()
         assert driver.identify().model == "11 ELITE I/W Single"
+
+
+def test_after_a_reconnect_another_pump_on_the_port_is_refused_until_ours_is_back() -> None:
+    """A port's name can reach another adapter after an unplug (docs/protocols.md): what
+    answers there is not this channel's pump, so nothing it says is taken, nothing is sent
+    to it; each later call asks again, and the channel's own pump is used once it is back."""
+    other = b"\nPHD ULTRA 2.1.0\r\n:"
+    steps = [
+        *CONNECT,
+        (b"status\r", DISCONNECT),
+        (b"ver\r", other),  # the reopened port: another pump
+        (b"ver\r", other),  # the next call asks again, and sends nothing else
+        (b"ver\r", VER),  # ours is back
+        (b"status\r", b"\n0 0 0 i...I.\r\n:"),
+    ]
+    with expected_protocol(pump0, steps, connect=True) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"PHD ULTRA 2\.1\.0"):
+                driver.keep_alive()
+        driver.keep_alive()
 
 
 @pytest.mark.parametrize(
