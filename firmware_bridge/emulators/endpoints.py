@@ -95,16 +95,16 @@ class PtyEndpoint:
         """Hang the line up (a simulated unplug). The link goes with it, as udev removes an
         unplugged adapter's name: left in place it would name a pty number the kernel may
         give the next pty opened on the machine, and a host reopening it would talk to
-        another device."""
+        another device. The name goes first: not one instant names a freed number."""
+        if self._link and self._path:
+            with contextlib.suppress(OSError):
+                if os.readlink(self._link) == self._path:
+                    os.unlink(self._link)
         for fd in (self._master, self._slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = None
-        if self._link and self._path:
-            with contextlib.suppress(OSError):
-                if os.readlink(self._link) == self._path:
-                    os.unlink(self._link)
 
     def read(self, timeout_s: float) -> bytes:
         if self._master is None:
