@@ -218,9 +218,9 @@ class _Output:
     counts an emulator's frames right after a reply would miss the last one."""
 
     def __init__(self, stream: Any, *, follow: bool = True) -> None:
-        """``follow``: start the reader thread (without it, only ``drain`` reads)."""
+        """``follow``: start the reader thread (without it, only ``drain`` reads). The
+        stream stays Popen's (it closes it); it is read here through its descriptor."""
         self.fd: int = stream.fileno()
-        self.stream = stream  # kept open (and closed) by Popen; read here through ``fd``
         os.set_blocking(self.fd, False)
         self.lines: list[str] = []
         self._partial = b""

@@ -1005,43 +1005,32 @@ class SafetyCore:
         and a client's own read at that instant are the same snapshot. Everything it is
         made of is in the key (the state is immutable, so its identity is its value; the
         channels' last counters and the library are the rest)."""
+        return self.settled_snapshot(None)
+
+    def settled_snapshot(self, answered: Snapshot | None) -> Snapshot:
+        """``snapshot()``, except that ``answered`` (the snapshot of a reply just sent) is
+        the state as it is while nothing it is made of has changed since it was built,
+        whatever the instant. The status pushed right after a reply is then the reply's
+        own snapshot, not a second one built a millisecond later (that passing alone is
+        no news: ``safety.ipc.snapshots.differs``); any other time the clock's passing
+        shows (cap windows, what was given, a paused container's minutes left)."""
         now = self.clinical.now()
         counters = tuple(c.last_infused_ml for c in self.channels.values())
         memo = self._snapshot_memo
-        if memo is not None and memo.now == now and self._memo_holds(memo, counters):
+        if (
+            memo is not None
+            and (memo.now == now or (answered is not None and memo.snapshot is answered))
+            and memo.state is self.state
+            and memo.library is self.library
+            and memo.config is self.config
+            and memo.counters == counters
+        ):
             return memo.snapshot
         snapshot = self._build_snapshot(now)
         self._snapshot_memo = _SnapshotMemo(
             self.state, self.library, self.config, now, counters, snapshot
         )
         return snapshot
-
-    def settled_snapshot(self, answered: Snapshot | None) -> Snapshot:
-        """The state as it is: ``answered`` (the snapshot of a reply just sent) while
-        nothing it is made of has changed since it was built, else a new one. The status
-        pushed right after a reply is then the reply's own snapshot, not a second one built
-        a millisecond later (that passing alone is no news: ``safety.ipc.snapshots.
-        differs``); any other time the clock's passing shows (cap windows, what was given,
-        a paused container's minutes left)."""
-        memo = self._snapshot_memo
-        counters = tuple(c.last_infused_ml for c in self.channels.values())
-        if (
-            answered is not None
-            and memo is not None
-            and memo.snapshot is answered
-            and self._memo_holds(memo, counters)
-        ):
-            return answered
-        return self.snapshot()
-
-    def _memo_holds(self, memo: _SnapshotMemo, counters: tuple[float | None, ...]) -> bool:
-        """Everything the memo's snapshot was made of is as it is now, but the instant."""
-        return (
-            memo.state is self.state
-            and memo.library is self.library
-            and memo.config is self.config
-            and memo.counters == counters
-        )
 
     def _build_snapshot(self, now: float) -> Snapshot:
         s = self.state
