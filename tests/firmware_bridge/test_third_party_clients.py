@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,48 @@ def test_nesp_lib_two_pumps_at_two_addresses_on_one_line(tmp_path: Path) -> None
             assert two.status is nesp_lib.Status.STOPPED
         finally:
             port.close()
+
+
+def test_nesp_lib_reconnects_by_the_link_name_after_an_unplug(tmp_path: Path) -> None:
+    """A simulated unplug as a client written for real pumps meets it: the port's name is
+    gone while the line is down (as udev removes an unplugged adapter's), so opening it
+    fails instead of reaching whatever pty got the freed number; once back, the same name
+    reaches the same pump, its state intact."""
+    clock = VirtualClock()
+    pump = SimulatedPump(clock)
+    wire = WireFaults()
+    link = tmp_path / "ne1000.tty"
+    endpoint = PtyEndpoint(link=str(link))
+    with BackgroundLine(
+        Ne1000PumpSide(pump, address=0), wire, endpoint=endpoint, reopen_after_s=0.5
+    ):
+        port = bounded_nesp_port(str(link))
+        try:
+            nesp_lib.Pump(port).pumping_rate_ml_per_min = 0.1
+        finally:
+            port.close()
+        wire.request_disconnect()
+        # the name itself, not only what it points at (a freed pty number is reused)
+        assert _within(lambda: not os.path.lexists(link), 2.0), "the name outlived the unplug"
+        with pytest.raises(nesp_lib.Port.Unavailability):  # its word for "no such port"
+            nesp_lib.Port(str(link), baud_rate=19200)
+        assert _within(link.exists, 2.0), "the name did not come back"
+        port = bounded_nesp_port(str(link))
+        try:
+            assert nesp_lib.Pump(port).pumping_rate_ml_per_min == pytest.approx(0.1)
+        finally:
+            port.close()
+    assert pump.snapshot().set_rate_ml_h == pytest.approx(6.0)
+
+
+def _within(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``condition`` (10 ms) for at most ``timeout_s`` of real time."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 # --------------------------------------------------------------------- Harvard
