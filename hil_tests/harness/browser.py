@@ -12,20 +12,31 @@ emulators (``hil_tests/harness/bench.py``). Not lower: a browser niced to 10 sta
 behind the other worker's tests and missed its own 30 s first render.
 
 Screenshots go to ``var/test-artifacts/`` (``ARTIFACTS``), one per page and moment, so a
-person can see what the test saw.
+person can see what the test saw. A wait on the page that fails (``Browser.wait``) says
+what the page showed at that moment, what the page's script logged, and how long the
+browser took to start: CI once waited 30 s for a first render with nothing to tell why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from hil_tests.harness.processes import wait_for
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+#: where Debian's package keeps the browser's binary and resources (``_read_browser_files``)
+CHROMIUM_FILES = Path("/usr/lib/chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SETPRIV = "/usr/bin/setpriv"
 FLAGS = (
@@ -107,6 +118,20 @@ def _service(service: type[Any]) -> Any:
     return LaunchedService(prefix[0])
 
 
+@functools.cache
+def _read_browser_files() -> None:
+    """Read the browser's files once per process, in order, before its first start.
+
+    On a fresh machine the page cache does not hold the 280 MB binary: the first browser
+    then faults it in page by page, at random, while its page is being judged against a
+    deadline, on the disk the other worker's cases are using. One read in order costs a
+    second or two; from the cache, a tenth of one."""
+    for path in sorted(CHROMIUM_FILES.rglob("*")):
+        with contextlib.suppress(OSError), path.open("rb") as f:
+            while f.read(1 << 20):
+                pass
+
+
 class Browser:
     """One headless Chromium with a fresh profile, closed (and its profile removed) on
     exit."""
@@ -115,6 +140,7 @@ class Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
+        _read_browser_files()
         self.profile = Path(tempfile.mkdtemp(prefix="pumpctl-chromium-"))
         options = webdriver.ChromeOptions()
         for flag in FLAGS:
@@ -122,7 +148,56 @@ class Browser:
         options.add_argument(f"--user-data-dir={self.profile}")
         options.add_argument(f"--window-size={width},{height}")
         options.binary_location = CHROMIUM
+        # the page's console, for the report of a failed wait
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        started = time.monotonic()
         self.driver: Any = webdriver.Chrome(options=options, service=_service(Service))
+        #: real seconds from asking for the browser to its driver answering
+        self.start_s = time.monotonic() - started
+
+    def wait(
+        self,
+        predicate: Callable[[], T | None],
+        timeout_s: float,
+        what: str,
+        *,
+        server: Callable[[], str] | None = None,
+    ) -> T:
+        """``wait_for`` on the page; a failure says what the page showed (``report``) and,
+        given ``server``, what the server had to show at that moment."""
+        try:
+            return wait_for(predicate, timeout_s, what)
+        except AssertionError as exc:
+            said = [str(exc), self.report()]
+            if server is not None:
+                try:
+                    said.append(f"the server: {server()}")
+                except Exception as error:  # a report, not the failure
+                    said.append(f"the server could not be asked: {error!r}")
+            raise AssertionError("\n".join(said)) from None
+
+    def report(self) -> str:
+        """What the page shows now and what its script logged: the address, the document's
+        state, the text of the page (its start), the console, the browser's start time."""
+        lines = [f"the browser started in {self.start_s:.1f} s"]
+        try:
+            shown = self.driver.execute_script(
+                "return [location.href, document.readyState,"
+                " document.body ? document.body.innerText.slice(0, 600) : '']"
+            )
+            lines += [
+                f"page {shown[0]} ({shown[1]}), showing:",
+                *("  " + t for t in str(shown[2]).splitlines()),
+            ]
+        except Exception as exc:  # the report must not hide the failure it explains
+            lines.append(f"the page could not be read: {exc!r}")
+        try:
+            logged = self.driver.get_log("browser")
+            lines.append(f"the page's console ({len(logged)} entries, the last 20):")
+            lines += [f"  {e.get('level')} {e.get('message')}" for e in logged[-20:]]
+        except Exception as exc:
+            lines.append(f"the page's console could not be read: {exc!r}")
+        return "\n".join(lines)
 
     def niceness(self) -> list[int]:
         """The niceness of every thread of the driver and the browser processes under it,
