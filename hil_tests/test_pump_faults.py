@@ -220,6 +220,9 @@ def test_a_pump_fault_stops_the_pump_with_its_reason_and_nothing_restarts_it(
     ), "the safety process sent a start or a rate after the pump stopped itself"
     report = bench.assert_invariants()
     assert report.summary.changes_by_cause == {"command": 1, "pump": 1}
+    # a failed case's report names an empty container, and only that
+    said = bench.diagnostics()
+    assert ("its container ran empty during the case" in said) is (fault == "empty"), said
 
     if fault == "occlusion":
         # the nurse clears the line (the stored pressure reaches the patient as one small

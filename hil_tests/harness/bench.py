@@ -430,7 +430,23 @@ class HilBench:
         with contextlib.suppress(Exception):
             parts.append("--- truth:")
             parts += _tail([repr(e) for e in self.truth()], lines)
+        with contextlib.suppress(Exception):
+            parts.append(self._pump_now())
         return "\n".join(parts)
+
+    def _pump_now(self) -> str:
+        """The pump's own state at the report, and a word when its container ran empty:
+        at 600x a 50 mL syringe at 15 mL/h lasts 20 real s, and a case slowed past that
+        by a busy machine judges an empty pump (the dashboard case once did)."""
+        pump = self.pump()
+        said = (
+            f"--- the pump now (clinical {self.now():.0f} s, {self.settings.speed:g}x): "
+            f"running {pump['running']}, {pump['remaining_ml']:.3f} mL left, "
+            f"alarms {pump['alarms']}"
+        )
+        if pump["remaining_ml"] <= 0:
+            said += "\n  its container ran empty during the case: slow the bench's clock"
+        return said
 
 
 def _tail(lines: Sequence[str], n: int) -> list[str]:

@@ -20,7 +20,6 @@ browser took to start: CI once waited 30 s for a first render with nothing to te
 from __future__ import annotations
 
 import contextlib
-import functools
 import shutil
 import tempfile
 import time
@@ -35,8 +34,6 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-#: where Debian's package keeps the browser's binary and resources (``_read_browser_files``)
-CHROMIUM_FILES = Path("/usr/lib/chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SETPRIV = "/usr/bin/setpriv"
 FLAGS = (
@@ -118,20 +115,6 @@ def _service(service: type[Any]) -> Any:
     return LaunchedService(prefix[0])
 
 
-@functools.cache
-def _read_browser_files() -> None:
-    """Read the browser's files once per process, in order, before its first start.
-
-    On a fresh machine the page cache does not hold the 280 MB binary: the first browser
-    then faults it in page by page, at random, while its page is being judged against a
-    deadline, on the disk the other worker's cases are using. One read in order costs a
-    second or two; from the cache, a tenth of one."""
-    for path in sorted(CHROMIUM_FILES.rglob("*")):
-        with contextlib.suppress(OSError), path.open("rb") as f:
-            while f.read(1 << 20):
-                pass
-
-
 class Browser:
     """One headless Chromium with a fresh profile, closed (and its profile removed) on
     exit."""
@@ -140,7 +123,6 @@ class Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
-        _read_browser_files()
         self.profile = Path(tempfile.mkdtemp(prefix="pumpctl-chromium-"))
         options = webdriver.ChromeOptions()
         for flag in FLAGS:
