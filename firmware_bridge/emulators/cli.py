@@ -147,7 +147,7 @@ def _parser() -> _Parser:
     p.add_argument(
         "--patient",
         metavar="SPEC",
-        help="ne1000/harvard: a simulated patient on this pump's delivered flow, e.g. "
+        help="a simulated patient on this pump's delivered flow, e.g. "
         "'seed=7,sensitivity=0.5,condition=wandering' (docs/closed-loop.md); its monitor "
         "is served with --monitor-tcp, or on a pty (--monitor-pty, the default)",
     )
@@ -291,11 +291,8 @@ def _validate(ns: argparse.Namespace) -> None:
             raise UsageError(str(exc)) from None
     if (ns.monitor_tcp or ns.monitor_pty) and ns.patient is None:
         raise UsageError("--monitor-tcp/--monitor-pty: the monitor needs a --patient")
-    if ns.patient is not None:
-        if proto == "modbus":
-            raise UsageError("--patient: only beside the ne1000 or harvard emulator")
-        if ns.monitor_tcp is not None:
-            _parse_tcp(ns.monitor_tcp, "--monitor-tcp")
+    if ns.patient is not None and ns.monitor_tcp is not None:
+        _parse_tcp(ns.monitor_tcp, "--monitor-tcp")
 
 
 class FirstLine:
@@ -386,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"emulate: error: --faults: {exc}", file=sys.stderr)
                 return 2
         if ns.protocol == "modbus":
-            return _run_modbus(ns, pumps, wire, stop, out)
+            patient = None if patient_spec is None else (patient_spec, clock)
+            return _run_modbus(ns, pumps, wire, stop, out, patient)
 
         handler = _handler(ns, pumps)
         endpoint = _endpoint(ns)
@@ -551,9 +549,11 @@ def _run_modbus(
     wire: WireFaults,
     stop: threading.Event,
     out: Callable[[str], None],
+    patient: tuple[PatientSpec, Clock] | None = None,
 ) -> int:
-    """Hand over to the Modbus helper's server; the control channel is served here, and
-    nothing is printed before its announcement (it must be the first line)."""
+    """Hand over to the Modbus helper's server; the control channel and the patient's
+    monitor are served here, and nothing is printed before the server's announcement (it
+    must be the first line)."""
     try:
         # lazy: pymodbus is loaded only when a Modbus pump is emulated
         from firmware_bridge.modbus.emulator import (  # noqa: PLC0415
@@ -591,6 +591,21 @@ def _run_modbus(
         except (ControlError, OSError) as exc:
             print(f"emulate: error: --control: {exc}", file=sys.stderr)
             return 2
+    monitor: PatientMonitor | None = None
+    if patient is not None:
+        spec, clock = patient
+        # on the pump of the one address served (--patient allows no more)
+        monitor = PatientMonitor(
+            spec, next(iter(devices.values())), clock, _monitor_endpoint(ns), log=first.log
+        )
+        try:
+            monitor.start()
+        except OSError as exc:
+            if control is not None:
+                control.close()
+            print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
+            return 1
+        first.log(f"monitor at {monitor.where}")  # after the server's own line
     try:
         serve_modbus(
             devices,
@@ -608,6 +623,8 @@ def _run_modbus(
         print(f"emulate: error: {exc}", file=sys.stderr)
         return 2
     finally:
+        if monitor is not None:
+            monitor.stop()
         if control is not None:
             control.close()
     return 0

@@ -109,6 +109,16 @@ class Child:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
+    def drain(self) -> None:
+        """Read what the child has written so far (its frame log), without waiting: a
+        child whose pipe fills blocks on its next log line."""
+        assert self.proc.stdout is not None
+        while self._selector.select(0):
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return
+            self._buffer += chunk
+
     def stderr(self) -> str:
         assert self.proc.stderr is not None
         if self.proc.poll() is None:
@@ -241,4 +251,60 @@ def test_modbus_volumetric_pumps_on_one_tcp_server() -> None:
             assert driver.configure_syringe(BAGS["bag-500ml"]).max_ml_h == 999.0
             driver.close()
     finally:
+        assert child.stop() == 0
+
+
+@pytest.mark.hil
+def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> None:
+    """The closed loop on a bag and a volumetric pump: ``--patient`` beside the Modbus
+    emulator as beside the serial ones. The monitor's line comes after the server's (the
+    first line stays where to connect), and the patient's MAP rises on the flow this pump
+    delivers (judged on the monitor's clinical time stamps: 600x, nothing waits on real
+    seconds but a bound)."""
+    pytest.importorskip("firmware_bridge.modbus.emulator")
+    from drivers.monitors.wire import WireMonitor
+    from drivers.pumps.modbus import ModbusDriver
+    from firmware_bridge.syringes import BAGS
+
+    child = Child(
+        "modbus", "--tcp", "127.0.0.1:0", "--map", "peristaltic", "--container", "bag-500ml",
+        "--clock", f"scaled:600:{time.monotonic()}",
+        "--patient", "seed=modbus,artefacts=none", "--monitor-tcp", "127.0.0.1:0",
+    )  # fmt: skip
+    monitor: WireMonitor | None = None
+    try:
+        host, port = child.readline().rsplit(":", 1)
+        where = child.readline()
+        assert where.startswith("monitor at 127.0.0.1:"), where
+        monitor = WireMonitor(f"socket://{where.removeprefix('monitor at ')}")
+        monitor.open()
+        seen: list[tuple[float, float]] = []
+
+        def read_until(clinical_s: float) -> None:
+            deadline = time.monotonic() + STARTUP_S
+            while not seen or seen[-1][0] < clinical_s:
+                assert time.monotonic() < deadline, f"no MAP up to {clinical_s} s: {seen[-3:]}"
+                assert monitor is not None
+                seen.extend((s.time, s.map_mmhg) for s in monitor.poll() if s.map_mmhg)
+                child.drain()  # every exchange is logged
+                time.sleep(0.02)  # a poll period of the client, not a wait for an outcome
+
+        read_until(0.0)
+        started = seen[-1][0]
+        read_until(started + 300.0)
+        before = [m for t, m in seen if t >= started]
+        driver = ModbusDriver(map_path="peristaltic", host=host, port=int(port))
+        driver.connect()
+        driver.configure_syringe(BAGS["bag-500ml"])
+        driver.set_rate(driver.quantize_rate(60.0))  # 16 mcg/min of 16 mcg/mL
+        driver.start()
+        on = seen[-1][0]
+        read_until(on + 1800.0)
+        driver.close()
+        after = [m for t, m in seen if t >= on + 1500.0]
+        rise = sum(after) / len(after) - sum(before) / len(before)
+        assert rise > 10.0, f"MAP rose {rise:.1f} mmHg in 30 min of 16 mcg/min"
+    finally:
+        if monitor is not None:
+            monitor.close()
         assert child.stop() == 0

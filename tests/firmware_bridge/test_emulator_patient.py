@@ -1,4 +1,5 @@
-"""``emulate ne1000 --patient SPEC --monitor-tcp HOST:PORT``: the command line's checks."""
+"""``emulate ne1000|harvard|modbus --patient SPEC --monitor-tcp HOST:PORT``: the command
+line's checks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from firmware_bridge.emulators.cli import main
     [
         (["ne1000", "--monitor-tcp", "127.0.0.1:0"], "the monitor needs a --patient"),
         (["ne1000", "--monitor-pty"], "the monitor needs a --patient"),
-        (["modbus", "--patient", "seed=1"], "only beside the ne1000 or harvard"),
+        (["modbus", "--patient", "seed=1", "--addresses", "1,2"], "one patient on one pump"),
         (["ne1000", "--patient", "colour=red"], "--patient: patient spec: unknown key"),
         (
             ["ne1000", "--patient", "seed=1", "--monitor-tcp", "nowhere"],
