@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _pytest.mark.structures import ParameterSet
 
 from safety.host.config import ConfigError, parse_config
 from safety.ipc.messages import ErrorCode
@@ -48,7 +48,8 @@ def refusal_codes() -> set[str]:
     return {r.value for r in Reason} | {c.value for c in ErrorCode} | controller
 
 
-def blocks() -> list[Any]:
+def blocks() -> list[ParameterSet]:
+    """Every TOML block of the pages, named by page and line."""
     found = []
     for page in PAGES:
         text = (REPO / page).read_text(encoding="utf-8")

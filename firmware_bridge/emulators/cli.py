@@ -605,7 +605,7 @@ def _run_modbus(
                 control.close()
             print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
             return 1
-        first.log(f"monitor at {monitor.where}")  # after the server's own line
+        first.log(f"monitor at {monitor.where}")  # printed after the server's announcement
     try:
         serve_modbus(
             devices,
@@ -623,10 +623,12 @@ def _run_modbus(
         print(f"emulate: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if monitor is not None:
-            monitor.stop()
-        if control is not None:
-            control.close()
+        try:
+            if monitor is not None:
+                monitor.stop()
+        finally:  # the control socket goes even if the monitor's thread would not stop
+            if control is not None:
+                control.close()
     return 0
 
 

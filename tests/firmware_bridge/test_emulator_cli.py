@@ -23,6 +23,8 @@ from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
 
 STARTUP_S = 20.0  # a bounded wait for the child's first line, not a timing requirement
+#: the patient case's clock: clinical seconds per real second
+PATIENT_SPEED = 600.0
 
 
 @pytest.mark.parametrize(
@@ -259,19 +261,22 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
     """The closed loop on a bag and a volumetric pump: ``--patient`` beside the Modbus
     emulator as beside the serial ones. The monitor's line comes after the server's (the
     first line stays where to connect), and the patient's MAP rises on the flow this pump
-    delivers (judged on the monitor's clinical time stamps: 600x, nothing waits on real
-    seconds but a bound)."""
+    delivers (judged on clinical time: the monitor's stamps, and the pump's start read off
+    the emulator's own scaled clock after it, so a slow start on a busy machine shortens
+    nothing)."""
     pytest.importorskip("firmware_bridge.modbus.emulator")
     from drivers.monitors.wire import WireMonitor
     from drivers.pumps.modbus import ModbusDriver
     from firmware_bridge.syringes import BAGS
 
+    origin = time.monotonic()
     child = Child(
         "modbus", "--tcp", "127.0.0.1:0", "--map", "peristaltic", "--container", "bag-500ml",
-        "--clock", f"scaled:600:{time.monotonic()}",
+        "--clock", f"scaled:{PATIENT_SPEED:g}:{origin}",
         "--patient", "seed=modbus,artefacts=none", "--monitor-tcp", "127.0.0.1:0",
     )  # fmt: skip
     monitor: WireMonitor | None = None
+    driver: ModbusDriver | None = None
     try:
         host, port = child.readline().rsplit(":", 1)
         where = child.readline()
@@ -298,13 +303,14 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
         driver.configure_syringe(BAGS["bag-500ml"])
         driver.set_rate(driver.quantize_rate(60.0))  # 16 mcg/min of 16 mcg/mL
         driver.start()
-        on = seen[-1][0]
+        on = (time.monotonic() - origin) * PATIENT_SPEED  # the emulator's clinical time, now
         read_until(on + 1800.0)
-        driver.close()
         after = [m for t, m in seen if t >= on + 1500.0]
         rise = sum(after) / len(after) - sum(before) / len(before)
         assert rise > 10.0, f"MAP rose {rise:.1f} mmHg in 30 min of 16 mcg/min"
     finally:
+        if driver is not None:
+            driver.close()
         if monitor is not None:
             monitor.close()
         assert child.stop() == 0
