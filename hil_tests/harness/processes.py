@@ -362,6 +362,10 @@ class Child:
             t.join(timeout=2)
 
     def stderr_text(self) -> str:
+        """Everything the child wrote to stderr before this call: drained first, so a
+        line the child logged before answering a request is there once the answer is read
+        (the reader thread may not have read it yet: a fresh-clone run once missed one)."""
+        self.drain()
         return "\n".join(self.errors)
 
     def alive(self) -> bool:
