@@ -353,7 +353,6 @@ class HilBench:
         """Every line the emulator logged after announcing where it serves, up to now (it
         logs a frame before it reads the next, so a reply seen is a reply logged)."""
         assert self.emulator is not None
-        self.emulator.drain()
         return list(self.emulator.lines[1:])
 
     def set_rates_executed(self) -> int:

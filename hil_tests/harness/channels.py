@@ -269,7 +269,6 @@ class ChannelBench(HilBench):
 
     def frame_log(self, line: str | None = None) -> list[str]:
         served = self.served[line] if line is not None else next(iter(self.served.values()))
-        served.child.drain()  # up to now: HilBench.frame_log
         return list(served.child.lines[1:])
 
     def diagnostics(self, lines: int = 40) -> str:

@@ -283,14 +283,20 @@ class Child:
                 os.setpriority(os.PRIO_PROCESS, self.proc.pid, niceness)
         self._stdout = _Output(self.proc.stdout)
         self._stderr = _Output(self.proc.stderr)
-        self.lines: list[str] = self._stdout.lines
-        self.errors: list[str] = self._stderr.lines
         self._threads = [self._stdout.thread, self._stderr.thread]
 
-    def drain(self) -> None:
-        """Every line the child wrote before this call is in ``lines`` and ``errors``."""
+    @property
+    def lines(self) -> list[str]:
+        """Every stdout line the child wrote before this call (the pipe is drained first:
+        a frame counted right after a reply, a line logged before an answer, is there)."""
         self._stdout.drain()
+        return self._stdout.lines
+
+    @property
+    def errors(self) -> list[str]:
+        """Every stderr line the child wrote before this call (drained, as ``lines``)."""
         self._stderr.drain()
+        return self._stderr.lines
 
     @property
     def pid(self) -> int:
@@ -362,10 +368,6 @@ class Child:
             t.join(timeout=2)
 
     def stderr_text(self) -> str:
-        """Everything the child wrote to stderr before this call: drained first, so a
-        line the child logged before answering a request is there once the answer is read
-        (the reader thread may not have read it yet: a fresh-clone run once missed one)."""
-        self.drain()
         return "\n".join(self.errors)
 
     def alive(self) -> bool:
