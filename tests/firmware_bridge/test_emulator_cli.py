@@ -7,6 +7,7 @@ import os
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -259,15 +260,16 @@ def test_modbus_volumetric_pumps_on_one_tcp_server() -> None:
 @pytest.mark.hil
 def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> None:
     """The closed loop on a bag and a volumetric pump: ``--patient`` beside the Modbus
-    emulator as beside the serial ones. The monitor's line comes after the server's (the
-    first line stays where to connect), and the patient's MAP rises on the flow this pump
-    delivers (judged on clinical time: the monitor's stamps, and the pump's start read off
+    emulator as beside the serial ones. The monitor's announcement comes after the
+    server's (the first line stays where to connect), and the patient's MAP rises on the
+    flow this pump delivers, the pump driven by a public Modbus client (pymodbus), not our
+    driver, (judged on clinical time: the monitor's stamps, and the pump's start read off
     the emulator's own scaled clock after it, so a slow start on a busy machine shortens
     nothing)."""
     pytest.importorskip("firmware_bridge.modbus.emulator")
+    from pymodbus.client import ModbusTcpClient
+
     from drivers.monitors.wire import WireMonitor
-    from drivers.pumps.modbus import ModbusDriver
-    from firmware_bridge.syringes import BAGS
 
     origin = time.monotonic()
     child = Child(
@@ -276,7 +278,7 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
         "--patient", "seed=modbus,artefacts=none", "--monitor-tcp", "127.0.0.1:0",
     )  # fmt: skip
     monitor: WireMonitor | None = None
-    driver: ModbusDriver | None = None
+    client: ModbusTcpClient | None = None
     try:
         host, port = child.readline().rsplit(":", 1)
         where = child.readline()
@@ -298,19 +300,23 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
         started = seen[-1][0]
         read_until(started + 300.0)
         before = [m for t, m in seen if t >= started]
-        driver = ModbusDriver(map_path="peristaltic", host=host, port=int(port))
-        driver.connect()
-        driver.configure_syringe(BAGS["bag-500ml"])
-        driver.set_rate(driver.quantize_rate(60.0))  # 16 mcg/min of 16 mcg/mL
-        driver.start()
+        client = ModbusTcpClient(host, port=int(port), timeout=2)
+        assert client.connect()  # type: ignore[no-untyped-call]
+        # the peristaltic map (unit 20): 60 mL/h, float32 big-endian words, in holding
+        # registers 1211-1212 (16 mcg/min of 16 mcg/mL), then the run coil 0
+        rate = list(struct.unpack(">HH", struct.pack(">f", 60.0)))
+        assert not client.write_registers(1211, rate, device_id=20).isError()
+        assert not client.write_coil(0, True, device_id=20).isError()
+        state = client.read_holding_registers(1200, count=1, device_id=20).registers[0]
+        assert state & 0b1  # running
         on = (time.monotonic() - origin) * PATIENT_SPEED  # the emulator's clinical time, now
         read_until(on + 1800.0)
         after = [m for t, m in seen if t >= on + 1500.0]
         rise = sum(after) / len(after) - sum(before) / len(before)
         assert rise > 10.0, f"MAP rose {rise:.1f} mmHg in 30 min of 16 mcg/min"
     finally:
-        if driver is not None:
-            driver.close()
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]
         if monitor is not None:
             monitor.close()
         assert child.stop() == 0
