@@ -262,10 +262,10 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
     """The closed loop on a bag and a volumetric pump: ``--patient`` beside the Modbus
     emulator as beside the serial ones. The monitor's announcement comes after the
     server's (the first line stays where to connect), and the patient's MAP rises on the
-    flow this pump delivers, the pump driven by a public Modbus client (pymodbus), not our
-    driver, (judged on clinical time: the monitor's stamps, and the pump's start read off
-    the emulator's own scaled clock after it, so a slow start on a busy machine shortens
-    nothing)."""
+    flow this pump delivers. The pump is driven by a public Modbus client (pymodbus), not
+    our driver. Judged on clinical time: the monitor's stamps, and the pump's start read
+    off the emulator's own scaled clock after it, so a slow start on a busy machine
+    shortens nothing."""
     pytest.importorskip("firmware_bridge.modbus.emulator")
     from pymodbus.client import ModbusTcpClient
 
