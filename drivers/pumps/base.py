@@ -32,6 +32,38 @@ class AnotherPumpAnswers(DriverError):
     plugged in): nothing it reports is this channel's, and nothing is sent to it."""
 
 
+class PumpName:
+    """What a pump called itself at the driver's first connection, compared with what the
+    pump on the port calls itself after each reconnect: a port's name can reach another
+    adapter after an unplug (docs/protocols.md), and nothing another pump says is this
+    channel's. Two pumps of one model and firmware name themselves alike: by-id port names
+    are the answer to that, not this check."""
+
+    def __init__(self, driver: str) -> None:
+        self.driver = driver
+        self.first: str | None = None
+        #: why the last name heard differed from the first (None: it did not)
+        self.foreign: str | None = None
+
+    def heard(self, named: str, where: str) -> None:
+        """Keep the first name; any later one must equal it (``where``: the address and
+        port, for the message)."""
+        if self.first is None:
+            self.first = named
+        self.foreign = (
+            None
+            if named == self.first
+            else (
+                f"{self.driver}: after the reconnect the pump {where} names itself "
+                f"{named!r}, not {self.first!r} as when connected: another pump answers there"
+            )
+        )
+
+    def refuse_foreign(self) -> None:
+        if self.foreign is not None:
+            raise AnotherPumpAnswers(self.foreign)
+
+
 class PumpChecksumError(DriverError):
     """A reply arrived but failed its integrity check (CRC, framing)."""
 

@@ -48,12 +48,12 @@ from typing import TypeVar
 from drivers.errors import DeviceTimeout
 from drivers.lines import SharedLine
 from drivers.pumps.base import (
-    AnotherPumpAnswers,
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
     PumpDriver,
     PumpIdentity,
+    PumpName,
     PumpRejected,
     PumpStatus,
     RateRange,
@@ -135,10 +135,8 @@ class HarvardDriver(PumpDriver):
         #: the rate line read before a prime, until the prime is undone
         self._rate_before_prime: str | None = None
         self._priming = False
-        #: the pump's ``ver`` answer at the first connection, and why the last handshake's
-        #: differed (None: it did not)
-        self._named: str | None = None
-        self._foreign: str | None = None
+        #: the pump's ``ver`` answer at the first connection, compared after each reconnect
+        self._name = PumpName("harvard")
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -341,24 +339,14 @@ class HarvardDriver(PumpDriver):
             reply = self._transact(self._cmd("ver"))
         except DeviceTimeout:
             reply = self._transact(self._cmd("ver"))
-        named = " / ".join(reply.lines)
-        if self._named is None:
-            self._named = named
-        self._foreign = None
-        if named != self._named:
-            self._foreign = (
-                f"harvard: after the reconnect the pump at address {self.address} on "
-                f"{self.port} names itself {named!r}, not {self._named!r} as when connected: "
-                "another pump answers there"
-            )
+        self._name.heard(" / ".join(reply.lines), f"at address {self.address} on {self.port}")
 
     def _ensure_link(self) -> None:
         """A fresh handshake after a reopen, and again while another pump answered the
         last one (until this channel's pump is back on the port)."""
-        if self._transport.ensure_open() or self._foreign is not None:
+        if self._transport.ensure_open() or self._name.foreign is not None:
             self._handshake()
-        if self._foreign is not None:
-            raise AnotherPumpAnswers(self._foreign)
+        self._name.refuse_foreign()
 
     def _cmd(self, name: str, *args: str) -> HarvardCommand:
         return HarvardCommand(self.address or None, name, args)

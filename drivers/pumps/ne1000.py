@@ -5,11 +5,14 @@ this driver uses them:
 
 Connecting. A pump may ignore the first command after power-up, and may still be in safe
 mode from an earlier session (safe mode survives power cycles). ``connect`` therefore
-sends a throw-away status query: in basic mode, twice, then as a safe-mode packet, twice;
-whichever mode answers is the pump's. Basic first, because basic bytes are dropped harmlessly
-by a pump in safe mode (no STX), whereas a safe packet sent to a basic-mode pump would
-leave printable CRC bytes in its command buffer. The link is then brought to the
-configured mode (``SAF n`` or ``SAF0``) and that setting read back.
+sends a throw-away status query, twice in the framing of the mode the driver is configured
+for, then twice in the other; whichever mode answers is the pump's. (The configured mode
+first: a pump set to safe mode stays in it through a power cycle and through our own
+restart, and drops basic-mode bytes.) The pump then names itself (``VER``): the name is
+kept at the first connection and compared after every reconnect, before anything is set;
+another pump answering there raises ``AnotherPumpAnswers`` on every call until this
+channel's pump is back. The link is then brought to the configured mode (``SAF n`` or
+``SAF0``) and that setting read back.
 
 Sets and read-back. Every value set is read back with a query and the read-back value is
 what the driver returns. A set is sent exactly once: a lost reply raises ``DeviceTimeout``
@@ -75,6 +78,7 @@ from drivers.pumps.base import (
     PumpChecksumError,
     PumpDriver,
     PumpIdentity,
+    PumpName,
     PumpRejected,
     PumpStatus,
     RateRange,
@@ -182,6 +186,8 @@ class Ne1000Driver(PumpDriver):
         #: pump sends one such packet per new alarm, so the next alarm reply with the same
         #: code is the answer to our request, not a second packet crossing it
         self._announced: set[Ne1000Alarm] = set()
+        #: the pump's ``VER`` answer at the first connection, compared after each reconnect
+        self._name = PumpName("ne1000")
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -380,6 +386,12 @@ class Ne1000Driver(PumpDriver):
                 f"ne1000: no pump answered at address {self.address} on {self.port} "
                 "in basic or safe mode"
             )
+        # asked before anything is set: a pump that is not this channel's gets nothing
+        self._name.heard(
+            self._query(self._cmd("VER")).data, f"at address {self.address} on {self.port}"
+        )
+        if self._name.foreign is not None:
+            return
         want = self.safe_mode_timeout_s or 0
         if want:
             current = self._read_saf() if self._safe else 0
@@ -407,9 +419,11 @@ class Ne1000Driver(PumpDriver):
             )
 
     def _ensure_link(self) -> None:
-        """Reopen a vanished port (once) and redo the handshake on the fresh link."""
-        if self._transport.ensure_open():
+        """Reopen a vanished port (once) and redo the handshake on the fresh link; again
+        while another pump answered the last one (until this channel's pump is back)."""
+        if self._transport.ensure_open() or self._name.foreign is not None:
             self._handshake()
+        self._name.refuse_foreign()
 
     def _cmd(self, name: str, argument: str = "") -> Ne1000Command:
         return Ne1000Command(self.address, name, argument)

@@ -8,6 +8,7 @@ import pytest
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
 from drivers.pumps.base import (
+    AnotherPumpAnswers,
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
@@ -35,11 +36,14 @@ def corrupt_crc(packet: bytes) -> bytes:
     return packet[:-2] + bytes([packet[-2] ^ 0xFF]) + packet[-1:]
 
 
-CONNECT_BASIC: list[Step] = [(b"0\r", b("00S")), (b"0RAT\r", b("00S0.000MH"))]
+VER_BASIC: Step = (b"0VER\r", b("00SNE1000V3.928"))
+VER_SAFE: Step = (s("0VER"), s("00SNE1000V3.928"))
+CONNECT_BASIC: list[Step] = [(b"0\r", b("00S")), VER_BASIC, (b"0RAT\r", b("00S0.000MH"))]
 #: a driver set for safe mode probes it first; a fresh pump, still in basic mode, executes
 #: a valid packet and answers it as one (the emulator's reading of a silent manual)
 CONNECT_SAFE: list[Step] = [
     (s("0"), s("00S")),
+    VER_SAFE,  # the pump names itself before anything is set
     (s("0SAF"), s("00S0")),  # basic mode, in fact
     (s("0SAF30"), s("00S")),  # answered in the framing of the mode it switches to
     (s("0SAF"), s("00S30")),
@@ -64,7 +68,12 @@ def test_connect_in_basic_mode() -> None:
 
 
 def test_a_pump_that_ignores_its_first_command_gets_a_throw_away_query() -> None:
-    steps: list[Step] = [(b"0\r", None), (b"0\r", b("00S")), (b"0RAT\r", b("00S5.000MH"))]
+    steps: list[Step] = [
+        (b"0\r", None),
+        (b"0\r", b("00S")),
+        VER_BASIC,
+        (b"0RAT\r", b("00S5.000MH")),
+    ]
     with expected_protocol(basic, steps, connect=True):
         pass
 
@@ -79,6 +88,7 @@ def test_a_restart_over_a_pump_in_safe_mode_finds_it_at_the_first_probe() -> Non
     safe-mode watchdog on basic probes, which a pump in safe mode drops."""
     steps: list[Step] = [
         (s("0"), s("00S")),
+        VER_SAFE,
         (s("0SAF"), s("00S30")),  # the timeout we want: nothing to set
         (s("0RAT"), s("00S1.000MH")),
     ]
@@ -99,6 +109,7 @@ def test_connect_falls_back_to_basic_probes_when_no_packet_is_taken(answer: byte
         (s("0"), answer),
         (s("0"), answer),
         (b"0\r", b("00S")),
+        VER_BASIC,
         (b"0SAF30\r", b("00S")),
         (s("0SAF"), s("00S30")),
         (s("0RAT"), s("00S0.000MH")),
@@ -110,6 +121,7 @@ def test_connect_falls_back_to_basic_probes_when_no_packet_is_taken(answer: byte
 def test_connect_finds_a_pump_left_in_safe_mode_after_a_power_cycle() -> None:
     steps: list[Step] = [
         (s("0"), s("00A?R")),  # answered: it is in safe mode, and was power cycled
+        VER_SAFE,
         (s("0SAF"), s("00S30")),  # already the timeout we want: nothing to set
         (s("0RAT"), s("00S1.000MH")),
         (s("0RAT"), s("00S1.000MH")),
@@ -124,6 +136,7 @@ def test_connect_returns_a_safe_mode_pump_to_basic_mode() -> None:
         (b"0\r", None),
         (b"0\r", None),
         (s("0"), s("00S")),
+        VER_SAFE,
         (s("0SAF0"), s("00S")),  # answered in the mode it was sent in
         (b"0SAF\r", b("00S0")),  # read back in basic mode
         (b"0RAT\r", b("00S0.000MH")),
@@ -144,6 +157,7 @@ def test_no_pump_at_all_is_a_timeout_after_four_bounded_tries() -> None:
 def test_address_is_on_every_command_and_checked_on_every_reply() -> None:
     steps: list[Step] = [
         (b"12\r", b("12S")),
+        (b"12VER\r", b("12SNE1000V3.928")),
         (b"12RAT\r", b("12S0.000MH")),
         (b"12VER\r", b("03SNE1000V3.928")),  # another pump answered
         (b"12VER\r", b("12SNE1000V3.928")),  # a query may be asked again, once
@@ -454,6 +468,47 @@ def test_a_vanished_port_is_reported_then_reopened_once_with_a_new_handshake() -
         with pytest.raises(DeviceDisconnected):
             driver.identify()
         assert driver.identify().model == "NE1000"
+
+
+def test_after_a_reconnect_another_pump_on_the_port_is_refused_until_ours_is_back() -> None:
+    """A port's name can reach another adapter after an unplug (docs/protocols.md): the
+    pump answering there names itself otherwise, so nothing is set on it (no ``SAF``, no
+    rate), nothing it says is taken, each later call asks again, and the channel's own
+    pump is used once it is back."""
+    other = (b"0VER\r", b("00SNE500V2.100"))
+    steps = [
+        *CONNECT_BASIC,
+        (b"0\r", DISCONNECT),
+        (b"0\r", b("00S")),  # the reopened port: a pump answers...
+        other,  # ...and it is another model
+        (b"0\r", b("00S")),  # the next call asks again, and sends nothing else
+        other,
+        *CONNECT_BASIC,  # ours is back: the handshake goes on
+        (b"0\r", b("00S")),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"'NE500V2\.100', not 'NE1000V3\.928'"):
+                driver.keep_alive()
+        driver.keep_alive()
+
+
+def test_a_foreign_pump_in_safe_mode_gets_no_safe_mode_setting() -> None:
+    """The name is asked before the link is brought to the configured mode: another pump
+    found after a reconnect keeps its own safe-mode timeout."""
+    steps = [
+        *CONNECT_SAFE,
+        (s("0"), DISCONNECT),
+        (s("0"), s("00S")),
+        (s("0VER"), s("00SNE4000V3.928")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(AnotherPumpAnswers, match="NE4000"):
+            driver.keep_alive()
 
 
 def test_a_port_that_stays_gone_keeps_reporting_disconnected() -> None:

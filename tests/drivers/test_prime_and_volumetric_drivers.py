@@ -33,6 +33,7 @@ def b(text: str) -> bytes:
 def test_ne1000_prime_is_vol_then_pur_and_vol_0_before_the_next_run() -> None:
     steps = [
         (b"0\r", b("00S")),
+        (b"0VER\r", b("00SNE1000V3.928")),
         (b"0RAT\r", b("00S5.000MH")),
         (b"0VOLML\r", b("00S")),
         (b"0VOL1.500\r", b("00S")),

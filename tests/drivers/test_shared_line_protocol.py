@@ -84,8 +84,10 @@ def test_two_ne1000_on_one_line_each_exchange_carries_its_address() -> None:
     line, transport = line_with(
         [
             (b"1\r", b("01S")),
+            (b"1VER\r", b("01SNE1000V3.928")),
             (b"1RAT\r", b("01S0.000MH")),
             (b"2\r", b("02S")),
+            (b"2VER\r", b("02SNE1000V3.928")),
             (b"2RAT\r", b("02S0.000MH")),
             (b"1RAT5.000MH\r", b("01S")),
             (b"1RAT\r", b("01S5.000MH")),
@@ -111,6 +113,7 @@ def test_ne1000_reply_from_the_wrong_pump_is_refused_and_the_query_retried_once(
     line, transport = line_with(
         [
             (b"1\r", b("01S")),
+            (b"1VER\r", b("01SNE1000V3.928")),
             (b"1RAT\r", b("01S0.000MH")),
             (b"1RAT\r", b("02S9.999MH")),  # pump 2 answered (a mis-set address)
             (b"1RAT\r", b("02S9.999MH")),
@@ -127,9 +130,11 @@ def test_another_pumps_alarm_packet_crossing_our_reply_goes_to_its_driver() -> N
     line, transport = line_with(
         [
             (s("1"), s("01S")),  # both already in safe mode (a restart)
+            (s("1VER"), s("01SNE1000V3.928")),
             (s("1SAF"), s("01S30")),
             (s("1RAT"), s("01S0.000MH")),
             (s("2"), s("02S")),
+            (s("2VER"), s("02SNE1000V3.928")),
             (s("2SAF"), s("02S30")),
             (s("2RAT"), s("02S0.000MH")),
             # pump 2's auto-alarm arrives just before pump 1's reply
@@ -193,6 +198,7 @@ def test_the_reply_to_saf_is_accepted_in_either_framing() -> None:
             [
                 *IGNORED_SAFE_PROBES,
                 (b"0\r", b("00S")),
+                (b"0VER\r", b("00SNE1000V3.928")),
                 (b"0SAF30\r", enter_reply),
                 (s("0SAF"), s("00S30")),
                 (s("0RAT"), s("00S0.000MH")),
@@ -210,6 +216,7 @@ def test_the_reply_to_saf_is_accepted_in_either_framing() -> None:
                 (b"0\r", None),
                 (b"0\r", None),
                 (s("0"), s("00S")),
+                (s("0VER"), s("00SNE1000V3.928")),
                 (s("0SAF0"), leave_reply),
                 (b"0SAF\r", b("00S0")),
                 (b"0RAT\r", b("00S0.000MH")),
@@ -228,6 +235,7 @@ def test_a_reply_in_the_wrong_framing_is_an_error_not_a_wait() -> None:
         [
             *IGNORED_SAFE_PROBES,
             (b"0\r", b("00S")),
+            (b"0VER\r", b("00SNE1000V3.928")),
             (b"0SAF30\r", s("00S")),
             (s("0SAF"), s("00S30")),
             (s("0RAT"), s("00S0.000MH")),
@@ -248,6 +256,7 @@ def test_a_silent_pump_on_a_line_times_out_without_touching_the_others() -> None
     line, transport = line_with(
         [
             (b"1\r", b("01S")),
+            (b"1VER\r", b("01SNE1000V3.928")),
             (b"1RAT\r", b("01S0.000MH")),
             (b"5\r", None),
             (b"5\r", None),
@@ -282,17 +291,21 @@ def test_a_vanished_port_is_reopened_once_and_every_driver_shakes_hands_again() 
     line, transport = line_with(
         [
             (b"1\r", b("01S")),
+            (b"1VER\r", b("01SNE1000V3.928")),
             (b"1RAT\r", b("01S0.000MH")),
             (b"2\r", b("02S")),
+            (b"2VER\r", b("02SNE1000V3.928")),
             (b"2RAT\r", b("02S0.000MH")),
             (b"1RAT\r", DISCONNECT),  # the adapter vanishes under pump 1's driver
             # pump 2's driver reopens the port and shakes hands first
             (b"2\r", b("02S")),
+            (b"2VER\r", b("02SNE1000V3.928")),
             (b"2RAT\r", b("02S0.000MH")),
             (b"2RAT\r", b("02S0.000MH")),
             (b"2DIS\r", b("02SI0.000W0.000ML")),
             # pump 1's driver sees the port was reopened: its own handshake, once
             (b"1\r", b("01S")),
+            (b"1VER\r", b("01SNE1000V3.928")),
             (b"1RAT\r", b("01S0.000MH")),
             (b"1RAT\r", b("01S0.000MH")),
             (b"1DIS\r", b("01SI0.000W0.000ML")),
