@@ -1,8 +1,11 @@
-"""The closed loop with real processes: one emulator process serving an NE-1000 on a pty and
-the patient's monitor on TCP (the patient reads that very pump's delivered flow), the
-safety process owning the pump, and the closed-loop controller in this process reading the
+"""The closed loop with real processes: one emulator process serving a pump and the
+patient's monitor on TCP (the patient reads that very pump's delivered flow), the safety
+process owning the pump, and the closed-loop controller in this process reading the
 monitor over the wire and sending every change through the safety process. A scaled
-clinical clock (60x) makes 20 minutes pass in about 20 seconds.
+clinical clock (60x) makes 20 minutes pass in about 20 seconds. The pump is an NE-1000
+syringe pump on a pty (4 mg/250 mL), and, in a second run, a volumetric pump: the example
+Modbus peristaltic drive over TCP with a bag of the label's standard dilution (4 mg/1000
+mL, 4 mcg/mL: four times the volume for the same dose, on the same patient).
 
 The patient has a flush of the arterial line (ignored: not one decision acts on it) and a
 monitor without signal for 100 s (the loop suspends, holds the rate, raises its alarm,
@@ -26,7 +29,7 @@ from controller.closed_loop.loop import SUSPENDED_KEY, ClosedLoop, LoopMode
 from controller.closed_loop.settings import LoopSettings
 from drivers.monitors.wire import WireMonitor
 from hil_tests.conftest import MakeBench
-from hil_tests.harness.pumps import NE1000, PumpKind
+from hil_tests.harness.pumps import MODBUS_VOLUMETRIC, NE1000, PumpKind
 from hil_tests.harness.truth import changes_between, segments
 from safety.host.config import load_config
 from safety.journal import open_readonly
@@ -45,8 +48,24 @@ PATIENT = (
 
 
 @dataclass(frozen=True)
+class Infusion:
+    """A pump and what it holds: the program's concentration and the patient's line (the
+    same figure in mcg/mL, for the drug that reaches the vein)."""
+
+    pump: PumpKind
+    concentration: str
+    ug_per_ml: float
+
+
+INFUSIONS = [
+    pytest.param(Infusion(NE1000, "4 mg/250 mL", 16.0), id="ne1000-syringe"),
+    pytest.param(Infusion(MODBUS_VOLUMETRIC, "4 mg/1000 mL", 4.0), id="modbus-volumetric-bag"),
+]
+
+
+@dataclass(frozen=True)
 class WithPatient(PumpKind):
-    """The NE-1000 kind, its emulator also serving a patient and the monitor on TCP."""
+    """A pump kind whose emulator also serves a patient and the monitor on TCP."""
 
     patient: str = ""
 
@@ -60,16 +79,25 @@ class WithPatient(PumpKind):
         ]
 
 
+@pytest.mark.parametrize("infusion", INFUSIONS)
 def test_closed_loop_through_the_safety_process_on_real_processes(
-    make_bench: MakeBench,
+    make_bench: MakeBench, infusion: Infusion
 ) -> None:
-    kind = WithPatient(**{f.name: getattr(NE1000, f.name) for f in fields(NE1000)}, patient=PATIENT)
+    base = infusion.pump
+    kind = WithPatient(
+        **{f.name: getattr(base, f.name) for f in fields(base)},
+        patient=f"{PATIENT},drug={infusion.ug_per_ml:g}",
+    )
     bench = make_bench(kind, speed=SPEED)
     assert bench.emulator is not None
     where = bench.emulator.wait_line("monitor at").removeprefix("monitor at ").strip()
     session = bench.connect()
     session.program(
-        "norepinephrine", "4 mg/250 mL", "D5W", weight_kg=Decimal(70), therapy="weight_based"
+        "norepinephrine",
+        infusion.concentration,
+        "D5W",
+        weight_kg=Decimal(70),
+        therapy="weight_based",
     )
     source = WireMonitor(f"socket://{where}", reply_timeout_s=1.0)
     source.open()
@@ -105,6 +133,9 @@ def test_closed_loop_through_the_safety_process_on_real_processes(
     assert events[0] == "engage" and "decision" in events
     # the patient's time 0 is its emulator's start, when the pump's truth log begins
     patient_start = segments(bench.truth())[0].start
+    # the start dose ran at the container's concentration: 0.05 mcg/kg/min x 70 kg
+    started = next(s for s in segments(bench.truth()) if s.rate_ml_h > 0)
+    assert started.rate_ml_h == pytest.approx(0.05 * 70 * 60 / infusion.ug_per_ml, rel=1e-3)
     modes = [(t - patient_start, p.get("dest")) for t, p in loop_entries if p["event"] == "mode"]
     assert [dest for _, dest in modes] == ["running", "suspended", "running"]
     (suspended, _), (resumed, _) = modes[1], modes[2]

@@ -178,8 +178,7 @@ class HilBench:
             "-m",
             "firmware_bridge.emulators",
             *self.kind.emulator_args(link=str(self.pty_link)),
-            "--syringe",
-            self.settings.syringe,
+            *self.kind.container_args(self.settings.syringe),
             "--clock",
             self.clock.spec(),
             "--control",
@@ -206,19 +205,21 @@ class HilBench:
 
     def write_config(self) -> Path:
         s = self.settings
-        table: dict[str, Any] = {
-            "pump": {
-                "driver": self.kind.protocol,
-                "syringe": s.syringe,
-                "options": self.kind.driver_options(
-                    self.where,
-                    reply_timeout_s=s.reply_timeout_s,
-                    safe_mode_timeout_s=s.safe_mode_timeout_s,
-                ),
-            },
-            **self._process_tables(),
+        pump: dict[str, Any] = {
+            "driver": self.kind.protocol,
+            "options": self.kind.driver_options(
+                self.where,
+                reply_timeout_s=s.reply_timeout_s,
+                safe_mode_timeout_s=s.safe_mode_timeout_s,
+            ),
         }
-        return write_toml(self.config, table)
+        # a one-pump bench's [pump] holds a syringe; a bag is a channel's container
+        pumps = (
+            {"channels": {"A": {**pump, "container": self.kind.bag}}}
+            if self.kind.bag is not None
+            else {"pump": {**pump, "syringe": s.syringe}}
+        )
+        return write_toml(self.config, {**pumps, **self._process_tables()})
 
     def _process_tables(self) -> dict[str, Any]:
         """The safety config's tables that do not depend on the pumps: GPIO, timing,

@@ -132,8 +132,7 @@ class ChannelBench(HilBench):
             "-m",
             "firmware_bridge.emulators",
             *line.kind.emulator_args(link=str(link)),
-            "--syringe",
-            self.settings.syringe,
+            *line.kind.container_args(self.settings.syringe),
             "--clock",
             self.clock.spec(),
             "--control",
@@ -183,7 +182,10 @@ class ChannelBench(HilBench):
                 }
                 options = {k: v for k, v in options.items() if k not in wire}
             for name, address in line.channels.items():
-                table: dict[str, Any] = {"driver": line.kind.protocol, "container": s.syringe}
+                table: dict[str, Any] = {
+                    "driver": line.kind.protocol,
+                    "container": line.kind.container(s.syringe),
+                }
                 told = line.told_ml if line.told_ml is not None else line.volume_ml
                 if told is not None:
                     table["loaded_ml"] = told

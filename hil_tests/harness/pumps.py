@@ -20,6 +20,7 @@ case must know, is listed here once:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 from firmware_bridge.modbus.register_map import Role, load_register_map, resolve_map_path
 from firmware_bridge.ne1000.codec import Ne1000CodecError, decode_safe_packet, parse_command
 
-#: the Modbus register map the Modbus kinds serve and drive ("syringe": the example map)
+#: the Modbus register map the syringe Modbus kinds serve and drive (the example map)
 MODBUS_MAP = "syringe"
 
 _HEX_FRAME = re.compile(r"\brx ((?:[0-9a-f]{2} )*[0-9a-f]{2})")
@@ -67,17 +68,21 @@ def _harvard_set_rate(line: str) -> bool:
     return len(words) > 1 and words[0] == "irate" and words[1] != "lim"
 
 
-def _modbus_rate_address() -> int:
-    point = load_register_map(resolve_map_path(MODBUS_MAP)).require(Role.RATE_SETPOINT)
+@functools.cache
+def _modbus_rate_address(map_name: str) -> int:
+    point = load_register_map(resolve_map_path(map_name)).require(Role.RATE_SETPOINT)
     return point.address
 
 
-def _modbus_set_rate(line: str) -> bool:
-    # the Modbus emulator logs each decoded request: "rx <hex>  dev=1 fc=0x10 ... address=0"
-    if not line.startswith("rx ") or "ignored" in line:
-        return False
-    match = re.search(r"fc=0x(06|10) Write\w+Request address=(\d+)", line)
-    return match is not None and int(match.group(2)) == _modbus_rate_address()
+def _modbus_set_rate_on(map_name: str) -> Callable[[str], bool]:
+    def is_set_rate(line: str) -> bool:
+        # the Modbus emulator logs each decoded request: "rx <hex>  dev=1 fc=0x10 ... address=0"
+        if not line.startswith("rx ") or "ignored" in line:
+            return False
+        match = re.search(r"fc=0x(06|10) Write\w+Request address=(\d+)", line)
+        return match is not None and int(match.group(2)) == _modbus_rate_address(map_name)
+
+    return is_set_rate
 
 
 #: a Modbus log line after a request saying it was not executed
@@ -108,6 +113,10 @@ class PumpKind:
     reports: dict[str, str] = field(default_factory=dict)
     #: the pump stops itself when no valid packet arrives for its safe-mode timeout
     has_comms_watchdog: bool = False
+    #: the register map a Modbus kind serves and drives
+    modbus_map: str = MODBUS_MAP
+    #: a volumetric pump: the bag it holds (a syringe pump holds the bench's syringe)
+    bag: str | None = None
 
     def __str__(self) -> str:
         return self.name
@@ -117,8 +126,16 @@ class PumpKind:
         pty name to ask for (serial pty kinds that support ``--link``)."""
         if self.protocol == "modbus":
             where = ["--tcp", "127.0.0.1:0"] if self.transport == "tcp" else ["--pty"]
-            return ["modbus", *where, "--map", MODBUS_MAP]
+            return ["modbus", *where, "--map", self.modbus_map]
         return [self.protocol, "--pty", "--link", link]
+
+    def container_args(self, syringe: str) -> list[str]:
+        """The emulator's container option: the kind's bag, else the bench's syringe."""
+        return ["--container", self.bag] if self.bag is not None else ["--syringe", syringe]
+
+    def container(self, syringe: str) -> str:
+        """What the safety config says the pump holds (a catalogue name)."""
+        return self.bag if self.bag is not None else syringe
 
     def driver_options(
         self, where: str, *, reply_timeout_s: float, safe_mode_timeout_s: int
@@ -134,7 +151,7 @@ class PumpKind:
             }
         if self.protocol == "harvard":
             return {"port": where, "address": 0, "baud": 115200, "reply_timeout_s": reply_timeout_s}
-        options: dict[str, Any] = {"map_path": MODBUS_MAP, "timeout_s": reply_timeout_s}
+        options: dict[str, Any] = {"map_path": self.modbus_map, "timeout_s": reply_timeout_s}
         if self.transport == "tcp":
             host, _, port = where.rpartition(":")
             options.update(host=host, port=int(port))
@@ -172,11 +189,23 @@ HARVARD = PumpKind(
     reports={**_FORCE_SENSING, "power_cycle": "reset"},
 )
 MODBUS_TCP = PumpKind(
-    "modbus_tcp", "modbus", "tcp", _modbus_set_rate, reports={"power_cycle": "reset"}
+    "modbus_tcp", "modbus", "tcp", _modbus_set_rate_on(MODBUS_MAP), reports={"power_cycle": "reset"}
 )
 MODBUS_RTU = PumpKind(
-    "modbus_rtu", "modbus", "pty", _modbus_set_rate, reports={"power_cycle": "reset"}
+    "modbus_rtu", "modbus", "pty", _modbus_set_rate_on(MODBUS_MAP), reports={"power_cycle": "reset"}
+)
+#: a volumetric pump: the example peristaltic drive over Modbus TCP, a 500 mL bag (the
+#: label's standard dilution runs on one). Not in ``ALL_KINDS``: the fault cases are the
+#: syringe kinds'; the cases that run a volumetric pump name it
+MODBUS_VOLUMETRIC = PumpKind(
+    "modbus_volumetric",
+    "modbus",
+    "tcp",
+    _modbus_set_rate_on("peristaltic"),
+    reports={"power_cycle": "reset"},
+    modbus_map="peristaltic",
+    bag="bag-500ml",
 )
 
 ALL_KINDS = (NE1000, HARVARD, MODBUS_TCP, MODBUS_RTU)
-KINDS_BY_NAME = {k.name: k for k in ALL_KINDS}
+KINDS_BY_NAME = {k.name: k for k in (*ALL_KINDS, MODBUS_VOLUMETRIC)}
