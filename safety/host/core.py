@@ -30,6 +30,7 @@ from pathlib import Path
 from drivers.errors import DriverError
 from drivers.gpio.base import GpioInterface
 from drivers.pumps.base import (
+    AnotherPumpAnswers,
     PumpAlarmError,
     PumpDriver,
     PumpRejected,
@@ -196,6 +197,11 @@ class Channel:
     known: bool = False
     last_infused_ml: float | None = None
     due_keep_alive: float = 0.0
+    #: the cause of the comms failure last journaled was another pump answering on the
+    #: channel's port: a change to or from that cause is journaled again, so the alarm
+    #: says which (a lost line and a pump that is not the channel's call for different
+    #: hands), while a repeat of the same cause at every poll is not
+    another_pump: bool = False
 
     def configured(self) -> ChannelConfigured:
         container = self.container
@@ -634,7 +640,9 @@ class SafetyCore:
         try:
             status = channel.driver.read_status()
         except DriverError as exc:
-            if self.state.channel(name).comms_ok:
+            another = isinstance(exc, AnotherPumpAnswers)
+            if self.state.channel(name).comms_ok or another != channel.another_pump:
+                channel.another_pump = another
                 self._record(CommsFailed(f"{type(exc).__name__}: {exc}", self.now(), name))
                 self._outputs()
             return
@@ -669,10 +677,9 @@ class SafetyCore:
         ``first_recorded``: the first action's ``CommandIssued`` is already journaled (with
         its verdict, by ``handle``). A failed action ends the sequence (the rest may depend
         on it: never start on a rate that did not take, never stop the outgoing pump of a
-        handover whose incoming one did not start), except in an emergency stop: there
-        every action moves toward safety, and the interlock relay does not depend on the
-        pump's link, so a stop lost on the wire must not leave the relay closed (S12).
-        Afterwards the channels acted on are read back, in the order they were first
+        handover whose incoming one did not start). (An emergency stop is not carried out
+        here but by ``_emergency_execute``, where a failure ends nothing: every action moves
+        toward safety.) Afterwards the channels acted on are read back, in the order they were first
         acted on (a relay's incoming channel first); every channel when none was.
         """
         failure: str | None = None
@@ -705,10 +712,8 @@ class SafetyCore:
             except OSError as exc:  # GPIO
                 self._record(CommandFailed(action, "error", str(exc), self.now()))
                 failure = failure or f"failed: {exc}"
-            if failure is not None and cause != "estop":
+            if failure is not None:
                 return failure
-        if failure is not None:
-            return failure
         self.poll(depth + 1, touched or None)  # nothing sent: every channel, as it is now
         return "applied"
 

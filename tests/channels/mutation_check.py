@@ -1,5 +1,6 @@
 """Hand-picked mutants of the channel checks (S1, S3, S4, S5 on the total, S10 per drug,
-S12 on every channel, S15 relay and container changes): each check removed outright in a
+S12 on every channel, S13 another pump on a channel's port, S15 relay and container
+changes): each check removed outright in a
 throw-away copy of the tree, and the tests named for it must fail. The same method and
 ``Mutant`` as ``tests.kernel.mutation_check`` (see its docstring); the snippets are
 checked to exist exactly once by ``test_mutation_table.py`` in ``make test``.
@@ -9,14 +10,9 @@ Run: ``.venv/bin/python -m tests.channels.mutation_check [name-filter ...]``.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-from tests.kernel.mutation_check import COPY, ROOT, Mutant
+from tests.kernel.mutation_check import Mutant, judge
 
 DECIDE = "safety/kernel/decide.py"
 OBSERVE = "safety/kernel/observe.py"
@@ -208,6 +204,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_a_resume_is_judged",
     ),
     Mutant(
+        "S13 another pump named",
+        CORE,
+        "            if self.state.channel(name).comms_ok or another != channel.another_pump:",
+        "            if self.state.channel(name).comms_ok:",
+        "test_another_pump_behind_the_port",
+    ),
+    Mutant(
         "S15 resume restores",
         RELAY,
         "            resume_to=asked,\n",
@@ -217,51 +220,12 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
+#: what the channel tests need beside the kernel runner's copy
+EXTRA = ("controller", "benchmarks", "tests/controller", "tests/channels")
+
+
 def run(filters: list[str]) -> int:
-    survivors: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="channel-mutants-") as tmp:
-        tree = Path(tmp)
-        for rel in (*COPY, "controller", "tests/controller", "tests/channels"):
-            src = ROOT / rel
-            if src.is_dir():
-                shutil.copytree(
-                    src,
-                    tree / rel,
-                    ignore=shutil.ignore_patterns("__pycache__"),
-                    dirs_exist_ok=True,
-                )
-            else:
-                (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, tree / rel)
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        for mutant in MUTANTS:
-            if filters and not any(f in mutant.name for f in filters):
-                continue
-            target = tree / mutant.path
-            pristine = target.read_text()
-            if pristine.count(mutant.original) != 1:
-                print(f"STALE     {mutant.name}: snippet not found once in {mutant.path}")
-                survivors.append(mutant.name)
-                continue
-            target.write_text(pristine.replace(mutant.original, mutant.mutated))
-            try:
-                result = subprocess.run(
-                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                     "tests/channels", "-k", mutant.tests],
-                    cwd=tree, env=env, capture_output=True, text=True, check=False,
-                )  # fmt: skip
-            finally:
-                target.write_text(pristine)
-            lines = result.stdout.strip().splitlines()
-            summary = lines[-1] if lines else result.stderr.strip()[-200:]
-            killed = result.returncode == 1 and " failed" in summary
-            print(
-                f"{'killed' if killed else 'SURVIVED':9s} {mutant.name:32s} {summary}", flush=True
-            )
-            if not killed:
-                survivors.append(mutant.name)
-    print(f"{len(survivors)} survivor(s)" + (": " + ", ".join(survivors) if survivors else ""))
-    return 1 if survivors else 0
+    return judge(MUTANTS, filters, lambda m: ["tests/channels", "-k", m.tests], extra=EXTRA)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ under the cap), which is why each mutant names the tests that pin it.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,9 @@ COPY = (
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/kernel",
+    # the state machine's bench of several channels (test_stateful imports it)
+    "tests/channels/__init__.py",
+    "tests/channels/support.py",
 )
 
 
@@ -319,8 +324,16 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S12 lost stop: relay",
         "safety/host/core.py",
-        '            if failure is not None and cause != "estop":',
-        "            if failure is not None:",
+        (
+            "            if not isinstance(action, SetInterlock) and name not in unconfirmed:\n"
+            "                unconfirmed.append(name)"
+        ),
+        (
+            "            if failure is not None:\n"
+            "                break  # a lost stop ends the sequence: the relay never cut\n"
+            "            if not isinstance(action, SetInterlock) and name not in unconfirmed:\n"
+            "                unconfirmed.append(name)"
+        ),
         "test_s12_lost_stop",
     ),
     Mutant(
@@ -355,10 +368,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "S13 comms",
         "safety/host/core.py",
         (
-            "            if self.state.channel(name).comms_ok:\n"
+            "            if self.state.channel(name).comms_ok or another != channel.another_pump:\n"
+            "                channel.another_pump = another\n"
             "                self._record(CommsFailed"
         ),
-        "            if False:\n                self._record(CommsFailed",
+        (
+            "            if False:\n"
+            "                channel.another_pump = another\n"
+            "                self._record(CommsFailed"
+        ),
         "test_s13_comms",
     ),
     Mutant(
@@ -409,23 +427,81 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
-def _copy_tree(dest: Path) -> None:
-    for rel in COPY:
+def copy_tree(dest: Path, extra: Sequence[str] = ()) -> None:
+    """What the runner judges each mutant in: the code and the tests named for them
+    (``COPY``), and ``extra`` (a runner of other tests copies those too)."""
+    for rel in (*COPY, *extra):
         src = ROOT / rel
         if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+            )
         else:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
 
 
-def run(filters: list[str], *, stateful: bool) -> int:
+def missing_modules(tree: Path, tests: str) -> list[str]:
+    """The project modules that the tests in ``tests`` reach, directly or through the
+    code they import, and that the copy ``tree`` lacks (each with the file importing
+    it). Read from the import statements (a function's own included), without running
+    anything: a module missing from the copy fails every mutant's run at collection,
+    and each mutant would be reported as not killed for the wrong reason."""
+    first_party = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    todo = [*(tree / tests).glob("*.py"), tree / "tests" / "conftest.py"]
+    seen: set[Path] = set()
+    missing: set[str] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _project_imports(path, first_party):
+            found = _module_file(tree, name)
+            if found is not None:
+                todo.append(found)
+            elif _module_file(ROOT, name) is not None:
+                missing.add(f"{name} (imported by {path.relative_to(tree)})")
+    return sorted(missing)
+
+
+def _project_imports(path: Path, first_party: set[str]) -> list[str]:
+    """Every project module ``path`` may import: each ``import a.b``, each ``from a.b``,
+    and each ``a.b.c`` of ``from a.b import c`` (a module, or a name in ``a.b`` where no
+    such file is in the tree)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return [n for n in names if n.split(".")[0] in first_party]
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    module = root.joinpath(*name.split("."))
+    for candidate in (module.with_suffix(".py"), module / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def judge(
+    mutants: Sequence[Mutant],
+    filters: list[str],
+    tests_for: Callable[[Mutant], list[str]],
+    *,
+    extra: Sequence[str] = (),
+) -> int:
+    """Each mutant (whose name contains one of ``filters``; all without) in turn in one
+    copy of the tree, with the pytest arguments ``tests_for`` gives it; 1 unless every
+    one was killed."""
     survivors: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="kernel-mutants-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tree = Path(tmp)
-        _copy_tree(tree)
+        copy_tree(tree, extra)
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        for mutant in MUTANTS:
+        for mutant in mutants:
             if filters and not any(f in mutant.name for f in filters):
                 continue
             target = tree / mutant.path
@@ -438,13 +514,10 @@ def run(filters: list[str], *, stateful: bool) -> int:
             # hypothesis keeps failing examples in .hypothesis/ and replays them first: a
             # failure found under one mutant must not count as a kill of the next
             shutil.rmtree(tree / ".hypothesis", ignore_errors=True)
-            if stateful:
-                args = ["tests/kernel/test_stateful.py", "-x"]
-            else:
-                args = ["tests/kernel", "-k", mutant.tests]
             try:
+                pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
                 result = subprocess.run(
-                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                    [*pytest, *tests_for(mutant)],
                     cwd=tree,
                     env=env,
                     capture_output=True,
@@ -456,13 +529,25 @@ def run(filters: list[str], *, stateful: bool) -> int:
             lines = result.stdout.strip().splitlines()
             summary = lines[-1] if lines else result.stderr.strip()[-200:]
             killed = result.returncode == 1 and " failed" in summary
-            verdict = "killed" if killed else "SURVIVED"
-            print(f"{verdict:9s} {mutant.name:28s} {summary}", flush=True)
+            # pytest's 2-5: interrupted, internal or usage error, nothing collected: the
+            # tests never judged the mutant (a module of the copy missing, say)
+            broken = result.returncode not in (0, 1)
+            verdict = "killed" if killed else "BROKEN" if broken else "SURVIVED"
+            print(f"{verdict:9s} {mutant.name:32s} {summary}", flush=True)
             if not killed:
                 survivors.append(mutant.name)
     listing = ": " + ", ".join(survivors) if survivors else ""
     print(f"{len(survivors)} survivor(s){listing}")
     return 1 if survivors else 0
+
+
+def run(filters: list[str], *, stateful: bool) -> int:
+    def tests_for(mutant: Mutant) -> list[str]:
+        if stateful:
+            return ["tests/kernel/test_stateful.py", "-x"]
+        return ["tests/kernel", "-k", mutant.tests]
+
+    return judge(MUTANTS, filters, tests_for)
 
 
 def main(argv: list[str]) -> int:

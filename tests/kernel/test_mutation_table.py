@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.mutation_check import MUTANTS, ROOT, Mutant
+from tests.kernel.mutation_check import MUTANTS, ROOT, Mutant, copy_tree, missing_modules
 
 TEST_NAMES = {
     name
@@ -45,3 +45,15 @@ def test_each_mutant_names_tests_that_exist(mutant: Mutant) -> None:
 def test_every_invariant_has_a_mutant() -> None:
     covered = {m.name.split()[0] for m in MUTANTS}
     assert {f"S{n}" for n in range(1, 15)} <= covered
+
+
+def test_the_runners_copy_of_the_tree_holds_every_module_its_tests_reach(
+    tmp_path: Path,
+) -> None:
+    """The runner judges each mutant in a copy of the tree (``COPY``): a project module
+    that the kernel tests reach but the copy lacks fails every mutant's run at
+    collection, and each mutant would be reported as not killed for the wrong reason (so
+    it was, unseen, until 2026-12-03: ``test_stateful`` had come to import
+    ``tests.channels.support``)."""
+    copy_tree(tmp_path)
+    assert not missing_modules(tmp_path, "tests/kernel")
