@@ -30,6 +30,7 @@ its pty is announced on a line ``balance at PATH`` after the first line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -41,7 +42,6 @@ from typing import NoReturn
 from firmware_bridge.balance.serve import (
     BalanceControl,
     BalanceSpecError,
-    ServedBalance,
     parse_balance_settings,
     serve_balance,
 )
@@ -351,108 +351,109 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     stop = threading.Event()
-    restore = _install_signals(stop)
-    truths: list[TruthLogWriter] = []
-    control: ControlServer | None = None
-    balance: ServedBalance | None = None
-    balance_control: ControlServer | None = None
-    monitor: PatientMonitor | None = None
-    wanted = addresses(ns)
-    try:
-        pumps: dict[int | None, SimulatedPump] = {}
-        for address in wanted:
-            path = _truth_path(ns.truth_log, address, several=len(wanted) > 1)
-            try:
-                truth = TruthLogWriter(path) if path else None
-            except OSError as exc:
-                print(f"emulate: error: --truth-log: cannot write {path}: {exc}", file=sys.stderr)
-                return 2
-            if truth is not None:
-                truths.append(truth)
-            try:
-                pumps[address] = _make_pump(ns, clock, syringe, truth, mechanics)
-            except ValueError as exc:
-                print(f"emulate: error: --volume: {exc}", file=sys.stderr)
-                return 2
-        pump = next(iter(pumps.values()))
-        wire = WireFaults()
-        if ns.faults:
-            try:
-                _apply_start_faults(ns.faults, list(pumps.values()), wire)
-            except FaultSpecError as exc:
-                print(f"emulate: error: --faults: {exc}", file=sys.stderr)
-                return 2
-        if ns.protocol == "modbus":
-            patient = None if patient_spec is None else (patient_spec, clock)
-            return _run_modbus(ns, pumps, wire, stop, out, patient)
+    # every resource is released on the way out, in the reverse order of making, each
+    # even if another would not be (a monitor's or a balance's thread that will not stop)
+    with contextlib.ExitStack() as release:
+        release.callback(_install_signals(stop))
+        return _serve(ns, stop, out, release, clock, syringe, mechanics, patient_spec)
 
-        handler = _handler(ns, pumps)
-        endpoint = _endpoint(ns)
-        line = SerialLine(handler, endpoint, wire, log=out, pace_baud=ns.pace_baud)
+
+def _serve(
+    ns: argparse.Namespace,
+    stop: threading.Event,
+    out: Callable[[str], None],
+    release: contextlib.ExitStack,
+    clock: Clock,
+    syringe: Container,
+    mechanics: Mechanics | None,
+    patient_spec: PatientSpec | None,
+) -> int:
+    """Make the pumps and serve them until ``stop``; each resource made is registered
+    with ``release`` as it is made."""
+    wanted = addresses(ns)
+    pumps: dict[int | None, SimulatedPump] = {}
+    for address in wanted:
+        path = _truth_path(ns.truth_log, address, several=len(wanted) > 1)
         try:
-            endpoint.open()
-        except Exception as exc:  # OSError, ValueError, or pyserial's SerialException
-            print(f"emulate: error: cannot open {endpoint.name}: {exc}", file=sys.stderr)
-            return 1
-        out(endpoint.name)
-        if ns.balance_pty:
+            truth = TruthLogWriter(path) if path else None
+        except OSError as exc:
+            print(f"emulate: error: --truth-log: cannot write {path}: {exc}", file=sys.stderr)
+            return 2
+        if truth is not None:
+            release.callback(_quietly, f"the truth log {path}", truth.close)
+        try:
+            pumps[address] = _make_pump(ns, clock, syringe, truth, mechanics)
+        except ValueError as exc:
+            print(f"emulate: error: --volume: {exc}", file=sys.stderr)
+            return 2
+    pump = next(iter(pumps.values()))
+    wire = WireFaults()
+    if ns.faults:
+        try:
+            _apply_start_faults(ns.faults, list(pumps.values()), wire)
+        except FaultSpecError as exc:
+            print(f"emulate: error: --faults: {exc}", file=sys.stderr)
+            return 2
+    if ns.protocol == "modbus":
+        patient = None if patient_spec is None else (patient_spec, clock)
+        return _run_modbus(ns, pumps, wire, stop, out, release, patient)
+
+    handler = _handler(ns, pumps)
+    endpoint = _endpoint(ns)
+    line = SerialLine(handler, endpoint, wire, log=out, pace_baud=ns.pace_baud)
+    try:
+        endpoint.open()
+    except Exception as exc:  # OSError, ValueError, or pyserial's SerialException
+        print(f"emulate: error: cannot open {endpoint.name}: {exc}", file=sys.stderr)
+        return 1
+    release.callback(_quietly, endpoint.name, endpoint.shutdown)
+    out(endpoint.name)
+    if ns.balance_pty:
+        try:
+            balance = serve_balance(
+                clock,
+                pump,
+                settings=ns.balance,
+                faults=ns.balance_faults,
+                link=ns.balance_link,
+                log=lambda text: out(f"balance {text}"),
+            )
+        except (ValueError, OSError) as exc:
+            print(f"emulate: error: --balance-pty: {exc}", file=sys.stderr)
+            return 2
+        release.callback(_quietly, "the balance", balance.stop)
+        out(f"balance at {balance.where}")
+        if ns.balance_control:
             try:
-                balance = serve_balance(
-                    clock,
-                    pump,
-                    settings=ns.balance,
-                    faults=ns.balance_faults,
-                    link=ns.balance_link,
-                    log=lambda text: out(f"balance {text}"),
+                balance_control = ControlServer(
+                    ns.balance_control, BalanceControl(balance.model, balance.wire)
                 )
-            except (ValueError, OSError) as exc:
-                endpoint.shutdown()
-                print(f"emulate: error: --balance-pty: {exc}", file=sys.stderr)
-                return 2
-            out(f"balance at {balance.where}")
-            if ns.balance_control:
-                try:
-                    balance_control = ControlServer(
-                        ns.balance_control, BalanceControl(balance.model, balance.wire)
-                    )
-                    balance_control.start()
-                except (ControlError, OSError) as exc:
-                    endpoint.shutdown()
-                    print(f"emulate: error: --balance-control: {exc}", file=sys.stderr)
-                    return 2
-                out(f"balance control channel at {ns.balance_control}")
-        if patient_spec is not None:
-            monitor = PatientMonitor(patient_spec, pump, clock, _monitor_endpoint(ns), log=out)
-            try:
-                monitor.start()
-            except OSError as exc:
-                endpoint.shutdown()
-                print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
-                return 1
-            out(f"monitor at {monitor.where}")
-        if ns.control:
-            try:
-                control = ControlServer(ns.control, _control_channel(pumps, wire, line.describe))
-                control.start()
+                balance_control.start()
             except (ControlError, OSError) as exc:
-                endpoint.shutdown()
-                print(f"emulate: error: --control: {exc}", file=sys.stderr)
+                print(f"emulate: error: --balance-control: {exc}", file=sys.stderr)
                 return 2
-            out(f"control channel at {ns.control}")
-        line.serve(stop)
-        return 0
-    finally:
-        if balance_control is not None:
-            balance_control.close()
-        if balance is not None:
-            balance.stop()
-        if monitor is not None:
-            monitor.stop()
-        if control is not None:
-            control.close()
-        for truth in truths:
-            truth.close()
-        restore()
+            release.callback(_quietly, "the balance's control channel", balance_control.close)
+            out(f"balance control channel at {ns.balance_control}")
+    if patient_spec is not None:
+        monitor = PatientMonitor(patient_spec, pump, clock, _monitor_endpoint(ns), log=out)
+        try:
+            monitor.start()
+        except OSError as exc:
+            print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
+            return 1
+        release.callback(_quietly, "the monitor", monitor.stop)
+        out(f"monitor at {monitor.where}")
+    if ns.control:
+        try:
+            control = ControlServer(ns.control, _control_channel(pumps, wire, line.describe))
+            control.start()
+        except (ControlError, OSError) as exc:
+            print(f"emulate: error: --control: {exc}", file=sys.stderr)
+            return 2
+        release.callback(_quietly, "the control channel", control.close)
+        out(f"control channel at {ns.control}")
+    line.serve(stop)
+    return 0
 
 
 def _patient_spec(ns: argparse.Namespace) -> PatientSpec | None:
@@ -543,17 +544,27 @@ def _endpoint(ns: argparse.Namespace) -> Endpoint:
     return PtyEndpoint(link=ns.link)
 
 
+def _quietly(what: str, release: Callable[[], None]) -> None:
+    """Release one resource on the way out; one that will not (a thread that does not stop)
+    is said, not raised, so the rest are released too and nothing ends in a traceback."""
+    try:
+        release()
+    except Exception as exc:
+        print(f"emulate: warning: {what} was not released cleanly: {exc}", file=sys.stderr)
+
+
 def _run_modbus(
     ns: argparse.Namespace,
     pumps: dict[int | None, SimulatedPump],
     wire: WireFaults,
     stop: threading.Event,
     out: Callable[[str], None],
+    release: contextlib.ExitStack,
     patient: tuple[PatientSpec, Clock] | None = None,
 ) -> int:
     """Hand over to the Modbus helper's server; the control channel and the patient's
-    monitor are served here, and nothing is printed before the server's announcement (it
-    must be the first line)."""
+    monitor are served here (each registered with ``release`` once made), and nothing is
+    printed before the server's announcement (it must be the first line)."""
     try:
         # lazy: pymodbus is loaded only when a Modbus pump is emulated
         from firmware_bridge.modbus.emulator import (  # noqa: PLC0415
@@ -583,7 +594,6 @@ def _run_modbus(
     # the map's [link] says which unit the pump answers as (DULCO flex: 20); --address wins
     devices = {(register_map.link.device_id if a is None else a): p for a, p in pumps.items()}
     first = FirstLine(out)
-    control: ControlServer | None = None
     if ns.control:
         try:
             control = ControlServer(ns.control, _control_channel({**devices}, wire))
@@ -591,7 +601,7 @@ def _run_modbus(
         except (ControlError, OSError) as exc:
             print(f"emulate: error: --control: {exc}", file=sys.stderr)
             return 2
-    monitor: PatientMonitor | None = None
+        release.callback(_quietly, "the control channel", control.close)
     if patient is not None:
         spec, clock = patient
         # on the pump of the one address served (--patient allows no more)
@@ -601,10 +611,9 @@ def _run_modbus(
         try:
             monitor.start()
         except OSError as exc:
-            if control is not None:
-                control.close()
             print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
             return 1
+        release.callback(_quietly, "the monitor", monitor.stop)
         first.log(f"monitor at {monitor.where}")  # printed after the server's announcement
     try:
         serve_modbus(
@@ -622,13 +631,6 @@ def _run_modbus(
     except ModbusEmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        try:
-            if monitor is not None:
-                monitor.stop()
-        finally:  # the control socket goes even if the monitor's thread would not stop
-            if control is not None:
-                control.close()
     return 0
 
 
