@@ -193,6 +193,14 @@ def test_a_failed_wait_on_a_page_says_what_the_page_showed() -> None:
     assert "(complete), showing:\n  waiting for the bench" in said
     assert "SEVERE" in said and "no state yet" in said
     assert said.endswith("the server: link down")
+    with browser_mod.Browser() as browser:  # a predicate that raises: the same report
+        browser.driver.get(page)
+        with pytest.raises(AssertionError) as raised:
+            browser.wait(lambda: 1 / 0, 1.0, "a figure")
+    said = str(raised.value)
+    assert said.startswith("waiting for a figure: ZeroDivisionError(")
+    assert "(complete), showing:\n  waiting for the bench" in said
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
 
 
 def test_an_observer_cannot_command_the_real_process(make_bench: MakeBench) -> None:

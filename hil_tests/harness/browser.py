@@ -145,18 +145,20 @@ class Browser:
         *,
         server: Callable[[], str] | None = None,
     ) -> T:
-        """``wait_for`` on the page; a failure says what the page showed (``report``) and,
+        """``wait_for`` on the page; a failure (a timeout, or the predicate raising: an
+        element gone stale, a script error) says what the page showed (``report``) and,
         given ``server``, what the server had to show at that moment."""
         try:
             return wait_for(predicate, timeout_s, what)
-        except AssertionError as exc:
-            said = [str(exc), self.report()]
+        except Exception as exc:
+            timed_out = isinstance(exc, AssertionError)
+            said = [str(exc) if timed_out else f"waiting for {what}: {exc!r}", self.report()]
             if server is not None:
                 try:
                     said.append(f"the server: {server()}")
                 except Exception as error:  # a report, not the failure
                     said.append(f"the server could not be asked: {error!r}")
-            raise AssertionError("\n".join(said)) from None
+            raise AssertionError("\n".join(said)) from (None if timed_out else exc)
 
     def report(self) -> str:
         """What the page shows now and what its script logged: the address, the document's

@@ -85,6 +85,8 @@ def test_each_rounding_says_how_it_rounds() -> None:
     [
         # just above 10, where the float estimate says 0: the second loop must climb
         (Fraction(68205788225988518114272131, 6820578822598851811427213), 1),
+        # the same just above 10^-2 (the climb must end at -2, not at any fixed exponent)
+        (Fraction(8104658089900001, 810465808990000000), -2),
         # just below 10, where the float estimate says 1: the first loop must come down
         (Fraction(17714972178192810483506639, 1771497217819281048350664), 0),
     ],
