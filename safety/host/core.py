@@ -695,23 +695,23 @@ class SafetyCore:
             except PumpRejected as exc:
                 self._record(CommandFailed(action, "rejected", exc.reason or str(exc), self.now()))
                 self.poll(depth + 1, [name])
-                failure = failure or f"rejected by pump: {exc.reason or exc}"
+                failure = f"rejected by pump: {exc.reason or exc}"
             except PumpAlarmError as exc:
                 reason = ", ".join(sorted(exc.alarms)) or str(exc)
                 self._record(CommandFailed(action, "rejected", f"pump alarm: {reason}", self.now()))
                 self.poll(depth + 1, [name])
-                failure = failure or f"rejected by pump: alarm {reason}"
+                failure = f"rejected by pump: alarm {reason}"
             except DriverError as exc:
                 kind = type(exc).__name__
                 self._record(CommandFailed(action, "timeout", f"{kind}: {exc}", self.now()))
                 self.poll(depth + 1, [name])  # S10: reconcile by read-back, never by repeating
                 if self.state.channel(name).pending is not None:
-                    failure = failure or f"uncertain: {kind}; waiting for a read-back"
+                    failure = f"uncertain: {kind}; waiting for a read-back"
                 else:
-                    failure = failure or f"uncertain ({kind}), reconciled by read-back"
+                    failure = f"uncertain ({kind}), reconciled by read-back"
             except OSError as exc:  # GPIO
                 self._record(CommandFailed(action, "error", str(exc), self.now()))
-                failure = failure or f"failed: {exc}"
+                failure = f"failed: {exc}"
             if failure is not None:
                 return failure
         self.poll(depth + 1, touched or None)  # nothing sent: every channel, as it is now
