@@ -60,6 +60,8 @@ class PumpName:
         )
 
     def refuse_foreign(self) -> None:
+        """Raise ``AnotherPumpAnswers`` while the last name heard was not the first: what
+        that pump says is not this channel's, and nothing is to be sent to it."""
         if self.foreign is not None:
             raise AnotherPumpAnswers(self.foreign)
 

@@ -137,6 +137,8 @@ class HarvardDriver(PumpDriver):
         self._priming = False
         #: the pump's ``ver`` answer at the first connection, compared after each reconnect
         self._name = PumpName("harvard")
+        #: the last handshake ran to its end (see ``_ensure_link``)
+        self._linked = False
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -335,16 +337,19 @@ class HarvardDriver(PumpDriver):
         """``ver``, asked again if unanswered (a pump fresh from power-up may ignore its
         first command). Its answer names the pump: kept at the first connection, compared
         after every reconnect (``AnotherPumpAnswers``)."""
+        self._linked = False
         try:
             reply = self._transact(self._cmd("ver"))
         except DeviceTimeout:
             reply = self._transact(self._cmd("ver"))
         self._name.heard(" / ".join(reply.lines), f"at address {self.address} on {self.port}")
+        self._linked = self._name.foreign is None
 
     def _ensure_link(self) -> None:
-        """A fresh handshake after a reopen, and again while another pump answered the
-        last one (until this channel's pump is back on the port)."""
-        if self._transport.ensure_open() or self._name.foreign is not None:
+        """A fresh handshake after a reopen, and again while the last one did not run to
+        its end (``ver`` unanswered, another pump answering: until this channel's pump
+        has named itself on the port, nothing else is sent)."""
+        if self._transport.ensure_open() or not self._linked:
             self._handshake()
         self._name.refuse_foreign()
 

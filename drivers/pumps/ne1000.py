@@ -11,7 +11,8 @@ first: a pump set to safe mode stays in it through a power cycle and through our
 restart, and drops basic-mode bytes.) The pump then names itself (``VER``): the name is
 kept at the first connection and compared after every reconnect, before anything is set;
 another pump answering there raises ``AnotherPumpAnswers`` on every call until this
-channel's pump is back. The link is then brought to the configured mode (``SAF n`` or
+channel's pump is back, and a handshake cut short (the name unanswered, say) is done
+again at the next call before anything else is sent. The link is then brought to the configured mode (``SAF n`` or
 ``SAF0``) and that setting read back.
 
 Sets and read-back. Every value set is read back with a query and the read-back value is
@@ -188,6 +189,9 @@ class Ne1000Driver(PumpDriver):
         self._announced: set[Ne1000Alarm] = set()
         #: the pump's ``VER`` answer at the first connection, compared after each reconnect
         self._name = PumpName("ne1000")
+        #: the last handshake ran to its end (a fresh link, or one that failed half-way,
+        #: is shaken hands with again before anything else is sent on it)
+        self._linked = False
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -359,6 +363,7 @@ class Ne1000Driver(PumpDriver):
         return self._safe
 
     def _handshake(self) -> None:
+        self._linked = False
         self._announced.clear()  # a new link (or a pump that restarted) announces afresh
         found = False
         garbled: PumpChecksumError | None = None
@@ -404,6 +409,7 @@ class Ne1000Driver(PumpDriver):
             self._safe = False
             self._check("SAF", "safe-mode timeout", "0", lambda b: b == "0")
         self._read_rate()
+        self._linked = True
 
     def _read_saf(self) -> int | None:
         data = self._query(self._cmd("SAF")).data
@@ -420,8 +426,9 @@ class Ne1000Driver(PumpDriver):
 
     def _ensure_link(self) -> None:
         """Reopen a vanished port (once) and redo the handshake on the fresh link; again
-        while another pump answered the last one (until this channel's pump is back)."""
-        if self._transport.ensure_open() or self._name.foreign is not None:
+        while the last one did not run to its end (a name unanswered, another pump
+        answering: until this channel's pump has named itself, nothing else is sent)."""
+        if self._transport.ensure_open() or not self._linked:
             self._handshake()
         self._name.refuse_foreign()
 

@@ -351,18 +351,17 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     stop = threading.Event()
-    # every resource is released on the way out, in the reverse order of making, each
-    # even if another would not be (a monitor's or a balance's thread that will not stop)
-    with contextlib.ExitStack() as release:
+    with _Releases() as release:
         release.callback(_install_signals(stop))
-        return _serve(ns, stop, out, release, clock, syringe, mechanics, patient_spec)
+        code = _serve(ns, stop, out, release, clock, syringe, mechanics, patient_spec)
+    return 1 if release.failed and code == 0 else code
 
 
 def _serve(
     ns: argparse.Namespace,
     stop: threading.Event,
     out: Callable[[str], None],
-    release: contextlib.ExitStack,
+    release: _Releases,
     clock: Clock,
     syringe: Container,
     mechanics: Mechanics | None,
@@ -380,7 +379,7 @@ def _serve(
             print(f"emulate: error: --truth-log: cannot write {path}: {exc}", file=sys.stderr)
             return 2
         if truth is not None:
-            release.callback(_quietly, f"the truth log {path}", truth.close)
+            release.add(f"the truth log {path}", truth.close)
         try:
             pumps[address] = _make_pump(ns, clock, syringe, truth, mechanics)
         except ValueError as exc:
@@ -406,7 +405,7 @@ def _serve(
     except Exception as exc:  # OSError, ValueError, or pyserial's SerialException
         print(f"emulate: error: cannot open {endpoint.name}: {exc}", file=sys.stderr)
         return 1
-    release.callback(_quietly, endpoint.name, endpoint.shutdown)
+    release.add(endpoint.name, endpoint.shutdown)
     out(endpoint.name)
     if ns.balance_pty:
         try:
@@ -421,7 +420,7 @@ def _serve(
         except (ValueError, OSError) as exc:
             print(f"emulate: error: --balance-pty: {exc}", file=sys.stderr)
             return 2
-        release.callback(_quietly, "the balance", balance.stop)
+        release.add("the balance", balance.stop)
         out(f"balance at {balance.where}")
         if ns.balance_control:
             try:
@@ -432,7 +431,7 @@ def _serve(
             except (ControlError, OSError) as exc:
                 print(f"emulate: error: --balance-control: {exc}", file=sys.stderr)
                 return 2
-            release.callback(_quietly, "the balance's control channel", balance_control.close)
+            release.add("the balance's control channel", balance_control.close)
             out(f"balance control channel at {ns.balance_control}")
     if patient_spec is not None:
         monitor = PatientMonitor(patient_spec, pump, clock, _monitor_endpoint(ns), log=out)
@@ -441,7 +440,7 @@ def _serve(
         except OSError as exc:
             print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
             return 1
-        release.callback(_quietly, "the monitor", monitor.stop)
+        release.add("the monitor", monitor.stop)
         out(f"monitor at {monitor.where}")
     if ns.control:
         try:
@@ -450,7 +449,7 @@ def _serve(
         except (ControlError, OSError) as exc:
             print(f"emulate: error: --control: {exc}", file=sys.stderr)
             return 2
-        release.callback(_quietly, "the control channel", control.close)
+        release.add("the control channel", control.close)
         out(f"control channel at {ns.control}")
     line.serve(stop)
     return 0
@@ -544,13 +543,25 @@ def _endpoint(ns: argparse.Namespace) -> Endpoint:
     return PtyEndpoint(link=ns.link)
 
 
-def _quietly(what: str, release: Callable[[], None]) -> None:
-    """Release one resource on the way out; one that will not (a thread that does not stop)
-    is said, not raised, so the rest are released too and nothing ends in a traceback."""
-    try:
-        release()
-    except Exception as exc:
-        print(f"emulate: warning: {what} was not released cleanly: {exc}", file=sys.stderr)
+class _Releases(contextlib.ExitStack):
+    """What the emulator made, released on the way out in the reverse order of making.
+    One that will not be released (a thread that does not stop) is said, not raised: the
+    rest are released too, nothing ends in a traceback, and ``failed`` names it (the
+    emulator's exit code then says so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[str] = []
+
+    def add(self, what: str, release: Callable[[], None]) -> None:
+        self.callback(self._quietly, what, release)
+
+    def _quietly(self, what: str, release: Callable[[], None]) -> None:
+        try:
+            release()
+        except Exception as exc:
+            print(f"emulate: error: {what} was not released cleanly: {exc}", file=sys.stderr)
+            self.failed.append(what)
 
 
 def _run_modbus(
@@ -559,7 +570,7 @@ def _run_modbus(
     wire: WireFaults,
     stop: threading.Event,
     out: Callable[[str], None],
-    release: contextlib.ExitStack,
+    release: _Releases,
     patient: tuple[PatientSpec, Clock] | None = None,
 ) -> int:
     """Hand over to the Modbus helper's server; the control channel and the patient's
@@ -601,7 +612,7 @@ def _run_modbus(
         except (ControlError, OSError) as exc:
             print(f"emulate: error: --control: {exc}", file=sys.stderr)
             return 2
-        release.callback(_quietly, "the control channel", control.close)
+        release.add("the control channel", control.close)
     if patient is not None:
         spec, clock = patient
         # on the pump of the one address served (--patient allows no more)
@@ -613,7 +624,7 @@ def _run_modbus(
         except OSError as exc:
             print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
             return 1
-        release.callback(_quietly, "the monitor", monitor.stop)
+        release.add("the monitor", monitor.stop)
         first.log(f"monitor at {monitor.where}")  # printed after the server's announcement
     try:
         serve_modbus(

@@ -129,13 +129,14 @@ class PumpKind:
             return ["modbus", *where, "--map", self.modbus_map]
         return [self.protocol, "--pty", "--link", link]
 
-    def container_args(self, syringe: str) -> list[str]:
-        """The emulator's container option: the kind's bag, else the bench's syringe."""
-        return ["--container", self.bag] if self.bag is not None else ["--syringe", syringe]
-
     def container(self, syringe: str) -> str:
-        """What the safety config says the pump holds (a catalogue name)."""
+        """What the pump holds (a catalogue name): the kind's bag, else the bench's
+        syringe."""
         return self.bag if self.bag is not None else syringe
+
+    def container_args(self, syringe: str) -> list[str]:
+        """The emulator's option for what the pump holds (a bag is a volumetric pump's)."""
+        return ["--container" if self.bag is not None else "--syringe", self.container(syringe)]
 
     def driver_options(
         self, where: str, *, reply_timeout_s: float, safe_mode_timeout_s: int

@@ -24,6 +24,7 @@ from drivers.pumps.ne1000 import Ne1000Driver
 from firmware_bridge.emulators.background import BackgroundLine
 from firmware_bridge.emulators.endpoints import PtyEndpoint
 from firmware_bridge.faults import WireFaults
+from firmware_bridge.ne1000.codec import decode_safe_packet, parse_command
 from firmware_bridge.ne1000.emulator import Ne1000PumpSide
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import syringe_by_name
@@ -35,7 +36,7 @@ from tests.kernel.support import TracingPump, norepi_standard
 
 pytestmark = pytest.mark.timeout(60)
 
-REPLY_TIMEOUT_S = 0.3
+REPLY_TIMEOUT_S = 1.0  # nothing here waits it out but a loaded machine
 OTHER_FIRMWARE = "NE500V2.100"
 
 
@@ -120,8 +121,10 @@ def test_another_pump_behind_the_port_is_named_in_the_alarm_and_sent_nothing(
     alarm = bench.core.state.alarms.get("pump_comms", "A")
     assert alarm is not None and alarm.active and alarm.priority.name == "HIGH"
     assert "another pump answers there" in alarm.message
-    # the other pump got the probe and the name query, nothing else: no safe-mode
-    # setting, no rate, no start; and nothing it said was taken for the channel's
+    # the other pump got the probe and the name query, nothing else (every poll asked
+    # again): no safe-mode setting, no rate, no start; and nothing it said was taken
+    assert bench.line is not None
+    assert set(_requests(bench.line.lines)) == {"", "VER"}, bench.line.lines
     snap = other.snapshot()
     assert not snap.running and snap.set_rate_ml_h == 0.0
     assert other_side.describe()["mode"] == "basic"  # no SAF reached it
@@ -137,3 +140,15 @@ def test_another_pump_behind_the_port_is_named_in_the_alarm_and_sent_nothing(
     assert bench.core.state.channel("A").comms_ok
     assert bench.change("9").execution == "applied"
     assert bench.pump.snapshot().set_rate_ml_h > rate
+
+
+def _requests(frame_log: list[str]) -> list[str]:
+    """The command names (``""``: the bare status probe) of the safe-mode packets the
+    emulator received, from its frame log (``... rx 02 08 30 ... |...|``)."""
+    names: list[str] = []
+    for line in frame_log:
+        _, rx, rendered = line.partition(" rx ")
+        if rx:
+            packet = bytes.fromhex(rendered.split("|", 1)[0])
+            names.append(parse_command(decode_safe_packet(packet).rstrip(b"\r")).name)
+    return names

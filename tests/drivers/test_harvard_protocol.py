@@ -311,6 +311,24 @@ def test_after_a_reconnect_another_pump_on_the_port_is_refused_until_ours_is_bac
         driver.keep_alive()
 
 
+def test_a_reconnect_whose_ver_went_unanswered_asks_again_before_anything_else() -> None:
+    """Until the pump on the reopened port has named itself, nothing else is sent."""
+    steps = [
+        *CONNECT,
+        (b"status\r", DISCONNECT),
+        (b"ver\r", None),  # the reopened port: the name question unanswered, twice
+        (b"ver\r", None),
+        (b"ver\r", VER),  # the next call asks first
+        (b"status\r", b"\n0 0 0 i...I.\r\n:"),
+    ]
+    with expected_protocol(pump0, steps, connect=True) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(DeviceTimeout):
+            driver.keep_alive()
+        driver.keep_alive()
+
+
 @pytest.mark.parametrize(
     ("options", "words"),
     [

@@ -495,6 +495,28 @@ def test_after_a_reconnect_another_pump_on_the_port_is_refused_until_ours_is_bac
         driver.keep_alive()
 
 
+def test_a_handshake_cut_short_after_a_reconnect_is_done_again_before_anything_else() -> None:
+    """The pump on the reopened port answered the probe but not its name: nothing says it
+    is the channel's pump, so the next call shakes hands again (a rate is never sent to a
+    pump that has not named itself)."""
+    steps = [
+        *CONNECT_BASIC,
+        (b"0\r", DISCONNECT),
+        (b"0\r", b("00S")),  # the reopened port: something answers the probe...
+        (b"0VER\r", None),  # ...but not the name question, asked twice
+        (b"0VER\r", None),
+        *CONNECT_BASIC,  # the next call: a whole handshake, not the rate
+        (b"0RAT5.000MH\r", b("00S")),
+        (b"0RAT\r", b("00S5.000MH")),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(DeviceTimeout):
+            driver.keep_alive()
+        assert driver.set_rate(5.0) == 5.0
+
+
 def test_a_foreign_pump_in_safe_mode_gets_no_safe_mode_setting() -> None:
     """The name is asked before the link is brought to the configured mode: another pump
     found after a reconnect keeps its own safe-mode timeout."""

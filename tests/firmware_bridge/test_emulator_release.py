@@ -1,10 +1,13 @@
 """The emulator releases everything it made on the way out, each resource even if another
-will not be released (a thread that does not stop), and says which, without a traceback.
+will not be released (a thread that does not stop), says which, without a traceback, and
+ends with exit code 1.
 
 In this process: ``emulate ne1000`` with a truth log, the patient's monitor on TCP and a
-control channel, its serving loop replaced by an immediate return (as if stopped), and
-the control channel made to fail on close: it is released first (the reverse order of
-making), so everything after it is what must still happen.
+control channel, its serving loop replaced by an immediate return (as if stopped: the
+real loop also shuts its endpoint down on the way out, and the release's shutdown is then
+a second, harmless one), and the control channel made to fail after closing: it is
+released first (the reverse order of making), so everything after it is what must still
+happen.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ def test_a_resource_that_will_not_be_released_keeps_none_of_the_others(
 
         monkeypatch.setattr(cls, name, call)
 
+    close = ControlServer.close
+
     def will_not_close(self: ControlServer) -> None:
         released.append("control")
+        close(self)  # nothing left behind in this process; then the failure
         raise RuntimeError("its thread did not stop within 5 s")
 
     monkeypatch.setattr(SerialLine, "serve", lambda self, stop: None)
@@ -50,11 +56,11 @@ def test_a_resource_that_will_not_be_released_keeps_none_of_the_others(
     args += ["--truth-log", str(tmp_path / "truth.jsonl"), "--control", str(tmp_path / "c.sock")]
     args += ["--patient", "seed=1", "--monitor-tcp", "127.0.0.1:0"]
 
-    assert cli.main(args) == 0
+    assert cli.main(args) == 1  # served as asked, but something was left behind
 
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "the control channel was not released cleanly: its thread did not stop" in err
+    assert "emulate: error: the control channel was not released cleanly: its thread" in err
     # the reverse order of making: control channel, monitor, the pty, the truth log
     assert released[:2] == ["control", "monitor"]
     assert "pty" in released and released[-1] == "truth"

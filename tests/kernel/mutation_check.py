@@ -16,8 +16,8 @@ taken out of this table; docs/safety.md lists them.
 Each mutant replaces one exact snippet of source; a snippet no longer found is reported
 as a failure, never skipped (``test_mutation_table.py`` checks that in ``make test``).
 
-Run: ``.venv/bin/python -m tests.kernel.mutation_check [name-filter ...]``. About a
-minute (one pytest run per mutant); not part of the normal test run. With
+Run: ``.venv/bin/python -m tests.kernel.mutation_check [name-filter ...]``. About two
+minutes (one pytest run per mutant); not part of the normal test run. With
 ``--stateful`` the hypothesis state machine runs against each mutant instead (minutes
 per mutant). Some checks are defence in depth that the state machine cannot see from
 the pump's side (the cap look-ahead on requests: the cap guard still holds the truth
