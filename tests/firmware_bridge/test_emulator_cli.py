@@ -3,13 +3,8 @@ first, serves a driver, answers its control channel, logs the truth, stops on SI
 
 from __future__ import annotations
 
-import os
-import selectors
 import shutil
-import signal
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +17,7 @@ from drivers.pumps.ne1000 import Ne1000Driver
 from firmware_bridge.emulators.cli import main
 from firmware_bridge.emulators.control import send_control
 from firmware_bridge.emulators.truth_log import read_truth_log
+from hil_tests.harness.processes import PYTHON, Child, wait_for
 
 STARTUP_S = 20.0  # a bounded wait for the child's first line, not a timing requirement
 #: the patient case's clock: clinical seconds per real second
@@ -80,78 +76,30 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-class Child:
-    """The emulator as a separate process, as the HIL suite runs it."""
+def emulator(*args: str) -> Child:
+    """The emulator as a separate process, as the HIL suite runs it (its harness's child:
+    stdout lines collected as they come, stopped with SIGTERM, reaped)."""
+    return Child([PYTHON, "-m", "firmware_bridge.emulators", *args])
 
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware_bridge.emulators", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        self._selector = selectors.DefaultSelector()
-        assert self.proc.stdout is not None
-        self._selector.register(self.proc.stdout, selectors.EVENT_READ)
-        self._buffer = b""
 
-    def readline(self) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + STARTUP_S
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (self.proc.poll() is not None and not self._selector.select(0)):
-                self.stop()
-                pytest.fail(f"emulator printed no line; stderr: {self.stderr()}")
-            if self._selector.select(min(remaining, 0.5)):
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    continue
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
-
-    def drain(self) -> None:
-        """Read what the child has written so far (its frame log), without waiting: a
-        child whose pipe fills blocks on its next log line."""
-        assert self.proc.stdout is not None
-        while self._selector.select(0):
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                return
-            self._buffer += chunk
-
-    def stderr(self) -> str:
-        assert self.proc.stderr is not None
-        if self.proc.poll() is None:
-            return "(still running)"
-        return self.proc.stderr.read().decode(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        finally:
-            self._selector.close()
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream is not None:
-                    stream.close()
+def exit_code(child: Child) -> int:
+    """Stop the child (SIGTERM: an emulator's normal end) and return its exit status."""
+    child.stop()
+    return child.proc.returncode
 
 
 @pytest.mark.hil
 def test_ne1000_on_a_pty_end_to_end(short_dir: Path) -> None:
     control = str(short_dir / "c.sock")
     truth = short_dir / "truth.jsonl"
-    child = Child(
+    child = emulator(
         "ne1000", "--pty", "--address", "4", "--syringe", "bd-plastipak-20ml",
         "--control", control, "--truth-log", str(truth), "--ignore-first-command",
     )  # fmt: skip
     try:
-        where = child.readline()
+        where = child.first_line(STARTUP_S)
         assert where.startswith("/dev/")  # the first line is the pty, nothing else
-        assert child.readline() == f"control channel at {control}"
+        assert child.wait_line("control", STARTUP_S) == f"control channel at {control}"
         driver = Ne1000Driver(port=where, address=4, reply_timeout_s=0.5)
         driver.connect()  # the first command is ignored: the throw-away query covers it
         assert driver.identify().model == "NE1000"
@@ -165,19 +113,21 @@ def test_ne1000_on_a_pty_end_to_end(short_dir: Path) -> None:
         with pytest.raises(Exception, match="A\\?S"):
             driver.set_rate(driver.quantize_rate(20.0))
         driver.close()
-        frames = [child.readline() for _ in range(3)]
-        assert all(" ne1000 " in f and "|" in f for f in frames)  # frames are logged
+        frames = wait_for(
+            lambda: [f for f in child.lines[2:] if " ne1000 " in f] or None, STARTUP_S, "frames"
+        )
+        assert all("|" in f for f in frames)  # frames are logged, bytes and text
     finally:
-        assert child.stop() == 0
+        assert exit_code(child) == 0
     rates = [getattr(e, "rate_ml_h", None) for e in read_truth_log(truth)]
     assert 30.0 in rates and rates[-1] == 0.0  # ran, then stopped by the stall
 
 
 @pytest.mark.hil
 def test_harvard_on_tcp_end_to_end() -> None:
-    child = Child("harvard", "--tcp", "127.0.0.1:0", "--address", "2")
+    child = emulator("harvard", "--tcp", "127.0.0.1:0", "--address", "2")
     try:
-        where = child.readline()
+        where = child.first_line(STARTUP_S)
         host, port = where.rsplit(":", 1)
         assert host == "127.0.0.1" and int(port) > 0
         driver = HarvardDriver(port=f"socket://{where}", address=2, reply_timeout_s=0.5)
@@ -185,18 +135,18 @@ def test_harvard_on_tcp_end_to_end() -> None:
         assert driver.identify().firmware == "3.0.4"
         driver.close()
     finally:
-        assert child.stop() == 0
+        assert exit_code(child) == 0
 
 
 @pytest.mark.hil
 def test_modbus_dispatch_prints_where_to_connect_first() -> None:
     pytest.importorskip("firmware_bridge.modbus.emulator")
-    child = Child("modbus", "--tcp", "127.0.0.1:0")
+    child = emulator("modbus", "--tcp", "127.0.0.1:0")
     try:
-        host, port = child.readline().rsplit(":", 1)
+        host, port = child.first_line(STARTUP_S).rsplit(":", 1)
         assert host == "127.0.0.1" and int(port) > 0
     finally:
-        assert child.stop() == 0
+        assert exit_code(child) == 0
 
 
 @pytest.mark.hil
@@ -205,13 +155,13 @@ def test_two_ne1000_on_one_pty_with_truth_logs_and_one_control_channel(short_dir
 
     control = str(short_dir / "c.sock")
     truth_dir = short_dir / "truth"
-    child = Child(
+    child = emulator(
         "ne1000", "--pty", "--addresses", "3,5", "--control", control,
         "--truth-log", str(truth_dir),
     )  # fmt: skip
     try:
-        where = child.readline()
-        assert child.readline() == f"control channel at {control}"
+        where = child.first_line(STARTUP_S)
+        assert child.wait_line("control", STARTUP_S) == f"control channel at {control}"
         line = open_line(LineSpec(kind="serial", port=where, baud=19200))
         three = Ne1000Driver(line=line, address=3, reply_timeout_s=0.5)
         five = Ne1000Driver(line=line, address=5, reply_timeout_s=0.5)
@@ -229,7 +179,7 @@ def test_two_ne1000_on_one_pty_with_truth_logs_and_one_control_channel(short_dir
         three.close()
         five.close()
     finally:
-        assert child.stop() == 0
+        assert exit_code(child) == 0
     rates = [getattr(e, "rate_ml_h", None) for e in read_truth_log(truth_dir / "pump-3.jsonl")]
     assert 12.0 in rates
     quiet = [getattr(e, "rate_ml_h", None) for e in read_truth_log(truth_dir / "pump-5.jsonl")]
@@ -242,19 +192,19 @@ def test_modbus_volumetric_pumps_on_one_tcp_server() -> None:
     from drivers.pumps.modbus import ModbusDriver
     from firmware_bridge.syringes import BAGS
 
-    child = Child(
+    child = emulator(
         "modbus", "--tcp", "127.0.0.1:0", "--map", "peristaltic", "--container", "bag-500ml",
         "--addresses", "20,21",
     )  # fmt: skip
     try:
-        host, port = child.readline().rsplit(":", 1)
+        host, port = child.first_line(STARTUP_S).rsplit(":", 1)
         for unit in (20, 21):
             driver = ModbusDriver(map_path="peristaltic", host=host, port=int(port), device_id=unit)
             driver.connect()
             assert driver.configure_syringe(BAGS["bag-500ml"]).max_ml_h == 999.0
             driver.close()
     finally:
-        assert child.stop() == 0
+        assert exit_code(child) == 0
 
 
 @pytest.mark.hil
@@ -272,7 +222,7 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
     from drivers.monitors.wire import WireMonitor
 
     origin = time.monotonic()
-    child = Child(
+    child = emulator(
         "modbus", "--tcp", "127.0.0.1:0", "--map", "peristaltic", "--container", "bag-500ml",
         "--clock", f"scaled:{PATIENT_SPEED:g}:{origin}",
         "--patient", "seed=modbus,artefacts=none", "--monitor-tcp", "127.0.0.1:0",
@@ -280,8 +230,9 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
     monitor: WireMonitor | None = None
     client: ModbusTcpClient | None = None
     try:
-        host, port = child.readline().rsplit(":", 1)
-        where = child.readline()
+        host, port = child.first_line(STARTUP_S).rsplit(":", 1)
+        where = child.wait_line("monitor at", STARTUP_S)
+        assert child.lines.index(where) == 1, child.lines[:3]  # the server's address first
         assert where.startswith("monitor at 127.0.0.1:"), where
         monitor = WireMonitor(f"socket://{where.removeprefix('monitor at ')}")
         monitor.open()
@@ -293,7 +244,6 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
                 assert time.monotonic() < deadline, f"no MAP up to {clinical_s} s: {seen[-3:]}"
                 assert monitor is not None
                 seen.extend((s.time, s.map_mmhg) for s in monitor.poll() if s.map_mmhg)
-                child.drain()  # every exchange is logged
                 time.sleep(0.02)  # a poll period of the client, not a wait for an outcome
 
         read_until(0.0)
@@ -319,4 +269,4 @@ def test_a_patient_beside_a_modbus_volumetric_pump_responds_to_its_flow() -> Non
             client.close()  # type: ignore[no-untyped-call]
         if monitor is not None:
             monitor.close()
-        assert child.stop() == 0
+        assert exit_code(child) == 0
