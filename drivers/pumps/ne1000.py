@@ -12,8 +12,8 @@ restart, and drops basic-mode bytes.) The pump then names itself (``VER``): the 
 kept at the first connection and compared after every reconnect, before anything is set;
 another pump answering there raises ``AnotherPumpAnswers`` on every call until this
 channel's pump is back, and a handshake cut short (the name unanswered, say) is done
-again at the next call before anything else is sent. The link is then brought to the configured mode (``SAF n`` or
-``SAF0``) and that setting read back.
+again at the next call before anything else is sent. The link is then brought to the
+configured mode (``SAF n`` or ``SAF0``) and that setting read back.
 
 Sets and read-back. Every value set is read back with a query and the read-back value is
 what the driver returns. A set is sent exactly once: a lost reply raises ``DeviceTimeout``

@@ -677,10 +677,11 @@ class SafetyCore:
         ``first_recorded``: the first action's ``CommandIssued`` is already journaled (with
         its verdict, by ``handle``). A failed action ends the sequence (the rest may depend
         on it: never start on a rate that did not take, never stop the outgoing pump of a
-        handover whose incoming one did not start). (An emergency stop is not carried out
-        here but by ``_emergency_execute``, where a failure ends nothing: every action moves
-        toward safety.) Afterwards the channels acted on are read back, in the order they were first
-        acted on (a relay's incoming channel first); every channel when none was.
+        handover whose incoming one did not start). (An emergency stop is not carried
+        out here but by ``_emergency_execute``, where a failure ends nothing: every action
+        moves toward safety.) Afterwards the channels acted on are read back, in the order
+        they were first acted on (a relay's incoming channel first); every channel when
+        none was.
         """
         failure: str | None = None
         touched: list[str] = []
