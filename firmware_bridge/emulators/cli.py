@@ -423,33 +423,19 @@ def _serve(
         release.add("the balance", balance.stop)
         out(f"balance at {balance.where}")
         if ns.balance_control:
-            try:
-                balance_control = ControlServer(
-                    ns.balance_control, BalanceControl(balance.model, balance.wire)
-                )
-                balance_control.start()
-            except (ControlError, OSError) as exc:
-                print(f"emulate: error: --balance-control: {exc}", file=sys.stderr)
+            weighing = BalanceControl(balance.model, balance.wire)
+            if not _serve_control("--balance-control", ns.balance_control, weighing, release):
                 return 2
-            release.add("the balance's control channel", balance_control.close)
             out(f"balance control channel at {ns.balance_control}")
     if patient_spec is not None:
-        monitor = PatientMonitor(patient_spec, pump, clock, _monitor_endpoint(ns), log=out)
-        try:
-            monitor.start()
-        except OSError as exc:
-            print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
+        monitor = _serve_monitor(ns, patient_spec, pump, clock, out, release)
+        if monitor is None:
             return 1
-        release.add("the monitor", monitor.stop)
         out(f"monitor at {monitor.where}")
     if ns.control:
-        try:
-            control = ControlServer(ns.control, _control_channel(pumps, wire, line.describe))
-            control.start()
-        except (ControlError, OSError) as exc:
-            print(f"emulate: error: --control: {exc}", file=sys.stderr)
+        answers = _control_channel(pumps, wire, line.describe)
+        if not _serve_control("--control", ns.control, answers, release):
             return 2
-        release.add("the control channel", control.close)
         out(f"control channel at {ns.control}")
     line.serve(stop)
     return 0
@@ -543,6 +529,39 @@ def _endpoint(ns: argparse.Namespace) -> Endpoint:
     return PtyEndpoint(link=ns.link)
 
 
+def _serve_control(option: str, path: str, answers: Answerer, release: _Releases) -> bool:
+    """A control channel at ``path`` (for ``option``), released on the way out; False
+    (said) when it cannot be served."""
+    try:
+        control = ControlServer(path, answers)
+        control.start()
+    except (ControlError, OSError) as exc:
+        print(f"emulate: error: {option}: {exc}", file=sys.stderr)
+        return False
+    release.add(f"the control channel at {path}", control.close)
+    return True
+
+
+def _serve_monitor(
+    ns: argparse.Namespace,
+    spec: PatientSpec,
+    pump: SimulatedPump,
+    clock: Clock,
+    log: Callable[[str], None],
+    release: _Releases,
+) -> PatientMonitor | None:
+    """The patient's monitor on ``pump``, released on the way out; None (said) when it
+    cannot be served."""
+    monitor = PatientMonitor(spec, pump, clock, _monitor_endpoint(ns), log=log)
+    try:
+        monitor.start()
+    except OSError as exc:
+        print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
+        return None
+    release.add("the monitor", monitor.stop)
+    return monitor
+
+
 class _Releases(contextlib.ExitStack):
     """What the emulator made, released on the way out in the reverse order of making.
     One that will not be released (a thread that does not stop) is said, not raised: the
@@ -606,25 +625,15 @@ def _run_modbus(
     devices = {(register_map.link.device_id if a is None else a): p for a, p in pumps.items()}
     first = FirstLine(out)
     if ns.control:
-        try:
-            control = ControlServer(ns.control, _control_channel({**devices}, wire))
-            control.start()
-        except (ControlError, OSError) as exc:
-            print(f"emulate: error: --control: {exc}", file=sys.stderr)
+        answers = _control_channel({**devices}, wire)
+        if not _serve_control("--control", ns.control, answers, release):
             return 2
-        release.add("the control channel", control.close)
     if patient is not None:
         spec, clock = patient
         # on the pump of the one address served (--patient allows no more)
-        monitor = PatientMonitor(
-            spec, next(iter(devices.values())), clock, _monitor_endpoint(ns), log=first.log
-        )
-        try:
-            monitor.start()
-        except OSError as exc:
-            print(f"emulate: error: cannot serve the monitor: {exc}", file=sys.stderr)
+        monitor = _serve_monitor(ns, spec, next(iter(devices.values())), clock, first.log, release)
+        if monitor is None:
             return 1
-        release.add("the monitor", monitor.stop)
         first.log(f"monitor at {monitor.where}")  # printed after the server's announcement
     try:
         serve_modbus(

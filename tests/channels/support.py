@@ -8,10 +8,12 @@ The ground truth is per channel (``pumps[name].truth``); the patient's drug is t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.gpio.base import GpioConfig
 from drivers.pumps.mock import MockPumpDriver
@@ -153,6 +155,11 @@ class ChannelBench(Bench):
             evidence=self.evidence,
         )
 
+    def shut(self) -> None:
+        """Let go of the pumps (the core closes its drivers); a bench over emulators stops
+        them too."""
+        self.core.close()
+
     # ------------------------------------------------------------------ requests
     def load_on(self, channel: str, spec: ProgramSpec) -> Outcome:
         return self.send(LoadProgram(spec, channel=channel))
@@ -247,3 +254,21 @@ def _rate_at(segments: list[TruthSegment], t: float) -> float:
         else:
             break
     return rate
+
+
+ChannelBenchT = TypeVar("ChannelBenchT", bound=ChannelBench)
+
+
+@contextlib.contextmanager
+def booted(bench: ChannelBenchT) -> Iterator[ChannelBenchT]:
+    """A fixture's body for a bench over emulated pumps: booted, and on the way out shut
+    (the core, then its emulators), its journal and GPIO closed, whatever happened."""
+    try:
+        bench.boot()
+        yield bench
+    finally:
+        with contextlib.suppress(Exception):
+            bench.shut()
+        bench.journal.close()
+        if bench.gpio is not None:
+            bench.gpio.close()

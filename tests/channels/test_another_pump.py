@@ -13,7 +13,6 @@ start. When the channel's own pump is back under the name, supervision resumes o
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from firmware_bridge.syringes import syringe_by_name
 from safety.host.core import Channel, SafetyCore
 from safety.kernel.model import CommsFailed, ReadbackReceived
 from safety.library import DrugLibrary
-from tests.channels.support import ChannelBench
+from tests.channels.support import ChannelBench, booted
 from tests.kernel.support import TracingPump, norepi_standard
 
 pytestmark = pytest.mark.timeout(60)
@@ -79,21 +78,15 @@ class SwapBench(ChannelBench):
         return self._core_of([channel], library)
 
     def shut(self) -> None:
-        self.core.close()
+        super().shut()
         if self.line is not None:
             self.line.stop()
 
 
 @pytest.fixture
 def swap_bench(library: DrugLibrary, tmp_path: Path) -> Iterator[SwapBench]:
-    bench = SwapBench(tmp_path / "bench", library)
-    try:
-        bench.boot()
+    with booted(SwapBench(tmp_path / "bench", library)) as bench:
         yield bench
-    finally:
-        with contextlib.suppress(Exception):
-            bench.shut()
-        bench.journal.close()
 
 
 def test_another_pump_behind_the_port_is_named_in_the_alarm_and_sent_nothing(

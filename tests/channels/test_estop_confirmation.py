@@ -15,7 +15,6 @@ stopped again.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from safety.kernel.model import (
     StopConfirmed,
 )
 from safety.library import DrugLibrary
-from tests.channels.support import ChannelBench
+from tests.channels.support import ChannelBench, booted
 from tests.kernel.support import TracingPump
 
 pytestmark = pytest.mark.timeout(60)
@@ -106,7 +105,7 @@ class LineBench(ChannelBench):
         return self._core_of(channels, library)
 
     def shut(self) -> None:
-        self.core.close()
+        super().shut()
         if self.emulator is not None:
             self.emulator.stop()
 
@@ -133,17 +132,9 @@ class LineBench(ChannelBench):
 
 @pytest.fixture
 def line_bench(library: DrugLibrary, tmp_path: Path) -> Iterator[LineBench]:
-    bench = LineBench(tmp_path / "bench", library)
-    try:
-        bench.boot()
+    with booted(LineBench(tmp_path / "bench", library)) as bench:
         bench.start_all()
         yield bench
-    finally:
-        with contextlib.suppress(Exception):
-            bench.shut()
-        bench.journal.close()
-        if bench.gpio is not None:
-            bench.gpio.close()
 
 
 def _shape(events: list[Event]) -> list[tuple[str, ...]]:

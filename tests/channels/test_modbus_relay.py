@@ -10,7 +10,6 @@ line off the patient, then armed: A nears empty and the safety process hands ove
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -26,7 +25,7 @@ from firmware_bridge.syringes import BAGS
 from safety.host.core import Channel, SafetyCore
 from safety.kernel.model import CommandIssued, HandoverEnded, HandoverStarted, PrimePump
 from safety.library import DrugLibrary
-from tests.channels.support import ChannelBench
+from tests.channels.support import ChannelBench, booted
 from tests.kernel.support import TracingPump, norepi_standard
 
 pytestmark = pytest.mark.timeout(60)
@@ -68,21 +67,15 @@ class ModbusBench(ChannelBench):
         return self._core_of(channels, library)
 
     def shut(self) -> None:
-        self.core.close()
+        super().shut()
         if self.emulator is not None:
             self.emulator.stop()
 
 
 @pytest.fixture
 def bench(library: DrugLibrary, tmp_path: Path) -> Iterator[ModbusBench]:
-    bench = ModbusBench(tmp_path / "bench", library)
-    try:
-        bench.boot()
+    with booted(ModbusBench(tmp_path / "bench", library)) as bench:
         yield bench
-    finally:
-        with contextlib.suppress(Exception):
-            bench.shut()
-        bench.journal.close()
 
 
 def test_a_modbus_bag_is_primed_armed_and_relieved(

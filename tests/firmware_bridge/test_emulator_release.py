@@ -60,7 +60,8 @@ def test_a_resource_that_will_not_be_released_keeps_none_of_the_others(
 
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "emulate: error: the control channel was not released cleanly: its thread" in err
+    assert "emulate: error: the control channel at " in err
+    assert "was not released cleanly: its thread did not stop" in err
     # the reverse order of making: control channel, monitor, the pty, the truth log
     assert released[:2] == ["control", "monitor"]
     assert "pty" in released and released[-1] == "truth"
