@@ -25,6 +25,8 @@ from typing import Any
 from safety.journal import Journal, JournalError
 
 log = logging.getLogger("controller.journal")
+#: one encoder for every entry (``json.dumps`` with options builds one per call)
+_ENCODER = json.JSONEncoder(sort_keys=True)
 
 KINDS = (
     "attached",  # (re-)attached to the safety process: session and the state re-synced
@@ -95,7 +97,7 @@ class SessionJournal:
             raise ValueError(f"journal kind {kind!r} is not one of {', '.join(KINDS)}")
         if self.journal is None:
             return None
-        text = json.dumps(to_jsonable(payload), sort_keys=True)
+        text = _ENCODER.encode(to_jsonable(payload))
         return self.journal.append(kind, text, self._clinical(), self._liveness())
 
     def note(self, kind: str, **payload: object) -> None:

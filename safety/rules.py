@@ -9,6 +9,7 @@ an operator understands.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -53,7 +54,20 @@ class RuleRefusal(Exception):
 
 def num(value: Fraction | Decimal | int, digits: int = 6) -> str:
     """A figure for an operator: up to ``digits`` significant digits, no exponent."""
-    d = value if isinstance(value, Decimal) else fraction_to_decimal(Fraction(value), 12)
+    if isinstance(value, Decimal):
+        return _decimal_figure(value, digits)
+    # Remembered by exact value: every verdict words its figures, accepted ones too,
+    # and a run asks for the same few doses and rates again and again. A Decimal is not
+    # (``Decimal("1.0") == Decimal("1.00")``, whose words may differ).
+    return _fraction_figure(Fraction(value), digits)
+
+
+@functools.lru_cache(maxsize=512)  # small: the safety process keeps its memory low
+def _fraction_figure(value: Fraction, digits: int) -> str:
+    return _decimal_figure(fraction_to_decimal(value, 12), digits)
+
+
+def _decimal_figure(d: Decimal, digits: int) -> str:
     if d == 0:
         return "0"
     rounded = round(d, max(0, digits - d.adjusted() - 1))

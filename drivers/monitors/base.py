@@ -15,7 +15,6 @@ controller's job (``controller.closed_loop.artefacts``). A sample with no signal
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,9 +46,12 @@ class MapSample:
     hr_bpm: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("map_mmhg", "sys_mmhg", "dia_mmhg"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and 0 <= value <= 1000):
+        for name, value in (
+            ("map_mmhg", self.map_mmhg),
+            ("sys_mmhg", self.sys_mmhg),
+            ("dia_mmhg", self.dia_mmhg),
+        ):
+            if value is not None and not (0 <= value <= 1000):  # NaN fails, inf is > 1000
                 raise ValueError(f"{name} must be 0-1000 mmHg, got {value!r}")
 
     @property

@@ -46,6 +46,8 @@ PRECEDENCE = (
     Artefact.DAMPING,
 )
 
+_RANK = {kind: i for i, kind in enumerate(PRECEDENCE)}
+
 #: duration bounds (s), drawn uniform
 DURATION_S: dict[Artefact, tuple[float, float]] = {
     Artefact.FLUSH: (3.0, 8.0),
@@ -130,13 +132,10 @@ class ArtefactSchedule:
         for event in self._scripted:
             if event.start_s > t:
                 break
-            if event.covers(t) and (
-                found is None or PRECEDENCE.index(event.kind) < PRECEDENCE.index(found.kind)
-            ):
+            if event.covers(t) and (found is None or _RANK[event.kind] < _RANK[found.kind]):
                 found = event
-        for kind in PRECEDENCE:
-            if found is not None and PRECEDENCE.index(found.kind) <= PRECEDENCE.index(kind):
-                break
+        # only a kind that takes precedence over the scripted one can hide it
+        for kind in PRECEDENCE[: len(PRECEDENCE) if found is None else _RANK[found.kind]]:
             drawn = self._random_at(kind, t)
             if drawn is not None:
                 return drawn
@@ -153,7 +152,8 @@ class ArtefactSchedule:
     def _random_at(self, kind: Artefact, t: float) -> ArtefactEvent | None:
         if self._rates[kind] <= 0:
             return None
-        self._extend(kind, t)
+        if self._horizon[kind] <= t:  # asked once per numeric per kind: drawn far enough
+            self._extend(kind, t)
         starts = self._starts[kind]
         i = bisect.bisect_right(starts, t) - 1
         if i >= 0:

@@ -80,6 +80,8 @@ class Disturbances:
     fluid_tau_s: float = field(default_factory=lambda: fig("fluid_redistribution_s"))
 
     def offset_mmhg(self, t: float) -> float:
+        if not (self.bleeds or self.fluids):  # most scenarios: asked at every numeric
+            return 0.0
         lost = sum(b.lost_ml(t) for b in self.bleeds)
         given = sum(f.intravascular_ml(t, self.fluid_tau_s) for f in self.fluids)
         return -fig("bleed_mmhg_per_ml") * lost + fig("fluid_mmhg_per_ml") * given
