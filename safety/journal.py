@@ -103,9 +103,13 @@ class Journal:
         """Write entries in one durable transaction; return their ids."""
         wall = time.time()
         ids: list[int] = []
+        # one row is its own transaction (autocommit: durable when the statement ends, the
+        # same one fsync), without the two statements around it that a batch needs
+        batch = len(rows) > 1
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if batch:
+                    self._db.execute("BEGIN IMMEDIATE")
                 for kind, payload, clinical, liveness in rows:
                     cur = self._db.execute(
                         "INSERT INTO entries(wall, clinical, liveness, process, kind, payload)"
@@ -113,7 +117,8 @@ class Journal:
                         (wall, clinical, liveness, self.process, kind, payload),
                     )
                     ids.append(int(cur.lastrowid or 0))
-                self._db.execute("COMMIT")
+                if batch:
+                    self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
