@@ -4,8 +4,10 @@ Attaches to the safety process named by the bench config (its socket and key); i
 answers, starts one as a child (``python -m safety --config FILE``, waiting for its
 ``ready`` line) unless ``--no-start``. The attach re-synchronises the console from the
 safety process and never changes the rate. On quit, a safety process this command
-started is stopped only if nothing is infusing; a running infusion stays under its
-supervision (software leaving must never stop a vasopressor).
+started is stopped only if nothing on the bench needs it: no channel running, priming,
+paused for a container change or handing over, no infusion of the console's channel in
+progress and no alarm active. Otherwise it stays and supervises (software leaving must
+never stop a vasopressor, on whichever channel it runs).
 
 When the bench config names a MAP monitor (``[monitor]``), the console also has the
 closed loop (``loop`` commands): its monitor is opened at start and read on its own
@@ -36,6 +38,7 @@ from controller.session import Session
 from controller.session_link import LinkUnavailable
 from safety.ipc.launch import SafetyChild
 from safety.start_up import freeze_start_up
+from safety.status import Snapshot
 
 #: real seconds between two looks for a status change worth printing
 LIVE_PERIOD_S = 1.0
@@ -100,20 +103,20 @@ def run(args: argparse.Namespace) -> int:
         try:
             session.select_channel(args.channel)
         except ControllerError as exc:  # an unknown name: the message lists the channels
-            state = session.state
+            busy = _supervising(session)
             session.close()
-            _leave(child, state)
+            _leave(child, busy)
             raise CommandError(exc.code, exc.message, EXIT_BAD_INPUT, "channel") from None
     loop = _closed_loop(bench, session)
     freeze_start_up()  # the session is built: see safety.start_up
     try:
         return _console(session, quiet=args.quiet, loop=loop)
     finally:
-        state = session.state
         if loop is not None:
             loop.close()
+        busy = _supervising(session)
         session.close()
-        _leave(child, state)
+        _leave(child, busy)
 
 
 def _closed_loop(bench: BenchConfig, session: Session) -> LoopService | None:
@@ -174,13 +177,44 @@ def _live(console: Console, stop: threading.Event) -> None:
             continue
 
 
-def _leave(child: SafetyChild | None, state: State) -> None:
+#: what the console's channel is doing when its infusion needs the safety process
+_BUSY_STATES = (State.INFUSING, State.TITRATING, State.WEANING, State.HOLD, State.ALARM)
+#: a channel in one of these relay roles has a pump to watch or a deadline to keep
+_BUSY_ROLES = ("active", "priming", "paused", "handing over")
+
+
+def _supervising(session: Session) -> str | None:
+    """Why the safety process must outlive this console (None: nothing needs it). The
+    whole bench counts, not the channel the console is on: quitting while on channel B
+    must not leave channel A's pump running unsupervised. Asks the safety process for
+    its state now; when it cannot be asked, the last state seen decides, and none at
+    all is a reason to stay."""
+    if session.state in _BUSY_STATES:
+        return f"the infusion is {session.state.value}"
+    try:
+        snapshot: Snapshot | None = session.status()
+    except ControllerError:
+        snapshot = session.snapshot
+    if snapshot is None:
+        return "the bench's state is not known"
+    for view in snapshot.channels:
+        if view.running:
+            return f"channel {view.name}'s pump is running"
+        if view.role in _BUSY_ROLES:
+            return f"channel {view.name} is {view.role}"
+    active = [a.ident for a in snapshot.alarms if a.active]
+    if active:
+        return f"alarms are active ({', '.join(active)})"
+    return None
+
+
+def _leave(child: SafetyChild | None, busy: str | None) -> None:
     if child is None:
         return
-    if state in (State.INFUSING, State.TITRATING, State.WEANING, State.HOLD, State.ALARM):
+    if busy is not None:
         print(
-            f"the safety process (pid {child.pid}) keeps running and supervising the pump; "
-            f"its log: {child.log_path}",
+            f"the safety process (pid {child.pid}) keeps running and supervising the "
+            f"bench ({busy}); its log: {child.log_path}",
             flush=True,
         )
         return

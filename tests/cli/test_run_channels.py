@@ -46,3 +46,28 @@ def test_run_on_a_named_channel(
     err = capsys.readouterr().err
     assert "there is no channel 'C' (channels: A, B)" in err and "Traceback" not in err
     assert len(children) == 2 and not any(child.alive() for child in children)
+
+
+@pytest.mark.hil
+def test_quitting_on_an_idle_channel_keeps_the_safety_process_for_a_running_one(
+    two_pumps: Path,
+    children: list[SafetyChild],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A runs; the console moves to B (idle) and quits: the safety process it started
+    stays and supervises A (it was stopped: the check looked at B alone)."""
+    script = "\n".join(
+        [
+            "program norepinephrine 4 mg/250 mL D5W",
+            "start 8",
+            "program norepinephrine 4 mg/250 mL D5W @B",
+            "quit",
+        ]
+    )
+    assert _run(monkeypatch, two_pumps, script) == 0
+    out = capsys.readouterr().out
+    assert "pumpctl [programmed @B]>" in out  # the console was on B, whose pump is idle
+    assert "keeps running and supervising the bench (channel A's pump is running)" in out
+    assert "safety process stopped" not in out
+    assert len(children) == 1 and children[0].alive()

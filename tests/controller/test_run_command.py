@@ -102,7 +102,7 @@ def test_run_starts_the_safety_process_and_drives_an_infusion(
     assert "10 mcg/min @ 37.5 mL/h" in out
     assert "Traceback" not in out
     # quitting while infusing leaves the safety process running: the pump stays supervised
-    assert "keeps running and supervising the pump" in out
+    assert "keeps running and supervising the bench (the infusion is infusing)" in out
     assert len(children) == 1 and children[0].alive()
 
     # a second console attaches to it and re-syncs without touching the rate
