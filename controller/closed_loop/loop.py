@@ -48,6 +48,8 @@ from safety.kernel.model import ChangeDose, ProgramSpec
 from safety.status import Snapshot
 
 SUSPENDED_KEY = f"{OWN}closed_loop_suspended"
+#: a decision's reason when the rules leave no change worth sending
+NO_ROOM = "the rules leave no change worth sending now"
 CEILING_KEY = f"{OWN}closed_loop_at_limit"
 #: how much rate history the drug model replays when the loop engages (clinical s)
 HISTORY_REPLAY_S = 4 * 3600.0
@@ -270,6 +272,12 @@ class ClosedLoop:
             if precheck is not None:
                 self.stats.precheck_drops[str(precheck.reason)] += 1
             return self._record(now, median, n, current, want, None, None, None)
+        # clipped by the rules, the change may have shrunk to nothing worth sending: the
+        # ordered dose a hair above the rate's rounded delivery, the pump's rate the same
+        if abs(float(dose) - current) <= s.min_change_fraction * current or (
+            precheck is not None and precheck.rate_ml_h == snapshot.rate_ml_h
+        ):
+            return self._record(now, median, n, current, want, None, None, NO_ROOM)
         self.stats.requests += 1
         outcome = self.session.order(
             ChangeDose(
@@ -337,7 +345,10 @@ class ClosedLoop:
         self._amount_per_ml = program.amount_per_ml
         # dose units per ug/min of drug: 1 for mcg/min, 1/weight for mcg/kg/min...
         unit_per_ug_min = float(program.dose_of_amount_rate(Fraction(60)))
-        self._drug = DrugModel(s.dead_volume_ml, s.carrier_ml_h)
+        # mL/h per dose unit: dose = drug per hour x dose_per_amount_h, rate = drug per
+        # hour / amount_per_ml
+        ml_h_per_dose = float(1 / (program.dose_per_amount_h * program.amount_per_ml))
+        self._drug = DrugModel(s.dead_volume_ml, s.carrier_ml_h, ml_h_per_dose)
         self._seen_history = -math.inf
         now = snapshot.clinical_time
         start = max(now - HISTORY_REPLAY_S, snapshot.history[0].start if snapshot.history else now)

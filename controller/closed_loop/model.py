@@ -74,21 +74,32 @@ class Segment:
 
 
 class DrugModel:
-    """Dose-equivalents in the plasma and at the effect site, from verified segments."""
+    """Dose-equivalents in the plasma and at the effect site, from verified segments.
 
-    def __init__(self, dead_volume_ml: float, carrier_ml_h: float) -> None:
+    The line is plug flow: what the pump pushes at ``s`` reaches the vein once the dead
+    volume has been pushed after it, by whatever flows from then on (pump and carrier).
+    So a segment's arrival depends on the segments after it, not on its own rate: a
+    start after minutes of carrier alone arrives after ``dead volume / (start's flow +
+    carrier)``, not after the carrier alone's longer transit. Arrivals still in the line
+    are worked out again with each new segment, the last one assumed to run on."""
+
+    def __init__(self, dead_volume_ml: float, carrier_ml_h: float, ml_h_per_dose: float) -> None:
+        """``ml_h_per_dose``: the pump rate (mL/h) of one unit of the program's dose."""
         self.dead_volume_ml = dead_volume_ml
         self.carrier_ml_h = carrier_ml_h
+        self.ml_h_per_dose = ml_h_per_dose
         self.k = POP_CLEARANCE_L_MIN / POP_VOLUME_L / 60.0  # per s
         self.ke0 = 1.0 / POP_EFFECT_LAG_S  # per s
         self.plasma = 0.0
         self.effect = 0.0
         self.t: float | None = None
+        self._starts: list[float] = []
+        self._rates: list[float] = []  # mL/h of drug solution
         self._arrivals: list[float] = []  # when each segment's fluid reaches the vein
         self._doses: list[float] = []
-        self._last_start: float | None = None
 
     def delay_s(self, rate_ml_h: float) -> float:
+        """Transit of the whole line at a constant pump rate (and the carrier)."""
         total = rate_ml_h + self.carrier_ml_h
         if self.dead_volume_ml <= 0:
             return 0.0
@@ -96,14 +107,33 @@ class DrugModel:
 
     def add(self, segment: Segment) -> None:
         """A segment of the verified history (in order; repeats are ignored)."""
-        if self._last_start is not None and segment.start <= self._last_start:
+        if self._starts and segment.start <= self._starts[-1]:
             return
-        self._last_start = segment.start
-        arrival = segment.start + self.delay_s(segment.rate_ml_h)
-        if self._arrivals and arrival < self._arrivals[-1]:
-            arrival = self._arrivals[-1]  # plug flow keeps order
-        self._arrivals.append(arrival)
+        self._starts.append(segment.start)
+        self._rates.append(segment.rate_ml_h)
         self._doses.append(segment.dose)
+        self._arrivals.append(math.inf)
+        # the new flow pushes every segment whose fluid had not reached the vein by its start
+        i = len(self._arrivals) - 1
+        while i > 0 and self._arrivals[i - 1] > segment.start:
+            i -= 1
+        for j in range(i, len(self._arrivals)):
+            self._arrivals[j] = self._arrival(j)
+
+    def _arrival(self, i: int) -> float:
+        """When the fluid pushed at segment ``i``'s start reaches the vein."""
+        left = self.dead_volume_ml
+        if left <= 0:
+            return self._starts[i]
+        for j in range(i, len(self._starts)):
+            flow = (self._rates[j] + self.carrier_ml_h) / 3600.0  # mL/s
+            end = self._starts[j + 1] if j + 1 < len(self._starts) else math.inf
+            if flow <= 0:
+                continue
+            if flow * (end - self._starts[j]) >= left:
+                return self._starts[j] + left / flow
+            left -= flow * (end - self._starts[j])
+        return math.inf
 
     def vein_dose(self, t: float) -> float:
         i = bisect.bisect_right(self._arrivals, t) - 1
@@ -129,7 +159,7 @@ class DrugModel:
         still arrives first)."""
         assert self.t is not None
         now = self.t
-        delay = self.delay_s(dose_now)
+        delay = self.delay_s(dose_now * self.ml_h_per_dose)
         switch = now + min(delay, horizon_s)
         # free response: what is on its way, then nothing
         p, e, t = self.plasma, self.effect, now

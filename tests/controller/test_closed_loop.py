@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from controller.closed_loop.artefacts import SignalFilter, Verdict
 from controller.closed_loop.limits import Rules
 from controller.closed_loop.loop import (
+    NO_ROOM,
     SUSPENDED_KEY,
     ClosedLoop,
     LoopMode,
@@ -129,7 +130,7 @@ def test_settings_name_the_bad_field() -> None:
 
 
 def test_the_drug_model_delays_by_the_line_and_settles_on_the_dose() -> None:
-    model = DrugModel(dead_volume_ml=0.5, carrier_ml_h=5.0)
+    model = DrugModel(dead_volume_ml=0.5, carrier_ml_h=5.0, ml_h_per_dose=100.0)
     model.advance(0.0)
     model.add(Segment(0.0, 10.0, 0.1))  # 15 mL/h in total: 0.5 mL takes 120 s
     model.advance(119.0)
@@ -140,6 +141,48 @@ def test_the_drug_model_delays_by_the_line_and_settles_on_the_dose() -> None:
     assert model.effect == pytest.approx(0.1, rel=1e-6)
     free, gain = model.predict_effect(3600.0, 0.1)
     assert free + gain * 0.1 == pytest.approx(0.1, rel=1e-6)
+
+
+def test_a_start_after_carrier_alone_arrives_after_its_own_transit() -> None:
+    """Plug flow: the start's fluid is pushed by the start's flow and the carrier (0.5 mL
+    at 10.55 mL/h: 170.6 s), not held back to the carrier alone's transit of the segment
+    before it (0.5 mL at 5 mL/h: 360 s from the program, which the model once used)."""
+    model = DrugModel(dead_volume_ml=0.5, carrier_ml_h=5.0, ml_h_per_dose=277.5)
+    model.advance(0.0)
+    model.add(Segment(0.0, 0.0, 0.0))  # programmed: the carrier alone flows
+    model.add(Segment(120.0, 5.55, 0.02))
+    arrival = 120.0 + 0.5 / 10.55 * 3600.0
+    assert model.vein_dose(arrival - 0.1) == 0.0
+    assert model.vein_dose(arrival + 0.1) == 0.02
+
+
+def test_a_pause_is_pushed_out_by_the_flow_after_it() -> None:
+    """Stopped for 20 s, then run again: the stop's boundary moves 20 s at the carrier's
+    5 mL/h, then at 15 mL/h; the gap reaches the vein for the few seconds that are the
+    pause's volume, and the restart arrives 120 s after it."""
+    model = DrugModel(dead_volume_ml=0.5, carrier_ml_h=5.0, ml_h_per_dose=100.0)
+    model.advance(0.0)
+    model.add(Segment(0.0, 10.0, 0.1))
+    model.add(Segment(1000.0, 0.0, 0.0))
+    model.add(Segment(1020.0, 10.0, 0.1))
+    pushed = 5.0 / 3600.0 * 20.0  # mL the carrier moved while stopped
+    stop_arrives = 1020.0 + (0.5 - pushed) / 15.0 * 3600.0
+    assert model.vein_dose(stop_arrives - 0.1) == 0.1
+    assert model.vein_dose(stop_arrives + 0.1) == 0.0
+    assert model.vein_dose(1140.0 - 0.1) == 0.0
+    assert model.vein_dose(1140.0 + 0.1) == 0.1
+
+
+def test_the_prediction_switches_after_the_transit_of_the_dose_s_rate() -> None:
+    """``predict_effect`` gets a dose; its transit is that of the dose's pump rate (10
+    mL/h here: 120 s with the carrier), not of the dose's number read as mL/h (0.1 mL/h:
+    353 s), which left a change outside a 200 s horizon."""
+    model = DrugModel(dead_volume_ml=0.5, carrier_ml_h=5.0, ml_h_per_dose=100.0)
+    model.advance(0.0)
+    model.add(Segment(0.0, 10.0, 0.1))
+    model.advance(3600.0)
+    assert model.predict_effect(119.0, 0.1)[1] == 0.0
+    assert model.predict_effect(200.0, 0.1)[1] > 0.0
 
 
 @settings(max_examples=15, deadline=None)
@@ -162,7 +205,7 @@ def test_the_estimator_learns_sensitivity_from_dose_changes(fold: float, baselin
 
 
 def _law(est: Estimator, measured: float, current: float) -> float | None:
-    drug = DrugModel(0.0, 0.0)
+    drug = DrugModel(0.0, 0.0, 1.0)
     drug.advance(0.0)
     drug.add(Segment(0.0, 1.0, current))
     drug.advance(3600.0)  # settled on the running dose
@@ -197,6 +240,7 @@ class Bench:
         end = self.local.clinical.now() + seconds
         while self.local.clinical.now() < end - 1e-9:
             self.local.advance(tick)
+            self.session.service()  # an operator's plan steps fall due too
             self.loop.step()
 
     def journal(self, kind: str) -> list[dict[str, object]]:
@@ -302,7 +346,10 @@ def test_operator_takes_over_and_hands_back(make_bench: object) -> None:
     bench.run(5 * 60.0)
     bench.loop.take_over("bedside review")
     sent = bench.loop.stats.requests
-    change = bench.session.titrate_to(Decimal("0.06"))
+    # a fall within the wean rule's room (S5: to 75 % of the window's highest at once)
+    running = bench.session.status().dose
+    assert running is not None
+    change = bench.session.titrate_to(running * Decimal("0.9"))
     change.confirm()
     bench.run(10 * 60.0)
     assert bench.loop.stats.requests == sent  # the loop sent nothing meanwhile
@@ -342,6 +389,22 @@ def test_hand_back_is_refused_while_a_plan_runs(make_bench: object) -> None:
         bench.loop.hand_back()
 
 
+def test_a_change_the_rules_shrink_to_nothing_is_not_sent(make_bench: object) -> None:
+    """Capped by the titration window, the loop's wish clipped to the window's top was a
+    hair above the running dose (0.0749 ordered, 0.074895 delivered at the rounded rate):
+    it sent that same rate again every decision. Nothing that leaves the pump's rate as
+    it is goes out."""
+    bench: Bench = make_bench()  # type: ignore[operator]
+    bench.run(15 * 60.0)
+    outcomes = bench.journal("outcome")
+    assert outcomes  # the loop did change the dose
+    assert not [o for o in outcomes if "(same rate)" in str(o)]
+    no_room = [
+        e for e in bench.journal("loop") if e["event"] == "decision" and e["reason"] == NO_ROOM
+    ]
+    assert no_room  # the decisions that would have sent one say why nothing went
+
+
 def test_refusals_are_counted_and_suspend_the_loop(
     make_bench: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -356,6 +419,7 @@ def test_refusals_are_counted_and_suspend_the_loop(
 
     class Yes:
         accepted = True
+        rate_ml_h = None
 
     monkeypatch.setattr(Rules, "bounds", blind)
     monkeypatch.setattr(Rules, "check", lambda self, dose, soft: Yes())
@@ -364,7 +428,13 @@ def test_refusals_are_counted_and_suspend_the_loop(
     stats = bench.loop.stats
     assert sum(stats.refusals.values()) >= SETTINGS.refusals_to_suspend
     assert set(stats.refusals) <= {str(Reason.STEP_RISE), str(Reason.WINDOW_RISE)}
-    assert bench.loop.mode is LoopMode.SUSPENDED
+    # suspended by the refusals (it resumes after ``recover_s`` and meets them again)
+    suspended = [
+        e for e in bench.journal("loop") if e["event"] == "mode" and e["dest"] == "suspended"
+    ]
+    assert suspended
+    assert "requests in a row refused by the safety process" in str(suspended[0]["why"])
+    assert stats.suspensions >= 1
     outcomes = [o for o in bench.journal("outcome") if not o["accepted"]]
     assert len(outcomes) == sum(stats.refusals.values())
 
