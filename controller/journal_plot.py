@@ -214,6 +214,35 @@ def _keep_channel(data: PlotData, channel: str) -> None:
     data.title = f"{data.title} (channel {channel}; total: every channel)"
 
 
+def time_range(data: PlotData) -> tuple[float, float]:
+    """The first and last instant the plot shows: every line's points (each channel's
+    too), the primes, the alarms and the run's end. Each line is held to the last of
+    these, so one left out makes a line stop early or be drawn back in time."""
+    lines = (
+        data.rate,
+        data.dose,
+        data.truth_rate,
+        data.truth_dose,
+        *data.channel_rate.values(),
+        *data.channel_dose.values(),
+    )
+    xs = [t for series in lines for t, _ in series]
+    xs += [t for start, stop, _ in data.primes for t in (start, stop)]
+    xs += [a.time for a in data.alarms]
+    if data.end is not None:
+        xs.append(data.end)
+    return (min(xs), max(xs)) if xs else (0.0, 0.0)
+
+
+def drawn_steps(series: Sequence[tuple[float, float]], end: float) -> list[tuple[float, float]]:
+    """The corners a step line is drawn through: its points, then its last value held
+    until ``end`` (the axis's end), never back to an instant before its last change."""
+    corners = list(series)
+    if corners and end > corners[-1][0]:
+        corners.append((end, corners[-1][1]))
+    return corners
+
+
 def plot(data: PlotData, out: str | Path) -> Path:
     """Draw ``data`` to ``out`` (PNG). Raises ``PlotUnavailable`` without matplotlib."""
     try:
@@ -228,23 +257,14 @@ def plot(data: PlotData, out: str | Path) -> Path:
         ) from None
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    xs = [t for series in (data.rate, data.truth_rate, data.dose) for t, _ in series]
-    xs += [a.time for a in data.alarms]
-    if data.end is not None:
-        xs.append(data.end)
-    span = (max(xs) - min(xs)) if xs else 0.0
+    start, end = time_range(data)
     scale, label = (
-        (3600.0, "clinical time (h)") if span > 3 * 3600 else (60.0, "clinical time (min)")
+        (3600.0, "clinical time (h)") if end - start > 3 * 3600 else (60.0, "clinical time (min)")
     )
-    end = max(xs) if xs else 0.0
 
     def steps(series: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
-        x = [t / scale for t, _ in series]
-        y = [v for _, v in series]
-        if series:
-            x.append(end / scale)
-            y.append(series[-1][1])
-        return x, y
+        corners = drawn_steps(series, end)
+        return [t / scale for t, _ in corners], [v for _, v in corners]
 
     fig, (ax_dose, ax_rate) = plt.subplots(2, 1, sharex=True, figsize=(10, 6.5))
     try:
@@ -341,4 +361,12 @@ def plot(data: PlotData, out: str | Path) -> Path:
     return path
 
 
-__all__ = ["PlotData", "PlotUnavailable", "plot", "plot_data", "sum_steps"]
+__all__ = [
+    "PlotData",
+    "PlotUnavailable",
+    "drawn_steps",
+    "plot",
+    "plot_data",
+    "sum_steps",
+    "time_range",
+]

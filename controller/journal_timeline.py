@@ -432,9 +432,13 @@ def merged(rows: Iterable[Row]) -> list[Row]:
 def condensed(rows: Sequence[Row], *, both: bool) -> list[Row]:
     """What ``journal show`` prints: read-backs only when something changed, no ticks, and
     when both journals are read, the controller's copies of requests and outcomes and of
-    the safety process's alarms left out (the safety journal has the originals)."""
+    the safety process's alarms left out (the safety journal has the originals).
+
+    A read-back is compared with the last one of its own channel: on a bench of several
+    pumps the channels' read-backs interleave, and against the bench's last reading
+    every one of them would look like a change."""
     out: list[Row] = []
-    last_reading: tuple[Any, ...] | None = None
+    last_reading: dict[str | None, tuple[Any, ...]] = {}
     for row in rows:
         if row.process == "safety":
             if row.kind == "ticked":
@@ -446,9 +450,9 @@ def condensed(rows: Sequence[Row], *, both: bool) -> list[Row]:
                     reading.get("set_rate_ml_h"),
                     tuple(reading.get("alarms") or ()),
                 )
-                if key == last_reading:
+                if last_reading.get(row.channel) == key:
                     continue
-                last_reading = key
+                last_reading[row.channel] = key
         elif both:
             if row.kind in ("request", "outcome"):
                 continue
@@ -491,6 +495,15 @@ class Journals:
     @property
     def events(self) -> list[Event]:
         return [event for _, event in self.safety]
+
+    @property
+    def end(self) -> float | None:
+        """The clinical instant of the last entry of either journal (None: both empty):
+        where the run ended, which a plot's time axis must reach, not its last alarm or
+        change (a line holding steady to the end has no point of its own there)."""
+        times = [entry.clinical for entry, _ in self.safety]
+        times += [entry.clinical for entry in self.controller]
+        return max(times, default=None)
 
     def rows(self) -> list[Row]:
         """Every entry of both journals (and the replayed alarms), merged by time."""

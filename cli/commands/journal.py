@@ -35,6 +35,7 @@ from cli.commands.output import (
     bad_input,
     library_from_option,
     print_json,
+    stdout_may_close,
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
 from controller.journal_timeline import (
@@ -67,7 +68,8 @@ def add_parser(sub: SubParsers) -> None:
         help="show, export or plot the journals (safety + controller, merged by time)",
         description="Read the safety process's and the controller's journals (read-only, "
         "safe while they run), merged by clinical time. Exit 0, or 2 for a missing or "
-        "unreadable journal (or no matplotlib for plot).",
+        "unreadable journal (or no matplotlib for plot), or 141 (quietly) when the reader "
+        "of the output closes it early, as `| head` does.",
     )
     jsub = p.add_subparsers(dest="journal_command", metavar="ACTION")
     jsub.required = True
@@ -144,6 +146,7 @@ def _check_channel(journals: Journals, channel: str) -> None:
         )
 
 
+@stdout_may_close
 def run_show(args: argparse.Namespace) -> int:
     journals = _load(args)
     rows = _rows(journals, args.channel)
@@ -178,6 +181,7 @@ def _line(row: Row) -> str:
     return f"{format_time(row.clinical):>10}  {row.process:<10}  {row.summary}"
 
 
+@stdout_may_close
 def run_export(args: argparse.Namespace) -> int:
     journals = _load(args)
     rows = _rows(journals, args.channel)
@@ -216,6 +220,7 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@stdout_may_close
 def run_plot(args: argparse.Namespace) -> int:
     journals = _load(args)
     if journals.files.safety is None:
@@ -228,6 +233,7 @@ def run_plot(args: argparse.Namespace) -> int:
         journals.library,
         alarms=journals.alarms(),
         title=args.title,
+        end=journals.end,
         channel=args.channel,
     )
     try:

@@ -1,14 +1,19 @@
 """How every sub-command reports: plain text for people, one JSON object for scripts.
 
 Exit codes are shared by every command: 0 done (warnings possible), 1 a check or an
-expectation failed, 2 bad input or usage, 3 refused by the library or the safety rules.
+expectation failed, 2 bad input or usage, 3 refused by the library or the safety rules,
+141 the reader of standard output closed it early (``pumpctl journal show | head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,6 +29,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
+#: what a shell reports for a program its closed pipe ended (128 + SIGPIPE)
+EXIT_CLOSED_PIPE = 128 + int(signal.SIGPIPE)
+
+#: a sub-command's handler, as ``set_defaults(handler=...)`` names it
+Handler = Callable[[argparse.Namespace], int]
 
 
 class CommandError(Exception):
@@ -63,3 +73,40 @@ def library_from_option(path: str | Path | None) -> DrugLibrary:
         return load_library(path)
     except LibraryError as exc:
         bad_input(str(exc), "library", code="invalid_library")
+
+
+def stdout_may_close(handler: Handler) -> Handler:
+    """``handler``, ending quietly with ``EXIT_CLOSED_PIPE`` when the reader of standard
+    output goes away (``| head``, ``| less`` quit early).
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError: a
+    traceback for what is the reader's choice, not a fault. Standard output is flushed
+    here, while the error can still be caught: what a short output leaves in the buffer
+    would otherwise meet the closed pipe at interpreter exit, past any handler."""
+
+    @functools.wraps(handler)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            code = handler(args)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _discard_stdout()
+            return EXIT_CLOSED_PIPE
+        return code
+
+    return wrapped
+
+
+def _discard_stdout() -> None:
+    """Point standard output's file descriptor at /dev/null: the interpreter flushes it
+    once more at exit, and what is still buffered must go nowhere, not raise again.
+    A stream with no descriptor (a test's capture) has nothing to flush at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

@@ -1,0 +1,69 @@
+"""A bench of two pumps whose journals the journal commands read: built once for the
+package, in process, on the virtual clock (a real one would take minutes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from controller.journal_timeline import CONTROLLER_NAME, SAFETY_NAME
+from controller.session import Session
+from safety.ipc.local import LocalChannel, LocalSafety
+from tests.conftest import shipped_library
+
+LIBRARY = shipped_library()
+_SHM = Path("/dev/shm")
+_FAST = str(_SHM) if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
+
+
+@dataclass
+class Relay:
+    dir: Path
+    local: LocalSafety
+    session: Session
+
+    def drive(self, seconds: float) -> None:
+        end = self.local.clinical.now() + seconds
+        while end - self.local.clinical.now() > 1e-6:
+            self.local.advance(min(30.0, end - self.local.clinical.now()))
+            self.session.service()
+
+
+@pytest.fixture(scope="package")
+def relay() -> Iterator[Relay]:
+    """A (3 mL, nearly empty) at 8 mcg/min; B loaded, power-cycled (its reset alarm
+    acknowledged), primed to waste and armed; A hands over to B at 1:30, and the run goes
+    on to 7:30 with no alarm after 0:00 and no change after the handover: the journal's
+    end is far from both, which is what a plot must still reach."""
+    folder = Path(tempfile.mkdtemp(prefix="pumpctl-test-journal-relay-", dir=_FAST))
+    local = LocalSafety(
+        library=LIBRARY,
+        channels=(LocalChannel("A", loaded_volume_ml=3.0), LocalChannel("B")),
+        journal_path=folder / SAFETY_NAME,
+    )
+    session = Session.open(
+        local, LIBRARY, journal=folder / CONTROLLER_NAME, clinical=local.clinical
+    )
+    r = Relay(folder, local, session)
+    session.program("norepinephrine", "4 mg/250 mL", "D5W")
+    session.start(8)
+    session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="B")
+    local.inject_faults("power_cycle", "B")
+    r.drive(30)
+    session.acknowledge()
+    local.pumps["B"].connect_line(False)  # what the confirmation says: the prime to waste
+    session.prime("2", confirm_line_disconnected=True)
+    r.drive(60)
+    local.pumps["B"].connect_line(True)
+    session.arm_standby("B", "A")
+    r.drive(6 * 60)
+    yield r
+    session.close(hang_up=False)
+    local.close()
+    shutil.rmtree(folder, ignore_errors=True)
