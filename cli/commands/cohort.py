@@ -8,7 +8,9 @@ with ``--out DIR``. Deterministic: the same seed gives the same JSON on any numb
 workers. Design and figures: docs/closed-loop.md.
 
 Exit 0 when every run finished and no run broke a safety invariant on the delivered flow;
-1 when a run failed or an invariant broke (both are named); 2 bad arguments.
+1 when a run failed or an invariant broke (both are named), or when ``--out`` could not be
+written after the run (the results are printed all the same); 2 bad arguments, an
+``--out`` that cannot be made or written checked before anything runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +38,7 @@ from verification.cohort.cohort import (
     ARMS,
     CONDITIONS,
     SENSITIVITIES,
+    CohortResult,
     CohortSpec,
     default_workers,
     run_cohort,
@@ -171,8 +175,8 @@ def run_command(args: argparse.Namespace) -> int:
         bad_input(f"--workers must be 1-{MAX_WORKERS}, got {workers}", "workers")
     library = library_from_option(args.library)
     out_dir = Path(args.out).expanduser() if args.out else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        bad_input(f"--out {out_dir} is not a directory", "out")
+    if out_dir is not None:
+        _prepare_out(out_dir)
 
     def progress(done: int, total: int) -> None:
         if done == total or done % max(1, total // 20) == 0:
@@ -182,20 +186,56 @@ def run_command(args: argparse.Namespace) -> int:
         spec, library, workers=workers, progress=progress, check_interrupt=interrupt.check
     )
     body = result.to_json(traces=args.traces)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "cohort.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
-        try:
-            written = plots(result, out_dir)
-        except PlotUnavailable as exc:
-            print(f"cohort: no plots: {exc}", file=sys.stderr)
-        else:
-            print(f"cohort: wrote {len(written)} plot(s) to {out_dir}", file=sys.stderr)
+    unwritten = None if out_dir is None else _write_out(out_dir, result, body)
     if args.json:
         print_json(body)
     else:
         print(render_table(result))
+    if unwritten is not None:
+        # after the results, so that it is the last word and nothing printed is lost
+        print(f"cohort: error: --out {out_dir}: {unwritten}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_FAILED if result.failures or result.violations() else EXIT_OK
+
+
+def _prepare_out(out_dir: Path) -> None:
+    """Make ``out_dir`` and try a file in it before the cohort runs: finding out only when
+    the results are written would come after minutes or hours of runs."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        bad_input(f"--out {out_dir}: exists and is not a directory", "out")
+    except OSError as exc:
+        bad_input(f"--out {out_dir}: cannot create the directory: {_reason(exc)}", "out")
+    try:
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        bad_input(f"--out {out_dir}: cannot write in the directory: {_reason(exc)}", "out")
+
+
+def _write_out(out_dir: Path, result: CohortResult, body: dict[str, object]) -> str | None:
+    """Write ``cohort.json`` and the plots; what failed, or None. A failure is returned,
+    not raised: the results are already computed and are still printed."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "cohort.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
+    except OSError as exc:
+        return f"cannot write cohort.json: {_reason(exc)}; the results are on stdout only"
+    try:
+        written = plots(result, out_dir)
+    except PlotUnavailable as exc:
+        print(f"cohort: no plots: {exc}", file=sys.stderr)
+    except OSError as exc:
+        return f"wrote cohort.json but not the plots: {_reason(exc)}"
+    else:
+        print(f"cohort: wrote {len(written)} plot(s) to {out_dir}", file=sys.stderr)
+    return None
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words without the path (the message names it already)."""
+    return exc.strerror or str(exc)
 
 
 __all__ = ["add_parser", "run_command", "spec_from"]

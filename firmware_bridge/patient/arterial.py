@@ -78,9 +78,11 @@ class ArtefactEvent:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start_s) and self.start_s >= 0):
-            raise ValueError(f"artefact start must be >= 0 s, got {self.start_s!r}")
+            raise ValueError(f"artefact start must be at least 0 s (finite), got {self.start_s!r}")
         if not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 24 * 3600):
-            raise ValueError(f"artefact duration must be 0-86400 s, got {self.duration_s!r}")
+            raise ValueError(
+                f"artefact duration must be above 0 and at most 86400 s, got {self.duration_s!r}"
+            )
 
     def covers(self, t: float) -> bool:
         return self.start_s <= t < self.start_s + self.duration_s

@@ -272,7 +272,10 @@ class LineSetup:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.drug_ug_per_ml) and 0 < self.drug_ug_per_ml <= 1e4):
-            raise ValueError(f"drug strength must be 0-10000 ug/mL, got {self.drug_ug_per_ml!r}")
+            raise ValueError(
+                f"drug strength must be above 0 and at most 10000 ug/mL, got "
+                f"{self.drug_ug_per_ml!r}"
+            )
         if not (math.isfinite(self.dead_volume_ml) and 0 <= self.dead_volume_ml <= 50):
             raise ValueError(f"dead volume must be 0-50 mL, got {self.dead_volume_ml!r}")
         if not (math.isfinite(self.carrier_ml_h) and 0 <= self.carrier_ml_h <= 1000):

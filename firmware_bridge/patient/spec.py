@@ -1,14 +1,16 @@
 """A patient from one line of text, for the emulator's command line.
 
 ``seed=7,index=3,sensitivity=0.5,condition=wandering,drug=16,dead=0.5,carrier=5,period=2``
-plus any number of scripted events: ``artefact=KIND@START:DURATION`` (seconds from the
-start), ``bleed=START:ML_PER_MIN:DURATION``, ``fluid=START:VOLUME_ML:DURATION``, and
+(``period``: the monitor's, 0.1-60 s) plus any number of scripted events:
+``artefact=KIND@START:DURATION`` (seconds from the start),
+``bleed=START:ML_PER_MIN:DURATION``, ``fluid=START:VOLUME_ML:DURATION``, and
 ``artefacts=none|default`` (the random artefacts). Every key is optional; a bad one is a
 ``ValueError`` naming it and what it accepts.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from firmware_bridge.patient.arterial import Artefact, ArtefactEvent
@@ -18,6 +20,10 @@ from firmware_bridge.patient.patient import DEFAULT_PERIOD_S, Scenario, no_artef
 
 #: the strength of 4 mg in 250 mL (the library's weight-based norepinephrine)
 DEFAULT_DRUG_UG_PER_ML = 16.0
+#: the monitor's period (s): the range ``ArterialLine`` takes, checked here so that a bad
+#: one is a usage error before anything is served, not a traceback after the pty is out
+MIN_PERIOD_S = 0.1
+MAX_PERIOD_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,19 @@ def parse_patient_spec(text: str) -> PatientSpec:
     random_artefacts = values.get("artefacts", "default")
     if random_artefacts not in ("none", "default"):
         raise ValueError("patient spec: artefacts must be none or default")
-    line = LineSetup(
-        drug_ug_per_ml=_float("drug", values, DEFAULT_DRUG_UG_PER_ML),
-        dead_volume_ml=_float("dead", values, fig("dead_volume_ml")),
-        carrier_ml_h=_float("carrier", values, fig("carrier_ml_h")),
-    )
+    drug = _float("drug", values, DEFAULT_DRUG_UG_PER_ML)
+    dead = _float("dead", values, fig("dead_volume_ml"))
+    carrier = _float("carrier", values, fig("carrier_ml_h"))
+    try:
+        line = LineSetup(drug_ug_per_ml=drug, dead_volume_ml=dead, carrier_ml_h=carrier)
+    except ValueError as exc:
+        raise ValueError(f"patient spec: {exc}") from None
+    period_s = _float("period", values, DEFAULT_PERIOD_S)
+    if not (math.isfinite(period_s) and MIN_PERIOD_S <= period_s <= MAX_PERIOD_S):
+        raise ValueError(
+            f"patient spec: period must be {MIN_PERIOD_S:g}-{MAX_PERIOD_S:g} s, got "
+            f"{values['period']!r}"
+        )
     index = values.get("index", "0")
     if not index.isdigit() or int(index) > 10**6:
         raise ValueError("patient spec: index must be an integer 0-1000000")
@@ -81,7 +95,7 @@ def parse_patient_spec(text: str) -> PatientSpec:
             artefact_rates=no_artefacts() if random_artefacts == "none" else None,
             artefacts=tuple(artefacts),
         ),
-        period_s=_float("period", values, DEFAULT_PERIOD_S),
+        period_s=period_s,
     )
 
 
@@ -117,14 +131,28 @@ def _three(key: str, value: str) -> tuple[float, float, float]:
 
 
 def _artefact(value: str) -> ArtefactEvent:
-    kind, at, rest = value.partition("@")
-    start, colon, duration = rest.partition(":")
+    """Each part checked on its own, so the message names the part that is wrong and what
+    it accepts rather than Python's words for a failed conversion."""
+    kind_text, at, rest = value.partition("@")
+    start_text, colon, duration_text = rest.partition(":")
     kinds = ", ".join(k.value for k in Artefact)
+    if not at or not colon:
+        raise ValueError(f"patient spec: artefact must be KIND@START:DURATION ({kinds})")
+    where = f"patient spec: artefact {value!r}"
     try:
-        return ArtefactEvent(Artefact(kind), float(start), float(duration))
+        kind = Artefact(kind_text)
+    except ValueError:
+        raise ValueError(f"{where}: kind {kind_text!r} is not one of {kinds}") from None
+    start = _seconds(where, "START", start_text)
+    duration = _seconds(where, "DURATION", duration_text)
+    try:
+        return ArtefactEvent(kind, start, duration)
     except ValueError as exc:
-        if not at or not colon:
-            raise ValueError(
-                f"patient spec: artefact must be KIND@START:DURATION ({kinds})"
-            ) from None
-        raise ValueError(f"patient spec: artefact {value!r}: {exc}") from None
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _seconds(where: str, part: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {part} {text!r} is not a number (seconds)") from None

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+import cli.commands.cohort as cohort_command
 from cli.main import main
+from controller.journal_plot import PlotUnavailable
 from firmware_bridge.patient.params import Condition
 from safety.library import DrugLibrary, load_library
-from verification.cohort.cohort import CohortSpec, run_cohort
-from verification.cohort.run import Arm, Design, RunSpec, Start, run_one
+from verification.cohort import report
+from verification.cohort.cohort import CohortResult, CohortSpec, run_cohort
+from verification.cohort.metrics import Performance
+from verification.cohort.run import Arm, Design, RunResult, RunSpec, Start, run_one
 
 LIBRARY = load_library()
 TINY = CohortSpec(
@@ -93,3 +98,136 @@ def test_bad_input_names_the_field(
     assert main(["cohort", "--json", *args]) == 2
     error = json.loads(capsys.readouterr().out)["error"]
     assert error["field"] == field
+
+
+# --------------------------------------------------------------------------- --out
+
+#: the smallest cohort the command runs (2 runs of one simulated minute)
+SMALL = ["cohort", "--patients", "1", "--sensitivities", "1", "--conditions", "stable",
+         "--minutes", "1", "--workers", "1", "--seed", "out"]  # fmt: skip
+
+
+def no_run(*_: object, **__: object) -> CohortResult:
+    raise AssertionError("the cohort ran although --out could not be used")
+
+
+@pytest.mark.parametrize("where", ["afile/sub", "afile/sub/deeper", "afile"])
+def test_an_out_that_cannot_be_made_is_refused_before_the_run(
+    tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    (tmp_path / "afile").write_text("not a directory")
+    monkeypatch.setattr(cohort_command, "run_cohort", no_run)
+    out = tmp_path / where
+    assert main([*SMALL, "--json", "--out", str(out)]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["field"] == "out"
+    assert error["message"].startswith(f"--out {out}: ")
+    assert main([*SMALL, "--out", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"pumpctl: --out {out}: ") and "Traceback" not in said
+
+
+def test_an_out_that_can_be_made_is_made_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit: a new directory two levels under an existing one is fine, and is there
+    before the first run starts."""
+    out = tmp_path / "new" / "deeper"
+    there_before: list[bool] = []
+
+    def no_runs(spec: CohortSpec, *_: object, **__: object) -> CohortResult:
+        there_before.append(out.is_dir())
+        return CohortResult(spec, [])
+
+    monkeypatch.setattr(cohort_command, "run_cohort", no_runs)
+    monkeypatch.setattr(cohort_command, "plots", lambda *_: [])
+    assert main([*SMALL, "--out", str(out)]) == 0
+    assert there_before == [True] and (out / "cohort.json").is_file()
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_write_failure_after_the_run_keeps_the_printed_results(
+    tmp_path: Path, as_json: bool, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    out = tmp_path / "results"
+
+    def run_then_lose_the_directory(*args: object, **kwargs: object) -> CohortResult:
+        result = run_cohort(*args, **kwargs)  # type: ignore[arg-type]
+        out.rmdir()
+        out.write_text("the directory was replaced while the cohort ran")
+        return result
+
+    monkeypatch.setattr(cohort_command, "run_cohort", run_then_lose_the_directory)
+    code = main([*SMALL, *(["--json"] if as_json else []), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    if as_json:
+        body = json.loads(captured.out)
+        assert body["kind"] == "pumpctl-cohort" and len(body["runs"]) == 2
+    else:
+        assert "closed_loop" in captured.out and "manual" in captured.out
+    assert f"cohort: error: --out {out}: cannot write cohort.json" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_a_plot_that_cannot_be_written_keeps_cohort_json_and_the_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def full_disk(*_: object) -> list[Path]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cohort_command, "plots", full_disk)
+    out = tmp_path / "results"
+    assert main([*SMALL, "--json", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["kind"] == "pumpctl-cohort"
+    assert json.loads((out / "cohort.json").read_text())["kind"] == "pumpctl-cohort"
+    assert (
+        f"cohort: error: --out {out}: wrote cohort.json but not the plots: No space left"
+        in captured.err
+    )
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def a_run(index: int, requests: int, refusals: dict[str, int]) -> RunResult:
+    figures = Performance(1, 0.0, 0.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 0.0)
+    return RunResult(
+        RunSpec(index, 1.0, Condition.STABLE, Arm.MANUAL), figures, 1.0, requests,
+        requests - sum(refusals.values()), refusals, 0, [], {},
+    )  # fmt: skip
+
+
+def test_the_table_shows_requests_and_refusals_per_run_as_its_heading_says() -> None:
+    spec = CohortSpec(Design(seed="t"), patients=3, sensitivities=(1.0,),
+                      conditions=(Condition.STABLE,), arms=(Arm.MANUAL,))  # fmt: skip
+    runs = [a_run(0, 90, {}), a_run(1, 92, {"cap": 4}), a_run(2, 300, {"cap": 1, "step": 2})]
+    result = CohortResult(spec, runs)
+    table = report.render_table(result)
+    heading = next(line for line in table.splitlines() if line.startswith("medians"))
+    assert "per run" in heading and "viol" in heading
+    row = next(line for line in table.splitlines() if "manual" in line).split()
+    # req and refused: medians of the runs (92 requests, 3 refused), not totals (482, 7)
+    assert row[-3:] == ["92", "3", "0"]
+    # the JSON keeps its totals (documented: docs/closed-loop.md, CohortResult.summary)
+    (summary,) = result.summary()
+    assert summary["requests"] == 482 and summary["refusals"] == {"cap": 5, "step": 2}
+
+
+def test_the_table_shows_a_half_when_the_median_falls_between_two_runs() -> None:
+    spec = CohortSpec(Design(seed="t"), patients=2, sensitivities=(1.0,),
+                      conditions=(Condition.STABLE,), arms=(Arm.MANUAL,))  # fmt: skip
+    table = report.render_table(CohortResult(spec, [a_run(0, 90, {}), a_run(1, 91, {"cap": 1})]))
+    row = next(line for line in table.splitlines() if "manual" in line).split()
+    assert row[-3:] == ["90.5", "0.5", "0"]
+
+
+def test_no_matplotlib_names_the_option_that_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    spec = CohortSpec(Design(seed="t"), patients=1, sensitivities=(1.0,))
+    with pytest.raises(PlotUnavailable) as caught:
+        report.plots(CohortResult(spec, []), Path("unused"))
+    assert "--plots" not in str(caught.value) and "--out" in str(caught.value)

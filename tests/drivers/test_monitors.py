@@ -173,6 +173,53 @@ def test_a_bad_trace_is_refused_whole_naming_the_line(
         read_trace(write(tmp_path, text))
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        # one field short, one field over: the row is refused, not read as no-signal/cut
+        (
+            "time_s,map_mmhg,hr_bpm\n1,80,70\n2,81\n",
+            r"line 3: 2 fields, expected 3 \(time_s, map_mmhg, hr_bpm\)",
+        ),
+        (
+            "time_s,map_mmhg,hr_bpm\n1,80,70\n2,81,70,9\n",
+            r"line 3: 4 fields, expected 3 \(time_s, map_mmhg, hr_bpm\)",
+        ),
+        ("time_s,map_mmhg\n1,80,\n", r"line 2: 3 fields, expected 2"),
+        ("time_s,map_mmhg,time_s\n1,80,2\n", r"line 1: column time_s appears twice in the header"),
+        (
+            "# exported\ntime_s, map_mmhg ,map_mmhg\n1,80,2\n",
+            r"line 2: column map_mmhg appears twice",
+        ),
+        ("time_s,map_mmhg\n", r"line 1: a header and no samples; expected at least one row"),
+        ("# only notes\ntime_s,map_mmhg\n# none yet\n\n", r"line 2: a header and no samples"),
+        ("", r"no header; expected a header line naming time_s, map_mmhg"),
+        ("# nothing\n\n", r"no header; expected"),
+        ('time_s,map_mmhg\n1,"80\n', r"line 2: not valid CSV"),
+    ],
+)
+def test_a_malformed_trace_is_refused_naming_file_and_line(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    with pytest.raises(ReplayFileError, match=match) as caught:
+        read_trace(write(tmp_path, text))
+    assert str(caught.value).startswith(f"{tmp_path / 'trace.csv'}: ")
+
+
+def test_a_row_with_exactly_the_header_s_fields_and_one_sample_is_a_trace(tmp_path: Path) -> None:
+    rows = read_trace(write(tmp_path, "time_s,map_mmhg,hr_bpm\n1,,\n"))
+    assert rows == [(1.0, MapSample(0, 1.0, None))]
+
+
+def test_an_excel_export_with_a_bom_and_padded_names_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufefftime_s, map_mmhg , hr_bpm\r\n1, 80.5 ,70\r\n2,,\r\n\r\n".encode())
+    assert read_trace(path) == [
+        (1.0, MapSample(0, 1.0, 80.5, None, None, 70)),
+        (2.0, MapSample(1, 2.0, None)),
+    ]
+
+
 def test_a_missing_trace_file_is_a_replay_error(tmp_path: Path) -> None:
     with pytest.raises(ReplayFileError, match="cannot read"):
         CsvReplay(tmp_path / "absent.csv", lambda: 0.0).open()

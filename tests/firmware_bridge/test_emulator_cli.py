@@ -49,6 +49,21 @@ PATIENT_SPEED = 600.0
         (["modbus", "--container", "bag-5ml"], "--container: unknown bag 'bag-5ml'"),
         (["modbus", "--container", "bag-500ml"], "--container: the map"),
         (["modbus", "--container", "bag-500ml", "--syringe", "x"], "not allowed with argument"),
+        # the monitor period: refused here, before the pty is served (it was a traceback)
+        (
+            ["ne1000", "--pty", "--patient", "period=0"],
+            "--patient: patient spec: period must be 0.1-60 s, got '0'",
+        ),
+        (
+            ["ne1000", "--pty", "--patient", "period=0.0999"],
+            "period must be 0.1-60 s, got '0.0999'",
+        ),
+        (
+            ["ne1000", "--pty", "--patient", "period=60.001"],
+            "period must be 0.1-60 s, got '60.001'",
+        ),
+        (["ne1000", "--pty", "--patient", "period=nan"], "period must be 0.1-60 s, got 'nan'"),
+        (["ne1000", "--pty", "--patient", "drug=0"], "drug strength must be above 0 and at most"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_clear_line(

@@ -37,6 +37,7 @@ from firmware_bridge.patient import (
     no_artefacts,
     typical_patient,
 )
+from firmware_bridge.patient.arterial import ArtefactSchedule, ArterialLine
 from firmware_bridge.patient.disturbances import Vasodilation
 from firmware_bridge.patient.line import InfusionLine
 from firmware_bridge.patient.params import NMOL_PER_L_PER_NG_PER_ML, clearance_for_saps2, fig
@@ -378,3 +379,51 @@ def test_patient_spec_parses_and_names_bad_keys() -> None:
     ]:
         with pytest.raises(ValueError, match=field):
             parse_patient_spec(bad)
+
+
+@pytest.mark.parametrize("period", ["0.1", "60", "2"])
+def test_patient_spec_takes_a_monitor_period_at_its_limits(period: str) -> None:
+    spec = parse_patient_spec(f"period={period}")
+    assert spec.period_s == float(period)
+    # the arterial line takes what the spec took (its own check is the same range)
+    ArterialLine(typical_patient(), "1", 0, spec.period_s, ArtefactSchedule("1", 0))
+
+
+@pytest.mark.parametrize("period", ["0.0999", "60.001", "0", "100", "0.05", "nan", "inf", "-1"])
+def test_patient_spec_refuses_a_monitor_period_out_of_range(period: str) -> None:
+    with pytest.raises(ValueError, match=r"^patient spec: period must be 0\.1-60 s, got "):
+        parse_patient_spec(f"period={period}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("drug=0", "drug strength must be above 0 and at most 10000 ug/mL, got 0.0"),
+        ("drug=10000.01", "drug strength must be above 0 and at most 10000 ug/mL"),
+        (
+            "artefact=flush@5:0",
+            "artefact 'flush@5:0': artefact duration must be above 0 and at most 86400 s, got 0.0",
+        ),
+        ("artefact=flush@5:86400.5", "duration must be above 0 and at most 86400 s"),
+        ("artefact=flush@-1:5", "artefact start must be at least 0 s"),
+        (
+            "artefact=bogus@10:5",
+            "artefact 'bogus@10:5': kind 'bogus' is not one of flush, zeroing, damping, "
+            "disconnect, no_signal",
+        ),
+        ("artefact=flush@x:5", "artefact 'flush@x:5': START 'x' is not a number (seconds)"),
+        ("artefact=flush@5:y", "artefact 'flush@5:y': DURATION 'y' is not a number (seconds)"),
+    ],
+)
+def test_patient_spec_errors_state_the_range_really_accepted(spec: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_patient_spec(spec)
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("patient spec: ")
+
+
+@pytest.mark.parametrize(
+    "spec", ["drug=10000", "drug=0.001", "artefact=flush@0:86400", "artefact=flush@5:0.001"]
+)
+def test_patient_spec_takes_drug_and_artefact_at_their_limits(spec: str) -> None:
+    parse_patient_spec(spec)

@@ -79,7 +79,9 @@ class CohortResult:
 
     def summary(self) -> list[dict[str, object]]:
         """One row per (sensitivity, condition, arm): medians across patients, totals of
-        requests, refusals and violations."""
+        requests, accepted, refusals, suspensions and violations over the level's ``n``
+        runs (the JSON's ``summary``; the table shows the medians across runs of each run's
+        requests and refusals instead, beside the other medians: docs/closed-loop.md)."""
         rows: list[dict[str, object]] = []
         for s in self.spec.sensitivities:
             for c in self.spec.conditions:

@@ -1,9 +1,11 @@
 """A cohort for people: one table, and PNG plots.
 
 The table has a row per sensitivity and condition, the closed loop beside the manual arm
-(medians across patients, as the published studies report), the in-band ratio of the two,
-the refusals and the ground-truth violations. The plots (matplotlib, optional extra
-``plot``; imported only here, with the non-interactive Agg backend):
+(medians across patients, as the published studies report: the requests and refusals too,
+per run), the in-band ratio of the two, and the ground-truth violations (all the
+level's runs together: one is one too many, a median would hide it). The plots
+(matplotlib, optional extra ``plot``; imported only here, with the non-interactive Agg
+backend):
 
 - ``map_<condition>.png``: every patient's physiological MAP over the scored hour, one
   panel per sensitivity, closed loop above and manual below, with the target band;
@@ -13,9 +15,11 @@ the refusals and the ground-truth violations. The plots (matplotlib, optional ex
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from controller.journal_plot import PlotUnavailable
+from firmware_bridge.patient.params import Condition
 from verification.cohort.cohort import CohortResult
 from verification.cohort.run import Arm
 
@@ -31,7 +35,8 @@ def render_table(result: CohortResult) -> str:
         f"{len(result.results)} runs in {result.real_s:.1f} s on {result.workers} worker(s); "
         f"ground-truth violations: {result.violations()}"
         + (f"; FAILED runs: {len(result.failures)}" if result.failures else ""),
-        "medians across patients (MAP: the patient's physiological pressure, every 2 s)",
+        "medians across patients (req, refused: per run; MAP: the patient's physiological "
+        "pressure, every 2 s); viol: total over the level's runs",
         "",
         f"{'sens':>5} {'condition':<10} {'arm':<12} {'in band':>7} {'below':>6} {'above':>6} "
         f"{'<65':>5} {'<90%bl':>6} {'MDPE':>6} {'MDAPE':>6} {'wobble':>6} {'diverg':>7} "
@@ -42,15 +47,14 @@ def render_table(result: CohortResult) -> str:
     for row in result.summary():
         m = row["median"]
         assert isinstance(m, dict)
-        refused = row["refusals"]
-        assert isinstance(refused, dict)
+        requests, refused = _per_run_medians(result, row)
         lines.append(
             f"{row['sensitivity']:>5g} {row['condition']:<10} {row['arm']:<12} "
             f"{m['in_band']:>7.1f} {m['below_band']:>6.1f} {m['above_band']:>6.1f} "
             f"{m['below_65']:>5.1f} {m['below_90pct_baseline']:>6.1f} {m['mdpe']:>6.2f} "
             f"{m['mdape']:>6.2f} {m['wobble']:>6.2f} {m['divergence']:>7.2f} "
-            f"{row['drug_mcg_per_kg_median']:>6.2f} {row['requests']:>5} "
-            f"{sum(refused.values()):>7} {row['violations']:>4}"
+            f"{row['drug_mcg_per_kg_median']:>6.2f} {requests:>5g} "
+            f"{refused:>7g} {row['violations']:>4}"
         )
     ratios = result.ratio_to_manual()
     if ratios:
@@ -64,6 +68,18 @@ def render_table(result: CohortResult) -> str:
     return "\n".join(lines)
 
 
+def _per_run_medians(result: CohortResult, row: dict[str, object]) -> tuple[float, float]:
+    """The median across ``row``'s level of each run's requests, and of each run's
+    refusals. The summary's (and the JSON's) figures are totals over the level's runs;
+    under a "medians" heading they would grow with ``--patients`` and read as one run's."""
+    sensitivity = float(str(row["sensitivity"]))
+    group = result.group(sensitivity, Condition(str(row["condition"])), Arm(str(row["arm"])))
+    return (
+        statistics.median(r.requests for r in group),
+        statistics.median(sum(r.refusals.values()) for r in group),
+    )
+
+
 def plots(result: CohortResult, out_dir: Path) -> list[Path]:
     """Draw the plots into ``out_dir``; the files written."""
     try:
@@ -73,7 +89,8 @@ def plots(result: CohortResult, out_dir: Path) -> list[Path]:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         raise PlotUnavailable(
-            "plots need matplotlib: pip install 'pumpctl[plot]' (or run without --plots)"
+            "plots need matplotlib: pip install 'pumpctl[plot]' (--out writes cohort.json "
+            "without them)"
         ) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = result.spec
