@@ -276,6 +276,17 @@ def _limits(library: DrugLibrary, spec: ProgramSpec) -> ProgramLimits:
     return limits
 
 
+def program_of(library: DrugLibrary, spec: ProgramSpec, at: float) -> ActiveProgram:
+    """The program ``spec`` with the library's limits, as the kernel holds it: its dose
+    and rate conversions. Raises ``PlanError`` when the library refuses it."""
+    try:
+        return ActiveProgram(spec, _limits(library, spec), at)
+    except RuleRefusal as exc:
+        raise PlanError(exc.finding.message, code=exc.finding.code.value) from None
+    except (UnitError, DiluentError, LookupProblem) as exc:
+        raise PlanError(str(exc), code="bad_input") from None
+
+
 def planning_state(
     library: DrugLibrary,
     snapshot: Snapshot,
@@ -314,13 +325,7 @@ def planning_state(
     stale = view.program_stale if view is not None else snapshot.program_stale
     if stale is not None:
         raise PlanError(stale, code="program_needs_reprogramming")
-    try:
-        at = snapshot.clinical_time if now is None else now
-        program = ActiveProgram(spec, _limits(library, spec), at)
-    except RuleRefusal as exc:
-        raise PlanError(exc.finding.message, code=exc.finding.code.value) from None
-    except (UnitError, DiluentError, LookupProblem) as exc:
-        raise PlanError(str(exc), code="bad_input") from None
+    program = program_of(library, spec, snapshot.clinical_time if now is None else now)
     name = view.name if view is not None else DEFAULT_CHANNEL
     beside = [
         v.name

@@ -80,7 +80,7 @@ from controller.planner import (
     StepKind,
     format_duration,
     make_plan,
-    planning_state,
+    program_of,
 )
 from controller.service_thread import ServiceThread
 from controller.session_journal import SessionJournal
@@ -311,10 +311,14 @@ class Session:
     def history(self) -> tuple[DosePoint, ...]:
         """The verified rate history (what the safety process has read back), with doses."""
         snapshot = self.status()
+        # only the program's conversions: not a plan's state, which another channel giving
+        # the same drug (a relay, a handover) makes impossible
+        view = snapshot.channel(self.channel)
+        spec = view.program if view is not None else snapshot.program
         program = None
-        if snapshot.program is not None:
+        if spec is not None:
             with contextlib.suppress(ControllerError):
-                program = planning_state(self.library, snapshot)[1]
+                program = program_of(self.library, spec, snapshot.clinical_time)
         points: list[DosePoint] = []
         for p in snapshot.history:
             dose = None

@@ -70,6 +70,11 @@ def test_a_relay_set_up_from_the_session_is_followed_to_the_new_channel(
     assert snapshot.rate_ml_h == Decimal("30.0")
     assert snapshot.channel("A").relieved_by == "B"  # type: ignore[union-attr]
     assert not bench.pumps["A"].snapshot().running and bench.pumps["B"].snapshot().running
+    # the drug's history in doses, after the handover too (it read 0 mL/h and no dose
+    # on a bench of several channels: a plan's state was asked for, and refused)
+    history = session.history()
+    assert history[-1].rate_ml_h == Decimal("30") and history[-1].dose == Decimal(8)
+    assert {p.dose for p in history} >= {Decimal(8)}
     # and the infusion goes on from there as before
     change = session.titrate_to(10)
     change.confirm()
