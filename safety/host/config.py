@@ -25,12 +25,15 @@ repository. The reference for every field is ``config/bench/demo-safety.toml``.
 
 from __future__ import annotations
 
+import inspect
 import tomllib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeGuard, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,9 +46,10 @@ from drivers.gpio import GpioConfig, GpioConfigError
 from drivers.lines import LineError, LineSpec, open_line
 from drivers.loading import DriverLoadError
 from drivers.monitors.config import MonitorConfigError, parse_monitor
-from drivers.pumps.registry import load_driver
+from drivers.pumps.registry import container_kinds, driver_class, load_driver
 from firmware_bridge.clock import VirtualClock, clock_from_spec
-from firmware_bridge.syringes import container_by_name, syringe_by_name
+from firmware_bridge.syringes import BAGS, SYRINGES, Bag, container_by_name, syringe_by_name
+from safety.host.channel_names import check_channel_name
 from safety.kernel.model import DEFAULT_CHANNEL
 from safety.observer_config import (
     DEFAULT_JOURNAL,
@@ -58,8 +62,18 @@ from safety.observer_config import (
 
 #: Unix socket paths longer than this do not fit ``sockaddr_un`` on Linux
 MAX_SOCKET_PATH = 107
+#: reply timeouts one NE-1000 handshake may wait out, at worst, for a pump left in safe
+#: mode (every probe's reply lost before the last; docs/safety.md, "Restart timing with
+#: NE-1000s in safe mode")
+NE1000_PROBE_TIMEOUTS = 4
+#: the NE-1000's own bound on ``SAF n`` (docs/protocols.md)
+NE1000_MAX_SAFE_MODE_S = 255
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+#: ``extra="forbid"``: a misspelt key is an error; ``strict``: a number is a TOML number,
+#: never text that looks like one (``max_prime_ml = "5"`` is a mistake to name, as the
+#: hand-written parts, ``[gpio.pins]`` and ``[monitor]``, already treat it), and a whole
+#: number stays whole (``overlap_steps = 2.5`` is refused, not rounded)
+_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 _DriverOptionsT = TypeVar("_DriverOptionsT", bound="_DriverOptions")
 
@@ -152,12 +166,38 @@ class PumpConfig(_DriverOptions):
     @model_validator(mode="after")
     def _options_fit_driver(self) -> PumpConfig:
         self._check_driver("pump")
+        loaded = self.mock.loaded_volume_ml if self.mock is not None else None
+        if loaded is not None:
+            # checked here, not first at start: the one-pump bench becomes channel A
+            # (``channel_configs``), whose own check would fail there as a traceback
+            _check_loaded("mock.loaded_volume_ml", loaded, self.syringe)
         return self
 
 
-#: what a channel may be called: it is typed at the console (``start 8 @B``) and named in
-#: every alarm's scope
-CHANNEL_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,15}$"
+def _check_loaded(field: str, loaded_ml: float, container: str) -> None:
+    """A container cannot start with more than it holds (the simulated pump refuses it at
+    start; on a real pump every volume the safety process predicts would be wrong)."""
+    volume = container_by_name(container).volume_ml
+    if loaded_ml > volume:
+        raise ValueError(
+            f"{field} must be at most {volume:g} mL (what {container} holds), got {loaded_ml:g}"
+        )
+
+
+def _check_container_fits(driver: str, options: Mapping[str, object], container: str) -> None:
+    """A bag on a syringe pump (or a syringe where the pump holds bags only) is a mistake
+    of the config, so it is named here: at start the driver's refusal reads as a pump
+    that cannot be reached, warned about every poll."""
+    held = container_kinds(driver, options)
+    kind = "bag" if isinstance(container_by_name(container), Bag) else "syringe"
+    if kind in held:
+        return
+    pump = "a syringe pump" if held == {"syringe"} else "a volumetric pump"
+    fitting = [*(SYRINGES if "syringe" in held else ()), *(BAGS if "bag" in held else ())]
+    raise ValueError(
+        f"driver {driver!r} drives {pump}: it cannot hold container {container!r}, a "
+        f"{kind}; give one of: {', '.join(fitting)}"
+    )
 
 
 class ChannelConfig(_DriverOptions):
@@ -181,13 +221,9 @@ class ChannelConfig(_DriverOptions):
     @model_validator(mode="after")
     def _fits(self) -> ChannelConfig:
         self._check_driver("channels.NAME", self.line)
+        _check_container_fits(self.driver, self.options, self.container)
         if self.loaded_ml is not None:
-            volume = container_by_name(self.container).volume_ml
-            if self.loaded_ml > volume:
-                raise ValueError(
-                    f"loaded_ml must be at most {volume:g} mL (what {self.container} holds), "
-                    f"got {self.loaded_ml:g}"
-                )
+            _check_loaded("loaded_ml", self.loaded_ml, self.container)
         return self
 
 
@@ -374,8 +410,9 @@ class SafetyConfig(BaseModel):
     pump: PumpConfig | None = None
     #: shared lines (``drivers.lines.LineSpec``), by name
     lines: dict[str, LineSpec] = Field(default_factory=dict)
-    #: the channels, in the order given
-    channels: dict[Annotated[str, Field(pattern=CHANNEL_NAME)], ChannelConfig] = Field(
+    #: the channels, in the order given; each name as ``safety.host.channel_names`` allows
+    #: (the scenarios check theirs with the same rule)
+    channels: dict[Annotated[str, AfterValidator(check_channel_name)], ChannelConfig] = Field(
         default_factory=dict
     )
     interlock: InterlockSection = Field(default_factory=InterlockSection)
@@ -526,7 +563,74 @@ def parse_config(
         _check_socket_length(config.paths.socket, "paths.socket")
     except ValueError as exc:
         raise ConfigError(source, [("paths.socket", str(exc))]) from None
+    problems = safe_mode_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
     return config
+
+
+def ne1000_safe_mode_floor_s(
+    reply_timeout_s: float, pumps_on_line: int, keep_alive_period_s: float
+) -> float:
+    """What an NE-1000's safe-mode timeout must be more than.
+
+    A restarted safety process shakes hands with the pumps of a line in turn, at worst
+    ``NE1000_PROBE_TIMEOUTS`` reply timeouts each, and keeps a pump alive only after
+    that, within a keep-alive period: a pump whose own timeout runs out first stops
+    itself, an abrupt withdrawal of a vasopressor.
+    """
+    return NE1000_PROBE_TIMEOUTS * reply_timeout_s * pumps_on_line + keep_alive_period_s
+
+
+def safe_mode_problems(config: SafetyConfig) -> list[tuple[str, str]]:
+    """Every NE-1000 in safe mode whose timeout does not outlast a restart's handshakes
+    (``ne1000_safe_mode_floor_s``), as ``(field path, message)``.
+
+    Checked after the models, where the whole bench is known: the bound depends on how
+    many pumps share the channel's line and on ``[timing] keep_alive_period_s``.
+    """
+    tables: dict[str, _DriverOptions] = (
+        {"pump": config.pump} if config.pump is not None else {}
+    ) | {f"channels.{name}": channel for name, channel in config.channels.items()}
+    on_line = Counter(c.line for c in config.channels.values() if c.line is not None)
+    keep_alive = config.timing.keep_alive_period_s
+    problems: list[tuple[str, str]] = []
+    for table, pump in tables.items():
+        timeout = pump.options.get("safe_mode_timeout_s")
+        if pump.driver != "ne1000" or not _is_number(timeout):
+            continue  # basic mode (no timeout), or a value the driver's own check named
+        reply = pump.options.get("reply_timeout_s", _ne1000_default_reply_timeout_s())
+        if not _is_number(reply):
+            continue
+        line = pump.line if isinstance(pump, ChannelConfig) else None
+        pumps = on_line[line] if line is not None else 1
+        floor = ne1000_safe_mode_floor_s(float(reply), pumps, keep_alive)
+        if float(timeout) > floor:
+            continue
+        where = f"each of the {pumps} NE-1000s on line {line!r}" if line else "the pump"
+        problems.append(
+            (
+                f"{table}.options.safe_mode_timeout_s",
+                f"must be more than {floor:g} s (and at most {NE1000_MAX_SAFE_MODE_S}), "
+                f"got {timeout!r}: a restart may spend {NE1000_PROBE_TIMEOUTS} x "
+                f"reply_timeout_s ({float(reply):g} s) on {where}, then one "
+                f"timing.keep_alive_period_s ({keep_alive:g} s) before the next packet; a pump "
+                "whose own timeout runs out first stops itself",
+            )
+        )
+    return problems
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A number of the driver's options (a bool is an int to Python, not to a config)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _ne1000_default_reply_timeout_s() -> float:
+    """The driver's own default, read from its signature so the two cannot drift (the
+    module is imported already: the options were checked against this constructor)."""
+    default = inspect.signature(driver_class("ne1000")).parameters["reply_timeout_s"].default
+    return float(default)
 
 
 def _resolved(config: SafetyConfig, base: Path) -> SafetyConfig:
@@ -575,13 +679,17 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     """pydantic's errors as (dotted field path, message with the allowed values)."""
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"]]
+        # "[key]": pydantic's step for a table's key (``[channels.1B]``); the key itself
+        # is already the step before it, and names the table
+        loc = [str(part) for part in error["loc"] if part != "[key]"]
         path = ".".join(loc) or "(top level)"
         message = str(error["msg"])
         kind = error["type"]
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        if kind == "extra_forbidden":
+        if kind in _NUMBER_ERRORS:
+            message = _number_message(kind, loc, error.get("input"))
+        elif kind == "extra_forbidden":
             allowed = _fields_at(loc[:-1])
             message = "unknown setting"
             if allowed:
@@ -597,6 +705,22 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
 
 
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+#: a number of the wrong type (strict: text, a bool, a fraction for a whole number)
+_NUMBER_ERRORS = frozenset(
+    {"int_type", "int_from_float", "int_parsing", "float_type", "float_parsing"}
+)
+
+
+def _number_message(kind: str, loc: Sequence[str], given: object) -> str:
+    """'must be a whole number 2-20, got 2.5': what pydantic says ("Input should be a
+    valid integer") with the field's range, and why text is refused."""
+    whole = kind.startswith("int")
+    what = "a whole number" if whole else "a number"
+    bounds = _range_at(loc)
+    message = f"must be {what}{' ' + bounds if bounds else ''}, got {given!r}"
+    if isinstance(given, str):
+        message += " (text: write the number without quotes)"
+    return message
 
 
 def _fields_at(loc: Sequence[str]) -> list[str]:
@@ -607,34 +731,44 @@ def _fields_at(loc: Sequence[str]) -> list[str]:
 
 def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = SafetyConfig
-    for part in loc:
+    parts = iter(loc)
+    for part in parts:
         if model is None:
             return None
         field = model.model_fields.get(part)
         if field is None:
             return None
+        # ``channels.A.loaded_ml``: the step after a table of tables is a table's name
+        if _is_table_of_tables(field.annotation) and next(parts, None) is None:
+            return None
         model = _model_in(field.annotation)
     return model
 
 
+def _is_table_of_tables(annotation: object) -> bool:
+    """``dict[str, SomeModel]`` (``channels``, ``lines``), perhaps inside ``| None``."""
+    if getattr(annotation, "__origin__", None) is dict:
+        return True
+    return any(_is_table_of_tables(arg) for arg in getattr(annotation, "__args__", ()))
+
+
 def _range_at(loc: Sequence[str]) -> str:
-    """'0.2-30' (or '> 0', '<= 60'...) from the bounds declared on the field at ``loc``."""
+    """'0.2-30.0', or in words ('more than 0 and at most 1000'), from the bounds declared
+    on the field at ``loc``: an author reads the range, not pydantic's operators."""
     model = _model_at(loc[:-1])
     field = model.model_fields.get(loc[-1]) if model is not None and loc else None
     if field is None:
         return ""
-    low = high = ""
+    bounds: dict[str, object] = {}
     for bound in field.metadata:
-        for attr, text in (("ge", ">= {}"), ("gt", "> {}"), ("le", "<= {}"), ("lt", "< {}")):
+        for attr in ("ge", "gt", "le", "lt"):
             value = getattr(bound, attr, None)
             if value is not None:
-                if attr in ("ge", "gt"):
-                    low = text.format(value)
-                else:
-                    high = text.format(value)
-    if low.startswith(">=") and high.startswith("<="):
-        return f"{low[3:]}-{high[3:]}"
-    return " and ".join(b for b in (low, high) if b)
+                bounds[attr] = value
+    if "ge" in bounds and "le" in bounds:
+        return f"{bounds['ge']}-{bounds['le']}"
+    words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+    return " and ".join(f"{words[attr]} {value}" for attr, value in bounds.items())
 
 
 def _model_in(annotation: object) -> type[BaseModel] | None:

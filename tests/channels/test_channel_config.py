@@ -90,7 +90,7 @@ def test_channels_keep_their_order_and_share_a_line_at_their_addresses() -> None
             "channels.A",
             "loaded_ml must be at most 50 mL (what bd-plastipak-50ml holds), got 50.5",
         ),
-        ({"channels": {"A b": MOCK}}, "channels.A b.[key]", "should match pattern"),
+        ({"channels": {"A b": MOCK}}, "channels.A b", "must start with a letter"),
         ({"channels": {"A": {**MOCK, "container": "bag-2l"}}}, "channels.A.container", "bag"),
         (
             {"channels": {"A": MOCK}, "relay": {"warn_before_empty_min": 5}},

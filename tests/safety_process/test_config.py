@@ -83,7 +83,7 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
         (
             {"pump": {**MOCK, "mock": {"loaded_volume_ml": -1}}},
             "pump.mock.loaded_volume_ml",
-            "must be > 0 and <= 1000",
+            "must be more than 0 and at most 1000",
         ),
         ({"pump": {**MOCK, "options": {"port": "/dev/x"}}}, "pump", "[pump.mock]"),
         (

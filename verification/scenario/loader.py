@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from controller.machine import State
+from firmware_bridge.syringes import container_by_name
 from safety.kernel.model import DEFAULT_CHANNEL
 from safety.kernel.state import Mode
 from verification.scenario.model import (
@@ -376,7 +377,7 @@ _MODES = tuple(m.value for m in Mode)
 def cross_check(loaded: LoadedScenario) -> list[Problem]:
     """What one table cannot know alone: names, references, times within the run."""
     s = loaded.scenario
-    problems: list[Problem] = _channel_problems(loaded)
+    problems: list[Problem] = _channel_problems(loaded) + _volume_problems(loaded)
     end = s.duration_s
     names: dict[str, Loc] = {}
     actions: set[str] = set()
@@ -488,6 +489,32 @@ def _channel_problems(loaded: LoadedScenario) -> list[Problem]:
         for i, item in enumerate(items):
             check((table, i, "channel"), getattr(item, "channel", None))
             check((table, i, "for_channel"), getattr(item, "for_channel", None))
+    return problems
+
+
+def _volume_problems(loaded: LoadedScenario) -> list[Problem]:
+    """``loaded_ml`` within what its container holds: the container is named in another
+    table (a channel's default is the bench's syringe), so no single table can check it,
+    and past this point the simulated pump refuses it mid-setup, as a traceback."""
+    s = loaded.scenario
+    problems: list[Problem] = []
+    wanted: list[tuple[Loc, float | None, str]] = [
+        (("bench", "loaded_ml"), s.bench.loaded_ml, s.bench.syringe)
+    ]
+    wanted += [
+        (("channels", i, "loaded_ml"), c.loaded_ml, c.container or s.bench.syringe)
+        for i, c in enumerate(s.channels)
+    ]
+    for loc, loaded_ml, container in wanted:
+        volume = container_by_name(container).volume_ml
+        if loaded_ml is not None and loaded_ml > volume:
+            problems.append(
+                loaded.problem(
+                    loc,
+                    f"must be more than 0 and at most {volume:g} mL (what {container} "
+                    f"holds), got {loaded_ml:g}",
+                )
+            )
     return problems
 
 

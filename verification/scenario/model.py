@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,6 +36,7 @@ from firmware_bridge.clock import VirtualClock
 from firmware_bridge.faults import ALL_FAULTS, FaultSpecError, WireFaults, apply_fault
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import container_by_name, syringe_by_name
+from safety.host.channel_names import check_channel_name
 from safety.kernel.model import DEFAULT_CHANNEL
 
 #: longest scenario, clinical (7 days: a cap needs a day of history, and some slack)
@@ -94,8 +96,10 @@ def _dose_text(value: object) -> object:
 Time = Annotated[float, BeforeValidator(clinical_seconds)]
 DoseText = Annotated[str, BeforeValidator(_dose_text)]
 Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f]+$")]
-#: a channel's name: what the safety config's [channels.NAME] and the console's @NAME say
-ChannelName = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")]
+#: a channel's name: what the safety config's [channels.NAME] and the console's @NAME say,
+#: so the safety config's own rule (``safety.host.channel_names``): a scenario must not run
+#: a bench its safety config would refuse ("1B")
+ChannelName = Annotated[str, AfterValidator(check_channel_name)]
 
 
 class _Strict(BaseModel):
