@@ -87,7 +87,7 @@ class ChannelView:
     dose: Decimal | None  # what this channel's verified rate delivers
     running: bool
     rate_ml_h: Decimal
-    infused_ml: float | None  # the pump's counter since the program was loaded
+    infused_ml: float | None  # the pump's counter since the program was loaded, less primes
     pump_min_ml_h: Decimal
     pump_max_ml_h: Decimal
     uncertain: bool

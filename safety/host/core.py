@@ -1130,9 +1130,13 @@ class SafetyCore:
         infused = None
         dose = None
         if program is not None:
-            base = self._infused_now(name) - program.infused_baseline_ml
-            infused = max(0.0, base)
-            dose = fraction_to_decimal(program.dose(c.set_rate), 6) if c.running else Decimal(0)
+            counter = self._infused_now(name)
+            if c.priming is not None and c.priming.counter_at_start is not None:
+                counter = min(counter, c.priming.counter_at_start)  # a prime goes to waste
+            infused = max(0.0, counter - program.infused_baseline_ml)
+            # to the patient: a pump priming runs fast, to waste
+            giving = c.running and c.priming is None
+            dose = fraction_to_decimal(program.dose(c.set_rate), 6) if giving else Decimal(0)
         remaining = c.remaining_ml if channel.last_infused_ml is not None else None
         role, relay = self._role(name, c, now)
         standby = c.standby

@@ -430,6 +430,12 @@ def _priming(
             and reading.infused_ml >= priming.counter_at_start
             else None
         )
+        if moved is not None and c.program is not None:
+            # what the program infused is what reached the patient: the prime went to waste
+            program = c.program
+            c = replace(
+                c, program=replace(program, infused_baseline_ml=program.infused_baseline_ml + moved)
+            )
         done = moved is None or moved >= PRIME_DONE_SHARE * priming.volume_ml
         present = [a for a in reading.alarms if a != "near_empty"]
         if done and not present:
