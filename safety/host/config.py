@@ -428,17 +428,6 @@ class SafetyConfig(BaseModel):
     #: the controller's MAP source (``drivers.monitors.config``), unused by this process
     monitor: dict[str, Any] | None = None
 
-    @field_validator("monitor")
-    @classmethod
-    def _monitor_table(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            try:
-                parse_monitor(value)  # the shape; the controller checks a replay file exists
-            except MonitorConfigError as exc:  # the problem's path is "monitor" already
-                key = exc.field.removeprefix("monitor").lstrip(".")
-                raise ValueError(f"{key}: {exc.message}" if key else exc.message) from None
-        return value
-
     @model_validator(mode="after")
     def _one_bench(self) -> SafetyConfig:
         if self.pump is None and not self.channels:
@@ -553,10 +542,16 @@ def parse_config(
     raw: Mapping[str, Any], source: str = "<config>", *, base_dir: Path | None = None
 ) -> SafetyConfig:
     """Validate an already-decoded table; resolve relative paths against ``base_dir``."""
+    monitor = monitor_problems(raw.get("monitor"))
     try:
         config = SafetyConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(source, _problems(exc)) from None
+        problems = _problems(exc)
+        if not any(path.startswith("monitor") for path, _ in problems):
+            problems += monitor
+        raise ConfigError(source, problems) from None
+    if monitor:
+        raise ConfigError(source, monitor)
     if base_dir is not None:
         config = _resolved(config, base_dir)
     try:
@@ -567,6 +562,20 @@ def parse_config(
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def monitor_problems(table: object, base_dir: Path | None = None) -> list[tuple[str, str]]:
+    """The controller's ``[monitor]`` table, checked with its own parser, each problem at
+    its field (``monitor.wire``). With ``base_dir`` a replay file must exist too: what
+    ``--check`` asks of the bench; the safety process itself never reads the file, so
+    its start does not depend on it."""
+    if table is None:
+        return []
+    try:
+        parse_monitor(table, base_dir)
+    except MonitorConfigError as exc:
+        return [(exc.field, exc.message)]
+    return []
 
 
 def ne1000_safe_mode_floor_s(

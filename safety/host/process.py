@@ -53,7 +53,7 @@ from drivers.pumps.base import PumpDriver
 from drivers.pumps.registry import load_driver
 from firmware_bridge.clock import Clock, MonotonicClock, clock_from_spec, clock_spec
 from firmware_bridge.syringes import container_by_name
-from safety.host.config import ConfigError, SafetyConfig, load_config
+from safety.host.config import ConfigError, SafetyConfig, load_config, monitor_problems
 from safety.host.core import Channel, HostTiming, SafetyCore, open_journal
 from safety.host.sdnotify import SystemdNotifier
 from safety.host.watchdog_device import WatchdogDevice, WatchdogDeviceError
@@ -96,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pumpctl-safety: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
+        # the controller's parts too, with the files they name (the closed loop's replay)
+        problems = monitor_problems(config.monitor, Path(args.config).resolve().parent)
+        if problems:
+            print(f"pumpctl-safety: {ConfigError(args.config, problems)}", file=sys.stderr)
+            return EXIT_CONFIG
         print(f"config {args.config} is valid")
         return EXIT_OK
     _setup_logging(args.log_level)

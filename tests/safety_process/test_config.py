@@ -225,3 +225,37 @@ def test_check_mode_validates_without_starting(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "valid" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.toml"]
+
+
+@pytest.mark.parametrize(
+    ("monitor", "field", "words"),
+    [
+        ({"wire": "tcp://h:70000"}, "monitor.wire", "the TCP port must be 1-65535, got '70000'"),
+        ({"wire": "tcp://h:1", "speed": 2}, "monitor.speed", "applies to replay only"),
+        ({}, "monitor", "give exactly one source"),
+    ],
+)
+def test_a_monitor_problem_is_named_at_its_own_field(
+    monitor: dict[str, Any], field: str, words: str
+) -> None:
+    """As docs/closed-loop.md quotes it (it read ``monitor: wire: ...``)."""
+    found = problems({"pump": MOCK, "monitor": monitor})
+    assert list(found) == [field] and words in found[field]
+
+
+def test_check_mode_asks_for_the_replay_file_the_safety_process_itself_never_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safety.host.process import main  # the command's own entry, in process
+
+    paths = {"journal": "j.sqlite", "socket": "s.sock", "key_file": "key"}
+    config = write_toml(
+        tmp_path / "loop.toml", {"pump": MOCK, "paths": paths, "monitor": {"replay": "t.csv"}}
+    )
+    assert parse_config({"pump": MOCK, "monitor": {"replay": "t.csv"}}).monitor  # starts
+    assert main(["--config", str(config), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "monitor.replay" in err and "t.csv" in err and "Traceback" not in err
+    (tmp_path / "t.csv").write_text("time_s,map_mmhg\n0,70\n", encoding="utf-8")
+    assert main(["--config", str(config), "--check"]) == 0
+    assert "valid" in capsys.readouterr().out
