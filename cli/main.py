@@ -24,7 +24,7 @@ from cli.commands import (
 )
 from cli.commands import journal as journal_cmd
 from cli.commands import scenario as scenario_cmd
-from cli.commands.output import EXIT_BAD_INPUT, CommandError, report_error
+from cli.commands.output import EXIT_BAD_INPUT, CommandError, report_error, stdout_may_close
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
-        result: int = args.handler(args)
+        # every command's output may be piped to a reader that quits early (``| head``)
+        result: int = stdout_may_close(args.handler)(args)
         return result
     except CommandError as exc:
         return report_error(exc, as_json)

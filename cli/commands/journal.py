@@ -35,7 +35,6 @@ from cli.commands.output import (
     bad_input,
     library_from_option,
     print_json,
-    stdout_may_close,
 )
 from controller.journal_plot import PlotUnavailable, plot, plot_data
 from controller.journal_timeline import (
@@ -146,7 +145,6 @@ def _check_channel(journals: Journals, channel: str) -> None:
         )
 
 
-@stdout_may_close
 def run_show(args: argparse.Namespace) -> int:
     journals = _load(args)
     rows = _rows(journals, args.channel)
@@ -181,7 +179,6 @@ def _line(row: Row) -> str:
     return f"{format_time(row.clinical):>10}  {row.process:<10}  {row.summary}"
 
 
-@stdout_may_close
 def run_export(args: argparse.Namespace) -> int:
     journals = _load(args)
     rows = _rows(journals, args.channel)
@@ -220,7 +217,6 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@stdout_may_close
 def run_plot(args: argparse.Namespace) -> int:
     journals = _load(args)
     if journals.files.safety is None:

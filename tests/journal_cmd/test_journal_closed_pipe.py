@@ -68,3 +68,13 @@ def test_a_closed_pipe_after_a_plot_is_written(
         stdout.close()
     assert code == EXIT_CLOSED_PIPE and capsys.readouterr().err == ""
     assert png.read_bytes().startswith(b"\x89PNG")  # the work was done; only the note was lost
+
+
+def test_every_command_ends_quietly_on_a_closed_pipe(capsys: pytest.CaptureFixture[str]) -> None:
+    """One wrapper around every command's handler (``cli.main``), not one per command: the
+    library's listing, piped to a reader gone, ends as the journal's does."""
+    with _reader_gone() as stdout:
+        code = main(["library", "show"])
+        stdout.close()
+    assert code == EXIT_CLOSED_PIPE
+    assert capsys.readouterr().err == ""
