@@ -130,6 +130,7 @@ class ClosedLoop:
         self._refusals_in_row = 0
         self._last_invalid_at = -math.inf
         self._monitor_down_since: float | None = None
+        self._monitor_error = ""  # the source's last error, for the operator
         self._below_at_ceiling_since: float | None = None
         self._seen_history = -math.inf
         self._program: ProgramSpec | None = None  # the program the loop was handed
@@ -195,6 +196,7 @@ class ClosedLoop:
             samples = self.source.poll()
         except MonitorError as exc:
             self.stats.monitor_errors += 1
+            self._monitor_error = str(exc)
             if self._monitor_down_since is None:
                 self._monitor_down_since = now
                 self._journal("monitor_error", error=str(exc))
@@ -225,7 +227,7 @@ class ClosedLoop:
         if self.filter.silent_for(now) > s.signal_loss_s:
             verdict = self.filter.last_verdict
             cause = (
-                "monitor link down"
+                f"monitor link down ({self._monitor_error})"
                 if self._monitor_down_since is not None
                 else (
                     f"no valid MAP for over {s.signal_loss_s:g} s (last sample: "

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from drivers.monitors.base import MapSample, MonitorProtocolError
+from drivers.monitors.base import MapSample, MonitorProtocolError, MonitorUnavailable
 from drivers.monitors.limits import MAX_SPEED
 
 REQUIRED = ("time_s", "map_mmhg")
@@ -163,8 +163,14 @@ class CsvReplay:
         self._origin = self._clock()
 
     def poll(self) -> list[MapSample]:
+        """The samples due by now; once the last has been given, ``MonitorUnavailable``
+        saying the trace ended (a loop on it then says why it has no MAP, instead of only
+        that it has none)."""
         if not self._rows:
             return []
+        if self.finished:
+            end = self._rows[-1][0]
+            raise MonitorUnavailable(f"the replayed trace {self.path} ended (at {end:g} s)")
         played = (self._clock() - self._origin) * self._speed + self._rows[0][0]
         out: list[MapSample] = []
         while self._next < len(self._rows) and self._rows[self._next][0] <= played:

@@ -452,6 +452,8 @@ def test_monitor_errors_are_signal_loss(make_bench: object) -> None:
     bench.run(90.0)
     assert bench.loop.mode is LoopMode.SUSPENDED
     assert bench.loop.stats.monitor_errors > 0
+    why = [e["why"] for e in bench.journal("loop") if e.get("dest") == "suspended"]
+    assert why == ["monitor link down (cable out)"]  # the source's own words
 
 
 def test_proposals_stay_within_the_rules(make_bench: object) -> None:

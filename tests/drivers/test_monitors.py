@@ -152,7 +152,9 @@ def test_replay_plays_on_the_clock(tmp_path: Path) -> None:
     assert replay.poll() == [MapSample(1, 102.0, None)]
     clock.advance(10.0)
     assert [s.seq for s in replay.poll()] == [2]
-    assert replay.finished and replay.poll() == []
+    assert replay.finished
+    with pytest.raises(MonitorUnavailable, match=r"trace .* ended \(at 104 s\)"):
+        replay.poll()
 
 
 @pytest.mark.parametrize(
