@@ -11,10 +11,11 @@ condition is gone *and* they are acknowledged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from controller.session_journal import SessionJournal
+from safety.alarms import matches
 from safety.status import AlarmView, Snapshot
 
 log = logging.getLogger("controller.alarms")
@@ -42,6 +43,31 @@ def blocks(alarm: AlarmView) -> bool:
     low ones (near empty, cap warning, accuracy) are announced and shown but do not
     interrupt a plan: a cap warning says "wean now", it must not stop a wean."""
     return alarm.priority == "high" or alarm.key in _BLOCKING_OWN
+
+
+def names(wanted: str, alarms: Sequence[AlarmView]) -> bool:
+    """Does ``wanted`` (a key, "scope/key", or a controller alarm's key) name one of
+    ``alarms``? The safety process acknowledges whatever it is sent, a key that names
+    nothing included, so the controller must tell a typo from an acknowledgement."""
+    return any(matches(a.key, a.scope, wanted) for a in alarms)
+
+
+def alarm_names(alarms: Sequence[AlarmView], *, scoped: bool) -> list[str]:
+    """How an acknowledgement can name ``alarms`` (``scoped``: "scope/key", as a bench of
+    several pumps shows them), each once."""
+    return list(dict.fromkeys(a.ident if scoped else a.key for a in alarms))
+
+
+def unknown_keys_text(unknown: Sequence[str], known_now: Sequence[str]) -> str:
+    """Which keys name no alarm, and what can be acknowledged instead."""
+    which = ", ".join(repr(k) for k in unknown)
+    noun = "alarm" if len(unknown) == 1 else "alarms"
+    now = (
+        f"alarms that can be acknowledged now: {', '.join(known_now)}"
+        if known_now
+        else "there is no alarm to acknowledge now"
+    )
+    return f"no {noun} {which}; {now}"
 
 
 class AlarmDesk:

@@ -48,17 +48,18 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, get_args
 
+from controller.alarm_desk import unknown_keys_text
 from controller.closed_loop.loop import Decision
 from controller.closed_loop.service import LOOP_ALARM_KEYS, LoopService, LoopState, LoopView
 from controller.errors import BadInput, ControllerError
-from controller.machine import State
+from controller.machine import State, Trigger
 from controller.plan_executor import ConfirmationRequired, PendingChange, PlanChanged, StepResult
 from controller.planner import format_duration
 from controller.session import Session
 from controller.status_line import alarm_text, bench_lines, channel_line, sorted_alarms
 from safety.kernel.model import RelayStrategy
 from safety.rules import num
-from safety.status import AlarmView, Snapshot
+from safety.status import AlarmView, ChannelView, HandoverView, Snapshot
 
 log = logging.getLogger("controller.console")
 
@@ -88,6 +89,8 @@ _LOOP_WORDS = {
 _LOOP_OPTIONS = ("target", "band", "min", "max")
 #: the loop's modes in which it, not the operator, changes the dose
 _LOOP_IN_CONTROL = (LoopState.RUNNING, LoopState.SUSPENDED)
+#: the machine's triggers that send a dose request (start, a plan's steps, a stop)
+_DOSE_TRIGGERS = (Trigger.START, Trigger.TITRATE_TO, Trigger.WEAN, Trigger.STOP)
 
 
 def parse_duration(text: str) -> float:
@@ -425,12 +428,24 @@ class Console(cmd.Cmd):
     def do_ack(self, arg: str) -> None:
         """ack [KEY ...]
         Acknowledge alarms (all of them, or the keys given). A key acknowledges that
-        alarm on every channel; CHANNEL/KEY (e.g. B/pump:occlusion) on one."""
+        alarm on every channel; CHANNEL/KEY (e.g. B/pump:occlusion) on one. A key that
+        names no alarm is answered with the keys that can be acknowledged; the others
+        given with it are acknowledged."""
         keys = tuple(arg.split()) or None
-        outcome = self.session.acknowledge(keys)
-        self.say(
-            outcome.verdict.message if outcome is not None else "controller alarms acknowledged"
-        )
+        unknown = self.session.unknown_alarm_keys(keys) if keys is not None else ()
+        known = tuple(k for k in keys or () if k not in unknown)
+        if not unknown or not known:
+            # every key known; or none, which the session refuses naming the known ones
+            outcome = self.session.acknowledge(keys)
+            self.say(
+                outcome.verdict.message if outcome is not None else "controller alarms acknowledged"
+            )
+            return
+        listed = self.session.acknowledgeable()
+        outcome = self.session.acknowledge(known)
+        said = outcome.verdict.message if outcome is not None else "controller alarms acknowledged"
+        self.say(f"{said}: {', '.join(known)}")
+        self.say(f"not acknowledged: {unknown_keys_text(unknown, listed)}")
 
     def do_resume(self, arg: str) -> None:
         """resume
@@ -463,8 +478,49 @@ class Console(cmd.Cmd):
         if self.loop is not None and self.loop.view.state is not LoopState.OFF:
             for line in self._loop_lines(self.loop.view):
                 self.say(f"  {line}")
-        allowed = ", ".join(t.value for t in self.session.machine.allowed_triggers())
-        self.say(f"  allowed now: {allowed}")
+        self.say(f"  allowed now: {self._allowed_now(snapshot)}")
+
+    def _allowed_now(self, snapshot: Snapshot) -> str:
+        """What the operator can do on the console's channel now, and why not more.
+
+        The machine knows the infusion's state, not the relay's: the safety process
+        refuses every dose request on a channel it is handing over (and on the others
+        giving the same drug), on an armed standby, a priming channel and one paused for
+        a container change, and a program on a standby or a priming channel (``_relay_busy``
+        and ``_load_program`` in ``safety.kernel.decide``). Offering those would send the
+        operator into a refusal; the relay's own commands are what is left to do."""
+        allowed = [t.value for t in self.session.machine.allowed_triggers()]
+        view = snapshot.channel(self.session.channel)
+        refused: tuple[Trigger, ...] = ()
+        more: list[str] = []
+        why = ""
+        handover = snapshot.handover
+        if view is not None and handover is not None and _in_handover(snapshot, view, handover):
+            refused = _DOSE_TRIGGERS
+            why = (
+                f"the safety process is handing the infusion over from channel "
+                f"{handover.from_channel} to {handover.to_channel}: no dose change until it ends"
+            )
+        elif view is not None and view.role == "standby":
+            refused = (*_DOSE_TRIGGERS, Trigger.PROGRAM, Trigger.REPROGRAM)
+            more = [f"disarm {view.name}"]
+            why = (
+                f"channel {view.name} is armed as the standby of channel {view.standby_for}: "
+                "it takes no orders until disarmed"
+            )
+        elif view is not None and view.role == "priming":
+            refused = (*_DOSE_TRIGGERS, Trigger.PROGRAM, Trigger.REPROGRAM)
+            why = f"channel {view.name} is priming to waste: no orders until the prime ends"
+        elif view is not None and view.role == "paused":
+            refused = _DOSE_TRIGGERS
+            more = ["container VOLUME", "container resume"]
+            why = (
+                f"channel {view.name} is paused for a container change: say what the new one "
+                "holds, then resume it"
+            )
+        words = [word for word in allowed if word not in refused] + more
+        text = ", ".join(words) or "nothing"
+        return f"{text} ({why})" if why else text
 
     def do_plan(self, arg: str) -> None:
         """plan DOSE | plan stop  [@CH]
@@ -975,6 +1031,16 @@ def run_with_status_bar(
             if console.postcmd(stop, line):
                 break
     return True
+
+
+def _in_handover(snapshot: Snapshot, view: ChannelView, handover: HandoverView) -> bool:
+    """Does the handover under way bind ``view``'s channel: one of its two, or another
+    giving the same drug (the patient's total moves step by step)?"""
+    if view.name in (handover.from_channel, handover.to_channel) or view.role == "handing over":
+        return True
+    target = snapshot.channel(handover.to_channel)
+    drug = target.program.drug if target is not None and target.program is not None else None
+    return drug is not None and view.program is not None and view.program.drug == drug
 
 
 def _dose_and_flag(arg: str, command: str, flag: str | None = "override") -> tuple[str, bool]:

@@ -366,6 +366,8 @@ def controller_rows(entries: Iterable[RawEntry]) -> list[Row]:
             _controller_summary(e),
             e.payload,
             seq=e.id,
+            # the entry's channel (None: about the bench), so ``--channel`` filters it
+            channel=e.payload.get("channel") if isinstance(e.payload.get("channel"), str) else None,
         )
         for e in entries
     ]

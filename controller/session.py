@@ -45,6 +45,7 @@ handled on the next call; alarm callbacks run on the thread that handles them.
 from __future__ import annotations
 
 import contextlib
+import enum
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,7 +61,10 @@ from controller.alarm_desk import (
     SESSION_LOST_KEY,
     AlarmCallback,
     AlarmDesk,
+    alarm_names,
     blocks,
+    names,
+    unknown_keys_text,
 )
 from controller.errors import BadInput, ControllerError, Refused
 from controller.inputs import Dose, Weight, dose_value, patient_weight, program_spec
@@ -117,6 +121,15 @@ from safety.units import fraction_to_decimal
 _PLAN_STATES = (State.TITRATING, State.WEANING)
 
 
+class _Focus(enum.Enum):
+    """An operator action about the session's channel (as it is when the action begins)."""
+
+    FOCUS = "focus"
+
+
+_FOCUS = _Focus.FOCUS
+
+
 @dataclass(frozen=True)
 class DosePoint:
     """From ``start`` (clinical s) the pump ran ``rate_ml_h``, delivering ``dose``."""
@@ -169,7 +182,9 @@ class Session:
         store = (
             Journal(journal, process="controller") if isinstance(journal, str | Path) else journal
         )
-        self.journal = SessionJournal(store, self._clinical_stamp, self._liveness.now)
+        self.journal = SessionJournal(
+            store, self._clinical_stamp, self._liveness.now, self._journal_channel
+        )
         self._alarms = AlarmDesk(self.journal, self._clinical_stamp)
         self._executor = PlanExecutor(self.journal, self._make_plan, self._confirm)
         #: the interrupted wean offered again (its alarm stands until it is decided)
@@ -267,7 +282,7 @@ class Session:
         """Work on ``channel`` from now on (None: the bench's first): the machine follows
         its infusion, plans and doses go to it. Not while a change is planned, pending or
         under way on the current one."""
-        with self._lock, self._operator("select_channel", channel=channel):
+        with self._lock, self._operator("select_channel", about=channel, channel=channel):
             self._link.drain()
             self._use(channel)
             return self._link.require_snapshot()
@@ -408,10 +423,8 @@ class Session:
     ) -> Outcome:
         """Load a program (S6: the library must allow drug, concentration and diluent)
         on the session's channel (``channel``: move to that one first)."""
-        with self._lock:
-            self._use(channel)
         return self._load(
-            Trigger.PROGRAM, drug, concentration, diluent, weight_kg, profile, therapy
+            Trigger.PROGRAM, drug, concentration, diluent, weight_kg, profile, therapy, channel
         )
 
     def reprogram(
@@ -427,10 +440,8 @@ class Session:
     ) -> Outcome:
         """Change the program (drug, concentration...). Only when not infusing: a running
         infusion must be stopped (weaned, for a wean-only drug) first."""
-        with self._lock:
-            self._use(channel)
         return self._load(
-            Trigger.REPROGRAM, drug, concentration, diluent, weight_kg, profile, therapy
+            Trigger.REPROGRAM, drug, concentration, diluent, weight_kg, profile, therapy, channel
         )
 
     def start(
@@ -443,7 +454,12 @@ class Session:
         channel giving the same drug, the start is a rise of the patient's total."""
         with (
             self._lock,
-            self._operator("start", dose=str(dose), confirm_soft_limits=confirm_soft_limits),
+            self._operator(
+                "start",
+                about=self._target(channel),
+                dose=str(dose),
+                confirm_soft_limits=confirm_soft_limits,
+            ),
         ):
             self._link.drain()
             self._use(channel)
@@ -472,7 +488,7 @@ class Session:
 
     def titrate_to(self, dose: Dose, *, channel: str | None = None) -> PendingChange:
         """Step 1 of a titration: the plan to ``dose``, pending confirmation."""
-        with self._lock, self._operator("titrate_to", dose=str(dose)):
+        with self._lock, self._operator("titrate_to", about=self._target(channel), dose=str(dose)):
             self._link.drain()
             self._use(channel)
             self.machine.check(Trigger.TITRATE_TO)
@@ -484,7 +500,12 @@ class Session:
     def wean(self, dose: Dose | None = None, *, channel: str | None = None) -> PendingChange:
         """Step 1 of a gradual fall to ``dose``; None weans to the stop threshold and then
         stops (like ``stop`` on a wean-only drug)."""
-        with self._lock, self._operator("wean", dose=None if dose is None else str(dose)):
+        with (
+            self._lock,
+            self._operator(
+                "wean", about=self._target(channel), dose=None if dose is None else str(dose)
+            ),
+        ):
             self._link.drain()
             self._use(channel)
             self.machine.check(Trigger.WEAN)
@@ -508,7 +529,7 @@ class Session:
         the stop; otherwise the stop itself. ``emergency_stop`` stops at once (every
         channel). Beside another channel of the same drug, stopping one is a fall of the
         patient's total, judged by the wean rule."""
-        with self._lock, self._operator("stop"):
+        with self._lock, self._operator("stop", about=self._target(channel)):
             self._link.drain()
             self._use(channel)
             self.machine.check(Trigger.STOP)
@@ -540,7 +561,11 @@ class Session:
     ) -> Outcome:
         action = "admit_patient" if kind is AdmitPatient else "update_patient"
         weight = None if weight_kg is None else str(weight_kg)
-        with self._lock, self._operator(action, profile=profile, weight_kg=weight, confirm=confirm):
+        with (
+            self._lock,
+            # the patient is the bench's: every channel's limits protect them
+            self._operator(action, about=None, profile=profile, weight_kg=weight, confirm=confirm),
+        ):
             self._link.drain()
             patient = PatientSpec(profile, patient_weight(weight_kg))
             body: AdmitPatient | UpdatePatient = (
@@ -562,7 +587,11 @@ class Session:
         For research scripts, scenario files and demonstrations: the safety process
         still decides it with every rule, and a refusal comes back as the outcome (not
         raised). The session's machine then follows the safety process's snapshot."""
-        with self._lock, self._operator("order", request=body.kind):
+        named = getattr(body, "channel", None)
+        # a request about a channel is that channel's (named, else the session's); one
+        # that has none (an emergency stop, an acknowledgement, a patient) the bench's
+        about = (named or self._link.focus) if hasattr(body, "channel") else None
+        with self._lock, self._operator("order", about=about, request=body.kind):
             self._link.drain()
             outcome = self._link.send(body)
             self._reconcile()
@@ -576,7 +605,9 @@ class Session:
         standing still) the relief of ``for_channel``: the safety process hands the
         infusion over itself when ``for_channel``'s container nears empty."""
         body = ArmStandby(channel, for_channel, strategy)
-        return self._order("arm_standby", body, channel=channel, for_channel=for_channel)
+        return self._order(
+            "arm_standby", body, channel=channel, for_channel=for_channel, strategy=strategy
+        )
 
     def disarm_standby(self, channel: str) -> Outcome:
         return self._order("disarm_standby", DisarmStandby(channel), channel=channel)
@@ -589,12 +620,15 @@ class Session:
         line must NOT be connected to the patient (``confirm_line_disconnected``)."""
         name = channel or self._link.focus or self._first_channel()
         body = PrimeChannel(name, Decimal(str(volume_ml)), confirm_line_disconnected)
-        return self._order("prime", body, channel=name, volume_ml=str(volume_ml))
+        return self._order(
+            "prime", body, channel=name, volume_ml=str(volume_ml),
+            confirm_line_disconnected=confirm_line_disconnected,
+        )  # fmt: skip
 
     def pause_for_container_change(self, channel: str | None = None) -> Outcome:
         """Stop ``channel`` for a new syringe or bag: bounded, alarmed past its bound."""
         body = PauseForContainerChange(channel)
-        return self._order("pause_for_container_change", body, channel=channel)
+        return self._order("pause_for_container_change", body, channel=self._target(channel))
 
     def container_changed(
         self,
@@ -606,14 +640,14 @@ class Session:
         it is not the program's: the channel must then be re-programmed)."""
         body = ContainerChanged(Decimal(str(volume_ml)), channel, concentration)
         return self._order(
-            "container_changed", body, channel=channel, volume_ml=str(volume_ml),
+            "container_changed", body, channel=self._target(channel), volume_ml=str(volume_ml),
             concentration=concentration,
         )  # fmt: skip
 
     def resume_after_container_change(self, channel: str | None = None) -> Outcome:
         """Run the paused channel again at the drug rate it ran before the pause."""
         body = ResumeAfterContainerChange(channel)
-        return self._order("resume_after_container_change", body, channel=channel)
+        return self._order("resume_after_container_change", body, channel=self._target(channel))
 
     def _first_channel(self) -> str:
         snapshot = self._link.require_snapshot()
@@ -622,7 +656,8 @@ class Session:
     def emergency_stop(self, source: str = "api") -> Outcome:
         """Stop now and interlock (S12). Never refused by the safety process; always
         attempted, even when the link looks down."""
-        with self._lock, self._operator("emergency_stop", source=source):
+        # every channel stops: the bench's entry
+        with self._lock, self._operator("emergency_stop", about=None, source=source):
             self._link.drain()
             self._executor.cancel("emergency stop")
             self._executor.drop_pending(self._executor.pending, "emergency stop")
@@ -634,11 +669,23 @@ class Session:
     def acknowledge(self, keys: tuple[str, ...] | None = None) -> Outcome | None:
         """Acknowledge alarms (all, or the given keys; controller alarms included).
 
-        Returns the safety process's outcome (None when only controller alarms were
-        named)."""
-        with self._lock, self._operator("acknowledge", keys=keys):
+        A key that names no alarm now is refused (``BadInput`` on ``keys``, naming it and
+        the alarms that can be acknowledged), and nothing is acknowledged: the safety
+        process would accept it and acknowledge nothing, which reads as done
+        (``unknown_alarm_keys`` tells them apart beforehand). Returns the safety
+        process's outcome (None when only controller alarms were named)."""
+        # the bench's: one key may acknowledge an alarm on every channel
+        with self._lock, self._operator("acknowledge", about=None, keys=keys):
             self._link.drain()
             self.machine.check(Trigger.ACKNOWLEDGE)
+            if keys is not None:
+                unknown = self._unknown_keys(keys)
+                if unknown:
+                    raise BadInput(
+                        "keys",
+                        f"{unknown_keys_text(unknown, self._acknowledgeable())}; nothing "
+                        "was acknowledged",
+                    )
             safety_keys = None if keys is None else tuple(k for k in keys if not k.startswith(OWN))
             outcome = None
             if safety_keys is None or safety_keys:
@@ -651,6 +698,40 @@ class Session:
             self._fire(Trigger.ACKNOWLEDGE, self._facts(snapshot))
             self._reconcile()
             return outcome
+
+    def acknowledgeable(self) -> tuple[str, ...]:
+        """How ``acknowledge`` can name each alarm now (on a bench of several pumps a
+        safety alarm as "channel/key"; the key alone acknowledges it on every channel)."""
+        with self._lock:
+            self._link.drain()
+            return self._acknowledgeable()
+
+    def unknown_alarm_keys(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``keys`` that name no alarm now: what ``acknowledge`` refuses."""
+        with self._lock:
+            self._link.drain()
+            return self._unknown_keys(keys)
+
+    def _acknowledgeable(self) -> tuple[str, ...]:
+        snapshot = self._link.snapshot
+        safety = snapshot.alarms if snapshot is not None else ()
+        scoped = snapshot is not None and len(snapshot.channels) > 1
+        return (*alarm_names(safety, scoped=scoped), *alarm_names(self._alarms.own, scoped=False))
+
+    def _unknown_keys(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """Judged on the safety process's alarms as they are now (asked afresh): one it
+        raised since the last snapshot this session saw is known, and is announced and
+        journaled as news first (an acknowledgement then must not hide it)."""
+        asks = self._link.down is None and any(not k.startswith(OWN) for k in keys)
+        if asks and self._link.refresh():
+            self._reconcile()
+        snapshot = self._link.snapshot
+        safety = snapshot.alarms if snapshot is not None else ()
+        return tuple(
+            k
+            for k in keys
+            if not (self._alarms.get(k) is not None if k.startswith(OWN) else names(k, safety))
+        )
 
     def cancel_pending(self) -> None:
         with self._lock:
@@ -734,14 +815,30 @@ class Session:
                 "resume or cancel it before working on another channel",
                 code="channel_busy",
             )
+        before = self._link.focus or names[0]
+        # the move concerns two channels: the bench's entry, so that either channel's
+        # reader sees where the session went (and what follows is no longer theirs)
+        self.journal.note("notice", what="working on channel", from_channel=before, to=channel)
         self._link.focus = channel
         self._link.refresh()
         self._fire(Trigger.RESYNC, self._facts(self._link.require_snapshot()))
         self._reconcile()
 
-    def _order(self, action: str, body: RequestBody, **args: object) -> Outcome:
+    def _target(self, channel: str | None) -> str | None:
+        """The channel an action naming ``channel`` (None: the session's) is for."""
+        return channel or self._link.focus
+
+    def _journal_channel(self) -> str | None:
+        """The channel the journal's entries are about when nothing names one: the
+        session's (None before the link exists, and on a one-pump bench)."""
+        link: SessionLink | None = getattr(self, "_link", None)
+        return None if link is None else link.focus
+
+    def _order(
+        self, action: str, body: RequestBody, *, channel: str | None, **args: object
+    ) -> Outcome:
         """A relay or container-change request, refused as an error when refused."""
-        with self._lock, self._operator(action, **args):
+        with self._lock, self._operator(action, about=channel, channel=channel, **args):
             self._link.drain()
             outcome = self._link.send(body)
             if not outcome.verdict.accepted:
@@ -839,13 +936,14 @@ class Session:
             return
         self._interrupt(f"session lost: {why}")
         self._executor.drop_pending(self._executor.pending, "session lost")
-        self._alarms.raise_own(
-            SESSION_LOST_KEY,
-            "high",
-            str(Reason.HOLD),
-            f"the safety process no longer takes orders from this controller ({why}): it "
-            "holds the last verified rate; nothing more is sent; resume to re-attach",
-        )
+        with self.journal.about(None):  # the whole bench is held
+            self._alarms.raise_own(
+                SESSION_LOST_KEY,
+                "high",
+                str(Reason.HOLD),
+                f"the safety process no longer takes orders from this controller ({why}): "
+                "it holds the last verified rate; nothing more is sent; resume to re-attach",
+            )
         self._fire(Trigger.SAFETY_HOLD)
 
     def _link_failed(self, reason: str, *, raise_alarm: bool) -> None:
@@ -853,13 +951,14 @@ class Session:
         self._interrupt(f"safety link lost: {reason}")
         self._executor.drop_pending(self._executor.pending, "safety link lost")
         if raise_alarm:
-            self._alarms.raise_own(
-                LINK_LOST_KEY,
-                "high",
-                str(Reason.PUMP_COMMS),
-                f"safety link lost ({reason}): the controller holds and sends nothing; the "
-                "safety process, if alive, holds the last verified rate",
-            )
+            with self.journal.about(None):  # the link is the bench's
+                self._alarms.raise_own(
+                    LINK_LOST_KEY,
+                    "high",
+                    str(Reason.PUMP_COMMS),
+                    f"safety link lost ({reason}): the controller holds and sends nothing; "
+                    "the safety process, if alive, holds the last verified rate",
+                )
         self._fire(Trigger.LINK_LOST)
 
     def _interrupt(self, why: str) -> None:
@@ -1002,7 +1101,8 @@ class Session:
             return snapshot
         self._standby_of.pop(view.name, None)
         self._executor.cancel(f"handed over from channel {view.name} to {relief}")
-        self.journal.note("notice", what="channel handed over", channel=view.name, to=relief)
+        # a handover concerns both channels: the bench's entry
+        self.journal.note("notice", what="channel handed over", from_channel=view.name, to=relief)
         self._link.focus = relief
         self._link.refresh()
         followed = self._link.require_snapshot()
@@ -1029,13 +1129,15 @@ class Session:
         if not self.machine.allowed(trigger):
             return
         change = self.machine.fire(trigger, facts)
-        self.journal.note(
-            "transition",
-            trigger=change.trigger,
-            source=change.source,
-            dest=change.dest,
-            faults=change.faults,
-        )
+        # the machine follows the session's channel, whatever an action is about
+        with self.journal.about(self._link.focus):
+            self.journal.note(
+                "transition",
+                trigger=change.trigger,
+                source=change.source,
+                dest=change.dest,
+                faults=change.faults,
+            )
         if change.faults:
             self._alarms.raise_own(
                 FAULT_KEY,
@@ -1054,11 +1156,13 @@ class Session:
         weight_kg: Weight | None,
         profile: str | None,
         therapy: str | None,
+        channel: str | None,
     ) -> Outcome:
         with (
             self._lock,
             self._operator(
                 trigger.value,
+                about=self._target(channel),
                 drug=drug,
                 concentration=concentration,
                 diluent=diluent,
@@ -1068,6 +1172,7 @@ class Session:
             ),
         ):
             self._link.drain()
+            self._use(channel)
             self.machine.check(trigger)
             spec = program_spec(
                 self.library,
@@ -1087,22 +1192,30 @@ class Session:
             return outcome
 
     @contextlib.contextmanager
-    def _operator(self, action: str, **args: object) -> Iterator[None]:
-        """Journal an operator action before it is checked; journal any refusal of it."""
-        try:
-            self.journal.write("action", action=action, state=self.state, **args)
-        except JournalError as exc:
-            raise ControllerError(
-                f"the controller journal cannot be written ({exc}); nothing was done",
-                code="journal_failed",
-            ) from None
-        try:
-            yield
-        except ControllerError as exc:
-            self.journal.note(
-                "error", action=action, code=exc.code, field=exc.field, message=exc.message
-            )
-            raise
+    def _operator(
+        self, action: str, *, about: str | _Focus | None = _FOCUS, **args: object
+    ) -> Iterator[None]:
+        """Journal an operator action before it is checked; journal any refusal of it.
+
+        ``about``: the channel the action is for (None: the bench; by default the
+        session's), which the action's entries name: the session may still be on
+        another channel when the action is journaled, and moves only once it is."""
+        channel = self._link.focus if about is _FOCUS else about
+        with self.journal.about(channel):
+            try:
+                self.journal.write("action", action=action, state=self.state, **args)
+            except JournalError as exc:
+                raise ControllerError(
+                    f"the controller journal cannot be written ({exc}); nothing was done",
+                    code="journal_failed",
+                ) from None
+            try:
+                yield
+            except ControllerError as exc:
+                self.journal.note(
+                    "error", action=action, code=exc.code, field=exc.field, message=exc.message
+                )
+                raise
 
     # ------------------------------------------------------------------ time
     def _now(self) -> float:

@@ -9,15 +9,25 @@ figures are written as strings (Decimal) so nothing is rounded on the way.
 An entry is written *before* the action it records is carried out (a request before it
 is sent, a confirmation before the first step), so the journal shows what the operator
 asked even if the process dies half-way.
+
+On a bench of several pumps every entry about one channel names it (``channel`` in its
+payload), so that a reader can keep one channel's entries (``pumpctl journal show
+--channel B``) without B's actions passing for A's. The channel is the one the payload
+names, else the one a request's body or a safety alarm's scope names, else the one the
+writer is working ``about`` (an operator action on channel B while the session works on
+A), else the session's channel. Entries about the bench (an attach, the link's health,
+the patient, an emergency stop, a handover between two channels) name none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +56,8 @@ KINDS = (
 
 
 _PLAIN = frozenset((str, int, float, bool))
+#: kinds that concern the bench, not one channel, unless the payload names one
+_BENCH_KINDS = frozenset(("attached", "notice"))
 
 
 def to_jsonable(value: object) -> Any:
@@ -72,17 +84,55 @@ def to_jsonable(value: object) -> Any:
 
 
 class SessionJournal:
-    """Writes the controller's entries; ``clinical`` and ``liveness`` time-stamp them."""
+    """Writes the controller's entries; ``clinical`` and ``liveness`` time-stamp them;
+    ``channel`` tells the channel the session works on (None: a one-pump bench's)."""
 
     def __init__(
         self,
         journal: Journal | None,
         clinical: Callable[[], float],
         liveness: Callable[[], float],
+        channel: Callable[[], str | None] | None = None,
     ) -> None:
         self.journal = journal
         self._clinical = clinical
         self._liveness = liveness
+        self._channel = channel
+        # per thread: the closed loop's thread journals while an operator's action on
+        # another channel is under way, and its entries are its own channel's
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def about(self, channel: str | None) -> Iterator[None]:
+        """Entries written inside (on this thread) concern ``channel`` (None: the bench)
+        unless they name their own: an action on another channel than the session's,
+        with its requests, outcome and refusal, is that channel's."""
+        stack: list[str | None] = self._local.__dict__.setdefault("about", [])
+        stack.append(channel)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    def channel_of(self, kind: str, payload: dict[str, object]) -> str | None:
+        """The channel an entry of ``kind`` with ``payload`` concerns (None: the bench)."""
+        named = payload.get("channel")
+        if isinstance(named, str):
+            return named
+        if kind == "request":
+            body = getattr(payload.get("body"), "channel", None)
+            if isinstance(body, str):
+                return body
+        if kind == "alarm" and payload.get("source") == "safety":
+            # the safety process's alarm names its scope: a channel, a drug or the bench
+            scope = getattr(payload.get("alarm"), "scope", "")
+            return scope if isinstance(scope, str) and scope and ":" not in scope else None
+        if kind in _BENCH_KINDS:
+            return None
+        stack: list[str | None] = self._local.__dict__.get("about", [])
+        if stack:
+            return stack[-1]
+        return self._channel() if self._channel is not None else None
 
     @classmethod
     def open(
@@ -97,6 +147,9 @@ class SessionJournal:
             raise ValueError(f"journal kind {kind!r} is not one of {', '.join(KINDS)}")
         if self.journal is None:
             return None
+        channel = self.channel_of(kind, payload)
+        if channel is not None:
+            payload["channel"] = channel
         text = _ENCODER.encode(to_jsonable(payload))
         return self.journal.append(kind, text, self._clinical(), self._liveness())
 

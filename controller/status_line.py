@@ -1,5 +1,5 @@
 """One line an operator can read at a glance: drug, dose and rate, what has gone in, when
-the syringe runs out, and every alarm with its priority (highest first).
+the syringe (or bag) runs out, and every alarm with its priority (highest first).
 
 Pure formatting of a ``Snapshot`` (plus the controller's own state and alarms), shared by
 the console and the Python API (``Session.status_line``). On a bench of several pumps the
@@ -80,11 +80,13 @@ def status_line(
             if snapshot.drug_given is not None and snapshot.amount_unit:
                 given = f" = {num(snapshot.drug_given, 4)} {snapshot.amount_unit}"
             parts.append(f"infused {snapshot.infused_ml:.2f} mL{given}")
+    # the container as the channel's table names it: a bag is no syringe
+    kind = view.container_kind if view is not None else "syringe"
     minutes = None if priming else snapshot.minutes_to_empty
     if minutes is not None:
-        parts.append(f"syringe empty in {format_minutes(minutes)}")
+        parts.append(f"{kind} empty in {format_minutes(minutes)}")
     elif snapshot.remaining_ml is not None:
-        parts.append(f"syringe {snapshot.remaining_ml:.1f} mL left")
+        parts.append(f"{kind} {snapshot.remaining_ml:.1f} mL left")
     if plan:
         parts.append(plan)
     if loop:

@@ -219,3 +219,84 @@ def test_an_overlap_handover_under_way_is_shown(two: Session, bench: LocalSafety
     assert "handing over" in _row(status, "* A ") or "handing over" in _row(status, "  B ")
     drug = _row(status, "norepinephrine: total")
     assert "total 8 mcg/min on A, B" in drug
+
+
+def test_an_unknown_alarm_key_is_named_with_what_can_be_acknowledged(
+    two: Session, bench: LocalSafety
+) -> None:
+    """The safety process answers "alarms acknowledged" to a key naming nothing: the
+    console must not repeat it. Known keys given beside an unknown one are acknowledged."""
+    bench.inject_faults("power_cycle", "B")
+    drive(bench, two, 30)
+    out = run(two, bench, "ack B/nosuch", "ack B/pump:reset B/nosuch", "ack B/nosuch")
+    first = output_of(out, "ack B/nosuch")
+    assert "alarms acknowledged" not in first
+    assert (
+        "error: keys: no alarm 'B/nosuch'; alarms that can be acknowledged now: B/pump:reset; "
+        "nothing was acknowledged"
+    ) in first
+    both = output_of(out, "ack B/pump:reset B/nosuch")
+    assert "alarms acknowledged: B/pump:reset" in both
+    assert (
+        "not acknowledged: no alarm 'B/nosuch'; alarms that can be acknowledged now: B/pump:reset"
+    ) in both
+    assert "acknowledged]" in _row(both, "[")  # the status line shows it acknowledged
+    assert two.status().alarms[0].acknowledged
+
+
+def _allowed(status: str) -> str:
+    return _row(status, "allowed now:")
+
+
+def _allowed_words(status: str) -> list[str]:
+    listed = _allowed(status).split("(", 1)[0].strip().removeprefix("allowed now:")
+    return [word.strip() for word in listed.split(",")]
+
+
+def test_allowed_now_says_what_a_relay_leaves_the_operator(
+    two: Session, bench: LocalSafety
+) -> None:
+    """A standby takes no orders and a handover refuses every plan: the list must not
+    offer them (it offered start on the standby, titrate_to, wean and stop meanwhile)."""
+    out = run(
+        two,
+        bench,
+        NOREPI,
+        "start 8",
+        f"{NOREPI} @B",
+        "prime 2 @B line-disconnected",
+        "wait 1 min",
+        "standby B for A overlap",
+        "status",  # on B, the armed standby
+        "start 8",
+        "channel A",
+        "wait 11 min",  # the overlap handover is under way
+        "status",
+        "titrate 9",
+        f"re{NOREPI}",
+    )
+    standby, handover = [rest for line, rest in _blocks(out) if line == "status"]
+    allowed = _allowed(standby)
+    assert "start" not in allowed and "program" not in allowed
+    assert "disarm B" in allowed and "emergency_stop" in allowed
+    assert "channel B is armed as the standby of channel A" in allowed
+    on_standby = [rest for line, rest in _blocks(out) if line == "start 8"][1]
+    assert on_standby.startswith("error: refused")  # as the list says
+    assert "HANDOVER A -> B (overlap)" in handover
+    words = _allowed_words(handover)
+    assert "emergency_stop" in words
+    assert not {"titrate_to", "wean", "stop", "start"} & set(words)
+    allowed = _allowed(handover)
+    assert "handing the infusion over from channel A to B: no dose change" in allowed
+    assert output_of(out, "titrate 9").startswith("error: ")  # as the list says
+    # a program reloaded in place is no dose change: the list offers it, and it is taken
+    assert "reprogram" in words and "program loaded" in output_of(out, f"re{NOREPI}")
+
+
+def test_allowed_now_on_a_channel_paused_for_a_container_change(
+    session: Session, local: LocalSafety
+) -> None:
+    out = run(session, local, NOREPI, "start 8", "container pause", "status")
+    words = _allowed_words(output_of(out, "status"))
+    assert "start" not in words  # the safety process refuses it: resume the channel
+    assert {"container VOLUME", "container resume", "emergency_stop"} <= set(words)
