@@ -8,11 +8,7 @@ import csv
 import io
 import itertools
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,59 +17,15 @@ from hypothesis import strategies as st
 
 from cli.main import main
 from controller.journal_plot import plot_data, sum_steps
-from controller.journal_timeline import CONTROLLER_NAME, SAFETY_NAME, load_journals, locate
-from controller.session import Session
-from safety.ipc.local import LocalChannel, LocalSafety
-from tests.conftest import shipped_library
-
-LIBRARY = shipped_library()
-_SHM = Path("/dev/shm")
-_FAST = str(_SHM) if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
-
-
-@dataclass
-class Relay:
-    dir: Path
-    local: LocalSafety
-    session: Session
-
-    def drive(self, seconds: float) -> None:
-        end = self.local.clinical.now() + seconds
-        while end - self.local.clinical.now() > 1e-6:
-            self.local.advance(min(30.0, end - self.local.clinical.now()))
-            self.session.service()
+from controller.journal_timeline import load_journals, locate
+from tests.journal_cmd.conftest import LIBRARY, Relay, relay_bench
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[Relay]:
-    """A (10 mL) at 8 mcg/min; B loaded, power-cycled (its reset alarm acknowledged),
-    primed to waste and armed (quick); A empties into a handover to B."""
-    folder = Path(tempfile.mkdtemp(prefix="pumpctl-test-journal-ch-", dir=_FAST))
-    local = LocalSafety(
-        library=LIBRARY,
-        channels=(LocalChannel("A", loaded_volume_ml=10.0), LocalChannel("B")),
-        journal_path=folder / SAFETY_NAME,
-    )
-    session = Session.open(
-        local, LIBRARY, journal=folder / CONTROLLER_NAME, clinical=local.clinical
-    )
-    r = Relay(folder, local, session)
-    session.program("norepinephrine", "4 mg/250 mL", "D5W")
-    session.start(8)
-    session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="B")
-    local.inject_faults("power_cycle", "B")
-    r.drive(30)
-    session.acknowledge()
-    local.pumps["B"].connect_line(False)  # what the confirmation says: the prime to waste
-    session.prime("2", confirm_line_disconnected=True)
-    r.drive(60)
-    local.pumps["B"].connect_line(True)
-    session.arm_standby("B", "A")
-    r.drive(20 * 60)
-    yield r
-    session.close(hang_up=False)
-    local.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    """A (10 mL) empties into a handover to B."""
+    with relay_bench(10.0, 20 * 60, "pumpctl-test-journal-ch-") as r:
+        yield r
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

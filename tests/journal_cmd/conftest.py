@@ -3,6 +3,7 @@ package, in process, on the virtual clock (a real one would take minutes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -35,35 +36,44 @@ class Relay:
             self.session.service()
 
 
-@pytest.fixture(scope="package")
-def relay() -> Iterator[Relay]:
-    """A (3 mL, nearly empty) at 8 mcg/min; B loaded, power-cycled (its reset alarm
-    acknowledged), primed to waste and armed; A hands over to B at 1:30, and the run goes
-    on to 7:30 with no alarm after 0:00 and no change after the handover: the journal's
-    end is far from both, which is what a plot must still reach."""
-    folder = Path(tempfile.mkdtemp(prefix="pumpctl-test-journal-relay-", dir=_FAST))
+@contextlib.contextmanager
+def relay_bench(loaded_a_ml: float, run_on_s: float, prefix: str) -> Iterator[Relay]:
+    """A (``loaded_a_ml``) at 8 mcg/min; B loaded, power-cycled (its reset alarm
+    acknowledged), primed to waste and armed (quick); then ``run_on_s`` more seconds."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=_FAST))
     local = LocalSafety(
         library=LIBRARY,
-        channels=(LocalChannel("A", loaded_volume_ml=3.0), LocalChannel("B")),
+        channels=(LocalChannel("A", loaded_volume_ml=loaded_a_ml), LocalChannel("B")),
         journal_path=folder / SAFETY_NAME,
     )
     session = Session.open(
         local, LIBRARY, journal=folder / CONTROLLER_NAME, clinical=local.clinical
     )
     r = Relay(folder, local, session)
-    session.program("norepinephrine", "4 mg/250 mL", "D5W")
-    session.start(8)
-    session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="B")
-    local.inject_faults("power_cycle", "B")
-    r.drive(30)
-    session.acknowledge()
-    local.pumps["B"].connect_line(False)  # what the confirmation says: the prime to waste
-    session.prime("2", confirm_line_disconnected=True)
-    r.drive(60)
-    local.pumps["B"].connect_line(True)
-    session.arm_standby("B", "A")
-    r.drive(6 * 60)
-    yield r
-    session.close(hang_up=False)
-    local.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        session.program("norepinephrine", "4 mg/250 mL", "D5W")
+        session.start(8)
+        session.program("norepinephrine", "4 mg/250 mL", "D5W", channel="B")
+        local.inject_faults("power_cycle", "B")
+        r.drive(30)
+        session.acknowledge()
+        local.pumps["B"].connect_line(False)  # what the confirmation says: prime to waste
+        session.prime("2", confirm_line_disconnected=True)
+        r.drive(60)
+        local.pumps["B"].connect_line(True)
+        session.arm_standby("B", "A")
+        r.drive(run_on_s)
+        yield r
+    finally:
+        session.close(hang_up=False)
+        local.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def relay() -> Iterator[Relay]:
+    """A with 3 mL hands over to B at 1:30, and the run goes on to 7:30 with no alarm
+    after 0:00 and no change after the handover: the journal's end is far from both,
+    which is what a plot must still reach."""
+    with relay_bench(3.0, 6 * 60, "pumpctl-test-journal-relay-") as r:
+        yield r
