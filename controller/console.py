@@ -748,9 +748,8 @@ class Console(cmd.Cmd):
             self.say("closed loop disengaged: the rate stays where it is; you have control")
 
     def _loop_engage(self, loop: LoopService, words: list[str]) -> None:
-        override = bool(words) and words[-1].lower() == "override"
-        if override:
-            words = words[:-1]
+        override = any(word.lower() == "override" for word in words)
+        words = [word for word in words if word.lower() != "override"]
         options: dict[str, str] = {}
         for word in words:
             key, eq, value = word.partition("=")

@@ -38,13 +38,14 @@ from controller.alarm_desk import OWN
 from controller.closed_loop.artefacts import SignalFilter, Verdict
 from controller.closed_loop.limits import Rules
 from controller.closed_loop.model import DrugModel, Estimator, Segment, population_d50
-from controller.closed_loop.settings import LoopSettings
+from controller.closed_loop.settings import LoopSettingError, LoopSettings
 from controller.errors import ControllerError
 from controller.machine import State
 from controller.session import Session
 from drivers.monitors.base import MapSample, MapSource, MonitorError
 from firmware_bridge.clock import Clock
 from safety.kernel.model import ChangeDose, ProgramSpec
+from safety.kernel.state import ActiveProgram
 from safety.status import Snapshot
 
 SUSPENDED_KEY = f"{OWN}closed_loop_suspended"
@@ -147,6 +148,9 @@ class ClosedLoop:
         judged so far stay judged. Nothing changes when the hand-over is refused."""
         snapshot = self.session.status()
         self._require_infusing(snapshot)
+        if settings is not None:
+            rules = Rules(self.session.library, snapshot, self.session.kernel_config)
+            _check_dose_range(settings, rules.program)
         previous = self.settings
         if settings is not None:
             self.settings = self.filter.settings = settings
@@ -534,3 +538,27 @@ def _jsonable(decision: Decision) -> dict[str, object]:
         "d50_sd": decision.d50_sd,
         "effect_site": decision.effect_site,
     }
+
+
+def _check_dose_range(settings: LoopSettings, program: ActiveProgram) -> None:
+    """The loop's top dose is one the rules let it reach: never above the hard maximum
+    (S1), and above the soft maximum only when the operator confirmed crossing it (the
+    loop would otherwise stop short of it without saying why)."""
+    therapy = program.therapy
+    top = Fraction(settings.dose_max)
+    hard = Fraction(therapy.hard_max.value)
+    soft = Fraction(therapy.soft_max.value)
+    unit = program.unit
+    if top > hard:
+        raise LoopSettingError(
+            "dose_max",
+            f"{settings.dose_max} {unit} is above the drug's hard maximum "
+            f"({therapy.hard_max.value} {unit}): give at most {therapy.hard_max.value}",
+        )
+    if top > soft and not settings.soft_limits_confirmed:
+        raise LoopSettingError(
+            "dose_max",
+            f"{settings.dose_max} {unit} is above the soft maximum ({therapy.soft_max.value} "
+            f"{unit}): give at most {therapy.soft_max.value}, or confirm crossing the soft "
+            "limits (override)",
+        )

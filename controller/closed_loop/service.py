@@ -231,11 +231,11 @@ class LoopService:
                     dose_max=dose_max,
                     soft_limits_confirmed=soft_limits_confirmed,
                 )
+                self._require_map(settings)
+                self.loop.engage(settings)
             except LoopSettingError as exc:
                 message = str(exc).removeprefix(f"{exc.field}: ")
                 raise BadInput(_operator_word(exc.field), message) from None
-            self._require_map(settings)
-            self.loop.engage(settings)
             self._engaged = True
             self._recovered()
             self._publish()

@@ -380,6 +380,36 @@ def test_engage_puts_the_operators_settings_in_force_and_a_refusal_changes_nothi
     assert engaged[-1]["settings"] == wider.describe()
 
 
+@pytest.mark.parametrize(
+    ("dose_max", "confirmed", "refused"),
+    [
+        ("1.0", True, None),  # at the hard maximum (1.0 mcg/kg/min)
+        ("1.001", True, "above the drug's hard maximum"),
+        ("0.5", False, None),  # at the soft maximum, nothing to confirm
+        ("0.501", False, "above the soft maximum"),
+    ],
+)
+def test_engage_refuses_a_top_dose_the_rules_would_never_let_the_loop_reach(
+    make_bench: object, dose_max: str, confirmed: bool, refused: str | None
+) -> None:
+    """A top dose above the hard maximum, or above the soft maximum without the
+    operator's confirmation, is refused at engage naming the field and the limit: the
+    loop would otherwise stop short of it with the console saying it may go there."""
+    bench: Bench = make_bench()  # type: ignore[operator]
+    loop = bench.loop
+    loop.take_over()
+    before = loop.settings
+    asked = replace(before, dose_max=Decimal(dose_max), soft_limits_confirmed=confirmed)
+    if refused is None:
+        loop.engage(asked)
+        assert loop.settings is asked
+        return
+    with pytest.raises(LoopSettingError, match=refused) as caught:
+        loop.engage(asked)
+    assert caught.value.field == "dose_max"
+    assert loop.settings is before and loop.mode is LoopMode.MANUAL
+
+
 def test_hand_back_is_refused_while_a_plan_runs(make_bench: object) -> None:
     bench: Bench = make_bench()  # type: ignore[operator]
     bench.loop.take_over()

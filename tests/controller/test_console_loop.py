@@ -174,10 +174,13 @@ def test_loop_commands_name_what_is_wrong(bench: LoopBench) -> None:
             "loop engage target=80 min=0.5 max=0.02",
             "loop engage target=80 min=-1 max=0.5",
             "loop engage target=80 min=0.02 max=0.5 colour=red",
+            "loop engage target=80 min=0.02 max=0.5 override extra",
             "loop status now",
             "titrate 0.1",
             "loop engage target=80 min=0.02 max=0.5",  # the pending change is in the way
             "cancel",
+            "loop engage target=80 min=0.02 max=1.5 override",
+            "loop engage target=80 min=0.02 max=0.6",
             "loop engage target=80 min=0.02 max=0.4",
             "loop engage target=85 min=0.02 max=0.5",  # engaged already
             "loop hand-back",
@@ -196,8 +199,18 @@ def test_loop_commands_name_what_is_wrong(bench: LoopBench) -> None:
     assert "error: min: min (0.5) must be below max (0.02)" in out
     assert "error: min: '-1': a dose of the loop's range is above 0 (mcg/kg/min)" in out
     assert "'colour=red': give target=MMHG" in out
+    assert "error: loop: 'extra': give target=MMHG" in output_of(
+        out, "loop engage target=80 min=0.02 max=0.5 override extra"
+    )
     assert "loop status takes no arguments" in out
     assert "a change is pending confirmation" in out
+    assert (
+        "error: max: 1.5 mcg/kg/min is above the drug's hard maximum (1.0 mcg/kg/min): give "
+        "at most 1.0"
+    ) in output_of(out, "loop engage target=80 min=0.02 max=1.5 override")
+    assert "or confirm crossing the soft limits (override)" in output_of(
+        out, "loop engage target=80 min=0.02 max=0.6"
+    )
     assert "stays within the soft limits" in output_of(
         out, "loop engage target=80 min=0.02 max=0.4"
     )
