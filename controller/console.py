@@ -820,7 +820,8 @@ class Console(cmd.Cmd):
         if view.failure:
             lines.append(f"  stopped by an error: {view.failure}")
         if view.monitor_problem:
-            lines.append(f"  monitor NOT connected: {view.monitor_problem} (trying again)")
+            what = "UNUSABLE" if view.monitor_unusable else "NOT connected"
+            lines.append(f"  monitor {what}: {view.monitor_problem} (trying again)")
         elif view.map_mmhg is not None:
             lines.append(
                 f"  MAP {view.map_mmhg:.1f} mmHg (median of {view.map_samples} valid samples "

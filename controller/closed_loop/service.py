@@ -42,7 +42,7 @@ from controller.closed_loop.settings import LoopSettingError, LoopSettings
 from controller.errors import BadInput, ControllerError
 from controller.service_thread import ServiceThread
 from controller.session import Session
-from drivers.monitors.base import MapSource
+from drivers.monitors.base import MapSource, MonitorProtocolError
 from firmware_bridge.clock import Clock, MonotonicClock
 
 log = logging.getLogger("controller.closed_loop.service")
@@ -75,6 +75,9 @@ class LoopView:
     source: str
     #: why the monitor is not being read (cannot be opened), None while it is
     monitor_problem: str | None
+    #: the problem is the source's data (a malformed replay file, a peer that does not
+    #: speak the protocol), not its link: no cable will fix it (still tried again)
+    monitor_unusable: bool
     #: the settings in force (None while off)
     settings: LoopSettings | None
     #: median of the valid MAP samples of the last period (``map_period_s``), and how
@@ -133,6 +136,7 @@ class LoopService:
         self._engaged = False
         self._opened = False
         self._problem: str | None = None
+        self._problem_is_data = False
         self._failure: str | None = None
         self._next_open = -math.inf
         self._thread: ServiceThread | None = None
@@ -284,6 +288,7 @@ class LoopService:
             self.loop.source.open()
         except Exception as exc:  # a monitor that is not there yet is no traceback
             self._problem = f"{self.loop.source.name}: {exc}"
+            self._problem_is_data = isinstance(exc, MonitorProtocolError)
             self._next_open = self._liveness.now() + REOPEN_S
             self._opened = False
             return
@@ -328,8 +333,9 @@ class LoopService:
         """Valid MAP now, read now: the last read may be a few clinical seconds old (on a
         scaled clock the signal-loss time is a fraction of a real second)."""
         if not self._opened:
+            what = "unusable" if self._problem_is_data else "not connected"
             raise ControllerError(
-                f"the monitor is not connected ({self._problem}); the loop needs its MAP",
+                f"the monitor is {what} ({self._problem}); the loop needs its MAP",
                 code="loop_no_monitor",
             )
         try:
@@ -363,6 +369,7 @@ class LoopService:
             state=state,
             source=self.source_name,
             monitor_problem=self._problem,
+            monitor_unusable=self._problem is not None and self._problem_is_data,
             settings=loop.settings if self._engaged else None,
             map_mmhg=median,
             map_samples=samples,

@@ -20,6 +20,7 @@ from controller.machine import State
 from controller.session import Session
 from drivers.monitors import MapSample, MonitorUnavailable
 from drivers.monitors.config import parse_monitor
+from drivers.monitors.replay import CsvReplay
 from drivers.monitors.simulated import SimulatedMonitor
 from firmware_bridge.clock import VirtualClock
 from firmware_bridge.patient import LineSetup, Patient, Scenario, draw_patient, no_artefacts
@@ -299,6 +300,27 @@ def test_a_monitor_that_is_not_there_yet_is_tried_again(
     console.onecmd(ENGAGE)
     assert "no valid MAP from late monitor yet (last sample: no_signal)" in out.getvalue()
     assert loop.view.state is LoopState.OFF
+    console.close()
+    loop.close()
+
+
+def test_a_malformed_replay_file_is_reported_as_unusable_not_as_a_cable(
+    session: Session, local: LocalSafety, tmp_path: Path
+) -> None:
+    """A replay file with a bad row is the data's problem: the console says the monitor is
+    unusable (with the file's line), not that it is not connected; it is read again so
+    that a corrected file is picked up."""
+    trace = tmp_path / "map.csv"
+    trace.write_text("time_s,map_mmhg\n0,80\n1,eighty\n", encoding="utf-8")
+    loop = LoopService(session, CsvReplay(trace, local.clinical.now), clock=local.clinical)
+    problem = loop.open()
+    assert problem is not None and "map_mmhg 'eighty' is not a number" in problem
+    assert loop.view.monitor_unusable
+    out = io.StringIO()
+    console = Console(session, stdin=io.StringIO(""), stdout=out, loop=loop)
+    console.onecmd("loop")
+    assert "monitor UNUSABLE: " in out.getvalue()
+    assert "NOT connected" not in out.getvalue()
     console.close()
     loop.close()
 
