@@ -48,7 +48,9 @@ def test_shares_add_up_and_errors_are_consistent(values: list[float]) -> None:
     assert p.in_band + p.below_band + p.above_band == pytest.approx(100.0)
     assert p.mdape >= abs(p.mdpe) - 1e-9
     assert p.wobble >= 0 and p.mdape >= 0
-    assert all(math.isfinite(x) for x in p.to_json().values())
+    figures = p.to_json()
+    assert all(math.isfinite(x) for x in figures.values())
+    assert figures["n"] == len(values) and isinstance(figures["n"], int)
 
 
 @given(maps, st.floats(-30.0, 30.0))

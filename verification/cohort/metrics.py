@@ -38,8 +38,9 @@ class Performance:
     below_65: float
     below_90pct_baseline: float
 
-    def to_json(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+    def to_json(self) -> dict[str, float | int]:
+        """The figures as JSON numbers: ``n`` (a count of samples) stays an integer."""
+        return {k: v if k == "n" else float(v) for k, v in asdict(self).items()}
 
 
 def performance(
