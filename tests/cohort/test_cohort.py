@@ -231,3 +231,61 @@ def test_no_matplotlib_names_the_option_that_exists(monkeypatch: pytest.MonkeyPa
     with pytest.raises(PlotUnavailable) as caught:
         report.plots(CohortResult(spec, []), Path("unused"))
     assert "--plots" not in str(caught.value) and "--out" in str(caught.value)
+
+
+def test_a_ratio_the_manual_arm_cannot_give_says_why() -> None:
+    """Manual 0 % in band: no ratio, and the table says the loop's own figure (a bare '-'
+    read as "no data" when the loop had done better)."""
+    spec = CohortSpec(Design(seed="t"), patients=1, sensitivities=(1.0,),
+                      conditions=(Condition.STABLE,))  # fmt: skip
+    none = Performance(1, 0.0, 0.0, 0.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0)
+    manual = replace(a_run(0, 5, {}), performance=none)
+    loop = replace(a_run(0, 5, {}), spec=RunSpec(0, 1.0, Condition.STABLE, Arm.CLOSED_LOOP))
+    table = report.render_table(CohortResult(spec, [loop, manual]))
+    assert "1x stable          none: manual 0 %, closed loop 100.0 %" in table
+    assert "x 1 sensitivity x" in table and "mcg/kg" in table
+    both = report.render_table(CohortResult(spec, [replace(loop, performance=none), manual]))
+    assert "1x stable          none: both 0 %" in both
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], (60.0, 100.0)),  # the band and 15 mmHg around it
+        ([72.0, 91.0], (60.0, 100.0)),
+        ([39.9, 140.1], (30.0, 150.0)),  # a trace outside the old fixed 40-140 is drawn
+        ([float("nan"), 80.0], (60.0, 100.0)),
+    ],
+)
+def test_the_map_panels_show_the_band_and_every_trace(
+    values: list[float], expected: tuple[float, float]
+) -> None:
+    assert report._map_range(values, 75.0, 85.0) == expected
+
+
+def test_a_target_at_the_top_of_its_range_keeps_its_band_in_view() -> None:
+    assert report._map_range([], 130.0, 150.0) == (110.0, 170.0)
+
+
+def test_a_runs_trace_starts_at_what_the_arm_was_handed(library: DrugLibrary) -> None:
+    design = Design(seed="t", minutes=2.0)
+    result = run_one(design, RunSpec(0, 1.0, Condition.STABLE, Arm.CLOSED_LOOP), library)
+    start = result.trace[0]
+    assert start[0] == 0.0 and start[2] == float(design.start_dose)
+    assert [round(p[0] * 60.0) for p in result.trace] == [0, 30, 60, 90, 120]
+
+
+def test_the_design_in_the_json_names_the_wandering_amplitude_in_force() -> None:
+    assert Design().to_json()["wander_mmhg"] == 10.0  # the patient model's default
+    assert Design(wander_mmhg=3.0).to_json()["wander_mmhg"] == 3.0
+    assert Design().to_json()["dose_unit"] == "mcg/kg/min"
+
+
+def test_the_plots_are_drawn_for_a_small_cohort(library: DrugLibrary, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    spec = replace(TINY, design=replace(TINY.design, minutes=2.0), patients=3)
+    written = report.plots(run_cohort(spec, library, workers=1), tmp_path)
+    assert sorted(p.name for p in written) == [
+        "dose_wandering.png", "map_wandering.png", "metrics.png",
+    ]  # fmt: skip
+    assert all(p.stat().st_size > 10_000 for p in written)

@@ -45,6 +45,7 @@ from firmware_bridge.patient.params import (
     LineSetup,
     PatientParameters,
     draw_patient,
+    fig,
     rng,
 )
 from firmware_bridge.patient.patient import DEFAULT_PERIOD_S, Patient, Scenario
@@ -71,6 +72,8 @@ RUN_IN_LIMIT_S = 6 * 3600.0
 #: refill the syringe (without interrupting the flow, as a primed relief syringe would)
 #: when less than this many ticks of drug are left
 REFILL_TICKS = 3.0
+#: the unit of every dose of a run (the library's weight-based norepinephrine therapy)
+DOSE_UNIT = "mcg/kg/min"
 #: a trace point for the plots this often (clinical s)
 TRACE_EVERY_S = 30.0
 
@@ -123,7 +126,13 @@ class Design:
         )
 
     def to_json(self) -> dict[str, object]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+        """Every setting as it was in force: the wandering amplitude the patient model
+        used, not None for "its default"."""
+        out = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+        if self.wander_mmhg is None:
+            out["wander_mmhg"] = fig("wander_amplitude_mmhg")
+        out["dose_unit"] = DOSE_UNIT
+        return out
 
 
 @dataclass(frozen=True)
@@ -237,7 +246,10 @@ def run_one(design: Design, spec: RunSpec, library: DrugLibrary) -> RunResult:
         else:
             arm.begin()
         trace: list[tuple[float, float, float]] = []
-        bench.run_for(design.minutes * 60.0, arm.step, trace=trace, recorder=recorder, t0=t0)
+        bench.run_for(
+            design.minutes * 60.0, arm.step,
+            trace=trace, recorder=recorder, t0=t0, start_map=patient.true_map(t0),
+        )  # fmt: skip
         end = clock.now()
         scored = [r for r in recorder.readings if t0 <= r.time <= end]
         perf = performance(
@@ -347,11 +359,20 @@ class _Bench:
         trace: list[tuple[float, float, float]] | None = None,
         recorder: _Recorder | None = None,
         t0: float = 0.0,
+        start_map: float | None = None,
     ) -> None:
+        """Run ``seconds`` in ticks, ``act`` after each. ``trace``: a point every
+        ``TRACE_EVERY_S`` from the MAP ``recorder`` last heard, the first at the start
+        with ``start_map`` (the patient's MAP then: the monitor may not have been read
+        for a while, as during a run-in)."""
         local = self.local
         end = local.clinical.now() + seconds
         tick = self.design.tick_s
         next_trace = local.clinical.now()
+        if trace is not None and start_map is not None:
+            # the start (the dose and MAP the arm was handed), before anything moved
+            self._trace_point(trace, start_map, next_trace, t0)
+            next_trace += TRACE_EVERY_S
         while (left := end - local.clinical.now()) > 1e-9:
             self._refill(tick)
             local.advance(min(tick, left))
@@ -360,9 +381,14 @@ class _Bench:
             now = local.clinical.now()
             if trace is not None and recorder is not None and now >= next_trace:
                 last = recorder.readings[-1].true_map_mmhg if recorder.readings else math.nan
-                dose = self.session.snapshot.dose if self.session.snapshot else None
-                trace.append((round((now - t0) / 60.0, 3), round(last, 2), float(dose or 0)))
+                self._trace_point(trace, last, now, t0)
                 next_trace = now + TRACE_EVERY_S
+
+    def _trace_point(
+        self, trace: list[tuple[float, float, float]], map_mmhg: float, now: float, t0: float
+    ) -> None:
+        dose = self.session.snapshot.dose if self.session.snapshot else None
+        trace.append((round((now - t0) / 60.0, 3), round(map_mmhg, 2), float(dose or 0)))
 
     def _refill(self, tick: float) -> None:
         pump = self.local.pump
