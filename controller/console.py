@@ -625,6 +625,20 @@ class Console(cmd.Cmd):
         name = self._known_channel(words[0].removeprefix("@"))
         self.say(self.session.disarm_standby(name).verdict.message)
 
+    def do_newpump(self, arg: str) -> None:
+        """newpump [CH]   e.g. newpump A
+        The pump of channel CH (on a one-pump bench: its pump) was replaced on purpose:
+        the next pump to name itself on its port is taken as the channel's own. Until then
+        the safety process refuses a pump that names itself otherwise than the one it
+        recorded (after an unplug, a restart or a reboot: ports may swap), and sends it
+        nothing. On a bench of several pumps the channel is always named."""
+        words = arg.split()
+        names = self._channels()
+        if len(words) > 1 or (not words and len(names) > 1):
+            raise BadInput("newpump", "give the channel whose pump was replaced, e.g. newpump A")
+        name = self._known_channel(words[0].removeprefix("@")) if words else None
+        self.say(self.session.accept_pump(name).verdict.message)
+
     def do_prime(self, arg: str) -> None:
         """prime VOLUME [@CH] line-disconnected   e.g. prime 2 @B line-disconnected
         Purge VOLUME mL through a stopped channel to take up the pump's slack (an

@@ -96,6 +96,7 @@ from safety.journal import Journal, JournalError
 from safety.kernel.config import KernelConfig
 from safety.kernel.model import (
     DEFAULT_CHANNEL,
+    AcceptPump,
     AcknowledgeAlarms,
     AdmitPatient,
     ArmStandby,
@@ -611,6 +612,12 @@ class Session:
 
     def disarm_standby(self, channel: str) -> Outcome:
         return self._order("disarm_standby", DisarmStandby(channel), channel=channel)
+
+    def accept_pump(self, channel: str | None = None) -> Outcome:
+        """The pump of ``channel`` was replaced on purpose: the safety process takes the
+        next pump to name itself on the channel's port as its own, in place of the one
+        it recorded (which it otherwise refuses, across restarts too)."""
+        return self._order("accept_pump", AcceptPump(channel), channel=channel)
 
     def prime(
         self, volume_ml: Decimal | str | float, channel: str | None = None, *,

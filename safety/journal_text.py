@@ -54,6 +54,7 @@ from safety.kernel.model import (
     ProgramLoaded,
     ProgramSpec,
     PumpAction,
+    PumpNamed,
     PumpReading,
     ReadbackReceived,
     RequestBody,
@@ -216,6 +217,11 @@ def describe(event: Event, programs: ProgramTracker) -> str:
             f"JOURNAL DAMAGED ({event.detail}): {event.entries_kept} entries kept, the "
             f"damaged file kept as {event.damaged_file}"
         )
+    if isinstance(event, PumpNamed):
+        on = programs.on(event.channel)
+        if not event.name:
+            return f"{on}pump replacement accepted: the next pump to name itself is the channel's"
+        return f"{on}the channel's pump names itself {event.name!r} (compared at every connection)"
     relay = _relay_text(event, programs)
     if relay is not None:
         return relay

@@ -54,6 +54,8 @@ class Reason(enum.StrEnum):
     # S13 pump
     PUMP_ALARM = "pump_alarm"
     PUMP_COMMS = "pump_comms_lost"
+    #: a replaced pump accepted when there is nothing to accept (``AcceptPump``)
+    PUMP_REPLACEMENT = "pump_replacement"
     # S16 the patient and the timeline
     PATIENT_MISMATCH = "patient_mismatch"
     CONFIRMATION_REQUIRED = "confirmation_required"

@@ -27,36 +27,66 @@ class PumpRejected(DriverError):
 
 
 class AnotherPumpAnswers(DriverError):
-    """After a reconnect, the pump on the port names itself otherwise than the one the
-    driver connected to (another adapter now has the port's name, or another pump was
-    plugged in): nothing it reports is this channel's, and nothing is sent to it."""
+    """The pump on the port names itself otherwise than the channel's pump (another adapter
+    now has the port's name, or another pump was plugged in; after a reconnect, or after a
+    restart or a reboot of the safety process that had recorded the channel's pump's
+    name): nothing it reports is this channel's, and nothing is sent to it."""
 
 
 class PumpName:
-    """What a pump called itself at the driver's first connection, compared with what the
-    pump on the port calls itself after each reconnect: a port's name can reach another
-    adapter after an unplug (docs/protocols.md), and nothing another pump says is this
+    """What the channel's pump calls itself, compared with what the pump on the port calls
+    itself at every (re)connection: a port's name can reach another adapter after an
+    unplug or a reboot (docs/protocols.md), and nothing another pump says is this
     channel's. Two pumps of one model and firmware name themselves alike: by-id port names
-    are the answer to that, not this check."""
+    are the answer to that, not this check.
+
+    The expected name is the first one heard, unless the owner presets it (``expect``)
+    before the driver's first connection: the safety process does so with the name it
+    recorded for the channel in its journal, so that after its own restart, or a reboot
+    that swapped ``/dev/ttyUSB0`` and ``/dev/ttyUSB1``, another pump is refused exactly as
+    after a reconnect, instead of being taken as the channel's by a driver that has never
+    heard its own pump."""
 
     def __init__(self, driver: str) -> None:
         self.driver = driver
+        #: the name the channel's pump gave (None: none yet, the next one heard is taken)
         self.first: str | None = None
+        #: ``first`` came from ``expect`` (the owner's record), not from this driver's ears
+        self.recorded = False
+        #: what a person should do when another pump answers (the owner's words)
+        self.remedy = ""
         #: why the last name heard differed from the first (None: it did not)
         self.foreign: str | None = None
 
+    def expect(self, name: str | None, remedy: str = "") -> None:
+        """Take ``name`` as the channel's pump's before a connection (None: none, so the
+        next pump to name itself is taken as the channel's: an accepted replacement).
+        ``remedy`` ends the refusal's message, saying what to do. Forgets any refusal: a
+        driver that refused a pump shakes hands again before anything else is sent."""
+        self.first = name
+        self.recorded = name is not None
+        self.remedy = remedy
+        self.foreign = None
+
     def heard(self, named: str, where: str) -> None:
-        """Keep the first name; any later one must equal it (``where``: the address and
-        port, for the message)."""
+        """Keep the first name (unless one is expected); any later one must equal it
+        (``where``: the address and port, for the message)."""
         if self.first is None:
             self.first = named
+            self.recorded = False
+        if named == self.first:
+            self.foreign = None
+            self.recorded = False  # heard from the pump itself from now on
+            return
+        when = (
+            "as this channel's pump did before the safety process restarted"
+            if self.recorded
+            else "as when connected"
+        )
         self.foreign = (
-            None
-            if named == self.first
-            else (
-                f"{self.driver}: after the reconnect the pump {where} names itself "
-                f"{named!r}, not {self.first!r} as when connected: another pump answers there"
-            )
+            f"{self.driver}: {'' if self.recorded else 'after the reconnect '}the pump "
+            f"{where} names itself {named!r}, not {self.first!r} {when}: another pump "
+            "answers there" + (f"; {self.remedy}" if self.remedy else "")
         )
 
     def refuse_foreign(self) -> None:
@@ -147,6 +177,9 @@ class PumpDriver(abc.ABC):
 
     #: the registry name: "mock", "ne1000", "harvard", "modbus"
     name: str = ""
+    #: the pump's own name, kept and compared at every connection (``PumpName``); None
+    #: for a driver whose pumps are not asked their name (mock, Modbus)
+    pump_name: PumpName | None = None
 
     @abc.abstractmethod
     def connect(self) -> None:

@@ -135,8 +135,10 @@ class HarvardDriver(PumpDriver):
         #: the rate line read before a prime, until the prime is undone
         self._rate_before_prime: str | None = None
         self._priming = False
-        #: the pump's ``ver`` answer at the first connection, compared after each reconnect
+        #: the pump's ``ver`` answer at the first connection (or the one the safety
+        #: process recorded before a restart), compared at every reconnect
         self._name = PumpName("harvard")
+        self.pump_name = self._name
         #: the last handshake ran to its end (see ``_ensure_link``)
         self._linked = False
 

@@ -9,8 +9,9 @@ sends a throw-away status query, twice in the framing of the mode the driver is 
 for, then twice in the other; whichever mode answers is the pump's. (The configured mode
 first: a pump set to safe mode stays in it through a power cycle and through our own
 restart, and drops basic-mode bytes.) The pump then names itself (``VER``): the name is
-kept at the first connection and compared after every reconnect, before anything is set;
-another pump answering there raises ``AnotherPumpAnswers`` on every call until this
+kept at the first connection (or preset by the safety process from its journal, across
+its restarts: ``PumpName.expect``) and compared after every reconnect, before anything is
+set; another pump answering there raises ``AnotherPumpAnswers`` on every call until this
 channel's pump is back, and a handshake cut short (the name unanswered, say) is done
 again at the next call before anything else is sent. The link is then brought to the
 configured mode (``SAF n`` or ``SAF0``) and that setting read back.
@@ -187,8 +188,10 @@ class Ne1000Driver(PumpDriver):
         #: pump sends one such packet per new alarm, so the next alarm reply with the same
         #: code is the answer to our request, not a second packet crossing it
         self._announced: set[Ne1000Alarm] = set()
-        #: the pump's ``VER`` answer at the first connection, compared after each reconnect
+        #: the pump's ``VER`` answer at the first connection (or the one the safety
+        #: process recorded before a restart), compared at every reconnect
         self._name = PumpName("ne1000")
+        self.pump_name = self._name
         #: the last handshake ran to its end (a fresh link, or one that failed half-way,
         #: is shaken hands with again before anything else is sent on it)
         self._linked = False

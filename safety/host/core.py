@@ -50,6 +50,7 @@ from safety.kernel.decide import decide
 from safety.kernel.library_check import what_changed
 from safety.kernel.model import (
     DEFAULT_CHANNEL,
+    AcceptPump,
     AcknowledgeAlarms,
     AdmitPatient,
     AlarmsAcknowledged,
@@ -84,6 +85,7 @@ from safety.kernel.model import (
     PrimePump,
     ProgramLoaded,
     PumpAction,
+    PumpNamed,
     PumpReading,
     ReadbackReceived,
     Request,
@@ -361,6 +363,8 @@ class SafetyCore:
         configured = tuple(c.configured() for c in self.channels.values())
         self._record(BenchConfigured(configured, self.interlock_scope, self.now()))  # type: ignore[arg-type]
         self._record(self._library_checked())
+        for channel in self.channels.values():
+            self._expect_pump(channel)  # before any connection: see ``_expect_pump``
         for name, channel in self.channels.items():
             reading: PumpReading | None = None
             detail = ""
@@ -371,7 +375,9 @@ class SafetyCore:
             except DriverError as exc:
                 where = f"channel {name}'s pump" if len(self.channels) > 1 else "pump"
                 detail = f"{where} not reachable at start: {exc}"
+                channel.another_pump = isinstance(exc, AnotherPumpAnswers)
                 log.error(detail)
+            self._note_pump_name(channel)
             # stamped when the reading came back, not before the handshake: connecting
             # can take seconds (an NE-1000 left in safe mode answers the third probe),
             # and the pump's counter moved meanwhile (S13 accuracy, unseen delivery)
@@ -454,6 +460,38 @@ class SafetyCore:
         channel.known = True
         return status
 
+    def _expect_pump(self, channel: Channel) -> None:
+        """Preset on the channel's driver the name its pump gave in an earlier run (the
+        journal's ``PumpNamed``), with what to do when another pump answers.
+
+        A fresh driver would otherwise take whatever pump answers first as the channel's:
+        after a reboot ``/dev/ttyUSB0`` and ``/dev/ttyUSB1`` may have swapped, and the
+        remembered infusion of one channel would be driven onto the other's pump. With
+        the name preset, another pump is refused as after a reconnect (``PumpName``). No
+        name on record (a new bench, a journal written before names were recorded, a
+        replacement accepted): the first pump to name itself is the channel's, as ever."""
+        names = channel.driver.pump_name
+        if names is None:  # a driver whose pumps give no name (mock, Modbus)
+            return
+        name = channel.name
+        recorded = self.state.channel(name).pump_name if name in self.state.channels else ""
+        names.expect(
+            recorded or None,
+            f"if channel {name}'s pump was replaced on purpose, accept the new one (console: "
+            f"newpump {name}); if not, put channel {name}'s own pump back on that port (and "
+            "name ports by /dev/serial/by-id/, docs/protocols.md)",
+        )
+
+    def _note_pump_name(self, channel: Channel) -> None:
+        """Journal the name the channel's pump gave its driver when the journal does not
+        hold it yet: at the first connection ever, and at the first after an accepted
+        replacement. A later run presets it (``_expect_pump``)."""
+        names = channel.driver.pump_name
+        if names is None or names.first is None or names.foreign is not None:
+            return
+        if names.first != self.state.channel(channel.name).pump_name:
+            self._record(PumpNamed(channel.name, names.first, self.now()))
+
     def close(self) -> None:
         """Let go of the pumps' ports; the pumps are left as they are."""
         for channel in self.channels.values():
@@ -520,6 +558,8 @@ class SafetyCore:
                 events.append(PatientUpdated(patient, "confirmed", now))
             elif isinstance(body, AcknowledgeAlarms):
                 events.append(AlarmsAcknowledged(body.keys, now))
+            elif isinstance(body, AcceptPump):
+                events.append(PumpNamed(self.state.resolve(body.channel), "", now))
             else:
                 events += self._relay_events(body, now)
                 cause = "relay" if isinstance(body, ArmStandby) else cause
@@ -535,6 +575,10 @@ class SafetyCore:
                 # the command was about to be sent, as it would from two transactions.
                 events.append(CommandIssued(verdict.actions[0], cause, now))
         self._record(*events)
+        if verdict.accepted and isinstance(body, AcceptPump):
+            # the name just journaled as gone: the next pump to name itself is taken (the
+            # read-back below asks the pump on the port again)
+            self._expect_pump(self.channels[self.state.resolve(body.channel)])
         if not verdict.accepted:
             execution = "not executed"
         elif isinstance(body, EmergencyStop):
@@ -646,6 +690,7 @@ class SafetyCore:
                 self._record(CommsFailed(f"{type(exc).__name__}: {exc}", self.now(), name))
                 self._outputs()
             return
+        self._note_pump_name(channel)  # a pump first heard now (or after a replacement)
         # a read-back is traffic the pump's link watchdog counts (NE-1000 safe mode, a
         # Modbus comms timeout): no keep-alive is due until a period without one
         channel.due_keep_alive = self.liveness.now() + self.timing.keep_alive_period_s

@@ -26,6 +26,7 @@ from safety.kernel.history import RateHistory
 from safety.kernel.limits import LimitSet, drug_limit_sets, limit_sets
 from safety.kernel.model import (
     DEFAULT_CHANNEL,
+    AcceptPump,
     AcknowledgeAlarms,
     AdmitPatient,
     ArmStandby,
@@ -134,6 +135,8 @@ def decide(
         if isinstance(body, AdmitPatient):
             return _admit(library, state, body)
         return _update_patient(library, state, body)
+    if isinstance(body, AcceptPump):
+        return _accept_pump(state, body)
     if isinstance(body, ArmStandby | DisarmStandby | PrimeChannel):
         named = [body.channel, *([body.for_channel] if isinstance(body, ArmStandby) else [])]
         for name in named:
@@ -201,6 +204,41 @@ def decide(
         )  # fmt: skip
     assert isinstance(body, StopInfusion)
     return _stop(state, channel, program, now.clinical)
+
+
+def _accept_pump(state: KernelState, body: AcceptPump) -> Verdict:
+    """A replaced pump is accepted while the channel's recorded pump does not answer (gone,
+    or another pump answering in its place): never while it answers as the channel's own,
+    whose infusion would then be in the hands of whatever pump came next on the port.
+    Neither an uncertain command nor a running infusion holds it up: both wait on a pump
+    that is gone, and the new pump's first reading is checked like any other (a
+    remembered infusion it does not run is the ``pump_stopped`` alarm, never restarted)."""
+    try:
+        channel = state.resolve(body.channel)
+    except ChannelError as exc:
+        return Verdict.refuse(Reason.UNKNOWN_CHANNEL, f"refused: {exc}")
+    c = state.channel(channel)
+    on = f"channel {channel}'s"
+    if not c.pump_name:
+        return Verdict.refuse(
+            Reason.PUMP_REPLACEMENT,
+            f"refused: no pump name is on record for {on} pump (its pump gives none, or "
+            "none has answered yet): the first pump to name itself on its port is taken "
+            "as its own; nothing to accept",
+        )
+    if c.comms_ok:
+        return Verdict.refuse(
+            Reason.PUMP_REPLACEMENT,
+            f"refused: {on} own pump ({c.pump_name!r}) answers on its port: nothing to "
+            "accept. Accept a replacement once the new pump is on the port and refused "
+            "as another pump (or while the old one does not answer)",
+        )
+    return Verdict(
+        True,
+        Reason.ACCEPTED,
+        f"the next pump to name itself on {on} port is taken as its own, in place of "
+        f"{c.pump_name!r}; a remembered infusion it does not run is alarmed, never restarted",
+    )
 
 
 def _on(state: KernelState, channel: str) -> str:

@@ -241,6 +241,19 @@ class ResumeAfterContainerChange:
     kind: Literal["resume_after_container_change"] = "resume_after_container_change"
 
 
+@dataclass(frozen=True)
+class AcceptPump:
+    """The operator replaced the channel's pump on purpose: the pump that names itself
+    next on the channel's port is taken as the channel's own (its name recorded in place
+    of the old one, ``PumpNamed``). Without it, a pump that names itself otherwise than
+    the one recorded is refused, after a reconnect and after a restart or a reboot alike
+    (``drivers.pumps.base.PumpName``): ports may swap, and a remembered infusion must
+    never be driven onto another pump."""
+
+    channel: str | None = None
+    kind: Literal["accept_pump"] = "accept_pump"
+
+
 RequestBody = Annotated[
     LoadProgram
     | StartInfusion
@@ -255,7 +268,8 @@ RequestBody = Annotated[
     | PrimeChannel
     | PauseForContainerChange
     | ContainerChanged
-    | ResumeAfterContainerChange,
+    | ResumeAfterContainerChange
+    | AcceptPump,
     Field(discriminator="kind"),
 ]
 
@@ -537,6 +551,22 @@ class Resumed:
 
 
 @dataclass(frozen=True)
+class PumpNamed:
+    """What the pump on a channel's port called itself when the channel's driver first
+    heard it (NE-1000 ``VER``, Harvard ``ver``), recorded so that a later run presets it
+    on the channel's fresh driver before it connects (``PumpName.expect``): after a
+    restart or a reboot, a pump that names itself otherwise is refused as after a
+    reconnect. ``name`` "": the operator accepted a replacement (``AcceptPump``), so the
+    next pump to name itself is the channel's. Drivers whose pumps give no name (mock,
+    Modbus) never journal one; a journal without one behaves as before it existed."""
+
+    channel: str
+    name: str
+    now: Now
+    kind: Literal["pump_named"] = "pump_named"
+
+
+@dataclass(frozen=True)
 class ClientDropped:
     """The safety process hung up on an authenticated IPC connection (it did not read
     its messages, stalled mid-line, an observer tried to command...). Changes no state:
@@ -689,7 +719,8 @@ Event = Annotated[
     | ContainerResumed
     | HandoverStarted
     | HandoverStepped
-    | HandoverEnded,
+    | HandoverEnded
+    | PumpNamed,
     Field(discriminator="kind"),
 ]
 

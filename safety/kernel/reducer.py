@@ -36,6 +36,7 @@ from safety.kernel.model import (
     PrimePump,
     ProgramLimits,
     ProgramLoaded,
+    PumpNamed,
     ReadbackReceived,
     RequestDecided,
     Resumed,
@@ -179,6 +180,8 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
         return _relay_setting(state, event)
     if isinstance(event, ContainerResumed):
         return state.with_channel(event.channel, pause=None)
+    if isinstance(event, PumpNamed):
+        return state.with_channel(event.channel, pump_name=event.name)
     if isinstance(event, HandoverStarted | HandoverStepped | HandoverEnded):
         return _handover(state, event)
     assert isinstance(event, Resumed)
@@ -421,7 +424,12 @@ def _bench_configured(state: KernelState, event: BenchConfigured) -> KernelState
                 counter_ml=container.counter_ml,
                 loaded_at=t,
             )
-        channels[spec.name] = replace(old, container=container, driver=spec.driver)
+        # a pump name heard by another kind of driver says nothing of this one's pump:
+        # a driver changed in the config is a deliberate change of pump
+        pump_name = old.pump_name if old.driver in ("", spec.driver) else ""
+        channels[spec.name] = replace(
+            old, container=container, driver=spec.driver, pump_name=pump_name
+        )
     for name, c in state.channels.items():
         if name not in channels and c.busy:
             alarms = alarms.raised(

@@ -1,5 +1,6 @@
 """Hand-picked mutants of the channel checks (S1, S3, S4, S5 on the total, S10 per drug,
-S12 on every channel, S13 another pump on a channel's port, S15 relay and container
+S12 on every channel, S13 another pump on a channel's port (after a reconnect and a
+restart, and the acceptance of a replaced pump), S15 relay and container
 changes): each check removed outright in a
 throw-away copy of the tree, and the tests named for it must fail. The same method and
 ``Mutant`` as ``tests.kernel.mutation_check`` (see its docstring); the snippets are
@@ -209,6 +210,27 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if self.state.channel(name).comms_ok or another != channel.another_pump:",
         "            if self.state.channel(name).comms_ok:",
         "test_another_pump_behind_the_port",
+    ),
+    Mutant(
+        "S13 pump name preset at a restart",
+        CORE,
+        "            self._expect_pump(channel)  # before any connection",
+        "            pass  # before any connection",
+        "test_ports_swapped_by_a_reboot or test_an_operator_accepts",
+    ),
+    Mutant(
+        "S13 replacement while the own pump answers",
+        DECIDE,
+        "    if c.comms_ok:\n        return Verdict.refuse(\n            Reason.PUMP_REPLACEMENT,",
+        "    if False:\n        return Verdict.refuse(\n            Reason.PUMP_REPLACEMENT,",
+        "test_an_operator_accepts_a_replaced_pump",
+    ),
+    Mutant(
+        "S13 replacement with no name on record",
+        DECIDE,
+        "    if not c.pump_name:\n        return Verdict.refuse(",
+        "    if False:\n        return Verdict.refuse(",
+        "test_nothing_to_accept_where_no_pump_name",
     ),
     Mutant(
         "S15 resume restores",

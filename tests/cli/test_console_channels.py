@@ -300,3 +300,24 @@ def test_allowed_now_on_a_channel_paused_for_a_container_change(
     words = _allowed_words(output_of(out, "status"))
     assert "start" not in words  # the safety process refuses it: resume the channel
     assert {"container VOLUME", "container resume", "emergency_stop"} <= set(words)
+
+
+def test_newpump_names_the_channel_and_is_refused_where_no_pump_name_is_on_record(
+    two: Session, bench: LocalSafety
+) -> None:
+    """``newpump CH`` accepts a replaced pump (``AcceptPump``; the whole case with NE-1000
+    emulators is tests/channels/test_pump_name_restart.py). A simulated pump gives no name:
+    the first pump on its port is taken as ever, and there is nothing to accept."""
+    out = run(two, bench, "newpump", "newpump C", "newpump @B", "help newpump")
+    assert "give the channel whose pump was replaced, e.g. newpump A" in output_of(out, "newpump")
+    assert "there is no channel 'C'; channels: A, B" in output_of(out, "newpump C")
+    refused = output_of(out, "newpump @B")
+    assert "refused: no pump name is on record for channel B's pump" in refused, refused
+    assert "replaced on purpose" in output_of(out, "help newpump")
+
+
+def test_newpump_on_a_one_pump_bench_needs_no_channel(session: Session, local: LocalSafety) -> None:
+    """A one-pump bench has one pump to replace: ``newpump`` alone asks for it (refused
+    here only because a simulated pump gives no name: nothing is on record)."""
+    out = run(session, local, "newpump")
+    assert "refused: no pump name is on record for channel A's pump" in output_of(out, "newpump")

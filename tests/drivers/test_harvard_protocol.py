@@ -311,6 +311,27 @@ def test_after_a_reconnect_another_pump_on_the_port_is_refused_until_ours_is_bac
         driver.keep_alive()
 
 
+def test_a_name_recorded_before_a_restart_refuses_another_pump_at_the_first_connection() -> None:
+    """The safety process presets the name its journal holds (``PumpName.expect``): a fresh
+    driver whose port reaches another pump sends it the name question and nothing else."""
+    other = b"\nPHD ULTRA 2.1.0\r\n:"
+
+    def make(transport: ScriptedTransport) -> HarvardDriver:
+        driver = pump0(transport)
+        assert driver.pump_name is not None
+        driver.pump_name.expect("11 ELITE I/W Single 3.0.4", "accept it with newpump A")
+        return driver
+
+    steps = [(b"ver\r", other), (b"ver\r", other)]
+    with (
+        expected_protocol(make, steps, connect=True) as driver,
+        pytest.raises(AnotherPumpAnswers, match=r"'PHD ULTRA 2\.1\.0', not '11 ELITE"),
+    ):
+        driver.keep_alive()
+    with expected_protocol(make, [*CONNECT, (b"ver\r", VER)], connect=True) as driver:
+        assert driver.identify().firmware == "3.0.4"  # the recorded pump: as ever
+
+
 def test_a_reconnect_whose_ver_went_unanswered_asks_again_before_anything_else() -> None:
     """Until the pump on the reopened port has named itself, nothing else is sent."""
     steps = [

@@ -4,6 +4,8 @@ request the script does not expect (a blind retry, say) fails the test at once."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
@@ -531,6 +533,57 @@ def test_a_foreign_pump_in_safe_mode_gets_no_safe_mode_setting() -> None:
             driver.keep_alive()
         with pytest.raises(AnotherPumpAnswers, match="NE4000"):
             driver.keep_alive()
+
+
+def recorded(name: str | None) -> Callable[[ScriptedTransport], Ne1000Driver]:
+    """A basic-mode driver that expects ``name`` before its first connection, as the safety
+    process presets the name its journal holds for the channel (``PumpName.expect``)."""
+
+    def make(transport: ScriptedTransport) -> Ne1000Driver:
+        driver = basic(transport)
+        assert driver.pump_name is not None
+        driver.pump_name.expect(name, "accept it with newpump A")
+        return driver
+
+    return make
+
+
+def test_a_name_recorded_before_a_restart_refuses_another_pump_at_the_first_connection() -> None:
+    """A fresh driver (a restarted safety process) whose port now reaches another pump:
+    refused as after a reconnect, the message says what to do; only the probe and the name
+    question reach that pump, at the connection and at each call after it."""
+    other = (b"0VER\r", b("00SNE500V2.100"))
+    steps = [(b"0\r", b("00S")), other, (b"0\r", b("00S")), other]
+    with (
+        expected_protocol(recorded("NE1000V3.928"), steps, connect=True) as driver,
+        pytest.raises(AnotherPumpAnswers) as refused,
+    ):
+        driver.keep_alive()
+    message = str(refused.value)
+    assert "names itself 'NE500V2.100', not 'NE1000V3.928' as this channel's pump did" in message
+    assert message.endswith("another pump answers there; accept it with newpump A")
+
+
+def test_the_pump_that_gives_the_recorded_name_is_connected_as_ever() -> None:
+    with expected_protocol(recorded("NE1000V3.928"), CONNECT_BASIC, connect=True) as driver:
+        assert driver.pump_name is not None and driver.pump_name.foreign is None
+
+
+def test_no_recorded_name_takes_the_first_pump_to_name_itself() -> None:
+    """``expect(None)``: the operator accepted a replacement (or nothing is on record): the
+    next pump to name itself is the channel's, and compared from then on."""
+    other_connect = [(b"0\r", b("00S")), (b"0VER\r", b("00SNE500V2.100"))]
+    steps = [
+        *other_connect,  # refused at the connection: not the recorded name...
+        *other_connect,  # ...then accepted: a whole handshake with the new pump
+        (b"0RAT\r", b("00S0.000MH")),
+        (b"0\r", b("00S")),
+    ]
+    with expected_protocol(recorded("NE1000V3.928"), steps, connect=True) as driver:
+        assert driver.pump_name is not None and driver.pump_name.foreign is not None
+        driver.pump_name.expect(None)
+        driver.keep_alive()
+        assert driver.pump_name.first == "NE500V2.100"
 
 
 def test_a_port_that_stays_gone_keeps_reporting_disconnected() -> None:

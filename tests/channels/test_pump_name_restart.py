@@ -1,0 +1,276 @@
+"""Across a restart or a reboot of the safety process, a channel's port that now reaches
+another pump is refused as after a reconnect: the name the channel's pump gave is in the
+journal (``PumpNamed``) and preset on the fresh driver before it connects.
+
+Two NE-1000 channels, each on a port name (``ttyUSB0``, ``ttyUSB1`` under the bench's root)
+behind which any emulated pump can be plugged; every safety process the bench starts
+(boot, reboot) builds fresh drivers, as a new process does, which have never heard a
+pump. The pumps run on through a reboot, as pumps do on their own power. What reached
+each pump is read from its own frame log, whichever port it was plugged behind.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.pumps.ne1000 import Ne1000Driver
+from firmware_bridge.emulators.background import BackgroundLine
+from firmware_bridge.emulators.endpoints import PtyEndpoint
+from firmware_bridge.faults import WireFaults
+from firmware_bridge.ne1000.codec import decode_safe_packet, parse_command
+from firmware_bridge.ne1000.emulator import FIRMWARE, Ne1000PumpSide
+from firmware_bridge.syringes import syringe_by_name
+from safety.host.core import Channel, SafetyCore
+from safety.kernel.model import (
+    AcceptPump,
+    CommsFailed,
+    JournalRecovered,
+    PumpNamed,
+    ReadbackReceived,
+)
+from safety.library import DrugLibrary
+from safety.reasons import Reason
+from tests.channels.support import ChannelBench, booted
+from tests.kernel.support import TracingPump, norepi_standard
+
+pytestmark = pytest.mark.timeout(60)
+
+REPLY_TIMEOUT_S = 1.0  # nothing here waits it out but a loaded machine
+B_FIRMWARE = "NE500V2.100"
+SPARE_FIRMWARE = "NE1000V3.930"  # the spare pump an operator puts in place of A's
+PORTS = {"A": "ttyUSB0", "B": "ttyUSB1"}
+
+
+class PortBench(ChannelBench):
+    """Channels A (``ttyUSB0``) and B (``ttyUSB1``) on NE-1000 drivers made afresh by
+    every safety process; pumps ``A``, ``B`` (and any ``add``-ed) plugged where ``plug``
+    says."""
+
+    def __init__(self, root: Path, library: DrugLibrary) -> None:
+        self.sides: dict[str, Ne1000PumpSide] = {}
+        #: each pump's frame log (what reached it, wherever it was plugged)
+        self.heard: dict[str, list[str]] = {}
+        self.plugged: dict[str, BackgroundLine] = {}
+        self.ne1000: dict[str, Ne1000Driver] = {}
+        super().__init__(root, library, ("A", "B"))
+
+    def add(self, pump: str, firmware: str) -> TracingPump:
+        """A pump named ``firmware`` (its ``VER`` answer), not plugged anywhere yet."""
+        tracing = TracingPump(self.clinical, self.syringe)
+        self.pumps[pump] = tracing
+        self.sides[pump] = Ne1000PumpSide(tracing, address=0, firmware=firmware)
+        self.heard[pump] = []
+        return tracing
+
+    def plug(self, port: str, pump: str) -> None:
+        """Whatever was behind ``port`` goes (unplugged), ``pump`` answers there."""
+        old = self.plugged.pop(port, None)
+        if old is not None:
+            old.stop()
+        line = BackgroundLine(
+            self.sides[pump],
+            WireFaults(),
+            endpoint=PtyEndpoint(link=str(self.root / port)),
+            log=self.heard[pump].append,
+        )
+        line.start()
+        self.plugged[port] = line
+
+    def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
+        if not self.sides:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.pump = self.add("A", FIRMWARE)
+            self.add("B", B_FIRMWARE)
+            for channel, port in PORTS.items():
+                self.plug(port, channel)
+        for old in self.ne1000.values():  # the old process's ports, closed as at its death
+            old.close()
+        channels = []
+        for name, port in PORTS.items():
+            self.ne1000[name] = Ne1000Driver(
+                port=str(self.root / port), address=0, reply_timeout_s=REPLY_TIMEOUT_S
+            )
+            container = syringe_by_name(self.syringe.name)
+            channels.append(Channel(name, self.ne1000[name], container, None, "ne1000"))
+        return self._core_of(channels, library)
+
+    def shut(self) -> None:
+        super().shut()
+        for line in self.plugged.values():
+            line.stop()
+
+    def requests(self, pump: str, since: int = 0) -> set[str]:
+        """The command names (``""``: the bare status probe) that reached ``pump``."""
+        return set(_requests(self.heard[pump][since:]))
+
+    def pump_names(self) -> list[tuple[str, str]]:
+        """Every ``PumpNamed`` of the journal, as (channel, name), in order."""
+        return [(e.channel, e.name) for e in self.events() if isinstance(e, PumpNamed)]
+
+
+@pytest.fixture
+def bench(library: DrugLibrary, tmp_path: Path) -> Iterator[PortBench]:
+    with booted(PortBench(tmp_path / "bench", library)) as bench:
+        yield bench
+
+
+def test_ports_swapped_by_a_reboot_reach_no_pump_with_another_channels_program(
+    bench: PortBench,
+) -> None:
+    """A runs norepinephrine, B stands idle. The board reboots and ``ttyUSB0`` and
+    ``ttyUSB1`` come back swapped: each channel's fresh driver finds the other's pump, and
+    refuses it as after a reconnect: the name query and nothing else reaches either pump
+    (no syringe setting, no rate, no stop of A's running pump by B's channel), both
+    channels raise the comms alarm saying what to do. Cabled back, supervision resumes."""
+    assert bench.pump_names() == [("A", FIRMWARE), ("B", B_FIRMWARE)]  # heard at the first boot
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    assert bench.start_on("A", "8").execution == "applied"
+    rate = bench.pumps["A"].snapshot().set_rate_ml_h
+    assert rate > 0
+
+    bench.plug(PORTS["A"], "B")
+    bench.plug(PORTS["B"], "A")
+    since = {pump: len(bench.heard[pump]) for pump in ("A", "B")}
+    first = len(bench.events())
+    bench.reboot(30)
+    bench.core.poll()  # asked again: still the other pump, nothing new to journal
+
+    after = bench.events()[first:]
+    assert not any(isinstance(e, ReadbackReceived) for e in after)
+    assert bench.pump_names() == [("A", FIRMWARE), ("B", B_FIRMWARE)]  # nothing taken as ours
+    failures = {e.channel: e.detail for e in after if isinstance(e, CommsFailed)}
+    assert f"names itself {B_FIRMWARE!r}, not {FIRMWARE!r}" in failures["A"]
+    assert f"names itself {FIRMWARE!r}, not {B_FIRMWARE!r}" in failures["B"]
+    assert len([e for e in after if isinstance(e, CommsFailed)]) == 2  # once per channel
+    for channel in ("A", "B"):
+        assert not bench.ch(channel).comms_ok
+        alarm = bench.core.state.alarms.get("pump_comms", channel)
+        assert alarm is not None and alarm.active and alarm.priority.name == "HIGH"
+        assert "before the safety process restarted: another pump answers there" in alarm.message
+        assert f"newpump {channel}" in alarm.message  # what to do, in the alarm itself
+        assert "/dev/serial/by-id/" in alarm.message
+    # each pump got the probe and the name query (asked again at each call), nothing else
+    assert bench.requests("A", since["A"]) == {"", "VER"}
+    assert bench.requests("B", since["B"]) == {"", "VER"}
+    a, b = bench.pumps["A"].snapshot(), bench.pumps["B"].snapshot()
+    assert a.running and a.set_rate_ml_h == rate  # A's infusion ran on, untouched
+    assert not b.running and b.set_rate_ml_h == 0.0
+
+    bench.plug(PORTS["A"], "A")  # cabled as before
+    bench.plug(PORTS["B"], "B")
+    bench.core.poll()  # the ports vanished under the drivers
+    bench.core.poll()  # reopened: each channel's own pump
+    assert bench.ch("A").comms_ok and bench.ch("B").comms_ok
+    assert bench.change_on("A", "9").execution == "applied"
+    assert bench.pumps["A"].snapshot().set_rate_ml_h > rate
+
+
+def test_the_channels_own_pump_after_a_reboot_is_supervised_as_before(
+    bench: PortBench,
+) -> None:
+    """The same pumps behind the same ports: the preset names match, the infusion is
+    resumed and can be changed; the names are not journaled again."""
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    assert bench.start_on("A", "8").execution == "applied"
+    rate = bench.pumps["A"].snapshot().set_rate_ml_h
+    first = len(bench.events())
+    bench.reboot(30)
+    assert not any(isinstance(e, CommsFailed) for e in bench.events()[first:])
+    assert bench.ch("A").comms_ok and bench.ch("B").comms_ok
+    assert bench.pumps["A"].snapshot().running
+    assert bench.change_on("A", "9").execution == "applied"
+    assert bench.pumps["A"].snapshot().set_rate_ml_h > rate
+    assert bench.pump_names() == [("A", FIRMWARE), ("B", B_FIRMWARE)]
+
+
+def test_an_operator_accepts_a_replaced_pump_and_only_then(bench: PortBench) -> None:
+    """A's pump is replaced by a spare while the safety process is down: refused at the
+    restart like any other pump. ``newpump`` (``AcceptPump``) is refused on a channel
+    whose own pump answers; on A it takes the spare: its name is journaled, it is read
+    back, and the infusion it never ran is alarmed as stopped, not started on it. From
+    then on the spare is A's pump across reboots, and the old one is the other pump."""
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    assert bench.start_on("A", "8").execution == "applied"
+    spare = bench.add("spare", SPARE_FIRMWARE)
+    bench.plug(PORTS["A"], "spare")
+    bench.reboot(30)
+    assert not bench.ch("A").comms_ok
+    assert bench.requests("spare") == {"", "VER"}
+
+    refused = bench.send(AcceptPump("B"))  # B's own pump answers: nothing to accept
+    assert not refused.verdict.accepted
+    assert refused.verdict.reason == Reason.PUMP_REPLACEMENT
+    assert f"own pump ({B_FIRMWARE!r}) answers" in refused.verdict.message
+
+    first = len(bench.events())
+    accepted = bench.send(AcceptPump("A"))
+    assert accepted.verdict.accepted, accepted.verdict.message
+    named = [(e.channel, e.name) for e in bench.events()[first:] if isinstance(e, PumpNamed)]
+    assert named == [("A", ""), ("A", SPARE_FIRMWARE)]
+    assert bench.ch("A").comms_ok and bench.ch("A").pump_name == SPARE_FIRMWARE
+    assert any(isinstance(e, ReadbackReceived) and e.channel == "A" for e in bench.events()[first:])
+    assert "RUN" not in bench.requests("spare")  # never started by the acceptance
+    assert not spare.snapshot().running
+    # the remembered infusion is not running: told, latched until acknowledged
+    stopped = bench.core.state.alarms.get("pump_stopped", "A")
+    assert stopped is not None and stopped.annunciating and stopped.priority.name == "HIGH"
+    assert not bench.ch("A").expected_running
+    again = bench.send(AcceptPump("A"))  # the spare answers as A's own now
+    assert not again.verdict.accepted and again.verdict.reason == Reason.PUMP_REPLACEMENT
+
+    bench.reboot(30)
+    assert bench.ch("A").comms_ok  # the spare, recorded, is A's pump after a reboot
+    bench.plug(PORTS["A"], "A")  # the old pump back on the port
+    since = len(bench.heard["A"])
+    bench.reboot(30)
+    assert not bench.ch("A").comms_ok
+    assert bench.requests("A", since) == {"", "VER"}
+
+
+def test_a_journal_without_pump_names_opens_and_takes_the_pumps_as_before(
+    bench: PortBench,
+) -> None:
+    """A journal written before names were recorded (here: the same journal with its
+    ``pump_named`` entries deleted) is replayed whole; with no name on record the fresh
+    drivers take the pumps that answer, as they always did, and record their names."""
+    db = sqlite3.connect(bench.journal.path)
+    with db:
+        db.execute("DELETE FROM entries WHERE kind = 'pump_named'")
+    db.close()
+    bench.plug(PORTS["A"], "B")
+    bench.plug(PORTS["B"], "A")
+    first = len(bench.events())
+    bench.reboot(30)
+    after = bench.events()[first:]
+    assert not any(isinstance(e, JournalRecovered | CommsFailed) for e in after)
+    assert bench.ch("A").comms_ok and bench.ch("B").comms_ok
+    named = [(e.channel, e.name) for e in after if isinstance(e, PumpNamed)]
+    assert named == [("A", B_FIRMWARE), ("B", FIRMWARE)]
+
+
+def _requests(frame_log: list[str]) -> list[str]:
+    """The command names (``""``: the bare status probe) of the requests an emulator
+    received, from its frame log (``... rx 30 56 45 52 0d |...|``), in either framing."""
+    names: list[str] = []
+    for line in frame_log:
+        _, rx, rendered = line.partition(" rx ")
+        if rx:
+            frame = bytes.fromhex(rendered.split("|", 1)[0])
+            if frame[:1] == b"\x02":
+                frame = decode_safe_packet(frame)
+            names.append(parse_command(frame.rstrip(b"\r")).name)
+    return names
+
+
+def test_nothing_to_accept_where_no_pump_name_is_on_record(two: ChannelBench) -> None:
+    """Simulated pumps give no name: the first pump on the port is the channel's, as ever,
+    and a replacement is refused as having nothing to accept (not judged on comms)."""
+    refused = two.send(AcceptPump("B"))
+    assert not refused.verdict.accepted
+    assert refused.verdict.reason == Reason.PUMP_REPLACEMENT
+    assert "no pump name is on record for channel B's pump" in refused.verdict.message
+    assert not [e for e in two.events() if isinstance(e, PumpNamed)]
