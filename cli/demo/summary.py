@@ -6,32 +6,26 @@ controller believes: the oracle the scenario runner and the hardware-in-the-loop
 use (``verification.ground_truth``), on the total (``verification.channel_truth``). The
 handover gets its own figures on the same summed flow (``verification.handover``): the
 worst deviation of the delivered drug rate from the set dose in any 1-minute window
-(goal: within +-10 %), and the longest stretch below 90 % of it.
+(goal: within +-10 %), and the longest stretch below 90 % of it. The plot, ``demo.png``,
+is the one ``pumpctl journal plot`` draws for the run's journals (``demo_plot_data``):
+the channels apart, with the delivered flow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from cli.demo.bench import truth_log_paths
-from controller.journal_plot import PlotUnavailable, plot, plot_data
-from controller.journal_timeline import JournalFiles, load_journals
+from controller.journal_plot import PlotData, PlotUnavailable, plot, plot_data
+from controller.journal_timeline import JournalFiles, Journals, load_journals
 from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthEvent, TruthWaste
 from safety.journal_read import ProgramsInForce, read_safety_events
-from safety.kernel.model import (
-    CommandIssued,
-    Event,
-    PrimePump,
-    PumpReading,
-    ReadbackReceived,
-    RequestDecided,
-)
-from safety.library import load_library
+from safety.kernel.model import Event, RequestDecided
+from safety.library import DrugLibrary, load_library
 from safety.status import AlarmView
 from verification.channel_truth import CHANNEL_RULES, check_channels
 from verification.handover import (
@@ -89,14 +83,7 @@ def summarise(
         journals = load_journals(
             JournalFiles(safety_journal, out_dir / "controller-journal.sqlite"), library
         )
-        data = plot_data(
-            bench_readbacks(journals.events),
-            library,
-            alarms=journals.alarms(),
-            truth=truth,
-            title="pumpctl demo",
-        )
-        plot_path = str(plot(data, out_dir / "demo.png"))
+        plot_path = str(plot(demo_plot_data(journals, library, truths), out_dir / "demo.png"))
     except PlotUnavailable as exc:
         plot_note = str(exc)
 
@@ -196,28 +183,22 @@ def summarise(
     }
 
 
-def bench_readbacks(events: Sequence[Event]) -> list[Event]:
-    """The journal with each channel's read-back replaced by the bench's total (the sum
-    of the rates the channels were read running at), so the plot's verified line is the
-    patient's, not one pump's and then the other's. A prime's read-backs (to waste) are
-    left out of the total."""
-    readings: dict[str, PumpReading] = {}
-    priming: set[str] = set()
-    out: list[Event] = []
-    for event in events:
-        if isinstance(event, CommandIssued) and isinstance(event.action, PrimePump):
-            priming.add(event.action.channel)
-        if not isinstance(event, ReadbackReceived):
-            out.append(event)
-            continue
-        if event.channel in priming and not event.reading.running:
-            priming.discard(event.channel)
-        readings[event.channel] = event.reading
-        running = [r for c, r in readings.items() if r.running and c not in priming]
-        total = sum((r.set_rate_ml_h for r in running), Decimal(0))
-        summed = PumpReading(bool(running), total, sum(r.infused_ml for r in readings.values()))
-        out.append(replace(event, reading=summed, channel="bench"))
-    return out
+def demo_plot_data(
+    journals: Journals, library: DrugLibrary, truths: Mapping[str, Sequence[TruthEvent]]
+) -> PlotData:
+    """What ``demo.png`` draws: what ``pumpctl journal plot`` draws for the run's journals
+    (each channel, the patient's total, the prime, the handover, the alarms), with each
+    pump's ground truth as the delivered flow. The checks above judge the summed flow;
+    the plot keeps the channels apart, so that the handover shows as A coming down while
+    B comes up."""
+    return plot_data(
+        journals.events,
+        library,
+        alarms=journals.alarms(),
+        truth=truths,
+        title="pumpctl demo",
+        end=journals.end,
+    )
 
 
 def handover_figures(

@@ -16,8 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli.main import main
-from controller.journal_plot import plot_data, sum_steps
+from controller.journal_plot import channel_colour, dose_axis, plot_data, sum_steps, time_range
 from controller.journal_timeline import load_journals, locate
+from firmware_bridge.pump_model import TruthSegment
+from safety.kernel.model import HandoverEnded, HandoverStarted
 from tests.journal_cmd.conftest import LIBRARY, Relay, relay_bench
 
 
@@ -136,3 +138,73 @@ def test_the_plot_of_one_channel_keeps_the_patients_total(
     png = tmp_path / "b.png"
     code, _, _ = _run(capsys, "plot", "--dir", str(relay.dir), "--out", str(png), "--channel", "B")
     assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_plot_marks_the_handover_with_its_time_and_journal_words(relay: Relay) -> None:
+    journals = load_journals(locate(directory=relay.dir), LIBRARY)
+    started = next(e for e in journals.events if isinstance(e, HandoverStarted))
+    ended = next(e for e in journals.events if isinstance(e, HandoverEnded))
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
+    [mark] = data.handovers
+    assert (mark.from_channel, mark.to_channel, mark.outcome) == ("A", "B", "done")
+    assert (mark.start, mark.end) == (started.now.clinical, ended.now.clinical)
+    assert mark.label == "RELAY A -> B (quick, 1 step, 30 mL/h)"  # as journal show words it
+    assert mark.end is not None and time_range(data)[1] >= mark.end
+    # a handover concerns both its channels: kept with either
+    for channel in ("A", "B"):
+        assert plot_data(journals.events, LIBRARY, channel=channel).handovers == [mark]
+    # one still under way when the journal ends has no end (its band runs to the edge)
+    cut = journals.events.index(ended)
+    [open_mark] = plot_data(journals.events[:cut], LIBRARY).handovers
+    assert open_mark.end is None and open_mark.outcome == ""
+
+
+def test_alarms_are_spans_from_raised_to_cleared_named_with_their_channel(
+    relay: Relay,
+) -> None:
+    journals = load_journals(locate(directory=relay.dir), LIBRARY)
+    assert journals.replay is not None
+    cleared = [a for a in journals.replay.alarms if a.event == "cleared"]
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
+    [reset] = [a for a in data.alarms if a.ident == "B/pump:reset"]  # journal show's name
+    [clear] = [a for a in cleared if a.ident == "B/pump:reset"]
+    assert reset.until == clear.time and reset.until > reset.time  # acknowledged at 0:30
+    # the journal cut before the clear: the alarm is still active at its end
+    cut = next(n for n, e in enumerate(journals.events) if e.now.clinical >= clear.time)
+    early = [a for a in journals.alarms() if a.time < clear.time]
+    data = plot_data(journals.events[:cut], LIBRARY, alarms=early)
+    [active] = [a for a in data.alarms if a.ident == "B/pump:reset"]
+    assert active.until is None
+
+
+def test_a_channel_keeps_its_colour_when_drawn_alone(relay: Relay) -> None:
+    journals = load_journals(locate(directory=relay.dir), LIBRARY)
+    everything = plot_data(journals.events, LIBRARY)
+    only_b = plot_data(journals.events, LIBRARY, channel="B")
+    assert everything.channels == only_b.channels == ["A", "B"]
+    assert channel_colour(only_b, "B") == channel_colour(everything, "B")
+    assert channel_colour(everything, "A") != channel_colour(everything, "B")
+
+
+def test_the_delivered_flow_of_a_bench_is_the_channels_summed(relay: Relay) -> None:
+    journals = load_journals(locate(directory=relay.dir), LIBRARY)
+    truths = {name: list(pump.truth.events) for name, pump in relay.local.pumps.items()}
+    data = plot_data(journals.events, LIBRARY, truth=truths)
+    segments = [
+        [(e.start, e.rate_ml_h) for e in events if isinstance(e, TruthSegment)]
+        for events in truths.values()
+    ]
+    assert data.truth_rate and data.truth_rate == sum_steps(segments)
+    # A, then B, at 30 mL/h: the patient's flow stays 30 mL/h across the handover
+    assert max(v for _, v in data.truth_rate) == pytest.approx(30, rel=1e-3)
+
+
+def test_the_dose_axis_is_scaled_to_the_doses_with_far_limits_listed(relay: Relay) -> None:
+    journals = load_journals(locate(directory=relay.dir), LIBRARY)
+    data = plot_data(journals.events, LIBRARY)
+    axis = dose_axis(data)
+    # 8 mcg/min against soft min 2, soft max 35, hard max 47: the detail is not squashed
+    # under a limit six times the dose, and that limit is still named (legend)
+    assert set(axis.drawn) == {"soft min"} and set(axis.above) == {"soft max", "hard max"}
+    assert axis.top is not None and 8 < axis.top < 10
+    assert dose_axis(plot_data([], LIBRARY)).top is None  # nothing to scale to
