@@ -37,9 +37,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from controller.journal_timeline import AlarmMark, journal_channels, replay_safety
+from controller.journal_timeline import AlarmMark, journal_channels
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
-from safety.journal_read import ProgramsInForce, RawEntry
+from safety.journal_read import ProgramsInForce
 from safety.journal_text import ProgramTracker, describe
 from safety.kernel.model import (
     CommandIssued,
@@ -176,8 +176,8 @@ def plot_data(
     channel: str | None = None,
 ) -> PlotData:
     """The series to draw, from the safety journal's events (and a ground truth: one
-    pump's events, or each channel's by name). ``alarms``: those raised
-    (``Journals.alarms()``); when each cleared is rebuilt here from the same events.
+    pump's events, or each channel's by name). ``alarms``: those raised and their clears
+    (``Journals.alarms(cleared=True)``; without clears every alarm is drawn to the end).
     ``channel`` (a bench of several pumps): that channel's lines, alarms and handovers,
     beside the patient's total over every channel (the limits bind the total) and the
     bench's alarms."""
@@ -186,7 +186,7 @@ def plot_data(
         data = _bench_data(events, channels, truth, title, end)
     else:
         data = _pump_data(events, truth, title, end)
-    data.alarms = alarm_spans(events, library, alarms)
+    data.alarms = alarm_spans(alarms)
     data.handovers = handover_marks(events)
     if channel is not None:
         _keep_channel(data, channel)
@@ -289,20 +289,12 @@ def _bench_data(
     return data
 
 
-def alarm_spans(
-    events: Sequence[Event], library: DrugLibrary, alarms: Sequence[AlarmMark]
-) -> list[AlarmSpan]:
+def alarm_spans(alarms: Sequence[AlarmMark]) -> list[AlarmSpan]:
     """Each alarm raised in ``alarms`` with the instant it cleared: the first clear of
-    the same alarm (scope and key) at or after it in the replay of ``events``, the one
-    ``journal show`` lists (``replay_safety``, run here because callers hand over the
-    alarms raised only). Only the replay's ``time`` and ``ident`` are read, so the
-    entries it is fed carry the events' clocks and nothing else."""
-    entries = [
-        (RawEntry(n, 0.0, e.now.clinical, e.now.liveness, "safety", "", {}), e)
-        for n, e in enumerate(events)
-    ]
+    the same alarm (scope and key) at or after it among ``alarms`` (``Journals.alarms(
+    cleared=True)``, the clears ``journal show`` lists); none: still active."""
     cleared: dict[str, list[float]] = {}
-    for mark in replay_safety(entries, library).alarms:
+    for mark in alarms:
         if mark.event == "cleared":
             cleared.setdefault(mark.ident, []).append(mark.time)
     spans: list[AlarmSpan] = []

@@ -513,9 +513,12 @@ class Journals:
         rows += controller_rows(self.controller)
         return merged(rows)
 
-    def alarms(self) -> list[AlarmMark]:
-        """Alarms raised: the safety process's (replayed) and the controller's own."""
-        marks = [a for a in self.replay.alarms if a.event == "raised"] if self.replay else []
+    def alarms(self, *, cleared: bool = False) -> list[AlarmMark]:
+        """Alarms raised: the safety process's (replayed) and the controller's own;
+        ``cleared``: the safety process's clears too (a plot draws each alarm from its
+        raise to its clear; the controller journals no clear of its own alarms)."""
+        wanted = ("raised", "cleared") if cleared else ("raised",)
+        marks = [a for a in self.replay.alarms if a.event in wanted] if self.replay else []
         marks += controller_alarms(self.controller)
         return sorted(marks, key=lambda a: (a.time, a.wall))
 

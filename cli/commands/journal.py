@@ -227,7 +227,7 @@ def run_plot(args: argparse.Namespace) -> int:
     data = plot_data(
         journals.events,
         journals.library,
-        alarms=journals.alarms(),
+        alarms=journals.alarms(cleared=True),
         title=args.title,
         end=journals.end,
         channel=args.channel,

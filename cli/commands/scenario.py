@@ -109,7 +109,7 @@ def run_command(args: argparse.Namespace) -> int:
             data = plot_data(
                 evaluation.journals.events,
                 library,
-                alarms=evaluation.journals.alarms(),
+                alarms=evaluation.journals.alarms(cleared=True),
                 truth=run.truths if len(run.truths) > 1 else [*run.prior_truth, *run.truth],
                 title=f"scenario {name}",
                 end=run.end,

@@ -194,7 +194,7 @@ def demo_plot_data(
     return plot_data(
         journals.events,
         library,
-        alarms=journals.alarms(),
+        alarms=journals.alarms(cleared=True),
         truth=truths,
         title="pumpctl demo",
         end=journals.end,

@@ -81,7 +81,7 @@ def test_the_plot_has_a_line_per_channel_and_the_total(
     relay: Relay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
     assert set(data.channel_rate) == {"A", "B"} and not data.rate
     # A ran 30 mL/h, then B took over: the total dose stays 8 mcg/min throughout, and
     # B's prime to waste is no dose at all (shaded instead)
@@ -122,8 +122,8 @@ def test_the_plot_of_one_channel_keeps_the_patients_total(
     relay: Relay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
-    everything = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(), channel="B")
+    everything = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True), channel="B")
     assert set(data.channel_rate) == set(data.channel_dose) == {"B"}
     assert data.dose == everything.dose  # the total binds the limits: always every channel
     assert [c for _, _, c in data.primes] == ["B"]
@@ -144,7 +144,7 @@ def test_the_plot_marks_the_handover_with_its_time_and_journal_words(relay: Rela
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
     started = next(e for e in journals.events if isinstance(e, HandoverStarted))
     ended = next(e for e in journals.events if isinstance(e, HandoverEnded))
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
     [mark] = data.handovers
     assert (mark.from_channel, mark.to_channel, mark.outcome) == ("A", "B", "done")
     assert (mark.start, mark.end) == (started.now.clinical, ended.now.clinical)
@@ -165,7 +165,7 @@ def test_alarms_are_spans_from_raised_to_cleared_named_with_their_channel(
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
     assert journals.replay is not None
     cleared = [a for a in journals.replay.alarms if a.event == "cleared"]
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms())
+    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
     [reset] = [a for a in data.alarms if a.ident == "B/pump:reset"]  # journal show's name
     [clear] = [a for a in cleared if a.ident == "B/pump:reset"]
     assert reset.until == clear.time and reset.until > reset.time  # acknowledged at 0:30

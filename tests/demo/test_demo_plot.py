@@ -36,7 +36,9 @@ def test_the_demo_plot_is_the_journal_plot_with_the_delivered_flow(relay: Relay)
     assert max(v for _, v in data.truth_rate) == pytest.approx(30, rel=1e-3)
     assert max(v for _, v in data.truth_dose) == pytest.approx(8, rel=1e-3)
     # and everything else as journal plot has it
-    shown = plot_data(journals.events, LIBRARY, alarms=journals.alarms(), end=journals.end)
+    shown = plot_data(
+        journals.events, LIBRARY, alarms=journals.alarms(cleared=True), end=journals.end
+    )
     assert (data.channel_rate, data.channel_dose, data.dose) == (
         shown.channel_rate,
         shown.channel_dose,
