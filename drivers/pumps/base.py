@@ -178,7 +178,8 @@ class PumpDriver(abc.ABC):
     #: the registry name: "mock", "ne1000", "harvard", "modbus"
     name: str = ""
     #: the pump's own name, kept and compared at every connection (``PumpName``); None
-    #: for a driver whose pumps are not asked their name (mock, Modbus)
+    #: for a driver whose pumps are not asked their name (mock; a Modbus driver keeps one
+    #: that stays empty for a device without identification)
     pump_name: PumpName | None = None
 
     @abc.abstractmethod

@@ -14,7 +14,16 @@ the safety kernel:
 - a lost connection raises ``DeviceDisconnected`` and the next call reopens it, a bounded
   number of times;
 - ``keep_alive()`` reads the status so the pump's comms timeout (if the map has one and
-  it is armed) does not stop the pump while the host is alive.
+  it is armed) does not stop the pump while the host is alive;
+- at every opening of the port (connect, reconnect, a shared line reopened by another
+  driver) the device is asked who it is (Read Device Identification, function 43/14,
+  basic objects) before anything else: "VendorName ProductCode MajorMinorRevision" is its
+  name (``PumpName``, as the NE-1000 and Harvard drivers keep theirs: the first heard, or
+  the one the safety process recorded before a restart, ``PumpName.expect``). Another
+  name there raises ``AnotherPumpAnswers`` on every call, and nothing but the question
+  is sent until the channel's device answers again. A device without identification
+  (exception 01, 02 or 03) has no name and connects as ever, with nothing to compare;
+  once a name is known, a device that gives none is another device.
 
 Framing and I/O are ours (``drivers.pumps.modbus_link`` over ``firmware_bridge.modbus.frames``)
 rather than pymodbus' client, so each failure maps to one typed error; the emulator on
@@ -38,6 +47,7 @@ from drivers.pumps.base import (
     PumpChecksumError,
     PumpDriver,
     PumpIdentity,
+    PumpName,
     PumpRejected,
     PumpStatus,
     RateRange,
@@ -52,7 +62,10 @@ from firmware_bridge.modbus.codec import (
     encode,
 )
 from firmware_bridge.modbus.frames import (
+    BasicObject,
     BitsReply,
+    DeviceIdCode,
+    DeviceIdReply,
     ExceptionCode,
     ExceptionReply,
     FrameError,
@@ -60,6 +73,7 @@ from firmware_bridge.modbus.frames import (
     RegistersReply,
     Reply,
     WriteReply,
+    device_id_request,
     parse_reply,
     read_request,
     write_coil_request,
@@ -104,6 +118,18 @@ _EXCEPTION_MEANING = {
     ExceptionCode.SERVER_DEVICE_BUSY: "the pump is busy",
     ExceptionCode.GATEWAY_TARGET_NO_RESPONSE: "the gateway got no answer from that unit id",
 }
+
+#: the exceptions by which a device says it has no identification to give (01: not the
+#: function; 02, 03: not that object or code): it has no name, and connects as ever
+_NO_IDENTIFICATION = frozenset(
+    {
+        ExceptionCode.ILLEGAL_FUNCTION,
+        ExceptionCode.ILLEGAL_DATA_ADDRESS,
+        ExceptionCode.ILLEGAL_DATA_VALUE,
+    }
+)
+
+_BASIC_IDS = frozenset(int(o) for o in BasicObject)
 
 PointValue = tuple[int, ...] | bool
 
@@ -204,22 +230,40 @@ class ModbusDriver(PumpDriver):
             )
         self._lock: AbstractContextManager[Any] = threading.RLock() if line is None else line.lock
         self._connected = False
+        #: the device's identification at the first connection (or the one the safety
+        #: process recorded before a restart), compared at every opening of the port
+        self._name = PumpName("modbus")
+        self.pump_name = self._name
+        #: the link's ``opens`` when this device last named itself as the channel's (None:
+        #: not asked on this opening, or another device answered: ask before anything else)
+        self._named_on: int | None = None
+        #: the link's ``opens`` when the pump's comms timeout was last written (None: not
+        #: on this opening): a device that was power-cycled forgets it
+        self._armed_on: int | None = None
 
     # ================================================================ interface
     def connect(self) -> None:
+        """Open the port and greet the device (``_greet``), then read its status. A
+        failure is raised, and the driver stays wanted: the next call opens and greets
+        again, as after a lost connection (the safety process connects once at start and
+        then reads; a pump off at that moment must come back when it is switched on)."""
         with self._lock:
-            if self._line is None:
-                self._link.open()
-            elif not self._connected:
+            if self._line is not None and not self._connected:
                 self._line.claim("modbus", self.device_id, self)
                 self._line.attach_modbus()
             self._connected = True
+            self._named_on = self._armed_on = None
             try:
-                if self.comms_timeout_s is not None:
-                    self._write_comms_timeout(self.comms_timeout_s)
+                self._ensure_open()
+                self._greet()
+                if self._name.foreign is not None:
+                    # another device: it gets nothing more, and every call says so
+                    # (``AnotherPumpAnswers``) until the channel's own answers there
+                    return
                 self._read_points([self._status_point()])
             except DriverError:
-                self.close()
+                if self._line is None:
+                    self._link.close()  # the next call reopens, asks and arms again
                 raise
 
     def identify(self) -> PumpIdentity:
@@ -568,8 +612,87 @@ class ModbusDriver(PumpDriver):
             raise _rejected(f"read of {names}", reply)
         return reply
 
-    def _transact(self, pdu: bytes) -> Reply:
+    def _greet(self) -> None:
+        """At each opening of the port, before anything else: who is there (``_ask_name``),
+        and, when it is the channel's device, its comms timeout written and read back
+        (``comms_timeout_s``; marked before the write, whose own exchanges then pass)."""
+        self._ask_name()
+        if self._name.foreign is not None or self.comms_timeout_s is None:
+            return
+        if self._armed_on != self._link.opens:
+            self._armed_on = self._link.opens
+            try:
+                self._write_comms_timeout(self.comms_timeout_s)
+            except DriverError:
+                self._armed_on = None
+                raise
+
+    def _ask_name(self) -> None:
+        """Ask the device who it is (``_identification``) and compare (``PumpName``)."""
+        self._named_on = None
+        where = f"at device id {self.device_id} on {self._link.where}"
+        name, refusal = self._identification()
+        if name is not None:
+            self._name.heard(name, where)
+        elif self._name.first is not None:
+            # the channel's device named itself; one that cannot is another device
+            self._name.heard(f"(no device identification: {refusal})", where)
+        if self._name.foreign is None:
+            self._named_on = self._link.opens  # the opening the answer came on
+
+    def _identification(self) -> tuple[str | None, str]:
+        """The basic identification objects, "VendorName ProductCode MajorMinorRevision",
+        read as one stream (asked again from the next object while "more follows", at
+        most once per basic object: a device that never ends is refused, not followed);
+        None, with the refusal, from a device without identification. A request is
+        repeated once when its reply is lost or garbled, as any read."""
+        objects: dict[int, bytes] = {}
+        first = 0
+        for _ in BasicObject:
+            pdu = device_id_request(DeviceIdCode.BASIC, first)
+            try:
+                reply = self._transact(pdu, naming=True)
+            except (DeviceTimeout, PumpChecksumError):
+                reply = self._transact(pdu, naming=True)
+            if isinstance(reply, ExceptionReply):
+                if not objects and reply.code in _NO_IDENTIFICATION:
+                    return None, reply.describe()
+                raise _rejected("device identification", reply)
+            if not isinstance(reply, DeviceIdReply):
+                raise PumpChecksumError(f"device identification: unexpected reply {reply!r}")
+            for object_id, value in reply.objects:
+                if object_id in objects:
+                    raise PumpChecksumError(
+                        f"device identification: object {object_id:#04x} given twice"
+                    )
+                objects[object_id] = value
+            if not reply.more_follows:
+                break
+            first = reply.next_object_id
+            if first in objects or first not in _BASIC_IDS:
+                raise PumpChecksumError(
+                    f"device identification: more follows from object {first:#04x}, "
+                    "which is no basic object still to come"
+                )
+        else:
+            raise PumpChecksumError(
+                f"device identification: still more to follow after {len(BasicObject)} replies"
+            )
+        parts = [
+            objects[o].decode("ascii", "backslashreplace") for o in BasicObject if o in objects
+        ]
+        name = " ".join(parts)
+        return (name, "") if name.strip() else (None, "no identification objects")
+
+    def _transact(self, pdu: bytes, *, naming: bool = False) -> Reply:
+        """One exchange; on a port (re)opened since the device last named itself, or
+        while another device answers, the name is asked first (``naming``: this is that
+        question) and another device gets nothing else."""
         self._ensure_open()
+        if not naming:
+            if self._named_on != self._link.opens:
+                self._greet()
+            self._name.refuse_foreign()
         raw = self._link.transact(pdu, self.device_id, self.timeout_s)
         try:
             return parse_reply(pdu, raw)

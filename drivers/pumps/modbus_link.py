@@ -62,6 +62,10 @@ class ModbusLink(abc.ABC):
     """One port to one pump; at most one request in flight (the driver holds a lock)."""
 
     where: str = ""
+    #: how many times the port was opened: a driver that asked its device's name on an
+    #: earlier opening asks again (another device may be there now), whichever driver of a
+    #: shared line reopened it
+    opens: int = 0
 
     @property
     @abc.abstractmethod
@@ -103,6 +107,7 @@ class TcpLink(ModbusLink):
             raise DeviceDisconnected(f"cannot connect to Modbus TCP {self.where}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        self.opens += 1
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -236,6 +241,7 @@ class RtuLink(ModbusLink):
             # refuses parity re-applied by a second open: EINVAL); it is not an OSError
             raise DeviceDisconnected(f"cannot open Modbus RTU port {self.port}: {exc}") from None
         self._dirty = True  # whatever sat in the buffers before we opened is not ours
+        self.opens += 1
 
     def close(self) -> None:
         ser, self._ser = self._ser, None

@@ -15,6 +15,14 @@ Application Protocol v1.1b3, section 7:
   while performing the action; it is the usual choice of devices that refuse a command
   for their state, and 06 BUSY would invite the master to retry, which we never want.
 
+Read Device Identification (function 43, MEI type 14) answers from the map's
+``[device]`` table: the three basic objects by stream (read device id code 01, from the
+object asked, "more follows" when they do not fit one reply) or one at a time (04; an
+object it does not have -> 02 ILLEGAL DATA ADDRESS). A basic device refuses the regular
+and extended streams and any other code with 03 ILLEGAL DATA VALUE (a project choice),
+and a map with ``identification = false`` refuses the function itself with 01 ILLEGAL
+FUNCTION, as a device without it does.
+
 The comms-timeout watchdog runs on the liveness clock (``time.monotonic``), never on the
 clinical clock: it supervises the real link, whatever speed the simulation runs at.
 """
@@ -32,7 +40,14 @@ from firmware_bridge.modbus.codec import (
     encode,
     encode_bitfield,
 )
-from firmware_bridge.modbus.frames import ExceptionCode
+from firmware_bridge.modbus.frames import (
+    BASIC_CONFORMITY,
+    DeviceIdCode,
+    DeviceIdReply,
+    DeviceIdRequest,
+    ExceptionCode,
+    device_id_stream,
+)
 from firmware_bridge.modbus.register_map import Flag, Point, RegisterMap, Role, Table
 from firmware_bridge.pump_model import (
     NotApplicable,
@@ -146,6 +161,20 @@ class PumpRegisters:
         return True
 
     # ----------------------------------------------------------------- reads
+    def identification(self, request: DeviceIdRequest) -> DeviceIdReply | ExceptionCode:
+        """The answer to a Read Device Identification request (see the module docstring)."""
+        objects = self.map.device.identification_objects()
+        if objects is None:
+            return ExceptionCode.ILLEGAL_FUNCTION
+        if request.code == DeviceIdCode.BASIC:
+            return device_id_stream(request.code, BASIC_CONFORMITY, objects, request.object_id)
+        if request.code == DeviceIdCode.SPECIFIC:
+            wanted = tuple(o for o in objects if o[0] == request.object_id)
+            if not wanted:
+                return ExceptionCode.ILLEGAL_DATA_ADDRESS
+            return DeviceIdReply(request.code, BASIC_CONFORMITY, False, 0, wanted)
+        return ExceptionCode.ILLEGAL_DATA_VALUE
+
     def read_bits(self, table: Table, address: int, count: int) -> list[bool] | ExceptionCode:
         points = self._cover(table, address, count)
         if isinstance(points, ExceptionCode):

@@ -46,10 +46,14 @@ other addresses are ignored, as on a shared RS-485 line. TCP answers its unit id
 255 when it serves a single pump (Modbus Messaging on TCP/IP v1.0b: 0xFF for a directly
 reached device); another unit id gets exception 0B, as from a gateway without that
 device.
-Only the data functions 1, 2, 3, 4, 5, 6, 15, 16, 22, 23 are served; any other function
-gets exception 01 ILLEGAL FUNCTION. Approximation: on RTU a function code pymodbus does
-not know at all cannot be framed (its length is unknown), so it goes unanswered as line
-noise would.
+Only the data functions 1, 2, 3, 4, 5, 6, 15, 16, 22, 23 and Read Device Identification
+(43 with MEI type 14) are served; any other function gets exception 01 ILLEGAL FUNCTION.
+The identification reply is built by our own codec (``frames.device_id_reply``, from the
+map's ``[device]`` table through ``device.PumpRegisters.identification``), not by
+pymodbus, whose answer is one process-wide identity for every device it serves; pymodbus
+only frames it, and third-party clients check it from the other side.
+Approximation: on RTU a function code pymodbus does not know at all cannot be framed (its
+length is unknown), so it goes unanswered as line noise would.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.mei_message import ReadDeviceInformationRequest
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.base import ModbusBaseServer
 from pymodbus.server.requesthandler import ServerRequestHandler
@@ -73,7 +78,12 @@ from pymodbus.transaction import TransactionManager
 
 from firmware_bridge.faults import ReplyAction, WireFaults
 from firmware_bridge.modbus.device import PumpRegisters
-from firmware_bridge.modbus.frames import ExceptionCode
+from firmware_bridge.modbus.frames import (
+    ExceptionCode,
+    FrameError,
+    device_id_reply,
+    parse_device_id_request,
+)
 from firmware_bridge.modbus.pty_line import PtyLine, PtyTransport
 from firmware_bridge.modbus.register_map import (
     RegisterMap,
@@ -205,6 +215,19 @@ def _describe(pdu: ModbusPDU) -> str:
                 value = [int(b) for b in value]
             parts.append(f"{name}={value}")
     return " ".join(parts)
+
+
+class _CodecReply(ModbusPDU):
+    """A reply PDU our own codec built (``firmware_bridge.modbus.frames``): pymodbus only
+    puts it in its frame."""
+
+    def __init__(self, pdu: bytes) -> None:
+        super().__init__()
+        self.function_code = pdu[0]
+        self.body = pdu[1:]
+
+    def encode(self) -> bytes:
+        return self.body
 
 
 @dataclass(frozen=True)
@@ -339,6 +362,8 @@ class _PumpHandler(ServerRequestHandler):
     async def _execute(
         self, pdu: ModbusPDU | _Undecodable, gateway_miss: bool, device: int | None
     ) -> ModbusPDU:
+        if isinstance(pdu, ReadDeviceInformationRequest):
+            return self._identification(pdu, gateway_miss, device)
         if isinstance(pdu, _Undecodable) or pdu.function_code not in SUPPORTED_FUNCTIONS:
             return ExceptionResponse(pdu.function_code & 0x7F, ExcCodes.ILLEGAL_FUNCTION)
         if gateway_miss or device is None:
@@ -349,6 +374,23 @@ class _PumpHandler(ServerRequestHandler):
             self._emu.log(f"error: {type(exc).__name__}: {exc}; answering 04")
             response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
         return response
+
+    def _identification(
+        self, pdu: ReadDeviceInformationRequest, gateway_miss: bool, device: int | None
+    ) -> ModbusPDU:
+        """Read Device Identification: the request re-read and the reply built by our
+        codec, from the device's map (``PumpRegisters.identification``)."""
+        fc = pdu.function_code
+        if gateway_miss or device is None:
+            return ExceptionResponse(fc, ExcCodes.GATEWAY_NO_RESPONSE)
+        try:
+            request = parse_device_id_request(bytes([fc]) + pdu.encode())
+        except FrameError:
+            return ExceptionResponse(fc, ExcCodes.ILLEGAL_VALUE)
+        answer = self._emu.devices[device].identification(request)
+        if isinstance(answer, ExceptionCode):
+            return ExceptionResponse(fc, ExcCodes(int(answer)))
+        return _CodecReply(device_id_reply(answer))
 
     def _request_hex(self, pdu: ModbusPDU) -> str:
         try:

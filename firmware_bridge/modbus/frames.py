@@ -1,5 +1,9 @@
 """Modbus frames, byte-exact: PDUs of the functions a pump needs, RTU and TCP (MBAP) ADUs.
 
+Besides the data functions, Read Device Identification (function 43, MEI type 14,
+Modbus Application Protocol v1.1b3 section 6.21): how a device says who it is, which the
+driver asks at every connection to tell the channel's pump from another on its port.
+
 Pure and independent of pymodbus on purpose: the host driver frames its own requests
 with it (so every failure maps to one typed error), the tests state expected bytes with
 it, and the emulator, which is pymodbus, checks it from the other side. Sources:
@@ -13,6 +17,7 @@ Decoding anything raises only ``FrameError`` (``CrcError`` for a bad checksum).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -33,6 +38,8 @@ class FunctionCode(enum.IntEnum):
     WRITE_SINGLE_REGISTER = 0x06
     WRITE_MULTIPLE_COILS = 0x0F
     WRITE_MULTIPLE_REGISTERS = 0x10
+    #: Encapsulated Interface Transport; with MEI type 14: Read Device Identification
+    ENCAPSULATED_INTERFACE = 0x2B
 
 
 class ExceptionCode(enum.IntEnum):
@@ -223,7 +230,173 @@ class WriteReply:
     value: int  # the written value (single writes) or the count (multiple writes)
 
 
-Reply = ExceptionReply | BitsReply | RegistersReply | WriteReply
+# ---------------------------------------------------------------------- device identification
+#: MEI type of Read Device Identification under function 43 (v1.1b3, 6.21)
+MEI_READ_DEVICE_ID = 0x0E
+#: a PDU is at most 253 bytes (v1.1b3, 4.1); a reply's header takes 7 of them
+MAX_PDU = 253
+_DEVICE_ID_HEADER = 7
+#: the most object bytes (id, length and value of each) one reply can carry
+DEVICE_ID_SPACE = MAX_PDU - _DEVICE_ID_HEADER
+#: the longest value of one object: alone in a reply, with its id and length bytes
+MAX_OBJECT_LENGTH = DEVICE_ID_SPACE - 2
+#: "more follows": 0xFF, ask again from ``next_object_id``; 0x00, the stream is complete
+MORE_FOLLOWS = 0xFF
+NO_MORE = 0x00
+
+
+class DeviceIdCode(enum.IntEnum):
+    """What a request asks for (v1.1b3, 6.21: "Read Device ID code")."""
+
+    BASIC = 0x01  # stream access to the basic objects 0x00-0x02
+    REGULAR = 0x02  # stream access to the regular objects 0x03-0x7F
+    EXTENDED = 0x03  # stream access to the extended objects 0x80-0xFF
+    SPECIFIC = 0x04  # one object, individual access
+
+
+class BasicObject(enum.IntEnum):
+    """The basic objects, mandatory for a device that answers at all (ASCII strings)."""
+
+    VENDOR_NAME = 0x00
+    PRODUCT_CODE = 0x01
+    MAJOR_MINOR_REVISION = 0x02
+
+
+#: conformity levels: basic, regular, extended (stream access only), and the same with
+#: individual access as well (0x81-0x83)
+CONFORMITY_LEVELS = frozenset({0x01, 0x02, 0x03, 0x81, 0x82, 0x83})
+#: a device with the basic objects, by stream or one at a time
+BASIC_CONFORMITY = 0x81
+
+
+@dataclass(frozen=True)
+class DeviceIdRequest:
+    code: int
+    object_id: int
+
+
+@dataclass(frozen=True)
+class DeviceIdReply:
+    """A Read Device Identification reply taken apart. ``next_object_id`` means something
+    only while ``more_follows``: a client then asks again from it."""
+
+    code: int
+    conformity: int
+    more_follows: bool
+    next_object_id: int
+    objects: tuple[tuple[int, bytes], ...]
+
+
+def device_id_request(code: int = DeviceIdCode.BASIC, object_id: int = 0) -> bytes:
+    """Function 43, MEI type 14, the read device id code and the first object wanted."""
+    if not (0 <= code <= 0xFF and 0 <= object_id <= 0xFF):
+        raise FrameError(f"read device id code and object id are bytes, got {code}, {object_id}")
+    return bytes([FunctionCode.ENCAPSULATED_INTERFACE, MEI_READ_DEVICE_ID, code, object_id])
+
+
+def parse_device_id_request(pdu: bytes) -> DeviceIdRequest:
+    if len(pdu) != 4 or pdu[0] != FunctionCode.ENCAPSULATED_INTERFACE:
+        raise FrameError(f"read device identification request is 4 bytes, got {pdu.hex(' ')}")
+    if pdu[1] != MEI_READ_DEVICE_ID:
+        raise FrameError(f"MEI type {pdu[1]:#04x} is not read device identification (0x0e)")
+    return DeviceIdRequest(pdu[2], pdu[3])
+
+
+def device_id_reply(reply: DeviceIdReply) -> bytes:
+    """The reply PDU, byte for byte; a reply that cannot be sent (an object or the whole
+    beyond 253 bytes, a field outside a byte) is a ``FrameError``."""
+    for name, field in (
+        ("code", reply.code),
+        ("conformity", reply.conformity),
+        ("next_object_id", reply.next_object_id),
+    ):
+        if not 0 <= field <= 0xFF:
+            raise FrameError(f"{name} must be a byte, got {field}")
+    if len(reply.objects) > 0xFF:
+        raise FrameError(f"{len(reply.objects)} objects: the count is one byte")
+    body = b""
+    for object_id, value in reply.objects:
+        if not 0 <= object_id <= 0xFF:
+            raise FrameError(f"object id must be a byte, got {object_id}")
+        if len(value) > MAX_OBJECT_LENGTH:
+            raise FrameError(
+                f"object {object_id:#04x}: {len(value)} bytes, at most {MAX_OBJECT_LENGTH}"
+            )
+        body += bytes([object_id, len(value)]) + value
+    if len(body) > DEVICE_ID_SPACE:
+        raise FrameError(f"objects take {len(body)} bytes; a reply holds {DEVICE_ID_SPACE}")
+    head = [
+        FunctionCode.ENCAPSULATED_INTERFACE,
+        MEI_READ_DEVICE_ID,
+        reply.code,
+        reply.conformity,
+        MORE_FOLLOWS if reply.more_follows else NO_MORE,
+        reply.next_object_id,
+        len(reply.objects),
+    ]
+    return bytes(head) + body
+
+
+def device_id_stream(
+    code: int, conformity: int, objects: Sequence[tuple[int, bytes]], first: int
+) -> DeviceIdReply:
+    """A server's stream reply: the objects from id ``first`` on (from the first object
+    when none has that id: v1.1b3 restarts the stream there), as many as one PDU holds;
+    the rest is announced with "more follows" and the id to ask for next."""
+    ids = [object_id for object_id, _ in objects]
+    start = ids.index(first) if first in ids else 0
+    taken: list[tuple[int, bytes]] = []
+    space = DEVICE_ID_SPACE
+    for object_id, value in objects[start:]:
+        if 2 + len(value) > space:
+            return DeviceIdReply(code, conformity, True, object_id, tuple(taken))
+        taken.append((object_id, value))
+        space -= 2 + len(value)
+    return DeviceIdReply(code, conformity, False, 0, tuple(taken))
+
+
+def parse_device_id_reply(request: bytes, reply: bytes) -> DeviceIdReply:
+    """Check a (non-exception) reply answers ``request`` and take it apart: the MEI type
+    and read device id code echoed, a known conformity level, "more follows" 00 or FF
+    (and some object with it: asking again would otherwise never end), and exactly the
+    announced objects, each within the reply."""
+    asked = parse_device_id_request(request)
+    if len(reply) > MAX_PDU:
+        raise FrameError(f"reply of {len(reply)} bytes; a PDU has at most {MAX_PDU}")
+    if len(reply) < _DEVICE_ID_HEADER:
+        raise FrameError(f"device identification reply cut short: {reply.hex(' ')}")
+    fc, mei, code, conformity, more, next_id, count = reply[:_DEVICE_ID_HEADER]
+    if fc != FunctionCode.ENCAPSULATED_INTERFACE:
+        raise FrameError(f"reply function {fc:#04x} to a request 0x2b")
+    if mei != MEI_READ_DEVICE_ID:
+        raise FrameError(f"reply MEI type {mei:#04x}, asked 0x0e")
+    if code != asked.code:
+        raise FrameError(f"reply read device id code {code:#04x}, asked {asked.code:#04x}")
+    if conformity not in CONFORMITY_LEVELS:
+        raise FrameError(f"conformity level {conformity:#04x} is none of the specification's")
+    if more not in (NO_MORE, MORE_FOLLOWS):
+        raise FrameError(f"more follows {more:#04x}: must be 0x00 or 0xff")
+    if more == MORE_FOLLOWS and count == 0:
+        raise FrameError("more follows, yet the reply carries no object")
+    objects: list[tuple[int, bytes]] = []
+    pos = _DEVICE_ID_HEADER
+    for i in range(count):
+        if pos + 2 > len(reply):
+            raise FrameError(f"reply announces {count} objects and ends inside object {i}")
+        object_id, length = reply[pos], reply[pos + 1]
+        value = reply[pos + 2 : pos + 2 + length]
+        if len(value) != length:
+            raise FrameError(
+                f"object {object_id:#04x} says {length} bytes, the reply holds {len(value)}"
+            )
+        objects.append((object_id, value))
+        pos += 2 + length
+    if pos != len(reply):
+        raise FrameError(f"{len(reply) - pos} bytes after the {count} announced objects")
+    return DeviceIdReply(code, conformity, more == MORE_FOLLOWS, next_id, tuple(objects))
+
+
+Reply = ExceptionReply | BitsReply | RegistersReply | WriteReply | DeviceIdReply
 
 
 def exception_reply(function: int, code: int) -> bytes:
@@ -242,8 +415,8 @@ def registers_reply(function: int, words: tuple[int, ...] | list[int]) -> bytes:
 
 def parse_reply(request: bytes, reply: bytes) -> Reply:
     """Check ``reply`` answers ``request`` (function, sizes, echo) and take it apart."""
-    if len(request) < 5:
-        raise FrameError("request PDU too short")
+    if not request:
+        raise FrameError("empty request PDU")
     if not reply:
         raise FrameError("empty reply PDU")
     fc = request[0]
@@ -253,6 +426,10 @@ def parse_reply(request: bytes, reply: bytes) -> Reply:
         return ExceptionReply(fc, reply[1])
     if reply[0] != fc:
         raise FrameError(f"reply function {reply[0]:#04x} to a request {fc:#04x}")
+    if fc == FunctionCode.ENCAPSULATED_INTERFACE:
+        return parse_device_id_reply(request, reply)
+    if len(request) < 5:
+        raise FrameError("request PDU too short")
     count = int.from_bytes(request[3:5], "big")
     if fc in READ_FUNCTIONS:
         if len(reply) < 2 or len(reply) != 2 + reply[1]:
@@ -333,6 +510,8 @@ def rtu_reply_length(prefix: bytes, request_function: int) -> int | None:
         if len(prefix) < 3:
             return None
         return 3 + prefix[2] + 2
+    if fc == FunctionCode.ENCAPSULATED_INTERFACE:
+        return _rtu_device_id_length(prefix)
     if fc in (
         FunctionCode.WRITE_SINGLE_COIL,
         FunctionCode.WRITE_SINGLE_REGISTER,
@@ -341,6 +520,23 @@ def rtu_reply_length(prefix: bytes, request_function: int) -> int | None:
     ):
         return 8
     raise FrameError(f"unsupported function code {fc:#04x}")
+
+
+def _rtu_device_id_length(prefix: bytes) -> int | None:
+    """An identification reply's length follows from its object count and each object's
+    length byte; one that would pass the 253-byte PDU is garbage, not waited for."""
+    if len(prefix) >= 3 and prefix[2] != MEI_READ_DEVICE_ID:
+        raise FrameError(f"reply MEI type {prefix[2]:#04x}, asked 0x0e")
+    if len(prefix) < 1 + _DEVICE_ID_HEADER:
+        return None
+    pos = 1 + _DEVICE_ID_HEADER
+    for _ in range(prefix[_DEVICE_ID_HEADER]):
+        if len(prefix) < pos + 2:
+            return None
+        pos += 2 + prefix[pos + 1]
+        if pos - 1 > MAX_PDU:
+            raise FrameError(f"identification reply longer than a {MAX_PDU}-byte PDU")
+    return pos + 2
 
 
 def rtu_request_length(prefix: bytes) -> int | None:
@@ -357,6 +553,8 @@ def rtu_request_length(prefix: bytes) -> int | None:
         if len(prefix) < 7:
             return None
         return 7 + prefix[6] + 2
+    if fc == FunctionCode.ENCAPSULATED_INTERFACE:
+        return 1 + 4 + 2
     raise FrameError(f"unsupported function code {fc:#04x}")
 
 

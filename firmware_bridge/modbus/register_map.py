@@ -31,6 +31,7 @@ from firmware_bridge.modbus.codec import (
     WordOrder,
     quantize_rate,
 )
+from firmware_bridge.modbus.frames import MAX_OBJECT_LENGTH, BasicObject
 
 
 class RegisterMapError(ValueError):
@@ -215,6 +216,37 @@ class DeviceInfo(BaseModel):
     tubing_ml_per_rev: float | None = Field(default=None, gt=0, le=1000)
     #: rate range when the pump publishes none (no rate_min/rate_max points), mL/h
     rate_limits_ml_h: tuple[float, float] | None = None
+    #: the device answers Read Device Identification (function 43, MEI type 14) with the
+    #: three basic objects below; false: it refuses it with exception 01, as a device
+    #: without it does (the driver then connects without a name to compare)
+    identification: bool = True
+    #: basic object 0x00, VendorName
+    vendor_name: str = Field(default="pumpctl", max_length=MAX_OBJECT_LENGTH)
+    #: basic object 0x01, ProductCode (default: ``model``)
+    product_code: str | None = Field(default=None, max_length=MAX_OBJECT_LENGTH)
+    #: basic object 0x02, MajorMinorRevision (default: ``firmware_version``, as "1.00")
+    revision: str | None = Field(default=None, max_length=MAX_OBJECT_LENGTH)
+
+    @field_validator("vendor_name", "product_code", "revision")
+    @classmethod
+    def _printable_ascii(cls, v: str | None) -> str | None:
+        # the basic objects are ASCII strings (Modbus Application Protocol v1.1b3, 6.21)
+        if v is not None and not all(" " <= c <= "~" for c in v):
+            raise ValueError(f"must be printable ASCII, got {v!r}")
+        return v
+
+    def identification_objects(self) -> tuple[tuple[int, bytes], ...] | None:
+        """The basic identification objects the device gives, in id order (None: it does
+        not support identification)."""
+        if not self.identification:
+            return None
+        product = self.model if self.product_code is None else self.product_code
+        revision = f"{self.firmware_version:.2f}" if self.revision is None else self.revision
+        return (
+            (BasicObject.VENDOR_NAME, self.vendor_name.encode("ascii")),
+            (BasicObject.PRODUCT_CODE, product.encode("ascii")),
+            (BasicObject.MAJOR_MINOR_REVISION, revision.encode("ascii")),
+        )
 
     @field_validator("rate_limits_ml_h")
     @classmethod

@@ -471,7 +471,7 @@ class SafetyCore:
         name on record (a new bench, a journal written before names were recorded, a
         replacement accepted): the first pump to name itself is the channel's, as ever."""
         names = channel.driver.pump_name
-        if names is None:  # a driver whose pumps give no name (mock, Modbus)
+        if names is None:  # a driver whose pumps give no name (mock)
             return
         name = channel.name
         recorded = self.state.channel(name).pump_name if name in self.state.channels else ""

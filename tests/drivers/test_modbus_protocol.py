@@ -29,7 +29,13 @@ from typing import Final
 import pytest
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
-from drivers.pumps.base import PumpAlarmError, PumpAlarmKind, PumpChecksumError, PumpRejected
+from drivers.pumps.base import (
+    AnotherPumpAnswers,
+    PumpAlarmError,
+    PumpAlarmKind,
+    PumpChecksumError,
+    PumpRejected,
+)
 from drivers.pumps.modbus import ModbusDriver
 from firmware_bridge.syringes import syringe_by_name
 
@@ -178,8 +184,31 @@ class ScriptedRtuPump:
         assert not self.errors, "\n".join(self.errors)
 
 
-CONNECT_TCP: Final = [("00 01 00 00 00 06 01 02 00 00 00 01", "00 01 00 00 00 04 01 02 01 00")]
-CONNECT_RTU: Final = [("01 02 00 00 00 01 b9 ca", "01 02 01 00 a1 88")]
+# Read Device Identification (43/14), basic stream from object 0, and the device's answer:
+# conformity 0x81, no more follows, 3 objects: VendorName "ACME", ProductCode "SP-1",
+# MajorMinorRevision "1.00": the name "ACME SP-1 1.00"
+NAME_OBJECTS: Final = "00 04 41 43 4d 45 01 04 53 50 2d 31 02 04 31 2e 30 30"
+#: the same with ProductCode "SP-2": another device
+OTHER_OBJECTS: Final = "00 04 41 43 4d 45 01 04 53 50 2d 32 02 04 31 2e 30 30"
+
+
+def tcp_name(tid: int, objects: str = NAME_OBJECTS) -> Step:
+    return (
+        f"00 {tid:02x} 00 00 00 05 01 2b 0e 01 00",
+        f"00 {tid:02x} 00 00 00 1a 01 2b 0e 01 81 00 00 03 {objects}",
+    )
+
+
+RTU_NAME: Final = (
+    "01 2b 0e 01 00 70 77",
+    f"01 2b 0e 01 81 00 00 03 {NAME_OBJECTS} 19 7c",
+)
+RTU_OTHER_NAME: Final = (RTU_NAME[0], f"01 2b 0e 01 81 00 00 03 {OTHER_OBJECTS} 2a 7c")
+CONNECT_TCP: Final = [
+    tcp_name(1),
+    ("00 02 00 00 00 06 01 02 00 00 00 01", "00 02 00 00 00 04 01 02 01 00"),
+]
+CONNECT_RTU: Final = [RTU_NAME, ("01 02 00 00 00 01 b9 ca", "01 02 01 00 a1 88")]
 
 
 @contextlib.contextmanager
@@ -212,10 +241,10 @@ def test_tcp_set_rate_writes_both_words_then_reads_back() -> None:
     with tcp_script(
         [
             (
-                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
-                "00 02 00 00 00 06 01 10 00 00 00 02",
+                "00 03 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 03 00 00 00 06 01 10 00 00 00 02",
             ),
-            ("00 03 00 00 00 06 01 03 00 00 00 02", "00 03 00 00 00 07 01 03 04 00 00 30 34"),
+            ("00 04 00 00 00 06 01 03 00 00 00 02", "00 04 00 00 00 07 01 03 04 00 00 30 34"),
         ]
     ) as driver:
         assert driver.set_rate(12.34) == 12.34
@@ -225,8 +254,8 @@ def test_tcp_send_rate_writes_both_words_and_reads_nothing_back() -> None:
     with tcp_script(
         [
             (
-                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
-                "00 02 00 00 00 06 01 10 00 00 00 02",
+                "00 03 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 03 00 00 00 06 01 10 00 00 00 02",
             ),
         ]
     ) as driver:
@@ -237,10 +266,10 @@ def test_tcp_set_rate_returns_what_the_pump_reads_back_not_what_was_sent() -> No
     with tcp_script(
         [
             (
-                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
-                "00 02 00 00 00 06 01 10 00 00 00 02",
+                "00 03 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 03 00 00 00 06 01 10 00 00 00 02",
             ),
-            ("00 03 00 00 00 06 01 03 00 00 00 02", "00 03 00 00 00 07 01 03 04 00 00 13 88"),
+            ("00 04 00 00 00 06 01 03 00 00 00 02", "00 04 00 00 00 07 01 03 04 00 00 13 88"),
         ]
     ) as driver:
         assert driver.set_rate(12.34) == 5.0  # the kernel's read-back check (S9) sees this
@@ -249,7 +278,7 @@ def test_tcp_set_rate_returns_what_the_pump_reads_back_not_what_was_sent() -> No
 def test_tcp_exception_reply_is_rejected_with_the_reason_and_never_retried() -> None:
     with (
         tcp_script(
-            [("00 02 00 00 00 0b 01 10 00 00 00 02 04 00 4c 4b 40", "00 02 00 00 00 03 01 90 03")]
+            [("00 03 00 00 00 0b 01 10 00 00 00 02 04 00 4c 4b 40", "00 03 00 00 00 03 01 90 03")]
         ) as driver,
         pytest.raises(PumpRejected) as info,
     ):
@@ -260,7 +289,7 @@ def test_tcp_exception_reply_is_rejected_with_the_reason_and_never_retried() -> 
 
 def test_tcp_lost_reply_to_a_write_is_a_timeout_and_never_retried() -> None:
     with (
-        tcp_script([("00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34", None)]) as driver,
+        tcp_script([("00 03 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34", None)]) as driver,
         pytest.raises(DeviceTimeout),
     ):
         driver.set_rate(12.34)
@@ -269,8 +298,8 @@ def test_tcp_lost_reply_to_a_write_is_a_timeout_and_never_retried() -> None:
 def test_tcp_lost_reply_to_a_read_is_retried_once() -> None:
     with tcp_script(
         [
-            ("00 02 00 00 00 06 01 02 00 00 00 01", None),
-            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 01"),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", None),
+            ("00 04 00 00 00 06 01 02 00 00 00 01", "00 04 00 00 00 04 01 02 01 01"),
         ]
     ) as driver:
         driver.keep_alive()
@@ -280,8 +309,8 @@ def test_tcp_a_read_gives_up_after_the_one_retry() -> None:
     with (
         tcp_script(
             [
-                ("00 02 00 00 00 06 01 02 00 00 00 01", None),
                 ("00 03 00 00 00 06 01 02 00 00 00 01", None),
+                ("00 04 00 00 00 06 01 02 00 00 00 01", None),
             ]
         ) as driver,
         pytest.raises(DeviceTimeout),
@@ -292,11 +321,11 @@ def test_tcp_a_read_gives_up_after_the_one_retry() -> None:
 def test_tcp_late_reply_of_a_timed_out_request_is_skipped_by_transaction_id() -> None:
     with tcp_script(
         [
-            ("00 02 00 00 00 06 01 02 00 00 00 01", None),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", None),
             (
-                "00 03 00 00 00 06 01 02 00 00 00 01",
+                "00 04 00 00 00 06 01 02 00 00 00 01",
                 # the late reply to transaction 2 (not running), then the one to 3 (running)
-                "00 02 00 00 00 04 01 02 01 00" + "00 03 00 00 00 04 01 02 01 01",
+                "00 03 00 00 00 04 01 02 01 00" + "00 04 00 00 00 04 01 02 01 01",
             ),
         ]
     ) as driver:
@@ -306,11 +335,11 @@ def test_tcp_late_reply_of_a_timed_out_request_is_skipped_by_transaction_id() ->
 def test_tcp_read_status_reads_contiguous_spans() -> None:
     with tcp_script(
         [
-            ("00 02 00 00 00 06 01 02 00 00 00 01", "00 02 00 00 00 04 01 02 01 01"),
-            ("00 03 00 00 00 06 01 03 00 00 00 02", "00 03 00 00 00 07 01 03 04 00 00 30 34"),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 01"),
+            ("00 04 00 00 00 06 01 03 00 00 00 02", "00 04 00 00 00 07 01 03 04 00 00 30 34"),
             # infused (IR 2-3) and alarms (IR 4) in one read: 1000 x 0.01 uL, occlusion bit
-            ("00 04 00 00 00 06 01 04 00 02 00 03", "00 04 00 00 00 09 01 04 06 00 00 03 e8 00 01"),
-            ("00 05 00 00 00 06 01 04 00 09 00 01", "00 05 00 00 00 05 01 04 02 00 c8"),
+            ("00 05 00 00 00 06 01 04 00 02 00 03", "00 05 00 00 00 09 01 04 06 00 00 03 e8 00 01"),
+            ("00 06 00 00 00 06 01 04 00 09 00 01", "00 06 00 00 00 05 01 04 02 00 c8"),
         ]
     ) as driver:
         status = driver.read_status()
@@ -325,11 +354,11 @@ def test_tcp_read_status_reads_contiguous_spans() -> None:
 def test_tcp_configure_syringe_writes_the_bore_and_returns_the_published_range() -> None:
     with tcp_script(
         [
-            ("00 02 00 00 00 06 01 06 00 02 0a 63", "00 02 00 00 00 06 01 06 00 02 0a 63"),
-            ("00 03 00 00 00 06 01 03 00 02 00 01", "00 03 00 00 00 05 01 03 02 0a 63"),
+            ("00 03 00 00 00 06 01 06 00 02 0a 63", "00 03 00 00 00 06 01 06 00 02 0a 63"),
+            ("00 04 00 00 00 06 01 03 00 02 00 01", "00 04 00 00 00 05 01 03 02 0a 63"),
             (
-                "00 04 00 00 00 06 01 04 00 05 00 04",
-                "00 04 00 00 00 0b 01 04 08 00 00 03 e8 00 1e 80 fc",
+                "00 05 00 00 00 06 01 04 00 05 00 04",
+                "00 05 00 00 00 0b 01 04 08 00 00 03 e8 00 1e 80 fc",
             ),
         ]
     ) as driver:
@@ -341,8 +370,8 @@ def test_tcp_diameter_read_back_mismatch_is_rejected() -> None:
     with (
         tcp_script(
             [
-                ("00 02 00 00 00 06 01 06 00 02 0a 63", "00 02 00 00 00 06 01 06 00 02 0a 63"),
-                ("00 03 00 00 00 06 01 03 00 02 00 01", "00 03 00 00 00 05 01 03 02 05 a3"),
+                ("00 03 00 00 00 06 01 06 00 02 0a 63", "00 03 00 00 00 06 01 06 00 02 0a 63"),
+                ("00 04 00 00 00 06 01 03 00 02 00 01", "00 04 00 00 00 05 01 03 02 05 a3"),
             ]
         ) as driver,
         pytest.raises(PumpRejected, match=r"14\.43 mm"),
@@ -354,9 +383,9 @@ def test_tcp_start_refused_with_an_alarm_raised_names_the_alarm() -> None:
     with (
         tcp_script(
             [
-                ("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 03 01 85 04"),
-                ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
-                ("00 04 00 00 00 06 01 04 00 04 00 01", "00 04 00 00 00 05 01 04 02 00 02"),
+                ("00 03 00 00 00 06 01 05 00 00 ff 00", "00 03 00 00 00 03 01 85 04"),
+                ("00 04 00 00 00 06 01 02 00 00 00 01", "00 04 00 00 00 04 01 02 01 00"),
+                ("00 05 00 00 00 06 01 04 00 04 00 01", "00 05 00 00 00 05 01 04 02 00 02"),
             ]
         ) as driver,
         pytest.raises(PumpAlarmError) as info,
@@ -369,9 +398,9 @@ def test_tcp_start_refused_without_alarm_is_rejected() -> None:
     with (
         tcp_script(
             [
-                ("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 03 01 85 04"),
-                ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
-                ("00 04 00 00 00 06 01 04 00 04 00 01", "00 04 00 00 00 05 01 04 02 00 00"),
+                ("00 03 00 00 00 06 01 05 00 00 ff 00", "00 03 00 00 00 03 01 85 04"),
+                ("00 04 00 00 00 06 01 02 00 00 00 01", "00 04 00 00 00 04 01 02 01 00"),
+                ("00 05 00 00 00 06 01 04 00 04 00 01", "00 05 00 00 00 05 01 04 02 00 00"),
             ]
         ) as driver,
         pytest.raises(PumpRejected) as info,
@@ -383,10 +412,10 @@ def test_tcp_start_refused_without_alarm_is_rejected() -> None:
 def test_tcp_start_and_stop_read_back_the_running_state() -> None:
     with tcp_script(
         [
-            ("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 06 01 05 00 00 ff 00"),
-            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 01"),
-            ("00 04 00 00 00 06 01 05 00 00 00 00", "00 04 00 00 00 06 01 05 00 00 00 00"),
-            ("00 05 00 00 00 06 01 02 00 00 00 01", "00 05 00 00 00 04 01 02 01 01"),
+            ("00 03 00 00 00 06 01 05 00 00 ff 00", "00 03 00 00 00 06 01 05 00 00 ff 00"),
+            ("00 04 00 00 00 06 01 02 00 00 00 01", "00 04 00 00 00 04 01 02 01 01"),
+            ("00 05 00 00 00 06 01 05 00 00 00 00", "00 05 00 00 00 06 01 05 00 00 00 00"),
+            ("00 06 00 00 00 06 01 02 00 00 00 01", "00 06 00 00 00 04 01 02 01 01"),
         ]
     ) as driver:
         driver.start()
@@ -400,8 +429,8 @@ def test_tcp_a_stop_is_never_confirmed_by_its_reply() -> None:
     no confirmation and the caller reads the pump back."""
     with tcp_script(
         [
-            ("00 02 00 00 00 06 01 05 00 00 00 00", "00 02 00 00 00 06 01 05 00 00 00 00"),
-            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+            ("00 03 00 00 00 06 01 05 00 00 00 00", "00 03 00 00 00 06 01 05 00 00 00 00"),
+            ("00 04 00 00 00 06 01 02 00 00 00 01", "00 04 00 00 00 04 01 02 01 00"),
         ]
     ) as driver:
         assert driver.stop() is None
@@ -412,11 +441,13 @@ def test_tcp_bad_mbap_header_is_a_checksum_error_and_the_link_resynchronises() -
         [
             # protocol id 1 in the reply: framing broken
             (
-                "00 02 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
-                "00 02 00 01 00 06 01 10 00 00 00 02",
+                "00 03 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 03 00 01 00 06 01 10 00 00 00 02",
             ),
-            # the next call arrives on a new connection, transaction ids continue
-            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+            # the next call arrives on a new connection, transaction ids continue; the
+            # device is asked who it is before anything else
+            tcp_name(4),
+            ("00 05 00 00 00 06 01 02 00 00 00 01", "00 05 00 00 00 04 01 02 01 00"),
         ]
     ) as driver:
         with pytest.raises(PumpChecksumError, match="protocol id"):
@@ -427,7 +458,7 @@ def test_tcp_bad_mbap_header_is_a_checksum_error_and_the_link_resynchronises() -
 def test_tcp_write_echo_that_differs_is_a_checksum_error() -> None:
     with (
         tcp_script(
-            [("00 02 00 00 00 06 01 05 00 00 ff 00", "00 02 00 00 00 06 01 05 00 00 00 00")]
+            [("00 03 00 00 00 06 01 05 00 00 ff 00", "00 03 00 00 00 06 01 05 00 00 00 00")]
         ) as driver,
         pytest.raises(PumpChecksumError, match="echo"),
     ):
@@ -438,8 +469,8 @@ def test_tcp_reply_from_another_unit_is_a_checksum_error() -> None:
     with (
         tcp_script(
             [
-                ("00 02 00 00 00 06 01 02 00 00 00 01", "00 02 00 00 00 04 02 02 01 00"),
                 ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 02 02 01 00"),
+                ("00 04 00 00 00 06 01 02 00 00 00 01", "00 04 00 00 00 04 02 02 01 00"),
             ]
         ) as driver,
         pytest.raises(PumpChecksumError, match="unit 2"),
@@ -449,8 +480,9 @@ def test_tcp_reply_from_another_unit_is_a_checksum_error() -> None:
 
 def test_tcp_connection_loss_is_reported_then_reconnected_on_the_next_call() -> None:
     pump_steps: list[Step] = [
-        ("00 02 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
-        ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+        ("00 03 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+        tcp_name(4),  # a new connection: the device is asked who it is first
+        ("00 05 00 00 00 06 01 02 00 00 00 01", "00 05 00 00 00 04 01 02 01 00"),
     ]
     with tcp_script(pump_steps) as driver:
         with pytest.raises(DeviceDisconnected):
@@ -459,7 +491,7 @@ def test_tcp_connection_loss_is_reported_then_reconnected_on_the_next_call() -> 
 
 
 def test_tcp_reconnect_is_bounded() -> None:
-    pump = ScriptedTcpPump([*CONNECT_TCP, ("00 02 00 00 00 06 01 02 00 00 00 01", DISCONNECT)])
+    pump = ScriptedTcpPump([*CONNECT_TCP, ("00 03 00 00 00 06 01 02 00 00 00 01", DISCONNECT)])
     driver = ModbusDriver(
         host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, reconnect_attempts=2
     )
@@ -474,7 +506,7 @@ def test_tcp_reconnect_is_bounded() -> None:
 
 def test_tcp_identify_reads_the_firmware_register() -> None:
     with tcp_script(
-        [("00 02 00 00 00 06 01 04 00 0a 00 01", "00 02 00 00 00 05 01 04 02 00 7b")]
+        [("00 03 00 00 00 06 01 04 00 0a 00 01", "00 03 00 00 00 05 01 04 02 00 7b")]
     ) as driver:
         identity = driver.identify()
     assert identity.firmware == "1.23"
@@ -485,9 +517,10 @@ def test_tcp_identify_reads_the_firmware_register() -> None:
 def test_tcp_comms_timeout_is_written_on_connect_and_read_back() -> None:
     pump = ScriptedTcpPump(
         [
-            ("00 01 00 00 00 06 01 06 00 03 07 d0", "00 01 00 00 00 06 01 06 00 03 07 d0"),
-            ("00 02 00 00 00 06 01 03 00 03 00 01", "00 02 00 00 00 05 01 03 02 07 d0"),
-            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+            tcp_name(1),
+            ("00 02 00 00 00 06 01 06 00 03 07 d0", "00 02 00 00 00 06 01 06 00 03 07 d0"),
+            ("00 03 00 00 00 06 01 03 00 03 00 01", "00 03 00 00 00 05 01 03 02 07 d0"),
+            ("00 04 00 00 00 06 01 02 00 00 00 01", "00 04 00 00 00 04 01 02 01 00"),
         ]
     )
     driver = ModbusDriver(
@@ -630,6 +663,8 @@ def test_two_device_ids_on_one_shared_rtu_line_byte_for_byte() -> None:
     pump = ScriptedRtuPump(
         [
             *CONNECT_RTU,
+            # device 2 asked its own identification: it has none (exception 01)
+            ("02 2b 0e 01 00 34 77", "02 ab 01 6e f0"),
             ("02 02 00 00 00 01 b9 f9", "02 02 01 00 a1 cc"),
             ("02 10 00 00 00 02 04 00 00 30 34 e9 3c", "02 10 00 00 00 02 41 fb"),
             ("02 03 00 00 00 02 c4 38", "02 03 04 00 00 30 34 dc e4"),
@@ -651,3 +686,192 @@ def test_two_device_ids_on_one_shared_rtu_line_byte_for_byte() -> None:
         one.close()
         two.close()
         pump.finish()
+
+
+# ====================================================================== the device's name
+def test_the_device_names_itself_at_connect() -> None:
+    with tcp_script([]) as driver:
+        assert driver.pump_name is not None
+        assert driver.pump_name.first == "ACME SP-1 1.00"
+        assert driver.pump_name.foreign is None
+
+
+def test_tcp_another_device_after_a_reconnect_is_refused_and_gets_nothing_but_the_question() -> (
+    None
+):
+    """After the connection is lost, the port answers as "ACME SP-2 1.00": every call
+    asks its name again and is refused, nothing else is sent, until "ACME SP-1 1.00" is
+    back; then the call goes on as usual."""
+    with tcp_script(
+        [
+            ("00 03 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+            tcp_name(4, OTHER_OBJECTS),
+            tcp_name(5, OTHER_OBJECTS),
+            tcp_name(6),
+            ("00 07 00 00 00 06 01 02 00 00 00 01", "00 07 00 00 00 04 01 02 01 00"),
+        ]
+    ) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(AnotherPumpAnswers, match=r"'ACME SP-2 1\.00', not 'ACME SP-1 1\.00'"):
+            driver.read_status()
+        with pytest.raises(AnotherPumpAnswers, match="after the reconnect"):
+            driver.start()
+        driver.keep_alive()  # the channel's device again
+        assert driver.pump_name is not None and driver.pump_name.foreign is None
+
+
+def test_rtu_a_name_recorded_before_a_restart_refuses_another_device() -> None:
+    """The safety process presets the recorded name (``PumpName.expect``) before connect:
+    another device gets the question only, at connect and at every call."""
+    pump = ScriptedRtuPump([RTU_OTHER_NAME, RTU_OTHER_NAME])
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S)
+    assert driver.pump_name is not None
+    driver.pump_name.expect("ACME SP-1 1.00", "put the channel's pump back")
+    try:
+        driver.connect()  # connected to the port, nothing sent but the question
+        with pytest.raises(AnotherPumpAnswers, match="before the safety process restarted"):
+            driver.read_status()
+    finally:
+        driver.close()
+        pump.finish()
+
+
+def test_rtu_a_device_without_identification_connects_as_before() -> None:
+    """Exception 01 to the question: no name, no check; the status read follows, and the
+    question is not asked again on the same connection."""
+    pump = ScriptedRtuPump(
+        [
+            (RTU_NAME[0], "01 ab 01 9e f0"),
+            ("01 02 00 00 00 01 b9 ca", "01 02 01 00 a1 88"),
+            ("01 02 00 00 00 01 b9 ca", "01 02 01 00 a1 88"),
+        ]
+    )
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S)
+    try:
+        driver.connect()
+        driver.keep_alive()
+        assert driver.pump_name is not None and driver.pump_name.first is None
+    finally:
+        driver.close()
+        pump.finish()
+
+
+def test_tcp_a_device_that_gives_no_name_where_one_was_heard_is_another() -> None:
+    with tcp_script(
+        [
+            ("00 03 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+            ("00 04 00 00 00 05 01 2b 0e 01 00", "00 04 00 00 00 03 01 ab 01"),
+        ]
+    ) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(AnotherPumpAnswers, match="no device identification: ILLEGAL"):
+            driver.keep_alive()
+
+
+def test_tcp_more_follows_is_followed_from_the_next_object() -> None:
+    pump = ScriptedTcpPump(
+        [
+            (
+                "00 01 00 00 00 05 01 2b 0e 01 00",
+                "00 01 00 00 00 14 01 2b 0e 01 81 ff 02 02 00 04 41 43 4d 45 01 04 53 50 2d 31",
+            ),
+            (
+                "00 02 00 00 00 05 01 2b 0e 01 02",
+                "00 02 00 00 00 0e 01 2b 0e 01 81 00 00 01 02 04 31 2e 30 30",
+            ),
+            ("00 03 00 00 00 06 01 02 00 00 00 01", "00 03 00 00 00 04 01 02 01 00"),
+        ]
+    )
+    driver = ModbusDriver(host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S)
+    try:
+        driver.connect()
+        assert driver.pump_name is not None and driver.pump_name.first == "ACME SP-1 1.00"
+    finally:
+        driver.close()
+        pump.finish()
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        # announces 3 objects, carries 2
+        (
+            "00 01 00 00 00 14 01 2b 0e 01 81 00 00 03 00 04 41 43 4d 45 01 04 53 50 2d 31",
+            "ends inside",
+        ),
+        # more follows, from an object already given: would never end
+        ("00 01 00 00 00 0e 01 2b 0e 01 81 ff 00 01 00 04 41 43 4d 45", "no basic object"),
+    ],
+)
+def test_tcp_a_malformed_identification_is_refused_with_a_reason(reply: str, message: str) -> None:
+    """Refused at once with what is wrong (a read: asked once more first), never waited on."""
+    request = "00 {:02x} 00 00 00 05 01 2b 0e 01 00"
+    second = "00 02" + reply[5:]
+    steps: list[Step] = [(request.format(1), reply)]
+    if "ends inside" in message:
+        steps.append((request.format(2), second))
+    pump = ScriptedTcpPump(steps)
+    driver = ModbusDriver(host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PumpChecksumError, match=message):
+            driver.connect()
+        assert time.monotonic() - started < TIMEOUT_S
+    finally:
+        driver.close()
+        pump.finish()
+
+
+def test_rtu_an_unanswered_question_is_asked_once_more() -> None:
+    """A device fresh from power-up may ignore its first request."""
+    pump = ScriptedRtuPump([(RTU_NAME[0], None), *CONNECT_RTU])
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S)
+    try:
+        driver.connect()
+        assert driver.pump_name is not None and driver.pump_name.first == "ACME SP-1 1.00"
+    finally:
+        driver.close()
+        pump.finish()
+
+
+def test_tcp_a_device_failure_to_the_question_is_no_name_and_no_connection() -> None:
+    """04 is not "I have no identification": the connection fails, as a failed read."""
+    pump = ScriptedTcpPump([("00 01 00 00 00 05 01 2b 0e 01 00", "00 01 00 00 00 03 01 ab 04")])
+    driver = ModbusDriver(host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S)
+    try:
+        with pytest.raises(PumpRejected, match="SERVER DEVICE FAILURE"):
+            driver.connect()
+    finally:
+        driver.close()
+        pump.finish()
+
+
+def test_tcp_a_device_silent_at_connect_is_greeted_and_armed_when_it_answers() -> None:
+    """The safety process connects once, at start, then reads: a pump that did not answer
+    then (switched off, cable out) must come back by itself. The failed connect is raised;
+    the next read opens the port again, asks the name and writes the comms timeout (a
+    device that was off has forgotten it) before anything else."""
+    pump = ScriptedTcpPump(
+        [
+            ("00 01 00 00 00 05 01 2b 0e 01 00", None),  # no answer, twice: no connection
+            ("00 02 00 00 00 05 01 2b 0e 01 00", None),
+            tcp_name(3),  # a new connection, on the next call
+            ("00 04 00 00 00 06 01 06 00 03 07 d0", "00 04 00 00 00 06 01 06 00 03 07 d0"),
+            ("00 05 00 00 00 06 01 03 00 03 00 01", "00 05 00 00 00 05 01 03 02 07 d0"),
+            ("00 06 00 00 00 06 01 02 00 00 00 01", "00 06 00 00 00 04 01 02 01 00"),
+        ]
+    )
+    driver = ModbusDriver(
+        host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, comms_timeout_s=2.0
+    )
+    try:
+        with pytest.raises(DeviceTimeout):
+            driver.connect()
+        driver.keep_alive()
+        assert driver.pump_name is not None and driver.pump_name.first == "ACME SP-1 1.00"
+    finally:
+        driver.close()
+        pump.finish()
+    assert pump.connections == 2

@@ -289,3 +289,85 @@ def test_pymodbus_client_primes_the_peristaltic_drive() -> None:
             assert too_much.isError() and too_much.exception_code == 0x03
         finally:
             client.close()  # type: ignore[no-untyped-call]
+
+
+def test_pymodbus_client_reads_the_device_identification() -> None:
+    """pymodbus' own decoder of Read Device Identification (43/14) against the reply our
+    codec builds: on TCP and on an RTU pty (its framer sizes the reply from the object
+    lengths), the basic stream, one object by individual access, and a device without
+    identification (the peristaltic example: exception 01)."""
+    from pymodbus import FramerType
+    from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+    from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
+
+    basic = {0: b"pumpctl", 1: b"EXAMPLE-MODBUS-SYRINGE", 2: b"1.00"}
+    clock = VirtualClock()
+    with BackgroundEmulator(SimulatedPump(clock), WireFaults(), tcp=("127.0.0.1", 0)) as emu:
+        host, port = emu.host_port
+        client = ModbusTcpClient(host, port=port, timeout=2)
+        assert client.connect()  # type: ignore[no-untyped-call]
+        try:
+            reply = client.read_device_information(device_id=1)
+            assert isinstance(reply, ReadDeviceInformationResponse)
+            assert reply.information == basic
+            assert (reply.conformity, reply.more_follows, reply.number_of_objects) == (0x81, 0, 3)
+            one = client.read_device_information(read_code=4, object_id=1, device_id=1)
+            assert isinstance(one, ReadDeviceInformationResponse)
+            assert one.information == {1: basic[1]}
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+    with BackgroundEmulator(SimulatedPump(clock), WireFaults(), use_pty=True) as emu:
+        serial_client = ModbusSerialClient(
+            emu.where, framer=FramerType.RTU, baudrate=19200, parity="N", timeout=2, retries=0
+        )
+        assert serial_client.connect()
+        try:
+            over_rtu = serial_client.read_device_information(device_id=1)
+            assert isinstance(over_rtu, ReadDeviceInformationResponse)
+            assert over_rtu.information == basic
+        finally:
+            serial_client.close()  # type: ignore[no-untyped-call]
+    with BackgroundEmulator(
+        SimulatedPump(clock), WireFaults(), map_path="peristaltic", tcp=("127.0.0.1", 0)
+    ) as emu:
+        host, port = emu.host_port
+        client = ModbusTcpClient(host, port=port, timeout=2)
+        assert client.connect()  # type: ignore[no-untyped-call]
+        try:
+            refused = client.read_device_information(device_id=1)
+            assert refused.isError() and refused.exception_code == 0x01
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+
+
+def test_pymodbus_client_follows_more_follows_from_our_emulator(tmp_path: Path) -> None:
+    """Objects at the limits: an empty ProductCode and a 244-byte VendorName, the longest
+    one reply holds, so the stream needs two replies; pymodbus sees "more follows" and the
+    next object id, and asks from it."""
+    from pymodbus.client import ModbusTcpClient
+    from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
+
+    from firmware_bridge.modbus.register_map import default_map_path
+
+    text = default_map_path("syringe").read_text()
+    text = text.replace('vendor_name = "pumpctl"', f'vendor_name = "{"V" * 244}"')
+    text = text.replace('product_code = "EXAMPLE-MODBUS-SYRINGE"', 'product_code = ""')
+    path = tmp_path / "limits.toml"
+    path.write_text(text)
+    with BackgroundEmulator(
+        SimulatedPump(VirtualClock()), WireFaults(), map_path=str(path), tcp=("127.0.0.1", 0)
+    ) as emu:
+        host, port = emu.host_port
+        client = ModbusTcpClient(host, port=port, timeout=2)
+        assert client.connect()  # type: ignore[no-untyped-call]
+        try:
+            first = client.read_device_information(device_id=1)
+            assert isinstance(first, ReadDeviceInformationResponse)
+            assert first.information == {0: b"V" * 244}
+            assert (first.more_follows, first.next_object_id) == (0xFF, 1)
+            rest = client.read_device_information(object_id=first.next_object_id, device_id=1)
+            assert isinstance(rest, ReadDeviceInformationResponse)
+            assert rest.information == {1: b"", 2: b"1.00"}
+            assert rest.more_follows == 0
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
