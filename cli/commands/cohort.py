@@ -16,7 +16,6 @@ written after the run (the results are printed all the same); 2 bad arguments, a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from decimal import Decimal, InvalidOperation
@@ -29,6 +28,7 @@ from cli.commands.output import (
     EXIT_OK,
     SubParsers,
     bad_input,
+    json_text,
     library_from_option,
     print_json,
 )
@@ -219,7 +219,7 @@ def _write_out(out_dir: Path, result: CohortResult, body: dict[str, object]) -> 
     not raised: the results are already computed and are still printed."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "cohort.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
+        (out_dir / "cohort.json").write_text(json_text(body, indent=1), encoding="utf-8")
     except OSError as exc:
         return f"cannot write cohort.json: {_reason(exc)}; the results are on stdout only"
     try:

@@ -4,10 +4,9 @@ all, on a scaled clinical clock (see ``cli/demo``)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from cli.commands.output import EXIT_FAILED, EXIT_OK, SubParsers, bad_input
+from cli.commands.output import EXIT_FAILED, EXIT_OK, SubParsers, bad_input, json_text, print_json
 from cli.demo.bench import DemoBench
 from cli.demo.script import Timeline, run_course
 from cli.demo.summary import summarise
@@ -48,15 +47,15 @@ def run(args: argparse.Namespace) -> int:
         alarms = run_course(bench, timeline)
     except ControllerError as exc:
         if args.json:
-            print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+            print_json({"error": {"code": exc.code, "message": exc.message}})
         else:
             print(f"pumpctl demo: FAILED: {exc.message}")
             print(f"  logs and journals in {out_dir}")
         return EXIT_FAILED
     summary = summarise(out_dir, args.speed, alarms, timeline.lines)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out_dir / "summary.json").write_text(json_text(summary, indent=2), encoding="utf-8")
     if args.json:
-        print(json.dumps(summary))
+        print_json(summary)
     else:
         print()
         for line in summary["report"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -62,8 +63,25 @@ def report_error(error: CommandError, as_json: bool) -> int:
     return error.exit_code
 
 
+def json_text(obj: object, indent: int | None = None) -> str:
+    """``obj`` as strict JSON: a figure that is not a number (NaN, as a ratio to 0 is
+    here) or infinite is null, since JSON has no such value and strict readers (jq,
+    browsers, most languages' parsers) refuse Python's ``NaN``."""
+    return json.dumps(_finite(obj), indent=indent, sort_keys=False, default=str, allow_nan=False)
+
+
+def _finite(obj: object) -> object:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def print_json(obj: object) -> None:
-    print(json.dumps(obj, indent=None, sort_keys=False, default=str))
+    print(json_text(obj))
 
 
 def library_from_option(path: str | Path | None) -> DrugLibrary:
