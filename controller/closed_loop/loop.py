@@ -541,9 +541,10 @@ def _jsonable(decision: Decision) -> dict[str, object]:
 
 
 def _check_dose_range(settings: LoopSettings, program: ActiveProgram) -> None:
-    """The loop's top dose is one the rules let it reach: never above the hard maximum
-    (S1), and above the soft maximum only when the operator confirmed crossing it (the
-    loop would otherwise stop short of it without saying why)."""
+    """The loop's dose range is one the rules let it use: its top never above the hard
+    maximum (S1), and beyond a soft limit (above the soft maximum, below the soft
+    minimum) only when the operator confirmed crossing it (the loop would otherwise stop
+    short of either end without saying why)."""
     therapy = program.therapy
     top = Fraction(settings.dose_max)
     hard = Fraction(therapy.hard_max.value)
@@ -560,5 +561,14 @@ def _check_dose_range(settings: LoopSettings, program: ActiveProgram) -> None:
             "dose_max",
             f"{settings.dose_max} {unit} is above the soft maximum ({therapy.soft_max.value} "
             f"{unit}): give at most {therapy.soft_max.value}, or confirm crossing the soft "
+            "limits (override)",
+        )
+    if Fraction(settings.dose_min) < Fraction(therapy.soft_min.value) and not (
+        settings.soft_limits_confirmed
+    ):
+        raise LoopSettingError(
+            "dose_min",
+            f"{settings.dose_min} {unit} is below the soft minimum ({therapy.soft_min.value} "
+            f"{unit}): give at least {therapy.soft_min.value}, or confirm crossing the soft "
             "limits (override)",
         )

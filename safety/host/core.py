@@ -204,6 +204,11 @@ class Channel:
     #: says which (a lost line and a pump that is not the channel's call for different
     #: hands), while a repeat of the same cause at every poll is not
     another_pump: bool = False
+    #: a replacement was accepted and the new pump has not been read stopped yet: its
+    #: syringe is set at its first such reading (never on a running pump, which is
+    #: stopped first as one the safety process did not start); until then no range
+    #: is known, so no rate can be asked of it
+    replaced: bool = False
 
     def configured(self) -> ChannelConfigured:
         container = self.container
@@ -440,6 +445,10 @@ class SafetyCore:
         """
         driver, syringe = channel.driver, channel.container
         status = driver.read_status()
+        if status.running and channel.replaced:
+            # a replacement found running: judged as a pump nobody started (stopped);
+            # its syringe is set at the next reading, stopped
+            return status
         if status.running:
             # Resuming over a running infusion: a syringe setting is never sent to a
             # running pump (the pump refuses it, and a new diameter would change the
@@ -457,7 +466,7 @@ class SafetyCore:
         channel.pump = PumpCapabilities(
             Decimal(repr(rng.min_ml_h)), Decimal(repr(rng.max_ml_h)), driver.quantize_rate
         )
-        channel.known = True
+        channel.known, channel.replaced = True, False
         return status
 
     def _expect_pump(self, channel: Channel) -> None:
@@ -577,8 +586,13 @@ class SafetyCore:
         self._record(*events)
         if verdict.accepted and isinstance(body, AcceptPump):
             # the name just journaled as gone: the next pump to name itself is taken (the
-            # read-back below asks the pump on the port again)
-            self._expect_pump(self.channels[self.state.resolve(body.channel)])
+            # read-back below asks the pump on the port again), and what this process
+            # learned of the old pump (its range with our syringe) is forgotten
+            replaced = self.channels[self.state.resolve(body.channel)]
+            replaced.known, replaced.replaced, replaced.another_pump = False, True, False
+            replaced.pump = _UNKNOWN_RANGE
+            replaced.last_infused_ml = None
+            self._expect_pump(replaced)
         if not verdict.accepted:
             execution = "not executed"
         elif isinstance(body, EmergencyStop):

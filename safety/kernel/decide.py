@@ -209,16 +209,23 @@ def decide(
 def _accept_pump(state: KernelState, body: AcceptPump) -> Verdict:
     """A replaced pump is accepted while the channel's recorded pump does not answer (gone,
     or another pump answering in its place): never while it answers as the channel's own,
-    whose infusion would then be in the hands of whatever pump came next on the port.
+    whose infusion would then be in the hands of whatever pump came next on the port, nor
+    during a relay handover on the channel (the safety process is driving both pumps).
     Neither an uncertain command nor a running infusion holds it up: both wait on a pump
-    that is gone, and the new pump's first reading is checked like any other (a
-    remembered infusion it does not run is the ``pump_stopped`` alarm, never restarted)."""
+    that is gone. Accepted, the old pump's infusion ends with it (``pump_replaced``)."""
     try:
         channel = state.resolve(body.channel)
     except ChannelError as exc:
         return Verdict.refuse(Reason.UNKNOWN_CHANNEL, f"refused: {exc}")
     c = state.channel(channel)
     on = f"channel {channel}'s"
+    handover = state.handover
+    if handover is not None and channel in (handover.from_channel, handover.to_channel):
+        return Verdict.refuse(
+            Reason.PUMP_REPLACEMENT,
+            f"refused: a relay handover {handover.from_channel} -> {handover.to_channel} is "
+            f"running on {on} pump: accept a replacement once it has ended",
+        )
     if not c.pump_name:
         return Verdict.refuse(
             Reason.PUMP_REPLACEMENT,
@@ -233,11 +240,13 @@ def _accept_pump(state: KernelState, body: AcceptPump) -> Verdict:
             "accept. Accept a replacement once the new pump is on the port and refused "
             "as another pump (or while the old one does not answer)",
         )
+    ended = " (its infusion ends with the old pump: start it again on the new one)"
     return Verdict(
         True,
         Reason.ACCEPTED,
         f"the next pump to name itself on {on} port is taken as its own, in place of "
-        f"{c.pump_name!r}; a remembered infusion it does not run is alarmed, never restarted",
+        f"{c.pump_name!r}{ended if c.busy else ''}; the new pump is read from scratch (its "
+        "syringe set, its counter its own) and never started by this acceptance",
     )
 
 

@@ -553,12 +553,15 @@ class Resumed:
 @dataclass(frozen=True)
 class PumpNamed:
     """What the pump on a channel's port called itself when the channel's driver first
-    heard it (NE-1000 ``VER``, Harvard ``ver``), recorded so that a later run presets it
-    on the channel's fresh driver before it connects (``PumpName.expect``): after a
+    heard it (NE-1000 ``VER``, Harvard ``ver``, a Modbus device's identification), recorded
+    so that a later run presets it on the channel's fresh driver before it connects
+    (``PumpName.expect``): after a
     restart or a reboot, a pump that names itself otherwise is refused as after a
     reconnect. ``name`` "": the operator accepted a replacement (``AcceptPump``), so the
-    next pump to name itself is the channel's. Drivers whose pumps give no name (mock,
-    Modbus) never journal one; a journal without one behaves as before it existed."""
+    next pump to name itself is the channel's, and the old pump's infusion ends with it
+    (``observe.pump_replaced``). Pumps that give no name (mock, a Modbus device without
+    identification) never journal one; a journal without one behaves as before it
+    existed."""
 
     channel: str
     name: str

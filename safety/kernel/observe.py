@@ -402,10 +402,12 @@ def _pump_alarms(alarms: AlarmBook, reading: PumpReading, t: float, channel: str
 
 def _container_used(s: KernelState, channel: str, infused_ml: float, t: float) -> KernelState:
     """What the pump's counter displaced since the last reading is gone from its
-    container (a counter that went back was cleared: it counts again from zero)."""
+    container (a counter that went back was cleared: it counts again from zero). With no
+    reading yet (``counter_ml`` None: a new bench, a replaced pump) the first one is the
+    baseline: what a pump's counter held before is not this container's."""
     c = s.channel(channel)
     container = c.container
-    last = container.counter_ml if container.counter_ml is not None else 0.0
+    last = container.counter_ml if container.counter_ml is not None else infused_ml
     moved = infused_ml - last if infused_ml >= last else infused_ml
     container = replace(
         container, used_ml=container.used_ml + max(0.0, moved), counter_ml=infused_ml, read_at=t
@@ -530,6 +532,53 @@ def _record(
     if drug is None:  # nothing loaded, or a test fluid: no drug ran
         return s
     return record_history(s, drug, t, "estop" if s.estopped else cause, config)
+
+
+def pump_replaced(state: KernelState, channel: str, now: Now, config: KernelConfig) -> KernelState:
+    """The operator accepted a replacement of the channel's pump (``AcceptPump``): the
+    old pump is gone, and everything the kernel knew of it goes with it.
+
+    Its infusion ends now (the history counts the old rate until this instant, the safe
+    side for the cap; a stop by the pump, as a pump that stopped by itself), with the
+    ``pump_stopped`` alarm when one was running or expected: nothing of it is moved onto
+    the new pump, whose first reading is judged as any pump's (running, it was not started
+    by the safety process: stopped). The new pump's counter is its own: no unseen
+    delivery counted from it, the container's baseline at its first reading. A relay
+    role ends (the new pump's container was never confirmed, S15), and so do a prime
+    and a pending command (nothing will ever read them back). The program stays: the
+    drug, its limits and the patient's history are the patient's, not the pump's."""
+    t = now.clinical
+    c = state.channel(channel)
+    s = state
+    if c.expected_running or c.running:
+        s = _alarm(
+            s,
+            "pump_stopped",
+            Reason.PUMP_ALARM,
+            Priority.HIGH,
+            "the pump was replaced (accepted by the operator): the infusion stopped with "
+            "the old pump and is not moved to the new one; start it again on purpose",
+            t,
+            channel,
+        )
+    s = s.with_channel(
+        channel,
+        pump_name="",
+        expected_running=False,
+        expected_rate=Decimal(0),
+        expected_cause="pump",
+        expected_since=t,
+        pending=None,
+        under_retries=0,
+        last_infused_ml=None,
+        unseen_pending=False,
+        deviation_since=None,
+        container=replace(c.container, counter_ml=None, read_at=None, primed=False),
+        standby=None,
+        priming=None,
+        relieved_by=None,
+    )
+    return _record(s, channel, False, Decimal(0), t, "pump", config)
 
 
 def _above_hard_max(s: KernelState, channel: str, rate: Decimal, t: float) -> str | None:

@@ -53,6 +53,7 @@ from safety.kernel.model import (
 from safety.kernel.observe import (
     count_unseen_delivery,
     observe,
+    pump_replaced,
     record_history,
     stop_confirmed,
     tick,
@@ -181,6 +182,8 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
     if isinstance(event, ContainerResumed):
         return state.with_channel(event.channel, pause=None)
     if isinstance(event, PumpNamed):
+        if not event.name:  # a replacement accepted: the old pump and all it did are gone
+            return pump_replaced(state, event.channel, event.now, config)
         return state.with_channel(event.channel, pump_name=event.name)
     if isinstance(event, HandoverStarted | HandoverStepped | HandoverEnded):
         return _handover(state, event)

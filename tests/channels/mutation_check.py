@@ -20,6 +20,7 @@ OBSERVE = "safety/kernel/observe.py"
 RELAY = "safety/kernel/relay.py"
 STATE = "safety/kernel/state.py"
 CORE = "safety/host/core.py"
+REDUCER = "safety/kernel/reducer.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
@@ -231,6 +232,41 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if not c.pump_name:\n        return Verdict.refuse(",
         "    if False:\n        return Verdict.refuse(",
         "test_nothing_to_accept_where_no_pump_name",
+    ),
+    Mutant(
+        "S13 replacement during a handover",
+        DECIDE,
+        "    if handover is not None and channel in (handover.from_channel, handover.to_channel):",
+        "    if False:",
+        "test_no_replacement_during_a_relay_handover",
+    ),
+    Mutant(
+        "S13 the old infusion ends with the old pump",
+        REDUCER,
+        "            return pump_replaced(state, event.channel, event.now, config)",
+        "            return state.with_channel(event.channel, pump_name=event.name)",
+        "test_a_running_replacement or test_a_replacements_counter",
+    ),
+    Mutant(
+        "S7 a replacement is set up before any rate",
+        CORE,
+        "            replaced.known, replaced.replaced, replaced.another_pump = False, True, False",
+        "            replaced.replaced, replaced.another_pump = True, False",
+        "test_a_replacement_during_a_run_is_given_the_syringe",
+    ),
+    Mutant(
+        "S7 never set up while running",
+        CORE,
+        "        if status.running and channel.replaced:",
+        "        if False:",
+        "test_a_running_replacement",
+    ),
+    Mutant(
+        "S15 a new counter is a baseline",
+        OBSERVE,
+        "    last = container.counter_ml if container.counter_ml is not None else infused_ml",
+        "    last = container.counter_ml if container.counter_ml is not None else 0.0",
+        "test_a_replacements_counter_is_its_own",
     ),
     Mutant(
         "S15 resume restores",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from safety.kernel.model import (
     PumpNamed,
     ReadbackReceived,
 )
+from safety.kernel.state import Handover
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.channels.support import ChannelBench, booted
@@ -106,6 +108,11 @@ class PortBench(ChannelBench):
     def requests(self, pump: str, since: int = 0) -> set[str]:
         """The command names (``""``: the bare status probe) that reached ``pump``."""
         return set(_requests(self.heard[pump][since:]))
+
+    def commands(self, pump: str, since: int = 0) -> list[str]:
+        """The commands that reached ``pump``, in order, with their argument
+        (``"RAT 30.00"`` sets a rate, ``"RAT"`` asks it)."""
+        return _requests(self.heard[pump][since:], arguments=True)
 
     def pump_names(self) -> list[tuple[str, str]]:
         """Every ``PumpNamed`` of the journal, as (channel, name), in order."""
@@ -252,7 +259,7 @@ def test_a_journal_without_pump_names_opens_and_takes_the_pumps_as_before(
     assert named == [("A", B_FIRMWARE), ("B", FIRMWARE)]
 
 
-def _requests(frame_log: list[str]) -> list[str]:
+def _requests(frame_log: list[str], *, arguments: bool = False) -> list[str]:
     """The command names (``""``: the bare status probe) of the requests an emulator
     received, from its frame log (``... rx 30 56 45 52 0d |...|``), in either framing."""
     names: list[str] = []
@@ -262,7 +269,9 @@ def _requests(frame_log: list[str]) -> list[str]:
             frame = bytes.fromhex(rendered.split("|", 1)[0])
             if frame[:1] == b"\x02":
                 frame = decode_safe_packet(frame)
-            names.append(parse_command(frame.rstrip(b"\r")).name)
+            command = parse_command(frame.rstrip(b"\r"))
+            with_argument = f"{command.name} {command.argument}".rstrip()
+            names.append(with_argument if arguments else command.name)
     return names
 
 
@@ -274,3 +283,97 @@ def test_nothing_to_accept_where_no_pump_name_is_on_record(two: ChannelBench) ->
     assert refused.verdict.reason == Reason.PUMP_REPLACEMENT
     assert "no pump name is on record for channel B's pump" in refused.verdict.message
     assert not [e for e in two.events() if isinstance(e, PumpNamed)]
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0])
+def test_a_running_replacement_is_stopped_not_handed_the_old_infusion(
+    bench: PortBench, factor: float
+) -> None:
+    """A spare started at its keypad (at half A's rate, or at A's very rate) is accepted
+    on A: the old infusion ends with the old pump, so the spare is a pump nobody started
+    (stopped, readback_over), never raised to A's rate by the under-rate retry nor
+    silently adopted at the same rate."""
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    assert bench.start_on("A", "8").execution == "applied"
+    rate = bench.pumps["A"].snapshot().set_rate_ml_h
+    spare = bench.add("spare", SPARE_FIRMWARE)
+    spare.set_rate(rate * factor)
+    spare.start()
+    bench.plug(PORTS["A"], "spare")
+    bench.reboot(30)
+    since = len(bench.heard["spare"])
+    accepted = bench.send(AcceptPump("A"))
+    assert accepted.verdict.accepted and "its infusion ends with the old pump" in (
+        accepted.verdict.message
+    )
+    assert not spare.snapshot().running
+    sent = bench.commands("spare", since)
+    assert not [c for c in sent if c.startswith("RAT ")]  # no rate set on it
+    # stopped first (a running pump is never set up), then given the channel's syringe
+    assert "STP" in sent and "DIA" not in sent[: sent.index("STP")]
+    assert any(c.startswith("DIA ") for c in sent[sent.index("STP") :])
+    over = bench.core.state.alarms.get("readback_over", "A")
+    assert over is not None and "not started by the safety process" in over.message
+    stopped = bench.core.state.alarms.get("pump_stopped", "A")
+    assert stopped is not None and "replaced" in stopped.message
+    assert not bench.ch("A").expected_running
+    assert not bench.core.channels["A"].replaced
+
+
+def test_a_replacement_during_a_run_is_given_the_syringe_before_any_rate(
+    bench: PortBench,
+) -> None:
+    """Plugged in while the safety process runs (no restart): accepted, the spare is
+    configured for the channel's syringe at its first reading, and only then can a rate
+    be asked of it; until then the range is unknown and a start is refused."""
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    spare = bench.add("spare", SPARE_FIRMWARE)
+    bench.plug(PORTS["A"], "spare")
+    bench.core.poll()
+    assert not bench.ch("A").comms_ok
+    assert bench.send(AcceptPump("A")).verdict.accepted
+    heard = bench.commands("spare")
+    # named, then set up at its first reading
+    assert "VER" in heard and heard.index("VER") < heard.index(
+        next(c for c in heard if c.startswith("DIA "))
+    )
+    assert bench.start_on("A", "8").execution == "applied"
+    assert spare.snapshot().running
+    assert not bench.core.channels["A"].replaced
+
+
+def test_a_replacements_counter_is_its_own(bench: PortBench) -> None:
+    """A spare with 10 mL on its counter from earlier use: none of it is the patient's
+    drug (no unseen delivery), nor displaced from the channel's syringe."""
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    assert bench.start_on("A", "8").execution == "applied"
+    spare = bench.add("spare", SPARE_FIRMWARE)
+    spare.set_rate(600.0)
+    spare.start()
+    bench.clinical.advance(60)  # 10 mL elsewhere
+    spare.stop()
+    bench.plug(PORTS["A"], "spare")
+    bench.reboot(30)
+    drug = bench.ch("A").drug
+    assert drug is not None
+    used = bench.ch("A").container.used_ml
+    t = bench.core.now().clinical
+    before = bench.core.state.history_of(drug).amount(0, t)
+    assert bench.send(AcceptPump("A")).verdict.accepted
+    bench.core.poll()
+    after = bench.core.state.history_of(drug).amount(0, bench.core.now().clinical)
+    # the old rate until the acceptance at most (well under 1 mcg here), not the 10 mL
+    # (160 mcg) on the spare's counter
+    assert before <= after < before + 1.0
+    assert bench.ch("A").container.used_ml == pytest.approx(used, abs=0.05)
+
+
+def test_no_replacement_during_a_relay_handover(two: ChannelBench) -> None:
+    """The safety process is driving both pumps of a handover: neither is replaced
+    under it (the refusal comes before any other check)."""
+    two.core.state = replace(two.core.state, handover=Handover("A", "B", "overlap", 0.0, 4))
+    for channel in ("A", "B"):
+        refused = two.send(AcceptPump(channel))
+        assert not refused.verdict.accepted
+        assert refused.verdict.reason == Reason.PUMP_REPLACEMENT
+        assert "a relay handover A -> B is running" in refused.verdict.message

@@ -381,32 +381,38 @@ def test_engage_puts_the_operators_settings_in_force_and_a_refusal_changes_nothi
 
 
 @pytest.mark.parametrize(
-    ("dose_max", "confirmed", "refused"),
+    ("dose_min", "dose_max", "confirmed", "refused"),
     [
-        ("1.0", True, None),  # at the hard maximum (1.0 mcg/kg/min)
-        ("1.001", True, "above the drug's hard maximum"),
-        ("0.5", False, None),  # at the soft maximum, nothing to confirm
-        ("0.501", False, "above the soft maximum"),
+        ("0.005", "1.0", True, None),  # at the hard maximum (1.0 mcg/kg/min)
+        ("0.005", "1.001", True, "dose_max: 1.001 mcg/kg/min is above the drug's hard max"),
+        ("0.02", "0.5", False, None),  # at both soft limits, nothing to confirm
+        ("0.02", "0.501", False, "dose_max: 0.501 mcg/kg/min is above the soft maximum"),
+        ("0.019", "0.5", False, "dose_min: 0.019 mcg/kg/min is below the soft minimum"),
     ],
 )
-def test_engage_refuses_a_top_dose_the_rules_would_never_let_the_loop_reach(
-    make_bench: object, dose_max: str, confirmed: bool, refused: str | None
+def test_engage_refuses_a_dose_range_the_rules_would_never_let_the_loop_use(
+    make_bench: object, dose_min: str, dose_max: str, confirmed: bool, refused: str | None
 ) -> None:
-    """A top dose above the hard maximum, or above the soft maximum without the
+    """A top dose above the hard maximum, or a range beyond a soft limit without the
     operator's confirmation, is refused at engage naming the field and the limit: the
     loop would otherwise stop short of it with the console saying it may go there."""
     bench: Bench = make_bench()  # type: ignore[operator]
     loop = bench.loop
     loop.take_over()
     before = loop.settings
-    asked = replace(before, dose_max=Decimal(dose_max), soft_limits_confirmed=confirmed)
+    asked = replace(
+        before,
+        dose_min=Decimal(dose_min),
+        dose_max=Decimal(dose_max),
+        soft_limits_confirmed=confirmed,
+    )
     if refused is None:
         loop.engage(asked)
         assert loop.settings is asked
         return
     with pytest.raises(LoopSettingError, match=refused) as caught:
         loop.engage(asked)
-    assert caught.value.field == "dose_max"
+    assert caught.value.field == refused.partition(":")[0]
     assert loop.settings is before and loop.mode is LoopMode.MANUAL
 
 

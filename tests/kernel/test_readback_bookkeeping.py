@@ -312,11 +312,21 @@ def test_a_commanded_rate_seen_is_recorded_with_the_commands_cause(std: ActivePr
 def test_the_container_is_read_with_the_reading(std: ActiveProgram) -> None:
     """20 mL in the syringe, 1 mL displaced at this reading: 19 mL left, empty 38 min
     after it at 30 mL/h."""
-    state = running(std).with_channel("A", container=ContainerState(volume_ml=20.0))
+    loaded = ContainerState(volume_ml=20.0, counter_ml=0.0)  # the counter read 0 at loading
+    state = running(std).with_channel("A", container=loaded)
     after, _ = read(state, "30.0")
     container = after.channel("A").container
     assert (container.used_ml, container.counter_ml, container.read_at) == (1.0, 1.0, T)
     assert after.channel("A").empty_at() == T + 19.0 / 30.0 * 3600.0
+
+
+def test_a_first_reading_is_the_containers_baseline(std: ActiveProgram) -> None:
+    """No reading since the container was loaded (a new bench, a replaced pump): what the
+    pump's counter shows is what it displaced before, not from this container."""
+    state = running(std).with_channel("A", container=ContainerState(volume_ml=20.0))
+    after, _ = read(state, "30.0")
+    container = after.channel("A").container
+    assert (container.used_ml, container.counter_ml) == (0.0, 1.0)
 
 
 def test_delivery_unseen_across_a_restart_is_counted_on_the_channel_read(
@@ -452,7 +462,8 @@ def test_a_channel_near_empty_with_no_standby_on_a_bench_of_two_alarms(
 ) -> None:
     """10 mL loaded, 1 mL displaced at this reading: 9 mL at 30 mL/h is 18 min, within
     the 30 min warning: medium."""
-    state = with_b(running(std)).with_channel("A", container=ContainerState(volume_ml=10.0))
+    loaded = ContainerState(volume_ml=10.0, counter_ml=0.0)
+    state = with_b(running(std)).with_channel("A", container=loaded)
     after, _ = read(state, "30.0")
     alarm = the(after, "relay_no_standby")
     assert whole(alarm) == (Reason.RELAY, Priority.MEDIUM, T, "A", True)
