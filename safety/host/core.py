@@ -778,8 +778,9 @@ class SafetyCore:
         return "applied"
 
     def _emergency_execute(self, actions: tuple[PumpAction, ...]) -> str:
-        """S12: every pump's stop, back to back in channel order, then the interlock
-        relay; read-backs only after all of them.
+        """S12: every answering pump's stop, back to back in channel order, then the
+        interlock relay, then the silent channels' stops (the kernel's order,
+        ``decide._emergency_stop``); read-backs only after all of them.
 
         Each action's ``CommandIssued`` is journaled before it is sent (the first one
         with the verdict, by ``handle``). A stop whose own reply showed the pump stopped

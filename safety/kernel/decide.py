@@ -335,12 +335,19 @@ def _relay_busy(state: KernelState, channel: str) -> Verdict | None:
 
 
 def _emergency_stop(state: KernelState, body: EmergencyStop) -> Verdict:
+    """Every pump's stop and the interlock. The pumps that answer are stopped first, then
+    the interlock is cut, then the silent ones are tried: a pump whose link is down may
+    take seconds to give up (a Modbus TCP device's reconnect attempts), and neither the
+    stop of a pump that answers nor the relay may wait for it."""
     names = list(state.channels) or [DEFAULT_CHANNEL]
-    stops: list[PumpAction] = [StopPump(n) for n in names]
+    answering = [n for n in names if n not in state.channels or state.channel(n).comms_ok]
+    silent = [n for n in names if n not in answering]
     if state.interlock_scope == "channel":
         cuts: list[PumpAction] = [SetInterlock(False, n) for n in names]
     else:
         cuts = [SetInterlock(False, names[0])]
+    stops: list[PumpAction] = [StopPump(n) for n in answering]
+    late: list[PumpAction] = [StopPump(n) for n in silent]
     if len(names) == 1:
         what = "pump stopped and interlocked"
     else:
@@ -349,7 +356,7 @@ def _emergency_stop(state: KernelState, body: EmergencyStop) -> Verdict:
         True,
         Reason.EMERGENCY_STOPPED,
         f"emergency stop ({body.source}): {what}",
-        actions=(*stops, *cuts),
+        actions=(*stops, *cuts, *late),
     )
 
 

@@ -82,9 +82,16 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S12 every channel",
         DECIDE,
-        "    stops: list[PumpAction] = [StopPump(n) for n in names]",
-        "    stops: list[PumpAction] = [StopPump(names[0])]",
+        "    stops: list[PumpAction] = [StopPump(n) for n in answering]",
+        "    stops: list[PumpAction] = [StopPump(answering[0])]",
         "test_the_emergency_stop_stops_every_channel",
+    ),
+    Mutant(
+        "S12 the silent last",
+        DECIDE,
+        "    silent = [n for n in names if n not in answering]",
+        "    silent: list[str] = []",
+        "test_the_emergency_stop_stops_the_answering_pumps",
     ),
     Mutant(
         "S15 same concentration",

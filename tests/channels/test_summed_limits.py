@@ -16,7 +16,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from safety.kernel.config import KernelConfig
-from safety.kernel.model import ChangeDose, ProgramSpec, StartInfusion
+from safety.kernel.model import (
+    ChangeDose,
+    CommandIssued,
+    ProgramSpec,
+    SetInterlock,
+    StartInfusion,
+    StopPump,
+)
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.channels.support import ChannelBench
@@ -225,3 +232,17 @@ def test_the_cap_guard_stops_every_channel_of_the_drug(
     assert alarm is not None and alarm.priority.word == "high"
     stops = [c.action.channel for c in bench.commands() if c.cause == "safety"]
     assert sorted(stops) == ["A", "B"]
+
+
+def test_the_emergency_stop_stops_the_answering_pumps_and_cuts_the_relay_first(
+    two: ChannelBench, std: ProgramSpec
+) -> None:
+    """A silent pump's link may take seconds to give up (a Modbus TCP device's reconnect
+    attempts): the pumps that answer are stopped and the interlock cut before it is
+    tried, whatever the channel order."""
+    _both(two, std, "8", "1")
+    two.core.state = two.core.state.with_channel("A", comms_ok=False)  # A's link is down
+    first = len(two.events())
+    two.estop()
+    issued = [e.action for e in two.events()[first:] if isinstance(e, CommandIssued)]
+    assert issued[:3] == [StopPump("B"), SetInterlock(False, "A"), StopPump("A")]

@@ -296,8 +296,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S12 interlock",
         "safety/kernel/decide.py",
-        "        actions=(*stops, *cuts),",
-        "        actions=(*stops,),",
+        "        actions=(*stops, *cuts, *late),",
+        "        actions=(*stops, *late),",
         "test_s12_emergency_stop_from or test_s12_lost_stop",
     ),
     Mutant(
