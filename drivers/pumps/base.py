@@ -45,7 +45,9 @@ class PumpName:
     recorded for the channel in its journal, so that after its own restart, or a reboot
     that swapped ``/dev/ttyUSB0`` and ``/dev/ttyUSB1``, another pump is refused exactly as
     after a reconnect, instead of being taken as the channel's by a driver that has never
-    heard its own pump."""
+    heard its own pump. It calls ``expect(None)`` when the operator accepted a replacement,
+    possibly while the driver's link is up: the next call of the driver asks the pump on
+    the port its name first (``must_ask``), and that name is the channel's."""
 
     def __init__(self, driver: str) -> None:
         self.driver = driver
@@ -57,20 +59,37 @@ class PumpName:
         self.remedy = ""
         #: why the last name heard differed from the first (None: it did not)
         self.foreign: str | None = None
+        self._must_ask = True
+
+    @property
+    def must_ask(self) -> bool:
+        """The pump on the port is to be asked its name before anything else is sent to
+        it, whatever the state of the link: nothing heard yet, or ``expect`` since the last
+        answer. Set by ``expect``, cleared by the answer (``heard``, ``heard_no_name``).
+        Every driver checks it before each exchange, so an ``expect`` while the link is up
+        (a replacement accepted while the channel's pump was only silent for a moment) is
+        followed by the name question at the next call, never by a link that goes on
+        unasked and a name that is never recorded."""
+        return self._must_ask
 
     def expect(self, name: str | None, remedy: str = "") -> None:
-        """Take ``name`` as the channel's pump's before a connection (None: none, so the
-        next pump to name itself is taken as the channel's: an accepted replacement).
-        ``remedy`` ends the refusal's message, saying what to do. Forgets any refusal: a
-        driver that refused a pump shakes hands again before anything else is sent."""
+        """Take ``name`` as the channel's pump's (None: none, so the next pump to name
+        itself is taken as the channel's: an accepted replacement), before a connection or
+        while connected. ``remedy`` ends the refusal's message, saying what to do. Forgets
+        any refusal, and marks the name as to be asked (``must_ask``): the driver asks the
+        pump on the port again (NE-1000, Harvard: a whole handshake) before anything else
+        is sent, even on a link that stayed up."""
         self.first = name
         self.recorded = name is not None
         self.remedy = remedy
         self.foreign = None
+        self._must_ask = True
 
     def heard(self, named: str, where: str) -> None:
         """Keep the first name (unless one is expected); any later one must equal it
-        (``where``: the address and port, for the message)."""
+        (``where``: the address and port, for the message). The question is answered
+        (``must_ask`` cleared), by this channel's pump or by another."""
+        self._must_ask = False
         if self.first is None:
             self.first = named
             self.recorded = False
@@ -88,6 +107,13 @@ class PumpName:
             f"{where} names itself {named!r}, not {self.first!r} {when}: another pump "
             "answers there" + (f"; {self.remedy}" if self.remedy else "")
         )
+
+    def heard_no_name(self) -> None:
+        """The pump was asked and has no name to give (a Modbus device without
+        identification) while none is expected: nothing to compare, the question is
+        answered all the same (``must_ask`` cleared). Where a name is expected, a pump
+        that gives none is another pump: that is ``heard`` with what it said instead."""
+        self._must_ask = False
 
     def refuse_foreign(self) -> None:
         """Raise ``AnotherPumpAnswers`` while the last name heard was not the first: what

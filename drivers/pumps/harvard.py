@@ -348,10 +348,13 @@ class HarvardDriver(PumpDriver):
         self._linked = self._name.foreign is None
 
     def _ensure_link(self) -> None:
-        """A fresh handshake after a reopen, and again while the last one did not run to
-        its end (``ver`` unanswered, another pump answering: until this channel's pump
-        has named itself on the port, nothing else is sent)."""
-        if self._transport.ensure_open() or not self._linked:
+        """A fresh handshake after a reopen, again while the last one did not run to its
+        end (``ver`` unanswered, another pump answering: until this channel's pump has
+        named itself on the port, nothing else is sent), and when the name is to be asked
+        again on a link that stayed up (``PumpName.expect`` since the last answer: a
+        replacement accepted)."""
+        reopened = self._transport.ensure_open()
+        if reopened or not self._linked or self._name.must_ask:
             self._handshake()
         self._name.refuse_foreign()
 

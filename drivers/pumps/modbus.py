@@ -16,14 +16,23 @@ the safety kernel:
 - ``keep_alive()`` reads the status so the pump's comms timeout (if the map has one and
   it is armed) does not stop the pump while the host is alive;
 - at every opening of the port (connect, reconnect, a shared line reopened by another
-  driver) the device is asked who it is (Read Device Identification, function 43/14,
-  basic objects) before anything else: "VendorName ProductCode MajorMinorRevision" is its
-  name (``PumpName``, as the NE-1000 and Harvard drivers keep theirs: the first heard, or
-  the one the safety process recorded before a restart, ``PumpName.expect``). Another
-  name there raises ``AnotherPumpAnswers`` on every call, and nothing but the question
-  is sent until the channel's device answers again. A device without identification
+  driver), and at the next call after ``PumpName.expect`` (a replacement accepted, even
+  on a link that stayed up: ``PumpName.must_ask``), the device is asked who it is (Read
+  Device Identification, function 43/14, basic objects) before anything else:
+  "VendorName ProductCode MajorMinorRevision" is its name (``PumpName``, as the NE-1000
+  and Harvard drivers keep theirs: the first heard, or the one the safety process
+  recorded before a restart). Another name there raises ``AnotherPumpAnswers`` (from
+  ``connect`` too, as the other drivers) on every call, and nothing but the question is
+  sent until the channel's device answers again. A device without identification
   (exception 01, 02 or 03) has no name and connects as ever, with nothing to compare;
-  once a name is known, a device that gives none is another device.
+  once a name is known, a device that gives none is another device;
+- ``comms_timeout_s`` is written to the device (and read back) once per opening, after
+  the name, by ``connect``, ``read_status``, ``keep_alive``, ``start`` and ``prime``,
+  each of which tries again while it has not succeeded on the current opening and raises
+  its failure (the safety process alarms on it as on any failed read). Never by
+  ``stop``: a stop on a fresh opening is the name question, then the stop itself. Nor by
+  a rate change: it makes no pump run (``start`` arms first), and on a running pump it
+  may be the kernel lowering the rate, which arming must not hold up.
 
 Framing and I/O are ours (``drivers.pumps.modbus_link`` over ``firmware_bridge.modbus.frames``)
 rather than pymodbus' client, so each failure maps to one typed error; the emulator on
@@ -42,6 +51,7 @@ from typing import Any
 from drivers.errors import DeviceDisconnected, DeviceTimeout, DriverError
 from drivers.lines import SharedLine
 from drivers.pumps.base import (
+    AnotherPumpAnswers,
     PumpAlarmError,
     PumpAlarmKind,
     PumpChecksumError,
@@ -159,7 +169,9 @@ class ModbusDriver(PumpDriver):
         """``map_path``: a TOML map, or "syringe"/"peristaltic" for the examples (default
         "syringe"). ``baud``, ``parity``, ``stop_bits``, ``device_id`` default to the
         map's ``[link]``. ``comms_timeout_s``: written to the pump's comms-timeout
-        register on connect (0 turns it off; None leaves the pump's setting). ``line``: a
+        register once per opening of the port, on connect and then by the first periodic
+        call, ``start`` or ``prime`` (never ``stop``) that finds it not written on the
+        current opening (0 turns it off; None leaves the pump's setting). ``line``: a
         shared RTU line or TCP gateway (``drivers.lines.SharedLine``) instead of a port of
         its own; its settings are the line's, so host, serial_port, baud, parity and
         stop_bits are not given then, and ``device_id`` is required."""
@@ -237,16 +249,21 @@ class ModbusDriver(PumpDriver):
         #: the link's ``opens`` when this device last named itself as the channel's (None:
         #: not asked on this opening, or another device answered: ask before anything else)
         self._named_on: int | None = None
-        #: the link's ``opens`` when the pump's comms timeout was last written (None: not
-        #: on this opening): a device that was power-cycled forgets it
+        #: the link's ``opens`` when the pump's comms timeout was last written and read
+        #: back (None: not on this opening, or not since the device last named itself): a
+        #: device that was power-cycled forgets it, and a replacement never had it
         self._armed_on: int | None = None
 
     # ================================================================ interface
     def connect(self) -> None:
-        """Open the port and greet the device (``_greet``), then read its status. A
-        failure is raised, and the driver stays wanted: the next call opens and greets
-        again, as after a lost connection (the safety process connects once at start and
-        then reads; a pump off at that moment must come back when it is switched on)."""
+        """Open the port, ask the device its name (``_ask_name``), arm its comms timeout
+        (``_arm``), then read its status. Another device raises ``AnotherPumpAnswers``, as
+        the NE-1000 and Harvard drivers do: it gets nothing more, and every call says so
+        until the channel's own answers there (the link stays open: each call asks
+        again). Any other failure is raised too, and the driver stays wanted: the next
+        call opens, asks and arms again, as after a lost connection (the safety process
+        connects once at start and then reads; a pump off at that moment must come back
+        when it is switched on)."""
         with self._lock:
             if self._line is not None and not self._connected:
                 self._line.claim("modbus", self.device_id, self)
@@ -255,12 +272,12 @@ class ModbusDriver(PumpDriver):
             self._named_on = self._armed_on = None
             try:
                 self._ensure_open()
-                self._greet()
-                if self._name.foreign is not None:
-                    # another device: it gets nothing more, and every call says so
-                    # (``AnotherPumpAnswers``) until the channel's own answers there
-                    return
+                self._ask_name()
+                self._name.refuse_foreign()
+                self._arm()
                 self._read_points([self._status_point()])
+            except AnotherPumpAnswers:
+                raise
             except DriverError:
                 if self._line is None:
                     self._link.close()  # the next call reopens, asks and arms again
@@ -320,7 +337,11 @@ class ModbusDriver(PumpDriver):
             self._write_words(p, words)
 
     def start(self) -> None:
+        """The pump's comms timeout armed first on this opening (``_arm``: a pump is never
+        started with its watchdog off; a failure is raised and nothing is started), then
+        the run register or coil written on and the running state read."""
         with self._lock:
+            self._arm()
             try:
                 self._write_run(True)
             except PumpRejected as exc:
@@ -342,7 +363,11 @@ class ModbusDriver(PumpDriver):
     def stop(self) -> StopConfirmation | None:
         """The run register or coil written off, then the run state read. A write's reply
         only echoes the request (the register was written, not the motor stopped), and
-        the read is an exchange of its own: no confirmation, the caller reads back."""
+        the read is an exchange of its own: no confirmation, the caller reads back.
+
+        Never held up by arming (S12): on a fresh opening the device is asked its name
+        (another device gets nothing), and the stop is the next thing sent; the comms
+        timeout is written by the next ``read_status`` or ``keep_alive``."""
         with self._lock:
             self._write_run(False)
             if self._running_now():
@@ -350,7 +375,10 @@ class ModbusDriver(PumpDriver):
         return None
 
     def read_status(self) -> PumpStatus:
+        """The pump's comms timeout armed first while it is not on this opening
+        (``_arm``: its failure is raised, every call tries again), then the status."""
         with self._lock:
+            self._arm()
             m = self.map
             rate_p = m.require(Role.RATE_SETPOINT)
             vol_p = m.require(Role.INFUSED_VOLUME)
@@ -396,6 +424,7 @@ class ModbusDriver(PumpDriver):
         if not (isinstance(volume_ml, int | float) and math.isfinite(volume_ml) and volume_ml > 0):
             raise ValueError(f"volume_ml must be a finite number of mL above 0, got {volume_ml!r}")
         with self._lock:
+            self._arm()  # a prime runs the pump: never with its watchdog off
             if self._running_now():
                 raise PumpRejected("modbus: cannot prime while pumping", reason="running")
             try:
@@ -429,7 +458,10 @@ class ModbusDriver(PumpDriver):
             return self._number(volume_p, back)
 
     def keep_alive(self) -> None:
+        """A status read; the comms timeout armed first while it is not on this opening
+        (``_arm``: its failure is raised, every call tries again)."""
         with self._lock:
+            self._arm()
             self._read_points([self._status_point()])
 
     def close(self) -> None:
@@ -612,24 +644,29 @@ class ModbusDriver(PumpDriver):
             raise _rejected(f"read of {names}", reply)
         return reply
 
-    def _greet(self) -> None:
-        """At each opening of the port, before anything else: who is there (``_ask_name``),
-        and, when it is the channel's device, its comms timeout written and read back
-        (``comms_timeout_s``; marked before the write, whose own exchanges then pass)."""
-        self._ask_name()
-        if self._name.foreign is not None or self.comms_timeout_s is None:
+    def _arm(self) -> None:
+        """The pump's comms timeout (``comms_timeout_s``) written and read back, unless it
+        was on the current opening since the device last named itself; marked only once
+        read back, so a failure leaves it to the next call on the same opening (connect,
+        ``read_status``, ``keep_alive``, ``start``, ``prime``), which raises it again if it
+        fails again. The name is asked first, as before any exchange (``_transact``).
+        Never called by ``stop``: arming must not hold up a stop."""
+        if self.comms_timeout_s is None:
             return
-        if self._armed_on != self._link.opens:
-            self._armed_on = self._link.opens
-            try:
-                self._write_comms_timeout(self.comms_timeout_s)
-            except DriverError:
-                self._armed_on = None
-                raise
+        # named first: a reopen now, or a device asked anew, is not armed yet
+        self._ensure_named()
+        if self._armed_on == self._link.opens:
+            return
+        self._write_comms_timeout(self.comms_timeout_s)
+        # the read-back, on the opening the link has now, shows the device holds it
+        self._armed_on = self._link.opens
 
     def _ask_name(self) -> None:
-        """Ask the device who it is (``_identification``) and compare (``PumpName``)."""
+        """Ask the device who it is (``_identification``) and compare (``PumpName``). A
+        device asked anew is armed anew (``_arm``): after an accepted replacement it may
+        be another device, which never had this comms timeout."""
         self._named_on = None
+        self._armed_on = None
         where = f"at device id {self.device_id} on {self._link.where}"
         name, refusal = self._identification()
         if name is not None:
@@ -637,6 +674,8 @@ class ModbusDriver(PumpDriver):
         elif self._name.first is not None:
             # the channel's device named itself; one that cannot is another device
             self._name.heard(f"(no device identification: {refusal})", where)
+        else:
+            self._name.heard_no_name()  # nothing to compare, as ever
         if self._name.foreign is None:
             self._named_on = self._link.opens  # the opening the answer came on
 
@@ -685,19 +724,29 @@ class ModbusDriver(PumpDriver):
         return (name, "") if name.strip() else (None, "no identification objects")
 
     def _transact(self, pdu: bytes, *, naming: bool = False) -> Reply:
-        """One exchange; on a port (re)opened since the device last named itself, or
-        while another device answers, the name is asked first (``naming``: this is that
-        question) and another device gets nothing else."""
-        self._ensure_open()
-        if not naming:
-            if self._named_on != self._link.opens:
-                self._greet()
-            self._name.refuse_foreign()
+        """One exchange; on a port (re)opened since the device last named itself, while
+        another device answers, or after ``PumpName.expect`` (``must_ask``), the name is
+        asked first (``naming``: this is that question) and another device gets nothing
+        else. Nothing else is done first: arming is ``_arm``'s, never a stop's."""
+        if naming:
+            self._ensure_open()
+        else:
+            self._ensure_named()
         raw = self._link.transact(pdu, self.device_id, self.timeout_s)
         try:
             return parse_reply(pdu, raw)
         except FrameError as exc:
             raise PumpChecksumError(f"malformed reply {raw.hex(' ')}: {exc}") from None
+
+    def _ensure_named(self) -> None:
+        """The port open, and the device asked its name when the port was (re)opened since
+        it last named itself as the channel's, while another device answers, or after
+        ``PumpName.expect`` (``must_ask``); another device is refused
+        (``AnotherPumpAnswers``)."""
+        self._ensure_open()
+        if self._named_on != self._link.opens or self._name.must_ask:
+            self._ask_name()
+        self._name.refuse_foreign()
 
     def _ensure_open(self) -> None:
         if self._link.is_open:

@@ -13,7 +13,8 @@ kept at the first connection (or preset by the safety process from its journal, 
 its restarts: ``PumpName.expect``) and compared after every reconnect, before anything is
 set; another pump answering there raises ``AnotherPumpAnswers`` on every call until this
 channel's pump is back, and a handshake cut short (the name unanswered, say) is done
-again at the next call before anything else is sent. The link is then brought to the
+again at the next call before anything else is sent. An ``expect`` while the link is up
+(a replacement accepted) makes the next call shake hands again too. The link is then brought to the
 configured mode (``SAF n`` or ``SAF0``) and that setting read back.
 
 Sets and read-back. Every value set is read back with a query and the read-back value is
@@ -430,8 +431,12 @@ class Ne1000Driver(PumpDriver):
     def _ensure_link(self) -> None:
         """Reopen a vanished port (once) and redo the handshake on the fresh link; again
         while the last one did not run to its end (a name unanswered, another pump
-        answering: until this channel's pump has named itself, nothing else is sent)."""
-        if self._transport.ensure_open() or not self._linked:
+        answering: until this channel's pump has named itself, nothing else is sent), and
+        when the name is to be asked again on a link that stayed up (``PumpName.expect``
+        since the last answer: a replacement accepted; the pump that names itself then is
+        brought to the configured mode as at a connection)."""
+        reopened = self._transport.ensure_open()
+        if reopened or not self._linked or self._name.must_ask:
             self._handshake()
         self._name.refuse_foreign()
 

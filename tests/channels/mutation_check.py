@@ -276,6 +276,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_a_replacements_counter_is_its_own",
     ),
     Mutant(
+        "S13 the name asked again after an acceptance",
+        "drivers/pumps/ne1000.py",
+        "        if reopened or not self._linked or self._name.must_ask:",
+        "        if reopened or not self._linked:",
+        "test_a_replacement_accepted_while_the_own_pump_was_only_silent",
+    ),
+    Mutant(
         "S15 resume restores",
         RELAY,
         "            resume_to=asked,\n",

@@ -109,7 +109,7 @@ class PortBench(ChannelBench):
         """The command names (``""``: the bare status probe) that reached ``pump``."""
         return set(_requests(self.heard[pump][since:]))
 
-    def commands(self, pump: str, since: int = 0) -> list[str]:
+    def sent_to(self, pump: str, since: int = 0) -> list[str]:
         """The commands that reached ``pump``, in order, with their argument
         (``"RAT 30.00"`` sets a rate, ``"RAT"`` asks it)."""
         return _requests(self.heard[pump][since:], arguments=True)
@@ -307,7 +307,7 @@ def test_a_running_replacement_is_stopped_not_handed_the_old_infusion(
         accepted.verdict.message
     )
     assert not spare.snapshot().running
-    sent = bench.commands("spare", since)
+    sent = bench.sent_to("spare", since)
     assert not [c for c in sent if c.startswith("RAT ")]  # no rate set on it
     # stopped first (a running pump is never set up), then given the channel's syringe
     assert "STP" in sent and "DIA" not in sent[: sent.index("STP")]
@@ -332,7 +332,7 @@ def test_a_replacement_during_a_run_is_given_the_syringe_before_any_rate(
     bench.core.poll()
     assert not bench.ch("A").comms_ok
     assert bench.send(AcceptPump("A")).verdict.accepted
-    heard = bench.commands("spare")
+    heard = bench.sent_to("spare")
     # named, then set up at its first reading
     assert "VER" in heard and heard.index("VER") < heard.index(
         next(c for c in heard if c.startswith("DIA "))
@@ -377,3 +377,22 @@ def test_no_replacement_during_a_relay_handover(two: ChannelBench) -> None:
         assert not refused.verdict.accepted
         assert refused.verdict.reason == Reason.PUMP_REPLACEMENT
         assert "a relay handover A -> B is running" in refused.verdict.message
+
+
+def test_a_replacement_accepted_while_the_own_pump_was_only_silent_names_it_again(
+    bench: PortBench,
+) -> None:
+    """Accepted while A's own pump was silent for a moment (its link up all along): the
+    driver asks the name again at its next exchange, so the pump that answers, A's own,
+    is recorded again and a later swap of the ports is still refused."""
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    bench.core.state = bench.core.state.with_channel("A", comms_ok=False)  # a silent moment
+    since = len(bench.heard["A"])
+    assert bench.send(AcceptPump("A")).verdict.accepted
+    bench.core.poll()
+    assert "VER" in bench.requests("A", since)  # asked again, though the link stayed up
+    assert bench.ch("A").pump_name == FIRMWARE and bench.ch("A").comms_ok
+    bench.plug(PORTS["A"], "B")
+    bench.plug(PORTS["B"], "A")
+    bench.reboot(30)
+    assert not bench.ch("A").comms_ok and not bench.ch("B").comms_ok  # the swap is seen

@@ -332,6 +332,49 @@ def test_a_name_recorded_before_a_restart_refuses_another_pump_at_the_first_conn
         assert driver.identify().firmware == "3.0.4"  # the recorded pump: as ever
 
 
+def test_expect_none_while_linked_asks_the_name_at_the_next_call() -> None:
+    """The channel's pump was silent a moment (the port stayed up) and the operator
+    accepted a replacement meanwhile (``expect(None)``): the next call asks ``ver`` before
+    its own command, and the name then heard is the channel's. Another pump on the port
+    after a reconnect is then refused, with nothing but the question."""
+    other = b"\nPHD ULTRA 2.1.0\r\n:"
+    steps = [
+        *CONNECT,
+        (b"status\r", None),  # silent a moment: the link stays up
+        (b"ver\r", VER),  # after expect(None): the name first...
+        (b"status\r", b"\n0 0 0 i...I.\r\n:"),  # ...then the call's own query
+        (b"status\r", DISCONNECT),
+        (b"ver\r", other),  # the reopened port: another pump
+        (b"ver\r", other),  # asked again, and nothing else sent
+    ]
+    with expected_protocol(pump0, steps, connect=True) as driver:
+        assert driver.pump_name is not None
+        with pytest.raises(DeviceTimeout):
+            driver.keep_alive()
+        driver.pump_name.expect(None, "accept it with newpump A")
+        assert driver.pump_name.must_ask
+        driver.keep_alive()
+        assert driver.pump_name.first == "11 ELITE I/W Single 3.0.4"
+        assert not driver.pump_name.must_ask
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"'PHD ULTRA 2\.1\.0', not '11 ELITE"):
+                driver.keep_alive()
+
+
+def test_expect_of_another_name_while_linked_refuses_the_pump_on_the_port() -> None:
+    """Even a stop: the pump on the port names itself otherwise than expected, so nothing
+    but the question reaches it, call after call."""
+    steps = [*CONNECT, (b"ver\r", VER), (b"ver\r", VER)]
+    with expected_protocol(pump0, steps, connect=True) as driver:
+        assert driver.pump_name is not None
+        driver.pump_name.expect("PHD ULTRA 2.1.0", "put channel A's pump back")
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"not 'PHD ULTRA 2\.1\.0'"):
+                driver.stop()
+
+
 def test_a_reconnect_whose_ver_went_unanswered_asks_again_before_anything_else() -> None:
     """Until the pump on the reopened port has named itself, nothing else is sent."""
     steps = [

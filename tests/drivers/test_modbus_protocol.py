@@ -723,15 +723,33 @@ def test_tcp_another_device_after_a_reconnect_is_refused_and_gets_nothing_but_th
 
 def test_rtu_a_name_recorded_before_a_restart_refuses_another_device() -> None:
     """The safety process presets the recorded name (``PumpName.expect``) before connect:
-    another device gets the question only, at connect and at every call."""
+    another device gets the question only, at connect and at every call; connect raises
+    ``AnotherPumpAnswers`` as the NE-1000 and Harvard drivers do."""
     pump = ScriptedRtuPump([RTU_OTHER_NAME, RTU_OTHER_NAME])
     driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S)
     assert driver.pump_name is not None
     driver.pump_name.expect("ACME SP-1 1.00", "put the channel's pump back")
     try:
-        driver.connect()  # connected to the port, nothing sent but the question
+        with pytest.raises(AnotherPumpAnswers, match="before the safety process restarted"):
+            driver.connect()  # nothing sent but the question
         with pytest.raises(AnotherPumpAnswers, match="before the safety process restarted"):
             driver.read_status()
+    finally:
+        driver.close()
+        pump.finish()
+
+
+def test_rtu_the_recorded_device_is_asked_its_name_once_at_connect() -> None:
+    """A name preset before connect (``expect``) is asked at connect, once: the next call
+    goes straight to its own exchange."""
+    pump = ScriptedRtuPump([*CONNECT_RTU, CONNECT_RTU[1]])
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S)
+    assert driver.pump_name is not None
+    driver.pump_name.expect("ACME SP-1 1.00", "put the channel's pump back")
+    try:
+        driver.connect()
+        assert not driver.pump_name.must_ask
+        driver.keep_alive()
     finally:
         driver.close()
         pump.finish()
@@ -875,3 +893,257 @@ def test_tcp_a_device_silent_at_connect_is_greeted_and_armed_when_it_answers() -
         driver.close()
         pump.finish()
     assert pump.connections == 2
+
+
+# ====================================================================== expect while linked
+def tcp_status(tid: int, running: bool = False) -> Step:
+    """The status read of ``keep_alive`` (DI 0, running)."""
+    return (
+        f"00 {tid:02x} 00 00 00 06 01 02 00 00 00 01",
+        f"00 {tid:02x} 00 00 00 04 01 02 01 {int(running):02x}",
+    )
+
+
+def tcp_arm(tid: int) -> list[Step]:
+    """The comms timeout (HR 3) written as 2000 ms and read back: transactions tid, tid+1."""
+    return [
+        (
+            f"00 {tid:02x} 00 00 00 06 01 06 00 03 07 d0",
+            f"00 {tid:02x} 00 00 00 06 01 06 00 03 07 d0",
+        ),
+        (
+            f"00 {tid + 1:02x} 00 00 00 06 01 03 00 03 00 01",
+            f"00 {tid + 1:02x} 00 00 00 05 01 03 02 07 d0",
+        ),
+    ]
+
+
+def tcp_arm_refused(tid: int) -> Step:
+    """The comms-timeout write answered with exception 04 (SERVER DEVICE FAILURE)."""
+    return (f"00 {tid:02x} 00 00 00 06 01 06 00 03 07 d0", f"00 {tid:02x} 00 00 00 03 01 86 04")
+
+
+def tcp_read_status(tid: int) -> list[Step]:
+    """``read_status``'s reads (transactions tid..tid+3): stopped, 12.34 mL/h, 0.01 mL."""
+    return [
+        tcp_status(tid),
+        (
+            f"00 {tid + 1:02x} 00 00 00 06 01 03 00 00 00 02",
+            f"00 {tid + 1:02x} 00 00 00 07 01 03 04 00 00 30 34",
+        ),
+        (
+            f"00 {tid + 2:02x} 00 00 00 06 01 04 00 02 00 03",
+            f"00 {tid + 2:02x} 00 00 00 09 01 04 06 00 00 03 e8 00 00",
+        ),
+        (
+            f"00 {tid + 3:02x} 00 00 00 06 01 04 00 09 00 01",
+            f"00 {tid + 3:02x} 00 00 00 05 01 04 02 00 c8",
+        ),
+    ]
+
+
+CONNECT_ARMED: Final = [tcp_name(1), *tcp_arm(2), tcp_status(4)]
+
+
+@contextlib.contextmanager
+def armed_tcp_script(steps: Sequence[Step], connections: int = 1) -> Iterator[ModbusDriver]:
+    """A driver with a 2 s comms timeout connected to a scripted TCP pump (``CONNECT_ARMED``
+    is the first steps); ``connections``: how many TCP connections the script takes."""
+    pump = ScriptedTcpPump([*CONNECT_ARMED, *steps])
+    driver = ModbusDriver(
+        host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, comms_timeout_s=2.0
+    )
+    try:
+        driver.connect()
+        yield driver
+    finally:
+        driver.close()
+        pump.finish()
+    assert pump.connections == connections
+
+
+def test_tcp_expect_none_while_linked_asks_the_name_at_the_next_call() -> None:
+    """The channel's device was silent a moment (its link stayed up) and the operator
+    accepted a replacement meanwhile (``expect(None)``): the next call asks the device on
+    the port its name before anything else, takes it, and arms that device's comms
+    timeout (a replacement never had it) before its own read. A device answering
+    otherwise after a reconnect is then refused, with nothing but the question."""
+    with armed_tcp_script(
+        [
+            ("00 05 00 00 00 06 01 02 00 00 00 01", None),  # silent a moment, twice
+            ("00 06 00 00 00 06 01 02 00 00 00 01", None),
+            tcp_name(7),  # after expect(None): the name first, on the same connection
+            *tcp_arm(8),  # a device named anew is armed anew
+            tcp_status(10),
+            ("00 0b 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+            tcp_name(12, OTHER_OBJECTS),  # another device: the question, nothing else
+            tcp_name(13, OTHER_OBJECTS),
+        ],
+        connections=2,
+    ) as driver:
+        assert driver.pump_name is not None
+        with pytest.raises(DeviceTimeout):
+            driver.keep_alive()
+        driver.pump_name.expect(None, "accept it with newpump A")
+        assert driver.pump_name.must_ask
+        driver.keep_alive()
+        assert driver.pump_name.first == "ACME SP-1 1.00"
+        assert not driver.pump_name.must_ask and driver.pump_name.foreign is None
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"'ACME SP-2 1\.00', not 'ACME SP-1"):
+                driver.read_status()
+
+
+def test_tcp_expect_none_while_linked_takes_the_replacement_that_answers() -> None:
+    """The device answering after ``expect(None)`` on a link that stayed up is another one
+    (a replacement on the same gateway): it is the channel's from then on."""
+    with armed_tcp_script([tcp_name(5, OTHER_OBJECTS), *tcp_arm(6), tcp_status(8)]) as driver:
+        assert driver.pump_name is not None
+        driver.pump_name.expect(None)
+        driver.keep_alive()
+        assert driver.pump_name.first == "ACME SP-2 1.00" and driver.pump_name.foreign is None
+
+
+def test_tcp_expect_of_another_name_while_linked_refuses_the_device_on_the_port() -> None:
+    """``expect`` of a name while connected: the device on the port is asked at the next
+    call and, naming itself otherwise, gets nothing but the question, call after call."""
+    with armed_tcp_script([tcp_name(5), tcp_name(6)]) as driver:
+        assert driver.pump_name is not None
+        driver.pump_name.expect("ACME SP-9 2.00", "put the channel's pump back")
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"'ACME SP-1 1\.00', not 'ACME SP-9"):
+                driver.stop()
+
+
+def test_rtu_a_device_without_identification_is_asked_once_after_expect() -> None:
+    """A device without identification, ``expect(None)`` while linked: asked once at the
+    next call (no name: nothing to compare), not at every call after it."""
+    no_id = (RTU_NAME[0], "01 ab 01 9e f0")
+    status = ("01 02 00 00 00 01 b9 ca", "01 02 01 00 a1 88")
+    pump = ScriptedRtuPump([no_id, status, no_id, status, status])
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S)
+    try:
+        driver.connect()
+        assert driver.pump_name is not None
+        driver.pump_name.expect(None)
+        driver.keep_alive()
+        assert not driver.pump_name.must_ask and driver.pump_name.first is None
+        driver.keep_alive()
+    finally:
+        driver.close()
+        pump.finish()
+
+
+# ====================================================================== arming, never stop
+def test_tcp_a_failed_arming_is_tried_again_by_the_next_read_status_on_the_same_opening() -> None:
+    """After a reconnect the comms-timeout write is refused: the read_status raises it
+    (the safety process alarms), and the next read_status, on the same connection, writes
+    it again before its reads, and does not ask the name again."""
+    with armed_tcp_script(
+        [
+            ("00 05 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+            tcp_name(6),
+            tcp_arm_refused(7),
+            *tcp_arm(8),  # the same connection: armed at last
+            *tcp_read_status(10),
+        ],
+        connections=2,
+    ) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(PumpRejected, match="write to comms_timeout refused"):
+            driver.read_status()
+        status = driver.read_status()
+    assert status.set_rate_ml_h == 12.34 and not status.running
+
+
+def test_tcp_a_failed_arming_is_tried_again_by_every_keep_alive() -> None:
+    with armed_tcp_script(
+        [
+            ("00 05 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+            tcp_name(6),
+            tcp_arm_refused(7),
+            tcp_arm_refused(8),
+            *tcp_arm(9),
+            tcp_status(11),
+            tcp_status(12),  # armed on this connection: not written again
+        ],
+        connections=2,
+    ) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        for _ in range(2):
+            with pytest.raises(PumpRejected, match="SERVER DEVICE FAILURE"):
+                driver.keep_alive()
+        driver.keep_alive()
+        driver.keep_alive()
+
+
+def test_tcp_a_stop_on_a_fresh_opening_is_sent_right_after_the_name() -> None:
+    """S12: a stop is never held up by arming. On a reopened connection the stop is the
+    name question, then the stop write, then the run-state read: no comms-timeout write
+    before it (which this device would refuse, as the read_status after shows)."""
+    with armed_tcp_script(
+        [
+            ("00 05 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+            tcp_name(6),
+            ("00 07 00 00 00 06 01 05 00 00 00 00", "00 07 00 00 00 06 01 05 00 00 00 00"),
+            tcp_status(8),
+            tcp_arm_refused(9),  # the next periodic call arms, and reports the refusal
+        ],
+        connections=2,
+    ) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        assert driver.stop() is None
+        with pytest.raises(PumpRejected, match="SERVER DEVICE FAILURE"):
+            driver.read_status()
+
+
+def test_tcp_a_start_is_not_sent_to_a_pump_whose_comms_timeout_cannot_be_armed() -> None:
+    """A start arms first: a pump is never started with its watchdog off. The refusal is
+    raised and no run command goes out; a rate change is sent without arming (it makes
+    no pump run, and may be the kernel lowering a running pump's rate)."""
+    with armed_tcp_script(
+        [
+            ("00 05 00 00 00 06 01 02 00 00 00 01", DISCONNECT),
+            tcp_name(6),
+            tcp_arm_refused(7),
+            (
+                "00 08 00 00 00 0b 01 10 00 00 00 02 04 00 00 30 34",
+                "00 08 00 00 00 06 01 10 00 00 00 02",
+            ),
+            tcp_arm_refused(9),
+        ],
+        connections=2,
+    ) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(PumpRejected, match="write to comms_timeout refused"):
+            driver.start()
+        driver.send_rate(12.34)
+        with pytest.raises(PumpRejected, match="write to comms_timeout refused"):
+            driver.start()
+
+
+def test_tcp_connect_raises_when_another_device_answers_and_sends_it_nothing_else() -> None:
+    """Connect raises ``AnotherPumpAnswers`` as the other drivers do; the device gets the
+    question only (no comms timeout, no status read), and the link stays open: each call
+    asks again on it."""
+    pump = ScriptedTcpPump([tcp_name(1, OTHER_OBJECTS), tcp_name(2, OTHER_OBJECTS)])
+    driver = ModbusDriver(
+        host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, comms_timeout_s=2.0
+    )
+    assert driver.pump_name is not None
+    driver.pump_name.expect("ACME SP-1 1.00", "put the channel's pump back")
+    try:
+        with pytest.raises(AnotherPumpAnswers, match="put the channel's pump back"):
+            driver.connect()
+        with pytest.raises(AnotherPumpAnswers):
+            driver.stop()
+    finally:
+        driver.close()
+        pump.finish()
+    assert pump.connections == 1

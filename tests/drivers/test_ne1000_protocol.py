@@ -565,8 +565,12 @@ def test_a_name_recorded_before_a_restart_refuses_another_pump_at_the_first_conn
 
 
 def test_the_pump_that_gives_the_recorded_name_is_connected_as_ever() -> None:
-    with expected_protocol(recorded("NE1000V3.928"), CONNECT_BASIC, connect=True) as driver:
+    """The preset name is asked once, at connect: the next call is its own query only."""
+    steps = [*CONNECT_BASIC, (b"0\r", b("00S"))]
+    with expected_protocol(recorded("NE1000V3.928"), steps, connect=True) as driver:
         assert driver.pump_name is not None and driver.pump_name.foreign is None
+        assert not driver.pump_name.must_ask
+        driver.keep_alive()
 
 
 def test_no_recorded_name_takes_the_first_pump_to_name_itself() -> None:
@@ -584,6 +588,70 @@ def test_no_recorded_name_takes_the_first_pump_to_name_itself() -> None:
         driver.pump_name.expect(None)
         driver.keep_alive()
         assert driver.pump_name.first == "NE500V2.100"
+
+
+def test_expect_none_while_linked_shakes_hands_again_at_the_next_call() -> None:
+    """The channel's pump was silent a moment (the port stayed up) and the operator
+    accepted a replacement meanwhile (``expect(None)``): the next call shakes hands again
+    before its own query, and the name then heard is the channel's. Another pump on the
+    port after a reconnect is then refused, with nothing but the probe and the question."""
+    other = (b"0VER\r", b("00SNE500V2.100"))
+    steps = [
+        *CONNECT_BASIC,
+        (b"0\r", None),  # silent a moment: the link stays up
+        *CONNECT_BASIC,  # after expect(None): a whole handshake first...
+        (b"0\r", b("00S")),  # ...then the call's own query
+        (b"0\r", DISCONNECT),
+        (b"0\r", b("00S")),  # the reopened port: another pump
+        other,
+        (b"0\r", b("00S")),  # asked again, and nothing else sent
+        other,
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        assert driver.pump_name is not None
+        with pytest.raises(DeviceTimeout):
+            driver.keep_alive()
+        driver.pump_name.expect(None, "accept it with newpump A")
+        assert driver.pump_name.must_ask
+        driver.keep_alive()
+        assert driver.pump_name.first == "NE1000V3.928" and not driver.pump_name.must_ask
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"'NE500V2\.100', not 'NE1000V3\.928'"):
+                driver.keep_alive()
+
+
+def test_a_replacement_accepted_while_linked_is_brought_to_safe_mode() -> None:
+    """The pump answering after ``expect(None)`` on a port that stayed up is a fresh one
+    in basic mode: it is the channel's, and gets the safe-mode timeout as at a connection."""
+    steps = [
+        *CONNECT_SAFE,
+        (s("0"), s("00S")),
+        (s("0VER"), s("00SNE500V2.100")),
+        (s("0SAF"), s("00S0")),
+        (s("0SAF30"), s("00S")),
+        (s("0SAF"), s("00S30")),
+        (s("0RAT"), s("00S0.000MH")),
+        (s("0"), s("00S")),
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        assert driver.pump_name is not None
+        driver.pump_name.expect(None)
+        driver.keep_alive()
+        assert driver.pump_name.first == "NE500V2.100" and driver.pump_name.foreign is None
+
+
+def test_expect_of_another_name_while_linked_refuses_the_pump_on_the_port() -> None:
+    """Even a stop: the pump on the port names itself otherwise than expected, so it is
+    not this channel's and nothing but the probe and the question reach it."""
+    steps = [*CONNECT_BASIC, (b"0\r", b("00S")), VER_BASIC, (b"0\r", b("00S")), VER_BASIC]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        assert driver.pump_name is not None
+        driver.pump_name.expect("NE500V2.100", "put channel A's pump back")
+        for _ in range(2):
+            with pytest.raises(AnotherPumpAnswers, match=r"'NE1000V3\.928', not 'NE500V2\.100'"):
+                driver.stop()
 
 
 def test_a_port_that_stays_gone_keeps_reporting_disconnected() -> None:
