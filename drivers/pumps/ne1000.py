@@ -73,7 +73,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from drivers.errors import DeviceTimeout
+from drivers.errors import DeviceTimeout, DriverError
 from drivers.lines import SharedLine
 from drivers.pumps.base import (
     PumpAlarmError,
@@ -196,6 +196,8 @@ class Ne1000Driver(PumpDriver):
         #: the last handshake ran to its end (a fresh link, or one that failed half-way,
         #: is shaken hands with again before anything else is sent on it)
         self._linked = False
+        #: the last handshake heard this channel's pump name itself (whatever failed after)
+        self._named = False
 
     # ------------------------------------------------------------------ PumpDriver
     def connect(self) -> None:
@@ -306,8 +308,17 @@ class Ne1000Driver(PumpDriver):
         returned as the pump's confirmation; ``P``, ``T`` and ``U`` (paused, a pause phase,
         a trigger wait: not pumping now, but a pause phase ends by itself) are not."""
         with self._transport.lock:
-            self._ensure_link()
-            reply = self._command(self._cmd("STP"))
+            either = False
+            try:
+                self._ensure_link()
+            except DriverError:
+                if not self._named:
+                    raise  # no pump named itself as this channel's here: nothing is sent
+                # the channel's own pump answered and named itself; what failed is the rest
+                # of the handshake (its safe-mode setting, the rate read): the stop goes
+                # out all the same (S12), in whichever framing the pump answers
+                either = True
+            reply = self._command(self._cmd("STP"), either_framing=either)
             self._running = reply.status in RUNNING
             if self._running:
                 raise PumpRejected(
@@ -368,6 +379,7 @@ class Ne1000Driver(PumpDriver):
 
     def _handshake(self) -> None:
         self._linked = False
+        self._named = False
         self._announced.clear()  # a new link (or a pump that restarted) announces afresh
         found = False
         garbled: PumpChecksumError | None = None
@@ -401,6 +413,7 @@ class Ne1000Driver(PumpDriver):
         )
         if self._name.foreign is not None:
             return
+        self._named = True  # this channel's pump, on this link (``stop`` relies on it)
         want = self.safe_mode_timeout_s or 0
         if want:
             current = self._read_saf() if self._safe else 0

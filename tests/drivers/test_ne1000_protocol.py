@@ -676,3 +676,38 @@ def test_a_port_that_stays_gone_keeps_reporting_disconnected() -> None:
 def test_bad_settings_name_the_field_and_the_range(options: dict[str, int], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         Ne1000Driver(port="/dev/null", **options)  # type: ignore[arg-type]
+
+
+def test_a_stop_goes_out_when_the_handshake_fails_after_the_pump_named_itself() -> None:
+    """S12: on a reopened port the channel's own pump answers and names itself, but its
+    safe-mode setting is not taken (read back wrong): the stop is sent all the same. A
+    pump that did not name itself as the channel's still gets nothing."""
+    steps = [
+        *CONNECT_SAFE,
+        (s("0"), DISCONNECT),
+        (s("0"), s("00S")),  # the reopened port
+        VER_SAFE,  # the channel's own pump
+        (s("0SAF"), s("00S7")),  # not the timeout we want...
+        (s("0SAF30"), s("00S")),
+        (s("0SAF"), s("00S7")),  # ...and it does not take
+        (s("0STP"), s("00S")),  # the stop goes out all the same, and is confirmed
+    ]
+    with expected_protocol(safe, steps, connect=True) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        assert driver.stop() is not None
+
+
+def test_a_stop_is_not_sent_to_a_pump_that_did_not_name_itself() -> None:
+    steps = [
+        *CONNECT_BASIC,
+        (b"0\r", DISCONNECT),
+        (b"0\r", b("00S")),
+        (b"0VER\r", None),  # no name: perhaps another pump, perhaps ours
+        (b"0VER\r", None),
+    ]
+    with expected_protocol(basic, steps, connect=True) as driver:
+        with pytest.raises(DeviceDisconnected):
+            driver.keep_alive()
+        with pytest.raises(DeviceTimeout):
+            driver.stop()
