@@ -30,7 +30,12 @@ class AnotherPumpAnswers(DriverError):
     """The pump on the port names itself otherwise than the channel's pump (another adapter
     now has the port's name, or another pump was plugged in; after a reconnect, or after a
     restart or a reboot of the safety process that had recorded the channel's pump's
-    name): nothing it reports is this channel's, and nothing is sent to it."""
+    name): nothing it reports is this channel's, and nothing is sent to it. ``other``:
+    the name it gave (the safety process tells a swap of ports from a replacement by it)."""
+
+    def __init__(self, message: str, other: str = "") -> None:
+        super().__init__(message)
+        self.other = other
 
 
 class PumpName:
@@ -59,6 +64,8 @@ class PumpName:
         self.remedy = ""
         #: why the last name heard differed from the first (None: it did not)
         self.foreign: str | None = None
+        #: the name that other pump gave ("": none differed)
+        self.other = ""
         self._must_ask = True
 
     @property
@@ -83,6 +90,7 @@ class PumpName:
         self.recorded = name is not None
         self.remedy = remedy
         self.foreign = None
+        self.other = ""
         self._must_ask = True
 
     def heard(self, named: str, where: str) -> None:
@@ -94,9 +102,10 @@ class PumpName:
             self.first = named
             self.recorded = False
         if named == self.first:
-            self.foreign = None
+            self.foreign, self.other = None, ""
             self.recorded = False  # heard from the pump itself from now on
             return
+        self.other = named
         when = (
             "as this channel's pump did before the safety process restarted"
             if self.recorded
@@ -119,7 +128,7 @@ class PumpName:
         """Raise ``AnotherPumpAnswers`` while the last name heard was not the first: what
         that pump says is not this channel's, and nothing is to be sent to it."""
         if self.foreign is not None:
-            raise AnotherPumpAnswers(self.foreign)
+            raise AnotherPumpAnswers(self.foreign, self.other)
 
 
 class PumpChecksumError(DriverError):

@@ -372,7 +372,7 @@ class SafetyCore:
             self._expect_pump(channel)  # before any connection: see ``_expect_pump``
         for name, channel in self.channels.items():
             reading: PumpReading | None = None
-            detail = ""
+            detail = other = ""
             try:
                 channel.driver.connect()
                 status = self._learn_pump(channel)
@@ -381,6 +381,7 @@ class SafetyCore:
                 where = f"channel {name}'s pump" if len(self.channels) > 1 else "pump"
                 detail = f"{where} not reachable at start: {exc}"
                 channel.another_pump = isinstance(exc, AnotherPumpAnswers)
+                other = exc.other if isinstance(exc, AnotherPumpAnswers) else ""
                 log.error(detail)
             self._note_pump_name(channel)
             # stamped when the reading came back, not before the handshake: connecting
@@ -391,7 +392,7 @@ class SafetyCore:
             if reading is not None:
                 self._record(ReadbackReceived(reading, now, name))
             else:
-                self._record(CommsFailed(detail or "no reading", now, name))
+                self._record(CommsFailed(detail or "no reading", now, name, other))
         self._started = True
         self._outputs()
 
@@ -699,9 +700,12 @@ class SafetyCore:
             status = channel.driver.read_status()
         except DriverError as exc:
             another = isinstance(exc, AnotherPumpAnswers)
-            if self.state.channel(name).comms_ok or another != channel.another_pump:
+            other = exc.other if isinstance(exc, AnotherPumpAnswers) else ""
+            known = self.state.channel(name)
+            if known.comms_ok or another != channel.another_pump or other != known.other_pump:
                 channel.another_pump = another
-                self._record(CommsFailed(f"{type(exc).__name__}: {exc}", self.now(), name))
+                detail = f"{type(exc).__name__}: {exc}"
+                self._record(CommsFailed(detail, self.now(), name, other))
                 self._outputs()
             return
         self._note_pump_name(channel)  # a pump first heard now (or after a replacement)

@@ -210,7 +210,10 @@ def _accept_pump(state: KernelState, body: AcceptPump) -> Verdict:
     """A replaced pump is accepted while the channel's recorded pump does not answer (gone,
     or another pump answering in its place): never while it answers as the channel's own,
     whose infusion would then be in the hands of whatever pump came next on the port, nor
-    during a relay handover on the channel (the safety process is driving both pumps).
+    during a relay handover on the channel (the safety process is driving both pumps),
+    nor when the pump answering there names itself as another channel's pump that does
+    not answer on its own port (ports swapped: accepting would drive that channel's
+    pump as this one's).
     Neither an uncertain command nor a running infusion holds it up: both wait on a pump
     that is gone. Accepted, the old pump's infusion ends with it (``pump_replaced``)."""
     try:
@@ -232,6 +235,19 @@ def _accept_pump(state: KernelState, body: AcceptPump) -> Verdict:
             f"refused: no pump name is on record for {on} pump (its pump gives none, or "
             "none has answered yet): the first pump to name itself on its port is taken "
             "as its own; nothing to accept",
+        )
+    swapped = [
+        n
+        for n, d in state.channels.items()
+        if n != channel and c.other_pump and d.pump_name == c.other_pump and not d.comms_ok
+    ]
+    if swapped:
+        return Verdict.refuse(
+            Reason.PUMP_REPLACEMENT,
+            f"refused: the pump on {on} port names itself {c.other_pump!r}, as channel "
+            f"{swapped[0]}'s pump, which does not answer on its own port: the ports look "
+            "swapped, not a pump replaced; put each pump back on its own port (name ports by "
+            "/dev/serial/by-id/)",
         )
     if c.comms_ok:
         return Verdict.refuse(

@@ -502,6 +502,9 @@ class CommsFailed:
     detail: str
     now: Now
     channel: str = DEFAULT_CHANNEL
+    #: the name another pump on the channel's port gave ("": none, or the link is down):
+    #: a replacement is judged on it (``AcceptPump``: not another channel's own pump)
+    other_pump: str = ""
     kind: Literal["comms_failed"] = "comms_failed"
 
 

@@ -83,7 +83,7 @@ def observe(
         state = state.with_channel(channel, unseen_pending=False)
     alarms = state.alarms.condition_gone("pump_comms", channel)
     alarms = _pump_alarms(alarms, reading, t, channel)
-    s = _with_alarms(state, alarms).with_channel(channel, comms_ok=True)
+    s = _with_alarms(state, alarms).with_channel(channel, comms_ok=True, other_pump="")
     rate = reading.set_rate_ml_h
     running = reading.running
 

@@ -131,7 +131,9 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
             t,
             event.channel,
         )
-        return replace(state, alarms=alarms).with_channel(event.channel, comms_ok=False)
+        return replace(state, alarms=alarms).with_channel(
+            event.channel, comms_ok=False, other_pump=event.other_pump
+        )
     if isinstance(event, ControllerAttached):
         return replace(
             state,

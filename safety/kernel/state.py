@@ -483,6 +483,9 @@ class ChannelState:
     #: what the channel's pump calls itself, as its driver first heard it (``PumpNamed``;
     #: "": not known, or a replacement accepted): preset on the driver at a restart
     pump_name: str = ""
+    #: the name of another pump answering on the channel's port since its last reading
+    #: (``CommsFailed.other_pump``; "": none)
+    other_pump: str = ""
 
     @property
     def drug_program(self) -> ActiveProgram | None:

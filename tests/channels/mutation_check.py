@@ -215,8 +215,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 another pump named",
         CORE,
-        "            if self.state.channel(name).comms_ok or another != channel.another_pump:",
-        "            if self.state.channel(name).comms_ok:",
+        "            if known.comms_ok or another != channel.another_pump or other != known."
+        "other_pump:",
+        "            if known.comms_ok:",
         "test_another_pump_behind_the_port",
     ),
     Mutant(
@@ -281,6 +282,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if reopened or not self._linked or self._name.must_ask:",
         "        if reopened or not self._linked:",
         "test_a_replacement_accepted_while_the_own_pump_was_only_silent",
+    ),
+    Mutant(
+        "S13 ports swapped are no replacement",
+        DECIDE,
+        "    if swapped:\n        return Verdict.refuse(",
+        "    if False:\n        return Verdict.refuse(",
+        "test_ports_swapped_are_not_accepted_as_a_replacement",
     ),
     Mutant(
         "S15 resume restores",

@@ -396,3 +396,31 @@ def test_a_replacement_accepted_while_the_own_pump_was_only_silent_names_it_agai
     bench.plug(PORTS["B"], "A")
     bench.reboot(30)
     assert not bench.ch("A").comms_ok and not bench.ch("B").comms_ok  # the swap is seen
+
+
+def test_ports_swapped_are_not_accepted_as_a_replacement(bench: PortBench) -> None:
+    """After a reboot that swapped the ports, each channel hears the other's pump: an
+    operator who answers A's refusal with ``newpump A`` would drive B's pump as A's.
+    Refused, naming the swap; a spare of B's very model on A's port, while B's own pump
+    answers on B's, is a replacement and accepted."""
+    assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+    assert bench.start_on("A", "8").execution == "applied"
+    bench.plug(PORTS["A"], "B")
+    bench.plug(PORTS["B"], "A")
+    bench.reboot(30)
+    assert bench.ch("A").other_pump == B_FIRMWARE
+    refused = bench.send(AcceptPump("A"))
+    assert not refused.verdict.accepted
+    assert refused.verdict.reason == Reason.PUMP_REPLACEMENT
+    assert (
+        f"names itself {B_FIRMWARE!r}, as channel B's pump, which does not answer on its "
+        "own port: the ports look swapped"
+    ) in refused.verdict.message
+    assert bench.pumps["A"].snapshot().running  # A's pump runs on, untouched
+
+    bench.add("spare", B_FIRMWARE)  # the same model and firmware as B's pump
+    bench.plug(PORTS["A"], "spare")
+    bench.plug(PORTS["B"], "B")
+    bench.reboot(30)
+    assert bench.ch("B").comms_ok and bench.ch("A").other_pump == B_FIRMWARE
+    assert bench.send(AcceptPump("A")).verdict.accepted
