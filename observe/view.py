@@ -92,9 +92,11 @@ def alarm_json(alarm: AlarmView) -> dict[str, Any]:
 
 
 def worst_alarm(alarms: tuple[AlarmView, ...]) -> AlarmView | None:
-    """The most urgent alarm still active (None: nothing needs a person)."""
-    active = [a for a in alarms if a.active]
-    return sorted_alarms(tuple(active))[0] if active else None
+    """The most urgent alarm that needs a person: still active, or latched (its condition
+    gone, not yet acknowledged: a pump that stopped by itself is such an alarm from its
+    first reading). None: nothing needs a person."""
+    needs = [a for a in alarms if a.active or not a.acknowledged]
+    return sorted_alarms(tuple(needs))[0] if needs else None
 
 
 def concerns(alarm: AlarmView, snapshot: Snapshot, channel: ChannelView) -> bool:

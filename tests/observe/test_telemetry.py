@@ -99,14 +99,19 @@ def test_the_channel_view_says_what_runs(infusing: LocalSafety) -> None:
     assert plot_series(snap, other)["points"][-1] == [0.0, 15.0, None]
 
 
-def test_the_worst_alarm_is_the_highest_active_one() -> None:
+def test_the_worst_alarm_is_the_highest_that_needs_a_person() -> None:
+    """Active, or latched: a high alarm whose condition is gone but nobody acknowledged
+    (a pump that stopped by itself) is still the bench's worst; once acknowledged and
+    gone it needs nobody."""
     from safety.status import AlarmView
 
     low = AlarmView("a", "low", "r", "m", 1.0, True, False)
-    high_gone = AlarmView("b", "high", "r", "m", 2.0, False, False)
+    high_latched = AlarmView("b", "high", "r", "m", 2.0, False, False)
+    high_done = AlarmView("b", "high", "r", "m", 2.0, False, True)
     medium = AlarmView("c", "medium", "r", "m", 3.0, True, True)
-    assert worst_alarm((low, high_gone, medium)) == medium
-    assert worst_alarm((high_gone,)) is None
+    assert worst_alarm((low, high_latched, medium)) == high_latched
+    assert worst_alarm((low, high_done, medium)) == medium
+    assert worst_alarm((high_done,)) is None
 
 
 # --------------------------------------------------------------------------- outbox
