@@ -39,13 +39,11 @@ from typing import Any
 
 from controller.journal_timeline import AlarmMark, journal_channels
 from firmware_bridge.pump_model import TruthEvent, TruthSegment
-from safety.journal_read import ProgramsInForce
+from safety.journal_read import ProgramsInForce, handovers_recorded
 from safety.journal_text import ProgramTracker, describe
 from safety.kernel.model import (
     CommandIssued,
     Event,
-    HandoverEnded,
-    HandoverStarted,
     PrimePump,
     ReadbackReceived,
 )
@@ -310,32 +308,19 @@ def alarm_spans(alarms: Sequence[AlarmMark]) -> list[AlarmSpan]:
 
 
 def handover_marks(events: Sequence[Event]) -> list[HandoverMark]:
-    """Every relay handover the safety journal records, labelled with ``journal show``'s
-    words (``describe``) up to its reason. (``verification.handover`` reads the same
-    events to judge the handover; the controller never imports the verification.)"""
-    out: list[HandoverMark] = []
-    current: HandoverStarted | None = None
-
-    def mark(started: HandoverStarted, end: float | None, outcome: str) -> HandoverMark:
-        label = describe(started, ProgramTracker()).partition(": ")[0]
-        return HandoverMark(
-            label,
+    """Every relay handover the safety journal records (``handovers_recorded``),
+    labelled with ``journal show``'s words (``describe``) up to its reason."""
+    return [
+        HandoverMark(
+            describe(started, ProgramTracker()).partition(": ")[0],
             started.from_channel,
             started.to_channel,
             started.now.clinical,
             end,
             outcome,
         )
-
-    for event in events:
-        if isinstance(event, HandoverStarted):
-            current = event
-        elif isinstance(event, HandoverEnded) and current is not None:
-            out.append(mark(current, event.now.clinical, event.outcome))
-            current = None
-    if current is not None:
-        out.append(mark(current, None, ""))
-    return out
+        for started, end, outcome in handovers_recorded(events)
+    ]
 
 
 def _keep_channel(data: PlotData, channel: str) -> None:
@@ -445,6 +430,20 @@ def plot(data: PlotData, out: str | Path) -> Path:
         corners = drawn_steps(series, end)
         return [t / scale for t, _ in corners], [v for _, v in corners]
 
+    def channel_lines(
+        ax: Any, lines: Mapping[str, Sequence[tuple[float, float]]], lw: float, suffix: str
+    ) -> None:
+        """Each channel's line in its bench colour, under the dashed total."""
+        for name, series in sorted(lines.items()):
+            ax.step(
+                *steps(series),
+                where="post",
+                color=channel_colour(data, name),
+                lw=lw,
+                zorder=3,
+                label=f"channel {name}{suffix}",
+            )
+
     rows = _event_rows(data)
     ratios = [3.0, 2.2] + ([0.35 + 0.28 * len(rows)] if rows else [])
     fig, axes = plt.subplots(
@@ -469,15 +468,7 @@ def plot(data: PlotData, out: str | Path) -> Path:
         }
         if data.truth_dose:
             ax_dose.step(*steps(data.truth_dose), **truth_style)
-        for name, series in sorted(data.channel_dose.items()):
-            ax_dose.step(
-                *steps(series),
-                where="post",
-                color=channel_colour(data, name),
-                lw=1.8,
-                zorder=3,
-                label=f"channel {name}",
-            )
+        channel_lines(ax_dose, data.channel_dose, 1.8, "")
         if several:  # dashed over the channels: each shows through where it is the total
             ax_dose.step(
                 *steps(data.dose),
@@ -517,15 +508,7 @@ def plot(data: PlotData, out: str | Path) -> Path:
                 *steps(data.rate), where="post", color="tab:purple", lw=1.6, zorder=3,
                 label="verified rate",
             )  # fmt: skip
-        for name, series in sorted(data.channel_rate.items()):
-            ax_rate.step(
-                *steps(series),
-                where="post",
-                color=channel_colour(data, name),
-                lw=1.6,
-                zorder=3,
-                label=f"channel {name} verified rate",
-            )
+        channel_lines(ax_rate, data.channel_rate, 1.6, " verified rate")
         ax_rate.set_ylabel("mL/h")
         ax_rate.set_ylim(bottom=0)
         for n, (p_start, p_stop, p_channel) in enumerate(data.primes):

@@ -22,7 +22,14 @@ from pydantic import ValidationError
 
 from safety.journal import open_readonly
 from safety.kernel.codec import decode_event
-from safety.kernel.model import Event, ProgramLimits, ProgramLoaded, ProgramSpec
+from safety.kernel.model import (
+    Event,
+    HandoverEnded,
+    HandoverStarted,
+    ProgramLimits,
+    ProgramLoaded,
+    ProgramSpec,
+)
 from safety.kernel.state import ActiveProgram, load_program
 from safety.library import DiluentError, DrugLibrary, LookupProblem
 from safety.rules import RuleRefusal
@@ -105,6 +112,25 @@ def read_safety_events(path: str | Path) -> list[Event]:
 
 #: why a program spec may not be loaded under a given library
 PROGRAM_PROBLEMS = (RuleRefusal, UnitError, DiluentError, LookupProblem)
+
+
+def handovers_recorded(
+    events: Iterable[Event],
+) -> list[tuple[HandoverStarted, float | None, str]]:
+    """Every relay handover the journal records, in order: how it began, when it ended
+    (clinical s; None: not ended in the journal) and its outcome ("done", "failed",
+    "cancelled"; "" while under way). One reading for the handover's judge and its plot."""
+    out: list[tuple[HandoverStarted, float | None, str]] = []
+    current: HandoverStarted | None = None
+    for event in events:
+        if isinstance(event, HandoverStarted):
+            current = event
+        elif isinstance(event, HandoverEnded) and current is not None:
+            out.append((current, event.now.clinical, event.outcome))
+            current = None
+    if current is not None:
+        out.append((current, None, ""))
+    return out
 
 
 class ProgramsInForce:

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from firmware_bridge.pump_model import TruthBolus, TruthEvent, TruthSegment, delivered_volume
+from safety.journal_read import handovers_recorded
 from safety.kernel.model import (
     CommandIssued,
     Event,
-    HandoverEnded,
     HandoverStarted,
     SetRate,
     StartPump,
@@ -54,18 +54,8 @@ class Handover:
 
 
 def handovers(events: Iterable[Event]) -> list[Handover]:
-    """Every handover the journal records, in order."""
-    out: list[Handover] = []
-    current: HandoverStarted | None = None
-    for event in events:
-        if isinstance(event, HandoverStarted):
-            current = event
-        elif isinstance(event, HandoverEnded) and current is not None:
-            out.append(_handover(current, event.now.clinical, event.outcome))
-            current = None
-    if current is not None:
-        out.append(_handover(current, None, ""))
-    return out
+    """Every handover the journal records, in order (``handovers_recorded``)."""
+    return [_handover(*recorded) for recorded in handovers_recorded(events)]
 
 
 def _handover(started: HandoverStarted, end: float | None, outcome: str) -> Handover:

@@ -199,16 +199,22 @@ def test_help_and_a_scoped_acknowledgement(two: Session, bench: LocalSafety) -> 
     assert "acknowledged" in _row(after, "alarm: HIGH B/pump:reset")
 
 
+#: A infusing, B loaded, primed and armed as A's overlap relief
+A_RUNS_B_RELIEVES = (
+    NOREPI,
+    "start 8",
+    f"{NOREPI} @B",
+    "prime 2 @B line-disconnected",
+    "wait 1 min",
+    "standby B for A overlap",
+)
+
+
 def test_an_overlap_handover_under_way_is_shown(two: Session, bench: LocalSafety) -> None:
     out = run(
         two,
         bench,
-        NOREPI,
-        "start 8",
-        f"{NOREPI} @B",
-        "prime 2 @B line-disconnected",
-        "wait 1 min",
-        "standby B for A overlap",
+        *A_RUNS_B_RELIEVES,
         "channel A",
         "wait 11 min",
         "status",
@@ -261,12 +267,7 @@ def test_allowed_now_says_what_a_relay_leaves_the_operator(
     out = run(
         two,
         bench,
-        NOREPI,
-        "start 8",
-        f"{NOREPI} @B",
-        "prime 2 @B line-disconnected",
-        "wait 1 min",
-        "standby B for A overlap",
+        *A_RUNS_B_RELIEVES,
         "status",  # on B, the armed standby
         "start 8",
         "channel A",
