@@ -105,6 +105,11 @@ class Rules:
         now = Now(self.now, 0.0)
         return decide(self.library, self.state, request, now, self.pump, self.config)
 
+    def rate_of(self, dose: Decimal) -> Decimal:
+        """The rate (mL/h) the pump would run for ``dose``: the kernel's own conversion
+        and the pump's rounding, as ``decide`` makes them."""
+        return self.pump.pump_rate(self.program.exact_rate(Fraction(dose)))
+
     def needs_soft_confirmation(self, dose: Decimal) -> bool:
         therapy = self.program.therapy
         value = Fraction(dose)
@@ -119,10 +124,16 @@ class Rules:
         dose_max: Decimal,
         soft_confirmed: bool,
         bounds: Bounds | None = None,
+        *,
+        running_rate: Decimal | None = None,
     ) -> tuple[Decimal | None, Verdict | None]:
         """The dose to ask for (None: no change worth sending) and the kernel's verdict
         on it. ``want`` is clipped to the loop's range and to what the rules allow now
-        (``bounds``, computed if not given), rounded toward the running dose, and checked."""
+        (``bounds``, computed if not given), rounded toward the running dose, and checked.
+        A dose the pump would run at ``running_rate`` (mL/h, when given) changes nothing
+        at the patient: it is returned unchecked (verdict None), as the kernel's check
+        costs more than the rest of a decision and most of the loop's small changes end
+        there."""
         b = bounds or self.bounds()
         value = min(max(want, Fraction(dose_min)), Fraction(dose_max))
         rise = value > b.current
@@ -131,10 +142,12 @@ class Rules:
         if (rise and Fraction(dose) <= b.current) or (not rise and Fraction(dose) >= b.current):
             return None, None
         verdict: Verdict | None = None
-        for _ in range(NUDGES):
+        for nudge in range(NUDGES):
             soft = self.needs_soft_confirmation(dose)
             if soft and not soft_confirmed:
                 return None, None  # the operator did not allow crossing this soft limit
+            if nudge == 0 and running_rate is not None and self.rate_of(dose) == running_rate:
+                return dose, None
             verdict = self.check(dose, soft)
             if verdict.accepted:
                 return dose, verdict

@@ -260,19 +260,26 @@ class ClosedLoop:
         self._last_estimate_at = now
         estimator.update(median, drug.effect)
         want = decide_dose(estimator, drug, s, current, median)
-        # the kernel's view is built only when a change is on the table (it costs more
-        # than the rest of a decision)
+        change = want is not None and abs(want - current) > s.min_change_fraction * current
+        # the kernel's view costs more than the rest of a decision: it is built only when
+        # a change is on the table, or when the ceiling watch needs the highest dose
+        # allowed (MAP below the band and the loop wanting less than its own maximum)
         rules = (
             Rules(self.session.library, snapshot, self.session.kernel_config, now=judged_at)
-            if want is not None
+            if want is not None and (change or (median < s.band[0] and want < float(s.dose_max)))
             else None
         )
         bounds = rules.bounds() if rules is not None else None
         self._ceiling_watch(now, median, want, None if bounds is None else float(bounds.highest))
-        if want is None or rules is None or abs(want - current) <= s.min_change_fraction * current:
+        if want is None or rules is None or not change:
             return self._record(now, median, n, current, want, None, None, None)
         dose, precheck = rules.propose(
-            Fraction(want), s.dose_min, s.dose_max, s.soft_limits_confirmed, bounds
+            Fraction(want),
+            s.dose_min,
+            s.dose_max,
+            s.soft_limits_confirmed,
+            bounds,
+            running_rate=snapshot.rate_ml_h,
         )
         if dose is None:
             if precheck is not None:
@@ -280,9 +287,8 @@ class ClosedLoop:
             return self._record(now, median, n, current, want, None, None, None)
         # clipped by the rules, the change may have shrunk to nothing worth sending: the
         # ordered dose a hair above the rate's rounded delivery, the pump's rate the same
-        if abs(float(dose) - current) <= s.min_change_fraction * current or (
-            precheck is not None and precheck.rate_ml_h == snapshot.rate_ml_h
-        ):
+        # (``propose`` leaves such a dose unchecked: no verdict)
+        if abs(float(dose) - current) <= s.min_change_fraction * current or precheck is None:
             return self._record(now, median, n, current, want, None, None, NO_ROOM)
         self.stats.requests += 1
         outcome = self.session.order(
@@ -442,10 +448,10 @@ class ClosedLoop:
     ) -> None:
         s = self.settings
         low, _ = s.band
+        # ``highest`` None: not computed, as no dose below the loop's maximum was wanted
         stuck = (
             want is not None
-            and highest is not None
-            and want >= min(highest, float(s.dose_max))
+            and want >= min(math.inf if highest is None else highest, float(s.dose_max))
             and median < low
         )
         if not stuck:
