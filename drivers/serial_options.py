@@ -55,3 +55,15 @@ def resolve_port(
     if port is None:
         raise ValueError(f"{family}: port= (a serial device) or line= (a shared line) is required")
     return port, default_baud if baud is None else baud
+
+
+def serial_device(port: str | None, line: SharedLine | None) -> str:
+    """The serial device a driver opens (its line's, on a shared line), as the config
+    names it, or "" when it opens none: a TCP line, a pyserial URL (``socket://``,
+    ``rfc2217://``: a network address, which no reboot gives to another adapter), or no
+    port (a Modbus driver on TCP). What ``PumpDriver.serial_port`` reports."""
+    if line is not None:
+        port = line.spec.port if line.spec.kind == "serial" else None
+    if port is None or "://" in port:
+        return ""
+    return port

@@ -56,6 +56,9 @@ class Reason(enum.StrEnum):
     PUMP_COMMS = "pump_comms_lost"
     #: a replaced pump accepted when there is nothing to accept (``AcceptPump``)
     PUMP_REPLACEMENT = "pump_replacement"
+    #: two channels' pumps name themselves alike behind ports a reboot may swap: the
+    #: name cannot tell them apart (a warning, never a refusal)
+    PUMP_NAMES_ALIKE = "pump_names_alike"
     # S16 the patient and the timeline
     PATIENT_MISMATCH = "patient_mismatch"
     CONFIRMATION_REQUIRED = "confirmation_required"

@@ -216,6 +216,13 @@ class PumpDriver(abc.ABC):
     #: for a driver whose pumps are not asked their name (mock; a Modbus driver keeps one
     #: that stays empty for a device without identification)
     pump_name: PumpName | None = None
+    #: the serial device the pump is reached through, as the config names it (its line's,
+    #: on a shared line): ``/dev/ttyUSB0`` may reach another adapter after a reboot, a
+    #: ``/dev/serial/by-id/`` link follows its adapter. "": none (in-process; a network
+    #: address, which names no adapter). The safety process journals it with the bench
+    #: (``ChannelConfigured.serial_port``) to warn when two pumps it cannot tell apart by
+    #: their names sit behind ports that may swap
+    serial_port: str = ""
 
     @abc.abstractmethod
     def connect(self) -> None:

@@ -60,7 +60,7 @@ from drivers.pumps.base import (
     StopConfirmation,
     refuse_bag,
 )
-from drivers.serial_options import check_serial_options, resolve_port
+from drivers.serial_options import check_serial_options, resolve_port, serial_device
 from drivers.transport import SerialTransport, Transport
 from firmware_bridge.harvard.codec import (
     ML_PER_HR,
@@ -120,6 +120,7 @@ class HarvardDriver(PumpDriver):
         )
         self.port = port
         self.address = address
+        self.serial_port = serial_device(port, line)
         self._reply_timeout_s = reply_timeout_s
         self._settle_s = settle_s
         self.line = line

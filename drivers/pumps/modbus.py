@@ -64,6 +64,7 @@ from drivers.pumps.base import (
     StopConfirmation,
 )
 from drivers.pumps.modbus_link import ModbusLink, RtuLink, TcpLink
+from drivers.serial_options import serial_device
 from firmware_bridge.modbus.codec import (
     CodecError,
     Rounding,
@@ -224,6 +225,7 @@ class ModbusDriver(PumpDriver):
         self.reconnect_attempts = reconnect_attempts
         self.timeout_s = timeout_s
         self._line = line
+        self.serial_port = serial_device(serial_port, line)
         self._link: ModbusLink
         if line is not None:
             line.claim("modbus", self.device_id, self)

@@ -88,7 +88,7 @@ from drivers.pumps.base import (
     StopConfirmation,
     refuse_bag,
 )
-from drivers.serial_options import check_serial_options, resolve_port
+from drivers.serial_options import check_serial_options, resolve_port, serial_device
 from drivers.transport import FrameEnd, SerialTransport, Transport
 from firmware_bridge.ne1000.codec import (
     RATE_UNIT_PREFERENCE,
@@ -168,6 +168,7 @@ class Ne1000Driver(PumpDriver):
             )
         self.port = port
         self.address = address
+        self.serial_port = serial_device(port, line)
         self.safe_mode_timeout_s = safe_mode_timeout_s
         self._reply_timeout_s = reply_timeout_s
         self._settle_s = settle_s

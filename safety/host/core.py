@@ -220,6 +220,7 @@ class Channel:
             "bag" if isinstance(container, Bag) else "syringe",
             container.volume_ml,
             loaded,
+            serial_port=self.driver.serial_port,
         )
 
 

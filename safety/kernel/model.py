@@ -596,6 +596,11 @@ class ChannelConfigured:
     container_kind: Literal["syringe", "bag"]
     volume_ml: float  # what the container holds when full
     loaded_ml: float  # what it held when the bench was set up (when the journal knows none)
+    #: the serial device its pump is reached through (``PumpDriver.serial_port``; its
+    #: line's, on a shared line; "": none, or a journal written before it was recorded):
+    #: two channels whose pumps name themselves alike behind ports that may swap at a
+    #: reboot are warned about (``observe.pump_names_alike``)
+    serial_port: str = ""
 
 
 @dataclass(frozen=True)

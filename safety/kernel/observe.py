@@ -357,6 +357,65 @@ def container_warnings(s: KernelState, now: Now, config: KernelConfig) -> Kernel
     return _with_alarms(s, alarms)
 
 
+#: port names udev gives an adapter whatever order the adapters came up in: a pump behind
+#: one cannot trade places with another's at a reboot (docs/protocols.md)
+STABLE_PORT_PREFIXES = ("/dev/serial/by-id/", "/dev/serial/by-path/")
+
+
+def pump_names_alike(state: KernelState, t: float) -> KernelState:
+    """Tell the operator where the pump-name check cannot see a swap (a low alarm, bench
+    scope ``pump_names_alike``): it is a warning, never a refusal.
+
+    A restart tells a channel's own pump from another behind its port by the name the
+    pump gave (``PumpNamed``, ``drivers.pumps.base.PumpName``), and two pumps of one model
+    and firmware give the same name. Two such channels on different serial devices, one
+    of which at least may reach another adapter after a reboot (``/dev/ttyUSB0``, not a
+    ``/dev/serial/by-id/`` or ``by-path`` link: a ``ttyUSB`` name may come up as the
+    by-id channel's adapter too), could come back swapped unnoticed, each channel
+    driving the other's pump as its own. Channels on one line are no such pair (their
+    pumps' addresses tell them apart), nor channels whose device is not known (mock,
+    TCP, a journal from before devices were recorded). Derived from the recorded names
+    and the bench's devices alone, so a replay re-derives it; gone when no such pair is
+    left (a replacement accepted names itself otherwise, the ports renamed)."""
+    by_name: dict[str, list[tuple[str, str]]] = {}
+    for name, c in state.channels.items():
+        if c.pump_name and c.serial_port:
+            by_name.setdefault(c.pump_name, []).append((name, c.serial_port))
+    groups: list[str] = []
+    for pump_name, members in by_name.items():
+        alike = [
+            f"{name} ({port})"
+            for name, port in members
+            if any(other != port and _may_swap(port, other) for _, other in members)
+        ]
+        if alike:
+            groups.append(f"channels {_and(alike)} have pumps that name themselves {pump_name!r}")
+    if not groups:
+        return _with_alarms(state, state.alarms.condition_gone("pump_names_alike"))
+    return _alarm(
+        state,
+        "pump_names_alike",
+        Reason.PUMP_NAMES_ALIKE,
+        Priority.LOW,
+        "; ".join(groups)
+        + ", on ports a reboot may swap: the pumps' names cannot tell them apart, so a "
+        "swap would go unnoticed and each channel would drive the other's pump; name the "
+        "ports by /dev/serial/by-id/, docs/protocols.md",
+        t,
+    )
+
+
+def _may_swap(port: str, other: str) -> bool:
+    """Can two serial devices trade pumps at a reboot? Not when both follow their
+    adapters (``STABLE_PORT_PREFIXES``)."""
+    return not (port.startswith(STABLE_PORT_PREFIXES) and other.startswith(STABLE_PORT_PREFIXES))
+
+
+def _and(items: list[str]) -> str:
+    """ "A", "A and B", "A, B and C"."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 # --------------------------------------------------------------------------- pieces
 
 
@@ -578,6 +637,7 @@ def pump_replaced(state: KernelState, channel: str, now: Now, config: KernelConf
         priming=None,
         relieved_by=None,
     )
+    s = pump_names_alike(s, t)  # the old pump's name goes with it
     return _record(s, channel, False, Decimal(0), t, "pump", config)
 
 

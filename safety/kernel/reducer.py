@@ -53,6 +53,7 @@ from safety.kernel.model import (
 from safety.kernel.observe import (
     count_unseen_delivery,
     observe,
+    pump_names_alike,
     pump_replaced,
     record_history,
     stop_confirmed,
@@ -186,7 +187,7 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
     if isinstance(event, PumpNamed):
         if not event.name:  # a replacement accepted: the old pump and all it did are gone
             return pump_replaced(state, event.channel, event.now, config)
-        return state.with_channel(event.channel, pump_name=event.name)
+        return pump_names_alike(state.with_channel(event.channel, pump_name=event.name), t)
     if isinstance(event, HandoverStarted | HandoverStepped | HandoverEnded):
         return _handover(state, event)
     assert isinstance(event, Resumed)
@@ -433,7 +434,11 @@ def _bench_configured(state: KernelState, event: BenchConfigured) -> KernelState
         # a driver changed in the config is a deliberate change of pump
         pump_name = old.pump_name if old.driver in ("", spec.driver) else ""
         channels[spec.name] = replace(
-            old, container=container, driver=spec.driver, pump_name=pump_name
+            old,
+            container=container,
+            driver=spec.driver,
+            pump_name=pump_name,
+            serial_port=spec.serial_port,
         )
     for name, c in state.channels.items():
         if name not in channels and c.busy:
@@ -450,7 +455,7 @@ def _bench_configured(state: KernelState, event: BenchConfigured) -> KernelState
         assert c.standby is not None
         if c.standby.for_channel not in channels:
             channels[name] = replace(c, standby=None)
-    return replace(
+    configured = replace(
         state,
         channels=channels,
         interlock_scope=event.interlock_scope,
@@ -459,6 +464,7 @@ def _bench_configured(state: KernelState, event: BenchConfigured) -> KernelState
         hold=False,
         alarms=alarms,
     )
+    return pump_names_alike(configured, t)  # the devices may be named otherwise now
 
 
 def _relay_setting(

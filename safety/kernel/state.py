@@ -480,6 +480,9 @@ class ChannelState:
     relieved_by: str | None = None
     #: the pump driver's registry name, from the bench's config (for people)
     driver: str = ""
+    #: the serial device the channel's pump is reached through, from the bench's config
+    #: (``ChannelConfigured.serial_port``; "": none or not known)
+    serial_port: str = ""
     #: what the channel's pump calls itself, as its driver first heard it (``PumpNamed``;
     #: "": not known, or a replacement accepted): preset on the driver at a restart
     pump_name: str = ""

@@ -1,7 +1,7 @@
 """Hand-picked mutants of the channel checks (S1, S3, S4, S5 on the total, S10 per drug,
 S12 on every channel, S13 another pump on a channel's port (after a reconnect and a
-restart, and the acceptance of a replaced pump), S15 relay and container
-changes): each check removed outright in a
+restart, and the acceptance of a replaced pump; the warning where pump names cannot
+tell two channels' pumps apart), S15 relay and container changes): each check removed outright in a
 throw-away copy of the tree, and the tests named for it must fail. The same method and
 ``Mutant`` as ``tests.kernel.mutation_check`` (see its docstring); the snippets are
 checked to exist exactly once by ``test_mutation_table.py`` in ``make test``.
@@ -289,6 +289,73 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if swapped:\n        return Verdict.refuse(",
         "    if False:\n        return Verdict.refuse(",
         "test_ports_swapped_are_not_accepted_as_a_replacement",
+    ),
+    Mutant(
+        "S13 names alike: warned",
+        OBSERVE,
+        "    if not groups:\n        return _with_alarms(state, state.alarms.condition_gone("
+        '"pump_names_alike"))',
+        "    if True:\n        return _with_alarms(state, state.alarms.condition_gone("
+        '"pump_names_alike"))',
+        "test_two_channels_on_ports_that_may_swap or test_the_warning_is_derived_again",
+    ),
+    Mutant(
+        "S13 names alike: when a name is recorded",
+        REDUCER,
+        "        return pump_names_alike(state.with_channel(event.channel, pump_name=event.name)"
+        ", t)",
+        "        return state.with_channel(event.channel, pump_name=event.name)",
+        "test_two_channels_on_ports_that_may_swap",
+    ),
+    Mutant(
+        "S13 names alike: at every start",
+        REDUCER,
+        "    return pump_names_alike(configured, t)",
+        "    return configured",
+        "test_the_warning_is_derived_again",
+    ),
+    Mutant(
+        "S13 names alike: one line",
+        OBSERVE,
+        "            if any(other != port and _may_swap(port, other) for _, other in members)",
+        "            if any(_may_swap(port, other) for _, other in members)",
+        "test_two_pumps_at_two_addresses_on_one_line",
+    ),
+    Mutant(
+        "S13 names alike: stable port names",
+        OBSERVE,
+        "    return not (port.startswith(STABLE_PORT_PREFIXES) and other.startswith("
+        "STABLE_PORT_PREFIXES))",
+        "    return True",
+        "test_ports_named_by_their_adapters",
+    ),
+    Mutant(
+        "S13 names alike: by name",
+        OBSERVE,
+        "            by_name.setdefault(c.pump_name, []).append((name, c.serial_port))",
+        '            by_name.setdefault("", []).append((name, c.serial_port))',
+        "test_pumps_that_name_themselves_otherwise",
+    ),
+    Mutant(
+        "S13 names alike: a replacement's old name",
+        OBSERVE,
+        "    s = pump_names_alike(s, t)  # the old pump's name goes with it",
+        "    pass",
+        "test_an_accepted_replacement_that_names_itself_otherwise",
+    ),
+    Mutant(
+        "S13 names alike: the port journaled",
+        CORE,
+        "            serial_port=self.driver.serial_port,",
+        '            serial_port="",',
+        "test_two_channels_on_ports_that_may_swap",
+    ),
+    Mutant(
+        "S13 names alike: a network address",
+        "drivers/serial_options.py",
+        '    if port is None or "://" in port:',
+        "    if port is None:",
+        "test_a_network_port_or_a_line",
     ),
     Mutant(
         "S15 resume restores",
