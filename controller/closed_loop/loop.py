@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -128,6 +128,7 @@ class ClosedLoop:
         self._estimator: Estimator | None = None
         self._next_decision = -math.inf
         self._last_estimate_at: float | None = None
+        self._medians: deque[tuple[float, float]] = deque()  # (time, MAP) of decisions
         self._refusals_in_row = 0
         self._last_invalid_at = -math.inf
         self._monitor_down_since: float | None = None
@@ -259,7 +260,7 @@ class ClosedLoop:
             estimator.predict((now - self._last_estimate_at) / 60.0)
         self._last_estimate_at = now
         estimator.update(median, drug.effect)
-        want = decide_dose(estimator, drug, s, current, median)
+        want = decide_dose(estimator, drug, s, current, median, self._trend(now, median))
         change = want is not None and abs(want - current) > s.min_change_fraction * current
         # the kernel's view costs more than the rest of a decision: it is built only when
         # a change is on the table, or when the ceiling watch needs the highest dose
@@ -370,7 +371,23 @@ class ClosedLoop:
         estimator = Estimator(population_d50(unit_per_ug_min))
         self._estimator = estimator
         self._last_estimate_at = None
+        self._medians.clear()
         self._next_decision = -math.inf
+
+    def _trend(self, now: float, median: float) -> float | None:
+        """The MAP's change (mmHg/min) from the decision ``trend_span_s`` ago to this one
+        (None: no decision that old since the models started, or only one from over twice
+        the span ago, after a gap). Remembers this one for the next."""
+        span = self.settings.trend_span_s
+        medians = self._medians
+        medians.append((now, median))
+        # keep the newest decision at least a span old, and everything after it
+        while len(medians) > 1 and medians[1][0] <= now - span + 1e-6:
+            medians.popleft()
+        then, before = medians[0]
+        if then > now - span + 1e-6 or then < now - 2.0 * span:
+            return None
+        return (median - before) / (now - then) * 60.0
 
     def _feed_history(self, snapshot: Snapshot) -> None:
         drug = self._drug
@@ -481,6 +498,7 @@ def decide_dose(
     settings: LoopSettings,
     current: float,
     measured: float,
+    trend: float | None = None,
 ) -> float | None:
     """The dose to run now (program unit), before the safety rules clip it; None: hold.
 
@@ -496,7 +514,11 @@ def decide_dose(
     back and forth costs room in both directions). And no rise before the running dose
     has shown its effect (the effect site at ``settle_fraction`` of it): a start or a
     large step is watched before the next one, because a rise too many is undone only at
-    the wean rule's pace."""
+    the wean rule's pace. Nor while the MAP's ``trend`` (mmHg/min over the last
+    ``trend_span_s``), carried ``trend_ahead_s`` ahead, reaches the dead band below the
+    target: the dose running already brings it there (a nurse's "it is coming up, wait").
+    That is what the model cannot tell yet for a patient far more sensitive than the
+    population or slower to clear the drug, in the minutes after a start."""
     s = settings
     free, gain = drug.predict_effect(s.horizon_s, current)
 
@@ -511,7 +533,9 @@ def decide_dose(
     cautious = command(
         estimator.quantile_dose(s.target_mmhg - s.rise_aim_below_mmhg, s.rise_quantile)
     )
-    if cautious > current and measured < s.target_mmhg - s.deadband_mmhg and settled:
+    floor = s.target_mmhg - s.deadband_mmhg
+    coming = trend is not None and measured + trend * s.trend_ahead_s / 60.0 >= floor
+    if cautious > current and measured < floor and settled and not coming:
         return cautious
     neutral = command(estimator.quantile_dose(s.target_mmhg, 0.5))
     if neutral < current and measured > s.target_mmhg + s.deadband_mmhg:

@@ -43,6 +43,8 @@ class LoopSettings:
     rise_aim_below_mmhg: float = 0.0  # a rise aims this far below the target
     deadband_mmhg: float = 1.5  # no change while the MAP is within this of the target
     horizon_s: float = 480.0  # the effect the dose is chosen for, this far ahead
+    trend_span_s: float = 120.0  # the MAP's trend is read over this span
+    trend_ahead_s: float = 300.0  # no rise while that trend, this far ahead, nears the target
     # signal
     signal_loss_s: float = 20.0  # no valid sample this long: suspend and alarm
     recover_s: float = 30.0  # clean signal this long after a suspension: resume
@@ -66,6 +68,8 @@ class LoopSettings:
             "rise_aim_below_mmhg": (0.0, 10.0),
             "deadband_mmhg": (0.0, 10.0),
             "horizon_s": (60.0, 3600.0),
+            "trend_span_s": (30.0, 1800.0),
+            "trend_ahead_s": (0.0, 3600.0),
             "signal_loss_s": (2.0, 600.0),
             "recover_s": (0.0, 600.0),
             "min_pulse_pressure_mmhg": (0.0, 60.0),

@@ -204,12 +204,14 @@ def test_the_estimator_learns_sensitivity_from_dose_changes(fold: float, baselin
     assert b == pytest.approx(baseline, abs=1.0)
 
 
-def _law(est: Estimator, measured: float, current: float) -> float | None:
+def _law(
+    est: Estimator, measured: float, current: float, trend: float | None = None
+) -> float | None:
     drug = DrugModel(0.0, 0.0, 1.0)
     drug.advance(0.0)
     drug.add(Segment(0.0, 1.0, current))
     drug.advance(3600.0)  # settled on the running dose
-    return decide_dose(est, drug, SETTINGS, current, measured)
+    return decide_dose(est, drug, SETTINGS, current, measured, trend)
 
 
 def test_law_rails_direction_comes_from_the_measured_map() -> None:
@@ -224,6 +226,59 @@ def test_law_rails_direction_comes_from_the_measured_map() -> None:
     fall = _law(est2, 95.0, 0.05)
     assert fall is not None and fall < 0.05  # above: a fall
     assert _law(est2, 81.0, 0.05) is None  # inside the dead band: nothing
+
+
+def test_no_rise_while_the_trend_brings_the_map_to_the_target_at_the_limit() -> None:
+    """The MAP rising on its own: a rise waits while the trend, ``trend_ahead_s`` ahead,
+    reaches the dead band below the target (78.5 mmHg); a hair less and it goes."""
+    est = Estimator(0.3)
+    for _ in range(5):
+        est.update(70.0, 0.05)
+    ahead_min = SETTINGS.trend_ahead_s / 60.0
+    floor = SETTINGS.target_mmhg - SETTINGS.deadband_mmhg
+    at_floor = (floor - 70.0) / ahead_min  # mmHg/min that reaches the floor exactly
+    assert _law(est, 70.0, 0.05, at_floor) is None
+    assert _law(est, 70.0, 0.05, at_floor + 1.0) is None
+    assert (_law(est, 70.0, 0.05, at_floor - 0.01) or 0) > 0.05
+    assert (_law(est, 70.0, 0.05, None) or 0) > 0.05  # no trend known: as before
+    assert (_law(est, 70.0, 0.05, -2.0) or 0) > 0.05  # falling: a rise
+    est2 = Estimator(0.3)
+    for _ in range(5):
+        est2.update(95.0, 0.05)
+    fall = _law(est2, 95.0, 0.05, 3.0)  # a fall is never held by the trend
+    assert fall is not None and fall < 0.05
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        ((0.0, 30.0, 60.0, 90.0), None),  # not a span (120 s) of decisions yet
+        ((0.0, 30.0, 60.0, 90.0, 120.0), 6.0 / 2.0),  # 6 mmHg over 2 min
+        ((0.0, 60.0, 200.0), 6.0 / (140.0 / 60.0)),  # from the newest one a span old
+        ((0.0, 240.0), 6.0 / 4.0),  # exactly twice the span: still read
+        ((0.0, 240.01), None),  # a gap longer than that: no trend
+    ],
+)
+def test_the_trend_is_read_over_the_span(
+    make_bench: object, times: tuple[float, ...], expected: float | None
+) -> None:
+    bench: Bench = make_bench()  # type: ignore[operator]
+    loop = bench.loop
+    loop._medians.clear()
+    trend = None
+    for i, t in enumerate(times):
+        # the MAP 70 at the first decision, 76 at the last; in between, off the line
+        value = 76.0 if i == len(times) - 1 else (70.0 if i == 0 or t < times[-1] - 120 else 90.0)
+        trend = loop._trend(t, value)
+    assert trend == (None if expected is None else pytest.approx(expected))
+
+
+def test_settings_bound_the_trend() -> None:
+    with pytest.raises(LoopSettingError, match="trend_span_s: must be within 30-1800"):
+        LoopSettings(trend_span_s=29.0)
+    with pytest.raises(LoopSettingError, match="trend_ahead_s: must be within 0-3600"):
+        LoopSettings(trend_ahead_s=3600.5)
+    LoopSettings(trend_span_s=30.0, trend_ahead_s=0.0)  # both limits allowed
 
 
 # --------------------------------------------------------------------------- whole runs
