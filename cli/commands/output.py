@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -65,14 +66,16 @@ def report_error(error: CommandError, as_json: bool) -> int:
 
 def json_text(obj: object, indent: int | None = None) -> str:
     """``obj`` as strict JSON: a figure that is not a number (NaN, as a ratio to 0 is
-    here) or infinite is null, since JSON has no such value and strict readers (jq,
-    browsers, most languages' parsers) refuse Python's ``NaN``."""
+    here) or infinite, float or Decimal, is null, since JSON has no such value and strict
+    readers (jq, browsers, most languages' parsers) refuse Python's ``NaN``."""
     return json.dumps(_finite(obj), indent=indent, sort_keys=False, default=str, allow_nan=False)
 
 
 def _finite(obj: object) -> object:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, Decimal):  # written as its text (``default=str``), as exact as it is
+        return obj if obj.is_finite() else None
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

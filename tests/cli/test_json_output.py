@@ -25,6 +25,11 @@ def test_a_figure_that_is_not_a_number_is_null() -> None:
     assert _strict(json_text(body)) == {"ratio to manual": None, "rise": [1.5, None, None], "n": 3}
 
 
+def test_a_decimal_that_is_not_a_number_is_null_not_the_word() -> None:
+    body = {"dose": [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"), Decimal("0.1")]}
+    assert _strict(json_text(body)) == {"dose": [None, None, None, "0.1"]}
+
+
 def test_other_values_are_as_json_writes_them() -> None:
     body = {"dose": Decimal("0.05"), "pair": (1, 2.0), "nested": {"ok": True, "x": None}}
     assert _strict(json_text(body, indent=1)) == {
