@@ -138,13 +138,18 @@ class AlarmDesk:
         self.announce(alarm)
 
     def condition_gone(self, key: str) -> None:
+        """The condition of one of the controller's own alarms is gone: journaled (so a
+        journal's reader and its plots know when it ended, as for the safety process's
+        alarms), then forgotten if acknowledged, else latched until it is."""
         alarm = self._own.get(key)
         if alarm is None or not alarm.active:
             return
+        gone = replace(alarm, active=False)
+        self._journal.note("alarm", source="controller", alarm=gone, event="cleared")
         if alarm.acknowledged:
             del self._own[key]
         else:
-            self._own[key] = replace(alarm, active=False)
+            self._own[key] = gone
 
     def acknowledge(self, keys: tuple[str, ...] | None) -> None:
         for key, alarm in list(self._own.items()):

@@ -67,9 +67,9 @@ class PlotUnavailable(Exception):
 @dataclass(frozen=True)
 class AlarmSpan:
     """An alarm as the plot draws it: from the instant it was raised until it cleared
-    (the replay's clear; ``until`` None: still active when the journal ends). The
-    controller journals no clear of its own alarms: they are instants (``until`` ==
-    ``time``)."""
+    (the replay's clear, or the controller journal's for its own alarms; ``until`` None:
+    still active when the journal ends, or a controller journal written before clears
+    were recorded)."""
 
     mark: AlarmMark
     until: float | None
@@ -298,9 +298,6 @@ def alarm_spans(alarms: Sequence[AlarmMark]) -> list[AlarmSpan]:
     spans: list[AlarmSpan] = []
     for mark in alarms:
         if mark.event != "raised":
-            continue
-        if mark.source != "safety":
-            spans.append(AlarmSpan(mark, mark.time))
             continue
         ends = [t for t in cleared.get(mark.ident, []) if t >= mark.time]
         spans.append(AlarmSpan(mark, min(ends) if ends else None))

@@ -255,21 +255,25 @@ def journal_channels(events: Iterable[Event]) -> list[str]:
 
 
 def controller_alarms(entries: Iterable[RawEntry]) -> list[AlarmMark]:
-    """The controller's own alarms, as its journal recorded them."""
+    """The controller's own alarms, as its journal recorded them: each raise, and each
+    clear (its condition gone; journals written before clears were recorded have none)."""
     marks: list[AlarmMark] = []
     for e in entries:
         if e.kind != "alarm" or e.payload.get("source") != "controller":
             continue
         alarm = e.payload.get("alarm") or {}
+        cleared = e.payload.get("event") == "cleared"
         marks.append(
             AlarmMark(
-                float(alarm.get("raised_at", e.clinical)),
+                e.clinical if cleared else float(alarm.get("raised_at", e.clinical)),
                 e.wall,
                 str(alarm.get("key", "?")),
                 str(alarm.get("priority", "?")),
                 str(alarm.get("reason", "")),
                 str(alarm.get("message", "")),
                 "controller",
+                "cleared" if cleared else "raised",
+                e.id,
             )
         )
     return marks
@@ -416,6 +420,8 @@ def _controller_summary(e: RawEntry) -> str:
     if kind == "alarm":
         alarm = p.get("alarm") or {}
         who = "controller" if p.get("source") == "controller" else "seen from safety"
+        if p.get("event") == "cleared":
+            return f"alarm cleared: {alarm.get('key')} ({who})"
         return f"ALARM {alarm.get('priority')} {alarm.get('key')} ({who}): {alarm.get('message')}"
     if kind == "notice":
         rest = ", ".join(f"{k}={v}" for k, v in p.items() if k != "what")
@@ -515,11 +521,11 @@ class Journals:
 
     def alarms(self, *, cleared: bool = False) -> list[AlarmMark]:
         """Alarms raised: the safety process's (replayed) and the controller's own;
-        ``cleared``: the safety process's clears too (a plot draws each alarm from its
-        raise to its clear; the controller journals no clear of its own alarms)."""
+        ``cleared``: their clears too (a plot draws each alarm from its raise to its
+        clear)."""
         wanted = ("raised", "cleared") if cleared else ("raised",)
         marks = [a for a in self.replay.alarms if a.event in wanted] if self.replay else []
-        marks += controller_alarms(self.controller)
+        marks += [a for a in controller_alarms(self.controller) if a.event in wanted]
         return sorted(marks, key=lambda a: (a.time, a.wall))
 
 

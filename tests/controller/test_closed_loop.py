@@ -27,6 +27,8 @@ from controller.closed_loop.loop import (
 from controller.closed_loop.model import DrugModel, Estimator, Segment, population_d50
 from controller.closed_loop.settings import LoopSettingError, LoopSettings
 from controller.errors import ControllerError
+from controller.journal_plot import alarm_spans
+from controller.journal_timeline import controller_alarms
 from controller.machine import State
 from controller.session import Session
 from drivers.monitors import MapSample, MonitorUnavailable
@@ -41,6 +43,7 @@ from firmware_bridge.patient import (
     no_artefacts,
 )
 from safety.ipc.local import LocalSafety
+from safety.journal_read import RawEntry
 from safety.kernel.codec import decode_event
 from safety.library import DrugLibrary
 from safety.reasons import Reason
@@ -386,6 +389,19 @@ def test_signal_loss_suspends_holds_and_alarms_then_resumes(make_bench: object) 
     assert not alarm.active  # condition gone, still latched until acknowledged
     bench.session.acknowledge((SUSPENDED_KEY,))
     assert all(a.key != SUSPENDED_KEY for a in bench.session.alarms())
+    # the journal tells when the suspension ended, and a plot draws it as a span
+    store = bench.session.journal.journal
+    assert store is not None
+    entries = [
+        RawEntry(e.id, e.wall, e.clinical, e.liveness, e.process, e.kind, e.data())
+        for e in store.entries(kinds=["alarm"])
+    ]
+    marks = [m for m in controller_alarms(entries) if m.key == SUSPENDED_KEY]
+    assert [m.event for m in marks] == ["raised", "cleared"]
+    raised, cleared = marks
+    assert start + 600.0 < raised.time < cleared.time <= bench.local.clinical.now()
+    (span,) = alarm_spans(marks)
+    assert span.time == raised.time and span.until == cleared.time
 
 
 def test_a_flush_is_ignored_without_suspending(make_bench: object) -> None:
