@@ -47,7 +47,6 @@ from safety.kernel.model import (
     PrimePump,
     ReadbackReceived,
 )
-from safety.library import DrugLibrary
 
 PRIORITY_COLOURS = {"high": "tab:red", "medium": "tab:orange", "low": "tab:olive"}
 #: one colour per channel on a bench of several pumps, by the channel's place in the
@@ -165,7 +164,6 @@ def sum_steps(series: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[flo
 
 def plot_data(
     events: Sequence[Event],
-    library: DrugLibrary,
     *,
     alarms: Sequence[AlarmMark] = (),
     truth: Sequence[TruthEvent] | Mapping[str, Sequence[TruthEvent]] = (),

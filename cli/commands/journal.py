@@ -226,7 +226,6 @@ def run_plot(args: argparse.Namespace) -> int:
         _check_channel(journals, args.channel)
     data = plot_data(
         journals.events,
-        journals.library,
         alarms=journals.alarms(cleared=True),
         title=args.title,
         end=journals.end,

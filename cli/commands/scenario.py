@@ -108,7 +108,6 @@ def run_command(args: argparse.Namespace) -> int:
         if args.plot:
             data = plot_data(
                 evaluation.journals.events,
-                library,
                 alarms=evaluation.journals.alarms(cleared=True),
                 truth=run.truths if len(run.truths) > 1 else [*run.prior_truth, *run.truth],
                 title=f"scenario {name}",

@@ -25,7 +25,7 @@ from firmware_bridge.emulators.truth_log import read_truth_log
 from firmware_bridge.pump_model import TruthEvent, TruthWaste
 from safety.journal_read import ProgramsInForce, read_safety_events
 from safety.kernel.model import Event, RequestDecided
-from safety.library import DrugLibrary, load_library
+from safety.library import load_library
 from safety.status import AlarmView
 from verification.channel_truth import CHANNEL_RULES, check_channels
 from verification.handover import (
@@ -83,7 +83,7 @@ def summarise(
         journals = load_journals(
             JournalFiles(safety_journal, out_dir / "controller-journal.sqlite"), library
         )
-        plot_path = str(plot(demo_plot_data(journals, library, truths), out_dir / "demo.png"))
+        plot_path = str(plot(demo_plot_data(journals, truths), out_dir / "demo.png"))
     except PlotUnavailable as exc:
         plot_note = str(exc)
 
@@ -183,9 +183,7 @@ def summarise(
     }
 
 
-def demo_plot_data(
-    journals: Journals, library: DrugLibrary, truths: Mapping[str, Sequence[TruthEvent]]
-) -> PlotData:
+def demo_plot_data(journals: Journals, truths: Mapping[str, Sequence[TruthEvent]]) -> PlotData:
     """What ``demo.png`` draws: what ``pumpctl journal plot`` draws for the run's journals
     (each channel, the patient's total, the prime, the handover, the alarms), with each
     pump's ground truth as the delivered flow. The checks above judge the summed flow;
@@ -193,7 +191,6 @@ def demo_plot_data(
     B comes up."""
     return plot_data(
         journals.events,
-        library,
         alarms=journals.alarms(cleared=True),
         truth=truths,
         title="pumpctl demo",

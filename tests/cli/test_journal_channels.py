@@ -81,7 +81,7 @@ def test_the_plot_has_a_line_per_channel_and_the_total(
     relay: Relay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
+    data = plot_data(journals.events, alarms=journals.alarms(cleared=True))
     assert set(data.channel_rate) == {"A", "B"} and not data.rate
     # A ran 30 mL/h, then B took over: the total dose stays 8 mcg/min throughout, and
     # B's prime to waste is no dose at all (shaded instead)
@@ -89,7 +89,7 @@ def test_the_plot_has_a_line_per_channel_and_the_total(
     assert [v for _, v in data.dose] == [pytest.approx(8)]
     assert [c for _, _, c in data.primes] == ["B"]
     truths = {name: list(pump.truth.events) for name, pump in relay.local.pumps.items()}
-    with_truth = plot_data(journals.events, LIBRARY, truth=truths)
+    with_truth = plot_data(journals.events, truth=truths)
     assert max(v for _, v in with_truth.truth_dose) == pytest.approx(8, rel=1e-3)
     pytest.importorskip("matplotlib")
     png = tmp_path / "relay.png"
@@ -122,8 +122,8 @@ def test_the_plot_of_one_channel_keeps_the_patients_total(
     relay: Relay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
-    everything = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True), channel="B")
+    everything = plot_data(journals.events, alarms=journals.alarms(cleared=True))
+    data = plot_data(journals.events, alarms=journals.alarms(cleared=True), channel="B")
     assert set(data.channel_rate) == set(data.channel_dose) == {"B"}
     assert data.dose == everything.dose  # the total binds the limits: always every channel
     assert [c for _, _, c in data.primes] == ["B"]
@@ -144,7 +144,7 @@ def test_the_plot_marks_the_handover_with_its_time_and_journal_words(relay: Rela
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
     started = next(e for e in journals.events if isinstance(e, HandoverStarted))
     ended = next(e for e in journals.events if isinstance(e, HandoverEnded))
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
+    data = plot_data(journals.events, alarms=journals.alarms(cleared=True))
     [mark] = data.handovers
     assert (mark.from_channel, mark.to_channel, mark.outcome) == ("A", "B", "done")
     assert (mark.start, mark.end) == (started.now.clinical, ended.now.clinical)
@@ -152,10 +152,10 @@ def test_the_plot_marks_the_handover_with_its_time_and_journal_words(relay: Rela
     assert mark.end is not None and time_range(data)[1] >= mark.end
     # a handover concerns both its channels: kept with either
     for channel in ("A", "B"):
-        assert plot_data(journals.events, LIBRARY, channel=channel).handovers == [mark]
+        assert plot_data(journals.events, channel=channel).handovers == [mark]
     # one still under way when the journal ends has no end (its band runs to the edge)
     cut = journals.events.index(ended)
-    [open_mark] = plot_data(journals.events[:cut], LIBRARY).handovers
+    [open_mark] = plot_data(journals.events[:cut]).handovers
     assert open_mark.end is None and open_mark.outcome == ""
 
 
@@ -165,22 +165,22 @@ def test_alarms_are_spans_from_raised_to_cleared_named_with_their_channel(
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
     assert journals.replay is not None
     cleared = [a for a in journals.replay.alarms if a.event == "cleared"]
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True))
+    data = plot_data(journals.events, alarms=journals.alarms(cleared=True))
     [reset] = [a for a in data.alarms if a.ident == "B/pump:reset"]  # journal show's name
     [clear] = [a for a in cleared if a.ident == "B/pump:reset"]
     assert reset.until == clear.time and reset.until > reset.time  # acknowledged at 0:30
     # the journal cut before the clear: the alarm is still active at its end
     cut = next(n for n, e in enumerate(journals.events) if e.now.clinical >= clear.time)
     early = [a for a in journals.alarms() if a.time < clear.time]
-    data = plot_data(journals.events[:cut], LIBRARY, alarms=early)
+    data = plot_data(journals.events[:cut], alarms=early)
     [active] = [a for a in data.alarms if a.ident == "B/pump:reset"]
     assert active.until is None
 
 
 def test_a_channel_keeps_its_colour_when_drawn_alone(relay: Relay) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
-    everything = plot_data(journals.events, LIBRARY)
-    only_b = plot_data(journals.events, LIBRARY, channel="B")
+    everything = plot_data(journals.events)
+    only_b = plot_data(journals.events, channel="B")
     assert everything.channels == only_b.channels == ["A", "B"]
     assert channel_colour(only_b, "B") == channel_colour(everything, "B")
     assert channel_colour(everything, "A") != channel_colour(everything, "B")
@@ -189,7 +189,7 @@ def test_a_channel_keeps_its_colour_when_drawn_alone(relay: Relay) -> None:
 def test_the_delivered_flow_of_a_bench_is_the_channels_summed(relay: Relay) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
     truths = {name: list(pump.truth.events) for name, pump in relay.local.pumps.items()}
-    data = plot_data(journals.events, LIBRARY, truth=truths)
+    data = plot_data(journals.events, truth=truths)
     segments = [
         [(e.start, e.rate_ml_h) for e in events if isinstance(e, TruthSegment)]
         for events in truths.values()
@@ -201,10 +201,10 @@ def test_the_delivered_flow_of_a_bench_is_the_channels_summed(relay: Relay) -> N
 
 def test_the_dose_axis_is_scaled_to_the_doses_with_far_limits_listed(relay: Relay) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
-    data = plot_data(journals.events, LIBRARY)
+    data = plot_data(journals.events)
     axis = dose_axis(data)
     # 8 mcg/min against soft min 2, soft max 35, hard max 47: the detail is not squashed
     # under a limit six times the dose, and that limit is still named (legend)
     assert set(axis.drawn) == {"soft min"} and set(axis.above) == {"soft max", "hard max"}
     assert axis.top is not None and 8 < axis.top < 10
-    assert dose_axis(plot_data([], LIBRARY)).top is None  # nothing to scale to
+    assert dose_axis(plot_data([])).top is None  # nothing to scale to

@@ -25,7 +25,7 @@ def relay() -> Iterator[Relay]:
 def test_the_demo_plot_is_the_journal_plot_with_the_delivered_flow(relay: Relay) -> None:
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
     truths = {name: list(pump.truth.events) for name, pump in relay.local.pumps.items()}
-    data = demo_plot_data(journals, LIBRARY, truths)
+    data = demo_plot_data(journals, truths)
     # the channels apart, each in the bench's colours, not one summed "bench" line
     assert set(data.channel_rate) == set(data.channel_dose) == {"A", "B"}
     assert data.channels == ["A", "B"] and not data.rate
@@ -36,9 +36,7 @@ def test_the_demo_plot_is_the_journal_plot_with_the_delivered_flow(relay: Relay)
     assert max(v for _, v in data.truth_rate) == pytest.approx(30, rel=1e-3)
     assert max(v for _, v in data.truth_dose) == pytest.approx(8, rel=1e-3)
     # and everything else as journal plot has it
-    shown = plot_data(
-        journals.events, LIBRARY, alarms=journals.alarms(cleared=True), end=journals.end
-    )
+    shown = plot_data(journals.events, alarms=journals.alarms(cleared=True), end=journals.end)
     assert (data.channel_rate, data.channel_dose, data.dose) == (
         shown.channel_rate,
         shown.channel_dose,

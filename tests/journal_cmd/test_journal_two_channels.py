@@ -146,7 +146,7 @@ def test_without_an_end_every_line_still_reaches_the_last_change(relay: Relay) -
     """A caller that gives no end (the demo): the axis reaches the last change of any
     line, each channel's included, not the last alarm (here B's reset at 0:00)."""
     journals = load_journals(locate(directory=relay.dir), LIBRARY)
-    data = plot_data(journals.events, LIBRARY, alarms=journals.alarms(cleared=True), channel="B")
+    data = plot_data(journals.events, alarms=journals.alarms(cleared=True), channel="B")
     assert data.end is None and max(a.time for a in data.alarms) == 0
     start, end = time_range(data)
     assert (start, end) == (0.0, data.channel_rate["B"][-1][0]) and end == pytest.approx(90)
