@@ -5,9 +5,9 @@ the port appears, exactly as a pump first heard after start: its name is checked
 read, its rate range is learned and its comms alarm clears. While the port is missing,
 the channel's comms alarm stays as it is and nothing reaches any pump for it.
 
-Channels A and B on NE-1000 drivers made afresh by every safety process: each on a port
-of its own (``ttyUSB0``, ``ttyUSB1`` under the bench's root), or both at addresses 0 and
-1 on one line (``line.tty``); the ports in ``missing`` are not there at the first boot.
+Channels A and B on NE-1000 drivers made afresh by every safety process
+(``ne1000_ports.PortBench``): each on a port of its own, or both at addresses 0 and 1 on
+one line (``line.tty``); the ports in ``missing`` are not there at the first boot.
 """
 
 from __future__ import annotations
@@ -17,130 +17,31 @@ from pathlib import Path
 
 import pytest
 
-from drivers.lines import LineSpec, open_line
-from drivers.pumps.ne1000 import Ne1000Driver
-from firmware_bridge.emulators.background import BackgroundLine
-from firmware_bridge.emulators.bus import BusMember, PumpBus
-from firmware_bridge.emulators.endpoints import PtyEndpoint
-from firmware_bridge.faults import WireFaults
-from firmware_bridge.ne1000.codec import decode_safe_packet, parse_command
-from firmware_bridge.ne1000.emulator import FIRMWARE, Ne1000Framer, Ne1000PumpSide
-from firmware_bridge.syringes import syringe_by_name
+from firmware_bridge.ne1000.emulator import FIRMWARE
 from safety.alarms import Alarm
-from safety.host.core import Channel, SafetyCore
 from safety.kernel.model import CommsFailed, PumpNamed, ReadbackReceived
 from safety.library import DrugLibrary
-from tests.channels.support import ChannelBench, booted
-from tests.kernel.support import TracingPump, norepi_standard
+from tests.channels.ne1000_ports import LINE, PORTS, PortBench
+from tests.channels.support import booted
+from tests.kernel.support import norepi_standard
 
 pytestmark = pytest.mark.timeout(60)
 
-REPLY_TIMEOUT_S = 1.0  # nothing here waits it out but a loaded machine
 B_FIRMWARE = "NE500V2.100"
 SPARE_FIRMWARE = "NE1000V3.930"  # a pump that is not A's
-PORTS = {"A": "ttyUSB0", "B": "ttyUSB1"}
-LINE = "line.tty"
 
 
-class LateBench(ChannelBench):
-    """Channels A and B on NE-1000s, on ports of their own or on one line (``one_line``);
-    the ports named in ``missing`` (``ttyUSB0``, ``line.tty``...) are not there when the
-    first safety process starts: ``plug`` makes one appear with a pump behind it."""
+class LateBench(PortBench):
+    """B's pump an NE-500, so that a pump named at a late start is told from its
+    neighbour; which ports are ``missing`` and whether A and B share a line (``one_line``)
+    is what every test here chooses."""
 
     def __init__(
         self, root: Path, library: DrugLibrary, *, missing: tuple[str, ...], one_line: bool
     ) -> None:
-        self.missing = missing
-        self.one_line = one_line
-        self.sides: dict[str, Ne1000PumpSide] = {}
-        #: each pump's frame log (what reached it, wherever it was plugged)
-        self.heard: dict[str, list[str]] = {}
-        self.plugged: dict[str, BackgroundLine] = {}
-        self.ne1000: dict[str, Ne1000Driver] = {}
-        super().__init__(root, library, ("A", "B"))
-
-    def add(self, pump: str, firmware: str, address: int = 0) -> TracingPump:
-        """A pump named ``firmware`` (its ``VER`` answer), not plugged anywhere yet."""
-        tracing = TracingPump(self.clinical, self.syringe)
-        self.pumps[pump] = tracing
-        self.sides[pump] = Ne1000PumpSide(tracing, address=address, firmware=firmware)
-        self.heard[pump] = []
-        return tracing
-
-    def plug(self, port: str, *pumps: str) -> None:
-        """Whatever was behind ``port`` goes (unplugged); ``pumps`` answer there (one on
-        a port of its own, several on the line)."""
-        self.unplug(port)
-        handler: BusMember | PumpBus = self.sides[pumps[0]]
-        if port == LINE:
-            handler = PumpBus([self.sides[p] for p in pumps], Ne1000Framer())
-        line = BackgroundLine(
-            handler,
-            WireFaults(),
-            endpoint=PtyEndpoint(link=str(self.root / port)),
-            log=self.heard[pumps[0]].append,  # on the line: both pumps' frames, A's log
+        super().__init__(
+            root, library, firmware={"B": B_FIRMWARE}, one_line=one_line, missing=missing
         )
-        line.start()
-        self.plugged[port] = line
-
-    def unplug(self, port: str) -> None:
-        old = self.plugged.pop(port, None)
-        if old is not None:
-            old.stop()
-        assert not (self.root / port).exists()
-
-    def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
-        if not self.sides:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.pump = self.add("A", FIRMWARE, 0)
-            self.add("B", B_FIRMWARE, 1 if self.one_line else 0)
-            wiring = {LINE: ("A", "B")} if self.one_line else {p: (c,) for c, p in PORTS.items()}
-            for port, pumps in wiring.items():
-                if port not in self.missing:
-                    self.plug(port, *pumps)
-        for old in self.ne1000.values():  # the old process's ports, closed as at its death
-            old.close()
-        line = (
-            open_line(LineSpec(kind="serial", port=str(self.root / LINE), baud=19200))
-            if self.one_line
-            else None
-        )
-        channels = []
-        for address, name in enumerate(("A", "B")):
-            if line is not None:
-                driver = Ne1000Driver(line=line, address=address, reply_timeout_s=REPLY_TIMEOUT_S)
-            else:
-                port = str(self.root / PORTS[name])
-                driver = Ne1000Driver(port=port, address=0, reply_timeout_s=REPLY_TIMEOUT_S)
-            self.ne1000[name] = driver
-            container = syringe_by_name(self.syringe.name)
-            channels.append(Channel(name, driver, container, None, "ne1000"))
-        return self._core_of(channels, library)
-
-    def shut(self) -> None:
-        super().shut()
-        for line in self.plugged.values():
-            line.stop()
-
-    def sent_to(self, pump: str, address: int = 0) -> list[str]:
-        """The commands for ``address`` that reached ``pump``'s port (its emulator's frame
-        log: ``... rx 30 56 45 52 0d |...|``), in order, with their argument (``""``: the
-        bare status probe; ``"RAT"`` asks the rate, ``"RAT 30.00"`` sets it)."""
-        sent: list[str] = []
-        for line in self.heard[pump]:
-            _, rx, rendered = line.partition(" rx ")
-            if rx:
-                frame = bytes.fromhex(rendered.split("|", 1)[0])
-                if frame[:1] == b"\x02":
-                    frame = decode_safe_packet(frame)
-                command = parse_command(frame.rstrip(b"\r"))
-                if command.address == address:
-                    sent.append(f"{command.name} {command.argument}".rstrip())
-        return sent
-
-    def pump_names(self) -> list[tuple[str, str]]:
-        """Every ``PumpNamed`` of the journal, as (channel, name), in order."""
-        return [(e.channel, e.name) for e in self.events() if isinstance(e, PumpNamed)]
 
     def comms_alarm(self, channel: str) -> Alarm | None:
         return self.core.state.alarms.get("pump_comms", channel)

@@ -2,11 +2,9 @@
 another pump is refused as after a reconnect: the name the channel's pump gave is in the
 journal (``PumpNamed``) and preset on the fresh driver before it connects.
 
-Two NE-1000 channels, each on a port name (``ttyUSB0``, ``ttyUSB1`` under the bench's root)
-behind which any emulated pump can be plugged; every safety process the bench starts
-(boot, reboot) builds fresh drivers, as a new process does, which have never heard a
-pump. The pumps run on through a reboot, as pumps do on their own power. What reached
-each pump is read from its own frame log, whichever port it was plugged behind.
+Two NE-1000 channels, each on a port name (``ttyUSB0``, ``ttyUSB1``) behind which any
+emulated pump can be plugged (``ne1000_ports.PortBench``): B's pump an NE-500, so the
+name check tells the two pumps apart.
 """
 
 from __future__ import annotations
@@ -18,14 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.pumps.ne1000 import Ne1000Driver
-from firmware_bridge.emulators.background import BackgroundLine
-from firmware_bridge.emulators.endpoints import PtyEndpoint
-from firmware_bridge.faults import WireFaults
-from firmware_bridge.ne1000.codec import decode_safe_packet, parse_command
-from firmware_bridge.ne1000.emulator import FIRMWARE, Ne1000PumpSide
-from firmware_bridge.syringes import syringe_by_name
-from safety.host.core import Channel, SafetyCore
+from firmware_bridge.ne1000.emulator import FIRMWARE
 from safety.kernel.model import (
     AcceptPump,
     CommsFailed,
@@ -36,92 +27,19 @@ from safety.kernel.model import (
 from safety.kernel.state import Handover
 from safety.library import DrugLibrary
 from safety.reasons import Reason
+from tests.channels.ne1000_ports import PORTS, PortBench
 from tests.channels.support import ChannelBench, booted
-from tests.kernel.support import TracingPump, norepi_standard
+from tests.kernel.support import norepi_standard
 
 pytestmark = pytest.mark.timeout(60)
 
-REPLY_TIMEOUT_S = 1.0  # nothing here waits it out but a loaded machine
 B_FIRMWARE = "NE500V2.100"
 SPARE_FIRMWARE = "NE1000V3.930"  # the spare pump an operator puts in place of A's
-PORTS = {"A": "ttyUSB0", "B": "ttyUSB1"}
-
-
-class PortBench(ChannelBench):
-    """Channels A (``ttyUSB0``) and B (``ttyUSB1``) on NE-1000 drivers made afresh by
-    every safety process; pumps ``A``, ``B`` (and any ``add``-ed) plugged where ``plug``
-    says."""
-
-    def __init__(self, root: Path, library: DrugLibrary) -> None:
-        self.sides: dict[str, Ne1000PumpSide] = {}
-        #: each pump's frame log (what reached it, wherever it was plugged)
-        self.heard: dict[str, list[str]] = {}
-        self.plugged: dict[str, BackgroundLine] = {}
-        self.ne1000: dict[str, Ne1000Driver] = {}
-        super().__init__(root, library, ("A", "B"))
-
-    def add(self, pump: str, firmware: str) -> TracingPump:
-        """A pump named ``firmware`` (its ``VER`` answer), not plugged anywhere yet."""
-        tracing = TracingPump(self.clinical, self.syringe)
-        self.pumps[pump] = tracing
-        self.sides[pump] = Ne1000PumpSide(tracing, address=0, firmware=firmware)
-        self.heard[pump] = []
-        return tracing
-
-    def plug(self, port: str, pump: str) -> None:
-        """Whatever was behind ``port`` goes (unplugged), ``pump`` answers there."""
-        old = self.plugged.pop(port, None)
-        if old is not None:
-            old.stop()
-        line = BackgroundLine(
-            self.sides[pump],
-            WireFaults(),
-            endpoint=PtyEndpoint(link=str(self.root / port)),
-            log=self.heard[pump].append,
-        )
-        line.start()
-        self.plugged[port] = line
-
-    def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
-        if not self.sides:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.pump = self.add("A", FIRMWARE)
-            self.add("B", B_FIRMWARE)
-            for channel, port in PORTS.items():
-                self.plug(port, channel)
-        for old in self.ne1000.values():  # the old process's ports, closed as at its death
-            old.close()
-        channels = []
-        for name, port in PORTS.items():
-            self.ne1000[name] = Ne1000Driver(
-                port=str(self.root / port), address=0, reply_timeout_s=REPLY_TIMEOUT_S
-            )
-            container = syringe_by_name(self.syringe.name)
-            channels.append(Channel(name, self.ne1000[name], container, None, "ne1000"))
-        return self._core_of(channels, library)
-
-    def shut(self) -> None:
-        super().shut()
-        for line in self.plugged.values():
-            line.stop()
-
-    def requests(self, pump: str, since: int = 0) -> set[str]:
-        """The command names (``""``: the bare status probe) that reached ``pump``."""
-        return set(_requests(self.heard[pump][since:]))
-
-    def sent_to(self, pump: str, since: int = 0) -> list[str]:
-        """The commands that reached ``pump``, in order, with their argument
-        (``"RAT 30.00"`` sets a rate, ``"RAT"`` asks it)."""
-        return _requests(self.heard[pump][since:], arguments=True)
-
-    def pump_names(self) -> list[tuple[str, str]]:
-        """Every ``PumpNamed`` of the journal, as (channel, name), in order."""
-        return [(e.channel, e.name) for e in self.events() if isinstance(e, PumpNamed)]
 
 
 @pytest.fixture
 def bench(library: DrugLibrary, tmp_path: Path) -> Iterator[PortBench]:
-    with booted(PortBench(tmp_path / "bench", library)) as bench:
+    with booted(PortBench(tmp_path / "bench", library, firmware={"B": B_FIRMWARE})) as bench:
         yield bench
 
 
@@ -257,22 +175,6 @@ def test_a_journal_without_pump_names_opens_and_takes_the_pumps_as_before(
     assert bench.ch("A").comms_ok and bench.ch("B").comms_ok
     named = [(e.channel, e.name) for e in after if isinstance(e, PumpNamed)]
     assert named == [("A", B_FIRMWARE), ("B", FIRMWARE)]
-
-
-def _requests(frame_log: list[str], *, arguments: bool = False) -> list[str]:
-    """The command names (``""``: the bare status probe) of the requests an emulator
-    received, from its frame log (``... rx 30 56 45 52 0d |...|``), in either framing."""
-    names: list[str] = []
-    for line in frame_log:
-        _, rx, rendered = line.partition(" rx ")
-        if rx:
-            frame = bytes.fromhex(rendered.split("|", 1)[0])
-            if frame[:1] == b"\x02":
-                frame = decode_safe_packet(frame)
-            command = parse_command(frame.rstrip(b"\r"))
-            with_argument = f"{command.name} {command.argument}".rstrip()
-            names.append(with_argument if arguments else command.name)
-    return names
 
 
 def test_nothing_to_accept_where_no_pump_name_is_on_record(two: ChannelBench) -> None:

@@ -3,12 +3,10 @@ warned about: the pump-name check (``PumpNamed``, ``test_pump_name_restart.py``)
 see such a swap, so the operator is told to name the ports by ``/dev/serial/by-id/``
 (a low alarm, ``pump_names_alike``, never a refusal).
 
-Channels A and B on NE-1000 drivers made afresh by every safety process: each on a port
-of its own (``ttyUSB0``, ``ttyUSB1`` under the bench's root, each behind its own
-emulated pump), or both at addresses 0 and 1 on one line (``one_line``). What a port is
-named in the config is the driver's ``serial_port``: a channel given a name in ``named``
-(a ``/dev/serial/by-id/`` or ``by-path`` link, which no test can create) has its pty
-stand in for the adapter behind that link.
+Channels A and B on NE-1000 drivers made afresh by every safety process
+(``ne1000_ports.PortBench``): each on a port of its own, or both at addresses 0 and 1 on
+one line (``one_line``). What a port is named in the config is the driver's
+``serial_port``, which ``named`` sets to the links no test can create.
 """
 
 from __future__ import annotations
@@ -24,27 +22,20 @@ from controller.status_line import status_line
 from drivers.lines import LineSpec, open_line
 from drivers.pumps.modbus import ModbusDriver
 from drivers.pumps.ne1000 import Ne1000Driver
-from firmware_bridge.emulators.background import BackgroundLine
-from firmware_bridge.emulators.bus import PumpBus
-from firmware_bridge.emulators.endpoints import PtyEndpoint
-from firmware_bridge.faults import WireFaults
-from firmware_bridge.ne1000.emulator import FIRMWARE, Ne1000Framer, Ne1000PumpSide
-from firmware_bridge.syringes import syringe_by_name
+from firmware_bridge.ne1000.emulator import FIRMWARE
 from safety.alarms import Alarm, Priority
-from safety.host.core import Channel, SafetyCore
 from safety.kernel.model import AcceptPump, PumpNamed
 from safety.kernel.replay import replay_journal
 from safety.library import DrugLibrary
 from safety.reasons import Reason
-from tests.channels.support import ChannelBench, booted
-from tests.kernel.support import TracingPump, norepi_standard
+from tests.channels.ne1000_ports import PORTS, PortBench
+from tests.channels.support import booted
+from tests.kernel.support import norepi_standard
 
 pytestmark = pytest.mark.timeout(60)
 
-REPLY_TIMEOUT_S = 1.0  # nothing here waits it out but a loaded machine
 OTHER_FIRMWARE = "NE500V2.100"
 SPARE_FIRMWARE = "NE1000V3.930"
-PORTS = {"A": "ttyUSB0", "B": "ttyUSB1"}
 BY_ID = {
     "A": "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10KZP1Q-if00-port0",
     "B": "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10KZP2R-if00-port0",
@@ -54,96 +45,13 @@ REMEDY = "name the ports by /dev/serial/by-id/, docs/protocols.md"
 KEY = "pump_names_alike"
 
 
-class AlikeBench(ChannelBench):
-    """Channels A and B on NE-1000 drivers made afresh by every safety process; pump
-    ``A`` (and ``B``, and any ``add``-ed) named as ``firmware`` says, plugged where
-    ``plug`` says, or both on one line (``one_line``)."""
-
-    def __init__(
-        self,
-        root: Path,
-        library: DrugLibrary,
-        *,
-        firmware: dict[str, str] | None = None,
-        one_line: bool = False,
-        named: dict[str, str] | None = None,
-    ) -> None:
-        self.firmware = {"A": FIRMWARE, "B": FIRMWARE, **(firmware or {})}
-        self.one_line = one_line
-        #: the port name the config gives a channel where it is not its pty's path
-        self.named = dict(named or {})
-        self.sides: dict[str, Ne1000PumpSide] = {}
-        self.plugged: dict[str, BackgroundLine] = {}
-        self.ne1000: dict[str, Ne1000Driver] = {}
-        super().__init__(root, library, ("A", "B"))
-
-    def add(self, pump: str, firmware: str, address: int = 0) -> TracingPump:
-        """A pump named ``firmware`` (its ``VER`` answer), not plugged anywhere yet."""
-        tracing = TracingPump(self.clinical, self.syringe)
-        self.pumps[pump] = tracing
-        self.sides[pump] = Ne1000PumpSide(tracing, address=address, firmware=firmware)
-        return tracing
-
-    def plug(self, port: str, pump: str) -> None:
-        """Whatever was behind ``port`` goes (unplugged), ``pump`` answers there."""
-        self.unplug(port)
-        endpoint = PtyEndpoint(link=str(self.root / port))
-        line = BackgroundLine(self.sides[pump], WireFaults(), endpoint=endpoint)
-        line.start()
-        self.plugged[port] = line
-
-    def unplug(self, port: str) -> None:
-        old = self.plugged.pop(port, None)
-        if old is not None:
-            old.stop()
-
-    def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
-        if not self.sides:
-            self.root.mkdir(parents=True, exist_ok=True)
-            for address, channel in enumerate(("A", "B")):
-                self.add(channel, self.firmware[channel], address if self.one_line else 0)
-            self.pump = self.pumps["A"]
-            if self.one_line:
-                bus = PumpBus([self.sides["A"], self.sides["B"]], Ne1000Framer())
-                endpoint = PtyEndpoint(link=str(self.root / "line.tty"))
-                self.plugged["line"] = BackgroundLine(bus, WireFaults(), endpoint=endpoint)
-                self.plugged["line"].start()
-            else:
-                for channel, port in PORTS.items():
-                    self.plug(port, channel)
-        for old in self.ne1000.values():  # the old process's ports, closed as at its death
-            old.close()
-        line = (
-            open_line(LineSpec(kind="serial", port=str(self.root / "line.tty"), baud=19200))
-            if self.one_line
-            else None
-        )
-        channels = []
-        for address, name in enumerate(("A", "B")):
-            if line is not None:
-                driver = Ne1000Driver(line=line, address=address, reply_timeout_s=REPLY_TIMEOUT_S)
-            else:
-                port = str(self.root / PORTS[name])
-                driver = Ne1000Driver(port=port, address=0, reply_timeout_s=REPLY_TIMEOUT_S)
-            if name in self.named:  # the pty stands in for the adapter behind that link
-                driver.serial_port = self.named[name]
-            self.ne1000[name] = driver
-            container = syringe_by_name(self.syringe.name)
-            channels.append(Channel(name, driver, container, None, "ne1000"))
-        return self._core_of(channels, library)
-
-    def shut(self) -> None:
-        super().shut()
-        for line in self.plugged.values():
-            line.stop()
+class AlikeBench(PortBench):
+    """A ``PortBench`` whose pumps name themselves alike unless ``firmware`` says
+    otherwise (its default): the case the warning is for."""
 
     def alike(self) -> Alarm | None:
         """The warning, when the book holds it (bench scope)."""
         return self.core.state.alarms.get(KEY, "")
-
-    def pump_names(self) -> list[tuple[str, str]]:
-        """Every ``PumpNamed`` of the journal, as (channel, name), in order."""
-        return [(e.channel, e.name) for e in self.events() if isinstance(e, PumpNamed)]
 
 
 @pytest.fixture
