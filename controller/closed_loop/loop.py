@@ -518,7 +518,11 @@ def decide_dose(
     ``trend_span_s``), carried ``trend_ahead_s`` ahead, reaches the dead band below the
     target: the dose running already brings it there (a nurse's "it is coming up, wait").
     That is what the model cannot tell yet for a patient far more sensitive than the
-    population or slower to clear the drug, in the minutes after a start."""
+    population or slower to clear the drug, in the minutes after a start. The same trend
+    brings a fall forward: with the MAP in the band or above and on its way past the band
+    within ``trend_ahead_s``, the loop falls as far as the wean rule allows (0 here; the
+    rules clip it) before the MAP is above the target, since each fall S5 allows comes
+    only once per its window."""
     s = settings
     free, gain = drug.predict_effect(s.horizon_s, current)
 
@@ -540,6 +544,9 @@ def decide_dose(
     neutral = command(estimator.quantile_dose(s.target_mmhg, 0.5))
     if neutral < current and measured > s.target_mmhg + s.deadband_mmhg:
         return neutral
+    low, high = s.band
+    if trend is not None and measured >= low and measured + trend * s.trend_ahead_s / 60.0 >= high:
+        return 0.0  # shooting past the band: as far down as the wean rule allows, now
     return None
 
 

@@ -252,6 +252,22 @@ def test_no_rise_while_the_trend_brings_the_map_to_the_target_at_the_limit() -> 
     assert fall is not None and fall < 0.05
 
 
+def test_a_map_shooting_past_the_band_brings_the_fall_forward_at_the_limit() -> None:
+    """In the band (or above) and on its way past it within ``trend_ahead_s``: a fall as
+    far as the wean rule allows (0; the rules clip it), before the MAP is above the
+    target; exactly at both edges it falls, a hair inside either it does not."""
+    est = Estimator(0.3)
+    for _ in range(5):
+        est.update(76.0, 0.05)  # a posterior that wants more drug, not less
+    ahead_min = SETTINGS.trend_ahead_s / 60.0
+    low, high = SETTINGS.band
+    at_edge = (high - low) / ahead_min  # from the band's bottom to its top, exactly
+    assert _law(est, low, 0.05, at_edge) == 0.0
+    assert _law(est, low, 0.05, at_edge - 0.01) is None
+    assert _law(est, low - 0.01, 0.05, at_edge + 1.0) is None  # below the band: no
+    assert (_law(est, low, 0.05, None) or 0) > 0.05  # no trend known: the rise as before
+
+
 @pytest.mark.parametrize(
     ("times", "expected"),
     [
