@@ -44,7 +44,7 @@ class LoopSettings:
     deadband_mmhg: float = 1.5  # no change while the MAP is within this of the target
     horizon_s: float = 480.0  # the effect the dose is chosen for, this far ahead
     trend_span_s: float = 120.0  # the MAP's trend is read over this span
-    trend_ahead_s: float = 300.0  # no rise while that trend, this far ahead, nears the target
+    trend_ahead_s: float = 300.0  # that trend this far ahead: holds a rise, hastens a fall
     # signal
     signal_loss_s: float = 20.0  # no valid sample this long: suspend and alarm
     recover_s: float = 30.0  # clean signal this long after a suspension: resume
