@@ -519,10 +519,11 @@ def decide_dose(
     target: the dose running already brings it there (a nurse's "it is coming up, wait").
     That is what the model cannot tell yet for a patient far more sensitive than the
     population or slower to clear the drug, in the minutes after a start. The same trend
-    brings a fall forward: with the MAP in the band or above and on its way past the band
-    within ``trend_ahead_s``, the loop falls as far as the wean rule allows (0 here; the
-    rules clip it) before the MAP is above the target, since each fall S5 allows comes
-    only once per its window."""
+    brings a fall forward: with the MAP in the band or above and above the band
+    ``trend_ahead_s`` ahead by its trend (on its way past it, or staying above it), the
+    loop falls as far as the wean rule allows (0 here; the rules clip it), without
+    waiting for the MAP to pass the target or for the model to agree, since each fall S5
+    allows comes only once per its window."""
     s = settings
     free, gain = drug.predict_effect(s.horizon_s, current)
 
