@@ -37,15 +37,11 @@ API, for whoever builds the drivers (the safety process, tests, benchmarks):
   a ``drivers.transport.Transport`` over the line's one port. Closing a driver detaches
   it; the port closes when the last driver has gone. A port lost under one driver is
   reopened once by whichever driver next needs it, and every driver on the line then
-  redoes its own handshake (``ensure_open`` tells each of them, once). A line whose port
-  was missing when a driver connected (an adapter plugged in late) is opened by that
-  driver's next call, which then shakes hands as after a reopen: a connect that failed
-  leaves the driver wanting the line, a close does not.
+  redoes its own handshake (``ensure_open`` tells each of them, once).
 - Bytes that arrive unasked (an NE-1000 safe-mode alarm packet) are seen by every driver
   on the line: ``drain`` hands each driver what arrived since it last looked, and a driver
   that reads a frame addressed to another pump gives it back with ``post``.
-- Modbus drivers share ``line.modbus_link()`` and pass their device id with each request;
-  each opens the link through its own reconnect path when it finds it closed.
+- Modbus drivers share ``line.modbus_link()`` and pass their device id with each request.
 """
 
 from __future__ import annotations
@@ -206,12 +202,13 @@ class SharedLine:
             return self._modbus
 
     def attach_modbus(self) -> None:
-        """A Modbus driver connects: counted among the link's users. The driver opens the
-        link itself unless another driver already did (its reconnect path, the same for a
-        link lost since and for one that was missing when the driver connected)."""
+        """A Modbus driver connects: open the link unless another driver already did."""
         with self._lock:
             if self._modbus is None:
                 raise LineError(f"line {self.name}: call modbus_link() first")
+            if not self._modbus.is_open:
+                self._modbus.open()
+                self._generation += 1
             self._attached += 1
 
     def detach_modbus(self) -> None:
@@ -286,9 +283,6 @@ class LineTransport:
         self.name = name
         self.inbox = bytearray()
         self._attached = False
-        #: ``open`` was asked and no ``close`` since: attached, or to be attached by the
-        #: next ``ensure_open`` (the line's port was missing when the driver connected)
-        self._wanted = False
         self._seen_generation = 0
 
     @property
@@ -301,7 +295,6 @@ class LineTransport:
 
     def open(self) -> None:
         with self.line.lock:
-            self._wanted = True
             if not self._attached:
                 self.line._attach()
                 self._attached = True
@@ -312,7 +305,6 @@ class LineTransport:
 
     def close(self) -> None:
         with self.line.lock:
-            self._wanted = False
             if self._attached:
                 self._attached = False
                 self.line._detach()
@@ -321,10 +313,7 @@ class LineTransport:
     def ensure_open(self) -> bool:
         with self.line.lock:
             if not self._attached:
-                if not self._wanted:
-                    raise DeviceDisconnected(f"{self.name}: not connected; call connect() first")
-                self.open()  # the connect whose port was missing: attached now, or raises
-                return True
+                raise DeviceDisconnected(f"{self.name}: not connected; call connect() first")
             self.line._ensure_open()
             if self._seen_generation != self.line.generation:
                 self._seen_generation = self.line.generation

@@ -12,10 +12,6 @@ Failures seen in public pump drivers, and what this module does instead:
 - a vanished USB adapter crashing the host or being retried forever: an OS error on the
   port closes it and raises ``DeviceDisconnected``; the next call reopens it once
   (``ensure_open``) and reports ``DeviceDisconnected`` again if that fails. No retry loops.
-  A port that was missing when its owner first opened it (an adapter plugged in late, or
-  unplugged across a reboot) is the same case: ``open`` was asked for, so the next call's
-  ``ensure_open`` opens it, with the same settings, once it is there. Only a port nobody
-  asked to open (no ``connect`` yet) is never opened behind its owner's back.
 
 A late reply is the other classic trap: after a timeout the reply may still arrive and be
 taken for the answer to the next command. After a timeout the transport is "dirty" and the
@@ -97,9 +93,7 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
     def ensure_open(self) -> bool:
-        """Reopen a lost port, or open one that could not be opened when ``open`` was
-        asked (one attempt); True when it was opened just now. A port ``open`` was never
-        asked of raises ``DeviceDisconnected``."""
+        """Reopen a lost port (one attempt); True when it was reopened just now."""
         ...
 
     def exchange(
@@ -168,9 +162,7 @@ class SerialTransport:
         self._serial: Any = None
         self._pending = bytearray()
         self._dirty_until = 0.0
-        #: ``open`` was asked (whether the port was there then or not): from then on
-        #: ``ensure_open`` opens it whenever it is found closed (lost, or missing at first)
-        self._wanted = False
+        self._ever_opened = False
 
     @property
     def lock(self) -> AbstractContextManager[Any]:
@@ -184,13 +176,13 @@ class SerialTransport:
         with self._lock:
             if self._serial is not None:
                 return
-            self._wanted = True
             try:
                 self._serial = serial.serial_for_url(self.port, **self._settings)
             except (serial.SerialException, OSError, ValueError) as exc:
                 raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from None
             self._pending.clear()
             self._dirty_until = 0.0
+            self._ever_opened = True
 
     def close(self) -> None:
         with self._lock:
@@ -204,7 +196,7 @@ class SerialTransport:
         with self._lock:
             if self._serial is not None:
                 return False
-            if not self._wanted:
+            if not self._ever_opened:
                 raise DeviceDisconnected(f"{self.port} was never opened: call connect() first")
             self.open()
             return True

@@ -264,9 +264,8 @@ class ModbusDriver(PumpDriver):
         until the channel's own answers there (the link stays open: each call asks
         again). Any other failure is raised too, and the driver stays wanted: the next
         call opens, asks and arms again, as after a lost connection (the safety process
-        connects once at start and then reads; a pump off at that moment, or a port or
-        gateway not there yet, on a port of its own or on a shared line, must come back
-        when it is switched on or plugged in)."""
+        connects once at start and then reads; a pump off at that moment must come back
+        when it is switched on)."""
         with self._lock:
             if self._line is not None and not self._connected:
                 self._line.claim("modbus", self.device_id, self)
