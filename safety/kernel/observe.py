@@ -12,6 +12,8 @@ executes the reaction's actions when it happens live.
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
@@ -357,9 +359,11 @@ def container_warnings(s: KernelState, now: Now, config: KernelConfig) -> Kernel
     return _with_alarms(s, alarms)
 
 
-#: port names udev gives an adapter whatever order the adapters came up in: a pump behind
-#: one cannot trade places with another's at a reboot (docs/protocols.md)
-STABLE_PORT_PREFIXES = ("/dev/serial/by-id/", "/dev/serial/by-path/")
+#: names the kernel hands USB serial adapters in the order they come up: after a reboot
+#: ``ttyUSB0`` may be the adapter that was ``ttyUSB1`` (docs/protocols.md)
+PLUG_ORDER_NAME = re.compile(r"tty(USB|ACM)\d+")
+#: a board's own UARTs (the Raspberry Pi's among them): no adapter ever comes up as one
+ON_BOARD_NAME = re.compile(r"tty(AMA|S)\d+|serial\d+")
 
 
 def pump_names_alike(state: KernelState, t: float) -> KernelState:
@@ -406,9 +410,17 @@ def pump_names_alike(state: KernelState, t: float) -> KernelState:
 
 
 def _may_swap(port: str, other: str) -> bool:
-    """Can two serial devices trade pumps at a reboot? Not when both follow their
-    adapters (``STABLE_PORT_PREFIXES``)."""
-    return not (port.startswith(STABLE_PORT_PREFIXES) and other.startswith(STABLE_PORT_PREFIXES))
+    """Can two serial devices trade pumps at a reboot? Only when one is a name handed out
+    in plug-in order (``ttyUSB0``, ``ttyACM1``: ``PLUG_ORDER_NAME``) and the other names a
+    USB adapter too (another such name, or a udev link that follows its adapter: by-id,
+    by-path, a rule's own ``/dev/pumpA``), which may come up under the first name. Two
+    udev links follow their adapters, and a board's own UART (``ttyAMA0``, ``serial0``) is
+    never an adapter's name: neither pair can swap, and warning them would be a warning
+    nobody could ever clear."""
+    names = (posixpath.basename(port), posixpath.basename(other))
+    if not any(PLUG_ORDER_NAME.fullmatch(name) for name in names):
+        return False
+    return not any(ON_BOARD_NAME.fullmatch(name) for name in names)
 
 
 def _and(items: list[str]) -> str:

@@ -324,8 +324,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 names alike: stable port names",
         OBSERVE,
-        "    return not (port.startswith(STABLE_PORT_PREFIXES) and other.startswith("
-        "STABLE_PORT_PREFIXES))",
+        "    if not any(PLUG_ORDER_NAME.fullmatch(name) for name in names):\n"
+        "        return False\n"
+        "    return not any(ON_BOARD_NAME.fullmatch(name) for name in names)",
         "    return True",
         "test_ports_named_by_their_adapters",
     ),

@@ -3,7 +3,7 @@ ports show: a port that another pump answers on after a reboot, pumps that name
 themselves alike, two pumps at two addresses on one line.
 
 Channels A and B, each on a port of its own (``ttyUSB0``, ``ttyUSB1`` under the bench's
-root) or both at addresses 0 and 1 on one line (``line.tty``). Every safety process the
+root) or both at addresses 0 and 1 on one line (``ttyUSB2``). Every safety process the
 bench starts (boot, reboot) builds fresh drivers, as a new process does, which have never
 heard a pump; the pumps run on through a reboot, as pumps do on their own power. A port
 is a pty link that ``plug`` and ``unplug`` make appear and vanish, so any pump can be put
@@ -33,7 +33,7 @@ from tests.kernel.support import TracingPump
 
 REPLY_TIMEOUT_S = 1.0  # nothing here waits it out but a loaded machine
 PORTS = {"A": "ttyUSB0", "B": "ttyUSB1"}
-LINE = "line.tty"
+LINE = "ttyUSB2"  # a line on a USB adapter, named in plug-in order as most are
 
 
 class PortBench(ChannelBench):

@@ -118,20 +118,28 @@ def test_two_pumps_at_two_addresses_on_one_line_are_not_warned(
         # a ttyUSB name may come up as the by-id channel's adapter after a reboot: the
         # channel on it would then take the other's pump for its own, unnoticed
         pytest.param({"A": BY_ID["A"]}, True, id="one-by-id-one-ttyUSB"),
+        # a board's own UART is no adapter's name: nothing can come up as it, or as it
+        pytest.param({"A": "/dev/ttyAMA0"}, False, id="on-board-UART-and-ttyUSB"),
+        pytest.param({"A": "/dev/serial0"}, False, id="pi-serial0-and-ttyUSB"),
+        # udev rules' own links follow their adapters, as by-id links do
+        pytest.param({"A": "/dev/pumpA", "B": "/dev/pumpB"}, False, id="both-udev-rule-links"),
+        pytest.param({"A": "/dev/pumpA"}, True, id="udev-rule-link-and-ttyUSB"),
+        pytest.param({"A": "/dev/ttyACM0"}, True, id="ttyACM-and-ttyUSB"),
     ],
 )
 def test_ports_named_by_their_adapters_are_not_warned(
     make_bench: Callable[..., AlikeBench], named: dict[str, str], warned: bool
 ) -> None:
     """Ports named by udev's links for their adapters (``/dev/serial/by-id/``,
-    ``/dev/serial/by-path/``) cannot trade pumps: no warning however alike the names.
-    Only both so named are safe: a ``ttyUSB`` beside a by-id link is warned."""
+    ``/dev/serial/by-path/``, a rule's own) cannot trade pumps, nor can a board's own
+    UART: no warning however alike the names. A ``ttyUSB`` or ``ttyACM`` name (handed out
+    in plug-in order) beside anything an adapter may come up as is warned."""
     bench = make_bench(named=named)
     assert bench.pump_names() == [("A", FIRMWARE), ("B", FIRMWARE)]
     alarm = bench.alike()
     if warned:
         assert alarm is not None and alarm.active
-        assert f"A ({BY_ID['A']})" in alarm.message
+        assert f"A ({named['A']})" in alarm.message
     else:
         assert alarm is None
 
