@@ -59,11 +59,21 @@ def resolve_port(
 
 def serial_device(port: str | None, line: SharedLine | None) -> str:
     """The serial device a driver opens (its line's, on a shared line), as the config
-    names it, or "" when it opens none: a TCP line, a pyserial URL (``socket://``,
-    ``rfc2217://``: a network address, which no reboot gives to another adapter), or no
-    port (a Modbus driver on TCP). What ``PumpDriver.serial_port`` reports."""
+    names it, or "" when it opens none: a TCP line, a network URL (``socket://``,
+    ``rfc2217://``: an address, which no reboot gives to another adapter), or no port (a
+    Modbus driver on TCP). pyserial's wrappers of a device (``spy://``, ``alt://``) give
+    the device they wrap; ``hwgrep://`` (the first adapter that matches) is kept as it
+    is. What ``PumpDriver.serial_port`` reports."""
     if line is not None:
         port = line.spec.port if line.spec.kind == "serial" else None
-    if port is None or "://" in port:
+    if port is None or port.startswith(NETWORK_URLS):
         return ""
+    if port.startswith(WRAPPER_URLS):
+        return port.split("://", 1)[1].split("?", 1)[0]
     return port
+
+
+#: pyserial URLs that name a network address, not a device
+NETWORK_URLS = ("socket://", "rfc2217://")
+#: pyserial URLs that wrap a device path (``spy:///dev/ttyUSB0?file=...``)
+WRAPPER_URLS = ("spy://", "alt://")

@@ -418,7 +418,9 @@ def _may_swap(port: str, other: str) -> bool:
     never an adapter's name: neither pair can swap, and warning them would be a warning
     nobody could ever clear."""
     names = (posixpath.basename(port), posixpath.basename(other))
-    if not any(PLUG_ORDER_NAME.fullmatch(name) for name in names):
+    # pyserial's hwgrep:// opens the first adapter that matches: plug-in order again
+    by_order = any(p.startswith("hwgrep://") for p in (port, other))
+    if not (by_order or any(PLUG_ORDER_NAME.fullmatch(name) for name in names)):
         return False
     return not any(ON_BOARD_NAME.fullmatch(name) for name in names)
 

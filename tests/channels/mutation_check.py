@@ -324,7 +324,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 names alike: stable port names",
         OBSERVE,
-        "    if not any(PLUG_ORDER_NAME.fullmatch(name) for name in names):\n"
+        "    if not (by_order or any(PLUG_ORDER_NAME.fullmatch(name) for name in names)):\n"
         "        return False\n"
         "    return not any(ON_BOARD_NAME.fullmatch(name) for name in names)",
         "    return True",
@@ -354,7 +354,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 names alike: a network address",
         "drivers/serial_options.py",
-        '    if port is None or "://" in port:',
+        "    if port is None or port.startswith(NETWORK_URLS):",
         "    if port is None:",
         "test_a_network_port_or_a_line",
     ),

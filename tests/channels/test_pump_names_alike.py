@@ -125,6 +125,12 @@ def test_two_pumps_at_two_addresses_on_one_line_are_not_warned(
         pytest.param({"A": "/dev/pumpA", "B": "/dev/pumpB"}, False, id="both-udev-rule-links"),
         pytest.param({"A": "/dev/pumpA"}, True, id="udev-rule-link-and-ttyUSB"),
         pytest.param({"A": "/dev/ttyACM0"}, True, id="ttyACM-and-ttyUSB"),
+        # the first adapter that matches: whichever came up first
+        pytest.param(
+            {"A": "hwgrep://0403:6001", "B": "hwgrep://0403:6001&skip_busy"},
+            True,
+            id="both-hwgrep",
+        ),
     ],
 )
 def test_ports_named_by_their_adapters_are_not_warned(
@@ -217,6 +223,13 @@ def test_a_network_port_or_a_line_names_its_device_once() -> None:
     assert [d.serial_port for d in on_line] == ["/dev/ttyUSB0", "/dev/ttyUSB0"]
     assert Ne1000Driver(port="/dev/ttyUSB1").serial_port == "/dev/ttyUSB1"
     assert Ne1000Driver(port="socket://192.0.2.7:4001").serial_port == ""
+    assert Ne1000Driver(port="rfc2217://192.0.2.7:4001").serial_port == ""
+    # pyserial's wrappers of a device name the device; hwgrep:// is kept for the kernel
+    assert Ne1000Driver(port="spy:///dev/ttyUSB3?file=x.txt").serial_port == "/dev/ttyUSB3"
+    assert Ne1000Driver(port="alt:///dev/ttyUSB4?class=PosixPollSerial").serial_port == (
+        "/dev/ttyUSB4"
+    )
+    assert Ne1000Driver(port="hwgrep://0403:6001").serial_port == "hwgrep://0403:6001"
     tcp = open_line(LineSpec(kind="tcp", port="192.0.2.7:4001"))
     assert Ne1000Driver(line=tcp, address=1).serial_port == ""
     assert ModbusDriver(host="192.0.2.8").serial_port == ""
