@@ -403,8 +403,8 @@ def pump_names_alike(state: KernelState, t: float) -> KernelState:
         Priority.LOW,
         "; ".join(groups)
         + ", on ports a reboot may swap: the pumps' names cannot tell them apart, so a "
-        "swap would go unnoticed and each channel would drive the other's pump; name the "
-        "ports by /dev/serial/by-id/, docs/protocols.md",
+        "swap would go unnoticed and a channel would drive another channel's pump; name "
+        "each of these ports by /dev/serial/by-id/ (or by-path), docs/protocols.md",
         t,
     )
 

@@ -41,7 +41,7 @@ BY_ID = {
     "B": "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10KZP2R-if00-port0",
 }
 BY_PATH = {"B": "/dev/serial/by-path/platform-3f980000.usb-usb-0:1.3:1.0-port0"}
-REMEDY = "name the ports by /dev/serial/by-id/, docs/protocols.md"
+REMEDY = "name each of these ports by /dev/serial/by-id/ (or by-path), docs/protocols.md"
 KEY = "pump_names_alike"
 
 
