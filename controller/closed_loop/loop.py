@@ -538,15 +538,17 @@ def decide_dose(
     cautious = command(
         estimator.quantile_dose(s.target_mmhg - s.rise_aim_below_mmhg, s.rise_quantile)
     )
+    # the MAP ``trend_ahead_s`` from now if its trend goes on (None: no trend known)
+    ahead = None if trend is None else measured + trend * s.trend_ahead_s / 60.0
     floor = s.target_mmhg - s.deadband_mmhg
-    coming = trend is not None and measured + trend * s.trend_ahead_s / 60.0 >= floor
+    coming = ahead is not None and ahead >= floor
     if cautious > current and measured < floor and settled and not coming:
         return cautious
     neutral = command(estimator.quantile_dose(s.target_mmhg, 0.5))
     if neutral < current and measured > s.target_mmhg + s.deadband_mmhg:
         return neutral
     low, high = s.band
-    if trend is not None and measured >= low and measured + trend * s.trend_ahead_s / 60.0 >= high:
+    if ahead is not None and measured >= low and ahead >= high:
         return 0.0  # shooting past the band: as far down as the wean rule allows, now
     return None
 

@@ -12,7 +12,6 @@ executes the reaction's actions when it happens live.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import replace
 from decimal import Decimal
@@ -359,11 +358,12 @@ def container_warnings(s: KernelState, now: Now, config: KernelConfig) -> Kernel
     return _with_alarms(s, alarms)
 
 
-#: names the kernel hands USB serial adapters in the order they come up: after a reboot
-#: ``ttyUSB0`` may be the adapter that was ``ttyUSB1`` (docs/protocols.md)
-PLUG_ORDER_NAME = re.compile(r"tty(USB|ACM)\d+")
+#: ports given out in the order the adapters come up: after a reboot ``ttyUSB0`` may be
+#: the adapter that was ``ttyUSB1``; pyserial's ``hwgrep://`` opens the first adapter
+#: that matches (docs/protocols.md)
+PLUG_ORDER_PORT = re.compile(r"(?:.*/)?tty(?:USB|ACM)\d+|hwgrep://.*")
 #: a board's own UARTs (the Raspberry Pi's among them): no adapter ever comes up as one
-ON_BOARD_NAME = re.compile(r"tty(AMA|S)\d+|serial\d+")
+ON_BOARD_PORT = re.compile(r"(?:.*/)?(?:tty(?:AMA|S)\d+|serial\d+)")
 
 
 def pump_names_alike(state: KernelState, t: float) -> KernelState:
@@ -372,11 +372,9 @@ def pump_names_alike(state: KernelState, t: float) -> KernelState:
 
     A restart tells a channel's own pump from another behind its port by the name the
     pump gave (``PumpNamed``, ``drivers.pumps.base.PumpName``), and two pumps of one model
-    and firmware give the same name. Two such channels on different serial devices, one
-    of which at least may reach another adapter after a reboot (``/dev/ttyUSB0``, not a
-    ``/dev/serial/by-id/`` or ``by-path`` link: a ``ttyUSB`` name may come up as the
-    by-id channel's adapter too), could come back swapped unnoticed, each channel
-    driving the other's pump as its own. Channels on one line are no such pair (their
+    and firmware give the same name. Two such channels on different serial devices that
+    may trade adapters at a reboot (``_may_swap``) could come back swapped unnoticed, a
+    channel driving another's pump as its own. Channels on one line are no such pair (their
     pumps' addresses tell them apart), nor channels whose device is not known (mock,
     TCP, a journal from before devices were recorded). Derived from the recorded names
     and the bench's devices alone, so a replay re-derives it; gone when no such pair is
@@ -393,7 +391,9 @@ def pump_names_alike(state: KernelState, t: float) -> KernelState:
             if any(other != port and _may_swap(port, other) for _, other in members)
         ]
         if alike:
-            groups.append(f"channels {_and(alike)} have pumps that name themselves {pump_name!r}")
+            groups.append(
+                f"channels {', '.join(alike)} have pumps that name themselves {pump_name!r}"
+            )
     if not groups:
         return _with_alarms(state, state.alarms.condition_gone("pump_names_alike"))
     return _alarm(
@@ -411,23 +411,16 @@ def pump_names_alike(state: KernelState, t: float) -> KernelState:
 
 def _may_swap(port: str, other: str) -> bool:
     """Can two serial devices trade pumps at a reboot? Only when one is a name handed out
-    in plug-in order (``ttyUSB0``, ``ttyACM1``: ``PLUG_ORDER_NAME``) and the other names a
+    in plug-in order (``ttyUSB0``, ``ttyACM1``: ``PLUG_ORDER_PORT``) and the other names a
     USB adapter too (another such name, or a udev link that follows its adapter: by-id,
     by-path, a rule's own ``/dev/pumpA``), which may come up under the first name. Two
     udev links follow their adapters, and a board's own UART (``ttyAMA0``, ``serial0``) is
     never an adapter's name: neither pair can swap, and warning them would be a warning
     nobody could ever clear."""
-    names = (posixpath.basename(port), posixpath.basename(other))
-    # pyserial's hwgrep:// opens the first adapter that matches: plug-in order again
-    by_order = any(p.startswith("hwgrep://") for p in (port, other))
-    if not (by_order or any(PLUG_ORDER_NAME.fullmatch(name) for name in names)):
+    ports = (port, other)
+    if not any(PLUG_ORDER_PORT.fullmatch(p) for p in ports):
         return False
-    return not any(ON_BOARD_NAME.fullmatch(name) for name in names)
-
-
-def _and(items: list[str]) -> str:
-    """ "A", "A and B", "A, B and C"."""
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+    return not any(ON_BOARD_PORT.fullmatch(p) for p in ports)
 
 
 # --------------------------------------------------------------------------- pieces

@@ -324,9 +324,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 names alike: stable port names",
         OBSERVE,
-        "    if not (by_order or any(PLUG_ORDER_NAME.fullmatch(name) for name in names)):\n"
+        "    if not any(PLUG_ORDER_PORT.fullmatch(p) for p in ports):\n"
         "        return False\n"
-        "    return not any(ON_BOARD_NAME.fullmatch(name) for name in names)",
+        "    return not any(ON_BOARD_PORT.fullmatch(p) for p in ports)",
         "    return True",
         "test_ports_named_by_their_adapters",
     ),

@@ -83,7 +83,7 @@ def test_two_channels_on_ports_that_may_swap_named_alike_are_warned(
     assert alarm is not None and alarm.active and alarm.annunciating
     assert alarm.priority is Priority.LOW and alarm.reason is Reason.PUMP_NAMES_ALIKE
     a, b = (str(bench.root / PORTS[n]) for n in ("A", "B"))
-    assert f"channels A ({a}) and B ({b}) have pumps that name themselves {FIRMWARE!r}" in (
+    assert f"channels A ({a}), B ({b}) have pumps that name themselves {FIRMWARE!r}" in (
         alarm.message
     )
     assert REMEDY in alarm.message
