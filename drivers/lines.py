@@ -35,9 +35,11 @@ API, for whoever builds the drivers (the safety process, tests, benchmarks):
   address already taken on it.
 - Each byte-protocol driver talks through its own ``LineTransport`` (``line.transport_for``),
   a ``drivers.transport.Transport`` over the line's one port. Closing a driver detaches
-  it; the port closes when the last driver has gone. A port lost under one driver is
-  reopened once by whichever driver next needs it, and every driver on the line then
-  redoes its own handshake (``ensure_open`` tells each of them, once).
+  it; the port closes when the last driver has gone. A port lost under one driver, or
+  missing when the first driver connected (an adapter plugged in later), is opened by
+  whichever driver next needs it (one attempt at a time, bounded and paced:
+  ``drivers.opening``), and every driver on the line then redoes its own handshake
+  (``ensure_open`` tells each of them, once).
 - Bytes that arrive unasked (an NE-1000 safe-mode alarm packet) are seen by every driver
   on the line: ``drain`` hands each driver what arrived since it last looked, and a driver
   that reads a frame addressed to another pump gives it back with ``post``.
@@ -121,7 +123,6 @@ class SharedLine:
         self._taps: list[LineTransport] = []
         self._attached = 0
         self._generation = 0
-        self._ever_opened = False
         self._modbus: ModbusLink | None = None
 
     # ------------------------------------------------------------------ reading
@@ -202,14 +203,16 @@ class SharedLine:
             return self._modbus
 
     def attach_modbus(self) -> None:
-        """A Modbus driver connects: open the link unless another driver already did."""
+        """A Modbus driver connects: open the link unless another driver already did. The
+        driver counts as attached even when the link cannot be opened now: the link is
+        wanted, and a later call opens it (``ModbusLink.reopen``)."""
         with self._lock:
             if self._modbus is None:
                 raise LineError(f"line {self.name}: call modbus_link() first")
+            self._attached += 1
             if not self._modbus.is_open:
                 self._modbus.open()
                 self._generation += 1
-            self._attached += 1
 
     def detach_modbus(self) -> None:
         """A Modbus driver closes: the link closes with the last one."""
@@ -233,13 +236,11 @@ class SharedLine:
         return self._transport
 
     def _attach(self) -> None:
+        """One more driver on the port, counted even when the port cannot be opened now
+        (missing at start): it is wanted, and a later call opens it (``_ensure_open``)."""
         with self._lock:
-            port = self._port()
-            if not port.is_open:
-                port.open()
-                self._generation += 1
-                self._ever_opened = True
             self._attached += 1
+            self._ensure_open(deliberate=True)
 
     def _detach(self) -> None:
         with self._lock:
@@ -247,14 +248,17 @@ class SharedLine:
             if self._attached == 0 and self._transport is not None:
                 self._transport.close()
 
-    def _ensure_open(self) -> None:
+    def _ensure_open(self, *, deliberate: bool = False) -> None:
+        """The port open: waited on to the end of the attempt when a driver connects
+        (``deliberate``), else bounded and paced (``Transport.ensure_open``)."""
         with self._lock:
             port = self._port()
             if port.is_open:
                 return
-            if not self._ever_opened:
-                raise DeviceDisconnected(f"line {self.name} was never opened: connect a driver")
-            port.open()
+            if deliberate:
+                port.open()
+            else:
+                port.ensure_open()
             self._generation += 1
 
     def _drain_into_taps(self) -> None:
@@ -296,10 +300,10 @@ class LineTransport:
     def open(self) -> None:
         with self.line.lock:
             if not self._attached:
+                self._attached = True  # wanted, even if the port cannot be opened now
                 self.line._attach()
-                self._attached = True
             else:
-                self.line._ensure_open()
+                self.line._ensure_open(deliberate=True)
             self._seen_generation = self.line.generation
             self.inbox.clear()
 

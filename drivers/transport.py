@@ -10,8 +10,12 @@ Failures seen in public pump drivers, and what this module does instead:
   exchange, and a driver holds it across a set and its read-back; two processes on one
   port: the port is opened with an exclusive (advisory) lock;
 - a vanished USB adapter crashing the host or being retried forever: an OS error on the
-  port closes it and raises ``DeviceDisconnected``; the next call reopens it once
-  (``ensure_open``) and reports ``DeviceDisconnected`` again if that fails. No retry loops.
+  port closes it and raises ``DeviceDisconnected``; the next call reopens it
+  (``ensure_open``) and reports ``DeviceDisconnected`` again if that fails. No retry loops:
+  one attempt at a time, paced and waited on for a bounded time (``drivers.opening``), so
+  a port that is slow to open (a network URL whose host does not answer) never holds the
+  caller for longer than that wait. A port missing when ``open`` was first asked (an
+  adapter plugged in after the process started) is taken up the same way once it appears.
 
 A late reply is the other classic trap: after a timeout the reply may still arrive and be
 taken for the answer to the next command. After a timeout the transport is "dirty" and the
@@ -53,6 +57,7 @@ from typing import Any, Protocol
 import serial
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.opening import Opener
 
 FrameEnd = Callable[[bytes], int | None]
 #: True when a complete-looking frame may still grow (see the module docstring)
@@ -93,7 +98,8 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
     def ensure_open(self) -> bool:
-        """Reopen a lost port (one attempt); True when it was reopened just now."""
+        """Reopen a lost port, or one that could not be opened when ``open`` was asked
+        (bounded: ``drivers.opening``); True when it was (re)opened just now."""
         ...
 
     def exchange(
@@ -162,7 +168,9 @@ class SerialTransport:
         self._serial: Any = None
         self._pending = bytearray()
         self._dirty_until = 0.0
-        self._ever_opened = False
+        #: ``open`` was asked: a port lost since, or missing then, is opened again
+        self._wanted = False
+        self._opener: Opener[Any] = Opener(self._open_port, _close_port, what=port)
 
     @property
     def lock(self) -> AbstractContextManager[Any]:
@@ -176,29 +184,21 @@ class SerialTransport:
         with self._lock:
             if self._serial is not None:
                 return
-            try:
-                self._serial = serial.serial_for_url(self.port, **self._settings)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from None
-            self._pending.clear()
-            self._dirty_until = 0.0
-            self._ever_opened = True
+            self._wanted = True  # wanted from now on, even if it is not there yet
+            self._adopt(self._opener.open_now())
 
     def close(self) -> None:
         with self._lock:
-            ser, self._serial = self._serial, None
-            if ser is not None:
-                with contextlib.suppress(Exception):
-                    ser.close()
-            self._pending.clear()
+            self._opener.cancel()
+            self._drop()
 
     def ensure_open(self) -> bool:
         with self._lock:
             if self._serial is not None:
                 return False
-            if not self._ever_opened:
+            if not self._wanted:
                 raise DeviceDisconnected(f"{self.port} was never opened: call connect() first")
-            self.open()
+            self._adopt(self._opener.reopen())
             return True
 
     def exchange(
@@ -250,12 +250,30 @@ class SerialTransport:
             return bytes(data)
 
     # ------------------------------------------------------------------ internals
+    def _open_port(self) -> Any:
+        """One attempt (in the opener's thread: nothing of this transport is touched)."""
+        try:
+            return serial.serial_for_url(self.port, **self._settings)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from None
+
+    def _adopt(self, ser: Any) -> None:
+        self._serial = ser
+        self._pending.clear()
+        self._dirty_until = 0.0
+
+    def _drop(self) -> None:
+        ser, self._serial = self._serial, None
+        if ser is not None:
+            _close_port(ser)
+        self._pending.clear()
+
     def _require_open(self) -> None:
         if self._serial is None:
             raise DeviceDisconnected(f"{self.port} is not open")
 
     def _lost(self, exc: Exception) -> DeviceDisconnected:
-        self.close()
+        self._drop()  # still wanted: the next call opens it again
         return DeviceDisconnected(f"{self.port} vanished: {exc}")
 
     def _write(self, data: bytes) -> None:
@@ -362,3 +380,9 @@ class SerialTransport:
                 ):
                     return end
         return frame_end(bytes(self._pending))
+
+
+def _close_port(ser: Any) -> None:
+    # closing a vanished device may fail; it is gone anyway
+    with contextlib.suppress(Exception):
+        ser.close()

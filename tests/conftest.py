@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+import drivers.opening
 from safety.library import DrugLibrary, load_library
 from safety.library.loader import DEFAULT_LIBRARY_PATH
 
@@ -75,3 +76,12 @@ def library_path() -> Path:
 @pytest.fixture(scope="session")
 def library_text(library_path: Path) -> str:
     return library_path.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def prompt_reopening(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ports reopened without the pause after a failed attempt, and waited on long enough
+    that a loaded machine never fails an open of a local pty (``drivers.opening``): for
+    tests of what happens once a port appears, not of the pacing (its own tests)."""
+    monkeypatch.setattr(drivers.opening, "RETRY_S", 0.0)
+    monkeypatch.setattr(drivers.opening, "WAIT_S", 10.0)

@@ -11,8 +11,10 @@ the safety kernel:
 - a write is never repeated: a lost or corrupted acknowledgement raises ``DeviceTimeout``
   or ``PumpChecksumError``, both meaning *outcome uncertain* (S10); a read is repeated
   at most once;
-- a lost connection raises ``DeviceDisconnected`` and the next call reopens it, a bounded
-  number of times;
+- a lost connection raises ``DeviceDisconnected`` and the next call reopens it (one
+  attempt at a time, waited on for a bounded time and paced after a failure:
+  ``ModbusLink.reopen``); so does a port that could not be opened at ``connect`` (a pump
+  plugged in or switched on after the safety process started);
 - ``keep_alive()`` reads the status so the pump's comms timeout (if the map has one and
   it is armed) does not stop the pump while the host is alive;
 - at every opening of the port (connect, reconnect, a shared line reopened by another
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -164,7 +165,6 @@ class ModbusDriver(PumpDriver):
         device_id: int | None = None,
         timeout_s: float = 1.0,
         comms_timeout_s: float | None = None,
-        reconnect_attempts: int = 3,
         line: SharedLine | None = None,
     ) -> None:
         """``map_path``: a TOML map, or "syringe"/"peristaltic" for the examples (default
@@ -201,8 +201,6 @@ class ModbusDriver(PumpDriver):
             )
         if not (math.isfinite(timeout_s) and 0.01 <= timeout_s <= 60):
             raise ValueError(f"timeout_s must be 0.01-60 s, got {timeout_s}")
-        if not 0 <= reconnect_attempts <= 10:
-            raise ValueError(f"reconnect_attempts must be 0-10, got {reconnect_attempts}")
         if not 1 <= port <= 65535:
             raise ValueError(f"port must be 1-65535, got {port}")
         self.map: RegisterMap = load_register_map(resolve_map_path(map_path))
@@ -222,7 +220,6 @@ class ModbusDriver(PumpDriver):
         if comms_timeout_s is not None:
             self._check_comms_timeout(comms_timeout_s)
         self.comms_timeout_s = comms_timeout_s
-        self.reconnect_attempts = reconnect_attempts
         self.timeout_s = timeout_s
         self._line = line
         self.serial_port = serial_device(serial_port, line)
@@ -267,13 +264,16 @@ class ModbusDriver(PumpDriver):
         connects once at start and then reads; a pump off at that moment must come back
         when it is switched on)."""
         with self._lock:
-            if self._line is not None and not self._connected:
-                self._line.claim("modbus", self.device_id, self)
-                self._line.attach_modbus()
-            self._connected = True
+            attach = self._line is not None and not self._connected
+            if attach:
+                self._line.claim("modbus", self.device_id, self)  # type: ignore[union-attr]
+            self._connected = True  # wanted from now on, even if the port is not there yet
             self._named_on = self._armed_on = None
             try:
-                self._ensure_open()
+                if attach:
+                    self._line.attach_modbus()  # type: ignore[union-attr]
+                elif not self._link.is_open:
+                    self._link.open()
                 self._ask_name()
                 self._name.refuse_foreign()
                 self._arm()
@@ -755,19 +755,10 @@ class ModbusDriver(PumpDriver):
             return
         if not self._connected:
             raise DeviceDisconnected("not connected: call connect() first")
-        last: DeviceDisconnected | None = None
-        for attempt in range(max(1, self.reconnect_attempts)):
-            if attempt:
-                time.sleep(0.1 * attempt)  # bounded: at most ~0.3 s for 3 attempts
-            try:
-                self._link.open()
-                return
-            except DeviceDisconnected as exc:
-                last = exc
-        raise DeviceDisconnected(
-            f"Modbus pump at {self._link.where} gone; {self.reconnect_attempts} reconnect "
-            f"attempt(s) failed: {last}"
-        )
+        try:
+            self._link.reopen()
+        except DeviceDisconnected as exc:
+            raise DeviceDisconnected(f"Modbus pump at {self._link.where} gone: {exc}") from None
 
 
 def _rejected(what: str, reply: ExceptionReply) -> PumpRejected:

@@ -12,7 +12,10 @@ and turns every way a reply can fail into one typed error:
 - bytes that are not a valid frame (CRC, MBAP header, wrong address, garbage,
   a frame cut short) -> ``PumpChecksumError``;
 - the socket or port gone (reset, EOF, unplugged adapter, closed pty) ->
-  ``DeviceDisconnected``; the link is then closed and the driver reopens it on its next call.
+  ``DeviceDisconnected``; the link is then closed and the driver reopens it on its next call
+  (``reopen``: one attempt at a time, waited on for a bounded time and paced after a
+  failure, ``drivers.opening``: a gateway that drops its packets holds ``connect`` for the
+  whole timeout, which the safety loop must not wait through at every poll).
 
 Nothing here retries. pymodbus' own clients fold CRC errors into timeouts and retry on
 their own; a pump driver must know which of these happened and must never repeat a
@@ -42,6 +45,7 @@ import time
 from typing import Any
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.opening import Opener
 from drivers.pumps.base import PumpChecksumError
 from firmware_bridge.modbus.frames import (
     MBAP_HEADER_LEN,
@@ -73,11 +77,18 @@ class ModbusLink(abc.ABC):
 
     @abc.abstractmethod
     def open(self) -> None:
-        """Open the port; ``DeviceDisconnected`` when it cannot be opened."""
+        """Open the port now, waiting for the attempt to end (a driver's ``connect``);
+        ``DeviceDisconnected`` when it cannot be opened."""
+
+    @abc.abstractmethod
+    def reopen(self) -> None:
+        """Open the port unless it is open: one attempt at a time, waited on for a bounded
+        time, paced after a failure (``drivers.opening``); ``DeviceDisconnected`` at once
+        while it is not open."""
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Idempotent."""
+        """Idempotent; an attempt to open in flight is forgotten (what it opens is closed)."""
 
     @abc.abstractmethod
     def transact(
@@ -88,33 +99,79 @@ class ModbusLink(abc.ABC):
         driver passes its own device id and deadline."""
 
 
-class TcpLink(ModbusLink):
+class _PortLink(ModbusLink):
+    """A link that owns its port: opened through an ``Opener`` (``drivers.opening``)."""
+
+    def __init__(self) -> None:
+        self._opener: Opener[Any] = Opener(self._open_port, self._close_port, what=self.where)
+
+    def open(self) -> None:
+        self.close()
+        self._adopt(self._opener.open_now())
+        self.opens += 1
+
+    def reopen(self) -> None:
+        if self.is_open:
+            return
+        self._adopt(self._opener.reopen())
+        self.opens += 1
+
+    def close(self) -> None:
+        self._opener.cancel()
+        self._drop()
+
+    @abc.abstractmethod
+    def _open_port(self) -> Any:
+        """One attempt to open (in the opener's thread: touches nothing of the link)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _close_port(port: Any) -> None:
+        """Close what ``_open_port`` opened, quietly."""
+
+    @abc.abstractmethod
+    def _adopt(self, port: Any) -> None:
+        """Take an opened port as the link's."""
+
+    @abc.abstractmethod
+    def _drop(self) -> None:
+        """Close the link's port (idempotent); it stays wanted (``reopen``)."""
+
+
+class TcpLink(_PortLink):
     def __init__(self, host: str, port: int, unit: int, timeout_s: float) -> None:
         self.host, self.port, self.unit, self.timeout_s = host, port, unit, timeout_s
         self.where = f"{host}:{port}"
         self._sock: socket.socket | None = None
         self._tid = 0
+        super().__init__()
 
     @property
     def is_open(self) -> bool:
         return self._sock is not None
 
-    def open(self) -> None:
-        self.close()
+    def _open_port(self) -> socket.socket:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
         except OSError as exc:
             raise DeviceDisconnected(f"cannot connect to Modbus TCP {self.where}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
-        self.opens += 1
+        return sock
 
-    def close(self) -> None:
+    @staticmethod
+    def _close_port(port: Any) -> None:
+        with contextlib.suppress(OSError):
+            port.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            port.close()
+
+    def _adopt(self, port: Any) -> None:
+        self._sock = port
+
+    def _drop(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            self._close_port(sock)
 
     def transact(
         self, pdu: bytes, unit: int | None = None, timeout_s: float | None = None
@@ -127,7 +184,7 @@ class TcpLink(ModbusLink):
         try:
             sock.sendall(mbap_adu(tid, unit, pdu))
         except OSError as exc:
-            self.close()
+            self._drop()
             raise DeviceDisconnected(f"Modbus TCP {self.where}: send failed: {exc}") from None
         deadline = time.monotonic() + timeout_s
         while True:
@@ -137,7 +194,7 @@ class TcpLink(ModbusLink):
             try:
                 header = parse_mbap_header(head)
             except FrameError as exc:
-                self.close()
+                self._drop()
                 raise PumpChecksumError(
                     f"Modbus TCP {self.where}: bad MBAP header {head.hex(' ')}: {exc}; "
                     "connection closed to resynchronise"
@@ -149,7 +206,7 @@ class TcpLink(ModbusLink):
                 lag = (tid - header.transaction_id) % 0x10000
                 if 0 < lag <= _STALE_WINDOW:
                     continue  # the late reply of a request that already timed out
-                self.close()
+                self._drop()
                 raise PumpChecksumError(
                     f"Modbus TCP {self.where}: reply transaction {header.transaction_id}, "
                     f"expected {tid}; connection closed to resynchronise"
@@ -173,7 +230,7 @@ class TcpLink(ModbusLink):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if buf or mid_frame:
-                    self.close()  # part of a frame is in the stream: out of step
+                    self._drop()  # part of a frame is in the stream: out of step
                     raise PumpChecksumError(
                         f"Modbus TCP {self.where}: reply cut short after "
                         f"{len(buf)} of {n} bytes; connection closed"
@@ -185,16 +242,16 @@ class TcpLink(ModbusLink):
             except TimeoutError:
                 continue
             except OSError as exc:
-                self.close()
+                self._drop()
                 raise DeviceDisconnected(f"Modbus TCP {self.where}: {exc}") from None
             if not chunk:
-                self.close()
+                self._drop()
                 raise DeviceDisconnected(f"Modbus TCP {self.where}: connection closed by the pump")
             buf += chunk
         return buf
 
 
-class RtuLink(ModbusLink):
+class RtuLink(_PortLink):
     def __init__(
         self,
         port: str,
@@ -214,19 +271,19 @@ class RtuLink(ModbusLink):
         self.quiet_s = quiet_s if quiet_s is not None else min(timeout_s, max(0.02, 35 * char_s))
         self._ser: Any = None
         self._dirty = False
+        super().__init__()
 
     @property
     def is_open(self) -> bool:
         return self._ser is not None
 
-    def open(self) -> None:
-        self.close()
+    def _open_port(self) -> Any:
         try:
             import serial  # noqa: PLC0415 - only an RTU link needs pyserial
         except ImportError:
             raise DeviceDisconnected("Modbus RTU needs pyserial (pip install pyserial)") from None
         try:
-            self._ser = serial.Serial(
+            return serial.Serial(
                 self.port,
                 baudrate=self.baud,
                 bytesize=8,
@@ -240,15 +297,21 @@ class RtuLink(ModbusLink):
             # termios.error: pyserial lets it through from tcsetattr (e.g. a Linux pty
             # refuses parity re-applied by a second open: EINVAL); it is not an OSError
             raise DeviceDisconnected(f"cannot open Modbus RTU port {self.port}: {exc}") from None
-        self._dirty = True  # whatever sat in the buffers before we opened is not ours
-        self.opens += 1
 
-    def close(self) -> None:
+    @staticmethod
+    def _close_port(port: Any) -> None:
+        # closing a vanished device may fail; it is gone anyway
+        with contextlib.suppress(Exception):
+            port.close()
+
+    def _adopt(self, port: Any) -> None:
+        self._ser = port
+        self._dirty = True  # whatever sat in the buffers before we opened is not ours
+
+    def _drop(self) -> None:
         ser, self._ser = self._ser, None
         if ser is not None:
-            # closing a vanished device may fail; it is gone anyway
-            with contextlib.suppress(Exception):
-                ser.close()
+            self._close_port(ser)
 
     def transact(
         self, pdu: bytes, unit: int | None = None, timeout_s: float | None = None
@@ -265,7 +328,7 @@ class RtuLink(ModbusLink):
             raise
         except Exception as exc:
             if _is_serial_error(exc):
-                self.close()
+                self._drop()
                 raise DeviceDisconnected(
                     f"Modbus RTU {self.where}: port failed ({exc}); device unplugged or closed?"
                 ) from None

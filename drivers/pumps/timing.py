@@ -125,8 +125,15 @@ class CountingLink(ModbusLink):
     def is_open(self) -> bool:
         return self.inner.is_open
 
+    @property
+    def opens(self) -> int:  # type: ignore[override]
+        return self.inner.opens
+
     def open(self) -> None:
         self.inner.open()
+
+    def reopen(self) -> None:
+        self.inner.reopen()
 
     def close(self) -> None:
         self.inner.close()

@@ -677,16 +677,41 @@ class SafetyCore:
             self._poll_one(self.channels[name], depth)
 
     def _let_requests_in(self) -> None:
-        """Serve the requests that arrived during a timer's exchange with one pump, before
-        the next pump's. Only between a timer's own exchanges (depth 0): a request's own
-        read-backs run to the end, and a request served here is not served into again."""
-        if self.between_exchanges is None or self._in_between:
+        """Read the stop button and feed the watchdog when due (``_watch``), and serve the
+        requests that arrived during a timer's exchange with one pump, before the next
+        pump's. Only between a timer's own exchanges (depth 0): a request's own read-backs
+        run to the end, and a request served here is not served into again."""
+        if self._in_between:
             return
         self._in_between = True
         try:
-            self.between_exchanges()
+            self._watch()
+            if self.between_exchanges is not None:
+                self.between_exchanges()
         finally:
             self._in_between = False
+
+    def _watch(self) -> None:
+        """The stop button read and the watchdog fed, each when due. Called once a loop
+        pass and between any two of a timer's exchanges with pumps, so that a slow pump
+        (one that does not answer and is waited on to its reply timeout, a port still
+        opening: ``drivers.opening``) holds them up by one exchange, never by a round of
+        them: a short press is not missed and the watchdog does not bite a loop that is
+        alive. One place for both the heartbeat pin and the watchdog device: whatever
+        stops this loop stops the pin and the feed."""
+        live = self.liveness.now()
+        if self.gpio is not None and live >= self._due_button:
+            self._due_button = live + self.timing.button_poll_s
+            if self.gpio.poll_stop():
+                self.emergency_stop("button")
+        watched = self.gpio is not None or self.watchdog_device is not None
+        if watched and live >= self._due_watchdog:
+            self._due_watchdog = live + self.timing.watchdog_toggle_s
+            self._watchdog_level = not self._watchdog_level
+            if self.gpio is not None:
+                self.gpio.toggle_heartbeat()
+            if self.watchdog_device is not None:
+                self.watchdog_device.feed()
 
     def _poll_one(self, channel: Channel, depth: int) -> None:
         """One channel's read-back.
@@ -910,10 +935,7 @@ class SafetyCore:
             and live - heartbeat > self.timing.heartbeat_timeout_s
         ):
             self.controller_lost("heartbeat timeout")
-        if self.gpio is not None and live >= self._due_button:
-            self._due_button = live + self.timing.button_poll_s
-            if self.gpio.poll_stop():
-                self.emergency_stop("button")
+        self._watch()
         now = self.now()
         deadline = self.next_deadline(now)
         polled = live >= self._due_poll or (deadline is not None and now.clinical >= deadline)
@@ -945,15 +967,7 @@ class SafetyCore:
         if live >= self._due_sync_check:
             self._due_sync_check = live + SYNC_CHECK_S
             self._check_wall_clock()
-        watched = self.gpio is not None or self.watchdog_device is not None
-        if watched and live >= self._due_watchdog:
-            # one place for both: whatever stops this loop stops the pin and the feed
-            self._due_watchdog = live + self.timing.watchdog_toggle_s
-            self._watchdog_level = not self._watchdog_level
-            if self.gpio is not None:
-                self.gpio.toggle_heartbeat()
-            if self.watchdog_device is not None:
-                self.watchdog_device.feed()
+        self._watch()
         wait = self.liveness_wait()
         deadline = self.next_deadline()
         if deadline is not None:

@@ -1,6 +1,6 @@
 """A bench of real NE-1000 drivers on emulated pumps behind pty ports, for what only real
-ports show: a port that another pump answers on after a reboot, pumps that name
-themselves alike, two pumps at two addresses on one line.
+ports show: a port that another pump answers on after a reboot, a port missing at start,
+pumps that name themselves alike, two pumps at two addresses on one line.
 
 Channels A and B, each on a port of its own (``ttyUSB0``, ``ttyUSB1`` under the bench's
 root) or both at addresses 0 and 1 on one line (``ttyUSB2``). Every safety process the
@@ -40,7 +40,8 @@ class PortBench(ChannelBench):
     """Channels A and B on NE-1000 drivers made afresh by every safety process; pumps
     ``A`` and ``B`` (and any ``add``-ed) named as ``firmware`` says (the emulator's own
     name by default), plugged where ``plug`` says, on ports of their own or on one line
-    (``one_line``). A channel given a name in ``named`` (a
+    (``one_line``). The ports in ``missing`` (``ttyUSB0``, ``ttyUSB2``...) are not there
+    when the first safety process starts. A channel given a name in ``named`` (a
     ``/dev/serial/by-id/`` or ``by-path`` link, which no test can create) has its pty
     stand in for the adapter behind that link: the config names the port so."""
 
@@ -51,10 +52,12 @@ class PortBench(ChannelBench):
         *,
         firmware: dict[str, str] | None = None,
         one_line: bool = False,
+        missing: tuple[str, ...] = (),
         named: dict[str, str] | None = None,
     ) -> None:
         self.firmware = {"A": FIRMWARE, "B": FIRMWARE, **(firmware or {})}
         self.one_line = one_line
+        self.missing = missing
         #: the port name the config gives a channel where it is not its pty's path
         self.named = dict(named or {})
         self.sides: dict[str, Ne1000PumpSide] = {}
@@ -104,7 +107,8 @@ class PortBench(ChannelBench):
             self.pump = self.pumps["A"]
             wiring = {LINE: ("A", "B")} if self.one_line else {p: (c,) for c, p in PORTS.items()}
             for port, pumps in wiring.items():
-                self.plug(port, *pumps)
+                if port not in self.missing:
+                    self.plug(port, *pumps)
         for old in self.ne1000.values():  # the old process's ports, closed as at its death
             old.close()
         line = (

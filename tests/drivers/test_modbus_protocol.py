@@ -490,16 +490,18 @@ def test_tcp_connection_loss_is_reported_then_reconnected_on_the_next_call() -> 
         driver.keep_alive()
 
 
-def test_tcp_reconnect_is_bounded() -> None:
+def test_tcp_reconnect_is_one_attempt_then_paced() -> None:
+    """The listener gone: one attempt to reconnect, then calls fail at once (naming the
+    reason and the pause) instead of trying at every call (``drivers.opening``)."""
     pump = ScriptedTcpPump([*CONNECT_TCP, ("00 03 00 00 00 06 01 02 00 00 00 01", DISCONNECT)])
-    driver = ModbusDriver(
-        host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S, reconnect_attempts=2
-    )
+    driver = ModbusDriver(host="127.0.0.1", port=pump.port, timeout_s=TIMEOUT_S)
     driver.connect()
     with pytest.raises(DeviceDisconnected):
         driver.keep_alive()
     pump.finish()  # the listener is gone now
-    with pytest.raises(DeviceDisconnected, match="2 reconnect attempt"):
+    with pytest.raises(DeviceDisconnected, match="gone: cannot connect to Modbus TCP"):
+        driver.keep_alive()
+    with pytest.raises(DeviceDisconnected, match=r"cannot connect.*\(next attempt in"):
         driver.keep_alive()
     driver.close()
 
@@ -613,13 +615,15 @@ def test_rtu_truncated_reply_is_a_checksum_error() -> None:
         driver.set_rate(12.34)
 
 
-def test_rtu_vanished_port_is_reported_and_reconnect_is_bounded() -> None:
+def test_rtu_vanished_port_is_reported_and_reconnect_is_paced() -> None:
     pump = ScriptedRtuPump([*CONNECT_RTU, ("01 02 00 00 00 01 b9 ca", DISCONNECT)])
-    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S, reconnect_attempts=2)
+    driver = ModbusDriver(serial_port=pump.path, timeout_s=TIMEOUT_S)
     driver.connect()
     with pytest.raises(DeviceDisconnected):
         driver.keep_alive()
-    with pytest.raises(DeviceDisconnected, match="2 reconnect attempt"):
+    with pytest.raises(DeviceDisconnected, match="gone: cannot open Modbus RTU port"):
+        driver.keep_alive()
+    with pytest.raises(DeviceDisconnected, match=r"\(next attempt in"):
         driver.keep_alive()
     driver.close()
     pump.finish()

@@ -10,6 +10,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -209,6 +210,33 @@ def test_a_port_never_opened_is_not_reopened_behind_the_callers_back() -> None:
         SerialTransport("/dev/does-not-exist", baudrate=9600).ensure_open()
     with pytest.raises(DeviceDisconnected, match="cannot open /dev/does-not-exist"):
         SerialTransport("/dev/does-not-exist", baudrate=9600).open()
+
+
+@pytest.mark.usefixtures("prompt_reopening")
+def test_a_port_missing_when_opened_is_opened_by_a_later_ensure_open(tmp_path: Path) -> None:
+    """An adapter plugged in late (or unplugged across a reboot): ``open`` was asked while
+    the port was not there, so a later ``ensure_open`` tries it (one attempt, an error while
+    it is still missing; the pause between attempts is not what is tested here) and opens
+    it once it is there, as a lost port."""
+    link = tmp_path / "ttyUSB0"
+    t = SerialTransport(str(link), baudrate=19200, dirty_quiet_s=0.05)
+    with pytest.raises(DeviceDisconnected, match="cannot open"):
+        t.open()
+    with pytest.raises(DeviceDisconnected, match="cannot open"):
+        t.ensure_open()  # still missing: reported, not "call connect() first"
+    assert not t.is_open
+    pump = FakePump()
+    try:
+        os.symlink(pump.path, link)  # plugged in: udev gives the adapter its name
+        assert t.ensure_open()  # opened just now: the caller shakes hands
+        assert not t.ensure_open()
+        thread = pump.answer_next(b"\x0200S\x03")
+        assert exchange(t, b"0\r", basic_reply_end) == b"\x0200S\x03"
+        thread.join(WAIT_S)
+        assert pump.requests == [b"0\r"]
+    finally:
+        t.close()
+        pump.close()
 
 
 # --------------------------------------------------------------------- scripted transport

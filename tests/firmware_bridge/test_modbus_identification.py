@@ -372,7 +372,7 @@ def test_driver_refuses_another_emulated_device_behind_the_port_name(tmp_path: P
         served(other_map, rtu_line=True) as other,
     ):
         port.symlink_to(own.where)
-        driver = ModbusDriver(serial_port=str(port), timeout_s=0.4, reconnect_attempts=1)
+        driver = ModbusDriver(serial_port=str(port), timeout_s=0.4)
         driver.connect()
         try:
             assert driver.pump_name is not None

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from drivers.pumps.base import PumpStatus, StopConfirmation
+import drivers.opening as drivers_opening
+from drivers.gpio.base import GpioConfig
+from drivers.gpio.simulated import (
+    SimulatedGpio,
+    press_stop_button,
+    read_sim_pins,
+    release_stop_button,
+)
+from drivers.pumps.base import PumpDriver, PumpStatus, StopConfirmation
 from drivers.pumps.mock import MockPumpDriver
-from firmware_bridge.clock import MonotonicClock
+from drivers.pumps.ne1000 import Ne1000Driver
+from firmware_bridge.clock import MonotonicClock, VirtualClock
 from firmware_bridge.pump_model import SimulatedPump
 from firmware_bridge.syringes import syringe_by_name
 from hil_tests.harness.processes import RawClient, wait_for
@@ -233,3 +243,111 @@ def test_a_request_waiting_when_the_timers_end_is_answered_before_their_status_i
         server.close()
         core.close()
         core.journal.close()
+
+
+def _watched_core(
+    directory: Path, library: DrugLibrary, drivers: dict[str, PumpDriver]
+) -> tuple[SafetyCore, SimulatedGpio, VirtualClock]:
+    """A started core over ``drivers`` with a simulated GPIO (no debounce: one sample of a
+    press is a press) on a virtual liveness clock the drivers' reads can move."""
+    liveness = VirtualClock()
+    gpio = SimulatedGpio(GpioConfig(debounce_ms=0), state_dir=directory / "gpio", clock=liveness)
+    gpio.open()
+    core = SafetyCore(
+        library,
+        [Channel(name, d, syringe_by_name(SYRINGE)) for name, d in drivers.items()],
+        Journal(directory / "journal.sqlite", "safety"),
+        clinical=MonotonicClock(),
+        liveness=liveness,
+        gpio=gpio,
+        timing=HostTiming(keep_alive_period_s=60.0),
+    )
+    core.start()
+    return core, gpio, liveness
+
+
+def test_the_stop_button_is_read_between_two_pumps_read_backs(
+    short_dir: Path, library: DrugLibrary
+) -> None:
+    """A press during pump A's read-back (a slow one: the button poll falls due while it
+    lasts) stops every pump before pump B is read, not at the end of the round; the
+    watchdog's heartbeat pin is fed there too. Without the button and the feed between
+    exchanges, a round of pumps that do not answer holds both up for a reply timeout each
+    (``SafetyCore._watch``)."""
+    clinical = MonotonicClock()
+    log: list[str] = []
+    drivers = {
+        name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in CHANNELS
+    }
+    core, gpio, liveness = _watched_core(short_dir, library, dict(drivers))
+    try:
+        core.poll()
+        toggles = read_sim_pins(gpio.state_dir)["heartbeat_toggles"]
+        log.clear()
+
+        def slow_read_with_a_press() -> None:
+            liveness.advance(HostTiming().watchdog_toggle_s)  # both fall due meanwhile
+            press_stop_button(gpio.state_dir)
+            log.append("pressed")
+
+        drivers["A"].during_read.append(slow_read_with_a_press)
+        core.poll()
+        assert log[: 2 + len(CHANNELS)] == [
+            "read A",
+            "pressed",
+            *(f"stop {name}" for name in CHANNELS),
+        ], log
+        assert "read B" in log[2 + len(CHANNELS) :], log
+        assert core.state.estopped
+        assert read_sim_pins(gpio.state_dir)["heartbeat_toggles"] == toggles + 1
+    finally:
+        release_stop_button(gpio.state_dir)
+        core.close()
+        core.journal.close()
+        gpio.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_port_slow_to_open_holds_no_round_of_read_backs(
+    short_dir: Path, library: DrugLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pump B behind a serial server reached over ``socket://``: its connection drops and
+    the server answers no connection request any more (a connect then waits 5 s, pyserial's
+    own timeout). Every round still reads A and C: B's reopen is left to its own thread
+    after the bounded wait, one attempt for all the rounds, and B stays in its comms
+    alarm (``drivers.opening``)."""
+    monkeypatch.setattr(drivers_opening, "WAIT_S", 0.05)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # one queued connection, then the host drops every request
+    port = int(listener.getsockname()[1])
+    clinical = MonotonicClock()
+    log: list[str] = []
+    drivers: dict[str, PumpDriver] = {
+        "A": LoggedDriver("A", log, pump=SimulatedPump(clinical, SYRINGE)),
+        "B": Ne1000Driver(port=f"socket://127.0.0.1:{port}", reply_timeout_s=0.1),
+        "C": LoggedDriver("C", log, pump=SimulatedPump(clinical, SYRINGE)),
+    }
+    core, gpio, _ = _watched_core(short_dir, library, drivers)  # B: connected, never answers
+    filler: socket.socket | None = None
+    try:
+        assert not core.state.channel("B").comms_ok
+        served, _ = listener.accept()
+        served.close()  # the server drops B's connection...
+        filler = socket.create_connection(("127.0.0.1", port), timeout=1.0)  # ...and its slot
+        for _ in range(3):  # the drop found, then two rounds with B's port opening
+            log.clear()
+            core.poll()
+            assert log == ["read A", "read C"], log
+        opening = [t.name for t in threading.enumerate() if t.name.startswith("open ")]
+        assert opening == [f"open socket://127.0.0.1:{port}"]  # one attempt, still going
+        assert not core.state.channel("B").comms_ok
+        alarm = core.state.alarms.get("pump_comms", "B")
+        assert alarm is not None and alarm.active
+    finally:
+        core.close()
+        core.journal.close()
+        gpio.close()
+        listener.close()
+        if filler is not None:
+            filler.close()
