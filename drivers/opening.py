@@ -15,17 +15,26 @@ So a reopen runs in a thread of its own and the caller waits for it at most ``wa
 
 - a local device opens well within that wait, so a call that finds its port lost
   reopens it and goes on in the same call, as before;
-- a slow attempt is left to finish in the background; the call fails at once with
+- a slow attempt is left to finish in the background; the call fails with
   ``DeviceDisconnected`` (the channel's comms alarm), and a later call takes the port
   the attempt opened;
-- a failed attempt is not repeated for ``retry_s``: calls within that pause fail at once
-  with the last reason;
-- at most one attempt is in flight per port, so a port that never answers costs one
-  waiting thread, never one per call.
+- a call that finds an attempt already in flight does not wait for it at all: only the
+  call that started it does, so several drivers on one silent line (and their
+  keep-alives) cost one wait a round, not one each;
+- after a failed attempt no other starts until ``retry_s`` after its start: calls in
+  that pause fail at once with the last reason. The pause is shorter than a poll period,
+  so a missing port is looked for at every poll and taken up at the first one after it
+  appears, but not by every call of a round;
+- at most one attempt per port at a time, never one per call: an attempt whose owner
+  closed the port meanwhile (``cancel``) is waited for by the next one, so that the two
+  never hold the port at once (a serial port is opened for exclusive use; a TCP gateway
+  may take one client only).
 
 A deliberate opening (a driver's ``connect``) waits for its attempt to end and ignores the
-pause: the operator asked for it now. ``cancel`` (the port closed by its owner) forgets an
-attempt in flight; whatever it opens later is closed.
+pause: the operator asked for it now. ``cancel`` forgets an attempt in flight; whatever
+it opens later is closed, never handed out. An attempt that never returns (an operating
+system call that hangs) is not abandoned: the port is then reported "still opening",
+with the attempt's age, until it does.
 """
 
 from __future__ import annotations
@@ -40,12 +49,18 @@ from drivers.errors import DeviceDisconnected
 
 Port = TypeVar("Port")
 
+#: readings of the clock closer than this are the same instant (a sum of float steps can
+#: land a hair short of the end of the pause that it reaches exactly)
+_CLOCK_EPSILON_S = 1e-9
+
 #: longest a call waits for a reopen before it fails with the comms alarm; a local device
 #: opens in well under a millisecond (a loaded machine may take longer to start the
 #: thread), so only a network port that is slow to answer reaches it
 WAIT_S = 0.25
-#: after a failed attempt, the next one starts no sooner than this (calls fail at once)
-RETRY_S = 1.0
+#: after a failed attempt, the next one starts no sooner than this after its start (calls
+#: fail at once meanwhile); shorter than the safety process's poll period (1 s by default),
+#: so that every poll looks for a missing port once
+RETRY_S = 0.5
 
 
 class Opener(Generic[Port]):
@@ -73,9 +88,12 @@ class Opener(Generic[Port]):
         self._attempt: threading.Event | None = None
         #: a port an attempt opened that nobody has taken yet
         self._opened: Port | None = None
-        #: the last attempt's failure, and when it ended (the pause runs from there)
+        #: the last attempt's failure (None: it opened, or none yet)
         self._failure: DeviceDisconnected | None = None
-        self._failed_at = 0.0
+        #: when the last attempt started: its age, and the pause after a failure, run from it
+        self._started_at = 0.0
+        #: the last attempt started, cancelled or not: the next one waits for it to end
+        self._last: threading.Event | None = None
         #: bumped by ``cancel``: an attempt of an older epoch closes what it opens
         self._epoch = 0
 
@@ -114,20 +132,24 @@ class Opener(Generic[Port]):
             if port is not None:
                 return port
             attempt = self._attempt
+            joined = attempt is not None
             if attempt is None:
                 failure = self._failure
-                left = self._failed_at + self.retry_s - self._now()
-                if paced and failure is not None and left > 0:
+                left = self._started_at + self.retry_s - self._now()
+                if paced and failure is not None and left > _CLOCK_EPSILON_S:
                     raise DeviceDisconnected(f"{failure} (next attempt in {left:.1f} s)")
                 attempt = self._start()
-        ended = attempt.wait(wait_s)
+        # a call that joins an attempt in flight does not wait for it (the one that started
+        # it did), unless it is a deliberate opening
+        ended = attempt.wait(0 if joined and wait_s is not None else wait_s)
         with self._mutex:
             port = self._taken()
             if port is not None:
                 return port
             if not ended and self._attempt is attempt:
+                age = self._now() - self._started_at
                 raise DeviceDisconnected(
-                    f"{self.what}: still opening after {self.wait_s:g} s "
+                    f"{self.what}: still opening, {age:.2f} s since the attempt started "
                     "(left to finish; the port is taken up when it opens)"
                 )
             raise self._failure or DeviceDisconnected(f"{self.what}: not opened")
@@ -140,16 +162,22 @@ class Opener(Generic[Port]):
     def _start(self) -> threading.Event:
         """A new attempt in its own thread (the mutex held)."""
         attempt = threading.Event()
+        after, self._last = self._last, attempt
         self._attempt = attempt
-        epoch = self._epoch
+        self._started_at = self._now()
         threading.Thread(
-            target=self._run, args=(attempt, epoch), name=f"open {self.what}", daemon=True
+            target=self._run,
+            args=(attempt, self._epoch, after),
+            name=f"open {self.what}",
+            daemon=True,
         ).start()
         return attempt
 
-    def _run(self, attempt: threading.Event, epoch: int) -> None:
+    def _run(self, attempt: threading.Event, epoch: int, after: threading.Event | None) -> None:
         port: Port | None = None
         failure: DeviceDisconnected | None = None
+        if after is not None:
+            after.wait()  # an earlier attempt, cancelled, may still hold the port
         try:
             port = self._open_port()
         except DeviceDisconnected as exc:
@@ -162,10 +190,9 @@ class Opener(Generic[Port]):
                 self._attempt = None
                 self._opened = port
                 self._failure = failure
-                self._failed_at = self._now()
-        attempt.set()
         if not current and port is not None:
-            self._close_quietly(port)
+            self._close_quietly(port)  # before the end is signalled: the next attempt waits
+        attempt.set()
 
     def _close_quietly(self, port: Port) -> None:
         with contextlib.suppress(Exception):

@@ -258,9 +258,15 @@ class SerialTransport:
             raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from None
 
     def _adopt(self, ser: Any) -> None:
+        """Take an opened port as this transport's. What is already there is nobody's
+        reply: an attempt may have opened the port a poll before this call took it, and a
+        pump's prompt or a serial server's buffered bytes would be read as the answer to
+        the first request; it is discarded (without waiting: the next exchange's deadline
+        covers anything still on its way)."""
         self._serial = ser
         self._pending.clear()
         self._dirty_until = 0.0
+        self._read_available()
 
     def _drop(self) -> None:
         ser, self._serial = self._serial, None

@@ -371,7 +371,9 @@ class SafetyCore:
         self._record(self._library_checked())
         for channel in self.channels.values():
             self._expect_pump(channel)  # before any connection: see ``_expect_pump``
-        for name, channel in self.channels.items():
+        for i, (name, channel) in enumerate(self.channels.items()):
+            if i:
+                self._between_connections(list(self.channels)[:i])
             reading: PumpReading | None = None
             detail = other = ""
             try:
@@ -391,11 +393,42 @@ class SafetyCore:
             now = self.now()
             self._record(Resumed(reading, now, detail, name))
             if reading is not None:
+                # the handshake and the reading were traffic the pump's link watchdog counts
+                channel.due_keep_alive = self.liveness.now() + self.timing.keep_alive_period_s
                 self._record(ReadbackReceived(reading, now, name))
             else:
                 self._record(CommsFailed(detail or "no reading", now, name, other))
         self._started = True
         self._outputs()
+
+    def _between_connections(self, resumed: list[str]) -> None:
+        """While ``start`` connects one channel after another, the channels it has resumed
+        are kept alive when due and the watchdog is fed. Connecting a channel can take
+        seconds (a pump that does not answer is waited on for each probe, a network port
+        for its connect timeout): without this, a running NE-1000 in safe mode or a Modbus
+        pump with its comms timeout armed, connected earlier, went without traffic for the
+        sum of the others' connections and could stop itself (an abrupt stop of a
+        vasopressor), and a watchdog device armed at open could bite a process that is
+        alive. The stop button waits for the loop, as before."""
+        live = self.liveness.now()
+        for name in resumed:
+            self._keep_alive(name, live)
+        self._feed_watchdog(live)
+
+    def _keep_alive(self, name: str, live: float) -> bool:
+        """A keep-alive to ``name``'s pump if one is due and the channel runs (a pump that
+        is stopped has no link watchdog to feed); True when one was sent."""
+        channel = self.channels[name]
+        if live < channel.due_keep_alive:
+            return False
+        channel.due_keep_alive = live + self.timing.keep_alive_period_s
+        if not self.state.channel(name).running:
+            return False
+        try:
+            channel.driver.keep_alive()
+        except DriverError as exc:
+            log.warning("channel %s: keep-alive failed: %s", name, exc)
+        return True
 
     def _timeline(self, replayed: Replayed) -> TimelineResumed:
         """Continue the patient's timeline from the journal (``safety.kernel.timeline``)."""
@@ -697,13 +730,17 @@ class SafetyCore:
         (one that does not answer and is waited on to its reply timeout, a port still
         opening: ``drivers.opening``) holds them up by one exchange, never by a round of
         them: a short press is not missed and the watchdog does not bite a loop that is
-        alive. One place for both the heartbeat pin and the watchdog device: whatever
-        stops this loop stops the pin and the feed."""
+        alive."""
         live = self.liveness.now()
         if self.gpio is not None and live >= self._due_button:
             self._due_button = live + self.timing.button_poll_s
             if self.gpio.poll_stop():
                 self.emergency_stop("button")
+        self._feed_watchdog(live)
+
+    def _feed_watchdog(self, live: float) -> None:
+        """The heartbeat pin toggled and the watchdog device fed, when due: one place for
+        both, so that whatever stops this process's work stops the pin and the feed."""
         watched = self.gpio is not None or self.watchdog_device is not None
         if watched and live >= self._due_watchdog:
             self._due_watchdog = live + self.timing.watchdog_toggle_s
@@ -950,16 +987,10 @@ class SafetyCore:
         # after the poll: a channel it read needs no keep-alive now (``_poll_one``)
         exchanged = polled
         for name, channel in self.channels.items():
-            if live >= channel.due_keep_alive:
-                channel.due_keep_alive = live + self.timing.keep_alive_period_s
-                if self.state.channel(name).running:
-                    if exchanged:
-                        self._let_requests_in()
-                    exchanged = True
-                    try:
-                        channel.driver.keep_alive()
-                    except DriverError as exc:
-                        log.warning("channel %s: keep-alive failed: %s", name, exc)
+            due = live >= channel.due_keep_alive and self.state.channel(name).running
+            if due and exchanged:
+                self._let_requests_in()  # may stop the channel (the button, a request)
+            exchanged = self._keep_alive(name, live) or exchanged
         if self.state.handover is not None or any(
             c.standby is not None for c in self.state.channels.values()
         ):

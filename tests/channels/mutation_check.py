@@ -1,7 +1,9 @@
 """Hand-picked mutants of the channel checks (S1, S3, S4, S5 on the total, S10 per drug,
-S12 on every channel, S13 another pump on a channel's port (after a reconnect and a
-restart, and the acceptance of a replaced pump; the warning where pump names cannot
-tell two channels' pumps apart), S15 relay and container changes): each check removed outright in a
+S12 on every channel and the stop button between two read-backs, S13 another pump on a
+channel's port (after a reconnect and a restart, and the acceptance of a replaced pump;
+the warning where pump names cannot tell two channels' pumps apart; a port missing at
+start, or slow to open; keep-alives to running pumps only, and while a restart
+connects), S15 relay and container changes): each check removed outright in a
 throw-away copy of the tree, and the tests named for it must fail. The same method and
 ``Mutant`` as ``tests.kernel.mutation_check`` (see its docstring); the snippets are
 checked to exist exactly once by ``test_mutation_table.py`` in ``make test``.
@@ -359,6 +361,41 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_a_network_port_or_a_line",
     ),
     Mutant(
+        "S12 the button between two read-backs",
+        CORE,
+        "            self._watch()\n            if self.between_exchanges is not None:",
+        "            if self.between_exchanges is not None:",
+        "test_the_stop_button_is_read_between_two_pumps_read_backs",
+    ),
+    Mutant(
+        "S13 keep-alives to a running pump only",
+        CORE,
+        "        if not self.state.channel(name).running:\n            return False\n        try:",
+        "        if False:\n            return False\n        try:",
+        "test_a_keep_alive_fills_only_a_silence",
+    ),
+    Mutant(
+        "S13 keep-alives while a restart connects",
+        CORE,
+        "            if i:\n                self._between_connections(list(self.channels)[:i])\n",
+        "",
+        "test_a_restart_keeps_the_channels_it_resumed_alive",
+    ),
+    Mutant(
+        "S13 a slow opening waited on",
+        "drivers/opening.py",
+        "        ended = attempt.wait(0 if joined and wait_s is not None else wait_s)",
+        "        ended = attempt.wait(None)",
+        "test_a_port_slow_to_open_holds_no_round_of_read_backs",
+    ),
+    Mutant(
+        "S13 a missing port wanted",
+        "drivers/transport.py",
+        "            self._wanted = True  # wanted from now on, even if it is not there yet\n",
+        "",
+        "test_a_port_plugged_in_after_start_is_opened_by_the_next_poll",
+    ),
+    Mutant(
         "S15 resume restores",
         RELAY,
         "            resume_to=asked,\n",
@@ -368,12 +405,22 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
-#: what the channel tests need beside the kernel runner's copy
-EXTRA = ("controller", "benchmarks", "tests/controller", "tests/channels")
+#: what the channel tests need beside the kernel runner's copy (the safety loop's own
+#: tests, of what happens between two exchanges, reach the real-process harness)
+EXTRA = (
+    "controller",
+    "benchmarks",
+    "hil_tests",
+    "tests/controller",
+    "tests/channels",
+    "tests/safety_process",
+)
+#: where the named tests are looked for
+TESTS = ("tests/channels", "tests/safety_process/test_between_exchanges.py")
 
 
 def run(filters: list[str]) -> int:
-    return judge(MUTANTS, filters, lambda m: ["tests/channels", "-k", m.tests], extra=EXTRA)
+    return judge(MUTANTS, filters, lambda m: [*TESTS, "-k", m.tests], extra=EXTRA)
 
 
 if __name__ == "__main__":

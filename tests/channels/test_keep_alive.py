@@ -29,11 +29,15 @@ def test_a_keep_alive_fills_only_a_silence(
     assert bench.start_on("A", 8).execution == "applied"
     bench.core.timing = HostTiming(poll_period_s=poll_s, keep_alive_period_s=2.0)
     sent: list[float] = []
-    driver = bench.drivers["A"]
-    monkeypatch.setattr(driver, "keep_alive", lambda: sent.append(bench.liveness.now()))
+    to_stopped: list[float] = []
+    monkeypatch.setattr(bench.drivers["A"], "keep_alive", lambda: sent.append(bench.liveness.now()))
+    monkeypatch.setattr(
+        bench.drivers["B"], "keep_alive", lambda: to_stopped.append(bench.liveness.now())
+    )
     bench.service(10.0)  # the new timing's first poll
     sent.clear()
     for _ in range(120):
         bench.service(0.5)
     assert len(sent) == expected, sent
-    assert not bench.drivers["B"].pump.snapshot().running  # a stopped pump needs none
+    assert not bench.drivers["B"].pump.snapshot().running
+    assert to_stopped == []  # a stopped pump needs none

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.channels.mutation_check import EXTRA, MUTANTS
+from tests.channels.mutation_check import EXTRA, MUTANTS, TESTS
 from tests.kernel.mutation_check import ROOT, Mutant, copy_tree, missing_modules
 
 
@@ -27,4 +27,6 @@ def test_the_runners_copy_of_the_tree_holds_every_module_its_tests_reach(
     """A module the channel tests reach but the copy lacks would fail every mutant's run
     at collection (``benchmarks`` was missing until 2026-12-03)."""
     copy_tree(tmp_path, EXTRA)
-    assert not missing_modules(tmp_path, "tests/channels")
+    for tests in TESTS:
+        folder = Path(tests).parent if tests.endswith(".py") else Path(tests)
+        assert not missing_modules(tmp_path, str(folder))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import DeviceDisconnected
-from drivers.lines import LineSpec, open_line
+from drivers.lines import LineSpec, SharedLine, open_line
 from drivers.pumps.base import AnotherPumpAnswers, PumpDriver
 from drivers.pumps.harvard import HarvardDriver
 from drivers.pumps.modbus import ModbusDriver
@@ -55,6 +55,15 @@ class LateRig:
     plug: Callable[[], None]
     #: the name each pump gives (None: whatever the emulator's map says)
     names: list[str | None]
+    #: the line the drivers share (None: a port of its own)
+    line: SharedLine | None = None
+
+    def openings(self) -> int:
+        """How many times the shared line's port (or Modbus link) was opened."""
+        assert self.line is not None
+        if self.line.protocol == "modbus":
+            return self.line.modbus_link(REPLY_TIMEOUT_S).opens
+        return self.line.generation
 
 
 @contextlib.contextmanager
@@ -74,7 +83,7 @@ def late_rig(tmp_path: Path, layout: str) -> Iterator[LateRig]:
             def plug_modbus() -> None:
                 stack.enter_context(BackgroundEmulator(pumps, WireFaults(), tcp=(host, port)))
 
-            rig = LateRig(drivers, list(pumps.values()), plug_modbus, [None, None])
+            rig = LateRig(drivers, list(pumps.values()), plug_modbus, [None, None], line)
         else:
             path = str(tmp_path / "ttyUSB0")
             addresses = (0, 1) if shared else (0,)
@@ -89,8 +98,9 @@ def late_rig(tmp_path: Path, layout: str) -> Iterator[LateRig]:
                 framer, name, baud = HarvardFramer(), HARVARD_VERSION, 115200
             kind = Ne1000Driver if family == "ne1000" else HarvardDriver
             handler: WireHandler
+            shared_line: SharedLine | None = None
             if shared:
-                line = open_line(LineSpec(kind="serial", port=path, baud=baud))
+                line = shared_line = open_line(LineSpec(kind="serial", port=path, baud=baud))
                 drivers = [
                     kind(line=line, address=a, reply_timeout_s=REPLY_TIMEOUT_S) for a in addresses
                 ]
@@ -104,7 +114,9 @@ def late_rig(tmp_path: Path, layout: str) -> Iterator[LateRig]:
                 emulator.start()
                 stack.callback(emulator.stop)
 
-            rig = LateRig(drivers, list(pumps.values()), plug_serial, [name] * len(drivers))
+            rig = LateRig(
+                drivers, list(pumps.values()), plug_serial, [name] * len(drivers), shared_line
+            )
         try:
             yield rig
         finally:
@@ -174,3 +186,22 @@ def test_a_driver_closed_on_a_line_is_not_attached_again_behind_its_back(
         rig.plug()
         with pytest.raises(DeviceDisconnected, match="call connect"):
             one.read_status()
+
+
+@pytest.mark.parametrize("layout", ("ne1000 line", "modbus line"))
+def test_a_driver_whose_connect_failed_keeps_the_line_open_for_itself(
+    tmp_path: Path, layout: str
+) -> None:
+    """A connect that failed still counts the driver on its line: when the line's other
+    driver closes, the port stays open for the first (not closed under it, to be opened
+    again at its next call)."""
+    with late_rig(tmp_path, layout) as rig:
+        first, second = rig.drivers
+        with pytest.raises(DeviceDisconnected):
+            first.connect()
+        rig.plug()
+        second.connect()
+        opened = rig.openings()
+        second.close()
+        first.read_status()
+        assert rig.openings() == opened == 1

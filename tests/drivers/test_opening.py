@@ -35,6 +35,9 @@ class Attempts:
 
     def __init__(self) -> None:
         self.calls = 0
+        #: attempts running at once, now and at most
+        self.running = 0
+        self.most_running = 0
         self.fail = ""
         self.held = threading.Event()
         self.held.set()  # not held
@@ -43,11 +46,17 @@ class Attempts:
 
     def open_port(self) -> str:
         self.calls += 1
+        call = self.calls
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
         self.started.set()
-        assert self.held.wait(LONG_S), "the test never released the attempt"
-        if self.fail:
-            raise DeviceDisconnected(self.fail)
-        return f"port {self.calls}"
+        try:
+            assert self.held.wait(LONG_S), "the test never released the attempt"
+            if self.fail:
+                raise DeviceDisconnected(self.fail)
+            return f"port {call}"
+        finally:
+            self.running -= 1
 
     def close_port(self, port: str) -> None:
         self.closed.append(port)
@@ -107,7 +116,9 @@ def test_a_slow_open_holds_the_call_no_longer_than_the_wait_and_is_taken_later(
     next call, once."""
     o = opener(attempts, VirtualClock())
     attempts.hold()
-    with pytest.raises(DeviceDisconnected, match=r"ttyUSB0: still opening after 0\.05 s"):
+    with pytest.raises(
+        DeviceDisconnected, match=r"ttyUSB0: still opening, 0\.00 s since the attempt started"
+    ):
         o.reopen()
     assert attempts.started.is_set() and o.in_flight
     with pytest.raises(DeviceDisconnected, match="still opening"):
@@ -123,14 +134,21 @@ def test_a_slow_open_holds_the_call_no_longer_than_the_wait_and_is_taken_later(
 def test_after_a_failure_calls_fail_at_once_until_the_pause_has_run_exactly(
     attempts: Attempts,
 ) -> None:
-    """At the limit: one step short of the pause a call fails at once with the last reason
-    (no attempt); exactly at it, a new attempt is made."""
+    """At the limit: the pause runs from the failed attempt's start (a slow failure does
+    not push the next attempt past the next poll). One step short of it a call fails at
+    once with the last reason (no attempt); exactly at it, a new attempt is made."""
     clock = VirtualClock()
     o = opener(attempts, clock)
     attempts.fail = "cannot open ttyUSB0: no such file"
-    with pytest.raises(DeviceDisconnected, match=r"no such file$"):
+    attempts.hold()
+    with pytest.raises(DeviceDisconnected, match="still opening"):
         o.reopen()
-    clock.advance(RETRY_S - 0.001)
+    clock.advance(0.3)  # the attempt takes 0.3 s to fail
+    attempts.release()
+    ended(o)
+    with pytest.raises(DeviceDisconnected, match=rf"\(next attempt in {RETRY_S - 0.3:.1f} s\)"):
+        o.reopen()
+    clock.advance(RETRY_S - 0.3 - 0.001)
     with pytest.raises(DeviceDisconnected, match=r"no such file \(next attempt in 0\.0 s\)"):
         o.reopen()
     assert attempts.calls == 1
@@ -141,6 +159,27 @@ def test_after_a_failure_calls_fail_at_once_until_the_pause_has_run_exactly(
     attempts.fail = ""
     clock.advance(RETRY_S)
     assert o.reopen() == "port 3"
+
+
+def test_a_call_that_finds_an_attempt_in_flight_does_not_wait_for_it(
+    attempts: Attempts,
+) -> None:
+    """Only the call that started the attempt waits for it: with several drivers on one
+    silent line, a round costs one wait, not one per driver. The first caller waits (a
+    long wait here); a second call fails at once, and only then is the attempt released,
+    so the first caller gets the port only if the second did not wait too."""
+    o: Opener[str] = Opener(attempts.open_port, attempts.close_port, what="ttyUSB0", wait_s=LONG_S)
+    attempts.hold()
+    taken: list[str] = []
+    first = threading.Thread(target=lambda: taken.append(o.reopen()), daemon=True)
+    first.start()
+    assert attempts.started.wait(LONG_S)
+    with pytest.raises(DeviceDisconnected, match="still opening"):
+        o.reopen()
+    attempts.release()
+    first.join(LONG_S)
+    assert taken == ["port 1"]
+    assert attempts.calls == 1
 
 
 def test_a_deliberate_open_ignores_the_pause_and_waits_for_its_attempt(
@@ -180,6 +219,30 @@ def test_a_cancelled_attempt_closes_what_it_opens_and_hands_nothing_out(
     until(lambda: attempts.closed, "the cancelled attempt's port closed")
     assert attempts.closed == ["port 1"]
     assert o.reopen() == "port 2"
+
+
+def test_an_attempt_after_a_cancel_waits_for_the_cancelled_one_to_end(
+    attempts: Attempts,
+) -> None:
+    """The owner closed the port and opens it again while the cancelled attempt still
+    runs: the new attempt starts only once the old one has ended and closed what it
+    opened, so the two never hold the port at once (a serial port is opened for exclusive
+    use: the second would fail with "busy")."""
+    o = opener(attempts, VirtualClock())
+    attempts.hold()
+    with pytest.raises(DeviceDisconnected, match="still opening"):
+        o.reopen()
+    o.cancel()
+    taken: list[str] = []
+    caller = threading.Thread(target=lambda: taken.append(o.open_now()), daemon=True)
+    caller.start()
+    caller.join(WAIT_S)
+    assert attempts.calls == 1  # the new attempt waits for the cancelled one
+    attempts.release()
+    caller.join(LONG_S)
+    assert taken == ["port 2"]
+    assert attempts.closed == ["port 1"]
+    assert attempts.most_running == 1
 
 
 def test_a_port_opened_and_not_taken_is_closed_by_cancel(attempts: Attempts) -> None:
@@ -235,13 +298,13 @@ def test_a_network_port_that_stops_answering_holds_a_call_no_longer_than_the_wai
         try:
             with pytest.raises(DeviceDisconnected, match="vanished"):
                 t.exchange(b"0\r", frame_end=lambda b: None, timeout_s=1.0)
-            with pytest.raises(DeviceDisconnected, match=r"still opening after 0\.05 s"):
+            with pytest.raises(DeviceDisconnected, match="still opening"):
                 t.ensure_open()
             assert t._opener.in_flight  # the attempt goes on; nothing waited for it
             with pytest.raises(DeviceDisconnected, match="still opening"):
                 t.ensure_open()
-            names = [th.name for th in threading.enumerate() if th.name.startswith("open ")]
-            assert names == [f"open socket://127.0.0.1:{port}"]
+            ours = f"open socket://127.0.0.1:{port}"
+            assert [th.name for th in threading.enumerate() if th.name == ours] == [ours]
         finally:
             filler.close()
     finally:

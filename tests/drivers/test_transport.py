@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import DeviceDisconnected, DeviceTimeout
+from drivers.opening import Opener
 from drivers.testing import ScriptedTransport, ScriptError
 from drivers.transport import SerialTransport
 from firmware_bridge.harvard.codec import reply_end
@@ -234,6 +235,38 @@ def test_a_port_missing_when_opened_is_opened_by_a_later_ensure_open(tmp_path: P
         assert exchange(t, b"0\r", basic_reply_end) == b"\x0200S\x03"
         thread.join(WAIT_S)
         assert pump.requests == [b"0\r"]
+    finally:
+        t.close()
+        pump.close()
+
+
+def test_bytes_that_arrive_before_a_reopened_port_is_taken_are_nobodys_reply() -> None:
+    """A reopen's attempt may open the port a poll before a call takes it (a slow opening
+    left to finish: ``drivers.opening``). Whatever the pump sent meanwhile (an unsolicited
+    alarm packet, a prompt) is discarded when the port is taken, not read as the reply to
+    the first request. The attempt here opens the port and then the pump talks, before
+    the transport takes it."""
+    pump = FakePump()
+    t = SerialTransport(pump.path, baudrate=19200, dirty_quiet_s=0.05)
+    try:
+        t.open()
+        opening = t._open_port
+
+        def open_then_the_pump_talks() -> object:
+            ser = opening()
+            os.write(pump.master, b"\x0200A?S\x03")  # not an answer to anything
+            deadline = time.monotonic() + WAIT_S
+            while not ser.in_waiting and time.monotonic() < deadline:
+                time.sleep(0.001)  # a pty hands bytes over a moment later
+            assert ser.in_waiting
+            return ser
+
+        t._opener = Opener(open_then_the_pump_talks, lambda ser: ser.close(), what=pump.path)
+        t._drop()  # lost, as after an error on the port
+        assert t.ensure_open()
+        thread = pump.answer_next(b"\x0200S\x03")
+        assert exchange(t, b"0\r", basic_reply_end) == b"\x0200S\x03"
+        thread.join(WAIT_S)
     finally:
         t.close()
         pump.close()

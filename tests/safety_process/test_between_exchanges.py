@@ -14,7 +14,8 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ from safety.ipc.server import SafetyServer
 from safety.journal import Journal
 from safety.kernel.model import EmergencyStop
 from safety.library import DrugLibrary
+from tests.channels.support import ChannelBench, booted
+from tests.kernel.support import norepi_standard
 from tests.safety_process.conftest import SYRINGE
 
 CHANNELS = ("A", "B", "C")
@@ -339,8 +342,9 @@ def test_a_port_slow_to_open_holds_no_round_of_read_backs(
             log.clear()
             core.poll()
             assert log == ["read A", "read C"], log
-        opening = [t.name for t in threading.enumerate() if t.name.startswith("open ")]
-        assert opening == [f"open socket://127.0.0.1:{port}"]  # one attempt, still going
+        ours = f"open socket://127.0.0.1:{port}"
+        opening = [t.name for t in threading.enumerate() if t.name == ours]
+        assert opening == [ours]  # one attempt, still going
         assert not core.state.channel("B").comms_ok
         alarm = core.state.alarms.get("pump_comms", "B")
         assert alarm is not None and alarm.active
@@ -351,3 +355,78 @@ def test_a_port_slow_to_open_holds_no_round_of_read_backs(
         listener.close()
         if filler is not None:
             filler.close()
+
+
+def test_a_channel_stopped_between_two_keep_alives_gets_none(
+    tmp_path: Path, library: DrugLibrary
+) -> None:
+    """Keep-alives are a timer's exchanges too, with requests and the stop button served
+    between them: a channel an emergency stop (here a request; the button alike) stopped
+    while another channel was kept alive gets no keep-alive after its stop (for a Modbus
+    pump that would write its comms timeout right after S12)."""
+    with booted(ChannelBench(tmp_path / "bench", library, ("A", "B"))) as bench:
+        program = norepi_standard(bench.library)
+        for channel, dose in (("A", "4"), ("B", "1")):  # the sum within a step's limit
+            assert bench.load_on(channel, program).verdict.accepted
+            assert bench.start_on(channel, dose).verdict.accepted
+        # polls rare, keep-alives due at every service pass
+        core = bench.core
+        core.timing = replace(core.timing, poll_period_s=30.0, keep_alive_period_s=1.0)
+        bench.service()  # the poll due under the old period: every channel read
+        kept_alive: list[str] = []
+        for name, driver in bench.drivers.items():
+            original = driver.keep_alive
+
+            def logged(name: str = name, original: Callable[[], None] = original) -> None:
+                kept_alive.append(name)
+                original()
+
+            driver.keep_alive = logged  # type: ignore[method-assign]
+        stops: list[str] = []
+
+        def stop_once() -> None:
+            if not stops:
+                stops.append("api")
+                core.emergency_stop("api")
+
+        core.between_exchanges = stop_once
+        bench.service(1.5)
+        assert stops == ["api"] and core.state.estopped
+        assert kept_alive == ["A"], kept_alive
+
+
+def test_a_restart_keeps_the_channels_it_resumed_alive_while_it_connects_the_next(
+    tmp_path: Path, library: DrugLibrary
+) -> None:
+    """A restart connects the channels one after another. Channel B's pump does not
+    answer and its connection takes 5 s (its probes waited out): channel A, resumed
+    before it and running, is kept alive before C is connected, not only once every
+    channel is, so a pump whose own link watchdog (an NE-1000 in safe mode, a Modbus
+    comms timeout) is shorter than the sum of the others' connections does not stop
+    itself."""
+    with booted(ChannelBench(tmp_path / "bench", library, ("A", "B", "C"))) as bench:
+        assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+        assert bench.start_on("A", "4").verdict.accepted
+        log: list[str] = []
+        a, b, c = (bench.drivers[name] for name in ("A", "B", "C"))
+        a_keep_alive, b_connect, c_connect = a.keep_alive, b.connect, c.connect
+
+        def keep_alive_a() -> None:
+            log.append("keep-alive A")
+            a_keep_alive()
+
+        def slow_connect_b() -> None:
+            log.append("connect B")
+            bench.liveness.advance(5.0)
+            b_connect()
+
+        def connect_c() -> None:
+            log.append("connect C")
+            c_connect()
+
+        a.keep_alive = keep_alive_a  # type: ignore[method-assign]
+        b.connect = slow_connect_b  # type: ignore[method-assign]
+        c.connect = connect_c  # type: ignore[method-assign]
+        bench.restart()
+        assert log == ["connect B", "keep-alive A", "connect C"], log
+        assert bench.pumps["A"].snapshot().running
