@@ -584,9 +584,13 @@ def ne1000_safe_mode_floor_s(
     """What an NE-1000's safe-mode timeout must be more than.
 
     A restarted safety process shakes hands with the pumps of a line in turn, at worst
-    ``NE1000_PROBE_TIMEOUTS`` reply timeouts each, and keeps a pump alive only after
-    that, within a keep-alive period: a pump whose own timeout runs out first stops
-    itself, an abrupt withdrawal of a vasopressor.
+    ``NE1000_PROBE_TIMEOUTS`` reply timeouts each: the last of them hears nothing until
+    the others' handshakes are done, and is then kept alive within a keep-alive period
+    (between the next channels' connections too: ``SafetyCore._between_connections``). A
+    pump whose own timeout runs out first stops itself, an abrupt withdrawal of a
+    vasopressor. Channels on other lines that connect before it are not counted (their
+    drivers' worst connection times are not modelled): a bench that mixes a slow network
+    line with NE-1000s in safe mode needs a margin of its own.
     """
     return NE1000_PROBE_TIMEOUTS * reply_timeout_s * pumps_on_line + keep_alive_period_s
 
