@@ -219,6 +219,11 @@ def describe(event: Event, programs: ProgramTracker) -> str:
         )
     if isinstance(event, PumpNamed):
         on = programs.on(event.channel)
+        if event.nameless:
+            return (
+                f"{on}the channel's pump gives no name: nothing tells it from another pump "
+                "of its kind"
+            )
         if not event.name:
             return f"{on}pump replacement accepted: the next pump to name itself is the channel's"
         return f"{on}the channel's pump names itself {event.name!r} (compared at every connection)"

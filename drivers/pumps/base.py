@@ -66,6 +66,9 @@ class PumpName:
         self.foreign: str | None = None
         #: the name that other pump gave ("": none differed)
         self.other = ""
+        #: the pump was asked and gave no name (``heard_no_name``): nothing can tell it
+        #: from another pump of its kind (the owner warns where that matters)
+        self.nameless = False
         self._must_ask = True
 
     @property
@@ -91,6 +94,7 @@ class PumpName:
         self.remedy = remedy
         self.foreign = None
         self.other = ""
+        self.nameless = False
         self._must_ask = True
 
     def heard(self, named: str, where: str) -> None:
@@ -98,6 +102,7 @@ class PumpName:
         (``where``: the address and port, for the message). The question is answered
         (``must_ask`` cleared), by this channel's pump or by another."""
         self._must_ask = False
+        self.nameless = False
         if self.first is None:
             self.first = named
             self.recorded = False
@@ -123,6 +128,7 @@ class PumpName:
         answered all the same (``must_ask`` cleared). Where a name is expected, a pump
         that gives none is another pump: that is ``heard`` with what it said instead."""
         self._must_ask = False
+        self.nameless = True
 
     def refuse_foreign(self) -> None:
         """Raise ``AnotherPumpAnswers`` while the last name heard was not the first: what

@@ -529,11 +529,17 @@ class SafetyCore:
     def _note_pump_name(self, channel: Channel) -> None:
         """Journal the name the channel's pump gave its driver when the journal does not
         hold it yet: at the first connection ever, and at the first after an accepted
-        replacement. A later run presets it (``_expect_pump``)."""
+        replacement. A later run presets it (``_expect_pump``). A pump that was asked and
+        gives no name is journaled as such (``PumpNamed.nameless``), once."""
         names = channel.driver.pump_name
-        if names is None or names.first is None or names.foreign is not None:
+        if names is None or names.foreign is not None:
             return
-        if names.first != self.state.channel(channel.name).pump_name:
+        known = self.state.channel(channel.name)
+        if names.first is None:
+            if names.nameless and not known.pump_nameless:  # asked, and it gives none
+                self._record(PumpNamed(channel.name, "", self.now(), nameless=True))
+            return
+        if names.first != known.pump_name:
             self._record(PumpNamed(channel.name, names.first, self.now()))
 
     def close(self) -> None:

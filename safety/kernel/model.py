@@ -562,13 +562,16 @@ class PumpNamed:
     restart or a reboot, a pump that names itself otherwise is refused as after a
     reconnect. ``name`` "": the operator accepted a replacement (``AcceptPump``), so the
     next pump to name itself is the channel's, and the old pump's infusion ends with it
-    (``observe.pump_replaced``). Pumps that give no name (mock, a Modbus device without
-    identification) never journal one; a journal without one behaves as before it
-    existed."""
+    (``observe.pump_replaced``). ``nameless``: the pump was asked and gives no name (a
+    Modbus device without identification; ``name`` ""): nothing is preset and nothing
+    compared, and two such pumps of one kind behind ports a reboot may swap are warned
+    about (``observe.pump_names_alike``). A mock pump is never asked; a journal without
+    any of these behaves as before they existed."""
 
     channel: str
     name: str
     now: Now
+    nameless: bool = False
     kind: Literal["pump_named"] = "pump_named"
 
 

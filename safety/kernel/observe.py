@@ -372,28 +372,35 @@ def pump_names_alike(state: KernelState, t: float) -> KernelState:
 
     A restart tells a channel's own pump from another behind its port by the name the
     pump gave (``PumpNamed``, ``drivers.pumps.base.PumpName``), and two pumps of one model
-    and firmware give the same name. Two such channels on different serial devices that
-    may trade adapters at a reboot (``_may_swap``) could come back swapped unnoticed, a
-    channel driving another's pump as its own. Channels on one line are no such pair (their
-    pumps' addresses tell them apart), nor channels whose device is not known (mock,
-    TCP, a journal from before devices were recorded). Derived from the recorded names
-    and the bench's devices alone, so a replay re-derives it; gone when no such pair is
-    left (a replacement accepted names itself otherwise, the ports renamed)."""
-    by_name: dict[str, list[tuple[str, str]]] = {}
+    and firmware give the same name; pumps that give no name at all (a Modbus device
+    without identification, ``pump_nameless``) are alike to every other of their driver's
+    kind. Two such channels on different serial devices that may trade adapters at a
+    reboot (``_may_swap``) could come back swapped unnoticed, a channel driving another's
+    pump as its own. Channels on one line are no such pair (their pumps' addresses tell
+    them apart), nor channels whose device is not known (mock, TCP, a journal from before
+    devices were recorded). Derived from the recorded names and the bench's devices
+    alone, so a replay re-derives it; gone when no such pair is left (a replacement
+    accepted names itself otherwise, the ports renamed)."""
+    groups_of: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for name, c in state.channels.items():
-        if c.pump_name and c.serial_port:
-            by_name.setdefault(c.pump_name, []).append((name, c.serial_port))
+        if c.serial_port and c.pump_name:
+            groups_of.setdefault(("named", c.pump_name), []).append((name, c.serial_port))
+        elif c.serial_port and c.pump_nameless:
+            groups_of.setdefault(("nameless", c.driver), []).append((name, c.serial_port))
     groups: list[str] = []
-    for pump_name, members in by_name.items():
+    for (how, word), members in groups_of.items():
         alike = [
             f"{name} ({port})"
             for name, port in members
             if any(other != port and _may_swap(port, other) for _, other in members)
         ]
         if alike:
-            groups.append(
-                f"channels {', '.join(alike)} have pumps that name themselves {pump_name!r}"
+            what = (
+                f"pumps that name themselves {word!r}"
+                if how == "named"
+                else f"{word} pumps that give no name"
             )
+            groups.append(f"channels {', '.join(alike)} have {what}")
     if not groups:
         return _with_alarms(state, state.alarms.condition_gone("pump_names_alike"))
     return _alarm(
@@ -630,6 +637,7 @@ def pump_replaced(state: KernelState, channel: str, now: Now, config: KernelConf
     s = s.with_channel(
         channel,
         pump_name="",
+        pump_nameless=False,
         expected_running=False,
         expected_rate=Decimal(0),
         expected_cause="pump",

@@ -185,9 +185,13 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
     if isinstance(event, ContainerResumed):
         return state.with_channel(event.channel, pause=None)
     if isinstance(event, PumpNamed):
+        if event.nameless:
+            named = state.with_channel(event.channel, pump_name="", pump_nameless=True)
+            return pump_names_alike(named, t)
         if not event.name:  # a replacement accepted: the old pump and all it did are gone
             return pump_replaced(state, event.channel, event.now, config)
-        return pump_names_alike(state.with_channel(event.channel, pump_name=event.name), t)
+        named = state.with_channel(event.channel, pump_name=event.name, pump_nameless=False)
+        return pump_names_alike(named, t)
     if isinstance(event, HandoverStarted | HandoverStepped | HandoverEnded):
         return _handover(state, event)
     assert isinstance(event, Resumed)
@@ -432,12 +436,14 @@ def _bench_configured(state: KernelState, event: BenchConfigured) -> KernelState
             )
         # a pump name heard by another kind of driver says nothing of this one's pump:
         # a driver changed in the config is a deliberate change of pump
-        pump_name = old.pump_name if old.driver in ("", spec.driver) else ""
+        same_driver = old.driver in ("", spec.driver)
+        pump_name = old.pump_name if same_driver else ""
         channels[spec.name] = replace(
             old,
             container=container,
             driver=spec.driver,
             pump_name=pump_name,
+            pump_nameless=old.pump_nameless and same_driver,
             serial_port=spec.serial_port,
         )
     for name, c in state.channels.items():

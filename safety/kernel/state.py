@@ -486,6 +486,8 @@ class ChannelState:
     #: what the channel's pump calls itself, as its driver first heard it (``PumpNamed``;
     #: "": not known, or a replacement accepted): preset on the driver at a restart
     pump_name: str = ""
+    #: the channel's pump was asked and gives no name (``PumpNamed.nameless``)
+    pump_nameless: bool = False
     #: the name of another pump answering on the channel's port since its last reading
     #: (``CommsFailed.other_pump``; "": none)
     other_pump: str = ""

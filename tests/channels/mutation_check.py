@@ -304,8 +304,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 names alike: when a name is recorded",
         REDUCER,
-        "        return pump_names_alike(state.with_channel(event.channel, pump_name=event.name)"
-        ", t)",
+        (
+            "        named = state.with_channel(event.channel, pump_name=event.name, "
+            "pump_nameless=False)\n        return pump_names_alike(named, t)"
+        ),
         "        return state.with_channel(event.channel, pump_name=event.name)",
         "test_two_channels_on_ports_that_may_swap",
     ),
@@ -335,8 +337,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 names alike: by name",
         OBSERVE,
-        "            by_name.setdefault(c.pump_name, []).append((name, c.serial_port))",
-        '            by_name.setdefault("", []).append((name, c.serial_port))',
+        (
+            '            groups_of.setdefault(("named", c.pump_name), [])'
+            ".append((name, c.serial_port))"
+        ),
+        '            groups_of.setdefault(("named", ""), []).append((name, c.serial_port))',
         "test_pumps_that_name_themselves_otherwise",
     ),
     Mutant(
@@ -359,6 +364,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if port is None or port.startswith(NETWORK_URLS):",
         "    if port is None:",
         "test_a_network_port_or_a_line",
+    ),
+    Mutant(
+        "S13 names alike: pumps that give no name",
+        OBSERVE,
+        "        elif c.serial_port and c.pump_nameless:",
+        "        elif False:",
+        "test_two_pumps_that_give_no_name",
+    ),
+    Mutant(
+        "S13 names alike: a pump that gives no name journaled",
+        CORE,
+        "            if names.nameless and not known.pump_nameless:  # asked, and it gives none",
+        "            if False:",
+        "test_two_pumps_that_give_no_name",
     ),
     Mutant(
         "S12 the button between two read-backs",
@@ -413,6 +432,7 @@ EXTRA = (
     "hil_tests",
     "tests/controller",
     "tests/channels",
+    "tests/firmware_bridge",
     "tests/safety_process",
 )
 #: where the named tests are looked for

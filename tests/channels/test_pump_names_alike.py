@@ -22,15 +22,20 @@ from controller.status_line import status_line
 from drivers.lines import LineSpec, open_line
 from drivers.pumps.modbus import ModbusDriver
 from drivers.pumps.ne1000 import Ne1000Driver
+from firmware_bridge.faults import WireFaults
+from firmware_bridge.modbus.emulator import BackgroundEmulator
 from firmware_bridge.ne1000.emulator import FIRMWARE
+from firmware_bridge.syringes import syringe_by_name
 from safety.alarms import Alarm, Priority
+from safety.host.core import Channel, SafetyCore
 from safety.kernel.model import AcceptPump, PumpNamed
 from safety.kernel.replay import replay_journal
 from safety.library import DrugLibrary
 from safety.reasons import Reason
 from tests.channels.ne1000_ports import PORTS, PortBench
-from tests.channels.support import booted
-from tests.kernel.support import norepi_standard
+from tests.channels.support import ChannelBench, booted
+from tests.firmware_bridge.test_modbus_identification import map_with
+from tests.kernel.support import TracingPump, norepi_standard
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -234,3 +239,79 @@ def test_a_network_port_or_a_line_names_its_device_once() -> None:
     assert Ne1000Driver(line=tcp, address=1).serial_port == ""
     assert ModbusDriver(host="192.0.2.8").serial_port == ""
     assert ModbusDriver(serial_port="/dev/ttyUSB2").serial_port == "/dev/ttyUSB2"
+
+
+class NamelessBench(ChannelBench):
+    """Channels A and B on Modbus RTU drivers, each on a port of its own (``ttyUSB0`` and
+    ``ttyUSB1``, links to the emulators' ptys), whose devices give no identification (a
+    register map with ``identification = false``): nothing in what they answer tells one
+    from the other."""
+
+    def __init__(self, root: Path, library: DrugLibrary, map_path: str) -> None:
+        self.map_path = map_path
+        self.emulators: dict[str, BackgroundEmulator] = {}
+        super().__init__(root, library, ("A", "B"))
+
+    def _new_core(self, library: DrugLibrary | None = None) -> SafetyCore:
+        if not self.emulators:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for name, port in PORTS.items():
+                pump = TracingPump(self.clinical, self.syringe)
+                self.pumps[name] = pump
+                emulator = BackgroundEmulator(
+                    pump, WireFaults(), map_path=self.map_path, use_pty=True
+                )
+                emulator.__enter__()
+                self.emulators[name] = emulator
+                (self.root / port).symlink_to(emulator.where)
+            self.pump = self.pumps["A"]
+        channels = [
+            Channel(
+                name,
+                ModbusDriver(
+                    serial_port=str(self.root / port), map_path=self.map_path, timeout_s=0.5
+                ),
+                syringe_by_name(self.syringe.name),
+                None,
+                "modbus",
+            )
+            for name, port in PORTS.items()
+        ]
+        return self._core_of(channels, library)
+
+    def shut(self) -> None:
+        super().shut()
+        for emulator in self.emulators.values():
+            emulator.__exit__(None, None, None)
+
+
+def test_two_pumps_that_give_no_name_on_ports_that_may_swap_are_warned(
+    library: DrugLibrary, tmp_path: Path
+) -> None:
+    """Two Modbus devices without identification, each on a ``ttyUSB`` port of its own:
+    there is no name to check at all, so a reboot that swapped the ports would go
+    unnoticed. Each channel's pump is journaled once as giving no name, and the low
+    warning names both channels, their ports, the driver and the remedy; a restart
+    derives it again from the journal without journaling the pumps again."""
+    no_identification = map_with(tmp_path, "identification = false")
+    bench = NamelessBench(tmp_path / "bench", library, no_identification)
+    with booted(bench):
+        nameless = [e for e in bench.events() if isinstance(e, PumpNamed)]
+        assert [(e.channel, e.name, e.nameless) for e in nameless] == [
+            ("A", "", True),
+            ("B", "", True),
+        ]
+        alarm = bench.core.state.alarms.get(KEY, "")
+        assert alarm is not None and alarm.active
+        assert alarm.priority is Priority.LOW and alarm.reason is Reason.PUMP_NAMES_ALIKE
+        for name, port in PORTS.items():
+            assert f"{name} ({bench.root / port})" in alarm.message
+        assert "have modbus pumps that give no name" in alarm.message
+        assert REMEDY in alarm.message
+        assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
+
+        first = len(bench.events())
+        bench.restart()
+        assert not [e for e in bench.events()[first:] if isinstance(e, PumpNamed)]
+        again = bench.core.state.alarms.get(KEY, "")
+        assert again is not None and again.active and again.message == alarm.message
