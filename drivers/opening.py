@@ -99,8 +99,11 @@ class Opener(Generic[Port]):
 
     @property
     def in_flight(self) -> bool:
+        """An attempt on this port has not ended: the owner's, or one it cancelled (which
+        may still hold the port, and which the next attempt waits for)."""
         with self._mutex:
-            return self._attempt is not None
+            last = self._last
+        return last is not None and not last.is_set()
 
     def open_now(self) -> Port:
         """The port, opened by an attempt started now (or the one in flight), waited on to
@@ -174,6 +177,12 @@ class Opener(Generic[Port]):
         return attempt
 
     def _run(self, attempt: threading.Event, epoch: int, after: threading.Event | None) -> None:
+        try:
+            self._attempt_to_open(epoch, after)
+        finally:
+            attempt.set()  # whatever happened: the next attempt and every waiter go on
+
+    def _attempt_to_open(self, epoch: int, after: threading.Event | None) -> None:
         port: Port | None = None
         failure: DeviceDisconnected | None = None
         if after is not None:
@@ -182,7 +191,7 @@ class Opener(Generic[Port]):
             port = self._open_port()
         except DeviceDisconnected as exc:
             failure = exc
-        except Exception as exc:  # whatever the opening raised is the reason
+        except BaseException as exc:  # whatever the opening raised is the reason
             failure = DeviceDisconnected(f"{self.what}: cannot open: {exc}")
         with self._mutex:
             current = epoch == self._epoch
@@ -192,7 +201,6 @@ class Opener(Generic[Port]):
                 self._failure = failure
         if not current and port is not None:
             self._close_quietly(port)  # before the end is signalled: the next attempt waits
-        attempt.set()
 
     def _close_quietly(self, port: Port) -> None:
         with contextlib.suppress(Exception):

@@ -261,12 +261,13 @@ class SerialTransport:
         """Take an opened port as this transport's. What is already there is nobody's
         reply: an attempt may have opened the port a poll before this call took it, and a
         pump's prompt or a serial server's buffered bytes would be read as the answer to
-        the first request; it is discarded (without waiting: the next exchange's deadline
-        covers anything still on its way)."""
+        the first request. So the port starts dirty with no quiet period to wait: the first
+        exchange drains whatever has arrived (all of it, however the port counts what is
+        waiting: a ``socket://`` port says 1 byte at most), and a driver that drains
+        before its exchanges (the NE-1000's unsolicited alarm packets) reads it itself."""
         self._serial = ser
         self._pending.clear()
-        self._dirty_until = 0.0
-        self._read_available()
+        self._dirty_until = self._now()
 
     def _drop(self) -> None:
         ser, self._serial = self._serial, None

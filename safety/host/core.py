@@ -371,9 +371,9 @@ class SafetyCore:
         self._record(self._library_checked())
         for channel in self.channels.values():
             self._expect_pump(channel)  # before any connection: see ``_expect_pump``
-        for i, (name, channel) in enumerate(self.channels.items()):
-            if i:
-                self._between_connections(list(self.channels)[:i])
+        answered: list[str] = []  # the channels whose pumps this start has read
+        for name, channel in self.channels.items():
+            self._between_connections(answered)
             reading: PumpReading | None = None
             detail = other = ""
             try:
@@ -395,25 +395,29 @@ class SafetyCore:
             if reading is not None:
                 # the handshake and the reading were traffic the pump's link watchdog counts
                 channel.due_keep_alive = self.liveness.now() + self.timing.keep_alive_period_s
+                answered.append(name)
                 self._record(ReadbackReceived(reading, now, name))
             else:
                 self._record(CommsFailed(detail or "no reading", now, name, other))
         self._started = True
         self._outputs()
 
-    def _between_connections(self, resumed: list[str]) -> None:
-        """While ``start`` connects one channel after another, the channels it has resumed
-        are kept alive when due and the watchdog is fed. Connecting a channel can take
-        seconds (a pump that does not answer is waited on for each probe, a network port
-        for its connect timeout): without this, a running NE-1000 in safe mode or a Modbus
-        pump with its comms timeout armed, connected earlier, went without traffic for the
-        sum of the others' connections and could stop itself (an abrupt stop of a
-        vasopressor), and a watchdog device armed at open could bite a process that is
-        alive. The stop button waits for the loop, as before."""
-        live = self.liveness.now()
-        for name in resumed:
-            self._keep_alive(name, live)
-        self._feed_watchdog(live)
+    def _between_connections(self, answered: list[str]) -> None:
+        """While ``start`` connects one channel after another, the channels whose pumps it
+        has read are kept alive when due, and the watchdog is fed between any two of those
+        exchanges. Connecting a channel can take seconds (a pump that does not answer is
+        waited on for each probe, a network port for its connect timeout): without this, a
+        running NE-1000 in safe mode or a Modbus pump with its comms timeout armed,
+        connected earlier, went without traffic for the sum of the others' connections and
+        could stop itself (an abrupt stop of a vasopressor), and a watchdog device armed
+        at open could bite a process that is alive. Only channels that answered at this
+        start: one whose connection failed is not linked, and its keep-alive would be a
+        whole handshake again, seconds more for the others to wait (the loop's polls try
+        it again soon enough). The stop button waits for the loop, as before."""
+        self._feed_watchdog(self.liveness.now())
+        for name in answered:
+            if self._keep_alive(name, self.liveness.now()):
+                self._feed_watchdog(self.liveness.now())
 
     def _keep_alive(self, name: str, live: float) -> bool:
         """A keep-alive to ``name``'s pump if one is due and the channel runs (a pump that

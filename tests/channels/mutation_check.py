@@ -396,9 +396,32 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S13 keep-alives while a restart connects",
         CORE,
-        "            if i:\n                self._between_connections(list(self.channels)[:i])\n",
+        "            self._between_connections(answered)\n",
         "",
-        "test_a_restart_keeps_the_channels_it_resumed_alive",
+        "test_a_restart_keeps_the_channels_it_read_alive",
+    ),
+    Mutant(
+        "S13 keep-alives at a restart only to pumps read",
+        CORE,
+        "            self._between_connections(answered)\n",
+        "            self._between_connections(list(self.channels))\n",
+        "test_a_restart_keeps_the_channels_it_read_alive",
+    ),
+    Mutant(
+        "S13 the watchdog fed while a restart connects",
+        CORE,
+        (
+            "        self._feed_watchdog(self.liveness.now())\n"
+            "        for name in answered:\n"
+            "            if self._keep_alive(name, self.liveness.now()):\n"
+            "                self._feed_watchdog(self.liveness.now())"
+        ),
+        (
+            "        for name in answered:\n"
+            "            if self._keep_alive(name, self.liveness.now()):\n"
+            "                pass"
+        ),
+        "test_a_restart_keeps_the_channels_it_read_alive",
     ),
     Mutant(
         "S13 a slow opening waited on",

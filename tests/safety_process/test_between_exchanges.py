@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import drivers.opening as drivers_opening
+from drivers.errors import DeviceTimeout
 from drivers.gpio.base import GpioConfig
 from drivers.gpio.simulated import (
     SimulatedGpio,
@@ -395,38 +396,52 @@ def test_a_channel_stopped_between_two_keep_alives_gets_none(
         assert kept_alive == ["A"], kept_alive
 
 
-def test_a_restart_keeps_the_channels_it_resumed_alive_while_it_connects_the_next(
+def test_a_restart_keeps_the_channels_it_read_alive_while_it_connects_the_next(
     tmp_path: Path, library: DrugLibrary
 ) -> None:
-    """A restart connects the channels one after another. Channel B's pump does not
-    answer and its connection takes 5 s (its probes waited out): channel A, resumed
-    before it and running, is kept alive before C is connected, not only once every
-    channel is, so a pump whose own link watchdog (an NE-1000 in safe mode, a Modbus
-    comms timeout) is shorter than the sum of the others' connections does not stop
-    itself."""
-    with booted(ChannelBench(tmp_path / "bench", library, ("A", "B", "C"))) as bench:
-        assert bench.load_on("A", norepi_standard(bench.library)).verdict.accepted
-        assert bench.start_on("A", "4").verdict.accepted
+    """A restart connects the channels one after another. A's pump does not answer (its
+    connection fails after 3.5 s of probes), C's takes 5 s: B, read at this start and
+    running, is kept alive before D is connected, not only once every channel is, so a
+    pump whose own link watchdog (an NE-1000 in safe mode, a Modbus comms timeout) is
+    shorter than the sum of the others' connections does not stop itself; the watchdog's
+    heartbeat pin is fed there too. A, running before the restart but not answering now,
+    gets no keep-alive: for an NE-1000 that is a whole handshake again, seconds more for
+    the others to wait."""
+    channels = ("A", "B", "C", "D")
+    with booted(ChannelBench(tmp_path / "bench", library, channels, gpio=True)) as bench:
+        program = norepi_standard(bench.library)
+        for channel, dose in (("A", "4"), ("B", "1")):  # the sum within a step's limit
+            assert bench.load_on(channel, program).verdict.accepted
+            assert bench.start_on(channel, dose).verdict.accepted
         log: list[str] = []
-        a, b, c = (bench.drivers[name] for name in ("A", "B", "C"))
-        a_keep_alive, b_connect, c_connect = a.keep_alive, b.connect, c.connect
+        toggles: dict[str, int] = {}
+        drivers = bench.drivers
 
-        def keep_alive_a() -> None:
-            log.append("keep-alive A")
-            a_keep_alive()
+        def connect(name: str, connect: Callable[[], None]) -> Callable[[], None]:
+            def logged() -> None:
+                log.append(f"connect {name}")
+                toggles[name] = read_sim_pins(bench.gpio_dir)["heartbeat_toggles"]
+                if name == "A":
+                    bench.liveness.advance(3.5)
+                    raise DeviceTimeout("no reply to any probe")
+                if name == "C":
+                    bench.liveness.advance(5.0)
+                connect()
 
-        def slow_connect_b() -> None:
-            log.append("connect B")
-            bench.liveness.advance(5.0)
-            b_connect()
+            return logged
 
-        def connect_c() -> None:
-            log.append("connect C")
-            c_connect()
+        def keep_alive(name: str, keep_alive: Callable[[], None]) -> Callable[[], None]:
+            def logged() -> None:
+                log.append(f"keep-alive {name}")
+                keep_alive()
 
-        a.keep_alive = keep_alive_a  # type: ignore[method-assign]
-        b.connect = slow_connect_b  # type: ignore[method-assign]
-        c.connect = connect_c  # type: ignore[method-assign]
+            return logged
+
+        for name in channels:
+            driver = drivers[name]
+            driver.connect = connect(name, driver.connect)  # type: ignore[method-assign]
+            driver.keep_alive = keep_alive(name, driver.keep_alive)  # type: ignore[method-assign]
         bench.restart()
-        assert log == ["connect B", "keep-alive A", "connect C"], log
-        assert bench.pumps["A"].snapshot().running
+        assert log == ["connect A", "connect B", "connect C", "keep-alive B", "connect D"], log
+        assert toggles["D"] > toggles["C"]  # fed after C's 5 s
+        assert bench.pumps["B"].snapshot().running
