@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import threading
 import time
 import tty
@@ -270,6 +271,64 @@ def test_bytes_that_arrive_before_a_reopened_port_is_taken_are_nobodys_reply() -
     finally:
         t.close()
         pump.close()
+
+
+def _waiting(sock: socket.socket) -> int:
+    """Bytes a non-blocking socket holds, without taking them."""
+    try:
+        return len(sock.recv(64, socket.MSG_PEEK))
+    except BlockingIOError:
+        return 0
+
+
+@pytest.mark.usefixtures("prompt_reopening")
+def test_bytes_a_serial_server_sent_before_its_port_was_taken_are_nobodys_reply() -> None:
+    """The same over ``socket://``, where pyserial says at most 1 byte is waiting whatever
+    has arrived: everything the server sent before the port was taken is drained, not
+    its first byte alone (the rest was read as the reply to the first request)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = int(server.getsockname()[1])
+    asked = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"STALE PROMPT\n")  # buffered before the transport takes the port
+            request = b""
+            while not request.endswith(b"\r"):
+                request += conn.recv(100)
+            asked.set()
+            conn.sendall(b"FRESH\n")
+            asked.wait(WAIT_S)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    t = SerialTransport(f"socket://127.0.0.1:{port}", baudrate=9600)
+    try:
+
+        def open_when_the_prompt_is_there() -> object:
+            ser = t._open_port()
+            deadline = time.monotonic() + WAIT_S
+            while _waiting(ser._socket) < len(b"STALE PROMPT\n"):
+                assert time.monotonic() < deadline, "the prompt never came"
+                time.sleep(0.001)
+            return ser
+
+        t._opener = Opener(open_when_the_prompt_is_there, lambda ser: ser.close(), what="sock")
+        t._wanted = True  # as after a connect whose port was missing
+        assert t.ensure_open()
+        reply = t.exchange(
+            b"Q\r",
+            frame_end=lambda b: b.index(b"\n") + 1 if b"\n" in b else None,
+            timeout_s=WAIT_S,
+        )
+        assert reply == b"FRESH\n"
+    finally:
+        t.close()
+        server.close()
+        thread.join(WAIT_S)
 
 
 # --------------------------------------------------------------------- scripted transport
