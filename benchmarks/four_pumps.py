@@ -5,7 +5,7 @@ Each run starts an emulator child serving four pumps on one pty (``emulate P --p
 --addresses ...``; NE-1000 and Harvard replies paced at the line's baud, 19200 and 115200
 8N1, so every sample holds its real wire time) and a safety process on a generated config
 of one ``[lines.L]`` and four ``[channels.A-D]`` at their addresses (NE-1000 in safe mode,
-``safe_mode_timeout_s = 12``: four pumps on a line need more than the reference bench's
+``safe_mode_timeout_s = 17``: four pumps on a line need more than the reference bench's
 10, which the config check holds every bench to: docs/safety.md). The process polls all four pumps
 every second (its default timing) while the client works: a command may wait behind a
 poll of another pump on the line, as on a real bench.
@@ -87,8 +87,9 @@ from safety.start_up import freeze_start_up
 CHANNELS = ("A", "B", "C", "D")
 PROTOCOLS = ("ne1000", "harvard", "modbus")
 #: the NE-1000 safe-mode timeout of the four pumps: more than a restart's handshakes of
-#: four pumps take (4 x 0.5 s x 4 + the 2 s keep-alive: safety.host.config)
-SAFE_MODE_TIMEOUT_S = 12
+#: four pumps take ((4 x 0.5 s + 3 drains of 0.5 s) x 4 + the 2 s keep-alive:
+#: safety.host.config)
+SAFE_MODE_TIMEOUT_S = 17
 #: the safety journal's file name in a bench's directory
 JOURNAL_NAME = "safety-journal.sqlite"
 WARMUP = 8

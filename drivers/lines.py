@@ -103,6 +103,12 @@ class LineSpec(BaseModel):
         return self.port if self.kind == "serial" else f"socket://{self.port}"
 
 
+#: after a reply timeout the line is drained until it has been quiet this long (a late
+#: reply must not be taken for the next one's); a restart's bound on an NE-1000's safe-mode
+#: timeout counts it (``safety.host.config.ne1000_safe_mode_floor_s``)
+DIRTY_QUIET_S = 0.5
+
+
 class SharedLine:
     """One port, one lock, any number of drivers (see the module docstring)."""
 
@@ -111,7 +117,7 @@ class SharedLine:
         spec: LineSpec,
         *,
         transport: Transport | None = None,
-        dirty_quiet_s: float = 0.5,
+        dirty_quiet_s: float = DIRTY_QUIET_S,
     ) -> None:
         self.spec = spec
         self._lock = threading.RLock()

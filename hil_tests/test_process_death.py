@@ -47,9 +47,9 @@ ML_H_PER_MCG_MIN = 60 / 32
 RATE_8 = 8 * ML_H_PER_MCG_MIN  # 15 mL/h
 RATE_10 = 10 * ML_H_PER_MCG_MIN  # 18.75 mL/h
 #: the NE-1000's own watchdog in the both-dead case (s, real time: the pump's clock): the
-#: shortest the config check takes for one pump with the harness's 0.5 s reply timeout
-#: and 1 s keep-alive (more than 4 x 0.5 + 1 s)
-NE1000_SAFE_MODE_S = 4
+#: shortest whole number the config check takes for one pump with the harness's 0.5 s
+#: reply timeout and 1 s keep-alive (more than 4 x 0.5 + 3 drains of 0.5 + 1 s = 4.5 s)
+NE1000_SAFE_MODE_S = 5
 #: the both-dead case's clock (clinical s per real s; see there)
 RESTART_SPEED = 300.0
 

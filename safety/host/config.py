@@ -43,7 +43,7 @@ from pydantic import (
 )
 
 from drivers.gpio import GpioConfig, GpioConfigError
-from drivers.lines import LineError, LineSpec, open_line
+from drivers.lines import DIRTY_QUIET_S, LineError, LineSpec, open_line
 from drivers.loading import DriverLoadError
 from drivers.monitors.config import MonitorConfigError, parse_monitor
 from drivers.pumps.registry import container_kinds, driver_class, load_driver
@@ -579,12 +579,15 @@ def monitor_problems(table: object, base_dir: Path | None = None) -> list[tuple[
 
 
 def ne1000_safe_mode_floor_s(
-    reply_timeout_s: float, pumps_on_line: int, keep_alive_period_s: float
+    reply_timeout_s: float, pumps_on_line: int, keep_alive_period_s: float, drain_s: float
 ) -> float:
     """What an NE-1000's safe-mode timeout must be more than.
 
     A restarted safety process shakes hands with the pumps of a line in turn, at worst
-    ``NE1000_PROBE_TIMEOUTS`` reply timeouts each: the last of them hears nothing until
+    ``NE1000_PROBE_TIMEOUTS`` reply timeouts each and, after each lost probe, a drain of
+    the line until it has been quiet for ``drain_s`` (the reply timeout on a port of the
+    pump's own, ``drivers.lines.DIRTY_QUIET_S`` on a shared line: a late reply must not be
+    taken for the next probe's): the last of them hears nothing until
     the others' handshakes are done, and is then kept alive within a keep-alive period
     (between the next channels' connections too: ``SafetyCore._between_connections``). A
     pump whose own timeout runs out first stops itself, an abrupt withdrawal of a
@@ -592,7 +595,8 @@ def ne1000_safe_mode_floor_s(
     drivers' worst connection times are not modelled): a bench that mixes a slow network
     line with NE-1000s in safe mode needs a margin of its own.
     """
-    return NE1000_PROBE_TIMEOUTS * reply_timeout_s * pumps_on_line + keep_alive_period_s
+    handshake = NE1000_PROBE_TIMEOUTS * reply_timeout_s + (NE1000_PROBE_TIMEOUTS - 1) * drain_s
+    return handshake * pumps_on_line + keep_alive_period_s
 
 
 def safe_mode_problems(config: SafetyConfig) -> list[tuple[str, str]]:
@@ -617,7 +621,8 @@ def safe_mode_problems(config: SafetyConfig) -> list[tuple[str, str]]:
             continue
         line = pump.line if isinstance(pump, ChannelConfig) else None
         pumps = on_line[line] if line is not None else 1
-        floor = ne1000_safe_mode_floor_s(float(reply), pumps, keep_alive)
+        drain = DIRTY_QUIET_S if line is not None else float(reply)
+        floor = ne1000_safe_mode_floor_s(float(reply), pumps, keep_alive, drain)
         if float(timeout) > floor:
             continue
         where = f"each of the {pumps} NE-1000s on line {line!r}" if line else "the pump"
@@ -626,7 +631,8 @@ def safe_mode_problems(config: SafetyConfig) -> list[tuple[str, str]]:
                 f"{table}.options.safe_mode_timeout_s",
                 f"must be more than {floor:g} s (and at most {NE1000_MAX_SAFE_MODE_S}), "
                 f"got {timeout!r}: a restart may spend {NE1000_PROBE_TIMEOUTS} x "
-                f"reply_timeout_s ({float(reply):g} s) on {where}, then one "
+                f"reply_timeout_s ({float(reply):g} s) and {NE1000_PROBE_TIMEOUTS - 1} "
+                f"drains of the line ({drain:g} s) on {where}, then one "
                 f"timing.keep_alive_period_s ({keep_alive:g} s) before the next packet; a pump "
                 "whose own timeout runs out first stops itself",
             )

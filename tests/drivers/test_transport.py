@@ -291,10 +291,12 @@ def test_bytes_a_serial_server_sent_before_its_port_was_taken_are_nobodys_reply(
     server.listen(1)
     port = int(server.getsockname()[1])
     asked = threading.Event()
+    opened = threading.Event()  # pyserial flushes what is there while it opens: after it
 
     def serve() -> None:
         conn, _ = server.accept()
         with conn:
+            assert opened.wait(WAIT_S)
             conn.sendall(b"STALE PROMPT\n")  # buffered before the transport takes the port
             request = b""
             while not request.endswith(b"\r"):
@@ -310,6 +312,7 @@ def test_bytes_a_serial_server_sent_before_its_port_was_taken_are_nobodys_reply(
 
         def open_when_the_prompt_is_there() -> object:
             ser = t._open_port()
+            opened.set()
             deadline = time.monotonic() + WAIT_S
             while _waiting(ser._socket) < len(b"STALE PROMPT\n"):
                 assert time.monotonic() < deadline, "the prompt never came"
