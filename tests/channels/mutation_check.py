@@ -380,6 +380,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_two_pumps_that_give_no_name",
     ),
     Mutant(
+        "S13 the safe-mode bound counts the drains",
+        "safety/host/config.py",
+        "NE1000_PROBE_TIMEOUTS * reply_timeout_s + (NE1000_PROBE_TIMEOUTS - 1) * drain_s",
+        "NE1000_PROBE_TIMEOUTS * reply_timeout_s",
+        "test_safe_mode_timeouts or test_the_bound or at_the_bound",
+    ),
+    Mutant(
         "S12 the button between two read-backs",
         CORE,
         "            self._watch()\n            if self.between_exchanges is not None:",
