@@ -755,10 +755,7 @@ class ModbusDriver(PumpDriver):
             return
         if not self._connected:
             raise DeviceDisconnected("not connected: call connect() first")
-        try:
-            self._link.reopen()
-        except DeviceDisconnected as exc:
-            raise DeviceDisconnected(f"Modbus pump at {self._link.where} gone: {exc}") from None
+        self._link.reopen()  # its errors name the port and why
 
 
 def _rejected(what: str, reply: ExceptionReply) -> PumpRejected:

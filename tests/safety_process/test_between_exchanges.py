@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,25 +81,43 @@ class LoggedDriver(MockPumpDriver):
         return super().stop()
 
 
-def _started_core(
-    directory: Path, library: DrugLibrary, timing: HostTiming
-) -> tuple[SafetyCore, dict[str, LoggedDriver], list[str]]:
-    """A safety core over channels A, B, C (mock pumps writing to one log), started."""
+def _logged_drivers(log: list[str], names: tuple[str, ...] = CHANNELS) -> dict[str, LoggedDriver]:
+    """A mock pump per channel, each writing its exchanges into ``log``."""
     clinical = MonotonicClock()
-    log: list[str] = []
-    drivers = {
-        name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in CHANNELS
-    }
+    return {name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in names}
+
+
+def _core_over(
+    directory: Path,
+    library: DrugLibrary,
+    drivers: Mapping[str, PumpDriver],
+    timing: HostTiming,
+    *,
+    liveness: VirtualClock | None = None,
+    gpio: SimulatedGpio | None = None,
+) -> SafetyCore:
+    """A safety core over ``drivers`` (one channel each), started (liveness: the wall's
+    monotonic clock unless given)."""
     core = SafetyCore(
         library,
         [Channel(name, d, syringe_by_name(SYRINGE)) for name, d in drivers.items()],
         Journal(directory / "journal.sqlite", "safety"),
-        clinical=clinical,
-        liveness=MonotonicClock(),
+        clinical=MonotonicClock(),
+        liveness=liveness or MonotonicClock(),
+        gpio=gpio,
         timing=timing,
     )
     core.start()
-    return core, drivers, log
+    return core
+
+
+def _started_core(
+    directory: Path, library: DrugLibrary, timing: HostTiming
+) -> tuple[SafetyCore, dict[str, LoggedDriver], list[str]]:
+    """A safety core over channels A, B, C (mock pumps writing to one log), started."""
+    log: list[str] = []
+    drivers = _logged_drivers(log)
+    return _core_over(directory, library, drivers, timing), drivers, log
 
 
 @pytest.fixture
@@ -250,23 +268,15 @@ def test_a_request_waiting_when_the_timers_end_is_answered_before_their_status_i
 
 
 def _watched_core(
-    directory: Path, library: DrugLibrary, drivers: dict[str, PumpDriver]
+    directory: Path, library: DrugLibrary, drivers: Mapping[str, PumpDriver]
 ) -> tuple[SafetyCore, SimulatedGpio, VirtualClock]:
     """A started core over ``drivers`` with a simulated GPIO (no debounce: one sample of a
     press is a press) on a virtual liveness clock the drivers' reads can move."""
     liveness = VirtualClock()
     gpio = SimulatedGpio(GpioConfig(debounce_ms=0), state_dir=directory / "gpio", clock=liveness)
     gpio.open()
-    core = SafetyCore(
-        library,
-        [Channel(name, d, syringe_by_name(SYRINGE)) for name, d in drivers.items()],
-        Journal(directory / "journal.sqlite", "safety"),
-        clinical=MonotonicClock(),
-        liveness=liveness,
-        gpio=gpio,
-        timing=HostTiming(keep_alive_period_s=60.0),
-    )
-    core.start()
+    timing = HostTiming(keep_alive_period_s=60.0)
+    core = _core_over(directory, library, drivers, timing, liveness=liveness, gpio=gpio)
     return core, gpio, liveness
 
 
@@ -278,12 +288,9 @@ def test_the_stop_button_is_read_between_two_pumps_read_backs(
     watchdog's heartbeat pin is fed there too. Without the button and the feed between
     exchanges, a round of pumps that do not answer holds both up for a reply timeout each
     (``SafetyCore._watch``)."""
-    clinical = MonotonicClock()
     log: list[str] = []
-    drivers = {
-        name: LoggedDriver(name, log, pump=SimulatedPump(clinical, SYRINGE)) for name in CHANNELS
-    }
-    core, gpio, liveness = _watched_core(short_dir, library, dict(drivers))
+    drivers = _logged_drivers(log)
+    core, gpio, liveness = _watched_core(short_dir, library, drivers)
     try:
         core.poll()
         toggles = read_sim_pins(gpio.state_dir)["heartbeat_toggles"]
@@ -325,12 +332,12 @@ def test_a_port_slow_to_open_holds_no_round_of_read_backs(
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)  # one queued connection, then the host drops every request
     port = int(listener.getsockname()[1])
-    clinical = MonotonicClock()
     log: list[str] = []
+    logged = _logged_drivers(log, ("A", "C"))
     drivers: dict[str, PumpDriver] = {
-        "A": LoggedDriver("A", log, pump=SimulatedPump(clinical, SYRINGE)),
+        "A": logged["A"],
         "B": Ne1000Driver(port=f"socket://127.0.0.1:{port}", reply_timeout_s=0.1),
-        "C": LoggedDriver("C", log, pump=SimulatedPump(clinical, SYRINGE)),
+        "C": logged["C"],
     }
     core, gpio, _ = _watched_core(short_dir, library, drivers)  # B: connected, never answers
     filler: socket.socket | None = None
