@@ -10,11 +10,13 @@ pump-enable relay pin went off.
 from __future__ import annotations
 
 import itertools
+import time
 from decimal import Decimal
 
 import pytest
 
 from controller.machine import State
+from drivers.gpio.simulated import press_stop_button, release_stop_button
 from hil_tests.conftest import MakeBench
 from hil_tests.harness.processes import wait_for
 from hil_tests.harness.pumps import ALL_KINDS, NE1000, PumpKind
@@ -107,3 +109,31 @@ def test_an_emergency_stop_stops_the_pump_at_once_and_opens_the_relay(
     assert not bench.pump()["running"] and last_rate(bench.truth()) == 0.0
     report = bench.assert_invariants()
     assert report.summary.changes_by_cause == {"command": 1, "estop": 1}
+
+
+def test_a_short_press_while_the_safety_process_waits_on_its_pump_is_not_missed(
+    make_bench: MakeBench,
+) -> None:
+    """Every reply of the pump now comes 1.5 s late: the loop is inside an exchange nearly
+    all the time, and it reads the button only between two. A 0.3 s press, begun and
+    ended inside one wait, is counted by the GPIO's own sampling thread
+    (``watch_stop_button``) and acted on at the loop's next look: an emergency stop, the
+    relay cut and the pump stopped. Without the thread nine presses in ten were missed."""
+    bench = make_bench(NE1000, reply_timeout_s=3.0, safe_mode_timeout_s=30)
+    session = bench.connect()
+    session.program("norepinephrine", "8 mg/250 mL", "D5W")
+    session.start(8)
+    wait_for(lambda: bench.gpio().get("pump_enabled") is True, 5.0, "the relay closed")
+    session.close()  # a controller would only wait on the slow loop beside us
+    bench.fault("delay=1.5")
+    time.sleep(1.0)  # the loop is waiting on a reply by now
+    pressed = bench.now()
+    press_stop_button(bench.gpio_dir)
+    time.sleep(0.3)  # the press itself
+    release_stop_button(bench.gpio_dir)
+    wait_for(lambda: bench.gpio().get("pump_enabled") is False, 15.0, "the relay cut")
+    wait_for(lambda: not bench.pump()["running"], 15.0, "the pump stopped")
+    truth = bench.truth()
+    assert [s.rate_ml_h for s in changes_between(truth, pressed)] == [0.0], describe(truth)
+    bench.fault("clear")
+    bench.assert_invariants()

@@ -47,13 +47,19 @@ software dies). Whatever software does, the pin's state while no process drives 
 The stop button is polled, not edge-triggered: the host calls ``poll_stop()`` from its
 loop. Polling keeps every button event on the caller's thread and in its journal order,
 and works the same on RPi.GPIO, rpi-lgpio and the simulated backend, whose edge-callback
-support differs.
+support differs. The host cannot sample while one of its exchanges lasts (a pump that does
+not answer is waited on to its reply timeout, a restart connects each pump in turn for
+seconds), so ``watch_stop_button`` also samples it from a thread of its own: that thread
+only counts debounced presses; the host still learns of each from ``poll_stop``, on its
+own thread, at its next look, and a press that began and ended inside an exchange is not
+lost.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -63,6 +69,11 @@ from firmware_bridge.clock import Clock, MonotonicClock
 
 #: BCM numbers reachable on the 40-pin header
 BCM_PINS = range(28)
+
+#: how long ``close`` waits for the button's sampling thread to end
+_WATCH_JOIN_S = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class Pull(enum.StrEnum):
@@ -189,6 +200,10 @@ class GpioInterface(abc.ABC):
         self._heartbeat = False
         self._debouncer = Debouncer(self.config.debounce_ms / 1000.0)
         self._stop_presses = 0
+        #: presses ``poll_stop`` has reported (``_stop_presses`` counts them all)
+        self._presses_reported = 0
+        self._watcher: threading.Thread | None = None
+        self._watch_ended = threading.Event()
 
     # ------------------------------------------------------------ backend primitives
     @abc.abstractmethod
@@ -227,6 +242,10 @@ class GpioInterface(abc.ABC):
     def close(self) -> None:
         """Drive the close levels, then release the pins if configured. Idempotent."""
         c = self.config
+        self._watch_ended.set()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(_WATCH_JOIN_S)  # outside the lock: the thread samples under it
         with self._lock:
             if self._closed or not self._opened:
                 self._closed = True
@@ -311,15 +330,52 @@ class GpioInterface(abc.ABC):
             return self._debouncer.active
 
     def poll_stop(self) -> bool:
-        """Sample the button; True exactly once per debounced press.
+        """Sample the button; True once for the debounced presses not reported yet (one
+        True for several since the last call: one emergency stop).
 
-        Call from the host's loop at least every ``debounce_ms / 2`` so a held press is
-        seen within about ``debounce_ms`` plus one loop.
+        Presses counted meanwhile, by ``watch_stop_button``'s thread or by a
+        ``stop_pressed`` sample, are reported here too. Call from the host's loop at
+        least every ``debounce_ms / 2`` so a held press is seen within about
+        ``debounce_ms`` plus one loop.
         """
         with self._lock:
-            before = self._stop_presses
             self._sample()
-            return self._stop_presses > before
+            pressed = self._stop_presses > self._presses_reported
+            self._presses_reported = self._stop_presses
+            return pressed
+
+    def watch_stop_button(self, period_s: float) -> None:
+        """From now until ``close``, sample the button every ``period_s`` (real time) in a
+        thread of its own, so that a press is counted even while the host is busy in a
+        long exchange; the host learns of it from its next ``poll_stop``. Once per
+        backend; only after ``open``."""
+        if not 0.0 < period_s <= 1.0:
+            raise GpioConfigError(f"button sampling period must be 0-1 s, got {period_s!r}")
+        with self._lock:
+            self._check_open()
+            if self._watcher is not None:
+                raise GpioError("the stop button is already watched")
+            self._watcher = threading.Thread(
+                target=self._watch_button, args=(period_s,), name="stop-button", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch_button(self, period_s: float) -> None:
+        """The sampling thread: a sample every period until ``close``. A pin that cannot be
+        read is logged once and tried again (the host's own samples report it too)."""
+        failing = False
+        while not self._watch_ended.wait(period_s):
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    self._sample()
+                except (GpioError, OSError) as exc:
+                    if not failing:
+                        log.error("stop button: cannot sample it: %s", exc)
+                    failing = True
+                else:
+                    failing = False
 
     @property
     def stop_press_count(self) -> int:

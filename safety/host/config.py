@@ -336,7 +336,8 @@ class TimingSection(BaseModel):
     keep_alive_period_s: float = Field(default=2.0, ge=0.1, le=120.0)
     #: half period of the hardware-watchdog heartbeat pin
     watchdog_toggle_s: float = Field(default=0.25, ge=0.01, le=10.0)
-    #: stop-button sampling period (keep below half the debounce time)
+    #: stop-button sampling period, of the loop and of the button's own thread (keep
+    #: below half the debounce time)
     button_poll_s: float = Field(default=0.02, ge=0.005, le=1.0)
 
     @model_validator(mode="after")

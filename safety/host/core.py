@@ -404,20 +404,28 @@ class SafetyCore:
 
     def _between_connections(self, answered: list[str]) -> None:
         """While ``start`` connects one channel after another, the channels whose pumps it
-        has read are kept alive when due, and the watchdog is fed between any two of those
-        exchanges. Connecting a channel can take seconds (a pump that does not answer is
-        waited on for each probe, a network port for its connect timeout): without this, a
-        running NE-1000 in safe mode or a Modbus pump with its comms timeout armed,
-        connected earlier, went without traffic for the sum of the others' connections and
-        could stop itself (an abrupt stop of a vasopressor), and a watchdog device armed
-        at open could bite a process that is alive. Only channels that answered at this
+        has read are kept alive when due, and the stop button is read and the watchdog fed
+        between any two of those exchanges (``_watch``). Connecting a channel can take
+        seconds (a pump that does not answer is waited on for each probe, a network port
+        for its connect timeout): without this, a running NE-1000 in safe mode or a Modbus
+        pump with its comms timeout armed, connected earlier, went without traffic for the
+        sum of the others' connections and could stop itself (an abrupt stop of a
+        vasopressor), a watchdog device armed at open could bite a process that is alive,
+        and a short press of the stop button during a restart was never seen.
+
+        A press here is an emergency stop like any other (S12), before the bench is fully
+        connected: the interlock is cut and the pumps read so far are stopped at once;
+        the stop to a channel not connected yet fails at once (its driver is not linked)
+        and is reconciled as a lost stop: that channel is in its comms alarm until its
+        connection reads it, and the loop's first read-back stops it if it runs (observe,
+        S12 holds until acknowledged). Keep-alives only to channels that answered at this
         start: one whose connection failed is not linked, and its keep-alive would be a
         whole handshake again, seconds more for the others to wait (the loop's polls try
-        it again soon enough). The stop button waits for the loop, as before."""
-        self._feed_watchdog(self.liveness.now())
+        it again soon enough); none to a channel the stop stopped (``_keep_alive``)."""
+        self._watch()
         for name in answered:
             if self._keep_alive(name, self.liveness.now()):
-                self._feed_watchdog(self.liveness.now())
+                self._watch()
 
     def _keep_alive(self, name: str, live: float) -> bool:
         """A keep-alive to ``name``'s pump if one is due and the channel runs (a pump that
@@ -736,11 +744,13 @@ class SafetyCore:
 
     def _watch(self) -> None:
         """The stop button read and the watchdog fed, each when due. Called once a loop
-        pass and between any two of a timer's exchanges with pumps, so that a slow pump
-        (one that does not answer and is waited on to its reply timeout, a port still
-        opening: ``drivers.opening``) holds them up by one exchange, never by a round of
-        them: a short press is not missed and the watchdog does not bite a loop that is
-        alive."""
+        pass, between any two of a timer's exchanges with pumps and between a restart's
+        connections, so that a slow pump (one that does not answer and is waited on to
+        its reply timeout, a port still opening: ``drivers.opening``) holds them up by one
+        exchange, never by a round of them: the watchdog does not bite a loop that is
+        alive, and a press is acted on after one exchange at most. A press that began and
+        ended inside that exchange was counted meanwhile by the GPIO's own sampling
+        thread (``watch_stop_button``, started by the process) and is reported here."""
         live = self.liveness.now()
         if self.gpio is not None and live >= self._due_button:
             self._due_button = live + self.timing.button_poll_s

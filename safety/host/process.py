@@ -302,9 +302,14 @@ def _gpio(config: SafetyConfig, liveness: Clock) -> GpioInterface | None:
     if section.backend == "simulated":
         options["state_dir"] = section.state_dir
     try:
-        return open_gpio(section.backend, **options)
+        gpio = open_gpio(section.backend, **options)
     except GpioError as exc:
         raise StartupError(f"GPIO backend {section.backend!r}: {exc}") from None
+    # sampled in a thread of its own too, from before the restart connects the pumps: a
+    # press while the loop waits on a pump is counted, and acted on at the loop's next
+    # look (``GpioInterface.watch_stop_button``, ``SafetyCore._watch``)
+    gpio.watch_stop_button(config.timing.button_poll_s)
+    return gpio
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """Hand-picked mutants of the channel checks (S1, S3, S4, S5 on the total, S10 per drug,
-S12 on every channel and the stop button between two read-backs, S13 another pump on a
+S12 on every channel, the stop button between two read-backs and between a restart's
+connections, and a press counted by the GPIO's own sampling thread, S13 another pump on a
 channel's port (after a reconnect and a restart, and the acceptance of a replaced pump;
 the warning where pump names cannot tell two channels' pumps apart; a port missing at
 start, or slow to open; keep-alives to running pumps only, and while a restart
@@ -22,6 +23,7 @@ OBSERVE = "safety/kernel/observe.py"
 RELAY = "safety/kernel/relay.py"
 STATE = "safety/kernel/state.py"
 CORE = "safety/host/core.py"
+GPIO = "drivers/gpio/base.py"
 REDUCER = "safety/kernel/reducer.py"
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -418,10 +420,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "S13 the watchdog fed while a restart connects",
         CORE,
         (
-            "        self._feed_watchdog(self.liveness.now())\n"
+            "        self._watch()\n"
             "        for name in answered:\n"
             "            if self._keep_alive(name, self.liveness.now()):\n"
-            "                self._feed_watchdog(self.liveness.now())"
+            "                self._watch()"
         ),
         (
             "        for name in answered:\n"
@@ -429,6 +431,38 @@ MUTANTS: tuple[Mutant, ...] = (
             "                pass"
         ),
         "test_a_restart_keeps_the_channels_it_read_alive",
+    ),
+    Mutant(
+        "S12 the stop button read while a restart connects",
+        CORE,
+        "        self._watch()\n        for name in answered:",
+        "        self._feed_watchdog(self.liveness.now())\n        for name in answered:",
+        "test_a_press_while_a_restart_connects",
+    ),
+    Mutant(
+        "S12 a press counted meanwhile reported",
+        GPIO,
+        (
+            "            pressed = self._stop_presses > self._presses_reported\n"
+            "            self._presses_reported = self._stop_presses\n"
+            "            return pressed"
+        ),
+        "            return False",
+        "test_a_press_counted_meanwhile or test_a_press_while_a_restart_connects",
+    ),
+    Mutant(
+        "S12 the watching thread samples",
+        GPIO,
+        "                    self._sample()\n                except (GpioError,",
+        "                    pass\n                except (GpioError,",
+        "test_the_watching_thread or test_the_process_watches",
+    ),
+    Mutant(
+        "S12 the process watches its stop button",
+        "safety/host/process.py",
+        "    gpio.watch_stop_button(config.timing.button_poll_s)\n",
+        "",
+        "test_the_process_watches or test_a_short_press_while",
     ),
     Mutant(
         "S13 a slow opening waited on",
@@ -458,15 +492,24 @@ MUTANTS: tuple[Mutant, ...] = (
 #: tests, of what happens between two exchanges, reach the real-process harness)
 EXTRA = (
     "controller",
+    "cli",
+    "observe",
     "benchmarks",
     "hil_tests",
     "tests/controller",
     "tests/channels",
+    "tests/drivers",
     "tests/firmware_bridge",
     "tests/safety_process",
 )
 #: where the named tests are looked for
-TESTS = ("tests/channels", "tests/safety_process/test_between_exchanges.py")
+TESTS = (
+    "tests/channels",
+    "tests/safety_process/test_between_exchanges.py",
+    "tests/safety_process/test_stop_button_watch.py",
+    "tests/drivers/test_gpio.py",
+    "hil_tests/test_stopping.py",
+)
 
 
 def run(filters: list[str]) -> int:

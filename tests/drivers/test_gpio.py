@@ -4,10 +4,12 @@ another process, and the RPi.GPIO backend against a fake ``RPi.GPIO`` module."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from drivers.gpio.simulated import (
     release_stop_button,
 )
 from firmware_bridge.clock import VirtualClock
+from hil_tests.harness.processes import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PUMP, ALARM, BEAT, STOP = 17, 27, 22, 23  # the default BCM map
@@ -171,6 +174,61 @@ def test_stop_button_press_is_debounced_and_counted_once(
     clock.advance(0.06)
     assert sim.poll_stop()
     assert sim.stop_press_count == 2
+
+
+def test_a_press_counted_meanwhile_is_reported_by_the_next_poll(
+    sim: SimulatedGpio, tmp_path: Path, clock: VirtualClock
+) -> None:
+    """A press the host's own polls never saw (it began and ended while the host was busy;
+    another sampler counted it: ``watch_stop_button``'s thread, or a ``stop_pressed``
+    look) is reported by the next ``poll_stop``, once."""
+    press_stop_button(tmp_path)
+    sim.stop_pressed()
+    clock.advance(0.05)
+    assert sim.stop_pressed()  # counted here, not by poll_stop
+    release_stop_button(tmp_path)
+    sim.stop_pressed()
+    clock.advance(0.05)
+    assert not sim.stop_pressed()
+    assert sim.stop_press_count == 1
+    assert sim.poll_stop()  # released by now, and still reported
+    assert not sim.poll_stop()  # once
+
+
+def test_the_watching_thread_counts_a_press_the_host_never_polls(tmp_path: Path) -> None:
+    """Real time (a short, bounded wait): the thread samples every 5 ms, so a press the
+    host never polled during is counted; ``poll_stop`` reports it once; ``close`` ends
+    the thread."""
+    gpio = SimulatedGpio(GpioConfig(debounce_ms=10), state_dir=tmp_path)
+    gpio.open()
+    try:
+        gpio.watch_stop_button(0.005)
+        press_stop_button(tmp_path)
+        wait_for(lambda: gpio.stop_press_count == 1, 5.0, "the press counted by the thread")
+        release_stop_button(tmp_path)
+        assert gpio.poll_stop()
+        assert not gpio.poll_stop()
+        with pytest.raises(GpioError, match="already watched"):
+            gpio.watch_stop_button(0.005)
+    finally:
+        gpio.close()
+    assert not [t for t in threading.enumerate() if t.name == "stop-button"]
+
+
+@pytest.mark.parametrize("period", [0.0, -0.01, 1.001, math.nan])
+def test_the_button_sampling_period_is_checked(sim: SimulatedGpio, period: float) -> None:
+    with pytest.raises(GpioConfigError, match="period must be 0-1 s"):
+        sim.watch_stop_button(period)
+
+
+def test_the_button_is_watched_only_while_open(tmp_path: Path) -> None:
+    gpio = SimulatedGpio(state_dir=tmp_path)
+    with pytest.raises(GpioError, match="not open"):
+        gpio.watch_stop_button(0.02)
+    gpio.open()
+    gpio.watch_stop_button(1.0)  # at the limit
+    gpio.close()
+    assert not [t for t in threading.enumerate() if t.name == "stop-button"]
 
 
 def test_a_bouncing_button_makes_one_press(

@@ -48,7 +48,7 @@ from safety.ipc.messages import (
 )
 from safety.ipc.server import SafetyServer
 from safety.journal import Journal
-from safety.kernel.model import EmergencyStop
+from safety.kernel.model import EmergencyStop, EmergencyStopRaised
 from safety.library import DrugLibrary
 from tests.channels.support import ChannelBench, booted
 from tests.kernel.support import norepi_standard
@@ -452,3 +452,76 @@ def test_a_restart_keeps_the_channels_it_read_alive_while_it_connects_the_next(
         assert log == ["connect A", "connect B", "connect C", "keep-alive B", "connect D"], log
         assert toggles["D"] > toggles["C"]  # fed after C's 5 s
         assert bench.pumps["B"].snapshot().running
+
+
+def test_a_press_while_a_restart_connects_stops_every_pump_before_the_next_connection(
+    tmp_path: Path, library: DrugLibrary
+) -> None:
+    """The stop button is pressed and released while a restart connects pump C (a press
+    all of it inside one connection: the GPIO's own sampling thread counted it,
+    ``watch_stop_button``). The emergency stop happens before D is connected, not once
+    every channel is: the pumps read so far are stopped and the interlock is cut. D, not
+    connected yet, gets its stop too, which fails at once (its driver is not linked) and
+    leaves it in its comms alarm until its connection reads it; the loop's first
+    read-back stops it if it runs (S12 holds until acknowledged)."""
+    channels = ("A", "B", "C", "D")
+    with booted(ChannelBench(tmp_path / "bench", library, channels, gpio=True)) as bench:
+        program = norepi_standard(bench.library)
+        for channel, dose in (("A", "4"), ("B", "1")):  # the sum within a step's limit
+            assert bench.load_on(channel, program).verdict.accepted
+            assert bench.start_on(channel, dose).verdict.accepted
+        gpio = bench.gpio
+        assert gpio is not None
+        log: list[str] = []
+        drivers = bench.drivers
+
+        def press_and_release() -> None:
+            """What the sampling thread sees of a 100 ms press while C connects."""
+            press_stop_button(bench.gpio_dir)
+            gpio.stop_pressed()
+            bench.liveness.advance(0.1)  # held past the 50 ms debounce
+            gpio.stop_pressed()
+            release_stop_button(bench.gpio_dir)
+            bench.liveness.advance(0.1)
+            gpio.stop_pressed()
+
+        def connect(name: str, connect: Callable[[], None]) -> Callable[[], None]:
+            def logged() -> None:
+                log.append(f"connect {name}")
+                connect()
+                if name == "C":
+                    press_and_release()
+
+            return logged
+
+        def stop(name: str, stop: Callable[[], object]) -> Callable[[], object]:
+            def logged() -> object:
+                log.append(f"stop {name}")
+                return stop()
+
+            return logged
+
+        for name in channels:
+            driver = drivers[name]
+            driver.close()  # a new process: no pump linked before its connection
+            driver.connect = connect(name, driver.connect)  # type: ignore[method-assign]
+            driver.stop = stop(name, driver.stop)  # type: ignore[method-assign, assignment]
+        bench.restart()
+        assert log == [
+            "connect A",
+            "connect B",
+            "connect C",
+            "stop A",
+            "stop B",
+            "stop C",
+            "stop D",
+            "connect D",
+        ], log
+        core = bench.core
+        assert core.state.estopped
+        assert not bench.pumps["A"].snapshot().running
+        assert not bench.pumps["B"].snapshot().running
+        assert read_sim_pins(bench.gpio_dir)["pump_enabled"] is False
+        raised = [e for e in bench.events() if isinstance(e, EmergencyStopRaised)]
+        assert [e.source for e in raised] == ["button"]
+        assert core.state.channel("D").comms_ok  # read by its connection after the stop
