@@ -751,11 +751,13 @@ class ModbusDriver(PumpDriver):
         self._name.refuse_foreign()
 
     def _ensure_open(self) -> None:
-        if self._link.is_open:
-            return
+        """This driver connected and not closed since (on a shared line the link may be
+        open for another device's driver: that makes no call of this one's go out), and
+        its port open: reopened if it was lost."""
         if not self._connected:
             raise DeviceDisconnected("not connected: call connect() first")
-        self._link.reopen()  # its errors name the port and why
+        if not self._link.is_open:
+            self._link.reopen()  # its errors name the port and why
 
 
 def _rejected(what: str, reply: ExceptionReply) -> PumpRejected:

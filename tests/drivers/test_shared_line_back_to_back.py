@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.errors import DeviceDisconnected
 from drivers.lines import LineSpec, SharedLine, open_line
 from drivers.pumps.base import PumpChecksumError, PumpDriver
 from drivers.pumps.harvard import HarvardDriver
@@ -204,3 +205,42 @@ def test_a_pump_answering_in_anothers_place_is_caught(tmp_path: Path) -> None:
             driver.connect()
         driver.close()
     assert pump.snapshot().set_rate_ml_h == 0.0
+
+
+@pytest.mark.parametrize("transport", ["rtu", "tcp"])
+def test_a_closed_modbus_driver_sends_nothing_while_another_keeps_the_line(
+    transport: str,
+) -> None:
+    """Two devices on one line; one driver is closed (its channel let go of its pump)
+    while the other keeps the line open. The closed one refuses every call as not
+    connected, as a driver never connected does, and sends nothing: before, it found the
+    line open and went on writing to its device (a stop from a closed driver is not the
+    channel's to give)."""
+    clock = VirtualClock()
+    pumps = pumps_on(clock, (1, 2))
+    options: dict[str, object] = (
+        {"use_pty": True} if transport == "rtu" else {"tcp": ("127.0.0.1", 0)}
+    )
+    with BackgroundEmulator(pumps, WireFaults(), **options) as emu:  # type: ignore[arg-type]
+        if transport == "rtu":
+            spec = LineSpec(kind="serial", port=emu.where, baud=19200, parity="E")
+        else:
+            host, port = emu.host_port
+            spec = LineSpec(kind="tcp", port=f"{host}:{port}")
+        line = open_line(spec)
+        first, second = (ModbusDriver(line=line, device_id=a, timeout_s=0.4) for a in pumps)
+        first.connect()
+        second.connect()
+        try:
+            first.configure_syringe(pumps[1].syringe)
+            first.set_rate(first.quantize_rate(2.0))
+            first.start()
+            first.close()
+            for call in (first.read_status, first.stop, first.keep_alive):
+                with pytest.raises(DeviceDisconnected, match="not connected"):
+                    call()
+            assert pumps[1].snapshot().running  # the closed driver's stop never went out
+            assert second.read_status().running is False  # the line still serves the other
+        finally:
+            first.close()
+            second.close()
