@@ -362,7 +362,10 @@ class GpioInterface(abc.ABC):
 
     def _watch_button(self, period_s: float) -> None:
         """The sampling thread: a sample every period until ``close``. A pin that cannot be
-        read is logged once and tried again (the host's own samples report it too)."""
+        read is logged once and tried again (the host's own samples report it too); no
+        error ends the thread: GPIO libraries raise their own kinds (RPi.GPIO's
+        ``RuntimeError``, lgpio's ``error``), and a thread that died on one would leave
+        the button unwatched with nothing but a line on stderr."""
         failing = False
         while not self._watch_ended.wait(period_s):
             with self._lock:
@@ -370,9 +373,9 @@ class GpioInterface(abc.ABC):
                     return
                 try:
                     self._sample()
-                except (GpioError, OSError) as exc:
+                except Exception as exc:  # every kind: see the docstring
                     if not failing:
-                        log.error("stop button: cannot sample it: %s", exc)
+                        log.error("stop button: cannot sample it: %s: %s", type(exc).__name__, exc)
                     failing = True
                 else:
                     failing = False

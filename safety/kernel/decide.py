@@ -354,9 +354,11 @@ def _emergency_stop(state: KernelState, body: EmergencyStop) -> Verdict:
     """Every pump's stop and the interlock. The pumps that answer are stopped first, then
     the interlock is cut, then the silent ones are tried: a pump whose link is down may
     take seconds to give up (a Modbus TCP device's reconnect attempts), and neither the
-    stop of a pump that answers nor the relay may wait for it."""
+    stop of a pump that answers nor the relay may wait for it. A channel a restart has
+    not connected yet (a press of the stop button while it connects the others) counts as
+    silent: its link is unknown."""
     names = list(state.channels) or [DEFAULT_CHANNEL]
-    answering = [n for n in names if n not in state.channels or state.channel(n).comms_ok]
+    answering = [n for n in names if n not in state.channels or _answers(state.channel(n))]
     silent = [n for n in names if n not in answering]
     if state.interlock_scope == "channel":
         cuts: list[PumpAction] = [SetInterlock(False, n) for n in names]
@@ -374,6 +376,11 @@ def _emergency_stop(state: KernelState, body: EmergencyStop) -> Verdict:
         f"emergency stop ({body.source}): {what}",
         actions=(*stops, *cuts, *late),
     )
+
+
+def _answers(channel: ChannelState) -> bool:
+    """The channel's pump answered its last exchange, in this run of the process."""
+    return channel.comms_ok and not channel.connecting
 
 
 # --------------------------------------------------------------------------- S8

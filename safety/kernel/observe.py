@@ -90,7 +90,7 @@ def observe(
 
     c = s.channel(channel)
     if c.pending is not None:
-        s = _reconcile(s, channel, c.pending, reading, t)
+        s = reconcile(s, channel, c.pending, reading, t)
     s = _container_used(s, channel, reading.infused_ml, t)
     if s.channel(channel).priming is not None:
         return _priming(s, channel, reading, now, config)
@@ -552,10 +552,11 @@ def stop_confirmed(state: KernelState, channel: str, now: Now, config: KernelCon
     return s
 
 
-def _reconcile(
+def reconcile(
     s: KernelState, channel: str, pending: Pending, reading: PumpReading, t: float
 ) -> KernelState:
-    """S10: did the command whose acknowledgement was lost take effect?"""
+    """S10: did the command whose acknowledgement was lost take effect? Judged on the
+    first reading after it: a read-back, or a restart's first reading (``Resumed``)."""
     action = pending.action
     if isinstance(action, SetRate):
         applied = reading.set_rate_ml_h == action.rate_ml_h

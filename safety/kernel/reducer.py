@@ -55,6 +55,7 @@ from safety.kernel.observe import (
     observe,
     pump_names_alike,
     pump_replaced,
+    reconcile,
     record_history,
     stop_confirmed,
     tick,
@@ -445,6 +446,7 @@ def _bench_configured(state: KernelState, event: BenchConfigured) -> KernelState
             pump_name=pump_name,
             pump_nameless=old.pump_nameless and same_driver,
             serial_port=spec.serial_port,
+            connecting=True,  # until its ``Resumed``
         )
     for name, c in state.channels.items():
         if name not in channels and c.busy:
@@ -571,14 +573,20 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     """
     t = event.now.clinical
     channel = event.channel
-    s = replace(state, attached=False, session=None).with_channel(channel, pending=None)
-    c = s.channel(channel)
+    s = replace(state, attached=False, session=None).with_channel(channel, connecting=False)
     reading = event.reading
     # held while any channel read at this start runs (the channels resume one by one;
     # one that could not be read holds nothing)
     others_run = any(o.expected_running for n, o in s.channels.items() if n != channel)
-    if reading is None:  # counted at the first reading (``count_unseen_delivery``)
+    if reading is None:
+        # counted at the first reading (``count_unseen_delivery``); a command whose reply
+        # was lost (before the process went down, or an emergency stop to a channel not
+        # connected yet during this start) stays uncertain until that reading (S10)
         return replace(s, hold=others_run).with_channel(channel, unseen_pending=True)
+    pending = s.channel(channel).pending
+    if pending is not None:  # S10, judged on this reading: its alarm's condition ends
+        s = reconcile(s, channel, pending, reading, t)
+    c = s.channel(channel)
     seg = s.history_of(c.drug).current if c.drug is not None else None
     was_running = c.running
     now_rate = reading.set_rate_ml_h if reading.running else None

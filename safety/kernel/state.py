@@ -462,6 +462,9 @@ class ChannelState:
     under_retries: int = 0
     # pump comms and accuracy (S13)
     comms_ok: bool = True
+    #: a restart has configured the channel and not resumed it yet: its pump's link is
+    #: unknown until then, whatever ``comms_ok`` said before the restart
+    connecting: bool = False
     last_reading_at: float | None = None
     last_infused_ml: float | None = None
     #: a restart could not read the pump: what it gave while the process was down is

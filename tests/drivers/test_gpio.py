@@ -493,3 +493,30 @@ def test_a_bad_channel_relay_names_the_field(pins: Any, message: str) -> None:
     with pytest.raises(GpioConfigError) as info:
         GpioConfig(channel_enable_pins=pins)
     assert message in str(info.value)
+
+
+def test_the_watching_thread_outlives_an_error_of_the_gpio_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RPi.GPIO raises ``RuntimeError`` (lgpio its own ``error``): one such error while
+    sampling is logged and the thread samples on; a press after it is still counted."""
+    gpio = SimulatedGpio(GpioConfig(debounce_ms=10), state_dir=tmp_path)
+    gpio.open()
+    real_read = gpio._read
+    failures = [RuntimeError("Failed to read edge detection"), OSError("bus error")]
+
+    def flaky(pin: int) -> bool:
+        if failures:
+            raise failures.pop(0)
+        return real_read(pin)
+
+    monkeypatch.setattr(gpio, "_read", flaky)
+    try:
+        gpio.watch_stop_button(0.005)
+        wait_for(lambda: not failures, 5.0, "both errors met by the thread")
+        press_stop_button(tmp_path)
+        wait_for(lambda: gpio.stop_press_count == 1, 5.0, "the press counted after the errors")
+        release_stop_button(tmp_path)
+        assert gpio.poll_stop()
+    finally:
+        gpio.close()

@@ -280,6 +280,25 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s10",
     ),
     Mutant(
+        "S10 a restart's reading reconciles",
+        "safety/kernel/reducer.py",
+        "    if pending is not None:  # S10, judged on this reading: its alarm's condition ends\n"
+        "        s = reconcile(s, channel, pending, reading, t)\n",
+        "",
+        "test_a_restart_clears_the_link_and_reconciles",
+    ),
+    Mutant(
+        "S10 kept until a reading",
+        "safety/kernel/reducer.py",
+        "        return replace(s, hold=others_run).with_channel(channel, unseen_pending=True)",
+        (
+            "        return replace(s, hold=others_run).with_channel(\n"
+            "            channel, unseen_pending=True, pending=None\n"
+            "        )"
+        ),
+        "test_a_restart_clears_the_link_and_reconciles",
+    ),
+    Mutant(
         "S11 hold refusal",
         "safety/kernel/decide.py",
         "    if state.hold:  # S11",
@@ -335,6 +354,20 @@ MUTANTS: tuple[Mutant, ...] = (
             "                unconfirmed.append(name)"
         ),
         "test_s12_lost_stop",
+    ),
+    Mutant(
+        "S12 unknown links after the relay",
+        "safety/kernel/decide.py",
+        "    return channel.comms_ok and not channel.connecting",
+        "    return channel.comms_ok",
+        "test_an_emergency_stop_while_a_restart_connects",
+    ),
+    Mutant(
+        "S12 unknown until resumed",
+        "safety/kernel/reducer.py",
+        "            connecting=True,  # until its ``Resumed``",
+        "            connecting=False,",
+        "test_an_emergency_stop_while_a_restart_connects",
     ),
     Mutant(
         "S12 lost stop: re-stop",

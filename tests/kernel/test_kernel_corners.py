@@ -400,14 +400,27 @@ def test_the_cap_deadline_reads_earlier_limits_in_force(std: ActiveProgram) -> N
     assert next_deadline(_running(uncapped, "30.0"), NOW, CONFIG) is None
 
 
-def test_a_restart_clears_the_link_and_any_pending_command(std: ActiveProgram) -> None:
+def test_a_restart_clears_the_link_and_reconciles_a_pending_command(std: ActiveProgram) -> None:
+    """A command whose reply was lost with the process is judged on the restart's first
+    reading (S10), as a read-back would judge it: its ``delivery_uncertain`` condition
+    ends there. Before, the restart dropped the command unjudged and the alarm's
+    condition never ended (an acknowledged one then hid every later lost reply)."""
     from safety.kernel.model import Resumed
 
     pending = Pending(SetRate(Decimal("37.5")), Decimal("30.0"), True, 90.0)
-    state = evolve(_running(std, "30.0"), pending=pending, hold=True)
+    lost = apply(CONFIG, _running(std, "30.0"), CommandFailed(pending.action, "timeout", "", NOW))
+    uncertain = lost.alarms.get("delivery_uncertain")
+    assert uncertain is not None and uncertain.active and lost.pending is not None
+    state = evolve(lost, pending=pending, hold=True)
     reading = PumpReading(True, Decimal("30.0"), 0.0)
     after = apply(CONFIG, state, Resumed(reading, NOW, "restart"))
     assert after.pending is None and not after.attached and after.session is None
+    judged = after.alarms.get("delivery_uncertain")
+    assert judged is not None and not judged.active
+    assert judged.message == "uncertain command reconciled by read-back: it did not take effect"
+    took = apply(CONFIG, state, Resumed(PumpReading(True, Decimal("37.5"), 0.0), NOW))
+    judged = took.alarms.get("delivery_uncertain")
+    assert judged is not None and not judged.active and judged.message.endswith("took effect")
     assert after.hold  # a running pump is held until a controller attaches
     alarm = after.alarms.get("safety_restarted")
     assert alarm is not None and alarm.raised_at == NOW.clinical
@@ -415,7 +428,13 @@ def test_a_restart_clears_the_link_and_any_pending_command(std: ActiveProgram) -
         "the safety process restarted (restart); holding 30 mL/h until a controller attaches"
     )
     blind = apply(CONFIG, state, Resumed(None, NOW))
-    assert blind.pending is None and not blind.hold  # no reading: nothing to hold yet
+    assert not blind.hold  # no reading: nothing to hold yet
+    assert blind.pending == pending  # ...and the command is judged on the first reading
+    first = PumpReading(True, Decimal("30.0"), 0.0)
+    read, _ = observe(blind, first, Now(NOW.clinical + 1, NOW.liveness + 1), CONFIG)
+    assert read.pending is None
+    judged = read.alarms.get("delivery_uncertain")
+    assert judged is not None and not judged.active
     rogue = apply(CONFIG, state, Resumed(PumpReading(True, Decimal("40.0"), 0.0), NOW))
     changed = rogue.alarms.get("resume_changed")
     assert changed is not None and changed.raised_at == NOW.clinical
@@ -427,3 +446,32 @@ def test_a_restart_clears_the_link_and_any_pending_command(std: ActiveProgram) -
         Decimal("40.0"),
         "pump",
     )
+
+
+# --------------------------------------------------------------------------- S12
+
+
+def test_an_emergency_stop_while_a_restart_connects_cuts_the_relay_before_unknown_links(
+    std: ActiveProgram,
+) -> None:
+    """A restart configures the bench, then resumes its channels one by one. A channel not
+    resumed yet has an unknown link, whatever the journal said of it before: an emergency
+    stop then (the stop button pressed while the restart connects) stops the channels
+    read so far, cuts the relay, and only then tries the others, which may take seconds
+    to give up. Resumed, a channel answers again as its link says."""
+    from safety.kernel.model import BenchConfigured, ChannelConfigured, EmergencyStop, Resumed
+
+    def configured(name: str) -> ChannelConfigured:
+        return ChannelConfigured(name, "mock", "bd-plastipak-50ml", "syringe", 50.0, 50.0)
+
+    bench = BenchConfigured((configured("A"), configured("B")), "bench", NOW)
+    state = apply(CONFIG, KernelState(), bench)
+    assert all(c.comms_ok and c.connecting for c in state.channels.values())
+    reading = PumpReading(False, Decimal(0), 0.0)
+    state = apply(CONFIG, state, Resumed(reading, NOW, "restart", "A"))
+    assert not state.channel("A").connecting and state.channel("B").connecting
+    verdict = _decide(state, EmergencyStop("button"))
+    assert verdict.actions == (StopPump("A"), SetInterlock(False, "A"), StopPump("B"))
+    state = apply(CONFIG, state, Resumed(reading, NOW, "restart", "B"))
+    verdict = _decide(state, EmergencyStop("button"))
+    assert verdict.actions == (StopPump("A"), StopPump("B"), SetInterlock(False, "A"))

@@ -461,9 +461,11 @@ def test_a_press_while_a_restart_connects_stops_every_pump_before_the_next_conne
     all of it inside one connection: the GPIO's own sampling thread counted it,
     ``watch_stop_button``). The emergency stop happens before D is connected, not once
     every channel is: the pumps read so far are stopped and the interlock is cut. D, not
-    connected yet, gets its stop too, which fails at once (its driver is not linked) and
-    leaves it in its comms alarm until its connection reads it; the loop's first
-    read-back stops it if it runs (S12 holds until acknowledged)."""
+    connected yet, counts as silent: its stop goes out after the relay (whatever the
+    journal said of its link before the restart), fails at once (its driver is not
+    linked), and is reconciled by the reading of its connection (S10), which clears its
+    comms alarm; the loop's first read-back stops it if it runs (S12 holds until
+    acknowledged)."""
     channels = ("A", "B", "C", "D")
     with booted(ChannelBench(tmp_path / "bench", library, channels, gpio=True)) as bench:
         program = norepi_standard(bench.library)
@@ -506,6 +508,13 @@ def test_a_press_while_a_restart_connects_stops_every_pump_before_the_next_conne
             driver.close()  # a new process: no pump linked before its connection
             driver.connect = connect(name, driver.connect)  # type: ignore[method-assign]
             driver.stop = stop(name, driver.stop)  # type: ignore[method-assign, assignment]
+        set_relay = gpio.set_pump_enabled
+
+        def relay(enabled: bool, channel: str | None = None) -> None:
+            log.append(f"relay {'on' if enabled else 'off'}")
+            set_relay(enabled, channel)
+
+        gpio.set_pump_enabled = relay  # type: ignore[method-assign]
         bench.restart()
         assert log == [
             "connect A",
@@ -514,6 +523,7 @@ def test_a_press_while_a_restart_connects_stops_every_pump_before_the_next_conne
             "stop A",
             "stop B",
             "stop C",
+            "relay off",
             "stop D",
             "connect D",
         ], log
@@ -524,4 +534,11 @@ def test_a_press_while_a_restart_connects_stops_every_pump_before_the_next_conne
         assert read_sim_pins(bench.gpio_dir)["pump_enabled"] is False
         raised = [e for e in bench.events() if isinstance(e, EmergencyStopRaised)]
         assert [e.source for e in raised] == ["button"]
-        assert core.state.channel("D").comms_ok  # read by its connection after the stop
+        d = core.state.channel("D")
+        assert d.comms_ok and d.pending is None  # read, and reconciled, by its connection
+        bench.service()
+        for name in channels:
+            assert not bench.pumps[name].snapshot().running
+        active = [(a.key, a.scope) for a in core.alarm_views() if a.active]
+        assert ("delivery_uncertain", "D") not in active, active
+        assert ("pump_comms", "D") not in active, active
