@@ -571,11 +571,15 @@ def reconcile(
         verdict = "it took effect"
     elif unchanged:
         verdict = "it did not take effect"
-        s = s.with_channel(
-            channel,
-            expected_rate=pending.previous_rate,
-            expected_running=pending.previous_running,
-        )
+        # the expectation goes back to what was verified before it; unless a command
+        # issued since (an emergency stop, a cap's stop: what the kernel sends while one
+        # is uncertain) has set it anew: that one stands
+        if not pending.superseded:
+            s = s.with_channel(
+                channel,
+                expected_rate=pending.previous_rate,
+                expected_running=pending.previous_running,
+            )
     else:
         verdict = "the pump shows neither the old nor the new setting"
     alarms = s.alarms.raised(
@@ -653,6 +657,8 @@ def pump_replaced(state: KernelState, channel: str, now: Now, config: KernelConf
         priming=None,
         relieved_by=None,
     )
+    if c.pending is not None:  # never to be read back: its alarm's condition ends with it
+        s = _with_alarms(s, s.alarms.condition_gone("delivery_uncertain", channel))
     s = pump_names_alike(s, t)  # the old pump's name goes with it
     return _record(s, channel, False, Decimal(0), t, "pump", config)
 

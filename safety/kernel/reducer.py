@@ -331,6 +331,10 @@ def _issued(state: KernelState, event: CommandIssued) -> KernelState:
     channel = action.channel
     t = event.now.clinical
     c = state.channel(channel)
+    if c.pending is not None and isinstance(action, SetRate | StartPump | StopPump):
+        # issued while another is uncertain (the kernel sends only stops then): this
+        # one's expectation is the one a read-back judges (``reconcile``)
+        state = state.with_channel(channel, pending=replace(c.pending, superseded=True))
     if isinstance(action, SetRate):
         retries = c.under_retries if event.cause == "retry" else 0
         return state.with_channel(

@@ -364,6 +364,9 @@ class Pending:
     previous_rate: Decimal
     previous_running: bool
     since: float
+    #: a command was issued to the channel after this one (``reconcile`` leaves that
+    #: one's expectation alone)
+    superseded: bool = False
 
 
 @dataclass(frozen=True)

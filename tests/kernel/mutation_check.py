@@ -299,6 +299,21 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_a_restart_clears_the_link_and_reconciles",
     ),
     Mutant(
+        "S10 a stop since the lost command stands",
+        "safety/kernel/reducer.py",
+        "        state = state.with_channel(channel, pending=replace(c.pending, superseded=True))",
+        "        pass",
+        "test_a_stop_sent_while_a_command_is_uncertain",
+    ),
+    Mutant(
+        "S10 a replaced pump's uncertainty ends",
+        "safety/kernel/observe.py",
+        '        s = _with_alarms(s, s.alarms.condition_gone("delivery_uncertain", channel))\n'
+        "    s = pump_names_alike(s, t)",
+        "        pass\n    s = pump_names_alike(s, t)",
+        "test_accepting_a_replacement_ends_an_uncertain",
+    ),
+    Mutant(
         "S11 hold refusal",
         "safety/kernel/decide.py",
         "    if state.hold:  # S11",

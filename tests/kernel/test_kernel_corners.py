@@ -448,6 +448,64 @@ def test_a_restart_clears_the_link_and_reconciles_a_pending_command(std: ActiveP
     )
 
 
+def _lost_then_blind_restart(std: ActiveProgram) -> KernelState:
+    """Running at 30 mL/h; a rise to 37.5 whose reply was lost; the process went down
+    and its restart could not read the pump: the rise is still uncertain."""
+    from safety.kernel.model import CommandIssued, Resumed
+
+    state = _running(std, "30.0")
+    at = Now(50.0, 50.0)
+    state = apply(CONFIG, state, CommandIssued(SetRate(Decimal("37.5")), "command", at))
+    state = apply(CONFIG, state, CommandFailed(SetRate(Decimal("37.5")), "timeout", "x", at))
+    state = apply(CONFIG, state, Resumed(None, Now(60.0, 60.0), "restart: not reachable"))
+    assert state.pending is not None
+    return state
+
+
+@pytest.mark.parametrize("cause", ["estop", "safety"])
+def test_a_stop_sent_while_a_command_is_uncertain_is_what_the_reading_is_judged_on(
+    std: ActiveProgram, cause: str
+) -> None:
+    """While a rise is uncertain the kernel still sends stops (an emergency stop, a cap's
+    stop). The first reading shows the pump stopped at the old rate: the lost rise did
+    not take effect, and the stop did. Judged against the rise alone, the old
+    expectation (running) came back and the stop read as a pump that stopped by itself
+    (a false high alarm, the history's cause "pump")."""
+    from safety.kernel.model import CommandIssued, ReadbackReceived
+
+    state = _lost_then_blind_restart(std)
+    stop_at = Now(70.0, 70.0)
+    state = apply(CONFIG, state, CommandIssued(StopPump(), cause, stop_at))
+    assert state.pending is not None and state.pending.superseded
+    reading = PumpReading(False, Decimal("30.0"), 0.0)
+    after = apply(CONFIG, state, ReadbackReceived(reading, Now(71.0, 71.0)))
+    assert after.pending is None and not after.expected_running
+    assert after.alarms.get("pump_stopped") is None
+    judged = after.alarms.get("delivery_uncertain")
+    assert judged is not None and not judged.active
+    assert judged.message.endswith("it did not take effect")
+    record = after.drugs[std.drug]
+    assert record.history.segments[-1].cause == cause
+
+
+def test_accepting_a_replacement_ends_an_uncertain_commands_alarm(std: ActiveProgram) -> None:
+    """The old pump goes with its uncertain command (never to be read back): the alarm's
+    condition ends. Acknowledged and left active, it made the next lost reply on the
+    channel be born acknowledged: nobody was told."""
+    from safety.kernel.model import AlarmsAcknowledged, CommandIssued, PumpNamed
+
+    state = _lost_then_blind_restart(std)
+    state = apply(CONFIG, state, AlarmsAcknowledged(None, Now(61.0, 61.0)))
+    state = apply(CONFIG, state, PumpNamed(state.resolve(None), "", Now(62.0, 62.0)))
+    gone = state.alarms.get("delivery_uncertain")
+    assert state.pending is None and (gone is None or not gone.active)  # acknowledged: gone
+    at = Now(64.0, 64.0)
+    state = apply(CONFIG, state, CommandIssued(SetRate(Decimal("20")), "command", at))
+    state = apply(CONFIG, state, CommandFailed(SetRate(Decimal("20")), "timeout", "y", at))
+    again = state.alarms.get("delivery_uncertain")
+    assert again is not None and again.active and not again.acknowledged
+
+
 # --------------------------------------------------------------------------- S12
 
 

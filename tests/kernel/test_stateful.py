@@ -51,7 +51,8 @@ bench (``tests.channels.support.ChannelBench``): starts, titrations, weans and s
 either channel (the kernel judges each on the patient's total), channel B loaded with the
 same or another strength, primed to waste and armed as A's standby (quick or overlap),
 A's syringe running out (the safety process hands over by itself), emergency stops, lost
-replies and clinical time passing. It is judged by the oracle on the summed channels
+replies, restarts of the safety process (each replayed to its live state, no channel left
+with an unknown link) and clinical time passing. It is judged by the oracle on the summed channels
 (``verification.channel_truth.check_channels``): both pumps' ground truth summed in drug,
 every limit on the total, each pump's own rules on its own record, a prime to waste never
 counted as delivery.
@@ -909,6 +910,27 @@ class ChannelsMachine(RuleBasedStateMachine):
     @rule(fault=st.sampled_from(["drop", "lose_ack", "corrupt"]))
     def wire_fault(self, fault: str) -> None:
         getattr(self.b.wire, f"{fault}_next")(1)  # channel A's wire
+
+    @rule(clean_wire=st.booleans())
+    def safety_process_restarts(self, clean_wire: bool) -> None:
+        """kill -9 and a new process on the same journal and pumps: it configures the
+        bench and resumes the channels one by one (a command uncertain at the kill is
+        judged on the first reading), sends nothing while it does, and replays to the
+        state it lives in; no channel is left with an unknown link."""
+        b = self.b
+        assert b.replayed() == b.core.state
+        if clean_wire:
+            b.wire.clear()
+        b.core.close()
+        truth = {name: list(pump.truth.events) for name, pump in b.pumps.items()}
+        b.restart()
+        for name, pump in b.pumps.items():
+            assert pump.truth.events == truth[name], f"a restart must not change pump {name}"
+        assert b.replayed() == b.core.state
+        assert not any(c.connecting for c in b.core.state.channels.values())
+        event("restart")
+        b.service()  # the process's loop runs at once
+        assert b.replayed() == b.core.state
 
     # ------------------------------------------------------------------ invariants
     @invariant()
