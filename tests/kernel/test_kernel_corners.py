@@ -416,7 +416,7 @@ def test_a_restart_clears_the_link_and_reconciles_a_pending_command(std: ActiveP
     after = apply(CONFIG, state, Resumed(reading, NOW, "restart"))
     assert after.pending is None and not after.attached and after.session is None
     judged = after.alarms.get("delivery_uncertain")
-    assert judged is not None and not judged.active
+    assert judged is not None and not judged.active and judged.raised_at == NOW.clinical
     assert judged.message == "uncertain command reconciled by read-back: it did not take effect"
     took = apply(CONFIG, state, Resumed(PumpReading(True, Decimal("37.5"), 0.0), NOW))
     judged = took.alarms.get("delivery_uncertain")
@@ -438,6 +438,8 @@ def test_a_restart_clears_the_link_and_reconciles_a_pending_command(std: ActiveP
     rogue = apply(CONFIG, state, Resumed(PumpReading(True, Decimal("40.0"), 0.0), NOW))
     changed = rogue.alarms.get("resume_changed")
     assert changed is not None and changed.raised_at == NOW.clinical
+    # the channel's, latched for people, its condition over: the pump is read as it is
+    assert changed.scope == state.resolve(None) and not changed.active
     assert (
         changed.message == "the pump's state changed while the safety process was down: now 40 mL/h"
     )
@@ -522,14 +524,22 @@ def test_an_emergency_stop_while_a_restart_connects_cuts_the_relay_before_unknow
     def configured(name: str) -> ChannelConfigured:
         return ChannelConfigured(name, "mock", "bd-plastipak-50ml", "syringe", 50.0, 50.0)
 
-    bench = BenchConfigured((configured("A"), configured("B")), "bench", NOW)
-    state = apply(CONFIG, KernelState(), bench)
-    assert all(c.comms_ok and c.connecting for c in state.channels.values())
-    reading = PumpReading(False, Decimal(0), 0.0)
-    state = apply(CONFIG, state, Resumed(reading, NOW, "restart", "A"))
-    assert not state.channel("A").connecting and state.channel("B").connecting
-    verdict = _decide(state, EmergencyStop("button"))
-    assert verdict.actions == (StopPump("A"), SetInterlock(False, "A"), StopPump("B"))
-    state = apply(CONFIG, state, Resumed(reading, NOW, "restart", "B"))
-    verdict = _decide(state, EmergencyStop("button"))
-    assert verdict.actions == (StopPump("A"), StopPump("B"), SetInterlock(False, "A"))
+    for scope in ("bench", "channel"):
+        bench = BenchConfigured((configured("A"), configured("B")), scope, NOW)
+        state = apply(CONFIG, KernelState(), bench)
+        assert all(c.comms_ok and c.connecting for c in state.channels.values())
+        reading = PumpReading(False, Decimal(0), 0.0)
+        state = apply(CONFIG, state, Resumed(reading, NOW, "restart", "A"))
+        assert not state.channel("A").connecting and state.channel("B").connecting
+        if scope == "bench":  # one relay, named by the first channel
+            cuts: tuple[SetInterlock, ...] = (SetInterlock(False, "A"),)
+        else:  # each channel's own relay
+            cuts = (SetInterlock(False, "A"), SetInterlock(False, "B"))
+        verdict = _decide(state, EmergencyStop("button"))
+        assert verdict.actions == (StopPump("A"), *cuts, StopPump("B"))
+        assert (
+            verdict.message == "emergency stop (button): every pump stopped (A, B) and interlocked"
+        )
+        state = apply(CONFIG, state, Resumed(reading, NOW, "restart", "B"))
+        verdict = _decide(state, EmergencyStop("button"))
+        assert verdict.actions == (StopPump("A"), StopPump("B"), *cuts)
