@@ -543,3 +543,75 @@ def test_an_emergency_stop_while_a_restart_connects_cuts_the_relay_before_unknow
         state = apply(CONFIG, state, Resumed(reading, NOW, "restart", "B"))
         verdict = _decide(state, EmergencyStop("button"))
         assert verdict.actions == (StopPump("A"), StopPump("B"), *cuts)
+
+
+# --------------------------------------------------------------------------- S13
+
+
+def test_accepting_a_replacement_forgets_the_old_pump_and_keeps_the_patients(
+    std: ActiveProgram,
+) -> None:
+    """``observe.pump_replaced``, field by field: everything the kernel knew of the old
+    pump goes (its name, its expectation, its counter and the container's reading of it,
+    a prime, a relay role, a pending command and its alarm's condition, a deviation, the
+    retries); the infusion ends now as a stop by the pump, with the high ``pump_stopped``
+    alarm on the channel; the program, the container's own figures and the patient's
+    history stay."""
+    from safety.kernel.model import PumpNamed
+    from safety.kernel.state import ContainerState, Priming, Standby
+
+    container = ContainerState(
+        name="bd-plastipak-50ml", volume_ml=50.0, capacity_ml=50.0, used_ml=3.0,
+        counter_ml=3.0, read_at=90.0, primed=True, loaded_at=0.0,
+    )  # fmt: skip
+    lost = Pending(SetRate(Decimal("37.5")), Decimal("30.0"), True, 95.0)
+    state = evolve(
+        _running(std, "30.0"),
+        pump_name="PUMP-1",
+        pump_nameless=True,
+        pending=lost,
+        under_retries=2,
+        last_infused_ml=3.0,
+        unseen_pending=True,
+        deviation_since=80.0,
+        container=container,
+        standby=Standby("B", "quick", 10.0),
+        priming=Priming(1.0, 85.0, 2.0),
+        relieved_by="B",
+    )
+    state = replace(
+        state,
+        alarms=state.alarms.raised(
+            "delivery_uncertain", Reason.DELIVERY_UNCERTAIN, Priority.MEDIUM, "lost", 95.0, "A"
+        ),
+    )
+    after = apply(CONFIG, state, PumpNamed("A", "", NOW))
+    c = after.channel("A")
+    assert (c.pump_name, c.pump_nameless) == ("", False)
+    assert (c.expected_running, c.expected_rate, c.expected_cause, c.expected_since) == (
+        False,
+        Decimal(0),
+        "pump",
+        NOW.clinical,
+    )
+    assert (c.running, c.set_rate) == (False, Decimal(0))
+    assert c.pending is None and c.under_retries == 0 and c.last_infused_ml is None
+    assert not c.unseen_pending and c.deviation_since is None
+    assert c.standby is None and c.priming is None and c.relieved_by is None
+    assert c.container == replace(container, counter_ml=None, read_at=None, primed=False)
+    assert c.program == std  # the patient's, not the pump's
+    stopped = after.alarms.get("pump_stopped", "A")
+    assert stopped is not None and stopped.active
+    assert (stopped.reason, stopped.priority, stopped.raised_at) == (
+        Reason.PUMP_ALARM,
+        Priority.HIGH,
+        NOW.clinical,
+    )
+    uncertain = after.alarms.get("delivery_uncertain", "A")
+    assert uncertain is not None and not uncertain.active
+    segments = after.drugs[std.drug].history.segments
+    assert (segments[-1].start, segments[-1].amount_per_h, segments[-1].cause) == (
+        NOW.clinical,
+        0,
+        "pump",
+    )
