@@ -615,3 +615,37 @@ def test_accepting_a_replacement_forgets_the_old_pump_and_keeps_the_patients(
         0,
         "pump",
     )
+
+
+def test_an_uncertain_commands_end_on_one_channel_leaves_anothers_alone(
+    std: ActiveProgram,
+) -> None:
+    """Two channels, each with a command uncertain: B's read-back (or B's pump replaced)
+    ends B's condition only; A's alarm stays active. A replaced pump that was expected to
+    run but is seen stopped (or the reverse) still ends its infusion with the alarm."""
+    from safety.kernel.model import PumpNamed
+
+    one = _running(std, "30.0").channel("A")
+    lost = Pending(SetRate(Decimal("37.5")), Decimal("30.0"), True, 95.0)
+    channels = {"A": replace(one, pending=lost), "B": replace(one, pending=lost)}
+    state = replace(_running(std, "30.0"), channels=channels)
+    book = state.alarms
+    for name in ("A", "B"):
+        book = book.raised(
+            "delivery_uncertain", Reason.DELIVERY_UNCERTAIN, Priority.MEDIUM, "lost", 95.0, name
+        )
+    state = replace(state, alarms=book)
+
+    def active(s: KernelState, name: str) -> bool:
+        alarm = s.alarms.get("delivery_uncertain", name)
+        return alarm is not None and alarm.active
+
+    read, _ = observe(state, PumpReading(True, Decimal("37.5"), 0.0), NOW, CONFIG, "B")
+    assert active(read, "A") and not active(read, "B")
+    replaced = apply(CONFIG, state, PumpNamed("B", "", NOW))
+    assert active(replaced, "A") and not active(replaced, "B")
+    for running, expected in ((False, True), (True, False)):
+        b = replace(one, running=running, expected_running=expected)
+        s = replace(state, channels={"A": one, "B": b})
+        after = apply(CONFIG, s, PumpNamed("B", "", NOW))
+        assert after.alarms.get("pump_stopped", "B") is not None, (running, expected)
