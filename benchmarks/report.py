@@ -140,6 +140,8 @@ def render_table(report: Report) -> str:
         f"{m.get('kernel', '?')}, Python {m.get('python', '?')}; "
         f"journal on {m.get('work_dir_fs', '?')}",
     ]
+    if m.get("bytecode"):
+        lines.append(str(m["bytecode"]))
     others = m.get("other_processes_cpu_cores")
     start = m.get("load_average_at_start")
     if others is not None and start:

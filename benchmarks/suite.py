@@ -31,7 +31,14 @@ from benchmarks import (
     resources,
     simulation,
 )
-from benchmarks.host import CpuMeter, describe_host, file_system_of, load_average, tmpfs_dir
+from benchmarks.host import (
+    CpuMeter,
+    compile_project,
+    describe_host,
+    file_system_of,
+    load_average,
+    tmpfs_dir,
+)
 from benchmarks.processes import BenchError, Pool
 from benchmarks.report import (
     Context,
@@ -207,6 +214,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda _: None) ->
     with Pool(settings.work_dir, keep=settings.keep) as pool, log_to_file(pool.root / "bench.log"):
         meter = CpuMeter()
         report = Report(describe_host(pool.root), settings.describe())
+        report.host["bytecode"] = compile_project()  # before any child: see compile_project
         state = _Run(settings, pool, library, progress, report)
         steps: list[tuple[str, Callable[[_Run], None]]] = [
             ("latency", _latency),

@@ -127,8 +127,10 @@ def test_a_quick_run_reports_every_figure_with_its_goal_and_cleans_up(work_dir: 
     assert report["kind"] == "pumpctl-bench"
     assert report["settings"]["quick"] is True and report["settings"]["commands"] == 5
     host = report["host"]
-    for key in ("cpu_model", "cpus", "kernel", "python", "work_dir_fs"):
+    for key in ("cpu_model", "cpus", "kernel", "python", "work_dir_fs", "bytecode"):
         assert host[key], key
+    # every child reads the project's bytecode, written before the first one started
+    assert host["bytecode"].startswith("project bytecode written"), host["bytecode"]
 
     figures = {f["key"]: f for f in report["figures"]}
     assert set(figures) == FIGURES

@@ -612,7 +612,7 @@ def test_accepting_a_replacement_forgets_the_old_pump_and_keeps_the_patients(
     segments = after.drugs[std.drug].history.segments
     assert (segments[-1].start, segments[-1].amount_per_h, segments[-1].cause) == (
         NOW.clinical,
-        0,
+        Fraction(0),
         "pump",
     )
 
