@@ -414,11 +414,12 @@ class SafetyCore:
         and a short press of the stop button during a restart was never seen.
 
         A press here is an emergency stop like any other (S12), before the bench is fully
-        connected: the interlock is cut and the pumps read so far are stopped at once;
-        the stop to a channel not connected yet fails at once (its driver is not linked)
-        and is reconciled as a lost stop: that channel is in its comms alarm until its
-        connection reads it, and the loop's first read-back stops it if it runs (observe,
-        S12 holds until acknowledged). Keep-alives only to channels that answered at this
+        connected: the pumps read so far are stopped at once and the interlock is cut;
+        a channel not connected yet counts as silent (``ChannelState.connecting``): its
+        stop goes out after the relay and fails (at once for a driver not linked yet),
+        its connection's reading reconciles that lost stop (S10) and clears its comms
+        alarm, and the loop's first read-back stops the pump if it runs (observe, S12
+        holds until acknowledged). Keep-alives only to channels that answered at this
         start: one whose connection failed is not linked, and its keep-alive would be a
         whole handshake again, seconds more for the others to wait (the loop's polls try
         it again soon enough); none to a channel the stop stopped (``_keep_alive``)."""
