@@ -403,6 +403,22 @@ def test_a_channel_stopped_between_two_keep_alives_gets_none(
         assert kept_alive == ["A"], kept_alive
 
 
+#: the channels of the restart cases below
+RESTARTED = ("A", "B", "C", "D")
+
+
+@contextlib.contextmanager
+def _restart_bench(tmp_path: Path, library: DrugLibrary) -> Iterator[ChannelBench]:
+    """Channels A-D with a simulated GPIO; A runs at 4 and B at 1 mcg/min (the sum within
+    a step's limit), C and D are idle: the bench a restart case restarts."""
+    with booted(ChannelBench(tmp_path / "bench", library, RESTARTED, gpio=True)) as bench:
+        program = norepi_standard(bench.library)
+        for channel, dose in (("A", "4"), ("B", "1")):
+            assert bench.load_on(channel, program).verdict.accepted
+            assert bench.start_on(channel, dose).verdict.accepted
+        yield bench
+
+
 def test_a_restart_keeps_the_channels_it_read_alive_while_it_connects_the_next(
     tmp_path: Path, library: DrugLibrary
 ) -> None:
@@ -414,12 +430,8 @@ def test_a_restart_keeps_the_channels_it_read_alive_while_it_connects_the_next(
     heartbeat pin is fed there too. A, running before the restart but not answering now,
     gets no keep-alive: for an NE-1000 that is a whole handshake again, seconds more for
     the others to wait."""
-    channels = ("A", "B", "C", "D")
-    with booted(ChannelBench(tmp_path / "bench", library, channels, gpio=True)) as bench:
-        program = norepi_standard(bench.library)
-        for channel, dose in (("A", "4"), ("B", "1")):  # the sum within a step's limit
-            assert bench.load_on(channel, program).verdict.accepted
-            assert bench.start_on(channel, dose).verdict.accepted
+    channels = RESTARTED
+    with _restart_bench(tmp_path, library) as bench:
         log: list[str] = []
         toggles: dict[str, int] = {}
         drivers = bench.drivers
@@ -466,12 +478,8 @@ def test_a_press_while_a_restart_connects_stops_every_pump_before_the_next_conne
     linked), and is reconciled by the reading of its connection (S10), which clears its
     comms alarm; the loop's first read-back stops it if it runs (S12 holds until
     acknowledged)."""
-    channels = ("A", "B", "C", "D")
-    with booted(ChannelBench(tmp_path / "bench", library, channels, gpio=True)) as bench:
-        program = norepi_standard(bench.library)
-        for channel, dose in (("A", "4"), ("B", "1")):  # the sum within a step's limit
-            assert bench.load_on(channel, program).verdict.accepted
-            assert bench.start_on(channel, dose).verdict.accepted
+    channels = RESTARTED
+    with _restart_bench(tmp_path, library) as bench:
         gpio = bench.gpio
         assert gpio is not None
         log: list[str] = []
