@@ -649,3 +649,91 @@ def test_an_uncertain_commands_end_on_one_channel_leaves_anothers_alone(
         s = replace(state, channels={"A": one, "B": b})
         after = apply(CONFIG, s, PumpNamed("B", "", NOW))
         assert after.alarms.get("pump_stopped", "B") is not None, (running, expected)
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing_else() -> None:
+    """``BenchConfigured`` at a start, field by field: a new channel gets its container
+    from the config; a known one with the same container and driver keeps what it knew
+    (the container as used, the pump's name); a new container starts again from the
+    config, the pump's counter carried (it is the pump's); another driver forgets the
+    old pump's name; a channel gone from the config that was running is a high alarm
+    (one idle is dropped quietly), and a standby for it is disarmed. The controller link
+    starts afresh; every channel's link is unknown until it is resumed."""
+    from safety.kernel.model import BenchConfigured, ChannelConfigured
+    from safety.kernel.state import ChannelState, ContainerState, Standby
+
+    used = ContainerState(
+        name="bd-plastipak-50ml", volume_ml=50.0, capacity_ml=50.0, used_ml=7.0,
+        counter_ml=7.0, read_at=40.0, primed=True, loaded_at=0.0,
+    )  # fmt: skip
+    known = ChannelState(container=used, driver="ne1000", pump_name="NE-1000 V3.930")
+    nameless = replace(known, driver="modbus", pump_name="", pump_nameless=True)
+    channels = {
+        "A": known,  # same container, same driver
+        "B": replace(known, standby=Standby("gone", "quick", 10.0)),  # a new syringe
+        "C": nameless,  # its driver changed in the config
+        "D": replace(known, standby=Standby("A", "overlap", 10.0)),
+        "gone": replace(known, running=True),
+        "idle": known,
+    }
+    state = KernelState(channels=channels, session="s", attached=True, hold=True)
+
+    def spec(name: str, container: str, driver: str) -> ChannelConfigured:
+        return ChannelConfigured(name, driver, container, "syringe", 60.0, 55.0, f"/dev/{name}")
+
+    event = BenchConfigured(
+        (
+            spec("A", "bd-plastipak-50ml", "ne1000"),
+            spec("B", "bd-plastipak-60ml", "ne1000"),
+            spec("C", "bd-plastipak-50ml", "harvard"),
+            spec("D", "bd-plastipak-50ml", "ne1000"),
+            spec("new", "bd-plastipak-60ml", "modbus"),
+        ),
+        "channel",
+        NOW,
+    )
+    after = apply(CONFIG, state, event)
+    assert list(after.channels) == ["A", "B", "C", "D", "new"]
+    assert (after.interlock_scope, after.attached, after.session, after.hold) == (
+        "channel",
+        False,
+        None,
+        False,
+    )
+    a, b, c, d, new = (after.channel(n) for n in ("A", "B", "C", "D", "new"))
+    assert all(x.connecting for x in (a, b, c, d, new))
+    assert a.container == used and (a.pump_name, a.pump_nameless) == ("NE-1000 V3.930", False)
+    assert (a.driver, a.serial_port) == ("ne1000", "/dev/A")
+    fresh = ContainerState(
+        name="bd-plastipak-60ml", kind="syringe", volume_ml=55.0, capacity_ml=60.0,
+        counter_ml=7.0, loaded_at=NOW.clinical,
+    )  # fmt: skip
+    assert b.container == fresh and b.pump_name == "NE-1000 V3.930"
+    assert b.standby is None  # it relieved a channel that is gone
+    assert (c.driver, c.pump_name, c.pump_nameless) == ("harvard", "", False)
+    assert c.container == used
+    assert d.standby == Standby("A", "overlap", 10.0)
+    assert new.container == replace(fresh, counter_ml=None)
+    assert (new.driver, new.pump_name, new.serial_port) == ("modbus", "", "/dev/new")
+    removed = after.alarms.get("channel_removed")
+    assert removed is not None and removed.active
+    assert (removed.reason, removed.priority, removed.raised_at, removed.scope) == (
+        Reason.PUMP_COMMS,
+        Priority.HIGH,
+        NOW.clinical,
+        "",
+    )
+    assert removed.message == (
+        "channel gone was running and is no longer in the safety process's config: its "
+        "pump is unsupervised"
+    )
+    assert len([x for x in after.alarms.alarms if x.key == "channel_removed"]) == 1  # not idle
+    kept_nameless = apply(
+        CONFIG,
+        KernelState(channels={"C": nameless}),
+        BenchConfigured((spec("C", "bd-plastipak-50ml", "modbus"),), "bench", NOW),
+    )
+    assert kept_nameless.channel("C").pump_nameless  # the same driver: still nameless
