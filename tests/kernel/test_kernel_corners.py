@@ -673,30 +673,33 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
     nameless = replace(known, driver="modbus", pump_name="", pump_nameless=True)
     channels = {
         "A": known,  # same container, same driver
-        "B": replace(known, standby=Standby("gone", "quick", 10.0)),  # a new syringe
-        "C": nameless,  # its driver changed in the config
+        "B": replace(known, standby=Standby("gone", "quick", 10.0)),  # a new container
+        "C": replace(known, driver="modbus", pump_name="MODBUS-1"),  # its driver changed
         "D": replace(known, standby=Standby("A", "overlap", 10.0)),
+        "E": replace(known, driver=""),  # a journal from before drivers were recorded
         "gone": replace(known, running=True),
         "idle": known,
     }
     state = KernelState(channels=channels, session="s", attached=True, hold=True)
 
-    def spec(name: str, container: str, driver: str) -> ChannelConfigured:
-        return ChannelConfigured(name, driver, container, "syringe", 60.0, 55.0, f"/dev/{name}")
+    def spec(name: str, container: str, driver: str, kind: str = "syringe") -> ChannelConfigured:
+        return ChannelConfigured(name, driver, container, kind, 60.0, 55.0, f"/dev/{name}")  # type: ignore[arg-type]
 
     event = BenchConfigured(
         (
             spec("A", "bd-plastipak-50ml", "ne1000"),
-            spec("B", "bd-plastipak-60ml", "ne1000"),
+            spec("B", "d5w-1000ml", "ne1000", "bag"),
             spec("C", "bd-plastipak-50ml", "harvard"),
             spec("D", "bd-plastipak-50ml", "ne1000"),
+            spec("E", "bd-plastipak-50ml", "ne1000"),
             spec("new", "bd-plastipak-60ml", "modbus"),
         ),
         "channel",
         NOW,
     )
     after = apply(CONFIG, state, event)
-    assert list(after.channels) == ["A", "B", "C", "D", "new"]
+    assert list(after.channels) == ["A", "B", "C", "D", "E", "new"]
+    assert after.channel("E").pump_name == "NE-1000 V3.930"  # no driver on record: kept
     assert (after.interlock_scope, after.attached, after.session, after.hold) == (
         "channel",
         False,
@@ -708,7 +711,7 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
     assert a.container == used and (a.pump_name, a.pump_nameless) == ("NE-1000 V3.930", False)
     assert (a.driver, a.serial_port) == ("ne1000", "/dev/A")
     fresh = ContainerState(
-        name="bd-plastipak-60ml", kind="syringe", volume_ml=55.0, capacity_ml=60.0,
+        name="d5w-1000ml", kind="bag", volume_ml=55.0, capacity_ml=60.0,
         counter_ml=7.0, loaded_at=NOW.clinical,
     )  # fmt: skip
     assert b.container == fresh and b.pump_name == "NE-1000 V3.930"
@@ -716,7 +719,9 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
     assert (c.driver, c.pump_name, c.pump_nameless) == ("harvard", "", False)
     assert c.container == used
     assert d.standby == Standby("A", "overlap", 10.0)
-    assert new.container == replace(fresh, counter_ml=None)
+    assert new.container == replace(
+        fresh, name="bd-plastipak-60ml", kind="syringe", counter_ml=None
+    )
     assert (new.driver, new.pump_name, new.serial_port) == ("modbus", "", "/dev/new")
     removed = after.alarms.get("channel_removed")
     assert removed is not None and removed.active
@@ -737,3 +742,50 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
         BenchConfigured((spec("C", "bd-plastipak-50ml", "modbus"),), "bench", NOW),
     )
     assert kept_nameless.channel("C").pump_nameless  # the same driver: still nameless
+
+
+def test_each_command_issued_sets_what_it_asks_for_before_it_is_sent() -> None:
+    """``CommandIssued`` (journaled before the command goes out, S14), per kind: a rate
+    set expects its rate (a retry keeps the retry count, anything else starts it again), a
+    start and a stop expect running or not (a start ends a relief's note), each marks the
+    channel unread until a read-back; a prime starts its bookkeeping from the pump's
+    counter; the interlock is the bench's relay (every channel) or the channel's own."""
+    from safety.kernel.model import CommandIssued, PrimePump
+    from safety.kernel.state import ChannelState, ContainerState, Priming
+
+    base = ChannelState(under_retries=2, relieved_by="B", container=ContainerState(counter_ml=4.0))
+    state = KernelState(channels={"A": base, "B": ChannelState()})
+    at = Now(70.0, 70.0)
+
+    def issued(action: object, cause: str = "command") -> ChannelState:
+        return apply(CONFIG, state, CommandIssued(action, cause, at)).channel("A")  # type: ignore[arg-type]
+
+    rate = issued(SetRate(Decimal("12.5"), "A"))
+    assert (rate.expected_rate, rate.expected_cause, rate.expected_since) == (
+        Decimal("12.5"),
+        "command",
+        70.0,
+    )
+    assert rate.unread_command and rate.under_retries == 0
+    retry = issued(SetRate(Decimal("12.5"), "A"), "retry")
+    assert retry.under_retries == 2 and retry.expected_cause == "retry"
+    start = issued(StartPump("A"), "relay")
+    assert (start.expected_running, start.expected_cause, start.expected_since) == (
+        True,
+        "relay",
+        70.0,
+    )
+    assert start.unread_command and start.relieved_by is None
+    stop = issued(StopPump("A"), "estop")
+    assert (stop.expected_running, stop.expected_cause, stop.expected_since) == (
+        False,
+        "estop",
+        70.0,
+    )
+    assert stop.unread_command and stop.relieved_by == "B"
+    prime = issued(PrimePump(Decimal("0.5"), "A"), "prime")
+    assert prime.priming == Priming(0.5, 70.0, 4.0) and not prime.unread_command
+    for scope, cut in (("bench", {"A": False, "B": False}), ("channel", {"A": False, "B": True})):
+        s = replace(state, interlock_scope=scope)
+        after = apply(CONFIG, s, CommandIssued(SetInterlock(False, "A"), "estop", at))
+        assert {n: c.interlock_enabled for n, c in after.channels.items()} == cut, scope
