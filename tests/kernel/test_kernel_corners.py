@@ -677,13 +677,15 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
         "C": replace(known, driver="modbus", pump_name="MODBUS-1"),  # its driver changed
         "D": replace(known, standby=Standby("A", "overlap", 10.0)),
         "E": replace(known, driver=""),  # a journal from before drivers were recorded
+        "F": nameless,  # a pump that gives no name, its driver changed
         "gone": replace(known, running=True),
         "idle": known,
     }
     state = KernelState(channels=channels, session="s", attached=True, hold=True)
 
     def spec(name: str, container: str, driver: str, kind: str = "syringe") -> ChannelConfigured:
-        return ChannelConfigured(name, driver, container, kind, 60.0, 55.0, f"/dev/{name}")  # type: ignore[arg-type]
+        port = f"/dev/ttyUSB{[*'ABCDEF', 'new'].index(name)}"  # names a reboot may swap
+        return ChannelConfigured(name, driver, container, kind, 60.0, 55.0, port)  # type: ignore[arg-type]
 
     event = BenchConfigured(
         (
@@ -692,14 +694,19 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
             spec("C", "bd-plastipak-50ml", "harvard"),
             spec("D", "bd-plastipak-50ml", "ne1000"),
             spec("E", "bd-plastipak-50ml", "ne1000"),
+            spec("F", "bd-plastipak-50ml", "harvard"),
             spec("new", "bd-plastipak-60ml", "modbus"),
         ),
         "channel",
         NOW,
     )
     after = apply(CONFIG, state, event)
-    assert list(after.channels) == ["A", "B", "C", "D", "E", "new"]
+    assert list(after.channels) == ["A", "B", "C", "D", "E", "F", "new"]
     assert after.channel("E").pump_name == "NE-1000 V3.930"  # no driver on record: kept
+    assert not after.channel("F").pump_nameless  # another driver may hear a name
+    # A, B, D and E name themselves alike behind ports a reboot may swap: warned now
+    alike = after.alarms.get("pump_names_alike")
+    assert alike is not None and alike.active and alike.raised_at == NOW.clinical
     assert (after.interlock_scope, after.attached, after.session, after.hold) == (
         "channel",
         False,
@@ -709,7 +716,7 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
     a, b, c, d, new = (after.channel(n) for n in ("A", "B", "C", "D", "new"))
     assert all(x.connecting for x in (a, b, c, d, new))
     assert a.container == used and (a.pump_name, a.pump_nameless) == ("NE-1000 V3.930", False)
-    assert (a.driver, a.serial_port) == ("ne1000", "/dev/A")
+    assert (a.driver, a.serial_port) == ("ne1000", "/dev/ttyUSB0")
     fresh = ContainerState(
         name="d5w-1000ml", kind="bag", volume_ml=55.0, capacity_ml=60.0,
         counter_ml=7.0, loaded_at=NOW.clinical,
@@ -722,7 +729,7 @@ def test_a_bench_configured_again_keeps_what_it_knew_of_each_channel_and_nothing
     assert new.container == replace(
         fresh, name="bd-plastipak-60ml", kind="syringe", counter_ml=None
     )
-    assert (new.driver, new.pump_name, new.serial_port) == ("modbus", "", "/dev/new")
+    assert (new.driver, new.pump_name, new.serial_port) == ("modbus", "", "/dev/ttyUSB6")
     removed = after.alarms.get("channel_removed")
     assert removed is not None and removed.active
     assert (removed.reason, removed.priority, removed.raised_at, removed.scope) == (
