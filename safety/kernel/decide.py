@@ -305,15 +305,26 @@ def _involved(state: KernelState, body: object) -> list[str]:
 def _uncertain(state: KernelState, channels: list[str]) -> Verdict | None:
     """S10: nothing new while a command's outcome is uncertain."""
     for name in channels:
-        if state.channel(name).pending is not None:
+        c = state.channel(name)
+        if c.pending is not None:
             where = f" on channel {name}" if len(state.channels) > 1 else ""
             return Verdict.refuse(
                 Reason.DELIVERY_UNCERTAIN,
                 f"refused: the last pump command's outcome{where} is uncertain (its "
                 "acknowledgement was lost); waiting for a read-back to reconcile it. Nothing "
-                "is repeated blindly.",
+                "is repeated blindly." + ("" if c.comms_ok else _gone_pump_hint(name, c)),
             )
     return None
+
+
+def _gone_pump_hint(name: str, c: ChannelState) -> str:
+    """What ends the wait when the pump does not answer (it may never again): a restart
+    does not (it learns nothing of the command), a pump that answers on the port does."""
+    if c.pump_name:
+        how = f"if it is gone for good, accept its replacement (console: newpump {name})"
+    else:
+        how = "a pump put on its port in its place is read as the channel's own"
+    return f" Channel {name}'s pump does not answer: its first reading will settle it; {how}."
 
 
 def _relay_busy(state: KernelState, channel: str) -> Verdict | None:

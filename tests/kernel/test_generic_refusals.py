@@ -252,6 +252,32 @@ def test_a_new_patient_waits_for_an_uncertain_command_on_any_channel(
     )
 
 
+@pytest.mark.parametrize("named", [True, False])
+def test_an_uncertain_command_on_a_pump_that_does_not_answer_says_what_ends_the_wait(
+    std: ActiveProgram, named: bool
+) -> None:
+    """The pump is silent (it may be gone for good): the refusal says that its first
+    reading settles the command, and what the operator can do: accept a replacement of a
+    pump with a name on record; for a pump that gives none, put one on its port."""
+    pending = Pending(SetRate(Decimal("37.5"), "B"), Decimal("30.0"), True, 90.0)
+    state = two(bench(std, running=True)).with_channel(
+        "B", pending=pending, comms_ok=False, pump_name="NE-1000 V3.930" if named else ""
+    )
+    how = (
+        "if it is gone for good, accept its replacement (console: newpump B)"
+        if named
+        else "a pump put on its port in its place is read as the channel's own"
+    )
+    refused(
+        decided(state, ChangeDose(Decimal("5"), channel="B")),
+        Reason.DELIVERY_UNCERTAIN,
+        "refused: the last pump command's outcome on channel B is uncertain (its "
+        "acknowledgement was lost); waiting for a read-back to reconcile it. Nothing is "
+        "repeated blindly. Channel B's pump does not answer: its first reading will settle "
+        f"it; {how}.",
+    )
+
+
 # --------------------------------------------------------------------------- S15: the relay
 
 
