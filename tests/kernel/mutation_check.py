@@ -265,8 +265,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S10 pending refusal",
         "safety/kernel/decide.py",
-        "        if state.channel(name).pending is not None:",
-        "        if False:",
+        "        if c.pending is not None:\n            where =",
+        "        if False:\n            where =",
         "test_s10_lost_ack_makes or test_s10_lost_request",
     ),
     Mutant(
