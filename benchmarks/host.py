@@ -32,7 +32,8 @@ def describe_host(work_dir: Path) -> dict[str, Any]:
     }
 
 
-#: the project's packages (``pyproject.toml``): what every child of a run imports
+#: the project's packages, as ``pyproject.toml`` installs them (an installed copy has no
+#: ``pyproject.toml`` to read; a test keeps the two lists one): what a run's children import
 PROJECT_PACKAGES = (
     "firmware_bridge", "drivers", "safety", "controller", "cli", "verification", "benchmarks",
     "observe",

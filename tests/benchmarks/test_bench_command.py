@@ -16,11 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from benchmarks.host import PROJECT_PACKAGES
 from benchmarks.processes import parse_frame
 from benchmarks.report import Context, Figure, Goal, Report, percentile, render_table
 from cli.main import main
@@ -248,3 +250,12 @@ def test_percentiles_are_observed_values_by_nearest_rank() -> None:
     assert percentile([7.0], 50) == 7.0
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+def test_the_bytecode_written_before_a_run_covers_every_package_the_project_installs() -> None:
+    """``compile_project`` names the project's packages itself (an installed copy has no
+    ``pyproject.toml`` to read): the two lists must stay one, or a package added later
+    would be compiled at every start of a bench's children again."""
+    setup = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    include = setup["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert sorted(PROJECT_PACKAGES) == sorted(p.rstrip("*") for p in include)
