@@ -627,14 +627,20 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     if reading.running:
         # Unsupervised until a controller attaches: hold the rate, and tell people that
         # the safety process itself went down (S11 applies as for a lost controller).
+        # Under an emergency stop nothing is held: the first read-back stops the pump
+        # again (observe, S12 holds until acknowledged), and the words must not say
+        # otherwise.
+        where = f" on channel {channel}" if len(s.channels) > 1 else ""
+        restarted = f"the safety process restarted ({event.detail or 'resumed'})"
+        rate = num(reading.set_rate_ml_h)
         alarms = alarms.raised(
             "safety_restarted",
-            Reason.HOLD,
+            Reason.EMERGENCY_STOPPED if s.estopped else Reason.HOLD,
             Priority.HIGH,
-            f"the safety process restarted ({event.detail or 'resumed'}); holding "
-            f"{num(reading.set_rate_ml_h)} mL/h"
-            + (f" on channel {channel}" if len(s.channels) > 1 else "")
-            + " until a controller attaches",
+            f"{restarted} under the emergency stop; the pump{where} reads {rate} mL/h: "
+            "it is stopped again at its first read-back"
+            if s.estopped
+            else f"{restarted}; holding {rate} mL/h{where} until a controller attaches",
             t,
         ).condition_gone("safety_restarted")
     return replace(s, alarms=alarms, hold=others_run or reading.running).with_channel(

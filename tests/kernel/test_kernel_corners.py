@@ -450,6 +450,31 @@ def test_a_restart_clears_the_link_and_reconciles_a_pending_command(std: ActiveP
     )
 
 
+def test_a_restart_under_the_emergency_stop_says_the_pump_is_stopped_again_not_held(
+    std: ActiveProgram,
+) -> None:
+    """A pump that reads running at a restart while an emergency stop is in force (its
+    stop was lost with the process) is stopped again by the first read-back (S12 holds
+    until acknowledged): the restart's alarm must not tell people it is held."""
+    from safety.kernel.model import Resumed
+
+    state = evolve(_running(std, "30.0"), estopped=True)
+    after = apply(CONFIG, state, Resumed(PumpReading(True, Decimal("30.0"), 0.0), NOW, "restart"))
+    alarm = after.alarms.get("safety_restarted")
+    assert alarm is not None and alarm.raised_at == NOW.clinical
+    assert (alarm.reason, alarm.priority) == (Reason.EMERGENCY_STOPPED, Priority.HIGH)
+    assert alarm.message == (
+        "the safety process restarted (restart) under the emergency stop; the pump reads "
+        "30 mL/h: it is stopped again at its first read-back"
+    )
+    _, reaction = observe(after, PumpReading(True, Decimal("30.0"), 0.0), NOW, CONFIG)
+    assert reaction.actions == (StopPump("A"),)
+    reading = PumpReading(True, Decimal("30.0"), 0.0)
+    held = apply(CONFIG, evolve(state, estopped=False), Resumed(reading, NOW))
+    alarm = held.alarms.get("safety_restarted")
+    assert alarm is not None and alarm.reason is Reason.HOLD
+
+
 def _lost_then_blind_restart(std: ActiveProgram) -> KernelState:
     """Running at 30 mL/h; a rise to 37.5 whose reply was lost; the process went down
     and its restart could not read the pump: the rise is still uncertain."""
