@@ -541,7 +541,7 @@ def _flow_shown(state: KernelState, channel: str) -> bool:
         return False
     if read_at <= handover.step_at:
         return False  # no time has passed: no flow can have been shown
-    expected = float(c.set_rate) * max(0.0, read_at - handover.step_at) / 3600.0
+    expected = float(c.set_rate) * (read_at - handover.step_at) / 3600.0
     return counter - start >= FLOW_SHOWN_SHARE * expected
 
 
