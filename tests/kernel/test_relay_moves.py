@@ -194,12 +194,17 @@ def test_an_overlap_begins_earlier_by_its_steps_and_moves_a_quarter_first(
     )
 
 
-def test_a_container_past_its_empty_time_says_zero_minutes(std: ActiveProgram) -> None:
-    move = relay_move(_bench(std), _at(EMPTY_AT + 120), CONFIG, PUMPS)
+@pytest.mark.parametrize(("left_s", "minutes"), [(272.0, 5), (269.0, 4), (-120.0, 0)])
+def test_a_handovers_reason_says_the_minutes_left_to_the_nearest(
+    std: ActiveProgram, left_s: float, minutes: int
+) -> None:
+    """4.53 min is "about 5", 4.48 "about 4"; a container past its empty time (the
+    estimate was late) "about 0", never a negative time."""
+    move = relay_move(_bench(std), _at(EMPTY_AT - left_s), CONFIG, PUMPS)
     assert move is not None
     started = move.events[0]
     assert isinstance(started, HandoverStarted)
-    assert started.why == "channel A's container empties in about 0 min"
+    assert started.why == f"channel A's container empties in about {minutes} min"
 
 
 @pytest.mark.parametrize(
@@ -238,16 +243,20 @@ def test_a_pump_stopped_by_its_own_alarm_is_relieved_at_once_and_quickly(
     with), and A is not commanded (it is stopped; the safety process does not restart
     it)."""
     stopped = _bench(std, "overlap", running=False, expected_running=False)
+    if key == "occlusion":  # any rate it ran is handed over, below 1 mL/h too
+        stopped = stopped.with_channel("A", set_rate=Decimal("0.5"))
     alarms = AlarmBook().raised(f"pump:{key}", Reason.PUMP_ALARM, Priority.HIGH, "x", 900.0, "A")
     state = replace(stopped, alarms=alarms)
     now = _at(900.0)
     why = f"channel A's pump stopped {RELIEVED_ON[key]}"
+    rate = state.channel("A").set_rate
+    ml_h, dose = ("0.5", "0.133333") if key == "occlusion" else ("30", "8")
     assert relay_move(state, now, CONFIG, PUMPS) == RelayMove(
-        (HandoverStarted("A", "B", "quick", 1, Decimal(30), why, now),),
-        (SetRate(Decimal("30.0"), "B"), StartPump("B")),
+        (HandoverStarted("A", "B", "quick", 1, rate, why, now),),
+        (SetRate(rate, "B"), StartPump("B")),
         1,
         True,
-        "relay A -> B, step 1/1: B at 30 mL/h, A stopped (total 8 mcg/min)",
+        f"relay A -> B, step 1/1: B at {ml_h} mL/h, A stopped (total {dose} mcg/min)",
     )
 
 
@@ -658,8 +667,10 @@ def test_a_fall_back_is_judged_on_the_patients_total(std: ActiveProgram) -> None
     assert relay_move(state, now, CONFIG, PUMPS) == RelayMove(
         (HandoverEnded("failed", f"{why}; {refusal}", now),), (), 0, True, why
     )
-    alone = replace(state, channels={k: v for k, v in state.channels.items() if k != "C"})
-    fine = relay_move(alone, now, CONFIG, PUMPS)
+    # C at 30 mL/h: 16 mcg/min in all, above the max start (12) and within the hard max:
+    # giving back what ran is neither a start nor a titration
+    within = state.with_channel("C", set_rate=Decimal(30), expected_rate=Decimal(30))
+    fine = relay_move(within, now, CONFIG, PUMPS)
     assert fine is not None and fine.actions == (SetRate(Decimal("30.0"), "A"),)
 
 
