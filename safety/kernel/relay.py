@@ -358,6 +358,13 @@ def _resume(
             Reason.EMERGENCY_STOPPED,
             "refused: emergency stop is active; acknowledge it before resuming",
         )
+    if c.priming is not None:
+        # a prime runs to waste: its flow counts in no total and its read-backs judge
+        # no rate, so a resume now would give the patient drug no rule sees (S1, S3, S9)
+        return Verdict.refuse(
+            Reason.RELAY,
+            f"refused: channel {name} is priming; resume it once the prime is done",
+        )
     program = c.program
     if program is None:
         return Verdict.refuse(Reason.NO_PROGRAM, "refused: no program loaded")

@@ -270,6 +270,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s10_lost_ack_makes or test_s10_lost_request",
     ),
     Mutant(
+        "S15 no resume while priming",
+        "safety/kernel/relay.py",
+        "    if c.priming is not None:\n        # a prime runs to waste",
+        "    if False:\n        # a prime runs to waste",
+        "test_s15_no_resume_while_the_channel_primes",
+    ),
+    Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
         (
