@@ -256,6 +256,10 @@ def _pause(state: KernelState, body: PauseForContainerChange, config: KernelConf
         return refusal
     if c.pause is not None:
         return Verdict.refuse(Reason.CONTAINER_PAUSE, f"refused: channel {name} is already paused")
+    if c.priming is not None:
+        # the pump runs to waste at its top rate: a pause would keep that as the rate to
+        # resume at
+        return Verdict.refuse(Reason.RELAY, f"refused: channel {name} is priming")
     if c.program is None:
         return Verdict.refuse(Reason.NO_PROGRAM, "refused: no program loaded")
     if not c.busy:

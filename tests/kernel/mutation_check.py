@@ -277,6 +277,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s15_no_resume_while_the_channel_primes",
     ),
     Mutant(
+        "S15 no pause while priming",
+        "safety/kernel/relay.py",
+        "    if c.priming is not None:\n        # the pump runs to waste",
+        "    if False:\n        # the pump runs to waste",
+        "test_s15_a_priming_channel_is_not_paused",
+    ),
+    Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
         (

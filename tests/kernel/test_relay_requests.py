@@ -702,6 +702,18 @@ def test_s15_a_paused_channel_is_not_paused_again(std: ActiveProgram) -> None:
     )
 
 
+def test_s15_a_priming_channel_is_not_paused(std: ActiveProgram) -> None:
+    """A prime runs the pump to waste at its top rate: a pause then would keep that rate
+    as the one to resume at (the pump reads it, nothing was told). Refused like every
+    other order to a priming channel. (Found 4 December 2026, with the resume's.)"""
+    priming = _bench(_running(std), _still(std)).with_channel(
+        "B", priming=Priming(2.0, 7150.0, 0.0), running=True, set_rate=Decimal(1200)
+    )
+    assert _decide(priming, PauseForContainerChange("B")) == _refused(
+        Reason.RELAY, "refused: channel B is priming"
+    )
+
+
 def test_s15_a_pause_needs_a_program_and_a_running_channel(std: ActiveProgram) -> None:
     """Without a program there is no rate to resume at; a channel standing still needs
     no pause to change its container."""
