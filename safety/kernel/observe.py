@@ -100,6 +100,8 @@ def observe(
     cause = c.expected_cause
     tol = config.readback_rel_tolerance
     if running:
+        if c.stopped_itself_at is not None:  # running again: that stop is over
+            s = s.with_channel(channel, stopped_itself_at=None)
         over_by_hard = _above_hard_max(s, channel, rate, t)
         if s.estopped:
             # S12 holds until acknowledged: a pump seen running under an emergency stop
@@ -179,7 +181,7 @@ def observe(
                 t,
                 channel,
             )
-            s = s.with_channel(channel, expected_running=False)
+            s = s.with_channel(channel, expected_running=False, stopped_itself_at=t)
             cause = "pump"
         alarms = s.alarms.condition_gone("readback_over", channel)
         s = _with_alarms(s, alarms.condition_gone("readback_hard_max", channel))
@@ -656,6 +658,7 @@ def pump_replaced(state: KernelState, channel: str, now: Now, config: KernelConf
         standby=None,
         priming=None,
         relieved_by=None,
+        stopped_itself_at=None,
     )
     if c.pending is not None:  # never to be read back: its alarm's condition ends with it
         s = _with_alarms(s, s.alarms.condition_gone("delivery_uncertain", channel))

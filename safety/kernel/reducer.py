@@ -223,7 +223,12 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
     if isinstance(limits, FluidLimits):  # no drug: no history, no patient
         program = program_of(event.spec, limits, t, event.infused_baseline_ml)
         return state.with_channel(
-            channel, program=program, program_stale=None, under_retries=0, relieved_by=None
+            channel,
+            program=program,
+            program_stale=None,
+            under_retries=0,
+            relieved_by=None,
+            stopped_itself_at=None,
         )
     record = state.drugs.get(limits.drug, DrugRecord())
     priors = record.priors_at(t)
@@ -233,7 +238,12 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
     drugs = {**state.drugs, limits.drug: DrugRecord(record.history, limits, priors)}
     program = ActiveProgram(event.spec, limits, t, event.infused_baseline_ml)
     return replace(state, drugs=drugs).with_channel(
-        channel, program=program, program_stale=None, under_retries=0, relieved_by=None
+        channel,
+        program=program,
+        program_stale=None,
+        under_retries=0,
+        relieved_by=None,
+        stopped_itself_at=None,
     )
 
 
@@ -331,6 +341,8 @@ def _issued(state: KernelState, event: CommandIssued) -> KernelState:
     channel = action.channel
     t = event.now.clinical
     c = state.channel(channel)
+    if c.stopped_itself_at is not None:  # a command since: no longer the pump's own stop
+        state = state.with_channel(channel, stopped_itself_at=None)
     if c.pending is not None and isinstance(action, SetRate | StartPump | StopPump):
         # issued while another is uncertain (the kernel sends only stops then): this
         # one's expectation is the one a read-back judges (``reconcile``)

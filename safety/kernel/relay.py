@@ -601,6 +601,8 @@ def _maybe_start(
             not ca.running
             and not ca.expected_running
             and stopped_by is not None
+            and ca.stopped_itself_at is not None
+            and ca.stopped_itself_at >= standby.armed_at
             and ca.set_rate > 0
         ):
             why = f"channel {a}'s pump stopped {RELIEVED_ON[stopped_by]}"

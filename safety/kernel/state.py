@@ -484,6 +484,12 @@ class ChannelState:
     #: the channel that took this one's infusion over in the last handover (until this
     #: one gets a new container or program, or runs again)
     relieved_by: str | None = None
+    #: when the pump was seen stopped by itself while it was told to run (the
+    #: ``pump_stopped`` alarm); None again once anything else happens to the channel (a
+    #: command to it, a program, a reading that shows it running). Only such a stop calls
+    #: an armed standby in at once (S15): a stop the safety process or a person caused, a
+    #: prime's end, or a stop from before the standby was armed never does
+    stopped_itself_at: float | None = None
     #: the pump driver's registry name, from the bench's config (for people)
     driver: str = ""
     #: the serial device the channel's pump is reached through, from the bench's config

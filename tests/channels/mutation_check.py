@@ -179,6 +179,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_a_pump_that_stops_empty_early",
     ),
     Mutant(
+        "S15 relief on a supervised own stop only",
+        RELAY,
+        "            and ca.stopped_itself_at is not None\n"
+        "            and ca.stopped_itself_at >= standby.armed_at\n",
+        "",
+        "test_only_a_supervised_pumps_own_stop",
+    ),
+    Mutant(
         "S15 relieve a stalled or occluded pump",
         RELAY,
         '    "stall": "with its motor stalled (an empty syringe, or an occlusion)",',

@@ -309,3 +309,40 @@ def test_a_pump_that_stops_on_its_own_is_relieved_by_its_armed_standby(
     b, a = bench.pumps["B"].snapshot(), bench.pumps["A"].snapshot()
     assert b.running and b.set_rate_ml_h == 30.0
     assert not a.running
+
+
+@pytest.mark.parametrize("case", ["after an emergency stop", "armed after the stop"])
+def test_only_a_supervised_pumps_own_stop_calls_its_standby_in(
+    make_channels: Callable[..., ChannelBench], std: ProgramSpec, case: str
+) -> None:
+    """The standby is called in at once only for a pump that stopped by itself while it
+    was told to run, after the standby was armed. Found on 4 December 2026 (review):
+    after an emergency stop and its acknowledgement, a prime of A against a closed clamp
+    stopped with an occlusion, and the safety process started B at A's old 30 mL/h with
+    nobody ordering it (S12: nothing restarts a pump but a person); a standby armed two
+    minutes after A stopped itself started B at A's old rate, above the largest start a
+    person may ask for (S4)."""
+    bench = make_channels()
+    bench.boot()
+    assert bench.load_on("A", std).verdict.accepted and bench.load_on("B", std).verdict.accepted
+    assert bench.start_on("A", 8).verdict.accepted
+    bench.prime_done("B")
+    if case == "after an emergency stop":
+        assert bench.arm("B", "A").verdict.accepted
+        bench.advance(120, poll_every_s=20)
+        assert bench.estop().verdict.accepted
+        bench.advance(30, poll_every_s=10)
+        assert bench.ack().verdict.accepted
+        bench.advance(120, poll_every_s=20)
+        assert bench.container_changed("50", "A").verdict.accepted
+        bench.pumps["A"].set_occlusion(True)  # the clamp on A's line is closed
+        assert bench.prime("A").verdict.accepted
+    else:
+        bench.advance(60, poll_every_s=20)
+        bench.pumps["A"].set_occlusion(True)
+        bench.advance(60, poll_every_s=20)
+        assert not bench.pumps["A"].snapshot().running
+        assert bench.arm("B", "A").verdict.accepted
+    bench.advance(60, poll_every_s=5)
+    assert not [e for e in bench.relay_events() if isinstance(e, HandoverStarted)]
+    assert not bench.pumps["B"].snapshot().running

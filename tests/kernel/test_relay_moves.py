@@ -26,14 +26,19 @@ from safety.alarms import AlarmBook, Priority
 from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.history import RateHistory
 from safety.kernel.model import (
+    CommandIssued,
     HandoverEnded,
     HandoverStarted,
     Now,
+    ProgramLoaded,
+    PumpReading,
     SetInterlock,
     SetRate,
     StartPump,
     StopPump,
 )
+from safety.kernel.observe import observe, pump_replaced
+from safety.kernel.reducer import apply
 from safety.kernel.relay import RELIEVED_ON, RelayMove, relay_deadline, relay_move
 from safety.kernel.state import (
     ActiveProgram,
@@ -242,7 +247,14 @@ def test_a_pump_stopped_by_its_own_alarm_is_relieved_at_once_and_quickly(
     standby takes the whole rate at once, whatever its strategy (nothing runs to overlap
     with), and A is not commanded (it is stopped; the safety process does not restart
     it)."""
-    stopped = _bench(std, "overlap", running=False, expected_running=False)
+    stopped = _bench(
+        std,
+        "overlap",
+        running=False,
+        expected_running=False,
+        # at the instant the standby was armed (t=0) counts: since, not only after
+        stopped_itself_at=0.0 if key == "empty" else 900.0,
+    )
     if key == "occlusion":  # any rate it ran is handed over, below 1 mL/h too
         stopped = stopped.with_channel("A", set_rate=Decimal("0.5"))
     alarms = AlarmBook().raised(f"pump:{key}", Reason.PUMP_ALARM, Priority.HIGH, "x", 900.0, "A")
@@ -262,16 +274,33 @@ def test_a_pump_stopped_by_its_own_alarm_is_relieved_at_once_and_quickly(
 
 @pytest.mark.parametrize(
     "case",
-    ["alarm over", "alarm on B", "another alarm", "told to run", "set to 0"],
+    [
+        "alarm over",
+        "alarm on B",
+        "another alarm",
+        "told to run",
+        "set to 0",
+        "not stopped by itself",
+        "stopped before the standby was armed",
+    ],
 )
 def test_a_stopped_pump_is_relieved_only_on_its_own_active_stopping_alarm(
     std: ActiveProgram, case: str
 ) -> None:
-    """Only a present alarm of A's own that stops flow calls the standby in; a pump the
-    safety process told to run (its read-back pending) or that ran nothing has nothing
-    to hand over."""
-    a_fields: dict[str, object] = {"running": False, "expected_running": False}
+    """Only a present alarm of A's own that stops flow calls the standby in, and only
+    when A's pump stopped by itself while told to run, since the standby was armed (at
+    the instant it was armed too); a pump the safety process told to run (its read-back
+    pending) or that ran nothing has nothing to hand over."""
+    a_fields: dict[str, object] = {
+        "running": False,
+        "expected_running": False,
+        "stopped_itself_at": 900.0,
+    }
     key, scope = "pump:stall", "A"
+    if case == "not stopped by itself":  # stopped by a command, a prime's end...
+        a_fields["stopped_itself_at"] = None
+    if case == "stopped before the standby was armed":  # armed at t=0
+        a_fields["stopped_itself_at"] = -0.01
     if case == "another alarm":
         key = "pump:low_battery"
     if case == "alarm on B":
@@ -720,3 +749,44 @@ def test_a_container_pause_is_due_at_its_end_the_earliest_deadline_wins(
     assert relay_deadline(with_pause, CONFIG) == 980.0  # before the standby's 1000
     later = replace(paused, since=900.0)
     assert relay_deadline(with_pause.with_channel("C", pause=later), CONFIG) == 1000.0
+
+
+# --------------------------------------------------------------------------- own stop
+
+
+def test_the_pumps_own_stop_is_marked_by_its_read_back_and_ends_with_anything_else(
+    std: ActiveProgram,
+) -> None:
+    """``stopped_itself_at`` is what calls a standby in (above): set by the read-back
+    that finds a pump stopped which was told to run, and cleared by a reading that shows
+    it running, by any command to the channel, by a program, and by a replaced pump."""
+    state = _bench(std)
+    stopped, _ = observe(
+        state, PumpReading(False, Decimal(30), 47.6, ("occlusion",)), _at(1010.0), CONFIG, "A"
+    )
+    assert stopped.channel("A").stopped_itself_at == 1010.0
+    assert not stopped.channel("A").expected_running
+    again, _ = observe(stopped, PumpReading(True, Decimal(30), 47.7), _at(1020.0), CONFIG, "A")
+    assert again.channel("A").stopped_itself_at is None
+    told = apply(CONFIG, stopped, CommandIssued(StartPump("A"), "command", _at(1015.0)))
+    assert told.channel("A").stopped_itself_at is None
+    assert (
+        apply(CONFIG, stopped, CommandIssued(StartPump("B"), "command", _at(1015.0)))
+        .channel("A")
+        .stopped_itself_at
+        == 1010.0
+    )  # a command to another channel changes nothing of A
+    program = stopped.channel("A").program
+    assert isinstance(program, ActiveProgram)
+    loaded = apply(
+        CONFIG, stopped, ProgramLoaded(program.spec, program.limits, 0.0, _at(1015.0), "A")
+    )
+    assert loaded.channel("A").stopped_itself_at is None
+    replaced = pump_replaced(stopped, "A", _at(1015.0), CONFIG)
+    assert replaced.channel("A").stopped_itself_at is None
+    # a stop the safety process caused is not the pump's own
+    commanded = state.with_channel("A", expected_running=False)
+    quiet, _ = observe(
+        commanded, PumpReading(False, Decimal(30), 47.6, ("occlusion",)), _at(1010.0), CONFIG, "A"
+    )
+    assert quiet.channel("A").stopped_itself_at is None
