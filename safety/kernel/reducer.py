@@ -534,7 +534,9 @@ def _relay_setting(
         return replace(state, alarms=alarms).with_channel(
             channel, container=container, pause=pause, program_stale=stale, relieved_by=None
         )
-    pause = ContainerPause(t, event.rate_ml_h, event.max_s, event.concentration)
+    # journaled before the pause's stop: the total is what ran until now
+    total = state.total_amount_rate(c.drug) if c.drug is not None else None
+    pause = ContainerPause(t, event.rate_ml_h, event.max_s, event.concentration, False, total)
     return state.with_channel(channel, pause=pause)
 
 

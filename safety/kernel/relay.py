@@ -405,7 +405,8 @@ def _resume(
             config,
             start=False,
             own_checked=False,
-            resume_to=asked,
+            # what ran before the pause is no titration; more than that is a rise (S4)
+            resume_to=pause.total_before if pause.total_before is not None else Fraction(0),
             context=total_context(state, drug, name) if others else "",
         )
         if refusal is not None:

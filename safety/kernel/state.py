@@ -421,6 +421,10 @@ class ContainerPause:
     max_s: float
     concentration: str = ""  # the program's at the pause ("": none or a test fluid)
     changed: bool = False
+    #: the patient's total of the drug (amount per hour, every channel) when it paused
+    #: (None: a test fluid): a resume restores at most this without being a titration
+    #: (S4); above it, as when another channel of the drug started meanwhile, it is a rise
+    total_before: Fraction | None = None
 
     @property
     def until(self) -> float:

@@ -295,7 +295,9 @@ def test_a_relay_request_reaches_the_relays_rules(std: ActiveProgram) -> None:
     too_much = decided(state, PrimeChannel("A", Decimal(6), confirm_line_disconnected=True))
     assert too_much.reason is Reason.BAD_INPUT
     assert "at most 5 mL" in too_much.message
-    pause = ContainerPause(90.0, Decimal("30.0"), 180.0, "4 mg/250 mL", changed=True)
+    pause = ContainerPause(
+        90.0, Decimal("30.0"), 180.0, "4 mg/250 mL", changed=True, total_before=Fraction(480)
+    )
     resumed = decided(state.with_channel("B", pause=pause), ResumeAfterContainerChange("B"))
     assert resumed.accepted, resumed.message
     assert resumed.rate_ml_h == Decimal("30.0")

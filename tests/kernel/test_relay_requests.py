@@ -29,6 +29,7 @@ from safety.kernel.history import RateHistory
 from safety.kernel.model import (
     ArmStandby,
     ContainerChanged,
+    ContainerPaused,
     DisarmStandby,
     Now,
     PauseForContainerChange,
@@ -43,6 +44,7 @@ from safety.kernel.model import (
     StopPump,
     Verdict,
 )
+from safety.kernel.reducer import apply
 from safety.kernel.relay import (
     container_concentration,
     decide_relay,
@@ -147,12 +149,19 @@ def _paused(
     *,
     concentration: str = "4 mg/250 mL",
     primed: bool = True,
+    total_before: Fraction | None = None,
 ) -> ChannelState:
     """Stopped for a container change at ``PAUSED_AT`` from ``rate`` mL/h; the new container
-    in (50 mL), primed or not."""
+    in (50 mL), primed or not. The drug's total at the pause: ``total_before`` (mcg/h),
+    or this channel's alone (any other channel of the drug started since)."""
+    if total_before is None and isinstance(program, ActiveProgram):
+        total_before = Fraction(Decimal(rate)) * program.amount_per_ml
+    pause = ContainerPause(
+        PAUSED_AT, Decimal(rate), 180.0, concentration, changed=True, total_before=total_before
+    )
     return ChannelState(
         program=program,
-        pause=ContainerPause(PAUSED_AT, Decimal(rate), 180.0, concentration, changed=True),
+        pause=pause,
         container=ContainerState(volume_ml=50.0, capacity_ml=50.0, primed=primed),
     )
 
@@ -702,6 +711,23 @@ def test_s15_a_paused_channel_is_not_paused_again(std: ActiveProgram) -> None:
     )
 
 
+def test_s15_a_pause_keeps_the_drugs_total_before_it(
+    library: DrugLibrary, std: ActiveProgram
+) -> None:
+    """The journaled pause keeps what the patient got of the drug until then, on every
+    channel (A's 15 mL/h and B's 30 mL/h of 16 mcg/mL: 720 mcg/h), before its stop is
+    read back; the resume restores at most that (S4). A test fluid keeps none."""
+    state = _bench(_running(std, "15"), _running(std, "30"))
+    paused = apply(CONFIG, state, ContainerPaused("B", Decimal(30), 180.0, NOW, "4 mg/250 mL"))
+    pause = paused.channel("B").pause
+    assert pause == ContainerPause(
+        NOW.clinical, Decimal(30), 180.0, "4 mg/250 mL", False, Fraction(720)
+    )
+    water = _bench(_still(None), _running(_water(library), "100"))
+    fluid = apply(CONFIG, water, ContainerPaused("B", Decimal(100), 180.0, NOW))
+    assert fluid.channel("B").pause == ContainerPause(NOW.clinical, Decimal(100), 180.0)
+
+
 def test_s15_a_priming_channel_is_not_paused(std: ActiveProgram) -> None:
     """A prime runs the pump to waste at its top rate: a pause then would keep that rate
     as the one to resume at (the pump reads it, nothing was told). Refused like every
@@ -929,7 +955,11 @@ def test_s15_a_resume_converts_the_drug_rate_to_the_new_concentration(
     mL/h of 32 mcg/mL, re-programmed for 16 mcg/mL, it runs 20.06 mL/h, which a pump of
     tenths runs as 20 mL/h (never above the order)."""
     weaker = _program(library, norepi_standard(library))
-    state = _bench(_still(None), _paused(weaker, "10.03", concentration="8 mg/250 mL"))
+    at_32 = Fraction(1003, 100) * 32  # mcg/h at the pause
+    state = _bench(
+        _still(None),
+        _paused(weaker, "10.03", concentration="8 mg/250 mL", total_before=at_32),
+    )
     tenths = PumpCapabilities(Decimal("0.1"), Decimal("1200"), _tenths)
     assert _decide(
         state, ResumeAfterContainerChange("B"), pumps={"A": PUMP, "B": tenths}
@@ -1053,10 +1083,10 @@ def test_s7_a_resume_is_within_the_pumps_range(
 def test_s1_a_resume_is_judged_on_the_patients_total(
     std: ActiveProgram, a_rate: str, expected: str | None
 ) -> None:
-    """Another channel of the drug started meanwhile counts: the resume's 8 mcg/min on
-    top of channel A's may not take the total above the hard maximum, and the refusal
-    says it is the total of both channels."""
-    state = _bench(_running(std, a_rate), _paused(std, "30"))
+    """Another channel of the drug counts: the resume's 8 mcg/min on top of channel A's
+    (39 mcg/min at the pause, 39.0133 since) may not take the total above the hard
+    maximum, and the refusal says it is the total of both channels."""
+    state = _bench(_running(std, a_rate), _paused(std, "30", total_before=Fraction(2820)))
     verdict = _decide(state, ResumeAfterContainerChange("B"))
     if expected is None:
         assert verdict == _resumes("30", 120)
@@ -1070,6 +1100,32 @@ def test_s1_a_resume_is_judged_on_the_patients_total(
         )
 
 
+@pytest.mark.parametrize(
+    ("at_pause", "accepted"),
+    [(Fraction(720), True), (Fraction(720) - Fraction(1, 100), False)],
+    ids=["at", "past"],
+)
+def test_s4_a_resume_restores_no_more_than_the_total_at_the_pause(
+    std: ActiveProgram, at_pause: Fraction, accepted: bool
+) -> None:
+    """What ran before the pause comes back without a titration; more does not. A is at
+    15 mL/h (4 mcg/min) and B paused at 30 (8): if the total at the pause was those 12
+    mcg/min (720 mcg/h), the resume restores it; if it was less (A started or rose
+    since), the resume is a rise of the total, held to S4: from 4 to 12 mcg/min is
+    refused. (Found by review, 4 December 2026: every resume counted as restoring, so
+    a channel started during a pause doubled the patient's dose at the resume.)"""
+    state = _bench(_running(std, "15"), _paused(std, "30", total_before=at_pause))
+    verdict = _decide(state, ResumeAfterContainerChange("B"))
+    if accepted:
+        assert verdict == _resumes("30", 120)
+    else:
+        assert (verdict.accepted, verdict.reason) == (False, Reason.STEP_RISE)
+        assert verdict.message == (
+            "refused: 12 mcg/min is 3x the current 4 mcg/min; the largest allowed rise now "
+            "is 1 mcg/min (to 5 mcg/min) (the total of channels A, B)"
+        )
+
+
 def test_s1_a_resume_is_judged_first_on_its_own_programs_limits(
     library: DrugLibrary, std: ActiveProgram
 ) -> None:
@@ -1077,7 +1133,8 @@ def test_s1_a_resume_is_judged_first_on_its_own_programs_limits(
     first, so its refusal carries no note, and the other's limits still bind (A's
     47 mcg/min passes, B's 1 mcg/kg/min at 40 kg, 40 mcg/min, does not)."""
     light = _program(library, norepi_weight_based(library, Decimal(40)))
-    state = _bench(_running(std, "30"), _paused(light, "123.75"))
+    both = Fraction(30 * 16) + Fraction(12375, 100) * light.amount_per_ml
+    state = _bench(_running(std, "30"), _paused(light, "123.75", total_before=both))
     assert _decide(state, ResumeAfterContainerChange("B")) == _refused(
         Reason.HARD_MAX,
         "refused: 1.025 mcg/kg/min is above the hard maximum of 1 mcg/kg/min (the total "
@@ -1101,7 +1158,9 @@ def test_s3_a_resume_is_refused_when_it_would_reach_the_cap(std: ActiveProgram) 
     drugs = {"norepinephrine": _near_cap(a_running=False)}
     slow = KernelState(channels={"A": _still(None), "B": _paused(std, "30")}, drugs=drugs)
     assert _decide(slow, ResumeAfterContainerChange("B")) == _resumes("30", 120)
-    fast = slow.with_channel("B", pause=ContainerPause(PAUSED_AT, Decimal(60), 180.0))
+    fast = slow.with_channel(
+        "B", pause=ContainerPause(PAUSED_AT, Decimal(60), 180.0, total_before=Fraction(960))
+    )
     assert _decide(fast, ResumeAfterContainerChange("B")) == _refused(
         Reason.CUMULATIVE_CAP,
         "refused: at this rate the cap of 68 mg per 24 h would be reached within 60 min "
@@ -1112,11 +1171,12 @@ def test_s3_a_resume_is_refused_when_it_would_reach_the_cap(std: ActiveProgram) 
 
 
 def test_s3_a_resume_counts_the_other_channels_toward_the_cap(std: ActiveProgram) -> None:
-    """Channel A started meanwhile: the resume's 480 mcg/h alone stays under the cap,
-    with A's 480 mcg/h beside it the total reaches it, and the refusal says it is the
-    total."""
+    """Channel A runs beside it (as at the pause): the resume's 480 mcg/h alone stays
+    under the cap, with A's 480 mcg/h beside it the total reaches it, and the refusal
+    says it is the total."""
     drugs = {"norepinephrine": _near_cap(a_running=True)}
-    state = KernelState(channels={"A": _running(std), "B": _paused(std, "30")}, drugs=drugs)
+    paused = _paused(std, "30", total_before=Fraction(960))
+    state = KernelState(channels={"A": _running(std), "B": paused}, drugs=drugs)
     assert _decide(state, ResumeAfterContainerChange("B")) == _refused(
         Reason.CUMULATIVE_CAP,
         "refused: at this rate the cap of 68 mg per 24 h would be reached within 60 min "
