@@ -448,6 +448,19 @@ def _load_program(
         )
     if c.priming is not None:
         return Verdict.refuse(Reason.RELAY, f"refused: channel {channel} is priming")
+    if c.pause is not None and c.program is not None:
+        # the resume restores the paused drug's rate: a program may change the strength
+        # for the new container, never the drug (its rate would start another drug
+        # unordered, above its start limits)
+        was = c.drug
+        if (None if spec.test_fluid else spec.drug) != was:
+            return Verdict.refuse(
+                Reason.CONTAINER_PAUSE,
+                f"refused: channel {channel} is paused for a container change of "
+                f"{was or 'a test fluid'}: until it resumes, only a program of the same "
+                f"{'drug' if was else 'kind'} may be loaded (another strength for the new "
+                "container is fine)",
+            )
     if spec.test_fluid:
         return _load_fluid(library, c, spec)
     program = c.drug_program
@@ -570,6 +583,13 @@ def _admit(library: DrugLibrary, state: KernelState, body: AdmitPatient) -> Verd
             Reason.ALREADY_INFUSING,
             "refused: an infusion is running; a new patient is admitted only when nothing "
             "infuses (its histories, caps and windows start afresh)",
+        )
+    paused = [name for name, c in state.channels.items() if c.pause is not None]
+    if paused:  # its resume would restore this patient's rate to the next one
+        return Verdict.refuse(
+            Reason.CONTAINER_PAUSE,
+            f"refused: channel {', '.join(paused)} is paused for a container change; a new "
+            "patient is admitted only when nothing infuses or is paused",
         )
     if not body.confirm_new_patient:
         return Verdict.refuse(

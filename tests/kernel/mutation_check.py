@@ -292,6 +292,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s4_a_resume_restores_no_more_than_the_total_at_the_pause",
     ),
     Mutant(
+        "S15 a paused channel keeps its drug",
+        "safety/kernel/decide.py",
+        "        if (None if spec.test_fluid else spec.drug) != was:",
+        "        if False:",
+        "test_s15_a_paused_channel_takes_a_program_of_its_own_drug_only",
+    ),
+    Mutant(
+        "S16 no new patient during a pause",
+        "safety/kernel/decide.py",
+        "    if paused:  # its resume would restore",
+        "    if False:  # its resume would restore",
+        "test_s16_no_new_patient_while_a_channel_is_paused",
+    ),
+    Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
         (

@@ -24,19 +24,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safety.kernel.config import KernelConfig, PumpCapabilities
-from safety.kernel.decide import Pumps
+from safety.kernel.decide import Pumps, decide
 from safety.kernel.history import RateHistory
 from safety.kernel.model import (
+    AdmitPatient,
     ArmStandby,
     ContainerChanged,
     ContainerPaused,
     DisarmStandby,
+    LoadProgram,
     Now,
+    PatientSpec,
     PauseForContainerChange,
     PrimeChannel,
     PrimePump,
     ProgramSpec,
+    Request,
     RequestBody,
+    RequestMeta,
     ResumeAfterContainerChange,
     SetInterlock,
     SetRate,
@@ -1196,3 +1201,68 @@ def test_s3_a_resume_whose_stop_did_not_take_is_no_rise(std: ActiveProgram) -> N
         channels={"A": _running(std, "146.25"), "B": b}, drugs=drugs
     ).with_channel("B", pause=ContainerPause(PAUSED_AT, Decimal(30), 180.0, "4 mg/250 mL"))
     assert _decide(still_running, ResumeAfterContainerChange("B")) == _resumes("30", 120)
+
+
+# --------------------------------------------------------------------------- while paused
+
+
+def _decided(library: DrugLibrary, state: KernelState, body: RequestBody) -> Verdict:
+    """Through the kernel's ``decide``: a program and a patient are not relay requests."""
+    attached = replace(state, session="s", attached=True)
+    request = Request(RequestMeta("s", 1, 1e6), body)
+    return decide(library, attached, request, NOW, PUMPS, CONFIG)
+
+
+def test_s15_a_paused_channel_takes_a_program_of_its_own_drug_only(
+    library: DrugLibrary, std: ActiveProgram
+) -> None:
+    """The resume restores the paused drug's rate with the channel's program: a new
+    program may give the new container's strength, never another drug (its resume would
+    start that drug unordered, at a rate no start limit judged) nor a test fluid.
+    (Found by review, 4 December 2026: epinephrine loaded on a channel paused from
+    35 mcg/min of norepinephrine resumed at 0.5 mcg/kg/min, 5x its max start.)"""
+    state = _bench(_still(None), _paused(std, "30"))
+    epinephrine = ProgramSpec(
+        library.content_hash,
+        "epinephrine",
+        "adult_icu",
+        "weight_based",
+        "4 mg/250 mL",
+        "D5W",
+        Decimal(70),
+    )
+    assert _decided(library, state, LoadProgram(epinephrine, "B")) == _refused(
+        Reason.CONTAINER_PAUSE,
+        "refused: channel B is paused for a container change of norepinephrine: until it "
+        "resumes, only a program of the same drug may be loaded (another strength for the "
+        "new container is fine)",
+    )
+    water = ProgramSpec(library.content_hash, "water", "", "", "", "", test_fluid=True)
+    assert not _decided(library, state, LoadProgram(water, "B")).accepted
+    stronger = norepi_standard(library, concentration="8 mg/250 mL")
+    assert _decided(library, state, LoadProgram(stronger, "B")).accepted
+    fluid = _bench(_still(None), _paused(_water(library), "100", concentration=""))
+    assert _decided(library, fluid, LoadProgram(norepi_standard(library), "B")) == _refused(
+        Reason.CONTAINER_PAUSE,
+        "refused: channel B is paused for a container change of a test fluid: until it "
+        "resumes, only a program of the same kind may be loaded (another strength for the "
+        "new container is fine)",
+    )
+    assert _decided(library, fluid, LoadProgram(water, "B")).accepted
+
+
+def test_s16_no_new_patient_while_a_channel_is_paused(
+    library: DrugLibrary, std: ActiveProgram
+) -> None:
+    """A new patient starts fresh histories: a pause's resume would then restore the
+    previous patient's rate to the next one, unjudged (S4 has no history to hold it).
+    (Found by review, 4 December 2026.)"""
+    state = _bench(_still(None), _paused(std, "30"))
+    admit = AdmitPatient(PatientSpec("adult_icu", None), confirm_new_patient=True)
+    assert _decided(library, state, admit) == _refused(
+        Reason.CONTAINER_PAUSE,
+        "refused: channel B is paused for a container change; a new patient is admitted "
+        "only when nothing infuses or is paused",
+    )
+    resumed = state.with_channel("B", pause=None)
+    assert _decided(library, resumed, admit).accepted
