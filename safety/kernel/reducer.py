@@ -60,6 +60,7 @@ from safety.kernel.observe import (
     stop_confirmed,
     tick,
 )
+from safety.kernel.relay import solution_difference
 from safety.kernel.state import (
     ActiveProgram,
     ChannelState,
@@ -85,7 +86,7 @@ def apply(config: KernelConfig, state: KernelState, event: Event) -> KernelState
     needs (a program its limits), so a replay never depends on the library of the day."""
     t = event.now.clinical
     if isinstance(event, ProgramLoaded):
-        return _program_loaded(state, event, t)
+        return _standbys_still_alike(_program_loaded(state, event, t), event.channel, t)
     if isinstance(event, PatientAdmitted):
         patient = Patient(event.patient_id, event.patient, t, event.how)
         if event.how == "first program":
@@ -245,6 +246,37 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
         relieved_by=None,
         stopped_itself_at=None,
     )
+
+
+def _standbys_still_alike(state: KernelState, channel: str, t: float) -> KernelState:
+    """A new program on a channel with an armed standby: a standby that no longer holds
+    the same solution is disarmed, with an alarm (S15). Left armed, it silenced the early
+    no-standby warning, and its handover failed only at the lead, minutes before empty."""
+    active = state.channel(channel).drug_program
+    for name, c in state.channels.items():
+        standby = c.standby
+        if standby is None or standby.for_channel != channel:
+            continue
+        program = c.drug_program
+        if active is None or program is None:
+            difference: str | None = f"channel {channel} now runs no drug"
+        else:
+            difference = solution_difference(active, program)
+            if difference is not None:
+                difference = f"it holds {difference}"
+        if difference is None:
+            continue
+        alarms = state.alarms.raised(
+            "standby_disarmed",
+            Reason.STANDBY_MISMATCH,
+            Priority.MEDIUM,
+            f"channel {name} is no longer the standby of channel {channel} after its new "
+            f"program: {difference}",
+            t,
+            name,
+        ).condition_gone("standby_disarmed", name)
+        state = replace(state, alarms=alarms).with_channel(name, standby=None)
+    return state
 
 
 def _why_prior(old: ProgramLimits, new: ProgramLimits) -> str:

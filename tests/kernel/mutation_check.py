@@ -306,6 +306,17 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s16_no_new_patient_while_a_channel_is_paused",
     ),
     Mutant(
+        "S15 a re-programmed channel's standby disarmed",
+        "safety/kernel/reducer.py",
+        "        if difference is None:\n            continue\n"
+        "        alarms = state.alarms.raised(\n"
+        '            "standby_disarmed",',
+        "        if True:\n            continue\n"
+        "        alarms = state.alarms.raised(\n"
+        '            "standby_disarmed",',
+        "test_s15_a_new_program_of_another_solution_disarms",
+    ),
+    Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
         (

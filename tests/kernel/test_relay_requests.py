@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from safety.alarms import Priority
 from safety.kernel.config import KernelConfig, PumpCapabilities
 from safety.kernel.decide import Pumps, decide
 from safety.kernel.history import RateHistory
@@ -38,6 +39,7 @@ from safety.kernel.model import (
     PauseForContainerChange,
     PrimeChannel,
     PrimePump,
+    ProgramLoaded,
     ProgramSpec,
     Request,
     RequestBody,
@@ -1266,3 +1268,44 @@ def test_s16_no_new_patient_while_a_channel_is_paused(
     )
     resumed = state.with_channel("B", pause=None)
     assert _decided(library, resumed, admit).accepted
+
+
+# --------------------------------------------------------------------------- re-programmed
+
+
+def test_s15_a_new_program_of_another_solution_disarms_the_channels_standby(
+    library: DrugLibrary, std: ActiveProgram
+) -> None:
+    """A standby is armed for a solution: when its channel is re-programmed for another
+    (a container change to another strength), the standby is disarmed with an alarm, so
+    the early warning that no standby is armed speaks in time. Left armed, it silenced
+    that warning and its handover failed at the lead, minutes before empty. (Found by
+    review, 4 December 2026.) A program of the same solution (another therapy) keeps it."""
+    armed = _bench(_still(std), _still(std)).with_channel("B", standby=Standby("A", "quick", 0.0))
+    double = _program(library, norepi_standard(library, concentration="8 mg/250 mL"))
+    loaded = apply(CONFIG, armed, ProgramLoaded(double.spec, double.limits, 0.0, NOW, "A"))
+    assert loaded.channel("B").standby is None
+    alarm = loaded.alarms.get("standby_disarmed", "B")
+    assert alarm is not None
+    assert (alarm.reason, alarm.priority, alarm.raised_at, alarm.active) == (
+        Reason.STANDBY_MISMATCH,
+        Priority.MEDIUM,
+        NOW.clinical,
+        False,
+    )
+    assert alarm.message == (
+        "channel B is no longer the standby of channel A after its new program: it holds "
+        "concentration 4 mg/250 mL, not 8 mg/250 mL"
+    )
+    weight = _program(library, norepi_weight_based(library))
+    same = apply(CONFIG, armed, ProgramLoaded(weight.spec, weight.limits, 0.0, NOW, "A"))
+    assert same.channel("B").standby == Standby("A", "quick", 0.0)
+    assert same.alarms.get("standby_disarmed") is None
+    water = _water(library)
+    fluid = apply(CONFIG, armed, ProgramLoaded(water.spec, water.limits, 0.0, NOW, "A"))
+    assert fluid.channel("B").standby is None
+    disarmed = fluid.alarms.get("standby_disarmed", "B")
+    assert disarmed is not None and disarmed.message.endswith(": channel A now runs no drug")
+    other = armed.with_channel("C", program=std)  # a program on a channel nobody relieves
+    untouched = apply(CONFIG, other, ProgramLoaded(double.spec, double.limits, 0.0, NOW, "C"))
+    assert untouched.channel("B").standby == Standby("A", "quick", 0.0)
