@@ -790,3 +790,103 @@ def test_the_pumps_own_stop_is_marked_by_its_read_back_and_ends_with_anything_el
         commanded, PumpReading(False, Decimal(30), 47.6, ("occlusion",)), _at(1010.0), CONFIG, "A"
     )
     assert quiet.channel("A").stopped_itself_at is None
+
+
+# --------------------------------------------------------------------------- more corners
+
+
+def test_near_the_cap_a_step_is_no_rise_but_a_fall_back_is(std: ActiveProgram) -> None:
+    """S3 judges a start or a rise. A handover step keeps the total (no rise): near the
+    cap it goes on (the cap's own guard stops the drug when its time comes). Giving the
+    whole rate back to A after B stopped is a rise from A's share: the cap refuses it if
+    the cap would be reached within the hour at that total."""
+    history = RateHistory().with_rate(1000.0 - 86400.0, Fraction(2850))
+    history = history.with_rate(0.0, Fraction(480))
+    record = DrugRecord(history, std.limits, ())
+    state = replace(_bench(std), drugs={std.drug: record})
+    move = relay_move(state, _at(EMPTY_AT - QUICK_LEAD), CONFIG, PUMPS)
+    assert move is not None
+    assert move.actions == (SetRate(Decimal("30.0"), "B"), StartPump("B"), StopPump("A"))
+    handing = _handing(_bench(std, "overlap"), step=1, step_at=760.0, b_rate="7.5", a_rate="22.5")
+    stopped = replace(handing, drugs={std.drug: record}).with_channel(
+        "B", running=False, expected_running=False
+    )
+    now = _at(800.0)
+    why = "channel B stopped by itself"
+    refusal = (
+        "refused: at this rate the cap of 68 mg per 24 h would be reached within 60 min "
+        "(67.7 mg given in the last 24 h)"
+    )
+    assert relay_move(stopped, now, CONFIG, PUMPS) == RelayMove(
+        (HandoverEnded("failed", f"{why}; {refusal}", now),), (), 0, True, why
+    )
+
+
+def _renamed(state: KernelState, names: dict[str, str]) -> KernelState:
+    """The same bench with its channels named otherwise (standbys and the handover too)."""
+    channels = {}
+    for name, channel in state.channels.items():
+        standby = channel.standby
+        if standby is not None:
+            standby = replace(standby, for_channel=names[standby.for_channel])
+        channels[names[name]] = replace(channel, standby=standby)
+    handover = state.handover
+    if handover is not None:
+        handover = replace(
+            handover,
+            from_channel=names[handover.from_channel],
+            to_channel=names[handover.to_channel],
+        )
+    return replace(state, channels=channels, handover=handover)
+
+
+def test_every_command_names_its_channel_whatever_the_benchs_names(std: ActiveProgram) -> None:
+    """A command without a channel goes to the bench's default one ("A"): on a bench whose
+    channels are named otherwise, each of a move's commands must name its own."""
+    names = {"A": "left", "B": "right"}
+    pumps = {"left": _caps(), "right": _caps()}
+    state = _renamed(_bench(std, "overlap"), names)
+    first = relay_move(state, _at(EMPTY_AT - OVERLAP_LEAD), CONFIG, pumps)
+    assert first is not None
+    assert first.actions == (
+        SetRate(Decimal("7.5"), "right"),
+        StartPump("right"),
+        SetRate(Decimal("22.5"), "left"),
+    )
+    handing = _handing(_bench(std, "overlap"), step=1, step_at=760.0, b_rate="7.5", a_rate="22.5")
+    stopped = _renamed(handing.with_channel("B", running=False, expected_running=False), names)
+    back = relay_move(stopped, _at(800.0), CONFIG, pumps)
+    assert back is not None and back.actions == (SetRate(Decimal("30.0"), "left"),)
+
+
+def test_an_outgoing_share_below_one_ml_h_is_still_held_to_its_pumps_range(
+    std: ActiveProgram,
+) -> None:
+    """A 2 mL/h handover's third step leaves A 0.5 mL/h: above A's pump's 0.45 mL/h (its
+    range changed since), refused like any share."""
+    state = _bench(std, "overlap", set_rate=Decimal(2), expected_rate=Decimal(2))
+    handing = _handing(state, step=2, step_at=800.0, b_rate="1", a_rate="1")
+    handover = handing.handover
+    assert handover is not None
+    handing = replace(handing, handover=replace(handover, rate_ml_h=Decimal(2)))
+    handing = _read(handing, "B", 0.1, 860.0)
+    now = _at(860.0)
+    move = relay_move(handing, now, CONFIG, {**PUMPS, "A": _caps(high="0.45")})
+    why = "refused: channel A's share needs 0.5 mL/h, above the pump's 0.45 mL/h with this syringe"
+    assert move == RelayMove((HandoverEnded("failed", why, now),), (), 3, True, why)
+
+
+def test_a_standby_whose_channel_awaits_a_read_back_lets_the_next_one_move(
+    std: ActiveProgram,
+) -> None:
+    """S10 holds one relay, not every one: C (armed for D, whose last command is
+    uncertain) waits, and B, armed for A, hands over when A is due."""
+    state = _bench(std)
+    c = replace(state.channel("B"), standby=Standby("D", "quick", 0.0))
+    pending = Pending(SetRate(Decimal(20), "D"), Decimal(30), True, 990.0)
+    d = _running(std, "30", container=ContainerState(volume_ml=1.0, read_at=1000.0))
+    d = replace(d, pending=pending)
+    state = replace(state, channels={"C": c, "D": d, **state.channels})
+    move = relay_move(state, _at(EMPTY_AT - QUICK_LEAD), CONFIG, {**PUMPS, "D": _caps()})
+    assert move is not None
+    assert move.actions == (SetRate(Decimal("30.0"), "B"), StartPump("B"), StopPump("A"))
