@@ -203,6 +203,9 @@ def _prime(
             Reason.EMERGENCY_STOPPED,
             "refused: emergency stop is active; acknowledge it before priming",
         )
+    refusal = _handing(state, name)  # a purge would read as the standby's flow
+    if refusal is not None:
+        return refusal
     if c.busy:
         return Verdict.refuse(
             Reason.ALREADY_INFUSING, f"refused: channel {name} is running; stop it to prime"
@@ -291,6 +294,9 @@ def _container_changed(state: KernelState, body: ContainerChanged) -> Verdict:
     name = body.channel
     assert name is not None
     c = state.channel(name)
+    refusal = _handing(state, name)
+    if refusal is not None:
+        return refusal
     if c.busy:
         return Verdict.refuse(
             Reason.ALREADY_INFUSING,

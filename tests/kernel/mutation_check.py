@@ -317,6 +317,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s15_a_new_program_of_another_solution_disarms",
     ),
     Mutant(
+        "S15 no prime during a handover",
+        "safety/kernel/relay.py",
+        "    refusal = _handing(state, name)  # a purge would read as the standby's flow\n"
+        "    if refusal is not None:",
+        "    refusal = _handing(state, name)  # a purge would read as the standby's flow\n"
+        "    if False:",
+        "test_s15_no_prime_or_container_change_on_a_channel_in_a_handover",
+    ),
+    Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
         (

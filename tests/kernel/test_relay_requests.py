@@ -708,6 +708,32 @@ def test_s15_no_pause_of_a_channel_in_a_handover(std: ActiveProgram) -> None:
     assert _decide(other, PauseForContainerChange("B")) == _pauses("B", 3, "30")
 
 
+def test_s15_no_prime_or_container_change_on_a_channel_in_a_handover(
+    std: ActiveProgram,
+) -> None:
+    """A prime's purge on a channel of a handover reads as the incoming channel's flow
+    (the overlap stepped on while the purge ran, counted in no total), and a container
+    change resets the volume the handover is timed on. (Found by review, 4 December
+    2026: B stopped by itself mid-overlap, a prime of B was accepted before the
+    fall-back.) Both wait until the handover ends; other channels are free."""
+    state = KernelState(
+        channels={"A": _running(std), "B": _still(std), "C": _still(std)},
+        handover=Handover("A", "B", "overlap", 100.0, 4, Decimal(30), 1, 160.0, 0.0),
+    )
+    refusal = _refused(
+        Reason.RELAY,
+        "refused: the safety process is handing the infusion over from channel A to B; "
+        "wait until it ends",
+    )
+    prime = PrimeChannel("B", Decimal(1), confirm_line_disconnected=True)
+    assert _decide(state, prime) == refusal
+    assert _decide(state, ContainerChanged(Decimal(50), "B")) == refusal
+    assert _decide(state, ContainerChanged(Decimal(50), "A")) == refusal
+    other = _decide(state, replace(prime, channel="C"), pumps={**PUMPS, "C": PUMP})
+    assert other.accepted
+    assert _decide(state, ContainerChanged(Decimal(50), "C")).accepted
+
+
 def test_s15_a_paused_channel_is_not_paused_again(std: ActiveProgram) -> None:
     """One pause at a time: a second would restart its bound and lose its rate."""
     state = _bench(_still(std), _running(std)).with_channel(
