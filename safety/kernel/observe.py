@@ -58,6 +58,11 @@ PUMP_ALARMS: dict[str, tuple[Priority, str]] = {
 
 #: a prime counts as done when the pump's counter moved at least this share of its volume
 PRIME_DONE_SHARE = 0.9
+#: a pump still running a prime when its counter moved more than this share of the
+#: prime's volume (plus ``PRIME_OVERRUN_FLOOR_ML``) is stopped: a purge that does not end
+#: runs at the pump's top rate, counted in no total, to the patient if the line is on
+PRIME_OVERRUN_SHARE = 1.5
+PRIME_OVERRUN_FLOOR_ML = 0.2
 
 
 def drug_scope(drug: str) -> str:
@@ -264,6 +269,8 @@ def count_unseen_delivery(
     last_ml, last_at = c.last_infused_ml, c.last_reading_at
     if program is None or last_ml is None or last_at is None or "reset" in pump_alarms:
         return s  # a reset counter says nothing about the gap; the rate history does
+    if c.priming is not None:
+        return s  # a prime's purge went to waste: the prime's end accounts for it
     measured_ml = infused_ml - last_ml
     if measured_ml <= 0:
         return s
@@ -494,19 +501,37 @@ def _priming(
     s: KernelState, channel: str, reading: PumpReading, now: Now, config: KernelConfig
 ) -> tuple[KernelState, Reaction]:
     """A channel priming runs to waste: neither an infusion (no history, no read-back
-    alarm for a pump nobody started) nor idle. Done when the pump stops by itself."""
+    alarm for a pump nobody started) nor idle. Done when the pump stops by itself;
+    stopped when it runs on well past its volume, or under an emergency stop (its stop
+    lost on the wire)."""
     t = now.clinical
     c = s.channel(channel)
     priming = c.priming
     assert priming is not None
     c = replace(c, running=reading.running, set_rate=reading.set_rate_ml_h, unread_command=False)
-    if not reading.running:
-        moved = (
-            reading.infused_ml - priming.counter_at_start
-            if priming.counter_at_start is not None
-            and reading.infused_ml >= priming.counter_at_start
-            else None
-        )
+    moved = (
+        reading.infused_ml - priming.counter_at_start
+        if priming.counter_at_start is not None and reading.infused_ml >= priming.counter_at_start
+        else None
+    )
+    actions: tuple[PumpAction, ...] = ()
+    if reading.running:
+        most = PRIME_OVERRUN_SHARE * priming.volume_ml + PRIME_OVERRUN_FLOOR_ML
+        if s.estopped:  # S12 holds until acknowledged: its stop was lost on the wire
+            actions = (StopPump(channel),)
+        elif moved is not None and moved > most:
+            actions = (StopPump(channel),)
+            s = _alarm(
+                s,
+                "prime_overrun",
+                Reason.RELAY,
+                Priority.HIGH,
+                f"the prime of {priming.volume_ml:g} mL has pushed {moved:.2f} mL and the "
+                "pump runs on: stopped",
+                t,
+                channel,
+            )
+    else:
         if moved is not None and c.program is not None:
             # what the program infused is what reached the patient: the prime went to waste
             program = c.program
@@ -536,7 +561,7 @@ def _priming(
     c = replace(c, last_reading_at=t, last_infused_ml=reading.infused_ml, deviation_since=None)
     s = replace(s, channels={**s.channels, channel: c})
     s = replace(s, alarms=s.alarms.rearmed(now.liveness))
-    return s, Reaction((), "safety")
+    return s, Reaction(actions, "safety")
 
 
 def stop_confirmed(state: KernelState, channel: str, now: Now, config: KernelConfig) -> KernelState:

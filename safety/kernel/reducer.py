@@ -636,6 +636,10 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     pending = s.channel(channel).pending
     if pending is not None:  # S10, judged on this reading: its alarm's condition ends
         s = reconcile(s, channel, pending, reading, t)
+    if s.channel(channel).priming is not None:
+        # a prime under way runs to waste: no infusion to hold, adopt or count as given;
+        # the read-back that follows ends it, or stops it (``observe``)
+        return replace(s, hold=others_run).with_channel(channel, unseen_pending=False)
     c = s.channel(channel)
     seg = s.history_of(c.drug).current if c.drug is not None else None
     was_running = c.running

@@ -326,6 +326,34 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s15_no_prime_or_container_change_on_a_channel_in_a_handover",
     ),
     Mutant(
+        "S15 a prime that runs on is stopped",
+        "safety/kernel/observe.py",
+        "        elif moved is not None and moved > most:",
+        "        elif False:",
+        "test_a_purge_that_runs_on_past_its_bound",
+    ),
+    Mutant(
+        "S12 a priming pump under the stop",
+        "safety/kernel/observe.py",
+        "        if s.estopped:  # S12 holds until acknowledged: its stop was lost on the wire",
+        "        if False:",
+        "test_a_priming_pump_seen_running_under_an_emergency_stop",
+    ),
+    Mutant(
+        "S3 a purge is no unseen drug",
+        "safety/kernel/observe.py",
+        "    if c.priming is not None:\n        return s  # a prime's purge",
+        "    if False:\n        return s  # a prime's purge",
+        "test_a_purge_is_not_counted",
+    ),
+    Mutant(
+        "S11 a restart mid-prime holds nothing",
+        "safety/kernel/reducer.py",
+        "    if s.channel(channel).priming is not None:\n        # a prime under way",
+        "    if False:\n        # a prime under way",
+        "test_a_restart_during_a_prime",
+    ),
+    Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
         (

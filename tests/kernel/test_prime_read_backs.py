@@ -1,0 +1,132 @@
+"""A prime's read-backs and a restart during one (S15 with S1, S3, S12).
+
+A prime runs the pump to waste at its top rate, and while it runs the channel counts in
+no total and its read-backs judge no rate (``observe._priming``). That blind spot must
+stay bounded: a purge that runs on well past its volume is stopped, an emergency stop
+whose stop was lost stops a priming pump as any other, and a restart neither holds a
+purge as an infusion nor counts it as drug given to the patient. (Found by review,
+4 December 2026: a pump seen running at 200 mL/h with 40 mL out of a 2 mL prime was
+neither stopped nor alarmed; under an emergency stop a priming pump seen running was not
+stopped again; a restart mid-prime adopted the purge as an infusion to hold, with a false
+"stopped by itself" alarm at its end, or counted the purge as drug given.)
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from safety.alarms import Priority
+from safety.kernel.config import KernelConfig
+from safety.kernel.history import RateHistory
+from safety.kernel.model import Now, PumpReading, Resumed, StopPump
+from safety.kernel.observe import (
+    PRIME_OVERRUN_FLOOR_ML,
+    PRIME_OVERRUN_SHARE,
+    count_unseen_delivery,
+    observe,
+)
+from safety.kernel.reducer import apply
+from safety.kernel.state import (
+    ActiveProgram,
+    ChannelState,
+    ContainerState,
+    DrugRecord,
+    KernelState,
+    Priming,
+    load_program,
+)
+from safety.library import DrugLibrary
+from safety.reasons import Reason
+from tests.kernel.support import norepi_standard
+
+CONFIG = KernelConfig()
+NOW = Now(1100.0, 600.0)
+#: the pump's counter when the 2 mL prime began
+COUNTER_AT_START = 10.0
+
+
+@pytest.fixture
+def priming(library: DrugLibrary) -> KernelState:
+    """Channel A primes 2 mL (since t=1000, counter 10 mL), its pump seen purging at
+    1200 mL/h; channel B idle."""
+    program: ActiveProgram = load_program(library, norepi_standard(library), 0.0)
+    a = ChannelState(
+        program=program,
+        running=True,
+        set_rate=Decimal(1200),
+        priming=Priming(2.0, 1000.0, COUNTER_AT_START),
+        container=ContainerState(volume_ml=50.0, counter_ml=COUNTER_AT_START, read_at=1000.0),
+        last_infused_ml=COUNTER_AT_START,
+        last_reading_at=1000.0,
+    )
+    drugs = {program.drug: DrugRecord(RateHistory(), program.limits, ())}
+    return KernelState(
+        channels={"A": a, "B": ChannelState()}, drugs=drugs, session="s", attached=True
+    )
+
+
+def _purging(moved_ml: float) -> PumpReading:
+    return PumpReading(True, Decimal(1200), COUNTER_AT_START + moved_ml)
+
+
+def test_a_purge_that_runs_on_past_its_bound_is_stopped_and_alarmed(
+    priming: KernelState,
+) -> None:
+    """Up to 1.5 x the volume + 0.2 mL (3.2 mL of a 2 mL prime) the purge runs on (a
+    pump's own prime may overshoot); past it the pump is stopped, with a high alarm."""
+    most = PRIME_OVERRUN_SHARE * 2.0 + PRIME_OVERRUN_FLOOR_ML
+    at, reaction = observe(priming, _purging(most), NOW, CONFIG, "A")
+    assert reaction.actions == ()
+    assert at.alarms.get("prime_overrun", "A") is None
+    assert at.channel("A").priming is not None
+    past, reaction = observe(priming, _purging(most + 0.01), NOW, CONFIG, "A")
+    assert reaction.actions == (StopPump("A"),)
+    alarm = past.alarms.get("prime_overrun", "A")
+    assert alarm is not None
+    assert (alarm.reason, alarm.priority, alarm.raised_at) == (
+        Reason.RELAY,
+        Priority.HIGH,
+        NOW.clinical,
+    )
+    assert alarm.message == "the prime of 2 mL has pushed 3.21 mL and the pump runs on: stopped"
+
+
+def test_a_priming_pump_seen_running_under_an_emergency_stop_is_stopped_again(
+    priming: KernelState,
+) -> None:
+    """S12 holds until acknowledged, for a prime as for an infusion: a pump seen running
+    (its stop lost on the wire) is stopped again at this read-back."""
+    stopped = KernelState(channels=priming.channels, drugs=priming.drugs, estopped=True)
+    _, reaction = observe(stopped, _purging(0.5), NOW, CONFIG, "A")
+    assert reaction.actions == (StopPump("A"),)
+    _, quiet = observe(priming, _purging(0.5), NOW, CONFIG, "A")
+    assert quiet.actions == ()  # without the emergency stop, a prime in its bound runs on
+
+
+def test_a_purge_is_not_counted_as_drug_the_process_did_not_see(priming: KernelState) -> None:
+    """The counter moved 1.9 mL while the process was down: the prime's purge, to waste,
+    not a bolus to the patient (the prime's end accounts for it)."""
+    after = count_unseen_delivery(priming, COUNTER_AT_START + 1.9, (), 1100.0, "A")
+    assert after == priming
+    done = priming.with_channel("A", priming=None)
+    counted = count_unseen_delivery(done, COUNTER_AT_START + 1.9, (), 1100.0, "A")
+    assert counted.history_of("norepinephrine").given_total(1100.0) > 0  # not priming: counted
+
+
+def test_a_restart_during_a_prime_holds_nothing_and_adopts_no_infusion(
+    priming: KernelState,
+) -> None:
+    """A pump found purging at a restart is not an infusion: nothing is held for a
+    controller, no "holding" alarm is raised, the channel is not expected to run (its
+    purge's end is no "stopped by itself"), and the purge is not counted as given."""
+    after = apply(CONFIG, priming, Resumed(_purging(1.0), NOW, "restart", "A"))
+    a = after.channel("A")
+    assert not after.hold and not a.expected_running and not a.unseen_pending
+    assert a.priming == priming.channel("A").priming
+    assert after.alarms.get("safety_restarted") is None
+    assert after.history_of("norepinephrine").given_total(1100.0) == 0
+    ended, _ = observe(after, PumpReading(False, Decimal(1200), 12.0), NOW, CONFIG, "A")
+    assert ended.channel("A").priming is None and ended.channel("A").container.primed
+    assert ended.alarms.get("pump_stopped", "A") is None
