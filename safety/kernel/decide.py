@@ -448,21 +448,9 @@ def _load_program(
         )
     if c.priming is not None:
         return Verdict.refuse(Reason.RELAY, f"refused: channel {channel} is priming")
-    if c.pause is not None and c.program is not None:
-        # the resume restores the paused drug's rate: a program may change the strength
-        # for the new container, never the drug (its rate would start another drug
-        # unordered, above its start limits)
-        was = c.drug
-        if (None if spec.test_fluid else spec.drug) != was:
-            return Verdict.refuse(
-                Reason.CONTAINER_PAUSE,
-                f"refused: channel {channel} is paused for a container change of "
-                f"{was or 'a test fluid'}: until it resumes, only a program of the same "
-                f"{'drug' if was else 'kind'} may be loaded (another strength for the new "
-                "container is fine)",
-            )
     if spec.test_fluid:
-        return _load_fluid(library, c, spec)
+        refusal = _paused_for(c, channel, None)
+        return refusal if refusal is not None else _load_fluid(library, c, spec)
     program = c.drug_program
     running = c.busy
     in_place = running and program is not None and _same_solution(program, spec)
@@ -479,6 +467,9 @@ def _load_program(
         return Verdict.refuse(exc.finding.code, exc.finding.message, findings=(exc.finding,))
     except (UnitError, DiluentError, LookupProblem) as exc:
         return Verdict.refuse(Reason.BAD_INPUT, f"refused: {exc}")
+    refusal = _paused_for(c, channel, check.selection.drug_id)  # the library's own name
+    if refusal is not None:
+        return refusal
     patient = state.patient
     if patient is not None:
         mismatch = _patient_mismatch(patient.spec, check.selection.profile_id, spec.weight_kg)
@@ -511,6 +502,23 @@ def _load_program(
         f"program loaded: {check.what}, {check.concentration}{where}",
         findings=check.findings,
         unit=unit,
+    )
+
+
+def _paused_for(c: ChannelState, channel: str, drug: str | None) -> Verdict | None:
+    """A channel paused for a container change takes a program of its own drug only
+    (``drug`` None: a test fluid): the resume restores the paused drug's rate, and another
+    drug's program would start that drug unordered, above its start limits. Another
+    strength for the new container is fine."""
+    if c.pause is None or c.program is None or drug == c.drug:
+        return None
+    was = c.drug
+    return Verdict.refuse(
+        Reason.CONTAINER_PAUSE,
+        f"refused: channel {channel} is paused for a container change of "
+        f"{was or 'a test fluid'}: until it resumes, only a program of the same "
+        f"{'drug' if was else 'kind'} may be loaded (another strength for the new "
+        "container is fine)",
     )
 
 

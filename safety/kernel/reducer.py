@@ -8,6 +8,7 @@ deterministic: it never raises on a well-formed event and reads no clock.
 from __future__ import annotations
 
 from dataclasses import replace
+from fractions import Fraction
 
 from safety.alarms import Priority
 from safety.kernel.config import KernelConfig
@@ -566,10 +567,30 @@ def _relay_setting(
         return replace(state, alarms=alarms).with_channel(
             channel, container=container, pause=pause, program_stale=stale, relieved_by=None
         )
-    # journaled before the pause's stop: the total is what ran until now
-    total = state.total_amount_rate(c.drug) if c.drug is not None else None
-    pause = ContainerPause(t, event.rate_ml_h, event.max_s, event.concentration, False, total)
+    pause = ContainerPause(
+        t, event.rate_ml_h, event.max_s, event.concentration, False, _total_before(state, event)
+    )
     return state.with_channel(channel, pause=pause)
+
+
+def _total_before(state: KernelState, event: ContainerPaused) -> Fraction | None:
+    """The drug's total a pause's resume may restore without a titration (S4): the other
+    channels as they run (journaled before the pause's stop), and this one at the rate it
+    was told and will be resumed at (a read-back within tolerance of it is the same
+    rate). Pauses of the drug that overlap share one "before": a channel paused earlier
+    is not counted at 0 for the later one."""
+    c = state.channel(event.channel)
+    program = c.drug_program
+    if program is None:
+        return None
+    drug = program.drug
+    total = state.others_amount_rate(drug, event.channel)
+    total += Fraction(event.rate_ml_h) * program.amount_per_ml
+    for name, other in state.drug_channels(drug):
+        pause = other.pause
+        if name != event.channel and pause is not None and pause.total_before is not None:
+            total = max(total, pause.total_before)
+    return total
 
 
 def _handover(
@@ -641,6 +662,15 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
         # the read-back that follows ends it, or stops it (``observe``)
         return replace(s, hold=others_run).with_channel(channel, unseen_pending=False)
     c = s.channel(channel)
+    # told to run and found stopped: the pump stopped by itself while the process was
+    # down (an armed standby relieves it, S15); found running: no such stop stands
+    stopped_itself_at = (
+        t
+        if c.expected_running and not reading.running
+        else None
+        if reading.running
+        else c.stopped_itself_at
+    )
     seg = s.history_of(c.drug).current if c.drug is not None else None
     was_running = c.running
     now_rate = reading.set_rate_ml_h if reading.running else None
@@ -699,4 +729,5 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
         expected_rate=reading.set_rate_ml_h,
         expected_cause=cause,
         unseen_pending=False,
+        stopped_itself_at=stopped_itself_at,
     )

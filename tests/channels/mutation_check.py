@@ -187,6 +187,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_only_a_supervised_pumps_own_stop",
     ),
     Mutant(
+        "S15 an own stop seen at a restart",
+        REDUCER,
+        "        if c.expected_running and not reading.running",
+        "        if False",
+        "test_a_pump_that_runs_empty_while_the_safety_process_is_down",
+    ),
+    Mutant(
         "S15 relieve a stalled or occluded pump",
         RELAY,
         '    "stall": "with its motor stalled (an empty syringe, or an occlusion)",',

@@ -208,6 +208,32 @@ def test_a_pump_that_stops_empty_early_is_relieved_at_its_rate(
     assert b.running and b.set_rate_ml_h == 30.0
 
 
+def test_a_pump_that_runs_empty_while_the_safety_process_is_down_is_relieved_at_restart(
+    make_channels: Callable[..., ChannelBench], std: ProgramSpec
+) -> None:
+    """The safety process is down for 6 min while A's 3 mL syringe runs empty: its restart
+    finds the pump stopped that the journal had told to run, which is the pump's own
+    stop (S15), and the armed standby takes over at once, with no controller. (Review of
+    4 December 2026: the first version of "a supervised own stop only" marked such a stop
+    at read-backs alone, and this relief was lost.)"""
+    bench = make_channels(actual_ml={"A": 3.0})
+    bench.boot()
+    assert bench.load_on("A", std).verdict.accepted and bench.load_on("B", std).verdict.accepted
+    assert bench.start_on("A", 8).verdict.accepted
+    bench.prime_done("B")
+    assert bench.arm("B", "A").verdict.accepted
+    bench.advance(60, poll_every_s=20)
+    bench.clinical.advance(6 * 60)  # the process is down; A runs on, empty
+    bench.liveness.advance(6 * 60)
+    assert not bench.pumps["A"].snapshot().running
+    bench.restart(attach=False)
+    bench.advance(60, poll_every_s=20)
+    started = [e for e in bench.relay_events() if isinstance(e, HandoverStarted)]
+    assert [e.why for e in started] == ["channel A's pump stopped empty"]
+    b = bench.pumps["B"].snapshot()
+    assert b.running and b.set_rate_ml_h == 30.0
+
+
 # --------------------------------------------------------------------------- warnings
 
 

@@ -294,8 +294,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S15 a paused channel keeps its drug",
         "safety/kernel/decide.py",
-        "        if (None if spec.test_fluid else spec.drug) != was:",
-        "        if False:",
+        "    if c.pause is None or c.program is None or drug == c.drug:\n        return None",
+        "    if True:\n        return None",
         "test_s15_a_paused_channel_takes_a_program_of_its_own_drug_only",
     ),
     Mutant(
@@ -352,6 +352,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if s.channel(channel).priming is not None:\n        # a prime under way",
         "    if False:\n        # a prime under way",
         "test_a_restart_during_a_prime",
+    ),
+    Mutant(
+        "S4 overlapping pauses share a total",
+        "safety/kernel/reducer.py",
+        "            total = max(total, pause.total_before)",
+        "            pass",
+        "test_s4_pauses_that_overlap_share_one_total_before",
+    ),
+    Mutant(
+        "S4 a pause counts the rate told",
+        "safety/kernel/reducer.py",
+        "    total += Fraction(event.rate_ml_h) * program.amount_per_ml",
+        "    total += c.licensed_amount_rate()",
+        "test_s4_a_pause_keeps_the_rate_told",
     ),
     Mutant(
         "S10 blind repeat",

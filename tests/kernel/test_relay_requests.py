@@ -761,6 +761,52 @@ def test_s15_a_pause_keeps_the_drugs_total_before_it(
     assert fluid.channel("B").pause == ContainerPause(NOW.clinical, Decimal(100), 180.0)
 
 
+def test_s4_a_pause_keeps_the_rate_told_so_a_read_back_in_tolerance_still_resumes(
+    std: ActiveProgram,
+) -> None:
+    """The pump read back 29.99 mL/h for the 30 it was told (within the 0.05 % band):
+    the pause keeps 30 for this channel in the total before it, the rate its resume asks,
+    so the resume restores it (counted at the verified 29.99 the resume was a rise from
+    0, refused by S4, and a paused channel has no other way out). Review, 4 December
+    2026."""
+    b = replace(_running(std, "29.99"), expected_rate=Decimal(30))
+    state = _bench(_still(None), b)
+    paused = apply(CONFIG, state, ContainerPaused("B", Decimal(30), 180.0, NOW, "4 mg/250 mL"))
+    pause = paused.channel("B").pause
+    assert pause is not None and pause.total_before == Fraction(480)
+    stopped = paused.with_channel("B", running=False, expected_running=False)
+    assert _decide(stopped, ResumeAfterContainerChange("B"), now=Now(7320.0, 220.0)).accepted
+
+
+def test_s4_pauses_that_overlap_share_one_total_before(std: ActiveProgram) -> None:
+    """A runs 30 mL/h (8 mcg/min) and B 7.5 (2): B pauses, then A, each resumed in the
+    same order. A's pause keeps the 10 mcg/min that ran before B's (not the 8 left when
+    it paused), so both resume; a channel started at a paused one's rate and paused in
+    turn cannot double the dose that way (its total before is the first pause's)."""
+    state = _bench(_running(std, "30"), _running(std, "7.5"))
+    b_paused = apply(CONFIG, state, ContainerPaused("B", Decimal("7.5"), 180.0, NOW, ""))
+    b_stopped = b_paused.with_channel("B", running=False, expected_running=False)
+    a_paused = apply(CONFIG, b_stopped, ContainerPaused("A", Decimal(30), 180.0, NOW, ""))
+    a_pause, b_pause = a_paused.channel("A").pause, a_paused.channel("B").pause
+    assert a_pause is not None and b_pause is not None
+    assert (a_pause.total_before, b_pause.total_before) == (Fraction(600), Fraction(600))
+    both = a_paused.with_channel("A", running=False, expected_running=False)
+    later = Now(7320.0, 220.0)
+    assert _decide(both, ResumeAfterContainerChange("B"), now=later).accepted
+    b_back = both.with_channel("B", running=True, expected_running=True)
+    assert _decide(b_back, ResumeAfterContainerChange("A"), now=later).accepted
+    # A paused at 8, B started at 8 meanwhile and paused: B's "before" is A's 8, not 16
+    a_only = _bench(_running(std, "30"), _still(std))
+    a_first = apply(CONFIG, a_only, ContainerPaused("A", Decimal(30), 180.0, NOW, ""))
+    a_first = a_first.with_channel("A", running=False, expected_running=False)
+    b_started = a_first.with_channel(
+        "B", running=True, set_rate=Decimal(30), expected_running=True, expected_rate=Decimal(30)
+    )
+    b_then = apply(CONFIG, b_started, ContainerPaused("B", Decimal(30), 180.0, NOW, ""))
+    b_pause = b_then.channel("B").pause
+    assert b_pause is not None and b_pause.total_before == Fraction(480)
+
+
 def test_s15_a_priming_channel_is_not_paused(std: ActiveProgram) -> None:
     """A prime runs the pump to waste at its top rate: a pause then would keep that rate
     as the one to resume at (the pump reads it, nothing was told). Refused like every
@@ -1267,6 +1313,9 @@ def test_s15_a_paused_channel_takes_a_program_of_its_own_drug_only(
     )
     water = ProgramSpec(library.content_hash, "water", "", "", "", "", test_fluid=True)
     assert not _decided(library, state, LoadProgram(water, "B")).accepted
+    # the same drug by another of the library's names is the same drug
+    alias = norepi_standard(library, drug="noradrenaline", concentration="8 mg/250 mL")
+    assert _decided(library, state, LoadProgram(alias, "B")).accepted
     stronger = norepi_standard(library, concentration="8 mg/250 mL")
     assert _decided(library, state, LoadProgram(stronger, "B")).accepted
     fluid = _bench(_still(None), _paused(_water(library), "100", concentration=""))
