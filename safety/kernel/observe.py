@@ -63,6 +63,10 @@ PRIME_DONE_SHARE = 0.9
 #: runs at the pump's top rate, counted in no total, to the patient if the line is on
 PRIME_OVERRUN_SHARE = 1.5
 PRIME_OVERRUN_FLOOR_ML = 0.2
+#: ...and one still running this long after it began, whatever its counter says (a
+#: counter not known at the prime's start, or reset since: the volume bound cannot judge
+#: it); the largest prime at a slow pump's top rate (5 mL at 60 mL/h) takes 5 min
+PRIME_LONGEST_S = 10 * 60.0
 
 
 def drug_scope(drug: str) -> str:
@@ -519,15 +523,20 @@ def _priming(
         most = PRIME_OVERRUN_SHARE * priming.volume_ml + PRIME_OVERRUN_FLOOR_ML
         if s.estopped:  # S12 holds until acknowledged: its stop was lost on the wire
             actions = (StopPump(channel),)
-        elif moved is not None and moved > most:
+        elif (moved is not None and moved > most) or t - priming.since > PRIME_LONGEST_S:
             actions = (StopPump(channel),)
+            minutes = f"{(t - priming.since) / 60:.0f} min"
+            pushed = (
+                f"has pushed {moved:.2f} mL in {minutes}"
+                if moved is not None
+                else f"has run {minutes} (the volume it pushed not known)"
+            )
             s = _alarm(
                 s,
                 "prime_overrun",
                 Reason.RELAY,
                 Priority.HIGH,
-                f"the prime of {priming.volume_ml:g} mL has pushed {moved:.2f} mL and the "
-                "pump runs on: stopped",
+                f"the prime of {priming.volume_ml:g} mL {pushed} and the pump runs on: stopped",
                 t,
                 channel,
             )

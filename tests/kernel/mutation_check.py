@@ -328,7 +328,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S15 a prime that runs on is stopped",
         "safety/kernel/observe.py",
-        "        elif moved is not None and moved > most:",
+        "        elif (moved is not None and moved > most) or t - priming.since > PRIME_LONGEST_S:",
         "        elif False:",
         "test_a_purge_that_runs_on_past_its_bound",
     ),

@@ -13,6 +13,7 @@ stopped again; a restart mid-prime adopted the purge as an infusion to hold, wit
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -22,6 +23,7 @@ from safety.kernel.config import KernelConfig
 from safety.kernel.history import RateHistory
 from safety.kernel.model import Now, PumpReading, Resumed, StopPump
 from safety.kernel.observe import (
+    PRIME_LONGEST_S,
     PRIME_OVERRUN_FLOOR_ML,
     PRIME_OVERRUN_SHARE,
     count_unseen_delivery,
@@ -90,7 +92,32 @@ def test_a_purge_that_runs_on_past_its_bound_is_stopped_and_alarmed(
         Priority.HIGH,
         NOW.clinical,
     )
-    assert alarm.message == "the prime of 2 mL has pushed 3.21 mL and the pump runs on: stopped"
+    assert alarm.message == (
+        "the prime of 2 mL has pushed 3.21 mL in 2 min and the pump runs on: stopped"
+    )
+
+
+def test_a_purge_whose_volume_cannot_be_judged_is_stopped_after_ten_minutes(
+    priming: KernelState,
+) -> None:
+    """Without the counter at the prime's start (a pump replaced, a counter reset) the
+    volume bound cannot judge: a purge still running 10 min after it began is stopped,
+    not a step before."""
+    a = priming.channel("A")
+    assert a.priming is not None
+    blind = priming.with_channel("A", priming=replace(a.priming, counter_at_start=None))
+    began = a.priming.since
+    at_bound = Now(began + PRIME_LONGEST_S, 600.0)
+    _, reaction = observe(blind, _purging(1.0), at_bound, CONFIG, "A")
+    assert reaction.actions == ()
+    past = Now(began + PRIME_LONGEST_S + 0.01, 600.0)
+    after, reaction = observe(blind, _purging(1.0), past, CONFIG, "A")
+    assert reaction.actions == (StopPump("A"),)
+    alarm = after.alarms.get("prime_overrun", "A")
+    assert alarm is not None and alarm.message == (
+        "the prime of 2 mL has run 10 min (the volume it pushed not known) and the pump "
+        "runs on: stopped"
+    )
 
 
 def test_a_priming_pump_seen_running_under_an_emergency_stop_is_stopped_again(
