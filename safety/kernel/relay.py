@@ -412,7 +412,7 @@ def _resume(
             start=False,
             own_checked=False,
             # what ran before the pause is no titration; more than that is a rise (S4)
-            resume_to=pause.total_before if pause.total_before is not None else Fraction(0),
+            resume_to=pause.total_before,
             context=total_context(state, drug, name) if others else "",
         )
         if refusal is not None:

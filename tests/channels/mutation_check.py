@@ -496,8 +496,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S15 resume restores",
         RELAY,
-        "            resume_to=pause.total_before if pause.total_before is not None else "
-        "Fraction(0),\n",
+        "            resume_to=pause.total_before,\n",
         "            resume_to=None,\n",
         "test_a_change_primes_and_resumes",
     ),

@@ -286,8 +286,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S15 resume restores at most the total before",
         "safety/kernel/relay.py",
-        "            resume_to=pause.total_before if pause.total_before is not None else "
-        "Fraction(0),\n",
+        "            resume_to=pause.total_before,\n",
         "            resume_to=asked,\n",
         "test_s4_a_resume_restores_no_more_than_the_total_at_the_pause",
     ),

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import pytest
 
-from safety.alarms import Priority
+from safety.alarms import AlarmBook, Priority
 from safety.kernel.config import KernelConfig
 from safety.kernel.history import RateHistory
 from safety.kernel.model import Now, PumpReading, Resumed, StopPump
@@ -45,8 +45,8 @@ from tests.kernel.support import norepi_standard
 
 CONFIG = KernelConfig()
 NOW = Now(1100.0, 600.0)
-#: the pump's counter when the 2 mL prime began
-COUNTER_AT_START = 10.0
+#: the pump's counter when the 2 mL prime began (0: the bounds below are exact floats)
+COUNTER_AT_START = 0.0
 
 
 @pytest.fixture
@@ -95,6 +95,10 @@ def test_a_purge_that_runs_on_past_its_bound_is_stopped_and_alarmed(
     assert alarm.message == (
         "the prime of 2 mL has pushed 3.21 mL in 2 min and the pump runs on: stopped"
     )
+    # the minutes to the nearest: 91 s is "2 min" (1.52)
+    early, _ = observe(priming, _purging(most + 0.01), Now(1091.0, 600.0), CONFIG, "A")
+    overrun = early.alarms.get("prime_overrun", "A")
+    assert overrun is not None and " in 2 min " in overrun.message
 
 
 def test_a_purge_whose_volume_cannot_be_judged_is_stopped_after_ten_minutes(
@@ -157,3 +161,73 @@ def test_a_restart_during_a_prime_holds_nothing_and_adopts_no_infusion(
     ended, _ = observe(after, PumpReading(False, Decimal(1200), 12.0), NOW, CONFIG, "A")
     assert ended.channel("A").priming is None and ended.channel("A").container.primed
     assert ended.alarms.get("pump_stopped", "A") is None
+
+
+# --------------------------------------------------------------------------- its end
+
+
+def test_a_priming_read_back_takes_the_pumps_state_and_nothing_else(
+    priming: KernelState,
+) -> None:
+    """While it primes, a read-back records what the pump does (running, its rate), the
+    reading's time and counter, clears the command's unread mark and any accuracy
+    deviation (a purge is no delivery to judge), and re-arms alarms whose silence ran
+    out; the prime goes on. Compared whole."""
+    a = priming.channel("A")
+    book = AlarmBook().raised("comms", Reason.PUMP_COMMS, Priority.LOW, "x", 1000.0, "A")
+    silenced = replace(book.alarms[0], acknowledged=True, silenced_until=500.0)
+    state = replace(
+        priming.with_channel("A", unread_command=True, deviation_since=900.0, set_rate=Decimal(0)),
+        alarms=AlarmBook((silenced,)),
+    )
+    after, reaction = observe(state, PumpReading(True, Decimal(1200), 1.0), NOW, CONFIG, "A")
+    assert reaction.actions == () and reaction.cause == "safety"
+    expected = replace(
+        a,
+        running=True,
+        set_rate=Decimal(1200),
+        unread_command=False,
+        deviation_since=None,
+        last_reading_at=NOW.clinical,
+        last_infused_ml=1.0,
+        container=replace(a.container, counter_ml=1.0, read_at=NOW.clinical, used_ml=1.0),
+    )
+    assert after.channel("A") == expected
+    (rearmed,) = after.alarms.alarms
+    assert (rearmed.acknowledged, rearmed.silenced_until) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("alarms", "counter", "failed"),
+    [
+        pytest.param((), 1.8, None, id="done at 90 %"),
+        pytest.param(("near_empty",), 1.8, None, id="near empty is no failure"),
+        pytest.param((), 1.79, "the prime of 2 mL stopped after 1.79 mL", id="short"),
+        pytest.param((), COUNTER_AT_START, "the prime of 2 mL stopped after 0.00 mL", id="none"),
+        pytest.param(
+            ("occlusion", "mystery"),
+            1.9,
+            "the prime of 2 mL stopped after 1.90 mL (downstream occlusion: the pump has "
+            "stopped flow, pump alarm)",
+            id="alarms",
+        ),
+    ],
+)
+def test_a_prime_ends_when_its_pump_stops_done_or_failed(
+    priming: KernelState, alarms: tuple[str, ...], counter: float, failed: str | None
+) -> None:
+    """Done: 90 % of the volume out and no alarm but near-empty (the channel is primed,
+    and an earlier failed prime's condition ends). Otherwise `prime_failed` says how far
+    it got and why, in the pump alarms' words; the channel is not primed."""
+    earlier = AlarmBook().raised("prime_failed", Reason.RELAY, Priority.MEDIUM, "x", 900.0, "A")
+    state = replace(priming, alarms=earlier)
+    after, _ = observe(state, PumpReading(False, Decimal(1200), counter, alarms), NOW, CONFIG, "A")
+    a = after.channel("A")
+    assert a.priming is None and not a.running
+    alarm = after.alarms.get("prime_failed", "A")
+    assert alarm is not None
+    if failed is None:
+        assert a.container.primed and not alarm.active
+    else:
+        assert not a.container.primed and alarm.active
+        assert alarm.message == f"{failed}: the channel is not primed"
