@@ -74,6 +74,7 @@ from safety.kernel.state import (
     Pending,
     Priming,
     PriorLimits,
+    Program,
     Standby,
     program_of,
     window_horizon_s,
@@ -223,14 +224,8 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
     limits = event.limits
     channel = event.channel
     if isinstance(limits, FluidLimits):  # no drug: no history, no patient
-        program = program_of(event.spec, limits, t, event.infused_baseline_ml)
-        return state.with_channel(
-            channel,
-            program=program,
-            program_stale=None,
-            under_retries=0,
-            relieved_by=None,
-            stopped_itself_at=None,
+        return _with_program(
+            state, channel, program_of(event.spec, limits, t, event.infused_baseline_ml)
         )
     record = state.drugs.get(limits.drug, DrugRecord())
     priors = record.priors_at(t)
@@ -239,7 +234,13 @@ def _program_loaded(state: KernelState, event: ProgramLoaded, t: float) -> Kerne
         priors = (*priors, PriorLimits(old, t + window_horizon_s(old), _why_prior(old, limits)))
     drugs = {**state.drugs, limits.drug: DrugRecord(record.history, limits, priors)}
     program = ActiveProgram(event.spec, limits, t, event.infused_baseline_ml)
-    return replace(state, drugs=drugs).with_channel(
+    return _with_program(replace(state, drugs=drugs), channel, program)
+
+
+def _with_program(state: KernelState, channel: str, program: Program) -> KernelState:
+    """A new program: what the channel's last one left (a stale mark, retries, a relief,
+    a stop by the pump itself) no longer stands."""
+    return state.with_channel(
         channel,
         program=program,
         program_stale=None,

@@ -189,18 +189,25 @@ def test_a_standby_that_does_not_start_leaves_the_active_channel_running(
     assert no_standby is not None and no_standby.priority.word == "high"
 
 
-def test_a_pump_that_stops_empty_early_is_relieved_at_its_rate(
-    make_channels: Callable[..., ChannelBench], std: ProgramSpec
-) -> None:
-    """The safety process believes 50 mL; the syringe held 3: A stops empty after 6 min,
-    before any planned handover, and B takes over at once at A's rate (what ran in the
-    titration window is no titration)."""
+def _armed_with_3_ml(make_channels: Callable[..., ChannelBench], std: ProgramSpec) -> ChannelBench:
+    """A runs 8 mcg/min (30 mL/h) from a syringe said to hold 50 mL that holds 3 (empty
+    after 6 min); B, primed, is armed as its standby."""
     bench = make_channels(actual_ml={"A": 3.0})
     bench.boot()
     assert bench.load_on("A", std).verdict.accepted and bench.load_on("B", std).verdict.accepted
     assert bench.start_on("A", 8).verdict.accepted
     bench.prime_done("B")
     assert bench.arm("B", "A").verdict.accepted
+    return bench
+
+
+def test_a_pump_that_stops_empty_early_is_relieved_at_its_rate(
+    make_channels: Callable[..., ChannelBench], std: ProgramSpec
+) -> None:
+    """The safety process believes 50 mL; the syringe held 3: A stops empty after 6 min,
+    before any planned handover, and B takes over at once at A's rate (what ran in the
+    titration window is no titration)."""
+    bench = _armed_with_3_ml(make_channels, std)
     bench.advance(10 * 60, poll_every_s=20)
     started = [e for e in bench.relay_events() if isinstance(e, HandoverStarted)]
     assert len(started) == 1 and started[0].why == "channel A's pump stopped empty"
@@ -216,12 +223,7 @@ def test_a_pump_that_runs_empty_while_the_safety_process_is_down_is_relieved_at_
     stop (S15), and the armed standby takes over at once, with no controller. (Review of
     4 December 2026: the first version of "a supervised own stop only" marked such a stop
     at read-backs alone, and this relief was lost.)"""
-    bench = make_channels(actual_ml={"A": 3.0})
-    bench.boot()
-    assert bench.load_on("A", std).verdict.accepted and bench.load_on("B", std).verdict.accepted
-    assert bench.start_on("A", 8).verdict.accepted
-    bench.prime_done("B")
-    assert bench.arm("B", "A").verdict.accepted
+    bench = _armed_with_3_ml(make_channels, std)
     bench.advance(60, poll_every_s=20)
     bench.clinical.advance(6 * 60)  # the process is down; A runs on, empty
     bench.liveness.advance(6 * 60)
