@@ -152,7 +152,9 @@ def test_a_restart_during_a_prime_holds_nothing_and_adopts_no_infusion(
     """A pump found purging at a restart is not an infusion: nothing is held for a
     controller, no "holding" alarm is raised, the channel is not expected to run (its
     purge's end is no "stopped by itself"), and the purge is not counted as given."""
-    after = apply(CONFIG, priming, Resumed(_purging(1.0), NOW, "restart", "A"))
+    unread = priming.with_channel("A", unseen_pending=True)  # an earlier start could not read it
+    after = apply(CONFIG, unread, Resumed(_purging(1.0), NOW, "restart", "A"))
+    assert list(after.channels) == ["A", "B"]
     a = after.channel("A")
     assert not after.hold and not a.expected_running and not a.unseen_pending
     assert a.priming == priming.channel("A").priming

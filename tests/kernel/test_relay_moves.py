@@ -32,6 +32,7 @@ from safety.kernel.model import (
     Now,
     ProgramLoaded,
     PumpReading,
+    Resumed,
     SetInterlock,
     SetRate,
     StartPump,
@@ -890,3 +891,31 @@ def test_a_standby_whose_channel_awaits_a_read_back_lets_the_next_one_move(
     move = relay_move(state, _at(EMPTY_AT - QUICK_LEAD), CONFIG, {**PUMPS, "D": _caps()})
     assert move is not None
     assert move.actions == (SetRate(Decimal("30.0"), "B"), StartPump("B"), StopPump("A"))
+
+
+@pytest.mark.parametrize(
+    ("told_to_run", "before", "reading_runs", "after"),
+    [
+        pytest.param(True, None, False, 1000.0, id="told to run, found stopped: its own stop"),
+        pytest.param(False, 500.0, False, 500.0, id="an own stop before the restart stands"),
+        pytest.param(False, None, False, None, id="stopped as told: no own stop"),
+        pytest.param(True, 500.0, True, None, id="found running: no own stop stands"),
+        pytest.param(False, 500.0, True, None, id="found running though not told: none"),
+    ],
+)
+def test_a_restart_marks_the_pumps_own_stop_from_its_first_reading(
+    std: ActiveProgram,
+    told_to_run: bool,
+    before: float | None,
+    reading_runs: bool,
+    after: float | None,
+) -> None:
+    """The journal says what the pump was told; the restart's first reading what it does.
+    Told to run and found stopped, it stopped by itself while the process was down (an
+    armed standby relieves it); found running, no stop of its own stands."""
+    state = _bench(std).with_channel(
+        "A", expected_running=told_to_run, running=told_to_run, stopped_itself_at=before
+    )
+    reading = PumpReading(reading_runs, Decimal(30), 47.6)
+    resumed = apply(CONFIG, state, Resumed(reading, _at(1000.0), "restart", "A"))
+    assert resumed.channel("A").stopped_itself_at == after
