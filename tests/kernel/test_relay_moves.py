@@ -919,3 +919,57 @@ def test_a_restart_marks_the_pumps_own_stop_from_its_first_reading(
     reading = PumpReading(reading_runs, Decimal(30), 47.6)
     resumed = apply(CONFIG, state, Resumed(reading, _at(1000.0), "restart", "A"))
     assert resumed.channel("A").stopped_itself_at == after
+
+
+def test_a_restart_adopts_a_rise_in_flight_on_one_channel_of_several(std: ActiveProgram) -> None:
+    """The process died after it sent A's rise to 37.5 mL/h and before the reply: the
+    restart's reading shows the pump at it. The rise is the journal's command, not the
+    pump's own: A counts as running it since it was issued (its flow and the drug's
+    history from t=900, more drug counted, never less), the command is read, and the
+    alarm names the channel on a bench of several. Compared whole."""
+    a = _bench(std).channel("A")
+    state = _bench(std).with_channel(
+        "A",
+        expected_rate=Decimal("37.5"),
+        expected_since=900.0,
+        unread_command=True,
+        connecting=True,
+    )
+    issued = state.channel("A")
+    reading = PumpReading(True, Decimal("37.5"), 47.6)
+    now = _at(1000.0)
+    resumed = apply(CONFIG, state, Resumed(reading, now, "", "A"))
+    assert resumed.channel("A") == replace(
+        issued,
+        running=True,
+        set_rate=Decimal("37.5"),
+        unread_command=False,
+        connecting=False,
+        flow=a.flow.with_rate(900.0, Decimal("37.5")),
+        expected_cause="command",
+    )
+    history = resumed.history_of(std.drug)
+    assert history.max_amount_rate(900.0, 1000.0) == Fraction(600)  # 37.5 x 16 from 900
+    assert history.max_amount_rate(899.0, 899.5) == Fraction(480)
+    alarm = resumed.alarms.get("safety_restarted")
+    assert alarm is not None and alarm.message == (
+        "the safety process restarted (resumed); holding 37.5 mL/h on channel A until a "
+        "controller attaches"
+    )
+    assert resumed.hold and not resumed.attached and resumed.session is None
+
+
+def test_a_restart_adopts_a_start_in_flight(std: ActiveProgram) -> None:
+    """A stopped A was started at t=900 and the reply lost with the process: the restart
+    reads it running at the rate told, so A runs it since then (not only from now)."""
+    state = _bench(std).with_channel(
+        "A",
+        running=False,
+        set_rate=Decimal(0),
+        expected_since=900.0,
+        unread_command=True,
+    )
+    resumed = apply(CONFIG, state, Resumed(PumpReading(True, Decimal(30), 47.6), _at(1000.0)))
+    a = resumed.channel("A")
+    assert (a.running, a.set_rate, a.unread_command) == (True, Decimal(30), False)
+    assert a.flow == state.channel("A").flow.with_rate(900.0, Decimal(30))
