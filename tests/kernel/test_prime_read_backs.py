@@ -233,3 +233,17 @@ def test_a_prime_ends_when_its_pump_stops_done_or_failed(
     else:
         assert not a.container.primed and alarm.active
         assert alarm.message == f"{failed}: the channel is not primed"
+
+
+def test_a_primes_volume_is_counted_from_the_counter_at_its_start(
+    priming: KernelState,
+) -> None:
+    """A pump whose counter read 10 mL when the prime began and 11 mL when it stopped
+    pushed 1 mL, not 11: a 2 mL prime that stopped there failed."""
+    a = priming.channel("A")
+    assert a.priming is not None
+    started_at_10 = priming.with_channel("A", priming=replace(a.priming, counter_at_start=10.0))
+    after, _ = observe(started_at_10, PumpReading(False, Decimal(1200), 11.0), NOW, CONFIG, "A")
+    alarm = after.alarms.get("prime_failed", "A")
+    assert alarm is not None
+    assert alarm.message == "the prime of 2 mL stopped after 1.00 mL: the channel is not primed"

@@ -914,11 +914,19 @@ def test_a_restart_marks_the_pumps_own_stop_from_its_first_reading(
     Told to run and found stopped, it stopped by itself while the process was down (an
     armed standby relieves it); found running, no stop of its own stands."""
     state = _bench(std).with_channel(
-        "A", expected_running=told_to_run, running=told_to_run, stopped_itself_at=before
+        "A",
+        expected_running=told_to_run,
+        running=told_to_run,
+        stopped_itself_at=before,
+        unseen_pending=True,  # an earlier start could not read it
     )
     reading = PumpReading(reading_runs, Decimal(30), 47.6)
     resumed = apply(CONFIG, state, Resumed(reading, _at(1000.0), "restart", "A"))
-    assert resumed.channel("A").stopped_itself_at == after
+    a = resumed.channel("A")
+    assert a.stopped_itself_at == after
+    # what the pump does is what it is expected to do from now (nothing restarts it, and
+    # no second "stopped by itself" follows); the gap is counted at this reading
+    assert (a.expected_running, a.unseen_pending) == (reading_runs, False)
 
 
 def test_a_restart_adopts_a_rise_in_flight_on_one_channel_of_several(std: ActiveProgram) -> None:
