@@ -981,3 +981,28 @@ def test_a_restart_adopts_a_start_in_flight(std: ActiveProgram) -> None:
     a = resumed.channel("A")
     assert (a.running, a.set_rate, a.unread_command) == (True, Decimal(30), False)
     assert a.flow == state.channel("A").flow.with_rate(900.0, Decimal(30))
+
+
+def test_a_restart_adopts_a_stop_in_flight_and_a_start_below_the_rate_kept(
+    std: ActiveProgram,
+) -> None:
+    """A stop sent just before the process died, found done: the journal's command, no
+    "changed while down" alarm, nothing held. A start at 20 mL/h of a channel whose last
+    rate was 30, found running at 20: adopted since it was issued (a start is a rise from
+    nothing, whatever rate the channel ran before)."""
+    stopping = _bench(std).with_channel("A", expected_running=False, expected_since=900.0)
+    stopped = apply(CONFIG, stopping, Resumed(PumpReading(False, Decimal(30), 47.6), _at(1000.0)))
+    assert stopped.alarms.get("resume_changed", "A") is None
+    assert not stopped.channel("A").expected_running and not stopped.hold
+    starting = _bench(std).with_channel(
+        "A",
+        running=False,
+        expected_rate=Decimal(20),
+        expected_since=900.0,
+        unread_command=True,
+    )
+    reading = PumpReading(True, Decimal(20), 47.6)
+    started = apply(CONFIG, starting, Resumed(reading, _at(1000.0)))
+    a = started.channel("A")
+    assert (a.running, a.set_rate) == (True, Decimal(20))
+    assert a.flow == starting.channel("A").flow.with_rate(900.0, Decimal(20))
