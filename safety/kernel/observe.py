@@ -519,8 +519,8 @@ def _priming(
         else None
     )
     actions: tuple[PumpAction, ...] = ()
+    most = PRIME_OVERRUN_SHARE * priming.volume_ml + PRIME_OVERRUN_FLOOR_ML
     if reading.running:
-        most = PRIME_OVERRUN_SHARE * priming.volume_ml + PRIME_OVERRUN_FLOOR_ML
         if s.estopped:  # S12 holds until acknowledged: its stop was lost on the wire
             actions = (StopPump(channel),)
         elif (moved is not None and moved > most) or t - priming.since > PRIME_LONGEST_S:
@@ -542,11 +542,33 @@ def _priming(
             )
     else:
         if moved is not None and c.program is not None:
-            # what the program infused is what reached the patient: the prime went to waste
+            # what the program infused is what reached the patient: the prime went to
+            # waste, up to its bound; beyond it (pushed while nobody saw the pump run, as
+            # a restart finds it) it counts as given, the safe side for the cap (S3)
             program = c.program
+            waste = min(moved, most)
             c = replace(
-                c, program=replace(program, infused_baseline_ml=program.infused_baseline_ml + moved)
+                c, program=replace(program, infused_baseline_ml=program.infused_baseline_ml + waste)
             )
+            drug_program = c.drug_program
+            if moved > most and drug_program is not None:
+                record = s.drugs[drug_program.drug]
+                beyond = moved - waste
+                amount = beyond * float(drug_program.amount_per_ml)
+                history = record.history.with_amount(t, amount, "pushed past its prime")
+                s = replace(
+                    s, drugs={**s.drugs, drug_program.drug: replace(record, history=history)}
+                )
+                s = _alarm(
+                    s,
+                    "prime_overrun",
+                    Reason.RELAY,
+                    Priority.HIGH,
+                    f"the prime of {priming.volume_ml:g} mL stopped after {moved:.2f} mL: the "
+                    f"{beyond:.2f} mL beyond its bound counted as given",
+                    t,
+                    channel,
+                )
         done = moved is None or moved >= PRIME_DONE_SHARE * priming.volume_ml
         present = [a for a in reading.alarms if a != "near_empty"]
         if done and not present:

@@ -367,6 +367,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "test_s4_a_pause_keeps_the_rate_told",
     ),
     Mutant(
+        "S3 a prime pushed past its bound counts",
+        "safety/kernel/observe.py",
+        "            if moved > most and drug_program is not None:",
+        "            if False:",
+        "test_a_prime_found_stopped_far_past_its_bound",
+    ),
+    Mutant(
         "S10 blind repeat",
         "safety/host/core.py",
         (

@@ -247,3 +247,26 @@ def test_a_primes_volume_is_counted_from_the_counter_at_its_start(
     alarm = after.alarms.get("prime_failed", "A")
     assert alarm is not None
     assert alarm.message == "the prime of 2 mL stopped after 1.00 mL: the channel is not primed"
+
+
+def test_a_prime_found_stopped_far_past_its_bound_counts_the_rest_as_given(
+    priming: KernelState,
+) -> None:
+    """A restart finds the prime over, the counter 10 mL on (a pump run on while nobody
+    saw it): up to the bound (3.2 mL of a 2 mL prime) it went to waste; the 6.8 mL beyond
+    are counted as given (108.8 mcg at 16 mcg/mL), the safe side for the cap (S3), with a
+    high alarm. Exactly at the bound nothing is counted."""
+    after, _ = observe(priming, PumpReading(False, Decimal(1200), 10.0), NOW, CONFIG, "A")
+    given = after.history_of("norepinephrine").given_total(NOW.clinical)
+    assert given == pytest.approx(6.8 * 16)
+    alarm = after.alarms.get("prime_overrun", "A")
+    assert alarm is not None and alarm.priority is Priority.HIGH
+    assert alarm.message == (
+        "the prime of 2 mL stopped after 10.00 mL: the 6.80 mL beyond its bound counted as given"
+    )
+    program = after.channel("A").program
+    assert program is not None and program.infused_baseline_ml == pytest.approx(3.2)
+    bound = PRIME_OVERRUN_SHARE * 2.0 + PRIME_OVERRUN_FLOOR_ML
+    at, _ = observe(priming, PumpReading(False, Decimal(1200), bound), NOW, CONFIG, "A")
+    assert at.history_of("norepinephrine").given_total(NOW.clinical) == 0
+    assert at.alarms.get("prime_overrun", "A") is None
