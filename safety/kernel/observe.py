@@ -283,10 +283,15 @@ def count_unseen_delivery(
     excess = measured_ml * per_ml - counted
     if excess <= counted * UNSEEN_TOLERANCE + UNSEEN_FLOOR_ML * per_ml:
         return s
-    record = s.drugs[program.drug]
-    history = record.history.with_amount(t, excess, "delivered while the safety process was down")
-    drugs = {**s.drugs, program.drug: replace(record, history=history)}
-    return replace(s, drugs=drugs)
+    return given_unseen(s, program.drug, t, excess, "delivered while the safety process was down")
+
+
+def given_unseen(s: KernelState, drug: str, t: float, amount: float, why: str) -> KernelState:
+    """``amount`` of ``drug`` reached the patient at ``t`` without a verified rate to
+    explain it: counted at once in its history (S3, the cap: more drug, never less)."""
+    record = s.drugs[drug]
+    history = record.history.with_amount(t, amount, why)
+    return replace(s, drugs={**s.drugs, drug: replace(record, history=history)})
 
 
 def record_history(
@@ -552,13 +557,9 @@ def _priming(
             )
             drug_program = c.drug_program
             if moved > most and drug_program is not None:
-                record = s.drugs[drug_program.drug]
                 beyond = moved - waste
                 amount = beyond * float(drug_program.amount_per_ml)
-                history = record.history.with_amount(t, amount, "pushed past its prime")
-                s = replace(
-                    s, drugs={**s.drugs, drug_program.drug: replace(record, history=history)}
-                )
+                s = given_unseen(s, drug_program.drug, t, amount, "pushed past its prime")
                 s = _alarm(
                     s,
                     "prime_overrun",

@@ -665,13 +665,9 @@ def _resumed(state: KernelState, event: Resumed, config: KernelConfig) -> Kernel
     c = s.channel(channel)
     # told to run and found stopped: the pump stopped by itself while the process was
     # down (an armed standby relieves it, S15); found running: no such stop stands
-    stopped_itself_at = (
-        t
-        if c.expected_running and not reading.running
-        else None
-        if reading.running
-        else c.stopped_itself_at
-    )
+    stopped_itself_at = None if reading.running else c.stopped_itself_at
+    if c.expected_running and not reading.running:
+        stopped_itself_at = t
     seg = s.history_of(c.drug).current if c.drug is not None else None
     was_running = c.running
     now_rate = reading.set_rate_ml_h if reading.running else None

@@ -189,8 +189,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "S15 an own stop seen at a restart",
         REDUCER,
-        "        if c.expected_running and not reading.running",
-        "        if False",
+        "    if c.expected_running and not reading.running:\n        stopped_itself_at = t",
+        "    if False:\n        stopped_itself_at = t",
         "test_a_pump_that_runs_empty_while_the_safety_process_is_down",
     ),
     Mutant(
