@@ -24,6 +24,10 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 #: adjtimex(2) returns TIME_ERROR when the kernel's clock is not synchronised
 _TIME_ERROR = 5
+#: the synchronisation is read from the kernel at most this often (real s)
+SYNC_READ_EVERY_S = 1.0
+#: (when, answer) of the last read, if any
+_LAST_SYNC_READ: list[tuple[float, bool | None]] = []
 
 EvidenceSource = Callable[[Clock, Clock], ClockEvidence]
 
@@ -62,7 +66,19 @@ def _boottime() -> float | None:
 
 def wall_clock_synchronised() -> bool | None:
     """Whether the kernel's clock is synchronised (NTP): ``adjtimex`` with no change asked
-    reads the state; None where it cannot be asked."""
+    reads the state; None where it cannot be asked. Asked again at most once per real
+    second (``SYNC_READ_EVERY_S``): a process on a virtual clock (a simulated cohort) would
+    otherwise make the system call for every simulated minute, while the state itself
+    changes on the scale of minutes of real time."""
+    now = time.monotonic()
+    if _LAST_SYNC_READ and 0 <= now - _LAST_SYNC_READ[0][0] < SYNC_READ_EVERY_S:
+        return _LAST_SYNC_READ[0][1]
+    answer = _read_synchronisation()
+    _LAST_SYNC_READ[:] = [(now, answer)]
+    return answer
+
+
+def _read_synchronisation() -> bool | None:
     adjtimex = _adjtimex()
     if adjtimex is None:
         return None

@@ -9,6 +9,7 @@ DOWN (toward less drug) and never returns more than it was given.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class PumpResolution:
         if ml_per_h <= 0:
             return Fraction(self.smallest_step_ml_h)
         return max(
-            Fraction(10) ** (_decimal_exponent(ml_per_h) - self.significant_digits + 1),
+            _power_of_ten(_decimal_exponent(ml_per_h) - self.significant_digits + 1),
             Fraction(self.smallest_step_ml_h),
         )
 
@@ -61,11 +62,18 @@ class PumpResolution:
 def _decimal_exponent(value: Fraction) -> int:
     """floor(log10(value)) for value > 0, exactly (float log10 is off near powers of ten)."""
     exponent = math.floor(math.log10(value.numerator) - math.log10(value.denominator))
-    while Fraction(10) ** exponent > value:
+    while _power_of_ten(exponent) > value:
         exponent -= 1
-    while Fraction(10) ** (exponent + 1) <= value:
+    while _power_of_ten(exponent + 1) <= value:
         exponent += 1
     return exponent
+
+
+@functools.lru_cache(maxsize=64)
+def _power_of_ten(exponent: int) -> Fraction:
+    """10 ** exponent, exactly: a planner or a closed loop rounds a rate at every decision,
+    and the power is most of that cost; a few exponents cover every pump's range."""
+    return Fraction(10) ** exponent
 
 
 class RateRounding(Protocol):

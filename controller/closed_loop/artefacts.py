@@ -21,9 +21,10 @@ The loop acts on the median of the valid samples of its period, never on one sam
 
 from __future__ import annotations
 
+import bisect
 import enum
-import statistics
 from collections import deque
+from collections.abc import Iterable
 
 from controller.closed_loop.settings import LoopSettings
 from drivers.monitors.base import MapSample
@@ -52,8 +53,8 @@ class SignalFilter:
 
     def __init__(self, settings: LoopSettings) -> None:
         self.settings = settings
-        self._maps: deque[float] = deque(maxlen=MEDIAN_OF)
-        self._pulses: deque[float] = deque(maxlen=PULSE_MEDIAN_OF)
+        self._maps = _RunningMedian(MEDIAN_OF)
+        self._pulses = _RunningMedian(PULSE_MEDIAN_OF)
         self._window: deque[tuple[float, float]] = deque()  # (arrival, MAP) of valid ones
         self._jumps: list[float] = []
         self.last_valid_at: float | None = None
@@ -82,7 +83,7 @@ class SignalFilter:
             window.popleft()
         if not window:
             return None, 0
-        return statistics.median(m for _, m in window), len(window)
+        return _median([m for _, m in window]), len(window)
 
     def silent_for(self, now: float) -> float:
         """Clinical seconds since the last valid sample (inf: never one)."""
@@ -100,13 +101,11 @@ class SignalFilter:
         if pulse is not None:
             if pulse < s.min_pulse_pressure_mmhg:
                 return Verdict.NO_PULSE
-            if len(self._pulses) >= 5 and pulse < s.damped_fraction * statistics.median(
-                self._pulses
-            ):
+            if len(self._pulses) >= 5 and pulse < s.damped_fraction * self._pulses.median():
                 return Verdict.DAMPED
         recent = self.last_valid_at is not None and now - self.last_valid_at <= JUMP_MEMORY_S
         if recent and self._maps:
-            reference = statistics.median(self._maps)
+            reference = self._maps.median()
             if abs(value - reference) > s.max_jump_mmhg:
                 self._jumps.append(value)
                 if len(self._jumps) >= JUMPS_TO_ACCEPT and (
@@ -119,3 +118,44 @@ class SignalFilter:
                 return Verdict.JUMP
         self._jumps.clear()
         return Verdict.VALID
+
+
+def _median(values: Iterable[float]) -> float:
+    """``statistics.median``, the same floats (the mean of the middle two of an even
+    count), without its generality: it runs several times per sample."""
+    return _middle(sorted(values))
+
+
+def _middle(data: list[float]) -> float:
+    """The median of values already in order."""
+    n = len(data)
+    i = n // 2
+    return data[i] if n % 2 else (data[i - 1] + data[i]) / 2
+
+
+class _RunningMedian:
+    """The last ``size`` values, kept also in order of size: each sample is judged against
+    the median of the last ones, and re-sorting them for every sample cost more than the
+    rest of the judgement. The same median as ``_median`` of those values."""
+
+    def __init__(self, size: int) -> None:
+        self._arrived: deque[float] = deque()
+        self._sorted: list[float] = []
+        self._size = size
+
+    def __len__(self) -> int:
+        return len(self._arrived)
+
+    def append(self, value: float) -> None:
+        if len(self._arrived) == self._size:
+            oldest = self._arrived.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+        self._arrived.append(value)
+        bisect.insort(self._sorted, value)
+
+    def clear(self) -> None:
+        self._arrived.clear()
+        self._sorted.clear()
+
+    def median(self) -> float:
+        return _middle(self._sorted)

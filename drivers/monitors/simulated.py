@@ -17,17 +17,18 @@ from firmware_bridge.patient.patient import Patient
 
 
 def sample_of(reading: Reading) -> MapSample:
-    def capped(value: float | None) -> float | None:
-        return None if value is None else min(1000.0, value)
-
     return MapSample(
         reading.seq,
         reading.time,
-        capped(reading.map_mmhg),
-        capped(reading.sys_mmhg),
-        capped(reading.dia_mmhg),
+        _capped(reading.map_mmhg),
+        _capped(reading.sys_mmhg),
+        _capped(reading.dia_mmhg),
         reading.hr_bpm,
     )
+
+
+def _capped(value: float | None) -> float | None:
+    return None if value is None else min(1000.0, value)
 
 
 class SimulatedMonitor:

@@ -87,6 +87,7 @@ from safety.kernel.model import (
     PumpAction,
     PumpNamed,
     PumpReading,
+    Reaction,
     ReadbackReceived,
     Request,
     RequestBody,
@@ -314,6 +315,7 @@ class SafetyCore:
         self._memos: dict[str, PointsMemo] = {}
         #: the last ``next_deadline``: (state, config, clinical time, deadline)
         self._deadline_memo: tuple[KernelState, KernelConfig, float, float | None] | None = None
+        self._tick_memo: tuple[KernelState, KernelConfig, Now, Reaction] | None = None
         #: set by the socket server: serves the requests already waiting, without waiting
         #: for more. Run between two channels' timer exchanges (read-backs, keep-alives),
         #: so an emergency stop or a command waits behind one pump's exchange, not a
@@ -1001,7 +1003,7 @@ class SafetyCore:
             self._due_poll = live + self.timing.poll_period_s
             self.poll()
         else:
-            _, reaction = tick(self.state, now, self.config)
+            reaction = self._tick(now)
             if reaction.actions:
                 self._record(Ticked(now))
                 self._execute(reaction.actions, reaction.cause)
@@ -1042,6 +1044,17 @@ class SafetyCore:
         if self._last_heartbeat is not None and self.state.attached:
             waits.append(self._last_heartbeat + self.timing.heartbeat_timeout_s - live)
         return max(0.0, min(waits))
+
+    def _tick(self, now: Now) -> Reaction:
+        """The kernel's ``tick`` (pure), remembered for one state and clinical instant: a
+        virtual clock's advance services twice at the instant it stops at, with nothing
+        changed between unless a request came in (a new state)."""
+        memo = self._tick_memo
+        if memo is not None and memo[0] is self.state and memo[1] is self.config and memo[2] == now:
+            return memo[3]
+        _, reaction = tick(self.state, now, self.config)
+        self._tick_memo = (self.state, self.config, now, reaction)
+        return reaction
 
     def next_deadline(self, now: Now | None = None) -> float | None:
         """The kernel's ``next_deadline`` for the state as it is at ``now`` (default:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.closed_loop.artefacts import SignalFilter, Verdict
+from controller.closed_loop.artefacts import SignalFilter, Verdict, _RunningMedian
 from controller.closed_loop.limits import Rules
 from controller.closed_loop.loop import (
     NO_ROOM,
@@ -593,3 +594,26 @@ def test_proposals_stay_within_the_rules(make_bench: object) -> None:
     assert Fraction(down) >= bounds.current * Fraction(3, 4)  # S5: 25 % below the top
     capped, _ = rules.propose(Fraction(10), Decimal("0.005"), Decimal("0.055"), True)
     assert capped is not None and capped <= Decimal("0.055")  # the loop's own maximum
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=400.0), max_size=80),
+    st.sets(st.integers(min_value=0, max_value=79), max_size=3),
+)
+def test_the_running_median_is_the_median_of_the_last_values(
+    values: list[float], clears: set[int]
+) -> None:
+    """The filter keeps its last values in order of size as they come and go, and drops
+    them all at a real change of level (``clears``: before those values). Its median is
+    the plain one of those values."""
+    running = _RunningMedian(7)
+    kept: list[float] = []
+    for i, value in enumerate(values):
+        if i in clears:
+            running.clear()
+            kept.clear()
+        running.append(value)
+        kept = [*kept, value][-7:]
+        assert len(running) == len(kept)
+        assert running.median() == statistics.median(kept)

@@ -5,6 +5,7 @@ journal-order tests say so); these tests keep the repeated work from coming back
 from __future__ import annotations
 
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -106,3 +107,47 @@ def test_the_running_check_reads_the_synchronisation_alone_and_journals_a_change
         assert changes[0]["wall_synced"] is True
         assert len(boot_reads) == 1  # the full evidence, for the change journaled
         assert changes[0]["boot_id"] == clock_evidence.boot_id()
+
+
+def test_the_kernels_tick_is_computed_once_per_state_and_instant(
+    library: DrugLibrary, spec: ProgramSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtual clock's advance services twice at the instant it stops at (and a real
+    loop pass may too): the second pass reuses the first's pure result."""
+    with LocalSafety(library=library, timing=TIMING) as link:
+        _infusing(link, spec)
+        calls = _counting(monkeypatch, "safety.host.core.tick", kernel_observe.tick)
+        for _ in range(30):
+            link.advance(30.0)
+        assert len(calls) >= 15
+        # every call kept its arguments alive: no id of a state was reused
+        distinct = {(id(args[0]), args[1]) for args in calls}  # type: ignore[index]
+        assert len(calls) == len(distinct)
+
+
+def test_the_synchronisation_is_asked_of_the_kernel_at_most_once_a_real_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process on a virtual clock checks it every simulated minute, many times a real
+    second; the kernel's answer changes on the scale of real minutes."""
+    asked: list[float] = []
+    real = [100.0]
+    answers = iter([True, False, None])
+
+    def read() -> bool | None:
+        asked.append(real[0])
+        return next(answers)
+
+    monkeypatch.setattr(clock_evidence, "_read_synchronisation", read)
+    monkeypatch.setattr(clock_evidence, "_LAST_SYNC_READ", [])
+    # the module's own clock only (the test process's monotonic clock is left alone)
+    monkeypatch.setattr("safety.clock_evidence.time", SimpleNamespace(monotonic=lambda: real[0]))
+    assert clock_evidence.wall_clock_synchronised() is True
+    real[0] += clock_evidence.SYNC_READ_EVERY_S - 0.001  # just inside the second
+    assert clock_evidence.wall_clock_synchronised() is True
+    assert asked == [100.0]
+    real[0] = 100.0 + clock_evidence.SYNC_READ_EVERY_S  # exactly at it: asked again
+    assert clock_evidence.wall_clock_synchronised() is False
+    real[0] -= 5.0  # a clock that went back is no reason to trust an old answer
+    assert clock_evidence.wall_clock_synchronised() is None
+    assert len(asked) == 3

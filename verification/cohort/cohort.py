@@ -16,6 +16,7 @@ error), never dropped silently.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -178,6 +179,10 @@ def _init_worker(design: Design, library: DrugLibrary, *, forked: bool = True) -
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        # what the worker inherited (modules, the library) lives as long as it does: kept
+        # out of the collector's passes, which otherwise walk it again and again (and
+        # touch, so copy, the parent's pages) while the runs make short-lived objects
+        gc.freeze()
 
 
 def _work(spec: RunSpec) -> RunResult | Failure:
