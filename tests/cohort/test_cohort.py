@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 import cli.commands.cohort as cohort_command
 from cli.main import main
+from controller.errors import Refused
 from controller.journal_plot import PlotUnavailable
 from firmware_bridge.patient.params import Condition
 from safety.library import DrugLibrary, load_library
@@ -289,3 +291,24 @@ def test_the_plots_are_drawn_for_a_small_cohort(library: DrugLibrary, tmp_path: 
         "dose_wandering.png", "map_wandering.png", "metrics.png",
     ]  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in written)
+
+
+@pytest.mark.parametrize("start", ["0.02", "0.019", "0.005"])
+def test_a_start_at_and_below_the_soft_minimum_runs_when_the_protocol_confirms_its_range(
+    library: DrugLibrary, start: str
+) -> None:
+    """``--start-dose`` takes 0.005-0.1; below the library's soft minimum (0.02) the start
+    is one the protocol's confirmed dose range covers, as it covers the arms' changes."""
+    design = Design(seed="t", minutes=1.0, start_dose=Decimal(start))
+    result = run_one(design, RunSpec(0, 1.0, Condition.STABLE, Arm.CLOSED_LOOP), library)
+    given = result.trace[0][2]  # what the pump runs: its rate rounded down, never above
+    assert float(start) * 0.999 <= given <= float(start)
+    assert result.violations == []
+
+
+def test_a_start_below_the_soft_minimum_is_refused_without_the_protocols_confirmation(
+    library: DrugLibrary,
+) -> None:
+    design = Design(seed="t", minutes=1.0, start_dose=Decimal("0.019"), soft_limits_confirmed=False)
+    with pytest.raises(Refused, match=r"below the soft minimum of 0\.02"):
+        run_one(design, RunSpec(0, 1.0, Condition.STABLE, Arm.CLOSED_LOOP), library)

@@ -236,7 +236,7 @@ def run_one(design: Design, spec: RunSpec, library: DrugLibrary) -> RunResult:
             )
         bench.run_for(LEAD_IN_S, arm.step)
         if design.start is Start.ONSET:
-            _start(session, design.start_dose)
+            _start(session, design.start_dose, confirm_soft_limits=design.soft_limits_confirmed)
         else:
             _run_in(bench, params, weight, design)
             patient.vasodilation.wander_start_s = clock.now() - patient.start
@@ -304,8 +304,11 @@ def _close(session: Session) -> None:
         dispatch.setLevel(level)
 
 
-def _start(session: Session, dose: Decimal) -> None:
-    session.start(dose)  # the operator's start (raises Refused if the rules refuse it)
+def _start(session: Session, dose: Decimal, *, confirm_soft_limits: bool) -> None:
+    """The operator's start (raises Refused if the rules refuse it). A start below the
+    soft minimum (``--start-dose`` under 0.02) is one the protocol's confirmation of its
+    dose range covers, as it covers the loop's and the nurse's changes."""
+    session.start(dose, confirm_soft_limits=confirm_soft_limits)
 
 
 def _run_in(
