@@ -41,6 +41,7 @@ from verification.cohort.cohort import (
     run_cohort,
 )
 from verification.cohort.metrics import cohort_medians
+from verification.cohort.oracle import oracle_run
 from verification.cohort.run import Arm, Design, Start
 
 SOURCE = "issue 11"
@@ -53,6 +54,13 @@ VIOLATIONS_GOAL = Goal("<=", 0.0, "violations", SOURCE)
 SPEED_GOAL = Goal("<=", 120.0, "s", SOURCE)
 FULL_PATIENTS = 250
 FULL_MINUTES = 60.0
+#: the oracle's bound is a median over at most this many patients per level
+ORACLE_PATIENTS = 50
+ORACLE_NOTE = (
+    "each patient's own dose for the target, set every tick from the start of the hour, "
+    "no rule between it and the pump: what the patient alone allows any titrator that "
+    "does not overshoot (docs/closed-loop.md, section 8)"
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,9 @@ def measure(
         workers=workers,
         check_interrupt=check_interrupt,
     )
-    figures += _quality(cohort)
+    progress("closed loop: the steady-dose oracle's bound on the same patients")
+    oracle = _oracle_bound(design, min(patients, ORACLE_PATIENTS), cohort.spec.conditions)
+    figures += _quality(cohort, oracle)
     figures.append(_violations(cohort, takeover))
     figures.append(_speed(speed, wall, workers, settings.full, baseline_s))
     context += _context(cohort, takeover, baseline_s, speed)
@@ -129,7 +139,7 @@ def _merge(*parts: CohortResult) -> CohortResult:
     return CohortResult(spec, results, failures, sum(p.real_s for p in parts), first.workers)
 
 
-def _quality(cohort: CohortResult) -> list[Figure]:
+def _quality(cohort: CohortResult, oracle: dict[tuple[float, Condition], float]) -> list[Figure]:
     out: list[Figure] = []
     n = cohort.spec.patients
     for s in cohort.spec.sensitivities:
@@ -162,8 +172,11 @@ def _quality(cohort: CohortResult) -> list[Figure]:
                         "manual: MAP < 90 % of baseline %": mm.get(
                             "below_90pct_baseline", float("nan")
                         ),
+                        "steady-dose oracle (no rules), same patients": oracle.get(
+                            (s, c), float("nan")
+                        ),
                     },
-                    note=f"{n} patients per level",
+                    note=f"{n} patients per level; the oracle: {ORACLE_NOTE}",
                 )
             )
     worst_mdape = _worst(cohort, "mdape")
@@ -191,6 +204,18 @@ def _quality(cohort: CohortResult) -> list[Figure]:
         )
     )
     return out
+
+
+def _oracle_bound(
+    design: Design, patients: int, conditions: tuple[Condition, ...]
+) -> dict[tuple[float, Condition], float]:
+    """Median % time in band of the steady-dose oracle (``verification.cohort.oracle``)
+    per level and condition, on the cohort's first ``patients`` patients."""
+    return {
+        (s, c): statistics.median(oracle_run(design, i, s, c).in_band for i in range(patients))
+        for s in SENSITIVITIES
+        for c in conditions
+    }
 
 
 def _per_level(cohort: CohortResult, key: str) -> dict[str, float]:

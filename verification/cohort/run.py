@@ -49,7 +49,7 @@ from firmware_bridge.patient.params import (
     rng,
 )
 from firmware_bridge.patient.patient import DEFAULT_PERIOD_S, Patient, Scenario
-from firmware_bridge.pump_model import delivered_volume
+from firmware_bridge.pump_model import SimulatedPump, delivered_volume
 from safety.ipc.local import LocalSafety
 from safety.kernel.codec import decode_event
 from safety.kernel.model import ChangeDose
@@ -394,10 +394,14 @@ class _Bench:
         trace.append((round((now - t0) / 60.0, 3), round(map_mmhg, 2), float(dose or 0)))
 
     def _refill(self, tick: float) -> None:
-        pump = self.local.pump
-        snap = pump.snapshot()
-        if snap.remaining_ml < max(1.0, snap.set_rate_ml_h * tick / 3600.0 * REFILL_TICKS):
-            pump.empty_syringe(remaining_ml=snap.syringe.volume_ml)
+        refill_if_low(self.local.pump, tick)
+
+
+def refill_if_low(pump: SimulatedPump, tick: float) -> None:
+    """A full syringe when less than ``REFILL_TICKS`` ticks of drug are left."""
+    snap = pump.snapshot()
+    if snap.remaining_ml < max(1.0, snap.set_rate_ml_h * tick / 3600.0 * REFILL_TICKS):
+        pump.empty_syringe(remaining_ml=snap.syringe.volume_ml)
 
 
 def _delivered_ml(local: LocalSafety, since: float, until: float) -> float:
