@@ -57,9 +57,10 @@ FULL_MINUTES = 60.0
 #: the oracle's bound is a median over at most this many patients per level
 ORACLE_PATIENTS = 50
 ORACLE_NOTE = (
-    "each patient's own dose for the target, set every tick from the start of the hour, "
-    "no rule between it and the pump: what the patient alone allows any titrator that "
-    "does not overshoot (docs/closed-loop.md, section 8)"
+    "the dose that holds the band's top for each patient, set every tick from the start "
+    "of the hour, no rule between it and the pump; stable, a bound for every titrator "
+    "that never gives more than that dose; wandering, a reference (the dose for the target) "
+    "(docs/closed-loop.md, section 8)"
 )
 
 
@@ -118,9 +119,10 @@ def measure(
         workers=workers,
         check_interrupt=check_interrupt,
     )
-    progress("closed loop: the steady-dose oracle's bound on the same patients")
-    oracle = _oracle_bound(design, min(patients, ORACLE_PATIENTS), cohort.spec.conditions)
-    figures += _quality(cohort, oracle)
+    progress("closed loop: the steady-dose oracle on the first patients of each level")
+    oracle_n = min(patients, ORACLE_PATIENTS)
+    oracle = _oracle_bound(design, oracle_n, cohort.spec.conditions)
+    figures += _quality(cohort, oracle, oracle_n)
     figures.append(_violations(cohort, takeover))
     figures.append(_speed(speed, wall, workers, settings.full, baseline_s))
     context += _context(cohort, takeover, baseline_s, speed)
@@ -139,7 +141,9 @@ def _merge(*parts: CohortResult) -> CohortResult:
     return CohortResult(spec, results, failures, sum(p.real_s for p in parts), first.workers)
 
 
-def _quality(cohort: CohortResult, oracle: dict[tuple[float, Condition], float]) -> list[Figure]:
+def _quality(
+    cohort: CohortResult, oracle: dict[tuple[float, Condition], float], oracle_n: int
+) -> list[Figure]:
     out: list[Figure] = []
     n = cohort.spec.patients
     for s in cohort.spec.sensitivities:
@@ -172,9 +176,8 @@ def _quality(cohort: CohortResult, oracle: dict[tuple[float, Condition], float])
                         "manual: MAP < 90 % of baseline %": mm.get(
                             "below_90pct_baseline", float("nan")
                         ),
-                        "steady-dose oracle (no rules), same patients": oracle.get(
-                            (s, c), float("nan")
-                        ),
+                        f"steady-dose oracle, {_oracle_kind(c)} (no rules; first "
+                        f"{oracle_n} patients)": oracle.get((s, c), float("nan")),
                     },
                     note=f"{n} patients per level; the oracle: {ORACLE_NOTE}",
                 )
@@ -206,13 +209,28 @@ def _quality(cohort: CohortResult, oracle: dict[tuple[float, Condition], float])
     return out
 
 
+def _oracle_kind(condition: Condition) -> str:
+    """Stable, the oracle bounds every titrator that never gives more than its dose;
+    wandering, it is only a reference (``verification.cohort.oracle``)."""
+    return "bound" if condition is Condition.STABLE else "reference"
+
+
 def _oracle_bound(
     design: Design, patients: int, conditions: tuple[Condition, ...]
 ) -> dict[tuple[float, Condition], float]:
     """Median % time in band of the steady-dose oracle (``verification.cohort.oracle``)
-    per level and condition, on the cohort's first ``patients`` patients."""
+    per level and condition, on the cohort's first ``patients`` patients (its cost is the
+    patient model's alone, about the speed figure's baseline per run). Stable, aimed at
+    the band's top (the bound); wandering, at the target (a reference: aimed at the top,
+    every fall of the need would leave it above the band)."""
+
+    def aim(condition: Condition) -> float | None:
+        return None if condition is Condition.STABLE else design.target_mmhg
+
     return {
-        (s, c): statistics.median(oracle_run(design, i, s, c).in_band for i in range(patients))
+        (s, c): statistics.median(
+            oracle_run(design, i, s, c, aim_mmhg=aim(c)).in_band for i in range(patients)
+        )
         for s in SENSITIVITIES
         for c in conditions
     }

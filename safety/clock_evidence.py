@@ -64,14 +64,15 @@ def _boottime() -> float | None:
         return None
 
 
-def wall_clock_synchronised() -> bool | None:
+def wall_clock_synchronised(*, max_age_s: float = 0.0) -> bool | None:
     """Whether the kernel's clock is synchronised (NTP): ``adjtimex`` with no change asked
-    reads the state; None where it cannot be asked. Asked again at most once per real
-    second (``SYNC_READ_EVERY_S``): a process on a virtual clock (a simulated cohort) would
-    otherwise make the system call for every simulated minute, while the state itself
-    changes on the scale of minutes of real time."""
+    reads the state; None where it cannot be asked. ``max_age_s``: an answer read that
+    many real seconds ago or less will do (the running check's, ``SYNC_READ_EVERY_S``: a
+    process on a virtual clock checks every simulated minute, many times a real second,
+    while the state changes on the scale of real minutes); evidence to journal reads it
+    fresh (the default), beside a wall time read now."""
     now = time.monotonic()
-    if _LAST_SYNC_READ and 0 <= now - _LAST_SYNC_READ[0][0] < SYNC_READ_EVERY_S:
+    if _LAST_SYNC_READ and 0 <= now - _LAST_SYNC_READ[0][0] < max_age_s:
         return _LAST_SYNC_READ[0][1]
     answer = _read_synchronisation()
     _LAST_SYNC_READ[:] = [(now, answer)]

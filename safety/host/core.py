@@ -41,7 +41,12 @@ from drivers.pumps.base import (
 from firmware_bridge.clock import Clock, OffsetClock
 from firmware_bridge.syringes import Bag, Container
 from safety.alarms import Priority
-from safety.clock_evidence import EvidenceSource, read_evidence, wall_clock_synchronised
+from safety.clock_evidence import (
+    SYNC_READ_EVERY_S,
+    EvidenceSource,
+    read_evidence,
+    wall_clock_synchronised,
+)
 from safety.host.watchdog_device import WatchdogFeeder
 from safety.journal import Journal, JournalDamaged, JournalEntry, salvage, set_aside
 from safety.kernel.codec import encode_event
@@ -1078,7 +1083,10 @@ class SafetyCore:
         after a reboot, the journal's last wall time is evidence only if it was synced."""
         if not self._started:
             return
-        if self.evidence is read_evidence and wall_clock_synchronised() == self._wall_synced:
+        if (
+            self.evidence is read_evidence
+            and wall_clock_synchronised(max_age_s=SYNC_READ_EVERY_S) == self._wall_synced
+        ):
             # this machine's own evidence: its synchronisation is all a check needs (the
             # boot id and the clocks are read when there is a change to journal)
             return

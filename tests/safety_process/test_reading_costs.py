@@ -14,7 +14,7 @@ from safety import clock_evidence
 from safety.host.core import SYNC_CHECK_S, HostTiming
 from safety.ipc.local import LocalSafety
 from safety.kernel import observe as kernel_observe
-from safety.kernel.model import LoadProgram, ProgramSpec, StartInfusion
+from safety.kernel.model import ChangeDose, LoadProgram, ProgramSpec, StartInfusion
 from safety.kernel.replay import replay_journal
 from safety.library import DrugLibrary
 
@@ -85,7 +85,7 @@ def test_the_running_check_reads_the_synchronisation_alone_and_journals_a_change
 ) -> None:
     synced: list[bool | None] = [False]
 
-    def sync() -> bool | None:
+    def sync(*, max_age_s: float = 0.0) -> bool | None:
         return synced[0]
 
     monkeypatch.setattr("safety.clock_evidence.wall_clock_synchronised", sync)
@@ -125,14 +125,16 @@ def test_the_kernels_tick_is_computed_once_per_state_and_instant(
         assert len(calls) == len(distinct)
 
 
-def test_the_synchronisation_is_asked_of_the_kernel_at_most_once_a_real_second(
+def test_the_running_check_asks_the_kernel_at_most_once_a_real_second_evidence_always(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A process on a virtual clock checks it every simulated minute, many times a real
-    second; the kernel's answer changes on the scale of real minutes."""
+    """A process on a virtual clock checks the synchronisation every simulated minute,
+    many times a real second, and the kernel's answer changes on the scale of real
+    minutes: the running check may take an answer up to ``SYNC_READ_EVERY_S`` old.
+    Evidence to journal (beside a wall time read now) always asks afresh."""
     asked: list[float] = []
     real = [100.0]
-    answers = iter([True, False, None])
+    answers = iter([True, False, None, True, False])
 
     def read() -> bool | None:
         asked.append(real[0])
@@ -142,12 +144,40 @@ def test_the_synchronisation_is_asked_of_the_kernel_at_most_once_a_real_second(
     monkeypatch.setattr(clock_evidence, "_LAST_SYNC_READ", [])
     # the module's own clock only (the test process's monotonic clock is left alone)
     monkeypatch.setattr("safety.clock_evidence.time", SimpleNamespace(monotonic=lambda: real[0]))
-    assert clock_evidence.wall_clock_synchronised() is True
-    real[0] += clock_evidence.SYNC_READ_EVERY_S - 0.001  # just inside the second
-    assert clock_evidence.wall_clock_synchronised() is True
+    every = clock_evidence.SYNC_READ_EVERY_S
+
+    def check() -> bool | None:
+        return clock_evidence.wall_clock_synchronised(max_age_s=every)
+
+    assert check() is True
+    real[0] += every - 0.001  # just inside the second
+    assert check() is True
     assert asked == [100.0]
-    real[0] = 100.0 + clock_evidence.SYNC_READ_EVERY_S  # exactly at it: asked again
-    assert clock_evidence.wall_clock_synchronised() is False
+    real[0] = 100.0 + every  # exactly at it: asked again
+    assert check() is False
     real[0] -= 5.0  # a clock that went back is no reason to trust an old answer
-    assert clock_evidence.wall_clock_synchronised() is None
+    assert check() is None
     assert len(asked) == 3
+    assert clock_evidence.wall_clock_synchronised() is True  # fresh, at the same instant
+    assert len(asked) == 4
+
+
+def test_the_remembered_tick_is_asked_again_for_a_new_state_at_the_same_instant(
+    library: DrugLibrary, spec: ProgramSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Remembered for one state: a request served at the same instant (a new state, a
+    rate whose cap or warning may now be due) is judged afresh, never by the old
+    state's reaction."""
+    with LocalSafety(library=library, timing=TIMING) as link:
+        _infusing(link, spec)
+        calls = _counting(monkeypatch, "safety.host.core.tick", kernel_observe.tick)
+        now = link.core.now()
+        first = link.core._tick(now)
+        assert link.core._tick(now) is first
+        assert len(calls) == 1
+        before = link.core.state
+        assert link.request(ChangeDose(Decimal(9))).verdict.accepted
+        assert link.core.state is not before and link.core.now() == now  # the same instant
+        link.core._tick(now)
+        assert len(calls) == 2
+        assert calls[1][0] is link.core.state  # type: ignore[index]
