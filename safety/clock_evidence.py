@@ -24,7 +24,7 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 #: adjtimex(2) returns TIME_ERROR when the kernel's clock is not synchronised
 _TIME_ERROR = 5
-#: the synchronisation is read from the kernel at most this often (real s)
+#: the running check takes an answer about the synchronisation up to this old (real s)
 SYNC_READ_EVERY_S = 1.0
 #: (when, answer) of the last read, if any
 _LAST_SYNC_READ: list[tuple[float, bool | None]] = []

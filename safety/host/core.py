@@ -320,6 +320,7 @@ class SafetyCore:
         self._memos: dict[str, PointsMemo] = {}
         #: the last ``next_deadline``: (state, config, clinical time, deadline)
         self._deadline_memo: tuple[KernelState, KernelConfig, float, float | None] | None = None
+        #: the last ``tick``'s reaction: (state, config, instant, reaction)
         self._tick_memo: tuple[KernelState, KernelConfig, Now, Reaction] | None = None
         #: set by the socket server: serves the requests already waiting, without waiting
         #: for more. Run between two channels' timer exchanges (read-backs, keep-alives),
@@ -1051,8 +1052,8 @@ class SafetyCore:
         return max(0.0, min(waits))
 
     def _tick(self, now: Now) -> Reaction:
-        """The kernel's ``tick`` (pure), remembered for one state and clinical instant: a
-        virtual clock's advance services twice at the instant it stops at, with nothing
+        """The kernel's ``tick`` (pure), remembered for one state and instant (both clocks):
+        a virtual clock's advance services twice at the instant it stops at, with nothing
         changed between unless a request came in (a new state)."""
         memo = self._tick_memo
         if memo is not None and memo[0] is self.state and memo[1] is self.config and memo[2] == now:
