@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import bisect
 import enum
+import statistics
 from collections import deque
-from collections.abc import Iterable
 
 from controller.closed_loop.settings import LoopSettings
 from drivers.monitors.base import MapSample
@@ -83,7 +83,7 @@ class SignalFilter:
             window.popleft()
         if not window:
             return None, 0
-        return _median([m for _, m in window]), len(window)
+        return statistics.median(m for _, m in window), len(window)
 
     def silent_for(self, now: float) -> float:
         """Clinical seconds since the last valid sample (inf: never one)."""
@@ -120,23 +120,11 @@ class SignalFilter:
         return Verdict.VALID
 
 
-def _median(values: Iterable[float]) -> float:
-    """``statistics.median``, the same floats (the mean of the middle two of an even
-    count), without its generality: it runs several times per sample."""
-    return _middle(sorted(values))
-
-
-def _middle(data: list[float]) -> float:
-    """The median of values already in order."""
-    n = len(data)
-    i = n // 2
-    return data[i] if n % 2 else (data[i - 1] + data[i]) / 2
-
-
 class _RunningMedian:
     """The last ``size`` values, kept also in order of size: each sample is judged against
     the median of the last ones, and re-sorting them for every sample cost more than the
-    rest of the judgement. The same median as ``_median`` of those values."""
+    rest of the judgement. The same median as ``statistics.median`` of those values (the
+    mean of the middle two of an even count)."""
 
     def __init__(self, size: int) -> None:
         self._arrived: deque[float] = deque()
@@ -158,4 +146,6 @@ class _RunningMedian:
         self._sorted.clear()
 
     def median(self) -> float:
-        return _middle(self._sorted)
+        data = self._sorted
+        i = len(data) // 2
+        return data[i] if len(data) % 2 else (data[i - 1] + data[i]) / 2

@@ -92,10 +92,11 @@ def _rate_needed(
 
 
 def _run_at(pump: SimulatedPump, rate_ml_h: float) -> None:
-    syringe = pump.snapshot().syringe  # its rate range
+    snap = pump.snapshot()
     if rate_ml_h <= 0:
         pump.stop()
         return
+    syringe = snap.syringe  # its rate range
     pump.set_rate(min(max(rate_ml_h, syringe.min_rate_ml_h), syringe.max_rate_ml_h))
-    if not pump.snapshot().running:
+    if not snap.running:
         pump.start()
